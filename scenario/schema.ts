@@ -1,0 +1,421 @@
+// The scenario: every size, count, address and port of the testbed, as one zod schema.
+// Both backends (the Pulumi program and the local lab) read a parsed Scenario and nothing else.
+// Defaults reproduce the paper (shared reference: Leiter, Matusovits, Bokor 2025).
+import { z } from "zod";
+import { cidrSize, cidrsOverlap, parseCidr, type Cidr, type Family } from "./cidr.js";
+
+export const DATAPLANES = ["iptables", "ebpf"] as const;
+export type Dataplane = (typeof DATAPLANES)[number];
+export const FAMILIES = ["ipv4", "ipv6"] as const;
+
+/** The Pulumi config namespace of every key below ("testbed:dataplane", ...). */
+export const CONFIG_NAMESPACE = "testbed";
+
+/** Service counts of the paper's sweep: 1, then 1000 to 10000 in steps of 1000. */
+export const PAPER_SWEEP = [1, ...Array.from({ length: 10 }, (_, i) => (i + 1) * 1000)];
+
+const cidrText = (family: Family) =>
+  z.string().refine((s) => parseCidr(s)?.family === family, {
+    message: `not an ${family === "ipv4" ? "IPv4" : "IPv6"} CIDR; accepted: e.g. ${
+      family === "ipv4" ? "198.18.0.0/24" : "2001:2:0:1::/64"
+    }`,
+  });
+
+const dualCidr = (v4: string, v6: string) =>
+  z.object({ ipv4: cidrText("ipv4").default(v4), ipv6: cidrText("ipv6").default(v6) }).prefault({});
+
+const count = (min: number) => z.number().int().min(min);
+
+const host = (vcpus: number, ramMiB: number, diskGiB: number, flavor: string) =>
+  z
+    .object({
+      vcpus: count(1).default(vcpus),
+      ramMiB: count(256).default(ramMiB),
+      diskGiB: count(1).default(diskGiB),
+      /** Existing flavor to use when flavors.create is false. */
+      flavor: z.string().min(1).default(flavor),
+    })
+    .prefault({});
+
+const portNumber = z.number().int().min(1).max(65535);
+
+const version = z.string().regex(/^\d+\.\d+\.\d+$/, { message: "not a version; accepted: MAJOR.MINOR.PATCH, e.g. 1.17.18" });
+
+/** A D-ITG traffic profile: one flow of one repetition. */
+const trafficProfile = (p: {
+  protocol: "TCP" | "UDP";
+  meter: "owdm" | "rttm";
+  payloadBytes: number;
+  packetsPerSecond: number;
+}) =>
+  z
+    .object({
+      protocol: z.enum(["TCP", "UDP"]).default(p.protocol),
+      /** D-ITG meter: rttm measures round trips on the sender's clock; owdm needs synchronised clocks. */
+      meter: z.enum(["owdm", "rttm"]).default(p.meter),
+      payloadBytes: z.number().int().min(16).max(64000).default(p.payloadBytes),
+      packetsPerSecond: count(1).default(p.packetsPerSecond),
+    })
+    .prefault({});
+
+export const scenarioSchema = z
+  .object({
+    /** Which Service dataplane the cluster runs: kube-proxy in iptables mode, or Cilium's kube-proxy replacement. */
+    dataplane: z.enum(DATAPLANES),
+    /** How many scaled Services the stack deploys (one step of the sweep). */
+    services: count(0).default(1),
+    /** Optional: run D-ITG from the stack and export its summary as the output `measurement`. */
+    measure: z
+      .object({
+        profile: z.enum(["throughput", "latency"]),
+        family: z.enum(FAMILIES).default("ipv4"),
+        runs: count(1).max(1000).default(1),
+        /** Change it to re-run the measurement without changing anything else. */
+        runId: z.string().min(1).max(64).regex(/^[A-Za-z0-9._-]+$/, { message: "accepted: letters, digits, '.', '_' and '-'" }),
+      })
+      .optional(),
+
+    /** CIDR from which SSH to the bastion is allowed: your workstation or VPN, never the whole Internet. */
+    adminCidr: z.string({ error: "missing; set it with `pulumi config set testbed:adminCidr <your-ip>/32`" }),
+    /** OpenSSH public key installed on every host. */
+    sshPublicKey: z
+      .string({ error: "missing; set it with `pulumi config set testbed:sshPublicKey \"$(cat ~/.ssh/id_ed25519.pub)\"`" })
+      .regex(/^(ssh-(ed25519|rsa)|ecdsa-sha2-nistp(256|384|521)) [A-Za-z0-9+/=]+( .*)?$/, {
+        message: "not an OpenSSH public key; accepted: one line such as `ssh-ed25519 AAAA... user@host`",
+      }),
+
+    families: z
+      .array(z.enum(FAMILIES))
+      .min(1, { message: "empty; accepted: [\"ipv4\"], [\"ipv6\"] or [\"ipv4\", \"ipv6\"]" })
+      .refine((f) => new Set(f).size === f.length, { message: "lists a family twice" })
+      .default(["ipv4", "ipv6"]),
+    /** Rate cap of every link on the measured path in Mbit/s; 0 turns the cap off. */
+    linkMbps: z.number().min(0).max(100_000).default(500),
+
+    sweep: z
+      .object({
+        services: z
+          .array(count(0))
+          .min(1)
+          .refine((s) => s.every((n, i) => i === 0 || n > s[i - 1]!), { message: "must be strictly increasing" })
+          .default(PAPER_SWEEP),
+        runs: count(1).default(100),
+        flowSeconds: z.number().min(1).max(3600).default(30),
+        /** Seeds NodePort assignment, step order and bootstrap resampling. */
+        seed: count(0).default(2025),
+      })
+      .prefault({}),
+
+    traffic: z
+      .object({
+        // 64000-byte messages at 2000/s offer ~1 Gbit/s, above the 500 Mbit/s cap: the link decides.
+        throughput: trafficProfile({ protocol: "TCP", meter: "owdm", payloadBytes: 64000, packetsPerSecond: 2000 }),
+        latency: trafficProfile({ protocol: "UDP", meter: "rttm", payloadBytes: 512, packetsPerSecond: 1000 }),
+      })
+      .prefault({}),
+
+    hosts: z
+      .object({
+        client: host(1, 2048, 20, "m1.small"),
+        router: host(1, 2048, 20, "m1.small"),
+        master: host(2, 4096, 40, "m1.medium"),
+        worker: host(2, 4096, 40, "m1.medium"),
+        bastion: host(1, 2048, 20, "m1.small"),
+      })
+      .prefault({}),
+
+    flavors: z
+      .object({
+        /** Create the flavors (admin rights) instead of using the existing ones named in `hosts`. */
+        create: z.boolean().default(false),
+        /** The paper's per-vCPU clock cap, applied as a CPU quota when flavors are created. */
+        cpuCapMHz: count(100).default(1500),
+        /** Clock of the compute hosts; needed to turn cpuCapMHz into a quota. */
+        hostCpuMHz: count(100).optional(),
+        cpuPeriodUs: count(1000).max(1_000_000).default(100_000),
+      })
+      .prefault({}),
+
+    openstack: z
+      .object({
+        image: z.string().min(1).default("ubuntu-20.04"),
+        /** Kernel and cgroup layout of the image: they decide which Cilium and kubelet can run. */
+        imageKernel: z.string().regex(/^\d+\.\d+$/, { message: "accepted: MAJOR.MINOR, e.g. 5.4" }).default("5.4"),
+        imageCgroup: z.enum(["v1", "v2"]).default("v1"),
+        sshUser: z.string().min(1).default("ubuntu"),
+        externalNetwork: z.string().min(1).default("public"),
+        availabilityZone: z.string().min(1).optional(),
+        dnsNameservers: z.array(z.string()).default([]),
+      })
+      .prefault({}),
+
+    network: z
+      .object({
+        client: dualCidr("198.18.0.0/24", "2001:2:0:10::/64"),
+        datacenter: dualCidr("198.18.1.0/24", "2001:2:0:20::/64"),
+        management: dualCidr("198.19.0.0/24", "2001:2:0:30::/64"),
+      })
+      .prefault({}),
+
+    kubernetes: z
+      .object({
+        // 1.32 is the newest line that Cilium 1.17 is tested against and that runs on cgroup v1 untold.
+        version: version.default("1.32.9"),
+        /** kube-apiserver --service-node-port-range, inclusive at both ends. */
+        nodePortRange: z
+          .string()
+          .regex(/^\d+-\d+$/, { message: "accepted: LOW-HIGH, e.g. 30000-32767" })
+          .default("30000-32767"),
+        podSubnets: dualCidr("10.244.0.0/16", "fd00:10:244::/56"),
+        serviceSubnets: dualCidr("10.96.0.0/16", "fd00:10:96::/112"),
+        /** Only for kubelet >= 1.35 on a cgroup v1 image: set false to let kubelet start anyway. */
+        failCgroupV1: z.boolean().optional(),
+      })
+      .prefault({}),
+
+    cilium: z.object({ version: version.default("1.17.18") }).prefault({}),
+
+    receiver: z
+      .object({
+        image: z.string().min(1).default("docker.io/library/debian:bookworm-slim"),
+        namespace: z.string().regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/).default("ditg"),
+        /** ITGRecv's TCP signaling port inside the pod. */
+        signalingPort: portNumber.default(9000),
+        signalingNodePort: portNumber.default(30900),
+        /** Data port: pod port, Service port and NodePort are this one number (D-ITG names it in signaling). */
+        dataPort: portNumber.default(31000),
+      })
+      .prefault({}),
+
+    workloads: z
+      .object({
+        namespace: z.string().regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/).default("scale"),
+      })
+      .prefault({}),
+  })
+  .superRefine((s, ctx) => crossChecks(s, ctx));
+
+export type ScenarioInput = z.input<typeof scenarioSchema>;
+export type Scenario = z.output<typeof scenarioSchema>;
+
+export interface NodePortRange {
+  readonly low: number;
+  readonly high: number;
+}
+
+export function nodePortRange(s: Pick<Scenario, "kubernetes">): NodePortRange {
+  const [low, high] = s.kubernetes.nodePortRange.split("-").map(Number) as [number, number];
+  return { low, high };
+}
+
+/** NodePort numbers the D-ITG receiver holds (signaling and data); scaled Services get the rest. */
+export function receiverNodePorts(s: Pick<Scenario, "receiver">): number[] {
+  return [s.receiver.signalingNodePort, s.receiver.dataPort];
+}
+
+/**
+ * How many scaled Services the cluster can hold.
+ * ClusterIPs: every Service takes one per family; the allocator skips the block's first and last
+ * address, and three more go to `kubernetes`, kube-dns and the receiver.
+ * NodePorts: the range less the receiver's own; Services beyond it are ClusterIP, as in the paper.
+ */
+export function serviceCapacity(s: Pick<Scenario, "kubernetes" | "families" | "receiver">): {
+  nodePort: number;
+  clusterIp: number;
+} {
+  const { low, high } = nodePortRange(s);
+  const clusterIp = Math.min(
+    ...s.families.map((f) => {
+      const c = parseCidr(s.kubernetes.serviceSubnets[f]);
+      if (!c) return 0;
+      const usable = cidrSize(c) - 2n - 3n;
+      return Number(usable > BigInt(Number.MAX_SAFE_INTEGER) ? BigInt(Number.MAX_SAFE_INTEGER) : usable);
+    }),
+  );
+  return { nodePort: Math.max(0, high - low + 1 - receiverNodePorts(s).length), clusterIp };
+}
+
+function versionAtLeast(v: string, major: number, minor: number): boolean {
+  const [a, b] = v.split(".").map(Number) as [number, number];
+  return a > major || (a === major && b >= minor);
+}
+
+type RefineCtx = z.RefinementCtx<Scenario>;
+
+function crossChecks(s: Scenario, ctx: RefineCtx): void {
+  const issue = (path: (string | number)[], message: string) => ctx.addIssue({ code: "custom", path, message });
+
+  // Admin access: the only door into the testbed.
+  const admin = parseCidr(s.adminCidr);
+  if (!admin) {
+    issue(["adminCidr"], "not a CIDR; accepted: the address block of your workstation or VPN, e.g. 203.0.113.7/32 or 2001:db8::/64");
+  } else if (admin.prefix === 0) {
+    issue(["adminCidr"], "opens SSH to the whole Internet; accepted: a block with a prefix length above 0, e.g. 203.0.113.7/32");
+  }
+
+  // Every internal block must be distinct: a route or a security-group rule cannot tell overlapping ones apart.
+  const blocks: { path: (string | number)[]; cidr: Cidr }[] = [];
+  for (const [group, pair] of [
+    ["network.client", s.network.client],
+    ["network.datacenter", s.network.datacenter],
+    ["network.management", s.network.management],
+    ["kubernetes.podSubnets", s.kubernetes.podSubnets],
+    ["kubernetes.serviceSubnets", s.kubernetes.serviceSubnets],
+  ] as const) {
+    for (const f of FAMILIES) {
+      const cidr = parseCidr(pair[f]);
+      if (cidr) blocks.push({ path: [...group.split("."), f], cidr });
+    }
+  }
+  for (let i = 0; i < blocks.length; i++) {
+    for (let j = i + 1; j < blocks.length; j++) {
+      if (cidrsOverlap(blocks[i]!.cidr, blocks[j]!.cidr)) {
+        issue(
+          blocks[j]!.path,
+          `overlaps testbed:${blocks[i]!.path.join(".")} (${blocks[i]!.cidr.text}); accepted: a block disjoint from every other network, pod and service block`,
+        );
+      }
+    }
+  }
+
+  // NodePort range and the receiver's ports inside it.
+  const m = /^(\d+)-(\d+)$/.exec(s.kubernetes.nodePortRange);
+  if (m) {
+    const [low, high] = [Number(m[1]), Number(m[2])];
+    if (low < 1 || high > 65535 || low > high) {
+      issue(["kubernetes", "nodePortRange"], "accepted: LOW-HIGH with 1 <= LOW <= HIGH <= 65535, e.g. 30000-32767");
+    } else {
+      for (const key of ["signalingNodePort", "dataPort"] as const) {
+        const port = s.receiver[key];
+        if (port < low || port > high) {
+          issue(["receiver", key], `is outside the NodePort range ${low}-${high}; accepted: a port inside it`);
+        }
+      }
+      if (s.receiver.signalingNodePort === s.receiver.dataPort) {
+        issue(["receiver", "dataPort"], "equals receiver.signalingNodePort; accepted: two different ports");
+      }
+      const cap = serviceCapacity(s);
+      const largest = Math.max(s.services, ...s.sweep.services);
+      if (largest > cap.clusterIp) {
+        const path = s.services > cap.clusterIp ? ["services"] : ["sweep", "services"];
+        issue(
+          path,
+          `asks for ${largest} Services but the service subnets hold ${cap.clusterIp} (NodePort: ${cap.nodePort}, the rest ClusterIP); accepted: at most ${cap.clusterIp}, or widen testbed:kubernetes.serviceSubnets`,
+        );
+      }
+    }
+  }
+
+  // Versions that cannot boot on the image.
+  const kernel = s.openstack.imageKernel.split(".").map(Number) as [number, number];
+  const kernelAtLeast = (a: number, b: number) => kernel[0] > a || (kernel[0] === a && kernel[1] >= b);
+  if (versionAtLeast(s.cilium.version, 1, 18) && !kernelAtLeast(5, 10)) {
+    issue(
+      ["cilium", "version"],
+      `needs kernel >= 5.10 but the image has ${s.openstack.imageKernel}; accepted: a 1.17.x version, or state a newer kernel in testbed:openstack.imageKernel (e.g. the Ubuntu 20.04 HWE kernel 5.15)`,
+    );
+  }
+  if (!versionAtLeast(s.cilium.version, 1, 16)) {
+    issue(["cilium", "version"], "is older than 1.16 (kubeProxyReplacement true/false); accepted: 1.16.x or 1.17.x on kernel 5.4");
+  }
+  if (versionAtLeast(s.kubernetes.version, 1, 35) && s.openstack.imageCgroup === "v1" && s.kubernetes.failCgroupV1 !== false) {
+    issue(
+      ["kubernetes", "version"],
+      "kubelet 1.35 and later refuses cgroup v1, which the image uses; accepted: a version up to 1.34.x, or set testbed:kubernetes.failCgroupV1 to false, or state testbed:openstack.imageCgroup v2",
+    );
+  }
+  if (!versionAtLeast(s.kubernetes.version, 1, 31)) {
+    issue(["kubernetes", "version"], "is older than 1.31 (kubeadm v1beta4 configuration); accepted: 1.31.x or later");
+  }
+
+  if (s.flavors.create && s.flavors.hostCpuMHz === undefined) {
+    issue(
+      ["flavors", "hostCpuMHz"],
+      `missing; with flavors.create the ${s.flavors.cpuCapMHz} MHz cap becomes a CPU quota relative to the compute hosts' clock; accepted: their clock in MHz, e.g. 3000`,
+    );
+  }
+  if (s.flavors.hostCpuMHz !== undefined && s.flavors.cpuCapMHz > s.flavors.hostCpuMHz) {
+    issue(["flavors", "cpuCapMHz"], `is above hostCpuMHz (${s.flavors.hostCpuMHz}); accepted: at most the host clock`);
+  }
+  if (s.measure && !s.families.includes(s.measure.family)) {
+    issue(["measure", "family"], `is not in testbed:families (${s.families.join(", ")}); accepted: one of them`);
+  }
+}
+
+/** Bad configuration, with one line per problem naming the key, the value and what is accepted. */
+export class ScenarioError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`invalid testbed configuration:\n${problems.map((p) => `  - ${p}`).join("\n")}`);
+    this.name = "ScenarioError";
+  }
+}
+
+function valueAt(input: unknown, path: PropertyKey[]): unknown {
+  let v: unknown = input;
+  for (const k of path) {
+    if (v === null || typeof v !== "object") return undefined;
+    v = (v as Record<PropertyKey, unknown>)[k];
+  }
+  return v;
+}
+
+function describeAccepted(issue: z.core.$ZodIssue): string {
+  switch (issue.code) {
+    case "invalid_value":
+      return `accepted: ${issue.values.map((v) => JSON.stringify(v)).join(" or ")}`;
+    case "invalid_type":
+      return issue.message.startsWith("missing") ? issue.message : `accepted: a ${issue.expected}`;
+    case "too_small":
+      return `accepted: ${issue.origin === "array" ? "a list with at least" : issue.origin === "string" ? "at least" : "a number >="} ${String(issue.minimum)}${issue.origin === "array" ? " entries" : issue.origin === "string" ? " characters" : ""}`;
+    case "too_big":
+      return `accepted: ${issue.origin === "array" ? "a list with at most" : "a number <="} ${String(issue.maximum)}`;
+    case "unrecognized_keys":
+      return `unknown key(s) ${issue.keys.join(", ")}; see the README for the keys of each setting`;
+    default:
+      return issue.message;
+  }
+}
+
+function describeIssue(issue: z.core.$ZodIssue, input: unknown): string {
+  const key = `${CONFIG_NAMESPACE}:${issue.path.map(String).join(".")}`;
+  const value = valueAt(input, issue.path);
+  const got = value === undefined ? "" : ` ${JSON.stringify(value)}`;
+  if (issue.code === "invalid_type" && value === undefined) {
+    return `${key}: ${issue.message.startsWith("missing") ? issue.message : "missing"}`;
+  }
+  if (issue.code === "invalid_type" && typeof value === "number" && issue.expected === "int") {
+    return `${key}:${got} is not a whole number; accepted: an integer`;
+  }
+  if (issue.code === "custom" || issue.code === "invalid_format") {
+    const m = issue.message;
+    if (m.startsWith("not ")) return `${key}:${got} is ${m}`;
+    if (m.startsWith("accepted")) return `${key}:${got} is not accepted; ${m}`;
+    return `${key}:${got} ${m}`;
+  }
+  return `${key}:${got} is not accepted; ${describeAccepted(issue)}`;
+}
+
+/** Parses raw config (plain objects, as Pulumi config or a test gives them) into a Scenario, or throws ScenarioError. */
+export function parseScenario(raw: unknown): Scenario {
+  const result = scenarioSchema.safeParse(raw);
+  if (result.success) return result.data;
+  throw new ScenarioError(result.error.issues.map((i) => describeIssue(i, raw)));
+}
+
+/** The config keys a user must replace before `pulumi up`: the committed stack files carry placeholders. */
+export const PLACEHOLDERS = {
+  adminCidr: "192.0.2.0/24",
+  sshPublicKey: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPLACEHOLDERREPLACEWITHYOURKEYxxxxxxxxxxxxxx replace-me",
+} as const;
+
+/** Keys still holding a documentation placeholder. */
+export function placeholdersIn(s: Pick<Scenario, "adminCidr" | "sshPublicKey">): string[] {
+  const doc4 = ["192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24"].map((t) => parseCidr(t)!);
+  const admin = parseCidr(s.adminCidr);
+  const keys: string[] = [];
+  if (admin && (doc4.some((d) => cidrsOverlap(d, admin)) || (admin.family === "ipv6" && cidrsOverlap(parseCidr("2001:db8::/32")!, admin)))) {
+    keys.push(`${CONFIG_NAMESPACE}:adminCidr`);
+  }
+  if (s.sshPublicKey === PLACEHOLDERS.sshPublicKey) keys.push(`${CONFIG_NAMESPACE}:sshPublicKey`);
+  return keys;
+}
