@@ -1,0 +1,65 @@
+// Shapes shared by the measurement pipeline: what a decoded log says, what one run is,
+// and what a backend (the cloud lab or the local lab) must do for the campaign runner.
+import type { Dataplane } from "../scenario/schema.js";
+import type { Family } from "../scenario/cidr.js";
+
+/** ITGDec's summary fields of one flow (or of all flows), in ITGDec's units, plus delay percentiles. */
+export interface FlowSummary {
+  readonly packets: number;
+  readonly bytes: number;
+  /** Last receive time minus first receive time, seconds. */
+  readonly durationS: number;
+  readonly delayMinS: number;
+  readonly delayMaxS: number;
+  readonly delayMeanS: number;
+  /** Population standard deviation, as ITGDec prints it. */
+  readonly delayStdS: number;
+  /** Mean absolute difference of consecutive delays. */
+  readonly jitterS: number;
+  readonly bitrateKbps: number;
+  readonly packetRate: number;
+  /** Packets missing by sequence number. */
+  readonly dropped: number;
+  readonly p50S: number;
+  readonly p90S: number;
+  readonly p99S: number;
+  readonly p999S: number;
+}
+
+/** Which traffic profile a run uses (see scenario `traffic`). */
+export type Profile = "throughput" | "latency";
+
+/** One planned repetition; its id is derived from these fields alone, so a resumed campaign finds it again. */
+export interface RunKey {
+  readonly dataplane: Dataplane;
+  readonly family: Family;
+  readonly profile: Profile;
+  readonly services: number;
+  /** 0-based repetition index within its step. */
+  readonly repetition: number;
+}
+
+/** What a backend hands back after one flow: where the log is and what the sender printed. */
+export interface FlowOutcome {
+  /** Path of the binary D-ITG log to decode (receiver log for one-way, sender log for rttm). */
+  readonly logPath: string;
+  readonly senderOutput: string;
+  readonly startedAt: Date;
+  readonly endedAt: Date;
+}
+
+/**
+ * A place where the experiment runs. The campaign runner calls prepare() for each
+ * (dataplane, Service count) step, then runFlow() per repetition, and teardown() at the end.
+ */
+export interface Backend {
+  readonly name: string;
+  /** Bring the dataplane to the given mode and Service count; returns when rules or maps are in place. */
+  prepare(step: { dataplane: Dataplane; services: number }): Promise<void>;
+  /** Run one D-ITG flow for the key and return its log. Throws on transport failure. */
+  runFlow(key: RunKey, flow: { logName: string; durationS: number }): Promise<FlowOutcome>;
+  /** True when the receiver answers; restartReceiver() brings it back. */
+  receiverAlive(): Promise<boolean>;
+  restartReceiver(): Promise<void>;
+  teardown(): Promise<void>;
+}
