@@ -63,3 +63,21 @@ export interface Backend {
   restartReceiver(): Promise<void>;
   teardown(): Promise<void>;
 }
+
+/** One finished (or finally failed) repetition as the store keeps it. */
+export interface RunResult extends RunKey {
+  /** Deterministic id derived from the campaign and the RunKey. */
+  readonly runId: string;
+  readonly status: "ok" | "failed";
+  /** Why a failed run failed (sender error text, too few records, ...). */
+  readonly failure?: string;
+  /** Decoded summary of the run's log; absent for failed runs. */
+  readonly summary?: FlowSummary;
+  /** Achieved send rate over the flow, Kbit/s (throughput runs: what the link carried). */
+  readonly achievedKbps?: number;
+  /** HDR histogram of per-packet delays (hdr-histogram-js, compressed base64; unit documented in measure/ditg-log.ts). */
+  readonly histogram?: string;
+  readonly retries: number;
+  readonly startedAt: string;
+  readonly endedAt: string;
+}
