@@ -1,0 +1,12 @@
+// Pulumi entry: load and validate the scenario, build the testbed, export what users need.
+import { loadConfig } from "./config.js";
+import { Testbed } from "./testbed.js";
+
+const { scenario, sshPrivateKey } = loadConfig();
+const testbed = new Testbed("testbed", { scenario, sshPrivateKey });
+
+/** The Service dataplane of this stack: "iptables" (kube-proxy) or "ebpf" (Cilium kube-proxy replacement). */
+export const dataplane = scenario.dataplane;
+/** How many scaled Services the stack deploys. */
+export const services = scenario.services;
+export const testbedUrn = testbed.urn;

@@ -1,0 +1,174 @@
+// Runs the real Pulumi program against a mocked engine: no CLI, no cloud. Used by `testbed plan`,
+// `testbed diff` and the tests. Provider-computed fields that the program reads (addresses, command
+// output) are filled in here, so the program's own apply() code runs as it would in a deployment.
+import * as path from "node:path";
+import { pathToFileURL } from "node:url";
+import * as pulumi from "@pulumi/pulumi";
+import { parse as parseYaml } from "yaml";
+import { OFFLINE_ENV } from "./config.js";
+import { mockCommandStdout } from "./offline-fixtures.js";
+
+export interface PlannedResource {
+  readonly type: string;
+  readonly name: string;
+  /** Inputs as the engine received them; secret values are wrapped as { "$secret": value }. */
+  readonly inputs: Record<string, unknown>;
+}
+
+export interface OfflineRun {
+  readonly stack: string;
+  readonly resources: PlannedResource[];
+  /** Stack outputs (the program's exports), secrets wrapped as { "$secret": value }. */
+  readonly outputs: Record<string, unknown>;
+}
+
+const SIG_KEY = "4dabf18193072939515e22adb298388d";
+const SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270";
+
+/**
+ * Replaces the engine's secret envelopes by { "$secret": value } so callers can find and redact them,
+ * and string assets by { "$text": content } (the file a CopyToRemote would upload).
+ */
+async function plainInputs(value: unknown): Promise<unknown> {
+  if (value instanceof Promise) return plainInputs(await value);
+  if (Array.isArray(value)) return Promise.all(value.map(plainInputs));
+  if (value && typeof value === "object") {
+    const obj = value as Record<string, unknown>;
+    if (obj[SIG_KEY] === SECRET_SIG) return { $secret: await plainInputs(obj.value) };
+    if (obj.__pulumiAsset === true && "text" in obj) return { $text: await (obj.text as Promise<string> | string) };
+    const entries = await Promise.all(Object.entries(obj).map(async ([k, v]) => [k, await plainInputs(v)] as const));
+    return Object.fromEntries(entries);
+  }
+  return value;
+}
+
+/** Deterministic fake addresses, from documentation ranges, for fields the cloud would compute. */
+let addressCounter = 10;
+function computedState(type: string, name: string, inputs: Record<string, unknown>): Record<string, unknown> {
+  switch (type) {
+    case "openstack:networking/floatingIp:FloatingIp":
+      return { address: `203.0.113.${addressCounter++}` };
+    case "openstack:networking/port:Port": {
+      const fixed = (inputs.fixedIps as { ipAddress?: string }[] | undefined) ?? [];
+      const given = fixed.map((f) => f.ipAddress).filter((a): a is string => typeof a === "string");
+      return { allFixedIps: given.length > 0 ? given : [`192.0.2.${addressCounter++}`], macAddress: "fa:16:3e:00:00:01" };
+    }
+    case "openstack:compute/instance:Instance":
+      return { accessIpV4: `192.0.2.${addressCounter++}` };
+    case "openstack:compute/keypair:Keypair":
+      return { fingerprint: "00:11:22:33:44:55:66:77:88:99:aa:bb:cc:dd:ee:ff" };
+    case "command:remote:Command":
+    case "command:local:Command":
+      return { stdout: mockCommandStdout(name, inputs), stderr: "" };
+    default:
+      return {};
+  }
+}
+
+/** Project- and stack-level config of a stack, as the CLI would merge it (stack wins). */
+export function readStackConfig(projectDir: string, stack: string, readFile: (p: string) => string): {
+  values: Record<string, string>;
+  secretKeys: string[];
+} {
+  const project = parseYaml(readFile(path.join(projectDir, "Pulumi.yaml"))) as { config?: Record<string, { value?: unknown }> };
+  let stackText: string;
+  try {
+    stackText = readFile(path.join(projectDir, `Pulumi.${stack}.yaml`));
+  } catch {
+    throw new Error(`stack "${stack}": no file Pulumi.${stack}.yaml in ${projectDir}; accepted: a stack with a committed stack file (iptables, ebpf)`);
+  }
+  const stackConfig = ((parseYaml(stackText) as { config?: Record<string, unknown> } | null)?.config ?? {}) as Record<string, unknown>;
+  const values: Record<string, string> = {};
+  const secretKeys: string[] = [];
+  const put = (key: string, v: unknown) => {
+    if (v && typeof v === "object" && "secure" in (v as object)) {
+      // Encrypted values cannot be read offline; the program sees a marked stand-in.
+      values[key] = "offline-stand-in-for-an-encrypted-value";
+      secretKeys.push(key);
+      return;
+    }
+    values[key] = typeof v === "string" ? v : JSON.stringify(v);
+  };
+  for (const [key, spec] of Object.entries(project.config ?? {})) {
+    if (spec && typeof spec === "object" && "value" in spec) put(key, spec.value);
+  }
+  for (const [key, v] of Object.entries(stackConfig)) put(key, v);
+  return { values, secretKeys };
+}
+
+export interface OfflineOptions {
+  readonly stack: string;
+  /** Full config keys ("testbed:services") to their string values, as `pulumi config` stores them. */
+  readonly config: Record<string, string>;
+  readonly secretKeys?: readonly string[];
+  /** The program's entry module; defaults to infra/index.ts. */
+  readonly program?: string;
+}
+
+const DEFAULT_PROGRAM = path.join(path.dirname(new URL(import.meta.url).pathname), "index.ts");
+
+/**
+ * Runs the program once in this process. Pulumi's runtime state is global, so a process runs one
+ * stack: `testbed diff` runs each stack in a child process.
+ */
+export async function runOffline(opts: OfflineOptions): Promise<OfflineRun> {
+  const resources: PlannedResource[] = [];
+  process.env[OFFLINE_ENV] = "1";
+  // Offline runs never hold the real private key; a stand-in keeps remote commands declarable.
+  const config = { "testbed:sshPrivateKey": "offline-stand-in-private-key", ...opts.config };
+  const secretKeys = [...new Set(["testbed:sshPrivateKey", ...(opts.secretKeys ?? [])])];
+  await pulumi.runtime.setMocks(
+    {
+      async newResource(args) {
+        const inputs = (await plainInputs(args.inputs)) as Record<string, unknown>;
+        resources.push({ type: args.type, name: args.name, inputs });
+        return { id: `${args.name}-id`, state: { ...args.inputs, ...computedState(args.type, args.name, inputs) } };
+      },
+      call(args) {
+        return args.inputs;
+      },
+    },
+    "dataplane-testbed",
+    opts.stack,
+    false,
+  );
+  pulumi.runtime.setAllConfig(config, secretKeys as string[]);
+  const program = (await import(pathToFileURL(opts.program ?? DEFAULT_PROGRAM).href)) as Record<string, unknown>;
+  const outputs: Record<string, unknown> = {};
+  for (const [name, value] of Object.entries(program)) {
+    outputs[name] = await settle(value);
+  }
+  await (pulumi.runtime as unknown as { waitForRPCs(): Promise<void> }).waitForRPCs();
+  return { stack: opts.stack, resources, outputs };
+}
+
+/** Resolves an exported value (Output, promise or plain) to plain data, wrapping secrets. */
+async function settle(value: unknown): Promise<unknown> {
+  if (pulumi.Output.isInstance(value)) {
+    const output = value as pulumi.Output<unknown>;
+    const [plain, secret] = await Promise.all([
+      new Promise<unknown>((resolve) => output.apply((v) => resolve(v))),
+      (output as unknown as { isSecret: Promise<boolean> }).isSecret,
+    ]);
+    const settled = await settle(plain);
+    return secret ? { $secret: settled } : settled;
+  }
+  if (value instanceof Promise) return settle(await value);
+  if (Array.isArray(value)) return Promise.all(value.map(settle));
+  if (value && typeof value === "object" && !(value instanceof pulumi.Resource)) {
+    const entries = await Promise.all(Object.entries(value).map(async ([k, v]) => [k, await settle(v)] as const));
+    return Object.fromEntries(entries);
+  }
+  return value;
+}
+
+/** Replaces every { "$secret": value } by the string "[secret]". */
+export function redactSecrets(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(redactSecrets);
+  if (value && typeof value === "object") {
+    const obj = value as Record<string, unknown>;
+    if (Object.keys(obj).length === 1 && "$secret" in obj) return "[secret]";
+    return Object.fromEntries(Object.entries(obj).map(([k, v]) => [k, redactSecrets(v)]));
+  }
+  return value;
+}
