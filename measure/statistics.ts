@@ -1,0 +1,317 @@
+// Statistics for comparing two dataplanes over repeated runs: descriptive summaries, a seeded
+// percentile bootstrap of a ratio, the Mann-Whitney U test with effect sizes, and Holm's correction.
+// Every function is pure; randomness comes only from a seed.
+import {
+  errorFunction,
+  interquartileRange,
+  max,
+  mean,
+  median,
+  min,
+  quantileSorted,
+  sampleStandardDeviation,
+  wilcoxonRankSum,
+} from "simple-statistics";
+import { unsafeUniformIntDistribution, xoroshiro128plus } from "pure-rand";
+
+/** The paper's five statistics plus tail and quartile points of one sample. */
+export interface Description {
+  readonly n: number;
+  readonly min: number;
+  readonly max: number;
+  readonly mean: number;
+  readonly median: number;
+  /** Sample standard deviation (divisor n - 1); NaN when n < 2. */
+  readonly std: number;
+  readonly p25: number;
+  readonly p75: number;
+  readonly p99: number;
+  readonly p999: number;
+}
+
+/**
+ * Quantile by linear interpolation between order statistics (Hyndman-Fan type 7, R's and numpy's
+ * default). With n = 100 the p99 lies between the 99th and 100th value and the p99.9 next to the
+ * maximum: tail quantiles over runs are nearly as unstable as the maximum itself.
+ */
+export function quantile(values: readonly number[], p: number): number {
+  return quantileSorted(sortedCopy(values), p);
+}
+
+export function describe(values: readonly number[]): Description {
+  if (values.length === 0) throw new Error("describe: empty sample");
+  const sorted = sortedCopy(values);
+  return {
+    n: sorted.length,
+    min: min(sorted),
+    max: max(sorted),
+    mean: mean(sorted),
+    median: quantileSorted(sorted, 0.5),
+    std: sampleStd(sorted),
+    p25: quantileSorted(sorted, 0.25),
+    p75: quantileSorted(sorted, 0.75),
+    p99: quantileSorted(sorted, 0.99),
+    p999: quantileSorted(sorted, 0.999),
+  };
+}
+
+/** Sample standard deviation (n - 1), NaN below two values instead of throwing. */
+export function sampleStd(values: readonly number[]): number {
+  return values.length < 2 ? Number.NaN : sampleStandardDeviation(values as number[]);
+}
+
+/** Interquartile range with type-7 quantiles; the robust companion of a standard deviation. */
+export function iqr(values: readonly number[]): number {
+  return interquartileRange(values as number[]);
+}
+
+export function medianOf(values: readonly number[]): number {
+  return median(values as number[]);
+}
+
+export function maxOf(values: readonly number[]): number {
+  return max(values as number[]);
+}
+
+/** Absolute deviations from the sample's median: ranking them compares spreads, not locations. */
+export function absoluteDeviationsFromMedian(values: readonly number[]): number[] {
+  const m = median(values as number[]);
+  return values.map((v) => Math.abs(v - m));
+}
+
+function sortedCopy(values: readonly number[]): number[] {
+  return [...values].sort((a, b) => a - b);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Seeds
+
+/**
+ * A 32-bit seed for one comparison, derived from the report seed and the comparison's key
+ * (FNV-1a over the key, mixed with the seed), so a cell's interval does not change when other
+ * cells, profiles or families are added to the results.
+ */
+export function seedFor(seed: number, key: string): number {
+  let h = 0x811c9dc5 ^ (seed >>> 0);
+  for (let i = 0; i < key.length; i++) {
+    h ^= key.charCodeAt(i);
+    h = Math.imul(h, 0x01000193);
+  }
+  return h | 0;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Bootstrap
+
+export interface RatioInterval {
+  /** statistic(numerator) / statistic(denominator) on the observed samples. */
+  readonly estimate: number;
+  readonly low: number;
+  readonly high: number;
+  readonly confidence: number;
+  readonly resamples: number;
+  /** Resamples whose ratio was 0/0 (both statistics zero); left out of the interval. */
+  readonly undefinedResamples: number;
+}
+
+export interface BootstrapOptions {
+  readonly resamples: number;
+  readonly seed: number;
+  /** Two-sided confidence level, e.g. 0.95. */
+  readonly confidence: number;
+}
+
+export function ratio(a: number, b: number): number {
+  return a / b;
+}
+
+/**
+ * Percentile bootstrap interval of statistic(numerator)/statistic(denominator): each resample
+ * draws n values with replacement from each sample independently (the samples are independent
+ * groups of runs), and the interval is the (1-c)/2 and (1+c)/2 type-7 quantiles of the resampled
+ * ratios (Efron & Tibshirani 1993, ch. 13). Percentile rather than BCa because the ratio of two
+ * maxima or standard deviations is not smooth enough for the jackknife acceleration to help, and
+ * a percentile interval is invariant under the log transform a ratio invites. Ratios x/0 are
+ * +Infinity and stay in; 0/0 resamples are dropped and counted.
+ */
+export function bootstrapRatio(
+  numerator: readonly number[],
+  denominator: readonly number[],
+  statistic: (sample: number[]) => number,
+  options: BootstrapOptions,
+): RatioInterval {
+  const { resamples, seed, confidence } = options;
+  if (numerator.length === 0 || denominator.length === 0) throw new Error("bootstrapRatio: empty sample");
+  if (!Number.isInteger(resamples) || resamples < 1) throw new Error(`bootstrapRatio: resamples ${resamples}; accepted: a positive integer`);
+  if (!(confidence > 0 && confidence < 1)) throw new Error(`bootstrapRatio: confidence ${confidence}; accepted: a number between 0 and 1`);
+  const rng = xoroshiro128plus(seed);
+  const a = new Array<number>(numerator.length);
+  const b = new Array<number>(denominator.length);
+  const ratios: number[] = [];
+  let undefinedResamples = 0;
+  for (let r = 0; r < resamples; r++) {
+    for (let i = 0; i < a.length; i++) a[i] = numerator[unsafeUniformIntDistribution(0, numerator.length - 1, rng)]!;
+    for (let i = 0; i < b.length; i++) b[i] = denominator[unsafeUniformIntDistribution(0, denominator.length - 1, rng)]!;
+    const q = ratio(statistic(a), statistic(b));
+    if (Number.isNaN(q)) undefinedResamples++;
+    else ratios.push(q);
+  }
+  ratios.sort((x, y) => x - y);
+  const tail = (1 - confidence) / 2;
+  const estimate = ratio(statistic([...numerator]), statistic([...denominator]));
+  if (ratios.length === 0) {
+    return { estimate, low: Number.NaN, high: Number.NaN, confidence, resamples, undefinedResamples };
+  }
+  return {
+    estimate,
+    low: quantileAllowingInfinity(ratios, tail),
+    high: quantileAllowingInfinity(ratios, 1 - tail),
+    confidence,
+    resamples,
+    undefinedResamples,
+  };
+}
+
+/** Type-7 quantile of sorted values that may end in +Infinity (interpolating into it gives Infinity). */
+function quantileAllowingInfinity(sorted: number[], p: number): number {
+  const q = quantileSorted(sorted, p);
+  return Number.isNaN(q) ? Number.POSITIVE_INFINITY : q;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Mann-Whitney U
+
+export interface MannWhitneyResult {
+  /** U of the first sample: pairs (x, y) with x > y, ties counting one half. */
+  readonly u: number;
+  readonly n1: number;
+  readonly n2: number;
+  /** Two-sided p-value. */
+  readonly pValue: number;
+  /** "exact" (no ties, n1*n2 <= EXACT_MAX_PAIRS) or "normal" (tie-corrected, continuity-corrected). */
+  readonly method: "exact" | "normal";
+  /** Probability of superiority P(X > Y) + P(X = Y)/2 = U/(n1 n2). */
+  readonly superiority: number;
+  /** Cliff's delta P(X > Y) - P(X < Y) = 2 U/(n1 n2) - 1, in [-1, 1]. */
+  readonly cliffsDelta: number;
+}
+
+/** Largest n1*n2 for which the exact null distribution is computed (about 6 M additions). */
+export const EXACT_MAX_PAIRS = 2500;
+
+/**
+ * Two-sided Mann-Whitney U test of the first sample against the second.
+ * U comes from simple-statistics' rank sum (mid-ranks for ties): U1 = R1 - n1(n1+1)/2.
+ * Without ties and for small samples the p-value is exact (the null distribution of U counted by
+ * the recurrence of Mann & Whitney 1947); otherwise the normal approximation with the tie-corrected
+ * variance n1 n2/12 ((N+1) - sum(t^3 - t)/(N(N-1))) and a continuity correction of 1/2
+ * (Hollander & Wolfe, Nonparametric Statistical Methods, 3rd ed., 4.1), the same as R's
+ * wilcox.test(exact = FALSE, correct = TRUE) and scipy's mannwhitneyu(method = "asymptotic").
+ */
+export function mannWhitneyU(x: readonly number[], y: readonly number[]): MannWhitneyResult {
+  const n1 = x.length;
+  const n2 = y.length;
+  if (n1 === 0 || n2 === 0) throw new Error("mannWhitneyU: empty sample");
+  const u = wilcoxonRankSum(x as number[], y as number[]) - (n1 * (n1 + 1)) / 2;
+  const pairs = n1 * n2;
+  const uHigh = Math.max(u, pairs - u);
+  const tieSizes = tieGroupSizes([...x, ...y]);
+  let pValue: number;
+  let method: MannWhitneyResult["method"];
+  if (tieSizes.length === 0 && pairs <= EXACT_MAX_PAIRS) {
+    method = "exact";
+    pValue = Math.min(1, 2 * exactUpperTail(n1, n2, uHigh));
+  } else {
+    method = "normal";
+    const n = n1 + n2;
+    const tieTerm = tieSizes.reduce((s, t) => s + t * t * t - t, 0);
+    const variance = (pairs / 12) * (n + 1 - tieTerm / (n * (n - 1)));
+    if (variance <= 0) {
+      pValue = 1; // every value equal: nothing to rank
+    } else {
+      const z = Math.max(0, uHigh - pairs / 2 - 0.5) / Math.sqrt(variance);
+      pValue = Math.min(1, upperNormalTail(z) * 2);
+    }
+  }
+  const superiority = u / pairs;
+  return { u, n1, n2, pValue, method, superiority, cliffsDelta: 2 * superiority - 1 };
+}
+
+/** P(Z >= z) for a standard normal Z, from simple-statistics' erf (fractional error < 1.2e-7). */
+export function upperNormalTail(z: number): number {
+  return 0.5 * (1 - errorFunction(z / Math.SQRT2));
+}
+
+/** Sizes (> 1) of the groups of equal values. */
+function tieGroupSizes(values: number[]): number[] {
+  const sorted = values.sort((a, b) => a - b);
+  const sizes: number[] = [];
+  let run = 1;
+  for (let i = 1; i <= sorted.length; i++) {
+    if (i < sorted.length && sorted[i] === sorted[i - 1]) run++;
+    else {
+      if (run > 1) sizes.push(run);
+      run = 1;
+    }
+  }
+  return sizes;
+}
+
+/**
+ * P(U >= u) under the null hypothesis without ties. count(i, j, k), the number of orderings of
+ * i x's and j y's with U = k, obeys count(i, j, k) = count(i-1, j, k-j) + count(i, j-1, k): the
+ * largest value is either an x (beating all j y's) or a y (beating none).
+ */
+function exactUpperTail(n1: number, n2: number, u: number): number {
+  const size = n1 * n2 + 1;
+  let previous: Float64Array[] = Array.from({ length: n2 + 1 }, () => {
+    const row = new Float64Array(size);
+    row[0] = 1; // i = 0: one ordering, U = 0
+    return row;
+  });
+  for (let i = 1; i <= n1; i++) {
+    const current: Float64Array[] = [];
+    const first = new Float64Array(size);
+    first[0] = 1; // j = 0: one ordering, U = 0
+    current.push(first);
+    for (let j = 1; j <= n2; j++) {
+      const row = new Float64Array(size);
+      const below = previous[j]!;
+      const left = current[j - 1]!;
+      for (let k = 0; k <= i * j; k++) row[k] = (k >= j ? below[k - j]! : 0) + left[k]!;
+      current.push(row);
+    }
+    previous = current;
+  }
+  const counts = previous[n2]!;
+  let total = 0;
+  let tail = 0;
+  for (let k = 0; k < size; k++) {
+    total += counts[k]!;
+    if (k >= u) tail += counts[k]!;
+  }
+  return tail / total;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Multiple comparisons
+
+/**
+ * Holm's step-down adjustment (Holm 1979), controlling the family-wise error rate: sort the m
+ * p-values ascending, multiply the i-th smallest by (m - i + 1), carry the running maximum, cap at 1.
+ * NaN entries (no test possible) stay NaN and do not count toward m.
+ */
+export function holmAdjust(pValues: readonly number[]): number[] {
+  const order = pValues
+    .map((p, i) => ({ p, i }))
+    .filter(({ p }) => !Number.isNaN(p))
+    .sort((a, b) => a.p - b.p);
+  const m = order.length;
+  const adjusted = pValues.map(() => Number.NaN);
+  let running = 0;
+  order.forEach(({ p, i }, rank) => {
+    running = Math.max(running, Math.min(1, (m - rank) * p));
+    adjusted[i] = running;
+  });
+  return adjusted;
+}

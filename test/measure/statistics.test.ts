@@ -1,0 +1,206 @@
+import { describe as suite, expect, it } from "vitest";
+import {
+  absoluteDeviationsFromMedian,
+  bootstrapRatio,
+  describe,
+  holmAdjust,
+  iqr,
+  mannWhitneyU,
+  quantile,
+  sampleStd,
+  seedFor,
+  upperNormalTail,
+} from "../../measure/statistics.js";
+import { Synthetic } from "./statistics-fixtures.js";
+
+suite("describe", () => {
+  // Hand-computed: mean 40/8 = 5; squared deviations sum to 32, so the sample variance is 32/7.
+  // Type-7 quantiles: index (n-1)p = 7p; p25 -> 1.75 -> 4, p75 -> 5.25 -> 5 + 0.25*(7-5) = 5.5,
+  // p99 -> 6.93 -> 7 + 0.93*(9-7) = 8.86, p99.9 -> 6.993 -> 8.986.
+  const d = describe([9, 4, 2, 4, 5, 4, 7, 5]);
+  it("gives the paper's five statistics with the sample standard deviation", () => {
+    expect(d.n).toBe(8);
+    expect(d.min).toBe(2);
+    expect(d.max).toBe(9);
+    expect(d.mean).toBe(5);
+    expect(d.median).toBe(4.5);
+    expect(d.std).toBeCloseTo(Math.sqrt(32 / 7), 12);
+  });
+  it("gives type-7 quartiles and tail quantiles", () => {
+    expect(d.p25).toBeCloseTo(4, 12);
+    expect(d.p75).toBeCloseTo(5.5, 12);
+    expect(d.p99).toBeCloseTo(8.86, 12);
+    expect(d.p999).toBeCloseTo(8.986, 12);
+    expect(quantile([3, 1, 2], 0.5)).toBe(2);
+  });
+  it("returns NaN for the standard deviation of one value and rejects an empty sample", () => {
+    expect(describe([3]).std).toBeNaN();
+    expect(sampleStd([1])).toBeNaN();
+    expect(() => describe([])).toThrow(/empty/);
+  });
+  it("measures spread robustly", () => {
+    expect(iqr([9, 4, 2, 4, 5, 4, 7, 5])).toBeCloseTo(1.5, 12);
+    expect(absoluteDeviationsFromMedian([1, 2, 10])).toEqual([1, 0, 8]);
+  });
+});
+
+/** P(U >= u) by listing every way to place the first sample among n1 + n2 ranks. */
+function bruteForceTwoSided(n1: number, n2: number, u: number): number {
+  const uHigh = Math.max(u, n1 * n2 - u);
+  let total = 0;
+  let tail = 0;
+  const place = (start: number, left: number, chosen: number[]): void => {
+    if (left === 0) {
+      // U = sum over x of the y's below it = sum(rank) - n1(n1+1)/2 with 1-based ranks.
+      const uHere = chosen.reduce((s, r) => s + r + 1, 0) - (n1 * (n1 + 1)) / 2;
+      total++;
+      if (uHere >= uHigh) tail++;
+      return;
+    }
+    for (let r = start; r <= n1 + n2 - left; r++) place(r + 1, left - 1, [...chosen, r]);
+  };
+  place(0, n1, []);
+  return Math.min(1, (2 * tail) / total);
+}
+
+suite("mannWhitneyU", () => {
+  // Hollander & Wolfe (1973) p. 69, the example of R's ?wilcox.test: permeability constants of the
+  // human chorioamnion. R prints W = 35 and the one-sided exact p = 0.1272, so two-sided 0.2544
+  // (scipy.stats.mannwhitneyu(method="exact") gives 0.2544122544122544).
+  const x = [0.8, 0.83, 1.89, 1.04, 1.45, 1.38, 1.91, 1.64, 0.73, 1.46];
+  const y = [1.15, 0.88, 0.9, 0.74, 1.21];
+
+  it("matches the textbook exact p-value and gives U and the effect sizes", () => {
+    const r = mannWhitneyU(x, y);
+    expect(r.method).toBe("exact");
+    expect(r.u).toBe(35);
+    expect(r.pValue).toBeCloseTo(0.2544122544122544, 10);
+    expect(r.superiority).toBeCloseTo(35 / 50, 12);
+    expect(r.cliffsDelta).toBeCloseTo(0.4, 12);
+    // The test is symmetric: swapping the samples mirrors U and the effect, not the p-value.
+    const s = mannWhitneyU(y, x);
+    expect(s.u).toBe(15);
+    expect(s.pValue).toBeCloseTo(r.pValue, 12);
+    expect(s.cliffsDelta).toBeCloseTo(-0.4, 12);
+  });
+
+  it("computes the exact null distribution like a full enumeration", () => {
+    const a = [3.1, 7.2, 1.5, 9.9, 4.4, 6.0];
+    const b = [2.2, 8.1, 5.5, 0.7, 10.3, 11.8, 12.4];
+    const r = mannWhitneyU(a, b);
+    expect(r.method).toBe("exact");
+    expect(r.pValue).toBeCloseTo(bruteForceTwoSided(6, 7, r.u), 12);
+  });
+
+  it("uses the tie-corrected normal approximation with continuity correction when values tie", () => {
+    // Hand-computed: pooled ranks 1 | 3 3 3 | 5.5 5.5 | 7 | 8, R_x = 1+3+3+5.5 = 12.5, U = 12.5 - 10 = 2.5.
+    // Ties of 3 and 2: sum(t^3 - t) = 30; var = 16/12 * (9 - 30/56) = 11.2857; z = (|2.5-8| - 0.5)/3.3594 = 1.4884.
+    // p = 2 P(Z > 1.4884) = 0.13666 (scipy asymptotic: 0.1366582477381475).
+    const r = mannWhitneyU([1, 2, 2, 3], [2, 3, 4, 5]);
+    expect(r.method).toBe("normal");
+    expect(r.u).toBe(2.5);
+    expect(r.pValue).toBeCloseTo(0.1366582477381475, 6);
+  });
+
+  it("uses the normal approximation for large samples and finds a clear shift", () => {
+    const g = new Synthetic(7);
+    const r = mannWhitneyU(g.normals(100, 1, 1), g.normals(100, 0, 1));
+    expect(r.method).toBe("normal");
+    expect(r.pValue).toBeLessThan(1e-6);
+    expect(r.cliffsDelta).toBeGreaterThan(0.3);
+    const same = mannWhitneyU(g.normals(100, 0, 1), g.normals(100, 0, 1));
+    expect(same.pValue).toBeGreaterThan(0.01);
+  });
+
+  it("gives p = 1 when every value is equal", () => {
+    const r = mannWhitneyU([5, 5, 5], [5, 5, 5, 5]);
+    expect(r.pValue).toBe(1);
+    expect(r.cliffsDelta).toBe(0);
+  });
+
+  it("has a normal tail accurate to the published table", () => {
+    expect(upperNormalTail(1.959964)).toBeCloseTo(0.025, 6);
+    expect(upperNormalTail(0)).toBeCloseTo(0.5, 7);
+  });
+});
+
+suite("holmAdjust", () => {
+  it("multiplies the i-th smallest p by (m - i + 1) and keeps the sequence monotone", () => {
+    // Sorted: 0.005*4 = 0.02, 0.01*3 = 0.03, 0.03*2 = 0.06, 0.04*1 = 0.04 -> raised to 0.06.
+    const adjusted = holmAdjust([0.01, 0.04, 0.03, 0.005]);
+    expect(adjusted[0]).toBeCloseTo(0.03, 12);
+    expect(adjusted[1]).toBeCloseTo(0.06, 12);
+    expect(adjusted[2]).toBeCloseTo(0.06, 12);
+    expect(adjusted[3]).toBeCloseTo(0.02, 12);
+  });
+  it("caps at 1 and leaves missing tests out of m", () => {
+    const adjusted = holmAdjust([0.4, Number.NaN, 0.6]);
+    expect(adjusted[0]).toBeCloseTo(0.8, 12);
+    expect(adjusted[1]).toBeNaN();
+    expect(adjusted[2]).toBeCloseTo(0.8, 12);
+    expect(holmAdjust([0.9, 0.8])).toEqual([1, 1]);
+  });
+});
+
+suite("bootstrapRatio", () => {
+  const sd = (xs: number[]) => sampleStd(xs);
+  const options = { resamples: 2000, seed: 11, confidence: 0.95 };
+
+  it("is reproducible with a seed and changes with it", () => {
+    const g = new Synthetic(3);
+    const a = g.normals(100, 10, 2);
+    const b = g.normals(100, 10, 1);
+    const first = bootstrapRatio(a, b, sd, options);
+    const again = bootstrapRatio(a, b, sd, options);
+    expect(again).toEqual(first);
+    const other = bootstrapRatio(a, b, sd, { ...options, seed: 12 });
+    expect(other.low).not.toBe(first.low);
+    expect(first.estimate).toBeCloseTo(sd(a) / sd(b), 12);
+    expect(first.low).toBeLessThan(first.estimate);
+    expect(first.high).toBeGreaterThan(first.estimate);
+  });
+
+  it("covers a known ratio of standard deviations in most of many synthetic experiments", () => {
+    // True ratio 2. A 95% percentile interval with n = 100 covers it in roughly 90-95% of
+    // experiments; fewer than 80 of 100 would mean the interval is too narrow or off-centre.
+    const g = new Synthetic(2025);
+    let covered = 0;
+    let excludesOne = 0;
+    for (let e = 0; e < 100; e++) {
+      const ci = bootstrapRatio(g.normals(100, 50, 4), g.normals(100, 50, 2), sd, { ...options, seed: e });
+      if (ci.low <= 2 && 2 <= ci.high) covered++;
+      if (ci.low > 1) excludesOne++;
+    }
+    expect(covered).toBeGreaterThanOrEqual(80);
+    expect(excludesOne).toBe(100);
+  });
+
+  it("contains 1 when both groups come from one distribution", () => {
+    const g = new Synthetic(5);
+    const ci = bootstrapRatio(g.normals(100, 0, 1), g.normals(100, 0, 1), sd, options);
+    expect(ci.low).toBeLessThan(1);
+    expect(ci.high).toBeGreaterThan(1);
+  });
+
+  it("keeps x/0 as infinity and drops 0/0", () => {
+    const ci = bootstrapRatio([1, 1, 1], [2, 2, 2], sd, { ...options, resamples: 50 });
+    expect(ci.undefinedResamples).toBe(50);
+    expect(ci.low).toBeNaN();
+    const inf = bootstrapRatio([1, 2, 3], [2, 2, 2], sd, { ...options, resamples: 50 });
+    expect(inf.high).toBe(Number.POSITIVE_INFINITY);
+  });
+
+  it("rejects bad options naming them", () => {
+    expect(() => bootstrapRatio([1], [1], sd, { ...options, resamples: 0 })).toThrow(/resamples 0/);
+    expect(() => bootstrapRatio([1], [1], sd, { ...options, confidence: 95 })).toThrow(/confidence 95/);
+  });
+});
+
+suite("seedFor", () => {
+  it("is stable, depends on key and seed", () => {
+    expect(seedFor(1, "a")).toBe(seedFor(1, "a"));
+    expect(seedFor(1, "a")).not.toBe(seedFor(1, "b"));
+    expect(seedFor(1, "a")).not.toBe(seedFor(2, "a"));
+    expect(Number.isInteger(seedFor(99, "throughput/ipv4/1000"))).toBe(true);
+  });
+});
