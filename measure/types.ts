@@ -1,6 +1,6 @@
 // Shapes shared by the measurement pipeline: what a decoded log says, what one run is,
 // and what a backend (the cloud lab or the local lab) must do for the campaign runner.
-import type { Dataplane } from "../scenario/schema.js";
+import type { Dataplane, Scenario } from "../scenario/schema.js";
 import type { Family } from "../scenario/cidr.js";
 
 /** ITGDec's summary fields of one flow (or of all flows), in ITGDec's units, plus delay percentiles. */
@@ -39,9 +39,16 @@ export interface RunKey {
   readonly repetition: number;
 }
 
+/** A D-ITG traffic profile of the scenario (protocol, meter, payload size, packet rate). */
+export type TrafficProfile = Scenario["traffic"][Profile];
+
 /** What a backend hands back after one flow: where the log is and what the sender printed. */
 export interface FlowOutcome {
-  /** Path of the binary D-ITG log to decode (receiver log for one-way, sender log for rttm). */
+  /**
+   * Where the binary D-ITG log to decode is (receiver log for one-way, sender log for rttm), in the
+   * backend's terms: a local path for local backends, a path on a remote host for the cloud.
+   * collectLog() turns it into a local file.
+   */
   readonly logPath: string;
   readonly senderOutput: string;
   readonly startedAt: Date;
@@ -50,14 +57,23 @@ export interface FlowOutcome {
 
 /**
  * A place where the experiment runs. The campaign runner calls prepare() for each
- * (dataplane, Service count) step, then runFlow() per repetition, and teardown() at the end.
+ * (dataplane, Service count) step, then per repetition receiverAlive() (and restartReceiver() when
+ * it is not), runFlow(), and collectLog() off the flow's critical path; teardown() at the end.
  */
 export interface Backend {
   readonly name: string;
   /** Bring the dataplane to the given mode and Service count; returns when rules or maps are in place. */
   prepare(step: { dataplane: Dataplane; services: number }): Promise<void>;
-  /** Run one D-ITG flow for the key and return its log. Throws on transport failure. */
-  runFlow(key: RunKey, flow: { logName: string; durationS: number }): Promise<FlowOutcome>;
+  /**
+   * Run one D-ITG flow for the key and return its log. `logName` is unique per run and attempt
+   * (D-ITG truncates an existing log of the same name). Throws on transport failure.
+   */
+  runFlow(key: RunKey, flow: { logName: string; durationS: number; traffic: TrafficProfile }): Promise<FlowOutcome>;
+  /**
+   * Makes the flow's log a local file and returns its path; the caller owns (and deletes) that
+   * file. Called while the next flow runs, so it must not disturb the measured path.
+   */
+  collectLog(outcome: FlowOutcome): Promise<string>;
   /** True when the receiver answers; restartReceiver() brings it back. */
   receiverAlive(): Promise<boolean>;
   restartReceiver(): Promise<void>;
