@@ -6,7 +6,10 @@ const program = new Command("testbed")
   .showHelpAfterError()
   .exitOverride();
 
-const verbs: Array<() => Promise<Command>> = [];
+const verbs: Array<() => Promise<Command>> = [
+  async () => (await import("./plan.js")).planCommand(),
+  async () => (await import("./diff.js")).diffCommand(),
+];
 
 for (const load of verbs) program.addCommand(await load());
 

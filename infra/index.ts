@@ -9,4 +9,3 @@ const testbed = new Testbed("testbed", { scenario, sshPrivateKey });
 export const dataplane = scenario.dataplane;
 /** How many scaled Services the stack deploys. */
 export const services = scenario.services;
-export const testbedUrn = testbed.urn;

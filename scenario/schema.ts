@@ -295,14 +295,14 @@ function crossChecks(s: Scenario, ctx: RefineCtx): void {
         issue(["receiver", "dataPort"], "equals receiver.signalingNodePort; accepted: two different ports");
       }
       const cap = serviceCapacity(s);
-      const largest = Math.max(s.services, ...s.sweep.services);
-      if (largest > cap.clusterIp) {
-        const path = s.services > cap.clusterIp ? ["services"] : ["sweep", "services"];
+      const tooMany = (path: string[], n: number) =>
         issue(
           path,
-          `asks for ${largest} Services but the service subnets hold ${cap.clusterIp} (NodePort: ${cap.nodePort}, the rest ClusterIP); accepted: at most ${cap.clusterIp}, or widen testbed:kubernetes.serviceSubnets`,
+          `asks for ${n} Services but the service subnets hold ${cap.clusterIp} (NodePort: ${cap.nodePort}, the rest ClusterIP); accepted: at most ${cap.clusterIp}, or widen testbed:kubernetes.serviceSubnets`,
         );
-      }
+      if (s.services > cap.clusterIp) tooMany(["services"], s.services);
+      const largestStep = Math.max(...s.sweep.services);
+      if (largestStep > cap.clusterIp) tooMany(["sweep", "services"], largestStep);
     }
   }
 

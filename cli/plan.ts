@@ -1,0 +1,107 @@
+// `testbed plan`: the real Pulumi program of one stack against the mocked engine, its resources
+// and every file it would put on a host.
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { Command, Option } from "commander";
+import { readStackConfig, redactSecrets, runOffline, type PlannedResource } from "../infra/offline-engine.js";
+import { REMOTE_ARTIFACT_ROOT } from "../infra/remote-files.js";
+
+export const PROJECT_DIR = path.resolve(path.dirname(new URL(import.meta.url).pathname), "..");
+
+export interface Artifact {
+  /** Path under the plan's output directory, e.g. "cloud-init/worker.yaml". */
+  readonly path: string;
+  readonly content: string;
+}
+
+/**
+ * The files a deployment would put on hosts, read from the planned resources themselves:
+ * servers' user data (named by their testbed-role metadata) and every uploaded string asset.
+ */
+export function collectArtifacts(resources: readonly PlannedResource[]): Artifact[] {
+  const artifacts: Artifact[] = [];
+  for (const r of resources) {
+    if (r.type === "openstack:compute/instance:Instance" && typeof r.inputs.userData === "string") {
+      const role = (r.inputs.metadata as Record<string, string> | undefined)?.["testbed-role"] ?? r.name;
+      artifacts.push({ path: `cloud-init/${role}.yaml`, content: r.inputs.userData });
+    }
+    const source = r.inputs.source as { $text?: unknown } | undefined;
+    const remotePath = r.inputs.remotePath;
+    if (r.type === "command:remote:CopyToRemote" && typeof source?.$text === "string" && typeof remotePath === "string") {
+      if (remotePath.startsWith(`${REMOTE_ARTIFACT_ROOT}/`)) {
+        artifacts.push({ path: remotePath.slice(REMOTE_ARTIFACT_ROOT.length + 1), content: source.$text });
+      }
+    }
+  }
+  const seen = new Map<string, string>();
+  for (const a of artifacts) {
+    const before = seen.get(a.path);
+    if (before !== undefined && before !== a.content) {
+      throw new Error(`two resources write different content to the artifact ${a.path}`);
+    }
+    seen.set(a.path, a.content);
+  }
+  return artifacts.filter((a, i) => artifacts.findIndex((b) => b.path === a.path) === i);
+}
+
+/** Parses repeated `--config key=value` flags into full config keys. */
+export function parseConfigOverrides(pairs: readonly string[]): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const pair of pairs) {
+    const eq = pair.indexOf("=");
+    if (eq <= 0) throw new Error(`--config "${pair}": accepted: KEY=VALUE, e.g. --config testbed:services=10000`);
+    const key = pair.slice(0, eq);
+    out[key.includes(":") ? key : `testbed:${key}`] = pair.slice(eq + 1);
+  }
+  return out;
+}
+
+export interface PlanResult {
+  readonly resources: PlannedResource[];
+  readonly outputs: Record<string, unknown>;
+  readonly artifacts: Artifact[];
+}
+
+export async function plan(stack: string, overrides: Record<string, string> = {}): Promise<PlanResult> {
+  const { values, secretKeys } = readStackConfig(PROJECT_DIR, stack, (p) => fs.readFileSync(p, "utf8"));
+  const run = await runOffline({ stack, config: { ...values, ...overrides }, secretKeys });
+  return { resources: run.resources, outputs: run.outputs, artifacts: collectArtifacts(run.resources) };
+}
+
+export function writePlan(dir: string, result: PlanResult): void {
+  fs.mkdirSync(dir, { recursive: true });
+  const resources = result.resources.map((r) => ({ type: r.type, name: r.name, inputs: redactSecrets(r.inputs) }));
+  fs.writeFileSync(path.join(dir, "resources.json"), `${JSON.stringify(resources, null, 2)}\n`);
+  fs.writeFileSync(path.join(dir, "outputs.json"), `${JSON.stringify(redactSecrets(result.outputs), null, 2)}\n`);
+  for (const a of result.artifacts) {
+    const file = path.join(dir, a.path);
+    fs.mkdirSync(path.dirname(file), { recursive: true });
+    fs.writeFileSync(file, a.content);
+  }
+}
+
+/** Count of resources per type, widest first, as the table `plan` prints. */
+export function resourceTable(resources: readonly PlannedResource[]): string {
+  const counts = new Map<string, number>();
+  for (const r of resources) counts.set(r.type, (counts.get(r.type) ?? 0) + 1);
+  const rows = [...counts.entries()].sort((a, b) => a[0].localeCompare(b[0]));
+  const width = Math.max(4, ...rows.map(([t]) => t.length));
+  return [`${"TYPE".padEnd(width)}  COUNT`, ...rows.map(([t, n]) => `${t.padEnd(width)}  ${n}`), `${"total".padEnd(width)}  ${resources.length}`].join("\n");
+}
+
+export async function planCommand(): Promise<Command> {
+  return new Command("plan")
+    .description("run the Pulumi program of a stack offline (mocked engine): print its resources, write them and every rendered file")
+    .addOption(new Option("--stack <name>", "stack to plan (a committed Pulumi.<name>.yaml)").makeOptionMandatory())
+    .option("--out <dir>", "write resources.json, outputs.json and the rendered files here")
+    .option("--config <key=value>", "override a config key for this plan (repeatable)", (v: string, prev: string[]) => [...prev, v], [] as string[])
+    .option("--quiet", "print nothing but errors")
+    .action(async (opts: { stack: string; out?: string; config: string[]; quiet?: boolean }) => {
+      const result = await plan(opts.stack, parseConfigOverrides(opts.config));
+      if (!opts.quiet) console.log(resourceTable(result.resources));
+      if (opts.out) {
+        writePlan(opts.out, result);
+        if (!opts.quiet) console.log(`\nwrote ${result.resources.length} resources and ${result.artifacts.length} files to ${opts.out}`);
+      }
+    });
+}

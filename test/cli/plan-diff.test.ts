@@ -1,0 +1,110 @@
+import { execFileSync } from "node:child_process";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import { describe, expect, it } from "vitest";
+import { collectArtifacts, parseConfigOverrides, resourceTable } from "../../cli/plan.js";
+import { diffResources, formatChanges } from "../../cli/diff.js";
+import { redactSecrets } from "../../infra/offline-engine.js";
+
+const testbed = (...args: string[]) =>
+  execFileSync(process.execPath, ["--import", "tsx", "cli/main.ts", ...args], { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] });
+
+describe("plan artifacts", () => {
+  it("takes user data by role and uploaded files by their path under the artifact root", () => {
+    const artifacts = collectArtifacts([
+      { type: "openstack:compute/instance:Instance", name: "srv", inputs: { userData: "#cloud-config\n", metadata: { "testbed-role": "worker" } } },
+      { type: "command:remote:CopyToRemote", name: "up", inputs: { remotePath: "/opt/testbed/kubeadm/init.yaml", source: { $text: "kind: X\n" } } },
+      { type: "command:remote:CopyToRemote", name: "elsewhere", inputs: { remotePath: "/tmp/x", source: { $text: "y" } } },
+    ]);
+    expect(artifacts).toEqual([
+      { path: "cloud-init/worker.yaml", content: "#cloud-config\n" },
+      { path: "kubeadm/init.yaml", content: "kind: X\n" },
+    ]);
+  });
+
+  it("refuses two different contents for one artifact path", () => {
+    const upload = (text: string) => ({ type: "command:remote:CopyToRemote", name: text, inputs: { remotePath: "/opt/testbed/a.yaml", source: { $text: text } } });
+    expect(() => collectArtifacts([upload("1"), upload("2")])).toThrow(/two resources write different content to the artifact a\.yaml/);
+  });
+
+  it("redacts secrets wherever they sit", () => {
+    expect(redactSecrets({ a: [{ $secret: "key" }], b: { c: { $secret: { user: "u" } } }, d: 1 })).toEqual({ a: ["[secret]"], b: { c: "[secret]" }, d: 1 });
+  });
+
+  it("parses --config overrides and names a malformed one", () => {
+    expect(parseConfigOverrides(["services=10000", "openstack:region=RegionOne"])).toEqual({ "testbed:services": "10000", "openstack:region": "RegionOne" });
+    expect(() => parseConfigOverrides(["services"])).toThrow(/--config "services": accepted: KEY=VALUE/);
+  });
+
+  it("prints a table counting resources per type", () => {
+    const table = resourceTable([
+      { type: "b:x", name: "1", inputs: {} },
+      { type: "a:y", name: "2", inputs: {} },
+      { type: "b:x", name: "3", inputs: {} },
+    ]);
+    expect(table.split("\n")).toEqual(["TYPE  COUNT", "a:y   1", "b:x   2", "total  3"]);
+  });
+});
+
+describe("diff", () => {
+  const a = [
+    { type: "t", name: "same", inputs: { x: 1 } },
+    { type: "t", name: "changed", inputs: { cfg: "a: 1\nb: 2\nc: 3\n", list: [1, 2], nested: { k: "v" } } },
+    { type: "t", name: "gone", inputs: {} },
+  ];
+  const b = [
+    { type: "t", name: "same", inputs: { x: 1 } },
+    { type: "t", name: "changed", inputs: { cfg: "a: 1\nb: 20\nc: 3\n", list: [1, 3], nested: { k: "v" } } },
+    { type: "t", name: "new", inputs: {} },
+  ];
+
+  it("lists only what differs, key by key", () => {
+    expect(diffResources(a, b)).toEqual([
+      { kind: "changed", resource: "t::changed", key: "cfg", before: "a: 1\nb: 2\nc: 3\n", after: "a: 1\nb: 20\nc: 3\n" },
+      { kind: "changed", resource: "t::changed", key: "list[1]", before: 2, after: 3 },
+      { kind: "removed", resource: "t::gone" },
+      { kind: "added", resource: "t::new" },
+    ]);
+  });
+
+  it("shows multi-line values as line diffs", () => {
+    const text = formatChanges(diffResources(a, b), ["A", "B"]);
+    expect(text).toContain("~ t::changed");
+    expect(text).toContain("      -b: 2");
+    expect(text).toContain("      +b: 20");
+    expect(text).toContain("    list[1]: 2 -> 3");
+    expect(text).toContain("- only in A t::gone");
+    expect(text).toContain("+ only in B t::new");
+    expect(text).not.toContain("same");
+  });
+
+  it("says so when nothing differs", () => {
+    expect(formatChanges(diffResources(a, a), ["A", "A"])).toBe("no differences between A and A");
+  });
+});
+
+describe("the testbed command", () => {
+  it("plans the committed ebpf stack and writes resources.json without secrets", () => {
+    const out = fs.mkdtempSync(path.join(os.tmpdir(), "plan-test-"));
+    try {
+      const printed = testbed("plan", "--stack", "ebpf", "--out", out);
+      expect(printed).toMatch(/^TYPE +COUNT/);
+      const resources = JSON.parse(fs.readFileSync(path.join(out, "resources.json"), "utf8")) as { type: string; name: string; inputs: object }[];
+      expect(resources.length).toBeGreaterThan(0);
+      for (const r of resources) expect(Object.keys(r).sort()).toEqual(["inputs", "name", "type"]);
+      const text = fs.readFileSync(path.join(out, "resources.json"), "utf8");
+      expect(text).not.toContain("offline-stand-in-private-key");
+    } finally {
+      fs.rmSync(out, { recursive: true, force: true });
+    }
+  });
+
+  it("diffs the two stacks and shows the dataplane", () => {
+    expect(testbed("diff", "iptables", "ebpf")).toContain('dataplane: "iptables" -> "ebpf"');
+  });
+
+  it("refuses a bad key before planning anything, naming key, value and what is accepted", () => {
+    expect(() => testbed("plan", "--stack", "ebpf", "--config", "dataplane=nft")).toThrow(/testbed:dataplane: "nft" is not accepted; accepted: "iptables" or "ebpf"/);
+  });
+});
