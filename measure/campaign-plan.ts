@@ -1,0 +1,151 @@
+// What a campaign is (its definition) and the ordered list of runs it performs (its plan).
+// Planning is pure: the same definition always gives the same plan, so a resumed campaign
+// walks the runs in the order it started with, and run ids never depend on that order.
+import { createHash } from "node:crypto";
+import { unsafeUniformIntDistribution, xoroshiro128plus, type RandomGenerator } from "pure-rand";
+import type { Family } from "../scenario/cidr.js";
+import type { Dataplane, Scenario } from "../scenario/schema.js";
+import type { Profile, RunKey } from "./types.js";
+
+/** How the runs of a campaign are ordered. */
+export interface PlanOrder {
+  /**
+   * Shuffle the order of Service-count steps, the dataplane order inside each interleaved block,
+   * and the (family, profile) cells inside each repetition, from `seed`.
+   */
+  readonly randomize: boolean;
+  /**
+   * 0: every run of one dataplane, then the next dataplane ("dataplane-major").
+   * n > 0: within each Service count, alternate dataplanes every n repetitions.
+   */
+  readonly interleave: number;
+}
+
+/** Everything that decides which runs a campaign makes and in what order; stored with the campaign. */
+export interface CampaignDefinition {
+  /** "loopback", or "stack:<name>" for a deployed Pulumi stack. */
+  readonly backend: string;
+  readonly dataplanes: readonly Dataplane[];
+  readonly families: readonly Family[];
+  readonly profiles: readonly Profile[];
+  readonly services: readonly number[];
+  /** Repetitions per (dataplane, family, profile, Service count) cell. */
+  readonly runs: number;
+  readonly flowSeconds: number;
+  readonly seed: number;
+  readonly order: PlanOrder;
+  /** The scenario's D-ITG traffic profiles, as the runs use them. */
+  readonly traffic: Scenario["traffic"];
+}
+
+/** One run of the plan: its key, its deterministic id and its position in the plan. */
+export interface PlannedRun {
+  readonly runId: string;
+  readonly index: number;
+  readonly key: RunKey;
+}
+
+/** Stable JSON: keys sorted at every level, so equal definitions give equal text and equal hashes. */
+export function canonicalJson(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(",")}]`;
+  if (value !== null && typeof value === "object") {
+    const entries = Object.entries(value as Record<string, unknown>)
+      .filter(([, v]) => v !== undefined)
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(",")}}`;
+  }
+  return JSON.stringify(value);
+}
+
+function digest(text: string, hexChars: number): string {
+  return createHash("sha256").update(text).digest("hex").slice(0, hexChars);
+}
+
+/**
+ * The default campaign id: the backend plus a hash of the definition. Running the same command
+ * again therefore finds the same campaign and resumes it; changing any planned quantity starts a new one.
+ */
+export function campaignIdFor(def: CampaignDefinition): string {
+  const label = def.backend.replace(/[^A-Za-z0-9._-]+/g, "-");
+  return `${label}-${digest(canonicalJson(def), 12)}`;
+}
+
+/** A run's id: a hash of the campaign id and the RunKey fields, nothing else (not its position). */
+export function runIdFor(campaignId: string, key: RunKey): string {
+  const fields = [campaignId, key.dataplane, key.family, key.profile, String(key.services), String(key.repetition)];
+  return digest(fields.join("\n"), 24);
+}
+
+/** Fisher-Yates with a pure-rand generator; returns a shuffled copy. */
+function shuffled<T>(items: readonly T[], rng: RandomGenerator): T[] {
+  const out = [...items];
+  for (let i = out.length - 1; i > 0; i--) {
+    const j = unsafeUniformIntDistribution(0, i, rng);
+    [out[i], out[j]] = [out[j]!, out[i]!];
+  }
+  return out;
+}
+
+/**
+ * The ordered runs of a campaign.
+ *
+ * Why randomise: repetitions are autocorrelated in time (cloud neighbours, caches, conntrack
+ * state, thermal drift). Sweeping Service counts in ascending order would confound the Service
+ * count with the time of measurement, so a slow drift would look like a scaling effect. Shuffling
+ * the steps, the dataplane order of each block and the (family, profile) order of each repetition
+ * spreads drift over all cells; the seed makes the order reproducible.
+ *
+ * Resulting order:
+ * - Service-count steps: the given order, or shuffled once (one order shared by all dataplanes,
+ *   so each dataplane sees the same sequence of scale changes).
+ * - interleave 0: dataplane by dataplane; within each, step by step; within each step repetition
+ *   0, 1, 2, ...; within each repetition every (family, profile) cell.
+ * - interleave n: step by step; each step cut into blocks of n repetitions; each block runs every
+ *   dataplane in turn. Without randomisation the dataplane order alternates A B | B A | A B ...
+ *   (balanced against linear drift); with it, each block's order is drawn from the seed.
+ * Only the (dataplane, Service count) pair needs a backend prepare(); families and profiles
+ * change freely between consecutive runs.
+ */
+export function planCampaign(campaignId: string, def: CampaignDefinition): PlannedRun[] {
+  const rng = xoroshiro128plus(def.seed);
+  const steps = def.order.randomize ? shuffled(def.services, rng) : [...def.services];
+  const cells = def.families.flatMap((family) => def.profiles.map((profile) => ({ family, profile })));
+  const keys: RunKey[] = [];
+  const emit = (dataplane: Dataplane, services: number, repetition: number) => {
+    for (const cell of def.order.randomize ? shuffled(cells, rng) : cells) {
+      keys.push({ dataplane, family: cell.family, profile: cell.profile, services, repetition });
+    }
+  };
+
+  if (def.order.interleave === 0) {
+    for (const dataplane of def.dataplanes) {
+      for (const services of steps) {
+        for (let r = 0; r < def.runs; r++) emit(dataplane, services, r);
+      }
+    }
+  } else {
+    const block = def.order.interleave;
+    for (const services of steps) {
+      for (let start = 0, b = 0; start < def.runs; start += block, b++) {
+        const dataplanes = def.order.randomize
+          ? shuffled(def.dataplanes, rng)
+          : b % 2 === 0
+            ? [...def.dataplanes]
+            : [...def.dataplanes].reverse();
+        for (const dataplane of dataplanes) {
+          for (let r = start; r < Math.min(start + block, def.runs); r++) emit(dataplane, services, r);
+        }
+      }
+    }
+  }
+  return keys.map((key, index) => ({ runId: runIdFor(campaignId, key), index, key }));
+}
+
+/** The (dataplane, Service count) pair a backend must be prepared for. */
+export function stepOf(key: RunKey): { dataplane: Dataplane; services: number } {
+  return { dataplane: key.dataplane, services: key.services };
+}
+
+export function sameStep(a: RunKey, b: RunKey): boolean {
+  return a.dataplane === b.dataplane && a.services === b.services;
+}

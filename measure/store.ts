@@ -1,0 +1,397 @@
+// The results store: one SQLite file holding campaign definitions, their planned runs and every
+// finished run, committed the moment the run ends so that a killed campaign loses nothing.
+//
+// Raw D-ITG logs are kept as files, not blobs: a throughput repetition's log is tens of MB and a
+// campaign has thousands of them, which would bloat the database and slow every query. With
+// keep-logs the runner moves each decoded log to `<db>.logs/<campaign>/<run>.log` and the store
+// records that path relative to the database's directory (so the pair can be moved together);
+// without it the log is deleted after decoding and `log_path` is NULL.
+import { mkdirSync } from "node:fs";
+import path from "node:path";
+import Database from "better-sqlite3";
+import { canonicalJson, type CampaignDefinition, type PlannedRun } from "./campaign-plan.js";
+import type { FlowSummary, RunResult } from "./types.js";
+
+/** Bumped whenever the tables change; a database from a newer version is refused, not guessed at. */
+export const SCHEMA_VERSION = 1;
+
+/** Column of each FlowSummary field; a Record so that a new field cannot be forgotten here. */
+const SUMMARY_COLUMNS: Record<keyof FlowSummary, string> = {
+  packets: "packets",
+  bytes: "bytes",
+  durationS: "duration_s",
+  delayMinS: "delay_min_s",
+  delayMaxS: "delay_max_s",
+  delayMeanS: "delay_mean_s",
+  delayStdS: "delay_std_s",
+  jitterS: "jitter_s",
+  bitrateKbps: "bitrate_kbps",
+  packetRate: "packet_rate",
+  dropped: "dropped",
+  p50S: "p50_s",
+  p90S: "p90_s",
+  p99S: "p99_s",
+  p999S: "p999_s",
+};
+const SUMMARY_FIELDS = Object.keys(SUMMARY_COLUMNS) as (keyof FlowSummary)[];
+
+const SCHEMA = `
+CREATE TABLE campaign (
+  id          TEXT PRIMARY KEY,
+  backend     TEXT NOT NULL,
+  seed        INTEGER NOT NULL,
+  definition  TEXT NOT NULL,           -- canonical JSON of CampaignDefinition
+  created_at  TEXT NOT NULL
+);
+CREATE TABLE planned_run (
+  run_id      TEXT PRIMARY KEY,        -- hash of campaign id + RunKey
+  campaign_id TEXT NOT NULL REFERENCES campaign(id),
+  plan_index  INTEGER NOT NULL,        -- execution order
+  dataplane   TEXT NOT NULL,
+  family      TEXT NOT NULL,
+  profile     TEXT NOT NULL,
+  services    INTEGER NOT NULL,
+  repetition  INTEGER NOT NULL,
+  UNIQUE (campaign_id, plan_index),
+  UNIQUE (campaign_id, dataplane, family, profile, services, repetition)
+);
+CREATE TABLE run_result (
+  run_id        TEXT PRIMARY KEY REFERENCES planned_run(run_id),
+  campaign_id   TEXT NOT NULL REFERENCES campaign(id),
+  status        TEXT NOT NULL CHECK (status IN ('ok', 'failed')),
+  failure       TEXT,
+  retries       INTEGER NOT NULL,
+  started_at    TEXT NOT NULL,
+  ended_at      TEXT NOT NULL,
+  committed_at  TEXT NOT NULL,
+  achieved_kbps REAL,
+  ${SUMMARY_FIELDS.map((f) => `${SUMMARY_COLUMNS[f]} REAL`).join(",\n  ")},
+  histogram     TEXT,                  -- hdr-histogram-js compressed base64
+  log_path      TEXT                   -- relative to the database's directory; NULL when dropped
+);
+CREATE INDEX run_result_campaign ON run_result (campaign_id);
+CREATE TABLE run_attempt (             -- every failed attempt that was retried; a final failure is in run_result.failure
+  run_id      TEXT NOT NULL REFERENCES planned_run(run_id),
+  attempt     INTEGER NOT NULL,
+  started_at  TEXT NOT NULL,
+  ended_at    TEXT NOT NULL,
+  failure     TEXT NOT NULL,
+  PRIMARY KEY (run_id, attempt)
+);
+CREATE TABLE campaign_event (          -- prepares, receiver restarts, starts and resumes
+  id          INTEGER PRIMARY KEY,
+  campaign_id TEXT NOT NULL REFERENCES campaign(id),
+  at          TEXT NOT NULL,
+  kind        TEXT NOT NULL,
+  run_id      TEXT,
+  detail      TEXT
+);
+`;
+
+export interface StoredCampaign {
+  readonly id: string;
+  readonly definition: CampaignDefinition;
+  /** Every planned run, in plan order. */
+  readonly plan: PlannedRun[];
+  readonly createdAt: string;
+}
+
+/** A failed attempt of a run that was retried (or finally failed). */
+export interface FailedAttempt {
+  readonly attempt: number;
+  readonly startedAt: string;
+  readonly endedAt: string;
+  readonly failure: string;
+}
+
+export interface CampaignEventRow {
+  readonly at: string;
+  readonly kind: string;
+  readonly runId?: string;
+  readonly detail?: string;
+}
+
+export class StoreError extends Error {
+  override name = "StoreError";
+}
+
+type Row = Record<string, unknown>;
+
+export class ResultStore {
+  private constructor(
+    private readonly db: Database.Database,
+    /** Absolute path of the database file. */
+    readonly file: string,
+  ) {}
+
+  /**
+   * Opens (creating if needed) the store at `file`.
+   * WAL lets a reader (the report) open the file while a campaign writes. synchronous=FULL fsyncs
+   * the WAL at every commit: NORMAL would already survive a killed process (the committed frames
+   * sit in the OS page cache), but FULL also survives a power cut or kernel crash of the machine
+   * driving a day-long campaign, and one fsync per 30-second run costs nothing measurable.
+   */
+  static open(file: string): ResultStore {
+    const abs = path.resolve(file);
+    mkdirSync(path.dirname(abs), { recursive: true });
+    let db: Database.Database;
+    try {
+      db = new Database(abs);
+    } catch (err) {
+      throw new StoreError(`cannot open results store ${abs}: ${(err as Error).message}`);
+    }
+    db.pragma("journal_mode = WAL");
+    db.pragma("synchronous = FULL");
+    db.pragma("foreign_keys = ON");
+    db.pragma("busy_timeout = 5000");
+    const version = db.pragma("user_version", { simple: true }) as number;
+    if (version === 0) {
+      db.transaction(() => {
+        db.exec(SCHEMA);
+        db.pragma(`user_version = ${SCHEMA_VERSION}`);
+      })();
+    } else if (version !== SCHEMA_VERSION) {
+      db.close();
+      throw new StoreError(
+        `results store ${abs} has schema version ${version}; this testbed reads version ${SCHEMA_VERSION}; use a matching testbed version or a new --db file`,
+      );
+    }
+    return new ResultStore(db, abs);
+  }
+
+  close(): void {
+    this.db.close();
+  }
+
+  /** Pragmas as SQLite reports them (journal mode, synchronous level, schema version). */
+  settings(): { journalMode: string; synchronous: number; schemaVersion: number } {
+    return {
+      journalMode: this.db.pragma("journal_mode", { simple: true }) as string,
+      synchronous: this.db.pragma("synchronous", { simple: true }) as number,
+      schemaVersion: this.db.pragma("user_version", { simple: true }) as number,
+    };
+  }
+
+  /** Directory for the raw logs of a campaign kept with keep-logs: `<db>.logs/<campaign>`. */
+  logDir(campaignId: string): string {
+    return `${this.file}.logs${path.sep}${campaignId}`;
+  }
+
+  /** Path as stored: relative to the database's directory. */
+  relativeLogPath(absolute: string): string {
+    return path.relative(path.dirname(this.file), absolute);
+  }
+
+  /**
+   * Records a new campaign with its plan, or checks that an existing one has the same definition.
+   * Returns true when the campaign was created by this call.
+   */
+  ensureCampaign(id: string, definition: CampaignDefinition, plan: readonly PlannedRun[], now = new Date()): boolean {
+    const existing = this.campaign(id);
+    if (existing) {
+      const had = canonicalJson(existing.definition);
+      const has = canonicalJson(definition);
+      if (had !== has) {
+        throw new StoreError(
+          `campaign ${id} in ${this.file} was started with a different definition (${had}); accepted: the same flags as when it started, or another campaign id or --db file`,
+        );
+      }
+      return false;
+    }
+    const insertRun = this.db.prepare(
+      `INSERT INTO planned_run (run_id, campaign_id, plan_index, dataplane, family, profile, services, repetition)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+    );
+    this.db.transaction(() => {
+      this.db
+        .prepare(`INSERT INTO campaign (id, backend, seed, definition, created_at) VALUES (?, ?, ?, ?, ?)`)
+        .run(id, definition.backend, definition.seed, canonicalJson(definition), now.toISOString());
+      for (const run of plan) {
+        const k = run.key;
+        insertRun.run(run.runId, id, run.index, k.dataplane, k.family, k.profile, k.services, k.repetition);
+      }
+    })();
+    return true;
+  }
+
+  campaignIds(): string[] {
+    return (this.db.prepare(`SELECT id FROM campaign ORDER BY created_at, id`).all() as Row[]).map((r) => String(r.id));
+  }
+
+  campaign(id: string): StoredCampaign | undefined {
+    const row = this.db.prepare(`SELECT * FROM campaign WHERE id = ?`).get(id) as Row | undefined;
+    if (!row) return undefined;
+    const plan = (
+      this.db.prepare(`SELECT * FROM planned_run WHERE campaign_id = ? ORDER BY plan_index`).all(id) as Row[]
+    ).map((r) => ({
+      runId: String(r.run_id),
+      index: Number(r.plan_index),
+      key: {
+        dataplane: r.dataplane as PlannedRun["key"]["dataplane"],
+        family: r.family as PlannedRun["key"]["family"],
+        profile: r.profile as PlannedRun["key"]["profile"],
+        services: Number(r.services),
+        repetition: Number(r.repetition),
+      },
+    }));
+    return {
+      id,
+      definition: JSON.parse(String(row.definition)) as CampaignDefinition,
+      plan,
+      createdAt: String(row.created_at),
+    };
+  }
+
+  /**
+   * Planned runs still to do, in plan order: those without a result, plus failed ones when
+   * `retryFailed` is set. A run with status ok is never handed out again.
+   */
+  pendingRuns(campaignId: string, opts: { retryFailed?: boolean } = {}): PlannedRun[] {
+    const done = new Map(
+      (this.db.prepare(`SELECT run_id, status FROM run_result WHERE campaign_id = ?`).all(campaignId) as Row[]).map(
+        (r) => [String(r.run_id), String(r.status)],
+      ),
+    );
+    const c = this.campaign(campaignId);
+    if (!c) throw new StoreError(`no campaign ${campaignId} in ${this.file}`);
+    return c.plan.filter((run) => {
+      const status = done.get(run.runId);
+      return status === undefined || (opts.retryFailed === true && status === "failed");
+    });
+  }
+
+  /**
+   * Commits one finished run (its result, its failed attempts and its kept log) in one transaction.
+   * An ok result is final: committing the same run again throws. A failed result may be replaced.
+   */
+  commitRun(
+    campaignId: string,
+    result: RunResult,
+    extra: { attempts?: readonly FailedAttempt[]; logPath?: string; now?: Date } = {},
+  ): void {
+    const cols = [
+      "run_id",
+      "campaign_id",
+      "status",
+      "failure",
+      "retries",
+      "started_at",
+      "ended_at",
+      "committed_at",
+      "achieved_kbps",
+      ...SUMMARY_FIELDS.map((f) => SUMMARY_COLUMNS[f]),
+      "histogram",
+      "log_path",
+    ];
+    const values = [
+      result.runId,
+      campaignId,
+      result.status,
+      result.failure ?? null,
+      result.retries,
+      result.startedAt,
+      result.endedAt,
+      (extra.now ?? new Date()).toISOString(),
+      result.achievedKbps ?? null,
+      ...SUMMARY_FIELDS.map((f) => result.summary?.[f] ?? null),
+      result.histogram ?? null,
+      extra.logPath ?? null,
+    ];
+    this.db.transaction(() => {
+      const planned = this.db
+        .prepare(`SELECT * FROM planned_run WHERE run_id = ? AND campaign_id = ?`)
+        .get(result.runId, campaignId) as Row | undefined;
+      if (!planned) throw new StoreError(`run ${result.runId} is not planned in campaign ${campaignId}`);
+      for (const k of ["dataplane", "family", "profile", "services", "repetition"] as const) {
+        if (String(planned[k]) !== String(result[k])) {
+          throw new StoreError(`run ${result.runId}: ${k} ${String(result[k])} differs from the plan (${String(planned[k])})`);
+        }
+      }
+      const prior = this.db.prepare(`SELECT status FROM run_result WHERE run_id = ?`).get(result.runId) as Row | undefined;
+      if (prior?.status === "ok") throw new StoreError(`run ${result.runId} already has an ok result; runs are never repeated`);
+      if (prior) {
+        this.db.prepare(`DELETE FROM run_result WHERE run_id = ?`).run(result.runId);
+        this.db.prepare(`DELETE FROM run_attempt WHERE run_id = ?`).run(result.runId);
+      }
+      this.db
+        .prepare(`INSERT INTO run_result (${cols.join(", ")}) VALUES (${cols.map(() => "?").join(", ")})`)
+        .run(...values);
+      const insertAttempt = this.db.prepare(
+        `INSERT INTO run_attempt (run_id, attempt, started_at, ended_at, failure) VALUES (?, ?, ?, ?, ?)`,
+      );
+      for (const a of extra.attempts ?? []) insertAttempt.run(result.runId, a.attempt, a.startedAt, a.endedAt, a.failure);
+    })();
+  }
+
+  /** Results of a campaign in plan order (the order the runs were planned to execute). */
+  results(campaignId: string): RunResult[] {
+    const rows = this.db
+      .prepare(
+        `SELECT p.dataplane, p.family, p.profile, p.services, p.repetition, r.*
+         FROM run_result r JOIN planned_run p ON p.run_id = r.run_id
+         WHERE r.campaign_id = ? ORDER BY p.plan_index`,
+      )
+      .all(campaignId) as Row[];
+    return rows.map((r) => {
+      const summary =
+        r.packets === null
+          ? undefined
+          : (Object.fromEntries(SUMMARY_FIELDS.map((f) => [f, Number(r[SUMMARY_COLUMNS[f]])])) as unknown as FlowSummary);
+      return {
+        runId: String(r.run_id),
+        dataplane: r.dataplane as RunResult["dataplane"],
+        family: r.family as RunResult["family"],
+        profile: r.profile as RunResult["profile"],
+        services: Number(r.services),
+        repetition: Number(r.repetition),
+        status: r.status as RunResult["status"],
+        ...(r.failure !== null ? { failure: String(r.failure) } : {}),
+        ...(summary ? { summary } : {}),
+        ...(r.achieved_kbps !== null ? { achievedKbps: Number(r.achieved_kbps) } : {}),
+        ...(r.histogram !== null ? { histogram: String(r.histogram) } : {}),
+        retries: Number(r.retries),
+        startedAt: String(r.started_at),
+        endedAt: String(r.ended_at),
+      };
+    });
+  }
+
+  /** Commit time and kept-log path of each finished run, by run id. */
+  runRecords(campaignId: string): Map<string, { committedAt: string; logPath?: string }> {
+    const rows = this.db
+      .prepare(`SELECT run_id, committed_at, log_path FROM run_result WHERE campaign_id = ?`)
+      .all(campaignId) as Row[];
+    return new Map(
+      rows.map((r) => [
+        String(r.run_id),
+        { committedAt: String(r.committed_at), ...(r.log_path !== null ? { logPath: String(r.log_path) } : {}) },
+      ]),
+    );
+  }
+
+  attempts(runId: string): FailedAttempt[] {
+    return (this.db.prepare(`SELECT * FROM run_attempt WHERE run_id = ? ORDER BY attempt`).all(runId) as Row[]).map((r) => ({
+      attempt: Number(r.attempt),
+      startedAt: String(r.started_at),
+      endedAt: String(r.ended_at),
+      failure: String(r.failure),
+    }));
+  }
+
+  recordEvent(campaignId: string, event: CampaignEventRow): void {
+    this.db
+      .prepare(`INSERT INTO campaign_event (campaign_id, at, kind, run_id, detail) VALUES (?, ?, ?, ?, ?)`)
+      .run(campaignId, event.at, event.kind, event.runId ?? null, event.detail ?? null);
+  }
+
+  events(campaignId: string): CampaignEventRow[] {
+    return (this.db.prepare(`SELECT * FROM campaign_event WHERE campaign_id = ? ORDER BY id`).all(campaignId) as Row[]).map(
+      (r) => ({
+        at: String(r.at),
+        kind: String(r.kind),
+        ...(r.run_id !== null ? { runId: String(r.run_id) } : {}),
+        ...(r.detail !== null ? { detail: String(r.detail) } : {}),
+      }),
+    );
+  }
+}

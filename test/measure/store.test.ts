@@ -1,0 +1,181 @@
+import { spawn } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import Database from "better-sqlite3";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { campaignIdFor, planCampaign, type CampaignDefinition } from "../../measure/campaign-plan.js";
+import { ResultStore, SCHEMA_VERSION } from "../../measure/store.js";
+import type { FlowSummary, RunResult } from "../../measure/types.js";
+import { scenarioSchema } from "../../scenario/schema.js";
+
+const storeModule = fileURLToPath(new URL("../../measure/store.ts", import.meta.url));
+const planModule = fileURLToPath(new URL("../../measure/campaign-plan.ts", import.meta.url));
+
+const def: CampaignDefinition = {
+  backend: "loopback",
+  dataplanes: ["iptables", "ebpf"],
+  families: ["ipv4"],
+  profiles: ["latency"],
+  services: [1, 10],
+  runs: 2,
+  flowSeconds: 1,
+  seed: 3,
+  order: { randomize: true, interleave: 0 },
+  traffic: scenarioSchema.shape.traffic.parse(undefined),
+};
+
+const summary: FlowSummary = {
+  packets: 1000,
+  bytes: 512000,
+  durationS: 0.999,
+  delayMinS: 0.00001,
+  delayMaxS: 0.0004,
+  delayMeanS: 0.00004,
+  delayStdS: 0.00002,
+  jitterS: 0.000005,
+  bitrateKbps: 4100.5,
+  packetRate: 1001.2,
+  dropped: 2,
+  p50S: 0.00003,
+  p90S: 0.00006,
+  p99S: 0.0002,
+  p999S: 0.00035,
+};
+
+let dir: string;
+let file: string;
+beforeEach(() => {
+  dir = mkdtempSync(path.join(tmpdir(), "store-test-"));
+  file = path.join(dir, "results.db");
+});
+afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+function okResult(run: ReturnType<typeof planCampaign>[number], startedAt = "2025-01-01T00:00:00.000Z"): RunResult {
+  return {
+    ...run.key,
+    runId: run.runId,
+    status: "ok",
+    summary,
+    achievedKbps: 4100.5,
+    histogram: "HISTFAAAACl4nJNpmSzMwMDAxQABzFCaEUzOmNZg/wEi0NTMyMjc2NTM0MzYzMTU1gbSAwAlZQUi",
+    retries: 1,
+    startedAt,
+    endedAt: "2025-01-01T00:00:01.000Z",
+  };
+}
+
+describe("ResultStore", () => {
+  it("opens in WAL mode with synchronous FULL and a versioned schema", () => {
+    const store = ResultStore.open(file);
+    expect(store.settings()).toEqual({ journalMode: "wal", synchronous: 2, schemaVersion: SCHEMA_VERSION });
+    store.close();
+  });
+
+  it("refuses a database written by a newer schema", () => {
+    ResultStore.open(file).close();
+    const raw = new Database(file);
+    raw.pragma(`user_version = ${SCHEMA_VERSION + 1}`);
+    raw.close();
+    expect(() => ResultStore.open(file)).toThrow(/schema version 2; this testbed reads version 1/);
+  });
+
+  it("stores a campaign's definition and plan once, and refuses a different definition under the same id", () => {
+    const store = ResultStore.open(file);
+    const id = campaignIdFor(def);
+    const plan = planCampaign(id, def);
+    expect(store.ensureCampaign(id, def, plan)).toBe(true);
+    expect(store.ensureCampaign(id, def, plan)).toBe(false);
+    const stored = store.campaign(id)!;
+    expect(stored.definition).toEqual(def);
+    expect(stored.plan).toEqual(plan);
+    expect(store.campaignIds()).toEqual([id]);
+    expect(() => store.ensureCampaign(id, { ...def, runs: 3 }, plan)).toThrow(/was started with a different definition/);
+    store.close();
+  });
+
+  it("commits each run at once: another connection sees it, all fields round-trip, results come in plan order", () => {
+    const store = ResultStore.open(file);
+    const id = campaignIdFor(def);
+    const plan = planCampaign(id, def);
+    store.ensureCampaign(id, def, plan);
+    const reader = ResultStore.open(file);
+    expect(reader.results(id)).toEqual([]);
+
+    const [first, second, third] = [plan[2]!, plan[0]!, plan[5]!];
+    store.commitRun(id, okResult(first), {
+      attempts: [{ attempt: 1, startedAt: "2025-01-01T00:00:00.000Z", endedAt: "2025-01-01T00:00:00.500Z", failure: "flow failed: refused" }],
+      logPath: "results.db.logs/x/run.log",
+    });
+    expect(reader.results(id)).toEqual([okResult(first)]);
+    expect(reader.attempts(first.runId)).toEqual([
+      { attempt: 1, startedAt: "2025-01-01T00:00:00.000Z", endedAt: "2025-01-01T00:00:00.500Z", failure: "flow failed: refused" },
+    ]);
+    expect(reader.runRecords(id).get(first.runId)?.logPath).toBe("results.db.logs/x/run.log");
+
+    const failed: RunResult = {
+      ...second.key,
+      runId: second.runId,
+      status: "failed",
+      failure: "too few records",
+      retries: 2,
+      startedAt: "2025-01-01T00:01:00.000Z",
+      endedAt: "2025-01-01T00:01:01.000Z",
+    };
+    store.commitRun(id, failed);
+    store.commitRun(id, okResult(third));
+    expect(reader.results(id).map((r) => r.runId)).toEqual([second.runId, first.runId, third.runId]);
+    expect(reader.results(id)[0]).toEqual(failed);
+    store.close();
+    reader.close();
+  });
+
+  it("hands out only unfinished runs, in plan order, and never accepts an ok run twice", () => {
+    const store = ResultStore.open(file);
+    const id = campaignIdFor(def);
+    const plan = planCampaign(id, def);
+    store.ensureCampaign(id, def, plan);
+    store.commitRun(id, okResult(plan[1]!));
+    store.commitRun(id, { ...okResult(plan[3]!), status: "failed", failure: "rate below target" });
+    expect(store.pendingRuns(id).map((r) => r.index)).toEqual([0, 2, 4, 5, 6, 7]);
+    expect(store.pendingRuns(id, { retryFailed: true }).map((r) => r.index)).toEqual([0, 2, 3, 4, 5, 6, 7]);
+    expect(() => store.commitRun(id, okResult(plan[1]!))).toThrow(/already has an ok result/);
+    // A failed run may be replaced when retried later.
+    store.commitRun(id, okResult(plan[3]!));
+    expect(store.results(id).find((r) => r.runId === plan[3]!.runId)?.status).toBe("ok");
+    // A result must match its planned key.
+    expect(() => store.commitRun(id, { ...okResult(plan[4]!), services: 999 })).toThrow(/services 999 differs from the plan/);
+    store.close();
+  });
+
+  it("keeps a committed run when the writing process is killed right after the commit", async () => {
+    const id = campaignIdFor(def);
+    const plan = planCampaign(id, def);
+    const setup = ResultStore.open(file);
+    setup.ensureCampaign(id, def, plan);
+    setup.close();
+    const result = okResult(plan[0]!);
+    // The child commits, says so, then hangs with the database open until SIGKILL.
+    const script = `
+      const { ResultStore } = await import(${JSON.stringify(storeModule)});
+      await import(${JSON.stringify(planModule)});
+      const s = ResultStore.open(${JSON.stringify(file)});
+      s.commitRun(${JSON.stringify(id)}, ${JSON.stringify(result)});
+      process.stdout.write("committed\\n");
+      setInterval(() => {}, 1000);
+    `;
+    const child = spawn(process.execPath, ["--import", "tsx", "--input-type=module", "-e", script], { stdio: ["ignore", "pipe", "inherit"] });
+    await new Promise<void>((resolve, reject) => {
+      child.stdout.on("data", (d: Buffer) => (d.toString().includes("committed") ? resolve() : undefined));
+      child.on("exit", (code) => reject(new Error(`child exited ${code} before committing`)));
+    });
+    const exited = new Promise((r) => child.on("exit", r));
+    child.kill("SIGKILL");
+    await exited;
+    const store = ResultStore.open(file);
+    expect(store.results(id)).toEqual([result]);
+    expect(store.pendingRuns(id)).toHaveLength(plan.length - 1);
+    store.close();
+  });
+});
