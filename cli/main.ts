@@ -9,6 +9,7 @@ const program = new Command("testbed")
 const verbs: Array<() => Promise<Command>> = [
   async () => (await import("./plan.js")).planCommand(),
   async () => (await import("./diff.js")).diffCommand(),
+  async () => (await import("./decode.js")).decodeCommand(),
 ];
 
 for (const load of verbs) program.addCommand(await load());
