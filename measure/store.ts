@@ -35,6 +35,11 @@ const SUMMARY_COLUMNS: Record<keyof FlowSummary, string> = {
 };
 const SUMMARY_FIELDS = Object.keys(SUMMARY_COLUMNS) as (keyof FlowSummary)[];
 
+/** Only the FlowSummary fields of a richer summary (a decoder's total carries more). */
+export function flowSummaryOf(s: FlowSummary): FlowSummary {
+  return Object.fromEntries(SUMMARY_FIELDS.map((f) => [f, s[f]])) as unknown as FlowSummary;
+}
+
 const SCHEMA = `
 CREATE TABLE campaign (
   id          TEXT PRIMARY KEY,
@@ -336,7 +341,10 @@ export class ResultStore {
       const summary =
         r.packets === null
           ? undefined
-          : (Object.fromEntries(SUMMARY_FIELDS.map((f) => [f, Number(r[SUMMARY_COLUMNS[f]])])) as unknown as FlowSummary);
+          : // SQLite stores NaN (statistics of an empty log) as NULL; give it back as NaN.
+            (Object.fromEntries(
+              SUMMARY_FIELDS.map((f) => [f, r[SUMMARY_COLUMNS[f]] === null ? NaN : Number(r[SUMMARY_COLUMNS[f]])]),
+            ) as unknown as FlowSummary);
       return {
         runId: String(r.run_id),
         dataplane: r.dataplane as RunResult["dataplane"],

@@ -1,0 +1,265 @@
+// The campaign runner: walks a campaign's plan over a Backend, one D-ITG flow at a time, and
+// commits each run to the store the moment it is decoded and judged.
+//
+// Pipeline: when flow k ends, its log goes to the decode stage (log collection, decoding in a
+// worker thread, judging, commit) and flow k+1 starts at once; the runner waits for run k's
+// decode only after flow k+1 has ended. Decoding therefore never delays a flow's start unless it
+// takes longer than a whole flow. Before leaving a (dataplane, Service count) step the pipeline
+// is drained, so a retry of the step's last run still happens on its own step.
+import { copyFileSync, mkdirSync, renameSync, rmSync } from "node:fs";
+import path from "node:path";
+import { sameStep, stepOf, type CampaignDefinition, type PlannedRun } from "./campaign-plan.js";
+import { flowSummaryOf, type FailedAttempt, type ResultStore } from "./store.js";
+import type { Backend, FlowOutcome, FlowSummary, Profile, RunKey, RunResult } from "./types.js";
+
+/** What the runner needs from a decoded log. */
+export interface DecodedRun {
+  readonly total: FlowSummary;
+  /** HDR histogram of per-packet delays, compressed base64. */
+  readonly histogram: string;
+}
+
+/** Decodes a local D-ITG log; the real one runs the decoder in a worker thread. */
+export interface LogDecoder {
+  decode(logPath: string): Promise<DecodedRun>;
+}
+
+/** What a flow was asked to do, for judging what it did. */
+export interface ExpectedFlow {
+  readonly traffic: CampaignDefinition["traffic"][Profile];
+  readonly durationS: number;
+}
+
+export type FlowVerdict = { readonly ok: true } | { readonly ok: false; readonly reason: string };
+
+/** Decides whether a decoded flow is a valid repetition (sender errors, too few records, low rate). */
+export type FlowJudge = (senderOutput: string, decoded: DecodedRun, expected: ExpectedFlow) => FlowVerdict;
+
+/** Progress of a campaign, for progress bars and logs. */
+export type CampaignEvent =
+  | { readonly kind: "start"; readonly campaignId: string; readonly total: number; readonly done: number; readonly resumed: boolean }
+  | { readonly kind: "prepare"; readonly step: { dataplane: string; services: number } }
+  | { readonly kind: "receiver-restart"; readonly runId: string }
+  | { readonly kind: "flow-start"; readonly run: PlannedRun; readonly attempt: number }
+  | { readonly kind: "flow-end"; readonly run: PlannedRun; readonly attempt: number }
+  | { readonly kind: "decode-start"; readonly run: PlannedRun; readonly attempt: number }
+  | { readonly kind: "decode-end"; readonly run: PlannedRun; readonly attempt: number }
+  | {
+      readonly kind: "attempt-failed";
+      readonly run: PlannedRun;
+      readonly attempt: number;
+      readonly reason: string;
+      readonly willRetry: boolean;
+    }
+  | { readonly kind: "run-done"; readonly run: PlannedRun; readonly result: RunResult; readonly done: number; readonly total: number }
+  | { readonly kind: "stopped"; readonly done: number; readonly total: number };
+
+export interface CampaignRunOptions {
+  readonly store: ResultStore;
+  readonly campaignId: string;
+  readonly backend: Backend;
+  readonly decoder: LogDecoder;
+  readonly judge: FlowJudge;
+  /** Extra attempts allowed for a failed run (0: one attempt only). */
+  readonly retries: number;
+  /** Keep raw logs under the store's log directory; otherwise they are deleted once decoded. */
+  readonly keepLogs?: boolean;
+  /** Also re-attempt runs whose stored status is failed. */
+  readonly retryFailed?: boolean;
+  readonly onEvent?: (event: CampaignEvent) => void;
+  /** Stops the campaign after the current flow; finished runs stay committed. */
+  readonly signal?: AbortSignal;
+  readonly now?: () => Date;
+}
+
+export interface CampaignRunSummary {
+  readonly total: number;
+  /** Runs with a stored result when the runner returned. */
+  readonly done: number;
+  /** Runs committed by this call. */
+  readonly committed: number;
+  readonly failed: number;
+  readonly receiverRestarts: number;
+  readonly stopped: boolean;
+}
+
+function message(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+/** Moves a file, copying when source and target are on different filesystems. */
+function moveFile(from: string, to: string): void {
+  mkdirSync(path.dirname(to), { recursive: true });
+  try {
+    renameSync(from, to);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== "EXDEV") throw err;
+    copyFileSync(from, to);
+    rmSync(from, { force: true });
+  }
+}
+
+/** Runs the pending runs of a stored campaign; returns when all are committed or on stop. */
+export async function runCampaign(opts: CampaignRunOptions): Promise<CampaignRunSummary> {
+  const { store, campaignId, backend } = opts;
+  const now = opts.now ?? (() => new Date());
+  const emit = (e: CampaignEvent) => opts.onEvent?.(e);
+  const campaign = store.campaign(campaignId);
+  if (!campaign) throw new Error(`no campaign ${campaignId} in ${store.file}`);
+  const def = campaign.definition;
+  const total = campaign.plan.length;
+  const queue = store.pendingRuns(campaignId, { retryFailed: opts.retryFailed === true });
+  let done = total - queue.length;
+  let committed = 0;
+  let failed = 0;
+  let receiverRestarts = 0;
+  const failures = new Map<string, FailedAttempt[]>();
+  const event = (kind: string, detail?: string, runId?: string) =>
+    store.recordEvent(campaignId, { at: now().toISOString(), kind, ...(detail ? { detail } : {}), ...(runId ? { runId } : {}) });
+
+  emit({ kind: "start", campaignId, total, done, resumed: done > 0 });
+  event(done > 0 ? "resume" : "start", `${done}/${total} runs done; backend ${backend.name}`);
+
+  const commit = (run: PlannedRun, result: Omit<RunResult, keyof RunKey | "runId" | "retries">, logPath?: string) => {
+    const attempts = failures.get(run.runId) ?? [];
+    const full: RunResult = { ...run.key, runId: run.runId, retries: attempts.length, ...result };
+    let storedLog: string | undefined;
+    if (logPath !== undefined) {
+      if (opts.keepLogs) {
+        const kept = path.join(store.logDir(campaignId), `${run.runId}${path.extname(logPath) || ".log"}`);
+        moveFile(logPath, kept);
+        storedLog = store.relativeLogPath(kept);
+      } else {
+        rmSync(logPath, { force: true });
+      }
+    }
+    store.commitRun(campaignId, full, { attempts, ...(storedLog !== undefined ? { logPath: storedLog } : {}), now: now() });
+    failures.delete(run.runId);
+    committed++;
+    done++;
+    if (full.status === "failed") failed++;
+    emit({ kind: "run-done", run, result: full, done, total });
+  };
+
+  /** Records a failed attempt; re-queues the run at the front or commits it as failed. */
+  const failAttempt = (run: PlannedRun, attempt: number, reason: string, startedAt: Date, endedAt: Date, logPath?: string) => {
+    const list = failures.get(run.runId) ?? [];
+    const willRetry = list.length < opts.retries;
+    emit({ kind: "attempt-failed", run, attempt, reason, willRetry });
+    if (willRetry) {
+      list.push({ attempt, startedAt: startedAt.toISOString(), endedAt: endedAt.toISOString(), failure: reason });
+      failures.set(run.runId, list);
+      if (logPath !== undefined) rmSync(logPath, { force: true });
+      queue.unshift(run);
+    } else {
+      commit(run, { status: "failed", failure: reason, startedAt: startedAt.toISOString(), endedAt: endedAt.toISOString() }, logPath);
+    }
+  };
+
+  /** The decode stage of one flow: collect, decode, judge, commit (or retry). Never throws. */
+  const decodeStage = async (run: PlannedRun, attempt: number, outcome: FlowOutcome): Promise<void> => {
+    emit({ kind: "decode-start", run, attempt });
+    let local: string | undefined;
+    try {
+      local = await backend.collectLog(outcome);
+      const decoded = await opts.decoder.decode(local);
+      const verdict = opts.judge(outcome.senderOutput, decoded, {
+        traffic: def.traffic[run.key.profile],
+        durationS: def.flowSeconds,
+      });
+      emit({ kind: "decode-end", run, attempt });
+      const base = {
+        summary: flowSummaryOf(decoded.total),
+        histogram: decoded.histogram,
+        achievedKbps: decoded.total.bitrateKbps,
+        startedAt: outcome.startedAt.toISOString(),
+        endedAt: outcome.endedAt.toISOString(),
+      };
+      if (verdict.ok) {
+        commit(run, { status: "ok", ...base }, local);
+      } else if ((failures.get(run.runId)?.length ?? 0) < opts.retries) {
+        failAttempt(run, attempt, verdict.reason, outcome.startedAt, outcome.endedAt, local);
+      } else {
+        // Out of retries: keep what was measured, flagged, so the report can show why it was rejected.
+        emit({ kind: "attempt-failed", run, attempt, reason: verdict.reason, willRetry: false });
+        commit(run, { status: "failed", failure: verdict.reason, ...base }, local);
+      }
+    } catch (err) {
+      emit({ kind: "decode-end", run, attempt });
+      failAttempt(run, attempt, `decoding the log failed: ${message(err)}`, outcome.startedAt, outcome.endedAt, local);
+    }
+  };
+
+  let prepared: RunKey | undefined;
+  let inflight: Promise<void> | undefined;
+  let stopped = false;
+  try {
+    while (queue.length > 0 || inflight) {
+      if (opts.signal?.aborted) {
+        stopped = true;
+        break;
+      }
+      const head = queue[0];
+      if (!head || !prepared || !sameStep(prepared, head.key)) {
+        // Leaving a step (or out of queued runs): finish the decode first, it may re-queue a run of this step.
+        if (inflight) {
+          await inflight;
+          inflight = undefined;
+          continue;
+        }
+        if (!head) break;
+        const step = stepOf(head.key);
+        emit({ kind: "prepare", step });
+        await backend.prepare(step);
+        event("prepare", `${step.dataplane} ${step.services}`);
+        prepared = head.key;
+      }
+      const run = queue.shift()!;
+      const attempt = (failures.get(run.runId)?.length ?? 0) + 1;
+
+      if (!(await backend.receiverAlive())) {
+        emit({ kind: "receiver-restart", runId: run.runId });
+        event("receiver-restart", "receiver not answering before the run", run.runId);
+        receiverRestarts++;
+        await backend.restartReceiver();
+      }
+
+      emit({ kind: "flow-start", run, attempt });
+      const startedAt = now();
+      let outcome: FlowOutcome;
+      try {
+        outcome = await backend.runFlow(run.key, {
+          logName: `${run.runId}-${attempt}`,
+          durationS: def.flowSeconds,
+          traffic: def.traffic[run.key.profile],
+        });
+      } catch (err) {
+        emit({ kind: "flow-end", run, attempt });
+        if (inflight) {
+          await inflight;
+          inflight = undefined;
+        }
+        failAttempt(run, attempt, `flow failed: ${message(err)}`, startedAt, now());
+        continue;
+      }
+      emit({ kind: "flow-end", run, attempt });
+      // Depth-one pipeline: the previous decode had this whole flow to finish.
+      if (inflight) await inflight;
+      inflight = decodeStage(run, attempt, outcome);
+    }
+    if (inflight) await inflight;
+  } catch (err) {
+    // Commit what is already decoded before reporting a fatal error (prepare or receiver restart failed).
+    if (inflight) await inflight;
+    await backend.teardown().catch(() => undefined);
+    throw err;
+  }
+  await backend.teardown();
+  if (stopped) {
+    emit({ kind: "stopped", done, total });
+    event("stop", `${done}/${total} runs done`);
+  } else {
+    event("end", `${done}/${total} runs done; ${failed} failed in this session`);
+  }
+  return { total, done, committed, failed, receiverRestarts, stopped };
+}

@@ -1,0 +1,267 @@
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { runCampaign, type CampaignEvent, type DecodedRun, type FlowJudge, type LogDecoder } from "../../measure/campaign.js";
+import { campaignIdFor, planCampaign, type CampaignDefinition } from "../../measure/campaign-plan.js";
+import { ResultStore } from "../../measure/store.js";
+import type { Backend, FlowOutcome, FlowSummary, RunKey } from "../../measure/types.js";
+import { scenarioSchema } from "../../scenario/schema.js";
+
+const def: CampaignDefinition = {
+  backend: "fake",
+  dataplanes: ["iptables", "ebpf"],
+  families: ["ipv4"],
+  profiles: ["throughput", "latency"],
+  services: [1, 100],
+  runs: 2,
+  flowSeconds: 1,
+  seed: 1,
+  order: { randomize: false, interleave: 0 },
+  traffic: scenarioSchema.shape.traffic.parse(undefined),
+};
+
+const label = (k: RunKey) => `${k.dataplane}/${k.services}/${k.repetition}/${k.family}/${k.profile}`;
+
+function summary(packets: number): FlowSummary {
+  return {
+    packets, bytes: packets * 512, durationS: 1, delayMinS: 0.001, delayMaxS: 0.002, delayMeanS: 0.0015, delayStdS: 0.0001,
+    jitterS: 0.0001, bitrateKbps: packets * 4.096, packetRate: packets, dropped: 0, p50S: 0.0015, p90S: 0.0018, p99S: 0.0019, p999S: 0.002,
+  };
+}
+
+/** A scriptable backend: records every call in order; flows write a small file as their "log". */
+class FakeBackend implements Backend {
+  readonly name = "fake";
+  readonly calls: string[] = [];
+  flowFailures = new Map<string, number>();
+  aliveAnswers: boolean[] = [];
+  prepareError: Error | undefined;
+  flowDelayMs = 2;
+  constructor(private readonly dir: string) {}
+
+  async prepare(step: { dataplane: string; services: number }) {
+    this.calls.push(`prepare ${step.dataplane}/${step.services}`);
+    if (this.prepareError && step.services === 100) throw this.prepareError;
+  }
+  async runFlow(key: RunKey, flow: { logName: string; durationS: number }): Promise<FlowOutcome> {
+    this.calls.push(`flow ${label(key)} ${flow.logName}`);
+    const startedAt = new Date();
+    await new Promise((r) => setTimeout(r, this.flowDelayMs));
+    const left = this.flowFailures.get(label(key)) ?? 0;
+    if (left > 0) {
+      this.flowFailures.set(label(key), left - 1);
+      throw new Error(`Connect error in createTransportChan(): Connection refused`);
+    }
+    const logPath = path.join(this.dir, `${flow.logName}.log`);
+    writeFileSync(logPath, label(key));
+    return { logPath, senderOutput: "Finished sending packets of flow ID: 1", startedAt, endedAt: new Date() };
+  }
+  async collectLog(outcome: FlowOutcome) {
+    this.calls.push(`collect ${path.basename(outcome.logPath)}`);
+    return outcome.logPath;
+  }
+  async receiverAlive() {
+    return this.aliveAnswers.shift() ?? true;
+  }
+  async restartReceiver() {
+    this.calls.push("restart-receiver");
+  }
+  async teardown() {
+    this.calls.push("teardown");
+  }
+  flows(): string[] {
+    return this.calls.filter((c) => c.startsWith("flow ")).map((c) => c.split(" ")[1]!);
+  }
+}
+
+/** Decodes the fake log (its text is the run label); optionally slow, to make pipelining visible. */
+class FakeDecoder implements LogDecoder {
+  delayMs = 0;
+  readonly calls: string[] = [];
+  constructor(private readonly timeline: string[]) {}
+  async decode(logPath: string): Promise<DecodedRun> {
+    const text = readFileSync(logPath, "utf8");
+    this.calls.push(text);
+    if (this.delayMs) await new Promise((r) => setTimeout(r, this.delayMs));
+    this.timeline.push(`decoded ${text}`);
+    return { total: summary(1000), histogram: `H:${text}` };
+  }
+}
+
+const okJudge: FlowJudge = () => ({ ok: true });
+
+let dir: string;
+let store: ResultStore;
+let id: string;
+let timeline: string[];
+beforeEach(() => {
+  dir = mkdtempSync(path.join(tmpdir(), "campaign-test-"));
+  store = ResultStore.open(path.join(dir, "results.db"));
+  id = campaignIdFor(def);
+  store.ensureCampaign(id, def, planCampaign(id, def));
+  timeline = [];
+});
+afterEach(() => {
+  store.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+function setup(over: { backend?: FakeBackend; decoder?: FakeDecoder } = {}) {
+  const backend = over.backend ?? new FakeBackend(dir);
+  const decoder = over.decoder ?? new FakeDecoder(timeline);
+  const events: CampaignEvent[] = [];
+  const onEvent = (e: CampaignEvent) => {
+    events.push(e);
+    if (e.kind === "flow-start") timeline.push(`flow-start ${label(e.run.key)}`);
+    if (e.kind === "prepare") timeline.push(`prepare ${e.step.dataplane}/${e.step.services}`);
+  };
+  return { backend, decoder, events, onEvent };
+}
+
+describe("runCampaign", () => {
+  it("runs the plan in order, preparing once per step, and commits every run", async () => {
+    const { backend, decoder, onEvent } = setup();
+    const summaryOut = await runCampaign({ store, campaignId: id, backend, decoder, judge: okJudge, retries: 0, onEvent });
+    const plan = store.campaign(id)!.plan;
+    expect(backend.flows()).toEqual(plan.map((r) => label(r.key)));
+    expect(backend.calls.filter((c) => c.startsWith("prepare"))).toEqual([
+      "prepare iptables/1", "prepare iptables/100", "prepare ebpf/1", "prepare ebpf/100",
+    ]);
+    expect(backend.calls.at(-1)).toBe("teardown");
+    const results = store.results(id);
+    expect(results.map((r) => r.runId)).toEqual(plan.map((r) => r.runId));
+    expect(results.every((r) => r.status === "ok" && r.retries === 0 && r.summary?.packets === 1000)).toBe(true);
+    expect(results[0]!.histogram).toBe(`H:${label(plan[0]!.key)}`);
+    expect(summaryOut).toMatchObject({ total: 16, done: 16, committed: 16, failed: 0, stopped: false });
+    expect(store.pendingRuns(id)).toEqual([]);
+    // Logs are deleted once decoded unless kept.
+    expect(existsSync(path.join(dir, `${plan[0]!.runId}-1.log`))).toBe(false);
+  });
+
+  it("starts flow k+1 while run k is still decoding, and drains before changing step", async () => {
+    const { backend, decoder, onEvent } = setup();
+    decoder.delayMs = 40;
+    backend.flowDelayMs = 5;
+    await runCampaign({ store, campaignId: id, backend, decoder, judge: okJudge, retries: 0, onEvent });
+    const plan = store.campaign(id)!.plan;
+    for (let k = 0; k + 1 < plan.length; k++) {
+      const [cur, next] = [label(plan[k]!.key), label(plan[k + 1]!.key)];
+      const decodedAt = timeline.indexOf(`decoded ${cur}`);
+      if (plan[k]!.key.services === plan[k + 1]!.key.services && plan[k]!.key.dataplane === plan[k + 1]!.key.dataplane) {
+        // Same step: the next flow started before this run's decode finished.
+        expect(timeline.indexOf(`flow-start ${next}`)).toBeLessThan(decodedAt);
+      } else {
+        // Step change: this run is decoded (and committed) before the backend is re-prepared.
+        expect(decodedAt).toBeLessThan(timeline.indexOf(`prepare ${plan[k + 1]!.key.dataplane}/${plan[k + 1]!.key.services}`));
+      }
+    }
+    expect(store.results(id)).toHaveLength(plan.length);
+  });
+
+  it("retries a failed flow a bounded number of times and records every failed attempt", async () => {
+    const { backend, decoder, onEvent, events } = setup();
+    const plan = store.campaign(id)!.plan;
+    const [flaky, dead] = [plan[1]!, plan[5]!];
+    backend.flowFailures.set(label(flaky.key), 2);
+    backend.flowFailures.set(label(dead.key), 99);
+    await runCampaign({ store, campaignId: id, backend, decoder, judge: okJudge, retries: 2, onEvent });
+
+    const count = (run: typeof flaky) => backend.flows().filter((f) => f === label(run.key)).length;
+    expect(count(flaky)).toBe(3);
+    expect(count(dead)).toBe(3);
+    const results = new Map(store.results(id).map((r) => [r.runId, r]));
+    expect(results.get(flaky.runId)).toMatchObject({ status: "ok", retries: 2 });
+    expect(results.get(dead.runId)).toMatchObject({ status: "failed", retries: 2 });
+    expect(results.get(dead.runId)!.failure).toMatch(/flow failed: Connect error .* Connection refused/);
+    expect(results.get(dead.runId)!.summary).toBeUndefined();
+    expect(store.attempts(flaky.runId).map((a) => a.attempt)).toEqual([1, 2]);
+    expect(store.attempts(dead.runId).map((a) => a.failure)).toEqual([
+      "flow failed: Connect error in createTransportChan(): Connection refused",
+      "flow failed: Connect error in createTransportChan(): Connection refused",
+    ]);
+    // Each attempt gets its own log name (D-ITG truncates a reused one).
+    expect(backend.calls.filter((c) => c.startsWith(`flow ${label(flaky.key)} `)).map((c) => c.split(" ")[2])).toEqual([
+      `${flaky.runId}-1`, `${flaky.runId}-2`, `${flaky.runId}-3`,
+    ]);
+    // The retry runs right after the failure, in the same step.
+    const flows = backend.flows();
+    expect(flows.indexOf(label(flaky.key))).toBe(1);
+    expect(flows.slice(1, 4)).toEqual([label(flaky.key), label(flaky.key), label(flaky.key)]);
+    expect(events.filter((e) => e.kind === "attempt-failed" && e.run.runId === dead.runId).map((e) => (e as { willRetry: boolean }).willRetry)).toEqual([
+      true, true, false,
+    ]);
+  });
+
+  it("retries a run the judge rejects and keeps the last measurement of a finally rejected run", async () => {
+    const { backend, decoder, onEvent } = setup();
+    const plan = store.campaign(id)!.plan;
+    const rejected = label(plan[2]!.key);
+    const judge: FlowJudge = (_out, decoded) =>
+      decoded.histogram === `H:${rejected}` ? { ok: false, reason: "achieved 912 pkt/s, below 99% of 1000" } : { ok: true };
+    await runCampaign({ store, campaignId: id, backend, decoder, judge, retries: 1, onEvent });
+    expect(backend.flows().filter((f) => f === rejected)).toHaveLength(2);
+    const r = store.results(id).find((x) => x.runId === plan[2]!.runId)!;
+    expect(r).toMatchObject({ status: "failed", retries: 1, failure: "achieved 912 pkt/s, below 99% of 1000" });
+    expect(r.summary?.packets).toBe(1000);
+    expect(store.attempts(plan[2]!.runId)).toHaveLength(1);
+  });
+
+  it("restarts a dead receiver before the run and records it", async () => {
+    const { backend, decoder, onEvent } = setup();
+    backend.aliveAnswers = [true, true, false];
+    const out = await runCampaign({ store, campaignId: id, backend, decoder, judge: okJudge, retries: 0, onEvent });
+    const plan = store.campaign(id)!.plan;
+    const i = backend.calls.indexOf("restart-receiver");
+    expect(backend.calls.filter((c) => c === "restart-receiver")).toHaveLength(1);
+    expect(backend.calls[i + 1]).toBe(`flow ${label(plan[2]!.key)} ${plan[2]!.runId}-1`);
+    expect(out.receiverRestarts).toBe(1);
+    expect(store.events(id).filter((e) => e.kind === "receiver-restart").map((e) => e.runId)).toEqual([plan[2]!.runId]);
+  });
+
+  it("stops on request and resumes without repeating or losing a run", async () => {
+    const controller = new AbortController();
+    const first = setup();
+    first.decoder.delayMs = 10;
+    const onEvent = (e: CampaignEvent) => {
+      first.onEvent(e);
+      if (e.kind === "run-done" && e.done === 5) controller.abort();
+    };
+    const out1 = await runCampaign({
+      store, campaignId: id, backend: first.backend, decoder: first.decoder, judge: okJudge, retries: 0, onEvent, signal: controller.signal,
+    });
+    expect(out1.stopped).toBe(true);
+    const before = store.results(id);
+    expect(before.length).toBeGreaterThanOrEqual(5);
+    expect(before.length).toBeLessThan(16);
+
+    const second = setup();
+    const out2 = await runCampaign({ store, campaignId: id, backend: second.backend, decoder: second.decoder, judge: okJudge, retries: 0 });
+    expect(out2).toMatchObject({ total: 16, done: 16, committed: 16 - before.length });
+    const after = store.results(id);
+    expect(after).toHaveLength(16);
+    for (const r of before) expect(after.find((a) => a.runId === r.runId)).toEqual(r);
+    // Only flows whose run was not committed were run again.
+    const committedFirst = new Set(before.map((r) => label(r)));
+    expect(second.backend.flows().some((f) => committedFirst.has(f))).toBe(false);
+    expect(new Set([...second.backend.flows(), ...committedFirst]).size).toBe(16);
+    expect(store.events(id).map((e) => e.kind)).toContain("resume");
+  });
+
+  it("keeps raw logs under the store's log directory when asked", async () => {
+    const { backend, decoder } = setup();
+    await runCampaign({ store, campaignId: id, backend, decoder, judge: okJudge, retries: 0, keepLogs: true });
+    const plan = store.campaign(id)!.plan;
+    const rec = store.runRecords(id).get(plan[3]!.runId)!;
+    expect(rec.logPath).toBe(path.join("results.db.logs", id, `${plan[3]!.runId}.log`));
+    expect(readFileSync(path.join(dir, rec.logPath!), "utf8")).toBe(label(plan[3]!.key));
+  });
+
+  it("commits decoded runs, tears down and reports a fatal prepare error", async () => {
+    const { backend, decoder } = setup();
+    backend.prepareError = new Error("pulumi up failed: quota exceeded");
+    await expect(runCampaign({ store, campaignId: id, backend, decoder, judge: okJudge, retries: 3 })).rejects.toThrow(/quota exceeded/);
+    expect(store.results(id)).toHaveLength(4);
+    expect(backend.calls.at(-1)).toBe("teardown");
+  });
+});
