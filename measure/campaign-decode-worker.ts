@@ -1,7 +1,7 @@
 // Worker-thread entry of the campaign's log decoder: decodes one log per message, so that the
 // CPU-bound decoding never stalls the event loop that starts and watches the next flow.
 import { parentPort } from "node:worker_threads";
-import { decodeLogFile } from "./ditg-log.js";
+import { decodeLogFile, type DecodedLog } from "./ditg-log.js";
 
 export interface DecodeRequest {
   readonly id: number;
@@ -9,12 +9,12 @@ export interface DecodeRequest {
 }
 
 export type DecodeReply =
-  | { readonly id: number; readonly ok: true; readonly total: import("./types.js").FlowSummary; readonly histogram: string }
+  | { readonly id: number; readonly ok: true; readonly log: DecodedLog }
   | { readonly id: number; readonly ok: false; readonly error: string };
 
 parentPort?.on("message", (req: DecodeRequest) => {
   decodeLogFile(req.path).then(
-    (log) => parentPort!.postMessage({ id: req.id, ok: true, total: log.total, histogram: log.histogram } satisfies DecodeReply),
+    (log) => parentPort!.postMessage({ id: req.id, ok: true, log } satisfies DecodeReply),
     (err: unknown) => parentPort!.postMessage({ id: req.id, ok: false, error: err instanceof Error ? err.message : String(err) } satisfies DecodeReply),
   );
 });

@@ -4,7 +4,8 @@ import path from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { Worker } from "node:worker_threads";
 import type { DecodeReply, DecodeRequest } from "./campaign-decode-worker.js";
-import type { DecodedRun, LogDecoder } from "./campaign.js";
+import type { LogDecoder } from "./campaign.js";
+import type { DecodedLog } from "./ditg-log.js";
 
 /** URL of tsx's ESM register API, resolved from this package (the worker's cwd may be anywhere). */
 function tsxEsmApi(): string {
@@ -20,7 +21,7 @@ function tsxEsmApi(): string {
  */
 export class WorkerLogDecoder implements LogDecoder {
   private readonly worker: Worker;
-  private readonly waiting = new Map<number, { resolve: (r: DecodedRun) => void; reject: (e: Error) => void }>();
+  private readonly waiting = new Map<number, { resolve: (r: DecodedLog) => void; reject: (e: Error) => void }>();
   private nextId = 1;
   private failure: Error | undefined;
 
@@ -40,7 +41,7 @@ export class WorkerLogDecoder implements LogDecoder {
       const w = this.waiting.get(reply.id);
       if (!w) return;
       this.waiting.delete(reply.id);
-      if (reply.ok) w.resolve({ total: reply.total, histogram: reply.histogram });
+      if (reply.ok) w.resolve(reply.log);
       else w.reject(new Error(reply.error));
     });
     const fail = (err: Error) => {
@@ -52,10 +53,10 @@ export class WorkerLogDecoder implements LogDecoder {
     this.worker.on("exit", (code) => fail(new Error(`log decoder worker exited with code ${code}`)));
   }
 
-  decode(logPath: string): Promise<DecodedRun> {
+  decode(logPath: string): Promise<DecodedLog> {
     if (this.failure) return Promise.reject(this.failure);
     const id = this.nextId++;
-    return new Promise<DecodedRun>((resolve, reject) => {
+    return new Promise<DecodedLog>((resolve, reject) => {
       this.waiting.set(id, { resolve, reject });
       this.worker.postMessage({ id, path: logPath } satisfies DecodeRequest);
     });

@@ -32,6 +32,8 @@ export interface CampaignDefinition {
   /** Repetitions per (dataplane, family, profile, Service count) cell. */
   readonly runs: number;
   readonly flowSeconds: number;
+  /** Link cap of the measured path in Mbit/s (0: none); sets how many records a complete flow logs. */
+  readonly linkMbps: number;
   readonly seed: number;
   readonly order: PlanOrder;
   /** The scenario's D-ITG traffic profiles, as the runs use them. */

@@ -8,32 +8,31 @@
 // is drained, so a retry of the step's last run still happens on its own step.
 import { copyFileSync, mkdirSync, renameSync, rmSync } from "node:fs";
 import path from "node:path";
-import { sameStep, stepOf, type CampaignDefinition, type PlannedRun } from "./campaign-plan.js";
+import { sameStep, stepOf, type PlannedRun } from "./campaign-plan.js";
 import { flowSummaryOf, type FailedAttempt, type ResultStore } from "./store.js";
-import type { Backend, FlowOutcome, FlowSummary, Profile, RunKey, RunResult } from "./types.js";
+import { expectedRecords, judgeFlow, type FlowVerdict } from "./ditg-commands.js";
+import type { DecodedLog } from "./ditg-log.js";
+import type { Backend, FlowOutcome, RunKey, RunResult, TrafficProfile } from "./types.js";
 
-/** What the runner needs from a decoded log. */
-export interface DecodedRun {
-  readonly total: FlowSummary;
-  /** HDR histogram of per-packet delays, compressed base64. */
-  readonly histogram: string;
-}
-
-/** Decodes a local D-ITG log; the real one runs the decoder in a worker thread. */
+/** Decodes a local D-ITG log; the real one runs measure/ditg-log.ts in a worker thread. */
 export interface LogDecoder {
-  decode(logPath: string): Promise<DecodedRun>;
+  decode(logPath: string): Promise<DecodedLog>;
 }
 
 /** What a flow was asked to do, for judging what it did. */
 export interface ExpectedFlow {
-  readonly traffic: CampaignDefinition["traffic"][Profile];
+  readonly traffic: TrafficProfile;
   readonly durationS: number;
+  /** Link cap of the measured path, Mbit/s (0: none). */
+  readonly linkMbps: number;
 }
 
-export type FlowVerdict = { readonly ok: true } | { readonly ok: false; readonly reason: string };
+/** Decides whether a decoded flow is a valid repetition (sender errors, too few records, several flows). */
+export type FlowJudge = (senderOutput: string, decoded: DecodedLog, expected: ExpectedFlow) => FlowVerdict;
 
-/** Decides whether a decoded flow is a valid repetition (sender errors, too few records, low rate). */
-export type FlowJudge = (senderOutput: string, decoded: DecodedRun, expected: ExpectedFlow) => FlowVerdict;
+/** The D-ITG verdict of measure/ditg-commands.ts: sender errors, corrupt logs, record count against the profile. */
+export const ditgJudge: FlowJudge = (senderOutput, decoded, expected) =>
+  judgeFlow(senderOutput, decoded, expectedRecords(expected.traffic, expected.durationS, expected.linkMbps));
 
 /** Progress of a campaign, for progress bars and logs. */
 export type CampaignEvent =
@@ -59,7 +58,8 @@ export interface CampaignRunOptions {
   readonly campaignId: string;
   readonly backend: Backend;
   readonly decoder: LogDecoder;
-  readonly judge: FlowJudge;
+  /** Default: ditgJudge. */
+  readonly judge?: FlowJudge;
   /** Extra attempts allowed for a failed run (0: one attempt only). */
   readonly retries: number;
   /** Keep raw logs under the store's log directory; otherwise they are deleted once decoded. */
@@ -104,6 +104,7 @@ export async function runCampaign(opts: CampaignRunOptions): Promise<CampaignRun
   const { store, campaignId, backend } = opts;
   const now = opts.now ?? (() => new Date());
   const emit = (e: CampaignEvent) => opts.onEvent?.(e);
+  const judge = opts.judge ?? ditgJudge;
   const campaign = store.campaign(campaignId);
   if (!campaign) throw new Error(`no campaign ${campaignId} in ${store.file}`);
   const def = campaign.definition;
@@ -163,9 +164,10 @@ export async function runCampaign(opts: CampaignRunOptions): Promise<CampaignRun
     try {
       local = await backend.collectLog(outcome);
       const decoded = await opts.decoder.decode(local);
-      const verdict = opts.judge(outcome.senderOutput, decoded, {
+      const verdict = judge(outcome.senderOutput, decoded, {
         traffic: def.traffic[run.key.profile],
         durationS: def.flowSeconds,
+        linkMbps: def.linkMbps,
       });
       emit({ kind: "decode-end", run, attempt });
       const base = {

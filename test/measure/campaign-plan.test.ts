@@ -19,6 +19,7 @@ function definition(over: Partial<CampaignDefinition> = {}): CampaignDefinition 
     services: [1, 1000, 2000],
     runs: 4,
     flowSeconds: 30,
+    linkMbps: 0,
     seed: 7,
     order: { randomize: false, interleave: 0 },
     traffic,

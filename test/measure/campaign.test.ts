@@ -2,7 +2,8 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "no
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { runCampaign, type CampaignEvent, type DecodedRun, type FlowJudge, type LogDecoder } from "../../measure/campaign.js";
+import { runCampaign, type CampaignEvent, type FlowJudge, type LogDecoder } from "../../measure/campaign.js";
+import type { DecodedLog } from "../../measure/ditg-log.js";
 import { campaignIdFor, planCampaign, type CampaignDefinition } from "../../measure/campaign-plan.js";
 import { ResultStore } from "../../measure/store.js";
 import type { Backend, FlowOutcome, FlowSummary, RunKey } from "../../measure/types.js";
@@ -16,6 +17,7 @@ const def: CampaignDefinition = {
   services: [1, 100],
   runs: 2,
   flowSeconds: 1,
+  linkMbps: 0,
   seed: 1,
   order: { randomize: false, interleave: 0 },
   traffic: scenarioSchema.shape.traffic.parse(undefined),
@@ -80,12 +82,13 @@ class FakeDecoder implements LogDecoder {
   delayMs = 0;
   readonly calls: string[] = [];
   constructor(private readonly timeline: string[]) {}
-  async decode(logPath: string): Promise<DecodedRun> {
+  async decode(logPath: string): Promise<DecodedLog> {
     const text = readFileSync(logPath, "utf8");
     this.calls.push(text);
     if (this.delayMs) await new Promise((r) => setTimeout(r, this.delayMs));
     this.timeline.push(`decoded ${text}`);
-    return { total: summary(1000), histogram: `H:${text}` };
+    const total = { ...summary(1000), droppedPercent: 0, lossBurstSize: 0, negativeDelays: 0, flowCount: 1, errorLines: 0 };
+    return { file: logPath, flows: [], total, histogram: `H:${text}` };
   }
 }
 

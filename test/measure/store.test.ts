@@ -21,6 +21,7 @@ const def: CampaignDefinition = {
   services: [1, 10],
   runs: 2,
   flowSeconds: 1,
+  linkMbps: 0,
   seed: 3,
   order: { randomize: true, interleave: 0 },
   traffic: scenarioSchema.shape.traffic.parse(undefined),
