@@ -1,0 +1,208 @@
+// The lab's eBPF Service dataplane: Cilium's kube-proxy replacement reduced to its tc NodePort path.
+// Compiles lab/ebpf/service-lb.c for this kernel, mounts a private bpffs for its pinned maps,
+// attaches it with tc (clsact) to the worker's uplink, and fills the maps for a ServiceSet in one
+// `bpftool batch` run. No iptables rule is involved.
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { machine, tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import type { Family } from "../scenario/cidr.js";
+import type { ServiceSet } from "../workloads/service-model.js";
+import { exec, run } from "./netns.js";
+import { bpftoolBatch, DEFAULT_LB_MAP_MAX, LB_MAPS, planServiceMaps, type ServiceMapPlan } from "./ebpf/service-maps.js";
+import type { LabTopology } from "./topology.js";
+
+const SOURCE_DIR = fileURLToPath(new URL("./ebpf/", import.meta.url));
+const SOURCE = "service-lb.c";
+/** Program sections of service-lb.c and where they are attached. */
+const PROGRAMS = [
+  { direction: "ingress", section: "tc/nodeport" },
+  { direction: "egress", section: "tc/revnat" },
+] as const;
+
+export interface EbpfDataplaneOptions {
+  readonly services: ServiceSet;
+  /** Size of the service, backend and reverse-NAT maps (Cilium's bpf.lbMapMax). Default 65536. */
+  readonly lbMapMax?: number;
+  /** Size of each conntrack map. Default 65536. */
+  readonly ctMapMax?: number;
+}
+
+export interface EbpfTimings {
+  readonly compileMs: number;
+  readonly attachMs: number;
+  readonly fillMs: number;
+}
+
+/** Kernel object ids of the run's programs and maps: what must be gone after teardown. */
+export interface BpfObjectIds {
+  readonly programs: readonly number[];
+  readonly maps: readonly number[];
+}
+
+/** Why this host cannot run the eBPF dataplane, or undefined. */
+export function ebpfHostProblem(): string | undefined {
+  const missing = ["clang", "bpftool", "tc"].filter((tool) => {
+    try {
+      return exec([tool, tool === "tc" ? "-V" : "--version"]).status !== 0;
+    } catch {
+      return true;
+    }
+  });
+  if (missing.length > 0) return `the eBPF dataplane needs ${missing.join(", ")} (Debian: clang, bpftool, iproute2, libbpf-dev)`;
+  if (!existsSync("/usr/include/bpf/bpf_helpers.h")) return "the eBPF dataplane needs the libbpf headers (Debian: libbpf-dev)";
+  return undefined;
+}
+
+/** Pure: the clang command that builds the load balancer for the given map sizes. */
+export function compileCommand(output: string, lbMapMax: number, ctMapMax: number): string[] {
+  // clang -target bpf does not search the multiarch directory that holds <asm/types.h>.
+  const multiarch = `/usr/include/${machine()}-linux-gnu`;
+  return [
+    "clang", "-O2", "-g", "-target", "bpf", "-Wall", "-Werror",
+    ...(existsSync(multiarch) ? ["-I", multiarch] : []),
+    "-I", SOURCE_DIR,
+    `-DLB_MAP_MAX=${lbMapMax}`, `-DCT_MAP_MAX=${ctMapMax}`,
+    "-c", join(SOURCE_DIR, SOURCE), "-o", output,
+  ];
+}
+
+export class EbpfDataplane {
+  readonly kind = "ebpf";
+  private tornDown = false;
+  private attached = false;
+  private mounted = false;
+
+  private constructor(
+    private readonly topology: LabTopology,
+    /** What the maps hold. */
+    readonly plan: ServiceMapPlan,
+    private readonly workDir: string,
+    /** Private bpffs; tc pins the maps under tc/globals/. */
+    readonly bpffs: string,
+    private readonly times: { compileMs: number; attachMs: number; fillMs: number },
+  ) {}
+
+  get timings(): EbpfTimings {
+    return { ...this.times };
+  }
+
+  /**
+   * Compiles, attaches and fills. The map contents are planned first, so bad input fails before
+   * anything is created; if a later step fails, everything done so far is undone.
+   */
+  static setup(topology: LabTopology, options: EbpfDataplaneOptions): EbpfDataplane {
+    const lbMapMax = options.lbMapMax ?? DEFAULT_LB_MAP_MAX;
+    const ctMapMax = options.ctMapMax ?? 65536;
+    if (!Number.isInteger(ctMapMax) || ctMapMax < 1) {
+      throw new Error(`ctMapMax: ${ctMapMax} is not accepted; accepted: a positive integer`);
+    }
+    const plan = planServiceMaps(options.services, { node: topology.addresses.node, pod: topology.addresses.pod }, lbMapMax);
+    const problem = ebpfHostProblem();
+    if (problem) throw new Error(problem);
+
+    const workDir = mkdtempSync(join(tmpdir(), `${topology.prefix}-ebpf-`));
+    const dataplane = new EbpfDataplane(topology, plan, workDir, join(topology.runDir, "bpffs"), { compileMs: 0, attachMs: 0, fillMs: 0 });
+    topology.onTeardown(() => dataplane.teardown());
+    try {
+      dataplane.times.compileMs = timed(() => run(compileCommand(dataplane.object, lbMapMax, ctMapMax)));
+      dataplane.times.attachMs = timed(() => dataplane.attach());
+      dataplane.times.fillMs = timed(() => dataplane.fill());
+    } catch (error) {
+      try {
+        dataplane.teardown();
+      } catch (cleanup) {
+        (error as Error).message += `\nwhile undoing: ${(cleanup as Error).message}`;
+      }
+      throw error;
+    }
+    return dataplane;
+  }
+
+  private get object(): string {
+    return join(this.workDir, "service-lb.o");
+  }
+
+  private get uplink(): string {
+    return this.topology.plan.worker.uplink;
+  }
+
+  /** Pinned path of one of the load balancer's maps. */
+  mapPath(name: string): string {
+    return join(this.bpffs, "tc", "globals", name);
+  }
+
+  private attach(): void {
+    mkdirSync(this.bpffs, { recursive: true });
+    run(["mount", "-t", "bpf", "bpf", this.bpffs]);
+    this.mounted = true;
+    // tc's loader pins maps by name below TC_BPF_MNT; both programs thus share one set of maps.
+    const env = { TC_BPF_MNT: this.bpffs };
+    this.topology.run("worker", ["tc", "qdisc", "add", "dev", this.uplink, "clsact"]);
+    this.attached = true;
+    for (const p of PROGRAMS) {
+      this.topology.run("worker", ["tc", "filter", "add", "dev", this.uplink, p.direction, "bpf", "da", "obj", this.object, "sec", p.section], { env });
+    }
+  }
+
+  private fill(): void {
+    const batch = join(this.workDir, "maps.batch");
+    writeFileSync(batch, bpftoolBatch(this.plan, (name) => this.mapPath(name)));
+    run(["bpftool", "batch", "file", batch], { timeoutMs: 600_000 });
+  }
+
+  /** Entries now in the service maps, per family, as bpftool reads them from the kernel. */
+  serviceMapEntries(): Record<Family, number> {
+    const count = (family: Family) =>
+      (JSON.parse(run(["bpftool", "-j", "map", "dump", "pinned", this.mapPath(LB_MAPS.services[family])])) as unknown[]).length;
+    return { ipv4: count("ipv4"), ipv6: count("ipv6") };
+  }
+
+  /** Ids of the attached programs and of the pinned maps. */
+  objectIds(): BpfObjectIds {
+    const programs: number[] = [];
+    for (const p of PROGRAMS) {
+      const filters = JSON.parse(this.topology.run("worker", ["tc", "-j", "filter", "show", "dev", this.uplink, p.direction])) as {
+        options?: { prog?: { id: number } };
+      }[];
+      for (const f of filters) if (f.options?.prog) programs.push(f.options.prog.id);
+    }
+    const maps = Object.values(LB_MAPS).flatMap((byFamily) =>
+      Object.values(byFamily).map((name) => (JSON.parse(run(["bpftool", "-j", "map", "show", "pinned", this.mapPath(name)])) as { id: number }).id),
+    );
+    return { programs, maps };
+  }
+
+  /** Removes the filters and the clsact qdisc, the pinned maps, the bpffs mount and the build directory. Safe to call twice. */
+  teardown(): void {
+    if (this.tornDown) return;
+    this.tornDown = true;
+    const failures: string[] = [];
+    if (this.attached) {
+      const result = this.topology.exec("worker", ["tc", "qdisc", "del", "dev", this.uplink, "clsact"]);
+      if (result.status !== 0 && !/Cannot find device|No such file|Cannot open network namespace/i.test(result.stderr)) {
+        failures.push(`tc qdisc del dev ${this.uplink} clsact: ${result.stderr.trim()}`);
+      }
+    }
+    let unmounted = true;
+    if (this.mounted) {
+      rmSync(join(this.bpffs, "tc"), { recursive: true, force: true });
+      const result = exec(["umount", this.bpffs]);
+      unmounted = result.status === 0;
+      if (!unmounted) failures.push(`umount ${this.bpffs}: ${result.stderr.trim()}`);
+    }
+    if (unmounted) rmSync(this.bpffs, { recursive: true, force: true });
+    rmSync(this.workDir, { recursive: true, force: true });
+    if (failures.length > 0) throw new Error(`eBPF dataplane teardown: ${failures.join("; ")}`);
+  }
+}
+
+function timed(fn: () => unknown): number {
+  const start = process.hrtime.bigint();
+  fn();
+  return Number(process.hrtime.bigint() - start) / 1e6;
+}
+
+export function setupEbpfDataplane(topology: LabTopology, options: EbpfDataplaneOptions): EbpfDataplane {
+  return EbpfDataplane.setup(topology, options);
+}

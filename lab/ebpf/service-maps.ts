@@ -1,0 +1,246 @@
+// What the lab's eBPF load balancer holds for a ServiceSet, and its bytes (layouts in lb-maps.h).
+//
+// Like Cilium's legacy control plane with one node address per family: every Service port gets a
+// ClusterIP frontend per family, every NodePort Service port also a nodeIP:nodePort frontend; each
+// frontend takes slot 0 plus one slot per backend in the service map, and its own service id
+// (rev-NAT index). The one backend is the receiver pod at the port's targetPort.
+// Cilium adds a 0.0.0.0:nodePort frontend for socket-LB and a second, internal-scope frontend for
+// externalTrafficPolicy=Local; neither serves traffic arriving at the node's uplink, so they are left out.
+import { endianness } from "node:os";
+import ipaddr from "ipaddr.js";
+import { isAddress, type Family } from "../../scenario/cidr.js";
+import type { L4Protocol, ServiceSet, ServiceSpec } from "../../workloads/service-model.js";
+
+/** Pinned names of the maps (lb-maps.h), per family. */
+export const LB_MAPS = {
+  services: { ipv4: "lb4_services", ipv6: "lb6_services" },
+  backends: { ipv4: "lb4_backends", ipv6: "lb6_backends" },
+  reverseNat: { ipv4: "lb4_reverse_nat", ipv6: "lb6_reverse_nat" },
+  conntrack: { ipv4: "ct4_global", ipv6: "ct6_global" },
+} as const satisfies Record<string, Record<Family, string>>;
+
+/** lb_service.flags, as in Cilium's enum svc_flags. */
+export const SVC_FLAG = { NODEPORT: 1 << 1, LOCAL_SCOPE: 1 << 2, ROUTABLE: 1 << 6 } as const;
+export const LB_LOOKUP_SCOPE_EXT = 0;
+const IPPROTO: Record<L4Protocol, number> = { TCP: 6, UDP: 17 };
+/** Cilium's default bpf.lbMapMax. */
+export const DEFAULT_LB_MAP_MAX = 65536;
+/** Service ids are 16 bits in Cilium's datapath; 0 means "no reverse NAT". */
+const MAX_REV_NAT_INDEX = 0xffff;
+
+export interface Frontend {
+  readonly family: Family;
+  readonly kind: "ClusterIP" | "NodePort";
+  readonly address: string;
+  readonly port: number;
+  readonly protocol: L4Protocol;
+  /** "namespace/name:portName" of the Service port it serves. */
+  readonly servicePort: string;
+  readonly revNatIndex: number;
+  readonly flags: number;
+  readonly backendIds: readonly number[];
+}
+
+export interface Backend {
+  readonly id: number;
+  readonly family: Family;
+  readonly address: string;
+  readonly port: number;
+  readonly protocol: L4Protocol;
+}
+
+export interface ServiceMapPlan {
+  readonly families: readonly Family[];
+  readonly frontends: readonly Frontend[];
+  readonly backends: readonly Backend[];
+  /** Entries of lb4_services / lb6_services: each frontend's slot 0 plus one slot per backend. */
+  readonly serviceEntries: Readonly<Record<Family, number>>;
+}
+
+/** Addresses of the node (NodePort frontends) and of the pod (the backend), per family. */
+export interface LbEndpoints {
+  readonly node: Readonly<Partial<Record<Family, string>>>;
+  readonly pod: Readonly<Partial<Record<Family, string>>>;
+}
+
+function familyOf(address: string): Family | undefined {
+  if (!isAddress(address)) return undefined;
+  return ipaddr.parse(address).kind() === "ipv4" ? "ipv4" : "ipv6";
+}
+
+function checkPort(where: string, key: string, value: unknown): number {
+  if (typeof value !== "number" || !Number.isInteger(value) || value < 1 || value > 65535) {
+    throw new Error(`${where}.${key}: ${String(value)} is not a port; accepted: an integer 1-65535`);
+  }
+  return value;
+}
+
+/**
+ * Pure: the frontends and backends for a ServiceSet. Throws, naming the Service and key, on input
+ * the maps cannot hold; nothing is written before this succeeds.
+ */
+export function planServiceMaps(set: ServiceSet, endpoints: LbEndpoints, lbMapMax = DEFAULT_LB_MAP_MAX): ServiceMapPlan {
+  if (!Number.isInteger(lbMapMax) || lbMapMax < 1) {
+    throw new Error(`lbMapMax: ${lbMapMax} is not accepted; accepted: a positive integer (Cilium's default is ${DEFAULT_LB_MAP_MAX})`);
+  }
+  const families: Family[] = [];
+  for (const family of ["ipv4", "ipv6"] as const) {
+    for (const role of ["node", "pod"] as const) {
+      const address = endpoints[role][family];
+      if (address !== undefined && familyOf(address) !== family) {
+        throw new Error(`${role}.${family}: "${address}" is not an ${family === "ipv4" ? "IPv4" : "IPv6"} address`);
+      }
+    }
+    if (endpoints.node[family] && endpoints.pod[family]) families.push(family);
+  }
+  if (families.length === 0) throw new Error("node and pod addresses: no family has both; accepted: ipv4 and/or ipv6 addresses for each");
+
+  const frontends: Frontend[] = [];
+  const backends = new Map<string, Backend>();
+  const taken = new Map<string, string>();
+  let nextRevNat = 1;
+  const backendFor = (family: Family, port: number, protocol: L4Protocol): number => {
+    const address = endpoints.pod[family]!;
+    const key = `${address}|${port}|${protocol}`;
+    let backend = backends.get(key);
+    if (!backend) {
+      backend = { id: backends.size + 1, family, address, port, protocol };
+      backends.set(key, backend);
+    }
+    return backend.id;
+  };
+
+  const services: { spec: ServiceSpec; where: string }[] = [
+    { spec: set.receiver, where: "receiver" },
+    ...set.scaled.map((spec, i) => ({ spec, where: `scaled[${i}]` })),
+  ];
+  for (const { spec, where } of services) {
+    spec.ports.forEach((p, j) => {
+      const at = `${where}(${spec.namespace}/${spec.name}).ports[${j}]`;
+      const servicePort = `${spec.namespace}/${spec.name}:${p.name}`;
+      if (p.protocol !== "TCP" && p.protocol !== "UDP") {
+        throw new Error(`${at}.protocol: "${String(p.protocol)}" is not accepted; accepted: TCP, UDP`);
+      }
+      checkPort(at, "port", p.port);
+      checkPort(at, "targetPort", p.targetPort);
+      if (spec.type === "NodePort") checkPort(at, "nodePort", p.nodePort);
+      for (const family of families) {
+        const wanted: { kind: Frontend["kind"]; address: string; port: number; flags: number }[] = [];
+        const clusterIP = spec.clusterIPs[family];
+        if (clusterIP !== undefined) {
+          if (familyOf(clusterIP) !== family) {
+            throw new Error(`${where}(${spec.namespace}/${spec.name}).clusterIPs.${family}: "${clusterIP}" is not an ${family} address`);
+          }
+          wanted.push({ kind: "ClusterIP", address: clusterIP, port: p.port, flags: 0 });
+        }
+        if (spec.type === "NodePort") {
+          const local = spec.externalTrafficPolicy === "Local" ? SVC_FLAG.LOCAL_SCOPE : 0;
+          wanted.push({ kind: "NodePort", address: endpoints.node[family]!, port: p.nodePort!, flags: SVC_FLAG.NODEPORT | SVC_FLAG.ROUTABLE | local });
+        }
+        for (const w of wanted) {
+          const key = `${w.address}|${w.port}|${p.protocol}`;
+          const owner = taken.get(key);
+          if (owner !== undefined) {
+            throw new Error(`${at}: frontend ${w.address}:${w.port}/${p.protocol} is already used by ${owner}; accepted: distinct address, port and protocol per frontend`);
+          }
+          taken.set(key, servicePort);
+          if (nextRevNat > MAX_REV_NAT_INDEX) {
+            throw new Error(`services: more than ${MAX_REV_NAT_INDEX} frontends; Cilium's service id (rev-NAT index) is 16 bits`);
+          }
+          frontends.push({
+            family,
+            kind: w.kind,
+            address: w.address,
+            port: w.port,
+            protocol: p.protocol,
+            servicePort,
+            revNatIndex: nextRevNat++,
+            flags: w.flags,
+            backendIds: [backendFor(family, p.targetPort, p.protocol)],
+          });
+        }
+      }
+    });
+  }
+  const serviceEntries = { ipv4: 0, ipv6: 0 };
+  for (const f of frontends) serviceEntries[f.family] += 1 + f.backendIds.length;
+  for (const family of families) {
+    if (serviceEntries[family] > lbMapMax) {
+      throw new Error(
+        `lbMapMax: ${lbMapMax} is too small; the ${family} service map needs ${serviceEntries[family]} entries; accepted: at least ${serviceEntries[family]}`,
+      );
+    }
+  }
+  return { families, frontends, backends: [...backends.values()], serviceEntries };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Encoding: network order for addresses and L4 ports, host order for everything else.
+
+const LITTLE = endianness() === "LE";
+
+function u16(value: number): Buffer {
+  const b = Buffer.alloc(2);
+  if (LITTLE) b.writeUInt16LE(value);
+  else b.writeUInt16BE(value);
+  return b;
+}
+
+function u32(value: number): Buffer {
+  const b = Buffer.alloc(4);
+  if (LITTLE) b.writeUInt32LE(value);
+  else b.writeUInt32BE(value);
+  return b;
+}
+
+function be16(value: number): Buffer {
+  const b = Buffer.alloc(2);
+  b.writeUInt16BE(value);
+  return b;
+}
+
+const u8 = (...values: number[]) => Buffer.from(values);
+const addressBytes = (address: string) => Buffer.from(ipaddr.parse(address).toByteArray());
+
+/** lb4_key / lb6_key. */
+export function encodeServiceKey(f: Pick<Frontend, "address" | "port" | "protocol">, backendSlot: number): Buffer {
+  return Buffer.concat([addressBytes(f.address), be16(f.port), u16(backendSlot), u8(IPPROTO[f.protocol], LB_LOOKUP_SCOPE_EXT, 0, 0)]);
+}
+
+/** lb_service: slot 0 carries the count, slot n the n-th backend id. */
+export function encodeServiceValue(f: Pick<Frontend, "revNatIndex" | "flags" | "backendIds">, backendSlot: number): Buffer {
+  const backendId = backendSlot === 0 ? 0 : f.backendIds[backendSlot - 1]!;
+  const count = backendSlot === 0 ? f.backendIds.length : 0;
+  return Buffer.concat([u32(backendId), u16(count), u16(f.revNatIndex), u8(f.flags, 0), u16(0)]);
+}
+
+/** lb4_backend / lb6_backend. */
+export function encodeBackend(b: Backend): Buffer {
+  return Buffer.concat([addressBytes(b.address), be16(b.port), u8(IPPROTO[b.protocol], 0), u16(0), u8(0, 0)]);
+}
+
+/** lb4_reverse_nat / lb6_reverse_nat (packed). */
+export function encodeReverseNat(f: Pick<Frontend, "address" | "port">): Buffer {
+  return Buffer.concat([addressBytes(f.address), be16(f.port)]);
+}
+
+const hex = (b: Buffer) => [...b].map((x) => x.toString(16).padStart(2, "0")).join(" ");
+
+/**
+ * Pure: a `bpftool batch file` that fills every map of the plan in one process.
+ * mapPath gives the pinned path of a map by its name.
+ */
+export function bpftoolBatch(plan: ServiceMapPlan, mapPath: (name: string) => string): string {
+  const lines: string[] = [];
+  const update = (map: string, key: Buffer, value: Buffer) =>
+    lines.push(`map update pinned ${mapPath(map)} key hex ${hex(key)} value hex ${hex(value)} noexist`);
+  // Backends and reverse NAT first: a frontend is only visible once what it points to exists.
+  for (const b of plan.backends) update(LB_MAPS.backends[b.family], u32(b.id), encodeBackend(b));
+  for (const f of plan.frontends) update(LB_MAPS.reverseNat[f.family], u16(f.revNatIndex), encodeReverseNat(f));
+  for (const f of plan.frontends) {
+    for (let slot = f.backendIds.length; slot >= 0; slot--) {
+      update(LB_MAPS.services[f.family], encodeServiceKey(f, slot), encodeServiceValue(f, slot));
+    }
+  }
+  return `${lines.join("\n")}\n`;
+}

@@ -1,0 +1,551 @@
+// The local lab's network: the paper's client VM, router VM, Kubernetes worker and receiver pod as
+// network namespaces on this host, joined by veth pairs the way the VMs' ports and a CNI join them:
+//
+//   client --access-- router --datacenter-- worker --pod-- pod
+//
+// One small subnet per link from the benchmarking ranges only, routes for the lab's subnets only
+// (no default route, so nothing can leave for another address), forwarding on router and worker,
+// and the paper's link cap on the access and datacenter links.
+//
+// Every name carries a per-run prefix (`dptb` + 4 characters). A record of the owning process is
+// written before anything is created, so cleanupLeftovers() can tell a crashed run from a live one.
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { ChildProcess, SpawnOptions } from "node:child_process";
+import { cidrContains, cidrsOverlap, nthAddress, parseCidr, type Cidr, type Family } from "../scenario/cidr.js";
+import {
+  deleteNetns,
+  exec,
+  inNetns,
+  listLinks,
+  listNetns,
+  run,
+  spawnInNetns,
+  type CommandOptions,
+  type CommandResult,
+} from "./netns.js";
+
+export const ROLES = ["client", "router", "worker", "pod"] as const;
+export type Role = (typeof ROLES)[number];
+export const LINKS = ["access", "datacenter", "pod"] as const;
+export type LinkName = (typeof LINKS)[number];
+const FAMILIES: readonly Family[] = ["ipv4", "ipv6"];
+
+/** First four characters of every name a lab run creates. */
+export const RUN_MARKER = "dptb";
+const PREFIX_PATTERN = /^dptb[a-z0-9]{4}$/;
+/** Where each run keeps its owner record and mount points. */
+export const RUN_STATE_DIR = "/run/dataplane-testbed";
+
+/** The only blocks the lab may address (RFC 2544 and RFC 5180 benchmarking ranges). */
+export const BENCHMARK_RANGES: Readonly<Record<Family, Cidr>> = {
+  ipv4: parseCidr("198.18.0.0/15")!,
+  ipv6: parseCidr("2001:2::/48")!,
+};
+
+/** Defaults: access and datacenter equal the scenario's client and datacenter networks. */
+export const DEFAULT_SUBNETS: Readonly<Record<LinkName, Readonly<Record<Family, string>>>> = {
+  access: { ipv4: "198.18.0.0/24", ipv6: "2001:2:0:10::/64" },
+  datacenter: { ipv4: "198.18.1.0/24", ipv6: "2001:2:0:20::/64" },
+  pod: { ipv4: "198.18.2.0/24", ipv6: "2001:2:0:40::/64" },
+};
+
+export const SHAPERS = ["tbf", "htb"] as const;
+export type Shaper = (typeof SHAPERS)[number];
+
+export interface TopologyOptions {
+  /** Four characters [a-z0-9] that complete the run prefix; random when absent. */
+  readonly runId?: string;
+  readonly subnets?: Partial<Record<LinkName, Partial<Record<Family, string>>>>;
+  /** Cap of the access and datacenter links in Mbit/s, each direction; 0 turns it off. Default 500. */
+  readonly linkMbps?: number;
+  /** Queueing discipline that enforces the cap. Default tbf. */
+  readonly shaper?: Shaper;
+}
+
+export interface LinkEnd {
+  readonly role: Role;
+  readonly ifname: string;
+  readonly addresses: Readonly<Record<Family, string>>;
+}
+
+export interface LinkPlan {
+  readonly name: LinkName;
+  readonly subnets: Readonly<Record<Family, Cidr>>;
+  /** The end that routes for the other (address #1 of each subnet). */
+  readonly gateway: LinkEnd;
+  /** Address #2 of each subnet. */
+  readonly host: LinkEnd;
+  readonly shaped: boolean;
+}
+
+export interface RoutePlan {
+  readonly role: Role;
+  readonly family: Family;
+  readonly destination: string;
+  readonly via: string;
+}
+
+export interface LabAddresses {
+  readonly client: Readonly<Record<Family, string>>;
+  /** The worker's uplink address: the NodePort address. */
+  readonly node: Readonly<Record<Family, string>>;
+  /** The receiver pod's address: the Services' backend. */
+  readonly pod: Readonly<Record<Family, string>>;
+}
+
+export interface TopologyPlan {
+  readonly prefix: string;
+  readonly runDir: string;
+  readonly namespaces: Readonly<Record<Role, string>>;
+  readonly links: Readonly<Record<LinkName, LinkPlan>>;
+  readonly routes: readonly RoutePlan[];
+  readonly forwarding: readonly Role[];
+  readonly shaping: { readonly shaper: Shaper; readonly mbps: number } | null;
+  readonly addresses: LabAddresses;
+  /** The worker's interfaces: uplink (the node's NIC, where NodePort traffic arrives) and the pod's host-side veth. */
+  readonly worker: { readonly uplink: string; readonly podVeth: string };
+}
+
+/** Why the lab cannot run on this host, or undefined when it can. */
+export function labHostProblem(): string | undefined {
+  if (process.platform !== "linux") return `the local lab needs Linux (this is ${process.platform})`;
+  if (process.getuid?.() !== 0) return "the local lab needs root (network namespaces, tc, bpf)";
+  return undefined;
+}
+
+/** Pure: names, addresses, routes and shaping of one run. Throws naming the bad option. */
+export function planTopology(prefix: string, options: TopologyOptions = {}): TopologyPlan {
+  if (!PREFIX_PATTERN.test(prefix)) {
+    throw new Error(`prefix: "${prefix}" is not a run prefix; accepted: "${RUN_MARKER}" + 4 characters [a-z0-9]`);
+  }
+  const subnets = resolveSubnets(options.subnets ?? {});
+  const shaping = resolveShaping(options);
+  const ns = Object.fromEntries(ROLES.map((r) => [r, `${prefix}-${r}`])) as Record<Role, string>;
+  const ifname = (suffix: string) => `${prefix}-${suffix}`;
+  const end = (role: Role, link: LinkName, n: number, suffix: string): LinkEnd => ({
+    role,
+    ifname: ifname(suffix),
+    addresses: { ipv4: nthAddress(subnets[link].ipv4, n), ipv6: nthAddress(subnets[link].ipv6, n) },
+  });
+  const links: Record<LinkName, LinkPlan> = {
+    access: {
+      name: "access",
+      subnets: subnets.access,
+      gateway: end("router", "access", 1, "rac"),
+      host: end("client", "access", 2, "cli"),
+      shaped: shaping !== null,
+    },
+    datacenter: {
+      name: "datacenter",
+      subnets: subnets.datacenter,
+      gateway: end("router", "datacenter", 1, "rdc"),
+      host: end("worker", "datacenter", 2, "up"),
+      shaped: shaping !== null,
+    },
+    pod: {
+      name: "pod",
+      subnets: subnets.pod,
+      gateway: end("worker", "pod", 1, "lxc"),
+      host: end("pod", "pod", 2, "eth"),
+      shaped: false,
+    },
+  };
+  const routes: RoutePlan[] = [];
+  const route = (role: Role, to: LinkName, via: LinkEnd) => {
+    for (const family of FAMILIES) {
+      routes.push({ role, family, destination: subnets[to][family].text, via: via.addresses[family] });
+    }
+  };
+  route("client", "datacenter", links.access.gateway);
+  route("client", "pod", links.access.gateway);
+  route("router", "pod", links.datacenter.host);
+  route("worker", "access", links.datacenter.gateway);
+  route("pod", "access", links.pod.gateway);
+  route("pod", "datacenter", links.pod.gateway);
+  return {
+    prefix,
+    runDir: join(RUN_STATE_DIR, prefix),
+    namespaces: ns,
+    links,
+    routes,
+    forwarding: ["router", "worker"],
+    shaping,
+    addresses: {
+      client: links.access.host.addresses,
+      node: links.datacenter.host.addresses,
+      pod: links.pod.host.addresses,
+    },
+    worker: { uplink: links.datacenter.host.ifname, podVeth: links.pod.gateway.ifname },
+  };
+}
+
+function resolveSubnets(
+  given: NonNullable<TopologyOptions["subnets"]>,
+): Record<LinkName, Record<Family, Cidr>> {
+  for (const key of Object.keys(given)) {
+    if (!(LINKS as readonly string[]).includes(key)) {
+      throw new Error(`subnets.${key}: unknown link; accepted: ${LINKS.join(", ")}`);
+    }
+  }
+  const out = {} as Record<LinkName, Record<Family, Cidr>>;
+  const seen: { key: string; cidr: Cidr }[] = [];
+  for (const link of LINKS) {
+    const pair = {} as Record<Family, Cidr>;
+    for (const family of FAMILIES) {
+      const key = `subnets.${link}.${family}`;
+      const text = given[link]?.[family] ?? DEFAULT_SUBNETS[link][family];
+      const range = BENCHMARK_RANGES[family];
+      const cidr = parseCidr(text);
+      if (!cidr || cidr.family !== family) {
+        throw new Error(`${key}: "${text}" is not an ${family === "ipv4" ? "IPv4" : "IPv6"} CIDR; accepted: a block inside ${range.text}`);
+      }
+      if (!cidrContains(range, nthAddress(cidr, 0)) || cidr.prefix < range.prefix) {
+        throw new Error(`${key}: "${text}" is outside ${range.text}; accepted: a block inside ${range.text} (the lab sends to no other address)`);
+      }
+      const maxPrefix = family === "ipv4" ? 30 : 126;
+      if (cidr.prefix > maxPrefix) {
+        throw new Error(`${key}: "${text}" is too small for two hosts; accepted: a prefix length up to /${maxPrefix}`);
+      }
+      const clash = seen.find((s) => cidrsOverlap(s.cidr, cidr));
+      if (clash) throw new Error(`${key}: "${text}" overlaps ${clash.key} (${clash.cidr.text}); accepted: disjoint blocks`);
+      seen.push({ key, cidr });
+      pair[family] = cidr;
+    }
+    out[link] = pair;
+  }
+  return out;
+}
+
+function resolveShaping(options: TopologyOptions): TopologyPlan["shaping"] {
+  const mbps = options.linkMbps ?? 500;
+  if (typeof mbps !== "number" || !Number.isFinite(mbps) || mbps < 0 || mbps > 100_000) {
+    throw new Error(`linkMbps: ${String(mbps)} is not a rate; accepted: Mbit/s from 0 (no cap) to 100000`);
+  }
+  const shaper = options.shaper ?? "tbf";
+  if (!(SHAPERS as readonly string[]).includes(shaper)) {
+    throw new Error(`shaper: "${String(shaper)}" is unknown; accepted: ${SHAPERS.join(", ")}`);
+  }
+  return mbps === 0 ? null : { shaper, mbps };
+}
+
+/** Pure: the tc commands (argument arrays, run in the interface's namespace) that cap egress of one interface. */
+export function shapingCommands(ifname: string, shaper: Shaper, mbps: number): string[][] {
+  const bitsPerSecond = Math.round(mbps * 1e6);
+  // Enough tokens for 4 ms at full rate, and never less than two 64 KiB GSO super-packets,
+  // which tbf would otherwise split or drop.
+  const burstBytes = Math.max(Math.ceil((bitsPerSecond / 8) * 0.004), 2 * 65536);
+  const rate = `${bitsPerSecond}bit`;
+  if (shaper === "tbf") {
+    return [["tc", "qdisc", "replace", "dev", ifname, "root", "tbf", "rate", rate, "burst", String(burstBytes), "latency", "50ms"]];
+  }
+  return [
+    ["tc", "qdisc", "replace", "dev", ifname, "root", "handle", "1:", "htb", "default", "1"],
+    ["tc", "class", "replace", "dev", ifname, "parent", "1:", "classid", "1:1", "htb", "rate", rate, "ceil", rate,
+      "burst", String(burstBytes), "cburst", String(burstBytes)],
+  ];
+}
+
+// ---------------------------------------------------------------------------------------------
+// Run ownership: which process a prefix belongs to.
+
+interface OwnerRecord {
+  readonly pid: number;
+  /** Start time of the process in clock ticks since boot (/proc/PID/stat field 22); guards against pid reuse. */
+  readonly startTicks: number;
+}
+
+function processStartTicks(pid: number): number | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    // Fields after the parenthesised command name; field 22 is the 20th of those.
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return Number(fields[19]);
+  } catch {
+    return undefined;
+  }
+}
+
+function ownerPath(prefix: string): string {
+  return join(RUN_STATE_DIR, prefix, "owner.json");
+}
+
+function writeOwner(prefix: string): void {
+  mkdirSync(join(RUN_STATE_DIR, prefix), { recursive: true });
+  const record: OwnerRecord = { pid: process.pid, startTicks: processStartTicks(process.pid) ?? -1 };
+  writeFileSync(ownerPath(prefix), JSON.stringify(record));
+}
+
+/** True while the process that created the run is alive. */
+export function runIsLive(prefix: string): boolean {
+  let record: OwnerRecord;
+  try {
+    record = JSON.parse(readFileSync(ownerPath(prefix), "utf8")) as OwnerRecord;
+  } catch {
+    return false;
+  }
+  const ticks = processStartTicks(record.pid);
+  return ticks !== undefined && ticks === record.startTicks;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Finding and removing what a run left behind.
+
+export interface RunObjects {
+  readonly namespaces: string[];
+  /** Interfaces in this process's namespace (veths are created inside the lab's namespaces, so normally none). */
+  readonly links: string[];
+  /** bpffs (or any) mounts below the run's directories; unmounting drops their pinned maps and programs. */
+  readonly mounts: string[];
+  /** The run's state directory and temporary directories. */
+  readonly dirs: string[];
+}
+
+function mountPoints(): string[] {
+  // Field 5 of mountinfo is the mount point, with spaces and the like octal-escaped.
+  return readFileSync("/proc/self/mountinfo", "utf8")
+    .split("\n")
+    .map((line) => line.split(" ")[4])
+    .filter((p): p is string => p !== undefined)
+    .map((p) => p.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8))));
+}
+
+/** Everything on this host that belongs to run `prefix`. */
+export function findRunObjects(prefix: string): RunObjects {
+  const runDir = join(RUN_STATE_DIR, prefix);
+  const tempBase = tmpdir();
+  const tempDirs = existsSync(tempBase) ? readdirSync(tempBase).filter((n) => n.startsWith(`${prefix}-`)).map((n) => join(tempBase, n)) : [];
+  const roots = [runDir, ...tempDirs];
+  return {
+    namespaces: listNetns().filter((n) => n.startsWith(`${prefix}-`)),
+    links: listLinks().filter((n) => n.startsWith(`${prefix}-`)),
+    mounts: mountPoints().filter((m) => roots.some((r) => m === r || m.startsWith(`${r}/`))),
+    dirs: [...(existsSync(runDir) ? [runDir] : []), ...tempDirs],
+  };
+}
+
+/** Prefixes of every run that left something on this host, live or not. */
+export function findRunPrefixes(): string[] {
+  const prefixes = new Set<string>();
+  const take = (name: string) => {
+    const candidate = name.slice(0, RUN_MARKER.length + 4);
+    if (PREFIX_PATTERN.test(candidate) && (name.length === candidate.length || name[candidate.length] === "-")) {
+      prefixes.add(candidate);
+    }
+  };
+  listNetns().forEach(take);
+  listLinks().forEach(take);
+  if (existsSync(RUN_STATE_DIR)) readdirSync(RUN_STATE_DIR).forEach(take);
+  if (existsSync(tmpdir())) readdirSync(tmpdir()).forEach(take);
+  return [...prefixes].sort();
+}
+
+/** Removes everything of run `prefix`: processes and namespaces (with their veths, qdiscs and filters), mounts, directories. */
+export function removeRun(prefix: string): RunObjects {
+  const found = findRunObjects(prefix);
+  const failures: string[] = [];
+  const attempt = (what: string, fn: () => void) => {
+    try {
+      fn();
+    } catch (error) {
+      failures.push(`${what}: ${(error as Error).message}`);
+    }
+  };
+  for (const ns of found.namespaces) attempt(`namespace ${ns}`, () => deleteNetns(ns));
+  for (const link of found.links) attempt(`link ${link}`, () => run(["ip", "link", "delete", link]));
+  // Deepest first, so nested mounts come off before their parents.
+  for (const mount of [...found.mounts].sort((a, b) => b.length - a.length)) {
+    attempt(`mount ${mount}`, () => run(["umount", mount]));
+  }
+  for (const dir of found.dirs) attempt(`directory ${dir}`, () => rmSync(dir, { recursive: true, force: true }));
+  if (failures.length > 0) throw new Error(`could not remove all of lab run ${prefix}:\n  ${failures.join("\n  ")}`);
+  return found;
+}
+
+export interface CleanupReport {
+  readonly removed: Readonly<Record<string, RunObjects>>;
+  /** Runs whose owning process is still alive; left alone. */
+  readonly live: readonly string[];
+}
+
+/** Removes the leftovers of every lab run whose process is gone (after a crash or a kill -9). */
+export function cleanupLeftovers(): CleanupReport {
+  const removed: Record<string, RunObjects> = {};
+  const live: string[] = [];
+  for (const prefix of findRunPrefixes()) {
+    if (active.has(prefix) || runIsLive(prefix)) live.push(prefix);
+    else removed[prefix] = removeRun(prefix);
+  }
+  return { removed, live };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Teardown on exit and on SIGINT/SIGTERM.
+
+const active = new Map<string, LabTopology>();
+const SIGNALS = ["SIGINT", "SIGTERM"] as const;
+
+function destroyAllActive(): void {
+  for (const topology of [...active.values()].reverse()) {
+    try {
+      topology.destroy();
+    } catch (error) {
+      process.stderr.write(`${(error as Error).message}\n`);
+    }
+  }
+}
+
+function onSignal(signal: NodeJS.Signals): void {
+  destroyAllActive();
+  unhook();
+  // With our handler gone, re-raising gives the default action (exit by that signal) unless the program has its own.
+  if (process.listenerCount(signal) === 0) process.kill(process.pid, signal);
+}
+
+function hook(): void {
+  if (active.size !== 1) return;
+  process.on("exit", destroyAllActive);
+  for (const s of SIGNALS) process.on(s, onSignal);
+}
+
+function unhook(): void {
+  process.removeListener("exit", destroyAllActive);
+  for (const s of SIGNALS) process.removeListener(s, onSignal);
+}
+
+// ---------------------------------------------------------------------------------------------
+
+function randomRunId(): string {
+  return Array.from({ length: 4 }, () => "abcdefghijklmnopqrstuvwxyz0123456789"[Math.floor(Math.random() * 36)]).join("");
+}
+
+/** A lab network that exists on this host until destroy(). */
+export class LabTopology {
+  private readonly teardownHooks: (() => void)[] = [];
+  private destroyed = false;
+
+  private constructor(readonly plan: TopologyPlan) {}
+
+  get prefix(): string {
+    return this.plan.prefix;
+  }
+  get addresses(): LabAddresses {
+    return this.plan.addresses;
+  }
+  /** Directory of this run for mount points and state; removed on teardown. */
+  get runDir(): string {
+    return this.plan.runDir;
+  }
+  namespace(role: Role): string {
+    return this.plan.namespaces[role];
+  }
+
+  /** Builds the network. Everything created is removed again if a step fails. */
+  static create(options: TopologyOptions = {}): LabTopology {
+    const problem = labHostProblem();
+    if (problem) throw new Error(problem);
+    if (options.runId !== undefined && !/^[a-z0-9]{4}$/.test(options.runId)) {
+      throw new Error(`runId: "${options.runId}" is not accepted; accepted: 4 characters [a-z0-9]`);
+    }
+    const taken = new Set(findRunPrefixes());
+    let prefix = `${RUN_MARKER}${options.runId ?? randomRunId()}`;
+    if (taken.has(prefix)) {
+      if (options.runId !== undefined) throw new Error(`runId: "${options.runId}" is in use by lab run ${prefix}; accepted: an unused id`);
+      while (taken.has(prefix)) prefix = `${RUN_MARKER}${randomRunId()}`;
+    }
+    const topology = new LabTopology(planTopology(prefix, options));
+    writeOwner(prefix);
+    active.set(prefix, topology);
+    hook();
+    try {
+      topology.build();
+    } catch (error) {
+      topology.destroy();
+      throw error;
+    }
+    return topology;
+  }
+
+  private build(): void {
+    const { plan } = this;
+    for (const role of ROLES) {
+      const ns = plan.namespaces[role];
+      run(["ip", "netns", "add", ns]);
+      const sysctls = [
+        // Addresses usable at once: no duplicate address detection, also for link-local addresses.
+        "net.ipv6.conf.all.accept_dad=0",
+        "net.ipv6.conf.default.accept_dad=0",
+        ...(plan.forwarding.includes(role) ? ["net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1"] : []),
+      ];
+      run(inNetns(ns, ["sysctl", "-q", "-w", ...sysctls]));
+      run(["ip", "-n", ns, "link", "set", "lo", "up"]);
+    }
+    for (const link of Object.values(plan.links)) {
+      const [a, b] = [link.gateway, link.host];
+      const [nsA, nsB] = [plan.namespaces[a.role], plan.namespaces[b.role]];
+      run(["ip", "-n", nsA, "link", "add", a.ifname, "type", "veth", "peer", "name", b.ifname, "netns", nsB]);
+      for (const [ns, e] of [[nsA, a], [nsB, b]] as const) {
+        for (const family of FAMILIES) {
+          const address = `${e.addresses[family]}/${link.subnets[family].prefix}`;
+          run(["ip", "-n", ns, "addr", "add", address, "dev", e.ifname, ...(family === "ipv6" ? ["nodad"] : [])]);
+        }
+        run(["ip", "-n", ns, "link", "set", e.ifname, "up"]);
+        if (link.shaped && plan.shaping) {
+          for (const argv of shapingCommands(e.ifname, plan.shaping.shaper, plan.shaping.mbps)) {
+            run(["ip", "netns", "exec", ns, ...argv]);
+          }
+        }
+      }
+    }
+    for (const r of plan.routes) {
+      run(["ip", "-n", plan.namespaces[r.role], r.family === "ipv6" ? "-6" : "-4", "route", "add", r.destination, "via", r.via]);
+    }
+  }
+
+  /** Runs argv inside the role's namespace and returns its output and status. */
+  exec(role: Role, argv: readonly string[], options?: CommandOptions): CommandResult {
+    return exec(inNetns(this.namespace(role), argv), options);
+  }
+
+  /** Runs argv inside the role's namespace; throws unless it exits 0. */
+  run(role: Role, argv: readonly string[], options?: CommandOptions): string {
+    return run(inNetns(this.namespace(role), argv), options);
+  }
+
+  /** Starts a long-running program in the role's namespace. Teardown kills whatever still runs there. */
+  spawn(role: Role, argv: readonly string[], options?: SpawnOptions): ChildProcess {
+    return spawnInNetns(this.namespace(role), argv, options);
+  }
+
+  /** Registers work to undo before the namespaces go (e.g. a dataplane's filters and mounts); runs last-in first-out. */
+  onTeardown(hook: () => void): void {
+    this.teardownHooks.push(hook);
+  }
+
+  /** Removes every object of the run. Safe to call twice. */
+  destroy(): void {
+    if (this.destroyed) return;
+    this.destroyed = true;
+    const failures: string[] = [];
+    for (const hook of this.teardownHooks.reverse()) {
+      try {
+        hook();
+      } catch (error) {
+        failures.push((error as Error).message);
+      }
+    }
+    try {
+      removeRun(this.prefix);
+    } catch (error) {
+      failures.push((error as Error).message);
+    }
+    active.delete(this.prefix);
+    if (active.size === 0) unhook();
+    if (failures.length > 0) throw new Error(failures.join("\n"));
+  }
+}
+
+export function createTopology(options: TopologyOptions = {}): LabTopology {
+  return LabTopology.create(options);
+}
