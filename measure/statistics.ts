@@ -2,7 +2,6 @@
 // percentile bootstrap of a ratio, the Mann-Whitney U test with effect sizes, and Holm's correction.
 // Every function is pure; randomness comes only from a seed.
 import {
-  errorFunction,
   interquartileRange,
   max,
   mean,
@@ -79,6 +78,28 @@ export function absoluteDeviationsFromMedian(values: readonly number[]): number[
   return values.map((v) => Math.abs(v - m));
 }
 
+/** Count, mean and population standard deviation of one part of a pooled sample. */
+export interface Moments {
+  readonly n: number;
+  readonly mean: number;
+  /** Population standard deviation (divisor n). */
+  readonly std: number;
+}
+
+/**
+ * Moments of the union of several parts, exactly, from each part's own: the pooled mean is the
+ * count-weighted mean, and the pooled variance sum(n_i (s_i^2 + (m_i - m)^2)) / N adds each part's
+ * spread to the spread of its mean around the pooled one (the law of total variance).
+ */
+export function poolMoments(parts: readonly Moments[]): Moments {
+  const used = parts.filter((p) => p.n > 0);
+  const n = used.reduce((s, p) => s + p.n, 0);
+  if (n === 0) return { n: 0, mean: Number.NaN, std: Number.NaN };
+  const m = used.reduce((s, p) => s + p.n * p.mean, 0) / n;
+  const variance = used.reduce((s, p) => s + p.n * (p.std * p.std + (p.mean - m) ** 2), 0) / n;
+  return { n, mean: m, std: Math.sqrt(variance) };
+}
+
 function sortedCopy(values: readonly number[]): number[] {
   return [...values].sort((a, b) => a - b);
 }
@@ -134,10 +155,10 @@ export function ratio(a: number, b: number): number {
  * a percentile interval is invariant under the log transform a ratio invites. Ratios x/0 are
  * +Infinity and stay in; 0/0 resamples are dropped and counted.
  */
-export function bootstrapRatio(
-  numerator: readonly number[],
-  denominator: readonly number[],
-  statistic: (sample: number[]) => number,
+export function bootstrapRatio<T>(
+  numerator: readonly T[],
+  denominator: readonly T[],
+  statistic: (sample: T[]) => number,
   options: BootstrapOptions,
 ): RatioInterval {
   const { resamples, seed, confidence } = options;
@@ -145,8 +166,8 @@ export function bootstrapRatio(
   if (!Number.isInteger(resamples) || resamples < 1) throw new Error(`bootstrapRatio: resamples ${resamples}; accepted: a positive integer`);
   if (!(confidence > 0 && confidence < 1)) throw new Error(`bootstrapRatio: confidence ${confidence}; accepted: a number between 0 and 1`);
   const rng = xoroshiro128plus(seed);
-  const a = new Array<number>(numerator.length);
-  const b = new Array<number>(denominator.length);
+  const a = new Array<T>(numerator.length);
+  const b = new Array<T>(denominator.length);
   const ratios: number[] = [];
   let undefinedResamples = 0;
   for (let r = 0; r < resamples; r++) {
@@ -237,9 +258,23 @@ export function mannWhitneyU(x: readonly number[], y: readonly number[]): MannWh
   return { u, n1, n2, pValue, method, superiority, cliffsDelta: 2 * superiority - 1 };
 }
 
-/** P(Z >= z) for a standard normal Z, from simple-statistics' erf (fractional error < 1.2e-7). */
+/** P(Z >= z) for a standard normal Z, accurate in relative terms far into the tail. */
 export function upperNormalTail(z: number): number {
-  return 0.5 * (1 - errorFunction(z / Math.SQRT2));
+  return 0.5 * erfc(z / Math.SQRT2);
+}
+
+/**
+ * Complementary error function with fractional error below 1.2e-7 everywhere (Press et al.,
+ * Numerical Recipes in C, 2nd ed., 6.2, erfcc: a Chebyshev fit). simple-statistics' errorFunction
+ * uses the same fit but returns 1 - erfc, which rounds tail p-values below about 1e-16 to zero.
+ */
+function erfc(x: number): number {
+  const t = 1 / (1 + 0.5 * Math.abs(x));
+  const poly =
+    -1.26551223 +
+    t * (1.00002368 + t * (0.37409196 + t * (0.09678418 + t * (-0.18628806 + t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277))))))));
+  const r = t * Math.exp(-x * x + poly);
+  return x >= 0 ? r : 2 - r;
 }
 
 /** Sizes (> 1) of the groups of equal values. */

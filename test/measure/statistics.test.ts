@@ -6,6 +6,7 @@ import {
   holmAdjust,
   iqr,
   mannWhitneyU,
+  poolMoments,
   quantile,
   sampleStd,
   seedFor,
@@ -41,6 +42,22 @@ suite("describe", () => {
   it("measures spread robustly", () => {
     expect(iqr([9, 4, 2, 4, 5, 4, 7, 5])).toBeCloseTo(1.5, 12);
     expect(absoluteDeviationsFromMedian([1, 2, 10])).toEqual([1, 0, 8]);
+  });
+});
+
+suite("poolMoments", () => {
+  it("gives the moments of the union of the parts", () => {
+    // Parts [1, 3] (mean 2, population sd 1) and [5, 5, 8] (mean 6, sd sqrt(2)) pool to
+    // [1, 3, 5, 5, 8]: mean 22/5 = 4.4, population variance (11.56+1.96+0.36+0.36+12.96)/5 = 5.44.
+    const pooled = poolMoments([
+      { n: 2, mean: 2, std: 1 },
+      { n: 3, mean: 6, std: Math.sqrt(2) },
+      { n: 0, mean: Number.NaN, std: Number.NaN },
+    ]);
+    expect(pooled.n).toBe(5);
+    expect(pooled.mean).toBeCloseTo(4.4, 12);
+    expect(pooled.std).toBeCloseTo(Math.sqrt(5.44), 12);
+    expect(poolMoments([]).mean).toBeNaN();
   });
 });
 
@@ -118,9 +135,12 @@ suite("mannWhitneyU", () => {
     expect(r.cliffsDelta).toBe(0);
   });
 
-  it("has a normal tail accurate to the published table", () => {
-    expect(upperNormalTail(1.959964)).toBeCloseTo(0.025, 6);
+  it("has a normal tail accurate in relative terms, deep into the tail", () => {
+    // Reference values: scipy.stats.norm.sf.
+    expect(upperNormalTail(1.959964)).toBeCloseTo(0.024999999096442398, 7);
     expect(upperNormalTail(0)).toBeCloseTo(0.5, 7);
+    expect(upperNormalTail(-1)).toBeCloseTo(0.8413447460685429, 7);
+    expect(Math.abs(upperNormalTail(10) / 7.61985302416047e-24 - 1)).toBeLessThan(1e-6);
   });
 });
 

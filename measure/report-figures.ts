@@ -1,0 +1,187 @@
+// Figures of a report as Vega-Lite specs, in the spirit of the paper's Figures 10-13 (a metric
+// against the Service count, per dataplane and family), plus the ratio figures that set our
+// eBPF/iptables ratios and their intervals beside the paper's. Rendered to SVG without a canvas.
+import * as vega from "vega";
+import { compile, type TopLevelSpec } from "vega-lite";
+import { DATAPLANES, FAMILIES } from "../scenario/schema.js";
+import type { CellStatistics, RatioRow } from "./report.js";
+import { PACKET_DELAY_METRIC, profileKind } from "./report.js";
+
+export interface FigureSpec {
+  /** File name of the rendered SVG. */
+  readonly file: string;
+  readonly title: string;
+  readonly spec: TopLevelSpec;
+}
+
+/** The paper's colours: iptables red, eBPF green. */
+const DATAPLANE_COLOR = {
+  field: "dataplane",
+  type: "nominal",
+  title: "dataplane",
+  scale: { domain: [...DATAPLANES], range: ["#d62728", "#2ca02c"] },
+} as const;
+
+const SERVICES_AXIS = { field: "services", type: "quantitative", title: "Kubernetes Services" } as const;
+
+const SCHEMA = "https://vega.github.io/schema/vega-lite/v6.json";
+
+/** JSON-safe number: NaN and infinities become null, which Vega-Lite leaves out of marks. */
+const finite = (x: number) => (Number.isFinite(x) ? x : null);
+
+function throughputFigure(profile: string, family: string, rows: CellStatistics[]): FigureSpec {
+  const values = rows.map((c) => ({
+    dataplane: c.dataplane,
+    services: c.services,
+    mean: finite(c.mean),
+    min: finite(c.min),
+    max: finite(c.max),
+    p25: finite(c.p25),
+    p75: finite(c.p75),
+  }));
+  const unit = rows[0]?.unit ?? "";
+  const title = `${profile}, ${family}: mean of runs (line), interquartile range (dark band), min-max (light band)`;
+  const heading = { text: `${profile}, ${family}`, subtitle: "mean of runs (line), interquartile range (dark band), min-max (light band)" };
+  return {
+    file: `${profile}-${family}.svg`,
+    title,
+    spec: {
+      $schema: SCHEMA,
+      title: heading,
+      width: 520,
+      height: 280,
+      data: { values },
+      encoding: { x: SERVICES_AXIS, color: DATAPLANE_COLOR },
+      layer: [
+        { mark: { type: "area", opacity: 0.12 }, encoding: { y: { field: "min", type: "quantitative" }, y2: { field: "max" } } },
+        { mark: { type: "area", opacity: 0.3 }, encoding: { y: { field: "p25", type: "quantitative" }, y2: { field: "p75" } } },
+        {
+          mark: { type: "line", point: true },
+          encoding: { y: { field: "mean", type: "quantitative", title: `throughput (${unit})`, scale: { zero: false } } },
+        },
+      ],
+    },
+  };
+}
+
+function delayFigure(profile: string, family: string, rows: CellStatistics[]): FigureSpec {
+  const values = rows.flatMap((c) =>
+    (["mean", "p99", "max"] as const)
+      .filter((stat) => Number.isFinite(c[stat]) && c[stat] > 0)
+      .map((stat) => ({ dataplane: c.dataplane, services: c.services, statistic: stat, delay: c[stat] })),
+  );
+  const title = `${profile}, ${family}: per-packet delay over all runs (mean, p99, max)`;
+  const heading = { text: `${profile}, ${family}`, subtitle: "per-packet delay over all packets of all runs: mean, p99, max" };
+  return {
+    file: `${profile}-${family}.svg`,
+    title,
+    spec: {
+      $schema: SCHEMA,
+      title: heading,
+      width: 520,
+      height: 280,
+      data: { values },
+      encoding: {
+        x: SERVICES_AXIS,
+        y: { field: "delay", type: "quantitative", title: "delay (ms, log scale)", scale: { type: "log" } },
+        color: DATAPLANE_COLOR,
+        detail: { field: "statistic" },
+      },
+      layer: [
+        {
+          mark: { type: "line" },
+          encoding: {
+            strokeDash: {
+              field: "statistic",
+              type: "nominal",
+              title: "statistic",
+              scale: { domain: ["mean", "p99", "max"] },
+              legend: { symbolType: "stroke", symbolStrokeWidth: 2 },
+            },
+          },
+        },
+        { mark: { type: "point", filled: true } },
+      ],
+    },
+  };
+}
+
+function ratioFigure(profile: string, statistic: string, rows: RatioRow[]): FigureSpec {
+  const measured = rows.map((r) => ({
+    family: r.family,
+    services: r.services,
+    source: "measured (95% CI)",
+    ratio: finite(r.ratio.estimate),
+    low: finite(r.ratio.low),
+    high: finite(r.ratio.high),
+  }));
+  const published = rows
+    .filter((r) => r.paper)
+    .map((r) => ({ family: r.family, services: r.services, source: "paper", ratio: r.paper!.ratio, low: null, high: null }));
+  const values = [...measured, ...published];
+  const positive = values.every((v) => [v.ratio, v.low, v.high].every((x) => x === null || x > 0));
+  const title = `${profile}: eBPF/iptables ratio of the ${statistic}, measured with its interval and the paper's`;
+  const heading = { text: `${profile}: eBPF/iptables ratio of the ${statistic}`, subtitle: "measured with its 95% bootstrap interval, and the paper's" };
+  const scale: { type: "log" } | { zero: false } = positive ? { type: "log" } : { zero: false };
+  const y = { type: "quantitative", title: `eBPF/iptables ${statistic} ratio`, scale } as const;
+  return {
+    file: `ratio-${profile}-${statistic}.svg`,
+    title,
+    spec: {
+      $schema: SCHEMA,
+      title: heading,
+      data: { values },
+      facet: { column: { field: "family", type: "nominal", title: null, sort: [...FAMILIES] } },
+      spec: {
+        width: 300,
+        height: 240,
+        layer: [
+          { mark: { type: "rule", strokeDash: [4, 4], color: "#888" }, encoding: { y: { datum: 1, ...y } } },
+          {
+            transform: [{ filter: "datum.low != null && datum.high != null" }],
+            mark: { type: "errorbar", ticks: true },
+            encoding: { x: SERVICES_AXIS, y: { field: "low", ...y }, y2: { field: "high" }, color: { field: "source", type: "nominal" } },
+          },
+          {
+            mark: { type: "point", filled: true, size: 50 },
+            encoding: {
+              x: SERVICES_AXIS,
+              y: { field: "ratio", ...y },
+              color: { field: "source", type: "nominal", title: "source", scale: { domain: ["measured (95% CI)", "paper"], range: ["#1f77b4", "#000000"] } },
+              shape: { field: "source", type: "nominal", scale: { domain: ["measured (95% CI)", "paper"], range: ["circle", "cross"] } },
+            },
+          },
+        ],
+      },
+    },
+  };
+}
+
+/** One figure per profile and family, and one ratio figure per profile and ratio statistic. */
+export function figureSpecs(cells: readonly CellStatistics[], ratios: readonly RatioRow[]): FigureSpec[] {
+  const figures: FigureSpec[] = [];
+  const profiles = [...new Set(cells.map((c) => c.profile))];
+  for (const profile of profiles) {
+    const kind = profileKind(profile);
+    const metric = kind === "throughput" ? "throughputMbps" : PACKET_DELAY_METRIC;
+    for (const family of FAMILIES) {
+      const rows = cells.filter((c) => c.profile === profile && c.family === family && c.metric === metric);
+      if (rows.length === 0) continue;
+      figures.push(kind === "throughput" ? throughputFigure(profile, family, rows) : delayFigure(profile, family, rows));
+    }
+    for (const statistic of [...new Set(ratios.filter((r) => r.profile === profile).map((r) => r.statistic))]) {
+      figures.push(ratioFigure(profile, statistic, ratios.filter((r) => r.profile === profile && r.statistic === statistic)));
+    }
+  }
+  return figures;
+}
+
+/** Compiles a Vega-Lite spec to Vega and renders it headless (no canvas) to SVG text. */
+export async function renderSvg(spec: TopLevelSpec): Promise<string> {
+  const view = new vega.View(vega.parse(compile(spec).spec), { renderer: "none" });
+  try {
+    return await view.toSVG();
+  } finally {
+    view.finalize();
+  }
+}

@@ -1,0 +1,155 @@
+// The report's summary in words (report.md): what is and is not shown, the paper's ratio beside
+// ours, the number of runs behind every group, the method, and the warnings.
+import { FAMILIES } from "../scenario/schema.js";
+import type { Report, RatioRow } from "./report.js";
+import { profileKind, RATIO_DEFINITIONS } from "./report.js";
+
+type Parts = Omit<Report, "markdown">;
+
+/** Three significant digits, "n/a" when missing, "inf" for an unbounded interval end. */
+export function fmt(x: number | undefined): string {
+  if (x === undefined || Number.isNaN(x)) return "n/a";
+  if (!Number.isFinite(x)) return x > 0 ? "inf" : "-inf";
+  return String(Number(x.toPrecision(3)));
+}
+
+export function fmtP(p: number): string {
+  if (Number.isNaN(p)) return "n/a";
+  if (p < 0.001) return p < 1e-12 ? "<1e-12" : p.toExponential(1);
+  return p.toFixed(3);
+}
+
+const ci = (low: number, high: number) => `[${fmt(low)}, ${fmt(high)}]`;
+
+const STATISTIC_NAME: Record<string, string> = { std: "standard deviation", max: "maximum" };
+
+function paperTableName(rows: RatioRow[]): string | undefined {
+  return rows.find((r) => r.paper)?.paper?.table;
+}
+
+function listSteps(rows: RatioRow[]): string {
+  return rows.map((r) => r.services).join(", ");
+}
+
+/** One sentence per (profile, statistic, family): how many steps show a difference, and which way. */
+function summarySentence(profile: string, statistic: string, family: string, rows: RatioRow[], alpha: number): string {
+  const lower = rows.filter((r) => r.verdict === "eBPF lower");
+  const higher = rows.filter((r) => r.verdict === "eBPF higher");
+  const none = rows.filter((r) => r.verdict === "no difference shown");
+  const significant = rows.filter((r) => r.significant);
+  const withPaper = rows.filter((r) => r.paper);
+  const inside = withPaper.filter((r) => r.paper!.ratio >= r.ratio.low && r.paper!.ratio <= r.ratio.high);
+  const parts: string[] = [];
+  if (lower.length + higher.length === 0) {
+    parts.push(`no difference shown at any of ${rows.length} step(s): every 95% interval of the ratio contains 1`);
+  } else {
+    if (lower.length) parts.push(`eBPF lower at ${lower.length} of ${rows.length} step(s) (${listSteps(lower)} Services)`);
+    if (higher.length) parts.push(`eBPF higher at ${higher.length} of ${rows.length} step(s) (${listSteps(higher)} Services)`);
+    parts.push(`no difference shown at ${none.length}`);
+  }
+  const test =
+    significant.length === 0
+      ? `the rank test is significant at no step after Holm's correction (alpha ${alpha})`
+      : `the rank test is significant after Holm's correction (alpha ${alpha}) at ${significant.length} step(s) (${listSteps(significant)} Services)`;
+  const paper = withPaper.length
+    ? ` The paper's ratio lies inside our interval at ${inside.length} of ${withPaper.length} step(s) it publishes.`
+    : "";
+  return `- **${profile}, ${STATISTIC_NAME[statistic] ?? statistic}, ${family}:** ${parts.join("; ")}; ${test}.${paper}`;
+}
+
+function ratioTable(rows: RatioRow[]): string[] {
+  const robust = rows[0]!.robustName;
+  const lines = [
+    `| Services | paper | ratio | 95% CI | reading | p (Holm) | Cliff's delta | ${robust} ratio [95% CI] | n eBPF / iptables |`,
+    "| ---: | ---: | ---: | :---: | --- | ---: | ---: | ---: | ---: |",
+  ];
+  for (const r of rows) {
+    lines.push(
+      `| ${r.services} | ${r.paper ? fmt(r.paper.ratio) : ""} | ${fmt(r.ratio.estimate)} | ${ci(r.ratio.low, r.ratio.high)} | ${r.verdict} | ${fmtP(r.pHolm)}${r.significant ? " *" : ""} | ${fmt(r.cliffsDelta)} | ${fmt(r.robust.estimate)} ${ci(r.robust.low, r.robust.high)} | ${r.nEbpf} / ${r.nIptables} |`,
+    );
+  }
+  return lines;
+}
+
+function runsTable(parts: Parts): string[] {
+  const lines = ["| profile | family | Services | iptables runs (failed) | eBPF runs (failed) |", "| --- | --- | ---: | ---: | ---: |"];
+  const steps = new Map<string, { profile: string; family: string; services: number; iptables?: string; ebpf?: string }>();
+  for (const c of parts.counts) {
+    const id = `${c.profile}/${c.family}/${c.services}`;
+    const step = steps.get(id) ?? { profile: c.profile, family: c.family, services: c.services };
+    step[c.dataplane] = `${c.ok}${c.failed ? ` (${c.failed})` : ""}`;
+    steps.set(id, step);
+  }
+  for (const s of steps.values()) lines.push(`| ${s.profile} | ${s.family} | ${s.services} | ${s.iptables ?? "0"} | ${s.ebpf ?? "0"} |`);
+  return lines;
+}
+
+function methodSection(parts: Parts): string[] {
+  const s = parts.settings;
+  const delayProfiles = [...new Set(parts.counts.map((c) => c.profile))].filter((p) => profileKind(p) === "delay");
+  const lines = [
+    "## How the numbers are computed",
+    "",
+    "- **Unit of analysis, throughput:** the run. Each run gives one value, the receiver's average bitrate over its flow (ITGDec's average bitrate); min, max, mean, median, standard deviation, p99 and p99.9 are taken over the runs of a group (with 100 runs the p99 and p99.9 sit next to the maximum).",
+    `- **Unit of analysis, ${delayProfiles.length ? delayProfiles.join(", ") : "latency"} (delay profiles):** the latency maximum and standard deviation are per-packet statistics, as ITGDec prints them, over all packets of all runs of a group: the worst packet, and the pooled per-packet standard deviation (population, exact from each run's packet count, mean and standard deviation). Pooled median, p99 and p99.9 come from the runs' merged HDR histograms (within 0.1%). Packets of one run are not independent, so every interval and test below resamples or ranks **runs**, never packets. Per-run values (each run's mean, p99, max, standard deviation, jitter, loss) are in cells.csv with observation \`run\`; the standard deviation across runs of the per-run mean delay is the alternative reading of the paper's latency standard deviation.`,
+    "- **Standard deviations:** across runs, the sample standard deviation (divisor n - 1); over packets, the population standard deviation (divisor n, as ITGDec; with millions of packets the two agree).",
+    `- **Ratios** are eBPF/iptables. Each has a ${Math.round(s.confidence * 100)}% **percentile bootstrap** interval: ${s.resamples} resamples, each drawing runs with replacement independently within the eBPF group and within the iptables group; the interval is the ${fmt((1 - s.confidence) / 2)} and ${fmt(1 - (1 - s.confidence) / 2)} quantiles of the resampled ratios. The generator (xoroshiro128+) is seeded with ${s.seed} mixed with the comparison's name, so every number is reproducible and does not move when other groups are added. An interval that contains 1 reads **no difference shown** (not: no difference).`,
+    `- **Rank test:** two-sided Mann-Whitney U of eBPF runs against iptables runs (exact without ties for small groups, otherwise the normal approximation with tie and continuity corrections), on per-run values chosen per statistic: ${RATIO_DEFINITIONS.map((d) => `${d.kind} ${d.statistic}: ${d.test.describes}`).join("; ")}. **Effect size:** Cliff's delta = P(eBPF > iptables) - P(eBPF < iptables) on those values. **Multiple comparisons:** Holm's step-down correction over all ${parts.tests} tests of this report (family-wise error rate ${s.alpha}); * marks p (Holm) < ${s.alpha}.`,
+    "- **The maximum is unstable:** a sample maximum is one observation, the bootstrap of a maximum is known to be unreliable, and one stray packet decides it. Read it beside its robust companion (the median over runs of each run's p99 delay) and the rank test on per-run maxima.",
+    `- **Robust companions:** ${RATIO_DEFINITIONS.map((d) => `${d.kind} ${d.statistic}: ${d.robust.describes}`).join("; ")}.`,
+  ];
+  return lines;
+}
+
+export function renderMarkdown(parts: Parts): string {
+  const s = parts.settings;
+  const totalRuns = parts.counts.reduce((sum, c) => sum + c.ok + c.failed + c.withoutSummary, 0);
+  const analysed = parts.counts.reduce((sum, c) => sum + c.ok, 0);
+  const out: string[] = [
+    "# eBPF (Cilium kube-proxy replacement) against iptables (kube-proxy): measurement report",
+    "",
+    `${s.campaignId ? `Campaign \`${s.campaignId}\`${s.backend ? ` (backend ${s.backend})` : ""}. ` : ""}${analysed} of ${totalRuns} runs analysed. Seed ${s.seed}, ${s.resamples} bootstrap resamples, ${Math.round(s.confidence * 100)}% percentile intervals, Holm over ${parts.tests} rank tests at alpha ${s.alpha}.`,
+    "",
+    "## Summary",
+    "",
+  ];
+  const profiles = [...new Set(parts.ratios.map((r) => r.profile))];
+  if (profiles.length === 0) out.push("- No step has runs of both dataplanes: there is no ratio to report.");
+  for (const profile of profiles) {
+    for (const statistic of [...new Set(parts.ratios.filter((r) => r.profile === profile).map((r) => r.statistic))]) {
+      for (const family of FAMILIES) {
+        const rows = parts.ratios.filter((r) => r.profile === profile && r.statistic === statistic && r.family === family);
+        if (rows.length) out.push(summarySentence(profile, statistic, family, rows, s.alpha));
+      }
+    }
+  }
+  out.push("", "## Warnings", "");
+  if (parts.warnings.length === 0) out.push("None.");
+  else out.push(...parts.warnings.map((w) => `- ${w}`));
+  out.push("", "## Runs analysed per group", "", ...runsTable(parts), "", ...methodSection(parts), "");
+
+  for (const profile of profiles) {
+    for (const statistic of [...new Set(parts.ratios.filter((r) => r.profile === profile).map((r) => r.statistic))]) {
+      for (const family of FAMILIES) {
+        const rows = parts.ratios.filter((r) => r.profile === profile && r.statistic === statistic && r.family === family);
+        if (rows.length === 0) continue;
+        const table = paperTableName(rows);
+        out.push(
+          `## ${profile}, ${family}: eBPF/iptables ratio of the ${STATISTIC_NAME[statistic] ?? statistic}${table ? ` (paper's ${table})` : ""}`,
+          "",
+          `${rows[0]!.describes[0]!.toUpperCase()}${rows[0]!.describes.slice(1)}. Rank test on ${rows[0]!.testDescribes}.`,
+          "",
+          ...ratioTable(rows),
+          "",
+        );
+      }
+    }
+  }
+
+  out.push("## Figures", "");
+  for (const f of parts.figures) out.push(`- ${f.title}: ![${f.file}](${f.file})`);
+  out.push("", "## Tables", "");
+  for (const t of parts.tables) out.push(`- [${t.file}](${t.file}): ${t.title}`);
+  out.push("");
+  return out.join("\n");
+}

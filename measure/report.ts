@@ -1,0 +1,572 @@
+// From stored runs to the paper's tables: per-cell statistics, eBPF/iptables ratios with bootstrap
+// intervals and corrected rank tests, the paper's ratios beside ours, figure specs and a summary.
+// buildReport is pure (results in, report out); writeReport renders the figures and writes files.
+//
+// Unit of analysis (also stated in every report):
+// - Throughput: the run. One value per run, the receiver's average bitrate over the flow (ITGDec's
+//   "Average bitrate" of the decoded log); the paper's statistics are taken over the runs of a cell.
+// - Latency and every other delay profile: the paper's maximum and standard deviation of latency are
+//   read as per-packet statistics, as ITGDec prints them, over all packets of all runs of a cell: the
+//   worst packet, and the pooled per-packet standard deviation. Packets of one run are not independent,
+//   so the uncertainty still comes from runs: the bootstrap resamples whole runs and the rank test
+//   compares per-run values. Per-run values (each run's mean, max, p99, ...) are reported as well.
+import { mkdir, writeFile } from "node:fs/promises";
+import path from "node:path";
+import { stringify } from "csv-stringify/sync";
+import { DATAPLANES, FAMILIES, type Dataplane } from "../scenario/schema.js";
+import type { Family } from "../scenario/cidr.js";
+import { decodeDelayHistogram, delayPercentiles, HISTOGRAM_UNITS_PER_S } from "./ditg-log.js";
+import type { FlowSummary, RunResult } from "./types.js";
+import { paperRatioFor, type PaperRatio } from "./paper-reference.js";
+import {
+  absoluteDeviationsFromMedian,
+  bootstrapRatio,
+  describe,
+  holmAdjust,
+  iqr,
+  mannWhitneyU,
+  maxOf,
+  medianOf,
+  poolMoments,
+  sampleStd,
+  seedFor,
+  type Description,
+  type RatioInterval,
+} from "./statistics.js";
+import { figureSpecs, renderSvg, type FigureSpec } from "./report-figures.js";
+import { renderMarkdown } from "./report-markdown.js";
+
+/** What a profile measures. The throughput profile measures what a TCP flow carries; every other
+ *  profile (latency, connection setup, ...) measures the delays of its packets. */
+export type ProfileKind = "throughput" | "delay";
+
+export function profileKind(profile: string): ProfileKind {
+  return profile === "throughput" ? "throughput" : "delay";
+}
+
+/** A value taken from each run. */
+export interface RunMetric {
+  readonly id: string;
+  readonly label: string;
+  readonly unit: string;
+  readonly kind: ProfileKind;
+  readonly of: (s: FlowSummary) => number;
+}
+
+export const RUN_METRICS: readonly RunMetric[] = [
+  { id: "throughputMbps", label: "throughput (receiver's average bitrate)", unit: "Mbit/s", kind: "throughput", of: (s) => s.bitrateKbps / 1000 },
+  { id: "delayMeanMs", label: "mean delay of the run", unit: "ms", kind: "delay", of: (s) => s.delayMeanS * 1e3 },
+  { id: "delayStdMs", label: "per-packet delay std of the run (population)", unit: "ms", kind: "delay", of: (s) => s.delayStdS * 1e3 },
+  { id: "delayP99Ms", label: "p99 delay of the run", unit: "ms", kind: "delay", of: (s) => s.p99S * 1e3 },
+  { id: "delayMaxMs", label: "max delay of the run", unit: "ms", kind: "delay", of: (s) => s.delayMaxS * 1e3 },
+  { id: "jitterMs", label: "jitter of the run (mean |consecutive difference|)", unit: "ms", kind: "delay", of: (s) => s.jitterS * 1e3 },
+  {
+    id: "lossPercent",
+    label: "packets lost in the run",
+    unit: "%",
+    kind: "delay",
+    of: (s) => (s.packets + s.dropped > 0 ? (100 * s.dropped) / (s.packets + s.dropped) : Number.NaN),
+  },
+];
+
+/** Name of the pooled per-packet delay row of a delay cell. */
+export const PACKET_DELAY_METRIC = "packetDelayMs";
+
+/** One group of runs: a step (Service count) of one profile, family and dataplane. */
+export interface CellKey {
+  readonly profile: string;
+  readonly family: Family;
+  readonly services: number;
+  readonly dataplane: Dataplane;
+}
+
+export interface CellCount extends CellKey {
+  /** Runs with status ok and a decoded summary: the ones analysed. */
+  readonly ok: number;
+  readonly failed: number;
+  /** Runs marked ok but without a summary, left out. */
+  readonly withoutSummary: number;
+}
+
+/** One row of the full statistics table. */
+export interface CellStatistics extends CellKey, Description {
+  readonly metric: string;
+  readonly label: string;
+  readonly unit: string;
+  /** What one observation is: a run, or a packet (pooled over the cell's runs). */
+  readonly observation: "run" | "packet";
+  /** How the standard deviation divides: "sample" (n - 1) or "population" (n). */
+  readonly stdKind: "sample" | "population";
+  /** Runs analysed in this cell (for packet rows, the runs whose packets are pooled). */
+  readonly runs: number;
+}
+
+/** The ratios computed for each pair of cells that differ only in the dataplane. */
+export interface RatioDefinition {
+  readonly statistic: "std" | "max";
+  readonly kind: ProfileKind;
+  /** What the statistic is, in words for the report. */
+  readonly describes: string;
+  readonly value: (runs: FlowSummary[]) => number;
+  readonly robust: { readonly name: string; readonly describes: string; readonly value: (runs: FlowSummary[]) => number };
+  /** The per-run values the rank test compares, and what a positive effect means. */
+  readonly test: { readonly describes: string; readonly values: (runs: FlowSummary[]) => number[] };
+}
+
+const throughput = (runs: FlowSummary[]) => runs.map((s) => s.bitrateKbps / 1000);
+const ms = (seconds: number) => seconds * 1e3;
+
+export const RATIO_DEFINITIONS: readonly RatioDefinition[] = [
+  {
+    statistic: "std",
+    kind: "throughput",
+    describes: "sample standard deviation of the per-run throughput across runs",
+    value: (runs) => sampleStd(throughput(runs)),
+    robust: { name: "IQR", describes: "interquartile range of the per-run throughput", value: (runs) => iqr(throughput(runs)) },
+    test: {
+      describes: "absolute deviations of each run's throughput from its group's median (a rank test of spread)",
+      values: (runs) => absoluteDeviationsFromMedian(throughput(runs)),
+    },
+  },
+  {
+    statistic: "max",
+    kind: "delay",
+    describes: "maximum per-packet delay over all packets of all runs (the worst packet)",
+    value: (runs) => ms(maxOf(runs.map((s) => s.delayMaxS))),
+    robust: {
+      name: "median run p99",
+      describes: "median over runs of each run's per-packet p99 delay",
+      value: (runs) => ms(medianOf(runs.map((s) => s.p99S))),
+    },
+    test: { describes: "each run's maximum per-packet delay", values: (runs) => runs.map((s) => ms(s.delayMaxS)) },
+  },
+  {
+    statistic: "std",
+    kind: "delay",
+    describes: "per-packet delay standard deviation pooled over all packets of all runs (population)",
+    value: (runs) => ms(poolMoments(runs.map((s) => ({ n: s.packets, mean: s.delayMeanS, std: s.delayStdS }))).std),
+    robust: {
+      name: "median run std",
+      describes: "median over runs of each run's per-packet delay standard deviation",
+      value: (runs) => ms(medianOf(runs.map((s) => s.delayStdS))),
+    },
+    test: { describes: "each run's per-packet delay standard deviation", values: (runs) => runs.map((s) => ms(s.delayStdS)) },
+  },
+];
+
+export type Verdict = "eBPF lower" | "eBPF higher" | "no difference shown" | "not estimable";
+
+/** eBPF/iptables for one statistic of one step. */
+export interface RatioRow {
+  readonly profile: string;
+  readonly family: Family;
+  readonly services: number;
+  readonly statistic: RatioDefinition["statistic"];
+  readonly describes: string;
+  readonly nEbpf: number;
+  readonly nIptables: number;
+  readonly ratio: RatioInterval;
+  /** From the CI: "no difference shown" when it contains 1. */
+  readonly verdict: Verdict;
+  readonly robustName: string;
+  readonly robust: RatioInterval;
+  readonly robustVerdict: Verdict;
+  readonly testDescribes: string;
+  readonly u: number;
+  readonly pValue: number;
+  /** Holm-adjusted over every test of the report. */
+  readonly pHolm: number;
+  readonly testMethod: "exact" | "normal";
+  /** Cliff's delta of eBPF against iptables on the tested values: > 0 means eBPF tends higher. */
+  readonly cliffsDelta: number;
+  readonly significant: boolean;
+  readonly paper?: PaperRatio;
+}
+
+export interface ReportSettings {
+  readonly seed: number;
+  readonly resamples: number;
+  readonly confidence: number;
+  readonly alpha: number;
+  /** Runs per cell below which the report warns. */
+  readonly minRuns: number;
+  /** Runs each cell should have (from the campaign plan), for the completeness check. */
+  readonly plannedRunsPerCell?: number;
+  readonly campaignId?: string;
+  readonly backend?: string;
+}
+
+export type ReportOptions = Pick<ReportSettings, "seed" | "resamples"> &
+  Partial<Omit<ReportSettings, "seed" | "resamples">> & {
+    /** The paper's published ratios (loadPaperReference()); none means no paper column. */
+    readonly paper?: readonly PaperRatio[];
+  };
+
+export interface ReportTable {
+  readonly file: string;
+  readonly title: string;
+  readonly csv: string;
+}
+
+export interface Report {
+  readonly settings: ReportSettings;
+  readonly counts: readonly CellCount[];
+  readonly cells: readonly CellStatistics[];
+  readonly ratios: readonly RatioRow[];
+  /** Number of rank tests the Holm correction counts. */
+  readonly tests: number;
+  readonly warnings: readonly string[];
+  readonly tables: readonly ReportTable[];
+  readonly figures: readonly FigureSpec[];
+  readonly markdown: string;
+}
+
+export class ReportError extends Error {
+  override name = "ReportError";
+}
+
+// ---------------------------------------------------------------------------------------------
+
+const cellId = (k: Omit<CellKey, "dataplane"> & { dataplane?: Dataplane }) =>
+  [k.profile, k.family, k.services, k.dataplane ?? ""].join("/");
+
+/** Throughput first, then latency, then other profiles by name. */
+function profileOrder(a: string, b: string): number {
+  const rank = (p: string) => (p === "throughput" ? 0 : p === "latency" ? 1 : 2);
+  return rank(a) - rank(b) || (a < b ? -1 : a > b ? 1 : 0);
+}
+
+function compareKeys(a: CellKey, b: CellKey): number {
+  return (
+    profileOrder(a.profile, b.profile) ||
+    FAMILIES.indexOf(a.family) - FAMILIES.indexOf(b.family) ||
+    a.services - b.services ||
+    DATAPLANES.indexOf(a.dataplane) - DATAPLANES.indexOf(b.dataplane)
+  );
+}
+
+interface Cell {
+  readonly key: CellKey;
+  readonly runs: RunResult[];
+  failed: number;
+  withoutSummary: number;
+}
+
+function groupCells(results: readonly RunResult[]): Cell[] {
+  const cells = new Map<string, Cell>();
+  for (const r of results) {
+    const key: CellKey = { profile: r.profile, family: r.family, services: r.services, dataplane: r.dataplane };
+    const id = cellId(key);
+    let cell = cells.get(id);
+    if (!cell) {
+      cell = { key, runs: [], failed: 0, withoutSummary: 0 };
+      cells.set(id, cell);
+    }
+    if (r.status !== "ok") cell.failed++;
+    else if (!r.summary) cell.withoutSummary++;
+    else cell.runs.push(r);
+  }
+  return [...cells.values()].sort((a, b) => compareKeys(a.key, b.key));
+}
+
+const summaries = (cell: Cell | undefined) => (cell ? cell.runs.map((r) => r.summary!) : []);
+
+function cellStatistics(cell: Cell): CellStatistics[] {
+  const kind = profileKind(cell.key.profile);
+  const runs = summaries(cell);
+  if (runs.length === 0) return [];
+  const rows: CellStatistics[] = [];
+  for (const metric of RUN_METRICS.filter((m) => m.kind === kind)) {
+    const values = runs.map(metric.of).filter((v) => !Number.isNaN(v));
+    if (values.length === 0) continue;
+    rows.push({
+      ...cell.key,
+      metric: metric.id,
+      label: metric.label,
+      unit: metric.unit,
+      observation: "run",
+      stdKind: "sample",
+      runs: runs.length,
+      ...describe(values),
+    });
+  }
+  if (kind === "delay") rows.push(packetDelayStatistics(cell));
+  return rows;
+}
+
+/**
+ * Per-packet delay over all packets of the cell's runs. Count, min, max, mean and std are exact
+ * (from each run's summary); median, quartiles and tail percentiles come from the merged HDR
+ * histograms (nearest rank, within 0.1%), and are NaN unless every run carries a histogram.
+ */
+function packetDelayStatistics(cell: Cell): CellStatistics {
+  const runs = summaries(cell);
+  const pooled = poolMoments(runs.map((s) => ({ n: s.packets, mean: s.delayMeanS, std: s.delayStdS })));
+  let quantiles = { p25: Number.NaN, p50: Number.NaN, p75: Number.NaN, p99: Number.NaN, p999: Number.NaN };
+  if (cell.runs.every((r) => r.histogram !== undefined)) {
+    const merged = decodeDelayHistogram(cell.runs[0]!.histogram!);
+    for (const r of cell.runs.slice(1)) merged.add(decodeDelayHistogram(r.histogram!));
+    if (merged.totalCount > 0) {
+      const p = delayPercentiles(merged);
+      const at = (q: number) => (merged.getValueAtPercentile(q) / HISTOGRAM_UNITS_PER_S) * 1e3;
+      quantiles = { p25: at(25), p50: p.p50S * 1e3, p75: at(75), p99: p.p99S * 1e3, p999: p.p999S * 1e3 };
+    }
+  }
+  return {
+    ...cell.key,
+    metric: PACKET_DELAY_METRIC,
+    label: "per-packet delay, all packets of all runs",
+    unit: "ms",
+    observation: "packet",
+    stdKind: "population",
+    runs: runs.length,
+    n: pooled.n,
+    min: ms(Math.min(...runs.map((s) => s.delayMinS))),
+    max: ms(Math.max(...runs.map((s) => s.delayMaxS))),
+    mean: ms(pooled.mean),
+    median: quantiles.p50,
+    std: ms(pooled.std),
+    p25: quantiles.p25,
+    p75: quantiles.p75,
+    p99: quantiles.p99,
+    p999: quantiles.p999,
+  };
+}
+
+function verdictOf(ci: RatioInterval): Verdict {
+  if (Number.isNaN(ci.low) || Number.isNaN(ci.high)) return "not estimable";
+  if (ci.low > 1) return "eBPF higher";
+  if (ci.high < 1) return "eBPF lower";
+  return "no difference shown";
+}
+
+type RatioDraft = Omit<RatioRow, "pHolm" | "significant">;
+
+function ratioRows(cells: Cell[], settings: ReportSettings, paper: readonly PaperRatio[], warnings: string[]): RatioDraft[] {
+  const byId = new Map(cells.map((c) => [cellId(c.key), c]));
+  const steps = new Map<string, Omit<CellKey, "dataplane">>();
+  for (const c of cells) steps.set(cellId({ ...c.key, dataplane: undefined }), { ...c.key });
+  const rows: RatioDraft[] = [];
+  for (const step of steps.values()) {
+    const ebpf = summaries(byId.get(cellId({ ...step, dataplane: "ebpf" })));
+    const iptables = summaries(byId.get(cellId({ ...step, dataplane: "iptables" })));
+    if (ebpf.length < 2 || iptables.length < 2) {
+      warnings.push(
+        `no eBPF/iptables ratio for ${step.profile} ${step.family} at ${step.services} Services: ${ebpf.length} eBPF and ${iptables.length} iptables runs analysed; a ratio needs at least 2 of each`,
+      );
+      continue;
+    }
+    for (const def of RATIO_DEFINITIONS.filter((d) => d.kind === profileKind(step.profile))) {
+      const key = `${step.profile}/${step.family}/${step.services}/${def.statistic}`;
+      const boot = { resamples: settings.resamples, confidence: settings.confidence };
+      const ratio = bootstrapRatio(ebpf, iptables, def.value, { ...boot, seed: seedFor(settings.seed, key) });
+      const robust = bootstrapRatio(ebpf, iptables, def.robust.value, { ...boot, seed: seedFor(settings.seed, `${key}/robust`) });
+      const test = mannWhitneyU(def.test.values(ebpf), def.test.values(iptables));
+      const published = paperRatioFor(paper, { ...step, statistic: def.statistic });
+      rows.push({
+        ...step,
+        statistic: def.statistic,
+        describes: def.describes,
+        nEbpf: ebpf.length,
+        nIptables: iptables.length,
+        ratio,
+        verdict: verdictOf(ratio),
+        robustName: def.robust.name,
+        robust,
+        robustVerdict: verdictOf(robust),
+        testDescribes: def.test.describes,
+        u: test.u,
+        pValue: test.pValue,
+        testMethod: test.method,
+        cliffsDelta: test.cliffsDelta,
+        ...(published ? { paper: published } : {}),
+      });
+    }
+  }
+  return rows;
+}
+
+function countWarnings(counts: CellCount[], settings: ReportSettings): string[] {
+  const warnings: string[] = [];
+  const name = (c: CellKey) => `${c.profile} ${c.family} ${c.dataplane} at ${c.services} Services`;
+  const failed = counts.reduce((s, c) => s + c.failed, 0);
+  if (failed > 0) {
+    const where = counts.filter((c) => c.failed > 0).map((c) => `${name(c)}: ${c.failed}`);
+    warnings.push(`${failed} failed run(s) excluded (${where.join("; ")})`);
+  }
+  const unsummarised = counts.reduce((s, c) => s + c.withoutSummary, 0);
+  if (unsummarised > 0) warnings.push(`${unsummarised} run(s) marked ok but without a decoded summary excluded`);
+  for (const c of counts) {
+    if (c.ok < settings.minRuns) {
+      warnings.push(`too few runs: ${name(c)} has ${c.ok} analysed run(s); below ${settings.minRuns} the std, percentiles and intervals are unstable`);
+    }
+    const planned = settings.plannedRunsPerCell;
+    if (planned !== undefined && c.ok + c.failed + c.withoutSummary < planned) {
+      warnings.push(`incomplete: ${name(c)} has results for ${c.ok + c.failed + c.withoutSummary} of ${planned} planned runs`);
+    }
+  }
+  return warnings;
+}
+
+function dataWarnings(cells: Cell[]): string[] {
+  const warnings: string[] = [];
+  for (const c of cells) {
+    if (profileKind(c.key.profile) !== "delay" || c.runs.length === 0) continue;
+    const name = `${c.key.profile} ${c.key.family} ${c.key.dataplane} at ${c.key.services} Services`;
+    const missing = c.runs.filter((r) => r.histogram === undefined).length;
+    if (missing > 0) warnings.push(`${name}: ${missing} run(s) without a delay histogram; pooled per-packet percentiles left out`);
+    if (c.runs.some((r) => r.summary!.delayMinS < 0)) {
+      warnings.push(`${name}: negative one-way delays (sender and receiver clocks not synchronised; use the rttm meter)`);
+    }
+  }
+  return warnings;
+}
+
+export function buildReport(results: readonly RunResult[], options: ReportOptions): Report {
+  const settings: ReportSettings = {
+    seed: options.seed,
+    resamples: options.resamples,
+    confidence: options.confidence ?? 0.95,
+    alpha: options.alpha ?? 0.05,
+    minRuns: options.minRuns ?? 20,
+    ...(options.plannedRunsPerCell !== undefined ? { plannedRunsPerCell: options.plannedRunsPerCell } : {}),
+    ...(options.campaignId !== undefined ? { campaignId: options.campaignId } : {}),
+    ...(options.backend !== undefined ? { backend: options.backend } : {}),
+  };
+  if (!Number.isInteger(settings.resamples) || settings.resamples < 1) {
+    throw new ReportError(`resamples ${settings.resamples}; accepted: a positive integer (2000 or more for a stable 95% interval)`);
+  }
+  if (!Number.isInteger(settings.seed)) throw new ReportError(`seed ${settings.seed}; accepted: an integer`);
+  if (results.length === 0) throw new ReportError("no runs to report");
+
+  const cells = groupCells(results);
+  const counts: CellCount[] = cells.map((c) => ({ ...c.key, ok: c.runs.length, failed: c.failed, withoutSummary: c.withoutSummary }));
+  const warnings = countWarnings(counts, settings);
+  if (settings.resamples < 2000) warnings.push(`${settings.resamples} bootstrap resamples; intervals from fewer than 2000 are imprecise`);
+  warnings.push(...dataWarnings(cells));
+
+  const statistics = cells.flatMap(cellStatistics);
+  const drafts = ratioRows(cells, settings, options.paper ?? [], warnings);
+  const pHolm = holmAdjust(drafts.map((r) => r.pValue));
+  const ratios: RatioRow[] = drafts.map((r, i) => ({ ...r, pHolm: pHolm[i]!, significant: pHolm[i]! < settings.alpha }));
+  const tests = ratios.filter((r) => !Number.isNaN(r.pValue)).length;
+
+  const tables = reportTables(statistics, ratios, options.paper ?? []);
+  const figures = figureSpecs(statistics, ratios);
+  const partial = { settings, counts, cells: statistics, ratios, tests, warnings, tables, figures };
+  return { ...partial, markdown: renderMarkdown(partial) };
+}
+
+// ---------------------------------------------------------------------------------------------
+// CSV tables
+
+/** Six significant digits; empty for a missing or undefined value. */
+export function formatNumber(x: number | undefined): string {
+  if (x === undefined || Number.isNaN(x)) return "";
+  if (!Number.isFinite(x)) return x > 0 ? "inf" : "-inf";
+  return String(Number(x.toPrecision(6)));
+}
+
+const csv = (header: string[], rows: (string | number | undefined)[][]) =>
+  stringify([header, ...rows.map((r) => r.map((v) => (typeof v === "number" ? formatNumber(v) : (v ?? ""))))]);
+
+function reportTables(cells: CellStatistics[], ratios: RatioRow[], paper: readonly PaperRatio[]): ReportTable[] {
+  const tables: ReportTable[] = [
+    {
+      file: "cells.csv",
+      title: "Statistics of every cell (profile, family, Service count, dataplane) and metric",
+      csv: csv(
+        ["profile", "family", "services", "dataplane", "metric", "unit", "observation", "runs", "n", "min", "max", "mean", "median", "std", "std_kind", "p25", "p75", "p99", "p999"],
+        cells.map((c) => [c.profile, c.family, c.services, c.dataplane, c.metric, c.unit, c.observation, c.runs, c.n, c.min, c.max, c.mean, c.median, c.std, c.stdKind, c.p25, c.p75, c.p99, c.p999]),
+      ),
+    },
+    {
+      file: "ratios.csv",
+      title: "eBPF/iptables ratios with bootstrap intervals, rank tests (Holm-adjusted) and the paper's ratio",
+      csv: csv(
+        [
+          "profile", "family", "services", "statistic", "n_ebpf", "n_iptables", "ratio", "ci_low", "ci_high", "verdict",
+          "robust_statistic", "robust_ratio", "robust_ci_low", "robust_ci_high", "robust_verdict",
+          "u", "p_value", "p_holm", "test_method", "cliffs_delta", "significant", "paper_table", "paper_ratio", "paper_in_ci",
+        ],
+        ratios.map((r) => [
+          r.profile, r.family, r.services, r.statistic, r.nEbpf, r.nIptables, r.ratio.estimate, r.ratio.low, r.ratio.high, r.verdict,
+          r.robustName, r.robust.estimate, r.robust.low, r.robust.high, r.robustVerdict,
+          r.u, r.pValue, r.pHolm, r.testMethod, r.cliffsDelta, String(r.significant), r.paper?.table, r.paper?.ratio,
+          r.paper ? String(r.paper.ratio >= r.ratio.low && r.paper.ratio <= r.ratio.high) : undefined,
+        ]),
+      ),
+    },
+  ];
+  tables.push(paperTable1(ratios, paper), ...FAMILIES.map((f, i) => paperLatencyTable(ratios, paper, f, i + 2)));
+  return tables;
+}
+
+function servicesOf(ratios: RatioRow[], paper: readonly PaperRatio[], profile: string): number[] {
+  const all = new Set([...ratios.filter((r) => r.profile === profile).map((r) => r.services), ...paper.filter((p) => p.profile === profile).map((p) => p.services)]);
+  return [...all].sort((a, b) => a - b);
+}
+
+const find = (ratios: RatioRow[], profile: string, family: Family, statistic: string, services: number) =>
+  ratios.find((r) => r.profile === profile && r.family === family && r.statistic === statistic && r.services === services);
+
+const paperValue = (paper: readonly PaperRatio[], profile: string, family: Family, statistic: string, services: number) =>
+  paperRatioFor(paper, { profile, family, statistic, services })?.ratio;
+
+const ratioColumns = (prefix: string) => [`${prefix}paper`, `${prefix}ratio`, `${prefix}ci_low`, `${prefix}ci_high`, `${prefix}p_holm`, `${prefix}cliffs_delta`];
+
+function ratioCells(r: RatioRow | undefined, published: number | undefined) {
+  return [published, r?.ratio.estimate, r?.ratio.low, r?.ratio.high, r?.pHolm, r?.cliffsDelta];
+}
+
+function paperTable1(ratios: RatioRow[], paper: readonly PaperRatio[]): ReportTable {
+  const services = servicesOf(ratios, paper, "throughput");
+  return {
+    file: "table1-throughput-std-ratio.csv",
+    title: "Table 1: eBPF/iptables ratio of the standard deviation of throughput, paper beside ours",
+    csv: csv(
+      ["services", ...FAMILIES.flatMap((f) => [...ratioColumns(`${f}_`), `${f}_iqr_ratio`])],
+      services.map((n) => [
+        n,
+        ...FAMILIES.flatMap((f) => {
+          const r = find(ratios, "throughput", f, "std", n);
+          return [...ratioCells(r, paperValue(paper, "throughput", f, "std", n)), r?.robust.estimate];
+        }),
+      ]),
+    ),
+  };
+}
+
+function paperLatencyTable(ratios: RatioRow[], paper: readonly PaperRatio[], family: Family, number: number): ReportTable {
+  const services = servicesOf(ratios, paper, "latency");
+  return {
+    file: `table${number}-latency-${family}.csv`,
+    title: `Table ${number}: eBPF/iptables ratios of the maximum and standard deviation of latency, ${family}, paper beside ours`,
+    csv: csv(
+      ["services", ...ratioColumns("max_"), "max_robust_ratio", ...ratioColumns("std_"), "std_robust_ratio"],
+      services.map((n) => {
+        const max = find(ratios, "latency", family, "max", n);
+        const std = find(ratios, "latency", family, "std", n);
+        return [
+          n,
+          ...ratioCells(max, paperValue(paper, "latency", family, "max", n)),
+          max?.robust.estimate,
+          ...ratioCells(std, paperValue(paper, "latency", family, "std", n)),
+          std?.robust.estimate,
+        ];
+      }),
+    ),
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+
+/** Writes report.md, the CSV tables and the SVG figures into `dir`; returns the path of report.md. */
+export async function writeReport(report: Report, dir: string): Promise<string> {
+  await mkdir(dir, { recursive: true });
+  for (const t of report.tables) await writeFile(path.join(dir, t.file), t.csv);
+  for (const f of report.figures) await writeFile(path.join(dir, f.file), await renderSvg(f.spec));
+  const summary = path.join(dir, "report.md");
+  await writeFile(summary, report.markdown);
+  return summary;
+}
