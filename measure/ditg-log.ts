@@ -440,6 +440,49 @@ export function recordBlock(records: number): RecordBlock {
   return { bytes: new Uint8Array(buffer), words: new Uint32Array(buffer), doubles: new Float64Array(buffer) };
 }
 
+/** One record's fields; times are D-ITG's UTC time of day split as it stores them. */
+export interface LogRecord {
+  readonly flowId: number;
+  readonly seqNum: number;
+  readonly srcAddress: string;
+  readonly srcPort: number;
+  readonly destAddress: string;
+  readonly destPort: number;
+  readonly tx: TimeOfDay;
+  readonly rx: TimeOfDay;
+  readonly size: number;
+}
+
+export interface TimeOfDay {
+  readonly hour: number;
+  readonly minute: number;
+  /** Seconds within the minute, with the microseconds as a fraction. */
+  readonly second: number;
+}
+
+/** A time stamp as D-ITG splits it (`tv_sec % 86400`, then `sec % 60 + usec / 1e6`). */
+export function timeOfDay(epochMicros: number): TimeOfDay {
+  const sec = Math.floor(epochMicros / 1e6);
+  const usec = epochMicros - sec * 1e6;
+  const ofDay = sec % DAY_S;
+  return { hour: Math.floor(ofDay / 3600), minute: Math.floor((ofDay % 3600) / 60), second: (ofDay % 60) + usec / 1e6 };
+}
+
+/** Writes a record at `index` of a block in D-ITG's layout (zero-filled address fields), e.g. to build test logs. */
+export function encodeRecord(block: RecordBlock, index: number, r: LogRecord): void {
+  const w = index * WORDS;
+  const base = index * RECORD_BYTES;
+  block.bytes.fill(0, base, base + RECORD_BYTES);
+  const fields = [r.flowId, r.seqNum, r.srcPort, r.destPort, r.tx.hour, r.tx.minute, r.rx.hour, r.rx.minute, r.size];
+  fields.forEach((v, k) => (block.words[w + k] = v));
+  for (const [address, at] of [[r.srcAddress, SRC_ADDR], [r.destAddress, DEST_ADDR]] as const) {
+    if (address.length >= ADDRESS_BYTES) throw new RangeError(`address ${address} does not fit D-ITG's ${ADDRESS_BYTES}-byte field`);
+    block.bytes.set(Buffer.from(address, "latin1"), base + at);
+  }
+  block.doubles[index * DOUBLES + 16] = r.tx.second;
+  block.doubles[index * DOUBLES + 17] = r.rx.second;
+}
+
 function cString(bytes: Uint8Array, start: number): string {
   let end = start;
   while (end < start + ADDRESS_BYTES && bytes[end] !== 0) end++;
