@@ -10,6 +10,8 @@ const verbs: Array<() => Promise<Command>> = [
   async () => (await import("./plan.js")).planCommand(),
   async () => (await import("./diff.js")).diffCommand(),
   async () => (await import("./decode.js")).decodeCommand(),
+  async () => (await import("./report.js")).reportCommand(),
+  async () => (await import("./campaign.js")).campaignCommand(),
 ];
 
 for (const load of verbs) program.addCommand(await load());

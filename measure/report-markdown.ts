@@ -31,29 +31,35 @@ function listSteps(rows: RatioRow[]): string {
   return rows.map((r) => r.services).join(", ");
 }
 
+/** The reading of a row: its own interval, or the robust companion's where that interval is unreliable. */
+const readingOf = (r: RatioRow) => (r.intervalReliable ? r.verdict : r.robustVerdict);
+
 /** One sentence per (profile, statistic, family): how many steps show a difference, and which way. */
 function summarySentence(profile: string, statistic: string, family: string, rows: RatioRow[], alpha: number): string {
-  const lower = rows.filter((r) => r.verdict === "eBPF lower");
-  const higher = rows.filter((r) => r.verdict === "eBPF higher");
-  const none = rows.filter((r) => r.verdict === "no difference shown");
+  const lower = rows.filter((r) => readingOf(r) === "eBPF lower");
+  const higher = rows.filter((r) => readingOf(r) === "eBPF higher");
+  const none = rows.filter((r) => readingOf(r) === "no difference shown");
   const significant = rows.filter((r) => r.significant);
+  const reliable = rows[0]!.intervalReliable;
   const withPaper = rows.filter((r) => r.paper);
   const inside = withPaper.filter((r) => r.paper!.ratio >= r.ratio.low && r.paper!.ratio <= r.ratio.high);
   const parts: string[] = [];
+  const by = reliable ? "" : ` by the ${rows[0]!.robustName} ratio (the ${STATISTIC_NAME[statistic] ?? statistic}'s own interval is unreliable)`;
   if (lower.length + higher.length === 0) {
-    parts.push(`no difference shown at any of ${rows.length} step(s): every 95% interval of the ratio contains 1`);
+    parts.push(`no difference shown at any of ${rows.length} step(s)${by}: every 95% interval contains 1`);
   } else {
-    if (lower.length) parts.push(`eBPF lower at ${lower.length} of ${rows.length} step(s) (${listSteps(lower)} Services)`);
-    if (higher.length) parts.push(`eBPF higher at ${higher.length} of ${rows.length} step(s) (${listSteps(higher)} Services)`);
+    if (lower.length) parts.push(`eBPF lower at ${lower.length} of ${rows.length} step(s) (${listSteps(lower)} Services)${by}`);
+    if (higher.length) parts.push(`eBPF higher at ${higher.length} of ${rows.length} step(s) (${listSteps(higher)} Services)${lower.length ? "" : by}`);
     parts.push(`no difference shown at ${none.length}`);
   }
   const test =
     significant.length === 0
       ? `the rank test is significant at no step after Holm's correction (alpha ${alpha})`
       : `the rank test is significant after Holm's correction (alpha ${alpha}) at ${significant.length} step(s) (${listSteps(significant)} Services)`;
-  const paper = withPaper.length
-    ? ` The paper's ratio lies inside our interval at ${inside.length} of ${withPaper.length} step(s) it publishes.`
-    : "";
+  const paper =
+    withPaper.length && reliable
+      ? ` The paper's ratio lies inside our interval at ${inside.length} of ${withPaper.length} step(s) it publishes.`
+      : "";
   return `- **${profile}, ${STATISTIC_NAME[statistic] ?? statistic}, ${family}:** ${parts.join("; ")}; ${test}.${paper}`;
 }
 
@@ -65,7 +71,7 @@ function ratioTable(rows: RatioRow[]): string[] {
   ];
   for (const r of rows) {
     lines.push(
-      `| ${r.services} | ${r.paper ? fmt(r.paper.ratio) : ""} | ${fmt(r.ratio.estimate)} | ${ci(r.ratio.low, r.ratio.high)} | ${r.verdict} | ${fmtP(r.pHolm)}${r.significant ? " *" : ""} | ${fmt(r.cliffsDelta)} | ${fmt(r.robust.estimate)} ${ci(r.robust.low, r.robust.high)} | ${r.nEbpf} / ${r.nIptables} |`,
+      `| ${r.services} | ${r.paper ? fmt(r.paper.ratio) : ""} | ${fmt(r.ratio.estimate)} | ${ci(r.ratio.low, r.ratio.high)} | ${r.intervalReliable ? r.verdict : `(${r.verdict}: interval unreliable)`} | ${fmtP(r.pHolm)}${r.significant ? " *" : ""} | ${fmt(r.cliffsDelta)} | ${fmt(r.robust.estimate)} ${ci(r.robust.low, r.robust.high)}${r.intervalReliable ? "" : ` ${r.robustVerdict}`} | ${r.nEbpf} / ${r.nIptables} |`,
     );
   }
   return lines;
@@ -95,7 +101,7 @@ function methodSection(parts: Parts): string[] {
     "- **Standard deviations:** across runs, the sample standard deviation (divisor n - 1); over packets, the population standard deviation (divisor n, as ITGDec; with millions of packets the two agree).",
     `- **Ratios** are eBPF/iptables. Each has a ${Math.round(s.confidence * 100)}% **percentile bootstrap** interval: ${s.resamples} resamples, each drawing runs with replacement independently within the eBPF group and within the iptables group; the interval is the ${fmt((1 - s.confidence) / 2)} and ${fmt(1 - (1 - s.confidence) / 2)} quantiles of the resampled ratios. The generator (xoroshiro128+) is seeded with ${s.seed} mixed with the comparison's name, so every number is reproducible and does not move when other groups are added. An interval that contains 1 reads **no difference shown** (not: no difference).`,
     `- **Rank test:** two-sided Mann-Whitney U of eBPF runs against iptables runs (exact without ties for small groups, otherwise the normal approximation with tie and continuity corrections), on per-run values chosen per statistic: ${RATIO_DEFINITIONS.map((d) => `${d.kind} ${d.statistic}: ${d.test.describes}`).join("; ")}. **Effect size:** Cliff's delta = P(eBPF > iptables) - P(eBPF < iptables) on those values. **Multiple comparisons:** Holm's step-down correction over all ${parts.tests} tests of this report (family-wise error rate ${s.alpha}); * marks p (Holm) < ${s.alpha}.`,
-    "- **The maximum is unstable:** a sample maximum is one observation, the bootstrap of a maximum is known to be unreliable, and one stray packet decides it. Read it beside its robust companion (the median over runs of each run's p99 delay) and the rank test on per-run maxima.",
+    "- **The maximum is unstable:** a sample maximum is one observation and one stray packet decides it; its bootstrap interval is unreliable too (a resampled maximum never exceeds the observed one, so the interval hugs the estimate). Its interval is shown but marked unreliable, and the reading of a maximum comes from its robust companion, the median over runs of each run's p99 delay, beside the rank test on per-run maxima.",
     `- **Robust companions:** ${RATIO_DEFINITIONS.map((d) => `${d.kind} ${d.statistic}: ${d.robust.describes}`).join("; ")}.`,
   ];
   return lines;

@@ -105,6 +105,12 @@ export interface CellStatistics extends CellKey, Description {
 export interface RatioDefinition {
   readonly statistic: "std" | "max";
   readonly kind: ProfileKind;
+  /**
+   * Whether the percentile bootstrap interval can be trusted. Not for a maximum: a resampled
+   * maximum can never exceed the sample's, so the interval hugs the estimate and covers the true
+   * ratio far less often than stated; the reading then comes from the robust companion.
+   */
+  readonly intervalReliable: boolean;
   /** What the statistic is, in words for the report. */
   readonly describes: string;
   readonly value: (runs: FlowSummary[]) => number;
@@ -120,6 +126,7 @@ export const RATIO_DEFINITIONS: readonly RatioDefinition[] = [
   {
     statistic: "std",
     kind: "throughput",
+    intervalReliable: true,
     describes: "sample standard deviation of the per-run throughput across runs",
     value: (runs) => sampleStd(throughput(runs)),
     robust: { name: "IQR", describes: "interquartile range of the per-run throughput", value: (runs) => iqr(throughput(runs)) },
@@ -131,6 +138,7 @@ export const RATIO_DEFINITIONS: readonly RatioDefinition[] = [
   {
     statistic: "max",
     kind: "delay",
+    intervalReliable: false,
     describes: "maximum per-packet delay over all packets of all runs (the worst packet)",
     value: (runs) => ms(maxOf(runs.map((s) => s.delayMaxS))),
     robust: {
@@ -143,6 +151,7 @@ export const RATIO_DEFINITIONS: readonly RatioDefinition[] = [
   {
     statistic: "std",
     kind: "delay",
+    intervalReliable: true,
     describes: "per-packet delay standard deviation pooled over all packets of all runs (population)",
     value: (runs) => ms(poolMoments(runs.map((s) => ({ n: s.packets, mean: s.delayMeanS, std: s.delayStdS }))).std),
     robust: {
@@ -168,6 +177,8 @@ export interface RatioRow {
   readonly ratio: RatioInterval;
   /** From the CI: "no difference shown" when it contains 1. */
   readonly verdict: Verdict;
+  /** False for the maximum (see RatioDefinition.intervalReliable): read robustVerdict instead. */
+  readonly intervalReliable: boolean;
   readonly robustName: string;
   readonly robust: RatioInterval;
   readonly robustVerdict: Verdict;
@@ -266,6 +277,8 @@ function groupCells(results: readonly RunResult[]): Cell[] {
     else if (!r.summary) cell.withoutSummary++;
     else cell.runs.push(r);
   }
+  // Runs in repetition order, so the bootstrap draws the same runs whatever order the store returns.
+  for (const cell of cells.values()) cell.runs.sort((a, b) => a.repetition - b.repetition || (a.runId < b.runId ? -1 : a.runId > b.runId ? 1 : 0));
   return [...cells.values()].sort((a, b) => compareKeys(a.key, b.key));
 }
 
@@ -371,6 +384,7 @@ function ratioRows(cells: Cell[], settings: ReportSettings, paper: readonly Pape
         nIptables: iptables.length,
         ratio,
         verdict: verdictOf(ratio),
+        intervalReliable: def.intervalReliable,
         robustName: def.robust.name,
         robust,
         robustVerdict: verdictOf(robust),
@@ -485,12 +499,12 @@ function reportTables(cells: CellStatistics[], ratios: RatioRow[], paper: readon
       title: "eBPF/iptables ratios with bootstrap intervals, rank tests (Holm-adjusted) and the paper's ratio",
       csv: csv(
         [
-          "profile", "family", "services", "statistic", "n_ebpf", "n_iptables", "ratio", "ci_low", "ci_high", "verdict",
+          "profile", "family", "services", "statistic", "n_ebpf", "n_iptables", "ratio", "ci_low", "ci_high", "verdict", "interval_reliable",
           "robust_statistic", "robust_ratio", "robust_ci_low", "robust_ci_high", "robust_verdict",
           "u", "p_value", "p_holm", "test_method", "cliffs_delta", "significant", "paper_table", "paper_ratio", "paper_in_ci",
         ],
         ratios.map((r) => [
-          r.profile, r.family, r.services, r.statistic, r.nEbpf, r.nIptables, r.ratio.estimate, r.ratio.low, r.ratio.high, r.verdict,
+          r.profile, r.family, r.services, r.statistic, r.nEbpf, r.nIptables, r.ratio.estimate, r.ratio.low, r.ratio.high, r.verdict, String(r.intervalReliable),
           r.robustName, r.robust.estimate, r.robust.low, r.robust.high, r.robustVerdict,
           r.u, r.pValue, r.pHolm, r.testMethod, r.cliffsDelta, String(r.significant), r.paper?.table, r.paper?.ratio,
           r.paper ? String(r.paper.ratio >= r.ratio.low && r.paper.ratio <= r.ratio.high) : undefined,

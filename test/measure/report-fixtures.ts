@@ -25,6 +25,8 @@ export interface FixtureSpec {
   readonly packets?: number;
   /** Runs to mark failed, by predicate. */
   readonly fail?: (key: { dataplane: Dataplane; family: Family; profile: string; services: number; repetition: number }) => boolean;
+  /** Receives each delay run's per-packet delays (seconds), by run id. */
+  readonly delaysSink?: Map<string, number[]>;
 }
 
 function delaySummary(delaysS: number[], durationS: number): FlowSummary {
@@ -105,6 +107,7 @@ export function syntheticRuns(spec: FixtureSpec): RunResult[] {
             } else {
               const d = shape.delay!;
               const delays = Array.from({ length: spec.packets ?? 300 }, () => (d.baseMs + Math.abs(g.normal(0, d.jitterMs))) / 1e3);
+              spec.delaysSink?.set(base.runId, delays);
               const histogram = build({ numberOfSignificantValueDigits: 3, bitBucketSize: 32, autoResize: true, lowestDiscernibleValue: 1 });
               for (const s of delays) histogram.recordValue(Math.round(s * HISTOGRAM_UNITS_PER_S));
               results.push({

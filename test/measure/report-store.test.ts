@@ -1,0 +1,152 @@
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { CommanderError } from "commander";
+import { afterAll, afterEach, describe, expect, it, vi } from "vitest";
+import { reportCommand, loadCampaign } from "../../cli/report.js";
+import { campaignIdFor, planCampaign, runIdFor, type CampaignDefinition } from "../../measure/campaign-plan.js";
+import { loadPaperReference } from "../../measure/paper-reference.js";
+import { buildReport } from "../../measure/report.js";
+import { ResultStore } from "../../measure/store.js";
+import { syntheticRuns } from "./report-fixtures.js";
+
+const dir = mkdtempSync(path.join(tmpdir(), "report-store-"));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+afterEach(() => vi.restoreAllMocks());
+
+const definition: CampaignDefinition = {
+  backend: "loopback",
+  dataplanes: ["iptables", "ebpf"],
+  families: ["ipv4"],
+  profiles: ["throughput", "latency"],
+  services: [1, 1000],
+  runs: 20,
+  flowSeconds: 30,
+  linkMbps: 500,
+  seed: 77,
+  order: { randomize: true, interleave: 5 },
+  traffic: {
+    throughput: { protocol: "TCP", meter: "owdm", payloadBytes: 64000, packetsPerSecond: 2000 },
+    latency: { protocol: "UDP", meter: "rttm", payloadBytes: 512, packetsPerSecond: 1000 },
+  },
+};
+
+/** A store with one campaign whose runs are the synthetic ones, renamed to the plan's run ids. */
+function storeWithCampaign(file: string, missing = 0) {
+  const id = campaignIdFor(definition);
+  const synthetic = syntheticRuns({
+    seed: 5,
+    runs: definition.runs,
+    services: definition.services,
+    families: definition.families,
+    profiles: definition.profiles,
+    packets: 100,
+    shape: (dataplane) => ({ throughputMbps: { mean: 450, sd: dataplane === "ebpf" ? 3 : 10 }, delay: { baseMs: 0.2, jitterMs: 0.05 } }),
+    fail: (k) => k.repetition === 3 && k.dataplane === "iptables",
+  }).map((r) => ({ ...r, runId: runIdFor(id, r) }));
+  const stored = synthetic.slice(0, synthetic.length - missing);
+  const store = ResultStore.open(file);
+  store.ensureCampaign(id, definition, planCampaign(id, definition));
+  for (const r of stored) store.commitRun(id, r);
+  store.close();
+  return { id, results: stored };
+}
+
+async function runReport(args: string[]): Promise<{ out: string[]; err: string }> {
+  const out: string[] = [];
+  let err = "";
+  vi.spyOn(console, "log").mockImplementation((...a: unknown[]) => void out.push(a.join(" ")));
+  const cmd = (await reportCommand()).exitOverride().configureOutput({ writeErr: (s) => void (err += s), writeOut: () => undefined });
+  try {
+    await cmd.parseAsync(args, { from: "user" });
+  } catch (e) {
+    if (e instanceof CommanderError) return { out, err };
+    throw e;
+  }
+  return { out, err };
+}
+
+describe("report from a results store", () => {
+  const db = path.join(dir, "results.db");
+  const { id, results } = storeWithCampaign(db);
+
+  it("gives the same report from the store as from the runs that went in", () => {
+    const loaded = loadCampaign(db);
+    expect(loaded.id).toBe(id);
+    expect(loaded.results).toHaveLength(results.length);
+    const options = { seed: 1, resamples: 500, paper: loadPaperReference() };
+    const fromStore = buildReport(loaded.results, options);
+    const direct = buildReport(results, options);
+    expect(fromStore.ratios).toEqual(direct.ratios);
+    expect(fromStore.cells).toEqual(direct.cells);
+    expect(fromStore.markdown).toBe(direct.markdown);
+    expect(fromStore.counts.find((c) => c.dataplane === "iptables" && c.services === 1 && c.profile === "latency")).toMatchObject({ ok: 19, failed: 1 });
+  });
+
+  it("writes the report and prints the path of report.md", async () => {
+    const out = path.join(dir, "out");
+    const { out: printed } = await runReport(["--db", db, "--out", out, "--seed", "3"]);
+    expect(printed).toEqual([path.join(out, "report.md")]);
+    const md = readFileSync(path.join(out, "report.md"), "utf8");
+    expect(md).toContain(`Campaign \`${id}\` (backend loopback)`);
+    expect(md).toContain("Seed 3, 2000 bootstrap resamples");
+    expect(md).toMatch(/\*\*throughput, standard deviation, ipv4:\*\* eBPF lower at 2 of 2 step\(s\)/);
+    expect(md).toContain("4 failed run(s) excluded");
+    for (const f of ["cells.csv", "ratios.csv", "table1-throughput-std-ratio.csv", "throughput-ipv4.svg", "latency-ipv4.svg"]) {
+      expect(existsSync(path.join(out, f))).toBe(true);
+    }
+  });
+
+  it("defaults the output beside the store and the seed to the campaign's", async () => {
+    const { out } = await runReport(["--db", db]);
+    expect(out).toEqual([path.join(dir, `report-${id}`, "report.md")]);
+    expect(readFileSync(out[0]!, "utf8")).toContain("Seed 77,");
+  });
+
+  it("warns when planned runs have no result yet", () => {
+    const partial = path.join(dir, "partial.db");
+    storeWithCampaign(partial, 3);
+    const report = buildReport(loadCampaign(partial).results, { seed: 1, resamples: 200, plannedRunsPerCell: definition.runs });
+    expect(report.warnings.some((w) => /incomplete: latency ipv4 ebpf at 1000 Services has results for 17 of 20 planned runs/.test(w))).toBe(true);
+  });
+});
+
+describe("report's errors name the flag and the value", () => {
+  it("refuses a missing store without creating it", async () => {
+    const missing = path.join(dir, "nope.db");
+    await expect(runReport(["--db", missing])).rejects.toThrow(`--db ${missing}: no such file`);
+    expect(existsSync(missing)).toBe(false);
+  });
+
+  it("refuses a file that is not a results store, and leaves it alone", async () => {
+    const empty = path.join(dir, "empty.db");
+    writeFileSync(empty, "");
+    await expect(runReport(["--db", empty])).rejects.toThrow(`--db ${empty}: empty, or not a results store`);
+    expect(readFileSync(empty, "utf8")).toBe("");
+    const text = path.join(dir, "notes.txt");
+    writeFileSync(text, "not sqlite at all, just some text that is long enough to have a header".repeat(4));
+    await expect(runReport(["--db", text])).rejects.toThrow(`--db ${text}: not a results store`);
+  });
+
+  it("refuses a store without campaigns", async () => {
+    const bare = path.join(dir, "bare.db");
+    ResultStore.open(bare).close();
+    await expect(runReport(["--db", bare])).rejects.toThrow(`--db ${bare}: the store holds no campaign yet`);
+  });
+
+  it("refuses an unknown campaign, listing the known ones", async () => {
+    const db = path.join(dir, "known.db");
+    const { id } = storeWithCampaign(db);
+    await expect(runReport(["--db", db, "--campaign", "lab-0000"])).rejects.toThrow(`--campaign lab-0000: no such campaign in ${db}; accepted: ${id}`);
+  });
+
+  it("refuses bad numbers for --seed and --resamples", async () => {
+    const db = path.join(dir, "known.db");
+    const low = await runReport(["--db", db, "--resamples", "100"]);
+    expect(low.err).toMatch(/option '--resamples <n>' argument '100' is invalid\. accepted: a whole number from 2000 to 1000000/);
+    const seed = await runReport(["--db", db, "--seed", "-1"]);
+    expect(seed.err).toMatch(/option '--seed <n>' argument '-1' is invalid/);
+    const noDb = await runReport([]);
+    expect(noDb.err).toMatch(/required option '--db <file>' not specified/);
+  });
+});

@@ -1,0 +1,245 @@
+import { mkdtempSync, readFileSync, readdirSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { DOMParser } from "@xmldom/xmldom";
+import { parse } from "csv-parse/sync";
+import { afterAll, describe, expect, it } from "vitest";
+import { loadPaperReference, PaperReferenceError, parsePaperTable } from "../../measure/paper-reference.js";
+import { buildReport, writeReport, type Report, type ReportOptions } from "../../measure/report.js";
+import { renderSvg } from "../../measure/report-figures.js";
+import type { RunResult } from "../../measure/types.js";
+import { syntheticRuns, type FixtureSpec } from "./report-fixtures.js";
+
+const paper = loadPaperReference();
+const options: ReportOptions = { seed: 2025, resamples: 1000, paper };
+
+type Row = Record<string, string>;
+const table = (report: Report, file: string): Row[] =>
+  parse(report.tables.find((t) => t.file === file)!.csv, { columns: true }) as Row[];
+
+/** Throughput runs where eBPF varies far less than iptables at `quietStep` only. */
+function throughputSpec(quietStep: number | undefined, extra: Partial<FixtureSpec> = {}): FixtureSpec {
+  return {
+    seed: 42,
+    runs: 60,
+    services: [1, 1000, 2000],
+    families: ["ipv4", "ipv6"],
+    profiles: ["throughput"],
+    shape: (dataplane, _profile, services) => ({
+      throughputMbps: { mean: 450, sd: dataplane === "ebpf" && services === quietStep ? 2 : 10 },
+    }),
+    ...extra,
+  };
+}
+
+describe("paper reference", () => {
+  it("holds the paper's three tables", () => {
+    expect(paper).toHaveLength(11 * 2 + 11 * 2 * 2);
+    // Values as printed in the paper: Table 1 row 1, Table 2 row 10000, Table 3 row 8000.
+    const at = (table: string, family: string, statistic: string, services: number) =>
+      paper.find((p) => p.table === table && p.family === family && p.statistic === statistic && p.services === services)?.ratio;
+    expect(at("Table 1", "ipv4", "std", 1)).toBe(0.2);
+    expect(at("Table 1", "ipv6", "std", 5000)).toBe(1.33);
+    expect(at("Table 2", "ipv4", "std", 10000)).toBe(0.4);
+    expect(at("Table 3", "ipv6", "max", 8000)).toBe(0.65);
+  });
+  it("names the file, row and column of a bad cell", () => {
+    expect(() => parsePaperTable("# c\nservices,max_ratio\n1,abc\n", "t.csv", ["max_ratio"])).toThrow(
+      /t\.csv: data row 1, column max_ratio is "abc"; accepted: a number/,
+    );
+    expect(() => parsePaperTable("services,other\n1,2\n", "t.csv", ["max_ratio"])).toThrow(PaperReferenceError);
+    expect(() => loadPaperReference("/nonexistent")).toThrow(/Table 1 at \/nonexistent/);
+  });
+});
+
+describe("buildReport on throughput runs", () => {
+  const results = syntheticRuns(throughputSpec(1000, { fail: (k) => k.dataplane === "ebpf" && k.services === 2000 && k.repetition < 2 }));
+  const report = buildReport(results, options);
+
+  it("gives the paper's statistics per cell, over runs, with the sample standard deviation", () => {
+    const values = results
+      .filter((r) => r.dataplane === "iptables" && r.family === "ipv4" && r.services === 1)
+      .map((r) => r.summary!.bitrateKbps / 1000);
+    const mean = values.reduce((s, v) => s + v, 0) / values.length;
+    const std = Math.sqrt(values.reduce((s, v) => s + (v - mean) ** 2, 0) / (values.length - 1));
+    const row = table(report, "cells.csv").find(
+      (r) => r.profile === "throughput" && r.family === "ipv4" && r.services === "1" && r.dataplane === "iptables",
+    )!;
+    expect(row.metric).toBe("throughputMbps");
+    expect(row.observation).toBe("run");
+    expect(row.std_kind).toBe("sample");
+    expect(Number(row.n)).toBe(60);
+    expect(Number(row.mean)).toBeCloseTo(mean, 2);
+    expect(Number(row.std)).toBeCloseTo(std, 3);
+    expect(Number(row.min)).toBeCloseTo(Math.min(...values), 2);
+    expect(Number(row.max)).toBeCloseTo(Math.max(...values), 2);
+  });
+
+  it("finds the step where eBPF varies less and no difference elsewhere", () => {
+    const t1 = table(report, "table1-throughput-std-ratio.csv");
+    expect(t1.map((r) => r.services)).toEqual(["1", "1000", "2000", "3000", "4000", "5000", "6000", "7000", "8000", "9000", "10000"]);
+    const quiet = t1.find((r) => r.services === "1000")!;
+    expect(Number(quiet.ipv4_ratio)).toBeLessThan(0.4);
+    expect(Number(quiet.ipv4_ci_high)).toBeLessThan(1);
+    expect(Number(quiet.ipv4_p_holm)).toBeLessThan(0.05);
+    expect(quiet.ipv4_paper).toBe("1.01");
+    const ratios = table(report, "ratios.csv");
+    for (const r of ratios) {
+      expect(r.verdict).toBe(r.services === "1000" ? "eBPF lower" : "no difference shown");
+      expect(Number(r.p_holm)).toBeGreaterThanOrEqual(Number(r.p_value));
+    }
+    // Paper-only steps keep the paper's value and leave ours empty.
+    expect(t1.find((r) => r.services === "5000")).toMatchObject({ ipv4_paper: "3.05", ipv4_ratio: "" });
+  });
+
+  it("says in words what is and is not shown, with n per group and the excluded runs", () => {
+    const md = report.markdown;
+    expect(md).toMatch(/\*\*throughput, standard deviation, ipv4:\*\* eBPF lower at 1 of 3 step\(s\) \(1000 Services\); no difference shown at 2/);
+    expect(md).toMatch(/Holm over 6 rank tests/);
+    expect(md).toMatch(/\| throughput \| ipv4 \| 2000 \| 60 \| 58 \(2\) \|/);
+    expect(md).toMatch(/4 failed run\(s\) excluded/);
+    expect(md).toMatch(/sample standard deviation \(divisor n - 1\)/);
+    expect(md).toMatch(/percentile bootstrap/);
+    expect(md).toMatch(/\| 1000 \| 1.01 \| 0.\d+ \| \[0.\d+, 0.\d+\] \| eBPF lower \|/);
+    expect(report.warnings.some((w) => /1000 bootstrap resamples/.test(w))).toBe(true);
+  });
+
+  it("changes its words when the data change", () => {
+    const md = buildReport(syntheticRuns(throughputSpec(undefined)), options).markdown;
+    expect(md).toMatch(/\*\*throughput, standard deviation, ipv4:\*\* no difference shown at any of 3 step\(s\)/);
+    expect(md).toMatch(/the rank test is significant at no step/);
+    expect(md).not.toMatch(/eBPF lower at/);
+  });
+
+  it("is reproducible with a seed, independent of input order, and moves its intervals with the seed", () => {
+    const again = buildReport([...results].reverse(), options);
+    expect(again.ratios).toEqual(report.ratios);
+    const other = buildReport(results, { ...options, seed: 7 });
+    expect(other.ratios.map((r) => r.ratio.estimate)).toEqual(report.ratios.map((r) => r.ratio.estimate));
+    expect(other.ratios.map((r) => r.ratio.low)).not.toEqual(report.ratios.map((r) => r.ratio.low));
+  });
+
+  it("warns about too few runs and refuses nothing to report", () => {
+    const few = buildReport(syntheticRuns({ ...throughputSpec(undefined), runs: 5 }), options);
+    expect(few.warnings.some((w) => /too few runs: throughput ipv4 iptables at 1 Services has 5 analysed run\(s\)/.test(w))).toBe(true);
+    expect(() => buildReport([], options)).toThrow(/no runs/);
+    expect(() => buildReport(results, { ...options, resamples: 0 })).toThrow(/resamples 0/);
+  });
+
+  it("reports a step with one dataplane only as having no ratio", () => {
+    const onlyIptables = results.filter((r) => !(r.services === 1 && r.dataplane === "ebpf"));
+    const r = buildReport(onlyIptables, options);
+    expect(r.ratios.some((x) => x.services === 1)).toBe(false);
+    expect(r.warnings.some((w) => /no eBPF\/iptables ratio for throughput ipv4 at 1 Services: 0 eBPF and 60 iptables/.test(w))).toBe(true);
+  });
+});
+
+describe("buildReport on delay profiles", () => {
+  const delays = new Map<string, number[]>();
+  const spec: FixtureSpec = {
+    seed: 9,
+    runs: 25,
+    services: [1, 1000],
+    families: ["ipv4"],
+    profiles: ["latency", "setup"],
+    packets: 200,
+    delaysSink: delays,
+    // eBPF has half the jitter of iptables in latency, and the same in setup.
+    shape: (dataplane, profile) => ({ delay: { baseMs: 0.3, jitterMs: profile === "latency" && dataplane === "ebpf" ? 0.05 : 0.1 } }),
+  };
+  const results = syntheticRuns(spec);
+  const report = buildReport(results, options);
+  const cellRuns = (r: RunResult[], profile: string, dataplane: string, services: number) =>
+    r.filter((x) => x.profile === profile && x.dataplane === dataplane && x.services === services);
+
+  it("pools per-packet delays over runs: exact moments, histogram percentiles", () => {
+    const runs = cellRuns(results, "latency", "iptables", 1000);
+    const all = runs.flatMap((r) => delays.get(r.runId)!).map((s) => s * 1e3);
+    const mean = all.reduce((s, v) => s + v, 0) / all.length;
+    const std = Math.sqrt(all.reduce((s, v) => s + (v - mean) ** 2, 0) / all.length);
+    const sorted = [...all].sort((a, b) => a - b);
+    const p99 = sorted[Math.ceil(0.99 * sorted.length) - 1]!;
+    const row = table(report, "cells.csv").find(
+      (r) => r.profile === "latency" && r.services === "1000" && r.dataplane === "iptables" && r.metric === "packetDelayMs",
+    )!;
+    expect(row.observation).toBe("packet");
+    expect(row.std_kind).toBe("population");
+    expect(Number(row.n)).toBe(all.length);
+    expect(Number(row.runs)).toBe(25);
+    expect(Number(row.mean)).toBeCloseTo(mean, 4);
+    expect(Number(row.std)).toBeCloseTo(std, 4);
+    expect(Number(row.max)).toBeCloseTo(sorted.at(-1)!, 4);
+    // HDR histogram of whole microseconds: within 1 µs plus 0.1%.
+    expect(Math.abs(Number(row.p99) - p99)).toBeLessThan(0.001 + p99 * 0.001);
+  });
+
+  it("compares latency max and std with the paper's Tables 2 and 3 and an extra profile without code for it", () => {
+    const t2 = table(report, "table2-latency-ipv4.csv");
+    const one = t2.find((r) => r.services === "1")!;
+    expect(one.max_paper).toBe("1.1");
+    expect(one.std_paper).toBe("1.82");
+    expect(Number(one.std_ratio)).toBeCloseTo(0.5, 1);
+    expect(Number(one.std_ci_high)).toBeLessThan(1);
+    const setup = report.ratios.filter((r) => r.profile === "setup");
+    expect(setup.map((r) => `${r.services}/${r.statistic}`)).toEqual(["1/max", "1/std", "1000/max", "1000/std"]);
+    expect(setup.every((r) => r.paper === undefined)).toBe(true);
+    expect(setup.filter((r) => r.statistic === "std").every((r) => r.verdict === "no difference shown")).toBe(true);
+    expect(report.markdown).toMatch(/## setup, ipv4: eBPF\/iptables ratio of the standard deviation\n/);
+    expect(report.markdown).toMatch(/\*\*setup, standard deviation, ipv4:\*\* no difference shown at any of 2 step\(s\)/);
+    expect(report.markdown).toMatch(/\*\*latency, standard deviation, ipv4:\*\* eBPF lower at 2 of 2 step\(s\)/);
+    expect(report.markdown).toMatch(/The maximum is unstable/);
+    expect(report.figures.map((f) => f.file)).toEqual(
+      expect.arrayContaining(["latency-ipv4.svg", "setup-ipv4.svg", "ratio-latency-max.svg", "ratio-setup-std.svg"]),
+    );
+  });
+
+  it("renders figures as SVG that parse as XML and carry each dataplane's series", async () => {
+    const figure = report.figures.find((f) => f.file === "latency-ipv4.svg")!;
+    const svg = await renderSvg(figure.spec);
+    const errors: string[] = [];
+    const doc = new DOMParser({ onError: (level, msg) => void (level !== "warning" && errors.push(msg)) }).parseFromString(svg, "image/svg+xml");
+    expect(errors).toEqual([]);
+    expect(doc.documentElement!.nodeName).toBe("svg");
+    const labels = Array.from(doc.getElementsByTagName("path"))
+      .map((p) => p.getAttribute("aria-label") ?? "")
+      .filter((l) => l.includes("dataplane:"));
+    for (const dataplane of ["iptables", "ebpf"]) {
+      for (const services of ["1", "1000"]) {
+        expect(labels.some((l) => l.includes(`dataplane: ${dataplane}`) && l.startsWith(`Kubernetes Services: ${services};`))).toBe(true);
+      }
+    }
+    const texts = Array.from(doc.getElementsByTagName("text")).map((t) => t.textContent);
+    expect(texts).toEqual(expect.arrayContaining(["iptables", "ebpf", "mean", "p99", "max"]));
+
+    const ratioSvg = await renderSvg(report.figures.find((f) => f.file === "ratio-latency-std.svg")!.spec);
+    const ratioTexts = Array.from(new DOMParser().parseFromString(ratioSvg, "image/svg+xml").getElementsByTagName("text")).map((t) => t.textContent);
+    expect(ratioTexts).toEqual(expect.arrayContaining(["paper", "measured (95% CI)"]));
+  });
+});
+
+describe("writeReport", () => {
+  const dir = mkdtempSync(path.join(tmpdir(), "report-"));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  it("writes report.md, every CSV table and every SVG figure", async () => {
+    const report = buildReport(syntheticRuns({ ...throughputSpec(1000), runs: 20 }), options);
+    const summary = await writeReport(report, dir);
+    expect(summary).toBe(path.join(dir, "report.md"));
+    const files = readdirSync(dir).sort();
+    expect(files).toEqual(
+      [
+        "cells.csv",
+        "ratio-throughput-std.svg",
+        "ratios.csv",
+        "report.md",
+        "table1-throughput-std-ratio.csv",
+        "table2-latency-ipv4.csv",
+        "table3-latency-ipv6.csv",
+        "throughput-ipv4.svg",
+        "throughput-ipv6.svg",
+      ].sort(),
+    );
+    expect(readFileSync(summary, "utf8")).toBe(report.markdown);
+    expect(readFileSync(path.join(dir, "throughput-ipv4.svg"), "utf8")).toMatch(/^<svg /);
+  });
+});
