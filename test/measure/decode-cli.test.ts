@@ -1,0 +1,107 @@
+// `testbed decode` as a user runs it: the whole command, its output on stdout and its errors and exit code.
+import { execFile } from "node:child_process";
+import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { decodeLogFile, timeOfDay, type LogRecord } from "../../measure/ditg-log.js";
+import { writeLog } from "./decode-itgdec.js";
+
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
+
+function testbed(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((done) => {
+    execFile(process.execPath, ["--import", "tsx", "cli/main.ts", ...args], { cwd: ROOT, maxBuffer: 16 << 20 }, (err, stdout, stderr) =>
+      done({ code: err ? Number((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
+    );
+  });
+}
+
+const REQUIRED = ["packets", "bytes", "durationS", "delayMinS", "delayMaxS", "delayMeanS", "delayStdS", "jitterS", "bitrateKbps", "packetRate", "dropped", "p50S", "p90S", "p99S", "p999S"];
+
+let dir: string;
+let udp: string;
+let twoFlows: string;
+
+function records(flowId: number, srcPort: number, n: number, delayUs: (i: number) => number, missing: number[] = []): LogRecord[] {
+  const t0 = Date.UTC(2026, 4, 1, 8) * 1000;
+  return Array.from({ length: n }, (_, i) => i + 1)
+    .filter((seq) => !missing.includes(seq))
+    .map((seq) => ({
+      flowId,
+      seqNum: seq,
+      srcAddress: "198.18.0.10",
+      srcPort,
+      destAddress: "0.0.0.0",
+      destPort: 31000,
+      tx: timeOfDay(t0 + seq * 1000),
+      rx: timeOfDay(t0 + seq * 1000 + delayUs(seq)),
+      size: 512,
+    }));
+}
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), "decode-cli-"));
+  udp = join(dir, "udp.rlog");
+  twoFlows = join(dir, "two.rlog");
+  await writeLog(udp, records(1, 40000, 1000, (s) => 100 + (s % 50), [10, 11, 12]));
+  await writeLog(twoFlows, [...records(1, 40000, 300, () => 80), ...records(2, 40001, 200, (s) => 60 + s)]);
+});
+afterAll(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+describe("testbed decode", () => {
+  it("--json prints one object per log and line with the contract's fields, equal to the decoder's", async () => {
+    const r = await testbed("decode", udp, twoFlows, "--json");
+    expect(r.stderr).toBe("");
+    expect(r.code).toBe(0);
+    const lines = r.stdout.trimEnd().split("\n");
+    expect(lines).toHaveLength(2);
+    const [first, second] = lines.map((l) => JSON.parse(l));
+    for (const obj of [first, second]) {
+      expect(Object.keys(obj)).toEqual(expect.arrayContaining(["file", "flows", "total"]));
+      for (const summary of [obj.total, ...obj.flows]) {
+        for (const key of REQUIRED) expect(typeof summary[key], `${obj.file} ${key}`).toBe("number");
+      }
+    }
+    expect(first.file).toBe(udp);
+    expect(first.total.dropped).toBe(3);
+    expect(second.flows).toHaveLength(2);
+    expect(second.total.packets).toBe(500);
+    expect(first).toEqual(JSON.parse(JSON.stringify(await decodeLogFile(udp))));
+  });
+
+  it("without --json prints ITGDec's layout per flow and TOTAL, plus the percentiles", async () => {
+    const r = await testbed("decode", twoFlows);
+    expect(r.code).toBe(0);
+    expect(r.stdout.match(/^Flow number: \d+$/gm)).toEqual(["Flow number: 1", "Flow number: 2"]);
+    expect(r.stdout).toContain("From 198.18.0.10:40001\nTo    0.0.0.0:31000");
+    expect(r.stdout).toMatch(/TOTAL RESULTS[\s\S]*Number of flows {10}= {13}2/);
+    expect(r.stdout).toMatch(/^Total packets {12}= {11}500$/m);
+    expect(r.stdout).toMatch(/^Delay p99\.9 {14}= +0\.\d{6} s$/m);
+    expect(r.stdout).toMatch(/^Error lines {14}= {13}0$/m);
+  });
+
+  it("a missing file, a directory and a truncated log: errors naming each file, non-zero exit, nothing on stdout", async () => {
+    const truncated = join(dir, "cut.rlog");
+    await writeFile(truncated, Buffer.alloc(144 * 2 + 50));
+    const sub = join(dir, "sub");
+    await mkdir(sub);
+    const missing = join(dir, "nope.rlog");
+    const r = await testbed("decode", udp, missing, sub, truncated, "--json");
+    expect(r.code).not.toBe(0);
+    expect(r.stdout).toBe("");
+    expect(r.stderr).toContain("3 of 4 log(s) cannot be decoded");
+    expect(r.stderr).toContain(`${missing}: cannot be read (ENOENT)`);
+    expect(r.stderr).toContain(`${sub}: is not a regular file`);
+    expect(r.stderr).toContain(`${truncated}: is 338 bytes, not a whole number of 144-byte D-ITG records (2 records and 50 bytes)`);
+  });
+
+  it("without a log it says what is missing and exits non-zero", async () => {
+    const r = await testbed("decode");
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toMatch(/missing required argument 'log'/);
+  });
+});
