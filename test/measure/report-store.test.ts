@@ -140,6 +140,19 @@ describe("report's errors name the flag and the value", () => {
     await expect(runReport(["--db", db, "--campaign", "lab-0000"])).rejects.toThrow(`--campaign lab-0000: no such campaign in ${db}; accepted: ${id}`);
   });
 
+  it("asks for --campaign when the store holds several", async () => {
+    const db = path.join(dir, "two.db");
+    const { id } = storeWithCampaign(db);
+    const other = { ...definition, seed: 78 };
+    const otherId = campaignIdFor(other);
+    const store = ResultStore.open(db);
+    store.ensureCampaign(otherId, other, planCampaign(otherId, other));
+    store.close();
+    await expect(runReport(["--db", db])).rejects.toThrow(/--campaign: .* holds 2 campaigns; choose one with --campaign \(accepted: /);
+    expect(loadCampaign(db, id).id).toBe(id);
+    await expect(runReport(["--db", db, "--campaign", otherId])).rejects.toThrow(`--campaign ${otherId}: no run of this campaign`);
+  });
+
   it("refuses bad numbers for --seed and --resamples", async () => {
     const db = path.join(dir, "known.db");
     const low = await runReport(["--db", db, "--resamples", "100"]);

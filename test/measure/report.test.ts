@@ -126,6 +126,14 @@ describe("buildReport on throughput runs", () => {
     expect(() => buildReport(results, { ...options, resamples: 0 })).toThrow(/resamples 0/);
   });
 
+  it("reports a campaign whose runs all failed without a ratio, saying so", () => {
+    const failed = buildReport(syntheticRuns({ ...throughputSpec(undefined), runs: 3, fail: () => true }), options);
+    expect(failed.ratios).toEqual([]);
+    expect(failed.cells).toEqual([]);
+    expect(failed.warnings[0]).toMatch(/^36 failed run\(s\) excluded/);
+    expect(failed.markdown).toMatch(/No step has runs of both dataplanes/);
+  });
+
   it("reports a step with one dataplane only as having no ratio", () => {
     const onlyIptables = results.filter((r) => !(r.services === 1 && r.dataplane === "ebpf"));
     const r = buildReport(onlyIptables, options);
