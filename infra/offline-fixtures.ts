@@ -4,12 +4,81 @@
 export interface CommandFixture {
   /** Matches the Pulumi resource name of a command:remote:Command or command:local:Command. */
   readonly name: RegExp;
-  readonly stdout: string;
+  /** The output, or a function of the command's inputs for commands whose output echoes them. */
+  readonly stdout: string | ((inputs: Record<string, unknown>) => string);
 }
 
-/** Filled by the modules that declare commands whose stdout the program reads. */
-export const COMMAND_FIXTURES: CommandFixture[] = [];
+/** The text of a command input, unwrapped from the offline engine's secret envelope. */
+function inputText(inputs: Record<string, unknown>, key: string): string {
+  const v = inputs[key];
+  if (typeof v === "string") return v;
+  if (v && typeof v === "object" && typeof (v as { $secret?: unknown }).$secret === "string") return (v as { $secret: string }).$secret;
+  return "";
+}
 
-export function mockCommandStdout(name: string, _inputs: Record<string, unknown>): string {
-  return COMMAND_FIXTURES.find((f) => f.name.test(name))?.stdout ?? "";
+/** A shell variable's value as assigned in a (possibly re-quoted) script inside a command line. */
+function scriptVariable(inputs: Record<string, unknown>, name: string, value: RegExp): string | undefined {
+  const m = new RegExp(`${name}=['"]*(${value.source})`).exec(inputText(inputs, "create"));
+  return m?.[1];
+}
+
+// kubeadm's admin.conf as `cat /etc/kubernetes/admin.conf` prints it; credentials are stand-ins.
+const pemBase64 = (label: string, body: string) =>
+  Buffer.from(`-----BEGIN ${label}-----\n${body}\n-----END ${label}-----\n`).toString("base64");
+const ADMIN_CONF = `apiVersion: v1
+clusters:
+- cluster:
+    certificate-authority-data: ${pemBase64("CERTIFICATE", "T0ZGTElORS1GSVhUVVJFLUNMVVNURVItQ0E=")}
+    server: https://198.19.0.10:6443
+  name: kubernetes
+contexts:
+- context:
+    cluster: kubernetes
+    user: kubernetes-admin
+  name: kubernetes-admin@kubernetes
+current-context: kubernetes-admin@kubernetes
+kind: Config
+preferences: {}
+users:
+- name: kubernetes-admin
+  user:
+    client-certificate-data: ${pemBase64("CERTIFICATE", "T0ZGTElORS1GSVhUVVJFLUFETUlOLUNFUlQ=")}
+    client-key-data: ${pemBase64("RSA PRIVATE KEY", "T0ZGTElORS1GSVhUVVJFLU5PVC1BLUtFWQ==")}
+`;
+
+/** Filled by the modules that declare commands whose stdout the program reads. */
+export const COMMAND_FIXTURES: CommandFixture[] = [
+  // Kubernetes cluster (infra/cluster): node preparation marker, admin.conf, join command, node table.
+  {
+    name: /-(master|worker)-wait$/,
+    stdout: (inputs) =>
+      [
+        `kubernetes=${scriptVariable(inputs, "K8S_VERSION", /[0-9.]+/) ?? "0.0.0"}-1.1`,
+        "containerd=1.7.24-0ubuntu1~20.04.2",
+        "kernel=5.4.0-216-generic",
+        "cgroup=tmpfs",
+        "helm=v3.18.6",
+        "",
+      ].join("\n"),
+  },
+  { name: /-kubeadm-init$/, stdout: ADMIN_CONF },
+  {
+    name: /-join-token$/,
+    stdout: `kubeadm join 198.19.0.10:6443 --token abcdef.0123456789abcdef --discovery-token-ca-cert-hash sha256:${"0f".repeat(32)} \n`,
+  },
+  {
+    name: /-nodes-ready$/,
+    stdout: (inputs) => {
+      const nodes = (scriptVariable(inputs, "EXPECTED_NODE_IPS", /[0-9a-f:., ]+/) ?? "").trim().split(/\s+/).filter(Boolean);
+      return nodes
+        .map((ips, i) => `testbed-${i === 0 ? "master" : `worker-${i}`}\tv1.32.9\tcontainerd://1.7.24\t${ips.split(",").join(" ")} \n`)
+        .join("");
+    },
+  },
+];
+
+export function mockCommandStdout(name: string, inputs: Record<string, unknown>): string {
+  const fixture = COMMAND_FIXTURES.find((f) => f.name.test(name));
+  if (!fixture) return "";
+  return typeof fixture.stdout === "function" ? fixture.stdout(inputs) : fixture.stdout;
 }

@@ -173,7 +173,13 @@ export const scenarioSchema = z
       })
       .prefault({}),
 
-    cilium: z.object({ version: version.default("1.17.18") }).prefault({}),
+    cilium: z
+      .object({
+        version: version.default("1.17.18"),
+        /** Helm client on the master that installs the chart (a Helm 3 release from get.helm.sh). */
+        helmVersion: version.default("3.18.6"),
+      })
+      .prefault({}),
 
     receiver: z
       .object({

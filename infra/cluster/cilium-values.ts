@@ -1,0 +1,113 @@
+// The Helm values of the Cilium chart, for either dataplane, from the scenario alone.
+// iptables: Cilium is the CNI only and kube-proxy (iptables mode) serves Services.
+// ebpf: Cilium's kube-proxy replacement serves Services at the TC hook of the data-center NIC.
+// Every key differs from the chart's default or pins a default the measurement depends on.
+import { stringify } from "yaml";
+import type { Scenario } from "../../scenario/schema.js";
+import { nodePortRange } from "../../scenario/schema.js";
+import { perFamily } from "./kubeadm.js";
+
+export const CILIUM_VALUES_ARTIFACT = "helm/cilium-values.yaml";
+export const CILIUM_CHART_REPO = "https://helm.cilium.io/";
+
+/** The chart's `bpf.lbMapMax` default; resizing later disrupts connections, so it is sized at install. */
+export const LB_MAP_DEFAULT = 65536;
+
+/**
+ * Entries one Service port takes in one family's `cilium_lb{4,6}_services_v2` map, with one backend
+ * on the node under test and one node address per family (Cilium 1.17, legacy service control plane):
+ * ebpf, NodePort with externalTrafficPolicy Local: ClusterIP, 0.0.0.0:NodePort and nodeIP:NodePort,
+ * the last two twice (external and internal scope), each frontend 1 slot plus 1 per backend = 10.
+ * iptables: Cilium only balances ClusterIP traffic from pods (kube-proxy does NodePorts) = 2.
+ * An upper bound per Service: Services beyond the NodePort range are ClusterIP and take 2.
+ */
+export const LB_ENTRIES_PER_SERVICE: Readonly<Record<Scenario["dataplane"], number>> = { ebpf: 10, iptables: 2 };
+
+/** Service ports the cluster has besides the scaled Services: kubernetes (1), kube-dns (3), hubble-peer (1), the D-ITG receiver (2), with room to spare. */
+export const CLUSTER_SERVICE_PORTS = 16;
+
+type SizingScenario = Pick<Scenario, "dataplane" | "services" | "sweep">;
+
+/** The largest Service count any step of this stack deploys. */
+export function largestServiceCount(s: Pick<Scenario, "services" | "sweep">): number {
+  return Math.max(s.services, ...s.sweep.services);
+}
+
+function nextPowerOfTwo(n: number): number {
+  let p = 1;
+  while (p < n) p *= 2;
+  return p;
+}
+
+/** `bpf.lbMapMax`: the estimated entries for the largest Service count, as a power of two, never below the default. */
+export function lbMapMax(s: SizingScenario): number {
+  const entries = (largestServiceCount(s) + CLUSTER_SERVICE_PORTS) * LB_ENTRIES_PER_SERVICE[s.dataplane];
+  return Math.max(LB_MAP_DEFAULT, nextPowerOfTwo(entries));
+}
+
+export interface CiliumHostFacts {
+  /** The API server's address (the master on the management network): a real IP, not "auto". */
+  readonly apiServerHost: string;
+  readonly apiServerPort: number;
+  /** Names of the data-center NICs of the nodes (the NIC the measured traffic arrives on). */
+  readonly datacenterDevices: readonly string[];
+}
+
+export type CiliumValues = Record<string, unknown>;
+
+type ValuesScenario = Pick<Scenario, "dataplane" | "families" | "kubernetes" | "services" | "sweep">;
+
+export function renderCiliumValues(s: ValuesScenario, host: CiliumHostFacts): CiliumValues {
+  const ipv4 = s.families.includes("ipv4");
+  const ipv6 = s.families.includes("ipv6");
+  const values: CiliumValues = {
+    // Stated in both stacks: the chart fails without an explicit true/false (1.16+).
+    kubeProxyReplacement: s.dataplane === "ebpf",
+    // Pod CIDRs are kubeadm's podSubnet, allocated per node by kube-controller-manager, so kube-proxy's
+    // clusterCIDR and the real pod addresses agree (the chart's cluster-pool would use 10.0.0.0/8).
+    ipam: { mode: "kubernetes" },
+    // The agent starts only once its node has a pod CIDR of every family.
+    k8s: { requireIPv4PodCIDR: ipv4, requireIPv6PodCIDR: ipv6 },
+    // The families of the scenario (the chart enables IPv4 only).
+    ipv4: { enabled: ipv4 },
+    ipv6: { enabled: ipv6 },
+    // Two nodes: a second operator replica adds no availability and takes CPU from the worker under test.
+    operator: { replicas: 1 },
+    // Sized for the largest Service count of the sweep (see LB_ENTRIES_PER_SERVICE).
+    bpf: { lbMapMax: lbMapMax(s) },
+    ...routing(s, ipv4),
+  };
+  if (s.dataplane === "ebpf") {
+    // Nobody serves the `kubernetes` ClusterIP before the agent runs without kube-proxy; "auto"
+    // needs Helm's cluster lookup, so the address is stated.
+    values.k8sServiceHost = host.apiServerHost;
+    values.k8sServicePort = host.apiServerPort;
+    // The eBPF NodePort datapath on the NIC the measured traffic arrives on, and nowhere else
+    // (auto-detection would add the management NIC and double the NodePort frontends).
+    if (host.datacenterDevices.length === 0) throw new Error("no data-center NIC name for Cilium's devices");
+    values.devices = [...new Set(host.datacenterDevices)].join(",");
+    // The API server's range (testbed:kubernetes.nodePortRange), in Cilium's "LOW,HIGH" form.
+    const range = nodePortRange(s);
+    values.nodePort = { range: `${range.low},${range.high}` };
+  }
+  return values;
+}
+
+/**
+ * Tunnel (VXLAN) where the nodes have IPv4: OpenStack's port security drops packets whose source is
+ * a pod address, which native routing would send. Cilium 1.17 tunnels over IPv4 only (an IPv6
+ * underlay came with 1.18), so an IPv6-only cluster routes natively between the nodes of the
+ * data-center network, and its ports must allow the pod subnet as an address pair.
+ */
+function routing(s: Pick<Scenario, "families" | "kubernetes">, ipv4: boolean): CiliumValues {
+  if (ipv4) return { routingMode: "tunnel", tunnelProtocol: "vxlan" };
+  return {
+    routingMode: "native",
+    autoDirectNodeRoutes: true,
+    ipv6NativeRoutingCIDR: perFamily({ families: ["ipv6"] }, s.kubernetes.podSubnets, "testbed:kubernetes.podSubnets")[0],
+  };
+}
+
+export function renderCiliumValuesYaml(s: ValuesScenario, host: CiliumHostFacts): string {
+  return `# Cilium Helm values (dataplane: ${s.dataplane}); rendered by the testbed from the scenario.\n${stringify(renderCiliumValues(s, host), { lineWidth: 0 })}`;
+}

@@ -1,0 +1,273 @@
+// The Kubernetes cluster on the testbed's master and worker, with the stack's Service dataplane.
+// Remote commands through the bastion: wait for each node -> kubeadm init -> join token -> kubeadm
+// join -> Cilium -> every node Ready; then a Kubernetes provider from the kubeconfig that init read.
+import * as command from "@pulumi/command";
+import * as k8s from "@pulumi/kubernetes";
+import * as pulumi from "@pulumi/pulumi";
+import type { Family } from "../../scenario/cidr.js";
+import type { Dataplane, Scenario } from "../../scenario/schema.js";
+import type { HostAccess } from "../hosts.js";
+import { contentHash, remoteArtifactPath, uploadArtifact } from "../remote-files.js";
+import {
+  ciliumInstallScript,
+  ciliumUninstallScript,
+  kubeadmInitScript,
+  kubeadmJoinScript,
+  mintJoinTokenScript,
+  nodesReadyScript,
+  parseNodePrepMarker,
+  parseNodeTable,
+  resetNodeScript,
+  waitForNodeScript,
+  type ClusterNode,
+  type ExpectedNode,
+} from "./bootstrap.js";
+import { CILIUM_CHART_REPO, CILIUM_VALUES_ARTIFACT, renderCiliumValuesYaml } from "./cilium-values.js";
+import {
+  API_SERVER_PORT,
+  KUBEADM_INIT_ARTIFACT,
+  KUBEADM_JOIN_ARTIFACT,
+  apiAdvertiseAddress,
+  perFamily,
+  renderKubeadmInit,
+  renderKubeadmJoin,
+  type ClusterAddresses,
+  type FamilyAddresses,
+} from "./kubeadm.js";
+import { apiServerUrl, kubeconfigWithServer } from "./kubeconfig.js";
+import { asRootCommand } from "./shell.js";
+
+export interface KubernetesClusterArgs {
+  readonly scenario: Scenario;
+  readonly master: HostAccess;
+  readonly worker: HostAccess;
+  /**
+   * Where the Pulumi host reaches the API server (an address or name, port 6443), for the
+   * kubeconfig and the API server's certificate. Default: the master's management address.
+   */
+  readonly apiEndpointHost?: pulumi.Input<string>;
+}
+
+export interface InstalledVersions {
+  /** The kubelet/kubeadm/kubectl package installed from pkgs.k8s.io, e.g. 1.32.9-1.1. */
+  readonly kubernetes: string;
+  /** Ubuntu's containerd package (held after installation). */
+  readonly containerd: string;
+  readonly cilium: string;
+  readonly helm: string;
+  readonly kernel: string;
+}
+
+const WAIT_TIMEOUT = "30m";
+const STEP_TIMEOUT = "20m";
+
+/** The resolved addresses of one host on one network. */
+function familyAddresses(host: HostAccess, network: "management" | "datacenter"): pulumi.Output<FamilyAddresses> {
+  const byFamily = host.addresses[network] ?? {};
+  return pulumi.all(byFamily as Record<Family, pulumi.Output<string>>) as pulumi.Output<FamilyAddresses>;
+}
+
+/** A stable identity of the server, so that a replaced host re-runs its one-shot steps. */
+function serverIdentity(server: pulumi.Resource): pulumi.Output<string> {
+  return server instanceof pulumi.CustomResource ? server.id : pulumi.output("");
+}
+
+/** The host's SSH connection, retried without limit while the VM boots (bounded by customTimeouts). */
+function patientConnection(host: HostAccess): pulumi.Output<command.types.input.remote.ConnectionArgs> {
+  return pulumi.secret(
+    pulumi.output(host.connection).apply((c) => ({
+      ...c,
+      dialErrorLimit: -1,
+      perDialTimeout: 30,
+      ...(c.proxy ? { proxy: { ...(c.proxy as command.types.input.remote.ProxyConnectionArgs), dialErrorLimit: -1, perDialTimeout: 30 } } : {}),
+    })),
+  );
+}
+
+export class KubernetesCluster extends pulumi.ComponentResource {
+  /** admin kubeconfig with a reachable server (secret). */
+  readonly kubeconfig: pulumi.Output<string>;
+  /** Created from the kubeconfig only once every node is Ready. */
+  readonly provider: k8s.Provider;
+  readonly nodes: pulumi.Output<ClusterNode[]>;
+  readonly versions: pulumi.Output<InstalledVersions>;
+  readonly dataplane: Dataplane;
+  /** The last bootstrap step: Kubernetes objects of other layers depend on it through the provider. */
+  readonly ready: command.remote.Command;
+
+  constructor(name: string, args: KubernetesClusterArgs, opts?: pulumi.ComponentResourceOptions) {
+    super("testbed:cluster:KubernetesCluster", name, {}, opts);
+    const s = args.scenario;
+    const { master, worker } = args;
+    this.dataplane = s.dataplane;
+    const masterConnection = pulumi.secret(pulumi.output(master.connection));
+    const workerConnection = pulumi.secret(pulumi.output(worker.connection));
+    const masterServer = serverIdentity(master.server);
+    const workerServer = serverIdentity(worker.server);
+
+    const addresses: pulumi.Output<ClusterAddresses> = pulumi
+      .all([familyAddresses(master, "management"), familyAddresses(master, "datacenter"), familyAddresses(worker, "datacenter"), args.apiEndpointHost])
+      .apply(([masterManagement, masterDatacenter, workerDatacenter, endpoint]) => ({
+        masterManagement,
+        masterDatacenter,
+        workerDatacenter,
+        extraCertSans: endpoint ? [endpoint] : [],
+      }));
+    const expectedNodes: pulumi.Output<ExpectedNode[]> = addresses.apply((a) => [
+      { role: "master", addresses: perFamily(s, a.masterDatacenter, "the master on the data-center network") },
+      { role: "worker", addresses: perFamily(s, a.workerDatacenter, "the worker on the data-center network") },
+    ]);
+
+    const initYaml = addresses.apply((a) => renderKubeadmInit(s, a));
+    const joinYaml = addresses.apply((a) => renderKubeadmJoin(s, a));
+    const datacenterDevices = [master, worker].map((h, i) => {
+      const nic = h.interfaces.datacenter;
+      if (!nic) throw new Error(`the ${i === 0 ? "master" : "worker"} has no data-center NIC name; Cilium's devices need it`);
+      return nic;
+    });
+    const valuesYaml = addresses.apply((a) =>
+      renderCiliumValuesYaml(s, { apiServerHost: apiAdvertiseAddress(s, a), apiServerPort: API_SERVER_PORT, datacenterDevices }),
+    );
+
+    // 1. Each node: SSH answers, cloud-init is done, node preparation finished for this version.
+    const waitFor = (role: "master" | "worker", host: HostAccess) =>
+      new command.remote.Command(
+        `${name}-${role}-wait`,
+        {
+          connection: patientConnection(host),
+          create: asRootCommand(waitForNodeScript(s.kubernetes.version)),
+          triggers: [serverIdentity(host.server), s.kubernetes.version],
+        },
+        { parent: this, dependsOn: [host.server], deletedWith: host.server, customTimeouts: { create: WAIT_TIMEOUT, update: WAIT_TIMEOUT } },
+      );
+    const masterWait = waitFor("master", master);
+    const workerWait = waitFor("worker", worker);
+
+    const upload = (key: string, connection: pulumi.Input<command.types.input.remote.ConnectionArgs>, artifactPath: string, content: pulumi.Input<string>, after: pulumi.Resource, server: pulumi.Resource) =>
+      uploadArtifact(`${name}-${key}`, { connection, artifactPath, content }, { parent: this, dependsOn: [after], deletedWith: server });
+    const initFile = upload("kubeadm-init-config", masterConnection, KUBEADM_INIT_ARTIFACT, initYaml, masterWait, master.server);
+    const joinFile = upload("kubeadm-join-config", workerConnection, KUBEADM_JOIN_ARTIFACT, joinYaml, workerWait, worker.server);
+    const valuesFile = upload("cilium-values", masterConnection, CILIUM_VALUES_ARTIFACT, valuesYaml, masterWait, master.server);
+
+    // 2. kubeadm init. One-shot: edits of the script do not re-run it (ignoreChanges), the triggers
+    // do; its stdout is admin.conf, so it is secret and never logged.
+    const init = new command.remote.Command(
+      `${name}-kubeadm-init`,
+      {
+        connection: masterConnection,
+        create: asRootCommand(kubeadmInitScript(remoteArtifactPath(KUBEADM_INIT_ARTIFACT))),
+        delete: `${asRootCommand(resetNodeScript())} || true`,
+        logging: "stderr",
+        triggers: [s.kubernetes.version, s.dataplane, initYaml.apply(contentHash), masterServer],
+      },
+      {
+        parent: this,
+        dependsOn: [initFile],
+        additionalSecretOutputs: ["stdout"],
+        ignoreChanges: ["create", "connection"],
+        // A new cluster needs the old one reset first, on the same host.
+        deleteBeforeReplace: true,
+        deletedWith: master.server,
+        customTimeouts: { create: STEP_TIMEOUT },
+      },
+    );
+
+    // 3. A bootstrap token for this join, minted on the master when the join is about to run;
+    // it lives 30 minutes and only ever travels as a secret.
+    const joinToken = new command.remote.Command(
+      `${name}-join-token`,
+      {
+        connection: masterConnection,
+        create: asRootCommand(mintJoinTokenScript()),
+        logging: "none",
+        triggers: [init.id, workerServer, joinYaml.apply(contentHash)],
+      },
+      { parent: this, dependsOn: [init], additionalSecretOutputs: ["stdout"], ignoreChanges: ["create", "connection"], deletedWith: master.server },
+    );
+
+    // 4. kubeadm join; the token arrives on standard input.
+    const join = new command.remote.Command(
+      `${name}-kubeadm-join`,
+      {
+        connection: workerConnection,
+        create: asRootCommand(kubeadmJoinScript(remoteArtifactPath(KUBEADM_JOIN_ARTIFACT))),
+        delete: `${asRootCommand(resetNodeScript())} || true`,
+        stdin: pulumi.secret(joinToken.stdout),
+        logging: "stderr",
+        triggers: [init.id, joinToken.id, joinYaml.apply(contentHash), s.kubernetes.version, workerServer],
+      },
+      {
+        parent: this,
+        dependsOn: [joinToken, joinFile],
+        ignoreChanges: ["create", "connection"],
+        deleteBeforeReplace: true,
+        deletedWith: worker.server,
+        customTimeouts: { create: STEP_TIMEOUT },
+      },
+    );
+
+    // 5. Cilium, from the master. A new version or new values upgrade it in place (`update`).
+    const cilium = new command.remote.Command(
+      `${name}-cilium`,
+      {
+        connection: masterConnection,
+        create: asRootCommand(
+          ciliumInstallScript({ version: s.cilium.version, valuesPath: remoteArtifactPath(CILIUM_VALUES_ARTIFACT), chartRepo: CILIUM_CHART_REPO }),
+        ),
+        update: asRootCommand(
+          ciliumInstallScript({ version: s.cilium.version, valuesPath: remoteArtifactPath(CILIUM_VALUES_ARTIFACT), chartRepo: CILIUM_CHART_REPO }),
+        ),
+        delete: `${asRootCommand(ciliumUninstallScript())} || true`,
+        triggers: [s.cilium.version, valuesYaml.apply(contentHash), init.id],
+      },
+      {
+        parent: this,
+        dependsOn: [join, valuesFile],
+        ignoreChanges: ["connection"],
+        deleteBeforeReplace: true,
+        deletedWith: master.server,
+        customTimeouts: { create: STEP_TIMEOUT, update: STEP_TIMEOUT },
+      },
+    );
+
+    // 6. Every node Ready, on its data-center addresses, with the stack's dataplane.
+    this.ready = new command.remote.Command(
+      `${name}-nodes-ready`,
+      {
+        connection: masterConnection,
+        create: expectedNodes.apply((nodes) => asRootCommand(nodesReadyScript({ dataplane: s.dataplane, nodes }))),
+        triggers: [init.id, join.id, s.cilium.version, valuesYaml.apply(contentHash)],
+      },
+      { parent: this, dependsOn: [cilium, join], ignoreChanges: ["connection"], deletedWith: master.server, customTimeouts: { create: STEP_TIMEOUT } },
+    );
+
+    const endpointHost = pulumi.output(args.apiEndpointHost).apply((h) => h);
+    // Resolves only after the readiness check, so nothing uses the cluster before it is usable.
+    this.kubeconfig = pulumi.secret(
+      pulumi
+        .all([init.stdout, this.ready.stdout, endpointHost, addresses])
+        .apply(([adminConf, , host, a]) => kubeconfigWithServer(adminConf, apiServerUrl(host ?? apiAdvertiseAddress(s, a), API_SERVER_PORT))),
+    );
+    this.provider = new k8s.Provider(
+      `${name}-k8s`,
+      // If the VMs go first at teardown, Kubernetes objects are dropped from the state, not waited for.
+      { kubeconfig: this.kubeconfig, deleteUnreachable: true },
+      { parent: this, dependsOn: [this.ready] },
+    );
+
+    this.nodes = pulumi.all([this.ready.stdout, expectedNodes]).apply(([table, expected]) => parseNodeTable(table, expected));
+    this.versions = pulumi.all([masterWait.stdout, workerWait.stdout]).apply(([m, w]) => {
+      const onMaster = parseNodePrepMarker(m);
+      const onWorker = parseNodePrepMarker(w);
+      return {
+        kubernetes: onWorker.kubernetes ?? "",
+        containerd: onWorker.containerd ?? "",
+        cilium: s.cilium.version,
+        helm: onMaster.helm ?? "",
+        kernel: onWorker.kernel ?? "",
+      };
+    });
+
+    this.registerOutputs({ kubeconfig: this.kubeconfig, nodes: this.nodes, versions: this.versions, dataplane: this.dataplane });
+  }
+}
