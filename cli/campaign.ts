@@ -1,0 +1,288 @@
+// `testbed campaign`: the measurement sweep on a deployed stack (--stack S), or a dry run of the
+// same pipeline on this host's loopback (--loopback). Results go to a SQLite store; running the
+// same command again resumes where a killed campaign stopped.
+import path from "node:path";
+import { Command } from "commander";
+import { WorkerLogDecoder } from "../measure/campaign-decode.js";
+import { campaignIdFor, planCampaign, type CampaignDefinition } from "../measure/campaign-plan.js";
+import { CampaignProgress } from "../measure/campaign-progress.js";
+import { runCampaign } from "../measure/campaign.js";
+import { CloudBackend } from "../measure/cloud-backend.js";
+import { PulumiStack, SshShell } from "../measure/cloud-transport.js";
+import { LoopbackBackend } from "../measure/loopback-backend.js";
+import { ResultStore } from "../measure/store.js";
+import type { Backend, Profile } from "../measure/types.js";
+import type { Family } from "../scenario/cidr.js";
+import { DATAPLANES, FAMILIES, scenarioSchema, serviceCapacity, type Dataplane, type Scenario } from "../scenario/schema.js";
+
+const PROFILES = ["throughput", "latency"] as const satisfies readonly Profile[];
+const ORDERS = ["random", "sequential"] as const;
+const MAX_RUNS = 100_000;
+const MAX_RETRIES = 20;
+
+/** Loopback has no dataplane: every Service count measures the same path, so one step suffices. */
+export const LOOPBACK_DEFAULTS = { services: [1], runs: 3, flowSeconds: 5 } as const;
+
+/** Raw commander options (strings as typed). */
+export interface CampaignOptions {
+  stack?: string;
+  loopback?: boolean;
+  db: string;
+  campaign?: string;
+  runs?: string;
+  services?: string;
+  profiles?: string;
+  families?: string;
+  dataplanes?: string;
+  flowSeconds?: string;
+  seed?: string;
+  order?: string;
+  interleave?: string;
+  keepLogs?: boolean;
+  retries: string;
+  retryFailed?: boolean;
+  projectDir: string;
+}
+
+/** Checked options; undefined means "the scenario's (or loopback's) default". */
+export interface CampaignFlags {
+  readonly target: { kind: "stack"; stack: string } | { kind: "loopback" };
+  readonly db: string;
+  readonly campaign?: string;
+  readonly runs?: number;
+  readonly services?: number[];
+  readonly profiles: Profile[];
+  readonly families?: Family[];
+  readonly dataplanes?: Dataplane[];
+  readonly flowSeconds?: number;
+  readonly seed?: number;
+  readonly randomize: boolean;
+  readonly interleave: number;
+  readonly keepLogs: boolean;
+  readonly retries: number;
+  readonly retryFailed: boolean;
+  readonly projectDir: string;
+}
+
+export class FlagError extends Error {
+  override name = "FlagError";
+}
+
+function bad(flag: string, value: string, accepted: string): never {
+  throw new FlagError(`--${flag}: ${JSON.stringify(value)} is not accepted; accepted: ${accepted}`);
+}
+
+function wholeNumber(flag: string, value: string, min: number, max: number): number {
+  const n = /^\d+$/.test(value.trim()) ? Number(value.trim()) : NaN;
+  if (!Number.isSafeInteger(n) || n < min || n > max) bad(flag, value, `a whole number from ${min} to ${max}`);
+  return n;
+}
+
+function seconds(flag: string, value: string, min: number, max: number): number {
+  const n = /^\d+(\.\d+)?$/.test(value.trim()) ? Number(value.trim()) : NaN;
+  if (!(n >= min && n <= max)) bad(flag, value, `seconds from ${min} to ${max}`);
+  return n;
+}
+
+function list<T extends string>(flag: string, value: string, accepted: readonly T[]): T[] {
+  const items = value.split(",").map((s) => s.trim());
+  const listed = `a comma-separated list of ${accepted.join(", ")}`;
+  if (items.some((i) => !(accepted as readonly string[]).includes(i))) bad(flag, value, listed);
+  if (new Set(items).size !== items.length) bad(flag, value, `${listed}, each at most once`);
+  return items as T[];
+}
+
+function serviceCounts(value: string): number[] {
+  const accepted = "a comma-separated list of distinct whole numbers of Services, e.g. 1,1000,2000";
+  const items = value.split(",").map((s) => s.trim());
+  if (items.some((i) => !/^\d+$/.test(i))) bad("services", value, accepted);
+  const counts = items.map(Number);
+  if (new Set(counts).size !== counts.length) bad("services", value, accepted);
+  return counts;
+}
+
+/** Checks every flag before anything starts; errors name the flag, the value and what is accepted. */
+export function parseCampaignFlags(o: CampaignOptions): CampaignFlags {
+  if (o.stack !== undefined && o.loopback) {
+    throw new FlagError("--stack and --loopback exclude each other; accepted: --stack S for a deployed stack, or --loopback for a dry run on this host");
+  }
+  if (o.stack === undefined && !o.loopback) {
+    throw new FlagError("missing --stack S (a deployed stack, e.g. iptables or ebpf) or --loopback (a dry run on this host's loopback)");
+  }
+  if (o.stack !== undefined && !/^[A-Za-z0-9._/-]+$/.test(o.stack)) {
+    bad("stack", o.stack, "a Pulumi stack name (letters, digits, '.', '_', '-', '/'), e.g. iptables");
+  }
+  if (o.stack !== undefined && o.dataplanes !== undefined) {
+    throw new FlagError(`--dataplanes: only with --loopback; a stack runs one dataplane (testbed:dataplane), the other is the other stack`);
+  }
+  if (o.campaign !== undefined && !/^[A-Za-z0-9._-]{1,100}$/.test(o.campaign)) {
+    bad("campaign", o.campaign, "1-100 letters, digits, '.', '_' or '-'");
+  }
+  if (o.order !== undefined && !(ORDERS as readonly string[]).includes(o.order)) bad("order", o.order, ORDERS.join(" or "));
+  return {
+    target: o.stack !== undefined ? { kind: "stack", stack: o.stack } : { kind: "loopback" },
+    db: o.db,
+    ...(o.campaign !== undefined ? { campaign: o.campaign } : {}),
+    ...(o.runs !== undefined ? { runs: wholeNumber("runs", o.runs, 1, MAX_RUNS) } : {}),
+    ...(o.services !== undefined ? { services: serviceCounts(o.services) } : {}),
+    profiles: o.profiles !== undefined ? list("profiles", o.profiles, PROFILES) : [...PROFILES],
+    ...(o.families !== undefined ? { families: list("families", o.families, FAMILIES) } : {}),
+    ...(o.dataplanes !== undefined ? { dataplanes: list("dataplanes", o.dataplanes, DATAPLANES) } : {}),
+    ...(o.flowSeconds !== undefined ? { flowSeconds: seconds("flow-seconds", o.flowSeconds, 1, 3600) } : {}),
+    ...(o.seed !== undefined ? { seed: wholeNumber("seed", o.seed, 0, 2 ** 32 - 1) } : {}),
+    randomize: (o.order ?? "random") === "random",
+    interleave: o.interleave !== undefined ? wholeNumber("interleave", o.interleave, 0, MAX_RUNS) : 0,
+    keepLogs: o.keepLogs === true,
+    retries: wholeNumber("retries", o.retries, 0, MAX_RETRIES),
+    retryFailed: o.retryFailed === true,
+    projectDir: o.projectDir,
+  };
+}
+
+/** The loopback campaign: loopback defaults, both dataplanes, the scenario's traffic profiles, no link cap. */
+export function loopbackDefinition(f: CampaignFlags): CampaignDefinition {
+  const sweep = scenarioSchema.shape.sweep.parse(undefined);
+  return {
+    backend: "loopback",
+    dataplanes: f.dataplanes ?? [...DATAPLANES],
+    families: f.families ?? [...FAMILIES],
+    profiles: f.profiles,
+    services: f.services ?? [...LOOPBACK_DEFAULTS.services],
+    runs: f.runs ?? LOOPBACK_DEFAULTS.runs,
+    flowSeconds: f.flowSeconds ?? LOOPBACK_DEFAULTS.flowSeconds,
+    linkMbps: 0,
+    seed: f.seed ?? sweep.seed,
+    order: { randomize: f.randomize, interleave: f.interleave },
+    traffic: scenarioSchema.shape.traffic.parse(undefined),
+  };
+}
+
+/** The stack's campaign: its dataplane, its sweep unless flags narrow it, checked against what it deployed. */
+export function stackDefinition(f: CampaignFlags, stack: string, scenario: Scenario, exportedFamilies: readonly Family[]): CampaignDefinition {
+  const families = f.families ?? scenario.families.filter((x) => exportedFamilies.includes(x));
+  if (families.length === 0) {
+    throw new FlagError(`stack ${stack} exports no D-ITG endpoint for its families (${scenario.families.join(", ")}); redeploy it with \`pulumi up --stack ${stack}\``);
+  }
+  for (const family of families) {
+    if (!scenario.families.includes(family) || !exportedFamilies.includes(family)) {
+      bad("families", families.join(","), `families stack ${stack} deploys a receiver for: ${exportedFamilies.join(", ")}`);
+    }
+  }
+  const services = f.services ?? scenario.sweep.services;
+  const cap = serviceCapacity(scenario).clusterIp;
+  if (services.some((n) => n > cap)) {
+    bad("services", services.join(","), `counts up to ${cap}, what the service subnets of stack ${stack} hold (testbed:kubernetes.serviceSubnets)`);
+  }
+  return {
+    backend: `stack:${stack}`,
+    dataplanes: [scenario.dataplane],
+    families,
+    profiles: f.profiles,
+    services,
+    runs: f.runs ?? scenario.sweep.runs,
+    flowSeconds: f.flowSeconds ?? scenario.sweep.flowSeconds,
+    linkMbps: scenario.linkMbps,
+    seed: f.seed ?? scenario.sweep.seed,
+    order: { randomize: f.randomize, interleave: f.interleave },
+    traffic: scenario.traffic,
+  };
+}
+
+async function openBackend(f: CampaignFlags): Promise<{ backend: Backend; definition: CampaignDefinition }> {
+  if (f.target.kind === "loopback") {
+    const definition = loopbackDefinition(f);
+    // Logs live next to the store: a killed campaign's leftovers are cleared when it resumes.
+    const workDir = `${path.resolve(f.db)}.loopback`;
+    return { backend: await LoopbackBackend.start({ families: definition.families, workDir }), definition };
+  }
+  const stack = await PulumiStack.select(f.target.stack, f.projectDir);
+  const backend = await CloudBackend.open({ stack, shell: (access) => new SshShell(access) });
+  try {
+    const exported = Object.keys(backend.lab.ditgEndpoints) as Family[];
+    return { backend, definition: stackDefinition(f, f.target.stack, backend.scenario, exported) };
+  } catch (err) {
+    await backend.teardown();
+    throw err;
+  }
+}
+
+async function campaignAction(o: CampaignOptions): Promise<void> {
+  const flags = parseCampaignFlags(o);
+  // The backend first: a missing CLI, stack or SSH access fails before any file is created.
+  const opened = await openBackend(flags);
+  let store: ResultStore;
+  let campaignId: string;
+  try {
+    store = ResultStore.open(flags.db);
+    campaignId = flags.campaign ?? campaignIdFor(opened.definition);
+    store.ensureCampaign(campaignId, opened.definition, planCampaign(campaignId, opened.definition));
+  } catch (err) {
+    await opened.backend.teardown();
+    throw err;
+  }
+
+  // First Ctrl-C: finish the current flow and its decode, then stop; the second one quits at once.
+  const stop = new AbortController();
+  const onSigint = () => {
+    if (stop.signal.aborted) process.exit(130);
+    process.stderr.write("\nstopping after the current run (Ctrl-C again to quit now); the same command resumes\n");
+    stop.abort();
+  };
+  process.on("SIGINT", onSigint);
+  const progress = new CampaignProgress(process.stderr, opened.definition.flowSeconds);
+  const decoder = new WorkerLogDecoder();
+  const started = Date.now();
+  try {
+    // runCampaign tears the backend down, whatever happens.
+    const summary = await runCampaign({
+      store,
+      campaignId,
+      backend: opened.backend,
+      decoder,
+      retries: flags.retries,
+      keepLogs: flags.keepLogs,
+      retryFailed: flags.retryFailed,
+      onEvent: progress.onEvent,
+      signal: stop.signal,
+    });
+    progress.stop();
+    const failed = store.results(campaignId).filter((r) => r.status === "failed").length;
+    process.stdout.write(
+      `campaign ${campaignId}: ${summary.done}/${summary.total} runs in ${store.file} (${failed} failed; ${summary.committed} committed in this session, ${Math.round((Date.now() - started) / 1000)} s)\n`,
+    );
+    if (summary.stopped) process.exitCode = 130;
+  } finally {
+    progress.stop();
+    process.off("SIGINT", onSigint);
+    await decoder.close();
+    store.close();
+  }
+}
+
+export async function campaignCommand(): Promise<Command> {
+  return new Command("campaign")
+    .description(
+      "Run the measurement sweep (Service counts x families x profiles x repetitions) and store every run; the same command resumes a stopped or killed campaign",
+    )
+    .option("--stack <name>", "a deployed stack (needs the Pulumi CLI and SSH to its bastion); its dataplane and scenario decide the defaults")
+    .option(
+      "--loopback",
+      `dry run of the whole pipeline on this host: real ITGRecv/ITGSend over 127.0.0.1 and ::1, no dataplane (defaults: --services ${LOOPBACK_DEFAULTS.services.join(",")} --runs ${LOOPBACK_DEFAULTS.runs} --flow-seconds ${LOOPBACK_DEFAULTS.flowSeconds}, both dataplanes)`,
+    )
+    .option("--db <file>", "results store (SQLite)", "results.db")
+    .option("--campaign <id>", "campaign id in the store (default: derived from the definition, so the same flags resume)")
+    .option("--runs <n>", "repetitions per cell (default: testbed:sweep.runs)")
+    .option("--services <list>", "Service counts, e.g. 1,1000,2000 (default: testbed:sweep.services)")
+    .option("--profiles <list>", "traffic profiles: throughput,latency", "throughput,latency")
+    .option("--families <list>", "address families: ipv4,ipv6 (default: the stack's testbed:families)")
+    .option("--dataplanes <list>", "with --loopback only: iptables,ebpf")
+    .option("--flow-seconds <s>", "duration of each flow (default: testbed:sweep.flowSeconds)")
+    .option("--seed <n>", "seed of the run order (default: testbed:sweep.seed)")
+    .option("--order <order>", "random (seeded shuffle of steps and cells) or sequential", "random")
+    .option("--interleave <n>", "alternate dataplanes every n repetitions within a Service count; 0: one dataplane after the other", "0")
+    .option("--keep-logs", "keep raw D-ITG logs next to the store (<db>.logs/<campaign>/)")
+    .option("--retries <n>", "extra attempts of a failed run", "2")
+    .option("--retry-failed", "also re-attempt runs stored as failed")
+    .option("--project-dir <dir>", "the Pulumi project directory (with --stack)", ".")
+    .action(campaignAction);
+}

@@ -1,0 +1,305 @@
+// The cloud backend behind `testbed campaign --stack S`: a deployed Pulumi stack is the lab.
+//
+// What it reads from the stack (the Pulumi program must export these names):
+//   outputs
+//     bastionAddress       string   public address of the SSH jump host
+//     bastionSshPort       number   optional, default 22
+//     clientAddress        string   management address of the client VM (runs ITGSend)
+//     masterAddress        string   management address of the control-plane node (runs kubectl)
+//     ditgEndpoints        { ipv4?: {address, signalingPort, dataPort}, ipv6?: {...} }
+//                                   where the client sends each family's flows: the NodeIP as the
+//                                   client reaches it, the signaling NodePort and the data port
+//                                   (pod port = Service port = NodePort)
+//     ditgReceiver         { namespace, deployment, nodeAddress, podLogDir, nodeLogDir }
+//                                   the receiver Deployment, the management address of the node its
+//                                   pod runs on, the directory ITGRecv writes `-x` logs to inside
+//                                   the pod and the same directory on the node (a hostPath volume)
+//     clientLogDir         string   optional, default /var/tmp/testbed-ditg: ITGSend's `-l` logs
+//   config
+//     testbed:*            the scenario (scenario/schema.ts), read as the Pulumi program reads it
+//     testbed:services     set by this backend before each step, followed by `pulumi up`, so the
+//                          stack always describes what the lab runs
+//     testbed:sshPrivateKey  secret: the private half of testbed:sshPublicKey, for SSH through the bastion
+//
+// The client, master and receiver node are reached over SSH with ProxyJump through the bastion;
+// logs come back with scp over the management network, never over the measured path.
+// Pulumi and SSH sit behind StackControl and RemoteShell (measure/cloud-transport.ts holds the
+// real ones), so the sequencing is tested with fakes.
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { readRawScenario } from "../infra/config.js";
+import type { Family } from "../scenario/cidr.js";
+import { CONFIG_NAMESPACE, parseScenario, type Dataplane, type Scenario } from "../scenario/schema.js";
+import { flowLogs, senderCommand, shellCommand, type FlowTarget } from "./ditg-commands.js";
+import type { Backend, FlowOutcome, RunKey, TrafficProfile } from "./types.js";
+
+/** The stack as the backend uses it: read outputs and config, change the Service count. */
+export interface StackControl {
+  readonly name: string;
+  outputs(): Promise<Record<string, { value: unknown; secret?: boolean }>>;
+  /** Every config key with its value, secrets in clear ("testbed:services" -> {value: "1000"}). */
+  config(): Promise<Record<string, { value: string; secret?: boolean }>>;
+  /** Sets testbed:services and runs `pulumi up`; resolves when the update has finished. */
+  setServices(services: number): Promise<void>;
+}
+
+/** The hosts of the lab reached over SSH. */
+export type RemoteHost = "bastion" | "client" | "master" | "receiver";
+
+export interface CommandResult {
+  readonly code: number;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+/** Commands on, and files from, the lab's hosts. */
+export interface RemoteShell {
+  /** Runs a POSIX shell command on the host. Rejects only when the transport fails (see SshError). */
+  run(host: RemoteHost, command: string): Promise<CommandResult>;
+  /** Copies a remote file to a local path. */
+  fetch(host: RemoteHost, remotePath: string, localPath: string): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** What SSH needs, from the stack. */
+export interface SshAccess {
+  readonly user: string;
+  readonly privateKey: string;
+  readonly bastion: { address: string; port: number };
+  readonly hosts: Record<Exclude<RemoteHost, "bastion">, string>;
+}
+
+/** A setup problem the user must fix (missing CLI, stack, output, key, SSH access). */
+export class CloudSetupError extends Error {
+  override name = "CloudSetupError";
+}
+
+interface ReceiverOutput {
+  readonly namespace: string;
+  readonly deployment: string;
+  readonly nodeAddress: string;
+  readonly podLogDir: string;
+  readonly nodeLogDir: string;
+}
+
+export interface LabOutputs {
+  readonly bastionAddress: string;
+  readonly bastionSshPort: number;
+  readonly clientAddress: string;
+  readonly masterAddress: string;
+  readonly ditgEndpoints: Partial<Record<Family, FlowTarget>>;
+  readonly ditgReceiver: ReceiverOutput;
+  readonly clientLogDir: string;
+}
+
+const DEFAULT_CLIENT_LOG_DIR = "/var/tmp/testbed-ditg";
+/** kubectl on the control-plane node, as kubeadm leaves it. */
+const KUBECTL = "sudo kubectl --kubeconfig /etc/kubernetes/admin.conf";
+
+/** Reads and checks the outputs this backend needs; errors name the output and what it must hold. */
+export function labOutputs(stack: string, outputs: Record<string, { value: unknown }>): LabOutputs {
+  const missing = (name: string, what: string): never => {
+    throw new CloudSetupError(
+      `stack ${stack} has no usable output \`${name}\` (${what}); deploy the stack with \`pulumi up --stack ${stack}\`, whose program exports it`,
+    );
+  };
+  const text = (name: string, what: string): string => {
+    const v = outputs[name]?.value;
+    return typeof v === "string" && v.length > 0 ? v : missing(name, what);
+  };
+  const endpoints: Partial<Record<Family, FlowTarget>> = {};
+  const raw = outputs.ditgEndpoints?.value as Record<string, unknown> | undefined;
+  for (const family of ["ipv4", "ipv6"] as const) {
+    const e = raw?.[family] as Partial<FlowTarget> | undefined;
+    if (e === undefined) continue;
+    if (typeof e.address !== "string" || !Number.isInteger(e.signalingPort) || !Number.isInteger(e.dataPort)) {
+      missing("ditgEndpoints", `${family}: {address, signalingPort, dataPort}`);
+    }
+    endpoints[family] = { address: e.address!, signalingPort: e.signalingPort!, dataPort: e.dataPort! };
+  }
+  if (Object.keys(endpoints).length === 0) missing("ditgEndpoints", "{ipv4: {address, signalingPort, dataPort}, ipv6: {...}}");
+  const r = outputs.ditgReceiver?.value as Partial<ReceiverOutput> | undefined;
+  const receiverWhat = "{namespace, deployment, nodeAddress, podLogDir, nodeLogDir}";
+  if (!r || (["namespace", "deployment", "nodeAddress", "podLogDir", "nodeLogDir"] as const).some((k) => typeof r[k] !== "string")) {
+    missing("ditgReceiver", receiverWhat);
+  }
+  const port = outputs.bastionSshPort?.value;
+  const clientLogDir = outputs.clientLogDir?.value;
+  return {
+    bastionAddress: text("bastionAddress", "the bastion's public address"),
+    bastionSshPort: typeof port === "number" && Number.isInteger(port) ? port : 22,
+    clientAddress: text("clientAddress", "the client VM's management address"),
+    masterAddress: text("masterAddress", "the control-plane node's management address"),
+    ditgEndpoints: endpoints,
+    ditgReceiver: r as ReceiverOutput,
+    clientLogDir: typeof clientLogDir === "string" && clientLogDir.length > 0 ? clientLogDir : DEFAULT_CLIENT_LOG_DIR,
+  };
+}
+
+/** The scenario a stack was deployed with, from its config, as the Pulumi program reads it. */
+export function stackScenario(config: Record<string, { value: string }>): Scenario {
+  return parseScenario(readRawScenario((k) => config[`${CONFIG_NAMESPACE}:${k}`]?.value));
+}
+
+/** `host:path` of a remote log, as FlowOutcome.logPath carries it. */
+function remoteLog(host: RemoteHost, file: string): string {
+  return `${host}:${file}`;
+}
+
+function parseRemoteLog(logPath: string): { host: RemoteHost; file: string } {
+  const i = logPath.indexOf(":");
+  return { host: logPath.slice(0, i) as RemoteHost, file: logPath.slice(i + 1) };
+}
+
+function lastLines(text: string, n = 3): string {
+  return text.trim().split("\n").slice(-n).join(" / ");
+}
+
+export interface CloudBackendDeps {
+  /** The stack; default: the real one through the Pulumi CLI. */
+  readonly stack: StackControl;
+  /** Builds the SSH shell from the stack's access data; default: ssh/scp through the bastion. */
+  readonly shell: (access: SshAccess) => RemoteShell;
+}
+
+/** Runs the campaign on a deployed stack. Create with CloudBackend.open(). */
+export class CloudBackend implements Backend {
+  readonly name: string;
+  private currentServices: number | undefined;
+  private updatedOnce = false;
+  /** The unmeasured log of each flow, deleted with the measured one once collected. */
+  private readonly unmeasured = new Map<string, string>();
+
+  private constructor(
+    private readonly stack: StackControl,
+    private readonly shell: RemoteShell,
+    readonly scenario: Scenario,
+    readonly lab: LabOutputs,
+    /** Local directory the logs are fetched into. */
+    readonly localDir: string,
+  ) {
+    this.name = `stack:${stack.name}`;
+    this.currentServices = scenario.services;
+  }
+
+  /**
+   * Reads the stack, checks every output and the SSH key, and checks that the client answers over
+   * SSH through the bastion. Errors say what is missing and how to provide it.
+   */
+  static async open(deps: CloudBackendDeps): Promise<CloudBackend> {
+    const { stack } = deps;
+    const config = await stack.config();
+    const scenario = stackScenario(config);
+    const lab = labOutputs(stack.name, await stack.outputs());
+    const key = config[`${CONFIG_NAMESPACE}:sshPrivateKey`]?.value;
+    const setKey = `pulumi config set --stack ${stack.name} --secret ${CONFIG_NAMESPACE}:sshPrivateKey < ~/.ssh/id_ed25519`;
+    if (!key) {
+      throw new CloudSetupError(
+        `stack ${stack.name} has no SSH private key in ${CONFIG_NAMESPACE}:sshPrivateKey (needed to reach the client through the bastion); set it with \`${setKey}\``,
+      );
+    }
+    if (!/-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(key)) {
+      throw new CloudSetupError(
+        `${CONFIG_NAMESPACE}:sshPrivateKey of stack ${stack.name} is not a private key file's text; accepted: the private half of ${CONFIG_NAMESPACE}:sshPublicKey (-----BEGIN OPENSSH PRIVATE KEY----- ...), set with \`${setKey}\``,
+      );
+    }
+    const shell = deps.shell({
+      user: scenario.openstack.sshUser,
+      privateKey: key,
+      bastion: { address: lab.bastionAddress, port: lab.bastionSshPort },
+      hosts: { client: lab.clientAddress, master: lab.masterAddress, receiver: lab.ditgReceiver.nodeAddress },
+    });
+    try {
+      const probe = await shell.run("client", `mkdir -p ${lab.clientLogDir} && command -v ITGSend`);
+      if (probe.code !== 0) {
+        throw new CloudSetupError(`the client VM has no ITGSend on PATH (${lastLines(probe.stderr || probe.stdout) || `exit ${probe.code}`}); its cloud-init installs d-itg`);
+      }
+    } catch (err) {
+      await shell.close();
+      throw err;
+    }
+    return new CloudBackend(stack, shell, scenario, lab, mkdtempSync(path.join(tmpdir(), "testbed-cloud-logs-")));
+  }
+
+  /**
+   * Sets the stack's Service count and updates it. The first step of a session always updates,
+   * even when the count is unchanged: a campaign killed during `pulumi up` leaves the lab between
+   * two states, and an update with nothing to change is cheap.
+   */
+  async prepare(step: { dataplane: Dataplane; services: number }): Promise<void> {
+    if (step.dataplane !== this.scenario.dataplane) {
+      throw new CloudSetupError(
+        `stack ${this.stack.name} runs the ${this.scenario.dataplane} dataplane, the campaign asked for ${step.dataplane}; accepted: ${this.scenario.dataplane} (the other dataplane is another stack)`,
+      );
+    }
+    if (this.updatedOnce && this.currentServices === step.services) return;
+    await this.stack.setServices(step.services);
+    this.currentServices = step.services;
+    this.updatedOnce = true;
+  }
+
+  async runFlow(key: RunKey, flow: { logName: string; durationS: number; traffic: TrafficProfile }): Promise<FlowOutcome> {
+    const target = this.lab.ditgEndpoints[key.family];
+    if (!target) {
+      throw new CloudSetupError(`stack ${this.stack.name} exports no ditgEndpoints.${key.family}; accepted families: ${Object.keys(this.lab.ditgEndpoints).join(", ")}`);
+    }
+    const logs = flowLogs(flow.logName, { senderDir: this.lab.clientLogDir, receiverDir: this.lab.ditgReceiver.podLogDir });
+    const cmd = senderCommand({ traffic: flow.traffic, durationS: flow.durationS, target, logs, linkMbps: this.scenario.linkMbps });
+    const startedAt = new Date();
+    const result = await this.shell.run("client", `${shellCommand(cmd.argv)} 2>&1`);
+    const endedAt = new Date();
+    const sender = remoteLog("client", logs.senderLog);
+    // The pod's log directory is a hostPath: the same file sits under nodeLogDir on the receiver's node.
+    const receiver = remoteLog("receiver", path.posix.join(this.lab.ditgReceiver.nodeLogDir, path.posix.basename(logs.receiverLog)));
+    const [measured, other] = cmd.measuredLog === "sender" ? [sender, receiver] : [receiver, sender];
+    if (result.code !== 0) {
+      await this.removeRemote([measured, other]);
+      throw new Error(`ITGSend on the client exited with ${result.code}: ${lastLines(result.stdout + result.stderr)}`);
+    }
+    this.unmeasured.set(measured, other);
+    return { logPath: measured, senderOutput: result.stdout, startedAt, endedAt };
+  }
+
+  private async removeRemote(logs: string[]): Promise<void> {
+    for (const log of logs) {
+      const { host, file } = parseRemoteLog(log);
+      // Receiver logs are written by the pod's root user.
+      await this.shell.run(host, `${host === "receiver" ? "sudo " : ""}rm -f ${shellCommand([file])}`);
+    }
+  }
+
+  /** Fetches the measured log over the management network, then deletes both remote logs. */
+  async collectLog(outcome: FlowOutcome): Promise<string> {
+    const { host, file } = parseRemoteLog(outcome.logPath);
+    const local = path.join(this.localDir, path.posix.basename(file));
+    await this.shell.fetch(host, file, local);
+    const other = this.unmeasured.get(outcome.logPath);
+    this.unmeasured.delete(outcome.logPath);
+    await this.removeRemote(other === undefined ? [outcome.logPath] : [outcome.logPath, other]);
+    return local;
+  }
+
+  /**
+   * True when as many ITGRecv processes run on the receiver's node as there are distinct
+   * signaling ports (one receiver per port). Checked with pgrep, never by connecting: a
+   * connection reset on the signaling port kills ITGRecv (notes B1).
+   */
+  async receiverAlive(): Promise<boolean> {
+    const expected = new Set(Object.values(this.lab.ditgEndpoints).map((e) => e.signalingPort)).size;
+    const r = await this.shell.run("receiver", "pgrep -c -x ITGRecv");
+    return r.code === 0 && Number(r.stdout.trim()) >= expected;
+  }
+
+  async restartReceiver(): Promise<void> {
+    const { namespace, deployment } = this.lab.ditgReceiver;
+    const target = `-n ${shellCommand([namespace])} deployment/${shellCommand([deployment])}`;
+    const r = await this.shell.run("master", `${KUBECTL} rollout restart ${target} && ${KUBECTL} rollout status ${target} --timeout=180s`);
+    if (r.code !== 0) throw new Error(`restarting the D-ITG receiver failed: ${lastLines(r.stderr || r.stdout)}`);
+  }
+
+  async teardown(): Promise<void> {
+    await this.shell.close();
+    rmSync(this.localDir, { recursive: true, force: true });
+  }
+}

@@ -1,0 +1,94 @@
+// The loopback backend with real D-ITG processes, and the worker-thread decoder on their logs.
+import { existsSync } from "node:fs";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { WorkerLogDecoder } from "../../measure/campaign-decode.js";
+import { ditgJudge } from "../../measure/campaign.js";
+import { decodeLogFile } from "../../measure/ditg-log.js";
+import { listeningTcpPorts, LoopbackBackend } from "../../measure/loopback-backend.js";
+import type { RunKey } from "../../measure/types.js";
+import { scenarioSchema } from "../../scenario/schema.js";
+
+const haveDitg = ["/usr/bin/ITGSend", "/usr/bin/ITGRecv"].every((p) => existsSync(p));
+const traffic = scenarioSchema.shape.traffic.parse(undefined);
+const key = (family: RunKey["family"], profile: RunKey["profile"]): RunKey => ({ dataplane: "iptables", family, profile, services: 1, repetition: 0 });
+
+describe.skipIf(!haveDitg || process.platform !== "linux")("LoopbackBackend", () => {
+  let backend: LoopbackBackend;
+  const decoder = new WorkerLogDecoder();
+  beforeAll(async () => {
+    backend = await LoopbackBackend.start();
+  });
+  afterAll(async () => {
+    await backend.teardown();
+    await decoder.close();
+  });
+
+  it("records the steps it is asked to prepare, and nothing else (no dataplane on loopback)", async () => {
+    await backend.prepare({ dataplane: "ebpf", services: 1000 });
+    await backend.prepare({ dataplane: "iptables", services: 1 });
+    expect(backend.steps).toEqual([
+      { dataplane: "ebpf", services: 1000 },
+      { dataplane: "iptables", services: 1 },
+    ]);
+  });
+
+  it("runs a real one-way TCP flow over IPv4 and an RTT UDP flow over IPv6, decoded in the worker like ITGDec's reader", async () => {
+    for (const [family, profile, suffix] of [["ipv4", "throughput", ".rlog"], ["ipv6", "latency", ".slog"]] as const) {
+      const outcome = await backend.runFlow(key(family, profile), { logName: `t-${family}`, durationS: 1, traffic: traffic[profile] });
+      expect(outcome.senderOutput).toContain("Finished sending packets of flow ID");
+      expect(outcome.logPath.endsWith(`t-${family}${suffix}`)).toBe(true);
+      expect(outcome.endedAt.getTime() - outcome.startedAt.getTime()).toBeGreaterThanOrEqual(1000);
+      const local = await backend.collectLog(outcome);
+      const inWorker = await decoder.decode(local);
+      expect(inWorker).toEqual(await decodeLogFile(local));
+      expect(inWorker.flows).toHaveLength(1);
+      const flow = inWorker.flows[0]!;
+      expect([flow.srcAddress, flow.destAddress]).toContain(family === "ipv4" ? "127.0.0.1" : "::1");
+      expect(inWorker.total.packets).toBeGreaterThan(traffic[profile].packetsPerSecond / 2);
+      if (profile === "latency") expect(inWorker.total.delayMeanS).toBeGreaterThan(0);
+    }
+  });
+
+  it("reports a killed receiver as dead and brings it back on the same port", async () => {
+    expect(await backend.receiverAlive()).toBe(true);
+    const pid = backend.receiverPids().ipv4!;
+    process.kill(pid, "SIGKILL");
+    await new Promise((r) => setTimeout(r, 200));
+    expect(await backend.receiverAlive()).toBe(false);
+    await backend.restartReceiver();
+    expect(await backend.receiverAlive()).toBe(true);
+    expect(backend.receiverPids().ipv4).not.toBe(pid);
+    const outcome = await backend.runFlow(key("ipv4", "latency"), { logName: "after-restart", durationS: 1, traffic: traffic.latency });
+    const decoded = await decoder.decode(await backend.collectLog(outcome));
+    expect(decoded.total.packets).toBeGreaterThan(0);
+  });
+
+  it("fails a flow whose receiver is gone, with ITGSend's reason", async () => {
+    const pid = backend.receiverPids().ipv6!;
+    process.kill(pid, "SIGKILL");
+    await new Promise((r) => setTimeout(r, 200));
+    await expect(
+      backend.runFlow(key("ipv6", "latency"), { logName: "no-receiver", durationS: 1, traffic: traffic.latency }),
+    ).rejects.toThrow(/ITGSend exited with 1: .*Connection refused/);
+    await backend.restartReceiver();
+  });
+
+  it("judges a real flow log with the D-ITG verdict", async () => {
+    const outcome = await backend.runFlow(key("ipv4", "latency"), { logName: "judged", durationS: 1, traffic: traffic.latency });
+    const decoded = await decoder.decode(await backend.collectLog(outcome));
+    // A 2-second expectation cannot be met by a 1-second flow: the verdict names the shortfall.
+    const verdict = ditgJudge(outcome.senderOutput, decoded, { traffic: traffic.latency, durationS: 2, linkMbps: 0 });
+    expect(verdict).toEqual({ ok: false, reason: expect.stringMatching(/has \d+ records, expected at least 19\d\d/) });
+  });
+
+  it("stops its receivers and removes its logs on teardown", async () => {
+    const other = await LoopbackBackend.start({ families: ["ipv4"] });
+    const pid = other.receiverPids().ipv4!;
+    const port = other.targets().ipv4!.signalingPort;
+    expect(listeningTcpPorts().has(port)).toBe(true);
+    await other.teardown();
+    expect(existsSync(other.workDir)).toBe(false);
+    expect(() => process.kill(pid, 0)).toThrow();
+    expect(listeningTcpPorts().has(port)).toBe(false);
+  });
+});

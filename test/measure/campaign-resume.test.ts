@@ -1,0 +1,91 @@
+// A real loopback campaign (ITGRecv, ITGSend, the decode worker, the store) killed with SIGKILL
+// mid-way and resumed: nothing finished before the kill is lost, changed or repeated.
+import { spawn } from "node:child_process";
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import Database from "better-sqlite3";
+import { afterAll, describe, expect, it } from "vitest";
+import { ResultStore } from "../../measure/store.js";
+
+const root = fileURLToPath(new URL("../..", import.meta.url));
+const haveDitg = ["/usr/bin/ITGSend", "/usr/bin/ITGRecv"].every((p) => existsSync(p));
+const dir = mkdtempSync(path.join(tmpdir(), "campaign-resume-"));
+const db = path.join(dir, "results.db");
+// Six 1-second runs: both dataplanes x 3 repetitions, IPv4 latency only.
+const args = ["tsx", "cli/main.ts", "campaign", "--loopback", "--db", db, "--runs", "3", "--flow-seconds", "1",
+  "--families", "ipv4", "--profiles", "latency", "--retries", "0"];
+
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+function committedCount(): number {
+  if (!existsSync(db)) return 0;
+  const raw = new Database(db, { readonly: true, fileMustExist: true });
+  try {
+    return (raw.prepare("SELECT count(*) AS n FROM run_result").get() as { n: number }).n;
+  } catch {
+    return 0; // schema not created yet
+  } finally {
+    raw.close();
+  }
+}
+
+describe.skipIf(!haveDitg || process.platform !== "linux")("a killed loopback campaign", () => {
+  it("resumes without losing, changing or repeating a finished run", async () => {
+    // Its own process group, so SIGKILL reaches npx, tsx, node and the ITGRecv children at once.
+    const first = spawn("npx", args, { cwd: root, detached: true, stdio: "ignore" });
+    const exited = new Promise<number | null>((r) => first.on("exit", (code) => r(code)));
+    const deadline = Date.now() + 90_000;
+    while (committedCount() < 2) {
+      if (Date.now() > deadline) throw new Error("the campaign committed fewer than 2 runs in 90 s");
+      if (first.exitCode !== null) throw new Error(`the campaign exited (${first.exitCode}) before it could be killed`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    process.kill(-first.pid!, "SIGKILL");
+    await exited;
+
+    const before = ResultStore.open(db);
+    const [campaignId] = before.campaignIds();
+    const total = before.campaign(campaignId!)!.plan.length;
+    const killedResults = before.results(campaignId!);
+    const killedRecords = before.runRecords(campaignId!);
+    before.close();
+    expect(total).toBe(6);
+    expect(killedResults.length).toBeGreaterThanOrEqual(2);
+    expect(killedResults.length).toBeLessThan(total);
+
+    const second = spawn("npx", args, { cwd: root, stdio: ["ignore", "pipe", "pipe"] });
+    let stdout = "";
+    let stderr = "";
+    second.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
+    second.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
+    const code = await new Promise<number | null>((r) => second.on("exit", (c) => r(c)));
+    expect(code, stderr).toBe(0);
+    expect(stderr).toContain(`resuming, ${killedResults.length}/6 runs already done`);
+    expect(stdout).toContain(`${campaignId}: 6/6 runs`);
+    expect(stdout).toContain(`${6 - killedResults.length} committed in this session`);
+
+    const after = ResultStore.open(db);
+    expect(after.campaignIds()).toEqual([campaignId]);
+    const results = after.results(campaignId!);
+    const records = after.runRecords(campaignId!);
+    expect(results).toHaveLength(total);
+    expect(new Set(results.map((r) => r.runId)).size).toBe(total);
+    expect(after.pendingRuns(campaignId!)).toEqual([]);
+    for (const r of killedResults) {
+      // Same id, same key, same timestamps and measurements, committed once (same commit time).
+      expect(results.find((x) => x.runId === r.runId)).toEqual(r);
+      expect(records.get(r.runId)).toEqual(killedRecords.get(r.runId));
+    }
+    // Runs of the second session started after the first session's last run.
+    const lastBefore = Math.max(...killedResults.map((r) => Date.parse(r.endedAt)));
+    for (const r of results.filter((x) => !killedResults.some((k) => k.runId === x.runId))) {
+      expect(Date.parse(r.startedAt)).toBeGreaterThan(lastBefore);
+    }
+    // Real measurements: every run decoded a real D-ITG log.
+    for (const r of results.filter((x) => x.status === "ok")) expect(r.summary!.packets).toBeGreaterThan(0);
+    expect(after.events(campaignId!).map((e) => e.kind)).toEqual(expect.arrayContaining(["start", "resume", "end"]));
+    after.close();
+  });
+});
