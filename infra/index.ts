@@ -9,3 +9,7 @@ const testbed = new Testbed("testbed", { scenario, sshPrivateKey });
 export const dataplane = scenario.dataplane;
 /** How many scaled Services the stack deploys. */
 export const services = scenario.services;
+/** The bastion's floating IP: `ssh -J <sshUser>@<bastionAddress> <sshUser>@<management address>`. */
+export const bastionAddress = testbed.bastionAddress;
+/** Every host's addresses, per network (management, client, datacenter) and family. */
+export const hostAddresses = testbed.hostAddresses;

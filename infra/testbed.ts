@@ -2,6 +2,7 @@
 // the workloads and the optional measurement, each a component of its own.
 import * as pulumi from "@pulumi/pulumi";
 import type { Scenario } from "../scenario/schema.js";
+import { OpenStackLab, type HostAddresses } from "./openstack/lab.js";
 
 export interface TestbedArgs {
   readonly scenario: Scenario;
@@ -9,9 +10,21 @@ export interface TestbedArgs {
 }
 
 export class Testbed extends pulumi.ComponentResource {
+  readonly lab: OpenStackLab;
+  /** The bastion's floating IP. */
+  readonly bastionAddress: pulumi.Output<string>;
+  /** Every host's addresses per network and family. */
+  readonly hostAddresses: pulumi.Output<HostAddresses>;
+
   constructor(name: string, args: TestbedArgs, opts?: pulumi.ComponentResourceOptions) {
     super("testbed:index:Testbed", name, {}, opts);
-    void args;
-    this.registerOutputs({});
+    this.lab = new OpenStackLab(
+      "lab",
+      { scenario: args.scenario, sshPrivateKey: args.sshPrivateKey, stack: pulumi.getStack(), cloudInitParts: {} },
+      { parent: this },
+    );
+    this.bastionAddress = this.lab.bastionAddress;
+    this.hostAddresses = this.lab.hostAddresses;
+    this.registerOutputs({ bastionAddress: this.bastionAddress, hostAddresses: this.hostAddresses });
   }
 }

@@ -1,0 +1,250 @@
+// Every address of the OpenStack lab, decided from the scenario before any resource exists: subnets,
+// each host's fixed IPs, the router VM's next hops and the routes each host receives. Pure, so the
+// plan, the tests and a kernel check all read the same numbers.
+//
+// Why fixed addresses: the routes on both data networks name the router VM as next hop, so its
+// addresses must be known when the subnets are declared; fixing every host the same way makes the
+// whole lab readable before deployment (kubeadm, D-ITG and the plan all see final addresses).
+//
+// IPv6 is static (no ipv6_address_mode, no DHCPv6): nova hands a static subnet's address and host
+// routes to the guest in network_data.json, and cloud-init writes them into netplan. SLAAC or DHCPv6
+// would leave routes to router advertisements (cloud-init ignores a dynamic subnet's routes), which
+// means a radvd whose absence silently drops IPv6 routing. One consequence: the kernel refuses an
+// IPv6 route whose gateway is a local address ("Gateway can not be a local address"), and nova gives
+// a subnet's host routes to every port on it, the router VM's own included. So the router VM's IPv6
+// address on each data network is not a Neutron fixed IP but a reserved address it is allowed to use
+// (an allowed address pair), configured by its cloud-init. IPv4 needs no such care: its routes come
+// by DHCP (option 121, metric 100) and the kernel accepts a local IPv4 gateway, which the connected
+// route (metric 0) then outranks.
+import { cidrSize, nthAddress, parseCidr, type Cidr, type Family } from "../../scenario/cidr.js";
+import { CONFIG_NAMESPACE, type Scenario } from "../../scenario/schema.js";
+import { HOST_ROLES, type HostRole, type LabNetwork } from "../hosts.js";
+
+export const LAB_NETWORKS: readonly LabNetwork[] = ["management", "client", "datacenter"];
+
+/**
+ * Networks of each host in NIC order. Nova attaches ports in the order of the server's `networks`;
+ * on the default i440fx machine type the virtio NICs take PCI slots 3, 4, 5, which Ubuntu 20.04
+ * names ens3, ens4, ens5, and cloud-init pins each name to its MAC (netplan `set-name`).
+ * Management comes first everywhere: it is the NIC cloud-init falls back to and the default route.
+ */
+export const ATTACHMENTS: Readonly<Record<HostRole, readonly LabNetwork[]>> = {
+  bastion: ["management"],
+  client: ["management", "client"],
+  router: ["management", "client", "datacenter"],
+  master: ["management", "datacenter"],
+  worker: ["management", "datacenter"],
+};
+
+/** The guest's name for its NIC at position `index` of ATTACHMENTS (see there). */
+export function guestInterfaceName(index: number): string {
+  return `ens${3 + index}`;
+}
+
+/**
+ * A host's address on every network ends in the same number: the bastion is .10 and ::10 everywhere
+ * (IPv6 offsets are the same digits read as hex, so both families read alike).
+ */
+export const HOST_NUMBER: Readonly<Record<HostRole, number>> = { bastion: 10, client: 11, router: 12, master: 13, worker: 14 };
+/** The Neutron router's address on the management subnet (the hosts' default gateway). */
+export const MANAGEMENT_GATEWAY_NUMBER = 1;
+/** Addresses below this number are never handed out by Neutron (DHCP ports, anything unplanned). */
+export const FIRST_POOL_NUMBER = 16;
+/** Smallest block that holds the reserved numbers and a pool: IPv4 /27, IPv6 /123 (pool from ::16). */
+export const MIN_BLOCK_ADDRESSES = 32;
+
+/** The ports on the measured path client -> router -> worker: they carry the link cap. */
+export const MEASURED_PORTS: readonly { readonly role: HostRole; readonly network: LabNetwork }[] = [
+  { role: "client", network: "client" },
+  { role: "router", network: "client" },
+  { role: "router", network: "datacenter" },
+  { role: "worker", network: "datacenter" },
+];
+
+export interface HostRoute {
+  readonly destinationCidr: string;
+  readonly nextHop: string;
+}
+
+export interface SubnetPlan {
+  readonly network: LabNetwork;
+  readonly family: Family;
+  readonly cidr: string;
+  /** Undefined: the subnet has no gateway (Neutron `noGateway`), so it installs no default route. */
+  readonly gatewayIp?: string;
+  readonly enableDhcp: boolean;
+  readonly allocationPool: { readonly start: string; readonly end: string };
+  readonly hostRoutes: readonly HostRoute[];
+  readonly dnsNameservers: readonly string[];
+}
+
+export interface PortAddress {
+  readonly family: Family;
+  readonly address: string;
+}
+
+export interface PortPlan {
+  readonly role: HostRole;
+  readonly network: LabNetwork;
+  /** Position among the host's NICs (0 = ens3). */
+  readonly nic: number;
+  readonly interfaceName: string;
+  /** Neutron fixed IPs (set with the port's fixedIps). */
+  readonly fixedIps: readonly PortAddress[];
+  /** Addresses the guest configures itself (the router VM's IPv6 next hops); also address pairs. */
+  readonly guestAddresses: readonly PortAddress[];
+  /** Foreign addresses the port may send from and receive for (Neutron allowed address pairs). */
+  readonly allowedAddressPairs: readonly string[];
+  /** On the measured path: gets the QoS policy. */
+  readonly measured: boolean;
+}
+
+export interface LabPlan {
+  readonly subnets: readonly SubnetPlan[];
+  readonly ports: readonly PortPlan[];
+}
+
+/**
+ * Families that have a subnet on a network. IPv4 is always there: the floating IP, package mirrors
+ * and the metadata service are IPv4, and Neutron applies security groups only to ports with an
+ * address, which the router VM's data ports then always have. IPv6 follows testbed:families.
+ */
+export function subnetFamilies(s: Pick<Scenario, "families">): Family[] {
+  return s.families.includes("ipv6") ? ["ipv4", "ipv6"] : ["ipv4"];
+}
+
+function block(s: Pick<Scenario, "network">, network: LabNetwork, family: Family): Cidr {
+  const key = `${CONFIG_NAMESPACE}:network.${network}.${family}`;
+  const text = s.network[network][family];
+  const cidr = parseCidr(text);
+  if (!cidr || cidr.family !== family) throw new Error(`${key} "${text}" is not an ${family} CIDR`);
+  if (cidrSize(cidr) < BigInt(MIN_BLOCK_ADDRESSES)) {
+    throw new Error(
+      `${key} "${text}" holds ${cidrSize(cidr)} addresses; accepted: a block of at least ${MIN_BLOCK_ADDRESSES} (IPv4 /27 or shorter, IPv6 /123 or shorter), for the lab's fixed addresses and a DHCP pool`,
+    );
+  }
+  return cidr;
+}
+
+/** The n-th address of a block, n written in decimal digits that IPv6 reads as hex (12 -> ::12). */
+export function numberedAddress(cidr: Cidr, n: number): string {
+  return nthAddress(cidr, cidr.family === "ipv6" ? Number.parseInt(String(n), 16) : n);
+}
+
+/** The other data network: where the router VM forwards to. */
+function across(network: "client" | "datacenter"): "client" | "datacenter" {
+  return network === "client" ? "datacenter" : "client";
+}
+
+/** The whole lab's addressing, or an error naming the key of a block that cannot hold it. */
+export function labPlan(s: Pick<Scenario, "families" | "network" | "openstack" | "kubernetes">): LabPlan {
+  const families = subnetFamilies(s);
+  const cidrs = new Map<string, Cidr>();
+  for (const network of LAB_NETWORKS) for (const family of families) cidrs.set(`${network}/${family}`, block(s, network, family));
+  const cidrOf = (network: LabNetwork, family: Family) => cidrs.get(`${network}/${family}`)!;
+  const routerAddress = (network: LabNetwork, family: Family) => numberedAddress(cidrOf(network, family), HOST_NUMBER.router);
+
+  const subnets: SubnetPlan[] = [];
+  for (const network of LAB_NETWORKS) {
+    for (const family of families) {
+      const cidr = cidrOf(network, family);
+      const last = cidrSize(cidr) - (family === "ipv4" ? 2n : 1n);
+      const dataNetwork = network !== "management";
+      subnets.push({
+        network,
+        family,
+        cidr: cidr.text,
+        // Only management IPv4 has a gateway: the Neutron router with the external uplink. Data
+        // subnets name no gateway so they never compete with it for the default route; management
+        // IPv6 has no uplink to offer.
+        gatewayIp: network === "management" && family === "ipv4" ? numberedAddress(cidr, MANAGEMENT_GATEWAY_NUMBER) : undefined,
+        // IPv4 by DHCP (routes as option 121); IPv6 static from network_data.json (see the header).
+        enableDhcp: family === "ipv4",
+        allocationPool: { start: numberedAddress(cidr, FIRST_POOL_NUMBER), end: nthAddress(cidr, last) },
+        hostRoutes: dataNetwork
+          ? [{ destinationCidr: cidrOf(across(network), family).text, nextHop: routerAddress(network, family) }]
+          : [],
+        dnsNameservers: network === "management" ? s.openstack.dnsNameservers.filter((a) => (a.includes(":") ? "ipv6" : "ipv4") === family) : [],
+      });
+    }
+  }
+
+  // IPv6-only clusters route pods natively between the nodes (Cilium 1.17 tunnels over IPv4 only),
+  // so the nodes' data-center ports must let pod addresses through.
+  const podPairs = s.families.includes("ipv4") ? [] : [s.kubernetes.podSubnets.ipv6];
+
+  const ports: PortPlan[] = [];
+  for (const role of HOST_ROLES) {
+    ATTACHMENTS[role].forEach((network, nic) => {
+      const fixedIps: PortAddress[] = [];
+      const guestAddresses: PortAddress[] = [];
+      const allowedAddressPairs: string[] = [];
+      for (const family of families) {
+        const address = numberedAddress(cidrOf(network, family), HOST_NUMBER[role]);
+        if (role === "router" && network !== "management") {
+          // Forwarding: the router sends from and receives for the other side's addresses.
+          allowedAddressPairs.push(cidrOf(across(network), family).text);
+          if (family === "ipv6") {
+            guestAddresses.push({ family, address });
+            allowedAddressPairs.push(`${address}/128`);
+            continue;
+          }
+        }
+        fixedIps.push({ family, address });
+      }
+      if ((role === "master" || role === "worker") && network === "datacenter") allowedAddressPairs.push(...podPairs);
+      ports.push({
+        role,
+        network,
+        nic,
+        interfaceName: guestInterfaceName(nic),
+        fixedIps,
+        guestAddresses,
+        allowedAddressPairs,
+        measured: MEASURED_PORTS.some((m) => m.role === role && m.network === network),
+      });
+    });
+  }
+  return { subnets, ports };
+}
+
+export function portOf(plan: LabPlan, role: HostRole, network: LabNetwork): PortPlan {
+  const port = plan.ports.find((p) => p.role === role && p.network === network);
+  if (!port) throw new Error(`the ${role} has no port on the ${network} network`);
+  return port;
+}
+
+/** A host's address on a network, whether Neutron or the guest configures it. */
+export function hostAddress(plan: LabPlan, role: HostRole, network: LabNetwork, family: Family): string | undefined {
+  const port = plan.ports.find((p) => p.role === role && p.network === network);
+  return [...(port?.fixedIps ?? []), ...(port?.guestAddresses ?? [])].find((a) => a.family === family)?.address;
+}
+
+export interface GuestRoute {
+  readonly interfaceName: string;
+  readonly family: Family;
+  /** "default" or a CIDR. */
+  readonly destination: string;
+  readonly via: string;
+  /** What installs it: DHCP (IPv4, metric 100 under netplan) or cloud-init's netplan (static IPv6). */
+  readonly source: "dhcp" | "network_data";
+}
+
+/**
+ * The routes a host receives from Neutron: for each of its fixed IPs, the subnet's gateway (as a
+ * default route) and host routes. IPv4 arrives by DHCP, static IPv6 through network_data.json.
+ */
+export function deliveredRoutes(plan: LabPlan, role: HostRole): GuestRoute[] {
+  const routes: GuestRoute[] = [];
+  for (const port of plan.ports.filter((p) => p.role === role)) {
+    for (const fixed of port.fixedIps) {
+      const subnet = plan.subnets.find((s) => s.network === port.network && s.family === fixed.family)!;
+      const source = fixed.family === "ipv4" ? "dhcp" : "network_data";
+      if (subnet.gatewayIp) routes.push({ interfaceName: port.interfaceName, family: fixed.family, destination: "default", via: subnet.gatewayIp, source });
+      for (const r of subnet.hostRoutes) {
+        routes.push({ interfaceName: port.interfaceName, family: fixed.family, destination: r.destinationCidr, via: r.nextHop, source });
+      }
+    }
+  }
+  return routes;
+}

@@ -1,0 +1,163 @@
+// The OpenStack lab of the paper: client, router VM, master and worker on a client network and a
+// data-center network, plus a management network with a bastion, the lab's only public address.
+// Resources use the default openstack provider, which reads the stack's `openstack:*` config
+// (authUrl, cloud, region, ...) and falls back to the OS_* environment variables of an openrc or
+// clouds.yaml; nothing here names a cloud.
+import * as pulumi from "@pulumi/pulumi";
+import * as openstack from "@pulumi/openstack";
+import type { Family } from "../../scenario/cidr.js";
+import type { Scenario } from "../../scenario/schema.js";
+import { HOST_ROLES, type CloudInitPart, type HostAccess, type HostRole, type LabNetwork } from "../hosts.js";
+import { LabAccess } from "./access.js";
+import { labPlan, type LabPlan } from "./address-plan.js";
+import { renderUserData } from "./cloud-init.js";
+import { cpuQuotaExtraSpecs, LabFlavors } from "./flavors.js";
+import { LabNetworks } from "./network.js";
+import { bandwidthLimits, LinkQos } from "./qos.js";
+import { securityGroupPlans, type SecurityGroupPlan } from "./security-rules.js";
+import { LabServers } from "./servers.js";
+
+export interface OpenStackLabArgs {
+  readonly scenario: Scenario;
+  /** testbed:sshPrivateKey; every connection built from it is a secret. */
+  readonly sshPrivateKey: pulumi.Input<string>;
+  /** The Pulumi stack: part of the names the cloud wants unique (key pair, created flavors). */
+  readonly stack: string;
+  /** What other layers add to a host's user data (e.g. node preparation on master and worker). */
+  readonly cloudInitParts: Partial<Record<HostRole, CloudInitPart[]>>;
+}
+
+/** Addresses per host, network and family, as plain data. */
+export type HostAddresses = Record<HostRole, Partial<Record<LabNetwork, Partial<Record<Family, string>>>>>;
+
+/** Everything the lab derives from its arguments without the cloud; throws on a bad scenario. */
+export interface RenderedLab {
+  readonly plan: LabPlan;
+  readonly securityGroups: SecurityGroupPlan[];
+  readonly userData: Record<HostRole, string>;
+}
+
+export function renderLab(args: Pick<OpenStackLabArgs, "scenario" | "cloudInitParts">): RenderedLab {
+  const s = args.scenario;
+  const plan = labPlan(s);
+  const securityGroups = securityGroupPlans(s);
+  // Checked here, before any resource is declared, so a bad value never leaves half a lab.
+  if (s.flavors.create) cpuQuotaExtraSpecs(s.flavors);
+  bandwidthLimits(s.linkMbps);
+  for (const role of Object.keys(args.cloudInitParts)) {
+    if (!(HOST_ROLES as readonly string[]).includes(role)) {
+      throw new Error(`cloud-init parts for "${role}": accepted: one of ${HOST_ROLES.join(", ")}`);
+    }
+  }
+  const userData = Object.fromEntries(
+    HOST_ROLES.map((role) => [role, renderUserData(s, plan, role, args.cloudInitParts[role] ?? [])]),
+  ) as Record<HostRole, string>;
+  return { plan, securityGroups, userData };
+}
+
+function familyOfAddress(address: string): Family {
+  return address.includes(":") ? "ipv6" : "ipv4";
+}
+
+export class OpenStackLab extends pulumi.ComponentResource {
+  /** How the layers above reach and address each host. */
+  readonly hosts: Readonly<Record<HostRole, HostAccess>>;
+  /** The bastion's floating IP: the one address of the lab reachable from outside. */
+  readonly bastionAddress: pulumi.Output<string>;
+  readonly hostAddresses: pulumi.Output<HostAddresses>;
+  readonly plan: LabPlan;
+
+  constructor(name: string, args: OpenStackLabArgs, opts?: pulumi.ComponentResourceOptions) {
+    const rendered = renderLab(args);
+    super("testbed:openstack:Lab", name, {}, opts);
+    const s = args.scenario;
+    const { plan } = rendered;
+
+    const networks = new LabNetworks(`${name}-net`, { plan, externalNetwork: s.openstack.externalNetwork }, { parent: this });
+    const access = new LabAccess(
+      `${name}-access`,
+      { groups: rendered.securityGroups, sshPublicKey: s.sshPublicKey, keyPairName: `testbed-${args.stack}` },
+      { parent: this },
+    );
+    const qos = s.linkMbps > 0 ? new LinkQos(`${name}-qos`, { linkMbps: s.linkMbps }, { parent: this }) : undefined;
+    const flavorNames = s.flavors.create
+      ? new LabFlavors(`${name}-flavors`, { scenario: s, stack: args.stack }, { parent: this }).names
+      : (Object.fromEntries(HOST_ROLES.map((r) => [r, pulumi.output(s.hosts[r].flavor)])) as Record<HostRole, pulumi.Output<string>>);
+
+    const servers = new LabServers(
+      `${name}-servers`,
+      {
+        plan,
+        networkIds: networks.networkIds,
+        subnetIds: networks.subnetIds,
+        securityGroupIds: access.securityGroupIds,
+        qos,
+        flavorNames,
+        keyPairName: access.keyPairName,
+        image: s.openstack.image,
+        availabilityZone: s.openstack.availabilityZone,
+        userData: rendered.userData,
+        uplink: networks.uplink,
+      },
+      { parent: this },
+    );
+
+    // The bastion's management port holds the lab's only floating IP. The association needs the
+    // router's interface on that subnet, or Neutron answers ExternalGatewayForFloatingIPNotFound.
+    const bastionPort = servers.ports.bastion.management;
+    if (!bastionPort) throw new Error("the bastion has no management port");
+    const floatingIp = new openstack.networking.FloatingIp(
+      `${name}-bastion-address`,
+      { pool: s.openstack.externalNetwork, description: "testbed bastion: SSH from testbed:adminCidr only" },
+      { parent: this },
+    );
+    const association = new openstack.networking.FloatingIpAssociate(
+      `${name}-bastion-address-association`,
+      { floatingIp: floatingIp.address, portId: bastionPort.id },
+      { parent: this, dependsOn: [networks.uplink] },
+    );
+    // Read from the association, so whoever connects waits until the address is attached.
+    this.bastionAddress = association.floatingIp;
+
+    const privateKey = pulumi.secret(args.sshPrivateKey);
+    const user = s.openstack.sshUser;
+    const hosts = {} as Record<HostRole, HostAccess>;
+    for (const role of HOST_ROLES) {
+      const addresses: HostAccess["addresses"] = {};
+      const interfaces: HostAccess["interfaces"] = {};
+      for (const p of plan.ports.filter((q) => q.role === role)) {
+        const port = servers.ports[role][p.network]!;
+        const perFamily: Partial<Record<Family, pulumi.Output<string>>> = {};
+        for (const fixed of p.fixedIps) {
+          // From the port, so that users of an address wait for the port that holds it.
+          perFamily[fixed.family] = port.allFixedIps.apply((ips) => {
+            const found = ips.find((ip) => familyOfAddress(ip) === fixed.family);
+            if (!found) throw new Error(`the ${role}'s ${p.network} port has no ${fixed.family} address`);
+            return found;
+          });
+        }
+        for (const guest of p.guestAddresses) perFamily[guest.family] = port.id.apply(() => guest.address);
+        addresses[p.network] = perFamily;
+        interfaces[p.network] = p.interfaceName;
+      }
+      const management = addresses.management?.ipv4;
+      if (!management) throw new Error(`the ${role} has no IPv4 management address`);
+      // The bastion is reached at its floating IP; every other host at its management address,
+      // through the bastion (ProxyJump). The key makes the whole connection a secret.
+      const connection =
+        role === "bastion"
+          ? pulumi.all([this.bastionAddress, privateKey]).apply(([host, key]) => ({ host, user, privateKey: key }))
+          : pulumi
+              .all([management, this.bastionAddress, privateKey])
+              .apply(([host, proxyHost, key]) => ({ host, user, privateKey: key, proxy: { host: proxyHost, user, privateKey: key } }));
+      hosts[role] = { connection: pulumi.secret(connection), addresses, interfaces, server: servers.servers[role] };
+    }
+    this.hosts = hosts;
+    this.plan = plan;
+    this.hostAddresses = pulumi.output(
+      Object.fromEntries(HOST_ROLES.map((role) => [role, hosts[role].addresses])),
+    ) as unknown as pulumi.Output<HostAddresses>;
+
+    this.registerOutputs({ bastionAddress: this.bastionAddress, hostAddresses: this.hostAddresses });
+  }
+}
