@@ -483,6 +483,24 @@ export function encodeRecord(block: RecordBlock, index: number, r: LogRecord): v
   block.doubles[index * DOUBLES + 17] = r.rx.second;
 }
 
+/** Reads the record at `index` of a block (the inverse of encodeRecord). */
+export function decodeRecord(block: RecordBlock, index: number): LogRecord {
+  const w = index * WORDS;
+  const base = index * RECORD_BYTES;
+  const words = block.words;
+  return {
+    flowId: words[w]!,
+    seqNum: words[w + 1]!,
+    srcPort: words[w + 2]!,
+    destPort: words[w + 3]!,
+    tx: { hour: words[w + 4]!, minute: words[w + 5]!, second: block.doubles[index * DOUBLES + 16]! },
+    rx: { hour: words[w + 6]!, minute: words[w + 7]!, second: block.doubles[index * DOUBLES + 17]! },
+    size: words[w + 8]!,
+    srcAddress: cString(block.bytes, base + SRC_ADDR),
+    destAddress: cString(block.bytes, base + DEST_ADDR),
+  };
+}
+
 function cString(bytes: Uint8Array, start: number): string {
   let end = start;
   while (end < start + ADDRESS_BYTES && bytes[end] !== 0) end++;

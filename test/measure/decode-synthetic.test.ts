@@ -7,9 +7,12 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   decodeDelayHistogram,
   decodeLogFile,
+  decodeRecord,
+  encodeRecord,
   LogDecoder,
   LogFormatError,
   RECORD_BYTES,
+  recordBlock,
   summarizeDelayHistogram,
   timeOfDay,
   type LogRecord,
@@ -211,6 +214,17 @@ describe("decodeLogFile: statistics ITGDec does not give", () => {
     expect(ours.total.delayMeanS).toBeNaN();
     expect(ours.total.p99S).toBeNaN();
     expect(JSON.parse(JSON.stringify(ours.total)).delayMeanS).toBeNull();
+  });
+});
+
+describe("record layout", () => {
+  it("decodeRecord reads back what encodeRecord wrote, and timeOfDay splits as D-ITG does", () => {
+    const r = record(flowB, 4_000_000_000, Date.UTC(2026, 2, 2, 23, 59, 59) * 1000 + 123_456, 789, 64000);
+    expect(r.tx).toEqual({ hour: 23, minute: 59, second: 59.123456 });
+    const block = recordBlock(2);
+    encodeRecord(block, 1, r);
+    expect(decodeRecord(block, 1)).toEqual(r);
+    expect(() => encodeRecord(block, 0, { ...r, srcAddress: "x".repeat(46) })).toThrow(/does not fit/);
   });
 });
 
