@@ -188,7 +188,7 @@ export async function runCampaign(opts: CampaignRunOptions): Promise<CampaignRun
       }
     } catch (err) {
       emit({ kind: "decode-end", run, attempt });
-      failAttempt(run, attempt, `decoding the log failed: ${message(err)}`, outcome.startedAt, outcome.endedAt, local);
+      failAttempt(run, attempt, `collecting or decoding the log failed: ${message(err)}`, outcome.startedAt, outcome.endedAt, local);
     }
   };
 

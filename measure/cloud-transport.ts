@@ -70,7 +70,9 @@ export class PulumiStack implements StackControl {
 /** Why an SSH command failed, in words a user can act on. */
 export function describeSshFailure(host: RemoteHost, access: SshAccess, stderr: string): string {
   const where = host === "bastion" ? `the bastion (${access.bastion.address}:${access.bastion.port})` : `the ${host} (${access.hosts[host]}) through the bastion ${access.bastion.address}`;
-  const line = stderr.trim().split("\n").filter(Boolean).pop() ?? "";
+  const lines = stderr.split(/\r?\n/).map((l) => l.trim()).filter(Boolean);
+  const telling = /refused|denied|timed out|No route|unreachable|resolve|verification|IDENTIFICATION/i;
+  const line = lines.find((l) => telling.test(l)) ?? lines.at(-1) ?? "";
   if (/Connection refused/i.test(stderr)) {
     return `cannot reach ${where} over SSH: connection refused; check that the stack is deployed and its hosts are up, and that testbed:adminCidr admits this machine (${line})`;
   }
@@ -125,8 +127,18 @@ export class SshShell implements RemoteShell {
   async run(host: RemoteHost, command: string): Promise<CommandResult> {
     this.used.add(host);
     const r = await this.exec("ssh", [host, command]);
-    if (r.code === SSH_TRANSPORT_FAILURE) throw new CloudSetupError(describeSshFailure(host, this.access, r.stderr));
+    if (r.code === SSH_TRANSPORT_FAILURE) throw new CloudSetupError(describeSshFailure(host, this.access, await this.diagnose(host, r.stderr)));
     return r;
+  }
+
+  /**
+   * stderr that says why a connection failed. A connection that would have become the control
+   * master runs its ProxyJump in the background, whose error (refused, timed out) is lost; one
+   * plain connection attempt without multiplexing shows it.
+   */
+  private async diagnose(host: RemoteHost, stderr: string): Promise<string> {
+    const plain = await this.exec("ssh", ["-o", "ControlMaster=no", "-o", "ControlPath=none", host, "true"]);
+    return `${plain.stderr}\n${stderr}`;
   }
 
   async fetch(host: RemoteHost, remotePath: string, localPath: string): Promise<void> {
@@ -134,7 +146,9 @@ export class SshShell implements RemoteShell {
     const r = await this.exec("scp", ["-q", `${host}:${remotePath}`, localPath]);
     if (r.code !== 0) {
       throw new Error(
-        /No such file/i.test(r.stderr) ? `${host}:${remotePath} does not exist (the flow wrote no log)` : describeSshFailure(host, this.access, r.stderr),
+        /No such file/i.test(r.stderr)
+          ? `${host}:${remotePath} does not exist (the flow wrote no log)`
+          : describeSshFailure(host, this.access, await this.diagnose(host, r.stderr)),
       );
     }
   }

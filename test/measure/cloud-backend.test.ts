@@ -1,0 +1,359 @@
+// The cloud backend's sequencing over fake transports (the Pulumi engine and the cloud are the only
+// mocks), and its setup errors: missing CLI, missing stack, missing key or output, refused SSH.
+import { execFileSync } from "node:child_process";
+import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { runCampaign, type LogDecoder } from "../../measure/campaign.js";
+import { campaignIdFor, planCampaign, type CampaignDefinition } from "../../measure/campaign-plan.js";
+import {
+  CloudBackend,
+  CloudSetupError,
+  type CommandResult,
+  type RemoteHost,
+  type RemoteShell,
+  type SshAccess,
+  type StackControl,
+} from "../../measure/cloud-backend.js";
+import { describeSshFailure, findOnPath, PulumiStack, SshShell, sshConfig } from "../../measure/cloud-transport.js";
+import type { DecodedLog } from "../../measure/ditg-log.js";
+import { ResultStore } from "../../measure/store.js";
+import { PLACEHOLDERS } from "../../scenario/schema.js";
+
+const KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n-----END OPENSSH PRIVATE KEY-----\n";
+
+function stackConfig(over: Record<string, string | undefined> = {}): Record<string, { value: string; secret?: boolean }> {
+  const base: Record<string, string | undefined> = {
+    "testbed:dataplane": "ebpf",
+    "testbed:adminCidr": "203.0.113.7/32",
+    "testbed:sshPublicKey": PLACEHOLDERS.sshPublicKey,
+    "testbed:services": "1",
+    "testbed:families": '["ipv4","ipv6"]',
+    "testbed:sweep": '{"services":[1,1000],"runs":2,"flowSeconds":30,"seed":5}',
+    "testbed:sshPrivateKey": KEY,
+    ...over,
+  };
+  return Object.fromEntries(Object.entries(base).filter(([, v]) => v !== undefined).map(([k, v]) => [k, { value: v! }]));
+}
+
+function stackOutputs(over: Record<string, unknown> = {}): Record<string, { value: unknown }> {
+  const base: Record<string, unknown> = {
+    bastionAddress: "203.0.113.50",
+    clientAddress: "198.19.0.10",
+    masterAddress: "198.19.0.20",
+    ditgEndpoints: {
+      ipv4: { address: "198.18.1.21", signalingPort: 30900, dataPort: 31000 },
+      ipv6: { address: "2001:2:0:20::21", signalingPort: 30901, dataPort: 31001 },
+    },
+    ditgReceiver: { namespace: "ditg", deployment: "ditg-receiver", nodeAddress: "198.19.0.21", podLogDir: "/logs", nodeLogDir: "/var/lib/ditg-logs" },
+    ...over,
+  };
+  return Object.fromEntries(Object.entries(base).filter(([, v]) => v !== undefined).map(([k, v]) => [k, { value: v }]));
+}
+
+class FakeStack implements StackControl {
+  readonly calls: string[];
+  upError: Error | undefined;
+  constructor(
+    readonly name: string,
+    private readonly cfg: ReturnType<typeof stackConfig>,
+    private readonly outs: ReturnType<typeof stackOutputs>,
+    calls: string[],
+  ) {
+    this.calls = calls;
+  }
+  async outputs() {
+    return this.outs;
+  }
+  async config() {
+    return this.cfg;
+  }
+  async setServices(services: number) {
+    this.calls.push(`up services=${services}`);
+    if (this.upError) throw this.upError;
+    this.cfg["testbed:services"] = { value: String(services) };
+  }
+}
+
+/** Answers like the lab's hosts would; ITGSend "sends" unless told to fail. */
+class FakeShell implements RemoteShell {
+  access: SshAccess | undefined;
+  closed = false;
+  sendFailures = 0;
+  receivers = 2;
+  constructor(readonly calls: string[]) {}
+  async run(host: RemoteHost, command: string): Promise<CommandResult> {
+    this.calls.push(`run ${host}: ${command}`);
+    if (command.startsWith("ITGSend")) {
+      if (this.sendFailures > 0) {
+        this.sendFailures--;
+        return { code: 1, stdout: "Connect error in createTransportChan(): Connection refused\n", stderr: "" };
+      }
+      return { code: 0, stdout: "Started sending packets of flow ID: 1\nFinished sending packets of flow ID: 1\n", stderr: "" };
+    }
+    if (command.startsWith("pgrep")) return { code: 0, stdout: `${this.receivers}\n`, stderr: "" };
+    return { code: 0, stdout: "/usr/bin/ITGSend\n", stderr: "" };
+  }
+  async fetch(host: RemoteHost, remotePath: string, localPath: string): Promise<void> {
+    this.calls.push(`fetch ${host}:${remotePath}`);
+    writeFileSync(localPath, remotePath);
+  }
+  async close() {
+    this.calls.push("close");
+    this.closed = true;
+  }
+}
+
+/** Decodes the fetched file (its text is the remote path) into a plausible one-flow log. */
+const decoder: LogDecoder = {
+  async decode(logPath: string): Promise<DecodedLog> {
+    const total = {
+      packets: 1000, bytes: 512000, durationS: 1, delayMinS: 0.001, delayMaxS: 0.002, delayMeanS: 0.0015, delayStdS: 0.0001,
+      jitterS: 0.0001, bitrateKbps: 4096, packetRate: 1000, dropped: 0, p50S: 0.0015, p90S: 0.0018, p99S: 0.0019, p999S: 0.002,
+      droppedPercent: 0, lossBurstSize: 0, negativeDelays: 0, flowCount: 1, errorLines: 0,
+    };
+    return { file: readFileSync(logPath, "utf8"), flows: [], total, histogram: "" };
+  },
+};
+
+let calls: string[];
+let dir: string;
+beforeEach(() => {
+  calls = [];
+  dir = mkdtempSync(path.join(tmpdir(), "cloud-test-"));
+});
+afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+async function openFake(opts: { config?: ReturnType<typeof stackConfig>; outputs?: ReturnType<typeof stackOutputs> } = {}) {
+  const stack = new FakeStack("ebpf", opts.config ?? stackConfig(), opts.outputs ?? stackOutputs(), calls);
+  const shell = new FakeShell(calls);
+  const backend = await CloudBackend.open({
+    stack,
+    shell: (access) => {
+      shell.access = access;
+      return shell;
+    },
+  });
+  return { stack, shell, backend };
+}
+
+function definition(backend: CloudBackend): CampaignDefinition {
+  const s = backend.scenario;
+  return {
+    backend: backend.name,
+    dataplanes: [s.dataplane],
+    families: ["ipv4", "ipv6"],
+    profiles: ["throughput", "latency"],
+    services: [1, 1000],
+    runs: 1,
+    flowSeconds: 30,
+    linkMbps: s.linkMbps,
+    seed: 1,
+    order: { randomize: false, interleave: 0 },
+    traffic: s.traffic,
+  };
+}
+
+describe("CloudBackend over fake transports", () => {
+  it("reads the scenario and outputs of the stack and reaches the client through the bastion", async () => {
+    const { backend, shell } = await openFake();
+    expect(backend.name).toBe("stack:ebpf");
+    expect(backend.scenario.dataplane).toBe("ebpf");
+    expect(shell.access).toEqual({
+      user: "ubuntu",
+      privateKey: KEY,
+      bastion: { address: "203.0.113.50", port: 22 },
+      hosts: { client: "198.19.0.10", master: "198.19.0.20", receiver: "198.19.0.21" },
+    });
+    expect(calls).toEqual(["run client: mkdir -p /var/tmp/testbed-ditg && command -v ITGSend"]);
+    await backend.teardown();
+    expect(shell.closed).toBe(true);
+  });
+
+  it("updates the stack per step, runs each flow on the client and fetches its log after the flow", async () => {
+    const { backend } = await openFake();
+    const store = ResultStore.open(path.join(dir, "r.db"));
+    const def = definition(backend);
+    const id = campaignIdFor(def);
+    const plan = planCampaign(id, def);
+    store.ensureCampaign(id, def, plan);
+    calls.length = 0;
+    await runCampaign({ store, campaignId: id, backend, decoder, judge: () => ({ ok: true }), retries: 0 });
+
+    const ups = calls.filter((c) => c.startsWith("up"));
+    expect(ups).toEqual(["up services=1", "up services=1000"]);
+    const flows = calls.filter((c) => c.startsWith("run client: ITGSend"));
+    expect(flows).toHaveLength(8);
+    for (const run of plan) {
+      const logName = `${run.runId}-1`;
+      const flowAt = calls.findIndex((c) => c.startsWith("run client: ITGSend") && c.includes(logName));
+      const upAt = calls.indexOf(`up services=${run.key.services}`);
+      expect(upAt).toBeLessThan(flowAt);
+      const endpoint = run.key.family === "ipv4" ? "-a 198.18.1.21 -Sdp 30900 -rp 31000" : "-a 2001:2:0:20::21 -Sdp 30901 -rp 31001";
+      expect(calls[flowAt]).toContain(endpoint);
+      expect(calls[flowAt]).toContain(`-x /logs/${logName}.rlog`);
+      expect(calls[flowAt]).toContain(`-l /var/tmp/testbed-ditg/${logName}.slog`);
+      // Throughput is one-way (receiver's log on its node); latency is rttm (sender's log on the client).
+      const fetched =
+        run.key.profile === "throughput" ? `fetch receiver:/var/lib/ditg-logs/${logName}.rlog` : `fetch client:/var/tmp/testbed-ditg/${logName}.slog`;
+      const fetchAt = calls.indexOf(fetched);
+      expect(fetchAt).toBeGreaterThan(flowAt);
+      // Both remote logs are removed once fetched; the pod's file needs root.
+      expect(calls.indexOf(`run receiver: sudo rm -f /var/lib/ditg-logs/${logName}.rlog`)).toBeGreaterThan(fetchAt);
+      expect(calls.indexOf(`run client: rm -f /var/tmp/testbed-ditg/${logName}.slog`)).toBeGreaterThan(fetchAt);
+      // The receiver is checked (pgrep, never a probe connection) before every flow.
+      const previousFlow = calls.slice(0, flowAt).findLastIndex((c) => c.startsWith("run client: ITGSend"));
+      expect(calls.slice(previousFlow + 1, flowAt)).toContain("run receiver: pgrep -c -x ITGRecv");
+    }
+    // A step's runs never straddle an update.
+    const secondUp = calls.indexOf("up services=1000");
+    for (const run of plan.filter((r) => r.key.services === 1)) {
+      expect(calls.findIndex((c) => c.includes(`${run.runId}-1`) && c.startsWith("fetch"))).toBeLessThan(secondUp);
+    }
+    expect(store.results(id).map((r) => r.status)).toEqual(Array(8).fill("ok"));
+    expect(calls.at(-1)).toBe("close");
+    store.close();
+  });
+
+  it("skips an update when the Service count is unchanged, except the first one of a session", async () => {
+    const { backend } = await openFake();
+    await backend.prepare({ dataplane: "ebpf", services: 1 });
+    await backend.prepare({ dataplane: "ebpf", services: 1 });
+    await backend.prepare({ dataplane: "ebpf", services: 3000 });
+    expect(calls.filter((c) => c.startsWith("up"))).toEqual(["up services=1", "up services=3000"]);
+    await backend.teardown();
+  });
+
+  it("propagates errors: a failed update stops the campaign, a failed flow is retried with ITGSend's reason", async () => {
+    const { backend, stack, shell } = await openFake();
+    const store = ResultStore.open(path.join(dir, "r.db"));
+    const def = { ...definition(backend), families: ["ipv4"] as const, profiles: ["latency"] as const };
+    const id = campaignIdFor(def);
+    store.ensureCampaign(id, def, planCampaign(id, def));
+    shell.sendFailures = 1;
+    stack.upError = undefined;
+    const failing = new Error("pulumi up --stack ebpf with 1000 Services failed: quota exceeded");
+    const originalSet = stack.setServices.bind(stack);
+    stack.setServices = async (n: number) => {
+      if (n === 1000) throw failing;
+      return originalSet(n);
+    };
+    await expect(runCampaign({ store, campaignId: id, backend, decoder, judge: () => ({ ok: true }), retries: 1 })).rejects.toThrow(
+      /1000 Services failed: quota exceeded/,
+    );
+    const [first] = store.results(id);
+    expect(first).toMatchObject({ services: 1, status: "ok", retries: 1 });
+    expect(store.attempts(first!.runId)[0]!.failure).toMatch(/^flow failed: ITGSend on the client exited with 1: Connect error .*Connection refused/);
+    expect(shell.closed).toBe(true);
+    store.close();
+  });
+
+  it("refuses a step of the other dataplane and a receiver count below the endpoints'", async () => {
+    const { backend, shell } = await openFake();
+    await expect(backend.prepare({ dataplane: "iptables", services: 1 })).rejects.toThrow(
+      "stack ebpf runs the ebpf dataplane, the campaign asked for iptables; accepted: ebpf (the other dataplane is another stack)",
+    );
+    expect(await backend.receiverAlive()).toBe(true);
+    shell.receivers = 1;
+    expect(await backend.receiverAlive()).toBe(false);
+    await backend.restartReceiver();
+    expect(calls.at(-1)).toBe(
+      "run master: sudo kubectl --kubeconfig /etc/kubernetes/admin.conf rollout restart -n ditg deployment/ditg-receiver && sudo kubectl --kubeconfig /etc/kubernetes/admin.conf rollout status -n ditg deployment/ditg-receiver --timeout=180s",
+    );
+    await backend.teardown();
+  });
+});
+
+describe("CloudBackend setup errors", () => {
+  it("names the missing SSH key and how to set it", async () => {
+    await expect(openFake({ config: stackConfig({ "testbed:sshPrivateKey": undefined }) })).rejects.toThrow(
+      "stack ebpf has no SSH private key in testbed:sshPrivateKey (needed to reach the client through the bastion); set it with `pulumi config set --stack ebpf --secret testbed:sshPrivateKey < ~/.ssh/id_ed25519`",
+    );
+    await expect(openFake({ config: stackConfig({ "testbed:sshPrivateKey": "ssh-ed25519 AAAA me@host" }) })).rejects.toThrow(
+      /testbed:sshPrivateKey of stack ebpf is not a private key file's text; accepted: the private half of testbed:sshPublicKey/,
+    );
+    expect(calls).toEqual([]);
+  });
+
+  it("names a missing or malformed stack output", async () => {
+    await expect(openFake({ outputs: stackOutputs({ clientAddress: undefined }) })).rejects.toThrow(
+      "stack ebpf has no usable output `clientAddress` (the client VM's management address); deploy the stack with `pulumi up --stack ebpf`, whose program exports it",
+    );
+    await expect(openFake({ outputs: stackOutputs({ ditgEndpoints: { ipv4: { address: "198.18.1.21" } } }) })).rejects.toThrow(
+      /no usable output `ditgEndpoints` \(ipv4: \{address, signalingPort, dataPort\}\)/,
+    );
+  });
+
+  it("says the Pulumi CLI is missing when `pulumi` is not on PATH", async () => {
+    const saved = process.env.PATH;
+    process.env.PATH = dir;
+    try {
+      expect(findOnPath("pulumi")).toBeUndefined();
+      await expect(PulumiStack.select("ebpf", dir)).rejects.toThrow(
+        /^the Pulumi CLI \(`pulumi`\) is not on PATH; `testbed campaign --stack ebpf` reads the stack's outputs and updates its Service count through it/,
+      );
+    } finally {
+      process.env.PATH = saved;
+    }
+  });
+
+  it("says the stack does not exist (Pulumi CLI stand-in answering like the real one)", async () => {
+    const bin = path.join(dir, "bin");
+    execFileSync("mkdir", ["-p", bin]);
+    // The messages of pulumi 3.x for `version` and for selecting an unknown stack.
+    writeFileSync(
+      path.join(bin, "pulumi"),
+      `#!/bin/sh\ncase "$1" in\n  version) echo v3.248.0 ;;\n  stack) echo "error: no stack named '$4' found" >&2; exit 255 ;;\n  *) exit 1 ;;\nesac\n`,
+    );
+    chmodSync(path.join(bin, "pulumi"), 0o755);
+    const saved = process.env.PATH;
+    process.env.PATH = `${bin}${path.delimiter}${saved}`;
+    try {
+      await expect(PulumiStack.select("nope", dir)).rejects.toThrow(
+        `stack nope does not exist in the Pulumi project at ${dir}; accepted: an existing, deployed stack (see \`pulumi stack ls\`), e.g. iptables or ebpf after \`pulumi up --stack nope\``,
+      );
+    } finally {
+      process.env.PATH = saved;
+    }
+  });
+
+  it("says SSH to the bastion is refused, with real ssh against a closed loopback port", async () => {
+    const port = await new Promise<number>((resolve) => {
+      const srv = createServer().listen(0, "127.0.0.1", () => {
+        const p = (srv.address() as { port: number }).port;
+        srv.close(() => resolve(p));
+      });
+    });
+    const keyFile = path.join(dir, "id");
+    execFileSync("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-f", keyFile]);
+    const stack = new FakeStack(
+      "ebpf",
+      stackConfig({ "testbed:sshPrivateKey": readFileSync(keyFile, "utf8") }),
+      stackOutputs({ bastionAddress: "127.0.0.1", bastionSshPort: port }),
+      calls,
+    );
+    // ProxyJump: ssh only ever connects to the bastion (here 127.0.0.1), never to the lab addresses.
+    await expect(CloudBackend.open({ stack, shell: (access) => new SshShell(access) })).rejects.toThrow(
+      new RegExp(`^cannot reach the client \\(198\\.19\\.0\\.10\\) through the bastion 127\\.0\\.0\\.1 over SSH: connection refused; check that the stack is deployed`),
+    );
+  });
+
+  it("explains a rejected key and writes an ssh_config that jumps through the bastion", () => {
+    const access: SshAccess = {
+      user: "ubuntu",
+      privateKey: KEY,
+      bastion: { address: "203.0.113.50", port: 22 },
+      hosts: { client: "198.19.0.10", master: "198.19.0.20", receiver: "198.19.0.21" },
+    };
+    expect(describeSshFailure("bastion", access, "ubuntu@203.0.113.50: Permission denied (publickey).\n")).toBe(
+      "SSH to the bastion (203.0.113.50:22) as ubuntu was refused (permission denied): testbed:sshPrivateKey must be the private half of testbed:sshPublicKey (ubuntu@203.0.113.50: Permission denied (publickey).)",
+    );
+    const cfg = sshConfig(access, "/run/x", "/run/x/id");
+    expect(cfg).toContain("Host client\n  HostName 198.19.0.10\n  ProxyJump bastion\n");
+    expect(cfg).toContain("Host bastion\n  HostName 203.0.113.50\n  Port 22\n");
+    expect(cfg).toContain("  IdentityFile /run/x/id\n  IdentitiesOnly yes\n  BatchMode yes");
+    expect(new CloudSetupError("x").name).toBe("CloudSetupError");
+  });
+});
