@@ -7,24 +7,15 @@
 // (no default route, so nothing can leave for another address), forwarding on router and worker,
 // and the paper's link cap on the access and datacenter links.
 //
-// Every name carries a per-run prefix (`dptb` + 4 characters). A record of the owning process is
-// written before anything is created, so cleanupLeftovers() can tell a crashed run from a live one.
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+// Every name carries a per-run prefix (run-registry.ts); everything is removed by destroy(), on
+// exit, on SIGINT/SIGTERM, and after a crash by cleanupLeftovers().
 import { join } from "node:path";
 import type { ChildProcess, SpawnOptions } from "node:child_process";
 import { cidrContains, cidrsOverlap, nthAddress, parseCidr, type Cidr, type Family } from "../scenario/cidr.js";
-import {
-  deleteNetns,
-  exec,
-  inNetns,
-  listLinks,
-  listNetns,
-  run,
-  spawnInNetns,
-  type CommandOptions,
-  type CommandResult,
-} from "./netns.js";
+import { exec, inNetns, run, spawnInNetns, type CommandOptions, type CommandResult } from "./netns.js";
+import { claimPrefix, findRunPrefixes, PREFIX_PATTERN, removeRun, RUN_MARKER, RUN_STATE_DIR } from "./run-registry.js";
+
+export { cleanupLeftovers, findRunObjects, type CleanupReport, type RunObjects } from "./run-registry.js";
 
 export const ROLES = ["client", "router", "worker", "pod"] as const;
 export type Role = (typeof ROLES)[number];
@@ -32,11 +23,6 @@ export const LINKS = ["access", "datacenter", "pod"] as const;
 export type LinkName = (typeof LINKS)[number];
 const FAMILIES: readonly Family[] = ["ipv4", "ipv6"];
 
-/** First four characters of every name a lab run creates. */
-export const RUN_MARKER = "dptb";
-const PREFIX_PATTERN = /^dptb[a-z0-9]{4}$/;
-/** Where each run keeps its owner record and mount points. */
-export const RUN_STATE_DIR = "/run/dataplane-testbed";
 
 /** The only blocks the lab may address (RFC 2544 and RFC 5180 benchmarking ranges). */
 export const BENCHMARK_RANGES: Readonly<Record<Family, Cidr>> = {
@@ -248,139 +234,6 @@ export function shapingCommands(ifname: string, shaper: Shaper, mbps: number): s
 }
 
 // ---------------------------------------------------------------------------------------------
-// Run ownership: which process a prefix belongs to.
-
-interface OwnerRecord {
-  readonly pid: number;
-  /** Start time of the process in clock ticks since boot (/proc/PID/stat field 22); guards against pid reuse. */
-  readonly startTicks: number;
-}
-
-function processStartTicks(pid: number): number | undefined {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-    // Fields after the parenthesised command name; field 22 is the 20th of those.
-    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    return Number(fields[19]);
-  } catch {
-    return undefined;
-  }
-}
-
-function ownerPath(prefix: string): string {
-  return join(RUN_STATE_DIR, prefix, "owner.json");
-}
-
-function writeOwner(prefix: string): void {
-  mkdirSync(join(RUN_STATE_DIR, prefix), { recursive: true });
-  const record: OwnerRecord = { pid: process.pid, startTicks: processStartTicks(process.pid) ?? -1 };
-  writeFileSync(ownerPath(prefix), JSON.stringify(record));
-}
-
-/** True while the process that created the run is alive. */
-export function runIsLive(prefix: string): boolean {
-  let record: OwnerRecord;
-  try {
-    record = JSON.parse(readFileSync(ownerPath(prefix), "utf8")) as OwnerRecord;
-  } catch {
-    return false;
-  }
-  const ticks = processStartTicks(record.pid);
-  return ticks !== undefined && ticks === record.startTicks;
-}
-
-// ---------------------------------------------------------------------------------------------
-// Finding and removing what a run left behind.
-
-export interface RunObjects {
-  readonly namespaces: string[];
-  /** Interfaces in this process's namespace (veths are created inside the lab's namespaces, so normally none). */
-  readonly links: string[];
-  /** bpffs (or any) mounts below the run's directories; unmounting drops their pinned maps and programs. */
-  readonly mounts: string[];
-  /** The run's state directory and temporary directories. */
-  readonly dirs: string[];
-}
-
-function mountPoints(): string[] {
-  // Field 5 of mountinfo is the mount point, with spaces and the like octal-escaped.
-  return readFileSync("/proc/self/mountinfo", "utf8")
-    .split("\n")
-    .map((line) => line.split(" ")[4])
-    .filter((p): p is string => p !== undefined)
-    .map((p) => p.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8))));
-}
-
-/** Everything on this host that belongs to run `prefix`. */
-export function findRunObjects(prefix: string): RunObjects {
-  const runDir = join(RUN_STATE_DIR, prefix);
-  const tempBase = tmpdir();
-  const tempDirs = existsSync(tempBase) ? readdirSync(tempBase).filter((n) => n.startsWith(`${prefix}-`)).map((n) => join(tempBase, n)) : [];
-  const roots = [runDir, ...tempDirs];
-  return {
-    namespaces: listNetns().filter((n) => n.startsWith(`${prefix}-`)),
-    links: listLinks().filter((n) => n.startsWith(`${prefix}-`)),
-    mounts: mountPoints().filter((m) => roots.some((r) => m === r || m.startsWith(`${r}/`))),
-    dirs: [...(existsSync(runDir) ? [runDir] : []), ...tempDirs],
-  };
-}
-
-/** Prefixes of every run that left something on this host, live or not. */
-export function findRunPrefixes(): string[] {
-  const prefixes = new Set<string>();
-  const take = (name: string) => {
-    const candidate = name.slice(0, RUN_MARKER.length + 4);
-    if (PREFIX_PATTERN.test(candidate) && (name.length === candidate.length || name[candidate.length] === "-")) {
-      prefixes.add(candidate);
-    }
-  };
-  listNetns().forEach(take);
-  listLinks().forEach(take);
-  if (existsSync(RUN_STATE_DIR)) readdirSync(RUN_STATE_DIR).forEach(take);
-  if (existsSync(tmpdir())) readdirSync(tmpdir()).forEach(take);
-  return [...prefixes].sort();
-}
-
-/** Removes everything of run `prefix`: processes and namespaces (with their veths, qdiscs and filters), mounts, directories. */
-export function removeRun(prefix: string): RunObjects {
-  const found = findRunObjects(prefix);
-  const failures: string[] = [];
-  const attempt = (what: string, fn: () => void) => {
-    try {
-      fn();
-    } catch (error) {
-      failures.push(`${what}: ${(error as Error).message}`);
-    }
-  };
-  for (const ns of found.namespaces) attempt(`namespace ${ns}`, () => deleteNetns(ns));
-  for (const link of found.links) attempt(`link ${link}`, () => run(["ip", "link", "delete", link]));
-  // Deepest first, so nested mounts come off before their parents.
-  for (const mount of [...found.mounts].sort((a, b) => b.length - a.length)) {
-    attempt(`mount ${mount}`, () => run(["umount", mount]));
-  }
-  for (const dir of found.dirs) attempt(`directory ${dir}`, () => rmSync(dir, { recursive: true, force: true }));
-  if (failures.length > 0) throw new Error(`could not remove all of lab run ${prefix}:\n  ${failures.join("\n  ")}`);
-  return found;
-}
-
-export interface CleanupReport {
-  readonly removed: Readonly<Record<string, RunObjects>>;
-  /** Runs whose owning process is still alive; left alone. */
-  readonly live: readonly string[];
-}
-
-/** Removes the leftovers of every lab run whose process is gone (after a crash or a kill -9). */
-export function cleanupLeftovers(): CleanupReport {
-  const removed: Record<string, RunObjects> = {};
-  const live: string[] = [];
-  for (const prefix of findRunPrefixes()) {
-    if (active.has(prefix) || runIsLive(prefix)) live.push(prefix);
-    else removed[prefix] = removeRun(prefix);
-  }
-  return { removed, live };
-}
-
-// ---------------------------------------------------------------------------------------------
 // Teardown on exit and on SIGINT/SIGTERM.
 
 const active = new Map<string, LabTopology>();
@@ -448,14 +301,16 @@ export class LabTopology {
     if (options.runId !== undefined && !/^[a-z0-9]{4}$/.test(options.runId)) {
       throw new Error(`runId: "${options.runId}" is not accepted; accepted: 4 characters [a-z0-9]`);
     }
+    // Validate the options before claiming anything.
+    planTopology(`${RUN_MARKER}0000`, options);
     const taken = new Set(findRunPrefixes());
     let prefix = `${RUN_MARKER}${options.runId ?? randomRunId()}`;
-    if (taken.has(prefix)) {
+    while (taken.has(prefix) || !claimPrefix(prefix)) {
       if (options.runId !== undefined) throw new Error(`runId: "${options.runId}" is in use by lab run ${prefix}; accepted: an unused id`);
-      while (taken.has(prefix)) prefix = `${RUN_MARKER}${randomRunId()}`;
+      taken.add(prefix);
+      prefix = `${RUN_MARKER}${randomRunId()}`;
     }
     const topology = new LabTopology(planTopology(prefix, options));
-    writeOwner(prefix);
     active.set(prefix, topology);
     hook();
     try {

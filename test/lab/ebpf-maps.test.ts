@@ -8,6 +8,7 @@ import {
   encodeServiceValue,
   planServiceMaps,
   SVC_FLAG,
+  type LbEndpoints,
 } from "../../lab/ebpf/service-maps.js";
 import type { ServiceSet } from "../../workloads/service-model.js";
 import { fixtureServiceSet } from "./ebpf-fixtures.js";
@@ -17,7 +18,7 @@ const endpoints = {
   pod: { ipv4: "198.18.2.2", ipv6: "2001:2:0:40::2" },
 };
 
-function planError(set: ServiceSet, lbMapMax?: number, ep = endpoints): string {
+function planError(set: ServiceSet, lbMapMax?: number, ep: LbEndpoints = endpoints): string {
   try {
     planServiceMaps(set, ep, lbMapMax);
   } catch (error) {

@@ -224,6 +224,15 @@ describe.skipIf(hostProblem !== undefined)(`topology on this kernel${hostProblem
     expect(findRunObjects(other.prefix)).toEqual({ namespaces: [], links: [], mounts: [], dirs: [] });
   });
 
+  it("refuses a run id in use without touching that run", () => {
+    const id = topology.prefix.slice(4);
+    expect(() => createTopology({ runId: id })).toThrow(new RegExp(`^runId: "${id}" is in use by lab run ${topology.prefix}; accepted: an unused id`));
+    expect(() => createTopology({ runId: "AB!" })).toThrow(/^runId: "AB!" is not accepted; accepted: 4 characters \[a-z0-9\]/);
+    expect(findRunObjects(topology.prefix).namespaces).toHaveLength(4);
+    // Still wired: the pod's own stack answers (a reset: nothing listens there).
+    expect(echoProbe(topology, "client", "tcp", topology.addresses.pod.ipv4, 7001).error).toMatch(/ECONNREFUSED/);
+  });
+
   it("leaves nothing behind after destroy", () => {
     const other = createTopology();
     const { prefix } = other;
