@@ -1,0 +1,84 @@
+import { spawnSync } from "node:child_process";
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { describe, expect, it } from "vitest";
+import { loopbackDefinition, parseCampaignFlags, stackDefinition, type CampaignOptions } from "../../cli/campaign.js";
+import { PLACEHOLDERS, parseScenario } from "../../scenario/schema.js";
+
+const base: CampaignOptions = { loopback: true, db: "r.db", retries: "2", projectDir: "." };
+const root = fileURLToPath(new URL("../..", import.meta.url));
+
+describe("campaign flags", () => {
+  it.each([
+    [{ runs: "0" }, '--runs: "0" is not accepted; accepted: a whole number from 1 to 100000'],
+    [{ runs: "2.5" }, '--runs: "2.5" is not accepted; accepted: a whole number from 1 to 100000'],
+    [{ services: "1,x" }, '--services: "1,x" is not accepted; accepted: a comma-separated list of distinct whole numbers of Services, e.g. 1,1000,2000'],
+    [{ services: "1,1" }, '--services: "1,1" is not accepted; accepted: a comma-separated list of distinct whole numbers of Services, e.g. 1,1000,2000'],
+    [{ profiles: "throughput,jitter" }, '--profiles: "throughput,jitter" is not accepted; accepted: a comma-separated list of throughput, latency'],
+    [{ families: "ipv4,ipv4" }, '--families: "ipv4,ipv4" is not accepted; accepted: a comma-separated list of ipv4, ipv6, each at most once'],
+    [{ dataplanes: "nftables" }, '--dataplanes: "nftables" is not accepted; accepted: a comma-separated list of iptables, ebpf'],
+    [{ flowSeconds: "0.5" }, '--flow-seconds: "0.5" is not accepted; accepted: seconds from 1 to 3600'],
+    [{ seed: "-1" }, '--seed: "-1" is not accepted; accepted: a whole number from 0 to 4294967295'],
+    [{ order: "reverse" }, '--order: "reverse" is not accepted; accepted: random or sequential'],
+    [{ retries: "50" }, '--retries: "50" is not accepted; accepted: a whole number from 0 to 20'],
+    [{ campaign: "a b" }, `--campaign: "a b" is not accepted; accepted: 1-100 letters, digits, '.', '_' or '-'`],
+    [{ stack: "ebpf" }, "--stack and --loopback exclude each other; accepted: --stack S for a deployed stack, or --loopback for a dry run on this host"],
+    [{ loopback: false }, "missing --stack S (a deployed stack, e.g. iptables or ebpf) or --loopback (a dry run on this host's loopback)"],
+    [{ loopback: false, stack: "ebpf", dataplanes: "ebpf" }, "--dataplanes: only with --loopback; a stack runs one dataplane (testbed:dataplane), the other is the other stack"],
+  ] as [Partial<CampaignOptions>, string][])("refuses %o", (over, message) => {
+    expect(() => parseCampaignFlags({ ...base, ...over })).toThrow(message);
+  });
+
+  it("parses good values and leaves unset ones to the defaults", () => {
+    const f = parseCampaignFlags({ ...base, runs: "5", services: "1000,1", families: "ipv6", flowSeconds: "1.5", order: "sequential", interleave: "2", keepLogs: true });
+    expect(f).toMatchObject({ target: { kind: "loopback" }, runs: 5, services: [1000, 1], families: ["ipv6"], flowSeconds: 1.5, randomize: false, interleave: 2, keepLogs: true, retries: 2 });
+    expect(f.seed).toBeUndefined();
+    const def = loopbackDefinition(parseCampaignFlags(base));
+    expect(def).toMatchObject({ backend: "loopback", dataplanes: ["iptables", "ebpf"], families: ["ipv4", "ipv6"], services: [1], runs: 3, flowSeconds: 5, linkMbps: 0, seed: 2025 });
+    expect(def.traffic.latency).toEqual({ protocol: "UDP", meter: "rttm", payloadBytes: 512, packetsPerSecond: 1000 });
+  });
+
+  it("takes a stack's defaults from its scenario and refuses what it did not deploy", () => {
+    const scenario = parseScenario({
+      dataplane: "iptables",
+      adminCidr: "203.0.113.7/32",
+      sshPublicKey: PLACEHOLDERS.sshPublicKey,
+      sweep: { services: [1, 2000], runs: 7, flowSeconds: 20, seed: 9 },
+      kubernetes: { serviceSubnets: { ipv4: "10.96.0.0/20", ipv6: "fd00:10:96::/112" } },
+    });
+    const f = parseCampaignFlags({ ...base, loopback: false, stack: "iptables" });
+    expect(stackDefinition(f, "iptables", scenario, ["ipv4", "ipv6"])).toMatchObject({
+      backend: "stack:iptables", dataplanes: ["iptables"], families: ["ipv4", "ipv6"], services: [1, 2000], runs: 7, flowSeconds: 20, seed: 9, linkMbps: 500,
+    });
+    expect(stackDefinition(f, "iptables", scenario, ["ipv4"]).families).toEqual(["ipv4"]);
+    expect(() => stackDefinition({ ...f, families: ["ipv6"] }, "iptables", scenario, ["ipv4"])).toThrow(
+      '--families: "ipv6" is not accepted; accepted: families stack iptables deploys a receiver for: ipv4',
+    );
+    expect(() => stackDefinition({ ...f, services: [1, 5000] }, "iptables", scenario, ["ipv4"])).toThrow(
+      '--services: "1,5000" is not accepted; accepted: counts up to 4091, what the service subnets of stack iptables hold (testbed:kubernetes.serviceSubnets)',
+    );
+  });
+
+  it("exits non-zero with the message and creates no store on a bad flag or a missing Pulumi CLI", () => {
+    const dir = mkdtempSync(path.join(tmpdir(), "campaign-cli-"));
+    try {
+      const db = path.join(dir, "r.db");
+      const bad = spawnSync("npx", ["tsx", "cli/main.ts", "campaign", "--loopback", "--db", db, "--families", "ipv5"], { cwd: root, encoding: "utf8" });
+      expect(bad.status).toBe(1);
+      expect(bad.stderr).toContain('testbed: --families: "ipv5" is not accepted; accepted: a comma-separated list of ipv4, ipv6');
+      const noCli = spawnSync("npx", ["tsx", "cli/main.ts", "campaign", "--stack", "ebpf", "--db", db], {
+        cwd: root,
+        encoding: "utf8",
+        // node and npx stay reachable; pulumi is not installed in their directory.
+        env: { ...process.env, PATH: path.dirname(process.execPath) },
+      });
+      expect(noCli.status).toBe(1);
+      expect(noCli.stderr).toContain("testbed: the Pulumi CLI (`pulumi`) is not on PATH");
+      expect(existsSync(db)).toBe(false);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
