@@ -249,7 +249,7 @@ function delayFields(packets: number, min: number, max: number, mean: number, m2
 
 /**
  * Incremental decoder: feed it bytes of a log in any chunking (write) or whole aligned record blocks (addRecords),
- * then call result(). Memory is a fixed staging buffer plus a few KB per flow.
+ * then call result(). Memory is a fixed staging buffer plus under 100 KB per flow (exact counts and HDR).
  */
 export class LogDecoder {
   private readonly flows: FlowAccumulator[] = [];
