@@ -102,7 +102,9 @@ struct lb6_reverse_nat {
 	__be16 port;
 } __attribute__((packed));
 
-/* Cilium ipv4_ct_tuple, padded to 16 bytes instead of packed. Two entries per flow:
+/* Cilium ipv4_ct_tuple, padded to 16 bytes instead of packed. Entries never expire (Cilium's CT
+ * GC and TCP state tracking are left out); the LRU map evicts the least recently used when full.
+ * Two entries per flow:
  * CT_TUPLE_SERVICE: the request as it arrives (daddr = frontend), remembers the chosen backend
  *   (Cilium's CT_SERVICE entry);
  * CT_TUPLE_REPLY: the reply as it leaves the node (saddr = backend), leads to the reverse NAT

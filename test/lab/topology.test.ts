@@ -242,6 +242,13 @@ describe.skipIf(hostProblem !== undefined)(`topology on this kernel${hostProblem
     other.destroy();
   });
 
+  it("removes everything when the process exits without destroying", async () => {
+    const run = await startChild("--ebpf", "--exit");
+    expect(await exited(run.child)).toEqual({ code: 0, signal: null });
+    expect(findRunObjects(run.prefix)).toEqual({ namespaces: [], links: [], mounts: [], dirs: [] });
+    expect(processAlive(run.sleeperPid)).toBe(false);
+  });
+
   it.each(["SIGTERM", "SIGINT"] as const)("removes everything when the process gets %s", async (signal) => {
     const run = await startChild("--ebpf");
     const before = findRunObjects(run.prefix);
