@@ -13,3 +13,11 @@ export const services = scenario.services;
 export const bastionAddress = testbed.bastionAddress;
 /** Every host's addresses, per network (management, client, datacenter) and family. */
 export const hostAddresses = testbed.hostAddresses;
+/** kubeconfig of the cluster's admin (secret): `pulumi stack output --show-secrets kubeconfig`. */
+export const kubeconfig = testbed.cluster.kubeconfig;
+/** The SSH forward to keep open while Pulumi or kubectl reach the API server through the bastion. */
+export const kubernetesApiTunnel = testbed.cluster.apiTunnel;
+/** The cluster's nodes as the API server reports them: role, name, versions, InternalIPs per family. */
+export const nodes = testbed.cluster.nodes;
+/** What the nodes run: Kubernetes and containerd packages, Cilium chart, Helm, kernel. */
+export const versions = testbed.cluster.versions;

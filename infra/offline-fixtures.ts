@@ -71,7 +71,7 @@ export const COMMAND_FIXTURES: CommandFixture[] = [
     stdout: (inputs) => {
       const nodes = (scriptVariable(inputs, "EXPECTED_NODE_IPS", /[0-9a-f:., ]+/) ?? "").trim().split(/\s+/).filter(Boolean);
       return nodes
-        .map((ips, i) => `testbed-${i === 0 ? "master" : `worker-${i}`}\tv1.32.9\tcontainerd://1.7.24\t${ips.split(",").join(" ")} \n`)
+        .map((ips, i) => `testbed-${i === 0 ? "master" : i === 1 ? "worker" : `worker-${i}`}\tv1.32.9\tcontainerd://1.7.24\t${ips.split(",").join(" ")} \n`)
         .join("");
     },
   },

@@ -2,6 +2,8 @@
 // the workloads and the optional measurement, each a component of its own.
 import * as pulumi from "@pulumi/pulumi";
 import type { Scenario } from "../scenario/schema.js";
+import { KubernetesCluster } from "./cluster/cluster.js";
+import { renderNodePrep } from "./cluster/node-prep.js";
 import { OpenStackLab, type HostAddresses } from "./openstack/lab.js";
 
 export interface TestbedArgs {
@@ -15,12 +17,24 @@ export class Testbed extends pulumi.ComponentResource {
   readonly bastionAddress: pulumi.Output<string>;
   /** Every host's addresses per network and family. */
   readonly hostAddresses: pulumi.Output<HostAddresses>;
+  /** Kubernetes on the master and the worker, with the stack's Service dataplane. */
+  readonly cluster: KubernetesCluster;
 
   constructor(name: string, args: TestbedArgs, opts?: pulumi.ComponentResourceOptions) {
     super("testbed:index:Testbed", name, {}, opts);
     this.lab = new OpenStackLab(
       "lab",
-      { scenario: args.scenario, sshPrivateKey: args.sshPrivateKey, stack: pulumi.getStack(), cloudInitParts: {} },
+      {
+        scenario: args.scenario,
+        sshPrivateKey: args.sshPrivateKey,
+        stack: pulumi.getStack(),
+        cloudInitParts: { master: [renderNodePrep(args.scenario, "master")], worker: [renderNodePrep(args.scenario, "worker")] },
+      },
+      { parent: this },
+    );
+    this.cluster = new KubernetesCluster(
+      "cluster",
+      { scenario: args.scenario, master: this.lab.hosts.master, worker: this.lab.hosts.worker, bastionAddress: this.lab.bastionAddress },
       { parent: this },
     );
     this.bastionAddress = this.lab.bastionAddress;

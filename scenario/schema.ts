@@ -170,6 +170,16 @@ export const scenarioSchema = z
         serviceSubnets: dualCidr("10.96.0.0/16", "fd00:10:96::/112"),
         /** Only for kubelet >= 1.35 on a cgroup v1 image: set false to let kubelet start anyway. */
         failCgroupV1: z.boolean().optional(),
+        /**
+         * Where the Pulumi host reaches the API server (which listens on the management network):
+         * by default a local SSH forward through the bastion, `ssh -N -L 6443:<master>:6443 <user>@<bastion>`.
+         */
+        apiEndpoint: z
+          .string()
+          .regex(/^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/, {
+            message: "accepted: HOST:PORT or [IPv6]:PORT, e.g. 127.0.0.1:6443",
+          })
+          .default("127.0.0.1:6443"),
       })
       .prefault({}),
 

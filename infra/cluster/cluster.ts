@@ -34,18 +34,15 @@ import {
   type ClusterAddresses,
   type FamilyAddresses,
 } from "./kubeadm.js";
-import { apiServerUrl, kubeconfigWithServer } from "./kubeconfig.js";
+import { apiServerUrl, apiTunnelCommand, isLoopback, kubeconfigWithServer, parseEndpoint } from "./kubeconfig.js";
 import { asRootCommand } from "./shell.js";
 
 export interface KubernetesClusterArgs {
   readonly scenario: Scenario;
   readonly master: HostAccess;
   readonly worker: HostAccess;
-  /**
-   * Where the Pulumi host reaches the API server (an address or name, port 6443), for the
-   * kubeconfig and the API server's certificate. Default: the master's management address.
-   */
-  readonly apiEndpointHost?: pulumi.Input<string>;
+  /** The bastion's public address, for the SSH forward that reaches the API server from outside. */
+  readonly bastionAddress?: pulumi.Input<string>;
 }
 
 export interface InstalledVersions {
@@ -94,6 +91,8 @@ export class KubernetesCluster extends pulumi.ComponentResource {
   readonly dataplane: Dataplane;
   /** The last bootstrap step: Kubernetes objects of other layers depend on it through the provider. */
   readonly ready: command.remote.Command;
+  /** The SSH forward to keep open while Pulumi or kubectl talk to the cluster (loopback endpoints). */
+  readonly apiTunnel: pulumi.Output<string> | undefined;
 
   constructor(name: string, args: KubernetesClusterArgs, opts?: pulumi.ComponentResourceOptions) {
     super("testbed:cluster:KubernetesCluster", name, {}, opts);
@@ -105,13 +104,15 @@ export class KubernetesCluster extends pulumi.ComponentResource {
     const masterServer = serverIdentity(master.server);
     const workerServer = serverIdentity(worker.server);
 
+    // Where the Pulumi host reaches the API server; the certificate must name it too.
+    const endpoint = parseEndpoint(s.kubernetes.apiEndpoint);
     const addresses: pulumi.Output<ClusterAddresses> = pulumi
-      .all([familyAddresses(master, "management"), familyAddresses(master, "datacenter"), familyAddresses(worker, "datacenter"), args.apiEndpointHost])
-      .apply(([masterManagement, masterDatacenter, workerDatacenter, endpoint]) => ({
+      .all([familyAddresses(master, "management"), familyAddresses(master, "datacenter"), familyAddresses(worker, "datacenter")])
+      .apply(([masterManagement, masterDatacenter, workerDatacenter]) => ({
         masterManagement,
         masterDatacenter,
         workerDatacenter,
-        extraCertSans: endpoint ? [endpoint] : [],
+        extraCertSans: [endpoint.host],
       }));
     const expectedNodes: pulumi.Output<ExpectedNode[]> = addresses.apply((a) => [
       { role: "master", addresses: perFamily(s, a.masterDatacenter, "the master on the data-center network") },
@@ -241,13 +242,18 @@ export class KubernetesCluster extends pulumi.ComponentResource {
       { parent: this, dependsOn: [cilium, join], ignoreChanges: ["connection"], deletedWith: master.server, customTimeouts: { create: STEP_TIMEOUT } },
     );
 
-    const endpointHost = pulumi.output(args.apiEndpointHost).apply((h) => h);
     // Resolves only after the readiness check, so nothing uses the cluster before it is usable.
     this.kubeconfig = pulumi.secret(
-      pulumi
-        .all([init.stdout, this.ready.stdout, endpointHost, addresses])
-        .apply(([adminConf, , host, a]) => kubeconfigWithServer(adminConf, apiServerUrl(host ?? apiAdvertiseAddress(s, a), API_SERVER_PORT))),
+      pulumi.all([init.stdout, this.ready.stdout]).apply(([adminConf]) => kubeconfigWithServer(adminConf, apiServerUrl(endpoint.host, endpoint.port))),
     );
+    this.apiTunnel =
+      isLoopback(endpoint.host) && args.bastionAddress !== undefined
+        ? pulumi
+            .all([addresses, args.bastionAddress])
+            .apply(([a, bastion]) =>
+              apiTunnelCommand({ local: endpoint, apiServer: apiAdvertiseAddress(s, a), apiPort: API_SERVER_PORT, user: s.openstack.sshUser, bastion }),
+            )
+        : undefined;
     this.provider = new k8s.Provider(
       `${name}-k8s`,
       // If the VMs go first at teardown, Kubernetes objects are dropped from the state, not waited for.
@@ -268,6 +274,6 @@ export class KubernetesCluster extends pulumi.ComponentResource {
       };
     });
 
-    this.registerOutputs({ kubeconfig: this.kubeconfig, nodes: this.nodes, versions: this.versions, dataplane: this.dataplane });
+    this.registerOutputs({ kubeconfig: this.kubeconfig, nodes: this.nodes, versions: this.versions, dataplane: this.dataplane, apiTunnel: this.apiTunnel });
   }
 }

@@ -30,3 +30,30 @@ export function kubeconfigWithServer(text: string, server: string): string {
   config!.clusters!.forEach((_, i) => doc.setIn(["clusters", i, "cluster", "server"], server));
   return doc.toString({ lineWidth: 0 });
 }
+
+export interface Endpoint {
+  readonly host: string;
+  readonly port: number;
+}
+
+/** Parses testbed:kubernetes.apiEndpoint ("HOST:PORT" or "[IPv6]:PORT"). */
+export function parseEndpoint(text: string): Endpoint {
+  const m = /^(?:\[([0-9A-Fa-f:.]+)\]|([A-Za-z0-9.-]+)):(\d{1,5})$/.exec(text);
+  const port = m ? Number(m[3]) : NaN;
+  if (!m || port < 1 || port > 65535) {
+    throw new Error(`testbed:kubernetes.apiEndpoint "${text}": accepted: HOST:PORT or [IPv6]:PORT with a port from 1 to 65535, e.g. 127.0.0.1:6443`);
+  }
+  return { host: (m[1] ?? m[2])!, port };
+}
+
+/** True for 127.0.0.0/8, ::1 and localhost: the endpoint is a local SSH forward. */
+export function isLoopback(host: string): boolean {
+  return host === "localhost" || host === "::1" || /^127\.\d+\.\d+\.\d+$/.test(host);
+}
+
+/** The SSH command that forwards the local endpoint to the API server through the bastion. */
+export function apiTunnelCommand(args: { local: Endpoint; apiServer: string; apiPort: number; user: string; bastion: string }): string {
+  const bind = args.local.host.includes(":") ? `[${args.local.host}]` : args.local.host;
+  const target = args.apiServer.includes(":") ? `[${args.apiServer}]` : args.apiServer;
+  return `ssh -N -L ${bind}:${args.local.port}:${target}:${args.apiPort} ${args.user}@${args.bastion}`;
+}

@@ -1,0 +1,286 @@
+// The cluster component inside the real program, under the mocked engine (runOffline): the order
+// the engine would run the steps in, what is secret, what re-runs them, and that the two stacks'
+// cluster resources differ in the dataplane only. The mock monitor is instrumented to record what
+// the SDK tells the engine about each resource (dependencies, parent, options).
+import { execFileSync } from "node:child_process";
+import { createRequire } from "node:module";
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { beforeAll, describe, expect, it } from "vitest";
+import { readStackConfig, runOffline, type OfflineRun, type PlannedResource } from "../../infra/offline-engine.js";
+import type { Change } from "../../cli/diff.js";
+
+const PROJECT = path.resolve(import.meta.dirname, "../..");
+
+interface Registration {
+  readonly type: string;
+  readonly name: string;
+  readonly urn: string;
+  readonly parent: string;
+  /** Every resource the engine would wait for: dependsOn and the resources behind input values. */
+  readonly dependencies: Set<string>;
+  readonly deleteBeforeReplace: boolean;
+  readonly ignoreChanges: string[];
+  readonly additionalSecretOutputs: string[];
+  readonly deletedWith: string;
+  readonly customTimeouts: { create?: string; update?: string } | undefined;
+}
+
+const registrations: Registration[] = [];
+
+interface RequestLike {
+  getType(): string;
+  getName(): string;
+  getParent(): string;
+  getDependenciesList(): string[];
+  getPropertydependenciesMap(): { forEach(cb: (value: { getUrnsList(): string[] }) => void): void };
+  getDeletebeforereplace(): boolean;
+  getIgnorechangesList(): string[];
+  getAdditionalsecretoutputsList(): string[];
+  getDeletedwith(): string;
+  getCustomtimeouts(): { getCreate(): string; getUpdate(): string } | undefined;
+}
+
+/** Wraps the mock monitor's registerResource to keep what each registration asked of the engine. */
+function instrumentMockMonitor(): void {
+  const require = createRequire(import.meta.url);
+  const mocks = require("@pulumi/pulumi/runtime/mocks.js") as {
+    MockMonitor: { prototype: { registerResource(req: RequestLike, cb: (err: unknown, res: { getUrn(): string } | undefined) => void): Promise<void> } };
+  };
+  const original = mocks.MockMonitor.prototype.registerResource;
+  mocks.MockMonitor.prototype.registerResource = function (req, callback) {
+    return original.call(this, req, (err, res) => {
+      if (!err && res) {
+        const dependencies = new Set(req.getDependenciesList());
+        req.getPropertydependenciesMap().forEach((deps) => deps.getUrnsList().forEach((u) => dependencies.add(u)));
+        const timeouts = req.getCustomtimeouts();
+        registrations.push({
+          type: req.getType(),
+          name: req.getName(),
+          urn: res.getUrn(),
+          parent: req.getParent(),
+          dependencies,
+          deleteBeforeReplace: req.getDeletebeforereplace(),
+          ignoreChanges: req.getIgnorechangesList(),
+          additionalSecretOutputs: req.getAdditionalsecretoutputsList(),
+          deletedWith: req.getDeletedwith(),
+          customTimeouts: timeouts ? { create: timeouts.getCreate() || undefined, update: timeouts.getUpdate() || undefined } : undefined,
+        });
+      }
+      callback(err, res);
+    });
+  };
+}
+
+let run: OfflineRun;
+const reg = (name: string) => {
+  const r = registrations.find((x) => x.name === name);
+  if (!r) throw new Error(`no resource named ${name}; registered: ${registrations.map((x) => x.name).join(", ")}`);
+  return r;
+};
+const planned = (name: string): PlannedResource => run.resources.find((r) => r.name === name)!;
+
+/** True when `from` waits for `to`, directly or through other resources. */
+function waitsFor(from: string, to: string): boolean {
+  const byUrn = new Map(registrations.map((r) => [r.urn, r]));
+  const target = reg(to).urn;
+  const seen = new Set<string>();
+  const stack = [...reg(from).dependencies];
+  while (stack.length > 0) {
+    const urn = stack.pop()!;
+    if (urn === target) return true;
+    if (seen.has(urn)) continue;
+    seen.add(urn);
+    const r = byUrn.get(urn);
+    if (!r) continue;
+    stack.push(...r.dependencies);
+    // A dependency on a component is a dependency on its children.
+    for (const child of registrations.filter((c) => c.parent === urn)) stack.push(child.urn);
+  }
+  return false;
+}
+
+const isSecret = (v: unknown) => !!v && typeof v === "object" && "$secret" in (v as object);
+
+beforeAll(async () => {
+  instrumentMockMonitor();
+  const { values, secretKeys } = readStackConfig(PROJECT, "ebpf", (p) => fs.readFileSync(p, "utf8"));
+  run = await runOffline({ stack: "ebpf", config: values, secretKeys });
+});
+
+describe("order of the bootstrap", () => {
+  it("waits for SSH and cloud-init on a node before anything runs on it", () => {
+    expect(waitsFor("cluster-kubeadm-init-config", "cluster-master-wait")).toBe(true);
+    expect(waitsFor("cluster-kubeadm-join-config", "cluster-worker-wait")).toBe(true);
+    expect(waitsFor("cluster-master-wait", "lab-servers-master")).toBe(true);
+    expect(waitsFor("cluster-worker-wait", "lab-servers-worker")).toBe(true);
+  });
+
+  it("init after its configuration file, the join token after init, join after the token", () => {
+    expect(waitsFor("cluster-kubeadm-init", "cluster-kubeadm-init-config")).toBe(true);
+    expect(waitsFor("cluster-join-token", "cluster-kubeadm-init")).toBe(true);
+    expect(waitsFor("cluster-kubeadm-join", "cluster-join-token")).toBe(true);
+    expect(waitsFor("cluster-kubeadm-join", "cluster-kubeadm-join-config")).toBe(true);
+  });
+
+  it("Cilium after the join, readiness after Cilium, the Kubernetes provider after readiness", () => {
+    expect(waitsFor("cluster-cilium", "cluster-kubeadm-join")).toBe(true);
+    expect(waitsFor("cluster-cilium", "cluster-cilium-values")).toBe(true);
+    expect(waitsFor("cluster-nodes-ready", "cluster-cilium")).toBe(true);
+    expect(waitsFor("cluster-k8s", "cluster-nodes-ready")).toBe(true);
+    expect(waitsFor("cluster-k8s", "cluster-kubeadm-init")).toBe(true);
+  });
+
+  it("the order check can fail: nothing waits for a later step", () => {
+    expect(waitsFor("cluster-kubeadm-init", "cluster-kubeadm-join")).toBe(false);
+    expect(waitsFor("cluster-kubeadm-join", "cluster-nodes-ready")).toBe(false);
+  });
+
+  it("every cluster resource is a child of the cluster component", () => {
+    const component = reg("cluster");
+    expect(component.type).toBe("testbed:cluster:KubernetesCluster");
+    const ours = registrations.filter((r) => r.name.startsWith("cluster-"));
+    expect(ours.length).toBeGreaterThanOrEqual(10);
+    for (const r of ours) expect(r.parent, r.name).toBe(component.urn);
+  });
+});
+
+describe("secrets", () => {
+  it("the kubeconfig stack output is a secret, with the server where the Pulumi host reaches the API", () => {
+    const out = run.outputs.kubeconfig as { $secret: string };
+    expect(isSecret(out)).toBe(true);
+    expect(out.$secret).toMatch(/server: https:\/\/127\.0\.0\.1:6443/);
+    expect(out.$secret).toMatch(/client-key-data:/);
+  });
+
+  it("the provider gets the kubeconfig as a secret", () => {
+    expect(isSecret(planned("cluster-k8s").inputs.kubeconfig)).toBe(true);
+  });
+
+  it("every remote step carries its SSH connection as a secret", () => {
+    const steps = run.resources.filter((r) => r.name.startsWith("cluster-") && r.type.startsWith("command:remote:"));
+    expect(steps.length).toBe(10);
+    for (const r of steps) expect(isSecret(r.inputs.connection), r.name).toBe(true);
+  });
+
+  it("the join token travels as a secret, marked secret as output, never logged", () => {
+    expect(isSecret(planned("cluster-kubeadm-join").inputs.stdin)).toBe(true);
+    expect(reg("cluster-join-token").additionalSecretOutputs).toContain("stdout");
+    expect(planned("cluster-join-token").inputs.logging).toBe("none");
+    expect(planned("cluster-kubeadm-join").inputs.logging).toBe("stderr");
+  });
+
+  it("kubeadm init's stdout (admin.conf) is a secret output and not logged", () => {
+    expect(reg("cluster-kubeadm-init").additionalSecretOutputs).toContain("stdout");
+    expect(planned("cluster-kubeadm-init").inputs.logging).toBe("stderr");
+  });
+
+  it("no credential of the fixtures appears outside a secret", () => {
+    const plainText = JSON.stringify(
+      run.resources.map((r) => r.inputs),
+      (_k, v) => (isSecret(v) ? "[secret]" : v),
+    );
+    expect(plainText).not.toContain("0123456789abcdef");
+    expect(plainText).not.toContain("client-key-data");
+  });
+});
+
+describe("when steps run again", () => {
+  it("waits for SSH without a dial limit, bounded by a timeout", () => {
+    const conn = (planned("cluster-master-wait").inputs.connection as { $secret: Record<string, any> }).$secret;
+    expect(conn.dialErrorLimit).toBe(-1);
+    expect(conn.proxy.dialErrorLimit).toBe(-1);
+    expect(reg("cluster-master-wait").customTimeouts?.create).toBe("30m");
+  });
+
+  it("init: one-shot, re-run by version, dataplane, configuration hash or a new master; reset before a new init", () => {
+    const triggers = planned("cluster-kubeadm-init").inputs.triggers as unknown[];
+    expect(triggers[0]).toBe("1.32.9");
+    expect(triggers[1]).toBe("ebpf");
+    expect(triggers[2]).toMatch(/^[0-9a-f]{64}$/);
+    expect(triggers[3]).toBe("lab-servers-master-id");
+    const r = reg("cluster-kubeadm-init");
+    expect(r.ignoreChanges).toEqual(["create", "connection"]);
+    expect(r.deleteBeforeReplace).toBe(true);
+    expect(r.deletedWith).toBe(reg("lab-servers-master").urn);
+    expect(planned("cluster-kubeadm-init").inputs.delete).toMatch(/\|\| true$/);
+  });
+
+  it("join: one-shot, re-run with a new cluster, token or worker; tolerant delete", () => {
+    const triggers = planned("cluster-kubeadm-join").inputs.triggers as unknown[];
+    expect(triggers).toContain("cluster-kubeadm-init-id");
+    expect(triggers).toContain("cluster-join-token-id");
+    expect(triggers).toContain("lab-servers-worker-id");
+    const r = reg("cluster-kubeadm-join");
+    expect(r.ignoreChanges).toEqual(["create", "connection"]);
+    expect(r.deleteBeforeReplace).toBe(true);
+    expect(r.deletedWith).toBe(reg("lab-servers-worker").urn);
+    expect(planned("cluster-kubeadm-join").inputs.delete).toMatch(/\|\| true$/);
+  });
+
+  it("Cilium: upgraded in place on a new version or new values", () => {
+    const inputs = planned("cluster-cilium").inputs;
+    const triggers = inputs.triggers as unknown[];
+    expect(triggers[0]).toBe("1.17.18");
+    expect(triggers[1]).toMatch(/^[0-9a-f]{64}$/);
+    expect(inputs.update).toBe(inputs.create);
+    expect(inputs.create).toMatch(/helm upgrade --install cilium cilium --repo "\$CHART_REPO" --version "\$CILIUM_VERSION"/);
+    expect(inputs.create).toContain("CILIUM_VERSION='\"'\"'1.17.18'\"'\"'");
+    expect(inputs.delete).toMatch(/\|\| true$/);
+  });
+
+  it("the values file the trigger hashes is the uploaded one", async () => {
+    const { contentHash } = await import("../../infra/remote-files.js");
+    const uploaded = (planned("cluster-cilium-values").inputs.source as { $text: string }).$text;
+    expect((planned("cluster-cilium").inputs.triggers as unknown[])[1]).toBe(contentHash(uploaded));
+  });
+});
+
+describe("plan artifacts and outputs", () => {
+  it("uploads kubeadm/init.yaml, kubeadm/join.yaml and helm/cilium-values.yaml", () => {
+    const paths = run.resources.filter((r) => r.type === "command:remote:CopyToRemote").map((r) => r.inputs.remotePath);
+    expect(paths).toEqual(expect.arrayContaining(["/opt/testbed/kubeadm/init.yaml", "/opt/testbed/kubeadm/join.yaml", "/opt/testbed/helm/cilium-values.yaml"]));
+  });
+
+  it("node preparation is in the master's and the worker's user data only", () => {
+    const userData = (role: string) => run.resources.find((r) => r.name === `lab-servers-${role}` && r.type === "openstack:compute/instance:Instance")!.inputs.userData as string;
+    for (const role of ["master", "worker"]) expect(userData(role)).toContain("/usr/local/sbin/testbed-node-prep");
+    for (const role of ["client", "router", "bastion"]) expect(userData(role)).not.toContain("testbed-node-prep");
+  });
+
+  it("exports nodes with their data-center addresses, the dataplane and the versions", () => {
+    const hostAddresses = run.outputs.hostAddresses as Record<string, Record<string, Record<string, string>>>;
+    const nodes = run.outputs.nodes as { role: string; name: string; addresses: Record<string, string> }[];
+    expect(nodes.map((n) => n.role)).toEqual(["master", "worker"]);
+    expect(nodes[0]!.addresses).toEqual(hostAddresses.master!.datacenter);
+    expect(nodes[1]!.addresses).toEqual(hostAddresses.worker!.datacenter);
+    expect(run.outputs.dataplane).toBe("ebpf");
+    expect(run.outputs.versions).toMatchObject({ kubernetes: "1.32.9-1.1", cilium: "1.17.18", helm: "v3.18.6" });
+    expect(run.outputs.kubernetesApiTunnel).toBe(`ssh -N -L 127.0.0.1:6443:${hostAddresses.master!.management!.ipv4}:6443 ubuntu@${run.outputs.bastionAddress}`);
+  });
+});
+
+describe("the two stacks", () => {
+  it("differ, in the cluster's resources, only in what the dataplane decides", () => {
+    const out = execFileSync(process.execPath, ["--import", "tsx", "cli/main.ts", "diff", "iptables", "ebpf", "--json"], {
+      cwd: PROJECT,
+      encoding: "utf8",
+      maxBuffer: 64 << 20,
+    });
+    const changes = (JSON.parse(out) as Change[]).filter((c) => /::cluster(-|$)|^pulumi:providers:kubernetes::/.test(c.resource));
+    const keys = changes.map((c) => (c.kind === "changed" ? `${c.resource.split("::")[1]} ${c.key}` : `${c.kind} ${c.resource}`)).sort();
+    expect(keys).toEqual([
+      "cluster-cilium triggers[1]", // values hash
+      "cluster-cilium-values source.$text",
+      "cluster-cilium-values triggers[0]",
+      "cluster-kubeadm-init triggers[1]", // dataplane
+      "cluster-kubeadm-init triggers[2]", // configuration hash
+      "cluster-kubeadm-init-config source.$text",
+      "cluster-kubeadm-init-config triggers[0]",
+      "cluster-nodes-ready create", // the dataplane check
+      "cluster-nodes-ready triggers[3]", // values hash
+    ]);
+    const initConfig = changes.find((c) => c.kind === "changed" && c.resource.endsWith("::cluster-kubeadm-init-config") && c.key === "source.$text")!;
+    expect(initConfig.kind === "changed" && initConfig.after).toMatch(/proxy:\n  disabled: true/);
+  }, 600_000);
+});
