@@ -3,6 +3,14 @@
 // pkgs.k8s.io, kernel modules and sysctls for both families, swap off; Helm on the master only.
 // The cluster's remote commands wait for the marker this writes, so a half-prepared node never
 // reaches `kubeadm`.
+//
+// Default versions (testbed:kubernetes.version, testbed:cilium.version, testbed:cilium.helmVersion):
+// - Kubernetes 1.32.9: pkgs.k8s.io's v1.32 line carries it as 1.32.9-1.1. 1.32 is the newest line
+//   Cilium 1.17 is tested against, and kubelet before 1.35 runs on Ubuntu 20.04's cgroup v1 untold.
+// - Cilium 1.17.18: the last line that supports kernel 5.4 (1.18 needs 5.10).
+// - containerd: Ubuntu 20.04's own package, not pinned (the archive keeps only its newest build),
+//   held once installed; the installed version is reported in the stack output `versions`.
+// - Helm 3.18.6, a Helm 3 release checked against the digest get.helm.sh publishes beside it.
 import type { Scenario } from "../../scenario/schema.js";
 import type { CloudInitPart } from "../hosts.js";
 import { shellAssignments } from "./shell.js";

@@ -8,6 +8,8 @@ import { parse as parseToml } from "smol-toml";
 import { afterAll, describe, expect, it } from "vitest";
 import { stringify } from "yaml";
 import { PLACEHOLDERS, parseScenario, type ScenarioInput } from "../../scenario/schema.js";
+import { labPlan } from "../../infra/openstack/address-plan.js";
+import { renderUserData } from "../../infra/openstack/cloud-init.js";
 import {
   CONTAINERD_CONFIG,
   NODE_PREP_SCRIPT,
@@ -35,6 +37,15 @@ describe("the cloud-init fragment", () => {
   it.each(["master", "worker"] as const)("merged into a minimal #cloud-config, passes cloud-init's schema (%s)", (role) => {
     const part = renderNodePrep(scenario(), role);
     const r = cloudInitSchema(`#cloud-config\n${stringify({ ...part }, { lineWidth: 0 })}`);
+    expect(r.output).toMatch(/Valid cloud-config/);
+    expect(r.status).toBe(0);
+  });
+
+  it.each(["master", "worker"] as const)("merged by the OpenStack layer into the %s's user data, passes cloud-init's schema", (role) => {
+    const s = scenario();
+    const userData = renderUserData(s, labPlan(s), role, [renderNodePrep(s, role)]);
+    expect(userData).toContain(NODE_PREP_SCRIPT);
+    const r = cloudInitSchema(userData);
     expect(r.output).toMatch(/Valid cloud-config/);
     expect(r.status).toBe(0);
   });

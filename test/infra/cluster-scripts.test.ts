@@ -23,7 +23,7 @@ import {
   type NodePaths,
 } from "../../infra/cluster/bootstrap.js";
 import { renderKubeadmJoin } from "../../infra/cluster/kubeadm.js";
-import { kubeconfigWithServer, apiServerUrl } from "../../infra/cluster/kubeconfig.js";
+import { apiServerUrl, apiTunnelCommand, isLoopback, kubeconfigWithServer, parseEndpoint } from "../../infra/cluster/kubeconfig.js";
 import { nodePrepScript } from "../../infra/cluster/node-prep.js";
 import { asRootCommand, shellAssignments, shellQuote } from "../../infra/cluster/shell.js";
 
@@ -237,6 +237,31 @@ users:
     })();
     expect(err).toMatch(/admin\.conf is not a kubeconfig/);
     expect(err).not.toMatch(/SECRETSTUFF/);
+  });
+});
+
+describe("the API endpoint the Pulumi host uses", () => {
+  it("parses HOST:PORT and [IPv6]:PORT", () => {
+    expect(parseEndpoint("127.0.0.1:6443")).toEqual({ host: "127.0.0.1", port: 6443 });
+    expect(parseEndpoint("[::1]:16443")).toEqual({ host: "::1", port: 16443 });
+    expect(parseEndpoint("api.lab.example:443")).toEqual({ host: "api.lab.example", port: 443 });
+  });
+
+  it("names the key and what it accepts on a bad endpoint", () => {
+    expect(() => parseEndpoint("127.0.0.1:70000")).toThrow(/testbed:kubernetes\.apiEndpoint "127\.0\.0\.1:70000": accepted: HOST:PORT/);
+    expect(() => parseEndpoint("::1:6443")).toThrow(/apiEndpoint/);
+    expect(() => parseScenario({ dataplane: "ebpf", adminCidr: "203.0.113.7/32", sshPublicKey: PLACEHOLDERS.sshPublicKey, kubernetes: { apiEndpoint: "6443" } })).toThrow(
+      /testbed:kubernetes\.apiEndpoint: "6443" is not accepted; accepted: HOST:PORT or \[IPv6\]:PORT/,
+    );
+  });
+
+  it("a loopback endpoint is an SSH forward through the bastion", () => {
+    expect(isLoopback("127.0.0.1")).toBe(true);
+    expect(isLoopback("::1")).toBe(true);
+    expect(isLoopback("198.19.0.10")).toBe(false);
+    expect(apiTunnelCommand({ local: { host: "127.0.0.1", port: 6443 }, apiServer: "2001:2:0:30::10", apiPort: 6443, user: "ubuntu", bastion: "203.0.113.10" })).toBe(
+      "ssh -N -L 127.0.0.1:6443:[2001:2:0:30::10]:6443 ubuntu@203.0.113.10",
+    );
   });
 });
 
