@@ -38,12 +38,16 @@ export interface LabFlavorsArgs {
 
 /** One private flavor per role, sized as testbed:hosts.<role> says and capped as testbed:flavors says. */
 export class LabFlavors extends pulumi.ComponentResource {
-  readonly names: Readonly<Record<HostRole, pulumi.Output<string>>>;
+  /**
+   * By id: nova lists only public flavors unless asked otherwise, so a lookup by name would miss
+   * these private ones.
+   */
+  readonly ids: Readonly<Record<HostRole, pulumi.Output<string>>>;
 
   constructor(name: string, args: LabFlavorsArgs, opts?: pulumi.ComponentResourceOptions) {
     super("testbed:openstack:Flavors", name, {}, opts);
     const extraSpecs = cpuQuotaExtraSpecs(args.scenario.flavors);
-    const names = {} as Record<HostRole, pulumi.Output<string>>;
+    const ids = {} as Record<HostRole, pulumi.Output<string>>;
     for (const role of HOST_ROLES) {
       const host = args.scenario.hosts[role];
       const flavor = new openstack.compute.Flavor(
@@ -59,9 +63,9 @@ export class LabFlavors extends pulumi.ComponentResource {
         },
         { parent: this },
       );
-      names[role] = flavor.name;
+      ids[role] = flavor.id;
     }
-    this.names = names;
-    this.registerOutputs({ names });
+    this.ids = ids;
+    this.registerOutputs({ ids });
   }
 }

@@ -15,7 +15,7 @@ import { cpuQuotaExtraSpecs, LabFlavors } from "./flavors.js";
 import { LabNetworks } from "./network.js";
 import { bandwidthLimits, LinkQos } from "./qos.js";
 import { securityGroupPlans, type SecurityGroupPlan } from "./security-rules.js";
-import { LabServers } from "./servers.js";
+import { LabServers, type LabServersArgs } from "./servers.js";
 
 export interface OpenStackLabArgs {
   readonly scenario: Scenario;
@@ -80,9 +80,10 @@ export class OpenStackLab extends pulumi.ComponentResource {
       { parent: this },
     );
     const qos = s.linkMbps > 0 ? new LinkQos(`${name}-qos`, { linkMbps: s.linkMbps }, { parent: this }) : undefined;
-    const flavorNames = s.flavors.create
-      ? new LabFlavors(`${name}-flavors`, { scenario: s, stack: args.stack }, { parent: this }).names
-      : (Object.fromEntries(HOST_ROLES.map((r) => [r, pulumi.output(s.hosts[r].flavor)])) as Record<HostRole, pulumi.Output<string>>);
+    const created = s.flavors.create ? new LabFlavors(`${name}-flavors`, { scenario: s, stack: args.stack }, { parent: this }) : undefined;
+    const flavors = Object.fromEntries(
+      HOST_ROLES.map((r) => [r, created ? { id: created.ids[r] } : { name: s.hosts[r].flavor }]),
+    ) as LabServersArgs["flavors"];
 
     const servers = new LabServers(
       `${name}-servers`,
@@ -92,7 +93,7 @@ export class OpenStackLab extends pulumi.ComponentResource {
         subnetIds: networks.subnetIds,
         securityGroupIds: access.securityGroupIds,
         qos,
-        flavorNames,
+        flavors,
         keyPairName: access.keyPairName,
         image: s.openstack.image,
         availabilityZone: s.openstack.availabilityZone,
@@ -154,9 +155,9 @@ export class OpenStackLab extends pulumi.ComponentResource {
     }
     this.hosts = hosts;
     this.plan = plan;
-    this.hostAddresses = pulumi.output(
-      Object.fromEntries(HOST_ROLES.map((role) => [role, hosts[role].addresses])),
-    ) as unknown as pulumi.Output<HostAddresses>;
+    const addressesByRole = {} as Record<HostRole, HostAccess["addresses"]>;
+    for (const role of HOST_ROLES) addressesByRole[role] = hosts[role].addresses;
+    this.hostAddresses = pulumi.output(addressesByRole);
 
     this.registerOutputs({ bastionAddress: this.bastionAddress, hostAddresses: this.hostAddresses });
   }

@@ -17,7 +17,8 @@ export interface LabServersArgs {
   readonly securityGroupIds: Readonly<Record<SecurityGroupName, pulumi.Input<string>>>;
   /** The link cap for the measured ports; absent when testbed:linkMbps is 0. */
   readonly qos?: { readonly policyId: pulumi.Input<string>; readonly rules: readonly pulumi.Resource[] };
-  readonly flavorNames: Readonly<Record<HostRole, pulumi.Input<string>>>;
+  /** Each role's flavor: an existing one by name, or a created one by id. */
+  readonly flavors: Readonly<Record<HostRole, { readonly name: string } | { readonly id: pulumi.Input<string> }>>;
   readonly keyPairName: pulumi.Input<string>;
   /** testbed:openstack.image, by name. */
   readonly image: string;
@@ -62,7 +63,7 @@ export class LabServers extends pulumi.ComponentResource {
         `${name}-${role}`,
         {
           name: `testbed-${role}`,
-          flavorName: args.flavorNames[role],
+          ...("name" in args.flavors[role] ? { flavorName: args.flavors[role].name } : { flavorId: args.flavors[role].id }),
           imageName: args.image,
           keyPair: args.keyPairName,
           availabilityZone: args.availabilityZone,
