@@ -1,0 +1,113 @@
+// The receiver's start script and probe, run for real: Debian's ITGRecv and ITGSend on the loopback
+// of a network namespace this test creates and deletes.
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { parseScenario } from "../../scenario/schema.js";
+import { receiverStartScript, signalingListenCheck } from "../../workloads/receiver.js";
+
+const isRoot = process.platform === "linux" && process.getuid?.() === 0;
+const haveDitg = spawnSync("sh", ["-c", "command -v ITGRecv && command -v ITGSend && command -v ITGDec"]).status === 0;
+const reason = !isRoot ? "needs root on Linux (network namespace)" : "needs Debian's d-itg (ITGRecv, ITGSend, ITGDec)";
+
+const s = parseScenario({
+  dataplane: "iptables",
+  adminCidr: "198.51.100.7/32",
+  sshPublicKey: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAItest test@example",
+});
+const NS = `wl-recv-${process.pid}`;
+
+function inNs(args: string[]) {
+  return spawnSync("ip", ["netns", "exec", NS, ...args], { encoding: "utf8", timeout: 30_000 });
+}
+
+function checkPasses(): boolean {
+  return inNs(["sh", "-c", signalingListenCheck(s)]).status === 0;
+}
+
+async function until(cond: () => boolean, ms: number): Promise<boolean> {
+  const end = Date.now() + ms;
+  while (Date.now() < end) {
+    if (cond()) return true;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return cond();
+}
+
+function startReceiver(): ChildProcess {
+  // ip netns exec, sh and ITGRecv replace each other by exec: the child's pid is ITGRecv's.
+  return spawn("ip", ["netns", "exec", NS, "sh", "-c", receiverStartScript(s)], { stdio: "ignore" });
+}
+
+function totalPackets(log: string): number {
+  const out = spawnSync("ITGDec", [log], { encoding: "utf8" }).stdout;
+  const all = [...out.matchAll(/Total packets\s+=\s+(\d+)/g)];
+  return all.length ? Number(all.at(-1)![1]) : 0;
+}
+
+describe.skipIf(!isRoot || !haveDitg)(`D-ITG receiver on loopback (${reason})`, () => {
+  let dir = "";
+  let receiver: ChildProcess | undefined;
+
+  beforeAll(() => {
+    dir = mkdtempSync(join(tmpdir(), "wl-recv-"));
+    expect(spawnSync("ip", ["netns", "add", NS]).status).toBe(0);
+    expect(spawnSync("ip", ["-n", NS, "link", "set", "lo", "up"]).status).toBe(0);
+  });
+
+  afterAll(() => {
+    if (receiver?.exitCode === null) receiver.kill("SIGKILL");
+    spawnSync("ip", ["netns", "del", NS]);
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("serves IPv4 and IPv6 flows, TCP and UDP, from one `-a ::` ITGRecv with SIGPIPE ignored", async () => {
+    receiver = startReceiver();
+    expect(await until(checkPasses, 10_000)).toBe(true);
+    const status = readFileSync(`/proc/${receiver.pid}/status`, "utf8");
+    expect(readFileSync(`/proc/${receiver.pid}/comm`, "utf8").trim()).toBe("ITGRecv");
+    const ignored = BigInt(`0x${/^SigIgn:\s+([0-9a-f]+)$/m.exec(status)![1]}`);
+    expect(ignored & (1n << 12n)).toBe(1n << 12n); // SIGPIPE is signal 13
+
+    const flows = [
+      { name: "v4-udp", dst: "127.0.0.1", proto: "UDP" },
+      { name: "v4-tcp", dst: "127.0.0.1", proto: "TCP" },
+      { name: "v6-udp", dst: "::1", proto: "UDP" },
+      { name: "v6-tcp", dst: "::1", proto: "TCP" },
+    ];
+    for (const f of flows) {
+      const log = join(dir, `${f.name}.rlog`);
+      const r = inNs([
+        "ITGSend", "-a", f.dst, "-Sdp", String(s.receiver.signalingPort), "-rp", String(s.receiver.dataPort),
+        "-T", f.proto, "-C", "50", "-c", "64", "-t", "1000", "-x", log,
+      ]);
+      // ITGSend exits 0 on some failures: judge by its output and by the receiver's log.
+      expect(r.stdout, f.name).toContain("Finished sending");
+      expect(r.stdout + r.stderr, f.name).not.toMatch(/Error/);
+      expect(existsSync(log), f.name).toBe(true);
+      expect(totalPackets(log), f.name).toBeGreaterThan(40);
+    }
+    expect(receiver.exitCode).toBeNull();
+  });
+
+  it("has a probe that never disturbs ITGRecv and fails once ITGRecv is gone", async () => {
+    for (let i = 0; i < 5; i++) expect(checkPasses()).toBe(true);
+    expect(receiver!.exitCode).toBeNull();
+    receiver!.kill("SIGKILL");
+    expect(await until(() => !checkPasses(), 5_000)).toBe(true);
+  });
+
+  it("refuses to start when net.ipv6.bindv6only is 1 (IPv4 flows would fail)", () => {
+    expect(inNs(["sysctl", "-qw", "net.ipv6.bindv6only=1"]).status).toBe(0);
+    try {
+      const r = inNs(["sh", "-c", receiverStartScript(s)]);
+      expect(r.status).toBe(1);
+      expect(r.stderr).toContain("net.ipv6.bindv6only is not 0");
+      expect(checkPasses()).toBe(false);
+    } finally {
+      inNs(["sysctl", "-qw", "net.ipv6.bindv6only=0"]);
+    }
+  });
+});
