@@ -4,7 +4,7 @@
 // Every key differs from the chart's default or pins a default the measurement depends on.
 import { stringify } from "yaml";
 import type { Scenario } from "../../scenario/schema.js";
-import { nodePortRange } from "../../scenario/schema.js";
+import { nodePortRange, serviceCapacity } from "../../scenario/schema.js";
 import { perFamily } from "./kubeadm.js";
 
 export const CILIUM_VALUES_ARTIFACT = "helm/cilium-values.yaml";
@@ -43,6 +43,23 @@ function nextPowerOfTwo(n: number): number {
 export function lbMapMax(s: SizingScenario): number {
   const entries = (largestServiceCount(s) + CLUSTER_SERVICE_PORTS) * LB_ENTRIES_PER_SERVICE[s.dataplane];
   return Math.max(LB_MAP_DEFAULT, nextPowerOfTwo(entries));
+}
+
+/** Cilium's service IDs (reverse-NAT indices) are 16-bit and shared by every frontend of both families. */
+export const SERVICE_ID_LIMIT = 65535;
+
+/**
+ * Service IDs the largest step takes, per Service port and family (Cilium 1.17): a NodePort Service
+ * with externalTrafficPolicy Local takes 5 under the kube-proxy replacement (the frontends of
+ * LB_ENTRIES_PER_SERVICE), a ClusterIP one 1; without the replacement only ClusterIPs take IDs.
+ * Services beyond the NodePort range are ClusterIP, as in the paper. An estimate from upstream
+ * issue dumps, to warn before a sweep runs into "no service ID available".
+ */
+export function serviceIdEstimate(s: Pick<Scenario, "dataplane" | "services" | "sweep" | "families" | "kubernetes" | "receiver">): number {
+  const largest = largestServiceCount(s);
+  const nodePorts = Math.min(largest, serviceCapacity(s).nodePort);
+  const perNodePort = s.dataplane === "ebpf" ? 5 : 1;
+  return s.families.length * (nodePorts * perNodePort + (largest - nodePorts) + CLUSTER_SERVICE_PORTS);
 }
 
 export interface CiliumHostFacts {

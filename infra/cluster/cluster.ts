@@ -22,7 +22,14 @@ import {
   type ClusterNode,
   type ExpectedNode,
 } from "./bootstrap.js";
-import { CILIUM_CHART_REPO, CILIUM_VALUES_ARTIFACT, renderCiliumValuesYaml } from "./cilium-values.js";
+import {
+  CILIUM_CHART_REPO,
+  CILIUM_VALUES_ARTIFACT,
+  SERVICE_ID_LIMIT,
+  largestServiceCount,
+  renderCiliumValuesYaml,
+  serviceIdEstimate,
+} from "./cilium-values.js";
 import {
   API_SERVER_PORT,
   KUBEADM_INIT_ARTIFACT,
@@ -126,6 +133,14 @@ export class KubernetesCluster extends pulumi.ComponentResource {
       if (!nic) throw new Error(`the ${i === 0 ? "master" : "worker"} has no data-center NIC name; Cilium's devices need it`);
       return nic;
     });
+    const serviceIds = serviceIdEstimate(s);
+    if (serviceIds > SERVICE_ID_LIMIT) {
+      void pulumi.log.warn(
+        `about ${serviceIds} Cilium service IDs for ${largestServiceCount(s)} Services in ${s.families.join(" and ")} (limit ${SERVICE_ID_LIMIT}); ` +
+          "the largest steps may fail with \"no service ID available\": narrow testbed:kubernetes.nodePortRange, use one family, or lower the sweep",
+        this,
+      );
+    }
     const valuesYaml = addresses.apply((a) =>
       renderCiliumValuesYaml(s, { apiServerHost: apiAdvertiseAddress(s, a), apiServerPort: API_SERVER_PORT, datacenterDevices }),
     );

@@ -8,7 +8,9 @@ import { parse as parseYaml } from "yaml";
 import { PLACEHOLDERS, parseScenario, type ScenarioInput } from "../../scenario/schema.js";
 import {
   LB_MAP_DEFAULT,
+  SERVICE_ID_LIMIT,
   lbMapMax,
+  serviceIdEstimate,
   renderCiliumValues,
   renderCiliumValuesYaml,
   type CiliumHostFacts,
@@ -186,5 +188,20 @@ describe("single-family clusters", () => {
     expect(v).not.toHaveProperty("tunnelProtocol");
     expect(validate(v)).toBe(true);
     expect(leafPaths(v).filter((p) => !chartPaths.has(p))).toEqual([]);
+  });
+});
+
+describe("service ID estimate", () => {
+  it("the paper's sweep fits: the default range leaves most of 10000 Services ClusterIP", () => {
+    // 2766 NodePorts x 5 + 7234 ClusterIPs + 16, per family, two families
+    expect(serviceIdEstimate(scenario({ dataplane: "ebpf" }))).toBe(2 * (2766 * 5 + 7234 + 16));
+    expect(serviceIdEstimate(scenario({ dataplane: "ebpf" }))).toBeLessThan(SERVICE_ID_LIMIT);
+  });
+
+  it("a wide NodePort range in both families exceeds the 16-bit limit under the replacement only", () => {
+    const wide = { kubernetes: { nodePortRange: "20000-32767" } };
+    expect(serviceIdEstimate(scenario({ dataplane: "ebpf", ...wide }))).toBeGreaterThan(SERVICE_ID_LIMIT);
+    expect(serviceIdEstimate(scenario({ dataplane: "ebpf", families: ["ipv4"], ...wide }))).toBeLessThan(SERVICE_ID_LIMIT);
+    expect(serviceIdEstimate(scenario({ dataplane: "iptables", ...wide }))).toBeLessThan(SERVICE_ID_LIMIT);
   });
 });
