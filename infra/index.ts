@@ -11,6 +11,9 @@ export const dataplane = scenario.dataplane;
 export const services = scenario.services;
 /** The bastion's floating IP: `ssh -J <sshUser>@<bastionAddress> <sshUser>@<management address>`. */
 export const bastionAddress = testbed.bastionAddress;
+/** Management addresses of the hosts `testbed campaign` reaches through the bastion. */
+export const clientAddress = testbed.hostAddresses.apply((h) => h.client.management?.ipv4 ?? h.client.management?.ipv6);
+export const masterAddress = testbed.hostAddresses.apply((h) => h.master.management?.ipv4 ?? h.master.management?.ipv6);
 /** Every host's addresses, per network (management, client, datacenter) and family. */
 export const hostAddresses = testbed.hostAddresses;
 /** kubeconfig of the cluster's admin (secret): `pulumi stack output --show-secrets kubeconfig`. */
@@ -21,3 +24,7 @@ export const kubernetesApiTunnel = testbed.cluster.apiTunnel;
 export const nodes = testbed.cluster.nodes;
 /** What the nodes run: Kubernetes and containerd packages, Cilium chart, Helm, kernel. */
 export const versions = testbed.cluster.versions;
+/** Scaled Services of this step by type: NodePort while the range lasts, ClusterIP after. */
+export const serviceCounts = testbed.workloads.serviceCounts;
+/** Where D-ITG flows go, per family: the worker's NodePort address, signaling and data ports. */
+export const ditgEndpoints = testbed.workloads.ditgEndpoints;

@@ -5,6 +5,7 @@ import type { Scenario } from "../scenario/schema.js";
 import { KubernetesCluster } from "./cluster/cluster.js";
 import { renderNodePrep } from "./cluster/node-prep.js";
 import { OpenStackLab, type HostAddresses } from "./openstack/lab.js";
+import { Workloads } from "./workloads.js";
 
 export interface TestbedArgs {
   readonly scenario: Scenario;
@@ -19,6 +20,8 @@ export class Testbed extends pulumi.ComponentResource {
   readonly hostAddresses: pulumi.Output<HostAddresses>;
   /** Kubernetes on the master and the worker, with the stack's Service dataplane. */
   readonly cluster: KubernetesCluster;
+  /** The scaled Services of this step and the D-ITG receiver. */
+  readonly workloads: Workloads;
 
   constructor(name: string, args: TestbedArgs, opts?: pulumi.ComponentResourceOptions) {
     super("testbed:index:Testbed", name, {}, opts);
@@ -35,6 +38,11 @@ export class Testbed extends pulumi.ComponentResource {
     this.cluster = new KubernetesCluster(
       "cluster",
       { scenario: args.scenario, master: this.lab.hosts.master, worker: this.lab.hosts.worker, bastionAddress: this.lab.bastionAddress },
+      { parent: this },
+    );
+    this.workloads = new Workloads(
+      "workloads",
+      { scenario: args.scenario, master: this.lab.hosts.master, worker: this.lab.hosts.worker, clusterReady: this.cluster.ready },
       { parent: this },
     );
     this.bastionAddress = this.lab.bastionAddress;
