@@ -3,11 +3,11 @@
 // by connection tracking. ARP, DHCP and IPv6 neighbour discovery are allowed by Neutron itself.
 import { parseCidr, type Family } from "../../scenario/cidr.js";
 import { CONFIG_NAMESPACE, nodePortRange, type Scenario } from "../../scenario/schema.js";
+import { API_SERVER_PORT } from "../cluster/kubeadm.js";
 import type { HostRole, LabNetwork } from "../hosts.js";
 import { subnetFamilies } from "./address-plan.js";
 
 export const SSH_PORT = 22;
-export const KUBERNETES_API_PORT = 6443;
 export const KUBELET_PORT = 10250;
 /** Cilium's VXLAN port (Linux's IANA-unassigned default, not 4789). */
 export const CILIUM_VXLAN_PORT = 8472;
@@ -135,7 +135,7 @@ export function securityGroupPlans(s: RuleScenario): SecurityGroupPlan[] {
       name: "kube-api",
       description: "The master's API server on the management network, never on the measured path",
       rules: management.map((cidr) =>
-        fromCidr(cidr, "tcp", [KUBERNETES_API_PORT, KUBERNETES_API_PORT], "Kubernetes API from the management network (kubelets, kubectl via the bastion)"),
+        fromCidr(cidr, "tcp", [API_SERVER_PORT, API_SERVER_PORT], "Kubernetes API from the management network (kubelets, kubectl via the bastion)"),
       ),
     },
     {
