@@ -70,7 +70,8 @@ const routerFile = (p: string) => routerDoc.write_files.find((f) => f.path === p
 const addr = (role: HostRole, network: "client" | "datacenter", family: Family) => hostAddress(plan, role, network, family)!;
 const unmapped = (a: string) => a.replace(/^::ffff:/, "");
 
-describe.skipIf(!canRun)("the data path's addressing on a real kernel", () => {
+// Skipped unless root on Linux: it creates network namespaces, veth pairs and bridges.
+describe.skipIf(!canRun)("the data path's addressing on a real kernel (root on Linux only: network namespaces)", () => {
   beforeAll(() => {
     for (const role of [...ROLES, "sw" as const]) sh(["ip", "netns", "add", ns(role)]);
     for (const network of ["client", "datacenter"] as const) {
