@@ -264,9 +264,11 @@ function crossChecks(s: Scenario, ctx: RefineCtx): void {
   // Admin access: the only door into the testbed.
   const admin = parseCidr(s.adminCidr);
   if (!admin) {
-    issue(["adminCidr"], "not a CIDR; accepted: the address block of your workstation or VPN, e.g. 203.0.113.7/32 or 2001:db8::/64");
+    issue(["adminCidr"], "not a CIDR; accepted: the address block of your workstation or VPN, e.g. 203.0.113.7/32");
   } else if (admin.prefix === 0) {
     issue(["adminCidr"], "opens SSH to the whole Internet; accepted: a block with a prefix length above 0, e.g. 203.0.113.7/32");
+  } else if (admin.family === "ipv6") {
+    issue(["adminCidr"], "is an IPv6 block but the bastion's floating IP is IPv4; accepted: an IPv4 block such as 203.0.113.7/32");
   }
 
   // Every internal block must be distinct: a route or a security-group rule cannot tell overlapping ones apart.

@@ -78,6 +78,7 @@ describe("bad configurations are refused with a message naming key, value and wh
     ["missing admin CIDR", { adminCidr: undefined }, /^testbed:adminCidr: missing; set it with `pulumi config set testbed:adminCidr/],
     ["admin CIDR open to the Internet", { adminCidr: "0.0.0.0/0" }, /^testbed:adminCidr: "0\.0\.0\.0\/0" opens SSH to the whole Internet; accepted: a block with a prefix length above 0/],
     ["IPv6 admin CIDR open to the Internet", { adminCidr: "::/0" }, /^testbed:adminCidr: "::\/0" opens SSH to the whole Internet/],
+    ["IPv6 admin CIDR for an IPv4 bastion", { adminCidr: "2001:db8::/64" }, /^testbed:adminCidr: "2001:db8::\/64" is an IPv6 block but the bastion's floating IP is IPv4; accepted: an IPv4 block/],
     ["admin CIDR that is not a CIDR", { adminCidr: "10.0.0.0/33" }, /^testbed:adminCidr: "10\.0\.0\.0\/33" is not a CIDR; accepted:/],
     [
       "overlapping CIDRs",
