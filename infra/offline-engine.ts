@@ -125,6 +125,10 @@ export async function runOffline(opts: OfflineOptions): Promise<OfflineRun> {
         return { id: `${args.name}-id`, state: { ...args.inputs, ...computedState(args.type, args.name, inputs) } };
       },
       call(args) {
+        // Lookups of existing cloud objects answer with a stand-in id, as the cloud would.
+        if (args.token === "openstack:networking/getNetwork:getNetwork") {
+          return { ...args.inputs, id: `${String(args.inputs.name)}-network-id` };
+        }
         return args.inputs;
       },
     },

@@ -431,7 +431,7 @@ export function placeholdersIn(s: Pick<Scenario, "adminCidr" | "sshPublicKey">):
   const doc4 = ["192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24"].map((t) => parseCidr(t)!);
   const admin = parseCidr(s.adminCidr);
   const keys: string[] = [];
-  if (admin && (doc4.some((d) => cidrsOverlap(d, admin)) || (admin.family === "ipv6" && cidrsOverlap(parseCidr("2001:db8::/32")!, admin)))) {
+  if (admin && doc4.some((d) => cidrsOverlap(d, admin))) {
     keys.push(`${CONFIG_NAMESPACE}:adminCidr`);
   }
   if (s.sshPublicKey === PLACEHOLDERS.sshPublicKey) keys.push(`${CONFIG_NAMESPACE}:sshPublicKey`);
