@@ -28,3 +28,5 @@ export const versions = testbed.cluster.versions;
 export const serviceCounts = testbed.workloads.serviceCounts;
 /** Where D-ITG flows go, per family: the worker's NodePort address, signaling and data ports. */
 export const ditgEndpoints = testbed.workloads.ditgEndpoints;
+/** The receiver's Deployment, its node and log directories: what `testbed campaign` reads logs from. */
+export const ditgReceiver = testbed.workloads.ditgReceiver;

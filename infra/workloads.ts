@@ -8,6 +8,7 @@ import * as command from "@pulumi/command";
 import type { Family } from "../scenario/cidr.js";
 import type { Scenario } from "../scenario/schema.js";
 import { renderManifests } from "../workloads/manifests.js";
+import { RECEIVER_LOG_DIR, RECEIVER_NODE_LOG_DIR } from "../workloads/receiver.js";
 import { buildServiceSet, RECEIVER_SERVICE_NAME, SCALED_BACKEND_LABELS } from "../workloads/service-set.js";
 import type { ServiceSet } from "../workloads/service-model.js";
 import { asRootCommand, shellAssignments } from "./cluster/shell.js";
@@ -24,6 +25,16 @@ export interface DitgEndpoint {
   /** Pod port = Service port = NodePort (D-ITG names the data port in its signaling). */
   readonly dataPort: number;
   readonly protocols: readonly ("TCP" | "UDP")[];
+}
+
+/** Where the receiver runs and writes its logs, as `testbed campaign` needs it (measure/cloud-backend.ts). */
+export interface DitgReceiver {
+  readonly namespace: string;
+  readonly deployment: string;
+  /** Management address of the worker, where the receiver pod is pinned. */
+  readonly nodeAddress: string;
+  readonly podLogDir: string;
+  readonly nodeLogDir: string;
 }
 
 export interface ServiceCounts {
@@ -76,6 +87,7 @@ export interface WorkloadsArgs {
 export class Workloads extends pulumi.ComponentResource {
   readonly serviceCounts: ServiceCounts;
   readonly ditgEndpoints: pulumi.Output<Partial<Record<Family, DitgEndpoint>>>;
+  readonly ditgReceiver: pulumi.Output<DitgReceiver>;
   /** The apply step: the measurement runs after it. */
   readonly applied: command.remote.Command;
 
@@ -117,6 +129,18 @@ export class Workloads extends pulumi.ComponentResource {
       );
     }
     this.ditgEndpoints = pulumi.output(endpoints) as pulumi.Output<Partial<Record<Family, DitgEndpoint>>>;
-    this.registerOutputs({ serviceCounts: this.serviceCounts, ditgEndpoints: this.ditgEndpoints });
+    const management = args.worker.addresses.management ?? {};
+    const workerManagement = management.ipv4 ?? management.ipv6;
+    if (!workerManagement) throw new Error("the worker has no management address: the receiver's logs could not be fetched");
+    this.ditgReceiver = workerManagement.apply(
+      (nodeAddress): DitgReceiver => ({
+        namespace: s.receiver.namespace,
+        deployment: RECEIVER_SERVICE_NAME,
+        nodeAddress,
+        podLogDir: RECEIVER_LOG_DIR,
+        nodeLogDir: RECEIVER_NODE_LOG_DIR,
+      }),
+    );
+    this.registerOutputs({ serviceCounts: this.serviceCounts, ditgEndpoints: this.ditgEndpoints, ditgReceiver: this.ditgReceiver });
   }
 }

@@ -11,6 +11,7 @@ import {
   DITG_DEBIAN_VERSION,
   PACKAGE_DIR,
   RECEIVER_LOG_DIR,
+  RECEIVER_NODE_LOG_DIR,
   packageFetchScript,
   receiverStartScript,
   signalingListenCheck,
@@ -168,7 +169,7 @@ export function receiverDeployment(s: Pick<Scenario, "receiver" | "families">): 
           ],
           volumes: [
             { name: "packages", emptyDir: {} },
-            { name: "logs", emptyDir: {} },
+            { name: "logs", hostPath: { path: RECEIVER_NODE_LOG_DIR, type: "DirectoryOrCreate" } },
           ],
         },
       },

@@ -30,8 +30,13 @@ export const LIBSCTP_DEBIAN_VERSION = "1.0.19+dfsg-2";
 
 /** Where the init container leaves the .deb files for the receiver container. */
 export const PACKAGE_DIR = "/var/cache/ditg";
-/** Receiver logs (`ITGSend -x /logs/NAME`) live on an emptyDir here. */
+/** Receiver logs (`ITGSend -x /logs/NAME`) are written here inside the pod... */
 export const RECEIVER_LOG_DIR = "/logs";
+/**
+ * ...and land here on the worker (a hostPath volume), where `testbed campaign` fetches them over the
+ * management network with scp: no copy through the API server, nothing sent over the measured path.
+ */
+export const RECEIVER_NODE_LOG_DIR = "/var/lib/dataplane-testbed/ditg-logs";
 /** Receiver and sender log buffer, in records (D-ITG's default is 50). */
 export const LOG_BUFFER_RECORDS = 1000;
 

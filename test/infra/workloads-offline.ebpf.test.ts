@@ -25,3 +25,20 @@ describe("workloads of the ebpf stack at 3000 Services", () => {
     expect(run.outputs.serviceCounts).toEqual({ total: 3000, nodePort: 2766, clusterIp: 234 });
   });
 });
+
+describe("the stack outputs `testbed campaign` reads", () => {
+  it("satisfy the cloud backend's reader", async () => {
+    const { labOutputs } = await import("../../measure/cloud-backend.js");
+    const wrapped = Object.fromEntries(Object.entries(run.outputs).map(([k, v]) => [k, { value: v }]));
+    const lab = labOutputs("ebpf", wrapped);
+    expect(lab.ditgReceiver).toEqual({
+      namespace: "ditg",
+      deployment: "ditg-receiver",
+      nodeAddress: expect.stringMatching(/^198\.19\.0\./),
+      podLogDir: "/logs",
+      nodeLogDir: "/var/lib/dataplane-testbed/ditg-logs",
+    });
+    expect(lab.clientAddress).toMatch(/^198\.19\.0\./);
+    expect(Object.keys(lab.ditgEndpoints).sort()).toEqual(["ipv4", "ipv6"]);
+  });
+});
