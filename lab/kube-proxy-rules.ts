@@ -1,0 +1,509 @@
+// The rules kube-proxy's iptables mode writes, as text: a port of syncProxyRules
+// (pkg/proxy/iptables/proxier.go, the format of Kubernetes 1.28 to 1.33) for the Service shapes the
+// testbed uses: ClusterIP and NodePort Services, TCP/UDP, internalTrafficPolicy Cluster,
+// externalTrafficPolicy Local or Cluster, ready endpoints on this node or on others.
+// Not modelled: LoadBalancer/externalIPs, session affinity, topology hints, terminating endpoints.
+//
+// Output per family: the `iptables-restore --noflush` input kube-proxy builds on a full sync, and the
+// jump rules it installs beforehand with `iptables -I` (iptablesJumpChains). Order inside KUBE-SERVICES
+// and KUBE-NODEPORTS follows the given Service order; kube-proxy walks a Go map there, so its own order
+// changes between syncs (sortLikeKubeProxyTests gives the order kube-proxy's tests compare in).
+import { createHash } from "node:crypto";
+import ipaddr from "ipaddr.js";
+import { cidrContains, parseCidr, type Family } from "../scenario/cidr.js";
+import type { ServicePort, ServiceSpec } from "../workloads/service-model.js";
+
+export interface Endpoint {
+  /** Pod address; endpoints of the other family are ignored by this family's rules. */
+  readonly ip: string;
+  /** True when the pod runs on this node. */
+  readonly local: boolean;
+}
+
+/** A Service and its ready endpoints; an endpoint's port is each Service port's targetPort. */
+export interface ServiceEndpoints {
+  readonly service: ServiceSpec;
+  readonly endpoints: readonly Endpoint[];
+}
+
+/** kube-proxy's settings and the node it runs on, for one IP family. */
+export interface KubeProxyNode {
+  readonly family: Family;
+  /** --nodeport-addresses (CIDRs). None of this family: NodePorts on every local address. */
+  readonly nodePortAddresses?: readonly string[];
+  /** The node's interface addresses; used only with nodePortAddresses. */
+  readonly addresses?: readonly string[];
+  /** --iptables-localhost-nodeports (default true). IPv4 only; off when nodePortAddresses leaves out 127.0.0.1. */
+  readonly localhostNodePorts?: boolean;
+  /** --cluster-cidr of this family: the local-traffic detector. Unset: no detector. */
+  readonly clusterCIDR?: string;
+  /** --masquerade-all. */
+  readonly masqueradeAll?: boolean;
+  /** --iptables-masquerade-bit (default 14). */
+  readonly masqueradeBit?: number;
+  /** The mark as written; kube-proxy formats 1 << masqueradeBit with Go's %#08x (0x00004000). */
+  readonly masqueradeMark?: string;
+  /** iptables has MASQUERADE --random-fully (1.6.2 and later; true on Ubuntu 20.04). Default true. */
+  readonly randomFully?: boolean;
+  /** kube-proxy created its nfacct counters (nfnetlink_acct available). Default false. */
+  readonly nfacct?: boolean;
+  /** net.netfilter.nf_conntrack_tcp_be_liberal is set: no INVALID drop rule. */
+  readonly conntrackTcpBeLiberal?: boolean;
+}
+
+export type Table = "filter" | "nat";
+export type BuiltinChain = "INPUT" | "FORWARD" | "OUTPUT" | "PREROUTING" | "POSTROUTING";
+
+/** A jump from a built-in chain into a kube-proxy chain; installed with `iptables -t TABLE -I CHAIN ARGS`. */
+export interface JumpRule {
+  readonly table: Table;
+  readonly chain: BuiltinChain;
+  readonly target: string;
+  /** The rule's arguments after the chain name, as kube-proxy passes them to iptables. */
+  readonly args: readonly string[];
+}
+
+export interface KubeProxyRules {
+  readonly family: Family;
+  /** `iptables-restore --noflush --counters` input: *filter ... COMMIT *nat ... COMMIT. */
+  readonly restore: string;
+  /** Jumps in the order kube-proxy ensures them, each preceded by creating its target chain. */
+  readonly jumps: readonly JumpRule[];
+  /** nfacct counters kube-proxy ensures before restoring (empty unless node.nfacct). */
+  readonly nfacctCounters: readonly string[];
+  /** Rule counts of the restore input, as kube-proxy's sync_proxy_rules_iptables_total reports them. */
+  readonly ruleCounts: { readonly filter: number; readonly nat: number };
+  /** More than 1000 endpoints: comments left out of the endpoint rules (largeClusterMode). */
+  readonly largeClusterMode: boolean;
+}
+
+export const LARGE_CLUSTER_ENDPOINTS_THRESHOLD = 1000;
+export const NFACCT_LOCALHOST_NODEPORTS = "localhost_nps_accepted_pkts";
+export const NFACCT_INVALID_DROPPED = "ct_state_invalid_dropped_pkts";
+
+const KUBE_SERVICES = "KUBE-SERVICES";
+const KUBE_EXTERNAL_SERVICES = "KUBE-EXTERNAL-SERVICES";
+const KUBE_NODEPORTS = "KUBE-NODEPORTS";
+const KUBE_POSTROUTING = "KUBE-POSTROUTING";
+const KUBE_MARK_MASQ = "KUBE-MARK-MASQ";
+const KUBE_FORWARD = "KUBE-FORWARD";
+const KUBE_PROXY_FIREWALL = "KUBE-PROXY-FIREWALL";
+const KUBE_FIREWALL = "KUBE-FIREWALL";
+
+/** iptablesJumpChains, then kubelet's KUBE-FIREWALL jumps that kube-proxy duplicates. */
+const JUMP_TABLE: readonly { table: Table; target: string; chain: BuiltinChain; comment: string; extra: readonly string[] }[] = [
+  { table: "filter", target: KUBE_EXTERNAL_SERVICES, chain: "INPUT", comment: "kubernetes externally-visible service portals", extra: ["-m", "conntrack", "--ctstate", "NEW"] },
+  { table: "filter", target: KUBE_EXTERNAL_SERVICES, chain: "FORWARD", comment: "kubernetes externally-visible service portals", extra: ["-m", "conntrack", "--ctstate", "NEW"] },
+  { table: "filter", target: KUBE_NODEPORTS, chain: "INPUT", comment: "kubernetes health check service ports", extra: [] },
+  { table: "filter", target: KUBE_SERVICES, chain: "FORWARD", comment: "kubernetes service portals", extra: ["-m", "conntrack", "--ctstate", "NEW"] },
+  { table: "filter", target: KUBE_SERVICES, chain: "OUTPUT", comment: "kubernetes service portals", extra: ["-m", "conntrack", "--ctstate", "NEW"] },
+  { table: "filter", target: KUBE_FORWARD, chain: "FORWARD", comment: "kubernetes forwarding rules", extra: [] },
+  { table: "filter", target: KUBE_PROXY_FIREWALL, chain: "INPUT", comment: "kubernetes load balancer firewall", extra: ["-m", "conntrack", "--ctstate", "NEW"] },
+  { table: "filter", target: KUBE_PROXY_FIREWALL, chain: "OUTPUT", comment: "kubernetes load balancer firewall", extra: ["-m", "conntrack", "--ctstate", "NEW"] },
+  { table: "filter", target: KUBE_PROXY_FIREWALL, chain: "FORWARD", comment: "kubernetes load balancer firewall", extra: ["-m", "conntrack", "--ctstate", "NEW"] },
+  { table: "nat", target: KUBE_SERVICES, chain: "OUTPUT", comment: "kubernetes service portals", extra: [] },
+  { table: "nat", target: KUBE_SERVICES, chain: "PREROUTING", comment: "kubernetes service portals", extra: [] },
+  { table: "nat", target: KUBE_POSTROUTING, chain: "POSTROUTING", comment: "kubernetes postrouting rules", extra: [] },
+  { table: "filter", target: KUBE_FIREWALL, chain: "INPUT", comment: "", extra: [] },
+  { table: "filter", target: KUBE_FIREWALL, chain: "OUTPUT", comment: "", extra: [] },
+];
+
+/** The jump rules kube-proxy ensures on a full sync, in its order (each with `-I`, so later ones end up first). */
+export const KUBE_PROXY_JUMPS: readonly JumpRule[] = JUMP_TABLE.map((j) => ({
+  table: j.table,
+  chain: j.chain,
+  target: j.target,
+  args: [...j.extra, ...(j.comment ? ["-m", "comment", "--comment", j.comment] : []), "-j", j.target],
+}));
+
+const BASE32 = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+
+/** First 16 characters of base32(sha256(text)), as portProtoHash and servicePortEndpointChainName. */
+export function chainHash(text: string): string {
+  const bytes = createHash("sha256").update(text).digest();
+  let bits = 0;
+  let value = 0;
+  let out = "";
+  for (const byte of bytes) {
+    value = (value << 8) | byte;
+    bits += 8;
+    while (bits >= 5 && out.length < 16) {
+      out += BASE32[(value >>> (bits - 5)) & 31];
+      bits -= 5;
+    }
+    value &= (1 << bits) - 1;
+    if (out.length === 16) break;
+  }
+  return out;
+}
+
+/** ServicePortName.String(): "namespace/name" plus ":port" when the port is named. */
+export function servicePortName(svc: Pick<ServiceSpec, "namespace" | "name">, port: Pick<ServicePort, "name">): string {
+  return `${svc.namespace}/${svc.name}${port.name ? `:${port.name}` : ""}`;
+}
+
+/** Go's net.JoinHostPort. */
+function joinHostPort(ip: string, port: number): string {
+  return ip.includes(":") ? `[${ip}]:${port}` : `${ip}:${port}`;
+}
+
+/** Addresses as Go's net.IP.String() prints them. */
+function canonicalIp(ip: string): string {
+  return ipaddr.parse(ip).toString();
+}
+
+function ipFamilyOf(ip: string): Family {
+  return ipaddr.parse(ip).kind() === "ipv4" ? "ipv4" : "ipv6";
+}
+
+/** Go's fmt.Sprintf("%#08x", v): "0x" and at least eight hex digits. */
+function goHexMark(value: number): string {
+  return `0x${value.toString(16).padStart(8, "0")}`;
+}
+
+/** fmt.Sprintf("%0.10f", 1/n) */
+function probability(n: number): string {
+  return (1 / n).toFixed(10);
+}
+
+/** proxyutil.NodePortAddresses for one family. */
+function nodePortAddressesOf(node: KubeProxyNode): { matchAll: boolean; containsIPv4Loopback: boolean; cidrs: string[] } {
+  const ofFamily = (node.nodePortAddresses ?? []).filter((c) => parseCidr(c)?.family === node.family);
+  const cidrs = ofFamily.length ? ofFamily : [node.family === "ipv4" ? "0.0.0.0/0" : "::/0"];
+  let containsIPv4Loopback = false;
+  let matchAll = false;
+  for (const c of cidrs) {
+    const parsed = parseCidr(c)!;
+    if (parsed.family === "ipv4" && cidrContains(parsed, "127.0.0.1")) containsIPv4Loopback = true;
+    if (parsed.prefix === 0) {
+      matchAll = true;
+      break;
+    }
+  }
+  return { matchAll, containsIPv4Loopback, cidrs };
+}
+
+class Lines {
+  readonly lines: string[] = [];
+  write(...tokens: (string | readonly string[])[]): void {
+    this.lines.push(tokens.flat().join(" "));
+  }
+}
+
+function validateNode(node: KubeProxyNode): void {
+  const bad = (key: string, value: unknown, accepted: string) => {
+    throw new Error(`kube-proxy rules: ${key} ${JSON.stringify(value)} is not accepted; accepted: ${accepted}`);
+  };
+  if (node.family !== "ipv4" && node.family !== "ipv6") bad("family", node.family, '"ipv4" or "ipv6"');
+  if (node.clusterCIDR !== undefined && parseCidr(node.clusterCIDR)?.family !== node.family) {
+    bad("clusterCIDR", node.clusterCIDR, `a CIDR of the ${node.family} family`);
+  }
+  for (const c of node.nodePortAddresses ?? []) if (!parseCidr(c)) bad("nodePortAddresses", c, "CIDRs, e.g. 198.18.1.0/24");
+  for (const a of node.addresses ?? []) if (!ipaddr.isValid(a)) bad("addresses", a, "IP addresses");
+  const bit = node.masqueradeBit ?? 14;
+  if (!Number.isInteger(bit) || bit < 0 || bit > 31) bad("masqueradeBit", bit, "an integer from 0 to 31");
+}
+
+/** The rule set kube-proxy (iptables mode) writes on a full sync of one family. */
+export function kubeProxyRules(services: readonly ServiceEndpoints[], node: KubeProxyNode): KubeProxyRules {
+  validateNode(node);
+  const family = node.family;
+  const isIPv6 = family === "ipv6";
+  const mark = node.masqueradeMark ?? goHexMark(1 << (node.masqueradeBit ?? 14));
+  const npa = nodePortAddressesOf(node);
+  const localhostNodePorts = !isIPv6 && (node.localhostNodePorts ?? true) && npa.containsIPv4Loopback;
+  const nfacct = node.nfacct ?? false;
+  const detector = node.clusterCIDR ? parseCidr(node.clusterCIDR)!.text : undefined;
+
+  const filterChains = new Lines();
+  const filterRules = new Lines();
+  const natChains = new Lines();
+  const natRules = new Lines();
+  const chainLine = (name: string) => `:${name} - [0:0]`;
+
+  for (const c of [KUBE_SERVICES, KUBE_EXTERNAL_SERVICES, KUBE_FORWARD, KUBE_NODEPORTS, KUBE_PROXY_FIREWALL]) filterChains.write(chainLine(c));
+  for (const c of [KUBE_SERVICES, KUBE_NODEPORTS, KUBE_POSTROUTING, KUBE_MARK_MASQ]) natChains.write(chainLine(c));
+
+  natRules.write("-A", KUBE_POSTROUTING, "-m", "mark", "!", "--mark", `${mark}/${mark}`, "-j", "RETURN");
+  natRules.write("-A", KUBE_POSTROUTING, "-j", "MARK", "--xor-mark", mark);
+  natRules.write(
+    "-A", KUBE_POSTROUTING, "-m", "comment", "--comment", '"kubernetes service traffic requiring SNAT"', "-j", "MASQUERADE",
+    (node.randomFully ?? true) ? ["--random-fully"] : [],
+  );
+  natRules.write("-A", KUBE_MARK_MASQ, "-j", "MARK", "--or-mark", mark);
+
+  if (localhostNodePorts) {
+    filterChains.write(chainLine(KUBE_FIREWALL));
+    filterRules.write(
+      "-A", KUBE_FIREWALL, "-m", "comment", "--comment", '"block incoming localnet connections"',
+      "-d", "127.0.0.0/8", "!", "-s", "127.0.0.0/8", "-m", "conntrack", "!", "--ctstate", "RELATED,ESTABLISHED,DNAT", "-j", "DROP",
+    );
+  }
+
+  // One entry per Service port of this family (kube-proxy's svcPortMap).
+  const ports = services.flatMap(({ service, endpoints }) => {
+    const clusterIP = service.clusterIPs[family];
+    if (clusterIP === undefined) return [];
+    const ofFamily = endpoints.filter((e) => ipFamilyOf(e.ip) === family);
+    return service.ports.map((port) => {
+      const name = servicePortName(service, port);
+      const protocol = port.protocol.toLowerCase();
+      const byString = new Map<string, { ip: string; str: string; local: boolean; chain: string }>();
+      for (const e of ofFamily) {
+        const ip = canonicalIp(e.ip);
+        const str = joinHostPort(ip, port.targetPort);
+        byString.set(str, { ip, str, local: e.local, chain: `KUBE-SEP-${chainHash(name + protocol + str)}` });
+      }
+      // kube-proxy sorts a Service port's endpoints by their "ip:port" string.
+      const eps = [...byString.values()].sort((a, b) => (a.str < b.str ? -1 : a.str > b.str ? 1 : 0));
+      return { service, port, name, protocol, clusterIP: canonicalIp(clusterIP), eps };
+    });
+  });
+
+  const totalEndpoints = ports.reduce((n, p) => n + p.eps.length, 0);
+  const largeClusterMode = totalEndpoints > LARGE_CLUSTER_ENDPOINTS_THRESHOLD;
+  const comment = (text: string) => (largeClusterMode ? [] : ["-m", "comment", "--comment", text]);
+
+  for (const p of ports) {
+    const { name, protocol, port } = p;
+    const hash = chainHash(name + protocol);
+    const svcChain = `KUBE-SVC-${hash}`;
+    const svlChain = `KUBE-SVL-${hash}`;
+    const extChain = `KUBE-EXT-${hash}`;
+    const nodePort = p.service.type === "NodePort" ? port.nodePort : undefined;
+    const externallyAccessible = nodePort !== undefined && nodePort !== 0;
+    const externalPolicyLocal = externallyAccessible && p.service.externalTrafficPolicy === "Local";
+
+    const clusterEndpoints = p.eps;
+    const localEndpoints = externalPolicyLocal ? p.eps.filter((e) => e.local) : [];
+    const hasEndpoints = clusterEndpoints.length > 0;
+    const hasExternalEndpoints = externalPolicyLocal ? localEndpoints.length > 0 : hasEndpoints;
+    const externalPolicyChain = externalPolicyLocal ? svlChain : svcChain;
+    const usesExternalTrafficChain = hasEndpoints && externallyAccessible;
+
+    let externalFilterTarget = "";
+    let externalFilterComment = "";
+    if (!hasEndpoints) {
+      externalFilterTarget = "REJECT";
+      externalFilterComment = `"${name} has no endpoints"`;
+    } else if (!hasExternalEndpoints) {
+      externalFilterTarget = "DROP";
+      externalFilterComment = `"${name} has no local endpoints"`;
+    }
+
+    const dport = ["--dport", String(port.port)];
+    if (hasEndpoints) {
+      natRules.write("-A", KUBE_SERVICES, "-m", "comment", "--comment", `"${name} cluster IP"`, "-m", protocol, "-p", protocol, "-d", p.clusterIP, dport, "-j", svcChain);
+    } else {
+      filterRules.write("-A", KUBE_SERVICES, "-m", "comment", "--comment", `"${name} has no endpoints"`, "-m", protocol, "-p", protocol, "-d", p.clusterIP, dport, "-j", "REJECT");
+    }
+
+    if (externallyAccessible) {
+      if (hasEndpoints) {
+        if (localhostNodePorts && nfacct) {
+          natRules.write(
+            "-A", KUBE_NODEPORTS, "-m", "comment", "--comment", name, "-m", protocol, "-p", protocol, "-d", "127.0.0.0/8",
+            "--dport", String(nodePort), "-m", "nfacct", "--nfacct-name", NFACCT_LOCALHOST_NODEPORTS, "-j", extChain,
+          );
+        }
+        natRules.write("-A", KUBE_NODEPORTS, "-m", "comment", "--comment", name, "-m", protocol, "-p", protocol, "--dport", String(nodePort), "-j", extChain);
+      }
+      if (!hasExternalEndpoints) {
+        filterRules.write(
+          "-A", KUBE_EXTERNAL_SERVICES, "-m", "comment", "--comment", externalFilterComment, "-m", "addrtype", "--dst-type", "LOCAL",
+          "-m", protocol, "-p", protocol, "--dport", String(nodePort), "-j", externalFilterTarget,
+        );
+      }
+    }
+
+    if (hasEndpoints) {
+      const args = ["-m", "comment", "--comment", `"${name} cluster IP"`, "-m", protocol, "-p", protocol, "-d", p.clusterIP, ...dport];
+      if (node.masqueradeAll) natRules.write("-A", svcChain, args, "-j", KUBE_MARK_MASQ);
+      else if (detector) natRules.write("-A", svcChain, args, "!", "-s", detector, "-j", KUBE_MARK_MASQ);
+    }
+
+    if (usesExternalTrafficChain) {
+      natChains.write(chainLine(extChain));
+      if (!externalPolicyLocal) {
+        natRules.write("-A", extChain, "-m", "comment", "--comment", `"masquerade traffic for ${name} external destinations"`, "-j", KUBE_MARK_MASQ);
+      } else {
+        if (detector) {
+          natRules.write("-A", extChain, "-m", "comment", "--comment", `"pod traffic for ${name} external destinations"`, "-s", detector, "-j", svcChain);
+        }
+        natRules.write("-A", extChain, "-m", "comment", "--comment", `"masquerade LOCAL traffic for ${name} external destinations"`, "-m", "addrtype", "--src-type", "LOCAL", "-j", KUBE_MARK_MASQ);
+        natRules.write("-A", extChain, "-m", "comment", "--comment", `"route LOCAL traffic for ${name} external destinations"`, "-m", "addrtype", "--src-type", "LOCAL", "-j", svcChain);
+      }
+      if (hasExternalEndpoints) natRules.write("-A", extChain, "-j", externalPolicyChain);
+    }
+
+    const toEndpoints = (chain: string, eps: typeof p.eps) => {
+      eps.forEach((ep, i) => {
+        const stat = i < eps.length - 1 ? ["-m", "statistic", "--mode", "random", "--probability", probability(eps.length - i)] : [];
+        natRules.write("-A", chain, comment(`"${name} -> ${ep.str}"`), stat, "-j", ep.chain);
+      });
+    };
+    if (clusterEndpoints.length > 0) {
+      natChains.write(chainLine(svcChain));
+      toEndpoints(svcChain, clusterEndpoints);
+    }
+    if (localEndpoints.length > 0) {
+      natChains.write(chainLine(svlChain));
+      toEndpoints(svlChain, localEndpoints);
+    }
+    for (const ep of clusterEndpoints) {
+      natChains.write(chainLine(ep.chain));
+      natRules.write("-A", ep.chain, comment(name), "-s", ep.ip, "-j", KUBE_MARK_MASQ);
+      natRules.write("-A", ep.chain, comment(name), "-m", protocol, "-p", protocol, "-j", "DNAT", "--to-destination", ep.str);
+    }
+  }
+
+  // The tail call into KUBE-NODEPORTS: after every other KUBE-SERVICES rule.
+  const lastRuleComment = '"kubernetes service nodeports; NOTE: this must be the last rule in this chain"';
+  if (npa.matchAll) {
+    const dst = ["-m", "addrtype", "--dst-type", "LOCAL"];
+    if (isIPv6) dst.push("!", "-d", "::1/128");
+    else if (!localhostNodePorts) dst.push("!", "-d", "127.0.0.0/8");
+    natRules.write("-A", KUBE_SERVICES, "-m", "comment", "--comment", lastRuleComment, dst, "-j", KUBE_NODEPORTS);
+  } else {
+    const seen = new Set<string>();
+    for (const a of node.addresses ?? []) {
+      if (ipFamilyOf(a) !== family) continue;
+      const ip = canonicalIp(a);
+      if (seen.has(ip) || !npa.cidrs.some((c) => cidrContains(parseCidr(c)!, ip))) continue;
+      seen.add(ip);
+      const loopback = ipaddr.parse(ip).range() === "loopback";
+      if (loopback && (isIPv6 || !localhostNodePorts)) continue;
+      natRules.write("-A", KUBE_SERVICES, "-m", "comment", "--comment", lastRuleComment, "-d", ip, "-j", KUBE_NODEPORTS);
+    }
+  }
+
+  if (!node.conntrackTcpBeLiberal) {
+    filterRules.write("-A", KUBE_FORWARD, "-m", "conntrack", "--ctstate", "INVALID", nfacct ? ["-m", "nfacct", "--nfacct-name", NFACCT_INVALID_DROPPED] : [], "-j", "DROP");
+  }
+  filterRules.write("-A", KUBE_FORWARD, "-m", "comment", "--comment", '"kubernetes forwarding rules"', "-m", "mark", "--mark", `${mark}/${mark}`, "-j", "ACCEPT");
+  filterRules.write("-A", KUBE_FORWARD, "-m", "comment", "--comment", '"kubernetes forwarding conntrack rule"', "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-j", "ACCEPT");
+
+  const restore = [
+    "*filter",
+    ...filterChains.lines,
+    ...filterRules.lines,
+    "COMMIT",
+    "*nat",
+    ...natChains.lines,
+    ...natRules.lines,
+    "COMMIT",
+    "",
+  ].join("\n");
+
+  return {
+    family,
+    restore,
+    jumps: KUBE_PROXY_JUMPS,
+    nfacctCounters: nfacct ? [NFACCT_INVALID_DROPPED, NFACCT_LOCALHOST_NODEPORTS] : [],
+    ruleCounts: { filter: filterRules.lines.length, nat: natRules.lines.length },
+    largeClusterMode,
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// The order kube-proxy's tests compare dumps in (sortIPTablesRules in proxier_test.go).
+
+interface ParsedChain {
+  name: string;
+  rules: string[];
+}
+
+interface ParsedTable {
+  name: string;
+  chains: ParsedChain[];
+}
+
+/** Parses restore input into tables, chains and rules (rules grouped under their chain, in order). */
+export function parseRestore(text: string): ParsedTable[] {
+  const tables: ParsedTable[] = [];
+  let current: ParsedTable | undefined;
+  let byName = new Map<string, ParsedChain>();
+  for (const raw of text.split("\n")) {
+    const line = raw.trim();
+    if (line === "" || line.startsWith("#")) continue;
+    if (line.startsWith("*")) {
+      current = { name: line.slice(1), chains: [] };
+      byName = new Map();
+      tables.push(current);
+    } else if (line === "COMMIT") {
+      current = undefined;
+    } else if (!current) {
+      throw new Error(`restore input: ${JSON.stringify(line)} is outside a table; accepted: lines between *TABLE and COMMIT`);
+    } else if (line.startsWith(":")) {
+      const chain = { name: line.slice(1).split(" ")[0]!, rules: [] };
+      current.chains.push(chain);
+      byName.set(chain.name, chain);
+    } else if (line.startsWith("-A ")) {
+      const chainName = line.split(" ")[1]!;
+      const chain = byName.get(chainName);
+      if (!chain) throw new Error(`restore input: rule for undeclared chain ${chainName}: ${line}`);
+      chain.rules.push(line);
+    } else {
+      throw new Error(`restore input: ${JSON.stringify(line)} is not accepted; accepted: *TABLE, :CHAIN, -A CHAIN ..., COMMIT`);
+    }
+  }
+  return tables;
+}
+
+function commentOf(rule: string): string | undefined {
+  const m = / --comment (?:"([^"]*)"|(\S+))/.exec(rule);
+  return m ? (m[1] ?? m[2]) : undefined;
+}
+
+/** orderByCommentServiceName: the comment up to its first space or colon; undefined without a comment. */
+function commentServiceName(rule: string): string | undefined {
+  const c = commentOf(rule);
+  if (c === undefined) return undefined;
+  const i = c.search(/[ :]/);
+  return i === -1 ? c : c.slice(0, i);
+}
+
+function byServiceName(a: string, b: string): number {
+  const x = commentServiceName(a);
+  const y = commentServiceName(b);
+  if (x === undefined || y === undefined) return 0;
+  return x < y ? -1 : x > y ? 1 : 0;
+}
+
+function chainOrder(a: string, b: string): number {
+  const rank = (n: string) => (n === KUBE_NODEPORTS ? 0 : n === KUBE_SERVICES ? 1 : n.startsWith("KUBE-") ? 2 : 3);
+  const d = rank(a) - rank(b);
+  if (d !== 0) return d;
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+/**
+ * Restore input sorted as kube-proxy's tests sort it before comparing with their golden dumps:
+ * tables by name; chains KUBE-NODEPORTS, KUBE-SERVICES, then the other KUBE-* chains alphabetically;
+ * rules grouped by chain; KUBE-NODEPORTS and KUBE-SERVICES rules by the Service name in their
+ * comment (stable), with nat KUBE-SERVICES' "must be the last rule" rule kept last.
+ */
+export function sortLikeKubeProxyTests(text: string): string {
+  const tables = parseRestore(text).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  const out: string[] = [];
+  for (const t of tables) {
+    t.chains.sort((a, b) => chainOrder(a.name, b.name));
+    for (const c of t.chains) {
+      if (c.name === KUBE_NODEPORTS || (c.name === KUBE_SERVICES && t.name === "filter")) {
+        c.rules.sort(byServiceName);
+      } else if (c.name === KUBE_SERVICES) {
+        const isLast = (r: string) => (commentOf(r) ?? "").includes("must be the last rule");
+        c.rules.sort((a, b) => (isLast(a) === isLast(b) ? byServiceName(a, b) : isLast(a) ? 1 : -1));
+      }
+    }
+    out.push(`*${t.name}`, ...t.chains.map((c) => `:${c.name} - [0:0]`), ...t.chains.flatMap((c) => c.rules), "COMMIT");
+  }
+  return out.join("\n") + "\n";
+}
+
+/** Number of "-A" rules per table in restore input. */
+export function countRestoreRules(text: string): Record<string, number> {
+  const counts: Record<string, number> = {};
+  for (const t of parseRestore(text)) counts[t.name] = t.chains.reduce((n, c) => n + c.rules.length, 0);
+  return counts;
+}
