@@ -224,7 +224,7 @@ describe("security groups", () => {
 
   it("refuses an IPv6 admin block: the bastion's floating IP is IPv4", () => {
     expect(() => securityGroupPlans(scenario({ adminCidr: "2001:db8::/64" }))).toThrow(
-      /testbed:adminCidr "2001:db8::\/64" is not an IPv4 block; accepted: an IPv4 block/,
+      /testbed:adminCidr: "2001:db8::\/64" is an IPv6 block but the bastion.s floating IP is IPv4; accepted: an IPv4 block/,
     );
   });
 });
