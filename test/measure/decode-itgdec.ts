@@ -4,46 +4,14 @@ import { writeFile } from "node:fs/promises";
 import { promisify } from "node:util";
 import { expect } from "vitest";
 import { encodeRecord, recordBlock, type DecodedLog, type DelayReport, type LogRecord } from "../../measure/ditg-log.js";
+import { parseItgDec, type ItgDecBlock } from "../../measure/itgdec-summary.js";
 
 const run = promisify(execFile);
-
-/** One block of ITGDec's summary: label -> printed value (text after "= ", unit dropped). */
-export interface ItgDecBlock {
-  readonly heading: { flowId: number; from: string; to: string } | "TOTAL";
-  readonly fields: Map<string, string>;
-}
 
 /** ITGDec's -v summary of a log; stderr (one spinner write per record) goes to /dev/null. */
 export async function runItgDec(path: string): Promise<ItgDecBlock[]> {
   const { stdout } = await run("sh", ["-c", 'exec ITGDec "$1" 2>/dev/null', "sh", path], { maxBuffer: 64 << 20 });
   return parseItgDec(stdout);
-}
-
-export function parseItgDec(text: string): ItgDecBlock[] {
-  const blocks: ItgDecBlock[] = [];
-  let current: { heading: ItgDecBlock["heading"]; fields: Map<string, string> } | undefined;
-  const lines = text.split("\n");
-  for (let i = 0; i < lines.length; i++) {
-    const l = lines[i]!;
-    const flow = /^Flow number: (\d+)$/.exec(l);
-    if (flow) {
-      const from = /^From (.*)$/.exec(lines[i + 1] ?? "")?.[1];
-      const to = /^To {4}(.*)$/.exec(lines[i + 2] ?? "")?.[1];
-      if (from === undefined || to === undefined) throw new Error(`unexpected ITGDec output near: ${l}`);
-      current = { heading: { flowId: Number(flow[1]), from, to }, fields: new Map() };
-      blocks.push(current);
-      i += 2;
-      continue;
-    }
-    if (/TOTAL RESULTS/.test(l)) {
-      current = { heading: "TOTAL", fields: new Map() };
-      blocks.push(current);
-      continue;
-    }
-    const field = /^([A-Za-z -]+?)\s*= +(.*?)\s*$/.exec(l);
-    if (field && current) current.fields.set(field[1]!, field[2]!.replace(/ (s|pkt|Kbit\/s|pkt\/s)$/, ""));
-  }
-  return blocks;
 }
 
 /** C's %.Nf of a double, as ITGDec prints it. */
