@@ -4,8 +4,8 @@
 import { createHash } from "node:crypto";
 import { unsafeUniformIntDistribution, xoroshiro128plus, type RandomGenerator } from "pure-rand";
 import type { Family } from "../scenario/cidr.js";
-import type { Dataplane, Scenario } from "../scenario/schema.js";
-import type { Profile, RunKey } from "./types.js";
+import type { Dataplane } from "../scenario/schema.js";
+import type { CampaignTraffic, RunKey, RunProfile } from "./types.js";
 
 /** How the runs of a campaign are ordered. */
 export interface PlanOrder {
@@ -27,7 +27,7 @@ export interface CampaignDefinition {
   readonly backend: string;
   readonly dataplanes: readonly Dataplane[];
   readonly families: readonly Family[];
-  readonly profiles: readonly Profile[];
+  readonly profiles: readonly RunProfile[];
   readonly services: readonly number[];
   /** Repetitions per (dataplane, family, profile, Service count) cell. */
   readonly runs: number;
@@ -36,8 +36,8 @@ export interface CampaignDefinition {
   readonly linkMbps: number;
   readonly seed: number;
   readonly order: PlanOrder;
-  /** The scenario's D-ITG traffic profiles, as the runs use them. */
-  readonly traffic: Scenario["traffic"];
+  /** The traffic of every profile, as the runs use it: the scenario's D-ITG profiles (plus "setup" in the lab). */
+  readonly traffic: CampaignTraffic;
 }
 
 /** One run of the plan: its key, its deterministic id and its position in the plan. */

@@ -12,7 +12,7 @@ import { sameStep, stepOf, type PlannedRun } from "./campaign-plan.js";
 import { flowSummaryOf, type FailedAttempt, type ResultStore } from "./store.js";
 import { expectedRecords, judgeFlow, type FlowVerdict } from "./ditg-commands.js";
 import type { DecodedLog } from "./ditg-log.js";
-import type { Backend, FlowOutcome, RunKey, RunResult, TrafficProfile } from "./types.js";
+import type { Backend, FlowOutcome, RunKey, RunProfile, RunResult, TrafficProfile } from "./types.js";
 
 /** Decodes a local D-ITG log; the real one runs measure/ditg-log.ts in a worker thread. */
 export interface LogDecoder {
@@ -21,6 +21,8 @@ export interface LogDecoder {
 
 /** What a flow was asked to do, for judging what it did. */
 export interface ExpectedFlow {
+  /** The run's profile (the runner always names it; a flow judged on its own may not have one). */
+  readonly profile?: RunProfile;
   readonly traffic: TrafficProfile;
   readonly durationS: number;
   /** Link cap of the measured path, Mbit/s (0: none). */
@@ -108,6 +110,9 @@ export async function runCampaign(opts: CampaignRunOptions): Promise<CampaignRun
   const campaign = store.campaign(campaignId);
   if (!campaign) throw new Error(`no campaign ${campaignId} in ${store.file}`);
   const def = campaign.definition;
+  const missing = def.profiles.filter((p) => def.traffic[p] === undefined);
+  if (missing.length > 0) throw new Error(`campaign ${campaignId} plans profile(s) ${missing.join(", ")} but defines no traffic for them`);
+  const trafficOf = (run: PlannedRun): TrafficProfile => def.traffic[run.key.profile];
   const total = campaign.plan.length;
   const queue = store.pendingRuns(campaignId, { retryFailed: opts.retryFailed === true });
   let done = total - queue.length;
@@ -165,7 +170,8 @@ export async function runCampaign(opts: CampaignRunOptions): Promise<CampaignRun
       local = await backend.collectLog(outcome);
       const decoded = await opts.decoder.decode(local);
       const verdict = judge(outcome.senderOutput, decoded, {
-        traffic: def.traffic[run.key.profile],
+        profile: run.key.profile,
+        traffic: trafficOf(run),
         durationS: def.flowSeconds,
         linkMbps: def.linkMbps,
       });
@@ -233,7 +239,7 @@ export async function runCampaign(opts: CampaignRunOptions): Promise<CampaignRun
         outcome = await backend.runFlow(run.key, {
           logName: `${run.runId}-${attempt}`,
           durationS: def.flowSeconds,
-          traffic: def.traffic[run.key.profile],
+          traffic: trafficOf(run),
         });
       } catch (err) {
         emit({ kind: "flow-end", run, attempt });

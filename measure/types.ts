@@ -26,21 +26,33 @@ export interface FlowSummary {
   readonly p999S: number;
 }
 
-/** Which traffic profile a run uses (see scenario `traffic`). */
+/** The scenario's D-ITG traffic profiles (see scenario `traffic`). */
 export type Profile = "throughput" | "latency";
+
+/**
+ * Which profile a run uses: a D-ITG profile, or "setup", the local lab's connection-setup probe (many
+ * new TCP connections, one D-ITG-format record each; lab/connection-setup.ts).
+ */
+export type RunProfile = Profile | "setup";
 
 /** One planned repetition; its id is derived from these fields alone, so a resumed campaign finds it again. */
 export interface RunKey {
   readonly dataplane: Dataplane;
   readonly family: Family;
-  readonly profile: Profile;
+  readonly profile: RunProfile;
   readonly services: number;
   /** 0-based repetition index within its step. */
   readonly repetition: number;
 }
 
-/** A D-ITG traffic profile of the scenario (protocol, meter, payload size, packet rate). */
-export type TrafficProfile = Scenario["traffic"][Profile];
+/** A traffic profile (protocol, meter, payload size, packet rate); every profile has this shape. */
+export type TrafficProfile = Scenario["traffic"]["latency"];
+
+/**
+ * The traffic of each profile a campaign runs: the scenario's D-ITG profiles, plus "setup" where a
+ * backend offers it. The campaign runner checks that every planned profile has one.
+ */
+export type CampaignTraffic = Scenario["traffic"] & { readonly [profile: string]: TrafficProfile };
 
 /** What a backend hands back after one flow: where the log is and what the sender printed. */
 export interface FlowOutcome {
