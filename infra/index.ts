@@ -30,3 +30,8 @@ export const serviceCounts = testbed.workloads.serviceCounts;
 export const ditgEndpoints = testbed.workloads.ditgEndpoints;
 /** The receiver's Deployment, its node and log directories: what `testbed campaign` reads logs from. */
 export const ditgReceiver = testbed.workloads.ditgReceiver;
+/**
+ * D-ITG runs from the client and ITGDec's summary of each, with the profile's metric across runs;
+ * only when testbed:measure is set (absent otherwise).
+ */
+export const measurement = testbed.measurement?.summary;

@@ -1,5 +1,6 @@
 // What remote commands print, for offline runs of the program. Each entry stands for a real
 // command's output so that the program's parsing of it runs under the mocked engine.
+import { readFileSync } from "node:fs";
 
 export interface CommandFixture {
   /** Matches the Pulumi resource name of a command:remote:Command or command:local:Command. */
@@ -73,6 +74,17 @@ export const COMMAND_FIXTURES: CommandFixture[] = [
       return nodes
         .map((ips, i) => `testbed-${i === 0 ? "master" : i === 1 ? "worker" : `worker-${i}`}\tv1.32.9\tcontainerd://1.7.24\t${ips.split(",").join(" ")} \n`)
         .join("");
+    },
+  },
+  // Measurement (infra/measurement.ts): what the script printed in a real run against ITGRecv on
+  // loopback, per profile and family (recorded by scripts/record-measurement-fixture.ts).
+  {
+    name: /-ditg-runs$/,
+    stdout: (inputs) => {
+      const profile = scriptVariable(inputs, "PROFILE", /latency|throughput/);
+      const family = scriptVariable(inputs, "FAMILY", /ipv4|ipv6/);
+      if (!profile || !family) return "";
+      return readFileSync(new URL(`fixtures/measurement-${profile}-${family}.txt`, import.meta.url), "utf8");
     },
   },
 ];

@@ -4,6 +4,7 @@ import * as pulumi from "@pulumi/pulumi";
 import type { Scenario } from "../scenario/schema.js";
 import { KubernetesCluster } from "./cluster/cluster.js";
 import { renderNodePrep } from "./cluster/node-prep.js";
+import { Measurement } from "./measurement.js";
 import { OpenStackLab, type HostAddresses } from "./openstack/lab.js";
 import { Workloads } from "./workloads.js";
 
@@ -22,6 +23,8 @@ export class Testbed extends pulumi.ComponentResource {
   readonly cluster: KubernetesCluster;
   /** The scaled Services of this step and the D-ITG receiver. */
   readonly workloads: Workloads;
+  /** D-ITG runs from the client and their summary; only with testbed:measure. */
+  readonly measurement?: Measurement;
 
   constructor(name: string, args: TestbedArgs, opts?: pulumi.ComponentResourceOptions) {
     super("testbed:index:Testbed", name, {}, opts);
@@ -45,6 +48,13 @@ export class Testbed extends pulumi.ComponentResource {
       { scenario: args.scenario, master: this.lab.hosts.master, worker: this.lab.hosts.worker, clusterReady: this.cluster.ready },
       { parent: this },
     );
+    if (args.scenario.measure) {
+      this.measurement = new Measurement(
+        "measurement",
+        { scenario: args.scenario, measure: args.scenario.measure, client: this.lab.hosts.client, workloads: this.workloads },
+        { parent: this },
+      );
+    }
     this.bastionAddress = this.lab.bastionAddress;
     this.hostAddresses = this.lab.hostAddresses;
     this.registerOutputs({ bastionAddress: this.bastionAddress, hostAddresses: this.hostAddresses });
