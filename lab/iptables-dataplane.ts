@@ -1,0 +1,264 @@
+// kube-proxy's iptables dataplane inside a network namespace: the rules of kube-proxy-rules.ts applied
+// the way kube-proxy applies them (its jump rules with `iptables -I`, then ONE `iptables-restore
+// --noflush --counters` per family), a count of what the kernel then holds, and a teardown.
+//
+// Backend: iptables-legacy by default. The paper's nodes ran Ubuntu 20.04, whose iptables 1.8.4
+// defaults to the legacy (x_tables) backend, and kube-proxy's image follows the host's mode; with
+// x_tables the first packet of a connection walks KUBE-SERVICES and KUBE-NODEPORTS rule by rule in
+// ipt_do_table, which is the per-Service cost the paper measures. This kernel still offers x_tables
+// (CONFIG_IP_NF_IPTABLES_LEGACY); "nft" runs the same rules through iptables-nft (nf_tables with
+// x_tables compatibility matches) for kernels built without it. Legacy and nft tables coexist in one
+// namespace and both are traversed, so the lab should not mix them for the same hook.
+import { spawn } from "node:child_process";
+import { existsSync } from "node:fs";
+import type { Family } from "../scenario/cidr.js";
+import { NFACCT_INVALID_DROPPED, NFACCT_LOCALHOST_NODEPORTS, type KubeProxyRules } from "./kube-proxy-rules.js";
+
+export type IptablesBackend = "legacy" | "nft";
+export const DEFAULT_IPTABLES_BACKEND: IptablesBackend = "legacy";
+export const IPTABLES_BACKENDS: readonly IptablesBackend[] = ["legacy", "nft"];
+
+/** Seconds to wait for the xtables lock (shared by every namespace of the host). */
+const LOCK_WAIT_S = "60";
+
+interface Tools {
+  readonly iptables: string;
+  readonly restore: string;
+  readonly save: string;
+}
+
+export function iptablesTools(family: Family, backend: IptablesBackend): Tools {
+  const base = family === "ipv4" ? "iptables" : "ip6tables";
+  return { iptables: `${base}-${backend}`, restore: `${base}-${backend}-restore`, save: `${base}-${backend}-save` };
+}
+
+interface RunResult {
+  readonly code: number;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+function run(argv: readonly string[], input?: string): Promise<RunResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(argv[0]!, argv.slice(1), { stdio: ["pipe", "pipe", "pipe"] });
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    child.stdout.on("data", (b: Buffer) => out.push(b));
+    child.stderr.on("data", (b: Buffer) => err.push(b));
+    child.on("error", reject);
+    child.on("close", (code) =>
+      resolve({ code: code ?? -1, stdout: Buffer.concat(out).toString("utf8"), stderr: Buffer.concat(err).toString("utf8") }),
+    );
+    child.stdin.on("error", () => undefined);
+    child.stdin.end(input ?? "");
+  });
+}
+
+function inNetns(netns: string, argv: readonly string[]): string[] {
+  return ["ip", "netns", "exec", netns, ...argv];
+}
+
+async function mustRun(netns: string, argv: readonly string[], input?: string): Promise<string> {
+  const r = await run(inNetns(netns, argv), input);
+  if (r.code !== 0) {
+    throw new Error(`iptables dataplane: \`${argv.join(" ")}\` in netns ${netns} failed (exit ${r.code}): ${r.stderr.trim() || r.stdout.trim()}`);
+  }
+  return r.stdout;
+}
+
+// nfacct counters live in the namespace and are made over netlink (NFNL_SUBSYS_ACCT), as kube-proxy
+// does; perl (always on Debian, perl-base is essential) sends the messages (NFNL_MSG_ACCT_NEW 0,
+// _GET 1, _DEL 3). Prints "NAME ERRNO" lines.
+const NFACCT_SCRIPT = String.raw`
+my ($op, @names) = @ARGV;
+my %type = (new => 0, get => 1, del => 3);
+socket(my $s, 16, 3, 12) or die "netlink socket: $!\n";
+my $seq = 0;
+for my $name (@names) {
+  my $n = "$name\0";
+  my $alen = 4 + length $n;
+  my $payload = pack("CCn", 0, 0, 0) . pack("SS", $alen, 1) . $n . ("\0" x ((4 - $alen % 4) % 4));
+  my $flags = 0x1 | 0x4 | ($op eq "new" ? 0x400 : 0);
+  send($s, pack("LSSLL", 16 + length $payload, (7 << 8) | $type{$op}, $flags, ++$seq, 0) . $payload, 0) or die "send: $!\n";
+  my $err;
+  while (!defined $err) {
+    defined(recv($s, my $buf, 65536, 0)) or die "recv: $!\n";
+    for (my $o = 0; $o + 16 <= length $buf; ) {
+      my ($len, $t) = unpack("LS", substr($buf, $o, 6));
+      last if $len < 16;
+      if ($t == 2) { $err = unpack("l", substr($buf, $o + 16, 4)); last }
+      $o += ($len + 3) & ~3;
+    }
+  }
+  print "$name $err\n";
+}
+`;
+
+const ENOENT = -2;
+const EBUSY = -16;
+
+/** Runs one nfacct operation per name; returns each name's netlink errno (0 = success). */
+async function nfacct(netns: string, op: "new" | "get" | "del", names: readonly string[]): Promise<Map<string, number>> {
+  const result = new Map<string, number>();
+  if (names.length === 0) return result;
+  const out = await mustRun(netns, ["perl", "-e", NFACCT_SCRIPT, op, ...names]);
+  for (const line of out.trim().split("\n")) {
+    const [name, errno] = line.split(" ");
+    result.set(name!, Number(errno));
+  }
+  return result;
+}
+
+/** Which of kube-proxy's nfacct counters exist in the namespace. */
+export async function nfacctCountersPresent(netns: string): Promise<string[]> {
+  const got = await nfacct(netns, "get", [NFACCT_INVALID_DROPPED, NFACCT_LOCALHOST_NODEPORTS]);
+  return [...got].filter(([, errno]) => errno === 0).map(([name]) => name);
+}
+
+async function checkNetns(netns: string): Promise<void> {
+  if (!/^[A-Za-z0-9_.-]+$/.test(netns) || !existsSync(`/run/netns/${netns}`)) {
+    throw new Error(`iptables dataplane: netns ${JSON.stringify(netns)} does not exist; accepted: a namespace made with \`ip netns add NAME\``);
+  }
+}
+
+function checkBackend(backend: string): asserts backend is IptablesBackend {
+  if (!IPTABLES_BACKENDS.includes(backend as IptablesBackend)) {
+    throw new Error(`iptables dataplane: backend ${JSON.stringify(backend)} is not accepted; accepted: ${IPTABLES_BACKENDS.map((b) => `"${b}"`).join(" or ")}`);
+  }
+}
+
+/**
+ * Applies one rule set per family inside `netns`, in kube-proxy's order: nfacct counters, then each
+ * jump's target chain and the jump itself (`-I`, only if missing), then one iptables-restore. Running
+ * it again is a full resync: the restore replaces the KUBE-* chains, the jumps are not duplicated.
+ * On any failure everything kube-proxy-shaped is removed again before the error is thrown.
+ */
+export async function applyKubeProxyRules(
+  netns: string,
+  ruleSets: readonly KubeProxyRules[],
+  backend: IptablesBackend = DEFAULT_IPTABLES_BACKEND,
+): Promise<void> {
+  checkBackend(backend);
+  await checkNetns(netns);
+  const families = ruleSets.map((r) => r.family);
+  if (new Set(families).size !== families.length) {
+    throw new Error(`iptables dataplane: two rule sets for one family (${families.join(", ")}); accepted: at most one per family`);
+  }
+  try {
+    for (const rules of ruleSets) {
+      const t = iptablesTools(rules.family, backend);
+      for (const [name, errno] of await nfacct(netns, "new", rules.nfacctCounters)) {
+        if (errno !== 0 && errno !== EBUSY) throw new Error(`iptables dataplane: creating nfacct counter ${name} failed (errno ${-errno})`);
+      }
+      for (const j of rules.jumps) {
+        const exists = await run(inNetns(netns, [t.iptables, "-w", LOCK_WAIT_S, "-t", j.table, "-S", j.target]));
+        if (exists.code !== 0) await mustRun(netns, [t.iptables, "-w", LOCK_WAIT_S, "-t", j.table, "-N", j.target]);
+        const present = await run(inNetns(netns, [t.iptables, "-w", LOCK_WAIT_S, "-t", j.table, "-C", j.chain, ...j.args]));
+        if (present.code !== 0) await mustRun(netns, [t.iptables, "-w", LOCK_WAIT_S, "-t", j.table, "-I", j.chain, ...j.args]);
+      }
+      await mustRun(netns, [t.restore, "-w", LOCK_WAIT_S, "--noflush", "--counters"], rules.restore);
+    }
+  } catch (e) {
+    await removeKubeProxyRules(netns, families.length ? families : ["ipv4", "ipv6"], backend).catch(() => undefined);
+    throw e;
+  }
+}
+
+export interface NatRuleCount {
+  /** Every rule of the nat table. */
+  readonly total: number;
+  /** Rules inside KUBE-* chains (kube-proxy's sync_proxy_rules_iptables_total{table="nat"}). */
+  readonly kube: number;
+  /** Rules of built-in chains that jump into KUBE-* chains. */
+  readonly jumps: number;
+  readonly kubeChains: number;
+}
+
+interface SavedTable {
+  readonly name: string;
+  readonly chains: string[];
+  readonly rules: string[];
+}
+
+function parseSave(text: string): SavedTable[] {
+  const tables: SavedTable[] = [];
+  let current: SavedTable | undefined;
+  for (const line of text.split("\n")) {
+    if (line.startsWith("*")) {
+      current = { name: line.slice(1).trim(), chains: [], rules: [] };
+      tables.push(current);
+    } else if (current && line.startsWith(":")) {
+      current.chains.push(line.slice(1).split(" ")[0]!);
+    } else if (current && line.startsWith("-A ")) {
+      current.rules.push(line);
+    }
+  }
+  return tables;
+}
+
+const isKubeChain = (name: string) => name.startsWith("KUBE-");
+const chainOfRule = (rule: string) => rule.split(" ")[1]!;
+const jumpsToKube = (rule: string) => / -j KUBE-\S+/.test(rule);
+
+async function save(netns: string, family: Family, backend: IptablesBackend, table?: string): Promise<SavedTable[]> {
+  const t = iptablesTools(family, backend);
+  return parseSave(await mustRun(netns, [t.save, ...(table ? ["-t", table] : [])]));
+}
+
+/** The rules in the namespace's nat table now, as the kernel reports them (iptables-save). */
+export async function countNatRules(netns: string, family: Family, backend: IptablesBackend = DEFAULT_IPTABLES_BACKEND): Promise<NatRuleCount> {
+  checkBackend(backend);
+  await checkNetns(netns);
+  const nat = (await save(netns, family, backend, "nat")).find((t) => t.name === "nat");
+  const rules = nat?.rules ?? [];
+  return {
+    total: rules.length,
+    kube: rules.filter((r) => isKubeChain(chainOfRule(r))).length,
+    jumps: rules.filter((r) => !isKubeChain(chainOfRule(r)) && jumpsToKube(r)).length,
+    kubeChains: (nat?.chains ?? []).filter(isKubeChain).length,
+  };
+}
+
+/** What is left of kube-proxy in the namespace: KUBE-* chains and jumps into them, per table. */
+export async function kubeProxyLeftovers(
+  netns: string,
+  family: Family,
+  backend: IptablesBackend = DEFAULT_IPTABLES_BACKEND,
+): Promise<{ table: string; chains: string[]; jumps: string[] }[]> {
+  return (await save(netns, family, backend))
+    .map((t) => ({
+      table: t.name,
+      chains: t.chains.filter(isKubeChain),
+      jumps: t.rules.filter((r) => !isKubeChain(chainOfRule(r)) && jumpsToKube(r)),
+    }))
+    .filter((t) => t.chains.length > 0 || t.jumps.length > 0);
+}
+
+/**
+ * Removes every KUBE-* chain and every jump into one, in every table of each family, with one
+ * iptables-restore per family; then deletes kube-proxy's nfacct counters.
+ */
+export async function removeKubeProxyRules(
+  netns: string,
+  families: readonly Family[] = ["ipv4", "ipv6"],
+  backend: IptablesBackend = DEFAULT_IPTABLES_BACKEND,
+): Promise<void> {
+  checkBackend(backend);
+  await checkNetns(netns);
+  for (const family of families) {
+    const left = await kubeProxyLeftovers(netns, family, backend);
+    if (left.length === 0) continue;
+    // In --noflush mode a chain line flushes that chain; then the jumps go, then the chains.
+    const lines = left.flatMap((t) => [
+      `*${t.table}`,
+      ...t.chains.map((c) => `:${c} - [0:0]`),
+      ...t.jumps.map((r) => r.replace(/^-A /, "-D ")),
+      ...t.chains.map((c) => `-X ${c}`),
+      "COMMIT",
+    ]);
+    await mustRun(netns, [iptablesTools(family, backend).restore, "-w", LOCK_WAIT_S, "--noflush"], lines.join("\n") + "\n");
+  }
+  for (const [name, errno] of await nfacct(netns, "del", [NFACCT_INVALID_DROPPED, NFACCT_LOCALHOST_NODEPORTS])) {
+    if (errno !== 0 && errno !== ENOENT) throw new Error(`iptables dataplane: deleting nfacct counter ${name} failed (errno ${-errno})`);
+  }
+}
