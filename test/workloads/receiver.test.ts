@@ -99,6 +99,19 @@ describe.skipIf(!isRoot || !haveDitg)(`D-ITG receiver on loopback (${reason})`, 
     expect(await until(() => !checkPasses(), 5_000)).toBe(true);
   });
 
+  it("needs two NodePort numbers: a TCP data flow cannot use the signaling port's number", async () => {
+    const port = String(s.receiver.dataPort);
+    const shared = spawn("ip", ["netns", "exec", NS, "ITGRecv", "-Sp", port, "-a", "::"], { stdio: "ignore" });
+    try {
+      const listening = () => inNs(["sh", "-c", signalingListenCheck({ receiver: { ...s.receiver, signalingPort: s.receiver.dataPort } })]).status === 0;
+      expect(await until(listening, 10_000)).toBe(true);
+      const r = inNs(["ITGSend", "-a", "127.0.0.1", "-Sdp", port, "-rp", port, "-T", "TCP", "-C", "10", "-c", "64", "-t", "500"]);
+      expect(r.stdout).toContain("Error on bind to receiver side");
+    } finally {
+      shared.kill("SIGKILL");
+    }
+  });
+
   it("refuses to start when net.ipv6.bindv6only is 1 (IPv4 flows would fail)", () => {
     expect(inNs(["sysctl", "-qw", "net.ipv6.bindv6only=1"]).status).toBe(0);
     try {
