@@ -1,0 +1,196 @@
+// The measurement inside the real program, under the mocked engine: the ebpf stack with
+// testbed:measure (throughput over IPv6, in this process) and, through `testbed plan` in child
+// processes, the latency measurement of the documented example and the stack without testbed:measure.
+// The mock monitor is instrumented to keep what the SDK tells the engine about each resource.
+import { execFileSync } from "node:child_process";
+import { createRequire } from "node:module";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { OfflineRun, PlannedResource } from "../../infra/offline-engine.js";
+import {
+  measurementCommandLine,
+  measurementPlan,
+  measurementScript,
+  measurementSummary,
+  type MeasurementSummary,
+} from "../../infra/measurement.js";
+import type { DitgEndpoint } from "../../infra/workloads.js";
+import type { Scenario } from "../../scenario/schema.js";
+import { fixturePath } from "../../scripts/record-measurement-fixture.js";
+import { PROJECT_DIR, runStack } from "./openstack-stack-checks.js";
+
+interface Registration {
+  readonly name: string;
+  readonly type: string;
+  readonly urn: string;
+  readonly parent: string;
+  readonly dependencies: Set<string>;
+  readonly deletedWith: string;
+  readonly createTimeout: string;
+}
+
+const registrations: Registration[] = [];
+
+interface RequestLike {
+  getType(): string;
+  getName(): string;
+  getParent(): string;
+  getDependenciesList(): string[];
+  getPropertydependenciesMap(): { forEach(cb: (value: { getUrnsList(): string[] }) => void): void };
+  getDeletedwith(): string;
+  getCustomtimeouts(): { getCreate(): string } | undefined;
+}
+
+/** Keeps each registration's parent, dependencies (dependsOn and input values), deletedWith and timeout. */
+function recordRegistrations(): void {
+  const require = createRequire(import.meta.url);
+  const mocks = require("@pulumi/pulumi/runtime/mocks.js") as {
+    MockMonitor: { prototype: { registerResource(req: RequestLike, cb: (err: unknown, res: { getUrn(): string } | undefined) => void): Promise<void> } };
+  };
+  const original = mocks.MockMonitor.prototype.registerResource;
+  mocks.MockMonitor.prototype.registerResource = function (req, callback) {
+    return original.call(this, req, (err, res) => {
+      if (!err && res) {
+        const dependencies = new Set(req.getDependenciesList());
+        req.getPropertydependenciesMap().forEach((deps) => deps.getUrnsList().forEach((u) => dependencies.add(u)));
+        registrations.push({
+          name: req.getName(),
+          type: req.getType(),
+          urn: res.getUrn(),
+          parent: req.getParent(),
+          dependencies,
+          deletedWith: req.getDeletedwith(),
+          createTimeout: req.getCustomtimeouts()?.getCreate() ?? "",
+        });
+      }
+      callback(err, res);
+    });
+  };
+}
+
+const reg = (name: string) => {
+  const r = registrations.find((x) => x.name === name);
+  if (!r) throw new Error(`no resource named ${name}`);
+  return r;
+};
+
+const MEASURE = { profile: "throughput", family: "ipv6", runs: 3, runId: "tp1" } as const;
+let run: OfflineRun;
+let scenario: Scenario;
+const planned = (name: string): PlannedResource => {
+  const r = run.resources.find((x) => x.name === name);
+  if (!r) throw new Error(`no resource named ${name}`);
+  return r;
+};
+
+beforeAll(async () => {
+  recordRegistrations();
+  ({ run, scenario } = await runStack("ebpf", { "testbed:measure": JSON.stringify(MEASURE) }));
+});
+
+describe("with testbed:measure", () => {
+  it("one measurement component holding one remote command", () => {
+    const components = registrations.filter((r) => r.type === "testbed:measurement:Measurement");
+    expect(components.map((c) => c.name)).toEqual(["measurement"]);
+    expect(reg("measurement").parent).toBe(reg("testbed").urn);
+    const commands = run.resources.filter((r) => r.type === "command:remote:Command" && r.name.startsWith("measurement"));
+    expect(commands.map((c) => c.name)).toEqual(["measurement-ditg-runs"]);
+    expect(reg("measurement-ditg-runs").parent).toBe(reg("measurement").urn);
+  });
+
+  it("runs on the client, through the bastion, with the SSH connection as a secret", () => {
+    const connection = planned("measurement-ditg-runs").inputs.connection as { $secret: { host: string; user: string; proxy: { host: string } } };
+    expect(connection.$secret).toBeDefined();
+    expect(connection.$secret.host).toBe(run.outputs.clientAddress);
+    expect(connection.$secret.host).not.toBe(run.outputs.masterAddress);
+    expect(connection.$secret.proxy.host).toBe(run.outputs.bastionAddress);
+    expect(reg("measurement-ditg-runs").deletedWith).toBe(reg("lab-servers-client").urn);
+  });
+
+  it("waits for the Services and the receiver to be applied", () => {
+    expect(reg("measurement-ditg-runs").dependencies).toContain(reg("workloads-apply").urn);
+    // The check can fail: the apply does not wait for the measurement.
+    expect(reg("workloads-apply").dependencies).not.toContain(reg("measurement-ditg-runs").urn);
+  });
+
+  it("re-runs on the dataplane, the Service count, the run id, the profile, the family and the run count", () => {
+    expect(planned("measurement-ditg-runs").inputs.triggers).toEqual(["ebpf", 1, "tp1", "throughput", "ipv6", 3]);
+    expect(planned("measurement-ditg-runs").inputs.addPreviousOutputInEnv).toBe(false);
+    expect(reg("measurement-ditg-runs").createTimeout).toMatch(/^\d+m$/);
+  });
+
+  it("the command is the measurement script for the worker's IPv6 NodePort endpoint", () => {
+    const endpoint = (run.outputs.ditgEndpoints as Record<string, DitgEndpoint>).ipv6!;
+    expect(endpoint.address).toBe((run.outputs.hostAddresses as Record<string, Record<string, Record<string, string>>>).worker!.datacenter!.ipv6);
+    const create = planned("measurement-ditg-runs").inputs.create as string;
+    expect(create).toBe(measurementCommandLine(measurementScript(measurementPlan(scenario, scenario.measure!, endpoint))));
+    expect(create).toContain(`ITGSend -a ${endpoint.address} -Sdp 30900 -rp 31000 -T TCP -D -m owdm -p 0`);
+  });
+
+  it("the output `measurement` is the parsed stdout, with real numbers from the recorded run", () => {
+    const output = run.outputs.measurement as MeasurementSummary;
+    const recorded = fs.readFileSync(fixturePath("throughput", "ipv6"), "utf8");
+    expect(output).toEqual(measurementSummary(recorded, { measure: MEASURE, dataplane: "ebpf", services: 1 }));
+    expect(output).toMatchObject({ runId: "tp1", profile: "throughput", family: "ipv6", dataplane: "ebpf", services: 1 });
+    expect(output.runs.length).toBeGreaterThan(0);
+    for (const r of output.runs) {
+      expect(r.ok).toBe(true);
+      expect(r.bitrateKbps!).toBeGreaterThan(0);
+      expect(r.packets!).toBeGreaterThan(0);
+    }
+    expect(output.acrossRuns.metric).toBe("bitrateKbps");
+    expect(output.acrossRuns.mean!).toBeGreaterThan(0);
+  });
+});
+
+describe("through `testbed plan`", () => {
+  const work = fs.mkdtempSync(path.join(os.tmpdir(), "measurement-plan-"));
+  afterAll(() => fs.rmSync(work, { recursive: true, force: true }));
+  const plan = (out: string, ...config: string[]) =>
+    execFileSync(process.execPath, ["--import", "tsx", "cli/main.ts", "plan", "--stack", "ebpf", "--quiet", "--out", out, ...config.flatMap((c) => ["--config", c])], {
+      cwd: PROJECT_DIR,
+      encoding: "utf8",
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+  const read = (file: string) => JSON.parse(fs.readFileSync(file, "utf8")) as unknown;
+
+  it("the documented example yields the latency measurement over IPv4 with the recorded numbers", () => {
+    const out = path.join(work, "latency");
+    plan(out, 'measure={"profile":"latency","family":"ipv4","runs":2,"runId":"r1"}');
+    const outputs = read(path.join(out, "outputs.json")) as { measurement: MeasurementSummary };
+    const recorded = fs.readFileSync(fixturePath("latency", "ipv4"), "utf8");
+    expect(outputs.measurement).toEqual(measurementSummary(recorded, { measure: { profile: "latency", family: "ipv4", runs: 2, runId: "r1" }, dataplane: "ebpf", services: 1 }));
+    expect(outputs.measurement.acrossRuns.metric).toBe("delayMeanS");
+    expect(outputs.measurement.runs.every((r) => r.delayMeanS! > 0)).toBe(true);
+    const resources = read(path.join(out, "resources.json")) as PlannedResource[];
+    const command = resources.find((r) => r.name === "measurement-ditg-runs")!;
+    expect(command.inputs.triggers).toEqual(["ebpf", 1, "r1", "latency", "ipv4", 2]);
+    expect(command.inputs.connection).toBe("[secret]");
+  }, 120_000);
+
+  it("without testbed:measure there is no measurement command and no `measurement` output", () => {
+    const out = path.join(work, "none");
+    plan(out);
+    const outputs = read(path.join(out, "outputs.json")) as Record<string, unknown>;
+    expect(Object.keys(outputs)).not.toContain("measurement");
+    expect(Object.keys(outputs)).toContain("ditgEndpoints");
+    const resources = read(path.join(out, "resources.json")) as PlannedResource[];
+    expect(resources.length).toBeGreaterThan(50);
+    expect(resources.filter((r) => /measurement|ditg-runs/.test(r.name) || r.type.startsWith("testbed:measurement"))).toEqual([]);
+  }, 120_000);
+
+  it("a bad testbed:measure is refused before any resource, naming the key and what is accepted", () => {
+    const out = path.join(work, "bad");
+    let stderr = "";
+    try {
+      plan(out, 'measure={"profile":"jitter","runs":0,"runId":"r1"}');
+    } catch (err) {
+      stderr = String((err as { stderr?: string }).stderr);
+    }
+    expect(stderr).toContain('testbed:measure.profile: "jitter" is not accepted; accepted: "throughput" or "latency"');
+    expect(stderr).toContain("testbed:measure.runs: 0 is not accepted; accepted: a number >= 1");
+    expect(fs.existsSync(path.join(out, "resources.json"))).toBe(false);
+  }, 120_000);
+});
