@@ -23,7 +23,7 @@ export const LB_MAP_DEFAULT = 65536;
  */
 export const LB_ENTRIES_PER_SERVICE: Readonly<Record<Scenario["dataplane"], number>> = { ebpf: 10, iptables: 2 };
 
-/** Service ports the cluster has besides the scaled Services: kubernetes (1), kube-dns (3), hubble-peer (1), the D-ITG receiver (2), with room to spare. */
+/** Service ports the cluster has besides the scaled Services: kubernetes (1), kube-dns (3), the D-ITG receiver (2), with room to spare. */
 export const CLUSTER_SERVICE_PORTS = 16;
 
 type SizingScenario = Pick<Scenario, "dataplane" | "services" | "sweep">;
@@ -90,6 +90,10 @@ export function renderCiliumValues(s: ValuesScenario, host: CiliumHostFacts): Ci
     ipv6: { enabled: ipv6 },
     // Two nodes: a second operator replica adds no availability and takes CPU from the worker under test.
     operator: { replicas: 1 },
+    // Off: its hubble-peer Service would take a dynamic ClusterIP from the range the scaled Services
+    // are given explicitly (a collision fails their creation), and flow observation costs the node
+    // under test CPU the paper's setup did not spend.
+    hubble: { enabled: false },
     // Sized for the largest Service count of the sweep (see LB_ENTRIES_PER_SERVICE).
     bpf: { lbMapMax: lbMapMax(s) },
     ...routing(s, ipv4),
