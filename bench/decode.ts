@@ -152,12 +152,12 @@ async function main(): Promise<void> {
 
     const commands = {
       itgdec: (f: string) => ["ITGDec", f],
-      testbed: (f: string) => [process.execPath, "--import", "tsx", "cli/main.ts", "decode", f, "--json"],
-      verb: (f: string) => [process.execPath, "--import", "tsx", SELF, "--decode-verb-only", f],
+      testbed: (f: string) => [process.execPath, "--import", "tsx/esm", "cli/main.ts", "decode", f, "--json"],
+      verb: (f: string) => [process.execPath, "--import", "tsx/esm", SELF, "--decode-verb-only", f],
     };
     const labels = {
       itgdec: "ITGDec FILE 2>/dev/null",
-      testbed: "node --import tsx cli/main.ts decode FILE --json",
+      testbed: "node --import tsx/esm cli/main.ts decode FILE --json",
       verb: "the decode verb alone (cli/decode.ts without cli/main.ts's other verbs)",
     };
     type Name = keyof typeof commands;

@@ -28,7 +28,7 @@ function planOnce(services: number): Sample {
   const out = mkdtempSync(path.join(tmpdir(), "bench-plan-"));
   try {
     const started = process.hrtime.bigint();
-    const { stderr } = spawnTimed(["--import", "tsx", "cli/main.ts", "plan", "--stack", "ebpf", "--quiet", "--out", out, "--config", `services=${services}`]);
+    const { stderr } = spawnTimed(["--import", "tsx/esm", "cli/main.ts", "plan", "--stack", "ebpf", "--quiet", "--out", out, "--config", `services=${services}`]);
     const wallS = Number(process.hrtime.bigint() - started) / 1e9;
     const kb = Number(/Maximum resident set size \(kbytes\): (\d+)/.exec(stderr)?.[1]);
     const resources = (JSON.parse(readFileSync(path.join(out, "resources.json"), "utf8")) as unknown[]).length;

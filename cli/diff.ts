@@ -95,7 +95,7 @@ const run = promisify(execFile);
 async function planInChild(stack: string, overrides: string[]): Promise<ResourceRecord[]> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), `testbed-plan-${stack}-`));
   try {
-    const args = ["--import", "tsx", path.join(PROJECT_DIR, "cli/main.ts"), "plan", "--stack", stack, "--out", dir, "--quiet"];
+    const args = ["--import", "tsx/esm", path.join(PROJECT_DIR, "cli/main.ts"), "plan", "--stack", stack, "--out", dir, "--quiet"];
     for (const o of overrides) args.push("--config", o);
     await run(process.execPath, args, { cwd: PROJECT_DIR, maxBuffer: 64 << 20 }).catch((err: { stderr?: string; message: string }) => {
       throw new Error(`planning stack ${stack} failed:\n${err.stderr?.trim() || err.message}`);
