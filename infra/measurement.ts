@@ -11,9 +11,10 @@
 // Which log is decoded. Always the sender's, on the client: the receiver's log lies inside the pod
 // on the worker, out of reach of a command on the client.
 // - latency (rttm): the sender's log holds the round trips, both ends of each on the client's clock.
-// - throughput (TCP): ITGSend logs a message when the kernel accepted all of it into the socket.
-//   TCP delivers every accepted byte in order, and a full receive window blocks the sender, so over
-//   a flow the bytes logged by the sender exceed the bytes the receiver got by at most what the
+// - throughput (TCP): ITGSend logs a message once its blocking send() has returned, that is once
+//   the kernel has taken the whole message into the socket; a failed send is not logged. TCP
+//   delivers every accepted byte in order, and a full receive window blocks the sender, so over a
+//   flow the bytes logged by the sender exceed the bytes the receiver got by at most what the
 //   socket buffers hold at the end (a few MB against the 1.9 GB of a 30 s flow at 500 Mbit/s). The
 //   sender's bitrate is therefore what TCP delivered, and it needs no second clock.
 import * as pulumi from "@pulumi/pulumi";
@@ -152,8 +153,10 @@ for ((run = 1; run <= RUNS; run++)); do
     reason="ITGSend did not report 'Finished sending packets' (killed, crashed or stopped after $SEND_TIMEOUT_S s)"
   elif [ "$records" -eq 0 ]; then
     reason="$slog holds no records"
+  elif [ -z "$decoded" ]; then
+    reason="ITGDec printed no summary of $slog"
   elif [ "$error_lines" != "0" ]; then
-    reason="$slog has \${error_lines:-unknown} records with out-of-range time fields (corrupt log)"
+    reason="$slog has \${error_lines:-an unknown number of} records with out-of-range time fields (corrupt log)"
   elif [ "$flows" != "1" ]; then
     reason="$slog holds \${flows:-no} flows, expected one (a log name reused?)"
   elif [ "$records" -lt "$MIN_RECORDS" ]; then

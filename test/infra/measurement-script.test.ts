@@ -215,14 +215,14 @@ interface StubRun {
   readonly calls: string[];
 }
 
-function runWithStub(name: string, stub: { say: string; log?: string; rc: number }, before?: (dir: string) => void): StubRun {
+function runWithStub(name: string, stub: { say: string; log?: string; rc: number; path?: string }, before?: (dir: string) => void): StubRun {
   const dir = path.join(work, name);
   fs.mkdirSync(dir, { recursive: true });
   before?.(dir);
   const calls = path.join(dir, "calls");
   const r = spawnSync("bash", ["-c", measurementScript(stubPlan(dir))], {
     encoding: "utf8",
-    env: { ...process.env, PATH: `${stubDir}:${process.env.PATH}`, STUB_SAY: stub.say, STUB_LOG: stub.log ?? "", STUB_RC: String(stub.rc), STUB_CALLS: calls },
+    env: { ...process.env, PATH: `${stub.path ? `${stub.path}:` : ""}${stubDir}:${process.env.PATH}`, STUB_SAY: stub.say, STUB_LOG: stub.log ?? "", STUB_RC: String(stub.rc), STUB_CALLS: calls },
   });
   return { stdout: r.stdout, stderr: r.stderr, status: r.status, calls: fs.existsSync(calls) ? fs.readFileSync(calls, "utf8").trim().split("\n") : [] };
 }
@@ -289,6 +289,15 @@ describe("verdicts, from what was printed and logged", () => {
     const runs = parseMeasurementOutput(r.stdout);
     expect(runs[0]).toMatchObject({ ok: false, records: 0, packets: null, bitrateKbps: null });
     expect(runs[0]!.reason).toMatch(/holds no records$/);
+  });
+
+  it("a log ITGDec prints nothing for fails the run", () => {
+    const silent = path.join(work, "silent-itgdec");
+    fs.mkdirSync(silent, { recursive: true });
+    fs.writeFileSync(path.join(silent, "ITGDec"), "#!/bin/sh\nexit 0\n", { mode: 0o755 });
+    const runs = parseMeasurementOutput(runWithStub("silent", { say: FINISHED, log: full, rc: 0, path: silent }).stdout);
+    expect(runs[0]).toMatchObject({ ok: false, records: 1000, packets: null });
+    expect(runs[0]!.reason).toMatch(/^ITGDec printed no summary of .*-1\.slog$/);
   });
 
   it("refuses to start without ITGDec on the host", () => {
