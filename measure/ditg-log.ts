@@ -113,7 +113,10 @@ export function delayPercentiles(histogram: Histogram): DelayPercentiles {
 
 /** Decodes a `histogram` string of a DecodedLog (or of the results store) for merging or further percentiles. */
 export function decodeDelayHistogram(base64: string): Histogram {
-  return decodeFromCompressedBase64(base64, 32, false);
+  const histogram = decodeFromCompressedBase64(base64, 32, false);
+  // Decoded histograms do not resize by default: merging a run with a longer tail would throw.
+  histogram.autoResize = true;
+  return histogram;
 }
 
 /** Percentiles and count of a stored histogram string. */
