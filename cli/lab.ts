@@ -1,0 +1,275 @@
+// `testbed lab`: the experiment on this host's kernel. One lab of network namespaces, both Service
+// dataplanes interleaved over the Service sweep, TCP throughput, UDP latency and connection setup
+// through the NodePort in both families, then the report. Results go to a SQLite store; the same
+// command (same --db and flags) resumes a stopped or killed campaign.
+import { mkdirSync } from "node:fs";
+import path from "node:path";
+import { Command, Option } from "commander";
+import { WorkerLogDecoder } from "../measure/campaign-decode.js";
+import { campaignIdFor, planCampaign, type CampaignDefinition } from "../measure/campaign-plan.js";
+import { CampaignProgress, formatDuration } from "../measure/campaign-progress.js";
+import { runCampaign } from "../measure/campaign.js";
+import { ResultStore } from "../measure/store.js";
+import type { RunProfile } from "../measure/types.js";
+import type { Family } from "../scenario/cidr.js";
+import { serviceCapacity } from "../scenario/schema.js";
+import { LabBackend, labJudge, labProblem, labScenario, LAB_SERVICE_SUBNETS } from "../lab/backend.js";
+import { planServiceMaps } from "../lab/ebpf/service-maps.js";
+import { IPTABLES_BACKENDS, type IptablesBackend } from "../lab/iptables-dataplane.js";
+import {
+  estimateWallSeconds,
+  labDefinition,
+  labProfile,
+  LAB_FAMILIES,
+  LAB_PROFILE_NAMES,
+  LAB_RUN_PROFILES,
+  type LabProfile,
+} from "../lab/profiles.js";
+import { findRunPrefixes } from "../lab/run-registry.js";
+import { cleanupLeftovers, planTopology } from "../lab/topology.js";
+import { buildServiceSet } from "../workloads/service-set.js";
+import { writeCampaignReport } from "./report.js";
+
+const MAX_RUNS = 100_000;
+const MAX_RETRIES = 20;
+
+/** Raw commander options (strings as typed). */
+export interface LabOptions {
+  profile: string;
+  out: string;
+  db?: string;
+  cleanup?: boolean;
+  cap: boolean;
+  families?: string;
+  profiles?: string;
+  services?: string;
+  runs?: string;
+  flowSeconds?: string;
+  seed?: string;
+  retries: string;
+  retryFailed?: boolean;
+  keepLogs?: boolean;
+  iptables: string;
+  campaign?: string;
+}
+
+/** Checked options. */
+export interface LabFlags {
+  readonly profile: LabProfile;
+  readonly out: string;
+  readonly db: string;
+  readonly cleanup: boolean;
+  readonly definition: CampaignDefinition;
+  readonly retries: number;
+  readonly retryFailed: boolean;
+  readonly keepLogs: boolean;
+  readonly iptablesBackend: IptablesBackend;
+  readonly campaign?: string;
+}
+
+function bad(flag: string, value: string, accepted: string): never {
+  throw new Error(`--${flag}: ${JSON.stringify(value)} is not accepted; accepted: ${accepted}`);
+}
+
+function wholeNumber(flag: string, value: string, min: number, max: number): number {
+  const n = /^\d+$/.test(value.trim()) ? Number(value.trim()) : NaN;
+  if (!Number.isSafeInteger(n) || n < min || n > max) bad(flag, value, `a whole number from ${min} to ${max}`);
+  return n;
+}
+
+function list<T extends string>(flag: string, value: string, accepted: readonly T[]): T[] {
+  const items = value.split(",").map((s) => s.trim());
+  const listed = `a comma-separated list of ${accepted.join(", ")}, each at most once`;
+  if (items.some((i) => !(accepted as readonly string[]).includes(i)) || new Set(items).size !== items.length) bad(flag, value, listed);
+  return items as T[];
+}
+
+/** The largest Service count the lab holds: ClusterIPs of its service subnets, and Cilium's default lbMapMax. */
+export function labServiceLimit(): number {
+  const plan = planTopology("dptb0000");
+  const scenario = labScenario({ plan });
+  let limit = serviceCapacity(scenario).clusterIp;
+  // The eBPF service map: find the largest N whose frontends fit (binary search over the pure planner).
+  const fits = (n: number) => {
+    try {
+      planServiceMaps(buildServiceSet(scenario, n), { node: plan.addresses.node, pod: plan.addresses.pod });
+      return true;
+    } catch {
+      return false;
+    }
+  };
+  if (fits(limit)) return limit;
+  let lo = 0;
+  while (lo < limit) {
+    const mid = Math.ceil((lo + limit) / 2);
+    if (fits(mid)) lo = mid;
+    else limit = mid - 1;
+  }
+  return lo;
+}
+
+function serviceCounts(value: string): number[] {
+  const accepted = "a comma-separated list of distinct whole numbers of Services, e.g. 1,1000,10000";
+  const items = value.split(",").map((s) => s.trim());
+  if (items.some((i) => !/^\d+$/.test(i))) bad("services", value, accepted);
+  const counts = items.map(Number);
+  if (new Set(counts).size !== counts.length) bad("services", value, accepted);
+  const largest = Math.max(...counts);
+  // Only a count above the paper's sweep needs the (slower) exact limit.
+  if (largest > 10_000) {
+    const limit = labServiceLimit();
+    if (largest > limit) {
+      bad("services", value, `counts up to ${limit} (the lab's service subnets ${LAB_SERVICE_SUBNETS.ipv4}, ${LAB_SERVICE_SUBNETS.ipv6} and the eBPF service map of 65536 entries)`);
+    }
+  }
+  return counts;
+}
+
+/** Checks every flag before anything starts; errors name the flag, the value and what is accepted. */
+export function parseLabFlags(o: LabOptions): LabFlags {
+  const profile = labProfile(o.profile);
+  if (!(IPTABLES_BACKENDS as readonly string[]).includes(o.iptables)) bad("iptables", o.iptables, IPTABLES_BACKENDS.join(" or "));
+  if (o.campaign !== undefined && !/^[A-Za-z0-9._-]{1,100}$/.test(o.campaign)) bad("campaign", o.campaign, "1-100 letters, digits, '.', '_' or '-'");
+  const flowSeconds = o.flowSeconds === undefined ? undefined : Number(o.flowSeconds);
+  if (o.flowSeconds !== undefined && !(/^\d+(\.\d+)?$/.test(o.flowSeconds.trim()) && flowSeconds! >= 1 && flowSeconds! <= 3600)) {
+    bad("flow-seconds", o.flowSeconds, "seconds from 1 to 3600");
+  }
+  const definition = labDefinition(profile, {
+    ...(o.families !== undefined ? { families: list<Family>("families", o.families, LAB_FAMILIES) } : {}),
+    ...(o.profiles !== undefined ? { profiles: list<RunProfile>("profiles", o.profiles, LAB_RUN_PROFILES) } : {}),
+    ...(o.services !== undefined ? { services: serviceCounts(o.services) } : {}),
+    ...(o.runs !== undefined ? { runs: wholeNumber("runs", o.runs, 1, MAX_RUNS) } : {}),
+    ...(flowSeconds !== undefined ? { flowSeconds } : {}),
+    ...(o.seed !== undefined ? { seed: wholeNumber("seed", o.seed, 0, 2 ** 32 - 1) } : {}),
+    ...(o.cap ? {} : { linkMbps: 0 }),
+  });
+  const out = path.resolve(o.out);
+  return {
+    profile,
+    out,
+    db: path.resolve(o.db ?? path.join(out, "results.db")),
+    cleanup: o.cleanup === true,
+    definition,
+    retries: wholeNumber("retries", o.retries, 0, MAX_RETRIES),
+    retryFailed: o.retryFailed === true,
+    keepLogs: o.keepLogs === true,
+    iptablesBackend: o.iptables as IptablesBackend,
+    ...(o.campaign !== undefined ? { campaign: o.campaign } : {}),
+  };
+}
+
+/** What the campaign will do, in a few lines for the start of the run. */
+export function describePlan(flags: LabFlags, runs: number): string {
+  const d = flags.definition;
+  return [
+    `lab profile ${flags.profile.name}: ${flags.profile.description}`,
+    `  Services ${d.services.join(", ")}; ${d.profiles.join(", ")}; ${d.families.join(", ")}; iptables (${flags.iptablesBackend}) and eBPF interleaved`,
+    `  ${runs} runs of ${d.flowSeconds} s, link cap ${d.linkMbps > 0 ? `${d.linkMbps} Mbit/s` : "off"}; about ${formatDuration(estimateWallSeconds(d))} on 2 cores`,
+    `  results: ${flags.db}`,
+  ].join("\n");
+}
+
+function cleanupAction(): void {
+  const { removed, live } = cleanupLeftovers();
+  const names = Object.keys(removed);
+  if (names.length === 0) process.stdout.write("no leftovers of crashed lab runs\n");
+  for (const [prefix, objects] of Object.entries(removed)) {
+    process.stdout.write(
+      `removed lab run ${prefix}: ${objects.namespaces.length} namespaces, ${objects.links.length} links, ${objects.mounts.length} mounts, ${objects.dirs.length} directories\n`,
+    );
+  }
+  for (const prefix of live) process.stdout.write(`left lab run ${prefix} alone: its process is still running\n`);
+}
+
+async function labAction(o: LabOptions): Promise<void> {
+  const flags = parseLabFlags(o);
+  // Before anything is created: root, Linux and the tools.
+  const problem = labProblem();
+  if (problem) throw new Error(`lab: ${problem}; nothing was changed`);
+  if (flags.cleanup) {
+    cleanupAction();
+    return;
+  }
+  const leftovers = findRunPrefixes().length;
+  if (leftovers > 0) process.stderr.write(`note: ${leftovers} other lab run(s) exist on this host (live, or left by a crash: \`testbed lab --cleanup\`)\n`);
+
+  const def = flags.definition;
+  mkdirSync(path.dirname(flags.db), { recursive: true });
+  const store = ResultStore.open(flags.db);
+  let campaignId: string;
+  let backend: LabBackend | undefined;
+  const decoder = new WorkerLogDecoder();
+  const progress = new CampaignProgress(process.stderr, def.flowSeconds);
+  const stop = new AbortController();
+  // The lab itself is removed at once on SIGINT/SIGTERM (topology.ts); the runner then stops and
+  // keeps every committed run. A second Ctrl-C quits without waiting.
+  const onSigint = () => {
+    if (stop.signal.aborted) process.exit(130);
+    process.stderr.write("\nstopping: the lab is removed, finished runs stay in the store; the same command resumes\n");
+    stop.abort();
+  };
+  process.on("SIGINT", onSigint);
+  const started = Date.now();
+  try {
+    campaignId = flags.campaign ?? campaignIdFor(def);
+    const plan = planCampaign(campaignId, def);
+    store.ensureCampaign(campaignId, def, plan);
+    process.stderr.write(`${describePlan(flags, plan.length)}\n`);
+    backend = await LabBackend.start({ linkMbps: def.linkMbps, iptablesBackend: flags.iptablesBackend });
+    process.stderr.write(`lab ${backend.topology.prefix} is up (namespaces ${Object.values(backend.topology.plan.namespaces).join(", ")})\n`);
+    // runCampaign tears the backend down, whatever happens.
+    const summary = await runCampaign({
+      store,
+      campaignId,
+      backend,
+      decoder,
+      judge: labJudge,
+      retries: flags.retries,
+      keepLogs: flags.keepLogs,
+      retryFailed: flags.retryFailed,
+      onEvent: progress.onEvent,
+      signal: stop.signal,
+    });
+    progress.stop();
+    const failed = store.results(campaignId).filter((r) => r.status === "failed").length;
+    process.stdout.write(
+      `campaign ${campaignId}: ${summary.done}/${summary.total} runs in ${store.file} (${failed} failed; ${summary.committed} committed in this session, ${formatDuration((Date.now() - started) / 1000)})\n`,
+    );
+    if (summary.stopped) {
+      process.exitCode = 130;
+      return;
+    }
+  } finally {
+    progress.stop();
+    process.off("SIGINT", onSigint);
+    await decoder.close();
+    store.close();
+    await backend?.teardown().catch(() => undefined);
+  }
+  const report = await writeCampaignReport({ db: flags.db, out: path.join(flags.out, "report"), campaign: campaignId });
+  process.stdout.write(`report: ${report}\n`);
+}
+
+export async function labCommand(): Promise<Command> {
+  return new Command("lab")
+    .description(
+      "Run the experiment on this host's kernel (root, Linux): network namespaces for client, router, worker and pod; kube-proxy's iptables rules and a tc eBPF load balancer in turn over the Service sweep; D-ITG throughput and latency and connection setup through the NodePort in both families; then the report. The same command resumes a stopped campaign",
+    )
+    .addOption(new Option("--profile <name>", "how much to run: smoke (~2 min), default (~15 min) or paper (the paper's 11 steps x 100 runs of 30 s, days)").choices(LAB_PROFILE_NAMES).default("default"))
+    .option("--out <dir>", "directory for the results store and the report (report/)", "lab-results")
+    .option("--db <file>", "results store (SQLite); default <out>/results.db; the same store resumes")
+    .option("--cleanup", "remove what crashed lab runs left on this host (namespaces, links, mounts, directories), then exit")
+    .option("--no-cap", "no 500 Mbit/s cap on the access and datacenter links")
+    .option("--families <list>", "address families: ipv4,ipv6", LAB_FAMILIES.join(","))
+    .option("--profiles <list>", "what to measure: throughput,latency,setup", LAB_RUN_PROFILES.join(","))
+    .option("--services <list>", "Service counts, e.g. 1,1000,10000 (default: the profile's)")
+    .option("--runs <n>", "repetitions per cell (default: the profile's)")
+    .option("--flow-seconds <s>", "duration of each run (default: the profile's)")
+    .option("--seed <n>", "seed of the run order and the bootstrap (default: testbed:sweep.seed)")
+    .option("--retries <n>", "extra attempts of a failed run", "2")
+    .option("--retry-failed", "also re-attempt runs stored as failed")
+    .option("--keep-logs", "keep raw logs next to the store (<db>.logs/<campaign>/)")
+    .addOption(new Option("--iptables <backend>", "iptables backend of the kube-proxy rules").choices(IPTABLES_BACKENDS).default("legacy"))
+    .option("--campaign <id>", "campaign id in the store (default: derived from the flags, so the same flags resume)")
+    .action(labAction);
+}

@@ -1,0 +1,115 @@
+// How much of the experiment `testbed lab` runs: the Service sweep, repetitions and flow length of
+// each profile, and the campaign definition they give. Pure data and pure functions.
+import type { Family } from "../scenario/cidr.js";
+import { DATAPLANES, PAPER_SWEEP, scenarioSchema } from "../scenario/schema.js";
+import type { CampaignDefinition } from "../measure/campaign-plan.js";
+import type { RunProfile } from "../measure/types.js";
+import { setupTraffic } from "./connection-setup.js";
+
+export const LAB_PROFILE_NAMES = ["smoke", "default", "paper"] as const;
+export type LabProfileName = (typeof LAB_PROFILE_NAMES)[number];
+
+/** Every run profile the lab measures: the paper's two, and connection setup. */
+export const LAB_RUN_PROFILES = ["throughput", "latency", "setup"] as const satisfies readonly RunProfile[];
+export const LAB_FAMILIES = ["ipv4", "ipv6"] as const satisfies readonly Family[];
+
+export interface LabProfile {
+  readonly name: LabProfileName;
+  readonly description: string;
+  /** Service counts of the sweep. */
+  readonly services: readonly number[];
+  /** Repetitions per (dataplane, family, profile, Service count) cell. */
+  readonly runs: number;
+  readonly flowSeconds: number;
+  /** Dataplanes alternate every this many repetitions within a Service count. */
+  readonly interleave: number;
+  /** New connections per second of the setup profile. */
+  readonly setupConnectionsPerSecond: number;
+  /** The wall time it is sized for on a 2-core host, or undefined when it takes days. */
+  readonly budgetMinutes?: number;
+}
+
+export const LAB_PROFILES: Readonly<Record<LabProfileName, LabProfile>> = {
+  smoke: {
+    name: "smoke",
+    description: "a quick end-to-end check: 1 and 2000 Services, 2 runs of 1 s per cell (about 2 minutes)",
+    services: [1, 2000],
+    runs: 2,
+    flowSeconds: 1,
+    interleave: 1,
+    setupConnectionsPerSecond: 200,
+    budgetMinutes: 3,
+  },
+  default: {
+    name: "default",
+    description: "the sweep's shape in a quarter of an hour: 1, 1000, 5000 and 10000 Services, 5 runs of 2 s per cell",
+    services: [1, 1000, 5000, 10000],
+    runs: 5,
+    flowSeconds: 2,
+    interleave: 1,
+    setupConnectionsPerSecond: 200,
+    budgetMinutes: 15,
+  },
+  paper: {
+    name: "paper",
+    description: "the paper's method: 11 Service counts (1, 1000, ..., 10000), 100 runs of 30 s per cell (several days)",
+    services: PAPER_SWEEP,
+    runs: 100,
+    flowSeconds: 30,
+    interleave: 10,
+    setupConnectionsPerSecond: 200,
+  },
+};
+
+export function labProfile(name: string): LabProfile {
+  if (!(LAB_PROFILE_NAMES as readonly string[]).includes(name)) {
+    throw new Error(`--profile: ${JSON.stringify(name)} is not accepted; accepted: ${LAB_PROFILE_NAMES.join(", ")}`);
+  }
+  return LAB_PROFILES[name as LabProfileName];
+}
+
+/** What a lab campaign may narrow or change from its profile. */
+export interface LabCampaignChoices {
+  readonly families?: readonly Family[];
+  readonly profiles?: readonly RunProfile[];
+  readonly services?: readonly number[];
+  readonly runs?: number;
+  readonly flowSeconds?: number;
+  /** Cap of the access and datacenter links, Mbit/s (0: none). Default: the scenario's. */
+  readonly linkMbps?: number;
+  readonly seed?: number;
+}
+
+/** The lab's campaign: both dataplanes interleaved in a seeded random order, the scenario's D-ITG traffic plus setup. */
+export function labDefinition(profile: LabProfile, choices: LabCampaignChoices = {}): CampaignDefinition {
+  const defaults = scenarioSchema.shape.sweep.parse(undefined);
+  const traffic = scenarioSchema.shape.traffic.parse(undefined);
+  return {
+    backend: "lab",
+    dataplanes: [...DATAPLANES],
+    families: [...(choices.families ?? LAB_FAMILIES)],
+    profiles: [...(choices.profiles ?? LAB_RUN_PROFILES)],
+    services: [...(choices.services ?? profile.services)],
+    runs: choices.runs ?? profile.runs,
+    flowSeconds: choices.flowSeconds ?? profile.flowSeconds,
+    linkMbps: choices.linkMbps ?? scenarioSchema.shape.linkMbps.parse(undefined),
+    seed: choices.seed ?? defaults.seed,
+    order: { randomize: true, interleave: Math.min(profile.interleave, choices.runs ?? profile.runs) },
+    traffic: { ...traffic, setup: setupTraffic(profile.setupConnectionsPerSecond) },
+  };
+}
+
+/**
+ * Rough wall time of a definition on this lab, seconds: each D-ITG flow costs its duration plus
+ * about a second (ITGSend's signaling and its wait at the end), each setup run its duration plus the
+ * start of two small programs, each Service-count step about 4 s per 1000 Services to install the
+ * rules or maps (a dataplane switch installs again). For the plan printed at the start, not a promise.
+ */
+export function estimateWallSeconds(def: CampaignDefinition): number {
+  const runsPerStep = def.dataplanes.length * def.families.length * def.runs;
+  let flows = 0;
+  for (const p of def.profiles) flows += runsPerStep * (def.flowSeconds + (p === "setup" ? 0.3 : 1.05));
+  const blocks = Math.ceil(def.runs / Math.max(1, def.order.interleave));
+  const installs = def.services.reduce((s, n) => s + (blocks + 1) * (1 + (4 * n) / 1000), 0);
+  return def.services.length * flows + installs;
+}
