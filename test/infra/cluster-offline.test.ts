@@ -3,107 +3,22 @@
 // cluster resources differ in the dataplane only. The mock monitor is instrumented to record what
 // the SDK tells the engine about each resource (dependencies, parent, options).
 import { execFileSync } from "node:child_process";
-import { createRequire } from "node:module";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
 import { readStackConfig, runOffline, type OfflineRun, type PlannedResource } from "../../infra/offline-engine.js";
 import type { Change } from "../../cli/diff.js";
+import { recordRegistrations, reg, registrations, waitsFor } from "./mock-registrations.js";
 
 const PROJECT = path.resolve(import.meta.dirname, "../..");
 
-interface Registration {
-  readonly type: string;
-  readonly name: string;
-  readonly urn: string;
-  readonly parent: string;
-  /** Every resource the engine would wait for: dependsOn and the resources behind input values. */
-  readonly dependencies: Set<string>;
-  readonly deleteBeforeReplace: boolean;
-  readonly ignoreChanges: string[];
-  readonly additionalSecretOutputs: string[];
-  readonly deletedWith: string;
-  readonly customTimeouts: { create?: string; update?: string } | undefined;
-}
-
-const registrations: Registration[] = [];
-
-interface RequestLike {
-  getType(): string;
-  getName(): string;
-  getParent(): string;
-  getDependenciesList(): string[];
-  getPropertydependenciesMap(): { forEach(cb: (value: { getUrnsList(): string[] }) => void): void };
-  getDeletebeforereplace(): boolean;
-  getIgnorechangesList(): string[];
-  getAdditionalsecretoutputsList(): string[];
-  getDeletedwith(): string;
-  getCustomtimeouts(): { getCreate(): string; getUpdate(): string } | undefined;
-}
-
-/** Wraps the mock monitor's registerResource to keep what each registration asked of the engine. */
-function instrumentMockMonitor(): void {
-  const require = createRequire(import.meta.url);
-  const mocks = require("@pulumi/pulumi/runtime/mocks.js") as {
-    MockMonitor: { prototype: { registerResource(req: RequestLike, cb: (err: unknown, res: { getUrn(): string } | undefined) => void): Promise<void> } };
-  };
-  const original = mocks.MockMonitor.prototype.registerResource;
-  mocks.MockMonitor.prototype.registerResource = function (req, callback) {
-    return original.call(this, req, (err, res) => {
-      if (!err && res) {
-        const dependencies = new Set(req.getDependenciesList());
-        req.getPropertydependenciesMap().forEach((deps) => deps.getUrnsList().forEach((u) => dependencies.add(u)));
-        const timeouts = req.getCustomtimeouts();
-        registrations.push({
-          type: req.getType(),
-          name: req.getName(),
-          urn: res.getUrn(),
-          parent: req.getParent(),
-          dependencies,
-          deleteBeforeReplace: req.getDeletebeforereplace(),
-          ignoreChanges: req.getIgnorechangesList(),
-          additionalSecretOutputs: req.getAdditionalsecretoutputsList(),
-          deletedWith: req.getDeletedwith(),
-          customTimeouts: timeouts ? { create: timeouts.getCreate() || undefined, update: timeouts.getUpdate() || undefined } : undefined,
-        });
-      }
-      callback(err, res);
-    });
-  };
-}
-
 let run: OfflineRun;
-const reg = (name: string) => {
-  const r = registrations.find((x) => x.name === name);
-  if (!r) throw new Error(`no resource named ${name}; registered: ${registrations.map((x) => x.name).join(", ")}`);
-  return r;
-};
 const planned = (name: string): PlannedResource => run.resources.find((r) => r.name === name)!;
-
-/** True when `from` waits for `to`, directly or through other resources. */
-function waitsFor(from: string, to: string): boolean {
-  const byUrn = new Map(registrations.map((r) => [r.urn, r]));
-  const target = reg(to).urn;
-  const seen = new Set<string>();
-  const stack = [...reg(from).dependencies];
-  while (stack.length > 0) {
-    const urn = stack.pop()!;
-    if (urn === target) return true;
-    if (seen.has(urn)) continue;
-    seen.add(urn);
-    const r = byUrn.get(urn);
-    if (!r) continue;
-    stack.push(...r.dependencies);
-    // A dependency on a component is a dependency on its children.
-    for (const child of registrations.filter((c) => c.parent === urn)) stack.push(child.urn);
-  }
-  return false;
-}
 
 const isSecret = (v: unknown) => !!v && typeof v === "object" && "$secret" in (v as object);
 
 beforeAll(async () => {
-  instrumentMockMonitor();
+  recordRegistrations();
   const { values, secretKeys } = readStackConfig(PROJECT, "ebpf", (p) => fs.readFileSync(p, "utf8"));
   run = await runOffline({ stack: "ebpf", config: values, secretKeys });
 });

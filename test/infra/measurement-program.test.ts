@@ -3,7 +3,6 @@
 // processes, the latency measurement of the documented example and the stack without testbed:measure.
 // The mock monitor is instrumented to keep what the SDK tells the engine about each resource.
 import { execFileSync } from "node:child_process";
-import { createRequire } from "node:module";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
@@ -20,61 +19,7 @@ import type { DitgEndpoint } from "../../infra/workloads.js";
 import type { Scenario } from "../../scenario/schema.js";
 import { fixturePath } from "../../scripts/record-measurement-fixture.js";
 import { PROJECT_DIR, runStack } from "./openstack-stack-checks.js";
-
-interface Registration {
-  readonly name: string;
-  readonly type: string;
-  readonly urn: string;
-  readonly parent: string;
-  readonly dependencies: Set<string>;
-  readonly deletedWith: string;
-  readonly createTimeout: string;
-}
-
-const registrations: Registration[] = [];
-
-interface RequestLike {
-  getType(): string;
-  getName(): string;
-  getParent(): string;
-  getDependenciesList(): string[];
-  getPropertydependenciesMap(): { forEach(cb: (value: { getUrnsList(): string[] }) => void): void };
-  getDeletedwith(): string;
-  getCustomtimeouts(): { getCreate(): string } | undefined;
-}
-
-/** Keeps each registration's parent, dependencies (dependsOn and input values), deletedWith and timeout. */
-function recordRegistrations(): void {
-  const require = createRequire(import.meta.url);
-  const mocks = require("@pulumi/pulumi/runtime/mocks.js") as {
-    MockMonitor: { prototype: { registerResource(req: RequestLike, cb: (err: unknown, res: { getUrn(): string } | undefined) => void): Promise<void> } };
-  };
-  const original = mocks.MockMonitor.prototype.registerResource;
-  mocks.MockMonitor.prototype.registerResource = function (req, callback) {
-    return original.call(this, req, (err, res) => {
-      if (!err && res) {
-        const dependencies = new Set(req.getDependenciesList());
-        req.getPropertydependenciesMap().forEach((deps) => deps.getUrnsList().forEach((u) => dependencies.add(u)));
-        registrations.push({
-          name: req.getName(),
-          type: req.getType(),
-          urn: res.getUrn(),
-          parent: req.getParent(),
-          dependencies,
-          deletedWith: req.getDeletedwith(),
-          createTimeout: req.getCustomtimeouts()?.getCreate() ?? "",
-        });
-      }
-      callback(err, res);
-    });
-  };
-}
-
-const reg = (name: string) => {
-  const r = registrations.find((x) => x.name === name);
-  if (!r) throw new Error(`no resource named ${name}`);
-  return r;
-};
+import { recordRegistrations, reg, registrations } from "./mock-registrations.js";
 
 const MEASURE = { profile: "throughput", family: "ipv6", runs: 3, runId: "tp1" } as const;
 let run: OfflineRun;
@@ -118,7 +63,7 @@ describe("with testbed:measure", () => {
   it("re-runs on the dataplane, the Service count, the run id, the profile, the family and the run count", () => {
     expect(planned("measurement-ditg-runs").inputs.triggers).toEqual(["ebpf", 1, "tp1", "throughput", "ipv6", 3]);
     expect(planned("measurement-ditg-runs").inputs.addPreviousOutputInEnv).toBe(false);
-    expect(reg("measurement-ditg-runs").createTimeout).toMatch(/^\d+m$/);
+    expect(reg("measurement-ditg-runs").customTimeouts?.create).toMatch(/^\d+m$/);
   });
 
   it("the command is the measurement script for the worker's IPv6 NodePort endpoint", () => {
