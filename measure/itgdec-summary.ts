@@ -2,6 +2,7 @@
 // flow and for the TOTAL, and the TOTAL's figures as numbers in ITGDec's units (s, Kbit/s, pkt/s).
 // Where ITGDec runs on another host (the client VM of the cloud lab) its printed summary is all that
 // travels back, so this text is an interface of its own.
+import type { FlowSummary } from "./types.js";
 
 /** One block of ITGDec's summary: label -> printed value (text after "= ", unit dropped). */
 export interface ItgDecBlock {
@@ -46,22 +47,11 @@ export function parseItgDec(text: string): ItgDecBlock[] {
 }
 
 /** The TOTAL block's figures; NaN or Infinity where ITGDec printed "nan" or "inf" (e.g. a one-record log). */
-export interface ItgDecTotals {
+export type ItgDecTotals = Omit<FlowSummary, "p50S" | "p90S" | "p99S" | "p999S"> & {
   readonly flowCount: number;
   /** Records ITGDec rejected for out-of-range time fields. */
   readonly errorLines: number;
-  readonly packets: number;
-  readonly bytes: number;
-  readonly durationS: number;
-  readonly delayMinS: number;
-  readonly delayMaxS: number;
-  readonly delayMeanS: number;
-  readonly delayStdS: number;
-  readonly jitterS: number;
-  readonly bitrateKbps: number;
-  readonly packetRate: number;
-  readonly dropped: number;
-}
+};
 
 /** ITGDec's label of each figure of the TOTAL block. */
 const TOTAL_LABELS: Readonly<Record<keyof ItgDecTotals, string>> = {
