@@ -84,7 +84,7 @@ function list<T extends string>(flag: string, value: string, accepted: readonly 
   return items as T[];
 }
 
-/** The largest Service count the lab holds: ClusterIPs of its service subnets, and Cilium's default lbMapMax. */
+/** The largest Service count the lab holds: ClusterIPs of its service subnets, Cilium's default lbMapMax and its 16-bit service ids. */
 export function labServiceLimit(): number {
   const plan = planTopology("dptb0000");
   const scenario = labScenario({ plan });
@@ -119,7 +119,7 @@ function serviceCounts(value: string): number[] {
   if (largest > 10_000) {
     const limit = labServiceLimit();
     if (largest > limit) {
-      bad("services", value, `counts up to ${limit} (the lab's service subnets ${LAB_SERVICE_SUBNETS.ipv4}, ${LAB_SERVICE_SUBNETS.ipv6} and the eBPF service map of 65536 entries)`);
+      bad("services", value, `counts up to ${limit} (what the lab's service subnets ${LAB_SERVICE_SUBNETS.ipv4} and ${LAB_SERVICE_SUBNETS.ipv6} and the eBPF load balancer, 65536 map entries and 16-bit service ids, hold)`);
     }
   }
   return counts;

@@ -10,10 +10,12 @@
 // family, would need two signaling NodePorts). The setup profile runs the connection-setup probe
 // instead (connection-setup.ts). Logs live in the run's directory and go with the topology.
 //
-// Both dataplanes run on the same netfilter base: empty legacy filter and nat tables in the worker
-// (a node's kubelet and Cilium 1.17 install iptables rules of their own), so connection tracking
-// follows every connection in both and the dataplanes differ only in the KUBE-* rules or the tc
-// program. Conntrack is flushed at every step.
+// Both dataplanes run on the same netfilter base: connection tracking follows every connection
+// through the worker, as on a real node, where kubelet's and Cilium 1.17's own iptables rules (KUBE-
+// FIREWALL, CILIUM_* with conntrack matches and MASQUERADE) turn it on whatever the Service dataplane;
+// on kernel 5.4 Cilium's NodePort path to a local pod goes through the kernel stack and its
+// conntrack. Here one count-only rule with a conntrack match stands for them, so the dataplanes
+// differ only in the KUBE-* rules or the tc program. Conntrack is flushed at every step.
 import { spawn } from "node:child_process";
 import { mkdirSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -53,6 +55,11 @@ const LAB_TOOLS = [
   { tool: "iptables-legacy-restore", probe: ["iptables-legacy-restore", "--version"], debian: "iptables" },
   { tool: "ip6tables-legacy-restore", probe: ["ip6tables-legacy-restore", "--version"], debian: "iptables" },
   { tool: "ss", probe: ["ss", "-V"], debian: "iproute2" },
+] as const;
+
+/** The worker's own rule (see netfilterBase): filter FORWARD, count-only, tracks new connections. */
+export const NODE_BASE_RULE = [
+  "-t", "filter", "-A", "FORWARD", "-m", "conntrack", "--ctstate", "NEW", "-m", "comment", "--comment", "testbed node base: conntrack in both dataplanes",
 ] as const;
 
 /** ClusterIPs of the lab's Services: benchmarking addresses, never routed anywhere. */
@@ -100,10 +107,18 @@ export function labScenario(topology: Pick<LabTopology, "plan">, dataplane: Data
   });
 }
 
-/** Pure: every Service of the set with its one endpoint, the receiver pod, on this node. */
+/**
+ * Pure: every Service of the set with its one endpoint, the receiver pod, on this node, in the order
+ * kube-proxy writes them. kube-proxy walks a Go map, so the receiver's rules land at a random place
+ * among the NodePort Services' on every sync; here they sit in the middle, where they land on average:
+ * a new connection to the receiver walks every ClusterIP rule of KUBE-SERVICES, then half of
+ * KUBE-NODEPORTS.
+ */
 export function serviceEndpoints(set: ServiceSet, pod: Readonly<Record<Family, string>>): ServiceEndpoints[] {
   const endpoints = FAMILIES.map((family) => ({ ip: pod[family], local: true }));
-  return [set.receiver, ...set.scaled].map((service) => ({ service, endpoints }));
+  const middle = Math.floor(set.counts.nodePort / 2);
+  const ordered = [...set.scaled.slice(0, middle), set.receiver, ...set.scaled.slice(middle)];
+  return ordered.map((service) => ({ service, endpoints }));
 }
 
 /** Pure: the rule sets kube-proxy writes for the set on the lab's worker, one per family (pod link = cluster CIDR). */
@@ -194,11 +209,14 @@ export class LabBackend implements Backend {
     return this.topology.namespace("worker");
   }
 
-  /** Instantiates the worker's filter and nat tables (empty): with them, conntrack tracks every connection. */
+  /**
+   * The node's own netfilter rule, in both modes: a conntrack match makes the kernel track every
+   * connection through the worker (an empty table would not). It counts and decides nothing.
+   */
   private netfilterBase(): void {
     for (const family of FAMILIES) {
       const { iptables } = iptablesTools(family, this.iptablesBackend);
-      for (const table of ["filter", "nat"]) this.topology.run("worker", [iptables, "-w", "60", "-t", table, "-S"]);
+      this.topology.run("worker", [iptables, "-w", "60", ...NODE_BASE_RULE]);
     }
   }
 

@@ -1,0 +1,162 @@
+// The lab verb without a kernel: profiles, the campaign they define, flags and their refusals,
+// the lab's Service order for kube-proxy, and the judge that picks D-ITG's or the probe's verdict.
+import { describe, expect, it } from "vitest";
+import { campaignIdFor } from "../../measure/campaign-plan.js";
+import { describePlan, parseLabFlags, type LabOptions } from "../../cli/lab.js";
+import { labJudge, labKubeProxyRules, labScenario, serviceEndpoints } from "../../lab/backend.js";
+import { plannedConnections } from "../../lab/connection-setup.js";
+import { estimateWallSeconds, labDefinition, labProfile, LAB_PROFILES } from "../../lab/profiles.js";
+import { planTopology } from "../../lab/topology.js";
+import type { DecodedLog } from "../../measure/ditg-log.js";
+import { PAPER_SWEEP } from "../../scenario/schema.js";
+import { buildServiceSet } from "../../workloads/service-set.js";
+
+const options = (over: Partial<LabOptions> = {}): LabOptions => ({ profile: "default", out: "/tmp/lab-flags", cap: true, retries: "2", iptables: "legacy", ...over });
+
+function flagError(over: Partial<LabOptions>): string {
+  try {
+    parseLabFlags(options(over));
+  } catch (error) {
+    return (error as Error).message;
+  }
+  throw new Error("flags were accepted");
+}
+
+describe("lab profiles", () => {
+  it("smoke has a step of at least 2000 Services and fits its 3 minutes on 2 cores", () => {
+    const def = labDefinition(LAB_PROFILES.smoke);
+    expect(Math.max(...def.services)).toBeGreaterThanOrEqual(2000);
+    expect(estimateWallSeconds(def)).toBeLessThanOrEqual(LAB_PROFILES.smoke.budgetMinutes! * 60);
+  });
+
+  it("default sweeps 1 to 10000 Services within its 15 minutes", () => {
+    const def = labDefinition(LAB_PROFILES.default);
+    expect(def.services).toEqual([1, 1000, 5000, 10000]);
+    expect(estimateWallSeconds(def)).toBeLessThanOrEqual(LAB_PROFILES.default.budgetMinutes! * 60);
+  });
+
+  it("paper is the paper's method: 11 steps, 100 runs of 30 s", () => {
+    const def = labDefinition(LAB_PROFILES.paper);
+    expect(def.services).toEqual(PAPER_SWEEP);
+    expect(def.services).toHaveLength(11);
+    expect([def.runs, def.flowSeconds]).toEqual([100, 30]);
+    // More than three days: the plan says so before it starts.
+    expect(estimateWallSeconds(def)).toBeGreaterThan(3 * 86400);
+  });
+
+  it("defines both dataplanes interleaved in a random order, both families, the D-ITG profiles and setup", () => {
+    const def = labDefinition(LAB_PROFILES.default);
+    expect(def.backend).toBe("lab");
+    expect(def.dataplanes).toEqual(["iptables", "ebpf"]);
+    expect(def.families).toEqual(["ipv4", "ipv6"]);
+    expect(def.profiles).toEqual(["throughput", "latency", "setup"]);
+    expect(def.order).toEqual({ randomize: true, interleave: 1 });
+    expect(def.traffic.setup).toEqual({ protocol: "TCP", meter: "rttm", payloadBytes: 0, packetsPerSecond: 200 });
+    expect(def.traffic.latency).toMatchObject({ protocol: "UDP", meter: "rttm" });
+    expect(def.linkMbps).toBe(500);
+  });
+
+  it("refuses an unknown profile, naming the accepted ones", () => {
+    expect(() => labProfile("huge")).toThrow('--profile: "huge" is not accepted; accepted: smoke, default, paper');
+  });
+});
+
+describe("lab flags", () => {
+  it("the same flags give the same campaign (so a second run resumes), other flags another", () => {
+    const a = parseLabFlags(options());
+    const b = parseLabFlags(options());
+    const c = parseLabFlags(options({ runs: "6" }));
+    expect(campaignIdFor(a.definition)).toBe(campaignIdFor(b.definition));
+    expect(campaignIdFor(c.definition)).not.toBe(campaignIdFor(a.definition));
+  });
+
+  it("narrows the profile's campaign and places the store in --out", () => {
+    const f = parseLabFlags(options({ profile: "smoke", families: "ipv6", profiles: "setup,latency", services: "1,3000", runs: "3", flowSeconds: "1.5", seed: "7", cap: false }));
+    expect(f.definition).toMatchObject({ families: ["ipv6"], profiles: ["setup", "latency"], services: [1, 3000], runs: 3, flowSeconds: 1.5, seed: 7, linkMbps: 0 });
+    expect(f.db).toBe("/tmp/lab-flags/results.db");
+    expect(describePlan(f, 24)).toMatch(/Services 1, 3000; setup, latency; ipv6; iptables \(legacy\) and eBPF interleaved\n.*24 runs of 1.5 s, link cap off/);
+  });
+
+  it.each([
+    [{ families: "ipv4,ipx" }, '--families: "ipv4,ipx" is not accepted; accepted: a comma-separated list of ipv4, ipv6, each at most once'],
+    [{ profiles: "latency,latency" }, "--profiles: \"latency,latency\" is not accepted; accepted: a comma-separated list of throughput, latency, setup, each at most once"],
+    [{ services: "1,x" }, '--services: "1,x" is not accepted; accepted: a comma-separated list of distinct whole numbers of Services'],
+    [{ services: "1,40000" }, "--services: \"1,40000\" is not accepted; accepted: counts up to 29995"],
+    [{ runs: "0" }, '--runs: "0" is not accepted; accepted: a whole number from 1 to 100000'],
+    [{ flowSeconds: "0.5" }, '--flow-seconds: "0.5" is not accepted; accepted: seconds from 1 to 3600'],
+    [{ retries: "-1" }, '--retries: "-1" is not accepted; accepted: a whole number from 0 to 20'],
+    [{ iptables: "ebtables" }, '--iptables: "ebtables" is not accepted; accepted: legacy or nft'],
+    [{ profile: "fast" }, '--profile: "fast" is not accepted; accepted: smoke, default, paper'],
+  ] as const)("refuses %j", (over, message) => {
+    expect(flagError(over)).toContain(message);
+  });
+});
+
+describe("the lab's kube-proxy input", () => {
+  const plan = planTopology("dptb0000");
+  const scenario = labScenario({ plan });
+
+  it("puts the receiver in the middle of the NodePort Services and every endpoint on the receiver pod", () => {
+    const set = buildServiceSet(scenario, 10);
+    const services = serviceEndpoints(set, plan.addresses.pod);
+    expect(services.map((s) => s.service.name)).toEqual([
+      "svc-00001", "svc-00002", "svc-00003", "svc-00004", "svc-00005", "ditg-receiver",
+      "svc-00006", "svc-00007", "svc-00008", "svc-00009", "svc-00010",
+    ]);
+    expect(new Set(services.flatMap((s) => s.endpoints.map((e) => `${e.ip}/${e.local}`)))).toEqual(
+      new Set([`${plan.addresses.pod.ipv4}/true`, `${plan.addresses.pod.ipv6}/true`]),
+    );
+  });
+
+  it("writes kube-proxy's nat rule count for N (11 per NodePort Service, 5 per ClusterIP Service, 33 for the receiver, 5 fixed)", () => {
+    // cilium-and-kube-proxy notes §2.7: ETP=Local NodePort with one local endpoint and the local-traffic detector.
+    for (const n of [1, 2000, 10000]) {
+      const set = buildServiceSet(scenario, n);
+      const expected = 11 * set.counts.nodePort + 5 * set.counts.clusterIp + 3 * 11 + 5;
+      for (const rules of labKubeProxyRules(set, { plan })) expect(rules.ruleCounts.nat, `${n} ${rules.family}`).toBe(expected);
+    }
+  });
+
+  it("keeps ClusterIPs in the benchmarking ranges and NodePorts in the scenario's range", () => {
+    const set = buildServiceSet(scenario, 3000);
+    expect(set.counts).toEqual({ nodePort: 2766, clusterIp: 234 });
+    expect(set.scaled[2999]!.clusterIPs.ipv4).toMatch(/^198\.19\./);
+    expect(set.scaled[0]!.clusterIPs.ipv6).toMatch(/^2001:2:0:ff::/);
+  });
+});
+
+describe("lab judge", () => {
+  const decoded = (packets: number): DecodedLog => {
+    const total = {
+      packets, bytes: 0, durationS: 1, delayMinS: 1e-4, delayMaxS: 1e-3, delayMeanS: 2e-4, delayStdS: 1e-4, jitterS: 0, bitrateKbps: 0,
+      packetRate: packets, dropped: 0, p50S: 2e-4, p90S: 3e-4, p99S: 5e-4, p999S: 1e-3, droppedPercent: 0, lossBurstSize: 0, negativeDelays: 0,
+    };
+    return {
+      file: "run.slog",
+      flows: [{ ...total, flowId: 1, srcAddress: "198.18.0.2", srcPort: 0, destAddress: "198.18.1.2", destPort: 31000 }],
+      total: { ...total, flowCount: 1, errorLines: 0 },
+      histogram: "",
+    };
+  };
+  const setup = labDefinition(LAB_PROFILES.smoke).traffic.setup!;
+
+  it("judges setup runs by the connections they set up, not by D-ITG's output", () => {
+    const planned = plannedConnections(setup, 2);
+    const probeSaid = `connection setup: ${planned} connections, ${planned} established, 0 failed`;
+    expect(labJudge(probeSaid, decoded(planned), { profile: "setup", traffic: setup, durationS: 2, linkMbps: 500 })).toEqual({ ok: true });
+    expect(labJudge(probeSaid, decoded(planned - 40), { profile: "setup", traffic: setup, durationS: 2, linkMbps: 500 })).toMatchObject({
+      ok: false,
+      reason: expect.stringContaining(`${planned - 40} of ${planned} connections were set up, expected at least 380`),
+    });
+  });
+
+  it("judges D-ITG runs with D-ITG's verdict", () => {
+    const latency = labDefinition(LAB_PROFILES.smoke).traffic.latency;
+    // The probe's wording is not ITGSend's: a latency run with it fails.
+    expect(labJudge("connection setup: 1000 connections", decoded(1000), { profile: "latency", traffic: latency, durationS: 1, linkMbps: 500 })).toMatchObject({
+      ok: false,
+      reason: expect.stringContaining("Finished sending"),
+    });
+    expect(labJudge("Finished sending packets of flow ID: 1", decoded(1000), { profile: "latency", traffic: latency, durationS: 1, linkMbps: 500 })).toEqual({ ok: true });
+  });
+});
