@@ -1,0 +1,85 @@
+// Benchmark: the cost of connection setup through the NodePort as the Service count grows, per
+// dataplane. Many new TCP connections (each its own 5-tuple, a new conntrack entry) from the client
+// namespace to the receiver's data NodePort, timed from connect() to SYN-ACK by the lab's probe;
+// the baseline is the same dataplane at 1 Service, measured in the same command. Steps alternate
+// (dataplane, Service count) round by round so that drift of the host spreads over all four.
+// Run as root: npx tsx bench/connection-setup.ts [SERVICES] [ROUNDS] [SECONDS]   (default 10000, 4, 3)
+import { LabBackend } from "../lab/backend.js";
+import { setupTraffic } from "../lab/connection-setup.js";
+import { labHostProblem } from "../lab/topology.js";
+import { decodeDelayHistogram, decodeLogFile } from "../measure/ditg-log.js";
+import type { RunKey } from "../measure/types.js";
+import type { Family } from "../scenario/cidr.js";
+import type { Dataplane } from "../scenario/schema.js";
+import type { Histogram } from "hdr-histogram-js";
+
+const many = Number(process.argv[2] ?? 10_000);
+const rounds = Number(process.argv[3] ?? 4);
+const seconds = Number(process.argv[4] ?? 3);
+if (![many, rounds].every((n) => Number.isInteger(n) && n >= 1) || !(seconds >= 1)) {
+  console.error("usage: npx tsx bench/connection-setup.ts [SERVICES >= 1] [ROUNDS >= 1] [SECONDS >= 1]");
+  process.exit(2);
+}
+const problem = labHostProblem();
+if (problem) {
+  console.error(`bench/connection-setup: ${problem}`);
+  process.exit(1);
+}
+
+const FAMILIES: readonly Family[] = ["ipv4", "ipv6"];
+const traffic = setupTraffic(200);
+const steps: { dataplane: Dataplane; services: number }[] = [
+  { dataplane: "iptables", services: 1 },
+  { dataplane: "ebpf", services: 1 },
+  { dataplane: "iptables", services: many },
+  { dataplane: "ebpf", services: many },
+];
+const cell = (dataplane: Dataplane, services: number, family: Family) => `${dataplane}/${services}/${family}`;
+const merged = new Map<string, Histogram>();
+const failed = new Map<string, number>();
+
+const backend = await LabBackend.start({ linkMbps: 500 });
+try {
+  console.log(`connection setup at 1 and ${many} Services: ${rounds} rounds x ${seconds} s x ${traffic.packetsPerSecond} connections/s per step and family`);
+  for (let round = 0; round < rounds; round++) {
+    // Rotate the order each round: no step is always first after a switch.
+    const order = steps.map((_, i) => steps[(i + round) % steps.length]!);
+    for (const step of order) {
+      await backend.prepare(step);
+      for (const family of FAMILIES) {
+        const key: RunKey = { ...step, family, profile: "setup", repetition: round };
+        const outcome = await backend.runFlow(key, { logName: `bench-${round}-${step.dataplane}-${step.services}-${family}`, durationS: seconds, traffic });
+        const decoded = await decodeLogFile(await backend.collectLog(outcome));
+        const id = cell(step.dataplane, step.services, family);
+        const h = decodeDelayHistogram(decoded.histogram);
+        const into = merged.get(id);
+        if (into) into.add(h);
+        else merged.set(id, h);
+        failed.set(id, (failed.get(id) ?? 0) + decoded.total.dropped);
+      }
+    }
+    process.stderr.write(`round ${round + 1}/${rounds} done\n`);
+  }
+} finally {
+  await backend.teardown();
+}
+
+const us = (id: string, q: number) => merged.get(id)!.getValueAtPercentile(q);
+console.log("\nhandshake time, µs (connections pooled over rounds): median [p90]");
+console.log("family | dataplane |   1 Service      | " + `${many} Services`.padEnd(16) + " | ratio N/1 (median) | connections | failed");
+const ratioAtMany: Record<string, number> = {};
+for (const family of FAMILIES) {
+  for (const dataplane of ["iptables", "ebpf"] as const) {
+    const one = cell(dataplane, 1, family);
+    const n = cell(dataplane, many, family);
+    const ratio = us(n, 50) / us(one, 50);
+    console.log(
+      `${family.padEnd(6)} | ${dataplane.padEnd(9)} | ${String(us(one, 50)).padStart(5)} [${String(us(one, 90)).padStart(5)}]    | ${String(us(n, 50)).padStart(5)} [${String(us(n, 90)).padStart(5)}]    | ${ratio.toFixed(2).padStart(18)} | ${String(merged.get(one)!.totalCount + merged.get(n)!.totalCount).padStart(11)} | ${(failed.get(one) ?? 0) + (failed.get(n) ?? 0)}`,
+    );
+  }
+  ratioAtMany[family] = us(cell("iptables", many, family), 50) / us(cell("ebpf", many, family), 50);
+  const extra = us(cell("iptables", many, family), 50) - us(cell("iptables", 1, family), 50);
+  console.log(
+    `${family.padEnd(6)} | iptables/eBPF at ${many}: ${ratioAtMany[family]!.toFixed(2)} (median); at 1: ${(us(cell("iptables", 1, family), 50) / us(cell("ebpf", 1, family), 50)).toFixed(2)}; iptables pays ${extra} µs more per new connection at ${many} than at 1`,
+  );
+}
