@@ -10,7 +10,8 @@ import { campaignIdFor, planCampaign, type CampaignDefinition } from "../measure
 import { CampaignProgress, formatDuration } from "../measure/campaign-progress.js";
 import { runCampaign } from "../measure/campaign.js";
 import { ResultStore } from "../measure/store.js";
-import type { RunProfile } from "../measure/types.js";
+import { medianOf } from "../measure/statistics.js";
+import type { RunProfile, RunResult } from "../measure/types.js";
 import type { Family } from "../scenario/cidr.js";
 import { serviceCapacity } from "../scenario/schema.js";
 import { LabBackend, labJudge, labProblem, labScenario, LAB_SERVICE_SUBNETS } from "../lab/backend.js";
@@ -169,6 +170,36 @@ export function describePlan(flags: LabFlags, runs: number): string {
   ].join("\n");
 }
 
+/**
+ * The metric the paper lacks, in a few lines for the end of the run: per family and Service count,
+ * the median over ok runs of each run's median handshake time, per dataplane, and their ratio.
+ * The report carries the full statistics of the setup profile (cells.csv, figures, ratios).
+ */
+export function setupSummary(results: readonly RunResult[]): string[] {
+  const byCell = new Map<string, number[]>();
+  for (const r of results) {
+    if (r.profile !== "setup" || r.status !== "ok" || !r.summary) continue;
+    const id = `${r.family} ${r.services} ${r.dataplane}`;
+    byCell.set(id, [...(byCell.get(id) ?? []), r.summary.p50S * 1e6]);
+  }
+  const steps = [...new Set(results.filter((r) => r.profile === "setup").map((r) => `${r.family} ${r.services}`))].sort((a, b) => {
+    const [fa, na] = a.split(" ");
+    const [fb, nb] = b.split(" ");
+    return fa! < fb! ? -1 : fa! > fb! ? 1 : Number(na) - Number(nb);
+  });
+  if (steps.length === 0) return [];
+  const median = (id: string) => (byCell.has(id) ? medianOf(byCell.get(id)!) : NaN);
+  const cell = (x: number) => (Number.isFinite(x) ? x.toFixed(0) : "-").padStart(8);
+  const lines = ["connection setup through the NodePort, median handshake (µs; median over runs):", "family   Services  iptables      eBPF  iptables/eBPF"];
+  for (const step of steps) {
+    const [family, services] = step.split(" ");
+    const ipt = median(`${step} iptables`);
+    const ebpf = median(`${step} ebpf`);
+    lines.push(`${family!.padEnd(6)} ${services!.padStart(10)}  ${cell(ipt)}  ${cell(ebpf)}  ${Number.isFinite(ipt / ebpf) ? (ipt / ebpf).toFixed(2).padStart(13) : "-".padStart(13)}`);
+  }
+  return lines;
+}
+
 function cleanupAction(): void {
   const { removed, live } = cleanupLeftovers();
   const names = Object.keys(removed);
@@ -239,6 +270,8 @@ async function labAction(o: LabOptions): Promise<void> {
       process.exitCode = 130;
       return;
     }
+    const setup = setupSummary(store.results(campaignId));
+    if (setup.length > 0) process.stdout.write(`${setup.join("\n")}\n`);
   } finally {
     progress.stop();
     process.off("SIGINT", onSigint);

@@ -2,7 +2,8 @@
 // the lab's Service order for kube-proxy, and the judge that picks D-ITG's or the probe's verdict.
 import { describe, expect, it } from "vitest";
 import { campaignIdFor } from "../../measure/campaign-plan.js";
-import { describePlan, parseLabFlags, type LabOptions } from "../../cli/lab.js";
+import { describePlan, parseLabFlags, setupSummary, type LabOptions } from "../../cli/lab.js";
+import type { RunResult } from "../../measure/types.js";
 import { labJudge, labKubeProxyRules, labScenario, serviceEndpoints } from "../../lab/backend.js";
 import { plannedConnections } from "../../lab/connection-setup.js";
 import { estimateWallSeconds, labDefinition, labProfile, LAB_PROFILES } from "../../lab/profiles.js";
@@ -158,5 +159,39 @@ describe("lab judge", () => {
       reason: expect.stringContaining("Finished sending"),
     });
     expect(labJudge("Finished sending packets of flow ID: 1", decoded(1000), { profile: "latency", traffic: latency, durationS: 1, linkMbps: 500 })).toEqual({ ok: true });
+  });
+});
+
+describe("setup summary at the end of a lab run", () => {
+  const run = (over: Partial<RunResult> & Pick<RunResult, "dataplane" | "family" | "services">, p50Us: number): RunResult => ({
+    profile: "setup", repetition: 0, runId: `${over.dataplane}${over.family}${over.services}${p50Us}`, status: "ok", retries: 0,
+    startedAt: "", endedAt: "",
+    summary: {
+      packets: 400, bytes: 0, durationS: 2, delayMinS: 1e-4, delayMaxS: 1e-3, delayMeanS: p50Us * 1e-6, delayStdS: 1e-5, jitterS: 0,
+      bitrateKbps: 0, packetRate: 200, dropped: 0, p50S: p50Us * 1e-6, p90S: 2 * p50Us * 1e-6, p99S: 3 * p50Us * 1e-6, p999S: 4 * p50Us * 1e-6,
+    },
+    ...over,
+  });
+
+  it("shows the median of the runs' median handshake per dataplane and the ratio, skipping failed runs and other profiles", () => {
+    const results = [
+      run({ dataplane: "iptables", family: "ipv4", services: 10000 }, 560),
+      run({ dataplane: "iptables", family: "ipv4", services: 10000 }, 580),
+      run({ dataplane: "iptables", family: "ipv4", services: 10000 }, 540),
+      run({ dataplane: "ebpf", family: "ipv4", services: 10000 }, 400),
+      run({ dataplane: "ebpf", family: "ipv4", services: 10000, status: "failed" }, 9000),
+      run({ dataplane: "iptables", family: "ipv4", services: 1 }, 340),
+      run({ dataplane: "ebpf", family: "ipv4", services: 1 }, 340),
+      run({ dataplane: "ebpf", family: "ipv6", services: 1 }, 300),
+      run({ dataplane: "ebpf", family: "ipv6", services: 1, profile: "latency" }, 90),
+    ];
+    expect(setupSummary(results)).toEqual([
+      "connection setup through the NodePort, median handshake (µs; median over runs):",
+      "family   Services  iptables      eBPF  iptables/eBPF",
+      "ipv4            1       340       340           1.00",
+      "ipv4        10000       560       400           1.40",
+      "ipv6            1         -       300              -",
+    ]);
+    expect(setupSummary(results.filter((r) => r.family === "ipv6" && r.profile === "latency"))).toEqual([]);
   });
 });

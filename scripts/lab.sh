@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# `npm run lab`: the experiment on this machine, from a fresh Debian or Ubuntu host, as root.
+# Installs what is missing (the same installer as `npm test`), then runs
+# `testbed lab --profile default` (about 15 minutes on 2 cores) and says where the report is.
+# Extra arguments go to `testbed lab`, e.g. `npm run lab -- --profile smoke` or `npm run lab -- --cleanup`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ "$(uname -s)" != "Linux" ]; then
+  echo "npm run lab: the local lab needs Linux (network namespaces, tc, eBPF); this is $(uname -s)." >&2
+  exit 1
+fi
+if [ "$(id -u)" -ne 0 ]; then
+  echo "npm run lab: the local lab needs root (it creates network namespaces, iptables rules and tc eBPF programs)." >&2
+  echo "Run it as root, e.g.: sudo npm run lab" >&2
+  exit 1
+fi
+
+# shellcheck source=scripts/deps.sh
+source scripts/deps.sh
+check_node
+install_debian_packages
+install_npm_packages
+
+out="lab-results"
+measures=1
+args=("$@")
+# The report goes under --out; follow the user's choice. --cleanup and --help measure nothing.
+for ((i = 0; i < ${#args[@]}; i++)); do
+  case "${args[$i]}" in
+    --out) out="${args[$((i + 1))]:-$out}" ;;
+    --out=*) out="${args[$i]#--out=}" ;;
+    --cleanup | --help | -h) measures=0 ;;
+  esac
+done
+
+status=0
+npm run -s testbed -- lab --profile default "$@" || status=$?
+if [ "$status" -eq 0 ] && [ "$measures" -eq 1 ] && [ -f "$out/report/report.md" ]; then
+  echo
+  echo "Report: $(cd "$out/report" && pwd)/report.md (tables as CSV and figures as SVG beside it)"
+fi
+exit "$status"
