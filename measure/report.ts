@@ -410,10 +410,18 @@ function countWarnings(counts: CellCount[], settings: ReportSettings): string[] 
   }
   const unsummarised = counts.reduce((s, c) => s + c.withoutSummary, 0);
   if (unsummarised > 0) warnings.push(`${unsummarised} run(s) marked ok but without a decoded summary excluded`);
+  // One line for all small groups: a short lab profile makes every group small, and a line per group
+  // would bury the other warnings.
+  const few = counts.filter((c) => c.ok < settings.minRuns);
+  if (few.length > 0) {
+    const sizes = new Set(few.map((c) => c.ok));
+    const which =
+      few.length === counts.length && sizes.size === 1
+        ? `every group (${counts.length}) has ${few[0]!.ok} analysed run(s)`
+        : few.map((c) => `${name(c)} has ${c.ok}`).join("; ");
+    warnings.push(`too few runs: ${which}; below ${settings.minRuns} runs the std, percentiles and intervals are unstable`);
+  }
   for (const c of counts) {
-    if (c.ok < settings.minRuns) {
-      warnings.push(`too few runs: ${name(c)} has ${c.ok} analysed run(s); below ${settings.minRuns} the std, percentiles and intervals are unstable`);
-    }
     const planned = settings.plannedRunsPerCell;
     if (planned !== undefined && c.ok + c.failed + c.withoutSummary < planned) {
       warnings.push(`incomplete: ${name(c)} has results for ${c.ok + c.failed + c.withoutSummary} of ${planned} planned runs`);
