@@ -91,10 +91,11 @@ export function labProblem(): string | undefined {
  * the lab's own networks, and ClusterIPs from the benchmarking ranges. The cloud keys (admin CIDR,
  * SSH key) do not apply and hold the documented placeholders.
  */
-export function labScenario(topology: Pick<LabTopology, "plan">, dataplane: Dataplane = "iptables"): Scenario {
+export function labScenario(topology: Pick<LabTopology, "plan">): Scenario {
   const { links } = topology.plan;
   return parseScenario({
-    dataplane,
+    // Both dataplanes run in the lab, step by step; the key only has to be valid.
+    dataplane: "iptables",
     ...PLACEHOLDERS,
     network: {
       client: { ipv4: links.access.subnets.ipv4.text, ipv6: links.access.subnets.ipv6.text },
