@@ -1,7 +1,7 @@
 // A real loopback campaign (ITGRecv, ITGSend, the decode worker, the store) killed with SIGKILL
 // mid-way and resumed: nothing finished before the kill is lost, changed or repeated.
 import { spawn } from "node:child_process";
-import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -87,5 +87,21 @@ describe.skipIf(!haveDitg || process.platform !== "linux")("a killed loopback ca
     for (const r of results.filter((x) => x.status === "ok")) expect(r.summary!.packets).toBeGreaterThan(0);
     expect(after.events(campaignId!).map((e) => e.kind)).toEqual(expect.arrayContaining(["start", "resume", "end"]));
     after.close();
+  });
+
+  it("turns the resumed campaign into a report", async () => {
+    const out = path.join(dir, "report");
+    const { code, stdout, stderr } = await new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
+      const child = spawn(process.execPath, ["--import", "tsx/esm", "cli/main.ts", "report", "--db", db, "--out", out], { cwd: root });
+      let stdout = "";
+      let stderr = "";
+      child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
+      child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
+      child.on("close", (c) => resolve({ code: c, stdout, stderr }));
+    });
+    expect(code, stderr).toBe(0);
+    expect(stdout.trim()).toBe(path.join(out, "report.md"));
+    const markdown = readFileSync(path.join(out, "report.md"), "utf8");
+    expect(markdown).toMatch(/\(backend loopback\)\. \d of 6 runs analysed/);
   });
 });
