@@ -3,10 +3,8 @@
 // same command again resumes where a killed campaign stopped.
 import path from "node:path";
 import { Command } from "commander";
-import { WorkerLogDecoder } from "../measure/campaign-decode.js";
+import { driveCampaign } from "./campaign-terminal.js";
 import { campaignIdFor, planCampaign, type CampaignDefinition } from "../measure/campaign-plan.js";
-import { CampaignProgress } from "../measure/campaign-progress.js";
-import { runCampaign } from "../measure/campaign.js";
 import { CloudBackend } from "../measure/cloud-backend.js";
 import { PulumiStack, SshShell } from "../measure/cloud-transport.js";
 import { LoopbackBackend } from "../measure/loopback-backend.js";
@@ -221,40 +219,18 @@ async function campaignAction(o: CampaignOptions): Promise<void> {
     throw err;
   }
 
-  // First Ctrl-C: finish the current flow and its decode, then stop; the second one quits at once.
-  const stop = new AbortController();
-  const onSigint = () => {
-    if (stop.signal.aborted) process.exit(130);
-    process.stderr.write("\nstopping after the current run (Ctrl-C again to quit now); the same command resumes\n");
-    stop.abort();
-  };
-  process.on("SIGINT", onSigint);
-  const progress = new CampaignProgress(process.stderr, opened.definition.flowSeconds);
-  const decoder = new WorkerLogDecoder();
-  const started = Date.now();
   try {
-    // runCampaign tears the backend down, whatever happens.
-    const summary = await runCampaign({
+    await driveCampaign({
       store,
       campaignId,
       backend: opened.backend,
-      decoder,
+      flowSeconds: opened.definition.flowSeconds,
       retries: flags.retries,
       keepLogs: flags.keepLogs,
       retryFailed: flags.retryFailed,
-      onEvent: progress.onEvent,
-      signal: stop.signal,
+      stopMessage: "stopping after the current run (Ctrl-C again to quit now); the same command resumes",
     });
-    progress.stop();
-    const failed = store.results(campaignId).filter((r) => r.status === "failed").length;
-    process.stdout.write(
-      `campaign ${campaignId}: ${summary.done}/${summary.total} runs in ${store.file} (${failed} failed; ${summary.committed} committed in this session, ${Math.round((Date.now() - started) / 1000)} s)\n`,
-    );
-    if (summary.stopped) process.exitCode = 130;
   } finally {
-    progress.stop();
-    process.off("SIGINT", onSigint);
-    await decoder.close();
     store.close();
   }
 }

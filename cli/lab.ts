@@ -5,10 +5,8 @@
 import { mkdirSync } from "node:fs";
 import path from "node:path";
 import { Command, Option } from "commander";
-import { WorkerLogDecoder } from "../measure/campaign-decode.js";
 import { campaignIdFor, planCampaign, type CampaignDefinition } from "../measure/campaign-plan.js";
-import { CampaignProgress, formatDuration } from "../measure/campaign-progress.js";
-import { runCampaign } from "../measure/campaign.js";
+import { formatDuration } from "../measure/campaign-progress.js";
 import { ResultStore } from "../measure/store.js";
 import { medianOf } from "../measure/statistics.js";
 import type { RunProfile, RunResult } from "../measure/types.js";
@@ -29,6 +27,7 @@ import {
 import { findRunPrefixes } from "../lab/run-registry.js";
 import { cleanupLeftovers, planTopology } from "../lab/topology.js";
 import { buildServiceSet } from "../workloads/service-set.js";
+import { driveCampaign } from "./campaign-terminal.js";
 import { writeCampaignReport } from "./report.js";
 
 const MAX_RUNS = 100_000;
@@ -229,18 +228,6 @@ async function labAction(o: LabOptions): Promise<void> {
   const store = ResultStore.open(flags.db);
   let campaignId: string;
   let backend: LabBackend | undefined;
-  const decoder = new WorkerLogDecoder();
-  const progress = new CampaignProgress(process.stderr, def.flowSeconds);
-  const stop = new AbortController();
-  // The lab itself is removed at once on SIGINT/SIGTERM (topology.ts); the runner then stops and
-  // keeps every committed run. A second Ctrl-C quits without waiting.
-  const onSigint = () => {
-    if (stop.signal.aborted) process.exit(130);
-    process.stderr.write("\nstopping: the lab is removed, finished runs stay in the store; the same command resumes\n");
-    stop.abort();
-  };
-  process.on("SIGINT", onSigint);
-  const started = Date.now();
   try {
     campaignId = flags.campaign ?? campaignIdFor(def);
     const plan = planCampaign(campaignId, def);
@@ -248,34 +235,23 @@ async function labAction(o: LabOptions): Promise<void> {
     process.stderr.write(`${describePlan(flags, plan.length)}\n`);
     backend = await LabBackend.start({ linkMbps: def.linkMbps, iptablesBackend: flags.iptablesBackend });
     process.stderr.write(`lab ${backend.topology.prefix} is up (namespaces ${Object.values(backend.topology.plan.namespaces).join(", ")})\n`);
-    // runCampaign tears the backend down, whatever happens.
-    const summary = await runCampaign({
+    // The lab itself is removed at once on SIGINT/SIGTERM (topology.ts); the runner then stops and
+    // keeps every committed run.
+    const summary = await driveCampaign({
       store,
       campaignId,
       backend,
-      decoder,
+      flowSeconds: def.flowSeconds,
       judge: labJudge,
       retries: flags.retries,
       keepLogs: flags.keepLogs,
       retryFailed: flags.retryFailed,
-      onEvent: progress.onEvent,
-      signal: stop.signal,
+      stopMessage: "stopping: the lab is removed, finished runs stay in the store; the same command resumes",
     });
-    progress.stop();
-    const failed = store.results(campaignId).filter((r) => r.status === "failed").length;
-    process.stdout.write(
-      `campaign ${campaignId}: ${summary.done}/${summary.total} runs in ${store.file} (${failed} failed; ${summary.committed} committed in this session, ${formatDuration((Date.now() - started) / 1000)})\n`,
-    );
-    if (summary.stopped) {
-      process.exitCode = 130;
-      return;
-    }
+    if (summary.stopped) return;
     const setup = setupSummary(store.results(campaignId));
     if (setup.length > 0) process.stdout.write(`${setup.join("\n")}\n`);
   } finally {
-    progress.stop();
-    process.off("SIGINT", onSigint);
-    await decoder.close();
     store.close();
     await backend?.teardown().catch(() => undefined);
   }

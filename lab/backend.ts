@@ -26,6 +26,7 @@ import type { ServiceSet } from "../workloads/service-model.js";
 import { ditgJudge, type FlowJudge } from "../measure/campaign.js";
 import { flowLogs, receiverCommand, senderCommand } from "../measure/ditg-commands.js";
 import { RECORD_BYTES } from "../measure/ditg-log.js";
+import { awaitSender } from "../measure/ditg-sender.js";
 import type { Backend, FlowOutcome, RunKey, TrafficProfile } from "../measure/types.js";
 import { judgeSetup, plannedConnections, runSetupProbe, SourcePortPool } from "./connection-setup.js";
 import { ebpfHostProblem, setupEbpfDataplane, type EbpfDataplane } from "./ebpf-dataplane.js";
@@ -327,23 +328,9 @@ export class LabBackend implements Backend {
     });
     const startedAt = new Date();
     const child = this.topology.spawn("client", cmd.argv, { cwd: this.logDir, stdio: ["ignore", "pipe", "pipe"] });
-    const { code, output } = await new Promise<{ code: number | null; output: string }>((resolve, reject) => {
-      let out = "";
-      child.stdout!.on("data", (d: Buffer) => (out += d.toString()));
-      child.stderr!.on("data", (d: Buffer) => (out += d.toString()));
-      child.once("error", (e) => reject(new Error(`cannot start ITGSend: ${e.message}`)));
-      child.once("close", (c) => resolve({ code: c, output: out }));
-    });
-    const endedAt = new Date();
-    const measured = cmd.measuredLog === "sender" ? logs.senderLog : logs.receiverLog;
-    const other = cmd.measuredLog === "sender" ? logs.receiverLog : logs.senderLog;
-    if (code !== 0) {
-      rmSync(measured, { force: true });
-      rmSync(other, { force: true });
-      throw new Error(`ITGSend exited with ${code}: ${output.trim().split("\n").slice(-3).join(" / ")}`);
-    }
-    this.unmeasured.set(measured, other);
-    return { logPath: measured, senderOutput: output, startedAt, endedAt };
+    const flowRun = await awaitSender(child, cmd, startedAt);
+    this.unmeasured.set(flowRun.outcome.logPath, flowRun.unmeasuredLog);
+    return flowRun.outcome;
   }
 
   private async runSetup(key: RunKey, flow: { logName: string; durationS: number; traffic: TrafficProfile }): Promise<FlowOutcome> {

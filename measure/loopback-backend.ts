@@ -9,6 +9,7 @@ import type { Family } from "../scenario/cidr.js";
 import type { Dataplane } from "../scenario/schema.js";
 import { flowLogs, receiverCommand, senderCommand, type FlowTarget } from "./ditg-commands.js";
 import { RECORD_BYTES } from "./ditg-log.js";
+import { awaitSender } from "./ditg-sender.js";
 import type { Backend, FlowOutcome, RunKey, TrafficProfile } from "./types.js";
 
 const LOOPBACK: Record<Family, string> = { ipv4: "127.0.0.1", ipv6: "::1" };
@@ -171,26 +172,9 @@ export class LoopbackBackend implements Backend {
     const cmd = senderCommand({ traffic: flow.traffic, durationS: flow.durationS, target: receiver.target, logs, linkMbps: 0 });
     const startedAt = new Date();
     const [exe, ...args] = cmd.argv;
-    const { code, output } = await new Promise<{ code: number | null; output: string }>((resolve, reject) => {
-      const child = spawn(exe!, args, { cwd: this.workDir, stdio: ["ignore", "pipe", "pipe"] });
-      let out = "";
-      child.stdout!.on("data", (d: Buffer) => (out += d.toString()));
-      child.stderr!.on("data", (d: Buffer) => (out += d.toString()));
-      child.once("error", (e) => reject(new Error(`cannot start ITGSend: ${e.message}`)));
-      child.once("close", (c) => resolve({ code: c, output: out }));
-    });
-    const endedAt = new Date();
-    const measured = cmd.measuredLog === "sender" ? logs.senderLog : logs.receiverLog;
-    const other = cmd.measuredLog === "sender" ? logs.receiverLog : logs.senderLog;
-    if (code !== 0) {
-      rmSync(measured, { force: true });
-      rmSync(other, { force: true });
-      throw new Error(`ITGSend exited with ${code}: ${output.trim().split("\n").slice(-3).join(" / ")}`);
-    }
-    // The other log is written too (every flow names both, see ditg-commands.ts) but measures nothing;
-    // it is removed with the collection, off the next flow's critical path.
-    this.unmeasured.set(measured, other);
-    return { logPath: measured, senderOutput: output, startedAt, endedAt };
+    const flowRun = await awaitSender(spawn(exe!, args, { cwd: this.workDir, stdio: ["ignore", "pipe", "pipe"] }), cmd, startedAt);
+    this.unmeasured.set(flowRun.outcome.logPath, flowRun.unmeasuredLog);
+    return flowRun.outcome;
   }
 
   /** Waits until a log stops growing and holds whole records: ITGRecv may flush after ITGSend exits. */
