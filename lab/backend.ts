@@ -17,7 +17,7 @@
 // conntrack. Here one count-only rule with a conntrack match stands for them, so the dataplanes
 // differ only in the KUBE-* rules or the tc program. Conntrack is flushed at every step.
 import { spawn } from "node:child_process";
-import { mkdirSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Family } from "../scenario/cidr.js";
 import { parseScenario, PLACEHOLDERS, type Dataplane, type Scenario } from "../scenario/schema.js";
@@ -25,8 +25,7 @@ import { buildServiceSet } from "../workloads/service-set.js";
 import type { ServiceSet } from "../workloads/service-model.js";
 import { ditgJudge, type FlowJudge } from "../measure/campaign.js";
 import { flowLogs, receiverCommand, senderCommand } from "../measure/ditg-commands.js";
-import { RECORD_BYTES } from "../measure/ditg-log.js";
-import { awaitSender } from "../measure/ditg-sender.js";
+import { awaitSender, LocalFlowLogs } from "../measure/ditg-sender.js";
 import type { Backend, FlowOutcome, RunKey, TrafficProfile } from "../measure/types.js";
 import { judgeSetup, plannedConnections, runSetupProbe, SourcePortPool } from "./connection-setup.js";
 import { ebpfHostProblem, setupEbpfDataplane, type EbpfDataplane } from "./ebpf-dataplane.js";
@@ -45,8 +44,6 @@ import { createTopology, labHostProblem, type LabTopology, type Shaper } from ".
 
 const FAMILIES: readonly Family[] = ["ipv4", "ipv6"];
 const RECEIVER_START_TIMEOUT_MS = 5000;
-/** How long the receiver may take to flush a flow's log after ITGSend has exited. */
-const LOG_SETTLE_TIMEOUT_MS = 5000;
 const OUTPUT_TAIL_CHARS = 2000;
 /** Debian tools the lab runs, beyond the eBPF dataplane's. */
 const LAB_TOOLS = [
@@ -168,8 +165,7 @@ export class LabBackend implements Backend {
   readonly name = "lab";
   private readonly receiver: Receiver = { child: undefined, output: "" };
   private readonly ports = new SourcePortPool();
-  /** The unmeasured log of each D-ITG flow (by measured log), deleted when the flow's log is collected. */
-  private readonly unmeasured = new Map<string, string>();
+  private readonly logs = new LocalFlowLogs();
   private ebpf: EbpfDataplane | undefined;
   private iptablesInstalled = false;
   private current: { dataplane: Dataplane; services: number } | undefined;
@@ -328,9 +324,7 @@ export class LabBackend implements Backend {
     });
     const startedAt = new Date();
     const child = this.topology.spawn("client", cmd.argv, { cwd: this.logDir, stdio: ["ignore", "pipe", "pipe"] });
-    const flowRun = await awaitSender(child, cmd, startedAt);
-    this.unmeasured.set(flowRun.outcome.logPath, flowRun.unmeasuredLog);
-    return flowRun.outcome;
+    return this.logs.remember(await awaitSender(child, cmd, startedAt));
   }
 
   private async runSetup(key: RunKey, flow: { logName: string; durationS: number; traffic: TrafficProfile }): Promise<FlowOutcome> {
@@ -353,13 +347,10 @@ export class LabBackend implements Backend {
     return { logPath, senderOutput: output, startedAt, endedAt: new Date() };
   }
 
-  async collectLog(outcome: FlowOutcome): Promise<string> {
-    const other = this.unmeasured.get(outcome.logPath);
-    this.unmeasured.delete(outcome.logPath);
-    if (other !== undefined) await settled(other).finally(() => rmSync(other, { force: true })).catch(() => undefined);
-    await settled(outcome.logPath);
-    return outcome.logPath;
+  collectLog(outcome: FlowOutcome): Promise<string> {
+    return this.logs.collect(outcome);
   }
+
 
   // -------------------------------------------------------------------------------------------
   // The receiver.
@@ -433,20 +424,3 @@ export class LabBackend implements Backend {
   }
 }
 
-/** Waits until a log stops growing and holds whole records: ITGRecv may flush after ITGSend exits. */
-async function settled(file: string): Promise<void> {
-  const deadline = Date.now() + LOG_SETTLE_TIMEOUT_MS;
-  let last = -1;
-  for (;;) {
-    let size = -1;
-    try {
-      size = statSync(file).size;
-    } catch {
-      // not created yet
-    }
-    if (size >= 0 && size === last && size % RECORD_BYTES === 0) return;
-    if (Date.now() > deadline) throw new Error(size < 0 ? `log ${file} was never written` : `log ${file} did not settle (${size} bytes)`);
-    last = size;
-    await sleep(25);
-  }
-}

@@ -1,8 +1,9 @@
 // One ITGSend flow as a local child process (on this host or in a lab namespace): collect what it
 // prints, and say which of the flow's two logs measures it. Shared by the loopback and lab backends.
 import type { ChildProcess } from "node:child_process";
-import { rmSync } from "node:fs";
+import { rmSync, statSync } from "node:fs";
 import type { SenderCommand } from "./ditg-commands.js";
+import { RECORD_BYTES } from "./ditg-log.js";
 import type { FlowOutcome } from "./types.js";
 
 export interface SenderFlow {
@@ -35,4 +36,46 @@ export async function awaitSender(child: ChildProcess, cmd: SenderCommand, start
     throw new Error(`ITGSend exited with ${code}: ${output.trim().split("\n").slice(-3).join(" / ")}`);
   }
   return { outcome: { logPath: measured, senderOutput: output, startedAt, endedAt }, unmeasuredLog: other };
+}
+
+const LOG_SETTLE_TIMEOUT_MS = 5000;
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Waits until a log stops growing and holds whole records: ITGRecv may flush after ITGSend exits. */
+export async function settledLog(file: string, timeoutMs = LOG_SETTLE_TIMEOUT_MS): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let last = -1;
+  for (;;) {
+    let size = -1;
+    try {
+      size = statSync(file).size;
+    } catch {
+      // not created yet
+    }
+    if (size >= 0 && size === last && size % RECORD_BYTES === 0) return;
+    if (Date.now() > deadline) throw new Error(size < 0 ? `log ${file} was never written` : `log ${file} did not settle (${size} bytes)`);
+    last = size;
+    await sleep(25);
+  }
+}
+
+/** The flow logs of a backend whose flows write to this host's file system. */
+export class LocalFlowLogs {
+  /** The unmeasured log of each flow (by measured log path), removed when the flow's log is collected. */
+  private readonly unmeasured = new Map<string, string>();
+
+  /** Remembers the flow's unmeasured log and hands back its outcome. */
+  remember(flow: SenderFlow): FlowOutcome {
+    this.unmeasured.set(flow.outcome.logPath, flow.unmeasuredLog);
+    return flow.outcome;
+  }
+
+  /** The flow's log once it has settled; its unmeasured sibling is removed first. */
+  async collect(outcome: FlowOutcome): Promise<string> {
+    const other = this.unmeasured.get(outcome.logPath);
+    this.unmeasured.delete(outcome.logPath);
+    if (other !== undefined) await settledLog(other).catch(() => undefined).finally(() => rmSync(other, { force: true }));
+    await settledLog(outcome.logPath);
+    return outcome.logPath;
+  }
 }

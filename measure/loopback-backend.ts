@@ -1,21 +1,18 @@
 // A backend on this host's loopback: real ITGRecv and ITGSend processes, no dataplane.
 import { spawn, type ChildProcess } from "node:child_process";
 import { createSocket } from "node:dgram";
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import type { Family } from "../scenario/cidr.js";
 import type { Dataplane } from "../scenario/schema.js";
 import { flowLogs, receiverCommand, senderCommand, type FlowTarget } from "./ditg-commands.js";
-import { RECORD_BYTES } from "./ditg-log.js";
-import { awaitSender } from "./ditg-sender.js";
+import { awaitSender, LocalFlowLogs } from "./ditg-sender.js";
 import type { Backend, FlowOutcome, RunKey, TrafficProfile } from "./types.js";
 
 const LOOPBACK: Record<Family, string> = { ipv4: "127.0.0.1", ipv6: "::1" };
 const RECEIVER_START_TIMEOUT_MS = 5000;
-/** How long the receiver may take to flush a flow's log after ITGSend has exited. */
-const LOG_SETTLE_TIMEOUT_MS = 5000;
 /** How much of a receiver's stderr to keep for error messages. */
 const OUTPUT_TAIL_CHARS = 2000;
 
@@ -82,8 +79,7 @@ export class LoopbackBackend implements Backend {
   /** Steps prepare() was asked for, in order. */
   readonly steps: { dataplane: Dataplane; services: number }[] = [];
   private readonly receivers: Receiver[];
-  /** The unmeasured log of each flow (by measured log path), deleted when the flow's log is collected. */
-  private readonly unmeasured = new Map<string, string>();
+  private readonly logs = new LocalFlowLogs();
 
   private constructor(
     /** Directory of the flows' logs; removed by teardown(). */
@@ -172,37 +168,11 @@ export class LoopbackBackend implements Backend {
     const cmd = senderCommand({ traffic: flow.traffic, durationS: flow.durationS, target: receiver.target, logs, linkMbps: 0 });
     const startedAt = new Date();
     const [exe, ...args] = cmd.argv;
-    const flowRun = await awaitSender(spawn(exe!, args, { cwd: this.workDir, stdio: ["ignore", "pipe", "pipe"] }), cmd, startedAt);
-    this.unmeasured.set(flowRun.outcome.logPath, flowRun.unmeasuredLog);
-    return flowRun.outcome;
+    return this.logs.remember(await awaitSender(spawn(exe!, args, { cwd: this.workDir, stdio: ["ignore", "pipe", "pipe"] }), cmd, startedAt));
   }
 
-  /** Waits until a log stops growing and holds whole records: ITGRecv may flush after ITGSend exits. */
-  private async settled(file: string): Promise<void> {
-    const deadline = Date.now() + LOG_SETTLE_TIMEOUT_MS;
-    let last = -1;
-    for (;;) {
-      let size = -1;
-      try {
-        size = statSync(file).size;
-      } catch {
-        // not created yet
-      }
-      if (size >= 0 && size === last && size % RECORD_BYTES === 0) return;
-      if (Date.now() > deadline) {
-        throw new Error(size < 0 ? `log ${file} was never written` : `log ${file} did not settle (${size} bytes)`);
-      }
-      last = size;
-      await sleep(25);
-    }
-  }
-
-  async collectLog(outcome: FlowOutcome): Promise<string> {
-    const other = this.unmeasured.get(outcome.logPath);
-    this.unmeasured.delete(outcome.logPath);
-    if (other !== undefined) await this.settled(other).then(() => rmSync(other, { force: true }), () => rmSync(other, { force: true }));
-    await this.settled(outcome.logPath);
-    return outcome.logPath;
+  collectLog(outcome: FlowOutcome): Promise<string> {
+    return this.logs.collect(outcome);
   }
 
   async receiverAlive(): Promise<boolean> {
