@@ -1,5 +1,6 @@
 // kube-proxy's rules in a real kernel: a network namespace this test creates and deletes, addresses
 // from the benchmarking ranges only, N = 2000 Services.
+import { testScenario } from "../fixtures/scenario.js";
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
@@ -11,7 +12,6 @@ import {
   type IptablesBackend,
 } from "../../lab/iptables-dataplane.js";
 import { kubeProxyRules, type KubeProxyRules, type ServiceEndpoints } from "../../lab/kube-proxy-rules.js";
-import { parseScenario } from "../../scenario/schema.js";
 import { buildServiceSet } from "../../workloads/service-set.js";
 
 const isRoot = process.platform === "linux" && process.getuid?.() === 0;
@@ -20,10 +20,7 @@ const haveTools = spawnSync("sh", ["-c", tools.map((t) => `command -v ${t} >/dev
 const skip = !isRoot || !haveTools;
 const skipped = skip ? ` (skipped: ${!isRoot ? "needs root on Linux" : `needs ${tools.join(", ")}`})` : "";
 
-const scenario = parseScenario({
-  dataplane: "iptables",
-  adminCidr: "198.51.100.7/32",
-  sshPublicKey: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAItest test@example",
+const scenario = testScenario({
   kubernetes: {
     serviceSubnets: { ipv4: "198.19.128.0/17", ipv6: "2001:2:0:96::/112" },
     podSubnets: { ipv4: "198.19.64.0/18", ipv6: "2001:2:0:2400::/56" },

@@ -1,3 +1,4 @@
+import { testScenario } from "../fixtures/scenario.js";
 import { describe, expect, it } from "vitest";
 import {
   KUBE_PROXY_JUMPS,
@@ -9,7 +10,6 @@ import {
   type KubeProxyNode,
   type ServiceEndpoints,
 } from "../../lab/kube-proxy-rules.js";
-import { parseScenario } from "../../scenario/schema.js";
 import type { ServiceSpec } from "../../workloads/service-model.js";
 import { buildServiceSet } from "../../workloads/service-set.js";
 
@@ -304,11 +304,7 @@ describe("kubeProxyRules", () => {
 });
 
 describe("rule count as a function of N (notes §2.7)", () => {
-  const scenario = parseScenario({
-    dataplane: "iptables",
-    adminCidr: "198.51.100.7/32",
-    sshPublicKey: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAItest test@example",
-  });
+  const scenario = testScenario();
   const withBackend = (n: number): ServiceEndpoints[] => {
     const set = buildServiceSet(scenario, n);
     const backend = [{ ip: "10.244.1.10", local: true }, { ip: "fd00:10:244:1::10", local: true }];

@@ -1,5 +1,6 @@
 // The built D-ITG command lines run for real on loopback (IPv4 and IPv6; UDP and TCP one-way, UDP round trip),
 // and the decoder must print what the real ITGDec prints for every log they write.
+import { testScenario } from "../fixtures/scenario.js";
 import { execFile, spawn, type ChildProcess } from "node:child_process";
 import { createServer } from "node:net";
 import { createSocket } from "node:dgram";
@@ -8,16 +9,12 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Family } from "../../scenario/cidr.js";
-import { parseScenario } from "../../scenario/schema.js";
 import { achievedRate, flowLogs, judgeFlow, receiverCommand, senderCommand, type FlowTarget } from "../../measure/ditg-commands.js";
 import { decodeLogFile, LogDecoder, type DecodedLog } from "../../measure/ditg-log.js";
 import type { TrafficProfile } from "../../measure/types.js";
 import { expectSameAsItgDec, runItgDec } from "./decode-itgdec.js";
 
-const scenario = parseScenario({
-  dataplane: "iptables",
-  adminCidr: "203.0.113.7/32",
-  sshPublicKey: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOq6b0Ypn1lJ0QbqkSkbBw4c0V4qH9t5Jr8n0Cq3ZxYZ test",
+const scenario = testScenario({
   sweep: { flowSeconds: 2 },
   // A 2-core CI runner shares its cores with another test file: a lighter latency rate keeps -poll on time.
   traffic: { latency: { packetsPerSecond: 400 } },

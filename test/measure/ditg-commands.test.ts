@@ -1,10 +1,10 @@
 // The D-ITG command builders and the flow verdict, without running D-ITG.
+import { testScenario } from "../fixtures/scenario.js";
 import { execFileSync } from "node:child_process";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { parseScenario } from "../../scenario/schema.js";
 import {
   expectedRecords,
   flowLogs,
@@ -18,11 +18,7 @@ import {
 import { decodeLogFile, timeOfDay, type DecodedLog } from "../../measure/ditg-log.js";
 import { writeLog } from "./decode-itgdec.js";
 
-const scenario = parseScenario({
-  dataplane: "ebpf",
-  adminCidr: "203.0.113.7/32",
-  sshPublicKey: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOq6b0Ypn1lJ0QbqkSkbBw4c0V4qH9t5Jr8n0Cq3ZxYZ test",
-});
+const scenario = testScenario({ dataplane: "ebpf" });
 const target = { address: "198.18.1.10", signalingPort: 30900, dataPort: 31000 };
 const logs = flowLogs("iptables-ipv4-1000-r7", { senderDir: "/var/lib/testbed/runs", receiverDir: "/logs" });
 

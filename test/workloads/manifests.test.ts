@@ -1,3 +1,4 @@
+import { testScenario } from "../fixtures/scenario.js";
 import { execFileSync, spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -6,7 +7,6 @@ import { Deployment } from "kubernetes-models/apps/v1";
 import { Namespace, Service } from "kubernetes-models/v1";
 import { describe, expect, it } from "vitest";
 import { parseAllDocuments } from "yaml";
-import { parseScenario, type ScenarioInput } from "../../scenario/schema.js";
 import { manifestObjects, renderManifests, type ManifestObject } from "../../workloads/manifests.js";
 import {
   DITG_DEBIAN_VERSION,
@@ -17,15 +17,7 @@ import {
 } from "../../workloads/receiver.js";
 import { buildServiceSet } from "../../workloads/service-set.js";
 
-const base = {
-  dataplane: "iptables",
-  adminCidr: "198.51.100.7/32",
-  sshPublicKey: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAItest test@example",
-} as const;
-
-function scenario(extra: Partial<ScenarioInput> = {}) {
-  return parseScenario({ ...base, ...extra });
-}
+const scenario = testScenario;
 
 /** Validates one object with the model generated from Kubernetes' OpenAPI; throws on a violation. */
 function validate(o: ManifestObject): void {

@@ -1,22 +1,18 @@
 // The receiver's start script and probe, run for real: Debian's ITGRecv and ITGSend on the loopback
 // of a network namespace this test creates and deletes.
+import { testScenario } from "../fixtures/scenario.js";
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { parseScenario } from "../../scenario/schema.js";
 import { receiverStartScript, signalingListenCheck } from "../../workloads/receiver.js";
 
 const isRoot = process.platform === "linux" && process.getuid?.() === 0;
 const haveDitg = spawnSync("sh", ["-c", "command -v ITGRecv && command -v ITGSend && command -v ITGDec"]).status === 0;
 const reason = !isRoot ? "needs root on Linux (network namespace)" : "needs Debian's d-itg (ITGRecv, ITGSend, ITGDec)";
 
-const s = parseScenario({
-  dataplane: "iptables",
-  adminCidr: "198.51.100.7/32",
-  sshPublicKey: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAItest test@example",
-});
+const s = testScenario();
 const NS = `wl-recv-${process.pid}`;
 
 function inNs(args: string[]) {

@@ -1,17 +1,10 @@
+import { testScenario } from "../fixtures/scenario.js";
 import { describe, expect, it } from "vitest";
 import { cidrContains, nthAddress, parseCidr } from "../../scenario/cidr.js";
-import { ScenarioError, parseScenario, type ScenarioInput } from "../../scenario/schema.js";
+import { ScenarioError } from "../../scenario/schema.js";
 import { buildServiceSet, receiverService, scaledNodePorts } from "../../workloads/service-set.js";
 
-const base = {
-  dataplane: "iptables",
-  adminCidr: "198.51.100.7/32",
-  sshPublicKey: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAItest test@example",
-} as const;
-
-function scenario(extra: Partial<ScenarioInput> = {}) {
-  return parseScenario({ ...base, ...extra });
-}
+const scenario = testScenario;
 
 describe("buildServiceSet", () => {
   it("uses NodePort while the default range lasts (2766 after the receiver's two), ClusterIP after", () => {
