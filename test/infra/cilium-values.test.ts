@@ -16,8 +16,8 @@ import {
   type CiliumHostFacts,
 } from "../../infra/cluster/cilium-values.js";
 
-// CI places the shared folder beside the clone.
-const CHART_DIR = path.resolve("../shared/schemas/cilium-1.17.18");
+// The chart files as Cilium ships them (reference/README.md).
+const CHART_DIR = path.resolve("reference/cilium-1.17.18");
 const schema = JSON.parse(fs.readFileSync(path.join(CHART_DIR, "values.schema.json"), "utf8")) as object;
 const chartValuesYaml = fs.readFileSync(path.join(CHART_DIR, "values.yaml"), "utf8");
 
