@@ -29,6 +29,22 @@ const SCHEMA = "https://vega.github.io/schema/vega-lite/v6.json";
 /** JSON-safe number: NaN and infinities become null, which Vega-Lite leaves out of marks. */
 const finite = (x: number) => (Number.isFinite(x) ? x : null);
 
+type LayeredSpec = Extract<TopLevelSpec, { layer: unknown }>;
+
+/** The frame of a metric-against-Service-count figure for one profile and family. */
+function cellFigure(
+  profile: string,
+  family: string,
+  shows: { title: string; subtitle: string },
+  body: Pick<LayeredSpec, "data" | "encoding" | "layer">,
+): FigureSpec {
+  return {
+    file: `${profile}-${family}.svg`,
+    title: `${profile}, ${family}: ${shows.title}`,
+    spec: { $schema: SCHEMA, title: { text: `${profile}, ${family}`, subtitle: shows.subtitle }, width: 520, height: 280, ...body },
+  };
+}
+
 function throughputFigure(profile: string, family: string, rows: CellStatistics[]): FigureSpec {
   const values = rows.map((c) => ({
     dataplane: c.dataplane,
@@ -40,28 +56,19 @@ function throughputFigure(profile: string, family: string, rows: CellStatistics[
     p75: finite(c.p75),
   }));
   const unit = rows[0]?.unit ?? "";
-  const title = `${profile}, ${family}: mean of runs (line), interquartile range (dark band), min-max (light band)`;
-  const heading = { text: `${profile}, ${family}`, subtitle: "mean of runs (line), interquartile range (dark band), min-max (light band)" };
-  return {
-    file: `${profile}-${family}.svg`,
-    title,
-    spec: {
-      $schema: SCHEMA,
-      title: heading,
-      width: 520,
-      height: 280,
-      data: { values },
-      encoding: { x: SERVICES_AXIS, color: DATAPLANE_COLOR },
-      layer: [
-        { mark: { type: "area", opacity: 0.12 }, encoding: { y: { field: "min", type: "quantitative" }, y2: { field: "max" } } },
-        { mark: { type: "area", opacity: 0.3 }, encoding: { y: { field: "p25", type: "quantitative" }, y2: { field: "p75" } } },
-        {
-          mark: { type: "line", point: true },
-          encoding: { y: { field: "mean", type: "quantitative", title: `throughput (${unit})`, scale: { zero: false } } },
-        },
-      ],
-    },
-  };
+  const shows = "mean of runs (line), interquartile range (dark band), min-max (light band)";
+  return cellFigure(profile, family, { title: shows, subtitle: shows }, {
+    data: { values },
+    encoding: { x: SERVICES_AXIS, color: DATAPLANE_COLOR },
+    layer: [
+      { mark: { type: "area", opacity: 0.12 }, encoding: { y: { field: "min", type: "quantitative" }, y2: { field: "max" } } },
+      { mark: { type: "area", opacity: 0.3 }, encoding: { y: { field: "p25", type: "quantitative" }, y2: { field: "p75" } } },
+      {
+        mark: { type: "line", point: true },
+        encoding: { y: { field: "mean", type: "quantitative", title: `throughput (${unit})`, scale: { zero: false } } },
+      },
+    ],
+  });
 }
 
 function delayFigure(profile: string, family: string, rows: CellStatistics[]): FigureSpec {
@@ -70,40 +77,31 @@ function delayFigure(profile: string, family: string, rows: CellStatistics[]): F
       .filter((stat) => Number.isFinite(c[stat]) && c[stat] > 0)
       .map((stat) => ({ dataplane: c.dataplane, services: c.services, statistic: stat, delay: c[stat] })),
   );
-  const title = `${profile}, ${family}: per-packet delay over all runs (mean, p99, max)`;
-  const heading = { text: `${profile}, ${family}`, subtitle: "per-packet delay over all packets of all runs: mean, p99, max" };
-  return {
-    file: `${profile}-${family}.svg`,
-    title,
-    spec: {
-      $schema: SCHEMA,
-      title: heading,
-      width: 520,
-      height: 280,
-      data: { values },
-      encoding: {
-        x: SERVICES_AXIS,
-        y: { field: "delay", type: "quantitative", title: "delay (ms, log scale)", scale: { type: "log" } },
-        color: DATAPLANE_COLOR,
-        detail: { field: "statistic" },
-      },
-      layer: [
-        {
-          mark: { type: "line" },
-          encoding: {
-            strokeDash: {
-              field: "statistic",
-              type: "nominal",
-              title: "statistic",
-              scale: { domain: ["mean", "p99", "max"] },
-              legend: { symbolType: "stroke", symbolStrokeWidth: 2 },
-            },
+  const shows = { title: "per-packet delay over all runs (mean, p99, max)", subtitle: "per-packet delay over all packets of all runs: mean, p99, max" };
+  return cellFigure(profile, family, shows, {
+    data: { values },
+    encoding: {
+      x: SERVICES_AXIS,
+      y: { field: "delay", type: "quantitative", title: "delay (ms, log scale)", scale: { type: "log" } },
+      color: DATAPLANE_COLOR,
+      detail: { field: "statistic" },
+    },
+    layer: [
+      {
+        mark: { type: "line" },
+        encoding: {
+          strokeDash: {
+            field: "statistic",
+            type: "nominal",
+            title: "statistic",
+            scale: { domain: ["mean", "p99", "max"] },
+            legend: { symbolType: "stroke", symbolStrokeWidth: 2 },
           },
         },
-        { mark: { type: "point", filled: true } },
-      ],
-    },
-  };
+      },
+      { mark: { type: "point", filled: true } },
+    ],
+  });
 }
 
 function ratioFigure(profile: string, statistic: string, rows: RatioRow[]): FigureSpec {
