@@ -90,5 +90,5 @@ export class NeutronApi {
 
 /** Query string from pairs; Neutron filters lists by any attribute this way. */
 export function query(filters: Record<string, string | boolean>): string {
-  return new URLSearchParams(Object.entries(filters).map(([k, v]) => [k, String(v)])).toString();
+  return new URLSearchParams(Object.entries(filters).map(([k, v]): [string, string] => [k, String(v)])).toString();
 }

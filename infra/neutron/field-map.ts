@@ -197,8 +197,13 @@ export interface ApiFields {
   readonly body: Record<string, unknown>;
   /** Dotted API paths of lists compared in order. */
   readonly ordered: readonly string[];
-  /** API paths whose value is an external network's name, to be replaced by its id. */
-  readonly networkNames: readonly string[];
+}
+
+/** The arguments of `type` that name an external network, which the API wants as an id. */
+export function networkNameArguments(type: string): string[] {
+  return Object.entries(mappingOf(type)?.fields ?? {})
+    .filter(([, rule]) => rule.networkName)
+    .map(([arg]) => arg);
 }
 
 function setPath(target: Record<string, unknown>, dotted: string, value: unknown, from: string): void {
@@ -221,7 +226,6 @@ export function apiFields(type: string, resourceName: string, inputs: Record<str
   if (!mapping) throw new Error(`${type} "${resourceName}": no mapping to the Neutron API in infra/neutron/field-map.ts`);
   const body: Record<string, unknown> = {};
   const ordered: string[] = [];
-  const networkNames: string[] = [];
   for (const [arg, raw] of Object.entries(inputs)) {
     const rule = mapping.fields[arg];
     if (!rule) {
@@ -245,9 +249,8 @@ export function apiFields(type: string, resourceName: string, inputs: Record<str
     }
     setPath(body, rule.api, value, `${type} "${resourceName}": ${arg}`);
     if (rule.ordered) ordered.push(rule.api);
-    if (rule.networkName) networkNames.push(rule.api);
   }
-  return { body, ordered, networkNames };
+  return { body, ordered };
 }
 
 /** One planned value Neutron did not keep as it was sent. */

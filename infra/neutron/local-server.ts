@@ -211,34 +211,57 @@ async function answers(url: string): Promise<boolean> {
   }
 }
 
-async function stopTree(child: ChildProcess, graceMs = 10_000): Promise<void> {
+/** Processes whose command line names `marker` (the server's config file): a worker that lost its parent too. */
+export function processesNaming(marker: string, procDir = "/proc"): number[] {
+  const found: number[] = [];
+  for (const entry of fs.readdirSync(procDir)) {
+    if (!/^\d+$/.test(entry) || Number(entry) === process.pid) continue;
+    try {
+      if (fs.readFileSync(path.join(procDir, entry, "cmdline"), "utf8").includes(marker)) found.push(Number(entry));
+    } catch {
+      // exited meanwhile
+    }
+  }
+  return found;
+}
+
+function signal(pids: readonly number[], sig: NodeJS.Signals): void {
+  for (const p of pids) {
+    try {
+      process.kill(p, sig);
+    } catch {
+      // already gone
+    }
+  }
+}
+
+/**
+ * Ends the server's workers, then the server. The server is frozen first: it respawns a worker that
+ * exits, and ending it first leaves its workers behind.
+ */
+async function stopServer(child: ChildProcess, marker: string, graceMs = 5_000): Promise<void> {
   const pid = child.pid;
   if (pid === undefined) return;
   const exited = new Promise<void>((resolve) => {
     if (child.exitCode !== null || child.signalCode !== null) resolve();
     else child.once("exit", () => resolve());
   });
-  // The server forks its api, rpc and periodic workers; ending the parent alone leaves them running.
-  const workers = descendantPids(pid);
-  const signal = (pids: number[], sig: NodeJS.Signals) => {
-    for (const p of pids) {
-      try {
-        process.kill(p, sig);
-      } catch {
-        // already gone
-      }
-    }
-  };
+  signal([pid], "SIGSTOP");
+  const workers = [...new Set([...descendantPids(pid), ...processesNaming(marker)])].filter((p) => p !== pid);
   signal(workers, "SIGTERM");
   const deadline = Date.now() + graceMs;
   while (workers.some(alive) && Date.now() < deadline) await sleep(100);
   signal(workers.filter(alive), "SIGKILL");
-  signal([pid], "SIGTERM");
-  const timer = setTimeout(() => signal([pid], "SIGKILL"), graceMs);
+  signal([pid], "SIGKILL");
   await exited;
-  clearTimeout(timer);
-  // Workers the server forked after the first look (a respawn while it stopped).
-  signal(descendantPids(pid).filter(alive), "SIGKILL");
+  signal(processesNaming(marker).filter(alive), "SIGKILL");
+}
+
+/** The same, synchronously, for a process that is exiting and cannot wait. */
+function killServerNow(pid: number, marker: string): void {
+  signal([pid], "SIGSTOP");
+  signal([...descendantPids(pid), ...processesNaming(marker)].filter((p) => p !== pid), "SIGKILL");
+  signal([pid], "SIGKILL");
 }
 
 /**
@@ -263,12 +286,16 @@ export async function startLocalNeutron(options: StartOptions = {}): Promise<Loc
       const started = await startOn(dir, port, options.readySeconds ?? 90);
       if (started.ok) {
         const child = started.child;
+        // A test run or command that dies with the server still up takes it along.
+        const onExit = () => killServerNow(child.pid!, serverMarker(dir));
+        process.once("exit", onExit);
         return {
           url: `http://127.0.0.1:${port}`,
           pid: child.pid!,
           dir,
           async stop() {
-            await stopTree(child);
+            process.off("exit", onExit);
+            await stopServer(child, serverMarker(dir));
             if (!options.keepDir) fs.rmSync(dir, { recursive: true, force: true });
           },
         };
@@ -287,6 +314,9 @@ function systemPythonEnv(): NodeJS.ProcessEnv {
   for (const key of ["PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "PYENV_VERSION"]) delete env[key];
   return env;
 }
+
+/** Every process of one server names its configuration file on its command line. */
+const serverMarker = (dir: string) => path.join(dir, "etc/neutron.conf");
 
 type StartResult = { ok: true; child: ChildProcess } | { ok: false; reason: string; portTaken: boolean };
 
@@ -310,7 +340,7 @@ async function startOn(dir: string, port: number, readySeconds: number): Promise
     await sleep(250);
   }
   const tail = logTail(log);
-  await stopTree(child);
+  await stopServer(child, serverMarker(dir));
   const portTaken = /Address already in use|Could not bind/i.test(tail + stderr);
   const why = child.exitCode !== null ? `exited with status ${child.exitCode}` : `did not answer on port ${port} within ${readySeconds} s`;
   return { ok: false, portTaken, reason: `neutron-server ${why}; its log ends:\n${tail}${stderr ? `\nstderr:\n${stderr.trim()}` : ""}` };

@@ -1,7 +1,7 @@
 // Replays the networking part of a plan through a real Neutron API as one identity, the way a
 // `pulumi up` would send it, then reads every created resource back and compares it with the plan.
 import { NeutronApi, NeutronRefusal, freshIdentity, query, type Identity, type Role } from "./api.js";
-import { apiFields, mappingOf, readBackMismatches, type ApiFields, type FieldMismatch, type ResourceMapping } from "./field-map.js";
+import { apiFields, mappingOf, networkNameArguments, readBackMismatches, type ApiFields, type FieldMismatch, type ResourceMapping } from "./field-map.js";
 import type { InputPath, NetworkingPlan, NetworkLookup, PlannedNetworkResource } from "./networking-plan.js";
 
 export type StepOutcome =
@@ -255,8 +255,11 @@ export async function replayPlan(plan: NetworkingPlan, options: ReplayOptions): 
       continue;
     }
     const mapping = mappingOf(r.type)!;
-    const fields = apiFields(r.type, r.name, resolveInputs(r, created, lookups));
-    for (const at of fields.networkNames) fields.body[at] = await externalNetworkId(api, String(fields.body[at]));
+    const inputs = resolveInputs(r, created, lookups);
+    for (const arg of networkNameArguments(r.type)) {
+      if (typeof inputs[arg] === "string") inputs[arg] = await externalNetworkId(api, inputs[arg]);
+    }
+    const fields = apiFields(r.type, r.name, inputs);
     try {
       const made = await create(api, mapping, fields.body);
       created.set(r.name, outputsOf(mapping, made));
