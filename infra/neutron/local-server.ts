@@ -13,15 +13,16 @@ import { promisify } from "node:util";
 export const SYSTEM_PYTHON = "/usr/bin/python3";
 export const NEUTRON_SERVER = "/usr/bin/neutron-server";
 export const STOCK_API_PASTE = "/etc/neutron/api-paste.ini";
+/** util-linux's: gives the server a parent-death signal, so that it dies with the process that started it. */
+export const SETPRIV = "/usr/bin/setpriv";
 
 export const NEUTRON_INSTALL_HINT =
-  "the local Neutron needs Debian's neutron-server: as root, `bash scripts/deps.sh`-style install with " +
-  "`apt-get install --no-install-recommends neutron-server` (with a /usr/sbin/policy-rc.d that exits 101 so that " +
-  "no service starts), or run `npm test` once as root";
+  "install Debian's neutron-server (Debian 12 or later): `npm test` as root installs it, or as root " +
+  "`apt-get install --no-install-recommends neutron-server` with a /usr/sbin/policy-rc.d that exits 101, so that no service starts";
 
 /** What is missing on this host for a local Neutron; empty when it can run. */
 export function missingNeutronParts(exists: (p: string) => boolean = fs.existsSync): string[] {
-  return [NEUTRON_SERVER, STOCK_API_PASTE, SYSTEM_PYTHON].filter((p) => !exists(p));
+  return [NEUTRON_SERVER, STOCK_API_PASTE, SYSTEM_PYTHON, SETPRIV].filter((p) => !exists(p));
 }
 
 /**
@@ -70,6 +71,10 @@ bind_port = ${port}
 api_workers = 1
 rpc_workers = 0
 rpc_state_report_workers = 0
+# One request at a time: SQLite takes one writer, and a green thread waiting for its lock would block
+# the one holding it. Without keep-alive, one client's idle connection does not hold the only slot.
+wsgi_default_pool_size = 1
+wsgi_keep_alive = false
 api_paste_config = ${dir}/etc/api-paste.ini
 state_path = ${dir}/state
 transport_url = fake:/
@@ -294,8 +299,8 @@ export async function startLocalNeutron(options: StartOptions = {}): Promise<Loc
           pid: child.pid!,
           dir,
           async stop() {
-            process.off("exit", onExit);
             await stopServer(child, serverMarker(dir));
+            process.off("exit", onExit);
             if (!options.keepDir) fs.rmSync(dir, { recursive: true, force: true });
           },
         };
@@ -324,9 +329,10 @@ async function startOn(dir: string, port: number, readySeconds: number): Promise
   const files = neutronConfig(dir, port);
   for (const [name, text] of Object.entries(files)) fs.writeFileSync(path.join(dir, "etc", name), text);
   const log = path.join(dir, "log", `server-${port}.log`);
+  // SIGKILL when the starting process dies, however it dies; the workers follow their server.
   const child = spawn(
-    NEUTRON_SERVER,
-    ["--config-file", path.join(dir, "etc/neutron.conf"), "--config-file", path.join(dir, "etc/ml2_conf.ini"), "--log-file", log],
+    SETPRIV,
+    ["--pdeathsig", "KILL", NEUTRON_SERVER, "--config-file", path.join(dir, "etc/neutron.conf"), "--config-file", path.join(dir, "etc/ml2_conf.ini"), "--log-file", log],
     { stdio: ["ignore", "ignore", "pipe"], env: systemPythonEnv() },
   );
   let stderr = "";

@@ -2,13 +2,9 @@
 // for and which of its input values it read from the cloud (another resource's id or address, a
 // looked-up network's id), so that a replay against a real Neutron can follow Pulumi's order and put
 // real values in their place.
-import { execFile } from "node:child_process";
-import * as fs from "node:fs";
-import * as os from "node:os";
 import * as path from "node:path";
 import { fileURLToPath } from "node:url";
-import { promisify } from "node:util";
-import { readStackConfig, runOffline, type PlannedResource } from "../offline-engine.js";
+import { runOffline, type PlannedResource } from "../offline-engine.js";
 import { engineRecording, type EngineRecording, type RegisteredResource } from "./engine-recording.js";
 
 export const NETWORKING_PREFIX = "openstack:networking/";
@@ -46,8 +42,8 @@ export interface PlannedServer {
 
 export interface NetworkingPlan {
   readonly stack: string;
-  /** The --config overrides it was planned with. */
-  readonly config: Readonly<Record<string, string>>;
+  /** The --config flags it was planned with. */
+  readonly config: readonly string[];
   /** In the order the program registered them. */
   readonly resources: readonly PlannedNetworkResource[];
   readonly lookups: readonly NetworkLookup[];
@@ -74,7 +70,7 @@ function computedOutputs(r: RegisteredResource): Record<string, string> {
  * Builds the networking plan from a recorded offline run. Pure: `resources` carries the inputs as the
  * program wrote them, `recording` the dependencies and the mock's answers.
  */
-export function networkingPlan(stack: string, config: Record<string, string>, resources: readonly PlannedResource[], recording: EngineRecording): NetworkingPlan {
+export function networkingPlan(stack: string, config: readonly string[], resources: readonly PlannedResource[], recording: EngineRecording): NetworkingPlan {
   const byUrn = new Map(recording.resources.map((r) => [r.urn, r]));
   const inputsOf = new Map(resources.map((r) => [`${r.type}::${r.name}`, r.inputs]));
   const custom = recording.resources.filter((r) => r.custom);
@@ -147,35 +143,14 @@ export function networkingPlan(stack: string, config: Record<string, string>, re
   };
 }
 
-const HERE = path.dirname(fileURLToPath(import.meta.url));
-const PROJECT_DIR = path.resolve(HERE, "../..");
-const RECORDED_PROGRAM = path.join(HERE, "recorded-program.ts");
+/** The Pulumi program with its engine calls recorded, for runOffline. */
+export const RECORDED_PROGRAM = path.join(path.dirname(fileURLToPath(import.meta.url)), "recorded-program.ts");
 
 /**
- * Plans a stack in this process (Pulumi's runtime is per process: one plan per process) and keeps its
- * networking part. `config` holds full keys ("testbed:linkShaping") as `--config` gives them.
+ * Runs the program offline in this process (Pulumi's runtime is per process: one plan per process)
+ * with `config` (full keys to the strings Pulumi stores) and keeps its networking part.
  */
-export async function planNetworking(stack: string, config: Record<string, string> = {}): Promise<NetworkingPlan> {
-  const { values, secretKeys } = readStackConfig(PROJECT_DIR, stack, (p) => fs.readFileSync(p, "utf8"));
-  const run = await runOffline({ stack, config: { ...values, ...config }, secretKeys, program: RECORDED_PROGRAM });
-  return networkingPlan(stack, config, run.resources, engineRecording());
-}
-
-const execFileP = promisify(execFile);
-
-/** planNetworking in a child process, for callers that plan more than one configuration. */
-export async function planNetworkingInChild(stack: string, config: Record<string, string> = {}): Promise<NetworkingPlan> {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), `testbed-networking-plan-${stack}-`));
-  const out = path.join(dir, "plan.json");
-  try {
-    await execFileP(process.execPath, ["--import", "tsx/esm", path.join(HERE, "plan-networking.ts"), stack, JSON.stringify(config), out], {
-      cwd: PROJECT_DIR,
-      maxBuffer: 64 << 20,
-    }).catch((err: { stderr?: string; message: string }) => {
-      throw new Error(`planning stack ${stack} failed:\n${err.stderr?.trim() || err.message}`);
-    });
-    return JSON.parse(fs.readFileSync(out, "utf8")) as NetworkingPlan;
-  } finally {
-    fs.rmSync(dir, { recursive: true, force: true });
-  }
+export async function recordNetworkingPlan(stack: string, config: Record<string, string>, secretKeys: readonly string[], flags: readonly string[]): Promise<NetworkingPlan> {
+  const run = await runOffline({ stack, config, secretKeys, program: RECORDED_PROGRAM });
+  return networkingPlan(stack, flags, run.resources, engineRecording());
 }

@@ -2,7 +2,8 @@
 // are sent in, and how references become real values. No server here (see test/neutron/).
 import { describe, expect, it } from "vitest";
 import type { EngineRecording, RegisteredResource } from "../../infra/neutron/engine-recording.js";
-import { networkingPlan, planNetworkingInChild, type PlannedNetworkResource } from "../../infra/neutron/networking-plan.js";
+import { planNetworkingInChild } from "../../cli/verify-openstack.js";
+import { networkingPlan, type PlannedNetworkResource } from "../../infra/neutron/networking-plan.js";
 import { externalNetworkNames, novaPortNotes, replayOrder, resolveInputs } from "../../infra/neutron/replay.js";
 
 const T = {
@@ -61,7 +62,7 @@ function smallProgram() {
   const resources = Object.entries({ net: T.net, sub: T.subnet, router: T.router, ri: T.ri, port: T.port, fip: T.fip, assoc: T.assoc, srv: T.server }).map(
     ([name, type]) => ({ type, name, inputs: inputs[name as keyof typeof inputs] as Record<string, unknown> }),
   );
-  return networkingPlan("s", {}, resources, recording);
+  return networkingPlan("s", [], resources, recording);
 }
 
 describe("networkingPlan", () => {

@@ -3,7 +3,7 @@
 import * as fs from "node:fs";
 import { describe, expect, inject, it } from "vitest";
 import { NeutronApi, query } from "../../infra/neutron/api.js";
-import { planNetworkingInChild } from "../../infra/neutron/networking-plan.js";
+import { planNetworkingInChild } from "../../cli/verify-openstack.js";
 import { replayPlan } from "../../infra/neutron/replay.js";
 import { labPlan } from "../../infra/openstack/address-plan.js";
 import { testScenario } from "../fixtures/scenario.js";

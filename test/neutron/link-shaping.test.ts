@@ -3,7 +3,7 @@
 import * as fs from "node:fs";
 import { describe, expect, inject, it } from "vitest";
 import { NeutronApi, freshIdentity, query } from "../../infra/neutron/api.js";
-import { planNetworkingInChild } from "../../infra/neutron/networking-plan.js";
+import { planNetworkingInChild } from "../../cli/verify-openstack.js";
 import { replayPlan, type ReplayReport } from "../../infra/neutron/replay.js";
 import { MEASURED_PORTS } from "../../infra/openstack/address-plan.js";
 
@@ -36,7 +36,7 @@ async function operatorPolicy(operator: NeutronApi, owner: { shared: true } | { 
 
 describe("Neutron QoS created by the stack (testbed:linkShaping neutron)", () => {
   it("is refused to a project member with Neutron's message, which the README quotes; the capped ports wait for it", async () => {
-    const plan = await planNetworkingInChild("ebpf", { "testbed:linkShaping": "neutron" });
+    const plan = await planNetworkingInChild("ebpf", ["linkShaping=neutron"]);
     expect(plan.resources.filter((r) => r.type === QOS_POLICY)).toHaveLength(1);
 
     const member = await replayPlan(plan, { url, as: "member" });
@@ -52,7 +52,7 @@ describe("Neutron QoS created by the stack (testbed:linkShaping neutron)", () =>
   });
 
   it("is accepted whole for an admin, and the created policy sits on exactly the measured ports", async () => {
-    const plan = await planNetworkingInChild("ebpf", { "testbed:linkShaping": "neutron" });
+    const plan = await planNetworkingInChild("ebpf", ["linkShaping=neutron"]);
     const admin = await replayPlan(plan, { url, as: "admin" });
     expect(admin.steps.filter((s) => s.outcome.kind !== "accepted")).toEqual([]);
     expect(admin.mismatches).toEqual([]);
@@ -63,7 +63,7 @@ describe("Neutron QoS created by the stack (testbed:linkShaping neutron)", () =>
 });
 
 describe("an existing policy (testbed:openstack.qosPolicyId)", () => {
-  const withPolicy = (id: string) => ({ "testbed:linkShaping": "neutron", "testbed:openstack.qosPolicyId": id });
+  const withPolicy = (id: string) => ["linkShaping=neutron", `openstack.qosPolicyId=${id}`];
 
   it("shared by an operator: the plan creates no QoS and a member attaches the policy to exactly the measured ports", async () => {
     const operator = new NeutronApi(url, freshIdentity("admin"));

@@ -1,5 +1,6 @@
 // The local Neutron itself: requests run as the identity their headers name, and stop() leaves no
 // process behind.
+import { spawn } from "node:child_process";
 import * as fs from "node:fs";
 import * as net from "node:net";
 import * as path from "node:path";
@@ -65,5 +66,32 @@ describe("startLocalNeutron and stop", () => {
       socket.on("error", () => resolve(false));
     });
     expect(connected).toBe(false);
+  });
+});
+
+describe("a server whose starter dies", () => {
+  it("dies with it, workers included, even when the starter is killed outright", async () => {
+    const holder = spawn(process.execPath, ["--import", "tsx/esm", "test/neutron/server-holder.ts"], { stdio: ["ignore", "pipe", "inherit"] });
+    const started = await new Promise<{ pid: number; dir: string }>((resolve, reject) => {
+      let out = "";
+      holder.stdout!.on("data", (d: Buffer) => {
+        out += d.toString();
+        if (out.includes("\n")) resolve(JSON.parse(out.split("\n")[0]!) as { pid: number; dir: string });
+      });
+      holder.once("exit", (code) => reject(new Error(`the holder exited with ${code} before the server was up`)));
+    });
+    const marker = path.join(started.dir, "etc/neutron.conf");
+    const mine = processesNaming(marker);
+    expect(mine).toContain(started.pid);
+    expect(mine.length).toBeGreaterThanOrEqual(3);
+    holder.kill("SIGKILL");
+    const deadline = Date.now() + 30_000;
+    while (Date.now() < deadline && mine.some(isRunning)) await new Promise((r) => setTimeout(r, 200));
+    try {
+      expect(mine.filter(isRunning)).toEqual([]);
+    } finally {
+      for (const p of processesNaming(marker)) process.kill(p, "SIGKILL");
+      fs.rmSync(started.dir, { recursive: true, force: true });
+    }
   });
 });
