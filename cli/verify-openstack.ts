@@ -56,8 +56,14 @@ export function formatReport(report: ReplayReport, neutron: string): string {
   lines.push(`read back: ${report.readBack} resources, ${report.mismatches.length} values changed or dropped by Neutron`);
   for (const m of report.mismatches) lines.push(`  ${m.resource} ${m.field}: planned ${show(m.planned)}, Neutron holds ${show(m.actual)}`);
   if (report.nova.length > 0) {
-    lines.push("", "Not replayed: what Nova adds to each port when it boots the server (device_id, device_owner, binding:host_id; then the port is bound and ACTIVE):");
-    for (const n of report.nova) lines.push(`  ${n.port} (server ${n.server}): device_owner ${n.sets.device_owner}`);
+    lines.push(
+      "",
+      "Nova's part, not replayed: booting a server sets device_id (the server's id), device_owner (compute:<zone>) and",
+      "binding:host_id (its compute host) on each of its ports; the mechanism driver then binds them (binding:vif_type), and they turn ACTIVE.",
+    );
+    const byServer = new Map<string, string[]>();
+    for (const n of report.nova) byServer.set(n.server, [...(byServer.get(n.server) ?? []), n.port]);
+    for (const [server, ports] of byServer) lines.push(`  ${server}: ${ports.join(", ")}`);
   }
   if (report.notReplayed.length > 0) {
     const counts = new Map<string, number>();

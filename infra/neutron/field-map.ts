@@ -30,14 +30,19 @@ export type Endpoint =
   | { readonly kind: "floating-ip-association" };
 
 export interface ResourceMapping {
+  /** The provider's token, e.g. openstack:networking/port:Port. */
   readonly type: string;
-  /** The provider's declaration of the arguments: networking/<argsFile>, interface <argsInterface>. */
-  readonly argsFile: string;
-  readonly argsInterface: string;
   readonly endpoint: Endpoint;
   readonly fields: Readonly<Record<string, FieldRule>>;
   /** Provider outputs other resources read (besides id), and the API field each one is. */
-  readonly outputs: Readonly<Record<string, string>>;
+  readonly outputs?: Readonly<Record<string, string>>;
+}
+
+/** Where @pulumi/openstack declares a resource's arguments: networking/port.d.ts, interface PortArgs. */
+export function providerDeclaration(type: string): { readonly file: string; readonly argsInterface: string } {
+  const m = /^openstack:networking\/(\w+):(\w+)$/.exec(type);
+  if (!m) throw new Error(`${type} is not an openstack:networking resource token`);
+  return { file: `networking/${m[1]}.d.ts`, argsInterface: `${m[2]}Args` };
 }
 
 const same = (api: string): FieldRule => ({ api });
@@ -45,8 +50,6 @@ const same = (api: string): FieldRule => ({ api });
 export const RESOURCE_MAPPINGS: readonly ResourceMapping[] = [
   {
     type: "openstack:networking/network:Network",
-    argsFile: "network.d.ts",
-    argsInterface: "NetworkArgs",
     endpoint: { kind: "collection", collection: "networks", member: "network" },
     fields: {
       name: same("name"),
@@ -54,12 +57,9 @@ export const RESOURCE_MAPPINGS: readonly ResourceMapping[] = [
       adminStateUp: same("admin_state_up"),
       portSecurityEnabled: same("port_security_enabled"),
     },
-    outputs: {},
   },
   {
     type: "openstack:networking/subnet:Subnet",
-    argsFile: "subnet.d.ts",
-    argsInterface: "SubnetArgs",
     endpoint: { kind: "collection", collection: "subnets", member: "subnet" },
     fields: {
       name: same("name"),
@@ -77,12 +77,9 @@ export const RESOURCE_MAPPINGS: readonly ResourceMapping[] = [
       ipv6AddressMode: same("ipv6_address_mode"),
       ipv6RaMode: same("ipv6_ra_mode"),
     },
-    outputs: {},
   },
   {
     type: "openstack:networking/router:Router",
-    argsFile: "router.d.ts",
-    argsInterface: "RouterArgs",
     endpoint: { kind: "collection", collection: "routers", member: "router" },
     fields: {
       name: same("name"),
@@ -95,28 +92,19 @@ export const RESOURCE_MAPPINGS: readonly ResourceMapping[] = [
         items: { type: "RouterExternalFixedIp", fields: { subnetId: "subnet_id", ipAddress: "ip_address" } },
       },
     },
-    outputs: {},
   },
   {
     type: "openstack:networking/routerInterface:RouterInterface",
-    argsFile: "routerInterface.d.ts",
-    argsInterface: "RouterInterfaceArgs",
     endpoint: { kind: "router-interface" },
     fields: { routerId: same("router_id"), subnetId: same("subnet_id"), portId: same("port_id") },
-    outputs: {},
   },
   {
     type: "openstack:networking/secGroup:SecGroup",
-    argsFile: "secGroup.d.ts",
-    argsInterface: "SecGroupArgs",
     endpoint: { kind: "collection", collection: "security-groups", member: "security_group" },
     fields: { name: same("name"), description: same("description") },
-    outputs: {},
   },
   {
     type: "openstack:networking/secGroupRule:SecGroupRule",
-    argsFile: "secGroupRule.d.ts",
-    argsInterface: "SecGroupRuleArgs",
     endpoint: { kind: "collection", collection: "security-group-rules", member: "security_group_rule" },
     fields: {
       securityGroupId: same("security_group_id"),
@@ -129,28 +117,19 @@ export const RESOURCE_MAPPINGS: readonly ResourceMapping[] = [
       remoteIpPrefix: same("remote_ip_prefix"),
       remoteGroupId: same("remote_group_id"),
     },
-    outputs: {},
   },
   {
     type: "openstack:networking/qosPolicy:QosPolicy",
-    argsFile: "qosPolicy.d.ts",
-    argsInterface: "QosPolicyArgs",
     endpoint: { kind: "collection", collection: "qos/policies", member: "policy" },
     fields: { name: same("name"), description: same("description"), shared: same("shared"), isDefault: same("is_default") },
-    outputs: {},
   },
   {
     type: "openstack:networking/qosBandwidthLimitRule:QosBandwidthLimitRule",
-    argsFile: "qosBandwidthLimitRule.d.ts",
-    argsInterface: "QosBandwidthLimitRuleArgs",
     endpoint: { kind: "qos-rule", rule: "bandwidth_limit_rule" },
     fields: { qosPolicyId: same("qos_policy_id"), direction: same("direction"), maxKbps: same("max_kbps"), maxBurstKbps: same("max_burst_kbps") },
-    outputs: {},
   },
   {
     type: "openstack:networking/port:Port",
-    argsFile: "port.d.ts",
-    argsInterface: "PortArgs",
     endpoint: { kind: "collection", collection: "ports", member: "port" },
     fields: {
       name: same("name"),
@@ -172,19 +151,14 @@ export const RESOURCE_MAPPINGS: readonly ResourceMapping[] = [
   },
   {
     type: "openstack:networking/floatingIp:FloatingIp",
-    argsFile: "floatingIp.d.ts",
-    argsInterface: "FloatingIpArgs",
     endpoint: { kind: "collection", collection: "floatingips", member: "floatingip" },
     fields: { description: same("description"), pool: { api: "floating_network_id", networkName: true } },
     outputs: { address: "floating_ip_address" },
   },
   {
     type: "openstack:networking/floatingIpAssociate:FloatingIpAssociate",
-    argsFile: "floatingIpAssociate.d.ts",
-    argsInterface: "FloatingIpAssociateArgs",
     endpoint: { kind: "floating-ip-association" },
     fields: { floatingIp: same("floating_ip_address"), portId: same("port_id"), fixedIp: same("fixed_ip_address") },
-    outputs: {},
   },
 ];
 

@@ -197,7 +197,7 @@ async function readBack(api: NeutronApi, mapping: ResourceMapping, created: Crea
 
 function outputsOf(mapping: ResourceMapping, created: Created): CreatedOutputs {
   const out: Record<string, string> = { id: created.id };
-  for (const [output, field] of Object.entries(mapping.outputs)) {
+  for (const [output, field] of Object.entries(mapping.outputs ?? {})) {
     const v = created.answer[field];
     if (typeof v === "string") out[output] = v;
   }
@@ -212,9 +212,9 @@ export function novaPortNotes(plan: Pick<NetworkingPlan, "servers">): NovaPortNo
       server: server.name,
       sets: {
         device_id: `the id of server ${server.name}`,
-        device_owner: `compute:${server.availabilityZone ?? "<the server's availability zone>"}`,
-        "binding:host_id": "the compute host Nova schedules it on",
-        "binding:vif_type / status": "set by the mechanism driver when it binds the port on that host (e.g. ovs, ACTIVE)",
+        device_owner: `compute:${server.availabilityZone ?? "<its availability zone>"}`,
+        "binding:host_id": "the compute host it runs on",
+        "binding:vif_type": "the mechanism driver's, once bound (e.g. ovs); the port turns ACTIVE",
       },
     })),
   );

@@ -4,7 +4,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import ts from "typescript";
 import { describe, expect, it } from "vitest";
-import { apiFields, networkNameArguments, readBackMismatches, RESOURCE_MAPPINGS } from "../../infra/neutron/field-map.js";
+import { apiFields, networkNameArguments, providerDeclaration, readBackMismatches, RESOURCE_MAPPINGS } from "../../infra/neutron/field-map.js";
 
 const PROVIDER = path.resolve("node_modules/@pulumi/openstack");
 
@@ -30,12 +30,13 @@ describe("the mapping table against @pulumi/openstack's declarations", () => {
   });
 
   for (const mapping of RESOURCE_MAPPINGS) {
-    it(`${mapping.type}: every mapped argument is declared in networking/${mapping.argsFile}`, () => {
-      const file = path.join(PROVIDER, "networking", mapping.argsFile);
-      const declared = declaredMembers(file, mapping.argsInterface);
+    const declaration = providerDeclaration(mapping.type);
+    it(`${mapping.type}: every mapped argument is declared in ${declaration.file}`, () => {
+      const file = path.join(PROVIDER, declaration.file);
+      const declared = declaredMembers(file, declaration.argsInterface);
       const token = fs.readFileSync(file.replace(/\.d\.ts$/, ".js"), "utf8").match(/__pulumiType = '([^']+)'/)?.[1];
       expect(token).toBe(mapping.type);
-      for (const arg of Object.keys(mapping.fields)) expect(declared, `${mapping.argsInterface}.${arg}`).toContain(arg);
+      for (const arg of Object.keys(mapping.fields)) expect(declared, `${declaration.argsInterface}.${arg}`).toContain(arg);
       for (const [arg, rule] of Object.entries(mapping.fields)) {
         if (!rule.items) continue;
         const items = declaredMembers(path.join(PROVIDER, "types/input.d.ts"), rule.items.type);
