@@ -68,7 +68,7 @@ export const RESOURCE_MAPPINGS: readonly ResourceMapping[] = [
       cidr: same("cidr"),
       ipVersion: same("ip_version"),
       gatewayIp: same("gateway_ip"),
-      // gophercloud sends an explicit null: Neutron would otherwise pick the first address.
+      // The provider sends an explicit null (its empty gateway): Neutron would otherwise take the first address.
       noGateway: { api: "gateway_ip", value: (v) => (v === true ? null : undefined) },
       enableDhcp: same("enable_dhcp"),
       allocationPools: { api: "allocation_pools", items: { type: "SubnetAllocationPool", fields: { start: "start", end: "end" } } },
