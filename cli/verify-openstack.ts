@@ -7,7 +7,7 @@ import * as path from "node:path";
 import { promisify } from "node:util";
 import { Command, Option } from "commander";
 import { ROLES, type Role } from "../infra/neutron/api.js";
-import { missingNeutronParts, NEUTRON_INSTALL_HINT, startLocalNeutron } from "../infra/neutron/local-server.js";
+import { neutronUnavailable, startLocalNeutron } from "../infra/neutron/local-server.js";
 import { recordNetworkingPlan, type NetworkingPlan } from "../infra/neutron/networking-plan.js";
 import { replayPassed, replayPlan, type ReplayReport } from "../infra/neutron/replay.js";
 import { readStackConfig } from "../infra/offline-engine.js";
@@ -109,8 +109,8 @@ export async function verifyOpenstackCommand(): Promise<Command> {
       let url = opts.neutronUrl;
       let stop = async () => {};
       if (!url) {
-        const missing = missingNeutronParts();
-        if (missing.length > 0) throw new Error(`no local Neutron: ${missing.join(", ")} missing; ${NEUTRON_INSTALL_HINT}`);
+        const unavailable = neutronUnavailable();
+        if (unavailable) throw new Error(unavailable);
         const neutron = await startLocalNeutron();
         const interrupted = () => process.exit(130); // the server's exit hook ends it
         process.once("SIGINT", interrupted).once("SIGTERM", interrupted);

@@ -16,13 +16,19 @@ export const STOCK_API_PASTE = "/etc/neutron/api-paste.ini";
 /** util-linux's: gives the server a parent-death signal, so that it dies with the process that started it. */
 export const SETPRIV = "/usr/bin/setpriv";
 
-export const NEUTRON_INSTALL_HINT =
+const NEUTRON_INSTALL_HINT =
   "install Debian's neutron-server (Debian 12 or later): `npm test` as root installs it, or as root " +
   "`apt-get install --no-install-recommends neutron-server` with a /usr/sbin/policy-rc.d that exits 101, so that no service starts";
 
 /** What is missing on this host for a local Neutron; empty when it can run. */
 export function missingNeutronParts(exists: (p: string) => boolean = fs.existsSync): string[] {
   return [NEUTRON_SERVER, STOCK_API_PASTE, SYSTEM_PYTHON, SETPRIV].filter((p) => !exists(p));
+}
+
+/** Why a local Neutron cannot run here and how to install it; undefined when it can. */
+export function neutronUnavailable(exists: (p: string) => boolean = fs.existsSync): string | undefined {
+  const missing = missingNeutronParts(exists);
+  return missing.length === 0 ? undefined : `no local Neutron: ${missing.join(", ")} not found; ${NEUTRON_INSTALL_HINT}`;
 }
 
 /**
@@ -274,8 +280,8 @@ function killServerNow(pid: number, marker: string): void {
  * GET / answers 200. Throws, with the server's log, when the packages are missing or it never answers.
  */
 export async function startLocalNeutron(options: StartOptions = {}): Promise<LocalNeutron> {
-  const missing = missingNeutronParts();
-  if (missing.length > 0) throw new Error(`${missing.join(", ")} not found: ${NEUTRON_INSTALL_HINT}`);
+  const unavailable = neutronUnavailable();
+  if (unavailable) throw new Error(unavailable);
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "testbed-neutron-"));
   try {
     for (const sub of ["etc/policy.d", "state/lock", "log"]) fs.mkdirSync(path.join(dir, sub), { recursive: true });

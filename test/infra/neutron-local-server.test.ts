@@ -3,7 +3,7 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { describe, expect, it } from "vitest";
-import { descendantPids, headerContextApiPaste, missingNeutronParts, neutronConfig, NEUTRON_SERVER, STOCK_API_PASTE } from "../../infra/neutron/local-server.js";
+import { descendantPids, headerContextApiPaste, missingNeutronParts, neutronConfig, neutronUnavailable, NEUTRON_SERVER, STOCK_API_PASTE } from "../../infra/neutron/local-server.js";
 
 const pipeline = (ini: string, section: string, key: string) => {
   const lines = ini.split("\n");
@@ -75,8 +75,13 @@ describe("process bookkeeping", () => {
     }
   });
 
-  it("names the missing parts of the installation", () => {
+  it("names the missing parts of the installation and says how to install them", () => {
     expect(missingNeutronParts((p) => p !== NEUTRON_SERVER)).toEqual([NEUTRON_SERVER]);
     expect(missingNeutronParts(() => true)).toEqual([]);
+    expect(neutronUnavailable(() => true)).toBeUndefined();
+    const message = neutronUnavailable((p) => p !== NEUTRON_SERVER)!;
+    expect(message).toContain(`no local Neutron: ${NEUTRON_SERVER} not found`);
+    expect(message).toContain("apt-get install --no-install-recommends neutron-server");
+    expect(message).toContain("policy-rc.d that exits 101");
   });
 });

@@ -18,6 +18,15 @@ const STACKS = fs
 /** Resource kinds a lab cannot do without: a plan lacking one would pass for the wrong reason. */
 const ESSENTIAL = ["network:Network", "subnet:Subnet", "router:Router", "routerInterface:RouterInterface", "secGroup:SecGroup", "secGroupRule:SecGroupRule", "port:Port", "floatingIp:FloatingIp", "floatingIpAssociate:FloatingIpAssociate"];
 
+interface Subnet {
+  cidr: string;
+  gateway_ip: string | null;
+  enable_dhcp: boolean;
+  allocation_pools: { start: string; end: string }[];
+  host_routes: { destination: string; nexthop: string }[];
+  dns_nameservers: string[];
+}
+
 interface Port {
   name: string;
   fixed_ips: { ip_address: string }[];
@@ -44,11 +53,24 @@ describe("every stack's default plan, as a project member", () => {
       expect(report.mismatches).toEqual([]);
       expect(report.readBack).toBe(plan.resources.length);
 
-      // What Neutron holds, read here directly: addresses and address pairs as the address plan has them.
+      // What Neutron holds, read here directly, against the address plan: subnets ...
       const api = new NeutronApi(url, report.identity);
+      const lab = labPlan(testScenario());
+      const subnets = (await api.get(`subnets?${query({ project_id: report.identity.projectId })}`)).subnets as Subnet[];
+      expect(subnets).toHaveLength(lab.subnets.length);
+      for (const sn of lab.subnets) {
+        const held = subnets.find((h) => h.cidr === sn.cidr);
+        expect(held, sn.cidr).toBeDefined();
+        expect(held!.gateway_ip).toBe(sn.gatewayIp ?? null);
+        expect(held!.enable_dhcp).toBe(sn.enableDhcp);
+        expect(held!.allocation_pools).toEqual([sn.allocationPool]);
+        expect(held!.host_routes).toEqual(sn.hostRoutes.map((r) => ({ destination: r.destinationCidr, nexthop: r.nextHop })));
+        expect(held!.dns_nameservers).toEqual(sn.dnsNameservers);
+      }
+      // ... and ports: addresses and address pairs.
       const ports = (await api.get(`ports?${query({ project_id: report.identity.projectId })}`)).ports as Port[];
       const byName = new Map(ports.map((p) => [p.name, p]));
-      for (const p of labPlan(testScenario()).ports) {
+      for (const p of lab.ports) {
         const held = byName.get(`testbed-${p.role}-${p.network}`);
         expect(held, `${p.role} ${p.network}`).toBeDefined();
         expect(held!.fixed_ips.map((f) => f.ip_address).sort()).toEqual(p.fixedIps.map((f) => f.address).sort());
