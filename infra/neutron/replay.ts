@@ -43,9 +43,9 @@ export const replayPassed = (r: ReplayReport): boolean => r.mismatches.length ==
 /**
  * A valid Pulumi order (every resource after everything it waits for) that creates each resource
  * just before the first resource that needs it, taking the resources nothing needs from the last
- * declared to the first. The engine runs independent resources in any order, so this order puts
+ * the program registered to the first. The engine runs independent resources in any order, so this order puts
  * each one as late as its dependents allow: a dependency the program forgot to declare shows up as
- * Neutron's refusal instead of being hidden by the order in which the program declares things.
+ * Neutron's refusal instead of being hidden by the order in which the program registers things.
  */
 export function replayOrder(resources: readonly PlannedNetworkResource[]): PlannedNetworkResource[] {
   const byName = new Map(resources.map((r) => [r.name, r]));
