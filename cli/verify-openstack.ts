@@ -8,15 +8,13 @@ import { promisify } from "node:util";
 import { Command, Option } from "commander";
 import { ROLES, type Role } from "../infra/neutron/api.js";
 import { neutronUnavailable, startLocalNeutron } from "../infra/neutron/local-server.js";
-import { recordNetworkingPlan, type NetworkingPlan } from "../infra/neutron/networking-plan.js";
+import { networkingPlan, type NetworkingPlan } from "../infra/neutron/networking-plan.js";
 import { replayPassed, replayPlan, type ReplayReport } from "../infra/neutron/replay.js";
-import { readStackConfig } from "../infra/offline-engine.js";
-import { applyConfigOverrides, PROJECT_DIR } from "./plan.js";
+import { plan, PROJECT_DIR } from "./plan.js";
 
 /** The networking part of a stack's plan with `--config` flags applied, planned in this process. */
 export async function planNetworking(stack: string, flags: readonly string[] = []): Promise<NetworkingPlan> {
-  const { values, secretKeys } = readStackConfig(PROJECT_DIR, stack, (p) => fs.readFileSync(p, "utf8"));
-  return recordNetworkingPlan(stack, applyConfigOverrides(values, flags), secretKeys, flags);
+  return networkingPlan(stack, flags, (await plan(stack, flags)).resources);
 }
 
 const execFileP = promisify(execFile);
@@ -101,9 +99,9 @@ export async function verifyOpenstackCommand(): Promise<Command> {
     .option("--plan-json <file>", "write the networking plan (resources, dependencies, references) as JSON and replay nothing")
     .action(async (opts: Options) => {
       const role = parseRole(opts.as);
-      const plan = await planNetworking(opts.stack, opts.config);
+      const planned = await planNetworking(opts.stack, opts.config);
       if (opts.planJson) {
-        fs.writeFileSync(opts.planJson, `${JSON.stringify(plan)}\n`);
+        fs.writeFileSync(opts.planJson, `${JSON.stringify(planned)}\n`);
         return;
       }
       let url = opts.neutronUrl;
@@ -121,7 +119,7 @@ export async function verifyOpenstackCommand(): Promise<Command> {
         };
       }
       try {
-        const report = await replayPlan(plan, { url, as: role });
+        const report = await replayPlan(planned, { url, as: role });
         console.log(opts.json ? JSON.stringify(report, null, 2) : formatReport(report, opts.neutronUrl ? url : `the local Neutron (${url})`));
         if (!replayPassed(report)) process.exitCode = 1;
       } finally {

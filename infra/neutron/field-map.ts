@@ -14,14 +14,16 @@ export interface FieldRule {
   readonly value?: (v: unknown) => unknown;
   /** A list whose order matters (resolvers); other lists are compared as sets. */
   readonly ordered?: boolean;
-  /** The argument names an external network; Neutron wants its id. */
-  readonly networkName?: true;
+  /** When the value comes from another resource: which of its outputs it is (id when unsaid). */
+  readonly output?: string;
+  /** An existing external network, given by name (Neutron wants its id) or by the id a lookup found. */
+  readonly externalNetwork?: "name" | "looked-up id";
 }
 
 /** Where the API creates and reads a resource. */
 export type Endpoint =
-  /** POST <collection> {<member>: body}; GET <collection>/<id>. */
-  | { readonly kind: "collection"; readonly collection: string; readonly member: string }
+  /** POST <collection> {<member>: body}; GET <collection> lists them as <plural>. */
+  | { readonly kind: "collection"; readonly collection: string; readonly member: string; readonly plural: string }
   /** A QoS rule: POST qos/policies/<qos_policy_id>/<rule>s {<rule>: body}. */
   | { readonly kind: "qos-rule"; readonly rule: string }
   /** PUT routers/<router_id>/add_router_interface {subnet_id | port_id}. */
@@ -50,7 +52,7 @@ const same = (api: string): FieldRule => ({ api });
 export const RESOURCE_MAPPINGS: readonly ResourceMapping[] = [
   {
     type: "openstack:networking/network:Network",
-    endpoint: { kind: "collection", collection: "networks", member: "network" },
+    endpoint: { kind: "collection", collection: "networks", member: "network", plural: "networks" },
     fields: {
       name: same("name"),
       description: same("description"),
@@ -60,7 +62,7 @@ export const RESOURCE_MAPPINGS: readonly ResourceMapping[] = [
   },
   {
     type: "openstack:networking/subnet:Subnet",
-    endpoint: { kind: "collection", collection: "subnets", member: "subnet" },
+    endpoint: { kind: "collection", collection: "subnets", member: "subnet", plural: "subnets" },
     fields: {
       name: same("name"),
       description: same("description"),
@@ -80,12 +82,12 @@ export const RESOURCE_MAPPINGS: readonly ResourceMapping[] = [
   },
   {
     type: "openstack:networking/router:Router",
-    endpoint: { kind: "collection", collection: "routers", member: "router" },
+    endpoint: { kind: "collection", collection: "routers", member: "router", plural: "routers" },
     fields: {
       name: same("name"),
       description: same("description"),
       adminStateUp: same("admin_state_up"),
-      externalNetworkId: same("external_gateway_info.network_id"),
+      externalNetworkId: { api: "external_gateway_info.network_id", externalNetwork: "looked-up id" },
       enableSnat: same("external_gateway_info.enable_snat"),
       externalFixedIps: {
         api: "external_gateway_info.external_fixed_ips",
@@ -100,12 +102,12 @@ export const RESOURCE_MAPPINGS: readonly ResourceMapping[] = [
   },
   {
     type: "openstack:networking/secGroup:SecGroup",
-    endpoint: { kind: "collection", collection: "security-groups", member: "security_group" },
+    endpoint: { kind: "collection", collection: "security-groups", member: "security_group", plural: "security_groups" },
     fields: { name: same("name"), description: same("description") },
   },
   {
     type: "openstack:networking/secGroupRule:SecGroupRule",
-    endpoint: { kind: "collection", collection: "security-group-rules", member: "security_group_rule" },
+    endpoint: { kind: "collection", collection: "security-group-rules", member: "security_group_rule", plural: "security_group_rules" },
     fields: {
       securityGroupId: same("security_group_id"),
       description: same("description"),
@@ -120,7 +122,7 @@ export const RESOURCE_MAPPINGS: readonly ResourceMapping[] = [
   },
   {
     type: "openstack:networking/qosPolicy:QosPolicy",
-    endpoint: { kind: "collection", collection: "qos/policies", member: "policy" },
+    endpoint: { kind: "collection", collection: "qos/policies", member: "policy", plural: "policies" },
     fields: { name: same("name"), description: same("description"), shared: same("shared"), isDefault: same("is_default") },
   },
   {
@@ -130,7 +132,7 @@ export const RESOURCE_MAPPINGS: readonly ResourceMapping[] = [
   },
   {
     type: "openstack:networking/port:Port",
-    endpoint: { kind: "collection", collection: "ports", member: "port" },
+    endpoint: { kind: "collection", collection: "ports", member: "port", plural: "ports" },
     fields: {
       name: same("name"),
       description: same("description"),
@@ -151,14 +153,14 @@ export const RESOURCE_MAPPINGS: readonly ResourceMapping[] = [
   },
   {
     type: "openstack:networking/floatingIp:FloatingIp",
-    endpoint: { kind: "collection", collection: "floatingips", member: "floatingip" },
-    fields: { description: same("description"), pool: { api: "floating_network_id", networkName: true } },
+    endpoint: { kind: "collection", collection: "floatingips", member: "floatingip", plural: "floatingips" },
+    fields: { description: same("description"), pool: { api: "floating_network_id", externalNetwork: "name" } },
     outputs: { address: "floating_ip_address" },
   },
   {
     type: "openstack:networking/floatingIpAssociate:FloatingIpAssociate",
     endpoint: { kind: "floating-ip-association" },
-    fields: { floatingIp: same("floating_ip_address"), portId: same("port_id"), fixedIp: same("fixed_ip_address") },
+    fields: { floatingIp: { api: "floating_ip_address", output: "address" }, portId: same("port_id"), fixedIp: same("fixed_ip_address") },
   },
 ];
 
@@ -176,7 +178,7 @@ export interface ApiFields {
 /** The arguments of `type` that name an external network, which the API wants as an id. */
 export function networkNameArguments(type: string): string[] {
   return Object.entries(mappingOf(type)?.fields ?? {})
-    .filter(([, rule]) => rule.networkName)
+    .filter(([, rule]) => rule.externalNetwork === "name")
     .map(([arg]) => arg);
 }
 

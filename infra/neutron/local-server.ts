@@ -294,7 +294,7 @@ export async function startLocalNeutron(options: StartOptions = {}): Promise<Loc
     // A port taken between the look-up and neutron-server's bind: try another.
     for (let attempt = 1; ; attempt++) {
       const port = await freeLocalPort();
-      const started = await startOn(dir, port, options.readySeconds ?? 90);
+      const started = await startOn(dir, port, options.readySeconds ?? 180);
       if (started.ok) {
         const child = started.child;
         // A test run or command that dies with the server still up takes it along.

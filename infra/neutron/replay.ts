@@ -2,7 +2,7 @@
 // `pulumi up` would send it, then reads every created resource back and compares it with the plan.
 import { NeutronApi, NeutronRefusal, freshIdentity, query, type Identity, type Role } from "./api.js";
 import { apiFields, mappingOf, networkNameArguments, readBackMismatches, type ApiFields, type FieldMismatch, type ResourceMapping } from "./field-map.js";
-import type { InputPath, NetworkingPlan, NetworkLookup, PlannedNetworkResource } from "./networking-plan.js";
+import type { InputPath, NetworkingPlan, PlannedNetworkResource } from "./networking-plan.js";
 
 export type StepOutcome =
   | { readonly kind: "accepted"; readonly id: string }
@@ -83,24 +83,32 @@ type CreatedOutputs = Readonly<Record<string, string>>;
 export function resolveInputs(
   resource: PlannedNetworkResource,
   created: ReadonlyMap<string, CreatedOutputs>,
-  lookups: readonly (CreatedOutputs | undefined)[],
+  externalNetworks: ReadonlyMap<string, string>,
 ): Record<string, unknown> {
   const inputs = structuredClone(resource.inputs);
   for (const ref of resource.references) {
-    const source = "resource" in ref ? created.get(ref.resource) : lookups[ref.lookup];
-    const from = "resource" in ref ? `resource ${ref.resource}` : `lookup #${ref.lookup}`;
-    const value = source?.[ref.output];
-    if (value === undefined) throw new Error(`${resource.name}: ${ref.path.join(".")} needs ${ref.output} of ${from}, which the replay does not have`);
+    const value = "resource" in ref ? created.get(ref.resource)?.[ref.output] : externalNetworks.get(ref.externalNetwork);
+    const wanted = "resource" in ref ? `${ref.output} of resource ${ref.resource}` : `the id of external network ${ref.externalNetwork}`;
+    if (value === undefined) throw new Error(`${resource.name}: ${ref.path.join(".")} needs ${wanted}, which the replay does not have`);
     setAt(inputs, ref.path, value);
+  }
+  for (const arg of networkNameArguments(resource.type)) {
+    const name = inputs[arg];
+    if (typeof name !== "string") continue;
+    const id = externalNetworks.get(name);
+    if (id === undefined) throw new Error(`${resource.name}: ${arg} needs the id of external network ${name}, which the replay does not have`);
+    inputs[arg] = id;
   }
   return inputs;
 }
 
-/** The operator's part: the external networks the plan looks up, as a cloud has them. */
-export function externalNetworkNames(plan: Pick<NetworkingPlan, "resources" | "lookups">): string[] {
+/** The operator's part: the external networks the plan looks up or takes addresses from, as a cloud has them. */
+export function externalNetworkNames(plan: Pick<NetworkingPlan, "resources">): string[] {
   const names = new Set<string>();
-  for (const l of plan.lookups) if (l.args.external === true && typeof l.args.name === "string") names.add(l.args.name);
-  for (const r of plan.resources) if (r.type === "openstack:networking/floatingIp:FloatingIp" && typeof r.inputs.pool === "string") names.add(r.inputs.pool);
+  for (const r of plan.resources) {
+    for (const ref of r.references) if ("externalNetwork" in ref) names.add(ref.externalNetwork);
+    for (const arg of networkNameArguments(r.type)) if (typeof r.inputs[arg] === "string") names.add(r.inputs[arg]);
+  }
   return [...names].sort();
 }
 
@@ -121,24 +129,11 @@ export async function ensureExternalNetworks(operator: NeutronApi, names: readon
   }
 }
 
+/** An external network's id as the project sees it: the provider's getNetwork and pool lookups by name. */
 async function externalNetworkId(api: NeutronApi, name: string): Promise<string> {
   const found = (await api.get(`networks?${query({ name, "router:external": true })}`)).networks as { id: string }[];
-  if (found.length !== 1) throw new Error(`external network "${name}": ${found.length} networks by that name are visible to the project; the replay needs exactly one`);
+  if (found.length !== 1) throw new Error(`external network "${name}": ${found.length} networks by that name are visible to the project; the provider needs exactly one`);
   return found[0]!.id;
-}
-
-/** A getNetwork lookup as the provider makes it, answered by the real API. */
-async function lookUp(api: NeutronApi, lookup: NetworkLookup): Promise<CreatedOutputs> {
-  if (lookup.token !== "openstack:networking/getNetwork:getNetwork") throw new Error(`lookup ${lookup.token}: not supported by the replay`);
-  const filters: Record<string, string | boolean> = {};
-  for (const [k, v] of Object.entries(lookup.args)) {
-    if (k === "name" && typeof v === "string") filters.name = v;
-    else if (k === "external" && typeof v === "boolean") filters["router:external"] = v;
-    else throw new Error(`getNetwork argument ${k}: not supported by the replay (accepted: name, external)`);
-  }
-  const found = (await api.get(`networks?${query(filters)}`)).networks as { id: string }[];
-  if (found.length !== 1) throw new Error(`getNetwork ${JSON.stringify(lookup.args)}: ${found.length} networks match; the provider needs exactly one`);
-  return { id: found[0]!.id };
 }
 
 interface Created {
@@ -174,24 +169,44 @@ async function create(api: NeutronApi, mapping: ResourceMapping, body: Record<st
   }
 }
 
+/** The project's resources of one collection as Neutron holds them now, by id: one request per collection. */
+type Listing = (collection: string, plural: string) => Promise<ReadonlyMap<string, Record<string, unknown>>>;
+
+function projectListing(api: NeutronApi): Listing {
+  const lists = new Map<string, Promise<ReadonlyMap<string, Record<string, unknown>>>>();
+  return (collection, plural) => {
+    let list = lists.get(collection);
+    if (!list) {
+      list = api.get(`${collection}?${query({ project_id: api.identity.projectId })}`).then((answer) => {
+        const items = answer[plural] as Record<string, unknown>[] | undefined;
+        if (!Array.isArray(items)) throw new Error(`GET ${collection}: Neutron's answer has no list "${plural}"`);
+        return new Map(items.map((i) => [String(i.id), i]));
+      });
+      lists.set(collection, list);
+    }
+    return list;
+  };
+}
+
 /** The resource as Neutron holds it now, in the same shape as the body that created it. */
-async function readBack(api: NeutronApi, mapping: ResourceMapping, created: Created): Promise<Record<string, unknown>> {
+async function readBack(api: NeutronApi, listing: Listing, mapping: ResourceMapping, created: Created): Promise<Record<string, unknown>> {
   const endpoint = mapping.endpoint;
+  const held = async (collection: string, plural: string) => (await listing(collection, plural)).get(created.id) ?? {};
   switch (endpoint.kind) {
     case "collection":
-      return (await api.get(`${endpoint.collection}/${created.id}`))[endpoint.member] as Record<string, unknown>;
+      return held(endpoint.collection, endpoint.plural);
     case "qos-rule": {
       const policy = String(created.answer.qos_policy_id);
       const rule = (await api.get(`qos/policies/${policy}/${endpoint.rule}s/${created.id}`))[endpoint.rule] as Record<string, unknown>;
       return { ...rule, qos_policy_id: policy };
     }
     case "router-interface": {
-      const port = (await api.get(`ports/${created.id}`)).port as { device_id: string; device_owner: string; id: string; fixed_ips: { subnet_id: string }[] };
-      if (!port.device_owner.startsWith("network:router_interface")) return { port_id: port.id, router_id: undefined };
-      return { router_id: port.device_id, port_id: port.id, subnet_id: port.fixed_ips[0]?.subnet_id };
+      const port = (await held("ports", "ports")) as { device_id?: string; device_owner?: string; id?: string; fixed_ips?: { subnet_id: string }[] };
+      if (!port.device_owner?.startsWith("network:router_interface")) return { port_id: port.id };
+      return { router_id: port.device_id, port_id: port.id, subnet_id: port.fixed_ips?.[0]?.subnet_id };
     }
     case "floating-ip-association":
-      return (await api.get(`floatingips/${created.id}`)).floatingip as Record<string, unknown>;
+      return held("floatingips", "floatingips");
   }
 }
 
@@ -237,11 +252,13 @@ export async function replayPlan(plan: NetworkingPlan, options: ReplayOptions): 
   // Every body is mapped first (with stand-in references): an unknown argument stops everything.
   for (const r of plan.resources) apiFields(r.type, r.name, r.inputs);
   const operator = new NeutronApi(options.url, freshIdentity("admin"));
-  await ensureExternalNetworks(operator, externalNetworkNames(plan));
+  const external = externalNetworkNames(plan);
+  await ensureExternalNetworks(operator, external);
 
   const identity = typeof options.as === "string" ? freshIdentity(options.as) : options.as;
   const api = operator.as(identity);
-  const lookups = await Promise.all(plan.lookups.map((l) => lookUp(api, l)));
+  const externalIds = new Map<string, string>();
+  for (const name of external) externalIds.set(name, await externalNetworkId(api, name));
   const created = new Map<string, CreatedOutputs>();
   const sent = new Map<string, { mapping: ResourceMapping; fields: ApiFields; created: Created }>();
   const notCreated = new Set<string>();
@@ -255,11 +272,7 @@ export async function replayPlan(plan: NetworkingPlan, options: ReplayOptions): 
       continue;
     }
     const mapping = mappingOf(r.type)!;
-    const inputs = resolveInputs(r, created, lookups);
-    for (const arg of networkNameArguments(r.type)) {
-      if (typeof inputs[arg] === "string") inputs[arg] = await externalNetworkId(api, inputs[arg]);
-    }
-    const fields = apiFields(r.type, r.name, inputs);
+    const fields = apiFields(r.type, r.name, resolveInputs(r, created, externalIds));
     try {
       const made = await create(api, mapping, fields.body);
       created.set(r.name, outputsOf(mapping, made));
@@ -273,8 +286,9 @@ export async function replayPlan(plan: NetworkingPlan, options: ReplayOptions): 
   }
 
   const mismatches: ResourceMismatch[] = [];
+  const listing = projectListing(api);
   for (const [name, { mapping, fields, created: made }] of sent) {
-    const actual = await readBack(api, mapping, made);
+    const actual = await readBack(api, listing, mapping, made);
     for (const m of readBackMismatches(fields.body, actual, fields.ordered)) mismatches.push({ resource: name, ...m });
   }
   return {

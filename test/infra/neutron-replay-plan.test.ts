@@ -1,10 +1,10 @@
 // The pure half of the Neutron replay: which input values come from the cloud, the order resources
 // are sent in, and how references become real values. No server here (see test/neutron/).
 import { describe, expect, it } from "vitest";
-import type { EngineRecording, RegisteredResource } from "../../infra/neutron/engine-recording.js";
 import { planNetworkingInChild } from "../../cli/verify-openstack.js";
 import { networkingPlan, type PlannedNetworkResource } from "../../infra/neutron/networking-plan.js";
 import { externalNetworkNames, novaPortNotes, replayOrder, resolveInputs } from "../../infra/neutron/replay.js";
+import type { PlannedResource, RegistrationOptions } from "../../infra/offline-engine.js";
 
 const T = {
   net: "openstack:networking/network:Network",
@@ -18,51 +18,43 @@ const T = {
   component: "testbed:openstack:Networks",
 };
 
-const urn = (name: string, type: string) => `urn:pulumi:s::p::${type}::${name}`;
-
-function registered(name: string, type: string, inputs: Record<string, unknown>, extra: Partial<RegisteredResource> = {}): RegisteredResource {
-  return { urn: urn(name, type), type, name, custom: true, parentUrn: "", dependencies: [], propertyDependencies: {}, id: `${name}-id`, state: { ...inputs }, ...extra };
+/** A resource as the offline engine records it; ids in options are type::name. */
+function recorded(type: string, name: string, inputs: Record<string, unknown>, options: Partial<RegistrationOptions> = {}): PlannedResource {
+  const propertyDependencies = options.propertyDependencies ?? {};
+  const dependencies = [...new Set([...(options.dependencies ?? []), ...Object.values(propertyDependencies).flat()])];
+  return {
+    type,
+    name,
+    inputs,
+    options: { parent: "", deleteBeforeReplace: false, ignoreChanges: [], replaceOnChanges: [], additionalSecretOutputs: [], deletedWith: "", ...options, dependencies, propertyDependencies },
+  };
 }
 
-/** A small program: a network in a component, a subnet, a router on a looked-up network, a port, a server, a floating IP. */
+/**
+ * A small program as the offline engine answers it (ids `<name>-id`, getNetwork `<name>-network-id`,
+ * the floating IP's address 203.0.113.10): a network in a component, a subnet, a router on a looked-up
+ * network, a port, a server, a floating IP and its association.
+ */
 function smallProgram() {
-  const inputs = {
-    net: { name: "n" },
-    sub: { networkId: "net-id", cidr: "198.18.0.0/24", name: "net-id-like-but-literal" },
-    router: { externalNetworkId: "public-network-id" },
-    ri: { routerId: "router-id", subnetId: "sub-id" },
-    port: { networkId: "net-id", fixedIps: [{ subnetId: "sub-id", ipAddress: "198.18.0.10" }] },
-    fip: { pool: "public" },
-    assoc: { floatingIp: "203.0.113.10", portId: "port-id" },
-    srv: { name: "testbed-x", networks: [{ port: "port-id" }], availabilityZone: "az1" },
-  };
-  const comp: RegisteredResource = { ...registered("lab-net", T.component, {}), custom: false, id: "" };
-  const recording: EngineRecording = {
-    resources: [
-      comp,
-      registered("net", T.net, inputs.net, { parentUrn: comp.urn }),
-      registered("sub", T.subnet, inputs.sub, { parentUrn: comp.urn, dependencies: [urn("net", T.net)], propertyDependencies: { networkId: [urn("net", T.net)], name: [urn("net", T.net)] } }),
-      registered("router", T.router, inputs.router),
-      registered("ri", T.ri, inputs.ri, { dependencies: [urn("router", T.router), urn("sub", T.subnet)], propertyDependencies: { routerId: [urn("router", T.router)], subnetId: [urn("sub", T.subnet)] } }),
-      registered("port", T.port, inputs.port, {
-        dependencies: [urn("net", T.net), urn("sub", T.subnet)],
-        propertyDependencies: { networkId: [urn("net", T.net)], fixedIps: [urn("sub", T.subnet)] },
-        state: { ...inputs.port, macAddress: "fa:16:3e:00:00:01" },
-      }),
-      registered("fip", T.fip, inputs.fip, { state: { ...inputs.fip, address: "203.0.113.10" } }),
-      // dependsOn the whole component: every custom resource under it.
-      registered("assoc", T.assoc, inputs.assoc, {
-        dependencies: [urn("fip", T.fip), urn("port", T.port), comp.urn],
-        propertyDependencies: { floatingIp: [urn("fip", T.fip)], portId: [urn("port", T.port)] },
-      }),
-      registered("srv", T.server, inputs.srv, { dependencies: [urn("port", T.port)], propertyDependencies: { networks: [urn("port", T.port)] } }),
-    ],
-    invokes: [{ token: "openstack:networking/getNetwork:getNetwork", args: { name: "public", external: true }, result: { name: "public", external: true, id: "public-network-id" } }],
-  };
-  const resources = Object.entries({ net: T.net, sub: T.subnet, router: T.router, ri: T.ri, port: T.port, fip: T.fip, assoc: T.assoc, srv: T.server }).map(
-    ([name, type]) => ({ type, name, inputs: inputs[name as keyof typeof inputs] as Record<string, unknown> }),
-  );
-  return networkingPlan("s", [], resources, recording);
+  const comp = "testbed:openstack:Networks::lab-net";
+  const resources = [
+    recorded(T.component, "lab-net", {}),
+    recorded(T.net, "net", { name: "n" }, { parent: comp }),
+    recorded(T.subnet, "sub", { networkId: "net-id", cidr: "198.18.0.0/24", name: "net-id-like-but-literal" }, { parent: comp, propertyDependencies: { networkId: [`${T.net}::net`] } }),
+    recorded(T.router, "router", { externalNetworkId: "public-network-id", name: "public-network-id" }, { parent: comp }),
+    recorded(T.ri, "ri", { routerId: "router-id", subnetId: "sub-id" }, { propertyDependencies: { routerId: [`${T.router}::router`], subnetId: [`${T.subnet}::sub`] } }),
+    recorded(T.port, "port", { networkId: "net-id", fixedIps: [{ subnetId: "sub-id", ipAddress: "198.18.0.10" }] }, {
+      propertyDependencies: { networkId: [`${T.net}::net`], fixedIps: [`${T.subnet}::sub`] },
+    }),
+    recorded(T.fip, "fip", { pool: "public" }),
+    // dependsOn the whole component: every resource under it.
+    recorded(T.assoc, "assoc", { floatingIp: "203.0.113.10", portId: "port-id" }, {
+      dependencies: [comp],
+      propertyDependencies: { floatingIp: [`${T.fip}::fip`], portId: [`${T.port}::port`] },
+    }),
+    recorded(T.server, "srv", { name: "testbed-x", networks: [{ port: "port-id" }], availabilityZone: "az1" }, { propertyDependencies: { networks: [`${T.port}::port`] } }),
+  ];
+  return networkingPlan("s", [], resources);
 }
 
 describe("networkingPlan", () => {
@@ -74,13 +66,14 @@ describe("networkingPlan", () => {
     expect(plan.notReplayed).toEqual([{ type: T.server, name: "srv" }]);
   });
 
-  it("finds ids, computed addresses and lookups among the inputs, and leaves literals alone", () => {
+  it("finds ids, computed addresses and looked-up networks among the inputs, and leaves literals alone", () => {
     expect(byName("sub").references).toEqual([{ path: ["networkId"], resource: "net", output: "id" }]);
     expect(byName("port").references).toEqual([
       { path: ["networkId"], resource: "net", output: "id" },
       { path: ["fixedIps", 0, "subnetId"], resource: "sub", output: "id" },
     ]);
-    expect(byName("router").references).toEqual([{ path: ["externalNetworkId"], lookup: 0, output: "id" }]);
+    // Only the argument that takes a looked-up network: a name that looks like one stays a name.
+    expect(byName("router").references).toEqual([{ path: ["externalNetworkId"], externalNetwork: "public" }]);
     expect(byName("assoc").references).toEqual([
       { path: ["floatingIp"], resource: "fip", output: "address" },
       { path: ["portId"], resource: "port", output: "id" },
@@ -88,7 +81,7 @@ describe("networkingPlan", () => {
   });
 
   it("expands a dependency on a component to the resources under it", () => {
-    expect([...byName("assoc").dependsOn].sort()).toEqual(["fip", "net", "port", "sub"]);
+    expect([...byName("assoc").dependsOn].sort()).toEqual(["fip", "net", "port", "router", "sub"]);
   });
 
   it("records which ports each server attaches, for what Nova would add", () => {
@@ -136,28 +129,35 @@ describe("resolveInputs", () => {
       ["fip", { id: "f1", address: "203.0.113.77" }],
       ["port", { id: "0b5c", macAddress: "fa:16:3e:12:34:56" }],
     ]);
-    expect(resolveInputs(assoc, created, [])).toEqual({ floatingIp: "203.0.113.77", portId: "0b5c" });
+    expect(resolveInputs(assoc, created, new Map())).toEqual({ floatingIp: "203.0.113.77", portId: "0b5c" });
     expect(assoc.inputs).toEqual({ floatingIp: "203.0.113.10", portId: "port-id" });
+    const external = new Map([["public", "e7f1"]]);
     const router = plan.resources.find((r) => r.name === "router")!;
-    expect(resolveInputs(router, new Map(), [{ id: "e7f1" }])).toEqual({ externalNetworkId: "e7f1" });
+    expect(resolveInputs(router, new Map(), external)).toEqual({ externalNetworkId: "e7f1", name: "public-network-id" });
+    // A floating IP's pool is a name the API wants as an id.
+    expect(resolveInputs(plan.resources.find((r) => r.name === "fip")!, new Map(), external)).toEqual({ pool: "e7f1" });
   });
 
   it("says which value it lacks", () => {
-    expect(() => resolveInputs(assoc, new Map([["port", { id: "p" }]]), [])).toThrow(/assoc: floatingIp needs address of resource fip/);
+    expect(() => resolveInputs(assoc, new Map([["port", { id: "p" }]]), new Map())).toThrow(/assoc: floatingIp needs address of resource fip/);
+    expect(() => resolveInputs(plan.resources.find((r) => r.name === "fip")!, new Map(), new Map())).toThrow(/fip: pool needs the id of external network public/);
   });
 });
 
 describe("the networking plan of a real stack", () => {
-  it("keeps every reference pointing at a planned resource or lookup, and the association waiting for the router interface", async () => {
+  it("keeps every reference pointing at a planned resource or the external network, and the association waiting for the router interface", async () => {
     const plan = await planNetworkingInChild("ebpf");
     const names = new Set(plan.resources.map((r) => r.name));
     expect(plan.resources.length).toBeGreaterThan(40);
     for (const r of plan.resources) {
       expect(r.type.startsWith("openstack:networking/")).toBe(true);
       for (const ref of r.references) {
-        if ("resource" in ref) expect(names.has(ref.resource), `${r.name} -> ${ref.resource}`).toBe(true);
-        else expect(plan.lookups[ref.lookup]).toBeDefined();
-        expect(r.dependsOn.includes("resource" in ref ? ref.resource : "") || "lookup" in ref).toBe(true);
+        if ("resource" in ref) {
+          expect(names.has(ref.resource), `${r.name} -> ${ref.resource}`).toBe(true);
+          expect(r.dependsOn).toContain(ref.resource);
+        } else {
+          expect(ref.externalNetwork).toBe("public");
+        }
       }
     }
     const association = plan.resources.find((r) => r.type.endsWith("floatingIpAssociate:FloatingIpAssociate"))!;
