@@ -192,14 +192,13 @@ export interface LocalNeutron {
   readonly url: string;
   readonly pid: number;
   readonly dir: string;
-  /** Ends the workers, then the server, and removes the directory (kept with `keepDir`). */
+  /** Ends the workers, then the server, and removes the directory. */
   stop(): Promise<void>;
 }
 
 export interface StartOptions {
   /** Seconds to wait for the API to answer. */
   readonly readySeconds?: number;
-  readonly keepDir?: boolean;
 }
 
 const execFileP = promisify(execFile);
@@ -247,8 +246,8 @@ function signal(pids: readonly number[], sig: NodeJS.Signals): void {
 }
 
 /**
- * Ends the server's workers, then the server. The server is frozen first: it respawns a worker that
- * exits, and ending it first leaves its workers behind.
+ * Ends the server's workers, then the server. The server is frozen first, so that it cannot respawn
+ * a worker between the look-up and the kill; killed first, it would leave its workers behind.
  */
 async function stopServer(child: ChildProcess, marker: string, graceMs = 5_000): Promise<void> {
   const pid = child.pid;
@@ -307,14 +306,14 @@ export async function startLocalNeutron(options: StartOptions = {}): Promise<Loc
           async stop() {
             await stopServer(child, serverMarker(dir));
             process.off("exit", onExit);
-            if (!options.keepDir) fs.rmSync(dir, { recursive: true, force: true });
+            fs.rmSync(dir, { recursive: true, force: true });
           },
         };
       }
       if (!started.portTaken || attempt === 3) throw new Error(started.reason);
     }
   } catch (err) {
-    if (!options.keepDir) fs.rmSync(dir, { recursive: true, force: true });
+    fs.rmSync(dir, { recursive: true, force: true });
     throw err;
   }
 }
