@@ -490,7 +490,7 @@ export function sortLikeKubeProxyNftablesTests(text: string): string {
   for (const l of lines) {
     const type = l.split(" ")[1]!;
     // The Go comparator is not an order for two unknown types; kube-proxy's dumps have none.
-    if (!(type in OBJECT_ORDER)) throw new Error(`sortLikeKubeProxyNftablesTests: "${l}" is not an add of a table, chain, rule, set, map or element`);
+    if (!(type in OBJECT_ORDER)) throw new Error(`sortLikeKubeProxyNftablesTests: "${l}" is not about a table, chain, rule, set, map or element`);
   }
   const less = (li: string, lj: string): boolean => {
     const wi = li.split(" ");

@@ -483,6 +483,11 @@ describe("kubeProxyNftablesRules for the testbed's Services (proxier.go's logic,
     expect(elements(ruleset, "nodeport-ips")).toEqual(["{ 198.18.1.2 }"]);
   });
 
+  it("never takes a loopback address as a NodePort address, even inside --nodeport-addresses", () => {
+    const { ruleset } = kubeProxyNftablesRules({ ...node, nodePortAddresses: ["127.0.0.0/8", "198.18.1.0/24"], addresses: ["127.0.0.1", "198.18.1.2", "198.18.2.1"] }, []);
+    expect(elements(ruleset, "nodeport-ips")).toEqual(["{ 198.18.1.2 }"]);
+  });
+
   it("rejects a NodePort Service without endpoints in both no-endpoint maps and writes no chain for it", () => {
     const { ruleset, counts } = kubeProxyNftablesRules(node, [{ service: svc, endpoints: [] }]);
     expect(elements(ruleset, "no-endpoint-services")).toEqual(['{ 10.96.0.3 . tcp . 80 comment "ns1/svc1:p80" : goto reject-chain }']);
@@ -541,6 +546,38 @@ describe("kubeProxyNftablesRules for the testbed's Services (proxier.go's logic,
   });
 });
 
+describe("sortLikeKubeProxyNftablesTests", () => {
+  it("orders by object type and name, keeps each chain's rules in their order, sorts elements", () => {
+    const text = [
+      "# comment",
+      "add element ip kube-proxy s { 2 }",
+      "add rule ip kube-proxy b second",
+      "add element ip kube-proxy s { 1 }",
+      "add rule ip kube-proxy a only",
+      "",
+      "add rule ip kube-proxy b first",
+      "add map ip kube-proxy m { type x ; }",
+      "add set ip kube-proxy s { type y ; }",
+      "add chain ip kube-proxy b",
+      "add chain ip kube-proxy a",
+      'add table ip kube-proxy { comment "t" ; }',
+    ].join("\n");
+    expect(sortLikeKubeProxyNftablesTests(text).split("\n")).toEqual([
+      'add table ip kube-proxy { comment "t" ; }',
+      "add chain ip kube-proxy a",
+      "add chain ip kube-proxy b",
+      "add rule ip kube-proxy a only",
+      "add rule ip kube-proxy b second",
+      "add rule ip kube-proxy b first",
+      "add set ip kube-proxy s { type y ; }",
+      "add map ip kube-proxy m { type x ; }",
+      "add element ip kube-proxy s { 1 }",
+      "add element ip kube-proxy s { 2 }",
+    ]);
+    expect(() => sortLikeKubeProxyNftablesTests("add flowtable ip kube-proxy f")).toThrow(/is not about a table, chain, rule, set, map or element/);
+  });
+});
+
 describe("the transaction model", () => {
   const table = "add table ip kube-proxy { comment \"rules for kube-proxy\" ; }\nadd chain ip kube-proxy a\n";
   it("refuses what the kernel refuses", () => {
@@ -581,7 +618,9 @@ describe("counts as a function of N for the testbed's Service set", () => {
       const nodePortPorts = nodePortServices + 3; // the receiver's three ports are NodePorts too
       const clusterIpPorts = n - nodePortServices;
       for (const node of [v4, v6]) {
-        const { counts } = kubeProxyNftablesRules(node, withBackend(n));
+        const { counts, ruleset } = kubeProxyNftablesRules(node, withBackend(n));
+        // kube-proxy adds each element once (nftElementStorage): one cluster-ips line per ClusterIP.
+        expect(ruleset.split("\n").filter((l) => l.startsWith(`add element ${node.family === "ipv4" ? "ip" : "ip6"} kube-proxy cluster-ips `))).toHaveLength(n + 1);
         expect(counts).toEqual({
           chains: 16 + 4 * nodePortPorts + 2 * clusterIpPorts,
           baseChains: 8,

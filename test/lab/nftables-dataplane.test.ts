@@ -133,7 +133,11 @@ describe.skipIf(hostProblem !== undefined)(`kube-proxy's nftables rules in the l
     });
   });
 
-  it("resyncs like a restarted kube-proxy: applying again leaves the same tables", async () => {
+  it("replaces the tables on every application: a smaller step leaves nothing of the larger one", async () => {
+    const small = labKubeProxyNftablesRules(serviceEndpoints(buildServiceSet(scenario, 10), topology.addresses.pod), topology.plan, Object.values(serviceSubnets));
+    await applyKubeProxyNftables(worker, small);
+    for (const r of small) expect(await countKubeProxyNftables(worker, r.family)).toEqual(r.counts);
+    expect(small[0]!.counts.chains).toBe(16 + 4 * 13);
     await applyKubeProxyNftables(worker, rulesets);
     for (const r of rulesets) expect(await countKubeProxyNftables(worker, r.family)).toEqual(r.counts);
   });
