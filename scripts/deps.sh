@@ -8,6 +8,7 @@ DEB_PACKAGES=(
   shellcheck   # checks every script the program puts on hosts
   cloud-init   # `cloud-init schema` validates every rendered user data file
   iptables     # kube-proxy-format rules in the lab
+  nftables     # nft: kube-proxy's nftables-mode rules in the lab
   conntrack    # flushes connection tracking between lab runs
   clang        # compiles the lab's tc eBPF program
   llvm         # llvm-strip and friends used with clang -target bpf
