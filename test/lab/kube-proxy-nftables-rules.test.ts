@@ -7,6 +7,7 @@
 // Upstream compares nft.Dump() with them after sortNFTablesTransaction (helpers_test.go); here the
 // generated transaction is applied to a table the same way and compared after a port of that sort.
 import { describe, expect, it } from "vitest";
+import { servicesWithBackend } from "./service-endpoints-fixture.js";
 import {
   applyNftablesTransaction,
   endpointChainBase,
@@ -18,8 +19,6 @@ import {
 } from "../../lab/kube-proxy-nftables-rules.js";
 import type { ServiceEndpoints } from "../../lab/kube-proxy-inputs.js";
 import type { ServiceSpec } from "../../workloads/service-model.js";
-import { buildServiceSet } from "../../workloads/service-set.js";
-import { testScenario } from "../fixtures/scenario.js";
 
 // NewFakeProxier(v1.IPv4Protocol): mark "0x4000", detector 10.0.0.0/8, ServiceCIDR 172.30.0.0/16,
 // --nodeport-addresses 192.168.0.2/32 and 2001:db8::1/128, the addresses of its fake lo and eth0.
@@ -599,13 +598,6 @@ describe("the transaction model", () => {
 });
 
 describe("counts as a function of N for the testbed's Service set", () => {
-  const scenario = testScenario();
-  const withBackend = (n: number): ServiceEndpoints[] => {
-    const set = buildServiceSet(scenario, n);
-    const backend = [{ ip: "10.244.1.10", local: true }, { ip: "fd00:10:244:1::10", local: true }];
-    const receiver = [{ ip: "10.244.1.11", local: true }, { ip: "fd00:10:244:1::11", local: true }];
-    return [...set.scaled.map((service) => ({ service, endpoints: backend })), { service: set.receiver, endpoints: receiver }];
-  };
   const v4: KubeProxyNftablesNode = { family: "ipv4", clusterCIDR: "10.244.0.0/16", serviceCIDRs: ["10.96.0.0/16"], nodePortAddresses: ["198.18.1.2/32"], addresses: ["198.18.1.2"] };
   const v6: KubeProxyNftablesNode = { family: "ipv6", clusterCIDR: "fd00:10:244::/56", serviceCIDRs: ["fd00:10:96::/112"], nodePortAddresses: ["2001:2:0:20::2/128"], addresses: ["2001:2:0:20::2"] };
 
@@ -618,7 +610,7 @@ describe("counts as a function of N for the testbed's Service set", () => {
       const nodePortPorts = nodePortServices + 3; // the receiver's three ports are NodePorts too
       const clusterIpPorts = n - nodePortServices;
       for (const node of [v4, v6]) {
-        const { counts, ruleset } = kubeProxyNftablesRules(node, withBackend(n));
+        const { counts, ruleset } = kubeProxyNftablesRules(node, servicesWithBackend(n));
         // kube-proxy adds each element once (nftElementStorage): one cluster-ips line per ClusterIP.
         expect(ruleset.split("\n").filter((l) => l.startsWith(`add element ${node.family === "ipv4" ? "ip" : "ip6"} kube-proxy cluster-ips `))).toHaveLength(n + 1);
         expect(counts).toEqual({
