@@ -1,11 +1,14 @@
 // kube-proxy's nftables-mode ruleset against kube-proxy's own expected outputs.
 //
-// Golden texts: kubernetes pkg/proxy/nftables/proxier_test.go at aojea/kubernetes
-// 492140aedb62cb751e20c9ad71831642b8635c69, a copy of kubernetes master in the format of 1.31 to 1.33
-// (NewFakeProxier with nftElementStorage, filter chains at priority -110 plus filter-output-post-dnat;
-// kubernetes PR #132456 replaced those in 1.34). Copied verbatim, as dedent.Dedent leaves them.
-// Upstream compares nft.Dump() with them after sortNFTablesTransaction (helpers_test.go); here the
-// generated transaction is applied to a table the same way and compared after a port of that sort.
+// Golden texts: kubernetes pkg/proxy/nftables/proxier_test.go as it stands in aojea/kubernetes at
+// 492140aedb62cb751e20c9ad71831642b8635c69, kubernetes master shortly after v1.33.0 (it already has
+// pkg/proxy/runner, kubernetes PR #131615) and before kubernetes PR #132456 moved the filter chains to
+// priority 0 for 1.34. Its rules are those 1.31 to 1.33 write (filter chains at priority -110 plus
+// filter-output-post-dnat, cluster-ips-check, nodeport-ips); an older copy of the test
+// (danwinship/kubernetes@ef85e1223bdc6b1c637397935c76afde2d5d4db5) expects the same lines for these
+// Services. Copied verbatim, as dedent.Dedent leaves them. Upstream compares nft.Dump() with them after
+// sortNFTablesTransaction (helpers_test.go); here the generated transaction is applied to a table the
+// same way and compared after a port of that sort.
 import { describe, expect, it } from "vitest";
 import { servicesWithBackend } from "./service-endpoints-fixture.js";
 import {
