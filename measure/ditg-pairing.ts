@@ -1,0 +1,239 @@
+// Exact round trips from the two logs of one D-ITG flow (D-ITG B15, see the top of ditg-log.ts). ITGSend's rttm log
+// (-l) gives each echo's receive time; ITGRecv's log (-x) gives each packet's send stamp as the payload carried it
+// (payload bytes 8-15: seconds and microseconds of the send, network order, written at ITGSend.cpp L3147-3160). Both
+// are on the sender's clock, so the round trip of sequence number q is the sender log's receive time of q minus the
+// receiver log's send stamp of q. Records pair by (flow id, sequence number): addresses and ports may differ between
+// the two ends behind a NAT, the payload's flow id and sequence number do not.
+//
+// Streaming in bounded memory. Both logs are written in arrival order, the receiver's as packets arrive and the
+// sender's as their echoes return, so both run in sequence order up to reordering on the path. The receiver log is
+// read only as far as the sender log needs (until it holds the sender record's sequence number or a later one), into
+// a window of the last PAIRING_WINDOW sequence numbers of each flow. A sender record finds its partner unless the
+// receiver log ran more than the window ahead of it, which takes that much reordering between the forward and the
+// return path; such records, and those the receiver never logged, count as unpaired and are never guessed.
+//
+// StampWindow and LogStamps are not tied to round trips: any per-packet time stamps keyed by flow id and sequence
+// number (a log's send or receive times, kernel time stamps) pair the same way.
+import { closeSync, fstatSync, openSync, readSync } from "node:fs";
+import {
+  checkLogSize,
+  decodeLogFile,
+  LogFormatError,
+  RECORD_BYTES,
+  recordBlock,
+  type DecodedLog,
+  type DecodedView,
+  type DelayView,
+  type RecordBlock,
+  type SendStamps,
+} from "./ditg-log.js";
+
+/**
+ * Sequence numbers held per flow: a power of two (the slot is the sequence number's low bits), 12 bytes each, so
+ * 192 KB per flow. It covers 16 s of reordering between the two logs at the paper's 1000 pkt/s and 0.13 s at the
+ * 120 kpps this project's 2-core host logs at most (notes 2.8); reordering on a NodePort path is far below a
+ * millisecond, and a stalled receiver delays its log without reordering it.
+ */
+export const PAIRING_WINDOW = 16_384;
+
+/** Records per read of the stamped log: about 2.4 MB. */
+const RECORDS_PER_READ = 16_384;
+const WORDS = RECORD_BYTES / 4;
+const DOUBLES = RECORD_BYTES / 8;
+
+/** The stamps of one flow's most recent PAIRING_WINDOW sequence numbers. */
+interface FlowStamps {
+  readonly seqs: Uint32Array;
+  readonly stamps: Float64Array;
+  /** Highest sequence number put so far, -1 before the first. */
+  newest: number;
+  /** Source and destination port of the flow's first record: a second flow under the same flow id is refused. */
+  readonly ports: readonly [number, number];
+}
+
+/** Time stamps keyed by (flow id, sequence number), the last `size` sequence numbers of each flow. */
+export class StampWindow {
+  private readonly flows = new Map<number, FlowStamps>();
+  private readonly mask: number;
+
+  constructor(readonly size = PAIRING_WINDOW) {
+    if (!Number.isInteger(Math.log2(size)) || size < 2) throw new RangeError(`window size ${size}; accepted: a power of two of at least 2`);
+    this.mask = size - 1;
+  }
+
+  /** The flow's stamps, created with the ports of its first record. */
+  flow(flowId: number, ports: readonly [number, number]): FlowStamps {
+    let f = this.flows.get(flowId);
+    if (f === undefined) {
+      f = { seqs: new Uint32Array(this.size), stamps: new Float64Array(this.size).fill(NaN), newest: -1, ports };
+      this.flows.set(flowId, f);
+    }
+    return f;
+  }
+
+  /** Highest sequence number held for the flow, -1 when none. */
+  newest(flowId: number): number {
+    return this.flows.get(flowId)?.newest ?? -1;
+  }
+
+  /** Keeps a stamp; one a whole window older than the flow's newest is dropped (it would evict a newer one). */
+  put(f: FlowStamps, seq: number, stamp: number): void {
+    if (seq + this.size <= f.newest) return;
+    const slot = seq & this.mask;
+    f.seqs[slot] = seq;
+    f.stamps[slot] = stamp;
+    if (seq > f.newest) f.newest = seq;
+  }
+
+  /** The stamp of (flow id, sequence number), NaN when not held. */
+  get(flowId: number, seq: number): number {
+    const f = this.flows.get(flowId);
+    if (f === undefined) return NaN;
+    const slot = seq & this.mask;
+    return f.seqs[slot] === seq ? f.stamps[slot]! : NaN;
+  }
+}
+
+/** Which time of a record a LogStamps reads. */
+export type StampField = "tx" | "rx";
+
+/**
+ * One time field of a D-ITG log's records, by (flow id, sequence number), read from the file only as far as the
+ * questions need: the log must run in sequence order up to less than the window's reordering (see the top of this
+ * file). The receiver log's "tx" is each packet's send stamp on the sender's clock, its "rx" the arrival at the
+ * receiver on the receiver's clock. Records with out-of-range time fields (ITGDec's error lines) are skipped.
+ */
+export class LogStamps implements SendStamps {
+  readonly window: StampWindow;
+  private fd: number;
+  private readonly block: RecordBlock = recordBlock(RECORDS_PER_READ);
+  private filled = 0;
+  private cursor = 0;
+  private done = false;
+  /** Records read so far. */
+  records = 0;
+
+  constructor(
+    readonly file: string,
+    private readonly field: StampField = "tx",
+    windowSize = PAIRING_WINDOW,
+  ) {
+    this.window = new StampWindow(windowSize);
+    try {
+      this.fd = openSync(file, "r");
+    } catch (err) {
+      throw new LogFormatError(file, `cannot be read (${(err as NodeJS.ErrnoException).code ?? String(err)})`);
+    }
+    try {
+      const stat = fstatSync(this.fd);
+      if (!stat.isFile()) throw new LogFormatError(file, "is not a regular file; accepted: a D-ITG binary log (ITGSend/ITGRecv -l or -x)");
+      checkLogSize(file, stat.size);
+    } catch (err) {
+      closeSync(this.fd);
+      throw err;
+    }
+  }
+
+  sendStampOf(flowId: number, seq: number): number {
+    while (!this.done && this.window.newest(flowId) < seq) this.readRecord();
+    return this.window.get(flowId, seq);
+  }
+
+  /** Closes the file; safe to call twice. */
+  close(): void {
+    this.done = true;
+    if (this.fd < 0) return;
+    closeSync(this.fd);
+    this.fd = -1;
+  }
+
+  private readRecord(): void {
+    if (this.cursor === this.filled) {
+      const bytes = readSync(this.fd, this.block.bytes, 0, this.block.bytes.length, null);
+      if (bytes === 0) {
+        this.done = true;
+        return;
+      }
+      if (bytes % RECORD_BYTES !== 0) {
+        // A short read mid-record: take the rest of the record before going on.
+        const rest = RECORD_BYTES - (bytes % RECORD_BYTES);
+        const more = readSync(this.fd, this.block.bytes, bytes, rest, null);
+        if (more !== rest) throw new LogFormatError(this.file, "ends with a partial record; the log is truncated");
+        this.filled = (bytes + rest) / RECORD_BYTES;
+      } else {
+        this.filled = bytes / RECORD_BYTES;
+      }
+      this.cursor = 0;
+    }
+    const r = this.cursor++;
+    this.records++;
+    const words = this.block.words;
+    const w = r * WORDS;
+    const at = this.field === "tx" ? 4 : 6;
+    const hour = words[w + at]!;
+    const minute = words[w + at + 1]!;
+    const second = this.block.doubles[r * DOUBLES + (this.field === "tx" ? 16 : 17)]!;
+    if (hour > 24 || minute > 59 || !(second >= 0 && second <= 59.999999)) return;
+    const flowId = words[w]!;
+    const ports = [words[w + 2]!, words[w + 3]!] as const;
+    const f = this.window.flow(flowId, ports);
+    if (f.ports[0] !== ports[0] || f.ports[1] !== ports[1]) {
+      throw new LogFormatError(
+        this.file,
+        `holds two flows with flow id ${flowId} (ports ${f.ports[0]}->${f.ports[1]} and ${ports[0]}->${ports[1]}); pairing by flow id and sequence number needs one flow per id: use the -x log of this sender's flow`,
+      );
+    }
+    this.window.put(f, words[w + 1]!, hour * 3600 + minute * 60 + second);
+  }
+}
+
+/** A sender log decoded against its receiver log. */
+export interface PairedLog extends DecodedLog {
+  readonly receiverLog: string;
+}
+
+/**
+ * Decodes an rttm sender log with exact round trips from its receiver log: the paired view first, then any other
+ * views asked for (the meter's own: "sender", "logged") in the same pass. Refuses two logs that share no record.
+ */
+export async function decodePairedLogs(senderLog: string, receiverLog: string, otherViews: readonly DelayView[] = []): Promise<PairedLog> {
+  const stamps = new LogStamps(receiverLog, "tx");
+  try {
+    const decoded = await decodeLogFile(senderLog, { views: ["paired", ...otherViews.filter((v) => v !== "paired")], stamps });
+    const { packets, excludedRecords } = decoded.total;
+    if (packets > 0 && excludedRecords === packets) {
+      throw new LogFormatError(
+        senderLog,
+        `no record pairs with a record of ${receiverLog} (${stamps.records} records read) by flow id and sequence number; accepted: the sender log (-l) and the receiver log (-x) of the same flow`,
+      );
+    }
+    return { ...decoded, receiverLog };
+  } finally {
+    stamps.close();
+  }
+}
+
+/** What the campaign decodes of one flow (Backend.collectLog's files). */
+export interface FlowLogFiles {
+  /** The measured log: the sender's for a round-trip flow, the receiver's for a one-way flow. */
+  readonly log: string;
+  /** Round-trip flows: the receiver's log of the same flow, for exact round trips. */
+  readonly receiverLog?: string;
+  /** With receiverLog: also read it alone, one-way delays sender -> receiver (valid when both ends share one clock). */
+  readonly oneWay?: boolean;
+}
+
+/** One flow's summary: exact round trips with the meter's own views when paired, the log as logged otherwise. */
+export interface DecodedFlow extends DecodedLog {
+  readonly receiverLog?: string;
+  /** The receiver log read alone (FlowLogFiles.oneWay). */
+  readonly oneWay?: DecodedView;
+}
+
+export async function decodeFlow(files: FlowLogFiles): Promise<DecodedFlow> {
+  if (files.receiverLog === undefined) return decodeLogFile(files.log);
+  const paired = await decodePairedLogs(files.log, files.receiverLog, ["sender", "logged"]);
+  if (!files.oneWay) return paired;
+  const { flows, total, histogram } = await decodeLogFile(files.receiverLog);
+  return { ...paired, oneWay: { flows, total, histogram } };
+}
