@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { runCampaign, type CampaignEvent, type FlowJudge, type LogDecoder } from "../../measure/campaign.js";
-import type { DecodedLog } from "../../measure/ditg-log.js";
+import type { DecodedFlow, FlowLogFiles } from "../../measure/ditg-pairing.js";
 import { campaignIdFor, planCampaign, type CampaignDefinition } from "../../measure/campaign-plan.js";
 import { ResultStore } from "../../measure/store.js";
 import type { Backend, FlowOutcome, FlowSummary, RunKey } from "../../measure/types.js";
@@ -61,7 +61,7 @@ class FakeBackend implements Backend {
   }
   async collectLog(outcome: FlowOutcome) {
     this.calls.push(`collect ${path.basename(outcome.logPath)}`);
-    return outcome.logPath;
+    return { log: outcome.logPath };
   }
   async receiverAlive() {
     return this.aliveAnswers.shift() ?? true;
@@ -82,12 +82,12 @@ class FakeDecoder implements LogDecoder {
   delayMs = 0;
   readonly calls: string[] = [];
   constructor(private readonly timeline: string[]) {}
-  async decode(logPath: string): Promise<DecodedLog> {
+  async decode({ log: logPath }: FlowLogFiles): Promise<DecodedFlow> {
     const text = readFileSync(logPath, "utf8");
     this.calls.push(text);
     if (this.delayMs) await new Promise((r) => setTimeout(r, this.delayMs));
     this.timeline.push(`decoded ${text}`);
-    const total = { ...summary(1000), droppedPercent: 0, lossBurstSize: 0, negativeDelays: 0, flowCount: 1, errorLines: 0 };
+    const total = { ...summary(1000), droppedPercent: 0, lossBurstSize: 0, negativeDelays: 0, excludedRecords: 0, delaySource: "sender" as const, flowCount: 1, errorLines: 0 };
     return { file: logPath, flows: [], total, histogram: `H:${text}` };
   }
 }

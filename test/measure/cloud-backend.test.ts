@@ -18,7 +18,7 @@ import {
   type StackControl,
 } from "../../measure/cloud-backend.js";
 import { describeSshFailure, findOnPath, PulumiStack, SshShell, sshConfig } from "../../measure/cloud-transport.js";
-import type { DecodedLog } from "../../measure/ditg-log.js";
+import type { DecodedFlow, FlowLogFiles } from "../../measure/ditg-pairing.js";
 import { ResultStore } from "../../measure/store.js";
 import { PLACEHOLDERS } from "../../scenario/schema.js";
 
@@ -108,11 +108,11 @@ class FakeShell implements RemoteShell {
 
 /** Decodes the fetched file (its text is the remote path) into a plausible one-flow log. */
 const decoder: LogDecoder = {
-  async decode(logPath: string): Promise<DecodedLog> {
+  async decode({ log: logPath }: FlowLogFiles): Promise<DecodedFlow> {
     const total = {
       packets: 1000, bytes: 512000, durationS: 1, delayMinS: 0.001, delayMaxS: 0.002, delayMeanS: 0.0015, delayStdS: 0.0001,
       jitterS: 0.0001, bitrateKbps: 4096, packetRate: 1000, dropped: 0, p50S: 0.0015, p90S: 0.0018, p99S: 0.0019, p999S: 0.002,
-      droppedPercent: 0, lossBurstSize: 0, negativeDelays: 0, flowCount: 1, errorLines: 0,
+      droppedPercent: 0, lossBurstSize: 0, negativeDelays: 0, excludedRecords: 0, delaySource: "sender" as const, flowCount: 1, errorLines: 0,
     };
     return { file: readFileSync(logPath, "utf8"), flows: [], total, histogram: "" };
   },
