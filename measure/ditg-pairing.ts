@@ -7,10 +7,11 @@
 //
 // Streaming in bounded memory. Both logs are written in arrival order, the receiver's as packets arrive and the
 // sender's as their echoes return, so both run in sequence order up to reordering on the path. The receiver log is
-// read only as far as the sender log needs (until it holds the sender record's sequence number or a later one), into
-// a window of the last PAIRING_WINDOW sequence numbers of each flow. A sender record finds its partner unless the
-// receiver log ran more than the window ahead of it, which takes that much reordering between the forward and the
-// return path; such records, and those the receiver never logged, count as unpaired and are never guessed.
+// read only as far as the sender log needs, into a window of the last PAIRING_WINDOW sequence numbers of each flow:
+// until it holds the sender record's sequence number q or a later one, and when q is not among them (q arrived late,
+// or never), on until q turns up or the log reaches q + PAIRING_WINDOW / 2, which keeps q inside the window. A sender
+// record finds its partner unless the two logs' orders differ by more than half the window; such records, and those
+// the receiver never logged, count as unpaired and are never guessed.
 //
 // StampWindow and LogStamps are not tied to round trips: any per-packet time stamps keyed by flow id and sequence
 // number (a log's send or receive times, kernel time stamps) pair the same way.
@@ -136,7 +137,14 @@ export class LogStamps implements SendStamps {
 
   sendStampOf(flowId: number, seq: number): number {
     while (!this.done && this.window.newest(flowId) < seq) this.readRecord();
-    return this.window.get(flowId, seq);
+    let stamp = this.window.get(flowId, seq);
+    // Reordered on the way (logged after later packets), or never logged: look up to half a window further.
+    const horizon = seq + this.window.size / 2;
+    while (stamp !== stamp && !this.done && this.window.newest(flowId) < horizon) {
+      this.readRecord();
+      stamp = this.window.get(flowId, seq);
+    }
+    return stamp;
   }
 
   /** Closes the file; safe to call twice. */
