@@ -39,7 +39,7 @@
 // resolution. A negative one-way delay (sender and receiver clocks not synchronised, see `-m rttm`) cannot be recorded:
 // it is counted in `negativeDelays` and recorded as 0, so percentiles of such a log are floored at zero and should not
 // be trusted; min/max/mean/sigma keep the signed values.
-import { open } from "node:fs/promises";
+import { open, type FileHandle } from "node:fs/promises";
 import { endianness } from "node:os";
 import { build, decodeFromCompressedBase64, encodeIntoCompressedBase64, type Histogram } from "hdr-histogram-js";
 import type { FlowSummary } from "./types.js";
@@ -82,6 +82,8 @@ export const RTTM_SIGNATURE_S = 0.5;
 export interface SendStamps {
   /** The send stamp of the packet as a UTC time of day in seconds, or NaN when there is none. */
   sendStampOf(flowId: number, seq: number): number;
+  /** Called before each chunk of the log is decoded: a chance to read ahead while it is. */
+  prefetch?(): void;
 }
 
 export interface DecodeOptions {
@@ -259,17 +261,18 @@ class FlowAccumulator {
     readonly srcPort: number,
     readonly destAddress: string,
     readonly destPort: number,
-    /** flowId, srcPort, destPort and both raw address fields of the record that created it: the fast match. */
-    readonly signature: Uint32Array,
+    /** The fast match: which words of a record (matchAt) must hold which values (matchWords). */
+    private readonly matchAt: Uint8Array,
+    private readonly matchWords: Uint32Array,
     views: number,
   ) {
     this.delays = Array.from({ length: views }, () => new DelayAccumulator());
   }
 
   matches(words: Uint32Array, w: number): boolean {
-    const s = this.signature;
-    if (s[0] !== words[w] || s[1] !== words[w + 2] || s[2] !== words[w + 3]) return false;
-    for (let k = 3; k < s.length; k++) if (s[k] !== words[w + 6 + k]) return false;
+    const at = this.matchAt;
+    const values = this.matchWords;
+    for (let k = 0; k < at.length; k++) if (words[w + at[k]!] !== values[k]) return false;
     return true;
   }
 
@@ -545,14 +548,16 @@ export class LogDecoder {
     const key = `${flowId} ${srcAddress} ${srcPort} ${destAddress} ${destPort}`;
     let flow = this.flowsByKey.get(key);
     if (flow === undefined) {
-      // The same flow may carry different bytes after an address's NUL; only the first such record's bytes give the
-      // fast match, later variants take this slower path, still to the right flow.
-      const signature = new Uint32Array(3 + (DEST_ADDR + ADDRESS_BYTES - SRC_ADDR) / 4);
-      signature[0] = flowId;
-      signature[1] = srcPort;
-      signature[2] = destPort;
-      signature.set(block.words.subarray(w + SRC_ADDR / 4, w + (DEST_ADDR + ADDRESS_BYTES) / 4), 3);
-      flow = new FlowAccumulator(flowId, srcAddress, srcPort, destAddress, destPort, signature, this.views.length);
+      // The fast match: flow id, ports, and each address's words up to the one holding its NUL (the same bytes up to
+      // the NUL are the same string). The destination field is not word-aligned, so its first word also holds the
+      // source field's last two bytes: a record with other bytes there takes this slower path, still to the right flow.
+      const through = (field: number, text: string) => Math.floor((field + Math.min(text.length, ADDRESS_BYTES - 1)) / 4);
+      const at = new Set([0, 2, 3]);
+      for (let k = SRC_ADDR / 4; k <= through(SRC_ADDR, srcAddress); k++) at.add(k);
+      for (let k = Math.floor(DEST_ADDR / 4); k <= through(DEST_ADDR, destAddress); k++) at.add(k);
+      const matchAt = Uint8Array.from(at);
+      const matchWords = Uint32Array.from(matchAt, (k) => block.words[w + k]!);
+      flow = new FlowAccumulator(flowId, srcAddress, srcPort, destAddress, destPort, matchAt, matchWords, this.views.length);
       this.flowsByKey.set(key, flow);
       this.flows.push(flow);
     }
@@ -639,9 +644,12 @@ function cString(bytes: Uint8Array, start: number): string {
   return Buffer.from(bytes.buffer, bytes.byteOffset + start, end - start).toString("latin1");
 }
 
-/** Decodes one D-ITG binary log file, reading it in fixed-size chunks. */
+/**
+ * Decodes one D-ITG binary log file in fixed-size chunks, double-buffered: the next chunk is read (on libuv's thread
+ * pool) while the current one is decoded.
+ */
 export async function decodeLogFile(path: string, options: DecodeOptions = {}): Promise<DecodedLog> {
-  let handle;
+  let handle: FileHandle;
   try {
     handle = await open(path, "r");
   } catch (err) {
@@ -652,22 +660,31 @@ export async function decodeLogFile(path: string, options: DecodeOptions = {}): 
     if (!stat.isFile()) throw new LogFormatError(path, "is not a regular file; accepted: a D-ITG binary log (ITGSend/ITGRecv -l or -x)");
     checkLogSize(path, stat.size);
     const decoder = new LogDecoder(path, options);
-    const block = recordBlock(RECORDS_PER_CHUNK);
-    let filled = 0;
-    for (;;) {
-      const { bytesRead } = await handle.read(block.bytes, filled, block.bytes.length - filled, null);
-      filled += bytesRead;
-      const whole = Math.floor(filled / RECORD_BYTES);
-      if (bytesRead === 0 || filled === block.bytes.length) {
-        decoder.addRecords(block, whole);
-        const rest = filled - whole * RECORD_BYTES;
-        block.bytes.copyWithin(0, whole * RECORD_BYTES, filled);
-        filled = rest;
-        if (bytesRead === 0) {
-          if (rest > 0) throw new LogFormatError(path, `ends with a partial record of ${rest} bytes; the log is truncated`);
-          break;
-        }
+    const blocks = [recordBlock(RECORDS_PER_CHUNK), recordBlock(RECORDS_PER_CHUNK)] as const;
+    /** Fills a block from the file's current position; resolves to the bytes read (less than its size at the end). */
+    const fill = async (block: RecordBlock): Promise<number> => {
+      let filled = 0;
+      for (;;) {
+        const { bytesRead } = await handle.read(block.bytes, filled, block.bytes.length - filled, null);
+        filled += bytesRead;
+        if (bytesRead === 0 || filled === block.bytes.length) return filled;
       }
+    };
+    let current = 0;
+    let reading = fill(blocks[0]);
+    for (;;) {
+      const filled = await reading;
+      if (filled === 0) break;
+      // A full block may be followed by more: read on while this one is decoded.
+      reading = filled === blocks[current]!.bytes.length ? fill(blocks[1 - current]!) : Promise.resolve(0);
+      const whole = Math.floor(filled / RECORD_BYTES);
+      options.stamps?.prefetch?.();
+      decoder.addRecords(blocks[current]!, whole);
+      if (whole * RECORD_BYTES !== filled) {
+        await reading;
+        throw new LogFormatError(path, `ends with a partial record of ${filled - whole * RECORD_BYTES} bytes; the log is truncated`);
+      }
+      current = 1 - current;
     }
     return decoder.result();
   } catch (err) {

@@ -15,7 +15,7 @@
 //
 // StampWindow and LogStamps are not tied to round trips: any per-packet time stamps keyed by flow id and sequence
 // number (a log's send or receive times, kernel time stamps) pair the same way.
-import { closeSync, fstatSync, openSync, readSync } from "node:fs";
+import { closeSync, fstatSync, openSync, read, readSync } from "node:fs";
 import {
   checkLogSize,
   decodeLogFile,
@@ -39,34 +39,58 @@ export const PAIRING_WINDOW = 16_384;
 
 /** Records per read of the stamped log: about 2.4 MB. */
 const RECORDS_PER_READ = 16_384;
+/** Chunks read ahead: more than one chunk of the sender log (ditg-log.ts reads 65,536 records at a time) needs. */
+const READ_AHEAD = 8;
 const WORDS = RECORD_BYTES / 4;
 const DOUBLES = RECORD_BYTES / 8;
 
-/** The stamps of one flow's most recent PAIRING_WINDOW sequence numbers. */
-interface FlowStamps {
+/** The stamps of one flow's most recent sequence numbers, in slots indexed by the sequence number's low bits. */
+export class FlowStamps {
   readonly seqs: Uint32Array;
   readonly stamps: Float64Array;
   /** Highest sequence number put so far, -1 before the first. */
-  newest: number;
-  /** Source and destination port of the flow's first record: a second flow under the same flow id is refused. */
-  readonly ports: readonly [number, number];
+  newest = -1;
+
+  constructor(
+    size: number,
+    /** Source and destination port of the flow's first record: a second flow under the same flow id is refused. */
+    readonly srcPort: number,
+    readonly destPort: number,
+  ) {
+    this.seqs = new Uint32Array(size);
+    this.stamps = new Float64Array(size).fill(NaN);
+  }
 }
 
 /** Time stamps keyed by (flow id, sequence number), the last `size` sequence numbers of each flow. */
 export class StampWindow {
   private readonly flows = new Map<number, FlowStamps>();
   private readonly mask: number;
+  /** The flow looked up last: records of one flow come in long runs. */
+  private lastId = -1;
+  private last: FlowStamps | undefined;
 
   constructor(readonly size = PAIRING_WINDOW) {
     if (!Number.isInteger(Math.log2(size)) || size < 2) throw new RangeError(`window size ${size}; accepted: a power of two of at least 2`);
     this.mask = size - 1;
   }
 
+  /** The flow's stamps, or undefined before its first record. */
+  find(flowId: number): FlowStamps | undefined {
+    if (flowId === this.lastId) return this.last;
+    const f = this.flows.get(flowId);
+    if (f !== undefined) {
+      this.lastId = flowId;
+      this.last = f;
+    }
+    return f;
+  }
+
   /** The flow's stamps, created with the ports of its first record. */
-  flow(flowId: number, ports: readonly [number, number]): FlowStamps {
-    let f = this.flows.get(flowId);
+  flow(flowId: number, srcPort: number, destPort: number): FlowStamps {
+    let f = this.find(flowId);
     if (f === undefined) {
-      f = { seqs: new Uint32Array(this.size), stamps: new Float64Array(this.size).fill(NaN), newest: -1, ports };
+      f = new FlowStamps(this.size, srcPort, destPort);
       this.flows.set(flowId, f);
     }
     return f;
@@ -74,7 +98,7 @@ export class StampWindow {
 
   /** Highest sequence number held for the flow, -1 when none. */
   newest(flowId: number): number {
-    return this.flows.get(flowId)?.newest ?? -1;
+    return this.find(flowId)?.newest ?? -1;
   }
 
   /** Keeps a stamp; one a whole window older than the flow's newest is dropped (it would evict a newer one). */
@@ -86,40 +110,69 @@ export class StampWindow {
     if (seq > f.newest) f.newest = seq;
   }
 
-  /** The stamp of (flow id, sequence number), NaN when not held. */
-  get(flowId: number, seq: number): number {
-    const f = this.flows.get(flowId);
-    if (f === undefined) return NaN;
+  /** The stamp of a sequence number of the flow, NaN when not held. */
+  stampOf(f: FlowStamps, seq: number): number {
     const slot = seq & this.mask;
     return f.seqs[slot] === seq ? f.stamps[slot]! : NaN;
+  }
+
+  /** The stamp of (flow id, sequence number), NaN when not held. */
+  get(flowId: number, seq: number): number {
+    const f = this.find(flowId);
+    return f === undefined ? NaN : this.stampOf(f, seq);
   }
 }
 
 /** Which time of a record a LogStamps reads. */
 export type StampField = "tx" | "rx";
 
+/** A chunk of the stamped log: read ahead on libuv's thread pool, or dropped when needed before it arrived. */
+interface Chunk {
+  readonly position: number;
+  readonly length: number;
+  readonly block: RecordBlock;
+  state: "reading" | "ready" | "dropped" | "failed";
+  /** Settles when the read has ended, whatever its outcome. */
+  readonly settled: Promise<void>;
+}
+
 /**
  * One time field of a D-ITG log's records, by (flow id, sequence number), read from the file only as far as the
  * questions need: the log must run in sequence order up to less than the window's reordering (see the top of this
  * file). The receiver log's "tx" is each packet's send stamp on the sender's clock, its "rx" the arrival at the
  * receiver on the receiver's clock. Records with out-of-range time fields (ITGDec's error lines) are skipped.
+ *
+ * The file is read ahead, READ_AHEAD chunks at a time, on libuv's thread pool, so that the copying happens while the
+ * caller decodes; a chunk needed before its read has come back is read again synchronously (questions are answered
+ * synchronously, inside the decoder's loop). Memory: the window plus at most READ_AHEAD + 2 chunks of 2.4 MB.
  */
 export class LogStamps implements SendStamps {
   readonly window: StampWindow;
   private fd: number;
-  private readonly block: RecordBlock = recordBlock(RECORDS_PER_READ);
-  private filled = 0;
+  private readonly size: number;
+  /** Chunks asked for, in file order. */
+  private readonly ahead: Chunk[] = [];
+  private readonly spare: RecordBlock[] = [];
+  /** Next byte of the file not yet asked for. */
+  private nextPosition = 0;
+  private current: { block: RecordBlock; records: number } | undefined;
   private cursor = 0;
   private done = false;
+  private closed = false;
+  /** Where the field's hour (u32 index) and seconds (f64 index) sit in a record. */
+  private readonly hourWord: number;
+  private readonly secondDouble: number;
   /** Records read so far. */
   records = 0;
 
   constructor(
     readonly file: string,
-    private readonly field: StampField = "tx",
+    field: StampField = "tx",
     windowSize = PAIRING_WINDOW,
   ) {
     this.window = new StampWindow(windowSize);
+    this.hourWord = field === "tx" ? 4 : 6;
+    this.secondDouble = field === "tx" ? 16 : 17;
     try {
       this.fd = openSync(file, "r");
     } catch (err) {
@@ -129,66 +182,110 @@ export class LogStamps implements SendStamps {
       const stat = fstatSync(this.fd);
       if (!stat.isFile()) throw new LogFormatError(file, "is not a regular file; accepted: a D-ITG binary log (ITGSend/ITGRecv -l or -x)");
       checkLogSize(file, stat.size);
+      this.size = stat.size;
     } catch (err) {
       closeSync(this.fd);
       throw err;
     }
+    this.prefetch();
   }
 
   sendStampOf(flowId: number, seq: number): number {
-    while (!this.done && this.window.newest(flowId) < seq) this.readRecord();
-    let stamp = this.window.get(flowId, seq);
-    // Reordered on the way (logged after later packets), or never logged: look up to half a window further.
-    const horizon = seq + this.window.size / 2;
-    while (stamp !== stamp && !this.done && this.window.newest(flowId) < horizon) {
+    const window = this.window;
+    let f = window.find(flowId);
+    while (!this.done && (f === undefined || f.newest < seq)) {
       this.readRecord();
-      stamp = this.window.get(flowId, seq);
+      f ??= window.find(flowId);
+    }
+    if (f === undefined) return NaN;
+    let stamp = window.stampOf(f, seq);
+    // Reordered on the way (logged after later packets), or never logged: look up to half a window further.
+    const horizon = seq + window.size / 2;
+    while (stamp !== stamp && !this.done && f.newest < horizon) {
+      this.readRecord();
+      stamp = window.stampOf(f, seq);
     }
     return stamp;
   }
 
-  /** Closes the file; safe to call twice. */
-  close(): void {
+  /** Asks for chunks up to READ_AHEAD beyond what has been consumed. */
+  prefetch(): void {
+    while (!this.closed && this.ahead.length < READ_AHEAD && this.nextPosition < this.size) {
+      const block = this.spare.pop() ?? recordBlock(RECORDS_PER_READ);
+      const position = this.nextPosition;
+      const length = Math.min(block.bytes.length, this.size - position);
+      this.nextPosition += length;
+      let chunk: Chunk;
+      const settled = new Promise<void>((resolve) =>
+        read(this.fd, block.bytes, 0, length, position, (err, bytes) => {
+          if (chunk.state === "dropped") this.spare.push(block);
+          else chunk.state = err || bytes !== length ? "failed" : "ready";
+          resolve();
+        }),
+      );
+      chunk = { position, length, block, state: "reading", settled };
+      this.ahead.push(chunk);
+    }
+  }
+
+  /** Waits for reads in flight, then closes the file; safe to call twice. */
+  async close(): Promise<void> {
     this.done = true;
-    if (this.fd < 0) return;
+    if (this.closed) return;
+    this.closed = true;
+    await Promise.all(this.ahead.map((c) => c.settled));
     closeSync(this.fd);
-    this.fd = -1;
+  }
+
+  /** Makes the next chunk current: the one read ahead if it is in, otherwise the same bytes read now. */
+  private nextChunk(): boolean {
+    if (this.current) this.spare.push(this.current.block);
+    this.current = undefined;
+    const chunk = this.ahead.shift();
+    let block: RecordBlock;
+    let length: number;
+    if (chunk?.state === "ready") {
+      ({ block, length } = chunk);
+    } else {
+      // Still on its way (its block stays with the read), failed, or not asked for: these bytes are read here.
+      if (chunk?.state === "reading") chunk.state = "dropped";
+      const position = chunk?.position ?? this.nextPosition;
+      if (position >= this.size) return false;
+      length = chunk?.length ?? Math.min(RECORDS_PER_READ * RECORD_BYTES, this.size - position);
+      if (chunk === undefined) this.nextPosition += length;
+      block = this.spare.pop() ?? recordBlock(RECORDS_PER_READ);
+      const bytes = readSync(this.fd, block.bytes, 0, length, position);
+      if (bytes !== length) throw new LogFormatError(this.file, `ends ${length - bytes} bytes short of the size it had when opened; the log changed while it was read`);
+    }
+    this.current = { block, records: length / RECORD_BYTES };
+    this.cursor = 0;
+    this.prefetch();
+    return true;
   }
 
   private readRecord(): void {
-    if (this.cursor === this.filled) {
-      const bytes = readSync(this.fd, this.block.bytes, 0, this.block.bytes.length, null);
-      if (bytes === 0) {
+    if (this.current === undefined || this.cursor === this.current.records) {
+      if (!this.nextChunk()) {
         this.done = true;
         return;
       }
-      if (bytes % RECORD_BYTES !== 0) {
-        // A short read mid-record: take the rest of the record before going on.
-        const rest = RECORD_BYTES - (bytes % RECORD_BYTES);
-        const more = readSync(this.fd, this.block.bytes, bytes, rest, null);
-        if (more !== rest) throw new LogFormatError(this.file, "ends with a partial record; the log is truncated");
-        this.filled = (bytes + rest) / RECORD_BYTES;
-      } else {
-        this.filled = bytes / RECORD_BYTES;
-      }
-      this.cursor = 0;
     }
     const r = this.cursor++;
     this.records++;
-    const words = this.block.words;
+    const { words, doubles } = this.current!.block;
     const w = r * WORDS;
-    const at = this.field === "tx" ? 4 : 6;
-    const hour = words[w + at]!;
-    const minute = words[w + at + 1]!;
-    const second = this.block.doubles[r * DOUBLES + (this.field === "tx" ? 16 : 17)]!;
+    const hour = words[w + this.hourWord]!;
+    const minute = words[w + this.hourWord + 1]!;
+    const second = doubles[r * DOUBLES + this.secondDouble]!;
     if (hour > 24 || minute > 59 || !(second >= 0 && second <= 59.999999)) return;
     const flowId = words[w]!;
-    const ports = [words[w + 2]!, words[w + 3]!] as const;
-    const f = this.window.flow(flowId, ports);
-    if (f.ports[0] !== ports[0] || f.ports[1] !== ports[1]) {
+    const srcPort = words[w + 2]!;
+    const destPort = words[w + 3]!;
+    const f = this.window.flow(flowId, srcPort, destPort);
+    if (f.srcPort !== srcPort || f.destPort !== destPort) {
       throw new LogFormatError(
         this.file,
-        `holds two flows with flow id ${flowId} (ports ${f.ports[0]}->${f.ports[1]} and ${ports[0]}->${ports[1]}); pairing by flow id and sequence number needs one flow per id: use the -x log of this sender's flow`,
+        `holds two flows with flow id ${flowId} (ports ${f.srcPort}->${f.destPort} and ${srcPort}->${destPort}); pairing by flow id and sequence number needs one flow per id: use the -x log of this sender's flow`,
       );
     }
     this.window.put(f, words[w + 1]!, hour * 3600 + minute * 60 + second);
@@ -217,7 +314,7 @@ export async function decodePairedLogs(senderLog: string, receiverLog: string, o
     }
     return { ...decoded, receiverLog };
   } finally {
-    stamps.close();
+    await stamps.close();
   }
 }
 

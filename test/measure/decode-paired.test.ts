@@ -131,7 +131,7 @@ describe("pairing: loss, reordering, the window, and logs that do not belong tog
 
   it("a receiver log running more than the window ahead leaves the overrun records unpaired, never mismatched", () => {
     const window = new StampWindow(8);
-    const f = window.flow(1, [1, 2]);
+    const f = window.flow(1, 1, 2);
     for (let seq = 1; seq <= 20; seq++) window.put(f, seq, seq / 10);
     expect(window.get(1, 12)).toBeNaN();
     expect(window.get(1, 13)).toBeCloseTo(1.3, 12);
@@ -160,7 +160,7 @@ describe("pairing: loss, reordering, the window, and logs that do not belong tog
       expect(stamps.sendStampOf(7, 1)).toBeNaN();
       expect(stamps.records).toBe(4 * PAIRING_WINDOW);
     } finally {
-      stamps.close();
+      await stamps.close();
     }
   });
 
