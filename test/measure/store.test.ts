@@ -159,7 +159,7 @@ describe("ResultStore", () => {
     store.close();
   });
 
-  it("upgrades a schema-1 store in place: its runs read back unchanged and without a delay source", () => {
+  it("upgrades a schema-1 store in place: its runs read back unchanged and without a delay source, new runs keep theirs", () => {
     const raw = new Database(file);
     raw.exec(readFileSync(SCHEMA_1_STORE, "utf8"));
     const before = raw.prepare(`SELECT * FROM run_result ORDER BY run_id`).all() as Record<string, unknown>[];
@@ -176,12 +176,19 @@ describe("ResultStore", () => {
       expect([r.delaySource, r.excludedRecords, r.delayViews]).toEqual([undefined, undefined, undefined]);
     }
     store.close();
-    // Opened again, nothing more to do; the old rows are untouched by the upgrade.
+    // Opened again, nothing more to do; the old rows are untouched by the upgrade, and new runs keep their readings.
     const again = ResultStore.open(file);
     expect(again.results(id!)).toEqual(results);
+    const newId = campaignIdFor(def);
+    const plan = planCampaign(newId, def);
+    again.ensureCampaign(newId, def, plan);
+    const paired: RunResult = { ...okResult(plan[0]!), delaySource: "paired", excludedRecords: 0, delayViews: { sender: { summary, excludedRecords: 2 } } };
+    again.commitRun(newId, paired, { receiverLogPath: "x.receiver.rlog" });
+    expect(again.results(newId)).toEqual([paired]);
+    expect(again.runRecords(newId).get(plan[0]!.runId)?.receiverLogPath).toBe("x.receiver.rlog");
     again.close();
     const after = new Database(file, { readonly: true });
-    const rows = after.prepare(`SELECT * FROM run_result ORDER BY run_id`).all() as Record<string, unknown>[];
+    const rows = after.prepare(`SELECT * FROM run_result WHERE campaign_id = ? ORDER BY run_id`).all(id) as Record<string, unknown>[];
     expect(rows.map((r) => Object.fromEntries(Object.keys(before[0]!).map((k) => [k, r[k]])))).toEqual(before);
     after.close();
   });
