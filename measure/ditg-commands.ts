@@ -44,6 +44,8 @@ export interface FlowExpectation {
   readonly records: number;
   /** Fewer than records × minShare fails the run. */
   readonly minShare: number;
+  /** The link cap in Mbit/s when it, not the packet rate, sets `records`. */
+  readonly linkMbps?: number;
 }
 
 export interface SenderCommand {
@@ -91,6 +93,7 @@ export function expectedRecords(traffic: TrafficProfile, durationS: number, link
   return {
     records: Math.floor(Math.min(offered, linkCap) * durationS),
     minShare: linkLimited ? MIN_RECORD_SHARE.linkLimited : MIN_RECORD_SHARE.paced,
+    ...(linkLimited ? { linkMbps } : {}),
   };
 }
 
@@ -182,13 +185,23 @@ export function judgeFlow(senderOutput: string, decoded: DecodedLog, expected: F
     };
   }
   const needed = Math.ceil(expected.records * expected.minShare);
-  if (total.packets < needed) {
-    return {
-      ok: false,
-      reason: `${decoded.file} has ${total.packets} records, expected at least ${needed} (${expected.minShare * 100}% of ${expected.records})`,
-    };
-  }
+  if (total.packets < needed) return { ok: false, reason: shortfallReason(decoded, expected, needed) };
   return { ok: true };
+}
+
+/**
+ * Why a flow logged too few records: a sender that fell behind (a busy host) or a path that lost
+ * packets (a broken pipeline). Sequence numbers start at 1 (-p 0), so the records plus the gaps
+ * between them are what ITGSend had sent by the last logged packet.
+ */
+function shortfallReason(decoded: DecodedLog, expected: FlowExpectation, needed: number): string {
+  const { packets, dropped } = decoded.total;
+  const sent = packets + dropped;
+  const count = `${decoded.file} has ${packets} records, expected at least ${needed} (${expected.minShare * 100}% of ${expected.records})`;
+  const lost = `${dropped} of ${sent} packets sent were lost on the path`;
+  if (sent >= needed) return `${count}: ${lost}`;
+  const target = expected.linkMbps === undefined ? `${expected.records} scheduled` : `the ${expected.records} its ${expected.linkMbps} Mbit/s link cap lets through`;
+  return `ITGSend could not hold its rate: sent ${sent} of ${target} (a host too busy to keep pace); ${count}, ${dropped > 0 ? lost : "none lost on the path"}`;
 }
 
 /** The rate a flow achieved, from its log: what arrived between the first and the last record. */

@@ -80,7 +80,7 @@ describe("senderCommand", () => {
 
   it("expects rate × duration records, capped by the link for the throughput profile", () => {
     // 500 Mbit/s over 64000-byte messages: 976.5 messages/s, below the offered 2000.
-    expect(throughput.expected).toEqual({ records: Math.floor((500e6 / 8 / 64000) * 30), minShare: MIN_RECORD_SHARE.linkLimited });
+    expect(throughput.expected).toEqual({ records: Math.floor((500e6 / 8 / 64000) * 30), minShare: MIN_RECORD_SHARE.linkLimited, linkMbps: 500 });
     expect(latency.expected).toEqual({ records: 30_000, minShare: MIN_RECORD_SHARE.paced });
     expect(expectedRecords(scenario.traffic.throughput, 10, 0)).toEqual({ records: 20_000, minShare: MIN_RECORD_SHARE.paced });
   });
@@ -151,13 +151,13 @@ describe("judgeFlow", () => {
     await rm(dir, { recursive: true, force: true });
   });
 
-  /** A decoded log of `n` records per flow id given. */
-  async function decoded(name: string, n: number, flowIds = [1], badTime = false): Promise<DecodedLog> {
+  /** A decoded log of `n` records per flow id given; `seqOf` numbers them (default 1..n, nothing lost). */
+  async function decoded(name: string, n: number, flowIds = [1], badTime = false, seqOf = (i: number) => i + 1): Promise<DecodedLog> {
     const t0 = Date.UTC(2026, 0, 5, 12) * 1000;
     const records = flowIds.flatMap((flowId) =>
       Array.from({ length: n }, (_, i) => ({
         flowId,
-        seqNum: i + 1,
+        seqNum: seqOf(i),
         srcAddress: "198.18.0.10",
         srcPort: 40000,
         destAddress: "0.0.0.0",
@@ -196,7 +196,7 @@ describe("judgeFlow", () => {
   it("fails on too few records, an empty log, two flows in one log, or corrupt records", async () => {
     expect(judgeFlow(finished, await decoded("short.log", 94), expected)).toMatchObject({
       ok: false,
-      reason: expect.stringMatching(/has 94 records, expected at least 95 \(95% of 100\)$/),
+      reason: expect.stringMatching(/has 94 records, expected at least 95 \(95% of 100\), none lost on the path$/),
     });
     expect(judgeFlow(finished, await decoded("empty.log", 0), expected)).toMatchObject({ ok: false, reason: expect.stringContaining("holds no records") });
     expect(judgeFlow(finished, await decoded("two.log", 100, [1, 2]), expected)).toMatchObject({
@@ -207,5 +207,26 @@ describe("judgeFlow", () => {
       ok: false,
       reason: expect.stringContaining("1 records with out-of-range time fields"),
     });
+  });
+
+  it("tells a sender that fell behind its rate (a busy host) from a path that lost packets (a broken pipeline)", async () => {
+    // 80 packets sent, numbered without gaps: ITGSend never sent the other 20.
+    const behind = judgeFlow(finished, await decoded("behind.log", 80), expected);
+    expect(behind).toEqual({
+      ok: false,
+      reason: `ITGSend could not hold its rate: sent 80 of 100 scheduled (a host too busy to keep pace); ${join(dir, "behind.log")} has 80 records, expected at least 95 (95% of 100), none lost on the path`,
+    });
+    // 100 sent, every fifth lost on the way: the records' sequence numbers have gaps.
+    const lossy = judgeFlow(finished, await decoded("lossy.log", 80, [1], false, (i) => i + Math.floor(i / 4) + 1), expected);
+    expect(lossy).toEqual({
+      ok: false,
+      reason: `${join(dir, "lossy.log")} has 80 records, expected at least 95 (95% of 100): 19 of 99 packets sent were lost on the path`,
+    });
+    // Both at once: the sender's shortfall is named first, the loss beside it.
+    const both = judgeFlow(finished, await decoded("both.log", 60, [1], false, (i) => i + Math.floor(i / 4) + 1), expected);
+    expect(both).toMatchObject({ ok: false, reason: expect.stringMatching(/^ITGSend could not hold its rate: sent 74 of 100 scheduled .* 14 of 74 packets sent were lost on the path$/) });
+    // A link-limited flow names the cap that sets its expectation.
+    const capped = judgeFlow(finished, await decoded("capped.log", 50), { records: 97, minShare: 0.9, linkMbps: 50 });
+    expect(capped).toMatchObject({ ok: false, reason: expect.stringMatching(/^ITGSend could not hold its rate: sent 50 of the 97 its 50 Mbit\/s link cap lets through /) });
   });
 });
