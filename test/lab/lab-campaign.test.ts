@@ -22,6 +22,7 @@ import { flowLogs, senderCommand } from "../../measure/ditg-commands.js";
 import { decodeLogFile } from "../../measure/ditg-log.js";
 import { awaitSender, settledLog } from "../../measure/ditg-sender.js";
 import { ResultStore } from "../../measure/store.js";
+import type { RunResult } from "../../measure/types.js";
 import type { Family } from "../../scenario/cidr.js";
 import { asRootWithout, AS_NOBODY, canDropPrivileges } from "./privilege-drop.js";
 
@@ -101,8 +102,13 @@ async function barePathMbps(backend: LabBackend, def: CampaignDefinition, family
   return decoded.total.bitrateKbps / 1000;
 }
 
-/** A failed attempt's reason that blames the machine (ITGSend fell behind, nothing lost), not the pipeline. */
+/**
+ * A failure that blames the machine, not the pipeline: ITGSend fell behind its schedule over the whole
+ * flow (D-ITG skips the send slots it misses while it waits for a core) and nothing it sent was lost.
+ * Such a run still crossed the dataplane, the decoder and the store, and is kept with its figures.
+ */
 const BUSY_HOST = /^ITGSend could not hold its rate: .*, none lost on the path$/;
+const crossedThePipeline = (r: RunResult) => r.status === "ok" || BUSY_HOST.test(r.failure ?? "");
 
 describe.skipIf(hostProblem !== undefined)(`the lab's smoke campaign on this kernel${hostProblem ? ` (skipped: ${hostProblem})` : ""}`, () => {
   const def = labDefinition(LAB_PROFILES.smoke);
@@ -134,27 +140,22 @@ describe.skipIf(hostProblem !== undefined)(`the lab's smoke campaign on this ker
   }, 4 * estimateWallSeconds(def) * 1000);
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-  it("stores an ok run in every cell: both dataplanes, both families, every profile, every step", () => {
+  it("stores in every cell a run that crossed the pipeline: ok, or short only because a busy host's ITGSend fell behind", () => {
     expect(summary).toMatchObject({ total: 48, done: 48, stopped: false });
     const store = ResultStore.open(db);
     try {
       const results = store.results(campaignId);
-      const cells = new Map<string, number>();
-      for (const r of results.filter((r) => r.status === "ok")) {
-        const cell = `${r.dataplane} ${r.family} ${r.profile} ${r.services}`;
-        cells.set(cell, (cells.get(cell) ?? 0) + 1);
-      }
-      const failures = (cell: string) =>
-        results.filter((r) => `${r.dataplane} ${r.family} ${r.profile} ${r.services}` === cell && r.status === "failed").map((r) => r.failure).join("; ");
+      const cellOf = (r: RunResult) => `${r.dataplane} ${r.family} ${r.profile} ${r.services}`;
       for (const dataplane of def.dataplanes) for (const family of def.families) for (const profile of def.profiles) for (const services of def.services) {
         const cell = `${dataplane} ${family} ${profile} ${services}`;
-        expect(cells.get(cell) ?? 0, `${cell} (bare path ${barePath[family]?.toFixed(1)} Mbit/s): ${failures(cell)}`).toBeGreaterThanOrEqual(1);
+        const runs = results.filter((r) => cellOf(r) === cell);
+        expect(runs.filter(crossedThePipeline).length, `${cell}: ${runs.map((r) => r.failure ?? r.status).join("; ")}`).toBeGreaterThanOrEqual(1);
       }
-      // Never above the cap: its rate plus what the shaper's bucket and the first message (before the first record's
-      // receive time) add over the run. Most of what the bare path carried on this machine in this test.
+      // Never above the cap: its rate plus what the shaper's bucket and the first message (sent before the first
+      // record's receive time) add over the run. Most of what the bare path carried on this machine in this test.
       const [shaper] = shapingCommands("x", "tbf", def.linkMbps);
       const burstBytes = Number(shaper![shaper!.indexOf("burst") + 1]);
-      for (const r of results.filter((r) => r.status === "ok")) {
+      for (const r of results.filter(crossedThePipeline)) {
         const s = r.summary!;
         if (r.profile === "throughput") {
           const mbps = s.bitrateKbps / 1000;
