@@ -44,14 +44,78 @@ export function collectArtifacts(resources: readonly PlannedResource[]): Artifac
   return artifacts.filter((a, i) => artifacts.findIndex((b) => b.path === a.path) === i);
 }
 
-/** Parses repeated `--config key=value` flags into full config keys. */
-export function parseConfigOverrides(pairs: readonly string[]): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const pair of pairs) {
+/** One `--config KEY=VALUE` flag: the full top-level key, the path below it, the value as given. */
+interface ConfigOverride {
+  readonly key: string;
+  readonly path: readonly (string | number)[];
+  readonly value: string;
+}
+
+/** `a.b[0].c` -> ["a", "b", 0, "c"]. */
+function splitConfigPath(text: string, flag: string): (string | number)[] {
+  const parts: (string | number)[] = [];
+  for (const m of text.matchAll(/([^.[\]]+)|\[(\d+)\]|(\.)/g)) {
+    if (m[1] !== undefined) parts.push(m[1]);
+    else if (m[2] !== undefined) parts.push(Number(m[2]));
+  }
+  if (parts.length === 0 || typeof parts[0] !== "string") {
+    throw new Error(`--config "${flag}": accepted: KEY=VALUE or KEY.PATH=VALUE, e.g. --config services=10000 or --config sweep.runs=5`);
+  }
+  return parts;
+}
+
+/** Parses repeated `--config key=value` flags; keys without a namespace are testbed: keys. */
+export function parseConfigOverrides(pairs: readonly string[]): ConfigOverride[] {
+  return pairs.map((pair) => {
     const eq = pair.indexOf("=");
-    if (eq <= 0) throw new Error(`--config "${pair}": accepted: KEY=VALUE, e.g. --config testbed:services=10000`);
-    const key = pair.slice(0, eq);
-    out[key.includes(":") ? key : `testbed:${key}`] = pair.slice(eq + 1);
+    if (eq <= 0) throw new Error(`--config "${pair}": accepted: KEY=VALUE, e.g. --config services=10000 or --config sweep.runs=5`);
+    const name = pair.slice(0, eq);
+    const colon = name.indexOf(":");
+    const namespace = colon >= 0 ? name.slice(0, colon) : "testbed";
+    const [top, ...path] = splitConfigPath(colon >= 0 ? name.slice(colon + 1) : name, pair);
+    return { key: `${namespace}:${String(top)}`, path, value: pair.slice(eq + 1) };
+  });
+}
+
+/** A leaf set through a path, typed as `pulumi config set --path` types it: booleans, integers, else text. */
+function pathValue(text: string): unknown {
+  if (text === "true" || text === "false") return text === "true";
+  if (/^-?\d+$/.test(text)) return Number(text);
+  return text;
+}
+
+/**
+ * Applies the overrides to a stack's config (full keys to the strings Pulumi stores): a top-level
+ * key takes the text as it is, as `pulumi config set` does; a path sets one leaf inside the key's
+ * object and keeps the rest, as `pulumi config set --path` does.
+ */
+export function applyConfigOverrides(values: Readonly<Record<string, string>>, pairs: readonly string[]): Record<string, string> {
+  const out = { ...values };
+  for (const o of parseConfigOverrides(pairs)) {
+    if (o.path.length === 0) {
+      out[o.key] = o.value;
+      continue;
+    }
+    let root: unknown;
+    try {
+      root = out[o.key] === undefined ? (typeof o.path[0] === "number" ? [] : {}) : JSON.parse(out[o.key]!);
+    } catch {
+      root = undefined;
+    }
+    const where = `--config ${o.key}.${o.path.join(".")}`;
+    if (root === null || typeof root !== "object") throw new Error(`${where}: ${o.key} holds ${out[o.key]}, not an object; accepted: a path into an object setting`);
+    let node = root as Record<string | number, unknown>;
+    o.path.forEach((segment, i) => {
+      if (i === o.path.length - 1) {
+        node[segment] = pathValue(o.value);
+        return;
+      }
+      const next = node[segment] ?? (typeof o.path[i + 1] === "number" ? [] : {});
+      if (next === null || typeof next !== "object") throw new Error(`${where}: ${String(segment)} holds ${JSON.stringify(next)}, not an object`);
+      node[segment] = next;
+      node = next as Record<string | number, unknown>;
+    });
+    out[o.key] = JSON.stringify(root);
   }
   return out;
 }
@@ -62,9 +126,10 @@ export interface PlanResult {
   readonly artifacts: Artifact[];
 }
 
-export async function plan(stack: string, overrides: Record<string, string> = {}): Promise<PlanResult> {
+/** Plans a committed stack with `--config` overrides applied to its config. */
+export async function plan(stack: string, overrides: readonly string[] = []): Promise<PlanResult> {
   const { values, secretKeys } = readStackConfig(PROJECT_DIR, stack, (p) => fs.readFileSync(p, "utf8"));
-  const run = await runOffline({ stack, config: { ...values, ...overrides }, secretKeys });
+  const run = await runOffline({ stack, config: applyConfigOverrides(values, overrides), secretKeys });
   return { resources: run.resources, outputs: run.outputs, artifacts: collectArtifacts(run.resources) };
 }
 
@@ -94,10 +159,10 @@ export async function planCommand(): Promise<Command> {
     .description("run the Pulumi program of a stack offline (mocked engine): print its resources, write them and every rendered file")
     .addOption(new Option("--stack <name>", "stack to plan (a committed Pulumi.<name>.yaml)").makeOptionMandatory())
     .option("--out <dir>", "write resources.json, outputs.json and the rendered files here")
-    .option("--config <key=value>", "override a config key for this plan (repeatable)", (v: string, prev: string[]) => [...prev, v], [] as string[])
+    .option("--config <key=value>", "override a config key for this plan, KEY=VALUE or KEY.PATH=VALUE as pulumi config set [--path] (repeatable)", (v: string, prev: string[]) => [...prev, v], [] as string[])
     .option("--quiet", "print nothing but errors")
     .action(async (opts: { stack: string; out?: string; config: string[]; quiet?: boolean }) => {
-      const result = await plan(opts.stack, parseConfigOverrides(opts.config));
+      const result = await plan(opts.stack, opts.config);
       if (!opts.quiet) console.log(resourceTable(result.resources));
       if (opts.out) {
         writePlan(opts.out, result);

@@ -1,6 +1,14 @@
 // Pulumi config -> Scenario. Nothing else in the program reads config.
 import * as pulumi from "@pulumi/pulumi";
-import { CONFIG_NAMESPACE, parseScenario, placeholdersIn, scenarioSchema, type Scenario } from "../scenario/schema.js";
+import {
+  CONFIG_NAMESPACE,
+  ScenarioError,
+  parseScenario,
+  placeholdersIn,
+  scenarioSchema,
+  unknownConfigKeyProblems,
+  type Scenario,
+} from "../scenario/schema.js";
 
 /** Keys whose values are plain strings; every other key holds JSON (numbers, lists, objects). */
 const STRING_KEYS = new Set(["dataplane", "adminCidr", "sshPublicKey"]);
@@ -40,6 +48,9 @@ export const OFFLINE_ENV = "TESTBED_OFFLINE";
  */
 export function loadConfig(): LoadedConfig {
   const config = new pulumi.Config(CONFIG_NAMESPACE);
+  // Unknown keys first: a typo (testbed:sevices) would otherwise leave the default in place silently.
+  const unknown = unknownConfigKeyProblems(Object.keys(pulumi.runtime.allConfig()));
+  if (unknown.length > 0) throw new ScenarioError(unknown);
   const scenario = parseScenario(readRawScenario((k) => config.get(k)));
   const placeholders = placeholdersIn(scenario);
   const offline = process.env[OFFLINE_ENV] === "1";

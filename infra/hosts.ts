@@ -1,6 +1,6 @@
 // What the OpenStack layer hands to the layers above it: hosts, how to reach them, their addresses,
 // and the cloud-init parts other layers add to a host's user data.
-import type * as pulumi from "@pulumi/pulumi";
+import * as pulumi from "@pulumi/pulumi";
 import type * as command from "@pulumi/command";
 import type { Family } from "../scenario/cidr.js";
 
@@ -17,8 +17,28 @@ export interface HostAccess {
   readonly addresses: Partial<Record<LabNetwork, Partial<Record<Family, pulumi.Output<string>>>>>;
   /** Name of the NIC on each network inside the guest (e.g. the data-center NIC Cilium pins). */
   readonly interfaces: Partial<Record<LabNetwork, string>>;
-  /** The server, for dependsOn and deletedWith of commands that run on it. */
+  /** The server, for deletedWith of commands that run on it. */
   readonly server: pulumi.Resource;
+  /**
+   * The host's readiness check (cloud-init done, its own setup checked on the host): what every
+   * command that runs on the host, or relies on it, depends on.
+   */
+  readonly ready: pulumi.Resource;
+}
+
+/**
+ * A host's SSH connection that retries without limit while the VM boots, bounded by the command's
+ * customTimeouts (pulumi-command gives up after 10 failed dials by default, quickly exhausted).
+ */
+export function patientConnection(connection: pulumi.Input<command.types.input.remote.ConnectionArgs>): pulumi.Output<command.types.input.remote.ConnectionArgs> {
+  return pulumi.secret(
+    pulumi.output(connection).apply((c) => ({
+      ...c,
+      dialErrorLimit: -1,
+      perDialTimeout: 30,
+      ...(c.proxy ? { proxy: { ...(c.proxy as command.types.input.remote.ProxyConnectionArgs), dialErrorLimit: -1, perDialTimeout: 30 } } : {}),
+    })),
+  );
 }
 
 /**

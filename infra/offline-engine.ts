@@ -1,6 +1,7 @@
 // Runs the real Pulumi program against a mocked engine: no CLI, no cloud. Used by `testbed plan`,
 // `testbed diff` and the tests. Provider-computed fields that the program reads (addresses, command
 // output) are filled in here, so the program's own apply() code runs as it would in a deployment.
+import { createHash } from "node:crypto";
 import * as path from "node:path";
 import { pathToFileURL } from "node:url";
 import * as pulumi from "@pulumi/pulumi";
@@ -42,6 +43,12 @@ async function plainInputs(value: unknown): Promise<unknown> {
   return value;
 }
 
+/** A MAC in Neutron's default base (fa:16:3e), fixed by the port's name so that plans are stable. */
+export function standInMac(name: string): string {
+  const digest = createHash("sha256").update(name).digest();
+  return ["fa", "16", "3e", ...[0, 1, 2].map((i) => digest[i]!.toString(16).padStart(2, "0"))].join(":");
+}
+
 /** Deterministic fake addresses, from documentation ranges, for fields the cloud would compute. */
 let addressCounter = 10;
 function computedState(type: string, name: string, inputs: Record<string, unknown>): Record<string, unknown> {
@@ -51,7 +58,7 @@ function computedState(type: string, name: string, inputs: Record<string, unknow
     case "openstack:networking/port:Port": {
       const fixed = (inputs.fixedIps as { ipAddress?: string }[] | undefined) ?? [];
       const given = fixed.map((f) => f.ipAddress).filter((a): a is string => typeof a === "string");
-      return { allFixedIps: given.length > 0 ? given : [`192.0.2.${addressCounter++}`], macAddress: "fa:16:3e:00:00:01" };
+      return { allFixedIps: given.length > 0 ? given : [`192.0.2.${addressCounter++}`], macAddress: standInMac(name) };
     }
     case "openstack:compute/instance:Instance":
       return { accessIpV4: `192.0.2.${addressCounter++}` };

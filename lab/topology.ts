@@ -15,6 +15,7 @@ import { cidrContains, cidrsOverlap, nthAddress, parseCidr, type Cidr, type Fami
 import { exec, inNetns, run, spawnInNetns, type CommandOptions, type CommandResult } from "./netns.js";
 import { processPrivilegeProblem } from "./privileges.js";
 import { claimPrefix, findRunPrefixes, PREFIX_PATTERN, removeRun, RUN_MARKER, RUN_STATE_DIR } from "./run-registry.js";
+import { SHAPERS, shapingCommands, type Shaper } from "../scenario/link-cap.js";
 
 export { cleanupLeftovers, findRunObjects, type CleanupReport, type RunObjects } from "./run-registry.js";
 
@@ -38,8 +39,7 @@ export const DEFAULT_SUBNETS: Readonly<Record<LinkName, Readonly<Record<Family, 
   pod: { ipv4: "198.18.2.0/24", ipv6: "2001:2:0:40::/64" },
 };
 
-export const SHAPERS = ["tbf", "htb"] as const;
-export type Shaper = (typeof SHAPERS)[number];
+export { SHAPERS, shapingCommands, type Shaper } from "../scenario/link-cap.js";
 
 export interface TopologyOptions {
   /** Four characters [a-z0-9] that complete the run prefix; random when absent. */
@@ -214,23 +214,6 @@ function resolveShaping(options: TopologyOptions): TopologyPlan["shaping"] {
     throw new Error(`shaper: "${String(shaper)}" is unknown; accepted: ${SHAPERS.join(", ")}`);
   }
   return mbps === 0 ? null : { shaper, mbps };
-}
-
-/** Pure: the tc commands (argument arrays, run in the interface's namespace) that cap egress of one interface. */
-export function shapingCommands(ifname: string, shaper: Shaper, mbps: number): string[][] {
-  const bitsPerSecond = Math.round(mbps * 1e6);
-  // Enough tokens for 4 ms at full rate, and never less than two 64 KiB GSO super-packets,
-  // which tbf would otherwise split or drop.
-  const burstBytes = Math.max(Math.ceil((bitsPerSecond / 8) * 0.004), 2 * 65536);
-  const rate = `${bitsPerSecond}bit`;
-  if (shaper === "tbf") {
-    return [["tc", "qdisc", "replace", "dev", ifname, "root", "tbf", "rate", rate, "burst", String(burstBytes), "latency", "50ms"]];
-  }
-  return [
-    ["tc", "qdisc", "replace", "dev", ifname, "root", "handle", "1:", "htb", "default", "1"],
-    ["tc", "class", "replace", "dev", ifname, "parent", "1:", "classid", "1:1", "htb", "rate", rate, "ceil", rate,
-      "burst", String(burstBytes), "cburst", String(burstBytes)],
-  ];
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -2,14 +2,34 @@
 // Both backends (the Pulumi program and the local lab) read a parsed Scenario and nothing else.
 // Defaults reproduce the paper (shared reference: Leiter, Matusovits, Bokor 2025).
 import { z } from "zod";
-import { cidrSize, cidrsOverlap, parseCidr, type Cidr, type Family } from "./cidr.js";
+import { cidrSize, cidrsOverlap, isAddress, parseCidr, type Cidr, type Family } from "./cidr.js";
+import { closestKey } from "./suggest.js";
 
 export const DATAPLANES = ["iptables", "ebpf"] as const;
 export type Dataplane = (typeof DATAPLANES)[number];
 export const FAMILIES = ["ipv4", "ipv6"] as const;
+/**
+ * How the measured links are capped at linkMbps: `guest` shapes with tc inside the VMs (a project
+ * member can do it), `neutron` with a Neutron QoS policy (creating one needs the admin role; attaching
+ * an existing one, openstack.qosPolicyId, does not), `none` leaves the links uncapped.
+ */
+export const LINK_SHAPINGS = ["guest", "neutron", "none"] as const;
+export type LinkShaping = (typeof LINK_SHAPINGS)[number];
 
 /** The Pulumi config namespace of every key below ("testbed:dataplane", ...). */
 export const CONFIG_NAMESPACE = "testbed";
+
+/**
+ * Resolvers for the management subnet when none are set: Quad9 and Cloudflare, two operators, so
+ * one outage does not stop a deployment. Override them with your cloud's own.
+ */
+export const DEFAULT_DNS_NAMESERVERS = ["9.9.9.9", "1.1.1.1"] as const;
+
+/** Smallest lab block that holds the fixed host addresses and a DHCP pool (IPv4 /27, IPv6 /123). */
+export const MIN_BLOCK_ADDRESSES = 32;
+
+/** kube-apiserver refuses a service CIDR with more than 20 host bits (IPv4 /12, IPv6 /108). */
+export const MAX_SERVICE_HOST_BITS = 20;
 
 /** Service counts of the paper's sweep: 1, then 1000 to 10000 in steps of 1000. */
 export const PAPER_SWEEP = [1, ...Array.from({ length: 10 }, (_, i) => (i + 1) * 1000)];
@@ -22,13 +42,20 @@ const cidrText = (family: Family) =>
   });
 
 const dualCidr = (v4: string, v6: string) =>
-  z.object({ ipv4: cidrText("ipv4").default(v4), ipv6: cidrText("ipv6").default(v6) }).prefault({});
+  z.strictObject({ ipv4: cidrText("ipv4").default(v4), ipv6: cidrText("ipv6").default(v6) }).prefault({});
 
 const count = (min: number) => z.number().int().min(min);
 
+/**
+ * A number that may arrive as text: `pulumi config set --path` stores integers as numbers but any
+ * other number (2.5) as a string, so a decimal set that way must still read as a number.
+ */
+const decimal = (schema: z.ZodNumber) =>
+  z.preprocess((v) => (typeof v === "string" && /^-?\d+(\.\d+)?$/.test(v.trim()) ? Number(v) : v), schema);
+
 const host = (vcpus: number, ramMiB: number, diskGiB: number, flavor: string) =>
   z
-    .object({
+    .strictObject({
       vcpus: count(1).default(vcpus),
       ramMiB: count(256).default(ramMiB),
       diskGiB: count(1).default(diskGiB),
@@ -49,7 +76,7 @@ const trafficProfile = (p: {
   packetsPerSecond: number;
 }) =>
   z
-    .object({
+    .strictObject({
       protocol: z.enum(["TCP", "UDP"]).default(p.protocol),
       /** D-ITG meter: rttm measures round trips on the sender's clock; owdm needs synchronised clocks. */
       meter: z.enum(["owdm", "rttm"]).default(p.meter),
@@ -59,14 +86,14 @@ const trafficProfile = (p: {
     .prefault({});
 
 export const scenarioSchema = z
-  .object({
+  .strictObject({
     /** Which Service dataplane the cluster runs: kube-proxy in iptables mode, or Cilium's kube-proxy replacement. */
     dataplane: z.enum(DATAPLANES),
     /** How many scaled Services the stack deploys (one step of the sweep). */
     services: count(0).default(1),
     /** Optional: run D-ITG from the stack and export its summary as the output `measurement`. */
     measure: z
-      .object({
+      .strictObject({
         profile: z.enum(["throughput", "latency"]),
         family: z.enum(FAMILIES).default("ipv4"),
         runs: count(1).max(1000).default(1),
@@ -90,24 +117,26 @@ export const scenarioSchema = z
       .refine((f) => new Set(f).size === f.length, { message: "lists a family twice" })
       .default(["ipv4", "ipv6"]),
     /** Rate cap of every link on the measured path in Mbit/s; 0 turns the cap off. */
-    linkMbps: z.number().min(0).max(100_000).default(500),
+    linkMbps: decimal(z.number().min(0).max(100_000)).default(500),
+    /** How the cap is applied; the default needs no admin role (see LINK_SHAPINGS). */
+    linkShaping: z.enum(LINK_SHAPINGS).default("guest"),
 
     sweep: z
-      .object({
+      .strictObject({
         services: z
           .array(count(0))
           .min(1)
           .refine((s) => s.every((n, i) => i === 0 || n > s[i - 1]!), { message: "must be strictly increasing" })
           .default(PAPER_SWEEP),
         runs: count(1).default(100),
-        flowSeconds: z.number().min(1).max(3600).default(30),
+        flowSeconds: decimal(z.number().min(1).max(3600)).default(30),
         /** Seeds NodePort assignment, step order and bootstrap resampling. */
         seed: count(0).default(2025),
       })
       .prefault({}),
 
     traffic: z
-      .object({
+      .strictObject({
         // 64000-byte messages at 2000/s offer ~1 Gbit/s, above the 500 Mbit/s cap: the link decides.
         throughput: trafficProfile({ protocol: "TCP", meter: "owdm", payloadBytes: 64000, packetsPerSecond: 2000 }),
         latency: trafficProfile({ protocol: "UDP", meter: "rttm", payloadBytes: 512, packetsPerSecond: 1000 }),
@@ -115,7 +144,7 @@ export const scenarioSchema = z
       .prefault({}),
 
     hosts: z
-      .object({
+      .strictObject({
         client: host(1, 2048, 20, "m1.small"),
         router: host(1, 2048, 20, "m1.small"),
         master: host(2, 4096, 40, "m1.medium"),
@@ -125,7 +154,7 @@ export const scenarioSchema = z
       .prefault({}),
 
     flavors: z
-      .object({
+      .strictObject({
         /** Create the flavors (admin rights) instead of using the existing ones named in `hosts`. */
         create: z.boolean().default(false),
         /** The paper's per-vCPU clock cap, applied as a CPU quota when flavors are created. */
@@ -137,7 +166,7 @@ export const scenarioSchema = z
       .prefault({}),
 
     openstack: z
-      .object({
+      .strictObject({
         image: z.string().min(1).default("ubuntu-20.04"),
         /** Kernel and cgroup layout of the image: they decide which Cilium and kubelet can run. */
         imageKernel: z.string().regex(/^\d+\.\d+$/, { message: "accepted: MAJOR.MINOR, e.g. 5.4" }).default("5.4"),
@@ -145,12 +174,29 @@ export const scenarioSchema = z
         sshUser: z.string().min(1).default("ubuntu"),
         externalNetwork: z.string().min(1).default("public"),
         availabilityZone: z.string().min(1).optional(),
-        dnsNameservers: z.array(z.string()).default([]),
+        /**
+         * Resolvers of the management subnet. Without any, Neutron's dnsmasq on ML2/OVS clouds runs with
+         * --no-resolv and the hosts resolve nothing: apt, pkgs.k8s.io, Helm and image pulls all fail.
+         */
+        dnsNameservers: z
+          .array(z.string().refine((a) => isAddress(a), { message: "not an IP address; accepted: e.g. 9.9.9.9" }))
+          .min(1, { message: "empty; the hosts would resolve no name. accepted: at least one IPv4 resolver, e.g. [\"9.9.9.9\"]" })
+          .default([...DEFAULT_DNS_NAMESERVERS]),
+        /**
+         * An existing Neutron QoS policy (id) for the measured ports, with linkShaping neutron: nothing
+         * is created, so a project member can use it (an admin shares it, or creates it in the project).
+         */
+        qosPolicyId: z
+          .string()
+          .regex(/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/, {
+            message: "not a Neutron id; accepted: a UUID such as 3f2b1c9e-8d7a-4e6f-9b0c-1a2d3e4f5a6b (`openstack network qos policy list`)",
+          })
+          .optional(),
       })
       .prefault({}),
 
     network: z
-      .object({
+      .strictObject({
         client: dualCidr("198.18.0.0/24", "2001:2:0:10::/64"),
         datacenter: dualCidr("198.18.1.0/24", "2001:2:0:20::/64"),
         management: dualCidr("198.19.0.0/24", "2001:2:0:30::/64"),
@@ -158,7 +204,7 @@ export const scenarioSchema = z
       .prefault({}),
 
     kubernetes: z
-      .object({
+      .strictObject({
         // 1.32 is the newest line that Cilium 1.17 is tested against and that runs on cgroup v1 untold.
         version: version.default("1.32.9"),
         /** kube-apiserver --service-node-port-range, inclusive at both ends. */
@@ -184,7 +230,7 @@ export const scenarioSchema = z
       .prefault({}),
 
     cilium: z
-      .object({
+      .strictObject({
         version: version.default("1.17.18"),
         /** Helm client on the master that installs the chart (a Helm 3 release from get.helm.sh). */
         helmVersion: version.default("3.18.6"),
@@ -192,7 +238,7 @@ export const scenarioSchema = z
       .prefault({}),
 
     receiver: z
-      .object({
+      .strictObject({
         image: z.string().min(1).default("docker.io/library/debian:bookworm-slim"),
         namespace: z.string().regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/).default("ditg"),
         /** ITGRecv's TCP signaling port inside the pod. */
@@ -204,7 +250,7 @@ export const scenarioSchema = z
       .prefault({}),
 
     workloads: z
-      .object({
+      .strictObject({
         namespace: z.string().regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/).default("scale"),
       })
       .prefault({}),
@@ -294,6 +340,43 @@ function crossChecks(s: Scenario, ctx: RefineCtx): void {
         );
       }
     }
+  }
+
+  // Lab blocks must hold the fixed host addresses and a DHCP pool (infra/openstack/address-plan.ts).
+  for (const network of ["client", "datacenter", "management"] as const) {
+    for (const f of s.families.includes("ipv6") ? FAMILIES : (["ipv4"] as const)) {
+      const cidr = parseCidr(s.network[network][f]);
+      if (cidr && cidrSize(cidr) < BigInt(MIN_BLOCK_ADDRESSES)) {
+        issue(
+          ["network", network, f],
+          `holds ${cidrSize(cidr)} addresses; accepted: a block of at least ${MIN_BLOCK_ADDRESSES} (IPv4 /27 or shorter, IPv6 /123 or shorter), for the lab's fixed addresses and a DHCP pool`,
+        );
+      }
+    }
+  }
+  for (const f of FAMILIES) {
+    const cidr = parseCidr(s.kubernetes.serviceSubnets[f]);
+    const hostBits = cidr ? (f === "ipv4" ? 32 : 128) - cidr.prefix : 0;
+    if (hostBits > MAX_SERVICE_HOST_BITS) {
+      issue(
+        ["kubernetes", "serviceSubnets", f],
+        `has ${hostBits} host bits, more than kube-apiserver accepts (${MAX_SERVICE_HOST_BITS}); accepted: ${f === "ipv4" ? "a /12 or longer prefix, e.g. 10.96.0.0/16" : "a /108 or longer prefix, e.g. fd00:10:96::/112"}`,
+      );
+    }
+  }
+
+  // How the links are capped.
+  if (s.openstack.qosPolicyId !== undefined && s.linkShaping !== "neutron") {
+    issue(
+      ["openstack", "qosPolicyId"],
+      `is set but testbed:linkShaping is "${s.linkShaping}"; accepted: linkShaping "neutron" (the policy then caps the measured ports), or no qosPolicyId`,
+    );
+  }
+  if (s.openstack.dnsNameservers.length > 0 && !s.openstack.dnsNameservers.some((a) => isAddress(a, "ipv4"))) {
+    issue(
+      ["openstack", "dnsNameservers"],
+      "has no IPv4 resolver, and only the management network's IPv4 subnet hands resolvers out (DHCP); accepted: at least one IPv4 address, e.g. 9.9.9.9",
+    );
   }
 
   // NodePort range and the receiver's ports inside it.
@@ -388,16 +471,67 @@ function describeAccepted(issue: z.core.$ZodIssue): string {
     case "too_big":
       return `accepted: ${issue.origin === "array" ? "a list with at most" : "a number <="} ${String(issue.maximum)}`;
     case "unrecognized_keys":
-      return `unknown key(s) ${issue.keys.join(", ")}; see the README for the keys of each setting`;
+      return unknownKeysMessage(issue.keys, objectKeysAt(issue.path));
     default:
       return issue.message;
   }
+}
+
+/** The keys an object of the schema accepts at `path` (through defaults, optionals and refinements). */
+function objectKeysAt(path: readonly PropertyKey[]): string[] {
+  let node: z.core.$ZodType = scenarioSchema;
+  for (const key of [...path, undefined]) {
+    for (;;) {
+      const def = node._zod.def as { innerType?: z.core.$ZodType; in?: z.core.$ZodType; out?: z.core.$ZodType };
+      const inner = def.innerType ?? (def.in && def.out ? def.out : undefined);
+      if (!inner) break;
+      node = inner;
+    }
+    if (key === undefined) break;
+    const shape = (node._zod.def as { shape?: Record<string, z.core.$ZodType> }).shape;
+    const next = shape?.[String(key)];
+    if (!next) return [];
+    node = next;
+  }
+  return Object.keys((node._zod.def as { shape?: Record<string, unknown> }).shape ?? {});
+}
+
+function unknownKeysMessage(keys: readonly string[], known: readonly string[]): string {
+  return keys
+    .map((key) => {
+      const near = closestKey(key, known);
+      return `unknown key "${key}"${near ? ` (did you mean "${near}"?)` : ""}`;
+    })
+    .concat(known.length > 0 ? [`accepted: ${known.join(", ")}`] : [])
+    .join("; ");
+}
+
+/** Keys of the testbed: namespace a stack may set: the schema's, and the private key (a secret). */
+export function knownConfigKeys(): string[] {
+  return [...Object.keys(scenarioSchema.shape), "sshPrivateKey"];
+}
+
+/**
+ * Problems with the keys set in the testbed: namespace (full keys such as "testbed:sevices"): an
+ * unknown key is refused with the closest known one, so a typo never passes silently as a default.
+ */
+export function unknownConfigKeyProblems(fullKeys: readonly string[]): string[] {
+  const known = knownConfigKeys();
+  return fullKeys
+    .filter((k) => k.startsWith(`${CONFIG_NAMESPACE}:`))
+    .map((k) => k.slice(CONFIG_NAMESPACE.length + 1))
+    .filter((k) => !known.includes(k))
+    .map((k) => {
+      const near = closestKey(k, known);
+      return `${CONFIG_NAMESPACE}:${k} is not a testbed setting${near ? `; did you mean ${CONFIG_NAMESPACE}:${near}?` : ""} (the README lists every key)`;
+    });
 }
 
 function describeIssue(issue: z.core.$ZodIssue, input: unknown): string {
   const key = `${CONFIG_NAMESPACE}:${issue.path.map(String).join(".")}`;
   const value = valueAt(input, issue.path);
   const got = value === undefined ? "" : ` ${JSON.stringify(value)}`;
+  if (issue.code === "unrecognized_keys") return `${key}: ${describeAccepted(issue)}`;
   if (issue.code === "invalid_type" && value === undefined) {
     return `${key}: ${issue.message.startsWith("missing") ? issue.message : "missing"}`;
   }

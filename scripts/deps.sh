@@ -7,6 +7,7 @@ DEB_PACKAGES=(
   d-itg        # ITGSend/ITGRecv/ITGDec: the traffic generator of the paper
   shellcheck   # checks every script the program puts on hosts
   cloud-init   # `cloud-init schema` validates every rendered user data file
+  netplan.io   # netplan's generator reads the NIC names and addresses the guests write
   iptables     # kube-proxy-format rules in the lab
   conntrack    # flushes connection tracking between lab runs
   clang        # compiles the lab's tc eBPF program

@@ -6,7 +6,7 @@ import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
 import type { Family } from "../../scenario/cidr.js";
 import type { Dataplane, Scenario } from "../../scenario/schema.js";
-import type { HostAccess } from "../hosts.js";
+import { patientConnection, type HostAccess } from "../hosts.js";
 import { contentHash, remoteArtifactPath, uploadArtifact } from "../remote-files.js";
 import {
   ciliumInstallScript,
@@ -76,18 +76,6 @@ function serverIdentity(server: pulumi.Resource): pulumi.Output<string> {
   return server instanceof pulumi.CustomResource ? server.id : pulumi.output("");
 }
 
-/** The host's SSH connection, retried without limit while the VM boots (bounded by customTimeouts). */
-function patientConnection(host: HostAccess): pulumi.Output<command.types.input.remote.ConnectionArgs> {
-  return pulumi.secret(
-    pulumi.output(host.connection).apply((c) => ({
-      ...c,
-      dialErrorLimit: -1,
-      perDialTimeout: 30,
-      ...(c.proxy ? { proxy: { ...(c.proxy as command.types.input.remote.ProxyConnectionArgs), dialErrorLimit: -1, perDialTimeout: 30 } } : {}),
-    })),
-  );
-}
-
 export class KubernetesCluster extends pulumi.ComponentResource {
   /** admin kubeconfig with a reachable server (secret). */
   readonly kubeconfig: pulumi.Output<string>;
@@ -150,11 +138,11 @@ export class KubernetesCluster extends pulumi.ComponentResource {
       new command.remote.Command(
         `${name}-${role}-wait`,
         {
-          connection: patientConnection(host),
+          connection: patientConnection(host.connection),
           create: asRootCommand(waitForNodeScript(s.kubernetes.version)),
           triggers: [serverIdentity(host.server), s.kubernetes.version],
         },
-        { parent: this, dependsOn: [host.server], deletedWith: host.server, customTimeouts: { create: WAIT_TIMEOUT, update: WAIT_TIMEOUT } },
+        { parent: this, dependsOn: [host.ready], deletedWith: host.server, customTimeouts: { create: WAIT_TIMEOUT, update: WAIT_TIMEOUT } },
       );
     const masterWait = waitFor("master", master);
     const workerWait = waitFor("worker", worker);

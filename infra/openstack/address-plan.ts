@@ -23,10 +23,8 @@ import { HOST_ROLES, type HostRole, type LabNetwork } from "../hosts.js";
 export const LAB_NETWORKS: readonly LabNetwork[] = ["management", "client", "datacenter"];
 
 /**
- * Networks of each host in NIC order. Nova attaches ports in the order of the server's `networks`;
- * on the default i440fx machine type the virtio NICs take PCI slots 3, 4, 5, which Ubuntu 20.04
- * names ens3, ens4, ens5, and cloud-init pins each name to its MAC (netplan `set-name`).
- * Management comes first everywhere: it is the NIC cloud-init falls back to and the default route.
+ * Networks of each host in NIC order (the order of the server's `networks`). Management comes first
+ * everywhere: it is the NIC cloud-init falls back to and the default route.
  */
 export const ATTACHMENTS: Readonly<Record<HostRole, readonly LabNetwork[]>> = {
   bastion: ["management"],
@@ -36,10 +34,14 @@ export const ATTACHMENTS: Readonly<Record<HostRole, readonly LabNetwork[]>> = {
   worker: ["management", "datacenter"],
 };
 
-/** The guest's name for its NIC at position `index` of ATTACHMENTS (see there). */
-export function guestInterfaceName(index: number): string {
-  return `ens${3 + index}`;
-}
+/**
+ * The names the guests give their data NICs. The kernel names NICs by PCI slot (ens4 on libvirt's
+ * i440fx machine type, enp2s0 on q35), so a name read off one cloud is wrong on another; each host
+ * matches its data NICs by the MAC address Neutron gave the port and renames them to these at first
+ * boot (cloud-init.ts). Cilium's `devices`, the router's addresses and the link cap use them. The
+ * management NIC keeps the name cloud-init gives it: nothing refers to it by name.
+ */
+export const DATA_NIC_NAMES: Readonly<Record<Exclude<LabNetwork, "management">, string>> = { client: "tb-client", datacenter: "tb-dc" };
 
 /**
  * A host's address on every network ends in the same number: the bastion is .10 and ::10 everywhere
@@ -50,9 +52,6 @@ export const HOST_NUMBER: Readonly<Record<HostRole, number>> = { bastion: 10, cl
 export const MANAGEMENT_GATEWAY_NUMBER = 1;
 /** Addresses below this number are never handed out by Neutron (DHCP ports, anything unplanned). */
 export const FIRST_POOL_NUMBER = 16;
-/** Smallest block that holds the reserved numbers and a pool: IPv4 /27, IPv6 /123 (pool from ::16). */
-export const MIN_BLOCK_ADDRESSES = 32;
-
 /** The ports on the measured path client -> router -> worker: they carry the link cap. */
 export const MEASURED_PORTS: readonly { readonly role: HostRole; readonly network: LabNetwork }[] = [
   { role: "client", network: "client" },
@@ -86,9 +85,10 @@ export interface PortAddress {
 export interface PortPlan {
   readonly role: HostRole;
   readonly network: LabNetwork;
-  /** Position among the host's NICs (0 = ens3). */
+  /** Position among the host's NICs (0 = management). */
   readonly nic: number;
-  readonly interfaceName: string;
+  /** The guest's stable name of a data NIC (DATA_NIC_NAMES); undefined for the management NIC. */
+  readonly interfaceName?: string;
   /** Neutron fixed IPs (set with the port's fixedIps). */
   readonly fixedIps: readonly PortAddress[];
   /** Addresses the guest configures itself (the router VM's IPv6 next hops); also address pairs. */
@@ -113,16 +113,11 @@ export function subnetFamilies(s: Pick<Scenario, "families">): Family[] {
   return s.families.includes("ipv6") ? ["ipv4", "ipv6"] : ["ipv4"];
 }
 
+/** A lab block; the schema has already refused blocks too small for it (MIN_BLOCK_ADDRESSES). */
 function block(s: Pick<Scenario, "network">, network: LabNetwork, family: Family): Cidr {
-  const key = `${CONFIG_NAMESPACE}:network.${network}.${family}`;
   const text = s.network[network][family];
   const cidr = parseCidr(text);
-  if (!cidr || cidr.family !== family) throw new Error(`${key} "${text}" is not an ${family} CIDR`);
-  if (cidrSize(cidr) < BigInt(MIN_BLOCK_ADDRESSES)) {
-    throw new Error(
-      `${key} "${text}" holds ${cidrSize(cidr)} addresses; accepted: a block of at least ${MIN_BLOCK_ADDRESSES} (IPv4 /27 or shorter, IPv6 /123 or shorter), for the lab's fixed addresses and a DHCP pool`,
-    );
-  }
+  if (!cidr || cidr.family !== family) throw new Error(`${CONFIG_NAMESPACE}:network.${network}.${family} "${text}" is not an ${family} CIDR`);
   return cidr;
 }
 
@@ -197,7 +192,7 @@ export function labPlan(s: Pick<Scenario, "families" | "network" | "openstack" |
         role,
         network,
         nic,
-        interfaceName: guestInterfaceName(nic),
+        ...(network === "management" ? {} : { interfaceName: DATA_NIC_NAMES[network] }),
         fixedIps,
         guestAddresses,
         allowedAddressPairs,
@@ -221,7 +216,9 @@ export function hostAddress(plan: LabPlan, role: HostRole, network: LabNetwork, 
 }
 
 export interface GuestRoute {
-  readonly interfaceName: string;
+  readonly network: LabNetwork;
+  /** The NIC's stable name; undefined on the management NIC. */
+  readonly interfaceName?: string;
   readonly family: Family;
   /** "default" or a CIDR. */
   readonly destination: string;
@@ -240,9 +237,10 @@ export function deliveredRoutes(plan: LabPlan, role: HostRole): GuestRoute[] {
     for (const fixed of port.fixedIps) {
       const subnet = plan.subnets.find((s) => s.network === port.network && s.family === fixed.family)!;
       const source = fixed.family === "ipv4" ? "dhcp" : "network_data";
-      if (subnet.gatewayIp) routes.push({ interfaceName: port.interfaceName, family: fixed.family, destination: "default", via: subnet.gatewayIp, source });
+      const nic = { network: port.network, ...(port.interfaceName ? { interfaceName: port.interfaceName } : {}) };
+      if (subnet.gatewayIp) routes.push({ ...nic, family: fixed.family, destination: "default", via: subnet.gatewayIp, source });
       for (const r of subnet.hostRoutes) {
-        routes.push({ interfaceName: port.interfaceName, family: fixed.family, destination: r.destinationCidr, via: r.nextHop, source });
+        routes.push({ ...nic, family: fixed.family, destination: r.destinationCidr, via: r.nextHop, source });
       }
     }
   }

@@ -7,10 +7,13 @@ import * as pulumi from "@pulumi/pulumi";
 import * as openstack from "@pulumi/openstack";
 import type { Family } from "../../scenario/cidr.js";
 import type { Scenario } from "../../scenario/schema.js";
-import { HOST_ROLES, type CloudInitPart, type HostAccess, type HostRole, type LabNetwork } from "../hosts.js";
+import * as command from "@pulumi/command";
+import { HOST_ROLES, patientConnection, type CloudInitPart, type HostAccess, type HostRole, type LabNetwork } from "../hosts.js";
 import { LabAccess } from "./access.js";
 import { labPlan, type LabPlan } from "./address-plan.js";
-import { renderUserData } from "./cloud-init.js";
+import { renderUserData, type NicMacs } from "./cloud-init.js";
+import { hostExpectations, hostReadyScript } from "./host-ready.js";
+import { asRootCommand } from "../cluster/shell.js";
 import { cpuQuotaExtraSpecs, LabFlavors } from "./flavors.js";
 import { LabNetworks } from "./network.js";
 import { bandwidthLimits, LinkQos } from "./qos.js";
@@ -34,7 +37,8 @@ export type HostAddresses = Record<HostRole, Partial<Record<LabNetwork, Partial<
 export interface RenderedLab {
   readonly plan: LabPlan;
   readonly securityGroups: SecurityGroupPlan[];
-  readonly userData: Record<HostRole, string>;
+  /** Each host's user data, from the MACs of its data ports (known once Neutron made them). */
+  readonly userData: Record<HostRole, (macs: NicMacs) => string>;
 }
 
 export function renderLab(args: Pick<OpenStackLabArgs, "scenario" | "cloudInitParts">): RenderedLab {
@@ -50,10 +54,16 @@ export function renderLab(args: Pick<OpenStackLabArgs, "scenario" | "cloudInitPa
     }
   }
   const userData = Object.fromEntries(
-    HOST_ROLES.map((role) => [role, renderUserData(s, plan, role, args.cloudInitParts[role] ?? [])]),
-  ) as Record<HostRole, string>;
+    HOST_ROLES.map((role) => [role, (macs: NicMacs) => renderUserData(s, plan, role, macs, args.cloudInitParts[role] ?? [])]),
+  ) as Record<HostRole, (macs: NicMacs) => string>;
+  // Rendered once now with stand-in MACs, so a part that cannot render fails before any resource.
+  const standIn: NicMacs = { client: "02:00:00:00:00:01", datacenter: "02:00:00:00:00:02" };
+  for (const role of HOST_ROLES) userData[role](standIn);
   return { plan, securityGroups, userData };
 }
+
+/** First boot with package installs and (on nodes) the Kubernetes preparation. */
+const HOST_READY_TIMEOUT = "30m";
 
 function familyOfAddress(address: string): Family {
   return address.includes(":") ? "ipv6" : "ipv4";
@@ -79,7 +89,15 @@ export class OpenStackLab extends pulumi.ComponentResource {
       { groups: rendered.securityGroups, sshPublicKey: s.sshPublicKey, keyPairName: `testbed-${args.stack}` },
       { parent: this },
     );
-    const qos = s.linkMbps > 0 ? new LinkQos(`${name}-qos`, { linkMbps: s.linkMbps }, { parent: this }) : undefined;
+    // The link cap through Neutron (linkShaping neutron): an existing policy is attached as it is
+    // (a project member may), otherwise the stack creates one (admin only). Guest shaping lives
+    // in the hosts' cloud-init instead.
+    const qos =
+      s.linkShaping !== "neutron" || s.linkMbps === 0
+        ? undefined
+        : s.openstack.qosPolicyId !== undefined
+          ? { policyId: pulumi.output(s.openstack.qosPolicyId), rules: [] }
+          : new LinkQos(`${name}-qos`, { linkMbps: s.linkMbps }, { parent: this });
     const created = s.flavors.create ? new LabFlavors(`${name}-flavors`, { scenario: s, stack: args.stack }, { parent: this }) : undefined;
     const flavors = Object.fromEntries(
       HOST_ROLES.map((r) => [r, created ? { id: created.ids[r] } : { name: s.hosts[r].flavor }]),
@@ -139,7 +157,7 @@ export class OpenStackLab extends pulumi.ComponentResource {
         }
         for (const guest of p.guestAddresses) perFamily[guest.family] = port.id.apply(() => guest.address);
         addresses[p.network] = perFamily;
-        interfaces[p.network] = p.interfaceName;
+        if (p.interfaceName) interfaces[p.network] = p.interfaceName;
       }
       const management = addresses.management?.ipv4;
       if (!management) throw new Error(`the ${role} has no IPv4 management address`);
@@ -151,7 +169,22 @@ export class OpenStackLab extends pulumi.ComponentResource {
           : pulumi
               .all([management, this.bastionAddress, privateKey])
               .apply(([host, proxyHost, key]) => ({ host, user, privateKey: key, proxy: { host: proxyHost, user, privateKey: key } }));
-      hosts[role] = { connection: pulumi.secret(connection), addresses, interfaces, server: servers.servers[role] };
+      // Nothing runs on a host, or relies on it, before its own bootstrap has been checked there.
+      const ready = new command.remote.Command(
+        `${name}-${role}-ready`,
+        {
+          connection: patientConnection(connection),
+          create: asRootCommand(hostReadyScript(hostExpectations(s, plan, role))),
+          triggers: [servers.servers[role].id],
+        },
+        {
+          parent: this,
+          dependsOn: [servers.servers[role], association],
+          deletedWith: servers.servers[role],
+          customTimeouts: { create: HOST_READY_TIMEOUT, update: HOST_READY_TIMEOUT },
+        },
+      );
+      hosts[role] = { connection: pulumi.secret(connection), addresses, interfaces, server: servers.servers[role], ready };
     }
     this.hosts = hosts;
     this.plan = plan;

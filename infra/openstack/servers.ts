@@ -5,6 +5,7 @@ import * as pulumi from "@pulumi/pulumi";
 import * as openstack from "@pulumi/openstack";
 import { HOST_ROLES, type HostRole, type LabNetwork } from "../hosts.js";
 import type { LabPlan } from "./address-plan.js";
+import type { NicMacs } from "./cloud-init.js";
 import { portSecurityGroups, type SecurityGroupName } from "./security-rules.js";
 
 /** Server metadata key naming the host's role; `testbed plan` names cloud-init files by it. */
@@ -23,7 +24,8 @@ export interface LabServersArgs {
   /** testbed:openstack.image, by name. */
   readonly image: string;
   readonly availabilityZone?: string;
-  readonly userData: Readonly<Record<HostRole, string>>;
+  /** Each host's user data from the MACs Neutron gave its data ports (the guest names its NICs by them). */
+  readonly userData: Readonly<Record<HostRole, (macs: NicMacs) => string>>;
   /** The management uplink: servers install packages on first boot, which needs it in place. */
   readonly uplink: pulumi.Resource;
 }
@@ -59,6 +61,9 @@ export class LabServers extends pulumi.ComponentResource {
           { parent: this, ...(capped ? { dependsOn: [...args.qos!.rules] } : {}) },
         );
       }
+      const macs: Partial<Record<LabNetwork, pulumi.Output<string>>> = {};
+      for (const p of own.filter((q) => q.network !== "management")) macs[p.network] = ports[role][p.network]!.macAddress;
+      const userData = pulumi.all(macs).apply((m) => args.userData[role](m as NicMacs));
       servers[role] = new openstack.compute.Instance(
         `${name}-${role}`,
         {
@@ -68,7 +73,7 @@ export class LabServers extends pulumi.ComponentResource {
           keyPair: args.keyPairName,
           availabilityZone: args.availabilityZone,
           networks: own.map((p) => ({ port: ports[role][p.network]!.id })),
-          userData: args.userData[role],
+          userData,
           // network_data.json (static IPv6 addresses and routes) is read at cloud-init's local stage,
           // before any network is up; the config drive has it without a metadata-service round trip.
           configDrive: true,

@@ -3,7 +3,7 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { describe, expect, it } from "vitest";
-import { collectArtifacts, parseConfigOverrides, resourceTable } from "../../cli/plan.js";
+import { applyConfigOverrides, collectArtifacts, resourceTable } from "../../cli/plan.js";
 import { diffResources, formatChanges } from "../../cli/diff.js";
 import { redactSecrets } from "../../infra/offline-engine.js";
 
@@ -32,9 +32,21 @@ describe("plan artifacts", () => {
     expect(redactSecrets({ a: [{ $secret: "key" }], b: { c: { $secret: { user: "u" } } }, d: 1 })).toEqual({ a: ["[secret]"], b: { c: "[secret]" }, d: 1 });
   });
 
-  it("parses --config overrides and names a malformed one", () => {
-    expect(parseConfigOverrides(["services=10000", "openstack:region=RegionOne"])).toEqual({ "testbed:services": "10000", "openstack:region": "RegionOne" });
-    expect(() => parseConfigOverrides(["services"])).toThrow(/--config "services": accepted: KEY=VALUE/);
+  it("applies --config overrides as pulumi config set does, top-level keys as text and paths into objects", () => {
+    const stack = { "testbed:services": "1", "testbed:sweep": JSON.stringify({ runs: 100, seed: 2025 }) };
+    expect(applyConfigOverrides(stack, ["services=10000", "openstack:region=RegionOne"])).toEqual({
+      ...stack,
+      "testbed:services": "10000",
+      "openstack:region": "RegionOne",
+    });
+    // A path sets one leaf and keeps the rest; integers and booleans are typed, other text stays text.
+    const nested = applyConfigOverrides(stack, ["sweep.runs=5", "sweep.flowSeconds=2.5", "flavors.create=true", "hosts.worker.flavor=m1.large", "families[1]=ipv6"]);
+    expect(JSON.parse(nested["testbed:sweep"]!)).toEqual({ runs: 5, seed: 2025, flowSeconds: "2.5" });
+    expect(JSON.parse(nested["testbed:flavors"]!)).toEqual({ create: true });
+    expect(JSON.parse(nested["testbed:hosts"]!)).toEqual({ worker: { flavor: "m1.large" } });
+    expect(JSON.parse(nested["testbed:families"]!)).toEqual([undefined, "ipv6"].map((v) => v ?? null));
+    expect(() => applyConfigOverrides(stack, ["services"])).toThrow(/--config "services": accepted: KEY=VALUE/);
+    expect(() => applyConfigOverrides(stack, ["services.x=1"])).toThrow(/--config testbed:services\.x: testbed:services holds 1, not an object/);
   });
 
   it("prints a table counting resources per type", () => {

@@ -1,19 +1,30 @@
 import { describe, expect, it } from "vitest";
 import { parse } from "yaml";
-import { HOST_ROLES, type CloudInitPart } from "../../infra/hosts.js";
+import { HOST_ROLES, type CloudInitPart, type HostRole } from "../../infra/hosts.js";
 import { labPlan } from "../../infra/openstack/address-plan.js";
 import {
+  BOOTSTRAP_FAILED_FILE,
+  bootstrapHostnames,
   CLIENT_PACKAGES,
+  HOST_SETUP_SCRIPT,
+  LINK_CAP_SCRIPT,
+  LINK_CAP_UNIT,
   mergeCloudInitParts,
+  NIC_TABLE_FILE,
   renderCloudConfig,
-  renderUserData,
-  ROUTER_NETPLAN_FILE,
+  renderUserData as renderWithMacs,
   ROUTER_SYSCTL_FILE,
+  type NicMacs,
+  type UserDataScenario,
 } from "../../infra/openstack/cloud-init.js";
+import type { LabPlan } from "../../infra/openstack/address-plan.js";
+import { TEST_MACS } from "../fixtures/scenario.js";
 import { REMOTE_ARTIFACT_ROOT } from "../../infra/remote-files.js";
 import { parseScenario, PLACEHOLDERS, type ScenarioInput } from "../../scenario/schema.js";
 import { cloudConfigProblems, cloudInitSchema, embeddedScripts, shellcheck } from "./cloud-init-checks.js";
 
+const renderUserData = (s: UserDataScenario, plan: LabPlan, role: HostRole, extra: CloudInitPart[] = [], macs: NicMacs = TEST_MACS) =>
+  renderWithMacs(s, plan, role, macs, extra);
 const scenario = (extra: Partial<ScenarioInput> = {}) => parseScenario({ dataplane: "ebpf", ...PLACEHOLDERS, ...extra });
 
 type WrittenFile = { path: string; content: string; permissions?: string };
@@ -86,34 +97,31 @@ describe("user data of every host", () => {
 });
 
 describe("the router VM", () => {
-  it("forwards both families and configures its IPv6 next hops on the data NICs", () => {
+  it("forwards both families, and names its data NICs by MAC with its IPv6 next hops on them", () => {
     const s = scenario();
     const plan = labPlan(s);
     const doc = docOf(renderUserData(s, plan, "router"));
     const sysctl = fileOf(doc, ROUTER_SYSCTL_FILE)!.content;
     expect(sysctl).toMatch(/^net\.ipv4\.ip_forward = 1$/m);
     expect(sysctl).toMatch(/^net\.ipv6\.conf\.all\.forwarding = 1$/m);
-    const netplan = parse(fileOf(doc, ROUTER_NETPLAN_FILE)!.content) as { network: { version: number; ethernets: Record<string, { addresses: string[] }> } };
-    // The client NIC (ens4) carries the router's client-side next hop, the data-center NIC (ens5) the other.
-    expect(netplan.network).toEqual({
-      version: 2,
-      ethernets: { ens4: { addresses: ["2001:2:0:10::12/64"] }, ens5: { addresses: ["2001:2:0:20::12/64"] } },
-    });
-    expect(fileOf(doc, ROUTER_NETPLAN_FILE)!.permissions).toBe("0600");
-    expect(doc.runcmd).toContainEqual(["sysctl", "-p", ROUTER_SYSCTL_FILE]);
-    expect(doc.runcmd).toContainEqual(["netplan", "apply"]);
+    // MAC, stable name, the addresses the guest adds itself: the client side's next hop on the
+    // client NIC, the data-center side's on the other.
+    expect(fileOf(doc, NIC_TABLE_FILE)!.content).toBe(
+      "fa:16:3e:00:00:0c tb-client 2001:2:0:10::12/64\nfa:16:3e:00:00:0d tb-dc 2001:2:0:20::12/64\n",
+    );
+    expect(fileOf(doc, HOST_SETUP_SCRIPT)!.content).toContain(`sysctl -p ${ROUTER_SYSCTL_FILE}`);
+    expect(doc.runcmd).toContainEqual([HOST_SETUP_SCRIPT]);
   });
 
   it("follows the scenario's blocks and families", () => {
     const s = scenario({ network: { client: { ipv6: "2001:2:0:a0::/64" } } });
     const doc = docOf(renderUserData(s, labPlan(s), "router"));
-    expect(fileOf(doc, ROUTER_NETPLAN_FILE)!.content).toContain("2001:2:0:a0::12/64");
+    expect(fileOf(doc, NIC_TABLE_FILE)!.content).toContain("tb-client 2001:2:0:a0::12/64");
 
     const v4 = scenario({ families: ["ipv4"] });
     const v4doc = docOf(renderUserData(v4, labPlan(v4), "router"));
-    expect(fileOf(v4doc, ROUTER_NETPLAN_FILE)).toBeUndefined();
+    expect(fileOf(v4doc, NIC_TABLE_FILE)!.content).toBe("fa:16:3e:00:00:0c tb-client\nfa:16:3e:00:00:0d tb-dc\n");
     expect(fileOf(v4doc, ROUTER_SYSCTL_FILE)!.content).not.toMatch(/ipv6/);
-    expect(v4doc.runcmd).not.toContainEqual(["netplan", "apply"]);
   });
 
   it("puts no forwarding on any other host", () => {
@@ -121,6 +129,68 @@ describe("the router VM", () => {
     const plan = labPlan(s);
     for (const role of HOST_ROLES.filter((r) => r !== "router")) {
       expect(renderUserData(s, plan, role)).not.toContain("forwarding");
+    }
+  });
+});
+
+describe("data NICs named by MAC", () => {
+  it("lists each host's data NICs with the MAC of its port and the stable name, management left alone", () => {
+    const s = scenario();
+    const plan = labPlan(s);
+    const table = (role: HostRole) => fileOf(docOf(renderUserData(s, plan, role)), NIC_TABLE_FILE)!.content;
+    expect(table("worker")).toBe("fa:16:3e:00:00:0d tb-dc\n");
+    expect(table("master")).toBe("fa:16:3e:00:00:0d tb-dc\n");
+    expect(table("client")).toBe("fa:16:3e:00:00:0c tb-client\n");
+    expect(table("bastion")).toBe("");
+  });
+
+  it("refuses to render a host whose data port has no MAC", () => {
+    const s = scenario();
+    expect(() => renderUserData(s, labPlan(s), "worker", [], { client: TEST_MACS.client })).toThrow(/the worker's datacenter port has no MAC address/);
+    expect(() => renderUserData(s, labPlan(s), "worker", [], { datacenter: "not-a-mac" })).toThrow(/no MAC address \("not-a-mac"\)/);
+  });
+});
+
+describe("resolvers checked first", () => {
+  it("checks at boot, before packages, that the names the host's bootstrap needs resolve, naming testbed:openstack.dnsNameservers", () => {
+    const s = scenario({ openstack: { dnsNameservers: ["192.0.2.53"] } });
+    const doc = docOf(renderUserData(s, labPlan(s), "master"));
+    const check = String(doc.bootcmd![0]);
+    for (const name of ["pkgs.k8s.io", "registry.k8s.io", "quay.io", "get.helm.sh", "helm.cilium.io"]) expect(check).toContain(name);
+    expect(check).toContain("testbed:openstack.dnsNameservers (now: 192.0.2.53)");
+    expect(check).toContain(BOOTSTRAP_FAILED_FILE);
+  });
+
+  it("asks each role for what it downloads: the receiver's registry and Debian on the worker", () => {
+    const s = scenario();
+    expect(bootstrapHostnames(s, "worker")).toEqual(["pkgs.k8s.io", "registry.k8s.io", "quay.io", "registry-1.docker.io", "deb.debian.org"]);
+    expect(bootstrapHostnames(scenario({ receiver: { image: "ghcr.io/lab/ditg:1" } }), "worker")).toContain("ghcr.io");
+    expect(bootstrapHostnames(s, "client")).toEqual([]);
+  });
+});
+
+describe("the link cap in the guests (linkShaping guest)", () => {
+  it("shapes exactly the measured NICs with tbf at linkMbps, and starts the unit at every boot", () => {
+    const s = scenario({ linkMbps: 300 });
+    const plan = labPlan(s);
+    const capOf = (role: HostRole) => fileOf(docOf(renderUserData(s, plan, role)), LINK_CAP_SCRIPT)?.content;
+    expect(capOf("client")).toMatch(/^tc qdisc replace dev tb-client root tbf rate 300000000bit /m);
+    expect(capOf("router")).toMatch(/dev tb-client root tbf[^\n]*\ntc qdisc replace dev tb-dc root tbf/);
+    expect(capOf("worker")).toMatch(/^tc qdisc replace dev tb-dc root tbf/m);
+    // The master's data-center NIC is not on the measured path, the bastion has none.
+    expect(capOf("master")).toBeUndefined();
+    expect(capOf("bastion")).toBeUndefined();
+    const worker = docOf(renderUserData(s, plan, "worker"));
+    expect(fileOf(worker, `/etc/systemd/system/${LINK_CAP_UNIT}`)!.content).toMatch(/ExecStart=\/usr\/local\/sbin\/testbed-link-cap/);
+    expect(fileOf(worker, HOST_SETUP_SCRIPT)!.content).toContain(`systemctl enable --now ${LINK_CAP_UNIT}`);
+  });
+
+  it("shapes nothing in the guests with linkShaping neutron or none, or a cap of 0", () => {
+    for (const extra of [{ linkShaping: "neutron" as const }, { linkShaping: "none" as const }, { linkMbps: 0 }]) {
+      const s = scenario(extra);
+      const doc = renderUserData(s, labPlan(s), "worker");
+      expect(doc, JSON.stringify(extra)).not.toContain("tbf");
+      expect(doc).not.toContain(LINK_CAP_UNIT);
     }
   });
 });
@@ -146,7 +216,10 @@ describe("merging parts", () => {
     expect(runcmd.findIndex((c) => JSON.stringify(c).includes(REMOTE_ARTIFACT_ROOT))).toBeLessThan(
       runcmd.findIndex((c) => JSON.stringify(c).includes("prepare-node")),
     );
-    expect(doc.bootcmd).toEqual(["swapoff -a"]);
+    // The resolver check comes first, then the part's own boot commands.
+    expect(doc.bootcmd).toHaveLength(2);
+    expect(String(doc.bootcmd![0])).toContain("getent ahosts");
+    expect(doc.bootcmd![1]).toBe("swapoff -a");
     expect(doc.packages).toEqual(["chrony", "tcpdump", "containerd"]);
   });
 

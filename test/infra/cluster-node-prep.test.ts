@@ -10,6 +10,7 @@ import { stringify } from "yaml";
 import { PLACEHOLDERS, parseScenario, type ScenarioInput } from "../../scenario/schema.js";
 import { labPlan } from "../../infra/openstack/address-plan.js";
 import { renderUserData } from "../../infra/openstack/cloud-init.js";
+import { TEST_MACS } from "../fixtures/scenario.js";
 import {
   CONTAINERD_CONFIG,
   NODE_PREP_SCRIPT,
@@ -43,7 +44,7 @@ describe("the cloud-init fragment", () => {
 
   it.each(["master", "worker"] as const)("merged by the OpenStack layer into the %s's user data, passes cloud-init's schema", (role) => {
     const s = scenario();
-    const userData = renderUserData(s, labPlan(s), role, [renderNodePrep(s, role)]);
+    const userData = renderUserData(s, labPlan(s), role, TEST_MACS, [renderNodePrep(s, role)]);
     expect(userData).toContain(NODE_PREP_SCRIPT);
     const r = cloudInitSchema(userData);
     expect(r.output).toMatch(/Valid cloud-config/);

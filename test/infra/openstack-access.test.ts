@@ -57,12 +57,13 @@ describe("HostAccess", () => {
       datacenter: { ipv4: "198.18.1.14", ipv6: "2001:2:0:20::14" },
     });
     expect(addresses.router!.client).toEqual({ ipv4: "198.18.0.12", ipv6: "2001:2:0:10::12" });
+    // Data NICs by the names the guests give them (matched by MAC); management keeps cloud-init's name.
     expect(run.outputs.interfaces).toEqual({
-      bastion: { management: "ens3" },
-      client: { management: "ens3", client: "ens4" },
-      router: { management: "ens3", client: "ens4", datacenter: "ens5" },
-      master: { management: "ens3", datacenter: "ens4" },
-      worker: { management: "ens3", datacenter: "ens4" },
+      bastion: {},
+      client: { client: "tb-client" },
+      router: { client: "tb-client", datacenter: "tb-dc" },
+      master: { datacenter: "tb-dc" },
+      worker: { datacenter: "tb-dc" },
     });
     const urns = run.outputs.serverUrns as Record<string, string>;
     for (const role of HOST_ROLES) expect(urns[role]).toMatch(new RegExp(`openstack:compute/instance:Instance::lab-servers-${role}$`));

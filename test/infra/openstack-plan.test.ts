@@ -61,28 +61,33 @@ describe("address plan", () => {
   it("gives client, master and worker a route to the other data network in each family", () => {
     const plan = labPlan(scenario());
     const to = (role: HostRole, family: string) => deliveredRoutes(plan, role).filter((r) => r.family === family && r.destination !== "default");
-    expect(to("client", "ipv4")).toEqual([{ interfaceName: "ens4", family: "ipv4", destination: "198.18.1.0/24", via: "198.18.0.12", source: "dhcp" }]);
+    expect(to("client", "ipv4")).toEqual([
+      { network: "client", interfaceName: "tb-client", family: "ipv4", destination: "198.18.1.0/24", via: "198.18.0.12", source: "dhcp" },
+    ]);
     expect(to("worker", "ipv6")).toEqual([
-      { interfaceName: "ens4", family: "ipv6", destination: "2001:2:0:10::/64", via: "2001:2:0:20::12", source: "network_data" },
+      { network: "datacenter", interfaceName: "tb-dc", family: "ipv6", destination: "2001:2:0:10::/64", via: "2001:2:0:20::12", source: "network_data" },
     ]);
     expect(to("master", "ipv4").map((r) => r.via)).toEqual(["198.18.1.12"]);
     // One default route, on the management NIC, for every host.
     for (const role of HOST_ROLES) {
       expect(deliveredRoutes(plan, role).filter((r) => r.destination === "default")).toEqual([
-        { interfaceName: "ens3", family: "ipv4", destination: "default", via: "198.19.0.1", source: "dhcp" },
+        { network: "management", family: "ipv4", destination: "default", via: "198.19.0.1", source: "dhcp" },
       ]);
     }
   });
 
-  it("names the guest's NICs by attachment order, management first", () => {
+  it("attaches management first and names the data NICs by role, not by PCI slot", () => {
     const plan = labPlan(scenario());
-    expect(plan.ports.filter((p) => p.role === "router").map((p) => [p.network, p.interfaceName])).toEqual([
-      ["management", "ens3"],
-      ["client", "ens4"],
-      ["datacenter", "ens5"],
+    expect(plan.ports.filter((p) => p.role === "router").map((p) => [p.network, p.nic, p.interfaceName])).toEqual([
+      ["management", 0, undefined],
+      ["client", 1, "tb-client"],
+      ["datacenter", 2, "tb-dc"],
     ]);
-    expect(portOf(plan, "worker", "datacenter").interfaceName).toBe("ens4");
+    expect(portOf(plan, "worker", "datacenter").interfaceName).toBe("tb-dc");
+    expect(portOf(plan, "client", "client").interfaceName).toBe("tb-client");
     for (const role of HOST_ROLES) expect(ATTACHMENTS[role][0]).toBe("management");
+    // Linux interface names hold at most 15 characters.
+    for (const p of plan.ports) expect((p.interfaceName ?? "").length).toBeLessThanOrEqual(15);
   });
 
   it("lets the router VM's data ports carry the other side's blocks and its own next hop, nothing more", () => {
@@ -129,9 +134,9 @@ describe("address plan", () => {
     expect(portOf(plan, "router", "client").allowedAddressPairs).toEqual(["198.18.1.0/24"]);
   });
 
-  it("refuses a block too small for the planned addresses, naming the key", () => {
-    expect(() => labPlan(scenario({ network: { client: { ipv4: "198.18.0.0/28" } } }))).toThrow(
-      /testbed:network\.client\.ipv4 "198\.18\.0\.0\/28" holds 16 addresses; accepted: a block of at least 32 \(IPv4 \/27 or shorter/,
+  it("leaves blocks too small for the planned addresses to the schema, which names the key", () => {
+    expect(() => scenario({ network: { client: { ipv4: "198.18.0.0/28" } } })).toThrow(
+      /testbed:network\.client\.ipv4: "198\.18\.0\.0\/28" holds 16 addresses; accepted: a block of at least 32 \(IPv4 \/27 or shorter/,
     );
   });
 });
@@ -273,8 +278,10 @@ describe("renderLab", () => {
   it("renders one user data per role", () => {
     const r = renderLab({ scenario: scenario(), cloudInitParts: { worker: [{ runcmd: ["echo worker-part"] }] } });
     expect(Object.keys(r.userData)).toEqual([...HOST_ROLES]);
-    expect(r.userData.worker).toContain("echo worker-part");
-    expect(r.userData.master).not.toContain("echo worker-part");
+    const macs = { client: "fa:16:3e:00:00:01", datacenter: "fa:16:3e:00:00:02" };
+    expect(r.userData.worker(macs)).toContain("echo worker-part");
+    expect(r.userData.worker(macs)).toContain("fa:16:3e:00:00:02 tb-dc");
+    expect(r.userData.master(macs)).not.toContain("echo worker-part");
     expect(cidrContains(parseCidr("198.19.0.0/24")!, hostAddress(r.plan, "bastion", "management", "ipv4")!)).toBe(true);
   });
 });

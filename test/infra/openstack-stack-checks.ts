@@ -4,9 +4,8 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
 import { HOST_ROLES } from "../../infra/hosts.js";
-import { readStackConfig, runOffline, type OfflineRun, type PlannedResource } from "../../infra/offline-engine.js";
+import { readStackConfig, runOffline, standInMac, type OfflineRun, type PlannedResource } from "../../infra/offline-engine.js";
 import { labPlan, MEASURED_PORTS } from "../../infra/openstack/address-plan.js";
-import { bandwidthLimits } from "../../infra/openstack/qos.js";
 import { securityGroupPlans } from "../../infra/openstack/security-rules.js";
 import { readRawScenario } from "../../infra/config.js";
 import { parseScenario, type Scenario } from "../../scenario/schema.js";
@@ -91,8 +90,9 @@ export function describeOpenStackStack(stack: "ebpf" | "iptables"): void {
         secGroup: 6,
         // Every rule of the pure plan becomes one resource.
         secGroupRule: securityGroupPlans(s).reduce((n, g) => n + g.rules.length, 0),
-        qosPolicy: 1,
-        qosRule: 2,
+        // The default caps the links in the guests (linkShaping guest): nothing admin-only in Neutron.
+        qosPolicy: 0,
+        qosRule: 0,
       });
       expect(ofType(run, T.secGroupRule).length).toBeGreaterThan(15);
     });
@@ -135,14 +135,22 @@ export function describeOpenStackStack(stack: "ebpf" | "iptables"): void {
       expect(ofType(run, T.routerInterface).map((r) => r.inputs.subnetId)).toEqual(["lab-net-management-ipv4-id"]);
     });
 
-    it("caps exactly the measured path's ports at testbed:linkMbps, in both directions", () => {
-      const [policy] = ofType(run, T.qosPolicy);
-      const capped = ofType(run, T.port).filter((p) => p.inputs.qosPolicyId === idOf(policy!));
-      expect(capped.map((p) => p.name).sort()).toEqual(MEASURED_PORTS.map((m) => `lab-servers-${m.role}-${m.network}`).sort());
-      expect(ofType(run, T.port).filter((p) => p.inputs.qosPolicyId !== undefined)).toHaveLength(4);
-      const rules = ofType(run, T.qosRule).map((r) => ({ ...r.inputs }));
-      expect(rules).toEqual(bandwidthLimits(s.linkMbps).map((l) => ({ ...l, qosPolicyId: idOf(policy!) })));
-      expect(rules.map((r) => r.maxKbps)).toEqual([500_000, 500_000]);
+    it("caps exactly the measured path's NICs at testbed:linkMbps inside the guests, and gives no port a QoS policy", () => {
+      expect(s.linkShaping).toBe("guest");
+      expect(ofType(run, T.port).filter((p) => p.inputs.qosPolicyId !== undefined)).toEqual([]);
+      const capped = ofType(run, T.instance)
+        .filter((server) => String(server.inputs.userData).includes("testbed-link-cap"))
+        .map((server) => (server.inputs.metadata as Record<string, string>)["testbed-role"])
+        .sort();
+      expect(capped).toEqual([...new Set(MEASURED_PORTS.map((m) => m.role))].sort());
+      expect(String(named(run, T.instance, "lab-servers-router").inputs.userData)).toMatch(/tc qdisc replace dev tb-client root tbf rate 500000000bit/);
+    });
+
+    it("names each server's data NICs by the MAC of its own port", () => {
+      for (const p of labPlan(s).ports.filter((q) => q.interfaceName !== undefined)) {
+        const userData = String(named(run, T.instance, `lab-servers-${p.role}`).inputs.userData);
+        expect(userData, `${p.role}/${p.network}`).toContain(`${standInMac(`lab-servers-${p.role}-${p.network}`)} ${p.interfaceName}`);
+      }
     });
 
     it("admits NodePorts from the client network only, on the router's client port and the worker's data port", () => {

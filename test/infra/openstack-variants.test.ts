@@ -42,12 +42,13 @@ describe("testbed:flavors.create", () => {
 });
 
 describe("testbed:linkMbps 0", () => {
-  it("declares no QoS policy and caps no port", () => {
+  it("declares no QoS policy, caps no port and shapes no NIC in a guest", () => {
     expect(ofType(run, T.qosPolicy)).toEqual([]);
     expect(ofType(run, T.qosRule)).toEqual([]);
     expect(ofType(run, T.port)).toHaveLength(10);
     expect(ofType(run, T.port).filter((p) => "qosPolicyId" in p.inputs)).toEqual([]);
     expect(run.resources.some((r) => r.type === "testbed:openstack:LinkQos")).toBe(false);
+    for (const server of ofType(run, T.instance)) expect(String(server.inputs.userData), server.name).not.toContain("testbed-link-cap");
   });
 
   it("still renders valid user data", () => {
