@@ -24,7 +24,7 @@ import { awaitSender, settledLog } from "../../measure/ditg-sender.js";
 import { ResultStore } from "../../measure/store.js";
 import type { RunResult } from "../../measure/types.js";
 import type { Family } from "../../scenario/cidr.js";
-import { asRootWithout, AS_NOBODY, canDropPrivileges } from "./privilege-drop.js";
+import { asNobodyIn, asRootWithout, canDropPrivileges } from "./privilege-drop.js";
 
 const hostProblem = labHostProblem();
 const FAMILIES: readonly Family[] = ["ipv4", "ipv6"];
@@ -265,7 +265,7 @@ describe("the lab command", () => {
   };
 
   it.skipIf(!canDropPrivileges)("refuses to start without root, saying why, and changes nothing", () => {
-    refused(AS_NOBODY, "the local lab needs root (network namespaces, tc, bpf), and this process runs as uid 65534");
+    asNobodyIn(ROOT, (prefix) => refused(prefix, "the local lab needs root (network namespaces, tc, bpf), and this process runs as uid 65534"));
   });
 
   it.skipIf(!canDropPrivileges)("refuses root without the capabilities it needs, naming them, and changes nothing", () => {

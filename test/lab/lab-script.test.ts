@@ -3,7 +3,7 @@ import { spawnSync } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 import { LAB_CAPABILITIES } from "../../lab/privileges.js";
-import { asRootWithout, AS_NOBODY, canDropPrivileges } from "./privilege-drop.js";
+import { asNobodyIn, asRootWithout, canDropPrivileges } from "./privilege-drop.js";
 
 const ROOT = fileURLToPath(new URL("../../", import.meta.url));
 const has = (cmd: string) => spawnSync("sh", ["-c", `command -v ${cmd}`]).status === 0;
@@ -18,7 +18,7 @@ describe("scripts/lab.sh", () => {
   });
 
   it.skipIf(!canDropPrivileges)("refuses a user other than root before installing or running anything, saying why", () => {
-    const r = labScript(AS_NOBODY);
+    const r = asNobodyIn(ROOT, labScript);
     expect(r.status).toBe(1);
     expect(r.stderr).toBe(
       "npm run lab: the local lab needs root (it creates network namespaces, iptables rules and tc eBPF programs).\nRun it as root, e.g.: sudo npm run lab\n",

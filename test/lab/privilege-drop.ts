@@ -1,19 +1,36 @@
 // Command prefixes that run a program with fewer privileges than this root test process, from any
-// checkout: the program still reads the code, even below a folder only root may enter (/root, a
-// `mktemp -d` folder), which a plain switch to another user would not.
+// checkout, even one below a folder only root may enter (/root, a `mktemp -d` folder), where a plain
+// switch to another user could not read the code.
 import { spawnSync } from "node:child_process";
+import { chmodSync, mkdtempSync, rmdirSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 
-/** True when this process can drop privileges with util-linux's setpriv (root on Linux). */
+/** True when this process can drop privileges with util-linux's setpriv and unshare (root on Linux). */
 export const canDropPrivileges =
-  process.platform === "linux" && process.geteuid?.() === 0 && spawnSync("setpriv", ["--version"]).status === 0;
+  process.platform === "linux" &&
+  process.geteuid?.() === 0 &&
+  ["setpriv", "unshare"].every((tool) => spawnSync(tool, ["--version"]).status === 0);
 
 /**
- * Runs the command as nobody (uid and gid 65534, no groups) with CAP_DAC_READ_SEARCH alone, the
- * capability to read any file: a user other than root who can read the checkout.
+ * Runs `use` with a prefix that runs a command as nobody (uid and gid 65534, no groups, no
+ * capabilities) in the checkout: a private mount namespace binds the checkout to a fresh folder that
+ * anyone may enter, and the command starts there. No other process sees the mount; the folder is
+ * removed afterwards.
  */
-export const AS_NOBODY: readonly string[] = [
-  "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all,+dac_read_search", "--ambient-caps=+dac_read_search",
-];
+export function asNobodyIn<T>(checkout: string, use: (prefix: readonly string[]) => T): T {
+  const view = mkdtempSync(join(tmpdir(), "checkout-view-"));
+  try {
+    chmodSync(view, 0o755);
+    return use([
+      "unshare", "--mount", "--propagation", "private",
+      "sh", "-c", 'mount --bind "$2" "$1" && cd "$1" && shift 2 && exec setpriv --reuid=65534 --regid=65534 --clear-groups --inh-caps=-all "$@"',
+      "sh", view, checkout,
+    ]);
+  } finally {
+    rmdirSync(view);
+  }
+}
 
 /**
  * Runs the command as uid 0 without the named capabilities (e.g. "net_raw"), or without any: root's

@@ -232,12 +232,17 @@ describe("judgeFlow", () => {
       ok: false,
       reason: `${join(dir, "lossy.log")} has 80 records, expected at least 95 (95% of 100): 19 of 99 packets sent were lost on the path`,
     });
-    // The first 60 packets, then nothing: the path stopped passing them, or the flow stalled.
-    const stopped = judgeFlow(finished, await decoded("stopped.log", 60), oneSecond);
+    // The first 40 packets, then nothing: the path stopped passing them, or the flow stalled for longer
+    // than a busy host's wait for a core (half a second of a short flow, a fifth of a long one).
+    const stopped = judgeFlow(finished, await decoded("stopped.log", 40), oneSecond);
     expect(stopped).toEqual({
       ok: false,
-      reason: `${join(dir, "stopped.log")} has 60 records, expected at least 95 (95% of 100): they span 0.590 s of the 1 s flow (a stalled flow, or a path that stopped passing packets)`,
+      reason: `${join(dir, "stopped.log")} has 40 records, expected at least 95 (95% of 100): they span 0.390 s of the 1 s flow (a stalled flow, or a path that stopped passing packets)`,
     });
+    expect(judgeFlow(finished, await decoded("paused.log", 60), oneSecond)).toMatchObject({ ok: false, reason: expect.stringMatching(/^ITGSend could not hold its rate/) });
+    const tenSeconds = { records: 1000, minShare: 0.95, durationS: 10 };
+    expect(judgeFlow(finished, await decoded("long-stopped.log", 750), tenSeconds)).toMatchObject({ ok: false, reason: expect.stringMatching(/they span 7\.490 s of the 10 s flow/) });
+    expect(judgeFlow(finished, await decoded("long-behind.log", 810), tenSeconds)).toMatchObject({ ok: false, reason: expect.stringMatching(/^ITGSend could not hold its rate: sent 810 of 1000 scheduled/) });
     // Both a slow sender and losses: the sender's shortfall is named first, the loss beside it.
     const both = judgeFlow(finished, await decoded("both.log", 60, { seqOf: (i) => i + Math.floor(i / 4) + 1, gapUs: spread(60) }), oneSecond);
     expect(both).toMatchObject({ ok: false, reason: expect.stringMatching(/^ITGSend could not hold its rate: sent 74 of 100 scheduled .* 14 of 74 packets sent were lost on the path$/) });
