@@ -136,8 +136,8 @@ describe.skipIf(hostProblem !== undefined)(`the lab's smoke campaign on this ker
       store.close();
     }
     report = await writeCampaignReport({ db, out: join(dir, "report") });
-    // Headroom for a loaded host and the retries: four times the plan's own estimate of an idle run.
-  }, 4 * estimateWallSeconds(def) * 1000);
+    // Headroom for a loaded host and the retries: five times the plan's own estimate of an idle run.
+  }, 5 * estimateWallSeconds(def) * 1000);
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
   it("stores in every cell a run that crossed the pipeline: ok, or short only because a busy host's ITGSend fell behind", () => {
