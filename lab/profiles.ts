@@ -32,9 +32,10 @@ export interface LabProfile {
 }
 
 /**
- * Rates a busy 2-core host sustains beside other work. The throughput flow keeps the paper's offered
- * load (2000 messages of 64000 bytes per second): it stays above the lower cap, and a sender blocked
- * on the full TCP socket costs less CPU than one pacing below it.
+ * Lighter traffic for a check of the pipeline: a cap that a busy 2-core host fills beside other work,
+ * fewer packets to pace. The throughput flow keeps the paper's offered load (2000 messages of 64000
+ * bytes per second): it stays above the lower cap, and a sender blocked on the full TCP socket costs
+ * less CPU than one pacing below it.
  */
 export interface ReducedRates {
   /** Cap of the access and datacenter links, Mbit/s (the paper: 500). */
@@ -47,7 +48,7 @@ export const LAB_PROFILES: Readonly<Record<LabProfileName, LabProfile>> = {
   smoke: {
     name: "smoke",
     description:
-      "a quick end-to-end check at reduced rates (100 Mbit/s cap, 200 latency packets/s, 100 new connections/s), which a busy 2-core host sustains: 1 and 2000 Services, 2 runs of 1 s per cell (about 2 minutes)",
+      "a quick end-to-end check of the pipeline at reduced rates (100 Mbit/s cap, 200 latency packets/s, 100 new connections/s): 1 and 2000 Services, 2 runs of 1 s per cell (about 2 minutes)",
     services: [1, 2000],
     runs: 2,
     flowSeconds: 1,
