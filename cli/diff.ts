@@ -6,19 +6,17 @@ import * as path from "node:path";
 import { promisify } from "node:util";
 import { Command } from "commander";
 import { structuredPatch } from "diff";
+import { deployment, previewMark, resourceKey, type Operation } from "../infra/lifecycle.js";
+import type { PlannedResource } from "../infra/offline-engine.js";
 import { PROJECT_DIR, parseConfigOverrides } from "./plan.js";
 
-interface ResourceRecord {
-  readonly type: string;
-  readonly name: string;
-  readonly inputs: Record<string, unknown>;
-}
+type ResourceRecord = PlannedResource;
 
 export type Change =
   | { kind: "added" | "removed"; resource: string }
   | { kind: "changed"; resource: string; key: string; before: unknown; after: unknown };
 
-const resourceId = (r: ResourceRecord) => `${r.type}::${r.name}`;
+
 
 /** Flattens nested inputs into dotted key paths; multi-line strings stay whole so they can be line-diffed. */
 function flatten(value: unknown, prefix: string, out: Map<string, unknown>): Map<string, unknown> {
@@ -37,8 +35,8 @@ function flatten(value: unknown, prefix: string, out: Map<string, unknown>): Map
 
 /** Every difference between two planned stacks, in a stable order. */
 export function diffResources(a: readonly ResourceRecord[], b: readonly ResourceRecord[]): Change[] {
-  const left = new Map(a.map((r) => [resourceId(r), r]));
-  const right = new Map(b.map((r) => [resourceId(r), r]));
+  const left = new Map(a.map((r) => [resourceKey(r), r]));
+  const right = new Map(b.map((r) => [resourceKey(r), r]));
   const ids = [...new Set([...left.keys(), ...right.keys()])].sort();
   const changes: Change[] = [];
   for (const id of ids) {
@@ -59,20 +57,50 @@ export function diffResources(a: readonly ResourceRecord[], b: readonly Resource
   return changes;
 }
 
+/** Lines of one hunk printed before the rest is summarised (a 10000-Service manifest is 100000 lines). */
+const HUNK_LINES = 40;
+
 function show(value: unknown): string {
   return value === undefined ? "(absent)" : JSON.stringify(value);
 }
 
-/** Human-readable rendering: multi-line strings (user data, configuration files) as unified line diffs. */
-export function formatChanges(changes: readonly Change[], labels: [string, string]): string {
-  if (changes.length === 0) return `no differences between ${labels[0]} and ${labels[1]}`;
+/**
+ * Human-readable rendering: each resource with the mark `pulumi preview` would give it (when the
+ * operations are known), multi-line strings (user data, configuration files) as unified line diffs.
+ */
+export function formatChanges(changes: readonly Change[], labels: [string, string], operations?: readonly Operation[]): string {
+  const ops = new Map((operations ?? []).map((o) => [o.id, o]));
+  const header = (c: Change): string => {
+    const op = ops.get(c.resource);
+    if (!op) return `${c.kind === "added" ? `+ only in ${labels[1]}` : c.kind === "removed" ? `- only in ${labels[0]}` : "~"} ${c.resource}`;
+    const what =
+      op.kind === "replace"
+        ? ` (replace${op.deleteBeforeReplace ? ", delete first" : ""}: ${op.replacedBy!.join(", ")})`
+        : op.kind === "same"
+          ? " (no change for the engine: only ignored inputs differ)"
+          : ` (${op.kind})`;
+    return `${previewMark(op).padEnd(2)} ${c.resource}${what}`;
+  };
   const lines: string[] = [];
+  if (operations) {
+    const counts = new Map<string, number>();
+    for (const o of operations) if (o.kind !== "same") counts.set(o.kind, (counts.get(o.kind) ?? 0) + 1);
+    lines.push(
+      counts.size === 0
+        ? `${labels[0]} -> ${labels[1]}: a pulumi up from the first to the second would change no resource`
+        : `${labels[0]} -> ${labels[1]}: a pulumi up from the first to the second would ${[...counts].map(([k, n]) => `${k} ${n}`).join(", ")}`,
+    );
+    // Replacements spread through inputs that come from the replaced resource: show those too.
+    for (const o of operations) {
+      if (o.kind === "replace" && !changes.some((c) => c.resource === o.id)) lines.push(`${header({ kind: "changed", resource: o.id, key: "", before: undefined, after: undefined })}`);
+    }
+  }
+  if (changes.length === 0 && !operations) return `no differences between ${labels[0]} and ${labels[1]}`;
   let current = "";
   for (const c of changes) {
     if (c.resource !== current) {
       current = c.resource;
-      const mark = c.kind === "added" ? `+ only in ${labels[1]}` : c.kind === "removed" ? `- only in ${labels[0]}` : "~";
-      lines.push(`${mark} ${c.resource}`);
+      lines.push(header(c));
     }
     if (c.kind !== "changed") continue;
     if (typeof c.before === "string" && typeof c.after === "string" && (c.before.includes("\n") || c.after.includes("\n"))) {
@@ -80,7 +108,8 @@ export function formatChanges(changes: readonly Change[], labels: [string, strin
       const patch = structuredPatch(labels[0], labels[1], c.before, c.after, "", "", { context: 1 });
       for (const hunk of patch.hunks) {
         lines.push(`      @@ -${hunk.oldStart},${hunk.oldLines} +${hunk.newStart},${hunk.newLines} @@`);
-        for (const l of hunk.lines) lines.push(`      ${l}`);
+        for (const l of hunk.lines.slice(0, HUNK_LINES)) lines.push(`      ${l}`);
+        if (hunk.lines.length > HUNK_LINES) lines.push(`      ... ${hunk.lines.length - HUNK_LINES} more lines (--json has them all)`);
       }
     } else {
       lines.push(`    ${c.key}: ${show(c.before)} -> ${show(c.after)}`);
@@ -91,8 +120,11 @@ export function formatChanges(changes: readonly Change[], labels: [string, strin
 
 const run = promisify(execFile);
 
-/** Plans a stack in its own process (Pulumi's runtime state is per process) and reads its resources. */
-async function planInChild(stack: string, overrides: string[]): Promise<ResourceRecord[]> {
+/**
+ * Plans a stack in its own process (Pulumi's runtime state is per process) and reads its resources,
+ * with the stack outputs as one more record (pulumi:pulumi:Stack::outputs).
+ */
+export async function planInChild(stack: string, overrides: readonly string[]): Promise<ResourceRecord[]> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), `testbed-plan-${stack}-`));
   try {
     const args = ["--import", "tsx/esm", path.join(PROJECT_DIR, "cli/main.ts"), "plan", "--stack", stack, "--out", dir, "--quiet"];
@@ -109,17 +141,28 @@ async function planInChild(stack: string, overrides: string[]): Promise<Resource
   }
 }
 
+const repeatable = (v: string, prev: string[]) => [...prev, v];
+
 export async function diffCommand(): Promise<Command> {
   return new Command("diff")
-    .description("plan two stacks offline and print only what differs, resource by resource and key by key")
+    .description(
+      "plan two stacks (or one stack under two configurations) offline and print what differs, resource by resource and key by key, " +
+        "with what a pulumi up from the first to the second would do to each resource (~ update, +- replace, -+ replace deleting first)",
+    )
     .argument("<stackA>", "first stack, e.g. iptables")
-    .argument("<stackB>", "second stack, e.g. ebpf")
-    .option("--config <key=value>", "override a config key in both plans (repeatable)", (v: string, prev: string[]) => [...prev, v], [] as string[])
-    .option("--json", "print the changes as JSON")
-    .action(async (a: string, b: string, opts: { config: string[]; json?: boolean }) => {
-      parseConfigOverrides(opts.config);
-      const [left, right] = await Promise.all([planInChild(a, opts.config), planInChild(b, opts.config)]);
+    .argument("[stackB]", "second stack, e.g. ebpf; default: stackA again (then compare --before with --after)")
+    .option("--config <key=value>", "override a config key in both plans (repeatable)", repeatable, [] as string[])
+    .option("--before <key=value>", "override a config key in the first plan only (repeatable)", repeatable, [] as string[])
+    .option("--after <key=value>", "override a config key in the second plan only (repeatable)", repeatable, [] as string[])
+    .option("--json", "print the changes and the operations as JSON")
+    .addHelpText("after", "\nExample: what a campaign step from 1000 to 5000 Services runs on the ebpf stack:\n  testbed diff ebpf --before services=1000 --after services=5000")
+    .action(async (a: string, b: string | undefined, opts: { config: string[]; before: string[]; after: string[]; json?: boolean }) => {
+      const second = b ?? a;
+      for (const set of [opts.config, opts.before, opts.after]) parseConfigOverrides(set);
+      const [left, right] = await Promise.all([planInChild(a, [...opts.config, ...opts.before]), planInChild(second, [...opts.config, ...opts.after])]);
       const changes = diffResources(left, right);
-      console.log(opts.json ? JSON.stringify(changes, null, 2) : formatChanges(changes, [a, b]));
+      const { operations } = deployment(left, right);
+      const labels: [string, string] = b === undefined ? [`${a} (before)`, `${a} (after)`] : [a, second];
+      console.log(opts.json ? JSON.stringify({ changes, operations: operations.filter((o) => o.kind !== "same" || changes.some((c) => c.resource === o.id)) }, null, 2) : formatChanges(changes, labels, operations));
     });
 }

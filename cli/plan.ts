@@ -135,7 +135,7 @@ export async function plan(stack: string, overrides: readonly string[] = []): Pr
 
 export function writePlan(dir: string, result: PlanResult): void {
   fs.mkdirSync(dir, { recursive: true });
-  const resources = result.resources.map((r) => ({ type: r.type, name: r.name, inputs: redactSecrets(r.inputs) }));
+  const resources = result.resources.map((r) => ({ type: r.type, name: r.name, inputs: redactSecrets(r.inputs), ...(r.options ? { options: r.options } : {}) }));
   fs.writeFileSync(path.join(dir, "resources.json"), `${JSON.stringify(resources, null, 2)}\n`);
   fs.writeFileSync(path.join(dir, "outputs.json"), `${JSON.stringify(redactSecrets(result.outputs), null, 2)}\n`);
   for (const a of result.artifacts) {

@@ -26,6 +26,12 @@ export const nodes = testbed.cluster.nodes;
 export const versions = testbed.cluster.versions;
 /** Scaled Services of this step by type: NodePort while the range lasts, ClusterIP after. */
 export const serviceCounts = testbed.workloads.serviceCounts;
+/**
+ * When this step became measurable, in seconds after the apply: every scaled Service with a ready
+ * endpoint in every family (endpointsReadyAfterS), and programmed by the worker's dataplane
+ * (programmedAfterS). Measurements of the step start after both.
+ */
+export const step = testbed.workloads.step;
 /** Where D-ITG flows go, per family: the worker's NodePort address, signaling and data ports. */
 export const ditgEndpoints = testbed.workloads.ditgEndpoints;
 /** The receiver's Deployment, its node and log directories: what `testbed campaign` reads logs from. */

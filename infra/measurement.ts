@@ -2,11 +2,12 @@
 // the client runs D-ITG against the worker's NodePort `runs` times, decodes every run's log there
 // with ITGDec and prints one block per run; its stdout, parsed, is the stack output `measurement`.
 //
-// When it runs again. A command's stdout is frozen until one of its inputs changes, so the inputs
-// name everything the result depends on: the script itself (addresses, ports, traffic flags, flow
-// length, run count) and explicit triggers for the dataplane, the Service count and the run id.
-// A trigger change replaces the command, which runs it afresh. There is no clock among the inputs:
-// a time stamp would re-run the measurement on every preview.
+// When it runs again. A command's stdout is frozen until one of its inputs changes, so the command
+// line names everything the result depends on: the script itself (addresses, ports, traffic flags,
+// flow length, run count) and a first line with the dataplane, the Service count and the run id
+// (measurementIdentity). Any change is an update of the command, which pulumi-command runs by
+// running its create again. There is no clock among the inputs: a time stamp would re-run the
+// measurement on every preview.
 //
 // Which log is decoded. Always the sender's, on the client: the receiver's log lies inside the pod
 // on the worker, out of reach of a command on the client.
@@ -192,8 +193,13 @@ export function measurementTimeoutMinutes(p: Pick<MeasurementPlan, "durationS" |
   return Math.ceil((p.measure.runs * perRunS) / 60) + 30;
 }
 
-/** The triggers that re-run the measurement beyond changes of its script. */
-export function measurementTriggers(s: Pick<Scenario, "dataplane" | "services">, m: MeasureSettings): (string | number)[] {
+/** The command's `create`: the identity line, then the command line of the script. */
+export function measurementCreate(s: Pick<Scenario, "dataplane" | "services">, m: MeasureSettings, script: string): string {
+  return `# testbed measurement: ${measurementIdentity(s, m).join(" ")}\n${measurementCommandLine(script)}`;
+}
+
+/** What the measurement's result depends on beyond its script: a change re-runs it. */
+export function measurementIdentity(s: Pick<Scenario, "dataplane" | "services">, m: MeasureSettings): (string | number)[] {
   return [s.dataplane, s.services, m.runId, m.profile, m.family, m.runs];
 }
 
@@ -353,6 +359,8 @@ export interface MeasurementArgs {
   readonly measure: MeasureSettings;
   /** The client host, where ITGSend and ITGDec run. */
   readonly client: HostAccess;
+  /** The router VM on the measured path. */
+  readonly router: HostAccess;
   /** The Services and the receiver: the endpoint per family, and the apply the runs wait for. */
   readonly workloads: Pick<Workloads, "ditgEndpoints" | "applied">;
 }
@@ -378,8 +386,7 @@ export class Measurement extends pulumi.ComponentResource {
       `${name}-ditg-runs`,
       {
         connection: pulumi.secret(pulumi.output(args.client.connection)),
-        create: script.apply(measurementCommandLine),
-        triggers: measurementTriggers(s, m),
+        create: script.apply((text) => measurementCreate(s, m, text)),
         // Per-run progress goes to stderr; stdout is the result and becomes the output.
         logging: "stderr",
         // The previous stdout would travel as an environment variable of up to megabytes.
@@ -387,7 +394,8 @@ export class Measurement extends pulumi.ComponentResource {
       },
       {
         parent: this,
-        dependsOn: [args.workloads.applied],
+        // The client runs the flows and the router forwards them: both hosts checked ready.
+        dependsOn: [args.workloads.applied, args.client.ready, args.router.ready],
         deletedWith: args.client.server,
         customTimeouts: { create: timeout, update: timeout },
       },

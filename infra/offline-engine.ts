@@ -2,6 +2,7 @@
 // `testbed diff` and the tests. Provider-computed fields that the program reads (addresses, command
 // output) are filled in here, so the program's own apply() code runs as it would in a deployment.
 import { createHash } from "node:crypto";
+import { createRequire } from "node:module";
 import * as path from "node:path";
 import { pathToFileURL } from "node:url";
 import * as pulumi from "@pulumi/pulumi";
@@ -14,6 +15,9 @@ export interface PlannedResource {
   readonly name: string;
   /** Inputs as the engine received them; secret values are wrapped as { "$secret": value }. */
   readonly inputs: Record<string, unknown>;
+  /** The resource's URN and options, as the SDK registered them (absent in hand-made records). */
+  urn?: string;
+  options?: RegistrationOptions;
 }
 
 export interface OfflineRun {
@@ -21,6 +25,89 @@ export interface OfflineRun {
   readonly resources: PlannedResource[];
   /** Stack outputs (the program's exports), secrets wrapped as { "$secret": value }. */
   readonly outputs: Record<string, unknown>;
+}
+
+/** What a registration asked of the engine beyond its inputs: the options a lifecycle depends on. */
+export interface RegistrationOptions {
+  readonly parent: string;
+  /** Resources (type::name) the engine waits for: dependsOn and the resources behind input values. */
+  readonly dependencies: readonly string[];
+  /** Per input property, the resources (type::name) its value comes from. */
+  readonly propertyDependencies: Readonly<Record<string, readonly string[]>>;
+  readonly deleteBeforeReplace: boolean;
+  readonly ignoreChanges: readonly string[];
+  readonly replaceOnChanges: readonly string[];
+  readonly additionalSecretOutputs: readonly string[];
+  /** type::name of the resource whose deletion makes this one's delete unnecessary. */
+  readonly deletedWith: string;
+  readonly customTimeouts?: { readonly create?: string; readonly update?: string; readonly delete?: string };
+}
+
+/** `urn:pulumi:stack::project::parentType$type::name` -> `type::name`, the id plans key resources by. */
+export function resourceIdOfUrn(urn: string): string {
+  const parts = urn.split("::");
+  const name = parts.slice(3).join("::");
+  const qualified = parts[2] ?? "";
+  return `${qualified.slice(qualified.lastIndexOf("$") + 1)}::${name}`;
+}
+
+interface RegisterRequest {
+  getType(): string;
+  getName(): string;
+  getParent(): string;
+  getDependenciesList(): string[];
+  getPropertydependenciesMap(): { forEach(cb: (value: { getUrnsList(): string[] }, key: string) => void): void };
+  getDeletebeforereplace(): boolean;
+  getIgnorechangesList(): string[];
+  getReplaceonchangesList(): string[];
+  getAdditionalsecretoutputsList(): string[];
+  getDeletedwith(): string;
+  getCustomtimeouts(): { getCreate(): string; getUpdate(): string; getDelete(): string } | undefined;
+}
+
+/** Receives each registration's options, with the URN the mock monitor gave it. */
+let onRegistration: ((type: string, name: string, urn: string, options: RegistrationOptions) => void) | undefined;
+let monitorWrapped = false;
+
+/**
+ * Wraps the mock monitor's registerResource once per process to keep what the SDK told the engine
+ * about each resource (MockResourceArgs carries the inputs only).
+ */
+function recordRegistrations(): void {
+  if (monitorWrapped) return;
+  monitorWrapped = true;
+  const require = createRequire(import.meta.url);
+  const mocks = require("@pulumi/pulumi/runtime/mocks.js") as {
+    MockMonitor: { prototype: { registerResource(req: RegisterRequest, cb: (err: unknown, res: { getUrn(): string } | undefined) => void): Promise<void> } };
+  };
+  const original = mocks.MockMonitor.prototype.registerResource;
+  mocks.MockMonitor.prototype.registerResource = function (req, callback) {
+    return original.call(this, req, (err, res) => {
+      if (!err && res && onRegistration) {
+        const propertyDependencies: Record<string, string[]> = {};
+        req.getPropertydependenciesMap().forEach((deps, key) => {
+          propertyDependencies[key] = deps.getUrnsList().map(resourceIdOfUrn);
+        });
+        const dependencies = new Set(req.getDependenciesList().map(resourceIdOfUrn));
+        for (const ids of Object.values(propertyDependencies)) for (const id of ids) dependencies.add(id);
+        const timeouts = req.getCustomtimeouts();
+        onRegistration(req.getType(), req.getName(), res.getUrn(), {
+          parent: req.getParent() ? resourceIdOfUrn(req.getParent()) : "",
+          dependencies: [...dependencies],
+          propertyDependencies,
+          deleteBeforeReplace: req.getDeletebeforereplace(),
+          ignoreChanges: req.getIgnorechangesList(),
+          replaceOnChanges: req.getReplaceonchangesList(),
+          additionalSecretOutputs: req.getAdditionalsecretoutputsList(),
+          deletedWith: req.getDeletedwith() ? resourceIdOfUrn(req.getDeletedwith()) : "",
+          ...(timeouts
+            ? { customTimeouts: { create: timeouts.getCreate() || undefined, update: timeouts.getUpdate() || undefined, delete: timeouts.getDelete() || undefined } }
+            : {}),
+        });
+      }
+      callback(err, res);
+    });
+  };
 }
 
 const SIG_KEY = "4dabf18193072939515e22adb298388d";
@@ -121,6 +208,11 @@ const DEFAULT_PROGRAM = path.join(path.dirname(new URL(import.meta.url).pathname
 export async function runOffline(opts: OfflineOptions): Promise<OfflineRun> {
   const resources: PlannedResource[] = [];
   process.env[OFFLINE_ENV] = "1";
+  recordRegistrations();
+  onRegistration = (type, name, urn, options) => {
+    const planned = resources.find((r) => r.type === type && r.name === name && r.urn === undefined);
+    if (planned) Object.assign(planned, { urn, options });
+  };
   // Offline runs never hold the real private key; a stand-in keeps remote commands declarable.
   const config = { "testbed:sshPrivateKey": "offline-stand-in-private-key", ...opts.config };
   const secretKeys = [...new Set(["testbed:sshPrivateKey", ...(opts.secretKeys ?? [])])];
@@ -144,7 +236,15 @@ export async function runOffline(opts: OfflineOptions): Promise<OfflineRun> {
     false,
   );
   pulumi.runtime.setAllConfig(config, secretKeys as string[]);
-  const program = (await import(pathToFileURL(opts.program ?? DEFAULT_PROGRAM).href)) as Record<string, unknown>;
+  let program: Record<string, unknown>;
+  try {
+    program = (await import(pathToFileURL(opts.program ?? DEFAULT_PROGRAM).href)) as Record<string, unknown>;
+  } catch (err) {
+    // How far the program got: a refusal must come before any resource is declared. Registrations
+    // reach the (mock) engine asynchronously, so those already under way are awaited first.
+    await (pulumi.runtime as unknown as { waitForRPCs(): Promise<void> }).waitForRPCs().catch(() => undefined);
+    throw Object.assign(err instanceof Error ? err : new Error(String(err)), { declared: resources.length });
+  }
   const outputs: Record<string, unknown> = {};
   for (const [name, value] of Object.entries(program)) {
     outputs[name] = await settle(value);

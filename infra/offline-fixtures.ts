@@ -1,6 +1,7 @@
 // What remote commands print, for offline runs of the program. Each entry stands for a real
 // command's output so that the program's parsing of it runs under the mocked engine.
 import { readFileSync } from "node:fs";
+import { readinessEstimate } from "./cluster/readiness.js";
 
 export interface CommandFixture {
   /** Matches the Pulumi resource name of a command:remote:Command or command:local:Command. */
@@ -47,9 +48,13 @@ users:
     client-key-data: ${pemBase64("RSA PRIVATE KEY", "T0ZGTElORS1GSVhUVVJFLU5PVC1BLUtFWQ==")}
 `;
 
+/** The cluster CA's hash the master's join authorization prints offline. */
+export const OFFLINE_CA_CERT_HASH = `sha256:${"0f".repeat(32)}`;
+
 /** Filled by the modules that declare commands whose stdout the program reads. */
 export const COMMAND_FIXTURES: CommandFixture[] = [
-  // Kubernetes cluster (infra/cluster): node preparation marker, admin.conf, join command, node table.
+  // Kubernetes cluster (infra/cluster): node preparation marker, admin.conf, the join key and the
+  // master's answer to it, node table.
   {
     name: /-(master|worker)-wait$/,
     stdout: (inputs) =>
@@ -64,8 +69,24 @@ export const COMMAND_FIXTURES: CommandFixture[] = [
   },
   { name: /-kubeadm-init$/, stdout: ADMIN_CONF },
   {
-    name: /-join-token$/,
-    stdout: `kubeadm join 198.19.0.10:6443 --token abcdef.0123456789abcdef --discovery-token-ca-cert-hash sha256:${"0f".repeat(32)} \n`,
+    name: /-join-key$/,
+    stdout: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOFFLINEFIXTUREJOINKEYxxxxxxxxxxxxxxxxxxxxxxx testbed-join\n",
+  },
+  {
+    name: /-join-authorize$/,
+    stdout: `host-key ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOFFLINEFIXTUREHOSTKEYxxxxxxxxxxxxxxxxxxxxxxx\nca-cert-hash ${OFFLINE_CA_CERT_HASH}\n`,
+  },
+  // Workloads (infra/workloads.ts): the apply script's last line. Offline, the times are the
+  // readiness model's estimate for the step (infra/cluster/readiness.ts), not a measurement.
+  {
+    name: /-apply$/,
+    stdout: (inputs) => {
+      const services = Number(scriptVariable(inputs, "KEEP", /[0-9]+/) ?? "0");
+      const families = Number(scriptVariable(inputs, "FAMILIES", /[0-9]+/) ?? "1");
+      const e = readinessEstimate({ families: families === 2 ? ["ipv4", "ipv6"] : ["ipv4"] }, services);
+      const endpoints = e.endpointSlicesS.toFixed(1);
+      return `applied ${services} scaled Services\nstep services=${services} endpointsReadyAfterS=${endpoints} programmedAfterS=${(e.endpointSlicesS + e.programS).toFixed(1)}\n`;
+    },
   },
   {
     name: /-nodes-ready$/,

@@ -5,7 +5,8 @@ import type { Scenario } from "../scenario/schema.js";
 import { KubernetesCluster } from "./cluster/cluster.js";
 import { renderNodePrep } from "./cluster/node-prep.js";
 import { Measurement } from "./measurement.js";
-import { OpenStackLab, type HostAddresses } from "./openstack/lab.js";
+import { parseEndpoint } from "./cluster/kubeconfig.js";
+import { OpenStackLab, renderLab, type HostAddresses } from "./openstack/lab.js";
 import { Workloads } from "./workloads.js";
 
 export interface TestbedArgs {
@@ -27,15 +28,15 @@ export class Testbed extends pulumi.ComponentResource {
   readonly measurement?: Measurement;
 
   constructor(name: string, args: TestbedArgs, opts?: pulumi.ComponentResourceOptions) {
+    // Everything that can refuse the scenario runs before the first resource is declared, so a bad
+    // value never leaves half a testbed in the state.
+    const cloudInitParts = { master: [renderNodePrep(args.scenario, "master")], worker: [renderNodePrep(args.scenario, "worker")] };
+    const rendered = renderLab({ scenario: args.scenario, cloudInitParts });
+    parseEndpoint(args.scenario.kubernetes.apiEndpoint);
     super("testbed:index:Testbed", name, {}, opts);
     this.lab = new OpenStackLab(
       "lab",
-      {
-        scenario: args.scenario,
-        sshPrivateKey: args.sshPrivateKey,
-        stack: pulumi.getStack(),
-        cloudInitParts: { master: [renderNodePrep(args.scenario, "master")], worker: [renderNodePrep(args.scenario, "worker")] },
-      },
+      { scenario: args.scenario, sshPrivateKey: args.sshPrivateKey, stack: pulumi.getStack(), cloudInitParts, rendered },
       { parent: this },
     );
     this.cluster = new KubernetesCluster(
@@ -45,13 +46,23 @@ export class Testbed extends pulumi.ComponentResource {
     );
     this.workloads = new Workloads(
       "workloads",
-      { scenario: args.scenario, master: this.lab.hosts.master, worker: this.lab.hosts.worker, clusterReady: this.cluster.ready },
+      {
+        scenario: args.scenario,
+        master: this.lab.hosts.master,
+        worker: this.lab.hosts.worker,
+        clusterReady: this.cluster.ready,
+        workerNode: this.cluster.nodes.apply((nodes) => {
+          const worker = nodes.find((n) => n.role === "worker");
+          if (!worker) throw new Error("the cluster reports no worker node");
+          return worker.name;
+        }),
+      },
       { parent: this },
     );
     if (args.scenario.measure) {
       this.measurement = new Measurement(
         "measurement",
-        { scenario: args.scenario, measure: args.scenario.measure, client: this.lab.hosts.client, workloads: this.workloads },
+        { scenario: args.scenario, measure: args.scenario.measure, client: this.lab.hosts.client, router: this.lab.hosts.router, workloads: this.workloads },
         { parent: this },
       );
     }

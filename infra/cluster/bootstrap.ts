@@ -6,6 +6,7 @@ import ipaddr from "ipaddr.js";
 import type { Family } from "../../scenario/cidr.js";
 import type { Dataplane } from "../../scenario/schema.js";
 import { CA_CERT_HASH_PLACEHOLDER, JOIN_TOKEN_PLACEHOLDER, type FamilyAddresses } from "./kubeadm.js";
+import { clusterDataplane } from "./dataplanes/index.js";
 import { NODE_PREP_MARKER } from "./node-prep.js";
 import { shellAssignments } from "./shell.js";
 
@@ -15,14 +16,27 @@ export interface NodePaths {
   readonly adminConf: string;
   /** kubeadm's own output holds the join command with a token: it goes to a root-only log here, never to Pulumi. */
   readonly logDir: string;
-  /** Root-only directory for the join configuration with its credentials filled in. */
+  /** Root-only directory for the join configuration with its credentials filled in, and the join key. */
   readonly scratchDir: string;
+  /** kubeadm's directory: static pod manifests, kubelet.conf, the cluster CA. */
+  readonly kubernetesDir: string;
+  /** The master's SSH host key, which the worker pins when it asks for a join token. */
+  readonly sshHostKey: string;
+  /** The kubeadm binary the join key may run. */
+  readonly kubeadm: string;
 }
 
-export const NODE_PATHS: NodePaths = { adminConf: "/etc/kubernetes/admin.conf", logDir: "/var/log/testbed", scratchDir: "/root" };
+export const NODE_PATHS: NodePaths = {
+  adminConf: "/etc/kubernetes/admin.conf",
+  logDir: "/var/log/testbed",
+  scratchDir: "/root",
+  kubernetesDir: "/etc/kubernetes",
+  sshHostKey: "/etc/ssh/ssh_host_ed25519_key.pub",
+  kubeadm: "/usr/bin/kubeadm",
+};
 const ADMIN_CONF = NODE_PATHS.adminConf;
-/** How long a minted join token lives; the join that uses it runs right after. */
-export const JOIN_TOKEN_TTL = "30m";
+/** How long a minted join token lives; the join that asked for it uses it at once. */
+export const JOIN_TOKEN_TTL = "15m";
 
 const HEADER = "set -euo pipefail";
 
@@ -54,12 +68,13 @@ export const NODE_RESET = `reset_node() {
   rm -rf /sys/fs/bpf/tc/globals/cilium_* /sys/fs/bpf/cilium
 }`;
 
-/** Waits for cloud-init and checks that node preparation finished for the scenario's Kubernetes version; prints the marker. */
+/**
+ * Checks that node preparation finished for the scenario's Kubernetes version (after the host's own
+ * readiness check, which waited for cloud-init); prints the marker.
+ */
 export function waitForNodeScript(kubernetesVersion: string, marker: string = NODE_PREP_MARKER): string {
   return `${HEADER}
 ${shellAssignments({ MARKER: marker, K8S_VERSION: kubernetesVersion })}
-# Exit code 2 is "done, with recoverable errors" on newer cloud-init; the marker decides.
-cloud-init status --wait >/dev/null || [ $? -eq 2 ]
 if [ ! -f "$MARKER" ]; then
   echo "node preparation did not finish; the end of its log:" >&2
   tail -n 40 /var/log/cloud-init-output.log >&2
@@ -76,21 +91,62 @@ esac
 cat "$MARKER"`;
 }
 
-/** `kubeadm init` from the uploaded configuration; prints admin.conf and nothing else. */
-export function kubeadmInitScript(configPath: string, paths: NodePaths = NODE_PATHS): string {
+/**
+ * `kubeadm init` from the uploaded configuration; prints admin.conf and nothing else. Run as the
+ * command's create and as its update: on a master that already runs a cluster, it re-applies the
+ * configuration in place instead (kubeadmReconfigure), so an update never resets the cluster.
+ */
+export function kubeadmInitScript(args: { configPath: string; configHash: string; kubeProxy: boolean }, paths: NodePaths = NODE_PATHS): string {
   return `${HEADER}
-${shellAssignments({ CONFIG: configPath, LOG: `${paths.logDir}/kubeadm-init.log`, ADMIN_CONF: paths.adminConf })}
+${shellAssignments({ CONFIG: args.configPath, CONFIG_SHA256: args.configHash, LOG: `${paths.logDir}/kubeadm-init.log`, ADMIN_CONF: paths.adminConf, APISERVER_MANIFEST: `${paths.kubernetesDir}/manifests/kube-apiserver.yaml` })}
 ${NODE_RESET}
 ${REDACTED_TAIL}
 install -d -m 0700 "$(dirname "$LOG")"
-# Nothing of an earlier, failed attempt survives: Pulumi recorded no cluster for it.
-reset_node
-if ! kubeadm init --config "$CONFIG" >"$LOG" 2>&1; then
-  echo "kubeadm init failed; the end of $LOG:" >&2
-  redacted_tail "$LOG"
-  exit 1
+if [ -s "$ADMIN_CONF" ] && [ -f "$APISERVER_MANIFEST" ]; then
+${indentScript(kubeadmReconfigure(args.kubeProxy))}
+else
+  # Nothing of an earlier, failed attempt survives: Pulumi recorded no cluster for it.
+  reset_node
+  if ! kubeadm init --config "$CONFIG" >"$LOG" 2>&1; then
+    echo "kubeadm init failed; the end of $LOG:" >&2
+    redacted_tail "$LOG"
+    exit 1
+  fi
 fi
 cat "$ADMIN_CONF"`;
+}
+
+/**
+ * A changed init configuration (the file at $CONFIG, checked against $CONFIG_SHA256) re-applied to
+ * the running control plane: the static pods' manifests (kubelet restarts the ones that changed),
+ * the kubeadm-config ConfigMap, and kube-proxy's ConfigMap and DaemonSet where the dataplane has
+ * kube-proxy. Certificates, etcd and the nodes stay as they are.
+ */
+function kubeadmReconfigure(kubeProxy: boolean): string {
+  const phases = [
+    'kubeadm init phase control-plane all --config "$CONFIG"',
+    'kubeadm init phase upload-config kubeadm --config "$CONFIG" --kubeconfig "$ADMIN_CONF"',
+  ];
+  if (kubeProxy) {
+    phases.push(
+      'kubeadm init phase addon kube-proxy --config "$CONFIG" --kubeconfig "$ADMIN_CONF"',
+      "# kube-proxy reads its ConfigMap at start only.",
+      'kubectl --kubeconfig "$ADMIN_CONF" -n kube-system rollout restart daemonset/kube-proxy',
+    );
+  }
+  return [
+    'echo "$CONFIG_SHA256  $CONFIG" | sha256sum --check --status || { echo "$CONFIG is not the configuration this step uploaded" >&2; exit 1; }',
+    "{",
+    ...phases.map((l) => `  ${l}`),
+    '} >>"$LOG" 2>&1',
+  ].join("\n");
+}
+
+function indentScript(text: string): string {
+  return text
+    .split("\n")
+    .map((l) => `  ${l}`)
+    .join("\n");
 }
 
 /** Tears the cluster down on the master (deletion); a host that is already gone is not an error. */
@@ -100,35 +156,110 @@ ${NODE_RESET}
 reset_node`;
 }
 
-/** Mints a short-lived bootstrap token on the master and prints the join command that carries it. */
-export function mintJoinTokenScript(): string {
+/**
+ * The worker's key for minting its own join tokens (created once, kept root-only on the worker);
+ * prints the public half for the master's authorized_keys.
+ */
+export function joinKeyScript(paths: NodePaths = NODE_PATHS): string {
   return `${HEADER}
-${shellAssignments({ KUBECONFIG: ADMIN_CONF, TTL: JOIN_TOKEN_TTL })}
-export KUBECONFIG
-kubeadm token create --ttl "$TTL" --description "testbed worker join" --print-join-command`;
+${shellAssignments({ KEY: joinKeyPath(paths) })}
+install -d -m 0700 "$(dirname "$KEY")"
+if [ ! -f "$KEY" ]; then ssh-keygen -q -t ed25519 -N '' -C testbed-join -f "$KEY"; fi
+cat "$KEY.pub"`;
+}
+
+function joinKeyPath(paths: NodePaths): string {
+  return `${paths.scratchDir}/.ssh/testbed-join`;
+}
+
+/** The one thing the worker's join key may do on the master: mint a bootstrap token that lives JOIN_TOKEN_TTL. */
+export function joinForcedCommand(paths: NodePaths = NODE_PATHS): string {
+  return `sudo -n ${paths.kubeadm} token create --kubeconfig ${paths.adminConf} --ttl ${JOIN_TOKEN_TTL} --description testbed-worker-join --print-join-command`;
 }
 
 /**
- * `kubeadm join` on the worker. Standard input carries the master's join command; its token and CA
- * hash go into a root-only copy of the uploaded configuration, removed when the script ends.
+ * On the master: lets the worker's join key run joinForcedCommand and nothing else (`restrict`
+ * turns off forwarding, a terminal and the rest), replacing an earlier key of the same purpose.
+ * Prints what the worker needs to trust the answer: the master's SSH host key and the cluster CA's
+ * hash (the join checks the CA it discovers against it).
  */
-export function kubeadmJoinScript(configPath: string, paths: NodePaths = NODE_PATHS): string {
+export function joinAuthorizeScript(args: { user: string; publicKey: string }, paths: NodePaths = NODE_PATHS): string {
   return `${HEADER}
-${shellAssignments({ CONFIG: configPath, LOG: `${paths.logDir}/kubeadm-join.log`, SCRATCH: paths.scratchDir })}
+${shellAssignments({ LOGIN: args.user, PUBLIC_KEY: args.publicKey.trim(), FORCED: joinForcedCommand(paths), CA: `${paths.kubernetesDir}/pki/ca.crt`, HOST_KEY: paths.sshHostKey })}
+case "$PUBLIC_KEY" in
+  ssh-ed25519\\ *) ;;
+  *) echo "the worker's join key is not an ed25519 public key: $PUBLIC_KEY" >&2; exit 1 ;;
+esac
+home="$(getent passwd "$LOGIN" | cut -d: -f6)"
+keys="$home/.ssh/authorized_keys"
+install -d -m 0700 -o "$LOGIN" "$home/.ssh"
+touch "$keys"
+entry="restrict,command=\\"$FORCED\\" $PUBLIC_KEY"
+{ grep -v ' testbed-join$' "$keys" || true; printf '%s\\n' "$entry"; } >"$keys.new"
+chown "$LOGIN": "$keys.new"
+chmod 0600 "$keys.new"
+mv "$keys.new" "$keys"
+echo "host-key $(cut -d' ' -f1,2 "$HOST_KEY")"
+echo "ca-cert-hash sha256:$(openssl x509 -pubkey -noout -in "$CA" | openssl pkey -pubin -outform der | sha256sum | cut -d' ' -f1)"`;
+}
+
+/** The master's host key and CA hash, as joinAuthorizeScript prints them. */
+export interface JoinTrust {
+  readonly hostKey: string;
+  readonly caCertHash: string;
+}
+
+export function parseJoinTrust(stdout: string): JoinTrust {
+  const hostKey = /^host-key (ssh-ed25519 [A-Za-z0-9+/=]+)$/m.exec(stdout)?.[1];
+  const caCertHash = /^ca-cert-hash (sha256:[a-f0-9]{64})$/m.exec(stdout)?.[1];
+  if (!hostKey || !caCertHash) throw new Error(`the master printed no host key and CA hash for the join: ${stdout.trim().slice(0, 200)}`);
+  return { hostKey, caCertHash };
+}
+
+/**
+ * `kubeadm join` on the worker, with a bootstrap token minted for this very attempt: the worker asks
+ * the master over SSH with its join key (joinForcedCommand), so a retried join never holds an
+ * expired token. The token and the CA hash go into a root-only copy of the uploaded configuration,
+ * removed when the script ends. A worker already joined to this cluster (its CA has the expected
+ * hash) is left as it is, so running it again as an update changes nothing.
+ */
+export function kubeadmJoinScript(args: { configPath: string; user: string; master: string; trust: JoinTrust }, paths: NodePaths = NODE_PATHS): string {
+  return `${HEADER}
+${shellAssignments({
+  CONFIG: args.configPath,
+  LOG: `${paths.logDir}/kubeadm-join.log`,
+  SCRATCH: paths.scratchDir,
+  KEY: joinKeyPath(paths),
+  LOGIN: args.user,
+  MASTER: args.master,
+  MASTER_HOST_KEY: args.trust.hostKey,
+  CA_HASH: args.trust.caCertHash,
+  KUBELET_CONF: `${paths.kubernetesDir}/kubelet.conf`,
+  CA: `${paths.kubernetesDir}/pki/ca.crt`,
+})}
 ${NODE_RESET}
 ${REDACTED_TAIL}
-join_command="$(cat)"
-token="$(printf '%s\\n' "$join_command" | sed -nE 's/.*--token ([a-z0-9]{6}\\.[a-z0-9]{16}).*/\\1/p')"
-ca_hash="$(printf '%s\\n' "$join_command" | sed -nE 's/.*--discovery-token-ca-cert-hash (sha256:[a-f0-9]{64}).*/\\1/p')"
-if [ -z "$token" ] || [ -z "$ca_hash" ]; then
-  echo "standard input holds no join command with --token and --discovery-token-ca-cert-hash" >&2
-  exit 1
+local_ca_hash() {
+  openssl x509 -pubkey -noout -in "$CA" | openssl pkey -pubin -outform der | sha256sum | cut -d' ' -f1
+}
+if [ -s "$KUBELET_CONF" ] && [ -f "$CA" ] && [ "sha256:$(local_ca_hash)" = "$CA_HASH" ]; then
+  echo "joined"
+  exit 0
 fi
 install -d -m 0700 "$(dirname "$LOG")"
-reset_node
 umask 077
+known_hosts="$(mktemp "$SCRATCH/known_hosts.XXXXXX")"
 private="$(mktemp "$SCRATCH/kubeadm-join.XXXXXX")"
-trap 'rm -f "$private"' EXIT
+trap 'rm -f "$private" "$known_hosts"' EXIT
+printf '%s %s\\n' "$MASTER" "$MASTER_HOST_KEY" >"$known_hosts"
+join_command="$(ssh -T -i "$KEY" -o BatchMode=yes -o IdentitiesOnly=yes -o StrictHostKeyChecking=yes -o UserKnownHostsFile="$known_hosts" -o ConnectTimeout=20 "$LOGIN@$MASTER")"
+token="$(printf '%s\\n' "$join_command" | sed -nE 's/.*--token ([a-z0-9]{6}\\.[a-z0-9]{16}).*/\\1/p')"
+ca_hash="$(printf '%s\\n' "$join_command" | sed -nE 's/.*--discovery-token-ca-cert-hash (sha256:[a-f0-9]{64}).*/\\1/p')"
+if [ -z "$token" ] || [ "$ca_hash" != "$CA_HASH" ]; then
+  echo "the master answered no join command for the cluster whose CA hash is $CA_HASH" >&2
+  exit 1
+fi
+reset_node
 # Substituted in the shell, not by sed: the credentials never appear in a process's arguments.
 config="$(<"$CONFIG")"
 config="\${config//${JOIN_TOKEN_PLACEHOLDER}/$token}"
@@ -142,11 +273,25 @@ fi
 echo "joined"`;
 }
 
-/** Installs or upgrades the Cilium chart with the uploaded values and waits for its pods. */
-export function ciliumInstallScript(args: { version: string; valuesPath: string; chartRepo: string }): string {
+
+/**
+ * Installs or upgrades the Cilium chart with the uploaded values and waits for its pods. The same
+ * script is the command's create and its update: `helm upgrade --install` changes a running Cilium
+ * in place. The values' hash and the cluster's identity are part of it, so a change of either is
+ * an update of the command, never a replacement (which would run `helm uninstall` first).
+ */
+export function ciliumInstallScript(args: { version: string; valuesPath: string; valuesHash: string; chartRepo: string; cluster: string }): string {
   return `${HEADER}
-${shellAssignments({ KUBECONFIG: ADMIN_CONF, CILIUM_VERSION: args.version, VALUES: args.valuesPath, CHART_REPO: args.chartRepo })}
+# cluster: ${args.cluster}
+${shellAssignments({
+  KUBECONFIG: ADMIN_CONF,
+  CILIUM_VERSION: args.version,
+  VALUES: args.valuesPath,
+  VALUES_SHA256: args.valuesHash,
+  CHART_REPO: args.chartRepo,
+})}
 export KUBECONFIG
+echo "$VALUES_SHA256  $VALUES" | sha256sum --check --status || { echo "$VALUES is not the values file this step uploaded" >&2; exit 1; }
 helm upgrade --install cilium cilium --repo "$CHART_REPO" --version "$CILIUM_VERSION" \\
   --namespace kube-system --values "$VALUES" --wait --timeout 15m
 helm get metadata cilium --namespace kube-system`;
@@ -178,32 +323,28 @@ const NODE_TABLE_JSONPATH =
  * addresses and that the Services are served by the stack's dataplane; prints the node table
  * (name, kubelet version, container runtime, InternalIPs) as tab-separated lines.
  */
-export function nodesReadyScript(args: { dataplane: Dataplane; nodes: readonly ExpectedNode[] }): string {
+export function nodesReadyScript(args: { dataplane: Dataplane; nodes: readonly ExpectedNode[]; checks?: Readonly<Record<string, string>> }): string {
   const expected = args.nodes.map((n) => n.addresses.map(canonicalAddress).join(",")).join(" ");
-  const dataplaneCheck =
-    args.dataplane === "ebpf"
-      ? `if kubectl -n kube-system get daemonset kube-proxy >/dev/null 2>&1; then
-  echo "kube-proxy is deployed, but dataplane ebpf replaces it" >&2
-  exit 1
-fi
-want_kpr=True`
-      : `kubectl -n kube-system rollout status daemonset/kube-proxy --timeout=10m >/dev/null
-mode="$(kubectl -n kube-system get configmap kube-proxy -o jsonpath='{.data.config\\.conf}' | awk '$1 == "mode:" { print $2 }')"
-if [ "$mode" != iptables ]; then
-  echo "kube-proxy runs in mode '$mode', dataplane iptables needs iptables" >&2
-  exit 1
-fi
-want_kpr=False`;
+  const dataplane = clusterDataplane(args.dataplane);
+  // What the check runs against (cluster, join, Cilium version and values), named in the script so
+  // that a change of any is a change of the command, which runs the check again as an update.
+  const against = Object.entries(args.checks ?? {}).map(([k, v]) => `# ${k}: ${v}\n`).join("");
   return `${HEADER}
-${shellAssignments({ KUBECONFIG: ADMIN_CONF, EXPECTED_NODE_IPS: expected, NODE_COUNT: args.nodes.length })}
+${against}${shellAssignments({
+  KUBECONFIG: ADMIN_CONF,
+  EXPECTED_NODE_IPS: expected,
+  NODE_COUNT: args.nodes.length,
+  WANT_KPR: dataplane.ciliumReplacesKubeProxy ? "True" : "False",
+})}
 export KUBECONFIG
 kubectl wait --for=condition=Ready nodes --all --timeout=15m >/dev/null
 kubectl -n kube-system rollout status daemonset/cilium --timeout=10m >/dev/null
-${dataplaneCheck}
+# The ${dataplane.name} dataplane, and no other, serves the Services.
+${dataplane.activeCheck}
 for pod in $(kubectl -n kube-system get pods -l k8s-app=cilium -o name); do
   status="$(kubectl -n kube-system exec "$pod" -c cilium-agent -- cilium-dbg status)"
-  if ! printf '%s\\n' "$status" | grep -E "^KubeProxyReplacement:[[:space:]]+$want_kpr" >/dev/null; then
-    echo "$pod does not report KubeProxyReplacement $want_kpr" >&2
+  if ! printf '%s\\n' "$status" | grep -E "^KubeProxyReplacement:[[:space:]]+$WANT_KPR" >/dev/null; then
+    echo "$pod does not report KubeProxyReplacement $WANT_KPR" >&2
     exit 1
   fi
 done

@@ -1,10 +1,11 @@
-// The Helm values of the Cilium chart, for either dataplane, from the scenario alone.
-// iptables: Cilium is the CNI only and kube-proxy (iptables mode) serves Services.
-// ebpf: Cilium's kube-proxy replacement serves Services at the TC hook of the data-center NIC.
+// The Helm values of the Cilium chart, for any dataplane, from the scenario alone.
+// With kube-proxy (iptables): Cilium is the CNI only and kube-proxy serves Services.
+// Without (ebpf): Cilium's kube-proxy replacement serves Services at the TC hook of the data-center NIC.
 // Every key differs from the chart's default or pins a default the measurement depends on.
 import { stringify } from "yaml";
 import type { Scenario } from "../../scenario/schema.js";
 import { nodePortRange, serviceCapacity } from "../../scenario/schema.js";
+import { clusterDataplane } from "./dataplanes/index.js";
 import { perFamily } from "./kubeadm.js";
 
 export const CILIUM_VALUES_ARTIFACT = "helm/cilium-values.yaml";
@@ -12,16 +13,6 @@ export const CILIUM_CHART_REPO = "https://helm.cilium.io/";
 
 /** The chart's `bpf.lbMapMax` default; resizing later disrupts connections, so it is sized at install. */
 export const LB_MAP_DEFAULT = 65536;
-
-/**
- * Entries one Service port takes in one family's `cilium_lb{4,6}_services_v2` map, with one backend
- * on the node under test and one node address per family (Cilium 1.17, legacy service control plane):
- * ebpf, NodePort with externalTrafficPolicy Local: ClusterIP, 0.0.0.0:NodePort and nodeIP:NodePort,
- * the last two twice (external and internal scope), each frontend 1 slot plus 1 per backend = 10.
- * iptables: Cilium only balances ClusterIP traffic from pods (kube-proxy does NodePorts) = 2.
- * An upper bound per Service: Services beyond the NodePort range are ClusterIP and take 2.
- */
-export const LB_ENTRIES_PER_SERVICE: Readonly<Record<Scenario["dataplane"], number>> = { ebpf: 10, iptables: 2 };
 
 /** Service ports the cluster has besides the scaled Services: kubernetes (1), kube-dns (3), the D-ITG receiver (2), with room to spare. */
 export const CLUSTER_SERVICE_PORTS = 16;
@@ -41,7 +32,8 @@ function nextPowerOfTwo(n: number): number {
 
 /** `bpf.lbMapMax`: the estimated entries for the largest Service count, as a power of two, never below the default. */
 export function lbMapMax(s: SizingScenario): number {
-  const entries = (largestServiceCount(s) + CLUSTER_SERVICE_PORTS) * LB_ENTRIES_PER_SERVICE[s.dataplane];
+  // An upper bound per Service: Services beyond the NodePort range are ClusterIP and take fewer.
+  const entries = (largestServiceCount(s) + CLUSTER_SERVICE_PORTS) * clusterDataplane(s.dataplane).lbEntriesPerService;
   return Math.max(LB_MAP_DEFAULT, nextPowerOfTwo(entries));
 }
 
@@ -50,15 +42,15 @@ export const SERVICE_ID_LIMIT = 65535;
 
 /**
  * Service IDs the largest step takes, per Service port and family (Cilium 1.17): a NodePort Service
- * with externalTrafficPolicy Local takes 5 under the kube-proxy replacement (the frontends of
- * LB_ENTRIES_PER_SERVICE), a ClusterIP one 1; without the replacement only ClusterIPs take IDs.
+ * takes the dataplane's serviceIdsPerNodePort (5 under the kube-proxy replacement, one per frontend),
+ * a ClusterIP one 1; without the replacement only ClusterIPs take IDs.
  * Services beyond the NodePort range are ClusterIP, as in the paper. An estimate from upstream
  * issue dumps, to warn before a sweep runs into "no service ID available".
  */
 export function serviceIdEstimate(s: Pick<Scenario, "dataplane" | "services" | "sweep" | "families" | "kubernetes" | "receiver">): number {
   const largest = largestServiceCount(s);
   const nodePorts = Math.min(largest, serviceCapacity(s).nodePort);
-  const perNodePort = s.dataplane === "ebpf" ? 5 : 1;
+  const perNodePort = clusterDataplane(s.dataplane).serviceIdsPerNodePort;
   return s.families.length * (nodePorts * perNodePort + (largest - nodePorts) + CLUSTER_SERVICE_PORTS);
 }
 
@@ -79,7 +71,7 @@ export function renderCiliumValues(s: ValuesScenario, host: CiliumHostFacts): Ci
   const ipv6 = s.families.includes("ipv6");
   const values: CiliumValues = {
     // Stated in both stacks: the chart fails without an explicit true/false (1.16+).
-    kubeProxyReplacement: s.dataplane === "ebpf",
+    kubeProxyReplacement: clusterDataplane(s.dataplane).ciliumReplacesKubeProxy,
     // Pod CIDRs are kubeadm's podSubnet, allocated per node by kube-controller-manager, so kube-proxy's
     // clusterCIDR and the real pod addresses agree (the chart's cluster-pool would use 10.0.0.0/8).
     ipam: { mode: "kubernetes" },
@@ -94,11 +86,11 @@ export function renderCiliumValues(s: ValuesScenario, host: CiliumHostFacts): Ci
     // are given explicitly (a collision fails their creation), and flow observation costs the node
     // under test CPU the paper's setup did not spend.
     hubble: { enabled: false },
-    // Sized for the largest Service count of the sweep (see LB_ENTRIES_PER_SERVICE).
+    // Sized for the largest Service count of the sweep (the dataplane's lbEntriesPerService).
     bpf: { lbMapMax: lbMapMax(s) },
     ...routing(s, ipv4),
   };
-  if (s.dataplane === "ebpf") {
+  if (clusterDataplane(s.dataplane).ciliumReplacesKubeProxy) {
     // Nobody serves the `kubernetes` ClusterIP before the agent runs without kube-proxy; "auto"
     // needs Helm's cluster lookup, so the address is stated.
     values.k8sServiceHost = host.apiServerHost;

@@ -6,14 +6,16 @@ import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
 import type { Family } from "../../scenario/cidr.js";
 import type { Dataplane, Scenario } from "../../scenario/schema.js";
-import { patientConnection, type HostAccess } from "../hosts.js";
+import type { HostAccess } from "../hosts.js";
 import { contentHash, remoteArtifactPath, uploadArtifact } from "../remote-files.js";
 import {
   ciliumInstallScript,
   ciliumUninstallScript,
   kubeadmInitScript,
+  joinAuthorizeScript,
+  joinKeyScript,
   kubeadmJoinScript,
-  mintJoinTokenScript,
+  parseJoinTrust,
   nodesReadyScript,
   parseNodePrepMarker,
   parseNodeTable,
@@ -41,6 +43,7 @@ import {
   type ClusterAddresses,
   type FamilyAddresses,
 } from "./kubeadm.js";
+import { clusterDataplane } from "./dataplanes/index.js";
 import { apiServerUrl, apiTunnelCommand, isLoopback, kubeconfigWithServer, parseEndpoint } from "./kubeconfig.js";
 import { asRootCommand } from "./shell.js";
 
@@ -133,16 +136,21 @@ export class KubernetesCluster extends pulumi.ComponentResource {
       renderCiliumValuesYaml(s, { apiServerHost: apiAdvertiseAddress(s, a), apiServerPort: API_SERVER_PORT, datacenterDevices }),
     );
 
-    // 1. Each node: SSH answers, cloud-init is done, node preparation finished for this version.
+    // Every step below is created once and then only ever updated: a changed input (a script, a
+    // values file's hash, a version) runs the step's create or update script again on the running
+    // cluster. Triggers name only the identity of what a step runs on (the server, the cluster), so
+    // a replacement, and the `delete` it runs, happens only with a new host (tests: lifecycle).
+
+    // 1. Each node: its host is ready (lab readiness check), node preparation finished for this version.
     const waitFor = (role: "master" | "worker", host: HostAccess) =>
       new command.remote.Command(
         `${name}-${role}-wait`,
         {
-          connection: patientConnection(host.connection),
+          connection: pulumi.secret(pulumi.output(host.connection)),
           create: asRootCommand(waitForNodeScript(s.kubernetes.version)),
-          triggers: [serverIdentity(host.server), s.kubernetes.version],
+          triggers: [serverIdentity(host.server)],
         },
-        { parent: this, dependsOn: [host.ready], deletedWith: host.server, customTimeouts: { create: WAIT_TIMEOUT, update: WAIT_TIMEOUT } },
+        { parent: this, dependsOn: [host.ready], deletedWith: host.server, ignoreChanges: ["connection"], customTimeouts: { create: WAIT_TIMEOUT, update: WAIT_TIMEOUT } },
       );
     const masterWait = waitFor("master", master);
     const workerWait = waitFor("worker", worker);
@@ -153,82 +161,106 @@ export class KubernetesCluster extends pulumi.ComponentResource {
     const joinFile = upload("kubeadm-join-config", workerConnection, KUBEADM_JOIN_ARTIFACT, joinYaml, workerWait, worker.server);
     const valuesFile = upload("cilium-values", masterConnection, CILIUM_VALUES_ARTIFACT, valuesYaml, masterWait, master.server);
 
-    // 2. kubeadm init. One-shot: edits of the script do not re-run it (ignoreChanges), the triggers
-    // do; its stdout is admin.conf, so it is secret and never logged.
+    // 2. kubeadm init; on a running cluster the same script re-applies a changed configuration in
+    // place. Its stdout is admin.conf, so it is secret and never logged.
+    const kubeProxy = clusterDataplane(s.dataplane).kubeProxyMode !== undefined;
+    const initScript = initYaml.apply((yaml) =>
+      asRootCommand(kubeadmInitScript({ configPath: remoteArtifactPath(KUBEADM_INIT_ARTIFACT), configHash: contentHash(yaml), kubeProxy })),
+    );
     const init = new command.remote.Command(
       `${name}-kubeadm-init`,
       {
         connection: masterConnection,
-        create: asRootCommand(kubeadmInitScript(remoteArtifactPath(KUBEADM_INIT_ARTIFACT))),
+        create: initScript,
         delete: `${asRootCommand(resetNodeScript())} || true`,
         logging: "stderr",
-        triggers: [s.kubernetes.version, s.dataplane, initYaml.apply(contentHash), masterServer],
+        triggers: [masterServer],
       },
       {
         parent: this,
         dependsOn: [initFile],
         additionalSecretOutputs: ["stdout"],
-        ignoreChanges: ["create", "connection"],
-        // A new cluster needs the old one reset first, on the same host.
+        ignoreChanges: ["connection"],
+        // One cluster per host: a new master is reset before the new cluster is made.
         deleteBeforeReplace: true,
         deletedWith: master.server,
-        customTimeouts: { create: STEP_TIMEOUT },
+        customTimeouts: { create: STEP_TIMEOUT, update: STEP_TIMEOUT },
       },
     );
 
-    // 3. A bootstrap token for this join, minted on the master when the join is about to run;
-    // it lives 30 minutes and only ever travels as a secret.
-    const joinToken = new command.remote.Command(
-      `${name}-join-token`,
+    // 3. The worker's join key, and the master's permission for it to mint join tokens, nothing else.
+    const joinKey = new command.remote.Command(
+      `${name}-join-key`,
+      { connection: workerConnection, create: asRootCommand(joinKeyScript()), triggers: [workerServer] },
+      { parent: this, dependsOn: [workerWait], ignoreChanges: ["connection"], deletedWith: worker.server },
+    );
+    const joinAuthorize = new command.remote.Command(
+      `${name}-join-authorize`,
       {
         connection: masterConnection,
-        create: asRootCommand(mintJoinTokenScript()),
-        logging: "none",
-        triggers: [init.id, workerServer, joinYaml.apply(contentHash)],
+        create: joinKey.stdout.apply((publicKey) => asRootCommand(joinAuthorizeScript({ user: s.openstack.sshUser, publicKey }))),
+        triggers: [masterServer],
       },
-      { parent: this, dependsOn: [init], additionalSecretOutputs: ["stdout"], ignoreChanges: ["create", "connection"], deletedWith: master.server },
+      { parent: this, dependsOn: [init, joinKey], ignoreChanges: ["connection"], deletedWith: master.server },
     );
 
-    // 4. kubeadm join; the token arrives on standard input.
+    // 4. kubeadm join, with a token the worker mints for this attempt (a retry never holds an
+    // expired one). A worker already in this cluster is left as it is.
     const join = new command.remote.Command(
       `${name}-kubeadm-join`,
       {
         connection: workerConnection,
-        create: asRootCommand(kubeadmJoinScript(remoteArtifactPath(KUBEADM_JOIN_ARTIFACT))),
+        create: pulumi
+          .all([joinAuthorize.stdout, addresses])
+          .apply(([trust, a]) =>
+            asRootCommand(
+              kubeadmJoinScript({
+                configPath: remoteArtifactPath(KUBEADM_JOIN_ARTIFACT),
+                user: s.openstack.sshUser,
+                master: apiAdvertiseAddress(s, a),
+                trust: parseJoinTrust(trust),
+              }),
+            ),
+          ),
         delete: `${asRootCommand(resetNodeScript())} || true`,
-        stdin: pulumi.secret(joinToken.stdout),
         logging: "stderr",
-        triggers: [init.id, joinToken.id, joinYaml.apply(contentHash), s.kubernetes.version, workerServer],
+        // A new cluster (a new master) or a new worker: the worker joins afresh.
+        triggers: [init.id, workerServer],
       },
       {
         parent: this,
-        dependsOn: [joinToken, joinFile],
-        ignoreChanges: ["create", "connection"],
+        dependsOn: [joinAuthorize, joinFile],
+        ignoreChanges: ["connection"],
         deleteBeforeReplace: true,
         deletedWith: worker.server,
-        customTimeouts: { create: STEP_TIMEOUT },
+        customTimeouts: { create: STEP_TIMEOUT, update: STEP_TIMEOUT },
       },
     );
 
-    // 5. Cilium, from the master. A new version or new values upgrade it in place (`update`).
+    // 5. Cilium, from the master: a new version or new values upgrade it in place.
+    const valuesHash = valuesYaml.apply(contentHash);
+    const ciliumScript = pulumi.all([valuesHash, init.id]).apply(([hash, cluster]) =>
+      asRootCommand(
+        ciliumInstallScript({
+          version: s.cilium.version,
+          valuesPath: remoteArtifactPath(CILIUM_VALUES_ARTIFACT),
+          valuesHash: hash,
+          chartRepo: CILIUM_CHART_REPO,
+          cluster,
+        }),
+      ),
+    );
     const cilium = new command.remote.Command(
       `${name}-cilium`,
       {
         connection: masterConnection,
-        create: asRootCommand(
-          ciliumInstallScript({ version: s.cilium.version, valuesPath: remoteArtifactPath(CILIUM_VALUES_ARTIFACT), chartRepo: CILIUM_CHART_REPO }),
-        ),
-        update: asRootCommand(
-          ciliumInstallScript({ version: s.cilium.version, valuesPath: remoteArtifactPath(CILIUM_VALUES_ARTIFACT), chartRepo: CILIUM_CHART_REPO }),
-        ),
+        create: ciliumScript,
         delete: `${asRootCommand(ciliumUninstallScript())} || true`,
-        triggers: [s.cilium.version, valuesYaml.apply(contentHash), init.id],
       },
       {
         parent: this,
         dependsOn: [join, valuesFile],
         ignoreChanges: ["connection"],
-        deleteBeforeReplace: true,
         deletedWith: master.server,
         customTimeouts: { create: STEP_TIMEOUT, update: STEP_TIMEOUT },
       },
@@ -239,10 +271,15 @@ export class KubernetesCluster extends pulumi.ComponentResource {
       `${name}-nodes-ready`,
       {
         connection: masterConnection,
-        create: expectedNodes.apply((nodes) => asRootCommand(nodesReadyScript({ dataplane: s.dataplane, nodes }))),
-        triggers: [init.id, join.id, s.cilium.version, valuesYaml.apply(contentHash)],
+        create: pulumi
+          .all([expectedNodes, init.id, join.id, valuesHash])
+          .apply(([nodes, cluster, joined, hash]) =>
+            asRootCommand(
+              nodesReadyScript({ dataplane: s.dataplane, nodes, checks: { cluster, join: joined, cilium: s.cilium.version, values: hash } }),
+            ),
+          ),
       },
-      { parent: this, dependsOn: [cilium, join], ignoreChanges: ["connection"], deletedWith: master.server, customTimeouts: { create: STEP_TIMEOUT } },
+      { parent: this, dependsOn: [cilium, join], ignoreChanges: ["connection"], deletedWith: master.server, customTimeouts: { create: STEP_TIMEOUT, update: STEP_TIMEOUT } },
     );
 
     // Resolves only after the readiness check, so nothing uses the cluster before it is usable.

@@ -5,6 +5,7 @@
 import { stringify } from "yaml";
 import type { Family } from "../../scenario/cidr.js";
 import type { Scenario } from "../../scenario/schema.js";
+import { clusterDataplane } from "./dataplanes/index.js";
 import { CONTAINERD_SOCKET } from "./node-prep.js";
 
 export const KUBEADM_API = "kubeadm.k8s.io/v1beta4";
@@ -57,6 +58,17 @@ export function hostPort(address: string, port: number): string {
 
 const extraArg = (name: string, value: string) => ({ name, value });
 
+/**
+ * kube-controller-manager's client rate towards the API server. Its defaults (20/s, burst 30) make
+ * the EndpointSlice and Endpoints controllers write 10000 dual-stack Services' objects in about a
+ * quarter of an hour (readiness.ts), during which kube-proxy programs REJECT rules for Services that
+ * have no endpoints yet: a rule set other than the one a step measures.
+ */
+export const CONTROLLER_MANAGER_API_QPS = 200;
+export const CONTROLLER_MANAGER_API_BURST = 400;
+/** EndpointSlice workers (default 5): enough in flight to use the raised rate. */
+export const ENDPOINT_SLICE_SYNCS = 20;
+
 function nodeRegistration(nodeIps: string[]) {
   return {
     criSocket: CONTAINERD_SOCKET,
@@ -91,8 +103,16 @@ export function kubeadmInitDocuments(s: KubeadmScenario, a: ClusterAddresses): R
       extraArgs: [extraArg("service-node-port-range", s.kubernetes.nodePortRange)],
     },
   };
-  if (s.dataplane === "ebpf") {
-    // Cilium replaces kube-proxy. `proxy.disabled` (unlike --skip-phases) is stored in the
+  cluster.controllerManager = {
+    extraArgs: [
+      extraArg("kube-api-qps", String(CONTROLLER_MANAGER_API_QPS)),
+      extraArg("kube-api-burst", String(CONTROLLER_MANAGER_API_BURST)),
+      extraArg("concurrent-service-endpoint-syncs", String(ENDPOINT_SLICE_SYNCS)),
+    ],
+  };
+  const dataplane = clusterDataplane(s.dataplane);
+  if (dataplane.kubeProxyMode === undefined) {
+    // The dataplane replaces kube-proxy. `proxy.disabled` (unlike --skip-phases) is stored in the
     // kubeadm-config ConfigMap, so a later `kubeadm upgrade` does not bring kube-proxy back.
     cluster.proxy = { disabled: true };
   }
@@ -109,12 +129,12 @@ export function kubeadmInitDocuments(s: KubeadmScenario, a: ClusterAddresses): R
   }
 
   const docs: Record<string, unknown>[] = [init, cluster, kubelet];
-  if (s.dataplane === "iptables") {
+  if (dataplane.kubeProxyMode !== undefined) {
     docs.push({
       apiVersion: "kubeproxy.config.k8s.io/v1alpha1",
       kind: "KubeProxyConfiguration",
-      // Stated, not defaulted: the stack measures exactly this mode (nftables needs kernel 5.13).
-      mode: "iptables",
+      // Stated, not defaulted: the stack measures exactly this mode.
+      mode: dataplane.kubeProxyMode,
       // Traffic from these ranges is pod traffic (kube-proxy's local-traffic detector).
       clusterCIDR: podSubnets,
     });

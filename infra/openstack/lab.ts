@@ -28,6 +28,8 @@ export interface OpenStackLabArgs {
   readonly stack: string;
   /** What other layers add to a host's user data (e.g. node preparation on master and worker). */
   readonly cloudInitParts: Partial<Record<HostRole, CloudInitPart[]>>;
+  /** renderLab's result, when the caller checked it before declaring anything of its own. */
+  readonly rendered?: RenderedLab;
 }
 
 /** Addresses per host, network and family, as plain data. */
@@ -78,7 +80,7 @@ export class OpenStackLab extends pulumi.ComponentResource {
   readonly plan: LabPlan;
 
   constructor(name: string, args: OpenStackLabArgs, opts?: pulumi.ComponentResourceOptions) {
-    const rendered = renderLab(args);
+    const rendered = args.rendered ?? renderLab(args);
     super("testbed:openstack:Lab", name, {}, opts);
     const s = args.scenario;
     const { plan } = rendered;

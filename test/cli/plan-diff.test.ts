@@ -104,7 +104,10 @@ describe("the testbed command", () => {
       expect(printed).toMatch(/^TYPE +COUNT/);
       const resources = JSON.parse(fs.readFileSync(path.join(out, "resources.json"), "utf8")) as { type: string; name: string; inputs: object }[];
       expect(resources.length).toBeGreaterThan(0);
-      for (const r of resources) expect(Object.keys(r).sort()).toEqual(["inputs", "name", "type"]);
+      for (const r of resources) expect(Object.keys(r).sort()).toEqual(["inputs", "name", "options", "type"]);
+      // What the engine needs to know of a change: the options the lifecycle depends on.
+      const init = resources.find((r) => r.name === "cluster-kubeadm-init") as unknown as { options: { deleteBeforeReplace: boolean; deletedWith: string } };
+      expect(init.options).toMatchObject({ deleteBeforeReplace: true, deletedWith: "openstack:compute/instance:Instance::lab-servers-master" });
       const text = fs.readFileSync(path.join(out, "resources.json"), "utf8");
       expect(text).not.toContain("offline-stand-in-private-key");
     } finally {
@@ -114,6 +117,14 @@ describe("the testbed command", () => {
 
   it("diffs the two stacks and shows the dataplane", () => {
     expect(testbed("diff", "iptables", "ebpf")).toContain('dataplane: "iptables" -> "ebpf"');
+  });
+
+  it("shows a campaign step of one stack as updates only, as pulumi preview would mark them", () => {
+    const out = testbed("diff", "ebpf", "--before", "services=1000", "--after", "services=5000");
+    expect(out.split("\n")[0]).toBe("ebpf (before) -> ebpf (after): a pulumi up from the first to the second would update 2");
+    expect(out).toMatch(/^~  command:remote:Command::workloads-apply \(update\)$/m);
+    expect(out).toMatch(/^~  command:remote:CopyToRemote::workloads-scale-services \(update\)$/m);
+    expect(out).not.toMatch(/^(\+-|-\+) /m);
   });
 
   it("refuses a bad key before planning anything, naming key, value and what is accepted", () => {

@@ -31,10 +31,11 @@ describe("order of the bootstrap", () => {
     expect(waitsFor("cluster-worker-wait", "lab-servers-worker")).toBe(true);
   });
 
-  it("init after its configuration file, the join token after init, join after the token", () => {
+  it("init after its configuration file; the join after the worker's key is authorized on the master, after init", () => {
     expect(waitsFor("cluster-kubeadm-init", "cluster-kubeadm-init-config")).toBe(true);
-    expect(waitsFor("cluster-join-token", "cluster-kubeadm-init")).toBe(true);
-    expect(waitsFor("cluster-kubeadm-join", "cluster-join-token")).toBe(true);
+    expect(waitsFor("cluster-join-authorize", "cluster-kubeadm-init")).toBe(true);
+    expect(waitsFor("cluster-join-authorize", "cluster-join-key")).toBe(true);
+    expect(waitsFor("cluster-kubeadm-join", "cluster-join-authorize")).toBe(true);
     expect(waitsFor("cluster-kubeadm-join", "cluster-kubeadm-join-config")).toBe(true);
   });
 
@@ -74,14 +75,14 @@ describe("secrets", () => {
 
   it("every remote step carries its SSH connection as a secret", () => {
     const steps = run.resources.filter((r) => r.name.startsWith("cluster-") && r.type.startsWith("command:remote:"));
-    expect(steps.length).toBe(10);
+    expect(steps.length).toBe(11);
     for (const r of steps) expect(isSecret(r.inputs.connection), r.name).toBe(true);
   });
 
-  it("the join token travels as a secret, marked secret as output, never logged", () => {
-    expect(isSecret(planned("cluster-kubeadm-join").inputs.stdin)).toBe(true);
-    expect(reg("cluster-join-token").additionalSecretOutputs).toContain("stdout");
-    expect(planned("cluster-join-token").inputs.logging).toBe("none");
+  it("no join token passes through Pulumi: the worker mints its own, with a key that can do nothing else", () => {
+    expect(planned("cluster-kubeadm-join").inputs.stdin).toBeUndefined();
+    expect(run.resources.some((r) => r.name.includes("join-token"))).toBe(false);
+    expect(String(planned("cluster-join-authorize").inputs.create)).toMatch(/restrict,command=/);
     expect(planned("cluster-kubeadm-join").inputs.logging).toBe("stderr");
   });
 
@@ -101,53 +102,43 @@ describe("secrets", () => {
 });
 
 describe("when steps run again", () => {
-  it("waits for SSH without a dial limit, bounded by a timeout", () => {
-    const conn = (planned("cluster-master-wait").inputs.connection as { $secret: Record<string, any> }).$secret;
+  it("waits for SSH without a dial limit, bounded by a timeout, in each host's readiness check", () => {
+    const conn = (planned("lab-master-ready").inputs.connection as { $secret: Record<string, any> }).$secret;
     expect(conn.dialErrorLimit).toBe(-1);
     expect(conn.proxy.dialErrorLimit).toBe(-1);
-    expect(reg("cluster-master-wait").customTimeouts?.create).toBe("30m");
+    expect(reg("lab-master-ready").customTimeouts?.create).toBe("30m");
+    expect(waitsFor("cluster-master-wait", "lab-master-ready")).toBe(true);
   });
 
-  it("init: one-shot, re-run by version, dataplane, configuration hash or a new master; reset before a new init", () => {
-    const triggers = planned("cluster-kubeadm-init").inputs.triggers as unknown[];
-    expect(triggers[0]).toBe("1.32.9");
-    expect(triggers[1]).toBe("ebpf");
-    expect(triggers[2]).toMatch(/^[0-9a-f]{64}$/);
-    expect(triggers[3]).toBe("lab-servers-master-id");
-    const r = reg("cluster-kubeadm-init");
-    expect(r.ignoreChanges).toEqual(["create", "connection"]);
-    expect(r.deleteBeforeReplace).toBe(true);
-    expect(r.deletedWith).toBe(reg("lab-servers-master").urn);
-    expect(planned("cluster-kubeadm-init").inputs.delete).toMatch(/\|\| true$/);
+  it("names only the identity of what a step runs on in triggers: a server, or for the join the cluster", () => {
+    const triggers = (name: string) => planned(name).inputs.triggers;
+    expect(triggers("cluster-kubeadm-init")).toEqual(["lab-servers-master-id"]);
+    expect(triggers("cluster-kubeadm-join")).toEqual(["cluster-kubeadm-init-id", "lab-servers-worker-id"]);
+    expect(triggers("cluster-cilium")).toBeUndefined();
+    expect(triggers("cluster-nodes-ready")).toBeUndefined();
+    expect(triggers("workloads-apply")).toBeUndefined();
+    for (const upload of run.resources.filter((r) => r.type === "command:remote:CopyToRemote")) expect(upload.inputs.triggers, upload.name).toBeUndefined();
   });
 
-  it("join: one-shot, re-run with a new cluster, token or worker; tolerant delete", () => {
-    const triggers = planned("cluster-kubeadm-join").inputs.triggers as unknown[];
-    expect(triggers).toContain("cluster-kubeadm-init-id");
-    expect(triggers).toContain("cluster-join-token-id");
-    expect(triggers).toContain("lab-servers-worker-id");
-    const r = reg("cluster-kubeadm-join");
-    expect(r.ignoreChanges).toEqual(["create", "connection"]);
-    expect(r.deleteBeforeReplace).toBe(true);
-    expect(r.deletedWith).toBe(reg("lab-servers-worker").urn);
-    expect(planned("cluster-kubeadm-join").inputs.delete).toMatch(/\|\| true$/);
+  it("init and join reset their node only when replaced (a new host), tolerating a host that is gone", () => {
+    for (const [name, server] of [["cluster-kubeadm-init", "lab-servers-master"], ["cluster-kubeadm-join", "lab-servers-worker"]] as const) {
+      const r = reg(name);
+      expect(r.ignoreChanges).toEqual(["connection"]);
+      expect(r.deleteBeforeReplace).toBe(true);
+      expect(r.deletedWith).toBe(reg(server).urn);
+      expect(planned(name).inputs.delete).toMatch(/\|\| true$/);
+    }
   });
 
-  it("Cilium: upgraded in place on a new version or new values", () => {
+  it("Cilium: one script installs and upgrades (helm upgrade --install), naming the values it was run with", async () => {
+    const { contentHash } = await import("../../infra/remote-files.js");
     const inputs = planned("cluster-cilium").inputs;
-    const triggers = inputs.triggers as unknown[];
-    expect(triggers[0]).toBe("1.17.18");
-    expect(triggers[1]).toMatch(/^[0-9a-f]{64}$/);
-    expect(inputs.update).toBe(inputs.create);
+    expect(inputs.update).toBeUndefined();
     expect(inputs.create).toMatch(/helm upgrade --install cilium cilium --repo "\$CHART_REPO" --version "\$CILIUM_VERSION"/);
     expect(inputs.create).toContain("CILIUM_VERSION='\"'\"'1.17.18'\"'\"'");
-    expect(inputs.delete).toMatch(/\|\| true$/);
-  });
-
-  it("the values file the trigger hashes is the uploaded one", async () => {
-    const { contentHash } = await import("../../infra/remote-files.js");
     const uploaded = (planned("cluster-cilium-values").inputs.source as { $text: string }).$text;
-    expect((planned("cluster-cilium").inputs.triggers as unknown[])[1]).toBe(contentHash(uploaded));
+    expect(inputs.create).toContain(`VALUES_SHA256='"'"'${contentHash(uploaded)}'"'"'`);
+    expect(inputs.delete).toMatch(/\|\| true$/);
   });
 });
 
@@ -182,18 +173,14 @@ describe("the two stacks", () => {
       encoding: "utf8",
       maxBuffer: 64 << 20,
     });
-    const changes = (JSON.parse(out) as Change[]).filter((c) => /::cluster(-|$)|^pulumi:providers:kubernetes::/.test(c.resource));
+    const changes = (JSON.parse(out) as { changes: Change[] }).changes.filter((c) => /::cluster(-|$)|^pulumi:providers:kubernetes::/.test(c.resource));
     const keys = changes.map((c) => (c.kind === "changed" ? `${c.resource.split("::")[1]} ${c.key}` : `${c.kind} ${c.resource}`)).sort();
     expect(keys).toEqual([
-      "cluster-cilium triggers[1]", // values hash
+      "cluster-cilium create", // the values' hash
       "cluster-cilium-values source.$text",
-      "cluster-cilium-values triggers[0]",
-      "cluster-kubeadm-init triggers[1]", // dataplane
-      "cluster-kubeadm-init triggers[2]", // configuration hash
+      "cluster-kubeadm-init create", // the configuration's hash, and whether kube-proxy is reconfigured
       "cluster-kubeadm-init-config source.$text",
-      "cluster-kubeadm-init-config triggers[0]",
-      "cluster-nodes-ready create", // the dataplane check
-      "cluster-nodes-ready triggers[3]", // values hash
+      "cluster-nodes-ready create", // the dataplane's checks, the values' hash
     ]);
     const initConfig = changes.find((c) => c.kind === "changed" && c.resource.endsWith("::cluster-kubeadm-init-config") && c.key === "source.$text")!;
     expect(initConfig.kind === "changed" && initConfig.after).toMatch(/proxy:\n  disabled: true/);

@@ -5,6 +5,9 @@ import { parseAllDocuments } from "yaml";
 import { PLACEHOLDERS, parseScenario, type ScenarioInput } from "../../scenario/schema.js";
 import {
   CA_CERT_HASH_PLACEHOLDER,
+  CONTROLLER_MANAGER_API_BURST,
+  CONTROLLER_MANAGER_API_QPS,
+  ENDPOINT_SLICE_SYNCS,
   JOIN_TOKEN_PLACEHOLDER,
   hostPort,
   renderKubeadmInit,
@@ -56,6 +59,17 @@ describe.each(["iptables", "ebpf"] as const)("kubeadm/init.yaml of the %s stack"
 
   it("passes the scenario's NodePort range to the API server", () => {
     expect(cluster.apiServer.extraArgs).toEqual([{ name: "service-node-port-range", value: "30000-32767" }]);
+  });
+
+  it("raises kube-controller-manager's client rate, so 10000 Services' EndpointSlices take minutes", () => {
+    expect(byKind(docs, "ClusterConfiguration")!.controllerManager).toEqual({
+      extraArgs: [
+        { name: "kube-api-qps", value: String(CONTROLLER_MANAGER_API_QPS) },
+        { name: "kube-api-burst", value: String(CONTROLLER_MANAGER_API_BURST) },
+        { name: "concurrent-service-endpoint-syncs", value: String(ENDPOINT_SLICE_SYNCS) },
+      ],
+    });
+    expect(CONTROLLER_MANAGER_API_BURST).toBeGreaterThanOrEqual(CONTROLLER_MANAGER_API_QPS);
   });
 
   it("runs kubelet with the systemd cgroup driver and leaves failCgroupV1 to kubelet unless stated", () => {

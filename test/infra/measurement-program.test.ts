@@ -9,7 +9,7 @@ import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { OfflineRun, PlannedResource } from "../../infra/offline-engine.js";
 import {
-  measurementCommandLine,
+  measurementCreate,
   measurementPlan,
   measurementScript,
   measurementSummary,
@@ -54,14 +54,17 @@ describe("with testbed:measure", () => {
     expect(reg("measurement-ditg-runs").deletedWith).toBe(reg("lab-servers-client").urn);
   });
 
-  it("waits for the Services and the receiver to be applied", () => {
+  it("waits for the Services and the receiver to be applied, and for the client and the router to be ready", () => {
     expect(reg("measurement-ditg-runs").dependencies).toContain(reg("workloads-apply").urn);
+    expect(reg("measurement-ditg-runs").dependencies).toContain(reg("lab-client-ready").urn);
+    expect(reg("measurement-ditg-runs").dependencies).toContain(reg("lab-router-ready").urn);
     // The check can fail: the apply does not wait for the measurement.
     expect(reg("workloads-apply").dependencies).not.toContain(reg("measurement-ditg-runs").urn);
   });
 
-  it("re-runs on the dataplane, the Service count, the run id, the profile, the family and the run count", () => {
-    expect(planned("measurement-ditg-runs").inputs.triggers).toEqual(["ebpf", 1, "tp1", "throughput", "ipv6", 3]);
+  it("re-runs, as an update, on the dataplane, the Service count, the run id, the profile, the family and the run count", () => {
+    expect(planned("measurement-ditg-runs").inputs.triggers).toBeUndefined();
+    expect(String(planned("measurement-ditg-runs").inputs.create).split("\n")[0]).toBe("# testbed measurement: ebpf 1 tp1 throughput ipv6 3");
     expect(planned("measurement-ditg-runs").inputs.addPreviousOutputInEnv).toBe(false);
     expect(reg("measurement-ditg-runs").customTimeouts?.create).toMatch(/^\d+m$/);
   });
@@ -70,7 +73,7 @@ describe("with testbed:measure", () => {
     const endpoint = (run.outputs.ditgEndpoints as Record<string, DitgEndpoint>).ipv6!;
     expect(endpoint.address).toBe((run.outputs.hostAddresses as Record<string, Record<string, Record<string, string>>>).worker!.datacenter!.ipv6);
     const create = planned("measurement-ditg-runs").inputs.create as string;
-    expect(create).toBe(measurementCommandLine(measurementScript(measurementPlan(scenario, scenario.measure!, endpoint))));
+    expect(create).toBe(measurementCreate(scenario, scenario.measure!, measurementScript(measurementPlan(scenario, scenario.measure!, endpoint))));
     expect(create).toContain(`ITGSend -a ${endpoint.address} -Sdp 30900 -rp 31000 -T TCP -D -m owdm -p 0`);
   });
 
@@ -111,7 +114,7 @@ describe("through `testbed plan`", () => {
     expect(outputs.measurement.runs.every((r) => r.delayMeanS! > 0)).toBe(true);
     const resources = read(path.join(out, "resources.json")) as PlannedResource[];
     const command = resources.find((r) => r.name === "measurement-ditg-runs")!;
-    expect(command.inputs.triggers).toEqual(["ebpf", 1, "r1", "latency", "ipv4", 2]);
+    expect(String(command.inputs.create).split("\n")[0]).toBe("# testbed measurement: ebpf 1 r1 latency ipv4 2");
     expect(command.inputs.connection).toBe("[secret]");
   }, 120_000);
 

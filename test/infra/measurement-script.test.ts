@@ -15,7 +15,7 @@ import {
   measurementPlan,
   measurementScript,
   measurementTimeoutMinutes,
-  measurementTriggers,
+  measurementIdentity,
   parseMeasurementOutput,
   runLogs,
   type MeasurementPlan,
@@ -137,16 +137,16 @@ describe("the flags are senderCommand's", () => {
 
 describe("triggers and time limit", () => {
   it("re-run on the dataplane, the Service count, the run id, the profile, the family and the run count", () => {
-    expect(measurementTriggers(latency, latency.measure!)).toEqual(["iptables", 3000, "r1", "latency", "ipv4", 3]);
+    expect(measurementIdentity(latency, latency.measure!)).toEqual(["iptables", 3000, "r1", "latency", "ipv4", 3]);
     const changed = [
-      measurementTriggers({ ...latency, dataplane: "ebpf" }, latency.measure!),
-      measurementTriggers({ ...latency, services: 4000 }, latency.measure!),
-      measurementTriggers(latency, { ...latency.measure!, runId: "r2" }),
-      measurementTriggers(latency, { ...latency.measure!, profile: "throughput" }),
-      measurementTriggers(latency, { ...latency.measure!, family: "ipv6" }),
-      measurementTriggers(latency, { ...latency.measure!, runs: 4 }),
+      measurementIdentity({ ...latency, dataplane: "ebpf" }, latency.measure!),
+      measurementIdentity({ ...latency, services: 4000 }, latency.measure!),
+      measurementIdentity(latency, { ...latency.measure!, runId: "r2" }),
+      measurementIdentity(latency, { ...latency.measure!, profile: "throughput" }),
+      measurementIdentity(latency, { ...latency.measure!, family: "ipv6" }),
+      measurementIdentity(latency, { ...latency.measure!, runs: 4 }),
     ];
-    for (const t of changed) expect(t).not.toEqual(measurementTriggers(latency, latency.measure!));
+    for (const t of changed) expect(t).not.toEqual(measurementIdentity(latency, latency.measure!));
   });
 
   it("nothing in the script or the triggers depends on the clock", () => {

@@ -1,0 +1,48 @@
+// The Service dataplane of a cluster, one module each behind one interface, chosen by the
+// scenario's testbed:dataplane through REGISTRY. Nothing else in infra/ branches on a dataplane's
+// name: kubeadm asks for kube-proxy's mode, the Cilium values for the replacement, the readiness
+// checks for the module's own shell checks.
+import type { Dataplane } from "../../../scenario/schema.js";
+import { ebpf } from "./ebpf.js";
+import { iptables } from "./iptables.js";
+
+export interface ClusterDataplane {
+  readonly name: Dataplane;
+  /** kube-proxy's mode in its KubeProxyConfiguration; undefined: no kube-proxy (kubeadm `proxy.disabled`). */
+  readonly kubeProxyMode: "iptables" | "nftables" | undefined;
+  /** Cilium serves Services itself (kubeProxyReplacement): NodePort devices, the API server's address. */
+  readonly ciliumReplacesKubeProxy: boolean;
+  /**
+   * Entries one Service port takes in one family's cilium_lb map, with one backend on the node under
+   * test (Cilium 1.17): the sizing of `bpf.lbMapMax` (cilium-values.ts).
+   */
+  readonly lbEntriesPerService: number;
+  /** Cilium service IDs one NodePort Service port takes per family (ClusterIP-only Services take 1). */
+  readonly serviceIdsPerNodePort: number;
+  /**
+   * Bash, run on the master with KUBECONFIG set: exits non-zero, saying why, unless this dataplane
+   * and no other serves the cluster's Services.
+   */
+  readonly activeCheck: string;
+  /**
+   * Bash, run on the master with KUBECONFIG set and $WORKER_NODE the worker's node name: prints one
+   * line per ClusterIP the worker's dataplane forwards to a backend, read from the dataplane itself
+   * (its rules or maps), not from the API server.
+   */
+  readonly programmedClusterIps: string;
+}
+
+export const REGISTRY: Readonly<Record<Dataplane, ClusterDataplane>> = { iptables, ebpf };
+
+export function clusterDataplane(name: Dataplane): ClusterDataplane {
+  return REGISTRY[name];
+}
+
+/** The pod of a DaemonSet's label on the worker, for `kubectl exec` (bash, sets $pod). */
+export function podOnWorker(label: string): string {
+  return `pod="$(kubectl -n kube-system get pods -l ${label} --field-selector spec.nodeName="$WORKER_NODE" -o name | head -n 1)"
+if [ -z "$pod" ]; then
+  echo "no ${label} pod on node $WORKER_NODE" >&2
+  exit 1
+fi`;
+}

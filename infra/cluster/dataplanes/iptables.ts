@@ -1,0 +1,24 @@
+// kube-proxy in iptables mode serves the Services; Cilium is the CNI only.
+import type { ClusterDataplane } from "./index.js";
+import { podOnWorker } from "./index.js";
+
+export const iptables: ClusterDataplane = {
+  name: "iptables",
+  kubeProxyMode: "iptables",
+  ciliumReplacesKubeProxy: false,
+  // Cilium only balances ClusterIP traffic from pods (kube-proxy does NodePorts): 1 frontend + 1 backend.
+  lbEntriesPerService: 2,
+  serviceIdsPerNodePort: 1,
+  activeCheck: `kubectl -n kube-system rollout status daemonset/kube-proxy --timeout=10m >/dev/null
+mode="$(kubectl -n kube-system get configmap kube-proxy -o jsonpath='{.data.config\\.conf}' | awk '$1 == "mode:" { print $2 }')"
+if [ "$mode" != iptables ]; then
+  echo "kube-proxy runs in mode '$mode', dataplane iptables needs iptables" >&2
+  exit 1
+fi`,
+  // A Service with a ready endpoint has a jump from KUBE-SERVICES to its KUBE-SVC chain; one without
+  // has a REJECT in the filter table instead (kube-proxy's proxier.go), so the jumps are what counts.
+  programmedClusterIps: `${podOnWorker("k8s-app=kube-proxy")}
+for save in iptables-save ip6tables-save; do
+  kubectl -n kube-system exec "$pod" -- "$save" -t nat
+done | awk '$1 == "-A" && $2 == "KUBE-SERVICES" && / -j KUBE-SVC-/ { for (i = 3; i < NF; i++) if ($i == "-d") { ip = $(i + 1); sub(/\\/[0-9]+$/, "", ip); print ip } }'`,
+};

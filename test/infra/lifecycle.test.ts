@@ -1,0 +1,190 @@
+// What a real `pulumi up` does to a running lab, modelled (infra/lifecycle.ts) and then run: every
+// script of the deployment executes in order against recording stand-ins for kubectl, helm and
+// kubeadm (lifecycle-replay.ts), and the tests judge the end state. A first `up` builds the lab; a
+// campaign step and a Cilium change must then update it in place, never uninstall, reset or delete.
+import { createHash } from "node:crypto";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { planInChild } from "../../cli/diff.js";
+import { deployment, previewMark, type Deployment, type Operation } from "../../infra/lifecycle.js";
+import type { PlannedResource } from "../../infra/offline-engine.js";
+import { canReplay, Replay, type StandInState } from "./lifecycle-replay.js";
+
+const cmd = (name: string, inputs: Record<string, unknown>, options: Partial<NonNullable<PlannedResource["options"]>> = {}): PlannedResource => ({
+  type: "command:remote:Command",
+  name,
+  inputs,
+  options: {
+    parent: "",
+    dependencies: [],
+    propertyDependencies: {},
+    deleteBeforeReplace: false,
+    ignoreChanges: [],
+    replaceOnChanges: [],
+    additionalSecretOutputs: [],
+    deletedWith: "",
+    ...options,
+  },
+});
+const kinds = (d: Deployment) => Object.fromEntries(d.operations.map((o) => [o.id.split("::")[1], o.kind]));
+
+describe("the lifecycle model (pulumi-command and engine rules)", () => {
+  it("updates a Command whose script changed and replaces one whose triggers changed", () => {
+    const d = deployment([cmd("a", { create: "x" }), cmd("b", { create: "x", triggers: [1] })], [cmd("a", { create: "y" }), cmd("b", { create: "x", triggers: [2] })]);
+    expect(kinds(d)).toEqual({ a: "update", b: "replace" });
+    expect(d.steps.map((s) => `${s.action} ${s.id.split("::")[1]}`)).toEqual(["update a", "create b", "delete b"]);
+  });
+
+  it("ignores changes of ignoreChanges inputs", () => {
+    const d = deployment([cmd("a", { create: "x", connection: 1 })], [cmd("a", { create: "x", connection: 2 }, { ignoreChanges: ["connection"] })]);
+    expect(kinds(d)).toEqual({ a: "same" });
+    expect(d.steps).toEqual([]);
+  });
+
+  it("runs the old delete after the new create (create-before-delete), or first with deleteBeforeReplace", () => {
+    const cbd = deployment([cmd("a", { create: "x", delete: "old", triggers: [1] }), cmd("z", {})], [cmd("a", { create: "x", delete: "new", triggers: [2] }), cmd("z", { create: "c" })]);
+    const script = (s: Deployment["steps"][number]) => String(s.action === "delete" ? s.resource.inputs.delete : s.resource.inputs.create);
+    expect(cbd.steps.map((s) => `${s.action} ${s.id.split("::")[1]} ${script(s)}`)).toEqual([
+      "create a x",
+      "update z c",
+      "delete a old",
+    ]);
+    const dbr = deployment([cmd("a", { create: "x", delete: "old", triggers: [1] }, { deleteBeforeReplace: true })], [cmd("a", { create: "x", delete: "new", triggers: [2] }, { deleteBeforeReplace: true })]);
+    expect(dbr.steps.map((s) => `${s.action} ${script(s)}`)).toEqual(["delete old", "create x"]);
+  });
+
+  it("spreads a replacement to inputs that come from the replaced resource", () => {
+    const before = [cmd("a", { triggers: [1] }), cmd("b", { create: "uses a-id", triggers: ["a-id"] }, { propertyDependencies: { triggers: ["command:remote:Command::a"] } }), cmd("c", { create: "uses a" }, { propertyDependencies: { create: ["command:remote:Command::a"] } })];
+    const after = [cmd("a", { triggers: [2] }), before[1]!, before[2]!];
+    expect(kinds(deployment(before, after))).toEqual({ a: "replace", b: "replace", c: "update" });
+  });
+
+  it("skips a delete whose deletedWith resource goes in the same deployment", () => {
+    const server = (v: string): PlannedResource => ({ type: "openstack:compute/instance:Instance", name: "srv", inputs: { userData: v }, options: cmd("x", {}).options! });
+    const before = [server("1"), cmd("a", { delete: "reset", triggers: ["srv-1"] }, { deletedWith: "openstack:compute/instance:Instance::srv", propertyDependencies: { triggers: ["openstack:compute/instance:Instance::srv"] } })];
+    const after = [server("2"), before[1]!];
+    const d = deployment(before, after);
+    expect(kinds(d)).toEqual({ srv: "replace", a: "replace" });
+    expect(d.steps.filter((s) => s.action === "delete").map((s) => s.id)).toEqual(["openstack:compute/instance:Instance::srv"]);
+  });
+
+  it("treats an OpenStack attribute it does not know as one that forces a new resource", () => {
+    const port = (v: Record<string, unknown>): PlannedResource => ({ type: "openstack:networking/port:Port", name: "p", inputs: v, options: cmd("x", {}).options! });
+    expect(kinds(deployment([port({ fixedIps: [1] })], [port({ fixedIps: [2] })]))).toEqual({ p: "update" });
+    expect(kinds(deployment([port({ networkId: "n1" })], [port({ networkId: "n2" })]))).toEqual({ p: "replace" });
+    expect(kinds(deployment([port({ somethingNew: 1 })], [port({ somethingNew: 2 })]))).toEqual({ p: "replace" });
+  });
+
+  it("marks operations as pulumi preview does", () => {
+    const op = (o: Partial<Operation>): Operation => ({ id: "x", kind: "same", changed: [], ...o });
+    expect([op({ kind: "update" }), op({ kind: "replace" }), op({ kind: "replace", deleteBeforeReplace: true }), op({ kind: "create" }), op({ kind: "delete" })].map(previewMark)).toEqual(["~", "+-", "-+", "+", "-"]);
+  });
+});
+
+/** What a step change must never run: uninstall, reset, deletion of the workloads. */
+function destructiveCalls(s: StandInState, since: number): string[] {
+  return s.calls
+    .slice(since)
+    .filter(
+      (c) =>
+        (c.tool === "helm" && c.args[0] === "uninstall") ||
+        (c.tool === "kubeadm" && (c.args[0] === "reset" || (c.args[0] === "init" && c.args[1] !== "phase") || c.args[0] === "join")) ||
+        (c.tool === "kubectl" && c.args.includes("delete") && c.args.includes("namespace")),
+    )
+    .map((c) => `${c.host}: ${c.tool} ${c.args.join(" ")}`);
+}
+
+const servicesIn = (s: StandInState, ns: string) => Object.values(s.objects).filter((o) => o.kind === "Service" && o.metadata.namespace === ns).map((o) => o.metadata.name);
+const receiverRuns = (s: StandInState) => Object.values(s.objects).some((o) => o.kind === "Deployment" && o.metadata.namespace === "ditg");
+
+describe.skipIf(!canReplay).each(["ebpf", "iptables"] as const)("a running %s lab under pulumi up (scripts run against stand-ins)", (stack) => {
+  let plans: Record<"s1000" | "s5000" | "cilium", PlannedResource[]>;
+  let replay: Replay;
+  let afterFirstUp = 0;
+
+  beforeAll(async () => {
+    // The hosts' login is root here: the replay has no `ubuntu` user, and root's home is private to it.
+    const base = ["openstack.sshUser=root"];
+    const [s1000, s5000, cilium] = await Promise.all([
+      planInChild(stack, [...base, "services=1000"]),
+      planInChild(stack, [...base, "services=5000"]),
+      planInChild(stack, [...base, "services=5000", "cilium.version=1.17.17"]),
+    ]);
+    plans = { s1000, s5000, cilium };
+    replay = new Replay();
+  }, 300_000);
+  afterAll(() => replay?.close());
+
+  it("a first up runs every script in order and leaves a cluster with the step's Services and the receiver", () => {
+    const first = deployment([], plans.s1000);
+    expect(first.steps.every((s) => s.action === "create")).toBe(true);
+    const runs = replay.run(first.steps);
+    const s = replay.state();
+    expect(Object.values(s.nodes).map((n) => n.name).sort()).toEqual(["testbed-master", "testbed-worker"]);
+    expect(s.helm.cilium?.version).toBe("1.17.18");
+    expect(s.helm.cilium?.values.kubeProxyReplacement).toBe(stack === "ebpf");
+    expect(servicesIn(s, "scale")).toHaveLength(1000);
+    expect(receiverRuns(s)).toBe(true);
+    // The apply proves the step: ready endpoints, then the dataplane's own view of the ClusterIPs.
+    const apply = runs.find((r) => r.step.id === "command:remote:Command::workloads-apply")!;
+    expect(apply.stdout).toMatch(/^step services=1000 endpointsReadyAfterS=[0-9.]+ programmedAfterS=[0-9.]+$/m);
+    const execs = s.calls.filter((c) => c.tool === "kubectl" && c.args.includes("exec")).map((c) => c.args.join(" "));
+    expect(execs.some((c) => (stack === "ebpf" ? /cilium-dbg service list -o json/ : /iptables-save -t nat/).test(c))).toBe(true);
+    afterFirstUp = s.calls.length;
+  });
+
+  it("a campaign step (1000 -> 5000 Services) updates the apply and its manifests, nothing else, and runs no teardown", () => {
+    const step = deployment(plans.s1000, plans.s5000);
+    const changed = step.operations.filter((o) => o.kind !== "same");
+    expect(changed.map((o) => `${o.kind} ${o.id}`).sort()).toEqual([
+      "update command:remote:Command::workloads-apply",
+      "update command:remote:CopyToRemote::workloads-scale-services",
+    ]);
+    expect(step.steps.some((s) => s.action === "delete")).toBe(false);
+    replay.run(step.steps);
+    const s = replay.state();
+    expect(destructiveCalls(s, afterFirstUp)).toEqual([]);
+    expect(servicesIn(s, "scale")).toHaveLength(5000);
+    expect(receiverRuns(s)).toBe(true);
+  });
+
+  it("a Cilium version change upgrades Cilium in place and checks the nodes again", () => {
+    const change = deployment(plans.s5000, plans.cilium);
+    expect(change.operations.filter((o) => o.kind !== "same").map((o) => `${o.kind} ${o.id}`).sort()).toEqual([
+      "update command:remote:Command::cluster-cilium",
+      "update command:remote:Command::cluster-nodes-ready",
+    ]);
+    const before = replay.state().calls.length;
+    replay.run(change.steps);
+    const s = replay.state();
+    expect(destructiveCalls(s, afterFirstUp)).toEqual([]);
+    expect(s.helm.cilium).toMatchObject({ version: "1.17.17", revision: 2 });
+    expect(s.calls.slice(before).filter((c) => c.tool === "helm").map((c) => c.args.slice(0, 2).join(" "))).toEqual(["upgrade --install", "get metadata"]);
+    expect(servicesIn(s, "scale")).toHaveLength(5000);
+  });
+
+  it("a step back down (5000 Services, Cilium 1.17.17 -> 1000, 1.17.18) prunes the Services above the step, in place", () => {
+    const down = deployment(plans.cilium, plans.s1000);
+    expect(down.operations.filter((o) => o.kind !== "same" && o.kind !== "update")).toEqual([]);
+    const before = replay.state().calls.length;
+    replay.run(down.steps);
+    const s = replay.state();
+    expect(destructiveCalls(s, before)).toEqual([]);
+    expect(servicesIn(s, "scale")).toHaveLength(1000);
+    expect(s.helm.cilium?.version).toBe("1.17.18");
+    expect(receiverRuns(s)).toBe(true);
+  });
+
+  it("the check catches the old defect: with triggers on the apply, a step deletes the workloads after applying them", () => {
+    // The apply as it used to be declared: its hash as a trigger, so a new set replaces the command.
+    const withTriggers = (plan: PlannedResource[]) =>
+      plan.map((r) => (r.name === "workloads-apply" ? { ...r, inputs: { ...r.inputs, triggers: [createHash("sha256").update(String(r.inputs.create)).digest("hex")] } } : r));
+    const broken = deployment(withTriggers(plans.s1000), withTriggers(plans.s5000));
+    expect(broken.operations.find((o) => o.id.endsWith("::workloads-apply"))?.kind).toBe("replace");
+    const mark = replay.state().calls.length;
+    replay.run(broken.steps);
+    const s = replay.state();
+    expect(destructiveCalls(s, mark)).toEqual([expect.stringMatching(/^master: kubectl delete namespace scale ditg/)]);
+    expect(servicesIn(s, "scale")).toHaveLength(0);
+    expect(receiverRuns(s)).toBe(false);
+  });
+});
