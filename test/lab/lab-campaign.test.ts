@@ -228,24 +228,38 @@ describe.skipIf(hostProblem !== undefined)(`the lab's smoke campaign on this ker
 
   it("measures latency exactly: paired round trips, the meter's readings and the one-way delays, all in the report", () => {
     const store = ResultStore.open(db);
+    let results: RunResult[];
     try {
-      const latency = store.results(campaignId).filter((r) => r.profile === "latency" && r.status === "ok");
-      expect(latency.length).toBeGreaterThan(0);
-      for (const r of latency) {
-        expect([r.delaySource, r.excludedRecords], r.runId).toEqual(["paired", 0]);
-        expect(Object.keys(r.delayViews ?? {}).sort(), r.runId).toEqual(["itgdec", "oneWay", "sender"]);
-        // One clock: the way out is part of the round trip.
-        expect(r.delayViews!.oneWay!.summary.delayMeanS).toBeLessThan(r.summary!.delayMeanS);
-        expect(r.delayViews!.oneWay!.summary.delayMinS).toBeGreaterThan(0);
-      }
+      results = store.results(campaignId);
     } finally {
       store.close();
     }
+    // Every latency run that crossed the pipeline kept its exact round trips: ok, or short only because a busy
+    // host's ITGSend fell behind (the packets it did send were measured all the same).
+    const latency = results.filter((r) => r.profile === "latency" && crossedThePipeline(r));
+    expect(latency.length).toBeGreaterThan(0);
+    for (const r of latency) {
+      expect([r.delaySource, r.excludedRecords], r.runId).toEqual(["paired", 0]);
+      expect(Object.keys(r.delayViews ?? {}).sort(), r.runId).toEqual(["itgdec", "oneWay", "sender"]);
+      // One clock: the way out is part of the round trip.
+      expect(r.delayViews!.oneWay!.summary.delayMeanS).toBeLessThan(r.summary!.delayMeanS);
+      expect(r.delayViews!.oneWay!.summary.delayMinS).toBeGreaterThan(0);
+    }
+    // The report analyses the ok runs: its latency sections hold a row for every cell with ok runs, with their
+    // count (on a loaded host a cell may have none; what the store holds decides, not a number).
     const md = readFileSync(report, "utf8");
-    expect(md).toContain("## Measurement validity: D-ITG's round-trip meter against exact round trips");
-    expect(md).toContain("## One-way delays, sender -> receiver (one shared clock)");
-    expect(md).toMatch(/- \*\*Delays:\*\* latency: \d+ exact round trips from the paired sender and receiver logs/);
-    for (const dataplane of ["iptables", "ebpf"]) expect(md).toMatch(new RegExp(`\\n\\| 2000 \\| ${dataplane} \\| [12] \\| \\d+ of \\d+ \\(\\d\\) \\| `));
+    const ok = latency.filter((r) => r.status === "ok");
+    expect(md.includes("## Measurement validity: D-ITG's round-trip meter against exact round trips"), `${ok.length} ok latency runs`).toBe(ok.length > 0);
+    expect(md.includes("## One-way delays, sender -> receiver (one shared clock)")).toBe(ok.length > 0);
+    if (ok.length > 0) expect(md).toContain(`- **Delays:** latency: ${ok.length} exact round trips from the paired sender and receiver logs`);
+    for (const family of def.families) {
+      const section = /### latency, \S+\n[\s\S]*?(?=\n#)/.exec(md.slice(md.indexOf(`### latency, ${family}\n`)))?.[0] ?? "";
+      for (const dataplane of def.dataplanes) for (const services of def.services) {
+        const runs = ok.filter((r) => r.family === family && r.dataplane === dataplane && r.services === services).length;
+        const row = new RegExp(`\\n\\| ${services} \\| ${dataplane} \\| (\\d+) \\| \\d+ of \\d+ \\(\\d+\\) \\| `).exec(section);
+        expect(row ? Number(row[1]) : 0, `latency ${family} ${services} ${dataplane}`).toBe(runs);
+      }
+    }
   });
 
   it("leaves no namespace, veth, qdisc, mount, pinned map or program of the run behind", async () => {
