@@ -264,11 +264,11 @@ export async function labCommand(): Promise<Command> {
     .description(
       "Run the experiment on this host's kernel (root, Linux): network namespaces for client, router, worker and pod; kube-proxy's iptables rules and a tc eBPF load balancer in turn over the Service sweep; D-ITG throughput and latency and connection setup through the NodePort in both families; then the report. The same command resumes a stopped campaign",
     )
-    .addOption(new Option("--profile <name>", "how much to run: smoke (~2 min), default (~15 min) or paper (the paper's 11 steps x 100 runs of 30 s, days)").choices(LAB_PROFILE_NAMES).default("default"))
+    .addOption(new Option("--profile <name>", "how much to run: smoke (~2 min, at reduced rates), default (~15 min) or paper (the paper's 11 steps x 100 runs of 30 s, days)").choices(LAB_PROFILE_NAMES).default("default"))
     .option("--out <dir>", "directory for the results store and the report (report/)", "lab-results")
     .option("--db <file>", "results store (SQLite); default <out>/results.db; the same store resumes")
     .option("--cleanup", "remove what crashed lab runs left on this host (namespaces, links, mounts, directories), then exit")
-    .option("--no-cap", "no 500 Mbit/s cap on the access and datacenter links")
+    .option("--no-cap", "no cap on the access and datacenter links (500 Mbit/s; smoke: 100 Mbit/s)")
     .option("--families <list>", "address families: ipv4,ipv6", LAB_FAMILIES.join(","))
     .option("--profiles <list>", "what to measure: throughput,latency,setup", LAB_RUN_PROFILES.join(","))
     .option("--services <list>", "Service counts, e.g. 1,1000,10000 (default: the profile's)")

@@ -13,6 +13,7 @@ import { join } from "node:path";
 import type { ChildProcess, SpawnOptions } from "node:child_process";
 import { cidrContains, cidrsOverlap, nthAddress, parseCidr, type Cidr, type Family } from "../scenario/cidr.js";
 import { exec, inNetns, run, spawnInNetns, type CommandOptions, type CommandResult } from "./netns.js";
+import { processPrivilegeProblem } from "./privileges.js";
 import { claimPrefix, findRunPrefixes, PREFIX_PATTERN, removeRun, RUN_MARKER, RUN_STATE_DIR } from "./run-registry.js";
 import { SHAPERS, shapingCommands, type Shaper } from "../scenario/link-cap.js";
 
@@ -97,8 +98,7 @@ export interface TopologyPlan {
 /** Why the lab cannot run on this host, or undefined when it can. */
 export function labHostProblem(): string | undefined {
   if (process.platform !== "linux") return `the local lab needs Linux (this is ${process.platform})`;
-  if (process.getuid?.() !== 0) return "the local lab needs root (network namespaces, tc, bpf)";
-  return undefined;
+  return processPrivilegeProblem();
 }
 
 /** Pure: names, addresses, routes and shaping of one run. Throws naming the bad option. */

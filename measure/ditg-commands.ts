@@ -21,6 +21,15 @@ export const LOG_BUFFER_RECORDS = 1000;
  */
 export const MIN_RECORD_SHARE = { paced: 0.95, linkLimited: 0.9 } as const;
 
+/**
+ * How much of a flow its records must span for a shortfall to be the sender's: this share of the flow,
+ * or all of it but `stallS` seconds (a busy host's longest wait for a core, seen at 0.25 s with two busy
+ * loops on 2 cores), whichever asks less. D-ITG skips the send slots that fall due while ITGSend waits,
+ * so a busy host thins a flow out over its whole length; records that stop early are a stalled flow or
+ * a path that stopped passing packets.
+ */
+export const MIN_RECORD_SPAN = { share: 0.8, stallS: 0.5 } as const;
+
 /** Where the sender sends: the receiver's address as the sender reaches it (NodeIP, VIP, loopback) and its ports. */
 export interface FlowTarget {
   /** IPv4 or IPv6 literal; also the signaling destination. */
@@ -44,6 +53,10 @@ export interface FlowExpectation {
   readonly records: number;
   /** Fewer than records × minShare fails the run. */
   readonly minShare: number;
+  /** The link cap in Mbit/s when it, not the packet rate, sets `records`. */
+  readonly linkMbps?: number;
+  /** The flow's duration, s: with it, a shortfall is blamed on the sender only if the records span the flow. */
+  readonly durationS?: number;
 }
 
 export interface SenderCommand {
@@ -94,6 +107,8 @@ export function expectedRecords(traffic: TrafficProfile, durationS: number, link
   return {
     records: Math.floor(Math.min(offered, linkCap) * durationS),
     minShare: linkLimited ? MIN_RECORD_SHARE.linkLimited : MIN_RECORD_SHARE.paced,
+    ...(linkLimited ? { linkMbps } : {}),
+    durationS,
   };
 }
 
@@ -186,12 +201,7 @@ export function judgeFlow(senderOutput: string, decoded: DecodedLog, expected: F
     };
   }
   const needed = Math.ceil(expected.records * expected.minShare);
-  if (total.packets < needed) {
-    return {
-      ok: false,
-      reason: `${decoded.file} has ${total.packets} records, expected at least ${needed} (${expected.minShare * 100}% of ${expected.records})`,
-    };
-  }
+  if (total.packets < needed) return { ok: false, reason: shortfallReason(decoded, expected, needed) };
   // Exact round trips need the receiver's send stamp of every echo: a gap means a cut or lost receiver log.
   if (total.delaySource === "paired" && total.excludedRecords > 0) {
     return {
@@ -200,6 +210,26 @@ export function judgeFlow(senderOutput: string, decoded: DecodedLog, expected: F
     };
   }
   return { ok: true };
+}
+
+/**
+ * Why a flow logged too few records: a sender that fell behind (a busy host) or a flow the path did not
+ * carry whole (a broken pipeline). Sequence numbers start at 1 (-p 0), so the records plus the gaps
+ * between them are what ITGSend had sent by the last logged packet; what it sent after that shows as
+ * records that stop before the flow's end.
+ */
+function shortfallReason(decoded: DecodedLog, expected: FlowExpectation, needed: number): string {
+  const { packets, dropped, durationS } = decoded.total;
+  const sent = packets + dropped;
+  const count = `${decoded.file} has ${packets} records, expected at least ${needed} (${expected.minShare * 100}% of ${expected.records})`;
+  const lost = `${dropped} of ${sent} packets sent were lost on the path`;
+  if (sent >= needed) return `${count}: ${lost}`;
+  const span = expected.durationS === undefined ? 0 : Math.min(MIN_RECORD_SPAN.share * expected.durationS, expected.durationS - MIN_RECORD_SPAN.stallS);
+  if (expected.durationS !== undefined && !(durationS >= span)) {
+    return `${count}: they span ${durationS.toFixed(3)} s of the ${expected.durationS} s flow (a stalled flow, or a path that stopped passing packets)`;
+  }
+  const target = expected.linkMbps === undefined ? `${expected.records} scheduled` : `the ${expected.records} its ${expected.linkMbps} Mbit/s link cap lets through`;
+  return `ITGSend could not hold its rate: sent ${sent} of ${target} (a host too busy to keep pace); ${count}, ${dropped > 0 ? lost : "none lost on the path"}`;
 }
 
 /** The rate a flow achieved, from its log: what arrived between the first and the last record. */

@@ -15,6 +15,19 @@ if [ "$(id -u)" -ne 0 ]; then
   echo "Run it as root, e.g.: sudo npm run lab" >&2
   exit 1
 fi
+# Root is not enough in a container or under setpriv/capsh: the capabilities the lab's tools use
+# (the set of lab/privileges.ts, bit numbers from linux/capability.h).
+cap_effective="$(sed -n 's/^CapEff:[[:space:]]*//p' "/proc/$$/status")"
+missing_caps=()
+for cap in NET_ADMIN:12 NET_RAW:13 SYS_ADMIN:21; do
+  (( (0x${cap_effective:-0} >> ${cap#*:}) & 1 )) || missing_caps+=("CAP_${cap%%:*}")
+done
+if [ "${#missing_caps[@]}" -gt 0 ]; then
+  printf -v lacking '%s, ' "${missing_caps[@]}"
+  echo "npm run lab: the local lab needs root with CAP_NET_ADMIN, CAP_NET_RAW and CAP_SYS_ADMIN; this shell lacks ${lacking%, }." >&2
+  echo "Run it from a root shell that has them (a privileged container, or without dropping capabilities)." >&2
+  exit 1
+fi
 
 # shellcheck source=scripts/deps.sh
 source scripts/deps.sh

@@ -1,9 +1,9 @@
 // The lab experiment end to end on this kernel: the smoke profile's campaign over the lab backend
 // (both dataplanes, both families, throughput, latency and setup through the NodePort), what each
 // step holds in the kernel while it runs, the report, and a host left as it was found.
-// The `testbed lab` command itself: refusal without root, --cleanup after a crash.
+// The `testbed lab` command itself: refusal without root or its capabilities, --cleanup after a crash.
 import { spawn, spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -12,13 +12,19 @@ import { writeCampaignReport } from "../../cli/report.js";
 import { LabBackend, labJudge, NODE_BASE_RULE, type PreparedStep } from "../../lab/backend.js";
 import { countNatRules, kubeProxyLeftovers } from "../../lab/iptables-dataplane.js";
 import { exec, listLinks, listNetns } from "../../lab/netns.js";
-import { labDefinition, LAB_PROFILES } from "../../lab/profiles.js";
-import { findRunObjects, labHostProblem } from "../../lab/topology.js";
+import { estimateWallSeconds, labDefinition, LAB_PROFILES } from "../../lab/profiles.js";
+import { RUN_MARKER, RUN_STATE_DIR } from "../../lab/run-registry.js";
+import { findRunObjects, labHostProblem, shapingCommands } from "../../lab/topology.js";
 import { WorkerLogDecoder } from "../../measure/campaign-decode.js";
-import { campaignIdFor, planCampaign } from "../../measure/campaign-plan.js";
+import { campaignIdFor, planCampaign, type CampaignDefinition } from "../../measure/campaign-plan.js";
 import { runCampaign, type CampaignEvent } from "../../measure/campaign.js";
+import { flowLogs, senderCommand } from "../../measure/ditg-commands.js";
+import { decodeLogFile } from "../../measure/ditg-log.js";
+import { awaitSender, settledLog } from "../../measure/ditg-sender.js";
 import { ResultStore } from "../../measure/store.js";
+import type { RunResult } from "../../measure/types.js";
 import type { Family } from "../../scenario/cidr.js";
+import { asNobodyIn, asRootWithout, canDropPrivileges } from "./privilege-drop.js";
 
 const hostProblem = labHostProblem();
 const FAMILIES: readonly Family[] = ["ipv4", "ipv6"];
@@ -75,6 +81,35 @@ async function bpfObjectGone(kind: "prog" | "map", id: number): Promise<boolean>
   return false;
 }
 
+/**
+ * Calibration: what this machine, as loaded now, carries over the lab's capped links with the
+ * throughput profile's flow, sent straight to the pod's address (routed, no Service in the way).
+ */
+async function barePathMbps(backend: LabBackend, def: CampaignDefinition, family: Family): Promise<number> {
+  const { receiver } = backend.scenario;
+  const cmd = senderCommand({
+    traffic: def.traffic.throughput,
+    durationS: def.flowSeconds,
+    target: { address: backend.topology.addresses.pod[family], signalingPort: receiver.signalingPort, dataPort: receiver.dataPort },
+    logs: flowLogs(`bare-path-${family}`, { senderDir: backend.logDir, receiverDir: backend.logDir }),
+    linkMbps: def.linkMbps,
+  });
+  const child = backend.topology.spawn("client", cmd.argv, { cwd: backend.logDir, stdio: ["ignore", "pipe", "pipe"] });
+  const { outcome } = await awaitSender(child, cmd, new Date());
+  await settledLog(outcome.logPath);
+  const decoded = await decodeLogFile(outcome.logPath);
+  expect(decoded.total.packets, `bare path ${family}: ${outcome.senderOutput}`).toBeGreaterThan(0);
+  return decoded.total.bitrateKbps / 1000;
+}
+
+/**
+ * A failure that blames the machine, not the pipeline: ITGSend fell behind its schedule over the whole
+ * flow (D-ITG skips the send slots it misses while it waits for a core) and nothing it sent was lost.
+ * Such a run still crossed the dataplane, the decoder and the store, and is kept with its figures.
+ */
+const BUSY_HOST = /^ITGSend could not hold its rate: .*, none lost on the path$/;
+const crossedThePipeline = (r: RunResult) => r.status === "ok" || BUSY_HOST.test(r.failure ?? "");
+
 describe.skipIf(hostProblem !== undefined)(`the lab's smoke campaign on this kernel${hostProblem ? ` (skipped: ${hostProblem})` : ""}`, () => {
   const def = labDefinition(LAB_PROFILES.smoke);
   const campaignId = campaignIdFor(def);
@@ -82,6 +117,7 @@ describe.skipIf(hostProblem !== undefined)(`the lab's smoke campaign on this ker
   const db = join(dir, "results.db");
   const seen: StepSeen[] = [];
   const events: CampaignEvent[] = [];
+  const barePath: Partial<Record<Family, number>> = {};
   let prefix = "";
   let summary: Awaited<ReturnType<typeof runCampaign>>;
   let report = "";
@@ -93,34 +129,39 @@ describe.skipIf(hostProblem !== undefined)(`the lab's smoke campaign on this ker
       store.ensureCampaign(campaignId, def, planCampaign(campaignId, def));
       const backend = await LabBackend.start({ linkMbps: def.linkMbps, onPrepared: async (step) => void seen.push(await inspect(step)) });
       prefix = backend.topology.prefix;
+      for (const family of FAMILIES) barePath[family] = await barePathMbps(backend, def, family);
       summary = await runCampaign({ store, campaignId, backend, decoder, judge: labJudge, retries: 2, onEvent: (e) => events.push(e) });
     } finally {
       await decoder.close();
       store.close();
     }
     report = await writeCampaignReport({ db, out: join(dir, "report") });
-  }, 240_000);
+    // Headroom for a loaded host and the retries: five times the plan's own estimate of an idle run.
+  }, 5 * estimateWallSeconds(def) * 1000);
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-  it("stores an ok run in every cell: both dataplanes, both families, every profile, every step", () => {
+  it("stores in every cell a run that crossed the pipeline: ok, or short only because a busy host's ITGSend fell behind", () => {
     expect(summary).toMatchObject({ total: 48, done: 48, stopped: false });
     const store = ResultStore.open(db);
     try {
       const results = store.results(campaignId);
-      const cells = new Map<string, number>();
-      for (const r of results.filter((r) => r.status === "ok")) {
-        const cell = `${r.dataplane} ${r.family} ${r.profile} ${r.services}`;
-        cells.set(cell, (cells.get(cell) ?? 0) + 1);
-      }
+      const cellOf = (r: RunResult) => `${r.dataplane} ${r.family} ${r.profile} ${r.services}`;
       for (const dataplane of def.dataplanes) for (const family of def.families) for (const profile of def.profiles) for (const services of def.services) {
-        expect(cells.get(`${dataplane} ${family} ${profile} ${services}`) ?? 0, `${dataplane} ${family} ${profile} ${services}`).toBeGreaterThanOrEqual(1);
+        const cell = `${dataplane} ${family} ${profile} ${services}`;
+        const runs = results.filter((r) => cellOf(r) === cell);
+        expect(runs.filter(crossedThePipeline).length, `${cell}: ${runs.map((r) => r.failure ?? r.status).join("; ")}`).toBeGreaterThanOrEqual(1);
       }
-      for (const r of results.filter((r) => r.status === "ok")) {
+      // Never above the cap: its rate plus what the shaper's bucket and the first message (sent before the first
+      // record's receive time) add over the run. Most of what the bare path carried on this machine in this test.
+      const [shaper] = shapingCommands("x", "tbf", def.linkMbps);
+      const burstBytes = Number(shaper![shaper!.indexOf("burst") + 1]);
+      for (const r of results.filter(crossedThePipeline)) {
         const s = r.summary!;
         if (r.profile === "throughput") {
-          // Through the 500 Mbit/s cap: most of it, never more.
-          expect(s.bitrateKbps / 1000, `${r.runId}`).toBeGreaterThan(300);
-          expect(s.bitrateKbps / 1000, `${r.runId}`).toBeLessThan(520);
+          const mbps = s.bitrateKbps / 1000;
+          const ceiling = def.linkMbps + ((burstBytes + def.traffic.throughput.payloadBytes) * 8) / (s.durationS * 1e6);
+          expect(mbps, `${r.runId}: above the ${def.linkMbps} Mbit/s cap`).toBeLessThanOrEqual(ceiling);
+          expect(mbps, `${r.runId}: the bare path carried ${barePath[r.family]} Mbit/s`).toBeGreaterThanOrEqual(0.75 * barePath[r.family]!);
         } else {
           // Round trips and handshakes through namespaces on one host: well under 50 ms.
           expect(s.packets).toBeGreaterThan(0);
@@ -131,6 +172,11 @@ describe.skipIf(hostProblem !== undefined)(`the lab's smoke campaign on this ker
     } finally {
       store.close();
     }
+  });
+
+  it("fails no attempt for a reason of the pipeline: a shortfall is the busy host's, named as such", () => {
+    const failed = events.filter((e): e is Extract<CampaignEvent, { kind: "attempt-failed" }> => e.kind === "attempt-failed");
+    expect(failed.filter((e) => !BUSY_HOST.test(e.reason)).map((e) => `${e.run.runId}: ${e.reason}`)).toEqual([]);
   });
 
   it("interleaves the dataplanes within each Service count", () => {
@@ -167,9 +213,12 @@ describe.skipIf(hostProblem !== undefined)(`the lab's smoke campaign on this ker
   it("writes the report with the setup profile beside the paper's, for both dataplanes", () => {
     expect(report).toBe(join(dir, "report", "report.md"));
     const md = readFileSync(report, "utf8");
-    // A run may fail its record-count check on a loaded host even after retries; it is reported, not hidden.
-    const analysed = new RegExp(`Campaign \`${campaignId}\` \\(backend lab\\)\\. (\\d+) of 48 runs analysed\\.`).exec(md);
-    expect(Number(analysed?.[1])).toBeGreaterThanOrEqual(40);
+    // A run that failed its record-count check on a loaded host even after retries is reported, not hidden:
+    // the report analyses exactly the store's ok runs, of all 48.
+    const store = ResultStore.open(db);
+    const ok = store.results(campaignId).filter((r) => r.status === "ok").length;
+    store.close();
+    expect(md).toContain(`Campaign \`${campaignId}\` (backend lab). ${ok} of 48 runs analysed.`);
     expect(md).toMatch(/\| setup \| ipv4 \| 2000 \| [12]\b.*\| [12]\b.*\|/);
     const cells = readFileSync(join(dir, "report", "cells.csv"), "utf8");
     for (const dataplane of ["iptables", "ebpf"]) {
@@ -179,24 +228,38 @@ describe.skipIf(hostProblem !== undefined)(`the lab's smoke campaign on this ker
 
   it("measures latency exactly: paired round trips, the meter's readings and the one-way delays, all in the report", () => {
     const store = ResultStore.open(db);
+    let results: RunResult[];
     try {
-      const latency = store.results(campaignId).filter((r) => r.profile === "latency" && r.status === "ok");
-      expect(latency.length).toBeGreaterThan(0);
-      for (const r of latency) {
-        expect([r.delaySource, r.excludedRecords], r.runId).toEqual(["paired", 0]);
-        expect(Object.keys(r.delayViews ?? {}).sort(), r.runId).toEqual(["itgdec", "oneWay", "sender"]);
-        // One clock: the way out is part of the round trip.
-        expect(r.delayViews!.oneWay!.summary.delayMeanS).toBeLessThan(r.summary!.delayMeanS);
-        expect(r.delayViews!.oneWay!.summary.delayMinS).toBeGreaterThan(0);
-      }
+      results = store.results(campaignId);
     } finally {
       store.close();
     }
+    // Every latency run that crossed the pipeline kept its exact round trips: ok, or short only because a busy
+    // host's ITGSend fell behind (the packets it did send were measured all the same).
+    const latency = results.filter((r) => r.profile === "latency" && crossedThePipeline(r));
+    expect(latency.length).toBeGreaterThan(0);
+    for (const r of latency) {
+      expect([r.delaySource, r.excludedRecords], r.runId).toEqual(["paired", 0]);
+      expect(Object.keys(r.delayViews ?? {}).sort(), r.runId).toEqual(["itgdec", "oneWay", "sender"]);
+      // One clock: the way out is part of the round trip.
+      expect(r.delayViews!.oneWay!.summary.delayMeanS).toBeLessThan(r.summary!.delayMeanS);
+      expect(r.delayViews!.oneWay!.summary.delayMinS).toBeGreaterThan(0);
+    }
+    // The report analyses the ok runs: its latency sections hold a row for every cell with ok runs, with their
+    // count (on a loaded host a cell may have none; what the store holds decides, not a number).
     const md = readFileSync(report, "utf8");
-    expect(md).toContain("## Measurement validity: D-ITG's round-trip meter against exact round trips");
-    expect(md).toContain("## One-way delays, sender -> receiver (one shared clock)");
-    expect(md).toMatch(/- \*\*Delays:\*\* latency: \d+ exact round trips from the paired sender and receiver logs/);
-    for (const dataplane of ["iptables", "ebpf"]) expect(md).toMatch(new RegExp(`\\n\\| 2000 \\| ${dataplane} \\| [12] \\| \\d+ of \\d+ \\(\\d\\) \\| `));
+    const ok = latency.filter((r) => r.status === "ok");
+    expect(md.includes("## Measurement validity: D-ITG's round-trip meter against exact round trips"), `${ok.length} ok latency runs`).toBe(ok.length > 0);
+    expect(md.includes("## One-way delays, sender -> receiver (one shared clock)")).toBe(ok.length > 0);
+    if (ok.length > 0) expect(md).toContain(`- **Delays:** latency: ${ok.length} exact round trips from the paired sender and receiver logs`);
+    for (const family of def.families) {
+      const section = /### latency, \S+\n[\s\S]*?(?=\n#)/.exec(md.slice(md.indexOf(`### latency, ${family}\n`)))?.[0] ?? "";
+      for (const dataplane of def.dataplanes) for (const services of def.services) {
+        const runs = ok.filter((r) => r.family === family && r.dataplane === dataplane && r.services === services).length;
+        const row = new RegExp(`\\n\\| ${services} \\| ${dataplane} \\| (\\d+) \\| \\d+ of \\d+ \\(\\d+\\) \\| `).exec(section);
+        expect(row ? Number(row[1]) : 0, `latency ${family} ${services} ${dataplane}`).toBe(runs);
+      }
+    }
   });
 
   it("leaves no namespace, veth, qdisc, mount, pinned map or program of the run behind", async () => {
@@ -215,19 +278,37 @@ describe.skipIf(hostProblem !== undefined)(`the lab's smoke campaign on this ker
 });
 
 describe("the lab command", () => {
-  const testbed = (args: string[], options: { asNobody?: boolean } = {}) =>
+  const testbed = (args: string[], prefix: readonly string[] = []) =>
     spawnSync(
-      options.asNobody ? "setpriv" : process.execPath,
-      [...(options.asNobody ? ["--reuid=65534", "--regid=65534", "--clear-groups", process.execPath] : []), "--import", "tsx/esm", "cli/main.ts", "lab", ...args],
+      prefix[0] ?? process.execPath,
+      [...prefix.slice(1), ...(prefix.length > 0 ? [process.execPath] : []), "--import", "tsx/esm", "cli/main.ts", "lab", ...args],
       { cwd: ROOT, encoding: "utf8", env: { ...process.env, HOME: tmpdir() }, timeout: 60_000 },
     );
-
-  it.skipIf(process.platform !== "linux" || process.getuid?.() !== 0)("refuses to start without root, saying why, and changes nothing", () => {
-    const out = join(tmpdir(), `lab-nobody-${process.pid}`);
-    const r = testbed(["--profile", "smoke", "--out", out], { asNobody: true });
+  /** What a lab run leaves on the host before it measures anything: namespaces, its run directory, the results folder. */
+  const hostState = (out: string) => ({
+    namespaces: listNetns().filter((n) => n.startsWith(RUN_MARKER)),
+    runDirs: existsSync(RUN_STATE_DIR) ? readdirSync(RUN_STATE_DIR).sort() : [],
+    out: existsSync(out),
+  });
+  const refused = (prefix: readonly string[], reason: string) => {
+    const out = join(tmpdir(), `lab-refused-${process.pid}`);
+    const before = hostState(out);
+    const r = testbed(["--profile", "smoke", "--out", out], prefix);
+    expect(r.stderr).toContain(`testbed: lab: ${reason}; nothing was changed`);
     expect(r.status).toBe(1);
-    expect(r.stderr).toContain("testbed: lab: the local lab needs root (network namespaces, tc, bpf); nothing was changed");
-    expect(existsSync(out)).toBe(false);
+    expect(before.out).toBe(false);
+    expect(hostState(out)).toEqual(before);
+  };
+
+  it.skipIf(!canDropPrivileges)("refuses to start without root, saying why, and changes nothing", () => {
+    asNobodyIn(ROOT, (prefix) => refused(prefix, "the local lab needs root (network namespaces, tc, bpf), and this process runs as uid 65534"));
+  });
+
+  it.skipIf(!canDropPrivileges)("refuses root without the capabilities it needs, naming them, and changes nothing", () => {
+    refused(
+      asRootWithout("all"),
+      "the local lab needs root with CAP_NET_ADMIN, CAP_NET_RAW and CAP_SYS_ADMIN, and this process lacks CAP_NET_ADMIN (links, routes, tc, iptables rules, conntrack), CAP_NET_RAW (iptables-legacy), CAP_SYS_ADMIN (network namespaces, mounts, bpf)",
+    );
   });
 
   it("names a bad flag before anything else", () => {

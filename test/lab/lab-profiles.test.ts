@@ -57,6 +57,25 @@ describe("lab profiles", () => {
     expect(def.linkMbps).toBe(500);
   });
 
+  it("smoke checks the pipeline at rates a busy host sustains; default and paper measure at the paper's", () => {
+    const smoke = labDefinition(LAB_PROFILES.smoke);
+    expect(smoke.linkMbps).toBe(100);
+    expect(smoke.traffic.latency).toEqual({ protocol: "UDP", meter: "rttm", payloadBytes: 512, packetsPerSecond: 200 });
+    expect(smoke.traffic.setup.packetsPerSecond).toBe(100);
+    // The throughput flow still offers more than the cap lets through: the cap sets its rate.
+    expect(smoke.traffic.throughput).toEqual({ protocol: "TCP", meter: "owdm", payloadBytes: 64000, packetsPerSecond: 2000 });
+    expect((smoke.traffic.throughput.packetsPerSecond * smoke.traffic.throughput.payloadBytes * 8) / 1e6).toBeGreaterThan(2 * smoke.linkMbps);
+    for (const profile of [LAB_PROFILES.default, LAB_PROFILES.paper]) {
+      const def = labDefinition(profile);
+      expect(def.linkMbps, profile.name).toBe(500);
+      expect(def.traffic.latency.packetsPerSecond).toBe(1000);
+      expect(def.traffic.throughput.packetsPerSecond).toBe(2000);
+      expect(def.traffic.setup.packetsPerSecond).toBe(200);
+    }
+    // A flag still wins over the profile's cap.
+    expect(parseLabFlags(options({ profile: "smoke", cap: false })).definition.linkMbps).toBe(0);
+  });
+
   it("refuses an unknown profile, naming the accepted ones", () => {
     expect(() => labProfile("huge")).toThrow('--profile: "huge" is not accepted; accepted: smoke, default, paper');
   });
@@ -140,7 +159,7 @@ describe("lab judge", () => {
       histogram: "",
     };
   };
-  const setup = labDefinition(LAB_PROFILES.smoke).traffic.setup!;
+  const setup = labDefinition(LAB_PROFILES.default).traffic.setup!;
 
   it("judges setup runs by the connections they set up, not by D-ITG's output", () => {
     const planned = plannedConnections(setup, 2);

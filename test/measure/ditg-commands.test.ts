@@ -81,9 +81,9 @@ describe("senderCommand", () => {
 
   it("expects rate × duration records, capped by the link for the throughput profile", () => {
     // 500 Mbit/s over 64000-byte messages: 976.5 messages/s, below the offered 2000.
-    expect(throughput.expected).toEqual({ records: Math.floor((500e6 / 8 / 64000) * 30), minShare: MIN_RECORD_SHARE.linkLimited });
-    expect(latency.expected).toEqual({ records: 30_000, minShare: MIN_RECORD_SHARE.paced });
-    expect(expectedRecords(scenario.traffic.throughput, 10, 0)).toEqual({ records: 20_000, minShare: MIN_RECORD_SHARE.paced });
+    expect(throughput.expected).toEqual({ records: Math.floor((500e6 / 8 / 64000) * 30), minShare: MIN_RECORD_SHARE.linkLimited, linkMbps: 500, durationS: 30 });
+    expect(latency.expected).toEqual({ records: 30_000, minShare: MIN_RECORD_SHARE.paced, durationS: 30 });
+    expect(expectedRecords(scenario.traffic.throughput, 10, 0)).toEqual({ records: 20_000, minShare: MIN_RECORD_SHARE.paced, durationS: 10 });
   });
 
   it("refuses bad input, naming the key, the value and what is accepted", () => {
@@ -152,19 +152,26 @@ describe("judgeFlow", () => {
     await rm(dir, { recursive: true, force: true });
   });
 
-  /** A decoded log of `n` records per flow id given. */
-  async function decoded(name: string, n: number, flowIds = [1], badTime = false): Promise<DecodedLog> {
+  /**
+   * A decoded log of `n` records per flow id given, 10 ms apart unless `gapUs` says otherwise; `seqOf`
+   * numbers them (default 1..n, nothing lost).
+   */
+  async function decoded(
+    name: string,
+    n: number,
+    { flowIds = [1], badTime = false, seqOf = (i: number) => i + 1, gapUs = 10_000 }: { flowIds?: number[]; badTime?: boolean; seqOf?: (i: number) => number; gapUs?: number } = {},
+  ): Promise<DecodedLog> {
     const t0 = Date.UTC(2026, 0, 5, 12) * 1000;
     const records = flowIds.flatMap((flowId) =>
       Array.from({ length: n }, (_, i) => ({
         flowId,
-        seqNum: i + 1,
+        seqNum: seqOf(i),
         srcAddress: "198.18.0.10",
         srcPort: 40000,
         destAddress: "0.0.0.0",
         destPort: 31000,
-        tx: timeOfDay(t0 + i * 10_000),
-        rx: badTime && i === 0 ? { hour: 30, minute: 0, second: 0 } : timeOfDay(t0 + i * 10_000 + 150),
+        tx: timeOfDay(t0 + i * gapUs),
+        rx: badTime && i === 0 ? { hour: 30, minute: 0, second: 0 } : timeOfDay(t0 + i * gapUs + 150),
         size: 512,
       })),
     );
@@ -197,17 +204,52 @@ describe("judgeFlow", () => {
   it("fails on too few records, an empty log, two flows in one log, or corrupt records", async () => {
     expect(judgeFlow(finished, await decoded("short.log", 94), expected)).toMatchObject({
       ok: false,
-      reason: expect.stringMatching(/has 94 records, expected at least 95 \(95% of 100\)$/),
+      reason: expect.stringMatching(/has 94 records, expected at least 95 \(95% of 100\), none lost on the path$/),
     });
     expect(judgeFlow(finished, await decoded("empty.log", 0), expected)).toMatchObject({ ok: false, reason: expect.stringContaining("holds no records") });
-    expect(judgeFlow(finished, await decoded("two.log", 100, [1, 2]), expected)).toMatchObject({
+    expect(judgeFlow(finished, await decoded("two.log", 100, { flowIds: [1, 2] }), expected)).toMatchObject({
       ok: false,
       reason: expect.stringContaining("holds 2 flows, expected one"),
     });
-    expect(judgeFlow(finished, await decoded("bad.log", 100, [1], true), expected)).toMatchObject({
+    expect(judgeFlow(finished, await decoded("bad.log", 100, { badTime: true }), expected)).toMatchObject({
       ok: false,
       reason: expect.stringContaining("1 records with out-of-range time fields"),
     });
+  });
+
+  it("tells a sender that fell behind its rate (a busy host) from a flow the path did not carry whole (a broken pipeline)", async () => {
+    // A 1-second flow of 100 packets: the records of a thinned-out flow still span it.
+    const oneSecond = { ...expected, durationS: 1 };
+    const spread = (n: number) => Math.floor(990_000 / (n - 1));
+    // 80 packets sent over the whole second, numbered without gaps: ITGSend never sent the other 20.
+    const behind = judgeFlow(finished, await decoded("behind.log", 80, { gapUs: spread(80) }), oneSecond);
+    expect(behind).toEqual({
+      ok: false,
+      reason: `ITGSend could not hold its rate: sent 80 of 100 scheduled (a host too busy to keep pace); ${join(dir, "behind.log")} has 80 records, expected at least 95 (95% of 100), none lost on the path`,
+    });
+    // Every fifth packet lost on the way: the records' sequence numbers have gaps.
+    const lossy = judgeFlow(finished, await decoded("lossy.log", 80, { seqOf: (i) => i + Math.floor(i / 4) + 1, gapUs: spread(80) }), oneSecond);
+    expect(lossy).toEqual({
+      ok: false,
+      reason: `${join(dir, "lossy.log")} has 80 records, expected at least 95 (95% of 100): 19 of 99 packets sent were lost on the path`,
+    });
+    // The first 40 packets, then nothing: the path stopped passing them, or the flow stalled for longer
+    // than a busy host's wait for a core (half a second of a short flow, a fifth of a long one).
+    const stopped = judgeFlow(finished, await decoded("stopped.log", 40), oneSecond);
+    expect(stopped).toEqual({
+      ok: false,
+      reason: `${join(dir, "stopped.log")} has 40 records, expected at least 95 (95% of 100): they span 0.390 s of the 1 s flow (a stalled flow, or a path that stopped passing packets)`,
+    });
+    expect(judgeFlow(finished, await decoded("paused.log", 60), oneSecond)).toMatchObject({ ok: false, reason: expect.stringMatching(/^ITGSend could not hold its rate/) });
+    const tenSeconds = { records: 1000, minShare: 0.95, durationS: 10 };
+    expect(judgeFlow(finished, await decoded("long-stopped.log", 750), tenSeconds)).toMatchObject({ ok: false, reason: expect.stringMatching(/they span 7\.490 s of the 10 s flow/) });
+    expect(judgeFlow(finished, await decoded("long-behind.log", 810), tenSeconds)).toMatchObject({ ok: false, reason: expect.stringMatching(/^ITGSend could not hold its rate: sent 810 of 1000 scheduled/) });
+    // Both a slow sender and losses: the sender's shortfall is named first, the loss beside it.
+    const both = judgeFlow(finished, await decoded("both.log", 60, { seqOf: (i) => i + Math.floor(i / 4) + 1, gapUs: spread(60) }), oneSecond);
+    expect(both).toMatchObject({ ok: false, reason: expect.stringMatching(/^ITGSend could not hold its rate: sent 74 of 100 scheduled .* 14 of 74 packets sent were lost on the path$/) });
+    // A link-limited flow names the cap that sets its expectation.
+    const capped = judgeFlow(finished, await decoded("capped.log", 50, { gapUs: spread(50) }), { records: 97, minShare: 0.9, linkMbps: 50, durationS: 1 });
+    expect(capped).toMatchObject({ ok: false, reason: expect.stringMatching(/^ITGSend could not hold its rate: sent 50 of the 97 its 50 Mbit\/s link cap lets through /) });
   });
 
   it("fails a round trip whose sender records lack a partner in the receiver log (exact delays need every one)", async () => {
