@@ -79,7 +79,7 @@ function ratioTable(rows: RatioRow[]): string[] {
 
 function runsTable(parts: Parts): string[] {
   const lines = ["| profile | family | Services | iptables runs (failed) | eBPF runs (failed) |", "| --- | --- | ---: | ---: | ---: |"];
-  const steps = new Map<string, { profile: string; family: string; services: number; iptables?: string; ebpf?: string }>();
+  const steps = new Map<string, { profile: string; family: string; services: number; iptables?: string; nftables?: string; ebpf?: string }>();
   for (const c of parts.counts) {
     const id = `${c.profile}/${c.family}/${c.services}`;
     const step = steps.get(id) ?? { profile: c.profile, family: c.family, services: c.services };
