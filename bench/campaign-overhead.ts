@@ -80,7 +80,8 @@ async function runBare(backend: Backend, plan: readonly PlannedRun[], def: Campa
     if (!prepared || !sameStep(prepared.key, run.key)) await backend.prepare(stepOf(run.key));
     prepared = run;
     const o = await backend.runFlow(run.key, { logName: `b-${run.runId}`, durationS: def.flowSeconds, traffic: def.traffic[run.key.profile] });
-    rmSync(await backend.collectLog(o), { force: true });
+    const logs = await backend.collectLog(o);
+    for (const file of [logs.log, logs.receiverLog]) if (file !== undefined) rmSync(file, { force: true });
     flows += o.endedAt.getTime() - o.startedAt.getTime();
   }
   return flows;

@@ -49,7 +49,7 @@ try {
       for (const family of FAMILIES) {
         const key: RunKey = { ...step, family, profile: "setup", repetition: round };
         const outcome = await backend.runFlow(key, { logName: `bench-${round}-${step.dataplane}-${step.services}-${family}`, durationS: seconds, traffic });
-        const decoded = await decodeLogFile(await backend.collectLog(outcome));
+        const decoded = await decodeLogFile((await backend.collectLog(outcome)).log);
         const id = cell(step.dataplane, step.services, family);
         const h = decodeDelayHistogram(decoded.histogram);
         const into = merged.get(id);

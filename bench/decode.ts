@@ -1,6 +1,9 @@
-// Benchmark: `testbed decode --json` against ITGDec (stderr to /dev/null) on one five-million-record D-ITG log,
-// whole commands with their start-up, alternating, in the same run; then peak memory on a log ten times smaller.
-// Run: npx tsx bench/decode.ts   (Linux, d-itg installed; needs ~1.5 GB in the temp directory, deleted at the end)
+// Benchmark: `testbed decode` against ITGDec (stderr to /dev/null) on five-million-record D-ITG logs, whole commands
+// with their start-up, alternating, in the same run, then peak memory on logs ten times smaller. Two comparisons:
+// - one log: `decode --itgdec --json` (ITGDec's numbers) against ITGDec on a one-way receiver log;
+// - paired: `decode SENDER --receiver-log RECEIVER --json` (exact round trips, D-ITG B15: both logs read) against
+//   ITGDec on the sender log alone, which is all ITGDec reads of an rttm flow.
+// Run: npx tsx bench/decode.ts   (Linux, d-itg installed; needs ~3 GB in the temp directory, deleted at the end)
 import { spawn, type ChildProcess } from "node:child_process";
 import { createServer } from "node:net";
 import { copyFile, mkdtemp, open, readFile, rm, stat, truncate } from "node:fs/promises";
@@ -9,13 +12,18 @@ import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { flowLogs, receiverCommand, senderCommand } from "../measure/ditg-commands.js";
 import { decodeRecord, encodeRecord, RECORD_BYTES, recordBlock, timeOfDay } from "../measure/ditg-log.js";
+import type { TrafficProfile } from "../measure/types.js";
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const SELF = fileURLToPath(import.meta.url);
 const RECORDS = 5_000_000;
 const REPETITIONS = 5;
-/** Offered rate of the recording flow: about what ITGRecv logs without loss on 2 vCPUs (250 kpps lost 30%). */
-const RECORD_RATE = 100_000;
+/** Offered rate of the one-way recording: about what ITGRecv logs without loss on 2 vCPUs (250 kpps lost 30%). */
+const ONE_WAY_RATE = 100_000;
+/** Offered rate of the round-trip recording: ITGSend also receives every echo, so it keeps up with less. */
+const ROUND_TRIP_RATE = 20_000;
+/** Seconds of the round-trip recording; the logs are then replayed up to RECORDS. */
+const ROUND_TRIP_SECONDS = 10;
 
 interface Timed {
   readonly wallS: number;
@@ -65,58 +73,83 @@ async function waitListening(port: number, child: ChildProcess): Promise<void> {
   throw new Error(`ITGRecv does not listen on ${port}`);
 }
 
-/** Records a real UDP flow on loopback with the project's own command lines; returns the receiver log. */
-async function recordLog(dir: string): Promise<{ path: string; recorded: number; seconds: number }> {
+interface Recorded {
+  readonly senderLog: string;
+  readonly receiverLog: string;
+  readonly seconds: number;
+}
+
+/** Records a real UDP flow on loopback with the project's own command lines; returns both logs. */
+async function recordFlow(dir: string, name: string, traffic: TrafficProfile, seconds: number): Promise<Recorded> {
   const signalingPort = await freePort();
   const [cmd, ...args] = receiverCommand({ signalingPort, family: "ipv4" });
   const receiver = spawn(cmd!, args, { stdio: "ignore" });
   try {
     await waitListening(signalingPort, receiver);
-    const seconds = Math.ceil((RECORDS * 1.05) / RECORD_RATE);
     const flow = senderCommand({
-      traffic: { protocol: "UDP", meter: "owdm", payloadBytes: 16, packetsPerSecond: RECORD_RATE },
+      traffic,
       durationS: seconds,
       target: { address: "127.0.0.1", signalingPort, dataPort: await freePort() },
-      logs: flowLogs("bench", { senderDir: dir, receiverDir: dir }),
+      logs: flowLogs(name, { senderDir: dir, receiverDir: dir }),
       linkMbps: 0,
     });
     const sender = spawn(flow.argv[0]!, flow.argv.slice(1), { stdio: "ignore" });
     await new Promise((done) => sender.on("close", done));
-    await rm(flow.logs.senderLog, { force: true });
-    const recorded = (await stat(flow.logs.receiverLog)).size / RECORD_BYTES;
-    return { path: flow.logs.receiverLog, recorded, seconds };
+    // ITGRecv writes the rest of its log when the flow ends.
+    await new Promise((r) => setTimeout(r, 1000));
+    return { ...flow.logs, seconds };
   } finally {
     receiver.kill("SIGKILL");
   }
 }
 
+const records = async (path: string) => (await stat(path)).size / RECORD_BYTES;
+const micros = (t: { hour: number; minute: number; second: number }) => Math.round((t.hour * 3600 + t.minute * 60 + t.second) * 1e6);
+
+/** How a log is replayed past its end: each pass moves sequence numbers and time stamps by these steps. */
+interface ReplayShift {
+  readonly seqStep: number;
+  readonly periodUs: number;
+}
+
+/** The shift that replays a log after itself: its last sequence number, its span of receive times. */
+async function replayShift(path: string): Promise<ReplayShift> {
+  const file = await open(path, "r");
+  try {
+    const block = recordBlock(1);
+    await file.read(block.bytes, 0, RECORD_BYTES, 0);
+    const head = decodeRecord(block, 0);
+    await file.read(block.bytes, 0, RECORD_BYTES, ((await records(path)) - 1) * RECORD_BYTES);
+    const tail = decodeRecord(block, 0);
+    return { seqStep: tail.seqNum, periodUs: micros(tail.rx) - micros(head.rx) + 10 };
+  } finally {
+    await file.close();
+  }
+}
+
 /**
- * Makes `path` exactly `records` long: cuts a longer log; extends a shorter one by replaying its own records with
- * sequence numbers and time stamps moved past the end, so the result still reads as one lossless-as-recorded flow.
+ * Makes `path` exactly `target` records long: cuts a longer log; extends a shorter one by replaying its own records
+ * with sequence numbers and time stamps moved by `shift` per pass, so the result still reads as one flow (and the two
+ * logs of one flow, replayed with the same shift, still pair record by record).
  */
-async function fitLog(path: string, recorded: number, records: number): Promise<void> {
-  if (recorded >= records) {
-    await truncate(path, records * RECORD_BYTES);
+async function fitLog(path: string, target: number, shift: ReplayShift): Promise<void> {
+  const recorded = await records(path);
+  if (recorded >= target) {
+    await truncate(path, target * RECORD_BYTES);
     return;
   }
   const file = await open(path, "r+");
   try {
     const block = recordBlock(65_536);
-    await file.read(block.bytes, 0, RECORD_BYTES, 0);
-    const head = decodeRecord(block, 0);
-    await file.read(block.bytes, 0, RECORD_BYTES, (recorded - 1) * RECORD_BYTES);
-    const tail = decodeRecord(block, 0);
-    const micros = (t: { hour: number; minute: number; second: number }) => Math.round((t.hour * 3600 + t.minute * 60 + t.second) * 1e6);
-    const periodUs = micros(tail.rx) - micros(head.rx) + 10;
     let written = recorded;
-    for (let pass = 1; written < records; pass++) {
-      for (let at = 0; at < recorded && written < records; ) {
-        const n = Math.min(65_536, recorded - at, records - written);
+    for (let pass = 1; written < target; pass++) {
+      for (let at = 0; at < recorded && written < target; ) {
+        const n = Math.min(65_536, recorded - at, target - written);
         await file.read(block.bytes, 0, n * RECORD_BYTES, at * RECORD_BYTES);
         for (let i = 0; i < n; i++) {
           const r = decodeRecord(block, i);
-          const shift = pass * periodUs;
-          encodeRecord(block, i, { ...r, seqNum: r.seqNum + pass * tail.seqNum, tx: timeOfDay(micros(r.tx) + shift), rx: timeOfDay(micros(r.rx) + shift) });
+          const us = pass * shift.periodUs;
+          encodeRecord(block, i, { ...r, seqNum: r.seqNum + pass * shift.seqStep, tx: timeOfDay(micros(r.tx) + us), rx: timeOfDay(micros(r.rx) + us) });
         }
         await file.write(block.bytes, 0, n * RECORD_BYTES, written * RECORD_BYTES);
         at += n;
@@ -128,78 +161,127 @@ async function fitLog(path: string, recorded: number, records: number): Promise<
   }
 }
 
+async function smallCopy(path: string, dir: string, name: string): Promise<string> {
+  const small = join(dir, name);
+  await copyFile(path, small);
+  await truncate(small, Math.min(await records(path), RECORDS / 10) * RECORD_BYTES);
+  return small;
+}
+
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 const f2 = (x: number) => x.toFixed(2);
+const count = (n: number) => n.toLocaleString("en");
+
+/** One comparison: commands over the same logs, alternating, their wall times, ratio against the first, peak memory. */
+async function compare(
+  title: string,
+  commands: Record<string, { label: string; argv: (big: boolean) => string[] }>,
+  dir: string,
+  check: (warm: Record<string, Timed>) => string,
+): Promise<void> {
+  const names = Object.keys(commands);
+  console.log(`\n${title}`);
+  // Warm-up (page cache, tsx's transform cache), then check they tell the same numbers.
+  const warm: Record<string, Timed> = {};
+  for (const n of names) warm[n] = await timed(commands[n]!.argv(true), dir);
+  console.log(check(warm));
+  const runs = Object.fromEntries(names.map((n) => [n, [] as Timed[]]));
+  for (let rep = 0; rep < REPETITIONS; rep++) {
+    // Alternate who goes first so that neither always runs on a warmer or busier machine.
+    const order = rep % 2 === 0 ? names : [...names].reverse();
+    for (const n of order) runs[n]!.push(await timed(commands[n]!.argv(true), dir));
+  }
+  const wall = (n: string) => median(runs[n]!.map((r) => r.wallS));
+  for (const n of names) {
+    const w = runs[n]!.map((r) => r.wallS);
+    console.log(
+      `  ${commands[n]!.label}: wall median ${f2(wall(n))} s (min ${f2(Math.min(...w))}, max ${f2(Math.max(...w))}, ${REPETITIONS} runs), ` +
+        `peak RSS ${Math.max(...runs[n]!.map((r) => r.maxRssMB)).toFixed(0)} MB`,
+    );
+  }
+  const [baseline, ...others] = names;
+  for (const n of others) console.log(`  ratio ${commands[baseline!]!.label} / ${commands[n]!.label}: ${f2(wall(baseline!) / wall(n))}x faster`);
+  const smallRss: Record<string, number> = {};
+  for (const n of names) smallRss[n] = (await timed(commands[n]!.argv(false), dir)).maxRssMB;
+  console.log(
+    `  peak RSS on logs 10x smaller vs the full ones: ` +
+      names.map((n) => `${n} ${smallRss[n]!.toFixed(0)} MB vs ${Math.max(...runs[n]!.map((r) => r.maxRssMB)).toFixed(0)} MB`).join("; "),
+  );
+}
+
+const viaMain = (...args: string[]) => [process.execPath, "--import", "tsx/esm", "cli/main.ts", "decode", ...args];
+const verbOnly = (...args: string[]) => [process.execPath, "--import", "tsx/esm", SELF, "--decode-verb-only", ...args];
 
 async function main(): Promise<void> {
   const dir = await mkdtemp(join(tmpdir(), "bench-decode-"));
   try {
-    const rec = await recordLog(dir);
-    const big = rec.path;
-    await fitLog(big, rec.recorded, RECORDS);
-    const how =
-      rec.recorded >= RECORDS
-        ? `the first ${RECORDS.toLocaleString("en")} of ${rec.recorded.toLocaleString("en")} records`
-        : `${rec.recorded.toLocaleString("en")} records, extended by replaying them with shifted sequence numbers and time stamps`;
+    // --- One log: ITGDec's numbers from a one-way receiver log.
+    const seconds = Math.ceil((RECORDS * 1.05) / ONE_WAY_RATE);
+    const oneWay = await recordFlow(dir, "one-way", { protocol: "UDP", meter: "owdm", payloadBytes: 16, packetsPerSecond: ONE_WAY_RATE }, seconds);
+    await rm(oneWay.senderLog, { force: true });
+    const recorded = await records(oneWay.receiverLog);
+    await fitLog(oneWay.receiverLog, RECORDS, await replayShift(oneWay.receiverLog));
     console.log(
-      `log: ${RECORDS.toLocaleString("en")} records (${((RECORDS * RECORD_BYTES) / 1e6).toFixed(0)} MB) from real ITGSend/ITGRecv on loopback ` +
-        `(UDP, 16-byte payload, ${RECORD_RATE} pkt/s offered for ${rec.seconds} s): ${how}`,
+      `one-way log: ${count(RECORDS)} records (${((RECORDS * RECORD_BYTES) / 1e6).toFixed(0)} MB) from real ITGSend/ITGRecv on loopback ` +
+        `(UDP, 16-byte payload, ${ONE_WAY_RATE} pkt/s offered for ${seconds} s, ${count(recorded)} recorded${recorded < RECORDS ? ", extended by replaying them with shifted sequence numbers and time stamps" : ""})`,
     );
+    const small = await smallCopy(oneWay.receiverLog, dir, "small.rlog");
+    const log = (big: boolean) => (big ? oneWay.receiverLog : small);
+    await compare(
+      "one log: ITGDec's numbers",
+      {
+        itgdec: { label: "ITGDec FILE 2>/dev/null", argv: (big) => ["ITGDec", log(big)] },
+        testbed: { label: "node --import tsx/esm cli/main.ts decode FILE --itgdec --json", argv: (big) => viaMain(log(big), "--itgdec", "--json") },
+        verb: { label: "the decode verb alone (cli/decode.ts without cli/main.ts's other verbs)", argv: (big) => verbOnly(log(big), "--itgdec", "--json") },
+      },
+      dir,
+      (warm) => {
+        const ours = JSON.parse(warm.testbed!.stdout).total;
+        const itgTotal = warm.itgdec!.stdout.slice(warm.itgdec!.stdout.indexOf("TOTAL RESULTS"));
+        const printed = (label: string) => new RegExp(`${label} *= *(\\S+)`).exec(itgTotal)?.[1];
+        const agree = [
+          ["Total packets", String(ours.packets)],
+          ["Bytes received", String(ours.bytes)],
+          ["Average delay", ours.delayMeanS.toFixed(6)],
+          ["Delay standard deviation", ours.delayStdS.toFixed(6)],
+          ["Average bitrate", ours.bitrateKbps.toFixed(6)],
+        ].every(([label, value]) => printed(label!) === value);
+        return `  results agree with ITGDec's TOTAL: ${agree ? "yes" : "NO"} (${ours.packets} packets, mean delay ${ours.delayMeanS.toFixed(6)} s, p99.9 ${ours.p999S} s)`;
+      },
+    );
+    await rm(oneWay.receiverLog, { force: true });
 
-    const small = join(dir, "small.rlog");
-    await copyFile(big, small);
-    await truncate(small, (RECORDS / 10) * RECORD_BYTES);
-
-    const commands = {
-      itgdec: (f: string) => ["ITGDec", f],
-      testbed: (f: string) => [process.execPath, "--import", "tsx/esm", "cli/main.ts", "decode", f, "--json"],
-      verb: (f: string) => [process.execPath, "--import", "tsx/esm", SELF, "--decode-verb-only", f],
-    };
-    const labels = {
-      itgdec: "ITGDec FILE 2>/dev/null",
-      testbed: "node --import tsx/esm cli/main.ts decode FILE --json",
-      verb: "the decode verb alone (cli/decode.ts without cli/main.ts's other verbs)",
-    };
-    type Name = keyof typeof commands;
-    const names = Object.keys(commands) as Name[];
-
-    // Warm-up (page cache, tsx's transform cache), then check both tell the same numbers.
-    const warm = {} as Record<Name, Timed>;
-    for (const n of names) warm[n] = await timed(commands[n](big), dir);
-    const ours = JSON.parse(warm.testbed.stdout).total;
-    const itgTotal = warm.itgdec.stdout.slice(warm.itgdec.stdout.indexOf("TOTAL RESULTS"));
-    const printed = (label: string) => new RegExp(`${label} *= *(\\S+)`).exec(itgTotal)?.[1];
-    const agree = [
-      ["Total packets", String(ours.packets)],
-      ["Bytes received", String(ours.bytes)],
-      ["Average delay", ours.delayMeanS.toFixed(6)],
-      ["Delay standard deviation", ours.delayStdS.toFixed(6)],
-      ["Average bitrate", ours.bitrateKbps.toFixed(6)],
-    ].every(([label, value]) => printed(label!) === value);
-    console.log(`results agree with ITGDec's TOTAL: ${agree ? "yes" : "NO"} (${ours.packets} packets, mean delay ${ours.delayMeanS.toFixed(6)} s, p99.9 ${ours.p999S} s)`);
-
-    const runs = Object.fromEntries(names.map((n) => [n, [] as Timed[]])) as Record<Name, Timed[]>;
-    for (let rep = 0; rep < REPETITIONS; rep++) {
-      // Alternate who goes first so that neither always runs on a warmer or busier machine.
-      const order = rep % 2 === 0 ? names : [...names].reverse();
-      for (const n of order) runs[n].push(await timed(commands[n](big), dir));
-    }
-    const wall = (n: Name) => median(runs[n].map((r) => r.wallS));
-    for (const n of names) {
-      const w = runs[n].map((r) => r.wallS);
-      console.log(
-        `${labels[n]}: wall median ${f2(wall(n))} s (min ${f2(Math.min(...w))}, max ${f2(Math.max(...w))}, ${REPETITIONS} runs), ` +
-          `peak RSS ${Math.max(...runs[n].map((r) => r.maxRssMB)).toFixed(0)} MB`,
-      );
-    }
-    console.log(`ratio ITGDec / testbed decode (via cli/main.ts): ${f2(wall("itgdec") / wall("testbed"))}x faster`);
-    console.log(`ratio ITGDec / decode verb alone: ${f2(wall("itgdec") / wall("verb"))}x faster`);
-
-    const smallRss = {} as Record<Name, number>;
-    for (const n of names) smallRss[n] = (await timed(commands[n](small), dir)).maxRssMB;
+    // --- Paired: exact round trips from both logs, against ITGDec on the sender log alone.
+    const rtt = await recordFlow(dir, "round-trip", { protocol: "UDP", meter: "rttm", payloadBytes: 16, packetsPerSecond: ROUND_TRIP_RATE }, ROUND_TRIP_SECONDS);
+    const recordedPair = [await records(rtt.senderLog), await records(rtt.receiverLog)];
+    const shift = await replayShift(rtt.senderLog);
+    await fitLog(rtt.senderLog, RECORDS, shift);
+    await fitLog(rtt.receiverLog, RECORDS, shift);
     console.log(
-      `peak RSS on a 10x smaller log (${(RECORDS / 10).toLocaleString("en")} records) vs the full log: ` +
-        names.map((n) => `${n} ${smallRss[n].toFixed(0)} MB vs ${Math.max(...runs[n].map((r) => r.maxRssMB)).toFixed(0)} MB`).join("; "),
+      `\nround-trip logs: ${count(RECORDS)} records each from a real rttm flow on loopback (UDP, 16-byte payload, ${ROUND_TRIP_RATE} pkt/s offered for ` +
+        `${ROUND_TRIP_SECONDS} s: ${count(recordedPair[0]!)} sender and ${count(recordedPair[1]!)} receiver records, replayed with the same shifts)`,
+    );
+    const smallPair = [await smallCopy(rtt.senderLog, dir, "small.slog"), await smallCopy(rtt.receiverLog, dir, "small-pair.rlog")];
+    const pair = (big: boolean) => (big ? [rtt.senderLog, rtt.receiverLog] : smallPair);
+    await compare(
+      "paired: exact round trips from both logs, against ITGDec on the sender log alone",
+      {
+        itgdec: { label: "ITGDec SENDER 2>/dev/null", argv: (big) => ["ITGDec", pair(big)[0]!] },
+        testbed: {
+          label: "node --import tsx/esm cli/main.ts decode SENDER --receiver-log RECEIVER --json",
+          argv: (big) => viaMain(pair(big)[0]!, "--receiver-log", pair(big)[1]!, "--json"),
+        },
+        verb: { label: "the decode verb alone, paired", argv: (big) => verbOnly(pair(big)[0]!, "--receiver-log", pair(big)[1]!, "--json") },
+      },
+      dir,
+      (warm) => {
+        const ours = JSON.parse(warm.testbed!.stdout).total;
+        const itgMax = /Maximum delay *= *(\S+)/.exec(warm.itgdec!.stdout.slice(warm.itgdec!.stdout.indexOf("TOTAL RESULTS")))?.[1];
+        return (
+          `  paired: ${ours.packets} records, ${ours.excludedRecords} without a partner; exact max ${ours.delayMaxS.toFixed(6)} s, ` +
+          `std ${ours.delayStdS.toFixed(6)} s; ITGDec's max of the same sender log ${itgMax} s`
+        );
+      },
     );
   } finally {
     await rm(dir, { recursive: true, force: true });
@@ -208,7 +290,7 @@ async function main(): Promise<void> {
 
 if (process.argv[2] === "--decode-verb-only") {
   const { decodeCommand } = await import("../cli/decode.js");
-  await (await decodeCommand()).parseAsync([process.argv[3]!, "--json"], { from: "user" });
+  await (await decodeCommand()).parseAsync(process.argv.slice(3), { from: "user" });
 } else {
   await main();
 }

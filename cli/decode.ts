@@ -1,14 +1,44 @@
-// `testbed decode LOG... [--json]`: ITGDec's summary of D-ITG binary logs plus delay percentiles.
+// `testbed decode LOG... [--json]`, `testbed decode SENDER_LOG --receiver-log RECEIVER_LOG [--json]`: ITGDec's
+// summary of D-ITG binary logs plus delay percentiles, with round trips exact from the paired logs (D-ITG B15) or
+// without B15's signature records from the sender log alone; `--itgdec` reads every record as logged.
 import { access, constants, stat } from "node:fs/promises";
 import { Command } from "commander";
-import { checkLogSize, decodeLogFile, LogFormatError, type DecodedLog, type DelayReport } from "../measure/ditg-log.js";
+import {
+  checkLogSize,
+  decodeLogFile,
+  LogFormatError,
+  RTTM_SIGNATURE_S,
+  type DecodedLog,
+  type DelayReport,
+  type DelayView,
+} from "../measure/ditg-log.js";
+import { decodePairedLogs } from "../measure/ditg-pairing.js";
 
 const RULE = "----------------------------------------------------------";
 
 const fixed = (v: number, digits = 6) => (Number.isFinite(v) ? v.toFixed(digits) : String(v)).padStart(13);
 const line = (label: string, value: string, unit = "") => `${label.padEnd(25)}= ${value}${unit ? ` ${unit}` : ""}`;
 
-function summaryLines(r: DelayReport): string[] {
+/** Why a view leaves records out of the delay statistics, as the text output names it. */
+const EXCLUDED_BECAUSE: Record<DelayView, string> = {
+  paired: "(no partner in the receiver log: left out of the delays)",
+  sender: `(round trip of ${RTTM_SIGNATURE_S} s or more, D-ITG B15's signature: left out of the delays)`,
+  logged: "",
+};
+
+/** What the delays of a view are, as the text output's first lines say it. */
+function delayHeading(view: DelayView, log: DecodedLog & { receiverLog?: string }): string[] {
+  if (view === "paired") return [`Delays: exact round trips, receive times of ${log.file} minus send stamps of ${log.receiverLog} (D-ITG B15)`];
+  if (view === "sender") {
+    return [
+      `Delays: as the sender log holds them; records of ${RTTM_SIGNATURE_S} s or more left out (D-ITG B15's signature in rttm logs).`,
+      "        Exact round trips: --receiver-log with ITGRecv's -x log; every record as logged (ITGDec's numbers, one-way logs): --itgdec",
+    ];
+  }
+  return ["Delays: every record as logged (ITGDec's numbers)"];
+}
+
+function summaryLines(r: DelayReport, view: DelayView): string[] {
   const lines = [
     line("Total time", fixed(r.durationS), "s"),
     line("Total packets", String(r.packets).padStart(13)),
@@ -27,23 +57,24 @@ function summaryLines(r: DelayReport): string[] {
     line("Delay p99", fixed(r.p99S), "s"),
     line("Delay p99.9", fixed(r.p999S), "s"),
   ];
+  if (view !== "logged") lines.push(line("Excluded records", String(r.excludedRecords).padStart(13), EXCLUDED_BECAUSE[view]));
   if (r.negativeDelays > 0) {
     lines.push(line("Negative delays", String(r.negativeDelays).padStart(13), "(clocks not synchronised: percentiles floored at 0)"));
   }
   return lines;
 }
 
-/** The readable report of one log: ITGDec's layout, then the percentiles. */
-export function formatDecodedLog(log: DecodedLog): string {
-  const out = [`Log: ${log.file}`];
+/** The readable report of one log in one view: what its delays are, ITGDec's layout, then the percentiles. */
+export function formatDecodedLog(log: DecodedLog & { receiverLog?: string }, view: DelayView): string {
+  const out = [`Log: ${log.file}`, ...delayHeading(view, log)];
   for (const f of log.flows) {
     out.push(RULE, `Flow number: ${f.flowId}`, `From ${f.srcAddress}:${f.srcPort}`, `To    ${f.destAddress}:${f.destPort}`, RULE);
-    out.push(...summaryLines(f), RULE);
+    out.push(...summaryLines(f, view), RULE);
   }
   out.push("", "__________________________________________________________", "****************  TOTAL RESULTS   ******************");
   out.push("__________________________________________________________");
   out.push(line("Number of flows", String(log.total.flowCount).padStart(13)));
-  out.push(...summaryLines(log.total));
+  out.push(...summaryLines(log.total, view));
   out.push(line("Error lines", String(log.total.errorLines).padStart(13)), RULE);
   return out.join("\n") + "\n";
 }
@@ -68,16 +99,42 @@ async function checkLogs(paths: string[]): Promise<void> {
   }
 }
 
+interface DecodeFlags {
+  json?: boolean;
+  receiverLog?: string;
+  itgdec?: boolean;
+}
+
+/** The view the flags ask for; errors name the flag and what is accepted. */
+function viewOf(logs: string[], opts: DecodeFlags): DelayView {
+  if (opts.receiverLog !== undefined) {
+    if (opts.itgdec) throw new Error("decode: --itgdec reads a log as ITGDec does and takes no --receiver-log; accepted: one of the two");
+    if (logs.length !== 1) {
+      throw new Error(`decode: --receiver-log pairs one sender log with it, ${logs.length} logs were given; accepted: SENDER_LOG --receiver-log RECEIVER_LOG`);
+    }
+    return "paired";
+  }
+  return opts.itgdec ? "logged" : "sender";
+}
+
 export async function decodeCommand(): Promise<Command> {
   return new Command("decode")
-    .description("ITGDec's summary of D-ITG binary logs (per flow and total) plus delay percentiles, in constant memory")
-    .argument("<log...>", "D-ITG binary log files written by ITGSend/ITGRecv (-l or -x)")
-    .option("--json", "one JSON object per log and line: {file, flows, total, histogram}; seconds and Kbit/s, null where undefined")
-    .action(async (logs: string[], opts: { json?: boolean }) => {
-      await checkLogs(logs);
+    .description(
+      "ITGDec's summary of D-ITG binary logs (per flow and total) plus delay percentiles, in constant memory. Round trips of ITGSend's rttm log are wrong whenever an echo returns after the next packet left (D-ITG B15): with --receiver-log they are exact; without it, records of 0.5 s or more (the bug's signature) are left out of the delays and counted",
+    )
+    .argument("<log...>", "D-ITG binary log files written by ITGSend/ITGRecv (-l or -x); with --receiver-log, the one sender log (ITGSend -m rttm -l)")
+    .option("--receiver-log <file>", "the receiver's log of the same flow (ITGSend -x): pairs records by flow id and sequence number for exact round trips")
+    .option("--itgdec", "every record as logged: ITGDec's numbers (parity checks; one-way logs, whose delays have no B15 signature)")
+    .option(
+      "--json",
+      'one JSON object per log and line: {file, flows, total, histogram} (and receiverLog); seconds and Kbit/s, null where undefined; "delaySource" paired or sender, "excludedRecords" per flow and total',
+    )
+    .action(async (logs: string[], opts: DecodeFlags) => {
+      const view = viewOf(logs, opts);
+      await checkLogs(opts.receiverLog !== undefined ? [...logs, opts.receiverLog] : logs);
       for (const path of logs) {
-        const log = await decodeLogFile(path);
-        process.stdout.write(opts.json ? JSON.stringify(log) + "\n" : formatDecodedLog(log));
+        const log = view === "paired" ? await decodePairedLogs(path, opts.receiverLog!) : await decodeLogFile(path, { views: [view] });
+        process.stdout.write(opts.json ? JSON.stringify(log) + "\n" : formatDecodedLog(log, view));
       }
     });
 }

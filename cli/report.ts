@@ -7,7 +7,7 @@ import { Command, InvalidArgumentError } from "commander";
 import type { CampaignDefinition } from "../measure/campaign-plan.js";
 import { loadPaperReference } from "../measure/paper-reference.js";
 import { buildReport, writeReport } from "../measure/report.js";
-import { ResultStore, SCHEMA_VERSION } from "../measure/store.js";
+import { OLDEST_SCHEMA_VERSION, ResultStore, SCHEMA_VERSION } from "../measure/store.js";
 import type { RunResult } from "../measure/types.js";
 
 /** Default and bounds of --resamples: fewer than 2000 leaves the 2.5% and 97.5% points noisy. */
@@ -21,8 +21,9 @@ export interface LoadedCampaign {
 }
 
 /**
- * Reads one campaign's runs from a results store without changing the file: the store is checked
- * read-only first, so a file that is not a results store is refused rather than given tables.
+ * Reads one campaign's runs from a results store: the store is checked read-only first, so a file
+ * that is not a results store is refused rather than given tables. An older store is upgraded in
+ * place on opening (measure/store.ts), its runs unchanged.
  */
 export function loadCampaign(db: string, campaignId?: string): LoadedCampaign {
   if (!existsSync(db)) throw new Error(`--db ${db}: no such file; accepted: a results store written by \`testbed lab\` or \`testbed campaign\``);
@@ -39,8 +40,8 @@ export function loadCampaign(db: string, campaignId?: string): LoadedCampaign {
     throw new Error(`--db ${db}: not a results store (${(err as Error).message}); accepted: a file written by \`testbed lab\` or \`testbed campaign\``);
   }
   if (version === 0) throw new Error(`--db ${db}: empty, or not a results store (no testbed tables); accepted: a file written by \`testbed lab\` or \`testbed campaign\``);
-  if (version !== SCHEMA_VERSION) {
-    throw new Error(`--db ${db}: results store schema version ${version}; this testbed reads version ${SCHEMA_VERSION}`);
+  if (version < OLDEST_SCHEMA_VERSION || version > SCHEMA_VERSION) {
+    throw new Error(`--db ${db}: results store schema version ${version}; this testbed reads versions ${OLDEST_SCHEMA_VERSION} to ${SCHEMA_VERSION}`);
   }
   const store = ResultStore.open(db);
   try {

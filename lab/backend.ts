@@ -26,7 +26,7 @@ import type { ServiceSet } from "../workloads/service-model.js";
 import { ditgJudge, type FlowJudge } from "../measure/campaign.js";
 import { flowLogs, receiverCommand, senderCommand } from "../measure/ditg-commands.js";
 import { awaitSender, LocalFlowLogs } from "../measure/ditg-sender.js";
-import type { Backend, FlowOutcome, RunKey, TrafficProfile } from "../measure/types.js";
+import type { Backend, CollectedLogs, FlowOutcome, RunKey, TrafficProfile } from "../measure/types.js";
 import { judgeSetup, plannedConnections, runSetupProbe, SourcePortPool } from "./connection-setup.js";
 import { ebpfHostProblem, setupEbpfDataplane, type EbpfDataplane } from "./ebpf-dataplane.js";
 import { LB_MAPS } from "./ebpf/service-maps.js";
@@ -163,6 +163,8 @@ interface Receiver {
 
 export class LabBackend implements Backend {
   readonly name = "lab";
+  /** Client and pod are namespaces of one host, on one clock: their one-way delays are valid. */
+  readonly sharedClock = true;
   private readonly receiver: Receiver = { child: undefined, output: "" };
   private readonly ports = new SourcePortPool();
   private readonly logs = new LocalFlowLogs();
@@ -347,7 +349,7 @@ export class LabBackend implements Backend {
     return { logPath, senderOutput: output, startedAt, endedAt: new Date() };
   }
 
-  collectLog(outcome: FlowOutcome): Promise<string> {
+  collectLog(outcome: FlowOutcome): Promise<CollectedLogs> {
     return this.logs.collect(outcome);
   }
 

@@ -8,48 +8,21 @@
 // jump rules it installs beforehand with `iptables -I` (iptablesJumpChains). Order inside KUBE-SERVICES
 // and KUBE-NODEPORTS follows the given Service order; kube-proxy walks a Go map there, so its own order
 // changes between syncs (sortLikeKubeProxyTests gives the order kube-proxy's tests compare in).
-import { createHash } from "node:crypto";
 import ipaddr from "ipaddr.js";
 import { cidrContains, parseCidr, type Family } from "../scenario/cidr.js";
-import type { ServicePort, ServiceSpec } from "../workloads/service-model.js";
+import {
+  canonicalIp,
+  chainHash,
+  ipFamilyOf,
+  masqueradeMarkOf,
+  nodePortAddressesOf,
+  servicePortsOf,
+  validateNode,
+  type KubeProxyNode,
+  type ServiceEndpoints,
+} from "./kube-proxy-inputs.js";
 
-export interface Endpoint {
-  /** Pod address; endpoints of the other family are ignored by this family's rules. */
-  readonly ip: string;
-  /** True when the pod runs on this node. */
-  readonly local: boolean;
-}
-
-/** A Service and its ready endpoints; an endpoint's port is each Service port's targetPort. */
-export interface ServiceEndpoints {
-  readonly service: ServiceSpec;
-  readonly endpoints: readonly Endpoint[];
-}
-
-/** kube-proxy's settings and the node it runs on, for one IP family. */
-export interface KubeProxyNode {
-  readonly family: Family;
-  /** --nodeport-addresses (CIDRs). None of this family: NodePorts on every local address. */
-  readonly nodePortAddresses?: readonly string[];
-  /** The node's interface addresses; used only with nodePortAddresses. */
-  readonly addresses?: readonly string[];
-  /** --iptables-localhost-nodeports (default true). IPv4 only; off when nodePortAddresses leaves out 127.0.0.1. */
-  readonly localhostNodePorts?: boolean;
-  /** --cluster-cidr of this family: the local-traffic detector. Unset: no detector. */
-  readonly clusterCIDR?: string;
-  /** --masquerade-all. */
-  readonly masqueradeAll?: boolean;
-  /** --iptables-masquerade-bit (default 14). */
-  readonly masqueradeBit?: number;
-  /** The mark as written; kube-proxy formats 1 << masqueradeBit with Go's %#08x (0x00004000). */
-  readonly masqueradeMark?: string;
-  /** iptables has MASQUERADE --random-fully (1.6.2 and later; true on Ubuntu 20.04). Default true. */
-  readonly randomFully?: boolean;
-  /** kube-proxy created its nfacct counters (nfnetlink_acct available). Default false. */
-  readonly nfacct?: boolean;
-  /** net.netfilter.nf_conntrack_tcp_be_liberal is set: no INVALID drop rule. */
-  readonly conntrackTcpBeLiberal?: boolean;
-}
+export { chainHash, servicePortName, type Endpoint, type KubeProxyNode, type ServiceEndpoints } from "./kube-proxy-inputs.js";
 
 export type Table = "filter" | "nat";
 export type BuiltinChain = "INPUT" | "FORWARD" | "OUTPUT" | "PREROUTING" | "POSTROUTING";
@@ -116,71 +89,9 @@ export const KUBE_PROXY_JUMPS: readonly JumpRule[] = JUMP_TABLE.map((j) => ({
   args: [...j.extra, ...(j.comment ? ["-m", "comment", "--comment", j.comment] : []), "-j", j.target],
 }));
 
-const BASE32 = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
-
-/** First 16 characters of base32(sha256(text)), as portProtoHash and servicePortEndpointChainName. */
-export function chainHash(text: string): string {
-  const bytes = createHash("sha256").update(text).digest();
-  let bits = 0;
-  let value = 0;
-  let out = "";
-  for (const byte of bytes) {
-    value = (value << 8) | byte;
-    bits += 8;
-    while (bits >= 5 && out.length < 16) {
-      out += BASE32[(value >>> (bits - 5)) & 31];
-      bits -= 5;
-    }
-    value &= (1 << bits) - 1;
-    if (out.length === 16) break;
-  }
-  return out;
-}
-
-/** ServicePortName.String(): "namespace/name" plus ":port" when the port is named. */
-export function servicePortName(svc: Pick<ServiceSpec, "namespace" | "name">, port: Pick<ServicePort, "name">): string {
-  return `${svc.namespace}/${svc.name}${port.name ? `:${port.name}` : ""}`;
-}
-
-/** Go's net.JoinHostPort. */
-function joinHostPort(ip: string, port: number): string {
-  return ip.includes(":") ? `[${ip}]:${port}` : `${ip}:${port}`;
-}
-
-/** Addresses as Go's net.IP.String() prints them. */
-function canonicalIp(ip: string): string {
-  return ipaddr.parse(ip).toString();
-}
-
-function ipFamilyOf(ip: string): Family {
-  return ipaddr.parse(ip).kind() === "ipv4" ? "ipv4" : "ipv6";
-}
-
-/** Go's fmt.Sprintf("%#08x", v): "0x" and at least eight hex digits. */
-function goHexMark(value: number): string {
-  return `0x${value.toString(16).padStart(8, "0")}`;
-}
-
 /** fmt.Sprintf("%0.10f", 1/n) */
 function probability(n: number): string {
   return (1 / n).toFixed(10);
-}
-
-/** proxyutil.NodePortAddresses for one family. */
-function nodePortAddressesOf(node: KubeProxyNode): { matchAll: boolean; containsIPv4Loopback: boolean; cidrs: string[] } {
-  const ofFamily = (node.nodePortAddresses ?? []).filter((c) => parseCidr(c)?.family === node.family);
-  const cidrs = ofFamily.length ? ofFamily : [node.family === "ipv4" ? "0.0.0.0/0" : "::/0"];
-  let containsIPv4Loopback = false;
-  let matchAll = false;
-  for (const c of cidrs) {
-    const parsed = parseCidr(c)!;
-    if (parsed.family === "ipv4" && cidrContains(parsed, "127.0.0.1")) containsIPv4Loopback = true;
-    if (parsed.prefix === 0) {
-      matchAll = true;
-      break;
-    }
-  }
-  return { matchAll, containsIPv4Loopback, cidrs };
 }
 
 class Lines {
@@ -190,26 +101,12 @@ class Lines {
   }
 }
 
-function validateNode(node: KubeProxyNode): void {
-  const bad = (key: string, value: unknown, accepted: string) => {
-    throw new Error(`kube-proxy rules: ${key} ${JSON.stringify(value)} is not accepted; accepted: ${accepted}`);
-  };
-  if (node.family !== "ipv4" && node.family !== "ipv6") bad("family", node.family, '"ipv4" or "ipv6"');
-  if (node.clusterCIDR !== undefined && parseCidr(node.clusterCIDR)?.family !== node.family) {
-    bad("clusterCIDR", node.clusterCIDR, `a CIDR of the ${node.family} family`);
-  }
-  for (const c of node.nodePortAddresses ?? []) if (!parseCidr(c)) bad("nodePortAddresses", c, "CIDRs, e.g. 198.18.1.0/24");
-  for (const a of node.addresses ?? []) if (!ipaddr.isValid(a)) bad("addresses", a, "IP addresses");
-  const bit = node.masqueradeBit ?? 14;
-  if (!Number.isInteger(bit) || bit < 0 || bit > 31) bad("masqueradeBit", bit, "an integer from 0 to 31");
-}
-
 /** The rule set kube-proxy (iptables mode) writes on a full sync of one family. */
 export function kubeProxyRules(services: readonly ServiceEndpoints[], node: KubeProxyNode): KubeProxyRules {
   validateNode(node);
   const family = node.family;
   const isIPv6 = family === "ipv6";
-  const mark = node.masqueradeMark ?? goHexMark(1 << (node.masqueradeBit ?? 14));
+  const mark = masqueradeMarkOf(node);
   const npa = nodePortAddressesOf(node);
   const localhostNodePorts = !isIPv6 && (node.localhostNodePorts ?? true) && npa.containsIPv4Loopback;
   const nfacct = node.nfacct ?? false;
@@ -241,24 +138,10 @@ export function kubeProxyRules(services: readonly ServiceEndpoints[], node: Kube
   }
 
   // One entry per Service port of this family (kube-proxy's svcPortMap).
-  const ports = services.flatMap(({ service, endpoints }) => {
-    const clusterIP = service.clusterIPs[family];
-    if (clusterIP === undefined) return [];
-    const ofFamily = endpoints.filter((e) => ipFamilyOf(e.ip) === family);
-    return service.ports.map((port) => {
-      const name = servicePortName(service, port);
-      const protocol = port.protocol.toLowerCase();
-      const byString = new Map<string, { ip: string; str: string; local: boolean; chain: string }>();
-      for (const e of ofFamily) {
-        const ip = canonicalIp(e.ip);
-        const str = joinHostPort(ip, port.targetPort);
-        byString.set(str, { ip, str, local: e.local, chain: `KUBE-SEP-${chainHash(name + protocol + str)}` });
-      }
-      // kube-proxy sorts a Service port's endpoints by their "ip:port" string.
-      const eps = [...byString.values()].sort((a, b) => (a.str < b.str ? -1 : a.str > b.str ? 1 : 0));
-      return { service, port, name, protocol, clusterIP: canonicalIp(clusterIP), eps };
-    });
-  });
+  const ports = servicePortsOf(services, family).map((p) => ({
+    ...p,
+    eps: p.endpoints.map((e) => ({ ...e, chain: `KUBE-SEP-${chainHash(p.name + p.protocol + e.str)}` })),
+  }));
 
   const totalEndpoints = ports.reduce((n, p) => n + p.eps.length, 0);
   const largeClusterMode = totalEndpoints > LARGE_CLUSTER_ENDPOINTS_THRESHOLD;

@@ -1,19 +1,19 @@
 // Worker-thread entry of the campaign's log decoder: decodes one log per message, so that the
 // CPU-bound decoding never stalls the event loop that starts and watches the next flow.
 import { parentPort } from "node:worker_threads";
-import { decodeLogFile, type DecodedLog } from "./ditg-log.js";
+import { decodeFlow, type DecodedFlow, type FlowLogFiles } from "./ditg-pairing.js";
 
 export interface DecodeRequest {
   readonly id: number;
-  readonly path: string;
+  readonly files: FlowLogFiles;
 }
 
 export type DecodeReply =
-  | { readonly id: number; readonly ok: true; readonly log: DecodedLog }
+  | { readonly id: number; readonly ok: true; readonly log: DecodedFlow }
   | { readonly id: number; readonly ok: false; readonly error: string };
 
 parentPort?.on("message", (req: DecodeRequest) => {
-  decodeLogFile(req.path).then(
+  decodeFlow(req.files).then(
     (log) => parentPort!.postMessage({ id: req.id, ok: true, log } satisfies DecodeReply),
     (err: unknown) => parentPort!.postMessage({ id: req.id, ok: false, error: err instanceof Error ? err.message : String(err) } satisfies DecodeReply),
   );

@@ -1,11 +1,12 @@
-// The campaign's log decoder: measure/ditg-log.ts's streaming decoder, run in a worker thread.
+// The campaign's log decoder: measure/ditg-pairing.ts's decodeFlow (the streaming decoder of
+// measure/ditg-log.ts, paired with the receiver's log for round trips), run in a worker thread.
 import { createRequire } from "node:module";
 import path from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { Worker } from "node:worker_threads";
 import type { DecodeReply, DecodeRequest } from "./campaign-decode-worker.js";
 import type { LogDecoder } from "./campaign.js";
-import type { DecodedLog } from "./ditg-log.js";
+import type { DecodedFlow, FlowLogFiles } from "./ditg-pairing.js";
 
 /** URL of tsx's ESM register API, resolved from this package (the worker's cwd may be anywhere). */
 function tsxEsmApi(): string {
@@ -21,7 +22,7 @@ function tsxEsmApi(): string {
  */
 export class WorkerLogDecoder implements LogDecoder {
   private readonly worker: Worker;
-  private readonly waiting = new Map<number, { resolve: (r: DecodedLog) => void; reject: (e: Error) => void }>();
+  private readonly waiting = new Map<number, { resolve: (r: DecodedFlow) => void; reject: (e: Error) => void }>();
   private nextId = 1;
   private failure: Error | undefined;
 
@@ -53,12 +54,12 @@ export class WorkerLogDecoder implements LogDecoder {
     this.worker.on("exit", (code) => fail(new Error(`log decoder worker exited with code ${code}`)));
   }
 
-  decode(logPath: string): Promise<DecodedLog> {
+  decode(files: FlowLogFiles): Promise<DecodedFlow> {
     if (this.failure) return Promise.reject(this.failure);
     const id = this.nextId++;
-    return new Promise<DecodedLog>((resolve, reject) => {
+    return new Promise<DecodedFlow>((resolve, reject) => {
       this.waiting.set(id, { resolve, reject });
-      this.worker.postMessage({ id, path: logPath } satisfies DecodeRequest);
+      this.worker.postMessage({ id, files } satisfies DecodeRequest);
     });
   }
 

@@ -11,12 +11,17 @@ import path from "node:path";
 import { sameStep, stepOf, type PlannedRun } from "./campaign-plan.js";
 import { flowSummaryOf, type FailedAttempt, type ResultStore } from "./store.js";
 import { expectedRecords, judgeFlow, type FlowVerdict } from "./ditg-commands.js";
-import type { DecodedLog } from "./ditg-log.js";
-import type { Backend, FlowOutcome, RunKey, RunProfile, RunResult, TrafficProfile } from "./types.js";
+import type { DecodedLog, DecodedView } from "./ditg-log.js";
+import type { DecodedFlow, FlowLogFiles } from "./ditg-pairing.js";
+import type { Backend, CollectedLogs, FlowOutcome, RunDelayView, RunKey, RunProfile, RunResult, TrafficProfile } from "./types.js";
 
-/** Decodes a local D-ITG log; the real one runs measure/ditg-log.ts in a worker thread. */
+/**
+ * Decodes a flow's local D-ITG logs; the real one runs measure/ditg-pairing.ts's decodeFlow in a
+ * worker thread: exact round trips with the meter's own readings when a receiver log pairs, the
+ * measured log as logged otherwise.
+ */
 export interface LogDecoder {
-  decode(logPath: string): Promise<DecodedLog>;
+  decode(files: FlowLogFiles): Promise<DecodedFlow>;
 }
 
 /** What a flow was asked to do, for judging what it did. */
@@ -29,7 +34,7 @@ export interface ExpectedFlow {
   readonly linkMbps: number;
 }
 
-/** Decides whether a decoded flow is a valid repetition (sender errors, too few records, several flows). */
+/** Decides whether a decoded flow is a valid repetition (sender errors, too few records, several flows, unpaired records). */
 export type FlowJudge = (senderOutput: string, decoded: DecodedLog, expected: ExpectedFlow) => FlowVerdict;
 
 /** The D-ITG verdict of measure/ditg-commands.ts: sender errors, corrupt logs, record count against the profile. */
@@ -101,6 +106,31 @@ function moveFile(from: string, to: string): void {
   }
 }
 
+/** A view of a decoded flow as the store keeps it. */
+function delayView(view: DecodedView): RunDelayView {
+  return { summary: flowSummaryOf(view.total), excludedRecords: view.total.excludedRecords, histogram: view.histogram };
+}
+
+/**
+ * What a run keeps of its decoded logs: the summary (exact round trips when paired), and the other
+ * readings: the meter's own from the sender log alone, and the one-way delays of the receiver's log.
+ */
+export function decodedResult(decoded: DecodedFlow): Pick<RunResult, "summary" | "histogram" | "achievedKbps" | "delaySource" | "excludedRecords" | "delayViews"> {
+  const views: NonNullable<RunResult["delayViews"]> = {
+    ...(decoded.views?.sender ? { sender: delayView(decoded.views.sender) } : {}),
+    ...(decoded.views?.logged ? { itgdec: delayView(decoded.views.logged) } : {}),
+    ...(decoded.oneWay ? { oneWay: delayView(decoded.oneWay) } : {}),
+  };
+  return {
+    summary: flowSummaryOf(decoded.total),
+    histogram: decoded.histogram,
+    achievedKbps: decoded.total.bitrateKbps,
+    delaySource: decoded.total.delaySource,
+    excludedRecords: decoded.total.excludedRecords,
+    ...(Object.keys(views).length > 0 ? { delayViews: views } : {}),
+  };
+}
+
 /** Runs the pending runs of a stored campaign; returns when all are committed or on stop. */
 export async function runCampaign(opts: CampaignRunOptions): Promise<CampaignRunSummary> {
   const { store, campaignId, backend } = opts;
@@ -126,20 +156,29 @@ export async function runCampaign(opts: CampaignRunOptions): Promise<CampaignRun
   emit({ kind: "start", campaignId, total, done, resumed: done > 0 });
   event(done > 0 ? "resume" : "start", `${done}/${total} runs done; backend ${backend.name}`);
 
-  const commit = (run: PlannedRun, result: Omit<RunResult, keyof RunKey | "runId" | "retries">, logPath?: string) => {
+  /** Keeps (keep-logs) or deletes a run's log; returns its stored path when kept. */
+  const keepOrDrop = (run: PlannedRun, file: string | undefined, suffix: string): string | undefined => {
+    if (file === undefined) return undefined;
+    if (!opts.keepLogs) {
+      rmSync(file, { force: true });
+      return undefined;
+    }
+    const kept = path.join(store.logDir(campaignId), `${run.runId}${suffix}${path.extname(file) || ".log"}`);
+    moveFile(file, kept);
+    return store.relativeLogPath(kept);
+  };
+
+  const commit = (run: PlannedRun, result: Omit<RunResult, keyof RunKey | "runId" | "retries">, logs?: CollectedLogs) => {
     const attempts = failures.get(run.runId) ?? [];
     const full: RunResult = { ...run.key, runId: run.runId, retries: attempts.length, ...result };
-    let storedLog: string | undefined;
-    if (logPath !== undefined) {
-      if (opts.keepLogs) {
-        const kept = path.join(store.logDir(campaignId), `${run.runId}${path.extname(logPath) || ".log"}`);
-        moveFile(logPath, kept);
-        storedLog = store.relativeLogPath(kept);
-      } else {
-        rmSync(logPath, { force: true });
-      }
-    }
-    store.commitRun(campaignId, full, { attempts, ...(storedLog !== undefined ? { logPath: storedLog } : {}), now: now() });
+    const storedLog = keepOrDrop(run, logs?.log, "");
+    const storedReceiverLog = keepOrDrop(run, logs?.receiverLog, ".receiver");
+    store.commitRun(campaignId, full, {
+      attempts,
+      ...(storedLog !== undefined ? { logPath: storedLog } : {}),
+      ...(storedReceiverLog !== undefined ? { receiverLogPath: storedReceiverLog } : {}),
+      now: now(),
+    });
     failures.delete(run.runId);
     committed++;
     done++;
@@ -148,27 +187,27 @@ export async function runCampaign(opts: CampaignRunOptions): Promise<CampaignRun
   };
 
   /** Records a failed attempt; re-queues the run at the front or commits it as failed. */
-  const failAttempt = (run: PlannedRun, attempt: number, reason: string, startedAt: Date, endedAt: Date, logPath?: string) => {
+  const failAttempt = (run: PlannedRun, attempt: number, reason: string, startedAt: Date, endedAt: Date, logs?: CollectedLogs) => {
     const list = failures.get(run.runId) ?? [];
     const willRetry = list.length < opts.retries;
     emit({ kind: "attempt-failed", run, attempt, reason, willRetry });
     if (willRetry) {
       list.push({ attempt, startedAt: startedAt.toISOString(), endedAt: endedAt.toISOString(), failure: reason });
       failures.set(run.runId, list);
-      if (logPath !== undefined) rmSync(logPath, { force: true });
+      for (const file of [logs?.log, logs?.receiverLog]) if (file !== undefined) rmSync(file, { force: true });
       queue.unshift(run);
     } else {
-      commit(run, { status: "failed", failure: reason, startedAt: startedAt.toISOString(), endedAt: endedAt.toISOString() }, logPath);
+      commit(run, { status: "failed", failure: reason, startedAt: startedAt.toISOString(), endedAt: endedAt.toISOString() }, logs);
     }
   };
 
   /** The decode stage of one flow: collect, decode, judge, commit (or retry). Never throws. */
   const decodeStage = async (run: PlannedRun, attempt: number, outcome: FlowOutcome): Promise<void> => {
     emit({ kind: "decode-start", run, attempt });
-    let local: string | undefined;
+    let local: CollectedLogs | undefined;
     try {
       local = await backend.collectLog(outcome);
-      const decoded = await opts.decoder.decode(local);
+      const decoded = await opts.decoder.decode({ ...local, oneWay: backend.sharedClock === true && local.receiverLog !== undefined });
       const verdict = judge(outcome.senderOutput, decoded, {
         profile: run.key.profile,
         traffic: trafficOf(run),
@@ -177,9 +216,7 @@ export async function runCampaign(opts: CampaignRunOptions): Promise<CampaignRun
       });
       emit({ kind: "decode-end", run, attempt });
       const base = {
-        summary: flowSummaryOf(decoded.total),
-        histogram: decoded.histogram,
-        achievedKbps: decoded.total.bitrateKbps,
+        ...decodedResult(decoded),
         startedAt: outcome.startedAt.toISOString(),
         endedAt: outcome.endedAt.toISOString(),
       };

@@ -22,7 +22,10 @@
 //     testbed:sshPrivateKey  secret: the private half of testbed:sshPublicKey, for SSH through the bastion
 //
 // The client, master and receiver node are reached over SSH with ProxyJump through the bastion;
-// logs come back with scp over the management network, never over the measured path.
+// logs come back with scp over the management network, never over the measured path. A latency
+// (rttm) run brings back two: the client's round trips and the receiver's `-x` log from the node,
+// whose send stamps make them exact (D-ITG B15). Every flow names a `-x` log, so flows with and
+// without `-x` never share one ITGRecv (notes B2).
 // Pulumi and SSH sit behind StackControl and RemoteShell (measure/cloud-transport.ts holds the
 // real ones), so the sequencing is tested with fakes.
 import { mkdtempSync, rmSync } from "node:fs";
@@ -32,7 +35,7 @@ import { readRawScenario } from "../infra/config.js";
 import type { Family } from "../scenario/cidr.js";
 import { CONFIG_NAMESPACE, parseScenario, type Dataplane, type Scenario } from "../scenario/schema.js";
 import { flowLogs, senderCommand, shellCommand, type FlowTarget } from "./ditg-commands.js";
-import type { Backend, FlowOutcome, RunKey, TrafficProfile } from "./types.js";
+import type { Backend, CollectedLogs, FlowOutcome, RunKey, TrafficProfile } from "./types.js";
 
 /** The stack as the backend uses it: read outputs and config, change the Service count. */
 export interface StackControl {
@@ -168,7 +171,7 @@ export class CloudBackend implements Backend {
   readonly name: string;
   private currentServices: number | undefined;
   private updatedOnce = false;
-  /** The unmeasured log of each flow, deleted with the measured one once collected. */
+  /** The unmeasured (sender) log of each one-way flow, deleted with the measured one once collected. */
   private readonly unmeasured = new Map<string, string>();
 
   private constructor(
@@ -252,13 +255,16 @@ export class CloudBackend implements Backend {
     const sender = remoteLog("client", logs.senderLog);
     // The pod's log directory is a hostPath: the same file sits under nodeLogDir on the receiver's node.
     const receiver = remoteLog("receiver", path.posix.join(this.lab.ditgReceiver.nodeLogDir, path.posix.basename(logs.receiverLog)));
-    const [measured, other] = cmd.measuredLog === "sender" ? [sender, receiver] : [receiver, sender];
     if (result.code !== 0) {
-      await this.removeRemote([measured, other]);
+      await this.removeRemote([sender, receiver]);
       throw new Error(`ITGSend on the client exited with ${result.code}: ${lastLines(result.stdout + result.stderr)}`);
     }
-    this.unmeasured.set(measured, other);
-    return { logPath: measured, senderOutput: result.stdout, startedAt, endedAt };
+    if (cmd.measuredLog === "sender") {
+      // A round trip: the receiver's log on the node pairs with the client's for exact delays (D-ITG B15).
+      return { logPath: sender, receiverLogPath: receiver, senderOutput: result.stdout, startedAt, endedAt };
+    }
+    this.unmeasured.set(receiver, sender);
+    return { logPath: receiver, senderOutput: result.stdout, startedAt, endedAt };
   }
 
   private async removeRemote(logs: string[]): Promise<void> {
@@ -269,15 +275,23 @@ export class CloudBackend implements Backend {
     }
   }
 
-  /** Fetches the measured log over the management network, then deletes both remote logs. */
-  async collectLog(outcome: FlowOutcome): Promise<string> {
-    const { host, file } = parseRemoteLog(outcome.logPath);
-    const local = path.join(this.localDir, path.posix.basename(file));
-    await this.shell.fetch(host, file, local);
-    const other = this.unmeasured.get(outcome.logPath);
+  /**
+   * Fetches the measured log (and a round trip's receiver log from the node) over the management
+   * network, then deletes both remote logs.
+   */
+  async collectLog(outcome: FlowOutcome): Promise<CollectedLogs> {
+    const fetchLocal = async (remote: string) => {
+      const { host, file } = parseRemoteLog(remote);
+      const local = path.join(this.localDir, path.posix.basename(file));
+      await this.shell.fetch(host, file, local);
+      return local;
+    };
+    const log = await fetchLocal(outcome.logPath);
+    const receiverLog = outcome.receiverLogPath === undefined ? undefined : await fetchLocal(outcome.receiverLogPath);
+    const other = outcome.receiverLogPath ?? this.unmeasured.get(outcome.logPath);
     this.unmeasured.delete(outcome.logPath);
     await this.removeRemote(other === undefined ? [outcome.logPath] : [outcome.logPath, other]);
-    return local;
+    return receiverLog === undefined ? { log } : { log, receiverLog };
   }
 
   /**

@@ -50,7 +50,10 @@ export interface SenderCommand {
   /** ["ITGSend", ...options]: exec it directly, or quote it with shellCommand(). */
   readonly argv: string[];
   readonly logs: FlowLogs;
-  /** Which log holds the measurement: the sender's for rttm (one clock), the receiver's for owdm. */
+  /**
+   * Which log holds the measurement: the sender's for rttm (one clock; its round trips are exact only paired with
+   * the receiver's log, whose send stamps D-ITG B15 does not touch), the receiver's for owdm.
+   */
   readonly measuredLog: "sender" | "receiver";
   readonly expected: FlowExpectation;
 }
@@ -163,7 +166,8 @@ export type FlowVerdict = { readonly ok: true } | { readonly ok: false; readonly
 
 /**
  * Whether a flow succeeded, from what it printed and logged; ITGSend's exit code says nothing (it exits 0 after a
- * receiver-side bind error, B3). `decoded` is the measured log (SenderCommand.measuredLog).
+ * receiver-side bind error, B3). `decoded` is the measured log (SenderCommand.measuredLog), paired with the
+ * receiver's log for a round trip.
  */
 export function judgeFlow(senderOutput: string, decoded: DecodedLog, expected: FlowExpectation): FlowVerdict {
   const errorLine = senderOutput.split("\n").find((l) => /error/i.test(l));
@@ -186,6 +190,13 @@ export function judgeFlow(senderOutput: string, decoded: DecodedLog, expected: F
     return {
       ok: false,
       reason: `${decoded.file} has ${total.packets} records, expected at least ${needed} (${expected.minShare * 100}% of ${expected.records})`,
+    };
+  }
+  // Exact round trips need the receiver's send stamp of every echo: a gap means a cut or lost receiver log.
+  if (total.delaySource === "paired" && total.excludedRecords > 0) {
+    return {
+      ok: false,
+      reason: `${decoded.file}: ${total.excludedRecords} of ${total.packets} round trips have no partner in the receiver log (cut or not flushed)`,
     };
   }
   return { ok: true };

@@ -12,7 +12,23 @@
 // population sigma; loss and loss bursts follow ITGDec's sequence-number bookkeeping (first sequence number taken as 1),
 // including its unsigned arithmetic.
 //
-// Deliberate differences from ITGDec:
+// Which delays (D-ITG B15). ITGSend's round-trip meter (-m rttm) logs each echo with the send time's SECONDS taken
+// from the echoed packet but its MICROSECONDS from the newest packet sent (ITGSend.cpp 2.8.1: `timeUsec =
+// Ticker.lastTime.tv_usec` at L3147 on every send, `time1` read from the echo at L3408, `writeInBufferStandard(...,
+// time1, time2, timeUsec, ...)` at L3417; the end-of-flow drain loop, L3535-3546, takes the echo's own microseconds).
+// Every echo that returns after the next packet left gets a wrong send time: at least 1 s too long when a second
+// boundary lies between the two sends (the "1.000 s" records), silently too short otherwise. So a decoder reads
+// delays in one of three views:
+// - "paired": exact round trips, the sender log's receive time minus the send stamp the receiver logged (-x) for the
+//   same (flow id, sequence number), both on the sender's clock (ditg-pairing.ts). Sender records without a partner
+//   are counted in `excludedRecords` and left out of the delay statistics, never guessed.
+// - "sender": an rttm sender log read alone. Records with B15's signature, a round trip of RTTM_SIGNATURE_S or more,
+//   are counted in `excludedRecords` and left out of the delay statistics; the short-by-less-than-a-spacing records
+//   cannot be told from true ones and stay.
+// - "logged": every record as logged, ITGDec's numbers (one-way logs, parity checks).
+// Packets, bytes, duration, rates and loss count every record in every view: they use receive times only.
+//
+// Deliberate differences from ITGDec, in every view:
 // - Midnight UTC: D-ITG stores only the time of day. A delay below -12 h is taken as +24 h (and above +12 h as -24 h),
 //   and receive times are unwrapped across midnight, so durations and rates stay right; ITGDec has no such handling.
 // - Mean and sigma come from Welford accumulators (ITGDec subtracts squared sums, which loses digits when the mean
@@ -23,7 +39,7 @@
 // resolution. A negative one-way delay (sender and receiver clocks not synchronised, see `-m rttm`) cannot be recorded:
 // it is counted in `negativeDelays` and recorded as 0, so percentiles of such a log are floored at zero and should not
 // be trusted; min/max/mean/sigma keep the signed values.
-import { open } from "node:fs/promises";
+import { open, type FileHandle } from "node:fs/promises";
 import { endianness } from "node:os";
 import { build, decodeFromCompressedBase64, encodeIntoCompressedBase64, type Histogram } from "hdr-histogram-js";
 import type { FlowSummary } from "./types.js";
@@ -47,6 +63,41 @@ const RECORDS_PER_CHUNK = 65_536;
  */
 const EXACT_COUNT_LIMIT_US = 16_384;
 
+/** How a decoder reads a log's delays (see the top of this file). */
+export type DelayView = "paired" | "sender" | "logged";
+
+/** Where the send times of a view's delays come from: the receiver log's stamps, or the log's own. */
+export type DelaySource = "paired" | "sender";
+
+/**
+ * Round trips of this many seconds or more in an rttm sender log carry D-ITG B15's signature. A record whose echo
+ * returned after a second boundary and after the next packet left reads at least 1 s (its logged send time takes the
+ * earlier second and the later packet's microseconds); any true round trip this long is itself longer than the packet
+ * spacing at more than 2 pkt/s, so its record is mis-stamped too. Half a second sits between the milliseconds of a
+ * healthy round trip and the second of a corrupted one.
+ */
+export const RTTM_SIGNATURE_S = 0.5;
+
+/** Send stamps by (flow id, sequence number), for the paired view (ditg-pairing.ts reads them from a receiver log). */
+export interface SendStamps {
+  /** The send stamp of the packet as a UTC time of day in seconds, or NaN when there is none. */
+  sendStampOf(flowId: number, seq: number): number;
+  /** Called before each chunk of the log is decoded: a chance to read ahead while it is. */
+  prefetch?(): void;
+}
+
+export interface DecodeOptions {
+  /**
+   * The views to compute; the first one gives the result's flows, total and histogram, and with more than one the
+   * result's `views` holds each. Default: ["logged"].
+   */
+  readonly views?: readonly DelayView[];
+  /** The send stamps of the paired view; required when it is asked for. */
+  readonly stamps?: SendStamps;
+}
+
+const DELAY_SOURCE: Record<DelayView, DelaySource> = { paired: "paired", sender: "sender", logged: "sender" };
+
 /** Summary fields shared by each flow and the total. */
 export interface DelayReport extends FlowSummary {
   /** Packets dropped as a percentage of received plus dropped, as ITGDec prints it. */
@@ -55,6 +106,12 @@ export interface DelayReport extends FlowSummary {
   readonly lossBurstSize: number;
   /** Records with a negative delay (unsynchronised clocks); recorded as 0 in the histogram. */
   readonly negativeDelays: number;
+  /**
+   * Records counted in `packets` but left out of the delay statistics: without a partner in the receiver log
+   * (paired view), or with B15's signature (sender view); always 0 when every record is read as logged.
+   */
+  readonly excludedRecords: number;
+  readonly delaySource: DelaySource;
 }
 
 export interface FlowReport extends DelayReport {
@@ -71,12 +128,18 @@ export interface TotalReport extends DelayReport {
   readonly errorLines: number;
 }
 
-export interface DecodedLog {
-  readonly file: string;
+/** One view's summary of a log. */
+export interface DecodedView {
   readonly flows: FlowReport[];
   readonly total: TotalReport;
-  /** HDR histogram of every delay in the log, in µs (HISTOGRAM_UNITS_PER_S), hdr-histogram-js compressed base64. */
+  /** HDR histogram of every delay of the view, in µs (HISTOGRAM_UNITS_PER_S), hdr-histogram-js compressed base64. */
   readonly histogram: string;
+}
+
+/** A log's summary in its first view, and every view when several were asked for. */
+export interface DecodedLog extends DecodedView {
+  readonly file: string;
+  readonly views?: Partial<Record<DelayView, DecodedView>>;
 }
 
 /** A log that is not a whole number of D-ITG records, or that cannot be read. */
@@ -152,25 +215,45 @@ class DelayRecorder {
   }
 }
 
-/** Running statistics of one flow, updated per record in O(1). */
+/** Running delay statistics of one flow in one view, updated per record in O(1). */
+class DelayAccumulator {
+  count = 0;
+  excluded = 0;
+  min = Infinity;
+  max = -Infinity;
+  mean = 0;
+  /** Welford's sum of squared deviations. */
+  m2 = 0;
+  last = 0;
+  jitterSum = 0;
+  readonly recorder = new DelayRecorder();
+
+  add(delay: number): void {
+    const n = ++this.count;
+    if (delay < this.min) this.min = delay;
+    if (delay > this.max) this.max = delay;
+    const dev = delay - this.mean;
+    this.mean += dev / n;
+    this.m2 += dev * (delay - this.mean);
+    this.recorder.record(delay);
+    if (n > 1) this.jitterSum += Math.abs(this.last - delay);
+    this.last = delay;
+  }
+}
+
+/** Running counts of one flow (every record, whatever the view), updated per record in O(1). */
 class FlowAccumulator {
   packets = 0;
   bytes = 0;
   firstRx = Infinity;
   lastRx = -Infinity;
-  delayMin = Infinity;
-  delayMax = -Infinity;
-  delayMean = 0;
-  /** Welford's sum of squared deviations. */
-  delayM2 = 0;
-  lastDelay = 0;
-  jitterSum = 0;
   // ITGDec's loss bookkeeping (unsigned int fields in ITGDecod.cpp; minSeq is always 1).
   maxSeq = 0;
   duplicates = 0;
   dropped = 0;
   lossEvents = 0;
-  readonly delays = new DelayRecorder();
+  /** One per view, in the decoder's view order. */
+  readonly delays: DelayAccumulator[];
 
   constructor(
     readonly flowId: number,
@@ -178,35 +261,30 @@ class FlowAccumulator {
     readonly srcPort: number,
     readonly destAddress: string,
     readonly destPort: number,
-    /** flowId, srcPort, destPort and both raw address fields of the record that created it: the fast match. */
-    readonly signature: Uint32Array,
-  ) {}
+    /** The fast match: which words of a record (matchAt) must hold which values (matchWords). */
+    private readonly matchAt: Uint8Array,
+    private readonly matchWords: Uint32Array,
+    views: number,
+  ) {
+    this.delays = Array.from({ length: views }, () => new DelayAccumulator());
+  }
 
   matches(words: Uint32Array, w: number): boolean {
-    const s = this.signature;
-    if (s[0] !== words[w] || s[1] !== words[w + 2] || s[2] !== words[w + 3]) return false;
-    for (let k = 3; k < s.length; k++) if (s[k] !== words[w + 6 + k]) return false;
+    const at = this.matchAt;
+    const values = this.matchWords;
+    for (let k = 0; k < at.length; k++) if (words[w + at[k]!] !== values[k]) return false;
     return true;
   }
 
-  add(seq: number, size: number, rx: number, delay: number): void {
+  add(seq: number, size: number, rx: number): void {
     const n = ++this.packets;
     this.bytes += size;
     if (rx < this.firstRx) this.firstRx = rx;
     if (rx > this.lastRx) this.lastRx = rx;
-    if (delay < this.delayMin) this.delayMin = delay;
-    if (delay > this.delayMax) this.delayMax = delay;
-    const dev = delay - this.delayMean;
-    this.delayMean += dev / n;
-    this.delayM2 += dev * (delay - this.delayMean);
-    this.delays.record(delay);
     if (n === 1) {
       this.maxSeq = seq;
-      this.lastDelay = delay;
       return;
     }
-    this.jitterSum += Math.abs(this.lastDelay - delay);
-    this.lastDelay = delay;
     if (seq > this.maxSeq) this.maxSeq = seq;
     if (seq > this.dropped + n) this.lossEvents = (this.lossEvents + 1) >>> 0;
     // (maxSeq - minSeq + 1) with minSeq = 1 is maxSeq, also under ITGDec's 32-bit wrap.
@@ -221,18 +299,11 @@ class FlowAccumulator {
   }
 }
 
-interface Totals {
-  packets: number;
-  bytes: number;
-  dropped: number;
-  lossEvents: number;
-  negatives: number;
-  firstRx: number;
-  lastRx: number;
-  delayMin: number;
-  delayMax: number;
-  mean: number;
-  m2: number;
+/** ITGDec's TOTAL jitter of one view: |delay difference| of consecutive records in file order, whatever their flow. */
+interface TotalJitter {
+  sum: number;
+  last: number;
+  count: number;
 }
 
 function rates(bytes: number, packets: number, durationS: number): { bitrateKbps: number; packetRate: number } {
@@ -245,40 +316,63 @@ function lossFields(dropped: number, packets: number, lossEvents: number, droppe
   return { dropped: 0, droppedPercent: 0, lossBurstSize: 0 };
 }
 
-function delayFields(packets: number, min: number, max: number, mean: number, m2: number) {
-  if (packets === 0) return { delayMinS: NaN, delayMaxS: NaN, delayMeanS: NaN, delayStdS: NaN };
-  return { delayMinS: min, delayMaxS: max, delayMeanS: mean, delayStdS: Math.sqrt(m2 / packets) };
+function delayFields(count: number, min: number, max: number, mean: number, m2: number) {
+  if (count === 0) return { delayMinS: NaN, delayMaxS: NaN, delayMeanS: NaN, delayStdS: NaN };
+  return { delayMinS: min, delayMaxS: max, delayMeanS: mean, delayStdS: Math.sqrt(m2 / count) };
+}
+
+/** A delay in seconds between two UTC times of day, taken across midnight when it is more than 12 h off. */
+export function delayAcrossMidnight(rxOfDay: number, txOfDay: number): number {
+  const delay = rxOfDay - txOfDay;
+  if (delay < -HALF_DAY_S) return delay + DAY_S;
+  if (delay > HALF_DAY_S) return delay - DAY_S;
+  return delay;
 }
 
 /**
  * Incremental decoder: feed it bytes of a log in any chunking (write) or whole aligned record blocks (addRecords),
- * then call result(). Memory is a fixed staging buffer plus under 100 KB per flow (exact counts and HDR).
+ * then call result(). Memory is a fixed staging buffer plus under 100 KB per flow and view (exact counts and HDR).
  */
 export class LogDecoder {
+  private readonly views: readonly DelayView[];
+  /** Per view: 0 logged, 1 sender (signature excluded), 2 paired. */
+  private readonly kinds: Uint8Array;
+  private readonly stamps: SendStamps | undefined;
   private readonly flows: FlowAccumulator[] = [];
   private readonly flowsByKey = new Map<string, FlowAccumulator>();
   private lastFlow: FlowAccumulator | undefined;
   private errorLines = 0;
-  private records = 0;
-  /** ITGDec's TOTAL jitter: |delay difference| of consecutive records in file order, whatever their flow. */
-  private totalJitterSum = 0;
-  private totalLastDelay = NaN;
+  private readonly totalJitter: TotalJitter[];
   /** Receive time of the previous record on a continuous axis (seconds since the first record's midnight). */
   private prevRx = NaN;
   private rxDayOffset = 0;
   private staging: RecordBlock | undefined;
   private stagedBytes = 0;
 
-  constructor(readonly file: string) {
+  constructor(
+    readonly file: string,
+    options: DecodeOptions = {},
+  ) {
     if (endianness() !== "LE") {
       throw new LogFormatError(file, "this decoder reads D-ITG logs written on little-endian hosts and must run on one");
     }
+    const views = options.views ?? ["logged"];
+    if (views.length === 0 || new Set(views).size !== views.length) {
+      throw new RangeError(`views: ${JSON.stringify(views)}; accepted: one or more distinct views of paired, sender, logged`);
+    }
+    if (views.includes("paired") && options.stamps === undefined) throw new RangeError("the paired view needs the receiver log's send stamps");
+    this.views = views;
+    this.kinds = Uint8Array.from(views, (v) => (v === "logged" ? 0 : v === "sender" ? 1 : 2));
+    this.stamps = options.stamps;
+    this.totalJitter = views.map(() => ({ sum: 0, last: NaN, count: 0 }));
   }
 
   /** Decodes `count` whole records at the start of an aligned block. */
   addRecords(block: RecordBlock, count: number): void {
     const words = block.words;
     const doubles = block.doubles;
+    const kinds = this.kinds;
+    const stamps = this.stamps;
     for (let r = 0; r < count; r++) {
       const w = r * WORDS;
       const txHour = words[w + 4]!;
@@ -292,11 +386,8 @@ export class LogDecoder {
         this.errorLines++;
         continue;
       }
-      const tx = txHour * 3600 + txMin * 60 + txSec;
       const rxOfDay = rxHour * 3600 + rxMin * 60 + rxSec;
-      let delay = rxOfDay - tx;
-      if (delay < -HALF_DAY_S) delay += DAY_S;
-      else if (delay > HALF_DAY_S) delay -= DAY_S;
+      const logged = delayAcrossMidnight(rxOfDay, txHour * 3600 + txMin * 60 + txSec);
 
       let rx = rxOfDay + this.rxDayOffset;
       const step = rx - this.prevRx;
@@ -308,10 +399,30 @@ export class LogDecoder {
 
       let flow = this.lastFlow;
       if (flow === undefined || !flow.matches(words, w)) flow = this.lastFlow = this.flowOf(block, r);
-      flow.add(words[w + 1]!, words[w + 8]!, rx, delay);
+      const seq = words[w + 1]!;
+      flow.add(seq, words[w + 8]!, rx);
 
-      if (this.records++ > 0) this.totalJitterSum += Math.abs(this.totalLastDelay - delay);
-      this.totalLastDelay = delay;
+      for (let v = 0; v < kinds.length; v++) {
+        const kind = kinds[v]!;
+        const stats = flow.delays[v]!;
+        let delay = logged;
+        if (kind === 2) {
+          const stamp = stamps!.sendStampOf(words[w]!, seq);
+          // NaN: no partner in the receiver log.
+          if (stamp !== stamp) {
+            stats.excluded++;
+            continue;
+          }
+          delay = delayAcrossMidnight(rxOfDay, stamp);
+        } else if (kind === 1 && logged >= RTTM_SIGNATURE_S) {
+          stats.excluded++;
+          continue;
+        }
+        stats.add(delay);
+        const total = this.totalJitter[v]!;
+        if (total.count++ > 0) total.sum += Math.abs(total.last - delay);
+        total.last = delay;
+      }
     }
   }
 
@@ -344,14 +455,26 @@ export class LogDecoder {
         throw new LogFormatError(this.file, `ends with a partial record of ${rest} bytes (records are ${RECORD_BYTES} bytes); the log is truncated or not a D-ITG binary log`);
       }
     }
+    const decoded = this.views.map((view, v) => this.viewResult(view, v));
+    const [first] = decoded;
+    return {
+      file: this.file,
+      ...first!,
+      ...(decoded.length > 1 ? { views: Object.fromEntries(this.views.map((view, v) => [view, decoded[v]!])) } : {}),
+    };
+  }
+
+  private viewResult(view: DelayView, v: number): DecodedView {
+    const delaySource = DELAY_SOURCE[view];
     const totalHistogram = newHistogram();
     const flows: FlowReport[] = [];
-    const t: Totals = {
-      packets: 0, bytes: 0, dropped: 0, lossEvents: 0, negatives: 0,
+    const t = {
+      packets: 0, bytes: 0, dropped: 0, lossEvents: 0, negatives: 0, excluded: 0, count: 0,
       firstRx: Infinity, lastRx: -Infinity, delayMin: Infinity, delayMax: -Infinity, mean: 0, m2: 0,
     };
     for (const f of this.flows) {
-      const histogram = f.delays.flush();
+      const d = f.delays[v]!;
+      const histogram = d.recorder.flush();
       totalHistogram.add(histogram);
       const durationS = f.lastRx - f.firstRx;
       flows.push({
@@ -363,45 +486,54 @@ export class LogDecoder {
         packets: f.packets,
         bytes: f.bytes,
         durationS,
-        ...delayFields(f.packets, f.delayMin, f.delayMax, f.delayMean, f.delayM2),
-        jitterS: f.packets > 1 ? f.jitterSum / (f.packets - 1) : 0,
+        ...delayFields(d.count, d.min, d.max, d.mean, d.m2),
+        jitterS: d.count > 1 ? d.jitterSum / (d.count - 1) : 0,
         ...rates(f.bytes, f.packets, durationS),
         ...lossFields(f.dropped, f.packets, f.lossEvents, (100 * f.dropped) / (f.packets + f.dropped)),
-        negativeDelays: f.delays.negatives,
+        negativeDelays: d.recorder.negatives,
+        excludedRecords: d.excluded,
+        delaySource,
         ...delayPercentiles(histogram),
       });
       // Chan et al.'s merge of Welford accumulators.
-      const n = t.packets + f.packets;
-      const d = f.delayMean - t.mean;
-      t.m2 += f.delayM2 + (d * d * t.packets * f.packets) / n;
-      t.mean += (d * f.packets) / n;
-      t.packets = n;
+      const n = t.count + d.count;
+      if (n > 0) {
+        const dev = d.mean - t.mean;
+        t.m2 += d.m2 + (dev * dev * t.count * d.count) / n;
+        t.mean += (dev * d.count) / n;
+      }
+      t.count = n;
+      t.packets += f.packets;
       t.bytes += f.bytes;
       // ITGDec sums these in unsigned int.
       t.dropped = (t.dropped + f.dropped) >>> 0;
       t.lossEvents = (t.lossEvents + f.lossEvents) >>> 0;
-      t.negatives += f.delays.negatives;
+      t.negatives += d.recorder.negatives;
+      t.excluded += d.excluded;
       t.firstRx = Math.min(t.firstRx, f.firstRx);
       t.lastRx = Math.max(t.lastRx, f.lastRx);
-      t.delayMin = Math.min(t.delayMin, f.delayMin);
-      t.delayMax = Math.max(t.delayMax, f.delayMax);
+      t.delayMin = Math.min(t.delayMin, d.min);
+      t.delayMax = Math.max(t.delayMax, d.max);
     }
     const durationS = t.packets > 0 ? t.lastRx - t.firstRx : 0;
+    const jitter = this.totalJitter[v]!;
     const total: TotalReport = {
       flowCount: flows.length,
       errorLines: this.errorLines,
       packets: t.packets,
       bytes: t.bytes,
       durationS,
-      ...delayFields(t.packets, t.delayMin, t.delayMax, t.mean, t.m2),
-      jitterS: t.packets > 1 ? this.totalJitterSum / (t.packets - 1) : 0,
+      ...delayFields(t.count, t.delayMin, t.delayMax, t.mean, t.m2),
+      jitterS: jitter.count > 1 ? jitter.sum / (jitter.count - 1) : 0,
       ...rates(t.bytes, t.packets, durationS),
       // ITGDec multiplies in unsigned int before dividing for the TOTAL percentage.
       ...lossFields(t.dropped, t.packets, t.lossEvents, (Math.imul(100, t.dropped) >>> 0) / (t.packets + t.dropped)),
       negativeDelays: t.negatives,
+      excludedRecords: t.excluded,
+      delaySource,
       ...delayPercentiles(totalHistogram),
     };
-    return { file: this.file, flows, total, histogram: encodeIntoCompressedBase64(totalHistogram) };
+    return { flows, total, histogram: encodeIntoCompressedBase64(totalHistogram) };
   }
 
   private flowOf(block: RecordBlock, r: number): FlowAccumulator {
@@ -416,14 +548,16 @@ export class LogDecoder {
     const key = `${flowId} ${srcAddress} ${srcPort} ${destAddress} ${destPort}`;
     let flow = this.flowsByKey.get(key);
     if (flow === undefined) {
-      // The same flow may carry different bytes after an address's NUL; only the first such record's bytes give the
-      // fast match, later variants take this slower path, still to the right flow.
-      const signature = new Uint32Array(3 + (DEST_ADDR + ADDRESS_BYTES - SRC_ADDR) / 4);
-      signature[0] = flowId;
-      signature[1] = srcPort;
-      signature[2] = destPort;
-      signature.set(block.words.subarray(w + SRC_ADDR / 4, w + (DEST_ADDR + ADDRESS_BYTES) / 4), 3);
-      flow = new FlowAccumulator(flowId, srcAddress, srcPort, destAddress, destPort, signature);
+      // The fast match: flow id, ports, and each address's words up to the one holding its NUL (the same bytes up to
+      // the NUL are the same string). The destination field is not word-aligned, so its first word also holds the
+      // source field's last two bytes: a record with other bytes there takes this slower path, still to the right flow.
+      const through = (field: number, text: string) => Math.floor((field + Math.min(text.length, ADDRESS_BYTES - 1)) / 4);
+      const at = new Set([0, 2, 3]);
+      for (let k = SRC_ADDR / 4; k <= through(SRC_ADDR, srcAddress); k++) at.add(k);
+      for (let k = Math.floor(DEST_ADDR / 4); k <= through(DEST_ADDR, destAddress); k++) at.add(k);
+      const matchAt = Uint8Array.from(at);
+      const matchWords = Uint32Array.from(matchAt, (k) => block.words[w + k]!);
+      flow = new FlowAccumulator(flowId, srcAddress, srcPort, destAddress, destPort, matchAt, matchWords, this.views.length);
       this.flowsByKey.set(key, flow);
       this.flows.push(flow);
     }
@@ -510,9 +644,12 @@ function cString(bytes: Uint8Array, start: number): string {
   return Buffer.from(bytes.buffer, bytes.byteOffset + start, end - start).toString("latin1");
 }
 
-/** Decodes one D-ITG binary log file, reading it in fixed-size chunks. */
-export async function decodeLogFile(path: string): Promise<DecodedLog> {
-  let handle;
+/**
+ * Decodes one D-ITG binary log file in fixed-size chunks, double-buffered: the next chunk is read (on libuv's thread
+ * pool) while the current one is decoded.
+ */
+export async function decodeLogFile(path: string, options: DecodeOptions = {}): Promise<DecodedLog> {
+  let handle: FileHandle;
   try {
     handle = await open(path, "r");
   } catch (err) {
@@ -522,23 +659,32 @@ export async function decodeLogFile(path: string): Promise<DecodedLog> {
     const stat = await handle.stat();
     if (!stat.isFile()) throw new LogFormatError(path, "is not a regular file; accepted: a D-ITG binary log (ITGSend/ITGRecv -l or -x)");
     checkLogSize(path, stat.size);
-    const decoder = new LogDecoder(path);
-    const block = recordBlock(RECORDS_PER_CHUNK);
-    let filled = 0;
-    for (;;) {
-      const { bytesRead } = await handle.read(block.bytes, filled, block.bytes.length - filled, null);
-      filled += bytesRead;
-      const whole = Math.floor(filled / RECORD_BYTES);
-      if (bytesRead === 0 || filled === block.bytes.length) {
-        decoder.addRecords(block, whole);
-        const rest = filled - whole * RECORD_BYTES;
-        block.bytes.copyWithin(0, whole * RECORD_BYTES, filled);
-        filled = rest;
-        if (bytesRead === 0) {
-          if (rest > 0) throw new LogFormatError(path, `ends with a partial record of ${rest} bytes; the log is truncated`);
-          break;
-        }
+    const decoder = new LogDecoder(path, options);
+    const blocks = [recordBlock(RECORDS_PER_CHUNK), recordBlock(RECORDS_PER_CHUNK)] as const;
+    /** Fills a block from the file's current position; resolves to the bytes read (less than its size at the end). */
+    const fill = async (block: RecordBlock): Promise<number> => {
+      let filled = 0;
+      for (;;) {
+        const { bytesRead } = await handle.read(block.bytes, filled, block.bytes.length - filled, null);
+        filled += bytesRead;
+        if (bytesRead === 0 || filled === block.bytes.length) return filled;
       }
+    };
+    let current = 0;
+    let reading = fill(blocks[0]);
+    for (;;) {
+      const filled = await reading;
+      if (filled === 0) break;
+      // A full block may be followed by more: read on while this one is decoded.
+      reading = filled === blocks[current]!.bytes.length ? fill(blocks[1 - current]!) : Promise.resolve(0);
+      const whole = Math.floor(filled / RECORD_BYTES);
+      options.stamps?.prefetch?.();
+      decoder.addRecords(blocks[current]!, whole);
+      if (whole * RECORD_BYTES !== filled) {
+        await reading;
+        throw new LogFormatError(path, `ends with a partial record of ${filled - whole * RECORD_BYTES} bytes; the log is truncated`);
+      }
+      current = 1 - current;
     }
     return decoder.result();
   } catch (err) {

@@ -1,18 +1,20 @@
 // One ITGSend flow as a local child process (on this host or in a lab namespace): collect what it
-// prints, and say which of the flow's two logs measures it. Shared by the loopback and lab backends.
+// prints, and say which of the flow's two logs it is measured from. Shared by the loopback and lab backends.
 import type { ChildProcess } from "node:child_process";
 import { rmSync, statSync } from "node:fs";
 import type { SenderCommand } from "./ditg-commands.js";
 import { RECORD_BYTES } from "./ditg-log.js";
-import type { FlowOutcome } from "./types.js";
+import type { CollectedLogs, FlowOutcome } from "./types.js";
 
 export interface SenderFlow {
   readonly outcome: FlowOutcome;
   /**
-   * The flow's other log: written too (every flow names both, see ditg-commands.ts) but measuring
-   * nothing; the backend removes it when the flow's log is collected, off the next flow's critical path.
+   * A one-way flow's other log, the sender's: written too (every flow names both, see
+   * ditg-commands.ts) but measuring nothing; the backend removes it when the flow's log is collected,
+   * off the next flow's critical path. A round-trip flow has none: its receiver log pairs with the
+   * sender's (FlowOutcome.receiverLogPath).
    */
-  readonly unmeasuredLog: string;
+  readonly unmeasuredLog?: string;
 }
 
 /**
@@ -29,13 +31,15 @@ export async function awaitSender(child: ChildProcess, cmd: SenderCommand, start
   });
   const endedAt = new Date();
   const { senderLog, receiverLog } = cmd.logs;
-  const [measured, other] = cmd.measuredLog === "sender" ? [senderLog, receiverLog] : [receiverLog, senderLog];
   if (code !== 0) {
-    rmSync(measured, { force: true });
-    rmSync(other, { force: true });
+    rmSync(senderLog, { force: true });
+    rmSync(receiverLog, { force: true });
     throw new Error(`ITGSend exited with ${code}: ${output.trim().split("\n").slice(-3).join(" / ")}`);
   }
-  return { outcome: { logPath: measured, senderOutput: output, startedAt, endedAt }, unmeasuredLog: other };
+  if (cmd.measuredLog === "sender") {
+    return { outcome: { logPath: senderLog, receiverLogPath: receiverLog, senderOutput: output, startedAt, endedAt } };
+  }
+  return { outcome: { logPath: receiverLog, senderOutput: output, startedAt, endedAt }, unmeasuredLog: senderLog };
 }
 
 const LOG_SETTLE_TIMEOUT_MS = 5000;
@@ -66,16 +70,19 @@ export class LocalFlowLogs {
 
   /** Remembers the flow's unmeasured log and hands back its outcome. */
   remember(flow: SenderFlow): FlowOutcome {
-    this.unmeasured.set(flow.outcome.logPath, flow.unmeasuredLog);
+    if (flow.unmeasuredLog !== undefined) this.unmeasured.set(flow.outcome.logPath, flow.unmeasuredLog);
     return flow.outcome;
   }
 
-  /** The flow's log once it has settled; its unmeasured sibling is removed first. */
-  async collect(outcome: FlowOutcome): Promise<string> {
+  /** The flow's logs once they have settled; an unmeasured sibling is removed first. */
+  async collect(outcome: FlowOutcome): Promise<CollectedLogs> {
     const other = this.unmeasured.get(outcome.logPath);
     this.unmeasured.delete(outcome.logPath);
     if (other !== undefined) await settledLog(other).catch(() => undefined).finally(() => rmSync(other, { force: true }));
     await settledLog(outcome.logPath);
-    return outcome.logPath;
+    if (outcome.receiverLogPath === undefined) return { log: outcome.logPath };
+    // ITGRecv flushes its log when the flow ends, which may be after ITGSend has exited.
+    await settledLog(outcome.receiverLogPath);
+    return { log: outcome.logPath, receiverLog: outcome.receiverLogPath };
   }
 }

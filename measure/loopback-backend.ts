@@ -9,7 +9,7 @@ import type { Family } from "../scenario/cidr.js";
 import type { Dataplane } from "../scenario/schema.js";
 import { flowLogs, receiverCommand, senderCommand, type FlowTarget } from "./ditg-commands.js";
 import { awaitSender, LocalFlowLogs } from "./ditg-sender.js";
-import type { Backend, FlowOutcome, RunKey, TrafficProfile } from "./types.js";
+import type { Backend, CollectedLogs, FlowOutcome, RunKey, TrafficProfile } from "./types.js";
 
 const LOOPBACK: Record<Family, string> = { ipv4: "127.0.0.1", ipv6: "::1" };
 const RECEIVER_START_TIMEOUT_MS = 5000;
@@ -76,6 +76,8 @@ async function freePort(): Promise<number> {
  */
 export class LoopbackBackend implements Backend {
   readonly name = "loopback";
+  /** Sender and receiver are processes of this host. */
+  readonly sharedClock = true;
   /** Steps prepare() was asked for, in order. */
   readonly steps: { dataplane: Dataplane; services: number }[] = [];
   private readonly receivers: Receiver[];
@@ -171,7 +173,7 @@ export class LoopbackBackend implements Backend {
     return this.logs.remember(await awaitSender(spawn(exe!, args, { cwd: this.workDir, stdio: ["ignore", "pipe", "pipe"] }), cmd, startedAt));
   }
 
-  collectLog(outcome: FlowOutcome): Promise<string> {
+  collectLog(outcome: FlowOutcome): Promise<CollectedLogs> {
     return this.logs.collect(outcome);
   }
 

@@ -2,7 +2,8 @@
 // ours, the number of runs behind every group, the method, and the warnings.
 import { FAMILIES } from "../scenario/schema.js";
 import type { Report, RatioRow } from "./report.js";
-import { profileKind, RATIO_DEFINITIONS } from "./report.js";
+import { ONE_WAY_DELAY_METRIC, PACKET_DELAY_METRIC, profileKind, RATIO_DEFINITIONS } from "./report.js";
+import { oneWayMarkdown, validityMarkdown } from "./report-validity.js";
 
 type Parts = Omit<Report, "markdown">;
 
@@ -65,16 +66,36 @@ function summarySentence(profile: string, statistic: string, family: string, row
 
 function ratioTable(rows: RatioRow[]): string[] {
   const robust = rows[0]!.robustName;
+  // The ratio as the round-trip meter reads the same runs, where they kept its readings (D-ITG B15).
+  const meter = rows.some((r) => r.meterRatio !== undefined);
   const lines = [
-    `| Services | paper | ratio | 95% CI | reading | p (Holm) | Cliff's delta | ${robust} ratio [95% CI] | n eBPF / iptables |`,
-    "| ---: | ---: | ---: | :---: | --- | ---: | ---: | ---: | ---: |",
+    `| Services | paper | ratio | 95% CI | reading | p (Holm) | Cliff's delta | ${robust} ratio [95% CI] | n eBPF / iptables |${meter ? " meter's ratio (ITGDec) |" : ""}`,
+    `| ---: | ---: | ---: | :---: | --- | ---: | ---: | ---: | ---: |${meter ? " ---: |" : ""}`,
   ];
   for (const r of rows) {
     lines.push(
-      `| ${r.services} | ${r.paper ? fmt(r.paper.ratio) : ""} | ${fmt(r.ratio.estimate)} | ${ci(r.ratio.low, r.ratio.high)} | ${r.intervalReliable ? r.verdict : `(${r.verdict}: interval unreliable)`} | ${fmtP(r.pHolm)}${r.significant ? " *" : ""} | ${fmt(r.cliffsDelta)} | ${fmt(r.robust.estimate)} ${ci(r.robust.low, r.robust.high)}${r.intervalReliable ? "" : ` ${r.robustVerdict}`} | ${r.nEbpf} / ${r.nIptables} |`,
+      `| ${r.services} | ${r.paper ? fmt(r.paper.ratio) : ""} | ${fmt(r.ratio.estimate)} | ${ci(r.ratio.low, r.ratio.high)} | ${r.intervalReliable ? r.verdict : `(${r.verdict}: interval unreliable)`} | ${fmtP(r.pHolm)}${r.significant ? " *" : ""} | ${fmt(r.cliffsDelta)} | ${fmt(r.robust.estimate)} ${ci(r.robust.low, r.robust.high)}${r.intervalReliable ? "" : ` ${r.robustVerdict}`} | ${r.nEbpf} / ${r.nIptables} |${meter ? ` ${fmt(r.meterRatio)} |` : ""}`,
     );
   }
   return lines;
+}
+
+/** Where each delay profile's delays come from, in one method bullet. */
+function delaySourceLine(parts: Parts): string[] {
+  if (parts.delaySources.length === 0) return [];
+  const of = parts.delaySources.map((d) => {
+    const total = d.paired + d.sender + d.unrecorded;
+    const kinds = [
+      d.paired ? `${d.paired} exact round trips from the paired sender and receiver logs` : "",
+      d.sender ? `${d.sender} as the measured log holds them` : "",
+      d.unrecorded ? `${d.unrecorded} stored before exact round trips (the meter's own)` : "",
+    ].filter(Boolean);
+    return `${d.profile}: ${kinds.join(", ")} (of ${total} runs)`;
+  });
+  const paired = parts.delaySources.some((d) => d.paired > 0);
+  return [
+    `- **Delays:** ${of.join("; ")}. D-ITG's round-trip meter mis-stamps every echo that returns after the next packet left (B15${paired ? ", see the measurement validity section" : ""}); exact round trips take each packet's send stamp from the receiver's log instead${paired ? ", and every delay statistic, table and figure of a paired run comes from them" : ""}.`,
+  ];
 }
 
 function runsTable(parts: Parts): string[] {
@@ -103,6 +124,7 @@ function methodSection(parts: Parts): string[] {
     `- **Rank test:** two-sided Mann-Whitney U of eBPF runs against iptables runs (exact without ties for small groups, otherwise the normal approximation with tie and continuity corrections), on per-run values chosen per statistic: ${RATIO_DEFINITIONS.map((d) => `${d.kind} ${d.statistic}: ${d.test.describes}`).join("; ")}. **Effect size:** Cliff's delta = P(eBPF > iptables) - P(eBPF < iptables) on those values. **Multiple comparisons:** Holm's step-down correction over all ${parts.tests} tests of this report (family-wise error rate ${s.alpha}); * marks p (Holm) < ${s.alpha}.`,
     "- **The maximum is unstable:** a sample maximum is one observation and one stray packet decides it; its bootstrap interval is unreliable too (a resampled maximum never exceeds the observed one, so the interval hugs the estimate). Its interval is shown but marked unreliable, and the reading of a maximum comes from its robust companion, the median over runs of each run's p99 delay, beside the rank test on per-run maxima.",
     `- **Robust companions:** ${RATIO_DEFINITIONS.map((d) => `${d.kind} ${d.statistic}: ${d.robust.describes}`).join("; ")}.`,
+    ...delaySourceLine(parts),
   ];
   return lines;
 }
@@ -152,6 +174,10 @@ export function renderMarkdown(parts: Parts): string {
     }
   }
 
+  out.push(
+    ...validityMarkdown(parts.validity, { rows: parts.ratios.filter((r) => profileKind(r.profile) === "delay") }, fmt, s.confidence),
+    ...oneWayMarkdown(parts.cells, { oneWay: ONE_WAY_DELAY_METRIC, roundTrip: PACKET_DELAY_METRIC }, fmt),
+  );
   out.push("## Figures", "");
   for (const f of parts.figures) out.push(`- ${f.title}: ![${f.file}](${f.file})`);
   out.push("", "## Tables", "");

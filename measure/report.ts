@@ -10,6 +10,10 @@
 //   worst packet, and the pooled per-packet standard deviation. Packets of one run are not independent,
 //   so the uncertainty still comes from runs: the bootstrap resamples whole runs and the rank test
 //   compares per-run values. Per-run values (each run's mean, max, p99, ...) are reported as well.
+// - Round trips are exact where a run paired its sender log with the receiver's (D-ITG B15): every
+//   delay statistic then comes from the exact round trips, and the validity rows set the meter's own
+//   readings of the same runs beside them (report-validity.ts). Where both ends shared one clock, the
+//   receiver's one-way delays are a third view (ONE_WAY_DELAY_METRIC rows).
 import { mkdir, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { stringify } from "csv-stringify/sync";
@@ -35,6 +39,7 @@ import {
 } from "./statistics.js";
 import { figureSpecs, renderSvg, type FigureSpec } from "./report-figures.js";
 import { renderMarkdown } from "./report-markdown.js";
+import { validityRows, type ValidityRow } from "./report-validity.js";
 
 /** What a profile measures. The throughput profile measures what a TCP flow carries; every other
  *  profile (latency, connection setup, ...) measures the delays of its packets. */
@@ -71,6 +76,8 @@ export const RUN_METRICS: readonly RunMetric[] = [
 
 /** Name of the pooled per-packet delay row of a delay cell. */
 export const PACKET_DELAY_METRIC = "packetDelayMs";
+/** Name of the pooled one-way delay row of a delay cell whose runs kept the receiver's one-way delays. */
+export const ONE_WAY_DELAY_METRIC = "oneWayDelayMs";
 
 /** One group of runs: a step (Service count) of one profile, family and dataplane. */
 export interface CellKey {
@@ -207,6 +214,11 @@ export interface RatioRow {
   readonly cliffsDelta: number;
   readonly significant: boolean;
   readonly paper?: PaperRatio;
+  /**
+   * The same ratio read from the round-trip meter's own delays (what ITGDec prints from the sender
+   * log, as the paper read them), when every run of both cells kept them (D-ITG B15).
+   */
+  readonly meterRatio?: number;
 }
 
 export interface ReportSettings {
@@ -228,6 +240,13 @@ export type ReportOptions = Pick<ReportSettings, "seed" | "resamples"> &
     readonly paper?: readonly PaperRatio[];
   };
 
+export interface DelaySourceCount {
+  readonly profile: string;
+  readonly paired: number;
+  readonly sender: number;
+  readonly unrecorded: number;
+}
+
 export interface ReportTable {
   readonly file: string;
   readonly title: string;
@@ -239,6 +258,10 @@ export interface Report {
   readonly counts: readonly CellCount[];
   readonly cells: readonly CellStatistics[];
   readonly ratios: readonly RatioRow[];
+  /** The round-trip meter's readings against the exact round trips, per cell (report-validity.ts). */
+  readonly validity: readonly ValidityRow[];
+  /** Per delay profile: how many analysed runs have exact (paired) delays, the log's own, or none recorded (schema 1). */
+  readonly delaySources: readonly DelaySourceCount[];
   /** Number of rank tests the Holm correction counts. */
   readonly tests: number;
   readonly warnings: readonly string[];
@@ -318,22 +341,35 @@ function cellStatistics(cell: Cell): CellStatistics[] {
       ...describe(values),
     });
   }
-  if (kind === "delay") rows.push(packetDelayStatistics(cell));
+  if (kind === "delay") {
+    rows.push(packetDelayStatistics(cell.key, cell.runs.map((r) => ({ summary: r.summary!, ...(r.histogram ? { histogram: r.histogram } : {}) })), PACKET_DELAY_METRIC, "per-packet delay, all packets of all runs"));
+    const oneWay = cell.runs.map((r) => r.delayViews?.oneWay);
+    if (oneWay.every((v) => v !== undefined)) {
+      rows.push(packetDelayStatistics(cell.key, oneWay, ONE_WAY_DELAY_METRIC, "one-way delay sender -> receiver (one shared clock), all packets of all runs"));
+    }
+  }
   return rows;
 }
 
+/** One run's delays in one reading: its summary and histogram. */
+interface DelaySample {
+  readonly summary: FlowSummary;
+  readonly histogram?: string;
+}
+
 /**
- * Per-packet delay over all packets of the cell's runs. Count, min, max, mean and std are exact
- * (from each run's summary); median, quartiles and tail percentiles come from the merged HDR
- * histograms (nearest rank, within 0.1%), and are NaN unless every run carries a histogram.
+ * Per-packet delay over all packets of the cell's runs, in one reading (the runs' summaries, or their
+ * one-way delays). Count, min, max, mean and std are exact (from each run's summary); median,
+ * quartiles and tail percentiles come from the merged HDR histograms (nearest rank, within 0.1%), and
+ * are NaN unless every run carries a histogram.
  */
-function packetDelayStatistics(cell: Cell): CellStatistics {
-  const runs = summaries(cell);
+function packetDelayStatistics(key: CellKey, samples: readonly DelaySample[], metric: string, label: string): CellStatistics {
+  const runs = samples.map((s) => s.summary);
   const pooled = poolMoments(runs.map((s) => ({ n: s.packets, mean: s.delayMeanS, std: s.delayStdS })));
   let quantiles = { p25: Number.NaN, p50: Number.NaN, p75: Number.NaN, p99: Number.NaN, p999: Number.NaN };
-  if (cell.runs.every((r) => r.histogram !== undefined)) {
-    const merged = decodeDelayHistogram(cell.runs[0]!.histogram!);
-    for (const r of cell.runs.slice(1)) merged.add(decodeDelayHistogram(r.histogram!));
+  if (samples.every((r) => r.histogram !== undefined)) {
+    const merged = decodeDelayHistogram(samples[0]!.histogram!);
+    for (const r of samples.slice(1)) merged.add(decodeDelayHistogram(r.histogram!));
     if (merged.totalCount > 0) {
       const p = delayPercentiles(merged);
       const at = (q: number) => (merged.getValueAtPercentile(q) / HISTOGRAM_UNITS_PER_S) * 1e3;
@@ -341,9 +377,9 @@ function packetDelayStatistics(cell: Cell): CellStatistics {
     }
   }
   return {
-    ...cell.key,
-    metric: PACKET_DELAY_METRIC,
-    label: "per-packet delay, all packets of all runs",
+    ...key,
+    metric,
+    label,
     unit: "ms",
     observation: "packet",
     stdKind: "population",
@@ -370,6 +406,16 @@ function verdictOf(ci: RatioInterval): Verdict {
 
 type RatioDraft = Omit<RatioRow, "pHolm" | "significant">;
 
+/** A delay ratio as the round-trip meter reads it (ITGDec's reading of each run), when every run of both cells kept it. */
+function meterRatioOf(def: RatioDefinition, numerator: Cell, denominator: Cell): number | undefined {
+  if (def.kind !== "delay") return undefined;
+  const meter = (cell: Cell) => cell.runs.map((r) => r.delayViews?.itgdec?.summary);
+  const a = meter(numerator);
+  const b = meter(denominator);
+  if (!a.every((s) => s !== undefined) || !b.every((s) => s !== undefined)) return undefined;
+  return def.value(a as FlowSummary[]) / def.value(b as FlowSummary[]);
+}
+
 function ratioRows(cells: Cell[], settings: ReportSettings, paper: readonly PaperRatio[], warnings: string[]): RatioDraft[] {
   const byId = new Map(cells.map((c) => [cellId(c.key), c]));
   const steps = new Map<string, Omit<CellKey, "dataplane">>();
@@ -391,6 +437,7 @@ function ratioRows(cells: Cell[], settings: ReportSettings, paper: readonly Pape
       const robust = bootstrapRatio(ebpf, iptables, def.robust.value, { ...boot, seed: seedFor(settings.seed, `${key}/robust`) });
       const test = mannWhitneyU(def.test.values(ebpf), def.test.values(iptables));
       const published = paperRatioFor(paper, { ...step, statistic: def.statistic });
+      const meterRatio = meterRatioOf(def, byId.get(cellId({ ...step, dataplane: "ebpf" }))!, byId.get(cellId({ ...step, dataplane: "iptables" }))!);
       rows.push({
         ...step,
         statistic: def.statistic,
@@ -409,6 +456,7 @@ function ratioRows(cells: Cell[], settings: ReportSettings, paper: readonly Pape
         testMethod: test.method,
         cliffsDelta: test.cliffsDelta,
         ...(published ? { paper: published } : {}),
+        ...(meterRatio !== undefined ? { meterRatio } : {}),
       });
     }
   }
@@ -447,6 +495,12 @@ function countWarnings(counts: CellCount[], settings: ReportSettings): string[] 
 
 function dataWarnings(cells: Cell[]): string[] {
   const warnings: string[] = [];
+  const undated = cells.filter((c) => profileKind(c.key.profile) === "delay").flatMap((c) => c.runs.filter((r) => r.delaySource === undefined));
+  if (undated.length > 0) {
+    warnings.push(
+      `${undated.length} delay run(s) were stored before the store kept where their delays come from (results store schema 1): their round trips are the meter's own, as ITGDec reads ITGSend's log, not exact (D-ITG B15); no validity rows for them`,
+    );
+  }
   for (const c of cells) {
     if (profileKind(c.key.profile) !== "delay" || c.runs.length === 0) continue;
     const name = `${c.key.profile} ${c.key.family} ${c.key.dataplane} at ${c.key.services} Services`;
@@ -457,6 +511,21 @@ function dataWarnings(cells: Cell[]): string[] {
     }
   }
   return warnings;
+}
+
+function delaySourceCounts(cells: Cell[]): DelaySourceCount[] {
+  const counts = new Map<string, DelaySourceCount>();
+  for (const c of cells) {
+    if (profileKind(c.key.profile) !== "delay") continue;
+    const n = counts.get(c.key.profile) ?? { profile: c.key.profile, paired: 0, sender: 0, unrecorded: 0 };
+    counts.set(c.key.profile, {
+      ...n,
+      paired: n.paired + c.runs.filter((r) => r.delaySource === "paired").length,
+      sender: n.sender + c.runs.filter((r) => r.delaySource === "sender").length,
+      unrecorded: n.unrecorded + c.runs.filter((r) => r.delaySource === undefined).length,
+    });
+  }
+  return [...counts.values()];
 }
 
 export function buildReport(results: readonly RunResult[], options: ReportOptions): Report {
@@ -488,9 +557,10 @@ export function buildReport(results: readonly RunResult[], options: ReportOption
   const ratios: RatioRow[] = drafts.map((r, i) => ({ ...r, pHolm: pHolm[i]!, significant: pHolm[i]! < settings.alpha }));
   const tests = ratios.filter((r) => !Number.isNaN(r.pValue)).length;
 
-  const tables = reportTables(statistics, ratios, options.paper ?? []);
+  const validity = validityRows(cells, RATIO_DEFINITIONS, settings);
+  const tables = reportTables(statistics, ratios, validity, options.paper ?? []);
   const figures = figureSpecs(statistics, ratios);
-  const partial = { settings, counts, cells: statistics, ratios, tests, warnings, tables, figures };
+  const partial = { settings, counts, cells: statistics, ratios, validity, delaySources: delaySourceCounts(cells), tests, warnings, tables, figures };
   return { ...partial, markdown: renderMarkdown(partial) };
 }
 
@@ -507,7 +577,7 @@ export function formatNumber(x: number | undefined): string {
 const csv = (header: string[], rows: (string | number | undefined)[][]) =>
   stringify([header, ...rows.map((r) => r.map((v) => (typeof v === "number" ? formatNumber(v) : (v ?? ""))))]);
 
-function reportTables(cells: CellStatistics[], ratios: RatioRow[], paper: readonly PaperRatio[]): ReportTable[] {
+function reportTables(cells: CellStatistics[], ratios: RatioRow[], validity: readonly ValidityRow[], paper: readonly PaperRatio[]): ReportTable[] {
   const tables: ReportTable[] = [
     {
       file: "cells.csv",
@@ -524,17 +594,29 @@ function reportTables(cells: CellStatistics[], ratios: RatioRow[], paper: readon
         [
           "profile", "family", "services", "statistic", "n_ebpf", "n_iptables", "ratio", "ci_low", "ci_high", "verdict", "interval_reliable",
           "robust_statistic", "robust_ratio", "robust_ci_low", "robust_ci_high", "robust_verdict",
-          "u", "p_value", "p_holm", "test_method", "cliffs_delta", "significant", "paper_table", "paper_ratio", "paper_in_ci",
+          "u", "p_value", "p_holm", "test_method", "cliffs_delta", "significant", "paper_table", "paper_ratio", "paper_in_ci", "meter_ratio",
         ],
         ratios.map((r) => [
           r.profile, r.family, r.services, r.statistic, r.nEbpf, r.nIptables, r.ratio.estimate, r.ratio.low, r.ratio.high, r.verdict, String(r.intervalReliable),
           r.robustName, r.robust.estimate, r.robust.low, r.robust.high, r.robustVerdict,
           r.u, r.pValue, r.pHolm, r.testMethod, r.cliffsDelta, String(r.significant), r.paper?.table, r.paper?.ratio,
-          r.paper ? String(r.paper.ratio >= r.ratio.low && r.paper.ratio <= r.ratio.high) : undefined,
+          r.paper ? String(r.paper.ratio >= r.ratio.low && r.paper.ratio <= r.ratio.high) : undefined, r.meterRatio,
         ]),
       ),
     },
   ];
+  if (validity.length > 0) {
+    tables.push({
+      file: "validity.csv",
+      title: "The round-trip meter's readings (ITGDec's, and without B15's signature records) against the exact round trips, per cell",
+      csv: csv(
+        ["profile", "family", "services", "dataplane", "reading", "statistic", "runs", "records", "signature_records", "runs_with_signature", "exact_ms", "meter_ms", "ratio", "ci_low", "ci_high"],
+        validity.map((v) => [
+          v.profile, v.family, v.services, v.dataplane, v.reading, v.statistic, v.runs, v.records, v.signatureRecords, v.runsWithSignature, v.exactMs, v.meterMs, v.ratio.estimate, v.ratio.low, v.ratio.high,
+        ]),
+      ),
+    });
+  }
   tables.push(paperTable1(ratios, paper), ...FAMILIES.map((f, i) => paperLatencyTable(ratios, paper, f, i + 2)));
   return tables;
 }
@@ -578,9 +660,9 @@ function paperLatencyTable(ratios: RatioRow[], paper: readonly PaperRatio[], fam
   const services = servicesOf(ratios, paper, "latency");
   return {
     file: `table${number}-latency-${family}.csv`,
-    title: `Table ${number}: eBPF/iptables ratios of the maximum and standard deviation of latency, ${family}, paper beside ours`,
+    title: `Table ${number}: eBPF/iptables ratios of the maximum and standard deviation of latency, ${family}, paper beside ours (exact round trips; meter_ratio: as the paper's meter reads the same runs)`,
     csv: csv(
-      ["services", ...ratioColumns("max_"), "max_robust_ratio", ...ratioColumns("std_"), "std_robust_ratio"],
+      ["services", ...ratioColumns("max_"), "max_robust_ratio", "max_meter_ratio", ...ratioColumns("std_"), "std_robust_ratio", "std_meter_ratio"],
       services.map((n) => {
         const max = find(ratios, "latency", family, "max", n);
         const std = find(ratios, "latency", family, "std", n);
@@ -588,8 +670,10 @@ function paperLatencyTable(ratios: RatioRow[], paper: readonly PaperRatio[], fam
           n,
           ...ratioCells(max, paperValue(paper, "latency", family, "max", n)),
           max?.robust.estimate,
+          max?.meterRatio,
           ...ratioCells(std, paperValue(paper, "latency", family, "std", n)),
           std?.robust.estimate,
+          std?.meterRatio,
         ];
       }),
     ),

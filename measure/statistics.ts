@@ -161,25 +161,53 @@ export function bootstrapRatio<T>(
   statistic: (sample: T[]) => number,
   options: BootstrapOptions,
 ): RatioInterval {
-  const { resamples, seed, confidence } = options;
   if (numerator.length === 0 || denominator.length === 0) throw new Error("bootstrapRatio: empty sample");
-  if (!Number.isInteger(resamples) || resamples < 1) throw new Error(`bootstrapRatio: resamples ${resamples}; accepted: a positive integer`);
-  if (!(confidence > 0 && confidence < 1)) throw new Error(`bootstrapRatio: confidence ${confidence}; accepted: a number between 0 and 1`);
-  const rng = xoroshiro128plus(seed);
+  const rng = xoroshiro128plus(options.seed);
   const a = new Array<T>(numerator.length);
   const b = new Array<T>(denominator.length);
+  const estimate = ratio(statistic([...numerator]), statistic([...denominator]));
+  return percentileInterval(estimate, options, () => {
+    for (let i = 0; i < a.length; i++) a[i] = numerator[unsafeUniformIntDistribution(0, numerator.length - 1, rng)]!;
+    for (let i = 0; i < b.length; i++) b[i] = denominator[unsafeUniformIntDistribution(0, denominator.length - 1, rng)]!;
+    return ratio(statistic(a), statistic(b));
+  });
+}
+
+/**
+ * Percentile bootstrap interval of numerator(runs)/denominator(runs) where both read the SAME runs (two readings of
+ * one measurement, e.g. a meter against exact values): each resample draws runs with replacement and takes both
+ * statistics of the drawn runs, so the run-to-run variation they share cancels in the ratio.
+ */
+export function bootstrapPairedRatio<T>(
+  runs: readonly T[],
+  numerator: (sample: T[]) => number,
+  denominator: (sample: T[]) => number,
+  options: BootstrapOptions,
+): RatioInterval {
+  if (runs.length === 0) throw new Error("bootstrapPairedRatio: empty sample");
+  const rng = xoroshiro128plus(options.seed);
+  const drawn = new Array<T>(runs.length);
+  const estimate = ratio(numerator([...runs]), denominator([...runs]));
+  return percentileInterval(estimate, options, () => {
+    for (let i = 0; i < drawn.length; i++) drawn[i] = runs[unsafeUniformIntDistribution(0, runs.length - 1, rng)]!;
+    return ratio(numerator(drawn), denominator(drawn));
+  });
+}
+
+/** The (1-c)/2 and (1+c)/2 type-7 quantiles of `resamples` resampled ratios; 0/0 resamples dropped and counted. */
+function percentileInterval(estimate: number, options: BootstrapOptions, resampledRatio: () => number): RatioInterval {
+  const { resamples, confidence } = options;
+  if (!Number.isInteger(resamples) || resamples < 1) throw new Error(`bootstrap: resamples ${resamples}; accepted: a positive integer`);
+  if (!(confidence > 0 && confidence < 1)) throw new Error(`bootstrap: confidence ${confidence}; accepted: a number between 0 and 1`);
   const ratios: number[] = [];
   let undefinedResamples = 0;
   for (let r = 0; r < resamples; r++) {
-    for (let i = 0; i < a.length; i++) a[i] = numerator[unsafeUniformIntDistribution(0, numerator.length - 1, rng)]!;
-    for (let i = 0; i < b.length; i++) b[i] = denominator[unsafeUniformIntDistribution(0, denominator.length - 1, rng)]!;
-    const q = ratio(statistic(a), statistic(b));
+    const q = resampledRatio();
     if (Number.isNaN(q)) undefinedResamples++;
     else ratios.push(q);
   }
   ratios.sort((x, y) => x - y);
   const tail = (1 - confidence) / 2;
-  const estimate = ratio(statistic([...numerator]), statistic([...denominator]));
   if (ratios.length === 0) {
     return { estimate, low: Number.NaN, high: Number.NaN, confidence, resamples, undefinedResamples };
   }

@@ -5,15 +5,26 @@
 // campaign has thousands of them, which would bloat the database and slow every query. With
 // keep-logs the runner moves each decoded log to `<db>.logs/<campaign>/<run>.log` and the store
 // records that path relative to the database's directory (so the pair can be moved together);
-// without it the log is deleted after decoding and `log_path` is NULL.
+// without it the log is deleted after decoding and `log_path` is NULL. A round-trip run also keeps
+// its receiver log (`<run>.receiver.rlog`, `receiver_log_path`).
+//
+// Delays (schema 2). A run's summary columns hold its delays as the report reads them: for a round
+// trip, exact from the paired logs (`delay_source` paired, D-ITG B15). `run_delay_view` keeps the
+// other readings of the same run: the meter's own from the sender log alone (`sender`, B15's
+// signature records left out; `itgdec`, every record as ITGDec reads it) and the one-way delays of
+// the receiver's log (`oneWay`, where both ends share a clock). A schema-1 store is upgraded in place
+// when opened (columns and a table added, nothing rewritten); its runs have no delay source and no
+// views: their round trips are the meter's.
 import { mkdirSync } from "node:fs";
 import path from "node:path";
 import Database from "better-sqlite3";
 import { canonicalJson, type CampaignDefinition, type PlannedRun } from "./campaign-plan.js";
-import type { FlowSummary, RunResult } from "./types.js";
+import { DELAY_VIEW_NAMES, type DelayViewName, type FlowSummary, type RunDelayView, type RunResult } from "./types.js";
 
 /** Bumped whenever the tables change; a database from a newer version is refused, not guessed at. */
-export const SCHEMA_VERSION = 1;
+export const SCHEMA_VERSION = 2;
+/** The oldest schema this testbed upgrades in place. */
+export const OLDEST_SCHEMA_VERSION = 1;
 
 /** Column of each FlowSummary field; a Record so that a new field cannot be forgotten here. */
 const SUMMARY_COLUMNS: Record<keyof FlowSummary, string> = {
@@ -35,10 +46,34 @@ const SUMMARY_COLUMNS: Record<keyof FlowSummary, string> = {
 };
 const SUMMARY_FIELDS = Object.keys(SUMMARY_COLUMNS) as (keyof FlowSummary)[];
 
+/** The FlowSummary of a row's summary columns; SQLite stores NaN (statistics of an empty log) as NULL, given back as NaN. */
+function summaryOf(row: Record<string, unknown>): FlowSummary {
+  return Object.fromEntries(
+    SUMMARY_FIELDS.map((f) => [f, row[SUMMARY_COLUMNS[f]] === null ? NaN : Number(row[SUMMARY_COLUMNS[f]])]),
+  ) as unknown as FlowSummary;
+}
+
 /** Only the FlowSummary fields of a richer summary (a decoder's total carries more). */
 export function flowSummaryOf(s: FlowSummary): FlowSummary {
   return Object.fromEntries(SUMMARY_FIELDS.map((f) => [f, s[f]])) as unknown as FlowSummary;
 }
+
+const summaryColumns = () => SUMMARY_FIELDS.map((f) => `${SUMMARY_COLUMNS[f]} REAL`).join(",\n  ");
+
+/** Schema 1 to 2: the delay source of each run, its receiver log, and the other readings of its delays. */
+const MIGRATION_2 = `
+ALTER TABLE run_result ADD COLUMN delay_source TEXT CHECK (delay_source IN ('paired', 'sender'));  -- NULL: stored by schema 1
+ALTER TABLE run_result ADD COLUMN excluded_records INTEGER;
+ALTER TABLE run_result ADD COLUMN receiver_log_path TEXT;
+CREATE TABLE run_delay_view (          -- the other readings of a run's delays (RunResult.delayViews)
+  run_id           TEXT NOT NULL REFERENCES run_result(run_id),
+  view             TEXT NOT NULL CHECK (view IN (${DELAY_VIEW_NAMES.map((v) => `'${v}'`).join(", ")})),
+  excluded_records INTEGER NOT NULL,
+  ${summaryColumns()},
+  histogram        TEXT,
+  PRIMARY KEY (run_id, view)
+);
+`;
 
 const SCHEMA = `
 CREATE TABLE campaign (
@@ -70,7 +105,7 @@ CREATE TABLE run_result (
   ended_at      TEXT NOT NULL,
   committed_at  TEXT NOT NULL,
   achieved_kbps REAL,
-  ${SUMMARY_FIELDS.map((f) => `${SUMMARY_COLUMNS[f]} REAL`).join(",\n  ")},
+  ${summaryColumns()},
   histogram     TEXT,                  -- hdr-histogram-js compressed base64
   log_path      TEXT                   -- relative to the database's directory; NULL when dropped
 );
@@ -153,13 +188,24 @@ export class ResultStore {
     if (version === 0) {
       db.transaction(() => {
         db.exec(SCHEMA);
+        db.exec(MIGRATION_2);
         db.pragma(`user_version = ${SCHEMA_VERSION}`);
       })();
-    } else if (version !== SCHEMA_VERSION) {
+    } else if (version < OLDEST_SCHEMA_VERSION || version > SCHEMA_VERSION) {
       db.close();
       throw new StoreError(
-        `results store ${abs} has schema version ${version}; this testbed reads version ${SCHEMA_VERSION}; use a matching testbed version or a new --db file`,
+        `results store ${abs} has schema version ${version}; this testbed reads versions ${OLDEST_SCHEMA_VERSION} to ${SCHEMA_VERSION}; use a matching testbed version or a new --db file`,
       );
+    } else if (version < SCHEMA_VERSION) {
+      try {
+        db.transaction(() => {
+          db.exec(MIGRATION_2);
+          db.pragma(`user_version = ${SCHEMA_VERSION}`);
+        })();
+      } catch (err) {
+        db.close();
+        throw new StoreError(`cannot upgrade results store ${abs} from schema version ${version} to ${SCHEMA_VERSION}: ${(err as Error).message}`);
+      }
     }
     return new ResultStore(db, abs);
   }
@@ -272,7 +318,7 @@ export class ResultStore {
   commitRun(
     campaignId: string,
     result: RunResult,
-    extra: { attempts?: readonly FailedAttempt[]; logPath?: string; now?: Date } = {},
+    extra: { attempts?: readonly FailedAttempt[]; logPath?: string; receiverLogPath?: string; now?: Date } = {},
   ): void {
     const cols = [
       "run_id",
@@ -287,6 +333,9 @@ export class ResultStore {
       ...SUMMARY_FIELDS.map((f) => SUMMARY_COLUMNS[f]),
       "histogram",
       "log_path",
+      "delay_source",
+      "excluded_records",
+      "receiver_log_path",
     ];
     const values = [
       result.runId,
@@ -301,6 +350,9 @@ export class ResultStore {
       ...SUMMARY_FIELDS.map((f) => result.summary?.[f] ?? null),
       result.histogram ?? null,
       extra.logPath ?? null,
+      result.delaySource ?? null,
+      result.excludedRecords ?? null,
+      extra.receiverLogPath ?? null,
     ];
     this.db.transaction(() => {
       const planned = this.db
@@ -315,12 +367,20 @@ export class ResultStore {
       const prior = this.db.prepare(`SELECT status FROM run_result WHERE run_id = ?`).get(result.runId) as Row | undefined;
       if (prior?.status === "ok") throw new StoreError(`run ${result.runId} already has an ok result; runs are never repeated`);
       if (prior) {
+        this.db.prepare(`DELETE FROM run_delay_view WHERE run_id = ?`).run(result.runId);
         this.db.prepare(`DELETE FROM run_result WHERE run_id = ?`).run(result.runId);
         this.db.prepare(`DELETE FROM run_attempt WHERE run_id = ?`).run(result.runId);
       }
       this.db
         .prepare(`INSERT INTO run_result (${cols.join(", ")}) VALUES (${cols.map(() => "?").join(", ")})`)
         .run(...values);
+      const viewCols = ["run_id", "view", "excluded_records", ...SUMMARY_FIELDS.map((f) => SUMMARY_COLUMNS[f]), "histogram"];
+      const insertView = this.db.prepare(`INSERT INTO run_delay_view (${viewCols.join(", ")}) VALUES (${viewCols.map(() => "?").join(", ")})`);
+      for (const name of DELAY_VIEW_NAMES) {
+        const view = result.delayViews?.[name];
+        if (view === undefined) continue;
+        insertView.run(result.runId, name, view.excludedRecords, ...SUMMARY_FIELDS.map((f) => view.summary[f]), view.histogram ?? null);
+      }
       const insertAttempt = this.db.prepare(
         `INSERT INTO run_attempt (run_id, attempt, started_at, ended_at, failure) VALUES (?, ?, ?, ?, ?)`,
       );
@@ -337,14 +397,22 @@ export class ResultStore {
          WHERE r.campaign_id = ? ORDER BY p.plan_index`,
       )
       .all(campaignId) as Row[];
+    const views = new Map<string, Partial<Record<DelayViewName, RunDelayView>>>();
+    const viewRows = this.db
+      .prepare(`SELECT v.* FROM run_delay_view v JOIN run_result r ON r.run_id = v.run_id WHERE r.campaign_id = ?`)
+      .all(campaignId) as Row[];
+    for (const v of viewRows) {
+      const of = views.get(String(v.run_id)) ?? {};
+      of[v.view as DelayViewName] = {
+        summary: summaryOf(v),
+        excludedRecords: Number(v.excluded_records),
+        ...(v.histogram !== null ? { histogram: String(v.histogram) } : {}),
+      };
+      views.set(String(v.run_id), of);
+    }
     return rows.map((r) => {
-      const summary =
-        r.packets === null
-          ? undefined
-          : // SQLite stores NaN (statistics of an empty log) as NULL; give it back as NaN.
-            (Object.fromEntries(
-              SUMMARY_FIELDS.map((f) => [f, r[SUMMARY_COLUMNS[f]] === null ? NaN : Number(r[SUMMARY_COLUMNS[f]])]),
-            ) as unknown as FlowSummary);
+      const summary = r.packets === null ? undefined : summaryOf(r);
+      const delayViews = views.get(String(r.run_id));
       return {
         runId: String(r.run_id),
         dataplane: r.dataplane as RunResult["dataplane"],
@@ -357,6 +425,9 @@ export class ResultStore {
         ...(summary ? { summary } : {}),
         ...(r.achieved_kbps !== null ? { achievedKbps: Number(r.achieved_kbps) } : {}),
         ...(r.histogram !== null ? { histogram: String(r.histogram) } : {}),
+        ...(r.delay_source !== null ? { delaySource: r.delay_source as NonNullable<RunResult["delaySource"]> } : {}),
+        ...(r.excluded_records !== null ? { excludedRecords: Number(r.excluded_records) } : {}),
+        ...(delayViews ? { delayViews } : {}),
         retries: Number(r.retries),
         startedAt: String(r.started_at),
         endedAt: String(r.ended_at),
@@ -364,15 +435,19 @@ export class ResultStore {
     });
   }
 
-  /** Commit time and kept-log path of each finished run, by run id. */
-  runRecords(campaignId: string): Map<string, { committedAt: string; logPath?: string }> {
+  /** Commit time and kept-log paths of each finished run, by run id. */
+  runRecords(campaignId: string): Map<string, { committedAt: string; logPath?: string; receiverLogPath?: string }> {
     const rows = this.db
-      .prepare(`SELECT run_id, committed_at, log_path FROM run_result WHERE campaign_id = ?`)
+      .prepare(`SELECT run_id, committed_at, log_path, receiver_log_path FROM run_result WHERE campaign_id = ?`)
       .all(campaignId) as Row[];
     return new Map(
       rows.map((r) => [
         String(r.run_id),
-        { committedAt: String(r.committed_at), ...(r.log_path !== null ? { logPath: String(r.log_path) } : {}) },
+        {
+          committedAt: String(r.committed_at),
+          ...(r.log_path !== null ? { logPath: String(r.log_path) } : {}),
+          ...(r.receiver_log_path !== null ? { receiverLogPath: String(r.receiver_log_path) } : {}),
+        },
       ]),
     );
   }

@@ -2,6 +2,7 @@
 // and what a backend (the cloud lab or the local lab) must do for the campaign runner.
 import type { Dataplane, Scenario } from "../scenario/schema.js";
 import type { Family } from "../scenario/cidr.js";
+import type { DelaySource } from "./ditg-log.js";
 
 /** ITGDec's summary fields of one flow (or of all flows), in ITGDec's units, plus delay percentiles. */
 export interface FlowSummary {
@@ -54,7 +55,7 @@ export type TrafficProfile = Scenario["traffic"]["latency"];
  */
 export type CampaignTraffic = Scenario["traffic"] & { readonly [profile: string]: TrafficProfile };
 
-/** What a backend hands back after one flow: where the log is and what the sender printed. */
+/** What a backend hands back after one flow: where the logs are and what the sender printed. */
 export interface FlowOutcome {
   /**
    * Where the binary D-ITG log to decode is (receiver log for one-way, sender log for rttm), in the
@@ -62,9 +63,22 @@ export interface FlowOutcome {
    * collectLog() turns it into a local file.
    */
   readonly logPath: string;
+  /**
+   * Round-trip (rttm) flows: where the receiver's log of the same flow (-x) is, in the same terms. Its
+   * send stamps make the round trips exact (D-ITG B15, measure/ditg-pairing.ts).
+   */
+  readonly receiverLogPath?: string;
   readonly senderOutput: string;
   readonly startedAt: Date;
   readonly endedAt: Date;
+}
+
+/** A flow's logs as local files, handed back by Backend.collectLog(). */
+export interface CollectedLogs {
+  /** The measured log (FlowOutcome.logPath). */
+  readonly log: string;
+  /** The receiver's log of a round-trip flow (FlowOutcome.receiverLogPath). */
+  readonly receiverLog?: string;
 }
 
 /**
@@ -74,6 +88,11 @@ export interface FlowOutcome {
  */
 export interface Backend {
   readonly name: string;
+  /**
+   * True when sender and receiver read one clock (namespaces or processes of one host): the one-way
+   * delays of the receiver's log are then valid, and the campaign keeps them beside the round trips.
+   */
+  readonly sharedClock?: boolean;
   /** Bring the dataplane to the given mode and Service count; returns when rules or maps are in place. */
   prepare(step: { dataplane: Dataplane; services: number }): Promise<void>;
   /**
@@ -82,14 +101,31 @@ export interface Backend {
    */
   runFlow(key: RunKey, flow: { logName: string; durationS: number; traffic: TrafficProfile }): Promise<FlowOutcome>;
   /**
-   * Makes the flow's log a local file and returns its path; the caller owns (and deletes) that
-   * file. Called while the next flow runs, so it must not disturb the measured path.
+   * Makes the flow's logs (the measured one, and the receiver's of a round-trip flow) local files and
+   * returns their paths; the caller owns (and deletes) those files. Called while the next flow runs,
+   * so it must not disturb the measured path.
    */
-  collectLog(outcome: FlowOutcome): Promise<string>;
+  collectLog(outcome: FlowOutcome): Promise<CollectedLogs>;
   /** True when the receiver answers; restartReceiver() brings it back. */
   receiverAlive(): Promise<boolean>;
   restartReceiver(): Promise<void>;
   teardown(): Promise<void>;
+}
+
+/**
+ * The other readings of a run's delays that the store keeps beside its summary: the round-trip
+ * meter's own, from the sender log alone ("sender": B15's signature records left out; "itgdec":
+ * every record as logged, what ITGDec prints), and the one-way delays of the receiver's log
+ * ("oneWay", kept where both ends share one clock).
+ */
+export type DelayViewName = "sender" | "itgdec" | "oneWay";
+export const DELAY_VIEW_NAMES: readonly DelayViewName[] = ["sender", "itgdec", "oneWay"];
+
+export interface RunDelayView {
+  readonly summary: FlowSummary;
+  /** Records left out of this reading's delay statistics (sender: B15's signature). */
+  readonly excludedRecords: number;
+  readonly histogram?: string;
 }
 
 /** One finished (or finally failed) repetition as the store keeps it. */
@@ -105,6 +141,16 @@ export interface RunResult extends RunKey {
   readonly achievedKbps?: number;
   /** HDR histogram of per-packet delays (hdr-histogram-js, compressed base64; unit documented in measure/ditg-log.ts). */
   readonly histogram?: string;
+  /**
+   * Where the summary's send times come from: "paired" (exact round trips from the receiver's log) or
+   * "sender" (the measured log's own stamps). Absent for runs stored before exact round trips
+   * (results store schema 1), whose round trips are the meter's, as ITGDec reads them.
+   */
+  readonly delaySource?: DelaySource;
+  /** Records of the measured log left out of the summary's delay statistics (unpaired ones, when paired). */
+  readonly excludedRecords?: number;
+  /** Other readings of the run's delays (round-trip runs). */
+  readonly delayViews?: Partial<Record<DelayViewName, RunDelayView>>;
   readonly retries: number;
   readonly startedAt: string;
   readonly endedAt: string;

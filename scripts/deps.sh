@@ -10,6 +10,7 @@ DEB_PACKAGES=(
   netplan.io   # netplan's generator reads the NIC names and addresses the guests write
   openssh-server  # a real sshd holds the worker's join key to its one forced command (tests)
   iptables     # kube-proxy-format rules in the lab
+  nftables     # nft: kube-proxy's nftables-mode rules in the lab
   conntrack    # flushes connection tracking between lab runs
   clang        # compiles the lab's tc eBPF program
   llvm         # llvm-strip and friends used with clang -target bpf

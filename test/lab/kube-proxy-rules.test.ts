@@ -1,5 +1,5 @@
-import { testScenario } from "../fixtures/scenario.js";
 import { describe, expect, it } from "vitest";
+import { servicesWithBackend } from "./service-endpoints-fixture.js";
 import {
   KUBE_PROXY_JUMPS,
   chainHash,
@@ -11,7 +11,6 @@ import {
   type ServiceEndpoints,
 } from "../../lab/kube-proxy-rules.js";
 import type { ServiceSpec } from "../../workloads/service-model.js";
-import { buildServiceSet } from "../../workloads/service-set.js";
 
 // NewFakeProxier's fixed settings in kube-proxy's proxier_test.go: mark written as "0x4000", no
 // --random-fully, no nfacct counters, detector 10.0.0.0/8, node addresses of its fake interface.
@@ -304,13 +303,6 @@ describe("kubeProxyRules", () => {
 });
 
 describe("rule count as a function of N (notes §2.7)", () => {
-  const scenario = testScenario();
-  const withBackend = (n: number): ServiceEndpoints[] => {
-    const set = buildServiceSet(scenario, n);
-    const backend = [{ ip: "10.244.1.10", local: true }, { ip: "fd00:10:244:1::10", local: true }];
-    const receiver = [{ ip: "10.244.1.11", local: true }, { ip: "fd00:10:244:1::11", local: true }];
-    return [...set.scaled.map((service) => ({ service, endpoints: backend })), { service: set.receiver, endpoints: receiver }];
-  };
 
   // kube-proxy's arithmetic, independent of the generator: static rules, then per Service port.
   const expectedNat = (nodePortPorts: number, clusterIpPorts: number, o: { localhostRule: boolean; detector: boolean }) => {
@@ -324,8 +316,8 @@ describe("rule count as a function of N (notes §2.7)", () => {
     it(`N = ${n}: 12 nat rules per NodePort Service (IPv4, localhost NodePorts, detector), 11 in IPv6, 5 per ClusterIP Service`, () => {
       const nodePort = Math.min(n, 2766) + 3; // the receiver's three ports are NodePorts too
       const clusterIp = n - Math.min(n, 2766);
-      const v4 = kubeProxyRules(withBackend(n), { family: "ipv4", clusterCIDR: "10.244.0.0/16", nfacct: true });
-      const v6 = kubeProxyRules(withBackend(n), { family: "ipv6", clusterCIDR: "fd00:10:244::/56" });
+      const v4 = kubeProxyRules(servicesWithBackend(n), { family: "ipv4", clusterCIDR: "10.244.0.0/16", nfacct: true });
+      const v6 = kubeProxyRules(servicesWithBackend(n), { family: "ipv6", clusterCIDR: "fd00:10:244::/56" });
       expect(v4.ruleCounts.nat).toBe(expectedNat(nodePort, clusterIp, { localhostRule: true, detector: true }));
       expect(v6.ruleCounts.nat).toBe(expectedNat(nodePort, clusterIp, { localhostRule: false, detector: true }));
       expect(countRestoreRules(v4.restore)).toEqual({ filter: v4.ruleCounts.filter, nat: v4.ruleCounts.nat });
@@ -334,7 +326,7 @@ describe("rule count as a function of N (notes §2.7)", () => {
       const natChains = parseRestore(v4.restore).find((t) => t.name === "nat")!.chains.length;
       expect(natChains).toBe(4 + 4 * nodePort + 2 * clusterIp);
       // Without the nfacct counters kube-proxy writes no localhost NodePort rule.
-      const noAcct = kubeProxyRules(withBackend(n), { family: "ipv4", clusterCIDR: "10.244.0.0/16" });
+      const noAcct = kubeProxyRules(servicesWithBackend(n), { family: "ipv4", clusterCIDR: "10.244.0.0/16" });
       expect(noAcct.ruleCounts.nat).toBe(expectedNat(nodePort, clusterIp, { localhostRule: false, detector: true }));
     });
   }

@@ -177,6 +177,28 @@ describe.skipIf(hostProblem !== undefined)(`the lab's smoke campaign on this ker
     }
   });
 
+  it("measures latency exactly: paired round trips, the meter's readings and the one-way delays, all in the report", () => {
+    const store = ResultStore.open(db);
+    try {
+      const latency = store.results(campaignId).filter((r) => r.profile === "latency" && r.status === "ok");
+      expect(latency.length).toBeGreaterThan(0);
+      for (const r of latency) {
+        expect([r.delaySource, r.excludedRecords], r.runId).toEqual(["paired", 0]);
+        expect(Object.keys(r.delayViews ?? {}).sort(), r.runId).toEqual(["itgdec", "oneWay", "sender"]);
+        // One clock: the way out is part of the round trip.
+        expect(r.delayViews!.oneWay!.summary.delayMeanS).toBeLessThan(r.summary!.delayMeanS);
+        expect(r.delayViews!.oneWay!.summary.delayMinS).toBeGreaterThan(0);
+      }
+    } finally {
+      store.close();
+    }
+    const md = readFileSync(report, "utf8");
+    expect(md).toContain("## Measurement validity: D-ITG's round-trip meter against exact round trips");
+    expect(md).toContain("## One-way delays, sender -> receiver (one shared clock)");
+    expect(md).toMatch(/- \*\*Delays:\*\* latency: \d+ exact round trips from the paired sender and receiver logs/);
+    for (const dataplane of ["iptables", "ebpf"]) expect(md).toMatch(new RegExp(`\\n\\| 2000 \\| ${dataplane} \\| [12] \\| \\d+ of \\d+ \\(\\d\\) \\| `));
+  });
+
   it("leaves no namespace, veth, qdisc, mount, pinned map or program of the run behind", async () => {
     expect(prefix).toMatch(/^dptb[a-z0-9]{4}$/);
     expect(listNetns().filter((n) => n.startsWith(prefix))).toEqual([]);

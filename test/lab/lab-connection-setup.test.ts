@@ -125,7 +125,7 @@ describe.skipIf(hostProblem !== undefined)(`connection setup through the lab's d
     for (const family of ["ipv4", "ipv6"] as const) {
       for (const repetition of [0, 1]) {
         const outcome = await backend.runFlow(key("iptables", family, repetition), { logName: `ipt-${family}-${repetition}`, durationS: 1, traffic });
-        const decoded = await decodeLogFile(await backend.collectLog(outcome));
+        const decoded = await decodeLogFile((await backend.collectLog(outcome)).log);
         expect(outcome.senderOutput).toBe(`connection setup: ${planned} connections, ${planned} established, 0 failed`);
         expect(labJudge(outcome.senderOutput, decoded, { profile: "setup", traffic, durationS: 1, linkMbps: 0 })).toEqual({ ok: true });
         expect(decoded.total.delayMinS).toBeGreaterThan(0);
@@ -142,7 +142,7 @@ describe.skipIf(hostProblem !== undefined)(`connection setup through the lab's d
       (JSON.parse(run(["bpftool", "-j", "map", "dump", "pinned", ebpf!.mapPath(LB_MAPS.conntrack[family])])) as unknown[]).length;
     for (const family of ["ipv4", "ipv6"] as const) {
       const outcome = await backend.runFlow(key("ebpf", family, 0), { logName: `ebpf-${family}`, durationS: 1, traffic });
-      const decoded = await decodeLogFile(await backend.collectLog(outcome));
+      const decoded = await decodeLogFile((await backend.collectLog(outcome)).log);
       expect(judgeSetup(outcome.senderOutput, decoded, planned)).toEqual({ ok: true });
       // Request and reply entry per connection (the maps were new at prepare()).
       expect(ctEntries(family)).toBe(2 * planned);

@@ -131,6 +131,7 @@ describe("lab judge", () => {
     const total = {
       packets, bytes: 0, durationS: 1, delayMinS: 1e-4, delayMaxS: 1e-3, delayMeanS: 2e-4, delayStdS: 1e-4, jitterS: 0, bitrateKbps: 0,
       packetRate: packets, dropped: 0, p50S: 2e-4, p90S: 3e-4, p99S: 5e-4, p999S: 1e-3, droppedPercent: 0, lossBurstSize: 0, negativeDelays: 0,
+      excludedRecords: 0, delaySource: "sender" as const,
     };
     return {
       file: "run.slog",

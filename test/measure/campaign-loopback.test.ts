@@ -4,6 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { WorkerLogDecoder } from "../../measure/campaign-decode.js";
 import { ditgJudge } from "../../measure/campaign.js";
 import { decodeLogFile } from "../../measure/ditg-log.js";
+import { decodeFlow } from "../../measure/ditg-pairing.js";
 import { listeningTcpPorts, LoopbackBackend } from "../../measure/loopback-backend.js";
 import type { RunKey } from "../../measure/types.js";
 import { scenarioSchema } from "../../scenario/schema.js";
@@ -32,15 +33,25 @@ describe.skipIf(!haveDitg || process.platform !== "linux")("LoopbackBackend", ()
     ]);
   });
 
-  it("runs a real one-way TCP flow over IPv4 and an RTT UDP flow over IPv6, decoded in the worker like ITGDec's reader", async () => {
+  it("runs a real one-way TCP flow over IPv4 and an RTT UDP flow over IPv6 (paired with its receiver log), decoded in the worker", async () => {
     for (const [family, profile, suffix] of [["ipv4", "throughput", ".rlog"], ["ipv6", "latency", ".slog"]] as const) {
       const outcome = await backend.runFlow(key(family, profile), { logName: `t-${family}`, durationS: 1, traffic: traffic[profile] });
       expect(outcome.senderOutput).toContain("Finished sending packets of flow ID");
       expect(outcome.logPath.endsWith(`t-${family}${suffix}`)).toBe(true);
+      expect(outcome.receiverLogPath?.endsWith(`t-${family}.rlog`)).toBe(profile === "latency" ? true : undefined);
       expect(outcome.endedAt.getTime() - outcome.startedAt.getTime()).toBeGreaterThanOrEqual(1000);
       const local = await backend.collectLog(outcome);
-      const inWorker = await decoder.decode(local);
-      expect(inWorker).toEqual(await decodeLogFile(local));
+      const files = { ...local, oneWay: backend.sharedClock };
+      const inWorker = await decoder.decode(files);
+      expect(inWorker).toEqual(await decodeFlow(files));
+      if (profile === "latency") {
+        // Exact round trips, every echo paired; the meter's own readings and the one-way delays beside them.
+        expect([inWorker.total.delaySource, inWorker.total.excludedRecords]).toEqual(["paired", 0]);
+        expect(inWorker.views?.logged?.total).toEqual((await decodeLogFile(local.log)).total);
+        expect(inWorker.oneWay?.total).toEqual((await decodeLogFile(local.receiverLog!)).total);
+      } else {
+        expect(inWorker).toEqual(await decodeLogFile(local.log));
+      }
       expect(inWorker.flows).toHaveLength(1);
       const flow = inWorker.flows[0]!;
       expect([flow.srcAddress, flow.destAddress]).toContain(family === "ipv4" ? "127.0.0.1" : "::1");

@@ -3,7 +3,8 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { runCampaign, type CampaignEvent, type FlowJudge, type LogDecoder } from "../../measure/campaign.js";
-import type { DecodedLog } from "../../measure/ditg-log.js";
+import type { TotalReport } from "../../measure/ditg-log.js";
+import type { DecodedFlow, FlowLogFiles } from "../../measure/ditg-pairing.js";
 import { campaignIdFor, planCampaign, type CampaignDefinition } from "../../measure/campaign-plan.js";
 import { ResultStore } from "../../measure/store.js";
 import type { Backend, FlowOutcome, FlowSummary, RunKey } from "../../measure/types.js";
@@ -40,6 +41,9 @@ class FakeBackend implements Backend {
   aliveAnswers: boolean[] = [];
   prepareError: Error | undefined;
   flowDelayMs = 2;
+  /** Profiles whose flows are round trips: they hand back the receiver's log too. */
+  roundTrips = new Set<string>();
+  sharedClock: boolean | undefined;
   constructor(private readonly dir: string) {}
 
   async prepare(step: { dataplane: string; services: number }) {
@@ -57,11 +61,15 @@ class FakeBackend implements Backend {
     }
     const logPath = path.join(this.dir, `${flow.logName}.log`);
     writeFileSync(logPath, label(key));
-    return { logPath, senderOutput: "Finished sending packets of flow ID: 1", startedAt, endedAt: new Date() };
+    const done = { logPath, senderOutput: "Finished sending packets of flow ID: 1", startedAt, endedAt: new Date() };
+    if (!this.roundTrips.has(key.profile)) return done;
+    const receiverLogPath = path.join(this.dir, `${flow.logName}.rlog`);
+    writeFileSync(receiverLogPath, `R:${label(key)}`);
+    return { ...done, receiverLogPath };
   }
   async collectLog(outcome: FlowOutcome) {
     this.calls.push(`collect ${path.basename(outcome.logPath)}`);
-    return outcome.logPath;
+    return outcome.receiverLogPath === undefined ? { log: outcome.logPath } : { log: outcome.logPath, receiverLog: outcome.receiverLogPath };
   }
   async receiverAlive() {
     return this.aliveAnswers.shift() ?? true;
@@ -81,14 +89,27 @@ class FakeBackend implements Backend {
 class FakeDecoder implements LogDecoder {
   delayMs = 0;
   readonly calls: string[] = [];
+  /** What each decode was asked to read, with the receiver log's text. */
+  readonly requests: (FlowLogFiles & { receiverText?: string })[] = [];
   constructor(private readonly timeline: string[]) {}
-  async decode(logPath: string): Promise<DecodedLog> {
+  async decode(files: FlowLogFiles): Promise<DecodedFlow> {
+    const { log: logPath } = files;
     const text = readFileSync(logPath, "utf8");
     this.calls.push(text);
+    this.requests.push({ ...files, ...(files.receiverLog ? { receiverText: readFileSync(files.receiverLog, "utf8") } : {}) });
     if (this.delayMs) await new Promise((r) => setTimeout(r, this.delayMs));
     this.timeline.push(`decoded ${text}`);
-    const total = { ...summary(1000), droppedPercent: 0, lossBurstSize: 0, negativeDelays: 0, flowCount: 1, errorLines: 0 };
-    return { file: logPath, flows: [], total, histogram: `H:${text}` };
+    const total: TotalReport = { ...summary(1000), droppedPercent: 0, lossBurstSize: 0, negativeDelays: 0, excludedRecords: 0, delaySource: "sender", flowCount: 1, errorLines: 0 };
+    if (files.receiverLog === undefined) return { file: logPath, flows: [], total, histogram: `H:${text}` };
+    // A round trip: exact delays first, the meter's readings beside them, one-way delays when asked.
+    const view = (over: Partial<typeof total>, histogram: string) => ({ flows: [], total: { ...total, ...over }, histogram });
+    return {
+      file: logPath,
+      receiverLog: files.receiverLog,
+      ...view({ delaySource: "paired" }, `H:${text}`),
+      views: { sender: view({ excludedRecords: 3, delayMaxS: 0.0004 }, "S"), logged: view({ delayMaxS: 1.0002 }, "L") },
+      ...(files.oneWay ? { oneWay: view({ delayMeanS: 0.0007 }, "O") } : {}),
+    };
   }
 }
 
@@ -258,6 +279,46 @@ describe("runCampaign", () => {
     const rec = store.runRecords(id).get(plan[3]!.runId)!;
     expect(rec.logPath).toBe(path.join("results.db.logs", id, `${plan[3]!.runId}.log`));
     expect(readFileSync(path.join(dir, rec.logPath!), "utf8")).toBe(label(plan[3]!.key));
+  });
+
+  it("pairs a round trip's logs: both to the decoder, the exact summary and the meter's readings to the store, both logs kept", async () => {
+    const { backend, decoder } = setup();
+    backend.roundTrips.add("latency");
+    backend.sharedClock = true;
+    await runCampaign({ store, campaignId: id, backend, decoder, judge: okJudge, retries: 0, keepLogs: true });
+    const plan = store.campaign(id)!.plan;
+    for (const run of plan) {
+      const asked = decoder.requests.find((r) => r.log.endsWith(`${run.runId}-1.log`))!;
+      const roundTrip = run.key.profile === "latency";
+      expect([asked.receiverText, asked.oneWay]).toEqual(roundTrip ? [`R:${label(run.key)}`, true] : [undefined, false]);
+      const stored = store.results(id).find((r) => r.runId === run.runId)!;
+      const rec = store.runRecords(id).get(run.runId)!;
+      if (!roundTrip) {
+        expect([stored.delaySource, stored.delayViews, rec.receiverLogPath]).toEqual(["sender", undefined, undefined]);
+        continue;
+      }
+      expect([stored.delaySource, stored.excludedRecords, stored.histogram]).toEqual(["paired", 0, `H:${label(run.key)}`]);
+      expect(stored.delayViews?.sender).toMatchObject({ excludedRecords: 3, histogram: "S", summary: { delayMaxS: 0.0004 } });
+      expect(stored.delayViews?.itgdec).toMatchObject({ excludedRecords: 0, histogram: "L", summary: { delayMaxS: 1.0002 } });
+      expect(stored.delayViews?.oneWay).toMatchObject({ histogram: "O", summary: { delayMeanS: 0.0007 } });
+      expect(rec.receiverLogPath).toBe(path.join("results.db.logs", id, `${run.runId}.receiver.rlog`));
+      expect(readFileSync(path.join(dir, rec.receiverLogPath!), "utf8")).toBe(`R:${label(run.key)}`);
+    }
+  });
+
+  it("asks for one-way delays only where the backend's ends share a clock, and drops both logs of a retried attempt", async () => {
+    const { backend, decoder } = setup();
+    backend.roundTrips.add("latency");
+    const plan = store.campaign(id)!.plan;
+    const rejected = plan.find((r) => r.key.profile === "latency")!;
+    let rejections = 0;
+    const judge: FlowJudge = (_out, decoded) =>
+      decoded.histogram === `H:${label(rejected.key)}` && rejections++ === 0 ? { ok: false, reason: "unpaired" } : { ok: true };
+    await runCampaign({ store, campaignId: id, backend, decoder, judge, retries: 1 });
+    expect(decoder.requests.filter((r) => r.receiverLog !== undefined).every((r) => r.oneWay === false)).toBe(true);
+    expect(store.results(id).filter((r) => r.profile === "latency").every((r) => r.delayViews?.oneWay === undefined && r.delayViews?.itgdec)).toBe(true);
+    expect(store.attempts(rejected.runId)).toHaveLength(1);
+    for (const ext of ["log", "rlog"]) expect(existsSync(path.join(dir, `${rejected.runId}-1.${ext}`)), ext).toBe(false);
   });
 
   it("commits decoded runs, tears down and reports a fatal prepare error", async () => {

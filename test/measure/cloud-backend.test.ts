@@ -18,7 +18,7 @@ import {
   type StackControl,
 } from "../../measure/cloud-backend.js";
 import { describeSshFailure, findOnPath, PulumiStack, SshShell, sshConfig } from "../../measure/cloud-transport.js";
-import type { DecodedLog } from "../../measure/ditg-log.js";
+import type { DecodedFlow, FlowLogFiles } from "../../measure/ditg-pairing.js";
 import { ResultStore } from "../../measure/store.js";
 import { PLACEHOLDERS } from "../../scenario/schema.js";
 
@@ -106,13 +106,17 @@ class FakeShell implements RemoteShell {
   }
 }
 
+/** What each decode was asked for: the fetched files' texts (their remote paths), and whether one-way delays were. */
+const decoded: { log: string; receiverLog?: string; oneWay?: boolean }[] = [];
+
 /** Decodes the fetched file (its text is the remote path) into a plausible one-flow log. */
 const decoder: LogDecoder = {
-  async decode(logPath: string): Promise<DecodedLog> {
+  async decode({ log: logPath, receiverLog, oneWay }: FlowLogFiles): Promise<DecodedFlow> {
+    decoded.push({ log: readFileSync(logPath, "utf8"), ...(receiverLog ? { receiverLog: readFileSync(receiverLog, "utf8") } : {}), oneWay });
     const total = {
       packets: 1000, bytes: 512000, durationS: 1, delayMinS: 0.001, delayMaxS: 0.002, delayMeanS: 0.0015, delayStdS: 0.0001,
       jitterS: 0.0001, bitrateKbps: 4096, packetRate: 1000, dropped: 0, p50S: 0.0015, p90S: 0.0018, p99S: 0.0019, p999S: 0.002,
-      droppedPercent: 0, lossBurstSize: 0, negativeDelays: 0, flowCount: 1, errorLines: 0,
+      droppedPercent: 0, lossBurstSize: 0, negativeDelays: 0, excludedRecords: 0, delaySource: "sender" as const, flowCount: 1, errorLines: 0,
     };
     return { file: readFileSync(logPath, "utf8"), flows: [], total, histogram: "" };
   },
@@ -122,6 +126,7 @@ let calls: string[];
 let dir: string;
 beforeEach(() => {
   calls = [];
+  decoded.length = 0;
   dir = mkdtempSync(path.join(tmpdir(), "cloud-test-"));
 });
 afterEach(() => rmSync(dir, { recursive: true, force: true }));
@@ -195,11 +200,18 @@ describe("CloudBackend over fake transports", () => {
       expect(calls[flowAt]).toContain(endpoint);
       expect(calls[flowAt]).toContain(`-x /logs/${logName}.rlog`);
       expect(calls[flowAt]).toContain(`-l /var/tmp/testbed-ditg/${logName}.slog`);
-      // Throughput is one-way (receiver's log on its node); latency is rttm (sender's log on the client).
-      const fetched =
-        run.key.profile === "throughput" ? `fetch receiver:/var/lib/ditg-logs/${logName}.rlog` : `fetch client:/var/tmp/testbed-ditg/${logName}.slog`;
-      const fetchAt = calls.indexOf(fetched);
-      expect(fetchAt).toBeGreaterThan(flowAt);
+      // Throughput is one-way (receiver's log on its node); latency is rttm: the sender's log on the client, paired
+      // with the receiver's from the node for exact round trips (D-ITG B15); no one-way delays across two clocks.
+      const [slog, rlog] = [`client:/var/tmp/testbed-ditg/${logName}.slog`, `receiver:/var/lib/ditg-logs/${logName}.rlog`];
+      const fetched = run.key.profile === "throughput" ? [rlog] : [slog, rlog];
+      for (const f of fetched) expect(calls.indexOf(`fetch ${f}`), f).toBeGreaterThan(flowAt);
+      const fetchAt = Math.max(...fetched.map((f) => calls.indexOf(`fetch ${f}`)));
+      const asked = decoded.find((d) => d.log.endsWith(`${logName}.${run.key.profile === "throughput" ? "rlog" : "slog"}`));
+      expect(asked).toEqual(
+        run.key.profile === "throughput"
+          ? { log: `/var/lib/ditg-logs/${logName}.rlog`, oneWay: false }
+          : { log: `/var/tmp/testbed-ditg/${logName}.slog`, receiverLog: `/var/lib/ditg-logs/${logName}.rlog`, oneWay: false },
+      );
       // Both remote logs are removed once fetched; the pod's file needs root.
       expect(calls.indexOf(`run receiver: sudo rm -f /var/lib/ditg-logs/${logName}.rlog`)).toBeGreaterThan(fetchAt);
       expect(calls.indexOf(`run client: rm -f /var/tmp/testbed-ditg/${logName}.slog`)).toBeGreaterThan(fetchAt);

@@ -6,7 +6,9 @@ import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { decodeLogFile, timeOfDay, type LogRecord } from "../../measure/ditg-log.js";
+import { decodePairedLogs } from "../../measure/ditg-pairing.js";
 import { writeLog } from "./decode-itgdec.js";
+import { craftedPackets, craftedRttmLogs, expectDelaysOf, independentRoundTrips } from "./round-trips.js";
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
 
@@ -23,6 +25,8 @@ const REQUIRED = ["packets", "bytes", "durationS", "delayMinS", "delayMaxS", "de
 let dir: string;
 let udp: string;
 let twoFlows: string;
+/** An rttm flow whose receiver stalled 30 ms across a second boundary: its sender log has B15's signature records. */
+let rttm: { senderLog: string; receiverLog: string };
 
 function records(flowId: number, srcPort: number, n: number, delayUs: (i: number) => number, missing: number[] = []): LogRecord[] {
   const t0 = Date.UTC(2026, 4, 1, 8) * 1000;
@@ -47,6 +51,11 @@ beforeAll(async () => {
   twoFlows = join(dir, "two.rlog");
   await writeLog(udp, records(1, 40000, 1000, (s) => 100 + (s % 50), [10, 11, 12]));
   await writeLog(twoFlows, [...records(1, 40000, 300, () => 80), ...records(2, 40001, 200, (s) => 60 + s)]);
+  const t0 = Date.UTC(2026, 4, 1, 8) * 1000;
+  const crafted = craftedRttmLogs(craftedPackets(2000, t0 + 100, 1000, { atUs: t0 + 990_000, stallUs: 30_000 }), { spacingUs: 1000 });
+  rttm = { senderLog: join(dir, "rtt.slog"), receiverLog: join(dir, "rtt.rlog") };
+  await writeLog(rttm.senderLog, crafted.sender);
+  await writeLog(rttm.receiverLog, crafted.receiver);
 });
 afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
@@ -97,6 +106,50 @@ describe("testbed decode", () => {
     expect(r.stderr).toContain(`${missing}: cannot be read (ENOENT)`);
     expect(r.stderr).toContain(`${sub}: is not a regular file`);
     expect(r.stderr).toContain(`${truncated}: is 338 bytes, not a whole number of 144-byte D-ITG records (2 records and 50 bytes)`);
+  });
+
+  it("--receiver-log: exact round trips in JSON (delaySource paired), equal to the independent pairing of the two logs", async () => {
+    const r = await testbed("decode", rttm.senderLog, "--receiver-log", rttm.receiverLog, "--json");
+    expect([r.code, r.stderr]).toEqual([0, ""]);
+    const out = JSON.parse(r.stdout);
+    expect(out).toEqual(JSON.parse(JSON.stringify(await decodePairedLogs(rttm.senderLog, rttm.receiverLog))));
+    expect([out.file, out.receiverLog]).toEqual([rttm.senderLog, rttm.receiverLog]);
+    for (const summary of [out.total, ...out.flows]) expect([summary.delaySource, summary.excludedRecords]).toEqual(["paired", 0]);
+    const truth = await independentRoundTrips(rttm.senderLog, rttm.receiverLog);
+    expectDelaysOf(out.total, truth.paired, "decode --receiver-log");
+    const text = await testbed("decode", rttm.senderLog, "--receiver-log", rttm.receiverLog);
+    expect(text.stdout).toContain(`Delays: exact round trips, receive times of ${rttm.senderLog} minus send stamps of ${rttm.receiverLog}`);
+    expect(text.stdout).toMatch(/^Excluded records {9}= {13}0 \(no partner in the receiver log/m);
+  });
+
+  it("the sender log alone: signature records left out and counted (delaySource sender); --itgdec keeps them all", async () => {
+    const truth = await independentRoundTrips(rttm.senderLog, rttm.receiverLog);
+    const signature = truth.logged.filter((d) => d >= 500_000).length;
+    expect(signature).toBeGreaterThan(5);
+    const alone = JSON.parse((await testbed("decode", rttm.senderLog, "--json")).stdout);
+    expect([alone.total.delaySource, alone.total.excludedRecords, alone.flows[0].excludedRecords]).toEqual(["sender", signature, signature]);
+    expect(alone.total.packets).toBe(2000);
+    expectDelaysOf(alone.total, truth.logged.filter((d) => d < 500_000), "decode alone");
+    const text = (await testbed("decode", rttm.senderLog)).stdout;
+    expect(text).toMatch(new RegExp(`^Excluded records {9}= +${signature} \\(round trip of 0\\.5 s or more, D-ITG B15's signature`, "m"));
+    expect(text).toContain("Exact round trips: --receiver-log");
+    const itgdec = JSON.parse((await testbed("decode", rttm.senderLog, "--itgdec", "--json")).stdout);
+    expect(itgdec).toEqual(JSON.parse(JSON.stringify(await decodeLogFile(rttm.senderLog, { views: ["logged"] }))));
+    expect([itgdec.total.delaySource, itgdec.total.excludedRecords]).toEqual(["sender", 0]);
+    expect(itgdec.total.delayMaxS).toBeGreaterThan(1);
+    expect((await testbed("decode", rttm.senderLog, "--itgdec")).stdout).not.toContain("Excluded records");
+  });
+
+  it("--receiver-log refuses two sender logs, --itgdec beside it, and an unreadable receiver log, before printing anything", async () => {
+    const two = await testbed("decode", rttm.senderLog, udp, "--receiver-log", rttm.receiverLog);
+    expect([two.code !== 0, two.stdout]).toEqual([true, ""]);
+    expect(two.stderr).toContain("--receiver-log pairs one sender log with it, 2 logs were given; accepted: SENDER_LOG --receiver-log RECEIVER_LOG");
+    const both = await testbed("decode", rttm.senderLog, "--receiver-log", rttm.receiverLog, "--itgdec");
+    expect(both.stderr).toContain("--itgdec reads a log as ITGDec does and takes no --receiver-log");
+    const missing = join(dir, "none.rlog");
+    const gone = await testbed("decode", rttm.senderLog, "--receiver-log", missing, "--json");
+    expect([gone.code !== 0, gone.stdout]).toEqual([true, ""]);
+    expect(gone.stderr).toContain(`${missing}: cannot be read (ENOENT)`);
   });
 
   it("without a log it says what is missing and exits non-zero", async () => {

@@ -129,6 +129,26 @@ describe("decodeLogFile against ITGDec on synthetic logs", () => {
     expect(streamed.result()).toEqual(ours);
   });
 
+  it("a flow is its addresses as strings: bytes after the NUL do not split it, an address that extends another is another flow", async () => {
+    const shorter: Flow = { ...flowA, src: "198.18.0.1" };
+    const records = Array.from({ length: 400 }, (_, i) => record(i % 3 === 2 ? shorter : flowA, i + 1, T0_US + i * 1000, delayUs(i)));
+    const path = await logOf("address-bytes.log", records);
+    // Bytes after each address's NUL vary from record to record, as whatever was in D-ITG's buffer.
+    const bytes = await readFile(path);
+    for (let r = 0; r < 400; r++) {
+      for (const [field, text] of [[36, records[r]!.srcAddress], [82, records[r]!.destAddress]] as const) {
+        for (let b = text.length + 1; b < 46; b++) bytes[r * RECORD_BYTES + field + b] = (r * 31 + b * 7) & 0xff;
+      }
+    }
+    await writeFile(path, bytes);
+    const ours = await decodeLogFile(path);
+    expectSameAsItgDec(ours, await runItgDec(path));
+    expect(ours.flows.map((f) => [f.srcAddress, f.packets])).toEqual([
+      ["198.18.0.10", 267],
+      ["198.18.0.1", 133],
+    ]);
+  });
+
   it("records with out-of-range time fields are error lines, as in ITGDec", async () => {
     const good = Array.from({ length: 20 }, (_, i) => record(flowA, i + 1, T0_US + i * 1000, 100));
     const bad = { ...good[5]!, rx: { hour: 25, minute: 0, second: 1 } };

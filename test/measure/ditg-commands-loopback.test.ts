@@ -12,7 +12,9 @@ import type { Family } from "../../scenario/cidr.js";
 import { achievedRate, flowLogs, judgeFlow, receiverCommand, senderCommand, type FlowTarget } from "../../measure/ditg-commands.js";
 import { decodeLogFile, LogDecoder, type DecodedLog } from "../../measure/ditg-log.js";
 import type { TrafficProfile } from "../../measure/types.js";
+import { decodePairedLogs } from "../../measure/ditg-pairing.js";
 import { expectSameAsItgDec, runItgDec } from "./decode-itgdec.js";
+import { expectDelaysOf, independentRoundTrips } from "./round-trips.js";
 
 const scenario = testScenario({
   sweep: { flowSeconds: 2 },
@@ -153,8 +155,16 @@ describe.skipIf(!onLinux)("D-ITG flows built by senderCommand, on loopback (need
       expect(flow.bytes).toBe(flow.packets * c.traffic.payloadBytes);
       expect(achievedRate(measured).kbps).toBeCloseTo((flow.bytes * 8) / 1000 / flow.durationS, 6);
 
+      // ITGDec's numbers: every record as logged (the --itgdec reading).
       for (const log of [cmd.logs.senderLog, cmd.logs.receiverLog]) {
-        expectSameAsItgDec(await decodeLogFile(log), await runItgDec(log));
+        expectSameAsItgDec(await decodeLogFile(log, { views: ["logged"] }), await runItgDec(log));
+      }
+      if (c.traffic.meter === "rttm") {
+        // Exact round trips: every echo pairs with its packet's send stamp in the receiver log.
+        const truth = await independentRoundTrips(cmd.logs.senderLog, cmd.logs.receiverLog);
+        const paired = await decodePairedLogs(cmd.logs.senderLog, cmd.logs.receiverLog);
+        expect([truth.unpaired, paired.total.excludedRecords]).toEqual([0, 0]);
+        expectDelaysOf(paired.total, truth.paired, `${c.name} paired`);
       }
 
       // Percentiles: nearest rank over ITGDec's own per-record dump; exact below 2048 µs, within HDR's 0.1% above.

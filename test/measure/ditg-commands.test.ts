@@ -16,6 +16,7 @@ import {
   shellCommand,
 } from "../../measure/ditg-commands.js";
 import { decodeLogFile, timeOfDay, type DecodedLog } from "../../measure/ditg-log.js";
+import { decodePairedLogs } from "../../measure/ditg-pairing.js";
 import { writeLog } from "./decode-itgdec.js";
 
 const scenario = testScenario({ dataplane: "ebpf" });
@@ -207,5 +208,19 @@ describe("judgeFlow", () => {
       ok: false,
       reason: expect.stringContaining("1 records with out-of-range time fields"),
     });
+  });
+
+  it("fails a round trip whose sender records lack a partner in the receiver log (exact delays need every one)", async () => {
+    const sender = await decoded("rtt.slog", 100);
+    await decoded("rtt.rlog", 100);
+    expect(judgeFlow(finished, await decodePairedLogs(join(dir, "rtt.slog"), join(dir, "rtt.rlog")), expected)).toEqual({ ok: true });
+    await decoded("cut.rlog", 97);
+    const cut = await decodePairedLogs(sender.file, join(dir, "cut.rlog"));
+    expect(judgeFlow(finished, cut, expected)).toEqual({
+      ok: false,
+      reason: `${sender.file}: 3 of 100 round trips have no partner in the receiver log (cut or not flushed)`,
+    });
+    // Read alone, the same sender log has nothing to pair and passes.
+    expect(judgeFlow(finished, sender, expected)).toEqual({ ok: true });
   });
 });

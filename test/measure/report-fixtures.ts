@@ -27,6 +27,41 @@ export interface FixtureSpec {
   readonly fail?: (key: { dataplane: Dataplane; family: Family; profile: string; services: number; repetition: number }) => boolean;
   /** Receives each delay run's per-packet delays (seconds), by run id. */
   readonly delaysSink?: Map<string, number[]>;
+  /**
+   * Round-trip runs: delays are exact (paired) and each run keeps the meter's readings, in which
+   * `signature` records read 1 s too long (D-ITG B15 across a second boundary) and `short` records
+   * read at a third of their true value (B15 within a second). With `oneWay`, also one-way delays
+   * (half the round trip).
+   */
+  readonly meter?: (key: { dataplane: Dataplane; family: Family; profile: string; services: number; repetition: number }) => {
+    signature: number;
+    short: number;
+  };
+  readonly oneWay?: boolean;
+  /** Receives each round-trip run's meter reading as ITGDec reads it (seconds), by run id. */
+  readonly meterSink?: Map<string, number[]>;
+}
+
+function histogramOf(delaysS: readonly number[]): string {
+  const histogram = build({ numberOfSignificantValueDigits: 3, bitBucketSize: 32, autoResize: true, lowestDiscernibleValue: 1 });
+  for (const s of delaysS) histogram.recordValue(Math.round(s * HISTOGRAM_UNITS_PER_S));
+  return encodeIntoCompressedBase64(histogram);
+}
+
+/** The round trips as the meter logs them (see FixtureSpec.meter). */
+function meterReading(delays: readonly number[], corrupt: { signature: number; short: number }): number[] {
+  return delays.map((d, i) => (i < corrupt.signature ? d + 1 : i < corrupt.signature + corrupt.short ? d / 3 : d));
+}
+
+/** The meter's readings of a round-trip run whose exact delays are `delays`, and its one-way delays. */
+function meterViews(delays: readonly number[], logged: number[], durationS: number, oneWay: boolean): NonNullable<RunResult["delayViews"]> {
+  const kept = logged.filter((d) => d < 0.5);
+  const sender = { ...delaySummary(kept, durationS), packets: delays.length };
+  return {
+    itgdec: { summary: delaySummary(logged, durationS), excludedRecords: 0, histogram: histogramOf(logged) },
+    sender: { summary: sender, excludedRecords: logged.length - kept.length, histogram: histogramOf(kept) },
+    ...(oneWay ? { oneWay: { summary: delaySummary(delays.map((d) => d / 2), durationS), excludedRecords: 0, histogram: histogramOf(delays.map((d) => d / 2)) } } : {}),
+  };
 }
 
 function delaySummary(delaysS: number[], durationS: number): FlowSummary {
@@ -108,13 +143,16 @@ export function syntheticRuns(spec: FixtureSpec): RunResult[] {
               const d = shape.delay!;
               const delays = Array.from({ length: spec.packets ?? 300 }, () => (d.baseMs + Math.abs(g.normal(0, d.jitterMs))) / 1e3);
               spec.delaysSink?.set(base.runId, delays);
-              const histogram = build({ numberOfSignificantValueDigits: 3, bitBucketSize: 32, autoResize: true, lowestDiscernibleValue: 1 });
-              for (const s of delays) histogram.recordValue(Math.round(s * HISTOGRAM_UNITS_PER_S));
+              const corrupt = spec.meter?.(key);
+              const logged = corrupt && meterReading(delays, corrupt);
+              const delayViews = logged && meterViews(delays, logged, durationS, spec.oneWay === true);
+              if (logged) spec.meterSink?.set(base.runId, logged);
               results.push({
                 ...base,
                 status: "ok",
                 summary: delaySummary(delays, durationS),
-                histogram: encodeIntoCompressedBase64(histogram),
+                histogram: histogramOf(delays),
+                ...(delayViews ? { delaySource: "paired" as const, excludedRecords: 0, delayViews } : {}),
               });
             }
           }

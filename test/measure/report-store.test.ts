@@ -1,6 +1,7 @@
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
+import Database from "better-sqlite3";
 import { CommanderError } from "commander";
 import { afterAll, afterEach, describe, expect, it, vi } from "vitest";
 import { reportCommand, loadCampaign } from "../../cli/report.js";
@@ -9,6 +10,7 @@ import { loadPaperReference } from "../../measure/paper-reference.js";
 import { buildReport } from "../../measure/report.js";
 import { ResultStore } from "../../measure/store.js";
 import { syntheticRuns } from "./report-fixtures.js";
+import { SCHEMA_1_STORE } from "../fixtures/stores.js";
 
 const dir = mkdtempSync(path.join(tmpdir(), "report-store-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -108,6 +110,23 @@ describe("report from a results store", () => {
     storeWithCampaign(partial, 3);
     const report = buildReport(loadCampaign(partial).results, { seed: 1, resamples: 200, plannedRunsPerCell: definition.runs });
     expect(report.warnings.some((w) => /incomplete: latency ipv4 ebpf at 1000 Services has results for 17 of 20 planned runs/.test(w))).toBe(true);
+  });
+});
+
+describe("report from a store written before exact round trips (schema 1)", () => {
+  it("opens it, upgrades it in place and reports its runs, saying their round trips are the meter's", async () => {
+    const old = path.join(dir, "schema-1.db");
+    const raw = new Database(old);
+    raw.exec(readFileSync(SCHEMA_1_STORE, "utf8"));
+    raw.close();
+    const out = path.join(dir, "schema-1-report");
+    const { out: printed } = await runReport(["--db", old, "--out", out]);
+    expect(printed).toEqual([path.join(out, "report.md")]);
+    const md = readFileSync(path.join(out, "report.md"), "utf8");
+    expect(md).toContain("12 delay run(s) were stored before the store kept where their delays come from (results store schema 1)");
+    expect(md).toContain("- **Delays:** latency: 12 stored before exact round trips (the meter's own) (of 12 runs).");
+    expect(md).not.toContain("## Measurement validity");
+    expect(loadCampaign(old).results).toHaveLength(24);
   });
 });
 

@@ -1,6 +1,7 @@
 import { describe as suite, expect, it } from "vitest";
 import {
   absoluteDeviationsFromMedian,
+  bootstrapPairedRatio,
   bootstrapRatio,
   describe,
   holmAdjust,
@@ -213,6 +214,34 @@ suite("bootstrapRatio", () => {
   it("rejects bad options naming them", () => {
     expect(() => bootstrapRatio([1], [1], sd, { ...options, resamples: 0 })).toThrow(/resamples 0/);
     expect(() => bootstrapRatio([1], [1], sd, { ...options, confidence: 95 })).toThrow(/confidence 95/);
+  });
+});
+
+suite("bootstrapPairedRatio", () => {
+  const options = { resamples: 2000, seed: 11, confidence: 0.95 };
+  const meanOf = (xs: number[]) => xs.reduce((s, x) => s + x, 0) / xs.length;
+
+  it("reads both statistics from the same drawn runs: a reading that is a fixed multiple of the other has a point interval", () => {
+    // Runs that differ a lot from each other; one reading is exactly twice the other in every run.
+    const runs = new Synthetic(8).normals(30, 10, 4).map((exact) => ({ exact, meter: 2 * exact }));
+    const ci = bootstrapPairedRatio(runs, (s) => meanOf(s.map((r) => r.meter)), (s) => meanOf(s.map((r) => r.exact)), options);
+    expect([ci.estimate, ci.low, ci.high].map((x) => Number(x.toFixed(12)))).toEqual([2, 2, 2]);
+    // Drawn independently, the same runs would give a wide interval.
+    const independent = bootstrapRatio(runs.map((r) => r.meter), runs.map((r) => r.exact), meanOf, options);
+    expect(independent.high - independent.low).toBeGreaterThan(0.3);
+  });
+
+  it("is reproducible with a seed, and its interval holds the estimate when the readings differ run to run", () => {
+    const g = new Synthetic(4);
+    const runs = g.normals(40, 10, 2).map((exact) => ({ exact, meter: exact * (1.5 + g.normal(0, 0.2)) }));
+    const num = (s: typeof runs) => meanOf(s.map((r) => r.meter));
+    const den = (s: typeof runs) => meanOf(s.map((r) => r.exact));
+    const ci = bootstrapPairedRatio(runs, num, den, options);
+    expect(bootstrapPairedRatio(runs, num, den, options)).toEqual(ci);
+    expect(ci.low).toBeLessThan(ci.estimate);
+    expect(ci.high).toBeGreaterThan(ci.estimate);
+    expect(ci.estimate).toBeCloseTo(num(runs) / den(runs), 12);
+    expect(() => bootstrapPairedRatio([], num, den, options)).toThrow(/empty sample/);
   });
 });
 

@@ -1,5 +1,5 @@
 import { spawn } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -9,6 +9,7 @@ import { campaignIdFor, planCampaign, type CampaignDefinition } from "../../meas
 import { ResultStore, SCHEMA_VERSION } from "../../measure/store.js";
 import type { FlowSummary, RunResult } from "../../measure/types.js";
 import { scenarioSchema } from "../../scenario/schema.js";
+import { SCHEMA_1_STORE } from "../fixtures/stores.js";
 
 const storeModule = fileURLToPath(new URL("../../measure/store.ts", import.meta.url));
 const planModule = fileURLToPath(new URL("../../measure/campaign-plan.ts", import.meta.url));
@@ -79,7 +80,7 @@ describe("ResultStore", () => {
     const raw = new Database(file);
     raw.pragma(`user_version = ${SCHEMA_VERSION + 1}`);
     raw.close();
-    expect(() => ResultStore.open(file)).toThrow(/schema version 2; this testbed reads version 1/);
+    expect(() => ResultStore.open(file)).toThrow(`schema version ${SCHEMA_VERSION + 1}; this testbed reads versions 1 to ${SCHEMA_VERSION}`);
   });
 
   it("stores a campaign's definition and plan once, and refuses a different definition under the same id", () => {
@@ -130,6 +131,66 @@ describe("ResultStore", () => {
     expect(reader.results(id)[0]).toEqual(failed);
     store.close();
     reader.close();
+  });
+
+  it("keeps a round trip's delay source, its other readings and its receiver log, and replaces them with a failed run", () => {
+    const store = ResultStore.open(file);
+    const id = campaignIdFor(def);
+    const plan = planCampaign(id, def);
+    store.ensureCampaign(id, def, plan);
+    const meter = { ...summary, delayMaxS: 1.0004, delayStdS: 0.03 };
+    const paired: RunResult = {
+      ...okResult(plan[0]!),
+      delaySource: "paired",
+      excludedRecords: 0,
+      delayViews: {
+        itgdec: { summary: meter, excludedRecords: 0, histogram: "HISTFAAAACl4nJNpmSzMwMDAxQABzFCaEUzOmNZg/wEi0NTMyMjc2NTM0MzYzMTU1gbSAwAlZQUi" },
+        sender: { summary: { ...summary, delayMaxS: 0.0003, delayMinS: NaN }, excludedRecords: 3 },
+        oneWay: { summary: { ...summary, delayMeanS: 0.00002 }, excludedRecords: 0 },
+      },
+    };
+    store.commitRun(id, paired, { logPath: "r.logs/a.slog", receiverLogPath: "r.logs/a.receiver.rlog" });
+    expect(store.results(id)).toEqual([paired]);
+    expect(store.runRecords(id).get(plan[0]!.runId)).toMatchObject({ logPath: "r.logs/a.slog", receiverLogPath: "r.logs/a.receiver.rlog" });
+    // A failed result with readings, replaced by an ok one without: no reading of the failed attempt survives.
+    store.commitRun(id, { ...paired, runId: plan[1]!.runId, ...plan[1]!.key, status: "failed", failure: "unpaired" });
+    store.commitRun(id, okResult(plan[1]!));
+    expect(store.results(id)[1]).toEqual(okResult(plan[1]!));
+    store.close();
+  });
+
+  it("upgrades a schema-1 store in place: its runs read back unchanged and without a delay source, new runs keep theirs", () => {
+    const raw = new Database(file);
+    raw.exec(readFileSync(SCHEMA_1_STORE, "utf8"));
+    const before = raw.prepare(`SELECT * FROM run_result ORDER BY run_id`).all() as Record<string, unknown>[];
+    raw.close();
+    expect(before).toHaveLength(24);
+    const store = ResultStore.open(file);
+    expect(store.settings().schemaVersion).toBe(SCHEMA_VERSION);
+    const [id] = store.campaignIds();
+    const results = store.results(id!);
+    expect(results).toHaveLength(24);
+    for (const r of results) {
+      const row = before.find((b) => b.run_id === r.runId)!;
+      expect([r.summary!.packets, r.summary!.delayMaxS, r.summary!.bitrateKbps]).toEqual([row.packets, row.delay_max_s, row.bitrate_kbps]);
+      expect([r.delaySource, r.excludedRecords, r.delayViews]).toEqual([undefined, undefined, undefined]);
+    }
+    store.close();
+    // Opened again, nothing more to do; the old rows are untouched by the upgrade, and new runs keep their readings.
+    const again = ResultStore.open(file);
+    expect(again.results(id!)).toEqual(results);
+    const newId = campaignIdFor(def);
+    const plan = planCampaign(newId, def);
+    again.ensureCampaign(newId, def, plan);
+    const paired: RunResult = { ...okResult(plan[0]!), delaySource: "paired", excludedRecords: 0, delayViews: { sender: { summary, excludedRecords: 2 } } };
+    again.commitRun(newId, paired, { receiverLogPath: "x.receiver.rlog" });
+    expect(again.results(newId)).toEqual([paired]);
+    expect(again.runRecords(newId).get(plan[0]!.runId)?.receiverLogPath).toBe("x.receiver.rlog");
+    again.close();
+    const after = new Database(file, { readonly: true });
+    const rows = after.prepare(`SELECT * FROM run_result WHERE campaign_id = ? ORDER BY run_id`).all(id) as Record<string, unknown>[];
+    expect(rows.map((r) => Object.fromEntries(Object.keys(before[0]!).map((k) => [k, r[k]])))).toEqual(before);
+    after.close();
   });
 
   it("hands out only unfinished runs, in plan order, and never accepts an ok run twice", () => {

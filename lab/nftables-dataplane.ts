@@ -1,0 +1,174 @@
+// kube-proxy's nftables dataplane inside a network namespace: the rulesets of
+// kube-proxy-nftables-rules.ts applied with ONE `nft -f` per family (one atomic kernel transaction
+// each), a count of what the kernel then holds, and a teardown that deletes kube-proxy's tables.
+//
+// Each application replaces the family's kube-proxy table inside the same transaction (an "add table"
+// and a "delete table" ahead of kube-proxy's first full sync), so a step starts from the table a
+// freshly started kube-proxy writes, with no moment without rules. The tables live beside any
+// iptables (legacy or nft) rules of the namespace; netfilter runs both, which is why a step checks
+// that no other Service dataplane is left (checkOnlyNftablesDataplane).
+import { existsSync } from "node:fs";
+import type { Family } from "../scenario/cidr.js";
+import type { TopologyPlan } from "./topology.js";
+import { IPTABLES_BACKENDS, kubeProxyLeftovers } from "./iptables-dataplane.js";
+import type { ServiceEndpoints } from "./kube-proxy-inputs.js";
+import {
+  KUBE_PROXY_TABLE,
+  NFT_FAMILY,
+  kubeProxyNftablesRules,
+  type KubeProxyNftablesNode,
+  type KubeProxyNftablesRules,
+  type NftablesCounts,
+} from "./kube-proxy-nftables-rules.js";
+import { exec, inNetns } from "./netns.js";
+
+const FAMILIES: readonly Family[] = ["ipv4", "ipv6"];
+/** A transaction of 10000 Services is about 13 MB of nft input per family. */
+const NFT_TIMEOUT_MS = 600_000;
+
+/** Why this host cannot run the nftables dataplane (no nft binary), or undefined. */
+export function nftablesHostProblem(): string | undefined {
+  try {
+    return exec(["nft", "--version"]).status === 0 ? undefined : "the nftables dataplane needs nft (Debian: nftables)";
+  } catch {
+    return "the nftables dataplane needs nft (Debian: nftables)";
+  }
+}
+
+/**
+ * Pure: the node settings of the lab's worker for kube-proxy in nftables mode. The pod link is the
+ * cluster CIDR; NodePorts are served on the node's uplink address only, which is kube-proxy's
+ * nftables-mode default (--nodeport-addresses primary).
+ */
+export function labNftablesNode(plan: Pick<TopologyPlan, "addresses" | "links">, family: Family, serviceCIDRs: readonly string[]): KubeProxyNftablesNode {
+  const node = plan.addresses.node[family];
+  return {
+    family,
+    clusterCIDR: plan.links.pod.subnets[family].text,
+    nodePortAddresses: [`${node}/${family === "ipv4" ? 32 : 128}`],
+    addresses: [node, plan.links.pod.gateway.addresses[family]],
+    serviceCIDRs,
+  };
+}
+
+/** Pure: the rulesets kube-proxy's nftables mode writes for the Services on the lab's worker, one per family. */
+export function labKubeProxyNftablesRules(
+  services: readonly ServiceEndpoints[],
+  plan: Pick<TopologyPlan, "addresses" | "links">,
+  serviceCIDRs: readonly string[],
+): KubeProxyNftablesRules[] {
+  return FAMILIES.map((family) => kubeProxyNftablesRules(labNftablesNode(plan, family, serviceCIDRs), services));
+}
+
+function checkNetns(netns: string): void {
+  if (!/^[A-Za-z0-9_.-]+$/.test(netns) || !existsSync(`/run/netns/${netns}`)) {
+    throw new Error(`nftables dataplane: netns ${JSON.stringify(netns)} does not exist; accepted: a namespace made with \`ip netns add NAME\``);
+  }
+}
+
+function nft(netns: string, args: readonly string[], input?: string): string {
+  const argv = inNetns(netns, ["nft", ...args]);
+  const r = exec(argv, { ...(input !== undefined ? { input } : {}), timeoutMs: NFT_TIMEOUT_MS });
+  if (r.status !== 0) {
+    const why = r.signal ? `killed by ${r.signal}` : `exit ${r.status}`;
+    const detail = (r.stderr.trim() || r.stdout.trim()).split("\n").slice(0, 6).join("\n");
+    throw new Error(`nftables dataplane: \`nft ${args.join(" ")}\` in netns ${netns} failed (${why}): ${detail}`);
+  }
+  return r.stdout;
+}
+
+/** The families whose kube-proxy table exists in the namespace. */
+export async function kubeProxyNftablesTables(netns: string): Promise<Family[]> {
+  checkNetns(netns);
+  // "list flowtables" prints every table (with its flowtables: none here) without reading the
+  // tables' chains and rules; nft 1.0.6 reads all of them for "list tables", 1.6 s at 2000 Services.
+  const listed = nft(netns, ["list", "flowtables"]).split("\n").map((l) => l.trim());
+  return FAMILIES.filter((f) => listed.includes(`table ${NFT_FAMILY[f]} ${KUBE_PROXY_TABLE} {`));
+}
+
+/**
+ * Applies one ruleset per family inside `netns`, each with one `nft -f`, replacing the family's
+ * kube-proxy table if there is one. On any failure every kube-proxy table of the namespace is
+ * removed before the error is thrown.
+ */
+export async function applyKubeProxyNftables(netns: string, rulesets: readonly KubeProxyNftablesRules[]): Promise<void> {
+  checkNetns(netns);
+  const families = rulesets.map((r) => r.family);
+  if (new Set(families).size !== families.length) {
+    throw new Error(`nftables dataplane: two rulesets for one family (${families.join(", ")}); accepted: at most one per family`);
+  }
+  try {
+    for (const r of rulesets) {
+      const table = `${NFT_FAMILY[r.family]} ${KUBE_PROXY_TABLE}`;
+      nft(netns, ["-f", "-"], `add table ${table}\ndelete table ${table}\n${r.ruleset}`);
+    }
+  } catch (error) {
+    await removeKubeProxyNftables(netns).catch(() => undefined);
+    throw error;
+  }
+}
+
+interface NftJsonObject {
+  table?: { family: string; name: string };
+  chain?: { name: string; hook?: string };
+  rule?: unknown;
+  set?: { name: string; elem?: unknown[] };
+  map?: { name: string; elem?: unknown[] };
+}
+
+/** Pure: the counts of one table from `nft -j list table` output. */
+export function countNftablesJson(json: string): NftablesCounts {
+  const objects = (JSON.parse(json) as { nftables: NftJsonObject[] }).nftables;
+  const chains = objects.flatMap((o) => (o.chain ? [o.chain] : []));
+  const containers = objects.flatMap((o) => (o.set ? [o.set] : o.map ? [o.map] : [])).filter((c) => !c.name.startsWith("__"));
+  return {
+    chains: chains.length,
+    baseChains: chains.filter((c) => c.hook !== undefined).length,
+    rules: objects.filter((o) => o.rule !== undefined).length,
+    sets: objects.filter((o) => o.set && !o.set.name.startsWith("__")).length,
+    maps: objects.filter((o) => o.map && !o.map.name.startsWith("__")).length,
+    elements: Object.fromEntries(containers.map((c) => [c.name, c.elem?.length ?? 0]).sort(([a], [b]) => (a! < b! ? -1 : 1))),
+  };
+}
+
+/** What the family's kube-proxy table in the namespace holds now, as the kernel lists it; undefined without a table. */
+export async function countKubeProxyNftables(netns: string, family: Family): Promise<NftablesCounts | undefined> {
+  if (!(await kubeProxyNftablesTables(netns)).includes(family)) return undefined;
+  return countNftablesJson(nft(netns, ["-j", "list", "table", NFT_FAMILY[family], KUBE_PROXY_TABLE]));
+}
+
+/** Deletes kube-proxy's table of each family that has one (kube-proxy's CleanupLeftovers), in one transaction. */
+export async function removeKubeProxyNftables(netns: string, families: readonly Family[] = FAMILIES): Promise<void> {
+  const present = (await kubeProxyNftablesTables(netns)).filter((f) => families.includes(f));
+  if (present.length === 0) return;
+  nft(netns, ["-f", "-"], present.map((f) => `delete table ${NFT_FAMILY[f]} ${KUBE_PROXY_TABLE}\n`).join(""));
+  const left = (await kubeProxyNftablesTables(netns)).filter((f) => families.includes(f));
+  if (left.length > 0) throw new Error(`nftables dataplane: kube-proxy tables still present after deletion in netns ${netns}: ${left.join(", ")}`);
+}
+
+/**
+ * Throws unless nftables is the namespace's only Service dataplane: kube-proxy's table for each of
+ * `families` and no other, no KUBE-* iptables chain (legacy or nft backend), no tc filter on the
+ * given interfaces (the eBPF load balancer's hook).
+ */
+export async function checkOnlyNftablesDataplane(netns: string, families: readonly Family[], interfaces: readonly string[]): Promise<void> {
+  const tables = await kubeProxyNftablesTables(netns);
+  const problems: string[] = [];
+  const missing = families.filter((f) => !tables.includes(f));
+  const extra = tables.filter((f) => !families.includes(f));
+  if (missing.length > 0) problems.push(`no kube-proxy table for ${missing.join(", ")}`);
+  if (extra.length > 0) problems.push(`a kube-proxy table for ${extra.join(", ")} that the step did not install`);
+  for (const backend of IPTABLES_BACKENDS) {
+    for (const family of FAMILIES) {
+      const left = await kubeProxyLeftovers(netns, family, backend);
+      if (left.length > 0) problems.push(`kube-proxy iptables chains (${backend}, ${family}: ${left.map((t) => t.table).join(", ")})`);
+    }
+  }
+  for (const dev of interfaces) {
+    for (const direction of ["ingress", "egress"]) {
+      const filters = exec(inNetns(netns, ["tc", "filter", "show", "dev", dev, direction])).stdout.trim();
+      if (filters !== "") problems.push(`a tc filter at ${dev} ${direction}: ${filters.split("\n")[0]}`);
+    }
+  }
+  if (problems.length > 0) throw new Error(`nftables step in netns ${netns}: ${problems.join("; ")}`);
+}
