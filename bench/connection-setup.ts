@@ -4,7 +4,7 @@
 // the baseline is the same dataplane at 1 Service, measured in the same command. Steps alternate
 // (dataplane, Service count) round by round so that drift of the host spreads over all four.
 // Run as root: npx tsx bench/connection-setup.ts [SERVICES] [ROUNDS] [SECONDS]   (default 10000, 4, 3)
-import { LabBackend } from "../lab/backend.js";
+import { LabBackend } from "../measure/backends/lab.js";
 import { setupTraffic } from "../lab/connection-setup.js";
 import { labHostProblem } from "../lab/topology.js";
 import { decodeDelayHistogram, decodeLogFile } from "../measure/ditg-log.js";

@@ -1,8 +1,10 @@
 // How much of the experiment `testbed lab` runs: the Service sweep, repetitions and flow length of
 // each profile, and the campaign definition they give. Pure data and pure functions.
 import type { Family } from "../scenario/cidr.js";
-import { DATAPLANES, PAPER_SWEEP, scenarioSchema } from "../scenario/schema.js";
-import type { CampaignDefinition } from "../measure/campaign-plan.js";
+import { DATAPLANES, PAPER_SWEEP, scenarioSchema, type Dataplane } from "../scenario/schema.js";
+import type { CampaignDefinition, PrimaryComparisons } from "../measure/campaign-plan.js";
+import { DEFAULT_BASELINE } from "../measure/report.js";
+import { runsForPower } from "../measure/statistics.js";
 import type { RunProfile } from "../measure/types.js";
 import { setupTraffic } from "./connection-setup.js";
 
@@ -27,6 +29,27 @@ export interface LabProfile {
   readonly setupConnectionsPerSecond: number;
   /** The wall time it is sized for on a 2-core host, or undefined when it takes days. */
   readonly budgetMinutes?: number;
+  /** The comparisons it is sized to answer, at its largest step; undefined: every test is exploratory. */
+  readonly primary?: PrimaryDesign;
+}
+
+/**
+ * The primary comparisons of a profile: at its largest step, one ratio statistic of one run profile,
+ * every dataplane against the baseline, per family; and what they must be able to show. The runs
+ * their cells get follow from it (runsForPower): `labDefinition` computes them for the dataplanes
+ * and families a campaign runs.
+ */
+export interface PrimaryDesign {
+  readonly profile: RunProfile;
+  /** A ratio statistic of the report (RATIO_DEFINITIONS): "mean" is the mean handshake time of connection setup. */
+  readonly statistic: string;
+  /** The smallest difference against the baseline worth showing, as a fraction (0.15: a ratio of 0.85 or 1/0.85). */
+  readonly minimumEffect: number;
+  /** Run-to-run coefficient of variation of the tested per-run value, as measured on a busy 2-core host. */
+  readonly runCv: number;
+  readonly power: number;
+  /** Family-wise error rate over the primary comparisons. */
+  readonly alpha: number;
 }
 
 export const LAB_PROFILES: Readonly<Record<LabProfileName, LabProfile>> = {
@@ -70,6 +93,9 @@ export function labProfile(name: string): LabProfile {
 
 /** What a lab campaign may narrow or change from its profile. */
 export interface LabCampaignChoices {
+  readonly dataplanes?: readonly Dataplane[];
+  /** Every other dataplane is compared with this one (the primary comparisons too). Default iptables. */
+  readonly baseline?: Dataplane;
   readonly families?: readonly Family[];
   readonly profiles?: readonly RunProfile[];
   readonly services?: readonly number[];
@@ -80,17 +106,45 @@ export interface LabCampaignChoices {
   readonly seed?: number;
 }
 
-/** The lab's campaign: both dataplanes interleaved in a seeded random order, the scenario's D-ITG traffic plus setup. */
+/**
+ * The primary comparisons of a campaign from the profile's design: at the campaign's largest step,
+ * each dataplane against the baseline in each family, with the runs those tests need. None when the
+ * campaign does not run the design's profile or has nothing to compare.
+ */
+export function primaryComparisons(
+  design: PrimaryDesign | undefined,
+  campaign: Pick<CampaignDefinition, "dataplanes" | "families" | "profiles" | "services">,
+  baseline: Dataplane,
+): PrimaryComparisons | undefined {
+  if (!design || !campaign.profiles.includes(design.profile) || !campaign.dataplanes.includes(baseline) || campaign.dataplanes.length < 2) return undefined;
+  const tests = (campaign.dataplanes.length - 1) * campaign.families.length;
+  const { minimumEffect, runCv, power, alpha } = design;
+  return {
+    profile: design.profile,
+    services: Math.max(...campaign.services),
+    statistic: design.statistic,
+    baseline,
+    runs: runsForPower({ alpha, tests, power, minimumEffect, runCv }),
+    design: { alpha, power, minimumEffect, runCv },
+  };
+}
+
+/** The lab's campaign: every dataplane interleaved in a seeded random order, the scenario's D-ITG traffic plus setup, the profile's primary comparisons. */
 export function labDefinition(profile: LabProfile, choices: LabCampaignChoices = {}): CampaignDefinition {
   const defaults = scenarioSchema.shape.sweep.parse(undefined);
   const traffic = scenarioSchema.shape.traffic.parse(undefined);
-  return {
-    backend: "lab",
-    dataplanes: [...DATAPLANES],
+  const cells = {
+    dataplanes: [...(choices.dataplanes ?? DATAPLANES)],
     families: [...(choices.families ?? LAB_FAMILIES)],
     profiles: [...(choices.profiles ?? LAB_RUN_PROFILES)],
     services: [...(choices.services ?? profile.services)],
+  };
+  const primary = primaryComparisons(profile.primary, cells, choices.baseline ?? DEFAULT_BASELINE);
+  return {
+    backend: "lab",
+    ...cells,
     runs: choices.runs ?? profile.runs,
+    ...(primary ? { primary } : {}),
     flowSeconds: choices.flowSeconds ?? profile.flowSeconds,
     linkMbps: choices.linkMbps ?? scenarioSchema.shape.linkMbps.parse(undefined),
     seed: choices.seed ?? defaults.seed,

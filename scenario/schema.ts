@@ -9,6 +9,12 @@ export const DATAPLANES = ["iptables", "nftables", "ebpf"] as const;
 /** The oldest kernel kube-proxy's nftables mode runs on (KEP-3866). */
 export const NFTABLES_MIN_KERNEL = "5.13";
 export type Dataplane = (typeof DATAPLANES)[number];
+/** What each dataplane is, in a few words for plans and reports. */
+export const DATAPLANE_DESCRIPTIONS: Readonly<Record<Dataplane, string>> = {
+  iptables: "kube-proxy in iptables mode",
+  nftables: "kube-proxy in nftables mode",
+  ebpf: "Cilium's kube-proxy replacement (eBPF)",
+};
 export const FAMILIES = ["ipv4", "ipv6"] as const;
 /**
  * How the measured links are capped at linkMbps: `guest` shapes with tc inside the VMs (a project

@@ -4,7 +4,9 @@ import { describe, expect, it } from "vitest";
 import { campaignIdFor } from "../../measure/campaign-plan.js";
 import { describePlan, parseLabFlags, setupSummary, type LabOptions } from "../../cli/lab.js";
 import type { RunResult } from "../../measure/types.js";
-import { labJudge, labKubeProxyRules, labScenario, serviceEndpoints } from "../../lab/backend.js";
+import { labJudge } from "../../measure/backends/lab.js";
+import { labKubeProxyRules } from "../../lab/iptables-dataplane.js";
+import { labScenario, serviceEndpoints } from "../../lab/lab-scenario.js";
 import { plannedConnections } from "../../lab/connection-setup.js";
 import { estimateWallSeconds, labDefinition, labProfile, LAB_PROFILES } from "../../lab/profiles.js";
 import { planTopology } from "../../lab/topology.js";
@@ -45,10 +47,10 @@ describe("lab profiles", () => {
     expect(estimateWallSeconds(def)).toBeGreaterThan(3 * 86400);
   });
 
-  it("defines both dataplanes interleaved in a random order, both families, the D-ITG profiles and setup", () => {
+  it("defines every dataplane interleaved in a random order, both families, the D-ITG profiles and setup", () => {
     const def = labDefinition(LAB_PROFILES.default);
     expect(def.backend).toBe("lab");
-    expect(def.dataplanes).toEqual(["iptables", "ebpf"]);
+    expect(def.dataplanes).toEqual(["iptables", "nftables", "ebpf"]);
     expect(def.families).toEqual(["ipv4", "ipv6"]);
     expect(def.profiles).toEqual(["throughput", "latency", "setup"]);
     expect(def.order).toEqual({ randomize: true, interleave: 1 });
@@ -75,7 +77,7 @@ describe("lab flags", () => {
     const f = parseLabFlags(options({ profile: "smoke", families: "ipv6", profiles: "setup,latency", services: "1,3000", runs: "3", flowSeconds: "1.5", seed: "7", cap: false }));
     expect(f.definition).toMatchObject({ families: ["ipv6"], profiles: ["setup", "latency"], services: [1, 3000], runs: 3, flowSeconds: 1.5, seed: 7, linkMbps: 0 });
     expect(f.db).toBe("/tmp/lab-flags/results.db");
-    expect(describePlan(f, 24)).toMatch(/Services 1, 3000; setup, latency; ipv6; iptables \(legacy\) and eBPF interleaved\n.*24 runs of 1.5 s, link cap off/);
+    expect(describePlan(f, 24)).toMatch(/Services 1, 3000; setup, latency; ipv6; iptables \(baseline\), nftables, ebpf interleaved; iptables rules through iptables-legacy\n(.*\n)?.*24 runs of 1.5 s, link cap off/);
   });
 
   it.each([
@@ -114,7 +116,7 @@ describe("the lab's kube-proxy input", () => {
     for (const n of [1, 2000, 10000]) {
       const set = buildServiceSet(scenario, n);
       const expected = 11 * set.counts.nodePort + 5 * set.counts.clusterIp + 3 * 11 + 5;
-      for (const rules of labKubeProxyRules(set, { plan })) expect(rules.ruleCounts.nat, `${n} ${rules.family}`).toBe(expected);
+      for (const rules of labKubeProxyRules(serviceEndpoints(set, plan.addresses.pod), plan)) expect(rules.ruleCounts.nat, `${n} ${rules.family}`).toBe(expected);
     }
   });
 
@@ -174,25 +176,31 @@ describe("setup summary at the end of a lab run", () => {
     ...over,
   });
 
-  it("shows the median of the runs' median handshake per dataplane and the ratio, skipping failed runs and other profiles", () => {
+  it("shows the median of the runs' median handshake of every dataplane and each one over the baseline, skipping failed runs and other profiles", () => {
     const results = [
       run({ dataplane: "iptables", family: "ipv4", services: 10000 }, 560),
       run({ dataplane: "iptables", family: "ipv4", services: 10000 }, 580),
       run({ dataplane: "iptables", family: "ipv4", services: 10000 }, 540),
       run({ dataplane: "ebpf", family: "ipv4", services: 10000 }, 400),
       run({ dataplane: "ebpf", family: "ipv4", services: 10000, status: "failed" }, 9000),
+      run({ dataplane: "nftables", family: "ipv4", services: 10000 }, 420),
+      run({ dataplane: "nftables", family: "ipv4", services: 10000 }, 448),
       run({ dataplane: "iptables", family: "ipv4", services: 1 }, 340),
       run({ dataplane: "ebpf", family: "ipv4", services: 1 }, 340),
+      run({ dataplane: "nftables", family: "ipv4", services: 1 }, 357),
       run({ dataplane: "ebpf", family: "ipv6", services: 1 }, 300),
       run({ dataplane: "ebpf", family: "ipv6", services: 1, profile: "latency" }, 90),
     ];
-    expect(setupSummary(results)).toEqual([
-      "connection setup through the NodePort, median handshake (µs; median over runs):",
-      "family   Services  iptables      eBPF  iptables/eBPF",
-      "ipv4            1       340       340           1.00",
-      "ipv4        10000       560       400           1.40",
-      "ipv6            1         -       300              -",
+    expect(setupSummary(results, "iptables")).toEqual([
+      "connection setup through the NodePort, median handshake (µs; median over runs), and each dataplane over the baseline:",
+      "family    Services  iptables  nftables      ebpf  nftables/iptables  ebpf/iptables",
+      "ipv4             1       340       357       340               1.05           1.00",
+      "ipv4         10000       560       434       400               0.78           0.71",
+      "ipv6             1         -         -       300                  -              -",
     ]);
-    expect(setupSummary(results.filter((r) => r.family === "ipv6" && r.profile === "latency"))).toEqual([]);
+    // Another baseline: its column stays, the ratios are over it.
+    expect(setupSummary(results, "ebpf")[1]).toBe("family    Services  iptables  nftables      ebpf  iptables/ebpf  nftables/ebpf");
+    expect(setupSummary(results, "ebpf")[3]).toBe("ipv4         10000       560       434       400           1.40           1.09");
+    expect(setupSummary(results.filter((r) => r.family === "ipv6" && r.profile === "latency"), "iptables")).toEqual([]);
   });
 });

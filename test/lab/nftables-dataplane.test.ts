@@ -2,7 +2,7 @@
 // namespaces this test creates and removes, benchmarking addresses only), N = 2000 Services applied
 // with one `nft -f` per family, real connections through NodePorts and ClusterIPs, then teardown.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { labScenario, serviceEndpoints } from "../../lab/backend.js";
+import { labScenario, serviceEndpoints } from "../../lab/lab-scenario.js";
 import { echoProbe, startEchoListener, type EchoProtocol } from "../../lab/echo-probe.js";
 import { kubeProxyLeftovers, removeKubeProxyRules } from "../../lab/iptables-dataplane.js";
 import type { ServiceEndpoints } from "../../lab/kube-proxy-inputs.js";

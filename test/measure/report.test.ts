@@ -85,7 +85,8 @@ describe("buildReport on throughput runs", () => {
     expect(quiet.ipv4_paper).toBe("1.01");
     const ratios = table(report, "ratios.csv");
     for (const r of ratios) {
-      expect(r.verdict).toBe(r.services === "1000" ? "eBPF lower" : "no difference shown");
+      expect(r.verdict).toBe(r.services === "1000" ? "lower" : "no difference shown");
+      expect([r.dataplane, r.baseline, r.role]).toEqual(["ebpf", "iptables", "exploratory"]);
       expect(Number(r.p_holm)).toBeGreaterThanOrEqual(Number(r.p_value));
     }
     // Paper-only steps keep the paper's value and leave ours empty.
@@ -94,21 +95,22 @@ describe("buildReport on throughput runs", () => {
 
   it("says in words what is and is not shown, with n per group and the excluded runs", () => {
     const md = report.markdown;
-    expect(md).toMatch(/\*\*throughput, standard deviation, ipv4:\*\* eBPF lower at 1 of 3 step\(s\) \(1000 Services\); no difference shown at 2/);
-    expect(md).toMatch(/Holm over 6 rank tests/);
+    expect(md).toMatch(/\*\*throughput, standard deviation, ipv4, ebpf\/iptables:\*\* ebpf lower at 1 of 3 step\(s\) \(1000 Services\); no difference shown at 2/);
+    expect(md).toMatch(/Holm over 0 primary and, separately, 6 exploratory rank tests/);
+    expect(md).toMatch(/The campaign declared no primary comparisons: every test below is exploratory/);
     expect(md).toMatch(/\| throughput \| ipv4 \| 2000 \| 60 \| 58 \(2\) \|/);
     expect(md).toMatch(/4 failed run\(s\) excluded/);
     expect(md).toMatch(/sample standard deviation \(divisor n - 1\)/);
     expect(md).toMatch(/percentile bootstrap/);
-    expect(md).toMatch(/\| 1000 \| 1.01 \| 0.\d+ \| \[0.\d+, 0.\d+\] \| eBPF lower \|/);
+    expect(md).toMatch(/\| 1000 \| ebpf \| 1.01 \| 0.\d+ \| \[0.\d+, 0.\d+\] \| ebpf lower \| exploratory \|/);
     expect(report.warnings.some((w) => /1000 bootstrap resamples/.test(w))).toBe(true);
   });
 
   it("changes its words when the data change", () => {
     const md = buildReport(syntheticRuns(throughputSpec(undefined)), options).markdown;
-    expect(md).toMatch(/\*\*throughput, standard deviation, ipv4:\*\* no difference shown at any of 3 step\(s\)/);
+    expect(md).toMatch(/\*\*throughput, standard deviation, ipv4, ebpf\/iptables:\*\* no difference shown at any of 3 step\(s\)/);
     expect(md).toMatch(/the rank test is significant at no step/);
-    expect(md).not.toMatch(/eBPF lower at/);
+    expect(md).not.toMatch(/ebpf lower at/);
   });
 
   it("is reproducible with a seed, independent of input order, and moves its intervals with the seed", () => {
@@ -133,14 +135,14 @@ describe("buildReport on throughput runs", () => {
     expect(failed.ratios).toEqual([]);
     expect(failed.cells).toEqual([]);
     expect(failed.warnings[0]).toMatch(/^36 failed run\(s\) excluded/);
-    expect(failed.markdown).toMatch(/No step has runs of both dataplanes/);
+    expect(failed.markdown).toMatch(/No step has runs of iptables and another dataplane/);
   });
 
   it("reports a step with one dataplane only as having no ratio", () => {
     const onlyIptables = results.filter((r) => !(r.services === 1 && r.dataplane === "ebpf"));
     const r = buildReport(onlyIptables, options);
     expect(r.ratios.some((x) => x.services === 1)).toBe(false);
-    expect(r.warnings.some((w) => /no eBPF\/iptables ratio for throughput ipv4 at 1 Services: 0 eBPF and 60 iptables/.test(w))).toBe(true);
+    expect(r.warnings.some((w) => /no ebpf\/iptables ratio for throughput ipv4 at 1 Services: 0 ebpf and 60 iptables/.test(w))).toBe(true);
   });
 });
 
@@ -205,11 +207,11 @@ describe("buildReport on delay profiles", () => {
     expect(setup.map((r) => `${r.services}/${r.statistic}`)).toEqual(["1/mean", "1/max", "1/std", "1000/mean", "1000/max", "1000/std"]);
     expect(setup.every((r) => r.paper === undefined)).toBe(true);
     expect(setup.filter((r) => r.statistic === "std").every((r) => r.verdict === "no difference shown")).toBe(true);
-    expect(report.markdown).toMatch(/## setup, ipv4: eBPF\/iptables ratio of the standard deviation\n/);
+    expect(report.markdown).toMatch(/## setup, ipv4: ratio of the standard deviation against iptables\n/);
     // The typical cost itself, which the paper does not tabulate, is compared too.
-    expect(report.markdown).toMatch(/## setup, ipv4: eBPF\/iptables ratio of the mean\n/);
-    expect(report.markdown).toMatch(/\*\*setup, standard deviation, ipv4:\*\* no difference shown at any of 2 step\(s\)/);
-    expect(report.markdown).toMatch(/\*\*latency, standard deviation, ipv4:\*\* eBPF lower at 2 of 2 step\(s\)/);
+    expect(report.markdown).toMatch(/## setup, ipv4: ratio of the mean against iptables\n/);
+    expect(report.markdown).toMatch(/\*\*setup, standard deviation, ipv4, ebpf\/iptables:\*\* no difference shown at any of 2 step\(s\)/);
+    expect(report.markdown).toMatch(/\*\*latency, standard deviation, ipv4, ebpf\/iptables:\*\* ebpf lower at 2 of 2 step\(s\)/);
     expect(report.markdown).toMatch(/The maximum is unstable/);
     expect(report.figures.map((f) => f.file)).toEqual(
       expect.arrayContaining(["latency-ipv4.svg", "setup-ipv4.svg", "ratio-latency-max.svg", "ratio-setup-std.svg"]),
@@ -236,7 +238,7 @@ describe("buildReport on delay profiles", () => {
 
     const ratioSvg = await renderSvg(report.figures.find((f) => f.file === "ratio-latency-std.svg")!.spec);
     const ratioTexts = Array.from(new DOMParser().parseFromString(ratioSvg, "image/svg+xml").getElementsByTagName("text")).map((t) => t.textContent);
-    expect(ratioTexts).toEqual(expect.arrayContaining(["paper", "measured (95% CI)"]));
+    expect(ratioTexts).toEqual(expect.arrayContaining(["paper", "measured (95% CI)", "ebpf"]));
   });
 });
 
