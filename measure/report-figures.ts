@@ -21,9 +21,12 @@ export interface FigureSpec {
  */
 const PALETTE = ["#d62728", "#1f77b4", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b"];
 if (PALETTE.length < DATAPLANES.length) throw new Error(`report figures: ${DATAPLANES.length} dataplanes, ${PALETTE.length} colours`);
-const DATAPLANE_SCALE = { domain: [...DATAPLANES], range: PALETTE.slice(0, DATAPLANES.length) };
 
-const DATAPLANE_COLOR = { field: "dataplane", type: "nominal", title: "dataplane", scale: DATAPLANE_SCALE } as const;
+/** Colour by dataplane: the legend lists the dataplanes a figure shows, each in its own colour in every figure. */
+function dataplaneColor(shown: readonly string[]) {
+  const domain = DATAPLANES.filter((d) => shown.includes(d));
+  return { field: "dataplane", type: "nominal", title: "dataplane", scale: { domain, range: domain.map((d) => PALETTE[DATAPLANES.indexOf(d)]!) } } as const;
+}
 
 const SERVICES_AXIS = { field: "services", type: "quantitative", title: "Kubernetes Services" } as const;
 
@@ -62,7 +65,7 @@ function throughputFigure(profile: string, family: string, rows: CellStatistics[
   const shows = "mean of runs (line), interquartile range (dark band), min-max (light band)";
   return cellFigure(profile, family, { title: shows, subtitle: shows }, {
     data: { values },
-    encoding: { x: SERVICES_AXIS, color: DATAPLANE_COLOR },
+    encoding: { x: SERVICES_AXIS, color: dataplaneColor(rows.map((r) => r.dataplane)) },
     layer: [
       { mark: { type: "area", opacity: 0.12 }, encoding: { y: { field: "min", type: "quantitative" }, y2: { field: "max" } } },
       { mark: { type: "area", opacity: 0.3 }, encoding: { y: { field: "p25", type: "quantitative" }, y2: { field: "p75" } } },
@@ -86,7 +89,7 @@ function delayFigure(profile: string, family: string, rows: CellStatistics[]): F
     encoding: {
       x: SERVICES_AXIS,
       y: { field: "delay", type: "quantitative", title: "delay (ms, log scale)", scale: { type: "log" } },
-      color: DATAPLANE_COLOR,
+      color: dataplaneColor(rows.map((r) => r.dataplane)),
       detail: { field: "statistic" },
     },
     layer: [
@@ -129,6 +132,7 @@ function ratioFigure(profile: string, statistic: string, rows: RatioRow[]): Figu
   const heading = { text: `${profile}: ratio of the ${statistic}, dataplane/${baseline}`, subtitle: "measured with its 95% bootstrap interval (one series per dataplane), and the paper's eBPF/iptables" };
   const scale: { type: "log" } | { zero: false } = positive ? { type: "log" } : { zero: false };
   const y = { type: "quantitative", title: `${statistic} ratio against ${baseline}`, scale } as const;
+  const color = dataplaneColor(rows.map((r) => r.dataplane));
   return {
     file: `ratio-${profile}-${statistic}.svg`,
     title,
@@ -145,14 +149,14 @@ function ratioFigure(profile: string, statistic: string, rows: RatioRow[]): Figu
           {
             transform: [{ filter: "datum.low != null && datum.high != null" }],
             mark: { type: "errorbar", ticks: true },
-            encoding: { x: SERVICES_AXIS, y: { field: "low", ...y }, y2: { field: "high" }, color: DATAPLANE_COLOR },
+            encoding: { x: SERVICES_AXIS, y: { field: "low", ...y }, y2: { field: "high" }, color },
           },
           {
             mark: { type: "point", filled: true, size: 50 },
             encoding: {
               x: SERVICES_AXIS,
               y: { field: "ratio", ...y },
-              color: DATAPLANE_COLOR,
+              color,
               shape: { field: "source", type: "nominal", title: "source", scale: { domain: ["measured (95% CI)", "paper"], range: ["circle", "cross"] } },
             },
           },

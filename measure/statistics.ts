@@ -382,7 +382,7 @@ export function holmAdjust(pValues: readonly number[]): number[] {
 // ---------------------------------------------------------------------------------------------
 // Sample size
 
-/** The standard normal quantile: z with P(Z <= z) = p, by bisection on upperNormalTail (error below 1e-9). */
+/** The standard normal quantile: z with P(Z <= z) = p, by bisection on upperNormalTail (as accurate as it: 1.2e-7 relative). */
 export function normalQuantile(p: number): number {
   if (!(p > 0 && p < 1)) throw new Error(`normalQuantile: p ${p}; accepted: a probability between 0 and 1`);
   let low = -40;
