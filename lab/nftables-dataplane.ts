@@ -5,12 +5,11 @@
 // Each application replaces the family's kube-proxy table inside the same transaction (an "add table"
 // and a "delete table" ahead of kube-proxy's first full sync), so a step starts from the table a
 // freshly started kube-proxy writes, with no moment without rules. The tables live beside any
-// iptables (legacy or nft) rules of the namespace; netfilter runs both, which is why a step checks
-// that no other Service dataplane is left (checkOnlyNftablesDataplane).
+// iptables (legacy or nft) rules of the namespace; netfilter runs both, which is why the lab checks
+// at every step that no other Service dataplane is on the packet path (lab/dataplanes/).
 import { existsSync } from "node:fs";
 import type { Family } from "../scenario/cidr.js";
 import type { TopologyPlan } from "./topology.js";
-import { IPTABLES_BACKENDS, kubeProxyLeftovers } from "./iptables-dataplane.js";
 import type { ServiceEndpoints } from "./kube-proxy-inputs.js";
 import {
   KUBE_PROXY_TABLE,
@@ -218,31 +217,4 @@ export async function removeKubeProxyNftables(netns: string, families: readonly 
   nft(netns, ["-f", "-"], present.map((f) => `delete table ${NFT_FAMILY[f]} ${KUBE_PROXY_TABLE}\n`).join(""));
   const left = (await kubeProxyNftablesTables(netns)).filter((f) => families.includes(f));
   if (left.length > 0) throw new Error(`nftables dataplane: kube-proxy tables still present after deletion in netns ${netns}: ${left.join(", ")}`);
-}
-
-/**
- * Throws unless nftables is the namespace's only Service dataplane: kube-proxy's table for each of
- * `families` and no other, no KUBE-* iptables chain (legacy or nft backend), no tc filter on the
- * given interfaces (the eBPF load balancer's hook).
- */
-export async function checkOnlyNftablesDataplane(netns: string, families: readonly Family[], interfaces: readonly string[]): Promise<void> {
-  const tables = await kubeProxyNftablesTables(netns);
-  const problems: string[] = [];
-  const missing = families.filter((f) => !tables.includes(f));
-  const extra = tables.filter((f) => !families.includes(f));
-  if (missing.length > 0) problems.push(`no kube-proxy table for ${missing.join(", ")}`);
-  if (extra.length > 0) problems.push(`a kube-proxy table for ${extra.join(", ")} that the step did not install`);
-  for (const backend of IPTABLES_BACKENDS) {
-    for (const family of FAMILIES) {
-      const left = await kubeProxyLeftovers(netns, family, backend);
-      if (left.length > 0) problems.push(`kube-proxy iptables chains (${backend}, ${family}: ${left.map((t) => t.table).join(", ")})`);
-    }
-  }
-  for (const dev of interfaces) {
-    for (const direction of ["ingress", "egress"]) {
-      const filters = exec(inNetns(netns, ["tc", "filter", "show", "dev", dev, direction])).stdout.trim();
-      if (filters !== "") problems.push(`a tc filter at ${dev} ${direction}: ${filters.split("\n")[0]}`);
-    }
-  }
-  if (problems.length > 0) throw new Error(`nftables step in netns ${netns}: ${problems.join("; ")}`);
 }
