@@ -122,6 +122,28 @@ function checkPrimary(def: CampaignDefinition): void {
   if (!Number.isInteger(p.runs) || p.runs < 1) bad("runs", p.runs, "a whole number of runs, at least 1");
 }
 
+/**
+ * Reorders shuffled cells so that consecutive ones use different transport protocols wherever the
+ * cells left allow it: at each turn the first cell, in the shuffled order, of the protocol with the
+ * most cells left among those other than the previous cell's. A backend may start a run while the
+ * previous one is still closing when they do not share the receiver's data socket (the lab: ITGRecv
+ * holds a finished flow's socket for a second, measure/ditg-close-wait.ts).
+ */
+function alternatingProtocols<T>(cells: readonly T[], protocolOf: (cell: T) => string): T[] {
+  const left = [...cells];
+  const out: T[] = [];
+  while (left.length > 0) {
+    const previous = out.length > 0 ? protocolOf(out[out.length - 1]!) : undefined;
+    const remaining = new Map<string, number>();
+    for (const c of left) remaining.set(protocolOf(c), (remaining.get(protocolOf(c)) ?? 0) + 1);
+    const candidates = [...remaining].filter(([p]) => p !== previous);
+    const protocol = candidates.length > 0 ? candidates.reduce((a, b) => (b[1] > a[1] ? b : a))[0] : previous;
+    const i = left.findIndex((c) => protocolOf(c) === protocol);
+    out.push(left.splice(i, 1)[0]!);
+  }
+  return out;
+}
+
 /** Fisher-Yates with a pure-rand generator; returns a shuffled copy. */
 function shuffled<T>(items: readonly T[], rng: RandomGenerator): T[] {
   const out = [...items];
@@ -145,7 +167,8 @@ function shuffled<T>(items: readonly T[], rng: RandomGenerator): T[] {
  * - Service-count steps: the given order, or shuffled once (one order shared by all dataplanes,
  *   so each dataplane sees the same sequence of scale changes).
  * - interleave 0: dataplane by dataplane; within each, step by step; within each step repetition
- *   0, 1, 2, ...; within each repetition every (family, profile) cell.
+ *   0, 1, 2, ...; within each repetition every (family, profile) cell (shuffled, then ordered to
+ *   alternate transport protocols where they allow it: alternatingProtocols).
  * - interleave n: step by step; each step cut into blocks of n repetitions; each block runs every
  *   dataplane in turn. Without randomisation the dataplane order alternates A B | B A | A B ...
  *   (balanced against linear drift); with it, each block's order is drawn from the seed.
@@ -163,7 +186,8 @@ export function planCampaign(campaignId: string, def: CampaignDefinition): Plann
   const keys: RunKey[] = [];
   const emit = (dataplane: Dataplane, services: number, repetition: number) => {
     const due = repetition < def.runs ? cells : cells.filter((c) => repetition < runsOfCell(def, c.profile, services));
-    for (const cell of def.order.randomize ? shuffled(due, rng) : due) {
+    const protocolOf = (cell: { profile: RunProfile }) => def.traffic[cell.profile]?.protocol ?? "";
+    for (const cell of def.order.randomize ? alternatingProtocols(shuffled(due, rng), protocolOf) : due) {
       keys.push({ dataplane, family: cell.family, profile: cell.profile, services, repetition });
     }
   };

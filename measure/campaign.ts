@@ -226,7 +226,7 @@ export async function runCampaign(opts: CampaignRunOptions): Promise<CampaignRun
     try {
       local = await backend.collectLog(outcome);
       const decoded = await opts.decoder.decode({ ...local, oneWay: backend.sharedClock === true && local.receiverLog !== undefined });
-      const verdict = judge(outcome.senderOutput, decoded, {
+      const verdict = judge(local.senderOutput ?? outcome.senderOutput, decoded, {
         profile: run.key.profile,
         traffic: trafficOf(run),
         durationS: def.flowSeconds,

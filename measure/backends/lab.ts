@@ -28,7 +28,8 @@ import { buildServiceSet } from "../../workloads/service-set.js";
 import type { ServiceSet } from "../../workloads/service-model.js";
 import { ditgJudge, type FlowJudge } from "../campaign.js";
 import { flowLogs, receiverCommand, senderCommand } from "../ditg-commands.js";
-import { awaitSender, LocalFlowLogs } from "../ditg-sender.js";
+import { ClosingFlows, FlowEnds } from "../ditg-close-wait.js";
+import { LocalFlowLogs } from "../ditg-sender.js";
 import { PhaseTimes } from "../phase-times.js";
 import type { Backend, CollectedLogs, FlowOutcome, RunKey, TrafficProfile } from "../types.js";
 import { judgeSetup, plannedConnections, runSetupProbe, SourcePortPool } from "../../lab/connection-setup.js";
@@ -112,13 +113,17 @@ export const labJudge: FlowJudge = (output, decoded, expected) =>
 interface Receiver {
   child: ReturnType<typeof spawn> | undefined;
   output: string;
+  /** Its Finish lines: when each flow's data is in. */
+  readonly ends: FlowEnds;
 }
 
 export class LabBackend implements Backend {
   readonly name = "lab";
   /** Client and pod are namespaces of one host, on one clock: their one-way delays are valid. */
   readonly sharedClock = true;
-  private readonly receiver: Receiver = { child: undefined, output: "" };
+  private readonly receiver: Receiver = { child: undefined, output: "", ends: new FlowEnds() };
+  /** D-ITG flows handed back at their data's end whose senders still wait for the receiver's close (ditg-close-wait.ts). */
+  private readonly closing = new ClosingFlows();
   private readonly ports = new SourcePortPool();
   private readonly logs = new LocalFlowLogs();
   /** Where prepare() spends its time, phase by phase. */
@@ -188,6 +193,8 @@ export class LabBackend implements Backend {
     const set = buildServiceSet(this.scenario, step.services);
     const target = this.dataplanes[step.dataplane];
     this.current = undefined;
+    // A closing flow's ack crosses the dataplane and conntrack: both stay until it is through.
+    await this.phases.time("wait for closing flows", () => this.closing.settle());
     const start = performance.now();
     // Off first, then on: two dataplanes never serve Services at the same time.
     await this.phases.time("step aside", async () => {
@@ -259,15 +266,27 @@ export class LabBackend implements Backend {
       logs,
       linkMbps: this.options.linkMbps,
     });
+    // The receiver's data socket of this protocol is free once the flow that holds it has closed.
+    await this.phases.time("wait for closing flows", () => this.closing.settle(flow.traffic.protocol));
+    const finishedBefore = this.receiver.ends.count(flow.traffic.protocol);
     const startedAt = new Date();
     const child = this.topology.spawn("client", cmd.argv, { cwd: this.logDir, stdio: ["ignore", "pipe", "pipe"] });
-    return this.logs.remember(await awaitSender(child, cmd, startedAt));
+    const sent = await this.closing.untilDataIn(child, cmd, {
+      protocol: flow.traffic.protocol,
+      ends: this.receiver.ends,
+      finishedBefore,
+      startedAt,
+      durationS: flow.durationS,
+    });
+    return this.logs.remember(sent);
   }
 
   private async runSetup(key: RunKey, flow: { logName: string; durationS: number; traffic: TrafficProfile }): Promise<FlowOutcome> {
     const connections = plannedConnections(flow.traffic, flow.durationS);
     const address = this.topology.addresses.node[key.family];
     const grant = this.ports.take(address, connections);
+    // The probe listens on the data port over TCP; a flush would cut a closing flow's ack off its NAT.
+    await this.phases.time("wait for closing flows", () => this.closing.settle(grant.flushFirst ? undefined : flow.traffic.protocol));
     if (grant.flushFirst) this.flushConntrack();
     const logPath = join(this.logDir, `${flow.logName}.setup.slog`);
     const startedAt = new Date();
@@ -284,8 +303,11 @@ export class LabBackend implements Backend {
     return { logPath, senderOutput: output, startedAt, endedAt: new Date() };
   }
 
-  collectLog(outcome: FlowOutcome): Promise<CollectedLogs> {
-    return this.logs.collect(outcome);
+  async collectLog(outcome: FlowOutcome): Promise<CollectedLogs> {
+    // A flow handed back while closing: its logs and output are whole once its sender has exited.
+    const senderOutput = await this.closing.exitOf(outcome.logPath);
+    const logs = await this.logs.collect(outcome);
+    return senderOutput === undefined ? logs : { ...logs, senderOutput };
   }
 
 
@@ -307,9 +329,10 @@ export class LabBackend implements Backend {
   private async startReceiver(): Promise<void> {
     // `-a ::`: one receiver for both families (see the top of this file).
     const argv = receiverCommand({ signalingPort: this.scenario.receiver.signalingPort, family: "ipv6" });
-    const child = this.topology.spawn("pod", argv, { cwd: this.logDir, stdio: ["ignore", "ignore", "pipe"] });
+    const child = this.topology.spawn("pod", argv, { cwd: this.logDir, stdio: ["ignore", "pipe", "pipe"] });
     this.receiver.child = child;
     this.receiver.output = "";
+    child.stdout!.on("data", (d: Buffer) => this.receiver.ends.feed(d.toString()));
     child.stderr!.on("data", (d: Buffer) => (this.receiver.output = (this.receiver.output + d.toString()).slice(-OUTPUT_TAIL_CHARS)));
     const spawnError = new Promise<never>((_, reject) => child.once("error", (e) => reject(new Error(`cannot start ITGRecv: ${e.message}`))));
     const deadline = Date.now() + RECEIVER_START_TIMEOUT_MS;
@@ -343,6 +366,7 @@ export class LabBackend implements Backend {
   }
 
   async restartReceiver(): Promise<void> {
+    await this.closing.settle();
     await this.stopReceiver();
     await this.startReceiver();
   }
@@ -352,6 +376,7 @@ export class LabBackend implements Backend {
     if (this.tornDown) return;
     this.tornDown = true;
     try {
+      await this.closing.settle();
       await this.stopReceiver();
     } finally {
       this.held = undefined;

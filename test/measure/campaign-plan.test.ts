@@ -198,3 +198,32 @@ describe("planCampaign with primary comparisons", () => {
     );
   });
 });
+
+describe("planCampaign's order within a repetition", () => {
+  it("alternates transport protocols as far as the cells allow, and keeps every cell", () => {
+    const setup = { protocol: "TCP", meter: "rttm", payloadBytes: 0, packetsPerSecond: 200 } as const;
+    const def = definition({
+      dataplanes: ["iptables", "nftables", "ebpf"],
+      profiles: ["throughput", "latency", "setup"],
+      order: { randomize: true, interleave: 1 },
+      traffic: { ...traffic, setup },
+    });
+    const plan = planCampaign("c", def);
+    const protocol = (profile: string) => (profile === "latency" ? "UDP" : "TCP");
+    const blocks = new Map<string, string[]>();
+    for (const r of plan) {
+      const id = `${r.key.dataplane}/${r.key.services}/${r.key.repetition}`;
+      blocks.set(id, [...(blocks.get(id) ?? []), `${r.key.family}/${r.key.profile}`]);
+    }
+    const orders = new Set<string>();
+    for (const cells of blocks.values()) {
+      expect(cells).toHaveLength(6);
+      // Four TCP cells and two UDP ones: the UDP ones always sit between TCP ones, one TCP pair is left.
+      const same = cells.filter((c, i) => i > 0 && protocol(c.split("/")[1]!) === protocol(cells[i - 1]!.split("/")[1]!)).length;
+      expect(same, cells.join(" ")).toBe(1);
+      orders.add(cells.join(" "));
+    }
+    // Still shuffled: many different orders.
+    expect(orders.size).toBeGreaterThan(10);
+  });
+});
