@@ -11,10 +11,9 @@ import { setupTraffic } from "../lab/connection-setup.js";
 import { labHostProblem } from "../lab/topology.js";
 import { LabBackend } from "../measure/backends/lab.js";
 import { decodeDelayHistogram, decodeLogFile } from "../measure/ditg-log.js";
-import { DEFAULT_BASELINE } from "../measure/report.js";
 import type { RunKey } from "../measure/types.js";
 import type { Family } from "../scenario/cidr.js";
-import { DATAPLANES, type Dataplane } from "../scenario/schema.js";
+import { DATAPLANES, DEFAULT_BASELINE, type Dataplane } from "../scenario/schema.js";
 import type { Histogram } from "hdr-histogram-js";
 
 const many = Number(process.argv[2] ?? 10_000);

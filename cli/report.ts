@@ -6,10 +6,10 @@ import Database from "better-sqlite3";
 import { Command, InvalidArgumentError, Option } from "commander";
 import type { CampaignDefinition } from "../measure/campaign-plan.js";
 import { loadPaperReference } from "../measure/paper-reference.js";
-import { buildReport, DEFAULT_BASELINE, writeReport } from "../measure/report.js";
+import { buildReport, writeReport } from "../measure/report.js";
 import { OLDEST_SCHEMA_VERSION, ResultStore, SCHEMA_VERSION } from "../measure/store.js";
 import type { RunResult } from "../measure/types.js";
-import { DATAPLANES, type Dataplane } from "../scenario/schema.js";
+import { DATAPLANES, DEFAULT_BASELINE, type Dataplane } from "../scenario/schema.js";
 
 /** Default and bounds of --resamples: fewer than 2000 leaves the 2.5% and 97.5% points noisy. */
 export const DEFAULT_RESAMPLES = 2000;

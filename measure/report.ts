@@ -22,7 +22,7 @@
 import { mkdir, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { stringify } from "csv-stringify/sync";
-import { DATAPLANES, FAMILIES, type Dataplane } from "../scenario/schema.js";
+import { DATAPLANES, DEFAULT_BASELINE, FAMILIES, type Dataplane } from "../scenario/schema.js";
 import { runsOfCell, type PrimaryComparisons } from "./campaign-plan.js";
 import type { Family } from "../scenario/cidr.js";
 import { decodeDelayHistogram, delayPercentiles, HISTOGRAM_UNITS_PER_S } from "./ditg-log.js";
@@ -255,9 +255,6 @@ export interface ReportSettings {
   /** The campaign's declared primary comparisons. */
   readonly primary?: PrimaryComparisons;
 }
-
-/** The report's default baseline: kube-proxy in iptables mode, the paper's reference dataplane. */
-export const DEFAULT_BASELINE: Dataplane = "iptables";
 
 export type ReportOptions = Pick<ReportSettings, "seed" | "resamples"> &
   Partial<Omit<ReportSettings, "seed" | "resamples">> & {

@@ -9,6 +9,8 @@ export const DATAPLANES = ["iptables", "nftables", "ebpf"] as const;
 /** The oldest kernel kube-proxy's nftables mode runs on (KEP-3866). */
 export const NFTABLES_MIN_KERNEL = "5.13";
 export type Dataplane = (typeof DATAPLANES)[number];
+/** The dataplane every other one is compared with unless told otherwise: kube-proxy in iptables mode, the paper's reference. */
+export const DEFAULT_BASELINE: Dataplane = "iptables";
 /** What each dataplane is, in a few words for plans and reports. */
 export const DATAPLANE_DESCRIPTIONS: Readonly<Record<Dataplane, string>> = {
   iptables: "kube-proxy in iptables mode",

@@ -60,6 +60,8 @@ export interface LabDataplaneModule {
   readonly name: Dataplane;
   /** Why this host cannot run it (a tool or header missing), or undefined. */
   hostProblem(): string | undefined;
+  /** Rough seconds to install a step of this many Services, both families, on a 2-core host (for the plan's estimate). */
+  installSeconds(services: number): number;
   create(context: LabDataplaneContext): LabDataplane;
 }
 

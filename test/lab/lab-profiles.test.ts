@@ -9,6 +9,7 @@ import { labKubeProxyRules } from "../../lab/iptables-dataplane.js";
 import { labScenario, serviceEndpoints } from "../../lab/lab-scenario.js";
 import { plannedConnections } from "../../lab/connection-setup.js";
 import { estimateWallSeconds, labDefinition, labProfile, LAB_PROFILES } from "../../lab/profiles.js";
+import { runsForPower } from "../../measure/statistics.js";
 import { planTopology } from "../../lab/topology.js";
 import type { DecodedLog } from "../../measure/ditg-log.js";
 import { PAPER_SWEEP } from "../../scenario/schema.js";
@@ -59,6 +60,29 @@ describe("lab profiles", () => {
     expect(def.linkMbps).toBe(500);
   });
 
+  it("declares connection setup at the largest step, each dataplane against iptables per family, as the default profile's primary comparisons, with the runs they need", () => {
+    const def = labDefinition(LAB_PROFILES.default);
+    const design = LAB_PROFILES.default.primary!;
+    expect(def.primary).toEqual({
+      profile: "setup",
+      services: 10000,
+      statistic: "mean",
+      baseline: "iptables",
+      runs: runsForPower({ ...design, tests: 2 * 2 }),
+      design: { alpha: design.alpha, power: design.power, minimumEffect: design.minimumEffect, runCv: design.runCv },
+    });
+    expect(def.primary!.runs).toBeGreaterThan(def.runs);
+    // Fewer comparisons need fewer runs; none without a second dataplane, without the profile, or at the smoke test.
+    const two = labDefinition(LAB_PROFILES.default, { dataplanes: ["iptables", "ebpf"], families: ["ipv4"] });
+    expect(two.primary!.runs).toBe(runsForPower({ ...design, tests: 1 }));
+    expect(two.primary!.runs).toBeLessThan(def.primary!.runs);
+    expect(labDefinition(LAB_PROFILES.default, { dataplanes: ["ebpf"], baseline: "ebpf" }).primary).toBeUndefined();
+    expect(labDefinition(LAB_PROFILES.default, { profiles: ["latency"] }).primary).toBeUndefined();
+    expect(labDefinition(LAB_PROFILES.smoke).primary).toBeUndefined();
+    // At the largest step of a narrowed sweep, against another baseline when asked.
+    expect(labDefinition(LAB_PROFILES.default, { services: [1, 3000], baseline: "nftables" }).primary).toMatchObject({ services: 3000, baseline: "nftables" });
+  });
+
   it("refuses an unknown profile, naming the accepted ones", () => {
     expect(() => labProfile("huge")).toThrow('--profile: "huge" is not accepted; accepted: smoke, default, paper');
   });
@@ -71,6 +95,16 @@ describe("lab flags", () => {
     const c = parseLabFlags(options({ runs: "6" }));
     expect(campaignIdFor(a.definition)).toBe(campaignIdFor(b.definition));
     expect(campaignIdFor(c.definition)).not.toBe(campaignIdFor(a.definition));
+  });
+
+  it("runs every dataplane against iptables by default, and the ones named against the one named", () => {
+    expect(parseLabFlags(options()).definition.dataplanes).toEqual(["iptables", "nftables", "ebpf"]);
+    expect(parseLabFlags(options()).baseline).toBe("iptables");
+    const f = parseLabFlags(options({ dataplanes: "ebpf,nftables", baseline: "nftables" }));
+    expect(f.definition.dataplanes).toEqual(["ebpf", "nftables"]);
+    expect(f.baseline).toBe("nftables");
+    expect(f.definition.primary?.baseline).toBe("nftables");
+    expect(describePlan(f, 10)).toMatch(/ebpf, nftables \(baseline\) interleaved/);
   });
 
   it("narrows the profile's campaign and places the store in --out", () => {
@@ -90,6 +124,9 @@ describe("lab flags", () => {
     [{ retries: "-1" }, '--retries: "-1" is not accepted; accepted: a whole number from 0 to 20'],
     [{ iptables: "ebtables" }, '--iptables: "ebtables" is not accepted; accepted: legacy or nft'],
     [{ profile: "fast" }, '--profile: "fast" is not accepted; accepted: smoke, default, paper'],
+    [{ dataplanes: "iptables,ipvs" }, '--dataplanes: "iptables,ipvs" is not accepted; accepted: a comma-separated list of iptables, nftables, ebpf, each at most once'],
+    [{ dataplanes: "nftables,ebpf" }, '--baseline: "iptables" is not accepted; accepted: one of the dataplanes the campaign runs (nftables, ebpf); with --dataplanes leaving out iptables, name another baseline'],
+    [{ dataplanes: "iptables,ebpf", baseline: "nftables" }, '--baseline: "nftables" is not accepted; accepted: one of the dataplanes the campaign runs (iptables, ebpf)'],
   ] as const)("refuses %j", (over, message) => {
     expect(flagError(over)).toContain(message);
   });
