@@ -20,6 +20,11 @@
 // Switching dataplanes within a step is cheap: the one leaving steps aside and keeps what it
 // installed (parked, unreachable by packets) until its turn comes back at the same Service count, so
 // the interleaved plan installs each dataplane once per step. A new Service count removes them all.
+//
+// A D-ITG flow is handed back when ITGRecv prints that its data is in, and the next flow starts
+// during ITGRecv's one-second wait before it closes the flow, unless it needs the data socket that
+// flow still holds (measure/ditg-close-wait.ts). A change of step, a conntrack flush, a receiver
+// restart and the teardown wait until every closing flow is through: its ack crosses the dataplane.
 import { spawn } from "node:child_process";
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";

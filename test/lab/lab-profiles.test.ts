@@ -27,7 +27,7 @@ function flagError(over: Partial<LabOptions>): string {
 }
 
 describe("lab profiles", () => {
-  it("smoke has a step of at least 2000 Services and fits its 3 minutes on 2 cores", () => {
+  it("smoke has a step of at least 2000 Services and fits its 4 minutes on 2 cores", () => {
     const def = labDefinition(LAB_PROFILES.smoke);
     expect(Math.max(...def.services)).toBeGreaterThanOrEqual(2000);
     expect(estimateWallSeconds(def)).toBeLessThanOrEqual(LAB_PROFILES.smoke.budgetMinutes! * 60);
