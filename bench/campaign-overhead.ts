@@ -5,7 +5,7 @@
 //
 // One backend serves both parts. Baseline first: the plan's flows run back to back through it with
 // nothing else (prepare once per dataplane, then runFlow and collectLog; no store, no decoding). Then
-// the campaign: 2 dataplanes x 2 families x 2 profiles (throughput, latency) x runs on one Service
+// the campaign: every dataplane x 2 families x 2 profiles (throughput, latency) x runs on one Service
 // count (1, so installing the dataplane is short and the same every time), 5-second flows, through
 // runCampaign with the real store and the worker-thread decoder. The lab (root, Linux) runs with the
 // scenario's link cap and labJudge. Printed: the campaign's wall time, the sum of its flow durations
@@ -16,14 +16,14 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";
-import { labJudge, labProblem, LabBackend } from "../lab/backend.js";
+import { labJudge, labProblem, LabBackend } from "../measure/backends/lab.js";
 import { WorkerLogDecoder } from "../measure/campaign-decode.js";
 import { campaignIdFor, planCampaign, sameStep, stepOf, type CampaignDefinition, type PlannedRun } from "../measure/campaign-plan.js";
 import { runCampaign, type FlowJudge } from "../measure/campaign.js";
-import { LoopbackBackend } from "../measure/loopback-backend.js";
+import { LoopbackBackend } from "../measure/backends/loopback.js";
 import { ResultStore } from "../measure/store.js";
 import type { Backend } from "../measure/types.js";
-import { scenarioSchema } from "../scenario/schema.js";
+import { DATAPLANES, scenarioSchema } from "../scenario/schema.js";
 
 /** What differs between the backends the benchmark runs on. */
 interface BenchBackend {
@@ -90,7 +90,7 @@ async function runBare(backend: Backend, plan: readonly PlannedRun[], def: Campa
 const dir = mkdtempSync(path.join(tmpdir(), "bench-campaign-"));
 const def: CampaignDefinition = {
   backend: values.backend,
-  dataplanes: ["iptables", "ebpf"],
+  dataplanes: [...DATAPLANES],
   families: ["ipv4", "ipv6"],
   profiles: ["throughput", "latency"],
   services: [1],

@@ -5,10 +5,10 @@
 // families). Same process, same topology, a few rounds, the order of the three rotating from round to
 // round; prints every round, the medians and the ratios.
 // Run as root: npx tsx bench/lab-install.ts [SERVICES] [ROUNDS]   (default 10000 Services, 5 rounds)
-import { labKubeProxyRules, labScenario, serviceEndpoints } from "../lab/backend.js";
 import { setupEbpfDataplane } from "../lab/ebpf-dataplane.js";
 import { bpftoolBatch, planServiceMaps } from "../lab/ebpf/service-maps.js";
-import { applyKubeProxyRules, countNatRules, removeKubeProxyRules } from "../lab/iptables-dataplane.js";
+import { applyKubeProxyRules, countNatRules, labKubeProxyRules, removeKubeProxyRules } from "../lab/iptables-dataplane.js";
+import { labScenario, serviceEndpoints } from "../lab/lab-scenario.js";
 import {
   applyKubeProxyNftables,
   countKubeProxyNftables,
@@ -59,9 +59,9 @@ try {
     // kube-proxy's jumps and base chains in place first (an empty sync), as after its first sync;
     // then the timed full sync: one iptables-restore per family.
     iptables: async () => {
-      await applyKubeProxyRules(worker, labKubeProxyRules(empty, topology));
+      await applyKubeProxyRules(worker, labKubeProxyRules(serviceEndpoints(empty, topology.addresses.pod), topology.plan));
       let t = performance.now();
-      const ruleSets = labKubeProxyRules(set, topology);
+      const ruleSets = labKubeProxyRules(serviceEndpoints(set, topology.addresses.pod), topology.plan);
       const generate = ms(t);
       t = performance.now();
       await applyKubeProxyRules(worker, ruleSets);

@@ -1,18 +1,21 @@
-// `testbed lab`: the experiment on this host's kernel. One lab of network namespaces, both Service
-// dataplanes interleaved over the Service sweep, TCP throughput, UDP latency and connection setup
-// through the NodePort in both families, then the report. Results go to a SQLite store; the same
-// command (same --db and flags) resumes a stopped or killed campaign.
+// `testbed lab`: the experiment on this host's kernel. One lab of network namespaces, every Service
+// dataplane (or those of --dataplanes) interleaved over the Service sweep, TCP throughput, UDP
+// latency and connection setup through the NodePort in both families, then the report against the
+// baseline. Results go to a SQLite store; the same command (same --db and flags) resumes a stopped
+// or killed campaign.
 import { mkdirSync } from "node:fs";
 import path from "node:path";
 import { Command, Option } from "commander";
 import { campaignIdFor, planCampaign, type CampaignDefinition } from "../measure/campaign-plan.js";
 import { formatDuration } from "../measure/campaign-progress.js";
+import { describeTimings } from "../measure/phase-times.js";
 import { ResultStore } from "../measure/store.js";
 import { medianOf } from "../measure/statistics.js";
 import type { RunProfile, RunResult } from "../measure/types.js";
 import type { Family } from "../scenario/cidr.js";
-import { serviceCapacity } from "../scenario/schema.js";
-import { LabBackend, labJudge, labProblem, labScenario, LAB_SERVICE_SUBNETS } from "../lab/backend.js";
+import { DATAPLANES, DEFAULT_BASELINE, serviceCapacity, type Dataplane } from "../scenario/schema.js";
+import { LabBackend, labJudge, labProblem } from "../measure/backends/lab.js";
+import { labScenario, LAB_SERVICE_SUBNETS } from "../lab/lab-scenario.js";
 import { planServiceMaps } from "../lab/ebpf/service-maps.js";
 import { IPTABLES_BACKENDS, type IptablesBackend } from "../lab/iptables-dataplane.js";
 import {
@@ -36,6 +39,8 @@ const MAX_RETRIES = 20;
 /** Raw commander options (strings as typed). */
 export interface LabOptions {
   profile: string;
+  dataplanes?: string;
+  baseline?: string;
   out: string;
   db?: string;
   cleanup?: boolean;
@@ -65,6 +70,8 @@ export interface LabFlags {
   readonly keepLogs: boolean;
   readonly iptablesBackend: IptablesBackend;
   readonly campaign?: string;
+  /** The report compares every other dataplane with this one. */
+  readonly baseline: Dataplane;
 }
 
 function bad(flag: string, value: string, accepted: string): never {
@@ -134,7 +141,14 @@ export function parseLabFlags(o: LabOptions): LabFlags {
   if (o.flowSeconds !== undefined && !(/^\d+(\.\d+)?$/.test(o.flowSeconds.trim()) && flowSeconds! >= 1 && flowSeconds! <= 3600)) {
     bad("flow-seconds", o.flowSeconds, "seconds from 1 to 3600");
   }
+  const dataplanes = o.dataplanes === undefined ? [...DATAPLANES] : list<Dataplane>("dataplanes", o.dataplanes, DATAPLANES);
+  const baseline = (o.baseline ?? DEFAULT_BASELINE) as Dataplane;
+  if (!dataplanes.includes(baseline)) {
+    bad("baseline", baseline, `one of the dataplanes the campaign runs (${dataplanes.join(", ")}); with --dataplanes leaving out ${DEFAULT_BASELINE}, name another baseline`);
+  }
   const definition = labDefinition(profile, {
+    dataplanes,
+    baseline,
     ...(o.families !== undefined ? { families: list<Family>("families", o.families, LAB_FAMILIES) } : {}),
     ...(o.profiles !== undefined ? { profiles: list<RunProfile>("profiles", o.profiles, LAB_RUN_PROFILES) } : {}),
     ...(o.services !== undefined ? { services: serviceCounts(o.services) } : {}),
@@ -155,6 +169,7 @@ export function parseLabFlags(o: LabOptions): LabFlags {
     keepLogs: o.keepLogs === true,
     iptablesBackend: o.iptables as IptablesBackend,
     ...(o.campaign !== undefined ? { campaign: o.campaign } : {}),
+    baseline,
   };
 }
 
@@ -163,7 +178,12 @@ export function describePlan(flags: LabFlags, runs: number): string {
   const d = flags.definition;
   return [
     `lab profile ${flags.profile.name}: ${flags.profile.description}`,
-    `  Services ${d.services.join(", ")}; ${d.profiles.join(", ")}; ${d.families.join(", ")}; iptables (${flags.iptablesBackend}) and eBPF interleaved`,
+    `  Services ${d.services.join(", ")}; ${d.profiles.join(", ")}; ${d.families.join(", ")}; ${d.dataplanes.map((p) => (p === flags.baseline ? `${p} (baseline)` : p)).join(", ")} interleaved; iptables rules through iptables-${flags.iptablesBackend}`,
+    ...(d.primary
+      ? [
+          `  primary comparisons: ${d.primary.profile} at ${d.primary.services} Services, ${d.primary.statistic}, each dataplane against ${d.primary.baseline}, per family: ${d.primary.runs} runs per cell (power ${d.primary.design.power} for a ${Math.round(d.primary.design.minimumEffect * 100)}% difference at a run-to-run CV of ${d.primary.design.runCv})`,
+        ]
+      : []),
     `  ${runs} runs of ${d.flowSeconds} s, link cap ${d.linkMbps > 0 ? `${d.linkMbps} Mbit/s` : "off"}; about ${formatDuration(estimateWallSeconds(d))} on 2 cores`,
     `  results: ${flags.db}`,
   ].join("\n");
@@ -171,30 +191,45 @@ export function describePlan(flags: LabFlags, runs: number): string {
 
 /**
  * The metric the paper lacks, in a few lines for the end of the run: per family and Service count,
- * the median over ok runs of each run's median handshake time, per dataplane, and their ratio.
- * The report carries the full statistics of the setup profile (cells.csv, figures, ratios).
+ * the median over ok runs of each run's median handshake time, per dataplane, and each dataplane's
+ * ratio against the baseline. The report carries the full statistics of the setup profile (cells.csv,
+ * figures, ratios).
  */
-export function setupSummary(results: readonly RunResult[]): string[] {
+export function setupSummary(results: readonly RunResult[], baseline: Dataplane): string[] {
+  const setup = results.filter((r) => r.profile === "setup");
   const byCell = new Map<string, number[]>();
-  for (const r of results) {
-    if (r.profile !== "setup" || r.status !== "ok" || !r.summary) continue;
+  for (const r of setup) {
+    if (r.status !== "ok" || !r.summary) continue;
     const id = `${r.family} ${r.services} ${r.dataplane}`;
     byCell.set(id, [...(byCell.get(id) ?? []), r.summary.p50S * 1e6]);
   }
-  const steps = [...new Set(results.filter((r) => r.profile === "setup").map((r) => `${r.family} ${r.services}`))].sort((a, b) => {
+  const steps = [...new Set(setup.map((r) => `${r.family} ${r.services}`))].sort((a, b) => {
     const [fa, na] = a.split(" ");
     const [fb, nb] = b.split(" ");
     return fa! < fb! ? -1 : fa! > fb! ? 1 : Number(na) - Number(nb);
   });
   if (steps.length === 0) return [];
+  const dataplanes = DATAPLANES.filter((d) => setup.some((r) => r.dataplane === d));
+  const compared = dataplanes.filter((d) => d !== baseline);
   const median = (id: string) => (byCell.has(id) ? medianOf(byCell.get(id)!) : NaN);
-  const cell = (x: number) => (Number.isFinite(x) ? x.toFixed(0) : "-").padStart(8);
-  const lines = ["connection setup through the NodePort, median handshake (µs; median over runs):", "family   Services  iptables      eBPF  iptables/eBPF"];
+  const width = (label: string) => Math.max(8, label.length);
+  const column = (label: string, x: number, digits: number) => (Number.isFinite(x) ? x.toFixed(digits) : "-").padStart(width(label));
+  const ratioLabels = compared.map((d) => `${d}/${baseline}`);
+  const lines = [
+    "connection setup through the NodePort, median handshake (µs; median over runs), and each dataplane over the baseline:",
+    ["family", "  Services", ...dataplanes.map((d) => d.padStart(width(d))), ...ratioLabels.map((l) => l.padStart(width(l)))].join("  "),
+  ];
   for (const step of steps) {
     const [family, services] = step.split(" ");
-    const ipt = median(`${step} iptables`);
-    const ebpf = median(`${step} ebpf`);
-    lines.push(`${family!.padEnd(6)} ${services!.padStart(10)}  ${cell(ipt)}  ${cell(ebpf)}  ${Number.isFinite(ipt / ebpf) ? (ipt / ebpf).toFixed(2).padStart(13) : "-".padStart(13)}`);
+    const times = new Map(dataplanes.map((d) => [d, median(`${step} ${d}`)]));
+    lines.push(
+      [
+        family!.padEnd(6),
+        services!.padStart(10),
+        ...dataplanes.map((d) => column(d, times.get(d)!, 0)),
+        ...compared.map((d, i) => column(ratioLabels[i]!, times.get(d)! / (times.get(baseline) ?? NaN), 2)),
+      ].join("  "),
+    );
   }
   return lines;
 }
@@ -248,27 +283,30 @@ async function labAction(o: LabOptions): Promise<void> {
       retryFailed: flags.retryFailed,
       stopMessage: "stopping: the lab is removed, finished runs stay in the store; the same command resumes",
     });
+    process.stderr.write(`${describeTimings(summary.timings, backend.phases.entries()).join("\n")}\n`);
     if (summary.stopped) return;
-    const setup = setupSummary(store.results(campaignId));
+    const setup = setupSummary(store.results(campaignId), flags.baseline);
     if (setup.length > 0) process.stdout.write(`${setup.join("\n")}\n`);
   } finally {
     store.close();
     await backend?.teardown().catch(() => undefined);
   }
-  const report = await writeCampaignReport({ db: flags.db, out: path.join(flags.out, "report"), campaign: campaignId });
+  const report = await writeCampaignReport({ db: flags.db, out: path.join(flags.out, "report"), campaign: campaignId, baseline: flags.baseline });
   process.stdout.write(`report: ${report}\n`);
 }
 
 export async function labCommand(): Promise<Command> {
   return new Command("lab")
     .description(
-      "Run the experiment on this host's kernel (root, Linux): network namespaces for client, router, worker and pod; kube-proxy's iptables rules and a tc eBPF load balancer in turn over the Service sweep; D-ITG throughput and latency and connection setup through the NodePort in both families; then the report. The same command resumes a stopped campaign",
+      "Run the experiment on this host's kernel (root, Linux): network namespaces for client, router, worker and pod; kube-proxy's iptables rules, kube-proxy's nftables rules and a tc eBPF load balancer in turn over the Service sweep; D-ITG throughput and latency and connection setup through the NodePort in both families; then the report against the baseline. The same command resumes a stopped campaign",
     )
     .addOption(new Option("--profile <name>", "how much to run: smoke (~2 min, at reduced rates), default (~15 min) or paper (the paper's 11 steps x 100 runs of 30 s, days)").choices(LAB_PROFILE_NAMES).default("default"))
     .option("--out <dir>", "directory for the results store and the report (report/)", "lab-results")
     .option("--db <file>", "results store (SQLite); default <out>/results.db; the same store resumes")
     .option("--cleanup", "remove what crashed lab runs left on this host (namespaces, links, mounts, directories), then exit")
     .option("--no-cap", "no cap on the access and datacenter links (500 Mbit/s; smoke: 100 Mbit/s)")
+    .option("--dataplanes <list>", `Service dataplanes: ${DATAPLANES.join(",")}`, DATAPLANES.join(","))
+    .addOption(new Option("--baseline <dataplane>", "the dataplane the report compares every other one with (the primary comparisons too)").choices(DATAPLANES).default(DEFAULT_BASELINE))
     .option("--families <list>", "address families: ipv4,ipv6", LAB_FAMILIES.join(","))
     .option("--profiles <list>", "what to measure: throughput,latency,setup", LAB_RUN_PROFILES.join(","))
     .option("--services <list>", "Service counts, e.g. 1,1000,10000 (default: the profile's)")

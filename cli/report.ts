@@ -1,14 +1,15 @@
-// `testbed report --db FILE [--out DIR] [--campaign ID] [--seed N] [--resamples N]`:
-// tables, figures and a summary from a results store.
+// `testbed report --db FILE [--out DIR] [--campaign ID] [--baseline D] [--seed N] [--resamples N]`:
+// tables, figures and a summary from a results store, each dataplane against the baseline.
 import { existsSync, statSync } from "node:fs";
 import path from "node:path";
 import Database from "better-sqlite3";
-import { Command, InvalidArgumentError } from "commander";
+import { Command, InvalidArgumentError, Option } from "commander";
 import type { CampaignDefinition } from "../measure/campaign-plan.js";
 import { loadPaperReference } from "../measure/paper-reference.js";
 import { buildReport, writeReport } from "../measure/report.js";
 import { OLDEST_SCHEMA_VERSION, ResultStore, SCHEMA_VERSION } from "../measure/store.js";
 import type { RunResult } from "../measure/types.js";
+import { DATAPLANES, DEFAULT_BASELINE, type Dataplane } from "../scenario/schema.js";
 
 /** Default and bounds of --resamples: fewer than 2000 leaves the 2.5% and 97.5% points noisy. */
 export const DEFAULT_RESAMPLES = 2000;
@@ -71,11 +72,17 @@ export interface ReportRequest {
   readonly campaign?: string;
   readonly seed?: number;
   readonly resamples?: number;
+  /** Every other dataplane is compared with this one; default iptables. */
+  readonly baseline?: Dataplane;
 }
 
 /** Loads the campaign, builds its report and writes it; returns the path of report.md. */
 export async function writeCampaignReport(request: ReportRequest): Promise<string> {
   const loaded = loadCampaign(request.db, request.campaign);
+  const baseline = request.baseline ?? DEFAULT_BASELINE;
+  if (!loaded.definition.dataplanes.includes(baseline)) {
+    throw new Error(`--baseline ${baseline}: campaign ${loaded.id} did not measure it; accepted: ${loaded.definition.dataplanes.join(", ")}`);
+  }
   const report = buildReport(loaded.results, {
     // The campaign's seed also seeds the bootstrap unless --seed overrides it.
     seed: request.seed ?? loaded.definition.seed,
@@ -84,6 +91,8 @@ export async function writeCampaignReport(request: ReportRequest): Promise<strin
     campaignId: loaded.id,
     backend: loaded.definition.backend,
     plannedRunsPerCell: loaded.definition.runs,
+    baseline,
+    ...(loaded.definition.primary ? { primary: loaded.definition.primary } : {}),
   });
   const out = request.out ?? path.join(path.dirname(path.resolve(request.db)), `report-${loaded.id}`);
   return writeReport(report, out);
@@ -105,6 +114,7 @@ export async function reportCommand(): Promise<Command> {
     .requiredOption("--db <file>", "results store (SQLite) written by `testbed lab` or `testbed campaign`")
     .option("--out <dir>", "directory for report.md, the CSV tables and the SVG figures (default: report-<campaign> beside the store)")
     .option("--campaign <id>", "campaign to report (default: the store's only campaign)")
+    .addOption(new Option("--baseline <dataplane>", "the dataplane every other one is compared with").choices(DATAPLANES).default(DEFAULT_BASELINE))
     .option("--seed <n>", "seed of the bootstrap resampling (default: the campaign's seed)", integerOption("--seed", 0, 2 ** 32 - 1))
     .option(
       "--resamples <n>",

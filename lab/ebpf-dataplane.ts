@@ -71,6 +71,7 @@ export class EbpfDataplane {
   readonly kind = "ebpf";
   private tornDown = false;
   private attached = false;
+  private detached = false;
   private mounted = false;
 
   private constructor(
@@ -136,13 +137,37 @@ export class EbpfDataplane {
     mkdirSync(this.bpffs, { recursive: true });
     run(["mount", "-t", "bpf", "bpf", this.bpffs]);
     this.mounted = true;
-    // tc's loader pins maps by name below TC_BPF_MNT; both programs thus share one set of maps.
-    const env = { TC_BPF_MNT: this.bpffs };
     this.topology.run("worker", ["tc", "qdisc", "add", "dev", this.uplink, "clsact"]);
     this.attached = true;
+    this.attachPrograms();
+  }
+
+  /** Loads both programs onto the uplink from the compiled object; the maps are the ones pinned under the bpffs. */
+  private attachPrograms(): void {
+    // tc's loader pins maps by name below TC_BPF_MNT, and reuses what is pinned there: both programs
+    // share one set of maps, and programs attached again find the maps as they were filled.
+    const env = { TC_BPF_MNT: this.bpffs };
     for (const p of PROGRAMS) {
       this.topology.run("worker", ["tc", "filter", "add", "dev", this.uplink, p.direction, "bpf", "da", "obj", this.object, "sec", p.section], { env });
     }
+    this.detached = false;
+  }
+
+  /**
+   * Takes the load balancer off the packet path and keeps it: the programs are detached, the filled
+   * maps and the compiled object stay for resume(). Cheaper than a new setup (compile, fill) at
+   * thousands of Services.
+   */
+  detach(): void {
+    if (this.tornDown || this.detached) return;
+    for (const p of PROGRAMS) this.topology.run("worker", ["tc", "filter", "del", "dev", this.uplink, p.direction]);
+    this.detached = true;
+  }
+
+  /** Attaches the programs again after detach(), on the same maps. */
+  resume(): void {
+    if (this.tornDown) throw new Error("eBPF dataplane: resume() after teardown(); set it up again");
+    if (this.detached) this.attachPrograms();
   }
 
   private fill(): void {

@@ -12,7 +12,9 @@
 import { spawn } from "node:child_process";
 import { existsSync } from "node:fs";
 import type { Family } from "../scenario/cidr.js";
-import { NFACCT_INVALID_DROPPED, NFACCT_LOCALHOST_NODEPORTS, type KubeProxyRules } from "./kube-proxy-rules.js";
+import type { ServiceEndpoints } from "./kube-proxy-inputs.js";
+import { kubeProxyRules, NFACCT_INVALID_DROPPED, NFACCT_LOCALHOST_NODEPORTS, type KubeProxyRules } from "./kube-proxy-rules.js";
+import type { TopologyPlan } from "./topology.js";
 
 export type IptablesBackend = "legacy" | "nft";
 export const DEFAULT_IPTABLES_BACKEND: IptablesBackend = "legacy";
@@ -20,6 +22,11 @@ export const IPTABLES_BACKENDS: readonly IptablesBackend[] = ["legacy", "nft"];
 
 /** Seconds to wait for the xtables lock (shared by every namespace of the host). */
 const LOCK_WAIT_S = "60";
+
+/** Pure: the rule sets kube-proxy writes for the Services on the lab's worker, one per family (pod link = cluster CIDR). */
+export function labKubeProxyRules(services: readonly ServiceEndpoints[], plan: Pick<TopologyPlan, "links">, families: readonly Family[] = ["ipv4", "ipv6"]): KubeProxyRules[] {
+  return families.map((family) => kubeProxyRules(services, { family, clusterCIDR: plan.links.pod.subnets[family].text }));
+}
 
 interface Tools {
   readonly iptables: string;
@@ -232,6 +239,41 @@ export async function kubeProxyLeftovers(
       jumps: t.rules.filter((r) => !isKubeChain(chainOfRule(r)) && jumpsToKube(r)),
     }))
     .filter((t) => t.chains.length > 0 || t.jumps.length > 0);
+}
+
+/** One argument of an iptables-restore line: quoted when it holds a space (a comment). */
+const restoreWord = (arg: string) => (/\s/.test(arg) ? `"${arg}"` : arg);
+
+/** iptables-restore --noflush input that inserts (-I) or deletes (-D) kube-proxy's jumps, in apply order. */
+function jumpLines(rules: KubeProxyRules, op: "-I" | "-D"): string {
+  const tables = [...new Set(rules.jumps.map((j) => j.table))];
+  return tables
+    .flatMap((table) => [`*${table}`, ...rules.jumps.filter((j) => j.table === table).map((j) => [op, j.chain, ...j.args].map(restoreWord).join(" ")), "COMMIT"])
+    .join("\n")
+    .concat("\n");
+}
+
+/**
+ * Takes kube-proxy's rules off the packet path and keeps them: the jumps from the built-in chains
+ * into KUBE-* go (one iptables-restore per family), the KUBE-* chains stay, unreachable, for
+ * resumeKubeProxyRules. Cheaper than a removal and a full restore at thousands of Services.
+ */
+export async function parkKubeProxyRules(netns: string, ruleSets: readonly KubeProxyRules[], backend: IptablesBackend = DEFAULT_IPTABLES_BACKEND): Promise<void> {
+  checkBackend(backend);
+  await checkNetns(netns);
+  for (const rules of ruleSets) await mustRun(netns, [iptablesTools(rules.family, backend).restore, "-w", LOCK_WAIT_S, "--noflush"], jumpLines(rules, "-D"));
+}
+
+/** Puts parked rules back on the packet path: kube-proxy's jumps inserted as applyKubeProxyRules inserts them. */
+export async function resumeKubeProxyRules(netns: string, ruleSets: readonly KubeProxyRules[], backend: IptablesBackend = DEFAULT_IPTABLES_BACKEND): Promise<void> {
+  checkBackend(backend);
+  await checkNetns(netns);
+  for (const rules of ruleSets) await mustRun(netns, [iptablesTools(rules.family, backend).restore, "-w", LOCK_WAIT_S, "--noflush"], jumpLines(rules, "-I"));
+}
+
+/** The rules of built-in chains that jump into KUBE-* chains, per table: what puts kube-proxy's rules on the packet path. */
+export async function kubeProxyJumps(netns: string, family: Family, backend: IptablesBackend = DEFAULT_IPTABLES_BACKEND): Promise<{ table: string; jumps: string[] }[]> {
+  return (await kubeProxyLeftovers(netns, family, backend)).map((t) => ({ table: t.table, jumps: t.jumps })).filter((t) => t.jumps.length > 0);
 }
 
 /**

@@ -5,12 +5,11 @@
 // Each application replaces the family's kube-proxy table inside the same transaction (an "add table"
 // and a "delete table" ahead of kube-proxy's first full sync), so a step starts from the table a
 // freshly started kube-proxy writes, with no moment without rules. The tables live beside any
-// iptables (legacy or nft) rules of the namespace; netfilter runs both, which is why a step checks
-// that no other Service dataplane is left (checkOnlyNftablesDataplane).
+// iptables (legacy or nft) rules of the namespace; netfilter runs both, which is why the lab checks
+// at every step that no other Service dataplane is on the packet path (lab/dataplanes/).
 import { existsSync } from "node:fs";
 import type { Family } from "../scenario/cidr.js";
 import type { TopologyPlan } from "./topology.js";
-import { IPTABLES_BACKENDS, kubeProxyLeftovers } from "./iptables-dataplane.js";
 import type { ServiceEndpoints } from "./kube-proxy-inputs.js";
 import {
   KUBE_PROXY_TABLE,
@@ -75,6 +74,80 @@ function nft(netns: string, args: readonly string[], input?: string): string {
     throw new Error(`nftables dataplane: \`nft ${args.join(" ")}\` in netns ${netns} failed (${why}): ${detail}`);
   }
   return r.stdout;
+}
+
+// A table's flags over netlink (NFNL_SUBSYS_NFTABLES 10, NFT_MSG_GETTABLE 1, reply NFT_MSG_NEWTABLE
+// 0 with NFTA_TABLE_FLAGS 2, NFT_TABLE_F_DORMANT 1), as the nfacct counters of iptables-dataplane.ts:
+// nft 1.0.6 prints a dormant flag only when it lists the whole table, which takes seconds at 10000
+// Services. Prints "NFPROTO STATE" lines, STATE one of absent, active, dormant, errnoN.
+const TABLE_STATE_SCRIPT = String.raw`
+my ($name, @families) = @ARGV;
+socket(my $s, 16, 3, 12) or die "netlink socket: $!\n";
+my $seq = 0;
+for my $family (@families) {
+  my $n = "$name\0";
+  my $alen = 4 + length $n;
+  my $payload = pack("CCn", $family, 0, 0) . pack("SS", $alen, 1) . $n . ("\0" x ((4 - $alen % 4) % 4));
+  send($s, pack("LSSLL", 16 + length $payload, (10 << 8) | 1, 0x1, ++$seq, 0) . $payload, 0) or die "send: $!\n";
+  my $state;
+  while (!defined $state) {
+    defined(recv($s, my $buf, 65536, 0)) or die "recv: $!\n";
+    for (my $o = 0; $o + 16 <= length $buf; ) {
+      my ($len, $t) = unpack("LS", substr($buf, $o, 6));
+      last if $len < 16;
+      if ($t == 2) { my $err = unpack("l", substr($buf, $o + 16, 4)); $state = $err == -2 ? "absent" : "errno" . -$err; last }
+      if ($t == (10 << 8)) {
+        my $flags = 0;
+        for (my $a = $o + 20; $a + 4 <= $o + $len; ) {
+          my ($l, $type) = unpack("SS", substr($buf, $a, 4));
+          last if $l < 4;
+          $flags = unpack("N", substr($buf, $a + 4, 4)) if ($type & 0x3fff) == 2;
+          $a += ($l + 3) & ~3;
+        }
+        $state = ($flags & 1) ? "dormant" : "active";
+        last;
+      }
+      $o += ($len + 3) & ~3;
+    }
+  }
+  print "$family $state\n";
+}
+`;
+
+/** NFPROTO_IPV4 and NFPROTO_IPV6: the nfgenmsg family of each nft family. */
+const NFPROTO: Readonly<Record<Family, number>> = { ipv4: 2, ipv6: 10 };
+
+/** Whether each family's kube-proxy table is absent, on the packet path (active), or parked (dormant: its hooks unregistered). */
+export type NftablesTableState = "absent" | "active" | "dormant";
+
+/** The state of each family's kube-proxy table, read from the kernel's table flags. */
+export async function kubeProxyNftablesStates(netns: string): Promise<Record<Family, NftablesTableState>> {
+  checkNetns(netns);
+  const r = exec(inNetns(netns, ["perl", "-e", TABLE_STATE_SCRIPT, KUBE_PROXY_TABLE, ...FAMILIES.map((f) => String(NFPROTO[f]))]));
+  const states = new Map(r.stdout.trim().split("\n").map((line) => line.split(" ") as [string, string]));
+  const of = (f: Family): NftablesTableState => {
+    const state = states.get(String(NFPROTO[f]));
+    if (state === "absent" || state === "active" || state === "dormant") return state;
+    throw new Error(`nftables dataplane: cannot read the ${f} kube-proxy table's flags in netns ${netns}: ${state ?? (r.stderr.trim() || `exit ${r.status}`)}`);
+  };
+  return { ipv4: of("ipv4"), ipv6: of("ipv6") };
+}
+
+/**
+ * Takes kube-proxy's tables off the packet path and keeps them: each becomes dormant (the kernel
+ * unregisters its base chains' hooks; chains, rules, sets and maps stay), in one transaction.
+ * resumeKubeProxyNftables wakes them. A full sync at 10000 Services takes the kernel a minute
+ * (bench/lab-install.ts); waking a table takes milliseconds.
+ */
+export async function parkKubeProxyNftables(netns: string, families: readonly Family[] = FAMILIES): Promise<void> {
+  checkNetns(netns);
+  nft(netns, ["-f", "-"], families.map((f) => `add table ${NFT_FAMILY[f]} ${KUBE_PROXY_TABLE} { flags dormant; }\n`).join(""));
+}
+
+/** Puts parked tables back on the packet path: each table declared again without flags (as kube-proxy's own sync declares it) is no longer dormant. */
+export async function resumeKubeProxyNftables(netns: string, families: readonly Family[] = FAMILIES): Promise<void> {
+  checkNetns(netns);
+  nft(netns, ["-f", "-"], families.map((f) => `add table ${NFT_FAMILY[f]} ${KUBE_PROXY_TABLE} { comment "rules for kube-proxy" ; }\n`).join(""));
 }
 
 /** The families whose kube-proxy table exists in the namespace. */
@@ -144,31 +217,4 @@ export async function removeKubeProxyNftables(netns: string, families: readonly 
   nft(netns, ["-f", "-"], present.map((f) => `delete table ${NFT_FAMILY[f]} ${KUBE_PROXY_TABLE}\n`).join(""));
   const left = (await kubeProxyNftablesTables(netns)).filter((f) => families.includes(f));
   if (left.length > 0) throw new Error(`nftables dataplane: kube-proxy tables still present after deletion in netns ${netns}: ${left.join(", ")}`);
-}
-
-/**
- * Throws unless nftables is the namespace's only Service dataplane: kube-proxy's table for each of
- * `families` and no other, no KUBE-* iptables chain (legacy or nft backend), no tc filter on the
- * given interfaces (the eBPF load balancer's hook).
- */
-export async function checkOnlyNftablesDataplane(netns: string, families: readonly Family[], interfaces: readonly string[]): Promise<void> {
-  const tables = await kubeProxyNftablesTables(netns);
-  const problems: string[] = [];
-  const missing = families.filter((f) => !tables.includes(f));
-  const extra = tables.filter((f) => !families.includes(f));
-  if (missing.length > 0) problems.push(`no kube-proxy table for ${missing.join(", ")}`);
-  if (extra.length > 0) problems.push(`a kube-proxy table for ${extra.join(", ")} that the step did not install`);
-  for (const backend of IPTABLES_BACKENDS) {
-    for (const family of FAMILIES) {
-      const left = await kubeProxyLeftovers(netns, family, backend);
-      if (left.length > 0) problems.push(`kube-proxy iptables chains (${backend}, ${family}: ${left.map((t) => t.table).join(", ")})`);
-    }
-  }
-  for (const dev of interfaces) {
-    for (const direction of ["ingress", "egress"]) {
-      const filters = exec(inNetns(netns, ["tc", "filter", "show", "dev", dev, direction])).stdout.trim();
-      if (filters !== "") problems.push(`a tc filter at ${dev} ${direction}: ${filters.split("\n")[0]}`);
-    }
-  }
-  if (problems.length > 0) throw new Error(`nftables step in netns ${netns}: ${problems.join("; ")}`);
 }

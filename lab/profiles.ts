@@ -1,10 +1,12 @@
 // How much of the experiment `testbed lab` runs: the Service sweep, repetitions and flow length of
 // each profile, and the campaign definition they give. Pure data and pure functions.
 import type { Family } from "../scenario/cidr.js";
-import { DATAPLANES, PAPER_SWEEP, scenarioSchema } from "../scenario/schema.js";
-import type { CampaignDefinition } from "../measure/campaign-plan.js";
+import { DATAPLANES, DEFAULT_BASELINE, PAPER_SWEEP, scenarioSchema, type Dataplane } from "../scenario/schema.js";
+import { planCampaign, sameStep, type CampaignDefinition, type PlannedRun, type PrimaryComparisons } from "../measure/campaign-plan.js";
+import { runsForPower } from "../measure/statistics.js";
 import type { RunProfile } from "../measure/types.js";
 import { setupTraffic } from "./connection-setup.js";
+import { LAB_DATAPLANES } from "./dataplanes/index.js";
 
 export const LAB_PROFILE_NAMES = ["smoke", "default", "paper"] as const;
 export type LabProfileName = (typeof LAB_PROFILE_NAMES)[number];
@@ -29,6 +31,8 @@ export interface LabProfile {
   readonly reducedRates?: ReducedRates;
   /** The wall time it is sized for on a 2-core host, or undefined when it takes days. */
   readonly budgetMinutes?: number;
+  /** The comparisons it is sized to answer, at its largest step; undefined: every test is exploratory. */
+  readonly primary?: PrimaryDesign;
 }
 
 /**
@@ -44,6 +48,34 @@ export interface ReducedRates {
   readonly latencyPacketsPerSecond: number;
 }
 
+/**
+ * The primary comparisons of a profile: at its largest step, one ratio statistic of one run profile,
+ * every dataplane against the baseline, per family; and what they must be able to show. The runs
+ * their cells get follow from it (runsForPower): `labDefinition` computes them for the dataplanes
+ * and families a campaign runs.
+ */
+export interface PrimaryDesign {
+  readonly profile: RunProfile;
+  /** A ratio statistic of the report (RATIO_DEFINITIONS): "mean" is the mean handshake time of connection setup. */
+  readonly statistic: string;
+  /** The smallest difference against the baseline worth showing, as a fraction (0.15: a ratio of 0.85 or 1/0.85). */
+  readonly minimumEffect: number;
+  /** Run-to-run coefficient of variation of the tested per-run value, as measured on a busy 2-core host. */
+  readonly runCv: number;
+  readonly power: number;
+  /** Family-wise error rate over the primary comparisons. */
+  readonly alpha: number;
+}
+
+/**
+ * The question the default and paper profiles are sized to answer: is a dataplane's connection setup
+ * at the largest step at least a fifth faster or slower than iptables'? Mean handshake time per run,
+ * in both families. The run-to-run coefficient of variation of that mean was 0.06 to 0.14 (median
+ * 0.09) over eight interleaved rounds at 10000 Services on the project's busy 2-core host; 0.12 leaves
+ * room for a busier one.
+ */
+const SETUP_AT_LARGEST_STEP: PrimaryDesign = { profile: "setup", statistic: "mean", minimumEffect: 0.2, runCv: 0.12, power: 0.9, alpha: 0.05 };
+
 export const LAB_PROFILES: Readonly<Record<LabProfileName, LabProfile>> = {
   smoke: {
     name: "smoke",
@@ -55,17 +87,19 @@ export const LAB_PROFILES: Readonly<Record<LabProfileName, LabProfile>> = {
     interleave: 1,
     setupConnectionsPerSecond: 100,
     reducedRates: { linkMbps: 100, latencyPacketsPerSecond: 200 },
-    budgetMinutes: 3,
+    budgetMinutes: 4,
   },
   default: {
     name: "default",
-    description: "the sweep's shape in a quarter of an hour: 1, 1000, 5000 and 10000 Services, 5 runs of 2 s per cell",
+    description:
+      "the sweep's shape in a quarter of an hour: 1, 1000, 5000 and 10000 Services, 3 runs of 2 s per cell, and the runs the primary comparisons need (connection setup at 10000 Services)",
     services: [1, 1000, 5000, 10000],
-    runs: 5,
+    runs: 3,
     flowSeconds: 2,
     interleave: 1,
     setupConnectionsPerSecond: 200,
     budgetMinutes: 15,
+    primary: SETUP_AT_LARGEST_STEP,
   },
   paper: {
     name: "paper",
@@ -75,6 +109,7 @@ export const LAB_PROFILES: Readonly<Record<LabProfileName, LabProfile>> = {
     flowSeconds: 30,
     interleave: 10,
     setupConnectionsPerSecond: 200,
+    primary: SETUP_AT_LARGEST_STEP,
   },
 };
 
@@ -87,6 +122,9 @@ export function labProfile(name: string): LabProfile {
 
 /** What a lab campaign may narrow or change from its profile. */
 export interface LabCampaignChoices {
+  readonly dataplanes?: readonly Dataplane[];
+  /** Every other dataplane is compared with this one (the primary comparisons too). Default iptables. */
+  readonly baseline?: Dataplane;
   readonly families?: readonly Family[];
   readonly profiles?: readonly RunProfile[];
   readonly services?: readonly number[];
@@ -97,17 +135,45 @@ export interface LabCampaignChoices {
   readonly seed?: number;
 }
 
-/** The lab's campaign: both dataplanes interleaved in a seeded random order, the scenario's D-ITG traffic plus setup. */
+/**
+ * The primary comparisons of a campaign from the profile's design: at the campaign's largest step,
+ * each dataplane against the baseline in each family, with the runs those tests need. None when the
+ * campaign does not run the design's profile or has nothing to compare.
+ */
+export function primaryComparisons(
+  design: PrimaryDesign | undefined,
+  campaign: Pick<CampaignDefinition, "dataplanes" | "families" | "profiles" | "services">,
+  baseline: Dataplane,
+): PrimaryComparisons | undefined {
+  if (!design || !campaign.profiles.includes(design.profile) || !campaign.dataplanes.includes(baseline) || campaign.dataplanes.length < 2) return undefined;
+  const tests = (campaign.dataplanes.length - 1) * campaign.families.length;
+  const { minimumEffect, runCv, power, alpha } = design;
+  return {
+    profile: design.profile,
+    services: Math.max(...campaign.services),
+    statistic: design.statistic,
+    baseline,
+    runs: runsForPower({ alpha, tests, power, minimumEffect, runCv }),
+    design: { alpha, power, minimumEffect, runCv },
+  };
+}
+
+/** The lab's campaign: every dataplane interleaved in a seeded random order, the scenario's D-ITG traffic plus setup, the profile's primary comparisons. */
 export function labDefinition(profile: LabProfile, choices: LabCampaignChoices = {}): CampaignDefinition {
   const defaults = scenarioSchema.shape.sweep.parse(undefined);
   const traffic = scenarioSchema.shape.traffic.parse(undefined);
-  return {
-    backend: "lab",
-    dataplanes: [...DATAPLANES],
+  const cells = {
+    dataplanes: [...(choices.dataplanes ?? DATAPLANES)],
     families: [...(choices.families ?? LAB_FAMILIES)],
     profiles: [...(choices.profiles ?? LAB_RUN_PROFILES)],
     services: [...(choices.services ?? profile.services)],
+  };
+  const primary = primaryComparisons(profile.primary, cells, choices.baseline ?? DEFAULT_BASELINE);
+  return {
+    backend: "lab",
+    ...cells,
     runs: choices.runs ?? profile.runs,
+    ...(primary ? { primary } : {}),
     flowSeconds: choices.flowSeconds ?? profile.flowSeconds,
     linkMbps: choices.linkMbps ?? profile.reducedRates?.linkMbps ?? scenarioSchema.shape.linkMbps.parse(undefined),
     seed: choices.seed ?? defaults.seed,
@@ -121,18 +187,47 @@ export function labDefinition(profile: LabProfile, choices: LabCampaignChoices =
 }
 
 /**
- * Rough wall time of a definition on this lab, seconds: each D-ITG flow costs its duration plus
- * about a second (ITGSend's signaling and its wait at the end), each setup run its duration plus the
- * start of two small programs, and each install of a step's Services (at every dataplane switch)
- * about 1 s plus 0.6 s per 1000 Services (measured on 2 cores: 10000 Services take 5-7 s to
- * generate and restore with iptables, 3-4 s to fill the eBPF maps after removing the rules). For
- * the plan printed at the start, not a promise.
+ * What a lab run costs beyond its flows, in seconds, as measured on a busy 2-core host (README, "Where
+ * the time of a lab run goes"): ITGSend's start and signaling, ITGRecv's one-second wait before it
+ * closes a finished flow (measure/ditg-close-wait.ts: hidden when the next run of the step uses
+ * another transport protocol), the connection-setup probe's start, and each change of step (the
+ * dataplanes stepping aside and back, the check of the packet path, the conntrack flush).
+ */
+export const LAB_RUN_COSTS = {
+  ditgStartS: 0.05,
+  closeWaitS: 1.0,
+  setupStartS: 0.15,
+  /** kube-proxy's iptables-legacy tables are read and rewritten whole: a change of step grows with them. */
+  stepChangeS: (services: number) => 0.1 + (0.08 * services) / 1000,
+} as const;
+
+/**
+ * Rough wall time of a definition on this lab, seconds: the plan walked run by run with
+ * LAB_RUN_COSTS, plus each dataplane's install of each step, once (its module's installSeconds:
+ * the dataplanes park what they installed between their turns). For the plan printed at the start,
+ * not a promise.
  */
 export function estimateWallSeconds(def: CampaignDefinition): number {
-  const runsPerStep = def.dataplanes.length * def.families.length * def.runs;
-  let flows = 0;
-  for (const p of def.profiles) flows += runsPerStep * (def.flowSeconds + (p === "setup" ? 0.3 : 1.05));
-  const blocks = Math.ceil(def.runs / Math.max(1, def.order.interleave));
-  const installs = def.services.reduce((s, n) => s + (blocks + 1) * (1 + (0.6 * n) / 1000), 0);
-  return def.services.length * flows + installs;
+  const plan = planCampaign("estimate", def);
+  const installed = new Set<string>();
+  const protocolOf = (run: PlannedRun) => def.traffic[run.key.profile]?.protocol;
+  let seconds = 0;
+  plan.forEach((run, i) => {
+    const { dataplane, services, profile } = run.key;
+    if (i === 0 || !sameStep(plan[i - 1]!.key, run.key)) {
+      seconds += LAB_RUN_COSTS.stepChangeS(services);
+      if (!installed.has(`${dataplane}/${services}`)) seconds += LAB_DATAPLANES[dataplane].installSeconds(services);
+      installed.add(`${dataplane}/${services}`);
+    }
+    seconds += def.flowSeconds;
+    if (profile === "setup") {
+      seconds += LAB_RUN_COSTS.setupStartS;
+      return;
+    }
+    seconds += LAB_RUN_COSTS.ditgStartS;
+    const next = plan[i + 1];
+    const hidden = next !== undefined && sameStep(next.key, run.key) && protocolOf(next) !== protocolOf(run);
+    if (!hidden) seconds += LAB_RUN_COSTS.closeWaitS;
+  });
+  return seconds;
 }

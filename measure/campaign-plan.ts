@@ -21,6 +21,29 @@ export interface PlanOrder {
   readonly interleave: number;
 }
 
+/**
+ * The comparisons a campaign is sized to answer, declared before it runs: at one profile and step,
+ * every other dataplane against the baseline, in every family, on one ratio statistic. Their cells
+ * get the runs the tests need (`runs`, from `design`); the report tests them apart from everything
+ * else, with a multiplicity correction over them alone, and calls every other test exploratory.
+ */
+export interface PrimaryComparisons {
+  readonly profile: RunProfile;
+  readonly services: number;
+  /** The ratio statistic whose rank test answers them (report.ts RATIO_DEFINITIONS), e.g. "mean". */
+  readonly statistic: string;
+  readonly baseline: Dataplane;
+  /** Repetitions of each cell of the profile at the step (every dataplane and family); at least the campaign's runs. */
+  readonly runs: number;
+  /** What `runs` was computed for (statistics.ts runsForPower). */
+  readonly design: {
+    readonly alpha: number;
+    readonly power: number;
+    readonly minimumEffect: number;
+    readonly runCv: number;
+  };
+}
+
 /** Everything that decides which runs a campaign makes and in what order; stored with the campaign. */
 export interface CampaignDefinition {
   /** "loopback", or "stack:<name>" for a deployed Pulumi stack. */
@@ -29,8 +52,10 @@ export interface CampaignDefinition {
   readonly families: readonly Family[];
   readonly profiles: readonly RunProfile[];
   readonly services: readonly number[];
-  /** Repetitions per (dataplane, family, profile, Service count) cell. */
+  /** Repetitions per (dataplane, family, profile, Service count) cell; the primary comparisons' cells may have more. */
   readonly runs: number;
+  /** The comparisons the campaign is sized to answer; absent: every test is exploratory. */
+  readonly primary?: PrimaryComparisons;
   readonly flowSeconds: number;
   /** Link cap of the measured path in Mbit/s (0: none); sets how many records a complete flow logs. */
   readonly linkMbps: number;
@@ -78,6 +103,47 @@ export function runIdFor(campaignId: string, key: RunKey): string {
   return digest(fields.join("\n"), 24);
 }
 
+/** Repetitions of one (profile, Service count) cell of every dataplane and family: the primary comparisons' cells have their own. */
+export function runsOfCell(def: Pick<CampaignDefinition, "runs" | "primary">, profile: RunProfile, services: number): number {
+  const p = def.primary;
+  return p && p.profile === profile && p.services === services ? Math.max(def.runs, p.runs) : def.runs;
+}
+
+/** Throws unless the primary comparisons name a profile, step and baseline the campaign runs. */
+function checkPrimary(def: CampaignDefinition): void {
+  const p = def.primary;
+  if (!p) return;
+  const bad = (key: string, value: unknown, accepted: string) => {
+    throw new Error(`primary.${key}: ${JSON.stringify(value)} is not accepted; accepted: ${accepted}`);
+  };
+  if (!def.profiles.includes(p.profile)) bad("profile", p.profile, `one of the campaign's profiles (${def.profiles.join(", ")})`);
+  if (!def.services.includes(p.services)) bad("services", p.services, `one of the campaign's Service counts (${def.services.join(", ")})`);
+  if (!def.dataplanes.includes(p.baseline)) bad("baseline", p.baseline, `one of the campaign's dataplanes (${def.dataplanes.join(", ")})`);
+  if (!Number.isInteger(p.runs) || p.runs < 1) bad("runs", p.runs, "a whole number of runs, at least 1");
+}
+
+/**
+ * Reorders shuffled cells so that consecutive ones use different transport protocols wherever the
+ * cells left allow it: at each turn the first cell, in the shuffled order, of the protocol with the
+ * most cells left among those other than the previous cell's. A backend may start a run while the
+ * previous one is still closing when they do not share the receiver's data socket (the lab: ITGRecv
+ * holds a finished flow's socket for a second, measure/ditg-close-wait.ts).
+ */
+function alternatingProtocols<T>(cells: readonly T[], protocolOf: (cell: T) => string): T[] {
+  const left = [...cells];
+  const out: T[] = [];
+  while (left.length > 0) {
+    const previous = out.length > 0 ? protocolOf(out[out.length - 1]!) : undefined;
+    const remaining = new Map<string, number>();
+    for (const c of left) remaining.set(protocolOf(c), (remaining.get(protocolOf(c)) ?? 0) + 1);
+    const candidates = [...remaining].filter(([p]) => p !== previous);
+    const protocol = candidates.length > 0 ? candidates.reduce((a, b) => (b[1] > a[1] ? b : a))[0] : previous;
+    const i = left.findIndex((c) => protocolOf(c) === protocol);
+    out.push(left.splice(i, 1)[0]!);
+  }
+  return out;
+}
+
 /** Fisher-Yates with a pure-rand generator; returns a shuffled copy. */
 function shuffled<T>(items: readonly T[], rng: RandomGenerator): T[] {
   const out = [...items];
@@ -101,20 +167,27 @@ function shuffled<T>(items: readonly T[], rng: RandomGenerator): T[] {
  * - Service-count steps: the given order, or shuffled once (one order shared by all dataplanes,
  *   so each dataplane sees the same sequence of scale changes).
  * - interleave 0: dataplane by dataplane; within each, step by step; within each step repetition
- *   0, 1, 2, ...; within each repetition every (family, profile) cell.
+ *   0, 1, 2, ...; within each repetition every (family, profile) cell (shuffled, then ordered to
+ *   alternate transport protocols where they allow it: alternatingProtocols).
  * - interleave n: step by step; each step cut into blocks of n repetitions; each block runs every
  *   dataplane in turn. Without randomisation the dataplane order alternates A B | B A | A B ...
  *   (balanced against linear drift); with it, each block's order is drawn from the seed.
  * Only the (dataplane, Service count) pair needs a backend prepare(); families and profiles
  * change freely between consecutive runs.
+ * The primary comparisons' cells have more repetitions than the others (runsOfCell): at their step
+ * the repetitions beyond the campaign's runs hold those cells only, interleaved the same way.
  */
 export function planCampaign(campaignId: string, def: CampaignDefinition): PlannedRun[] {
+  checkPrimary(def);
   const rng = xoroshiro128plus(def.seed);
   const steps = def.order.randomize ? shuffled(def.services, rng) : [...def.services];
   const cells = def.families.flatMap((family) => def.profiles.map((profile) => ({ family, profile })));
+  const repetitionsOf = (services: number) => Math.max(...def.profiles.map((p) => runsOfCell(def, p, services)));
   const keys: RunKey[] = [];
   const emit = (dataplane: Dataplane, services: number, repetition: number) => {
-    for (const cell of def.order.randomize ? shuffled(cells, rng) : cells) {
+    const due = repetition < def.runs ? cells : cells.filter((c) => repetition < runsOfCell(def, c.profile, services));
+    const protocolOf = (cell: { profile: RunProfile }) => def.traffic[cell.profile]?.protocol ?? "";
+    for (const cell of def.order.randomize ? alternatingProtocols(shuffled(due, rng), protocolOf) : due) {
       keys.push({ dataplane, family: cell.family, profile: cell.profile, services, repetition });
     }
   };
@@ -122,20 +195,21 @@ export function planCampaign(campaignId: string, def: CampaignDefinition): Plann
   if (def.order.interleave === 0) {
     for (const dataplane of def.dataplanes) {
       for (const services of steps) {
-        for (let r = 0; r < def.runs; r++) emit(dataplane, services, r);
+        for (let r = 0; r < repetitionsOf(services); r++) emit(dataplane, services, r);
       }
     }
   } else {
     const block = def.order.interleave;
     for (const services of steps) {
-      for (let start = 0, b = 0; start < def.runs; start += block, b++) {
+      const repetitions = repetitionsOf(services);
+      for (let start = 0, b = 0; start < repetitions; start += block, b++) {
         const dataplanes = def.order.randomize
           ? shuffled(def.dataplanes, rng)
           : b % 2 === 0
             ? [...def.dataplanes]
             : [...def.dataplanes].reverse();
         for (const dataplane of dataplanes) {
-          for (let r = start; r < Math.min(start + block, def.runs); r++) emit(dataplane, services, r);
+          for (let r = start; r < Math.min(start + block, repetitions); r++) emit(dataplane, services, r);
         }
       }
     }

@@ -13,6 +13,7 @@ import { flowSummaryOf, type FailedAttempt, type ResultStore } from "./store.js"
 import { expectedRecords, judgeFlow, type FlowVerdict } from "./ditg-commands.js";
 import type { DecodedLog, DecodedView } from "./ditg-log.js";
 import type { DecodedFlow, FlowLogFiles } from "./ditg-pairing.js";
+import { PhaseTimes, type PhaseTime } from "./phase-times.js";
 import type { Backend, CollectedLogs, FlowOutcome, RunDelayView, RunKey, RunProfile, RunResult, TrafficProfile } from "./types.js";
 
 /**
@@ -79,6 +80,18 @@ export interface CampaignRunOptions {
   readonly now?: () => Date;
 }
 
+/**
+ * Where a runner's wall time went: its phases (prepare, receiver, flow, decodeWait, teardown) add up
+ * to the wall time with what is left between them; decodeStage, the decode stages' own time, ran
+ * beside the next flows and shows in the wall time only as decodeWait.
+ */
+export interface CampaignTimings {
+  readonly wallMs: number;
+  /** What the flows last by their plan: the flow length times the attempts. */
+  readonly plannedFlowMs: number;
+  readonly phases: readonly [string, PhaseTime][];
+}
+
 export interface CampaignRunSummary {
   readonly total: number;
   /** Runs with a stored result when the runner returned. */
@@ -88,7 +101,9 @@ export interface CampaignRunSummary {
   readonly failed: number;
   readonly receiverRestarts: number;
   readonly stopped: boolean;
+  readonly timings: CampaignTimings;
 }
+
 
 function message(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
@@ -134,6 +149,8 @@ export function decodedResult(decoded: DecodedFlow): Pick<RunResult, "summary" |
 /** Runs the pending runs of a stored campaign; returns when all are committed or on stop. */
 export async function runCampaign(opts: CampaignRunOptions): Promise<CampaignRunSummary> {
   const { store, campaignId, backend } = opts;
+  const started = performance.now();
+  const times = new PhaseTimes();
   const now = opts.now ?? (() => new Date());
   const emit = (e: CampaignEvent) => opts.onEvent?.(e);
   const judge = opts.judge ?? ditgJudge;
@@ -202,13 +219,14 @@ export async function runCampaign(opts: CampaignRunOptions): Promise<CampaignRun
   };
 
   /** The decode stage of one flow: collect, decode, judge, commit (or retry). Never throws. */
-  const decodeStage = async (run: PlannedRun, attempt: number, outcome: FlowOutcome): Promise<void> => {
+  const decodeStage = (run: PlannedRun, attempt: number, outcome: FlowOutcome): Promise<void> => times.time("decodeStage", () => decode(run, attempt, outcome));
+  const decode = async (run: PlannedRun, attempt: number, outcome: FlowOutcome): Promise<void> => {
     emit({ kind: "decode-start", run, attempt });
     let local: CollectedLogs | undefined;
     try {
       local = await backend.collectLog(outcome);
       const decoded = await opts.decoder.decode({ ...local, oneWay: backend.sharedClock === true && local.receiverLog !== undefined });
-      const verdict = judge(outcome.senderOutput, decoded, {
+      const verdict = judge(local.senderOutput ?? outcome.senderOutput, decoded, {
         profile: run.key.profile,
         traffic: trafficOf(run),
         durationS: def.flowSeconds,
@@ -248,40 +266,43 @@ export async function runCampaign(opts: CampaignRunOptions): Promise<CampaignRun
       if (!head || !prepared || !sameStep(prepared, head.key)) {
         // Leaving a step (or out of queued runs): finish the decode first, it may re-queue a run of this step.
         if (inflight) {
-          await inflight;
+          await times.time("decodeWait", () => inflight!);
           inflight = undefined;
           continue;
         }
         if (!head) break;
         const step = stepOf(head.key);
         emit({ kind: "prepare", step });
-        await backend.prepare(step);
+        await times.time("prepare", () => backend.prepare(step));
         event("prepare", `${step.dataplane} ${step.services}`);
         prepared = head.key;
       }
       const run = queue.shift()!;
       const attempt = (failures.get(run.runId)?.length ?? 0) + 1;
 
-      if (!(await backend.receiverAlive())) {
+      const alive = await times.time("receiver", () => backend.receiverAlive());
+      if (!alive) {
         emit({ kind: "receiver-restart", runId: run.runId });
         event("receiver-restart", "receiver not answering before the run", run.runId);
         receiverRestarts++;
-        await backend.restartReceiver();
+        await times.time("receiver", () => backend.restartReceiver());
       }
 
       emit({ kind: "flow-start", run, attempt });
       const startedAt = now();
       let outcome: FlowOutcome;
       try {
-        outcome = await backend.runFlow(run.key, {
-          logName: `${run.runId}-${attempt}`,
-          durationS: def.flowSeconds,
-          traffic: trafficOf(run),
-        });
+        outcome = await times.time("flow", () =>
+          backend.runFlow(run.key, {
+            logName: `${run.runId}-${attempt}`,
+            durationS: def.flowSeconds,
+            traffic: trafficOf(run),
+          }),
+        );
       } catch (err) {
         emit({ kind: "flow-end", run, attempt });
         if (inflight) {
-          await inflight;
+          await times.time("decodeWait", () => inflight!);
           inflight = undefined;
         }
         failAttempt(run, attempt, `flow failed: ${message(err)}`, startedAt, now());
@@ -289,22 +310,23 @@ export async function runCampaign(opts: CampaignRunOptions): Promise<CampaignRun
       }
       emit({ kind: "flow-end", run, attempt });
       // Depth-one pipeline: the previous decode had this whole flow to finish.
-      if (inflight) await inflight;
+      if (inflight) await times.time("decodeWait", () => inflight!);
       inflight = decodeStage(run, attempt, outcome);
     }
-    if (inflight) await inflight;
+    if (inflight) await times.time("decodeWait", () => inflight!);
   } catch (err) {
     // Commit what is already decoded before reporting a fatal error (prepare or receiver restart failed).
     if (inflight) await inflight;
     await backend.teardown().catch(() => undefined);
     throw err;
   }
-  await backend.teardown();
+  await times.time("teardown", () => backend.teardown());
   if (stopped) {
     emit({ kind: "stopped", done, total });
     event("stop", `${done}/${total} runs done`);
   } else {
     event("end", `${done}/${total} runs done; ${failed} failed in this session`);
   }
-  return { total, done, committed, failed, receiverRestarts, stopped };
+  const timings: CampaignTimings = { wallMs: performance.now() - started, plannedFlowMs: times.count("flow") * def.flowSeconds * 1000, phases: times.entries() };
+  return { total, done, committed, failed, receiverRestarts, stopped, timings };
 }

@@ -17,6 +17,16 @@ export interface SenderFlow {
   readonly unmeasuredLog?: string;
 }
 
+/** A sender command's flow: which of its logs is measured, what it printed, when it ran. */
+export function senderFlow(cmd: SenderCommand, run: { senderOutput: string; startedAt: Date; endedAt: Date }): SenderFlow {
+  const { senderLog, receiverLog } = cmd.logs;
+  const { senderOutput, startedAt, endedAt } = run;
+  if (cmd.measuredLog === "sender") {
+    return { outcome: { logPath: senderLog, receiverLogPath: receiverLog, senderOutput, startedAt, endedAt } };
+  }
+  return { outcome: { logPath: receiverLog, senderOutput, startedAt, endedAt }, unmeasuredLog: senderLog };
+}
+
 /**
  * Waits for a started ITGSend. A non-zero exit is a failed flow (both logs removed, the last lines of
  * its output in the error); exit 0 proves nothing (D-ITG B3), so the caller judges what was logged.
@@ -30,16 +40,12 @@ export async function awaitSender(child: ChildProcess, cmd: SenderCommand, start
     child.once("close", (c) => resolve({ code: c, output: out }));
   });
   const endedAt = new Date();
-  const { senderLog, receiverLog } = cmd.logs;
   if (code !== 0) {
-    rmSync(senderLog, { force: true });
-    rmSync(receiverLog, { force: true });
+    rmSync(cmd.logs.senderLog, { force: true });
+    rmSync(cmd.logs.receiverLog, { force: true });
     throw new Error(`ITGSend exited with ${code}: ${output.trim().split("\n").slice(-3).join(" / ")}`);
   }
-  if (cmd.measuredLog === "sender") {
-    return { outcome: { logPath: senderLog, receiverLogPath: receiverLog, senderOutput: output, startedAt, endedAt } };
-  }
-  return { outcome: { logPath: receiverLog, senderOutput: output, startedAt, endedAt }, unmeasuredLog: senderLog };
+  return senderFlow(cmd, { senderOutput: output, startedAt, endedAt });
 }
 
 const LOG_SETTLE_TIMEOUT_MS = 5000;

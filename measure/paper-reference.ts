@@ -1,17 +1,23 @@
 // The paper's published eBPF/iptables ratios (Tables 1-3), read from the CSV copies in reference/,
-// so that a report can set each measured ratio beside the published one.
+// so that a report can set each measured ratio beside the published one of the same comparison.
 import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { parse } from "csv-parse/sync";
 import { FAMILIES } from "../scenario/schema.js";
 import type { Family } from "../scenario/cidr.js";
+import type { Dataplane } from "../scenario/schema.js";
 
 /** The statistics whose eBPF/iptables ratio the paper publishes. */
 export type PaperStatistic = "std" | "max";
 
-/** One published ratio: which table, profile, family, statistic and Service count it belongs to. */
+/** The paper's one comparison: Cilium's kube-proxy replacement (numerator) against kube-proxy in iptables mode. */
+export const PAPER_COMPARISON: { readonly dataplane: Dataplane; readonly baseline: Dataplane } = { dataplane: "ebpf", baseline: "iptables" };
+
+/** One published ratio: which table, comparison, profile, family, statistic and Service count it belongs to. */
 export interface PaperRatio {
   readonly table: string;
+  readonly dataplane: Dataplane;
+  readonly baseline: Dataplane;
   readonly profile: "throughput" | "latency";
   readonly family: Family;
   readonly statistic: PaperStatistic;
@@ -97,7 +103,7 @@ export function loadPaperReference(dir: string = REFERENCE_DIR): PaperRatio[] {
     }
     for (const row of parsePaperTable(text, path, Object.keys(t.columns))) {
       for (const [column, where] of Object.entries(t.columns)) {
-        ratios.push({ table: t.table, profile: t.profile, ...where, services: row.services!, ratio: row[column]! });
+        ratios.push({ table: t.table, ...PAPER_COMPARISON, profile: t.profile, ...where, services: row.services!, ratio: row[column]! });
       }
     }
   }
@@ -107,9 +113,15 @@ export function loadPaperReference(dir: string = REFERENCE_DIR): PaperRatio[] {
 /** The published ratio for one comparison, if the paper has one. */
 export function paperRatioFor(
   reference: readonly PaperRatio[],
-  key: { profile: string; family: Family; statistic: string; services: number },
+  key: { profile: string; family: Family; statistic: string; services: number; dataplane: Dataplane; baseline: Dataplane },
 ): PaperRatio | undefined {
   return reference.find(
-    (r) => r.profile === key.profile && r.family === key.family && r.statistic === key.statistic && r.services === key.services,
+    (r) =>
+      r.profile === key.profile &&
+      r.family === key.family &&
+      r.statistic === key.statistic &&
+      r.services === key.services &&
+      r.dataplane === key.dataplane &&
+      r.baseline === key.baseline,
   );
 }

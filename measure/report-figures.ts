@@ -1,6 +1,7 @@
 // Figures of a report as Vega-Lite specs, in the spirit of the paper's Figures 10-13 (a metric
-// against the Service count, per dataplane and family), plus the ratio figures that set our
-// eBPF/iptables ratios and their intervals beside the paper's. Rendered to SVG without a canvas.
+// against the Service count, one series per dataplane, per family), plus the ratio figures that set
+// each dataplane's ratios against the baseline and their intervals beside the paper's eBPF/iptables
+// ones. Rendered to SVG without a canvas.
 import * as vega from "vega";
 import { compile, type TopLevelSpec } from "vega-lite";
 import { DATAPLANES, FAMILIES } from "../scenario/schema.js";
@@ -14,13 +15,18 @@ export interface FigureSpec {
   readonly spec: TopLevelSpec;
 }
 
-/** The paper's colours: iptables red, eBPF green. */
-const DATAPLANE_COLOR = {
-  field: "dataplane",
-  type: "nominal",
-  title: "dataplane",
-  scale: { domain: [...DATAPLANES], range: ["#d62728", "#2ca02c"] },
-} as const;
+/**
+ * One colour per dataplane, in the registry's order: the paper's iptables red, then blue, then the
+ * paper's eBPF green, then more of Vega's category10 for dataplanes still to come.
+ */
+const PALETTE = ["#d62728", "#1f77b4", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b"];
+if (PALETTE.length < DATAPLANES.length) throw new Error(`report figures: ${DATAPLANES.length} dataplanes, ${PALETTE.length} colours`);
+
+/** Colour by dataplane: the legend lists the dataplanes a figure shows, each in its own colour in every figure. */
+function dataplaneColor(shown: readonly string[]) {
+  const domain = DATAPLANES.filter((d) => shown.includes(d));
+  return { field: "dataplane", type: "nominal", title: "dataplane", scale: { domain, range: domain.map((d) => PALETTE[DATAPLANES.indexOf(d)]!) } } as const;
+}
 
 const SERVICES_AXIS = { field: "services", type: "quantitative", title: "Kubernetes Services" } as const;
 
@@ -59,7 +65,7 @@ function throughputFigure(profile: string, family: string, rows: CellStatistics[
   const shows = "mean of runs (line), interquartile range (dark band), min-max (light band)";
   return cellFigure(profile, family, { title: shows, subtitle: shows }, {
     data: { values },
-    encoding: { x: SERVICES_AXIS, color: DATAPLANE_COLOR },
+    encoding: { x: SERVICES_AXIS, color: dataplaneColor(rows.map((r) => r.dataplane)) },
     layer: [
       { mark: { type: "area", opacity: 0.12 }, encoding: { y: { field: "min", type: "quantitative" }, y2: { field: "max" } } },
       { mark: { type: "area", opacity: 0.3 }, encoding: { y: { field: "p25", type: "quantitative" }, y2: { field: "p75" } } },
@@ -83,7 +89,7 @@ function delayFigure(profile: string, family: string, rows: CellStatistics[]): F
     encoding: {
       x: SERVICES_AXIS,
       y: { field: "delay", type: "quantitative", title: "delay (ms, log scale)", scale: { type: "log" } },
-      color: DATAPLANE_COLOR,
+      color: dataplaneColor(rows.map((r) => r.dataplane)),
       detail: { field: "statistic" },
     },
     layer: [
@@ -104,24 +110,29 @@ function delayFigure(profile: string, family: string, rows: CellStatistics[]): F
   });
 }
 
+/** The ratio of one statistic of every dataplane against the baseline, over the Service count, one series per dataplane, with the paper's. */
 function ratioFigure(profile: string, statistic: string, rows: RatioRow[]): FigureSpec {
+  const baseline = rows[0]!.baseline;
   const measured = rows.map((r) => ({
     family: r.family,
     services: r.services,
+    dataplane: r.dataplane,
     source: "measured (95% CI)",
     ratio: finite(r.ratio.estimate),
     low: finite(r.ratio.low),
     high: finite(r.ratio.high),
   }));
+  // The paper's ratios are of its one comparison; they show as crosses in that dataplane's colour.
   const published = rows
     .filter((r) => r.paper)
-    .map((r) => ({ family: r.family, services: r.services, source: "paper", ratio: r.paper!.ratio, low: null, high: null }));
+    .map((r) => ({ family: r.family, services: r.services, dataplane: r.dataplane, source: "paper", ratio: r.paper!.ratio, low: null, high: null }));
   const values = [...measured, ...published];
   const positive = values.every((v) => [v.ratio, v.low, v.high].every((x) => x === null || x > 0));
-  const title = `${profile}: eBPF/iptables ratio of the ${statistic}, measured with its interval and the paper's`;
-  const heading = { text: `${profile}: eBPF/iptables ratio of the ${statistic}`, subtitle: "measured with its 95% bootstrap interval, and the paper's" };
+  const title = `${profile}: ratio of the ${statistic} against ${baseline}, each dataplane measured with its interval, and the paper's`;
+  const heading = { text: `${profile}: ratio of the ${statistic}, dataplane/${baseline}`, subtitle: "measured with its 95% bootstrap interval (one series per dataplane), and the paper's eBPF/iptables" };
   const scale: { type: "log" } | { zero: false } = positive ? { type: "log" } : { zero: false };
-  const y = { type: "quantitative", title: `eBPF/iptables ${statistic} ratio`, scale } as const;
+  const y = { type: "quantitative", title: `${statistic} ratio against ${baseline}`, scale } as const;
+  const color = dataplaneColor(rows.map((r) => r.dataplane));
   return {
     file: `ratio-${profile}-${statistic}.svg`,
     title,
@@ -138,15 +149,15 @@ function ratioFigure(profile: string, statistic: string, rows: RatioRow[]): Figu
           {
             transform: [{ filter: "datum.low != null && datum.high != null" }],
             mark: { type: "errorbar", ticks: true },
-            encoding: { x: SERVICES_AXIS, y: { field: "low", ...y }, y2: { field: "high" }, color: { field: "source", type: "nominal" } },
+            encoding: { x: SERVICES_AXIS, y: { field: "low", ...y }, y2: { field: "high" }, color },
           },
           {
             mark: { type: "point", filled: true, size: 50 },
             encoding: {
               x: SERVICES_AXIS,
               y: { field: "ratio", ...y },
-              color: { field: "source", type: "nominal", title: "source", scale: { domain: ["measured (95% CI)", "paper"], range: ["#1f77b4", "#000000"] } },
-              shape: { field: "source", type: "nominal", scale: { domain: ["measured (95% CI)", "paper"], range: ["circle", "cross"] } },
+              color,
+              shape: { field: "source", type: "nominal", title: "source", scale: { domain: ["measured (95% CI)", "paper"], range: ["circle", "cross"] } },
             },
           },
         ],

@@ -1,7 +1,8 @@
-// The report's summary in words (report.md): what is and is not shown, the paper's ratio beside
-// ours, the number of runs behind every group, the method, and the warnings.
-import { FAMILIES } from "../scenario/schema.js";
-import type { Report, RatioRow } from "./report.js";
+// The report's summary in words (report.md): the primary comparisons, what each dataplane shows
+// against the baseline and what it does not, the paper's ratio beside ours, the number of runs
+// behind every group, the method, and the warnings.
+import { DATAPLANE_DESCRIPTIONS, DATAPLANES, FAMILIES, type Dataplane } from "../scenario/schema.js";
+import type { Report, RatioRow, Verdict } from "./report.js";
 import { ONE_WAY_DELAY_METRIC, PACKET_DELAY_METRIC, profileKind, RATIO_DEFINITIONS } from "./report.js";
 import { oneWayMarkdown, validityMarkdown } from "./report-validity.js";
 
@@ -35,10 +36,17 @@ function listSteps(rows: RatioRow[]): string {
 /** The reading of a row: its own interval, or the robust companion's where that interval is unreliable. */
 const readingOf = (r: RatioRow) => (r.intervalReliable ? r.verdict : r.robustVerdict);
 
-/** One sentence per (profile, statistic, family): how many steps show a difference, and which way. */
+/** A verdict in words: "nftables lower", "no difference shown". */
+const verdictText = (dataplane: Dataplane, verdict: Verdict) => (verdict === "lower" || verdict === "higher" ? `${dataplane} ${verdict}` : verdict);
+
+/** The dataplanes compared with the baseline in these rows, in the registry's order. */
+const comparedIn = (rows: readonly RatioRow[]) => DATAPLANES.filter((d) => rows.some((r) => r.dataplane === d));
+
+/** One sentence per (profile, statistic, family, dataplane): how many steps show a difference against the baseline, and which way. */
 function summarySentence(profile: string, statistic: string, family: string, rows: RatioRow[], alpha: number): string {
-  const lower = rows.filter((r) => readingOf(r) === "eBPF lower");
-  const higher = rows.filter((r) => readingOf(r) === "eBPF higher");
+  const { dataplane, baseline } = rows[0]!;
+  const lower = rows.filter((r) => readingOf(r) === "lower");
+  const higher = rows.filter((r) => readingOf(r) === "higher");
   const none = rows.filter((r) => readingOf(r) === "no difference shown");
   const significant = rows.filter((r) => r.significant);
   const reliable = rows[0]!.intervalReliable;
@@ -49,19 +57,38 @@ function summarySentence(profile: string, statistic: string, family: string, row
   if (lower.length + higher.length === 0) {
     parts.push(`no difference shown at any of ${rows.length} step(s)${by}: every 95% interval contains 1`);
   } else {
-    if (lower.length) parts.push(`eBPF lower at ${lower.length} of ${rows.length} step(s) (${listSteps(lower)} Services)${by}`);
-    if (higher.length) parts.push(`eBPF higher at ${higher.length} of ${rows.length} step(s) (${listSteps(higher)} Services)${lower.length ? "" : by}`);
+    if (lower.length) parts.push(`${dataplane} lower at ${lower.length} of ${rows.length} step(s) (${listSteps(lower)} Services)${by}`);
+    if (higher.length) parts.push(`${dataplane} higher at ${higher.length} of ${rows.length} step(s) (${listSteps(higher)} Services)${lower.length ? "" : by}`);
     parts.push(`no difference shown at ${none.length}`);
   }
   const test =
     significant.length === 0
       ? `the rank test is significant at no step after Holm's correction (alpha ${alpha})`
-      : `the rank test is significant after Holm's correction (alpha ${alpha}) at ${significant.length} step(s) (${listSteps(significant)} Services)`;
+      : `the rank test is significant after Holm's correction (alpha ${alpha}) at ${significant.length} step(s) (${listSteps(significant)} Services${significant.some((r) => r.role === "primary") ? `; primary at ${listSteps(significant.filter((r) => r.role === "primary"))}` : ""})`;
   const paper =
     withPaper.length && reliable
       ? ` The paper's ratio lies inside our interval at ${inside.length} of ${withPaper.length} step(s) it publishes.`
       : "";
-  return `- **${profile}, ${STATISTIC_NAME[statistic] ?? statistic}, ${family}:** ${parts.join("; ")}; ${test}.${paper}`;
+  return `- **${profile}, ${STATISTIC_NAME[statistic] ?? statistic}, ${family}, ${dataplane}/${baseline}:** ${parts.join("; ")}; ${test}.${paper}`;
+}
+
+/** One line per primary comparison: its ratio, reading and test. */
+function primarySection(parts: Parts): string[] {
+  const p = parts.settings.primary;
+  const s = parts.settings;
+  if (!p) return ["- The campaign declared no primary comparisons: every test below is exploratory."];
+  const rows = parts.ratios.filter((r) => r.role === "primary");
+  const design = p.design;
+  const head = `The campaign declared, before it ran, ${p.profile} at ${p.services} Services, the ${STATISTIC_NAME[p.statistic] ?? p.statistic} of each dataplane against ${p.baseline}, per family, as its primary comparisons, and gave each of their cells ${p.runs} runs: enough for a power of ${design.power} to show a difference of ${Math.round(design.minimumEffect * 100)}% at a run-to-run coefficient of variation of ${design.runCv} (Mann-Whitney, Noether's sample size, Holm at alpha ${design.alpha} over the comparisons). Holm's correction here counts these ${parts.tests.primary} tests only.`;
+  if (rows.length === 0) return [`- ${head} None of them could be tested in this report (see the warnings).`];
+  return [
+    head,
+    "",
+    ...rows.map(
+      (r) =>
+        `- **${r.family}, ${r.dataplane}/${r.baseline}:** ratio ${fmt(r.ratio.estimate)} ${ci(r.ratio.low, r.ratio.high)}, ${verdictText(r.dataplane, readingOf(r))}; rank test on ${r.testDescribes}: p = ${fmtP(r.pValue)}, ${fmtP(r.pHolm)} after Holm over the primary tests${r.significant ? `, **significant** at alpha ${s.alpha}` : `, not significant at alpha ${s.alpha}`} (${r.n} and ${r.nBaseline} runs, Cliff's delta ${fmt(r.cliffsDelta)}).`,
+    ),
+  ];
 }
 
 function ratioTable(rows: RatioRow[]): string[] {
@@ -69,12 +96,12 @@ function ratioTable(rows: RatioRow[]): string[] {
   // The ratio as the round-trip meter reads the same runs, where they kept its readings (D-ITG B15).
   const meter = rows.some((r) => r.meterRatio !== undefined);
   const lines = [
-    `| Services | paper | ratio | 95% CI | reading | p (Holm) | Cliff's delta | ${robust} ratio [95% CI] | n eBPF / iptables |${meter ? " meter's ratio (ITGDec) |" : ""}`,
-    `| ---: | ---: | ---: | :---: | --- | ---: | ---: | ---: | ---: |${meter ? " ---: |" : ""}`,
+    `| Services | dataplane | paper | ratio | 95% CI | reading | test | p (Holm) | Cliff's delta | ${robust} ratio [95% CI] | n / n ${rows[0]!.baseline} |${meter ? " meter's ratio (ITGDec) |" : ""}`,
+    `| ---: | --- | ---: | ---: | :---: | --- | --- | ---: | ---: | ---: | ---: |${meter ? " ---: |" : ""}`,
   ];
   for (const r of rows) {
     lines.push(
-      `| ${r.services} | ${r.paper ? fmt(r.paper.ratio) : ""} | ${fmt(r.ratio.estimate)} | ${ci(r.ratio.low, r.ratio.high)} | ${r.intervalReliable ? r.verdict : `(${r.verdict}: interval unreliable)`} | ${fmtP(r.pHolm)}${r.significant ? " *" : ""} | ${fmt(r.cliffsDelta)} | ${fmt(r.robust.estimate)} ${ci(r.robust.low, r.robust.high)}${r.intervalReliable ? "" : ` ${r.robustVerdict}`} | ${r.nEbpf} / ${r.nIptables} |${meter ? ` ${fmt(r.meterRatio)} |` : ""}`,
+      `| ${r.services} | ${r.dataplane} | ${r.paper ? fmt(r.paper.ratio) : ""} | ${fmt(r.ratio.estimate)} | ${ci(r.ratio.low, r.ratio.high)} | ${r.intervalReliable ? verdictText(r.dataplane, r.verdict) : `(${verdictText(r.dataplane, r.verdict)}: interval unreliable)`} | ${r.role} | ${fmtP(r.pHolm)}${r.significant ? " *" : ""} | ${fmt(r.cliffsDelta)} | ${fmt(r.robust.estimate)} ${ci(r.robust.low, r.robust.high)}${r.intervalReliable ? "" : ` ${verdictText(r.dataplane, r.robustVerdict)}`} | ${r.n} / ${r.nBaseline} |${meter ? ` ${fmt(r.meterRatio)} |` : ""}`,
     );
   }
   return lines;
@@ -99,15 +126,19 @@ function delaySourceLine(parts: Parts): string[] {
 }
 
 function runsTable(parts: Parts): string[] {
-  const lines = ["| profile | family | Services | iptables runs (failed) | eBPF runs (failed) |", "| --- | --- | ---: | ---: | ---: |"];
-  const steps = new Map<string, { profile: string; family: string; services: number; iptables?: string; ebpf?: string }>();
+  const dataplanes = DATAPLANES.filter((d) => parts.counts.some((c) => c.dataplane === d));
+  const lines = [
+    `| profile | family | Services | ${dataplanes.map((d) => `${d} runs (failed)`).join(" | ")} |`,
+    `| --- | --- | ---: | ${dataplanes.map(() => "---:").join(" | ")} |`,
+  ];
+  const steps = new Map<string, { profile: string; family: string; services: number; runs: Map<Dataplane, string> }>();
   for (const c of parts.counts) {
     const id = `${c.profile}/${c.family}/${c.services}`;
-    const step = steps.get(id) ?? { profile: c.profile, family: c.family, services: c.services };
-    step[c.dataplane] = `${c.ok}${c.failed ? ` (${c.failed})` : ""}`;
+    const step = steps.get(id) ?? { profile: c.profile, family: c.family, services: c.services, runs: new Map() };
+    step.runs.set(c.dataplane, `${c.ok}${c.failed ? ` (${c.failed})` : ""}`);
     steps.set(id, step);
   }
-  for (const s of steps.values()) lines.push(`| ${s.profile} | ${s.family} | ${s.services} | ${s.iptables ?? "0"} | ${s.ebpf ?? "0"} |`);
+  for (const s of steps.values()) lines.push(`| ${s.profile} | ${s.family} | ${s.services} | ${dataplanes.map((d) => s.runs.get(d) ?? "0").join(" | ")} |`);
   return lines;
 }
 
@@ -120,8 +151,12 @@ function methodSection(parts: Parts): string[] {
     "- **Unit of analysis, throughput:** the run. Each run gives one value, the receiver's average bitrate over its flow (ITGDec's average bitrate); min, max, mean, median, standard deviation, p99 and p99.9 are taken over the runs of a group (with 100 runs the p99 and p99.9 sit next to the maximum).",
     `- **Unit of analysis, ${delayProfiles.length ? delayProfiles.join(", ") : "latency"} (delay profiles):** the latency maximum and standard deviation are per-packet statistics, as ITGDec prints them, over all packets of all runs of a group: the worst packet, and the pooled per-packet standard deviation (population, exact from each run's packet count, mean and standard deviation). Pooled median, p99 and p99.9 come from the runs' merged HDR histograms (within 0.1%). Packets of one run are not independent, so every interval and test below resamples or ranks **runs**, never packets. Per-run values (each run's mean, p99, max, standard deviation, jitter, loss) are in cells.csv with observation \`run\`; the standard deviation across runs of the per-run mean delay is the alternative reading of the paper's latency standard deviation.`,
     "- **Standard deviations:** across runs, the sample standard deviation (divisor n - 1); over packets, the population standard deviation (divisor n, as ITGDec; with millions of packets the two agree).",
-    `- **Ratios** are eBPF/iptables. Each has a ${Math.round(s.confidence * 100)}% **percentile bootstrap** interval: ${s.resamples} resamples, each drawing runs with replacement independently within the eBPF group and within the iptables group; the interval is the ${fmt((1 - s.confidence) / 2)} and ${fmt(1 - (1 - s.confidence) / 2)} quantiles of the resampled ratios. The generator (xoroshiro128+) is seeded with ${s.seed} mixed with the comparison's name, so every number is reproducible and does not move when other groups are added. An interval that contains 1 reads **no difference shown** (not: no difference).`,
-    `- **Rank test:** two-sided Mann-Whitney U of eBPF runs against iptables runs (exact without ties for small groups, otherwise the normal approximation with tie and continuity corrections), on per-run values chosen per statistic: ${RATIO_DEFINITIONS.map((d) => `${d.kind} ${d.statistic}: ${d.test.describes}`).join("; ")}. **Effect size:** Cliff's delta = P(eBPF > iptables) - P(eBPF < iptables) on those values. **Multiple comparisons:** Holm's step-down correction over all ${parts.tests} tests of this report (family-wise error rate ${s.alpha}); * marks p (Holm) < ${s.alpha}.`,
+    `- **Ratios** are each dataplane over the baseline, ${s.baseline} (\`report --baseline\` chooses it). Each has a ${Math.round(s.confidence * 100)}% **percentile bootstrap** interval: ${s.resamples} resamples, each drawing runs with replacement independently within the dataplane's group and within the baseline's group; the interval is the ${fmt((1 - s.confidence) / 2)} and ${fmt(1 - (1 - s.confidence) / 2)} quantiles of the resampled ratios. The generator (xoroshiro128+) is seeded with ${s.seed} mixed with the comparison's name, so every number is reproducible and does not move when other groups are added. An interval that contains 1 reads **no difference shown** (not: no difference).`,
+    `- **Rank test:** two-sided Mann-Whitney U of a dataplane's runs against the baseline's (exact without ties for small groups, otherwise the normal approximation with tie and continuity corrections), on per-run values chosen per statistic: ${RATIO_DEFINITIONS.map((d) => `${d.kind} ${d.statistic}: ${d.test.describes}`).join("; ")}. **Effect size:** Cliff's delta = P(dataplane > baseline) - P(dataplane < baseline) on those values. **Multiple comparisons:** ${
+      parts.tests.primary > 0
+        ? `Holm's step-down correction twice, each at a family-wise error rate of ${s.alpha}: over the ${parts.tests.primary} **primary** comparisons (declared by the campaign before it ran and sized for them, see the summary) alone, and over the ${parts.tests.exploratory} other, **exploratory** tests together. An exploratory result suggests where to look next; only the primary ones answer the question the campaign was sized for`
+        : `Holm's step-down correction over all ${parts.tests.exploratory} tests of this report (family-wise error rate ${s.alpha}); the campaign declared no primary comparisons, so every test is exploratory`
+    }; * marks p (Holm) < ${s.alpha}.`,
     "- **The maximum is unstable:** a sample maximum is one observation and one stray packet decides it; its bootstrap interval is unreliable too (a resampled maximum never exceeds the observed one, so the interval hugs the estimate). Its interval is shown but marked unreliable, and the reading of a maximum comes from its robust companion, the median over runs of each run's p99 delay, beside the rank test on per-run maxima.",
     `- **Robust companions:** ${RATIO_DEFINITIONS.map((d) => `${d.kind} ${d.statistic}: ${d.robust.describes}`).join("; ")}.`,
     ...delaySourceLine(parts),
@@ -133,21 +168,31 @@ export function renderMarkdown(parts: Parts): string {
   const s = parts.settings;
   const totalRuns = parts.counts.reduce((sum, c) => sum + c.ok + c.failed + c.withoutSummary, 0);
   const analysed = parts.counts.reduce((sum, c) => sum + c.ok, 0);
+  const measured = DATAPLANES.filter((d) => parts.counts.some((c) => c.dataplane === d));
+  const others = measured.filter((d) => d !== s.baseline);
   const out: string[] = [
-    "# eBPF (Cilium kube-proxy replacement) against iptables (kube-proxy): measurement report",
+    `# Service dataplanes against ${s.baseline}: measurement report`,
     "",
-    `${s.campaignId ? `Campaign \`${s.campaignId}\`${s.backend ? ` (backend ${s.backend})` : ""}. ` : ""}${analysed} of ${totalRuns} runs analysed. Seed ${s.seed}, ${s.resamples} bootstrap resamples, ${Math.round(s.confidence * 100)}% percentile intervals, Holm over ${parts.tests} rank tests at alpha ${s.alpha}.`,
+    `${measured.map((d) => `**${d}**: ${DATAPLANE_DESCRIPTIONS[d]}`).join("; ")}. Each of ${others.length ? others.join(", ") : "the others"} is compared with the baseline, ${s.baseline}.`,
     "",
-    "## Summary",
+    `${s.campaignId ? `Campaign \`${s.campaignId}\`${s.backend ? ` (backend ${s.backend})` : ""}. ` : ""}${analysed} of ${totalRuns} runs analysed. Seed ${s.seed}, ${s.resamples} bootstrap resamples, ${Math.round(s.confidence * 100)}% percentile intervals, Holm over ${parts.tests.primary} primary and, separately, ${parts.tests.exploratory} exploratory rank tests at alpha ${s.alpha}.`,
+    "",
+    "## Primary comparisons",
+    "",
+    ...primarySection(parts),
+    "",
+    "## Summary (exploratory unless marked primary)",
     "",
   ];
   const profiles = [...new Set(parts.ratios.map((r) => r.profile))];
-  if (profiles.length === 0) out.push("- No step has runs of both dataplanes: there is no ratio to report.");
+  if (profiles.length === 0) out.push(`- No step has runs of ${s.baseline} and another dataplane: there is no ratio to report.`);
   for (const profile of profiles) {
     for (const statistic of [...new Set(parts.ratios.filter((r) => r.profile === profile).map((r) => r.statistic))]) {
       for (const family of FAMILIES) {
-        const rows = parts.ratios.filter((r) => r.profile === profile && r.statistic === statistic && r.family === family);
-        if (rows.length) out.push(summarySentence(profile, statistic, family, rows, s.alpha));
+        for (const dataplane of comparedIn(parts.ratios)) {
+          const rows = parts.ratios.filter((r) => r.profile === profile && r.statistic === statistic && r.family === family && r.dataplane === dataplane);
+          if (rows.length) out.push(summarySentence(profile, statistic, family, rows, s.alpha));
+        }
       }
     }
   }
@@ -163,7 +208,7 @@ export function renderMarkdown(parts: Parts): string {
         if (rows.length === 0) continue;
         const table = paperTableName(rows);
         out.push(
-          `## ${profile}, ${family}: eBPF/iptables ratio of the ${STATISTIC_NAME[statistic] ?? statistic}${table ? ` (paper's ${table})` : ""}`,
+          `## ${profile}, ${family}: ratio of the ${STATISTIC_NAME[statistic] ?? statistic} against ${s.baseline}${table ? ` (paper's ${table}, eBPF/iptables)` : ""}`,
           "",
           `${rows[0]!.describes[0]!.toUpperCase()}${rows[0]!.describes.slice(1)}. Rank test on ${rows[0]!.testDescribes}.`,
           "",

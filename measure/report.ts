@@ -1,6 +1,11 @@
-// From stored runs to the paper's tables: per-cell statistics, eBPF/iptables ratios with bootstrap
-// intervals and corrected rank tests, the paper's ratios beside ours, figure specs and a summary.
-// buildReport is pure (results in, report out); writeReport renders the figures and writes files.
+// From stored runs to the paper's tables: per-cell statistics, each dataplane's ratios against a
+// baseline (iptables by default) with bootstrap intervals and corrected rank tests, the paper's
+// ratios beside ours, figure specs and a summary. buildReport is pure (results in, report out);
+// writeReport renders the figures and writes files.
+//
+// Tests: the campaign's primary comparisons (campaign-plan.ts PrimaryComparisons, declared before
+// it ran and sized to be powered) are one family under Holm's correction; every other rank test is
+// exploratory, a second family with its own Holm correction.
 //
 // Unit of analysis (also stated in every report):
 // - Throughput: the run. One value per run, the receiver's average bitrate over the flow (ITGDec's
@@ -17,11 +22,12 @@
 import { mkdir, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { stringify } from "csv-stringify/sync";
-import { DATAPLANES, FAMILIES, type Dataplane } from "../scenario/schema.js";
+import { DATAPLANES, DEFAULT_BASELINE, FAMILIES, type Dataplane } from "../scenario/schema.js";
+import { runsOfCell, type PrimaryComparisons } from "./campaign-plan.js";
 import type { Family } from "../scenario/cidr.js";
 import { decodeDelayHistogram, delayPercentiles, HISTOGRAM_UNITS_PER_S } from "./ditg-log.js";
-import type { FlowSummary, RunResult } from "./types.js";
-import { paperRatioFor, type PaperRatio } from "./paper-reference.js";
+import type { FlowSummary, RunProfile, RunResult } from "./types.js";
+import { PAPER_COMPARISON, paperRatioFor, type PaperRatio } from "./paper-reference.js";
 import {
   absoluteDeviationsFromMedian,
   bootstrapRatio,
@@ -185,19 +191,29 @@ export const RATIO_DEFINITIONS: readonly RatioDefinition[] = [
   },
 ];
 
-export type Verdict = "eBPF lower" | "eBPF higher" | "no difference shown" | "not estimable";
+/** What an interval says of a dataplane against the baseline: lower or higher than the baseline. */
+export type Verdict = "lower" | "higher" | "no difference shown" | "not estimable";
 
-/** eBPF/iptables for one statistic of one step. */
+/** Whether a test is one of the campaign's declared primary comparisons, or exploratory. */
+export type TestRole = "primary" | "exploratory";
+export const TEST_ROLES: readonly TestRole[] = ["primary", "exploratory"];
+
+/** One dataplane against the baseline, for one statistic of one step: dataplane/baseline. */
 export interface RatioRow {
   readonly profile: string;
   readonly family: Family;
   readonly services: number;
   readonly statistic: RatioDefinition["statistic"];
   readonly describes: string;
-  readonly nEbpf: number;
-  readonly nIptables: number;
+  /** The numerator. */
+  readonly dataplane: Dataplane;
+  /** The denominator. */
+  readonly baseline: Dataplane;
+  /** Runs analysed of the dataplane and of the baseline. */
+  readonly n: number;
+  readonly nBaseline: number;
   readonly ratio: RatioInterval;
-  /** From the CI: "no difference shown" when it contains 1. */
+  /** From the CI: "no difference shown" when it contains 1; "lower" when the dataplane's value is below the baseline's. */
   readonly verdict: Verdict;
   /** False for the maximum (see RatioDefinition.intervalReliable): read robustVerdict instead. */
   readonly intervalReliable: boolean;
@@ -207,10 +223,12 @@ export interface RatioRow {
   readonly testDescribes: string;
   readonly u: number;
   readonly pValue: number;
-  /** Holm-adjusted over every test of the report. */
+  /** Primary: one of the comparisons the campaign declared and sized; exploratory: every other test. */
+  readonly role: TestRole;
+  /** Holm-adjusted over every test of the same role. */
   readonly pHolm: number;
   readonly testMethod: "exact" | "normal";
-  /** Cliff's delta of eBPF against iptables on the tested values: > 0 means eBPF tends higher. */
+  /** Cliff's delta of the dataplane against the baseline on the tested values: > 0 means the dataplane tends higher. */
   readonly cliffsDelta: number;
   readonly significant: boolean;
   readonly paper?: PaperRatio;
@@ -232,6 +250,10 @@ export interface ReportSettings {
   readonly plannedRunsPerCell?: number;
   readonly campaignId?: string;
   readonly backend?: string;
+  /** Every other dataplane is compared with this one. */
+  readonly baseline: Dataplane;
+  /** The campaign's declared primary comparisons. */
+  readonly primary?: PrimaryComparisons;
 }
 
 export type ReportOptions = Pick<ReportSettings, "seed" | "resamples"> &
@@ -262,8 +284,8 @@ export interface Report {
   readonly validity: readonly ValidityRow[];
   /** Per delay profile: how many analysed runs have exact (paired) delays, the log's own, or none recorded (schema 1). */
   readonly delaySources: readonly DelaySourceCount[];
-  /** Number of rank tests the Holm correction counts. */
-  readonly tests: number;
+  /** Rank tests each Holm correction counts: the primary comparisons, and every other (exploratory) test. */
+  readonly tests: Readonly<Record<TestRole, number>>;
   readonly warnings: readonly string[];
   readonly tables: readonly ReportTable[];
   readonly figures: readonly FigureSpec[];
@@ -399,12 +421,20 @@ function packetDelayStatistics(key: CellKey, samples: readonly DelaySample[], me
 
 function verdictOf(ci: RatioInterval): Verdict {
   if (Number.isNaN(ci.low) || Number.isNaN(ci.high)) return "not estimable";
-  if (ci.low > 1) return "eBPF higher";
-  if (ci.high < 1) return "eBPF lower";
+  if (ci.low > 1) return "higher";
+  if (ci.high < 1) return "lower";
   return "no difference shown";
 }
 
 type RatioDraft = Omit<RatioRow, "pHolm" | "significant">;
+
+/** Whether a comparison is one the campaign declared primary. */
+export function isPrimary(
+  row: Pick<RatioRow, "profile" | "services" | "statistic" | "baseline">,
+  primary: Pick<PrimaryComparisons, "profile" | "services" | "statistic" | "baseline"> | undefined,
+): boolean {
+  return primary !== undefined && row.profile === primary.profile && row.services === primary.services && row.statistic === primary.statistic && row.baseline === primary.baseline;
+}
 
 /** A delay ratio as the round-trip meter reads it (ITGDec's reading of each run), when every run of both cells kept it. */
 function meterRatioOf(def: RatioDefinition, numerator: Cell, denominator: Cell): number | undefined {
@@ -420,44 +450,52 @@ function ratioRows(cells: Cell[], settings: ReportSettings, paper: readonly Pape
   const byId = new Map(cells.map((c) => [cellId(c.key), c]));
   const steps = new Map<string, Omit<CellKey, "dataplane">>();
   for (const c of cells) steps.set(cellId({ ...c.key, dataplane: undefined }), { ...c.key });
+  const { baseline } = settings;
+  // Every dataplane the results hold is compared at every step; a missing cell is named in a warning.
+  const compared = DATAPLANES.filter((d) => d !== baseline && cells.some((c) => c.key.dataplane === d));
   const rows: RatioDraft[] = [];
   for (const step of steps.values()) {
-    const ebpf = summaries(byId.get(cellId({ ...step, dataplane: "ebpf" })));
-    const iptables = summaries(byId.get(cellId({ ...step, dataplane: "iptables" })));
-    if (ebpf.length < 2 || iptables.length < 2) {
-      warnings.push(
-        `no eBPF/iptables ratio for ${step.profile} ${step.family} at ${step.services} Services: ${ebpf.length} eBPF and ${iptables.length} iptables runs analysed; a ratio needs at least 2 of each`,
-      );
-      continue;
-    }
-    for (const def of RATIO_DEFINITIONS.filter((d) => d.kind === profileKind(step.profile))) {
-      const key = `${step.profile}/${step.family}/${step.services}/${def.statistic}`;
-      const boot = { resamples: settings.resamples, confidence: settings.confidence };
-      const ratio = bootstrapRatio(ebpf, iptables, def.value, { ...boot, seed: seedFor(settings.seed, key) });
-      const robust = bootstrapRatio(ebpf, iptables, def.robust.value, { ...boot, seed: seedFor(settings.seed, `${key}/robust`) });
-      const test = mannWhitneyU(def.test.values(ebpf), def.test.values(iptables));
-      const published = paperRatioFor(paper, { ...step, statistic: def.statistic });
-      const meterRatio = meterRatioOf(def, byId.get(cellId({ ...step, dataplane: "ebpf" }))!, byId.get(cellId({ ...step, dataplane: "iptables" }))!);
-      rows.push({
-        ...step,
-        statistic: def.statistic,
-        describes: def.describes,
-        nEbpf: ebpf.length,
-        nIptables: iptables.length,
-        ratio,
-        verdict: verdictOf(ratio),
-        intervalReliable: def.intervalReliable,
-        robustName: def.robust.name,
-        robust,
-        robustVerdict: verdictOf(robust),
-        testDescribes: def.test.describes,
-        u: test.u,
-        pValue: test.pValue,
-        testMethod: test.method,
-        cliffsDelta: test.cliffsDelta,
-        ...(published ? { paper: published } : {}),
-        ...(meterRatio !== undefined ? { meterRatio } : {}),
-      });
+    const baseCell = byId.get(cellId({ ...step, dataplane: baseline }));
+    const base = summaries(baseCell);
+    for (const dataplane of compared) {
+      const cell = byId.get(cellId({ ...step, dataplane }));
+      const runs = summaries(cell);
+      if (runs.length < 2 || base.length < 2) {
+        warnings.push(
+          `no ${dataplane}/${baseline} ratio for ${step.profile} ${step.family} at ${step.services} Services: ${runs.length} ${dataplane} and ${base.length} ${baseline} runs analysed; a ratio needs at least 2 of each`,
+        );
+        continue;
+      }
+      for (const def of RATIO_DEFINITIONS.filter((d) => d.kind === profileKind(step.profile))) {
+        const key = `${step.profile}/${step.family}/${step.services}/${def.statistic}/${dataplane}/${baseline}`;
+        const boot = { resamples: settings.resamples, confidence: settings.confidence };
+        const ratio = bootstrapRatio(runs, base, def.value, { ...boot, seed: seedFor(settings.seed, key) });
+        const robust = bootstrapRatio(runs, base, def.robust.value, { ...boot, seed: seedFor(settings.seed, `${key}/robust`) });
+        const test = mannWhitneyU(def.test.values(runs), def.test.values(base));
+        const published = paperRatioFor(paper, { ...step, statistic: def.statistic, dataplane, baseline });
+        const meterRatio = meterRatioOf(def, cell!, baseCell!);
+        const comparison = { ...step, statistic: def.statistic, dataplane, baseline };
+        rows.push({
+          ...comparison,
+          describes: def.describes,
+          n: runs.length,
+          nBaseline: base.length,
+          ratio,
+          verdict: verdictOf(ratio),
+          intervalReliable: def.intervalReliable,
+          robustName: def.robust.name,
+          robust,
+          robustVerdict: verdictOf(robust),
+          testDescribes: def.test.describes,
+          u: test.u,
+          pValue: test.pValue,
+          role: isPrimary(comparison, settings.primary) ? "primary" : "exploratory",
+          testMethod: test.method,
+          cliffsDelta: test.cliffsDelta,
+          ...(published ? { paper: published } : {}),
+          ...(meterRatio !== undefined ? { meterRatio } : {}),
+        });
+      }
     }
   }
   return rows;
@@ -485,12 +523,26 @@ function countWarnings(counts: CellCount[], settings: ReportSettings): string[] 
     warnings.push(`too few runs: ${which}; below ${settings.minRuns} runs the std, percentiles and intervals are unstable`);
   }
   for (const c of counts) {
-    const planned = settings.plannedRunsPerCell;
+    const planned = settings.plannedRunsPerCell === undefined ? undefined : runsOfCell({ runs: settings.plannedRunsPerCell, ...(settings.primary ? { primary: settings.primary } : {}) }, c.profile as RunProfile, c.services);
     if (planned !== undefined && c.ok + c.failed + c.withoutSummary < planned) {
       warnings.push(`incomplete: ${name(c)} has results for ${c.ok + c.failed + c.withoutSummary} of ${planned} planned runs`);
     }
   }
   return warnings;
+}
+
+/** The declared primary comparisons this report cannot test as declared. */
+function primaryWarnings(drafts: readonly RatioDraft[], settings: ReportSettings, measured: readonly Dataplane[]): string[] {
+  const p = settings.primary;
+  if (!p) return [];
+  if (p.baseline !== settings.baseline) {
+    return [`the campaign declared its primary comparisons against ${p.baseline}; this report compares against ${settings.baseline}, so every test here is exploratory`];
+  }
+  const tested = drafts.filter((r) => r.role === "primary");
+  const expected = measured.filter((d) => d !== p.baseline).length * FAMILIES.filter((f) => drafts.some((r) => r.family === f)).length;
+  return tested.length < expected
+    ? [`only ${tested.length} of ${expected} primary comparisons (${p.profile} at ${p.services} Services, ${p.statistic}, each dataplane against ${p.baseline}, per family) could be tested: a cell lacks runs`]
+    : [];
 }
 
 function dataWarnings(cells: Cell[]): string[] {
@@ -538,12 +590,18 @@ export function buildReport(results: readonly RunResult[], options: ReportOption
     ...(options.plannedRunsPerCell !== undefined ? { plannedRunsPerCell: options.plannedRunsPerCell } : {}),
     ...(options.campaignId !== undefined ? { campaignId: options.campaignId } : {}),
     ...(options.backend !== undefined ? { backend: options.backend } : {}),
+    baseline: options.baseline ?? DEFAULT_BASELINE,
+    ...(options.primary !== undefined ? { primary: options.primary } : {}),
   };
   if (!Number.isInteger(settings.resamples) || settings.resamples < 1) {
     throw new ReportError(`resamples ${settings.resamples}; accepted: a positive integer (2000 or more for a stable 95% interval)`);
   }
   if (!Number.isInteger(settings.seed)) throw new ReportError(`seed ${settings.seed}; accepted: an integer`);
   if (results.length === 0) throw new ReportError("no runs to report");
+  const measured = DATAPLANES.filter((d) => results.some((r) => r.dataplane === d));
+  if (!measured.includes(settings.baseline)) {
+    throw new ReportError(`baseline ${JSON.stringify(settings.baseline)} has no run in these results; accepted: a dataplane they measured (${measured.join(", ")})`);
+  }
 
   const cells = groupCells(results);
   const counts: CellCount[] = cells.map((c) => ({ ...c.key, ok: c.runs.length, failed: c.failed, withoutSummary: c.withoutSummary }));
@@ -553,9 +611,15 @@ export function buildReport(results: readonly RunResult[], options: ReportOption
 
   const statistics = cells.flatMap(cellStatistics);
   const drafts = ratioRows(cells, settings, options.paper ?? [], warnings);
-  const pHolm = holmAdjust(drafts.map((r) => r.pValue));
-  const ratios: RatioRow[] = drafts.map((r, i) => ({ ...r, pHolm: pHolm[i]!, significant: pHolm[i]! < settings.alpha }));
-  const tests = ratios.filter((r) => !Number.isNaN(r.pValue)).length;
+  warnings.push(...primaryWarnings(drafts, settings, measured));
+  // Holm within each role: the primary comparisons alone, and every exploratory test together.
+  const pHolm = new Map<RatioDraft, number>();
+  for (const role of TEST_ROLES) {
+    const family = drafts.filter((r) => r.role === role);
+    holmAdjust(family.map((r) => r.pValue)).forEach((p, i) => pHolm.set(family[i]!, p));
+  }
+  const ratios: RatioRow[] = drafts.map((r) => ({ ...r, pHolm: pHolm.get(r)!, significant: pHolm.get(r)! < settings.alpha }));
+  const tests = Object.fromEntries(TEST_ROLES.map((role) => [role, ratios.filter((r) => r.role === role && !Number.isNaN(r.pValue)).length])) as Record<TestRole, number>;
 
   const validity = validityRows(cells, RATIO_DEFINITIONS, settings);
   const tables = reportTables(statistics, ratios, validity, options.paper ?? []);
@@ -589,17 +653,17 @@ function reportTables(cells: CellStatistics[], ratios: RatioRow[], validity: rea
     },
     {
       file: "ratios.csv",
-      title: "eBPF/iptables ratios with bootstrap intervals, rank tests (Holm-adjusted) and the paper's ratio",
+      title: "Each dataplane's ratios against the baseline with bootstrap intervals, rank tests (primary or exploratory, Holm-adjusted within each) and the paper's ratio",
       csv: csv(
         [
-          "profile", "family", "services", "statistic", "n_ebpf", "n_iptables", "ratio", "ci_low", "ci_high", "verdict", "interval_reliable",
+          "profile", "family", "services", "statistic", "dataplane", "baseline", "n", "n_baseline", "ratio", "ci_low", "ci_high", "verdict", "interval_reliable",
           "robust_statistic", "robust_ratio", "robust_ci_low", "robust_ci_high", "robust_verdict",
-          "u", "p_value", "p_holm", "test_method", "cliffs_delta", "significant", "paper_table", "paper_ratio", "paper_in_ci", "meter_ratio",
+          "u", "p_value", "role", "p_holm", "test_method", "cliffs_delta", "significant", "paper_table", "paper_ratio", "paper_in_ci", "meter_ratio",
         ],
         ratios.map((r) => [
-          r.profile, r.family, r.services, r.statistic, r.nEbpf, r.nIptables, r.ratio.estimate, r.ratio.low, r.ratio.high, r.verdict, String(r.intervalReliable),
+          r.profile, r.family, r.services, r.statistic, r.dataplane, r.baseline, r.n, r.nBaseline, r.ratio.estimate, r.ratio.low, r.ratio.high, r.verdict, String(r.intervalReliable),
           r.robustName, r.robust.estimate, r.robust.low, r.robust.high, r.robustVerdict,
-          r.u, r.pValue, r.pHolm, r.testMethod, r.cliffsDelta, String(r.significant), r.paper?.table, r.paper?.ratio,
+          r.u, r.pValue, r.role, r.pHolm, r.testMethod, r.cliffsDelta, String(r.significant), r.paper?.table, r.paper?.ratio,
           r.paper ? String(r.paper.ratio >= r.ratio.low && r.paper.ratio <= r.ratio.high) : undefined, r.meterRatio,
         ]),
       ),
@@ -626,11 +690,20 @@ function servicesOf(ratios: RatioRow[], paper: readonly PaperRatio[], profile: s
   return [...all].sort((a, b) => a - b);
 }
 
+/** Our ratio of the paper's comparison (eBPF/iptables) for one entry of its tables. */
 const find = (ratios: RatioRow[], profile: string, family: Family, statistic: string, services: number) =>
-  ratios.find((r) => r.profile === profile && r.family === family && r.statistic === statistic && r.services === services);
+  ratios.find(
+    (r) =>
+      r.profile === profile &&
+      r.family === family &&
+      r.statistic === statistic &&
+      r.services === services &&
+      r.dataplane === PAPER_COMPARISON.dataplane &&
+      r.baseline === PAPER_COMPARISON.baseline,
+  );
 
 const paperValue = (paper: readonly PaperRatio[], profile: string, family: Family, statistic: string, services: number) =>
-  paperRatioFor(paper, { profile, family, statistic, services })?.ratio;
+  paperRatioFor(paper, { profile, family, statistic, services, ...PAPER_COMPARISON })?.ratio;
 
 const ratioColumns = (prefix: string) => [`${prefix}paper`, `${prefix}ratio`, `${prefix}ci_low`, `${prefix}ci_high`, `${prefix}p_holm`, `${prefix}cliffs_delta`];
 

@@ -378,3 +378,70 @@ export function holmAdjust(pValues: readonly number[]): number[] {
   });
   return adjusted;
 }
+
+// ---------------------------------------------------------------------------------------------
+// Sample size
+
+/** The standard normal quantile: z with P(Z <= z) = p, by bisection on upperNormalTail (as accurate as it: 1.2e-7 relative). */
+export function normalQuantile(p: number): number {
+  if (!(p > 0 && p < 1)) throw new Error(`normalQuantile: p ${p}; accepted: a probability between 0 and 1`);
+  let low = -40;
+  let high = 40;
+  for (let i = 0; i < 100 && high - low > 1e-10; i++) {
+    const mid = (low + high) / 2;
+    if (1 - upperNormalTail(mid) < p) low = mid;
+    else high = mid;
+  }
+  return (low + high) / 2;
+}
+
+/** The smallest two-sided p-value the exact Mann-Whitney test reaches with n runs in each of two groups, without ties: 2 / C(2n, n). */
+export function smallestExactP(n: number): number {
+  let c = 1;
+  for (let i = 1; i <= n; i++) c = (c * (n + i)) / i;
+  return Math.min(1, 2 / c);
+}
+
+/** What a comparison of two dataplanes is sized for. */
+export interface PowerDesign {
+  /** Family-wise error rate over the `tests` comparisons (two-sided). */
+  readonly alpha: number;
+  /** How many comparisons share it (Holm's correction over them). */
+  readonly tests: number;
+  /** Probability that one test shows an effect of `minimumEffect`. */
+  readonly power: number;
+  /** The smallest difference worth showing, as a fraction of the baseline's value: 0.15 = a ratio of 0.85 (or 1/0.85). */
+  readonly minimumEffect: number;
+  /** Run-to-run coefficient of variation of the tested per-run value (measured on the lab). */
+  readonly runCv: number;
+}
+
+/**
+ * Runs per group that give the two-sided Mann-Whitney test of two groups the design's power.
+ * Effect: a shift of the per-run values by the ratio 1 - minimumEffect, on the log scale, where a
+ * per-run value with coefficient of variation c has the standard deviation sqrt(ln(1 + c^2))
+ * (log-normal); d = |ln(1 - minimumEffect)| / that. For normal values shifted by d standard
+ * deviations, P(X > Y) = Phi(d / sqrt 2). Noether's formula (J. Am. Stat. Assoc. 82, 1987) with
+ * equal groups then gives n = (z(1 - a/2) + z(power))^2 / (6 (P(X > Y) - 1/2)^2) runs per group, at
+ * a = alpha / tests (Bonferroni; Holm's step-down rejects at least what Bonferroni rejects, so it is
+ * at least as powerful). At small n the exact test's smallest p-value, 2 / C(2n, n), must lie below
+ * a, or no outcome can be significant: n is raised until it does.
+ */
+export function runsForPower(design: PowerDesign): number {
+  const { alpha, tests, power, minimumEffect, runCv } = design;
+  const check = (key: keyof PowerDesign, ok: boolean, accepted: string) => {
+    if (!ok) throw new Error(`${key}: ${JSON.stringify(design[key])} is not accepted; accepted: ${accepted}`);
+  };
+  check("alpha", alpha > 0 && alpha < 1, "a probability between 0 and 1, e.g. 0.05");
+  check("tests", Number.isInteger(tests) && tests >= 1, "a whole number of tests, at least 1");
+  check("power", power > 0 && power < 1, "a probability between 0 and 1, e.g. 0.9");
+  check("minimumEffect", minimumEffect > 0 && minimumEffect < 1, "a fraction between 0 and 1, e.g. 0.15");
+  check("runCv", runCv > 0, "a positive coefficient of variation, e.g. 0.1");
+  const perTest = alpha / tests;
+  const d = Math.abs(Math.log(1 - minimumEffect)) / Math.sqrt(Math.log(1 + runCv * runCv));
+  const superiority = 1 - upperNormalTail(d / Math.SQRT2);
+  const z = normalQuantile(1 - perTest / 2) + normalQuantile(power);
+  let n = Math.max(2, Math.ceil((z * z) / (6 * (superiority - 0.5) ** 2)));
+  while (smallestExactP(n) >= perTest) n++;
+  return n;
+}

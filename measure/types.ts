@@ -79,6 +79,11 @@ export interface CollectedLogs {
   readonly log: string;
   /** The receiver's log of a round-trip flow (FlowOutcome.receiverLogPath). */
   readonly receiverLog?: string;
+  /**
+   * What the sender printed, in full, when it was still closing the flow as runFlow() returned (the
+   * lab hands a flow back as soon as its data is in; FlowOutcome.senderOutput is then incomplete).
+   */
+  readonly senderOutput?: string;
 }
 
 /**

@@ -5,8 +5,18 @@ import { z } from "zod";
 import { cidrSize, cidrsOverlap, isAddress, parseCidr, type Cidr, type Family } from "./cidr.js";
 import { closestKey } from "./suggest.js";
 
-export const DATAPLANES = ["iptables", "ebpf"] as const;
+export const DATAPLANES = ["iptables", "nftables", "ebpf"] as const;
+/** The oldest kernel kube-proxy's nftables mode runs on (KEP-3866). */
+export const NFTABLES_MIN_KERNEL = "5.13";
 export type Dataplane = (typeof DATAPLANES)[number];
+/** The dataplane every other one is compared with unless told otherwise: kube-proxy in iptables mode, the paper's reference. */
+export const DEFAULT_BASELINE: Dataplane = "iptables";
+/** What each dataplane is, in a few words for plans and reports. */
+export const DATAPLANE_DESCRIPTIONS: Readonly<Record<Dataplane, string>> = {
+  iptables: "kube-proxy in iptables mode",
+  nftables: "kube-proxy in nftables mode",
+  ebpf: "Cilium's kube-proxy replacement (eBPF)",
+};
 export const FAMILIES = ["ipv4", "ipv6"] as const;
 /**
  * How the measured links are capped at linkMbps: `guest` shapes with tc inside the VMs (a project
@@ -85,9 +95,10 @@ const trafficProfile = (p: {
     })
     .prefault({});
 
-export const scenarioSchema = z
+/** Every key with its default, before the checks across keys (scenarioSchema adds those). */
+const scenarioFields = z
   .strictObject({
-    /** Which Service dataplane the cluster runs: kube-proxy in iptables mode, or Cilium's kube-proxy replacement. */
+    /** Which Service dataplane the cluster runs: kube-proxy in iptables or nftables mode, or Cilium's kube-proxy replacement. */
     dataplane: z.enum(DATAPLANES),
     /** How many scaled Services the stack deploys (one step of the sweep). */
     services: count(0).default(1),
@@ -255,7 +266,9 @@ export const scenarioSchema = z
       })
       .prefault({}),
   })
-  .superRefine((s, ctx) => crossChecks(s, ctx));
+  ;
+
+export const scenarioSchema = scenarioFields.superRefine((s, ctx) => crossChecks(s, ctx));
 
 export type ScenarioInput = z.input<typeof scenarioSchema>;
 export type Scenario = z.output<typeof scenarioSchema>;
@@ -416,6 +429,12 @@ function crossChecks(s: Scenario, ctx: RefineCtx): void {
       `needs kernel >= 5.10 but the image has ${s.openstack.imageKernel}; accepted: a 1.17.x version, or state a newer kernel in testbed:openstack.imageKernel (e.g. the Ubuntu 20.04 HWE kernel 5.15)`,
     );
   }
+  if (s.dataplane === "nftables" && !kernelAtLeast(...(NFTABLES_MIN_KERNEL.split(".").map(Number) as [number, number]))) {
+    issue(
+      ["openstack", "imageKernel"],
+      `is older than ${NFTABLES_MIN_KERNEL}, which kube-proxy's nftables mode needs; accepted: an image with a newer kernel, stated here, e.g. Ubuntu 22.04 (testbed:openstack.image ubuntu-22.04, imageKernel 5.15, imageCgroup v2), or another dataplane`,
+    );
+  }
   if (!versionAtLeast(s.cilium.version, 1, 16)) {
     issue(["cilium", "version"], "is older than 1.16 (kubeProxyReplacement true/false); accepted: 1.16.x or 1.17.x on kernel 5.4");
   }
@@ -527,9 +546,10 @@ export function unknownConfigKeyProblems(fullKeys: readonly string[]): string[] 
     });
 }
 
-function describeIssue(issue: z.core.$ZodIssue, input: unknown): string {
+function describeIssue(issue: z.core.$ZodIssue, input: unknown, withDefaults: unknown): string {
   const key = `${CONFIG_NAMESPACE}:${issue.path.map(String).join(".")}`;
-  const value = valueAt(input, issue.path);
+  // A check across keys may be about a default the user never set: it names the default's value.
+  const value = valueAt(input, issue.path) ?? (issue.code === "custom" ? valueAt(withDefaults, issue.path) : undefined);
   const got = value === undefined ? "" : ` ${JSON.stringify(value)}`;
   if (issue.code === "unrecognized_keys") return `${key}: ${describeAccepted(issue)}`;
   if (issue.code === "invalid_type" && value === undefined) {
@@ -551,7 +571,8 @@ function describeIssue(issue: z.core.$ZodIssue, input: unknown): string {
 export function parseScenario(raw: unknown): Scenario {
   const result = scenarioSchema.safeParse(raw);
   if (result.success) return result.data;
-  throw new ScenarioError(result.error.issues.map((i) => describeIssue(i, raw)));
+  const withDefaults = scenarioFields.safeParse(raw).data;
+  throw new ScenarioError(result.error.issues.map((i) => describeIssue(i, raw, withDefaults)));
 }
 
 /** The config keys a user must replace before `pulumi up`: the committed stack files carry placeholders. */

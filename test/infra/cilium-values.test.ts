@@ -89,8 +89,11 @@ describe("the key checker reads the chart as Helm does", () => {
   });
 });
 
-describe.each(["iptables", "ebpf"] as const)("values of the %s stack", (dataplane) => {
-  const s = scenario({ dataplane });
+/** What the nftables stack sets besides its dataplane (Pulumi.nftables.yaml). */
+const NFTABLES_NEEDS = { openstack: { image: "ubuntu-22.04", imageKernel: "5.15", imageCgroup: "v2" as const }, kubernetes: { version: "1.33.9" } };
+
+describe.each(["iptables", "nftables", "ebpf"] as const)("values of the %s stack", (dataplane) => {
+  const s = scenario({ dataplane, ...(dataplane === "nftables" ? NFTABLES_NEEDS : {}) });
   const values = renderCiliumValues(s, host);
 
   it("pass the chart's values.schema.json", () => {
@@ -148,6 +151,10 @@ describe("the dataplane switch", () => {
     const b = new Map(leafPaths(ebpf).map((p) => [p, JSON.stringify(valueAt(ebpf, p))]));
     const differing = [...new Set([...a.keys(), ...b.keys()])].filter((p) => a.get(p) !== b.get(p)).sort();
     expect(differing).toEqual(["bpf.lbMapMax", "devices", "k8sServiceHost", "k8sServicePort", "kubeProxyReplacement", "nodePort.range"]);
+  });
+
+  it("nftables: Cilium is the CNI only, with the same values as for iptables", () => {
+    expect(renderCiliumValues(scenario({ dataplane: "nftables", ...NFTABLES_NEEDS }), host)).toEqual(iptables);
   });
 
   it("refuses an empty device list instead of letting Cilium guess", () => {

@@ -185,4 +185,32 @@ describe("the two stacks", () => {
     const initConfig = changes.find((c) => c.kind === "changed" && c.resource.endsWith("::cluster-kubeadm-init-config") && c.key === "source.$text")!;
     expect(initConfig.kind === "changed" && initConfig.after).toMatch(/proxy:\n  disabled: true/);
   }, 600_000);
+
+  it("on one image, kube-proxy's iptables and nftables stacks differ in kube-proxy's mode and the checks of it", () => {
+    const sameImage = ["openstack.image=ubuntu-22.04", "openstack.imageKernel=5.15", "openstack.imageCgroup=v2", "kubernetes.version=1.33.9"].flatMap((c) => ["--config", c]);
+    const out = execFileSync(process.execPath, ["--import", "tsx", "cli/main.ts", "diff", "iptables", "nftables", "--json", ...sameImage], {
+      cwd: PROJECT,
+      encoding: "utf8",
+      maxBuffer: 64 << 20,
+    });
+    const all = (JSON.parse(out) as { changes: Change[] }).changes;
+    const changes = all.filter((c) => /::(cluster|workloads)(-|$)/.test(c.resource));
+    expect(changes.map((c) => (c.kind === "changed" ? `${c.resource.split("::")[1]} ${c.key}` : `${c.kind} ${c.resource}`)).sort()).toEqual([
+      "cluster-cilium create", // the values file's hash (its header names the dataplane)
+      "cluster-cilium-values source.$text",
+      "cluster-kubeadm-init create",
+      "cluster-kubeadm-init-config source.$text",
+      "cluster-nodes-ready create",
+      "workloads-apply create", // how the worker's programmed ClusterIPs are read
+    ]);
+    const initConfig = changes.find((c) => c.kind === "changed" && c.resource.endsWith("::cluster-kubeadm-init-config"))!;
+    const changedLines = (text: unknown) => String(text).split("\n");
+    expect(initConfig.kind === "changed" && changedLines(initConfig.after).filter((l) => !changedLines(initConfig.before).includes(l))).toEqual([
+      "# kubeadm init --config for the master (dataplane: nftables).",
+      "mode: nftables",
+    ]);
+    // Outside the cluster, only what names the stack differs (its key pair, the servers using it).
+    const outside = [...new Set(all.filter((c) => !changes.includes(c)).map((c) => c.resource.split("::")[1]))].sort();
+    expect(outside).toEqual(["lab-access-key", "lab-servers-bastion", "lab-servers-client", "lab-servers-master", "lab-servers-router", "lab-servers-worker", "outputs"]);
+  }, 600_000);
 });

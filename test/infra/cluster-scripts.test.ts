@@ -55,6 +55,7 @@ const SCRIPTS: Record<string, string> = {
   "cilium uninstall": ciliumUninstallScript(),
   "nodes ready (ebpf)": nodesReadyScript({ dataplane: "ebpf", nodes }),
   "nodes ready (iptables)": nodesReadyScript({ dataplane: "iptables", nodes }),
+  "nodes ready (nftables)": nodesReadyScript({ dataplane: "nftables", nodes }),
 };
 
 describe("shellcheck", () => {
@@ -145,6 +146,9 @@ case "$*" in
   *"rollout status daemonset/kube-proxy"*) exit "\${KUBE_PROXY_ROLLOUT:-0}" ;;
   *"get daemonset kube-proxy"*) exit "\${KUBE_PROXY_PRESENT:-1}" ;;
   *"get configmap kube-proxy"*) printf '%s' "\${KUBE_PROXY_CONF:-}" ;;
+  *"get pods -l k8s-app=kube-proxy -o name"*) printf 'pod/kube-proxy-a\\npod/kube-proxy-b\\n' ;;
+  *"-- nft list table ip kube-proxy"*) exit "\${NFT_TABLE_MISSING:-0}" ;;
+  *"-- iptables-save -t nat"*) printf '*nat\\n%s\\nCOMMIT\\n' "\${NAT_CHAINS:-:POSTROUTING ACCEPT [0:0]}" ;;
   *"get pods -l k8s-app=cilium -o name"*) printf 'pod/cilium-a\\npod/cilium-b\\n' ;;
   *"cilium-dbg status"*) printf 'KVStore:   Disabled\\nKubeProxyReplacement:    %s   [ens4 198.18.1.10]\\nHost Routing:  Legacy\\n' "\${KPR:-True}" ;;
   *"get nodes -o jsonpath"*) printf '%s' "$NODE_TABLE" ;;
@@ -181,6 +185,26 @@ esac`,
     const r = runBash(iptables, bin, { NODE_TABLE: table, KPR: "False", KUBE_PROXY_CONF: "apiVersion: kubeproxy.config.k8s.io/v1alpha1\nkind: KubeProxyConfiguration\nmode: iptables\n" });
     expect(r.stderr).toBe("");
     expect(r.status).toBe(0);
+  });
+
+  const nftables = nodesReadyScript({ dataplane: "nftables", nodes });
+  const nftConf = "apiVersion: kubeproxy.config.k8s.io/v1alpha1\nkind: KubeProxyConfiguration\nmode: nftables\n";
+
+  it("nftables: passes with kube-proxy in nftables mode, its table on every node and no KUBE-SERVICES chain", () => {
+    const r = runBash(nftables, bin, { NODE_TABLE: table, KPR: "False", KUBE_PROXY_CONF: nftConf });
+    expect(r.stderr).toBe("");
+    expect(r.status).toBe(0);
+  });
+
+  it("nftables: fails when a node lacks kube-proxy's table, or has iptables mode's chains", () => {
+    const noTable = runBash(nftables, bin, { NODE_TABLE: table, KPR: "False", KUBE_PROXY_CONF: nftConf, NFT_TABLE_MISSING: "1" });
+    expect(noTable.status).toBe(1);
+    expect(noTable.stderr).toMatch(/pod\/kube-proxy-a: no nftables table 'ip kube-proxy' on its node/);
+    const iptablesChains = runBash(nftables, bin, { NODE_TABLE: table, KPR: "False", KUBE_PROXY_CONF: nftConf, NAT_CHAINS: ":KUBE-SERVICES - [0:0]" });
+    expect(iptablesChains.status).toBe(1);
+    expect(iptablesChains.stderr).toMatch(/has a KUBE-SERVICES iptables chain: kube-proxy's iptables mode ran there/);
+    const wrongMode = runBash(nftables, bin, { NODE_TABLE: table, KPR: "False", KUBE_PROXY_CONF: "mode: iptables\n" });
+    expect(wrongMode.stderr).toMatch(/kube-proxy runs in mode 'iptables', dataplane nftables needs nftables/);
   });
 
   it("iptables: fails on another kube-proxy mode", () => {

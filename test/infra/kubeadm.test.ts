@@ -90,6 +90,14 @@ describe("the dataplane in kubeadm", () => {
     expect(byKind(docs, "ClusterConfiguration")).not.toHaveProperty("proxy");
   });
 
+  it("nftables: kube-proxy deployed in nftables mode, on the release the stack runs", () => {
+    const s = scenario({ dataplane: "nftables", openstack: { image: "ubuntu-22.04", imageKernel: "5.15", imageCgroup: "v2" }, kubernetes: { version: "1.33.9" } });
+    const docs = documents(renderKubeadmInit(s, addresses));
+    expect(byKind(docs, "KubeProxyConfiguration")).toMatchObject({ kind: "KubeProxyConfiguration", mode: "nftables", clusterCIDR: "10.244.0.0/16,fd00:10:244::/56" });
+    expect(byKind(docs, "ClusterConfiguration")!.kubernetesVersion).toBe("v1.33.9");
+    expect(byKind(docs, "ClusterConfiguration")).not.toHaveProperty("proxy");
+  });
+
   it("ebpf: the kube-proxy addon disabled, no kube-proxy configuration", () => {
     const docs = documents(renderKubeadmInit(scenario({ dataplane: "ebpf" }), addresses));
     expect(docs.map((d) => d.kind)).toEqual(["InitConfiguration", "ClusterConfiguration", "KubeletConfiguration"]);

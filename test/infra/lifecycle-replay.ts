@@ -60,7 +60,8 @@ export class Replay {
   private readonly bin = path.join(this.dir, "bin");
   private readonly stateFile = path.join(this.dir, "cluster.json");
 
-  constructor() {
+  /** `kubernetesVersion`: what node preparation installed on the nodes (the stack's testbed:kubernetes.version). */
+  constructor(kubernetesVersion: string) {
     fs.mkdirSync(this.bin);
     for (const tool of TOOLS) fs.symlinkSync(STANDINS, path.join(this.bin, tool));
     fs.chmodSync(STANDINS, 0o755);
@@ -83,7 +84,7 @@ export class Replay {
       fs.mkdirSync(path.dirname(this.hostPath(role, NODE_PATHS.sshHostKey)), { recursive: true });
       spawnSync("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-f", this.hostPath(role, NODE_PATHS.sshHostKey).replace(/\.pub$/, "")]);
       if (role === "master" || role === "worker") {
-        fs.writeFileSync(this.hostPath(role, NODE_PREP_MARKER), `kubernetes=1.32.9-1.1\ncontainerd=1.7.24\nkernel=5.4.0\n${role === "master" ? "helm=v3.18.6\n" : ""}`);
+        fs.writeFileSync(this.hostPath(role, NODE_PREP_MARKER), `kubernetes=${kubernetesVersion}-1.1\ncontainerd=1.7.24\nkernel=5.4.0\n${role === "master" ? "helm=v3.18.6\n" : ""}`);
       }
     }
   }

@@ -238,7 +238,22 @@ function exec(rest) {
     process.stdout.write(JSON.stringify(ips.map((ip, i) => ({ spec: { id: i + 1, "frontend-address": { ip, port: 80, protocol: "TCP" }, "backend-addresses": [{ ip: "10.244.1.5", port: 80 }], flags: { type: "ClusterIP" } } }))));
     return;
   }
+  if (command[0] === "nft" && command[1] === "list" && command[2] === "table") {
+    if (state.kubeProxyMode !== "nftables") fail(`no table ${command[3]} ${command[4]}`, 1);
+    process.stdout.write(`table ${command[3]} kube-proxy {\n}\n`);
+    return;
+  }
+  if (command[0] === "nft" && command[1] === "list" && command[2] === "map") {
+    const family = command[3] === "ip" ? "IPv4" : "IPv6";
+    const elements = ips.filter((ip) => familyOf(ip) === family).map((ip, i) => `${ip} . tcp . 80 : goto service-${String(i).padStart(8, "A")}-svc/tcp/http`);
+    process.stdout.write(`table ${command[3]} kube-proxy {\n\tmap service-ips {\n\t\ttype ${family === "IPv4" ? "ipv4_addr" : "ipv6_addr"} . inet_proto . inet_service : verdict\n\t\telements = { ${elements.join(",\n\t\t\t     ")} }\n\t}\n}\n`);
+    return;
+  }
   if (command[0] === "iptables-save" || command[0] === "ip6tables-save") {
+    if (state.kubeProxyMode === "nftables") {
+      process.stdout.write("*nat\n:POSTROUTING ACCEPT [0:0]\nCOMMIT\n");
+      return;
+    }
     const family = command[0] === "iptables-save" ? "IPv4" : "IPv6";
     const lines = ips.filter((ip) => familyOf(ip) === family).map((ip, i) => `-A KUBE-SERVICES -d ${ip}/${family === "IPv4" ? 32 : 128} -p tcp -m comment --comment "svc cluster IP" -m tcp --dport 80 -j KUBE-SVC-${String(i).padStart(16, "A")}`);
     process.stdout.write(`*nat\n${lines.join("\n")}\nCOMMIT\n`);

@@ -96,7 +96,7 @@ function destructiveCalls(s: StandInState, since: number): string[] {
 const servicesIn = (s: StandInState, ns: string) => Object.values(s.objects).filter((o) => o.kind === "Service" && o.metadata.namespace === ns).map((o) => o.metadata.name);
 const receiverRuns = (s: StandInState) => Object.values(s.objects).some((o) => o.kind === "Deployment" && o.metadata.namespace === "ditg");
 
-describe.skipIf(!canReplay).each(["ebpf", "iptables"] as const)("a running %s lab under pulumi up (scripts run against stand-ins)", (stack) => {
+describe.skipIf(!canReplay).each(["ebpf", "iptables", "nftables"] as const)("a running %s lab under pulumi up (scripts run against stand-ins)", (stack) => {
   let plans: Record<"s1000" | "s5000" | "cilium", PlannedResource[]>;
   let replay: Replay;
   let afterFirstUp = 0;
@@ -110,7 +110,7 @@ describe.skipIf(!canReplay).each(["ebpf", "iptables"] as const)("a running %s la
       planInChild(stack, [...base, "services=5000", "cilium.version=1.17.17"]),
     ]);
     plans = { s1000, s5000, cilium };
-    replay = new Replay();
+    replay = new Replay(stack === "nftables" ? "1.33.9" : "1.32.9");
   }, 300_000);
   afterAll(() => replay?.close());
 
@@ -128,7 +128,8 @@ describe.skipIf(!canReplay).each(["ebpf", "iptables"] as const)("a running %s la
     const apply = runs.find((r) => r.step.id === "command:remote:Command::workloads-apply")!;
     expect(apply.stdout).toMatch(/^step services=1000 endpointsReadyAfterS=[0-9.]+ programmedAfterS=[0-9.]+$/m);
     const execs = s.calls.filter((c) => c.tool === "kubectl" && c.args.includes("exec")).map((c) => c.args.join(" "));
-    expect(execs.some((c) => (stack === "ebpf" ? /cilium-dbg service list -o json/ : /iptables-save -t nat/).test(c))).toBe(true);
+    const readsOwnView = { ebpf: /cilium-dbg service list -o json/, iptables: /iptables-save -t nat/, nftables: /nft list map ip6? kube-proxy service-ips/ }[stack];
+    expect(execs.some((c) => readsOwnView.test(c))).toBe(true);
     afterFirstUp = s.calls.length;
   });
 

@@ -66,7 +66,7 @@ export function plainStrings(value: unknown): string[] {
   return [];
 }
 
-export function describeOpenStackStack(stack: "ebpf" | "iptables"): void {
+export function describeOpenStackStack(stack: "ebpf" | "iptables" | "nftables"): void {
   let run: OfflineRun;
   let s: Scenario;
   beforeAll(async () => {

@@ -1,6 +1,7 @@
 // The lab experiment end to end on this kernel: the smoke profile's campaign over the lab backend
-// (both dataplanes, both families, throughput, latency and setup through the NodePort), what each
-// step holds in the kernel while it runs, the report, and a host left as it was found.
+// (every dataplane, both families, throughput, latency and setup through the NodePort), what each
+// step holds in the kernel while it runs (and what the others parked), the report against the
+// baseline, and a host left as it was found.
 // The `testbed lab` command itself: refusal without root or its capabilities, --cleanup after a crash.
 import { spawn, spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
@@ -9,14 +10,17 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { writeCampaignReport } from "../../cli/report.js";
-import { LabBackend, labJudge, NODE_BASE_RULE, type PreparedStep } from "../../lab/backend.js";
-import { countNatRules, kubeProxyLeftovers } from "../../lab/iptables-dataplane.js";
+import { LabBackend, labJudge, NODE_BASE_RULE, type PreparedStep } from "../../measure/backends/lab.js";
+import { ebpfLoadBalancer } from "../../lab/dataplanes/ebpf.js";
+import type { InstalledCounts } from "../../lab/dataplanes/index.js";
+import { kubeProxyJumps, kubeProxyLeftovers } from "../../lab/iptables-dataplane.js";
+import { kubeProxyNftablesStates, type NftablesTableState } from "../../lab/nftables-dataplane.js";
 import { exec, listLinks, listNetns } from "../../lab/netns.js";
 import { estimateWallSeconds, labDefinition, LAB_PROFILES } from "../../lab/profiles.js";
 import { RUN_MARKER, RUN_STATE_DIR } from "../../lab/run-registry.js";
 import { findRunObjects, labHostProblem, shapingCommands } from "../../lab/topology.js";
 import { WorkerLogDecoder } from "../../measure/campaign-decode.js";
-import { campaignIdFor, planCampaign, type CampaignDefinition } from "../../measure/campaign-plan.js";
+import { campaignIdFor, planCampaign, sameStep, type CampaignDefinition } from "../../measure/campaign-plan.js";
 import { runCampaign, type CampaignEvent } from "../../measure/campaign.js";
 import { flowLogs, senderCommand } from "../../measure/ditg-commands.js";
 import { decodeLogFile } from "../../measure/ditg-log.js";
@@ -31,45 +35,45 @@ const FAMILIES: readonly Family[] = ["ipv4", "ipv6"];
 const ROOT = fileURLToPath(new URL("../../", import.meta.url));
 const wait = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/** What the hook saw in the kernel right after a step was prepared. */
+/** What the hook saw in the kernel right after a step was prepared, read independently of the dataplane modules. */
 interface StepSeen {
   readonly dataplane: string;
   readonly services: number;
+  readonly installed: boolean;
   readonly nodePortServices: number;
   readonly clusterIpServices: number;
-  readonly generatorNat?: Record<Family, number>;
-  readonly kernelNat?: Record<Family, number>;
-  readonly kubeLeftovers: number;
+  /** What the dataplane counts of itself, from the kernel. */
+  readonly counts: InstalledCounts;
+  /** KUBE-* chains in the legacy nat table, parked or not, and the jumps into them. */
+  readonly kubeChains: number;
+  readonly kubeJumps: number;
+  readonly nftables: Record<Family, NftablesTableState>;
   readonly tcFilters: string;
-  readonly mapEntries?: Record<Family, number>;
-  readonly plannedEntries?: Record<Family, number>;
   readonly bpf?: { programs: readonly number[]; maps: readonly number[] };
   readonly nodeBaseRule: boolean;
 }
 
 async function inspect(step: PreparedStep): Promise<StepSeen> {
   const worker = step.topology.namespace("worker");
-  const kubeLeftovers = (await Promise.all(FAMILIES.map((f) => kubeProxyLeftovers(worker, f)))).flat().length;
+  const leftovers = (await Promise.all(FAMILIES.map((f) => kubeProxyLeftovers(worker, f)))).flat();
+  const jumps = (await Promise.all(FAMILIES.map((f) => kubeProxyJumps(worker, f)))).flat();
   const tcFilters = ["ingress", "egress"].map((d) => step.topology.run("worker", ["tc", "filter", "show", "dev", step.topology.plan.worker.uplink, d]).trim()).join("");
   const base = step.topology.exec("worker", ["iptables-legacy", "-w", "60", ...NODE_BASE_RULE.map((a) => (a === "-A" ? "-C" : a))]).status === 0;
-  const seen = {
+  const loadBalancer = ebpfLoadBalancer(step.module);
+  return {
     dataplane: step.dataplane,
     services: step.services,
+    installed: step.installed,
     nodePortServices: step.serviceSet.counts.nodePort,
     clusterIpServices: step.serviceSet.counts.clusterIp,
-    kubeLeftovers,
+    counts: await step.module.counts(),
+    kubeChains: leftovers.filter((t) => t.table === "nat").reduce((n, t) => n + t.chains.length, 0),
+    kubeJumps: jumps.reduce((n, t) => n + t.jumps.length, 0),
+    nftables: await kubeProxyNftablesStates(worker),
     tcFilters,
+    ...(loadBalancer ? { bpf: loadBalancer.objectIds() } : {}),
     nodeBaseRule: base,
   };
-  if (step.ruleSets) {
-    const kernel = await Promise.all(FAMILIES.map((f) => countNatRules(worker, f)));
-    return {
-      ...seen,
-      generatorNat: { ipv4: step.ruleSets.find((r) => r.family === "ipv4")!.ruleCounts.nat, ipv6: step.ruleSets.find((r) => r.family === "ipv6")!.ruleCounts.nat },
-      kernelNat: { ipv4: kernel[0]!.kube, ipv6: kernel[1]!.kube },
-    };
-  }
-  return { ...seen, mapEntries: step.ebpf!.serviceMapEntries(), plannedEntries: { ...step.ebpf!.plan.serviceEntries }, bpf: step.ebpf!.objectIds() };
 }
 
 async function bpfObjectGone(kind: "prog" | "map", id: number): Promise<boolean> {
@@ -141,7 +145,10 @@ describe.skipIf(hostProblem !== undefined)(`the lab's smoke campaign on this ker
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
   it("stores in every cell a run that crossed the pipeline: ok, or short only because a busy host's ITGSend fell behind", () => {
-    expect(summary).toMatchObject({ total: 48, done: 48, stopped: false });
+    expect(def.dataplanes).toEqual(["iptables", "nftables", "ebpf"]);
+    const planned = planCampaign(campaignId, def).length;
+    expect(planned).toBe(def.dataplanes.length * def.families.length * def.profiles.length * def.services.length * def.runs);
+    expect(summary).toMatchObject({ total: planned, done: planned, stopped: false });
     const store = ResultStore.open(db);
     try {
       const results = store.results(campaignId);
@@ -179,49 +186,78 @@ describe.skipIf(hostProblem !== undefined)(`the lab's smoke campaign on this ker
     expect(failed.filter((e) => !BUSY_HOST.test(e.reason)).map((e) => `${e.run.runId}: ${e.reason}`)).toEqual([]);
   });
 
-  it("interleaves the dataplanes within each Service count", () => {
+  it("interleaves the dataplanes within each Service count, installing each once per step and parking it in between", () => {
     const prepares = events.filter((e): e is Extract<CampaignEvent, { kind: "prepare" }> => e.kind === "prepare").map((e) => `${e.step.dataplane} ${e.step.services}`);
-    // Two repetitions, alternated every one: A B then B A per step, B B sharing one prepare.
-    expect(prepares).toHaveLength(6);
-    for (const n of def.services) expect(new Set(prepares.filter((p) => p.endsWith(` ${n}`)))).toEqual(new Set([`iptables ${n}`, `ebpf ${n}`]));
+    // One prepare per change of (dataplane, Service count) in the plan: a retry stays on its step.
+    const plan = planCampaign(campaignId, def);
+    expect(prepares).toHaveLength(plan.filter((run, i) => i === 0 || !sameStep(plan[i - 1]!.key, run.key)).length);
+    for (const n of def.services) expect(new Set(prepares.filter((p) => p.endsWith(` ${n}`)))).toEqual(new Set(def.dataplanes.map((d) => `${d} ${n}`)));
+    // A dataplane installs its step the first time it is prepared for it and resumes it afterwards.
+    for (const d of def.dataplanes) {
+      for (const n of def.services) {
+        expect(seen.filter((s) => s.dataplane === d && s.services === n).map((s) => s.installed), `${d} ${n}`).toEqual(
+          seen.filter((s) => s.dataplane === d && s.services === n).map((_, i) => i === 0),
+        );
+      }
+    }
+    expect(seen.filter((s) => !s.installed).length).toBeGreaterThan(0);
   });
 
-  it("at 2000 Services holds kube-proxy's rule count in iptables mode and the expected service map entries in ebpf mode, never both", () => {
+  it("at 2000 Services holds what each dataplane installs, on the packet path alone, the others parked or gone", () => {
     const big = seen.filter((s) => s.services >= 2000);
-    expect(new Set(big.map((s) => s.dataplane))).toEqual(new Set(["iptables", "ebpf"]));
+    expect(new Set(big.map((s) => s.dataplane))).toEqual(new Set(def.dataplanes));
+    // cilium-and-kube-proxy notes §2.7: 11 nat rules per NodePort Service (ETP=Local, one local endpoint,
+    // local-traffic detector), 5 per ClusterIP Service, the receiver's 3 NodePorts, 5 fixed rules.
+    const kubeProxyNat = (s: StepSeen) => 11 * s.nodePortServices + 5 * s.clusterIpServices + 3 * 11 + 5;
     for (const s of big) {
       expect(s.nodeBaseRule).toBe(true);
+      const nftablesOn = FAMILIES.filter((f) => s.nftables[f] === "active");
       if (s.dataplane === "iptables") {
-        // cilium-and-kube-proxy notes §2.7: 11 nat rules per NodePort Service (ETP=Local, one local endpoint,
-        // local-traffic detector), 5 per ClusterIP Service, the receiver's 3 NodePorts, 5 fixed rules.
-        const kubeProxyWrites = 11 * s.nodePortServices + 5 * s.clusterIpServices + 3 * 11 + 5;
-        expect(s.generatorNat).toEqual({ ipv4: kubeProxyWrites, ipv6: kubeProxyWrites });
-        expect(s.kernelNat).toEqual({ ipv4: kubeProxyWrites, ipv6: kubeProxyWrites });
+        expect(s.counts).toMatchObject({ "ipv4 nat rules": kubeProxyNat(s), "ipv6 nat rules": kubeProxyNat(s) });
+        expect(s.kubeJumps).toBeGreaterThan(0);
+        expect(nftablesOn).toEqual([]);
+        expect(s.tcFilters).toBe("");
+      } else if (s.dataplane === "nftables") {
+        // One service-ips element per ClusterIP port (the receiver's 3 and one per scaled Service), one
+        // service-nodeports element per NodePort.
+        for (const f of FAMILIES) {
+          expect(s.counts[`${f} service-ips elements`], f).toBe(3 + s.nodePortServices + s.clusterIpServices);
+          expect(s.counts[`${f} service-nodeports elements`], f).toBe(3 + s.nodePortServices);
+        }
+        expect(nftablesOn).toEqual(FAMILIES);
+        expect(s.kubeJumps).toBe(0);
         expect(s.tcFilters).toBe("");
       } else {
         // Slot 0 plus one backend slot per frontend: ClusterIP and NodePort frontends of the receiver's
         // 3 ports and of each NodePort Service, the ClusterIP frontend of each ClusterIP Service.
         const entries = 2 * (3 * 2 + 2 * s.nodePortServices + s.clusterIpServices);
-        expect(s.mapEntries).toEqual({ ipv4: entries, ipv6: entries });
-        expect(s.plannedEntries).toEqual({ ipv4: entries, ipv6: entries });
-        expect(s.kubeLeftovers).toBe(0);
+        expect(s.counts).toEqual({ "ipv4 service map entries": entries, "ipv6 service map entries": entries });
+        expect(s.kubeJumps).toBe(0);
+        expect(nftablesOn).toEqual([]);
         expect(s.tcFilters).toMatch(/lb_nodeport.*lb_revnat|lb_revnat.*lb_nodeport/s);
       }
+      // What a dataplane parked stays in the kernel off the packet path: KUBE-* chains without jumps, dormant tables.
+      if (s.dataplane !== "iptables" && s.kubeChains > 0) expect(s.kubeJumps).toBe(0);
+      if (s.dataplane !== "nftables") for (const f of FAMILIES) expect(["absent", "dormant"]).toContain(s.nftables[f]);
     }
+    expect(big.some((s) => s.dataplane !== "iptables" && s.kubeChains > 0), "iptables parked at some step").toBe(true);
+    expect(big.some((s) => s.dataplane !== "nftables" && s.nftables.ipv4 === "dormant"), "nftables parked at some step").toBe(true);
   });
 
-  it("writes the report with the setup profile beside the paper's, for both dataplanes", () => {
+  it("writes the report with the setup profile, every dataplane against the baseline", () => {
     expect(report).toBe(join(dir, "report", "report.md"));
     const md = readFileSync(report, "utf8");
     // A run that failed its record-count check on a loaded host even after retries is reported, not hidden:
-    // the report analyses exactly the store's ok runs, of all 48.
+    // the report analyses exactly the store's ok runs.
+    const planned = planCampaign(campaignId, def).length;
     const store = ResultStore.open(db);
     const ok = store.results(campaignId).filter((r) => r.status === "ok").length;
     store.close();
-    expect(md).toContain(`Campaign \`${campaignId}\` (backend lab). ${ok} of 48 runs analysed.`);
-    expect(md).toMatch(/\| setup \| ipv4 \| 2000 \| [12]\b.*\| [12]\b.*\|/);
+    expect(md).toContain(`Campaign \`${campaignId}\` (backend lab). ${ok} of ${planned} runs analysed.`);
+    expect(md).toMatch(/\| setup \| ipv4 \| 2000 \| [12]\b.*\| [12]\b.*\| [12]\b.*\|/);
+    for (const dataplane of ["nftables", "ebpf"]) expect(md).toMatch(new RegExp(`\\*\\*setup, mean, ipv4, ${dataplane}/iptables:\\*\\*`));
     const cells = readFileSync(join(dir, "report", "cells.csv"), "utf8");
-    for (const dataplane of ["iptables", "ebpf"]) {
+    for (const dataplane of def.dataplanes) {
       expect(cells).toMatch(new RegExp(`^setup,ipv6,2000,${dataplane},packetDelayMs,ms,packet,[12],`, "m"));
     }
   });

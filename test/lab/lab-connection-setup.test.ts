@@ -5,7 +5,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { LabBackend, labJudge } from "../../lab/backend.js";
+import { LabBackend, labJudge } from "../../measure/backends/lab.js";
 import {
   describeProbeResult,
   judgeSetup,
@@ -15,6 +15,7 @@ import {
   setupTraffic,
   SourcePortPool,
 } from "../../lab/connection-setup.js";
+import { ebpfLoadBalancer } from "../../lab/dataplanes/ebpf.js";
 import type { EbpfDataplane } from "../../lab/ebpf-dataplane.js";
 import { LB_MAPS } from "../../lab/ebpf/service-maps.js";
 import { run } from "../../lab/netns.js";
@@ -115,16 +116,16 @@ describe.skipIf(hostProblem !== undefined)(`connection setup through the lab's d
     backend.topology.run("worker", ["conntrack", "-L", "-f", family], { timeoutMs: 30_000 }).split("\n").filter((l) => l.trim() !== "").length;
 
   beforeAll(async () => {
-    backend = await LabBackend.start({ linkMbps: 0, onPrepared: (step) => void (ebpf = step.ebpf) });
+    backend = await LabBackend.start({ linkMbps: 0, onPrepared: (step) => void (ebpf = ebpfLoadBalancer(step.module)) });
   });
   afterAll(() => backend?.teardown());
 
-  it("iptables: every connection of two runs is a new conntrack entry, none is refused", async () => {
-    await backend.prepare({ dataplane: "iptables", services: 1 });
+  it.each(["iptables", "nftables"] as const)("%s: every connection of two runs is a new conntrack entry, none is refused", async (dataplane) => {
+    await backend.prepare({ dataplane, services: 1 });
     const planned = plannedConnections(traffic, 1);
     for (const family of ["ipv4", "ipv6"] as const) {
       for (const repetition of [0, 1]) {
-        const outcome = await backend.runFlow(key("iptables", family, repetition), { logName: `ipt-${family}-${repetition}`, durationS: 1, traffic });
+        const outcome = await backend.runFlow(key(dataplane, family, repetition), { logName: `${dataplane}-${family}-${repetition}`, durationS: 1, traffic });
         const decoded = await decodeLogFile((await backend.collectLog(outcome)).log);
         expect(outcome.senderOutput).toBe(`connection setup: ${planned} connections, ${planned} established, 0 failed`);
         expect(labJudge(outcome.senderOutput, decoded, { profile: "setup", traffic, durationS: 1, linkMbps: 0 })).toEqual({ ok: true });

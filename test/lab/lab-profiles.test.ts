@@ -4,9 +4,12 @@ import { describe, expect, it } from "vitest";
 import { campaignIdFor } from "../../measure/campaign-plan.js";
 import { describePlan, parseLabFlags, setupSummary, type LabOptions } from "../../cli/lab.js";
 import type { RunResult } from "../../measure/types.js";
-import { labJudge, labKubeProxyRules, labScenario, serviceEndpoints } from "../../lab/backend.js";
+import { labJudge } from "../../measure/backends/lab.js";
+import { labKubeProxyRules } from "../../lab/iptables-dataplane.js";
+import { labScenario, serviceEndpoints } from "../../lab/lab-scenario.js";
 import { plannedConnections } from "../../lab/connection-setup.js";
 import { estimateWallSeconds, labDefinition, labProfile, LAB_PROFILES } from "../../lab/profiles.js";
+import { runsForPower } from "../../measure/statistics.js";
 import { planTopology } from "../../lab/topology.js";
 import type { DecodedLog } from "../../measure/ditg-log.js";
 import { PAPER_SWEEP } from "../../scenario/schema.js";
@@ -24,7 +27,7 @@ function flagError(over: Partial<LabOptions>): string {
 }
 
 describe("lab profiles", () => {
-  it("smoke has a step of at least 2000 Services and fits its 3 minutes on 2 cores", () => {
+  it("smoke has a step of at least 2000 Services and fits its 4 minutes on 2 cores", () => {
     const def = labDefinition(LAB_PROFILES.smoke);
     expect(Math.max(...def.services)).toBeGreaterThanOrEqual(2000);
     expect(estimateWallSeconds(def)).toBeLessThanOrEqual(LAB_PROFILES.smoke.budgetMinutes! * 60);
@@ -45,10 +48,10 @@ describe("lab profiles", () => {
     expect(estimateWallSeconds(def)).toBeGreaterThan(3 * 86400);
   });
 
-  it("defines both dataplanes interleaved in a random order, both families, the D-ITG profiles and setup", () => {
+  it("defines every dataplane interleaved in a random order, both families, the D-ITG profiles and setup", () => {
     const def = labDefinition(LAB_PROFILES.default);
     expect(def.backend).toBe("lab");
-    expect(def.dataplanes).toEqual(["iptables", "ebpf"]);
+    expect(def.dataplanes).toEqual(["iptables", "nftables", "ebpf"]);
     expect(def.families).toEqual(["ipv4", "ipv6"]);
     expect(def.profiles).toEqual(["throughput", "latency", "setup"]);
     expect(def.order).toEqual({ randomize: true, interleave: 1 });
@@ -76,6 +79,29 @@ describe("lab profiles", () => {
     expect(parseLabFlags(options({ profile: "smoke", cap: false })).definition.linkMbps).toBe(0);
   });
 
+  it("declares connection setup at the largest step, each dataplane against iptables per family, as the default profile's primary comparisons, with the runs they need", () => {
+    const def = labDefinition(LAB_PROFILES.default);
+    const design = LAB_PROFILES.default.primary!;
+    expect(def.primary).toEqual({
+      profile: "setup",
+      services: 10000,
+      statistic: "mean",
+      baseline: "iptables",
+      runs: runsForPower({ ...design, tests: 2 * 2 }),
+      design: { alpha: design.alpha, power: design.power, minimumEffect: design.minimumEffect, runCv: design.runCv },
+    });
+    expect(def.primary!.runs).toBeGreaterThan(def.runs);
+    // Fewer comparisons need fewer runs; none without a second dataplane, without the profile, or at the smoke test.
+    const two = labDefinition(LAB_PROFILES.default, { dataplanes: ["iptables", "ebpf"], families: ["ipv4"] });
+    expect(two.primary!.runs).toBe(runsForPower({ ...design, tests: 1 }));
+    expect(two.primary!.runs).toBeLessThan(def.primary!.runs);
+    expect(labDefinition(LAB_PROFILES.default, { dataplanes: ["ebpf"], baseline: "ebpf" }).primary).toBeUndefined();
+    expect(labDefinition(LAB_PROFILES.default, { profiles: ["latency"] }).primary).toBeUndefined();
+    expect(labDefinition(LAB_PROFILES.smoke).primary).toBeUndefined();
+    // At the largest step of a narrowed sweep, against another baseline when asked.
+    expect(labDefinition(LAB_PROFILES.default, { services: [1, 3000], baseline: "nftables" }).primary).toMatchObject({ services: 3000, baseline: "nftables" });
+  });
+
   it("refuses an unknown profile, naming the accepted ones", () => {
     expect(() => labProfile("huge")).toThrow('--profile: "huge" is not accepted; accepted: smoke, default, paper');
   });
@@ -90,11 +116,21 @@ describe("lab flags", () => {
     expect(campaignIdFor(c.definition)).not.toBe(campaignIdFor(a.definition));
   });
 
+  it("runs every dataplane against iptables by default, and the ones named against the one named", () => {
+    expect(parseLabFlags(options()).definition.dataplanes).toEqual(["iptables", "nftables", "ebpf"]);
+    expect(parseLabFlags(options()).baseline).toBe("iptables");
+    const f = parseLabFlags(options({ dataplanes: "ebpf,nftables", baseline: "nftables" }));
+    expect(f.definition.dataplanes).toEqual(["ebpf", "nftables"]);
+    expect(f.baseline).toBe("nftables");
+    expect(f.definition.primary?.baseline).toBe("nftables");
+    expect(describePlan(f, 10)).toMatch(/ebpf, nftables \(baseline\) interleaved/);
+  });
+
   it("narrows the profile's campaign and places the store in --out", () => {
     const f = parseLabFlags(options({ profile: "smoke", families: "ipv6", profiles: "setup,latency", services: "1,3000", runs: "3", flowSeconds: "1.5", seed: "7", cap: false }));
     expect(f.definition).toMatchObject({ families: ["ipv6"], profiles: ["setup", "latency"], services: [1, 3000], runs: 3, flowSeconds: 1.5, seed: 7, linkMbps: 0 });
     expect(f.db).toBe("/tmp/lab-flags/results.db");
-    expect(describePlan(f, 24)).toMatch(/Services 1, 3000; setup, latency; ipv6; iptables \(legacy\) and eBPF interleaved\n.*24 runs of 1.5 s, link cap off/);
+    expect(describePlan(f, 24)).toMatch(/Services 1, 3000; setup, latency; ipv6; iptables \(baseline\), nftables, ebpf interleaved; iptables rules through iptables-legacy\n(.*\n)?.*24 runs of 1.5 s, link cap off/);
   });
 
   it.each([
@@ -107,6 +143,9 @@ describe("lab flags", () => {
     [{ retries: "-1" }, '--retries: "-1" is not accepted; accepted: a whole number from 0 to 20'],
     [{ iptables: "ebtables" }, '--iptables: "ebtables" is not accepted; accepted: legacy or nft'],
     [{ profile: "fast" }, '--profile: "fast" is not accepted; accepted: smoke, default, paper'],
+    [{ dataplanes: "iptables,ipvs" }, '--dataplanes: "iptables,ipvs" is not accepted; accepted: a comma-separated list of iptables, nftables, ebpf, each at most once'],
+    [{ dataplanes: "nftables,ebpf" }, '--baseline: "iptables" is not accepted; accepted: one of the dataplanes the campaign runs (nftables, ebpf); with --dataplanes leaving out iptables, name another baseline'],
+    [{ dataplanes: "iptables,ebpf", baseline: "nftables" }, '--baseline: "nftables" is not accepted; accepted: one of the dataplanes the campaign runs (iptables, ebpf)'],
   ] as const)("refuses %j", (over, message) => {
     expect(flagError(over)).toContain(message);
   });
@@ -133,7 +172,7 @@ describe("the lab's kube-proxy input", () => {
     for (const n of [1, 2000, 10000]) {
       const set = buildServiceSet(scenario, n);
       const expected = 11 * set.counts.nodePort + 5 * set.counts.clusterIp + 3 * 11 + 5;
-      for (const rules of labKubeProxyRules(set, { plan })) expect(rules.ruleCounts.nat, `${n} ${rules.family}`).toBe(expected);
+      for (const rules of labKubeProxyRules(serviceEndpoints(set, plan.addresses.pod), plan)) expect(rules.ruleCounts.nat, `${n} ${rules.family}`).toBe(expected);
     }
   });
 
@@ -193,25 +232,31 @@ describe("setup summary at the end of a lab run", () => {
     ...over,
   });
 
-  it("shows the median of the runs' median handshake per dataplane and the ratio, skipping failed runs and other profiles", () => {
+  it("shows the median of the runs' median handshake of every dataplane and each one over the baseline, skipping failed runs and other profiles", () => {
     const results = [
       run({ dataplane: "iptables", family: "ipv4", services: 10000 }, 560),
       run({ dataplane: "iptables", family: "ipv4", services: 10000 }, 580),
       run({ dataplane: "iptables", family: "ipv4", services: 10000 }, 540),
       run({ dataplane: "ebpf", family: "ipv4", services: 10000 }, 400),
       run({ dataplane: "ebpf", family: "ipv4", services: 10000, status: "failed" }, 9000),
+      run({ dataplane: "nftables", family: "ipv4", services: 10000 }, 420),
+      run({ dataplane: "nftables", family: "ipv4", services: 10000 }, 448),
       run({ dataplane: "iptables", family: "ipv4", services: 1 }, 340),
       run({ dataplane: "ebpf", family: "ipv4", services: 1 }, 340),
+      run({ dataplane: "nftables", family: "ipv4", services: 1 }, 357),
       run({ dataplane: "ebpf", family: "ipv6", services: 1 }, 300),
       run({ dataplane: "ebpf", family: "ipv6", services: 1, profile: "latency" }, 90),
     ];
-    expect(setupSummary(results)).toEqual([
-      "connection setup through the NodePort, median handshake (µs; median over runs):",
-      "family   Services  iptables      eBPF  iptables/eBPF",
-      "ipv4            1       340       340           1.00",
-      "ipv4        10000       560       400           1.40",
-      "ipv6            1         -       300              -",
+    expect(setupSummary(results, "iptables")).toEqual([
+      "connection setup through the NodePort, median handshake (µs; median over runs), and each dataplane over the baseline:",
+      "family    Services  iptables  nftables      ebpf  nftables/iptables  ebpf/iptables",
+      "ipv4             1       340       357       340               1.05           1.00",
+      "ipv4         10000       560       434       400               0.78           0.71",
+      "ipv6             1         -         -       300                  -              -",
     ]);
-    expect(setupSummary(results.filter((r) => r.family === "ipv6" && r.profile === "latency"))).toEqual([]);
+    // Another baseline: its column stays, the ratios are over it.
+    expect(setupSummary(results, "ebpf")[1]).toBe("family    Services  iptables  nftables      ebpf  iptables/ebpf  nftables/ebpf");
+    expect(setupSummary(results, "ebpf")[3]).toBe("ipv4         10000       560       434       400           1.40           1.09");
+    expect(setupSummary(results.filter((r) => r.family === "ipv6" && r.profile === "latency"), "iptables")).toEqual([]);
   });
 });

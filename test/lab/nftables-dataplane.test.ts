@@ -2,19 +2,20 @@
 // namespaces this test creates and removes, benchmarking addresses only), N = 2000 Services applied
 // with one `nft -f` per family, real connections through NodePorts and ClusterIPs, then teardown.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { labScenario, serviceEndpoints } from "../../lab/backend.js";
+import { labScenario, serviceEndpoints } from "../../lab/lab-scenario.js";
 import { echoProbe, startEchoListener, type EchoProtocol } from "../../lab/echo-probe.js";
-import { kubeProxyLeftovers, removeKubeProxyRules } from "../../lab/iptables-dataplane.js";
 import type { ServiceEndpoints } from "../../lab/kube-proxy-inputs.js";
 import type { KubeProxyNftablesRules } from "../../lab/kube-proxy-nftables-rules.js";
 import {
   applyKubeProxyNftables,
-  checkOnlyNftablesDataplane,
   countKubeProxyNftables,
+  kubeProxyNftablesStates,
   kubeProxyNftablesTables,
   labKubeProxyNftablesRules,
   nftablesHostProblem,
+  parkKubeProxyNftables,
   removeKubeProxyNftables,
+  resumeKubeProxyNftables,
 } from "../../lab/nftables-dataplane.js";
 import { createTopology, labHostProblem, type LabTopology } from "../../lab/topology.js";
 import { nthAddress, parseCidr, type Family } from "../../scenario/cidr.js";
@@ -88,7 +89,7 @@ describe.skipIf(hostProblem !== undefined)(`kube-proxy's nftables rules in the l
     expect(v4.chains).toBe(16 + 4 * 2001 + 2 * 2);
     expect(v4.rules).toBe(23 + 9 * 2001 + 4 * 2);
     expect(v4.elements).toMatchObject({ "cluster-ips": 2002, "service-ips": 2003, "service-nodeports": 2001, "no-endpoint-services": 1, "nodeport-ips": 1 });
-    await checkOnlyNftablesDataplane(worker, FAMILIES, [topology.plan.worker.uplink]);
+    expect(await kubeProxyNftablesStates(worker)).toEqual({ ipv4: "active", ipv6: "active" });
   });
 
   describe.each(FAMILIES)("over %s", (family) => {
@@ -142,22 +143,29 @@ describe.skipIf(hostProblem !== undefined)(`kube-proxy's nftables rules in the l
     for (const r of rulesets) expect(await countKubeProxyNftables(worker, r.family)).toEqual(r.counts);
   });
 
-  it("refuses to call itself the only dataplane next to kube-proxy's iptables chains", async () => {
-    topology.run("worker", ["iptables-legacy", "-w", "60", "-t", "nat", "-N", "KUBE-SERVICES"]);
+  it("parks both tables (dormant: no DNAT, everything kept) and wakes them, as the kernel's table flags show", async () => {
+    const svc = lastNodePort().ports[0]!;
+    const node = topology.addresses.node.ipv4;
+    const listener = await startEchoListener(topology, "pod", "tcp", ANY.ipv4, svc.targetPort);
     try {
-      await expect(checkOnlyNftablesDataplane(worker, FAMILIES, [topology.plan.worker.uplink])).rejects.toThrow(
-        /nftables step in netns .*: kube-proxy iptables chains \(legacy, ipv4: nat\)/,
-      );
+      expect(echoProbe(topology, "client", "tcp", node, svc.nodePort!, 5000)).toMatchObject({ ok: true });
+      await parkKubeProxyNftables(worker);
+      expect(await kubeProxyNftablesStates(worker)).toEqual({ ipv4: "dormant", ipv6: "dormant" });
+      // Nothing rewrites the NodePort any more: the worker itself refuses it.
+      expect(echoProbe(topology, "client", "tcp", node, svc.nodePort!, 5000).error).toMatch(/ECONNREFUSED/);
+      for (const r of rulesets) expect(await countKubeProxyNftables(worker, r.family)).toEqual(r.counts);
+      await resumeKubeProxyNftables(worker);
+      expect(await kubeProxyNftablesStates(worker)).toEqual({ ipv4: "active", ipv6: "active" });
+      expect(echoProbe(topology, "client", "tcp", node, svc.nodePort!, 5000)).toMatchObject({ ok: true });
     } finally {
-      await removeKubeProxyRules(worker, ["ipv4"]);
+      await listener.stop();
     }
-    expect(await kubeProxyLeftovers(worker, "ipv4")).toEqual([]);
-    await expect(checkOnlyNftablesDataplane(worker, ["ipv4"], [])).rejects.toThrow(/a kube-proxy table for ipv6 that the step did not install/);
   });
 
   it("tears down both tables and leaves no nftables object in the worker", async () => {
     await removeKubeProxyNftables(worker);
     expect(await kubeProxyNftablesTables(worker)).toEqual([]);
+    expect(await kubeProxyNftablesStates(worker)).toEqual({ ipv4: "absent", ipv6: "absent" });
     expect(await countKubeProxyNftables(worker, "ipv4")).toBeUndefined();
     expect(topology.run("worker", ["nft", "list", "ruleset"]).trim()).toBe("");
     expect(echoProbe(topology, "client", "tcp", topology.addresses.node.ipv4, lastNodePort().ports[0]!.nodePort!).error).toMatch(/ECONNREFUSED/);

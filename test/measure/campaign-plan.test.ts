@@ -148,3 +148,82 @@ describe("run and campaign ids", () => {
     expect(campaignIdFor({ ...def, backend: "stack:ebpf" })).toMatch(/^stack-ebpf-/);
   });
 });
+
+describe("planCampaign with primary comparisons", () => {
+  const primary = {
+    profile: "latency" as const,
+    services: 2000,
+    statistic: "mean",
+    baseline: "iptables" as const,
+    runs: 7,
+    design: { alpha: 0.05, power: 0.9, minimumEffect: 0.15, runCv: 0.1 },
+  };
+  const three = definition({ dataplanes: ["iptables", "nftables", "ebpf"], primary, order: { randomize: true, interleave: 1 } });
+
+  it("gives the primary cells their runs and every other cell the campaign's", () => {
+    const plan = planCampaign("c", three);
+    const count = new Map<string, number>();
+    for (const r of plan) count.set(`${r.key.dataplane}/${r.key.family}/${r.key.profile}/${r.key.services}`, (count.get(`${r.key.dataplane}/${r.key.family}/${r.key.profile}/${r.key.services}`) ?? 0) + 1);
+    for (const [cell, n] of count) expect(n, cell).toBe(cell.endsWith("/latency/2000") ? 7 : 4);
+    expect(count.size).toBe(3 * 2 * 2 * 3);
+    expect(plan).toHaveLength(3 * 2 * 2 * 3 * 4 + 3 * 2 * 3);
+    expect(new Set(plan.map((r) => r.runId)).size).toBe(plan.length);
+  });
+
+  it("interleaves the extra repetitions too: every dataplane in every block, only the primary profile", () => {
+    const plan = planCampaign("c", three).filter((r) => r.key.services === 2000 && r.key.repetition >= 4);
+    for (let repetition = 4; repetition < 7; repetition++) {
+      const block = plan.filter((r) => r.key.repetition === repetition);
+      expect(new Set(block.map((r) => r.key.dataplane))).toEqual(new Set(["iptables", "nftables", "ebpf"]));
+      expect(new Set(block.map((r) => r.key.profile))).toEqual(new Set(["latency"]));
+      // One dataplane at a time within the block.
+      expect(stepStretches(block)).toBe(3);
+    }
+    // The blocks follow one another in repetition order.
+    expect(plan.map((r) => r.key.repetition)).toEqual([...plan.map((r) => r.key.repetition)].sort((a, b) => a - b));
+  });
+
+  it("keeps a campaign without primary comparisons as it was planned before", () => {
+    const plain = definition({ dataplanes: ["iptables", "ebpf"], order: { randomize: true, interleave: 1 } });
+    expect(planCampaign("c", plain).map((r) => label(r.key))).toEqual(planCampaign("c", { ...plain, primary: { ...primary, runs: 4 } }).map((r) => label(r.key)));
+  });
+
+  it("refuses primary comparisons the campaign does not run, naming the key", () => {
+    expect(() => planCampaign("c", { ...three, primary: { ...primary, services: 3000 } })).toThrow(
+      "primary.services: 3000 is not accepted; accepted: one of the campaign's Service counts (1, 1000, 2000)",
+    );
+    expect(() => planCampaign("c", { ...three, primary: { ...primary, profile: "setup" } })).toThrow(/^primary.profile: "setup" is not accepted/);
+    expect(() => planCampaign("c", { ...three, dataplanes: ["nftables", "ebpf"] })).toThrow(
+      'primary.baseline: "iptables" is not accepted; accepted: one of the campaign\'s dataplanes (nftables, ebpf)',
+    );
+  });
+});
+
+describe("planCampaign's order within a repetition", () => {
+  it("alternates transport protocols as far as the cells allow, and keeps every cell", () => {
+    const setup = { protocol: "TCP", meter: "rttm", payloadBytes: 0, packetsPerSecond: 200 } as const;
+    const def = definition({
+      dataplanes: ["iptables", "nftables", "ebpf"],
+      profiles: ["throughput", "latency", "setup"],
+      order: { randomize: true, interleave: 1 },
+      traffic: { ...traffic, setup },
+    });
+    const plan = planCampaign("c", def);
+    const protocol = (profile: string) => (profile === "latency" ? "UDP" : "TCP");
+    const blocks = new Map<string, string[]>();
+    for (const r of plan) {
+      const id = `${r.key.dataplane}/${r.key.services}/${r.key.repetition}`;
+      blocks.set(id, [...(blocks.get(id) ?? []), `${r.key.family}/${r.key.profile}`]);
+    }
+    const orders = new Set<string>();
+    for (const cells of blocks.values()) {
+      expect(cells).toHaveLength(6);
+      // Four TCP cells and two UDP ones: the UDP ones always sit between TCP ones, one TCP pair is left.
+      const same = cells.filter((c, i) => i > 0 && protocol(c.split("/")[1]!) === protocol(cells[i - 1]!.split("/")[1]!)).length;
+      expect(same, cells.join(" ")).toBe(1);
+      orders.add(cells.join(" "));
+    }
+    // Still shuffled: many different orders.
+    expect(orders.size).toBeGreaterThan(10);
+  });
+});

@@ -15,6 +15,8 @@ export interface GroupShape {
 
 export interface FixtureSpec {
   readonly seed: number;
+  /** The dataplanes measured; default iptables and ebpf. */
+  readonly dataplanes?: readonly Dataplane[];
   readonly runs: number;
   readonly services: readonly number[];
   readonly families: readonly Family[];
@@ -120,7 +122,7 @@ export function syntheticRuns(spec: FixtureSpec): RunResult[] {
   for (const profile of spec.profiles) {
     for (const family of spec.families) {
       for (const services of spec.services) {
-        for (const dataplane of ["iptables", "ebpf"] as const) {
+        for (const dataplane of spec.dataplanes ?? (["iptables", "ebpf"] as const)) {
           const shape = spec.shape(dataplane, profile, services);
           for (let repetition = 0; repetition < spec.runs; repetition++) {
             const key = { dataplane, family, profile: profile as Profile, services, repetition };

@@ -92,7 +92,7 @@ describe("report from a results store", () => {
     const md = readFileSync(path.join(out, "report.md"), "utf8");
     expect(md).toContain(`Campaign \`${id}\` (backend loopback)`);
     expect(md).toContain("Seed 3, 2000 bootstrap resamples");
-    expect(md).toMatch(/\*\*throughput, standard deviation, ipv4:\*\* eBPF lower at 2 of 2 step\(s\)/);
+    expect(md).toMatch(/\*\*throughput, standard deviation, ipv4, ebpf\/iptables:\*\* ebpf lower at 2 of 2 step\(s\)/);
     expect(md).toContain("4 failed run(s) excluded");
     for (const f of ["cells.csv", "ratios.csv", "table1-throughput-std-ratio.csv", "throughput-ipv4.svg", "latency-ipv4.svg"]) {
       expect(existsSync(path.join(out, f))).toBe(true);

@@ -104,7 +104,7 @@ describe("measurement validity", () => {
     expect(paragraph).toContain(`fell outside the exact ratio's interval at ${outside.length} of ${compared.length} step(s)`);
     expect(md).toMatch(/- \*\*Delays:\*\* latency: 64 exact round trips from the paired sender and receiver logs \(of 64 runs\)/);
     // The latency tables show the meter's ratio beside the exact one.
-    expect(md).toMatch(/\| n eBPF \/ iptables \| meter's ratio \(ITGDec\) \|/);
+    expect(md).toMatch(/\| n \/ n iptables \| meter's ratio \(ITGDec\) \|/);
   });
 
   it("reports one-way delays as a third view where the runs kept them, beside the round-trip median", () => {

@@ -7,6 +7,8 @@ import { afterAll, describe, expect, it } from "vitest";
 import { loadPaperReference, PaperReferenceError, parsePaperTable } from "../../measure/paper-reference.js";
 import { buildReport, writeReport, type Report, type ReportOptions } from "../../measure/report.js";
 import { renderSvg } from "../../measure/report-figures.js";
+import { holmAdjust } from "../../measure/statistics.js";
+import type { PrimaryComparisons } from "../../measure/campaign-plan.js";
 import type { RunResult } from "../../measure/types.js";
 import { syntheticRuns, type FixtureSpec } from "./report-fixtures.js";
 
@@ -85,7 +87,8 @@ describe("buildReport on throughput runs", () => {
     expect(quiet.ipv4_paper).toBe("1.01");
     const ratios = table(report, "ratios.csv");
     for (const r of ratios) {
-      expect(r.verdict).toBe(r.services === "1000" ? "eBPF lower" : "no difference shown");
+      expect(r.verdict).toBe(r.services === "1000" ? "lower" : "no difference shown");
+      expect([r.dataplane, r.baseline, r.role]).toEqual(["ebpf", "iptables", "exploratory"]);
       expect(Number(r.p_holm)).toBeGreaterThanOrEqual(Number(r.p_value));
     }
     // Paper-only steps keep the paper's value and leave ours empty.
@@ -94,21 +97,22 @@ describe("buildReport on throughput runs", () => {
 
   it("says in words what is and is not shown, with n per group and the excluded runs", () => {
     const md = report.markdown;
-    expect(md).toMatch(/\*\*throughput, standard deviation, ipv4:\*\* eBPF lower at 1 of 3 step\(s\) \(1000 Services\); no difference shown at 2/);
-    expect(md).toMatch(/Holm over 6 rank tests/);
+    expect(md).toMatch(/\*\*throughput, standard deviation, ipv4, ebpf\/iptables:\*\* ebpf lower at 1 of 3 step\(s\) \(1000 Services\); no difference shown at 2/);
+    expect(md).toMatch(/Holm over 0 primary and, separately, 6 exploratory rank tests/);
+    expect(md).toMatch(/The campaign declared no primary comparisons: every test below is exploratory/);
     expect(md).toMatch(/\| throughput \| ipv4 \| 2000 \| 60 \| 58 \(2\) \|/);
     expect(md).toMatch(/4 failed run\(s\) excluded/);
     expect(md).toMatch(/sample standard deviation \(divisor n - 1\)/);
     expect(md).toMatch(/percentile bootstrap/);
-    expect(md).toMatch(/\| 1000 \| 1.01 \| 0.\d+ \| \[0.\d+, 0.\d+\] \| eBPF lower \|/);
+    expect(md).toMatch(/\| 1000 \| ebpf \| 1.01 \| 0.\d+ \| \[0.\d+, 0.\d+\] \| ebpf lower \| exploratory \|/);
     expect(report.warnings.some((w) => /1000 bootstrap resamples/.test(w))).toBe(true);
   });
 
   it("changes its words when the data change", () => {
     const md = buildReport(syntheticRuns(throughputSpec(undefined)), options).markdown;
-    expect(md).toMatch(/\*\*throughput, standard deviation, ipv4:\*\* no difference shown at any of 3 step\(s\)/);
+    expect(md).toMatch(/\*\*throughput, standard deviation, ipv4, ebpf\/iptables:\*\* no difference shown at any of 3 step\(s\)/);
     expect(md).toMatch(/the rank test is significant at no step/);
-    expect(md).not.toMatch(/eBPF lower at/);
+    expect(md).not.toMatch(/ebpf lower at/);
   });
 
   it("is reproducible with a seed, independent of input order, and moves its intervals with the seed", () => {
@@ -133,14 +137,14 @@ describe("buildReport on throughput runs", () => {
     expect(failed.ratios).toEqual([]);
     expect(failed.cells).toEqual([]);
     expect(failed.warnings[0]).toMatch(/^36 failed run\(s\) excluded/);
-    expect(failed.markdown).toMatch(/No step has runs of both dataplanes/);
+    expect(failed.markdown).toMatch(/No step has runs of iptables and another dataplane/);
   });
 
   it("reports a step with one dataplane only as having no ratio", () => {
     const onlyIptables = results.filter((r) => !(r.services === 1 && r.dataplane === "ebpf"));
     const r = buildReport(onlyIptables, options);
     expect(r.ratios.some((x) => x.services === 1)).toBe(false);
-    expect(r.warnings.some((w) => /no eBPF\/iptables ratio for throughput ipv4 at 1 Services: 0 eBPF and 60 iptables/.test(w))).toBe(true);
+    expect(r.warnings.some((w) => /no ebpf\/iptables ratio for throughput ipv4 at 1 Services: 0 ebpf and 60 iptables/.test(w))).toBe(true);
   });
 });
 
@@ -205,11 +209,11 @@ describe("buildReport on delay profiles", () => {
     expect(setup.map((r) => `${r.services}/${r.statistic}`)).toEqual(["1/mean", "1/max", "1/std", "1000/mean", "1000/max", "1000/std"]);
     expect(setup.every((r) => r.paper === undefined)).toBe(true);
     expect(setup.filter((r) => r.statistic === "std").every((r) => r.verdict === "no difference shown")).toBe(true);
-    expect(report.markdown).toMatch(/## setup, ipv4: eBPF\/iptables ratio of the standard deviation\n/);
+    expect(report.markdown).toMatch(/## setup, ipv4: ratio of the standard deviation against iptables\n/);
     // The typical cost itself, which the paper does not tabulate, is compared too.
-    expect(report.markdown).toMatch(/## setup, ipv4: eBPF\/iptables ratio of the mean\n/);
-    expect(report.markdown).toMatch(/\*\*setup, standard deviation, ipv4:\*\* no difference shown at any of 2 step\(s\)/);
-    expect(report.markdown).toMatch(/\*\*latency, standard deviation, ipv4:\*\* eBPF lower at 2 of 2 step\(s\)/);
+    expect(report.markdown).toMatch(/## setup, ipv4: ratio of the mean against iptables\n/);
+    expect(report.markdown).toMatch(/\*\*setup, standard deviation, ipv4, ebpf\/iptables:\*\* no difference shown at any of 2 step\(s\)/);
+    expect(report.markdown).toMatch(/\*\*latency, standard deviation, ipv4, ebpf\/iptables:\*\* ebpf lower at 2 of 2 step\(s\)/);
     expect(report.markdown).toMatch(/The maximum is unstable/);
     expect(report.figures.map((f) => f.file)).toEqual(
       expect.arrayContaining(["latency-ipv4.svg", "setup-ipv4.svg", "ratio-latency-max.svg", "ratio-setup-std.svg"]),
@@ -236,7 +240,117 @@ describe("buildReport on delay profiles", () => {
 
     const ratioSvg = await renderSvg(report.figures.find((f) => f.file === "ratio-latency-std.svg")!.spec);
     const ratioTexts = Array.from(new DOMParser().parseFromString(ratioSvg, "image/svg+xml").getElementsByTagName("text")).map((t) => t.textContent);
-    expect(ratioTexts).toEqual(expect.arrayContaining(["paper", "measured (95% CI)"]));
+    expect(ratioTexts).toEqual(expect.arrayContaining(["paper", "measured (95% CI)", "ebpf"]));
+  });
+});
+
+describe("buildReport on three dataplanes against a baseline", () => {
+  // Connection setup: iptables pays per Service at 2000, nftables a little, eBPF nothing; at 1 Service all alike.
+  const baseMs = { iptables: { 1: 0.3, 2000: 0.5 }, nftables: { 1: 0.3, 2000: 0.33 }, ebpf: { 1: 0.3, 2000: 0.3 } } as const;
+  const spec: FixtureSpec = {
+    seed: 5,
+    runs: 12,
+    dataplanes: ["iptables", "nftables", "ebpf"],
+    services: [1, 2000],
+    families: ["ipv4", "ipv6"],
+    profiles: ["setup"],
+    packets: 100,
+    shape: (dataplane, _profile, services) => ({ delay: { baseMs: baseMs[dataplane][services as 1 | 2000], jitterMs: 0.02 } }),
+  };
+  const primary: PrimaryComparisons = {
+    profile: "setup",
+    services: 2000,
+    statistic: "mean",
+    baseline: "iptables",
+    runs: 12,
+    design: { alpha: 0.05, power: 0.9, minimumEffect: 0.15, runCv: 0.1 },
+  };
+  const results = syntheticRuns(spec);
+  const report = buildReport(results, { ...options, primary, plannedRunsPerCell: 12 });
+
+  it("compares each other dataplane with the baseline at every step and statistic, and the baseline with nothing", () => {
+    const pairs = new Set(report.ratios.map((r) => `${r.dataplane}/${r.baseline}`));
+    expect(pairs).toEqual(new Set(["nftables/iptables", "ebpf/iptables"]));
+    expect(report.ratios).toHaveLength(2 * 2 * 2 * 3);
+    const at = (dataplane: string, services: number) => report.ratios.find((r) => r.dataplane === dataplane && r.services === services && r.family === "ipv4" && r.statistic === "mean")!;
+    expect(at("nftables", 2000).ratio.estimate).toBeCloseTo(0.66, 1);
+    expect(at("ebpf", 2000).ratio.estimate).toBeCloseTo(0.6, 1);
+    expect(at("nftables", 1).verdict).toBe("no difference shown");
+    expect([at("nftables", 2000).verdict, at("ebpf", 2000).verdict]).toEqual(["lower", "lower"]);
+  });
+
+  it("tests the declared primary comparisons as their own family and everything else as exploratory", () => {
+    const primaryRows = report.ratios.filter((r) => r.role === "primary");
+    expect(primaryRows.map((r) => `${r.family} ${r.dataplane}`).sort()).toEqual(["ipv4 ebpf", "ipv4 nftables", "ipv6 ebpf", "ipv6 nftables"]);
+    expect(primaryRows.every((r) => r.profile === "setup" && r.services === 2000 && r.statistic === "mean")).toBe(true);
+    expect(report.tests).toEqual({ primary: 4, exploratory: 20 });
+    // Holm within each family: the primary p-values are corrected over the four of them alone.
+    expect(primaryRows.map((r) => r.pHolm)).toEqual(holmAdjust(primaryRows.map((r) => r.pValue)));
+    const exploratory = report.ratios.filter((r) => r.role === "exploratory");
+    expect(exploratory.map((r) => r.pHolm)).toEqual(holmAdjust(exploratory.map((r) => r.pValue)));
+    // 12 runs against 12, fully separated: 2/C(24,12) = 7.4e-7, times 4 in the primary family, times 20 among the exploratory ones.
+    expect(primaryRows.every((r) => r.significant)).toBe(true);
+    const csv = table(report, "ratios.csv");
+    expect(csv.filter((r) => r.role === "primary")).toHaveLength(4);
+    expect(csv[0]).toMatchObject({ dataplane: "nftables", baseline: "iptables", n: "12", n_baseline: "12" });
+  });
+
+  it("says which tests are primary and which exploratory, and counts every dataplane's runs", () => {
+    const md = report.markdown;
+    expect(md).toMatch(/^# Service dataplanes against iptables: measurement report/);
+    expect(md).toMatch(/Holm over 4 primary and, separately, 20 exploratory rank tests/);
+    expect(md).toMatch(/## Primary comparisons\n\nThe campaign declared, before it ran, setup at 2000 Services, the mean of each dataplane against iptables, per family, as its primary comparisons, and gave each of their cells 12 runs/);
+    expect(md).toMatch(/- \*\*ipv4, nftables\/iptables:\*\* ratio 0\.\d+ \[0\.\d+, 0\.\d+\], nftables lower; rank test on each run's mean per-packet delay: p = .*after Holm over the primary tests, \*\*significant\*\*/);
+    expect(md).toMatch(/\| setup \| ipv4 \| 2000 \| 12 \| 12 \| 12 \|/);
+    expect(md).toMatch(/\| 2000 \| nftables \|  \| 0\.\d+ \| \[0\.\d+, 0\.\d+\] \| nftables lower \| primary \|/);
+    expect(md).toMatch(/\| 2000 \| ebpf \|  \| 0\.\d+ \| \[0\.\d+, 0\.\d+\] \| ebpf lower \| primary \|/);
+    expect(md).toMatch(/\| 1 \| ebpf \|  \| [01]\.\d+ \| \[0\.\d+, 1\.\d+\] \| no difference shown \| exploratory \|/);
+    expect(md).toMatch(/over the 4 \*\*primary\*\* comparisons/);
+    expect(report.warnings.filter((w) => /primary|incomplete/.test(w))).toEqual([]);
+  });
+
+  it("compares with another baseline on request; the declared primary comparisons then turn exploratory, saying so", () => {
+    const other = buildReport(results, { ...options, primary, baseline: "ebpf" });
+    expect(new Set(other.ratios.map((r) => `${r.dataplane}/${r.baseline}`))).toEqual(new Set(["iptables/ebpf", "nftables/ebpf"]));
+    expect(other.tests.primary).toBe(0);
+    expect(other.warnings).toContain("the campaign declared its primary comparisons against iptables; this report compares against ebpf, so every test here is exploratory");
+    const at2000 = other.ratios.find((r) => r.dataplane === "iptables" && r.services === 2000 && r.family === "ipv4" && r.statistic === "mean")!;
+    expect(at2000.verdict).toBe("higher");
+    expect(() => buildReport(results.filter((r) => r.dataplane !== "nftables"), { ...options, baseline: "nftables" })).toThrow(
+      'baseline "nftables" has no run in these results; accepted: a dataplane they measured (iptables, ebpf)',
+    );
+  });
+
+  it("warns when a primary cell lacks runs, and plans the primary cells' runs for the completeness check", () => {
+    const short = buildReport(
+      results.filter((r) => !(r.dataplane === "nftables" && r.family === "ipv6" && r.services === 2000)),
+      { ...options, primary: { ...primary, runs: 20 }, plannedRunsPerCell: 12 },
+    );
+    expect(short.warnings).toContain(
+      "only 3 of 4 primary comparisons (setup at 2000 Services, mean, each dataplane against iptables, per family) could be tested: a cell lacks runs",
+    );
+    expect(short.warnings).toContain("incomplete: setup ipv4 ebpf at 2000 Services has results for 12 of 20 planned runs");
+    expect(short.warnings.some((w) => /incomplete: setup ipv4 ebpf at 1 Services/.test(w))).toBe(false);
+  });
+
+  it("draws one series per dataplane in the cell figures and one per compared dataplane in the ratio figures", async () => {
+    const texts = async (file: string) => {
+      const svg = await renderSvg(report.figures.find((f) => f.file === file)!.spec);
+      return Array.from(new DOMParser().parseFromString(svg, "image/svg+xml").getElementsByTagName("text")).map((t) => t.textContent);
+    };
+    expect(await texts("setup-ipv4.svg")).toEqual(expect.arrayContaining(["iptables", "nftables", "ebpf"]));
+    const ratio = await texts("ratio-setup-mean.svg");
+    expect(ratio).toEqual(expect.arrayContaining(["nftables", "ebpf"]));
+    expect(ratio).not.toContain("iptables");
+  });
+
+  it("keeps the paper's tables to the paper's comparison, eBPF over iptables", () => {
+    const latency = buildReport(syntheticRuns({ ...spec, profiles: ["latency"] }), options);
+    const t2 = table(latency, "table2-latency-ipv4.csv").find((r) => r.services === "2000")!;
+    const ebpf = latency.ratios.find((r) => r.profile === "latency" && r.family === "ipv4" && r.services === 2000 && r.statistic === "std" && r.dataplane === "ebpf")!;
+    expect(t2.std_paper).not.toBe("");
+    expect(Number(t2.std_ratio)).toBeCloseTo(ebpf.ratio.estimate, 4);
+    expect(latency.ratios.filter((r) => r.paper).every((r) => r.dataplane === "ebpf" && r.baseline === "iptables")).toBe(true);
   });
 });
 

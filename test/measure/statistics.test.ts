@@ -7,10 +7,13 @@ import {
   holmAdjust,
   iqr,
   mannWhitneyU,
+  normalQuantile,
   poolMoments,
   quantile,
+  runsForPower,
   sampleStd,
   seedFor,
+  smallestExactP,
   upperNormalTail,
 } from "../../measure/statistics.js";
 import { Synthetic } from "./statistics-fixtures.js";
@@ -251,5 +254,67 @@ suite("seedFor", () => {
     expect(seedFor(1, "a")).not.toBe(seedFor(1, "b"));
     expect(seedFor(1, "a")).not.toBe(seedFor(2, "a"));
     expect(Number.isInteger(seedFor(99, "throughput/ipv4/1000"))).toBe(true);
+  });
+});
+
+suite("runs for a powered comparison", () => {
+  it("inverts the normal distribution", () => {
+    expect(normalQuantile(0.975)).toBeCloseTo(1.959964, 5);
+    expect(normalQuantile(0.9)).toBeCloseTo(1.281552, 5);
+    expect(normalQuantile(0.5)).toBeCloseTo(0, 6);
+    expect(normalQuantile(0.00625)).toBeCloseTo(-2.497705, 5);
+    expect(() => normalQuantile(1)).toThrow(/accepted: a probability between 0 and 1/);
+  });
+
+  it("knows the exact test's floor: 2/C(2n, n)", () => {
+    expect(smallestExactP(5)).toBeCloseTo(2 / 252, 12);
+    expect(smallestExactP(4)).toBeCloseTo(2 / 70, 12);
+    // The arithmetic: with 5 runs per cell and Holm over 56 tests nothing can be significant.
+    expect(Math.min(1, 56 * smallestExactP(5))).toBeGreaterThan(0.05);
+    expect(smallestExactP(5)).toBe(mannWhitneyU([1, 2, 3, 4, 5], [6, 7, 8, 9, 10]).pValue);
+  });
+
+  it("follows Noether's formula, and more runs for a smaller effect, a noisier host, more tests or more power", () => {
+    const design = { alpha: 0.05, tests: 4, power: 0.9, minimumEffect: 0.15, runCv: 0.1 };
+    // d = |ln 0.85| / sqrt(ln 1.01) = 1.6295; P(X > Y) = Phi(1.1522) = 0.8754;
+    // n = (z(0.99375) + z(0.9))^2 / (6 (0.3754)^2) = 3.7793^2 / 0.8456 = 16.9.
+    expect(runsForPower(design)).toBe(17);
+    expect(runsForPower({ ...design, minimumEffect: 0.1 })).toBeGreaterThan(17);
+    expect(runsForPower({ ...design, runCv: 0.2 })).toBeGreaterThan(17);
+    expect(runsForPower({ ...design, tests: 8 })).toBeGreaterThan(17);
+    expect(runsForPower({ ...design, power: 0.95 })).toBeGreaterThan(17);
+    // Noether's formula never goes below (z + z)^2 / 1.5, whatever the effect.
+    expect(runsForPower({ ...design, minimumEffect: 0.9 })).toBe(10);
+    // Where it asks for fewer runs than the exact test needs to reach alpha/tests at all, the floor wins:
+    // 4 runs per group cannot get below 2/70 = 0.029 > 0.0125.
+    expect(runsForPower({ ...design, minimumEffect: 0.9, power: 0.1 })).toBe(5);
+    expect(runsForPower({ ...design, minimumEffect: 0.9, power: 0.1, tests: 1 })).toBe(4);
+  });
+
+  it("gives the power it promises: simulated log-normal runs, the exact test at alpha/tests", () => {
+    const design = { alpha: 0.05, tests: 4, power: 0.8, minimumEffect: 0.2, runCv: 0.15 };
+    const n = runsForPower(design);
+    const g = new Synthetic(11);
+    const sigma = Math.sqrt(Math.log(1 + design.runCv ** 2));
+    const sample = (scale: number) => Array.from({ length: n }, () => scale * Math.exp(g.normal(0, sigma)));
+    const experiments = 2000;
+    let shown = 0;
+    let falsePositives = 0;
+    for (let i = 0; i < experiments; i++) {
+      if (mannWhitneyU(sample(1 - design.minimumEffect), sample(1)).pValue < design.alpha / design.tests) shown++;
+      if (mannWhitneyU(sample(1), sample(1)).pValue < design.alpha / design.tests) falsePositives++;
+    }
+    // Binomial standard error at 2000 experiments is about 0.009: allow three of them.
+    expect(shown / experiments).toBeGreaterThan(design.power - 0.03);
+    // And the test keeps its level when nothing differs.
+    expect(falsePositives / experiments).toBeLessThan(design.alpha / design.tests + 0.01);
+  });
+
+  it("refuses a design it cannot size, naming the key", () => {
+    const design = { alpha: 0.05, tests: 4, power: 0.9, minimumEffect: 0.15, runCv: 0.1 };
+    expect(() => runsForPower({ ...design, power: 1 })).toThrow(/^power: 1 is not accepted; accepted: a probability between 0 and 1/);
+    expect(() => runsForPower({ ...design, tests: 0 })).toThrow(/^tests: 0 is not accepted/);
+    expect(() => runsForPower({ ...design, runCv: 0 })).toThrow(/^runCv: 0 is not accepted/);
+    expect(() => runsForPower({ ...design, minimumEffect: 1.5 })).toThrow(/^minimumEffect: 1.5 is not accepted/);
   });
 });

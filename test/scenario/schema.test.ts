@@ -74,7 +74,12 @@ describe("bad configurations are refused with a message naming key, value and wh
     ["negative Service count", { services: -1 }, /^testbed:services: -1 is not accepted; accepted: a number >= 0$/],
     ["non-integer Service count", { services: 2.5 }, /^testbed:services: 2\.5 is not a whole number; accepted: an integer$/],
     ["zero runs", { sweep: { runs: 0 } }, /^testbed:sweep\.runs: 0 is not accepted; accepted: a number >= 1$/],
-    ["unknown dataplane", { dataplane: "nftables" }, /^testbed:dataplane: "nftables" is not accepted; accepted: "iptables" or "ebpf"$/],
+    ["unknown dataplane", { dataplane: "ipvs" }, /^testbed:dataplane: "ipvs" is not accepted; accepted: "iptables" or "nftables" or "ebpf"$/],
+    [
+      "kube-proxy's nftables mode on the paper's kernel",
+      { dataplane: "nftables" },
+      /^testbed:openstack\.imageKernel: "5\.4" is older than 5\.13, which kube-proxy's nftables mode needs; accepted: .*imageKernel 5\.15/,
+    ],
     ["missing admin CIDR", { adminCidr: undefined }, /^testbed:adminCidr: missing; set it with `pulumi config set testbed:adminCidr/],
     ["admin CIDR open to the Internet", { adminCidr: "0.0.0.0/0" }, /^testbed:adminCidr: "0\.0\.0\.0\/0" opens SSH to the whole Internet; accepted: a block with a prefix length above 0/],
     ["IPv6 admin CIDR open to the Internet", { adminCidr: "::/0" }, /^testbed:adminCidr: "::\/0" opens SSH to the whole Internet/],
@@ -122,6 +127,7 @@ describe("valid configurations are accepted", () => {
     ["IPv6 only", { families: ["ipv6"] }],
     ["Cilium 1.18 with the HWE kernel stated", { cilium: { version: "1.18.2" }, openstack: { imageKernel: "5.15" } }],
     ["kubelet 1.35 with failCgroupV1 false", { kubernetes: { version: "1.35.0", failCgroupV1: false } }],
+    ["kube-proxy's nftables mode on Ubuntu 22.04", { dataplane: "nftables", openstack: { image: "ubuntu-22.04", imageKernel: "5.15", imageCgroup: "v2" }, kubernetes: { version: "1.33.9" } }],
     ["a wide NodePort range for 10000 NodePort Services", { kubernetes: { nodePortRange: "20000-32767" } }],
     ["created flavors with the host clock", { flavors: { create: true, hostCpuMHz: 3000 } }],
     ["no link cap", { linkMbps: 0 }],
@@ -141,7 +147,8 @@ describe("placeholders", () => {
 
 describe("Pulumi config files", () => {
   const project = parseYaml(fs.readFileSync("Pulumi.yaml", "utf8")) as { config: Record<string, { value: unknown }>; main: string };
-  const stacks = ["iptables", "ebpf"].map((s) => parseYaml(fs.readFileSync(`Pulumi.${s}.yaml`, "utf8")) as { config: Record<string, unknown> });
+  const names = ["iptables", "nftables", "ebpf"] as const;
+  const stacks = names.map((s) => parseYaml(fs.readFileSync(`Pulumi.${s}.yaml`, "utf8")) as { config: Record<string, unknown> });
 
   it("gives project-level values equal to the schema's defaults", () => {
     const defaults = scenarioSchema.parse(valid) as Record<string, unknown>;
@@ -152,10 +159,14 @@ describe("Pulumi config files", () => {
     expect(project.main).toBe("infra/");
   });
 
-  it("has two stacks that differ in testbed:dataplane and nothing else", () => {
-    const [a, b] = stacks.map((s) => ({ ...s.config, "testbed:dataplane": undefined }));
-    expect(a).toEqual(b);
-    expect(stacks.map((s) => s.config["testbed:dataplane"])).toEqual(["iptables", "ebpf"]);
+  it("has stacks that differ in testbed:dataplane and in what that dataplane needs, nothing else", () => {
+    const [iptables, nftables, ebpf] = stacks.map((s): Record<string, unknown> => ({ ...s.config, "testbed:dataplane": undefined }));
+    expect(iptables).toEqual(ebpf);
+    // nftables: kernel 5.13+ (Ubuntu 22.04, cgroup v2) and the release where the mode is GA.
+    expect({ ...nftables, "testbed:openstack": undefined, "testbed:kubernetes": undefined }).toEqual(iptables);
+    expect(nftables!["testbed:openstack"]).toEqual({ image: "ubuntu-22.04", imageKernel: "5.15", imageCgroup: "v2" });
+    expect(nftables!["testbed:kubernetes"]).toEqual({ version: "1.33.9" });
+    expect(stacks.map((s) => s.config["testbed:dataplane"])).toEqual([...names]);
   });
 
   it("parses as committed, through the same reader the program uses", () => {

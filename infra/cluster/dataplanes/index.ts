@@ -5,6 +5,7 @@
 import type { Dataplane } from "../../../scenario/schema.js";
 import { ebpf } from "./ebpf.js";
 import { iptables } from "./iptables.js";
+import { nftables } from "./nftables.js";
 
 export interface ClusterDataplane {
   readonly name: Dataplane;
@@ -32,7 +33,7 @@ export interface ClusterDataplane {
   readonly programmedClusterIps: string;
 }
 
-export const REGISTRY: Readonly<Record<Dataplane, ClusterDataplane>> = { iptables, ebpf };
+export const REGISTRY: Readonly<Record<Dataplane, ClusterDataplane>> = { iptables, nftables, ebpf };
 
 export function clusterDataplane(name: Dataplane): ClusterDataplane {
   return REGISTRY[name];

@@ -1,7 +1,7 @@
 // The local lab as a campaign backend: the paper's client, router, worker and receiver pod as network
-// namespaces on this host (topology.ts), one topology per campaign, and at each step either
-// kube-proxy's iptables rules (iptables-dataplane.ts) or the tc eBPF load balancer (ebpf-dataplane.ts)
-// holding the Service set of that step, never both.
+// namespaces on this host (lab/topology.ts), one topology per campaign, and at each step one Service
+// dataplane (lab/dataplanes/: kube-proxy's iptables or nftables rules, or the tc eBPF load balancer)
+// holding the Service set of that step, never two on the packet path at once.
 //
 // Traffic: ITGSend in the client namespace sends to the worker's address and the receiver's
 // NodePorts (signaling NodePort -> pod port 9000; data NodePort = Service port = pod port), one
@@ -10,42 +10,43 @@
 // family, would need two signaling NodePorts). The setup profile runs the connection-setup probe
 // instead (connection-setup.ts). Logs live in the run's directory and go with the topology.
 //
-// Both dataplanes run on the same netfilter base: connection tracking follows every connection
+// Every dataplane runs on the same netfilter base: connection tracking follows every connection
 // through the worker, as on a real node, where kubelet's and Cilium 1.17's own iptables rules (KUBE-
 // FIREWALL, CILIUM_* with conntrack matches and MASQUERADE) turn it on whatever the Service dataplane;
 // on kernel 5.4 Cilium's NodePort path to a local pod goes through the kernel stack and its
 // conntrack. Here one count-only rule with a conntrack match stands for them, so the dataplanes
-// differ only in the KUBE-* rules or the tc program. Conntrack is flushed at every step.
+// differ only in kube-proxy's rules or the tc program. Conntrack is flushed at every step.
+//
+// Switching dataplanes within a step is cheap: the one leaving steps aside and keeps what it
+// installed (parked, unreachable by packets) until its turn comes back at the same Service count, so
+// the interleaved plan installs each dataplane once per step. A new Service count removes them all.
+//
+// A D-ITG flow is handed back when ITGRecv prints that its data is in, and the next flow starts
+// during ITGRecv's one-second wait before it closes the flow, unless it needs the data socket that
+// flow still holds (measure/ditg-close-wait.ts). A change of step, a conntrack flush, a receiver
+// restart and the teardown wait until every closing flow is through: its ack crosses the dataplane.
 import { spawn } from "node:child_process";
-import { mkdirSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync } from "node:fs";
 import { join } from "node:path";
-import type { Family } from "../scenario/cidr.js";
-import { parseScenario, PLACEHOLDERS, type Dataplane, type Scenario } from "../scenario/schema.js";
-import { buildServiceSet } from "../workloads/service-set.js";
-import type { ServiceSet } from "../workloads/service-model.js";
-import { ditgJudge, type FlowJudge } from "../measure/campaign.js";
-import { flowLogs, receiverCommand, senderCommand } from "../measure/ditg-commands.js";
-import { awaitSender, LocalFlowLogs } from "../measure/ditg-sender.js";
-import type { Backend, CollectedLogs, FlowOutcome, RunKey, TrafficProfile } from "../measure/types.js";
-import { judgeSetup, plannedConnections, runSetupProbe, SourcePortPool } from "./connection-setup.js";
-import { ebpfHostProblem, setupEbpfDataplane, type EbpfDataplane } from "./ebpf-dataplane.js";
-import { LB_MAPS } from "./ebpf/service-maps.js";
-import {
-  applyKubeProxyRules,
-  DEFAULT_IPTABLES_BACKEND,
-  iptablesTools,
-  kubeProxyLeftovers,
-  removeKubeProxyRules,
-  type IptablesBackend,
-} from "./iptables-dataplane.js";
-import { kubeProxyRules, type KubeProxyRules, type ServiceEndpoints } from "./kube-proxy-rules.js";
-import { exec, run } from "./netns.js";
-import { createTopology, labHostProblem, type LabTopology, type Shaper } from "./topology.js";
+import { DATAPLANES, type Dataplane, type Scenario } from "../../scenario/schema.js";
+import { buildServiceSet } from "../../workloads/service-set.js";
+import type { ServiceSet } from "../../workloads/service-model.js";
+import { ditgJudge, type FlowJudge } from "../campaign.js";
+import { flowLogs, receiverCommand, senderCommand } from "../ditg-commands.js";
+import { ClosingFlows, FlowEnds } from "../ditg-close-wait.js";
+import { LocalFlowLogs } from "../ditg-sender.js";
+import { PhaseTimes } from "../phase-times.js";
+import type { Backend, CollectedLogs, FlowOutcome, RunKey, TrafficProfile } from "../types.js";
+import { judgeSetup, plannedConnections, runSetupProbe, SourcePortPool } from "../../lab/connection-setup.js";
+import { LAB_DATAPLANES, type LabDataplane } from "../../lab/dataplanes/index.js";
+import { DEFAULT_IPTABLES_BACKEND, iptablesTools, type IptablesBackend } from "../../lab/iptables-dataplane.js";
+import { LAB_FAMILIES as FAMILIES, labScenario, serviceEndpoints } from "../../lab/lab-scenario.js";
+import { exec } from "../../lab/netns.js";
+import { createTopology, labHostProblem, type LabTopology, type Shaper } from "../../lab/topology.js";
 
-const FAMILIES: readonly Family[] = ["ipv4", "ipv6"];
 const RECEIVER_START_TIMEOUT_MS = 5000;
 const OUTPUT_TAIL_CHARS = 2000;
-/** Debian tools the lab runs, beyond the eBPF dataplane's. */
+/** Debian tools the lab runs, beyond its dataplanes' own. */
 const LAB_TOOLS = [
   { tool: "ITGSend", probe: ["ITGSend", "-h"], debian: "d-itg" },
   { tool: "ITGRecv", probe: ["ITGRecv", "-h"], debian: "d-itg" },
@@ -59,9 +60,6 @@ const LAB_TOOLS = [
 export const NODE_BASE_RULE = [
   "-t", "filter", "-A", "FORWARD", "-m", "conntrack", "--ctstate", "NEW", "-m", "comment", "--comment", "testbed node base: conntrack in both dataplanes",
 ] as const;
-
-/** ClusterIPs of the lab's Services: benchmarking addresses, never routed anywhere. */
-export const LAB_SERVICE_SUBNETS = { ipv4: "198.19.128.0/17", ipv6: "2001:2:0:ff::/112" } as const;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -81,50 +79,11 @@ export function labProblem(): string | undefined {
     const packages = [...new Set(missing.map((m) => m.debian))];
     return `the local lab needs ${missing.map((m) => m.tool).join(", ")} (Debian: ${packages.join(", ")})`;
   }
-  return ebpfHostProblem();
-}
-
-/**
- * The scenario of the lab: the schema's defaults (receiver ports, NodePort range, traffic, seed),
- * the lab's own networks, and ClusterIPs from the benchmarking ranges. The cloud keys (admin CIDR,
- * SSH key) do not apply and hold the documented placeholders.
- */
-export function labScenario(topology: Pick<LabTopology, "plan">): Scenario {
-  const { links } = topology.plan;
-  return parseScenario({
-    // Both dataplanes run in the lab, step by step; the key only has to be valid.
-    dataplane: "iptables",
-    ...PLACEHOLDERS,
-    network: {
-      client: { ipv4: links.access.subnets.ipv4.text, ipv6: links.access.subnets.ipv6.text },
-      datacenter: { ipv4: links.datacenter.subnets.ipv4.text, ipv6: links.datacenter.subnets.ipv6.text },
-    },
-    kubernetes: {
-      podSubnets: { ipv4: links.pod.subnets.ipv4.text, ipv6: links.pod.subnets.ipv6.text },
-      serviceSubnets: LAB_SERVICE_SUBNETS,
-    },
-  });
-}
-
-/**
- * Pure: every Service of the set with its one endpoint, the receiver pod, on this node, in the order
- * kube-proxy writes them. kube-proxy walks a Go map, so the receiver's rules land at a random place
- * among the NodePort Services' on every sync; here they sit in the middle, where they land on average:
- * a new connection to the receiver walks every ClusterIP rule of KUBE-SERVICES, then half of
- * KUBE-NODEPORTS.
- */
-export function serviceEndpoints(set: ServiceSet, pod: Readonly<Record<Family, string>>): ServiceEndpoints[] {
-  const endpoints = FAMILIES.map((family) => ({ ip: pod[family], local: true }));
-  const middle = Math.floor(set.counts.nodePort / 2);
-  const ordered = [...set.scaled.slice(0, middle), set.receiver, ...set.scaled.slice(middle)];
-  return ordered.map((service) => ({ service, endpoints }));
-}
-
-/** Pure: the rule sets kube-proxy writes for the set on the lab's worker, one per family (pod link = cluster CIDR). */
-export function labKubeProxyRules(set: ServiceSet, topology: Pick<LabTopology, "plan">): KubeProxyRules[] {
-  const { plan } = topology;
-  const services = serviceEndpoints(set, plan.addresses.pod);
-  return FAMILIES.map((family) => kubeProxyRules(services, { family, clusterCIDR: plan.links.pod.subnets[family].text }));
+  for (const dataplane of DATAPLANES) {
+    const problem = LAB_DATAPLANES[dataplane].hostProblem();
+    if (problem) return problem;
+  }
+  return undefined;
 }
 
 /** What a step left in the kernel; handed to LabBackendOptions.onPrepared. */
@@ -133,11 +92,11 @@ export interface PreparedStep {
   readonly services: number;
   readonly serviceSet: ServiceSet;
   readonly topology: LabTopology;
-  /** iptables mode: the rule sets written (their ruleCounts are what kube-proxy reports). */
-  readonly ruleSets?: readonly KubeProxyRules[];
-  /** ebpf mode: the load balancer. */
-  readonly ebpf?: EbpfDataplane;
-  /** Time to bring the dataplane to the step, rules or maps included, ms. */
+  /** The dataplane on the packet path (its counts() read what it installed). */
+  readonly module: LabDataplane;
+  /** Whether it installed the step (a full sync) or put back what it had parked for the step. */
+  readonly installed: boolean;
+  /** Time to bring the dataplane to the step (the others stepping aside, rules or maps included), ms. */
   readonly installMs: number;
 }
 
@@ -159,17 +118,25 @@ export const labJudge: FlowJudge = (output, decoded, expected) =>
 interface Receiver {
   child: ReturnType<typeof spawn> | undefined;
   output: string;
+  /** Its Finish lines: when each flow's data is in. */
+  readonly ends: FlowEnds;
 }
 
 export class LabBackend implements Backend {
   readonly name = "lab";
   /** Client and pod are namespaces of one host, on one clock: their one-way delays are valid. */
   readonly sharedClock = true;
-  private readonly receiver: Receiver = { child: undefined, output: "" };
+  private readonly receiver: Receiver = { child: undefined, output: "", ends: new FlowEnds() };
+  /** D-ITG flows handed back at their data's end whose senders still wait for the receiver's close (ditg-close-wait.ts). */
+  private readonly closing = new ClosingFlows();
   private readonly ports = new SourcePortPool();
   private readonly logs = new LocalFlowLogs();
-  private ebpf: EbpfDataplane | undefined;
-  private iptablesInstalled = false;
+  /** Where prepare() spends its time, phase by phase. */
+  readonly phases = new PhaseTimes();
+  /** Every registered dataplane on this lab's worker, whether the campaign runs it or not: each one checks that it is off the packet path when another runs. */
+  private readonly dataplanes: Readonly<Record<Dataplane, LabDataplane>>;
+  /** The Service count the dataplanes hold (parked or on the path). */
+  private held: number | undefined;
   private current: { dataplane: Dataplane; services: number } | undefined;
   private tornDown = false;
 
@@ -179,7 +146,10 @@ export class LabBackend implements Backend {
     private readonly options: LabBackendOptions,
     /** Where the flows' logs go: inside the run's directory. */
     readonly logDir: string,
-  ) {}
+  ) {
+    const context = { topology, scenario, iptablesBackend: options.iptablesBackend ?? DEFAULT_IPTABLES_BACKEND };
+    this.dataplanes = Object.fromEntries(DATAPLANES.map((d) => [d, LAB_DATAPLANES[d].create(context)])) as Record<Dataplane, LabDataplane>;
+  }
 
   /** Builds the network, the netfilter base and the receiver. Everything is removed again on failure. */
   static async start(options: LabBackendOptions): Promise<LabBackend> {
@@ -205,12 +175,8 @@ export class LabBackend implements Backend {
     return this.options.iptablesBackend ?? DEFAULT_IPTABLES_BACKEND;
   }
 
-  private get worker(): string {
-    return this.topology.namespace("worker");
-  }
-
   /**
-   * The node's own netfilter rule, in both modes: a conntrack match makes the kernel track every
+   * The node's own netfilter rule, whatever the dataplane: a conntrack match makes the kernel track every
    * connection through the worker (an empty table would not). It counts and decides nothing.
    */
   private netfilterBase(): void {
@@ -230,72 +196,53 @@ export class LabBackend implements Backend {
 
   async prepare(step: { dataplane: Dataplane; services: number }): Promise<void> {
     const set = buildServiceSet(this.scenario, step.services);
+    const target = this.dataplanes[step.dataplane];
     this.current = undefined;
+    // A closing flow's ack crosses the dataplane and conntrack: both stay until it is through.
+    await this.phases.time("wait for closing flows", () => this.closing.settle());
     const start = performance.now();
-    let ruleSets: KubeProxyRules[] | undefined;
-    // Off first, then on: the two dataplanes never hold Services at the same time.
-    if (this.ebpf) {
-      const ebpf = this.ebpf;
-      this.ebpf = undefined;
-      ebpf.teardown();
+    // Off first, then on: two dataplanes never serve Services at the same time.
+    await this.phases.time("step aside", async () => {
+      for (const d of Object.values(this.dataplanes)) if (d !== target) await d.stepAside();
+    });
+    if (this.held !== step.services) {
+      // Another Service count: what the others parked is of no use any more.
+      await this.phases.time("remove the last step", async () => {
+        for (const d of Object.values(this.dataplanes)) await d.remove();
+      });
+      this.held = step.services;
     }
-    if (this.iptablesInstalled) {
-      // Also between two iptables steps: a resync would leave the chains of Services that are gone.
-      await removeKubeProxyRules(this.worker, FAMILIES, this.iptablesBackend);
-      this.iptablesInstalled = false;
-    }
-    if (step.dataplane === "ebpf") {
-      this.ebpf = setupEbpfDataplane(this.topology, { services: set });
-    } else {
-      ruleSets = labKubeProxyRules(set, this.topology);
-      this.iptablesInstalled = true;
-      await applyKubeProxyRules(this.worker, ruleSets, this.iptablesBackend);
-    }
+    const setUpStart = performance.now();
+    const { installed } = await target.setUp({ services: step.services, serviceSet: set, endpoints: serviceEndpoints(set, this.topology.addresses.pod) });
+    this.phases.add(installed ? `install ${target.name}` : `resume ${target.name}`, performance.now() - setUpStart);
     const installMs = performance.now() - start;
-    await this.checkOnlyOneDataplane(step.dataplane);
-    this.flushConntrack();
+    await this.phases.time("check the packet path", () => this.checkOnlyOneDataplane(target));
+    await this.phases.time("flush conntrack", () => this.flushConntrack());
     this.current = { ...step };
     await this.options.onPrepared?.({
       dataplane: step.dataplane,
       services: step.services,
       serviceSet: set,
       topology: this.topology,
-      ...(ruleSets ? { ruleSets } : {}),
-      ...(this.ebpf ? { ebpf: this.ebpf } : {}),
+      module: target,
+      installed,
       installMs,
     });
   }
 
-  /** Throws if the other dataplane left anything: KUBE-* chains in ebpf mode, a tc program in iptables mode. */
-  private async checkOnlyOneDataplane(dataplane: Dataplane): Promise<void> {
-    if (dataplane === "ebpf") {
-      for (const family of FAMILIES) {
-        const left = await kubeProxyLeftovers(this.worker, family, this.iptablesBackend);
-        if (left.length > 0) throw new Error(`ebpf step: kube-proxy rules are still in place (${family}: ${left.map((t) => t.table).join(", ")})`);
-      }
-    } else {
-      for (const direction of ["ingress", "egress"]) {
-        const filters = this.topology.run("worker", ["tc", "filter", "show", "dev", this.topology.plan.worker.uplink, direction]).trim();
-        if (filters !== "") throw new Error(`iptables step: a tc filter is still attached at ${direction}: ${filters.split("\n")[0]}`);
-      }
+  /** Throws unless the kernel shows the step's dataplane, and no other, on the worker's packet path. */
+  private async checkOnlyOneDataplane(target: LabDataplane): Promise<void> {
+    for (const d of Object.values(this.dataplanes)) {
+      const traces = await d.activeTraces();
+      if (d === target && traces.length === 0) throw new Error(`${target.name} step: the ${d.name} dataplane is not on the packet path after its setup`);
+      if (d !== target && traces.length > 0) throw new Error(`${target.name} step: the ${d.name} dataplane is still on the packet path: ${traces.join("; ")}`);
     }
   }
 
-  /** Forgets every tracked connection: nf_conntrack in the worker, and the eBPF load balancer's CT maps. */
+  /** Forgets every tracked connection: nf_conntrack in the worker, and what a dataplane tracks itself (the eBPF load balancer's CT maps). */
   flushConntrack(): void {
     for (const family of FAMILIES) this.topology.run("worker", ["conntrack", "-F", "-f", family]);
-    if (this.ebpf) {
-      for (const family of FAMILIES) {
-        const map = this.ebpf.mapPath(LB_MAPS.conntrack[family]);
-        const entries = JSON.parse(run(["bpftool", "-j", "map", "dump", "pinned", map], { timeoutMs: 120_000 })) as { key: string[] }[];
-        if (entries.length === 0) continue;
-        const batch = join(this.logDir, "ct-flush.batch");
-        const lines = entries.map((e) => `map delete pinned ${map} key hex ${e.key.map((b) => b.replace(/^0x/, "")).join(" ")}`);
-        writeFileSync(batch, `${lines.join("\n")}\n`);
-        run(["bpftool", "batch", "file", batch], { timeoutMs: 120_000 });
-        rmSync(batch, { force: true });
-      }
-    }
+    for (const d of Object.values(this.dataplanes)) d.flushConnections();
     this.ports.reset();
   }
 
@@ -324,15 +271,27 @@ export class LabBackend implements Backend {
       logs,
       linkMbps: this.options.linkMbps,
     });
+    // The receiver's data socket of this protocol is free once the flow that holds it has closed.
+    await this.phases.time("wait for closing flows", () => this.closing.settle(flow.traffic.protocol));
+    const finishedBefore = this.receiver.ends.count(flow.traffic.protocol);
     const startedAt = new Date();
     const child = this.topology.spawn("client", cmd.argv, { cwd: this.logDir, stdio: ["ignore", "pipe", "pipe"] });
-    return this.logs.remember(await awaitSender(child, cmd, startedAt));
+    const sent = await this.closing.untilDataIn(child, cmd, {
+      protocol: flow.traffic.protocol,
+      ends: this.receiver.ends,
+      finishedBefore,
+      startedAt,
+      durationS: flow.durationS,
+    });
+    return this.logs.remember(sent);
   }
 
   private async runSetup(key: RunKey, flow: { logName: string; durationS: number; traffic: TrafficProfile }): Promise<FlowOutcome> {
     const connections = plannedConnections(flow.traffic, flow.durationS);
     const address = this.topology.addresses.node[key.family];
     const grant = this.ports.take(address, connections);
+    // The probe listens on the data port over TCP; a flush would cut a closing flow's ack off its NAT.
+    await this.phases.time("wait for closing flows", () => this.closing.settle(grant.flushFirst ? undefined : flow.traffic.protocol));
     if (grant.flushFirst) this.flushConntrack();
     const logPath = join(this.logDir, `${flow.logName}.setup.slog`);
     const startedAt = new Date();
@@ -349,8 +308,11 @@ export class LabBackend implements Backend {
     return { logPath, senderOutput: output, startedAt, endedAt: new Date() };
   }
 
-  collectLog(outcome: FlowOutcome): Promise<CollectedLogs> {
-    return this.logs.collect(outcome);
+  async collectLog(outcome: FlowOutcome): Promise<CollectedLogs> {
+    // A flow handed back while closing: its logs and output are whole once its sender has exited.
+    const senderOutput = await this.closing.exitOf(outcome.logPath);
+    const logs = await this.logs.collect(outcome);
+    return senderOutput === undefined ? logs : { ...logs, senderOutput };
   }
 
 
@@ -372,9 +334,10 @@ export class LabBackend implements Backend {
   private async startReceiver(): Promise<void> {
     // `-a ::`: one receiver for both families (see the top of this file).
     const argv = receiverCommand({ signalingPort: this.scenario.receiver.signalingPort, family: "ipv6" });
-    const child = this.topology.spawn("pod", argv, { cwd: this.logDir, stdio: ["ignore", "ignore", "pipe"] });
+    const child = this.topology.spawn("pod", argv, { cwd: this.logDir, stdio: ["ignore", "pipe", "pipe"] });
     this.receiver.child = child;
     this.receiver.output = "";
+    child.stdout!.on("data", (d: Buffer) => this.receiver.ends.feed(d.toString()));
     child.stderr!.on("data", (d: Buffer) => (this.receiver.output = (this.receiver.output + d.toString()).slice(-OUTPUT_TAIL_CHARS)));
     const spawnError = new Promise<never>((_, reject) => child.once("error", (e) => reject(new Error(`cannot start ITGRecv: ${e.message}`))));
     const deadline = Date.now() + RECEIVER_START_TIMEOUT_MS;
@@ -408,6 +371,7 @@ export class LabBackend implements Backend {
   }
 
   async restartReceiver(): Promise<void> {
+    await this.closing.settle();
     await this.stopReceiver();
     await this.startReceiver();
   }
@@ -417,9 +381,10 @@ export class LabBackend implements Backend {
     if (this.tornDown) return;
     this.tornDown = true;
     try {
+      await this.closing.settle();
       await this.stopReceiver();
     } finally {
-      this.ebpf = undefined;
+      this.held = undefined;
       this.current = undefined;
       this.topology.destroy();
     }

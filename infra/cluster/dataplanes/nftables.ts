@@ -1,0 +1,37 @@
+// kube-proxy in nftables mode serves the Services (verdict maps in its own `kube-proxy` tables);
+// Cilium is the CNI only, as in the iptables stack.
+import type { ClusterDataplane } from "./index.js";
+import { podOnWorker } from "./index.js";
+
+export const nftables: ClusterDataplane = {
+  name: "nftables",
+  kubeProxyMode: "nftables",
+  ciliumReplacesKubeProxy: false,
+  // As with iptables: Cilium only balances ClusterIP traffic from pods.
+  lbEntriesPerService: 2,
+  serviceIdsPerNodePort: 1,
+  // The mode as configured, then as found on every node: kube-proxy's nftables tables exist and it
+  // wrote no KUBE-SERVICES chain (which kube-proxy's iptables mode would have).
+  activeCheck: `kubectl -n kube-system rollout status daemonset/kube-proxy --timeout=10m >/dev/null
+mode="$(kubectl -n kube-system get configmap kube-proxy -o jsonpath='{.data.config\\.conf}' | awk '$1 == "mode:" { print $2 }')"
+if [ "$mode" != nftables ]; then
+  echo "kube-proxy runs in mode '$mode', dataplane nftables needs nftables" >&2
+  exit 1
+fi
+for proxy in $(kubectl -n kube-system get pods -l k8s-app=kube-proxy -o name); do
+  if ! kubectl -n kube-system exec "$proxy" -- nft list table ip kube-proxy >/dev/null; then
+    echo "$proxy: no nftables table 'ip kube-proxy' on its node" >&2
+    exit 1
+  fi
+  if kubectl -n kube-system exec "$proxy" -- iptables-save -t nat | grep -q '^:KUBE-SERVICES'; then
+    echo "$proxy: its node has a KUBE-SERVICES iptables chain: kube-proxy's iptables mode ran there" >&2
+    exit 1
+  fi
+done`,
+  // A Service with a ready endpoint is an element of the service-ips verdict map (address . protocol
+  // . port : goto service-...); one without is in no-endpoint-services instead (proxier.go).
+  programmedClusterIps: `${podOnWorker("k8s-app=kube-proxy")}
+for family in ip ip6; do
+  kubectl -n kube-system exec "$pod" -- nft list map "$family" kube-proxy service-ips
+done | grep -oE '[0-9a-f.:]+ \\. (tcp|udp|sctp) \\. ' | awk '{ print $1 }'`,
+};

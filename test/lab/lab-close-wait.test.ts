@@ -1,0 +1,65 @@
+// D-ITG flows in the lab handed back when their data is in: ITGRecv waits a second before it closes a
+// finished flow (ditg-close-wait.ts), and the next flow may start in that second unless it needs the
+// data socket the closing flow holds. Real ITGSend and ITGRecv through kube-proxy's iptables rules.
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { labHostProblem } from "../../lab/topology.js";
+import { labDefinition, LAB_PROFILES } from "../../lab/profiles.js";
+import { LabBackend, labJudge, labProblem } from "../../measure/backends/lab.js";
+import { decodeFlow } from "../../measure/ditg-pairing.js";
+import type { FlowOutcome, RunKey, RunProfile } from "../../measure/types.js";
+
+const hostProblem = labHostProblem() ?? labProblem();
+const traffic = labDefinition(LAB_PROFILES.default).traffic;
+const DURATION_S = 1;
+
+describe.skipIf(hostProblem !== undefined)(`D-ITG flows closing beside the next one${hostProblem ? ` (skipped: ${hostProblem})` : ""}`, () => {
+  let backend: LabBackend;
+  let repetition = 0;
+  const key = (profile: RunProfile): RunKey => ({ dataplane: "iptables", family: "ipv4", profile, services: 1, repetition: repetition++ });
+  const start = (profile: RunProfile) => backend.runFlow(key(profile), { logName: `cw-${profile}-${repetition}`, durationS: DURATION_S, traffic: traffic[profile]! });
+  /** Collects the flow's logs (after its sender exited), decodes and judges them; resolves with when the logs were whole. */
+  const judged = async (profile: RunProfile, outcome: FlowOutcome) => {
+    const logs = await backend.collectLog(outcome);
+    const at = Date.now();
+    const decoded = await decodeFlow({ ...logs, oneWay: true });
+    const verdict = labJudge(logs.senderOutput ?? outcome.senderOutput, decoded, { profile, traffic: traffic[profile]!, durationS: DURATION_S, linkMbps: 0 });
+    return { at, verdict, senderOutput: logs.senderOutput };
+  };
+
+  beforeAll(async () => {
+    backend = await LabBackend.start({ linkMbps: 0 });
+    await backend.prepare({ dataplane: "iptables", services: 1 });
+  }, 60_000);
+  afterAll(() => backend?.teardown());
+
+  it("starts a TCP flow while the UDP flow before it closes, and both are whole", async () => {
+    const latency = await start("latency");
+    // Handed back before the sender's exit: its output is not in yet.
+    expect(latency.senderOutput).toBe("");
+    const latencyJudged = judged("latency", latency);
+    const throughput = await start("throughput");
+    const first = await latencyJudged;
+    expect(throughput.startedAt.getTime()).toBeLessThan(first.at);
+    expect(first.verdict).toEqual({ ok: true });
+    expect(first.senderOutput).toMatch(/Finished sending packets of flow ID/);
+    expect((await judged("throughput", throughput)).verdict).toEqual({ ok: true });
+  });
+
+  it("waits for a closing flow of the same protocol, whose data socket the next one needs", async () => {
+    const one = await start("latency");
+    const two = await start("latency");
+    const [a, b] = await Promise.all([judged("latency", one), judged("latency", two)]);
+    // Started on top of the first one's socket, the second would have failed ITGRecv's bind.
+    expect([a.verdict, b.verdict]).toEqual([{ ok: true }, { ok: true }]);
+    expect(two.startedAt.getTime()).toBeGreaterThanOrEqual(a.at - 100);
+  });
+
+  it("waits for every closing flow before the next step, and before a setup probe would flush conntrack", async () => {
+    // A switch under a closing flow would flush the conntrack entry its ack needs (and swap the NAT
+    // that carries it): the sender would never hear the ack and be killed, or ITGRecv would die on a reset.
+    const latency = await start("latency");
+    await backend.prepare({ dataplane: "nftables", services: 1 });
+    expect(await judged("latency", latency)).toMatchObject({ verdict: { ok: true }, senderOutput: expect.stringMatching(/Finished sending/) });
+    expect(await backend.receiverAlive()).toBe(true);
+  });
+});

@@ -1,0 +1,102 @@
+// The lab's dataplane modules behind their one interface, on this kernel: each serves a NodePort once
+// set up, none once it steps aside (what it installed parked, not removed), the same Services again
+// once resumed; the backend finds a dataplane left on the packet path, whichever it is, and a new
+// Service count removes what the others parked.
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { LAB_DATAPLANES } from "../../lab/dataplanes/index.js";
+import { echoProbe, startEchoListener } from "../../lab/echo-probe.js";
+import { kubeProxyLeftovers } from "../../lab/iptables-dataplane.js";
+import { kubeProxyNftablesStates } from "../../lab/nftables-dataplane.js";
+import { labHostProblem } from "../../lab/topology.js";
+import { LabBackend, labProblem, type PreparedStep } from "../../measure/backends/lab.js";
+import { DATAPLANES } from "../../scenario/schema.js";
+
+const hostProblem = labHostProblem() ?? labProblem();
+const SERVICES = 50;
+
+describe("the lab's dataplane registry", () => {
+  it("has one module per dataplane of the scenario, under its own name", () => {
+    expect(Object.keys(LAB_DATAPLANES).sort()).toEqual([...DATAPLANES].sort());
+    for (const d of DATAPLANES) expect(LAB_DATAPLANES[d].name).toBe(d);
+  });
+});
+
+describe.skipIf(hostProblem !== undefined)(`the lab's dataplane modules on this kernel${hostProblem ? ` (skipped: ${hostProblem})` : ""}`, () => {
+  let backend: LabBackend;
+  const prepared: PreparedStep[] = [];
+  const last = () => prepared.at(-1)!;
+
+  /** Whether a new TCP connection from the client through the first NodePort Service's NodePort reaches the pod. */
+  const nodePortAnswers = async (step: PreparedStep): Promise<boolean | string> => {
+    const svc = step.serviceSet.scaled.find((s) => s.type === "NodePort")!.ports[0]!;
+    const listener = await startEchoListener(step.topology, "pod", "tcp", "0.0.0.0", svc.targetPort);
+    try {
+      const r = echoProbe(step.topology, "client", "tcp", step.topology.addresses.node.ipv4, svc.nodePort!, 5000);
+      return r.ok ? true : (r.error ?? "failed");
+    } finally {
+      await listener.stop();
+    }
+  };
+
+  beforeAll(async () => {
+    backend = await LabBackend.start({ linkMbps: 0, onPrepared: (step) => void prepared.push(step) });
+  }, 120_000);
+  afterAll(() => backend?.teardown());
+
+  it.each(DATAPLANES)("%s: serves the NodePort once set up, not once it steps aside, and again once resumed, holding the same all along", async (dataplane) => {
+    await backend.prepare({ dataplane, services: SERVICES });
+    const step = last();
+    expect(step.installed).toBe(true);
+    expect(await nodePortAnswers(step)).toBe(true);
+    const counts = await step.module.counts();
+    expect(Object.values(counts).length).toBeGreaterThan(0);
+    expect(Object.values(counts).every((n) => n > 0)).toBe(true);
+    expect((await step.module.activeTraces()).length).toBeGreaterThan(0);
+
+    await step.module.stepAside();
+    expect(await step.module.activeTraces()).toEqual([]);
+    expect(await nodePortAnswers(step)).toMatch(/ECONNREFUSED/);
+    expect(await step.module.counts()).toEqual(counts);
+
+    await backend.prepare({ dataplane, services: SERVICES });
+    expect(last().installed).toBe(false);
+    expect(await nodePortAnswers(last())).toBe(true);
+    expect(await last().module.counts()).toEqual(counts);
+  });
+
+  it("refuses a step while another dataplane is on the packet path, naming it, whatever left it there", async () => {
+    const worker = backend.topology.namespace("worker");
+    // A jump into KUBE-SERVICES that no module made (a crashed run, another tool).
+    const jump = ["iptables-legacy", "-w", "60", "-t", "nat", "-I", "PREROUTING", "-j", "KUBE-SERVICES"];
+    backend.topology.run("worker", jump);
+    try {
+      await expect(backend.prepare({ dataplane: "ebpf", services: SERVICES })).rejects.toThrow(
+        /^ebpf step: the iptables dataplane is still on the packet path: kube-proxy's iptables rules \(legacy, ipv4, nat: 1 jump\(s\) into KUBE-\* chains\)/,
+      );
+    } finally {
+      backend.topology.run("worker", jump.map((a) => (a === "-I" ? "-D" : a)));
+    }
+    // kube-proxy's ip6 table (parked by the nftables module) woken behind the lab's back.
+    expect((await kubeProxyNftablesStates(worker)).ipv6).toBe("dormant");
+    backend.topology.run("worker", ["nft", "add", "table", "ip6", "kube-proxy", '{ comment "woken elsewhere" ; }']);
+    try {
+      await expect(backend.prepare({ dataplane: "iptables", services: SERVICES })).rejects.toThrow(
+        /^iptables step: the nftables dataplane is still on the packet path: kube-proxy's nftables table \(ipv6\)/,
+      );
+    } finally {
+      backend.topology.run("worker", ["nft", "add", "table", "ip6", "kube-proxy", "{ flags dormant ; }"]);
+    }
+    await backend.prepare({ dataplane: "iptables", services: SERVICES });
+    expect(await nodePortAnswers(last())).toBe(true);
+  });
+
+  it("removes what every dataplane parked when the Service count changes", async () => {
+    const worker = backend.topology.namespace("worker");
+    expect(await kubeProxyNftablesStates(worker)).toEqual({ ipv4: "dormant", ipv6: "dormant" });
+    await backend.prepare({ dataplane: "ebpf", services: 10 });
+    expect(last().installed).toBe(true);
+    expect(await kubeProxyNftablesStates(worker)).toEqual({ ipv4: "absent", ipv6: "absent" });
+    expect(await kubeProxyLeftovers(worker, "ipv4")).toEqual([]);
+    expect(await nodePortAnswers(last())).toBe(true);
+  });
+});
