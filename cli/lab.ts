@@ -51,6 +51,8 @@ export interface LabOptions {
   keepLogs?: boolean;
   iptables: string;
   campaign?: string;
+  /** --no-hops sets it false. */
+  hops?: boolean;
 }
 
 /** Checked options. */
@@ -65,6 +67,8 @@ export interface LabFlags {
   readonly keepLogs: boolean;
   readonly iptablesBackend: IptablesBackend;
   readonly campaign?: string;
+  /** Hop probes on latency and setup runs (lab/hops/). */
+  readonly hops: boolean;
 }
 
 function bad(flag: string, value: string, accepted: string): never {
@@ -155,6 +159,7 @@ export function parseLabFlags(o: LabOptions): LabFlags {
     keepLogs: o.keepLogs === true,
     iptablesBackend: o.iptables as IptablesBackend,
     ...(o.campaign !== undefined ? { campaign: o.campaign } : {}),
+    hops: o.hops !== false,
   };
 }
 
@@ -165,6 +170,7 @@ export function describePlan(flags: LabFlags, runs: number): string {
     `lab profile ${flags.profile.name}: ${flags.profile.description}`,
     `  Services ${d.services.join(", ")}; ${d.profiles.join(", ")}; ${d.families.join(", ")}; iptables (${flags.iptablesBackend}) and eBPF interleaved`,
     `  ${runs} runs of ${d.flowSeconds} s, link cap ${d.linkMbps > 0 ? `${d.linkMbps} Mbit/s` : "off"}; about ${formatDuration(estimateWallSeconds(d))} on 2 cores`,
+    `  hop probes: ${flags.hops ? "on for latency and setup runs (--no-hops turns them off)" : "off"}`,
     `  results: ${flags.db}`,
   ].join("\n");
 }
@@ -233,7 +239,7 @@ async function labAction(o: LabOptions): Promise<void> {
     const plan = planCampaign(campaignId, def);
     store.ensureCampaign(campaignId, def, plan);
     process.stderr.write(`${describePlan(flags, plan.length)}\n`);
-    backend = await LabBackend.start({ linkMbps: def.linkMbps, iptablesBackend: flags.iptablesBackend });
+    backend = await LabBackend.start({ linkMbps: def.linkMbps, iptablesBackend: flags.iptablesBackend, hops: flags.hops });
     process.stderr.write(`lab ${backend.topology.prefix} is up (namespaces ${Object.values(backend.topology.plan.namespaces).join(", ")})\n`);
     // The lab itself is removed at once on SIGINT/SIGTERM (topology.ts); the runner then stops and
     // keeps every committed run.
@@ -280,5 +286,6 @@ export async function labCommand(): Promise<Command> {
     .option("--keep-logs", "keep raw logs next to the store (<db>.logs/<campaign>/)")
     .addOption(new Option("--iptables <backend>", "iptables backend of the kube-proxy rules").choices(IPTABLES_BACKENDS).default("legacy"))
     .option("--campaign <id>", "campaign id in the store (default: derived from the flags, so the same flags resume)")
+    .option("--no-hops", "no hop probes: latency and setup runs are not cut into sections of the path (probes never run on throughput runs)")
     .action(labAction);
 }

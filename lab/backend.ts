@@ -28,7 +28,7 @@ import { flowLogs, receiverCommand, senderCommand } from "../measure/ditg-comman
 import { awaitSender, LocalFlowLogs } from "../measure/ditg-sender.js";
 import type { Backend, CollectedLogs, FlowOutcome, RunKey, TrafficProfile } from "../measure/types.js";
 import { judgeSetup, plannedConnections, runSetupProbe, SourcePortPool } from "./connection-setup.js";
-import { ebpfHostProblem, setupEbpfDataplane, type EbpfDataplane } from "./ebpf-dataplane.js";
+import { EBPF_DATAPLANE_PREF, ebpfHostProblem, setupEbpfDataplane, type EbpfDataplane } from "./ebpf-dataplane.js";
 import { LB_MAPS } from "./ebpf/service-maps.js";
 import {
   applyKubeProxyRules,
@@ -39,6 +39,7 @@ import {
   type IptablesBackend,
 } from "./iptables-dataplane.js";
 import { kubeProxyRules, type KubeProxyRules, type ServiceEndpoints } from "./kube-proxy-rules.js";
+import { HopProbes } from "./hops/hop-probes.js";
 import { exec, run } from "./netns.js";
 import { createTopology, labHostProblem, type LabTopology, type Shaper } from "./topology.js";
 
@@ -148,6 +149,8 @@ export interface LabBackendOptions {
   readonly iptablesBackend?: IptablesBackend;
   /** Called after every prepare(), with the dataplane in place and no flow running. */
   readonly onPrepared?: (step: PreparedStep) => void | Promise<void>;
+  /** Stamp latency and setup runs at every section boundary of the path (lab/hops/). Default true. */
+  readonly hops?: boolean;
 }
 
 /** The lab's verdict: D-ITG's for the D-ITG profiles, the probe's for connection setup. */
@@ -169,6 +172,8 @@ export class LabBackend implements Backend {
   private readonly ports = new SourcePortPool();
   private readonly logs = new LocalFlowLogs();
   private ebpf: EbpfDataplane | undefined;
+  /** The hop probes, unless turned off. */
+  hops: HopProbes | undefined;
   private iptablesInstalled = false;
   private current: { dataplane: Dataplane; services: number } | undefined;
   private tornDown = false;
@@ -192,6 +197,7 @@ export class LabBackend implements Backend {
       mkdirSync(logDir, { recursive: true });
       backend = new LabBackend(topology, labScenario(topology), options, logDir);
       backend.netfilterBase();
+      if (options.hops !== false) backend.hops = HopProbes.load(topology, { dataPort: backend.scenario.receiver.dataPort });
       await backend.startReceiver();
       return backend;
     } catch (error) {
@@ -275,7 +281,8 @@ export class LabBackend implements Backend {
       }
     } else {
       for (const direction of ["ingress", "egress"]) {
-        const filters = this.topology.run("worker", ["tc", "filter", "show", "dev", this.topology.plan.worker.uplink, direction]).trim();
+        // The eBPF dataplane's filter only: the hop probes' filters on the uplink stay for every dataplane.
+        const filters = this.topology.run("worker", ["tc", "filter", "show", "dev", this.topology.plan.worker.uplink, direction, "pref", String(EBPF_DATAPLANE_PREF)]).trim();
         if (filters !== "") throw new Error(`iptables step: a tc filter is still attached at ${direction}: ${filters.split("\n")[0]}`);
       }
     }
@@ -311,7 +318,13 @@ export class LabBackend implements Backend {
 
   async runFlow(key: RunKey, flow: { logName: string; durationS: number; traffic: TrafficProfile }): Promise<FlowOutcome> {
     this.requirePrepared(key);
-    return key.profile === "setup" ? this.runSetup(key, flow) : this.runDitg(key, flow);
+    const hops = await this.hops?.beginRun(key.profile, join(this.logDir, `${flow.logName}.hops`));
+    try {
+      const outcome = await (key.profile === "setup" ? this.runSetup(key, flow) : this.runDitg(key, flow));
+      return hops ? { ...outcome, hops: await hops.reader.stop(hops.keying) } : outcome;
+    } finally {
+      hops?.reader.abandon();
+    }
   }
 
   private async runDitg(key: RunKey, flow: { logName: string; durationS: number; traffic: TrafficProfile }): Promise<FlowOutcome> {
@@ -349,8 +362,9 @@ export class LabBackend implements Backend {
     return { logPath, senderOutput: output, startedAt, endedAt: new Date() };
   }
 
-  collectLog(outcome: FlowOutcome): Promise<CollectedLogs> {
-    return this.logs.collect(outcome);
+  async collectLog(outcome: FlowOutcome): Promise<CollectedLogs> {
+    const logs = await this.logs.collect(outcome);
+    return outcome.hops ? { ...logs, hops: outcome.hops } : logs;
   }
 
 
