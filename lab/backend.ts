@@ -16,6 +16,10 @@
 // on kernel 5.4 Cilium's NodePort path to a local pod goes through the kernel stack and its
 // conntrack. Here one count-only rule with a conntrack match stands for them, so the dataplanes
 // differ only in the KUBE-* rules or the tc program. Conntrack is flushed at every step.
+//
+// Hop probes (lab/hops/, unless turned off): tc programs at every boundary of the path stamp the
+// packets of latency and setup runs, a reader collects the stamps of each run, and the decoder cuts
+// the run into sections (measure/hops.ts). They are detached for throughput runs.
 import { spawn } from "node:child_process";
 import { mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -39,7 +43,7 @@ import {
   type IptablesBackend,
 } from "./iptables-dataplane.js";
 import { kubeProxyRules, type KubeProxyRules, type ServiceEndpoints } from "./kube-proxy-rules.js";
-import { HopProbes } from "./hops/hop-probes.js";
+import { hopProbeHostProblem, HopProbes } from "./hops/hop-probes.js";
 import { exec, run } from "./netns.js";
 import { createTopology, labHostProblem, type LabTopology, type Shaper } from "./topology.js";
 
@@ -82,7 +86,7 @@ export function labProblem(): string | undefined {
     const packages = [...new Set(missing.map((m) => m.debian))];
     return `the local lab needs ${missing.map((m) => m.tool).join(", ")} (Debian: ${packages.join(", ")})`;
   }
-  return ebpfHostProblem();
+  return ebpfHostProblem() ?? hopProbeHostProblem();
 }
 
 /**
