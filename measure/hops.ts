@@ -265,6 +265,25 @@ const namesOf = (sections: Readonly<Record<HopDirection, readonly string[]>>, wi
     ...(withEndToEnd ? [{ direction, section: END_TO_END }] : []),
   ]);
 
+/** The check's counts; addsUp here: every packet decomposed, no stamp dropped or unread. */
+function checkCounts(
+  capture: HopCapture,
+  bytes: Uint8Array,
+  keying: HopKeying,
+  counts: Pick<HopCheck, "packets" | "decomposed" | "incomplete" | "outOfOrder">,
+): HopCheck {
+  const losses = captureLosses(capture, recordsPerPoint(bytes));
+  return {
+    keying,
+    ...counts,
+    droppedStamps: losses.dropped,
+    unreadStamps: losses.unread,
+    clockStepNs: Number(BigInt(capture.offsetEndNs) - BigInt(capture.offsetStartNs)),
+    offsetUncertaintyNs: capture.offsetUncertaintyNs,
+    addsUp: counts.packets > 0 && counts.decomposed === counts.packets && losses.dropped === 0 && losses.unread === 0,
+  };
+}
+
 /** Counts of the capture itself: stamps dropped in the kernel, and stamps written but never read. */
 function captureLosses(capture: HopCapture, readPerPoint: readonly number[]): { dropped: number; unread: number } {
   const dropped = capture.dropped.reduce((a, b) => a + b, 0);
@@ -369,26 +388,14 @@ export function decomposeRoundTrips(capture: HopCapture, logs: { senderLog: stri
   const roundTrip = decoded?.total.delaySource === "paired" ? decoded.total.delayMeanS : undefined;
   const residualForwardS = oneWay !== undefined && values.n > 0 ? mean("forward") - oneWay : undefined;
   const residualRoundTripS = roundTrip !== undefined && values.n > 0 ? mean("forward") + mean("return") - roundTrip : undefined;
-  const losses = captureLosses(capture, recordsPerPoint(bytes));
-  const clockStepNs = Number(BigInt(capture.offsetEndNs) - offset);
+  const base = checkCounts(capture, bytes, "ditg", { packets, decomposed: values.n, incomplete, outOfOrder });
   const check: HopCheck = {
-    keying: "ditg",
-    packets,
-    decomposed: values.n,
-    incomplete,
-    outOfOrder,
-    droppedStamps: losses.dropped,
-    unreadStamps: losses.unread,
-    clockStepNs,
-    offsetUncertaintyNs: capture.offsetUncertaintyNs,
+    ...base,
     ...(residualForwardS !== undefined ? { residualForwardS } : {}),
     ...(residualRoundTripS !== undefined ? { residualRoundTripS } : {}),
     addsUp:
-      packets > 0 &&
-      values.n === packets &&
-      losses.dropped === 0 &&
-      losses.unread === 0 &&
-      Math.abs(clockStepNs) <= CLOCK_STEP_LIMIT_NS &&
+      base.addsUp &&
+      Math.abs(base.clockStepNs) <= CLOCK_STEP_LIMIT_NS &&
       residualForwardS !== undefined &&
       residualRoundTripS !== undefined &&
       Math.abs(residualForwardS) <= HOP_SUM_TOLERANCE_S &&
@@ -421,23 +428,10 @@ export function decomposeHandshakes(capture: HopCapture): RunHops {
     if (!ordered) outOfOrder++;
     else values.add(row);
   }
-  const losses = captureLosses(capture, recordsPerPoint(bytes));
-  const clockStepNs = Number(BigInt(capture.offsetEndNs) - BigInt(capture.offsetStartNs));
-  const packets = stamps.firstPoint.length;
+  // Kernel stamps only: the clock offset does not enter a handshake's sections.
   return {
     sections: values.summaries(),
-    check: {
-      keying: "handshake",
-      packets,
-      decomposed: values.n,
-      incomplete,
-      outOfOrder,
-      droppedStamps: losses.dropped,
-      unreadStamps: losses.unread,
-      clockStepNs,
-      offsetUncertaintyNs: capture.offsetUncertaintyNs,
-      addsUp: packets > 0 && values.n === packets && losses.dropped === 0 && losses.unread === 0,
-    },
+    check: checkCounts(capture, bytes, "handshake", { packets: stamps.firstPoint.length, decomposed: values.n, incomplete, outOfOrder }),
   };
 }
 
@@ -453,18 +447,9 @@ export function decomposeRun(capture: HopCapture, logs: { log: string; receiverL
 // ---------------------------------------------------------------------------------------------
 // Pooling runs into a cell.
 
-/** One section over the packets of several runs. */
-export interface PooledSection {
-  readonly direction: HopDirection;
-  readonly section: string;
+/** One section over the packets of several runs (its statistics as a run's, without the histogram). */
+export interface PooledSection extends Omit<HopSectionSummary, "histogram"> {
   readonly runs: number;
-  readonly packets: number;
-  readonly meanS: number;
-  readonly stdS: number;
-  readonly p50S: number;
-  readonly p99S: number;
-  readonly p999S: number;
-  readonly maxS: number;
 }
 
 /**
