@@ -14,6 +14,7 @@ import {
   HOP_POINTS,
   HOP_RECORD_BYTES,
   HOP_SECTIONS,
+  HOP_SUM_TOLERANCE_S,
   parseReaderSummary,
   poolSections,
   readPointStamps,
@@ -162,6 +163,22 @@ describe("decomposeRoundTrips", () => {
   it("two points swapped are out of path order", async () => {
     const hops = await decompose(craft(30, (r) => r.map((x) => (x.point === 3 ? { ...x, point: 4 } : x.point === 4 ? { ...x, point: 3 } : x))));
     expect(hops.check).toMatchObject({ outOfOrder: 30, addsUp: false });
+  });
+
+  it("sections that miss the decoder's exact means by more than the tolerance fail the check, each direction on its own", async () => {
+    const c = craft(60);
+    const decoded = await decodeFlow({ ...c.logs, oneWay: true });
+    const off = 2 * HOP_SUM_TOLERANCE_S;
+    const roundTrip = decomposeRun(c.capture, c.logs, { ...decoded, total: { ...decoded.total, delayMeanS: decoded.total.delayMeanS + off } });
+    expect(roundTrip.check.residualRoundTripS).toBeCloseTo(-off, 12);
+    expect(roundTrip.check).toMatchObject({ decomposed: 60, addsUp: false });
+    const oneWay = decoded.oneWay!;
+    const forward = decomposeRun(c.capture, c.logs, { ...decoded, oneWay: { ...oneWay, total: { ...oneWay.total, delayMeanS: oneWay.total.delayMeanS - off } } });
+    expect(forward.check.residualForwardS).toBeCloseTo(off, 12);
+    expect(forward.check.addsUp).toBe(false);
+    // Within the tolerance it adds up.
+    const close = decomposeRun(c.capture, c.logs, { ...decoded, total: { ...decoded.total, delayMeanS: decoded.total.delayMeanS + HOP_SUM_TOLERANCE_S / 2 } });
+    expect(close.check.addsUp).toBe(true);
   });
 
   it("refuses a D-ITG run without its receiver log", async () => {
