@@ -193,7 +193,7 @@ export class EbpfDataplane {
     this.tornDown = true;
     const failures: string[] = [];
     if (this.attached) {
-      const gone = /Cannot find device|No such file|Cannot open network namespace|Cannot find specified filter chain/i;
+      const gone = /Cannot find device|No such file|Cannot open network namespace|Cannot find specified filter chain|Parent Qdisc doesn't exist/i;
       for (const p of PROGRAMS) {
         const result = this.topology.exec("worker", ["tc", "filter", "del", "dev", this.uplink, p.direction, "pref", String(EBPF_DATAPLANE_PREF)]);
         if (result.status !== 0 && !gone.test(result.stderr)) failures.push(`tc filter del dev ${this.uplink} ${p.direction}: ${result.stderr.trim()}`);

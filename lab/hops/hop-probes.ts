@@ -198,29 +198,42 @@ export class HopProbes {
     return this.attachedNow;
   }
 
-  /** Attaches every probe (one `tc -batch` per namespace). */
+  /** Attaches every probe (one `tc -batch` per namespace); on failure none stays attached. */
   enable(): void {
     if (this.attachedNow) return;
     this.attachedNow = true;
-    this.batch((a) => [`filter add dev ${a.ifname} ${a.direction} pref ${HOP_PREF[a.direction]} bpf da object-pinned ${join(this.bpffs, "progs", a.program)}`], true);
+    try {
+      this.batch((a) => [`filter add dev ${a.ifname} ${a.direction} pref ${HOP_PREF[a.direction]} bpf da object-pinned ${join(this.bpffs, "progs", a.program)}`], true);
+    } catch (error) {
+      this.disable();
+      throw error;
+    }
   }
 
-  /** Detaches every probe, and every clsact qdisc left without a filter. */
+  /** Detaches every probe, and every clsact qdisc left without a filter; throws if a probe stays attached. */
   disable(): void {
     if (!this.attachedNow) return;
     this.attachedNow = false;
-    this.batch((a) => [`filter del dev ${a.ifname} ${a.direction} pref ${HOP_PREF[a.direction]}`], false);
+    // -force: a probe that was never attached (a failed enable) does not stop the others' removal.
+    this.batch((a) => [`filter del dev ${a.ifname} ${a.direction} pref ${HOP_PREF[a.direction]}`], false, true);
+    const left = this.plan.filter((a) => this.filterShown(a.role, a.ifname, a.direction, HOP_PREF[a.direction]));
+    if (left.length > 0) throw new Error(`hop probes still attached after removal: ${left.map((a) => `${a.ifname} ${a.direction}`).join(", ")}`);
     for (const [role, ifname] of this.devices()) {
-      const left = ["ingress", "egress"].some((d) => this.topology.exec(role, ["tc", "filter", "show", "dev", ifname, d]).stdout.trim() !== "");
-      if (!left) this.topology.run(role, ["tc", "qdisc", "del", "dev", ifname, "clsact"]);
+      if (!this.filterShown(role, ifname, "ingress") && !this.filterShown(role, ifname, "egress")) this.topology.run(role, ["tc", "qdisc", "del", "dev", ifname, "clsact"]);
     }
+  }
+
+  /** True when the device's hook shows a filter (of that priority, when given). */
+  private filterShown(role: Role, ifname: string, direction: "ingress" | "egress", pref?: number): boolean {
+    const argv = ["tc", "filter", "show", "dev", ifname, direction, ...(pref !== undefined ? ["pref", String(pref)] : [])];
+    return this.topology.exec(role, argv).stdout.trim() !== "";
   }
 
   private devices(): [Role, string][] {
     return [...new Map(this.plan.map((a) => [`${a.role} ${a.ifname}`, [a.role, a.ifname] as [Role, string]])).values()];
   }
 
-  private batch(commands: (a: HopAttachment) => string[], addQdiscs: boolean): void {
+  private batch(commands: (a: HopAttachment) => string[], addQdiscs: boolean, force = false): void {
     const roles = [...new Set(this.plan.map((a) => a.role))];
     for (const role of roles) {
       const lines = [
@@ -229,7 +242,8 @@ export class HopProbes {
       ];
       const file = join(this.workDir, `${role}.tc`);
       writeFileSync(file, `${lines.join("\n")}\n`);
-      this.topology.run(role, ["tc", "-batch", file]);
+      if (force) this.topology.exec(role, ["tc", "-force", "-batch", file]);
+      else this.topology.run(role, ["tc", "-batch", file]);
     }
   }
 
