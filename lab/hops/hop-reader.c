@@ -6,7 +6,8 @@
  *
  * On start it discards what the ring holds from before (stamps of no run), then prints
  *   ready
- * and drains the ring every POLL_MS (the probes submit without wakeups) until SIGTERM or SIGINT;
+ * and drains the ring every POLL_MS (the probes submit without wakeups) until SIGTERM or SIGINT
+ * (also sent when the process that started it dies);
  * then it drains what is left and prints one line of JSON:
  *   {"records":N,"offsetStartNs":"..","offsetEndNs":"..","offsetUncertaintyNs":U,
  *    "stamped":[per point],"dropped":[per point]}
@@ -21,6 +22,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
+#include <sys/prctl.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 
@@ -134,6 +137,10 @@ int main(int argc, char **argv)
 		return fail("ring buffer");
 	signal(SIGTERM, on_signal);
 	signal(SIGINT, on_signal);
+	/* A reader outlives no campaign: it stops with the process that started it. */
+	prctl(PR_SET_PDEATHSIG, SIGTERM);
+	if (getppid() == 1)
+		stop = 1;
 
 	discarding = 1;
 	if (ring_buffer__consume(ring) < 0)
