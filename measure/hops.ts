@@ -48,10 +48,10 @@ export const HOP_SECTIONS: Readonly<Record<HopDirection, readonly string[]>> = {
   forward: ["client-stack", "access-link", "router", "datacenter-link", "service-dataplane", "pod-link", "pod-delivery"],
   return: ["turnaround", "pod-link", "service-dataplane", "datacenter-link", "router", "access-link", "client-stack"],
 };
-/** The sections of a TCP handshake (the setup profile): kernel stamps only. */
+/** The sections of a TCP handshake (the setup profile): kernel stamps only, client egress to client ingress. */
 export const HANDSHAKE_SECTIONS: Readonly<Record<HopDirection, readonly string[]>> = {
   forward: HOP_SECTIONS.forward.slice(1, -1),
-  return: HOP_SECTIONS.return,
+  return: HOP_SECTIONS.return.slice(0, -1),
 };
 export const END_TO_END = "end-to-end";
 

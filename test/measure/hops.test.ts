@@ -187,6 +187,41 @@ describe("decomposeRoundTrips", () => {
   });
 });
 
+describe("decomposeHandshakes", () => {
+  it("cuts each SYN and its SYN-ACK into the kernel's sections, from the client's egress to its ingress", () => {
+    // Handshake i from port 2000 + i: 11 sections between its 12 stamps.
+    const gaps = (i: number) => [4_000, 3_000, 2_000, 60_000 + i * 100, 1_000, 9_000, 1_500, 3_000, 1_200, 900, 1_100];
+    const n = 50;
+    const bytes = Buffer.alloc(n * 12 * HOP_RECORD_BYTES);
+    let k = 0;
+    for (let i = 0; i < n; i++) {
+      let t = 1_000_000_000n + BigInt(i) * 10_000_000n;
+      for (let point = 0; point < 12; point++) {
+        if (point > 0) t += BigInt(gaps(i)[point - 1]!);
+        const at = k++ * HOP_RECORD_BYTES;
+        bytes.writeBigUInt64LE(t, at);
+        bytes.writeUInt32LE(0xffffffff, at + 8);
+        bytes.writeUInt32LE(2000 + i, at + 12);
+        bytes.writeUInt8(point, at + 16);
+        bytes.writeUInt8(1, at + 17);
+      }
+    }
+    const recordsFile = path.join(dir, "setup.hops");
+    writeFileSync(recordsFile, bytes);
+    const counts = HOP_POINTS.map(() => n);
+    const hops = decomposeRun(
+      { recordsFile, keying: "handshake", offsetStartNs: "0", offsetEndNs: "0", offsetUncertaintyNs: 0, records: n * 12, stamped: counts, dropped: counts.map(() => 0) },
+      { log: "unused.log" },
+    );
+    expect(hops.check).toMatchObject({ keying: "handshake", packets: n, decomposed: n, addsUp: true });
+    expect(hops.sections.map((s) => `${s.direction} ${s.section}`)).toEqual([
+      "forward access-link", "forward router", "forward datacenter-link", "forward service-dataplane", "forward pod-link",
+      "return turnaround", "return pod-link", "return service-dataplane", "return datacenter-link", "return router", "return access-link",
+    ]);
+    hops.sections.forEach((s, j) => expect(s.meanS, `${s.direction} ${s.section}`).toBeCloseTo(meanOf(Array.from({ length: n }, (_, i) => gaps(i)[j]! / 1e9)), 12));
+  });
+});
+
 describe("readPointStamps and the reader's summary", () => {
   it("keeps the first stamp of a key and moves stamps onto D-ITG's time of day", () => {
     const bytes = Buffer.alloc(2 * HOP_RECORD_BYTES);
