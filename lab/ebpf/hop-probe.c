@@ -50,6 +50,20 @@ struct {
 
 #define IP_OFFSET_MASK 0x1fff
 
+/* Copies len bytes at off: straight from the linear part of the packet where it holds them (a veth's
+ * small packets always), through the helper otherwise. len is a constant at every call. */
+static __always_inline int load(struct __sk_buff *skb, __u32 off, void *to, const __u32 len)
+{
+	void *data = (void *)(long)skb->data;
+	void *end = (void *)(long)skb->data_end;
+
+	if (off <= 128 && data + off + len <= end) {
+		__builtin_memcpy(to, data + off, len);
+		return 0;
+	}
+	return bpf_skb_load_bytes(skb, off, to, len);
+}
+
 /* The key of a selected packet: 0 and the key filled in, or -1 to let it pass unstamped. */
 static __always_inline int select_packet(struct __sk_buff *skb, int forward, __u32 *flow_id, __u32 *seq, __u8 *kind)
 {
@@ -59,7 +73,7 @@ static __always_inline int select_packet(struct __sk_buff *skb, int forward, __u
 	if (skb->protocol == bpf_htons(ETH_P_IP)) {
 		struct iphdr ip;
 
-		if (bpf_skb_load_bytes(skb, ETH_HLEN, &ip, sizeof(ip)))
+		if (load(skb, ETH_HLEN, &ip, sizeof(ip)))
 			return -1;
 		if (ip.frag_off & bpf_htons(IP_OFFSET_MASK))
 			return -1;
@@ -68,7 +82,7 @@ static __always_inline int select_packet(struct __sk_buff *skb, int forward, __u
 	} else if (skb->protocol == bpf_htons(ETH_P_IPV6)) {
 		struct ipv6hdr ip6;
 
-		if (bpf_skb_load_bytes(skb, ETH_HLEN, &ip6, sizeof(ip6)))
+		if (load(skb, ETH_HLEN, &ip6, sizeof(ip6)))
 			return -1;
 		proto = ip6.nexthdr;
 		l4 = ETH_HLEN + sizeof(ip6);
@@ -77,24 +91,24 @@ static __always_inline int select_packet(struct __sk_buff *skb, int forward, __u
 	}
 
 	if (proto == IPPROTO_UDP) {
-		struct udphdr udp;
-		__be32 payload[2];
+		struct {
+			struct udphdr udp;
+			__be32 payload[2];
+		} h;
 
-		if (bpf_skb_load_bytes(skb, l4, &udp, sizeof(udp)))
+		if (load(skb, l4, &h, sizeof(h)))
 			return -1;
-		if ((forward ? udp.dest : udp.source) != bpf_htons(HOP_DATA_PORT))
+		if ((forward ? h.udp.dest : h.udp.source) != bpf_htons(HOP_DATA_PORT))
 			return -1;
-		if (bpf_skb_load_bytes(skb, l4 + sizeof(udp) + DITG_PAYLOAD_FLOW_OFFSET, payload, sizeof(payload)))
-			return -1;
-		*flow_id = bpf_ntohl(payload[0]);
-		*seq = bpf_ntohl(payload[(DITG_PAYLOAD_SEQ_OFFSET - DITG_PAYLOAD_FLOW_OFFSET) / 4]);
+		*flow_id = bpf_ntohl(h.payload[DITG_PAYLOAD_FLOW_OFFSET / 4]);
+		*seq = bpf_ntohl(h.payload[DITG_PAYLOAD_SEQ_OFFSET / 4]);
 		*kind = HOP_KIND_DITG;
 		return 0;
 	}
 	if (proto == IPPROTO_TCP) {
 		struct tcphdr tcp;
 
-		if (bpf_skb_load_bytes(skb, l4, &tcp, sizeof(tcp)))
+		if (load(skb, l4, &tcp, sizeof(tcp)))
 			return -1;
 		if (!tcp.syn || tcp.rst || tcp.fin || tcp.ack != !forward)
 			return -1;
