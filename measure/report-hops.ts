@@ -173,7 +173,7 @@ export function hopReport(results: readonly RunResult[], format: { fmt: (x: numb
   md.push(
     "Which section carries the volatility (largest standard deviation and largest p99 of a section, both directions), and the Service dataplane's own cost:",
     "",
-    "| family | Services | dataplane | largest std | largest p99 | service-dataplane forward mean / p99 (µs) | first packet p50 / p99 (µs) |",
+    "| family | Services | dataplane | largest std (µs) | largest p99 (µs) | service-dataplane forward mean / p99 (µs) | first packet p50 / p99 (µs) |",
     "| --- | ---: | --- | --- | --- | ---: | ---: |",
   );
   for (const family of FAMILIES) {
