@@ -151,6 +151,7 @@ static __always_inline int stamp(struct __sk_buff *skb, __u32 point, int forward
 	return TC_ACT_UNSPEC;
 }
 
+/* Names of at most 15 characters: the kernel keeps no more (tc and bpftool show them whole). */
 #define HOP_PROGRAM(name, point, forward)            \
 	SEC("tc")                                    \
 	int name(struct __sk_buff *skb)              \
@@ -158,15 +159,15 @@ static __always_inline int stamp(struct __sk_buff *skb, __u32 point, int forward
 		return stamp(skb, point, forward);   \
 	}
 
-HOP_PROGRAM(hop_f_client_out, HOP_F_CLIENT_OUT, 1)
-HOP_PROGRAM(hop_f_router_in, HOP_F_ROUTER_IN, 1)
-HOP_PROGRAM(hop_f_router_out, HOP_F_ROUTER_OUT, 1)
-HOP_PROGRAM(hop_f_uplink_in, HOP_F_UPLINK_IN, 1)
-HOP_PROGRAM(hop_f_pod_veth, HOP_F_POD_VETH, 1)
-HOP_PROGRAM(hop_f_pod_in, HOP_F_POD_IN, 1)
-HOP_PROGRAM(hop_r_pod_out, HOP_R_POD_OUT, 0)
-HOP_PROGRAM(hop_r_pod_veth, HOP_R_POD_VETH, 0)
-HOP_PROGRAM(hop_r_uplink_out, HOP_R_UPLINK_OUT, 0)
-HOP_PROGRAM(hop_r_router_in, HOP_R_ROUTER_IN, 0)
-HOP_PROGRAM(hop_r_router_out, HOP_R_ROUTER_OUT, 0)
-HOP_PROGRAM(hop_r_client_in, HOP_R_CLIENT_IN, 0)
+HOP_PROGRAM(hf_client_out, HOP_F_CLIENT_OUT, 1)
+HOP_PROGRAM(hf_router_in, HOP_F_ROUTER_IN, 1)
+HOP_PROGRAM(hf_router_out, HOP_F_ROUTER_OUT, 1)
+HOP_PROGRAM(hf_uplink_in, HOP_F_UPLINK_IN, 1)
+HOP_PROGRAM(hf_pod_veth, HOP_F_POD_VETH, 1)
+HOP_PROGRAM(hf_pod_in, HOP_F_POD_IN, 1)
+HOP_PROGRAM(hr_pod_out, HOP_R_POD_OUT, 0)
+HOP_PROGRAM(hr_pod_veth, HOP_R_POD_VETH, 0)
+HOP_PROGRAM(hr_uplink_out, HOP_R_UPLINK_OUT, 0)
+HOP_PROGRAM(hr_router_in, HOP_R_ROUTER_IN, 0)
+HOP_PROGRAM(hr_router_out, HOP_R_ROUTER_OUT, 0)
+HOP_PROGRAM(hr_client_in, HOP_R_CLIENT_IN, 0)

@@ -47,18 +47,18 @@ export function hopAttachments(plan: Pick<TopologyPlan, "links" | "worker">): Ho
   const { access, datacenter, pod } = plan.links;
   const at = (role: Role, ifname: string, direction: "ingress" | "egress", program: string) => ({ role, ifname, direction, program });
   const places = [
-    at("client", access.host.ifname, "egress", "hop_f_client_out"),
-    at("router", access.gateway.ifname, "ingress", "hop_f_router_in"),
-    at("router", datacenter.gateway.ifname, "egress", "hop_f_router_out"),
-    at("worker", plan.worker.uplink, "ingress", "hop_f_uplink_in"),
-    at("worker", plan.worker.podVeth, "egress", "hop_f_pod_veth"),
-    at("pod", pod.host.ifname, "ingress", "hop_f_pod_in"),
-    at("pod", pod.host.ifname, "egress", "hop_r_pod_out"),
-    at("worker", plan.worker.podVeth, "ingress", "hop_r_pod_veth"),
-    at("worker", plan.worker.uplink, "egress", "hop_r_uplink_out"),
-    at("router", datacenter.gateway.ifname, "ingress", "hop_r_router_in"),
-    at("router", access.gateway.ifname, "egress", "hop_r_router_out"),
-    at("client", access.host.ifname, "ingress", "hop_r_client_in"),
+    at("client", access.host.ifname, "egress", "hf_client_out"),
+    at("router", access.gateway.ifname, "ingress", "hf_router_in"),
+    at("router", datacenter.gateway.ifname, "egress", "hf_router_out"),
+    at("worker", plan.worker.uplink, "ingress", "hf_uplink_in"),
+    at("worker", plan.worker.podVeth, "egress", "hf_pod_veth"),
+    at("pod", pod.host.ifname, "ingress", "hf_pod_in"),
+    at("pod", pod.host.ifname, "egress", "hr_pod_out"),
+    at("worker", plan.worker.podVeth, "ingress", "hr_pod_veth"),
+    at("worker", plan.worker.uplink, "egress", "hr_uplink_out"),
+    at("router", datacenter.gateway.ifname, "ingress", "hr_router_in"),
+    at("router", access.gateway.ifname, "egress", "hr_router_out"),
+    at("client", access.host.ifname, "ingress", "hr_client_in"),
   ] as const;
   return places.map((p, point) => ({ point, name: HOP_POINTS[point]!, ...p }));
 }

@@ -191,8 +191,8 @@ describe.skipIf(problem !== undefined)(`hop probes with real traffic${problem ? 
     // On the uplink the probes enclose the dataplane: first at ingress, last at egress.
     const { uplink } = backend.topology.plan.worker;
     const names = (direction: string) => [...backend.topology.run("worker", ["tc", "filter", "show", "dev", uplink, direction]).matchAll(/ name (\S+) /g)].map((m) => m[1]);
-    expect(names("ingress")).toEqual(["hop_f_uplink_in", "lb_nodeport"]);
-    expect(names("egress")).toEqual(["lb_revnat", "hop_r_uplink_out"]);
+    expect(names("ingress")).toEqual(["hf_uplink_in", "lb_nodeport"]);
+    expect(names("egress")).toEqual(["lb_revnat", "hr_uplink_out"]);
     const ids = probes.objectIds();
     expect(ids.programs).toHaveLength(12);
     expect(ids.maps).toHaveLength(2);
