@@ -20,6 +20,7 @@ import {
   type KubeProxyNftablesRules,
   type NftablesCounts,
 } from "./kube-proxy-nftables-rules.js";
+import { EBPF_DATAPLANE_PREF } from "./ebpf-dataplane.js";
 import { exec, inNetns } from "./netns.js";
 
 const FAMILIES: readonly Family[] = ["ipv4", "ipv6"];
@@ -148,8 +149,8 @@ export async function removeKubeProxyNftables(netns: string, families: readonly 
 
 /**
  * Throws unless nftables is the namespace's only Service dataplane: kube-proxy's table for each of
- * `families` and no other, no KUBE-* iptables chain (legacy or nft backend), no tc filter on the
- * given interfaces (the eBPF load balancer's hook).
+ * `families` and no other, no KUBE-* iptables chain (legacy or nft backend), no filter of the eBPF
+ * load balancer on the given interfaces.
  */
 export async function checkOnlyNftablesDataplane(netns: string, families: readonly Family[], interfaces: readonly string[]): Promise<void> {
   const tables = await kubeProxyNftablesTables(netns);
@@ -166,7 +167,8 @@ export async function checkOnlyNftablesDataplane(netns: string, families: readon
   }
   for (const dev of interfaces) {
     for (const direction of ["ingress", "egress"]) {
-      const filters = exec(inNetns(netns, ["tc", "filter", "show", "dev", dev, direction])).stdout.trim();
+      // The eBPF dataplane's filter only: the hop probes (lab/hops/) stay on the uplink for every dataplane.
+      const filters = exec(inNetns(netns, ["tc", "filter", "show", "dev", dev, direction, "pref", String(EBPF_DATAPLANE_PREF)])).stdout.trim();
       if (filters !== "") problems.push(`a tc filter at ${dev} ${direction}: ${filters.split("\n")[0]}`);
     }
   }
