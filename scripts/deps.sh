@@ -21,29 +21,67 @@ DEB_PACKAGES=(
   time         # /usr/bin/time -v: peak memory in the benchmarks
 )
 
+# What only `npm test` (and `testbed verify-openstack`) needs, installed without recommended packages
+# and with services kept from starting: they run their own server.
+TEST_DEB_PACKAGES=(
+  neutron-server  # a real Neutron API (OpenStack Zed): plans replayed as a project member
+)
+
 missing_debian_packages() {
   local p
-  for p in "${DEB_PACKAGES[@]}"; do
+  for p in "$@"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || printf '%s\n' "$p"
   done
 }
 
+# apt-get install --no-install-recommends with a policy-rc.d that refuses every service start (exit
+# 101), so that no postinst starts a daemon; a policy-rc.d the host already has stays as it is.
+install_without_services() {
+  local policy=${POLICY_RC_D:-/usr/sbin/policy-rc.d} created=0 rc=0
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' >"$policy"
+    chmod 755 "$policy"
+    created=1
+  fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null || rc=$?
+  [ "$created" -eq 1 ] && rm -f "$policy"
+  return "$rc"
+}
+
+# DEB_PACKAGES (the lab's needs); install_test_debian_packages adds TEST_DEB_PACKAGES.
 install_debian_packages() {
+  install_missing_debian_packages lab
+}
+
+install_test_debian_packages() {
+  install_missing_debian_packages tests
+}
+
+install_missing_debian_packages() {
+  local wanted_bare=() missing bare
+  [ "$1" = "tests" ] && wanted_bare=("${TEST_DEB_PACKAGES[@]}")
   if ! command -v dpkg-query >/dev/null 2>&1; then
-    echo "This host has no dpkg: install these tools with your package manager, then run again: ${DEB_PACKAGES[*]}" >&2
+    echo "This host has no dpkg: install these tools with your package manager, then run again: ${DEB_PACKAGES[*]} ${wanted_bare[*]}" >&2
     return 1
   fi
-  local missing
-  mapfile -t missing < <(missing_debian_packages)
-  [ "${#missing[@]}" -eq 0 ] && return 0
+  mapfile -t missing < <(missing_debian_packages "${DEB_PACKAGES[@]}")
+  mapfile -t bare < <(missing_debian_packages "${wanted_bare[@]}")
+  [ "${#missing[@]}" -eq 0 ] && [ "${#bare[@]}" -eq 0 ] && return 0
   if [ "$(id -u)" -ne 0 ]; then
-    echo "Missing Debian packages: ${missing[*]}" >&2
-    echo "Install them as root, then run again:  sudo apt-get update && sudo apt-get install -y ${missing[*]}" >&2
+    echo "Missing Debian packages: ${missing[*]} ${bare[*]}" >&2
+    echo "Install them as root, then run again:" >&2
+    [ "${#missing[@]}" -gt 0 ] && echo "  sudo apt-get update && sudo apt-get install -y ${missing[*]}" >&2
+    [ "${#bare[@]}" -gt 0 ] && echo "  sudo apt-get install -y --no-install-recommends ${bare[*]}   (with a /usr/sbin/policy-rc.d that exits 101, so that no service starts)" >&2
     return 1
   fi
-  echo "Installing Debian packages: ${missing[*]}"
+  echo "Installing Debian packages: ${missing[*]} ${bare[*]}"
   apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  if [ "${#missing[@]}" -gt 0 ]; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  fi
+  if [ "${#bare[@]}" -gt 0 ]; then
+    install_without_services "${bare[@]}"
+  fi
 }
 
 check_node() {

@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 source scripts/deps.sh
 
 check_node
-install_debian_packages
+install_test_debian_packages
 install_npm_packages
 
 npx tsc --noEmit -p .
