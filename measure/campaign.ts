@@ -174,7 +174,8 @@ export async function runCampaign(opts: CampaignRunOptions): Promise<CampaignRun
     const full: RunResult = { ...run.key, runId: run.runId, retries: attempts.length, ...result };
     const storedLog = keepOrDrop(run, logs?.log, "");
     const storedReceiverLog = keepOrDrop(run, logs?.receiverLog, ".receiver");
-    keepOrDrop(run, logs?.hops?.recordsFile, ".hops");
+    // The hop probes' records: <run>.hops beside its logs.
+    keepOrDrop(run, logs?.hops?.recordsFile, "");
     store.commitRun(campaignId, full, {
       attempts,
       ...(storedLog !== undefined ? { logPath: storedLog } : {}),
