@@ -56,6 +56,8 @@ export interface LabOptions {
   keepLogs?: boolean;
   iptables: string;
   campaign?: string;
+  /** --no-hops sets it false. */
+  hops?: boolean;
 }
 
 /** Checked options. */
@@ -72,6 +74,8 @@ export interface LabFlags {
   readonly campaign?: string;
   /** The report compares every other dataplane with this one. */
   readonly baseline: Dataplane;
+  /** Hop probes on latency and setup runs (lab/hops/). */
+  readonly hops: boolean;
 }
 
 function bad(flag: string, value: string, accepted: string): never {
@@ -170,6 +174,7 @@ export function parseLabFlags(o: LabOptions): LabFlags {
     iptablesBackend: o.iptables as IptablesBackend,
     ...(o.campaign !== undefined ? { campaign: o.campaign } : {}),
     baseline,
+    hops: o.hops !== false,
   };
 }
 
@@ -185,6 +190,7 @@ export function describePlan(flags: LabFlags, runs: number): string {
         ]
       : []),
     `  ${runs} runs of ${d.flowSeconds} s, link cap ${d.linkMbps > 0 ? `${d.linkMbps} Mbit/s` : "off"}; about ${formatDuration(estimateWallSeconds(d))} on 2 cores`,
+    `  hop probes: ${flags.hops ? "on for latency and setup runs (--no-hops turns them off)" : "off"}`,
     `  results: ${flags.db}`,
   ].join("\n");
 }
@@ -268,7 +274,7 @@ async function labAction(o: LabOptions): Promise<void> {
     const plan = planCampaign(campaignId, def);
     store.ensureCampaign(campaignId, def, plan);
     process.stderr.write(`${describePlan(flags, plan.length)}\n`);
-    backend = await LabBackend.start({ linkMbps: def.linkMbps, iptablesBackend: flags.iptablesBackend });
+    backend = await LabBackend.start({ linkMbps: def.linkMbps, iptablesBackend: flags.iptablesBackend, hops: flags.hops });
     process.stderr.write(`lab ${backend.topology.prefix} is up (namespaces ${Object.values(backend.topology.plan.namespaces).join(", ")})\n`);
     // The lab itself is removed at once on SIGINT/SIGTERM (topology.ts); the runner then stops and
     // keeps every committed run.
@@ -318,5 +324,6 @@ export async function labCommand(): Promise<Command> {
     .option("--keep-logs", "keep raw logs next to the store (<db>.logs/<campaign>/)")
     .addOption(new Option("--iptables <backend>", "iptables backend of the kube-proxy rules").choices(IPTABLES_BACKENDS).default("legacy"))
     .option("--campaign <id>", "campaign id in the store (default: derived from the flags, so the same flags resume)")
+    .option("--no-hops", "no hop probes: latency and setup runs are not cut into sections of the path (probes never run on throughput runs)")
     .action(labAction);
 }

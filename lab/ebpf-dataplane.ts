@@ -19,6 +19,13 @@ const PROGRAMS = [
   { direction: "ingress", section: "tc/nodeport" },
   { direction: "egress", section: "tc/revnat" },
 ] as const;
+/**
+ * The filters' priority in each direction (tc's own default for a first filter). The uplink's clsact
+ * may be shared: the hop probes (lab/hops/) stamp packets before this filter at ingress and after it
+ * at egress, so only this dataplane's filters are removed on teardown, and the qdisc only when no
+ * other filter is left on it.
+ */
+export const EBPF_DATAPLANE_PREF = 49152;
 
 export interface EbpfDataplaneOptions {
   readonly services: ServiceSet;
@@ -137,7 +144,8 @@ export class EbpfDataplane {
     mkdirSync(this.bpffs, { recursive: true });
     run(["mount", "-t", "bpf", "bpf", this.bpffs]);
     this.mounted = true;
-    this.topology.run("worker", ["tc", "qdisc", "add", "dev", this.uplink, "clsact"]);
+    // replace: creates the clsact qdisc, or keeps the one the hop probes attached to.
+    this.topology.run("worker", ["tc", "qdisc", "replace", "dev", this.uplink, "clsact"]);
     this.attached = true;
     this.attachPrograms();
   }
@@ -148,7 +156,11 @@ export class EbpfDataplane {
     // share one set of maps, and programs attached again find the maps as they were filled.
     const env = { TC_BPF_MNT: this.bpffs };
     for (const p of PROGRAMS) {
-      this.topology.run("worker", ["tc", "filter", "add", "dev", this.uplink, p.direction, "bpf", "da", "obj", this.object, "sec", p.section], { env });
+      this.topology.run(
+        "worker",
+        ["tc", "filter", "add", "dev", this.uplink, p.direction, "pref", String(EBPF_DATAPLANE_PREF), "bpf", "da", "obj", this.object, "sec", p.section],
+        { env },
+      );
     }
     this.detached = false;
   }
@@ -160,7 +172,7 @@ export class EbpfDataplane {
    */
   detach(): void {
     if (this.tornDown || this.detached) return;
-    for (const p of PROGRAMS) this.topology.run("worker", ["tc", "filter", "del", "dev", this.uplink, p.direction]);
+    for (const p of PROGRAMS) this.topology.run("worker", ["tc", "filter", "del", "dev", this.uplink, p.direction, "pref", String(EBPF_DATAPLANE_PREF)]);
     this.detached = true;
   }
 
@@ -187,7 +199,9 @@ export class EbpfDataplane {
   objectIds(): BpfObjectIds {
     const programs: number[] = [];
     for (const p of PROGRAMS) {
-      const filters = JSON.parse(this.topology.run("worker", ["tc", "-j", "filter", "show", "dev", this.uplink, p.direction])) as {
+      const filters = JSON.parse(
+        this.topology.run("worker", ["tc", "-j", "filter", "show", "dev", this.uplink, p.direction, "pref", String(EBPF_DATAPLANE_PREF)]),
+      ) as {
         options?: { prog?: { id: number } };
       }[];
       for (const f of filters) if (f.options?.prog) programs.push(f.options.prog.id);
@@ -204,9 +218,16 @@ export class EbpfDataplane {
     this.tornDown = true;
     const failures: string[] = [];
     if (this.attached) {
-      const result = this.topology.exec("worker", ["tc", "qdisc", "del", "dev", this.uplink, "clsact"]);
-      if (result.status !== 0 && !/Cannot find device|No such file|Cannot open network namespace/i.test(result.stderr)) {
-        failures.push(`tc qdisc del dev ${this.uplink} clsact: ${result.stderr.trim()}`);
+      const gone = /Cannot find device|No such file|Cannot open network namespace|Cannot find specified filter chain|Parent Qdisc doesn't exist/i;
+      // Detached programs have no filter left to delete.
+      for (const p of this.detached ? [] : PROGRAMS) {
+        const result = this.topology.exec("worker", ["tc", "filter", "del", "dev", this.uplink, p.direction, "pref", String(EBPF_DATAPLANE_PREF)]);
+        if (result.status !== 0 && !gone.test(result.stderr)) failures.push(`tc filter del dev ${this.uplink} ${p.direction}: ${result.stderr.trim()}`);
+      }
+      const others = PROGRAMS.some((p) => this.topology.exec("worker", ["tc", "filter", "show", "dev", this.uplink, p.direction]).stdout.trim() !== "");
+      if (!others) {
+        const result = this.topology.exec("worker", ["tc", "qdisc", "del", "dev", this.uplink, "clsact"]);
+        if (result.status !== 0 && !gone.test(result.stderr)) failures.push(`tc qdisc del dev ${this.uplink} clsact: ${result.stderr.trim()}`);
       }
     }
     let unmounted = true;

@@ -2,6 +2,7 @@
 // CPU-bound decoding never stalls the event loop that starts and watches the next flow.
 import { parentPort } from "node:worker_threads";
 import { decodeFlow, type DecodedFlow, type FlowLogFiles } from "./ditg-pairing.js";
+import { decomposeRun } from "./hops.js";
 
 export interface DecodeRequest {
   readonly id: number;
@@ -13,7 +14,9 @@ export type DecodeReply =
   | { readonly id: number; readonly ok: false; readonly error: string };
 
 parentPort?.on("message", (req: DecodeRequest) => {
-  decodeFlow(req.files).then(
+  decodeFlow(req.files)
+    .then((log): DecodedFlow => (req.files.hops ? { ...log, hops: decomposeRun(req.files.hops, req.files, log) } : log))
+    .then(
     (log) => parentPort!.postMessage({ id: req.id, ok: true, log } satisfies DecodeReply),
     (err: unknown) => parentPort!.postMessage({ id: req.id, ok: false, error: err instanceof Error ? err.message : String(err) } satisfies DecodeReply),
   );

@@ -130,7 +130,7 @@ function delayView(view: DecodedView): RunDelayView {
  * What a run keeps of its decoded logs: the summary (exact round trips when paired), and the other
  * readings: the meter's own from the sender log alone, and the one-way delays of the receiver's log.
  */
-export function decodedResult(decoded: DecodedFlow): Pick<RunResult, "summary" | "histogram" | "achievedKbps" | "delaySource" | "excludedRecords" | "delayViews"> {
+export function decodedResult(decoded: DecodedFlow): Pick<RunResult, "summary" | "histogram" | "achievedKbps" | "delaySource" | "excludedRecords" | "delayViews" | "hops"> {
   const views: NonNullable<RunResult["delayViews"]> = {
     ...(decoded.views?.sender ? { sender: delayView(decoded.views.sender) } : {}),
     ...(decoded.views?.logged ? { itgdec: delayView(decoded.views.logged) } : {}),
@@ -143,6 +143,7 @@ export function decodedResult(decoded: DecodedFlow): Pick<RunResult, "summary" |
     delaySource: decoded.total.delaySource,
     excludedRecords: decoded.total.excludedRecords,
     ...(Object.keys(views).length > 0 ? { delayViews: views } : {}),
+    ...(decoded.hops ? { hops: decoded.hops } : {}),
   };
 }
 
@@ -190,6 +191,8 @@ export async function runCampaign(opts: CampaignRunOptions): Promise<CampaignRun
     const full: RunResult = { ...run.key, runId: run.runId, retries: attempts.length, ...result };
     const storedLog = keepOrDrop(run, logs?.log, "");
     const storedReceiverLog = keepOrDrop(run, logs?.receiverLog, ".receiver");
+    // The hop probes' records: <run>.hops beside its logs.
+    keepOrDrop(run, logs?.hops?.recordsFile, "");
     store.commitRun(campaignId, full, {
       attempts,
       ...(storedLog !== undefined ? { logPath: storedLog } : {}),
@@ -211,7 +214,7 @@ export async function runCampaign(opts: CampaignRunOptions): Promise<CampaignRun
     if (willRetry) {
       list.push({ attempt, startedAt: startedAt.toISOString(), endedAt: endedAt.toISOString(), failure: reason });
       failures.set(run.runId, list);
-      for (const file of [logs?.log, logs?.receiverLog]) if (file !== undefined) rmSync(file, { force: true });
+      for (const file of [logs?.log, logs?.receiverLog, logs?.hops?.recordsFile]) if (file !== undefined) rmSync(file, { force: true });
       queue.unshift(run);
     } else {
       commit(run, { status: "failed", failure: reason, startedAt: startedAt.toISOString(), endedAt: endedAt.toISOString() }, logs);

@@ -160,7 +160,8 @@ export interface DelayPercentiles {
   readonly p999S: number;
 }
 
-function newHistogram(): Histogram {
+/** An empty delay histogram (3 significant digits, any integer unit: µs here, ns for the hop sections). */
+export function newHistogram(): Histogram {
   return build({ numberOfSignificantValueDigits: 3, bitBucketSize: 32, autoResize: true, lowestDiscernibleValue: 1 });
 }
 

@@ -28,6 +28,7 @@ import {
   type RecordBlock,
   type SendStamps,
 } from "./ditg-log.js";
+import type { HopCapture, RunHops } from "./hops.js";
 
 /**
  * Sequence numbers held per flow: a power of two (the slot is the sequence number's low bits), 12 bytes each, so
@@ -327,6 +328,8 @@ export interface FlowLogFiles {
   readonly receiverLog?: string;
   /** With receiverLog: also read it alone, one-way delays sender -> receiver (valid when both ends share one clock). */
   readonly oneWay?: boolean;
+  /** The hop probes' stamps of the flow: cut it into sections too (measure/hops.ts). */
+  readonly hops?: HopCapture;
 }
 
 /** One flow's summary: exact round trips with the meter's own views when paired, the log as logged otherwise. */
@@ -334,6 +337,8 @@ export interface DecodedFlow extends DecodedLog {
   readonly receiverLog?: string;
   /** The receiver log read alone (FlowLogFiles.oneWay). */
   readonly oneWay?: DecodedView;
+  /** The flow cut into sections (FlowLogFiles.hops). */
+  readonly hops?: RunHops;
 }
 
 export async function decodeFlow(files: FlowLogFiles): Promise<DecodedFlow> {

@@ -223,6 +223,7 @@ export function renderMarkdown(parts: Parts): string {
     ...validityMarkdown(parts.validity, { rows: parts.ratios.filter((r) => profileKind(r.profile) === "delay") }, fmt, s.confidence),
     ...oneWayMarkdown(parts.cells, { oneWay: ONE_WAY_DELAY_METRIC, roundTrip: PACKET_DELAY_METRIC }, fmt),
   );
+  out.push(...(parts.hops ?? []));
   out.push("## Figures", "");
   for (const f of parts.figures) out.push(`- ${f.title}: ![${f.file}](${f.file})`);
   out.push("", "## Tables", "");

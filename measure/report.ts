@@ -44,7 +44,8 @@ import {
   type RatioInterval,
 } from "./statistics.js";
 import { figureSpecs, renderSvg, type FigureSpec } from "./report-figures.js";
-import { renderMarkdown } from "./report-markdown.js";
+import { hopReport } from "./report-hops.js";
+import { fmt, renderMarkdown } from "./report-markdown.js";
 import { validityRows, type ValidityRow } from "./report-validity.js";
 
 /** What a profile measures. The throughput profile measures what a TCP flow carries; every other
@@ -289,6 +290,8 @@ export interface Report {
   readonly warnings: readonly string[];
   readonly tables: readonly ReportTable[];
   readonly figures: readonly FigureSpec[];
+  /** "Where the delay comes from" (report-hops.ts): its lines of report.md, when runs carry hop probes. */
+  readonly hops?: readonly string[];
   readonly markdown: string;
 }
 
@@ -624,7 +627,15 @@ export function buildReport(results: readonly RunResult[], options: ReportOption
   const validity = validityRows(cells, RATIO_DEFINITIONS, settings);
   const tables = reportTables(statistics, ratios, validity, options.paper ?? []);
   const figures = figureSpecs(statistics, ratios);
-  const partial = { settings, counts, cells: statistics, ratios, validity, delaySources: delaySourceCounts(cells), tests, warnings, tables, figures };
+  const hops = hopReport(results, { fmt, number: formatNumber });
+  if (hops) {
+    tables.push({ file: "hops.csv", title: "Where the delay comes from: each section of the path per dataplane, family and Service count (seconds)", csv: hops.csv });
+    figures.push(...hops.figures);
+  }
+  const partial = {
+    settings, counts, cells: statistics, ratios, validity, delaySources: delaySourceCounts(cells), tests, warnings, tables, figures,
+    ...(hops ? { hops: hops.markdown } : {}),
+  };
   return { ...partial, markdown: renderMarkdown(partial) };
 }
 

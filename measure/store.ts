@@ -15,14 +15,18 @@
 // the receiver's log (`oneWay`, where both ends share a clock). A schema-1 store is upgraded in place
 // when opened (columns and a table added, nothing rewritten); its runs have no delay source and no
 // views: their round trips are the meter's.
+//
+// Hops (schema 3). Runs measured with the lab's hop probes keep their decomposition into sections of
+// the path (measure/hops-store.ts); a schema-2 store gains the tables when opened.
 import { mkdirSync } from "node:fs";
 import path from "node:path";
 import Database from "better-sqlite3";
 import { canonicalJson, type CampaignDefinition, type PlannedRun } from "./campaign-plan.js";
+import { deleteRunHops, HOP_MIGRATION, insertRunHops, readRunHops } from "./hops-store.js";
 import { DELAY_VIEW_NAMES, type DelayViewName, type FlowSummary, type RunDelayView, type RunResult } from "./types.js";
 
 /** Bumped whenever the tables change; a database from a newer version is refused, not guessed at. */
-export const SCHEMA_VERSION = 2;
+export const SCHEMA_VERSION = 3;
 /** The oldest schema this testbed upgrades in place. */
 export const OLDEST_SCHEMA_VERSION = 1;
 
@@ -189,6 +193,7 @@ export class ResultStore {
       db.transaction(() => {
         db.exec(SCHEMA);
         db.exec(MIGRATION_2);
+        db.exec(HOP_MIGRATION);
         db.pragma(`user_version = ${SCHEMA_VERSION}`);
       })();
     } else if (version < OLDEST_SCHEMA_VERSION || version > SCHEMA_VERSION) {
@@ -199,7 +204,8 @@ export class ResultStore {
     } else if (version < SCHEMA_VERSION) {
       try {
         db.transaction(() => {
-          db.exec(MIGRATION_2);
+          if (version < 2) db.exec(MIGRATION_2);
+          db.exec(HOP_MIGRATION);
           db.pragma(`user_version = ${SCHEMA_VERSION}`);
         })();
       } catch (err) {
@@ -368,6 +374,7 @@ export class ResultStore {
       if (prior?.status === "ok") throw new StoreError(`run ${result.runId} already has an ok result; runs are never repeated`);
       if (prior) {
         this.db.prepare(`DELETE FROM run_delay_view WHERE run_id = ?`).run(result.runId);
+        deleteRunHops(this.db, result.runId);
         this.db.prepare(`DELETE FROM run_result WHERE run_id = ?`).run(result.runId);
         this.db.prepare(`DELETE FROM run_attempt WHERE run_id = ?`).run(result.runId);
       }
@@ -381,6 +388,7 @@ export class ResultStore {
         if (view === undefined) continue;
         insertView.run(result.runId, name, view.excludedRecords, ...SUMMARY_FIELDS.map((f) => view.summary[f]), view.histogram ?? null);
       }
+      if (result.hops) insertRunHops(this.db, result.runId, result.hops);
       const insertAttempt = this.db.prepare(
         `INSERT INTO run_attempt (run_id, attempt, started_at, ended_at, failure) VALUES (?, ?, ?, ?, ?)`,
       );
@@ -410,8 +418,10 @@ export class ResultStore {
       };
       views.set(String(v.run_id), of);
     }
+    const hops = readRunHops(this.db, campaignId);
     return rows.map((r) => {
       const summary = r.packets === null ? undefined : summaryOf(r);
+      const runHops = hops.get(String(r.run_id));
       const delayViews = views.get(String(r.run_id));
       return {
         runId: String(r.run_id),
@@ -428,6 +438,7 @@ export class ResultStore {
         ...(r.delay_source !== null ? { delaySource: r.delay_source as NonNullable<RunResult["delaySource"]> } : {}),
         ...(r.excluded_records !== null ? { excludedRecords: Number(r.excluded_records) } : {}),
         ...(delayViews ? { delayViews } : {}),
+        ...(runHops ? { hops: runHops } : {}),
         retries: Number(r.retries),
         startedAt: String(r.started_at),
         endedAt: String(r.ended_at),

@@ -3,6 +3,7 @@
 import type { Dataplane, Scenario } from "../scenario/schema.js";
 import type { Family } from "../scenario/cidr.js";
 import type { DelaySource } from "./ditg-log.js";
+import type { HopCapture, RunHops } from "./hops.js";
 
 /** ITGDec's summary fields of one flow (or of all flows), in ITGDec's units, plus delay percentiles. */
 export interface FlowSummary {
@@ -71,6 +72,8 @@ export interface FlowOutcome {
   readonly senderOutput: string;
   readonly startedAt: Date;
   readonly endedAt: Date;
+  /** The hop probes' stamps of the run, where the backend has them (the local lab: measure/hops.ts). */
+  readonly hops?: HopCapture;
 }
 
 /** A flow's logs as local files, handed back by Backend.collectLog(). */
@@ -84,6 +87,8 @@ export interface CollectedLogs {
    * lab hands a flow back as soon as its data is in; FlowOutcome.senderOutput is then incomplete).
    */
   readonly senderOutput?: string;
+  /** The hop probes' stamps (FlowOutcome.hops); the decoder cuts the run into sections with them. */
+  readonly hops?: HopCapture;
 }
 
 /**
@@ -156,6 +161,8 @@ export interface RunResult extends RunKey {
   readonly excludedRecords?: number;
   /** Other readings of the run's delays (round-trip runs). */
   readonly delayViews?: Partial<Record<DelayViewName, RunDelayView>>;
+  /** Where the run's delay comes from, section by section (runs with hop probes). */
+  readonly hops?: RunHops;
   readonly retries: number;
   readonly startedAt: string;
   readonly endedAt: string;

@@ -5,7 +5,7 @@
 import { rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { LB_MAPS } from "../ebpf/service-maps.js";
-import { EbpfDataplane, ebpfHostProblem, setupEbpfDataplane } from "../ebpf-dataplane.js";
+import { EBPF_DATAPLANE_PREF, EbpfDataplane, ebpfHostProblem, setupEbpfDataplane } from "../ebpf-dataplane.js";
 import { LAB_FAMILIES } from "../lab-scenario.js";
 import { run } from "../netns.js";
 import type { InstalledCounts, LabDataplane, LabDataplaneContext, LabDataplaneModule, LabStep } from "./index.js";
@@ -45,7 +45,8 @@ class EbpfLabDataplane implements LabDataplane {
     const { topology } = this.context;
     const uplink = topology.plan.worker.uplink;
     return ["ingress", "egress"].flatMap((direction) => {
-      const filters = topology.run("worker", ["tc", "filter", "show", "dev", uplink, direction]).trim();
+      // This dataplane's filters only: the hop probes (lab/hops/) share the uplink with every dataplane.
+      const filters = topology.run("worker", ["tc", "filter", "show", "dev", uplink, direction, "pref", String(EBPF_DATAPLANE_PREF)]).trim();
       return filters === "" ? [] : [`a tc filter at ${uplink} ${direction}: ${filters.split("\n")[0]}`];
     });
   }

@@ -28,6 +28,10 @@
 
 #include "lb-maps.h"
 
+/* A packet this program lets through goes on to the hook's next filter (the lab's hop probe after
+ * the reverse NAT, lab/ebpf/hop-probe.c); with none, the kernel passes it as with TC_ACT_OK. */
+#define TC_PASS TC_ACT_UNSPEC
+
 char LICENSE[] SEC("license") = "GPL";
 
 union addr {
@@ -152,7 +156,7 @@ static __always_inline int nodeport_lb4(struct __sk_buff *skb, const struct flow
 
 	svc = bpf_map_lookup_elem(&lb4_services, &key);
 	if (!svc || !svc->count)
-		return TC_ACT_OK;
+		return TC_PASS;
 	/* A ClusterIP is not reachable from outside the cluster (Cilium: DROP_IS_CLUSTER_IP). */
 	if (!(svc->flags & SVC_FLAG_ROUTABLE))
 		return TC_ACT_SHOT;
@@ -183,7 +187,7 @@ static __always_inline int nodeport_lb4(struct __sk_buff *skb, const struct flow
 	to.v4 = backend->address;
 	if (rewrite(skb, f, IP4_DADDR_OFF(f), &f->daddr, &to, DPORT_OFF(f), f->dport, backend->port))
 		return TC_ACT_SHOT;
-	return TC_ACT_OK;
+	return TC_PASS;
 }
 
 static __always_inline int nodeport_lb6(struct __sk_buff *skb, const struct flow *f)
@@ -200,7 +204,7 @@ static __always_inline int nodeport_lb6(struct __sk_buff *skb, const struct flow
 	__builtin_memcpy(key.address, f->daddr.v6, 16);
 	svc = bpf_map_lookup_elem(&lb6_services, &key);
 	if (!svc || !svc->count)
-		return TC_ACT_OK;
+		return TC_PASS;
 	if (!(svc->flags & SVC_FLAG_ROUTABLE))
 		return TC_ACT_SHOT;
 
@@ -233,7 +237,7 @@ static __always_inline int nodeport_lb6(struct __sk_buff *skb, const struct flow
 	__builtin_memcpy(to.v6, backend->address, 16);
 	if (rewrite(skb, f, IP6_DADDR_OFF(f), &f->daddr, &to, DPORT_OFF(f), f->dport, backend->port))
 		return TC_ACT_SHOT;
-	return TC_ACT_OK;
+	return TC_PASS;
 }
 
 static __always_inline int rev_nodeport_lb4(struct __sk_buff *skb, const struct flow *f)
@@ -248,14 +252,14 @@ static __always_inline int rev_nodeport_lb4(struct __sk_buff *skb, const struct 
 
 	ct = bpf_map_lookup_elem(&ct4_global, &tuple);
 	if (!ct)
-		return TC_ACT_OK;
+		return TC_PASS;
 	nat = bpf_map_lookup_elem(&lb4_reverse_nat, &ct->rev_nat_index);
 	if (!nat)
-		return TC_ACT_OK;
+		return TC_PASS;
 	to.v4 = nat->address;
 	if (rewrite(skb, f, IP4_SADDR_OFF(f), &f->saddr, &to, SPORT_OFF(f), f->sport, nat->port))
 		return TC_ACT_SHOT;
-	return TC_ACT_OK;
+	return TC_PASS;
 }
 
 static __always_inline int rev_nodeport_lb6(struct __sk_buff *skb, const struct flow *f)
@@ -271,14 +275,14 @@ static __always_inline int rev_nodeport_lb6(struct __sk_buff *skb, const struct 
 	__builtin_memcpy(tuple.saddr, f->saddr.v6, 16);
 	ct = bpf_map_lookup_elem(&ct6_global, &tuple);
 	if (!ct)
-		return TC_ACT_OK;
+		return TC_PASS;
 	nat = bpf_map_lookup_elem(&lb6_reverse_nat, &ct->rev_nat_index);
 	if (!nat)
-		return TC_ACT_OK;
+		return TC_PASS;
 	__builtin_memcpy(to.v6, nat->address, 16);
 	if (rewrite(skb, f, IP6_SADDR_OFF(f), &f->saddr, &to, SPORT_OFF(f), f->sport, nat->port))
 		return TC_ACT_SHOT;
-	return TC_ACT_OK;
+	return TC_PASS;
 }
 
 SEC("tc/nodeport")
@@ -287,7 +291,7 @@ int lb_nodeport(struct __sk_buff *skb)
 	struct flow f = {};
 
 	if (parse(skb, &f))
-		return TC_ACT_OK;
+		return TC_PASS;
 	return f.family == ETH_P_IP ? nodeport_lb4(skb, &f) : nodeport_lb6(skb, &f);
 }
 
@@ -297,6 +301,6 @@ int lb_revnat(struct __sk_buff *skb)
 	struct flow f = {};
 
 	if (parse(skb, &f))
-		return TC_ACT_OK;
+		return TC_PASS;
 	return f.family == ETH_P_IP ? rev_nodeport_lb4(skb, &f) : rev_nodeport_lb6(skb, &f);
 }

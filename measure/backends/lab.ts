@@ -25,6 +25,10 @@
 // during ITGRecv's one-second wait before it closes the flow, unless it needs the data socket that
 // flow still holds (measure/ditg-close-wait.ts). A change of step, a conntrack flush, a receiver
 // restart and the teardown wait until every closing flow is through: its ack crosses the dataplane.
+//
+// Hop probes (lab/hops/, unless turned off): tc programs at every boundary of the path stamp the
+// packets of latency and setup runs, a reader collects the stamps of each run, and the decoder cuts
+// the run into sections (measure/hops.ts). They are detached for throughput runs.
 import { spawn } from "node:child_process";
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
@@ -43,6 +47,7 @@ import { DEFAULT_IPTABLES_BACKEND, iptablesTools, type IptablesBackend } from ".
 import { LAB_FAMILIES as FAMILIES, labScenario, serviceEndpoints } from "../../lab/lab-scenario.js";
 import { exec } from "../../lab/netns.js";
 import { createTopology, labHostProblem, type LabTopology, type Shaper } from "../../lab/topology.js";
+import { hopProbeHostProblem, HopProbes } from "../../lab/hops/hop-probes.js";
 
 const RECEIVER_START_TIMEOUT_MS = 5000;
 const OUTPUT_TAIL_CHARS = 2000;
@@ -83,7 +88,7 @@ export function labProblem(): string | undefined {
     const problem = LAB_DATAPLANES[dataplane].hostProblem();
     if (problem) return problem;
   }
-  return undefined;
+  return hopProbeHostProblem();
 }
 
 /** What a step left in the kernel; handed to LabBackendOptions.onPrepared. */
@@ -107,6 +112,8 @@ export interface LabBackendOptions {
   readonly iptablesBackend?: IptablesBackend;
   /** Called after every prepare(), with the dataplane in place and no flow running. */
   readonly onPrepared?: (step: PreparedStep) => void | Promise<void>;
+  /** Stamp latency and setup runs at every section boundary of the path (lab/hops/). Default true. */
+  readonly hops?: boolean;
 }
 
 /** The lab's verdict: D-ITG's for the D-ITG profiles, the probe's for connection setup. */
@@ -137,6 +144,8 @@ export class LabBackend implements Backend {
   private readonly dataplanes: Readonly<Record<Dataplane, LabDataplane>>;
   /** The Service count the dataplanes hold (parked or on the path). */
   private held: number | undefined;
+  /** The hop probes, unless turned off. */
+  hops: HopProbes | undefined;
   private current: { dataplane: Dataplane; services: number } | undefined;
   private tornDown = false;
 
@@ -162,6 +171,7 @@ export class LabBackend implements Backend {
       mkdirSync(logDir, { recursive: true });
       backend = new LabBackend(topology, labScenario(topology), options, logDir);
       backend.netfilterBase();
+      if (options.hops !== false) backend.hops = HopProbes.load(topology, { dataPort: backend.scenario.receiver.dataPort });
       await backend.startReceiver();
       return backend;
     } catch (error) {
@@ -258,7 +268,13 @@ export class LabBackend implements Backend {
 
   async runFlow(key: RunKey, flow: { logName: string; durationS: number; traffic: TrafficProfile }): Promise<FlowOutcome> {
     this.requirePrepared(key);
-    return key.profile === "setup" ? this.runSetup(key, flow) : this.runDitg(key, flow);
+    const hops = await this.hops?.beginRun(key.profile, join(this.logDir, `${flow.logName}.hops`));
+    try {
+      const outcome = await (key.profile === "setup" ? this.runSetup(key, flow) : this.runDitg(key, flow));
+      return hops ? { ...outcome, hops: await hops.reader.stop(hops.keying) } : outcome;
+    } finally {
+      hops?.reader.abandon();
+    }
   }
 
   private async runDitg(key: RunKey, flow: { logName: string; durationS: number; traffic: TrafficProfile }): Promise<FlowOutcome> {
@@ -312,7 +328,7 @@ export class LabBackend implements Backend {
     // A flow handed back while closing: its logs and output are whole once its sender has exited.
     const senderOutput = await this.closing.exitOf(outcome.logPath);
     const logs = await this.logs.collect(outcome);
-    return senderOutput === undefined ? logs : { ...logs, senderOutput };
+    return { ...logs, ...(senderOutput === undefined ? {} : { senderOutput }), ...(outcome.hops ? { hops: outcome.hops } : {}) };
   }
 
 

@@ -1,4 +1,4 @@
-import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { endianness, tmpdir } from "node:os";
 import { join } from "node:path";
 import ipaddr from "ipaddr.js";
@@ -6,9 +6,10 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Family } from "../../scenario/cidr.js";
 import { echoProbe, startEchoListener, type EchoProtocol } from "../../lab/echo-probe.js";
 import { setupEbpfDataplane, type EbpfDataplane } from "../../lab/ebpf-dataplane.js";
-import { exec, run } from "../../lab/netns.js";
+import { run } from "../../lab/netns.js";
 import { createTopology, labHostProblem, type LabTopology } from "../../lab/topology.js";
 import type { ServiceSet } from "../../workloads/service-model.js";
+import { bpfObjectGone, mounted } from "./bpf-objects.js";
 import { fixtureServiceSet, RECEIVER_PORTS } from "./ebpf-fixtures.js";
 
 const hostProblem = labHostProblem();
@@ -80,20 +81,8 @@ function expectedFrontends(set: ServiceSet, topology: LabTopology, family: Famil
   return lines.sort();
 }
 
-async function bpfObjectGone(kind: "prog" | "map", id: number): Promise<boolean> {
-  for (let i = 0; i < 50; i++) {
-    if (exec(["bpftool", kind, "show", "id", String(id)]).status !== 0) return true;
-    await wait(100);
-  }
-  return false;
-}
-
 function clsactOn(topology: LabTopology): boolean {
   return /qdisc clsact/.test(topology.run("worker", ["tc", "qdisc", "show", "dev", topology.plan.worker.uplink]));
-}
-
-function mounted(path: string): boolean {
-  return readFileSync("/proc/self/mountinfo", "utf8").split("\n").some((l) => l.split(" ")[4] === path);
 }
 
 describe.skipIf(hostProblem !== undefined)(`eBPF dataplane on this kernel${hostProblem ? ` (skipped: ${hostProblem})` : ""}`, () => {

@@ -15,6 +15,7 @@ import { ebpfLoadBalancer } from "../../lab/dataplanes/ebpf.js";
 import type { InstalledCounts } from "../../lab/dataplanes/index.js";
 import { kubeProxyJumps, kubeProxyLeftovers } from "../../lab/iptables-dataplane.js";
 import { kubeProxyNftablesStates, type NftablesTableState } from "../../lab/nftables-dataplane.js";
+import { EBPF_DATAPLANE_PREF } from "../../lab/ebpf-dataplane.js";
 import { exec, listLinks, listNetns } from "../../lab/netns.js";
 import { estimateWallSeconds, labDefinition, LAB_PROFILES } from "../../lab/profiles.js";
 import { RUN_MARKER, RUN_STATE_DIR } from "../../lab/run-registry.js";
@@ -57,7 +58,10 @@ async function inspect(step: PreparedStep): Promise<StepSeen> {
   const worker = step.topology.namespace("worker");
   const leftovers = (await Promise.all(FAMILIES.map((f) => kubeProxyLeftovers(worker, f)))).flat();
   const jumps = (await Promise.all(FAMILIES.map((f) => kubeProxyJumps(worker, f)))).flat();
-  const tcFilters = ["ingress", "egress"].map((d) => step.topology.run("worker", ["tc", "filter", "show", "dev", step.topology.plan.worker.uplink, d]).trim()).join("");
+  // The eBPF dataplane's filters (the hop probes' share the uplink in every mode).
+  const tcFilters = ["ingress", "egress"]
+    .map((d) => step.topology.run("worker", ["tc", "filter", "show", "dev", step.topology.plan.worker.uplink, d, "pref", String(EBPF_DATAPLANE_PREF)]).trim())
+    .join("");
   const base = step.topology.exec("worker", ["iptables-legacy", "-w", "60", ...NODE_BASE_RULE.map((a) => (a === "-A" ? "-C" : a))]).status === 0;
   const loadBalancer = ebpfLoadBalancer(step.module);
   return {
@@ -125,6 +129,7 @@ describe.skipIf(hostProblem !== undefined)(`the lab's smoke campaign on this ker
   let prefix = "";
   let summary: Awaited<ReturnType<typeof runCampaign>>;
   let report = "";
+  let hopObjects: { programs: number[]; maps: number[] } = { programs: [], maps: [] };
 
   beforeAll(async () => {
     const store = ResultStore.open(db);
@@ -133,6 +138,7 @@ describe.skipIf(hostProblem !== undefined)(`the lab's smoke campaign on this ker
       store.ensureCampaign(campaignId, def, planCampaign(campaignId, def));
       const backend = await LabBackend.start({ linkMbps: def.linkMbps, onPrepared: async (step) => void seen.push(await inspect(step)) });
       prefix = backend.topology.prefix;
+      hopObjects = backend.hops!.objectIds();
       for (const family of FAMILIES) barePath[family] = await barePathMbps(backend, def, family);
       summary = await runCampaign({ store, campaignId, backend, decoder, judge: labJudge, retries: 2, onEvent: (e) => events.push(e) });
     } finally {
@@ -298,12 +304,44 @@ describe.skipIf(hostProblem !== undefined)(`the lab's smoke campaign on this ker
     }
   });
 
+  it("cuts every latency run into sections that add up to its exact delays, stamps every setup run's first packets, and writes hops.csv", () => {
+    const store = ResultStore.open(db);
+    try {
+      const ok = store.results(campaignId).filter((r) => r.status === "ok");
+      for (const r of ok) {
+        if (r.profile === "throughput") {
+          expect(r.hops, r.runId).toBeUndefined();
+          continue;
+        }
+        const check = r.hops!.check;
+        expect(check.keying, r.runId).toBe(r.profile === "setup" ? "handshake" : "ditg");
+        expect(check, r.runId).toMatchObject({ decomposed: check.packets, incomplete: 0, outOfOrder: 0, droppedStamps: 0, unreadStamps: 0, addsUp: true });
+        if (r.profile === "latency") expect(check.packets, r.runId).toBe(r.summary!.packets);
+      }
+    } finally {
+      store.close();
+    }
+    const csv = readFileSync(join(dir, "report", "hops.csv"), "utf8").trim().split("\n");
+    expect(csv[0]).toBe("dataplane,family,services,direction,section,statistic,valueS");
+    for (const dataplane of def.dataplanes) for (const family of def.families) for (const services of def.services) {
+      const rows = csv.filter((l) => l.startsWith(`${dataplane},${family},${services},`));
+      // 14 sections, 2 end-to-end and the first packets, 6 statistics each.
+      expect(rows, `${dataplane} ${family} ${services}`).toHaveLength(17 * 6);
+      expect(rows.every((l) => Number(l.split(",")[6]) > 0), `${dataplane} ${family} ${services}`).toBe(true);
+    }
+    const md = readFileSync(report, "utf8");
+    expect(md).toMatch(/## Where the delay comes from[\s\S]*- \*\*Check:\*\* (\d+) of \1 latency runs add up/);
+  });
+
   it("leaves no namespace, veth, qdisc, mount, pinned map or program of the run behind", async () => {
     expect(prefix).toMatch(/^dptb[a-z0-9]{4}$/);
     expect(listNetns().filter((n) => n.startsWith(prefix))).toEqual([]);
     expect(listLinks().filter((n) => n.startsWith(prefix))).toEqual([]);
     expect(exec(["tc", "qdisc", "show"]).stdout).not.toContain(prefix);
     expect(findRunObjects(prefix)).toEqual({ namespaces: [], links: [], mounts: [], dirs: [] });
+    expect(hopObjects.programs).toHaveLength(12);
+    for (const id of hopObjects.programs) expect(await bpfObjectGone("prog", id), `hop program ${id}`).toBe(true);
+    for (const id of hopObjects.maps) expect(await bpfObjectGone("map", id), `hop map ${id}`).toBe(true);
     const ebpfSteps = seen.filter((s) => s.bpf);
     expect(ebpfSteps.length).toBeGreaterThan(0);
     for (const s of ebpfSteps) {

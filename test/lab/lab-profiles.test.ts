@@ -2,7 +2,7 @@
 // the lab's Service order for kube-proxy, and the judge that picks D-ITG's or the probe's verdict.
 import { describe, expect, it } from "vitest";
 import { campaignIdFor } from "../../measure/campaign-plan.js";
-import { describePlan, parseLabFlags, setupSummary, type LabOptions } from "../../cli/lab.js";
+import { describePlan, labCommand, parseLabFlags, setupSummary, type LabOptions } from "../../cli/lab.js";
 import type { RunResult } from "../../measure/types.js";
 import { labJudge } from "../../measure/backends/lab.js";
 import { labKubeProxyRules } from "../../lab/iptables-dataplane.js";
@@ -124,6 +124,21 @@ describe("lab flags", () => {
     expect(f.baseline).toBe("nftables");
     expect(f.definition.primary?.baseline).toBe("nftables");
     expect(describePlan(f, 10)).toMatch(/ebpf, nftables \(baseline\) interleaved/);
+  });
+
+  it("has the hop probes on unless --no-hops, and says so in the plan", async () => {
+    expect(parseLabFlags(options()).hops).toBe(true);
+    expect(describePlan(parseLabFlags(options()), 24)).toContain("hop probes: on for latency and setup runs (--no-hops turns them off)");
+    const off = parseLabFlags(options({ hops: false }));
+    expect(off.hops).toBe(false);
+    expect(describePlan(off, 24)).toContain("hop probes: off");
+    // commander turns the flag into hops: false, and its absence into true.
+    const seen: LabOptions[] = [];
+    for (const argv of [["--no-hops"], []]) {
+      const command = (await labCommand()).exitOverride().action((o: LabOptions) => void seen.push(o));
+      await command.parseAsync(argv, { from: "user" });
+    }
+    expect(seen.map((o) => parseLabFlags(o).hops)).toEqual([false, true]);
   });
 
   it("narrows the profile's campaign and places the store in --out", () => {

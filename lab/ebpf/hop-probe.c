@@ -1,0 +1,173 @@
+// SPDX-License-Identifier: GPL-2.0
+/* The lab's hop probes: one tc program per measurement point (hop-maps.h, enum hop_point), each
+ * stamping the packets of the measured flows with the monotonic clock as they cross it.
+ *
+ * Selected packets: UDP to the receiver's data port (forward) or from it (return), keyed by the
+ * D-ITG flow id and sequence number of their payload, which no NAT rewrites; and TCP handshakes
+ * with that port, SYN forward and SYN-ACK back, keyed by the client's port (the setup profile's
+ * first packets: the client never reuses a port between two conntrack flushes). Everything else,
+ * and IPv4 fragments after the first, pass unstamped.
+ *
+ * Records leave through one ring buffer, submitted without a wakeup: the reader drains it on its
+ * own clock, so a stamped packet costs a reserve and a commit and never an interrupt. A full ring
+ * is counted per point (hop_count.dropped); nothing is lost silently.
+ *
+ * Every program returns TC_ACT_UNSPEC: the next filter of the hook (a Service dataplane's) still
+ * sees the packet, and with none the packet goes on as with TC_ACT_OK.
+ */
+#include <stddef.h>
+#include <linux/bpf.h>
+#include <linux/if_ether.h>
+#include <linux/in.h>
+#include <linux/ip.h>
+#include <linux/ipv6.h>
+#include <linux/pkt_cls.h>
+#include <linux/tcp.h>
+#include <linux/udp.h>
+#include <bpf/bpf_endian.h>
+#include <bpf/bpf_helpers.h>
+
+#include "hop-maps.h"
+
+/* The receiver's data port (NodePort = Service port = pod port); the loader passes -DHOP_DATA_PORT=. */
+#ifndef HOP_DATA_PORT
+#error "HOP_DATA_PORT must be defined (-DHOP_DATA_PORT=<port>)"
+#endif
+
+char LICENSE[] SEC("license") = "GPL";
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, HOP_RING_BYTES);
+} hop_ring SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, HOP_POINTS);
+	__type(key, __u32);
+	__type(value, struct hop_count);
+} hop_counts SEC(".maps");
+
+#define IP_OFFSET_MASK 0x1fff
+
+/* Copies len bytes at off: straight from the linear part of the packet where it holds them (a veth's
+ * small packets always), through the helper otherwise. len is a constant at every call. */
+static __always_inline int load(struct __sk_buff *skb, __u32 off, void *to, const __u32 len)
+{
+	void *data = (void *)(long)skb->data;
+	void *end = (void *)(long)skb->data_end;
+
+	if (off <= 128 && data + off + len <= end) {
+		__builtin_memcpy(to, data + off, len);
+		return 0;
+	}
+	return bpf_skb_load_bytes(skb, off, to, len);
+}
+
+/* The key of a selected packet: 0 and the key filled in, or -1 to let it pass unstamped. */
+static __always_inline int select_packet(struct __sk_buff *skb, int forward, __u32 *flow_id, __u32 *seq, __u8 *kind)
+{
+	__u32 l4;
+	__u8 proto;
+
+	if (skb->protocol == bpf_htons(ETH_P_IP)) {
+		struct iphdr ip;
+
+		if (load(skb, ETH_HLEN, &ip, sizeof(ip)))
+			return -1;
+		if (ip.frag_off & bpf_htons(IP_OFFSET_MASK))
+			return -1;
+		proto = ip.protocol;
+		l4 = ETH_HLEN + ip.ihl * 4;
+	} else if (skb->protocol == bpf_htons(ETH_P_IPV6)) {
+		struct ipv6hdr ip6;
+
+		if (load(skb, ETH_HLEN, &ip6, sizeof(ip6)))
+			return -1;
+		proto = ip6.nexthdr;
+		l4 = ETH_HLEN + sizeof(ip6);
+	} else {
+		return -1;
+	}
+
+	if (proto == IPPROTO_UDP) {
+		struct {
+			struct udphdr udp;
+			__be32 payload[2];
+		} h;
+
+		if (load(skb, l4, &h, sizeof(h)))
+			return -1;
+		if ((forward ? h.udp.dest : h.udp.source) != bpf_htons(HOP_DATA_PORT))
+			return -1;
+		*flow_id = bpf_ntohl(h.payload[DITG_PAYLOAD_FLOW_OFFSET / 4]);
+		*seq = bpf_ntohl(h.payload[DITG_PAYLOAD_SEQ_OFFSET / 4]);
+		*kind = HOP_KIND_DITG;
+		return 0;
+	}
+	if (proto == IPPROTO_TCP) {
+		struct tcphdr tcp;
+
+		if (load(skb, l4, &tcp, sizeof(tcp)))
+			return -1;
+		if (!tcp.syn || tcp.rst || tcp.fin || tcp.ack != !forward)
+			return -1;
+		if ((forward ? tcp.dest : tcp.source) != bpf_htons(HOP_DATA_PORT))
+			return -1;
+		*flow_id = HOP_HANDSHAKE_FLOW;
+		*seq = bpf_ntohs(forward ? tcp.source : tcp.dest);
+		*kind = HOP_KIND_HANDSHAKE;
+		return 0;
+	}
+	return -1;
+}
+
+static __always_inline int stamp(struct __sk_buff *skb, __u32 point, int forward)
+{
+	__u64 now = bpf_ktime_get_ns();
+	struct hop_record *r;
+	struct hop_count *count;
+	__u32 flow_id, seq;
+	__u8 kind;
+
+	if (select_packet(skb, forward, &flow_id, &seq, &kind))
+		return TC_ACT_UNSPEC;
+	count = bpf_map_lookup_elem(&hop_counts, &point);
+	if (!count)
+		return TC_ACT_UNSPEC;
+	r = bpf_ringbuf_reserve(&hop_ring, sizeof(*r), 0);
+	if (!r) {
+		count->dropped++;
+		return TC_ACT_UNSPEC;
+	}
+	r->stamp_ns = now;
+	r->flow_id = flow_id;
+	r->seq = seq;
+	r->point = point;
+	r->kind = kind;
+	__builtin_memset(r->pad, 0, sizeof(r->pad));
+	bpf_ringbuf_submit(r, BPF_RB_NO_WAKEUP);
+	count->stamped++;
+	return TC_ACT_UNSPEC;
+}
+
+/* Names of at most 15 characters: the kernel keeps no more (tc and bpftool show them whole). */
+#define HOP_PROGRAM(name, point, forward)            \
+	SEC("tc")                                    \
+	int name(struct __sk_buff *skb)              \
+	{                                            \
+		return stamp(skb, point, forward);   \
+	}
+
+HOP_PROGRAM(hf_client_out, HOP_F_CLIENT_OUT, 1)
+HOP_PROGRAM(hf_router_in, HOP_F_ROUTER_IN, 1)
+HOP_PROGRAM(hf_router_out, HOP_F_ROUTER_OUT, 1)
+HOP_PROGRAM(hf_uplink_in, HOP_F_UPLINK_IN, 1)
+HOP_PROGRAM(hf_pod_veth, HOP_F_POD_VETH, 1)
+HOP_PROGRAM(hf_pod_in, HOP_F_POD_IN, 1)
+HOP_PROGRAM(hr_pod_out, HOP_R_POD_OUT, 0)
+HOP_PROGRAM(hr_pod_veth, HOP_R_POD_VETH, 0)
+HOP_PROGRAM(hr_uplink_out, HOP_R_UPLINK_OUT, 0)
+HOP_PROGRAM(hr_router_in, HOP_R_ROUTER_IN, 0)
+HOP_PROGRAM(hr_router_out, HOP_R_ROUTER_OUT, 0)
+HOP_PROGRAM(hr_client_in, HOP_R_CLIENT_IN, 0)

@@ -1,0 +1,303 @@
+// The hop probes in the lab: lab/ebpf/hop-probe.c compiled for the receiver's data port, loaded once
+// with bpftool (every program and map pinned in a private bpffs of the run), each program attached by
+// tc to its point of the topology, and lab/hops/hop-reader.c draining the ring for the length of a run.
+//
+// Points and priorities. Ingress probes run first on their hook (pref 1), egress probes last (pref
+// 65000): on the worker's uplink, which the eBPF dataplane shares (ebpf-dataplane.ts, pref 49152),
+// the forward stamp is taken before the dataplane's DNAT and the return stamp after its reverse NAT.
+// Netfilter (the kube-proxy dataplanes) runs between tc ingress and tc egress, so the same two stamps
+// enclose it too.
+//
+// Probes are attached for latency and setup runs and detached for throughput runs (enable/disable):
+// detached, they cost nothing; a clsact qdisc left empty is removed as well.
+import { spawn, type ChildProcess } from "node:child_process";
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { machine, tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { HOP_POINTS, parseReaderSummary, type HopCapture, type HopKeying } from "../../measure/hops.js";
+import type { RunProfile } from "../../measure/types.js";
+import { exec, run } from "../netns.js";
+import type { LabTopology, Role, TopologyPlan } from "../topology.js";
+
+const EBPF_DIR = fileURLToPath(new URL("../ebpf/", import.meta.url));
+const READER_SOURCE = fileURLToPath(new URL("./hop-reader.c", import.meta.url));
+const PROBE_SOURCE = join(EBPF_DIR, "hop-probe.c");
+
+/** tc priorities of the probes: ingress before any other filter, egress after. */
+export const HOP_PREF = { ingress: 1, egress: 65000 } as const;
+/** The profiles the probes stamp, and how their packets are keyed; throughput runs go unprobed. */
+export const HOP_KEYING: Partial<Record<RunProfile, HopKeying>> = { latency: "ditg", setup: "handshake" };
+const READER_START_TIMEOUT_MS = 10_000;
+const READER_STOP_TIMEOUT_MS = 30_000;
+
+export interface HopAttachment {
+  /** Number of the point (hop-maps.h enum hop_point), and its name. */
+  readonly point: number;
+  readonly name: (typeof HOP_POINTS)[number];
+  /** Function name of its program in hop-probe.c (the pin's name). */
+  readonly program: string;
+  readonly role: Role;
+  readonly ifname: string;
+  readonly direction: "ingress" | "egress";
+}
+
+/** Pure: where each point sits in a topology, in point order. */
+export function hopAttachments(plan: Pick<TopologyPlan, "links" | "worker">): HopAttachment[] {
+  const { access, datacenter, pod } = plan.links;
+  const at = (role: Role, ifname: string, direction: "ingress" | "egress", program: string) => ({ role, ifname, direction, program });
+  const places = [
+    at("client", access.host.ifname, "egress", "hf_client_out"),
+    at("router", access.gateway.ifname, "ingress", "hf_router_in"),
+    at("router", datacenter.gateway.ifname, "egress", "hf_router_out"),
+    at("worker", plan.worker.uplink, "ingress", "hf_uplink_in"),
+    at("worker", plan.worker.podVeth, "egress", "hf_pod_veth"),
+    at("pod", pod.host.ifname, "ingress", "hf_pod_in"),
+    at("pod", pod.host.ifname, "egress", "hr_pod_out"),
+    at("worker", plan.worker.podVeth, "ingress", "hr_pod_veth"),
+    at("worker", plan.worker.uplink, "egress", "hr_uplink_out"),
+    at("router", datacenter.gateway.ifname, "ingress", "hr_router_in"),
+    at("router", access.gateway.ifname, "egress", "hr_router_out"),
+    at("client", access.host.ifname, "ingress", "hr_client_in"),
+  ] as const;
+  return places.map((p, point) => ({ point, name: HOP_POINTS[point]!, ...p }));
+}
+
+function multiarchInclude(): string[] {
+  // clang -target bpf does not search the multiarch directory that holds <asm/types.h>.
+  const multiarch = `/usr/include/${machine()}-linux-gnu`;
+  return existsSync(multiarch) ? ["-I", multiarch] : [];
+}
+
+/** Pure: the clang command that builds the probes for the receiver's data port. */
+export function probeCompileCommand(output: string, dataPort: number): string[] {
+  if (!Number.isInteger(dataPort) || dataPort < 1 || dataPort > 65535) throw new Error(`dataPort: ${dataPort} is not a port; accepted: 1-65535`);
+  return ["clang", "-O2", "-g", "-target", "bpf", "-Wall", ...multiarchInclude(), "-I", EBPF_DIR, `-DHOP_DATA_PORT=${dataPort}`, "-c", PROBE_SOURCE, "-o", output];
+}
+
+/** Pure: the clang command that builds the reader (a host program linked with libbpf). */
+export function readerCompileCommand(output: string): string[] {
+  return ["clang", "-O2", "-Wall", "-I", EBPF_DIR, "-o", output, READER_SOURCE, "-lbpf"];
+}
+
+/** Why this host cannot run the hop probes, or undefined (beyond the eBPF dataplane's tools: libc headers for the reader). */
+export function hopProbeHostProblem(): string | undefined {
+  if (!existsSync("/usr/include/bpf/libbpf.h")) return "the hop probes need the libbpf headers (Debian: libbpf-dev)";
+  if (!existsSync("/usr/include/stdio.h")) return "the hop probes' reader needs the C library headers (Debian: libc6-dev)";
+  return undefined;
+}
+
+/** One run's reader: started before the run's traffic, stopped after it. */
+export class HopReader {
+  private output = "";
+  private errors = "";
+  private readonly exited: Promise<number | null>;
+
+  constructor(
+    private readonly child: ChildProcess,
+    readonly recordsFile: string,
+  ) {
+    child.stdout!.on("data", (d: Buffer) => (this.output += d.toString()));
+    child.stderr!.on("data", (d: Buffer) => (this.errors = (this.errors + d.toString()).slice(-2000)));
+    this.exited = new Promise((resolve) => {
+      child.once("error", (e) => {
+        this.errors += e.message;
+        resolve(null);
+      });
+      child.once("exit", (code) => resolve(code));
+    });
+  }
+
+  /** Resolves once the reader has emptied the ring of earlier stamps and is reading. */
+  async ready(): Promise<void> {
+    const deadline = Date.now() + READER_START_TIMEOUT_MS;
+    let done = false;
+    void this.exited.then(() => (done = true));
+    while (!this.output.includes("ready\n")) {
+      if (done) throw new Error(`hop reader exited at start: ${this.errors.trim() || "no output"}`);
+      if (Date.now() > deadline) {
+        this.child.kill("SIGKILL");
+        throw new Error(`hop reader not ready after ${READER_START_TIMEOUT_MS} ms`);
+      }
+      await new Promise((r) => setTimeout(r, 5));
+    }
+  }
+
+  /** Stops the reader and returns the run's capture (its file, the kernel's counts, the clock offset). */
+  async stop(keying: HopKeying): Promise<HopCapture> {
+    this.child.kill("SIGTERM");
+    const timer = setTimeout(() => this.child.kill("SIGKILL"), READER_STOP_TIMEOUT_MS);
+    const code = await this.exited;
+    clearTimeout(timer);
+    const summary = this.output.split("\n").find((l) => l.startsWith("{"));
+    if (code !== 0 || summary === undefined) {
+      throw new Error(`hop reader ended with ${code}${this.errors.trim() ? `: ${this.errors.trim()}` : ""}; printed ${JSON.stringify(this.output.slice(-300))}`);
+    }
+    return { recordsFile: this.recordsFile, keying, ...parseReaderSummary(summary) };
+  }
+
+  /** Ends the reader without a capture (the run failed). */
+  abandon(): void {
+    if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill("SIGKILL");
+  }
+}
+
+/** The probes of one lab: loaded once, attached while enabled, removed on teardown. */
+export class HopProbes {
+  private attachedNow = false;
+  private mounted = false;
+  private tornDown = false;
+  private readonly plan: readonly HopAttachment[];
+
+  private constructor(
+    private readonly topology: LabTopology,
+    private readonly workDir: string,
+    /** Private bpffs: progs/ and maps/ hold the pins. */
+    readonly bpffs: string,
+  ) {
+    this.plan = hopAttachments(topology.plan);
+  }
+
+  /** Compiles probes and reader and loads the probes (not yet attached). Undoes everything on failure. */
+  static load(topology: LabTopology, options: { dataPort: number }): HopProbes {
+    const problem = hopProbeHostProblem();
+    if (problem) throw new Error(problem);
+    const probes = new HopProbes(topology, mkdtempSync(join(tmpdir(), `${topology.prefix}-hops-`)), join(topology.runDir, "hops-bpffs"));
+    topology.onTeardown(() => probes.teardown());
+    try {
+      run(probeCompileCommand(probes.object, options.dataPort));
+      run(readerCompileCommand(probes.reader));
+      mkdirSync(probes.bpffs, { recursive: true });
+      run(["mount", "-t", "bpf", "bpf", probes.bpffs]);
+      probes.mounted = true;
+      run(["bpftool", "prog", "loadall", probes.object, join(probes.bpffs, "progs"), "type", "tc", "pinmaps", join(probes.bpffs, "maps")]);
+    } catch (error) {
+      try {
+        probes.teardown();
+      } catch (cleanup) {
+        (error as Error).message += `\nwhile undoing: ${(cleanup as Error).message}`;
+      }
+      throw error;
+    }
+    return probes;
+  }
+
+  private get object(): string {
+    return join(this.workDir, "hop-probe.o");
+  }
+
+  private get reader(): string {
+    return join(this.workDir, "hop-reader");
+  }
+
+  mapPath(name: "hop_ring" | "hop_counts"): string {
+    return join(this.bpffs, "maps", name);
+  }
+
+  get attached(): boolean {
+    return this.attachedNow;
+  }
+
+  /** Attaches every probe (one `tc -batch` per namespace); on failure none stays attached. */
+  enable(): void {
+    if (this.attachedNow) return;
+    this.attachedNow = true;
+    try {
+      this.batch((a) => [`filter add dev ${a.ifname} ${a.direction} pref ${HOP_PREF[a.direction]} bpf da object-pinned ${join(this.bpffs, "progs", a.program)}`], true);
+    } catch (error) {
+      this.disable();
+      throw error;
+    }
+  }
+
+  /** Detaches every probe, and every clsact qdisc left without a filter; throws if a probe stays attached. */
+  disable(): void {
+    if (!this.attachedNow) return;
+    this.attachedNow = false;
+    // -force: a probe that was never attached (a failed enable) does not stop the others' removal.
+    this.batch((a) => [`filter del dev ${a.ifname} ${a.direction} pref ${HOP_PREF[a.direction]}`], false, true);
+    const left = this.plan.filter((a) => this.filterShown(a.role, a.ifname, a.direction, HOP_PREF[a.direction]));
+    if (left.length > 0) throw new Error(`hop probes still attached after removal: ${left.map((a) => `${a.ifname} ${a.direction}`).join(", ")}`);
+    for (const [role, ifname] of this.devices()) {
+      if (!this.filterShown(role, ifname, "ingress") && !this.filterShown(role, ifname, "egress")) this.topology.run(role, ["tc", "qdisc", "del", "dev", ifname, "clsact"]);
+    }
+  }
+
+  /** True when the device's hook shows a filter (of that priority, when given). */
+  private filterShown(role: Role, ifname: string, direction: "ingress" | "egress", pref?: number): boolean {
+    const argv = ["tc", "filter", "show", "dev", ifname, direction, ...(pref !== undefined ? ["pref", String(pref)] : [])];
+    return this.topology.exec(role, argv).stdout.trim() !== "";
+  }
+
+  private devices(): [Role, string][] {
+    return [...new Map(this.plan.map((a) => [`${a.role} ${a.ifname}`, [a.role, a.ifname] as [Role, string]])).values()];
+  }
+
+  private batch(commands: (a: HopAttachment) => string[], addQdiscs: boolean, force = false): void {
+    const roles = [...new Set(this.plan.map((a) => a.role))];
+    for (const role of roles) {
+      const lines = [
+        ...(addQdiscs ? this.devices().filter(([r]) => r === role).map(([, ifname]) => `qdisc replace dev ${ifname} clsact`) : []),
+        ...this.plan.filter((a) => a.role === role).flatMap(commands),
+      ];
+      const file = join(this.workDir, `${role}.tc`);
+      writeFileSync(file, `${lines.join("\n")}\n`);
+      if (force) this.topology.exec(role, ["tc", "-force", "-batch", file]);
+      else this.topology.run(role, ["tc", "-batch", file]);
+    }
+  }
+
+  /**
+   * Before a run: attaches the probes and starts a reader for a latency or setup run, detaches them
+   * for a throughput run (undefined: nothing to stop after it).
+   */
+  async beginRun(profile: RunProfile, recordsFile: string): Promise<{ reader: HopReader; keying: HopKeying } | undefined> {
+    const keying = HOP_KEYING[profile];
+    if (keying === undefined) {
+      this.disable();
+      return undefined;
+    }
+    this.enable();
+    return { reader: await this.startReader(recordsFile), keying };
+  }
+
+  /** Starts a reader for one run; its records go to `recordsFile`. */
+  async startReader(recordsFile: string): Promise<HopReader> {
+    const child = spawn(this.reader, [this.mapPath("hop_ring"), this.mapPath("hop_counts"), recordsFile], { stdio: ["ignore", "pipe", "pipe"] });
+    const reader = new HopReader(child, recordsFile);
+    await reader.ready();
+    return reader;
+  }
+
+  /** Ids of the loaded programs and maps: what must be gone after teardown. */
+  objectIds(): { programs: number[]; maps: number[] } {
+    const idOf = (kind: "prog" | "map", path: string) => (JSON.parse(run(["bpftool", "-j", kind, "show", "pinned", path])) as { id: number }).id;
+    return {
+      programs: this.plan.map((a) => idOf("prog", join(this.bpffs, "progs", a.program))),
+      maps: (["hop_ring", "hop_counts"] as const).map((m) => idOf("map", this.mapPath(m))),
+    };
+  }
+
+  /** Detaches, unpins, unmounts and removes the build directory. Safe to call twice. */
+  teardown(): void {
+    if (this.tornDown) return;
+    this.tornDown = true;
+    const failures: string[] = [];
+    try {
+      this.disable();
+    } catch (error) {
+      if (!/Cannot find device|Cannot open network namespace|No such file/i.test((error as Error).message)) failures.push((error as Error).message);
+    }
+    let unmounted = true;
+    if (this.mounted) {
+      rmSync(join(this.bpffs, "progs"), { recursive: true, force: true });
+      rmSync(join(this.bpffs, "maps"), { recursive: true, force: true });
+      const result = exec(["umount", this.bpffs]);
+      unmounted = result.status === 0;
+      if (!unmounted) failures.push(`umount ${this.bpffs}: ${result.stderr.trim()}`);
+    }
+    if (unmounted) rmSync(this.bpffs, { recursive: true, force: true });
+    rmSync(this.workDir, { recursive: true, force: true });
+    if (failures.length > 0) throw new Error(`hop probes teardown: ${failures.join("; ")}`);
+  }
+}

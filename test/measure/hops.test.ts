@@ -1,0 +1,356 @@
+// The hop decomposition on crafted inputs: D-ITG logs and probe records written byte by byte in their
+// documented layouts, with known sections, so that every expected number is computed here, not read
+// back from the code. Real traffic through the lab is test/lab/hops.test.ts.
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { campaignIdFor, planCampaign, type CampaignDefinition } from "../../measure/campaign-plan.js";
+import { encodeRecord, recordBlock, timeOfDay } from "../../measure/ditg-log.js";
+import { decodeFlow } from "../../measure/ditg-pairing.js";
+import {
+  decomposeRun,
+  END_TO_END,
+  HOP_POINTS,
+  HOP_RECORD_BYTES,
+  HOP_SECTIONS,
+  HOP_SUM_TOLERANCE_S,
+  parseReaderSummary,
+  poolSections,
+  readPointStamps,
+  summarize,
+  type HopCapture,
+  type RunHops,
+} from "../../measure/hops.js";
+import { buildReport, formatNumber } from "../../measure/report.js";
+import { renderSvg } from "../../measure/report-figures.js";
+import { FIRST_PACKET_SECTION, HOPS_CSV_HEADER, hopReport } from "../../measure/report-hops.js";
+import { fmt } from "../../measure/report-markdown.js";
+import { ResultStore } from "../../measure/store.js";
+import type { FlowSummary, RunResult } from "../../measure/types.js";
+import { scenarioSchema } from "../../scenario/schema.js";
+
+/** CLOCK_REALTIME - CLOCK_MONOTONIC of the crafted runs, ns. */
+const OFFSET_NS = 1_796_012_280_234_406_783n;
+/** First packet's send time, µs since the epoch (a whole microsecond, as D-ITG logs it). */
+const T0_US = 1_796_019_600_000_000;
+/** Nanoseconds spent in each of the 14 sections by packet i (forward then return). */
+const SECTION_NS = (i: number) => [12_000 + (i % 7) * 1000, 3_000, 4_000, 5_000, 7_000 + (i % 3) * 1000, 2_000, 30_000, 25_000, 2_000, 8_000, 5_000, 4_000, 3_000, 15_000];
+
+let dir: string;
+beforeEach(() => {
+  dir = mkdtempSync(path.join(tmpdir(), "hops-test-"));
+});
+afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+interface Crafted {
+  capture: HopCapture;
+  logs: { log: string; receiverLog: string };
+  /** Boundary times of every packet, ns since the epoch. */
+  boundaries: bigint[][];
+}
+
+/**
+ * A round-trip run of `n` packets: receiver log (tx, rxR), sender log (rxS) and the probes' records
+ * (12 points, monotonic ns), all from the same boundary times. `edit` may change the records.
+ */
+function craft(n: number, edit: (records: { point: number; seq: number; stampNs: bigint }[]) => typeof records = (r) => r, capture: Partial<HopCapture> = {}): Crafted {
+  const boundaries: bigint[][] = [];
+  for (let i = 0; i < n; i++) {
+    const b = [BigInt(T0_US + i * 1000) * 1000n];
+    for (const ns of SECTION_NS(i)) b.push(b[b.length - 1]! + BigInt(ns));
+    boundaries.push(b);
+  }
+  const receiver = recordBlock(n);
+  const sender = recordBlock(n);
+  const us = (ns: bigint) => Number(ns / 1000n);
+  boundaries.forEach((b, i) => {
+    const common = { flowId: 1, seqNum: i + 1, srcAddress: "198.18.0.2", srcPort: 40000, destAddress: "198.18.1.2", destPort: 31000, size: 512 };
+    encodeRecord(receiver, i, { ...common, tx: timeOfDay(us(b[0]!)), rx: timeOfDay(us(b[7]!)) });
+    encodeRecord(sender, i, { ...common, tx: timeOfDay(us(b[0]!)), rx: timeOfDay(us(b[14]!)) });
+  });
+  let records = boundaries.flatMap((b, i) =>
+    HOP_POINTS.map((_, point) => ({ point, seq: i + 1, stampNs: b[point < 6 ? point + 1 : point + 2]! - OFFSET_NS })),
+  );
+  records = edit(records);
+  const bytes = Buffer.alloc(records.length * HOP_RECORD_BYTES);
+  records.forEach((r, k) => {
+    const at = k * HOP_RECORD_BYTES;
+    bytes.writeBigUInt64LE(r.stampNs, at);
+    bytes.writeUInt32LE(1, at + 8);
+    bytes.writeUInt32LE(r.seq, at + 12);
+    bytes.writeUInt8(r.point, at + 16);
+  });
+  const paths = { log: path.join(dir, "s.log"), receiverLog: path.join(dir, "r.log"), records: path.join(dir, "run.hops") };
+  writeFileSync(paths.log, sender.bytes);
+  writeFileSync(paths.receiverLog, receiver.bytes);
+  writeFileSync(paths.records, bytes);
+  const perPoint = HOP_POINTS.map((_, p) => records.filter((r) => r.point === p).length);
+  return {
+    boundaries,
+    logs: { log: paths.log, receiverLog: paths.receiverLog },
+    capture: {
+      recordsFile: paths.records,
+      keying: "ditg",
+      offsetStartNs: String(OFFSET_NS),
+      offsetEndNs: String(OFFSET_NS),
+      offsetUncertaintyNs: 30,
+      records: records.length,
+      stamped: perPoint,
+      dropped: HOP_POINTS.map(() => 0),
+      ...capture,
+    },
+  };
+}
+
+async function decompose(c: Crafted): Promise<RunHops> {
+  const decoded = await decodeFlow({ ...c.logs, oneWay: true });
+  return decomposeRun(c.capture, c.logs, decoded);
+}
+
+const sectionOf = (hops: RunHops, direction: "forward" | "return", name: string) => hops.sections.find((s) => s.direction === direction && s.section === name)!;
+const relative = (x: number, expected: number) => Math.abs(x - expected) / expected;
+const meanOf = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+
+describe("decomposeRoundTrips", () => {
+  it("cuts every packet into the sections it spent, and they add up to the logs' exact delays", async () => {
+    const n = 400;
+    const c = craft(n);
+    const hops = await decompose(c);
+    expect(hops.check).toMatchObject({ keying: "ditg", packets: n, decomposed: n, incomplete: 0, outOfOrder: 0, droppedStamps: 0, unreadStamps: 0, clockStepNs: 0, addsUp: true });
+    const names = [...HOP_SECTIONS.forward.map((s) => ["forward", s] as const), ...HOP_SECTIONS.return.map((s) => ["return", s] as const)];
+    names.forEach(([direction, name], k) => {
+      const expected = Array.from({ length: n }, (_, i) => SECTION_NS(i)[k]! / 1e9);
+      const s = sectionOf(hops, direction, name);
+      expect(s.packets, `${direction} ${name}`).toBe(n);
+      // D-ITG's stamps are whole microseconds; every crafted boundary is too.
+      expect(s.meanS, `${direction} ${name}`).toBeCloseTo(meanOf(expected), 10);
+      expect(s.maxS, `${direction} ${name}`).toBeCloseTo(Math.max(...expected), 10);
+      // Percentiles come from the HDR histogram: within 0.1% (3 significant digits).
+      expect(relative(s.p50S, [...expected].sort((a, b) => a - b)[Math.ceil(0.5 * n) - 1]!), `${direction} ${name}`).toBeLessThanOrEqual(1e-3);
+    });
+    const forward = Array.from({ length: n }, (_, i) => SECTION_NS(i).slice(0, 7).reduce((a, b) => a + b, 0) / 1e9);
+    const back = Array.from({ length: n }, (_, i) => SECTION_NS(i).slice(7).reduce((a, b) => a + b, 0) / 1e9);
+    expect(sectionOf(hops, "forward", END_TO_END).meanS).toBeCloseTo(meanOf(forward), 10);
+    expect(sectionOf(hops, "return", END_TO_END).meanS).toBeCloseTo(meanOf(back), 10);
+    expect(Math.abs(hops.check.residualForwardS!)).toBeLessThan(1e-9);
+    expect(Math.abs(hops.check.residualRoundTripS!)).toBeLessThan(1e-9);
+  });
+
+  it("a missing stamp leaves its packet out, counted, and the run does not add up", async () => {
+    const hops = await decompose(craft(100, (r) => r.filter((x) => !(x.point === 4 && x.seq === 50))));
+    expect(hops.check).toMatchObject({ packets: 100, decomposed: 99, incomplete: 1, addsUp: false });
+    expect(sectionOf(hops, "forward", "service-dataplane").packets).toBe(99);
+    // The decoder's exact means cover the packet the sections lack.
+    expect(Math.abs(hops.check.residualRoundTripS!)).toBeGreaterThan(0);
+  });
+
+  it("stamps dropped in the kernel or left unread fail the check", async () => {
+    const dropped = await decompose(craft(50, undefined, { dropped: HOP_POINTS.map((_, p) => (p === 3 ? 2 : 0)) }));
+    expect(dropped.check).toMatchObject({ droppedStamps: 2, decomposed: 50, addsUp: false });
+    const unread = await decompose(craft(50, undefined, { stamped: HOP_POINTS.map((_, p) => (p === 9 ? 51 : 50)) }));
+    expect(unread.check).toMatchObject({ unreadStamps: 1, addsUp: false });
+  });
+
+  it("a stepped clock fails the check; a wrong offset puts boundaries out of path order", async () => {
+    const stepped = await decompose(craft(50, undefined, { offsetEndNs: String(OFFSET_NS + 5000n) }));
+    expect(stepped.check).toMatchObject({ clockStepNs: 5000, addsUp: false });
+    const shifted = await decompose(craft(50, undefined, { offsetStartNs: String(OFFSET_NS + 20_000n), offsetEndNs: String(OFFSET_NS + 20_000n) }));
+    // 20 µs late: the client stack (at most 18 µs here) turns negative for every packet.
+    expect(shifted.check).toMatchObject({ outOfOrder: 50, decomposed: 0, addsUp: false });
+  });
+
+  it("two points swapped are out of path order", async () => {
+    const hops = await decompose(craft(30, (r) => r.map((x) => (x.point === 3 ? { ...x, point: 4 } : x.point === 4 ? { ...x, point: 3 } : x))));
+    expect(hops.check).toMatchObject({ outOfOrder: 30, addsUp: false });
+  });
+
+  it("sections that miss the decoder's exact means by more than the tolerance fail the check, each direction on its own", async () => {
+    const c = craft(60);
+    const decoded = await decodeFlow({ ...c.logs, oneWay: true });
+    const off = 2 * HOP_SUM_TOLERANCE_S;
+    const roundTrip = decomposeRun(c.capture, c.logs, { ...decoded, total: { ...decoded.total, delayMeanS: decoded.total.delayMeanS + off } });
+    expect(roundTrip.check.residualRoundTripS).toBeCloseTo(-off, 12);
+    expect(roundTrip.check).toMatchObject({ decomposed: 60, addsUp: false });
+    const oneWay = decoded.oneWay!;
+    const forward = decomposeRun(c.capture, c.logs, { ...decoded, oneWay: { ...oneWay, total: { ...oneWay.total, delayMeanS: oneWay.total.delayMeanS - off } } });
+    expect(forward.check.residualForwardS).toBeCloseTo(off, 12);
+    expect(forward.check.addsUp).toBe(false);
+    // Within the tolerance it adds up.
+    const close = decomposeRun(c.capture, c.logs, { ...decoded, total: { ...decoded.total, delayMeanS: decoded.total.delayMeanS + HOP_SUM_TOLERANCE_S / 2 } });
+    expect(close.check.addsUp).toBe(true);
+  });
+
+  it("refuses a D-ITG run without its receiver log", async () => {
+    const c = craft(5);
+    expect(() => decomposeRun(c.capture, { log: c.logs.log })).toThrow(/needs its round trip's two logs/);
+  });
+});
+
+describe("decomposeHandshakes", () => {
+  it("cuts each SYN and its SYN-ACK into the kernel's sections, from the client's egress to its ingress", () => {
+    // Handshake i from port 2000 + i: 11 sections between its 12 stamps.
+    const gaps = (i: number) => [4_000, 3_000, 2_000, 60_000 + i * 100, 1_000, 9_000, 1_500, 3_000, 1_200, 900, 1_100];
+    const n = 50;
+    const bytes = Buffer.alloc(n * 12 * HOP_RECORD_BYTES);
+    let k = 0;
+    for (let i = 0; i < n; i++) {
+      let t = 1_000_000_000n + BigInt(i) * 10_000_000n;
+      for (let point = 0; point < 12; point++) {
+        if (point > 0) t += BigInt(gaps(i)[point - 1]!);
+        const at = k++ * HOP_RECORD_BYTES;
+        bytes.writeBigUInt64LE(t, at);
+        bytes.writeUInt32LE(0xffffffff, at + 8);
+        bytes.writeUInt32LE(2000 + i, at + 12);
+        bytes.writeUInt8(point, at + 16);
+        bytes.writeUInt8(1, at + 17);
+      }
+    }
+    const recordsFile = path.join(dir, "setup.hops");
+    writeFileSync(recordsFile, bytes);
+    const counts = HOP_POINTS.map(() => n);
+    const hops = decomposeRun(
+      { recordsFile, keying: "handshake", offsetStartNs: "0", offsetEndNs: "0", offsetUncertaintyNs: 0, records: n * 12, stamped: counts, dropped: counts.map(() => 0) },
+      { log: "unused.log" },
+    );
+    expect(hops.check).toMatchObject({ keying: "handshake", packets: n, decomposed: n, addsUp: true });
+    expect(hops.sections.map((s) => `${s.direction} ${s.section}`)).toEqual([
+      "forward access-link", "forward router", "forward datacenter-link", "forward service-dataplane", "forward pod-link",
+      "return turnaround", "return pod-link", "return service-dataplane", "return datacenter-link", "return router", "return access-link",
+    ]);
+    hops.sections.forEach((s, j) => expect(s.meanS, `${s.direction} ${s.section}`).toBeCloseTo(meanOf(Array.from({ length: n }, (_, i) => gaps(i)[j]! / 1e9)), 12));
+  });
+});
+
+describe("readPointStamps and the reader's summary", () => {
+  it("keeps the first stamp of a key and moves stamps onto D-ITG's time of day", () => {
+    const bytes = Buffer.alloc(2 * HOP_RECORD_BYTES);
+    for (const [k, stamp] of [[0, 5_000_000_000n], [1, 9_000_000_000n]] as const) {
+      bytes.writeBigUInt64LE(stamp, k * HOP_RECORD_BYTES);
+      bytes.writeUInt32LE(0xffffffff, k * HOP_RECORD_BYTES + 8);
+      bytes.writeUInt32LE(1234, k * HOP_RECORD_BYTES + 12);
+      bytes.writeUInt8(1, k * HOP_RECORD_BYTES + 17);
+    }
+    const stamps = readPointStamps(bytes, "handshake", 86_400n * 1_000_000_000n * 3n + 1_500_000_000n);
+    expect(stamps.points[0]!.get(0xffffffff, 1234)).toBeCloseTo(6.5, 9);
+    expect(stamps.firstPoint).toEqual([{ flowId: 0xffffffff, seq: 1234 }]);
+    expect(readPointStamps(bytes, "ditg", 0n).perPoint.every((n) => n === 0)).toBe(true);
+  });
+
+  it("refuses a truncated file and an unknown point", () => {
+    expect(() => readPointStamps(Buffer.alloc(30), "ditg", 0n, "x.hops")).toThrow("x.hops: 30 bytes is not a whole number of 24-byte hop records");
+    const bad = Buffer.alloc(HOP_RECORD_BYTES);
+    bad.writeUInt8(12, 16);
+    expect(() => readPointStamps(bad, "ditg", 0n, "x.hops")).toThrow("x.hops: record 0 names point 12; accepted: 0-11");
+  });
+
+  it("reads the reader's summary line and refuses anything else", () => {
+    const line = `{"records":4,"offsetStartNs":"-12","offsetEndNs":"7","offsetUncertaintyNs":20,"stamped":[${HOP_POINTS.map(() => 1)}],"dropped":[${HOP_POINTS.map(() => 0)}]}`;
+    expect(parseReaderSummary(line)).toMatchObject({ records: 4, offsetStartNs: "-12", offsetEndNs: "7", offsetUncertaintyNs: 20 });
+    expect(() => parseReaderSummary("ready")).toThrow(/not its summary line/);
+    expect(() => parseReaderSummary(line.replace('"stamped":[1,', '"stamped":['))).toThrow(/stamped is not 12 counts/);
+    expect(() => parseReaderSummary(line.replace('"-12"', "-12"))).toThrow(/offsetStartNs is not an integer string/);
+  });
+});
+
+describe("poolSections", () => {
+  it("pools runs exactly (mean, population std, max) and their percentiles from merged histograms", () => {
+    const a = Float64Array.from({ length: 300 }, (_, i) => (10 + (i % 17)) * 1e-6);
+    const b = Float64Array.from({ length: 700 }, (_, i) => (40 + (i % 29)) * 1e-6);
+    const all = [...a, ...b];
+    const pooled = poolSections([[summarize("forward", "router", a)], [summarize("forward", "router", b)]])[0]!;
+    const mean = meanOf(all);
+    expect(pooled).toMatchObject({ runs: 2, packets: 1000 });
+    expect(pooled.meanS).toBeCloseTo(mean, 12);
+    expect(pooled.stdS).toBeCloseTo(Math.sqrt(meanOf(all.map((x) => (x - mean) ** 2))), 12);
+    expect(pooled.maxS).toBeCloseTo(Math.max(...all), 12);
+    const sorted = [...all].sort((x, y) => x - y);
+    expect(relative(pooled.p99S, sorted[Math.ceil(0.99 * 1000) - 1]!)).toBeLessThanOrEqual(1e-3);
+    expect(relative(pooled.p50S, sorted[Math.ceil(0.5 * 1000) - 1]!)).toBeLessThanOrEqual(1e-3);
+    // The p99 of the pool is not either run's: a, alone, never reaches 40 µs.
+    expect(pooled.p99S).toBeGreaterThan(60e-6);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// Store and report.
+
+const def: CampaignDefinition = {
+  backend: "lab",
+  dataplanes: ["iptables", "ebpf"],
+  families: ["ipv4"],
+  profiles: ["latency", "setup"],
+  services: [1],
+  runs: 1,
+  flowSeconds: 1,
+  linkMbps: 0,
+  seed: 1,
+  order: { randomize: false, interleave: 0 },
+  traffic: { ...scenarioSchema.shape.traffic.parse(undefined), setup: { protocol: "TCP", meter: "rttm", payloadBytes: 0, packetsPerSecond: 10 } },
+};
+const summary: FlowSummary = {
+  packets: 400, bytes: 204800, durationS: 0.4, delayMinS: 1e-4, delayMaxS: 2e-4, delayMeanS: 1.5e-4, delayStdS: 1e-5, jitterS: 1e-6,
+  bitrateKbps: 4096, packetRate: 1000, dropped: 0, p50S: 1.5e-4, p90S: 1.6e-4, p99S: 1.9e-4, p999S: 2e-4,
+};
+
+describe("the store and the report", () => {
+  async function results(): Promise<RunResult[]> {
+    const latency = await decompose(craft(400));
+    const handshake: RunHops = {
+      sections: [summarize("forward", "service-dataplane", Float64Array.from([20e-6, 30e-6, 40e-6]))],
+      check: { ...latency.check, keying: "handshake", packets: 3, decomposed: 3 },
+    };
+    return planCampaign(campaignIdFor(def), def).map((run) => ({
+      ...run.key,
+      runId: run.runId,
+      status: "ok",
+      summary,
+      hops: run.key.profile === "latency" ? latency : handshake,
+      retries: 0,
+      startedAt: "2026-01-01T00:00:00.000Z",
+      endedAt: "2026-01-01T00:00:01.000Z",
+    }));
+  }
+
+  it("keeps a run's sections and check", async () => {
+    const store = ResultStore.open(path.join(dir, "results.db"));
+    try {
+      const id = campaignIdFor(def);
+      store.ensureCampaign(id, def, planCampaign(id, def));
+      const runs = await results();
+      for (const r of runs) store.commitRun(id, r);
+      const back = store.results(id);
+      for (const r of runs) expect(back.find((b) => b.runId === r.runId)!.hops).toEqual(r.hops);
+    } finally {
+      store.close();
+    }
+  });
+
+  it("writes hops.csv with one row per (dataplane, family, services, direction, section, statistic), and the report's section and figures", async () => {
+    const runs = await results();
+    const report = buildReport(runs, { seed: 1, resamples: 10 });
+    const table = report.tables.find((t) => t.file === "hops.csv")!;
+    const [header, ...rows] = table.csv.trim().split("\n");
+    expect(header).toBe(HOPS_CSV_HEADER.join(","));
+    expect(header).toBe("dataplane,family,services,direction,section,statistic,valueS");
+    // Per dataplane: 14 sections + 2 end-to-end + the first packet, 6 statistics each.
+    expect(rows).toHaveLength(2 * 17 * 6);
+    const latency = runs.find((r) => r.profile === "latency" && r.dataplane === "ebpf")!.hops!;
+    const row = (section: string, direction: string, statistic: string) => rows.find((r) => r.startsWith(`ebpf,ipv4,1,${direction},${section},${statistic},`));
+    expect(row("service-dataplane", "forward", "mean")!.split(",")[6]).toBe(formatNumber(sectionOf(latency, "forward", "service-dataplane").meanS));
+    expect(row(END_TO_END, "return", "p999")).toBeDefined();
+    expect(row(FIRST_PACKET_SECTION, "forward", "max")!.split(",")[6]).toBe(formatNumber(40e-6));
+    expect(new Set(rows.map((r) => r.split(",")[5]))).toEqual(new Set(["mean", "std", "p50", "p99", "p999", "max"]));
+    expect(new Set(rows.map((r) => r.split(",")[3]))).toEqual(new Set(["forward", "return"]));
+    expect(report.markdown).toContain("## Where the delay comes from");
+    expect(report.markdown).toContain("2 of 2 latency runs add up");
+    expect(report.markdown).toContain("### ebpf, ipv4, 1 Services");
+    const figures = report.figures.filter((f) => f.file.startsWith("hops-"));
+    expect(figures.map((f) => f.file)).toEqual(["hops-mean-ipv4.svg", "hops-p99-ipv4.svg"]);
+    expect(await renderSvg(figures[0]!.spec)).toMatch(/^<svg/);
+  });
+
+  it("has no section without hops", () => {
+    expect(hopReport([], { fmt, number: formatNumber })).toBeUndefined();
+  });
+});
