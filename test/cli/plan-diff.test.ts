@@ -128,6 +128,6 @@ describe("the testbed command", () => {
   });
 
   it("refuses a bad key before planning anything, naming key, value and what is accepted", () => {
-    expect(() => testbed("plan", "--stack", "ebpf", "--config", "dataplane=nft")).toThrow(/testbed:dataplane: "nft" is not accepted; accepted: "iptables" or "ebpf"/);
+    expect(() => testbed("plan", "--stack", "ebpf", "--config", "dataplane=nft")).toThrow(/testbed:dataplane: "nft" is not accepted; accepted: "iptables" or "nftables" or "ebpf"/);
   });
 });

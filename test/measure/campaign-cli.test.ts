@@ -18,7 +18,7 @@ describe("campaign flags", () => {
     [{ services: "1,1" }, '--services: "1,1" is not accepted; accepted: a comma-separated list of distinct whole numbers of Services, e.g. 1,1000,2000'],
     [{ profiles: "throughput,jitter" }, '--profiles: "throughput,jitter" is not accepted; accepted: a comma-separated list of throughput, latency'],
     [{ families: "ipv4,ipv4" }, '--families: "ipv4,ipv4" is not accepted; accepted: a comma-separated list of ipv4, ipv6, each at most once'],
-    [{ dataplanes: "nftables" }, '--dataplanes: "nftables" is not accepted; accepted: a comma-separated list of iptables, ebpf'],
+    [{ dataplanes: "ipvs" }, '--dataplanes: "ipvs" is not accepted; accepted: a comma-separated list of iptables, nftables, ebpf'],
     [{ flowSeconds: "0.5" }, '--flow-seconds: "0.5" is not accepted; accepted: seconds from 1 to 3600'],
     [{ seed: "-1" }, '--seed: "-1" is not accepted; accepted: a whole number from 0 to 4294967295'],
     [{ order: "reverse" }, '--order: "reverse" is not accepted; accepted: random or sequential'],
@@ -36,7 +36,7 @@ describe("campaign flags", () => {
     expect(f).toMatchObject({ target: { kind: "loopback" }, runs: 5, services: [1000, 1], families: ["ipv6"], flowSeconds: 1.5, randomize: false, interleave: 2, keepLogs: true, retries: 2 });
     expect(f.seed).toBeUndefined();
     const def = loopbackDefinition(parseCampaignFlags(base));
-    expect(def).toMatchObject({ backend: "loopback", dataplanes: ["iptables", "ebpf"], families: ["ipv4", "ipv6"], services: [1], runs: 3, flowSeconds: 5, linkMbps: 0, seed: 2025 });
+    expect(def).toMatchObject({ backend: "loopback", dataplanes: ["iptables", "nftables", "ebpf"], families: ["ipv4", "ipv6"], services: [1], runs: 3, flowSeconds: 5, linkMbps: 0, seed: 2025 });
     expect(def.traffic.latency).toEqual({ protocol: "UDP", meter: "rttm", payloadBytes: 512, packetsPerSecond: 1000 });
   });
 

@@ -13,7 +13,7 @@ const root = fileURLToPath(new URL("../..", import.meta.url));
 const haveDitg = ["/usr/bin/ITGSend", "/usr/bin/ITGRecv"].every((p) => existsSync(p));
 const dir = mkdtempSync(path.join(tmpdir(), "campaign-resume-"));
 const db = path.join(dir, "results.db");
-// Six 1-second runs: both dataplanes x 3 repetitions, IPv4 latency only.
+// Nine 1-second runs: the three dataplanes x 3 repetitions, IPv4 latency only.
 const args = ["tsx", "cli/main.ts", "campaign", "--loopback", "--db", db, "--runs", "3", "--flow-seconds", "1",
   "--families", "ipv4", "--profiles", "latency", "--retries", "0"];
 
@@ -51,7 +51,7 @@ describe.skipIf(!haveDitg || process.platform !== "linux")("a killed loopback ca
     const killedResults = before.results(campaignId!);
     const killedRecords = before.runRecords(campaignId!);
     before.close();
-    expect(total).toBe(6);
+    expect(total).toBe(9);
     expect(killedResults.length).toBeGreaterThanOrEqual(2);
     expect(killedResults.length).toBeLessThan(total);
 
@@ -62,9 +62,9 @@ describe.skipIf(!haveDitg || process.platform !== "linux")("a killed loopback ca
     second.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
     const code = await new Promise<number | null>((r) => second.on("exit", (c) => r(c)));
     expect(code, stderr).toBe(0);
-    expect(stderr).toContain(`resuming, ${killedResults.length}/6 runs already done`);
-    expect(stdout).toContain(`${campaignId}: 6/6 runs`);
-    expect(stdout).toContain(`${6 - killedResults.length} committed in this session`);
+    expect(stderr).toContain(`resuming, ${killedResults.length}/${total} runs already done`);
+    expect(stdout).toContain(`${campaignId}: ${total}/${total} runs`);
+    expect(stdout).toContain(`${total - killedResults.length} committed in this session`);
 
     const after = ResultStore.open(db);
     expect(after.campaignIds()).toEqual([campaignId]);
@@ -102,6 +102,6 @@ describe.skipIf(!haveDitg || process.platform !== "linux")("a killed loopback ca
     expect(code, stderr).toBe(0);
     expect(stdout.trim()).toBe(path.join(out, "report.md"));
     const markdown = readFileSync(path.join(out, "report.md"), "utf8");
-    expect(markdown).toMatch(/\(backend loopback\)\. \d of 6 runs analysed/);
+    expect(markdown).toMatch(/\(backend loopback\)\. \d of 9 runs analysed/);
   });
 });
