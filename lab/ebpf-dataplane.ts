@@ -144,8 +144,6 @@ export class EbpfDataplane {
     mkdirSync(this.bpffs, { recursive: true });
     run(["mount", "-t", "bpf", "bpf", this.bpffs]);
     this.mounted = true;
-    // replace: creates the clsact qdisc, or keeps the one the hop probes attached to.
-    this.topology.run("worker", ["tc", "qdisc", "replace", "dev", this.uplink, "clsact"]);
     this.attached = true;
     this.attachPrograms();
   }
@@ -155,6 +153,9 @@ export class EbpfDataplane {
     // tc's loader pins maps by name below TC_BPF_MNT, and reuses what is pinned there: both programs
     // share one set of maps, and programs attached again find the maps as they were filled.
     const env = { TC_BPF_MNT: this.bpffs };
+    // replace: creates the clsact qdisc, or keeps the one the hop probes attached to. The probes remove
+    // it when they detach from an uplink without filters, as they find it while this dataplane is parked.
+    this.topology.run("worker", ["tc", "qdisc", "replace", "dev", this.uplink, "clsact"]);
     for (const p of PROGRAMS) {
       this.topology.run(
         "worker",
@@ -225,7 +226,9 @@ export class EbpfDataplane {
         if (result.status !== 0 && !gone.test(result.stderr)) failures.push(`tc filter del dev ${this.uplink} ${p.direction}: ${result.stderr.trim()}`);
       }
       const others = PROGRAMS.some((p) => this.topology.exec("worker", ["tc", "filter", "show", "dev", this.uplink, p.direction]).stdout.trim() !== "");
-      if (!others) {
+      // The hop probes may have removed the qdisc already, while this dataplane was parked.
+      const qdisc = /\bqdisc clsact\b/.test(this.topology.exec("worker", ["tc", "qdisc", "show", "dev", this.uplink]).stdout);
+      if (!others && qdisc) {
         const result = this.topology.exec("worker", ["tc", "qdisc", "del", "dev", this.uplink, "clsact"]);
         if (result.status !== 0 && !gone.test(result.stderr)) failures.push(`tc qdisc del dev ${this.uplink} clsact: ${result.stderr.trim()}`);
       }

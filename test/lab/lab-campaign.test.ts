@@ -29,6 +29,7 @@ import { awaitSender, settledLog } from "../../measure/ditg-sender.js";
 import { ResultStore } from "../../measure/store.js";
 import type { RunResult } from "../../measure/types.js";
 import type { Family } from "../../scenario/cidr.js";
+import { BUSY_HOST } from "./busy-host.js";
 import { asNobodyIn, asRootWithout, canDropPrivileges } from "./privilege-drop.js";
 
 const hostProblem = labHostProblem();
@@ -110,12 +111,6 @@ async function barePathMbps(backend: LabBackend, def: CampaignDefinition, family
   return decoded.total.bitrateKbps / 1000;
 }
 
-/**
- * A failure that blames the machine, not the pipeline: ITGSend fell behind its schedule over the whole
- * flow (D-ITG skips the send slots it misses while it waits for a core) and nothing it sent was lost.
- * Such a run still crossed the dataplane, the decoder and the store, and is kept with its figures.
- */
-const BUSY_HOST = /^ITGSend could not hold its rate: .*, none lost on the path$/;
 const crossedThePipeline = (r: RunResult) => r.status === "ok" || BUSY_HOST.test(r.failure ?? "");
 
 describe.skipIf(hostProblem !== undefined)(`the lab's smoke campaign on this kernel${hostProblem ? ` (skipped: ${hostProblem})` : ""}`, () => {

@@ -50,7 +50,10 @@ describe.skipIf(hostProblem !== undefined)(`the lab's dataplane modules on this 
     expect(await nodePortAnswers(step)).toBe(true);
     const counts = await step.module.counts();
     expect(Object.values(counts).length).toBeGreaterThan(0);
-    expect(Object.values(counts).every((n) => n > 0)).toBe(true);
+    expect(Object.values(counts).every((n) => Number.isInteger(n) && n >= 0)).toBe(true);
+    for (const family of ["ipv4", "ipv6"]) expect(Object.entries(counts).some(([k, n]) => k.startsWith(`${family} `) && n > 0), family).toBe(true);
+    // Every Service has its endpoint and no source ranges: kube-proxy's no-endpoint and firewall sets stay empty.
+    for (const [k, n] of Object.entries(counts)) if (/no-endpoint|firewall/.test(k)) expect(n, k).toBe(0);
     expect((await step.module.activeTraces()).length).toBeGreaterThan(0);
 
     await step.module.stepAside();
