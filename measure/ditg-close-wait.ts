@@ -3,10 +3,14 @@
 // second, and only then closes the flow's data socket and acks (D-ITG 2.8.1, ITGRecv.cpp typeParser,
 // the `sleep(1)` after the Finish line); ITGSend exits on the ack. So every flow ends with a second in
 // which nothing is measured and nothing is sent. A backend that runs ITGRecv itself can hand a flow
-// back when the receiver prints its Finish line and start the next flow during that second, as long
-// as the next flow does not need the data socket the closing flow still holds (same transport
-// protocol on the one data port). The sender's exit, with its full output, is awaited later, when the
-// flow's logs are collected.
+// back when the receiver prints its Finish line and use that second for work that is not D-ITG (the
+// lab's connection-setup probe, decoding), as long as it does not need the data socket the closing
+// flow still holds (same transport protocol on the one data port). It must not start another ITGSend:
+// ITGRecv's close of the old flow races with the new session (a socket it closes twice is by then the
+// new session's signaling socket), the new sender reads "Receiver has shut down the connection", and
+// ITGRecv then exits on "Cannot close socket newSockSignaling after sending ack release"; in the lab a
+// handful of back-to-back overlapping flows was enough. The sender's exit, with its full output, is
+// awaited later, when the flow's logs are collected.
 import type { ChildProcess } from "node:child_process";
 import type { SenderCommand } from "./ditg-commands.js";
 import { awaitSender, senderFlow, type SenderFlow } from "./ditg-sender.js";

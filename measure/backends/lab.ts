@@ -21,10 +21,11 @@
 // installed (parked, unreachable by packets) until its turn comes back at the same Service count, so
 // the interleaved plan installs each dataplane once per step. A new Service count removes them all.
 //
-// A D-ITG flow is handed back when ITGRecv prints that its data is in, and the next flow starts
-// during ITGRecv's one-second wait before it closes the flow, unless it needs the data socket that
-// flow still holds (measure/ditg-close-wait.ts). A change of step, a conntrack flush, a receiver
-// restart and the teardown wait until every closing flow is through: its ack crosses the dataplane.
+// A D-ITG flow is handed back when ITGRecv prints that its data is in, and a connection-setup run
+// (not D-ITG) starts during ITGRecv's one-second wait before it closes the flow, unless it needs the
+// TCP data port that flow still holds (measure/ditg-close-wait.ts). The next D-ITG flow, a change of
+// step, a conntrack flush, a receiver restart and the teardown wait until every closing flow is
+// through: its ack crosses the dataplane.
 //
 // Hop probes (lab/hops/, unless turned off): tc programs at every boundary of the path stamp the
 // packets of latency and setup runs, a reader collects the stamps of each run, and the decoder cuts
@@ -287,8 +288,9 @@ export class LabBackend implements Backend {
       logs,
       linkMbps: this.options.linkMbps,
     });
-    // The receiver's data socket of this protocol is free once the flow that holds it has closed.
-    await this.phases.time("wait for closing flows", () => this.closing.settle(flow.traffic.protocol));
+    // A new ITGRecv session while another one closes can crash ITGRecv (ditg-close-wait.ts): D-ITG
+    // flows never overlap; only the setup probe, which is not D-ITG, runs beside a closing flow.
+    await this.phases.time("wait for closing flows", () => this.closing.settle());
     const finishedBefore = this.receiver.ends.count(flow.traffic.protocol);
     const startedAt = new Date();
     const child = this.topology.spawn("client", cmd.argv, { cwd: this.logDir, stdio: ["ignore", "pipe", "pipe"] });
