@@ -189,8 +189,8 @@ export function labDefinition(profile: LabProfile, choices: LabCampaignChoices =
 /**
  * What a lab run costs beyond its flows, in seconds, as measured on a busy 2-core host (README, "Where
  * the time of a lab run goes"): ITGSend's start and signaling, ITGRecv's one-second wait before it
- * closes a finished flow (measure/ditg-close-wait.ts: hidden when the next run of the step uses
- * another transport protocol), the connection-setup probe's start, and each change of step (the
+ * closes a finished flow (measure/ditg-close-wait.ts: hidden only when the next run of the step is
+ * a connection-setup run beside a closing UDP flow), the connection-setup probe's start, and each change of step (the
  * dataplanes stepping aside and back, the check of the packet path, the conntrack flush).
  */
 export const LAB_RUN_COSTS = {
@@ -226,7 +226,8 @@ export function estimateWallSeconds(def: CampaignDefinition): number {
     }
     seconds += LAB_RUN_COSTS.ditgStartS;
     const next = plan[i + 1];
-    const hidden = next !== undefined && sameStep(next.key, run.key) && protocolOf(next) !== protocolOf(run);
+    // Only a connection-setup run may start while a D-ITG flow closes, and only beside a UDP flow.
+    const hidden = next !== undefined && sameStep(next.key, run.key) && next.key.profile === "setup" && protocolOf(next) !== protocolOf(run);
     if (!hidden) seconds += LAB_RUN_COSTS.closeWaitS;
   });
   return seconds;
