@@ -21,6 +21,8 @@ import { REMOTE_ARTIFACT_ROOT } from "../../infra/remote-files.js";
 import { HOST_ROLES, type HostRole } from "../../infra/hosts.js";
 
 const STANDINS = path.join(import.meta.dirname, "lifecycle-standins.mjs");
+const CHECKOUT = path.resolve(import.meta.dirname, "../..");
+const SCRIPT_TIMEOUT_MS = 120_000;
 const TOOLS = ["kubectl", "helm", "kubeadm", "ssh", "sudo", "cloud-init"];
 
 export interface StandInState {
@@ -138,10 +140,15 @@ export class Replay {
     const script = step.action === "create" ? r.inputs.create : step.action === "update" ? (r.inputs.update ?? r.inputs.create) : r.inputs.delete;
     if (typeof script !== "string") return { step, host, status: 0, stdout: "", stderr: "" };
     // The plans log in as root (see the test), whose home is a private tmpfs here: the master's
-    // authorized_keys land there, never in this machine's /root.
+    // authorized_keys land there, never in this machine's /root. A checkout under /root (the stand-ins
+    // and their node_modules) is bound back into it, or the tools would fall through to the host's own.
     const sandbox = `set -e
 mount --make-rprivate /
+mkdir -p "$LIFECYCLE_STASH"
+mount --bind "$LIFECYCLE_CHECKOUT" "$LIFECYCLE_STASH"
 mount -t tmpfs -o mode=0700 testbed-lifecycle /root
+mkdir -p "$LIFECYCLE_CHECKOUT"
+mount --bind "$LIFECYCLE_STASH" "$LIFECYCLE_CHECKOUT"
 for d in /etc/cni /var/lib/cni /var/run/cilium /sys/fs/bpf; do
   if [ -d "$d" ]; then mount -t tmpfs testbed-lifecycle "$d"; fi
 done
@@ -157,9 +164,14 @@ bash -c "$1"`;
         LIFECYCLE_HOST: host,
         LIFECYCLE_KUBERNETES_DIR: this.hostPath(host, NODE_PATHS.kubernetesDir),
         LIFECYCLE_CA_HASH: OFFLINE_CA_CERT_HASH,
+        LIFECYCLE_CHECKOUT: CHECKOUT,
+        LIFECYCLE_STASH: path.join(this.dir, "checkout"),
       },
       maxBuffer: 64 << 20,
+      // A script that reaches a real tool instead of its stand-in may wait forever (cloud-init status --wait).
+      timeout: SCRIPT_TIMEOUT_MS,
     });
+    if (p.error) throw new Error(`${step.action} ${r.name} on ${host}: ${p.error.message} (after at most ${SCRIPT_TIMEOUT_MS / 1000} s)`);
     return { step, host, status: p.status ?? -1, stdout: p.stdout, stderr: p.stderr };
   }
 
