@@ -3,12 +3,19 @@ import { defineConfig } from "vitest/config";
 /** Suites that talk to a real Neutron API server: one server per run, started only when they run. */
 const NEUTRON_SUITES = "test/neutron/**/*.test.ts";
 
+/**
+ * scripts/test.sh runs the kernel suites one file at a time with TESTBED_ONE_FILE_AT_A_TIME=1. A
+ * `--maxWorkers 1` on the command line does not do it: the projects take this file's settings.
+ */
+const oneFileAtATime = process.env.TESTBED_ONE_FILE_AT_A_TIME === "1";
+
 export default defineConfig({
   test: {
     // Pulumi mocks keep global state: one process per file keeps stacks apart.
     pool: "forks",
     // Two cores: real D-ITG flows and kernel tests must not starve each other.
-    maxWorkers: 2,
+    maxWorkers: oneFileAtATime ? 1 : 2,
+    fileParallelism: !oneFileAtATime,
     testTimeout: 120_000,
     hookTimeout: 120_000,
     projects: [

@@ -17,5 +17,5 @@ else
   # The lab's suites push real traffic through the kernel and judge it by what arrived: they run
   # last, one file at a time, so the other suites do not take the two cores from under them.
   npx vitest run --exclude 'test/lab/**'
-  npx vitest run --maxWorkers 1 test/lab
+  TESTBED_ONE_FILE_AT_A_TIME=1 npx vitest run test/lab
 fi

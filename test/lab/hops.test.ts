@@ -21,6 +21,13 @@ import { bpfObjectGone, mounted } from "./bpf-objects.js";
 
 const problem = labProblem();
 const LATENCY: TrafficProfile = { protocol: "UDP", meter: "rttm", payloadBytes: 512, packetsPerSecond: 1000 };
+/**
+ * The sum check's flows: the smoke profile's reduced latency rate, which a busy 2-core host sustains.
+ * What it checks is an identity per packet; it needs packets, not the paper's rate. (The injected
+ * queue keeps LATENCY: its 4 Mbit/s are part of what keeps the queue full.)
+ */
+const SUM_CHECK: TrafficProfile = { ...LATENCY, packetsPerSecond: 200 };
+const FLOW_S = 2;
 const SETUP: TrafficProfile = { protocol: "TCP", meter: "rttm", payloadBytes: 0, packetsPerSecond: 100 };
 const THROUGHPUT: TrafficProfile = { protocol: "TCP", meter: "owdm", payloadBytes: 8192, packetsPerSecond: 200 };
 const SERVICES = 200;
@@ -49,7 +56,7 @@ describe.skipIf(problem !== undefined)(`hop probes with real traffic${problem ? 
   /** One run of the profile through the lab, decoded as the campaign decodes it, then cut into sections. */
   async function measure(dataplane: Dataplane, profile: RunProfile, traffic: TrafficProfile, family: Family = "ipv4", during?: () => Promise<void>): Promise<Measured> {
     if (backend.step?.dataplane !== dataplane || backend.step.services !== SERVICES) await backend.prepare({ dataplane, services: SERVICES });
-    const flow = backend.runFlow({ dataplane, family, profile, services: SERVICES, repetition: run }, { logName: `hops-${run++}`, durationS: 2, traffic });
+    const flow = backend.runFlow({ dataplane, family, profile, services: SERVICES, repetition: run }, { logName: `hops-${run++}`, durationS: FLOW_S, traffic });
     await during?.();
     const logs = await backend.collectLog(await flow);
     const decoded = await decodeFlow({ ...logs, oneWay: logs.receiverLog !== undefined });
@@ -74,9 +81,10 @@ describe.skipIf(problem !== undefined)(`hop probes with real traffic${problem ? 
   it.each(DATAPLANES.flatMap((d) => (["ipv4", "ipv6"] as const).map((f) => [d, f] as const)))(
     "%s, %s: every paired packet is cut into sections that add up to the exact one-way delay and round trip",
     async (dataplane, family) => {
-      const m = await measure(dataplane, "latency", LATENCY, family);
+      const m = await measure(dataplane, "latency", SUM_CHECK, family);
       const { check } = m.hops;
-      expect(m.paired).toBeGreaterThan(1500);
+      // A busy host's ITGSend skips send slots (up to a fifth at this rate); half the flow is plenty.
+      expect(m.paired).toBeGreaterThan((SUM_CHECK.packetsPerSecond * FLOW_S) / 2);
       expect(check).toMatchObject({ keying: "ditg", packets: m.paired, decomposed: m.paired, incomplete: 0, outOfOrder: 0, droppedStamps: 0, unreadStamps: 0 });
       expect(Math.abs(check.residualForwardS!)).toBeLessThanOrEqual(HOP_SUM_TOLERANCE_S);
       expect(Math.abs(check.residualRoundTripS!)).toBeLessThanOrEqual(HOP_SUM_TOLERANCE_S);
