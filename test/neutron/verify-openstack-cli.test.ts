@@ -54,7 +54,7 @@ describe("testbed verify-openstack", () => {
     expect(member.stdout.trimEnd().split("\n").at(-1)).toMatch(/^FAIL/);
 
     const admin = await testbed(["--stack", "ebpf", "--neutron-url", url, "--config", "linkShaping=neutron", "--as", "admin", "--json"]);
-    expect(admin.code).toBe(0);
+    expect(admin.code, `${admin.stderr}${admin.stdout.slice(-4000)}`).toBe(0);
     const report = JSON.parse(admin.stdout) as { identity: { role: string }; steps: { outcome: { kind: string } }[]; mismatches: unknown[] };
     expect(report.identity.role).toBe("admin");
     expect(report.steps.every((s) => s.outcome.kind === "accepted")).toBe(true);
