@@ -9,7 +9,7 @@
 // Run as root: npx tsx bench/connection-setup.ts [SERVICES] [ROUNDS] [SECONDS]   (default 10000, 4, 3)
 import { setupTraffic } from "../lab/connection-setup.js";
 import { labHostProblem } from "../lab/topology.js";
-import { LabBackend } from "../measure/backends/lab.js";
+import { LabBackend } from "../backends/lab.js";
 import { decodeDelayHistogram, decodeLogFile } from "../measure/ditg-log.js";
 import type { RunKey } from "../measure/types.js";
 import type { Family } from "../scenario/cidr.js";

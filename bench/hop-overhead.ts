@@ -8,7 +8,7 @@
 // run time of the twelve programs per measured round trip, against the mean round trip.
 // Run as root: npx tsx bench/hop-overhead.ts [PAIRS] [SECONDS] [SERVICES]   (default 8, 5, 1000)
 import { readFileSync, writeFileSync } from "node:fs";
-import { LabBackend } from "../measure/backends/lab.js";
+import { LabBackend } from "../backends/lab.js";
 import { run } from "../lab/netns.js";
 import { labHostProblem } from "../lab/topology.js";
 import { decodeDelayHistogram } from "../measure/ditg-log.js";

@@ -5,9 +5,9 @@
 // families). Same process, same topology, a few rounds, the order of the three rotating from round to
 // round; prints every round, the medians and the ratios.
 // Run as root: npx tsx bench/lab-install.ts [SERVICES] [ROUNDS]   (default 10000 Services, 5 rounds)
-import { setupEbpfDataplane } from "../lab/ebpf-dataplane.js";
-import { bpftoolBatch, planServiceMaps } from "../lab/ebpf/service-maps.js";
-import { applyKubeProxyRules, countNatRules, labKubeProxyRules, removeKubeProxyRules } from "../lab/iptables-dataplane.js";
+import { setupEbpfDataplane } from "../lab/dataplanes/ebpf/kernel.js";
+import { bpftoolBatch, planServiceMaps } from "../lab/dataplanes/ebpf/service-maps.js";
+import { applyKubeProxyRules, countNatRules, labKubeProxyRules, removeKubeProxyRules } from "../lab/dataplanes/iptables/kernel.js";
 import { labScenario, serviceEndpoints } from "../lab/lab-scenario.js";
 import {
   applyKubeProxyNftables,
@@ -15,7 +15,7 @@ import {
   labKubeProxyNftablesRules,
   nftablesHostProblem,
   removeKubeProxyNftables,
-} from "../lab/nftables-dataplane.js";
+} from "../lab/dataplanes/nftables/kernel.js";
 import { createTopology, labHostProblem } from "../lab/topology.js";
 import { medianOf } from "../measure/statistics.js";
 import { buildServiceSet } from "../workloads/service-set.js";

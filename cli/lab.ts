@@ -14,10 +14,10 @@ import { medianOf } from "../measure/statistics.js";
 import type { RunProfile, RunResult } from "../measure/types.js";
 import type { Family } from "../scenario/cidr.js";
 import { DATAPLANES, DEFAULT_BASELINE, serviceCapacity, type Dataplane } from "../scenario/schema.js";
-import { LabBackend, labJudge, labProblem } from "../measure/backends/lab.js";
+import { LabBackend, labJudge, labProblem } from "../backends/lab.js";
 import { labScenario, LAB_SERVICE_SUBNETS } from "../lab/lab-scenario.js";
-import { planServiceMaps } from "../lab/ebpf/service-maps.js";
-import { IPTABLES_BACKENDS, type IptablesBackend } from "../lab/iptables-dataplane.js";
+import { planServiceMaps } from "../lab/dataplanes/ebpf/service-maps.js";
+import { IPTABLES_BACKENDS, type IptablesBackend } from "../lab/dataplanes/iptables/kernel.js";
 import {
   estimateWallSeconds,
   labDefinition,

@@ -29,7 +29,7 @@ export interface DitgEndpoint {
   readonly protocols: readonly ("TCP" | "UDP")[];
 }
 
-/** Where the receiver runs and writes its logs, as `testbed campaign` needs it (measure/backends/cloud.ts). */
+/** Where the receiver runs and writes its logs, as `testbed campaign` needs it (backends/cloud.ts). */
 export interface DitgReceiver {
   readonly namespace: string;
   readonly deployment: string;

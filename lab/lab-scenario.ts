@@ -3,7 +3,7 @@
 import type { Family } from "../scenario/cidr.js";
 import { parseScenario, PLACEHOLDERS, type Scenario } from "../scenario/schema.js";
 import type { ServiceSet } from "../workloads/service-model.js";
-import type { ServiceEndpoints } from "./kube-proxy-inputs.js";
+import type { ServiceEndpoints } from "./dataplanes/kube-proxy-inputs.js";
 import type { LabTopology } from "./topology.js";
 
 export const LAB_FAMILIES: readonly Family[] = ["ipv4", "ipv6"];

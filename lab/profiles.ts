@@ -189,7 +189,7 @@ export function labDefinition(profile: LabProfile, choices: LabCampaignChoices =
 /**
  * What a lab run costs beyond its flows, in seconds, as measured on a busy 2-core host (README, "Where
  * the time of a lab run goes"): ITGSend's start and signaling, ITGRecv's one-second wait before it
- * closes a finished flow (measure/ditg-close-wait.ts: hidden only when the next run of the step is
+ * closes a finished flow (backends/ditg-close-wait.ts: hidden only when the next run of the step is
  * a connection-setup run beside a closing UDP flow), the connection-setup probe's start, and each change of step (the
  * dataplanes stepping aside and back, the check of the packet path, the conntrack flush).
  */

@@ -127,7 +127,7 @@ function checkPrimary(def: CampaignDefinition): void {
  * cells left allow it: at each turn the first cell, in the shuffled order, of the protocol with the
  * most cells left among those other than the previous cell's. A backend may start a run while the
  * previous one is still closing when they do not share the receiver's data socket (the lab: ITGRecv
- * holds a finished flow's socket for a second, measure/ditg-close-wait.ts).
+ * holds a finished flow's socket for a second, backends/ditg-close-wait.ts).
  */
 function alternatingProtocols<T>(cells: readonly T[], protocolOf: (cell: T) => string): T[] {
   const left = [...cells];

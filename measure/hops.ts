@@ -1,5 +1,5 @@
 // Where the delay comes from: one run's packets cut into the sections of the measured path, from the
-// hop probes' kernel stamps (lab/ebpf/hop-probe.c) and D-ITG's own stamps.
+// hop probes' kernel stamps (lab/hops/hop-probe.c) and D-ITG's own stamps.
 //
 // A round-trip packet crosses 15 boundaries, all on one clock once D-ITG's are moved onto the probes':
 //

@@ -1,4 +1,4 @@
-// The hop probes in the lab: lab/ebpf/hop-probe.c compiled for the receiver's data port, loaded once
+// The hop probes in the lab: lab/hops/hop-probe.c compiled for the receiver's data port, loaded once
 // with bpftool (every program and map pinned in a private bpffs of the run), each program attached by
 // tc to its point of the topology, and lab/hops/hop-reader.c draining the ring for the length of a run.
 //
@@ -20,9 +20,9 @@ import type { RunProfile } from "../../measure/types.js";
 import { exec, run } from "../netns.js";
 import type { LabTopology, Role, TopologyPlan } from "../topology.js";
 
-const EBPF_DIR = fileURLToPath(new URL("../ebpf/", import.meta.url));
+const PROBE_DIR = fileURLToPath(new URL("./", import.meta.url));
 const READER_SOURCE = fileURLToPath(new URL("./hop-reader.c", import.meta.url));
-const PROBE_SOURCE = join(EBPF_DIR, "hop-probe.c");
+const PROBE_SOURCE = join(PROBE_DIR, "hop-probe.c");
 
 /** tc priorities of the probes: ingress before any other filter, egress after. */
 export const HOP_PREF = { ingress: 1, egress: 65000 } as const;
@@ -72,12 +72,12 @@ function multiarchInclude(): string[] {
 /** Pure: the clang command that builds the probes for the receiver's data port. */
 export function probeCompileCommand(output: string, dataPort: number): string[] {
   if (!Number.isInteger(dataPort) || dataPort < 1 || dataPort > 65535) throw new Error(`dataPort: ${dataPort} is not a port; accepted: 1-65535`);
-  return ["clang", "-O2", "-g", "-target", "bpf", "-Wall", ...multiarchInclude(), "-I", EBPF_DIR, `-DHOP_DATA_PORT=${dataPort}`, "-c", PROBE_SOURCE, "-o", output];
+  return ["clang", "-O2", "-g", "-target", "bpf", "-Wall", ...multiarchInclude(), "-I", PROBE_DIR, `-DHOP_DATA_PORT=${dataPort}`, "-c", PROBE_SOURCE, "-o", output];
 }
 
 /** Pure: the clang command that builds the reader (a host program linked with libbpf). */
 export function readerCompileCommand(output: string): string[] {
-  return ["clang", "-O2", "-Wall", "-I", EBPF_DIR, "-o", output, READER_SOURCE, "-lbpf"];
+  return ["clang", "-O2", "-Wall", "-I", PROBE_DIR, "-o", output, READER_SOURCE, "-lbpf"];
 }
 
 /** Why this host cannot run the hop probes, or undefined (beyond the eBPF dataplane's tools: libc headers for the reader). */

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: GPL-2.0
-/* The hop probes' reader: drains the pinned ring buffer of lab/ebpf/hop-probe.c into a file for
+/* The hop probes' reader: drains the pinned ring buffer of lab/hops/hop-probe.c into a file for
  * the length of one run, and says what the kernel counted and how its clock relates to D-ITG's.
  *
  *   hop-reader RING_PIN COUNTS_PIN OUT_FILE

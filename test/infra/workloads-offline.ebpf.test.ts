@@ -28,7 +28,7 @@ describe("workloads of the ebpf stack at 3000 Services", () => {
 
 describe("the stack outputs `testbed campaign` reads", () => {
   it("satisfy the cloud backend's reader", async () => {
-    const { labOutputs } = await import("../../measure/backends/cloud.js");
+    const { labOutputs } = await import("../../backends/cloud.js");
     const wrapped = Object.fromEntries(Object.entries(run.outputs).map(([k, v]) => [k, { value: v }]));
     const lab = labOutputs("ebpf", wrapped);
     expect(lab.ditgReceiver).toEqual({

@@ -5,7 +5,7 @@ import ipaddr from "ipaddr.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Family } from "../../scenario/cidr.js";
 import { echoProbe, startEchoListener, type EchoProtocol } from "../../lab/echo-probe.js";
-import { setupEbpfDataplane, type EbpfDataplane } from "../../lab/ebpf-dataplane.js";
+import { setupEbpfDataplane, type EbpfDataplane } from "../../lab/dataplanes/ebpf/kernel.js";
 import { run } from "../../lab/netns.js";
 import { createTopology, labHostProblem, type LabTopology } from "../../lab/topology.js";
 import type { ServiceSet } from "../../workloads/service-model.js";

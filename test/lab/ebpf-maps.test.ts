@@ -9,7 +9,7 @@ import {
   planServiceMaps,
   SVC_FLAG,
   type LbEndpoints,
-} from "../../lab/ebpf/service-maps.js";
+} from "../../lab/dataplanes/ebpf/service-maps.js";
 import type { ServiceSet } from "../../workloads/service-model.js";
 import { fixtureServiceSet } from "./ebpf-fixtures.js";
 

@@ -10,7 +10,7 @@
 // itself in the same section, a misattributed delay does.
 import { existsSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { LabBackend, labProblem } from "../../measure/backends/lab.js";
+import { LabBackend, labProblem } from "../../backends/lab.js";
 import { HOP_PREF, hopAttachments } from "../../lab/hops/hop-probes.js";
 import { decodeFlow } from "../../measure/ditg-pairing.js";
 import { decomposeRun, END_TO_END, HOP_SUM_TOLERANCE_S, type HopDirection, type HopSectionSummary, type RunHops } from "../../measure/hops.js";

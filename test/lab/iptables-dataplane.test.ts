@@ -10,8 +10,8 @@ import {
   nfacctCountersPresent,
   removeKubeProxyRules,
   type IptablesBackend,
-} from "../../lab/iptables-dataplane.js";
-import { kubeProxyRules, type KubeProxyRules, type ServiceEndpoints } from "../../lab/kube-proxy-rules.js";
+} from "../../lab/dataplanes/iptables/kernel.js";
+import { kubeProxyRules, type KubeProxyRules, type ServiceEndpoints } from "../../lab/dataplanes/iptables/rules.js";
 import { buildServiceSet } from "../../workloads/service-set.js";
 
 const isRoot = process.platform === "linux" && process.getuid?.() === 0;

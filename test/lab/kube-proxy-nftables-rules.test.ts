@@ -19,8 +19,8 @@ import {
   serviceChainBase,
   sortLikeKubeProxyNftablesTests,
   type KubeProxyNftablesNode,
-} from "../../lab/kube-proxy-nftables-rules.js";
-import type { ServiceEndpoints } from "../../lab/kube-proxy-inputs.js";
+} from "../../lab/dataplanes/nftables/rules.js";
+import type { ServiceEndpoints } from "../../lab/dataplanes/kube-proxy-inputs.js";
 import type { ServiceSpec } from "../../workloads/service-model.js";
 
 // NewFakeProxier(v1.IPv4Protocol): mark "0x4000", detector 10.0.0.0/8, ServiceCIDR 172.30.0.0/16,

@@ -9,7 +9,7 @@ import {
   sortLikeKubeProxyTests,
   type KubeProxyNode,
   type ServiceEndpoints,
-} from "../../lab/kube-proxy-rules.js";
+} from "../../lab/dataplanes/iptables/rules.js";
 import type { ServiceSpec } from "../../workloads/service-model.js";
 
 // NewFakeProxier's fixed settings in kube-proxy's proxier_test.go: mark written as "0x4000", no

@@ -4,7 +4,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { labHostProblem } from "../../lab/topology.js";
 import { labDefinition, LAB_PROFILES } from "../../lab/profiles.js";
-import { LabBackend, labJudge, labProblem } from "../../measure/backends/lab.js";
+import { LabBackend, labJudge, labProblem } from "../../backends/lab.js";
 import { decodeFlow } from "../../measure/ditg-pairing.js";
 import type { FlowOutcome, RunKey, RunProfile } from "../../measure/types.js";
 import { crossedWhole } from "./busy-host.js";

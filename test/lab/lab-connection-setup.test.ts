@@ -5,7 +5,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { LabBackend, labJudge } from "../../measure/backends/lab.js";
+import { LabBackend, labJudge } from "../../backends/lab.js";
 import {
   describeProbeResult,
   judgeSetup,
@@ -15,9 +15,9 @@ import {
   setupTraffic,
   SourcePortPool,
 } from "../../lab/connection-setup.js";
-import { ebpfLoadBalancer } from "../../lab/dataplanes/ebpf.js";
-import type { EbpfDataplane } from "../../lab/ebpf-dataplane.js";
-import { LB_MAPS } from "../../lab/ebpf/service-maps.js";
+import { ebpfLoadBalancer } from "../../lab/dataplanes/ebpf/module.js";
+import type { EbpfDataplane } from "../../lab/dataplanes/ebpf/kernel.js";
+import { LB_MAPS } from "../../lab/dataplanes/ebpf/service-maps.js";
 import { run } from "../../lab/netns.js";
 import { labHostProblem } from "../../lab/topology.js";
 import { decodeDelayHistogram, decodeLogFile } from "../../measure/ditg-log.js";

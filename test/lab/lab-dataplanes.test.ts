@@ -5,10 +5,10 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { LAB_DATAPLANES } from "../../lab/dataplanes/index.js";
 import { echoProbe, startEchoListener } from "../../lab/echo-probe.js";
-import { kubeProxyLeftovers } from "../../lab/iptables-dataplane.js";
-import { kubeProxyNftablesStates } from "../../lab/nftables-dataplane.js";
+import { kubeProxyLeftovers } from "../../lab/dataplanes/iptables/kernel.js";
+import { kubeProxyNftablesStates } from "../../lab/dataplanes/nftables/kernel.js";
 import { labHostProblem } from "../../lab/topology.js";
-import { LabBackend, labProblem, type PreparedStep } from "../../measure/backends/lab.js";
+import { LabBackend, labProblem, type PreparedStep } from "../../backends/lab.js";
 import { DATAPLANES } from "../../scenario/schema.js";
 
 const hostProblem = labHostProblem() ?? labProblem();

@@ -4,8 +4,8 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { labScenario, serviceEndpoints } from "../../lab/lab-scenario.js";
 import { echoProbe, startEchoListener, type EchoProtocol } from "../../lab/echo-probe.js";
-import type { ServiceEndpoints } from "../../lab/kube-proxy-inputs.js";
-import type { KubeProxyNftablesRules } from "../../lab/kube-proxy-nftables-rules.js";
+import type { ServiceEndpoints } from "../../lab/dataplanes/kube-proxy-inputs.js";
+import type { KubeProxyNftablesRules } from "../../lab/dataplanes/nftables/rules.js";
 import {
   applyKubeProxyNftables,
   countKubeProxyNftables,
@@ -16,7 +16,7 @@ import {
   parkKubeProxyNftables,
   removeKubeProxyNftables,
   resumeKubeProxyNftables,
-} from "../../lab/nftables-dataplane.js";
+} from "../../lab/dataplanes/nftables/kernel.js";
 import { createTopology, labHostProblem, type LabTopology } from "../../lab/topology.js";
 import { nthAddress, parseCidr, type Family } from "../../scenario/cidr.js";
 import type { Scenario } from "../../scenario/schema.js";

@@ -1,7 +1,7 @@
 // The testbed's Service set of N scaled Services (testScenario's defaults) with kube-proxy's view of
 // their endpoints: every scaled Service on one backend pod, the receiver's Service on the receiver
 // pod, both pods on this node, dual-stack.
-import type { ServiceEndpoints } from "../../lab/kube-proxy-inputs.js";
+import type { ServiceEndpoints } from "../../lab/dataplanes/kube-proxy-inputs.js";
 import { buildServiceSet } from "../../workloads/service-set.js";
 import { testScenario } from "../fixtures/scenario.js";
 

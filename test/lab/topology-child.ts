@@ -2,7 +2,7 @@
 // --ebpf the eBPF dataplane), starts a long-lived process inside the pod namespace, prints what it
 // made as one JSON line, then waits to be killed (or with --exit leaves at once without tearing down).
 import { createTopology } from "../../lab/topology.js";
-import { setupEbpfDataplane } from "../../lab/ebpf-dataplane.js";
+import { setupEbpfDataplane } from "../../lab/dataplanes/ebpf/kernel.js";
 import { fixtureServiceSet } from "./ebpf-fixtures.js";
 
 const topology = createTopology({ linkMbps: 0 });

@@ -6,7 +6,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { settledLog } from "../../measure/ditg-sender.js";
+import { settledLog } from "../../backends/ditg-sender.js";
 import { receiverStartScript, signalingListenCheck } from "../../workloads/receiver.js";
 
 const isRoot = process.platform === "linux" && process.getuid?.() === 0;

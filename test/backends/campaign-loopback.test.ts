@@ -5,7 +5,7 @@ import { WorkerLogDecoder } from "../../measure/campaign-decode.js";
 import { ditgJudge } from "../../measure/campaign.js";
 import { decodeLogFile } from "../../measure/ditg-log.js";
 import { decodeFlow } from "../../measure/ditg-pairing.js";
-import { listeningTcpPorts, LoopbackBackend } from "../../measure/backends/loopback.js";
+import { listeningTcpPorts, LoopbackBackend } from "../../backends/loopback.js";
 import type { RunKey } from "../../measure/types.js";
 import { scenarioSchema } from "../../scenario/schema.js";
 

@@ -11,10 +11,10 @@
 // namespace and both are traversed, so the lab should not mix them for the same hook.
 import { spawn } from "node:child_process";
 import { existsSync } from "node:fs";
-import type { Family } from "../scenario/cidr.js";
-import type { ServiceEndpoints } from "./kube-proxy-inputs.js";
-import { kubeProxyRules, NFACCT_INVALID_DROPPED, NFACCT_LOCALHOST_NODEPORTS, type KubeProxyRules } from "./kube-proxy-rules.js";
-import type { TopologyPlan } from "./topology.js";
+import type { Family } from "../../../scenario/cidr.js";
+import type { ServiceEndpoints } from "../kube-proxy-inputs.js";
+import { kubeProxyRules, NFACCT_INVALID_DROPPED, NFACCT_LOCALHOST_NODEPORTS, type KubeProxyRules } from "./rules.js";
+import type { TopologyPlan } from "../../topology.js";
 
 export type IptablesBackend = "legacy" | "nft";
 export const DEFAULT_IPTABLES_BACKEND: IptablesBackend = "legacy";

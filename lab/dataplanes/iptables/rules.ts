@@ -9,7 +9,7 @@
 // and KUBE-NODEPORTS follows the given Service order; kube-proxy walks a Go map there, so its own order
 // changes between syncs (sortLikeKubeProxyTests gives the order kube-proxy's tests compare in).
 import ipaddr from "ipaddr.js";
-import { cidrContains, parseCidr, type Family } from "../scenario/cidr.js";
+import { cidrContains, parseCidr, type Family } from "../../../scenario/cidr.js";
 import {
   canonicalIp,
   chainHash,
@@ -20,9 +20,9 @@ import {
   validateNode,
   type KubeProxyNode,
   type ServiceEndpoints,
-} from "./kube-proxy-inputs.js";
+} from "../kube-proxy-inputs.js";
 
-export { chainHash, servicePortName, type Endpoint, type KubeProxyNode, type ServiceEndpoints } from "./kube-proxy-inputs.js";
+export { chainHash, servicePortName, type Endpoint, type KubeProxyNode, type ServiceEndpoints } from "../kube-proxy-inputs.js";
 
 export type Table = "filter" | "nat";
 export type BuiltinChain = "INPUT" | "FORWARD" | "OUTPUT" | "PREROUTING" | "POSTROUTING";

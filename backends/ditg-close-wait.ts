@@ -12,7 +12,7 @@
 // handful of back-to-back overlapping flows was enough. The sender's exit, with its full output, is
 // awaited later, when the flow's logs are collected.
 import type { ChildProcess } from "node:child_process";
-import type { SenderCommand } from "./ditg-commands.js";
+import type { SenderCommand } from "../measure/ditg-commands.js";
 import { awaitSender, senderFlow, type SenderFlow } from "./ditg-sender.js";
 
 /** ITGRecv's line at the end of a flow's data, before its one-second wait: "Finish on UDP port : 31000". */

@@ -8,8 +8,8 @@
 // externalTrafficPolicy=Local; neither serves traffic arriving at the node's uplink, so they are left out.
 import { endianness } from "node:os";
 import ipaddr from "ipaddr.js";
-import { isAddress, type Family } from "../../scenario/cidr.js";
-import type { L4Protocol, ServiceSet, ServiceSpec } from "../../workloads/service-model.js";
+import { isAddress, type Family } from "../../../scenario/cidr.js";
+import type { L4Protocol, ServiceSet, ServiceSpec } from "../../../workloads/service-model.js";
 
 /** Pinned names of the maps (lb-maps.h), per family. */
 export const LB_MAPS = {

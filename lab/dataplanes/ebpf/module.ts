@@ -4,11 +4,11 @@
 // comes back.
 import { rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { LB_MAPS } from "../ebpf/service-maps.js";
-import { EBPF_DATAPLANE_PREF, EbpfDataplane, ebpfHostProblem, setupEbpfDataplane } from "../ebpf-dataplane.js";
-import { LAB_FAMILIES } from "../lab-scenario.js";
-import { run } from "../netns.js";
-import type { InstalledCounts, LabDataplane, LabDataplaneContext, LabDataplaneModule, LabStep } from "./index.js";
+import { LB_MAPS } from "./service-maps.js";
+import { EBPF_DATAPLANE_PREF, EbpfDataplane, ebpfHostProblem, setupEbpfDataplane } from "./kernel.js";
+import { LAB_FAMILIES } from "../../lab-scenario.js";
+import { run } from "../../netns.js";
+import type { InstalledCounts, LabDataplane, LabDataplaneContext, LabDataplaneModule, LabStep } from "../types.js";
 
 const BPFTOOL_TIMEOUT_MS = 120_000;
 

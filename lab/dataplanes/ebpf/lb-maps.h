@@ -1,6 +1,6 @@
 /* Maps of the lab's tc service load balancer, laid out like Cilium's (bpf/lib/common.h, 1.17).
  *
- * Userspace (lab/ebpf/service-maps.ts) writes the service, backend and reverse-NAT maps through
+ * Userspace (lab/dataplanes/ebpf/service-maps.ts) writes the service, backend and reverse-NAT maps through
  * `bpftool batch`; it encodes the same layouts byte by byte, so a change here must be made there.
  * Byte order: addresses and L4 ports are network order (__be*), every other integer host order.
  *

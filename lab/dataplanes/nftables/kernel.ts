@@ -8,9 +8,9 @@
 // iptables (legacy or nft) rules of the namespace; netfilter runs both, which is why the lab checks
 // at every step that no other Service dataplane is on the packet path (lab/dataplanes/).
 import { existsSync } from "node:fs";
-import type { Family } from "../scenario/cidr.js";
-import type { TopologyPlan } from "./topology.js";
-import type { ServiceEndpoints } from "./kube-proxy-inputs.js";
+import type { Family } from "../../../scenario/cidr.js";
+import type { TopologyPlan } from "../../topology.js";
+import type { ServiceEndpoints } from "../kube-proxy-inputs.js";
 import {
   KUBE_PROXY_TABLE,
   NFT_FAMILY,
@@ -18,8 +18,8 @@ import {
   type KubeProxyNftablesNode,
   type KubeProxyNftablesRules,
   type NftablesCounts,
-} from "./kube-proxy-nftables-rules.js";
-import { exec, inNetns } from "./netns.js";
+} from "./rules.js";
+import { exec, inNetns } from "../../netns.js";
 
 const FAMILIES: readonly Family[] = ["ipv4", "ipv6"];
 /** A transaction of 10000 Services is about 13 MB of nft input per family. */

@@ -23,7 +23,7 @@
 //
 // A D-ITG flow is handed back when ITGRecv prints that its data is in, and a connection-setup run
 // (not D-ITG) starts during ITGRecv's one-second wait before it closes the flow, unless it needs the
-// TCP data port that flow still holds (measure/ditg-close-wait.ts). The next D-ITG flow, a change of
+// TCP data port that flow still holds (backends/ditg-close-wait.ts). The next D-ITG flow, a change of
 // step, a conntrack flush, a receiver restart and the teardown wait until every closing flow is
 // through: its ack crosses the dataplane.
 //
@@ -33,22 +33,22 @@
 import { spawn } from "node:child_process";
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
-import { DATAPLANES, type Dataplane, type Scenario } from "../../scenario/schema.js";
-import { buildServiceSet } from "../../workloads/service-set.js";
-import type { ServiceSet } from "../../workloads/service-model.js";
-import { ditgJudge, type FlowJudge } from "../campaign.js";
-import { flowLogs, receiverCommand, senderCommand } from "../ditg-commands.js";
-import { ClosingFlows, FlowEnds } from "../ditg-close-wait.js";
-import { LocalFlowLogs } from "../ditg-sender.js";
-import { PhaseTimes } from "../phase-times.js";
-import type { Backend, CollectedLogs, FlowOutcome, RunKey, TrafficProfile } from "../types.js";
-import { judgeSetup, plannedConnections, runSetupProbe, SourcePortPool } from "../../lab/connection-setup.js";
-import { LAB_DATAPLANES, type LabDataplane } from "../../lab/dataplanes/index.js";
-import { DEFAULT_IPTABLES_BACKEND, iptablesTools, type IptablesBackend } from "../../lab/iptables-dataplane.js";
-import { LAB_FAMILIES as FAMILIES, labScenario, serviceEndpoints } from "../../lab/lab-scenario.js";
-import { exec } from "../../lab/netns.js";
-import { createTopology, labHostProblem, type LabTopology, type Shaper } from "../../lab/topology.js";
-import { hopProbeHostProblem, HopProbes } from "../../lab/hops/hop-probes.js";
+import { DATAPLANES, type Dataplane, type Scenario } from "../scenario/schema.js";
+import { buildServiceSet } from "../workloads/service-set.js";
+import type { ServiceSet } from "../workloads/service-model.js";
+import { ditgJudge, type FlowJudge } from "../measure/campaign.js";
+import { flowLogs, receiverCommand, senderCommand } from "../measure/ditg-commands.js";
+import { ClosingFlows, FlowEnds } from "./ditg-close-wait.js";
+import { LocalFlowLogs } from "./ditg-sender.js";
+import { PhaseTimes } from "../measure/phase-times.js";
+import type { Backend, CollectedLogs, FlowOutcome, RunKey, TrafficProfile } from "../measure/types.js";
+import { judgeSetup, plannedConnections, runSetupProbe, SourcePortPool } from "../lab/connection-setup.js";
+import { LAB_DATAPLANES, type LabDataplane } from "../lab/dataplanes/index.js";
+import { DEFAULT_IPTABLES_BACKEND, iptablesTools, type IptablesBackend } from "../lab/dataplanes/iptables/kernel.js";
+import { LAB_FAMILIES as FAMILIES, labScenario, serviceEndpoints } from "../lab/lab-scenario.js";
+import { exec } from "../lab/netns.js";
+import { createTopology, labHostProblem, type LabTopology, type Shaper } from "../lab/topology.js";
+import { hopProbeHostProblem, HopProbes } from "../lab/hops/hop-probes.js";
 
 const RECEIVER_START_TIMEOUT_MS = 5000;
 const OUTPUT_TAIL_CHARS = 2000;

@@ -12,7 +12,7 @@
 // One `nft -f` of it is one atomic kernel transaction. The per-Service blocks follow the given Service
 // order; kube-proxy walks a Go map there, which changes the transaction's order but not the table.
 import ipaddr from "ipaddr.js";
-import { cidrContains, parseCidr, type Family } from "../scenario/cidr.js";
+import { cidrContains, parseCidr, type Family } from "../../../scenario/cidr.js";
 import {
   canonicalIp,
   chainHash,
@@ -25,7 +25,7 @@ import {
   type KubeProxyNode,
   type PortEndpoint,
   type ServiceEndpoints,
-} from "./kube-proxy-inputs.js";
+} from "../kube-proxy-inputs.js";
 
 /** The node settings nftables mode reads (the iptables-only ones of KubeProxyNode do not apply). */
 export interface KubeProxyNftablesNode

@@ -6,7 +6,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { flowLogs, senderCommand, type SenderCommand } from "../../measure/ditg-commands.js";
-import { ClosingFlows, FlowEnds } from "../../measure/ditg-close-wait.js";
+import { ClosingFlows, FlowEnds } from "../../backends/ditg-close-wait.js";
 
 const dir = mkdtempSync(path.join(tmpdir(), "close-wait-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));

@@ -5,7 +5,7 @@ import { accessSync, chmodSync, constants, mkdtempSync, rmSync, writeFileSync } 
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { LocalWorkspace, StackNotFoundError, type Stack } from "@pulumi/pulumi/automation/index.js";
-import { CONFIG_NAMESPACE } from "../../scenario/schema.js";
+import { CONFIG_NAMESPACE } from "../scenario/schema.js";
 import { CloudSetupError, type CommandResult, type RemoteHost, type RemoteShell, type SshAccess, type StackControl } from "./cloud.js";
 
 /** The first executable called `name` on a PATH string, or undefined. */

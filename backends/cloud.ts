@@ -31,11 +31,11 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { readRawScenario } from "../../infra/config.js";
-import type { Family } from "../../scenario/cidr.js";
-import { CONFIG_NAMESPACE, parseScenario, type Dataplane, type Scenario } from "../../scenario/schema.js";
-import { flowLogs, senderCommand, shellCommand, type FlowTarget } from "../ditg-commands.js";
-import type { Backend, CollectedLogs, FlowOutcome, RunKey, TrafficProfile } from "../types.js";
+import { readRawScenario } from "../infra/config.js";
+import type { Family } from "../scenario/cidr.js";
+import { CONFIG_NAMESPACE, parseScenario, type Dataplane, type Scenario } from "../scenario/schema.js";
+import { flowLogs, senderCommand, shellCommand, type FlowTarget } from "../measure/ditg-commands.js";
+import type { Backend, CollectedLogs, FlowOutcome, RunKey, TrafficProfile } from "../measure/types.js";
 
 /** The stack as the backend uses it: read outputs and config, change the Service count. */
 export interface StackControl {

@@ -3,7 +3,7 @@
 // hooks unregistered, everything else kept until the same step comes back. A full sync is what costs
 // here: at 10000 Services the kernel spends most of a minute per family committing it
 // (bench/lab-install.ts), waking a dormant table takes milliseconds.
-import { LAB_FAMILIES } from "../lab-scenario.js";
+import { LAB_FAMILIES } from "../../lab-scenario.js";
 import {
   applyKubeProxyNftables,
   countKubeProxyNftables,
@@ -13,8 +13,8 @@ import {
   parkKubeProxyNftables,
   removeKubeProxyNftables,
   resumeKubeProxyNftables,
-} from "../nftables-dataplane.js";
-import type { InstalledCounts, LabDataplane, LabDataplaneContext, LabDataplaneModule, LabStep } from "./index.js";
+} from "./kernel.js";
+import type { InstalledCounts, LabDataplane, LabDataplaneContext, LabDataplaneModule, LabStep } from "../types.js";
 
 class NftablesDataplane implements LabDataplane {
   readonly name = "nftables" as const;

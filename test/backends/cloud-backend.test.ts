@@ -16,8 +16,8 @@ import {
   type RemoteShell,
   type SshAccess,
   type StackControl,
-} from "../../measure/backends/cloud.js";
-import { describeSshFailure, findOnPath, PulumiStack, SshShell, sshConfig } from "../../measure/backends/cloud-transport.js";
+} from "../../backends/cloud.js";
+import { describeSshFailure, findOnPath, PulumiStack, SshShell, sshConfig } from "../../backends/cloud-transport.js";
 import type { DecodedFlow, FlowLogFiles } from "../../measure/ditg-pairing.js";
 import { ResultStore } from "../../measure/store.js";
 import { PLACEHOLDERS } from "../../scenario/schema.js";

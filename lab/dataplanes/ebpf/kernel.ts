@@ -1,18 +1,18 @@
 // The lab's eBPF Service dataplane: Cilium's kube-proxy replacement reduced to its tc NodePort path.
-// Compiles lab/ebpf/service-lb.c for this kernel, mounts a private bpffs for its pinned maps,
+// Compiles lab/dataplanes/ebpf/service-lb.c for this kernel, mounts a private bpffs for its pinned maps,
 // attaches it with tc (clsact) to the worker's uplink, and fills the maps for a ServiceSet in one
 // `bpftool batch` run. No iptables rule is involved.
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { machine, tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import type { Family } from "../scenario/cidr.js";
-import type { ServiceSet } from "../workloads/service-model.js";
-import { exec, run } from "./netns.js";
-import { bpftoolBatch, DEFAULT_LB_MAP_MAX, LB_MAPS, planServiceMaps, type ServiceMapPlan } from "./ebpf/service-maps.js";
-import type { LabTopology } from "./topology.js";
+import type { Family } from "../../../scenario/cidr.js";
+import type { ServiceSet } from "../../../workloads/service-model.js";
+import { exec, run } from "../../netns.js";
+import { bpftoolBatch, DEFAULT_LB_MAP_MAX, LB_MAPS, planServiceMaps, type ServiceMapPlan } from "./service-maps.js";
+import type { LabTopology } from "../../topology.js";
 
-const SOURCE_DIR = fileURLToPath(new URL("./ebpf/", import.meta.url));
+const SOURCE_DIR = fileURLToPath(new URL("./", import.meta.url));
 const SOURCE = "service-lb.c";
 /** Program sections of service-lb.c and where they are attached. */
 const PROGRAMS = [

@@ -2,9 +2,9 @@
 // prints, and say which of the flow's two logs it is measured from. Shared by the loopback and lab backends.
 import type { ChildProcess } from "node:child_process";
 import { rmSync, statSync } from "node:fs";
-import type { SenderCommand } from "./ditg-commands.js";
-import { RECORD_BYTES } from "./ditg-log.js";
-import type { CollectedLogs, FlowOutcome } from "./types.js";
+import type { SenderCommand } from "../measure/ditg-commands.js";
+import { RECORD_BYTES } from "../measure/ditg-log.js";
+import type { CollectedLogs, FlowOutcome } from "../measure/types.js";
 
 export interface SenderFlow {
   readonly outcome: FlowOutcome;

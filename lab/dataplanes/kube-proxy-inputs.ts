@@ -4,8 +4,8 @@
 // kube-proxy's order). Both modes share this code upstream too (pkg/proxy, pkg/proxy/util).
 import { createHash } from "node:crypto";
 import ipaddr from "ipaddr.js";
-import { cidrContains, parseCidr, type Family } from "../scenario/cidr.js";
-import type { ServicePort, ServiceSpec } from "../workloads/service-model.js";
+import { cidrContains, parseCidr, type Family } from "../../scenario/cidr.js";
+import type { ServicePort, ServiceSpec } from "../../workloads/service-model.js";
 
 export interface Endpoint {
   /** Pod address; endpoints of the other family are ignored by this family's rules. */

@@ -10,10 +10,10 @@ import {
   parkKubeProxyRules,
   removeKubeProxyRules,
   resumeKubeProxyRules,
-} from "../iptables-dataplane.js";
-import type { KubeProxyRules } from "../kube-proxy-rules.js";
-import { LAB_FAMILIES } from "../lab-scenario.js";
-import type { InstalledCounts, LabDataplane, LabDataplaneContext, LabDataplaneModule, LabStep } from "./index.js";
+} from "./kernel.js";
+import type { KubeProxyRules } from "./rules.js";
+import { LAB_FAMILIES } from "../../lab-scenario.js";
+import type { InstalledCounts, LabDataplane, LabDataplaneContext, LabDataplaneModule, LabStep } from "../types.js";
 
 class IptablesDataplane implements LabDataplane {
   readonly name = "iptables" as const;

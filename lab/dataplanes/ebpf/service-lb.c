@@ -29,7 +29,7 @@
 #include "lb-maps.h"
 
 /* A packet this program lets through goes on to the hook's next filter (the lab's hop probe after
- * the reverse NAT, lab/ebpf/hop-probe.c); with none, the kernel passes it as with TC_ACT_OK. */
+ * the reverse NAT, lab/hops/hop-probe.c); with none, the kernel passes it as with TC_ACT_OK. */
 #define TC_PASS TC_ACT_UNSPEC
 
 char LICENSE[] SEC("license") = "GPL";

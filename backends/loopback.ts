@@ -5,11 +5,11 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import type { Family } from "../../scenario/cidr.js";
-import type { Dataplane } from "../../scenario/schema.js";
-import { flowLogs, receiverCommand, senderCommand, type FlowTarget } from "../ditg-commands.js";
-import { awaitSender, LocalFlowLogs } from "../ditg-sender.js";
-import type { Backend, CollectedLogs, FlowOutcome, RunKey, TrafficProfile } from "../types.js";
+import type { Family } from "../scenario/cidr.js";
+import type { Dataplane } from "../scenario/schema.js";
+import { flowLogs, receiverCommand, senderCommand, type FlowTarget } from "../measure/ditg-commands.js";
+import { awaitSender, LocalFlowLogs } from "./ditg-sender.js";
+import type { Backend, CollectedLogs, FlowOutcome, RunKey, TrafficProfile } from "../measure/types.js";
 
 const LOOPBACK: Record<Family, string> = { ipv4: "127.0.0.1", ipv6: "::1" };
 const RECEIVER_START_TIMEOUT_MS = 5000;
