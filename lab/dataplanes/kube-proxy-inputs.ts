@@ -178,3 +178,30 @@ export function servicePortsOf(services: readonly ServiceEndpoints[], family: Fa
     });
   });
 }
+
+// ---------------------------------------------------------------------------------------------
+// What changed between two syncs (pkg/proxy's ServiceChangeTracker and EndpointsChangeTracker).
+
+/** A Service's identity for change tracking: kube-proxy's UpdatedServices holds namespace/name. */
+export const namespacedName = (s: Pick<ServiceSpec, "namespace" | "name">) => `${s.namespace}/${s.name}`;
+
+/**
+ * The namespace/name of every Service whose Service object or endpoints differ between two lists,
+ * including the ones added and removed: what kube-proxy's change trackers report as UpdatedServices.
+ */
+export function updatedServices(before: ReadonlyMap<string, string>, after: ReadonlyMap<string, string>): Set<string> {
+  const updated = new Set<string>();
+  for (const [name, signature] of after) if (before.get(name) !== signature) updated.add(name);
+  for (const name of before.keys()) if (!after.has(name)) updated.add(name);
+  return updated;
+}
+
+/** Each Service's namespace/name and a signature of its spec and endpoints of this family. */
+export function serviceSignatures(services: readonly ServiceEndpoints[], family: Family): Map<string, string> {
+  return new Map(
+    services.map(({ service, endpoints }) => [
+      namespacedName(service),
+      JSON.stringify([service, endpoints.filter((e) => ipFamilyOf(e.ip) === family).map((e) => [canonicalIp(e.ip), e.local]).sort()]),
+    ]),
+  );
+}
