@@ -43,7 +43,7 @@ import { LocalFlowLogs } from "./ditg-sender.js";
 import { PhaseTimes } from "../measure/phase-times.js";
 import type { Backend, CollectedLogs, FlowOutcome, RunKey, TrafficProfile } from "../measure/types.js";
 import { judgeSetup, plannedConnections, runSetupProbe, SourcePortPool } from "../lab/connection-setup.js";
-import { LAB_DATAPLANES, type LabDataplane } from "../lab/dataplanes/index.js";
+import { LAB_DATAPLANES, type LabDataplane, type StepSync } from "../lab/dataplanes/index.js";
 import { DEFAULT_IPTABLES_BACKEND, iptablesTools, type IptablesBackend } from "../lab/dataplanes/iptables/kernel.js";
 import { LAB_FAMILIES as FAMILIES, labScenario, serviceEndpoints } from "../lab/lab-scenario.js";
 import { exec } from "../lab/netns.js";
@@ -100,8 +100,8 @@ export interface PreparedStep {
   readonly topology: LabTopology;
   /** The dataplane on the packet path (its counts() read what it installed). */
   readonly module: LabDataplane;
-  /** Whether it installed the step (a full sync) or put back what it had parked for the step. */
-  readonly installed: boolean;
+  /** How it came to hold the step: installed (a full sync), moved from another step (a partial sync), or put back from parking ("none"). */
+  readonly sync: "full" | "partial" | "none";
   /** Time to bring the dataplane to the step (the others stepping aside, rules or maps included), ms. */
   readonly installMs: number;
 }
@@ -115,6 +115,8 @@ export interface LabBackendOptions {
   readonly onPrepared?: (step: PreparedStep) => void | Promise<void>;
   /** Stamp latency and setup runs at every section boundary of the path (lab/hops/). Default true. */
   readonly hops?: boolean;
+  /** How the dataplanes move between Service counts: "partial" (default), as a running cluster, or "full": one full sync per step. */
+  readonly stepSync?: StepSync;
 }
 
 /** The lab's verdict: D-ITG's for the D-ITG profiles, the probe's for connection setup. */
@@ -157,7 +159,7 @@ export class LabBackend implements Backend {
     /** Where the flows' logs go: inside the run's directory. */
     readonly logDir: string,
   ) {
-    const context = { topology, scenario, iptablesBackend: options.iptablesBackend ?? DEFAULT_IPTABLES_BACKEND };
+    const context = { topology, scenario, iptablesBackend: options.iptablesBackend ?? DEFAULT_IPTABLES_BACKEND, stepSync: options.stepSync ?? "partial" };
     this.dataplanes = Object.fromEntries(DATAPLANES.map((d) => [d, LAB_DATAPLANES[d].create(context)])) as Record<Dataplane, LabDataplane>;
   }
 
@@ -216,16 +218,16 @@ export class LabBackend implements Backend {
     await this.phases.time("step aside", async () => {
       for (const d of Object.values(this.dataplanes)) if (d !== target) await d.stepAside();
     });
-    if (this.held !== step.services) {
-      // Another Service count: what the others parked is of no use any more.
+    if (this.held !== step.services && (this.options.stepSync ?? "partial") === "full") {
+      // Another Service count, one full sync per step: what the others parked is of no use any more.
       await this.phases.time("remove the last step", async () => {
         for (const d of Object.values(this.dataplanes)) await d.remove();
       });
-      this.held = step.services;
     }
+    this.held = step.services;
     const setUpStart = performance.now();
-    const { installed } = await target.setUp({ services: step.services, serviceSet: set, endpoints: serviceEndpoints(set, this.topology.addresses.pod) });
-    this.phases.add(installed ? `install ${target.name}` : `resume ${target.name}`, performance.now() - setUpStart);
+    const { sync } = await target.setUp({ services: step.services, serviceSet: set, endpoints: serviceEndpoints(set, this.topology.addresses.pod) });
+    this.phases.add(`${sync === "full" ? "install" : sync === "partial" ? "move" : "resume"} ${target.name}`, performance.now() - setUpStart);
     const installMs = performance.now() - start;
     await this.phases.time("check the packet path", () => this.checkOnlyOneDataplane(target));
     await this.phases.time("flush conntrack", () => this.flushConntrack());
@@ -236,7 +238,7 @@ export class LabBackend implements Backend {
       serviceSet: set,
       topology: this.topology,
       module: target,
-      installed,
+      sync,
       installMs,
     });
   }

@@ -6,7 +6,8 @@
 // round; prints every round, the medians and the ratios.
 // Run as root: npx tsx bench/lab-install.ts [SERVICES] [ROUNDS]   (default 10000 Services, 5 rounds)
 import { setupEbpfDataplane } from "../lab/dataplanes/ebpf/kernel.js";
-import { bpftoolBatch, planServiceMaps } from "../lab/dataplanes/ebpf/service-maps.js";
+import { planServiceMaps } from "../lab/dataplanes/ebpf/service-maps.js";
+import { bpftoolBatch, LbMapAgent } from "../lab/dataplanes/ebpf/lb-agent.js";
 import { applyKubeProxyRules, countNatRules, labKubeProxyRules, removeKubeProxyRules } from "../lab/dataplanes/iptables/kernel.js";
 import { labScenario, serviceEndpoints } from "../lab/lab-scenario.js";
 import {
@@ -90,7 +91,7 @@ try {
     ebpf: async () => {
       const t = performance.now();
       const plan = planServiceMaps(set, { node: topology.addresses.node, pod: topology.addresses.pod });
-      bpftoolBatch(plan, (name) => name);
+      bpftoolBatch(new LbMapAgent().upsert(plan, plan.families), (name) => name);
       const generate = ms(t);
       const ebpf = setupEbpfDataplane(topology, { services: set });
       const fill = ebpf.timings.fillMs;

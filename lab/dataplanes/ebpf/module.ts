@@ -1,16 +1,20 @@
 // Cilium's kube-proxy replacement reduced to its tc NodePort path on the lab's worker: the load
-// balancer of ebpf-dataplane.ts (compiled, attached to the uplink, its maps filled with one bpftool
-// batch). Stepping aside detaches the programs; the filled maps stay pinned until the same step
-// comes back.
+// balancer of kernel.ts (compiled, attached to the uplink, its maps filled with one bpftool batch).
+// Changes, a move to another step among them, go entry by entry through the map writer in the
+// agent's order (lb-agent.ts). Stepping aside detaches the programs; the filled maps stay pinned.
 import { rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { LB_MAPS } from "./service-maps.js";
+import type { Family } from "../../../scenario/cidr.js";
+import type { ServiceEndpoints } from "../kube-proxy-inputs.js";
+import { LB_MAPS, planServiceMapsFor, type ServiceMapPlan } from "./service-maps.js";
+import type { MapOperation } from "./lb-agent.js";
 import { EBPF_DATAPLANE_PREF, EbpfDataplane, ebpfHostProblem, setupEbpfDataplane } from "./kernel.js";
 import { LAB_FAMILIES } from "../../lab-scenario.js";
 import { run } from "../../netns.js";
-import type { InstalledCounts, LabDataplane, LabDataplaneContext, LabDataplaneModule, LabStep } from "../types.js";
+import type { ChangeWrite, InstalledCounts, LabDataplane, LabDataplaneContext, LabDataplaneModule, LabStep, ServiceChange, SyncKind } from "../types.js";
 
 const BPFTOOL_TIMEOUT_MS = 120_000;
+const SYNC_KINDS: readonly SyncKind[] = ["partial", "restart", "cold"];
 
 class EbpfLabDataplane implements LabDataplane {
   readonly name = "ebpf" as const;
@@ -24,15 +28,49 @@ class EbpfLabDataplane implements LabDataplane {
     return this.held?.loadBalancer;
   }
 
-  async setUp(step: LabStep): Promise<{ installed: boolean }> {
-    if (this.held?.services === step.services) {
-      if (!this.held.active) this.held.loadBalancer.resume();
-      this.held.active = true;
-      return { installed: false };
+  /** The frontends of the Services, in their order. */
+  private plan(endpoints: readonly ServiceEndpoints[]): ServiceMapPlan {
+    const { topology } = this.context;
+    const services = endpoints.map(({ service }) => ({ spec: service, where: `${service.namespace}/${service.name}` }));
+    return planServiceMapsFor(services, { node: topology.addresses.node, pod: topology.addresses.pod });
+  }
+
+  async setUp(step: LabStep): Promise<{ sync: "full" | "partial" | "none" }> {
+    const held = this.held;
+    if (held?.services === step.services) {
+      if (!held.active) held.loadBalancer.resume();
+      held.active = true;
+      return { sync: "none" };
+    }
+    if (held && (this.context.stepSync ?? "partial") === "partial") {
+      const lb = held.loadBalancer;
+      await lb.write(lb.agent.upsert(this.plan(step.endpoints), LAB_FAMILIES));
+      held.services = step.services;
+      if (!held.active) lb.resume();
+      held.active = true;
+      return { sync: "partial" };
     }
     await this.remove();
     this.held = { services: step.services, loadBalancer: setupEbpfDataplane(this.context.topology, { services: step.serviceSet }), active: true };
-    return { installed: true };
+    return { sync: "full" };
+  }
+
+  async program(change: ServiceChange): Promise<ChangeWrite> {
+    const held = this.held;
+    if (!held?.active) throw new Error("ebpf dataplane: program() needs a step set up and on the packet path; set one up first");
+    if (!SYNC_KINDS.includes(change.how)) throw new Error(`ebpf dataplane: a ${change.how} write is not accepted; accepted: ${SYNC_KINDS.join(", ")}`);
+    const lb = held.loadBalancer;
+    let timed: ChangeWrite | undefined;
+    for (const family of [change.family, ...LAB_FAMILIES.filter((f) => f !== change.family)] as Family[]) {
+      // A new node's agent starts from empty maps: they are emptied first, untimed.
+      if (change.how === "cold") await lb.write(lb.agent.upsert(this.plan([]), [family]));
+      const start = performance.now();
+      const plan = this.plan(change.endpoints);
+      const ops: MapOperation[] = change.how === "restart" ? lb.agent.restore(plan, [family]) : lb.agent.upsert(plan, [family]);
+      const { operations, kernelNs } = await lb.write(ops);
+      if (family === change.family) timed = { syncS: (performance.now() - start) / 1000, commitS: kernelNs / 1e9, writes: operations };
+    }
+    return timed!;
   }
 
   async stepAside(): Promise<void> {
@@ -85,6 +123,7 @@ export const ebpf: LabDataplaneModule = {
   hostProblem: ebpfHostProblem,
   // clang, attaching, and one bpftool batch: about 5 s at 10000 Services.
   installSeconds: (services) => 1.5 + (0.35 * services) / 1000,
+  syncKinds: SYNC_KINDS,
   create: (context) => new EbpfLabDataplane(context),
 };
 

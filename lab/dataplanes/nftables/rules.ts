@@ -234,6 +234,11 @@ export interface NftablesSyncOptions {
   readonly now?: number;
   /** A full sync, as after a failed one or a change of the node (needFullSync). */
   readonly full?: boolean;
+  /**
+   * The cold start of kubernetes issue #139328: on a kernel without the table, the sync's transaction
+   * split into several of at most this many operations (coldStartTransactions).
+   */
+  readonly split?: number;
 }
 
 export interface NftablesSync {
@@ -348,15 +353,15 @@ export class KubeProxyNftables {
       }
       for (const name of STORED_CONTAINERS) this.storage(name).cleanupLeftoverKeys(tx);
 
+      const parts = options.split === undefined ? [tx.text] : coldStartTransactions(tx, options.split, listed);
       try {
-        if (tx.lines.length > 0) kernel.run(tx.text);
+        for (const part of parts) if (part) kernel.run(part);
       } catch (error) {
         // staleChains is wrong now: the chains were not flushed.
         this.staleChains.clear();
         throw error;
       }
-      transactions.push(tx.text);
-      this.lastTransaction = tx;
+      transactions.push(...parts);
       success = true;
       return { family, full: doFullSync, transactions, operations: tx.lines.length, staleChains: flushed };
     } finally {
@@ -369,9 +374,6 @@ export class KubeProxyNftables {
       }
     }
   }
-
-  /** The last sync's own transaction, each operation with its group (for a cold start split into several). */
-  lastTransaction: { readonly lines: readonly string[]; readonly groups: readonly { group: OperationGroup; owner: string }[] } | undefined;
 
   private setupNFTables(tx: Transaction, kernel: NftablesKernel): void {
     const node = this.node;
@@ -589,17 +591,13 @@ export const COLD_START_MAX_OPERATIONS = 1000;
  * their map elements, in transactions of at most `maxOperations` operations (an endpoint chain and a
  * Service port never split). Run in order, they leave the table the single transaction leaves.
  */
-export function kubeProxyNftablesColdStartSplit(
-  node: KubeProxyNftablesNode,
-  services: readonly ServiceEndpoints[],
-  maxOperations = COLD_START_MAX_OPERATIONS,
-): string[] {
+function coldStartTransactions(tx: Transaction, maxOperations: number, chains: readonly string[] | undefined): string[] {
   if (!Number.isInteger(maxOperations) || maxOperations < 1) {
     throw new Error(`maxOperations: ${maxOperations} is not accepted; accepted: a positive integer`);
   }
-  const proxier = new KubeProxyNftables(node);
-  proxier.sync(services, new NftablesModel());
-  const tx = proxier.lastTransaction!;
+  if (chains !== undefined && chains.length > 0) {
+    throw new Error("a cold start split into several transactions starts from a node without kube-proxy's table; this one has it");
+  }
   const byGroup = (group: OperationGroup) => {
     const owners = new Map<string, string[]>();
     tx.lines.forEach((line, i) => {
@@ -625,6 +623,15 @@ export function kubeProxyNftablesColdStartSplit(
     return out;
   };
   return [...chunks(byGroup("setup")), ...chunks(byGroup("endpoint")), ...chunks(byGroup("service"))];
+}
+
+/** The transactions of a cold start split as kubernetes issue #139328 proposes (coldStartTransactions). */
+export function kubeProxyNftablesColdStartSplit(
+  node: KubeProxyNftablesNode,
+  services: readonly ServiceEndpoints[],
+  maxOperations = COLD_START_MAX_OPERATIONS,
+): string[] {
+  return [...new KubeProxyNftables(node).sync(services, new NftablesModel(), { split: maxOperations }).transactions];
 }
 
 // ---------------------------------------------------------------------------------------------
