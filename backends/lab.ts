@@ -49,6 +49,7 @@ import { LAB_FAMILIES as FAMILIES, labScenario, serviceEndpoints } from "../lab/
 import { exec } from "../lab/netns.js";
 import { createTopology, labHostProblem, type LabTopology, type Shaper } from "../lab/topology.js";
 import { hopProbeHostProblem, HopProbes } from "../lab/hops/hop-probes.js";
+import { LabProgramming, type HeldStep } from "./lab-programming.js";
 
 const RECEIVER_START_TIMEOUT_MS = 5000;
 const OUTPUT_TAIL_CHARS = 2000;
@@ -150,6 +151,10 @@ export class LabBackend implements Backend {
   /** The hop probes, unless turned off. */
   hops: HopProbes | undefined;
   private current: { dataplane: Dataplane; services: number } | undefined;
+  /** The prepared step's dataplane and Services, for the programming profile. */
+  private heldStep: HeldStep | undefined;
+  /** Service changes through the step's dataplane, timed (backends/lab-programming.ts). */
+  readonly programming: LabProgramming;
   private tornDown = false;
 
   private constructor(
@@ -161,6 +166,7 @@ export class LabBackend implements Backend {
   ) {
     const context = { topology, scenario, iptablesBackend: options.iptablesBackend ?? DEFAULT_IPTABLES_BACKEND, stepSync: options.stepSync ?? "partial" };
     this.dataplanes = Object.fromEntries(DATAPLANES.map((d) => [d, LAB_DATAPLANES[d].create(context)])) as Record<Dataplane, LabDataplane>;
+    this.programming = new LabProgramming(topology, scenario, () => (this.current ? this.heldStep : undefined));
   }
 
   /** Builds the network, the netfilter base and the receiver. Everything is removed again on failure. */
@@ -226,7 +232,10 @@ export class LabBackend implements Backend {
     }
     this.held = step.services;
     const setUpStart = performance.now();
-    const { sync } = await target.setUp({ services: step.services, serviceSet: set, endpoints: serviceEndpoints(set, this.topology.addresses.pod) });
+    const endpoints = serviceEndpoints(set, this.topology.addresses.pod);
+    this.heldStep = undefined;
+    const { sync } = await target.setUp({ services: step.services, serviceSet: set, endpoints });
+    this.heldStep = { dataplane: step.dataplane, services: step.services, module: target, serviceSet: set, endpoints };
     this.phases.add(`${sync === "full" ? "install" : sync === "partial" ? "move" : "resume"} ${target.name}`, performance.now() - setUpStart);
     const installMs = performance.now() - start;
     await this.phases.time("check the packet path", () => this.checkOnlyOneDataplane(target));
@@ -401,6 +410,7 @@ export class LabBackend implements Backend {
     if (this.tornDown) return;
     this.tornDown = true;
     try {
+      this.programming.stop();
       await this.closing.settle();
       await this.stopReceiver();
     } finally {

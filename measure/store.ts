@@ -18,15 +18,19 @@
 //
 // Hops (schema 3). Runs measured with the lab's hop probes keep their decomposition into sections of
 // the path (measure/hops-store.ts); a schema-2 store gains the tables when opened.
+//
+// Programming (schema 4). Programming runs keep their measured Service changes
+// (measure/programming-store.ts); an older store gains the table when opened.
 import { mkdirSync } from "node:fs";
 import path from "node:path";
 import Database from "better-sqlite3";
 import { canonicalJson, type CampaignDefinition, type PlannedRun } from "./campaign-plan.js";
 import { deleteRunHops, HOP_MIGRATION, insertRunHops, readRunHops } from "./hops-store.js";
+import { deleteRunChanges, insertRunChanges, PROGRAMMING_MIGRATION, readRunChanges } from "./programming-store.js";
 import { DELAY_VIEW_NAMES, type DelayViewName, type FlowSummary, type RunDelayView, type RunResult } from "./types.js";
 
 /** Bumped whenever the tables change; a database from a newer version is refused, not guessed at. */
-export const SCHEMA_VERSION = 3;
+export const SCHEMA_VERSION = 4;
 /** The oldest schema this testbed upgrades in place. */
 export const OLDEST_SCHEMA_VERSION = 1;
 
@@ -194,6 +198,7 @@ export class ResultStore {
         db.exec(SCHEMA);
         db.exec(MIGRATION_2);
         db.exec(HOP_MIGRATION);
+        db.exec(PROGRAMMING_MIGRATION);
         db.pragma(`user_version = ${SCHEMA_VERSION}`);
       })();
     } else if (version < OLDEST_SCHEMA_VERSION || version > SCHEMA_VERSION) {
@@ -205,7 +210,8 @@ export class ResultStore {
       try {
         db.transaction(() => {
           if (version < 2) db.exec(MIGRATION_2);
-          db.exec(HOP_MIGRATION);
+          if (version < 3) db.exec(HOP_MIGRATION);
+          if (version < 4) db.exec(PROGRAMMING_MIGRATION);
           db.pragma(`user_version = ${SCHEMA_VERSION}`);
         })();
       } catch (err) {
@@ -375,6 +381,7 @@ export class ResultStore {
       if (prior) {
         this.db.prepare(`DELETE FROM run_delay_view WHERE run_id = ?`).run(result.runId);
         deleteRunHops(this.db, result.runId);
+        deleteRunChanges(this.db, result.runId);
         this.db.prepare(`DELETE FROM run_result WHERE run_id = ?`).run(result.runId);
         this.db.prepare(`DELETE FROM run_attempt WHERE run_id = ?`).run(result.runId);
       }
@@ -389,6 +396,7 @@ export class ResultStore {
         insertView.run(result.runId, name, view.excludedRecords, ...SUMMARY_FIELDS.map((f) => view.summary[f]), view.histogram ?? null);
       }
       if (result.hops) insertRunHops(this.db, result.runId, result.hops);
+      if (result.changes) insertRunChanges(this.db, result.runId, result.changes);
       const insertAttempt = this.db.prepare(
         `INSERT INTO run_attempt (run_id, attempt, started_at, ended_at, failure) VALUES (?, ?, ?, ?, ?)`,
       );
@@ -419,6 +427,7 @@ export class ResultStore {
       views.set(String(v.run_id), of);
     }
     const hops = readRunHops(this.db, campaignId);
+    const changes = readRunChanges(this.db, campaignId);
     return rows.map((r) => {
       const summary = r.packets === null ? undefined : summaryOf(r);
       const runHops = hops.get(String(r.run_id));
@@ -439,6 +448,7 @@ export class ResultStore {
         ...(r.excluded_records !== null ? { excludedRecords: Number(r.excluded_records) } : {}),
         ...(delayViews ? { delayViews } : {}),
         ...(runHops ? { hops: runHops } : {}),
+        ...(changes.has(String(r.run_id)) ? { changes: changes.get(String(r.run_id))! } : {}),
         retries: Number(r.retries),
         startedAt: String(r.started_at),
         endedAt: String(r.ended_at),
