@@ -20,7 +20,7 @@ export const LAB_PROFILE_CHOICES = [...LAB_RUN_PROFILES, "programming"] as const
  * What each programming run does in the lab: a probe every millisecond, 100 Services at once for
  * add-100, 50 ms of probes after the first that saw a change (to count flaps), a change that does not
  * reach the packets within 5 minutes fails the run (kube-proxy's nftables full sync at 10000 Services
- * takes most of a minute per family here), and the cold starts timed as well.
+ * takes most of a minute per family here), and the cold starts timed as well (in each cell's first run).
  */
 export const LAB_PROGRAMMING: ProgrammingSettings = { probesPerSecond: 1000, addMany: 100, confirmMs: 50, timeoutS: 300, coldStart: true };
 export const LAB_FAMILIES = ["ipv4", "ipv6"] as const satisfies readonly Family[];
@@ -216,13 +216,13 @@ export const LAB_RUN_COSTS = {
 
 /**
  * Rough seconds of one programming run: five probed changes and an untimed one, one of them a
- * restart (a full sync of one family), and the cold starts (each a full sync of one family: the
- * module's install of both families, halved).
+ * restart (a full sync of one family), and in a cell's first run the cold starts (each a full sync of
+ * one family: the module's install of both families, halved).
  */
-export function programmingRunSeconds(dataplane: Dataplane, services: number, settings: ProgrammingSettings): number {
+export function programmingRunSeconds(dataplane: Dataplane, services: number, repetition: number, settings: ProgrammingSettings): number {
   const module = LAB_DATAPLANES[dataplane];
   const fullSyncOneFamily = module.installSeconds(services) / 2;
-  const colds = settings.coldStart ? (module.syncKinds.includes("cold-split") ? 2 : 1) : 0;
+  const colds = settings.coldStart && repetition === 0 ? (module.syncKinds.includes("cold-split") ? 2 : 1) : 0;
   return 6 * LAB_RUN_COSTS.probedChangeS + (1 + colds) * fullSyncOneFamily;
 }
 
@@ -246,7 +246,7 @@ export function estimateWallSeconds(def: CampaignDefinition): number {
       installed.add(`${dataplane}/${services}`);
     }
     if (profile === "programming") {
-      seconds += programmingRunSeconds(dataplane, services, def.programming!);
+      seconds += programmingRunSeconds(dataplane, services, run.key.repetition, def.programming!);
       return;
     }
     seconds += def.flowSeconds;

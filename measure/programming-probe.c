@@ -14,7 +14,7 @@
 //       done <sent> <flaps> <timeouts> <next_port>
 //                                              CONFIRM_MS after it; flaps: attempts sent after that
 //                                              first one whose outcome was not EXPECT
-//       gave-up <sent> <timeouts> <next_port>  MAX_S without the change
+//       gave-up <sent> <timeouts> <next_port>  MAX_S without the change, or 10 s without the state before
 //     and exits; also exits when stdin closes.
 //
 //   programming-probe listen PORT
@@ -35,6 +35,8 @@
 #include <unistd.h>
 
 #define MAX_PENDING 65536
+/* The state before the change must hold within this time, or the probe gives up. */
+#define READY_TIMEOUT_NS (10LL * 1000000000LL)
 
 static long long now_ns(void)
 {
@@ -223,7 +225,7 @@ int main(int argc, char **argv)
 			printf("done %ld %ld %ld %d\n", sent, flaps, timeouts, next);
 			return 0;
 		}
-		if (t - start > max_ns) {
+		if (t - start > max_ns || (!ready && t - start > READY_TIMEOUT_NS)) {
 			printf("gave-up %ld %ld %d\n", sent, timeouts, next);
 			return 0;
 		}

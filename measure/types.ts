@@ -56,7 +56,7 @@ export interface ProgrammingSettings {
   readonly confirmMs: number;
   /** Longest wait for a change to reach the packets, s: beyond it the run fails. */
   readonly timeoutS: number;
-  /** Also time cold starts (COLD_START_CHANGES), where the backend offers them. */
+  /** Also time cold starts (COLD_START_CHANGES), where the backend offers them, in the first repetition of each cell (they cost a full sync each). */
   readonly coldStart: boolean;
 }
 

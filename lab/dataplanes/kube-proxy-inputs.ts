@@ -196,12 +196,20 @@ export function updatedServices(before: ReadonlyMap<string, string>, after: Read
   return updated;
 }
 
+/** Signatures already computed, per Service object and family: a change hands over the unchanged Services as the same objects. */
+const signatureCache = new WeakMap<ServiceEndpoints, Partial<Record<Family, string>>>();
+
+/** A signature of a Service's spec and its endpoints of one family. */
+export function serviceSignature(e: ServiceEndpoints, family: Family): string {
+  const cached = signatureCache.get(e) ?? {};
+  if (cached[family] === undefined) {
+    cached[family] = JSON.stringify([e.service, e.endpoints.filter((x) => ipFamilyOf(x.ip) === family).map((x) => [canonicalIp(x.ip), x.local]).sort()]);
+    signatureCache.set(e, cached);
+  }
+  return cached[family]!;
+}
+
 /** Each Service's namespace/name and a signature of its spec and endpoints of this family. */
 export function serviceSignatures(services: readonly ServiceEndpoints[], family: Family): Map<string, string> {
-  return new Map(
-    services.map(({ service, endpoints }) => [
-      namespacedName(service),
-      JSON.stringify([service, endpoints.filter((e) => ipFamilyOf(e.ip) === family).map((e) => [canonicalIp(e.ip), e.local]).sort()]),
-    ]),
-  );
+  return new Map(services.map((e) => [namespacedName(e.service), serviceSignature(e, family)]));
 }

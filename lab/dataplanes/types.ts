@@ -82,6 +82,12 @@ export interface LabDataplane {
    */
   program(change: ServiceChange): Promise<ChangeWrite>;
   /**
+   * What its control plane does at its next periodic sync when nothing changed: the chains that went
+   * stale are deleted (kube-proxy's nftables mode a second after they went stale, its iptables mode
+   * once per sync period in large clusters). The lab lets that time pass at once.
+   */
+  settle(): Promise<void>;
+  /**
    * Takes it off the packet path for another dataplane. What it installed for the step may stay in
    * the kernel, unreachable by any packet, when bringing it back is cheaper than installing it again.
    */

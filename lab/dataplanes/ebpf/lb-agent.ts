@@ -44,6 +44,8 @@ export interface MapOperation {
 const MAX_SERVICE_ID = 0xffff;
 const MAX_BACKEND_ID = 0xffffffff;
 
+/** The namespace/name of the Service a frontend serves (its servicePort is "namespace/name:port"). */
+const serviceOf = (f: Pick<Frontend, "servicePort">) => f.servicePort.slice(0, f.servicePort.lastIndexOf(":"));
 const frontendKey = (f: Pick<Frontend, "family" | "address" | "port" | "protocol">) => `${f.family}|${f.address}|${f.port}|${f.protocol}`;
 const backendKey = (b: Pick<Backend, "family" | "address" | "port" | "protocol">) => `${b.family}|${b.address}|${b.port}|${b.protocol}`;
 
@@ -154,6 +156,15 @@ export class LbMapAgent {
   }
 
   /**
+   * The writes for the events of some Services (namespace/name): their frontends in `plan` added or
+   * changed, their other frontends removed; every other Service's frontends left alone, as the agent
+   * handles one Service event at a time. `plan` holds only Services of `services`.
+   */
+  change(plan: ServiceMapPlan, families: readonly Family[], services: ReadonlySet<string>): MapOperation[] {
+    return this.write(plan, families, false, services);
+  }
+
+  /**
    * The writes of an agent restart that restored these maps: every frontend of the plan written
    * again (slots, reverse NAT, master), new ones added, gone ones removed.
    */
@@ -161,13 +172,14 @@ export class LbMapAgent {
     return this.write(plan, families, true);
   }
 
-  private write(plan: ServiceMapPlan, families: readonly Family[], everything: boolean): MapOperation[] {
+  private write(plan: ServiceMapPlan, families: readonly Family[], everything: boolean, scope?: ReadonlySet<string>): MapOperation[] {
     const want = wanted(plan, families);
     const wantedKeys = new Set(want.map((w) => frontendKey(w.frontend)));
     const ops: MapOperation[] = [];
     const released: string[] = [];
     for (const [key, held] of this.frontends) {
       if (!families.includes(held.frontend.family) || wantedKeys.has(key)) continue;
+      if (scope && !scope.has(serviceOf(held.frontend))) continue;
       ops.push(...this.deleteFrontend(held.frontend));
       this.serviceIds.release(held.frontend.revNatIndex);
       this.frontends.delete(key);

@@ -5,7 +5,7 @@
 import { rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Family } from "../../../scenario/cidr.js";
-import type { ServiceEndpoints } from "../kube-proxy-inputs.js";
+import { namespacedName, serviceSignature, type ServiceEndpoints } from "../kube-proxy-inputs.js";
 import { LB_MAPS, planServiceMapsFor, type ServiceMapPlan } from "./service-maps.js";
 import type { MapOperation } from "./lb-agent.js";
 import { EBPF_DATAPLANE_PREF, EbpfDataplane, ebpfHostProblem, setupEbpfDataplane } from "./kernel.js";
@@ -19,13 +19,29 @@ const SYNC_KINDS: readonly SyncKind[] = ["partial", "restart", "cold"];
 class EbpfLabDataplane implements LabDataplane {
   readonly name = "ebpf" as const;
   /** The step whose maps are filled, and whether the programs are attached. */
-  private held: { services: number; loadBalancer: EbpfDataplane; active: boolean } | undefined;
+  private held: { services: number; endpoints: readonly ServiceEndpoints[]; loadBalancer: EbpfDataplane; active: boolean } | undefined;
 
   constructor(private readonly context: LabDataplaneContext) {}
 
   /** The load balancer of the held step. */
   get loadBalancer(): EbpfDataplane | undefined {
     return this.held?.loadBalancer;
+  }
+
+  /**
+   * The Services whose events the agent sees going from `before` to `after` (created, changed or
+   * deleted), by namespace/name, and the plan of those still there. Unchanged Services come as the
+   * same objects or with the same signature.
+   */
+  private events(before: readonly ServiceEndpoints[], after: readonly ServiceEndpoints[]): { services: Set<string>; plan: ServiceMapPlan } {
+    const previous = new Map(before.map((e) => [namespacedName(e.service), e]));
+    const changed = after.filter((e) => {
+      const was = previous.get(namespacedName(e.service));
+      return was !== e && (was === undefined || LAB_FAMILIES.some((f) => serviceSignature(was, f) !== serviceSignature(e, f)));
+    });
+    const present = new Set(after.map((e) => namespacedName(e.service)));
+    const services = new Set([...changed.map((e) => namespacedName(e.service)), ...before.filter((e) => !present.has(namespacedName(e.service))).map((e) => namespacedName(e.service))]);
+    return { services, plan: this.plan(changed) };
   }
 
   /** The frontends of the Services, in their order. */
@@ -44,14 +60,16 @@ class EbpfLabDataplane implements LabDataplane {
     }
     if (held && (this.context.stepSync ?? "partial") === "partial") {
       const lb = held.loadBalancer;
-      await lb.write(lb.agent.upsert(this.plan(step.endpoints), LAB_FAMILIES));
+      const { services, plan } = this.events(held.endpoints, step.endpoints);
+      await lb.write(lb.agent.change(plan, LAB_FAMILIES, services));
       held.services = step.services;
+      held.endpoints = step.endpoints;
       if (!held.active) lb.resume();
       held.active = true;
       return { sync: "partial" };
     }
     await this.remove();
-    this.held = { services: step.services, loadBalancer: setupEbpfDataplane(this.context.topology, { services: step.serviceSet }), active: true };
+    this.held = { services: step.services, endpoints: step.endpoints, loadBalancer: setupEbpfDataplane(this.context.topology, { services: step.serviceSet }), active: true };
     return { sync: "full" };
   }
 
@@ -65,13 +83,23 @@ class EbpfLabDataplane implements LabDataplane {
       // A new node's agent starts from empty maps: they are emptied first, untimed.
       if (change.how === "cold") await lb.write(lb.agent.upsert(this.plan([]), [family]));
       const start = performance.now();
-      const plan = this.plan(change.endpoints);
-      const ops: MapOperation[] = change.how === "restart" ? lb.agent.restore(plan, [family]) : lb.agent.upsert(plan, [family]);
+      let ops: MapOperation[];
+      if (change.how === "partial") {
+        const { services, plan } = this.events(held.endpoints, change.endpoints);
+        ops = lb.agent.change(plan, [family], services);
+      } else {
+        const plan = this.plan(change.endpoints);
+        ops = change.how === "restart" ? lb.agent.restore(plan, [family]) : lb.agent.upsert(plan, [family]);
+      }
       const { operations, kernelNs } = await lb.write(ops);
       if (family === change.family) timed = { syncS: (performance.now() - start) / 1000, commitS: kernelNs / 1e9, writes: operations };
     }
+    held.endpoints = change.endpoints;
     return timed!;
   }
+
+  /** The agent deletes nothing later: a removal is complete when its writes are. */
+  async settle(): Promise<void> {}
 
   async stepAside(): Promise<void> {
     if (!this.held?.active) return;

@@ -7,7 +7,7 @@
 import type { Family } from "../../../scenario/cidr.js";
 import { LAB_FAMILIES } from "../../lab-scenario.js";
 import { ControlPlaneClock } from "../control-plane-clock.js";
-import { namespacedName, type ServiceEndpoints } from "../kube-proxy-inputs.js";
+import type { ServiceEndpoints } from "../kube-proxy-inputs.js";
 import {
   applyKubeProxyRules,
   countNatRules,
@@ -64,21 +64,14 @@ class IptablesDataplane implements LabDataplane {
       return { sync: "none" };
     }
     if (held && (this.context.stepSync ?? "partial") === "partial") {
-      const kept = new Set(step.endpoints.map((e) => namespacedName(e.service)));
-      const removedSome = held.endpoints.some((e) => !kept.has(namespacedName(e.service)));
       for (const family of LAB_FAMILIES) {
-        const proxier = held.proxiers[family];
         // Crossing the large-cluster threshold changes every endpoint rule's comments: kube-proxy's next
         // full sync (within FullSyncPeriod) writes them all, so the step gets it now.
         const crossed = largeClusterModeOf(held.endpoints, family) !== largeClusterModeOf(step.endpoints, family);
-        const { sync } = await this.sync(proxier, step.endpoints, { full: crossed });
-        if (sync.largeClusterMode && removedSome && !sync.full) {
-          // Large clusters delete stale chains once per sync period: the next one comes.
-          this.clock.skip(IPTABLES_SYNC_PERIOD_S + 1);
-          await this.sync(proxier, step.endpoints);
-        }
+        await this.sync(held.proxiers[family], step.endpoints, { full: crossed });
       }
       this.held = { ...held, services: step.services, endpoints: step.endpoints };
+      await this.settle();
       if (!held.active) await resumeKubeProxyRules(this.worker, LAB_FAMILIES, iptablesBackend);
       this.held.active = true;
       return { sync: "partial" };
@@ -105,6 +98,14 @@ class IptablesDataplane implements LabDataplane {
     }
     held.endpoints = change.endpoints;
     return timed!;
+  }
+
+  async settle(): Promise<void> {
+    const held = this.held;
+    // Below the large-cluster threshold every sync deletes the stale chains already.
+    if (!held || !LAB_FAMILIES.some((f) => largeClusterModeOf(held.endpoints, f))) return;
+    this.clock.skip(IPTABLES_SYNC_PERIOD_S + 1);
+    for (const family of LAB_FAMILIES) await this.sync(held.proxiers[family], held.endpoints);
   }
 
   async stepAside(): Promise<void> {

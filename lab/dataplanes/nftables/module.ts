@@ -51,9 +51,8 @@ class NftablesDataplane implements LabDataplane {
     if (held && (this.context.stepSync ?? "partial") === "partial") {
       // A running kube-proxy sees the Services change; its next sync, a second later, deletes the chains that went stale.
       for (const family of LAB_FAMILIES) held.proxiers[family].sync(step.endpoints, new NftablesNetns(this.worker, family), { now: this.clock.now() });
-      this.clock.skip(STALE_CHAIN_DELAY_S + 0.001);
-      for (const family of LAB_FAMILIES) held.proxiers[family].sync(step.endpoints, new NftablesNetns(this.worker, family), { now: this.clock.now() });
       this.held = { ...held, services: step.services, endpoints: step.endpoints };
+      await this.settle();
       if (!held.active) await resumeKubeProxyNftables(this.worker, LAB_FAMILIES);
       this.held.active = true;
       return { sync: "partial" };
@@ -88,6 +87,13 @@ class NftablesDataplane implements LabDataplane {
     }
     held.endpoints = change.endpoints;
     return timed!;
+  }
+
+  async settle(): Promise<void> {
+    const held = this.held;
+    if (!held) return;
+    this.clock.skip(STALE_CHAIN_DELAY_S + 0.001);
+    for (const family of LAB_FAMILIES) held.proxiers[family].sync(held.endpoints, new NftablesNetns(this.worker, family), { now: this.clock.now() });
   }
 
   async stepAside(): Promise<void> {
