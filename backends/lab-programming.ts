@@ -31,7 +31,7 @@ import { run } from "../lab/netns.js";
 import type { LabTopology } from "../lab/topology.js";
 import type { Scenario } from "../scenario/schema.js";
 import type { ServiceSet } from "../workloads/service-model.js";
-import { buildServiceSet } from "../workloads/service-set.js";
+import { programmingServices } from "../workloads/programming-services.js";
 
 /** The step a lab backend holds: its dataplane and the Services it serves. */
 export interface HeldStep {
@@ -42,18 +42,15 @@ export interface HeldStep {
   readonly endpoints: readonly ServiceEndpoints[];
 }
 
-/** Pure: the Services of one programming run at a step: the probed one, the step without it, and the step with addMany - 1 more. */
+/** Pure: the Services of one programming run at a step, with their endpoints: the probed one, the step without it, and the step with the add-100 Services. */
 export function programmingChanges(
   scenario: Pick<Scenario, "kubernetes" | "families" | "receiver" | "sweep" | "workloads" | "services">,
-  step: Pick<HeldStep, "services" | "serviceSet" | "endpoints">,
+  step: Pick<HeldStep, "serviceSet" | "endpoints">,
   addMany: number,
 ): { probed: ServiceEndpoints; without: ServiceEndpoints[]; withMany: ServiceEndpoints[] } {
-  const { nodePort } = step.serviceSet.counts;
-  if (nodePort === 0) throw new Error(`the programming profile needs a NodePort Service to probe; ${step.services} Services hold none; accepted: at least 1 Service`);
-  const probedSpec = step.serviceSet.scaled[nodePort - 1]!;
-  const probed = step.endpoints.find((e) => e.service === probedSpec);
-  if (!probed) throw new Error(`programming: Service ${probedSpec.name} is not among the step's endpoints`);
-  const more = buildServiceSet(scenario, step.services + addMany - 1).scaled.slice(step.services);
+  const { probed: spec, more } = programmingServices(scenario, step.serviceSet, addMany);
+  const probed = step.endpoints.find((e) => e.service === spec);
+  if (!probed) throw new Error(`programming: Service ${spec.name} is not among the step's endpoints`);
   return {
     probed,
     without: step.endpoints.filter((e) => e !== probed),

@@ -19,10 +19,10 @@ export const LAB_PROFILE_CHOICES = [...LAB_RUN_PROFILES, "programming"] as const
 /**
  * What each programming run does in the lab: a probe every millisecond, 100 Services at once for
  * add-100, 50 ms of probes after the first that saw a change (to count flaps), a change that does not
- * reach the packets within 5 minutes fails the run (kube-proxy's nftables full sync at 10000 Services
- * takes most of a minute per family here), and the cold starts timed as well (in each cell's first run).
+ * reach the packets within 15 minutes fails the run (kube-proxy's nftables full sync after a restart at 10000 Services
+ * takes minutes per family on a busy host), and the cold starts timed as well (in each cell's first run).
  */
-export const LAB_PROGRAMMING: ProgrammingSettings = { probesPerSecond: 1000, addMany: 100, confirmMs: 50, timeoutS: 300, coldStart: true };
+export const LAB_PROGRAMMING: ProgrammingSettings = { probesPerSecond: 1000, addMany: 100, confirmMs: 50, timeoutS: 900, coldStart: true };
 export const LAB_FAMILIES = ["ipv4", "ipv6"] as const satisfies readonly Family[];
 
 export interface LabProfile {
