@@ -5,6 +5,13 @@
 // families). Same process, same topology, a few rounds, the order of the three rotating from round to
 // round; prints every round, the medians and the ratios.
 // Run as root: npx tsx bench/lab-install.ts [SERVICES] [ROUNDS]   (default 10000 Services, 5 rounds)
+//
+// With `steps` first: the default profile's steps in its own order (the seeded order of its plan),
+// each dataplane moved from step to step as the lab moves it, by partial syncs (LabDataplane.setUp
+// with stepSync "partial"), against the same steps installed by one full sync each ("full"), both
+// through the dataplane modules, the two ways alternating from round to round; prints the time of
+// every step and the sums, and the ratio partial/full.
+// Run as root: npx tsx bench/lab-install.ts steps [ROUNDS]   (default 2 rounds)
 import { setupEbpfDataplane } from "../lab/dataplanes/ebpf/kernel.js";
 import { planServiceMaps } from "../lab/dataplanes/ebpf/service-maps.js";
 import { bpftoolBatch, LbMapAgent } from "../lab/dataplanes/ebpf/lb-agent.js";
@@ -18,8 +25,18 @@ import {
   removeKubeProxyNftables,
 } from "../lab/dataplanes/nftables/kernel.js";
 import { createTopology, labHostProblem } from "../lab/topology.js";
+import { ebpfHostProblem } from "../lab/dataplanes/ebpf/kernel.js";
+import { LAB_DATAPLANES, type StepSync } from "../lab/dataplanes/index.js";
+import { labDefinition, labProfile } from "../lab/profiles.js";
+import { planCampaign } from "../measure/campaign-plan.js";
+import { DATAPLANES as LAB_DATAPLANE_NAMES } from "../scenario/schema.js";
 import { medianOf } from "../measure/statistics.js";
 import { buildServiceSet } from "../workloads/service-set.js";
+
+if (process.argv[2] === "steps") {
+  await stepsBench(Number(process.argv[3] ?? 2));
+  process.exit(0);
+}
 
 const services = Number(process.argv[2] ?? 10_000);
 const rounds = Number(process.argv[3] ?? 5);
@@ -125,4 +142,64 @@ try {
   ratio("nftables", "iptables", "nft -f / iptables-restore");
 } finally {
   topology.destroy();
+}
+
+/** The default profile's install time: its steps, in its plan's order, by partial syncs and by full syncs. */
+async function stepsBench(rounds: number): Promise<void> {
+  if (!Number.isInteger(rounds) || rounds < 1) {
+    console.error("usage: npx tsx bench/lab-install.ts steps [ROUNDS >= 1]");
+    process.exit(2);
+  }
+  const problem = labHostProblem() ?? nftablesHostProblem() ?? ebpfHostProblem();
+  if (problem) {
+    console.error(`bench/lab-install: ${problem}`);
+    process.exit(1);
+  }
+  const def = labDefinition(labProfile("default"));
+  const plan = planCampaign("bench", def);
+  const order = plan.map((r) => r.key.services).filter((n, i, all) => i === 0 || all[i - 1] !== n);
+  const steps = [...new Set(order)];
+  console.log(`the default profile's steps in its order: ${steps.join(" -> ")} (${LAB_DATAPLANE_NAMES.join(", ")}, both families, ${rounds} rounds)`);
+  const topology = createTopology({ linkMbps: 0 });
+  const totals: Record<string, Record<StepSync, number[]>> = {};
+  try {
+    const scenario = labScenario(topology);
+    const stepOf = (n: number) => {
+      const set = buildServiceSet(scenario, n);
+      return { services: n, serviceSet: set, endpoints: serviceEndpoints(set, topology.addresses.pod) };
+    };
+    for (let round = 1; round <= rounds; round++) {
+      const ways: StepSync[] = round % 2 === 1 ? ["partial", "full"] : ["full", "partial"];
+      for (const name of LAB_DATAPLANE_NAMES) {
+        for (const stepSync of ways) {
+          const dataplane = LAB_DATAPLANES[name].create({ topology, scenario, iptablesBackend: "legacy", stepSync });
+          const times: number[] = [];
+          try {
+            for (const n of steps) {
+              const t = performance.now();
+              await dataplane.setUp(stepOf(n));
+              times.push(performance.now() - t);
+            }
+          } finally {
+            await dataplane.remove();
+          }
+          const sum = times.reduce((a, b) => a + b, 0);
+          ((totals[name] ??= { partial: [], full: [] })[stepSync]).push(sum);
+          console.log(`round ${round} ${name.padEnd(9)} ${stepSync.padEnd(7)}: ${times.map((x) => `${(x / 1000).toFixed(2)} s`).join(", ")}; sum ${(sum / 1000).toFixed(1)} s`);
+        }
+      }
+    }
+  } finally {
+    topology.destroy();
+  }
+  let partial = 0;
+  let full = 0;
+  for (const name of LAB_DATAPLANE_NAMES) {
+    const p = medianOf(totals[name]!.partial);
+    const f = medianOf(totals[name]!.full);
+    partial += p;
+    full += f;
+    console.log(`median ${name}: partial syncs ${(p / 1000).toFixed(1)} s, full syncs ${(f / 1000).toFixed(1)} s, ratio ${(p / f).toFixed(3)}`);
+  }
+  console.log(`the default profile's installs, every dataplane: partial syncs ${(partial / 1000).toFixed(1)} s, full syncs ${(full / 1000).toFixed(1)} s, ratio ${(partial / full).toFixed(3)}`);
 }
