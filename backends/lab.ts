@@ -19,7 +19,11 @@
 //
 // Switching dataplanes within a step is cheap: the one leaving steps aside and keeps what it
 // installed (parked, unreachable by packets) until its turn comes back at the same Service count, so
-// the interleaved plan installs each dataplane once per step. A new Service count removes them all.
+// the interleaved plan writes each dataplane once per step. At a new Service count each dataplane, on
+// its turn, moves what it holds to the new Services by a partial sync, as its control plane does in a
+// running cluster (stepSync "partial"); with stepSync "full" a new Service count removes them all and
+// each installs the step by one full sync. The programming profile's runs change the step's Services
+// through the dataplane (backends/lab-programming.ts) and leave them as they were.
 //
 // A D-ITG flow is handed back when ITGRecv prints that its data is in, and a connection-setup run
 // (not D-ITG) starts during ITGRecv's one-second wait before it closes the flow, unless it needs the

@@ -15,6 +15,8 @@
 //                                              CONFIRM_MS after it; flaps: attempts sent after that
 //                                              first one whose outcome was not EXPECT
 //       gave-up <sent> <timeouts> <next_port>  MAX_S without the change, or 10 s without the state before
+//       mark <ns>                              its clock when it read a line "mark" on stdin: where the
+//                                              change starts, for a backend whose clock is elsewhere
 //     and exits; also exits when stdin closes.
 //
 //   programming-probe listen PORT
@@ -168,9 +170,13 @@ int main(int argc, char **argv)
 				continue;
 			}
 			if (tag == UINT64_MAX - 1) {
-				char buf[64];
-				if (read(STDIN_FILENO, buf, sizeof(buf)) <= 0)
+				char buf[256];
+				ssize_t got = read(STDIN_FILENO, buf, sizeof(buf) - 1);
+				if (got <= 0)
 					return 0;
+				buf[got] = 0;
+				for (char *m = strstr(buf, "mark"); m; m = strstr(m + 4, "mark"))
+					printf("mark %lld\n", t);
 				continue;
 			}
 			int fd = (int)tag, err = 0;

@@ -67,7 +67,8 @@ export type ProbeLine =
   | { readonly kind: "ready"; readonly sent: number }
   | { readonly kind: "changed"; readonly sentNs: bigint; readonly seenNs: bigint }
   | { readonly kind: "done"; readonly sent: number; readonly flaps: number; readonly timeouts: number; readonly nextPort: number }
-  | { readonly kind: "gave-up"; readonly sent: number; readonly timeouts: number; readonly nextPort: number };
+  | { readonly kind: "gave-up"; readonly sent: number; readonly timeouts: number; readonly nextPort: number }
+  | { readonly kind: "mark"; readonly ns: bigint };
 
 export function parseProbeLine(line: string): ProbeLine {
   const w = line.trim().split(" ");
@@ -80,6 +81,7 @@ export function parseProbeLine(line: string): ProbeLine {
   if (w[0] === "changed" && w.length === 3 && /^\d+$/.test(w[1]!) && /^\d+$/.test(w[2]!)) return { kind: "changed", sentNs: BigInt(w[1]!), seenNs: BigInt(w[2]!) };
   if (w[0] === "done" && w.length === 5) return { kind: "done", sent: n(1), flaps: n(2), timeouts: n(3), nextPort: n(4) };
   if (w[0] === "gave-up" && w.length === 4) return { kind: "gave-up", sent: n(1), timeouts: n(2), nextPort: n(3) };
+  if (w[0] === "mark" && w.length === 2 && /^\d+$/.test(w[1]!)) return { kind: "mark", ns: BigInt(w[1]!) };
   throw new Error(`programming probe: ${JSON.stringify(line)} is not one of its lines`);
 }
 
@@ -91,8 +93,22 @@ export function parseProbeLine(line: string): ProbeLine {
 export class ProbeSession {
   readonly ready: Promise<void>;
   readonly result: Promise<ProbeResult>;
+  private readonly marks: ((ns: bigint) => void)[] = [];
+  private readonly stdin: Writable | null | undefined;
+
+  /**
+   * The probe's clock now, asked over its stdin: where a change starts when the backend's own clock
+   * is on another host (the cloud's client VM). Late by the time the line takes to reach the probe.
+   */
+  mark(): Promise<bigint> {
+    if (!this.stdin) return Promise.reject(new Error("programming probe: no stdin to mark the start of a change"));
+    const at = new Promise<bigint>((resolve) => this.marks.push(resolve));
+    this.stdin.write("mark\n");
+    return at;
+  }
 
   constructor(process: { stdout: Readable; stderr?: Readable | null; stdin?: Writable | null; once(event: "exit", f: (code: number | null) => void): unknown }) {
+    this.stdin = process.stdin;
     let stderr = "";
     process.stderr?.on("data", (d: Buffer) => (stderr = (stderr + d.toString()).slice(-2000)));
     const lines = createInterface({ input: process.stdout });
@@ -113,6 +129,7 @@ export class ProbeSession {
           const l = parseProbeLine(line);
           if (l.kind === "ready") onReady();
           else if (l.kind === "changed") changed = { sentNs: l.sentNs, seenNs: l.seenNs };
+          else if (l.kind === "mark") this.marks.shift()?.(l.ns);
           else if (l.kind === "done") resolve({ ...(changed ? { changed } : {}), sent: l.sent, flaps: l.flaps, timeouts: l.timeouts, nextPort: l.nextPort });
           else {
             failReady(new Error(`programming probe gave up before the state before the change held (${l.sent} attempts, ${l.timeouts} without answer)`));

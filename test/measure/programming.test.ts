@@ -62,8 +62,19 @@ describe("the probe's lines", () => {
   const fakeProcess = () => {
     const events = new EventEmitter();
     const stdout = new PassThrough();
-    return { stdout, stderr: new PassThrough(), once: (e: "exit", f: (code: number | null) => void) => events.once(e, f), exit: (code: number) => events.emit("exit", code) };
+    const stdin = new PassThrough();
+    return { stdout, stdin, stderr: new PassThrough(), once: (e: "exit", f: (code: number | null) => void) => events.once(e, f), exit: (code: number) => events.emit("exit", code) };
   };
+
+  it("asks the probe for its clock to mark where a change starts", async () => {
+    const p = fakeProcess();
+    const session = new ProbeSession(p);
+    const asked = new Promise<string>((resolve) => p.stdin.once("data", (d: Buffer) => resolve(d.toString())));
+    const mark = session.mark();
+    expect(await asked).toBe("mark\n");
+    p.stdout.write("mark 424242\n");
+    expect(await mark).toBe(424242n);
+  });
 
   it("reads a session: ready, then the change, then done", async () => {
     const p = fakeProcess();
