@@ -5,7 +5,7 @@ import { DATAPLANES, DEFAULT_BASELINE, PAPER_SWEEP, scenarioSchema, type Datapla
 import { planCampaign, sameStep, type CampaignDefinition, type PlannedRun, type PrimaryComparisons } from "../measure/campaign-plan.js";
 import { runsForPower } from "../measure/statistics.js";
 import type { RunProfile } from "../measure/types.js";
-import { setupTraffic } from "./connection-setup.js";
+import { setupTraffic } from "../measure/connection-setup.js";
 import { LAB_DATAPLANES } from "./dataplanes/index.js";
 
 export const LAB_PROFILE_NAMES = ["smoke", "default", "paper"] as const;

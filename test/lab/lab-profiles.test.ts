@@ -7,7 +7,7 @@ import type { RunResult } from "../../measure/types.js";
 import { labJudge } from "../../backends/lab.js";
 import { labKubeProxyRules } from "../../lab/dataplanes/iptables/kernel.js";
 import { labScenario, serviceEndpoints } from "../../lab/lab-scenario.js";
-import { plannedConnections } from "../../lab/connection-setup.js";
+import { plannedConnections } from "../../measure/connection-setup.js";
 import { estimateWallSeconds, labDefinition, labProfile, LAB_PROFILES } from "../../lab/profiles.js";
 import { runsForPower } from "../../measure/statistics.js";
 import { planTopology } from "../../lab/topology.js";
