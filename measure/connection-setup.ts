@@ -18,7 +18,8 @@
 import { fileURLToPath } from "node:url";
 import { encodeRecord, recordBlock, timeOfDay, type DecodedLog } from "./ditg-log.js";
 import type { FlowVerdict } from "./ditg-commands.js";
-import type { TrafficProfile } from "./types.js";
+import type { Scenario } from "../scenario/schema.js";
+import type { CampaignTraffic, TrafficProfile } from "./types.js";
 
 /** The probe's C source; one file, no dependencies beyond libc. */
 export const SETUP_PROBE_SOURCE = fileURLToPath(new URL("./connection-setup-probe.c", import.meta.url));
@@ -41,6 +42,11 @@ export function setupTraffic(connectionsPerSecond: number): TrafficProfile {
     throw new Error(`connectionsPerSecond: ${connectionsPerSecond} is not accepted; accepted: an integer from 1 to 5000`);
   }
   return { protocol: "TCP", meter: "rttm", payloadBytes: 0, packetsPerSecond: connectionsPerSecond };
+}
+
+/** A scenario's traffic as a campaign runs it: its D-ITG profiles, and setup at its connection rate (or the given one). */
+export function campaignTraffic(traffic: Scenario["traffic"], setupConnectionsPerSecond = traffic.setup.connectionsPerSecond): CampaignTraffic {
+  return { throughput: traffic.throughput, latency: traffic.latency, setup: setupTraffic(setupConnectionsPerSecond) };
 }
 
 /** Connections one run of `durationS` seconds opens. */

@@ -1,7 +1,8 @@
 // The connection-setup probe through each of the lab's dataplanes (as root), where every connection
 // must be a new conntrack entry; its output and log: test/measure/connection-setup.test.ts.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { LabBackend, labJudge } from "../../backends/lab.js";
+import { LabBackend } from "../../backends/lab.js";
+import { runJudge } from "../../measure/campaign.js";
 import { judgeSetup, plannedConnections, setupTraffic } from "../../measure/connection-setup.js";
 import { ebpfLoadBalancer } from "../../lab/dataplanes/ebpf/module.js";
 import type { EbpfDataplane } from "../../lab/dataplanes/ebpf/kernel.js";
@@ -36,7 +37,7 @@ describe.skipIf(hostProblem !== undefined)(`connection setup through the lab's d
         const outcome = await backend.runFlow(key(dataplane, family, repetition), { logName: `${dataplane}-${family}-${repetition}`, durationS: 1, traffic });
         const decoded = await decodeLogFile((await backend.collectLog(outcome)).log);
         expect(outcome.senderOutput).toBe(`connection setup: ${planned} connections, ${planned} established, 0 failed`);
-        expect(labJudge(outcome.senderOutput, decoded, { profile: "setup", traffic, durationS: 1, linkMbps: 0 })).toEqual({ ok: true });
+        expect(runJudge(outcome.senderOutput, decoded, { profile: "setup", traffic, durationS: 1, linkMbps: 0 })).toEqual({ ok: true });
         expect(decoded.total.delayMinS).toBeGreaterThan(0);
       }
       // The prepare flushed conntrack; two runs later it holds one entry per connection: no 5-tuple came twice.
