@@ -29,7 +29,7 @@ import { LAB_DATAPLANES, type LabDataplane, type SyncKind } from "../lab/datapla
 import type { ServiceEndpoints } from "../lab/dataplanes/kube-proxy-inputs.js";
 import { run } from "../lab/netns.js";
 import type { LabTopology } from "../lab/topology.js";
-import type { Scenario } from "../scenario/schema.js";
+import type { Dataplane, Scenario } from "../scenario/schema.js";
 import type { ServiceSet } from "../workloads/service-model.js";
 import { programmingServices } from "../workloads/programming-services.js";
 
@@ -69,6 +69,8 @@ export class LabProgramming implements ProgrammingBackend {
     private readonly scenario: Scenario,
     /** The step prepared now. */
     private readonly held: () => HeldStep | undefined,
+    /** Called after a run changed the step's dataplane, whether it ended well or not. */
+    private readonly changed: (dataplane: Dataplane) => void = () => undefined,
   ) {}
 
   private build(): string {
@@ -115,6 +117,8 @@ export class LabProgramming implements ProgrammingBackend {
       // The next runs of the step measure its own Services: put them back before failing.
       await step.module.program({ endpoints: step.endpoints, how: "partial", family: key.family }).catch(() => undefined);
       throw error;
+    } finally {
+      this.changed(step.module.name);
     }
     return out;
   }

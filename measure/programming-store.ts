@@ -1,9 +1,9 @@
 // The results store's table of a programming run's changes (measure/types.ts ChangeMeasurement):
-// one row per change, in the order made. Schema 4 of measure/store.ts; other runs have no rows.
+// one row per change, in the order made. Schema 5 of measure/store.ts; other runs have no rows.
 import type Database from "better-sqlite3";
 import { COLD_START_CHANGES, PROGRAMMING_CHANGES, type ChangeMeasurement, type MeasuredChange } from "./types.js";
 
-/** Schema 3 to 4: the changes of programming runs. */
+/** Schema 4 to 5: the changes of programming runs. */
 export const PROGRAMMING_MIGRATION = `
 CREATE TABLE run_change (              -- one measured Service change of a programming run (RunResult.changes)
   run_id          TEXT NOT NULL REFERENCES run_result(run_id),

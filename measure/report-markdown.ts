@@ -225,6 +225,7 @@ export function renderMarkdown(parts: Parts): string {
   );
   out.push(...(parts.hops ?? []));
   out.push(...(parts.programming ?? []));
+  out.push(...(parts.steps ?? []));
   out.push("## Figures", "");
   for (const f of parts.figures) out.push(`- ${f.title}: ![${f.file}](${f.file})`);
   out.push("", "## Tables", "");

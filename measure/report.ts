@@ -22,11 +22,12 @@
 import { mkdir, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { stringify } from "csv-stringify/sync";
+import { stepsReport } from "./report-steps.js";
 import { DATAPLANES, DEFAULT_BASELINE, FAMILIES, type Dataplane } from "../scenario/schema.js";
 import { runsOfCell, type PrimaryComparisons } from "./campaign-plan.js";
 import type { Family } from "../scenario/cidr.js";
 import { decodeDelayHistogram, delayPercentiles, HISTOGRAM_UNITS_PER_S } from "./ditg-log.js";
-import type { FlowSummary, RunProfile, RunResult } from "./types.js";
+import type { FlowSummary, RunProfile, RunResult, StepRecord } from "./types.js";
 import { PAPER_COMPARISON, paperRatioFor, type PaperRatio } from "./paper-reference.js";
 import {
   absoluteDeviationsFromMedian,
@@ -262,6 +263,8 @@ export type ReportOptions = Pick<ReportSettings, "seed" | "resamples"> &
   Partial<Omit<ReportSettings, "seed" | "resamples">> & {
     /** The paper's published ratios (loadPaperReference()); none means no paper column. */
     readonly paper?: readonly PaperRatio[];
+    /** When each prepared step became measurable (the store's step records). */
+    readonly steps?: readonly StepRecord[];
   };
 
 export interface DelaySourceCount {
@@ -295,6 +298,8 @@ export interface Report {
   readonly hops?: readonly string[];
   /** "Programming latency" (report-programming.ts): its lines of report.md, when the campaign made Service changes. */
   readonly programming?: readonly string[];
+  /** "When each step became measurable" (report-steps.ts): its lines of report.md, when steps were recorded. */
+  readonly steps?: readonly string[];
   readonly markdown: string;
 }
 
@@ -641,10 +646,13 @@ export function buildReport(results: readonly RunResult[], options: ReportOption
     tables.push(...programming.tables);
     figures.push(...programming.figures);
   }
+  const steps = stepsReport(options.steps ?? []);
+  if (steps) tables.push({ file: "steps.csv", title: "When each step became measurable, and the Services its dataplane held per family", csv: steps.csv });
   const partial = {
     settings, counts, cells: statistics, ratios, validity, delaySources: delaySourceCounts(cells), tests, warnings, tables, figures,
     ...(hops ? { hops: hops.markdown } : {}),
     ...(programming ? { programming: programming.markdown } : {}),
+    ...(steps ? { steps: steps.markdown } : {}),
   };
   return { ...partial, markdown: renderMarkdown(partial) };
 }

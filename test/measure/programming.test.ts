@@ -1,6 +1,6 @@
 // The programming profile's pipeline without a kernel: the probe's lines, the runner's programming
 // runs with a scripted backend (judged, retried, committed, refused without a ProgrammingBackend),
-// the store's changes (schema 4, an older store upgraded), and the report's section and CSVs.
+// the store's changes (schema 5, an older store upgraded), and the report's section and CSVs.
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -14,8 +14,9 @@ import { parseProbeLine, probeArgs, ProbeSession } from "../../measure/programmi
 import { changeCells, growthFits, powerLawExponent, programmingCsv, programmingReport } from "../../measure/report-programming.js";
 import { buildReport } from "../../measure/report.js";
 import { ResultStore, SCHEMA_VERSION } from "../../measure/store.js";
-import type { Backend, ChangeMeasurement, FlowOutcome, ProgrammingSettings, RunKey, RunResult } from "../../measure/types.js";
+import type { Backend, ChangeMeasurement, FlowOutcome, ProgrammingSettings, RunKey, RunProfile, RunResult } from "../../measure/types.js";
 import { scenarioSchema } from "../../scenario/schema.js";
+import { campaignTraffic } from "../../measure/connection-setup.js";
 
 const SETTINGS: ProgrammingSettings = { probesPerSecond: 1000, addMany: 100, confirmMs: 50, timeoutS: 60, coldStart: true };
 
@@ -181,7 +182,7 @@ describe("programming runs in the campaign runner and the store", () => {
     linkMbps: 0,
     seed: 1,
     order: { randomize: false, interleave: 0 },
-    traffic: scenarioSchema.shape.traffic.parse(undefined),
+    traffic: campaignTraffic(scenarioSchema.shape.traffic.parse(undefined)),
     programming: SETTINGS,
   };
   let dir: string;
@@ -197,9 +198,10 @@ describe("programming runs in the campaign runner and the store", () => {
 
   class ProgrammingFake implements Backend {
     readonly name = "fake";
+    profiles: readonly RunProfile[] = ["programming"];
     readonly calls: string[] = [];
     failures = 0;
-    programming = {
+    programming: Backend["programming"] = {
       runChanges: async (key: RunKey, settings: ProgrammingSettings) => {
         this.calls.push(`changes ${key.dataplane}/${key.services}/${key.repetition} ${settings.probesPerSecond}`);
         if (this.failures-- > 0) throw new Error("no probe through 198.18.1.2:31764 was answered");
@@ -208,6 +210,7 @@ describe("programming runs in the campaign runner and the store", () => {
     };
     async prepare(step: { dataplane: string; services: number }) {
       this.calls.push(`prepare ${step.dataplane}/${step.services}`);
+      return undefined;
     }
     async runFlow(): Promise<FlowOutcome> {
       throw new Error("no flow in a programming campaign");
@@ -238,24 +241,37 @@ describe("programming runs in the campaign runner and the store", () => {
     expect(store.attempts(results[0]!.runId)[0]!.failure).toMatch(/^programming run failed: no probe through/);
   });
 
-  it("refuses a campaign with the programming profile on a backend that does not offer it", async () => {
+  it("refuses a campaign with the programming profile on a backend that does not measure it, or lists it without offering Service changes", async () => {
     const id = campaignIdFor(def);
     store.ensureCampaign(id, def, planCampaign(id, def));
-    const backend = new ProgrammingFake();
-    const without = Object.assign(Object.create(Object.getPrototypeOf(backend)), backend, { programming: undefined }) as Backend;
-    await expect(runCampaign({ store, campaignId: id, backend: without, decoder, retries: 0 })).rejects.toThrow(
-      /plans the programming profile, which backend fake does not offer/,
+    const unlisted = new ProgrammingFake();
+    unlisted.profiles = ["throughput", "latency", "setup"];
+    await expect(runCampaign({ store, campaignId: id, backend: unlisted, decoder, retries: 0 })).rejects.toThrow(
+      /plans profile\(s\) programming, which backend fake does not measure; accepted: throughput, latency, setup/,
     );
+    const without = new ProgrammingFake();
+    without.programming = undefined;
+    await expect(runCampaign({ store, campaignId: id, backend: without, decoder, retries: 0 })).rejects.toThrow(
+      /backend fake lists the programming profile but offers no Service changes/,
+    );
+    expect([...unlisted.calls, ...without.calls]).toEqual([]);
   });
 
-  it("upgrades a schema-3 store in place with the changes table", () => {
+  it.each([
+    // A schema-4 store has the steps but not the changes; a schema-3 store has neither.
+    { version: 4, dropped: ["run_change"] },
+    { version: 3, dropped: ["run_change", "step_record"] },
+  ])("upgrades a schema-$version store in place to schema 5, with the changes table", ({ version, dropped }) => {
+    expect(SCHEMA_VERSION).toBe(5);
     const file = path.join(dir, "old.db");
     ResultStore.open(file).close();
     const raw = new Database(file);
-    raw.exec("DROP TABLE run_change");
-    raw.pragma("user_version = 3");
+    for (const table of dropped) raw.exec(`DROP TABLE ${table}`);
+    raw.pragma(`user_version = ${version}`);
     raw.close();
     const upgraded = ResultStore.open(file);
+    const tables = (upgraded as unknown as { db: Database.Database }).db.prepare("SELECT name FROM sqlite_master WHERE type = 'table'").pluck().all();
+    expect(tables).toEqual(expect.arrayContaining(["run_change", "step_record"]));
     expect(upgraded.settings().schemaVersion).toBe(SCHEMA_VERSION);
     const id = campaignIdFor(def);
     const plan = planCampaign(id, def);

@@ -6,7 +6,7 @@ import { rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Family } from "../../../scenario/cidr.js";
 import { namespacedName, serviceSignature, type ServiceEndpoints } from "../kube-proxy-inputs.js";
-import { LB_MAPS, planServiceMapsFor, type ServiceMapPlan } from "./service-maps.js";
+import { forwardingFrontends, LB_MAPS, planServiceMapsFor, type ServiceMapPlan } from "./service-maps.js";
 import type { MapOperation } from "./lb-agent.js";
 import { EBPF_DATAPLANE_PREF, EbpfDataplane, ebpfHostProblem, setupEbpfDataplane } from "./kernel.js";
 import { LAB_FAMILIES } from "../../lab-scenario.js";
@@ -121,6 +121,13 @@ class EbpfLabDataplane implements LabDataplane {
     if (!this.held) return {};
     const entries = this.held.loadBalancer.serviceMapEntries();
     return Object.fromEntries(LAB_FAMILIES.map((f) => [`${f} service map entries`, entries[f]]));
+  }
+
+  async forwardedClusterIps(): Promise<string[]> {
+    const loadBalancer = this.held?.loadBalancer;
+    if (!loadBalancer) return [];
+    // Every frontend with a backend; the caller keeps the ClusterIPs (NodePort frontends carry the node's address).
+    return LAB_FAMILIES.flatMap((family) => forwardingFrontends(loadBalancer.serviceEntries(family)).map((e) => e.address));
   }
 
   /** Empties the conntrack maps of both families, entry by entry in one bpftool batch per map. */

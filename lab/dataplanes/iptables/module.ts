@@ -11,6 +11,7 @@ import type { ServiceEndpoints } from "../kube-proxy-inputs.js";
 import {
   applyKubeProxyRules,
   countNatRules,
+  forwardedClusterIps,
   IPTABLES_BACKENDS,
   kubeNatChainNames,
   kubeProxyJumps,
@@ -136,6 +137,13 @@ class IptablesDataplane implements LabDataplane {
       counts[`${family} KUBE-* nat chains`] = nat.kubeChains;
     }
     return counts;
+  }
+
+  async forwardedClusterIps(): Promise<string[]> {
+    if (!this.held) return [];
+    const ips: string[] = [];
+    for (const family of LAB_FAMILIES) ips.push(...(await forwardedClusterIps(this.worker, family, this.context.iptablesBackend)));
+    return ips;
   }
 
   flushConnections(): void {}

@@ -11,6 +11,7 @@ import { ControlPlaneClock } from "../control-plane-clock.js";
 import type { ServiceEndpoints } from "../kube-proxy-inputs.js";
 import {
   countKubeProxyNftables,
+  forwardedClusterIps,
   kubeProxyNftablesStates,
   labNftablesNode,
   nftablesHostProblem,
@@ -117,6 +118,13 @@ class NftablesDataplane implements LabDataplane {
       for (const [name, elements] of Object.entries(held.elements)) counts[`${family} ${name} elements`] = elements;
     }
     return counts;
+  }
+
+  async forwardedClusterIps(): Promise<string[]> {
+    if (!this.held) return [];
+    const ips: string[] = [];
+    for (const family of LAB_FAMILIES) ips.push(...(await forwardedClusterIps(this.worker, family)));
+    return ips;
   }
 
   flushConnections(): void {}
