@@ -3,7 +3,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { Command, Option } from "commander";
-import { readStackConfig, redactSecrets, runOffline, type PlannedResource } from "../infra/offline-engine.js";
+import { assetText, readStackConfig, redactSecrets, runOffline, type PlannedResource } from "../infra/offline-engine.js";
 import { REMOTE_ARTIFACT_ROOT } from "../infra/remote-files.js";
 
 export const PROJECT_DIR = path.resolve(path.dirname(new URL(import.meta.url).pathname), "..");
@@ -16,7 +16,7 @@ export interface Artifact {
 
 /**
  * The files a deployment would put on hosts, read from the planned resources themselves:
- * servers' user data (named by their testbed-role metadata) and every uploaded string asset.
+ * servers' user data (named by their testbed-role metadata) and every uploaded asset.
  */
 export function collectArtifacts(resources: readonly PlannedResource[]): Artifact[] {
   const artifacts: Artifact[] = [];
@@ -25,12 +25,10 @@ export function collectArtifacts(resources: readonly PlannedResource[]): Artifac
       const role = (r.inputs.metadata as Record<string, string> | undefined)?.["testbed-role"] ?? r.name;
       artifacts.push({ path: `cloud-init/${role}.yaml`, content: r.inputs.userData });
     }
-    const source = r.inputs.source as { $text?: unknown } | undefined;
     const remotePath = r.inputs.remotePath;
-    if (r.type === "command:remote:CopyToRemote" && typeof source?.$text === "string" && typeof remotePath === "string") {
-      if (remotePath.startsWith(`${REMOTE_ARTIFACT_ROOT}/`)) {
-        artifacts.push({ path: remotePath.slice(REMOTE_ARTIFACT_ROOT.length + 1), content: source.$text });
-      }
+    if (r.type === "command:remote:CopyToRemote" && typeof remotePath === "string" && remotePath.startsWith(`${REMOTE_ARTIFACT_ROOT}/`)) {
+      const content = assetText(r.inputs.source);
+      if (content !== undefined) artifacts.push({ path: remotePath.slice(REMOTE_ARTIFACT_ROOT.length + 1), content });
     }
   }
   const seen = new Map<string, string>();

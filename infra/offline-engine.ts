@@ -2,6 +2,7 @@
 // `testbed diff` and the tests. Provider-computed fields that the program reads (addresses, command
 // output) are filled in here, so the program's own apply() code runs as it would in a deployment.
 import { createHash } from "node:crypto";
+import { readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import * as path from "node:path";
 import { pathToFileURL } from "node:url";
@@ -115,7 +116,8 @@ const SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270";
 
 /**
  * Replaces the engine's secret envelopes by { "$secret": value } so callers can find and redact them,
- * and string assets by { "$text": content } (the file a CopyToRemote would upload).
+ * string assets by { "$text": content } (the file a CopyToRemote would upload), and file assets by
+ * { "$file": path, "$sha256": hash of its content }: what the engine keeps of a file asset.
  */
 async function plainInputs(value: unknown): Promise<unknown> {
   if (value instanceof Promise) return plainInputs(await value);
@@ -124,6 +126,10 @@ async function plainInputs(value: unknown): Promise<unknown> {
     const obj = value as Record<string, unknown>;
     if (obj[SIG_KEY] === SECRET_SIG) return { $secret: await plainInputs(obj.value) };
     if (obj.__pulumiAsset === true && "text" in obj) return { $text: await (obj.text as Promise<string> | string) };
+    if (obj.__pulumiAsset === true && "path" in obj) {
+      const file = await (obj.path as Promise<string> | string);
+      return { $file: file, $sha256: createHash("sha256").update(readFileSync(file)).digest("hex") };
+    }
     const entries = await Promise.all(Object.entries(obj).map(async ([k, v]) => [k, await plainInputs(v)] as const));
     return Object.fromEntries(entries);
   }
@@ -271,6 +277,15 @@ async function settle(value: unknown): Promise<unknown> {
     return Object.fromEntries(entries);
   }
   return value;
+}
+
+/** The content of an asset input as a plan holds it: a string asset's text, or a file asset's file (read now). */
+export function assetText(source: unknown): string | undefined {
+  if (!source || typeof source !== "object") return undefined;
+  const asset = source as { $text?: unknown; $file?: unknown };
+  if (typeof asset.$text === "string") return asset.$text;
+  if (typeof asset.$file === "string") return readFileSync(asset.$file, "utf8");
+  return undefined;
 }
 
 /** Replaces every { "$secret": value } by the string "[secret]". */

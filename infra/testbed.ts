@@ -62,7 +62,15 @@ export class Testbed extends pulumi.ComponentResource {
     if (args.scenario.measure) {
       this.measurement = new Measurement(
         "measurement",
-        { scenario: args.scenario, measure: args.scenario.measure, client: this.lab.hosts.client, router: this.lab.hosts.router, workloads: this.workloads },
+        {
+          scenario: args.scenario,
+          measure: args.scenario.measure,
+          client: this.lab.hosts.client,
+          router: this.lab.hosts.router,
+          worker: this.lab.hosts.worker,
+          bastionAddress: this.lab.bastionAddress,
+          workloads: this.workloads,
+        },
         { parent: this },
       );
     }
