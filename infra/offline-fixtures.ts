@@ -97,6 +97,8 @@ export const COMMAND_FIXTURES: CommandFixture[] = [
         .join("");
     },
   },
+  // The connection-setup probe (infra/setup-probe.ts): each build prints where it installed the probe.
+  { name: /-(client|worker)-build$/, stdout: (inputs) => `${scriptVariable(inputs, "BINARY", /[/\w.-]+/) ?? ""}\n` },
   // Measurement (infra/measurement.ts): what the runs' script and the pairing printed in a real run
   // against ITGRecv on loopback and an sshd, per profile and family (recorded by
   // scripts/record-measurement-fixture.ts).
