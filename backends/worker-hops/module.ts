@@ -169,7 +169,7 @@ export class WorkerHops {
     if (this.runs.size > 0) throw new Error(`hop run ${[...this.runs][0]} still open on the worker; end() it first`);
     if (!(options.maxSeconds > 0)) throw new Error(`maxSeconds: ${options.maxSeconds}; accepted: a positive number of seconds`);
     const nic = this.options.dataNic ?? DEFAULT_DATA_NIC;
-    const located = await runScript(this.shell, locateScript(this.workDir, nic, this.options.receiver), "finding the receiver pod on the worker");
+    const located = await runScript(this.shell, locateScript(nic, this.options.receiver), "finding the receiver pod on the worker");
     const get = (key: string) => located.find((l) => l.key === key)?.value ?? "";
     const devices: Record<WorkerInterface, string> = { nic, "pod-veth": get("veth"), pod: get("pod-if") };
     const problems = WORKER_PLACES.flatMap((p) => {

@@ -130,13 +130,13 @@ export type ReceiverLocator = { readonly pid: number } | { readonly address: str
  * the filters of every hook the probes take.
  * Prints pid=, pod-if=, veth=, and per hook `filter=IFACE DIRECTION <tc's line>`.
  */
-export function locateScript(workDir: string, nic: string, receiver: ReceiverLocator): string {
+export function locateScript(nic: string, receiver: ReceiverLocator): string {
   const byPid = "pid" in receiver;
   if (byPid && !(Number.isInteger(receiver.pid) && receiver.pid > 0)) throw new Error(`receiver.pid: ${receiver.pid} is not a process id`);
   if (!byPid && !/^[0-9a-fA-F.:]+$/.test(receiver.address)) throw new Error(`receiver.address: "${receiver.address}" is not an IP address`);
   const hooks = WORKER_PLACES.map((p) => `show_hook ${p.iface} ${p.direction}`);
   return [
-    ...HEADER(workDir),
+    "set -eu",
     `NIC=${q(nic)}`,
     `PIDS=${byPid ? String(receiver.pid) : '"$(pgrep -x ITGRecv || true)"'}`,
     `ADDR=${byPid ? "''" : q(receiver.address)}`,
@@ -171,7 +171,7 @@ export function locateScript(workDir: string, nic: string, receiver: ReceiverLoc
     '    pod-veth) out=$(tc filter show dev "$VETH" "$2") ;;',
     '    pod) out=$(nsenter --net="$NS" tc filter show dev "$POD_IF" "$2") ;;',
     "  esac",
-    '  printf \'%s\\n\' "$out" | while IFS= read -r line; do [ -n "$line" ] && echo "filter=$1 $2 $line"; done',
+    '  printf \'%s\\n\' "$out" | while IFS= read -r line; do if [ -n "$line" ]; then echo "filter=$1 $2 $line"; fi; done',
     "  return 0",
     "}",
     ...hooks,
@@ -209,7 +209,7 @@ export function attachScript(workDir: string, plan: AttachPlan): string {
     `  if probe_at "$where" "$dev" "$dir"; then in_ns "$where" tc filter del dev "$dev" "$dir" pref ${WORKER_PROBE_PREF}; fi`,
     `  in_ns "$where" env TC_BPF_MNT="$WORK/bpffs" tc filter add dev "$dev" "$dir" pref ${WORKER_PROBE_PREF} bpf da obj "$WORK/${WORKER_PROBE_OBJECT}" sec "tc/$prog"`,
     '  echo "$where $dev $dir" >> "$WORK/state/filters"',
-    '  in_ns "$where" tc filter show dev "$dev" "$dir" | while IFS= read -r line; do [ -n "$line" ] && echo "hook=$where $dev $dir $line"; done',
+    '  in_ns "$where" tc filter show dev "$dev" "$dir" | while IFS= read -r line; do if [ -n "$line" ]; then echo "hook=$where $dev $dir $line"; fi; done',
     "  return 0",
     "}",
     ...attach,

@@ -163,7 +163,8 @@ export class HopProbes {
     const problem = hopProbeHostProblem();
     if (problem) throw new Error(problem);
     const output = options.output ?? outputForKernel(release());
-    const probes = new HopProbes(topology, mkdtempSync(join(tmpdir(), `${topology.prefix}-hops-`)), join(topology.runDir, "hops-bpffs"), output);
+    // One bpffs per output path: a test loads the perf probes beside the ring buffer's.
+    const probes = new HopProbes(topology, mkdtempSync(join(tmpdir(), `${topology.prefix}-hops-`)), join(topology.runDir, `hops-bpffs-${output}`), output);
     topology.onTeardown(() => probes.teardown());
     try {
       run(probeCompileCommand(probes.object, options.dataPort, output));

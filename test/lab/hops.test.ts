@@ -158,7 +158,11 @@ describe.skipIf(problem !== undefined)(`hop probes with real traffic${problem ? 
       const delta = (s: HopSectionSummary) => section(loaded.hops, s.direction, s.section).p50S - s.p50S;
       const injected = delta(section(base.hops, "forward", "datacenter-link"));
       // The injected delay is there, where it was injected: milliseconds, far above any scheduling noise.
-      expect(injected, `forward datacenter-link p50 grew ${us(injected)}`).toBeGreaterThan(5e-3);
+      // A flooder starved of CPU on a busy host leaves the queue short of full: that attempt does not count.
+      if (injected <= 5e-3) {
+        attempts.push(`attempt ${attempt}: the queue was not kept full (forward datacenter-link p50 grew ${us(injected)})`);
+        continue;
+      }
       const others = pathSections(base.hops).filter((s) => !(s.direction === "forward" && s.section === "datacenter-link"));
       const moved = others.filter((s) => Math.abs(delta(s)) > 0.1 * injected).map((s) => `${s.direction} ${s.section} ${us(delta(s))}`);
       if (moved.length === 0) {
@@ -168,7 +172,7 @@ describe.skipIf(problem !== undefined)(`hop probes with real traffic${problem ? 
       }
       attempts.push(`attempt ${attempt}: injected ${us(injected)}, also moved: ${moved.join(", ")}`);
     }
-    throw new Error(`the injected delay showed outside its section on every attempt (not a busy host's noise):\n${attempts.join("\n")}`);
+    throw new Error(`the injected delay did not show in its section alone on any attempt (not a busy host's noise):\n${attempts.join("\n")}`);
   }, 600_000);
 
   it("a paused receiver shows in the receiver's sections (pod delivery and turnaround), and in no other", async () => {
