@@ -398,6 +398,30 @@ function forEachReceive(file: string, fn: (flowId: number, seq: number, rxOfDay:
 }
 
 /**
+ * Calls fn for every sender-log record paired with its receiver-log record (the round trips the
+ * campaign counts; an unpaired one is not a round trip it counts either): the payload's send stamp,
+ * ITGRecv's receive stamp (NaN when the receiver log has none) and ITGSend's receive stamp of the
+ * echo, as times of day. Returns how many there were.
+ */
+function forEachPairedPacket(logs: { senderLog: string; receiverLog: string }, fn: (flowId: number, seq: number, tx: number, rxR: number, rxS: number) => void): number {
+  const sendStamps = new LogStamps(logs.receiverLog, "tx");
+  const receiveStamps = new LogStamps(logs.receiverLog, "rx");
+  let packets = 0;
+  try {
+    forEachReceive(logs.senderLog, (flowId, seq, rxS) => {
+      const tx = sendStamps.sendStampOf(flowId, seq);
+      if (tx !== tx) return;
+      packets++;
+      fn(flowId, seq, tx, receiveStamps.sendStampOf(flowId, seq), rxS);
+    });
+  } finally {
+    void sendStamps.close();
+    void receiveStamps.close();
+  }
+  return packets;
+}
+
+/**
  * One D-ITG round-trip run cut into sections: every sender-log record whose receiver-log record and
  * kernel stamps are all there. `decoded` (the campaign's decode of the same logs) gives the exact
  * means the sections must add up to.
@@ -408,52 +432,41 @@ export function decomposeRoundTrips(capture: HopCapture, logs: { senderLog: stri
   const stamps = readPointStamps(bytes, "ditg", offset, capture.recordsFile);
   const names = namesOf(HOP_SECTIONS, true);
   const values = new SectionValues(names, Math.max(...stamps.perPoint, 1));
-  const sendStamps = new LogStamps(logs.receiverLog, "tx");
-  const receiveStamps = new LogStamps(logs.receiverLog, "rx");
   const boundaries = new Float64Array(15);
   const row = new Float64Array(names.length);
   const forward = HOP_SECTIONS.forward.length;
-  let packets = 0;
   let incomplete = 0;
   let outOfOrder = 0;
-  try {
-    forEachReceive(logs.senderLog, (flowId, seq, rxS) => {
-      const tx = sendStamps.sendStampOf(flowId, seq);
-      if (tx !== tx) return; // unpaired: not a round trip the campaign counts either
-      packets++;
-      boundaries[0] = tx;
-      for (let p = 0; p < 6; p++) boundaries[1 + p] = stamps.points[p]!.get(flowId, seq);
-      boundaries[7] = receiveStamps.sendStampOf(flowId, seq);
-      for (let p = 6; p < 12; p++) boundaries[2 + p] = stamps.points[p]!.get(flowId, seq);
-      boundaries[14] = rxS;
-      for (const b of boundaries) {
-        if (b !== b) {
-          incomplete++;
-          return;
-        }
-      }
-      // Sections: consecutive boundaries; then one end-to-end per direction.
-      let k = 0;
-      let ordered = true;
-      for (let b = 0; b < 14; b++) {
-        const section = delayAcrossMidnight(boundaries[b + 1]!, boundaries[b]!);
-        // Kernel to kernel on one clock: never negative. A D-ITG stamp is truncated to the microsecond.
-        const anchored = b === 0 || b === 6 || b === 7 || b === 13;
-        if (section < (anchored ? -DITG_STAMP_SLACK_S : 0)) ordered = false;
-        row[k++] = section;
-        if (b === forward - 1) row[k++] = delayAcrossMidnight(boundaries[7]!, boundaries[0]!);
-      }
-      row[k] = delayAcrossMidnight(boundaries[14]!, boundaries[7]!);
-      if (!ordered) {
-        outOfOrder++;
+  const packets = forEachPairedPacket(logs, (flowId, seq, tx, rxR, rxS) => {
+    boundaries[0] = tx;
+    for (let p = 0; p < 6; p++) boundaries[1 + p] = stamps.points[p]!.get(flowId, seq);
+    boundaries[7] = rxR;
+    for (let p = 6; p < 12; p++) boundaries[2 + p] = stamps.points[p]!.get(flowId, seq);
+    boundaries[14] = rxS;
+    for (const b of boundaries) {
+      if (b !== b) {
+        incomplete++;
         return;
       }
-      values.add(row);
-    });
-  } finally {
-    void sendStamps.close();
-    void receiveStamps.close();
-  }
+    }
+    // Sections: consecutive boundaries; then one end-to-end per direction.
+    let k = 0;
+    let ordered = true;
+    for (let b = 0; b < 14; b++) {
+      const section = delayAcrossMidnight(boundaries[b + 1]!, boundaries[b]!);
+      // Kernel to kernel on one clock: never negative. A D-ITG stamp is truncated to the microsecond.
+      const anchored = b === 0 || b === 6 || b === 7 || b === 13;
+      if (section < (anchored ? -DITG_STAMP_SLACK_S : 0)) ordered = false;
+      row[k++] = section;
+      if (b === forward - 1) row[k++] = delayAcrossMidnight(boundaries[7]!, boundaries[0]!);
+    }
+    row[k] = delayAcrossMidnight(boundaries[14]!, boundaries[7]!);
+    if (!ordered) {
+      outOfOrder++;
+      return;
+    }
+    values.add(row);
+  });
   const sections = values.summaries();
   const mean = (direction: HopDirection) =>
     sections.filter((s) => s.direction === direction && s.section !== END_TO_END).reduce((sum, s) => sum + s.meanS, 0);
@@ -462,7 +475,12 @@ export function decomposeRoundTrips(capture: HopCapture, logs: { senderLog: stri
   const residualForwardS = oneWay !== undefined && values.n > 0 ? mean("forward") - oneWay : undefined;
   const residualRoundTripS = roundTrip !== undefined && values.n > 0 ? mean("forward") + mean("return") - roundTrip : undefined;
   const base = checkCounts(capture, bytes, "ditg", { packets, decomposed: values.n, incomplete, outOfOrder });
-  const check: HopCheck = {
+  return { sections, check: withResiduals(base, residualForwardS, residualRoundTripS) };
+}
+
+/** The check with its residuals: it adds up when the counts do, the clock held and both residuals are within HOP_SUM_TOLERANCE_S. */
+function withResiduals(base: HopCheck, residualForwardS: number | undefined, residualRoundTripS: number | undefined): HopCheck {
+  return {
     ...base,
     ...(residualForwardS !== undefined ? { residualForwardS } : {}),
     ...(residualRoundTripS !== undefined ? { residualRoundTripS } : {}),
@@ -474,7 +492,6 @@ export function decomposeRoundTrips(capture: HopCapture, logs: { senderLog: stri
       Math.abs(residualForwardS) <= HOP_SUM_TOLERANCE_S &&
       Math.abs(residualRoundTripS) <= HOP_SUM_TOLERANCE_S,
   };
-  return { sections, check };
 }
 
 /** One setup run's TCP handshakes cut into the kernel's sections: every SYN the client sent whose SYN-ACK came back through every point. */
@@ -585,20 +602,8 @@ class WorkerRows {
       sections.filter((s) => s.direction === direction && (s.section === WORKER_SPAN) === span).reduce((sum, s) => sum + s.meanS, 0);
     const residualForwardS = n > 0 ? meanOf("forward", false) - meanOf("forward", true) : undefined;
     const residualRoundTripS = n > 0 ? meanOf("forward", false) + meanOf("return", false) - this.residenceSum / n : undefined;
-    const check: HopCheck = {
-      ...base,
-      ...(residualForwardS !== undefined ? { residualForwardS } : {}),
-      ...(residualRoundTripS !== undefined ? { residualRoundTripS } : {}),
-      ...(bypassed.length > 0 ? { bypassed: bypassed.map((p) => HOP_POINTS[p]!) } : {}),
-      addsUp:
-        base.addsUp &&
-        Math.abs(base.clockStepNs) <= CLOCK_STEP_LIMIT_NS &&
-        residualForwardS !== undefined &&
-        residualRoundTripS !== undefined &&
-        Math.abs(residualForwardS) <= HOP_SUM_TOLERANCE_S &&
-        Math.abs(residualRoundTripS) <= HOP_SUM_TOLERANCE_S,
-    };
-    return { sections, check };
+    const bypassing = bypassed.length > 0 ? { bypassed: bypassed.map((p) => HOP_POINTS[p]!) } : {};
+    return { sections, check: withResiduals({ ...base, ...bypassing }, residualForwardS, residualRoundTripS) };
   }
 }
 
@@ -614,31 +619,20 @@ export function decomposeWorkerRoundTrips(capture: HopCapture, logs: { senderLog
   const plan = workerPlan("ditg", bypassed);
   const rx = plan.boundaries.indexOf("rx");
   const rows = new WorkerRows(plan, Math.max(...stamps.perPoint, 1), rx);
-  const sendStamps = new LogStamps(logs.receiverLog, "tx");
-  const receiveStamps = new LogStamps(logs.receiverLog, "rx");
   const t = new Float64Array(plan.boundaries.length);
-  let packets = 0;
   let incomplete = 0;
   let outOfOrder = 0;
-  try {
-    forEachReceive(logs.senderLog, (flowId, seq, rxS) => {
-      const tx = sendStamps.sendStampOf(flowId, seq);
-      if (tx !== tx) return; // unpaired: not a round trip the campaign counts either
-      packets++;
-      for (let b = 0; b < t.length; b++) {
-        const at = plan.boundaries[b]!;
-        t[b] = at === "rx" ? receiveStamps.sendStampOf(flowId, seq) : stamps.points[at]!.get(flowId, seq);
-        if (t[b] !== t[b]) {
-          incomplete++;
-          return;
-        }
+  const packets = forEachPairedPacket(logs, (flowId, seq, tx, rxR, rxS) => {
+    for (let b = 0; b < t.length; b++) {
+      const at = plan.boundaries[b]!;
+      t[b] = at === "rx" ? rxR : stamps.points[at]!.get(flowId, seq);
+      if (t[b] !== t[b]) {
+        incomplete++;
+        return;
       }
-      if (!rows.add(t, rx, delayAcrossMidnight(rxS, tx))) outOfOrder++;
-    });
-  } finally {
-    void sendStamps.close();
-    void receiveStamps.close();
-  }
+    }
+    if (!rows.add(t, rx, delayAcrossMidnight(rxS, tx))) outOfOrder++;
+  });
   return rows.result(checkCounts(capture, bytes, "ditg", { packets, decomposed: rows.values.n, incomplete, outOfOrder }), bypassed);
 }
 

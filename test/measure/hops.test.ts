@@ -111,6 +111,30 @@ async function decompose(c: Crafted): Promise<RunHops> {
   return decomposeRun(c.capture, c.logs, decoded);
 }
 
+/**
+ * Handshake records of `n` connections (client port 2000 + i) stamped at `points` in order, each
+ * `gaps(i)[j]` ns after the one before; written to setup.hops, whose path is returned.
+ */
+function writeHandshakes(points: readonly number[], n: number, gaps: (i: number) => number[]): string {
+  const bytes = Buffer.alloc(n * points.length * HOP_RECORD_BYTES);
+  let k = 0;
+  for (let i = 0; i < n; i++) {
+    let t = 1_000_000_000n + BigInt(i) * 10_000_000n;
+    points.forEach((point, j) => {
+      if (j > 0) t += BigInt(gaps(i)[j - 1]!);
+      const at = k++ * HOP_RECORD_BYTES;
+      bytes.writeBigUInt64LE(t, at);
+      bytes.writeUInt32LE(0xffffffff, at + 8);
+      bytes.writeUInt32LE(2000 + i, at + 12);
+      bytes.writeUInt8(point, at + 16);
+      bytes.writeUInt8(1, at + 17);
+    });
+  }
+  const recordsFile = path.join(dir, "setup.hops");
+  writeFileSync(recordsFile, bytes);
+  return recordsFile;
+}
+
 const sectionOf = (hops: RunHops, direction: "forward" | "return", name: string) => hops.sections.find((s) => s.direction === direction && s.section === name)!;
 const relative = (x: number, expected: number) => Math.abs(x - expected) / expected;
 const meanOf = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
@@ -249,22 +273,7 @@ describe("decomposeWorkerRoundTrips (a worker probed alone)", () => {
   it("a worker's setup run: each SYN and its SYN-ACK through the worker's points, with spans divided at the SYN's arrival in the pod", () => {
     const gaps = (i: number) => [60_000 + i * 100, 1_000, 9_000, 1_500, 3_000];
     const n = 40;
-    const bytes = Buffer.alloc(n * 6 * HOP_RECORD_BYTES);
-    let k = 0;
-    for (let i = 0; i < n; i++) {
-      let t = 1_000_000_000n + BigInt(i) * 10_000_000n;
-      WORKER_POINTS.forEach((point, j) => {
-        if (j > 0) t += BigInt(gaps(i)[j - 1]!);
-        const at = k++ * HOP_RECORD_BYTES;
-        bytes.writeBigUInt64LE(t, at);
-        bytes.writeUInt32LE(0xffffffff, at + 8);
-        bytes.writeUInt32LE(3000 + i, at + 12);
-        bytes.writeUInt8(point, at + 16);
-        bytes.writeUInt8(1, at + 17);
-      });
-    }
-    const recordsFile = path.join(dir, "setup.hops");
-    writeFileSync(recordsFile, bytes);
+    const recordsFile = writeHandshakes(WORKER_POINTS, n, gaps);
     const counts = HOP_POINTS.map((_, p) => (WORKER_POINTS.includes(p) ? n : 0));
     const hops = decomposeRun(
       { recordsFile, keying: "handshake", scope: "worker", offsetStartNs: "0", offsetEndNs: "0", offsetUncertaintyNs: 0, records: n * 6, stamped: counts, dropped: counts.map(() => 0) },
@@ -284,22 +293,7 @@ describe("decomposeHandshakes", () => {
     // Handshake i from port 2000 + i: 11 sections between its 12 stamps.
     const gaps = (i: number) => [4_000, 3_000, 2_000, 60_000 + i * 100, 1_000, 9_000, 1_500, 3_000, 1_200, 900, 1_100];
     const n = 50;
-    const bytes = Buffer.alloc(n * 12 * HOP_RECORD_BYTES);
-    let k = 0;
-    for (let i = 0; i < n; i++) {
-      let t = 1_000_000_000n + BigInt(i) * 10_000_000n;
-      for (let point = 0; point < 12; point++) {
-        if (point > 0) t += BigInt(gaps(i)[point - 1]!);
-        const at = k++ * HOP_RECORD_BYTES;
-        bytes.writeBigUInt64LE(t, at);
-        bytes.writeUInt32LE(0xffffffff, at + 8);
-        bytes.writeUInt32LE(2000 + i, at + 12);
-        bytes.writeUInt8(point, at + 16);
-        bytes.writeUInt8(1, at + 17);
-      }
-    }
-    const recordsFile = path.join(dir, "setup.hops");
-    writeFileSync(recordsFile, bytes);
+    const recordsFile = writeHandshakes(HOP_POINTS.map((_, p) => p), n, gaps);
     const counts = HOP_POINTS.map(() => n);
     const hops = decomposeRun(
       { recordsFile, keying: "handshake", offsetStartNs: "0", offsetEndNs: "0", offsetUncertaintyNs: 0, records: n * 12, stamped: counts, dropped: counts.map(() => 0) },
