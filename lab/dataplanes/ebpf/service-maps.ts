@@ -224,6 +224,38 @@ export function encodeReverseNat(f: Pick<Frontend, "address" | "port">): Buffer 
   return Buffer.concat([addressBytes(f.address), be16(f.port)]);
 }
 
+/** A service map entry as the kernel holds it (the inverse of encodeServiceKey/encodeServiceValue). */
+export interface ServiceEntry {
+  readonly address: string;
+  readonly port: number;
+  readonly protocol: L4Protocol | number;
+  readonly backendSlot: number;
+  readonly scope: number;
+  /** Slot 0: backends of the frontend. */
+  readonly count: number;
+  readonly flags: number;
+}
+
+/** Pure: decodes one lb4_services / lb6_services entry from its key and value bytes (a bpftool dump's). */
+export function decodeServiceEntry(family: Family, key: readonly number[], value: readonly number[]): ServiceEntry {
+  const k = Buffer.from(key);
+  const v = Buffer.from(value);
+  const n = family === "ipv4" ? 4 : 16;
+  const address = ipaddr.fromByteArray([...k.subarray(0, n)]).toString();
+  const read16 = (b: Buffer, at: number) => (LITTLE ? b.readUInt16LE(at) : b.readUInt16BE(at));
+  const proto = k[n + 4]!;
+  const protocol = (Object.entries(IPPROTO).find(([, number]) => number === proto)?.[0] as L4Protocol | undefined) ?? proto;
+  return { address, port: k.readUInt16BE(n), backendSlot: read16(k, n + 2), protocol, scope: k[n + 5]!, count: read16(v, 4), flags: v[8]! };
+}
+
+/**
+ * Pure: the frontend addresses that forward to at least one backend (slot 0 with a count), from the
+ * entries of a service map: what `cilium-dbg service list` shows as frontends with backends.
+ */
+export function forwardingFrontends(entries: readonly ServiceEntry[]): ServiceEntry[] {
+  return entries.filter((e) => e.backendSlot === 0 && e.count > 0);
+}
+
 const hex = (b: Buffer) => [...b].map((x) => x.toString(16).padStart(2, "0")).join(" ");
 
 /**
