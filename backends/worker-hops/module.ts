@@ -2,7 +2,7 @@
 // part of each latency and setup run (the Service dataplane, the pod's link, delivery and
 // turnaround: measure/hops.ts, scope "worker"), with nothing left on the node afterwards.
 //
-//   const hops = await WorkerHops.install(workerShell, { dataPort, receiver: { address: podIp } });
+//   const hops = await WorkerHops.install(sshWorkerShell(shell), { dataPort, receiver: {} });   // {}: the only ITGRecv pod
 //   per run:   const run = await hops.begin(key.profile, flow.logName, { maxSeconds });   // undefined: not probed
 //              ... the flow ...
 //              outcome.hops = await hops.end(run, localDir);                               // a HopCapture
@@ -67,7 +67,7 @@ export function sshWorkerShell(shell: RemoteShell, host: RemoteHost = "receiver"
 export interface WorkerHopsOptions {
   /** The receiver's data port (NodePort = Service port = pod port), the same for both families. */
   readonly dataPort: number;
-  /** How to find the receiver pod: its address (the pod IP), or an ITGRecv process id. */
+  /** How to find the receiver pod: its address (the pod IP), an ITGRecv process id, or {} for the only pod running ITGRecv. */
   readonly receiver: ReceiverLocator;
   /** The worker's data NIC, where NodePort traffic arrives. Default tb-dc. */
   readonly dataNic?: string;

@@ -122,8 +122,12 @@ export function installScript(workDir: string, sources: Readonly<Record<string, 
   ].join("\n");
 }
 
-/** How the receiver pod is found: an ITGRecv process (its id), or the pod's address among ITGRecv processes. */
-export type ReceiverLocator = { readonly pid: number } | { readonly address: string };
+/**
+ * How the receiver pod is found: an ITGRecv process (its id); or among the worker's ITGRecv
+ * processes, the one whose network namespace holds the pod's address, or without an address the
+ * only network namespace any of them runs in (several ITGRecv of one pod share it).
+ */
+export type ReceiverLocator = { readonly pid: number } | { readonly address?: string };
 
 /**
  * Finds the receiver's network namespace, its interface and the host side of its veth, and lists
@@ -133,13 +137,14 @@ export type ReceiverLocator = { readonly pid: number } | { readonly address: str
 export function locateScript(nic: string, receiver: ReceiverLocator): string {
   const byPid = "pid" in receiver;
   if (byPid && !(Number.isInteger(receiver.pid) && receiver.pid > 0)) throw new Error(`receiver.pid: ${receiver.pid} is not a process id`);
-  if (!byPid && !/^[0-9a-fA-F.:]+$/.test(receiver.address)) throw new Error(`receiver.address: "${receiver.address}" is not an IP address`);
+  const address = byPid ? undefined : receiver.address;
+  if (address !== undefined && !/^[0-9a-fA-F.:]+$/.test(address)) throw new Error(`receiver.address: "${address}" is not an IP address`);
   const hooks = WORKER_PLACES.map((p) => `show_hook ${p.iface} ${p.direction}`);
   return [
     "set -eu",
     `NIC=${q(nic)}`,
     `PIDS=${byPid ? String(receiver.pid) : '"$(pgrep -x ITGRecv || true)"'}`,
-    `ADDR=${byPid ? "''" : q(receiver.address)}`,
+    `ADDR=${address === undefined ? "''" : q(address)}`,
     'fail() { echo "error=$*"; exit 3; }',
     'ip link show dev "$NIC" >/dev/null 2>&1 || fail "the data NIC $NIC does not exist on the worker"',
     'chosen=""; inode=""',
@@ -147,7 +152,7 @@ export function locateScript(nic: string, receiver: ReceiverLocator): string {
     '  [ -e "/proc/$p/ns/net" ] || continue',
     '  if [ -n "$ADDR" ] && ! nsenter --net="/proc/$p/ns/net" ip -o addr show | grep -qF " $ADDR/"; then continue; fi',
     '  i=$(stat -L -c %i "/proc/$p/ns/net")',
-    '  if [ -n "$inode" ] && [ "$i" != "$inode" ]; then fail "two network namespaces of ITGRecv processes ($chosen and $p) match the receiver ${ADDR:-pid}"; fi',
+    '  if [ -n "$inode" ] && [ "$i" != "$inode" ]; then fail "ITGRecv processes $chosen and $p run in two network namespaces${ADDR:+ that hold $ADDR}; name the receiver by its pod address or process id"; fi',
     '  inode=$i; chosen=$p',
     "done",
     '[ -n "$chosen" ] || fail "no ITGRecv process ${ADDR:+holding $ADDR }found (processes: ${PIDS:-none})"',
@@ -198,7 +203,9 @@ export function attachScript(workDir: string, plan: AttachPlan): string {
     ...DETACH,
     // The pod's namespace stays reachable under one name for the run, whatever its processes do.
     'touch "$WORK/state/podns"',
-    `mountpoint -q "$WORK/state/podns" || mount --bind /proc/${plan.pid}/ns/net "$WORK/state/podns"`,
+    // Bound afresh: one left by a failed run may be an earlier pod's.
+    'if mountpoint -q "$WORK/state/podns"; then umount "$WORK/state/podns"; fi',
+    `mount --bind /proc/${plan.pid}/ns/net "$WORK/state/podns"`,
     "attach() {",
     '  where=$1; dev=$2; dir=$3; prog=$4',
     '  if ! in_ns "$where" tc qdisc show dev "$dev" | grep -q clsact; then',

@@ -61,6 +61,7 @@ describe("the scripts", () => {
     install: installScript(work, hopSources(), { probe: ["-O2", "-c", `${work}/src/hop-probe.c`], reader: ["-O2", "-o", `${work}/hop-reader`] }),
     locateByAddress: locateScript("tb-dc", { address: "10.244.1.23" }),
     locateByPid: locateScript("tb-dc", { pid: 4242 }),
+    locateOnly: locateScript("tb-dc", {}),
     attach: attachScript(work, { pid: 4242, devices: { nic: "tb-dc", "pod-veth": "lxc12ab", pod: "eth0" }, runName: "run-1", reader: ["perf", "a", "b", "c"] }),
     end: endScript(work, "run-1"),
     forget: forgetRunScript(work, "run-1"),
