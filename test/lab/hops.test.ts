@@ -136,11 +136,13 @@ describe.skipIf(problem !== undefined)(`hop probes with real traffic${problem ? 
     const { topology } = backend;
     const rdc = topology.plan.links.datacenter.gateway.ifname;
     const node = topology.addresses.node.ipv4;
-    // 8 Mbit/s with a 15 kB queue: a full queue holds a packet about 15 ms. 5.5 Mbit/s of other
-    // traffic (discard port of the worker) beside D-ITG's 4.4 keep it full.
+    // 8 Mbit/s with a 15 kB queue: a full queue holds a packet about 15 ms. 6.7 Mbit/s of other
+    // traffic (discard port of the worker) beside D-ITG's 4.4 keep it full, also when a busy host
+    // costs ITGSend half its send slots. The flooder keeps its rate by the clock, not by its timer's
+    // ticks, which a busy host delays: a late tick sends what fell due.
     const flood = String.raw`
-      const s = require("node:dgram").createSocket("udp4"); const b = Buffer.alloc(1200);
-      setInterval(() => { for (let i = 0; i < 6; i++) s.send(b, 9, process.argv[1]); }, 10);`;
+      const s = require("node:dgram").createSocket("udp4"); const b = Buffer.alloc(1200); const t0 = Date.now(); let sent = 0;
+      setInterval(() => { for (const due = Math.floor((Date.now() - t0) / 10) * 7; sent < due; sent++) s.send(b, 9, process.argv[1]); }, 10);`;
     const attempts: string[] = [];
     for (let attempt = 1; attempt <= ATTEMPTS; attempt++) {
       const base = await measure(dataplane, "latency", LATENCY);
