@@ -8,7 +8,8 @@ import { Command } from "commander";
 import { structuredPatch } from "diff";
 import { deployment, previewMark, resourceKey, type Operation } from "../infra/lifecycle.js";
 import type { PlannedResource } from "../infra/offline-engine.js";
-import { PROJECT_DIR, parseConfigOverrides } from "./plan.js";
+import { parseConfigOverrides } from "./plan.js";
+import { PROJECT_DIR, testbedChildArgs } from "./project.js";
 
 type ResourceRecord = PlannedResource;
 
@@ -127,7 +128,7 @@ const run = promisify(execFile);
 export async function planInChild(stack: string, overrides: readonly string[]): Promise<ResourceRecord[]> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), `testbed-plan-${stack}-`));
   try {
-    const args = ["--import", "tsx/esm", path.join(PROJECT_DIR, "cli/main.ts"), "plan", "--stack", stack, "--out", dir, "--quiet"];
+    const args = testbedChildArgs(["plan", "--stack", stack, "--out", dir, "--quiet"]);
     for (const o of overrides) args.push("--config", o);
     await run(process.execPath, args, { cwd: PROJECT_DIR, maxBuffer: 64 << 20 }).catch((err: { stderr?: string; message: string }) => {
       throw new Error(`planning stack ${stack} failed:\n${err.stderr?.trim() || err.message}`);

@@ -5,8 +5,9 @@ import * as path from "node:path";
 import { Command, Option } from "commander";
 import { readStackConfig, redactSecrets, runOffline, type PlannedResource } from "../infra/offline-engine.js";
 import { REMOTE_ARTIFACT_ROOT } from "../infra/remote-files.js";
+import { PROJECT_DIR } from "./project.js";
 
-export const PROJECT_DIR = path.resolve(path.dirname(new URL(import.meta.url).pathname), "..");
+export { PROJECT_DIR };
 
 export interface Artifact {
   /** Path under the plan's output directory, e.g. "cloud-init/worker.yaml". */

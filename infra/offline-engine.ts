@@ -199,7 +199,8 @@ export interface OfflineOptions {
   readonly program?: string;
 }
 
-const DEFAULT_PROGRAM = path.join(path.dirname(new URL(import.meta.url).pathname), "index.ts");
+/** infra/index beside this module: .ts from source, .js compiled (dist/infra/). */
+const DEFAULT_PROGRAM = path.join(path.dirname(new URL(import.meta.url).pathname), `index${path.extname(new URL(import.meta.url).pathname)}`);
 
 /**
  * Runs the program once in this process. Pulumi's runtime state is global, so a process runs one
