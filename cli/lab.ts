@@ -298,7 +298,7 @@ async function labAction(o: LabOptions): Promise<void> {
     await backend?.teardown().catch(() => undefined);
   }
   const report = await writeCampaignReport({ db: flags.db, out: path.join(flags.out, "report"), campaign: campaignId, baseline: flags.baseline });
-  process.stdout.write(`report: ${report}\n`);
+  process.stdout.write(`report: ${report.markdown}\n`);
 }
 
 export async function labCommand(): Promise<Command> {
