@@ -2,12 +2,13 @@
 // tables, figures and a summary from a results store, each dataplane against the baseline.
 import { existsSync, statSync } from "node:fs";
 import path from "node:path";
-import { Command, InvalidArgumentError, Option } from "commander";
+import { Command, Option } from "commander";
 import type { CampaignDefinition } from "../measure/campaign-plan.js";
 import { loadPaperReference } from "../measure/paper-reference.js";
 import { buildReport, writeReport, type ReportSummary } from "../measure/report.js";
 import { checkReportFolder, ReportFolderError } from "../measure/report-output.js";
 import { ResultStore, StoreError } from "../measure/store.js";
+import { integerOption, printJson } from "./flags.js";
 import type { RunResult } from "../measure/types.js";
 import { DATAPLANES, DEFAULT_BASELINE, type Dataplane } from "../scenario/schema.js";
 
@@ -124,15 +125,6 @@ export async function writeCampaignReport(request: ReportRequest): Promise<Writt
   }
 }
 
-function integerOption(flag: string, min: number, max: number) {
-  return (text: string): number => {
-    const n = Number(text);
-    if (!/^\d+$/.test(text.trim()) || !Number.isSafeInteger(n) || n < min || n > max) {
-      throw new InvalidArgumentError(`accepted: a whole number from ${min} to ${max} (${flag})`);
-    }
-    return n;
-  };
-}
 
 export async function reportCommand(): Promise<Command> {
   return new Command("report")
@@ -151,6 +143,7 @@ export async function reportCommand(): Promise<Command> {
     .option("--json", "print a summary object instead of the path of report.md: {campaign, baseline, runs, tests, primary, warnings, files, out, db, markdown}")
     .action(async (opts: ReportRequest & { json?: boolean }) => {
       const written = await writeCampaignReport(opts);
-      console.log(opts.json ? JSON.stringify({ ...written.summary, out: written.out, db: written.db, markdown: written.markdown }) : written.markdown);
+      if (opts.json) printJson({ ...written.summary, out: written.out, db: written.db, markdown: written.markdown });
+      else console.log(written.markdown);
     });
 }
