@@ -32,7 +32,9 @@ try {
   for (const name of toLoad) program.addCommand(await verbs[name]!());
   await program.parseAsync(process.argv);
 } catch (err) {
-  if (err instanceof CommanderError) process.exit(err.exitCode);
+  // `diff --exit-code` says "differ" with 1, as git does, so its errors say so with 2.
+  const errorCode = requested === "diff" && process.argv.includes("--exit-code") ? 2 : 1;
+  if (err instanceof CommanderError) process.exit(err.exitCode === 0 ? 0 : errorCode);
   console.error(`testbed: ${err instanceof Error ? err.message : String(err)}`);
-  process.exit(1);
+  process.exit(errorCode);
 }
