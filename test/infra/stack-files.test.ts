@@ -28,6 +28,17 @@ describe("the committed stack files", () => {
     for (const d of DATAPLANES) expect(readStackConfig(PROJECT_DIR, d, (p) => readFileSync(p, "utf8")).values["testbed:dataplane"]).toBe(d);
   });
 
+  it("their comments and the project's description speak of every dataplane, not of two", () => {
+    for (const file of ["Pulumi.yaml", ...DATAPLANES.map((d) => `Pulumi.${d}.yaml`)]) {
+      const comments = readFileSync(path.join(PROJECT_DIR, file), "utf8");
+      expect(comments, file).not.toMatch(/\b(two|both) (stack files|stacks|dataplanes)\b/i);
+      // A file that lists the stacks lists them all.
+      if (/one per dataplane/.test(comments)) expect(comments, file).toContain(`one per dataplane: ${DATAPLANES.join(", ")}`);
+    }
+    const description = readFileSync(path.join(PROJECT_DIR, "Pulumi.yaml"), "utf8").replace(/\s+/g, " ");
+    for (const d of ["iptables", "nftables", "eBPF"]) expect(description).toContain(d);
+  });
+
   it("an unknown stack lists the stacks there are", () => {
     expect(() => readStackConfig(PROJECT_DIR, "ipvs", (p) => readFileSync(p, "utf8"))).toThrow(
       `stack "ipvs": no file Pulumi.ipvs.yaml in ${PROJECT_DIR}; accepted: a stack with a stack file there (${[...DATAPLANES].sort().join(", ")})`,
