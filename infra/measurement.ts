@@ -146,11 +146,12 @@ for ((run = 1; run <= RUNS; run++)); do
   if [ "$records" -gt 0 ]; then decoded="$(ITGDec "$slog" 2>/dev/null)"; fi
   flows="$(total "Number of flows")"
   error_lines="$(total "Error lines")"
-  error_line="$(printf '%s\\n' "$sent" | grep -i -m 1 error)"
+  # Searched from a here-string, not a pipe: a grep that stops early would give the writer a SIGPIPE (pipefail).
+  error_line="$(grep -i -m 1 error <<<"$sent")"
   status=failed
   if [ -n "$error_line" ]; then
     reason="ITGSend reported an error: $error_line"
-  elif ! printf '%s\\n' "$sent" | grep -q "Finished sending packets of flow ID"; then
+  elif ! grep -q "Finished sending packets of flow ID" <<<"$sent"; then
     reason="ITGSend did not report 'Finished sending packets' (killed, crashed or stopped after $SEND_TIMEOUT_S s)"
   elif [ "$records" -eq 0 ]; then
     reason="$slog holds no records"
