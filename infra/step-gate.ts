@@ -99,9 +99,10 @@ ${clusterDataplane(s.dataplane).programmedClusterIps}
 scaled_only() {
   awk -v ns="$SCALED_NS" -v pattern="$SCALED_NAME" '{ split($2, id, "/") } id[1] == ns && id[2] ~ pattern { print $1, $2 }' | sort -u
 }
-# Up to three lines of comm's column (13: extra, 23: missing) as " (e.g. ...)".
+# Up to three lines of comm's column (13: extra, 23: missing) as " (e.g. ...)"; awk reads to the end, as a
+# head would not: comm's SIGPIPE under pipefail would end the gate while it waits.
 examples() {
-  comm "-$1" "$work/expected" "$work/programmed" | head -n 3 | awk '{ printf "%s%s %s", (NR > 1 ? ", " : " (e.g. "), $2, $1 } END { if (NR > 0) printf ")" }'
+  comm "-$1" "$work/expected" "$work/programmed" | awk 'NR <= 3 { printf "%s%s %s", (NR > 1 ? ", " : " (e.g. "), $2, $1 } END { if (NR > 0) printf ")" }'
 }
 deadline=$(( $(date +%s) + WAIT_S ))
 

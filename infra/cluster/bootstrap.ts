@@ -83,7 +83,8 @@ export const NODE_RESET = `reset_node() {
   done
   for dev in /sys/class/net/*; do
     dev="\${dev##*/}"
-    if tc filter show dev "$dev" ingress 2>/dev/null | grep cil_ >/dev/null; then tc qdisc delete dev "$dev" clsact 2>/dev/null || true; fi
+    filters="$(tc filter show dev "$dev" ingress 2>/dev/null || true)"
+    if grep -q cil_ <<<"$filters"; then tc qdisc delete dev "$dev" clsact 2>/dev/null || true; fi
   done
   rm -rf /sys/fs/bpf/tc/globals/cilium_* /sys/fs/bpf/cilium
 }`;
@@ -365,7 +366,7 @@ kubectl -n kube-system rollout status daemonset/cilium --timeout=5m >/dev/null
 ${dataplane.activeCheck}
 for pod in $(kubectl -n kube-system get pods -l k8s-app=cilium -o name); do
   status="$(timeout 120 kubectl -n kube-system exec "$pod" -c cilium-agent -- cilium-dbg status)"
-  if ! printf '%s\\n' "$status" | grep -E "^KubeProxyReplacement:[[:space:]]+$WANT_KPR" >/dev/null; then
+  if ! grep -qE "^KubeProxyReplacement:[[:space:]]+$WANT_KPR" <<<"$status"; then
     echo "$pod does not report KubeProxyReplacement $WANT_KPR" >&2
     exit 1
   fi

@@ -89,7 +89,9 @@ for pair in $SYSCTLS; do
   fi
 done
 for nic in $CAPPED; do
-  if ! tc qdisc show dev "$nic" root | grep -q '^qdisc tbf'; then
+  # Read whole, then searched: grep -q on a pipe under pipefail can fail on the writer's SIGPIPE.
+  qdiscs="$(tc qdisc show dev "$nic" root)"
+  if ! grep -q '^qdisc tbf' <<<"$qdiscs"; then
     echo "the $ROLE's $nic carries no link cap (tbf); testbed:linkShaping guest puts one there" >&2
     exit 1
   fi

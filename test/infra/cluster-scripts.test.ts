@@ -161,9 +161,11 @@ case "$*" in
   *"get configmap kube-proxy"*) printf '%s' "\${KUBE_PROXY_CONF:-}" ;;
   *"get pods -l k8s-app=kube-proxy -o name"*) printf 'pod/kube-proxy-a\\npod/kube-proxy-b\\n' ;;
   *"-- nft list table ip kube-proxy"*) exit "\${NFT_TABLE_MISSING:-0}" ;;
-  *"-- iptables-save -t nat"*) printf '*nat\\n%s\\nCOMMIT\\n' "\${NAT_CHAINS:-:POSTROUTING ACCEPT [0:0]}" ;;
+  # As long as a real table of thousands of Services: a reader that stops at the first match leaves the
+  # writer a SIGPIPE, which pipefail must never turn into a pass.
+  *"-- iptables-save -t nat"*) printf '*nat\\n%s\\n' "\${NAT_CHAINS:-:POSTROUTING ACCEPT [0:0]}"; yes ':KUBE-SVC-FILLER - [0:0]' | head -n 200000; printf 'COMMIT\\n' ;;
   *"get pods -l k8s-app=cilium -o name"*) printf 'pod/cilium-a\\npod/cilium-b\\n' ;;
-  *"cilium-dbg status"*) printf 'KVStore:   Disabled\\nKubeProxyReplacement:    %s   [ens4 198.18.1.10]\\nHost Routing:  Legacy\\n' "\${KPR:-True}" ;;
+  *"cilium-dbg status"*) printf 'KVStore:   Disabled\\nKubeProxyReplacement:    %s   [ens4 198.18.1.10]\\n' "\${KPR:-True}"; yes 'Host Routing:  Legacy' | head -n 100000 ;;
   *"get nodes -o jsonpath"*) printf '%s' "$NODE_TABLE" ;;
   *) echo "unexpected kubectl $*" >&2; exit 99 ;;
 esac`,

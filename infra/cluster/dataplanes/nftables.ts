@@ -23,7 +23,10 @@ for proxy in $(kubectl -n kube-system get pods -l k8s-app=kube-proxy -o name); d
     echo "$proxy: no nftables table 'ip kube-proxy' on its node" >&2
     exit 1
   fi
-  if timeout ${DATAPLANE_EXEC_TIMEOUT_S} kubectl -n kube-system exec "$proxy" -- iptables-save -t nat | grep -q '^:KUBE-SERVICES'; then
+  # Read whole, then searched: grep -q on the pipe would stop reading at the match, and under pipefail
+  # the writer's SIGPIPE would turn a found chain into a pass.
+  nat="$(timeout ${DATAPLANE_EXEC_TIMEOUT_S} kubectl -n kube-system exec "$proxy" -- iptables-save -t nat)"
+  if grep -q '^:KUBE-SERVICES' <<<"$nat"; then
     echo "$proxy: its node has a KUBE-SERVICES iptables chain: kube-proxy's iptables mode ran there" >&2
     exit 1
   fi
