@@ -61,6 +61,8 @@ export interface ServiceMapPlan {
 export interface LbEndpoints {
   readonly node: Readonly<Partial<Record<Family, string>>>;
   readonly pod: Readonly<Partial<Record<Family, string>>>;
+  /** A Service's own backend, where it is not `pod` (a cluster whose Services select different pods). */
+  readonly backendOf?: (service: ServiceSpec) => Readonly<Partial<Record<Family, string>>> | undefined;
 }
 
 function familyOf(address: string): Family | undefined {
@@ -99,8 +101,8 @@ export function planServiceMaps(set: ServiceSet, endpoints: LbEndpoints, lbMapMa
   const backends = new Map<string, Backend>();
   const taken = new Map<string, string>();
   let nextRevNat = 1;
-  const backendFor = (family: Family, port: number, protocol: L4Protocol): number => {
-    const address = endpoints.pod[family]!;
+  const backendFor = (family: Family, port: number, protocol: L4Protocol, service: ServiceSpec): number => {
+    const address = endpoints.backendOf?.(service)?.[family] ?? endpoints.pod[family]!;
     const key = `${address}|${port}|${protocol}`;
     let backend = backends.get(key);
     if (!backend) {
@@ -156,7 +158,7 @@ export function planServiceMaps(set: ServiceSet, endpoints: LbEndpoints, lbMapMa
             servicePort,
             revNatIndex: nextRevNat++,
             flags: w.flags,
-            backendIds: [backendFor(family, p.targetPort, p.protocol)],
+            backendIds: [backendFor(family, p.targetPort, p.protocol, spec)],
           });
         }
       }
@@ -244,3 +246,52 @@ export function bpftoolBatch(plan: ServiceMapPlan, mapPath: (name: string) => st
   }
   return `${lines.join("\n")}\n`;
 }
+
+// ---------------------------------------------------------------------------------------------
+// Decoding: what the maps hold, read back from `bpftool map dump` (the inverse of the encoders).
+
+const PROTOCOL_OF: Readonly<Record<number, L4Protocol>> = { 6: "TCP", 17: "UDP" };
+const addressLength = (family: Family) => (family === "ipv4" ? 4 : 16);
+const readU16 = (b: Buffer, at: number) => (LITTLE ? b.readUInt16LE(at) : b.readUInt16BE(at));
+const readU32 = (b: Buffer, at: number) => (LITTLE ? b.readUInt32LE(at) : b.readUInt32BE(at));
+const addressText = (b: Buffer) => ipaddr.fromByteArray([...b]).toString();
+
+/** One slot of lb4_services / lb6_services. */
+export interface ServiceEntry {
+  readonly address: string;
+  readonly port: number;
+  readonly protocol: L4Protocol;
+  readonly backendSlot: number;
+  /** Slot > 0: the backend's id; slot 0: 0. */
+  readonly backendId: number;
+  /** Slot 0: the number of backend slots. */
+  readonly count: number;
+  readonly revNatIndex: number;
+  readonly flags: number;
+}
+
+export function decodeServiceEntry(family: Family, key: Buffer, value: Buffer): ServiceEntry {
+  const n = addressLength(family);
+  return {
+    address: addressText(key.subarray(0, n)),
+    port: key.readUInt16BE(n),
+    backendSlot: readU16(key, n + 2),
+    protocol: PROTOCOL_OF[key[n + 4]!] ?? "TCP",
+    backendId: readU32(value, 0),
+    count: readU16(value, 4),
+    revNatIndex: readU16(value, 6),
+    flags: value[8]!,
+  };
+}
+
+export function decodeBackend(family: Family, id: number, value: Buffer): Backend {
+  const n = addressLength(family);
+  return { id, family, address: addressText(value.subarray(0, n)), port: value.readUInt16BE(n), protocol: PROTOCOL_OF[value[n + 2]!] ?? "TCP" };
+}
+
+/** The bytes of a `bpftool -j map dump` key or value (["0xc6", "0x12", ...]). */
+export function dumpBytes(hexBytes: readonly string[]): Buffer {
+  return Buffer.from(hexBytes.map((h) => Number.parseInt(h, 16)));
+}
+
+export { readU32 as readHostU32 };
