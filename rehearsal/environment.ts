@@ -49,6 +49,15 @@ export interface EnvironmentOptions {
   readonly log: (line: string) => void;
 }
 
+/**
+ * The operator's temporary directory. Short, like a user's /tmp: ssh's control sockets live below it
+ * (backends/cloud-transport.ts), and a socket path of 108 bytes or more breaks ProxyJump's
+ * multiplexed jump. Named with the run's prefix, so the run's cleanup removes it (lab/run-registry.ts).
+ */
+function operatorTmp(topology: Pick<LabTopology, "prefix">): string {
+  return path.join(tmpdir(), `${topology.prefix}-operator`);
+}
+
 /** A wrapper script that runs one of the checkout's TypeScript entries with this Node.js. */
 function entryScript(entry: string, env: Readonly<Record<string, string>> = {}): string {
   const assignments = Object.entries(env).map(([k, v]) => `${k}='${v}' `).join("");
@@ -217,7 +226,7 @@ export class RehearsalEnvironment {
     writeFileSync(path.join(runDir, "bin", "pulumi"), entryScript("rehearsal/pulumi/cli.ts"), { mode: 0o755 });
     mkdirSync(path.join(runDir, "project"), { recursive: true });
     copyFileSync(path.join(CHECKOUT, "Pulumi.yaml"), path.join(runDir, "project", "Pulumi.yaml"));
-    mkdirSync(path.join(runDir, "tmp"), { recursive: true });
+    mkdirSync(operatorTmp(topology), { recursive: true, mode: 0o700 });
 
     const env = new RehearsalEnvironment(stack, scenario, topology, addresses, hosts, api, agents, state, o.log);
     o.log(`stack ${stack}: hosts up in ${topology.prefix}; its first pulumi up creates the workloads at ${scenario.services} Services`);
@@ -232,7 +241,7 @@ export class RehearsalEnvironment {
     return {
       ...(process.env as Record<string, string>),
       PATH: `${path.join(runDir, "bin")}:${process.env.PATH ?? "/usr/bin:/bin"}`,
-      TMPDIR: path.join(runDir, "tmp"),
+      TMPDIR: operatorTmp(this.topology),
       [STATE_ENV]: path.join(runDir, "stacks"),
     };
   }

@@ -61,6 +61,8 @@ export function sshdConfig(dir: string, o: Pick<HostOptions, "listen" | "logLeve
     "UsePAM no",
     "PidFile none",
     "AllowTcpForwarding yes",
+    // As Ubuntu's sshd_config has it: scp speaks SFTP since OpenSSH 9.
+    "Subsystem sftp /usr/lib/openssh/sftp-server",
     `LogLevel ${o.logLevel}`,
     "",
   ].join("\n");
