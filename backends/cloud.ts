@@ -15,6 +15,13 @@
 //                                   pod runs on, the directory ITGRecv writes `-x` logs to inside
 //                                   the pod and the same directory on the node (a hostPath volume)
 //     clientLogDir         string   optional, default /var/tmp/testbed-ditg: ITGSend's `-l` logs
+//     step                 { services, endpointsReadyAfterS, programmedAfterS, programmedServices }
+//                                   when the last applied step became measurable (infra/workloads.ts)
+//     connectionSetupProbe { client, worker }   optional; needed by the setup profile: where the
+//                                   stack built the connection-setup probe on the client and on
+//                                   the receiver's node (measure/connection-setup-probe.c)
+//     hostAddresses        optional: every host's addresses per network; the client's address on
+//                                   the client network goes into the setup runs' logs
 //   config
 //     testbed:*            the scenario (scenario/schema.ts), read as the Pulumi program reads it
 //     testbed:services     set by this backend before each step, followed by `pulumi up`, so the
@@ -28,14 +35,24 @@
 // without `-x` never share one ITGRecv (notes B2).
 // Pulumi and SSH sit behind StackControl and RemoteShell (measure/cloud-transport.ts holds the
 // real ones), so the sequencing is tested with fakes.
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { readRawScenario } from "../infra/config.js";
 import type { Family } from "../scenario/cidr.js";
 import { CONFIG_NAMESPACE, parseScenario, type Dataplane, type Scenario } from "../scenario/schema.js";
+import {
+  describeProbeResult,
+  parseProbeOutput,
+  plannedConnections,
+  setupListenArgs,
+  setupLog,
+  setupProbeArgs,
+  SourcePortPool,
+} from "../measure/connection-setup.js";
+import { STACK_BACKEND_PREFIX } from "../measure/campaign-plan.js";
 import { flowLogs, senderCommand, shellCommand, type FlowTarget } from "../measure/ditg-commands.js";
-import type { Backend, CollectedLogs, FlowOutcome, RunKey, TrafficProfile } from "../measure/types.js";
+import type { Backend, CollectedLogs, FlowOutcome, RunKey, RunProfile, StepReadiness, TrafficProfile } from "../measure/types.js";
 
 /** The stack as the backend uses it: read outputs and config, change the Service count. */
 export interface StackControl {
@@ -86,6 +103,12 @@ interface ReceiverOutput {
   readonly nodeLogDir: string;
 }
 
+/** Where the stack built the connection-setup probe. */
+export interface SetupProbePaths {
+  readonly client: string;
+  readonly worker: string;
+}
+
 export interface LabOutputs {
   readonly bastionAddress: string;
   readonly bastionSshPort: number;
@@ -94,6 +117,10 @@ export interface LabOutputs {
   readonly ditgEndpoints: Partial<Record<Family, FlowTarget>>;
   readonly ditgReceiver: ReceiverOutput;
   readonly clientLogDir: string;
+  /** Absent on a stack deployed before the setup profile: setup runs then refuse with how to fix it. */
+  readonly connectionSetupProbe?: SetupProbePaths;
+  /** The client's address on the client network, per family (the source of its flows). */
+  readonly clientDataAddresses: Partial<Record<Family, string>>;
 }
 
 const DEFAULT_CLIENT_LOG_DIR = "/var/tmp/testbed-ditg";
@@ -129,6 +156,11 @@ export function labOutputs(stack: string, outputs: Record<string, { value: unkno
   }
   const port = outputs.bastionSshPort?.value;
   const clientLogDir = outputs.clientLogDir?.value;
+  const probe = outputs.connectionSetupProbe?.value as Partial<SetupProbePaths> | undefined;
+  if (probe !== undefined && (typeof probe.client !== "string" || typeof probe.worker !== "string")) {
+    missing("connectionSetupProbe", "{client, worker}: where the stack built the connection-setup probe");
+  }
+  const hostAddresses = outputs.hostAddresses?.value as { client?: { client?: Partial<Record<Family, string>> } } | undefined;
   return {
     bastionAddress: text("bastionAddress", "the bastion's public address"),
     bastionSshPort: typeof port === "number" && Number.isInteger(port) ? port : 22,
@@ -137,7 +169,39 @@ export function labOutputs(stack: string, outputs: Record<string, { value: unkno
     ditgEndpoints: endpoints,
     ditgReceiver: r as ReceiverOutput,
     clientLogDir: typeof clientLogDir === "string" && clientLogDir.length > 0 ? clientLogDir : DEFAULT_CLIENT_LOG_DIR,
+    ...(probe !== undefined ? { connectionSetupProbe: probe as SetupProbePaths } : {}),
+    clientDataAddresses: { ...(hostAddresses?.client?.client ?? {}) },
   };
+}
+
+/**
+ * Pure: the stack's `step` output for a step of `services` Services: when it became measurable and how
+ * many Services the worker held per family. Throws, saying what the stack reports, when the output is
+ * missing, describes another step, or the worker held another count.
+ */
+export function stepReadinessOf(stack: string, services: number, families: readonly Family[], output: unknown): StepReadiness {
+  const step = output as { services?: unknown; endpointsReadyAfterS?: unknown; programmedAfterS?: unknown; programmedServices?: unknown } | undefined;
+  const number = (v: unknown) => (typeof v === "number" && Number.isFinite(v) ? v : undefined);
+  if (!step || number(step.services) === undefined || number(step.endpointsReadyAfterS) === undefined || number(step.programmedAfterS) === undefined) {
+    throw new CloudSetupError(
+      `stack ${stack} has no usable output \`step\` ({services, endpointsReadyAfterS, programmedAfterS, programmedServices}) after its update; deploy it with \`pulumi up --stack ${stack}\`, whose program exports it`,
+    );
+  }
+  if (step.services !== services) {
+    throw new Error(`stack ${stack} reports its step at ${String(step.services)} Services after an update to ${services}: the update did not apply the step`);
+  }
+  // The count the gate found: one number (every family) or one per family.
+  const held = step.programmedServices;
+  const programmedServices: Partial<Record<Family, number>> = {};
+  for (const family of families) {
+    const n = typeof held === "object" && held !== null ? number((held as Record<string, unknown>)[family]) : number(held);
+    if (n === undefined) {
+      throw new CloudSetupError(`stack ${stack}'s output \`step\` says nothing of the Services the worker held (programmedServices.${family}); redeploy it with this testbed's program`);
+    }
+    if (n !== services) throw new Error(`stack ${stack}: the worker's dataplane held ${n} ${family} Services at the step of ${services}; a step is measured only on exactly its Services`);
+    programmedServices[family] = n;
+  }
+  return { endpointsReadyAfterS: step.endpointsReadyAfterS as number, programmedAfterS: step.programmedAfterS as number, programmedServices };
 }
 
 /** The scenario a stack was deployed with, from its config, as the Pulumi program reads it. */
@@ -167,10 +231,18 @@ export interface CloudBackendDeps {
 }
 
 /** Runs the campaign on a deployed stack. Create with CloudBackend.open(). */
+/** What a deployed stack measures: D-ITG's profiles and connection setup, on the real dataplane. */
+export const CLOUD_PROFILES: readonly RunProfile[] = ["throughput", "latency", "setup"];
+
 export class CloudBackend implements Backend {
   readonly name: string;
+  readonly profiles = CLOUD_PROFILES;
   private currentServices: number | undefined;
   private updatedOnce = false;
+  /** Source ports of the setup probe: no 5-tuple twice between two flushes of the worker's connection tracking. */
+  private readonly ports = new SourcePortPool();
+  /** Logs this backend made here (setup runs): collectLog hands them back as they are. */
+  private readonly localLogs = new Set<string>();
   /** The unmeasured (sender) log of each one-way flow, deleted with the measured one once collected. */
   private readonly unmeasured = new Map<string, string>();
 
@@ -182,7 +254,7 @@ export class CloudBackend implements Backend {
     /** Local directory the logs are fetched into. */
     readonly localDir: string,
   ) {
-    this.name = `stack:${stack.name}`;
+    this.name = `${STACK_BACKEND_PREFIX}${stack.name}`;
     this.currentServices = scenario.services;
   }
 
@@ -230,16 +302,23 @@ export class CloudBackend implements Backend {
    * even when the count is unchanged: a campaign killed during `pulumi up` leaves the lab between
    * two states, and an update with nothing to change is cheap.
    */
-  async prepare(step: { dataplane: Dataplane; services: number }): Promise<void> {
+  /**
+   * The step's readiness: when it became measurable (the stack's `step` output, written by the apply
+   * that the update ran) and what the worker held.
+   */
+  async prepare(step: { dataplane: Dataplane; services: number }): Promise<StepReadiness> {
     if (step.dataplane !== this.scenario.dataplane) {
       throw new CloudSetupError(
         `stack ${this.stack.name} runs the ${this.scenario.dataplane} dataplane, the campaign asked for ${step.dataplane}; accepted: ${this.scenario.dataplane} (the other dataplane is another stack)`,
       );
     }
-    if (this.updatedOnce && this.currentServices === step.services) return;
-    await this.stack.setServices(step.services);
-    this.currentServices = step.services;
-    this.updatedOnce = true;
+    if (!this.updatedOnce || this.currentServices !== step.services) {
+      await this.stack.setServices(step.services);
+      this.currentServices = step.services;
+      this.updatedOnce = true;
+    }
+    const families = Object.keys(this.lab.ditgEndpoints) as Family[];
+    return stepReadinessOf(this.stack.name, step.services, families, (await this.stack.outputs()).step?.value);
   }
 
   async runFlow(key: RunKey, flow: { logName: string; durationS: number; traffic: TrafficProfile }): Promise<FlowOutcome> {
@@ -247,6 +326,7 @@ export class CloudBackend implements Backend {
     if (!target) {
       throw new CloudSetupError(`stack ${this.stack.name} exports no ditgEndpoints.${key.family}; accepted families: ${Object.keys(this.lab.ditgEndpoints).join(", ")}`);
     }
+    if (key.profile === "setup") return this.runSetup(key.family, target, flow);
     const logs = flowLogs(flow.logName, { senderDir: this.lab.clientLogDir, receiverDir: this.lab.ditgReceiver.podLogDir });
     const cmd = senderCommand({ traffic: flow.traffic, durationS: flow.durationS, target, logs, linkMbps: this.scenario.linkMbps });
     const startedAt = new Date();
@@ -267,6 +347,65 @@ export class CloudBackend implements Backend {
     return { logPath: receiver, senderOutput: result.stdout, startedAt, endedAt };
   }
 
+  /**
+   * One setup run: the listener in the receiver pod's network namespace on the worker, the probe on the
+   * client, the log made here from the probe's output.
+   */
+  private async runSetup(family: Family, target: FlowTarget, flow: { logName: string; durationS: number; traffic: TrafficProfile }): Promise<FlowOutcome> {
+    const probe = this.lab.connectionSetupProbe;
+    if (!probe) {
+      throw new CloudSetupError(
+        `stack ${this.stack.name} exports no \`connectionSetupProbe\` output: it was deployed before the setup profile; update it with \`pulumi up --stack ${this.stack.name}\`, or leave setup out of --profiles`,
+      );
+    }
+    const grant = this.ports.take(target.address, plannedConnections(flow.traffic, flow.durationS));
+    if (grant.flushFirst) {
+      throw new Error(`the setup probe used every source port towards ${target.address} since the step began; run fewer or shorter setup runs per step`);
+    }
+    const startedAt = new Date();
+    const listener = await this.startSetupListener(probe.worker, target.dataPort);
+    let result;
+    let output: string;
+    try {
+      const run = await this.shell.run("client", `${shellCommand(setupProbeArgs(probe.client, { address: target.address, port: target.dataPort, traffic: flow.traffic, durationS: flow.durationS, ports: grant }))} 2>&1`);
+      try {
+        result = parseProbeOutput(run.stdout);
+      } catch (err) {
+        throw new Error(`the connection-setup probe on the client exited with ${run.code}: ${(err as Error).message}: ${lastLines(run.stdout)}`);
+      }
+      output = describeProbeResult(result);
+    } finally {
+      await this.shell.run("receiver", `sudo kill ${listener} 2>/dev/null; true`);
+    }
+    this.ports.used(target.address, result.nextPort);
+    const logPath = path.join(this.localDir, `${flow.logName}.setup.slog`);
+    const source = this.lab.clientDataAddresses[family] ?? (family === "ipv4" ? "0.0.0.0" : "::");
+    writeFileSync(logPath, setupLog(result, { source, destination: target.address, destinationPort: target.dataPort }));
+    this.localLogs.add(logPath);
+    return { logPath, senderOutput: output, startedAt, endedAt: new Date() };
+  }
+
+  /**
+   * Starts the probe's listener in the receiver pod's network namespace (entered through ITGRecv's pid)
+   * on the data port, and returns its pid once it prints that it listens. Bounded: the wait ends when
+   * the listener exits, or after a minute.
+   */
+  private async startSetupListener(binary: string, port: number): Promise<number> {
+    const listen = shellCommand(setupListenArgs(binary, port));
+    const script = [
+      `pid="$(pgrep -xo ITGRecv)" || { echo "no ITGRecv process on this node: the receiver pod is not running" >&2; exit 3; }`,
+      `out="$(mktemp)"`,
+      `sudo nsenter -t "$pid" -n -- ${listen} >"$out" 2>&1 </dev/null &`,
+      `listener=$!`,
+      `if timeout 60 tail --pid="$listener" -f -n +1 "$out" | grep -q -m 1 '^ready$'; then echo "listener $listener"; rm -f "$out"; exit 0; fi`,
+      `echo "the connection-setup listener on port ${port} did not start: $(tail -n 3 "$out")" >&2; rm -f "$out"; sudo kill "$listener" 2>/dev/null; exit 4`,
+    ].join("\n");
+    const r = await this.shell.run("receiver", script);
+    const m = /^listener (\d+)$/m.exec(r.stdout);
+    if (r.code !== 0 || !m) throw new Error(`starting the connection-setup listener on the receiver's node failed (exit ${r.code}): ${lastLines(r.stderr || r.stdout)}`);
+    return Number(m[1]);
+  }
+
   private async removeRemote(logs: string[]): Promise<void> {
     for (const log of logs) {
       const { host, file } = parseRemoteLog(log);
@@ -280,6 +419,7 @@ export class CloudBackend implements Backend {
    * network, then deletes both remote logs.
    */
   async collectLog(outcome: FlowOutcome): Promise<CollectedLogs> {
+    if (this.localLogs.delete(outcome.logPath)) return { log: outcome.logPath };
     const fetchLocal = async (remote: string) => {
       const { host, file } = parseRemoteLog(remote);
       const local = path.join(this.localDir, path.posix.basename(file));

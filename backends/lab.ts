@@ -33,16 +33,18 @@
 import { spawn } from "node:child_process";
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
+import ipaddr from "ipaddr.js";
+import { cidrContains, parseCidr, type Family } from "../scenario/cidr.js";
 import { DATAPLANES, type Dataplane, type Scenario } from "../scenario/schema.js";
 import { buildServiceSet } from "../workloads/service-set.js";
 import type { ServiceSet } from "../workloads/service-model.js";
-import { ditgJudge, type FlowJudge } from "../measure/campaign.js";
 import { flowLogs, receiverCommand, senderCommand } from "../measure/ditg-commands.js";
 import { ClosingFlows, FlowEnds } from "./ditg-close-wait.js";
 import { LocalFlowLogs } from "./ditg-sender.js";
 import { PhaseTimes } from "../measure/phase-times.js";
-import type { Backend, CollectedLogs, FlowOutcome, RunKey, TrafficProfile } from "../measure/types.js";
-import { judgeSetup, plannedConnections, runSetupProbe, SourcePortPool } from "../lab/connection-setup.js";
+import type { Backend, CollectedLogs, FlowOutcome, RunKey, RunProfile, StepReadiness, TrafficProfile } from "../measure/types.js";
+import { plannedConnections, SourcePortPool } from "../measure/connection-setup.js";
+import { runSetupProbe } from "../lab/connection-setup.js";
 import { LAB_DATAPLANES, type LabDataplane } from "../lab/dataplanes/index.js";
 import { DEFAULT_IPTABLES_BACKEND, iptablesTools, type IptablesBackend } from "../lab/dataplanes/iptables/kernel.js";
 import { LAB_FAMILIES as FAMILIES, labScenario, serviceEndpoints } from "../lab/lab-scenario.js";
@@ -117,11 +119,23 @@ export interface LabBackendOptions {
   readonly hops?: boolean;
 }
 
-/** The lab's verdict: D-ITG's for the D-ITG profiles, the probe's for connection setup. */
-export const labJudge: FlowJudge = (output, decoded, expected) =>
-  expected.profile === "setup"
-    ? judgeSetup(output, decoded, plannedConnections(expected.traffic, expected.durationS))
-    : ditgJudge(output, decoded, expected);
+/**
+ * Pure: how many Services other than the receiver's a dataplane forwards, per family: the ClusterIPs
+ * it forwards (LabDataplane.forwardedClusterIps) inside the service subnets, the receiver's left out.
+ * A step is measurable only when this is the step's Service count in every family: more means a
+ * larger step's rules are still in place.
+ */
+export function heldServices(forwarded: readonly string[], set: ServiceSet, serviceSubnets: Readonly<Record<Family, string>>): Record<Family, number> {
+  const canonical = (a: string) => ipaddr.parse(a).toString();
+  const receiver = new Set(Object.values(set.receiver.clusterIPs).map(canonical));
+  const subnets = { ipv4: parseCidr(serviceSubnets.ipv4)!, ipv6: parseCidr(serviceSubnets.ipv6)! };
+  const held = { ipv4: 0, ipv6: 0 };
+  for (const address of new Set(forwarded.map(canonical))) {
+    const family: Family = address.includes(":") ? "ipv6" : "ipv4";
+    if (!receiver.has(address) && cidrContains(subnets[family], address)) held[family]++;
+  }
+  return held;
+}
 
 interface Receiver {
   child: ReturnType<typeof spawn> | undefined;
@@ -132,6 +146,7 @@ interface Receiver {
 
 export class LabBackend implements Backend {
   readonly name = "lab";
+  readonly profiles: readonly RunProfile[] = ["throughput", "latency", "setup"];
   /** Client and pod are namespaces of one host, on one clock: their one-way delays are valid. */
   readonly sharedClock = true;
   private readonly receiver: Receiver = { child: undefined, output: "", ends: new FlowEnds() };
@@ -145,6 +160,8 @@ export class LabBackend implements Backend {
   private readonly dataplanes: Readonly<Record<Dataplane, LabDataplane>>;
   /** The Service count the dataplanes hold (parked or on the path). */
   private held: number | undefined;
+  /** What each dataplane forwarded when it installed the held Service count, per family. */
+  private readonly heldByDataplane = new Map<Dataplane, Record<Family, number>>();
   /** The hop probes, unless turned off. */
   hops: HopProbes | undefined;
   private current: { dataplane: Dataplane; services: number } | undefined;
@@ -205,7 +222,7 @@ export class LabBackend implements Backend {
     return this.current && { ...this.current };
   }
 
-  async prepare(step: { dataplane: Dataplane; services: number }): Promise<void> {
+  async prepare(step: { dataplane: Dataplane; services: number }): Promise<StepReadiness> {
     const set = buildServiceSet(this.scenario, step.services);
     const target = this.dataplanes[step.dataplane];
     this.current = undefined;
@@ -221,6 +238,7 @@ export class LabBackend implements Backend {
       await this.phases.time("remove the last step", async () => {
         for (const d of Object.values(this.dataplanes)) await d.remove();
       });
+      this.heldByDataplane.clear();
       this.held = step.services;
     }
     const setUpStart = performance.now();
@@ -228,6 +246,15 @@ export class LabBackend implements Backend {
     this.phases.add(installed ? `install ${target.name}` : `resume ${target.name}`, performance.now() - setUpStart);
     const installMs = performance.now() - start;
     await this.phases.time("check the packet path", () => this.checkOnlyOneDataplane(target));
+    // What it forwards is read from the kernel once per install: parking keeps the tables as they are.
+    if (installed || !this.heldByDataplane.has(target.name)) this.heldByDataplane.set(target.name, await this.phases.time("count the Services", async () => heldServices(await target.forwardedClusterIps(), set, this.scenario.kubernetes.serviceSubnets)));
+    const programmedServices = this.heldByDataplane.get(target.name)!;
+    const wrong = FAMILIES.filter((f) => programmedServices[f] !== step.services);
+    if (wrong.length > 0) {
+      throw new Error(
+        `${target.name} step with ${step.services} Services: the worker's dataplane forwards ${wrong.map((f) => `${programmedServices[f]} ${f} ClusterIPs`).join(" and ")} besides the receiver's; the step needs exactly ${step.services}`,
+      );
+    }
     await this.phases.time("flush conntrack", () => this.flushConntrack());
     this.current = { ...step };
     await this.options.onPrepared?.({
@@ -239,6 +266,7 @@ export class LabBackend implements Backend {
       installed,
       installMs,
     });
+    return { endpointsReadyAfterS: 0, programmedAfterS: installMs / 1000, programmedServices };
   }
 
   /** Throws unless the kernel shows the step's dataplane, and no other, on the worker's packet path. */

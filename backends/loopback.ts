@@ -9,7 +9,7 @@ import type { Family } from "../scenario/cidr.js";
 import type { Dataplane } from "../scenario/schema.js";
 import { flowLogs, receiverCommand, senderCommand, type FlowTarget } from "../measure/ditg-commands.js";
 import { awaitSender, LocalFlowLogs } from "./ditg-sender.js";
-import type { Backend, CollectedLogs, FlowOutcome, RunKey, TrafficProfile } from "../measure/types.js";
+import type { Backend, CollectedLogs, FlowOutcome, RunKey, RunProfile, TrafficProfile } from "../measure/types.js";
 
 const LOOPBACK: Record<Family, string> = { ipv4: "127.0.0.1", ipv6: "::1" };
 const RECEIVER_START_TIMEOUT_MS = 5000;
@@ -74,8 +74,12 @@ async function freePort(): Promise<number> {
  * address on free ports), ITGSend per flow to 127.0.0.1 or ::1 with the scenario's traffic
  * profile, the logs they write, and everything downstream (decoding, judging, the store).
  */
+/** D-ITG's profiles only: no dataplane, so nothing for connection setup to measure. */
+export const LOOPBACK_PROFILES: readonly RunProfile[] = ["throughput", "latency"];
+
 export class LoopbackBackend implements Backend {
   readonly name = "loopback";
+  readonly profiles = LOOPBACK_PROFILES;
   /** Sender and receiver are processes of this host. */
   readonly sharedClock = true;
   /** Steps prepare() was asked for, in order. */
@@ -159,8 +163,10 @@ export class LoopbackBackend implements Backend {
     clearTimeout(timer);
   }
 
-  async prepare(step: { dataplane: Dataplane; services: number }): Promise<void> {
+  /** Nothing to program: every step measures the same path. */
+  async prepare(step: { dataplane: Dataplane; services: number }): Promise<undefined> {
     this.steps.push({ ...step });
+    return undefined;
   }
 
   async runFlow(key: RunKey, flow: { logName: string; durationS: number; traffic: TrafficProfile }): Promise<FlowOutcome> {

@@ -8,15 +8,17 @@
 // the campaign: every dataplane x 2 families x 2 profiles (throughput, latency) x runs on one Service
 // count (1, so installing the dataplane is short and the same every time), 5-second flows, through
 // runCampaign with the real store and the worker-thread decoder. The lab (root, Linux) runs with the
-// scenario's link cap and labJudge. Printed: the campaign's wall time, the sum of its flow durations
+// scenario's link cap and runJudge. Printed: the campaign's wall time, the sum of its flow durations
 // and their ratio (aim <= 1.10), the campaign's wall time against the baseline's, and how much of
 // each wall was dataplane preparation (prepare()), which the runner cannot overlap with flows, and
 // the backend's teardown at the campaign's end.
+import { campaignTraffic } from "../measure/connection-setup.js";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";
-import { labJudge, labProblem, LabBackend } from "../backends/lab.js";
+import { labProblem, LabBackend } from "../backends/lab.js";
+import { runJudge } from "../measure/campaign.js";
 import { WorkerLogDecoder } from "../measure/campaign-decode.js";
 import { campaignIdFor, planCampaign, sameStep, stepOf, type CampaignDefinition, type PlannedRun } from "../measure/campaign-plan.js";
 import { runCampaign, type FlowJudge } from "../measure/campaign.js";
@@ -39,7 +41,7 @@ const BACKENDS: Record<string, BenchBackend> = {
   lab: {
     problem: labProblem,
     linkMbps: scenarioSchema.shape.linkMbps.parse(undefined),
-    judge: labJudge,
+    judge: runJudge,
     start: (_workDir, linkMbps) => LabBackend.start({ linkMbps }),
   },
 };
@@ -99,7 +101,7 @@ const def: CampaignDefinition = {
   linkMbps: bench.linkMbps,
   seed: 2025,
   order: { randomize: true, interleave: 0 },
-  traffic: scenarioSchema.shape.traffic.parse(undefined),
+  traffic: campaignTraffic(scenarioSchema.shape.traffic.parse(undefined)),
 };
 const id = campaignIdFor(def);
 const plan = planCampaign(id, def);

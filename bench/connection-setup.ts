@@ -7,7 +7,7 @@
 // over every cell; a dataplane stepping aside parks what it installed, so each Service count is
 // installed once per pair of rounds.
 // Run as root: npx tsx bench/connection-setup.ts [SERVICES] [ROUNDS] [SECONDS]   (default 10000, 4, 3)
-import { setupTraffic } from "../lab/connection-setup.js";
+import { setupTraffic } from "../measure/connection-setup.js";
 import { labHostProblem } from "../lab/topology.js";
 import { LabBackend } from "../backends/lab.js";
 import { decodeDelayHistogram, decodeLogFile } from "../measure/ditg-log.js";

@@ -4,16 +4,17 @@
 import path from "node:path";
 import { Command } from "commander";
 import { driveCampaign } from "./campaign-terminal.js";
-import { campaignIdFor, planCampaign, type CampaignDefinition } from "../measure/campaign-plan.js";
-import { CloudBackend } from "../backends/cloud.js";
+import { campaignIdFor, planCampaign, STACK_BACKEND_PREFIX, type CampaignDefinition } from "../measure/campaign-plan.js";
+import { CLOUD_PROFILES, CloudBackend } from "../backends/cloud.js";
 import { PulumiStack, SshShell } from "../backends/cloud-transport.js";
-import { LoopbackBackend } from "../backends/loopback.js";
+import { LOOPBACK_PROFILES, LoopbackBackend } from "../backends/loopback.js";
 import { ResultStore } from "../measure/store.js";
-import type { Backend, Profile } from "../measure/types.js";
+import { campaignTraffic } from "../measure/connection-setup.js";
+import { primaryComparisons, SETUP_PRIMARY_DESIGN } from "../measure/primary-design.js";
+import { RUN_PROFILES, type Backend, type RunProfile } from "../measure/types.js";
 import type { Family } from "../scenario/cidr.js";
-import { DATAPLANES, FAMILIES, scenarioSchema, serviceCapacity, type Dataplane, type Scenario } from "../scenario/schema.js";
+import { DATAPLANES, DEFAULT_BASELINE, FAMILIES, scenarioSchema, serviceCapacity, type Dataplane, type Scenario } from "../scenario/schema.js";
 
-const PROFILES = ["throughput", "latency"] as const satisfies readonly Profile[];
 const ORDERS = ["random", "sequential"] as const;
 const MAX_RUNS = 100_000;
 const MAX_RETRIES = 20;
@@ -49,7 +50,8 @@ export interface CampaignFlags {
   readonly campaign?: string;
   readonly runs?: number;
   readonly services?: number[];
-  readonly profiles: Profile[];
+  /** Undefined: every profile the backend measures. */
+  readonly profiles?: RunProfile[];
   readonly families?: Family[];
   readonly dataplanes?: Dataplane[];
   readonly flowSeconds?: number;
@@ -123,7 +125,7 @@ export function parseCampaignFlags(o: CampaignOptions): CampaignFlags {
     ...(o.campaign !== undefined ? { campaign: o.campaign } : {}),
     ...(o.runs !== undefined ? { runs: wholeNumber("runs", o.runs, 1, MAX_RUNS) } : {}),
     ...(o.services !== undefined ? { services: serviceCounts(o.services) } : {}),
-    profiles: o.profiles !== undefined ? list("profiles", o.profiles, PROFILES) : [...PROFILES],
+    ...(o.profiles !== undefined ? { profiles: list("profiles", o.profiles, RUN_PROFILES) } : {}),
     ...(o.families !== undefined ? { families: list("families", o.families, FAMILIES) } : {}),
     ...(o.dataplanes !== undefined ? { dataplanes: list("dataplanes", o.dataplanes, DATAPLANES) } : {}),
     ...(o.flowSeconds !== undefined ? { flowSeconds: seconds("flow-seconds", o.flowSeconds, 1, 3600) } : {}),
@@ -137,26 +139,50 @@ export function parseCampaignFlags(o: CampaignOptions): CampaignFlags {
   };
 }
 
-/** The loopback campaign: loopback defaults, both dataplanes, the scenario's traffic profiles, no link cap. */
-export function loopbackDefinition(f: CampaignFlags): CampaignDefinition {
+/**
+ * The profiles a campaign runs on a backend: the flag's, each of which the backend must measure, or
+ * by default every one it does.
+ */
+export function campaignProfiles(f: Pick<CampaignFlags, "profiles">, backend: Pick<Backend, "name" | "profiles">): RunProfile[] {
+  if (f.profiles === undefined) return [...backend.profiles];
+  const unoffered = f.profiles.filter((p) => !backend.profiles.includes(p));
+  if (unoffered.length > 0) {
+    throw new FlagError(`--profiles: ${unoffered.join(", ")} is not measured by ${backend.name}; accepted: a comma-separated list of ${backend.profiles.join(", ")}`);
+  }
+  return f.profiles;
+}
+
+/** The loopback campaign: loopback defaults, every dataplane, D-ITG's traffic profiles, no link cap. */
+export function loopbackDefinition(f: CampaignFlags, profiles: readonly RunProfile[]): CampaignDefinition {
   const sweep = scenarioSchema.shape.sweep.parse(undefined);
   return {
     backend: "loopback",
     dataplanes: f.dataplanes ?? [...DATAPLANES],
     families: f.families ?? [...FAMILIES],
-    profiles: f.profiles,
+    profiles: [...profiles],
     services: f.services ?? [...LOOPBACK_DEFAULTS.services],
     runs: f.runs ?? LOOPBACK_DEFAULTS.runs,
     flowSeconds: f.flowSeconds ?? LOOPBACK_DEFAULTS.flowSeconds,
     linkMbps: 0,
     seed: f.seed ?? sweep.seed,
     order: { randomize: f.randomize, interleave: f.interleave },
-    traffic: scenarioSchema.shape.traffic.parse(undefined),
+    traffic: campaignTraffic(scenarioSchema.shape.traffic.parse(undefined)),
   };
 }
 
-/** The stack's campaign: its dataplane, its sweep unless flags narrow it, checked against what it deployed. */
-export function stackDefinition(f: CampaignFlags, stack: string, scenario: Scenario, exportedFamilies: readonly Family[]): CampaignDefinition {
+/**
+ * The stack's campaign: its dataplane, its sweep unless flags narrow it, checked against what it
+ * deployed. With the setup profile it declares the lab's primary comparisons (connection setup at the
+ * largest step, each dataplane against iptables), sized for the three stacks a cloud study compares:
+ * its own cells get the runs those tests need.
+ */
+export function stackDefinition(
+  f: CampaignFlags,
+  stack: string,
+  scenario: Scenario,
+  exportedFamilies: readonly Family[],
+  profiles: readonly RunProfile[],
+): CampaignDefinition {
   const families = f.families ?? scenario.families.filter((x) => exportedFamilies.includes(x));
   if (families.length === 0) {
     throw new FlagError(`stack ${stack} exports no D-ITG endpoint for its families (${scenario.families.join(", ")}); redeploy it with \`pulumi up --stack ${stack}\``);
@@ -171,33 +197,41 @@ export function stackDefinition(f: CampaignFlags, stack: string, scenario: Scena
   if (services.some((n) => n > cap)) {
     bad("services", services.join(","), `counts up to ${cap}, what the service subnets of stack ${stack} hold (testbed:kubernetes.serviceSubnets)`);
   }
+  const runs = f.runs ?? scenario.sweep.runs;
+  const primary = primaryComparisons(SETUP_PRIMARY_DESIGN, { dataplanes: DATAPLANES, families, profiles, services }, DEFAULT_BASELINE);
   return {
-    backend: `stack:${stack}`,
+    backend: `${STACK_BACKEND_PREFIX}${stack}`,
     dataplanes: [scenario.dataplane],
     families,
-    profiles: f.profiles,
+    profiles: [...profiles],
     services,
-    runs: f.runs ?? scenario.sweep.runs,
+    runs,
+    ...(primary ? { primary: { ...primary, runs: Math.max(primary.runs, runs) } } : {}),
     flowSeconds: f.flowSeconds ?? scenario.sweep.flowSeconds,
     linkMbps: scenario.linkMbps,
     seed: f.seed ?? scenario.sweep.seed,
     order: { randomize: f.randomize, interleave: f.interleave },
-    traffic: scenario.traffic,
+    traffic: campaignTraffic(scenario.traffic),
   };
 }
 
 async function openBackend(f: CampaignFlags): Promise<{ backend: Backend; definition: CampaignDefinition }> {
   if (f.target.kind === "loopback") {
-    const definition = loopbackDefinition(f);
     // Logs live next to the store: a killed campaign's leftovers are cleared when it resumes.
     const workDir = `${path.resolve(f.db)}.loopback`;
-    return { backend: await LoopbackBackend.start({ families: definition.families, workDir }), definition };
+    const backend = await LoopbackBackend.start({ families: f.families ?? [...FAMILIES], workDir });
+    try {
+      return { backend, definition: loopbackDefinition(f, campaignProfiles(f, backend)) };
+    } catch (err) {
+      await backend.teardown();
+      throw err;
+    }
   }
   const stack = await PulumiStack.select(f.target.stack, f.projectDir);
   const backend = await CloudBackend.open({ stack, shell: (access) => new SshShell(access) });
   try {
     const exported = Object.keys(backend.lab.ditgEndpoints) as Family[];
-    return { backend, definition: stackDefinition(f, f.target.stack, backend.scenario, exported) };
+    return { backend, definition: stackDefinition(f, f.target.stack, backend.scenario, exported, campaignProfiles(f, backend)) };
   } catch (err) {
     await backend.teardown();
     throw err;
@@ -249,7 +283,7 @@ export async function campaignCommand(): Promise<Command> {
     .option("--campaign <id>", "campaign id in the store (default: derived from the definition, so the same flags resume)")
     .option("--runs <n>", "repetitions per cell (default: testbed:sweep.runs)")
     .option("--services <list>", "Service counts, e.g. 1,1000,2000 (default: testbed:sweep.services)")
-    .option("--profiles <list>", "traffic profiles: throughput,latency", "throughput,latency")
+    .option("--profiles <list>", `what to measure (default: all the target measures): with --stack ${CLOUD_PROFILES.join(",")}; with --loopback ${LOOPBACK_PROFILES.join(",")}`)
     .option("--families <list>", "address families: ipv4,ipv6 (default: the stack's testbed:families)")
     .option("--dataplanes <list>", "with --loopback only: iptables,ebpf")
     .option("--flow-seconds <s>", "duration of each flow (default: testbed:sweep.flowSeconds)")

@@ -14,7 +14,8 @@ import { medianOf } from "../measure/statistics.js";
 import type { RunProfile, RunResult } from "../measure/types.js";
 import type { Family } from "../scenario/cidr.js";
 import { DATAPLANES, DEFAULT_BASELINE, serviceCapacity, type Dataplane } from "../scenario/schema.js";
-import { LabBackend, labJudge, labProblem } from "../backends/lab.js";
+import { LabBackend, labProblem } from "../backends/lab.js";
+import { runJudge } from "../measure/campaign.js";
 import { labScenario, LAB_SERVICE_SUBNETS } from "../lab/lab-scenario.js";
 import { planServiceMaps } from "../lab/dataplanes/ebpf/service-maps.js";
 import { IPTABLES_BACKENDS, type IptablesBackend } from "../lab/dataplanes/iptables/kernel.js";
@@ -283,7 +284,7 @@ async function labAction(o: LabOptions): Promise<void> {
       campaignId,
       backend,
       flowSeconds: def.flowSeconds,
-      judge: labJudge,
+      judge: runJudge,
       retries: flags.retries,
       keepLogs: flags.keepLogs,
       retryFailed: flags.retryFailed,

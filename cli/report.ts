@@ -4,29 +4,38 @@ import { existsSync, statSync } from "node:fs";
 import path from "node:path";
 import Database from "better-sqlite3";
 import { Command, InvalidArgumentError, Option } from "commander";
-import type { CampaignDefinition } from "../measure/campaign-plan.js";
+import { backendKind, STACK_BACKEND_PREFIX, type CampaignDefinition } from "../measure/campaign-plan.js";
 import { loadPaperReference } from "../measure/paper-reference.js";
 import { buildReport, writeReport } from "../measure/report.js";
 import { OLDEST_SCHEMA_VERSION, ResultStore, SCHEMA_VERSION } from "../measure/store.js";
-import type { RunResult } from "../measure/types.js";
+import type { RunResult, StepRecord } from "../measure/types.js";
 import { DATAPLANES, DEFAULT_BASELINE, type Dataplane } from "../scenario/schema.js";
 
 /** Default and bounds of --resamples: fewer than 2000 leaves the 2.5% and 97.5% points noisy. */
 export const DEFAULT_RESAMPLES = 2000;
 const MAX_RESAMPLES = 1_000_000;
 
-export interface LoadedCampaign {
-  readonly id: string;
+/** The campaigns a report covers, read together: one lab campaign, or one campaign per stack. */
+export interface LoadedCampaigns {
+  readonly ids: readonly string[];
+  /** The first campaign's definition, with the dataplanes of all of them. */
   readonly definition: CampaignDefinition;
   readonly results: RunResult[];
+  readonly steps: StepRecord[];
+  /** Where they ran, as the report names it: "lab", "loopback", or "cloud (stacks a, b)". */
+  readonly backend: string;
 }
 
 /**
- * Reads one campaign's runs from a results store: the store is checked read-only first, so a file
- * that is not a results store is refused rather than given tables. An older store is upgraded in
- * place on opening (measure/store.ts), its runs unchanged.
+ * Reads the runs of one or more campaigns from a results store: the store is checked read-only
+ * first, so a file that is not a results store is refused rather than given tables. An older store
+ * is upgraded in place on opening (measure/store.ts), its runs unchanged.
+ *
+ * Without --campaign the report covers every campaign of the store when each measured other
+ * dataplanes (the cloud's shape: one campaign per stack, `testbed campaign --stack S` into one store);
+ * campaigns that measured the same dataplane must be told apart with --campaign.
  */
-export function loadCampaign(db: string, campaignId?: string): LoadedCampaign {
+export function loadCampaigns(db: string, campaignIds?: readonly string[]): LoadedCampaigns {
   if (!existsSync(db)) throw new Error(`--db ${db}: no such file; accepted: a results store written by \`testbed lab\` or \`testbed campaign\``);
   if (!statSync(db).isFile()) throw new Error(`--db ${db}: not a file; accepted: a results store (SQLite) file`);
   let version: number;
@@ -46,21 +55,38 @@ export function loadCampaign(db: string, campaignId?: string): LoadedCampaign {
   }
   const store = ResultStore.open(db);
   try {
-    const ids = store.campaignIds();
-    if (ids.length === 0) throw new Error(`--db ${db}: the store holds no campaign yet; run \`testbed lab\` or \`testbed campaign\` first`);
-    let id: string;
-    if (campaignId !== undefined) {
-      if (!ids.includes(campaignId)) throw new Error(`--campaign ${campaignId}: no such campaign in ${db}; accepted: ${ids.join(", ")}`);
-      id = campaignId;
-    } else if (ids.length > 1) {
-      throw new Error(`--campaign: ${db} holds ${ids.length} campaigns; choose one with --campaign (accepted: ${ids.join(", ")})`);
-    } else {
-      id = ids[0]!;
+    const all = store.campaignIds();
+    if (all.length === 0) throw new Error(`--db ${db}: the store holds no campaign yet; run \`testbed lab\` or \`testbed campaign\` first`);
+    for (const id of campaignIds ?? []) {
+      if (!all.includes(id)) throw new Error(`--campaign ${id}: no such campaign in ${db}; accepted: ${all.join(", ")}`);
     }
-    const campaign = store.campaign(id)!;
-    const results = store.results(id);
-    if (results.length === 0) throw new Error(`--campaign ${id}: no run of this campaign in ${db} has finished yet`);
-    return { id, definition: campaign.definition, results };
+    const ids = campaignIds ?? all;
+    const campaigns = ids.map((id) => store.campaign(id)!);
+    // Two campaigns of one dataplane would pool runs of different definitions into one cell.
+    const seen = new Map<Dataplane, string>();
+    for (const c of campaigns) {
+      for (const d of c.definition.dataplanes) {
+        const other = seen.get(d);
+        if (other !== undefined) {
+          throw new Error(
+            `--campaign: campaigns ${other} and ${c.id} in ${db} both measured ${d}; choose the ones to report with --campaign (a comma-separated list of ${all.join(", ")})`,
+          );
+        }
+        seen.set(d, c.id);
+      }
+    }
+    const results = campaigns.flatMap((c) => store.results(c.id));
+    if (results.length === 0) throw new Error(`--campaign ${ids.join(",")}: no run of ${ids.length > 1 ? "these campaigns" : "this campaign"} in ${db} has finished yet`);
+    const first = campaigns[0]!.definition;
+    const kinds = [...new Set(campaigns.map((c) => backendKind(c.definition.backend)))];
+    const stacks = campaigns.filter((c) => c.definition.backend.startsWith(STACK_BACKEND_PREFIX)).map((c) => c.definition.backend.slice(STACK_BACKEND_PREFIX.length));
+    return {
+      ids,
+      definition: { ...first, dataplanes: campaigns.flatMap((c) => c.definition.dataplanes) },
+      results,
+      steps: campaigns.flatMap((c) => store.steps(c.id)),
+      backend: `${kinds.join(" and ")}${stacks.length > 0 ? ` (stack${stacks.length > 1 ? "s" : ""} ${stacks.join(", ")})` : ""}`,
+    };
   } finally {
     store.close();
   }
@@ -69,6 +95,7 @@ export function loadCampaign(db: string, campaignId?: string): LoadedCampaign {
 export interface ReportRequest {
   readonly db: string;
   readonly out?: string;
+  /** One campaign id, or several separated by commas; default every campaign of the store. */
   readonly campaign?: string;
   readonly seed?: number;
   readonly resamples?: number;
@@ -78,23 +105,24 @@ export interface ReportRequest {
 
 /** Loads the campaign, builds its report and writes it; returns the path of report.md. */
 export async function writeCampaignReport(request: ReportRequest): Promise<string> {
-  const loaded = loadCampaign(request.db, request.campaign);
+  const loaded = loadCampaigns(request.db, request.campaign?.split(",").map((id) => id.trim()));
   const baseline = request.baseline ?? DEFAULT_BASELINE;
   if (!loaded.definition.dataplanes.includes(baseline)) {
-    throw new Error(`--baseline ${baseline}: campaign ${loaded.id} did not measure it; accepted: ${loaded.definition.dataplanes.join(", ")}`);
+    throw new Error(`--baseline ${baseline}: campaign ${loaded.ids.join(", ")} did not measure it; accepted: ${loaded.definition.dataplanes.join(", ")}`);
   }
   const report = buildReport(loaded.results, {
     // The campaign's seed also seeds the bootstrap unless --seed overrides it.
     seed: request.seed ?? loaded.definition.seed,
     resamples: request.resamples ?? DEFAULT_RESAMPLES,
     paper: loadPaperReference(),
-    campaignId: loaded.id,
-    backend: loaded.definition.backend,
+    campaignId: loaded.ids.join(", "),
+    backend: loaded.backend,
+    steps: loaded.steps,
     plannedRunsPerCell: loaded.definition.runs,
     baseline,
     ...(loaded.definition.primary ? { primary: loaded.definition.primary } : {}),
   });
-  const out = request.out ?? path.join(path.dirname(path.resolve(request.db)), `report-${loaded.id}`);
+  const out = request.out ?? path.join(path.dirname(path.resolve(request.db)), `report-${loaded.ids.length === 1 ? loaded.ids[0] : path.basename(request.db, path.extname(request.db))}`);
   return writeReport(report, out);
 }
 
@@ -113,7 +141,7 @@ export async function reportCommand(): Promise<Command> {
     .description("Tables (CSV), figures (SVG) and a summary (report.md) of a campaign in a results store, with the paper's ratios beside ours")
     .requiredOption("--db <file>", "results store (SQLite) written by `testbed lab` or `testbed campaign`")
     .option("--out <dir>", "directory for report.md, the CSV tables and the SVG figures (default: report-<campaign> beside the store)")
-    .option("--campaign <id>", "campaign to report (default: the store's only campaign)")
+    .option("--campaign <ids>", "campaigns to report, comma-separated (default: every campaign of the store, when each measured other dataplanes: one per stack)")
     .addOption(new Option("--baseline <dataplane>", "the dataplane every other one is compared with").choices(DATAPLANES).default(DEFAULT_BASELINE))
     .option("--seed <n>", "seed of the bootstrap resampling (default: the campaign's seed)", integerOption("--seed", 0, 2 ** 32 - 1))
     .option(

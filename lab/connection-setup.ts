@@ -1,209 +1,25 @@
-// Connection setup through the NodePort: the metric the paper lacks.
-//
-// kube-proxy's iptables mode walks its nat rules only for the first packet of a connection (every
-// KUBE-SERVICES rule, then KUBE-NODEPORTS up to the Service's rule); later packets only hit conntrack.
-// Cilium's eBPF path does one hash lookup whatever the Service count. So the per-Service cost shows in
-// the time a new connection takes to set up, not in a long flow's throughput.
-//
-// The probe (connection-setup-probe.mjs) opens many TCP connections from the client namespace to the
-// receiver's data NodePort, one at a time and paced, and times each handshake (connect() to SYN-ACK).
-// Each connection is new to every conntrack on the path: its own source port, never reused before
-// conntrack is flushed (SourcePortPool). A listener in the pod accepts them.
-//
-// The measurements become a D-ITG-format log (one record per connection: tx = connect, rx = SYN-ACK),
-// so decoding, the store and the report treat the "setup" profile like a latency profile.
+// Connection setup in the local lab: the probe (measure/connection-setup.ts, connection-setup-probe.c)
+// built once per lab with the host's compiler, its listener in the pod namespace, the probe in the
+// client namespace.
 import { spawn } from "node:child_process";
-import { writeFileSync } from "node:fs";
-import { fileURLToPath } from "node:url";
-import { encodeRecord, recordBlock, timeOfDay, type DecodedLog } from "../measure/ditg-log.js";
-import type { FlowVerdict } from "../measure/ditg-commands.js";
-import type { TrafficProfile } from "../measure/types.js";
+import { existsSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import {
+  describeProbeResult,
+  parseProbeOutput,
+  SETUP_PROBE_BINARY,
+  setupListenArgs,
+  setupLog,
+  setupProbeArgs,
+  setupProbeCompileCommand,
+  type SetupProbeResult,
+  type SetupProbeRun,
+} from "../measure/connection-setup.js";
+import { exec } from "./netns.js";
 import type { LabTopology } from "./topology.js";
 
-const PROBE = fileURLToPath(new URL("./connection-setup-probe.mjs", import.meta.url));
-
-/** Source ports the probe may use: below Linux's ephemeral range (32768-60999), where ITGSend's own sockets live. */
-export const SETUP_SOURCE_PORTS = { first: 1024, last: 32767 } as const;
-/** A connection not established within this time counts as failed. */
-export const SETUP_CONNECT_TIMEOUT_MS = 1000;
-/** Smallest share of the planned connections that must succeed for a run to count (as D-ITG's paced flows). */
-export const SETUP_MIN_SHARE = 0.95;
-
-/**
- * The "setup" profile as a traffic profile: TCP handshakes timed on the client's clock (a round trip,
- * as D-ITG's rttm), no payload, `packetsPerSecond` new connections per second.
- */
-export function setupTraffic(connectionsPerSecond: number): TrafficProfile {
-  if (!Number.isInteger(connectionsPerSecond) || connectionsPerSecond < 1 || connectionsPerSecond > 5000) {
-    throw new Error(`connectionsPerSecond: ${connectionsPerSecond} is not accepted; accepted: an integer from 1 to 5000`);
-  }
-  return { protocol: "TCP", meter: "rttm", payloadBytes: 0, packetsPerSecond: connectionsPerSecond };
-}
-
-/** Connections one run of `durationS` seconds opens. */
-export function plannedConnections(traffic: TrafficProfile, durationS: number): number {
-  return Math.floor(traffic.packetsPerSecond * durationS);
-}
-
-// ---------------------------------------------------------------------------------------------
-// Source ports: no 5-tuple twice between two conntrack flushes.
-
-/** A block of consecutive source ports, or the need to flush conntrack first. */
-export type PortGrant = { readonly first: number; readonly last: number; readonly flushFirst: boolean };
-
-/**
- * Hands out source ports per destination (family) without repeating one until conntrack is flushed:
- * a repeated 5-tuple would hit the conntrack entry of an earlier probe (nf_conntrack or the eBPF
- * CT map) and skip the Service lookup being measured.
- */
-export class SourcePortPool {
-  private readonly next = new Map<string, number>();
-
-  constructor(readonly range: { readonly first: number; readonly last: number } = SETUP_SOURCE_PORTS) {
-    if (!(Number.isInteger(range.first) && Number.isInteger(range.last) && range.first >= 1 && range.last <= 65535 && range.first <= range.last)) {
-      throw new Error(`source port range ${range.first}-${range.last} is not accepted; accepted: 1 <= first <= last <= 65535`);
-    }
-  }
-
-  /**
-   * Ports for a run that may use up to `count` of them. When the destination's remaining ports are
-   * too few, the grant starts the range over and says conntrack must be flushed first.
-   */
-  take(destination: string, count: number): PortGrant {
-    const size = this.range.last - this.range.first + 1;
-    if (!Number.isInteger(count) || count < 1 || count > size) {
-      throw new Error(`a run needs ${count} source ports; the range ${this.range.first}-${this.range.last} holds ${size}; accepted: fewer connections per run`);
-    }
-    const cursor = this.next.get(destination) ?? this.range.first;
-    const flushFirst = cursor + count - 1 > this.range.last;
-    const first = flushFirst ? this.range.first : cursor;
-    return { first, last: Math.min(this.range.last, first + count - 1 + Math.ceil(count * 0.05)), flushFirst };
-  }
-
-  /** Marks ports below `nextPort` as used (the probe reports where it stopped). */
-  used(destination: string, nextPort: number): void {
-    this.next.set(destination, nextPort);
-  }
-
-  /** Conntrack was flushed: every port is new again. */
-  reset(): void {
-    this.next.clear();
-  }
-}
-
-// ---------------------------------------------------------------------------------------------
-// The probe's output and the log made from it.
-
-export interface SetupConnection {
-  readonly seq: number;
-  readonly sourcePort: number;
-  readonly txUs: number;
-  readonly rxUs: number;
-}
-
-export interface SetupFailure {
-  readonly seq: number;
-  readonly sourcePort: number;
-  readonly reason: string;
-}
-
-export interface SetupProbeResult {
-  readonly connections: readonly SetupConnection[];
-  readonly failures: readonly SetupFailure[];
-  readonly attempted: number;
-  /** First source port the probe did not use. */
-  readonly nextPort: number;
-  /** A line the probe printed as an error (e.g. ports exhausted), if any. */
-  readonly error?: string;
-}
-
-/** Pure: reads the probe's output (see connection-setup-probe.mjs). Throws on a line it does not know. */
-export function parseProbeOutput(text: string): SetupProbeResult {
-  const connections: SetupConnection[] = [];
-  const failures: SetupFailure[] = [];
-  let done: { attempted: number; nextPort: number } | undefined;
-  let error: string | undefined;
-  for (const line of text.split("\n")) {
-    if (line.trim() === "") continue;
-    const f = line.trim().split(" ");
-    if (f[0] === "ok" && f.length === 5) {
-      connections.push({ seq: Number(f[1]), sourcePort: Number(f[2]), txUs: Number(f[3]), rxUs: Number(f[4]) });
-    } else if (f[0] === "fail" && f.length === 5) {
-      failures.push({ seq: Number(f[1]), sourcePort: Number(f[2]), reason: f[4]! });
-    } else if (f[0] === "done" && f.length === 5) {
-      done = { attempted: Number(f[1]), nextPort: Number(f[4]) };
-    } else if (f[0] === "error:") {
-      error = line.trim();
-    } else {
-      throw new Error(`connection-setup probe printed an unknown line: ${JSON.stringify(line)}`);
-    }
-  }
-  if (!done) throw new Error("connection-setup probe ended without its summary line (killed or crashed)");
-  return { connections, failures, attempted: done.attempted, nextPort: done.nextPort, ...(error ? { error } : {}) };
-}
-
-/** What the probe's run says in one line, as a sender's output: the judge and the store read it. */
-export function describeProbeResult(r: SetupProbeResult): string {
-  const reasons = new Map<string, number>();
-  for (const f of r.failures) reasons.set(f.reason, (reasons.get(f.reason) ?? 0) + 1);
-  const why = [...reasons].map(([reason, n]) => `${n} ${reason}`).join(", ");
-  return [
-    `connection setup: ${r.attempted} connections, ${r.connections.length} established, ${r.failures.length} failed${why ? ` (${why})` : ""}`,
-    ...(r.error ? [r.error] : []),
-  ].join("\n");
-}
-
-/**
- * Pure: one D-ITG record per established connection (flow 1, sequence number = connection number,
- * tx = connect(), rx = SYN-ACK), so failed connections show as lost packets. Every connection has
- * its own source port, but D-ITG tools group records into flows by ports: the records carry source
- * port 0 so that a run stays one flow.
- */
-export function setupLog(result: SetupProbeResult, ends: { source: string; destination: string; destinationPort: number }): Uint8Array {
-  const block = recordBlock(result.connections.length);
-  result.connections.forEach((c, i) =>
-    encodeRecord(block, i, {
-      flowId: 1,
-      seqNum: c.seq,
-      srcAddress: ends.source,
-      srcPort: 0,
-      destAddress: ends.destination,
-      destPort: ends.destinationPort,
-      tx: timeOfDay(c.txUs),
-      rx: timeOfDay(c.rxUs),
-      size: 0,
-    }),
-  );
-  return block.bytes;
-}
-
-/** Whether a setup run counts: the probe finished, and enough connections were set up and logged. */
-export function judgeSetup(probeOutput: string, decoded: DecodedLog, planned: number): FlowVerdict {
-  const errorLine = probeOutput.split("\n").find((l) => l.startsWith("error"));
-  if (errorLine !== undefined) return { ok: false, reason: `the connection-setup probe failed: ${errorLine}` };
-  if (decoded.total.errorLines > 0) return { ok: false, reason: `${decoded.file} has ${decoded.total.errorLines} records with out-of-range time fields` };
-  if (decoded.flows.length !== 1) return { ok: false, reason: `${decoded.file} holds ${decoded.flows.length} flows, expected one` };
-  const needed = Math.ceil(planned * SETUP_MIN_SHARE);
-  if (decoded.total.packets < needed) {
-    return {
-      ok: false,
-      reason: `${decoded.total.packets} of ${planned} connections were set up, expected at least ${needed} (${SETUP_MIN_SHARE * 100}%): ${probeOutput.split("\n")[0]}`,
-    };
-  }
-  return { ok: true };
-}
-
-// ---------------------------------------------------------------------------------------------
-// Running it in the lab.
-
-export interface SetupRun {
+export interface SetupRun extends SetupProbeRun {
   readonly family: "ipv4" | "ipv6";
-  /** The NodePort address and port the connections go to. */
-  readonly address: string;
-  readonly port: number;
-  readonly traffic: TrafficProfile;
-  readonly durationS: number;
-  readonly ports: PortGrant;
   /** Where to write the D-ITG-format log. */
   readonly logPath: string;
 }
@@ -224,35 +40,39 @@ function collect(child: ReturnType<typeof spawn>): Promise<{ code: number | null
   });
 }
 
+/** The compiler the lab builds the probe with: clang is among the lab's tools (scripts/deps.sh), cc may not be. */
+const LAB_COMPILER = "clang";
+
+/** The probe built for this lab (once, into the lab's run directory). */
+export function labSetupProbe(topology: LabTopology): string {
+  const binary = join(topology.runDir, SETUP_PROBE_BINARY);
+  if (!existsSync(binary)) {
+    const r = exec(setupProbeCompileCommand(binary, LAB_COMPILER), { timeoutMs: 120_000 });
+    if (r.status !== 0) throw new Error(`building the connection-setup probe failed: ${(r.stderr || r.stdout).trim()}`);
+  }
+  return binary;
+}
+
 /**
  * Starts the pod's listener on the data port (dual-stack), runs the probe from the client namespace,
  * stops the listener and writes the log. The data port is free between D-ITG flows: ITGRecv binds it
  * only while a flow runs.
  */
 export async function runSetupProbe(topology: LabTopology, run: SetupRun): Promise<SetupOutcome> {
-  const listener = topology.spawn("pod", [process.execPath, PROBE, "listen", String(run.port)]);
+  const binary = labSetupProbe(topology);
+  const listener = topology.spawn("pod", setupListenArgs(binary, run.port));
   const listenerDone = collect(listener);
   try {
+    // The listener either says it listens or exits (a taken port): no timer races its start.
     await new Promise<void>((resolve, reject) => {
       let out = "";
-      const timer = setTimeout(() => reject(new Error(`connection-setup listener on port ${run.port} did not start within 10 s`)), 10_000);
       listener.stdout!.on("data", (d: Buffer) => {
         out += d.toString();
-        if (out.includes("ready")) {
-          clearTimeout(timer);
-          resolve();
-        }
+        if (out.includes("ready")) resolve();
       });
-      void listenerDone.then(({ code, stderr }) => {
-        clearTimeout(timer);
-        reject(new Error(`connection-setup listener on port ${run.port} exited with ${code}: ${stderr.trim()}`));
-      });
+      void listenerDone.then(({ code, stderr }) => reject(new Error(`connection-setup listener on port ${run.port} exited with ${code}: ${stderr.trim()}`)));
     });
-    const probe = topology.spawn("client", [
-      process.execPath, PROBE, "probe", run.address, String(run.port), String(run.traffic.packetsPerSecond),
-      String(Math.round(run.durationS * 1000)), String(run.ports.first), String(run.ports.last), String(SETUP_CONNECT_TIMEOUT_MS),
-    ]);
-    const { code, stdout, stderr } = await collect(probe);
+    const { code, stdout, stderr } = await collect(topology.spawn("client", setupProbeArgs(binary, run)));
     let result: SetupProbeResult;
     try {
       result = parseProbeOutput(stdout);

@@ -2,10 +2,10 @@
 // each profile, and the campaign definition they give. Pure data and pure functions.
 import type { Family } from "../scenario/cidr.js";
 import { DATAPLANES, DEFAULT_BASELINE, PAPER_SWEEP, scenarioSchema, type Dataplane } from "../scenario/schema.js";
-import { planCampaign, sameStep, type CampaignDefinition, type PlannedRun, type PrimaryComparisons } from "../measure/campaign-plan.js";
-import { runsForPower } from "../measure/statistics.js";
+import { planCampaign, sameStep, type CampaignDefinition, type PlannedRun } from "../measure/campaign-plan.js";
+import { primaryComparisons, SETUP_PRIMARY_DESIGN, type PrimaryDesign } from "../measure/primary-design.js";
 import type { RunProfile } from "../measure/types.js";
-import { setupTraffic } from "./connection-setup.js";
+import { campaignTraffic } from "../measure/connection-setup.js";
 import { LAB_DATAPLANES } from "./dataplanes/index.js";
 
 export const LAB_PROFILE_NAMES = ["smoke", "default", "paper"] as const;
@@ -48,34 +48,6 @@ export interface ReducedRates {
   readonly latencyPacketsPerSecond: number;
 }
 
-/**
- * The primary comparisons of a profile: at its largest step, one ratio statistic of one run profile,
- * every dataplane against the baseline, per family; and what they must be able to show. The runs
- * their cells get follow from it (runsForPower): `labDefinition` computes them for the dataplanes
- * and families a campaign runs.
- */
-export interface PrimaryDesign {
-  readonly profile: RunProfile;
-  /** A ratio statistic of the report (RATIO_DEFINITIONS): "mean" is the mean handshake time of connection setup. */
-  readonly statistic: string;
-  /** The smallest difference against the baseline worth showing, as a fraction (0.15: a ratio of 0.85 or 1/0.85). */
-  readonly minimumEffect: number;
-  /** Run-to-run coefficient of variation of the tested per-run value, as measured on a busy 2-core host. */
-  readonly runCv: number;
-  readonly power: number;
-  /** Family-wise error rate over the primary comparisons. */
-  readonly alpha: number;
-}
-
-/**
- * The question the default and paper profiles are sized to answer: is a dataplane's connection setup
- * at the largest step at least a fifth faster or slower than iptables'? Mean handshake time per run,
- * in both families. The run-to-run coefficient of variation of that mean was 0.06 to 0.14 (median
- * 0.09) over eight interleaved rounds at 10000 Services on the project's busy 2-core host; 0.12 leaves
- * room for a busier one.
- */
-const SETUP_AT_LARGEST_STEP: PrimaryDesign = { profile: "setup", statistic: "mean", minimumEffect: 0.2, runCv: 0.12, power: 0.9, alpha: 0.05 };
-
 export const LAB_PROFILES: Readonly<Record<LabProfileName, LabProfile>> = {
   smoke: {
     name: "smoke",
@@ -99,7 +71,7 @@ export const LAB_PROFILES: Readonly<Record<LabProfileName, LabProfile>> = {
     interleave: 1,
     setupConnectionsPerSecond: 200,
     budgetMinutes: 15,
-    primary: SETUP_AT_LARGEST_STEP,
+    primary: SETUP_PRIMARY_DESIGN,
   },
   paper: {
     name: "paper",
@@ -109,7 +81,7 @@ export const LAB_PROFILES: Readonly<Record<LabProfileName, LabProfile>> = {
     flowSeconds: 30,
     interleave: 10,
     setupConnectionsPerSecond: 200,
-    primary: SETUP_AT_LARGEST_STEP,
+    primary: SETUP_PRIMARY_DESIGN,
   },
 };
 
@@ -135,29 +107,6 @@ export interface LabCampaignChoices {
   readonly seed?: number;
 }
 
-/**
- * The primary comparisons of a campaign from the profile's design: at the campaign's largest step,
- * each dataplane against the baseline in each family, with the runs those tests need. None when the
- * campaign does not run the design's profile or has nothing to compare.
- */
-export function primaryComparisons(
-  design: PrimaryDesign | undefined,
-  campaign: Pick<CampaignDefinition, "dataplanes" | "families" | "profiles" | "services">,
-  baseline: Dataplane,
-): PrimaryComparisons | undefined {
-  if (!design || !campaign.profiles.includes(design.profile) || !campaign.dataplanes.includes(baseline) || campaign.dataplanes.length < 2) return undefined;
-  const tests = (campaign.dataplanes.length - 1) * campaign.families.length;
-  const { minimumEffect, runCv, power, alpha } = design;
-  return {
-    profile: design.profile,
-    services: Math.max(...campaign.services),
-    statistic: design.statistic,
-    baseline,
-    runs: runsForPower({ alpha, tests, power, minimumEffect, runCv }),
-    design: { alpha, power, minimumEffect, runCv },
-  };
-}
-
 /** The lab's campaign: every dataplane interleaved in a seeded random order, the scenario's D-ITG traffic plus setup, the profile's primary comparisons. */
 export function labDefinition(profile: LabProfile, choices: LabCampaignChoices = {}): CampaignDefinition {
   const defaults = scenarioSchema.shape.sweep.parse(undefined);
@@ -179,9 +128,8 @@ export function labDefinition(profile: LabProfile, choices: LabCampaignChoices =
     seed: choices.seed ?? defaults.seed,
     order: { randomize: true, interleave: Math.min(profile.interleave, choices.runs ?? profile.runs) },
     traffic: {
-      ...traffic,
+      ...campaignTraffic(traffic, profile.setupConnectionsPerSecond),
       ...(profile.reducedRates ? { latency: { ...traffic.latency, packetsPerSecond: profile.reducedRates.latencyPacketsPerSecond } } : {}),
-      setup: setupTraffic(profile.setupConnectionsPerSecond),
     },
   };
 }

@@ -4,7 +4,7 @@
 import { createHash } from "node:crypto";
 import { unsafeUniformIntDistribution, xoroshiro128plus, type RandomGenerator } from "pure-rand";
 import type { Family } from "../scenario/cidr.js";
-import type { Dataplane } from "../scenario/schema.js";
+import { DATAPLANES, type Dataplane } from "../scenario/schema.js";
 import type { CampaignTraffic, RunKey, RunProfile } from "./types.js";
 
 /** How the runs of a campaign are ordered. */
@@ -42,6 +42,17 @@ export interface PrimaryComparisons {
     readonly minimumEffect: number;
     readonly runCv: number;
   };
+}
+
+/** Prefix of a deployed stack's backend name ("stack:<name>"). */
+export const STACK_BACKEND_PREFIX = "stack:";
+
+/**
+ * What kind of place a campaign ran in, as a report names it: "cloud" for a deployed stack (the real
+ * dataplanes, or the rehearsal of that path), otherwise the backend's own name ("lab", "loopback").
+ */
+export function backendKind(backend: string): string {
+  return backend.startsWith(STACK_BACKEND_PREFIX) ? "cloud" : backend;
 }
 
 /** Everything that decides which runs a campaign makes and in what order; stored with the campaign. */
@@ -118,7 +129,10 @@ function checkPrimary(def: CampaignDefinition): void {
   };
   if (!def.profiles.includes(p.profile)) bad("profile", p.profile, `one of the campaign's profiles (${def.profiles.join(", ")})`);
   if (!def.services.includes(p.services)) bad("services", p.services, `one of the campaign's Service counts (${def.services.join(", ")})`);
-  if (!def.dataplanes.includes(p.baseline)) bad("baseline", p.baseline, `one of the campaign's dataplanes (${def.dataplanes.join(", ")})`);
+  // A campaign of one dataplane (a stack) shares its primary comparisons with the other stacks' campaigns.
+  if (def.dataplanes.length > 1 ? !def.dataplanes.includes(p.baseline) : !DATAPLANES.includes(p.baseline)) {
+    bad("baseline", p.baseline, `one of the campaign's dataplanes (${(def.dataplanes.length > 1 ? def.dataplanes : DATAPLANES).join(", ")})`);
+  }
   if (!Number.isInteger(p.runs) || p.runs < 1) bad("runs", p.runs, "a whole number of runs, at least 1");
 }
 

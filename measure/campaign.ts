@@ -10,6 +10,7 @@ import { copyFileSync, mkdirSync, renameSync, rmSync } from "node:fs";
 import path from "node:path";
 import { sameStep, stepOf, type PlannedRun } from "./campaign-plan.js";
 import { flowSummaryOf, type FailedAttempt, type ResultStore } from "./store.js";
+import { judgeSetup, plannedConnections } from "./connection-setup.js";
 import { expectedRecords, judgeFlow, type FlowVerdict } from "./ditg-commands.js";
 import type { DecodedLog, DecodedView } from "./ditg-log.js";
 import type { DecodedFlow, FlowLogFiles } from "./ditg-pairing.js";
@@ -42,6 +43,12 @@ export type FlowJudge = (senderOutput: string, decoded: DecodedLog, expected: Ex
 export const ditgJudge: FlowJudge = (senderOutput, decoded, expected) =>
   judgeFlow(senderOutput, decoded, expectedRecords(expected.traffic, expected.durationS, expected.linkMbps));
 
+/** The verdict of a run by its profile: the connection-setup probe's for setup runs, D-ITG's for the others. */
+export const runJudge: FlowJudge = (output, decoded, expected) =>
+  expected.profile === "setup"
+    ? judgeSetup(output, decoded, plannedConnections(expected.traffic, expected.durationS))
+    : ditgJudge(output, decoded, expected);
+
 /** Progress of a campaign, for progress bars and logs. */
 export type CampaignEvent =
   | { readonly kind: "start"; readonly campaignId: string; readonly total: number; readonly done: number; readonly resumed: boolean }
@@ -66,7 +73,7 @@ export interface CampaignRunOptions {
   readonly campaignId: string;
   readonly backend: Backend;
   readonly decoder: LogDecoder;
-  /** Default: ditgJudge. */
+  /** Default: runJudge. */
   readonly judge?: FlowJudge;
   /** Extra attempts allowed for a failed run (0: one attempt only). */
   readonly retries: number;
@@ -154,12 +161,16 @@ export async function runCampaign(opts: CampaignRunOptions): Promise<CampaignRun
   const times = new PhaseTimes();
   const now = opts.now ?? (() => new Date());
   const emit = (e: CampaignEvent) => opts.onEvent?.(e);
-  const judge = opts.judge ?? ditgJudge;
+  const judge = opts.judge ?? runJudge;
   const campaign = store.campaign(campaignId);
   if (!campaign) throw new Error(`no campaign ${campaignId} in ${store.file}`);
   const def = campaign.definition;
   const missing = def.profiles.filter((p) => def.traffic[p] === undefined);
   if (missing.length > 0) throw new Error(`campaign ${campaignId} plans profile(s) ${missing.join(", ")} but defines no traffic for them`);
+  const unoffered = def.profiles.filter((p) => !backend.profiles.includes(p));
+  if (unoffered.length > 0) {
+    throw new Error(`campaign ${campaignId} plans profile(s) ${unoffered.join(", ")}, which backend ${backend.name} does not measure; accepted: ${backend.profiles.join(", ")}`);
+  }
   const trafficOf = (run: PlannedRun): TrafficProfile => def.traffic[run.key.profile];
   const total = campaign.plan.length;
   const queue = store.pendingRuns(campaignId, { retryFailed: opts.retryFailed === true });
@@ -276,7 +287,9 @@ export async function runCampaign(opts: CampaignRunOptions): Promise<CampaignRun
         if (!head) break;
         const step = stepOf(head.key);
         emit({ kind: "prepare", step });
-        await times.time("prepare", () => backend.prepare(step));
+        const preparedAt = now();
+        const readiness = await times.time("prepare", () => backend.prepare(step));
+        if (readiness) store.recordStep(campaignId, step, readiness, preparedAt);
         event("prepare", `${step.dataplane} ${step.services}`);
         prepared = head.key;
       }

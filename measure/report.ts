@@ -22,11 +22,12 @@
 import { mkdir, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { stringify } from "csv-stringify/sync";
+import { stepsReport } from "./report-steps.js";
 import { DATAPLANES, DEFAULT_BASELINE, FAMILIES, type Dataplane } from "../scenario/schema.js";
 import { runsOfCell, type PrimaryComparisons } from "./campaign-plan.js";
 import type { Family } from "../scenario/cidr.js";
 import { decodeDelayHistogram, delayPercentiles, HISTOGRAM_UNITS_PER_S } from "./ditg-log.js";
-import type { FlowSummary, RunProfile, RunResult } from "./types.js";
+import type { FlowSummary, RunProfile, RunResult, StepRecord } from "./types.js";
 import { PAPER_COMPARISON, paperRatioFor, type PaperRatio } from "./paper-reference.js";
 import {
   absoluteDeviationsFromMedian,
@@ -261,6 +262,8 @@ export type ReportOptions = Pick<ReportSettings, "seed" | "resamples"> &
   Partial<Omit<ReportSettings, "seed" | "resamples">> & {
     /** The paper's published ratios (loadPaperReference()); none means no paper column. */
     readonly paper?: readonly PaperRatio[];
+    /** When each prepared step became measurable (the store's step records). */
+    readonly steps?: readonly StepRecord[];
   };
 
 export interface DelaySourceCount {
@@ -292,6 +295,8 @@ export interface Report {
   readonly figures: readonly FigureSpec[];
   /** "Where the delay comes from" (report-hops.ts): its lines of report.md, when runs carry hop probes. */
   readonly hops?: readonly string[];
+  /** "When each step became measurable" (report-steps.ts): its lines of report.md, when steps were recorded. */
+  readonly steps?: readonly string[];
   readonly markdown: string;
 }
 
@@ -632,9 +637,12 @@ export function buildReport(results: readonly RunResult[], options: ReportOption
     tables.push({ file: "hops.csv", title: "Where the delay comes from: each section of the path per dataplane, family and Service count (seconds)", csv: hops.csv });
     figures.push(...hops.figures);
   }
+  const steps = stepsReport(options.steps ?? []);
+  if (steps) tables.push({ file: "steps.csv", title: "When each step became measurable, and the Services its dataplane held per family", csv: steps.csv });
   const partial = {
     settings, counts, cells: statistics, ratios, validity, delaySources: delaySourceCounts(cells), tests, warnings, tables, figures,
     ...(hops ? { hops: hops.markdown } : {}),
+    ...(steps ? { steps: steps.markdown } : {}),
   };
   return { ...partial, markdown: renderMarkdown(partial) };
 }

@@ -18,15 +18,21 @@
 //
 // Hops (schema 3). Runs measured with the lab's hop probes keep their decomposition into sections of
 // the path (measure/hops-store.ts); a schema-2 store gains the tables when opened.
+//
+// Steps (schema 4). Every preparation of a (dataplane, Service count) step keeps when the step became
+// measurable and how many Services the dataplane held per family (`step_record`, StepReadiness); a
+// schema-3 store gains the table when opened.
 import { mkdirSync } from "node:fs";
 import path from "node:path";
 import Database from "better-sqlite3";
 import { canonicalJson, type CampaignDefinition, type PlannedRun } from "./campaign-plan.js";
 import { deleteRunHops, HOP_MIGRATION, insertRunHops, readRunHops } from "./hops-store.js";
-import { DELAY_VIEW_NAMES, type DelayViewName, type FlowSummary, type RunDelayView, type RunResult } from "./types.js";
+import type { Family } from "../scenario/cidr.js";
+import { DELAY_VIEW_NAMES, type DelayViewName, type FlowSummary, type RunDelayView, type RunResult, type StepReadiness, type StepRecord } from "./types.js";
+import type { Dataplane } from "../scenario/schema.js";
 
 /** Bumped whenever the tables change; a database from a newer version is refused, not guessed at. */
-export const SCHEMA_VERSION = 3;
+export const SCHEMA_VERSION = 4;
 /** The oldest schema this testbed upgrades in place. */
 export const OLDEST_SCHEMA_VERSION = 1;
 
@@ -77,6 +83,22 @@ CREATE TABLE run_delay_view (          -- the other readings of a run's delays (
   histogram        TEXT,
   PRIMARY KEY (run_id, view)
 );
+`;
+
+/** Schema 3 to 4: when each prepared step became measurable (StepReadiness), per family. */
+const MIGRATION_4 = `
+CREATE TABLE step_record (
+  id                       INTEGER PRIMARY KEY,
+  campaign_id              TEXT NOT NULL REFERENCES campaign(id),
+  dataplane                TEXT NOT NULL,
+  services                 INTEGER NOT NULL,
+  family                   TEXT NOT NULL,
+  prepared_at              TEXT NOT NULL,
+  endpoints_ready_after_s  REAL NOT NULL,
+  programmed_after_s       REAL NOT NULL,
+  programmed_services      INTEGER NOT NULL
+);
+CREATE INDEX step_record_campaign ON step_record (campaign_id);
 `;
 
 const SCHEMA = `
@@ -194,6 +216,7 @@ export class ResultStore {
         db.exec(SCHEMA);
         db.exec(MIGRATION_2);
         db.exec(HOP_MIGRATION);
+        db.exec(MIGRATION_4);
         db.pragma(`user_version = ${SCHEMA_VERSION}`);
       })();
     } else if (version < OLDEST_SCHEMA_VERSION || version > SCHEMA_VERSION) {
@@ -205,7 +228,8 @@ export class ResultStore {
       try {
         db.transaction(() => {
           if (version < 2) db.exec(MIGRATION_2);
-          db.exec(HOP_MIGRATION);
+          if (version < 3) db.exec(HOP_MIGRATION);
+          db.exec(MIGRATION_4);
           db.pragma(`user_version = ${SCHEMA_VERSION}`);
         })();
       } catch (err) {
@@ -487,5 +511,38 @@ export class ResultStore {
         ...(r.detail !== null ? { detail: String(r.detail) } : {}),
       }),
     );
+  }
+
+  /** Keeps when a prepared step became measurable: one row per family the dataplane reported. */
+  recordStep(campaignId: string, step: { dataplane: Dataplane; services: number }, readiness: StepReadiness, preparedAt: Date): void {
+    const insert = this.db.prepare(
+      `INSERT INTO step_record (campaign_id, dataplane, services, family, prepared_at, endpoints_ready_after_s, programmed_after_s, programmed_services)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+    );
+    this.db.transaction(() => {
+      for (const [family, held] of Object.entries(readiness.programmedServices)) {
+        insert.run(campaignId, step.dataplane, step.services, family, preparedAt.toISOString(), readiness.endpointsReadyAfterS, readiness.programmedAfterS, held);
+      }
+    })();
+  }
+
+  /** Every recorded step of a campaign, in the order they were prepared, one entry per preparation. */
+  steps(campaignId: string): StepRecord[] {
+    const rows = this.db.prepare(`SELECT * FROM step_record WHERE campaign_id = ? ORDER BY id`).all(campaignId) as Row[];
+    const byPreparation = new Map<string, StepRecord & { programmedServices: Partial<Record<Family, number>> }>();
+    for (const r of rows) {
+      const key = `${String(r.dataplane)} ${Number(r.services)} ${String(r.prepared_at)}`;
+      const record = byPreparation.get(key) ?? {
+        dataplane: String(r.dataplane) as Dataplane,
+        services: Number(r.services),
+        preparedAt: String(r.prepared_at),
+        endpointsReadyAfterS: Number(r.endpoints_ready_after_s),
+        programmedAfterS: Number(r.programmed_after_s),
+        programmedServices: {},
+      };
+      record.programmedServices[String(r.family) as Family] = Number(r.programmed_services);
+      byPreparation.set(key, record);
+    }
+    return [...byPreparation.values()];
   }
 }

@@ -32,10 +32,11 @@ export interface FlowSummary {
 export type Profile = "throughput" | "latency";
 
 /**
- * Which profile a run uses: a D-ITG profile, or "setup", the local lab's connection-setup probe (many
- * new TCP connections, one D-ITG-format record each; lab/connection-setup.ts).
+ * Which profile a run uses: a D-ITG profile, or "setup", the connection-setup probe (many new TCP
+ * connections, one D-ITG-format record each; measure/connection-setup.ts).
  */
-export type RunProfile = Profile | "setup";
+export const RUN_PROFILES = ["throughput", "latency", "setup"] as const satisfies readonly (Profile | "setup")[];
+export type RunProfile = (typeof RUN_PROFILES)[number];
 
 /** One planned repetition; its id is derived from these fields alone, so a resumed campaign finds it again. */
 export interface RunKey {
@@ -51,10 +52,11 @@ export interface RunKey {
 export type TrafficProfile = Scenario["traffic"]["latency"];
 
 /**
- * The traffic of each profile a campaign runs: the scenario's D-ITG profiles, plus "setup" where a
- * backend offers it. The campaign runner checks that every planned profile has one.
+ * The traffic of each profile a campaign runs: the scenario's D-ITG profiles and "setup" (the
+ * connection-setup probe as a traffic profile, measure/connection-setup.ts). The campaign runner
+ * checks that every planned profile has one.
  */
-export type CampaignTraffic = Scenario["traffic"] & { readonly [profile: string]: TrafficProfile };
+export type CampaignTraffic = Pick<Scenario["traffic"], "throughput" | "latency"> & { readonly [profile: string]: TrafficProfile };
 
 /** What a backend hands back after one flow: where the logs are and what the sender printed. */
 export interface FlowOutcome {
@@ -92,6 +94,26 @@ export interface CollectedLogs {
 }
 
 /**
+ * When a prepared step became measurable, and what the dataplane held then: how the campaign knows a
+ * step is the one it claims to be (a step down must not be measured on the larger step's rules).
+ */
+export interface StepReadiness {
+  /** Seconds from the change until every Service of the step had a ready endpoint in every family (0 where endpoints are static). */
+  readonly endpointsReadyAfterS: number;
+  /** Seconds from the change until the dataplane held exactly the step's Services. */
+  readonly programmedAfterS: number;
+  /** Services the worker's dataplane held per family when the step was found ready: the step's count, or the step failed. */
+  readonly programmedServices: Partial<Record<Family, number>>;
+}
+
+/** A step's readiness as the store keeps it, with the step and when it was prepared. */
+export interface StepRecord extends StepReadiness {
+  readonly dataplane: Dataplane;
+  readonly services: number;
+  readonly preparedAt: string;
+}
+
+/**
  * A place where the experiment runs. The campaign runner calls prepare() for each
  * (dataplane, Service count) step, then per repetition receiverAlive() (and restartReceiver() when
  * it is not), runFlow(), and collectLog() off the flow's critical path; teardown() at the end.
@@ -103,8 +125,14 @@ export interface Backend {
    * delays of the receiver's log are then valid, and the campaign keeps them beside the round trips.
    */
   readonly sharedClock?: boolean;
-  /** Bring the dataplane to the given mode and Service count; returns when rules or maps are in place. */
-  prepare(step: { dataplane: Dataplane; services: number }): Promise<void>;
+  /** The run profiles it can measure; a campaign asking for another one is refused before it starts. */
+  readonly profiles: readonly RunProfile[];
+  /**
+   * Bring the dataplane to the given mode and Service count; returns when the dataplane holds exactly
+   * the step's Services, with when that happened (undefined where there is no dataplane to program).
+   * Throws when the step cannot be brought about.
+   */
+  prepare(step: { dataplane: Dataplane; services: number }): Promise<StepReadiness | undefined>;
   /**
    * Run one D-ITG flow for the key and return its log. `logName` is unique per run and attempt
    * (D-ITG truncates an existing log of the same name). Throws on transport failure.

@@ -151,6 +151,8 @@ const scenarioFields = z
         // 64000-byte messages at 2000/s offer ~1 Gbit/s, above the 500 Mbit/s cap: the link decides.
         throughput: trafficProfile({ protocol: "TCP", meter: "owdm", payloadBytes: 64000, packetsPerSecond: 2000 }),
         latency: trafficProfile({ protocol: "UDP", meter: "rttm", payloadBytes: 512, packetsPerSecond: 1000 }),
+        /** The connection-setup probe (not D-ITG): new TCP connections per second, each timed SYN to SYN-ACK. */
+        setup: z.strictObject({ connectionsPerSecond: count(1).max(5000).default(200) }).prefault({}),
       })
       .prefault({}),
 

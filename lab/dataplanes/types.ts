@@ -45,6 +45,12 @@ export interface LabDataplane {
   activeTraces(): Promise<string[]>;
   /** What it installed, counted from the kernel; empty when it holds nothing. */
   counts(): Promise<InstalledCounts>;
+  /**
+   * The ClusterIPs (both families) it forwards to a backend, read from the kernel where it keeps them
+   * (kube-proxy's jumps into Service chains, its service-ips map, the eBPF service map's frontends
+   * with backends): the view the cloud's readiness check reads on a node. Empty when it holds nothing.
+   */
+  forwardedClusterIps(): Promise<string[]>;
   /** Forgets the connections it tracks itself, beside the kernel's conntrack (the eBPF load balancer's CT maps). */
   flushConnections(): void;
   /** Removes everything it put into the kernel, parked or not; it can be set up again afterwards. */

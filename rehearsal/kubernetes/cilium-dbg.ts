@@ -5,7 +5,7 @@
 // backend-addresses, flags.type.
 import { spawnSync } from "node:child_process";
 import type { Family } from "../../scenario/cidr.js";
-import { decodeBackend, decodeServiceEntry, dumpBytes, LB_MAPS, readHostU32, SVC_FLAG, type Backend, type ServiceEntry } from "../../lab/dataplanes/ebpf/service-maps.js";
+import { decodeBackend, decodeBackendId, decodeServiceEntry, LB_MAPS, SVC_FLAG, type Backend, type ServiceEntry } from "../../lab/dataplanes/ebpf/service-maps.js";
 
 /** A map's entries as `bpftool -j map dump` prints them (raw bytes as "0x.." strings). */
 export type MapDump = readonly { readonly key: readonly string[]; readonly value: readonly string[] }[];
@@ -28,12 +28,13 @@ export function ciliumServiceList(dumps: Readonly<Record<Family, { services: Map
   for (const family of ["ipv4", "ipv6"] as const) {
     const backends = new Map<number, Backend>();
     for (const e of dumps[family].backends) {
-      const id = readHostU32(dumpBytes(e.key), 0);
-      backends.set(id, decodeBackend(family, id, dumpBytes(e.value)));
+      const bytes = (hex: readonly string[]) => hex.map((h) => Number.parseInt(h, 16));
+      const id = decodeBackendId(bytes(e.key));
+      backends.set(id, decodeBackend(family, id, bytes(e.value)));
     }
     const frontends = new Map<string, { head?: ServiceEntry; slots: ServiceEntry[] }>();
     for (const e of dumps[family].services) {
-      const entry = decodeServiceEntry(family, dumpBytes(e.key), dumpBytes(e.value));
+      const entry = decodeServiceEntry(family, e.key.map((h) => Number.parseInt(h, 16)), e.value.map((h) => Number.parseInt(h, 16)));
       const id = `${entry.address}|${entry.port}|${entry.protocol}`;
       const f = frontends.get(id) ?? { slots: [] };
       if (entry.backendSlot === 0) f.head = entry;
@@ -44,7 +45,7 @@ export function ciliumServiceList(dumps: Readonly<Record<Family, { services: Map
       if (!head) continue;
       const spec: CiliumServiceSpec = {
         id: head.revNatIndex,
-        "frontend-address": { ip: head.address, port: head.port, protocol: head.protocol, scope: "external" },
+        "frontend-address": { ip: head.address, port: head.port, protocol: String(head.protocol), scope: "external" },
         "backend-addresses": slots
           .filter((s) => s.backendSlot <= head.count)
           .sort((a, b) => a.backendSlot - b.backendSlot)

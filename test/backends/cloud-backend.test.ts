@@ -1,16 +1,20 @@
 // The cloud backend's sequencing over fake transports (the Pulumi engine and the cloud are the only
 // mocks), and its setup errors: missing CLI, missing stack, missing key or output, refused SSH.
+import { campaignTraffic } from "../../measure/connection-setup.js";
 import { execFileSync } from "node:child_process";
 import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { runCampaign, type LogDecoder } from "../../measure/campaign.js";
+import { runCampaign, runJudge, type LogDecoder } from "../../measure/campaign.js";
+import { setupTraffic } from "../../measure/connection-setup.js";
+import { decodeLogFile } from "../../measure/ditg-log.js";
 import { campaignIdFor, planCampaign, type CampaignDefinition } from "../../measure/campaign-plan.js";
 import {
   CloudBackend,
   CloudSetupError,
+  stepReadinessOf,
   type CommandResult,
   type RemoteHost,
   type RemoteShell,
@@ -48,6 +52,9 @@ function stackOutputs(over: Record<string, unknown> = {}): Record<string, { valu
       ipv6: { address: "2001:2:0:20::21", signalingPort: 30901, dataPort: 31001 },
     },
     ditgReceiver: { namespace: "ditg", deployment: "ditg-receiver", nodeAddress: "198.19.0.21", podLogDir: "/logs", nodeLogDir: "/var/lib/ditg-logs" },
+    connectionSetupProbe: { client: "/opt/testbed/bin/connection-setup-probe", worker: "/opt/testbed/bin/connection-setup-probe" },
+    hostAddresses: { client: { client: { ipv4: "198.18.0.10", ipv6: "2001:2:0:10::10" } } },
+    step: { services: 1, endpointsReadyAfterS: 0.5, programmedAfterS: 1.5, programmedServices: { ipv4: 1, ipv6: 1 } },
     ...over,
   };
   return Object.fromEntries(Object.entries(base).filter(([, v]) => v !== undefined).map(([k, v]) => [k, { value: v }]));
@@ -70,10 +77,14 @@ class FakeStack implements StackControl {
   async config() {
     return this.cfg;
   }
+  /** What the worker holds after an update, when it is not the step's count (a dataplane that lags). */
+  holds: number | undefined;
   async setServices(services: number) {
     this.calls.push(`up services=${services}`);
     if (this.upError) throw this.upError;
     this.cfg["testbed:services"] = { value: String(services) };
+    const held = this.holds ?? services;
+    this.outs.step = { value: { services, endpointsReadyAfterS: 2 + services / 1000, programmedAfterS: 3 + services / 1000, programmedServices: { ipv4: held, ipv6: held } } };
   }
 }
 
@@ -94,6 +105,16 @@ class FakeShell implements RemoteShell {
       return { code: 0, stdout: "Started sending packets of flow ID: 1\nFinished sending packets of flow ID: 1\n", stderr: "" };
     }
     if (command.startsWith("pgrep")) return { code: 0, stdout: `${this.receivers}\n`, stderr: "" };
+    if (command.startsWith('pid="$(pgrep -xo ITGRecv)"')) return { code: 0, stdout: "listener 4242\n", stderr: "" };
+    const probe = /connection-setup-probe probe \S+ \d+ (\d+) (\d+) (\d+) /.exec(command);
+    if (probe) {
+      // Every connection set up in 150 µs, one per 1/rate seconds, from consecutive source ports.
+      const [rate, durationMs, first] = probe.slice(1).map(Number) as [number, number, number];
+      const n = Math.floor((rate * durationMs) / 1000);
+      const t0 = Date.UTC(2026, 11, 7, 12) * 1000;
+      const lines = Array.from({ length: n }, (_, i) => `ok ${i + 1} ${first + i} ${t0 + i * 5000} ${t0 + i * 5000 + 150}`);
+      return { code: 0, stdout: `${lines.join("\n")}\ndone ${n} ${n} 0 ${first + n}\n`, stderr: "" };
+    }
     return { code: 0, stdout: "/usr/bin/ITGSend\n", stderr: "" };
   }
   async fetch(host: RemoteHost, remotePath: string, localPath: string): Promise<void> {
@@ -157,7 +178,7 @@ function definition(backend: CloudBackend): CampaignDefinition {
     linkMbps: s.linkMbps,
     seed: 1,
     order: { randomize: false, interleave: 0 },
-    traffic: s.traffic,
+    traffic: campaignTraffic(s.traffic),
   };
 }
 
@@ -227,6 +248,54 @@ describe("CloudBackend over fake transports", () => {
     expect(store.results(id).map((r) => r.status)).toEqual(Array(8).fill("ok"));
     expect(calls.at(-1)).toBe("close");
     store.close();
+  });
+
+  it("runs a setup run as the lab does: the listener in the receiver pod's namespace, the probe on the client, the log made here", async () => {
+    const { backend } = await openFake();
+    await backend.prepare({ dataplane: "ebpf", services: 1 });
+    calls.length = 0;
+    const traffic = setupTraffic(200);
+    const key = { dataplane: "ebpf", family: "ipv6", profile: "setup", services: 1, repetition: 0 } as const;
+    const outcome = await backend.runFlow(key, { logName: "s1", durationS: 1, traffic });
+    expect(calls[0]).toMatch(/^run receiver: pid="\$\(pgrep -xo ITGRecv\)"/);
+    expect(calls[0]).toContain(`sudo nsenter -t "$pid" -n -- /opt/testbed/bin/connection-setup-probe listen 31001`);
+    expect(calls[1]).toBe("run client: /opt/testbed/bin/connection-setup-probe probe 2001:2:0:20::21 31001 200 1000 1024 1233 1000 2>&1");
+    expect(calls[2]).toBe("run receiver: sudo kill 4242 2>/dev/null; true");
+    expect(outcome.senderOutput).toBe("connection setup: 200 connections, 200 established, 0 failed");
+    const logs = await backend.collectLog(outcome);
+    expect(calls).toHaveLength(3);
+    const decoded = await decodeLogFile(logs.log);
+    expect(decoded.total).toMatchObject({ packets: 200, dropped: 0 });
+    expect(decoded.total.delayMeanS).toBeCloseTo(150e-6, 9);
+    expect(runJudge(outcome.senderOutput, decoded, { profile: "setup", traffic, durationS: 1, linkMbps: 500 })).toEqual({ ok: true });
+    // The next run of the family starts where this one's source ports ended: no 5-tuple twice.
+    await backend.runFlow(key, { logName: "s2", durationS: 1, traffic });
+    expect(calls[4]).toContain("probe 2001:2:0:20::21 31001 200 1000 1224 ");
+    await backend.teardown();
+  });
+
+  it("refuses setup runs on a stack deployed without the probe, saying how to fix it", async () => {
+    const { backend } = await openFake({ outputs: stackOutputs({ connectionSetupProbe: undefined }) });
+    await expect(
+      backend.runFlow({ dataplane: "ebpf", family: "ipv4", profile: "setup", services: 1, repetition: 0 }, { logName: "s", durationS: 1, traffic: setupTraffic(200) }),
+    ).rejects.toThrow("stack ebpf exports no `connectionSetupProbe` output: it was deployed before the setup profile; update it with `pulumi up --stack ebpf`, or leave setup out of --profiles");
+    await backend.teardown();
+  });
+
+  it("reports each step's readiness from the stack, and refuses a step whose worker holds another count", async () => {
+    const { backend, stack } = await openFake();
+    expect(await backend.prepare({ dataplane: "ebpf", services: 1000 })).toEqual({ endpointsReadyAfterS: 3, programmedAfterS: 4, programmedServices: { ipv4: 1000, ipv6: 1000 } });
+    // A step down whose worker still held the larger set: the step is not measured.
+    stack.holds = 1000;
+    await expect(backend.prepare({ dataplane: "ebpf", services: 1 })).rejects.toThrow(
+      "stack ebpf: the worker's dataplane held 1000 ipv4 Services at the step of 1; a step is measured only on exactly its Services",
+    );
+    await backend.teardown();
+    expect(() => stepReadinessOf("x", 5, ["ipv4"], { services: 1, endpointsReadyAfterS: 1, programmedAfterS: 1, programmedServices: 1 })).toThrow(
+      "stack x reports its step at 1 Services after an update to 5: the update did not apply the step",
+    );
+    expect(() => stepReadinessOf("x", 5, ["ipv4"], undefined)).toThrow(/^stack x has no usable output `step`/);
+    expect(stepReadinessOf("x", 5, ["ipv4", "ipv6"], { services: 5, endpointsReadyAfterS: 1, programmedAfterS: 2, programmedServices: 5 }).programmedServices).toEqual({ ipv4: 5, ipv6: 5 });
   });
 
   it("skips an update when the Service count is unchanged, except the first one of a session", async () => {

@@ -10,7 +10,8 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { writeCampaignReport } from "../../cli/report.js";
-import { LabBackend, labJudge, NODE_BASE_RULE, type PreparedStep } from "../../backends/lab.js";
+import { LabBackend, NODE_BASE_RULE, type PreparedStep } from "../../backends/lab.js";
+import { runJudge } from "../../measure/campaign.js";
 import { ebpfLoadBalancer } from "../../lab/dataplanes/ebpf/module.js";
 import type { InstalledCounts } from "../../lab/dataplanes/index.js";
 import { kubeProxyJumps, kubeProxyLeftovers } from "../../lab/dataplanes/iptables/kernel.js";
@@ -135,7 +136,7 @@ describe.skipIf(hostProblem !== undefined)(`the lab's smoke campaign on this ker
       prefix = backend.topology.prefix;
       hopObjects = backend.hops!.objectIds();
       for (const family of FAMILIES) barePath[family] = await barePathMbps(backend, def, family);
-      summary = await runCampaign({ store, campaignId, backend, decoder, judge: labJudge, retries: 2, onEvent: (e) => events.push(e) });
+      summary = await runCampaign({ store, campaignId, backend, decoder, judge: runJudge, retries: 2, onEvent: (e) => events.push(e) });
     } finally {
       await decoder.close();
       store.close();

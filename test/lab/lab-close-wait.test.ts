@@ -4,7 +4,8 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { labHostProblem } from "../../lab/topology.js";
 import { labDefinition, LAB_PROFILES } from "../../lab/profiles.js";
-import { LabBackend, labJudge, labProblem } from "../../backends/lab.js";
+import { LabBackend, labProblem } from "../../backends/lab.js";
+import { runJudge } from "../../measure/campaign.js";
 import { decodeFlow } from "../../measure/ditg-pairing.js";
 import type { FlowOutcome, RunKey, RunProfile } from "../../measure/types.js";
 import { crossedWhole } from "./busy-host.js";
@@ -24,7 +25,7 @@ describe.skipIf(hostProblem !== undefined)(`D-ITG flows closing beside the next 
     const logs = await backend.collectLog(outcome);
     const at = Date.now();
     const decoded = await decodeFlow({ ...logs, oneWay: true });
-    const verdict = labJudge(logs.senderOutput ?? outcome.senderOutput, decoded, { profile, traffic: traffic[profile]!, durationS: DURATION_S, linkMbps: LINK_MBPS });
+    const verdict = runJudge(logs.senderOutput ?? outcome.senderOutput, decoded, { profile, traffic: traffic[profile]!, durationS: DURATION_S, linkMbps: LINK_MBPS });
     return { at, verdict, senderOutput: logs.senderOutput };
   };
 

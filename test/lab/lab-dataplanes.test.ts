@@ -8,7 +8,7 @@ import { echoProbe, startEchoListener } from "../../lab/echo-probe.js";
 import { kubeProxyLeftovers } from "../../lab/dataplanes/iptables/kernel.js";
 import { kubeProxyNftablesStates } from "../../lab/dataplanes/nftables/kernel.js";
 import { labHostProblem } from "../../lab/topology.js";
-import { LabBackend, labProblem, type PreparedStep } from "../../backends/lab.js";
+import { heldServices, LabBackend, labProblem, type PreparedStep } from "../../backends/lab.js";
 import { DATAPLANES } from "../../scenario/schema.js";
 
 const hostProblem = labHostProblem() ?? labProblem();
@@ -44,9 +44,16 @@ describe.skipIf(hostProblem !== undefined)(`the lab's dataplane modules on this 
   afterAll(() => backend?.teardown());
 
   it.each(DATAPLANES)("%s: serves the NodePort once set up, not once it steps aside, and again once resumed, holding the same all along", async (dataplane) => {
-    await backend.prepare({ dataplane, services: SERVICES });
+    const readiness = await backend.prepare({ dataplane, services: SERVICES });
     const step = last();
     expect(step.installed).toBe(true);
+    // What it forwards, read from the kernel: every ClusterIP of the set, the receiver's too, and nothing else.
+    const clusterIps = [step.serviceSet.receiver, ...step.serviceSet.scaled].flatMap((svc) => Object.values(svc.clusterIPs));
+    const forwarded = await step.module.forwardedClusterIps();
+    expect(new Set(forwarded.filter((a) => clusterIps.includes(a)))).toEqual(new Set(clusterIps));
+    expect(heldServices(forwarded, step.serviceSet, backend.scenario.kubernetes.serviceSubnets)).toEqual({ ipv4: SERVICES, ipv6: SERVICES });
+    expect(readiness.programmedServices).toEqual({ ipv4: SERVICES, ipv6: SERVICES });
+    expect(readiness.programmedAfterS).toBeGreaterThan(0);
     expect(await nodePortAnswers(step)).toBe(true);
     const counts = await step.module.counts();
     expect(Object.values(counts).length).toBeGreaterThan(0);

@@ -4,10 +4,10 @@ import { describe, expect, it } from "vitest";
 import { campaignIdFor } from "../../measure/campaign-plan.js";
 import { describePlan, labCommand, parseLabFlags, setupSummary, type LabOptions } from "../../cli/lab.js";
 import type { RunResult } from "../../measure/types.js";
-import { labJudge } from "../../backends/lab.js";
+import { runJudge } from "../../measure/campaign.js";
 import { labKubeProxyRules } from "../../lab/dataplanes/iptables/kernel.js";
 import { labScenario, serviceEndpoints } from "../../lab/lab-scenario.js";
-import { plannedConnections } from "../../lab/connection-setup.js";
+import { plannedConnections } from "../../measure/connection-setup.js";
 import { estimateWallSeconds, labDefinition, labProfile, LAB_PROFILES } from "../../lab/profiles.js";
 import { runsForPower } from "../../measure/statistics.js";
 import { planTopology } from "../../lab/topology.js";
@@ -218,8 +218,8 @@ describe("lab judge", () => {
   it("judges setup runs by the connections they set up, not by D-ITG's output", () => {
     const planned = plannedConnections(setup, 2);
     const probeSaid = `connection setup: ${planned} connections, ${planned} established, 0 failed`;
-    expect(labJudge(probeSaid, decoded(planned), { profile: "setup", traffic: setup, durationS: 2, linkMbps: 500 })).toEqual({ ok: true });
-    expect(labJudge(probeSaid, decoded(planned - 40), { profile: "setup", traffic: setup, durationS: 2, linkMbps: 500 })).toMatchObject({
+    expect(runJudge(probeSaid, decoded(planned), { profile: "setup", traffic: setup, durationS: 2, linkMbps: 500 })).toEqual({ ok: true });
+    expect(runJudge(probeSaid, decoded(planned - 40), { profile: "setup", traffic: setup, durationS: 2, linkMbps: 500 })).toMatchObject({
       ok: false,
       reason: expect.stringContaining(`${planned - 40} of ${planned} connections were set up, expected at least 380`),
     });
@@ -228,11 +228,11 @@ describe("lab judge", () => {
   it("judges D-ITG runs with D-ITG's verdict", () => {
     const latency = labDefinition(LAB_PROFILES.smoke).traffic.latency;
     // The probe's wording is not ITGSend's: a latency run with it fails.
-    expect(labJudge("connection setup: 1000 connections", decoded(1000), { profile: "latency", traffic: latency, durationS: 1, linkMbps: 500 })).toMatchObject({
+    expect(runJudge("connection setup: 1000 connections", decoded(1000), { profile: "latency", traffic: latency, durationS: 1, linkMbps: 500 })).toMatchObject({
       ok: false,
       reason: expect.stringContaining("Finished sending"),
     });
-    expect(labJudge("Finished sending packets of flow ID: 1", decoded(1000), { profile: "latency", traffic: latency, durationS: 1, linkMbps: 500 })).toEqual({ ok: true });
+    expect(runJudge("Finished sending packets of flow ID: 1", decoded(1000), { profile: "latency", traffic: latency, durationS: 1, linkMbps: 500 })).toEqual({ ok: true });
   });
 });
 

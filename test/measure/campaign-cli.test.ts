@@ -4,7 +4,10 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
-import { loopbackDefinition, parseCampaignFlags, stackDefinition, type CampaignOptions } from "../../cli/campaign.js";
+import { CLOUD_PROFILES } from "../../backends/cloud.js";
+import { LOOPBACK_PROFILES } from "../../backends/loopback.js";
+import { campaignProfiles, loopbackDefinition, parseCampaignFlags, stackDefinition, type CampaignOptions } from "../../cli/campaign.js";
+import { planCampaign } from "../../measure/campaign-plan.js";
 import { PLACEHOLDERS, parseScenario } from "../../scenario/schema.js";
 
 const base: CampaignOptions = { loopback: true, db: "r.db", retries: "2", projectDir: "." };
@@ -16,7 +19,7 @@ describe("campaign flags", () => {
     [{ runs: "2.5" }, '--runs: "2.5" is not accepted; accepted: a whole number from 1 to 100000'],
     [{ services: "1,x" }, '--services: "1,x" is not accepted; accepted: a comma-separated list of distinct whole numbers of Services, e.g. 1,1000,2000'],
     [{ services: "1,1" }, '--services: "1,1" is not accepted; accepted: a comma-separated list of distinct whole numbers of Services, e.g. 1,1000,2000'],
-    [{ profiles: "throughput,jitter" }, '--profiles: "throughput,jitter" is not accepted; accepted: a comma-separated list of throughput, latency'],
+    [{ profiles: "throughput,jitter" }, '--profiles: "throughput,jitter" is not accepted; accepted: a comma-separated list of throughput, latency, setup'],
     [{ families: "ipv4,ipv4" }, '--families: "ipv4,ipv4" is not accepted; accepted: a comma-separated list of ipv4, ipv6, each at most once'],
     [{ dataplanes: "ipvs" }, '--dataplanes: "ipvs" is not accepted; accepted: a comma-separated list of iptables, nftables, ebpf'],
     [{ flowSeconds: "0.5" }, '--flow-seconds: "0.5" is not accepted; accepted: seconds from 1 to 3600'],
@@ -35,7 +38,7 @@ describe("campaign flags", () => {
     const f = parseCampaignFlags({ ...base, runs: "5", services: "1000,1", families: "ipv6", flowSeconds: "1.5", order: "sequential", interleave: "2", keepLogs: true });
     expect(f).toMatchObject({ target: { kind: "loopback" }, runs: 5, services: [1000, 1], families: ["ipv6"], flowSeconds: 1.5, randomize: false, interleave: 2, keepLogs: true, retries: 2 });
     expect(f.seed).toBeUndefined();
-    const def = loopbackDefinition(parseCampaignFlags(base));
+    const def = loopbackDefinition(parseCampaignFlags(base), LOOPBACK_PROFILES);
     expect(def).toMatchObject({ backend: "loopback", dataplanes: ["iptables", "nftables", "ebpf"], families: ["ipv4", "ipv6"], services: [1], runs: 3, flowSeconds: 5, linkMbps: 0, seed: 2025 });
     expect(def.traffic.latency).toEqual({ protocol: "UDP", meter: "rttm", payloadBytes: 512, packetsPerSecond: 1000 });
   });
@@ -49,16 +52,42 @@ describe("campaign flags", () => {
       kubernetes: { serviceSubnets: { ipv4: "10.96.0.0/20", ipv6: "fd00:10:96::/112" } },
     });
     const f = parseCampaignFlags({ ...base, loopback: false, stack: "iptables" });
-    expect(stackDefinition(f, "iptables", scenario, ["ipv4", "ipv6"])).toMatchObject({
-      backend: "stack:iptables", dataplanes: ["iptables"], families: ["ipv4", "ipv6"], services: [1, 2000], runs: 7, flowSeconds: 20, seed: 9, linkMbps: 500,
+    const profiles = campaignProfiles(f, { name: "stack:iptables", profiles: CLOUD_PROFILES });
+    expect(profiles).toEqual(["throughput", "latency", "setup"]);
+    expect(stackDefinition(f, "iptables", scenario, ["ipv4", "ipv6"], profiles)).toMatchObject({
+      backend: "stack:iptables", dataplanes: ["iptables"], families: ["ipv4", "ipv6"], profiles, services: [1, 2000], runs: 7, flowSeconds: 20, seed: 9, linkMbps: 500,
+      traffic: { setup: { protocol: "TCP", meter: "rttm", payloadBytes: 0, packetsPerSecond: 200 } },
     });
-    expect(stackDefinition(f, "iptables", scenario, ["ipv4"]).families).toEqual(["ipv4"]);
-    expect(() => stackDefinition({ ...f, families: ["ipv6"] }, "iptables", scenario, ["ipv4"])).toThrow(
+    expect(stackDefinition(f, "iptables", scenario, ["ipv4"], profiles).families).toEqual(["ipv4"]);
+    expect(() => stackDefinition({ ...f, families: ["ipv6"] }, "iptables", scenario, ["ipv4"], profiles)).toThrow(
       '--families: "ipv6" is not accepted; accepted: families stack iptables deploys a receiver for: ipv4',
     );
-    expect(() => stackDefinition({ ...f, services: [1, 5000] }, "iptables", scenario, ["ipv4"])).toThrow(
+    expect(() => stackDefinition({ ...f, services: [1, 5000] }, "iptables", scenario, ["ipv4"], profiles)).toThrow(
       '--services: "1,5000" is not accepted; accepted: counts up to 4091, what the service subnets of stack iptables hold (testbed:kubernetes.serviceSubnets)',
     );
+  });
+
+  it("measures setup on a stack, declaring the primary comparisons sized for three stacks; refuses what the target does not measure", () => {
+    const scenario = parseScenario({ dataplane: "nftables", adminCidr: "203.0.113.7/32", sshPublicKey: PLACEHOLDERS.sshPublicKey, openstack: { imageKernel: "5.15", imageCgroup: "v2" }, sweep: { services: [1, 1000], runs: 3 } });
+    const f = parseCampaignFlags({ ...base, loopback: false, stack: "nftables", profiles: "setup,latency" });
+    const profiles = campaignProfiles(f, { name: "stack:nftables", profiles: CLOUD_PROFILES });
+    const def = stackDefinition(f, "nftables", scenario, ["ipv4", "ipv6"], profiles);
+    // Two dataplanes against iptables x two families: Holm over 4 tests, 15 runs per primary cell (README).
+    expect(def.primary).toMatchObject({ profile: "setup", services: 1000, statistic: "mean", baseline: "iptables", runs: 15 });
+    const plan = planCampaign("c", def);
+    expect(plan.filter((r) => r.key.profile === "setup" && r.key.services === 1000 && r.key.family === "ipv4")).toHaveLength(15);
+    expect(plan.filter((r) => r.key.profile === "setup" && r.key.services === 1 && r.key.family === "ipv4")).toHaveLength(3);
+    expect(stackDefinition({ ...f, profiles: ["latency"] }, "nftables", scenario, ["ipv4"], ["latency"]).primary).toBeUndefined();
+    expect(() => campaignProfiles(parseCampaignFlags({ ...base, profiles: "setup" }), { name: "loopback", profiles: LOOPBACK_PROFILES })).toThrow(
+      "--profiles: setup is not measured by loopback; accepted: a comma-separated list of throughput, latency",
+    );
+    expect(() => parseCampaignFlags({ ...base, profiles: "setup,programing" })).toThrow(/--profiles: "setup,programing" is not accepted; accepted: a comma-separated list of throughput, latency, setup/);
+  });
+
+  it("lists setup among a stack's profiles in --help", () => {
+    const help = spawnSync("npx", ["tsx", "cli/main.ts", "campaign", "--help"], { cwd: root, encoding: "utf8" });
+    expect(help.status).toBe(0);
+    expect(help.stdout.replace(/\s+/g, " ")).toContain("with --stack throughput,latency,setup; with --loopback throughput,latency");
   });
 
   it("exits non-zero with the message and creates no store on a bad flag or a missing Pulumi CLI", () => {

@@ -1,3 +1,4 @@
+import { campaignTraffic } from "../../measure/connection-setup.js";
 import { describe, expect, it } from "vitest";
 import {
   campaignIdFor,
@@ -8,7 +9,7 @@ import {
 } from "../../measure/campaign-plan.js";
 import { scenarioSchema } from "../../scenario/schema.js";
 
-const traffic = scenarioSchema.shape.traffic.parse(undefined);
+const traffic = campaignTraffic(scenarioSchema.shape.traffic.parse(undefined));
 
 function definition(over: Partial<CampaignDefinition> = {}): CampaignDefinition {
   return {

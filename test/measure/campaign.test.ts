@@ -1,3 +1,4 @@
+import { campaignTraffic } from "../../measure/connection-setup.js";
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -7,7 +8,7 @@ import type { TotalReport } from "../../measure/ditg-log.js";
 import type { DecodedFlow, FlowLogFiles } from "../../measure/ditg-pairing.js";
 import { campaignIdFor, planCampaign, type CampaignDefinition } from "../../measure/campaign-plan.js";
 import { ResultStore } from "../../measure/store.js";
-import type { Backend, FlowOutcome, FlowSummary, RunKey } from "../../measure/types.js";
+import type { Backend, FlowOutcome, FlowSummary, RunKey, RunProfile, StepReadiness } from "../../measure/types.js";
 import { scenarioSchema } from "../../scenario/schema.js";
 
 const def: CampaignDefinition = {
@@ -21,7 +22,7 @@ const def: CampaignDefinition = {
   linkMbps: 0,
   seed: 1,
   order: { randomize: false, interleave: 0 },
-  traffic: scenarioSchema.shape.traffic.parse(undefined),
+  traffic: campaignTraffic(scenarioSchema.shape.traffic.parse(undefined)),
 };
 
 const label = (k: RunKey) => `${k.dataplane}/${k.services}/${k.repetition}/${k.family}/${k.profile}`;
@@ -46,9 +47,13 @@ class FakeBackend implements Backend {
   sharedClock: boolean | undefined;
   constructor(private readonly dir: string) {}
 
+  readonly profiles: readonly RunProfile[] = ["throughput", "latency"];
+  /** What prepare() reports; undefined: nothing to record. */
+  readiness: StepReadiness | undefined;
   async prepare(step: { dataplane: string; services: number }) {
     this.calls.push(`prepare ${step.dataplane}/${step.services}`);
     if (this.prepareError && step.services === 100) throw this.prepareError;
+    return this.readiness && { ...this.readiness, programmedServices: { ipv4: step.services } };
   }
   async runFlow(key: RunKey, flow: { logName: string; durationS: number }): Promise<FlowOutcome> {
     this.calls.push(`flow ${label(key)} ${flow.logName}`);
@@ -161,6 +166,29 @@ describe("runCampaign", () => {
     expect(store.pendingRuns(id)).toEqual([]);
     // Logs are deleted once decoded unless kept.
     expect(existsSync(path.join(dir, `${plan[0]!.runId}-1.log`))).toBe(false);
+  });
+
+  it("keeps what each prepared step reported of its readiness, one row per preparation and family", async () => {
+    const { backend, decoder } = setup();
+    backend.readiness = { endpointsReadyAfterS: 4.5, programmedAfterS: 7.25, programmedServices: {} };
+    await runCampaign({ store, campaignId: id, backend, decoder, judge: okJudge, retries: 0 });
+    expect(store.steps(id).map(({ preparedAt, ...rest }) => ({ ...rest, prepared: typeof preparedAt }))).toEqual(
+      ["iptables/1", "iptables/100", "ebpf/1", "ebpf/100"].map((step) => {
+        const [dataplane, services] = step.split("/");
+        return { dataplane, services: Number(services), endpointsReadyAfterS: 4.5, programmedAfterS: 7.25, programmedServices: { ipv4: Number(services) }, prepared: "string" };
+      }),
+    );
+  });
+
+  it("refuses, before any run, a profile the backend does not measure", async () => {
+    const { backend, decoder } = setup();
+    const setupDef = { ...def, profiles: ["setup"] as const, traffic: { ...def.traffic, setup: def.traffic.latency } };
+    const setupId = campaignIdFor(setupDef);
+    store.ensureCampaign(setupId, setupDef, planCampaign(setupId, setupDef));
+    await expect(runCampaign({ store, campaignId: setupId, backend, decoder, judge: okJudge, retries: 0 })).rejects.toThrow(
+      `campaign ${setupId} plans profile(s) setup, which backend fake does not measure; accepted: throughput, latency`,
+    );
+    expect(backend.calls).toEqual([]);
   });
 
   it("starts flow k+1 while run k is still decoding, and drains before changing step", async () => {

@@ -4,7 +4,7 @@ import path from "node:path";
 import Database from "better-sqlite3";
 import { CommanderError } from "commander";
 import { afterAll, afterEach, describe, expect, it, vi } from "vitest";
-import { reportCommand, loadCampaign } from "../../cli/report.js";
+import { reportCommand, loadCampaigns } from "../../cli/report.js";
 import { campaignIdFor, planCampaign, runIdFor, type CampaignDefinition } from "../../measure/campaign-plan.js";
 import { loadPaperReference } from "../../measure/paper-reference.js";
 import { buildReport } from "../../measure/report.js";
@@ -73,8 +73,8 @@ describe("report from a results store", () => {
   const { id, results } = storeWithCampaign(db);
 
   it("gives the same report from the store as from the runs that went in", () => {
-    const loaded = loadCampaign(db);
-    expect(loaded.id).toBe(id);
+    const loaded = loadCampaigns(db);
+    expect(loaded.ids).toEqual([id]);
     expect(loaded.results).toHaveLength(results.length);
     const options = { seed: 1, resamples: 500, paper: loadPaperReference() };
     const fromStore = buildReport(loaded.results, options);
@@ -108,8 +108,46 @@ describe("report from a results store", () => {
   it("warns when planned runs have no result yet", () => {
     const partial = path.join(dir, "partial.db");
     storeWithCampaign(partial, 3);
-    const report = buildReport(loadCampaign(partial).results, { seed: 1, resamples: 200, plannedRunsPerCell: definition.runs });
+    const report = buildReport(loadCampaigns(partial).results, { seed: 1, resamples: 200, plannedRunsPerCell: definition.runs });
     expect(report.warnings.some((w) => /incomplete: latency ipv4 ebpf at 1000 Services has results for 17 of 20 planned runs/.test(w))).toBe(true);
+  });
+});
+
+describe("report of one campaign per stack (the cloud's shape)", () => {
+  it("reports the stacks' campaigns together, names the backend cloud, and writes when each step became measurable", async () => {
+    const db = path.join(dir, "cloud.db");
+    const runs = syntheticRuns({
+      seed: 9, runs: 6, services: [1, 1000], families: ["ipv4"], profiles: ["latency"], packets: 100,
+      shape: () => ({ throughputMbps: { mean: 450, sd: 5 }, delay: { baseMs: 0.2, jitterMs: 0.05 } }),
+    });
+    const store = ResultStore.open(db);
+    for (const dataplane of ["iptables", "ebpf"] as const) {
+      const def: CampaignDefinition = { ...definition, backend: `stack:rehearse-${dataplane}`, dataplanes: [dataplane], profiles: ["latency"], runs: 6 };
+      const id = campaignIdFor(def);
+      store.ensureCampaign(id, def, planCampaign(id, def));
+      for (const r of runs.filter((x) => x.dataplane === dataplane)) store.commitRun(id, { ...r, runId: runIdFor(id, r) });
+      for (const services of [1, 1000]) {
+        store.recordStep(id, { dataplane, services }, { endpointsReadyAfterS: services / 100, programmedAfterS: 1 + services / 100, programmedServices: { ipv4: services } }, new Date());
+      }
+    }
+    store.close();
+    const out = path.join(dir, "cloud-report");
+    await runReport(["--db", db, "--out", out]);
+    const md = readFileSync(path.join(out, "report.md"), "utf8");
+    expect(md).toContain("(backend cloud (stacks rehearse-iptables, rehearse-ebpf))");
+    expect(md).toContain("## When each step became measurable");
+    expect(md).toContain("| ebpf | 1000 | 10 | 11 | ipv4 1000 |");
+    expect(md).toMatch(/latency, ipv4: ratio of the/);
+    expect(readFileSync(path.join(out, "steps.csv"), "utf8")).toBe(
+      [
+        "dataplane,family,services,endpointsReadyAfterS,programmedAfterS,programmedServices",
+        "iptables,ipv4,1,0.01,1.01,1",
+        "iptables,ipv4,1000,10,11,1000",
+        "ebpf,ipv4,1,0.01,1.01,1",
+        "ebpf,ipv4,1000,10,11,1000",
+        "",
+      ].join("\n"),
+    );
   });
 });
 
@@ -126,7 +164,7 @@ describe("report from a store written before exact round trips (schema 1)", () =
     expect(md).toContain("12 delay run(s) were stored before the store kept where their delays come from (results store schema 1)");
     expect(md).toContain("- **Delays:** latency: 12 stored before exact round trips (the meter's own) (of 12 runs).");
     expect(md).not.toContain("## Measurement validity");
-    expect(loadCampaign(old).results).toHaveLength(24);
+    expect(loadCampaigns(old).results).toHaveLength(24);
   });
 });
 
@@ -159,7 +197,7 @@ describe("report's errors name the flag and the value", () => {
     await expect(runReport(["--db", db, "--campaign", "lab-0000"])).rejects.toThrow(`--campaign lab-0000: no such campaign in ${db}; accepted: ${id}`);
   });
 
-  it("asks for --campaign when the store holds several", async () => {
+  it("asks for --campaign when two campaigns of the store measured the same dataplane", async () => {
     const db = path.join(dir, "two.db");
     const { id } = storeWithCampaign(db);
     const other = { ...definition, seed: 78 };
@@ -167,8 +205,10 @@ describe("report's errors name the flag and the value", () => {
     const store = ResultStore.open(db);
     store.ensureCampaign(otherId, other, planCampaign(otherId, other));
     store.close();
-    await expect(runReport(["--db", db])).rejects.toThrow(/--campaign: .* holds 2 campaigns; choose one with --campaign \(accepted: /);
-    expect(loadCampaign(db, id).id).toBe(id);
+    await expect(runReport(["--db", db])).rejects.toThrow(
+      `--campaign: campaigns ${id} and ${otherId} in ${db} both measured iptables; choose the ones to report with --campaign (a comma-separated list of ${id}, ${otherId})`,
+    );
+    expect(loadCampaigns(db, [id]).ids).toEqual([id]);
     await expect(runReport(["--db", db, "--campaign", otherId])).rejects.toThrow(`--campaign ${otherId}: no run of this campaign`);
   });
 

@@ -1,3 +1,4 @@
+import { campaignTraffic } from "../../measure/connection-setup.js";
 import { spawn } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -25,7 +26,7 @@ const def: CampaignDefinition = {
   linkMbps: 0,
   seed: 3,
   order: { randomize: true, interleave: 0 },
-  traffic: scenarioSchema.shape.traffic.parse(undefined),
+  traffic: campaignTraffic(scenarioSchema.shape.traffic.parse(undefined)),
 };
 
 const summary: FlowSummary = {

@@ -9,7 +9,7 @@ import { fileURLToPath } from "node:url";
 import type { Family } from "../../../scenario/cidr.js";
 import type { ServiceSet } from "../../../workloads/service-model.js";
 import { exec, run } from "../../netns.js";
-import { bpftoolBatch, DEFAULT_LB_MAP_MAX, LB_MAPS, planServiceMaps, type LbEndpoints, type ServiceMapPlan } from "./service-maps.js";
+import { bpftoolBatch, decodeServiceEntry, DEFAULT_LB_MAP_MAX, LB_MAPS, planServiceMaps, type LbEndpoints, type ServiceEntry, type ServiceMapPlan } from "./service-maps.js";
 import type { LabTopology } from "../../topology.js";
 
 const SOURCE_DIR = fileURLToPath(new URL("./", import.meta.url));
@@ -200,6 +200,15 @@ export class EbpfDataplane {
     const count = (family: Family) =>
       (JSON.parse(run(["bpftool", "-j", "map", "dump", "pinned", this.mapPath(LB_MAPS.services[family])])) as unknown[]).length;
     return { ipv4: count("ipv4"), ipv6: count("ipv6") };
+  }
+
+  /** The service map's entries of one family, decoded, as the kernel holds them. */
+  serviceEntries(family: Family): ServiceEntry[] {
+    const dump = JSON.parse(run(["bpftool", "-j", "map", "dump", "pinned", this.mapPath(LB_MAPS.services[family])], { timeoutMs: 120_000 })) as {
+      key: string[];
+      value: string[];
+    }[];
+    return dump.map((e) => decodeServiceEntry(family, e.key.map((b) => Number.parseInt(b, 16)), e.value.map((b) => Number.parseInt(b, 16))));
   }
 
   /** Ids of the attached programs and of the pinned maps. */

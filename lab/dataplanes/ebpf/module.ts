@@ -4,7 +4,7 @@
 // comes back.
 import { rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { LB_MAPS } from "./service-maps.js";
+import { forwardingFrontends, LB_MAPS } from "./service-maps.js";
 import { EBPF_DATAPLANE_PREF, EbpfDataplane, ebpfHostProblem, setupEbpfDataplane } from "./kernel.js";
 import { LAB_FAMILIES } from "../../lab-scenario.js";
 import { run } from "../../netns.js";
@@ -63,6 +63,13 @@ class EbpfLabDataplane implements LabDataplane {
     if (!this.held) return {};
     const entries = this.held.loadBalancer.serviceMapEntries();
     return Object.fromEntries(LAB_FAMILIES.map((f) => [`${f} service map entries`, entries[f]]));
+  }
+
+  async forwardedClusterIps(): Promise<string[]> {
+    const loadBalancer = this.held?.loadBalancer;
+    if (!loadBalancer) return [];
+    // Every frontend with a backend; the caller keeps the ClusterIPs (NodePort frontends carry the node's address).
+    return LAB_FAMILIES.flatMap((family) => forwardingFrontends(loadBalancer.serviceEntries(family)).map((e) => e.address));
   }
 
   /** Empties the conntrack maps of both families, entry by entry in one bpftool batch per map. */

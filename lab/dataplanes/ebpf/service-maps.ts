@@ -226,6 +226,53 @@ export function encodeReverseNat(f: Pick<Frontend, "address" | "port">): Buffer 
   return Buffer.concat([addressBytes(f.address), be16(f.port)]);
 }
 
+/** A service map entry as the kernel holds it (the inverse of encodeServiceKey/encodeServiceValue). */
+export interface ServiceEntry {
+  readonly address: string;
+  readonly port: number;
+  readonly protocol: L4Protocol | number;
+  readonly backendSlot: number;
+  readonly scope: number;
+  /** Slot 0: backends of the frontend. */
+  readonly count: number;
+  readonly flags: number;
+  /** Slot > 0: the backend's id (key of lb4_backends / lb6_backends). */
+  readonly backendId: number;
+  /** The frontend's service id (rev-NAT index). */
+  readonly revNatIndex: number;
+}
+
+/** Pure: decodes one lb4_services / lb6_services entry from its key and value bytes (a bpftool dump's). */
+export function decodeServiceEntry(family: Family, key: readonly number[], value: readonly number[]): ServiceEntry {
+  const k = Buffer.from(key);
+  const v = Buffer.from(value);
+  const n = family === "ipv4" ? 4 : 16;
+  const address = ipaddr.fromByteArray([...k.subarray(0, n)]).toString();
+  const read16 = (b: Buffer, at: number) => (LITTLE ? b.readUInt16LE(at) : b.readUInt16BE(at));
+  const proto = k[n + 4]!;
+  const protocol = (Object.entries(IPPROTO).find(([, number]) => number === proto)?.[0] as L4Protocol | undefined) ?? proto;
+  const read32 = (b: Buffer, at: number) => (LITTLE ? b.readUInt32LE(at) : b.readUInt32BE(at));
+  return {
+    address,
+    port: k.readUInt16BE(n),
+    backendSlot: read16(k, n + 2),
+    protocol,
+    scope: k[n + 5]!,
+    count: read16(v, 4),
+    flags: v[8]!,
+    backendId: read32(v, 0),
+    revNatIndex: read16(v, 6),
+  };
+}
+
+/**
+ * Pure: the frontend addresses that forward to at least one backend (slot 0 with a count), from the
+ * entries of a service map: what `cilium-dbg service list` shows as frontends with backends.
+ */
+export function forwardingFrontends(entries: readonly ServiceEntry[]): ServiceEntry[] {
+  return entries.filter((e) => e.backendSlot === 0 && e.count > 0);
+}
+
 const hex = (b: Buffer) => [...b].map((x) => x.toString(16).padStart(2, "0")).join(" ");
 
 /**
@@ -248,50 +295,19 @@ export function bpftoolBatch(plan: ServiceMapPlan, mapPath: (name: string) => st
 }
 
 // ---------------------------------------------------------------------------------------------
-// Decoding: what the maps hold, read back from `bpftool map dump` (the inverse of the encoders).
+// The backends map, read back (what `cilium-dbg service list` shows behind each frontend).
 
-const PROTOCOL_OF: Readonly<Record<number, L4Protocol>> = { 6: "TCP", 17: "UDP" };
-const addressLength = (family: Family) => (family === "ipv4" ? 4 : 16);
-const readU16 = (b: Buffer, at: number) => (LITTLE ? b.readUInt16LE(at) : b.readUInt16BE(at));
-const readU32 = (b: Buffer, at: number) => (LITTLE ? b.readUInt32LE(at) : b.readUInt32BE(at));
-const addressText = (b: Buffer) => ipaddr.fromByteArray([...b]).toString();
-
-/** One slot of lb4_services / lb6_services. */
-export interface ServiceEntry {
-  readonly address: string;
-  readonly port: number;
-  readonly protocol: L4Protocol;
-  readonly backendSlot: number;
-  /** Slot > 0: the backend's id; slot 0: 0. */
-  readonly backendId: number;
-  /** Slot 0: the number of backend slots. */
-  readonly count: number;
-  readonly revNatIndex: number;
-  readonly flags: number;
+/** lb4_backends / lb6_backends entry: the inverse of encodeBackend. */
+export function decodeBackend(family: Family, id: number, value: readonly number[]): Backend {
+  const v = Buffer.from(value);
+  const n = family === "ipv4" ? 4 : 16;
+  const proto = v[n + 2]!;
+  const protocol = (Object.entries(IPPROTO).find(([, number]) => number === proto)?.[0] as L4Protocol | undefined) ?? "TCP";
+  return { id, family, address: ipaddr.fromByteArray([...v.subarray(0, n)]).toString(), port: v.readUInt16BE(n), protocol };
 }
 
-export function decodeServiceEntry(family: Family, key: Buffer, value: Buffer): ServiceEntry {
-  const n = addressLength(family);
-  return {
-    address: addressText(key.subarray(0, n)),
-    port: key.readUInt16BE(n),
-    backendSlot: readU16(key, n + 2),
-    protocol: PROTOCOL_OF[key[n + 4]!] ?? "TCP",
-    backendId: readU32(value, 0),
-    count: readU16(value, 4),
-    revNatIndex: readU16(value, 6),
-    flags: value[8]!,
-  };
+/** A backends map key (the backend id, a host-order u32). */
+export function decodeBackendId(key: readonly number[]): number {
+  const k = Buffer.from(key);
+  return LITTLE ? k.readUInt32LE(0) : k.readUInt32BE(0);
 }
-
-export function decodeBackend(family: Family, id: number, value: Buffer): Backend {
-  const n = addressLength(family);
-  return { id, family, address: addressText(value.subarray(0, n)), port: value.readUInt16BE(n), protocol: PROTOCOL_OF[value[n + 2]!] ?? "TCP" };
-}
-
-/** The bytes of a `bpftool -j map dump` key or value (["0xc6", "0x12", ...]). */
-export function dumpBytes(hexBytes: readonly string[]): Buffer {
-  return Buffer.from(hexBytes.map((h) => Number.parseInt(h, 16)));
-}
-
-export { readU32 as readHostU32 };

@@ -226,6 +226,29 @@ export async function countNatRules(netns: string, family: Family, backend: Ipta
   };
 }
 
+/**
+ * Pure: the destinations KUBE-SERVICES sends to a Service chain (`-d IP/len ... -j KUBE-SVC-...`), from
+ * iptables-save output. kube-proxy writes that jump only for a Service with a ready endpoint (one
+ * without gets a REJECT in the filter table instead), so these are the ClusterIPs it forwards: what
+ * the cloud's readiness check reads on a node (infra/cluster/dataplanes/iptables.ts).
+ */
+export function forwardedClusterIpsOfSave(saved: string): string[] {
+  const ips: string[] = [];
+  for (const line of saved.split("\n")) {
+    if (!line.startsWith("-A KUBE-SERVICES ") || !/ -j KUBE-SVC-/.test(line)) continue;
+    const m = / -d (\S+?)(?:\/\d+)? /.exec(line);
+    if (m) ips.push(m[1]!);
+  }
+  return ips;
+}
+
+/** The ClusterIPs kube-proxy's rules in the namespace forward to an endpoint, as the kernel holds them. */
+export async function forwardedClusterIps(netns: string, family: Family, backend: IptablesBackend = DEFAULT_IPTABLES_BACKEND): Promise<string[]> {
+  checkBackend(backend);
+  await checkNetns(netns);
+  return forwardedClusterIpsOfSave(await mustRun(netns, [iptablesTools(family, backend).save, "-t", "nat"]));
+}
+
 /** What is left of kube-proxy in the namespace: KUBE-* chains and jumps into them, per table. */
 export async function kubeProxyLeftovers(
   netns: string,

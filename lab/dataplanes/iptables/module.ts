@@ -4,6 +4,7 @@
 import {
   applyKubeProxyRules,
   countNatRules,
+  forwardedClusterIps,
   IPTABLES_BACKENDS,
   kubeProxyJumps,
   labKubeProxyRules,
@@ -69,6 +70,13 @@ class IptablesDataplane implements LabDataplane {
       counts[`${family} KUBE-* nat chains`] = nat.kubeChains;
     }
     return counts;
+  }
+
+  async forwardedClusterIps(): Promise<string[]> {
+    if (!this.held) return [];
+    const ips: string[] = [];
+    for (const family of LAB_FAMILIES) ips.push(...(await forwardedClusterIps(this.worker, family, this.context.iptablesBackend)));
+    return ips;
   }
 
   flushConnections(): void {}

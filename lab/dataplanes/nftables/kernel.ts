@@ -210,6 +210,29 @@ export async function countKubeProxyNftables(netns: string, family: Family): Pro
   return countNftablesJson(nft(netns, ["-j", "list", "table", NFT_FAMILY[family], KUBE_PROXY_TABLE]));
 }
 
+/**
+ * Pure: the addresses of the `service-ips` verdict map's elements (`address . protocol . port : goto
+ * service-...`), from `nft -j list map` output. kube-proxy puts a Service there only with a ready
+ * endpoint (one without goes to no-endpoint-services): the ClusterIPs it forwards, as the cloud's
+ * readiness check reads them (infra/cluster/dataplanes/nftables.ts).
+ */
+export function forwardedClusterIpsOfMap(json: string): string[] {
+  const objects = (JSON.parse(json) as { nftables: { map?: { elem?: unknown[] } }[] }).nftables;
+  const elements = objects.flatMap((o) => o.map?.elem ?? []);
+  // An element is [ {concat: [address, protocol, port]}, verdict ].
+  return elements.flatMap((e) => {
+    const key = Array.isArray(e) ? (e[0] as { concat?: unknown[] }) : undefined;
+    const address = key?.concat?.[0];
+    return typeof address === "string" ? [address] : [];
+  });
+}
+
+/** The ClusterIPs kube-proxy's nftables table of the family forwards to an endpoint; none without a table. */
+export async function forwardedClusterIps(netns: string, family: Family): Promise<string[]> {
+  if (!(await kubeProxyNftablesTables(netns)).includes(family)) return [];
+  return forwardedClusterIpsOfMap(nft(netns, ["-j", "list", "map", NFT_FAMILY[family], KUBE_PROXY_TABLE, "service-ips"]));
+}
+
 /** Deletes kube-proxy's table of each family that has one (kube-proxy's CleanupLeftovers), in one transaction. */
 export async function removeKubeProxyNftables(netns: string, families: readonly Family[] = FAMILIES): Promise<void> {
   const present = (await kubeProxyNftablesTables(netns)).filter((f) => families.includes(f));

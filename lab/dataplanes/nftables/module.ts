@@ -7,6 +7,7 @@ import { LAB_FAMILIES } from "../../lab-scenario.js";
 import {
   applyKubeProxyNftables,
   countKubeProxyNftables,
+  forwardedClusterIps,
   kubeProxyNftablesStates,
   labKubeProxyNftablesRules,
   nftablesHostProblem,
@@ -62,6 +63,13 @@ class NftablesDataplane implements LabDataplane {
       for (const [name, elements] of Object.entries(held.elements)) counts[`${family} ${name} elements`] = elements;
     }
     return counts;
+  }
+
+  async forwardedClusterIps(): Promise<string[]> {
+    if (!this.held) return [];
+    const ips: string[] = [];
+    for (const family of LAB_FAMILIES) ips.push(...(await forwardedClusterIps(this.worker, family)));
+    return ips;
   }
 
   flushConnections(): void {}
