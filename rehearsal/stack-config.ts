@@ -60,7 +60,11 @@ export function rehearsalStackConfig(i: StackConfigInputs): StackConfig {
     families: ["ipv4", "ipv6"],
     linkMbps: rates?.linkMbps ?? scenarioSchema.shape.linkMbps.parse(undefined),
     sweep: { ...sweep, services: sweepServices, runs: i.profile.runs, flowSeconds: i.profile.flowSeconds },
-    traffic: rates ? { ...traffic, latency: { ...traffic.latency, packetsPerSecond: rates.latencyPacketsPerSecond } } : traffic,
+    traffic: {
+      ...traffic,
+      ...(rates ? { latency: { ...traffic.latency, packetsPerSecond: rates.latencyPacketsPerSecond } } : {}),
+      setup: { ...traffic.setup, connectionsPerSecond: i.profile.setupConnectionsPerSecond },
+    },
     // The rehearsal's hosts have no `ubuntu` user; root logs in, and sudo works for it as the scripts use it.
     openstack: { sshUser: "root" },
     kubernetes: { podSubnets: POD_SUBNETS, serviceSubnets: LAB_SERVICE_SUBNETS },
