@@ -26,7 +26,8 @@ import { LabTopology } from "../lab/topology.js";
 import type { Dataplane, Scenario } from "../scenario/schema.js";
 import { backendDeployment } from "../workloads/manifests.js";
 import { RECEIVER_SERVICE_NAME } from "../workloads/service-set.js";
-import { CHECKOUT, NamespaceHost, seedFile } from "./hosts.js";
+import { CHECKOUT, NamespaceHost, seedFile, seedPath } from "./hosts.js";
+import { setupProbeCompileCommand } from "../measure/connection-setup.js";
 import { KubeApi, type ClusterInfo, type PodStatus } from "./kubernetes/api.js";
 import { WorkerAgents } from "./kubernetes/node-agents.js";
 import { OPERATOR_ADDRESS, planRehearsalNetwork, rehearsalAddresses, type RehearsalAddresses } from "./network.js";
@@ -59,7 +60,7 @@ function operatorTmp(topology: Pick<LabTopology, "prefix">): string {
 }
 
 /** A wrapper script that runs one of the checkout's TypeScript entries with this Node.js. */
-function entryScript(entry: string, env: Readonly<Record<string, string>> = {}): string {
+export function entryScript(entry: string, env: Readonly<Record<string, string>> = {}): string {
   const assignments = Object.entries(env).map(([k, v]) => `${k}='${v}' `).join("");
   return `#!/bin/sh\n${assignments}exec '${process.execPath}' --import '${TSX}' '${path.join(CHECKOUT, entry)}' "$@"\n`;
 }
@@ -154,6 +155,16 @@ export class RehearsalEnvironment {
       `# The rehearsal's cluster: kubectl on this host is a stand-in that answers from ${apiDir}\napiVersion: v1\nkind: Config\nclusters:\n- cluster:\n    server: https://${addresses.management.master}:6443\n  name: kubernetes\ncurrent-context: kubernetes-admin@kubernetes\n`,
       0o600,
     );
+    // The connection-setup probe, where the stack's first boot builds it (its output names the paths).
+    const probe = outputs.connectionSetupProbe as { client?: string; worker?: string } | undefined;
+    for (const role of ["client", "worker"] as const) {
+      const binary = probe?.[role];
+      if (binary === undefined) continue;
+      const target = seedPath(topology, role, binary);
+      mkdirSync(path.dirname(target), { recursive: true });
+      const cc = spawnSync(setupProbeCompileCommand(target)[0]!, setupProbeCompileCommand(target).slice(1), { encoding: "utf8" });
+      if (cc.status !== 0) throw new Error(`rehearse: building the connection-setup probe for the ${role}: ${cc.stderr.trim()}`);
+    }
     const hosts = {} as Record<HostRole, NamespaceHost>;
     for (const role of HOST_ROLES) {
       hosts[role] = await NamespaceHost.start(topology, {
