@@ -15,6 +15,7 @@ const verbs: Record<string, () => Promise<Command>> = {
   report: async () => (await import("./report.js")).reportCommand(),
   campaign: async () => (await import("./campaign.js")).campaignCommand(),
   lab: async () => (await import("./lab.js")).labCommand(),
+  rehearse: async () => (await import("./rehearse.js")).rehearseCommand(),
   "verify-openstack": async () => (await import("./verify-openstack.js")).verifyOpenstackCommand(),
 };
 

@@ -261,6 +261,12 @@ export interface OfflineOptions {
   readonly secretKeys?: readonly string[];
   /** The program's entry module; defaults to infra/index.ts. */
   readonly program?: string;
+  /**
+   * What a deployment already knows of some resources (type::name -> fields of their state), in place
+   * of the stand-ins: the floating IP's address the cloud gave, the stdout a Command really printed.
+   * The program's own apply() code then runs on the real values.
+   */
+  readonly knownState?: Readonly<Record<string, Readonly<Record<string, unknown>>>>;
 }
 
 /** infra/index beside this module: .ts from source, .js compiled (dist/infra/). */
@@ -286,7 +292,8 @@ export async function runOffline(opts: OfflineOptions): Promise<OfflineRun> {
       async newResource(args) {
         const inputs = (await plainInputs(args.inputs)) as Record<string, unknown>;
         resources.push({ type: args.type, name: args.name, inputs });
-        return { id: `${args.name}-id`, state: { ...args.inputs, ...computedState(args.type, args.name, inputs) } };
+        const known = opts.knownState?.[`${args.type}::${args.name}`] ?? {};
+        return { id: `${args.name}-id`, state: { ...args.inputs, ...computedState(args.type, args.name, inputs), ...known } };
       },
       call(args) {
         // Lookups of existing cloud objects answer with a stand-in id, as the cloud would.

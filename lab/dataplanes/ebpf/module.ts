@@ -8,6 +8,8 @@ import { forwardingFrontends, LB_MAPS } from "./service-maps.js";
 import { EBPF_DATAPLANE_PREF, EbpfDataplane, ebpfHostProblem, setupEbpfDataplane } from "./kernel.js";
 import { LAB_FAMILIES } from "../../lab-scenario.js";
 import { run } from "../../netns.js";
+import { ipFamilyOf } from "../kube-proxy-inputs.js";
+import type { ServiceSpec } from "../../../workloads/service-model.js";
 import type { InstalledCounts, LabDataplane, LabDataplaneContext, LabDataplaneModule, LabStep } from "../types.js";
 
 const BPFTOOL_TIMEOUT_MS = 120_000;
@@ -31,7 +33,13 @@ class EbpfLabDataplane implements LabDataplane {
       return { installed: false };
     }
     await this.remove();
-    this.held = { services: step.services, loadBalancer: setupEbpfDataplane(this.context.topology, { services: step.serviceSet }), active: true };
+    // Each Service's backend is its endpoint of the step (in the lab: the receiver pod for all).
+    const backends = new Map(step.endpoints.map((e) => [`${e.service.namespace}/${e.service.name}`, e.endpoints]));
+    const backendOf = (spec: ServiceSpec) => {
+      const ips = backends.get(`${spec.namespace}/${spec.name}`);
+      return ips && Object.fromEntries(LAB_FAMILIES.map((f) => [f, ips.find((e) => ipFamilyOf(e.ip) === f)?.ip]).filter(([, ip]) => ip !== undefined));
+    };
+    this.held = { services: step.services, loadBalancer: setupEbpfDataplane(this.context.topology, { services: step.serviceSet, backendOf }), active: true };
     return { installed: true };
   }
 
