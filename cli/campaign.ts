@@ -3,7 +3,8 @@
 // same command again resumes where a killed campaign stopped.
 import path from "node:path";
 import { Command } from "commander";
-import { driveCampaign } from "./campaign-terminal.js";
+import { driveCampaign, reportFailedRuns, sayUpgrade } from "./campaign-terminal.js";
+import { badFlag as bad, campaignId as checkedCampaignId, FlagError, listOf as list, printJson, seconds, serviceCounts, wholeNumber } from "./flags.js";
 import { campaignIdFor, planCampaign, STACK_BACKEND_PREFIX, type CampaignDefinition } from "../measure/campaign-plan.js";
 import { CLOUD_PROFILES, CloudBackend } from "../backends/cloud.js";
 import { PulumiStack, SshShell } from "../backends/cloud-transport.js";
@@ -41,6 +42,7 @@ export interface CampaignOptions {
   retries: string;
   retryFailed?: boolean;
   projectDir: string;
+  json?: boolean;
 }
 
 /** Checked options; undefined means "the scenario's (or loopback's) default". */
@@ -64,67 +66,28 @@ export interface CampaignFlags {
   readonly projectDir: string;
 }
 
-export class FlagError extends Error {
-  override name = "FlagError";
-}
-
-function bad(flag: string, value: string, accepted: string): never {
-  throw new FlagError(`--${flag}: ${JSON.stringify(value)} is not accepted; accepted: ${accepted}`);
-}
-
-function wholeNumber(flag: string, value: string, min: number, max: number): number {
-  const n = /^\d+$/.test(value.trim()) ? Number(value.trim()) : NaN;
-  if (!Number.isSafeInteger(n) || n < min || n > max) bad(flag, value, `a whole number from ${min} to ${max}`);
-  return n;
-}
-
-function seconds(flag: string, value: string, min: number, max: number): number {
-  const n = /^\d+(\.\d+)?$/.test(value.trim()) ? Number(value.trim()) : NaN;
-  if (!(n >= min && n <= max)) bad(flag, value, `seconds from ${min} to ${max}`);
-  return n;
-}
-
-function list<T extends string>(flag: string, value: string, accepted: readonly T[]): T[] {
-  const items = value.split(",").map((s) => s.trim());
-  const listed = `a comma-separated list of ${accepted.join(", ")}`;
-  if (items.some((i) => !(accepted as readonly string[]).includes(i))) bad(flag, value, listed);
-  if (new Set(items).size !== items.length) bad(flag, value, `${listed}, each at most once`);
-  return items as T[];
-}
-
-function serviceCounts(value: string): number[] {
-  const accepted = "a comma-separated list of distinct whole numbers of Services, e.g. 1,1000,2000";
-  const items = value.split(",").map((s) => s.trim());
-  if (items.some((i) => !/^\d+$/.test(i))) bad("services", value, accepted);
-  const counts = items.map(Number);
-  if (new Set(counts).size !== counts.length) bad("services", value, accepted);
-  return counts;
-}
-
 /** Checks every flag before anything starts; errors name the flag, the value and what is accepted. */
 export function parseCampaignFlags(o: CampaignOptions): CampaignFlags {
   if (o.stack !== undefined && o.loopback) {
     throw new FlagError("--stack and --loopback exclude each other; accepted: --stack S for a deployed stack, or --loopback for a dry run on this host");
   }
   if (o.stack === undefined && !o.loopback) {
-    throw new FlagError("missing --stack S (a deployed stack, e.g. iptables or ebpf) or --loopback (a dry run on this host's loopback)");
+    throw new FlagError(`missing --stack S (a deployed stack, e.g. ${DATAPLANES.join(", ")}) or --loopback (a dry run on this host's loopback)`);
   }
   if (o.stack !== undefined && !/^[A-Za-z0-9._/-]+$/.test(o.stack)) {
     bad("stack", o.stack, "a Pulumi stack name (letters, digits, '.', '_', '-', '/'), e.g. iptables");
   }
   if (o.stack !== undefined && o.dataplanes !== undefined) {
-    throw new FlagError(`--dataplanes: only with --loopback; a stack runs one dataplane (testbed:dataplane), the other is the other stack`);
+    throw new FlagError(`--dataplanes: only with --loopback; a stack runs one dataplane (testbed:dataplane), each other dataplane is another stack`);
   }
-  if (o.campaign !== undefined && !/^[A-Za-z0-9._-]{1,100}$/.test(o.campaign)) {
-    bad("campaign", o.campaign, "1-100 letters, digits, '.', '_' or '-'");
-  }
+  if (o.campaign !== undefined) checkedCampaignId(o.campaign);
   if (o.order !== undefined && !(ORDERS as readonly string[]).includes(o.order)) bad("order", o.order, ORDERS.join(" or "));
   return {
     target: o.stack !== undefined ? { kind: "stack", stack: o.stack } : { kind: "loopback" },
     db: o.db,
     ...(o.campaign !== undefined ? { campaign: o.campaign } : {}),
     ...(o.runs !== undefined ? { runs: wholeNumber("runs", o.runs, 1, MAX_RUNS) } : {}),
-    ...(o.services !== undefined ? { services: serviceCounts(o.services) } : {}),
+    ...(o.services !== undefined ? { services: serviceCounts("services", o.services, "1,1000,2000") } : {}),
     ...(o.profiles !== undefined ? { profiles: list("profiles", o.profiles, RUN_PROFILES) } : {}),
     ...(o.families !== undefined ? { families: list("families", o.families, FAMILIES) } : {}),
     ...(o.dataplanes !== undefined ? { dataplanes: list("dataplanes", o.dataplanes, DATAPLANES) } : {}),
@@ -152,7 +115,7 @@ export function campaignProfiles(f: Pick<CampaignFlags, "profiles">, backend: Pi
   return f.profiles;
 }
 
-/** The loopback campaign: loopback defaults, every dataplane, D-ITG's traffic profiles, no link cap. */
+/** The loopback campaign: loopback defaults, every dataplane (no dataplane is on the path), the traffic profiles the backend measures, no link cap. */
 export function loopbackDefinition(f: CampaignFlags, profiles: readonly RunProfile[]): CampaignDefinition {
   const sweep = scenarioSchema.shape.sweep.parse(undefined);
   return {
@@ -245,7 +208,7 @@ async function campaignAction(o: CampaignOptions): Promise<void> {
   let store: ResultStore;
   let campaignId: string;
   try {
-    store = ResultStore.open(flags.db);
+    store = ResultStore.open(flags.db, { onUpgrade: sayUpgrade });
     campaignId = flags.campaign ?? campaignIdFor(opened.definition);
     store.ensureCampaign(campaignId, opened.definition, planCampaign(campaignId, opened.definition));
   } catch (err) {
@@ -254,7 +217,7 @@ async function campaignAction(o: CampaignOptions): Promise<void> {
   }
 
   try {
-    await driveCampaign({
+    const summary = await driveCampaign({
       store,
       campaignId,
       backend: opened.backend,
@@ -263,7 +226,15 @@ async function campaignAction(o: CampaignOptions): Promise<void> {
       keepLogs: flags.keepLogs,
       retryFailed: flags.retryFailed,
       stopMessage: "stopping after the current run (Ctrl-C again to quit now); the same command resumes",
+      json: o.json === true,
     });
+    if (o.json) {
+      printJson({
+        campaign: summary.campaign, db: summary.db, backend: opened.definition.backend, total: summary.total, done: summary.done,
+        failed: summary.failedForGood, committed: summary.committed, stopped: summary.stopped, seconds: Number(summary.seconds.toFixed(1)),
+      });
+    }
+    reportFailedRuns(summary);
   } finally {
     store.close();
   }
@@ -277,7 +248,7 @@ export async function campaignCommand(): Promise<Command> {
     .option("--stack <name>", "a deployed stack (needs the Pulumi CLI and SSH to its bastion); its dataplane and scenario decide the defaults")
     .option(
       "--loopback",
-      `dry run of the whole pipeline on this host: real ITGRecv/ITGSend over 127.0.0.1 and ::1, no dataplane (defaults: --services ${LOOPBACK_DEFAULTS.services.join(",")} --runs ${LOOPBACK_DEFAULTS.runs} --flow-seconds ${LOOPBACK_DEFAULTS.flowSeconds}, both dataplanes)`,
+      `dry run of the whole pipeline on this host: real ITGRecv/ITGSend over 127.0.0.1 and ::1, no dataplane (defaults: --services ${LOOPBACK_DEFAULTS.services.join(",")} --runs ${LOOPBACK_DEFAULTS.runs} --flow-seconds ${LOOPBACK_DEFAULTS.flowSeconds}, every dataplane)`,
     )
     .option("--db <file>", "results store (SQLite)", "results.db")
     .option("--campaign <id>", "campaign id in the store (default: derived from the definition, so the same flags resume)")
@@ -285,7 +256,7 @@ export async function campaignCommand(): Promise<Command> {
     .option("--services <list>", "Service counts, e.g. 1,1000,2000 (default: testbed:sweep.services)")
     .option("--profiles <list>", `what to measure (default: all the target measures): with --stack ${CLOUD_PROFILES.join(",")}; with --loopback ${LOOPBACK_PROFILES.join(",")}`)
     .option("--families <list>", "address families: ipv4,ipv6 (default: the stack's testbed:families)")
-    .option("--dataplanes <list>", "with --loopback only: iptables,ebpf")
+    .option("--dataplanes <list>", `with --loopback only: ${DATAPLANES.join(",")} (default: all of them)`)
     .option("--flow-seconds <s>", "duration of each flow (default: testbed:sweep.flowSeconds)")
     .option("--seed <n>", "seed of the run order (default: testbed:sweep.seed)")
     .option("--order <order>", "random (seeded shuffle of steps and cells) or sequential", "random")
@@ -294,5 +265,7 @@ export async function campaignCommand(): Promise<Command> {
     .option("--retries <n>", "extra attempts of a failed run", "2")
     .option("--retry-failed", "also re-attempt runs stored as failed")
     .option("--project-dir <dir>", "the Pulumi project directory (with --stack)", ".")
+    .option("--json", "print a summary object instead of the closing line: {campaign, db, backend, total, done, failed, committed, stopped, seconds}")
+    .addHelpText("after", "\nExit status: 0 when every run passed, 1 when runs failed for good (the closing words say how many) or on an error, 130 when stopped.")
     .action(campaignAction);
 }

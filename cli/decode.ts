@@ -4,13 +4,16 @@
 import { access, constants, stat } from "node:fs/promises";
 import { Command } from "commander";
 import {
+  checkDitgLog,
   checkLogSize,
+  decodeLogAlone,
   decodeLogFile,
   LogFormatError,
   RTTM_SIGNATURE_S,
   type DecodedLog,
   type DelayReport,
   type DelayView,
+  type LogContent,
 } from "../measure/ditg-log.js";
 import { decodePairedLogs } from "../measure/ditg-pairing.js";
 
@@ -26,16 +29,32 @@ const EXCLUDED_BECAUSE: Record<DelayView, string> = {
   logged: "",
 };
 
-/** What the delays of a view are, as the text output's first lines say it. */
+/** What wrote the log, as its records tell (LogContent), in the text output's words. */
+const KIND_HEADING: Record<LogContent["kind"], string> = {
+  "round-trip": "round trips: ITGSend's log of a round-trip flow (-m rttm -l)",
+  "one-way": "one-way delays: a receiver's log (ITGRecv -l, or ITGSend -x)",
+  "sender-one-way": "no delays: ITGSend's own log of a one-way flow (-l without -m rttm); the receiver's log holds the flow's one-way delays",
+  unknown: "round trips or one-way delays: the records do not tell",
+};
+
+/** What the log is and what its delays are, as the text output's first lines say it. */
 function delayHeading(view: DelayView, log: DecodedLog & { receiverLog?: string }): string[] {
-  if (view === "paired") return [`Delays: exact round trips, receive times of ${log.file} minus send stamps of ${log.receiverLog} (D-ITG B15)`];
+  if (view === "paired") {
+    return [`Log kind: round trips, paired with the receiver's log ${log.receiverLog}`, `Delays: exact round trips, receive times of ${log.file} minus send stamps of ${log.receiverLog} (D-ITG B15)`];
+  }
+  const content = log.content;
+  const kind = content ? [`Log kind: ${KIND_HEADING[content.kind]} (${content.because})`] : [];
   if (view === "sender") {
     return [
+      ...kind,
       `Delays: as the sender log holds them; records of ${RTTM_SIGNATURE_S} s or more left out (D-ITG B15's signature in rttm logs).`,
-      "        Exact round trips: --receiver-log with ITGRecv's -x log; every record as logged (ITGDec's numbers, one-way logs): --itgdec",
+      "        Exact round trips: --receiver-log with ITGRecv's -x log; every record as logged (ITGDec's numbers): --itgdec",
     ];
   }
-  return ["Delays: every record as logged (ITGDec's numbers)"];
+  const long = content && content.kind === "unknown" && content.longRecords > 0
+    ? [`        ${content.longRecords} record(s) of ${RTTM_SIGNATURE_S} s or more kept: if this is ITGSend's rttm log, --receiver-log gives exact round trips (D-ITG B15 mis-stamps such records)`]
+    : [];
+  return [...kind, "Delays: every record as logged (ITGDec's numbers)", ...long];
 }
 
 function summaryLines(r: DelayReport, view: DelayView): string[] {
@@ -105,36 +124,59 @@ interface DecodeFlags {
   itgdec?: boolean;
 }
 
-/** The view the flags ask for; errors name the flag and what is accepted. */
-function viewOf(logs: string[], opts: DecodeFlags): DelayView {
-  if (opts.receiverLog !== undefined) {
-    if (opts.itgdec) throw new Error("decode: --itgdec reads a log as ITGDec does and takes no --receiver-log; accepted: one of the two");
-    if (logs.length !== 1) {
-      throw new Error(`decode: --receiver-log pairs one sender log with it, ${logs.length} logs were given; accepted: SENDER_LOG --receiver-log RECEIVER_LOG`);
-    }
-    return "paired";
+/** The pairing the flags ask for; errors name the flag and what is accepted. */
+function checkFlags(logs: string[], opts: DecodeFlags): void {
+  if (opts.receiverLog === undefined) return;
+  if (opts.itgdec) throw new Error("decode: --itgdec reads a log as ITGDec does and takes no --receiver-log; accepted: one of the two");
+  if (logs.length !== 1) {
+    throw new Error(`decode: --receiver-log pairs one sender log with it, ${logs.length} logs were given; accepted: SENDER_LOG --receiver-log RECEIVER_LOG`);
   }
-  return opts.itgdec ? "logged" : "sender";
+}
+
+/** One log decoded the way the flags ask, refused when it is not a D-ITG log. */
+async function decodeOne(path: string, opts: DecodeFlags): Promise<{ log: DecodedLog; view: DelayView }> {
+  if (opts.receiverLog !== undefined) {
+    const log = await decodePairedLogs(path, opts.receiverLog);
+    checkDitgLog(log);
+    return { log, view: "paired" };
+  }
+  if (opts.itgdec) {
+    const log = await decodeLogFile(path, { views: ["logged"] });
+    checkDitgLog(log);
+    return { log, view: "logged" };
+  }
+  return decodeLogAlone(path);
 }
 
 export async function decodeCommand(): Promise<Command> {
   return new Command("decode")
     .description(
-      "ITGDec's summary of D-ITG binary logs (per flow and total) plus delay percentiles, in constant memory. Round trips of ITGSend's rttm log are wrong whenever an echo returns after the next packet left (D-ITG B15): with --receiver-log they are exact; without it, records of 0.5 s or more (the bug's signature) are left out of the delays and counted",
+      "ITGDec's summary of D-ITG binary logs (per flow and total) plus delay percentiles, in constant memory. What wrote a log (ITGSend's round-trip log, a receiver's one-way log, ITGSend's own log of a one-way flow) is told from its records and printed. Round trips of ITGSend's rttm log are wrong whenever an echo returns after the next packet left (D-ITG B15): with --receiver-log they are exact; without it, records of 0.5 s or more (the bug's signature) are left out of a round-trip log's delays and counted. Files that are not D-ITG logs, and two logs that are not a flow's sender and receiver logs, are refused",
     )
     .argument("<log...>", "D-ITG binary log files written by ITGSend/ITGRecv (-l or -x); with --receiver-log, the one sender log (ITGSend -m rttm -l)")
     .option("--receiver-log <file>", "the receiver's log of the same flow (ITGSend -x): pairs records by flow id and sequence number for exact round trips")
-    .option("--itgdec", "every record as logged: ITGDec's numbers (parity checks; one-way logs, whose delays have no B15 signature)")
+    .option("--itgdec", "every record as logged: ITGDec's numbers (parity checks)")
     .option(
       "--json",
-      'one JSON object per log and line: {file, flows, total, histogram} (and receiverLog); seconds and Kbit/s, null where undefined; "delaySource" paired or sender, "excludedRecords" per flow and total',
+      'one JSON object per log and line: {file, flows, total, histogram, content} (and receiverLog); seconds and Kbit/s, null where undefined; "delaySource" paired or sender, "excludedRecords" per flow and total; content.kind round-trip, one-way, sender-one-way or unknown',
     )
     .action(async (logs: string[], opts: DecodeFlags) => {
-      const view = viewOf(logs, opts);
+      checkFlags(logs, opts);
       await checkLogs(opts.receiverLog !== undefined ? [...logs, opts.receiverLog] : logs);
+      // Every log is decoded and checked before anything is printed: a bad one leaves no partial output.
+      const decoded: { log: DecodedLog; view: DelayView }[] = [];
+      const problems: string[] = [];
       for (const path of logs) {
-        const log = view === "paired" ? await decodePairedLogs(path, opts.receiverLog!) : await decodeLogFile(path, { views: [view] });
-        process.stdout.write(opts.json ? JSON.stringify(log) + "\n" : formatDecodedLog(log, view));
+        try {
+          decoded.push(await decodeOne(path, opts));
+        } catch (err) {
+          if (!(err instanceof LogFormatError)) throw err;
+          problems.push(err.message);
+        }
       }
+      if (problems.length > 0) {
+        throw new Error(`decode: ${problems.length} of ${logs.length} log(s) cannot be decoded:\n${problems.map((p) => `  - ${p}`).join("\n")}`);
+      }
+      for (const { log, view } of decoded) process.stdout.write(opts.json ? JSON.stringify(log) + "\n" : formatDecodedLog(log, view));
     });
 }

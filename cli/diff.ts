@@ -8,7 +8,9 @@ import { Command } from "commander";
 import { structuredPatch } from "diff";
 import { deployment, previewMark, resourceKey, type Operation } from "../infra/lifecycle.js";
 import type { PlannedResource } from "../infra/offline-engine.js";
-import { PROJECT_DIR, parseConfigOverrides } from "./plan.js";
+import { parseConfigOverrides } from "./plan.js";
+import { FlagError } from "./flags.js";
+import { PROJECT_DIR, testbedChildArgs } from "./project.js";
 
 type ResourceRecord = PlannedResource;
 
@@ -127,7 +129,7 @@ const run = promisify(execFile);
 export async function planInChild(stack: string, overrides: readonly string[]): Promise<ResourceRecord[]> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), `testbed-plan-${stack}-`));
   try {
-    const args = ["--import", "tsx/esm", path.join(PROJECT_DIR, "cli/main.ts"), "plan", "--stack", stack, "--out", dir, "--quiet"];
+    const args = testbedChildArgs(["plan", "--stack", stack, "--out", dir, "--quiet"]);
     for (const o of overrides) args.push("--config", o);
     await run(process.execPath, args, { cwd: PROJECT_DIR, maxBuffer: 64 << 20 }).catch((err: { stderr?: string; message: string }) => {
       throw new Error(`planning stack ${stack} failed:\n${err.stderr?.trim() || err.message}`);
@@ -155,8 +157,17 @@ export async function diffCommand(): Promise<Command> {
     .option("--before <key=value>", "override a config key in the first plan only (repeatable)", repeatable, [] as string[])
     .option("--after <key=value>", "override a config key in the second plan only (repeatable)", repeatable, [] as string[])
     .option("--json", "print the changes and the operations as JSON")
-    .addHelpText("after", "\nExample: what a campaign step from 1000 to 5000 Services runs on the ebpf stack:\n  testbed diff ebpf --before services=1000 --after services=5000")
-    .action(async (a: string, b: string | undefined, opts: { config: string[]; before: string[]; after: string[]; json?: boolean }) => {
+    .option("--exit-code", "exit 1 when the plans differ and 0 when they do not, as git diff --exit-code does")
+    .addHelpText(
+      "after",
+      "\nExamples:\n  testbed diff iptables nftables\n  testbed diff ebpf --before services=1000 --after services=5000   (what a campaign step from 1000 to 5000 Services runs)\n\nExit status: 0, and 1 on an error; with --exit-code, as git diff --exit-code: 0 when the plans do not differ, 1 when they do, 2 on an error.",
+    )
+    .action(async (a: string, b: string | undefined, opts: { config: string[]; before: string[]; after: string[]; json?: boolean; exitCode?: boolean }) => {
+      if (b === undefined && opts.before.length === 0 && opts.after.length === 0) {
+        throw new FlagError(
+          `diff ${a}: one stack and no --before/--after gives two identical plans; accepted: two stacks (testbed diff iptables ${a === "iptables" ? "ebpf" : a}), or one stack under two configurations (testbed diff ${a} --before services=1000 --after services=5000)`,
+        );
+      }
       const second = b ?? a;
       for (const set of [opts.config, opts.before, opts.after]) parseConfigOverrides(set);
       const [left, right] = await Promise.all([planInChild(a, [...opts.config, ...opts.before]), planInChild(second, [...opts.config, ...opts.after])]);
@@ -164,5 +175,6 @@ export async function diffCommand(): Promise<Command> {
       const { operations } = deployment(left, right);
       const labels: [string, string] = b === undefined ? [`${a} (before)`, `${a} (after)`] : [a, second];
       console.log(opts.json ? JSON.stringify({ changes, operations: operations.filter((o) => o.kind !== "same" || changes.some((c) => c.resource === o.id)) }, null, 2) : formatChanges(changes, labels, operations));
+      if (opts.exitCode && changes.length > 0) process.exitCode = 1;
     });
 }

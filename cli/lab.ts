@@ -13,7 +13,7 @@ import { ResultStore } from "../measure/store.js";
 import { medianOf } from "../measure/statistics.js";
 import type { RunProfile, RunResult } from "../measure/types.js";
 import type { Family } from "../scenario/cidr.js";
-import { DATAPLANES, DEFAULT_BASELINE, serviceCapacity, type Dataplane } from "../scenario/schema.js";
+import { DATAPLANE_DESCRIPTIONS, DATAPLANES, DEFAULT_BASELINE, serviceCapacity, type Dataplane } from "../scenario/schema.js";
 import { LabBackend, labProblem } from "../backends/lab.js";
 import { runJudge } from "../measure/campaign.js";
 import { labScenario, LAB_SERVICE_SUBNETS } from "../lab/lab-scenario.js";
@@ -34,8 +34,10 @@ import { changeCells } from "../measure/report-programming.js";
 import { findRunPrefixes } from "../lab/run-registry.js";
 import { cleanupLeftovers, planTopology } from "../lab/topology.js";
 import { buildServiceSet } from "../workloads/service-set.js";
-import { driveCampaign } from "./campaign-terminal.js";
+import { driveCampaign, reportFailedRuns, sayUpgrade, type TerminalSummary } from "./campaign-terminal.js";
+import { badFlag as bad, campaignId as checkedCampaignId, listOf as list, printJson, serviceCounts, wholeNumber } from "./flags.js";
 import { writeCampaignReport } from "./report.js";
+import { checkReportFolder, ReportFolderError } from "../measure/report-output.js";
 
 const MAX_RUNS = 100_000;
 const MAX_RETRIES = 20;
@@ -63,6 +65,7 @@ export interface LabOptions {
   /** --no-hops sets it false. */
   hops?: boolean;
   fullSyncSteps?: boolean;
+  json?: boolean;
 }
 
 /** Checked options. */
@@ -85,22 +88,8 @@ export interface LabFlags {
   readonly stepSync: StepSync;
 }
 
-function bad(flag: string, value: string, accepted: string): never {
-  throw new Error(`--${flag}: ${JSON.stringify(value)} is not accepted; accepted: ${accepted}`);
-}
 
-function wholeNumber(flag: string, value: string, min: number, max: number): number {
-  const n = /^\d+$/.test(value.trim()) ? Number(value.trim()) : NaN;
-  if (!Number.isSafeInteger(n) || n < min || n > max) bad(flag, value, `a whole number from ${min} to ${max}`);
-  return n;
-}
 
-function list<T extends string>(flag: string, value: string, accepted: readonly T[]): T[] {
-  const items = value.split(",").map((s) => s.trim());
-  const listed = `a comma-separated list of ${accepted.join(", ")}, each at most once`;
-  if (items.some((i) => !(accepted as readonly string[]).includes(i)) || new Set(items).size !== items.length) bad(flag, value, listed);
-  return items as T[];
-}
 
 /** The largest Service count the lab holds: ClusterIPs of its service subnets, Cilium's default lbMapMax and its 16-bit service ids. */
 export function labServiceLimit(): number {
@@ -126,12 +115,8 @@ export function labServiceLimit(): number {
   return lo;
 }
 
-function serviceCounts(value: string): number[] {
-  const accepted = "a comma-separated list of distinct whole numbers of Services, e.g. 1,1000,10000";
-  const items = value.split(",").map((s) => s.trim());
-  if (items.some((i) => !/^\d+$/.test(i))) bad("services", value, accepted);
-  const counts = items.map(Number);
-  if (new Set(counts).size !== counts.length) bad("services", value, accepted);
+function labServiceCounts(value: string): number[] {
+  const counts = serviceCounts("services", value, "1,1000,10000");
   const largest = Math.max(...counts);
   // Only a count above the paper's sweep needs the (slower) exact limit.
   if (largest > 10_000) {
@@ -147,7 +132,7 @@ function serviceCounts(value: string): number[] {
 export function parseLabFlags(o: LabOptions): LabFlags {
   const profile = labProfile(o.profile);
   if (!(IPTABLES_BACKENDS as readonly string[]).includes(o.iptables)) bad("iptables", o.iptables, IPTABLES_BACKENDS.join(" or "));
-  if (o.campaign !== undefined && !/^[A-Za-z0-9._-]{1,100}$/.test(o.campaign)) bad("campaign", o.campaign, "1-100 letters, digits, '.', '_' or '-'");
+  if (o.campaign !== undefined) checkedCampaignId(o.campaign);
   const flowSeconds = o.flowSeconds === undefined ? undefined : Number(o.flowSeconds);
   if (o.flowSeconds !== undefined && !(/^\d+(\.\d+)?$/.test(o.flowSeconds.trim()) && flowSeconds! >= 1 && flowSeconds! <= 3600)) {
     bad("flow-seconds", o.flowSeconds, "seconds from 1 to 3600");
@@ -162,7 +147,7 @@ export function parseLabFlags(o: LabOptions): LabFlags {
     baseline,
     ...(o.families !== undefined ? { families: list<Family>("families", o.families, LAB_FAMILIES) } : {}),
     ...(o.profiles !== undefined ? { profiles: list<RunProfile>("profiles", o.profiles, LAB_PROFILE_CHOICES) } : {}),
-    ...(o.services !== undefined ? { services: serviceCounts(o.services) } : {}),
+    ...(o.services !== undefined ? { services: labServiceCounts(o.services) } : {}),
     ...(o.runs !== undefined ? { runs: wholeNumber("runs", o.runs, 1, MAX_RUNS) } : {}),
     ...(flowSeconds !== undefined ? { flowSeconds } : {}),
     ...(o.seed !== undefined ? { seed: wholeNumber("seed", o.seed, 0, 2 ** 32 - 1) } : {}),
@@ -300,12 +285,20 @@ async function labAction(o: LabOptions): Promise<void> {
   if (leftovers > 0) process.stderr.write(`note: ${leftovers} other lab run(s) exist on this host (live, or left by a crash: \`testbed lab --cleanup\`)\n`);
 
   const def = flags.definition;
-  mkdirSync(path.dirname(flags.db), { recursive: true });
-  const store = ResultStore.open(flags.db);
-  let campaignId: string;
-  let backend: LabBackend | undefined;
+  const campaignId = flags.campaign ?? campaignIdFor(def);
+  // The report's folder is checked before anything is measured, not when the campaign has run.
+  const reportDir = path.join(flags.out, "report");
   try {
-    campaignId = flags.campaign ?? campaignIdFor(def);
+    checkReportFolder(reportDir, campaignId);
+  } catch (err) {
+    if (!(err instanceof ReportFolderError)) throw err;
+    throw new Error(`--out ${flags.out}: the lab's report folder ${err.message}; nothing was measured`);
+  }
+  mkdirSync(path.dirname(flags.db), { recursive: true });
+  const store = ResultStore.open(flags.db, { onUpgrade: sayUpgrade });
+  let backend: LabBackend | undefined;
+  let summary: TerminalSummary;
+  try {
     const plan = planCampaign(campaignId, def);
     store.ensureCampaign(campaignId, def, plan);
     process.stderr.write(`${describePlan(flags, plan.length)}\n`);
@@ -313,7 +306,7 @@ async function labAction(o: LabOptions): Promise<void> {
     process.stderr.write(`lab ${backend.topology.prefix} is up (namespaces ${Object.values(backend.topology.plan.namespaces).join(", ")})\n`);
     // The lab itself is removed at once on SIGINT/SIGTERM (topology.ts); the runner then stops and
     // keeps every committed run.
-    const summary = await driveCampaign({
+    summary = await driveCampaign({
       store,
       campaignId,
       backend,
@@ -323,26 +316,37 @@ async function labAction(o: LabOptions): Promise<void> {
       keepLogs: flags.keepLogs,
       retryFailed: flags.retryFailed,
       stopMessage: "stopping: the lab is removed, finished runs stay in the store; the same command resumes",
+      json: o.json === true,
     });
     process.stderr.write(`${describeTimings(summary.timings, backend.phases.entries()).join("\n")}\n`);
     if (summary.stopped) return;
     const results = store.results(campaignId);
+    const out = o.json ? process.stderr : process.stdout;
     const setup = setupSummary(results, flags.baseline);
-    if (setup.length > 0) process.stdout.write(`${setup.join("\n")}\n`);
+    if (setup.length > 0) out.write(`${setup.join("\n")}\n`);
     const programming = programmingSummary(results);
-    if (programming.length > 0) process.stdout.write(`${programming.join("\n")}\n`);
+    if (programming.length > 0) out.write(`${programming.join("\n")}\n`);
   } finally {
     store.close();
     await backend?.teardown().catch(() => undefined);
   }
-  const report = await writeCampaignReport({ db: flags.db, out: path.join(flags.out, "report"), campaign: campaignId, baseline: flags.baseline });
-  process.stdout.write(`report: ${report}\n`);
+  const report = await writeCampaignReport({ db: flags.db, out: reportDir, campaign: campaignId, baseline: flags.baseline });
+  if (o.json) {
+    printJson({
+      campaign: summary.campaign, db: summary.db, profile: flags.profile.name, total: summary.total, done: summary.done, failed: summary.failedForGood,
+      committed: summary.committed, stopped: summary.stopped, seconds: Number(summary.seconds.toFixed(1)), report: report.markdown,
+      primary: report.summary.primary, warnings: report.summary.warnings.length,
+    });
+  } else {
+    process.stdout.write(`report: ${report.markdown}\n`);
+  }
+  reportFailedRuns(summary);
 }
 
 export async function labCommand(): Promise<Command> {
   return new Command("lab")
     .description(
-      "Run the experiment on this host's kernel (root, Linux): network namespaces for client, router, worker and pod; kube-proxy's iptables rules, kube-proxy's nftables rules and a tc eBPF load balancer in turn over the Service sweep; D-ITG throughput and latency and connection setup through the NodePort in both families; then the report against the baseline. The same command resumes a stopped campaign",
+      `Run the experiment on this host's kernel (root, Linux): network namespaces for client, router, worker and pod; each Service dataplane in turn over the Service sweep (${DATAPLANES.map((d) => `${d}: ${DATAPLANE_DESCRIPTIONS[d]}`).join("; ")}); D-ITG throughput and latency and connection setup through the NodePort in both families; then the report against the baseline. The same command resumes a stopped campaign`,
     )
     .addOption(new Option("--profile <name>", "how much to run: smoke (~2 min, at reduced rates), default (~15 min) or paper (the paper's 11 steps x 100 runs of 30 s, days)").choices(LAB_PROFILE_NAMES).default("default"))
     .option("--out <dir>", "directory for the results store and the report (report/)", "lab-results")
@@ -364,5 +368,7 @@ export async function labCommand(): Promise<Command> {
     .option("--campaign <id>", "campaign id in the store (default: derived from the flags, so the same flags resume)")
     .option("--no-hops", "no hop probes: latency and setup runs are not cut into sections of the path (probes never run on throughput runs)")
     .option("--full-sync-steps", "install each Service count by one full sync, as on a new node, instead of moving between counts by partial syncs as a running cluster does")
+    .option("--json", "print a summary object on stdout instead of the setup table and the report's path: {campaign, db, profile, total, done, failed, committed, stopped, seconds, report, primary, warnings}")
+    .addHelpText("after", "\nExit status: 0 when every run passed, 1 when runs failed for good (the closing words say how many; the report is still written) or on an error, 130 when stopped.")
     .action(labAction);
 }

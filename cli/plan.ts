@@ -3,10 +3,12 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { Command, Option } from "commander";
-import { readStackConfig, redactSecrets, runOffline, type PlannedResource } from "../infra/offline-engine.js";
+import { assetText, readStackConfig, redactSecrets, runOffline, type PlannedResource } from "../infra/offline-engine.js";
 import { REMOTE_ARTIFACT_ROOT } from "../infra/remote-files.js";
+import { printJson } from "./flags.js";
+import { PROJECT_DIR } from "./project.js";
 
-export const PROJECT_DIR = path.resolve(path.dirname(new URL(import.meta.url).pathname), "..");
+export { PROJECT_DIR };
 
 export interface Artifact {
   /** Path under the plan's output directory, e.g. "cloud-init/worker.yaml". */
@@ -16,7 +18,7 @@ export interface Artifact {
 
 /**
  * The files a deployment would put on hosts, read from the planned resources themselves:
- * servers' user data (named by their testbed-role metadata) and every uploaded string asset.
+ * servers' user data (named by their testbed-role metadata) and every uploaded asset.
  */
 export function collectArtifacts(resources: readonly PlannedResource[]): Artifact[] {
   const artifacts: Artifact[] = [];
@@ -25,12 +27,10 @@ export function collectArtifacts(resources: readonly PlannedResource[]): Artifac
       const role = (r.inputs.metadata as Record<string, string> | undefined)?.["testbed-role"] ?? r.name;
       artifacts.push({ path: `cloud-init/${role}.yaml`, content: r.inputs.userData });
     }
-    const source = r.inputs.source as { $text?: unknown } | undefined;
     const remotePath = r.inputs.remotePath;
-    if (r.type === "command:remote:CopyToRemote" && typeof source?.$text === "string" && typeof remotePath === "string") {
-      if (remotePath.startsWith(`${REMOTE_ARTIFACT_ROOT}/`)) {
-        artifacts.push({ path: remotePath.slice(REMOTE_ARTIFACT_ROOT.length + 1), content: source.$text });
-      }
+    if (r.type === "command:remote:CopyToRemote" && typeof remotePath === "string" && remotePath.startsWith(`${REMOTE_ARTIFACT_ROOT}/`)) {
+      const content = assetText(r.inputs.source);
+      if (content !== undefined) artifacts.push({ path: remotePath.slice(REMOTE_ARTIFACT_ROOT.length + 1), content });
     }
   }
   const seen = new Map<string, string>();
@@ -161,12 +161,17 @@ export async function planCommand(): Promise<Command> {
     .option("--out <dir>", "write resources.json, outputs.json and the rendered files here")
     .option("--config <key=value>", "override a config key for this plan, KEY=VALUE or KEY.PATH=VALUE as pulumi config set [--path] (repeatable)", (v: string, prev: string[]) => [...prev, v], [] as string[])
     .option("--quiet", "print nothing but errors")
-    .action(async (opts: { stack: string; out?: string; config: string[]; quiet?: boolean }) => {
+    .option("--json", "print a summary object instead of the table: {stack, resources, types, artifacts, out}")
+    .action(async (opts: { stack: string; out?: string; config: string[]; quiet?: boolean; json?: boolean }) => {
       const result = await plan(opts.stack, opts.config);
-      if (!opts.quiet) console.log(resourceTable(result.resources));
-      if (opts.out) {
-        writePlan(opts.out, result);
-        if (!opts.quiet) console.log(`\nwrote ${result.resources.length} resources and ${result.artifacts.length} files to ${opts.out}`);
+      if (opts.out) writePlan(opts.out, result);
+      if (opts.json) {
+        const types: Record<string, number> = {};
+        for (const r of result.resources) types[r.type] = (types[r.type] ?? 0) + 1;
+        printJson({ stack: opts.stack, resources: result.resources.length, types, artifacts: result.artifacts.map((a) => a.path), ...(opts.out ? { out: path.resolve(opts.out) } : {}) });
+        return;
       }
+      if (!opts.quiet) console.log(resourceTable(result.resources));
+      if (opts.out && !opts.quiet) console.log(`\nwrote ${result.resources.length} resources and ${result.artifacts.length} files to ${opts.out}`);
     });
 }

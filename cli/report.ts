@@ -2,12 +2,13 @@
 // tables, figures and a summary from a results store, each dataplane against the baseline.
 import { existsSync, statSync } from "node:fs";
 import path from "node:path";
-import Database from "better-sqlite3";
-import { Command, InvalidArgumentError, Option } from "commander";
+import { Command, Option } from "commander";
 import { backendKind, STACK_BACKEND_PREFIX, type CampaignDefinition } from "../measure/campaign-plan.js";
 import { loadPaperReference } from "../measure/paper-reference.js";
-import { buildReport, writeReport } from "../measure/report.js";
-import { OLDEST_SCHEMA_VERSION, ResultStore, SCHEMA_VERSION } from "../measure/store.js";
+import { buildReport, writeReport, type ReportSummary } from "../measure/report.js";
+import { checkReportFolder, ReportFolderError } from "../measure/report-output.js";
+import { ResultStore, StoreError } from "../measure/store.js";
+import { integerOption, printJson } from "./flags.js";
 import type { RunResult, StepRecord } from "../measure/types.js";
 import { DATAPLANES, DEFAULT_BASELINE, type Dataplane } from "../scenario/schema.js";
 
@@ -27,9 +28,8 @@ export interface LoadedCampaigns {
 }
 
 /**
- * Reads the runs of one or more campaigns from a results store: the store is checked read-only
- * first, so a file that is not a results store is refused rather than given tables. An older store
- * is upgraded in place on opening (measure/store.ts), its runs unchanged.
+ * Reads the runs of one or more campaigns from a results store, read-only (ResultStore.openReadOnly):
+ * nothing is written to the store or beside it, and a store of an older schema is read as it is.
  *
  * Without --campaign the report covers every campaign of the store when each measured other
  * dataplanes (the cloud's shape: one campaign per stack, `testbed campaign --stack S` into one store);
@@ -38,22 +38,13 @@ export interface LoadedCampaigns {
 export function loadCampaigns(db: string, campaignIds?: readonly string[]): LoadedCampaigns {
   if (!existsSync(db)) throw new Error(`--db ${db}: no such file; accepted: a results store written by \`testbed lab\` or \`testbed campaign\``);
   if (!statSync(db).isFile()) throw new Error(`--db ${db}: not a file; accepted: a results store (SQLite) file`);
-  let version: number;
+  let store: ResultStore;
   try {
-    const peek = new Database(db, { readonly: true, fileMustExist: true });
-    try {
-      version = peek.pragma("user_version", { simple: true }) as number;
-    } finally {
-      peek.close();
-    }
+    store = ResultStore.openReadOnly(db);
   } catch (err) {
-    throw new Error(`--db ${db}: not a results store (${(err as Error).message}); accepted: a file written by \`testbed lab\` or \`testbed campaign\``);
+    if (!(err instanceof StoreError)) throw err;
+    throw new Error(`--db ${db}: ${err.problem}; accepted: a file written by \`testbed lab\` or \`testbed campaign\``);
   }
-  if (version === 0) throw new Error(`--db ${db}: empty, or not a results store (no testbed tables); accepted: a file written by \`testbed lab\` or \`testbed campaign\``);
-  if (version < OLDEST_SCHEMA_VERSION || version > SCHEMA_VERSION) {
-    throw new Error(`--db ${db}: results store schema version ${version}; this testbed reads versions ${OLDEST_SCHEMA_VERSION} to ${SCHEMA_VERSION}`);
-  }
-  const store = ResultStore.open(db);
   try {
     const all = store.campaignIds();
     if (all.length === 0) throw new Error(`--db ${db}: the store holds no campaign yet; run \`testbed lab\` or \`testbed campaign\` first`);
@@ -101,11 +92,44 @@ export interface ReportRequest {
   readonly resamples?: number;
   /** Every other dataplane is compared with this one; default iptables. */
   readonly baseline?: Dataplane;
+  /** Replace a folder that holds another campaign's report. */
+  readonly force?: boolean;
 }
 
-/** Loads the campaign, builds its report and writes it; returns the path of report.md. */
-export async function writeCampaignReport(request: ReportRequest): Promise<string> {
+/** What a written report is: report.md's path, its folder and its summary (report.json). */
+export interface WrittenReport {
+  readonly markdown: string;
+  readonly out: string;
+  readonly db: string;
+  readonly summary: ReportSummary;
+}
+
+/** A report folder's problem in the words of the flag that chose it (the default: beside --db). */
+function folderError(err: unknown, request: ReportRequest): never {
+  if (!(err instanceof ReportFolderError)) throw err;
+  throw new Error(request.out !== undefined ? `--out ${err.message}` : `report folder ${err.message} (the default beside --db; --out chooses another)`);
+}
+
+/**
+ * Loads the campaign, builds its report and writes it whole (measure/report-output.ts). The folder is checked
+ * before the store is read and again, against the campaign, before the report is computed.
+ */
+export async function writeCampaignReport(request: ReportRequest): Promise<WrittenReport> {
+  if (request.out !== undefined) {
+    try {
+      checkReportFolder(request.out, undefined);
+    } catch (err) {
+      folderError(err, request);
+    }
+  }
   const loaded = loadCampaigns(request.db, request.campaign?.split(",").map((id) => id.trim()));
+  const reportId = loaded.ids.join(", ");
+  const out = request.out ?? path.join(path.dirname(path.resolve(request.db)), `report-${loaded.ids.length === 1 ? loaded.ids[0] : path.basename(request.db, path.extname(request.db))}`);
+  try {
+    checkReportFolder(out, reportId, { force: request.force === true });
+  } catch (err) {
+    folderError(err, request);
+  }
   const baseline = request.baseline ?? DEFAULT_BASELINE;
   if (!loaded.definition.dataplanes.includes(baseline)) {
     throw new Error(`--baseline ${baseline}: campaign ${loaded.ids.join(", ")} did not measure it; accepted: ${loaded.definition.dataplanes.join(", ")}`);
@@ -122,25 +146,20 @@ export async function writeCampaignReport(request: ReportRequest): Promise<strin
     baseline,
     ...(loaded.definition.primary ? { primary: loaded.definition.primary } : {}),
   });
-  const out = request.out ?? path.join(path.dirname(path.resolve(request.db)), `report-${loaded.ids.length === 1 ? loaded.ids[0] : path.basename(request.db, path.extname(request.db))}`);
-  return writeReport(report, out);
+  try {
+    const written = await writeReport(report, out, { force: request.force === true });
+    return { ...written, out: path.resolve(out), db: path.resolve(request.db) };
+  } catch (err) {
+    return folderError(err, request);
+  }
 }
 
-function integerOption(flag: string, min: number, max: number) {
-  return (text: string): number => {
-    const n = Number(text);
-    if (!/^\d+$/.test(text.trim()) || !Number.isSafeInteger(n) || n < min || n > max) {
-      throw new InvalidArgumentError(`accepted: a whole number from ${min} to ${max} (${flag})`);
-    }
-    return n;
-  };
-}
 
 export async function reportCommand(): Promise<Command> {
   return new Command("report")
     .description("Tables (CSV), figures (SVG) and a summary (report.md) of a campaign in a results store, with the paper's ratios beside ours")
     .requiredOption("--db <file>", "results store (SQLite) written by `testbed lab` or `testbed campaign`")
-    .option("--out <dir>", "directory for report.md, the CSV tables and the SVG figures (default: report-<campaign> beside the store)")
+    .option("--out <dir>", "folder for report.md, the CSV tables, the SVG figures and report.json, written whole (default: report-<campaign> beside the store); never one holding other files, nor another campaign's report without --force")
     .option("--campaign <ids>", "campaigns to report, comma-separated (default: every campaign of the store, when each measured other dataplanes: one per stack)")
     .addOption(new Option("--baseline <dataplane>", "the dataplane every other one is compared with").choices(DATAPLANES).default(DEFAULT_BASELINE))
     .option("--seed <n>", "seed of the bootstrap resampling (default: the campaign's seed)", integerOption("--seed", 0, 2 ** 32 - 1))
@@ -149,8 +168,11 @@ export async function reportCommand(): Promise<Command> {
       `bootstrap resamples per ratio (default ${DEFAULT_RESAMPLES})`,
       integerOption("--resamples", DEFAULT_RESAMPLES, MAX_RESAMPLES),
     )
-    .action(async (opts: ReportRequest) => {
-      const summary = await writeCampaignReport(opts);
-      console.log(summary);
+    .option("--force", "replace a folder that holds another campaign's report (a folder holding anything else is never replaced)")
+    .option("--json", "print a summary object instead of the path of report.md: {campaign, baseline, runs, tests, primary, warnings, files, out, db, markdown}")
+    .action(async (opts: ReportRequest & { json?: boolean }) => {
+      const written = await writeCampaignReport(opts);
+      if (opts.json) printJson({ ...written.summary, out: written.out, db: written.db, markdown: written.markdown });
+      else console.log(written.markdown);
     });
 }

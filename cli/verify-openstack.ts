@@ -10,7 +10,8 @@ import { ROLES, type Role } from "../infra/neutron/api.js";
 import { neutronUnavailable, startLocalNeutron } from "../infra/neutron/local-server.js";
 import { networkingPlan, type NetworkingPlan } from "../infra/neutron/networking-plan.js";
 import { replayPassed, replayPlan, type ReplayReport } from "../infra/neutron/replay.js";
-import { plan, PROJECT_DIR } from "./plan.js";
+import { plan } from "./plan.js";
+import { PROJECT_DIR, testbedChildArgs } from "./project.js";
 
 /** The networking part of a stack's plan with `--config` flags applied, planned in this process. */
 export async function planNetworking(stack: string, flags: readonly string[] = []): Promise<NetworkingPlan> {
@@ -24,7 +25,7 @@ export async function planNetworkingInChild(stack: string, flags: readonly strin
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), `testbed-networking-plan-${stack}-`));
   const out = path.join(dir, "plan.json");
   try {
-    const args = ["--import", "tsx/esm", path.join(PROJECT_DIR, "cli/main.ts"), "verify-openstack", "--stack", stack, "--plan-json", out];
+    const args = testbedChildArgs(["verify-openstack", "--stack", stack, "--plan-json", out]);
     for (const f of flags) args.push("--config", f);
     await execFileP(process.execPath, args, { cwd: PROJECT_DIR, maxBuffer: 64 << 20 }).catch((err: { stderr?: string; message: string }) => {
       throw new Error(`planning stack ${stack} failed:\n${err.stderr?.trim() || err.message}`);

@@ -20,6 +20,13 @@ export interface HostAccess {
   /** The server, for deletedWith of commands that run on it. */
   readonly server: pulumi.Resource;
   /**
+   * What would restart the host, as text: its server (a new image, user data or key pair is a new
+   * server) and its flavor (a resize reboots the server in place, and no command runs again by
+   * itself). Checks that must run again after a reboot name it in their script, so that a reboot
+   * is an update of each of them.
+   */
+  readonly boot: pulumi.Output<string>;
+  /**
    * The host's readiness check (cloud-init done, its own setup checked on the host): what every
    * command that runs on the host, or relies on it, depends on.
    */

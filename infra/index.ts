@@ -28,8 +28,9 @@ export const versions = testbed.cluster.versions;
 export const serviceCounts = testbed.workloads.serviceCounts;
 /**
  * When this step became measurable, in seconds after the apply: every scaled Service with a ready
- * endpoint in every family (endpointsReadyAfterS), and programmed by the worker's dataplane
- * (programmedAfterS). Measurements of the step start after both.
+ * endpoint in every family (endpointsReadyAfterS), and the worker's dataplane holding exactly the
+ * step's scaled Services (programmedAfterS), with how many it held then (programmedServices, equal
+ * to services: the apply fails otherwise). Measurements of the step start after both.
  */
 export const step = testbed.workloads.step;
 /** Where D-ITG flows go, per family: the worker's NodePort address, signaling and data ports. */
@@ -37,7 +38,14 @@ export const ditgEndpoints = testbed.workloads.ditgEndpoints;
 /** The receiver's Deployment, its node and log directories: what `testbed campaign` reads logs from. */
 export const ditgReceiver = testbed.workloads.ditgReceiver;
 /**
- * D-ITG runs from the client and ITGDec's summary of each, with the profile's metric across runs;
- * only when testbed:measure is set (absent otherwise).
+ * Where the stack built the connection-setup probe (measure/connection-setup-probe.c): on the client,
+ * which opens the connections, and on the worker, whose listener `testbed campaign` starts in the
+ * receiver pod's network namespace.
+ */
+export const connectionSetupProbe = testbed.setupProbe.paths;
+/**
+ * D-ITG runs from the client, each decoded as `testbed campaign` decodes it (round trips paired with
+ * the receiver's log) and judged by its rules, with the profile's metric across runs; only when
+ * testbed:measure is set (absent otherwise).
  */
 export const measurement = testbed.measurement?.summary;

@@ -2,11 +2,12 @@
 // `testbed diff` and the tests. Provider-computed fields that the program reads (addresses, command
 // output) are filled in here, so the program's own apply() code runs as it would in a deployment.
 import { createHash } from "node:crypto";
+import { readdirSync, readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import * as path from "node:path";
 import { pathToFileURL } from "node:url";
 import * as pulumi from "@pulumi/pulumi";
-import { parse as parseYaml } from "yaml";
+import { parse as parseYaml, YAMLError } from "yaml";
 import { OFFLINE_ENV } from "./config.js";
 import { mockCommandStdout } from "./offline-fixtures.js";
 
@@ -115,7 +116,8 @@ const SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270";
 
 /**
  * Replaces the engine's secret envelopes by { "$secret": value } so callers can find and redact them,
- * and string assets by { "$text": content } (the file a CopyToRemote would upload).
+ * string assets by { "$text": content } (the file a CopyToRemote would upload), and file assets by
+ * { "$file": path, "$sha256": hash of its content }: what the engine keeps of a file asset.
  */
 async function plainInputs(value: unknown): Promise<unknown> {
   if (value instanceof Promise) return plainInputs(await value);
@@ -124,6 +126,10 @@ async function plainInputs(value: unknown): Promise<unknown> {
     const obj = value as Record<string, unknown>;
     if (obj[SIG_KEY] === SECRET_SIG) return { $secret: await plainInputs(obj.value) };
     if (obj.__pulumiAsset === true && "text" in obj) return { $text: await (obj.text as Promise<string> | string) };
+    if (obj.__pulumiAsset === true && "path" in obj) {
+      const file = await (obj.path as Promise<string> | string);
+      return { $file: file, $sha256: createHash("sha256").update(readFileSync(file)).digest("hex") };
+    }
     const entries = await Promise.all(Object.entries(obj).map(async ([k, v]) => [k, await plainInputs(v)] as const));
     return Object.fromEntries(entries);
   }
@@ -159,19 +165,77 @@ function computedState(type: string, name: string, inputs: Record<string, unknow
   }
 }
 
+/** The stacks a project has: one Pulumi.<stack>.yaml each. */
+export function projectStacks(projectDir: string): string[] {
+  return readdirSync(projectDir)
+    .map((f) => /^Pulumi\.(.+)\.yaml$/.exec(f)?.[1])
+    .filter((s): s is string => s !== undefined)
+    .sort();
+}
+
+/**
+ * The line a YAML parse error is about, as a person would fix it: the parser reports where it gave up, which for two
+ * common slips is a line away from the slip itself (a key indented under a value; a [ or { never closed).
+ */
+function yamlProblemLine(lines: readonly string[], err: YAMLError): { line: number; what: string } | undefined {
+  const at = err.linePos?.[0];
+  if (!at) return undefined;
+  const indent = (l: string) => l.length - l.trimStart().length;
+  if (err.code === "BLOCK_AS_IMPLICIT_KEY") {
+    const next = lines.findIndex((l, i) => i >= at.line && l.trim() !== "" && !l.trim().startsWith("#"));
+    if (next >= 0 && indent(lines[next]!) > indent(lines[at.line - 1]!)) return { line: next + 1, what: `indented deeper than line ${at.line}, as if it were under its value` };
+  }
+  if (err.code === "BAD_INDENT" || err.code === "MISSING_CHAR") {
+    for (let i = at.line - 1; i >= 0; i--) {
+      const text = lines[i]!.replace(/#.*$/, "");
+      const open = (text.match(/[[{]/g) ?? []).length - (text.match(/[\]}]/g) ?? []).length;
+      if (open > 0) return { line: i + 1, what: `a ${text.includes("[") ? "[" : "{"} that is not closed on its line` };
+    }
+  }
+  return { line: at.line, what: err.message.split("\n")[0]!.replace(/ at line \d+, column \d+:?$/, "") };
+}
+
+/** A YAML file's content, or an error naming the file and the line of the problem. */
+function parseYamlFile(file: string, text: string): unknown {
+  try {
+    return parseYaml(text);
+  } catch (err) {
+    if (!(err instanceof YAMLError)) throw err;
+    const problem = yamlProblemLine(text.split("\n"), err);
+    const where = problem ? ` line ${problem.line}: ${problem.what}` : `: ${err.message.split("\n")[0]}`;
+    throw new Error(`${file}${where}; not valid YAML; accepted: the YAML Pulumi writes, e.g. "config:" then "  testbed:dataplane: ebpf"`);
+  }
+}
+
+/**
+ * Refuses a stack file's config key without a namespace: Pulumi would put it in the project's namespace, where the
+ * program never reads it, and the testbed: key it meant would stay at its default or be reported missing.
+ */
+function checkNamespaces(file: string, config: Record<string, unknown>): void {
+  const bare = Object.keys(config).filter((k) => !k.includes(":"));
+  if (bare.length === 0) return;
+  throw new Error(
+    `${file}: config key(s) ${bare.map((k) => `"${k}"`).join(", ")} have no namespace; the testbed's are written testbed:KEY (${bare.map((k) => `testbed:${k}`).join(", ")}), other providers' with theirs (e.g. openstack:authUrl)`,
+  );
+}
+
 /** Project- and stack-level config of a stack, as the CLI would merge it (stack wins). */
 export function readStackConfig(projectDir: string, stack: string, readFile: (p: string) => string): {
   values: Record<string, string>;
   secretKeys: string[];
 } {
-  const project = parseYaml(readFile(path.join(projectDir, "Pulumi.yaml"))) as { config?: Record<string, { value?: unknown }> };
+  const project = parseYamlFile("Pulumi.yaml", readFile(path.join(projectDir, "Pulumi.yaml"))) as { config?: Record<string, { value?: unknown }> };
   let stackText: string;
+  const stackFile = `Pulumi.${stack}.yaml`;
   try {
-    stackText = readFile(path.join(projectDir, `Pulumi.${stack}.yaml`));
+    stackText = readFile(path.join(projectDir, stackFile));
   } catch {
-    throw new Error(`stack "${stack}": no file Pulumi.${stack}.yaml in ${projectDir}; accepted: a stack with a committed stack file (iptables, ebpf)`);
+    throw new Error(`stack "${stack}": no file ${stackFile} in ${projectDir}; accepted: a stack with a stack file there (${projectStacks(projectDir).join(", ")})`);
   }
-  const stackConfig = ((parseYaml(stackText) as { config?: Record<string, unknown> } | null)?.config ?? {}) as Record<string, unknown>;
+  const parsed = parseYamlFile(stackFile, stackText) as { config?: Record<string, unknown> } | null;
+  if (parsed !== null && (typeof parsed !== "object" || Array.isArray(parsed))) throw new Error(`${stackFile}: not a Pulumi stack file (its top level is not a mapping); accepted: "config:" with testbed:KEY entries`);
+  const stackConfig = (parsed?.config ?? {}) as Record<string, unknown>;
+  checkNamespaces(stackFile, stackConfig);
   const values: Record<string, string> = {};
   const secretKeys: string[] = [];
   const put = (key: string, v: unknown) => {
@@ -197,9 +261,16 @@ export interface OfflineOptions {
   readonly secretKeys?: readonly string[];
   /** The program's entry module; defaults to infra/index.ts. */
   readonly program?: string;
+  /**
+   * What a deployment already knows of some resources (type::name -> fields of their state), in place
+   * of the stand-ins: the floating IP's address the cloud gave, the stdout a Command really printed.
+   * The program's own apply() code then runs on the real values.
+   */
+  readonly knownState?: Readonly<Record<string, Readonly<Record<string, unknown>>>>;
 }
 
-const DEFAULT_PROGRAM = path.join(path.dirname(new URL(import.meta.url).pathname), "index.ts");
+/** infra/index beside this module: .ts from source, .js compiled (dist/infra/). */
+const DEFAULT_PROGRAM = path.join(path.dirname(new URL(import.meta.url).pathname), `index${path.extname(new URL(import.meta.url).pathname)}`);
 
 /**
  * Runs the program once in this process. Pulumi's runtime state is global, so a process runs one
@@ -221,7 +292,8 @@ export async function runOffline(opts: OfflineOptions): Promise<OfflineRun> {
       async newResource(args) {
         const inputs = (await plainInputs(args.inputs)) as Record<string, unknown>;
         resources.push({ type: args.type, name: args.name, inputs });
-        return { id: `${args.name}-id`, state: { ...args.inputs, ...computedState(args.type, args.name, inputs) } };
+        const known = opts.knownState?.[`${args.type}::${args.name}`] ?? {};
+        return { id: `${args.name}-id`, state: { ...args.inputs, ...computedState(args.type, args.name, inputs), ...known } };
       },
       call(args) {
         // Lookups of existing cloud objects answer with a stand-in id, as the cloud would.
@@ -271,6 +343,15 @@ async function settle(value: unknown): Promise<unknown> {
     return Object.fromEntries(entries);
   }
   return value;
+}
+
+/** The content of an asset input as a plan holds it: a string asset's text, or a file asset's file (read now). */
+export function assetText(source: unknown): string | undefined {
+  if (!source || typeof source !== "object") return undefined;
+  const asset = source as { $text?: unknown; $file?: unknown };
+  if (typeof asset.$text === "string") return asset.$text;
+  if (typeof asset.$file === "string") return readFileSync(asset.$file, "utf8");
+  return undefined;
 }
 
 /** Replaces every { "$secret": value } by the string "[secret]". */

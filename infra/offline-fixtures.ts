@@ -85,7 +85,7 @@ export const COMMAND_FIXTURES: CommandFixture[] = [
       const families = Number(scriptVariable(inputs, "FAMILIES", /[0-9]+/) ?? "1");
       const e = readinessEstimate({ families: families === 2 ? ["ipv4", "ipv6"] : ["ipv4"] }, services);
       const endpoints = e.endpointSlicesS.toFixed(1);
-      return `applied ${services} scaled Services\nstep services=${services} endpointsReadyAfterS=${endpoints} programmedAfterS=${(e.endpointSlicesS + e.programS).toFixed(1)}\n`;
+      return `step services=${services} endpointsReadyAfterS=${endpoints} programmedAfterS=${(e.endpointSlicesS + e.programS).toFixed(1)} programmedServices=${services}\n`;
     },
   },
   {
@@ -97,18 +97,21 @@ export const COMMAND_FIXTURES: CommandFixture[] = [
         .join("");
     },
   },
-  // Measurement (infra/measurement.ts): what the script printed in a real run against ITGRecv on
-  // loopback, per profile and family (recorded by scripts/record-measurement-fixture.ts).
-  {
-    name: /-ditg-runs$/,
-    stdout: (inputs) => {
-      const profile = scriptVariable(inputs, "PROFILE", /latency|throughput/);
-      const family = scriptVariable(inputs, "FAMILY", /ipv4|ipv6/);
-      if (!profile || !family) return "";
-      return readFileSync(new URL(`fixtures/measurement-${profile}-${family}.txt`, import.meta.url), "utf8");
-    },
-  },
+  // The connection-setup probe (infra/setup-probe.ts): each build prints where it installed the probe.
+  { name: /-(client|worker)-build$/, stdout: (inputs) => `${scriptVariable(inputs, "BINARY", /[/\w.-]+/) ?? ""}\n` },
+  // Measurement (infra/measurement.ts): what the runs' script and the pairing printed in a real run
+  // against ITGRecv on loopback and an sshd, per profile and family (recorded by
+  // scripts/record-measurement-fixture.ts).
+  { name: /-ditg-runs$/, stdout: (inputs) => measurementFixture(inputs, "") },
+  { name: /-ditg-pairing$/, stdout: (inputs) => measurementFixture(inputs, ".pairing") },
 ];
+
+function measurementFixture(inputs: Record<string, unknown>, suffix: string): string {
+  const profile = scriptVariable(inputs, "PROFILE", /latency|throughput/);
+  const family = scriptVariable(inputs, "FAMILY", /ipv4|ipv6/);
+  if (!profile || !family) return "";
+  return readFileSync(new URL(`fixtures/measurement-${profile}-${family}${suffix}.txt`, import.meta.url), "utf8");
+}
 
 export function mockCommandStdout(name: string, inputs: Record<string, unknown>): string {
   const fixture = COMMAND_FIXTURES.find((f) => f.name.test(name));

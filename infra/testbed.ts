@@ -7,6 +7,7 @@ import { renderNodePrep } from "./cluster/node-prep.js";
 import { Measurement } from "./measurement.js";
 import { parseEndpoint } from "./cluster/kubeconfig.js";
 import { OpenStackLab, renderLab, type HostAddresses } from "./openstack/lab.js";
+import { SetupProbe } from "./setup-probe.js";
 import { Workloads } from "./workloads.js";
 
 export interface TestbedArgs {
@@ -26,6 +27,8 @@ export class Testbed extends pulumi.ComponentResource {
   readonly workloads: Workloads;
   /** D-ITG runs from the client and their summary; only with testbed:measure. */
   readonly measurement?: Measurement;
+  /** The connection-setup probe, built on the client and on the worker. */
+  readonly setupProbe: SetupProbe;
 
   constructor(name: string, args: TestbedArgs, opts?: pulumi.ComponentResourceOptions) {
     // Everything that can refuse the scenario runs before the first resource is declared, so a bad
@@ -59,10 +62,19 @@ export class Testbed extends pulumi.ComponentResource {
       },
       { parent: this },
     );
+    this.setupProbe = new SetupProbe("setup-probe", { client: this.lab.hosts.client, worker: this.lab.hosts.worker }, { parent: this });
     if (args.scenario.measure) {
       this.measurement = new Measurement(
         "measurement",
-        { scenario: args.scenario, measure: args.scenario.measure, client: this.lab.hosts.client, router: this.lab.hosts.router, workloads: this.workloads },
+        {
+          scenario: args.scenario,
+          measure: args.scenario.measure,
+          client: this.lab.hosts.client,
+          router: this.lab.hosts.router,
+          worker: this.lab.hosts.worker,
+          bastionAddress: this.lab.bastionAddress,
+          workloads: this.workloads,
+        },
         { parent: this },
       );
     }

@@ -7,15 +7,17 @@ import * as pulumi from "@pulumi/pulumi";
 import * as command from "@pulumi/command";
 import type { Family } from "../scenario/cidr.js";
 import type { Scenario } from "../scenario/schema.js";
-import { renderManifests } from "../workloads/manifests.js";
+import { renderManifests, SCALED_SERVICES_MANIFEST } from "../workloads/manifests.js";
 import { RECEIVER_LOG_DIR, RECEIVER_NODE_LOG_DIR } from "../workloads/receiver.js";
 import { buildServiceSet, RECEIVER_SERVICE_NAME } from "../workloads/service-set.js";
 import type { ServiceSet } from "../workloads/service-model.js";
-import { clusterDataplane } from "./cluster/dataplanes/index.js";
-import { readinessWaitS, applyTimeout } from "./cluster/readiness.js";
-import { asRootCommand, shellAssignments } from "./cluster/shell.js";
+import { readinessWaitS } from "./cluster/readiness.js";
+import { asRootCommand, commandTimeouts, shellAssignments, shellQuote, type ScriptBound } from "./cluster/shell.js";
 import type { HostAccess } from "./hosts.js";
-import { contentHash, remoteArtifactPath, uploadArtifact } from "./remote-files.js";
+import { contentHash, remoteArtifactPath, uploadArtifact, uploadArtifactByHash } from "./remote-files.js";
+import { GATE_PRELUDE, parseStepReadiness, stepGateAssignments, stepGateBody, type StepReadiness } from "./step-gate.js";
+
+export { parseStepReadiness, STEP_LINE_PREFIX, type StepReadiness } from "./step-gate.js";
 
 export const MANIFEST_DIR = "manifests";
 
@@ -46,113 +48,67 @@ export interface ServiceCounts {
 }
 
 export interface ApplyScriptArgs {
-  /** Manifest files, applied in this order. */
-  readonly files: readonly string[];
-  /** The worker's node name: its dataplane is the one that must have programmed the Services. */
+  /**
+   * Manifest files in apply order, with each one's sha256. The hashes are part of the script, so
+   * that any change of the rendered set is a change of the command's `create`, which pulumi-command
+   * runs again as an update (a trigger would replace the command instead, and a replacement runs the
+   * old command's `delete`); the script also checks the uploaded files against them.
+   */
+  readonly files: readonly { readonly name: string; readonly sha256: string }[];
+  /** The worker's node name: its dataplane is the one that must hold the Services. */
   readonly workerNode: string;
   /**
-   * sha256 over every manifest. It is part of the script, so that any change of the rendered set is
-   * a change of the command's `create`, which pulumi-command runs again as an update; a trigger
-   * would replace the command instead, and a replacement runs the old command's `delete`.
+   * What would have restarted the nodes (each host's server and flavor: a resize reboots it), named
+   * in the script: after a reboot the apply runs again as an update and the gate waits for the
+   * receiver and the rebuilt dataplane.
    */
-  readonly setHash: string;
+  readonly nodesBoot?: string;
 }
-
-/** The line the apply script ends with; `parseStepReadiness` reads it. */
-export const STEP_LINE_PREFIX = "step ";
 
 /**
- * The apply script: server-side apply in file order, prune scaled Services above N, wait for the
- * pods, then for proof that the step is what it claims to be: every scaled Service has a ready
- * endpoint in every family, and the worker's dataplane forwards every scaled ClusterIP. It ends
- * with how long each took after the apply (STEP_LINE_PREFIX).
+ * The apply script: check the uploaded manifests, server-side apply in file order, prune scaled
+ * Services above N, wait for the pods, then the step gate (infra/step-gate.ts): every scaled Service
+ * has a ready endpoint in every family, and the worker's dataplane holds exactly the step's Services.
+ * It ends with how long each took after the apply (STEP_LINE_PREFIX).
  */
 export function applyScript(s: Pick<Scenario, "workloads" | "receiver" | "services" | "families" | "dataplane">, a: ApplyScriptArgs): string {
+  const paths = a.files.map((f) => ({ ...f, path: remoteArtifactPath(`${MANIFEST_DIR}/${f.name}`) }));
   return `set -euo pipefail
-# manifests: ${a.setHash}
-${shellAssignments({
-  SCALED_NS: s.workloads.namespace,
-  RECEIVER_NS: s.receiver.namespace,
-  KEEP: s.services,
-  FAMILIES: s.families.length,
-  WORKER_NODE: a.workerNode,
-  WAIT_S: readinessWaitS(s, s.services),
-})}
-export KUBECONFIG=/etc/kubernetes/admin.conf
-now() { date +%s.%N; }
-since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
-# The ClusterIPs the worker's dataplane forwards to a backend (the ${s.dataplane} dataplane's own view).
-# (Not indented: the dataplane's snippet may hold a program in a language that minds indentation.)
-programmed_cluster_ips() {
-${clusterDataplane(s.dataplane).programmedClusterIps}
-}
-work="$(mktemp -d)"
-trap 'rm -rf "$work"' EXIT
+${a.nodesBoot ? `# nodes: ${a.nodesBoot}\n` : ""}${stepGateAssignments(s, { workerNode: a.workerNode })}
+${shellAssignments({ RECEIVER_NS: s.receiver.namespace, ROLLOUT_TIMEOUT: `${ROLLOUT_TIMEOUT_S}s` })}
+${GATE_PRELUDE}
 
-${a.files.map((f) => `kubectl apply --server-side --force-conflicts --field-manager=dataplane-testbed -f ${remoteArtifactPath(`${MANIFEST_DIR}/${f}`)}`).join("\n")}
+waiting_for="the API server to take the manifests"
+${paths.map((f) => `echo ${shellQuote(`${f.sha256}  ${f.path}`)} | sha256sum --check --status || { echo ${shellQuote(`${f.path} is not the manifest this step uploaded (sha256 ${f.sha256})`)} >&2; exit 1; }`).join("\n")}
+${paths.map((f) => `kubectl apply --server-side --force-conflicts --field-manager=dataplane-testbed -f ${f.path}`).join("\n")}
 # Services of a larger earlier step (svc-NNNNN with NNNNN > KEEP) are pruned: the set of step N is a
 # prefix of every larger step's set, so the number in the name decides.
 kubectl -n "$SCALED_NS" get services -o name \\
   | awk -F- -v keep="$KEEP" '$NF ~ /^[0-9]+$/ && $NF + 0 > keep' \\
   | xargs -r kubectl -n "$SCALED_NS" delete --wait=false
-kubectl -n "$SCALED_NS" rollout status deployment/scale-backend --timeout=10m
-kubectl -n "$RECEIVER_NS" rollout status deployment/${RECEIVER_SERVICE_NAME} --timeout=10m
-applied="$(now)"
-deadline=$(( $(date +%s) + WAIT_S ))
+waiting_for="the scaled Services' backend and the D-ITG receiver to roll out"
+kubectl -n "$SCALED_NS" rollout status deployment/scale-backend --timeout="$ROLLOUT_TIMEOUT"
+kubectl -n "$RECEIVER_NS" rollout status deployment/${RECEIVER_SERVICE_NAME} --timeout="$ROLLOUT_TIMEOUT"
+started="$(now)"
 
-# 1. Every scaled Service has a ready endpoint in every family. Until then kube-proxy writes REJECT
-#    rules for the ones without, which is not the rule set the step claims to measure.
-want=$((KEEP * FAMILIES))
-while :; do
-  ready="$(kubectl -n "$SCALED_NS" get endpointslices -o jsonpath='{range .items[*]}{.metadata.labels.kubernetes\\.io/service-name}{" "}{.addressType}{" "}{.endpoints[*].conditions.ready}{"\\n"}{end}' \\
-    | awk '$3 ~ /true/ { seen[$1 " " $2] = 1 } END { print length(seen) }')"
-  if [ "$ready" -ge "$want" ]; then break; fi
-  if [ "$(date +%s)" -ge "$deadline" ]; then
-    echo "after \${WAIT_S} s only $ready of $want (Service, family) pairs have a ready endpoint; kube-controller-manager writes them at its --kube-api-qps" >&2
-    exit 1
-  fi
-  sleep 5
-done
-endpoints_ready="$(since "$applied")"
-
-# 2. The worker's dataplane forwards every scaled ClusterIP: read from its own rules or maps.
-kubectl -n "$SCALED_NS" get services -o jsonpath='{range .items[*]}{range .spec.clusterIPs[*]}{@}{"\\n"}{end}{end}' | sort -u >"$work/expected"
-count="$(kubectl -n "$SCALED_NS" get services --no-headers | wc -l)"
-if [ "$count" -ne "$KEEP" ]; then
-  echo "namespace $SCALED_NS holds $count Services after the apply, the step asks for $KEEP" >&2
-  exit 1
-fi
-while :; do
-  programmed_cluster_ips | sort -u >"$work/programmed"
-  missing="$(comm -23 "$work/expected" "$work/programmed" | wc -l)"
-  if [ "$missing" -eq 0 ]; then break; fi
-  if [ "$(date +%s)" -ge "$deadline" ]; then
-    echo "after \${WAIT_S} s the ${s.dataplane} dataplane on $WORKER_NODE still misses $missing of $(wc -l <"$work/expected") scaled ClusterIPs, e.g. $(comm -23 "$work/expected" "$work/programmed" | head -n 3 | tr '\\n' ' ')" >&2
-    exit 1
-  fi
-  sleep 5
-done
-programmed="$(since "$applied")"
-echo "${STEP_LINE_PREFIX}services=$KEEP endpointsReadyAfterS=$endpoints_ready programmedAfterS=$programmed"
+${stepGateBody(s)}
 `;
 }
 
-/** When a step became measurable: seconds after the apply (the apply script's last line). */
-export interface StepReadiness {
-  readonly services: number;
-  readonly endpointsReadyAfterS: number;
-  readonly programmedAfterS: number;
+/** How long each rollout may take (the backend's pause image, the receiver's d-itg download). */
+export const ROLLOUT_TIMEOUT_S = 600;
+
+/** The apply script's own limit: the gate's wait for the largest step, both rollouts, and the applies. */
+export function applyBound(s: Pick<Scenario, "families" | "services" | "sweep" | "dataplane">): ScriptBound {
+  const largest = Math.max(s.services, ...s.sweep.services);
+  return {
+    limitS: readinessWaitS(s, largest) + 2 * ROLLOUT_TIMEOUT_S + APPLY_ALLOWANCE_S,
+    waitingFor: `the workloads of the step and the ${s.dataplane} dataplane on the worker to hold them`,
+  };
 }
 
-export function parseStepReadiness(stdout: string): StepReadiness {
-  const line = stdout.split("\n").find((l) => l.startsWith(STEP_LINE_PREFIX));
-  const field = (name: string) => {
-    const m = new RegExp(`\\b${name}=([0-9.]+)`).exec(line ?? "");
-    if (!m) throw new Error(`the apply step printed no "${STEP_LINE_PREFIX}... ${name}=..." line; its output ends: ${stdout.trim().split("\n").slice(-3).join(" / ")}`);
-    return Number(m[1]);
-  };
-  return { services: field("services"), endpointsReadyAfterS: field("endpointsReadyAfterS"), programmedAfterS: field("programmedAfterS") };
-}
+/** Seconds for the checks and the applies themselves, beyond the waits. */
+const APPLY_ALLOWANCE_S = 600;
 
 export function deleteScript(s: Pick<Scenario, "workloads" | "receiver">): string {
   return `${shellAssignments({ SCALED_NS: s.workloads.namespace, RECEIVER_NS: s.receiver.namespace })}
@@ -191,27 +147,30 @@ export class Workloads extends pulumi.ComponentResource {
     const files = renderManifests(s, set);
     const connection = pulumi.secret(pulumi.output(args.master.connection));
 
+    // The scaled Services' file grows with N (about 5 MB at 10000): the state keeps its hash only.
     const uploads = files.map((f) =>
-      uploadArtifact(
+      (f.name === SCALED_SERVICES_MANIFEST ? uploadArtifactByHash : uploadArtifact)(
         `${name}-${f.name.replace(/\.yaml$/, "")}`,
         { connection, artifactPath: `${MANIFEST_DIR}/${f.name}`, content: f.yaml },
         { parent: this, dependsOn: [args.clusterReady], deletedWith: args.master.server },
       ),
     );
-    // One hash over every file: any change in the set (N, ports, image) re-applies the whole unit,
-    // as an update of the one command (see ApplyScriptArgs.setHash).
-    const setHash = contentHash(files.map((f) => `${f.name}\n${f.yaml}`).join("\n"));
-    const script = args.workerNode.apply((workerNode) => asRootCommand(applyScript(s, { files: files.map((f) => f.name), workerNode, setHash })));
-    const timeout = applyTimeout(s);
+    const hashed = files.map((f) => ({ name: f.name, sha256: contentHash(f.yaml) }));
+    const script = pulumi
+      .all([args.workerNode, args.master.boot, args.worker.boot])
+      .apply(([workerNode, masterBoot, workerBoot]) =>
+        asRootCommand(applyScript(s, { files: hashed, workerNode, nodesBoot: `master ${masterBoot}; worker ${workerBoot}` }), applyBound(s)),
+      );
+    const cleanup: ScriptBound = { limitS: 300, waitingFor: "the workloads' namespaces to be deleted" };
     this.applied = new command.remote.Command(
       `${name}-apply`,
       {
         connection,
         create: script,
         // Only when the workloads leave the program (or the stack is destroyed with the master kept).
-        delete: asRootCommand(deleteScript(s)),
+        delete: asRootCommand(deleteScript(s), cleanup),
       },
-      { parent: this, dependsOn: uploads, deletedWith: args.master.server, customTimeouts: { create: timeout, update: timeout } },
+      { parent: this, dependsOn: uploads, deletedWith: args.master.server, customTimeouts: commandTimeouts(applyBound(s)) },
     );
     this.step = this.applied.stdout.apply(parseStepReadiness);
 

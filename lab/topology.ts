@@ -9,6 +9,10 @@
 //
 // Every name carries a per-run prefix (run-registry.ts); everything is removed by destroy(), on
 // exit, on SIGINT/SIGTERM, and after a crash by cleanupLeftovers().
+//
+// The builder works from segments: a two-member segment is a veth pair, a larger one a bridge with a
+// veth to each member. The lab's four namespaces and three links are one such plan; a plan with more
+// hosts (the rehearsal of the cloud path, rehearsal/network.ts) goes through LabTopology.createFrom.
 import { join } from "node:path";
 import type { ChildProcess, SpawnOptions } from "node:child_process";
 import { cidrContains, cidrsOverlap, nthAddress, parseCidr, type Cidr, type Family } from "../scenario/cidr.js";
@@ -68,7 +72,8 @@ export interface LinkPlan {
 }
 
 export interface RoutePlan {
-  readonly role: Role;
+  /** A namespace of the plan (TopologyPlan.allNamespaces). */
+  readonly role: string;
   readonly family: Family;
   readonly destination: string;
   readonly via: string;
@@ -82,13 +87,48 @@ export interface LabAddresses {
   readonly pod: Readonly<Record<Family, string>>;
 }
 
+/** One end of a segment: an interface in a namespace of the plan. */
+export interface SegmentMember {
+  /** A namespace of the plan (TopologyPlan.allNamespaces). */
+  readonly role: string;
+  readonly ifname: string;
+  /** Addresses of the interface, each family optional. */
+  readonly addresses: Readonly<Partial<Record<Family, string>>>;
+  /** Its egress carries the link cap (TopologyPlan.shaping). */
+  readonly shaped: boolean;
+  /** On a bridged segment: the name of the veth's other end, the bridge's port (default: derived from the segment and role). */
+  readonly peerName?: string;
+}
+
+/** A bridge joining the members of a segment, in a namespace of the plan. */
+export interface BridgePlan {
+  readonly role: string;
+  readonly ifname: string;
+  /** The bridge's own addresses (a gateway that lives on the bridge), if any. */
+  readonly addresses: Readonly<Partial<Record<Family, string>>>;
+}
+
+/** A network segment: two members joined by a veth pair, or any number joined by a bridge. */
+export interface SegmentPlan {
+  readonly name: string;
+  readonly subnets: Readonly<Partial<Record<Family, Cidr>>>;
+  readonly members: readonly SegmentMember[];
+  /** Required with more than two members. */
+  readonly bridge?: BridgePlan;
+}
+
 export interface TopologyPlan {
   readonly prefix: string;
   readonly runDir: string;
+  /** The lab's four roles (client, router, worker, pod) as every lab dataplane and probe finds them. */
   readonly namespaces: Readonly<Record<Role, string>>;
+  /** Every namespace of the run by role: the lab's four, and any other of a larger plan. */
+  readonly allNamespaces: Readonly<Record<string, string>>;
   readonly links: Readonly<Record<LinkName, LinkPlan>>;
+  /** How the namespaces are joined; the lab's links are three two-member segments. */
+  readonly segments: readonly SegmentPlan[];
   readonly routes: readonly RoutePlan[];
-  readonly forwarding: readonly Role[];
+  readonly forwarding: readonly string[];
   readonly shaping: { readonly shaper: Shaper; readonly mbps: number } | null;
   readonly addresses: LabAddresses;
   /** The worker's interfaces: uplink (the node's NIC, where NodePort traffic arrives) and the pod's host-side veth. */
@@ -154,7 +194,9 @@ export function planTopology(prefix: string, options: TopologyOptions = {}): Top
     prefix,
     runDir: join(RUN_STATE_DIR, prefix),
     namespaces: ns,
+    allNamespaces: ns,
     links,
+    segments: Object.values(links).map(linkSegment),
     routes,
     forwarding: ["router", "worker"],
     shaping,
@@ -165,6 +207,20 @@ export function planTopology(prefix: string, options: TopologyOptions = {}): Top
     },
     worker: { uplink: links.datacenter.host.ifname, podVeth: links.pod.gateway.ifname },
   };
+}
+
+/** A lab link as the builder's segment: a veth pair whose ends both carry the cap when the link does. */
+export function linkSegment(link: LinkPlan): SegmentPlan {
+  return {
+    name: link.name,
+    subnets: link.subnets,
+    members: [link.gateway, link.host].map((e) => ({ role: e.role, ifname: e.ifname, addresses: e.addresses, shaped: link.shaped })),
+  };
+}
+
+/** The name of a bridged member's veth end on the bridge's side: at most 15 characters (IFNAMSIZ). */
+export function bridgePortName(segment: Pick<SegmentPlan, "name">, member: Pick<SegmentMember, "role" | "peerName">): string {
+  return member.peerName ?? `${segment.name.slice(0, 4)}-${member.role}`.slice(0, 15);
 }
 
 function resolveSubnets(
@@ -273,27 +329,44 @@ export class LabTopology {
   get runDir(): string {
     return this.plan.runDir;
   }
-  namespace(role: Role): string {
-    return this.plan.namespaces[role];
+  /** The namespace of a role: the lab's four, or any other of the plan. */
+  namespace(role: Role | (string & {})): string {
+    const ns = this.plan.allNamespaces[role];
+    if (ns === undefined) throw new Error(`no namespace "${role}" in lab run ${this.prefix}; accepted: ${Object.keys(this.plan.allNamespaces).join(", ")}`);
+    return ns;
   }
 
-  /** Builds the network. Everything created is removed again if a step fails. */
+  /** Builds the lab's network. Everything created is removed again if a step fails. */
   static create(options: TopologyOptions = {}): LabTopology {
+    return LabTopology.createFrom((prefix) => planTopology(prefix, options), options.runId);
+  }
+
+  /**
+   * Builds the network a planner gives for the run's prefix: the lab's, or a larger one. The planner
+   * runs once before anything is claimed, so bad input is refused with nothing created.
+   */
+  static createFrom(planner: (prefix: string) => TopologyPlan, runId?: string): LabTopology {
     const problem = labHostProblem();
     if (problem) throw new Error(problem);
-    if (options.runId !== undefined && !/^[a-z0-9]{4}$/.test(options.runId)) {
-      throw new Error(`runId: "${options.runId}" is not accepted; accepted: 4 characters [a-z0-9]`);
+    if (runId !== undefined && !/^[a-z0-9]{4}$/.test(runId)) {
+      throw new Error(`runId: "${runId}" is not accepted; accepted: 4 characters [a-z0-9]`);
     }
-    // Validate the options before claiming anything.
-    planTopology(`${RUN_MARKER}0000`, options);
+    checkSegments(planner(`${RUN_MARKER}0000`));
     const taken = new Set(findRunPrefixes());
-    let prefix = `${RUN_MARKER}${options.runId ?? randomRunId()}`;
+    let prefix = `${RUN_MARKER}${runId ?? randomRunId()}`;
     while (taken.has(prefix) || !claimPrefix(prefix)) {
-      if (options.runId !== undefined) throw new Error(`runId: "${options.runId}" is in use by lab run ${prefix}; accepted: an unused id`);
+      if (runId !== undefined) throw new Error(`runId: "${runId}" is in use by lab run ${prefix}; accepted: an unused id`);
       taken.add(prefix);
       prefix = `${RUN_MARKER}${randomRunId()}`;
     }
-    const topology = new LabTopology(planTopology(prefix, options));
+    let plan: TopologyPlan;
+    try {
+      plan = planner(prefix);
+    } catch (error) {
+      removeRun(prefix);
+      throw error;
+    }
+    const topology = new LabTopology(plan);
     active.set(prefix, topology);
     hook();
     try {
@@ -307,8 +380,7 @@ export class LabTopology {
 
   private build(): void {
     const { plan } = this;
-    for (const role of ROLES) {
-      const ns = plan.namespaces[role];
+    for (const [role, ns] of Object.entries(plan.allNamespaces)) {
       run(["ip", "netns", "add", ns]);
       const sysctls = [
         // Addresses usable at once: no duplicate address detection, also for link-local addresses.
@@ -319,40 +391,58 @@ export class LabTopology {
       run(inNetns(ns, ["sysctl", "-q", "-w", ...sysctls]));
       run(["ip", "-n", ns, "link", "set", "lo", "up"]);
     }
-    for (const link of Object.values(plan.links)) {
-      const [a, b] = [link.gateway, link.host];
-      const [nsA, nsB] = [plan.namespaces[a.role], plan.namespaces[b.role]];
-      run(["ip", "-n", nsA, "link", "add", a.ifname, "type", "veth", "peer", "name", b.ifname, "netns", nsB]);
-      for (const [ns, e] of [[nsA, a], [nsB, b]] as const) {
-        for (const family of FAMILIES) {
-          const address = `${e.addresses[family]}/${link.subnets[family].prefix}`;
-          run(["ip", "-n", ns, "addr", "add", address, "dev", e.ifname, ...(family === "ipv6" ? ["nodad"] : [])]);
-        }
-        run(["ip", "-n", ns, "link", "set", e.ifname, "up"]);
-        if (link.shaped && plan.shaping) {
-          for (const argv of shapingCommands(e.ifname, plan.shaping.shaper, plan.shaping.mbps)) {
-            run(["ip", "netns", "exec", ns, ...argv]);
-          }
-        }
-      }
-    }
+    for (const segment of plan.segments) this.buildSegment(segment);
     for (const r of plan.routes) {
-      run(["ip", "-n", plan.namespaces[r.role], r.family === "ipv6" ? "-6" : "-4", "route", "add", r.destination, "via", r.via]);
+      run(["ip", "-n", this.namespace(r.role), r.family === "ipv6" ? "-6" : "-4", "route", "add", r.destination, "via", r.via]);
+    }
+  }
+
+  private buildSegment(segment: SegmentPlan): void {
+    const configure = (ns: string, ifname: string, addresses: SegmentMember["addresses"], shaped: boolean) => {
+      for (const family of FAMILIES) {
+        const address = addresses[family];
+        const subnet = segment.subnets[family];
+        if (address === undefined || subnet === undefined) continue;
+        run(["ip", "-n", ns, "addr", "add", `${address}/${subnet.prefix}`, "dev", ifname, ...(family === "ipv6" ? ["nodad"] : [])]);
+      }
+      run(["ip", "-n", ns, "link", "set", ifname, "up"]);
+      if (shaped && this.plan.shaping) {
+        for (const argv of shapingCommands(ifname, this.plan.shaping.shaper, this.plan.shaping.mbps)) run(["ip", "netns", "exec", ns, ...argv]);
+      }
+    };
+    const { bridge } = segment;
+    if (!bridge) {
+      const [a, b] = segment.members as [SegmentMember, SegmentMember];
+      const [nsA, nsB] = [this.namespace(a.role), this.namespace(b.role)];
+      run(["ip", "-n", nsA, "link", "add", a.ifname, "type", "veth", "peer", "name", b.ifname, "netns", nsB]);
+      configure(nsA, a.ifname, a.addresses, a.shaped);
+      configure(nsB, b.ifname, b.addresses, b.shaped);
+      return;
+    }
+    const nsBridge = this.namespace(bridge.role);
+    // No multicast snooping: IPv6 neighbour discovery reaches every port without an MLD querier.
+    run(["ip", "-n", nsBridge, "link", "add", bridge.ifname, "type", "bridge", "mcast_snooping", "0"]);
+    configure(nsBridge, bridge.ifname, bridge.addresses, false);
+    for (const m of segment.members) {
+      const port = bridgePortName(segment, m);
+      run(["ip", "-n", this.namespace(m.role), "link", "add", m.ifname, "type", "veth", "peer", "name", port, "netns", nsBridge]);
+      run(["ip", "-n", nsBridge, "link", "set", port, "master", bridge.ifname, "up"]);
+      configure(this.namespace(m.role), m.ifname, m.addresses, m.shaped);
     }
   }
 
   /** Runs argv inside the role's namespace and returns its output and status. */
-  exec(role: Role, argv: readonly string[], options?: CommandOptions): CommandResult {
+  exec(role: Role | (string & {}), argv: readonly string[], options?: CommandOptions): CommandResult {
     return exec(inNetns(this.namespace(role), argv), options);
   }
 
   /** Runs argv inside the role's namespace; throws unless it exits 0. */
-  run(role: Role, argv: readonly string[], options?: CommandOptions): string {
+  run(role: Role | (string & {}), argv: readonly string[], options?: CommandOptions): string {
     return run(inNetns(this.namespace(role), argv), options);
   }
 
   /** Starts a long-running program in the role's namespace. Teardown kills whatever still runs there. */
-  spawn(role: Role, argv: readonly string[], options?: SpawnOptions): ChildProcess {
+  spawn(role: Role | (string & {}), argv: readonly string[], options?: SpawnOptions): ChildProcess {
     return spawnInNetns(this.namespace(role), argv, options);
   }
 
@@ -381,6 +471,17 @@ export class LabTopology {
     active.delete(this.prefix);
     if (active.size === 0) unhook();
     if (failures.length > 0) throw new Error(failures.join("\n"));
+  }
+}
+
+/** Refuses a plan the builder cannot build: a segment without two members, or more than two without a bridge. */
+function checkSegments(plan: TopologyPlan): void {
+  for (const s of plan.segments) {
+    if (s.members.length < 2 && !s.bridge) throw new Error(`segment ${s.name}: ${s.members.length} member(s); accepted: two, or a bridge`);
+    if (s.members.length > 2 && !s.bridge) throw new Error(`segment ${s.name}: ${s.members.length} members and no bridge; accepted: a bridge for more than two`);
+    for (const role of [...s.members.map((m) => m.role), ...(s.bridge ? [s.bridge.role] : [])]) {
+      if (plan.allNamespaces[role] === undefined) throw new Error(`segment ${s.name}: no namespace "${role}" in the plan`);
+    }
   }
 }
 

@@ -28,6 +28,10 @@
 // - "logged": every record as logged, ITGDec's numbers (one-way logs, parity checks).
 // Packets, bytes, duration, rates and loss count every record in every view: they use receive times only.
 //
+// What wrote a log (LogContent: ITGSend's round-trip log, a receiver's one-way log, ITGSend's own log of a one-way
+// flow) is told from its records in the same pass (logContent), and a log read alone (decodeLogAlone) leaves out
+// B15's signature only from a round-trip log. checkDitgLog refuses what decodes but is not a D-ITG log.
+//
 // Deliberate differences from ITGDec, in every view:
 // - Midnight UTC: D-ITG stores only the time of day. A delay below -12 h is taken as +24 h (and above +12 h as -24 h),
 //   and receive times are unwrapped across midnight, so durations and rates stay right; ITGDec has no such handling.
@@ -40,6 +44,7 @@
 // it is counted in `negativeDelays` and recorded as 0, so percentiles of such a log are floored at zero and should not
 // be trusted; min/max/mean/sigma keep the signed values.
 import { open, type FileHandle } from "node:fs/promises";
+import { isIP } from "node:net";
 import { endianness } from "node:os";
 import { build, decodeFromCompressedBase64, encodeIntoCompressedBase64, type Histogram } from "hdr-histogram-js";
 import type { FlowSummary } from "./types.js";
@@ -54,6 +59,21 @@ const ADDRESS_BYTES = 46;
 const SRC_ADDR = 36;
 const DEST_ADDR = 82;
 const DAY_S = 86_400;
+/** Half of D-ITG's resolution: two stamps closer than this are the same microsecond. */
+const HALF_US = 0.5e-6;
+/**
+ * How long before the previous packet's arrival a packet must have left to count as sent while that one was on its
+ * way. ITGSend's round-trip meter updates the stamp it logs for echoes a few microseconds after it stamps a send,
+ * so an echo read in between keeps its own stamp although the next packet left; a sending thread preempted there
+ * stretches that window. Ten milliseconds is far beyond both; a one-way delay that long is seen at any rate above
+ * 100 packets per second.
+ */
+const OVERLAP_MARGIN_S = 0.01;
+/** Overlapping packets that make a log one-way: a preempted meter may give one or two, a delayed flow hundreds. */
+const OVERLAP_EVIDENCE = 10;
+/** Records per flow held to compare a packet with the sequence numbers next to its own: reordering up to this many. */
+const NEIGHBOUR_RING = 1024;
+const NEIGHBOUR_MASK = NEIGHBOUR_RING - 1;
 const HALF_DAY_S = DAY_S / 2;
 /** Records per read: about 9 MB, large enough that syscalls do not matter, small enough to stay constant. */
 const RECORDS_PER_CHUNK = 65_536;
@@ -136,10 +156,70 @@ export interface DecodedView {
   readonly histogram: string;
 }
 
+/**
+ * What wrote a log, told from its records (a D-ITG binary log has no header):
+ * - "round-trip": ITGSend's log of a round-trip flow (-m rttm -l): its delays are round trips;
+ * - "one-way": a receiver's log (ITGRecv -l, or what ITGSend -x asks it to write): one-way delays;
+ * - "sender-one-way": ITGSend's own log of a one-way flow (-l without -m rttm): every receive time is the send time;
+ * - "unknown": nothing in the records tells the first two apart (no packet left while another was on its way).
+ */
+export type LogKind = "round-trip" | "one-way" | "sender-one-way" | "unknown";
+
+export interface LogContent {
+  readonly kind: LogKind;
+  /** What in the records tells, in words. */
+  readonly because: string;
+  /** Records whose logged delay is RTTM_SIGNATURE_S or more. */
+  readonly longRecords: number;
+  /** Position (from 0) of the first record with out-of-range time fields (an error line), -1 when none. */
+  readonly firstErrorRecord: number;
+}
+
 /** A log's summary in its first view, and every view when several were asked for. */
 export interface DecodedLog extends DecodedView {
   readonly file: string;
   readonly views?: Partial<Record<DelayView, DecodedView>>;
+  /** What wrote it (every log the decoder reads has it; summaries built elsewhere may not). */
+  readonly content?: LogContent;
+}
+
+/** Addresses a receiver bound to every local address logs as the destination: ITGSend always logs a real one. */
+const UNSPECIFIED_ADDRESSES: ReadonlySet<string> = new Set(["0.0.0.0", "::"]);
+
+/**
+ * Tells what wrote a log from its flows' records. ITGSend's round-trip meter stamps an echo's send time with the
+ * microseconds of the newest packet sent when the echo is read (D-ITG B15, see the top of this file): its send stamps
+ * do not step past an earlier echo's receive time (but for the few microseconds in which a send is stamped and not
+ * yet recorded, OVERLAP_MARGIN_S), and they run backwards between consecutive packets where B15 moved one across a
+ * second. A receiver logs each packet's own send stamp: the stamps rise with the sequence number, never backwards,
+ * and at a spacing shorter than the delay packets leave while the previous one is on its way. A receiver bound to
+ * every address (`ITGRecv -a 0.0.0.0`, as behind a NodePort) logs that address as the destination.
+ */
+function logContent(flows: readonly FlowAccumulator[], longRecords: number, firstErrorRecord: number): LogContent {
+  const packets = flows.reduce((n, f) => n + f.packets, 0);
+  const of = (kind: LogKind, because: string): LogContent => ({ kind, because, longRecords, firstErrorRecord });
+  if (packets === 0) return of("unknown", "no record");
+  if (flows.every((f) => f.echoless === f.packets)) {
+    return of("sender-one-way", "every record's receive time is its send time");
+  }
+  const unspecified = flows.find((f) => UNSPECIFIED_ADDRESSES.has(f.destAddress));
+  if (unspecified) {
+    return of("one-way", `its destination is ${unspecified.destAddress}, the address a receiver bound with -a ${unspecified.destAddress} logs; ITGSend logs the address it sent to`);
+  }
+  const overlaps = flows.reduce((n, f) => n + f.overlaps, 0);
+  const oneWay = flows.reduce((n, f) => n + f.overlapsWhileSending(), 0) >= OVERLAP_EVIDENCE;
+  const inversions = flows.reduce((n, f) => n + f.stampInversions, 0);
+  const left = `${overlaps} packet(s) left more than ${OVERLAP_MARGIN_S * 1000} ms before the previous one arrived`;
+  if (oneWay && inversions > 0) {
+    return of("unknown", `its records show both: ${left} (one-way delays) and ${inversions} send stamp(s) run backwards (round trips)`);
+  }
+  if (oneWay) {
+    return of("one-way", `${left}, each with its own send stamp, which ITGSend's round-trip meter does not log`);
+  }
+  if (inversions > 0) {
+    return of("round-trip", `send stamps run backwards ${inversions} time(s) between consecutive packets: D-ITG B15's mis-stamping, which only ITGSend's round-trip meter (-m rttm) writes`);
+  }
+  return of("unknown", "no packet left long before the previous one arrived, so round trips and one-way delays look alike");
 }
 
 /** A log that is not a whole number of D-ITG records, or that cannot be read. */
@@ -255,6 +335,22 @@ class FlowAccumulator {
   lossEvents = 0;
   /** One per view, in the decoder's view order. */
   readonly delays: DelayAccumulator[];
+  // What wrote the log (logContent): each record against the records of the sequence numbers next to its own, held
+  // in a ring indexed by the sequence number's low bits (the log is in arrival order, not in sequence order).
+  private readonly nearSeq = new Uint32Array(NEIGHBOUR_RING);
+  private readonly nearTx = new Float64Array(NEIGHBOUR_RING).fill(NaN);
+  private readonly nearRx = new Float64Array(NEIGHBOUR_RING);
+  private readonly nearDelay = new Float64Array(NEIGHBOUR_RING);
+  /** Latest send stamp so far. */
+  maxTx = -Infinity;
+  /** Packets whose send stamp is earlier than the previous sequence number's. */
+  stampInversions = 0;
+  /** Packets sent more than OVERLAP_MARGIN_S before the previous one arrived, both stamps their own. */
+  overlaps = 0;
+  /** The earliest arrivals of such previous packets: those before the flow's last send were not an rttm drain's. */
+  private readonly overlapArrivals = new Float64Array(OVERLAP_EVIDENCE).fill(Infinity);
+  /** Records whose receive time is their send time. */
+  echoless = 0;
 
   constructor(
     readonly flowId: number,
@@ -268,6 +364,51 @@ class FlowAccumulator {
     views: number,
   ) {
     this.delays = Array.from({ length: views }, () => new DelayAccumulator());
+  }
+
+  /**
+   * Compares a record with those of the sequence numbers before and after it (see LogContent): `rx` on the decoder's
+   * continuous receive-time axis, `delay` the record's own (receive minus send time), so its send time is rx - delay.
+   */
+  observe(seq: number, rx: number, delay: number): void {
+    const tx = rx - delay;
+    if (delay === 0) this.echoless++;
+    if (tx > this.maxTx) this.maxTx = tx;
+    const before = (seq - 1) & NEIGHBOUR_MASK;
+    const after = (seq + 1) & NEIGHBOUR_MASK;
+    const txs = this.nearTx;
+    if (this.nearSeq[before] === (seq - 1) >>> 0 && txs[before] === txs[before]) {
+      this.compare(txs[before]!, this.nearRx[before]!, this.nearDelay[before]!, tx, delay);
+    }
+    if (this.nearSeq[after] === (seq + 1) >>> 0 && txs[after] === txs[after]) {
+      this.compare(tx, rx, delay, txs[after]!, this.nearDelay[after]!);
+    }
+    const slot = seq & NEIGHBOUR_MASK;
+    this.nearSeq[slot] = seq;
+    txs[slot] = tx;
+    this.nearRx[slot] = rx;
+    this.nearDelay[slot] = delay;
+  }
+
+  /** Two packets of consecutive sequence numbers: `a` the earlier one, `b` the next. */
+  private compare(aTx: number, aRx: number, aDelay: number, bTx: number, bDelay: number): void {
+    if (bTx < aTx - HALF_US) {
+      this.stampInversions++;
+    } else if (bTx > aTx + HALF_US && bTx < aRx - OVERLAP_MARGIN_S && aDelay >= 0 && aDelay < 1 && bDelay >= 0 && bDelay < 1) {
+      this.overlaps++;
+      const arrivals = this.overlapArrivals;
+      let latest = 0;
+      for (let i = 1; i < arrivals.length; i++) if (arrivals[i]! > arrivals[latest]!) latest = i;
+      if (aRx < arrivals[latest]!) arrivals[latest] = aRx;
+    }
+  }
+
+  /**
+   * Overlapping packets (up to OVERLAP_EVIDENCE) whose previous packet arrived while the flow still sent: the packets
+   * ITGSend's round-trip meter logs after its last send (its drain loop) keep their own stamps and may overlap.
+   */
+  overlapsWhileSending(): number {
+    return this.overlapArrivals.reduce((n, at) => (at < this.maxTx + HALF_US ? n + 1 : n), 0);
   }
 
   matches(words: Uint32Array, w: number): boolean {
@@ -343,6 +484,11 @@ export class LogDecoder {
   private readonly flowsByKey = new Map<string, FlowAccumulator>();
   private lastFlow: FlowAccumulator | undefined;
   private errorLines = 0;
+  /** Records whose logged delay is RTTM_SIGNATURE_S or more. */
+  private longRecords = 0;
+  private firstErrorRecord = -1;
+  /** Records of earlier addRecords calls. */
+  private recordsBefore = 0;
   private readonly totalJitter: TotalJitter[];
   /** Receive time of the previous record on a continuous axis (seconds since the first record's midnight). */
   private prevRx = NaN;
@@ -382,9 +528,9 @@ export class LogDecoder {
       const rxMin = words[w + 7]!;
       const txSec = doubles[r * DOUBLES + 16]!;
       const rxSec = doubles[r * DOUBLES + 17]!;
-      // ITGDec's range checks, NaN passing as it does in C.
-      if (txHour > 24 || txMin > 59 || txSec > 59.999999 || txSec < 0 || rxHour > 24 || rxMin > 59 || rxSec > 59.999999 || rxSec < 0) {
-        this.errorLines++;
+      // ITGDec's range checks; seconds that are not a number (which ITGDec lets through) are error lines too.
+      if (txHour > 24 || txMin > 59 || !(txSec <= 59.999999 && txSec >= 0) || rxHour > 24 || rxMin > 59 || !(rxSec <= 59.999999 && rxSec >= 0)) {
+        if (this.errorLines++ === 0) this.firstErrorRecord = this.recordsBefore + r;
         continue;
       }
       const rxOfDay = rxHour * 3600 + rxMin * 60 + rxSec;
@@ -402,6 +548,8 @@ export class LogDecoder {
       if (flow === undefined || !flow.matches(words, w)) flow = this.lastFlow = this.flowOf(block, r);
       const seq = words[w + 1]!;
       flow.add(seq, words[w + 8]!, rx);
+      flow.observe(seq, rx, logged);
+      if (logged >= RTTM_SIGNATURE_S) this.longRecords++;
 
       for (let v = 0; v < kinds.length; v++) {
         const kind = kinds[v]!;
@@ -425,6 +573,7 @@ export class LogDecoder {
         total.last = delay;
       }
     }
+    this.recordsBefore += count;
   }
 
   /** Decodes arbitrary bytes of a log, carrying a partial record over to the next call. */
@@ -462,6 +611,7 @@ export class LogDecoder {
       file: this.file,
       ...first!,
       ...(decoded.length > 1 ? { views: Object.fromEntries(this.views.map((view, v) => [view, decoded[v]!])) } : {}),
+      content: logContent(this.flows, this.longRecords, this.firstErrorRecord),
     };
   }
 
@@ -694,6 +844,48 @@ export async function decodeLogFile(path: string, options: DecodeOptions = {}): 
   } finally {
     await handle.close();
   }
+}
+
+/**
+ * Refuses what decodes but is not a D-ITG binary log (ITGDec would print NaN or "Error lines" and succeed): a file
+ * without records, records whose time fields are out of range or not numbers, addresses that are not addresses.
+ */
+export function checkDitgLog(log: DecodedLog): void {
+  const { packets, errorLines } = log.total;
+  if (packets + errorLines === 0) throw new LogFormatError(log.file, "holds no record (0 bytes); accepted: a D-ITG binary log with records (ITGSend/ITGRecv -l or -x)");
+  if (errorLines > 0) {
+    const first = log.content?.firstErrorRecord ?? -1;
+    throw new LogFormatError(
+      log.file,
+      `${errorLines} of ${packets + errorLines} records have time fields a D-ITG log cannot hold (hour above 24, minute above 59, or seconds not from 0 to 59.999999)${first >= 0 ? `, the first at record ${first + 1} (byte ${first * RECORD_BYTES})` : ""}: not a D-ITG binary log, or a corrupt one`,
+    );
+  }
+  for (const f of log.flows) {
+    for (const [end, address] of [["source", f.srcAddress], ["destination", f.destAddress]] as const) {
+      if (isIP(address.replace(/%[^%]*$/, "")) === 0) {
+        throw new LogFormatError(log.file, `flow ${f.flowId}: its ${end} address ${JSON.stringify(address.slice(0, 46))} is not an IP address: not a D-ITG binary log, or a corrupt one`);
+      }
+    }
+  }
+}
+
+/** A log read alone: its summary, and how its delays were read (see decodeLogAlone). */
+export interface LogAlone {
+  readonly log: DecodedLog;
+  readonly view: Exclude<DelayView, "paired">;
+}
+
+/**
+ * Decodes a log read alone the way its records say (LogContent): every record as logged, except ITGSend's round-trip
+ * log, whose records of RTTM_SIGNATURE_S or more (D-ITG B15's signature) are left out of the delays ("sender").
+ * One-way delays and logs whose kind does not show keep every record. A second pass reads the log again only when it
+ * is a round-trip log with such records. Refuses what is not a D-ITG log (checkDitgLog).
+ */
+export async function decodeLogAlone(path: string): Promise<LogAlone> {
+  const logged = await decodeLogFile(path, { views: ["logged"] });
+  checkDitgLog(logged);
+  if (logged.content?.kind !== "round-trip" || logged.content.longRecords === 0) return { log: logged, view: "logged" };
+  return { log: await decodeLogFile(path, { views: ["sender"] }), view: "sender" };
 }
 
 /** Throws unless a file of `size` bytes is a whole number of records. */

@@ -15,10 +15,11 @@
 //
 // StampWindow and LogStamps are not tied to round trips: any per-packet time stamps keyed by flow id and sequence
 // number (a log's send or receive times, kernel time stamps) pair the same way.
-import { closeSync, fstatSync, openSync, read, readSync } from "node:fs";
+import { closeSync, fstatSync, openSync, read, readSync, statSync, type Stats } from "node:fs";
 import {
   checkLogSize,
   decodeLogFile,
+  delayAcrossMidnight,
   LogFormatError,
   RECORD_BYTES,
   recordBlock,
@@ -45,6 +46,10 @@ const RECORDS_PER_READ = 16_384;
 const READ_AHEAD = 8;
 const WORDS = RECORD_BYTES / 4;
 const DOUBLES = RECORD_BYTES / 8;
+/** Half of D-ITG's resolution: two stamps closer than this are the same microsecond. */
+const HALF_US = 0.5e-6;
+/** Records compared at the start of two logs to tell one log given twice. */
+const SAME_LOG_RECORDS = 64;
 
 /** The stamps of one flow's most recent sequence numbers, in slots indexed by the sequence number's low bits. */
 export class FlowStamps {
@@ -166,6 +171,10 @@ export class LogStamps implements SendStamps {
   private readonly secondDouble: number;
   /** Records read so far. */
   records = 0;
+  /** Consecutive sequence numbers whose stamps run backwards: D-ITG B15 in ITGSend's round-trip log, never in a receiver's. */
+  stampInversions = 0;
+  /** Records whose receive time is their send time: ITGSend's own log of a one-way flow. */
+  echoless = 0;
 
   constructor(
     readonly file: string,
@@ -290,7 +299,14 @@ export class LogStamps implements SendStamps {
         `holds two flows with flow id ${flowId} (ports ${f.srcPort}->${f.destPort} and ${srcPort}->${destPort}); pairing by flow id and sequence number needs one flow per id: use the -x log of this sender's flow`,
       );
     }
-    this.window.put(f, words[w + 1]!, hour * 3600 + minute * 60 + second);
+    const seq = words[w + 1]!;
+    const stamp = hour * 3600 + minute * 60 + second;
+    // A packet stamped before the sequence number ahead of it (compared either way round, in arrival order).
+    const before = this.window.stampOf(f, (seq - 1) >>> 0);
+    const after = this.window.stampOf(f, (seq + 1) >>> 0);
+    if (delayAcrossMidnight(stamp, before) < -HALF_US || delayAcrossMidnight(after, stamp) < -HALF_US) this.stampInversions++;
+    if (words[w + 4] === words[w + 6] && words[w + 5] === words[w + 7] && doubles[r * DOUBLES + 16] === doubles[r * DOUBLES + 17]) this.echoless++;
+    this.window.put(f, seq, stamp);
   }
 }
 
@@ -299,14 +315,81 @@ export interface PairedLog extends DecodedLog {
   readonly receiverLog: string;
 }
 
+/** How to give the two logs, for the messages that refuse a pair. */
+const PAIR_HINT = "accepted: ITGSend's log of a round-trip flow (-m rttm -l) first, and the receiver's log of the same flow (ITGSend -x, written by ITGRecv) as --receiver-log";
+
+/** Refuses one log given as both: the same file, or two files that start with the same records. */
+function refuseSameLog(senderLog: string, receiverLog: string): void {
+  let a: Stats;
+  let b: Stats;
+  try {
+    a = statSync(senderLog);
+    b = statSync(receiverLog);
+  } catch {
+    return; // reading them says why, with the file's name
+  }
+  if (!a.isFile() || !b.isFile()) return;
+  if (a.dev === b.dev && a.ino === b.ino) {
+    throw new LogFormatError(receiverLog, `is the same file as the sender log ${senderLog}: the two logs of a flow are two files; ${PAIR_HINT}`);
+  }
+  const bytes = Math.min(a.size, b.size, SAME_LOG_RECORDS * RECORD_BYTES);
+  if (bytes === 0) return;
+  const head = (file: string) => {
+    const fd = openSync(file, "r");
+    try {
+      const buf = Buffer.alloc(bytes);
+      readSync(fd, buf, 0, bytes, 0);
+      return buf;
+    } finally {
+      closeSync(fd);
+    }
+  };
+  if (head(senderLog).equals(head(receiverLog))) {
+    throw new LogFormatError(
+      receiverLog,
+      `holds the same records as the sender log ${senderLog} (its first ${bytes / RECORD_BYTES}): one log given twice, whose receive times are not the echoes'; ${PAIR_HINT}`,
+    );
+  }
+}
+
+/** Refuses a pair whose records show that a log is in the other's place, or that they are not the two logs of one rttm flow. */
+function refuseMisplaced(decoded: DecodedLog, senderLog: string, receiverLog: string, stamps: LogStamps): void {
+  const content = decoded.content;
+  if (content?.kind === "one-way") {
+    throw new LogFormatError(senderLog, `is a receiver's log, not ITGSend's round-trip log (${content.because}); swap the two, or give ITGSend's -l log first; ${PAIR_HINT}`);
+  }
+  if (content?.kind === "sender-one-way") {
+    throw new LogFormatError(senderLog, `is ITGSend's log of a one-way flow (${content.because}): it holds no round trips; \`testbed decode RECEIVER_LOG\` gives the flow's one-way delays`);
+  }
+  if (stamps.stampInversions > 0) {
+    throw new LogFormatError(
+      receiverLog,
+      `is ITGSend's round-trip log, not the receiver's (its send stamps run backwards ${stamps.stampInversions} time(s) between consecutive packets: D-ITG B15, which a receiver's log never shows); swap the two; ${PAIR_HINT}`,
+    );
+  }
+  if (stamps.records > 0 && stamps.echoless === stamps.records) {
+    throw new LogFormatError(receiverLog, `is ITGSend's log of a one-way flow (every record's receive time is its send time), not a receiver's log; ${PAIR_HINT}`);
+  }
+  const negative = decoded.total.negativeDelays;
+  if (negative > 0) {
+    throw new LogFormatError(
+      senderLog,
+      `paired with ${receiverLog}, ${negative} round trip(s) come out negative (a send stamp after its echo's arrival, both on the sender's clock): the two logs are swapped, or not of one flow; ${PAIR_HINT}`,
+    );
+  }
+}
+
 /**
  * Decodes an rttm sender log with exact round trips from its receiver log: the paired view first, then any other
- * views asked for (the meter's own: "sender", "logged") in the same pass. Refuses two logs that share no record.
+ * views asked for (the meter's own: "sender", "logged") in the same pass. Refuses one log given twice, two logs in
+ * each other's place (by what their records show, LogContent), and two logs that share no record.
  */
 export async function decodePairedLogs(senderLog: string, receiverLog: string, otherViews: readonly DelayView[] = []): Promise<PairedLog> {
+  refuseSameLog(senderLog, receiverLog);
   const stamps = new LogStamps(receiverLog, "tx");
   try {
     const decoded = await decodeLogFile(senderLog, { views: ["paired", ...otherViews.filter((v) => v !== "paired")], stamps });
+    refuseMisplaced(decoded, senderLog, receiverLog, stamps);
     const { packets, excludedRecords } = decoded.total;
     if (packets > 0 && excludedRecords === packets) {
       throw new LogFormatError(

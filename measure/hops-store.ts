@@ -1,8 +1,23 @@
 // The results store's tables of a run's hop decomposition (measure/hops.ts): one row per section
 // and direction with its statistics and histogram, and one row with the run's check. Schema 3 of
 // measure/store.ts; runs without hop probes have no rows.
+//
+// A worker capture (scope "worker", a deployed stack) is kept in the same rows: its sections are the
+// worker's, with a worker-span row per direction instead of end-to-end, and its residuals compare
+// with those spans. The scope and a point the packets skipped are read back off the section rows
+// (scopeOfSections; no forward pod-link in a worker run: the pod veth's egress was bypassed).
 import type Database from "better-sqlite3";
-import { HOP_DIRECTIONS, type HopCheck, type HopDirection, type HopKeying, type HopSectionSummary, type RunHops } from "./hops.js";
+import {
+  HOP_DIRECTIONS,
+  HOP_POINTS,
+  scopeOfSections,
+  WORKER_POINTS,
+  type HopCheck,
+  type HopDirection,
+  type HopKeying,
+  type HopSectionSummary,
+  type RunHops,
+} from "./hops.js";
 
 /** Schema 2 to 3: the hop tables. */
 export const HOP_MIGRATION = `
@@ -93,8 +108,13 @@ export function readRunHops(db: Database.Database, campaignId: string): Map<stri
     .prepare(`SELECT c.* FROM run_hop_check c JOIN run_result r ON r.run_id = c.run_id WHERE r.campaign_id = ?`)
     .all(campaignId) as Row[];
   for (const r of checkRows) {
+    const runSections = sections.get(String(r.run_id)) ?? [];
+    const scope = scopeOfSections(runSections);
+    const bypassed = scope === "worker" && !runSections.some((s) => s.direction === "forward" && s.section === "pod-link") ? [HOP_POINTS[WORKER_POINTS[1]!]!] : [];
     const check: HopCheck = {
       keying: r.keying as HopKeying,
+      scope,
+      ...(bypassed.length > 0 ? { bypassed } : {}),
       packets: Number(r.packets),
       decomposed: Number(r.decomposed),
       incomplete: Number(r.incomplete),
@@ -107,7 +127,7 @@ export function readRunHops(db: Database.Database, campaignId: string): Map<stri
       ...(r.residual_round_trip_s !== null ? { residualRoundTripS: Number(r.residual_round_trip_s) } : {}),
       addsUp: Number(r.adds_up) === 1,
     };
-    out.set(String(r.run_id), { sections: sections.get(String(r.run_id)) ?? [], check });
+    out.set(String(r.run_id), { sections: runSections, check });
   }
   return out;
 }

@@ -1,5 +1,5 @@
 // Where the delay comes from: one run's packets cut into the sections of the measured path, from the
-// hop probes' kernel stamps (lab/hops/hop-probe.c) and D-ITG's own stamps.
+// hop probes' kernel stamps (hops/hop-probe.c) and D-ITG's own stamps.
 //
 // A round-trip packet crosses 15 boundaries, all on one clock once D-ITG's are moved onto the probes':
 //
@@ -18,7 +18,7 @@
 // that stamp to the echo leaving the pod.
 //
 // Clocks: the probes stamp CLOCK_MONOTONIC, D-ITG CLOCK_REALTIME as a UTC time of day. The reader
-// reads their offset at the run's start and end (lab/hops/hop-reader.c); every stamp is moved with the
+// reads their offset at the run's start and end (hops/hop-reader.c); every stamp is moved with the
 // start offset, and a run whose offset moved (the clock was stepped) fails the check. Per packet the
 // sections add up to the end-to-end delays by construction (consecutive boundaries); what the check
 // tests is everything around that: every D-ITG packet has every stamp, no stamp was dropped or left
@@ -27,11 +27,29 @@
 //
 // The setup profile's TCP handshakes carry no D-ITG stamps: their sections are the kernel's only
 // (P0..P11, "turnaround" from the SYN's pod ingress to the SYN-ACK's pod egress).
+//
+// A worker of a deployed stack is probed alone (scope "worker"): P3..P8 on its own host, where
+// ITGRecv's receive stamp is on the same clock, cut the worker's part of each round trip:
+//
+//   P3 uplink-in | service-dataplane | P4 pod-veth-out | pod-link | P5 pod-in | pod-delivery | rxR
+//   rxR | turnaround | P6 pod-out | pod-link | P7 pod-veth-in | service-dataplane | P8 uplink-out
+//
+// The sections between the client and the worker (client-stack, access-link, router,
+// datacenter-link) would need the client's and the worker's clocks synchronised: a worker capture
+// leaves them out (WORKER_UNTIMED). Its check covers what the worker sees: every paired packet has
+// every worker stamp, nothing was dropped or left unread, no clock step, the boundaries are in path
+// order, each packet's time in the worker (P3 to P8) is shorter than its exact round trip (both are
+// durations on their own hosts' clocks), and the sections' means add up, direction by direction,
+// to the worker's span read from the outer boundaries alone (uplink-in to the receive stamp, the
+// receive stamp to uplink-out), within HOP_SUM_TOLERANCE_S. Where a kernel skips the host side of
+// the pod's veth on the way in (bpf_redirect_peer: Cilium's BPF host routing, 5.10+), P4 stamps
+// nothing and the forward service-dataplane runs from P3 to P5, with no forward pod-link.
 import { closeSync, openSync, readFileSync, readSync } from "node:fs";
 import { encodeIntoCompressedBase64, type Histogram } from "hdr-histogram-js";
 import { decodeDelayHistogram, delayAcrossMidnight, LogFormatError, newHistogram, RECORD_BYTES, recordBlock } from "./ditg-log.js";
 import { LogStamps, StampWindow, type DecodedFlow } from "./ditg-pairing.js";
 import { poolMoments } from "./statistics.js";
+import type { RunProfile } from "./types.js";
 
 /** The probes' points, by their number in hop-maps.h (enum hop_point). */
 export const HOP_POINTS = [
@@ -55,6 +73,37 @@ export const HANDSHAKE_SECTIONS: Readonly<Record<HopDirection, readonly string[]
 };
 export const END_TO_END = "end-to-end";
 
+/** What a capture probed: every boundary of the path (the lab), or a worker's own host alone (a deployed stack). */
+export const HOP_SCOPES = ["path", "worker"] as const;
+export type HopScope = (typeof HOP_SCOPES)[number];
+/** The points a worker probes (P3..P8), by number. */
+export const WORKER_POINTS: readonly number[] = [3, 4, 5, 6, 7, 8];
+/** The worker's sections, in path order (both directions' pod-delivery and turnaround anchored on ITGRecv's receive stamp). */
+export const WORKER_SECTIONS: Readonly<Record<HopDirection, readonly string[]>> = {
+  forward: ["service-dataplane", "pod-link", "pod-delivery"],
+  return: ["turnaround", "pod-link", "service-dataplane"],
+};
+/** A worker handshake's sections: the kernel's stamps only, uplink in to uplink out. */
+export const WORKER_HANDSHAKE_SECTIONS: Readonly<Record<HopDirection, readonly string[]>> = {
+  forward: ["service-dataplane", "pod-link"],
+  return: ["turnaround", "pod-link", "service-dataplane"],
+};
+/**
+ * Per direction, the worker's whole part: uplink-in to the pod (ITGRecv's receive stamp; for a
+ * handshake the SYN's pod ingress), and from there to uplink-out. Every worker run has both rows.
+ */
+export const WORKER_SPAN = "worker-span";
+/** The sections a worker capture cannot time: they need the client's and the worker's clocks synchronised. */
+export const WORKER_UNTIMED: Readonly<Record<HopDirection, readonly string[]>> = {
+  forward: HOP_SECTIONS.forward.filter((s) => !WORKER_SECTIONS.forward.includes(s)),
+  return: HOP_SECTIONS.return.filter((s) => !WORKER_SECTIONS.return.includes(s)),
+};
+/** The point a kernel may skip on the way in (bpf_redirect_peer into the pod): the worker's pod veth, egress. */
+const BYPASSABLE_POINT = 4;
+
+/** The profiles the probes stamp, and how their packets are keyed; throughput runs go unprobed. */
+export const HOP_KEYING: Partial<Record<RunProfile, HopKeying>> = { latency: "ditg", setup: "handshake" };
+
 /** Record layout of hop-maps.h (struct hop_record), as the reader writes it: host order (little-endian here). */
 export const HOP_RECORD_BYTES = 24;
 const HOP_HANDSHAKE_FLOW = 0xffffffff;
@@ -70,11 +119,13 @@ const CLOCK_STEP_LIMIT_NS = 1000;
 const NS_PER_S = 1e9;
 const DAY_NS = 86_400n * 1_000_000_000n;
 
-/** What the lab hands the decoder of one run's stamps (the reader's file and its summary line). */
+/** What a backend hands the decoder of one run's stamps (the reader's file and its summary line). */
 export interface HopCapture {
   readonly recordsFile: string;
   /** Which packets the run sent: D-ITG's (keyed by flow id and sequence number) or TCP handshakes (keyed by port). */
   readonly keying: HopKeying;
+  /** What was probed; default "path" (every point). */
+  readonly scope?: HopScope;
   /** CLOCK_REALTIME - CLOCK_MONOTONIC at the run's start and end, ns (decimal strings: beyond 2^53). */
   readonly offsetStartNs: string;
   readonly offsetEndNs: string;
@@ -84,6 +135,8 @@ export interface HopCapture {
   /** Per point: packets the kernel stamped into the ring, and those it counted as dropped (ring full). */
   readonly stamped: readonly number[];
   readonly dropped: readonly number[];
+  /** Stamps the perf rings reported lost (PERF_RECORD_LOST; also counted in dropped), where the reader read perf rings. */
+  readonly lost?: number;
 }
 
 /** One section's statistics over a run's packets. */
@@ -105,22 +158,26 @@ export interface HopSectionSummary {
 /** Whether a run's decomposition is whole and adds up. */
 export interface HopCheck {
   readonly keying: HopKeying;
+  /** What was probed: the whole path, or the worker alone (then the residuals compare with the worker's span; see the top of this file). */
+  readonly scope: HopScope;
   /** Packets to decompose: paired D-ITG packets, or handshakes stamped at the client. */
   readonly packets: number;
   readonly decomposed: number;
   /** Packets missing at least one stamp. */
   readonly incomplete: number;
-  /** Packets with a boundary out of path order (left out). */
+  /** Packets with a boundary out of path order, or (worker) longer in the worker than their whole round trip (left out). */
   readonly outOfOrder: number;
   /** Stamps the kernel could not write (ring full), and stamps written but not read. */
   readonly droppedStamps: number;
   readonly unreadStamps: number;
   readonly clockStepNs: number;
   readonly offsetUncertaintyNs: number;
-  /** Sum of the forward sections' means minus the exact one-way mean of the receiver log, s. */
+  /** Sum of the forward sections' means minus the exact one-way mean of the receiver log (worker: minus the forward worker span's mean), s. */
   readonly residualForwardS?: number;
-  /** Sum of all sections' means minus the exact round-trip mean of the paired logs, s. */
+  /** Sum of all sections' means minus the exact round-trip mean of the paired logs (worker: minus the mean time in the worker, uplink in to out), s. */
   readonly residualRoundTripS?: number;
+  /** Worker captures: points the packets never crossed (a kernel redirect skipped them); their sections are merged into the next. */
+  readonly bypassed?: readonly HopPoint[];
   /** Every packet decomposed, nothing dropped or unread, no clock step, residuals within HOP_SUM_TOLERANCE_S. */
   readonly addsUp: boolean;
 }
@@ -128,6 +185,11 @@ export interface HopCheck {
 export interface RunHops {
   readonly sections: readonly HopSectionSummary[];
   readonly check: HopCheck;
+}
+
+/** Pure: what a run's sections cover, read off them (only a worker's carry worker-span rows); how the store gives scope back. */
+export function scopeOfSections(sections: readonly Pick<HopSectionSummary, "section">[]): HopScope {
+  return sections.some((s) => s.section === WORKER_SPAN) ? "worker" : "path";
 }
 
 /** Pure: the reader's summary line (lab/hops/hop-reader.c); throws on anything else. */
@@ -150,6 +212,7 @@ export function parseReaderSummary(line: string): Omit<HopCapture, "recordsFile"
     if (typeof v[k] !== "string" || !/^-?\d+$/.test(v[k] as string)) throw new Error(`hop reader summary: ${k} is not an integer string: ${JSON.stringify(v[k])}`);
   }
   if (!Number.isSafeInteger(v.records) || !Number.isSafeInteger(v.offsetUncertaintyNs)) throw new Error(`hop reader summary: bad records or offsetUncertaintyNs in ${line}`);
+  if (v.lost !== undefined && !(Number.isSafeInteger(v.lost) && (v.lost as number) >= 0)) throw new Error(`hop reader summary: lost is not a count: ${JSON.stringify(v.lost)}`);
   return {
     offsetStartNs: v.offsetStartNs as string,
     offsetEndNs: v.offsetEndNs as string,
@@ -157,6 +220,7 @@ export function parseReaderSummary(line: string): Omit<HopCapture, "recordsFile"
     records: v.records as number,
     stamped: counts("stamped"),
     dropped: counts("dropped"),
+    ...(v.lost !== undefined ? { lost: v.lost as number } : {}),
   };
 }
 
@@ -168,12 +232,16 @@ export interface PointStamps {
   readonly points: readonly StampWindow[];
   /** Records read per point (of the run's keying). */
   readonly perPoint: readonly number[];
-  /** Keys stamped at the first point, in stamp order (handshakes: what the run tried). */
+  /** Keys stamped at the first point, in file order (handshakes: what the run tried). */
   readonly firstPoint: readonly { flowId: number; seq: number }[];
 }
 
-/** Reads the reader's file: every record of the keying, moved to D-ITG's clock with the offset. */
-export function readPointStamps(bytes: Uint8Array, keying: HopKeying, offsetNs: bigint, file = "hop records"): PointStamps {
+/**
+ * Reads the reader's file: every record of the keying, moved to D-ITG's clock with the offset. A key
+ * stamped twice at a point (a retransmitted SYN) keeps its earliest stamp: perf rings, one per CPU,
+ * do not hand records over in time order. `firstPoint`: the capture's first probed point.
+ */
+export function readPointStamps(bytes: Uint8Array, keying: HopKeying, offsetNs: bigint, file = "hop records", firstPoint = 0): PointStamps {
   if (bytes.length % HOP_RECORD_BYTES !== 0) {
     throw new Error(`${file}: ${bytes.length} bytes is not a whole number of ${HOP_RECORD_BYTES}-byte hop records; the file is truncated`);
   }
@@ -190,7 +258,7 @@ export function readPointStamps(bytes: Uint8Array, keying: HopKeying, offsetNs: 
   let size = 2;
   while (size < Math.max(...perPoint)) size *= 2;
   const points = HOP_POINTS.map(() => new StampWindow(size));
-  const firstPoint: { flowId: number; seq: number }[] = [];
+  const first: { flowId: number; seq: number }[] = [];
   for (let i = 0; i < count; i++) {
     const at = i * HOP_RECORD_BYTES;
     if (view.getUint8(at + 17) !== kind) continue;
@@ -199,13 +267,17 @@ export function readPointStamps(bytes: Uint8Array, keying: HopKeying, offsetNs: 
     const point = view.getUint8(at + 16);
     const window = points[point]!;
     const flow = window.flow(flowId, 0, 0);
-    // The first stamp wins: a retransmitted SYN must not move its connection's first packet.
-    if (!Number.isNaN(window.stampOf(flow, seq))) continue;
-    const ofDay = (((view.getBigUint64(at, true) + offsetNs) % DAY_NS) + DAY_NS) % DAY_NS;
-    window.put(flow, seq, Number(ofDay) / NS_PER_S);
-    if (point === 0) firstPoint.push({ flowId, seq });
+    const ofDay = Number((((view.getBigUint64(at, true) + offsetNs) % DAY_NS) + DAY_NS) % DAY_NS) / NS_PER_S;
+    const held = window.stampOf(flow, seq);
+    // The earliest stamp wins: a retransmitted SYN must not move its connection's first packet.
+    if (!Number.isNaN(held)) {
+      if (delayAcrossMidnight(ofDay, held) < 0) window.put(flow, seq, ofDay);
+      continue;
+    }
+    window.put(flow, seq, ofDay);
+    if (point === firstPoint) first.push({ flowId, seq });
   }
-  return { points, perPoint, firstPoint };
+  return { points, perPoint, firstPoint: first };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -275,6 +347,7 @@ function checkCounts(
   const losses = captureLosses(capture, recordsPerPoint(bytes));
   return {
     keying,
+    scope: capture.scope ?? "path",
     ...counts,
     droppedStamps: losses.dropped,
     unreadStamps: losses.unread,
@@ -325,6 +398,30 @@ function forEachReceive(file: string, fn: (flowId: number, seq: number, rxOfDay:
 }
 
 /**
+ * Calls fn for every sender-log record paired with its receiver-log record (the round trips the
+ * campaign counts; an unpaired one is not a round trip it counts either): the payload's send stamp,
+ * ITGRecv's receive stamp (NaN when the receiver log has none) and ITGSend's receive stamp of the
+ * echo, as times of day. Returns how many there were.
+ */
+function forEachPairedPacket(logs: { senderLog: string; receiverLog: string }, fn: (flowId: number, seq: number, tx: number, rxR: number, rxS: number) => void): number {
+  const sendStamps = new LogStamps(logs.receiverLog, "tx");
+  const receiveStamps = new LogStamps(logs.receiverLog, "rx");
+  let packets = 0;
+  try {
+    forEachReceive(logs.senderLog, (flowId, seq, rxS) => {
+      const tx = sendStamps.sendStampOf(flowId, seq);
+      if (tx !== tx) return;
+      packets++;
+      fn(flowId, seq, tx, receiveStamps.sendStampOf(flowId, seq), rxS);
+    });
+  } finally {
+    void sendStamps.close();
+    void receiveStamps.close();
+  }
+  return packets;
+}
+
+/**
  * One D-ITG round-trip run cut into sections: every sender-log record whose receiver-log record and
  * kernel stamps are all there. `decoded` (the campaign's decode of the same logs) gives the exact
  * means the sections must add up to.
@@ -335,52 +432,41 @@ export function decomposeRoundTrips(capture: HopCapture, logs: { senderLog: stri
   const stamps = readPointStamps(bytes, "ditg", offset, capture.recordsFile);
   const names = namesOf(HOP_SECTIONS, true);
   const values = new SectionValues(names, Math.max(...stamps.perPoint, 1));
-  const sendStamps = new LogStamps(logs.receiverLog, "tx");
-  const receiveStamps = new LogStamps(logs.receiverLog, "rx");
   const boundaries = new Float64Array(15);
   const row = new Float64Array(names.length);
   const forward = HOP_SECTIONS.forward.length;
-  let packets = 0;
   let incomplete = 0;
   let outOfOrder = 0;
-  try {
-    forEachReceive(logs.senderLog, (flowId, seq, rxS) => {
-      const tx = sendStamps.sendStampOf(flowId, seq);
-      if (tx !== tx) return; // unpaired: not a round trip the campaign counts either
-      packets++;
-      boundaries[0] = tx;
-      for (let p = 0; p < 6; p++) boundaries[1 + p] = stamps.points[p]!.get(flowId, seq);
-      boundaries[7] = receiveStamps.sendStampOf(flowId, seq);
-      for (let p = 6; p < 12; p++) boundaries[2 + p] = stamps.points[p]!.get(flowId, seq);
-      boundaries[14] = rxS;
-      for (const b of boundaries) {
-        if (b !== b) {
-          incomplete++;
-          return;
-        }
-      }
-      // Sections: consecutive boundaries; then one end-to-end per direction.
-      let k = 0;
-      let ordered = true;
-      for (let b = 0; b < 14; b++) {
-        const section = delayAcrossMidnight(boundaries[b + 1]!, boundaries[b]!);
-        // Kernel to kernel on one clock: never negative. A D-ITG stamp is truncated to the microsecond.
-        const anchored = b === 0 || b === 6 || b === 7 || b === 13;
-        if (section < (anchored ? -DITG_STAMP_SLACK_S : 0)) ordered = false;
-        row[k++] = section;
-        if (b === forward - 1) row[k++] = delayAcrossMidnight(boundaries[7]!, boundaries[0]!);
-      }
-      row[k] = delayAcrossMidnight(boundaries[14]!, boundaries[7]!);
-      if (!ordered) {
-        outOfOrder++;
+  const packets = forEachPairedPacket(logs, (flowId, seq, tx, rxR, rxS) => {
+    boundaries[0] = tx;
+    for (let p = 0; p < 6; p++) boundaries[1 + p] = stamps.points[p]!.get(flowId, seq);
+    boundaries[7] = rxR;
+    for (let p = 6; p < 12; p++) boundaries[2 + p] = stamps.points[p]!.get(flowId, seq);
+    boundaries[14] = rxS;
+    for (const b of boundaries) {
+      if (b !== b) {
+        incomplete++;
         return;
       }
-      values.add(row);
-    });
-  } finally {
-    void sendStamps.close();
-    void receiveStamps.close();
-  }
+    }
+    // Sections: consecutive boundaries; then one end-to-end per direction.
+    let k = 0;
+    let ordered = true;
+    for (let b = 0; b < 14; b++) {
+      const section = delayAcrossMidnight(boundaries[b + 1]!, boundaries[b]!);
+      // Kernel to kernel on one clock: never negative. A D-ITG stamp is truncated to the microsecond.
+      const anchored = b === 0 || b === 6 || b === 7 || b === 13;
+      if (section < (anchored ? -DITG_STAMP_SLACK_S : 0)) ordered = false;
+      row[k++] = section;
+      if (b === forward - 1) row[k++] = delayAcrossMidnight(boundaries[7]!, boundaries[0]!);
+    }
+    row[k] = delayAcrossMidnight(boundaries[14]!, boundaries[7]!);
+    if (!ordered) {
+      outOfOrder++;
+      return;
+    }
+    values.add(row);
+  });
   const sections = values.summaries();
   const mean = (direction: HopDirection) =>
     sections.filter((s) => s.direction === direction && s.section !== END_TO_END).reduce((sum, s) => sum + s.meanS, 0);
@@ -389,7 +475,12 @@ export function decomposeRoundTrips(capture: HopCapture, logs: { senderLog: stri
   const residualForwardS = oneWay !== undefined && values.n > 0 ? mean("forward") - oneWay : undefined;
   const residualRoundTripS = roundTrip !== undefined && values.n > 0 ? mean("forward") + mean("return") - roundTrip : undefined;
   const base = checkCounts(capture, bytes, "ditg", { packets, decomposed: values.n, incomplete, outOfOrder });
-  const check: HopCheck = {
+  return { sections, check: withResiduals(base, residualForwardS, residualRoundTripS) };
+}
+
+/** The check with its residuals: it adds up when the counts do, the clock held and both residuals are within HOP_SUM_TOLERANCE_S. */
+function withResiduals(base: HopCheck, residualForwardS: number | undefined, residualRoundTripS: number | undefined): HopCheck {
+  return {
     ...base,
     ...(residualForwardS !== undefined ? { residualForwardS } : {}),
     ...(residualRoundTripS !== undefined ? { residualRoundTripS } : {}),
@@ -401,7 +492,6 @@ export function decomposeRoundTrips(capture: HopCapture, logs: { senderLog: stri
       Math.abs(residualForwardS) <= HOP_SUM_TOLERANCE_S &&
       Math.abs(residualRoundTripS) <= HOP_SUM_TOLERANCE_S,
   };
-  return { sections, check };
 }
 
 /** One setup run's TCP handshakes cut into the kernel's sections: every SYN the client sent whose SYN-ACK came back through every point. */
@@ -435,13 +525,145 @@ export function decomposeHandshakes(capture: HopCapture): RunHops {
   };
 }
 
-/** A run's decomposition, by how its packets are keyed. */
+// ---------------------------------------------------------------------------------------------
+// A worker's part of each round trip (scope "worker").
+
+/** Pure: the points a worker capture's packets never crossed: the pod veth's egress when no packet was stamped there but some entered the worker. */
+export function bypassedPoints(perPoint: readonly number[]): number[] {
+  return perPoint[BYPASSABLE_POINT] === 0 && (perPoint[WORKER_POINTS[0]!] ?? 0) > 0 ? [BYPASSABLE_POINT] : [];
+}
+
+/** The boundaries of a worker's sections, in path order: a kernel point, or ITGRecv's receive stamp ("rx"). */
+type WorkerBoundary = number | "rx";
+
+/** The worker's boundaries and the sections between them, for D-ITG packets (with rx) or handshakes. */
+function workerPlan(keying: HopKeying, bypassed: readonly number[]): { boundaries: WorkerBoundary[]; sections: { direction: HopDirection; section: string }[] } {
+  const points = WORKER_POINTS.filter((p) => !bypassed.includes(p));
+  const forwardPoints = points.filter((p) => p < 6);
+  const returnPoints = points.filter((p) => p >= 6);
+  const boundaries: WorkerBoundary[] = keying === "ditg" ? [...forwardPoints, "rx", ...returnPoints] : [...forwardPoints, ...returnPoints];
+  const names = keying === "ditg" ? WORKER_SECTIONS : WORKER_HANDSHAKE_SECTIONS;
+  // A bypassed point merges the section before it with the one after: the forward pod-link goes.
+  const forward = names.forward.filter((s) => !(s === "pod-link" && bypassed.includes(BYPASSABLE_POINT)));
+  return {
+    boundaries,
+    sections: [...forward.map((section) => ({ direction: "forward" as const, section })), ...names.return.map((section) => ({ direction: "return" as const, section }))],
+  };
+}
+
+/** The worker's part of a packet: the sections between its boundaries, then its two spans, and its time in the worker. */
+class WorkerRows {
+  readonly names: { direction: HopDirection; section: string }[];
+  readonly values: SectionValues;
+  private readonly row: Float64Array;
+  private readonly pod: number;
+  private readonly last: number;
+  residenceSum = 0;
+
+  constructor(
+    readonly plan: { boundaries: WorkerBoundary[]; sections: { direction: HopDirection; section: string }[] },
+    capacity: number,
+    /** The index of the boundary between the directions: the receive stamp, or the pod's ingress point. */
+    pod: number,
+  ) {
+    this.names = [...plan.sections, { direction: "forward", section: WORKER_SPAN }, { direction: "return", section: WORKER_SPAN }];
+    this.values = new SectionValues(this.names, capacity);
+    this.row = new Float64Array(this.names.length);
+    this.pod = pod;
+    this.last = plan.boundaries.length - 1;
+  }
+
+  /**
+   * Adds a packet's boundaries t (path order); false when they are out of order (a kernel section
+   * below zero, a section at ITGRecv's stamp below its truncation), or when the packet spent longer
+   * in the worker than `roundTrip` (if given).
+   */
+  add(t: Float64Array | readonly number[], rx: number, roundTrip?: number): boolean {
+    const { row, last } = this;
+    for (let b = 0; b < last; b++) {
+      row[b] = delayAcrossMidnight(t[b + 1]!, t[b]!);
+      if (row[b]! < (b === rx || b + 1 === rx ? -DITG_STAMP_SLACK_S : 0)) return false;
+    }
+    row[last] = delayAcrossMidnight(t[this.pod]!, t[0]!);
+    row[last + 1] = delayAcrossMidnight(t[last]!, t[this.pod]!);
+    const residence = delayAcrossMidnight(t[last]!, t[0]!);
+    // Durations on the two hosts' own clocks: comparable without synchronising them.
+    if (roundTrip !== undefined && residence > roundTrip + DITG_STAMP_SLACK_S) return false;
+    this.residenceSum += residence;
+    this.values.add(row);
+    return true;
+  }
+
+  /** The sections, and the check's residuals and verdict over `base`. */
+  result(base: HopCheck, bypassed: readonly number[]): RunHops {
+    const sections = this.values.summaries();
+    const n = this.values.n;
+    const meanOf = (direction: HopDirection, span: boolean) =>
+      sections.filter((s) => s.direction === direction && (s.section === WORKER_SPAN) === span).reduce((sum, s) => sum + s.meanS, 0);
+    const residualForwardS = n > 0 ? meanOf("forward", false) - meanOf("forward", true) : undefined;
+    const residualRoundTripS = n > 0 ? meanOf("forward", false) + meanOf("return", false) - this.residenceSum / n : undefined;
+    const bypassing = bypassed.length > 0 ? { bypassed: bypassed.map((p) => HOP_POINTS[p]!) } : {};
+    return { sections, check: withResiduals({ ...base, ...bypassing }, residualForwardS, residualRoundTripS) };
+  }
+}
+
+/**
+ * One D-ITG round-trip run of a worker capture cut into the worker's sections: every sender-log
+ * record paired with its receiver-log record (as the campaign counts them) whose worker stamps are
+ * all there. The check is the worker's (see the top of this file).
+ */
+export function decomposeWorkerRoundTrips(capture: HopCapture, logs: { senderLog: string; receiverLog: string }): RunHops {
+  const bytes = readFileSync(capture.recordsFile);
+  const stamps = readPointStamps(bytes, "ditg", BigInt(capture.offsetStartNs), capture.recordsFile, WORKER_POINTS[0]);
+  const bypassed = bypassedPoints(stamps.perPoint);
+  const plan = workerPlan("ditg", bypassed);
+  const rx = plan.boundaries.indexOf("rx");
+  const rows = new WorkerRows(plan, Math.max(...stamps.perPoint, 1), rx);
+  const t = new Float64Array(plan.boundaries.length);
+  let incomplete = 0;
+  let outOfOrder = 0;
+  const packets = forEachPairedPacket(logs, (flowId, seq, tx, rxR, rxS) => {
+    for (let b = 0; b < t.length; b++) {
+      const at = plan.boundaries[b]!;
+      t[b] = at === "rx" ? rxR : stamps.points[at]!.get(flowId, seq);
+      if (t[b] !== t[b]) {
+        incomplete++;
+        return;
+      }
+    }
+    if (!rows.add(t, rx, delayAcrossMidnight(rxS, tx))) outOfOrder++;
+  });
+  return rows.result(checkCounts(capture, bytes, "ditg", { packets, decomposed: rows.values.n, incomplete, outOfOrder }), bypassed);
+}
+
+/** One setup run's TCP handshakes through a worker: every SYN that entered it whose SYN-ACK left it through every worker point. */
+export function decomposeWorkerHandshakes(capture: HopCapture): RunHops {
+  const bytes = readFileSync(capture.recordsFile);
+  const stamps = readPointStamps(bytes, "handshake", BigInt(capture.offsetStartNs), capture.recordsFile, WORKER_POINTS[0]);
+  const bypassed = bypassedPoints(stamps.perPoint);
+  const plan = workerPlan("handshake", bypassed);
+  // The SYN's arrival in the pod divides the directions (there is no receive stamp).
+  const rows = new WorkerRows(plan, stamps.firstPoint.length, plan.boundaries.indexOf(5));
+  let incomplete = 0;
+  let outOfOrder = 0;
+  for (const { flowId, seq } of stamps.firstPoint) {
+    if (flowId !== HOP_HANDSHAKE_FLOW) continue;
+    const t = plan.boundaries.map((p) => stamps.points[p as number]!.get(flowId, seq));
+    if (t.some((x) => x !== x)) incomplete++;
+    else if (!rows.add(t, -2)) outOfOrder++;
+  }
+  return rows.result(checkCounts(capture, bytes, "handshake", { packets: stamps.firstPoint.length, decomposed: rows.values.n, incomplete, outOfOrder }), bypassed);
+}
+
+/** A run's decomposition, by what was probed and how its packets are keyed. */
 export function decomposeRun(capture: HopCapture, logs: { log: string; receiverLog?: string }, decoded?: DecodedFlow): RunHops {
-  if (capture.keying === "handshake") return decomposeHandshakes(capture);
+  const worker = capture.scope === "worker";
+  if (capture.keying === "handshake") return worker ? decomposeWorkerHandshakes(capture) : decomposeHandshakes(capture);
   if (logs.receiverLog === undefined) {
     throw new Error(`hop decomposition of ${logs.log}: a D-ITG run needs its round trip's two logs (sender -l and receiver -x); accepted: an rttm flow`);
   }
-  return decomposeRoundTrips(capture, { senderLog: logs.log, receiverLog: logs.receiverLog }, decoded);
+  const pair = { senderLog: logs.log, receiverLog: logs.receiverLog };
+  return worker ? decomposeWorkerRoundTrips(capture, pair) : decomposeRoundTrips(capture, pair, decoded);
 }
 
 // ---------------------------------------------------------------------------------------------

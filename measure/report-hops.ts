@@ -1,7 +1,9 @@
 // The report's "where the delay comes from" section: per dataplane, family and Service count, the
 // sections of the measured path pooled over the latency runs (measure/hops.ts), the first packets of
 // the setup runs' connections through the Service dataplane, whether the sections add up to the exact
-// delays, the stacked shares of the mean and the p99, and hops.csv. Generic over dataplanes.
+// delays, the stacked shares of the mean and the p99, and hops.csv. Generic over dataplanes and
+// backends: a deployed stack's runs carry the worker's sections only (scope "worker"), and the
+// report says which sections they cannot time and what their check covers.
 import type { TopLevelSpec } from "vega-lite";
 import { DATAPLANES, FAMILIES } from "../scenario/schema.js";
 import {
@@ -10,7 +12,11 @@ import {
   HOP_SECTIONS,
   HOP_SUM_TOLERANCE_S,
   poolSections,
+  WORKER_SECTIONS,
+  WORKER_SPAN,
+  WORKER_UNTIMED,
   type HopDirection,
+  type HopScope,
   type PooledSection,
 } from "./hops.js";
 import type { RunResult } from "./types.js";
@@ -28,10 +34,12 @@ export interface HopCell {
   readonly dataplane: string;
   readonly family: string;
   readonly services: number;
+  /** What the runs probed: the whole path (the lab) or the worker alone (a deployed stack). */
+  readonly scope: HopScope;
   /** Runs whose sections went into the cell, and of them those whose check passed. */
   readonly runs: number;
   readonly runsAddingUp: number;
-  /** The latency runs' sections in path order, then each direction's end-to-end. */
+  /** The latency runs' sections in path order, then each direction's end-to-end (worker: its worker-span). */
   readonly sections: readonly PooledSection[];
   /** The setup runs' first packets through the Service dataplane. */
   readonly firstPacket?: PooledSection;
@@ -49,8 +57,14 @@ export interface HopReport {
   readonly markdown: readonly string[];
 }
 
+/** The rows that sum a direction rather than cut it: the end-to-end delay, or the worker's span. */
+const isTotal = (section: string) => section === END_TO_END || section === WORKER_SPAN;
+
 const pathOrder = (direction: HopDirection, section: string) =>
-  HOP_DIRECTIONS.indexOf(direction) * 100 + (section === END_TO_END ? 99 : HOP_SECTIONS[direction].indexOf(section));
+  HOP_DIRECTIONS.indexOf(direction) * 100 + (isTotal(section) ? 99 : HOP_SECTIONS[direction].indexOf(section));
+
+const untimedText = () =>
+  HOP_DIRECTIONS.map((d) => `${d} ${WORKER_UNTIMED[d].join(", ")}`).join("; ") + `; ${END_TO_END}`;
 
 const dataplaneOrder = (a: string, b: string) => {
   const rank = (d: string) => ((DATAPLANES as readonly string[]).includes(d) ? (DATAPLANES as readonly string[]).indexOf(d) : DATAPLANES.length);
@@ -59,11 +73,12 @@ const dataplaneOrder = (a: string, b: string) => {
 
 /** Pure: the hop cells of a campaign's ok runs; empty when no run carries hops. */
 export function hopCells(results: readonly RunResult[]): HopCell[] {
-  const groups = new Map<string, { latency: RunResult[]; setup: RunResult[]; key: { dataplane: string; family: string; services: number } }>();
+  const groups = new Map<string, { latency: RunResult[]; setup: RunResult[]; key: { dataplane: string; family: string; services: number; scope: HopScope } }>();
   for (const r of results) {
     if (r.status !== "ok" || !r.hops) continue;
-    const id = `${r.dataplane}/${r.family}/${r.services}`;
-    const g = groups.get(id) ?? { latency: [], setup: [], key: { dataplane: r.dataplane, family: r.family, services: r.services } };
+    const scope = r.hops.check.scope;
+    const id = `${r.dataplane}/${r.family}/${r.services}/${scope}`;
+    const g = groups.get(id) ?? { latency: [], setup: [], key: { dataplane: r.dataplane, family: r.family, services: r.services, scope } };
     (r.hops.check.keying === "handshake" ? g.setup : g.latency).push(r);
     groups.set(id, g);
   }
@@ -106,7 +121,7 @@ const us = (s: number | undefined, fmt: (x: number | undefined) => string) => (s
 
 /** The section that carries most of a statistic (end-to-end rows aside). */
 function largest(sections: readonly PooledSection[], field: "stdS" | "p99S" | "meanS"): PooledSection | undefined {
-  return sections.filter((s) => s.section !== END_TO_END).reduce<PooledSection | undefined>((best, s) => (best === undefined || s[field] > best[field] ? s : best), undefined);
+  return sections.filter((s) => !isTotal(s.section)).reduce<PooledSection | undefined>((best, s) => (best === undefined || s[field] > best[field] ? s : best), undefined);
 }
 
 function figure(family: string, statistic: "mean" | "p99", cells: readonly HopCell[]): { file: string; title: string; spec: TopLevelSpec } {
@@ -114,7 +129,7 @@ function figure(family: string, statistic: "mean" | "p99", cells: readonly HopCe
     .filter((c) => c.family === family)
     .flatMap((c) =>
       c.sections
-        .filter((s) => s.section !== END_TO_END)
+        .filter((s) => !isTotal(s.section))
         .map((s) => ({
           dataplane: c.dataplane,
           services: c.services,
@@ -123,7 +138,11 @@ function figure(family: string, statistic: "mean" | "p99", cells: readonly HopCe
           value: Number.isFinite(s[FIELD[statistic]] as number) ? Math.max(0, s[FIELD[statistic]] as number) * 1e6 : null,
         })),
     );
-  const what = statistic === "mean" ? "share of the mean round trip (the sections' means add up to it)" : "share of the sum of the sections' p99 (tails do not add; the shares compare them)";
+  const workerOnly = cells.filter((c) => c.family === family).every((c) => c.scope === "worker");
+  const whole = workerOnly ? "the mean time in the worker" : "the mean round trip";
+  const what =
+    (statistic === "mean" ? `share of ${whole} (the sections' means add up to it)` : "share of the sum of the sections' p99 (tails do not add; the shares compare them)") +
+    (workerOnly ? `; worker only, not timed: ${untimedText()}` : "");
   return {
     file: `hops-${statistic}-${family}.svg`,
     title: `where the delay comes from, ${family}: each section's ${what}`,
@@ -153,21 +172,41 @@ export function hopReport(results: readonly RunResult[], format: { fmt: (x: numb
   const cells = hopCells(results);
   if (cells.length === 0) return undefined;
   const { fmt } = format;
-  const runs = cells.reduce((s, c) => s + c.runs, 0);
-  const adding = cells.reduce((s, c) => s + c.runsAddingUp, 0);
-  const residual = Math.max(...cells.map((c) => c.maxResidualS).filter(Number.isFinite), 0);
-  const lost = cells.reduce((s, c) => s + c.droppedStamps, 0);
-  const incomplete = cells.reduce((s, c) => s + c.incompletePackets, 0);
-  const md: string[] = [
-    "## Where the delay comes from",
-    "",
-    "The lab's hop probes (tc programs at every boundary of the path, lab/hops/hop-probe.c) stamp each packet of the latency runs, keyed by D-ITG's flow id and sequence number, and each connection's first packet (the SYN) and its SYN-ACK in the setup runs. With D-ITG's own send and receive stamps they cut every packet's round trip into sections, all on one clock (µs; statistics over every packet of every run of the cell, pooled as the delays above: exact mean and standard deviation, percentiles from merged histograms).",
-    "",
-    `- **forward** (client to pod; adds up to the exact one-way delay of the receiver log): ${HOP_SECTIONS.forward.join(", ")}. **return** (the echo; adds up to the round trip minus the one-way delay): ${HOP_SECTIONS.return.join(", ")}. *service-dataplane* runs from the worker's uplink (before the dataplane) to the pod's veth (after its DNAT), and back from the pod's veth to the uplink (after its reverse NAT); *pod-delivery* from the pod's ingress to ITGRecv's receive stamp, *turnaround* from there to the echo leaving the pod; *client-stack* from ITGSend's send stamp to the client's egress, and back from the client's ingress to ITGSend's receive stamp.`,
-    `- **${FIRST_PACKET_SECTION}** (setup runs): the Service dataplane's time for each new connection's first packet, where kube-proxy's rule walk costs.`,
-    `- **Check:** ${adding} of ${runs} latency runs add up: every paired packet has every stamp, no stamp was dropped or left unread, no clock step, and the sections' means add up to the exact one-way and round-trip means of the logs within ${fmt(HOP_SUM_TOLERANCE_S * 1e6)} µs. Largest residual of a run: ${fmt(residual * 1e6)} µs. Packets without every stamp or out of path order: ${incomplete}. Stamps dropped or unread: ${lost}.`,
-    "",
-  ];
+  const of = (scope: HopScope) => {
+    const scoped = cells.filter((c) => c.scope === scope);
+    return {
+      cells: scoped.length,
+      runs: scoped.reduce((s, c) => s + c.runs, 0),
+      adding: scoped.reduce((s, c) => s + c.runsAddingUp, 0),
+      residual: Math.max(...scoped.map((c) => c.maxResidualS).filter(Number.isFinite), 0),
+      lost: scoped.reduce((s, c) => s + c.droppedStamps, 0),
+      incomplete: scoped.reduce((s, c) => s + c.incompletePackets, 0),
+    };
+  };
+  const path = of("path");
+  const worker = of("worker");
+  const md: string[] = ["## Where the delay comes from", ""];
+  if (path.cells > 0) {
+    md.push(
+      "The lab's hop probes (tc programs at every boundary of the path, hops/hop-probe.c) stamp each packet of the latency runs, keyed by D-ITG's flow id and sequence number, and each connection's first packet (the SYN) and its SYN-ACK in the setup runs. With D-ITG's own send and receive stamps they cut every packet's round trip into sections, all on one clock (µs; statistics over every packet of every run of the cell, pooled as the delays above: exact mean and standard deviation, percentiles from merged histograms).",
+      "",
+      `- **forward** (client to pod; adds up to the exact one-way delay of the receiver log): ${HOP_SECTIONS.forward.join(", ")}. **return** (the echo; adds up to the round trip minus the one-way delay): ${HOP_SECTIONS.return.join(", ")}. *service-dataplane* runs from the worker's uplink (before the dataplane) to the pod's veth (after its DNAT), and back from the pod's veth to the uplink (after its reverse NAT); *pod-delivery* from the pod's ingress to ITGRecv's receive stamp, *turnaround* from there to the echo leaving the pod; *client-stack* from ITGSend's send stamp to the client's egress, and back from the client's ingress to ITGSend's receive stamp.`,
+      `- **${FIRST_PACKET_SECTION}** (setup runs): the Service dataplane's time for each new connection's first packet, where kube-proxy's rule walk costs.`,
+      `- **Check:** ${path.adding} of ${path.runs} latency runs add up: every paired packet has every stamp, no stamp was dropped or left unread, no clock step, and the sections' means add up to the exact one-way and round-trip means of the logs within ${fmt(HOP_SUM_TOLERANCE_S * 1e6)} µs. Largest residual of a run: ${fmt(path.residual * 1e6)} µs. Packets without every stamp or out of path order: ${path.incomplete}. Stamps dropped or unread: ${path.lost}.`,
+      "",
+    );
+  }
+  if (worker.cells > 0) {
+    md.push(
+      "**Worker only** (a deployed stack): the hop probes sit on the worker alone (its data NIC before the Service dataplane and after its reverse NAT, the host side of the receiver pod's veth, the pod's interface), where ITGRecv's receive stamp is on the same clock. They time the worker's part of every round trip (µs, pooled as above):",
+      "",
+      `- **forward**: ${WORKER_SECTIONS.forward.join(", ")}; **return**: ${WORKER_SECTIONS.return.join(", ")}; per direction a **${WORKER_SPAN}** row (the data NIC to ITGRecv's receive stamp, and from it back to the data NIC; for a handshake the SYN's arrival in the pod divides them). *service-dataplane* runs from the data NIC's tc ingress (before Cilium's or kube-proxy's NodePort handling) to the pod veth's egress (after the DNAT), and from the veth's ingress (before Cilium's reverse NAT) to the data NIC's egress.`,
+      `- **Not timed on a deployed stack:** ${untimedText()}. These sections lie between the client and the worker and would need their clocks synchronised; the round trips and their percentiles above still come from D-ITG's exact pairing.`,
+      `- **${FIRST_PACKET_SECTION}** (setup runs): as in the lab, each new connection's SYN through the worker's Service dataplane.`,
+      `- **Check (worker):** ${worker.adding} of ${worker.runs} latency runs add up: every paired packet has every worker stamp, no stamp was dropped or left unread, no clock step, the boundaries are in path order, each packet spent less time in the worker than its exact round trip, and the sections' means add up to the worker's spans, read from the outer boundaries alone, within ${fmt(HOP_SUM_TOLERANCE_S * 1e6)} µs. Largest residual of a run: ${fmt(worker.residual * 1e6)} µs. Packets without every stamp or out of order: ${worker.incomplete}. Stamps dropped or unread: ${worker.lost}.`,
+      "",
+    );
+  }
   const services = [...new Set(cells.map((c) => c.services))].sort((a, b) => a - b);
   const dataplanes = [...new Set(cells.map((c) => c.dataplane))].sort(dataplaneOrder);
   md.push(
@@ -179,29 +218,29 @@ export function hopReport(results: readonly RunResult[], format: { fmt: (x: numb
   for (const family of FAMILIES) {
     for (const n of services) {
       for (const d of dataplanes) {
-        const c = cells.find((x) => x.family === family && x.services === n && x.dataplane === d);
-        if (!c) continue;
-        const std = largest(c.sections, "stdS");
-        const p99 = largest(c.sections, "p99S");
-        const dp = c.sections.find((s) => s.direction === "forward" && s.section === "service-dataplane");
-        md.push(
-          `| ${family} | ${n} | ${d} | ${std ? `${std.direction} ${std.section} (${us(std.stdS, fmt)})` : "n/a"} | ${p99 ? `${p99.direction} ${p99.section} (${us(p99.p99S, fmt)})` : "n/a"} | ${us(dp?.meanS, fmt)} / ${us(dp?.p99S, fmt)} | ${us(c.firstPacket?.p50S, fmt)} / ${us(c.firstPacket?.p99S, fmt)} |`,
-        );
+        for (const c of cells.filter((x) => x.family === family && x.services === n && x.dataplane === d)) {
+          const std = largest(c.sections, "stdS");
+          const p99 = largest(c.sections, "p99S");
+          const dp = c.sections.find((s) => s.direction === "forward" && s.section === "service-dataplane");
+          md.push(
+            `| ${family} | ${n} | ${d}${c.scope === "worker" ? " (worker only)" : ""} | ${std ? `${std.direction} ${std.section} (${us(std.stdS, fmt)})` : "n/a"} | ${p99 ? `${p99.direction} ${p99.section} (${us(p99.p99S, fmt)})` : "n/a"} | ${us(dp?.meanS, fmt)} / ${us(dp?.p99S, fmt)} | ${us(c.firstPacket?.p50S, fmt)} / ${us(c.firstPacket?.p99S, fmt)} |`,
+          );
+        }
       }
     }
   }
   md.push("");
   for (const c of cells) {
     md.push(
-      `### ${c.dataplane}, ${c.family}, ${c.services} Services`,
+      `### ${c.dataplane}, ${c.family}, ${c.services} Services${c.scope === "worker" ? " (worker only)" : ""}`,
       "",
-      `${c.runs} latency runs (${c.runsAddingUp} add up), ${c.firstPacketRuns} setup runs.`,
+      `${c.runs} latency runs (${c.runsAddingUp} add up), ${c.firstPacketRuns} setup runs.${c.scope === "worker" ? ` Not timed: ${untimedText()}.` : ""}`,
       "",
       "| direction | section | packets | mean | std | p50 | p99 | p99.9 | max |",
       "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     );
     for (const s of [...c.sections, ...(c.firstPacket ? [c.firstPacket] : [])]) {
-      const name = s.section === END_TO_END ? `**${END_TO_END}**` : s.section;
+      const name = isTotal(s.section) ? `**${s.section}**` : s.section;
       md.push(`| ${s.direction} | ${name} | ${s.packets} | ${us(s.meanS, fmt)} | ${us(s.stdS, fmt)} | ${us(s.p50S, fmt)} | ${us(s.p99S, fmt)} | ${us(s.p999S, fmt)} | ${us(s.maxS, fmt)} |`);
     }
     md.push("");

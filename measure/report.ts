@@ -19,7 +19,6 @@
 //   delay statistic then comes from the exact round trips, and the validity rows set the meter's own
 //   readings of the same runs beside them (report-validity.ts). Where both ends shared one clock, the
 //   receiver's one-way delays are a third view (ONE_WAY_DELAY_METRIC rows).
-import { mkdir, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { stringify } from "csv-stringify/sync";
 import { stepsReport } from "./report-steps.js";
@@ -48,6 +47,7 @@ import { figureSpecs, renderSvg, type FigureSpec } from "./report-figures.js";
 import { hopReport } from "./report-hops.js";
 import { programmingReport } from "./report-programming.js";
 import { fmt, renderMarkdown } from "./report-markdown.js";
+import { checkReportFolder, REPORT_MANIFEST, writeReportFolder, type ReportFile } from "./report-output.js";
 import { validityRows, type ValidityRow } from "./report-validity.js";
 
 /** What a profile measures. The throughput profile measures what a TCP flow carries; every other
@@ -784,12 +784,76 @@ function paperLatencyTable(ratios: RatioRow[], paper: readonly PaperRatio[], fam
 
 // ---------------------------------------------------------------------------------------------
 
-/** Writes report.md, the CSV tables and the SVG figures into `dir`; returns the path of report.md. */
-export async function writeReport(report: Report, dir: string): Promise<string> {
-  await mkdir(dir, { recursive: true });
-  for (const t of report.tables) await writeFile(path.join(dir, t.file), t.csv);
-  for (const f of report.figures) await writeFile(path.join(dir, f.file), await renderSvg(f.spec));
-  const summary = path.join(dir, "report.md");
-  await writeFile(summary, report.markdown);
-  return summary;
+/**
+ * Every file of a report: report.md, each table and each figure rendered to SVG. A section that adds a table or a
+ * figure to the Report adds a file here, so writeReport takes it into the folder it writes whole.
+ */
+export async function reportFiles(report: Report): Promise<ReportFile[]> {
+  const files: ReportFile[] = [{ name: "report.md", content: report.markdown }];
+  for (const t of report.tables) files.push({ name: t.file, content: t.csv });
+  for (const f of report.figures) files.push({ name: f.file, content: await renderSvg(f.spec) });
+  return files;
+}
+
+/** The report in a few numbers (report.json, and what `report --json` prints). */
+export interface ReportSummary {
+  readonly campaign?: string;
+  readonly backend?: string;
+  readonly baseline: Dataplane;
+  readonly runs: { readonly total: number; readonly analysed: number; readonly failed: number };
+  readonly tests: Readonly<Record<TestRole, number>>;
+  readonly primary: readonly {
+    readonly profile: string;
+    readonly family: Family;
+    readonly services: number;
+    readonly statistic: string;
+    readonly dataplane: Dataplane;
+    readonly baseline: Dataplane;
+    readonly ratio: number;
+    readonly ciLow: number | null;
+    readonly ciHigh: number | null;
+    readonly pHolm: number | null;
+    readonly significant: boolean;
+  }[];
+  readonly warnings: readonly string[];
+  /** The files of the report folder, report.json last. */
+  readonly files: readonly string[];
+}
+
+const jsonNumber = (x: number) => (Number.isFinite(x) ? x : null);
+
+export function reportSummary(report: Report, files: readonly string[]): ReportSummary {
+  const s = report.settings;
+  return {
+    ...(s.campaignId !== undefined ? { campaign: s.campaignId } : {}),
+    ...(s.backend !== undefined ? { backend: s.backend } : {}),
+    baseline: s.baseline,
+    runs: {
+      total: report.counts.reduce((n, c) => n + c.ok + c.failed + c.withoutSummary, 0),
+      analysed: report.counts.reduce((n, c) => n + c.ok, 0),
+      failed: report.counts.reduce((n, c) => n + c.failed, 0),
+    },
+    tests: report.tests,
+    primary: report.ratios
+      .filter((r) => r.role === "primary")
+      .map((r) => ({
+        profile: r.profile, family: r.family, services: r.services, statistic: r.statistic, dataplane: r.dataplane, baseline: r.baseline,
+        ratio: r.ratio.estimate, ciLow: jsonNumber(r.ratio.low), ciHigh: jsonNumber(r.ratio.high), pHolm: jsonNumber(r.pHolm), significant: r.significant,
+      })),
+    warnings: report.warnings,
+    files: [...files, REPORT_MANIFEST],
+  };
+}
+
+/**
+ * Writes the report into `dir` whole, with its manifest (report-output.ts): refused before anything is rendered when
+ * the folder cannot take it (another campaign's report without `force`, files that are not a report's, a pseudo file
+ * system). Returns the path of report.md and the summary written as report.json.
+ */
+export async function writeReport(report: Report, dir: string, opts: { force?: boolean } = {}): Promise<{ markdown: string; summary: ReportSummary }> {
+  checkReportFolder(dir, report.settings.campaignId ?? "", opts);
+  const files = await reportFiles(report);
+  const summary = reportSummary(report, files.map((f) => f.name));
+  writeReportFolder(dir, [...files, { name: REPORT_MANIFEST, content: `${JSON.stringify(summary, null, 2)}\n` }]);
+  return { markdown: path.join(path.resolve(dir), "report.md"), summary };
 }

@@ -25,14 +25,21 @@
 //
 // Programming (schema 5). Programming runs keep their measured Service changes
 // (measure/programming-store.ts); an older store gains the table when opened.
-import { mkdirSync } from "node:fs";
+//
+// Two ways to open. A writer (`testbed lab`, `testbed campaign`: ResultStore.open) upgrades an older
+// store in place and says so through onUpgrade. A reader (`testbed report`: ResultStore.openReadOnly)
+// never writes: no migration, no pragma that writes, no -wal or -shm file created; it reads an older
+// store as it is, so every read of a table or column a migration added checks `schemaVersion` first
+// (a table of migration N: `this.schemaVersion >= N`).
+import { existsSync, mkdirSync, readFileSync } from "node:fs";
 import path from "node:path";
 import Database from "better-sqlite3";
 import { canonicalJson, type CampaignDefinition, type PlannedRun } from "./campaign-plan.js";
 import { deleteRunHops, HOP_MIGRATION, insertRunHops, readRunHops } from "./hops-store.js";
 import { deleteRunChanges, insertRunChanges, PROGRAMMING_MIGRATION, readRunChanges } from "./programming-store.js";
+import type { RunHops } from "./hops.js";
 import type { Family } from "../scenario/cidr.js";
-import { DELAY_VIEW_NAMES, type DelayViewName, type FlowSummary, type RunDelayView, type RunResult, type StepReadiness, type StepRecord } from "./types.js";
+import { DELAY_VIEW_NAMES, type ChangeMeasurement, type DelayViewName, type FlowSummary, type RunDelayView, type RunResult, type StepReadiness, type StepRecord } from "./types.js";
 import type { Dataplane } from "../scenario/schema.js";
 
 /** Bumped whenever the tables change; a database from a newer version is refused, not guessed at. */
@@ -183,16 +190,67 @@ export interface CampaignEventRow {
 
 export class StoreError extends Error {
   override name = "StoreError";
+  /** What is wrong, without the file's name (for messages that name it with a flag). */
+  readonly problem: string;
+  constructor(message: string, problem?: string) {
+    super(message);
+    this.problem = problem ?? message;
+  }
 }
 
 type Row = Record<string, unknown>;
+
+/** What a writer is told when it opens an older store: it was upgraded in place, from schema `from` to `to`. */
+export type UpgradeNotice = (upgrade: { file: string; from: number; to: number }) => void;
 
 export class ResultStore {
   private constructor(
     private readonly db: Database.Database,
     /** Absolute path of the database file. */
     readonly file: string,
+    /** The store's schema version: SCHEMA_VERSION for a writer, the store's own for a reader. */
+    readonly schemaVersion: number,
   ) {}
+
+  /**
+   * Opens an existing store for reading only, as it is: an older schema is read without upgrading it. Nothing is
+   * written, not even beside it: a store closed cleanly (no -wal file) is read from a copy in memory, so a store in
+   * a read-only folder or on a read-only file system reads too; a store a campaign is writing (its -wal file
+   * present) is opened read-only in place, to see what the campaign committed.
+   */
+  static openReadOnly(file: string): ResultStore {
+    const abs = path.resolve(file);
+    let db: Database.Database;
+    try {
+      if (existsSync(`${abs}-wal`)) {
+        db = new Database(abs, { readonly: true, fileMustExist: true });
+      } else {
+        const image = readFileSync(abs);
+        // Bytes 18-19 say WAL mode (2): an image in memory has no WAL, and SQLite refuses to open one that asks for it.
+        if (image.length >= 20) image[18] = image[19] = 1;
+        db = new Database(image, { readonly: true });
+      }
+    } catch (err) {
+      throw new StoreError(`cannot read results store ${abs}: ${(err as Error).message}`, `cannot be read (${(err as Error).message})`);
+    }
+    let version: number;
+    try {
+      version = db.pragma("user_version", { simple: true }) as number;
+    } catch (err) {
+      db.close();
+      throw new StoreError(`${abs} is not a results store (${(err as Error).message})`, `not a results store (${(err as Error).message})`);
+    }
+    if (version === 0) {
+      db.close();
+      throw new StoreError(`${abs} is empty, or not a results store (no testbed tables)`, "empty, or not a results store (no testbed tables)");
+    }
+    if (version < OLDEST_SCHEMA_VERSION || version > SCHEMA_VERSION) {
+      db.close();
+      const problem = `results store schema version ${version}; this testbed reads versions ${OLDEST_SCHEMA_VERSION} to ${SCHEMA_VERSION}; use a matching testbed version`;
+      throw new StoreError(`${abs}: ${problem}`, problem);
+    }
+    return new ResultStore(db, abs, version);
+  }
 
   /**
    * Opens (creating if needed) the store at `file`.
@@ -201,7 +259,7 @@ export class ResultStore {
    * sit in the OS page cache), but FULL also survives a power cut or kernel crash of the machine
    * driving a day-long campaign, and one fsync per 30-second run costs nothing measurable.
    */
-  static open(file: string): ResultStore {
+  static open(file: string, opts: { onUpgrade?: UpgradeNotice } = {}): ResultStore {
     const abs = path.resolve(file);
     mkdirSync(path.dirname(abs), { recursive: true });
     let db: Database.Database;
@@ -242,8 +300,9 @@ export class ResultStore {
         db.close();
         throw new StoreError(`cannot upgrade results store ${abs} from schema version ${version} to ${SCHEMA_VERSION}: ${(err as Error).message}`);
       }
+      opts.onUpgrade?.({ file: abs, from: version, to: SCHEMA_VERSION });
     }
-    return new ResultStore(db, abs);
+    return new ResultStore(db, abs, SCHEMA_VERSION);
   }
 
   close(): void {
@@ -438,9 +497,11 @@ export class ResultStore {
       )
       .all(campaignId) as Row[];
     const views = new Map<string, Partial<Record<DelayViewName, RunDelayView>>>();
-    const viewRows = this.db
-      .prepare(`SELECT v.* FROM run_delay_view v JOIN run_result r ON r.run_id = v.run_id WHERE r.campaign_id = ?`)
-      .all(campaignId) as Row[];
+    // Schema 2 added the delay views, schema 3 the hop tables: an older store read as it is has neither.
+    const viewRows =
+      this.schemaVersion >= 2
+        ? (this.db.prepare(`SELECT v.* FROM run_delay_view v JOIN run_result r ON r.run_id = v.run_id WHERE r.campaign_id = ?`).all(campaignId) as Row[])
+        : [];
     for (const v of viewRows) {
       const of = views.get(String(v.run_id)) ?? {};
       of[v.view as DelayViewName] = {
@@ -450,8 +511,8 @@ export class ResultStore {
       };
       views.set(String(v.run_id), of);
     }
-    const hops = readRunHops(this.db, campaignId);
-    const changes = readRunChanges(this.db, campaignId);
+    const hops = this.schemaVersion >= 3 ? readRunHops(this.db, campaignId) : new Map<string, RunHops>();
+    const changes = this.schemaVersion >= 5 ? readRunChanges(this.db, campaignId) : new Map<string, ChangeMeasurement[]>();
     return rows.map((r) => {
       const summary = r.packets === null ? undefined : summaryOf(r);
       const runHops = hops.get(String(r.run_id));
@@ -468,8 +529,8 @@ export class ResultStore {
         ...(summary ? { summary } : {}),
         ...(r.achieved_kbps !== null ? { achievedKbps: Number(r.achieved_kbps) } : {}),
         ...(r.histogram !== null ? { histogram: String(r.histogram) } : {}),
-        ...(r.delay_source !== null ? { delaySource: r.delay_source as NonNullable<RunResult["delaySource"]> } : {}),
-        ...(r.excluded_records !== null ? { excludedRecords: Number(r.excluded_records) } : {}),
+        ...(r.delay_source != null ? { delaySource: r.delay_source as NonNullable<RunResult["delaySource"]> } : {}),
+        ...(r.excluded_records != null ? { excludedRecords: Number(r.excluded_records) } : {}),
         ...(delayViews ? { delayViews } : {}),
         ...(runHops ? { hops: runHops } : {}),
         ...(changes.has(String(r.run_id)) ? { changes: changes.get(String(r.run_id))! } : {}),
@@ -483,7 +544,7 @@ export class ResultStore {
   /** Commit time and kept-log paths of each finished run, by run id. */
   runRecords(campaignId: string): Map<string, { committedAt: string; logPath?: string; receiverLogPath?: string }> {
     const rows = this.db
-      .prepare(`SELECT run_id, committed_at, log_path, receiver_log_path FROM run_result WHERE campaign_id = ?`)
+      .prepare(`SELECT run_id, committed_at, log_path${this.schemaVersion >= 2 ? ", receiver_log_path" : ""} FROM run_result WHERE campaign_id = ?`)
       .all(campaignId) as Row[];
     return new Map(
       rows.map((r) => [
@@ -491,7 +552,7 @@ export class ResultStore {
         {
           committedAt: String(r.committed_at),
           ...(r.log_path !== null ? { logPath: String(r.log_path) } : {}),
-          ...(r.receiver_log_path !== null ? { receiverLogPath: String(r.receiver_log_path) } : {}),
+          ...(r.receiver_log_path != null ? { receiverLogPath: String(r.receiver_log_path) } : {}),
         },
       ]),
     );
@@ -538,6 +599,8 @@ export class ResultStore {
 
   /** Every recorded step of a campaign, in the order they were prepared, one entry per preparation. */
   steps(campaignId: string): StepRecord[] {
+    // A store from before schema 4 kept no steps; read as it is, it has none.
+    if (this.schemaVersion < 4) return [];
     const rows = this.db.prepare(`SELECT * FROM step_record WHERE campaign_id = ? ORDER BY id`).all(campaignId) as Row[];
     const byPreparation = new Map<string, StepRecord & { programmedServices: Partial<Record<Family, number>> }>();
     for (const r of rows) {

@@ -481,14 +481,46 @@ function valueAt(input: unknown, path: PropertyKey[]): unknown {
   return v;
 }
 
+/** Zod's type names as the messages say them. */
+const TYPE_NAMES: Readonly<Record<string, string>> = {
+  array: "a list",
+  object: "an object",
+  int: "an integer",
+  number: "a number",
+  string: "a string",
+  boolean: "true or false",
+};
+
+/** A JSON value of a list written as text ("ipv4,ipv6" -> ["ipv4","ipv6"]), for the example of a hint. */
+function listExample(text: string): string {
+  const items = text.split(",").map((s) => s.trim()).filter(Boolean);
+  return JSON.stringify(items.map((i) => (/^-?\d+(\.\d+)?$/.test(i) ? Number(i) : i)));
+}
+
+/**
+ * How to write a list or an object that arrived as plain text (a value that was not JSON): the JSON to give
+ * `testbed plan --config`, and the `pulumi config set --path` that sets one entry.
+ */
+function syntaxHint(key: string, expected: string, text: string): string | undefined {
+  if (expected === "array") {
+    const example = listExample(text);
+    return `${key} is a list, written as JSON: --config '${key}=${example}' (testbed plan, diff), or \`pulumi config set --path '${CONFIG_NAMESPACE}:${key}[0]' ${JSON.parse(example)[0] ?? "VALUE"}\``;
+  }
+  if (expected === "object") {
+    const leaf = objectKeysAt(key.split("."))[0] ?? "KEY";
+    return `${key} is an object, written as JSON or one leaf at a time: --config '${key}.${leaf}=VALUE' (testbed plan, diff), or \`pulumi config set --path '${CONFIG_NAMESPACE}:${key}.${leaf}' VALUE\``;
+  }
+  return undefined;
+}
+
 function describeAccepted(issue: z.core.$ZodIssue): string {
   switch (issue.code) {
     case "invalid_value":
       return `accepted: ${issue.values.map((v) => JSON.stringify(v)).join(" or ")}`;
     case "invalid_type":
-      return issue.message.startsWith("missing") ? issue.message : `accepted: a ${issue.expected}`;
+      return issue.message.startsWith("missing") ? issue.message : `accepted: ${TYPE_NAMES[issue.expected] ?? `a ${issue.expected}`}`;
     case "too_small":
-      return `accepted: ${issue.origin === "array" ? "a list with at least" : issue.origin === "string" ? "at least" : "a number >="} ${String(issue.minimum)}${issue.origin === "array" ? " entries" : issue.origin === "string" ? " characters" : ""}`;
+      return `accepted: ${issue.origin === "array" ? "a list with at least" : issue.origin === "string" ? "at least" : "a number >="} ${String(issue.minimum)}${issue.origin === "array" ? (Number(issue.minimum) === 1 ? " entry" : " entries") : issue.origin === "string" ? (Number(issue.minimum) === 1 ? " character" : " characters") : ""}`;
     case "too_big":
       return `accepted: ${issue.origin === "array" ? "a list with at most" : "a number <="} ${String(issue.maximum)}`;
     case "unrecognized_keys":
@@ -566,7 +598,9 @@ function describeIssue(issue: z.core.$ZodIssue, input: unknown, withDefaults: un
     if (m.startsWith("accepted")) return `${key}:${got} is not accepted; ${m}`;
     return `${key}:${got} ${m}`;
   }
-  return `${key}:${got} is not accepted; ${describeAccepted(issue)}`;
+  const hint =
+    issue.code === "invalid_type" && value !== null && typeof value !== "object" ? syntaxHint(issue.path.map(String).join("."), issue.expected, String(value)) : undefined;
+  return `${key}:${got} is not accepted; ${describeAccepted(issue)}${hint ? `; ${hint}` : ""}`;
 }
 
 /** Parses raw config (plain objects, as Pulumi config or a test gives them) into a Scenario, or throws ScenarioError. */

@@ -15,7 +15,7 @@ DEB_PACKAGES=(
   clang        # compiles the lab's tc eBPF program
   llvm         # llvm-strip and friends used with clang -target bpf
   bpftool      # loads the lab's service maps in one batch and reads them back
-  libbpf-dev   # bpf_helpers.h and friends for the eBPF program; libbpf for the hop probes' reader
+  libbpf-dev   # bpf_helpers.h and friends for the lab's eBPF dataplane program
   libc6-dev    # C library headers: the hop probes' reader is a small host program compiled at setup
   iproute2     # ip netns, veth, tc
   time         # /usr/bin/time -v: peak memory in the benchmarks

@@ -6,6 +6,19 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# Help needs neither Linux, root nor the lab's packages: it is printed before any check and installs nothing.
+for arg in "$@"; do
+  case "$arg" in
+    --help | -h)
+      if [ ! -d node_modules ]; then
+        echo "npm run lab -- --help: the npm packages are not installed; run \`npm ci\` first (it needs no root)" >&2
+        exit 1
+      fi
+      exec npm run -s testbed -- lab --help
+      ;;
+  esac
+done
+
 if [ "$(uname -s)" != "Linux" ]; then
   echo "npm run lab: the local lab needs Linux (network namespaces, tc, eBPF); this is $(uname -s)." >&2
   exit 1
@@ -43,7 +56,7 @@ for ((i = 0; i < ${#args[@]}; i++)); do
   case "${args[$i]}" in
     --out) out="${args[$((i + 1))]:-$out}" ;;
     --out=*) out="${args[$i]#--out=}" ;;
-    --cleanup | --help | -h) measures=0 ;;
+    --cleanup) measures=0 ;;
   esac
 done
 

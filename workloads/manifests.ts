@@ -177,6 +177,9 @@ export function receiverDeployment(s: Pick<Scenario, "receiver" | "families">): 
   };
 }
 
+/** The file of the scaled Services: the one whose size grows with the step's N. */
+export const SCALED_SERVICES_MANIFEST = "scale-services.yaml";
+
 /** Every object, grouped into files in apply order. An empty sweep step has no Services file. */
 export function manifestObjects(s: Pick<Scenario, "workloads" | "receiver" | "families">, set: ServiceSet): ManifestFile[] {
   const namespaces = [...new Set([s.workloads.namespace, s.receiver.namespace])].map(namespaceObject);
@@ -185,7 +188,7 @@ export function manifestObjects(s: Pick<Scenario, "workloads" | "receiver" | "fa
     { name: "scale-backend.yaml", objects: [backendDeployment(s)] },
   ];
   if (set.scaled.length > 0) {
-    files.push({ name: "scale-services.yaml", objects: set.scaled.map((spec) => serviceObject(spec, s.families)) });
+    files.push({ name: SCALED_SERVICES_MANIFEST, objects: set.scaled.map((spec) => serviceObject(spec, s.families)) });
   }
   files.push({ name: "ditg-receiver.yaml", objects: [receiverDeployment(s), serviceObject(set.receiver, s.families)] });
   return files;

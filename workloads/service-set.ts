@@ -56,6 +56,12 @@ export function scaledServiceName(i: number): string {
   return `svc-${String(i + 1).padStart(5, "0")}`;
 }
 
+/**
+ * Every scaled Service's name, and no other Service's, matches this (a POSIX extended regular
+ * expression, for awk on the hosts): the receiver may share the scaled Services' namespace.
+ */
+export const SCALED_SERVICE_NAME_PATTERN = "^svc-[0-9]+$";
+
 type ScenarioPart = Pick<Scenario, "kubernetes" | "families" | "receiver" | "sweep" | "workloads" | "services">;
 
 /**

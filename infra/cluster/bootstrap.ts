@@ -8,7 +8,7 @@ import type { Dataplane } from "../../scenario/schema.js";
 import { CA_CERT_HASH_PLACEHOLDER, JOIN_TOKEN_PLACEHOLDER, type FamilyAddresses } from "./kubeadm.js";
 import { clusterDataplane } from "./dataplanes/index.js";
 import { NODE_PREP_MARKER } from "./node-prep.js";
-import { shellAssignments } from "./shell.js";
+import { shellAssignments, type ScriptBound } from "./shell.js";
 
 /** Where the scripts read and write on a node. */
 export interface NodePaths {
@@ -40,6 +40,26 @@ export const JOIN_TOKEN_TTL = "15m";
 
 const HEADER = "set -euo pipefail";
 
+/** Seconds kubeadm init or join may take (pulling images, waiting for the control plane). */
+export const KUBEADM_TIMEOUT_S = 900;
+/** Seconds helm may take to install or upgrade Cilium and wait for its pods (its own --timeout is 15m). */
+export const HELM_INSTALL_TIMEOUT_S = 1080;
+
+/**
+ * Each cluster step's own time limit (asRootCommand): its inner waits fit inside, so the message of
+ * the wait that ran out comes first.
+ */
+export const BOUNDS = {
+  waitForNode: { limitS: 120, waitingFor: "the node preparation's marker" },
+  quick: { limitS: 120, waitingFor: "a key or a certificate to be read on the host" },
+  kubeadmInit: { limitS: KUBEADM_TIMEOUT_S + 180, waitingFor: "kubeadm init and the control plane" },
+  kubeadmJoin: { limitS: KUBEADM_TIMEOUT_S + 300, waitingFor: "the master's join token and kubeadm join" },
+  cilium: { limitS: HELM_INSTALL_TIMEOUT_S + 120, waitingFor: "helm to install Cilium and its pods to run" },
+  ciliumUninstall: { limitS: 720, waitingFor: "helm to uninstall Cilium" },
+  reset: { limitS: 300, waitingFor: "kubeadm reset and the node's cleanup" },
+  nodesReady: { limitS: 1500, waitingFor: "every node Ready with the stack's dataplane" },
+} as const satisfies Record<string, ScriptBound>;
+
 /** Prints the tail of a kubeadm log to stderr with every credential masked. */
 const REDACTED_TAIL = `redacted_tail() {
   tail -n 40 "$1" | sed -E 's/(--token|--discovery-token-ca-cert-hash|--certificate-key) [^ ]+/\\1 [redacted]/g' >&2
@@ -63,18 +83,21 @@ export const NODE_RESET = `reset_node() {
   done
   for dev in /sys/class/net/*; do
     dev="\${dev##*/}"
-    if tc filter show dev "$dev" ingress 2>/dev/null | grep cil_ >/dev/null; then tc qdisc delete dev "$dev" clsact 2>/dev/null || true; fi
+    filters="$(tc filter show dev "$dev" ingress 2>/dev/null || true)"
+    if grep -q cil_ <<<"$filters"; then tc qdisc delete dev "$dev" clsact 2>/dev/null || true; fi
   done
   rm -rf /sys/fs/bpf/tc/globals/cilium_* /sys/fs/bpf/cilium
 }`;
 
 /**
  * Checks that node preparation finished for the scenario's Kubernetes version (after the host's own
- * readiness check, which waited for cloud-init); prints the marker.
+ * readiness check, which waited for cloud-init); prints the marker. `boot` names what would have
+ * restarted the node (HostAccess.boot), so that a reboot runs the check again.
  */
-export function waitForNodeScript(kubernetesVersion: string, marker: string = NODE_PREP_MARKER): string {
+export function waitForNodeScript(kubernetesVersion: string, opts: { readonly boot?: string; readonly marker?: string } = {}): string {
+  const marker = opts.marker ?? NODE_PREP_MARKER;
   return `${HEADER}
-${shellAssignments({ MARKER: marker, K8S_VERSION: kubernetesVersion })}
+${opts.boot ? `# boot: ${opts.boot}\n` : ""}${shellAssignments({ MARKER: marker, K8S_VERSION: kubernetesVersion })}
 if [ ! -f "$MARKER" ]; then
   echo "node preparation did not finish; the end of its log:" >&2
   tail -n 40 /var/log/cloud-init-output.log >&2
@@ -107,7 +130,7 @@ ${indentScript(kubeadmReconfigure(args.kubeProxy))}
 else
   # Nothing of an earlier, failed attempt survives: Pulumi recorded no cluster for it.
   reset_node
-  if ! kubeadm init --config "$CONFIG" >"$LOG" 2>&1; then
+  if ! timeout ${KUBEADM_TIMEOUT_S} kubeadm init --config "$CONFIG" >"$LOG" 2>&1; then
     echo "kubeadm init failed; the end of $LOG:" >&2
     redacted_tail "$LOG"
     exit 1
@@ -252,7 +275,7 @@ known_hosts="$(mktemp "$SCRATCH/known_hosts.XXXXXX")"
 private="$(mktemp "$SCRATCH/kubeadm-join.XXXXXX")"
 trap 'rm -f "$private" "$known_hosts"' EXIT
 printf '%s %s\\n' "$MASTER" "$MASTER_HOST_KEY" >"$known_hosts"
-join_command="$(ssh -T -i "$KEY" -o BatchMode=yes -o IdentitiesOnly=yes -o StrictHostKeyChecking=yes -o UserKnownHostsFile="$known_hosts" -o ConnectTimeout=20 "$LOGIN@$MASTER")"
+join_command="$(timeout 120 ssh -T -i "$KEY" -o BatchMode=yes -o IdentitiesOnly=yes -o StrictHostKeyChecking=yes -o UserKnownHostsFile="$known_hosts" -o ConnectTimeout=20 "$LOGIN@$MASTER")"
 token="$(printf '%s\\n' "$join_command" | sed -nE 's/.*--token ([a-z0-9]{6}\\.[a-z0-9]{16}).*/\\1/p')"
 ca_hash="$(printf '%s\\n' "$join_command" | sed -nE 's/.*--discovery-token-ca-cert-hash (sha256:[a-f0-9]{64}).*/\\1/p')"
 if [ -z "$token" ] || [ "$ca_hash" != "$CA_HASH" ]; then
@@ -265,7 +288,7 @@ config="$(<"$CONFIG")"
 config="\${config//${JOIN_TOKEN_PLACEHOLDER}/$token}"
 config="\${config//${CA_CERT_HASH_PLACEHOLDER}/$ca_hash}"
 printf '%s\\n' "$config" >"$private"
-if ! kubeadm join --config "$private" >"$LOG" 2>&1; then
+if ! timeout ${KUBEADM_TIMEOUT_S} kubeadm join --config "$private" >"$LOG" 2>&1; then
   echo "kubeadm join failed; the end of $LOG:" >&2
   redacted_tail "$LOG"
   exit 1
@@ -292,7 +315,7 @@ ${shellAssignments({
 })}
 export KUBECONFIG
 echo "$VALUES_SHA256  $VALUES" | sha256sum --check --status || { echo "$VALUES is not the values file this step uploaded" >&2; exit 1; }
-helm upgrade --install cilium cilium --repo "$CHART_REPO" --version "$CILIUM_VERSION" \\
+timeout ${HELM_INSTALL_TIMEOUT_S} helm upgrade --install cilium cilium --repo "$CHART_REPO" --version "$CILIUM_VERSION" \\
   --namespace kube-system --values "$VALUES" --wait --timeout 15m
 helm get metadata cilium --namespace kube-system`;
 }
@@ -301,7 +324,7 @@ export function ciliumUninstallScript(): string {
   return `${HEADER}
 ${shellAssignments({ KUBECONFIG: ADMIN_CONF })}
 export KUBECONFIG
-helm uninstall cilium --namespace kube-system --wait --timeout 10m`;
+timeout 660 helm uninstall cilium --namespace kube-system --wait --timeout 10m`;
 }
 
 /** A node the cluster must have, by the addresses its kubelet was given (--node-ip). */
@@ -337,13 +360,13 @@ ${against}${shellAssignments({
   WANT_KPR: dataplane.ciliumReplacesKubeProxy ? "True" : "False",
 })}
 export KUBECONFIG
-kubectl wait --for=condition=Ready nodes --all --timeout=15m >/dev/null
-kubectl -n kube-system rollout status daemonset/cilium --timeout=10m >/dev/null
+kubectl wait --for=condition=Ready nodes --all --timeout=10m >/dev/null
+kubectl -n kube-system rollout status daemonset/cilium --timeout=5m >/dev/null
 # The ${dataplane.name} dataplane, and no other, serves the Services.
 ${dataplane.activeCheck}
 for pod in $(kubectl -n kube-system get pods -l k8s-app=cilium -o name); do
-  status="$(kubectl -n kube-system exec "$pod" -c cilium-agent -- cilium-dbg status)"
-  if ! printf '%s\\n' "$status" | grep -E "^KubeProxyReplacement:[[:space:]]+$WANT_KPR" >/dev/null; then
+  status="$(timeout 120 kubectl -n kube-system exec "$pod" -c cilium-agent -- cilium-dbg status)"
+  if ! grep -qE "^KubeProxyReplacement:[[:space:]]+$WANT_KPR" <<<"$status"; then
     echo "$pod does not report KubeProxyReplacement $WANT_KPR" >&2
     exit 1
   fi

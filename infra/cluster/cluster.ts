@@ -9,6 +9,7 @@ import type { Dataplane, Scenario } from "../../scenario/schema.js";
 import type { HostAccess } from "../hosts.js";
 import { contentHash, remoteArtifactPath, uploadArtifact } from "../remote-files.js";
 import {
+  BOUNDS,
   ciliumInstallScript,
   ciliumUninstallScript,
   kubeadmInitScript,
@@ -45,7 +46,7 @@ import {
 } from "./kubeadm.js";
 import { clusterDataplane } from "./dataplanes/index.js";
 import { apiServerUrl, apiTunnelCommand, isLoopback, kubeconfigWithServer, parseEndpoint } from "./kubeconfig.js";
-import { asRootCommand } from "./shell.js";
+import { asRootCommand, commandTimeouts } from "./shell.js";
 
 export interface KubernetesClusterArgs {
   readonly scenario: Scenario;
@@ -65,8 +66,6 @@ export interface InstalledVersions {
   readonly kernel: string;
 }
 
-const WAIT_TIMEOUT = "30m";
-const STEP_TIMEOUT = "20m";
 
 /** The resolved addresses of one host on one network. */
 function familyAddresses(host: HostAccess, network: "management" | "datacenter"): pulumi.Output<FamilyAddresses> {
@@ -141,16 +140,17 @@ export class KubernetesCluster extends pulumi.ComponentResource {
     // cluster. Triggers name only the identity of what a step runs on (the server, the cluster), so
     // a replacement, and the `delete` it runs, happens only with a new host (tests: lifecycle).
 
-    // 1. Each node: its host is ready (lab readiness check), node preparation finished for this version.
+    // 1. Each node: its host is ready (lab readiness check), node preparation finished for this
+    // version. It names the host's boot identity: after a resize (a reboot) it runs again, as an update.
     const waitFor = (role: "master" | "worker", host: HostAccess) =>
       new command.remote.Command(
         `${name}-${role}-wait`,
         {
           connection: pulumi.secret(pulumi.output(host.connection)),
-          create: asRootCommand(waitForNodeScript(s.kubernetes.version)),
+          create: host.boot.apply((boot) => asRootCommand(waitForNodeScript(s.kubernetes.version, { boot }), BOUNDS.waitForNode)),
           triggers: [serverIdentity(host.server)],
         },
-        { parent: this, dependsOn: [host.ready], deletedWith: host.server, ignoreChanges: ["connection"], customTimeouts: { create: WAIT_TIMEOUT, update: WAIT_TIMEOUT } },
+        { parent: this, dependsOn: [host.ready], deletedWith: host.server, ignoreChanges: ["connection"], customTimeouts: commandTimeouts(BOUNDS.waitForNode) },
       );
     const masterWait = waitFor("master", master);
     const workerWait = waitFor("worker", worker);
@@ -165,15 +165,18 @@ export class KubernetesCluster extends pulumi.ComponentResource {
     // place. Its stdout is admin.conf, so it is secret and never logged.
     const kubeProxy = clusterDataplane(s.dataplane).kubeProxyMode !== undefined;
     const initScript = initYaml.apply((yaml) =>
-      asRootCommand(kubeadmInitScript({ configPath: remoteArtifactPath(KUBEADM_INIT_ARTIFACT), configHash: contentHash(yaml), kubeProxy })),
+      asRootCommand(kubeadmInitScript({ configPath: remoteArtifactPath(KUBEADM_INIT_ARTIFACT), configHash: contentHash(yaml), kubeProxy }), BOUNDS.kubeadmInit),
     );
     const init = new command.remote.Command(
       `${name}-kubeadm-init`,
       {
         connection: masterConnection,
         create: initScript,
-        delete: `${asRootCommand(resetNodeScript())} || true`,
+        delete: `${asRootCommand(resetNodeScript(), BOUNDS.reset)} || true`,
         logging: "stderr",
+        // Its stdout is admin.conf: pulumi-command would hand it to the next run's environment
+        // (PULUMI_COMMAND_STDOUT), where a process listing or a log could show it.
+        addPreviousOutputInEnv: false,
         triggers: [masterServer],
       },
       {
@@ -184,24 +187,24 @@ export class KubernetesCluster extends pulumi.ComponentResource {
         // One cluster per host: a new master is reset before the new cluster is made.
         deleteBeforeReplace: true,
         deletedWith: master.server,
-        customTimeouts: { create: STEP_TIMEOUT, update: STEP_TIMEOUT },
+        customTimeouts: commandTimeouts(BOUNDS.kubeadmInit),
       },
     );
 
     // 3. The worker's join key, and the master's permission for it to mint join tokens, nothing else.
     const joinKey = new command.remote.Command(
       `${name}-join-key`,
-      { connection: workerConnection, create: asRootCommand(joinKeyScript()), triggers: [workerServer] },
-      { parent: this, dependsOn: [workerWait], ignoreChanges: ["connection"], deletedWith: worker.server },
+      { connection: workerConnection, create: asRootCommand(joinKeyScript(), BOUNDS.quick), triggers: [workerServer] },
+      { parent: this, dependsOn: [workerWait], ignoreChanges: ["connection"], deletedWith: worker.server, customTimeouts: commandTimeouts(BOUNDS.quick) },
     );
     const joinAuthorize = new command.remote.Command(
       `${name}-join-authorize`,
       {
         connection: masterConnection,
-        create: joinKey.stdout.apply((publicKey) => asRootCommand(joinAuthorizeScript({ user: s.openstack.sshUser, publicKey }))),
+        create: joinKey.stdout.apply((publicKey) => asRootCommand(joinAuthorizeScript({ user: s.openstack.sshUser, publicKey }), BOUNDS.quick)),
         triggers: [masterServer],
       },
-      { parent: this, dependsOn: [init, joinKey], ignoreChanges: ["connection"], deletedWith: master.server },
+      { parent: this, dependsOn: [init, joinKey], ignoreChanges: ["connection"], deletedWith: master.server, customTimeouts: commandTimeouts(BOUNDS.quick) },
     );
 
     // 4. kubeadm join, with a token the worker mints for this attempt (a retry never holds an
@@ -220,9 +223,10 @@ export class KubernetesCluster extends pulumi.ComponentResource {
                 master: apiAdvertiseAddress(s, a),
                 trust: parseJoinTrust(trust),
               }),
+              BOUNDS.kubeadmJoin,
             ),
           ),
-        delete: `${asRootCommand(resetNodeScript())} || true`,
+        delete: `${asRootCommand(resetNodeScript(), BOUNDS.reset)} || true`,
         logging: "stderr",
         // A new cluster (a new master) or a new worker: the worker joins afresh.
         triggers: [init.id, workerServer],
@@ -233,7 +237,7 @@ export class KubernetesCluster extends pulumi.ComponentResource {
         ignoreChanges: ["connection"],
         deleteBeforeReplace: true,
         deletedWith: worker.server,
-        customTimeouts: { create: STEP_TIMEOUT, update: STEP_TIMEOUT },
+        customTimeouts: commandTimeouts(BOUNDS.kubeadmJoin),
       },
     );
 
@@ -248,6 +252,7 @@ export class KubernetesCluster extends pulumi.ComponentResource {
           chartRepo: CILIUM_CHART_REPO,
           cluster,
         }),
+        BOUNDS.cilium,
       ),
     );
     const cilium = new command.remote.Command(
@@ -255,31 +260,38 @@ export class KubernetesCluster extends pulumi.ComponentResource {
       {
         connection: masterConnection,
         create: ciliumScript,
-        delete: `${asRootCommand(ciliumUninstallScript())} || true`,
+        delete: `${asRootCommand(ciliumUninstallScript(), BOUNDS.ciliumUninstall)} || true`,
       },
       {
         parent: this,
         dependsOn: [join, valuesFile],
         ignoreChanges: ["connection"],
         deletedWith: master.server,
-        customTimeouts: { create: STEP_TIMEOUT, update: STEP_TIMEOUT },
+        customTimeouts: commandTimeouts(BOUNDS.cilium),
       },
     );
 
-    // 6. Every node Ready, on its data-center addresses, with the stack's dataplane.
+    // 6. Every node Ready, on its data-center addresses, with the stack's dataplane. The check names
+    // what it runs against, the nodes' boot identities included: after a resize (a reboot) it waits
+    // for kubelet and the dataplane again, as an update.
     this.ready = new command.remote.Command(
       `${name}-nodes-ready`,
       {
         connection: masterConnection,
         create: pulumi
-          .all([expectedNodes, init.id, join.id, valuesHash])
-          .apply(([nodes, cluster, joined, hash]) =>
+          .all([expectedNodes, init.id, join.id, valuesHash, master.boot, worker.boot])
+          .apply(([nodes, cluster, joined, hash, masterBoot, workerBoot]) =>
             asRootCommand(
-              nodesReadyScript({ dataplane: s.dataplane, nodes, checks: { cluster, join: joined, cilium: s.cilium.version, values: hash } }),
+              nodesReadyScript({
+                dataplane: s.dataplane,
+                nodes,
+                checks: { cluster, join: joined, cilium: s.cilium.version, values: hash, "master boot": masterBoot, "worker boot": workerBoot },
+              }),
+              BOUNDS.nodesReady,
             ),
           ),
       },
-      { parent: this, dependsOn: [cilium, join], ignoreChanges: ["connection"], deletedWith: master.server, customTimeouts: { create: STEP_TIMEOUT, update: STEP_TIMEOUT } },
+      { parent: this, dependsOn: [cilium, join], ignoreChanges: ["connection"], deletedWith: master.server, customTimeouts: commandTimeouts(BOUNDS.nodesReady) },
     );
 
     // Resolves only after the readiness check, so nothing uses the cluster before it is usable.

@@ -109,7 +109,7 @@ apt_get update
 apt_get install apt-transport-https ca-certificates curl gpg containerd conntrack socat ebtables ethtool
 
 install -d -m 0755 /etc/apt/keyrings
-curl -fsSL --retry 5 "\${K8S_REPO}Release.key" | gpg --batch --yes --dearmor -o /etc/apt/keyrings/kubernetes-apt-keyring.gpg
+curl -fsSL --retry 5 --connect-timeout 20 --max-time 300 "\${K8S_REPO}Release.key" | gpg --batch --yes --dearmor -o /etc/apt/keyrings/kubernetes-apt-keyring.gpg
 echo "deb [signed-by=/etc/apt/keyrings/kubernetes-apt-keyring.gpg] \${K8S_REPO} /" >/etc/apt/sources.list.d/kubernetes.list
 apt_get update
 
@@ -135,8 +135,8 @@ if [ "$ROLE" = master ]; then
   tarball="helm-v\${HELM_VERSION}-linux-\${arch}.tar.gz"
   workdir="$(mktemp -d)"
   trap 'rm -rf "$workdir"' EXIT
-  curl -fsSL --retry 5 -o "$workdir/$tarball" "https://get.helm.sh/$tarball"
-  curl -fsSL --retry 5 -o "$workdir/$tarball.sha256sum" "https://get.helm.sh/$tarball.sha256sum"
+  curl -fsSL --retry 5 --connect-timeout 20 --max-time 300 -o "$workdir/$tarball" "https://get.helm.sh/$tarball"
+  curl -fsSL --retry 5 --connect-timeout 20 --max-time 300 -o "$workdir/$tarball.sha256sum" "https://get.helm.sh/$tarball.sha256sum"
   (cd "$workdir" && sha256sum --check --quiet "$tarball.sha256sum")
   tar -xzf "$workdir/$tarball" -C "$workdir"
   install -m 0755 "$workdir/linux-\${arch}/helm" /usr/local/bin/helm

@@ -45,9 +45,3 @@ export function readinessEstimate(s: Pick<Scenario, "families">, services: numbe
 export function readinessWaitS(s: Pick<Scenario, "families">, services: number): number {
   return Math.max(600, Math.ceil(3 * readinessEstimate(s, services).totalS));
 }
-
-/** The apply command's Pulumi timeout: the wait for the largest step of the sweep plus the rollouts. */
-export function applyTimeout(s: Pick<Scenario, "families" | "services" | "sweep">): string {
-  const largest = Math.max(s.services, ...s.sweep.services);
-  return `${Math.ceil((readinessWaitS(s, largest) + 2 * 600) / 60)}m`;
-}

@@ -159,7 +159,10 @@ export function labPlan(s: Pick<Scenario, "families" | "network" | "openstack" |
         hostRoutes: dataNetwork
           ? [{ destinationCidr: cidrOf(across(network), family).text, nextHop: routerAddress(network, family) }]
           : [],
-        dnsNameservers: network === "management" ? s.openstack.dnsNameservers.filter((a) => (a.includes(":") ? "ipv6" : "ipv4") === family) : [],
+        // Every subnet names the resolvers. Without, Neutron's DHCP hands out its own dnsmasq, which
+        // answers no outside name (--no-resolv): on a data NIC it joins the node's resolvers,
+        // CoreDNS forwards to each in turn, and pods fail to resolve at random.
+        dnsNameservers: s.openstack.dnsNameservers.filter((a) => (a.includes(":") ? "ipv6" : "ipv4") === family),
       });
     }
   }

@@ -11,8 +11,26 @@ import { MEASURED_PORTS, type LabPlan } from "./address-plan.js";
 
 /** chrony: D-ITG's one-way meter (owdm) needs synchronised clocks; tcpdump: looking at the path. */
 export const COMMON_PACKAGES = ["chrony", "tcpdump"] as const;
-/** D-ITG (ITGSend/ITGRecv/ITGDec) from Ubuntu's universe. */
-export const CLIENT_PACKAGES = ["d-itg"] as const;
+/**
+ * The client: D-ITG (ITGSend/ITGRecv/ITGDec, Ubuntu's universe), and a C compiler with the C
+ * library's headers for the connection-setup probe, which the stack builds there from its source.
+ */
+export const CLIENT_PACKAGES = ["d-itg", "gcc", "libc6-dev"] as const;
+/**
+ * The worker: what the hop probes need to be compiled and loaded on the node itself (clang for the
+ * BPF objects, gcc and the C library's and the kernel's UAPI headers for their loaders, tc from
+ * iproute2), and conntrack, with which the kube-proxy dataplanes forget the connections they track.
+ */
+export const WORKER_PACKAGES = ["clang", "gcc", "libc6-dev", "linux-libc-dev", "iproute2", "conntrack"] as const;
+
+/**
+ * What each role's readiness check finds once cloud-init is done (commands on PATH, files): a
+ * package that failed to install stops the host there, not in the middle of a campaign.
+ */
+export const ROLE_TOOLS: Partial<Record<HostRole, { readonly commands: readonly string[]; readonly files: readonly string[] }>> = {
+  client: { commands: ["ITGSend", "ITGDec", "cc"], files: ["/usr/include/stdio.h"] },
+  worker: { commands: ["clang", "gcc", "tc", "conntrack"], files: ["/usr/include/stdio.h", "/usr/include/linux/bpf.h"] },
+};
 
 /** What the host's own bootstrap leaves behind, read by the readiness check (host-ready.ts). */
 export const HOST_STATE_DIR = "/var/lib/testbed";
@@ -61,14 +79,14 @@ mirror="$(sed -nE 's#^(deb|URIs:)[[:space:]]+(\[[^]]*\][[:space:]]+)?[a-z]+://([
 unresolved=""
 for name in $mirror ${names}; do
   tries=0
-  until getent ahosts "$name" >/dev/null 2>&1; do
+  until timeout 10 getent ahosts "$name" >/dev/null 2>&1; do
     tries=$((tries + 1))
     if [ "$tries" -ge 30 ]; then unresolved="$unresolved $name"; break; fi
     sleep 2
   done
 done
 if [ -n "$unresolved" ]; then
-  echo "testbed: this host resolves none of:$unresolved. Its resolvers come from the management subnet, set by ${CONFIG_NAMESPACE}:openstack.dnsNameservers (now: ${resolvers}); set resolvers this cloud can reach and replace the hosts." | tee ${BOOTSTRAP_FAILED_FILE} >&2
+  echo "testbed: this host resolves none of:$unresolved. Its resolvers come from its subnets, set by ${CONFIG_NAMESPACE}:openstack.dnsNameservers (now: ${resolvers}); set resolvers this cloud can reach and replace the hosts." | tee ${BOOTSTRAP_FAILED_FILE} >&2
 fi`;
 }
 
@@ -265,15 +283,21 @@ export function hostSetupPart(s: Pick<Scenario, "families" | "linkShaping" | "li
   return { write_files: files, runcmd: [[HOST_SETUP_SCRIPT]] };
 }
 
-/** The client: D-ITG's sender. */
+/** The client: D-ITG's sender and the probe's compiler. */
 export function clientPart(): CloudInitPart {
   return { packages: [...CLIENT_PACKAGES] };
+}
+
+/** The worker: the hop probes' tools and conntrack. */
+export function workerPart(): CloudInitPart {
+  return { packages: [...WORKER_PACKAGES] };
 }
 
 /** What the OpenStack layer itself puts on a host of this role. */
 export function labParts(s: Pick<Scenario, "openstack" | "families" | "receiver" | "linkShaping" | "linkMbps">, plan: LabPlan, role: HostRole, macs: NicMacs): CloudInitPart[] {
   const parts = [commonPart(s, role), hostSetupPart(s, plan, role, macs)];
   if (role === "client") parts.push(clientPart());
+  if (role === "worker") parts.push(workerPart());
   return parts;
 }
 

@@ -12,8 +12,8 @@ import { HOST_ROLES, patientConnection, type CloudInitPart, type HostAccess, typ
 import { LabAccess } from "./access.js";
 import { labPlan, type LabPlan } from "./address-plan.js";
 import { renderUserData, type NicMacs } from "./cloud-init.js";
-import { hostExpectations, hostReadyScript } from "./host-ready.js";
-import { asRootCommand } from "../cluster/shell.js";
+import { hostExpectations, hostReadyBound, hostReadyScript } from "./host-ready.js";
+import { asRootCommand, commandTimeouts } from "../cluster/shell.js";
 import { cpuQuotaExtraSpecs, LabFlavors } from "./flavors.js";
 import { LabNetworks } from "./network.js";
 import { bandwidthLimits, LinkQos } from "./qos.js";
@@ -64,8 +64,8 @@ export function renderLab(args: Pick<OpenStackLabArgs, "scenario" | "cloudInitPa
   return { plan, securityGroups, userData };
 }
 
-/** First boot with package installs and (on nodes) the Kubernetes preparation. */
-const HOST_READY_TIMEOUT = "30m";
+/** Seconds a new server may take to answer SSH (the readiness check dials until then). */
+const SSH_BOOT_WAIT_S = 600;
 
 function familyOfAddress(address: string): Family {
   return address.includes(":") ? "ipv6" : "ipv4";
@@ -171,22 +171,27 @@ export class OpenStackLab extends pulumi.ComponentResource {
           : pulumi
               .all([management, this.bastionAddress, privateKey])
               .apply(([host, proxyHost, key]) => ({ host, user, privateKey: key, proxy: { host: proxyHost, user, privateKey: key } }));
-      // Nothing runs on a host, or relies on it, before its own bootstrap has been checked there.
+      // Nothing runs on a host, or relies on it, before its own bootstrap has been checked there. The
+      // check names the host's boot identity: a resize (which reboots it) runs the check again, as an
+      // update; a new server replaces it (its trigger), which runs no delete.
+      const boot = servers.boot[role];
+      const bound = hostReadyBound();
       const ready = new command.remote.Command(
         `${name}-${role}-ready`,
         {
           connection: patientConnection(connection),
-          create: asRootCommand(hostReadyScript(hostExpectations(s, plan, role))),
+          create: boot.apply((b) => asRootCommand(hostReadyScript(hostExpectations(s, plan, role), { boot: b }), bound)),
           triggers: [servers.servers[role].id],
         },
         {
           parent: this,
           dependsOn: [servers.servers[role], association],
           deletedWith: servers.servers[role],
-          customTimeouts: { create: HOST_READY_TIMEOUT, update: HOST_READY_TIMEOUT },
+          // The connection dials without a limit while the server boots: its wait counts too.
+          customTimeouts: commandTimeouts({ limitS: bound.limitS + SSH_BOOT_WAIT_S }),
         },
       );
-      hosts[role] = { connection: pulumi.secret(connection), addresses, interfaces, server: servers.servers[role], ready };
+      hosts[role] = { connection: pulumi.secret(connection), addresses, interfaces, server: servers.servers[role], ready, boot };
     }
     this.hosts = hosts;
     this.plan = plan;

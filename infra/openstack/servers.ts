@@ -32,6 +32,8 @@ export interface LabServersArgs {
 
 export class LabServers extends pulumi.ComponentResource {
   readonly servers: Readonly<Record<HostRole, openstack.compute.Instance>>;
+  /** Each server's boot identity (HostAccess.boot): its id and its flavor. */
+  readonly boot: Readonly<Record<HostRole, pulumi.Output<string>>>;
   readonly ports: Readonly<Record<HostRole, Partial<Record<LabNetwork, openstack.networking.Port>>>>;
 
   constructor(name: string, args: LabServersArgs, opts?: pulumi.ComponentResourceOptions) {
@@ -88,6 +90,14 @@ export class LabServers extends pulumi.ComponentResource {
       );
     }
     this.servers = servers;
+    this.boot = Object.fromEntries(
+      HOST_ROLES.map((role) => {
+        const flavor = args.flavors[role];
+        // From the server's outputs, so a check that names it runs after the server's update (a resize).
+        const ref = "name" in flavor ? servers[role].flavorName.apply((n) => `flavor ${n ?? flavor.name}`) : pulumi.output(flavor.id).apply((id) => `flavor-id ${id}`);
+        return [role, pulumi.all([servers[role].id, ref]).apply(([id, f]) => `server ${id} ${f}`)];
+      }),
+    ) as Record<HostRole, pulumi.Output<string>>;
     this.ports = ports;
     this.registerOutputs({ serverIds: Object.fromEntries(HOST_ROLES.map((r) => [r, servers[r].id])) });
   }

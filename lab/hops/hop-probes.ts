@@ -1,6 +1,8 @@
-// The hop probes in the lab: lab/hops/hop-probe.c compiled for the receiver's data port, loaded once
+// The hop probes in the lab: hops/hop-probe.c compiled for the receiver's data port, loaded once
 // with bpftool (every program and map pinned in a private bpffs of the run), each program attached by
-// tc to its point of the topology, and lab/hops/hop-reader.c draining the ring for the length of a run.
+// tc to its point of the topology, and hops/hop-reader.c draining their records for the length of a
+// run. The records leave through a ring buffer where the kernel has one (5.8+), else through a perf
+// event array (hops/build.ts).
 //
 // Points and priorities. Ingress probes run first on their hook (pref 1), egress probes last (pref
 // 65000): on the worker's uplink, which the eBPF dataplane shares (ebpf-dataplane.ts, pref 49152),
@@ -12,22 +14,16 @@
 // detached, they cost nothing; a clsact qdisc left empty is removed as well.
 import { spawn, type ChildProcess } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { machine, tmpdir } from "node:os";
+import { machine, release, tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
-import { HOP_POINTS, parseReaderSummary, type HopCapture, type HopKeying } from "../../measure/hops.js";
+import { HOPS_SOURCE_DIR, hopMapNames, outputForKernel, probeCompileArgs, readerArgs, readerCompileArgs, type HopOutput } from "../../hops/build.js";
+import { HOP_KEYING, HOP_POINTS, parseReaderSummary, type HopCapture, type HopKeying } from "../../measure/hops.js";
 import type { RunProfile } from "../../measure/types.js";
 import { exec, run } from "../netns.js";
 import type { LabTopology, Role, TopologyPlan } from "../topology.js";
 
-const PROBE_DIR = fileURLToPath(new URL("./", import.meta.url));
-const READER_SOURCE = fileURLToPath(new URL("./hop-reader.c", import.meta.url));
-const PROBE_SOURCE = join(PROBE_DIR, "hop-probe.c");
-
 /** tc priorities of the probes: ingress before any other filter, egress after. */
 export const HOP_PREF = { ingress: 1, egress: 65000 } as const;
-/** The profiles the probes stamp, and how their packets are keyed; throughput runs go unprobed. */
-export const HOP_KEYING: Partial<Record<RunProfile, HopKeying>> = { latency: "ditg", setup: "handshake" };
 const READER_START_TIMEOUT_MS = 10_000;
 const READER_STOP_TIMEOUT_MS = 30_000;
 
@@ -35,7 +31,7 @@ export interface HopAttachment {
   /** Number of the point (hop-maps.h enum hop_point), and its name. */
   readonly point: number;
   readonly name: (typeof HOP_POINTS)[number];
-  /** Function name of its program in hop-probe.c (the pin's name). */
+  /** Function name of its program in hops/hop-probe.c (the pin's name). */
   readonly program: string;
   readonly role: Role;
   readonly ifname: string;
@@ -63,26 +59,25 @@ export function hopAttachments(plan: Pick<TopologyPlan, "links" | "worker">): Ho
   return places.map((p, point) => ({ point, name: HOP_POINTS[point]!, ...p }));
 }
 
-function multiarchInclude(): string[] {
+function multiarchInclude(): string | undefined {
   // clang -target bpf does not search the multiarch directory that holds <asm/types.h>.
   const multiarch = `/usr/include/${machine()}-linux-gnu`;
-  return existsSync(multiarch) ? ["-I", multiarch] : [];
+  return existsSync(multiarch) ? multiarch : undefined;
 }
 
-/** Pure: the clang command that builds the probes for the receiver's data port. */
-export function probeCompileCommand(output: string, dataPort: number): string[] {
-  if (!Number.isInteger(dataPort) || dataPort < 1 || dataPort > 65535) throw new Error(`dataPort: ${dataPort} is not a port; accepted: 1-65535`);
-  return ["clang", "-O2", "-g", "-target", "bpf", "-Wall", ...multiarchInclude(), "-I", PROBE_DIR, `-DHOP_DATA_PORT=${dataPort}`, "-c", PROBE_SOURCE, "-o", output];
+/** Pure: the clang command that builds the probes for the receiver's data port (BTF maps, loaded by bpftool). */
+export function probeCompileCommand(output: string, dataPort: number, recordsOutput: HopOutput = outputForKernel(release())): string[] {
+  const include = multiarchInclude();
+  return ["clang", ...probeCompileArgs({ output: recordsOutput, maps: "btf", dataPort }, { sourceDir: HOPS_SOURCE_DIR, output, ...(include ? { multiarchInclude: include } : {}) })];
 }
 
-/** Pure: the clang command that builds the reader (a host program linked with libbpf). */
+/** Pure: the clang command that builds the reader (a host program on the C library alone). */
 export function readerCompileCommand(output: string): string[] {
-  return ["clang", "-O2", "-Wall", "-I", PROBE_DIR, "-o", output, READER_SOURCE, "-lbpf"];
+  return ["clang", ...readerCompileArgs({ sourceDir: HOPS_SOURCE_DIR, output })];
 }
 
 /** Why this host cannot run the hop probes, or undefined (beyond the eBPF dataplane's tools: libc headers for the reader). */
 export function hopProbeHostProblem(): string | undefined {
-  if (!existsSync("/usr/include/bpf/libbpf.h")) return "the hop probes need the libbpf headers (Debian: libbpf-dev)";
   if (!existsSync("/usr/include/stdio.h")) return "the hop probes' reader needs the C library headers (Debian: libc6-dev)";
   return undefined;
 }
@@ -154,18 +149,25 @@ export class HopProbes {
     private readonly workDir: string,
     /** Private bpffs: progs/ and maps/ hold the pins. */
     readonly bpffs: string,
+    /** Where the records leave the kernel: the ring buffer, or the perf event array. */
+    readonly output: HopOutput,
   ) {
     this.plan = hopAttachments(topology.plan);
   }
 
-  /** Compiles probes and reader and loads the probes (not yet attached). Undoes everything on failure. */
-  static load(topology: LabTopology, options: { dataPort: number }): HopProbes {
+  /**
+   * Compiles probes and reader and loads the probes (not yet attached). Undoes everything on failure.
+   * `output`: the ring buffer where the kernel has one, else the perf event array (a test forces either).
+   */
+  static load(topology: LabTopology, options: { dataPort: number; output?: HopOutput }): HopProbes {
     const problem = hopProbeHostProblem();
     if (problem) throw new Error(problem);
-    const probes = new HopProbes(topology, mkdtempSync(join(tmpdir(), `${topology.prefix}-hops-`)), join(topology.runDir, "hops-bpffs"));
+    const output = options.output ?? outputForKernel(release());
+    // One bpffs per output path: a test loads the perf probes beside the ring buffer's.
+    const probes = new HopProbes(topology, mkdtempSync(join(tmpdir(), `${topology.prefix}-hops-`)), join(topology.runDir, `hops-bpffs-${output}`), output);
     topology.onTeardown(() => probes.teardown());
     try {
-      run(probeCompileCommand(probes.object, options.dataPort));
+      run(probeCompileCommand(probes.object, options.dataPort, output));
       run(readerCompileCommand(probes.reader));
       mkdirSync(probes.bpffs, { recursive: true });
       run(["mount", "-t", "bpf", "bpf", probes.bpffs]);
@@ -190,7 +192,7 @@ export class HopProbes {
     return join(this.workDir, "hop-reader");
   }
 
-  mapPath(name: "hop_ring" | "hop_counts"): string {
+  mapPath(name: "hop_ring" | "hop_events" | "hop_counts"): string {
     return join(this.bpffs, "maps", name);
   }
 
@@ -263,7 +265,7 @@ export class HopProbes {
 
   /** Starts a reader for one run; its records go to `recordsFile`. */
   async startReader(recordsFile: string): Promise<HopReader> {
-    const child = spawn(this.reader, [this.mapPath("hop_ring"), this.mapPath("hop_counts"), recordsFile], { stdio: ["ignore", "pipe", "pipe"] });
+    const child = spawn(this.reader, readerArgs(this.output, { pins: join(this.bpffs, "maps"), recordsFile }), { stdio: ["ignore", "pipe", "pipe"] });
     const reader = new HopReader(child, recordsFile);
     await reader.ready();
     return reader;
@@ -274,7 +276,7 @@ export class HopProbes {
     const idOf = (kind: "prog" | "map", path: string) => (JSON.parse(run(["bpftool", "-j", kind, "show", "pinned", path])) as { id: number }).id;
     return {
       programs: this.plan.map((a) => idOf("prog", join(this.bpffs, "progs", a.program))),
-      maps: (["hop_ring", "hop_counts"] as const).map((m) => idOf("map", this.mapPath(m))),
+      maps: Object.values(hopMapNames(this.output)).map((m) => idOf("map", this.mapPath(m))),
     };
   }
 

@@ -1,4 +1,4 @@
-import { execFileSync } from "node:child_process";
+import { execFileSync, spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
@@ -125,6 +125,41 @@ describe("the testbed command", () => {
     expect(out).toMatch(/^~  command:remote:Command::workloads-apply \(update\)$/m);
     expect(out).toMatch(/^~  command:remote:CopyToRemote::workloads-scale-services \(update\)$/m);
     expect(out).not.toMatch(/^(\+-|-\+) /m);
+  });
+
+  it("plan --json prints one summary object: the stack, its resources by type and the files it renders", () => {
+    const summary = JSON.parse(testbed("plan", "--stack", "nftables", "--json")) as { stack: string; resources: number; types: Record<string, number>; artifacts: string[] };
+    expect(summary.stack).toBe("nftables");
+    expect(Object.values(summary.types).reduce((a, b) => a + b, 0)).toBe(summary.resources);
+    expect(summary.artifacts).toEqual(expect.arrayContaining(["cloud-init/worker.yaml", "helm/cilium-values.yaml"]));
+  });
+
+  it("diff --exit-code: 1 when the plans differ, 0 when not, 2 on an error, as git does", () => {
+    const run = (...args: string[]) => spawnSync(process.execPath, ["--import", "tsx", "cli/main.ts", ...args], { encoding: "utf8" });
+    const differ = run("diff", "iptables", "ebpf", "--exit-code");
+    expect([differ.status, differ.stderr]).toEqual([1, ""]);
+    expect(differ.stdout).toContain('dataplane: "iptables" -> "ebpf"');
+    const same = run("diff", "ebpf", "--before", "services=7", "--after", "services=7", "--exit-code");
+    expect([same.status, same.stderr]).toEqual([0, ""]);
+    expect(same.stdout).toContain("would change no resource");
+    expect(run("diff", "ebpf", "--exit-code").status).toBe(2);
+    expect(run("diff", "iptables", "ebpf").status).toBe(0);
+  });
+
+  it("diff with one stack and no --before/--after: an error, saying how to compare", () => {
+    const r = spawnSync(process.execPath, ["--import", "tsx", "cli/main.ts", "diff", "ebpf"], { encoding: "utf8" });
+    expect([r.status, r.stdout]).toEqual([1, ""]);
+    expect(r.stderr).toBe(
+      "testbed: diff ebpf: one stack and no --before/--after gives two identical plans; accepted: two stacks (testbed diff iptables ebpf), or one stack under two configurations (testbed diff ebpf --before services=1000 --after services=5000)\n",
+    );
+  });
+
+  it("says how to write a list or an object given as plain text", () => {
+    const run = (pair: string) => spawnSync(process.execPath, ["--import", "tsx", "cli/main.ts", "plan", "--stack", "ebpf", "--config", pair], { encoding: "utf8" });
+    expect(run("families=ipv6").stderr).toContain(
+      `testbed:families: "ipv6" is not accepted; accepted: a list; families is a list, written as JSON: --config 'families=["ipv6"]' (testbed plan, diff), or \`pulumi config set --path 'testbed:families[0]' ipv6\``,
+    );
+    expect(run("sweep=5").stderr).toContain(`testbed:sweep: 5 is not accepted; accepted: an object; sweep is an object, written as JSON or one leaf at a time: --config 'sweep.services=VALUE'`);
   });
 
   it("refuses a bad key before planning anything, naming key, value and what is accepted", () => {

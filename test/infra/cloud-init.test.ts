@@ -14,6 +14,7 @@ import {
   renderCloudConfig,
   renderUserData as renderWithMacs,
   ROUTER_SYSCTL_FILE,
+  WORKER_PACKAGES,
   type NicMacs,
   type UserDataScenario,
 } from "../../infra/openstack/cloud-init.js";
@@ -220,7 +221,16 @@ describe("merging parts", () => {
     expect(doc.bootcmd).toHaveLength(2);
     expect(String(doc.bootcmd![0])).toContain("getent ahosts");
     expect(doc.bootcmd![1]).toBe("swapoff -a");
-    expect(doc.packages).toEqual(["chrony", "tcpdump", "containerd"]);
+    expect(doc.packages).toEqual(["chrony", "tcpdump", ...WORKER_PACKAGES, "containerd"]);
+  });
+
+  it("puts the hop probes' and the connection flush's tools on the worker, the probe's compiler on the client, from the archive", () => {
+    const s = scenario();
+    const packages = (role: "client" | "worker" | "router" | "master") => docOf(renderUserData(s, labPlan(s), role)).packages;
+    expect(packages("worker")).toEqual(["chrony", "tcpdump", "clang", "gcc", "libc6-dev", "linux-libc-dev", "iproute2", "conntrack"]);
+    expect(packages("client")).toEqual(["chrony", "tcpdump", "d-itg", "gcc", "libc6-dev"]);
+    expect(packages("router")).toEqual(["chrony", "tcpdump"]);
+    expect(packages("master")).toEqual(["chrony", "tcpdump"]);
   });
 
   it("refuses two parts that write one file", () => {

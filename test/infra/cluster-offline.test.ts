@@ -7,6 +7,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
 import { readStackConfig, runOffline, type OfflineRun, type PlannedResource } from "../../infra/offline-engine.js";
+import { mockCommandStdout } from "../../infra/offline-fixtures.js";
 import type { Change } from "../../cli/diff.js";
 import { recordRegistrations, reg, registrations, waitsFor } from "./mock-registrations.js";
 
@@ -91,6 +92,19 @@ describe("secrets", () => {
     expect(planned("cluster-kubeadm-init").inputs.logging).toBe("stderr");
   });
 
+  it("no command whose stdout holds a credential hands it to its next run's environment (PULUMI_COMMAND_STDOUT)", () => {
+    // Found by what the commands print (the offline fixtures stand for the real outputs), not by name.
+    const CREDENTIAL = /client-key-data|PRIVATE KEY|--token [a-z0-9]{6}\.|certificate-key/;
+    const commands = run.resources.filter((r) => r.type === "command:remote:Command" || r.type === "command:local:Command");
+    const holding = commands.filter((r) => CREDENTIAL.test(mockCommandStdout(r.name, r.inputs)));
+    expect(holding.map((r) => r.name)).toEqual(["cluster-kubeadm-init"]);
+    // Every command with a secret stdout, and every one holding a credential, turns the variable off.
+    const secretStdout = commands.filter((r) => r.options?.additionalSecretOutputs.includes("stdout"));
+    for (const r of [...holding, ...secretStdout]) expect(r.inputs.addPreviousOutputInEnv, r.name).toBe(false);
+    // The check can fail: pulumi-command's default (unset) is to pass the previous stdout on.
+    expect(commands.filter((r) => r.inputs.addPreviousOutputInEnv === undefined).length).toBeGreaterThan(0);
+  });
+
   it("no credential of the fixtures appears outside a secret", () => {
     const plainText = JSON.stringify(
       run.resources.map((r) => r.inputs),
@@ -106,7 +120,8 @@ describe("when steps run again", () => {
     const conn = (planned("lab-master-ready").inputs.connection as { $secret: Record<string, any> }).$secret;
     expect(conn.dialErrorLimit).toBe(-1);
     expect(conn.proxy.dialErrorLimit).toBe(-1);
-    expect(reg("lab-master-ready").customTimeouts?.create).toBe("30m");
+    // The boot's SSH wait (10 min) and the check's own limit (cloud-init's 25 min and the checks).
+    expect(reg("lab-master-ready").customTimeouts?.create).toBe("39m");
     expect(waitsFor("cluster-master-wait", "lab-master-ready")).toBe(true);
   });
 

@@ -30,7 +30,7 @@ import {
 import { renderKubeadmJoin } from "../../infra/cluster/kubeadm.js";
 import { apiServerUrl, apiTunnelCommand, isLoopback, kubeconfigWithServer, parseEndpoint } from "../../infra/cluster/kubeconfig.js";
 import { nodePrepScript } from "../../infra/cluster/node-prep.js";
-import { asRootCommand, shellAssignments, shellQuote } from "../../infra/cluster/shell.js";
+import { asRootCommand, scriptOfRootCommand, shellAssignments, shellQuote } from "../../infra/cluster/shell.js";
 
 const work = fs.mkdtempSync(path.join(os.tmpdir(), "cluster-scripts-"));
 afterAll(() => fs.rmSync(work, { recursive: true, force: true }));
@@ -87,8 +87,21 @@ describe("quoting", () => {
   it("asRootCommand hands bash the script unchanged", () => {
     const script = "set -euo pipefail\nx='a b'\nprintf '%s|' \"$x\" \"$(echo \"it's\")\"";
     // The same command line with `sudo` replaced by `env`: the script text bash receives is what ran.
-    const line = asRootCommand(script).replace(/^sudo /, "env ");
+    const line = asRootCommand(script, { limitS: 60, waitingFor: "nothing" }).replace(/^sudo /, "env ");
     expect(execFileSync("sh", ["-c", line], { encoding: "utf8" })).toBe("a b|it's|");
+    expect(scriptOfRootCommand(asRootCommand(script, { limitS: 60, waitingFor: "nothing" }))).toBe(script);
+  });
+
+  it("asRootCommand ends a script at its limit and says what it waited for; the status stays the script's", () => {
+    const run = (script: string, limitS: number) =>
+      spawnSync("sh", ["-c", `${asRootCommand(script, { limitS, waitingFor: "the thing to appear" }).replace(/^sudo /, "env ")} || echo "status $?"`], { encoding: "utf8" });
+    const hung = run("sleep 30", 1);
+    expect(hung.stderr).toBe("gave up after 1 s (the script's own limit) waiting for the thing to appear\n");
+    expect(hung.stdout).toBe("status 124\n");
+    const failed = run("echo no >&2; exit 3", 5);
+    expect(failed.stderr).toBe("no\n");
+    expect(failed.stdout).toBe("status 3\n");
+    expect(() => asRootCommand("true", { limitS: 0, waitingFor: "x" })).toThrow(/time limit 0: accepted: a whole number of seconds >= 1/);
   });
 
   it("refuses a variable name a shell would not take", () => {
@@ -116,7 +129,7 @@ describe("waiting for a node", () => {
 
   it("prints the marker of a node prepared for the scenario's version", () => {
     fs.writeFileSync(marker, "kubernetes=1.32.9-1.1\ncontainerd=1.7.24-0ubuntu1~20.04.2\n");
-    const r = runBash(waitForNodeScript("1.32.9", marker), bin);
+    const r = runBash(waitForNodeScript("1.32.9", { marker }), bin);
     expect(r.stderr).toBe("");
     expect(r.status).toBe(0);
     expect(parseNodePrepMarker(r.stdout)).toEqual({ kubernetes: "1.32.9-1.1", containerd: "1.7.24-0ubuntu1~20.04.2" });
@@ -124,13 +137,13 @@ describe("waiting for a node", () => {
 
   it("refuses a node prepared for another Kubernetes version", () => {
     fs.writeFileSync(marker, "kubernetes=1.32.8-1.1\n");
-    const r = runBash(waitForNodeScript("1.32.9", marker), bin);
+    const r = runBash(waitForNodeScript("1.32.9", { marker }), bin);
     expect(r.status).toBe(1);
     expect(r.stderr).toMatch(/prepared with Kubernetes 1\.32\.8-1\.1, the scenario asks for 1\.32\.9/);
   });
 
   it("fails when node preparation never finished", () => {
-    const r = runBash(waitForNodeScript("1.32.9", path.join(work, "absent")), bin);
+    const r = runBash(waitForNodeScript("1.32.9", { marker: path.join(work, "absent") }), bin);
     expect(r.status).not.toBe(0);
     expect(r.stderr).toMatch(/node preparation did not finish/);
   });
@@ -148,9 +161,11 @@ case "$*" in
   *"get configmap kube-proxy"*) printf '%s' "\${KUBE_PROXY_CONF:-}" ;;
   *"get pods -l k8s-app=kube-proxy -o name"*) printf 'pod/kube-proxy-a\\npod/kube-proxy-b\\n' ;;
   *"-- nft list table ip kube-proxy"*) exit "\${NFT_TABLE_MISSING:-0}" ;;
-  *"-- iptables-save -t nat"*) printf '*nat\\n%s\\nCOMMIT\\n' "\${NAT_CHAINS:-:POSTROUTING ACCEPT [0:0]}" ;;
+  # As long as a real table of thousands of Services: a reader that stops at the first match leaves the
+  # writer a SIGPIPE, which pipefail must never turn into a pass.
+  *"-- iptables-save -t nat"*) printf '*nat\\n%s\\n' "\${NAT_CHAINS:-:POSTROUTING ACCEPT [0:0]}"; yes ':KUBE-SVC-FILLER - [0:0]' | head -n 200000; printf 'COMMIT\\n' ;;
   *"get pods -l k8s-app=cilium -o name"*) printf 'pod/cilium-a\\npod/cilium-b\\n' ;;
-  *"cilium-dbg status"*) printf 'KVStore:   Disabled\\nKubeProxyReplacement:    %s   [ens4 198.18.1.10]\\nHost Routing:  Legacy\\n' "\${KPR:-True}" ;;
+  *"cilium-dbg status"*) printf 'KVStore:   Disabled\\nKubeProxyReplacement:    %s   [ens4 198.18.1.10]\\n' "\${KPR:-True}"; yes 'Host Routing:  Legacy' | head -n 100000 ;;
   *"get nodes -o jsonpath"*) printf '%s' "$NODE_TABLE" ;;
   *) echo "unexpected kubectl $*" >&2; exit 99 ;;
 esac`,

@@ -15,9 +15,10 @@ import { HOST_READY_MARKER, HOST_STATE_DIR } from "../../infra/openstack/cloud-i
 import { NODE_PATHS } from "../../infra/cluster/bootstrap.js";
 import { NODE_PREP_MARKER } from "../../infra/cluster/node-prep.js";
 import type { Step } from "../../infra/lifecycle.js";
-import type { PlannedResource } from "../../infra/offline-engine.js";
+import { assetText, type PlannedResource } from "../../infra/offline-engine.js";
 import { OFFLINE_CA_CERT_HASH } from "../../infra/offline-fixtures.js";
 import { REMOTE_ARTIFACT_ROOT } from "../../infra/remote-files.js";
+import { SETUP_PROBE_PATH } from "../../infra/setup-probe.js";
 import { HOST_ROLES, type HostRole } from "../../infra/hosts.js";
 
 const STANDINS = path.join(import.meta.dirname, "lifecycle-standins.mjs");
@@ -28,6 +29,8 @@ const TOOLS = ["kubectl", "helm", "kubeadm", "ssh", "sudo", "cloud-init"];
 export interface StandInState {
   readonly calls: { host: string; tool: string; args: string[] }[];
   readonly objects: Record<string, { kind: string; metadata: { name: string; namespace?: string }; spec?: Record<string, unknown> }>;
+  /** Deleted Services the worker's dataplane still holds, for readsLeft more reads (-1: for ever). */
+  stale?: Record<string, { service: StandInState["objects"][string]; readsLeft: number }>;
   readonly helm: Record<string, { version: string; revision: number; values: Record<string, unknown> }>;
   readonly nodes: Record<string, { name: string; ips: string[] }>;
   readonly daemonsets: string[];
@@ -98,7 +101,7 @@ export class Replay {
 
   /** A script with the host's fixed paths moved into its directory and kubeadm pointed at the stand-in. */
   private relocate(role: HostRole, script: string): string {
-    const moved = [REMOTE_ARTIFACT_ROOT, NODE_PATHS.kubernetesDir, HOST_STATE_DIR, NODE_PATHS.logDir, NODE_PATHS.sshHostKey];
+    const moved = [REMOTE_ARTIFACT_ROOT, NODE_PATHS.kubernetesDir, HOST_STATE_DIR, NODE_PATHS.logDir, NODE_PATHS.sshHostKey, SETUP_PROBE_PATH];
     let text = script.replaceAll(NODE_PATHS.kubeadm, path.join(this.bin, "kubeadm"));
     for (const p of moved) text = text.replace(new RegExp(`${p.replace(/[.]/g, "\\.")}(?=[/'" \\n]|$)`, "g"), this.hostPath(role, p));
     // The root-only scratch directory appears quoted: SCRATCH='/root', KEY='/root/.ssh/...'.
@@ -107,6 +110,21 @@ export class Replay {
 
   state(): StandInState {
     return JSON.parse(fs.readFileSync(this.stateFile, "utf8")) as StandInState;
+  }
+
+  /** Changes the stand-ins' cluster: what the worker's dataplane holds beyond the API's Services. */
+  patchState(patch: (s: StandInState & Record<string, unknown>) => void): void {
+    const s = this.state() as StandInState & Record<string, unknown>;
+    patch(s);
+    fs.writeFileSync(this.stateFile, JSON.stringify(s));
+  }
+
+  /** Runs one script on a host as a remote Command's create would (e.g. the step gate alone). */
+  runScript(host: HostRole, name: string, create: string): StepRun {
+    const resource: PlannedResource = { type: "command:remote:Command", name, inputs: { create }, options: { parent: "", dependencies: [], propertyDependencies: {}, deleteBeforeReplace: false, ignoreChanges: [], replaceOnChanges: [], additionalSecretOutputs: [], deletedWith: `openstack:compute/instance:Instance::lab-servers-${host}` } };
+    const run = this.runStep({ action: "create", id: `command:remote:Command::${name}`, resource, reason: "run alone" });
+    this.runs.push(run);
+    return run;
   }
 
   /** Runs the steps in order; stops at the first failing create or update, as `pulumi up` does. */
@@ -130,7 +148,9 @@ export class Replay {
       if (step.action !== "delete") {
         const file = this.hostPath(host, String(r.inputs.remotePath));
         fs.mkdirSync(path.dirname(file), { recursive: true });
-        fs.writeFileSync(file, String((r.inputs.source as { $text: string }).$text));
+        const content = assetText(r.inputs.source);
+        if (content === undefined) throw new Error(`${r.name}: its source is neither a string nor a file asset`);
+        fs.writeFileSync(file, content);
       }
       // pulumi-command's CopyToRemote removes nothing on delete.
       return { step, host, status: 0, stdout: "", stderr: "" };

@@ -40,6 +40,13 @@ const objectKey = (kind, ns, name) => `${kind}/${ns ?? ""}/${name}`;
 const objectsOf = (kind, ns) => Object.values(state.objects).filter((o) => o.kind === kind && (ns === undefined || o.metadata.namespace === ns));
 const familyOf = (ip) => (ip.includes(":") ? "IPv6" : "IPv4");
 
+/** The cluster's own Services, which share the dataplane's tables with the workloads' ones. */
+const SYSTEM_SERVICES = [
+  { metadata: { namespace: "default", name: "kubernetes" }, spec: { clusterIPs: ["10.96.0.1", "fd00:10:96::1"], ports: [{ name: "https", protocol: "TCP", port: 443 }] } },
+  { metadata: { namespace: "kube-system", name: "kube-dns" }, spec: { clusterIPs: ["10.96.0.10", "fd00:10:96::a"], ports: [{ name: "dns", protocol: "UDP", port: 53 }, { name: "dns-tcp", protocol: "TCP", port: 53 }] } },
+];
+
+
 function nodeIpsFrom(file) {
   for (const doc of parseAllDocuments(fs.readFileSync(file, "utf8"))) {
     const d = doc.toJSON();
@@ -168,7 +175,12 @@ function kubectl() {
     return;
   }
   if (verb === "delete") {
-    for (const target of rest.slice(1).filter((a) => !a.startsWith("--"))) delete state.objects[objectKey("Service", ns, target.replace(/^service\//, ""))];
+    for (const target of rest.slice(1).filter((a) => !a.startsWith("--"))) {
+      const key = objectKey("Service", ns, target.replace(/^service\//, ""));
+      // The worker's dataplane drops a deleted Service only at its next syncs (dataplaneLagReads).
+      if (state.objects[key]) (state.stale ??= {})[key] = { service: state.objects[key], readsLeft: state.dataplaneLagReads ?? 0 };
+      delete state.objects[key];
+    }
     save();
     return;
   }
@@ -209,7 +221,7 @@ function get(rest, ns, out) {
   if (what === "services") {
     const services = objectsOf("Service", ns);
     if (output === "name") out(services.map((s) => `service/${s.metadata.name}\n`).join(""));
-    else if (output.startsWith("jsonpath=") && output.includes("clusterIPs")) out(services.flatMap((s) => (s.spec.clusterIPs ?? []).map((ip) => `${ip}\n`)).join(""));
+    else if (output === 'jsonpath={range .items[*]}{.metadata.name}{" "}{.spec.clusterIPs[*]}{"\\n"}{end}') out(services.map((s) => `${[s.metadata.name, ...(s.spec.clusterIPs ?? [])].join(" ")}\n`).join(""));
     else if (args.includes("--no-headers")) out(services.map((s) => `${s.metadata.name}   ${s.spec.type}\n`).join(""));
     else fail(`kubectl get services ${output}`);
     return;
@@ -223,19 +235,43 @@ function get(rest, ns, out) {
   fail(`kubectl get ${rest.slice(1).join(" ")}`);
 }
 
-/** What the worker's dataplane has programmed: every Service's ClusterIPs, in the tool's own format. */
+/**
+ * What the worker's dataplane holds: the API's Services, the cluster's own, and deleted ones it has
+ * not dropped yet; each read is one sync, after which a stale Service has one read less to live
+ * (dataplaneLagReads; -1: never dropped).
+ */
+function programmedServices() {
+  const stale = Object.values(state.stale ?? {}).map((s) => s.service);
+  for (const [key, s] of Object.entries(state.stale ?? {})) {
+    if (s.readsLeft === 0) delete state.stale[key];
+    else if (s.readsLeft > 0) s.readsLeft -= 1;
+  }
+  save();
+  return [...SYSTEM_SERVICES, ...Object.values(state.objects).filter((o) => o.kind === "Service"), ...stale];
+}
+
+/** Per Service port and ClusterIP of a family: [ip, namespace/name, port]. */
+function frontends(services, family) {
+  return services.flatMap((s) =>
+    (s.spec.clusterIPs ?? []).filter((ip) => family === undefined || familyOf(ip) === family).flatMap((ip) => (s.spec.ports ?? []).map((p) => [ip, `${s.metadata.namespace}/${s.metadata.name}`, p])),
+  );
+}
+
+/** What the worker's dataplane has programmed, in the tool's own format. */
 function exec(rest) {
   const dd = rest.indexOf("--");
   const command = rest.slice(dd + 1);
-  const services = Object.values(state.objects).filter((o) => o.kind === "Service");
-  const ips = services.flatMap((s) => s.spec.clusterIPs ?? []);
   if (command[0] === "cilium-dbg" && command[1] === "status") {
     const kpr = state.helm.cilium?.values?.kubeProxyReplacement === true;
     process.stdout.write(`KubeProxyReplacement:    ${kpr ? "True" : "False"}   [tb-dc]\n`);
     return;
   }
   if (command[0] === "cilium-dbg" && command[1] === "service") {
-    process.stdout.write(JSON.stringify(ips.map((ip, i) => ({ spec: { id: i + 1, "frontend-address": { ip, port: 80, protocol: "TCP" }, "backend-addresses": [{ ip: "10.244.1.5", port: 80 }], flags: { type: "ClusterIP" } } }))));
+    const list = frontends(programmedServices()).map(([ip, id, p], i) => {
+      const [namespace, name] = id.split("/");
+      return { spec: { id: i + 1, "frontend-address": { ip, port: p.port, protocol: p.protocol, scope: "external" }, "backend-addresses": [{ ip: "10.244.1.5", port: p.port, state: "active" }], flags: { type: "ClusterIP", trafficPolicy: "Cluster", name, namespace } }, status: {} };
+    });
+    process.stdout.write(JSON.stringify(list, null, 2));
     return;
   }
   if (command[0] === "nft" && command[1] === "list" && command[2] === "table") {
@@ -245,7 +281,7 @@ function exec(rest) {
   }
   if (command[0] === "nft" && command[1] === "list" && command[2] === "map") {
     const family = command[3] === "ip" ? "IPv4" : "IPv6";
-    const elements = ips.filter((ip) => familyOf(ip) === family).map((ip, i) => `${ip} . tcp . 80 : goto service-${String(i).padStart(8, "A")}-svc/tcp/http`);
+    const elements = frontends(programmedServices(), family).map(([ip, id, p], i) => `${ip} . ${p.protocol.toLowerCase()} . ${p.port} : goto service-${String(i).padStart(8, "A")}-${id}/${p.protocol.toLowerCase()}/${p.name}`);
     process.stdout.write(`table ${command[3]} kube-proxy {\n\tmap service-ips {\n\t\ttype ${family === "IPv4" ? "ipv4_addr" : "ipv6_addr"} . inet_proto . inet_service : verdict\n\t\telements = { ${elements.join(",\n\t\t\t     ")} }\n\t}\n}\n`);
     return;
   }
@@ -255,7 +291,10 @@ function exec(rest) {
       return;
     }
     const family = command[0] === "iptables-save" ? "IPv4" : "IPv6";
-    const lines = ips.filter((ip) => familyOf(ip) === family).map((ip, i) => `-A KUBE-SERVICES -d ${ip}/${family === "IPv4" ? 32 : 128} -p tcp -m comment --comment "svc cluster IP" -m tcp --dport 80 -j KUBE-SVC-${String(i).padStart(16, "A")}`);
+    const lines = frontends(programmedServices(), family).map(([ip, id, p], i) => {
+      const proto = p.protocol.toLowerCase();
+      return `-A KUBE-SERVICES -d ${ip}/${family === "IPv4" ? 32 : 128} -p ${proto} -m comment --comment "${id}:${p.name} cluster IP" -m ${proto} --dport ${p.port} -j KUBE-SVC-${String(i).padStart(16, "A")}`;
+    });
     process.stdout.write(`*nat\n${lines.join("\n")}\nCOMMIT\n`);
     return;
   }

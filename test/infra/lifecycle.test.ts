@@ -7,6 +7,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { planInChild } from "../../cli/diff.js";
 import { deployment, previewMark, type Deployment, type Operation } from "../../infra/lifecycle.js";
 import type { PlannedResource } from "../../infra/offline-engine.js";
+import { parseStepReadiness, stepGateCommand } from "../../infra/step-gate.js";
+import { testScenario } from "../fixtures/scenario.js";
 import { canReplay, Replay, type StandInState } from "./lifecycle-replay.js";
 
 const cmd = (name: string, inputs: Record<string, unknown>, options: Partial<NonNullable<PlannedResource["options"]>> = {}): PlannedResource => ({
@@ -97,19 +99,20 @@ const servicesIn = (s: StandInState, ns: string) => Object.values(s.objects).fil
 const receiverRuns = (s: StandInState) => Object.values(s.objects).some((o) => o.kind === "Deployment" && o.metadata.namespace === "ditg");
 
 describe.skipIf(!canReplay).each(["ebpf", "iptables", "nftables"] as const)("a running %s lab under pulumi up (scripts run against stand-ins)", (stack) => {
-  let plans: Record<"s1000" | "s5000" | "cilium", PlannedResource[]>;
+  let plans: Record<"s1000" | "s5000" | "cilium" | "resized", PlannedResource[]>;
   let replay: Replay;
   let afterFirstUp = 0;
 
   beforeAll(async () => {
     // The hosts' login is root here: the replay has no `ubuntu` user, and root's home is private to it.
     const base = ["openstack.sshUser=root"];
-    const [s1000, s5000, cilium] = await Promise.all([
+    const [s1000, s5000, cilium, resized] = await Promise.all([
       planInChild(stack, [...base, "services=1000"]),
       planInChild(stack, [...base, "services=5000"]),
       planInChild(stack, [...base, "services=5000", "cilium.version=1.17.17"]),
+      planInChild(stack, [...base, "services=1000", "hosts.worker.flavor=m1.xlarge"]),
     ]);
-    plans = { s1000, s5000, cilium };
+    plans = { s1000, s5000, cilium, resized };
     replay = new Replay(stack === "nftables" ? "1.33.9" : "1.32.9");
   }, 300_000);
   afterAll(() => replay?.close());
@@ -126,7 +129,7 @@ describe.skipIf(!canReplay).each(["ebpf", "iptables", "nftables"] as const)("a r
     expect(receiverRuns(s)).toBe(true);
     // The apply proves the step: ready endpoints, then the dataplane's own view of the ClusterIPs.
     const apply = runs.find((r) => r.step.id === "command:remote:Command::workloads-apply")!;
-    expect(apply.stdout).toMatch(/^step services=1000 endpointsReadyAfterS=[0-9.]+ programmedAfterS=[0-9.]+$/m);
+    expect(apply.stdout).toMatch(/^step services=1000 endpointsReadyAfterS=[0-9.]+ programmedAfterS=[0-9.]+ programmedServices=1000$/m);
     const execs = s.calls.filter((c) => c.tool === "kubectl" && c.args.includes("exec")).map((c) => c.args.join(" "));
     const readsOwnView = { ebpf: /cilium-dbg service list -o json/, iptables: /iptables-save -t nat/, nftables: /nft list map ip6? kube-proxy service-ips/ }[stack];
     expect(execs.some((c) => readsOwnView.test(c))).toBe(true);
@@ -173,6 +176,67 @@ describe.skipIf(!canReplay).each(["ebpf", "iptables", "nftables"] as const)("a r
     expect(servicesIn(s, "scale")).toHaveLength(1000);
     expect(s.helm.cilium?.version).toBe("1.17.18");
     expect(receiverRuns(s)).toBe(true);
+  });
+
+  it("the step gate alone refuses a worker that still holds a larger step's Services, and waits for one that drops them late", () => {
+    // Three Services of a larger step, pruned from the API, that the worker's dataplane still holds.
+    const template = Object.values(replay.state().objects).find((o) => o.kind === "Service" && o.metadata.name === "svc-01000")!;
+    const stale = (readsLeft: number) => (st: StandInState) => {
+      st.stale = Object.fromEntries(
+        [1001, 1002, 1003].map((n) => {
+          const name = `svc-0${n}`;
+          const service = { ...template, metadata: { ...template.metadata, name }, spec: { ...template.spec, clusterIPs: [`10.96.200.${n - 1000}`, `fd00:10:96::c8:${n - 1000}`] } };
+          return [`Service/scale/${name}`, { service, readsLeft }];
+        }),
+      );
+    };
+    const scenario = { ...testScenario(), dataplane: stack, services: 1000 };
+    const gate = (waitS: number) => replay.runScript("master", "step-gate", stepGateCommand(scenario, { workerNode: "testbed-worker", waitS, pollS: 1 }));
+
+    replay.patchState(stale(-1));
+    let refused;
+    try {
+      refused = gate(3);
+    } finally {
+      replay.patchState((st) => delete st.stale);
+    }
+    expect(refused.status).toBe(1);
+    expect(refused.stderr).toMatch(
+      new RegExp(`^after 3 s the ${stack} dataplane on testbed-worker holds 1003 scaled Services: 6 ClusterIPs more than the step's \\(e\\.g\\. scale/svc-01001 10\\.96\\.200\\.1, `),
+    );
+
+    replay.patchState(stale(2));
+    const waited = gate(60);
+    expect(waited.stderr).toBe("");
+    expect(waited.status).toBe(0);
+    const step = parseStepReadiness(waited.stdout);
+    expect(step).toMatchObject({ services: 1000, programmedServices: 1000 });
+    expect(step.programmedAfterS).toBeGreaterThanOrEqual(2);
+    expect(replay.state().stale).toEqual({});
+  });
+
+  it("a worker resize (a reboot) updates the server and checks the host, kubelet, the dataplane and the receiver again; nothing is torn down", () => {
+    const resize = deployment(plans.s1000, plans.resized);
+    expect(resize.operations.filter((o) => o.kind !== "same").map((o) => `${o.kind} ${o.id}`).sort()).toEqual([
+      "update command:remote:Command::cluster-nodes-ready",
+      "update command:remote:Command::cluster-worker-wait",
+      "update command:remote:Command::lab-worker-ready",
+      "update command:remote:Command::workloads-apply",
+      "update openstack:compute/instance:Instance::lab-servers-worker",
+    ]);
+    expect(resize.steps.some((s) => s.action === "delete")).toBe(false);
+    // The server first, then every check that names its boot identity, in dependency order.
+    expect(resize.steps.map((s) => s.id.split("::")[1])).toEqual(["lab-servers-worker", "lab-worker-ready", "cluster-worker-wait", "cluster-nodes-ready", "workloads-apply"]);
+    const before = replay.state().calls.length;
+    const runs = replay.run(resize.steps);
+    const s = replay.state();
+    expect(destructiveCalls(s, before)).toEqual([]);
+    const again = s.calls.slice(before).map((c) => `${c.tool} ${c.args.join(" ")}`);
+    expect(again).toContain("cloud-init status --wait");
+    expect(again.some((c) => /^kubectl wait --for=condition=Ready nodes --all/.test(c))).toBe(true);
+    expect(again.some((c) => / rollout status deployment\/ditg-receiver /.test(c))).toBe(true);
+    expect(runs.find((r) => r.step.id.endsWith("::workloads-apply"))!.stdout).toMatch(/^step services=1000 .* programmedServices=1000$/m);
+    expect(servicesIn(s, "scale")).toHaveLength(1000);
   });
 
   it("the check catches the old defect: with triggers on the apply, a step deletes the workloads after applying them", () => {

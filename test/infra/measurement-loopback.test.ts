@@ -1,10 +1,13 @@
-// The stack's measurement script, run for real: real ITGSend against a real ITGRecv on loopback in a
-// private network namespace, real ITGDec, exactly as scripts/record-measurement-fixture.ts records the
-// offline engine's stdout. The fresh output must parse, and the committed recording must parse to
-// the same shape, so the fixture cannot drift from what the script prints.
+// The stack's measurement, run for real: real ITGSend against a real ITGRecv on loopback in private
+// network and mount namespaces, then the real pairing: scp through ProxyJump to a real sshd (standing
+// for the bastion, the client and the worker) and the project's decoder, exactly as
+// scripts/record-measurement-fixture.ts records the offline engine's stdout. The fresh output must
+// give paired round trips, and the committed recording must give the same shape, so the fixtures
+// cannot drift from what the scripts print.
 import * as fs from "node:fs";
 import { beforeAll, describe, expect, it } from "vitest";
-import { measurementSummary, type MeasurementSummary } from "../../infra/measurement.js";
+import { parseScenario, PLACEHOLDERS } from "../../scenario/schema.js";
+import { measuredFlow, measurementPlan, measurementSummary, type MeasurementSummary } from "../../infra/measurement.js";
 import { fixturePath, loopbackUnavailable, runMeasurementOnLoopback, type LoopbackMeasurement } from "../../scripts/record-measurement-fixture.js";
 
 const unavailable = await loopbackUnavailable();
@@ -21,38 +24,49 @@ const CASES: LoopbackMeasurement[] = [
   { profile: "throughput", family: "ipv6", runs: 2, flowSeconds: 2, runId: "fresh" },
 ];
 
-describe.skipIf(unavailable !== undefined)(`measurement script on loopback${unavailable ? ` (skipped: ${unavailable})` : ""}`, () => {
-  const fresh = new Map<string, { stdout: string; summary: MeasurementSummary }>();
-  const idOf = (m: LoopbackMeasurement) => ({ measure: m, dataplane: "ebpf" as const, services: 1 });
+/** The identity the program gives the output, with the expectation of the case's own flow. */
+function idOf(m: LoopbackMeasurement) {
+  const s = parseScenario({ dataplane: "ebpf", ...PLACEHOLDERS, measure: { profile: m.profile, family: m.family, runs: m.runs, runId: m.runId }, sweep: { flowSeconds: m.flowSeconds } });
+  const plan = measurementPlan(s, s.measure!, { address: m.family === "ipv4" ? "127.0.0.1" : "::1", signalingPort: 30900, dataPort: 31000, protocols: ["TCP", "UDP"] });
+  return { measure: s.measure!, dataplane: "ebpf" as const, services: 1, expected: measuredFlow(plan).expected };
+}
+
+describe.skipIf(unavailable !== undefined)(`measurement on loopback, paired through a real sshd${unavailable ? ` (skipped: ${unavailable})` : ""}`, () => {
+  const fresh = new Map<string, MeasurementSummary>();
 
   beforeAll(async () => {
     // One after the other: two -poll senders at once would compete for the two cores.
     for (const m of CASES) {
-      const stdout = await runMeasurementOnLoopback(m);
-      fresh.set(`${m.profile}-${m.family}`, { stdout, summary: measurementSummary(stdout, idOf(m))! });
+      const recorded = await runMeasurementOnLoopback(m);
+      fresh.set(`${m.profile}-${m.family}`, measurementSummary(recorded.runs, recorded.pairing, idOf(m))!);
     }
-  }, 120_000);
+  }, 180_000);
 
-  it.each(CASES)("$profile over $family: the parser accepts the fresh output; every run sent and logged traffic", (m) => {
-    const { stdout, summary } = fresh.get(`${m.profile}-${m.family}`)!;
-    expect(stdout).toContain(`target=${m.family === "ipv4" ? "127.0.0.1" : "::1"}`);
+  it.each(CASES)("$profile over $family: every run's logs came over scp and decoded; round trips are paired", (m) => {
+    const summary = fresh.get(`${m.profile}-${m.family}`)!;
     expect(summary.runs.map((r) => r.run)).toEqual([1, 2]);
     for (const r of summary.runs) {
-      // The verdict may be "failed" on a loaded host (too few records in 2 s); the traffic is real either way.
+      // The verdict may be "failed" on a loaded host (too few records in 2 s); the traffic and the pairing are real either way.
       expect(r.packets, r.reason).toBeGreaterThan(0);
-      expect(r.records).toBe(r.packets);
       expect(r.bytes).toBe(r.packets! * (m.profile === "latency" ? 512 : 64000));
+      if (m.profile === "latency") {
+        expect(r).toMatchObject({ delaySource: "paired", excludedRecords: 0 });
+        expect(r.packets).toBe(r.records);
+        expect(r.delayMeanS!).toBeGreaterThan(0);
+        expect(r.delayMaxS!).toBeLessThan(1);
+      } else {
+        expect(r.delaySource).toBe("sender");
+      }
     }
-    if (m.profile === "latency") expect(summary.runs.every((r) => r.delayMeanS! > 0)).toBe(true);
   });
 
-  it.each(CASES)("$profile over $family: the recorded fixture parses to the same shape", (m) => {
-    const { summary } = fresh.get(`${m.profile}-${m.family}`)!;
-    const recorded = measurementSummary(fs.readFileSync(fixturePath(m.profile, m.family), "utf8"), idOf(m))!;
-    // On a loaded host a fresh run may fail: it then carries a reason, and the figures across runs may be
-    // null. Its decoded figures are there all the same, so the runs compare without the reason, and the
-    // figures across runs by their keys.
-    const runsOf = (s: MeasurementSummary) => s.runs.map(({ reason: _reason, ...r }) => r);
+  it.each(CASES)("$profile over $family: the recorded fixtures give the same shape", (m) => {
+    const summary = fresh.get(`${m.profile}-${m.family}`)!;
+    const recorded = measurementSummary(fs.readFileSync(fixturePath(m.profile, m.family, "runs"), "utf8"), fs.readFileSync(fixturePath(m.profile, m.family, "pairing"), "utf8"), idOf(m))!;
+    // On a loaded host a run may fail: it then carries a reason, and the figures across runs may be
+    // null. Its decoded figures are there all the same, so the runs compare without the reason, and
+    // the figures across runs by their keys.
+    const runsOf = (s: MeasurementSummary) => s.runs.map(({ reason: _reason, ok: _ok, ...r }) => r);
     expect(shape(runsOf(recorded))).toEqual(shape(runsOf(summary)));
     expect(Object.keys(recorded)).toEqual(Object.keys(summary));
     expect(Object.keys(recorded.acrossRuns)).toEqual(Object.keys(summary.acrossRuns));

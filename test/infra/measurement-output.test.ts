@@ -1,170 +1,174 @@
-// The parser of the measurement script's output: on the recorded real runs (infra/fixtures) and on
-// synthetic text with failed runs, odd ITGDec values and broken output.
+// The stack's `measurement` output from the two commands' stdout: the runs' blocks and the pairing's
+// decoded logs, judged by the campaign's rules. On recorded real runs (infra/fixtures) and on
+// synthetic output whose decoded logs come from the real decoder on written D-ITG logs.
 import * as fs from "node:fs";
-import { describe, expect, it } from "vitest";
+import * as os from "node:os";
+import * as path from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { FAMILIES } from "../../scenario/schema.js";
-import { ItgDecFormatError, itgDecTotals, parseItgDec } from "../../measure/itgdec-summary.js";
+import { timeOfDay, type LogRecord } from "../../measure/ditg-log.js";
 import {
   acrossRuns,
   MeasurementOutputError,
   measurementSummary,
   OUTPUT_HEADER,
+  PAIRING_HEADER,
   parseMeasurementOutput,
-  type MeasuredRun,
+  parsePairingOutput,
+  type MeasurementIdentity,
 } from "../../infra/measurement.js";
+import { decodeRunLogs, type CompactDecodedLog } from "../../infra/measurement-decode.js";
 import { fixturePath, PROFILES } from "../../scripts/record-measurement-fixture.js";
+import { writeLog } from "../measure/decode-itgdec.js";
 
-/** ITGDec's TOTAL block as it prints it, with chosen figures. */
-function itgDecText(t: { packets: number; bytes: number; durationS: string; delayMeanS: string; bitrateKbps: string; dropped?: string }): string {
-  return `ITGDec version 2.8.1 (r1023)
-Compile-time options: sctp dccp bursty multiport
-----------------------------------------------------------
-Flow number: 1
-From 198.18.0.10:40000
-To    198.18.1.21:31000
-----------------------------------------------------------
-Total time               =      ${t.durationS} s
-Total packets            =          ${t.packets}
-----------------------------------------------------------
+const work = fs.mkdtempSync(path.join(os.tmpdir(), "measurement-output-"));
+afterAll(() => fs.rmSync(work, { recursive: true, force: true }));
 
-__________________________________________________________
-****************  TOTAL RESULTS   ******************
-__________________________________________________________
-Number of flows          =             1
-Total time               =      ${t.durationS} s
-Total packets            =          ${t.packets}
-Minimum delay            =      0.000100 s
-Maximum delay            =      0.004000 s
-Average delay            =      ${t.delayMeanS} s
-Average jitter           =      0.000050 s
-Delay standard deviation =      0.000300 s
-Bytes received           =     ${t.bytes}
-Average bitrate          =   ${t.bitrateKbps} Kbit/s
-Average packet rate      =    999.000000 pkt/s
-Packets dropped          =             ${t.dropped ?? "0 (0.00 %)"}
-Average loss-burst size  =             0 pkt
-Error lines              =             0
-----------------------------------------------------------`;
+const FINISHED = ["ITGSend version 2.8.1 (r1023)", "Started sending packets of flow ID: 1", "Finished sending packets of flow ID: 1"];
+
+/**
+ * The two logs of an rttm flow of n packets: the sender's with the echo times, the receiver's with the
+ * send stamps it logged (`lost` sequence numbers never reached it). Round trips: roundTripUs each.
+ */
+async function rttmLogs(name: string, n: number, roundTripUs: number, lost: readonly number[] = []): Promise<{ sender: string; receiver: string }> {
+  const start = Date.UTC(2025, 2, 1, 10, 0, 0) * 1000;
+  const record = (i: number, tx: number, rx: number): LogRecord => ({
+    flowId: 1, seqNum: i + 1, srcAddress: "198.18.0.10", srcPort: 40000, destAddress: "198.18.1.21", destPort: 31000, tx: timeOfDay(tx), rx: timeOfDay(rx), size: 512,
+  });
+  const sender = path.join(work, `${name}.slog`);
+  const receiver = path.join(work, `${name}.rlog`);
+  // The sender's records carry B15's send time (here: off by a second); the pairing ignores it.
+  await writeLog(sender, Array.from({ length: n }, (_, i) => record(i, start + i * 1000 - 1_000_000, start + i * 1000 + roundTripUs)));
+  await writeLog(receiver, Array.from({ length: n }, (_, i) => i).filter((i) => !lost.includes(i + 1)).map((i) => record(i, start + i * 1000, start + i * 1000 + roundTripUs / 2)));
+  return { sender, receiver };
 }
 
-function block(run: number, facts: string[], itgdec: string): string {
-  return [`=== run ${run}`, ...facts, "itgsend> Finished sending packets of flow ID: 1", "--- itgdec", ...(itgdec ? [itgdec] : []), `=== end run ${run}`].join("\n");
-}
+const runsHeader = (runs: number) => `${OUTPUT_HEADER} runId=r1 profile=latency family=ipv4 runs=${runs} target=198.18.1.21`;
+const runBlock = (run: number, records: number, said: readonly string[] = FINISHED) =>
+  [`=== run ${run}`, `records=${records}`, `senderLog=/var/tmp/testbed-measurement/r1-${run}.slog`, `receiverLog=/var/lib/dataplane-testbed/ditg-logs/r1-${run}.rlog`, ...said.map((l) => `itgsend> ${l}`), `=== end run ${run}`].join("\n");
+const pairingText = (blocks: readonly (CompactDecodedLog | string)[]) =>
+  [`${PAIRING_HEADER} profile=latency family=ipv4 runs=${blocks.length}`, ...blocks.flatMap((b, i) => [`=== run ${i + 1}`, typeof b === "string" ? `failed ${b}` : `decoded ${JSON.stringify(b)}`, `=== end run ${i + 1}`]), ""].join("\n");
 
-const header = (runs: number) => `${OUTPUT_HEADER} runId=r1 profile=latency family=ipv4 runs=${runs} target=198.18.1.21`;
+/** 1000 packets a run: 950 needed (MIN_RECORD_SHARE). */
+const id: MeasurementIdentity = {
+  measure: { profile: "latency", family: "ipv4", runs: 4, runId: "r1" },
+  dataplane: "ebpf",
+  services: 1000,
+  expected: { records: 1000, minShare: 0.95, durationS: 1 },
+};
 
-const synthetic = [
-  header(3),
-  block(1, ["status=ok", "records=30000", "log=/var/tmp/testbed-measurement/r1-1.slog"], itgDecText({ packets: 30000, bytes: 15360000, durationS: "29.999000", delayMeanS: "0.000400", bitrateKbps: "4096.136538" })),
-  block(2, ["status=failed", "reason=ITGSend reported an error: Connect error in createTransportChan(): Connection refused", "records=0", "log=/x"], ""),
-  block(3, ["status=ok", "records=30000", "log=/x"], itgDecText({ packets: 30000, bytes: 15360000, durationS: "29.998000", delayMeanS: "0.000600", bitrateKbps: "4096.273085", dropped: "12 (0.04 %)" })),
-  "",
-].join("\n");
-
-const id = { measure: { profile: "latency", family: "ipv4", runs: 3, runId: "r1" }, dataplane: "ebpf", services: 1000 } as const;
-
-describe("synthetic output with a failed run", () => {
-  const runs = parseMeasurementOutput(synthetic);
-
-  it("reads each run's verdict and ITGDec's TOTAL figures", () => {
-    expect(runs).toHaveLength(3);
-    expect(runs[0]).toEqual({
-      run: 1, ok: true, records: 30000, packets: 30000, bytes: 15360000, durationS: 29.999,
-      delayMinS: 0.0001, delayMaxS: 0.004, delayMeanS: 0.0004, delayStdS: 0.0003, jitterS: 0.00005,
-      bitrateKbps: 4096.136538, packetRate: 999, dropped: 0,
-    } satisfies MeasuredRun);
-    expect(runs[2]!.dropped).toBe(12);
+describe("synthetic runs, decoded by the real pairing", () => {
+  let fast: CompactDecodedLog;
+  let slow: CompactDecodedLog;
+  let gappy: CompactDecodedLog;
+  beforeAll(async () => {
+    const a = await rttmLogs("fast", 1000, 400);
+    const b = await rttmLogs("slow", 1000, 600);
+    const c = await rttmLogs("gappy", 1000, 500, [10, 20, 30]);
+    fast = await decodeRunLogs(a.sender, a.receiver);
+    slow = await decodeRunLogs(b.sender, b.receiver);
+    gappy = await decodeRunLogs(c.sender, c.receiver);
   });
 
-  it("a failed run keeps its reason and has no figures", () => {
-    expect(runs[1]).toMatchObject({ run: 2, ok: false, records: 0, packets: null, delayMeanS: null, bitrateKbps: null });
-    expect(runs[1]!.reason).toBe("ITGSend reported an error: Connect error in createTransportChan(): Connection refused");
-    expect("reason" in runs[0]!).toBe(false);
-  });
-
-  it("the summary: identity from the stack, the metric across the runs that passed only", () => {
-    const s = measurementSummary(synthetic, id)!;
-    expect(s).toMatchObject({ runId: "r1", profile: "latency", family: "ipv4", dataplane: "ebpf", services: 1000 });
-    expect(s.acrossRuns).toEqual({ metric: "delayMeanS", okRuns: 2, min: 0.0004, max: 0.0006, mean: 0.0005, median: 0.0005, std: expect.closeTo(Math.SQRT2 * 0.0001, 12) });
-  });
-
-  it("throughput's metric is the bitrate; one passing run has no standard deviation; none gives nulls", () => {
-    expect(acrossRuns("throughput", runs)).toMatchObject({ metric: "bitrateKbps", okRuns: 2, min: 4096.136538, max: 4096.273085 });
-    expect(acrossRuns("throughput", runs.slice(0, 2))).toMatchObject({ okRuns: 1, mean: 4096.136538, median: 4096.136538, std: null });
-    expect(acrossRuns("latency", runs.slice(1, 2))).toEqual({ metric: "delayMeanS", okRuns: 0, min: null, max: null, mean: null, median: null, std: null });
-  });
-
-  it("stdout not known yet (a first preview) gives no summary instead of an error", () => {
-    expect(measurementSummary(undefined, id)).toBeUndefined();
-    expect(measurementSummary("", id)).toBeUndefined();
-  });
-});
-
-describe("ITGDec values that are not plain numbers", () => {
-  it("inf and nan (a one-record log) become null in the output; a run judged ok without a summary is not ok", () => {
-    const text = [
-      header(2),
-      block(1, ["status=ok", "records=1", "log=/x"], itgDecText({ packets: 1, bytes: 512, durationS: "0.000000", delayMeanS: "0.000100", bitrateKbps: "inf" }).replace("0.000050 s", "-nan s")),
-      block(2, ["status=ok", "records=5", "log=/x"], ""),
+  const runs = () =>
+    [
+      runsHeader(4),
+      runBlock(1, 1000),
+      runBlock(2, 1000, ["Error on bind to receiver side", ...FINISHED]),
+      runBlock(3, 1000),
+      runBlock(4, 1000),
+      "",
     ].join("\n");
-    const [one, missing] = parseMeasurementOutput(text);
-    expect(one).toMatchObject({ ok: true, packets: 1, bitrateKbps: null, jitterS: null, durationS: 0 });
-    expect(missing).toMatchObject({ ok: false, reason: "the script judged the run ok but printed no ITGDec summary" });
-    expect(JSON.parse(JSON.stringify(one))).toEqual(one);
+
+  it("takes the figures from the paired logs: exact round trips, not the sender log's send times (B15)", () => {
+    const summary = measurementSummary(runs(), pairingText([fast, fast, slow, "fetching worker:/x failed: scp: Connection closed"]), id)!;
+    expect(summary.runs[0]).toMatchObject({ run: 1, ok: true, records: 1000, packets: 1000, bytes: 512_000, delaySource: "paired", excludedRecords: 0 });
+    expect(summary.runs[0]!.delayMeanS).toBeCloseTo(0.0004, 9);
+    expect(summary.runs[0]!.delayMaxS).toBeCloseTo(0.0004, 9);
+    expect(summary.runs[0]!.p99S).toBeCloseTo(0.0004, 5);
+    expect("reason" in summary.runs[0]!).toBe(false);
   });
 
-  it("a TOTAL block with a field missing or garbled fails that run, naming the field", () => {
-    const garbled = itgDecText({ packets: 3, bytes: 3, durationS: "1.0", delayMeanS: "oops", bitrateKbps: "1" });
-    const [r] = parseMeasurementOutput([header(1), block(1, ["status=ok", "records=3"], garbled)].join("\n"));
-    expect(r).toMatchObject({ ok: false, packets: null });
-    expect(r!.reason).toContain('"Average delay" reads "oops"');
-    expect(() => itgDecTotals(parseItgDec(garbled.replace(/^Error lines.*$/m, "")))).toThrow(ItgDecFormatError);
-    expect(() => itgDecTotals(parseItgDec(garbled.replace(/^Error lines.*$/m, "")))).toThrow('TOTAL block has no "Error lines"');
+  it("judges each run by the campaign's rules: ITGSend's own error fails a run whose logs decoded", () => {
+    const summary = measurementSummary(runs(), pairingText([fast, fast, slow, "fetching worker:/x failed: scp: Connection closed"]), id)!;
+    expect(summary.runs[1]).toMatchObject({ ok: false, reason: "ITGSend reported an error: Error on bind to receiver side", packets: 1000 });
+    expect(summary.runs[3]).toMatchObject({ ok: false, reason: "fetching worker:/x failed: scp: Connection closed", packets: null, delaySource: null });
+    expect(summary).toMatchObject({ runId: "r1", profile: "latency", family: "ipv4", dataplane: "ebpf", services: 1000 });
+    expect(summary.acrossRuns).toMatchObject({ metric: "delayMeanS", okRuns: 2 });
+    expect(summary.acrossRuns.min).toBeCloseTo(0.0004, 9);
+    expect(summary.acrossRuns.max).toBeCloseTo(0.0006, 9);
+  });
+
+  it("a round trip without its partner in the receiver log fails the run (a cut receiver log)", () => {
+    const summary = measurementSummary([runsHeader(1), runBlock(1, 1000), ""].join("\n"), pairingText([gappy]), { ...id, measure: { ...id.measure, runs: 1 } })!;
+    expect(summary.runs[0]).toMatchObject({ ok: false, excludedRecords: 3 });
+    expect(summary.runs[0]!.reason).toMatch(/3 of 1000 round trips have no partner in the receiver log/);
+  });
+
+  it("too few records fail the run, with the counts", () => {
+    const summary = measurementSummary(runs(), pairingText([fast, fast, slow, slow]), { ...id, expected: { records: 2000, minShare: 0.95, durationS: 2 } })!;
+    expect(summary.runs[0]!.ok).toBe(false);
+    expect(summary.runs[0]!.reason).toMatch(/has 1000 records, expected at least 1900/);
+  });
+
+  it("the metric across runs: bitrate for throughput; one passing run has no standard deviation; none gives nulls", () => {
+    const summary = measurementSummary(runs(), pairingText([fast, fast, slow, slow]), id)!;
+    expect(acrossRuns("throughput", summary.runs)).toMatchObject({ metric: "bitrateKbps", okRuns: 3 });
+    expect(acrossRuns("latency", summary.runs.slice(0, 1))).toMatchObject({ okRuns: 1, std: null });
+    expect(acrossRuns("latency", summary.runs.slice(1, 2))).toEqual({ metric: "delayMeanS", okRuns: 0, min: null, max: null, mean: null, median: null, std: null });
+  });
+
+  it("output not known yet (a first preview) gives no summary instead of an error", () => {
+    expect(measurementSummary(undefined, undefined, id)).toBeUndefined();
+    expect(measurementSummary(runs(), "", id)).toBeUndefined();
   });
 });
 
 describe("broken output is refused with what is wrong", () => {
-  const ok = block(1, ["status=ok", "records=1"], "");
   it.each([
-    ["no header", ok, /no line starting "testbed-measurement format=1"/],
-    ["a cut-off run", `${header(1)}\n=== run 1\nstatus=ok\n--- itgdec\nITGDec version`, /run 1 has no "=== end run 1" line/],
-    ["fewer runs than announced", `${header(2)}\n${ok}`, /the header announces 2 runs, the output holds 1/],
-    ["an unknown status", `${header(1)}\n${block(1, ["status=maybe"], "")}`, /run 1: status "maybe", accepted: ok or failed/],
-    ["no itgdec separator", `${header(1)}\n=== run 1\nstatus=ok\n=== end run 1`, /run 1 has no "--- itgdec" line/],
-  ])("%s", (_name, text, message) => {
-    expect(() => parseMeasurementOutput(text)).toThrow(MeasurementOutputError);
-    expect(() => parseMeasurementOutput(text)).toThrow(message);
+    ["no header", parseMeasurementOutput, runBlock(1, 1), /no line starting "testbed-measurement format=2"/],
+    ["a cut-off run", parseMeasurementOutput, `${runsHeader(1)}\n=== run 1\nrecords=1`, /run 1 has no "=== end run 1" line/],
+    ["fewer runs than announced", parseMeasurementOutput, `${runsHeader(2)}\n${runBlock(1, 1)}`, /announces 2 runs, the output holds 1/],
+    ["a run without its record count", parseMeasurementOutput, `${runsHeader(1)}\n=== run 1\nsenderLog=/x\n=== end run 1`, /run 1 has no records= line/],
+    ["a pairing block that says nothing", parsePairingOutput, `${PAIRING_HEADER} runs=1\n=== run 1\n=== end run 1`, /pairing of run 1 says neither "decoded" nor "failed"/],
+    ["a decoded log that is not JSON", parsePairingOutput, `${PAIRING_HEADER} runs=1\n=== run 1\ndecoded {oops\n=== end run 1`, /pairing of run 1: its decoded log is not JSON/],
+    ["a pairing of the old format", parsePairingOutput, "testbed-measurement format=1 runs=0\n", /no line starting "testbed-measurement-pairing format=1"/],
+  ] as const)("%s", (_name, parse, text, message) => {
+    expect(() => (parse as (t: string) => unknown)(text)).toThrow(MeasurementOutputError);
+    expect(() => (parse as (t: string) => unknown)(text)).toThrow(message);
   });
 });
 
-describe("the recorded real runs (infra/fixtures)", () => {
+describe("the recorded real runs (infra/fixtures: real ITGSend and ITGRecv, real sshd and scp, the real pairing)", () => {
   const cases = PROFILES.flatMap((profile) => FAMILIES.map((family) => [profile, family] as const));
 
-  it.each(cases)("%s over %s: two decoded runs whose figures agree with each other", (profile, family) => {
-    const text = fs.readFileSync(fixturePath(profile, family), "utf8");
-    expect(text.split("\n")[0]).toContain(`profile=${profile} family=${family} runs=2 target=${family === "ipv4" ? "127.0.0.1" : "::1"}`);
-    const summary = measurementSummary(text, { measure: { profile, family, runs: 2, runId: "recorded" }, dataplane: "ebpf", services: 1 })!;
+  it.each(cases)("%s over %s: two runs, each paired or decoded from the log the campaign measures", (profile, family) => {
+    const runs = fs.readFileSync(fixturePath(profile, family, "runs"), "utf8");
+    const pairing = fs.readFileSync(fixturePath(profile, family, "pairing"), "utf8");
+    expect(runs.split("\n")[0]).toContain(`profile=${profile} family=${family} runs=2 target=${family === "ipv4" ? "127.0.0.1" : "::1"}`);
+    const expected = profile === "latency" ? { records: 30000, minShare: 0.95, durationS: 30 } : { records: 29296, minShare: 0.9, linkMbps: 500, durationS: 30 };
+    const summary = measurementSummary(runs, pairing, { measure: { profile, family, runs: 2, runId: "recorded" }, dataplane: "ebpf", services: 1, expected })!;
     expect(summary.runs).toHaveLength(2);
     for (const r of summary.runs) {
-      expect(r.ok, r.reason).toBe(true);
-      expect(r.packets).toBe(r.records);
-      // ITGDec's bitrate is its bytes over its duration, to the printed digits of the duration.
-      expect(Math.abs(r.bitrateKbps! / ((r.bytes! * 8) / r.durationS! / 1000) - 1)).toBeLessThan(1e-5);
-      expect(r.durationS!).toBeGreaterThan(1.5);
-      expect(r.durationS!).toBeLessThan(2.5);
+      // Recorded with the stack's 30 s flows; a run the recording host was too busy for says so.
+      if (!r.ok) expect(r.reason).toMatch(/could not hold its rate|records, expected at least/);
+      expect(r.packets!).toBeGreaterThan(0);
+      expect(r.durationS!).toBeGreaterThan(25);
+      expect(r.durationS!).toBeLessThan(35);
       if (profile === "latency") {
-        // Round trips on loopback: positive, well under a second.
+        // The sender's round trips, each paired with the receiver's send stamp: every one found.
+        expect(r).toMatchObject({ delaySource: "paired", excludedRecords: 0 });
+        expect(r.packets).toBe(r.records);
         expect(r.delayMinS!).toBeGreaterThan(0);
         expect(r.delayMaxS!).toBeLessThan(1);
         expect(r.bytes).toBe(r.packets! * 512);
       } else {
-        // The sender's TCP log: one record per 64000-byte message, no delay of its own.
+        // The receiver's TCP log: what arrived, one record per 64000-byte message.
+        expect(r.delaySource).toBe("sender");
         expect(r.bytes).toBe(r.packets! * 64000);
-        expect(r.delayMaxS).toBe(0);
+        expect(r.packets!).toBeLessThanOrEqual(r.records);
+        expect(Math.abs(r.bitrateKbps! / ((r.bytes! * 8) / r.durationS! / 1000) - 1)).toBeLessThan(1e-6);
       }
     }
-    const metric = profile === "latency" ? "delayMeanS" : "bitrateKbps";
-    const values = summary.runs.map((r) => r[metric]!);
-    expect(summary.acrossRuns).toMatchObject({ metric, okRuns: 2, min: Math.min(...values), max: Math.max(...values) });
   });
 });

@@ -9,12 +9,14 @@ import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { OfflineRun, PlannedResource } from "../../infra/offline-engine.js";
 import {
+  CHECKOUT_DIR,
+  measuredFlow,
   measurementCreate,
   measurementPlan,
-  measurementScript,
   measurementSummary,
   type MeasurementSummary,
 } from "../../infra/measurement.js";
+import { contentHash } from "../../infra/remote-files.js";
 import type { DitgEndpoint } from "../../infra/workloads.js";
 import type { Scenario } from "../../scenario/schema.js";
 import { fixturePath } from "../../scripts/record-measurement-fixture.js";
@@ -36,13 +38,30 @@ beforeAll(async () => {
 });
 
 describe("with testbed:measure", () => {
-  it("one measurement component holding one remote command", () => {
+  it("one measurement component holding the runs on the client and the pairing on the Pulumi host", () => {
     const components = registrations.filter((r) => r.type === "testbed:measurement:Measurement");
     expect(components.map((c) => c.name)).toEqual(["measurement"]);
     expect(reg("measurement").parent).toBe(reg("testbed").urn);
-    const commands = run.resources.filter((r) => r.type === "command:remote:Command" && r.name.startsWith("measurement"));
-    expect(commands.map((c) => c.name)).toEqual(["measurement-ditg-runs"]);
+    const commands = run.resources.filter((r) => r.type.startsWith("command:") && r.name.startsWith("measurement"));
+    expect(commands.map((c) => `${c.type} ${c.name}`)).toEqual(["command:remote:Command measurement-ditg-runs", "command:local:Command measurement-ditg-pairing"]);
     expect(reg("measurement-ditg-runs").parent).toBe(reg("measurement").urn);
+    expect(reg("measurement-ditg-pairing").parent).toBe(reg("measurement").urn);
+  });
+
+  it("the pairing runs after the runs, in the checkout, with the key as a secret on its standard input only", () => {
+    const pairing = planned("measurement-ditg-pairing");
+    expect(reg("measurement-ditg-pairing").dependencies).toContain(reg("measurement-ditg-runs").urn);
+    expect(pairing.inputs.dir).toBe(CHECKOUT_DIR);
+    expect(pairing.inputs.interpreter).toEqual(["/bin/bash", "-c"]);
+    expect(pairing.inputs.stdin).toEqual({ $secret: "offline-stand-in-private-key" });
+    expect(pairing.inputs.addPreviousOutputInEnv).toBe(false);
+    expect(JSON.stringify(pairing.inputs.create)).not.toContain("offline-stand-in-private-key");
+    // It pairs the runs it follows: their output's hash is in its script, so new runs are paired anew.
+    const runsStdout = fs.readFileSync(fixturePath("throughput", "ipv6", "runs"), "utf8");
+    expect(String(pairing.inputs.create)).toContain(`# testbed measurement pairing: runs ${contentHash(runsStdout)}`);
+    const hosts = run.outputs.hostAddresses as Record<string, Record<string, Record<string, string>>>;
+    expect(String(pairing.inputs.create)).toContain(`BASTION='${String(run.outputs.bastionAddress)}'`);
+    expect(String(pairing.inputs.create)).toContain(`WORKER='${hosts.worker!.management!.ipv4}'`);
   });
 
   it("runs on the client, through the bastion, with the SSH connection as a secret", () => {
@@ -73,23 +92,24 @@ describe("with testbed:measure", () => {
     const endpoint = (run.outputs.ditgEndpoints as Record<string, DitgEndpoint>).ipv6!;
     expect(endpoint.address).toBe((run.outputs.hostAddresses as Record<string, Record<string, Record<string, string>>>).worker!.datacenter!.ipv6);
     const create = planned("measurement-ditg-runs").inputs.create as string;
-    expect(create).toBe(measurementCreate(scenario, scenario.measure!, measurementScript(measurementPlan(scenario, scenario.measure!, endpoint))));
+    expect(create).toBe(measurementCreate(scenario, scenario.measure!, measurementPlan(scenario, scenario.measure!, endpoint)));
     expect(create).toContain(`ITGSend -a ${endpoint.address} -Sdp 30900 -rp 31000 -T TCP -D -m owdm -p 0`);
   });
 
-  it("the output `measurement` is the parsed stdout, with real numbers from the recorded run", () => {
+  it("the output `measurement` is both commands' stdout, judged, with real numbers from the recorded run", () => {
     const output = run.outputs.measurement as MeasurementSummary;
-    const recorded = fs.readFileSync(fixturePath("throughput", "ipv6"), "utf8");
-    expect(output).toEqual(measurementSummary(recorded, { measure: MEASURE, dataplane: "ebpf", services: 1 }));
+    const recorded = (command: "runs" | "pairing") => fs.readFileSync(fixturePath("throughput", "ipv6", command), "utf8");
+    const endpoint = (run.outputs.ditgEndpoints as Record<string, DitgEndpoint>).ipv6!;
+    const expected = measuredFlow(measurementPlan(scenario, scenario.measure!, endpoint)).expected;
+    expect(output).toEqual(measurementSummary(recorded("runs"), recorded("pairing"), { measure: MEASURE, dataplane: "ebpf", services: 1, expected }));
     expect(output).toMatchObject({ runId: "tp1", profile: "throughput", family: "ipv6", dataplane: "ebpf", services: 1 });
     expect(output.runs.length).toBeGreaterThan(0);
     for (const r of output.runs) {
-      expect(r.ok).toBe(true);
       expect(r.bitrateKbps!).toBeGreaterThan(0);
       expect(r.packets!).toBeGreaterThan(0);
+      expect(r.delaySource).toBe("sender");
     }
-    expect(output.acrossRuns.metric).toBe("bitrateKbps");
-    expect(output.acrossRuns.mean!).toBeGreaterThan(0);
+    expect(output.acrossRuns).toMatchObject({ metric: "bitrateKbps", okRuns: output.runs.filter((r) => r.ok).length });
   });
 });
 
@@ -108,10 +128,12 @@ describe("through `testbed plan`", () => {
     const out = path.join(work, "latency");
     plan(out, 'measure={"profile":"latency","family":"ipv4","runs":2,"runId":"r1"}');
     const outputs = read(path.join(out, "outputs.json")) as { measurement: MeasurementSummary };
-    const recorded = fs.readFileSync(fixturePath("latency", "ipv4"), "utf8");
-    expect(outputs.measurement).toEqual(measurementSummary(recorded, { measure: { profile: "latency", family: "ipv4", runs: 2, runId: "r1" }, dataplane: "ebpf", services: 1 }));
+    const recorded = (command: "runs" | "pairing") => fs.readFileSync(fixturePath("latency", "ipv4", command), "utf8");
+    const expected = { records: 30000, minShare: 0.95, durationS: 30 };
+    expect(outputs.measurement).toEqual(measurementSummary(recorded("runs"), recorded("pairing"), { measure: { profile: "latency", family: "ipv4", runs: 2, runId: "r1" }, dataplane: "ebpf", services: 1, expected }));
     expect(outputs.measurement.acrossRuns.metric).toBe("delayMeanS");
-    expect(outputs.measurement.runs.every((r) => r.delayMeanS! > 0)).toBe(true);
+    // Exact round trips from the paired logs.
+    expect(outputs.measurement.runs.every((r) => r.delayMeanS! > 0 && r.delaySource === "paired" && r.excludedRecords === 0)).toBe(true);
     const resources = read(path.join(out, "resources.json")) as PlannedResource[];
     const command = resources.find((r) => r.name === "measurement-ditg-runs")!;
     expect(String(command.inputs.create).split("\n")[0]).toBe("# testbed measurement: ebpf 1 r1 latency ipv4 2");

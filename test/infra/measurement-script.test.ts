@@ -1,6 +1,7 @@
-// The measurement script of the stack: real shellcheck, the ITGSend flags it takes from senderCommand,
-// its triggers and time limit, and its verdicts, from real bash runs against a stand-in ITGSend that
-// prints what it is told and writes a prepared log, decoded by the real ITGDec.
+// The measurement's scripts: real shellcheck, the ITGSend flags the runs take from senderCommand, their
+// triggers and time limits; the runs' blocks from real bash runs against a stand-in ITGSend that prints
+// what it is told and writes a prepared log; the pairing's blocks from real bash runs against a
+// stand-in scp, with the real decoder.
 import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as os from "node:os";
@@ -10,17 +11,25 @@ import { PLACEHOLDERS, parseScenario } from "../../scenario/schema.js";
 import { flowLogs, LOG_BUFFER_RECORDS, senderCommand } from "../../measure/ditg-commands.js";
 import { timeOfDay, type LogRecord } from "../../measure/ditg-log.js";
 import {
+  CHECKOUT_DIR,
   CLIENT_MEASUREMENT_DIR,
+  measuredFlow,
   measurementCommandLine,
   measurementPlan,
+  measurementRunsLimitS,
   measurementScript,
-  measurementTimeoutMinutes,
+  measurementTimeout,
   measurementIdentity,
+  measurementSummary,
+  OUTPUT_HEADER,
+  pairingScript,
   parseMeasurementOutput,
+  parsePairingOutput,
+  receiverNodeLog,
   runLogs,
   type MeasurementPlan,
 } from "../../infra/measurement.js";
-import { RECEIVER_LOG_DIR } from "../../workloads/receiver.js";
+import { RECEIVER_LOG_DIR, RECEIVER_NODE_LOG_DIR } from "../../workloads/receiver.js";
 import { writeLog } from "../measure/decode-itgdec.js";
 
 const work = fs.mkdtempSync(path.join(os.tmpdir(), "measurement-script-"));
@@ -60,8 +69,13 @@ describe("shellcheck", () => {
   ] as const)("the %s script passes (bash)", (name, plan) => check(name, measurementScript(plan), "bash"));
 
   it("the remote command line around it passes (POSIX sh, the login shell's common ground)", () => {
-    check("command-line", measurementCommandLine(measurementScript(latencyPlan)), "sh");
+    check("command-line", measurementCommandLine(measurementScript(latencyPlan), 600), "sh");
   });
+
+  it.each([
+    ["latency", latencyPlan],
+    ["throughput", throughputPlan],
+  ] as const)("the %s pairing passes (bash)", (name, plan) => check(`pairing-${name}`, pairingScript(plan, { bastion: "203.0.113.9", client: "198.19.0.12", worker: "198.19.0.14", user: "ubuntu" }, "x"), "bash"));
 
   it("shellcheck does fail on a flawed script (the check can fail)", () => {
     const file = path.join(work, "flawed.sh");
@@ -113,25 +127,40 @@ describe("the flags are senderCommand's", () => {
   });
 
   it("the expectation is senderCommand's: records at the profile's rate, the share of MIN_RECORD_SHARE", () => {
-    const script = measurementScript(latencyPlan);
-    expect(script).toContain("EXPECTED_RECORDS='30000'");
-    expect(script).toContain("MIN_RECORDS='28500'");
+    expect(measuredFlow(latencyPlan).expected).toMatchObject({ records: 30000, minShare: 0.95 });
     // 64000-byte messages on a 500 Mbit/s link: about 976 a second get through, of 2000 offered.
-    const tp = measurementScript(throughputPlan);
-    expect(tp).toContain("EXPECTED_RECORDS='29296'");
-    expect(tp).toContain("MIN_RECORDS='26367'");
+    expect(measuredFlow(throughputPlan).expected).toMatchObject({ records: 29296, minShare: 0.9, linkMbps: 500 });
+    // The campaign's choice of the measured log: the paired sender log for round trips, the receiver's otherwise.
+    expect([measuredFlow(latencyPlan).measuredLog, measuredFlow(throughputPlan).measuredLog]).toEqual(["sender", "receiver"]);
   });
 
   it("refuses a target that is not an address, naming the key", () => {
     expect(() => measurementScript({ ...latencyPlan, target: { ...latencyPlan.target, address: "worker; rm -rf /" } })).toThrow(/target\.address.*accepted: an IPv4 or IPv6 address literal/);
   });
 
-  it("the remote command waits for cloud-init and passes the script unchanged to bash", () => {
+  it("the remote command waits for cloud-init, bounded, and passes the script unchanged to bash, itself bounded", () => {
     const script = measurementScript(latencyPlan);
-    const line = measurementCommandLine(script);
-    expect(line.split("\n")[0]).toMatch(/^cloud-init status --wait >\/dev\/null \|\| \[ \$\? -eq 2 \]/);
-    const r = spawnSync("sh", ["-c", `bash() { shift; printf '%s' "$1"; }\n${line.slice(line.indexOf("\n") + 1).replace(/^exec /, "")}`], { encoding: "utf8" });
+    const line = measurementCommandLine(script, 600);
+    expect(line).toMatch(/^status=0\ntimeout 1500 cloud-init status --wait >\/dev\/null \|\| status=\$\?\n/);
+    // cloud-init and timeout as stand-ins: cloud-init done, timeout hands bash the script it was given.
+    const bin = path.join(work, "line-bin");
+    fs.mkdirSync(bin, { recursive: true });
+    fs.writeFileSync(path.join(bin, "cloud-init"), "#!/bin/sh\nexit 2\n", { mode: 0o755 });
+    fs.writeFileSync(path.join(bin, "timeout"), '#!/bin/sh\nwhile [ "$1" != bash ] && [ "$1" != cloud-init ]; do shift; done\nif [ "$1" = bash ]; then printf "%s" "$3"; else exec "$@"; fi\n', { mode: 0o755 });
+    const r = spawnSync("sh", ["-c", line], { encoding: "utf8", env: { ...process.env, PATH: `${bin}:${process.env.PATH}` } });
     expect(r.stdout).toBe(script);
+    expect(r.status).toBe(0);
+  });
+
+  it("the remote command gives up on a cloud-init that never finishes, saying so", () => {
+    const line = measurementCommandLine("echo never", 600).replace("timeout 1500 cloud-init", "timeout 1 cloud-init");
+    const bin = path.join(work, "hung-bin");
+    fs.mkdirSync(bin, { recursive: true });
+    fs.writeFileSync(path.join(bin, "cloud-init"), "#!/bin/sh\nexec sleep 30\n", { mode: 0o755 });
+    const r = spawnSync("sh", ["-c", line], { encoding: "utf8", env: { ...process.env, PATH: `${bin}:${process.env.PATH}` } });
+    expect(r.status).toBe(1);
+    expect(r.stderr).toBe("gave up after 1500 s waiting for cloud-init to finish on the client\n");
+    expect(r.stdout).toBe("");
   });
 });
 
@@ -154,15 +183,17 @@ describe("triggers and time limit", () => {
     expect(measurementScript(latencyPlan)).not.toMatch(/\bdate\b/);
   });
 
-  it("the time limit covers every run at its own limit plus the wait for cloud-init", () => {
-    // 3 runs x (30 s flow + 60 s grace + 60 s decode) = 7.5 min, rounded up, plus 30.
-    expect(measurementTimeoutMinutes(latencyPlan)).toBe(38);
-    expect(measurementTimeoutMinutes({ ...latencyPlan, measure: { ...latency.measure!, runs: 100 } })).toBe(280);
+  it("the runs' own limit covers every run at its limit; the command's timeout covers the limit and the wait for cloud-init", () => {
+    // 3 runs x (30 s flow + 60 s grace + 30 s) = 360 s.
+    expect(measurementRunsLimitS(latencyPlan)).toBe(360);
+    expect(measurementRunsLimitS({ ...latencyPlan, measure: { ...latency.measure!, runs: 100 } })).toBe(12000);
+    // 1500 s for cloud-init + 360 s, the kill grace and room for SSH: 33 minutes.
+    expect(measurementTimeout(latencyPlan)).toBe("33m");
   });
 });
 
 // ---------------------------------------------------------------------------------------------
-// Verdicts from real bash runs with a stand-in ITGSend and the real ITGDec.
+// The runs' blocks, from real bash runs with a stand-in ITGSend.
 
 const stubDir = path.join(work, "bin");
 const STUB_ITGSEND = `#!/bin/sh
@@ -182,23 +213,18 @@ exit "$STUB_RC"
 `;
 const FINISHED = "ITGSend version 2.8.1 (r1023)\\nStarted sending packets of flow ID: 1\\nFinished sending packets of flow ID: 1";
 
-/** A sender log of `n` one-millisecond round trips, of one flow or of two. */
-async function senderLog(name: string, n: number, flows = 1): Promise<string> {
+/** The two logs of an rttm flow of n one-millisecond round trips. */
+async function flowLogsOf(name: string, n: number): Promise<{ sender: string; receiver: string }> {
   const start = Date.UTC(2025, 2, 1, 10, 0, 0) * 1000;
-  const records: LogRecord[] = Array.from({ length: n }, (_, i) => ({
-    flowId: 1 + (i % flows),
-    seqNum: Math.floor(i / flows) + 1,
-    srcAddress: "198.18.0.10",
-    srcPort: 40000,
-    destAddress: "198.18.1.21",
-    destPort: 31000,
-    tx: timeOfDay(start + i * 1000),
-    rx: timeOfDay(start + i * 1000 + 1000 + (i % 7) * 10),
-    size: 512,
-  }));
-  const file = path.join(work, `${name}.log`);
-  await writeLog(file, records);
-  return file;
+  const records = (rx: (i: number) => number): LogRecord[] =>
+    Array.from({ length: n }, (_, i) => ({
+      flowId: 1, seqNum: i + 1, srcAddress: "198.18.0.10", srcPort: 40000, destAddress: "198.18.1.21", destPort: 31000, tx: timeOfDay(start + i * 1000), rx: timeOfDay(rx(i)), size: 512,
+    }));
+  const sender = path.join(work, `${name}.slog`);
+  const receiver = path.join(work, `${name}.rlog`);
+  await writeLog(sender, records((i) => start + i * 1000 + 1000 + (i % 7) * 10));
+  await writeLog(receiver, records((i) => start + i * 1000 + 500));
+  return { sender, receiver };
 }
 
 const stubScenario = scenarioWith({ profile: "latency", family: "ipv4", runs: 2, runId: "stub" }, { sweep: { flowSeconds: 1 } });
@@ -208,112 +234,162 @@ const stubPlan = (dir: string): MeasurementPlan => ({
   receiverDir: "/logs",
 });
 
-interface StubRun {
-  readonly stdout: string;
-  readonly stderr: string;
-  readonly status: number | null;
-  readonly calls: string[];
-}
-
-function runWithStub(name: string, stub: { say: string; log?: string; rc: number; path?: string }, before?: (dir: string) => void): StubRun {
+function runWithStub(name: string, stub: { say: string; log?: string; rc: number }, before?: (dir: string) => void) {
   const dir = path.join(work, name);
   fs.mkdirSync(dir, { recursive: true });
   before?.(dir);
   const calls = path.join(dir, "calls");
   const r = spawnSync("bash", ["-c", measurementScript(stubPlan(dir))], {
     encoding: "utf8",
-    env: { ...process.env, PATH: `${stub.path ? `${stub.path}:` : ""}${stubDir}:${process.env.PATH}`, STUB_SAY: stub.say, STUB_LOG: stub.log ?? "", STUB_RC: String(stub.rc), STUB_CALLS: calls },
+    env: { ...process.env, PATH: `${stubDir}:${process.env.PATH}`, STUB_SAY: stub.say, STUB_LOG: stub.log ?? "", STUB_RC: String(stub.rc), STUB_CALLS: calls },
   });
   return { stdout: r.stdout, stderr: r.stderr, status: r.status, calls: fs.existsSync(calls) ? fs.readFileSync(calls, "utf8").trim().split("\n") : [] };
 }
 
-describe("verdicts, from what was printed and logged", () => {
-  let full: string;
-  let short: string;
-  let twoFlows: string;
+describe("the runs' blocks: what each run sent and logged, judged later", () => {
+  let logs: { sender: string; receiver: string };
   beforeAll(async () => {
     fs.mkdirSync(stubDir, { recursive: true });
     fs.writeFileSync(path.join(stubDir, "ITGSend"), STUB_ITGSEND, { mode: 0o755 });
-    // 1 s at 1000 pkt/s: 1000 expected, 950 needed.
-    full = await senderLog("full", 1000);
-    short = await senderLog("short", 600);
-    twoFlows = await senderLog("two-flows", 1000, 2);
+    logs = await flowLogsOf("full", 1000);
   });
 
-  it("a complete log passes even when ITGSend exits non-zero; the ITGDec summary comes along", () => {
-    const r = runWithStub("rc1", { say: FINISHED, log: full, rc: 1 });
+  it("one block per run: the sender log's records, where both logs lie, what ITGSend said (whatever its exit code)", () => {
+    const r = runWithStub("rc1", { say: FINISHED, log: logs.sender, rc: 1 });
     expect(r.status).toBe(0);
-    const runs = parseMeasurementOutput(r.stdout);
-    expect(runs.map((x) => x.ok)).toEqual([true, true]);
-    expect(runs[0]).toMatchObject({ run: 1, records: 1000, packets: 1000, bytes: 512_000, dropped: 0, delayMinS: 0.001, delayMaxS: 0.00106 });
-    expect(r.stderr).toContain("run 2 of 2: ok");
+    const plan = stubPlan(path.join(work, "rc1"));
+    expect(parseMeasurementOutput(r.stdout)).toEqual(
+      [1, 2].map((run) => ({
+        run,
+        records: 1000,
+        senderLog: runLogs(plan, run).senderLog,
+        receiverLog: receiverNodeLog(plan, run),
+        senderOutput: FINISHED.replaceAll("\\n", "\n"),
+      })),
+    );
+    expect(receiverNodeLog(plan, 2)).toBe(`${RECEIVER_NODE_LOG_DIR}/stub-latency-ipv4-s3000-2.rlog`);
+    expect(r.stderr).toContain("run 2 of 2: sent, 1000 records in");
   });
 
   it("each run logs to its own names, as runLogs gives them", () => {
-    const r = runWithStub("names", { say: FINISHED, log: full, rc: 0 });
+    const r = runWithStub("names", { say: FINISHED, log: logs.sender, rc: 0 });
     const plan = stubPlan(path.join(work, "names"));
     expect(r.calls).toEqual([1, 2].map((k) => `${runLogs(plan, k).senderLog} ${runLogs(plan, k).receiverLog}`));
   });
 
-  it("an error printed by ITGSend fails the run although it exits 0 (receiver-side bind error, B3)", () => {
-    const r = runWithStub("bind", { say: "Error on bind to receiver side\\nError at Receiver side\\nFinished sending packets of flow ID: 1", log: full, rc: 0 });
-    const runs = parseMeasurementOutput(r.stdout);
-    expect(runs.map((x) => x.ok)).toEqual([false, false]);
-    expect(runs[0]!.reason).toBe("ITGSend reported an error: Error on bind to receiver side");
-    // The log was decoded all the same: the numbers are there for a look.
-    expect(runs[0]!.packets).toBe(1000);
-  });
-
-  it("too few records fail the run, with the counts", () => {
-    const runs = parseMeasurementOutput(runWithStub("short", { say: FINISHED, log: short, rc: 0 }).stdout);
-    expect(runs[0]).toMatchObject({ ok: false, records: 600, packets: 600 });
-    expect(runs[0]!.reason).toMatch(/has 600 records, expected at least 950 of 1000$/);
-  });
-
-  it("no 'Finished sending packets' (killed or crashed) fails the run", () => {
-    const runs = parseMeasurementOutput(runWithStub("killed", { say: "Started sending packets of flow ID: 1", log: full, rc: 0 }).stdout);
-    expect(runs[0]!.ok).toBe(false);
-    expect(runs[0]!.reason).toMatch(/did not report 'Finished sending packets'/);
-  });
-
-  it("two flows in one log fail the run", () => {
-    const runs = parseMeasurementOutput(runWithStub("two-flows", { say: FINISHED, log: twoFlows, rc: 0 }).stdout);
-    expect(runs[0]!.ok).toBe(false);
-    expect(runs[0]!.reason).toMatch(/holds 2 flows, expected one/);
-  });
-
-  it("no log: failed, no figures; a stale log of the same name does not count", () => {
+  it("a stale log of the same name does not count: no log, no records", () => {
     const r = runWithStub("stale", { say: FINISHED, rc: 0 }, (dir) => {
-      for (const k of [1, 2]) fs.copyFileSync(full, runLogs(stubPlan(dir), k).senderLog);
+      for (const k of [1, 2]) fs.copyFileSync(logs.sender, runLogs(stubPlan(dir), k).senderLog);
     });
-    const runs = parseMeasurementOutput(r.stdout);
-    expect(runs[0]).toMatchObject({ ok: false, records: 0, packets: null, bitrateKbps: null });
-    expect(runs[0]!.reason).toMatch(/holds no records$/);
+    expect(parseMeasurementOutput(r.stdout).map((x) => x.records)).toEqual([0, 0]);
   });
 
-  it("a log ITGDec prints nothing for fails the run", () => {
-    const silent = path.join(work, "silent-itgdec");
-    fs.mkdirSync(silent, { recursive: true });
-    fs.writeFileSync(path.join(silent, "ITGDec"), "#!/bin/sh\nexit 0\n", { mode: 0o755 });
-    const runs = parseMeasurementOutput(runWithStub("silent", { say: FINISHED, log: full, rc: 0, path: silent }).stdout);
-    expect(runs[0]).toMatchObject({ ok: false, records: 1000, packets: null });
-    expect(runs[0]!.reason).toMatch(/^ITGDec printed no summary of .*-1\.slog$/);
-  });
-
-  it("refuses to start without ITGDec on the host", () => {
-    const dir = path.join(work, "no-itgdec");
+  it("refuses to start without ITGSend on the host", () => {
+    const dir = path.join(work, "no-itgsend");
     fs.mkdirSync(dir, { recursive: true });
-    // PATH with the stand-in ITGSend and the basic tools, but no ITGDec.
     const bin = path.join(dir, "bin");
     fs.mkdirSync(bin);
-    for (const tool of ["timeout", "mkdir", "rm", "stat", "sed", "awk", "grep", "cat"]) {
+    for (const tool of ["timeout", "mkdir", "rm", "stat", "sed"]) {
       const found = spawnSync("sh", ["-c", `command -v ${tool}`], { encoding: "utf8" }).stdout.trim();
       fs.symlinkSync(found, path.join(bin, tool));
     }
-    fs.symlinkSync(path.join(stubDir, "ITGSend"), path.join(bin, "ITGSend"));
     const r = spawnSync("/bin/bash", ["-c", measurementScript(stubPlan(dir))], { encoding: "utf8", env: { PATH: bin } });
     expect(r.status).toBe(1);
-    expect(r.stderr).toContain("ITGDec is not installed on this host");
+    expect(r.stderr).toContain("ITGSend is not installed on this host");
     expect(r.stdout).toBe("");
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// The pairing's blocks, from real bash runs with a stand-in scp and the real decoder.
+
+describe("the pairing: each run's logs fetched through the bastion and decoded by the campaign's code", () => {
+  const hosts = { bastion: "203.0.113.9", client: "198.19.0.12", worker: "198.19.0.14", user: "ubuntu" };
+  let logs: { sender: string; receiver: string };
+  beforeAll(async () => {
+    logs = await flowLogsOf("pairing", 1000);
+  });
+
+  /**
+   * scp as a stand-in: records its arguments and the ssh configuration and key it was given, and
+   * copies "HOST:PATH" from FILES (lines "HOST:PATH LOCAL"); an unknown one is a missing file.
+   */
+  function runPairing(name: string, plan: MeasurementPlan, files: Record<string, string>) {
+    const dir = path.join(work, name);
+    const bin = path.join(dir, "bin");
+    fs.mkdirSync(bin, { recursive: true });
+    fs.writeFileSync(path.join(dir, "files"), Object.entries(files).map(([remote, local]) => `${remote} ${local}\n`).join(""));
+    fs.writeFileSync(
+      path.join(bin, "scp"),
+      `#!/usr/bin/env bash
+config="$2"
+{ echo "$*"; cat "$config"; echo "key: $(stat -c %a "$(awk '$1 == "IdentityFile" { print $2 }' "$config")") $(cat "$(awk '$1 == "IdentityFile" { print $2 }' "$config")")"; } >>${JSON.stringify(path.join(dir, "calls"))}
+local_copy="$(awk -v r="$4" '$1 == r { print $2 }' ${JSON.stringify(path.join(dir, "files"))})"
+if [ -z "$local_copy" ]; then echo "scp: $4: No such file or directory" >&2; exit 1; fi
+cp "$local_copy" "$5"
+`,
+      { mode: 0o755 },
+    );
+    const r = spawnSync("bash", ["-c", pairingScript(plan, hosts, "runs output")], {
+      encoding: "utf8",
+      cwd: CHECKOUT_DIR,
+      input: "-----BEGIN OPENSSH PRIVATE KEY-----\nstand-in\n-----END OPENSSH PRIVATE KEY-----\n",
+      env: { ...process.env, PATH: `${bin}:${process.env.PATH}` },
+      timeout: 120_000,
+    });
+    return { ...r, calls: fs.existsSync(path.join(dir, "calls")) ? fs.readFileSync(path.join(dir, "calls"), "utf8") : "" };
+  }
+
+  it("a round trip: the client's log paired with the worker's receiver log; the key only in a private file", () => {
+    const plan = { ...latencyPlan, measure: { ...latency.measure!, runs: 2 } };
+    const files = {
+      [`client:${runLogs(plan, 1).senderLog}`]: logs.sender,
+      [`worker:${receiverNodeLog(plan, 1)}`]: logs.receiver,
+      [`client:${runLogs(plan, 2).senderLog}`]: logs.sender,
+    };
+    const r = runPairing("round-trip", plan, files);
+    expect(r.status).toBe(0);
+    const paired = parsePairingOutput(r.stdout);
+    const first = paired.get(1)!;
+    expect("decoded" in first && first.decoded.total).toMatchObject({ packets: 1000, delaySource: "paired", excludedRecords: 0 });
+    // Round trips from the receiver's send stamps: the sender log's rx minus the receiver log's tx.
+    expect("decoded" in first && first.decoded.total.delayMinS).toBeCloseTo(0.001, 9);
+    expect(paired.get(2)).toEqual({ failure: expect.stringMatching(new RegExp(`^fetching worker:${receiverNodeLog(plan, 2)} failed: scp: worker:.* No such file or directory`)) });
+    expect(r.stderr).toBe("run 1 of 2: paired\nrun 2 of 2: not paired\n");
+    // Through the bastion, batch mode, the session's own known hosts; the key readable by its owner only.
+    expect(r.calls).toContain(`-F `);
+    expect(r.calls).toMatch(/Host client\n  HostName 198\.19\.0\.12\n  ProxyJump bastion\n/);
+    expect(r.calls).toMatch(/Host bastion\n  HostName 203\.0\.113\.9\n  Port 22\n/);
+    expect(r.calls).toMatch(/  User ubuntu\n/);
+    expect(r.calls).toMatch(/  BatchMode yes\n/);
+    expect(r.calls).toContain("key: 600 -----BEGIN OPENSSH PRIVATE KEY-----");
+    expect(r.stdout).not.toContain("PRIVATE KEY");
+  });
+
+  it("a one-way flow: the worker's receiver log alone, what arrived", () => {
+    const plan = { ...throughputPlan, measure: { ...throughput.measure!, runs: 1 } };
+    const r = runPairing("one-way", plan, { [`worker:${receiverNodeLog(plan, 1)}`]: logs.receiver });
+    expect(r.status).toBe(0);
+    const first = parsePairingOutput(r.stdout).get(1)!;
+    expect("decoded" in first && first.decoded.total).toMatchObject({ packets: 1000, delaySource: "sender" });
+    expect(r.calls.split("\n").filter((l) => l.startsWith("-F ")).map((l) => l.split(" ")[3])).toEqual([`worker:${receiverNodeLog(plan, 1)}`]);
+  });
+
+  it("a log the decoder refuses is a failed run, with the decoder's words", () => {
+    const plan = { ...throughputPlan, measure: { ...throughput.measure!, runs: 1 } };
+    const junk = path.join(work, "junk.rlog");
+    fs.writeFileSync(junk, "not a D-ITG log");
+    const r = runPairing("junk", plan, { [`worker:${receiverNodeLog(plan, 1)}`]: junk });
+    expect(r.status).toBe(0);
+    expect(parsePairingOutput(r.stdout).get(1)).toEqual({ failure: expect.stringMatching(/^decoding run 1: .*/) });
+  });
+
+  it("the two outputs make the stack's measurement, judged by the campaign's rules", () => {
+    const plan = { ...latencyPlan, measure: { ...latency.measure!, runs: 1 }, durationS: 1 };
+    const r = runPairing("summary", plan, { [`client:${runLogs(plan, 1).senderLog}`]: logs.sender, [`worker:${receiverNodeLog(plan, 1)}`]: logs.receiver });
+    const runs = `${OUTPUT_HEADER} runId=r1 profile=latency family=ipv4 runs=1 target=198.18.1.21\n=== run 1\nrecords=1000\nsenderLog=${runLogs(plan, 1).senderLog}\nreceiverLog=${receiverNodeLog(plan, 1)}\nitgsend> Finished sending packets of flow ID: 1\n=== end run 1\n`;
+    const summary = measurementSummary(runs, r.stdout, { measure: plan.measure, dataplane: "iptables", services: 3000, expected: measuredFlow(plan).expected })!;
+    expect(summary.runs[0]).toMatchObject({ run: 1, ok: true, packets: 1000, delaySource: "paired" });
+    expect(summary.acrossRuns).toMatchObject({ metric: "delayMeanS", okRuns: 1 });
   });
 });

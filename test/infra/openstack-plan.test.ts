@@ -37,6 +37,16 @@ describe("address plan", () => {
     expect(subnet(plan, "client", "ipv6").allocationPool.start).toBe("2001:2:0:10::16");
   });
 
+  it("names the scenario's resolvers on every subnet, data subnets too, each family its own", () => {
+    // A DHCP subnet without resolvers hands out Neutron's dnsmasq, which refuses outside names: on a
+    // node's data NIC it would join the resolvers CoreDNS forwards to, and pods' lookups would fail at random.
+    const plan = labPlan(scenario({ openstack: { dnsNameservers: ["192.0.2.53", "2001:db8::53", "198.51.100.53"] } }));
+    for (const sn of plan.subnets) {
+      expect(sn.dnsNameservers, `${sn.network}/${sn.family}`).toEqual(sn.family === "ipv4" ? ["192.0.2.53", "198.51.100.53"] : ["2001:db8::53"]);
+    }
+    expect(labPlan(scenario()).subnets.filter((sn) => sn.enableDhcp).every((sn) => sn.dnsNameservers.length > 0)).toBe(true);
+  });
+
   it("routes each data network to the other through the router VM, in both families", () => {
     const plan = labPlan(scenario());
     expect(subnet(plan, "client", "ipv4").hostRoutes).toEqual([{ destinationCidr: "198.18.1.0/24", nextHop: "198.18.0.12" }]);

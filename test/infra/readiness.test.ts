@@ -2,7 +2,11 @@
 // timeouts that follow from it: at 10000 dual-stack Services the controller-manager's default client
 // rate would keep kube-proxy on REJECT rules for a quarter of an hour; the raised rate makes it minutes.
 import { describe, expect, it } from "vitest";
-import { applyTimeout, DEFAULT_CONTROLLER_MANAGER_QPS, readinessEstimate, readinessWaitS } from "../../infra/cluster/readiness.js";
+import { DEFAULT_CONTROLLER_MANAGER_QPS, readinessEstimate, readinessWaitS } from "../../infra/cluster/readiness.js";
+import { pulumiTimeout } from "../../infra/cluster/shell.js";
+import { applyBound } from "../../infra/workloads.js";
+
+const applyTimeout = (s: Parameters<typeof applyBound>[0]) => pulumiTimeout(applyBound(s).limitS);
 import { testScenario } from "../fixtures/scenario.js";
 
 const minutes = (timeout: string) => Number(/^(\d+)m$/.exec(timeout)![1]);
@@ -18,10 +22,11 @@ describe("readiness at the paper's largest step", () => {
     expect(fast.totalS).toBeLessThan(slow.totalS / 3);
   });
 
-  it("waits long enough for the estimate, and the command's timeout covers the wait", () => {
+  it("waits long enough for the estimate; the script's own limit covers the wait, and the command's timeout the limit", () => {
     const wait = readinessWaitS(s, 10000);
     expect(wait).toBeGreaterThanOrEqual(2 * readinessEstimate(s, 10000).totalS);
-    expect(minutes(applyTimeout(s)) * 60).toBeGreaterThan(wait);
+    expect(applyBound(s).limitS).toBeGreaterThan(wait);
+    expect(minutes(applyTimeout(s)) * 60).toBeGreaterThan(applyBound(s).limitS);
     // One family writes half the slices.
     expect(readinessEstimate(testScenario({ families: ["ipv4"] }), 10000).endpointSlicesS).toBe(readinessEstimate(s, 10000).endpointSlicesS / 2);
   });

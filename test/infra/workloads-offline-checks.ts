@@ -1,8 +1,10 @@
 // Checks shared by the per-stack workloads tests (one Pulumi program run per test file).
 import { execFileSync } from "node:child_process";
+import { createHash } from "node:crypto";
 import { expect } from "vitest";
 import { parseAllDocuments } from "yaml";
-import type { OfflineRun } from "../../infra/offline-engine.js";
+import { scriptOfRootCommand } from "../../infra/cluster/shell.js";
+import { assetText, type OfflineRun } from "../../infra/offline-engine.js";
 
 interface Probe {
   exec?: { command: string[] };
@@ -19,11 +21,11 @@ export function checkWorkloads(run: OfflineRun, services: number): void {
   // Uploads and the apply go over the master's connection, which holds the private key as a secret.
   for (const u of uploads) expect(Object.keys(u.inputs.connection as object)).toEqual(["$secret"]);
 
-  const scaled = parseAllDocuments((uploads.find((u) => String(u.inputs.remotePath).endsWith("scale-services.yaml"))!.inputs.source as { $text: string }).$text).map((d) => d.toJS());
+  const scaled = parseAllDocuments(assetText(uploads.find((u) => String(u.inputs.remotePath).endsWith("scale-services.yaml"))!.inputs.source)!).map((d) => d.toJS());
   expect(scaled).toHaveLength(services);
   for (const svc of scaled.filter((s) => s.spec.type === "NodePort")) expect(svc.spec.externalTrafficPolicy).toBe("Local");
 
-  const receiverDocs = parseAllDocuments((uploads.find((u) => String(u.inputs.remotePath).endsWith("ditg-receiver.yaml"))!.inputs.source as { $text: string }).$text).map((d) => d.toJS());
+  const receiverDocs = parseAllDocuments(assetText(uploads.find((u) => String(u.inputs.remotePath).endsWith("ditg-receiver.yaml"))!.inputs.source)!).map((d) => d.toJS());
   const deployment = receiverDocs.find((d) => d.kind === "Deployment");
   const service = receiverDocs.find((d) => d.kind === "Service");
   expect(service.spec.ports.map((p: { nodePort: number }) => p.nodePort)).toContain(30900);
@@ -36,10 +38,14 @@ export function checkWorkloads(run: OfflineRun, services: number): void {
 
   const apply = run.resources.find((r) => r.name === "workloads-apply")!;
   expect(apply.type).toBe("command:remote:Command");
-  // No triggers: a new set is an update of the one command (its create names the set's hash).
+  // No triggers: a new set is an update of the one command (its create names each file's hash, and
+  // checks the uploaded file against it before applying it).
   expect(apply.inputs.triggers).toBeUndefined();
-  expect(String(apply.inputs.create)).toMatch(/^# manifests: [0-9a-f]{64}$/m);
-  const script = /^sudo bash -c '([\s\S]*)'$/.exec(apply.inputs.create as string)![1]!.replaceAll(`'"'"'`, "'");
+  const script = scriptOfRootCommand(apply.inputs.create as string);
+  for (const u of uploads) {
+    const hash = createHash("sha256").update(assetText(u.inputs.source)!).digest("hex");
+    expect(script).toContain(`echo '${hash}  ${String(u.inputs.remotePath)}' | sha256sum --check --status`);
+  }
   expect(script).toContain("kubectl apply --server-side");
   execFileSync("shellcheck", ["-s", "bash", "-"], { input: script });
 

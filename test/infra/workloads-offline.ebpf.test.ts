@@ -3,7 +3,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
 import { parseAllDocuments } from "yaml";
-import { readStackConfig, runOffline, type OfflineRun } from "../../infra/offline-engine.js";
+import { assetText, readStackConfig, runOffline, type OfflineRun } from "../../infra/offline-engine.js";
 import { checkWorkloads } from "./workloads-offline-checks.js";
 
 const PROJECT = path.resolve(import.meta.dirname, "../..");
@@ -19,7 +19,7 @@ describe("workloads of the ebpf stack at 3000 Services", () => {
 
   it("carries 2766 NodePort and 234 ClusterIP Services", () => {
     const upload = run.resources.find((r) => r.name === "workloads-scale-services")!;
-    const docs = parseAllDocuments((upload.inputs.source as { $text: string }).$text).map((d) => d.toJS());
+    const docs = parseAllDocuments(assetText(upload.inputs.source)!).map((d) => d.toJS());
     expect(docs.filter((d) => d.spec.type === "NodePort")).toHaveLength(2766);
     expect(docs.filter((d) => d.spec.type === "ClusterIP")).toHaveLength(234);
     expect(run.outputs.serviceCounts).toEqual({ total: 3000, nodePort: 2766, clusterIp: 234 });

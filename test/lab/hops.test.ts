@@ -11,7 +11,7 @@
 import { existsSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { LabBackend, labProblem } from "../../backends/lab.js";
-import { HOP_PREF, hopAttachments } from "../../lab/hops/hop-probes.js";
+import { HOP_PREF, hopAttachments, HopProbes } from "../../lab/hops/hop-probes.js";
 import { decodeFlow } from "../../measure/ditg-pairing.js";
 import { decomposeRun, END_TO_END, HOP_SUM_TOLERANCE_S, type HopDirection, type HopSectionSummary, type RunHops } from "../../measure/hops.js";
 import type { RunProfile, TrafficProfile } from "../../measure/types.js";
@@ -136,11 +136,13 @@ describe.skipIf(problem !== undefined)(`hop probes with real traffic${problem ? 
     const { topology } = backend;
     const rdc = topology.plan.links.datacenter.gateway.ifname;
     const node = topology.addresses.node.ipv4;
-    // 8 Mbit/s with a 15 kB queue: a full queue holds a packet about 15 ms. 5.5 Mbit/s of other
-    // traffic (discard port of the worker) beside D-ITG's 4.4 keep it full.
+    // 8 Mbit/s with a 15 kB queue: a full queue holds a packet about 15 ms. 6.7 Mbit/s of other
+    // traffic (discard port of the worker) beside D-ITG's 4.4 keep it full, also when a busy host
+    // costs ITGSend half its send slots. The flooder keeps its rate by the clock, not by its timer's
+    // ticks, which a busy host delays: a late tick sends what fell due.
     const flood = String.raw`
-      const s = require("node:dgram").createSocket("udp4"); const b = Buffer.alloc(1200);
-      setInterval(() => { for (let i = 0; i < 6; i++) s.send(b, 9, process.argv[1]); }, 10);`;
+      const s = require("node:dgram").createSocket("udp4"); const b = Buffer.alloc(1200); const t0 = Date.now(); let sent = 0;
+      setInterval(() => { for (const due = Math.floor((Date.now() - t0) / 10) * 7; sent < due; sent++) s.send(b, 9, process.argv[1]); }, 10);`;
     const attempts: string[] = [];
     for (let attempt = 1; attempt <= ATTEMPTS; attempt++) {
       const base = await measure(dataplane, "latency", LATENCY);
@@ -158,7 +160,11 @@ describe.skipIf(problem !== undefined)(`hop probes with real traffic${problem ? 
       const delta = (s: HopSectionSummary) => section(loaded.hops, s.direction, s.section).p50S - s.p50S;
       const injected = delta(section(base.hops, "forward", "datacenter-link"));
       // The injected delay is there, where it was injected: milliseconds, far above any scheduling noise.
-      expect(injected, `forward datacenter-link p50 grew ${us(injected)}`).toBeGreaterThan(5e-3);
+      // A flooder starved of CPU on a busy host leaves the queue short of full: that attempt does not count.
+      if (injected <= 5e-3) {
+        attempts.push(`attempt ${attempt}: the queue was not kept full (forward datacenter-link p50 grew ${us(injected)})`);
+        continue;
+      }
       const others = pathSections(base.hops).filter((s) => !(s.direction === "forward" && s.section === "datacenter-link"));
       const moved = others.filter((s) => Math.abs(delta(s)) > 0.1 * injected).map((s) => `${s.direction} ${s.section} ${us(delta(s))}`);
       if (moved.length === 0) {
@@ -168,7 +174,7 @@ describe.skipIf(problem !== undefined)(`hop probes with real traffic${problem ? 
       }
       attempts.push(`attempt ${attempt}: injected ${us(injected)}, also moved: ${moved.join(", ")}`);
     }
-    throw new Error(`the injected delay showed outside its section on every attempt (not a busy host's noise):\n${attempts.join("\n")}`);
+    throw new Error(`the injected delay did not show in its section alone on any attempt (not a busy host's noise):\n${attempts.join("\n")}`);
   }, 600_000);
 
   it("a paused receiver shows in the receiver's sections (pod delivery and turnaround), and in no other", async () => {
@@ -196,6 +202,30 @@ describe.skipIf(problem !== undefined)(`hop probes with real traffic${problem ? 
       attempts.push(`attempt ${attempt}: ${moved.join(", ")}`);
     }
     throw new Error(`the pause showed outside the receiver's sections on every attempt:\n${attempts.join("\n")}`);
+  }, 300_000);
+
+  it("the perf event array path, forced on this kernel as on 5.4: the sections still add up, and its probes go with nothing left", async () => {
+    const ring = backend.hops!;
+    expect(ring.output).toBe("ringbuf");
+    ring.disable();
+    const perf = HopProbes.load(backend.topology, { dataPort: backend.scenario.receiver.dataPort, output: "perf" });
+    backend.hops = perf;
+    let ids: { programs: number[]; maps: number[] };
+    try {
+      ids = perf.objectIds();
+      for (const [dataplane, family] of [["iptables", "ipv4"], ["ebpf", "ipv6"]] as const) {
+        const m = await measure(dataplane, "latency", SUM_CHECK, family);
+        expect(m.hops.check, `${dataplane} ${family}`).toMatchObject({ packets: m.paired, decomposed: m.paired, incomplete: 0, outOfOrder: 0, droppedStamps: 0, unreadStamps: 0, addsUp: true });
+      }
+      const m = await measure("nftables", "setup", SETUP);
+      expect(m.hops.check).toMatchObject({ keying: "handshake", incomplete: 0, addsUp: true });
+    } finally {
+      backend.hops = ring;
+      perf.teardown();
+    }
+    for (const id of ids.programs) expect(await bpfObjectGone("prog", id), `program ${id}`).toBe(true);
+    for (const id of ids.maps) expect(await bpfObjectGone("map", id), `map ${id}`).toBe(true);
+    expect(mounted(perf.bpffs)).toBe(false);
   }, 300_000);
 
   it("teardown detaches every probe and leaves no program, map, pin or mount", async () => {

@@ -141,7 +141,7 @@ describe.skipIf(hostProblem !== undefined)(`the lab's smoke campaign on this ker
       await decoder.close();
       store.close();
     }
-    report = await writeCampaignReport({ db, out: join(dir, "report") });
+    report = (await writeCampaignReport({ db, out: join(dir, "report") })).markdown;
     // Headroom for a loaded host and the retries: five times the plan's own estimate of an idle run.
   }, 5 * estimateWallSeconds(def) * 1000);
   afterAll(() => rmSync(dir, { recursive: true, force: true }));

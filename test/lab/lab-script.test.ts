@@ -26,6 +26,16 @@ describe("scripts/lab.sh", () => {
     expect(r.stdout).toBe("");
   });
 
+  it.skipIf(!canDropPrivileges)("prints the lab's help as a user other than root, with nothing installed or checked first", () => {
+    const r = asNobodyIn(ROOT, (prefix) =>
+      spawnSync(prefix[0]!, [...prefix.slice(1), "bash", "scripts/lab.sh", "--profile", "smoke", "--help"], { encoding: "utf8", timeout: 120_000 }),
+    );
+    expect(r.stderr).toBe("");
+    expect(r.status).toBe(0);
+    expect(r.stdout).toMatch(/^Usage: testbed lab \[options\]/);
+    expect(r.stdout).toContain("--dataplanes <list>");
+  });
+
   it.skipIf(!canDropPrivileges)("refuses root without each capability the lab uses, naming the missing ones, before installing anything", () => {
     const advice = "Run it from a root shell that has them (a privileged container, or without dropping capabilities).\n";
     const needs = "npm run lab: the local lab needs root with CAP_NET_ADMIN, CAP_NET_RAW and CAP_SYS_ADMIN; this shell lacks";

@@ -28,8 +28,8 @@ describe("campaign flags", () => {
     [{ retries: "50" }, '--retries: "50" is not accepted; accepted: a whole number from 0 to 20'],
     [{ campaign: "a b" }, `--campaign: "a b" is not accepted; accepted: 1-100 letters, digits, '.', '_' or '-'`],
     [{ stack: "ebpf" }, "--stack and --loopback exclude each other; accepted: --stack S for a deployed stack, or --loopback for a dry run on this host"],
-    [{ loopback: false }, "missing --stack S (a deployed stack, e.g. iptables or ebpf) or --loopback (a dry run on this host's loopback)"],
-    [{ loopback: false, stack: "ebpf", dataplanes: "ebpf" }, "--dataplanes: only with --loopback; a stack runs one dataplane (testbed:dataplane), the other is the other stack"],
+    [{ loopback: false }, "missing --stack S (a deployed stack, e.g. iptables, nftables, ebpf) or --loopback (a dry run on this host's loopback)"],
+    [{ loopback: false, stack: "ebpf", dataplanes: "ebpf" }, "--dataplanes: only with --loopback; a stack runs one dataplane (testbed:dataplane), each other dataplane is another stack"],
   ] as [Partial<CampaignOptions>, string][])("refuses %o", (over, message) => {
     expect(() => parseCampaignFlags({ ...base, ...over })).toThrow(message);
   });

@@ -152,6 +152,47 @@ describe("testbed decode", () => {
     expect(gone.stderr).toContain(`${missing}: cannot be read (ENOENT)`);
   });
 
+  it("says what wrote each log, and keeps a one-way log's delays of 0.5 s or more", async () => {
+    const slow = join(dir, "slow.rlog");
+    await writeLog(slow, records(1, 40000, 2000, (s) => (s > 500 && s <= 700 ? 700_000 : 100)).sort((a, b) => a.rx.second - b.rx.second + 60 * (a.rx.minute - b.rx.minute)));
+    const text = await testbed("decode", slow);
+    expect([text.code, text.stderr]).toEqual([0, ""]);
+    expect(text.stdout).toContain("Log kind: one-way delays: a receiver's log (ITGRecv -l, or ITGSend -x) (its destination is 0.0.0.0");
+    expect(text.stdout).toContain("Delays: every record as logged");
+    expect(text.stdout).not.toContain("Excluded records");
+    const json = JSON.parse((await testbed("decode", slow, "--json")).stdout);
+    expect([json.content.kind, json.total.packets, json.total.excludedRecords]).toEqual(["one-way", 2000, 0]);
+    expect(json.total.delayMaxS).toBeCloseTo(0.7, 6);
+    const sender = await testbed("decode", rttm.senderLog);
+    expect(sender.stdout).toContain("Log kind: round trips: ITGSend's log of a round-trip flow (-m rttm -l) (send stamps run backwards");
+  });
+
+  it("what is not a D-ITG log, and pairs that are not a flow's two logs: refused, naming the file and what is wrong, nothing on stdout", async () => {
+    const empty = join(dir, "empty.log");
+    await writeFile(empty, "");
+    const random = join(dir, "random.log");
+    await writeFile(random, Buffer.from(Array.from({ length: 144 * 100 }, (_, i) => (Math.imul(i + 1, 2654435761) >>> 13) & 255)));
+    const nonsense = join(dir, "nonsense.log");
+    await writeLog(nonsense, records(1, 40000, 100, () => 100).map((r) => ({ ...r, rx: { ...r.rx, hour: 31 } })));
+    const bad = await testbed("decode", udp, empty, random, nonsense);
+    expect([bad.code, bad.stdout]).toEqual([1, ""]);
+    expect(bad.stderr).toContain("decode: 3 of 4 log(s) cannot be decoded:");
+    expect(bad.stderr).toContain(`${empty}: holds no record (0 bytes)`);
+    expect(bad.stderr).toContain(`${random}: 100 of 100 records have time fields a D-ITG log cannot hold`);
+    expect(bad.stderr).toContain(`${nonsense}: 100 of 100 records have time fields a D-ITG log cannot hold (hour above 24`);
+
+    const cases: [string[], string][] = [
+      [[rttm.senderLog, "--receiver-log", rttm.senderLog], `${rttm.senderLog}: is the same file as the sender log ${rttm.senderLog}`],
+      [[rttm.receiverLog, "--receiver-log", rttm.senderLog], `${rttm.receiverLog}: is a receiver's log, not ITGSend's round-trip log (its destination is 0.0.0.0`],
+      [[udp, "--receiver-log", rttm.receiverLog], `${udp}: is a receiver's log, not ITGSend's round-trip log`],
+    ];
+    for (const [args, message] of cases) {
+      const r = await testbed("decode", ...args);
+      expect([r.code, r.stdout], args.join(" ")).toEqual([1, ""]);
+      expect(r.stderr, args.join(" ")).toContain(message);
+    }
+  });
+
   it("without a log it says what is missing and exits non-zero", async () => {
     const r = await testbed("decode");
     expect(r.code).not.toBe(0);

@@ -159,7 +159,15 @@ describe.skipIf(!onLinux)("D-ITG flows built by senderCommand, on loopback (need
       for (const log of [cmd.logs.senderLog, cmd.logs.receiverLog]) {
         expectSameAsItgDec(await decodeLogFile(log, { views: ["logged"] }), await runItgDec(log));
       }
+      // What wrote each log, from its records alone: ITGRecv's (bound to the wildcard) holds one-way delays; ITGSend's
+      // log of a one-way flow holds its own send times; its round-trip log is never taken for a one-way log.
+      const senderSide = await decodeLogFile(cmd.logs.senderLog);
+      expect((await decodeLogFile(cmd.logs.receiverLog)).content?.kind).toBe("one-way");
+      if (c.traffic.meter === "rttm") expect(["round-trip", "unknown"]).toContain(senderSide.content?.kind);
+      else expect(senderSide.content?.kind).toBe("sender-one-way");
       if (c.traffic.meter === "rttm") {
+        // The two logs in each other's place are refused, naming the receiver's log.
+        await expect(decodePairedLogs(cmd.logs.receiverLog, cmd.logs.senderLog)).rejects.toThrow(`${cmd.logs.receiverLog}: is a receiver's log, not ITGSend's round-trip log`);
         // Exact round trips: every echo pairs with its packet's send stamp in the receiver log.
         const truth = await independentRoundTrips(cmd.logs.senderLog, cmd.logs.receiverLog);
         const paired = await decodePairedLogs(cmd.logs.senderLog, cmd.logs.receiverLog);

@@ -19,6 +19,9 @@ import {
   poolSections,
   readPointStamps,
   summarize,
+  WORKER_POINTS,
+  WORKER_SPAN,
+  WORKER_UNTIMED,
   type HopCapture,
   type RunHops,
 } from "../../measure/hops.js";
@@ -108,6 +111,30 @@ async function decompose(c: Crafted): Promise<RunHops> {
   return decomposeRun(c.capture, c.logs, decoded);
 }
 
+/**
+ * Handshake records of `n` connections (client port 2000 + i) stamped at `points` in order, each
+ * `gaps(i)[j]` ns after the one before; written to setup.hops, whose path is returned.
+ */
+function writeHandshakes(points: readonly number[], n: number, gaps: (i: number) => number[]): string {
+  const bytes = Buffer.alloc(n * points.length * HOP_RECORD_BYTES);
+  let k = 0;
+  for (let i = 0; i < n; i++) {
+    let t = 1_000_000_000n + BigInt(i) * 10_000_000n;
+    points.forEach((point, j) => {
+      if (j > 0) t += BigInt(gaps(i)[j - 1]!);
+      const at = k++ * HOP_RECORD_BYTES;
+      bytes.writeBigUInt64LE(t, at);
+      bytes.writeUInt32LE(0xffffffff, at + 8);
+      bytes.writeUInt32LE(2000 + i, at + 12);
+      bytes.writeUInt8(point, at + 16);
+      bytes.writeUInt8(1, at + 17);
+    });
+  }
+  const recordsFile = path.join(dir, "setup.hops");
+  writeFileSync(recordsFile, bytes);
+  return recordsFile;
+}
+
 const sectionOf = (hops: RunHops, direction: "forward" | "return", name: string) => hops.sections.find((s) => s.direction === direction && s.section === name)!;
 const relative = (x: number, expected: number) => Math.abs(x - expected) / expected;
 const meanOf = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
@@ -187,27 +214,86 @@ describe("decomposeRoundTrips", () => {
   });
 });
 
+describe("decomposeWorkerRoundTrips (a worker probed alone)", () => {
+  /** Only the worker's points (P3..P8) stamped, as on a deployed stack's worker. */
+  const onWorker = (records: { point: number; seq: number; stampNs: bigint }[]) => records.filter((r) => WORKER_POINTS.includes(r.point));
+  const craftWorker = (n: number, edit: (r: ReturnType<typeof onWorker>) => ReturnType<typeof onWorker> = (r) => r, capture: Partial<HopCapture> = {}) =>
+    craft(n, (r) => edit(onWorker(r)), { scope: "worker", ...capture });
+  /** SECTION_NS indexes of the worker's sections: service-dataplane .. service-dataplane (boundaries P3, P4, P5, rxR, P6, P7, P8). */
+  const WORKER_K = [4, 5, 6, 7, 8, 9];
+
+  it("cuts every paired packet into the worker's sections only, which add up to the worker's spans", async () => {
+    const n = 300;
+    const hops = await decompose(craftWorker(n));
+    expect(hops.check).toMatchObject({ scope: "worker", keying: "ditg", packets: n, decomposed: n, incomplete: 0, outOfOrder: 0, droppedStamps: 0, unreadStamps: 0, addsUp: true });
+    expect(hops.check.bypassed).toBeUndefined();
+    expect(hops.sections.map((s) => `${s.direction} ${s.section}`)).toEqual([
+      "forward service-dataplane", "forward pod-link", "forward pod-delivery",
+      "return turnaround", "return pod-link", "return service-dataplane",
+      `forward ${WORKER_SPAN}`, `return ${WORKER_SPAN}`,
+    ]);
+    hops.sections.slice(0, 6).forEach((s, j) => {
+      expect(s.meanS, `${s.direction} ${s.section}`).toBeCloseTo(meanOf(Array.from({ length: n }, (_, i) => SECTION_NS(i)[WORKER_K[j]!]! / 1e9)), 10);
+    });
+    // The spans: uplink in to ITGRecv's receive stamp, and from it to uplink out.
+    const span = (ks: number[]) => meanOf(Array.from({ length: n }, (_, i) => ks.reduce((a, k) => a + SECTION_NS(i)[k]!, 0) / 1e9));
+    expect(sectionOf(hops, "forward", WORKER_SPAN).meanS).toBeCloseTo(span([4, 5, 6]), 10);
+    expect(sectionOf(hops, "return", WORKER_SPAN).meanS).toBeCloseTo(span([7, 8, 9]), 10);
+    expect(Math.abs(hops.check.residualForwardS!)).toBeLessThan(1e-9);
+    expect(Math.abs(hops.check.residualRoundTripS!)).toBeLessThan(1e-9);
+    // What a worker cannot time is not there.
+    for (const d of ["forward", "return"] as const) for (const name of WORKER_UNTIMED[d]) expect(hops.sections.some((s) => s.direction === d && s.section === name)).toBe(false);
+    expect(hops.sections.some((s) => s.section === END_TO_END)).toBe(false);
+  });
+
+  it("a pod veth the packets never crossed (bpf_redirect_peer) merges into the forward service-dataplane", async () => {
+    const n = 100;
+    const hops = await decompose(craftWorker(n, (r) => r.filter((x) => x.point !== 4)));
+    expect(hops.check).toMatchObject({ decomposed: n, bypassed: ["pod-veth-out"], addsUp: true });
+    expect(hops.sections.filter((s) => s.direction === "forward").map((s) => s.section)).toEqual(["service-dataplane", "pod-delivery", WORKER_SPAN]);
+    expect(sectionOf(hops, "forward", "service-dataplane").meanS).toBeCloseTo(meanOf(Array.from({ length: n }, (_, i) => (SECTION_NS(i)[4]! + SECTION_NS(i)[5]!) / 1e9)), 10);
+  });
+
+  it("the check fails for a missing stamp, a packet longer in the worker than its round trip, and dropped stamps", async () => {
+    const missing = await decompose(craftWorker(50, (r) => r.filter((x) => !(x.point === 7 && x.seq === 9))));
+    expect(missing.check).toMatchObject({ packets: 50, decomposed: 49, incomplete: 1, addsUp: false });
+    // Packet 5 leaves the worker a second later: after its echo reached the client, which no real packet does.
+    const late = await decompose(craftWorker(50, (r) => r.map((x) => (x.point === 8 && x.seq === 5 ? { ...x, stampNs: x.stampNs + 1_000_000_000n } : x))));
+    expect(late.check).toMatchObject({ packets: 50, decomposed: 49, outOfOrder: 1, addsUp: false });
+    const dropped = await decompose(craftWorker(50, undefined, { dropped: HOP_POINTS.map((_, p) => (p === 5 ? 3 : 0)) }));
+    expect(dropped.check).toMatchObject({ droppedStamps: 3, addsUp: false });
+  });
+
+  it("two worker points swapped are out of path order", async () => {
+    // P5 stamped where P6 should be: pod-delivery and turnaround change sign.
+    const swapped = await decompose(craftWorker(40, (r) => r.map((x) => (x.point === 5 ? { ...x, point: 6 } : x.point === 6 ? { ...x, point: 5 } : x))));
+    expect(swapped.check).toMatchObject({ outOfOrder: 40, addsUp: false });
+  });
+
+  it("a worker's setup run: each SYN and its SYN-ACK through the worker's points, with spans divided at the SYN's arrival in the pod", () => {
+    const gaps = (i: number) => [60_000 + i * 100, 1_000, 9_000, 1_500, 3_000];
+    const n = 40;
+    const recordsFile = writeHandshakes(WORKER_POINTS, n, gaps);
+    const counts = HOP_POINTS.map((_, p) => (WORKER_POINTS.includes(p) ? n : 0));
+    const hops = decomposeRun(
+      { recordsFile, keying: "handshake", scope: "worker", offsetStartNs: "0", offsetEndNs: "0", offsetUncertaintyNs: 0, records: n * 6, stamped: counts, dropped: counts.map(() => 0) },
+      { log: "unused.log" },
+    );
+    expect(hops.check).toMatchObject({ scope: "worker", keying: "handshake", packets: n, decomposed: n, addsUp: true });
+    expect(hops.sections.map((s) => `${s.direction} ${s.section}`)).toEqual([
+      "forward service-dataplane", "forward pod-link", "return turnaround", "return pod-link", "return service-dataplane", `forward ${WORKER_SPAN}`, `return ${WORKER_SPAN}`,
+    ]);
+    hops.sections.slice(0, 5).forEach((s, j) => expect(s.meanS).toBeCloseTo(meanOf(Array.from({ length: n }, (_, i) => gaps(i)[j]! / 1e9)), 12));
+    expect(sectionOf(hops, "forward", WORKER_SPAN).meanS).toBeCloseTo(meanOf(Array.from({ length: n }, (_, i) => (gaps(i)[0]! + gaps(i)[1]!) / 1e9)), 12);
+  });
+});
+
 describe("decomposeHandshakes", () => {
   it("cuts each SYN and its SYN-ACK into the kernel's sections, from the client's egress to its ingress", () => {
     // Handshake i from port 2000 + i: 11 sections between its 12 stamps.
     const gaps = (i: number) => [4_000, 3_000, 2_000, 60_000 + i * 100, 1_000, 9_000, 1_500, 3_000, 1_200, 900, 1_100];
     const n = 50;
-    const bytes = Buffer.alloc(n * 12 * HOP_RECORD_BYTES);
-    let k = 0;
-    for (let i = 0; i < n; i++) {
-      let t = 1_000_000_000n + BigInt(i) * 10_000_000n;
-      for (let point = 0; point < 12; point++) {
-        if (point > 0) t += BigInt(gaps(i)[point - 1]!);
-        const at = k++ * HOP_RECORD_BYTES;
-        bytes.writeBigUInt64LE(t, at);
-        bytes.writeUInt32LE(0xffffffff, at + 8);
-        bytes.writeUInt32LE(2000 + i, at + 12);
-        bytes.writeUInt8(point, at + 16);
-        bytes.writeUInt8(1, at + 17);
-      }
-    }
-    const recordsFile = path.join(dir, "setup.hops");
-    writeFileSync(recordsFile, bytes);
+    const recordsFile = writeHandshakes(HOP_POINTS.map((_, p) => p), n, gaps);
     const counts = HOP_POINTS.map(() => n);
     const hops = decomposeRun(
       { recordsFile, keying: "handshake", offsetStartNs: "0", offsetEndNs: "0", offsetUncertaintyNs: 0, records: n * 12, stamped: counts, dropped: counts.map(() => 0) },
@@ -237,6 +323,20 @@ describe("readPointStamps and the reader's summary", () => {
     expect(readPointStamps(bytes, "ditg", 0n).perPoint.every((n) => n === 0)).toBe(true);
   });
 
+  it("keeps the earliest stamp of a key wherever it sits in the file (perf rings hand records over CPU by CPU)", () => {
+    const bytes = Buffer.alloc(3 * HOP_RECORD_BYTES);
+    for (const [k, stamp] of [[0, 9_000_000_000n], [1, 5_000_000_000n], [2, 7_000_000_000n]] as const) {
+      bytes.writeBigUInt64LE(stamp, k * HOP_RECORD_BYTES);
+      bytes.writeUInt32LE(0xffffffff, k * HOP_RECORD_BYTES + 8);
+      bytes.writeUInt32LE(99, k * HOP_RECORD_BYTES + 12);
+      bytes.writeUInt8(3, k * HOP_RECORD_BYTES + 16);
+      bytes.writeUInt8(1, k * HOP_RECORD_BYTES + 17);
+    }
+    const stamps = readPointStamps(bytes, "handshake", 0n, "x.hops", 3);
+    expect(stamps.points[3]!.get(0xffffffff, 99)).toBeCloseTo(5, 9);
+    expect(stamps.firstPoint).toEqual([{ flowId: 0xffffffff, seq: 99 }]);
+  });
+
   it("refuses a truncated file and an unknown point", () => {
     expect(() => readPointStamps(Buffer.alloc(30), "ditg", 0n, "x.hops")).toThrow("x.hops: 30 bytes is not a whole number of 24-byte hop records");
     const bad = Buffer.alloc(HOP_RECORD_BYTES);
@@ -250,6 +350,10 @@ describe("readPointStamps and the reader's summary", () => {
     expect(() => parseReaderSummary("ready")).toThrow(/not its summary line/);
     expect(() => parseReaderSummary(line.replace('"stamped":[1,', '"stamped":['))).toThrow(/stamped is not 12 counts/);
     expect(() => parseReaderSummary(line.replace('"-12"', "-12"))).toThrow(/offsetStartNs is not an integer string/);
+    // The perf reader's extra fields: its rings' own loss count is kept.
+    const perf = line.replace(/}$/, ',"lost":3,"output":"perf","expired":false}');
+    expect(parseReaderSummary(perf)).toMatchObject({ lost: 3 });
+    expect(() => parseReaderSummary(line.replace(/}$/, ',"lost":-1}'))).toThrow(/lost is not a count/);
   });
 });
 
@@ -348,6 +452,57 @@ describe("the store and the report", () => {
     const figures = report.figures.filter((f) => f.file.startsWith("hops-"));
     expect(figures.map((f) => f.file)).toEqual(["hops-mean-ipv4.svg", "hops-p99-ipv4.svg"]);
     expect(await renderSvg(figures[0]!.spec)).toMatch(/^<svg/);
+  });
+
+  it("keeps a worker run (scope and a bypassed point read back off its sections) and reports what a worker cannot time", async () => {
+    const onWorker = (r: { point: number; seq: number; stampNs: bigint }[]) => r.filter((x) => WORKER_POINTS.includes(x.point));
+    const whole = await decompose(craft(200, onWorker, { scope: "worker" }));
+    const bypassed = await decompose(craft(200, (r) => onWorker(r).filter((x) => x.point !== 4), { scope: "worker" }));
+    const handshake: RunHops = {
+      sections: [
+        summarize("forward", "service-dataplane", Float64Array.from([20e-6, 30e-6])),
+        summarize("forward", "pod-link", Float64Array.from([2e-6, 3e-6])),
+        summarize("forward", WORKER_SPAN, Float64Array.from([40e-6, 50e-6])),
+      ],
+      check: { ...whole.check, keying: "handshake", packets: 2, decomposed: 2 },
+    };
+    const runs: RunResult[] = planCampaign(campaignIdFor(def), def).map((run) => ({
+      ...run.key,
+      runId: run.runId,
+      status: "ok",
+      summary,
+      hops: run.key.profile === "setup" ? handshake : run.key.dataplane === "ebpf" ? bypassed : whole,
+      retries: 0,
+      startedAt: "2026-01-01T00:00:00.000Z",
+      endedAt: "2026-01-01T00:00:01.000Z",
+    }));
+    const store = ResultStore.open(path.join(dir, "worker.db"));
+    try {
+      const id = campaignIdFor(def);
+      store.ensureCampaign(id, def, planCampaign(id, def));
+      for (const r of runs) store.commitRun(id, r);
+      const back = store.results(id);
+      for (const r of runs) expect(back.find((b) => b.runId === r.runId)!.hops).toEqual(r.hops);
+      expect(back.find((b) => b.dataplane === "ebpf" && b.profile === "latency")!.hops!.check).toMatchObject({ scope: "worker", bypassed: ["pod-veth-out"] });
+    } finally {
+      store.close();
+    }
+    const report = buildReport(runs, { seed: 1, resamples: 10 });
+    const rows = report.tables.find((t) => t.file === "hops.csv")!.csv.trim().split("\n").slice(1);
+    const sectionsOf = (d: string) => new Set(rows.filter((r) => r.startsWith(`${d},`)).map((r) => r.split(",").slice(3, 5).join(" ")));
+    expect(sectionsOf("iptables")).toEqual(new Set([
+      "forward service-dataplane", "forward pod-link", "forward pod-delivery", `forward ${WORKER_SPAN}`,
+      "return turnaround", "return pod-link", "return service-dataplane", `return ${WORKER_SPAN}`, `forward ${FIRST_PACKET_SECTION}`,
+    ]));
+    expect(sectionsOf("ebpf").has("forward pod-link")).toBe(false);
+    expect(report.markdown).toContain("**Worker only**");
+    expect(report.markdown).toContain("**Not timed on a deployed stack:** forward client-stack, access-link, router, datacenter-link; return datacenter-link, router, access-link, client-stack; end-to-end");
+    expect(report.markdown).toContain("2 of 2 latency runs add up");
+    expect(report.markdown).toContain("### ebpf, ipv4, 1 Services (worker only)");
+    expect(report.markdown).not.toContain("The lab's hop probes");
+    const figure = report.figures.find((f) => f.file === "hops-mean-ipv4.svg")!;
+    expect(figure.title).toContain("the mean time in the worker");
+    expect(figure.title).toContain("not timed: forward client-stack");
   });
 
   it("has no section without hops", () => {

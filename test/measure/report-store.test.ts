@@ -1,4 +1,5 @@
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { spawnSync } from "node:child_process";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import Database from "better-sqlite3";
@@ -8,11 +9,15 @@ import { reportCommand, loadCampaigns } from "../../cli/report.js";
 import { campaignIdFor, planCampaign, runIdFor, type CampaignDefinition } from "../../measure/campaign-plan.js";
 import { loadPaperReference } from "../../measure/paper-reference.js";
 import { buildReport } from "../../measure/report.js";
-import { ResultStore } from "../../measure/store.js";
+import { writeReportFolder } from "../../measure/report-output.js";
+import { ResultStore, SCHEMA_VERSION } from "../../measure/store.js";
 import { syntheticRuns } from "./report-fixtures.js";
 import { SCHEMA_1_STORE } from "../fixtures/stores.js";
 
 const dir = mkdtempSync(path.join(tmpdir(), "report-store-"));
+/** The compiled bin (npm run build): run in a mount namespace of its own below. */
+const BIN = path.join(path.dirname(new URL(import.meta.url).pathname), "../../dist/cli/main.js");
+const canMount = process.platform === "linux" && process.getuid?.() === 0 && spawnSync("unshare", ["--version"]).status === 0;
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 afterEach(() => vi.restoreAllMocks());
 
@@ -152,11 +157,12 @@ describe("report of one campaign per stack (the cloud's shape)", () => {
 });
 
 describe("report from a store written before exact round trips (schema 1)", () => {
-  it("opens it, upgrades it in place and reports its runs, saying their round trips are the meter's", async () => {
+  it("reads it as it is, without upgrading it, and reports its runs, saying their round trips are the meter's", async () => {
     const old = path.join(dir, "schema-1.db");
     const raw = new Database(old);
     raw.exec(readFileSync(SCHEMA_1_STORE, "utf8"));
     raw.close();
+    const before = readFileSync(old);
     const out = path.join(dir, "schema-1-report");
     const { out: printed } = await runReport(["--db", old, "--out", out]);
     expect(printed).toEqual([path.join(out, "report.md")]);
@@ -165,6 +171,114 @@ describe("report from a store written before exact round trips (schema 1)", () =
     expect(md).toContain("- **Delays:** latency: 12 stored before exact round trips (the meter's own) (of 12 runs).");
     expect(md).not.toContain("## Measurement validity");
     expect(loadCampaigns(old).results).toHaveLength(24);
+    // Not a byte of the store changed, and nothing was put beside it.
+    expect(readFileSync(old).equals(before)).toBe(true);
+    expect([existsSync(`${old}-wal`), existsSync(`${old}-shm`)]).toEqual([false, false]);
+    // A writer (lab, campaign) upgrades it, and says so.
+    const upgrades: unknown[] = [];
+    ResultStore.open(old, { onUpgrade: (u) => upgrades.push(u) }).close();
+    expect(upgrades).toEqual([{ file: old, from: 1, to: SCHEMA_VERSION }]);
+  });
+});
+
+describe("report never writes the store", () => {
+  it("leaves the store's bytes and folder as they were", async () => {
+    const db = path.join(dir, "untouched", "results.db");
+    mkdirSync(path.dirname(db));
+    storeWithCampaign(db);
+    const before = readFileSync(db);
+    const listing = readdirSync(path.dirname(db));
+    await runReport(["--db", db, "--out", path.join(dir, "untouched-report")]);
+    expect(readFileSync(db).equals(before)).toBe(true);
+    expect(readdirSync(path.dirname(db))).toEqual(listing);
+  });
+
+  it.skipIf(!canMount)("reads a store in a read-only folder (a read-only bind mount): the report is written elsewhere", () => {
+    const folder = path.join(dir, "read-only");
+    mkdirSync(folder);
+    const db = path.join(folder, "results.db");
+    storeWithCampaign(db);
+    const out = path.join(dir, "from-read-only");
+    // The bin in a private mount namespace where the store's folder is mounted read-only.
+    const r = spawnSync(
+      "unshare",
+      ["--mount", "--propagation", "private", "sh", "-c", 'mount --bind -o ro "$1" "$1" && shift && exec "$@"', "sh", folder, process.execPath, BIN, "report", "--db", db, "--out", out, "--json"],
+      { encoding: "utf8", timeout: 120_000 },
+    );
+    expect(r.stderr).toBe("");
+    expect(r.status).toBe(0);
+    expect(JSON.parse(r.stdout)).toMatchObject({ campaign: campaignIdFor(definition), out, db });
+    expect(readdirSync(folder)).toEqual(["results.db"]);
+  });
+});
+
+describe("report's output folder", () => {
+  const db = path.join(dir, "out-results.db");
+  const { id } = storeWithCampaign(db);
+  const otherDb = path.join(dir, "out-other.db");
+  const other = { ...definition, seed: 91 };
+  const otherId = campaignIdFor(other);
+  {
+    const store = ResultStore.open(otherDb);
+    store.ensureCampaign(otherId, other, planCampaign(otherId, other));
+    for (const r of syntheticRuns({ seed: 6, runs: 20, services: [1, 1000], families: ["ipv4"], profiles: ["throughput"], packets: 100, shape: () => ({ throughputMbps: { mean: 450, sd: 5 }, delay: { baseMs: 0.2, jitterMs: 0.05 } }) }).map((r) => ({ ...r, runId: runIdFor(otherId, r) }))) {
+      store.commitRun(otherId, r);
+    }
+    store.close();
+  }
+
+  it("refuses a folder holding another campaign's report unless --force, which replaces it whole", async () => {
+    const out = path.join(dir, "shared-report");
+    await runReport(["--db", db, "--out", out]);
+    expect(JSON.parse(readFileSync(path.join(out, "report.json"), "utf8")).campaign).toBe(id);
+    expect(readdirSync(out)).toContain("latency-ipv4.svg");
+    await expect(runReport(["--db", otherDb, "--out", out])).rejects.toThrow(
+      `--out ${out}: holds the report of campaign ${id}, not of campaign ${otherId}; --force replaces it, or choose another folder`,
+    );
+    expect(JSON.parse(readFileSync(path.join(out, "report.json"), "utf8")).campaign).toBe(id);
+    await runReport(["--db", otherDb, "--out", out, "--force"]);
+    const files = readdirSync(out);
+    expect(JSON.parse(readFileSync(path.join(out, "report.json"), "utf8")).campaign).toBe(otherId);
+    // The first campaign's latency figures are gone: the other campaign measured throughput only.
+    expect(files).not.toContain("latency-ipv4.svg");
+    expect(files.sort()).toEqual([...JSON.parse(readFileSync(path.join(out, "report.json"), "utf8")).files].sort());
+    // The same campaign again replaces its own report without --force.
+    await runReport(["--db", otherDb, "--out", out]);
+  });
+
+  it("never replaces a folder holding other files, nor a file; an empty or new folder is taken", async () => {
+    const mine = path.join(dir, "my-notes");
+    mkdirSync(mine);
+    writeFileSync(path.join(mine, "notes.txt"), "mine");
+    await expect(runReport(["--db", db, "--out", mine, "--force"])).rejects.toThrow(`--out ${mine}: holds files that are not a testbed report (notes.txt)`);
+    expect(readdirSync(mine)).toEqual(["notes.txt"]);
+    const file = path.join(dir, "a-file");
+    writeFileSync(file, "x");
+    await expect(runReport(["--db", db, "--out", file])).rejects.toThrow(`--out ${file}: not a directory`);
+    await expect(runReport(["--db", db, "--out", path.join(file, "sub")])).rejects.toThrow(`--out ${path.join(file, "sub")}: ${file} is not a directory`);
+    const empty = path.join(dir, "empty-folder");
+    mkdirSync(empty);
+    expect((await runReport(["--db", db, "--out", empty])).out).toEqual([path.join(empty, "report.md")]);
+  });
+
+  it("refuses /proc and /sys at once, before reading the store", async () => {
+    for (const out of ["/proc/testbed-report", "/sys/kernel/testbed-report", "/proc/self/fd"]) {
+      const started = Date.now();
+      // A store that does not exist: the folder is refused first.
+      await expect(runReport(["--db", path.join(dir, "absent.db"), "--out", out])).rejects.toThrow(new RegExp(`^--out ${out}: is on a (proc|sysfs) file system, which holds no report`));
+      expect(Date.now() - started).toBeLessThan(10_000);
+    }
+  });
+
+  it("a report that fails half-way leaves the earlier one whole and nothing beside it", () => {
+    const out = path.join(dir, "whole");
+    mkdirSync(out);
+    writeReportFolder(out, [{ name: "report.md", content: "first" }, { name: "a.csv", content: "1" }]);
+    const broken = [{ name: "report.md", content: "second" }, { name: "b.csv", content: undefined as unknown as string }];
+    expect(() => writeReportFolder(out, broken)).toThrow(`${out}: cannot be written (ERR_INVALID_ARG_TYPE); an earlier report there is left as it was`);
+    expect(readdirSync(out).sort()).toEqual(["a.csv", "report.md"]);
+    expect(readFileSync(path.join(out, "report.md"), "utf8")).toBe("first");
+    expect(readdirSync(dir).filter((n) => n.startsWith(".whole."))).toEqual([]);
   });
 });
 

@@ -358,9 +358,9 @@ describe("writeReport", () => {
   const dir = mkdtempSync(path.join(tmpdir(), "report-"));
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-  it("writes report.md, every CSV table and every SVG figure", async () => {
+  it("writes report.md, every CSV table and every SVG figure, and the manifest naming each", async () => {
     const report = buildReport(syntheticRuns({ ...throughputSpec(1000), runs: 20 }), options);
-    const summary = await writeReport(report, dir);
+    const { markdown: summary, summary: manifest } = await writeReport(report, dir);
     expect(summary).toBe(path.join(dir, "report.md"));
     const files = readdirSync(dir).sort();
     expect(files).toEqual(
@@ -369,6 +369,7 @@ describe("writeReport", () => {
         "ratio-throughput-std.svg",
         "ratios.csv",
         "report.md",
+        "report.json",
         "table1-throughput-std-ratio.csv",
         "table2-latency-ipv4.csv",
         "table3-latency-ipv6.csv",
@@ -376,6 +377,8 @@ describe("writeReport", () => {
         "throughput-ipv6.svg",
       ].sort(),
     );
+    expect([...manifest.files].sort()).toEqual(files);
+    expect(JSON.parse(readFileSync(path.join(dir, "report.json"), "utf8"))).toEqual(JSON.parse(JSON.stringify(manifest)));
     expect(readFileSync(summary, "utf8")).toBe(report.markdown);
     expect(readFileSync(path.join(dir, "throughput-ipv4.svg"), "utf8")).toMatch(/^<svg /);
   });

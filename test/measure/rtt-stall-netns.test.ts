@@ -11,7 +11,7 @@ import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { flowLogs, judgeFlow, receiverCommand, senderCommand } from "../../measure/ditg-commands.js";
-import { decodeLogFile, RTTM_SIGNATURE_S } from "../../measure/ditg-log.js";
+import { decodeLogAlone, decodeLogFile, RTTM_SIGNATURE_S } from "../../measure/ditg-log.js";
 import { decodePairedLogs } from "../../measure/ditg-pairing.js";
 import { expectSameAsItgDec, runItgDec } from "./decode-itgdec.js";
 import { expectDelaysOf, independentRoundTrips, loggedDelays } from "./round-trips.js";
@@ -67,13 +67,21 @@ describe.skipIf(problem !== undefined)(`D-ITG B15 with a receiver paused across 
     receiver = spawn(
       "unshare",
       ["-n", "sh", "-c", `ip link set lo up && ip addr add ${ADDRESS}/32 dev lo && exec "$@"`, "sh", sh!, ...args],
-      { stdio: "ignore" },
+      { stdio: ["ignore", "pipe", "ignore"] },
     );
-    for (let i = 0; i < 100 && !(await listening(receiver.pid!)); i++) {
+    // ITGRecv prints its Finish line once the flow's log is written (backends/ditg-close-wait.ts).
+    let printed = "";
+    const logWritten = new Promise<void>((resolve) =>
+      receiver.stdout!.on("data", (d: Buffer) => {
+        printed += d.toString();
+        if (/^Finish on UDP port/m.test(printed)) resolve();
+      }),
+    );
+    // Polled from its socket table until it listens, however long a loaded host takes to start it (the hook's timeout bounds it).
+    while (!(await listening(receiver.pid!))) {
       if (receiver.exitCode !== null) throw new Error(`ITGRecv exited with ${receiver.exitCode}`);
       await sleep(50);
     }
-    if (!(await listening(receiver.pid!))) throw new Error(`ITGRecv does not listen on ${SIGNALING_PORT}`);
 
     const cmd = senderCommand({
       traffic: { protocol: "UDP", meter: "rttm", payloadBytes: 512, packetsPerSecond: 1000 },
@@ -92,14 +100,8 @@ describe.skipIf(problem !== undefined)(`D-ITG B15 with a receiver paused across 
     process.kill(receiver.pid!, "SIGCONT");
     const sent = await sender;
     senderOutput = sent.output;
-    // ITGRecv writes its log when the flow ends, after ITGSend may have exited.
-    for (let i = 0; i < 40; i++) {
-      const a = (await readFile(logs.receiverLog).catch(() => Buffer.alloc(0))).length;
-      await sleep(100);
-      const b = (await readFile(logs.receiverLog).catch(() => Buffer.alloc(0))).length;
-      if (a > 0 && a === b) break;
-    }
-  }, 60_000);
+    await logWritten;
+  }, 120_000);
 
   afterAll(async () => {
     receiver?.kill("SIGKILL");
@@ -144,6 +146,14 @@ describe.skipIf(problem !== undefined)(`D-ITG B15 with a receiver paused across 
     expect(paired.total.delayMaxS).toBeLessThan(RTTM_SIGNATURE_S);
     const cli = await run([process.execPath, "--import", "tsx", "cli/main.ts", "decode", logs.senderLog, "--receiver-log", logs.receiverLog, "--json"]);
     expect(JSON.parse(cli.output)).toEqual(JSON.parse(JSON.stringify(paired)));
+  });
+
+  it("the records tell what wrote each log: ITGSend's round-trip log by B15's stamps, ITGRecv's by its destination", async () => {
+    expect((await decodeLogFile(logs.senderLog)).content?.kind).toBe("round-trip");
+    expect((await decodeLogFile(logs.receiverLog)).content?.kind).toBe("one-way");
+    const alone = await decodeLogAlone(logs.senderLog);
+    expect(alone.view).toBe("sender");
+    await expect(decodePairedLogs(logs.receiverLog, logs.senderLog)).rejects.toThrow(/is a receiver's log, not ITGSend's round-trip log/);
   });
 
   it("the sender log alone leaves out every record of 0.5 s or more, and keeps the rest as logged", async () => {

@@ -67,6 +67,12 @@ describe("every stack's default plan, as a project member", () => {
         expect(held!.host_routes).toEqual(sn.hostRoutes.map((r) => ({ destination: r.destinationCidr, nexthop: r.nextHop })));
         expect(held!.dns_nameservers).toEqual(sn.dnsNameservers);
       }
+      // Every subnet that hands out addresses names the resolvers, the data subnets' too: with none,
+      // Neutron's DHCP would hand out its dnsmasq, which answers no outside name.
+      const resolvers = testScenario().openstack.dnsNameservers.filter((a) => !a.includes(":"));
+      const dhcp = subnets.filter((h) => h.enable_dhcp);
+      expect(dhcp.map((h) => h.cidr).sort()).toEqual(lab.subnets.filter((sn) => sn.enableDhcp).map((sn) => sn.cidr).sort());
+      for (const held of dhcp) expect(held.dns_nameservers, held.cidr).toEqual(resolvers);
       // ... and ports: addresses and address pairs.
       const ports = (await api.get(`ports?${query({ project_id: report.identity.projectId })}`)).ports as Port[];
       const byName = new Map(ports.map((p) => [p.name, p]));

@@ -105,7 +105,7 @@ describe("bad configurations are refused with a message naming key, value and wh
     ["Cilium 1.18 on kernel 5.4", { cilium: { version: "1.18.2" } }, /^testbed:cilium\.version: "1\.18\.2" needs kernel >= 5\.10 but the image has 5\.4; accepted: a 1\.17\.x version/],
     ["kubelet 1.35 on cgroup v1", { kubernetes: { version: "1.35.0" } }, /^testbed:kubernetes\.version: "1\.35\.0" kubelet 1\.35 and later refuses cgroup v1.*accepted: a version up to 1\.34\.x/],
     ["negative link rate", { linkMbps: -5 }, /^testbed:linkMbps: -5 is not accepted; accepted: a number >= 0$/],
-    ["no family", { families: [] }, /^testbed:families: \[\] is not accepted; accepted: a list with at least 1 entries$/],
+    ["no family", { families: [] }, /^testbed:families: \[\] is not accepted; accepted: a list with at least 1 entry$/],
     ["created flavors without the host clock", { flavors: { create: true } }, /^testbed:flavors\.hostCpuMHz: missing; with flavors\.create the 1500 MHz cap becomes a CPU quota/],
     ["sweep not increasing", { sweep: { services: [1000, 1] } }, /^testbed:sweep\.services: \[1000,1\] must be strictly increasing$/],
     ["public key that is not one", { sshPublicKey: "hello" }, /^testbed:sshPublicKey: "hello" is not an OpenSSH public key; accepted: one line such as/],

@@ -1,6 +1,6 @@
 // Cilium's kube-proxy replacement serves the Services at the tc hook; no kube-proxy at all.
 import type { ClusterDataplane } from "./index.js";
-import { podOnWorker } from "./index.js";
+import { DATAPLANE_EXEC_TIMEOUT_S, podOnWorker } from "./worker.js";
 
 export const ebpf: ClusterDataplane = {
   name: "ebpf",
@@ -14,13 +14,32 @@ export const ebpf: ClusterDataplane = {
   echo "kube-proxy is deployed, but dataplane ebpf replaces it" >&2
   exit 1
 fi`,
-  // The agent's own service table (what it wrote into its BPF maps): ClusterIP frontends with a backend.
+  // The agent's own service table (what it wrote into its BPF maps): ClusterIP frontends with a
+  // backend, each with the Service's namespace and name (the API's ServiceSpec flags).
   programmedClusterIps: `${podOnWorker("k8s-app=cilium")}
-kubectl -n kube-system exec "$pod" -c cilium-agent -- cilium-dbg service list -o json | python3 -c '
+list="$(mktemp)"
+trap 'rm -f "$list"' EXIT
+if ! timeout ${DATAPLANE_EXEC_TIMEOUT_S} kubectl -n kube-system exec "$pod" -c cilium-agent -- cilium-dbg service list -o json >"$list"; then
+  echo "cilium-dbg service list in $pod failed" >&2
+  exit 1
+fi
+python3 -c '
 import json, sys
-for service in json.load(sys.stdin):
+for service in json.load(open(sys.argv[1])):
     spec = service.get("spec") or {}
-    if (spec.get("flags") or {}).get("type") == "ClusterIP" and spec.get("backend-addresses"):
-        print(spec["frontend-address"]["ip"])
-'`,
+    flags = spec.get("flags") or {}
+    if flags.get("type") == "ClusterIP" and spec.get("backend-addresses"):
+        print(spec["frontend-address"]["ip"], "%s/%s" % (flags.get("namespace", ""), flags.get("name", "")))
+' "$list"`,
+  // Cilium keeps connections in its own BPF CT maps, not in nf_conntrack: the agent flushes them.
+  // Run on the node, the agent's container is reached through the CRI (kubeadm's nodes have crictl).
+  forgetConnections: `agent="$(timeout 60 crictl --runtime-endpoint unix:///run/containerd/containerd.sock ps --name '^cilium-agent$' --state running -q | head -n 1)"
+if [ -z "$agent" ]; then
+  echo "no running cilium-agent container on $(hostname)" >&2
+  exit 1
+fi
+if ! out="$(timeout 120 crictl --runtime-endpoint unix:///run/containerd/containerd.sock exec "$agent" cilium-dbg bpf ct flush global 2>&1)"; then
+  echo "cilium-dbg bpf ct flush global failed on $(hostname): $out" >&2
+  exit 1
+fi`,
 };

@@ -26,24 +26,23 @@ export interface ClusterDataplane {
    */
   readonly activeCheck: string;
   /**
-   * Bash, run on the master with KUBECONFIG set and $WORKER_NODE the worker's node name: prints one
-   * line per ClusterIP the worker's dataplane forwards to a backend, read from the dataplane itself
-   * (its rules or maps), not from the API server.
+   * Bash, run on the master with KUBECONFIG set, $WORKER_NODE the worker's node name and
+   * $SERVICE_FAMILIES the scenario's families ("ipv4 ipv6"): prints `CLUSTER_IP NAMESPACE/NAME`,
+   * one line per ClusterIP the worker's dataplane forwards to a backend and per Service port, read
+   * from the dataplane itself (its rules or maps, where it names the Service), not from the API
+   * server. Exits non-zero when the dataplane cannot be read.
    */
   readonly programmedClusterIps: string;
+  /**
+   * Bash, run as root on the worker node: forgets every connection the dataplane tracks there, so
+   * that a reused 5-tuple is a new connection again (the connection-setup probe, once it has used
+   * up its fresh source ports). Exits non-zero, saying why, when it could not.
+   */
+  readonly forgetConnections: string;
 }
 
 export const REGISTRY: Readonly<Record<Dataplane, ClusterDataplane>> = { iptables, nftables, ebpf };
 
 export function clusterDataplane(name: Dataplane): ClusterDataplane {
   return REGISTRY[name];
-}
-
-/** The pod of a DaemonSet's label on the worker, for `kubectl exec` (bash, sets $pod). */
-export function podOnWorker(label: string): string {
-  return `pod="$(kubectl -n kube-system get pods -l ${label} --field-selector spec.nodeName="$WORKER_NODE" -o name | head -n 1)"
-if [ -z "$pod" ]; then
-  echo "no ${label} pod on node $WORKER_NODE" >&2
-  exit 1
-fi`;
 }

@@ -11,7 +11,7 @@ import { fileURLToPath } from "node:url";
 import type { Family } from "../../../scenario/cidr.js";
 import type { ServiceSet } from "../../../workloads/service-model.js";
 import { exec, run } from "../../netns.js";
-import { decodeServiceEntry, DEFAULT_LB_MAP_MAX, LB_MAPS, planServiceMaps, type ServiceEntry, type ServiceMapPlan } from "./service-maps.js";
+import { decodeServiceEntry, DEFAULT_LB_MAP_MAX, LB_MAPS, planServiceMaps, type LbEndpoints, type ServiceEntry, type ServiceMapPlan } from "./service-maps.js";
 import { bpftoolBatch, LbMapAgent, writerBatch, type MapOperation } from "./lb-agent.js";
 import type { LabTopology } from "../../topology.js";
 
@@ -33,6 +33,8 @@ export const EBPF_DATAPLANE_PREF = 49152;
 
 export interface EbpfDataplaneOptions {
   readonly services: ServiceSet;
+  /** A Service's backend where it is not the lab's pod (service-maps.ts LbEndpoints.backendOf). */
+  readonly backendOf?: LbEndpoints["backendOf"];
   /** Size of the service, backend and reverse-NAT maps (Cilium's bpf.lbMapMax). Default 65536. */
   readonly lbMapMax?: number;
   /** Size of each conntrack map. Default 65536. */
@@ -134,7 +136,11 @@ export class EbpfDataplane {
     if (!Number.isInteger(ctMapMax) || ctMapMax < 1) {
       throw new Error(`ctMapMax: ${ctMapMax} is not accepted; accepted: a positive integer`);
     }
-    const plan = planServiceMaps(options.services, { node: topology.addresses.node, pod: topology.addresses.pod }, lbMapMax);
+    const plan = planServiceMaps(
+      options.services,
+      { node: topology.addresses.node, pod: topology.addresses.pod, ...(options.backendOf ? { backendOf: options.backendOf } : {}) },
+      lbMapMax,
+    );
     const problem = ebpfHostProblem();
     if (problem) throw new Error(problem);
 

@@ -11,10 +11,21 @@ import type { MapOperation } from "./lb-agent.js";
 import { EBPF_DATAPLANE_PREF, EbpfDataplane, ebpfHostProblem, setupEbpfDataplane } from "./kernel.js";
 import { LAB_FAMILIES } from "../../lab-scenario.js";
 import { run } from "../../netns.js";
+import { ipFamilyOf } from "../kube-proxy-inputs.js";
+import type { ServiceSpec } from "../../../workloads/service-model.js";
 import type { ChangeWrite, InstalledCounts, LabDataplane, LabDataplaneContext, LabDataplaneModule, LabStep, ServiceChange, SyncKind } from "../types.js";
 
 const BPFTOOL_TIMEOUT_MS = 120_000;
 const SYNC_KINDS: readonly SyncKind[] = ["partial", "restart", "cold"];
+
+/** Each Service's backend: its endpoint of the step, per family (in the lab: the receiver pod for all). */
+function backendsOf(endpoints: readonly ServiceEndpoints[]): (spec: ServiceSpec) => Partial<Record<Family, string>> | undefined {
+  const backends = new Map(endpoints.map((e) => [namespacedName(e.service), e.endpoints]));
+  return (spec) => {
+    const ips = backends.get(namespacedName(spec));
+    return ips && Object.fromEntries(LAB_FAMILIES.map((f) => [f, ips.find((e) => ipFamilyOf(e.ip) === f)?.ip]).filter(([, ip]) => ip !== undefined));
+  };
+}
 
 class EbpfLabDataplane implements LabDataplane {
   readonly name = "ebpf" as const;
@@ -44,11 +55,11 @@ class EbpfLabDataplane implements LabDataplane {
     return { services, plan: this.plan(changed) };
   }
 
-  /** The frontends of the Services, in their order. */
+  /** The frontends of the Services, in their order, each to its own endpoint. */
   private plan(endpoints: readonly ServiceEndpoints[]): ServiceMapPlan {
     const { topology } = this.context;
     const services = endpoints.map(({ service }) => ({ spec: service, where: `${service.namespace}/${service.name}` }));
-    return planServiceMapsFor(services, { node: topology.addresses.node, pod: topology.addresses.pod });
+    return planServiceMapsFor(services, { node: topology.addresses.node, pod: topology.addresses.pod, backendOf: backendsOf(endpoints) });
   }
 
   async setUp(step: LabStep): Promise<{ sync: "full" | "partial" | "none" }> {
@@ -69,7 +80,12 @@ class EbpfLabDataplane implements LabDataplane {
       return { sync: "partial" };
     }
     await this.remove();
-    this.held = { services: step.services, endpoints: step.endpoints, loadBalancer: setupEbpfDataplane(this.context.topology, { services: step.serviceSet }), active: true };
+    this.held = {
+      services: step.services,
+      endpoints: step.endpoints,
+      loadBalancer: setupEbpfDataplane(this.context.topology, { services: step.serviceSet, backendOf: backendsOf(step.endpoints) }),
+      active: true,
+    };
     return { sync: "full" };
   }
 

@@ -61,6 +61,8 @@ export interface ServiceMapPlan {
 export interface LbEndpoints {
   readonly node: Readonly<Partial<Record<Family, string>>>;
   readonly pod: Readonly<Partial<Record<Family, string>>>;
+  /** A Service's own backend, where it is not `pod` (a cluster whose Services select different pods). */
+  readonly backendOf?: (service: ServiceSpec) => Readonly<Partial<Record<Family, string>>> | undefined;
 }
 
 function familyOf(address: string): Family | undefined {
@@ -114,8 +116,8 @@ export function planServiceMapsFor(services: readonly { spec: ServiceSpec; where
   const backends = new Map<string, Backend>();
   const taken = new Map<string, string>();
   let nextRevNat = 1;
-  const backendFor = (family: Family, port: number, protocol: L4Protocol): number => {
-    const address = endpoints.pod[family]!;
+  const backendFor = (family: Family, port: number, protocol: L4Protocol, service: ServiceSpec): number => {
+    const address = endpoints.backendOf?.(service)?.[family] ?? endpoints.pod[family]!;
     const key = `${address}|${port}|${protocol}`;
     let backend = backends.get(key);
     if (!backend) {
@@ -167,7 +169,7 @@ export function planServiceMapsFor(services: readonly { spec: ServiceSpec; where
             servicePort,
             revNatIndex: nextRevNat++,
             flags: w.flags,
-            backendIds: [backendFor(family, p.targetPort, p.protocol)],
+            backendIds: [backendFor(family, p.targetPort, p.protocol, spec)],
           });
         }
       }
@@ -250,6 +252,10 @@ export interface ServiceEntry {
   /** Slot 0: backends of the frontend. */
   readonly count: number;
   readonly flags: number;
+  /** Slot > 0: the backend's id (key of lb4_backends / lb6_backends). */
+  readonly backendId: number;
+  /** The frontend's service id (rev-NAT index). */
+  readonly revNatIndex: number;
 }
 
 /** Pure: decodes one lb4_services / lb6_services entry from its key and value bytes (a bpftool dump's). */
@@ -261,7 +267,18 @@ export function decodeServiceEntry(family: Family, key: readonly number[], value
   const read16 = (b: Buffer, at: number) => (LITTLE ? b.readUInt16LE(at) : b.readUInt16BE(at));
   const proto = k[n + 4]!;
   const protocol = (Object.entries(IPPROTO).find(([, number]) => number === proto)?.[0] as L4Protocol | undefined) ?? proto;
-  return { address, port: k.readUInt16BE(n), backendSlot: read16(k, n + 2), protocol, scope: k[n + 5]!, count: read16(v, 4), flags: v[8]! };
+  const read32 = (b: Buffer, at: number) => (LITTLE ? b.readUInt32LE(at) : b.readUInt32BE(at));
+  return {
+    address,
+    port: k.readUInt16BE(n),
+    backendSlot: read16(k, n + 2),
+    protocol,
+    scope: k[n + 5]!,
+    count: read16(v, 4),
+    flags: v[8]!,
+    backendId: read32(v, 0),
+    revNatIndex: read16(v, 6),
+  };
 }
 
 /**
@@ -270,4 +287,22 @@ export function decodeServiceEntry(family: Family, key: readonly number[], value
  */
 export function forwardingFrontends(entries: readonly ServiceEntry[]): ServiceEntry[] {
   return entries.filter((e) => e.backendSlot === 0 && e.count > 0);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The backends map, read back (what `cilium-dbg service list` shows behind each frontend).
+
+/** lb4_backends / lb6_backends entry: the inverse of encodeBackend. */
+export function decodeBackend(family: Family, id: number, value: readonly number[]): Backend {
+  const v = Buffer.from(value);
+  const n = family === "ipv4" ? 4 : 16;
+  const proto = v[n + 2]!;
+  const protocol = (Object.entries(IPPROTO).find(([, number]) => number === proto)?.[0] as L4Protocol | undefined) ?? "TCP";
+  return { id, family, address: ipaddr.fromByteArray([...v.subarray(0, n)]).toString(), port: v.readUInt16BE(n), protocol };
+}
+
+/** A backends map key (the backend id, a host-order u32). */
+export function decodeBackendId(key: readonly number[]): number {
+  const k = Buffer.from(key);
+  return LITTLE ? k.readUInt32LE(0) : k.readUInt32BE(0);
 }

@@ -1,15 +1,24 @@
-/* Maps and records of the lab's hop probes (hop-probe.c): where each measured packet was, when.
+/* Records and maps of the hop probes (hop-probe.c): where each measured packet was, when.
  *
  * Userspace reads them in two places, which must follow any change here:
- *   lab/hops/hop-reader.c   drains hop_ring and sums hop_counts (compiled against this header);
- *   lab/hops/hop-records.ts parses the 24-byte records the reader writes to its file.
+ *   hops/hop-reader.c  drains hop_ring or hop_events and sums hop_counts (compiled against this header);
+ *   measure/hops.ts    parses the 24-byte records the reader writes to its file.
  * Byte order: host order throughout (the D-ITG fields are converted from the payload's network order).
  *
- * bpftool loads hop-probe.o once and pins every program and map in a private bpffs (`pinmaps`), and
- * tc attaches each pinned program at its point; the reader opens the pinned maps.
+ * The maps, by name (each pinned by name where the loader pins: bpftool's pinmaps directory in the
+ * lab, <TC_BPF_MNT>/tc/globals/ when tc loads the object on a worker):
+ *
+ *   hop_counts  per-CPU array, key __u32 point (enum hop_point), value struct hop_count (16 bytes),
+ *               HOP_POINTS entries. Both output paths.
+ *   hop_ring    ring buffer of HOP_RING_BYTES (default output path, kernel 5.8 and later): one
+ *               struct hop_record per stamp, submitted without a wakeup.
+ *   hop_events  perf event array (HOP_OUTPUT_PERF, any kernel since 4.4), key __u32 CPU, value __u32
+ *               perf event fd, HOP_MAX_CPUS entries: the reader opens one PERF_COUNT_SW_BPF_OUTPUT
+ *               event per online CPU and stores its fd at the CPU's index; a probe writes one
+ *               struct hop_record per stamp as the raw data of a sample on its own CPU.
  */
-#ifndef LAB_HOP_MAPS_H
-#define LAB_HOP_MAPS_H
+#ifndef HOPS_HOP_MAPS_H
+#define HOPS_HOP_MAPS_H
 
 #include <linux/types.h>
 
@@ -50,7 +59,8 @@ struct hop_record {
 };
 
 /* Per point and CPU (hop_counts, a per-CPU array indexed by point): every selected packet is
- * either stamped into the ring or counted as dropped because the ring was full. */
+ * either stamped (its record handed to the ring or the perf buffer) or counted as dropped (the ring
+ * or the CPU's perf buffer was full, or no reader had a perf buffer on that CPU). */
 struct hop_count {
 	__u64 stamped;
 	__u64 dropped;
@@ -60,6 +70,12 @@ struct hop_count {
 #ifndef HOP_RING_BYTES
 #define HOP_RING_BYTES (8 * 1024 * 1024)
 #endif
+
+/* BPF_MAP_TYPE_RINGBUF (kernel 5.8): written out, the 5.4 UAPI headers of a worker lack it (hop-bpf.h). */
+#define HOP_MAP_TYPE_RINGBUF 27
+
+/* Entries of hop_events: CPU numbers a probe can run on (the reader refuses a host with more). */
+#define HOP_MAX_CPUS 1024
 
 /* D-ITG's standard payload (-p 0) starts with the flow id and the sequence number, network order. */
 #define DITG_PAYLOAD_FLOW_OFFSET 0

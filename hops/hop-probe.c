@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
-/* The lab's hop probes: one tc program per measurement point (hop-maps.h, enum hop_point), each
- * stamping the packets of the measured flows with the monotonic clock as they cross it.
+/* The hop probes: one tc program per measurement point (hop-maps.h, enum hop_point), each stamping
+ * the packets of the measured flows with the monotonic clock as they cross it. The lab attaches all
+ * twelve (lab/hops/hop-probes.ts); a worker of a deployed stack the six of its own host
+ * (backends/worker-hops/).
  *
  * Selected packets: UDP to the receiver's data port (forward) or from it (return), keyed by the
  * D-ITG flow id and sequence number of their payload, which no NAT rewrites; and TCP handshakes
@@ -8,12 +10,26 @@
  * first packets: the client never reuses a port between two conntrack flushes). Everything else,
  * and IPv4 fragments after the first, pass unstamped.
  *
- * Records leave through one ring buffer, submitted without a wakeup: the reader drains it on its
- * own clock, so a stamped packet costs a reserve and a commit and never an interrupt. A full ring
- * is counted per point (hop_count.dropped); nothing is lost silently.
- *
  * Every program returns TC_ACT_UNSPEC: the next filter of the hook (a Service dataplane's) still
  * sees the packet, and with none the packet goes on as with TC_ACT_OK.
+ *
+ * Built in one of these forms, chosen at compile time (hops/build.ts names them):
+ *
+ *   output   ring buffer (default; kernel 5.8 and later): records submitted without a wakeup, the
+ *            reader drains the ring on its own clock, so a stamp costs a reserve and a commit and
+ *            never an interrupt.
+ *            HOP_OUTPUT_PERF: a perf event array, for kernels without a ring buffer (the paper's
+ *            5.4): one perf sample per stamp into the buffer of the CPU the probe runs on, which
+ *            the reader opened without wakeups per sample.
+ *            Either way a stamp that could not be written is counted per point (hop_count.dropped);
+ *            nothing is lost silently.
+ *   maps     BTF-defined (default): libbpf reads them; bpftool loads the object (the lab) and pins
+ *            the maps where told.
+ *            HOP_MAPS_PINNED: BTF-defined and pinned by name: iproute2's tc built with libbpf.
+ *            HOP_MAPS_LEGACY: struct bpf_elf_map in the "maps" section, pinned by name: tc's own
+ *            loader of iproute2 built without libbpf (Ubuntu 20.04's 5.5), which knows no BTF maps.
+ *
+ * Each program sits in a section of its own, tc/<program>: tc loads one section per filter.
  */
 #include <stddef.h>
 #include <linux/bpf.h>
@@ -24,9 +40,8 @@
 #include <linux/pkt_cls.h>
 #include <linux/tcp.h>
 #include <linux/udp.h>
-#include <bpf/bpf_endian.h>
-#include <bpf/bpf_helpers.h>
 
+#include "hop-bpf.h"
 #include "hop-maps.h"
 
 /* The receiver's data port (NodePort = Service port = pod port); the loader passes -DHOP_DATA_PORT=. */
@@ -36,17 +51,63 @@
 
 char LICENSE[] SEC("license") = "GPL";
 
-struct {
-	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, HOP_RING_BYTES);
-} hop_ring SEC(".maps");
+#if defined(HOP_MAPS_LEGACY)
 
+#ifdef HOP_OUTPUT_PERF
+struct bpf_elf_map SEC("maps") hop_events = {
+	.type = BPF_MAP_TYPE_PERF_EVENT_ARRAY,
+	.size_key = sizeof(__u32),
+	.size_value = sizeof(__u32),
+	.max_elem = HOP_MAX_CPUS,
+	.pinning = PIN_GLOBAL_NS,
+};
+#else
+struct bpf_elf_map SEC("maps") hop_ring = {
+	.type = HOP_MAP_TYPE_RINGBUF,
+	.max_elem = HOP_RING_BYTES,
+	.pinning = PIN_GLOBAL_NS,
+};
+#endif
+struct bpf_elf_map SEC("maps") hop_counts = {
+	.type = BPF_MAP_TYPE_PERCPU_ARRAY,
+	.size_key = sizeof(__u32),
+	.size_value = sizeof(struct hop_count),
+	.max_elem = HOP_POINTS,
+	.pinning = PIN_GLOBAL_NS,
+};
+
+#else /* BTF-defined maps */
+
+#ifdef HOP_MAPS_PINNED
+#define HOP_PINNING __uint(pinning, HOP_PIN_BY_NAME);
+#else
+#define HOP_PINNING
+#endif
+
+#ifdef HOP_OUTPUT_PERF
+struct {
+	__uint(type, BPF_MAP_TYPE_PERF_EVENT_ARRAY);
+	__uint(key_size, sizeof(__u32));
+	__uint(value_size, sizeof(__u32));
+	__uint(max_entries, HOP_MAX_CPUS);
+	HOP_PINNING
+} hop_events SEC(".maps");
+#else
+struct {
+	__uint(type, HOP_MAP_TYPE_RINGBUF);
+	__uint(max_entries, HOP_RING_BYTES);
+	HOP_PINNING
+} hop_ring SEC(".maps");
+#endif
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, HOP_POINTS);
 	__type(key, __u32);
 	__type(value, struct hop_count);
+	HOP_PINNING
 } hop_counts SEC(".maps");
+
+#endif
 
 #define IP_OFFSET_MASK 0x1fff
 
@@ -70,16 +131,16 @@ static __always_inline int select_packet(struct __sk_buff *skb, int forward, __u
 	__u32 l4;
 	__u8 proto;
 
-	if (skb->protocol == bpf_htons(ETH_P_IP)) {
+	if (skb->protocol == hop_htons(ETH_P_IP)) {
 		struct iphdr ip;
 
 		if (load(skb, ETH_HLEN, &ip, sizeof(ip)))
 			return -1;
-		if (ip.frag_off & bpf_htons(IP_OFFSET_MASK))
+		if (ip.frag_off & hop_htons(IP_OFFSET_MASK))
 			return -1;
 		proto = ip.protocol;
 		l4 = ETH_HLEN + ip.ihl * 4;
-	} else if (skb->protocol == bpf_htons(ETH_P_IPV6)) {
+	} else if (skb->protocol == hop_htons(ETH_P_IPV6)) {
 		struct ipv6hdr ip6;
 
 		if (load(skb, ETH_HLEN, &ip6, sizeof(ip6)))
@@ -98,10 +159,10 @@ static __always_inline int select_packet(struct __sk_buff *skb, int forward, __u
 
 		if (load(skb, l4, &h, sizeof(h)))
 			return -1;
-		if ((forward ? h.udp.dest : h.udp.source) != bpf_htons(HOP_DATA_PORT))
+		if ((forward ? h.udp.dest : h.udp.source) != hop_htons(HOP_DATA_PORT))
 			return -1;
-		*flow_id = bpf_ntohl(h.payload[DITG_PAYLOAD_FLOW_OFFSET / 4]);
-		*seq = bpf_ntohl(h.payload[DITG_PAYLOAD_SEQ_OFFSET / 4]);
+		*flow_id = hop_ntohl(h.payload[DITG_PAYLOAD_FLOW_OFFSET / 4]);
+		*seq = hop_ntohl(h.payload[DITG_PAYLOAD_SEQ_OFFSET / 4]);
 		*kind = HOP_KIND_DITG;
 		return 0;
 	}
@@ -112,10 +173,10 @@ static __always_inline int select_packet(struct __sk_buff *skb, int forward, __u
 			return -1;
 		if (!tcp.syn || tcp.rst || tcp.fin || tcp.ack != !forward)
 			return -1;
-		if ((forward ? tcp.dest : tcp.source) != bpf_htons(HOP_DATA_PORT))
+		if ((forward ? tcp.dest : tcp.source) != hop_htons(HOP_DATA_PORT))
 			return -1;
 		*flow_id = HOP_HANDSHAKE_FLOW;
-		*seq = bpf_ntohs(forward ? tcp.source : tcp.dest);
+		*seq = hop_ntohs(forward ? tcp.source : tcp.dest);
 		*kind = HOP_KIND_HANDSHAKE;
 		return 0;
 	}
@@ -125,7 +186,6 @@ static __always_inline int select_packet(struct __sk_buff *skb, int forward, __u
 static __always_inline int stamp(struct __sk_buff *skb, __u32 point, int forward)
 {
 	__u64 now = bpf_ktime_get_ns();
-	struct hop_record *r;
 	struct hop_count *count;
 	__u32 flow_id, seq;
 	__u8 kind;
@@ -135,7 +195,16 @@ static __always_inline int stamp(struct __sk_buff *skb, __u32 point, int forward
 	count = bpf_map_lookup_elem(&hop_counts, &point);
 	if (!count)
 		return TC_ACT_UNSPEC;
-	r = bpf_ringbuf_reserve(&hop_ring, sizeof(*r), 0);
+#ifdef HOP_OUTPUT_PERF
+	struct hop_record r = { .stamp_ns = now, .flow_id = flow_id, .seq = seq, .point = point, .kind = kind };
+
+	if (bpf_perf_event_output(skb, &hop_events, BPF_F_CURRENT_CPU, &r, sizeof(r))) {
+		count->dropped++;
+		return TC_ACT_UNSPEC;
+	}
+#else
+	struct hop_record *r = bpf_ringbuf_reserve(&hop_ring, sizeof(*r), 0);
+
 	if (!r) {
 		count->dropped++;
 		return TC_ACT_UNSPEC;
@@ -146,14 +215,15 @@ static __always_inline int stamp(struct __sk_buff *skb, __u32 point, int forward
 	r->point = point;
 	r->kind = kind;
 	__builtin_memset(r->pad, 0, sizeof(r->pad));
-	bpf_ringbuf_submit(r, BPF_RB_NO_WAKEUP);
+	bpf_ringbuf_submit(r, HOP_RB_NO_WAKEUP);
+#endif
 	count->stamped++;
 	return TC_ACT_UNSPEC;
 }
 
 /* Names of at most 15 characters: the kernel keeps no more (tc and bpftool show them whole). */
 #define HOP_PROGRAM(name, point, forward)            \
-	SEC("tc")                                    \
+	SEC("tc/" #name)                             \
 	int name(struct __sk_buff *skb)              \
 	{                                            \
 		return stamp(skb, point, forward);   \

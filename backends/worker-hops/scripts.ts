@@ -1,0 +1,279 @@
+// The shell scripts the worker's hop probes run on the worker, as root, in its own network namespace
+// (backends/worker-hops/module.ts sends them). POSIX sh (Ubuntu's dash); every value is quoted;
+// each prints `key=value` lines that parseLines() reads back. Pure.
+//
+// Layout of the work directory (nothing outside it but the tc filters, clsact qdiscs the probes
+// added, and two mounts inside it):
+//   src/            the probes' and the reader's C, copied over by the install script
+//   testbed-hop-probe.o, hop-reader   built on the worker against its own headers
+//   bpffs/          a private bpffs; tc pins the maps under bpffs/tc/globals/ (TC_BPF_MNT)
+//   state/filters   "host|pod DEVICE DIRECTION" per attached probe
+//   state/qdiscs    "host|pod DEVICE" per clsact qdisc the probes added
+//   state/podns     the receiver pod's network namespace, bind-mounted while probes sit in it
+//   runs/NAME/      a reader's state (pid, lock, summary.json or error); runs/NAME.hops its records
+import { WORKER_PLACES, WORKER_PROBE_OBJECT, WORKER_PROBE_PREF, type WorkerInterface } from "./points.js";
+
+/** Quotes a value for sh. */
+export function q(value: string): string {
+  return /^[A-Za-z0-9_./:=@%+-]+$/.test(value) ? value : `'${value.replace(/'/g, `'\\''`)}'`;
+}
+
+/** Tools the scripts use, with the package that brings each on Ubuntu. */
+export const WORKER_TOOLS: readonly { tool: string; ubuntu: string }[] = [
+  { tool: "clang", ubuntu: "clang" },
+  { tool: "tc", ubuntu: "iproute2" },
+  { tool: "ip", ubuntu: "iproute2" },
+  { tool: "nsenter", ubuntu: "util-linux" },
+  { tool: "mount", ubuntu: "mount" },
+  { tool: "mountpoint", ubuntu: "util-linux" },
+  { tool: "flock", ubuntu: "util-linux" },
+  { tool: "timeout", ubuntu: "coreutils" },
+  { tool: "pgrep", ubuntu: "procps" },
+];
+/** Headers the build needs: the kernel's UAPI (linux/bpf.h) and the C library's. */
+export const WORKER_HEADERS: readonly { file: string; ubuntu: string }[] = [
+  { file: "/usr/include/linux/bpf.h", ubuntu: "linux-libc-dev" },
+  { file: "/usr/include/stdio.h", ubuntu: "libc6-dev" },
+];
+
+/** Pure: the `key=value` lines of a script's output (a key may repeat). */
+export function parseLines(stdout: string): { key: string; value: string }[] {
+  return stdout
+    .split("\n")
+    .map((l) => /^([a-z-]+)=(.*)$/.exec(l))
+    .filter((m): m is RegExpExecArray => m !== null)
+    .map((m) => ({ key: m[1]!, value: m[2]! }));
+}
+
+const HEADER = (workDir: string) => ["set -eu", "umask 022", `WORK=${q(workDir)}`];
+
+/** Runs a command in the host's namespace or in the receiver pod's (bind-mounted at state/podns). */
+const IN_NS = [
+  "in_ns() {",
+  '  where=$1; shift',
+  '  if [ "$where" = pod ]; then nsenter --net="$WORK/state/podns" "$@"; else "$@"; fi',
+  "}",
+];
+
+/** Removes every probe filter the state lists (its own only: the filter at the probes' priority must be theirs), the qdiscs they added when left empty, the pod's namespace mount. */
+const DETACH = [
+  ...IN_NS,
+  "probe_at() {",
+  `  in_ns "$1" tc filter show dev "$2" "$3" pref ${WORKER_PROBE_PREF} 2>/dev/null | grep -qF ${q(`${WORKER_PROBE_OBJECT}:[tc/`)}`,
+  "}",
+  "detach_all() {",
+  '  if [ -s "$WORK/state/filters" ]; then',
+  '    while read -r where dev dir; do',
+  '      if probe_at "$where" "$dev" "$dir"; then',
+  `        in_ns "$where" tc filter del dev "$dev" "$dir" pref ${WORKER_PROBE_PREF} || echo "left=$where $dev $dir"`,
+  "      else",
+  '        echo "missing=$where $dev $dir"',
+  "      fi",
+  '    done < "$WORK/state/filters"',
+  "  fi",
+  '  : > "$WORK/state/filters"',
+  '  if [ -s "$WORK/state/qdiscs" ]; then',
+  '    while read -r where dev; do',
+  '      if [ -z "$(in_ns "$where" tc filter show dev "$dev" ingress 2>/dev/null)$(in_ns "$where" tc filter show dev "$dev" egress 2>/dev/null)" ]; then',
+  '        in_ns "$where" tc qdisc del dev "$dev" clsact 2>/dev/null || true',
+  "      fi",
+  '    done < "$WORK/state/qdiscs"',
+  "  fi",
+  '  : > "$WORK/state/qdiscs"',
+  '  if mountpoint -q "$WORK/state/podns" 2>/dev/null; then umount "$WORK/state/podns"; fi',
+  "}",
+];
+
+/** What the worker offers: kernel, tc, tools and headers, multiarch include directory, leftovers of an earlier session. */
+export function factsScript(workDir: string): string {
+  return [
+    "set -u",
+    `WORK=${q(workDir)}`,
+    'echo "kernel=$(uname -r)"',
+    'echo "tc=$(tc -V 2>&1 | head -n 1)"',
+    ...WORKER_TOOLS.map(({ tool }) => `command -v ${tool} >/dev/null 2>&1 || echo "missing=${tool}"`),
+    ...WORKER_HEADERS.map(({ file }) => `[ -e ${q(file)} ] || echo "missing=${file}"`),
+    'arch=/usr/include/$(uname -m)-linux-gnu',
+    'if [ -d "$arch" ]; then echo "multiarch=$arch"; fi',
+    'if [ -e "$WORK" ]; then echo "leftover=$WORK"; fi',
+    "",
+  ].join("\n");
+}
+
+const EOF_MARK = "TESTBED_HOPS_EOF";
+
+/** Copies the sources, builds probe object and reader with the given compiler arguments, mounts the private bpffs. */
+export function installScript(workDir: string, sources: Readonly<Record<string, string>>, build: { probe: readonly string[]; reader: readonly string[] }): string {
+  const files = Object.entries(sources).flatMap(([name, text]) => {
+    if (!/^[A-Za-z0-9_.-]+$/.test(name)) throw new Error(`source file name "${name}" is not accepted; accepted: letters, digits, _ . -`);
+    if (text.split("\n").includes(EOF_MARK)) throw new Error(`source ${name} holds the line ${EOF_MARK}, which ends its copy`);
+    return [`cat > "$WORK/src/${name}" <<'${EOF_MARK}'`, text.endsWith("\n") ? text.slice(0, -1) : text, EOF_MARK];
+  });
+  return [
+    ...HEADER(workDir),
+    'mkdir -p "$WORK/src" "$WORK/state" "$WORK/runs" "$WORK/bpffs"',
+    'touch "$WORK/state/filters" "$WORK/state/qdiscs"',
+    ...files,
+    `clang ${build.probe.map(q).join(" ")}`,
+    `clang ${build.reader.map(q).join(" ")}`,
+    'if ! mountpoint -q "$WORK/bpffs"; then mount -t bpf bpf "$WORK/bpffs"; fi',
+    'echo "installed=$WORK"',
+    "",
+  ].join("\n");
+}
+
+/**
+ * How the receiver pod is found: an ITGRecv process (its id); or among the worker's ITGRecv
+ * processes, the one whose network namespace holds the pod's address, or without an address the
+ * only network namespace any of them runs in (several ITGRecv of one pod share it).
+ */
+export type ReceiverLocator = { readonly pid: number } | { readonly address?: string };
+
+/**
+ * Finds the receiver's network namespace, its interface and the host side of its veth, and lists
+ * the filters of every hook the probes take.
+ * Prints pid=, pod-if=, veth=, and per hook `filter=IFACE DIRECTION <tc's line>`.
+ */
+export function locateScript(nic: string, receiver: ReceiverLocator): string {
+  const byPid = "pid" in receiver;
+  if (byPid && !(Number.isInteger(receiver.pid) && receiver.pid > 0)) throw new Error(`receiver.pid: ${receiver.pid} is not a process id`);
+  const address = byPid ? undefined : receiver.address;
+  if (address !== undefined && !/^[0-9a-fA-F.:]+$/.test(address)) throw new Error(`receiver.address: "${address}" is not an IP address`);
+  const hooks = WORKER_PLACES.map((p) => `show_hook ${p.iface} ${p.direction}`);
+  return [
+    "set -eu",
+    `NIC=${q(nic)}`,
+    `PIDS=${byPid ? String(receiver.pid) : '"$(pgrep -x ITGRecv || true)"'}`,
+    `ADDR=${address === undefined ? "''" : q(address)}`,
+    'fail() { echo "error=$*"; exit 3; }',
+    'ip link show dev "$NIC" >/dev/null 2>&1 || fail "the data NIC $NIC does not exist on the worker"',
+    'chosen=""; inode=""',
+    "for p in $PIDS; do",
+    '  [ -e "/proc/$p/ns/net" ] || continue',
+    '  if [ -n "$ADDR" ] && ! nsenter --net="/proc/$p/ns/net" ip -o addr show | grep -qF " $ADDR/"; then continue; fi',
+    '  i=$(stat -L -c %i "/proc/$p/ns/net")',
+    '  if [ -n "$inode" ] && [ "$i" != "$inode" ]; then fail "ITGRecv processes $chosen and $p run in two network namespaces${ADDR:+ that hold $ADDR}; name the receiver by its pod address or process id"; fi',
+    '  inode=$i; chosen=$p',
+    "done",
+    '[ -n "$chosen" ] || fail "no ITGRecv process ${ADDR:+holding $ADDR }found (processes: ${PIDS:-none})"',
+    'NS="/proc/$chosen/ns/net"',
+    'if [ -n "$ADDR" ]; then',
+    '  POD_IF=$(nsenter --net="$NS" ip -o addr show | awk -v a="$ADDR" \'index($4, a "/") == 1 { print $2; exit }\')',
+    "else",
+    '  POD_IF=$(nsenter --net="$NS" ip -o addr show scope global | awk \'$2 != "lo" { print $2; exit }\')',
+    "fi",
+    '[ -n "$POD_IF" ] || fail "the receiver\'s network namespace has no interface with ${ADDR:-a global address}"',
+    'PEER=$(nsenter --net="$NS" ip -o link show dev "$POD_IF" | sed -n \'s/^[0-9]*: [^@:]*@if\\([0-9]*\\):.*/\\1/p\')',
+    '[ -n "$PEER" ] || fail "the pod\'s $POD_IF is not one end of a veth pair"',
+    'VETH=$(ip -o link show | awk -F\': \' -v i="$PEER" \'$1 == i { sub(/@.*/, "", $2); print $2; exit }\')',
+    '[ -n "$VETH" ] || fail "the peer of the pod\'s $POD_IF (ifindex $PEER) is not in the worker\'s network namespace"',
+    'echo "pid=$chosen"',
+    'echo "pod-if=$POD_IF"',
+    'echo "veth=$VETH"',
+    "show_hook() {",
+    '  case $1 in',
+    '    nic) out=$(tc filter show dev "$NIC" "$2") ;;',
+    '    pod-veth) out=$(tc filter show dev "$VETH" "$2") ;;',
+    '    pod) out=$(nsenter --net="$NS" tc filter show dev "$POD_IF" "$2") ;;',
+    "  esac",
+    '  printf \'%s\\n\' "$out" | while IFS= read -r line; do if [ -n "$line" ]; then echo "filter=$1 $2 $line"; fi; done',
+    "  return 0",
+    "}",
+    ...hooks,
+    "",
+  ].join("\n");
+}
+
+export interface AttachPlan {
+  /** The ITGRecv process whose network namespace is the pod's (locateScript's pid=). */
+  readonly pid: number;
+  readonly devices: Readonly<Record<WorkerInterface, string>>;
+  readonly runName: string;
+  /** The reader's arguments after its path (hops/build.ts readerArgs). */
+  readonly reader: readonly string[];
+}
+
+/** Attaches every probe as the first filter of its hook, then starts the run's reader detached. Prints hook= listings and ready. */
+export function attachScript(workDir: string, plan: AttachPlan): string {
+  if (!/^[A-Za-z0-9_.-]+$/.test(plan.runName)) throw new Error(`run name "${plan.runName}" is not accepted; accepted: letters, digits, _ . -`);
+  const where = (iface: WorkerInterface) => (iface === "pod" ? "pod" : "host");
+  const attach = WORKER_PLACES.map((p) => `attach ${where(p.iface)} ${q(plan.devices[p.iface])} ${p.direction} ${p.program}`);
+  return [
+    ...HEADER(workDir),
+    ...DETACH,
+    // The pod's namespace stays reachable under one name for the run, whatever its processes do.
+    'touch "$WORK/state/podns"',
+    // Bound afresh: one left by a failed run may be an earlier pod's.
+    'if mountpoint -q "$WORK/state/podns"; then umount "$WORK/state/podns"; fi',
+    `mount --bind /proc/${plan.pid}/ns/net "$WORK/state/podns"`,
+    "attach() {",
+    '  where=$1; dev=$2; dir=$3; prog=$4',
+    '  if ! in_ns "$where" tc qdisc show dev "$dev" | grep -q clsact; then',
+    '    in_ns "$where" tc qdisc add dev "$dev" clsact',
+    '    echo "$where $dev" >> "$WORK/state/qdiscs"',
+    "  fi",
+    // A probe of an earlier session left behind (its state lost) would hold the priority.
+    `  if probe_at "$where" "$dev" "$dir"; then in_ns "$where" tc filter del dev "$dev" "$dir" pref ${WORKER_PROBE_PREF}; fi`,
+    `  in_ns "$where" env TC_BPF_MNT="$WORK/bpffs" tc filter add dev "$dev" "$dir" pref ${WORKER_PROBE_PREF} bpf da obj "$WORK/${WORKER_PROBE_OBJECT}" sec "tc/$prog"`,
+    '  echo "$where $dev $dir" >> "$WORK/state/filters"',
+    '  in_ns "$where" tc filter show dev "$dev" "$dir" | while IFS= read -r line; do if [ -n "$line" ]; then echo "hook=$where $dev $dir $line"; fi; done',
+    "  return 0",
+    "}",
+    ...attach,
+    `mkdir -p "$WORK/runs/${plan.runName}"`,
+    `"$WORK/hop-reader" ${plan.reader.map(q).join(" ")} 2>&1 | sed 's/^/reader=/'`,
+    "",
+  ].join("\n");
+}
+
+/**
+ * Stops the run's reader (it drains what is left and writes its summary), detaches every probe,
+ * and makes the records readable for the copy. Prints missing= for a probe that was no longer
+ * there (something removed it during the run), summary= or error=.
+ */
+export function endScript(workDir: string, runName: string): string {
+  if (!/^[A-Za-z0-9_.-]+$/.test(runName)) throw new Error(`run name "${runName}" is not accepted; accepted: letters, digits, _ . -`);
+  return [
+    ...HEADER(workDir),
+    ...DETACH,
+    `RUN="$WORK/runs/${runName}"`,
+    'if [ -s "$RUN/pid" ]; then',
+    '  kill -TERM "$(cat "$RUN/pid")" 2>/dev/null || true',
+    // The reader holds the lock until it exits: its summary is whole then.
+    '  timeout 60 flock "$RUN/lock" true || echo "error=the reader did not end within 60 s"',
+    "fi",
+    "detach_all",
+    'if [ -s "$RUN/summary.json" ]; then echo "summary=$(cat "$RUN/summary.json")"; fi',
+    'if [ -s "$RUN/error" ]; then echo "error=$(cat "$RUN/error")"; fi',
+    `chmod 644 "$WORK/runs/${runName}.hops" 2>/dev/null || true`,
+    "",
+  ].join("\n");
+}
+
+/** Deletes a run's files once copied. */
+export function forgetRunScript(workDir: string, runName: string): string {
+  if (!/^[A-Za-z0-9_.-]+$/.test(runName)) throw new Error(`run name "${runName}" is not accepted; accepted: letters, digits, _ . -`);
+  return [...HEADER(workDir), `rm -rf "$WORK/runs/${runName}" "$WORK/runs/${runName}.hops"`, ""].join("\n");
+}
+
+/** Removes everything: readers, probes, qdiscs they added, mounts, the work directory. Prints left= for anything that stayed. */
+export function removeScript(workDir: string): string {
+  return [
+    "set -u",
+    `WORK=${q(workDir)}`,
+    '[ -e "$WORK" ] || exit 0',
+    ...DETACH,
+    'for pidfile in "$WORK"/runs/*/pid; do',
+    '  [ -s "$pidfile" ] || continue',
+    '  kill -TERM "$(cat "$pidfile")" 2>/dev/null || true',
+    '  timeout 60 flock "$(dirname "$pidfile")/lock" true || echo "left=reader $(cat "$pidfile")"',
+    "done",
+    '[ -d "$WORK/state" ] && detach_all',
+    'if mountpoint -q "$WORK/bpffs" 2>/dev/null; then umount "$WORK/bpffs" || echo "left=mount $WORK/bpffs"; fi',
+    'if mountpoint -q "$WORK/state/podns" 2>/dev/null; then echo "left=mount $WORK/state/podns"; fi',
+    'if ! mountpoint -q "$WORK/bpffs" 2>/dev/null && ! mountpoint -q "$WORK/state/podns" 2>/dev/null; then rm -rf "$WORK"; fi',
+    '[ -e "$WORK" ] && echo "left=directory $WORK"',
+    "exit 0",
+    "",
+  ].join("\n");
+}

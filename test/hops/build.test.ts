@@ -1,0 +1,136 @@
+// The hop probes' build: which form each kernel and tc take, and what each form's object holds, read
+// with llvm-readelf from objects clang builds here: the map definitions each loader parses (tc's own
+// ELF loader: 36-byte struct bpf_elf_map entries in "maps"; libbpf: BTF-defined maps in ".maps"),
+// one section per program, no BPF-to-BPF calls. The numbers hop-bpf.h writes out for the 5.4
+// headers are checked against this machine's UAPI headers; the reader builds on the C library alone.
+import { execFileSync } from "node:child_process";
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { machine, tmpdir } from "node:os";
+import path from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import {
+  HOP_MAP_STYLES,
+  HOP_OUTPUTS,
+  HOPS_SOURCE_DIR,
+  hopMapNames,
+  kernelVersion,
+  mapStyleForTc,
+  outputForKernel,
+  probeCompileArgs,
+  readerArgs,
+  readerCompileArgs,
+  type HopMapStyle,
+  type HopOutput,
+} from "../../hops/build.js";
+
+const multiarch = `/usr/include/${machine()}-linux-gnu`;
+const include = existsSync(multiarch) ? { multiarchInclude: multiarch } : {};
+const hasClang = (() => {
+  try {
+    execFileSync("clang", ["--version"]);
+    return true;
+  } catch {
+    return false;
+  }
+})();
+
+describe("which form a worker takes", () => {
+  it("picks the ring buffer from 5.8 and the perf event array before", () => {
+    expect(outputForKernel("5.4.0-216-generic")).toBe("perf");
+    expect(outputForKernel("5.7.19")).toBe("perf");
+    expect(outputForKernel("5.8.0-63-generic")).toBe("ringbuf");
+    expect(outputForKernel("5.15.0-100-generic")).toBe("ringbuf");
+    expect(outputForKernel("6.18.44-fc-v1300")).toBe("ringbuf");
+    expect(kernelVersion("4.19.0")).toEqual({ major: 4, minor: 19 });
+    expect(() => kernelVersion("Linux")).toThrow('kernel release "Linux" is not a Linux version; accepted: MAJOR.MINOR[...], as uname -r prints it');
+  });
+
+  it("picks tc's own map definitions for an iproute2 without libbpf, BTF-defined maps for one with it", () => {
+    expect(mapStyleForTc("tc utility, iproute2-ss200127")).toBe("legacy");
+    expect(mapStyleForTc("tc utility, iproute2-5.15.0, libbpf 0.5.0")).toBe("btf-pinned");
+    expect(mapStyleForTc("tc utility, iproute2-6.1.0, libbpf 1.1.2")).toBe("btf-pinned");
+    expect(() => mapStyleForTc("busybox tc")).toThrow(/expected iproute2's tc/);
+  });
+
+  it("refuses a bad port or form, and names the reader's maps by output", () => {
+    expect(() => probeCompileArgs({ output: "perf", maps: "legacy", dataPort: 0 }, { sourceDir: "/s", output: "/o" })).toThrow("dataPort: 0 is not a port; accepted: 1-65535");
+    expect(() => probeCompileArgs({ output: "xdp" as HopOutput, maps: "legacy", dataPort: 1 }, { sourceDir: "/s", output: "/o" })).toThrow('output: "xdp" is unknown; accepted: ringbuf, perf');
+    expect(hopMapNames("perf")).toEqual({ records: "hop_events", counts: "hop_counts" });
+    expect(readerArgs("perf", { pins: "/w/bpffs/tc/globals/", recordsFile: "/w/r.hops" }, { pages: 8, daemon: "/w/runs/r", maxSeconds: 30.5 })).toEqual([
+      "perf", "/w/bpffs/tc/globals/hop_events", "/w/bpffs/tc/globals/hop_counts", "/w/r.hops", "--pages", "8", "--daemon", "/w/runs/r", "--max-seconds", "31",
+    ]);
+    expect(readerArgs("ringbuf", { pins: "/p", recordsFile: "/r" }, { pages: 8 })).toEqual(["ringbuf", "/p/hop_ring", "/p/hop_counts", "/r"]);
+  });
+});
+
+describe.skipIf(!hasClang)("what each form's object holds (clang, llvm-readelf)", () => {
+  let dir: string;
+  beforeAll(() => {
+    dir = mkdtempSync(path.join(tmpdir(), "hop-build-"));
+  });
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  const build = (output: HopOutput, maps: HopMapStyle) => {
+    const object = path.join(dir, `${output}-${maps}.o`);
+    execFileSync("clang", probeCompileArgs({ output, maps, dataPort: 31000 }, { sourceDir: HOPS_SOURCE_DIR, output: object, ...include }));
+    const sections = execFileSync("llvm-readelf", ["-S", "-W", object], { encoding: "utf8" });
+    const symbols = execFileSync("llvm-readelf", ["-s", "-W", object], { encoding: "utf8" });
+    return { sections, symbols };
+  };
+  const section = (sections: string, name: string) => new RegExp(`\\] ${name.replace(/[.[\]/]/g, "\\$&")}\\s+\\S+\\s+\\S+\\s+\\S+\\s+([0-9a-f]+)`).exec(sections);
+
+  it.each(HOP_OUTPUTS.flatMap((o) => HOP_MAP_STYLES.map((m) => [o, m] as const)))("%s, %s", (output, maps) => {
+    const { sections, symbols } = build(output, maps);
+    const names = hopMapNames(output);
+    for (const map of Object.values(names)) expect(symbols, map).toMatch(new RegExp(`OBJECT\\s+GLOBAL\\s+DEFAULT\\s+\\d+ ${map}$`, "m"));
+    expect(symbols).not.toMatch(output === "perf" ? / hop_ring$/m : / hop_events$/m);
+    if (maps === "legacy") {
+      // Two struct bpf_elf_map of 9 __u32 each, and no BTF for tc 5.5 to reject.
+      expect(Number.parseInt(section(sections, "maps")![1]!, 16)).toBe(2 * 36);
+      expect(sections).not.toMatch(/\] \.BTF /);
+      expect(sections).not.toMatch(/\] \.maps /);
+    } else {
+      expect(sections).toMatch(/\] \.maps /);
+      expect(sections).toMatch(/\] \.BTF /);
+      expect(sections).not.toMatch(/\] maps /);
+    }
+    // One section per program (tc loads one per filter), every helper inlined: no code in .text.
+    for (const program of ["hf_uplink_in", "hf_pod_veth", "hf_pod_in", "hr_pod_out", "hr_pod_veth", "hr_uplink_out"]) expect(sections).toContain(`] tc/${program} `);
+    const text = section(sections, ".text");
+    expect(text === null || Number.parseInt(text[1]!, 16) === 0).toBe(true);
+  });
+
+  it("writes out the kernel ABI the 5.4 headers lack, as this machine's headers number it", () => {
+    const check = path.join(dir, "abi.c");
+    writeFileSync(
+      check,
+      [
+        "#include <linux/bpf.h>",
+        '#include "hop-bpf.h"',
+        '#include "hop-maps.h"',
+        "_Static_assert(HOP_MAP_TYPE_RINGBUF == BPF_MAP_TYPE_RINGBUF, \"ringbuf map type\");",
+        "_Static_assert(HOP_FUNC_RINGBUF_RESERVE == BPF_FUNC_ringbuf_reserve, \"ringbuf_reserve\");",
+        "_Static_assert(HOP_FUNC_RINGBUF_SUBMIT == BPF_FUNC_ringbuf_submit, \"ringbuf_submit\");",
+        "_Static_assert(HOP_RB_NO_WAKEUP == BPF_RB_NO_WAKEUP, \"no wakeup\");",
+        "_Static_assert(sizeof(struct hop_record) == 24, \"record\");",
+        "_Static_assert(sizeof(struct bpf_elf_map) == 36, \"iproute2's map definition\");",
+      ].join("\n"),
+    );
+    expect(() => execFileSync("clang", ["-target", "bpf", "-fsyntax-only", ...(include.multiarchInclude ? ["-I", multiarch] : []), "-I", HOPS_SOURCE_DIR, check])).not.toThrow();
+  });
+
+  it("builds the reader with the C library alone", () => {
+    const reader = path.join(dir, "hop-reader");
+    execFileSync("clang", [...readerCompileArgs({ sourceDir: HOPS_SOURCE_DIR, output: reader }), "-Werror"]);
+    const usage = (() => {
+      try {
+        execFileSync(reader, [], { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] });
+        return "";
+      } catch (e) {
+        return String((e as { stderr: string }).stderr);
+      }
+    })();
+    expect(usage).toContain("usage: hop-reader ringbuf RING_PIN COUNTS_PIN OUT_FILE");
+    expect(execFileSync("ldd", [reader], { encoding: "utf8" })).not.toMatch(/libbpf/);
+  });
+});

@@ -1,0 +1,130 @@
+// The rehearsal's Kubernetes stand-ins without a kernel: kubectl's jsonpath as the apply script uses
+// it, the EndpointSlices derived from Services and pods, the Service model read back from the
+// applied objects, and `cilium-dbg service list -o json` made from the eBPF model's map bytes.
+import { describe, expect, it } from "vitest";
+import { applyScript } from "../../infra/workloads.js";
+import { planServiceMaps } from "../../lab/dataplanes/ebpf/service-maps.js";
+import { bpftoolBatch, LbMapAgent } from "../../lab/dataplanes/ebpf/lb-agent.js";
+import { ciliumServiceList, type MapDump } from "../../rehearsal/kubernetes/cilium-dbg.js";
+import { endpointSlices, serviceSpecOf, type KubeObject, type PodStatus, type StoredObjects } from "../../rehearsal/kubernetes/api.js";
+import { jsonpath, JsonPathError } from "../../rehearsal/kubernetes/jsonpath.js";
+import { parseScenario, PLACEHOLDERS } from "../../scenario/schema.js";
+import { manifestObjects } from "../../workloads/manifests.js";
+import { buildServiceSet } from "../../workloads/service-set.js";
+
+const scenario = parseScenario({ dataplane: "ebpf", ...PLACEHOLDERS, services: 3 });
+const set = buildServiceSet(scenario);
+const objects: StoredObjects = { resourceVersion: 1, objects: {} };
+for (const file of manifestObjects(scenario, set)) {
+  for (const o of file.objects) objects.objects[`${o.kind}/${o.metadata?.namespace ?? ""}/${o.metadata!.name}`] = o as unknown as KubeObject;
+}
+const pod = (namespace: string, labels: Record<string, string>, ips: string[], ready: boolean): PodStatus => ({
+  namespace,
+  name: `${labels["app.kubernetes.io/name"]}-x`,
+  owner: labels["app.kubernetes.io/name"]!,
+  templateHash: "h",
+  labels,
+  nodeName: "testbed-worker",
+  ips,
+  netns: "ns",
+  containers: ["c"],
+  ready,
+  hostNetwork: false,
+});
+const backend = pod("scale", { "app.kubernetes.io/name": "scale-backend" }, ["198.18.64.3", "2001:2:0:4000::3"], true);
+const receiver = pod("ditg", { "app.kubernetes.io/name": "ditg-receiver" }, ["198.18.64.2", "2001:2:0:4000::2"], false);
+
+/** A jsonpath template exactly as it appears in the apply script (single-quoted there, backslashes as bash leaves them). */
+function templateOf(script: string, resource: string): string {
+  const m = new RegExp(`get ${resource} -o jsonpath='([^']+)'`).exec(script);
+  if (!m) throw new Error(`no jsonpath for ${resource} in the apply script`);
+  return m[1]!;
+}
+const script = applyScript(scenario, { files: [{ name: "x.yaml", sha256: "0".repeat(64) }], workerNode: "testbed-worker" });
+const list = (items: unknown[]) => ({ apiVersion: "v1", kind: "List", items });
+
+describe("kubectl's jsonpath, on the apply script's own templates", () => {
+  it("lists each Service and family with the readiness of its endpoints, as the gate counts them", () => {
+    const slices = endpointSlices(objects, [backend, receiver], "scale");
+    expect(jsonpath(templateOf(script, "endpointslices"), list(slices))).toBe(
+      ["svc-00001 IPv4 true", "svc-00001 IPv6 true", "svc-00002 IPv4 true", "svc-00002 IPv6 true", "svc-00003 IPv4 true", "svc-00003 IPv6 true", ""].join("\n"),
+    );
+    // Not ready: listed with no "true", so the gate's awk does not count it.
+    expect(jsonpath(templateOf(script, "endpointslices"), list(endpointSlices(objects, [receiver], "ditg")))).toBe("ditg-receiver IPv4 false\nditg-receiver IPv6 false\n");
+  });
+
+  it("lists every ClusterIP of every Service, one per line (nested ranges and @)", () => {
+    const services = Object.values(objects.objects).filter((o) => o.kind === "Service" && o.metadata.namespace === "scale");
+    const ips = set.scaled.flatMap((s) => [s.clusterIPs.ipv4, s.clusterIPs.ipv6]);
+    expect(jsonpath(templateOf(script, "services"), list(services))).toBe(ips.map((ip) => `${ip}\n`).join(""));
+  });
+
+  it("joins several results with spaces and refuses syntax it does not model, by name", () => {
+    expect(jsonpath("{.items[*].n}", { items: [{ n: 1 }, { n: 2 }] })).toBe("1 2");
+    expect(() => jsonpath("{.items[?(@.n==1)]}", {})).toThrow(JsonPathError);
+    expect(() => jsonpath("{range .items[*]}{.n}", {})).toThrow(/range.*without.*end/);
+  });
+});
+
+describe("the API's derived objects", () => {
+  it("writes one EndpointSlice per Service and family, with the ready pods the Service selects", () => {
+    const slices = endpointSlices(objects, [backend, receiver]);
+    expect(slices).toHaveLength(2 * (set.scaled.length + 1));
+    const v6 = slices.find((s) => s.metadata.name === "svc-00002-v6") as KubeObject & { endpoints: { addresses: string[] }[] };
+    expect(v6.endpoints.map((e) => e.addresses[0])).toEqual(["2001:2:0:4000::3"]);
+  });
+
+  it("reads an applied Service back into the model it was rendered from", () => {
+    for (const spec of [...set.scaled, set.receiver]) {
+      const obj = objects.objects[`Service/${spec.namespace}/${spec.name}`]!;
+      expect(serviceSpecOf(obj)).toEqual(spec);
+    }
+  });
+});
+
+describe("cilium-dbg service list -o json from the eBPF model's maps", () => {
+  const hex = (b: Buffer) => [...b].map((x) => `0x${x.toString(16).padStart(2, "0")}`);
+  /** The maps as the model fills them, dumped as bpftool prints them. */
+  function dumps(backendOf?: (name: string) => { ipv4: string; ipv6: string } | undefined) {
+    const plan = planServiceMaps(set, {
+      node: { ipv4: "198.18.1.14", ipv6: "2001:2:0:20::14" },
+      pod: { ipv4: "198.18.64.2", ipv6: "2001:2:0:4000::2" },
+      ...(backendOf ? { backendOf: (s) => backendOf(s.name) } : {}),
+    });
+    const maps: Record<string, { key: string[]; value: string[] }[]> = {};
+    // A new agent writes every entry once, with the plan's ids (it numbers them in the same order).
+    for (const line of bpftoolBatch(new LbMapAgent().upsert(plan, plan.families), (name) => name).trim().split("\n")) {
+      const m = /^map update pinned (\S+) key hex (.+) value hex (.+)$/.exec(line)!;
+      const bytes = (s: string) => hex(Buffer.from(s.split(" ").map((h) => Number.parseInt(h, 16))));
+      (maps[m[1]!] ??= []).push({ key: bytes(m[2]!), value: bytes(m[3]!) });
+    }
+    const d = (name: string): MapDump => maps[name] ?? [];
+    return { plan, list: ciliumServiceList({ ipv4: { services: d("lb4_services"), backends: d("lb4_backends") }, ipv6: { services: d("lb6_services"), backends: d("lb6_backends") } }) };
+  }
+
+  it("lists every frontend of the model once, with its type, scope and backend, in service id order", () => {
+    const { plan, list: services } = dumps();
+    expect(services.map((s) => s.spec.id)).toEqual(plan.frontends.map((f) => f.revNatIndex));
+    for (const f of plan.frontends) {
+      const s = services.find((x) => x.spec.id === f.revNatIndex)!;
+      expect(s.spec["frontend-address"]).toMatchObject({ ip: f.address, port: f.port, protocol: f.protocol });
+      expect(s.spec.flags.type).toBe(f.kind);
+      expect(s.spec.flags.extTrafficPolicy).toBe(f.kind === "NodePort" ? "Local" : "Cluster");
+      expect(s.spec["backend-addresses"]).toHaveLength(1);
+      expect(s.status.realized).toEqual(s.spec);
+    }
+  });
+
+  it("gives each Service its own backend where the cluster's Services select different pods", () => {
+    const { list: services } = dumps((name) => (name.startsWith("svc-") ? { ipv4: "198.18.64.3", ipv6: "2001:2:0:4000::3" } : undefined));
+    const clusterIp = (ip: string) => services.find((s) => s.spec["frontend-address"].ip === ip)!;
+    expect(clusterIp(set.scaled[0]!.clusterIPs.ipv4!).spec["backend-addresses"][0]).toMatchObject({ ip: "198.18.64.3", port: 80 });
+    expect(clusterIp(set.receiver.clusterIPs.ipv6!).spec["backend-addresses"][0]!.ip).toBe("2001:2:0:4000::2");
+  });
+
+  it("answers what the ebpf stack's readiness check reads: the ClusterIPs with a backend", () => {
+    const { list: services } = dumps();
+    const programmed = services.filter((s) => s.spec.flags.type === "ClusterIP" && s.spec["backend-addresses"].length > 0).map((s) => s.spec["frontend-address"].ip);
+    expect(new Set(programmed)).toEqual(new Set([...set.scaled, set.receiver].flatMap((s) => [s.clusterIPs.ipv4, s.clusterIPs.ipv6])));
+  });
+});
