@@ -165,14 +165,19 @@ export function decodedResult(decoded: DecodedFlow): Pick<RunResult, "summary" |
   };
 }
 
-/** Why a programming run's changes are not a valid repetition, or undefined: every change of the profile measured, every probed one seen. */
+/**
+ * Why a programming run's changes are not a valid repetition, or undefined: every change of the
+ * profile measured, every probed one seen, and every change timed, by its write (sync and commit) or
+ * by the control plane's own metrics.
+ */
 export function judgeChanges(changes: readonly ChangeMeasurement[]): string | undefined {
   const missing = PROGRAMMING_CHANGES.filter((c) => !changes.some((m) => m.change === c));
   if (missing.length > 0) return `programming run without ${missing.join(", ")}`;
   const unseen = changes.filter((m) => (PROGRAMMING_CHANGES as readonly string[]).includes(m.change) && !(typeof m.programmedS === "number" && m.programmedS >= 0));
   if (unseen.length > 0) return `programming run: no probe saw ${unseen.map((m) => m.change).join(", ")}`;
-  const bad = changes.filter((m) => !(m.commitS >= 0 && m.syncS >= 0));
-  if (bad.length > 0) return `programming run: no write time for ${bad.map((m) => m.change).join(", ")}`;
+  const timed = (m: ChangeMeasurement) => (m.commitS! >= 0 && m.syncS! >= 0) || (m.metrics !== undefined && m.metrics.length > 0);
+  const bad = changes.filter((m) => !timed(m));
+  if (bad.length > 0) return `programming run: neither a write time nor the control plane's metrics for ${bad.map((m) => m.change).join(", ")}`;
   return undefined;
 }
 

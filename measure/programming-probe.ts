@@ -6,6 +6,8 @@ import type { Readable, Writable } from "node:stream";
 import { createInterface } from "node:readline";
 
 export const PROBE_SOURCE = fileURLToPath(new URL("./programming-probe.c", import.meta.url));
+/** What the built probe is called where a stack builds it (infra/setup-probe.ts). */
+export const PROGRAMMING_PROBE_BINARY = "programming-probe";
 
 /** Source ports the probe cycles through: below Linux's ephemeral range top, above the privileged ports. */
 export const PROBE_SOURCE_PORTS = { first: 1024, last: 60999 } as const;

@@ -4,9 +4,13 @@
 // p50, p90, p99, mean and max; how full-sync grows with the Service count (the exponent of a power law
 // fitted on a log-log scale); and where a cold start was split into several transactions (nftables,
 // kubernetes issue #139328), whether that removes the super-linear growth. programming.csv holds the
-// programming latency, programming-commit.csv the commit and sync times. Generic over dataplanes.
+// programming latency, programming-commit.csv the commit and sync times. Where the changes were read
+// with the control plane's own histograms (the cloud: kube-proxy's or the Cilium agent's metrics),
+// what they counted over each cell's changes, with quantiles estimated from the buckets as
+// Prometheus' histogram_quantile does, in programming-metrics.csv. Generic over dataplanes.
 import type { TopLevelSpec } from "vega-lite";
 import { DATAPLANES, FAMILIES } from "../scenario/schema.js";
+import { addHistograms, histogramQuantile, type MetricHistogram } from "./control-plane-metrics.js";
 import { maxOf, quantile } from "./statistics.js";
 import { COLD_START_CHANGES, PROGRAMMING_CHANGES, type ChangeMeasurement, type MeasuredChange, type RunResult } from "./types.js";
 
@@ -186,6 +190,72 @@ function figure(family: string, measure: "programmedS" | "commitS", cells: reado
   };
 }
 
+export const METRICS_CSV_HEADER = ["dataplane", "family", "services", "change", "metric", "statistic", "value"] as const;
+/** What the metrics table gives per histogram: observations, mean and estimated quantiles (seconds). */
+export const METRIC_STATISTICS = ["count", "mean", "p50", "p90", "p99"] as const;
+
+/** The control plane's histogram summed over a cell's changes. */
+export interface MetricCell {
+  readonly dataplane: string;
+  readonly family: string;
+  readonly services: number;
+  readonly change: MeasuredChange;
+  readonly metric: string;
+  /** Changes it was read over. */
+  readonly changes: number;
+  readonly histogram: MetricHistogram;
+  readonly statistics: Readonly<Record<(typeof METRIC_STATISTICS)[number], number>>;
+}
+
+/** Pure: per dataplane, family, Service count, change and histogram, what the control plane counted over the ok runs' changes. */
+export function metricCells(results: readonly RunResult[]): MetricCell[] {
+  const groups = new Map<string, { key: Omit<MetricCell, "changes" | "histogram" | "statistics">; list: MetricHistogram[] }>();
+  for (const r of results) {
+    if (r.status !== "ok" || !r.changes) continue;
+    for (const c of r.changes) {
+      for (const h of c.metrics ?? []) {
+        const id = `${r.dataplane}/${r.family}/${r.services}/${c.change}/${h.name}`;
+        const g = groups.get(id) ?? { key: { dataplane: r.dataplane, family: r.family, services: r.services, change: c.change, metric: h.name }, list: [] };
+        g.list.push(h);
+        groups.set(id, g);
+      }
+    }
+  }
+  const cells = [...groups.values()].map(({ key, list }): MetricCell => {
+    // Every change counts, also one over which nothing was observed.
+    const histogram = addHistograms(list)!;
+    return {
+      ...key,
+      changes: list.length,
+      histogram,
+      statistics: {
+        count: histogram.count,
+        mean: histogram.count > 0 ? histogram.sumS / histogram.count : Number.NaN,
+        p50: histogramQuantile(histogram, 0.5),
+        p90: histogramQuantile(histogram, 0.9),
+        p99: histogramQuantile(histogram, 0.99),
+      },
+    };
+  });
+  return cells.sort(
+    (a, b) =>
+      FAMILIES.indexOf(a.family as never) - FAMILIES.indexOf(b.family as never) ||
+      a.services - b.services ||
+      CHANGE_ORDER.indexOf(a.change) - CHANGE_ORDER.indexOf(b.change) ||
+      dataplaneRank(a.dataplane) - dataplaneRank(b.dataplane) ||
+      a.metric.localeCompare(b.metric),
+  );
+}
+
+/** Pure: programming-metrics.csv. */
+export function metricsCsv(cells: readonly MetricCell[], formatNumber: (x: number) => string): string {
+  const lines = [METRICS_CSV_HEADER.join(",")];
+  for (const c of cells) {
+    for (const statistic of METRIC_STATISTICS) lines.push([c.dataplane, c.family, c.services, c.change, c.metric, statistic, formatNumber(c.statistics[statistic])].join(","));
+  }
+  return `${lines.join("\n")}\n`;
+}
+
 const ms = (s: number | undefined, fmt: (x: number | undefined) => string) => (s === undefined || Number.isNaN(s) ? "n/a" : fmt(s * 1000));
 
 /** Pure: the section, its tables and figures; undefined when no run made changes. */
@@ -252,6 +322,20 @@ export function programmingReport(results: readonly RunResult[], format: { fmt: 
       md.push(`- ${f.dataplane} ${f.family}: ${ms(f.statistics.commitS?.p50, fmt)} against ${ms(add?.statistics.commitS?.p50, fmt)} ms (${fmt(ratio)} times)`);
     }
   }
+  const metrics = metricCells(results);
+  if (metrics.length > 0) {
+    md.push(
+      "",
+      "**What the control plane counted** over the same changes, from its own metrics endpoint read before and after each change (kube-proxy: kubeproxy_sync_proxy_rules_duration_seconds, one observation per sync, and kubeproxy_network_programming_duration_seconds, from the endpoint change's trigger time to the rules synced; the Cilium agent: cilium_service_implementation_delay, from the Service or pod change to its maps written, and cilium_bpf_syscall_duration_seconds, one per bpf(2) call). Summed over the cell's changes; quantiles estimated from the histogram's buckets as Prometheus' histogram_quantile does; kube-proxy without an ip_family label counts both families' syncs. Times in ms.",
+      "",
+      "| family | Services | change | dataplane | metric | changes | observations | mean | p50 / p90 / p99 |",
+      "| --- | ---: | --- | --- | --- | ---: | ---: | ---: | ---: |",
+    );
+    for (const m of metrics) {
+      const st = m.statistics;
+      md.push(`| ${m.family} | ${m.services} | ${m.change} | ${m.dataplane} | ${m.metric} | ${m.changes} | ${st.count} | ${ms(st.mean, fmt)} | ${ms(st.p50, fmt)} / ${ms(st.p90, fmt)} / ${ms(st.p99, fmt)} |`);
+    }
+  }
   md.push("");
   const families = FAMILIES.filter((f) => cells.some((c) => c.family === f));
   return {
@@ -260,6 +344,9 @@ export function programmingReport(results: readonly RunResult[], format: { fmt: 
     tables: [
       { file: "programming.csv", title: "Programming latency: from a Service change to the first connection that saw it, per dataplane, family, Service count and change (seconds)", csv: programmingCsv(cells, "programmedS", format.number) },
       { file: "programming-commit.csv", title: "The kernel's commit of each change's write, per dataplane, family, Service count and change, cold starts included (seconds)", csv: programmingCsv(cells, "commitS", format.number) },
+      ...(metrics.length > 0
+        ? [{ file: "programming-metrics.csv", title: "The control plane's own histograms over each cell's changes: observations, mean and estimated quantiles, per dataplane, family, Service count, change and metric (seconds)", csv: metricsCsv(metrics, format.number) }]
+        : []),
     ],
     figures: families.flatMap((f) => [figure(f, "programmedS", cells), figure(f, "commitS", cells)]),
     markdown: md,

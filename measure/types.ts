@@ -1,5 +1,6 @@
 // Shapes shared by the measurement pipeline: what a decoded log says, what one run is,
 // and what a backend (the cloud lab or the local lab) must do for the campaign runner.
+import type { MetricHistogram } from "./control-plane-metrics.js";
 import type { Dataplane, Scenario } from "../scenario/schema.js";
 import type { Family } from "../scenario/cidr.js";
 import type { DelaySource } from "./ditg-log.js";
@@ -61,19 +62,27 @@ export interface ProgrammingSettings {
   readonly coldStart: boolean;
 }
 
-/** One measured change of a programming run. */
+/** One measured change of a programming run: timed by its write (the lab), or by the control plane's own metrics (the cloud), and by the probe. */
 export interface ChangeMeasurement {
   readonly change: MeasuredChange;
   /** Its place in the run, from 0. */
   readonly sequence: number;
   /** Services the dataplane holds after it. */
   readonly services: number;
-  /** The control plane's sync for the run's family: from its start to its last write (kubeproxy_sync_proxy_rules_duration_seconds), s. */
-  readonly syncS: number;
-  /** The writes themselves (iptables-restore, nft -f, the bpf(2) map calls): the kernel's commit, s. */
-  readonly commitS: number;
-  /** Restores, transactions or map operations written. */
-  readonly writes: number;
+  /**
+   * The control plane's sync for the run's family: from its start to its last write (what
+   * kubeproxy_sync_proxy_rules_duration_seconds measures), s. Where the backend times the write itself (the lab).
+   */
+  readonly syncS?: number;
+  /** The writes themselves (iptables-restore, nft -f, the bpf(2) map calls): the kernel's commit, s. Where the backend times it (the lab). */
+  readonly commitS?: number;
+  /** Restores, transactions or map operations written. Where the backend counts them (the lab). */
+  readonly writes?: number;
+  /**
+   * What the control plane's own histograms grew by over the change (measure/control-plane-metrics.ts),
+   * where the backend reads them (the cloud: kube-proxy's or the Cilium agent's metrics endpoint).
+   */
+  readonly metrics?: readonly MetricHistogram[];
   /**
    * From the start of the change to the first connection through the changed Service that saw it
    * (answered for an addition, refused for a removal), s. Absent for changes that are not probed.

@@ -34,14 +34,14 @@ describe.skipIf(hostProblem !== undefined)(`programming runs in the lab${hostPro
       expect(new Set(changes.map((c) => c.change))).toEqual(new Set([...PROGRAMMING_CHANGES, "cold-start", ...(dataplane === "nftables" ? ["cold-start-split"] : [])]));
       for (const c of changes) {
         expect(c.commitS, `${family} ${c.change}`).toBeGreaterThan(0);
-        expect(c.syncS, `${family} ${c.change}`).toBeGreaterThanOrEqual(c.commitS);
+        expect(c.syncS, `${family} ${c.change}`).toBeGreaterThanOrEqual(c.commitS!);
         if (!(PROGRAMMING_CHANGES as readonly string[]).includes(c.change)) {
           expect(c.programmedS).toBeUndefined();
           continue;
         }
         // Seen once written: after the write began, at most a probe interval and a busy host's delay after it ended.
         expect(c.programmedS!, `${family} ${c.change}`).toBeGreaterThan(0);
-        expect(c.programmedS!, `${family} ${c.change}`).toBeLessThan(c.syncS + 1);
+        expect(c.programmedS!, `${family} ${c.change}`).toBeLessThan(c.syncS! + 1);
         expect(c.probes!.flaps, `${family} ${c.change}`).toBe(0);
         expect(c.probes!.sent).toBeGreaterThan(10);
       }

@@ -259,8 +259,8 @@ describe("programming runs in the campaign runner and the store", () => {
 
   it.each([
     // A schema-4 store has the steps but not the changes; a schema-3 store has neither.
-    { version: 4, dropped: ["run_change"] },
-    { version: 3, dropped: ["run_change", "step_record"] },
+    { version: 4, dropped: ["run_change_metric", "run_change"] },
+    { version: 3, dropped: ["run_change_metric", "run_change", "step_record"] },
   ])("upgrades a schema-$version store in place to schema 5, with the changes table", ({ version, dropped }) => {
     expect(SCHEMA_VERSION).toBe(5);
     const file = path.join(dir, "old.db");
@@ -271,7 +271,7 @@ describe("programming runs in the campaign runner and the store", () => {
     raw.close();
     const upgraded = ResultStore.open(file);
     const tables = (upgraded as unknown as { db: Database.Database }).db.prepare("SELECT name FROM sqlite_master WHERE type = 'table'").pluck().all();
-    expect(tables).toEqual(expect.arrayContaining(["run_change", "step_record"]));
+    expect(tables).toEqual(expect.arrayContaining(["run_change", "run_change_metric", "step_record"]));
     expect(upgraded.settings().schemaVersion).toBe(SCHEMA_VERSION);
     const id = campaignIdFor(def);
     const plan = planCampaign(id, def);
