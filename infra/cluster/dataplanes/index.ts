@@ -7,6 +7,22 @@ import { ebpf } from "./ebpf.js";
 import { iptables } from "./iptables.js";
 import { nftables } from "./nftables.js";
 
+/**
+ * The control plane that programs the worker's dataplane, as the programming profile uses it
+ * (backends/cloud-programming.ts): restarted by deleting its pod on the worker (the full-sync
+ * change), and read through the Prometheus endpoint it serves on the node (host network).
+ */
+export interface ControlPlane {
+  /** What it is, in messages. */
+  readonly name: string;
+  /** The label of its DaemonSet's pods in kube-system. */
+  readonly podLabel: string;
+  /** Its metrics endpoint, as the node reaches it. */
+  readonly metricsUrl: string;
+  /** The histograms of its syncs it exposes there, read before and after every change. */
+  readonly histograms: readonly string[];
+}
+
 export interface ClusterDataplane {
   readonly name: Dataplane;
   /** kube-proxy's mode in its KubeProxyConfiguration; undefined: no kube-proxy (kubeadm `proxy.disabled`). */
@@ -39,6 +55,7 @@ export interface ClusterDataplane {
    * up its fresh source ports). Exits non-zero, saying why, when it could not.
    */
   readonly forgetConnections: string;
+  readonly controlPlane: ControlPlane;
 }
 
 export const REGISTRY: Readonly<Record<Dataplane, ClusterDataplane>> = { iptables, nftables, ebpf };
