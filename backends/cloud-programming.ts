@@ -27,7 +27,7 @@ import type { Readable, Writable } from "node:stream";
 import { stringify } from "yaml";
 import type { Family } from "../scenario/cidr.js";
 import type { Scenario } from "../scenario/schema.js";
-import { clusterDataplane, type ControlPlane } from "../infra/cluster/dataplanes/index.js";
+import { clusterDataplane, controlPlaneHistograms, type ControlPlane } from "../infra/cluster/dataplanes/index.js";
 import { histogramGrowth, parseHistograms, type MetricHistogram } from "../measure/control-plane-metrics.js";
 import { shellCommand, type FlowTarget } from "../measure/ditg-commands.js";
 import { listenerArgs, probeArgs, ProbeSession, PROBE_SOURCE_PORTS, type ProbeTarget } from "../measure/programming-probe.js";
@@ -268,7 +268,7 @@ export class CloudProgramming implements ProgrammingBackend {
   private async scrape(family: Family): Promise<Map<string, MetricHistogram> | undefined> {
     const r = await this.o.shell.run("receiver", `curl -sS --fail --max-time 10 ${shellCommand([this.controlPlane.metricsUrl])}`);
     if (r.code !== 0) return undefined;
-    return parseHistograms(r.stdout, this.controlPlane.histograms, family);
+    return parseHistograms(r.stdout, controlPlaneHistograms(this.controlPlane), family);
   }
 
   /**

@@ -146,8 +146,8 @@ export class LabProgramming implements ProgrammingBackend {
     if (settings.coldStart && key.repetition === 0) {
       const kinds = LAB_DATAPLANES[step.module.name].syncKinds;
       const cold = async (change: MeasuredChange, how: SyncKind) => {
-        const write = await step.module.program({ endpoints: step.endpoints, how, family: key.family });
-        out.push({ change, sequence: out.length, services: step.endpoints.length - 1, ...write });
+        const { syncS, commitS, writes } = await step.module.program({ endpoints: step.endpoints, how, family: key.family });
+        out.push({ change, sequence: out.length, services: step.endpoints.length - 1, syncS, commitS, writes });
       };
       await cold("cold-start", "cold");
       if (kinds.includes("cold-split")) await cold("cold-start-split", "cold-split");
@@ -167,7 +167,7 @@ export class LabProgramming implements ProgrammingBackend {
       const session = new ProbeSession({ stdout: child.stdout!, stderr: child.stderr, stdin: child.stdin, once: (e, f) => child.once(e, f) });
       await session.ready;
       const start = process.hrtime.bigint();
-      const write = await module.program({ endpoints: change.endpoints, how: change.how, family: change.family });
+      const { syncS, commitS, writes } = await module.program({ endpoints: change.endpoints, how: change.how, family: change.family });
       const result = await session.result;
       this.nextPort = result.nextPort;
       if (!result.changed) {
@@ -178,7 +178,9 @@ export class LabProgramming implements ProgrammingBackend {
         sequence: change.sequence,
         // The receiver's Service is one of them; the step counts the scaled ones.
         services: change.endpoints.length - 1,
-        ...write,
+        syncS,
+        commitS,
+        writes,
         programmedS: Number(result.changed.seenNs - start) / 1e9,
         probes: { sent: result.sent, flaps: result.flaps, timeouts: result.timeouts },
       };

@@ -54,14 +54,19 @@ export interface ServiceChange {
   readonly family: Family;
 }
 
-/** What writing a change took, for the timed family. */
-export interface ChangeWrite {
+/** What writing a change took in one family. */
+export interface FamilyWrite {
   /** The control plane's whole sync: reading the kernel, computing, writing (kube-proxy's sync_proxy_rules_duration), s. */
   readonly syncS: number;
   /** The writes themselves: iptables-restore, every nft -f, the bpf(2) map calls, s. */
   readonly commitS: number;
   /** The restores (iptables), transactions (nftables) or map operations (eBPF) it took. */
   readonly writes: number;
+}
+
+/** What writing a change took, for the timed family, and each family's write in the order written (a control plane's syncs, one per family). */
+export interface ChangeWrite extends FamilyWrite {
+  readonly families: readonly ({ readonly family: Family } & FamilyWrite)[];
 }
 
 /** What a dataplane holds in the kernel, as the kernel reports it: a count per kind and family, e.g. `ipv4 nat rules`. */

@@ -52,6 +52,6 @@ fi`,
     name: "the Cilium agent",
     podLabel: "k8s-app=cilium",
     metricsUrl: `http://127.0.0.1:${CILIUM_METRICS_PORT}/metrics`,
-    histograms: ["cilium_service_implementation_delay", "cilium_bpf_syscall_duration_seconds"],
+    metrics: { programming: "cilium_service_implementation_delay", calls: "cilium_bpf_syscall_duration_seconds" },
   },
 };

@@ -19,8 +19,20 @@ export interface ControlPlane {
   readonly podLabel: string;
   /** Its metrics endpoint, as the node reaches it. */
   readonly metricsUrl: string;
-  /** The histograms of its syncs it exposes there, read before and after every change. */
-  readonly histograms: readonly string[];
+  /** The histograms it exposes there, read before and after every change. */
+  readonly metrics: {
+    /** One observation per sync of the rules (per family where there is a proxier per family). */
+    readonly sync?: string;
+    /** One observation per Service or endpoint change, from the change to its rules or maps written. */
+    readonly programming: string;
+    /** One observation per bpf(2) call. */
+    readonly calls?: string;
+  };
+}
+
+/** The names of every histogram a control plane exposes. */
+export function controlPlaneHistograms(c: ControlPlane): string[] {
+  return Object.values(c.metrics).filter((m): m is string => typeof m === "string");
 }
 
 export interface ClusterDataplane {

@@ -32,5 +32,5 @@ export const KUBE_PROXY_CONTROL_PLANE: ControlPlane = {
   name: "kube-proxy",
   podLabel: "k8s-app=kube-proxy",
   metricsUrl: "http://127.0.0.1:10249/metrics",
-  histograms: ["kubeproxy_sync_proxy_rules_duration_seconds", "kubeproxy_network_programming_duration_seconds"],
+  metrics: { sync: "kubeproxy_sync_proxy_rules_duration_seconds", programming: "kubeproxy_network_programming_duration_seconds" },
 };

@@ -94,7 +94,7 @@ class EbpfLabDataplane implements LabDataplane {
     if (!held?.active) throw new Error("ebpf dataplane: program() needs a step set up and on the packet path; set one up first");
     if (!SYNC_KINDS.includes(change.how)) throw new Error(`ebpf dataplane: a ${change.how} write is not accepted; accepted: ${SYNC_KINDS.join(", ")}`);
     const lb = held.loadBalancer;
-    let timed: ChangeWrite | undefined;
+    const families: ChangeWrite["families"][number][] = [];
     for (const family of [change.family, ...LAB_FAMILIES.filter((f) => f !== change.family)] as Family[]) {
       // A new node's agent starts from empty maps: they are emptied first, untimed.
       if (change.how === "cold") await lb.write(lb.agent.upsert(this.plan([]), [family]));
@@ -108,10 +108,10 @@ class EbpfLabDataplane implements LabDataplane {
         ops = change.how === "restart" ? lb.agent.restore(plan, [family]) : lb.agent.upsert(plan, [family]);
       }
       const { operations, kernelNs } = await lb.write(ops);
-      if (family === change.family) timed = { syncS: (performance.now() - start) / 1000, commitS: kernelNs / 1e9, writes: operations };
+      families.push({ family, syncS: (performance.now() - start) / 1000, commitS: kernelNs / 1e9, writes: operations });
     }
     held.endpoints = change.endpoints;
-    return timed!;
+    return { ...families[0]!, families };
   }
 
   /** The agent deletes nothing later: a removal is complete when its writes are. */

@@ -89,16 +89,16 @@ class IptablesDataplane implements LabDataplane {
     const held = this.held;
     if (!held?.active) throw new Error("iptables dataplane: program() needs a step set up and on the packet path; set one up first");
     if (!SYNC_KINDS.includes(change.how)) throw new Error(`iptables dataplane: a ${change.how} write is not accepted; accepted: ${SYNC_KINDS.join(", ")}`);
-    let timed: ChangeWrite | undefined;
+    const families: ChangeWrite["families"][number][] = [];
     for (const family of [change.family, ...LAB_FAMILIES.filter((f) => f !== change.family)]) {
       if (change.how === "cold") await removeKubeProxyRules(this.worker, [family], this.context.iptablesBackend);
       if (change.how !== "partial") held.proxiers[family] = this.proxier(family);
       const start = performance.now();
       const { restoreMs } = await this.sync(held.proxiers[family], change.endpoints);
-      if (family === change.family) timed = { syncS: (performance.now() - start) / 1000, commitS: restoreMs / 1000, writes: 1 };
+      families.push({ family, syncS: (performance.now() - start) / 1000, commitS: restoreMs / 1000, writes: 1 });
     }
     held.endpoints = change.endpoints;
-    return timed!;
+    return { ...families[0]!, families };
   }
 
   async settle(): Promise<void> {

@@ -74,7 +74,7 @@ class NftablesDataplane implements LabDataplane {
     const held = this.held;
     if (!held?.active) throw new Error("nftables dataplane: program() needs a step set up and on the packet path; set one up first");
     if (!SYNC_KINDS.includes(change.how)) throw new Error(`nftables dataplane: a ${change.how} write is not accepted; accepted: ${SYNC_KINDS.join(", ")}`);
-    let timed: ChangeWrite | undefined;
+    const families: ChangeWrite["families"][number][] = [];
     for (const family of [change.family, ...LAB_FAMILIES.filter((f) => f !== change.family)]) {
       if (change.how === "cold" || change.how === "cold-split") await removeKubeProxyNftables(this.worker, [family]);
       if (change.how !== "partial") held.proxiers[family] = this.proxier(family);
@@ -84,10 +84,10 @@ class NftablesDataplane implements LabDataplane {
         now: this.clock.now(),
         ...(change.how === "cold-split" ? { split: COLD_START_MAX_OPERATIONS } : {}),
       });
-      if (family === change.family) timed = { syncS: (performance.now() - start) / 1000, commitS: kernel.commitMs / 1000, writes: kernel.transactions };
+      families.push({ family, syncS: (performance.now() - start) / 1000, commitS: kernel.commitMs / 1000, writes: kernel.transactions });
     }
     held.endpoints = change.endpoints;
-    return timed!;
+    return { ...families[0]!, families };
   }
 
   async settle(): Promise<void> {
