@@ -11,7 +11,9 @@
 // with stepSync "partial"), against the same steps installed by one full sync each ("full"), both
 // through the dataplane modules, the two ways alternating from round to round; prints the time of
 // every step and the sums, and the ratio partial/full.
-// Run as root: npx tsx bench/lab-install.ts steps [ROUNDS]   (default 2 rounds)
+// Run as root: npx tsx bench/lab-install.ts steps [ROUNDS] [COUNTS]   (default 2 rounds; COUNTS, a
+// comma-separated list of Service counts in the order to visit them, replaces the default profile's
+// steps: its 10000 Services make kube-proxy's nftables full sync hold a CPU in the kernel for minutes)
 import { setupEbpfDataplane } from "../lab/dataplanes/ebpf/kernel.js";
 import { planServiceMaps } from "../lab/dataplanes/ebpf/service-maps.js";
 import { bpftoolBatch, LbMapAgent } from "../lab/dataplanes/ebpf/lb-agent.js";
@@ -34,7 +36,7 @@ import { medianOf } from "../measure/statistics.js";
 import { buildServiceSet } from "../workloads/service-set.js";
 
 if (process.argv[2] === "steps") {
-  await stepsBench(Number(process.argv[3] ?? 2));
+  await stepsBench(Number(process.argv[3] ?? 2), process.argv[4]);
   process.exit(0);
 }
 
@@ -145,9 +147,10 @@ try {
 }
 
 /** The default profile's install time: its steps, in its plan's order, by partial syncs and by full syncs. */
-async function stepsBench(rounds: number): Promise<void> {
-  if (!Number.isInteger(rounds) || rounds < 1) {
-    console.error("usage: npx tsx bench/lab-install.ts steps [ROUNDS >= 1]");
+async function stepsBench(rounds: number, counts: string | undefined): Promise<void> {
+  const listed = counts?.split(",").map(Number);
+  if (!Number.isInteger(rounds) || rounds < 1 || (listed && !listed.every((n) => Number.isInteger(n) && n >= 1))) {
+    console.error("usage: npx tsx bench/lab-install.ts steps [ROUNDS >= 1] [COUNTS: Service counts, comma-separated, each >= 1]");
     process.exit(2);
   }
   const problem = labHostProblem() ?? nftablesHostProblem() ?? ebpfHostProblem();
@@ -158,8 +161,8 @@ async function stepsBench(rounds: number): Promise<void> {
   const def = labDefinition(labProfile("default"));
   const plan = planCampaign("bench", def);
   const order = plan.map((r) => r.key.services).filter((n, i, all) => i === 0 || all[i - 1] !== n);
-  const steps = [...new Set(order)];
-  console.log(`the default profile's steps in its order: ${steps.join(" -> ")} (${LAB_DATAPLANE_NAMES.join(", ")}, both families, ${rounds} rounds)`);
+  const steps = listed ?? [...new Set(order)];
+  console.log(`${listed ? "the steps" : "the default profile's steps"} in order: ${steps.join(" -> ")} (${LAB_DATAPLANE_NAMES.join(", ")}, both families, ${rounds} rounds)`);
   const topology = createTopology({ linkMbps: 0 });
   const totals: Record<string, Record<StepSync, number[]>> = {};
   try {
@@ -201,5 +204,5 @@ async function stepsBench(rounds: number): Promise<void> {
     full += f;
     console.log(`median ${name}: partial syncs ${(p / 1000).toFixed(1)} s, full syncs ${(f / 1000).toFixed(1)} s, ratio ${(p / f).toFixed(3)}`);
   }
-  console.log(`the default profile's installs, every dataplane: partial syncs ${(partial / 1000).toFixed(1)} s, full syncs ${(full / 1000).toFixed(1)} s, ratio ${(partial / full).toFixed(3)}`);
+  console.log(`${listed ? "the steps'" : "the default profile's"} installs, every dataplane: partial syncs ${(partial / 1000).toFixed(1)} s, full syncs ${(full / 1000).toFixed(1)} s, ratio ${(partial / full).toFixed(3)}`);
 }
