@@ -21,8 +21,8 @@
 // trip to the master and kubectl's request (tens of milliseconds).
 //
 // The probe's listener runs on the worker in the network namespace of the scaled Services' backend
-// pod (the pause pod nothing listens in), found by the pod's address among the node's network
-// namespaces, as the CNI made them (/run/netns).
+// pod (the pause pod nothing listens in), entered through the pause process of the sandbox that
+// holds the pod's address.
 import type { Readable, Writable } from "node:stream";
 import { stringify } from "yaml";
 import type { Family } from "../scenario/cidr.js";
@@ -98,21 +98,22 @@ export function writeFileScript(text: string): string {
 
 /**
  * Pure: the worker-side script that starts the probe's listener on `port` in the network namespace
- * holding `address` (a pod's), and prints `listener PID` once it listens. Bounded: a minute.
+ * holding `address` (a pod's: found through the pod sandboxes' pause processes, one per pod on a
+ * node), and prints `listener PID` once it listens. Bounded: a minute.
  */
 export function listenerScript(binary: string, address: string, port: number): string {
   const listen = shellCommand(listenerArgs(port));
   return [
-    `ns=""`,
-    `for n in $(ip netns list | awk '{ print $1 }'); do`,
-    `  addrs="$(sudo ip -n "$n" -o addr show 2>/dev/null)" || continue`,
-    `  if [[ "$addrs" == *" ${address}/"* ]]; then ns="$n"; break; fi`,
+    `target=""`,
+    `for pid in $(pgrep -x pause); do`,
+    `  addrs="$(sudo nsenter -t "$pid" -n ip -o addr show 2>/dev/null)" || continue`,
+    `  if [[ "$addrs" == *" ${address}/"* ]]; then target="$pid"; break; fi`,
     `done`,
-    `if [ -z "$ns" ]; then echo "no network namespace on $(hostname) holds ${address}: the backend pod is not on this node" >&2; exit 3; fi`,
+    `if [ -z "$target" ]; then echo "no pod sandbox on $(hostname) holds ${address}: the backend pod is not on this node" >&2; exit 3; fi`,
     `out="$(mktemp)"`,
     `# The listener's output goes to this login's file, not root's.`,
     `# shellcheck disable=SC2024`,
-    `sudo ip netns exec "$ns" ${shellCommand([binary])} ${listen} >"$out" 2>&1 </dev/null &`,
+    `sudo nsenter -t "$target" -n -- ${shellCommand([binary])} ${listen} >"$out" 2>&1 </dev/null &`,
     `listener=$!`,
     `if timeout 60 tail --pid="$listener" -f -n +1 "$out" | grep -q -m 1 '^listening$'; then echo "listener $listener"; rm -f "$out"; exit 0; fi`,
     `echo "the programming listener on port ${port} did not start: $(tail -n 3 "$out")" >&2; rm -f "$out"; sudo kill "$listener" 2>/dev/null; exit 4`,

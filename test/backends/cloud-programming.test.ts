@@ -53,7 +53,7 @@ class FakeCluster implements StreamingShell {
     this.calls.push(`${host}: ${command.split("\n")[0]}`);
     const ok = (stdout = "") => ({ code: 0, stdout, stderr: "" });
     if (host === "receiver" && command.startsWith("curl")) return ok(this.metrics());
-    if (host === "receiver" && command.startsWith('ns=""')) return ok("listener 777\n");
+    if (host === "receiver" && command.startsWith('target=""')) return ok("listener 777\n");
     if (host === "receiver" || command.startsWith("rm -f")) return ok();
     if (command.includes("get pods -l app.kubernetes.io/name=scale-backend")) {
       return ok(JSON.stringify({ items: [{ metadata: { name: "scale-backend-1" }, spec: { nodeName: "testbed-worker" }, status: { podIPs: [{ ip: "10.244.1.5" }, { ip: "fd00:10:244:1::5" }], conditions: [{ type: "Ready", status: "True" }] } }] }));
@@ -151,7 +151,7 @@ describe("the cloud's programming runs", () => {
     expect(starts[0]).toBe(`client start: /usr/local/bin/programming-probe probe 198.18.1.21 ${probed.ports[0]!.nodePort} 1000 1024 60999 1024 refused 200 50 900`);
     expect(starts[1]).toContain(" 1324 answered ");
     // The listener in the backend pod's namespace on the worker, found by the pod's address of the run's family; stopped at the end.
-    expect(shell.calls.find((c) => c.startsWith("receiver: ns=")) !== undefined).toBe(true);
+    expect(shell.calls.find((c) => c.startsWith('receiver: target=""')) !== undefined).toBe(true);
     expect(shell.calls.at(-2)).toBe("receiver: sudo kill 777 2>/dev/null; true");
   });
 
