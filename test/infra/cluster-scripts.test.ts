@@ -165,7 +165,7 @@ case "$*" in
   # writer a SIGPIPE, which pipefail must never turn into a pass.
   *"-- iptables-save -t nat"*) printf '*nat\\n%s\\n' "\${NAT_CHAINS:-:POSTROUTING ACCEPT [0:0]}"; yes ':KUBE-SVC-FILLER - [0:0]' | head -n 200000; printf 'COMMIT\\n' ;;
   *"get pods -l k8s-app=cilium -o name"*) printf 'pod/cilium-a\\npod/cilium-b\\n' ;;
-  *"cilium-dbg status"*) printf 'KVStore:   Disabled\\nKubeProxyReplacement:    %s   [ens4 198.18.1.10]\\n' "\${KPR:-True}"; yes 'Host Routing:  Legacy' | head -n 100000 ;;
+  *"cilium-dbg status"*) printf 'KVStore:   Disabled\\nKubeProxyReplacement:    %s   [ens4 198.18.1.10]\\nRouting:                 Network: %s   Host: Legacy\\n' "\${KPR:-True}" "\${ROUTING:-Tunnel [vxlan]}"; yes 'Host Routing:  Legacy' | head -n 100000 ;;
   *"get nodes -o jsonpath"*) printf '%s' "$NODE_TABLE" ;;
   *) echo "unexpected kubectl $*" >&2; exit 99 ;;
 esac`,
@@ -194,6 +194,16 @@ esac`,
     const r = runBash(ebpf, bin, { NODE_TABLE: table, KPR: "False" });
     expect(r.status).toBe(1);
     expect(r.stderr).toMatch(/pod\/cilium-a does not report KubeProxyReplacement True/);
+  });
+
+  it("fails when an agent routes pods between the nodes otherwise than the stack asks", () => {
+    const tunnelled = runBash(ebpf, bin, { NODE_TABLE: table });
+    expect(tunnelled.status).toBe(0);
+    const native = nodesReadyScript({ dataplane: "ebpf", podRouting: "native", nodes });
+    const r = runBash(native, bin, { NODE_TABLE: table });
+    expect(r.status).toBe(1);
+    expect(r.stderr).toMatch(/pod\/cilium-a does not route pods between the nodes as the stack asks \(Network: Native\): Routing: +Network: Tunnel \[vxlan\]/);
+    expect(runBash(native, bin, { NODE_TABLE: table, ROUTING: "Native" }).status).toBe(0);
   });
 
   it("iptables: passes with kube-proxy in iptables mode and no replacement", () => {

@@ -122,7 +122,9 @@ function kubeadm() {
       }
     } else {
       fs.writeFileSync(path.join(k8sDir, "kubelet.conf"), "kind: Config\n");
-      state.nodes.worker = { name: "testbed-worker", ips: nodeIpsFrom(config) };
+      // Each worker joins as the node its server is called (testbed-worker, testbed-worker-2, ...).
+      const host = process.env.LIFECYCLE_HOST;
+      state.nodes[host] = { name: `testbed-${host}`, ips: nodeIpsFrom(config) };
     }
     save();
     return;
@@ -263,7 +265,8 @@ function exec(rest) {
   const command = rest.slice(dd + 1);
   if (command[0] === "cilium-dbg" && command[1] === "status") {
     const kpr = state.helm.cilium?.values?.kubeProxyReplacement === true;
-    process.stdout.write(`KubeProxyReplacement:    ${kpr ? "True" : "False"}   [tb-dc]\n`);
+    const routing = state.helm.cilium?.values?.routingMode === "native" ? "Native" : "Tunnel [vxlan]";
+    process.stdout.write(`KubeProxyReplacement:    ${kpr ? "True" : "False"}   [tb-dc]\nRouting:                 Network: ${routing}   Host: Legacy\n`);
     return;
   }
   if (command[0] === "cilium-dbg" && command[1] === "service") {
