@@ -178,6 +178,10 @@ function kubectl() {
   }
   if (verb === "delete") {
     for (const target of rest.slice(1).filter((a) => !a.startsWith("--"))) {
+      if (target.startsWith("deployment/")) {
+        delete state.objects[objectKey("Deployment", ns, target.slice("deployment/".length))];
+        continue;
+      }
       const key = objectKey("Service", ns, target.replace(/^service\//, ""));
       // The worker's dataplane drops a deleted Service only at its next syncs (dataplaneLagReads).
       if (state.objects[key]) (state.stale ??= {})[key] = { service: state.objects[key], readsLeft: state.dataplaneLagReads ?? 0 };
@@ -212,6 +216,17 @@ function get(rest, ns, out) {
   }
   if (what === "nodes") {
     out(Object.values(state.nodes).map((n) => `${n.name}\tv1.32.9\tcontainerd://1.7.24\t${n.ips.join(" ")} \n`).join(""));
+    return;
+  }
+  if (what === "pods" && /^app\.kubernetes\.io\/name=/.test(flag("-l") ?? "")) {
+    // A Deployment's pod runs on the node its affinity names, or on the worker.
+    const name = flag("-l").split("=")[1];
+    const d = objectsOf("Deployment", ns).find((o) => o.spec?.selector?.matchLabels?.["app.kubernetes.io/name"] === name);
+    if (!d) return;
+    const terms = d.spec.template.spec.affinity?.nodeAffinity?.requiredDuringSchedulingIgnoredDuringExecution?.nodeSelectorTerms ?? [];
+    const named = terms.flatMap((t) => t.matchExpressions ?? []).find((e) => e.key === "kubernetes.io/hostname")?.values?.[0];
+    if (output !== "jsonpath={.items[*].spec.nodeName}") fail(`kubectl get pods -o ${output}`);
+    out(named ?? "testbed-worker");
     return;
   }
   if (what === "pods") {
