@@ -3,7 +3,7 @@
 // scenario and Service set give the same bytes.
 import { stringify } from "yaml";
 import type { IDeployment } from "kubernetes-models/apps/v1";
-import type { IAffinity, INamespace, IService } from "kubernetes-models/v1";
+import type { IAffinity, IContainer, INamespace, IService } from "kubernetes-models/v1";
 import type { Family } from "../scenario/cidr.js";
 import { ENTRY_WORKER, PATHS, type ServicePath } from "../scenario/paths.js";
 import type { Scenario } from "../scenario/schema.js";
@@ -147,6 +147,14 @@ export function backendDeployment(s: Pick<Scenario, "workloads"> & Partial<Pick<
   };
 }
 
+/** The pinned D-ITG a pod runs, named on its Deployment. */
+const DITG_ANNOTATION = { "dataplane-testbed/d-itg": `d-itg=${DITG_DEBIAN_VERSION} libsctp1=${LIBSCTP_DEBIAN_VERSION}` } as const;
+
+/** The init container that fetches the pinned D-ITG packages into the pod's `packages` volume (receiver.ts). */
+function ditgFetchContainer(image: string): IContainer {
+  return { name: "fetch-d-itg", image, command: ["/bin/sh", "-c", packageFetchScript()], volumeMounts: [{ name: "packages", mountPath: PACKAGE_DIR }] };
+}
+
 /**
  * The D-ITG receiver of a path (see receiver.ts for the design): the paper's `ditg-receiver` by
  * default, another path's under its own name, labels and data port, on the node `affinity` names.
@@ -164,7 +172,7 @@ export function receiverDeployment(s: Pick<Scenario, "receiver" | "families">, o
       name: PATH_RECEIVER_NAMES[path],
       namespace: r.namespace,
       labels: { ...PART_OF },
-      annotations: { "dataplane-testbed/d-itg": `d-itg=${DITG_DEBIAN_VERSION} libsctp1=${LIBSCTP_DEBIAN_VERSION}` },
+      annotations: { ...DITG_ANNOTATION },
     },
     spec: {
       replicas: 1,
@@ -179,14 +187,7 @@ export function receiverDeployment(s: Pick<Scenario, "receiver" | "families">, o
           enableServiceLinks: false,
           terminationGracePeriodSeconds: 10,
           restartPolicy: "Always",
-          initContainers: [
-            {
-              name: "fetch-d-itg",
-              image: r.image,
-              command: ["/bin/sh", "-c", packageFetchScript()],
-              volumeMounts: [{ name: "packages", mountPath: PACKAGE_DIR }],
-            },
-          ],
+          initContainers: [ditgFetchContainer(r.image)],
           containers: [
             {
               name: "itgrecv",
@@ -284,7 +285,7 @@ export function clientDeployment(s: Pick<Scenario, "receiver">, a: { readonly af
       name: PATH_CLIENT_NAME,
       namespace: r.namespace,
       labels: { ...PART_OF },
-      annotations: { "dataplane-testbed/d-itg": `d-itg=${DITG_DEBIAN_VERSION} libsctp1=${LIBSCTP_DEBIAN_VERSION}` },
+      annotations: { ...DITG_ANNOTATION },
     },
     spec: {
       replicas: 1,
@@ -298,14 +299,7 @@ export function clientDeployment(s: Pick<Scenario, "receiver">, a: { readonly af
           enableServiceLinks: false,
           terminationGracePeriodSeconds: 0,
           restartPolicy: "Always",
-          initContainers: [
-            {
-              name: "fetch-d-itg",
-              image: r.image,
-              command: ["/bin/sh", "-c", packageFetchScript()],
-              volumeMounts: [{ name: "packages", mountPath: PACKAGE_DIR }],
-            },
-          ],
+          initContainers: [ditgFetchContainer(r.image)],
           containers: [
             {
               name: "ditg-client",
