@@ -3,7 +3,7 @@
 // scenario and Service set give the same bytes.
 import { stringify } from "yaml";
 import type { IDeployment } from "kubernetes-models/apps/v1";
-import type { IAffinity, IContainer, INamespace, IService } from "kubernetes-models/v1";
+import type { IAffinity, IContainer, INamespace, IPodSpec, IService } from "kubernetes-models/v1";
 import type { Family } from "../scenario/cidr.js";
 import { ENTRY_WORKER, PATHS, type ServicePath } from "../scenario/paths.js";
 import type { Scenario } from "../scenario/schema.js";
@@ -156,6 +156,44 @@ function ditgFetchContainer(image: string): IContainer {
 }
 
 /**
+ * One pod of D-ITG (a receiver, or the client pod) as a Deployment: never two at once (one endpoint,
+ * one log per flow), on the node `affinity` names, with the pinned D-ITG fetched by an init container.
+ */
+function ditgDeployment(a: {
+  readonly name: string;
+  readonly namespace: string;
+  readonly labels: Readonly<Record<string, string>>;
+  readonly affinity: IAffinity;
+  readonly terminationGracePeriodSeconds: number;
+  readonly image: string;
+  readonly pod: Pick<IPodSpec, "containers" | "volumes">;
+}): IDeployment {
+  return {
+    apiVersion: "apps/v1",
+    kind: "Deployment",
+    metadata: { name: a.name, namespace: a.namespace, labels: { ...PART_OF }, annotations: { ...DITG_ANNOTATION } },
+    spec: {
+      replicas: 1,
+      strategy: { type: "Recreate" },
+      selector: { matchLabels: { ...a.labels } },
+      template: {
+        metadata: { labels: { ...a.labels, ...PART_OF } },
+        spec: {
+          affinity: a.affinity,
+          automountServiceAccountToken: false,
+          enableServiceLinks: false,
+          terminationGracePeriodSeconds: a.terminationGracePeriodSeconds,
+          restartPolicy: "Always",
+          initContainers: [ditgFetchContainer(a.image)],
+          containers: a.pod.containers,
+          volumes: a.pod.volumes,
+        },
+      },
+    },
+  };
+}
+
+/**
  * The D-ITG receiver of a path (see receiver.ts for the design): the paper's `ditg-receiver` by
  * default, another path's under its own name, labels and data port, on the node `affinity` names.
  */
@@ -165,60 +203,43 @@ export function receiverDeployment(s: Pick<Scenario, "receiver" | "families">, o
   const labels = pathReceiverLabels(path);
   const dataPort = pathDataPort(s, path);
   const check = { exec: { command: ["/bin/sh", "-c", signalingListenCheck(s)] } };
-  return {
-    apiVersion: "apps/v1",
-    kind: "Deployment",
-    metadata: {
-      name: PATH_RECEIVER_NAMES[path],
-      namespace: r.namespace,
-      labels: { ...PART_OF },
-      annotations: { ...DITG_ANNOTATION },
-    },
-    spec: {
-      replicas: 1,
-      // Never two receivers at once: one endpoint, one log per flow.
-      strategy: { type: "Recreate" },
-      selector: { matchLabels: { ...labels } },
-      template: {
-        metadata: { labels: { ...labels, ...PART_OF } },
-        spec: {
-          affinity: opts.affinity ?? ON_WORKER,
-          automountServiceAccountToken: false,
-          enableServiceLinks: false,
-          terminationGracePeriodSeconds: 10,
-          restartPolicy: "Always",
-          initContainers: [ditgFetchContainer(r.image)],
-          containers: [
-            {
-              name: "itgrecv",
-              image: r.image,
-              command: ["/bin/sh", "-c", receiverStartScript(s)],
-              ports: [
-                { name: "signaling", containerPort: r.signalingPort, protocol: "TCP" },
-                { name: "data-tcp", containerPort: dataPort, protocol: "TCP" },
-                { name: "data-udp", containerPort: dataPort, protocol: "UDP" },
-              ],
-              // Exec checks only: a TCP probe's reset on the signaling port would kill ITGRecv.
-              startupProbe: { ...check, periodSeconds: 2, failureThreshold: 30 },
-              readinessProbe: { ...check, periodSeconds: 5, failureThreshold: 1 },
-              livenessProbe: { ...check, periodSeconds: 10, failureThreshold: 3 },
-              // ITGRecv runs as PID 1 and handles SIGINT only; SIGTERM would wait out the grace period.
-              lifecycle: { preStop: { exec: { command: ["/bin/sh", "-c", "kill -INT 1"] } } },
-              resources: { requests: { cpu: "100m", memory: "64Mi" } },
-              volumeMounts: [
-                { name: "packages", mountPath: PACKAGE_DIR },
-                { name: "logs", mountPath: RECEIVER_LOG_DIR },
-              ],
-            },
+  return ditgDeployment({
+    name: PATH_RECEIVER_NAMES[path],
+    namespace: r.namespace,
+    labels,
+    affinity: opts.affinity ?? ON_WORKER,
+    terminationGracePeriodSeconds: 10,
+    image: r.image,
+    pod: {
+      containers: [
+        {
+          name: "itgrecv",
+          image: r.image,
+          command: ["/bin/sh", "-c", receiverStartScript(s)],
+          ports: [
+            { name: "signaling", containerPort: r.signalingPort, protocol: "TCP" },
+            { name: "data-tcp", containerPort: dataPort, protocol: "TCP" },
+            { name: "data-udp", containerPort: dataPort, protocol: "UDP" },
           ],
-          volumes: [
-            { name: "packages", emptyDir: {} },
-            { name: "logs", hostPath: { path: RECEIVER_NODE_LOG_DIR, type: "DirectoryOrCreate" } },
+          // Exec checks only: a TCP probe's reset on the signaling port would kill ITGRecv.
+          startupProbe: { ...check, periodSeconds: 2, failureThreshold: 30 },
+          readinessProbe: { ...check, periodSeconds: 5, failureThreshold: 1 },
+          livenessProbe: { ...check, periodSeconds: 10, failureThreshold: 3 },
+          // ITGRecv runs as PID 1 and handles SIGINT only; SIGTERM would wait out the grace period.
+          lifecycle: { preStop: { exec: { command: ["/bin/sh", "-c", "kill -INT 1"] } } },
+          resources: { requests: { cpu: "100m", memory: "64Mi" } },
+          volumeMounts: [
+            { name: "packages", mountPath: PACKAGE_DIR },
+            { name: "logs", mountPath: RECEIVER_LOG_DIR },
           ],
         },
-      },
+      ],
+      volumes: [
+        { name: "packages", emptyDir: {} },
+        { name: "logs", hostPath: { path: RECEIVER_NODE_LOG_DIR, type: "DirectoryOrCreate" } },
+      ],
     },
-  };
+  });
 }
 
 /** The file of the scaled Services: the one whose size grows with the step's N. */
@@ -278,53 +299,37 @@ export function clientReadyCheck(probePath: string): string {
 export function clientDeployment(s: Pick<Scenario, "receiver">, a: { readonly affinity: IAffinity; readonly setupProbePath: string }): IDeployment {
   const r = s.receiver;
   const check = { exec: { command: ["/bin/sh", "-c", clientReadyCheck(a.setupProbePath)] } };
-  return {
-    apiVersion: "apps/v1",
-    kind: "Deployment",
-    metadata: {
-      name: PATH_CLIENT_NAME,
-      namespace: r.namespace,
-      labels: { ...PART_OF },
-      annotations: { ...DITG_ANNOTATION },
-    },
-    spec: {
-      replicas: 1,
-      strategy: { type: "Recreate" },
-      selector: { matchLabels: { ...PATH_CLIENT_LABELS } },
-      template: {
-        metadata: { labels: { ...PATH_CLIENT_LABELS, ...PART_OF } },
-        spec: {
-          affinity: a.affinity,
-          automountServiceAccountToken: false,
-          enableServiceLinks: false,
-          terminationGracePeriodSeconds: 0,
-          restartPolicy: "Always",
-          initContainers: [ditgFetchContainer(r.image)],
-          containers: [
-            {
-              name: "ditg-client",
-              image: r.image,
-              command: ["/bin/sh", "-c", clientStartScript()],
-              startupProbe: { ...check, periodSeconds: 2, failureThreshold: 30 },
-              readinessProbe: { ...check, periodSeconds: 10, failureThreshold: 1 },
-              resources: { requests: { cpu: "100m", memory: "64Mi" } },
-              volumeMounts: [
-                { name: "packages", mountPath: PACKAGE_DIR },
-                { name: "logs", mountPath: CLIENT_LOG_DIR },
-                { name: "setup-probe", mountPath: a.setupProbePath, readOnly: true },
-              ],
-            },
-          ],
-          volumes: [
-            { name: "packages", emptyDir: {} },
-            { name: "logs", hostPath: { path: CLIENT_NODE_LOG_DIR, type: "DirectoryOrCreate" } },
-            // Built on the node by the stack before this pod is applied: a missing file keeps the pod pending.
-            { name: "setup-probe", hostPath: { path: a.setupProbePath, type: "File" } },
+  return ditgDeployment({
+    name: PATH_CLIENT_NAME,
+    namespace: r.namespace,
+    labels: PATH_CLIENT_LABELS,
+    affinity: a.affinity,
+    terminationGracePeriodSeconds: 0,
+    image: r.image,
+    pod: {
+      containers: [
+        {
+          name: "ditg-client",
+          image: r.image,
+          command: ["/bin/sh", "-c", clientStartScript()],
+          startupProbe: { ...check, periodSeconds: 2, failureThreshold: 30 },
+          readinessProbe: { ...check, periodSeconds: 10, failureThreshold: 1 },
+          resources: { requests: { cpu: "100m", memory: "64Mi" } },
+          volumeMounts: [
+            { name: "packages", mountPath: PACKAGE_DIR },
+            { name: "logs", mountPath: CLIENT_LOG_DIR },
+            { name: "setup-probe", mountPath: a.setupProbePath, readOnly: true },
           ],
         },
-      },
+      ],
+      volumes: [
+        { name: "packages", emptyDir: {} },
+        { name: "logs", hostPath: { path: CLIENT_NODE_LOG_DIR, type: "DirectoryOrCreate" } },
+        // Built on the node by the stack before this pod is applied: a missing file keeps the pod pending.
+        { name: "setup-probe", hostPath: { path: a.setupProbePath, type: "File" } },
+      ],
     },
-  };
+  });
 }
 
 /**
