@@ -83,6 +83,31 @@ describe("the lifecycle model (pulumi-command and engine rules)", () => {
   });
 });
 
+describe("switching the pod routing of a running lab (the model)", () => {
+  it("updates the nodes' ports, Cilium's values and the checks in place; the one rule replaced runs no script", async () => {
+    const base = ["openstack.sshUser=root", "services=1000", "workers=2"];
+    const [tunnel, native] = await Promise.all([planInChild("iptables", base), planInChild("iptables", [...base, "podRouting=native"])]);
+    const d = deployment(tunnel, native);
+    expect(d.operations.filter((o) => o.kind !== "same").map((o) => `${o.kind} ${o.id.split("::")[1]}`).sort()).toEqual([
+      "create lab-access-cluster-7",
+      "create lab-access-cluster-8",
+      "create lab-access-cluster-9",
+      "replace lab-access-cluster-6",
+      "update cluster-cilium",
+      "update cluster-cilium-values",
+      "update cluster-nodes-ready",
+      "update lab-servers-master-datacenter",
+      "update lab-servers-worker-2-datacenter",
+      "update lab-servers-worker-datacenter",
+    ]);
+    // The VXLAN rule gives way to a rule that admits the pod subnet: created first, the old one
+    // deleted at the end (no Command, so no delete script), never a duplicate Neutron would refuse.
+    expect(d.steps.filter((st) => st.action === "delete").map((st) => st.id)).toEqual(["openstack:networking/secGroupRule:SecGroupRule::lab-access-cluster-6"]);
+    const rule = native.find((r) => r.name === "lab-access-cluster-6")!;
+    expect(rule.inputs).toMatchObject({ ethertype: "IPv4", remoteIpPrefix: "10.244.0.0/16" });
+  }, 300_000);
+});
+
 /** What a step change must never run: uninstall, reset, deletion of the workloads. */
 function destructiveCalls(s: StandInState, since: number): string[] {
   return s.calls
