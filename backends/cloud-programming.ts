@@ -12,7 +12,8 @@
 //   remove-one   deleted again
 //   add-100      created with the sweep's next 99 Services in one apply
 //                (then the 100 go again, untimed, and the control plane settles)
-//   full-sync    the control plane's pod on the worker is deleted (kube-proxy, or the Cilium agent, restarts
+//   full-sync    after the control plane's next periodic sync (as in the lab: no chain it left stale is
+//                still there), its pod on the worker is deleted (kube-proxy, or the Cilium agent, restarts
 //                from its DaemonSet) and the Service created while it is away: from the deletion to
 //                the first answer through the Service; the campaign waits for the new pod to be ready
 // and leaves the step's Services as they were. No cold start: a new node is not what a running
@@ -52,6 +53,8 @@ const APPLY = `${KUBECTL} apply --server-side --force-conflicts --field-manager=
 /** Longest wait for the control plane to count a sync after a change, and for a restarted one's pod to be ready, ms. */
 const SETTLE_TIMEOUT_MS = 600_000;
 const POLL_MS = 500;
+/** How long kube-proxy keeps a flushed chain before a sync deletes it, ms (kernels before 6.2 need the delay). */
+const STALE_CHAIN_DELAY_MS = 1100;
 
 /** A command on a host that runs while the caller talks to it (ssh with its stdin and stdout). */
 export interface RemoteProcess {
@@ -216,6 +219,7 @@ export class CloudProgramming implements ProgrammingBackend {
       const before = await this.scrape(key.family);
       await this.run("master", remove([probed.name, ...more.map((s) => s.name)]), "deleting the 100 Services");
       await this.settled(before, key.family);
+      await this.nextPeriodicSync(key.family);
       const agent = await this.agentPod(pod.nodeName);
       await probe("full-sync", `${KUBECTL} -n kube-system delete pod ${shellCommand([agent])} >/dev/null && ${create(oneFile)}`, "answered", n);
       await this.ready(pod.nodeName, agent);
@@ -288,6 +292,27 @@ export class CloudProgramming implements ProgrammingBackend {
       if (Date.now() > deadline) {
         throw new Error(`${this.controlPlane.name} counted no sync in its metrics (${this.controlPlane.metricsUrl} on the worker) within ${SETTLE_TIMEOUT_MS / 1000} s of a change`);
       }
+      await new Promise((r) => setTimeout(r, POLL_MS));
+    }
+  }
+
+  /**
+   * Returns once the control plane has synced again, at least STALE_CHAIN_DELAY_MS after now: the
+   * periodic sync that deletes the chains earlier syncs flushed (kube-proxy deletes them only a
+   * second later, and on its first sync after a restart keeps the endpoint chains it finds, flushed
+   * or not). The restart is then the one the lab makes: after the control plane's next periodic
+   * sync. A control plane without a sync histogram (the Cilium agent) leaves nothing stale.
+   */
+  private async nextPeriodicSync(family: Family): Promise<void> {
+    const { sync } = this.controlPlane.metrics;
+    if (!sync) return;
+    await new Promise((r) => setTimeout(r, STALE_CHAIN_DELAY_MS));
+    const before = await this.scrape(family);
+    const deadline = Date.now() + SETTLE_TIMEOUT_MS;
+    for (;;) {
+      const now = (await this.scrape(family))?.get(sync);
+      if (now && histogramGrowth(before?.get(sync), now).count > 0) return;
+      if (Date.now() > deadline) throw new Error(`${this.controlPlane.name} did not sync within ${SETTLE_TIMEOUT_MS / 1000} s (its periodic sync, before it is restarted)`);
       await new Promise((r) => setTimeout(r, POLL_MS));
     }
   }

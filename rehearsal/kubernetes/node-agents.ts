@@ -13,7 +13,8 @@
 //   LabDataplane interface) to the Services that have a ready endpoint, each with its endpoints,
 //   asynchronously: it waits `programDelayMs` after a change before it programs (a test holds the old
 //   rule set in place with it), then programs the latest state, as kube-proxy's and Cilium's sync loops do:
-//   its first sync installs everything, every later one is a partial sync (LabDataplane.program);
+//   its first sync installs everything, every later one is a partial sync (LabDataplane.program),
+//   and kube-proxy also syncs every 30 s whatever changed (deleting the chains it left stale);
 // - the agent serves its control plane's metrics where the real one does (ControlPlane.metricsUrl in
 //   the worker's network namespace, metrics-endpoint.ts): the duration of each family's sync, and the
 //   time from each Service's change to its write (kube-proxy: per family, for Services created; the
@@ -44,6 +45,8 @@ import { CHECKOUT } from "../hosts.js";
 
 /** How long a deleted control plane stays away when the API does not change meanwhile (a container's start). */
 const RESTART_WAIT_MS = 5000;
+/** kube-proxy's periodic sync (its syncPeriod's default): a sync with nothing changed, which deletes the chains earlier syncs left stale. */
+const KUBE_PROXY_SYNC_PERIOD_MS = 30_000;
 const METRICS_ENDPOINT = path.join(CHECKOUT, "rehearsal/kubernetes/metrics-endpoint.ts");
 const TSX = pathToFileURL(path.join(CHECKOUT, "node_modules/tsx/dist/esm/index.mjs")).href;
 
@@ -122,6 +125,9 @@ export class WorkerAgents {
   private readonly replaced = new Set<string>();
   private metrics: AgentMetrics;
   private metricsServer?: ChildProcess;
+  /** The Services of the last sync with their endpoints: what a periodic sync writes again. */
+  private lastEndpoints: ServiceEndpoints[] = [];
+  private periodic?: NodeJS.Timeout;
 
   constructor(private readonly o: NodeAgentOptions) {
     this.controlPlane = clusterDataplane(o.scenario.dataplane).controlPlane;
@@ -171,6 +177,21 @@ export class WorkerAgents {
       if (file === "objects.json") this.reconcile();
     });
     this.reconcile();
+    // kube-proxy syncs periodically whatever changed; the Cilium agent's maps have no stale chains to delete.
+    if (clusterDataplane(this.o.scenario.dataplane).kubeProxyMode !== undefined) {
+      this.periodic = setInterval(() => {
+        this.programming = this.programming.then(() => this.periodicSync()).catch((err: unknown) => this.o.log(`dataplane agent: ${(err as Error).message}`));
+      }, KUBE_PROXY_SYNC_PERIOD_MS);
+    }
+  }
+
+  /** kube-proxy's periodic sync: a partial sync of what it holds, counted in its metrics. */
+  private async periodicSync(): Promise<void> {
+    if (this.stopped || this.away || !this.synced) return;
+    const write = await this.o.dataplane.program({ endpoints: this.lastEndpoints, how: "partial", family: this.o.scenario.families[0]! });
+    const { sync } = this.controlPlane.metrics;
+    if (sync) for (const f of write.families) this.metrics.observe(sync, f.syncS);
+    this.writeMetrics();
   }
 
   private get podLogDir(): string {
@@ -479,6 +500,7 @@ export class WorkerAgents {
       this.o.log(`dataplane agent: ${this.controlPlane.name} on the worker restarted`);
     }
     this.programmedServices = new Set(endpoints.map((e) => namespacedName(e.service)));
+    this.lastEndpoints = endpoints;
     this.writeMetrics();
     this.programmedKey = key;
     const done: Programming = { services: endpoints.length, startedAt, doneAt: Date.now() };
@@ -535,6 +557,7 @@ export class WorkerAgents {
     this.stopped = true;
     this.watcher?.close();
     clearTimeout(this.programTimer);
+    clearInterval(this.periodic);
     if (this.away) clearTimeout(this.away.timer);
     this.metricsServer?.kill("SIGTERM");
     await this.reconciling;

@@ -30,6 +30,8 @@ class FakeCluster implements StreamingShell {
   agent = "kube-proxy-abcde";
   /** A change that never reaches the packets. */
   unseen: string | undefined;
+  /** Scrapes since the 100 Services went, until kube-proxy's periodic sync. */
+  periodicDue: number | undefined;
   private waiting: (() => void)[] = [];
 
   metrics(): string {
@@ -52,7 +54,15 @@ class FakeCluster implements StreamingShell {
   async run(host: RemoteHost, command: string): Promise<CommandResult> {
     this.calls.push(`${host}: ${command.split("\n")[0]}`);
     const ok = (stdout = "") => ({ code: 0, stdout, stderr: "" });
-    if (host === "receiver" && command.startsWith("curl")) return ok(this.metrics());
+    if (host === "receiver" && command.startsWith("curl")) {
+      // kube-proxy's periodic sync, a while after the 100 Services went.
+      if (this.periodicDue !== undefined && ++this.periodicDue === 3) {
+        this.syncs++;
+        this.periodicDue = undefined;
+        this.calls.push("periodic sync");
+      }
+      return ok(this.metrics());
+    }
     if (host === "receiver" && command.startsWith('target=""')) return ok("listener 777\n");
     if (host === "receiver" || command.startsWith("rm -f")) return ok();
     if (command.includes("get pods -l app.kubernetes.io/name=scale-backend")) {
@@ -70,6 +80,7 @@ class FakeCluster implements StreamingShell {
       this.syncs++;
     }
     if (command.includes(" delete service ")) this.probedThere = false;
+    if (/ delete service \S+ svc-/.test(command)) this.periodicDue = 0;
     if (command.includes(" apply ")) this.probedThere = true;
     const wake = this.waiting;
     this.waiting = [];
@@ -145,6 +156,9 @@ describe("the cloud's programming runs", () => {
       expect.stringMatching(/^master: kubectl -n kube-system delete pod kube-proxy-abcde >\/dev\/null && kubectl apply /),
       expect.stringMatching(/^master: rm -f /),
     ]);
+    // kube-proxy restarts only after its periodic sync deleted what the deletion of the 100 left stale.
+    expect(shell.calls.indexOf("periodic sync")).toBeGreaterThan(shell.calls.findIndex((c) => / delete service \S+ svc-00011 /.test(c)));
+    expect(shell.calls.indexOf("periodic sync")).toBeLessThan(shell.calls.findIndex((c) => c.includes("delete pod")));
     // The probe towards the worker's NodePort address and the probed Service's NodePort, each attempt from the next source port.
     const starts = shell.calls.filter((c) => c.startsWith("client start: "));
     expect(starts).toHaveLength(5);

@@ -4,7 +4,8 @@
 // master, the programming probe built where the stack builds it and run on the client against the
 // worker's NodePort, its listener in the backend pod's namespace, the worker's lab dataplane synced by
 // partial syncs and restarted, and the control plane's histograms read from its endpoint on the
-// worker. For a kube-proxy stack (a sync per family) and the Cilium stack (one event per Service).
+// worker. For the kube-proxy stacks (a sync per family; nftables keeps the endpoint chains it finds when
+// it restarts) and the Cilium stack (one event per Service).
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -25,7 +26,7 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 const count = (c: ChangeMeasurement, metric: string | undefined) => c.metrics?.find((m) => m.name === metric)?.count ?? 0;
 
 describe.skipIf(problem !== undefined)("programming on a rehearsed stack", () => {
-  it.each<Dataplane>(["iptables", "ebpf"])(
+  it.each<Dataplane>(["iptables", "nftables", "ebpf"])(
     "%s: each change made through kubectl is seen by the probe and counted in the control plane's metrics, full-sync restarts it, and the step's Services are back",
     async (dataplane) => {
       const lines: string[] = [];
