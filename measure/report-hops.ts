@@ -20,6 +20,7 @@ import {
   type PooledSection,
 } from "./hops.js";
 import type { RunResult } from "./types.js";
+import { servicesText } from "./report-words.js";
 
 /** The row of hops.csv that holds the setup profile's first packets through the Service dataplane. */
 export const FIRST_PACKET_SECTION = "service-dataplane-first-packet";
@@ -232,7 +233,7 @@ export function hopReport(results: readonly RunResult[], format: { fmt: (x: numb
   md.push("");
   for (const c of cells) {
     md.push(
-      `### ${c.dataplane}, ${c.family}, ${c.services} Services${c.scope === "worker" ? " (worker only)" : ""}`,
+      `### ${c.dataplane}, ${c.family}, ${servicesText(c.services)}${c.scope === "worker" ? " (worker only)" : ""}`,
       "",
       `${c.runs} latency runs (${c.runsAddingUp} add up), ${c.firstPacketRuns} setup runs.${c.scope === "worker" ? ` Not timed: ${untimedText()}.` : ""}`,
       "",

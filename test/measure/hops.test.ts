@@ -448,7 +448,7 @@ describe("the store and the report", () => {
     expect(new Set(rows.map((r) => r.split(",")[3]))).toEqual(new Set(["forward", "return"]));
     expect(report.markdown).toContain("## Where the delay comes from");
     expect(report.markdown).toContain("2 of 2 latency runs add up");
-    expect(report.markdown).toContain("### ebpf, ipv4, 1 Services");
+    expect(report.markdown).toContain("### ebpf, ipv4, 1 Service\n");
     const figures = report.figures.filter((f) => f.file.startsWith("hops-"));
     expect(figures.map((f) => f.file)).toEqual(["hops-mean-ipv4.svg", "hops-p99-ipv4.svg"]);
     expect(await renderSvg(figures[0]!.spec)).toMatch(/^<svg/);
@@ -498,7 +498,7 @@ describe("the store and the report", () => {
     expect(report.markdown).toContain("**Worker only**");
     expect(report.markdown).toContain("**Not timed on a deployed stack:** forward client-stack, access-link, router, datacenter-link; return datacenter-link, router, access-link, client-stack; end-to-end");
     expect(report.markdown).toContain("2 of 2 latency runs add up");
-    expect(report.markdown).toContain("### ebpf, ipv4, 1 Services (worker only)");
+    expect(report.markdown).toContain("### ebpf, ipv4, 1 Service (worker only)\n");
     expect(report.markdown).not.toContain("The lab's hop probes");
     const figure = report.figures.find((f) => f.file === "hops-mean-ipv4.svg")!;
     expect(figure.title).toContain("the mean time in the worker");
