@@ -159,7 +159,8 @@ function figure(family: string, statistic: "mean" | "p99", cells: readonly HopCe
         encoding: {
           x: { field: "services", type: "ordinal", title: "Kubernetes Services" },
           y: { field: "value", type: "quantitative", stack: "normalize", title: `share of ${statistic}`, axis: { format: "%" } },
-          color: { field: "part", type: "nominal", title: "section", scale: { scheme: "tableau20" }, sort: { field: "order" } },
+          // labelLimit 0: whole section names ("return service-dataplane"), which Vega would cut at 160 px.
+          color: { field: "part", type: "nominal", title: "section", scale: { scheme: "tableau20" }, sort: { field: "order" }, legend: { labelLimit: 0 } },
           order: { field: "order", type: "quantitative" },
           tooltip: [{ field: "part" }, { field: "value", title: `${statistic} (µs)`, format: ".1f" }],
         },
