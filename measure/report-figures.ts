@@ -60,6 +60,8 @@ export function stepAxis(services: readonly number[], dataplanes: readonly strin
 
 /** What a datum is, for its marks' ARIA labels (the SVG's description of each point). */
 const describes = (services: number, dataplane: string) => `Kubernetes Services: ${services}; dataplane: ${dataplane}`;
+/** A value in an ARIA label: four significant digits. */
+const labelNumber = (x: number) => String(Number(x.toPrecision(4)));
 
 const SCHEMA = "https://vega.github.io/schema/vega-lite/v6.json";
 
@@ -121,7 +123,7 @@ function delayFigure(profile: string, family: string, rows: CellStatistics[]): F
         dataplane: c.dataplane,
         services: c.services,
         step: axis.position(c.services, c.dataplane),
-        description: `${describes(c.services, c.dataplane)}; ${stat}: ${c[stat]}`,
+        description: `${describes(c.services, c.dataplane)}; ${stat}: ${labelNumber(c[stat])}`,
         statistic: stat,
         delay: c[stat],
       })),
@@ -185,7 +187,7 @@ function ratioFigure(profile: string, statistic: string, rows: RatioRow[]): Figu
   const at = (r: RatioRow) => ({ family: r.family, services: r.services, dataplane: r.dataplane, step: axis.position(r.services, r.dataplane) });
   const measured = rows.map((r) => ({
     ...at(r),
-    description: `${describes(r.services, r.dataplane)}; ${r.family}; ratio: ${r.ratio.estimate} [${r.ratio.low}, ${r.ratio.high}]`,
+    description: `${describes(r.services, r.dataplane)}; ${r.family}; ratio: ${labelNumber(r.ratio.estimate)} [${labelNumber(r.ratio.low)}, ${labelNumber(r.ratio.high)}]`,
     source: "measured (95% CI)",
     ratio: finite(r.ratio.estimate),
     low: finite(fit.edge(r.ratio.low)),
@@ -194,7 +196,7 @@ function ratioFigure(profile: string, statistic: string, rows: RatioRow[]): Figu
   // The paper's ratios are of its one comparison; they show as crosses in that dataplane's colour, at its place.
   const published = rows
     .filter((r) => r.paper)
-    .map((r) => ({ ...at(r), description: `${describes(r.services, r.dataplane)}; ${r.family}; paper's ratio: ${r.paper!.ratio}`, source: "paper", ratio: r.paper!.ratio, low: null, high: null }));
+    .map((r) => ({ ...at(r), description: `${describes(r.services, r.dataplane)}; ${r.family}; paper's ratio: ${labelNumber(r.paper!.ratio)}`, source: "paper", ratio: r.paper!.ratio, low: null, high: null }));
   const values = [...measured, ...published];
   const paper = published.length > 0;
   const title = `${profile}: ratio of the ${statistic} against ${baseline}, each dataplane measured with its interval${paper ? ", and the paper's" : ""}`;
