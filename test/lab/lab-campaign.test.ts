@@ -30,13 +30,13 @@ import { awaitSender, settledLog } from "../../backends/ditg-sender.js";
 import { ResultStore } from "../../measure/store.js";
 import type { RunResult } from "../../measure/types.js";
 import type { Family } from "../../scenario/cidr.js";
+import { bpfObjectGone } from "./bpf-objects.js";
 import { BUSY_HOST } from "./busy-host.js";
 import { asNobodyIn, asRootWithout, canDropPrivileges } from "./privilege-drop.js";
 
 const hostProblem = labHostProblem();
 const FAMILIES: readonly Family[] = ["ipv4", "ipv6"];
 const ROOT = fileURLToPath(new URL("../../", import.meta.url));
-const wait = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** What the hook saw in the kernel right after a step was prepared, read independently of the dataplane modules. */
 interface StepSeen {
@@ -80,15 +80,6 @@ async function inspect(step: PreparedStep): Promise<StepSeen> {
     ...(loadBalancer ? { bpf: loadBalancer.objectIds() } : {}),
     nodeBaseRule: base,
   };
-}
-
-async function bpfObjectGone(kind: "prog" | "map", id: number): Promise<boolean> {
-  // Programs and maps are freed after an RCU grace period.
-  for (let i = 0; i < 50; i++) {
-    if (exec(["bpftool", kind, "show", "id", String(id)]).status !== 0) return true;
-    await wait(100);
-  }
-  return false;
 }
 
 /**
