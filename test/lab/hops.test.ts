@@ -142,8 +142,7 @@ describe.skipIf(problem !== undefined)(`hop probes with real traffic${problem ? 
     // ticks, which a busy host delays: a late tick sends what fell due. It says when its first datagrams went.
     const flood = String.raw`
       const s = require("node:dgram").createSocket("udp4"); const b = Buffer.alloc(1200); const t0 = Date.now(); let sent = 0;
-      setInterval(() => { for (const due = Math.floor((Date.now() - t0) / 10) * 7; sent < due; sent++) s.send(b, 9, process.argv[1]); if (sent > 0 && !s.said) { s.said = true; process.stdout.write("flooding
-"); } }, 10);`;
+      setInterval(() => { for (const due = Math.floor((Date.now() - t0) / 10) * 7; sent < due; sent++) s.send(b, 9, process.argv[1]); if (sent > 0 && !s.said) { s.said = true; process.stdout.write("flooding\n"); } }, 10);`;
     const attempts: string[] = [];
     for (let attempt = 1; attempt <= ATTEMPTS; attempt++) {
       const base = await measure(dataplane, "latency", LATENCY);
