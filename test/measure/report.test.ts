@@ -107,6 +107,9 @@ describe("buildReport on throughput runs", () => {
     const md = report.markdown;
     expect(summaryRows(md)).toContainEqual(["throughput", "standard deviation", "ipv4", "ebpf / iptables", "1 of 3: 1000 Services", "none of 3", "1 of 3: 1000 Services", "1 of 3"]);
     expect(md).toMatch(/Holm over 0 primary and, separately, 6 exploratory rank tests/);
+    // One dataplane beside the baseline: said in the singular, and no "(s)" or "1 Services" anywhere.
+    expect(md).toContain("ebpf is compared with the baseline, iptables.");
+    expect(md).not.toMatch(/Each of|\(s\)|\b1 Services\b|\b1 runs\b|\b1 steps\b|\b1 groups\b/);
     expect(md).toMatch(/The campaign declared no primary comparisons: every test below is exploratory/);
     expect(md).toMatch(/\| throughput \| ipv4 \| 2000 \| 60 \| 58 \(2\) \|/);
     expect(report.warnings).toContain("4 failed runs excluded: 2 in each of 2 groups (throughput, ipv4 and ipv6: ebpf at 2000 Services)");
