@@ -39,6 +39,8 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { readRawScenario } from "../infra/config.js";
+import { clusterDataplane } from "../infra/cluster/dataplanes/index.js";
+import { sshWorkerShell, WorkerHops } from "./worker-hops/module.js";
 import type { Family } from "../scenario/cidr.js";
 import { CONFIG_NAMESPACE, parseScenario, type Dataplane, type Scenario } from "../scenario/schema.js";
 import {
@@ -228,7 +230,15 @@ export interface CloudBackendDeps {
   readonly stack: StackControl;
   /** Builds the SSH shell from the stack's access data; default: ssh/scp through the bastion. */
   readonly shell: (access: SshAccess) => RemoteShell;
+  /**
+   * Time the worker's part of latency and setup runs with the hop probes (backends/worker-hops/),
+   * built on the worker at the first such run and removed at teardown. Default true.
+   */
+  readonly hops?: boolean;
 }
+
+/** ITGSend's own end is its flow's; beyond this bound past it the sender is stopped and the run fails. */
+const SENDER_GRACE_S = 60;
 
 /** Runs the campaign on a deployed stack. Create with CloudBackend.open(). */
 /** What a deployed stack measures: D-ITG's profiles and connection setup, on the real dataplane. */
@@ -245,6 +255,8 @@ export class CloudBackend implements Backend {
   private readonly localLogs = new Set<string>();
   /** The unmeasured (sender) log of each one-way flow, deleted with the measured one once collected. */
   private readonly unmeasured = new Map<string, string>();
+  /** The worker's hop probes once installed; false when the campaign leaves them out. */
+  private hops: WorkerHops | undefined | false;
 
   private constructor(
     private readonly stack: StackControl,
@@ -253,7 +265,9 @@ export class CloudBackend implements Backend {
     readonly lab: LabOutputs,
     /** Local directory the logs are fetched into. */
     readonly localDir: string,
+    hops: boolean,
   ) {
+    this.hops = hops ? undefined : false;
     this.name = `${STACK_BACKEND_PREFIX}${stack.name}`;
     this.currentServices = scenario.services;
   }
@@ -294,7 +308,7 @@ export class CloudBackend implements Backend {
       await shell.close();
       throw err;
     }
-    return new CloudBackend(stack, shell, scenario, lab, mkdtempSync(path.join(tmpdir(), "testbed-cloud-logs-")));
+    return new CloudBackend(stack, shell, scenario, lab, mkdtempSync(path.join(tmpdir(), "testbed-cloud-logs-")), deps.hops !== false);
   }
 
   /**
@@ -321,16 +335,48 @@ export class CloudBackend implements Backend {
     return stepReadinessOf(this.stack.name, step.services, families, (await this.stack.outputs()).step?.value);
   }
 
+  /**
+   * One flow, with the worker's hop probes around a latency or setup run: attached before, read and
+   * detached after (abandoned when the flow fails), so nothing stays on the node between runs.
+   */
   async runFlow(key: RunKey, flow: { logName: string; durationS: number; traffic: TrafficProfile }): Promise<FlowOutcome> {
     const target = this.lab.ditgEndpoints[key.family];
     if (!target) {
       throw new CloudSetupError(`stack ${this.stack.name} exports no ditgEndpoints.${key.family}; accepted families: ${Object.keys(this.lab.ditgEndpoints).join(", ")}`);
     }
-    if (key.profile === "setup") return this.runSetup(key.family, target, flow);
+    const hops = key.profile === "throughput" ? undefined : await this.workerHops(target.dataPort);
+    const hopRun = await hops?.begin(key.profile, flow.logName, { maxSeconds: flow.durationS + SENDER_GRACE_S });
+    let outcome: FlowOutcome;
+    try {
+      outcome = key.profile === "setup" ? await this.runSetup(key.family, target, flow) : await this.runDitg(target, flow);
+    } catch (err) {
+      if (hopRun) await hops!.abandon(hopRun);
+      throw err;
+    }
+    return hopRun ? { ...outcome, hops: await hops!.end(hopRun, this.localDir) } : outcome;
+  }
+
+  /** The worker's hop probes, installed at the first probed run; undefined when the campaign leaves them out. */
+  private async workerHops(dataPort: number): Promise<WorkerHops | undefined> {
+    if (this.hops === false) return undefined;
+    if (this.hops === undefined) {
+      try {
+        // {}: the receiver pod is the only network namespace ITGRecv runs in on the worker.
+        this.hops = await WorkerHops.install(sshWorkerShell(this.shell, "receiver"), { dataPort, receiver: {} });
+      } catch (err) {
+        throw new CloudSetupError(`the hop probes could not be built on the receiver's node: ${(err as Error).message}; campaign --no-hops measures without them`);
+      }
+    }
+    return this.hops;
+  }
+
+  private async runDitg(target: FlowTarget, flow: { logName: string; durationS: number; traffic: TrafficProfile }): Promise<FlowOutcome> {
     const logs = flowLogs(flow.logName, { senderDir: this.lab.clientLogDir, receiverDir: this.lab.ditgReceiver.podLogDir });
     const cmd = senderCommand({ traffic: flow.traffic, durationS: flow.durationS, target, logs, linkMbps: this.scenario.linkMbps });
     const startedAt = new Date();
-    const result = await this.shell.run("client", `${shellCommand(cmd.argv)} 2>&1`);
+    // Bounded: an ITGSend that never ends (a lost signaling reply) is stopped and the run fails.
+    const bound = ["timeout", "--kill-after=5", String(Math.ceil(flow.durationS + SENDER_GRACE_S))];
+    const result = await this.shell.run("client", `${shellCommand([...bound, ...cmd.argv])} 2>&1`);
     const endedAt = new Date();
     const sender = remoteLog("client", logs.senderLog);
     // The pod's log directory is a hostPath: the same file sits under nodeLogDir on the receiver's node.
@@ -359,9 +405,7 @@ export class CloudBackend implements Backend {
       );
     }
     const grant = this.ports.take(target.address, plannedConnections(flow.traffic, flow.durationS));
-    if (grant.flushFirst) {
-      throw new Error(`the setup probe used every source port towards ${target.address} since the step began; run fewer or shorter setup runs per step`);
-    }
+    if (grant.flushFirst) await this.forgetConnections();
     const startedAt = new Date();
     const listener = await this.startSetupListener(probe.worker, target.dataPort);
     let result;
@@ -406,6 +450,17 @@ export class CloudBackend implements Backend {
     return Number(m[1]);
   }
 
+  /**
+   * The probe has used every fresh source port: the worker's dataplane forgets its tracked connections
+   * (its own way: nf_conntrack for kube-proxy, Cilium's CT maps), so a reused 5-tuple is new again.
+   */
+  private async forgetConnections(): Promise<void> {
+    const script = clusterDataplane(this.scenario.dataplane).forgetConnections;
+    const r = await this.shell.run("receiver", `sudo -n bash -c ${shellCommand([`set -eu\n${script}`])}`);
+    if (r.code !== 0) throw new Error(`forgetting the worker's tracked connections (${this.scenario.dataplane}) failed: ${lastLines(r.stderr || r.stdout)}`);
+    this.ports.reset();
+  }
+
   private async removeRemote(logs: string[]): Promise<void> {
     for (const log of logs) {
       const { host, file } = parseRemoteLog(log);
@@ -419,7 +474,8 @@ export class CloudBackend implements Backend {
    * network, then deletes both remote logs.
    */
   async collectLog(outcome: FlowOutcome): Promise<CollectedLogs> {
-    if (this.localLogs.delete(outcome.logPath)) return { log: outcome.logPath };
+    const hops = outcome.hops ? { hops: outcome.hops } : {};
+    if (this.localLogs.delete(outcome.logPath)) return { log: outcome.logPath, ...hops };
     const fetchLocal = async (remote: string) => {
       const { host, file } = parseRemoteLog(remote);
       const local = path.join(this.localDir, path.posix.basename(file));
@@ -431,7 +487,7 @@ export class CloudBackend implements Backend {
     const other = outcome.receiverLogPath ?? this.unmeasured.get(outcome.logPath);
     this.unmeasured.delete(outcome.logPath);
     await this.removeRemote(other === undefined ? [outcome.logPath] : [outcome.logPath, other]);
-    return receiverLog === undefined ? { log } : { log, receiverLog };
+    return receiverLog === undefined ? { log, ...hops } : { log, receiverLog, ...hops };
   }
 
   /**
@@ -453,7 +509,11 @@ export class CloudBackend implements Backend {
   }
 
   async teardown(): Promise<void> {
-    await this.shell.close();
+    try {
+      if (this.hops) await this.hops.remove();
+    } finally {
+      await this.shell.close();
+    }
     rmSync(this.localDir, { recursive: true, force: true });
   }
 }

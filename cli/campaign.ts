@@ -39,6 +39,8 @@ export interface CampaignOptions {
   order?: string;
   interleave?: string;
   keepLogs?: boolean;
+  /** false with --no-hops. */
+  hops?: boolean;
   retries: string;
   retryFailed?: boolean;
   projectDir: string;
@@ -61,6 +63,8 @@ export interface CampaignFlags {
   readonly randomize: boolean;
   readonly interleave: number;
   readonly keepLogs: boolean;
+  /** Time the worker's part of latency and setup runs with the hop probes (--stack). */
+  readonly hops: boolean;
   readonly retries: number;
   readonly retryFailed: boolean;
   readonly projectDir: string;
@@ -96,6 +100,7 @@ export function parseCampaignFlags(o: CampaignOptions): CampaignFlags {
     randomize: (o.order ?? "random") === "random",
     interleave: o.interleave !== undefined ? wholeNumber("interleave", o.interleave, 0, MAX_RUNS) : 0,
     keepLogs: o.keepLogs === true,
+    hops: o.hops !== false,
     retries: wholeNumber("retries", o.retries, 0, MAX_RETRIES),
     retryFailed: o.retryFailed === true,
     projectDir: o.projectDir,
@@ -191,7 +196,7 @@ async function openBackend(f: CampaignFlags): Promise<{ backend: Backend; defini
     }
   }
   const stack = await PulumiStack.select(f.target.stack, f.projectDir);
-  const backend = await CloudBackend.open({ stack, shell: (access) => new SshShell(access) });
+  const backend = await CloudBackend.open({ stack, shell: (access) => new SshShell(access), hops: f.hops });
   try {
     const exported = Object.keys(backend.lab.ditgEndpoints) as Family[];
     return { backend, definition: stackDefinition(f, f.target.stack, backend.scenario, exported, campaignProfiles(f, backend)) };
@@ -261,6 +266,7 @@ export async function campaignCommand(): Promise<Command> {
     .option("--seed <n>", "seed of the run order (default: testbed:sweep.seed)")
     .option("--order <order>", "random (seeded shuffle of steps and cells) or sequential", "random")
     .option("--interleave <n>", "alternate dataplanes every n repetitions within a Service count; 0: one dataplane after the other", "0")
+    .option("--no-hops", "with --stack: no hop probes on the worker (latency and setup runs are then not cut into the worker's sections)")
     .option("--keep-logs", "keep raw D-ITG logs next to the store (<db>.logs/<campaign>/)")
     .option("--retries <n>", "extra attempts of a failed run", "2")
     .option("--retry-failed", "also re-attempt runs stored as failed")

@@ -8,11 +8,12 @@
 // server or network. An update that would touch anything but the resources the rehearsal carries out
 // is refused before anything runs, naming what it would have changed.
 import { spawn } from "node:child_process";
+import { createHash } from "node:crypto";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import type { Deployment, Step } from "../../infra/lifecycle.js";
-import type { PlannedResource } from "../../infra/offline-engine.js";
+import { assetText, type PlannedResource } from "../../infra/offline-engine.js";
 import { shellQuote } from "../../infra/cluster/shell.js";
 
 /**
@@ -144,9 +145,14 @@ export async function carryOut(steps: readonly Step[], knownHosts: string, done:
         // pulumi-command's CopyToRemote removes nothing when it is deleted.
         if (step.action !== "delete") {
           const remote = String(r.inputs.remotePath);
-          const source = r.inputs.source as { $text?: string } | undefined;
-          if (typeof source?.$text !== "string") throw new Error(`${r.type}::${r.name}: only a string asset is modelled as its source`);
-          const result = await runner.run(connectionOf(r), `mkdir -p ${shellQuote(path.posix.dirname(remote))} && cat > ${shellQuote(remote)}`, source.$text);
+          // A string asset's text, or a file asset's file as the plan hashed it (a file changed since is refused).
+          const source = r.inputs.source as { $file?: string; $sha256?: string } | undefined;
+          const text = assetText(source);
+          if (text === undefined) throw new Error(`${r.type}::${r.name}: its source is neither a string asset nor a file asset`);
+          if (source?.$sha256 !== undefined && createHash("sha256").update(text).digest("hex") !== source.$sha256) {
+            throw new Error(`${r.type}::${r.name}: ${source.$file} changed after the plan hashed it`);
+          }
+          const result = await runner.run(connectionOf(r), `mkdir -p ${shellQuote(path.posix.dirname(remote))} && cat > ${shellQuote(remote)}`, text);
           if (result.code !== 0) throw new Error(`${r.type}::${r.name}: copying to ${remote} failed (${result.code}): ${tail(result.stderr)}`);
         }
       } else if (r.type === "command:remote:Command") {

@@ -97,7 +97,7 @@ class FakeShell implements RemoteShell {
   constructor(readonly calls: string[]) {}
   async run(host: RemoteHost, command: string): Promise<CommandResult> {
     this.calls.push(`run ${host}: ${command}`);
-    if (command.startsWith("ITGSend")) {
+    if (/^timeout --kill-after=5 \d+ ITGSend /.test(command)) {
       if (this.sendFailures > 0) {
         this.sendFailures--;
         return { code: 1, stdout: "Connect error in createTransportChan(): Connection refused\n", stderr: "" };
@@ -152,6 +152,7 @@ beforeEach(() => {
 });
 afterEach(() => rmSync(dir, { recursive: true, force: true }));
 
+/** The hop probes are off here: test/lab/worker-hops.test.ts runs them on a lab worker, the rehearsal through this backend. */
 async function openFake(opts: { config?: ReturnType<typeof stackConfig>; outputs?: ReturnType<typeof stackOutputs> } = {}) {
   const stack = new FakeStack("ebpf", opts.config ?? stackConfig(), opts.outputs ?? stackOutputs(), calls);
   const shell = new FakeShell(calls);
@@ -161,6 +162,7 @@ async function openFake(opts: { config?: ReturnType<typeof stackConfig>; outputs
       shell.access = access;
       return shell;
     },
+    hops: false,
   });
   return { stack, shell, backend };
 }
@@ -210,11 +212,11 @@ describe("CloudBackend over fake transports", () => {
 
     const ups = calls.filter((c) => c.startsWith("up"));
     expect(ups).toEqual(["up services=1", "up services=1000"]);
-    const flows = calls.filter((c) => c.startsWith("run client: ITGSend"));
+    const flows = calls.filter((c) => /^run client: timeout --kill-after=5 \d+ ITGSend /.test(c));
     expect(flows).toHaveLength(8);
     for (const run of plan) {
       const logName = `${run.runId}-1`;
-      const flowAt = calls.findIndex((c) => c.startsWith("run client: ITGSend") && c.includes(logName));
+      const flowAt = calls.findIndex((c) => /^run client: timeout --kill-after=5 \d+ ITGSend /.test(c) && c.includes(logName));
       const upAt = calls.indexOf(`up services=${run.key.services}`);
       expect(upAt).toBeLessThan(flowAt);
       const endpoint = run.key.family === "ipv4" ? "-a 198.18.1.21 -Sdp 30900 -rp 31000" : "-a 2001:2:0:20::21 -Sdp 30901 -rp 31001";
@@ -237,7 +239,7 @@ describe("CloudBackend over fake transports", () => {
       expect(calls.indexOf(`run receiver: sudo rm -f /var/lib/ditg-logs/${logName}.rlog`)).toBeGreaterThan(fetchAt);
       expect(calls.indexOf(`run client: rm -f /var/tmp/testbed-ditg/${logName}.slog`)).toBeGreaterThan(fetchAt);
       // The receiver is checked (pgrep, never a probe connection) before every flow.
-      const previousFlow = calls.slice(0, flowAt).findLastIndex((c) => c.startsWith("run client: ITGSend"));
+      const previousFlow = calls.slice(0, flowAt).findLastIndex((c) => /^run client: timeout --kill-after=5 \d+ ITGSend /.test(c));
       expect(calls.slice(previousFlow + 1, flowAt)).toContain("run receiver: pgrep -c -x ITGRecv");
     }
     // A step's runs never straddle an update.
@@ -271,6 +273,32 @@ describe("CloudBackend over fake transports", () => {
     // The next run of the family starts where this one's source ports ended: no 5-tuple twice.
     await backend.runFlow(key, { logName: "s2", durationS: 1, traffic });
     expect(calls[4]).toContain("probe 2001:2:0:20::21 31001 200 1000 1224 ");
+    await backend.teardown();
+  });
+
+  it("has the worker's dataplane forget its connections once the probe has used every fresh source port, then starts the ports over", async () => {
+    const { backend } = await openFake();
+    await backend.prepare({ dataplane: "ebpf", services: 1 });
+    const key = { dataplane: "ebpf", family: "ipv4", profile: "setup", services: 1, repetition: 0 } as const;
+    // 20000 connections a run: the second run does not fit in the 31744 fresh ports left.
+    await backend.runFlow(key, { logName: "s1", durationS: 4, traffic: setupTraffic(5000) });
+    expect(calls.some((c) => c.includes("bpf ct flush"))).toBe(false);
+    calls.length = 0;
+    await backend.runFlow(key, { logName: "s2", durationS: 4, traffic: setupTraffic(5000) });
+    const flush = calls.findIndex((c) => c.startsWith("run receiver: sudo -n bash -c ") && c.includes("cilium-dbg bpf ct flush global"));
+    const probe = calls.findIndex((c) => c.startsWith("run client: /opt/testbed/bin/connection-setup-probe probe "));
+    expect(flush).toBeGreaterThanOrEqual(0);
+    expect(flush).toBeLessThan(probe);
+    expect(calls[probe]).toContain(" 5000 4000 1024 ");
+    await backend.teardown();
+  });
+
+  it("bounds ITGSend: a sender that never ends is stopped a minute after its flow", async () => {
+    const { backend } = await openFake();
+    await backend.prepare({ dataplane: "ebpf", services: 1 });
+    const traffic = { protocol: "UDP", meter: "owdm", payloadBytes: 512, packetsPerSecond: 100 } as const;
+    await backend.runFlow({ dataplane: "ebpf", family: "ipv4", profile: "throughput", services: 1, repetition: 0 }, { logName: "t1", durationS: 30, traffic });
+    expect(calls.find((c) => c.startsWith("run client: timeout"))).toMatch(/^run client: timeout --kill-after=5 90 ITGSend /);
     await backend.teardown();
   });
 
