@@ -4,6 +4,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { Command, Option } from "commander";
 import { assetText, readStackConfig, redactSecrets, runOffline, type PlannedResource } from "../infra/offline-engine.js";
+import { HOST_METADATA_KEY, ROLE_METADATA_KEY } from "../infra/hosts.js";
 import { REMOTE_ARTIFACT_ROOT } from "../infra/remote-files.js";
 import { printJson } from "./flags.js";
 import { PROJECT_DIR } from "./project.js";
@@ -18,14 +19,16 @@ export interface Artifact {
 
 /**
  * The files a deployment would put on hosts, read from the planned resources themselves:
- * servers' user data (named by their testbed-role metadata) and every uploaded asset.
+ * servers' user data (named by their host: the testbed-host metadata of worker-N, else the
+ * testbed-role) and every uploaded asset.
  */
 export function collectArtifacts(resources: readonly PlannedResource[]): Artifact[] {
   const artifacts: Artifact[] = [];
   for (const r of resources) {
     if (r.type === "openstack:compute/instance:Instance" && typeof r.inputs.userData === "string") {
-      const role = (r.inputs.metadata as Record<string, string> | undefined)?.["testbed-role"] ?? r.name;
-      artifacts.push({ path: `cloud-init/${role}.yaml`, content: r.inputs.userData });
+      const metadata = r.inputs.metadata as Record<string, string> | undefined;
+      const host = metadata?.[HOST_METADATA_KEY] ?? metadata?.[ROLE_METADATA_KEY] ?? r.name;
+      artifacts.push({ path: `cloud-init/${host}.yaml`, content: r.inputs.userData });
     }
     const remotePath = r.inputs.remotePath;
     if (r.type === "command:remote:CopyToRemote" && typeof remotePath === "string" && remotePath.startsWith(`${REMOTE_ARTIFACT_ROOT}/`)) {

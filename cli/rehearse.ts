@@ -35,6 +35,7 @@ export interface RehearseOptions {
   dataplanes: string;
   baseline: string;
   retries: string;
+  retryFailed?: boolean;
   cleanup?: boolean;
 }
 
@@ -45,6 +46,8 @@ export interface RehearseFlags {
   readonly dataplanes: readonly Dataplane[];
   readonly baseline: Dataplane;
   readonly retries: number;
+  /** Run again the runs a campaign stored as failed (campaign --retry-failed). */
+  readonly retryFailed: boolean;
   readonly cleanup: boolean;
 }
 
@@ -65,7 +68,7 @@ export function parseRehearseFlags(o: RehearseOptions): RehearseFlags {
   const retries = /^\d+$/.test(o.retries.trim()) ? Number(o.retries) : NaN;
   if (!(retries >= 0 && retries <= MAX_RETRIES)) bad("retries", o.retries, `a whole number from 0 to ${MAX_RETRIES}`);
   const out = path.resolve(o.out);
-  return { profile: labProfile(o.profile), out, db: path.resolve(o.db ?? path.join(out, "results.db")), dataplanes, baseline, retries, cleanup: o.cleanup === true };
+  return { profile: labProfile(o.profile), out, db: path.resolve(o.db ?? path.join(out, "results.db")), dataplanes, baseline, retries, retryFailed: o.retryFailed === true, cleanup: o.cleanup === true };
 }
 
 /** The campaign `testbed campaign --stack rehearse-<dataplane>` runs, as it derives it (to skip one that is complete). */
@@ -120,10 +123,11 @@ export function rehearsalProblem(): string | undefined {
   return undefined;
 }
 
-function complete(db: string, campaign: { id: string; definition: CampaignDefinition }): boolean {
+function complete(db: string, campaign: { id: string; definition: CampaignDefinition }, retryFailed: boolean): boolean {
   const store = ResultStore.open(db);
   try {
-    return store.campaign(campaign.id) !== undefined && store.results(campaign.id).length >= planCampaign(campaign.id, campaign.definition).length;
+    const results = store.results(campaign.id).filter((r) => !retryFailed || r.status === "ok");
+    return store.campaign(campaign.id) !== undefined && results.length >= planCampaign(campaign.id, campaign.definition).length;
   } finally {
     store.close();
   }
@@ -148,27 +152,36 @@ async function rehearseAction(o: RehearseOptions): Promise<void> {
   mkdirSync(path.dirname(flags.db), { recursive: true });
   const started = Date.now();
   const log = (line: string) => process.stderr.write(`rehearse: ${line}\n`);
+  /** Stacks whose campaign ended with runs failed for good (exit 1): the others and the report still run. */
+  const withFailedRuns: string[] = [];
   for (const dataplane of flags.dataplanes) {
     const campaign = rehearsalCampaign(flags, dataplane);
-    if (complete(flags.db, campaign)) {
+    if (complete(flags.db, campaign, flags.retryFailed)) {
       log(`stack ${rehearsalStackName(dataplane)}: campaign ${campaign.id} is complete in ${flags.db}; not deployed again`);
       continue;
     }
     const env = await RehearsalEnvironment.create({ dataplane, profile: flags.profile, log });
     let code: number;
     try {
-      code = await env.campaign(flags.db, ["--retries", String(flags.retries)]);
+      code = await env.campaign(flags.db, ["--retries", String(flags.retries), ...(flags.retryFailed ? ["--retry-failed"] : [])]);
     } finally {
       await env.close();
     }
-    if (code !== 0) {
+    if (code === 1) {
+      // Runs failed for good (the campaign said how many and why): the other stacks and the report go on.
+      withFailedRuns.push(env.stack);
+    } else if (code !== 0) {
       process.exitCode = code;
       log(`the campaign of stack ${env.stack} ended with exit ${code}; its finished runs stay in ${flags.db}, the same command resumes`);
       return;
     }
   }
   const report = await writeCampaignReport({ db: flags.db, out: path.join(flags.out, "report"), baseline: flags.baseline });
-  process.stdout.write(`rehearsal: ${formatDuration((Date.now() - started) / 1000)}; report: ${report}\n`);
+  process.stdout.write(`rehearsal: ${formatDuration((Date.now() - started) / 1000)}; report: ${report.markdown}\n`);
+  if (withFailedRuns.length > 0) {
+    process.exitCode = 1;
+    log(`runs of ${withFailedRuns.join(", ")} failed for good (their reasons are in ${flags.db} and the report); the same command with --retry-failed runs them again`);
+  }
 }
 
 export async function rehearseCommand(): Promise<Command> {
@@ -182,6 +195,7 @@ export async function rehearseCommand(): Promise<Command> {
     .option("--dataplanes <list>", `the stacks to rehearse, one per dataplane: ${DATAPLANES.join(",")}`, DATAPLANES.join(","))
     .addOption(new Option("--baseline <dataplane>", "the dataplane the report compares every other one with").choices(DATAPLANES).default(DEFAULT_BASELINE))
     .option("--retries <n>", "extra attempts of a failed run (the campaign's --retries)", "2")
+    .option("--retry-failed", "also run again the runs a campaign stored as failed (the campaign's --retry-failed)")
     .option("--cleanup", "remove what crashed rehearsals and lab runs left on this host, then exit")
     .action(rehearseAction);
 }

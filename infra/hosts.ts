@@ -7,6 +7,56 @@ import type { Family } from "../scenario/cidr.js";
 export const HOST_ROLES = ["bastion", "client", "router", "master", "worker"] as const;
 export type HostRole = (typeof HOST_ROLES)[number];
 
+/**
+ * A host by its name: each role's own name, and `worker-N` for the N-th worker from the second on.
+ * Worker 1 keeps the name `worker`, so the paper's one-worker lab keeps every resource it has when
+ * workers are added (testbed:workers).
+ */
+export type HostName = HostRole | `worker-${number}`;
+
+/** Server metadata key naming the host's role; `testbed plan` names cloud-init files by it. */
+export const ROLE_METADATA_KEY = "testbed-role";
+/**
+ * Server metadata key naming a host whose name is not its role's (worker-2, ...); `testbed plan`
+ * names its cloud-init file by it.
+ */
+export const HOST_METADATA_KEY = "testbed-host";
+
+/** One host of the lab. */
+export interface LabHost {
+  readonly name: HostName;
+  readonly role: HostRole;
+  /** A worker's number, from 1; undefined for the other roles. */
+  readonly worker?: number;
+}
+
+/** The name of the n-th worker (1-based). */
+export function workerHostName(n: number): HostName {
+  if (!Number.isInteger(n) || n < 1) throw new Error(`worker ${n}: accepted: a whole number from 1`);
+  return n === 1 ? "worker" : `worker-${n}`;
+}
+
+/** The role of a host, from its name. */
+export function roleOf(host: HostName): HostRole {
+  if ((HOST_ROLES as readonly string[]).includes(host)) return host as HostRole;
+  if (/^worker-[1-9][0-9]*$/.test(host)) return "worker";
+  throw new Error(`"${host}" is not a host of the lab; accepted: ${HOST_ROLES.join(", ")} or worker-N`);
+}
+
+/** Every host of a lab with this many workers, in the order of HOST_ROLES, the workers after worker 1 last. */
+export function labHosts(workers: number): LabHost[] {
+  if (!Number.isInteger(workers) || workers < 1) throw new Error(`${workers} workers: accepted: a whole number from 1`);
+  const hosts: LabHost[] = HOST_ROLES.map((role) => (role === "worker" ? { name: role, role, worker: 1 } : { name: role, role }));
+  for (let n = 2; n <= workers; n++) hosts.push({ name: workerHostName(n), role: "worker", worker: n });
+  return hosts;
+}
+
+/** A host's access together with its name, for components that declare resources per host. */
+export interface NamedHost {
+  readonly name: HostName;
+  readonly access: HostAccess;
+}
+
 /** The networks of the paper's lab; the measured path is client -> router -> worker. */
 export type LabNetwork = "client" | "datacenter" | "management";
 

@@ -38,6 +38,20 @@ export const ditgEndpoints = testbed.workloads.ditgEndpoints;
 /** The receiver's Deployment, its node and log directories: what `testbed campaign` reads logs from. */
 export const ditgReceiver = testbed.workloads.ditgReceiver;
 /**
+ * Every path of testbed:paths (scenario/paths.ts), once its receiver (and client pod) run where the
+ * path puts them: `{ [path]: { description, service, endpoints, receiver, client } }`. `endpoints`
+ * has ditgEndpoints' shape (per family: address, signalingPort, dataPort, protocols): worker 1's
+ * NodePort address for the nodeport paths, the receiver Service's ClusterIP for clusterip.
+ * `receiver` has ditgReceiver's shape, on the path's endpoint worker. `client` is
+ * `{kind: "external", host: "client"}` (send from the client host, as today), or for clusterip
+ * `{kind: "pod", namespace, deployment, nodeAddress, podLogDir, nodeLogDir, setupProbe}`: the pod
+ * on worker 1 to run ITGSend and the connection-setup probe in (kubectl exec), its sender logs on
+ * that node. The nodeport-local entry repeats ditgEndpoints and ditgReceiver.
+ */
+export const ditgPaths = testbed.workloads.ditgPaths;
+/** How pod traffic crosses between the nodes (testbed:podRouting, or its default): Cilium's VXLAN tunnel, or native routing. */
+export const podRouting = testbed.cluster.podRouting;
+/**
  * Where the stack built the connection-setup probe (measure/connection-setup-probe.c): on the client,
  * which opens the connections, and on the worker, whose listener `testbed campaign` starts in the
  * receiver pod's network namespace.

@@ -56,7 +56,7 @@ export const COMMAND_FIXTURES: CommandFixture[] = [
   // Kubernetes cluster (infra/cluster): node preparation marker, admin.conf, the join key and the
   // master's answer to it, node table.
   {
-    name: /-(master|worker)-wait$/,
+    name: /-(master|worker(-\d+)?)-wait$/,
     stdout: (inputs) =>
       [
         `kubernetes=${scriptVariable(inputs, "K8S_VERSION", /[0-9.]+/) ?? "0.0.0"}-1.1`,
@@ -69,11 +69,13 @@ export const COMMAND_FIXTURES: CommandFixture[] = [
   },
   { name: /-kubeadm-init$/, stdout: ADMIN_CONF },
   {
-    name: /-join-key$/,
-    stdout: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOFFLINEFIXTUREJOINKEYxxxxxxxxxxxxxxxxxxxxxxx testbed-join\n",
+    // Each worker's key carries its own comment (worker 1's testbed-join, worker-N's testbed-join-worker-N).
+    name: /-join-key(-worker-\d+)?$/,
+    stdout: (inputs) =>
+      `ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOFFLINEFIXTUREJOINKEYxxxxxxxxxxxxxxxxxxxxxxx ${/-C (testbed-join[-a-z0-9]*)/.exec(inputText(inputs, "create"))?.[1] ?? "testbed-join"}\n`,
   },
   {
-    name: /-join-authorize$/,
+    name: /-join-authorize(-worker-\d+)?$/,
     stdout: `host-key ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOFFLINEFIXTUREHOSTKEYxxxxxxxxxxxxxxxxxxxxxxx\nca-cert-hash ${OFFLINE_CA_CERT_HASH}\n`,
   },
   // Workloads (infra/workloads.ts): the apply script's last line. Offline, the times are the

@@ -18,6 +18,13 @@ import { clusterDataplane } from "./cluster/dataplanes/index.js";
 import { readinessWaitS } from "./cluster/readiness.js";
 import { asRootCommand, shellAssignments, type ScriptBound } from "./cluster/shell.js";
 
+/**
+ * What `kubectl get endpointslices -o jsonpath=...` prints per slice: its Service, its address type
+ * and whether each endpoint is ready (`SERVICE IPv4 true true`), one line each.
+ */
+export const ENDPOINT_READINESS_JSONPATH =
+  '{range .items[*]}{.metadata.labels.kubernetes\\.io/service-name}{" "}{.addressType}{" "}{.endpoints[*].conditions.ready}{"\\n"}{end}';
+
 /** The line the gate ends with; parseStepReadiness reads it. */
 export const STEP_LINE_PREFIX = "step ";
 /** Seconds between two reads of the endpoints or of the dataplane. */
@@ -111,7 +118,7 @@ deadline=$(( $(date +%s) + WAIT_S ))
 waiting_for="a ready endpoint of each of the $KEEP scaled Services in each of its $FAMILIES families"
 want=$((KEEP * FAMILIES))
 while :; do
-  ready="$(kubectl -n "$SCALED_NS" get endpointslices -o jsonpath='{range .items[*]}{.metadata.labels.kubernetes\\.io/service-name}{" "}{.addressType}{" "}{.endpoints[*].conditions.ready}{"\\n"}{end}' \\
+  ready="$(kubectl -n "$SCALED_NS" get endpointslices -o jsonpath='${ENDPOINT_READINESS_JSONPATH}' \\
     | awk -v pattern="$SCALED_NAME" -v keep="$KEEP" '{ number = $1; sub(/^[^0-9]*/, "", number) }
         $1 ~ pattern && number + 0 <= keep && $3 ~ /true/ && !(($1 " " $2) in seen) { seen[$1 " " $2] = 1; n++ }
         END { print n + 0 }')" || ready=0

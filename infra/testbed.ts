@@ -44,25 +44,36 @@ export class Testbed extends pulumi.ComponentResource {
     );
     this.cluster = new KubernetesCluster(
       "cluster",
-      { scenario: args.scenario, master: this.lab.hosts.master, worker: this.lab.hosts.worker, bastionAddress: this.lab.bastionAddress },
+      {
+        scenario: args.scenario,
+        master: this.lab.hosts.master,
+        worker: this.lab.hosts.worker,
+        moreWorkers: this.lab.workers.slice(1),
+        bastionAddress: this.lab.bastionAddress,
+      },
       { parent: this },
     );
+    // Built before the workloads: the clusterip path's client pod mounts worker 1's build.
+    this.setupProbe = new SetupProbe("setup-probe", { client: this.lab.hosts.client, worker: this.lab.hosts.worker }, { parent: this });
+    const nodeOf = (nodes: readonly { role: string; name: string }[], host: string) => {
+      const node = nodes.find((n) => n.role === host);
+      if (!node) throw new Error(`the cluster reports no node for the ${host}`);
+      return node.name;
+    };
     this.workloads = new Workloads(
       "workloads",
       {
         scenario: args.scenario,
         master: this.lab.hosts.master,
         worker: this.lab.hosts.worker,
+        workers: this.lab.workers,
         clusterReady: this.cluster.ready,
-        workerNode: this.cluster.nodes.apply((nodes) => {
-          const worker = nodes.find((n) => n.role === "worker");
-          if (!worker) throw new Error("the cluster reports no worker node");
-          return worker.name;
-        }),
+        workerNode: this.cluster.nodes.apply((nodes) => nodeOf(nodes, "worker")),
+        workerNodes: this.cluster.nodes.apply((nodes) => this.lab.workers.map((w) => nodeOf(nodes, w.name))),
+        setupProbeOnWorker: this.setupProbe.paths.apply((p) => p.worker),
       },
       { parent: this },
     );
-    this.setupProbe = new SetupProbe("setup-probe", { client: this.lab.hosts.client, worker: this.lab.hosts.worker }, { parent: this });
     if (args.scenario.measure) {
       this.measurement = new Measurement(
         "measurement",

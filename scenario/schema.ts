@@ -3,6 +3,7 @@
 // Defaults reproduce the paper (shared reference: Leiter, Matusovits, Bokor 2025).
 import { z } from "zod";
 import { cidrSize, cidrsOverlap, isAddress, parseCidr, type Cidr, type Family } from "./cidr.js";
+import { DEFAULT_PATHS, PATHS, SERVICE_PATHS, workersNeeded, type ServicePath } from "./paths.js";
 import { closestKey } from "./suggest.js";
 
 export const DATAPLANES = ["iptables", "nftables", "ebpf"] as const;
@@ -40,6 +41,22 @@ export const MIN_BLOCK_ADDRESSES = 32;
 
 /** kube-apiserver refuses a service CIDR with more than 20 host bits (IPv4 /12, IPv6 /108). */
 export const MAX_SERVICE_HOST_BITS = 20;
+
+/**
+ * Most workers a lab may have: worker 1 keeps the paper's host number (14) and worker n >= 2 takes
+ * number n, below the bastion's 10, so the addresses of the hosts and the DHCP pools above them stay
+ * where the paper's one-worker lab has them (infra/openstack/address-plan.ts).
+ */
+export const MAX_WORKERS = 9;
+
+/**
+ * How pod traffic crosses from one node to another: `tunnel` (Cilium's VXLAN between the nodes'
+ * IPv4 addresses) or `native` (pod addresses routed unencapsulated on the data-center network,
+ * each node's pod CIDR through that node; the nodes' ports carry the pod subnets as allowed address
+ * pairs).
+ */
+export const POD_ROUTINGS = ["tunnel", "native"] as const;
+export type PodRouting = (typeof POD_ROUTINGS)[number];
 
 /** Service counts of the paper's sweep: 1, then 1000 to 10000 in steps of 1000. */
 export const PAPER_SWEEP = [1, ...Array.from({ length: 10 }, (_, i) => (i + 1) * 1000)];
@@ -121,6 +138,20 @@ const scenarioFields = z
       .regex(/^(ssh-(ed25519|rsa)|ecdsa-sha2-nistp(256|384|521)) [A-Za-z0-9+/=]+( .*)?$/, {
         message: "not an OpenSSH public key; accepted: one line such as `ssh-ed25519 AAAA... user@host`",
       }),
+
+    /**
+     * The Service paths the stack serves and a campaign measures (scenario/paths.ts); the paper's
+     * nodeport-local is the default.
+     */
+    paths: z
+      .array(z.enum(SERVICE_PATHS))
+      .min(1, { message: "empty; accepted: a list of \"nodeport-local\", \"nodeport-remote\", \"clusterip\", e.g. [\"nodeport-local\"]" })
+      .refine((p) => new Set(p).size === p.length, { message: "lists a path twice" })
+      .default([...DEFAULT_PATHS]),
+    /** How many workers the cluster has, each sized as testbed:hosts.worker; the paper had one. */
+    workers: count(1).max(MAX_WORKERS).default(1),
+    /** How pod traffic crosses between the nodes (POD_ROUTINGS); unset: tunnel where the cluster has IPv4, native otherwise. */
+    podRouting: z.enum(POD_ROUTINGS).optional(),
 
     families: z
       .array(z.enum(FAMILIES))
@@ -259,6 +290,10 @@ const scenarioFields = z
         signalingNodePort: portNumber.default(30900),
         /** Data port: pod port, Service port and NodePort are this one number (D-ITG names it in signaling). */
         dataPort: portNumber.default(31000),
+        /** The signaling NodePort of the nodeport-remote path's receiver (its pod listens on signalingPort). */
+        remoteSignalingNodePort: portNumber.default(30901),
+        /** The nodeport-remote path's data port: pod port, Service port and NodePort, as dataPort. */
+        remoteDataPort: portNumber.default(31001),
       })
       .prefault({}),
 
@@ -285,18 +320,50 @@ export function nodePortRange(s: Pick<Scenario, "kubernetes">): NodePortRange {
   return { low, high };
 }
 
-/** NodePort numbers the D-ITG receiver holds (signaling and data); scaled Services get the rest. */
-export function receiverNodePorts(s: Pick<Scenario, "receiver">): number[] {
-  return [s.receiver.signalingNodePort, s.receiver.dataPort];
+/** The paths of a scenario; a part that does not say has the default's (the paper's path alone). */
+export function scenarioPaths(s: Partial<Pick<Scenario, "paths">>): readonly ServicePath[] {
+  return s.paths ?? DEFAULT_PATHS;
+}
+
+/**
+ * NodePort numbers the D-ITG receivers hold (signaling and data of the paper's receiver, and of the
+ * nodeport-remote path's when the scenario lists it); scaled Services get the rest.
+ */
+export function receiverNodePorts(s: Pick<Scenario, "receiver"> & Partial<Pick<Scenario, "paths">>): number[] {
+  const ports = [s.receiver.signalingNodePort, s.receiver.dataPort];
+  if (scenarioPaths(s).includes("nodeport-remote")) ports.push(s.receiver.remoteSignalingNodePort, s.receiver.remoteDataPort);
+  return ports;
+}
+
+/**
+ * Where the receivers of the paths beyond the paper's have their ClusterIP: counted from the top of
+ * each service subnet (0: its last usable address), far from the scaled Services, which count up
+ * from the bottom. Fixed per path, so that listing another path never moves one (a Service's
+ * ClusterIP cannot change).
+ */
+export const PATH_RECEIVER_CLUSTER_IP_SLOT: Readonly<Record<Exclude<ServicePath, "nodeport-local">, number>> = {
+  "nodeport-remote": 0,
+  clusterip: 1,
+};
+
+/** How many addresses at the top of each service subnet the listed paths' receivers keep from the scaled Services. */
+export function receiverTopSlots(s: Partial<Pick<Scenario, "paths">>): number {
+  return Math.max(0, ...scenarioPaths(s).map((p) => (p === "nodeport-local" ? 0 : PATH_RECEIVER_CLUSTER_IP_SLOT[p] + 1)));
+}
+
+/** How pod traffic crosses between the nodes: testbed:podRouting, or tunnel where the cluster has IPv4 (Cilium 1.17 tunnels over IPv4 only). */
+export function podRouting(s: Pick<Scenario, "families"> & Partial<Pick<Scenario, "podRouting">>): PodRouting {
+  return s.podRouting ?? (s.families.includes("ipv4") ? "tunnel" : "native");
 }
 
 /**
  * How many scaled Services the cluster can hold.
  * ClusterIPs: every Service takes one per family; the allocator skips the block's first and last
- * address, and three more go to `kubernetes`, kube-dns and the receiver.
- * NodePorts: the range less the receiver's own; Services beyond it are ClusterIP, as in the paper.
+ * address, three more go to `kubernetes`, kube-dns and the paper's receiver, and the top ones to the
+ * receivers of further paths (PATH_RECEIVER_CLUSTER_IP_SLOT).
+ * NodePorts: the range less the receivers' own; Services beyond it are ClusterIP, as in the paper.
  */
-export function serviceCapacity(s: Pick<Scenario, "kubernetes" | "families" | "receiver">): {
+export function serviceCapacity(s: Pick<Scenario, "kubernetes" | "families" | "receiver"> & Partial<Pick<Scenario, "paths">>): {
   nodePort: number;
   clusterIp: number;
 } {
@@ -305,7 +372,7 @@ export function serviceCapacity(s: Pick<Scenario, "kubernetes" | "families" | "r
     ...s.families.map((f) => {
       const c = parseCidr(s.kubernetes.serviceSubnets[f]);
       if (!c) return 0;
-      const usable = cidrSize(c) - 2n - 3n;
+      const usable = cidrSize(c) - 2n - 3n - BigInt(receiverTopSlots(s));
       return Number(usable > BigInt(Number.MAX_SAFE_INTEGER) ? BigInt(Number.MAX_SAFE_INTEGER) : usable);
     }),
   );
@@ -410,6 +477,22 @@ function crossChecks(s: Scenario, ctx: RefineCtx): void {
       if (s.receiver.signalingNodePort === s.receiver.dataPort) {
         issue(["receiver", "dataPort"], "equals receiver.signalingNodePort; accepted: two different ports");
       }
+      // The nodeport-remote path's receiver holds two NodePorts of its own, only when it is listed.
+      if (s.paths.includes("nodeport-remote")) {
+        const taken = new Map<number, string>([
+          [s.receiver.signalingNodePort, "receiver.signalingNodePort"],
+          [s.receiver.dataPort, "receiver.dataPort"],
+        ]);
+        for (const key of ["remoteSignalingNodePort", "remoteDataPort"] as const) {
+          const port = s.receiver[key];
+          if (port < low || port > high) {
+            issue(["receiver", key], `is outside the NodePort range ${low}-${high}, and testbed:paths lists "nodeport-remote", whose receiver it serves; accepted: a port inside it`);
+          } else if (taken.has(port)) {
+            issue(["receiver", key], `equals ${taken.get(port)}; accepted: a NodePort no other receiver port holds`);
+          }
+          taken.set(port, `receiver.${key}`);
+        }
+      }
       const cap = serviceCapacity(s);
       const tooMany = (path: string[], n: number) =>
         issue(
@@ -420,6 +503,24 @@ function crossChecks(s: Scenario, ctx: RefineCtx): void {
       const largestStep = Math.max(...s.sweep.services);
       if (largestStep > cap.clusterIp) tooMany(["sweep", "services"], largestStep);
     }
+  }
+
+  // Paths and the workers they need.
+  for (const path of s.workers >= 1 ? s.paths : []) {
+    const needed = workersNeeded(path);
+    if (s.workers < needed) {
+      const p = PATHS[path];
+      issue(
+        ["workers"],
+        `is too few for "${path}" in testbed:paths (${p.description}); accepted: ${needed} or more workers, or testbed:paths without "${path}"`,
+      );
+    }
+  }
+  if (s.podRouting === "tunnel" && !s.families.includes("ipv4")) {
+    issue(
+      ["podRouting"],
+      `needs IPv4 between the nodes (Cilium 1.17 tunnels over IPv4 only) but testbed:families is ${JSON.stringify(s.families)}; accepted: "native", or add ipv4 to testbed:families`,
+    );
   }
 
   // Versions that cannot boot on the image.

@@ -22,8 +22,12 @@ export interface ServiceSpec {
   readonly type: "NodePort" | "ClusterIP";
   /** One ClusterIP per enabled family, assigned explicitly so every backend sees the same addresses. */
   readonly clusterIPs: Readonly<Partial<Record<Family, string>>>;
-  /** "Local" on every NodePort Service, as in the paper (keeps the client's source address). */
-  readonly externalTrafficPolicy?: "Local";
+  /**
+   * "Local" on every scaled NodePort Service and on the paper's receiver, as in the paper (keeps the
+   * client's source address); "Cluster" on the nodeport-remote path's receiver, whose only endpoint
+   * is on another node.
+   */
+  readonly externalTrafficPolicy?: "Local" | "Cluster";
   /** Pod labels the Service selects. */
   readonly selector: Readonly<Record<string, string>>;
   readonly ports: readonly ServicePort[];

@@ -22,12 +22,15 @@
 // filter-table REJECT rule per Service; with the endpoint on another node (ETP=Local) it adds a
 // "has no local endpoints" DROP instead of the KUBE-SVL jump. Either would measure another rule set.
 import { xoroshiro128plus, unsafeUniformIntDistribution } from "pure-rand";
-import { nthAddress, parseCidr, type Family } from "../scenario/cidr.js";
+import { cidrSize, nthAddress, parseCidr, type Family } from "../scenario/cidr.js";
+import { PATHS, type ServicePath } from "../scenario/paths.js";
 import {
   CONFIG_NAMESPACE,
+  PATH_RECEIVER_CLUSTER_IP_SLOT,
   ScenarioError,
   nodePortRange,
   receiverNodePorts,
+  scenarioPaths,
   serviceCapacity,
   type Scenario,
 } from "../scenario/schema.js";
@@ -62,15 +65,17 @@ export function scaledServiceName(i: number): string {
  */
 export const SCALED_SERVICE_NAME_PATTERN = "^svc-[0-9]+$";
 
-type ScenarioPart = Pick<Scenario, "kubernetes" | "families" | "receiver" | "sweep" | "workloads" | "services">;
+type ScenarioPart = Pick<Scenario, "kubernetes" | "families" | "receiver" | "sweep" | "workloads" | "services"> & Partial<Pick<Scenario, "paths">>;
 
 /**
- * NodePorts for scaled Services, in assignment order: the range less the receiver's NodePorts,
- * shuffled by a Fisher-Yates pass seeded with `sweep.seed`. Depends on neither N nor the sweep.
+ * NodePorts for scaled Services, in assignment order: the range less the paper's receiver's
+ * NodePorts, shuffled by a Fisher-Yates pass seeded with `sweep.seed`, less the NodePorts of the
+ * further paths' receivers (withoutReserved). Depends on neither N nor the sweep.
  */
-export function scaledNodePorts(s: Pick<Scenario, "kubernetes" | "receiver" | "sweep">): number[] {
+export function scaledNodePorts(s: Pick<Scenario, "kubernetes" | "receiver" | "sweep"> & Partial<Pick<Scenario, "paths">>): number[] {
   const { low, high } = nodePortRange(s);
-  const taken = new Set(receiverNodePorts(s));
+  const paper = receiverNodePorts({ receiver: s.receiver, paths: ["nodeport-local"] });
+  const taken = new Set(paper);
   const ports: number[] = [];
   for (let p = low; p <= high; p++) if (!taken.has(p)) ports.push(p);
   const rng = xoroshiro128plus(s.sweep.seed);
@@ -80,7 +85,30 @@ export function scaledNodePorts(s: Pick<Scenario, "kubernetes" | "receiver" | "s
     ports[i] = ports[j]!;
     ports[j] = t;
   }
-  return ports;
+  return withoutReserved(ports, new Set(receiverNodePorts(s).filter((p) => !paper.includes(p))));
+}
+
+/**
+ * The assignment order without the reserved ports: a slot that holds one takes the last port of the
+ * order that is not reserved, and the order ends that much sooner. Every Service whose port is not
+ * reserved keeps it, so listing another path on a running lab moves no NodePort but the reserved
+ * ones (a shift would make Services claim ports their neighbours still hold, which the API refuses).
+ */
+export function withoutReserved(order: readonly number[], reserved: ReadonlySet<number>): number[] {
+  const out = [...order];
+  let end = out.length;
+  for (let i = 0; i < end; i++) {
+    if (!reserved.has(out[i]!)) continue;
+    while (end - 1 > i && reserved.has(out[end - 1]!)) end--;
+    if (end - 1 > i) {
+      out[i] = out[end - 1]!;
+      end--;
+    } else {
+      end = i;
+    }
+  }
+  out.length = end;
+  return out;
 }
 
 /** Address index (inside each service subnet) of the i-th scaled Service. */
@@ -102,6 +130,16 @@ function capacityError(n: number, s: ScenarioPart, key: string): ScenarioError {
   ]);
 }
 
+/** The i-th address from the top of each service subnet (0: the last one the allocator hands out). */
+function clusterIpsFromTop(s: Pick<Scenario, "kubernetes" | "families">, slot: number): Partial<Record<Family, string>> {
+  const ips: Partial<Record<Family, string>> = {};
+  for (const f of s.families) {
+    const cidr = parseCidr(s.kubernetes.serviceSubnets[f])!;
+    ips[f] = nthAddress(cidr, Number(cidrSize(cidr) - 2n) - slot);
+  }
+  return ips;
+}
+
 /** The receiver's Service: signaling through its own NodePort, data on one number for TCP and UDP. */
 export function receiverService(s: Pick<Scenario, "kubernetes" | "families" | "receiver">): ServiceSpec {
   const r = s.receiver;
@@ -119,6 +157,60 @@ export function receiverService(s: Pick<Scenario, "kubernetes" | "families" | "r
       { name: "data-udp", protocol: "UDP", port: r.dataPort, targetPort: r.dataPort, nodePort: r.dataPort },
     ],
   };
+}
+
+/** Names of each path's receiver (its Deployment, its Service and its pod's `app.kubernetes.io/name`). */
+export const PATH_RECEIVER_NAMES: Readonly<Record<ServicePath, string>> = {
+  "nodeport-local": RECEIVER_SERVICE_NAME,
+  "nodeport-remote": "ditg-receiver-remote",
+  clusterip: "ditg-receiver-clusterip",
+};
+
+/** The clusterip path's client pod: a Deployment of this name on worker 1, with D-ITG and the connection-setup probe. */
+export const PATH_CLIENT_NAME = "ditg-client";
+export const PATH_CLIENT_LABELS: Readonly<Record<string, string>> = { "app.kubernetes.io/name": PATH_CLIENT_NAME };
+
+/** The pod labels a path's receiver Service selects. */
+export function pathReceiverLabels(path: ServicePath): Readonly<Record<string, string>> {
+  return path === "nodeport-local" ? RECEIVER_LABELS : { "app.kubernetes.io/name": PATH_RECEIVER_NAMES[path] };
+}
+
+/** The data port of a path's receiver: pod port = Service port (= NodePort on a NodePort path). */
+export function pathDataPort(s: Pick<Scenario, "receiver">, path: ServicePath): number {
+  return path === "nodeport-remote" ? s.receiver.remoteDataPort : s.receiver.dataPort;
+}
+
+/**
+ * The receiver Service of one path, as PATHS defines it: the paper's (receiverService) for
+ * nodeport-local; for nodeport-remote a NodePort Service with externalTrafficPolicy Cluster on the
+ * remote receiver's own NodePorts; for clusterip a ClusterIP Service on the pod's ports. The two
+ * further ones take their ClusterIPs from the top of the service subnets
+ * (PATH_RECEIVER_CLUSTER_IP_SLOT), never from the scaled Services' sequence.
+ */
+export function pathReceiverService(s: Pick<Scenario, "kubernetes" | "families" | "receiver">, path: ServicePath): ServiceSpec {
+  if (path === "nodeport-local") return receiverService(s);
+  const r = s.receiver;
+  const service = PATHS[path].service;
+  const dataPort = pathDataPort(s, path);
+  const nodePorts = service.type === "NodePort" ? { signaling: r.remoteSignalingNodePort, data: dataPort } : undefined;
+  return {
+    namespace: r.namespace,
+    name: PATH_RECEIVER_NAMES[path],
+    type: service.type,
+    clusterIPs: clusterIpsFromTop(s, PATH_RECEIVER_CLUSTER_IP_SLOT[path]),
+    ...(service.type === "NodePort" ? { externalTrafficPolicy: service.externalTrafficPolicy } : {}),
+    selector: pathReceiverLabels(path),
+    ports: [
+      { name: "signaling", protocol: "TCP", port: r.signalingPort, targetPort: r.signalingPort, ...(nodePorts ? { nodePort: nodePorts.signaling } : {}) },
+      { name: "data-tcp", protocol: "TCP", port: dataPort, targetPort: dataPort, ...(nodePorts ? { nodePort: nodePorts.data } : {}) },
+      { name: "data-udp", protocol: "UDP", port: dataPort, targetPort: dataPort, ...(nodePorts ? { nodePort: nodePorts.data } : {}) },
+    ],
+  };
+}
+
+/** The receiver Service of every path the scenario lists, in the scenario's order. */
+export function pathReceiverServices(s: Pick<Scenario, "kubernetes" | "families" | "receiver"> & Partial<Pick<Scenario, "paths">>): ServiceSpec[] {
+  return scenarioPaths(s).map((p) => pathReceiverService(s, p));
 }
 
 /**

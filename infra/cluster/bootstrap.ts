@@ -4,7 +4,7 @@
 // every node Ready with the dataplane the stack asks for.
 import ipaddr from "ipaddr.js";
 import type { Family } from "../../scenario/cidr.js";
-import type { Dataplane } from "../../scenario/schema.js";
+import type { Dataplane, PodRouting } from "../../scenario/schema.js";
 import { CA_CERT_HASH_PLACEHOLDER, JOIN_TOKEN_PLACEHOLDER, type FamilyAddresses } from "./kubeadm.js";
 import { clusterDataplane } from "./dataplanes/index.js";
 import { NODE_PREP_MARKER } from "./node-prep.js";
@@ -179,15 +179,26 @@ ${NODE_RESET}
 reset_node`;
 }
 
+/** The comment of worker 1's join key, which names its line in the master's authorized_keys. */
+export const JOIN_KEY_COMMENT = "testbed-join";
+
+/**
+ * The comment of a worker's join key: worker 1's JOIN_KEY_COMMENT, the others' with their name, so
+ * that each worker's authorization replaces its own earlier line and no other worker's.
+ */
+export function joinKeyComment(host: string): string {
+  return host === "worker" ? JOIN_KEY_COMMENT : `${JOIN_KEY_COMMENT}-${host}`;
+}
+
 /**
  * The worker's key for minting its own join tokens (created once, kept root-only on the worker);
  * prints the public half for the master's authorized_keys.
  */
-export function joinKeyScript(paths: NodePaths = NODE_PATHS): string {
+export function joinKeyScript(paths: NodePaths = NODE_PATHS, comment: string = JOIN_KEY_COMMENT): string {
   return `${HEADER}
 ${shellAssignments({ KEY: joinKeyPath(paths) })}
 install -d -m 0700 "$(dirname "$KEY")"
-if [ ! -f "$KEY" ]; then ssh-keygen -q -t ed25519 -N '' -C testbed-join -f "$KEY"; fi
+if [ ! -f "$KEY" ]; then ssh-keygen -q -t ed25519 -N '' -C ${comment} -f "$KEY"; fi
 cat "$KEY.pub"`;
 }
 
@@ -206,7 +217,9 @@ export function joinForcedCommand(paths: NodePaths = NODE_PATHS): string {
  * Prints what the worker needs to trust the answer: the master's SSH host key and the cluster CA's
  * hash (the join checks the CA it discovers against it).
  */
-export function joinAuthorizeScript(args: { user: string; publicKey: string }, paths: NodePaths = NODE_PATHS): string {
+export function joinAuthorizeScript(args: { user: string; publicKey: string; comment?: string }, paths: NodePaths = NODE_PATHS): string {
+  const comment = args.comment ?? JOIN_KEY_COMMENT;
+  if (!/^[a-z0-9-]+$/.test(comment)) throw new Error(`join key comment "${comment}": accepted: lower-case letters, digits and '-'`);
   return `${HEADER}
 ${shellAssignments({ LOGIN: args.user, PUBLIC_KEY: args.publicKey.trim(), FORCED: joinForcedCommand(paths), CA: `${paths.kubernetesDir}/pki/ca.crt`, HOST_KEY: paths.sshHostKey })}
 case "$PUBLIC_KEY" in
@@ -218,7 +231,7 @@ keys="$home/.ssh/authorized_keys"
 install -d -m 0700 -o "$LOGIN" "$home/.ssh"
 touch "$keys"
 entry="restrict,command=\\"$FORCED\\" $PUBLIC_KEY"
-{ grep -v ' testbed-join$' "$keys" || true; printf '%s\\n' "$entry"; } >"$keys.new"
+{ grep -v ' ${comment}$' "$keys" || true; printf '%s\\n' "$entry"; } >"$keys.new"
 chown "$LOGIN": "$keys.new"
 chmod 0600 "$keys.new"
 mv "$keys.new" "$keys"
@@ -346,7 +359,7 @@ const NODE_TABLE_JSONPATH =
  * addresses and that the Services are served by the stack's dataplane; prints the node table
  * (name, kubelet version, container runtime, InternalIPs) as tab-separated lines.
  */
-export function nodesReadyScript(args: { dataplane: Dataplane; nodes: readonly ExpectedNode[]; checks?: Readonly<Record<string, string>> }): string {
+export function nodesReadyScript(args: { dataplane: Dataplane; podRouting?: PodRouting; nodes: readonly ExpectedNode[]; checks?: Readonly<Record<string, string>> }): string {
   const expected = args.nodes.map((n) => n.addresses.map(canonicalAddress).join(",")).join(" ");
   const dataplane = clusterDataplane(args.dataplane);
   // What the check runs against (cluster, join, Cilium version and values), named in the script so
@@ -358,6 +371,8 @@ ${against}${shellAssignments({
   EXPECTED_NODE_IPS: expected,
   NODE_COUNT: args.nodes.length,
   WANT_KPR: dataplane.ciliumReplacesKubeProxy ? "True" : "False",
+  // cilium-dbg status: "Routing:   Network: Tunnel [vxlan]   Host: Legacy", or "Network: Native".
+  WANT_ROUTING: (args.podRouting ?? "tunnel") === "tunnel" ? "Tunnel" : "Native",
 })}
 export KUBECONFIG
 kubectl wait --for=condition=Ready nodes --all --timeout=10m >/dev/null
@@ -368,6 +383,10 @@ for pod in $(kubectl -n kube-system get pods -l k8s-app=cilium -o name); do
   status="$(timeout 120 kubectl -n kube-system exec "$pod" -c cilium-agent -- cilium-dbg status)"
   if ! grep -qE "^KubeProxyReplacement:[[:space:]]+$WANT_KPR" <<<"$status"; then
     echo "$pod does not report KubeProxyReplacement $WANT_KPR" >&2
+    exit 1
+  fi
+  if ! grep -qE "^Routing:[[:space:]]+Network: $WANT_ROUTING" <<<"$status"; then
+    echo "$pod does not route pods between the nodes as the stack asks (Network: $WANT_ROUTING): $(grep -E '^Routing:' <<<"$status" || echo 'no Routing line')" >&2
     exit 1
   fi
 done

@@ -4,7 +4,7 @@
 // Every key differs from the chart's default or pins a default the measurement depends on.
 import { stringify } from "yaml";
 import type { Scenario } from "../../scenario/schema.js";
-import { nodePortRange, serviceCapacity } from "../../scenario/schema.js";
+import { nodePortRange, podRouting, serviceCapacity } from "../../scenario/schema.js";
 import { clusterDataplane } from "./dataplanes/index.js";
 import { perFamily } from "./kubeadm.js";
 
@@ -64,7 +64,7 @@ export interface CiliumHostFacts {
 
 export type CiliumValues = Record<string, unknown>;
 
-type ValuesScenario = Pick<Scenario, "dataplane" | "families" | "kubernetes" | "services" | "sweep">;
+type ValuesScenario = Pick<Scenario, "dataplane" | "families" | "kubernetes" | "services" | "sweep"> & Partial<Pick<Scenario, "podRouting">>;
 
 export function renderCiliumValues(s: ValuesScenario, host: CiliumHostFacts): CiliumValues {
   const ipv4 = s.families.includes("ipv4");
@@ -88,7 +88,7 @@ export function renderCiliumValues(s: ValuesScenario, host: CiliumHostFacts): Ci
     hubble: { enabled: false },
     // Sized for the largest Service count of the sweep (the dataplane's lbEntriesPerService).
     bpf: { lbMapMax: lbMapMax(s) },
-    ...routing(s, ipv4),
+    ...routing(s),
   };
   if (clusterDataplane(s.dataplane).ciliumReplacesKubeProxy) {
     // Nobody serves the `kubernetes` ClusterIP before the agent runs without kube-proxy; "auto"
@@ -107,17 +107,23 @@ export function renderCiliumValues(s: ValuesScenario, host: CiliumHostFacts): Ci
 }
 
 /**
- * Tunnel (VXLAN) where the nodes have IPv4: OpenStack's port security drops packets whose source is
- * a pod address, which native routing would send. Cilium 1.17 tunnels over IPv4 only (an IPv6
- * underlay came with 1.18), so an IPv6-only cluster routes natively between the nodes of the
- * data-center network, and its ports must allow the pod subnet as an address pair.
+ * How pod traffic crosses between the nodes, in every stack (Cilium is the CNI of all three):
+ * testbed:podRouting, by default a tunnel (VXLAN) where the nodes have IPv4, which needs nothing of
+ * Neutron but UDP 8472 between the nodes (security-rules.ts). Cilium 1.17 tunnels over IPv4 only (an
+ * IPv6 underlay came with 1.18), so an IPv6-only cluster routes natively. Native routing sends pod
+ * addresses unencapsulated over the data-center network: each node routes every other node's pod
+ * CIDR through that node (autoDirectNodeRoutes, the nodes share one L2 segment), the nodes' ports
+ * allow the pod subnets as address pairs (address-plan.ts), and traffic to destinations inside the
+ * pod subnets is not masqueraded (the native routing CIDRs).
  */
-function routing(s: Pick<Scenario, "families" | "kubernetes">, ipv4: boolean): CiliumValues {
-  if (ipv4) return { routingMode: "tunnel", tunnelProtocol: "vxlan" };
+function routing(s: Pick<Scenario, "families" | "kubernetes" | "podRouting">): CiliumValues {
+  if (podRouting(s) === "tunnel") return { routingMode: "tunnel", tunnelProtocol: "vxlan" };
+  const cidr = (f: "ipv4" | "ipv6") => perFamily({ families: [f] }, s.kubernetes.podSubnets, "testbed:kubernetes.podSubnets")[0];
   return {
     routingMode: "native",
     autoDirectNodeRoutes: true,
-    ipv6NativeRoutingCIDR: perFamily({ families: ["ipv6"] }, s.kubernetes.podSubnets, "testbed:kubernetes.podSubnets")[0],
+    ...(s.families.includes("ipv4") ? { ipv4NativeRoutingCIDR: cidr("ipv4") } : {}),
+    ...(s.families.includes("ipv6") ? { ipv6NativeRoutingCIDR: cidr("ipv6") } : {}),
   };
 }
 

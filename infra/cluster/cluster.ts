@@ -5,8 +5,8 @@ import * as command from "@pulumi/command";
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
 import type { Family } from "../../scenario/cidr.js";
-import type { Dataplane, Scenario } from "../../scenario/schema.js";
-import type { HostAccess } from "../hosts.js";
+import { podRouting, type Dataplane, type PodRouting, type Scenario } from "../../scenario/schema.js";
+import type { HostAccess, NamedHost } from "../hosts.js";
 import { contentHash, remoteArtifactPath, uploadArtifact } from "../remote-files.js";
 import {
   BOUNDS,
@@ -14,6 +14,7 @@ import {
   ciliumUninstallScript,
   kubeadmInitScript,
   joinAuthorizeScript,
+  joinKeyComment,
   joinKeyScript,
   kubeadmJoinScript,
   parseJoinTrust,
@@ -36,8 +37,8 @@ import {
 import {
   API_SERVER_PORT,
   KUBEADM_INIT_ARTIFACT,
-  KUBEADM_JOIN_ARTIFACT,
   apiAdvertiseAddress,
+  kubeadmJoinArtifact,
   perFamily,
   renderKubeadmInit,
   renderKubeadmJoin,
@@ -51,7 +52,10 @@ import { asRootCommand, commandTimeouts } from "./shell.js";
 export interface KubernetesClusterArgs {
   readonly scenario: Scenario;
   readonly master: HostAccess;
+  /** Worker 1, the paper's one worker. */
   readonly worker: HostAccess;
+  /** The workers after the first (worker-2, ...), each joined as worker 1 is (testbed:workers). */
+  readonly moreWorkers?: readonly NamedHost[];
   /** The bastion's public address, for the SSH forward that reaches the API server from outside. */
   readonly bastionAddress?: pulumi.Input<string>;
 }
@@ -86,6 +90,8 @@ export class KubernetesCluster extends pulumi.ComponentResource {
   readonly nodes: pulumi.Output<ClusterNode[]>;
   readonly versions: pulumi.Output<InstalledVersions>;
   readonly dataplane: Dataplane;
+  /** How pod traffic crosses between the nodes (testbed:podRouting or its default), checked on every agent. */
+  readonly podRouting: PodRouting;
   /** The last bootstrap step: Kubernetes objects of other layers depend on it through the provider. */
   readonly ready: command.remote.Command;
   /** The SSH forward to keep open while Pulumi or kubectl talk to the cluster (loopback endpoints). */
@@ -96,10 +102,14 @@ export class KubernetesCluster extends pulumi.ComponentResource {
     const s = args.scenario;
     const { master, worker } = args;
     this.dataplane = s.dataplane;
+    this.podRouting = podRouting(s);
     const masterConnection = pulumi.secret(pulumi.output(master.connection));
-    const workerConnection = pulumi.secret(pulumi.output(worker.connection));
     const masterServer = serverIdentity(master.server);
-    const workerServer = serverIdentity(worker.server);
+    // Worker 1 first: every worker joins the same way, each with resources named after it
+    // (worker 1's keep the names of the paper's one worker, so adding workers replaces nothing).
+    const workers: NamedHost[] = [{ name: "worker", access: worker }, ...(args.moreWorkers ?? [])];
+    const named = (base: string, host: string) => (host === "worker" ? `${name}-${base}` : `${name}-${base}-${host}`);
+    const workerAddresses = workers.map((w) => familyAddresses(w.access, "datacenter"));
 
     // Where the Pulumi host reaches the API server; the certificate must name it too.
     const endpoint = parseEndpoint(s.kubernetes.apiEndpoint);
@@ -111,16 +121,17 @@ export class KubernetesCluster extends pulumi.ComponentResource {
         workerDatacenter,
         extraCertSans: [endpoint.host],
       }));
-    const expectedNodes: pulumi.Output<ExpectedNode[]> = addresses.apply((a) => [
+    const expectedNodes: pulumi.Output<ExpectedNode[]> = pulumi.all([addresses, pulumi.all(workerAddresses)]).apply(([a, perWorker]) => [
       { role: "master", addresses: perFamily(s, a.masterDatacenter, "the master on the data-center network") },
-      { role: "worker", addresses: perFamily(s, a.workerDatacenter, "the worker on the data-center network") },
+      ...workers.map((w, i) => ({ role: w.name, addresses: perFamily(s, perWorker[i]!, `the ${w.name} on the data-center network`) })),
     ]);
 
     const initYaml = addresses.apply((a) => renderKubeadmInit(s, a));
-    const joinYaml = addresses.apply((a) => renderKubeadmJoin(s, a));
-    const datacenterDevices = [master, worker].map((h, i) => {
-      const nic = h.interfaces.datacenter;
-      if (!nic) throw new Error(`the ${i === 0 ? "master" : "worker"} has no data-center NIC name; Cilium's devices need it`);
+    // Each worker's join file names its own node IPs (kubelet --node-ip).
+    const joinYamls = workers.map((_, i) => pulumi.all([addresses, workerAddresses[i]!]).apply(([a, own]) => renderKubeadmJoin(s, { ...a, workerDatacenter: own })));
+    const datacenterDevices = [{ name: "master", access: master }, ...workers].map((h) => {
+      const nic = h.access.interfaces.datacenter;
+      if (!nic) throw new Error(`the ${h.name} has no data-center NIC name; Cilium's devices need it`);
       return nic;
     });
     const serviceIds = serviceIdEstimate(s);
@@ -142,7 +153,7 @@ export class KubernetesCluster extends pulumi.ComponentResource {
 
     // 1. Each node: its host is ready (lab readiness check), node preparation finished for this
     // version. It names the host's boot identity: after a resize (a reboot) it runs again, as an update.
-    const waitFor = (role: "master" | "worker", host: HostAccess) =>
+    const waitFor = (role: string, host: HostAccess) =>
       new command.remote.Command(
         `${name}-${role}-wait`,
         {
@@ -153,13 +164,15 @@ export class KubernetesCluster extends pulumi.ComponentResource {
         { parent: this, dependsOn: [host.ready], deletedWith: host.server, ignoreChanges: ["connection"], customTimeouts: commandTimeouts(BOUNDS.waitForNode) },
       );
     const masterWait = waitFor("master", master);
-    const workerWait = waitFor("worker", worker);
+    const workerWaits = workers.map((w) => waitFor(w.name, w.access));
 
     const upload = (key: string, connection: pulumi.Input<command.types.input.remote.ConnectionArgs>, artifactPath: string, content: pulumi.Input<string>, after: pulumi.Resource, server: pulumi.Resource) =>
-      uploadArtifact(`${name}-${key}`, { connection, artifactPath, content }, { parent: this, dependsOn: [after], deletedWith: server });
-    const initFile = upload("kubeadm-init-config", masterConnection, KUBEADM_INIT_ARTIFACT, initYaml, masterWait, master.server);
-    const joinFile = upload("kubeadm-join-config", workerConnection, KUBEADM_JOIN_ARTIFACT, joinYaml, workerWait, worker.server);
-    const valuesFile = upload("cilium-values", masterConnection, CILIUM_VALUES_ARTIFACT, valuesYaml, masterWait, master.server);
+      uploadArtifact(key, { connection, artifactPath, content }, { parent: this, dependsOn: [after], deletedWith: server });
+    const initFile = upload(`${name}-kubeadm-init-config`, masterConnection, KUBEADM_INIT_ARTIFACT, initYaml, masterWait, master.server);
+    const joinFiles = workers.map((w, i) =>
+      upload(named("kubeadm-join-config", w.name), pulumi.secret(pulumi.output(w.access.connection)), kubeadmJoinArtifact(w.name), joinYamls[i]!, workerWaits[i]!, w.access.server),
+    );
+    const valuesFile = upload(`${name}-cilium-values`, masterConnection, CILIUM_VALUES_ARTIFACT, valuesYaml, masterWait, master.server);
 
     // 2. kubeadm init; on a running cluster the same script re-applies a changed configuration in
     // place. Its stdout is admin.conf, so it is secret and never logged.
@@ -191,55 +204,73 @@ export class KubernetesCluster extends pulumi.ComponentResource {
       },
     );
 
-    // 3. The worker's join key, and the master's permission for it to mint join tokens, nothing else.
-    const joinKey = new command.remote.Command(
-      `${name}-join-key`,
-      { connection: workerConnection, create: asRootCommand(joinKeyScript(), BOUNDS.quick), triggers: [workerServer] },
-      { parent: this, dependsOn: [workerWait], ignoreChanges: ["connection"], deletedWith: worker.server, customTimeouts: commandTimeouts(BOUNDS.quick) },
-    );
-    const joinAuthorize = new command.remote.Command(
-      `${name}-join-authorize`,
-      {
-        connection: masterConnection,
-        create: joinKey.stdout.apply((publicKey) => asRootCommand(joinAuthorizeScript({ user: s.openstack.sshUser, publicKey }), BOUNDS.quick)),
-        triggers: [masterServer],
-      },
-      { parent: this, dependsOn: [init, joinKey], ignoreChanges: ["connection"], deletedWith: master.server, customTimeouts: commandTimeouts(BOUNDS.quick) },
-    );
-
-    // 4. kubeadm join, with a token the worker mints for this attempt (a retry never holds an
-    // expired one). A worker already in this cluster is left as it is.
-    const join = new command.remote.Command(
-      `${name}-kubeadm-join`,
-      {
-        connection: workerConnection,
-        create: pulumi
-          .all([joinAuthorize.stdout, addresses])
-          .apply(([trust, a]) =>
-            asRootCommand(
-              kubeadmJoinScript({
-                configPath: remoteArtifactPath(KUBEADM_JOIN_ARTIFACT),
-                user: s.openstack.sshUser,
-                master: apiAdvertiseAddress(s, a),
-                trust: parseJoinTrust(trust),
-              }),
-              BOUNDS.kubeadmJoin,
-            ),
+    // 3. Each worker's join key, and the master's permission for it to mint join tokens, nothing
+    // else. 4. kubeadm join, with a token the worker mints for this attempt (a retry never holds an
+    // expired one). A worker already in this cluster is left as it is. The authorizations run one
+    // after the other: each rewrites the master's authorized_keys.
+    const joins: command.remote.Command[] = [];
+    let previousAuthorize: command.remote.Command | undefined;
+    workers.forEach((w, i) => {
+      const connection = pulumi.secret(pulumi.output(w.access.connection));
+      const server = serverIdentity(w.access.server);
+      const comment = joinKeyComment(w.name);
+      const joinKey = new command.remote.Command(
+        named("join-key", w.name),
+        { connection, create: asRootCommand(joinKeyScript(undefined, comment), BOUNDS.quick), triggers: [server] },
+        { parent: this, dependsOn: [workerWaits[i]!], ignoreChanges: ["connection"], deletedWith: w.access.server, customTimeouts: commandTimeouts(BOUNDS.quick) },
+      );
+      const joinAuthorize = new command.remote.Command(
+        named("join-authorize", w.name),
+        {
+          connection: masterConnection,
+          create: joinKey.stdout.apply((publicKey) =>
+            asRootCommand(joinAuthorizeScript({ user: s.openstack.sshUser, publicKey, ...(w.name === "worker" ? {} : { comment }) }), BOUNDS.quick),
           ),
-        delete: `${asRootCommand(resetNodeScript(), BOUNDS.reset)} || true`,
-        logging: "stderr",
-        // A new cluster (a new master) or a new worker: the worker joins afresh.
-        triggers: [init.id, workerServer],
-      },
-      {
-        parent: this,
-        dependsOn: [joinAuthorize, joinFile],
-        ignoreChanges: ["connection"],
-        deleteBeforeReplace: true,
-        deletedWith: worker.server,
-        customTimeouts: commandTimeouts(BOUNDS.kubeadmJoin),
-      },
-    );
+          triggers: [masterServer],
+        },
+        {
+          parent: this,
+          dependsOn: [init, joinKey, ...(previousAuthorize ? [previousAuthorize] : [])],
+          ignoreChanges: ["connection"],
+          deletedWith: master.server,
+          customTimeouts: commandTimeouts(BOUNDS.quick),
+        },
+      );
+      previousAuthorize = joinAuthorize;
+      joins.push(
+        new command.remote.Command(
+          named("kubeadm-join", w.name),
+          {
+            connection,
+            create: pulumi
+              .all([joinAuthorize.stdout, addresses])
+              .apply(([trust, a]) =>
+                asRootCommand(
+                  kubeadmJoinScript({
+                    configPath: remoteArtifactPath(kubeadmJoinArtifact(w.name)),
+                    user: s.openstack.sshUser,
+                    master: apiAdvertiseAddress(s, a),
+                    trust: parseJoinTrust(trust),
+                  }),
+                  BOUNDS.kubeadmJoin,
+                ),
+              ),
+            delete: `${asRootCommand(resetNodeScript(), BOUNDS.reset)} || true`,
+            logging: "stderr",
+            // A new cluster (a new master) or a new worker: the worker joins afresh.
+            triggers: [init.id, server],
+          },
+          {
+            parent: this,
+            dependsOn: [joinAuthorize, joinFiles[i]!],
+            ignoreChanges: ["connection"],
+            deleteBeforeReplace: true,
+            deletedWith: w.access.server,
+            customTimeouts: commandTimeouts(BOUNDS.kubeadmJoin),
+          },
+        ),
+      );
+    });
 
     // 5. Cilium, from the master: a new version or new values upgrade it in place.
     const valuesHash = valuesYaml.apply(contentHash);
@@ -264,7 +295,7 @@ export class KubernetesCluster extends pulumi.ComponentResource {
       },
       {
         parent: this,
-        dependsOn: [join, valuesFile],
+        dependsOn: [...joins, valuesFile],
         ignoreChanges: ["connection"],
         deletedWith: master.server,
         customTimeouts: commandTimeouts(BOUNDS.cilium),
@@ -279,19 +310,29 @@ export class KubernetesCluster extends pulumi.ComponentResource {
       {
         connection: masterConnection,
         create: pulumi
-          .all([expectedNodes, init.id, join.id, valuesHash, master.boot, worker.boot])
-          .apply(([nodes, cluster, joined, hash, masterBoot, workerBoot]) =>
+          .all([expectedNodes, init.id, valuesHash, master.boot, pulumi.all(joins.map((j) => j.id)), pulumi.all(workers.map((w) => w.access.boot))])
+          .apply(([nodes, cluster, hash, masterBoot, joined, workerBoots]) =>
             asRootCommand(
               nodesReadyScript({
                 dataplane: s.dataplane,
+                podRouting: this.podRouting,
                 nodes,
-                checks: { cluster, join: joined, cilium: s.cilium.version, values: hash, "master boot": masterBoot, "worker boot": workerBoot },
+                checks: {
+                  cluster,
+                  join: joined[0]!,
+                  cilium: s.cilium.version,
+                  values: hash,
+                  "master boot": masterBoot,
+                  "worker boot": workerBoots[0]!,
+                  // The workers after the first, each by its join and its boot identity.
+                  ...Object.fromEntries(workers.slice(1).flatMap((w, i) => [[`${w.name} join`, joined[i + 1]!], [`${w.name} boot`, workerBoots[i + 1]!]])),
+                },
               }),
               BOUNDS.nodesReady,
             ),
           ),
       },
-      { parent: this, dependsOn: [cilium, join], ignoreChanges: ["connection"], deletedWith: master.server, customTimeouts: commandTimeouts(BOUNDS.nodesReady) },
+      { parent: this, dependsOn: [cilium, ...joins], ignoreChanges: ["connection"], deletedWith: master.server, customTimeouts: commandTimeouts(BOUNDS.nodesReady) },
     );
 
     // Resolves only after the readiness check, so nothing uses the cluster before it is usable.
@@ -314,7 +355,7 @@ export class KubernetesCluster extends pulumi.ComponentResource {
     );
 
     this.nodes = pulumi.all([this.ready.stdout, expectedNodes]).apply(([table, expected]) => parseNodeTable(table, expected));
-    this.versions = pulumi.all([masterWait.stdout, workerWait.stdout]).apply(([m, w]) => {
+    this.versions = pulumi.all([masterWait.stdout, workerWaits[0]!.stdout]).apply(([m, w]) => {
       const onMaster = parseNodePrepMarker(m);
       const onWorker = parseNodePrepMarker(w);
       return {
@@ -326,6 +367,13 @@ export class KubernetesCluster extends pulumi.ComponentResource {
       };
     });
 
-    this.registerOutputs({ kubeconfig: this.kubeconfig, nodes: this.nodes, versions: this.versions, dataplane: this.dataplane, apiTunnel: this.apiTunnel });
+    this.registerOutputs({
+      kubeconfig: this.kubeconfig,
+      nodes: this.nodes,
+      versions: this.versions,
+      dataplane: this.dataplane,
+      podRouting: this.podRouting,
+      apiTunnel: this.apiTunnel,
+    });
   }
 }

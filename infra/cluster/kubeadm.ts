@@ -15,6 +15,11 @@ export const API_SERVER_PORT = 6443;
 export const KUBEADM_INIT_ARTIFACT = "kubeadm/init.yaml";
 export const KUBEADM_JOIN_ARTIFACT = "kubeadm/join.yaml";
 
+/** A worker's join file: worker 1's KUBEADM_JOIN_ARTIFACT, the others' named after them (their node IPs differ). */
+export function kubeadmJoinArtifact(host: string): string {
+  return host === "worker" ? KUBEADM_JOIN_ARTIFACT : `kubeadm/join-${host}.yaml`;
+}
+
 /**
  * The join file is uploaded without credentials: the worker fills these in from a freshly minted
  * token it reads on standard input, into a root-only copy that is removed after the join.

@@ -17,8 +17,8 @@
 // by DHCP (option 121, metric 100) and the kernel accepts a local IPv4 gateway, which the connected
 // route (metric 0) then outranks.
 import { cidrSize, nthAddress, parseCidr, type Cidr, type Family } from "../../scenario/cidr.js";
-import { CONFIG_NAMESPACE, type Scenario } from "../../scenario/schema.js";
-import { HOST_ROLES, type HostRole, type LabNetwork } from "../hosts.js";
+import { CONFIG_NAMESPACE, podRouting, type Scenario } from "../../scenario/schema.js";
+import { labHosts, type HostName, type HostRole, type LabHost, type LabNetwork } from "../hosts.js";
 
 export const LAB_NETWORKS: readonly LabNetwork[] = ["management", "client", "datacenter"];
 
@@ -48,11 +48,23 @@ export const DATA_NIC_NAMES: Readonly<Record<Exclude<LabNetwork, "management">, 
  * (IPv6 offsets are the same digits read as hex, so both families read alike).
  */
 export const HOST_NUMBER: Readonly<Record<HostRole, number>> = { bastion: 10, client: 11, router: 12, master: 13, worker: 14 };
+
+/**
+ * The number of a host: its role's, and n for the n-th worker from the second on. Those sit below
+ * the bastion's 10, above the management gateway's 1 and below the DHCP pool, so more workers move
+ * neither a host of the paper's lab nor a pool (testbed:workers stops at 9 for this reason).
+ */
+export function hostNumber(host: LabHost): number {
+  return host.role === "worker" && host.worker !== undefined && host.worker > 1 ? host.worker : HOST_NUMBER[host.role];
+}
 /** The Neutron router's address on the management subnet (the hosts' default gateway). */
 export const MANAGEMENT_GATEWAY_NUMBER = 1;
 /** Addresses below this number are never handed out by Neutron (DHCP ports, anything unplanned). */
 export const FIRST_POOL_NUMBER = 16;
-/** The ports on the measured path client -> router -> worker: they carry the link cap. */
+/**
+ * The ports on the measured path client -> router -> worker: they carry the link cap. Every worker's
+ * data-center port is one (matched by role): the remote paths cross from worker 1 to the others.
+ */
 export const MEASURED_PORTS: readonly { readonly role: HostRole; readonly network: LabNetwork }[] = [
   { role: "client", network: "client" },
   { role: "router", network: "client" },
@@ -83,6 +95,8 @@ export interface PortAddress {
 }
 
 export interface PortPlan {
+  /** The host the port belongs to (its role's name, or worker-N). */
+  readonly host: HostName;
   readonly role: HostRole;
   readonly network: LabNetwork;
   /** Position among the host's NICs (0 = management). */
@@ -100,6 +114,8 @@ export interface PortPlan {
 }
 
 export interface LabPlan {
+  /** Every host, in the order of their resources (HOST_ROLES, the workers after worker 1 last). */
+  readonly hosts: readonly LabHost[];
   readonly subnets: readonly SubnetPlan[];
   readonly ports: readonly PortPlan[];
 }
@@ -131,8 +147,11 @@ function across(network: "client" | "datacenter"): "client" | "datacenter" {
   return network === "client" ? "datacenter" : "client";
 }
 
+/** What the address plan reads: workers and podRouting default to the paper's lab. */
+export type PlanScenario = Pick<Scenario, "families" | "network" | "openstack" | "kubernetes"> & Partial<Pick<Scenario, "workers" | "podRouting">>;
+
 /** The whole lab's addressing, or an error naming the key of a block that cannot hold it. */
-export function labPlan(s: Pick<Scenario, "families" | "network" | "openstack" | "kubernetes">): LabPlan {
+export function labPlan(s: PlanScenario): LabPlan {
   const families = subnetFamilies(s);
   const cidrs = new Map<string, Cidr>();
   for (const network of LAB_NETWORKS) for (const family of families) cidrs.set(`${network}/${family}`, block(s, network, family));
@@ -167,18 +186,21 @@ export function labPlan(s: Pick<Scenario, "families" | "network" | "openstack" |
     }
   }
 
-  // IPv6-only clusters route pods natively between the nodes (Cilium 1.17 tunnels over IPv4 only),
-  // so the nodes' data-center ports must let pod addresses through.
-  const podPairs = s.families.includes("ipv4") ? [] : [s.kubernetes.podSubnets.ipv6];
+  // Pods routed natively between the nodes (podRouting native, and always on an IPv6-only cluster:
+  // Cilium 1.17 tunnels over IPv4 only) arrive from and leave for the other nodes with their own
+  // addresses, so the nodes' data-center ports must let the pod subnets through.
+  const podPairs = podRouting(s) === "native" ? s.families.map((f) => s.kubernetes.podSubnets[f]) : [];
 
+  const hosts = labHosts(s.workers ?? 1);
   const ports: PortPlan[] = [];
-  for (const role of HOST_ROLES) {
+  for (const host of hosts) {
+    const role = host.role;
     ATTACHMENTS[role].forEach((network, nic) => {
       const fixedIps: PortAddress[] = [];
       const guestAddresses: PortAddress[] = [];
       const allowedAddressPairs: string[] = [];
       for (const family of families) {
-        const address = numberedAddress(cidrOf(network, family), HOST_NUMBER[role]);
+        const address = numberedAddress(cidrOf(network, family), hostNumber(host));
         if (role === "router" && network !== "management") {
           // Forwarding: the router sends from and receives for the other side's addresses.
           allowedAddressPairs.push(cidrOf(across(network), family).text);
@@ -192,6 +214,7 @@ export function labPlan(s: Pick<Scenario, "families" | "network" | "openstack" |
       }
       if ((role === "master" || role === "worker") && network === "datacenter") allowedAddressPairs.push(...podPairs);
       ports.push({
+        host: host.name,
         role,
         network,
         nic,
@@ -203,18 +226,18 @@ export function labPlan(s: Pick<Scenario, "families" | "network" | "openstack" |
       });
     });
   }
-  return { subnets, ports };
+  return { hosts, subnets, ports };
 }
 
-export function portOf(plan: LabPlan, role: HostRole, network: LabNetwork): PortPlan {
-  const port = plan.ports.find((p) => p.role === role && p.network === network);
-  if (!port) throw new Error(`the ${role} has no port on the ${network} network`);
+export function portOf(plan: LabPlan, host: HostName, network: LabNetwork): PortPlan {
+  const port = plan.ports.find((p) => p.host === host && p.network === network);
+  if (!port) throw new Error(`the ${host} has no port on the ${network} network`);
   return port;
 }
 
 /** A host's address on a network, whether Neutron or the guest configures it. */
-export function hostAddress(plan: LabPlan, role: HostRole, network: LabNetwork, family: Family): string | undefined {
-  const port = plan.ports.find((p) => p.role === role && p.network === network);
+export function hostAddress(plan: LabPlan, host: HostName, network: LabNetwork, family: Family): string | undefined {
+  const port = plan.ports.find((p) => p.host === host && p.network === network);
   return [...(port?.fixedIps ?? []), ...(port?.guestAddresses ?? [])].find((a) => a.family === family)?.address;
 }
 
@@ -234,9 +257,9 @@ export interface GuestRoute {
  * The routes a host receives from Neutron: for each of its fixed IPs, the subnet's gateway (as a
  * default route) and host routes. IPv4 arrives by DHCP, static IPv6 through network_data.json.
  */
-export function deliveredRoutes(plan: LabPlan, role: HostRole): GuestRoute[] {
+export function deliveredRoutes(plan: LabPlan, host: HostName): GuestRoute[] {
   const routes: GuestRoute[] = [];
-  for (const port of plan.ports.filter((p) => p.role === role)) {
+  for (const port of plan.ports.filter((p) => p.host === host)) {
     for (const fixed of port.fixedIps) {
       const subnet = plan.subnets.find((s) => s.network === port.network && s.family === fixed.family)!;
       const source = fixed.family === "ipv4" ? "dhcp" : "network_data";

@@ -5,7 +5,7 @@
 import { Document, isSeq, visit } from "yaml";
 import { shapingCommands } from "../../scenario/link-cap.js";
 import { CONFIG_NAMESPACE, type Scenario } from "../../scenario/schema.js";
-import type { CloudInitPart, HostRole, LabNetwork } from "../hosts.js";
+import { roleOf, type CloudInitPart, type HostName, type HostRole, type LabNetwork } from "../hosts.js";
 import { REMOTE_ARTIFACT_ROOT } from "../remote-files.js";
 import { MEASURED_PORTS, type LabPlan } from "./address-plan.js";
 
@@ -136,22 +136,22 @@ export interface DataNic {
 const MAC_PATTERN = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/;
 
 /** The host's data NICs in NIC order, with the MACs Neutron gave their ports. */
-export function dataNics(plan: LabPlan, role: HostRole, macs: NicMacs): DataNic[] {
+export function dataNics(plan: LabPlan, host: HostName, macs: NicMacs): DataNic[] {
   return plan.ports
-    .filter((p) => p.role === role && p.interfaceName !== undefined)
+    .filter((p) => p.host === host && p.interfaceName !== undefined)
     .sort((a, b) => a.nic - b.nic)
     .map((p) => {
       const mac = macs[p.network]?.toLowerCase();
-      if (!mac || !MAC_PATTERN.test(mac)) throw new Error(`the ${role}'s ${p.network} port has no MAC address ("${String(macs[p.network])}")`);
+      if (!mac || !MAC_PATTERN.test(mac)) throw new Error(`the ${host}'s ${p.network} port has no MAC address ("${String(macs[p.network])}")`);
       const prefix = (family: string) => plan.subnets.find((sn) => sn.network === p.network && sn.family === family)!.cidr.split("/")[1];
       return { mac, name: p.interfaceName!, addresses: p.guestAddresses.map((a) => `${a.address}/${prefix(a.family)}`) };
     });
 }
 
 /** The host's NICs on the measured path, which the link cap shapes (by their stable names). */
-export function cappedNics(plan: LabPlan, role: HostRole): string[] {
+export function cappedNics(plan: LabPlan, host: HostName): string[] {
   return plan.ports
-    .filter((p) => p.role === role && MEASURED_PORTS.some((m) => m.role === role && m.network === p.network))
+    .filter((p) => p.host === host && MEASURED_PORTS.some((m) => m.role === p.role && m.network === p.network))
     .map((p) => p.interfaceName!);
 }
 
@@ -197,10 +197,10 @@ WantedBy=multi-user.target
  * ids, so netplan merges it into those definitions, changing `set-name` (and adding the router's
  * next hops) rather than defining a NIC twice. On later boots udev applies the new names itself.
  */
-export function hostSetupScript(s: Pick<Scenario, "families" | "linkShaping" | "linkMbps">, plan: LabPlan, role: HostRole): string {
+export function hostSetupScript(s: Pick<Scenario, "families" | "linkShaping" | "linkMbps">, plan: LabPlan, host: HostName): string {
   const steps: string[] = [];
-  if (role === "router") steps.push(`sysctl -p ${ROUTER_SYSCTL_FILE} >/dev/null`);
-  if (guestShapes(s) && cappedNics(plan, role).length > 0) steps.push(`systemctl enable --now ${LINK_CAP_UNIT}`);
+  if (roleOf(host) === "router") steps.push(`sysctl -p ${ROUTER_SYSCTL_FILE} >/dev/null`);
+  if (guestShapes(s) && cappedNics(plan, host).length > 0) steps.push(`systemctl enable --now ${LINK_CAP_UNIT}`);
   return `#!/bin/bash
 # The testbed's first-boot setup of this host (run once by cloud-init).
 set -euo pipefail
@@ -263,19 +263,19 @@ export function nicTable(nics: readonly DataNic[]): string {
 }
 
 /** The lab's setup of a host: data NIC names, the router's forwarding, the link cap. */
-export function hostSetupPart(s: Pick<Scenario, "families" | "linkShaping" | "linkMbps">, plan: LabPlan, role: HostRole, macs: NicMacs): CloudInitPart {
+export function hostSetupPart(s: Pick<Scenario, "families" | "linkShaping" | "linkMbps">, plan: LabPlan, host: HostName, macs: NicMacs): CloudInitPart {
   const files: NonNullable<CloudInitPart["write_files"]>[number][] = [
-    { path: NIC_TABLE_FILE, content: nicTable(dataNics(plan, role, macs)), permissions: "0644" },
-    { path: HOST_SETUP_SCRIPT, content: hostSetupScript(s, plan, role), permissions: "0755" },
+    { path: NIC_TABLE_FILE, content: nicTable(dataNics(plan, host, macs)), permissions: "0644" },
+    { path: HOST_SETUP_SCRIPT, content: hostSetupScript(s, plan, host), permissions: "0755" },
   ];
-  if (role === "router") {
+  if (roleOf(host) === "router") {
     const sysctls = routerSysctls(s);
     files.push({
       path: ROUTER_SYSCTL_FILE,
       content: ["# The router VM forwards between the client and the data-center network.", ...Object.entries(sysctls).map(([k, v]) => `${k} = ${v}`), ""].join("\n"),
     });
   }
-  const capped = cappedNics(plan, role);
+  const capped = cappedNics(plan, host);
   if (guestShapes(s) && capped.length > 0) {
     files.push({ path: LINK_CAP_SCRIPT, content: linkCapScript(s, capped), permissions: "0755" });
     files.push({ path: `/etc/systemd/system/${LINK_CAP_UNIT}`, content: linkCapUnit(), permissions: "0644" });
@@ -293,9 +293,10 @@ export function workerPart(): CloudInitPart {
   return { packages: [...WORKER_PACKAGES] };
 }
 
-/** What the OpenStack layer itself puts on a host of this role. */
-export function labParts(s: Pick<Scenario, "openstack" | "families" | "receiver" | "linkShaping" | "linkMbps">, plan: LabPlan, role: HostRole, macs: NicMacs): CloudInitPart[] {
-  const parts = [commonPart(s, role), hostSetupPart(s, plan, role, macs)];
+/** What the OpenStack layer itself puts on a host: what its role gets, and its own NICs and link cap. */
+export function labParts(s: Pick<Scenario, "openstack" | "families" | "receiver" | "linkShaping" | "linkMbps">, plan: LabPlan, host: HostName, macs: NicMacs): CloudInitPart[] {
+  const role = roleOf(host);
+  const parts = [commonPart(s, role), hostSetupPart(s, plan, host, macs)];
   if (role === "client") parts.push(clientPart());
   if (role === "worker") parts.push(workerPart());
   return parts;
@@ -348,7 +349,7 @@ export function renderCloudConfig(part: CloudInitPart): string {
 /** What a host's user data is rendered from; the scenario keys every part reads. */
 export type UserDataScenario = Pick<Scenario, "openstack" | "families" | "receiver" | "linkShaping" | "linkMbps">;
 
-/** A host's user data: the lab's parts for its role, then the parts other layers give. */
-export function renderUserData(s: UserDataScenario, plan: LabPlan, role: HostRole, macs: NicMacs, extra: readonly CloudInitPart[] = []): string {
-  return renderCloudConfig(mergeCloudInitParts([...labParts(s, plan, role, macs), ...extra]));
+/** A host's user data: the lab's parts for the host, then the parts other layers give its role. */
+export function renderUserData(s: UserDataScenario, plan: LabPlan, host: HostName, macs: NicMacs, extra: readonly CloudInitPart[] = []): string {
+  return renderCloudConfig(mergeCloudInitParts([...labParts(s, plan, host, macs), ...extra]));
 }

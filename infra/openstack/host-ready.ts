@@ -3,13 +3,14 @@
 // the host itself (data NICs under their stable names, the router's forwarding, the link cap).
 import type { Scenario } from "../../scenario/schema.js";
 import { shellAssignments, type ScriptBound } from "../cluster/shell.js";
-import type { HostRole } from "../hosts.js";
+import { roleOf, type HostName } from "../hosts.js";
 import type { LabPlan } from "./address-plan.js";
 import { BOOTSTRAP_FAILED_FILE, cappedNics, guestShapes, HOST_READY_MARKER, ROLE_TOOLS, routerSysctls } from "./cloud-init.js";
 
 /** What a host must show before it is used. */
 export interface HostExpectations {
-  readonly role: HostRole;
+  /** The host (its role's name, or worker-N), as its messages name it. */
+  readonly host: HostName;
   /** Data NICs by their stable names. */
   readonly nics: readonly string[];
   /** sysctl name -> value that must hold (the router's forwarding). */
@@ -28,12 +29,13 @@ export function hostReadyBound(): ScriptBound {
   return { limitS: CLOUD_INIT_WAIT_S + 120, waitingFor: "cloud-init to finish the host's first boot" };
 }
 
-export function hostExpectations(s: Pick<Scenario, "families" | "linkShaping" | "linkMbps">, plan: LabPlan, role: HostRole): HostExpectations {
+export function hostExpectations(s: Pick<Scenario, "families" | "linkShaping" | "linkMbps">, plan: LabPlan, host: HostName): HostExpectations {
+  const role = roleOf(host);
   return {
-    role,
-    nics: plan.ports.filter((p) => p.role === role && p.interfaceName !== undefined).map((p) => p.interfaceName!),
+    host,
+    nics: plan.ports.filter((p) => p.host === host && p.interfaceName !== undefined).map((p) => p.interfaceName!),
     sysctls: role === "router" ? routerSysctls(s) : {},
-    cappedNics: guestShapes(s) ? cappedNics(plan, role) : [],
+    cappedNics: guestShapes(s) ? cappedNics(plan, host) : [],
     tools: ROLE_TOOLS[role] ?? { commands: [], files: [] },
   };
 }
@@ -47,7 +49,7 @@ export function hostReadyScript(e: HostExpectations, at: { readonly boot?: strin
   const sysctls = Object.entries(e.sysctls).map(([k, v]) => `${k}=${v}`);
   return `set -euo pipefail
 ${at.boot ? `# boot: ${at.boot}\n` : ""}${shellAssignments({
-  ROLE: e.role,
+  ROLE: e.host,
   NICS: e.nics.join(" "),
   SYSCTLS: sysctls.join(" "),
   CAPPED: e.cappedNics.join(" "),

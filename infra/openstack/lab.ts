@@ -8,7 +8,7 @@ import * as openstack from "@pulumi/openstack";
 import type { Family } from "../../scenario/cidr.js";
 import type { Scenario } from "../../scenario/schema.js";
 import * as command from "@pulumi/command";
-import { HOST_ROLES, patientConnection, type CloudInitPart, type HostAccess, type HostRole, type LabNetwork } from "../hosts.js";
+import { HOST_ROLES, patientConnection, type CloudInitPart, type HostAccess, type HostName, type HostRole, type LabNetwork, type NamedHost } from "../hosts.js";
 import { LabAccess } from "./access.js";
 import { labPlan, type LabPlan } from "./address-plan.js";
 import { renderUserData, type NicMacs } from "./cloud-init.js";
@@ -26,21 +26,21 @@ export interface OpenStackLabArgs {
   readonly sshPrivateKey: pulumi.Input<string>;
   /** The Pulumi stack: part of the names the cloud wants unique (key pair, created flavors). */
   readonly stack: string;
-  /** What other layers add to a host's user data (e.g. node preparation on master and worker). */
+  /** What other layers add to the user data of each host of a role (e.g. node preparation on master and workers). */
   readonly cloudInitParts: Partial<Record<HostRole, CloudInitPart[]>>;
   /** renderLab's result, when the caller checked it before declaring anything of its own. */
   readonly rendered?: RenderedLab;
 }
 
-/** Addresses per host, network and family, as plain data. */
-export type HostAddresses = Record<HostRole, Partial<Record<LabNetwork, Partial<Record<Family, string>>>>>;
+/** Addresses per host (the roles', and worker-N for the workers after the first), network and family, as plain data. */
+export type HostAddresses = Record<HostName, Partial<Record<LabNetwork, Partial<Record<Family, string>>>>>;
 
 /** Everything the lab derives from its arguments without the cloud; throws on a bad scenario. */
 export interface RenderedLab {
   readonly plan: LabPlan;
   readonly securityGroups: SecurityGroupPlan[];
   /** Each host's user data, from the MACs of its data ports (known once Neutron made them). */
-  readonly userData: Record<HostRole, (macs: NicMacs) => string>;
+  readonly userData: Record<HostName, (macs: NicMacs) => string>;
 }
 
 export function renderLab(args: Pick<OpenStackLabArgs, "scenario" | "cloudInitParts">): RenderedLab {
@@ -56,11 +56,11 @@ export function renderLab(args: Pick<OpenStackLabArgs, "scenario" | "cloudInitPa
     }
   }
   const userData = Object.fromEntries(
-    HOST_ROLES.map((role) => [role, (macs: NicMacs) => renderUserData(s, plan, role, macs, args.cloudInitParts[role] ?? [])]),
-  ) as Record<HostRole, (macs: NicMacs) => string>;
+    plan.hosts.map(({ name, role }) => [name, (macs: NicMacs) => renderUserData(s, plan, name, macs, args.cloudInitParts[role] ?? [])]),
+  ) as Record<HostName, (macs: NicMacs) => string>;
   // Rendered once now with stand-in MACs, so a part that cannot render fails before any resource.
   const standIn: NicMacs = { client: "02:00:00:00:00:01", datacenter: "02:00:00:00:00:02" };
-  for (const role of HOST_ROLES) userData[role](standIn);
+  for (const { name } of plan.hosts) userData[name]!(standIn);
   return { plan, securityGroups, userData };
 }
 
@@ -72,8 +72,10 @@ function familyOfAddress(address: string): Family {
 }
 
 export class OpenStackLab extends pulumi.ComponentResource {
-  /** How the layers above reach and address each host. */
+  /** How the layers above reach and address each role's host (`worker`: worker 1). */
   readonly hosts: Readonly<Record<HostRole, HostAccess>>;
+  /** Every worker, worker 1 (hosts.worker) first (testbed:workers). */
+  readonly workers: readonly NamedHost[];
   /** The bastion's floating IP: the one address of the lab reachable from outside. */
   readonly bastionAddress: pulumi.Output<string>;
   readonly hostAddresses: pulumi.Output<HostAddresses>;
@@ -142,18 +144,18 @@ export class OpenStackLab extends pulumi.ComponentResource {
 
     const privateKey = pulumi.secret(args.sshPrivateKey);
     const user = s.openstack.sshUser;
-    const hosts = {} as Record<HostRole, HostAccess>;
-    for (const role of HOST_ROLES) {
+    const hosts = {} as Record<HostName, HostAccess>;
+    for (const { name: host, role } of plan.hosts) {
       const addresses: HostAccess["addresses"] = {};
       const interfaces: HostAccess["interfaces"] = {};
-      for (const p of plan.ports.filter((q) => q.role === role)) {
-        const port = servers.ports[role][p.network]!;
+      for (const p of plan.ports.filter((q) => q.host === host)) {
+        const port = servers.ports[host]![p.network]!;
         const perFamily: Partial<Record<Family, pulumi.Output<string>>> = {};
         for (const fixed of p.fixedIps) {
           // From the port, so that users of an address wait for the port that holds it.
           perFamily[fixed.family] = port.allFixedIps.apply((ips) => {
             const found = ips.find((ip) => familyOfAddress(ip) === fixed.family);
-            if (!found) throw new Error(`the ${role}'s ${p.network} port has no ${fixed.family} address`);
+            if (!found) throw new Error(`the ${host}'s ${p.network} port has no ${fixed.family} address`);
             return found;
           });
         }
@@ -162,7 +164,7 @@ export class OpenStackLab extends pulumi.ComponentResource {
         if (p.interfaceName) interfaces[p.network] = p.interfaceName;
       }
       const management = addresses.management?.ipv4;
-      if (!management) throw new Error(`the ${role} has no IPv4 management address`);
+      if (!management) throw new Error(`the ${host} has no IPv4 management address`);
       // The bastion is reached at its floating IP; every other host at its management address,
       // through the bastion (ProxyJump). The key makes the whole connection a secret.
       const connection =
@@ -174,30 +176,32 @@ export class OpenStackLab extends pulumi.ComponentResource {
       // Nothing runs on a host, or relies on it, before its own bootstrap has been checked there. The
       // check names the host's boot identity: a resize (which reboots it) runs the check again, as an
       // update; a new server replaces it (its trigger), which runs no delete.
-      const boot = servers.boot[role];
+      const boot = servers.boot[host]!;
+      const server = servers.servers[host]!;
       const bound = hostReadyBound();
       const ready = new command.remote.Command(
-        `${name}-${role}-ready`,
+        `${name}-${host}-ready`,
         {
           connection: patientConnection(connection),
-          create: boot.apply((b) => asRootCommand(hostReadyScript(hostExpectations(s, plan, role), { boot: b }), bound)),
-          triggers: [servers.servers[role].id],
+          create: boot.apply((b) => asRootCommand(hostReadyScript(hostExpectations(s, plan, host), { boot: b }), bound)),
+          triggers: [server.id],
         },
         {
           parent: this,
-          dependsOn: [servers.servers[role], association],
-          deletedWith: servers.servers[role],
+          dependsOn: [server, association],
+          deletedWith: server,
           // The connection dials without a limit while the server boots: its wait counts too.
           customTimeouts: commandTimeouts({ limitS: bound.limitS + SSH_BOOT_WAIT_S }),
         },
       );
-      hosts[role] = { connection: pulumi.secret(connection), addresses, interfaces, server: servers.servers[role], ready, boot };
+      hosts[host] = { connection: pulumi.secret(connection), addresses, interfaces, server, ready, boot };
     }
     this.hosts = hosts;
+    this.workers = plan.hosts.filter((h) => h.role === "worker").map((h) => ({ name: h.name, access: hosts[h.name]! }));
     this.plan = plan;
-    const addressesByRole = {} as Record<HostRole, HostAccess["addresses"]>;
-    for (const role of HOST_ROLES) addressesByRole[role] = hosts[role].addresses;
-    this.hostAddresses = pulumi.output(addressesByRole);
+    const addressesByHost = {} as Record<HostName, HostAccess["addresses"]>;
+    for (const { name: host } of plan.hosts) addressesByHost[host] = hosts[host]!.addresses;
+    this.hostAddresses = pulumi.output(addressesByHost);
 
     this.registerOutputs({ bastionAddress: this.bastionAddress, hostAddresses: this.hostAddresses });
   }

@@ -2,9 +2,9 @@
 // Neutron's default (everything out), which package installs need; replies to admitted traffic pass
 // by connection tracking. ARP, DHCP and IPv6 neighbour discovery are allowed by Neutron itself.
 import { parseCidr, type Family } from "../../scenario/cidr.js";
-import { CONFIG_NAMESPACE, nodePortRange, type Scenario } from "../../scenario/schema.js";
+import { CONFIG_NAMESPACE, nodePortRange, podRouting, type Scenario } from "../../scenario/schema.js";
 import { API_SERVER_PORT } from "../cluster/kubeadm.js";
-import type { HostRole, LabNetwork } from "../hosts.js";
+import { roleOf, type HostName, type LabNetwork } from "../hosts.js";
 import { subnetFamilies } from "./address-plan.js";
 
 export const SSH_PORT = 22;
@@ -74,7 +74,7 @@ export function adminBlock(s: Pick<Scenario, "adminCidr">): string {
   return parsed.text;
 }
 
-type RuleScenario = Pick<Scenario, "adminCidr" | "families" | "network" | "kubernetes">;
+type RuleScenario = Pick<Scenario, "adminCidr" | "families" | "network" | "kubernetes"> & Partial<Pick<Scenario, "podRouting">>;
 
 export function securityGroupPlans(s: RuleScenario): SecurityGroupPlan[] {
   const admin = adminBlock(s);
@@ -100,7 +100,7 @@ export function securityGroupPlans(s: RuleScenario): SecurityGroupPlan[] {
       self(ICMP[f], undefined, "cilium-health node reachability pings"),
     );
   }
-  if (s.families.includes("ipv4")) {
+  if (podRouting(s) === "tunnel") {
     cluster.push({
       ethertype: "IPv4",
       protocol: "udp",
@@ -110,8 +110,16 @@ export function securityGroupPlans(s: RuleScenario): SecurityGroupPlan[] {
       reason: "Cilium's VXLAN tunnel between the nodes (pod-to-pod traffic across nodes)",
     });
   } else {
-    // IPv6-only: Cilium routes pods natively, so pod addresses arrive unencapsulated from the other node.
-    cluster.push(fromCidr(s.kubernetes.podSubnets.ipv6, undefined, undefined, "pod-to-pod traffic routed natively between the nodes (IPv6-only cluster)"));
+    // Native routing: pod addresses arrive unencapsulated from the other nodes, and so does what a
+    // node sends to a pod elsewhere from its own address (a NodePort's remote backend behind SNAT,
+    // externalTrafficPolicy Cluster; a host-network client of a ClusterIP), which no port rule can
+    // name in advance.
+    for (const f of s.families) {
+      cluster.push(fromCidr(s.kubernetes.podSubnets[f], undefined, undefined, "pod-to-pod traffic routed natively between the nodes"));
+    }
+    for (const f of s.families) {
+      cluster.push({ ethertype: ETHERTYPE[f], remote: "self", reason: "a node's own traffic to pods on the other nodes, routed natively (SNAT to a remote NodePort backend)" });
+    }
   }
 
   return [
@@ -160,7 +168,8 @@ export function securityGroupPlans(s: RuleScenario): SecurityGroupPlan[] {
 }
 
 /** The groups of each port; a port not listed here does not exist. */
-export function portSecurityGroups(role: HostRole, network: LabNetwork): SecurityGroupName[] {
+export function portSecurityGroups(host: HostName, network: LabNetwork): SecurityGroupName[] {
+  const role = roleOf(host);
   if (network === "management") {
     if (role === "bastion") return ["admin"];
     return role === "master" ? ["management", "kube-api"] : ["management"];
@@ -168,7 +177,9 @@ export function portSecurityGroups(role: HostRole, network: LabNetwork): Securit
   // The router's client port admits what it forwards to the worker; its data-center port only sees
   // replies (connection tracking) and ICMP.
   if (role === "router") return network === "client" ? ["path", "nodeport"] : ["path"];
-  if (role === "worker") return ["path", "nodeport", "cluster"];
+  // Every path enters the cluster at worker 1's NodePorts (scenario/paths.ts); the other workers
+  // hold endpoints, reached from the nodes only.
+  if (role === "worker") return host === "worker" ? ["path", "nodeport", "cluster"] : ["path", "cluster"];
   if (role === "master") return ["path", "cluster"];
   return ["path"];
 }

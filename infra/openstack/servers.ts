@@ -3,13 +3,11 @@
 // of a server's NICs (hence the guest's interface names) is the order of ATTACHMENTS.
 import * as pulumi from "@pulumi/pulumi";
 import * as openstack from "@pulumi/openstack";
-import { HOST_ROLES, type HostRole, type LabNetwork } from "../hosts.js";
+import { HOST_METADATA_KEY, ROLE_METADATA_KEY, type HostName, type HostRole, type LabNetwork } from "../hosts.js";
 import type { LabPlan } from "./address-plan.js";
 import type { NicMacs } from "./cloud-init.js";
 import { portSecurityGroups, type SecurityGroupName } from "./security-rules.js";
 
-/** Server metadata key naming the host's role; `testbed plan` names cloud-init files by it. */
-export const ROLE_METADATA_KEY = "testbed-role";
 
 export interface LabServersArgs {
   readonly plan: LabPlan;
@@ -25,34 +23,35 @@ export interface LabServersArgs {
   readonly image: string;
   readonly availabilityZone?: string;
   /** Each host's user data from the MACs Neutron gave its data ports (the guest names its NICs by them). */
-  readonly userData: Readonly<Record<HostRole, (macs: NicMacs) => string>>;
+  readonly userData: Readonly<Record<HostName, (macs: NicMacs) => string>>;
   /** The management uplink: servers install packages on first boot, which needs it in place. */
   readonly uplink: pulumi.Resource;
 }
 
 export class LabServers extends pulumi.ComponentResource {
-  readonly servers: Readonly<Record<HostRole, openstack.compute.Instance>>;
+  readonly servers: Readonly<Record<HostName, openstack.compute.Instance>>;
   /** Each server's boot identity (HostAccess.boot): its id and its flavor. */
-  readonly boot: Readonly<Record<HostRole, pulumi.Output<string>>>;
-  readonly ports: Readonly<Record<HostRole, Partial<Record<LabNetwork, openstack.networking.Port>>>>;
+  readonly boot: Readonly<Record<HostName, pulumi.Output<string>>>;
+  readonly ports: Readonly<Record<HostName, Partial<Record<LabNetwork, openstack.networking.Port>>>>;
 
   constructor(name: string, args: LabServersArgs, opts?: pulumi.ComponentResourceOptions) {
     super("testbed:openstack:Servers", name, {}, opts);
-    const servers = {} as Record<HostRole, openstack.compute.Instance>;
-    const ports = {} as Record<HostRole, Partial<Record<LabNetwork, openstack.networking.Port>>>;
+    const servers = {} as Record<HostName, openstack.compute.Instance>;
+    const ports = {} as Record<HostName, Partial<Record<LabNetwork, openstack.networking.Port>>>;
 
-    for (const role of HOST_ROLES) {
-      ports[role] = {};
-      const own = args.plan.ports.filter((p) => p.role === role).sort((a, b) => a.nic - b.nic);
+    for (const { name: host, role } of args.plan.hosts) {
+      const hostPorts: Partial<Record<LabNetwork, openstack.networking.Port>> = {};
+      ports[host] = hostPorts;
+      const own = args.plan.ports.filter((p) => p.host === host).sort((a, b) => a.nic - b.nic);
       for (const p of own) {
         const capped = p.measured && args.qos !== undefined;
-        ports[role][p.network] = new openstack.networking.Port(
-          `${name}-${role}-${p.network}`,
+        hostPorts[p.network] = new openstack.networking.Port(
+          `${name}-${host}-${p.network}`,
           {
-            name: `testbed-${role}-${p.network}`,
+            name: `testbed-${host}-${p.network}`,
             networkId: args.networkIds[p.network],
             fixedIps: p.fixedIps.map((f) => ({ subnetId: args.subnetIds[p.network][f.family]!, ipAddress: f.address })),
-            securityGroupIds: portSecurityGroups(role, p.network).map((g) => args.securityGroupIds[g]),
+            securityGroupIds: portSecurityGroups(host, p.network).map((g) => args.securityGroupIds[g]),
             // Port security stays on (anti-spoofing and security groups); the pairs name exactly the
             // foreign addresses this port carries.
             ...(p.allowedAddressPairs.length > 0 ? { allowedAddressPairs: p.allowedAddressPairs.map((ipAddress) => ({ ipAddress })) } : {}),
@@ -64,22 +63,26 @@ export class LabServers extends pulumi.ComponentResource {
         );
       }
       const macs: Partial<Record<LabNetwork, pulumi.Output<string>>> = {};
-      for (const p of own.filter((q) => q.network !== "management")) macs[p.network] = ports[role][p.network]!.macAddress;
-      const userData = pulumi.all(macs).apply((m) => args.userData[role](m as NicMacs));
-      servers[role] = new openstack.compute.Instance(
-        `${name}-${role}`,
+      for (const p of own.filter((q) => q.network !== "management")) macs[p.network] = hostPorts[p.network]!.macAddress;
+      const render = args.userData[host];
+      if (!render) throw new Error(`no user data for the ${host}`);
+      const userData = pulumi.all(macs).apply((m) => render(m as NicMacs));
+      // Every worker boots from the worker's flavor: the workers after the first are sized as the paper's one.
+      const flavor = args.flavors[role];
+      servers[host] = new openstack.compute.Instance(
+        `${name}-${host}`,
         {
-          name: `testbed-${role}`,
-          ...("name" in args.flavors[role] ? { flavorName: args.flavors[role].name } : { flavorId: args.flavors[role].id }),
+          name: `testbed-${host}`,
+          ...("name" in flavor ? { flavorName: flavor.name } : { flavorId: flavor.id }),
           imageName: args.image,
           keyPair: args.keyPairName,
           availabilityZone: args.availabilityZone,
-          networks: own.map((p) => ({ port: ports[role][p.network]!.id })),
+          networks: own.map((p) => ({ port: hostPorts[p.network]!.id })),
           userData,
           // network_data.json (static IPv6 addresses and routes) is read at cloud-init's local stage,
           // before any network is up; the config drive has it without a metadata-service round trip.
           configDrive: true,
-          metadata: { [ROLE_METADATA_KEY]: role },
+          metadata: { [ROLE_METADATA_KEY]: role, ...(host !== role ? { [HOST_METADATA_KEY]: host } : {}) },
         },
         {
           parent: this,
@@ -91,14 +94,15 @@ export class LabServers extends pulumi.ComponentResource {
     }
     this.servers = servers;
     this.boot = Object.fromEntries(
-      HOST_ROLES.map((role) => {
+      args.plan.hosts.map(({ name: host, role }) => {
         const flavor = args.flavors[role];
+        const server = servers[host]!;
         // From the server's outputs, so a check that names it runs after the server's update (a resize).
-        const ref = "name" in flavor ? servers[role].flavorName.apply((n) => `flavor ${n ?? flavor.name}`) : pulumi.output(flavor.id).apply((id) => `flavor-id ${id}`);
-        return [role, pulumi.all([servers[role].id, ref]).apply(([id, f]) => `server ${id} ${f}`)];
+        const ref = "name" in flavor ? server.flavorName.apply((n) => `flavor ${n ?? flavor.name}`) : pulumi.output(flavor.id).apply((id) => `flavor-id ${id}`);
+        return [host, pulumi.all([server.id, ref]).apply(([id, f]) => `server ${id} ${f}`)];
       }),
-    ) as Record<HostRole, pulumi.Output<string>>;
+    ) as Record<HostName, pulumi.Output<string>>;
     this.ports = ports;
-    this.registerOutputs({ serverIds: Object.fromEntries(HOST_ROLES.map((r) => [r, servers[r].id])) });
+    this.registerOutputs({ serverIds: Object.fromEntries(args.plan.hosts.map((h) => [h.name, servers[h.name]!.id])) });
   }
 }

@@ -198,6 +198,16 @@ describe("single-family clusters", () => {
   });
 });
 
+describe("native pod routing (testbed:podRouting native)", () => {
+  it("routes both families natively, with keys the chart has and values its schema accepts", () => {
+    const v = renderCiliumValues(scenario({ podRouting: "native" }), host);
+    expect(v).toMatchObject({ routingMode: "native", autoDirectNodeRoutes: true, ipv4NativeRoutingCIDR: "10.244.0.0/16", ipv6NativeRoutingCIDR: "fd00:10:244::/56" });
+    expect(v).not.toHaveProperty("tunnelProtocol");
+    expect(validate(v)).toBe(true);
+    expect(leafPaths(v).filter((p) => !chartPaths.has(p))).toEqual([]);
+  });
+});
+
 describe("service ID estimate", () => {
   it("the paper's sweep fits: the default range leaves most of 10000 Services ClusterIP", () => {
     // 2766 NodePorts x 5 + 7234 ClusterIPs + 16, per family, two families

@@ -14,6 +14,7 @@ import {
   ciliumUninstallScript,
   kubeadmInitScript,
   joinAuthorizeScript,
+  joinKeyComment,
   joinForcedCommand,
   joinKeyScript,
   kubeadmJoinScript,
@@ -165,7 +166,7 @@ case "$*" in
   # writer a SIGPIPE, which pipefail must never turn into a pass.
   *"-- iptables-save -t nat"*) printf '*nat\\n%s\\n' "\${NAT_CHAINS:-:POSTROUTING ACCEPT [0:0]}"; yes ':KUBE-SVC-FILLER - [0:0]' | head -n 200000; printf 'COMMIT\\n' ;;
   *"get pods -l k8s-app=cilium -o name"*) printf 'pod/cilium-a\\npod/cilium-b\\n' ;;
-  *"cilium-dbg status"*) printf 'KVStore:   Disabled\\nKubeProxyReplacement:    %s   [ens4 198.18.1.10]\\n' "\${KPR:-True}"; yes 'Host Routing:  Legacy' | head -n 100000 ;;
+  *"cilium-dbg status"*) printf 'KVStore:   Disabled\\nKubeProxyReplacement:    %s   [ens4 198.18.1.10]\\nRouting:                 Network: %s   Host: Legacy\\n' "\${KPR:-True}" "\${ROUTING:-Tunnel [vxlan]}"; yes 'Host Routing:  Legacy' | head -n 100000 ;;
   *"get nodes -o jsonpath"*) printf '%s' "$NODE_TABLE" ;;
   *) echo "unexpected kubectl $*" >&2; exit 99 ;;
 esac`,
@@ -194,6 +195,16 @@ esac`,
     const r = runBash(ebpf, bin, { NODE_TABLE: table, KPR: "False" });
     expect(r.status).toBe(1);
     expect(r.stderr).toMatch(/pod\/cilium-a does not report KubeProxyReplacement True/);
+  });
+
+  it("fails when an agent routes pods between the nodes otherwise than the stack asks", () => {
+    const tunnelled = runBash(ebpf, bin, { NODE_TABLE: table });
+    expect(tunnelled.status).toBe(0);
+    const native = nodesReadyScript({ dataplane: "ebpf", podRouting: "native", nodes });
+    const r = runBash(native, bin, { NODE_TABLE: table });
+    expect(r.status).toBe(1);
+    expect(r.stderr).toMatch(/pod\/cilium-a does not route pods between the nodes as the stack asks \(Network: Native\): Routing: +Network: Tunnel \[vxlan\]/);
+    expect(runBash(native, bin, { NODE_TABLE: table, ROUTING: "Native" }).status).toBe(0);
   });
 
   it("iptables: passes with kube-proxy in iptables mode and no replacement", () => {
@@ -551,6 +562,26 @@ echo "--- authorized_keys"; cat /root/.ssh/authorized_keys`,
       expect(r.stderr).toMatch(/REMOTE HOST IDENTIFICATION HAS CHANGED|Host key verification failed/);
       expect(calls(env).some((c) => c.startsWith("reset") || c.startsWith("join") || c.startsWith("token"))).toBe(false);
     });
+  });
+
+  it("each worker's authorization replaces its own earlier line and keeps every other worker's", () => {
+    const p = paths("join-two-workers");
+    makeCa(p);
+    execFileSync("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-f", p.sshHostKey.replace(/\.pub$/, "")]);
+    const authorize = (publicKey: string, comment?: string) => shellQuote(joinAuthorizeScript({ user: "root", publicKey, ...(comment ? { comment } : {}) }, p));
+    const flow = `mount -t tmpfs -o mode=0700 testbed-sandbox /root
+install -d -m 0700 /root/.ssh
+printf 'restrict,command="old" ssh-ed25519 AAAAold1 testbed-join\\nrestrict,command="old" ssh-ed25519 AAAAold2 testbed-join-worker-2\\n' >/root/.ssh/authorized_keys
+bash -c ${authorize("ssh-ed25519 AAAAnew1 testbed-join")} >/dev/null || exit 10
+bash -c ${authorize("ssh-ed25519 AAAAnew2 testbed-join-worker-2", joinKeyComment("worker-2"))} >/dev/null || exit 11
+bash -c ${authorize("ssh-ed25519 AAAAnew3 testbed-join-worker-3", joinKeyComment("worker-3"))} >/dev/null || exit 12
+cat /root/.ssh/authorized_keys`;
+    const r = runSandboxed(flow, bin, {});
+    expect(r.stderr).toBe("");
+    expect(r.status).toBe(0);
+    expect(r.stdout.trim().split("\n").map((l) => l.split(" ").slice(-2).join(" "))).toEqual(["AAAAnew1 testbed-join", "AAAAnew2 testbed-join-worker-2", "AAAAnew3 testbed-join-worker-3"]);
+    expect(joinKeyComment("worker")).toBe("testbed-join");
+    expect(() => joinAuthorizeScript({ user: "root", publicKey: "ssh-ed25519 AAAA x", comment: "a b" })).toThrow(/join key comment "a b"/);
   });
 
   it("the join key is made once, root-only, and printed", () => {

@@ -19,7 +19,7 @@ import { assetText, type PlannedResource } from "../../infra/offline-engine.js";
 import { OFFLINE_CA_CERT_HASH } from "../../infra/offline-fixtures.js";
 import { REMOTE_ARTIFACT_ROOT } from "../../infra/remote-files.js";
 import { SETUP_PROBE_PATH } from "../../infra/setup-probe.js";
-import { HOST_ROLES, type HostRole } from "../../infra/hosts.js";
+import { labHosts, type HostName } from "../../infra/hosts.js";
 
 const STANDINS = path.join(import.meta.dirname, "lifecycle-standins.mjs");
 const CHECKOUT = path.resolve(import.meta.dirname, "../..");
@@ -38,7 +38,7 @@ export interface StandInState {
 
 export interface StepRun {
   readonly step: Step;
-  readonly host?: HostRole;
+  readonly host?: HostName;
   readonly status: number;
   readonly stdout: string;
   readonly stderr: string;
@@ -50,12 +50,12 @@ const unwrap = (v: unknown): unknown => (v && typeof v === "object" && "$secret"
 
 /**
  * The host a command runs on. Plans carry connections as redacted secrets, but every remote step
- * is deletedWith the server it runs on (lab-servers-<role>).
+ * is deletedWith the server it runs on (lab-servers-<host>).
  */
-function hostOf(r: PlannedResource): HostRole {
-  const server = /^openstack:compute\/instance:Instance::lab-servers-(\w+)$/.exec(r.options?.deletedWith ?? "")?.[1];
-  if (!server || !(HOST_ROLES as readonly string[]).includes(server)) throw new Error(`${r.type}::${r.name}: not deletedWith a lab server, so its host is unknown`);
-  return server as HostRole;
+function hostOf(r: PlannedResource, hosts: readonly HostName[]): HostName {
+  const server = /^openstack:compute\/instance:Instance::lab-servers-([\w-]+)$/.exec(r.options?.deletedWith ?? "")?.[1];
+  if (!server || !(hosts as readonly string[]).includes(server)) throw new Error(`${r.type}::${r.name}: not deletedWith a lab server of the replay (${hosts.join(", ")}), so its host is unknown`);
+  return server as HostName;
 }
 
 export class Replay {
@@ -65,8 +65,15 @@ export class Replay {
   private readonly bin = path.join(this.dir, "bin");
   private readonly stateFile = path.join(this.dir, "cluster.json");
 
-  /** `kubernetesVersion`: what node preparation installed on the nodes (the stack's testbed:kubernetes.version). */
-  constructor(kubernetesVersion: string) {
+  /** Every host the replay has: the lab's with this many workers. */
+  readonly hosts: readonly HostName[];
+
+  /**
+   * `kubernetesVersion`: what node preparation installed on the nodes (the stack's
+   * testbed:kubernetes.version); `workers`: the most workers any plan of the replay has.
+   */
+  constructor(kubernetesVersion: string, workers = 1) {
+    this.hosts = labHosts(workers).map((h) => h.name);
     fs.mkdirSync(this.bin);
     for (const tool of TOOLS) fs.symlinkSync(STANDINS, path.join(this.bin, tool));
     fs.chmodSync(STANDINS, 0o755);
@@ -80,7 +87,7 @@ export class Replay {
       inNs("tc", "qdisc", "replace", "dev", name, "root", "tbf", "rate", "500mbit", "burst", "131072", "latency", "50ms");
     }
     inNs("sysctl", "-q", "-w", "net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1");
-    for (const role of HOST_ROLES) {
+    for (const role of this.hosts) {
       const marker = this.hostPath(role, HOST_READY_MARKER);
       fs.mkdirSync(path.dirname(marker), { recursive: true });
       fs.writeFileSync(marker, "nics=tb-dc\nlinkcap=500mbit\n");
@@ -88,19 +95,19 @@ export class Replay {
       fs.mkdirSync(this.hostPath(role, "/root"), { recursive: true, mode: 0o700 });
       fs.mkdirSync(path.dirname(this.hostPath(role, NODE_PATHS.sshHostKey)), { recursive: true });
       spawnSync("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-f", this.hostPath(role, NODE_PATHS.sshHostKey).replace(/\.pub$/, "")]);
-      if (role === "master" || role === "worker") {
+      if (role === "master" || role.startsWith("worker")) {
         fs.writeFileSync(this.hostPath(role, NODE_PREP_MARKER), `kubernetes=${kubernetesVersion}-1.1\ncontainerd=1.7.24\nkernel=5.4.0\n${role === "master" ? "helm=v3.18.6\n" : ""}`);
       }
     }
   }
 
   /** Where a host's fixed path lives in this replay. */
-  hostPath(role: HostRole, fixed: string): string {
+  hostPath(role: HostName, fixed: string): string {
     return path.join(this.dir, "hosts", role, fixed);
   }
 
   /** A script with the host's fixed paths moved into its directory and kubeadm pointed at the stand-in. */
-  private relocate(role: HostRole, script: string): string {
+  private relocate(role: HostName, script: string): string {
     const moved = [REMOTE_ARTIFACT_ROOT, NODE_PATHS.kubernetesDir, HOST_STATE_DIR, NODE_PATHS.logDir, NODE_PATHS.sshHostKey, SETUP_PROBE_PATH];
     let text = script.replaceAll(NODE_PATHS.kubeadm, path.join(this.bin, "kubeadm"));
     for (const p of moved) text = text.replace(new RegExp(`${p.replace(/[.]/g, "\\.")}(?=[/'" \\n]|$)`, "g"), this.hostPath(role, p));
@@ -120,7 +127,7 @@ export class Replay {
   }
 
   /** Runs one script on a host as a remote Command's create would (e.g. the step gate alone). */
-  runScript(host: HostRole, name: string, create: string): StepRun {
+  runScript(host: HostName, name: string, create: string): StepRun {
     const resource: PlannedResource = { type: "command:remote:Command", name, inputs: { create }, options: { parent: "", dependencies: [], propertyDependencies: {}, deleteBeforeReplace: false, ignoreChanges: [], replaceOnChanges: [], additionalSecretOutputs: [], deletedWith: `openstack:compute/instance:Instance::lab-servers-${host}` } };
     const run = this.runStep({ action: "create", id: `command:remote:Command::${name}`, resource, reason: "run alone" });
     this.runs.push(run);
@@ -144,7 +151,7 @@ export class Replay {
   private runStep(step: Step): StepRun {
     const r = step.resource;
     if (r.type === "command:remote:CopyToRemote") {
-      const host = hostOf(r);
+      const host = hostOf(r, this.hosts);
       if (step.action !== "delete") {
         const file = this.hostPath(host, String(r.inputs.remotePath));
         fs.mkdirSync(path.dirname(file), { recursive: true });
@@ -156,7 +163,7 @@ export class Replay {
       return { step, host, status: 0, stdout: "", stderr: "" };
     }
     if (r.type !== "command:remote:Command") return { step, status: 0, stdout: "", stderr: "" };
-    const host = hostOf(r);
+    const host = hostOf(r, this.hosts);
     const script = step.action === "create" ? r.inputs.create : step.action === "update" ? (r.inputs.update ?? r.inputs.create) : r.inputs.delete;
     if (typeof script !== "string") return { step, host, status: 0, stdout: "", stderr: "" };
     // The plans log in as root (see the test), whose home is a private tmpfs here: the master's

@@ -122,7 +122,9 @@ function kubeadm() {
       }
     } else {
       fs.writeFileSync(path.join(k8sDir, "kubelet.conf"), "kind: Config\n");
-      state.nodes.worker = { name: "testbed-worker", ips: nodeIpsFrom(config) };
+      // Each worker joins as the node its server is called (testbed-worker, testbed-worker-2, ...).
+      const host = process.env.LIFECYCLE_HOST;
+      state.nodes[host] = { name: `testbed-${host}`, ips: nodeIpsFrom(config) };
     }
     save();
     return;
@@ -176,6 +178,10 @@ function kubectl() {
   }
   if (verb === "delete") {
     for (const target of rest.slice(1).filter((a) => !a.startsWith("--"))) {
+      if (target.startsWith("deployment/")) {
+        delete state.objects[objectKey("Deployment", ns, target.slice("deployment/".length))];
+        continue;
+      }
       const key = objectKey("Service", ns, target.replace(/^service\//, ""));
       // The worker's dataplane drops a deleted Service only at its next syncs (dataplaneLagReads).
       if (state.objects[key]) (state.stale ??= {})[key] = { service: state.objects[key], readsLeft: state.dataplaneLagReads ?? 0 };
@@ -210,6 +216,17 @@ function get(rest, ns, out) {
   }
   if (what === "nodes") {
     out(Object.values(state.nodes).map((n) => `${n.name}\tv1.32.9\tcontainerd://1.7.24\t${n.ips.join(" ")} \n`).join(""));
+    return;
+  }
+  if (what === "pods" && /^app\.kubernetes\.io\/name=/.test(flag("-l") ?? "")) {
+    // A Deployment's pod runs on the node its affinity names, or on the worker.
+    const name = flag("-l").split("=")[1];
+    const d = objectsOf("Deployment", ns).find((o) => o.spec?.selector?.matchLabels?.["app.kubernetes.io/name"] === name);
+    if (!d) return;
+    const terms = d.spec.template.spec.affinity?.nodeAffinity?.requiredDuringSchedulingIgnoredDuringExecution?.nodeSelectorTerms ?? [];
+    const named = terms.flatMap((t) => t.matchExpressions ?? []).find((e) => e.key === "kubernetes.io/hostname")?.values?.[0];
+    if (output !== "jsonpath={.items[*].spec.nodeName}") fail(`kubectl get pods -o ${output}`);
+    out(named ?? "testbed-worker");
     return;
   }
   if (what === "pods") {
@@ -263,7 +280,8 @@ function exec(rest) {
   const command = rest.slice(dd + 1);
   if (command[0] === "cilium-dbg" && command[1] === "status") {
     const kpr = state.helm.cilium?.values?.kubeProxyReplacement === true;
-    process.stdout.write(`KubeProxyReplacement:    ${kpr ? "True" : "False"}   [tb-dc]\n`);
+    const routing = state.helm.cilium?.values?.routingMode === "native" ? "Native" : "Tunnel [vxlan]";
+    process.stdout.write(`KubeProxyReplacement:    ${kpr ? "True" : "False"}   [tb-dc]\nRouting:                 Network: ${routing}   Host: Legacy\n`);
     return;
   }
   if (command[0] === "cilium-dbg" && command[1] === "service") {

@@ -4,9 +4,10 @@
 // campaign step and a Cilium change must then update it in place, never uninstall, reset or delete.
 import { createHash } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { parseAllDocuments } from "yaml";
 import { planInChild } from "../../cli/diff.js";
 import { deployment, previewMark, type Deployment, type Operation } from "../../infra/lifecycle.js";
-import type { PlannedResource } from "../../infra/offline-engine.js";
+import { assetText, type PlannedResource } from "../../infra/offline-engine.js";
 import { parseStepReadiness, stepGateCommand } from "../../infra/step-gate.js";
 import { testScenario } from "../fixtures/scenario.js";
 import { canReplay, Replay, type StandInState } from "./lifecycle-replay.js";
@@ -80,6 +81,31 @@ describe("the lifecycle model (pulumi-command and engine rules)", () => {
     const op = (o: Partial<Operation>): Operation => ({ id: "x", kind: "same", changed: [], ...o });
     expect([op({ kind: "update" }), op({ kind: "replace" }), op({ kind: "replace", deleteBeforeReplace: true }), op({ kind: "create" }), op({ kind: "delete" })].map(previewMark)).toEqual(["~", "+-", "-+", "+", "-"]);
   });
+});
+
+describe("switching the pod routing of a running lab (the model)", () => {
+  it("updates the nodes' ports, Cilium's values and the checks in place; the one rule replaced runs no script", async () => {
+    const base = ["openstack.sshUser=root", "services=1000", "workers=2"];
+    const [tunnel, native] = await Promise.all([planInChild("iptables", base), planInChild("iptables", [...base, "podRouting=native"])]);
+    const d = deployment(tunnel, native);
+    expect(d.operations.filter((o) => o.kind !== "same").map((o) => `${o.kind} ${o.id.split("::")[1]}`).sort()).toEqual([
+      "create lab-access-cluster-7",
+      "create lab-access-cluster-8",
+      "create lab-access-cluster-9",
+      "replace lab-access-cluster-6",
+      "update cluster-cilium",
+      "update cluster-cilium-values",
+      "update cluster-nodes-ready",
+      "update lab-servers-master-datacenter",
+      "update lab-servers-worker-2-datacenter",
+      "update lab-servers-worker-datacenter",
+    ]);
+    // The VXLAN rule gives way to a rule that admits the pod subnet: created first, the old one
+    // deleted at the end (no Command, so no delete script), never a duplicate Neutron would refuse.
+    expect(d.steps.filter((st) => st.action === "delete").map((st) => st.id)).toEqual(["openstack:networking/secGroupRule:SecGroupRule::lab-access-cluster-6"]);
+    const rule = native.find((r) => r.name === "lab-access-cluster-6")!;
+    expect(rule.inputs).toMatchObject({ ethertype: "IPv4", remoteIpPrefix: "10.244.0.0/16" });
+  }, 300_000);
 });
 
 /** What a step change must never run: uninstall, reset, deletion of the workloads. */
@@ -252,4 +278,108 @@ describe.skipIf(!canReplay).each(["ebpf", "iptables", "nftables"] as const)("a r
     expect(servicesIn(s, "scale")).toHaveLength(0);
     expect(receiverRuns(s)).toBe(false);
   });
+});
+
+describe.skipIf(!canReplay).each(["ebpf", "iptables", "nftables"] as const)("workers and paths added to a running %s lab (scripts run against stand-ins)", (stack) => {
+  let plans: Record<"one" | "workers2" | "paths", PlannedResource[]>;
+  let replay: Replay;
+
+  beforeAll(async () => {
+    const base = ["openstack.sshUser=root", "services=1000"];
+    const [one, workers2, paths] = await Promise.all([
+      planInChild(stack, base),
+      planInChild(stack, [...base, "workers=2"]),
+      planInChild(stack, [...base, "workers=2", 'paths=["nodeport-local","nodeport-remote","clusterip"]']),
+    ]);
+    plans = { one, workers2, paths };
+    replay = new Replay(stack === "nftables" ? "1.33.9" : "1.32.9", 2);
+    replay.run(deployment([], plans.one).steps);
+  }, 300_000);
+  afterAll(() => replay?.close());
+
+  it("adding a worker to the running lab creates its server, bootstrap and join, and updates what names the nodes; nothing it keeps is replaced or torn down", () => {
+    const add = deployment(plans.one, plans.workers2);
+    expect(add.operations.filter((o) => o.kind === "replace" || o.kind === "delete")).toEqual([]);
+    expect(add.steps.some((s) => s.action === "delete")).toBe(false);
+    expect(add.operations.filter((o) => o.kind === "create").map((o) => o.id.split("::")[1]).sort()).toEqual([
+      "cluster-join-authorize-worker-2",
+      "cluster-join-key-worker-2",
+      "cluster-kubeadm-join-config-worker-2",
+      "cluster-kubeadm-join-worker-2",
+      "cluster-worker-2-wait",
+      "lab-servers-worker-2",
+      "lab-servers-worker-2-datacenter",
+      "lab-servers-worker-2-management",
+      "lab-worker-2-ready",
+    ]);
+    // Updates only: the readiness check (a third node), the workloads (worker 1 now named in the
+    // backend's and the receiver's placement, the nodes' boot identities in the apply).
+    expect(add.operations.filter((o) => o.kind === "update").map((o) => `${o.id.split("::")[1]}: ${o.changed.join(",")}`).sort()).toEqual([
+      "cluster-nodes-ready: create",
+      "workloads-apply: create",
+      "workloads-ditg-receiver: source",
+      "workloads-scale-backend: source",
+    ]);
+    const before = replay.state().calls.length;
+    const runs = replay.run(add.steps);
+    const s = replay.state();
+    // A join (with its reset of the node first) runs on the new worker alone.
+    expect(destructiveCalls(s, before).filter((c) => !c.startsWith("worker-2: "))).toEqual([]);
+    expect(destructiveCalls(s, before).filter((c) => c.startsWith("worker-2: kubeadm join"))).toHaveLength(1);
+    expect(Object.values(s.nodes).map((n) => n.name).sort()).toEqual(["testbed-master", "testbed-worker", "testbed-worker-2"]);
+    expect(s.calls.slice(before).filter((c) => c.tool === "helm")).toEqual([]);
+    expect(servicesIn(s, "scale")).toHaveLength(1000);
+    expect(runs.find((r) => r.step.id.endsWith("::workloads-apply"))!.stdout).toMatch(/^step services=1000 .* programmedServices=1000$/m);
+  });
+
+  it("adding the further paths applies one command each; dropping them runs their delete, which removes their objects and nothing else", () => {
+    const add = deployment(plans.workers2, plans.paths);
+    // The remote receiver's two NodePorts leave the scaled Services' order: the (at most two) Services
+    // that held one get the order's last free ports, every other Service keeps its own.
+    expect(add.operations.filter((o) => o.kind !== "same" && o.kind !== "create").map((o) => `${o.kind} ${o.id.split("::")[1]}`)).toEqual([
+      "update workloads-scale-services",
+      "update workloads-apply",
+    ]);
+    const nodePorts = (plan: PlannedResource[]) => {
+      const r = plan.find((x) => x.name === "workloads-scale-services")!;
+      return new Map(parseAllDocuments(assetText(r.inputs.source)!).map((d) => d.toJS() as { metadata: { name: string }; spec: { ports: { nodePort?: number }[] } }).map((o) => [o.metadata.name, o.spec.ports[0]!.nodePort]));
+    };
+    const [was, now] = [nodePorts(plans.workers2), nodePorts(plans.paths)];
+    const moved = [...was].filter(([name, port]) => now.get(name) !== port);
+    expect(moved.length).toBeLessThanOrEqual(2);
+    for (const [, port] of moved) expect([30901, 31001]).toContain(port);
+    expect([...now.values()]).not.toContain(30901);
+    expect([...now.values()]).not.toContain(31001);
+    expect(add.operations.filter((o) => o.kind === "create").map((o) => o.id.split("::")[1]).sort()).toEqual([
+      "workloads-ditg-clusterip",
+      "workloads-ditg-nodeport-remote",
+      "workloads-path-clusterip",
+      "workloads-path-nodeport-remote",
+    ]);
+    const runs = replay.run(add.steps);
+    expect(runs.filter((r) => r.step.id.includes("::workloads-path-")).map((r) => r.stdout.trim())).toEqual(["path nodeport-remote ready", "path clusterip ready"]);
+    const deployments = () => Object.values(replay.state().objects).filter((o) => o.kind === "Deployment" && o.metadata.namespace === "ditg").map((o) => o.metadata.name).sort();
+    expect(deployments()).toEqual(["ditg-client", "ditg-receiver", "ditg-receiver-clusterip", "ditg-receiver-remote"]);
+    expect(servicesIn(replay.state(), "ditg").sort()).toEqual(["ditg-receiver", "ditg-receiver-clusterip", "ditg-receiver-remote"]);
+
+    const drop = deployment(plans.paths, plans.workers2);
+    expect(drop.operations.filter((o) => o.kind !== "same" && o.kind !== "delete").map((o) => `${o.kind} ${o.id.split("::")[1]}`)).toEqual([
+      "update workloads-scale-services",
+      "update workloads-apply",
+    ]);
+    expect(drop.steps.filter((st) => st.action === "delete").map((st) => st.id.split("::")[1])).toEqual([
+      "workloads-path-clusterip",
+      "workloads-path-nodeport-remote",
+      "workloads-ditg-clusterip",
+      "workloads-ditg-nodeport-remote",
+    ]);
+    const before = replay.state().calls.length;
+    replay.run(drop.steps);
+    const s = replay.state();
+    expect(destructiveCalls(s, before)).toEqual([]);
+    expect(deployments()).toEqual(["ditg-receiver"]);
+    expect(servicesIn(s, "ditg")).toEqual(["ditg-receiver"]);
+    expect(servicesIn(s, "scale")).toHaveLength(1000);
+  });
+
 });

@@ -75,16 +75,26 @@ function scriptsOf(resources: readonly PlannedResource[]): Found[] {
 /** customTimeouts' "33m" in seconds. */
 const seconds = (t: string | undefined) => (t === undefined ? Infinity : Number(/^(\d+)m$/.exec(t)![1]) * 60);
 
-describe.each(["iptables", "nftables", "ebpf"])("every script of the %s stack", (stack) => {
+const MEASURED = 'measure={"profile":"latency","family":"ipv4","runs":2,"runId":"r1"}';
+const EVERY_PATH = ["workers=2", 'paths=["nodeport-local","nodeport-remote","clusterip"]', "podRouting=native"];
+
+describe.each([
+  ["the iptables stack", "iptables", [MEASURED], []],
+  ["the nftables stack", "nftables", [MEASURED], []],
+  ["the ebpf stack", "ebpf", [MEASURED], []],
+  ["the ebpf stack with two workers and every path", "ebpf", [MEASURED, ...EVERY_PATH], ["lab-worker-2-ready.create", "cluster-kubeadm-join-worker-2.create", "workloads-path-nodeport-remote.create", "workloads-path-clusterip.create", "workloads-path-clusterip.delete"]],
+] as const)("every script of %s", (_label, stack, config, more) => {
   let resources: PlannedResource[];
   beforeAll(async () => {
-    resources = (await planInChild(stack, ['measure={"profile":"latency","family":"ipv4","runs":2,"runId":"r1"}'])) as PlannedResource[];
+    resources = (await planInChild(stack, [...config])) as PlannedResource[];
   }, 300_000);
 
   it("bounds every wait it holds", () => {
     const scripts = scriptsOf(resources);
     // The scripts that wait are there: the check has something to check.
-    expect(scripts.map((s) => s.where)).toEqual(expect.arrayContaining(["lab-worker-ready.create", "cluster-nodes-ready.create", "workloads-apply.create", "measurement-ditg-runs.create", "measurement-ditg-pairing.create"]));
+    expect(scripts.map((s) => s.where)).toEqual(
+      expect.arrayContaining(["lab-worker-ready.create", "cluster-nodes-ready.create", "workloads-apply.create", "measurement-ditg-runs.create", "measurement-ditg-pairing.create", ...more]),
+    );
     const unbounded = scripts.flatMap((s) => unboundedWaits(s.script).map((w) => `${s.where}: ${w.rule}: ${w.line.slice(0, 160)}`));
     expect(unbounded).toEqual([]);
   });

@@ -52,10 +52,13 @@ describe("kubectl's jsonpath, on the apply script's own templates", () => {
     expect(jsonpath(templateOf(script, "endpointslices"), list(endpointSlices(objects, [receiver], "ditg")))).toBe("ditg-receiver IPv4 false\nditg-receiver IPv6 false\n");
   });
 
-  it("lists every ClusterIP of every Service, one per line (nested ranges and @)", () => {
+  it("lists each Service's name with its ClusterIPs, one Service per line, as the gate reads them", () => {
     const services = Object.values(objects.objects).filter((o) => o.kind === "Service" && o.metadata.namespace === "scale");
-    const ips = set.scaled.flatMap((s) => [s.clusterIPs.ipv4, s.clusterIPs.ipv6]);
-    expect(jsonpath(templateOf(script, "services"), list(services))).toBe(ips.map((ip) => `${ip}\n`).join(""));
+    const lines = services.map((o) => `${o.metadata.name} ${(o.spec as { clusterIPs: string[] }).clusterIPs.join(" ")}\n`);
+    expect(lines).toHaveLength(set.scaled.length);
+    expect(jsonpath(templateOf(script, "services"), list(services))).toBe(lines.join(""));
+    // Both families' addresses of every scaled Service, in the model's order.
+    expect(lines.join("").trim().split("\n").flatMap((l) => l.split(" ").slice(1))).toEqual(set.scaled.flatMap((s) => [s.clusterIPs.ipv4, s.clusterIPs.ipv6]));
   });
 
   it("joins several results with spaces and refuses syntax it does not model, by name", () => {

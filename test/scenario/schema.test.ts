@@ -7,6 +7,8 @@ import {
   ScenarioError,
   parseScenario,
   placeholdersIn,
+  podRouting,
+  receiverNodePorts,
   scenarioSchema,
   serviceCapacity,
 } from "../../scenario/schema.js";
@@ -61,6 +63,27 @@ describe("defaults reproduce the paper", () => {
     }
   });
 
+  it("measures the paper's path alone, on its one worker, with Cilium's tunnel where IPv4 is", () => {
+    expect(s.paths).toEqual(["nodeport-local"]);
+    expect(s.workers).toBe(1);
+    expect(s.podRouting).toBeUndefined();
+    expect(podRouting(s)).toBe("tunnel");
+    expect(podRouting(parseScenario({ ...valid, families: ["ipv6"] }))).toBe("native");
+    expect(receiverNodePorts(s)).toEqual([30900, 31000]);
+  });
+
+  it("gives the receivers of further paths their own NodePorts and ClusterIPs, out of the scaled Services' share", () => {
+    const all = parseScenario({ ...valid, paths: ["nodeport-local", "nodeport-remote", "clusterip"], workers: 2 });
+    expect(receiverNodePorts(all)).toEqual([30900, 31000, 30901, 31001]);
+    expect(serviceCapacity(all)).toEqual({ nodePort: serviceCapacity(s).nodePort - 2, clusterIp: serviceCapacity(s).clusterIp - 2 });
+    // The clusterip path's receiver has a ClusterIP and no NodePort; its ClusterIP is the second from
+    // the top of the subnet whether or not nodeport-remote's holds the first.
+    const clusterIpOnly = parseScenario({ ...valid, paths: ["clusterip"], workers: 2 });
+    expect(serviceCapacity(clusterIpOnly)).toEqual({ nodePort: serviceCapacity(s).nodePort, clusterIp: serviceCapacity(s).clusterIp - 2 });
+    const remoteOnly = parseScenario({ ...valid, paths: ["nodeport-remote"], workers: 2 });
+    expect(serviceCapacity(remoteOnly)).toEqual({ nodePort: serviceCapacity(s).nodePort - 2, clusterIp: serviceCapacity(s).clusterIp - 1 });
+  });
+
   it("holds the sweep: NodePort while the range lasts, ClusterIP after", () => {
     const cap = serviceCapacity(s);
     // 2768 ports in 30000-32767, less the receiver's signaling and data NodePorts.
@@ -109,6 +132,30 @@ describe("bad configurations are refused with a message naming key, value and wh
     ["created flavors without the host clock", { flavors: { create: true } }, /^testbed:flavors\.hostCpuMHz: missing; with flavors\.create the 1500 MHz cap becomes a CPU quota/],
     ["sweep not increasing", { sweep: { services: [1000, 1] } }, /^testbed:sweep\.services: \[1000,1\] must be strictly increasing$/],
     ["public key that is not one", { sshPublicKey: "hello" }, /^testbed:sshPublicKey: "hello" is not an OpenSSH public key; accepted: one line such as/],
+    ["unknown path", { paths: ["nodeport"] }, /^testbed:paths\.0: "nodeport" is not accepted; accepted: "nodeport-local" or "nodeport-remote" or "clusterip"$/],
+    ["paths as plain text", { paths: "clusterip" }, /^testbed:paths: "clusterip" is not accepted; accepted: a list; paths is a list, written as JSON: --config 'paths=\["clusterip"\]'/],
+    ["a path listed twice", { paths: ["clusterip", "clusterip"], workers: 2 }, /^testbed:paths: \["clusterip","clusterip"\] lists a path twice$/],
+    ["no path", { paths: [] }, /^testbed:paths: \[\] is not accepted; accepted: a list with at least 1 entry$/],
+    [
+      "a remote path on the paper's one worker",
+      { paths: ["nodeport-local", "nodeport-remote"] },
+      /^testbed:workers: 1 is too few for "nodeport-remote" in testbed:paths \(external client -> NodePort of worker 1 \(externalTrafficPolicy Cluster\) -> endpoint on worker 2\); accepted: 2 or more workers, or testbed:paths without "nodeport-remote"$/,
+    ],
+    ["the clusterip path on one worker", { paths: ["clusterip"] }, /^testbed:workers: 1 is too few for "clusterip" in testbed:paths .*accepted: 2 or more workers/],
+    ["more workers than the address plan numbers", { workers: 10 }, /^testbed:workers: 10 is not accepted; accepted: a number <= 9$/],
+    ["no worker", { workers: 0 }, /^testbed:workers: 0 is not accepted; accepted: a number >= 1$/],
+    ["a tunnel on an IPv6-only cluster", { families: ["ipv6"], podRouting: "tunnel" }, /^testbed:podRouting: "tunnel" needs IPv4 between the nodes .*; accepted: "native", or add ipv4 to testbed:families$/],
+    ["an unknown pod routing", { podRouting: "vxlan" }, /^testbed:podRouting: "vxlan" is not accepted; accepted: "tunnel" or "native"$/],
+    [
+      "the remote receiver on the paper's data port",
+      { paths: ["nodeport-remote"], workers: 2, receiver: { remoteDataPort: 31000 } },
+      /^testbed:receiver\.remoteDataPort: 31000 equals receiver\.dataPort; accepted: a NodePort no other receiver port holds$/,
+    ],
+    [
+      "the remote receiver outside a narrowed NodePort range",
+      { paths: ["nodeport-remote"], workers: 2, kubernetes: { nodePortRange: "30000-31000" } },
+      /^testbed:receiver\.remoteDataPort: 31001 is outside the NodePort range 30000-31000, and testbed:paths lists "nodeport-remote", whose receiver it serves; accepted: a port inside it$/,
+    ],
   ];
 
   it.each(cases)("%s", (_label, change, message) => {
@@ -132,6 +179,10 @@ describe("valid configurations are accepted", () => {
     ["created flavors with the host clock", { flavors: { create: true, hostCpuMHz: 3000 } }],
     ["no link cap", { linkMbps: 0 }],
     ["the largest sweep that fits", { sweep: { services: [1, 65531] } }],
+    ["every path on two workers", { paths: ["nodeport-local", "nodeport-remote", "clusterip"], workers: 2 }],
+    ["native pod routing in both families", { podRouting: "native" }],
+    ["a narrowed NodePort range while the remote path is not listed", { kubernetes: { nodePortRange: "30000-31000" } }],
+    ["the most workers", { workers: 9 }],
   ])("%s", (_label, change) => {
     expect(() => parseScenario({ ...valid, ...change })).not.toThrow();
   });

@@ -7,7 +7,15 @@ import { Deployment } from "kubernetes-models/apps/v1";
 import { Namespace, Service } from "kubernetes-models/v1";
 import { describe, expect, it } from "vitest";
 import { parseAllDocuments } from "yaml";
-import { manifestObjects, renderManifests, type ManifestObject } from "../../workloads/manifests.js";
+import {
+  clientReadyCheck,
+  clientStartScript,
+  manifestObjects,
+  pathManifestObjects,
+  renderManifests,
+  workerAffinity,
+  type ManifestObject,
+} from "../../workloads/manifests.js";
 import {
   DITG_DEBIAN_VERSION,
   LIBSCTP_DEBIAN_VERSION,
@@ -206,5 +214,64 @@ describe("receiver image", () => {
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+});
+
+describe("placement and the further paths' objects", () => {
+  const all = () => scenario({ paths: ["nodeport-local", "nodeport-remote", "clusterip"], workers: 2 });
+  const NODES = ["testbed-worker", "testbed-worker-2"];
+  const PROBE = "/usr/local/bin/connection-setup-probe";
+  const hostnameOf = (d: Deployment) =>
+    d.spec!.template.spec!.affinity!.nodeAffinity!.requiredDuringSchedulingIgnoredDuringExecution!.nodeSelectorTerms[0]!.matchExpressions!.find((e) => e.key === "kubernetes.io/hostname")?.values;
+
+  it("keeps the paper's one-worker manifests free of node names", () => {
+    expect(renderManifests(scenario(), buildServiceSet(scenario(), 10))).toEqual(renderManifests(scenario(), buildServiceSet(scenario(), 10), NODES));
+    expect(workerAffinity({ workers: 1 }, 1)).toEqual((manifestObjects(scenario(), buildServiceSet(scenario(), 1))[1]!.objects[0] as Deployment).spec!.template.spec!.affinity);
+  });
+
+  it("pins the backend and the paper's receiver to worker 1 by name once there are more workers", () => {
+    const s = all();
+    const files = manifestObjects(s, buildServiceSet(s, 10), NODES);
+    expect(hostnameOf(files[1]!.objects[0] as Deployment)).toEqual(["testbed-worker"]);
+    expect(hostnameOf(files.at(-1)!.objects[0] as Deployment)).toEqual(["testbed-worker"]);
+    expect(() => manifestObjects(s, buildServiceSet(s, 10))).toThrow(/a pod placed on worker 1 needs the worker's node name; none were given \(testbed:workers 2\)/);
+  });
+
+  it("renders the nodeport-remote path: its receiver on worker 2 behind a NodePort with externalTrafficPolicy Cluster", () => {
+    const file = pathManifestObjects(all(), "nodeport-remote", { nodes: NODES, setupProbePath: PROBE });
+    expect(file.name).toBe("ditg-nodeport-remote.yaml");
+    file.objects.forEach(validate);
+    const [deploy, svc] = file.objects as [Deployment, Service];
+    expect(deploy.metadata!.name).toBe("ditg-receiver-remote");
+    expect(hostnameOf(deploy)).toEqual(["testbed-worker-2"]);
+    expect(deploy.spec!.template.spec!.containers[0]!.ports).toContainEqual({ name: "data-udp", containerPort: 31001, protocol: "UDP" });
+    expect(svc.spec).toMatchObject({ type: "NodePort", externalTrafficPolicy: "Cluster", selector: deploy.spec!.selector!.matchLabels });
+    expect(svc.spec!.ports!.map((p) => p.nodePort)).toEqual([30901, 31001, 31001]);
+    expect(file.objects).toHaveLength(2);
+  });
+
+  it("renders the clusterip path: its receiver on worker 2 behind a ClusterIP, and a client pod on worker 1 with D-ITG and the probe", () => {
+    const file = pathManifestObjects(all(), "clusterip", { nodes: NODES, setupProbePath: PROBE });
+    file.objects.forEach(validate);
+    const [receiver, svc, client] = file.objects as [Deployment, Service, Deployment];
+    expect(hostnameOf(receiver)).toEqual(["testbed-worker-2"]);
+    expect(svc.spec).toMatchObject({ type: "ClusterIP", clusterIPs: ["10.96.255.253", "fd00:10:96::fffd"] });
+    expect(svc.spec!.externalTrafficPolicy).toBeUndefined();
+    expect(client.metadata!.name).toBe("ditg-client");
+    expect(hostnameOf(client)).toEqual(["testbed-worker"]);
+    const pod = client.spec!.template.spec!;
+    expect(pod.initContainers![0]!.command!.at(-1)).toBe(packageFetchScript());
+    expect(pod.containers[0]!.command!.at(-1)).toBe(clientStartScript());
+    expect(pod.containers[0]!.readinessProbe!.exec!.command!.at(-1)).toBe(`command -v ITGSend >/dev/null 2>&1 && [ -x ${PROBE} ]`);
+    expect(pod.volumes).toContainEqual({ name: "setup-probe", hostPath: { path: PROBE, type: "File" } });
+    expect(pod.containers[0]!.volumeMounts).toContainEqual({ name: "setup-probe", mountPath: PROBE, readOnly: true });
+    expect(pod.volumes).toContainEqual({ name: "logs", hostPath: { path: "/var/lib/dataplane-testbed/ditg-client-logs", type: "DirectoryOrCreate" } });
+  });
+
+  it("passes shellcheck for the client pod's scripts and refuses a broken object", () => {
+    execFileSync("shellcheck", ["-s", "sh", "-"], { input: clientStartScript() });
+    execFileSync("shellcheck", ["-s", "sh", "-"], { input: clientReadyCheck(PROBE) });
+    const [, , client] = pathManifestObjects(all(), "clusterip", { nodes: NODES, setupProbePath: PROBE }).objects as [Deployment, Service, Deployment];
+    expect(() => validate({ ...client, spec: { ...client.spec!, replicas: "one" as never } })).toThrow();
   });
 });

@@ -1,8 +1,8 @@
 import { testScenario } from "../fixtures/scenario.js";
 import { describe, expect, it } from "vitest";
 import { cidrContains, nthAddress, parseCidr } from "../../scenario/cidr.js";
-import { ScenarioError } from "../../scenario/schema.js";
-import { buildServiceSet, receiverService, scaledNodePorts } from "../../workloads/service-set.js";
+import { ScenarioError, serviceCapacity } from "../../scenario/schema.js";
+import { buildServiceSet, pathReceiverService, pathReceiverServices, receiverService, scaledNodePorts, withoutReserved } from "../../workloads/service-set.js";
 
 const scenario = testScenario;
 
@@ -111,5 +111,72 @@ describe("buildServiceSet", () => {
   it("defaults N to the scenario's services", () => {
     expect(buildServiceSet(scenario({ services: 5 })).scaled).toHaveLength(5);
     expect(buildServiceSet(scenario({ services: 0 })).scaled).toHaveLength(0);
+  });
+});
+
+describe("the receivers of the further paths", () => {
+  const all = () => scenario({ paths: ["nodeport-local", "nodeport-remote", "clusterip"], workers: 2 });
+
+  it("takes the remote receiver's NodePorts out of the order without moving any other Service's NodePort", () => {
+    const paper = scaledNodePorts(scenario());
+    const remote = scaledNodePorts(scenario({ paths: ["nodeport-remote"], workers: 2 }));
+    expect(remote).toHaveLength(paper.length - 2);
+    expect(remote).not.toContain(30901);
+    expect(remote).not.toContain(31001);
+    expect(new Set(remote).size).toBe(remote.length);
+    // Every slot keeps its port but the two that held a reserved one.
+    const moved = remote.map((p, i) => [i, p, paper[i]] as const).filter(([, p, before]) => p !== before);
+    expect(moved.map(([i]) => paper[i])).toEqual(expect.arrayContaining([30901, 31001]));
+    expect(moved).toHaveLength(2);
+    // What moved in comes from the end of the order, which only the largest steps reach.
+    for (const [, p] of moved) expect(paper.indexOf(p)).toBeGreaterThanOrEqual(paper.length - 4);
+  });
+
+  it("withoutReserved keeps each free slot, fills a reserved one from the end, and ends sooner", () => {
+    const reserved = new Set([3, 9, 8]);
+    expect(withoutReserved([1, 3, 5, 7, 9, 2, 8], reserved)).toEqual([1, 2, 5, 7]);
+    expect(withoutReserved([3, 9, 8], reserved)).toEqual([]);
+    expect(withoutReserved([1, 2, 9], reserved)).toEqual([1, 2]);
+    expect(withoutReserved([1, 2], new Set())).toEqual([1, 2]);
+  });
+
+  it("gives the remote receiver a NodePort Service with externalTrafficPolicy Cluster on its own ports", () => {
+    const s = all();
+    const remote = pathReceiverService(s, "nodeport-remote");
+    expect(remote).toMatchObject({ name: "ditg-receiver-remote", namespace: "ditg", type: "NodePort", externalTrafficPolicy: "Cluster", selector: { "app.kubernetes.io/name": "ditg-receiver-remote" } });
+    expect(remote.ports.map((p) => [p.name, p.protocol, p.port, p.targetPort, p.nodePort])).toEqual([
+      ["signaling", "TCP", 9000, 9000, 30901],
+      ["data-tcp", "TCP", 31001, 31001, 31001],
+      ["data-udp", "UDP", 31001, 31001, 31001],
+    ]);
+  });
+
+  it("gives the clusterip path's receiver a ClusterIP Service on the pod's ports, no NodePort", () => {
+    const cip = pathReceiverService(all(), "clusterip");
+    expect(cip).toMatchObject({ name: "ditg-receiver-clusterip", type: "ClusterIP" });
+    expect(cip.externalTrafficPolicy).toBeUndefined();
+    expect(cip.ports.map((p) => [p.name, p.port, p.targetPort, p.nodePort])).toEqual([
+      ["signaling", 9000, 9000, undefined],
+      ["data-tcp", 31000, 31000, undefined],
+      ["data-udp", 31000, 31000, undefined],
+    ]);
+  });
+
+  it("puts their ClusterIPs at the top of the subnets, where no scaled Service reaches even at capacity", () => {
+    const s = all();
+    expect(pathReceiverService(s, "nodeport-remote").clusterIPs).toEqual({ ipv4: "10.96.255.254", ipv6: "fd00:10:96::fffe" });
+    expect(pathReceiverService(s, "clusterip").clusterIPs).toEqual({ ipv4: "10.96.255.253", ipv6: "fd00:10:96::fffd" });
+    const small = scenario({ paths: ["nodeport-local", "clusterip"], workers: 2, sweep: { services: [1] }, kubernetes: { serviceSubnets: { ipv4: "10.96.0.0/24", ipv6: "fd00:10:96::/120" } } });
+    const full = buildServiceSet(small, serviceCapacity(small).clusterIp);
+    const receivers = pathReceiverServices(small);
+    expect(receivers.map((r) => r.name)).toEqual(["ditg-receiver", "ditg-receiver-clusterip"]);
+    const taken = [...full.scaled, ...receivers].flatMap((x) => Object.values(x.clusterIPs));
+    expect(new Set(taken).size).toBe(taken.length);
+    expect(() => buildServiceSet(small, serviceCapacity(small).clusterIp + 1)).toThrow(ScenarioError);
+  });
+
+  it("leaves the paper's set as it was when only the paper's path is listed", () => {
+    expect(pathReceiverServices(scenario())).toEqual([receiverService(scenario())]);
+    expect(buildServiceSet(scenario({ paths: ["nodeport-local", "clusterip"], workers: 2 }), 100).scaled).toEqual(buildServiceSet(scenario(), 100).scaled);
   });
 });
