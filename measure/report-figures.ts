@@ -53,7 +53,13 @@ export function stepAxis(services: readonly number[], dataplanes: readonly strin
     type: "quantitative" as const,
     title: "Kubernetes Services (one step each)",
     scale: { domain: [-0.5, steps.length - 0.5], nice: false, zero: false },
-    axis: { values: steps.map((_, i) => i), labelExpr: `${JSON.stringify(steps.map(String))}[datum.value]`, grid: false },
+    axis: {
+      values: steps.map((_, i) => i),
+      labelExpr: `${JSON.stringify(steps.map(String))}[datum.value]`,
+      grid: false,
+      // Its ARIA label would give the step positions (-0.5 to n - 0.5), not the counts.
+      description: `X-axis: Kubernetes Services, one step each: ${steps.join(", ")}`,
+    },
   };
   return { x, position, width: Math.max(minWidth, steps.length * shown.length * POINT_WIDTH_PX) };
 }

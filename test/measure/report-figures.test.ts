@@ -81,6 +81,7 @@ describe("report figures", () => {
     expect(x(1000) - x(1)).toBeCloseTo(x(10000) - x(1000), 6);
     expect(x(1000) - x(1)).toBeGreaterThan(100);
     expect(texts(doc)).toEqual(expect.arrayContaining(["1", "1000", "10000"]));
+    expect(Array.from(doc.getElementsByTagName("g")).map((g) => g.getAttribute("aria-label"))).toContain("X-axis: Kubernetes Services, one step each: 1, 1000, 10000");
     expect(axisDomain(doc, "Y").scale).toBe("log");
   });
 
