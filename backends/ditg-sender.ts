@@ -48,7 +48,8 @@ export async function awaitSender(child: ChildProcess, cmd: SenderCommand, start
   return senderFlow(cmd, { senderOutput: output, startedAt, endedAt });
 }
 
-const LOG_SETTLE_TIMEOUT_MS = 5000;
+/** Only a guard against a log that never comes or never stops: a loaded host's ITGRecv may flush seconds late. */
+const LOG_SETTLE_TIMEOUT_MS = 60_000;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Waits until a log stops growing and holds whole records: ITGRecv may flush after ITGSend exits. */

@@ -55,6 +55,11 @@ if (proto === "tcp") {
 export interface EchoListener {
   /** Source addresses and ports the listener has seen, in order. */
   peers(): { address: string; port: number }[];
+  /**
+   * The peers once at least `count` have been read from the listener's output. The listener prints a peer before it
+   * echoes, so after a probe's echo its peer is on the way: this waits for that line, not for a time.
+   */
+  seen(count: number): Promise<{ address: string; port: number }[]>;
   stop(): Promise<void>;
 }
 
@@ -84,15 +89,19 @@ export function startEchoListener(
   checkTarget(address, port);
   const child: ChildProcess = topology.spawn(role, [process.execPath, "-e", SERVER, protocol, address, String(port)]);
   const peers: { address: string; port: number }[] = [];
+  /** seen() calls still waiting for their count of peers. */
+  const waiting: { count: number; resolve: () => void; reject: (e: Error) => void }[] = [];
   let buffered = "";
   let stderr = "";
+  let exitError: Error | undefined;
   child.stderr?.on("data", (d: Buffer) => (stderr += d.toString()));
   const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+  // Until it says it listens or exits: no deadline, which a loaded host's slow Node start-up would lose to.
   return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`echo listener on ${address}:${port}/${protocol} did not start: ${stderr}`)), 10_000);
     child.once("exit", (code) => {
-      clearTimeout(timer);
-      reject(new Error(`echo listener on ${address}:${port}/${protocol} exited with ${code}: ${buffered}${stderr}`));
+      exitError = new Error(`echo listener on ${address}:${port}/${protocol} exited with ${code}: ${buffered}${stderr}`);
+      for (const w of waiting.splice(0)) w.reject(exitError);
+      reject(exitError);
     });
     child.stdout?.on("data", (d: Buffer) => {
       buffered += d.toString();
@@ -100,11 +109,23 @@ export function startEchoListener(
       while ((nl = buffered.indexOf("\n")) >= 0) {
         const line = JSON.parse(buffered.slice(0, nl)) as { ready?: boolean; peer?: string; peerPort?: number };
         buffered = buffered.slice(nl + 1);
-        if (line.peer !== undefined) peers.push({ address: line.peer, port: line.peerPort! });
+        if (line.peer !== undefined) {
+          peers.push({ address: line.peer, port: line.peerPort! });
+          for (const w of waiting.filter((x) => x.count <= peers.length)) {
+            waiting.splice(waiting.indexOf(w), 1);
+            w.resolve();
+          }
+        }
         if (line.ready) {
-          clearTimeout(timer);
           resolve({
             peers: () => [...peers],
+            seen: async (count) => {
+              if (peers.length < count) {
+                if (exitError) throw exitError;
+                await new Promise<void>((res, rej) => waiting.push({ count, resolve: res, reject: rej }));
+              }
+              return [...peers];
+            },
             stop: async () => {
               if (child.exitCode === null && child.signalCode === null) child.kill("SIGTERM");
               await exited;
@@ -126,8 +147,9 @@ export function echoProbe(
   timeoutMs = 3000,
 ): EchoResult {
   checkTarget(address, port);
+  // The probe's own timer starts once Node runs it; the outer limit only guards a hang, well above a loaded host's start-up.
   const result = topology.exec(role, [process.execPath, "-e", PROBE, protocol, address, String(port), String(timeoutMs)], {
-    timeoutMs: timeoutMs + 10_000,
+    timeoutMs: timeoutMs + 120_000,
   });
   const last = result.stdout.trim().split("\n").pop() ?? "";
   try {

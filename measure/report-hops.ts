@@ -20,6 +20,7 @@ import {
   type PooledSection,
 } from "./hops.js";
 import type { RunResult } from "./types.js";
+import { servicesText } from "./report-words.js";
 
 /** The row of hops.csv that holds the setup profile's first packets through the Service dataplane. */
 export const FIRST_PACKET_SECTION = "service-dataplane-first-packet";
@@ -158,7 +159,8 @@ function figure(family: string, statistic: "mean" | "p99", cells: readonly HopCe
         encoding: {
           x: { field: "services", type: "ordinal", title: "Kubernetes Services" },
           y: { field: "value", type: "quantitative", stack: "normalize", title: `share of ${statistic}`, axis: { format: "%" } },
-          color: { field: "part", type: "nominal", title: "section", scale: { scheme: "tableau20" }, sort: { field: "order" } },
+          // labelLimit 0: whole section names ("return service-dataplane"), which Vega would cut at 160 px.
+          color: { field: "part", type: "nominal", title: "section", scale: { scheme: "tableau20" }, sort: { field: "order" }, legend: { labelLimit: 0 } },
           order: { field: "order", type: "quantitative" },
           tooltip: [{ field: "part" }, { field: "value", title: `${statistic} (µs)`, format: ".1f" }],
         },
@@ -232,7 +234,7 @@ export function hopReport(results: readonly RunResult[], format: { fmt: (x: numb
   md.push("");
   for (const c of cells) {
     md.push(
-      `### ${c.dataplane}, ${c.family}, ${c.services} Services${c.scope === "worker" ? " (worker only)" : ""}`,
+      `### ${c.dataplane}, ${c.family}, ${servicesText(c.services)}${c.scope === "worker" ? " (worker only)" : ""}`,
       "",
       `${c.runs} latency runs (${c.runsAddingUp} add up), ${c.firstPacketRuns} setup runs.${c.scope === "worker" ? ` Not timed: ${untimedText()}.` : ""}`,
       "",

@@ -4,6 +4,7 @@
 import { DATAPLANE_DESCRIPTIONS, DATAPLANES, FAMILIES, type Dataplane } from "../scenario/schema.js";
 import type { Report, RatioRow, Verdict } from "./report.js";
 import { ONE_WAY_DELAY_METRIC, PACKET_DELAY_METRIC, profileKind, RATIO_DEFINITIONS } from "./report.js";
+import { countOf, joinAnd, servicesList, servicesText } from "./report-words.js";
 import { oneWayMarkdown, validityMarkdown } from "./report-validity.js";
 
 type Parts = Omit<Report, "markdown">;
@@ -25,12 +26,23 @@ const ci = (low: number, high: number) => `[${fmt(low)}, ${fmt(high)}]`;
 
 const STATISTIC_NAME: Record<string, string> = { std: "standard deviation", max: "maximum" };
 
-function paperTableName(rows: RatioRow[]): string | undefined {
-  return rows.find((r) => r.paper)?.paper?.table;
+/**
+ * What each profile measures, said where report.md first names it. A profile without an entry is named as it is;
+ * a new profile adds its words here.
+ */
+export const PROFILE_MEANINGS: Readonly<Record<string, string>> = {
+  throughput: "**throughput**, one long D-ITG flow per run through the Service, read as its receiver's average bitrate",
+  latency: "**latency**, one D-ITG flow per run at a constant packet rate through the Service, read as each packet's round trip",
+  setup: "**setup**, connection setup: many new TCP connections per run through the Service, each timed from its SYN to the SYN-ACK's return (the handshake, where kube-proxy's rules are walked), a metric the paper lacks",
+};
+
+/** A ratio's cell value as a reader reads it: delays in µs (the statistics are in ms), the rest in their unit. */
+function cellValue(value: number, unit: string): string {
+  return unit === "ms" ? `${fmt(value * 1000)} µs` : `${fmt(value)} ${unit}`;
 }
 
-function listSteps(rows: RatioRow[]): string {
-  return rows.map((r) => r.services).join(", ");
+function paperTableName(rows: RatioRow[]): string | undefined {
+  return rows.find((r) => r.paper)?.paper?.table;
 }
 
 /** The reading of a row: its own interval, or the robust companion's where that interval is unreliable. */
@@ -42,51 +54,63 @@ const verdictText = (dataplane: Dataplane, verdict: Verdict) => (verdict === "lo
 /** The dataplanes compared with the baseline in these rows, in the registry's order. */
 const comparedIn = (rows: readonly RatioRow[]) => DATAPLANES.filter((d) => rows.some((r) => r.dataplane === d));
 
-/** One sentence per (profile, statistic, family, dataplane): how many steps show a difference against the baseline, and which way. */
-function summarySentence(profile: string, statistic: string, family: string, rows: RatioRow[], alpha: number): string {
-  const { dataplane, baseline } = rows[0]!;
-  const lower = rows.filter((r) => readingOf(r) === "lower");
-  const higher = rows.filter((r) => readingOf(r) === "higher");
-  const none = rows.filter((r) => readingOf(r) === "no difference shown");
-  const significant = rows.filter((r) => r.significant);
-  const reliable = rows[0]!.intervalReliable;
-  const withPaper = rows.filter((r) => r.paper);
-  const inside = withPaper.filter((r) => r.paper!.ratio >= r.ratio.low && r.paper!.ratio <= r.ratio.high);
-  const parts: string[] = [];
-  const by = reliable ? "" : ` by the ${rows[0]!.robustName} ratio (the ${STATISTIC_NAME[statistic] ?? statistic}'s own interval is unreliable)`;
-  if (lower.length + higher.length === 0) {
-    parts.push(`no difference shown at any of ${rows.length} step(s)${by}: every 95% interval contains 1`);
-  } else {
-    if (lower.length) parts.push(`${dataplane} lower at ${lower.length} of ${rows.length} step(s) (${listSteps(lower)} Services)${by}`);
-    if (higher.length) parts.push(`${dataplane} higher at ${higher.length} of ${rows.length} step(s) (${listSteps(higher)} Services)${lower.length ? "" : by}`);
-    parts.push(`no difference shown at ${none.length}`);
-  }
-  const test =
-    significant.length === 0
-      ? `the rank test is significant at no step after Holm's correction (alpha ${alpha})`
-      : `the rank test is significant after Holm's correction (alpha ${alpha}) at ${significant.length} step(s) (${listSteps(significant)} Services${significant.some((r) => r.role === "primary") ? `; primary at ${listSteps(significant.filter((r) => r.role === "primary"))}` : ""})`;
-  const paper =
-    withPaper.length && reliable
-      ? ` The paper's ratio lies inside our interval at ${inside.length} of ${withPaper.length} step(s) it publishes.`
-      : "";
-  return `- **${profile}, ${STATISTIC_NAME[statistic] ?? statistic}, ${family}, ${dataplane}/${baseline}:** ${parts.join("; ")}; ${test}.${paper}`;
+/**
+ * How many of a number of steps a set of rows holds, and their Service counts: "2 of 4: 1000 and 5000 Services", or
+ * "none of 4"; a declared primary comparison among them is marked "(primary)", or "(5000 primary)" beside others.
+ */
+function stepsOf(rows: readonly RatioRow[], of: number): string {
+  if (rows.length === 0) return `none of ${of}`;
+  const primary = rows.filter((r) => r.role === "primary").map((r) => r.services);
+  const mark = primary.length === 0 ? "" : primary.length === rows.length ? " (primary)" : ` (${joinAnd(primary.map(String))} primary)`;
+  return `${rows.length} of ${of}: ${servicesList(rows.map((r) => r.services))}${mark}`;
 }
 
-/** One line per primary comparison: its ratio, reading and test. */
+/**
+ * The Summary: one row per metric (profile), statistic, family and dataplane: at which steps (Service counts) the
+ * dataplane's interval lies below or above the baseline's, and at which the rank test holds after Holm's correction.
+ * The paper's column counts the steps whose published ratio lies inside ours, where the paper has the statistic.
+ */
+function summaryTable(parts: Parts): string[] {
+  const lines = [
+    `| metric | statistic | family | dataplane against baseline | steps lower | steps higher | significant steps (Holm, alpha ${parts.settings.alpha}) | paper's ratio inside our interval |`,
+    "| --- | --- | --- | --- | --- | --- | --- | --- |",
+  ];
+  for (const profile of [...new Set(parts.ratios.map((r) => r.profile))]) {
+    for (const statistic of [...new Set(parts.ratios.filter((r) => r.profile === profile).map((r) => r.statistic))]) {
+      for (const family of FAMILIES) {
+        for (const dataplane of comparedIn(parts.ratios)) {
+          const rows = parts.ratios.filter((r) => r.profile === profile && r.statistic === statistic && r.family === family && r.dataplane === dataplane);
+          if (rows.length === 0) continue;
+          const first = rows[0]!;
+          const name = first.intervalReliable ? STATISTIC_NAME[statistic] ?? statistic : `${STATISTIC_NAME[statistic] ?? statistic} (read by the ${first.robustName})`;
+          const withPaper = rows.filter((r) => r.paper);
+          const inside = withPaper.filter((r) => r.paper!.ratio >= r.ratio.low && r.paper!.ratio <= r.ratio.high);
+          const paper = withPaper.length === 0 ? "" : first.intervalReliable ? `${inside.length} of ${withPaper.length}` : "(interval unreliable)";
+          lines.push(
+            `| ${profile} | ${name} | ${family} | ${dataplane} / ${first.baseline} | ${stepsOf(rows.filter((r) => readingOf(r) === "lower"), rows.length)} | ${stepsOf(rows.filter((r) => readingOf(r) === "higher"), rows.length)} | ${stepsOf(rows.filter((r) => r.significant), rows.length)} | ${paper} |`,
+          );
+        }
+      }
+    }
+  }
+  return lines;
+}
+
+/** One line per primary comparison: both cells' values, their ratio, its reading and its test. */
 function primarySection(parts: Parts): string[] {
   const p = parts.settings.primary;
   const s = parts.settings;
   if (!p) return ["- The campaign declared no primary comparisons: every test below is exploratory."];
   const rows = parts.ratios.filter((r) => r.role === "primary");
   const design = p.design;
-  const head = `The campaign declared, before it ran, ${p.profile} at ${p.services} Services, the ${STATISTIC_NAME[p.statistic] ?? p.statistic} of each dataplane against ${p.baseline}, per family, as its primary comparisons, and gave each of their cells ${p.runs} runs: enough for a power of ${design.power} to show a difference of ${Math.round(design.minimumEffect * 100)}% at a run-to-run coefficient of variation of ${design.runCv} (Mann-Whitney, Noether's sample size, Holm at alpha ${design.alpha} over the comparisons). Holm's correction here counts these ${parts.tests.primary} tests only.`;
+  const head = `The campaign declared, before it ran, ${p.profile} at ${servicesText(p.services)}, the ${STATISTIC_NAME[p.statistic] ?? p.statistic} of each dataplane against ${p.baseline}, per family, as its primary comparisons, and gave each of their cells ${p.runs} runs: enough for a power of ${design.power} to show a difference of ${Math.round(design.minimumEffect * 100)}% at a run-to-run coefficient of variation of ${design.runCv} (Mann-Whitney, Noether's sample size, Holm at alpha ${design.alpha} over the comparisons). Holm's correction here counts these ${parts.tests.primary} tests only.`;
   if (rows.length === 0) return [`- ${head} None of them could be tested in this report (see the warnings).`];
   return [
     head,
     "",
     ...rows.map(
       (r) =>
-        `- **${r.family}, ${r.dataplane}/${r.baseline}:** ratio ${fmt(r.ratio.estimate)} ${ci(r.ratio.low, r.ratio.high)}, ${verdictText(r.dataplane, readingOf(r))}; rank test on ${r.testDescribes}: p = ${fmtP(r.pValue)}, ${fmtP(r.pHolm)} after Holm over the primary tests${r.significant ? `, **significant** at alpha ${s.alpha}` : `, not significant at alpha ${s.alpha}`} (${r.n} and ${r.nBaseline} runs, Cliff's delta ${fmt(r.cliffsDelta)}).`,
+        `- **${r.family}, ${r.dataplane}/${r.baseline}:** ${STATISTIC_NAME[r.statistic] ?? r.statistic} ${cellValue(r.value, r.unit)} (${r.dataplane}) against ${cellValue(r.baselineValue, r.unit)} (${r.baseline}): ratio ${fmt(r.ratio.estimate)} ${ci(r.ratio.low, r.ratio.high)}, ${verdictText(r.dataplane, readingOf(r))}; rank test on ${r.testDescribes}: p = ${fmtP(r.pValue)}, ${fmtP(r.pHolm)} after Holm over the primary tests${r.significant ? `, **significant** at alpha ${s.alpha}` : `, not significant at alpha ${s.alpha}`} (${r.n} and ${r.nBaseline} runs, Cliff's delta ${fmt(r.cliffsDelta)}).`,
     ),
   ];
 }
@@ -170,12 +194,15 @@ export function renderMarkdown(parts: Parts): string {
   const analysed = parts.counts.reduce((sum, c) => sum + c.ok, 0);
   const measured = DATAPLANES.filter((d) => parts.counts.some((c) => c.dataplane === d));
   const others = measured.filter((d) => d !== s.baseline);
+  const profilesMeasured = [...new Set(parts.counts.map((c) => c.profile))];
   const out: string[] = [
     `# Service dataplanes against ${s.baseline}: measurement report`,
     "",
-    `${measured.map((d) => `**${d}**: ${DATAPLANE_DESCRIPTIONS[d]}`).join("; ")}. Each of ${others.length ? others.join(", ") : "the others"} is compared with the baseline, ${s.baseline}.`,
+    `${measured.map((d) => `**${d}**: ${DATAPLANE_DESCRIPTIONS[d]}`).join("; ")}. ${others.length === 0 ? "No other dataplane was measured" : others.length === 1 ? `${others[0]} is compared` : `${joinAnd(others)} are each compared`} with the baseline, ${s.baseline}.`,
     "",
-    `${s.campaignId ? `Campaign \`${s.campaignId}\`${s.backend ? ` (backend ${s.backend})` : ""}. ` : ""}${analysed} of ${totalRuns} runs analysed. Seed ${s.seed}, ${s.resamples} bootstrap resamples, ${Math.round(s.confidence * 100)}% percentile intervals, Holm over ${parts.tests.primary} primary and, separately, ${parts.tests.exploratory} exploratory rank tests at alpha ${s.alpha}.`,
+    `What was measured, per profile: ${profilesMeasured.map((p) => PROFILE_MEANINGS[p] ?? `**${p}**`).join("; ")}. A step is one Service count; a group (or cell) is the runs of one profile, family, step and dataplane.`,
+    "",
+    `${s.campaignId ? `Campaign \`${s.campaignId}\`${s.backend ? ` (backend ${s.backend})` : ""}. ` : ""}${analysed} of ${countOf(totalRuns, "run")} analysed. Seed ${s.seed}, ${s.resamples} bootstrap resamples, ${Math.round(s.confidence * 100)}% percentile intervals, Holm over ${parts.tests.primary} primary and, separately, ${parts.tests.exploratory} exploratory rank tests at alpha ${s.alpha}.`,
     "",
     "## Primary comparisons",
     "",
@@ -186,15 +213,12 @@ export function renderMarkdown(parts: Parts): string {
   ];
   const profiles = [...new Set(parts.ratios.map((r) => r.profile))];
   if (profiles.length === 0) out.push(`- No step has runs of ${s.baseline} and another dataplane: there is no ratio to report.`);
-  for (const profile of profiles) {
-    for (const statistic of [...new Set(parts.ratios.filter((r) => r.profile === profile).map((r) => r.statistic))]) {
-      for (const family of FAMILIES) {
-        for (const dataplane of comparedIn(parts.ratios)) {
-          const rows = parts.ratios.filter((r) => r.profile === profile && r.statistic === statistic && r.family === family && r.dataplane === dataplane);
-          if (rows.length) out.push(summarySentence(profile, statistic, family, rows, s.alpha));
-        }
-      }
-    }
+  else {
+    out.push(
+      `One row per metric, statistic, family and dataplane: the steps (Service counts) at which the ratio's ${Math.round(s.confidence * 100)}% interval lies below 1 (lower than ${s.baseline}) or above 1 (higher); at the others it contains 1 (no difference shown). Then the steps at which the rank test is significant after Holm's correction. A declared primary comparison's step is marked (primary). A maximum is read by its robust companion, since its own interval is unreliable.`,
+      "",
+      ...summaryTable(parts),
+    );
   }
   out.push("", "## Warnings", "");
   if (parts.warnings.length === 0) out.push("None.");

@@ -170,11 +170,11 @@ function tablesTwoAndThree(rows: readonly ValidityRow[], comparison: MeterCompar
   const ratios =
     compared.length === 0
       ? "No step had both dataplanes' runs with the meter's readings, so the meter's own dataplane ratios could not be set beside the exact ones."
-      : `Read through the meter, the dataplane ratios of the maximum and the standard deviation (the tables' columns) differed from the exact ones by up to a factor ${fmt(Math.exp(factor))}, and fell outside the exact ratio's interval at ${outside.length} of ${compared.length} step(s).`;
+      : `Read through the meter, the dataplane ratios of the maximum and the standard deviation (the tables' columns) differed from the exact ones by up to a factor ${fmt(Math.exp(factor))}, and fell outside the exact ratio's interval at ${outside.length} of ${compared.length} ${compared.length === 1 ? "step" : "steps"}.`;
   return [
     "**What this means for the paper's Tables 2 and 3.**",
     "The paper's latency tables are ratios of the maximum and of the standard deviation of per-packet round trips, read with this meter (ITGDec over ITGSend's rttm log), between the cells of two dataplanes.",
-    `In this campaign the meter's maximum was ${range("max")} the exact one, its standard deviation ${range("std")} and its mean ${range("mean")}; ${withSignature} of ${cells.size} cell(s) had records with the signature (${signature} of ${records} records).`,
+    `In this campaign the meter's maximum was ${range("max")} the exact one, its standard deviation ${range("std")} and its mean ${range("mean")}; ${withSignature} of ${cells.size} ${cells.size === 1 ? "cell" : "cells"} had records with the signature (${signature} of ${records} records).`,
     "A table entry divides one cell's statistic by another's, so the meter's error cancels only where both cells suffer it alike, and it depends on chance: whether an echo late by more than the packet spacing happens to straddle a second boundary.",
     ratios,
     "The maximum is the most exposed (one such echo reads about 1 s), the standard deviation follows (one such record dominates a run's spread), the mean moves least; and since the short-read records carry no sign, leaving out the signature records does not repair a statistic either.",

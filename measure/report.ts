@@ -49,6 +49,7 @@ import { programmingReport } from "./report-programming.js";
 import { fmt, renderMarkdown } from "./report-markdown.js";
 import { checkReportFolder, REPORT_MANIFEST, writeReportFolder, type ReportFile } from "./report-output.js";
 import { validityRows, type ValidityRow } from "./report-validity.js";
+import { cellsText, countOf, servicesText } from "./report-words.js";
 
 /** What a profile measures. The throughput profile measures what a TCP flow carries; every other
  *  profile (latency, connection setup, ...) measures the delays of its packets. */
@@ -129,6 +130,8 @@ export interface RatioDefinition {
   readonly intervalReliable: boolean;
   /** What the statistic is, in words for the report. */
   readonly describes: string;
+  /** The unit of `value` and of the robust companion's. */
+  readonly unit: "ms" | "Mbit/s";
   readonly value: (runs: FlowSummary[]) => number;
   readonly robust: { readonly name: string; readonly describes: string; readonly value: (runs: FlowSummary[]) => number };
   /** The per-run values the rank test compares, and what a positive effect means. */
@@ -146,6 +149,7 @@ export const RATIO_DEFINITIONS: readonly RatioDefinition[] = [
     kind: "delay",
     intervalReliable: true,
     describes: "mean per-packet delay pooled over all packets of all runs",
+    unit: "ms",
     value: (runs) => ms(poolMoments(runs.map((s) => ({ n: s.packets, mean: s.delayMeanS, std: s.delayStdS }))).mean),
     robust: {
       name: "median run median",
@@ -159,6 +163,7 @@ export const RATIO_DEFINITIONS: readonly RatioDefinition[] = [
     kind: "throughput",
     intervalReliable: true,
     describes: "sample standard deviation of the per-run throughput across runs",
+    unit: "Mbit/s",
     value: (runs) => sampleStd(throughput(runs)),
     robust: { name: "IQR", describes: "interquartile range of the per-run throughput", value: (runs) => iqr(throughput(runs)) },
     test: {
@@ -171,6 +176,7 @@ export const RATIO_DEFINITIONS: readonly RatioDefinition[] = [
     kind: "delay",
     intervalReliable: false,
     describes: "maximum per-packet delay over all packets of all runs (the worst packet)",
+    unit: "ms",
     value: (runs) => ms(maxOf(runs.map((s) => s.delayMaxS))),
     robust: {
       name: "median run p99",
@@ -184,6 +190,7 @@ export const RATIO_DEFINITIONS: readonly RatioDefinition[] = [
     kind: "delay",
     intervalReliable: true,
     describes: "per-packet delay standard deviation pooled over all packets of all runs (population)",
+    unit: "ms",
     value: (runs) => ms(poolMoments(runs.map((s) => ({ n: s.packets, mean: s.delayMeanS, std: s.delayStdS }))).std),
     robust: {
       name: "median run std",
@@ -215,6 +222,10 @@ export interface RatioRow {
   /** Runs analysed of the dataplane and of the baseline. */
   readonly n: number;
   readonly nBaseline: number;
+  /** The statistic of the dataplane's cell and of the baseline's, whose quotient the ratio estimates, in `unit`. */
+  readonly value: number;
+  readonly baselineValue: number;
+  readonly unit: string;
   readonly ratio: RatioInterval;
   /** From the CI: "no difference shown" when it contains 1; "lower" when the dataplane's value is below the baseline's. */
   readonly verdict: Verdict;
@@ -465,6 +476,8 @@ function ratioRows(cells: Cell[], settings: ReportSettings, paper: readonly Pape
   // Every dataplane the results hold is compared at every step; a missing cell is named in a warning.
   const compared = DATAPLANES.filter((d) => d !== baseline && cells.some((c) => c.key.dataplane === d));
   const rows: RatioDraft[] = [];
+  /** The cells with no ratio against the baseline: one warning names them all. */
+  const missing: CellKey[] = [];
   for (const step of steps.values()) {
     const baseCell = byId.get(cellId({ ...step, dataplane: baseline }));
     const base = summaries(baseCell);
@@ -472,9 +485,7 @@ function ratioRows(cells: Cell[], settings: ReportSettings, paper: readonly Pape
       const cell = byId.get(cellId({ ...step, dataplane }));
       const runs = summaries(cell);
       if (runs.length < 2 || base.length < 2) {
-        warnings.push(
-          `no ${dataplane}/${baseline} ratio for ${step.profile} ${step.family} at ${step.services} Services: ${runs.length} ${dataplane} and ${base.length} ${baseline} runs analysed; a ratio needs at least 2 of each`,
-        );
+        missing.push({ ...step, dataplane });
         continue;
       }
       for (const def of RATIO_DEFINITIONS.filter((d) => d.kind === profileKind(step.profile))) {
@@ -491,6 +502,9 @@ function ratioRows(cells: Cell[], settings: ReportSettings, paper: readonly Pape
           describes: def.describes,
           n: runs.length,
           nBaseline: base.length,
+          value: def.value(runs),
+          baselineValue: def.value(base),
+          unit: def.unit,
           ratio,
           verdict: verdictOf(ratio),
           intervalReliable: def.intervalReliable,
@@ -509,34 +523,70 @@ function ratioRows(cells: Cell[], settings: ReportSettings, paper: readonly Pape
       }
     }
   }
+  if (missing.length > 0) {
+    warnings.push(
+      `no ratio against ${baseline} for ${countOf(missing.length, "group")}: a ratio needs at least 2 analysed runs of the group and of ${baseline} at its step, and these or ${baseline} have fewer (Runs analysed per group counts them): ${cellsText(missing)}`,
+    );
+  }
   return rows;
+}
+
+/**
+ * The runs a cell needs before the report trusts its spreads, tails and intervals: the campaign's power analysis's
+ * count for a primary comparison's cell (its test was sized for that many), the general threshold for every other.
+ */
+function runsNeeded(c: CellKey, settings: ReportSettings): { runs: number; why: string } {
+  const p = settings.primary;
+  return p !== undefined && c.profile === p.profile && c.services === p.services
+    ? { runs: p.runs, why: "the power analysis sized these primary cells for" }
+    : { runs: settings.minRuns, why: "stable spreads, tails and intervals need" };
+}
+
+/** Cells grouped by a count, one group per distinct value in ascending order. */
+function byCount<C extends CellKey>(cells: readonly C[], count: (c: C) => number): { n: number; cells: C[] }[] {
+  return [...new Set(cells.map(count))].sort((a, b) => a - b).map((n) => ({ n, cells: cells.filter((c) => count(c) === n) }));
 }
 
 function countWarnings(counts: CellCount[], settings: ReportSettings): string[] {
   const warnings: string[] = [];
-  const name = (c: CellKey) => `${c.profile} ${c.family} ${c.dataplane} at ${c.services} Services`;
   const failed = counts.reduce((s, c) => s + c.failed, 0);
   if (failed > 0) {
-    const where = counts.filter((c) => c.failed > 0).map((c) => `${name(c)}: ${c.failed}`);
-    warnings.push(`${failed} failed run(s) excluded (${where.join("; ")})`);
+    const where = byCount(counts.filter((c) => c.failed > 0), (c) => c.failed).map(
+      (g) => `${g.n} in ${g.cells.length === 1 ? "1 group" : `each of ${g.cells.length} groups`} (${cellsText(g.cells)})`,
+    );
+    warnings.push(`${countOf(failed, "failed run")} excluded: ${where.join("; ")}`);
   }
   const unsummarised = counts.reduce((s, c) => s + c.withoutSummary, 0);
-  if (unsummarised > 0) warnings.push(`${unsummarised} run(s) marked ok but without a decoded summary excluded`);
-  // One line for all small groups: a short lab profile makes every group small, and a line per group
-  // would bury the other warnings.
-  const few = counts.filter((c) => c.ok < settings.minRuns);
-  if (few.length > 0) {
-    const sizes = new Set(few.map((c) => c.ok));
-    const which =
-      few.length === counts.length && sizes.size === 1
-        ? `every group (${counts.length}) has ${few[0]!.ok} analysed run(s)`
-        : few.map((c) => `${name(c)} has ${c.ok}`).join("; ");
-    warnings.push(`too few runs: ${which}; below ${settings.minRuns} runs the std, percentiles and intervals are unstable`);
+  if (unsummarised > 0) {
+    warnings.push(`${countOf(unsummarised, "run")} marked ok but without a decoded summary excluded (${cellsText(counts.filter((c) => c.withoutSummary > 0))})`);
   }
-  for (const c of counts) {
-    const planned = settings.plannedRunsPerCell === undefined ? undefined : runsOfCell({ runs: settings.plannedRunsPerCell, ...(settings.primary ? { primary: settings.primary } : {}) }, c.profile as RunProfile, c.services);
-    if (planned !== undefined && c.ok + c.failed + c.withoutSummary < planned) {
-      warnings.push(`incomplete: ${name(c)} has results for ${c.ok + c.failed + c.withoutSummary} of ${planned} planned runs`);
+  // One line per threshold and run count, the cells named by what they span: a short profile makes every group small.
+  const few = counts.map((c) => ({ ...c, needed: runsNeeded(c, settings) })).filter((c) => c.ok < c.needed.runs);
+  for (const why of [...new Set(few.map((c) => c.needed.why))]) {
+    for (const threshold of byCount(few.filter((c) => c.needed.why === why), (c) => c.needed.runs)) {
+      const groups = byCount(threshold.cells, (c) => c.ok);
+      const part = (g: (typeof groups)[number], first: boolean) =>
+        `${countOf(g.cells.length, "group")} with ${first ? countOf(g.n, "analysed run") : g.n} (${cellsText(g.cells)})`;
+      warnings.push(
+        groups.length === 1
+          ? `too few runs: ${countOf(groups[0]!.cells.length, "group")} with ${countOf(groups[0]!.n, "analysed run")}, below the ${threshold.n} ${why} (${cellsText(groups[0]!.cells)})`
+          : `too few runs: ${countOf(threshold.cells.length, "group")} below the ${threshold.n} ${why}: ${groups.map((g, i) => part(g, i === 0)).join("; ")}`,
+      );
+    }
+  }
+  const incomplete = counts
+    .map((c) => ({
+      ...c,
+      has: c.ok + c.failed + c.withoutSummary,
+      planned:
+        settings.plannedRunsPerCell === undefined
+          ? Infinity
+          : runsOfCell({ runs: settings.plannedRunsPerCell, ...(settings.primary ? { primary: settings.primary } : {}) }, c.profile as RunProfile, c.services),
+    }))
+    .filter((c) => c.has < c.planned);
+  for (const planned of byCount(incomplete, (c) => c.planned)) {
+    for (const g of byCount(planned.cells, (c) => c.has)) {
+      warnings.push(`incomplete: ${countOf(g.cells.length, "group")} with results for ${g.n} of ${countOf(planned.n, "planned run")} (${cellsText(g.cells)})`);
     }
   }
   return warnings;
@@ -552,7 +602,7 @@ function primaryWarnings(drafts: readonly RatioDraft[], settings: ReportSettings
   const tested = drafts.filter((r) => r.role === "primary");
   const expected = measured.filter((d) => d !== p.baseline).length * FAMILIES.filter((f) => drafts.some((r) => r.family === f)).length;
   return tested.length < expected
-    ? [`only ${tested.length} of ${expected} primary comparisons (${p.profile} at ${p.services} Services, ${p.statistic}, each dataplane against ${p.baseline}, per family) could be tested: a cell lacks runs`]
+    ? [`only ${tested.length} of ${expected} primary comparisons (${p.profile} at ${servicesText(p.services)}, ${p.statistic}, each dataplane against ${p.baseline}, per family) could be tested: a cell lacks runs`]
     : [];
 }
 
@@ -561,17 +611,18 @@ function dataWarnings(cells: Cell[]): string[] {
   const undated = cells.filter((c) => profileKind(c.key.profile) === "delay").flatMap((c) => c.runs.filter((r) => r.delaySource === undefined));
   if (undated.length > 0) {
     warnings.push(
-      `${undated.length} delay run(s) were stored before the store kept where their delays come from (results store schema 1): their round trips are the meter's own, as ITGDec reads ITGSend's log, not exact (D-ITG B15); no validity rows for them`,
+      `${countOf(undated.length, "delay run")} ${undated.length === 1 ? "was" : "were"} stored before the store kept where their delays come from (results store schema 1): their round trips are the meter's own, as ITGDec reads ITGSend's log, not exact (D-ITG B15); no validity rows for them`,
     );
   }
-  for (const c of cells) {
-    if (profileKind(c.key.profile) !== "delay" || c.runs.length === 0) continue;
-    const name = `${c.key.profile} ${c.key.family} ${c.key.dataplane} at ${c.key.services} Services`;
-    const missing = c.runs.filter((r) => r.histogram === undefined).length;
-    if (missing > 0) warnings.push(`${name}: ${missing} run(s) without a delay histogram; pooled per-packet percentiles left out`);
-    if (c.runs.some((r) => r.summary!.delayMinS < 0)) {
-      warnings.push(`${name}: negative one-way delays (sender and receiver clocks not synchronised; use the rttm meter)`);
-    }
+  const delayCells = cells.filter((c) => profileKind(c.key.profile) === "delay" && c.runs.length > 0);
+  const noHistogram = delayCells.filter((c) => c.runs.some((r) => r.histogram === undefined));
+  if (noHistogram.length > 0) {
+    const runs = noHistogram.reduce((n, c) => n + c.runs.filter((r) => r.histogram === undefined).length, 0);
+    warnings.push(`${countOf(runs, "run")} without a delay histogram, in ${countOf(noHistogram.length, "group")} (${cellsText(noHistogram.map((c) => c.key))}): their pooled per-packet percentiles are left out`);
+  }
+  const negative = delayCells.filter((c) => c.runs.some((r) => r.summary!.delayMinS < 0));
+  if (negative.length > 0) {
+    warnings.push(`negative one-way delays in ${countOf(negative.length, "group")} (${cellsText(negative.map((c) => c.key))}): sender and receiver clocks are not synchronised; use the rttm meter`);
   }
   return warnings;
 }

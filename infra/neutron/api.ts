@@ -3,6 +3,9 @@
 // member or an admin of a project under Neutron's own policies.
 import { randomUUID } from "node:crypto";
 
+/** How long a request may take before it is abandoned: longer than the local server's SQLite lock wait. */
+const REQUEST_TIMEOUT_MS = 300_000;
+
 export const ROLES = {
   member: ["member", "reader"],
   admin: ["admin", "member", "reader"],
@@ -57,7 +60,9 @@ export class NeutronApi {
         ...(body === undefined ? {} : { "Content-Type": "application/json" }),
       },
       ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-      signal: AbortSignal.timeout(60_000),
+      // Only a guard against a server that never answers: the local server takes one request at a time, and a write
+      // there may wait up to SQLITE_BUSY_SECONDS (120 s) for SQLite's lock on a loaded host before it answers.
+      signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
     });
     const text = await res.text();
     let parsed: Record<string, unknown> = {};

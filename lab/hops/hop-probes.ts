@@ -24,7 +24,8 @@ import type { LabTopology, Role, TopologyPlan } from "../topology.js";
 
 /** tc priorities of the probes: ingress before any other filter, egress after. */
 export const HOP_PREF = { ingress: 1, egress: 65000 } as const;
-const READER_START_TIMEOUT_MS = 10_000;
+/** Only a guard against a reader that hangs: far above its start-up on a loaded 2-core host. */
+const READER_START_TIMEOUT_MS = 120_000;
 const READER_STOP_TIMEOUT_MS = 30_000;
 
 export interface HopAttachment {

@@ -13,6 +13,11 @@ const haveDitg = ["/usr/bin/ITGSend", "/usr/bin/ITGRecv"].every((p) => existsSyn
 const traffic = scenarioSchema.shape.traffic.parse(undefined);
 const key = (family: RunKey["family"], profile: RunKey["profile"]): RunKey => ({ dataplane: "iptables", family, profile, services: 1, repetition: 0 });
 
+/** Until no socket listens on the TCP port (a killed process's sockets close as it dies): the socket table, not a time. */
+async function socketGone(port: number): Promise<void> {
+  while (listeningTcpPorts().has(port)) await new Promise((r) => setTimeout(r, 20));
+}
+
 describe.skipIf(!haveDitg || process.platform !== "linux")("LoopbackBackend", () => {
   let backend: LoopbackBackend;
   const decoder = new WorkerLogDecoder();
@@ -66,7 +71,7 @@ describe.skipIf(!haveDitg || process.platform !== "linux")("LoopbackBackend", ()
     expect(await backend.receiverAlive()).toBe(true);
     const pid = backend.receiverPids().ipv4!;
     process.kill(pid, "SIGKILL");
-    await new Promise((r) => setTimeout(r, 200));
+    await socketGone(backend.targets().ipv4!.signalingPort);
     expect(await backend.receiverAlive()).toBe(false);
     await backend.restartReceiver();
     expect(await backend.receiverAlive()).toBe(true);
@@ -79,7 +84,7 @@ describe.skipIf(!haveDitg || process.platform !== "linux")("LoopbackBackend", ()
   it("fails a flow whose receiver is gone, with ITGSend's reason", async () => {
     const pid = backend.receiverPids().ipv6!;
     process.kill(pid, "SIGKILL");
-    await new Promise((r) => setTimeout(r, 200));
+    await socketGone(backend.targets().ipv6!.signalingPort);
     await expect(
       backend.runFlow(key("ipv6", "latency"), { logName: "no-receiver", durationS: 1, traffic: traffic.latency }),
     ).rejects.toThrow(/ITGSend exited with 1: .*Connection refused/);

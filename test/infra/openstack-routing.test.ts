@@ -62,13 +62,10 @@ const listeners: ChildProcess[] = [];
 async function listen(role: HostRole, host: string, port: number): Promise<void> {
   const child = spawn("ip", ["netns", "exec", ns(role), process.execPath, "-e", LISTENER, host, String(port)], { stdio: ["ignore", "pipe", "pipe"] });
   listeners.push(child);
+  // Until it says it listens or exits: no deadline, which a loaded host's Node start-up would lose to.
   await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`listener on ${host}:${port} did not start`)), 10_000);
     child.stdout.on("data", (d: Buffer) => {
-      if (d.toString().includes("ready")) {
-        clearTimeout(timer);
-        resolve();
-      }
+      if (d.toString().includes("ready")) resolve();
     });
     child.once("exit", (code) => reject(new Error(`listener on ${host}:${port} exited with ${code}`)));
   });

@@ -4,9 +4,12 @@ import { exec } from "../../lab/netns.js";
 
 const wait = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/** True once the kernel no longer knows the program or map (freeing is deferred: polls up to 5 s). */
+/**
+ * True once the kernel no longer knows the program or map. Freeing waits for an RCU grace period, which a loaded host
+ * stretches: it polls every 100 ms for up to a minute, and answers as soon as the object is gone.
+ */
 export async function bpfObjectGone(kind: "prog" | "map", id: number): Promise<boolean> {
-  for (let i = 0; i < 50; i++) {
+  for (let i = 0; i < 600; i++) {
     if (exec(["bpftool", kind, "show", "id", String(id)]).status !== 0) return true;
     await wait(100);
   }

@@ -119,9 +119,8 @@ describe.skipIf(hostProblem !== undefined)(`eBPF dataplane on this kernel${hostP
       try {
         const result = echoProbe(topology, "client", protocol, topology.addresses.node[family], 20002);
         expect(result).toMatchObject({ ok: true, from: topology.addresses.node[family], fromPort: 20002 });
-        await wait(50);
         // externalTrafficPolicy=Local: the pod sees the client's own address and port.
-        expect(listener.peers()).toContainEqual({ address: topology.addresses.client[family], port: result.localPort });
+        expect(await listener.seen(1)).toContainEqual({ address: topology.addresses.client[family], port: result.localPort });
       } finally {
         await listener.stop();
       }
@@ -132,8 +131,12 @@ describe.skipIf(hostProblem !== undefined)(`eBPF dataplane on this kernel${hostP
       const receiver = topology.spawn("pod", ["ITGRecv", "-a", ANY[family]], { stdio: "ignore" });
       try {
         const [sig, data] = [RECEIVER_PORTS[0]!, RECEIVER_PORTS[1]!];
-        // No TCP probe of the signaling port (a reset kills ITGRecv): watch the socket table instead.
-        for (let i = 0; i < 100 && !new RegExp(`:${sig.targetPort}\\s`).test(topology.run("pod", ["ss", "-H", "-l", "-t", "-n"])); i++) await wait(50);
+        // No TCP probe of the signaling port (a reset kills ITGRecv): watch the socket table instead, until ITGRecv
+        // listens or exits (no deadline, which a loaded host's start-up would lose to).
+        while (!new RegExp(`:${sig.targetPort}\\s`).test(topology.run("pod", ["ss", "-H", "-l", "-t", "-n"]))) {
+          if (receiver.exitCode !== null || receiver.signalCode !== null) throw new Error(`ITGRecv exited (${receiver.exitCode ?? receiver.signalCode}) before it listened`);
+          await wait(50);
+        }
         for (const protocol of ["UDP", "TCP"]) {
           const log = join(dir, `${family}-${protocol}.log`);
           const sent = topology.exec("client", [

@@ -139,18 +139,22 @@ describe.skipIf(problem !== undefined)(`hop probes with real traffic${problem ? 
     // 8 Mbit/s with a 15 kB queue: a full queue holds a packet about 15 ms. 6.7 Mbit/s of other
     // traffic (discard port of the worker) beside D-ITG's 4.4 keep it full, also when a busy host
     // costs ITGSend half its send slots. The flooder keeps its rate by the clock, not by its timer's
-    // ticks, which a busy host delays: a late tick sends what fell due.
+    // ticks, which a busy host delays: a late tick sends what fell due. It says when its first datagrams went.
     const flood = String.raw`
       const s = require("node:dgram").createSocket("udp4"); const b = Buffer.alloc(1200); const t0 = Date.now(); let sent = 0;
-      setInterval(() => { for (const due = Math.floor((Date.now() - t0) / 10) * 7; sent < due; sent++) s.send(b, 9, process.argv[1]); }, 10);`;
+      setInterval(() => { for (const due = Math.floor((Date.now() - t0) / 10) * 7; sent < due; sent++) s.send(b, 9, process.argv[1]); if (sent > 0 && !s.said) { s.said = true; process.stdout.write("flooding\n"); } }, 10);`;
     const attempts: string[] = [];
     for (let attempt = 1; attempt <= ATTEMPTS; attempt++) {
       const base = await measure(dataplane, "latency", LATENCY);
       topology.run("router", ["tc", "qdisc", "replace", "dev", rdc, "root", "tbf", "rate", "8mbit", "burst", "3000", "limit", "15000"]);
-      const flooder = topology.spawn("router", [process.execPath, "-e", flood, node], { stdio: "ignore" });
+      const flooder = topology.spawn("router", [process.execPath, "-e", flood, node], { stdio: ["ignore", "pipe", "ignore"] });
       let loaded: Measured;
       try {
-        await sleep(300);
+        // Until the flooder sends (its line), however long a busy host takes to start Node.
+        await new Promise<void>((resolve, reject) => {
+          flooder.stdout!.on("data", (d: Buffer) => d.toString().includes("flooding") && resolve());
+          flooder.once("exit", (code) => reject(new Error(`the flooder exited (${code}) before it sent`)));
+        });
         loaded = await measure(dataplane, "latency", LATENCY);
       } finally {
         flooder.kill("SIGKILL");

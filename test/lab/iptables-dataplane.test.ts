@@ -72,7 +72,8 @@ for (const b of binds) {
     if (++open === binds.length) console.log("ready");
   });
 }
-setTimeout(() => process.exit(0), 120000);
+// Gone with the test process: its stdin closes when the test ends, however it ends (no timer a slow run outlasts).
+process.stdin.on("end", () => process.exit(0)).resume();
 `;
 const CONNECT = `
 const s = require("net").connect(Number(process.argv[2]), process.argv[1]);
@@ -87,7 +88,7 @@ async function startListener(ns: string): Promise<ChildProcess> {
   const child = spawn("ip", [
     "netns", "exec", ns, process.execPath, "-e", LISTEN,
     `${RECEIVER.ipv4},31000`, `${RECEIVER.ipv6},31000`, `${BACKEND.ipv4},80`, `${BACKEND.ipv6},80`,
-  ]);
+  ], { stdio: ["pipe", "pipe", "inherit"] });
   await new Promise<void>((resolve, reject) => {
     child.stdout!.on("data", (d: Buffer) => d.toString().includes("ready") && resolve());
     child.on("exit", (code) => reject(new Error(`listener exited ${code}`)));

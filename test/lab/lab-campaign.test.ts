@@ -30,13 +30,13 @@ import { awaitSender, settledLog } from "../../backends/ditg-sender.js";
 import { ResultStore } from "../../measure/store.js";
 import type { RunResult } from "../../measure/types.js";
 import type { Family } from "../../scenario/cidr.js";
+import { bpfObjectGone } from "./bpf-objects.js";
 import { BUSY_HOST } from "./busy-host.js";
 import { asNobodyIn, asRootWithout, canDropPrivileges } from "./privilege-drop.js";
 
 const hostProblem = labHostProblem();
 const FAMILIES: readonly Family[] = ["ipv4", "ipv6"];
 const ROOT = fileURLToPath(new URL("../../", import.meta.url));
-const wait = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** What the hook saw in the kernel right after a step was prepared, read independently of the dataplane modules. */
 interface StepSeen {
@@ -80,15 +80,6 @@ async function inspect(step: PreparedStep): Promise<StepSeen> {
     ...(loadBalancer ? { bpf: loadBalancer.objectIds() } : {}),
     nodeBaseRule: base,
   };
-}
-
-async function bpfObjectGone(kind: "prog" | "map", id: number): Promise<boolean> {
-  // Programs and maps are freed after an RCU grace period.
-  for (let i = 0; i < 50; i++) {
-    if (exec(["bpftool", kind, "show", "id", String(id)]).status !== 0) return true;
-    await wait(100);
-  }
-  return false;
 }
 
 /**
@@ -259,7 +250,8 @@ describe.skipIf(hostProblem !== undefined)(`the lab's smoke campaign on this ker
     store.close();
     expect(md).toContain(`Campaign \`${campaignId}\` (backend lab). ${ok} of ${planned} runs analysed.`);
     expect(md).toMatch(/\| setup \| ipv4 \| 2000 \| [12]\b.*\| [12]\b.*\| [12]\b.*\|/);
-    for (const dataplane of ["nftables", "ebpf"]) expect(md).toMatch(new RegExp(`\\*\\*setup, mean, ipv4, ${dataplane}/iptables:\\*\\*`));
+    // The Summary's row of each dataplane against the baseline (metric, statistic, family, dataplane against baseline).
+    for (const dataplane of ["nftables", "ebpf"]) expect(md).toContain(`| setup | mean | ipv4 | ${dataplane} / iptables | `);
     const cells = readFileSync(join(dir, "report", "cells.csv"), "utf8");
     for (const dataplane of def.dataplanes) {
       expect(cells).toMatch(new RegExp(`^setup,ipv6,2000,${dataplane},packetDelayMs,ms,packet,[12],`, "m"));

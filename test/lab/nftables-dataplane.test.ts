@@ -29,7 +29,6 @@ const ANY: Record<Family, string> = { ipv4: "0.0.0.0", ipv6: "::" };
 const N = 2000;
 // A NodePort range of 2000 ports less the receiver's two: 1998 NodePort Services, then 2 ClusterIP ones.
 const NODE_PORT_RANGE = "30000-31999";
-const wait = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 describe.skipIf(hostProblem !== undefined)(`kube-proxy's nftables rules in the lab's worker${hostProblem ? ` (skipped: ${hostProblem})` : ""}`, () => {
   let topology: LabTopology;
@@ -99,8 +98,7 @@ describe.skipIf(hostProblem !== undefined)(`kube-proxy's nftables rules in the l
         const result = echoProbe(topology, from, protocol, address, port, 5000);
         expect(result, `${protocol} ${from} -> ${address}:${port}`).toMatchObject({ ok: true, from: address, fromPort: port });
         // The listener reports its peer on its own output, which may arrive after the echo.
-        for (let i = 0; i < 100 && listener.peers().length === 0; i++) await wait(20);
-        return { result, peers: listener.peers() };
+        return { result, peers: await listener.seen(1) };
       } finally {
         await listener.stop();
       }

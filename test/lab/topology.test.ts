@@ -4,7 +4,7 @@ import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { cidrContains, parseCidr } from "../../scenario/cidr.js";
 import { echoProbe, startEchoListener } from "../../lab/echo-probe.js";
-import { exec } from "../../lab/netns.js";
+import { bpfObjectGone } from "./bpf-objects.js";
 import {
   cleanupLeftovers,
   createTopology,
@@ -148,15 +148,6 @@ function processAlive(pid: number): boolean {
   }
 }
 
-/** Kernel objects are freed after their last reference goes, asynchronously: wait briefly. */
-async function bpfObjectGone(kind: "prog" | "map", id: number): Promise<boolean> {
-  for (let i = 0; i < 50; i++) {
-    if (exec(["bpftool", kind, "show", "id", String(id)]).status !== 0) return true;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  return false;
-}
-
 describe.skipIf(hostProblem !== undefined)(`topology on this kernel${hostProblem ? ` (skipped: ${hostProblem})` : ""}`, () => {
   let topology: LabTopology;
 
@@ -192,8 +183,7 @@ describe.skipIf(hostProblem !== undefined)(`topology on this kernel${hostProblem
       try {
         const result = echoProbe(topology, "client", protocol, topology.addresses.pod[family], 7000);
         expect(result, `${protocol} ${family}`).toMatchObject({ ok: true, from: topology.addresses.pod[family], fromPort: 7000 });
-        await new Promise((r) => setTimeout(r, 50));
-        expect(listener.peers().map((p) => p.address)).toContain(topology.addresses.client[family]);
+        expect((await listener.seen(1)).map((p) => p.address)).toContain(topology.addresses.client[family]);
       } finally {
         await listener.stop();
       }

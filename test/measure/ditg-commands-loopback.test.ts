@@ -62,11 +62,11 @@ async function startReceiver(family: Family): Promise<Receiver> {
   const signalingPort = await freePort();
   const [cmd, ...args] = receiverCommand({ signalingPort, family });
   const child = spawn(cmd!, args, { stdio: "ignore" });
-  for (let i = 0; i < 100 && !(await listening(signalingPort)); i++) {
-    if (child.exitCode !== null) throw new Error(`ITGRecv exited with ${child.exitCode}`);
+  // Until it listens or exits: no deadline, which a loaded host's start-up would lose to.
+  while (!(await listening(signalingPort))) {
+    if (child.exitCode !== null || child.signalCode !== null) throw new Error(`ITGRecv exited with ${child.exitCode ?? child.signalCode}`);
     await new Promise((r) => setTimeout(r, 50));
   }
-  if (!(await listening(signalingPort))) throw new Error(`ITGRecv does not listen on ${signalingPort}`);
   return { child, signalingPort };
 }
 

@@ -18,6 +18,7 @@ import {
 import { decodeLogFile, timeOfDay, type DecodedLog } from "../../measure/ditg-log.js";
 import { decodePairedLogs } from "../../measure/ditg-pairing.js";
 import { writeLog } from "./decode-itgdec.js";
+import { craftedPackets, craftedRttmLogs } from "./round-trips.js";
 
 const scenario = testScenario({ dataplane: "ebpf" });
 const target = { address: "198.18.1.10", signalingPort: 30900, dataPort: 31000 };
@@ -253,15 +254,21 @@ describe("judgeFlow", () => {
   });
 
   it("fails a round trip whose sender records lack a partner in the receiver log (exact delays need every one)", async () => {
-    const sender = await decoded("rtt.slog", 100);
-    await decoded("rtt.rlog", 100);
-    expect(judgeFlow(finished, await decodePairedLogs(join(dir, "rtt.slog"), join(dir, "rtt.rlog")), expected)).toEqual({ ok: true });
-    await decoded("cut.rlog", 97);
-    const cut = await decodePairedLogs(sender.file, join(dir, "cut.rlog"));
+    // The two logs of one rttm flow, as ITGSend (-l) and ITGRecv (-x) write them: 100 packets 10 ms apart.
+    const t0 = Date.UTC(2026, 0, 5, 12) * 1000;
+    const flow = craftedRttmLogs(craftedPackets(100, t0, 10_000), { spacingUs: 10_000 });
+    const senderLog = join(dir, "rtt.slog");
+    await writeLog(senderLog, flow.sender);
+    await writeLog(join(dir, "rtt.rlog"), flow.receiver);
+    expect(judgeFlow(finished, await decodePairedLogs(senderLog, join(dir, "rtt.rlog")), expected)).toEqual({ ok: true });
+    // The receiver's log cut before its last 3 records (ITGRecv killed before it flushed them).
+    await writeLog(join(dir, "cut.rlog"), flow.receiver.slice(0, 97));
+    const cut = await decodePairedLogs(senderLog, join(dir, "cut.rlog"));
     expect(judgeFlow(finished, cut, expected)).toEqual({
       ok: false,
-      reason: `${sender.file}: 3 of 100 round trips have no partner in the receiver log (cut or not flushed)`,
+      reason: `${senderLog}: 3 of 100 round trips have no partner in the receiver log (cut or not flushed)`,
     });
+    const sender = await decodeLogFile(senderLog);
     // Read alone, the same sender log has nothing to pair and passes.
     expect(judgeFlow(finished, sender, expected)).toEqual({ ok: true });
   });

@@ -4,6 +4,7 @@
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
+import { DOMParser } from "@xmldom/xmldom";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { campaignIdFor, planCampaign, type CampaignDefinition } from "../../measure/campaign-plan.js";
 import { encodeRecord, recordBlock, timeOfDay } from "../../measure/ditg-log.js";
@@ -11,6 +12,7 @@ import { decodeFlow } from "../../measure/ditg-pairing.js";
 import {
   decomposeRun,
   END_TO_END,
+  HOP_DIRECTIONS,
   HOP_POINTS,
   HOP_RECORD_BYTES,
   HOP_SECTIONS,
@@ -448,10 +450,15 @@ describe("the store and the report", () => {
     expect(new Set(rows.map((r) => r.split(",")[3]))).toEqual(new Set(["forward", "return"]));
     expect(report.markdown).toContain("## Where the delay comes from");
     expect(report.markdown).toContain("2 of 2 latency runs add up");
-    expect(report.markdown).toContain("### ebpf, ipv4, 1 Services");
+    expect(report.markdown).toContain("### ebpf, ipv4, 1 Service\n");
     const figures = report.figures.filter((f) => f.file.startsWith("hops-"));
     expect(figures.map((f) => f.file)).toEqual(["hops-mean-ipv4.svg", "hops-p99-ipv4.svg"]);
-    expect(await renderSvg(figures[0]!.spec)).toMatch(/^<svg/);
+    const svg = await renderSvg(figures[0]!.spec);
+    expect(svg).toMatch(/^<svg/);
+    // The legend names every section whole: "return service-dataplane", not "return service-dat…".
+    const legend = Array.from(new DOMParser().parseFromString(svg, "image/svg+xml").getElementsByTagName("text")).map((t) => t.textContent ?? "");
+    for (const direction of HOP_DIRECTIONS) for (const section of HOP_SECTIONS[direction]) expect(legend).toContain(`${direction} ${section}`);
+    expect(legend.filter((t) => t.includes("…"))).toEqual([]);
   });
 
   it("keeps a worker run (scope and a bypassed point read back off its sections) and reports what a worker cannot time", async () => {
@@ -498,7 +505,7 @@ describe("the store and the report", () => {
     expect(report.markdown).toContain("**Worker only**");
     expect(report.markdown).toContain("**Not timed on a deployed stack:** forward client-stack, access-link, router, datacenter-link; return datacenter-link, router, access-link, client-stack; end-to-end");
     expect(report.markdown).toContain("2 of 2 latency runs add up");
-    expect(report.markdown).toContain("### ebpf, ipv4, 1 Services (worker only)");
+    expect(report.markdown).toContain("### ebpf, ipv4, 1 Service (worker only)\n");
     expect(report.markdown).not.toContain("The lab's hop probes");
     const figure = report.figures.find((f) => f.file === "hops-mean-ipv4.svg")!;
     expect(figure.title).toContain("the mean time in the worker");

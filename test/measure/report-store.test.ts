@@ -97,8 +97,8 @@ describe("report from a results store", () => {
     const md = readFileSync(path.join(out, "report.md"), "utf8");
     expect(md).toContain(`Campaign \`${id}\` (backend loopback)`);
     expect(md).toContain("Seed 3, 2000 bootstrap resamples");
-    expect(md).toMatch(/\*\*throughput, standard deviation, ipv4, ebpf\/iptables:\*\* ebpf lower at 2 of 2 step\(s\)/);
-    expect(md).toContain("4 failed run(s) excluded");
+    expect(md).toContain("| throughput | standard deviation | ipv4 | ebpf / iptables | 2 of 2: 1 and 1000 Services | none of 2 |");
+    expect(md).toMatch(/- 4 failed runs excluded: /);
     for (const f of ["cells.csv", "ratios.csv", "table1-throughput-std-ratio.csv", "throughput-ipv4.svg", "latency-ipv4.svg"]) {
       expect(existsSync(path.join(out, f))).toBe(true);
     }
@@ -114,7 +114,9 @@ describe("report from a results store", () => {
     const partial = path.join(dir, "partial.db");
     storeWithCampaign(partial, 3);
     const report = buildReport(loadCampaigns(partial).results, { seed: 1, resamples: 200, plannedRunsPerCell: definition.runs });
-    expect(report.warnings.some((w) => /incomplete: latency ipv4 ebpf at 1000 Services has results for 17 of 20 planned runs/.test(w))).toBe(true);
+    expect(report.warnings.filter((w) => w.startsWith("incomplete"))).toEqual([
+      "incomplete: 1 group with results for 17 of 20 planned runs (latency ipv4: ebpf at 1000 Services)",
+    ]);
   });
 });
 
@@ -167,7 +169,7 @@ describe("report from a store written before exact round trips (schema 1)", () =
     const { out: printed } = await runReport(["--db", old, "--out", out]);
     expect(printed).toEqual([path.join(out, "report.md")]);
     const md = readFileSync(path.join(out, "report.md"), "utf8");
-    expect(md).toContain("12 delay run(s) were stored before the store kept where their delays come from (results store schema 1)");
+    expect(md).toContain("12 delay runs were stored before the store kept where their delays come from (results store schema 1)");
     expect(md).toContain("- **Delays:** latency: 12 stored before exact round trips (the meter's own) (of 12 runs).");
     expect(md).not.toContain("## Measurement validity");
     expect(loadCampaigns(old).results).toHaveLength(24);

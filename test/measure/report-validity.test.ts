@@ -96,12 +96,12 @@ describe("measurement validity", () => {
       expect(section).toMatch(/\n\| 1000 \| iptables \| 8 \| 8 of 1600 \(4\) \| /);
     }
     const paragraph = md.slice(md.indexOf("**What this means for the paper's Tables 2 and 3.**"));
-    expect(paragraph).toMatch(/2 of 8 cell\(s\) had records with the signature \(16 of 12800 records\)/);
+    expect(paragraph).toMatch(/2 of 8 cells had records with the signature \(16 of 12800 records\)/);
     const compared = report.ratios.filter((r) => r.statistic !== "mean" && r.meterRatio !== undefined);
     const outside = compared.filter((r) => !(r.meterRatio! >= r.ratio.low && r.meterRatio! <= r.ratio.high));
     expect(compared).toHaveLength(8);
     expect(outside.length).toBeGreaterThan(0);
-    expect(paragraph).toContain(`fell outside the exact ratio's interval at ${outside.length} of ${compared.length} step(s)`);
+    expect(paragraph).toContain(`fell outside the exact ratio's interval at ${outside.length} of ${compared.length} steps`);
     expect(md).toMatch(/- \*\*Delays:\*\* latency: 64 exact round trips from the paired sender and receiver logs \(of 64 runs\)/);
     // The latency tables show the meter's ratio beside the exact one.
     expect(md).toMatch(/\| n \/ n iptables \| meter's ratio \(ITGDec\) \|/);
@@ -131,7 +131,7 @@ describe("measurement validity", () => {
     expect(plain.cells.some((c) => c.metric === ONE_WAY_DELAY_METRIC)).toBe(false);
     expect(plain.ratios.every((r) => r.meterRatio === undefined)).toBe(true);
     expect(plain.warnings).toContain(
-      "64 delay run(s) were stored before the store kept where their delays come from (results store schema 1): their round trips are the meter's own, as ITGDec reads ITGSend's log, not exact (D-ITG B15); no validity rows for them",
+      "64 delay runs were stored before the store kept where their delays come from (results store schema 1): their round trips are the meter's own, as ITGDec reads ITGSend's log, not exact (D-ITG B15); no validity rows for them",
     );
     expect(report.warnings.some((w) => w.includes("schema 1"))).toBe(false);
   });

@@ -24,6 +24,10 @@ const DATA_PORT = 31000;
 const FLOW_S = 4;
 /** ITGRecv sleeps this long on each side of the second boundary. */
 const STALL_HALF_MS = 100;
+/** Longest pause an attempt may take: its round trips must stay below the meter's 0.5 s signature (RTTM_SIGNATURE_S). */
+const STALL_MAX_MS = 400;
+/** Flows tried until one's pause covers the boundary. */
+const ATTEMPTS = 3;
 
 function hostProblem(): string | undefined {
   if (process.platform !== "linux") return "needs Linux";
@@ -42,6 +46,22 @@ async function listening(pid: number): Promise<boolean> {
     if (rows.some((r) => r[1]?.endsWith(hex) && r[3] === "0A")) return true;
   }
   return false;
+}
+
+/**
+ * Packets of a receiver log sent before a second boundary and received more than 10 ms after it, read from ITGRecv's
+ * own records, independently of the decoder.
+ */
+async function heldAcross(receiverLog: string, boundaryMs: number): Promise<number> {
+  const bytes = await readFile(receiverLog);
+  const boundaryOfDay = Math.round((boundaryMs / 1000) % 86_400);
+  let held = 0;
+  for (let at = 0; at < bytes.length; at += 144) {
+    const tx = bytes.readUInt32LE(at + 16) * 3600 + bytes.readUInt32LE(at + 20) * 60 + bytes.readDoubleLE(at + 128);
+    const rx = bytes.readUInt32LE(at + 24) * 3600 + bytes.readUInt32LE(at + 28) * 60 + bytes.readDoubleLE(at + 136);
+    if (tx < boundaryOfDay && rx > boundaryOfDay + 0.01) held++;
+  }
+  return held;
 }
 
 function run(argv: string[]): Promise<{ code: number; output: string }> {
@@ -69,39 +89,72 @@ describe.skipIf(problem !== undefined)(`D-ITG B15 with a receiver paused across 
       ["-n", "sh", "-c", `ip link set lo up && ip addr add ${ADDRESS}/32 dev lo && exec "$@"`, "sh", sh!, ...args],
       { stdio: ["ignore", "pipe", "ignore"] },
     );
-    // ITGRecv prints its Finish line once the flow's log is written (backends/ditg-close-wait.ts).
+    // ITGRecv prints a Finish line once a flow's log is written (backends/ditg-close-wait.ts): each flow waits for one more.
     let printed = "";
-    const logWritten = new Promise<void>((resolve) =>
-      receiver.stdout!.on("data", (d: Buffer) => {
-        printed += d.toString();
-        if (/^Finish on UDP port/m.test(printed)) resolve();
-      }),
-    );
+    let finishes = 0;
+    const waiting: { count: number; resolve: () => void }[] = [];
+    receiver.stdout!.on("data", (d: Buffer) => {
+      printed += d.toString();
+      finishes = (printed.match(/^Finish on UDP port/gm) ?? []).length;
+      for (const w of waiting.filter((x) => x.count <= finishes)) {
+        waiting.splice(waiting.indexOf(w), 1);
+        w.resolve();
+      }
+    });
+    const finishLine = (count: number) => new Promise<void>((resolve) => (finishes >= count ? resolve() : waiting.push({ count, resolve })));
     // Polled from its socket table until it listens, however long a loaded host takes to start it (the hook's timeout bounds it).
     while (!(await listening(receiver.pid!))) {
       if (receiver.exitCode !== null) throw new Error(`ITGRecv exited with ${receiver.exitCode}`);
       await sleep(50);
     }
 
-    const cmd = senderCommand({
-      traffic: { protocol: "UDP", meter: "rttm", payloadBytes: 512, packetsPerSecond: 1000 },
-      durationS: FLOW_S,
-      target: { address: ADDRESS, signalingPort: SIGNALING_PORT, dataPort: DATA_PORT },
-      logs: flowLogs("stalled", { senderDir: dir, receiverDir: dir }),
-      linkMbps: 0,
-    });
-    logs = cmd.logs;
-    const sender = run(["nsenter", "-t", String(receiver.pid), "-n", ...cmd.argv]);
-    // The first whole second at least 1.5 s into the flow (signaling takes a few hundred ms).
-    boundaryMs = Math.ceil((Date.now() + 1500) / 1000) * 1000;
-    await sleep(boundaryMs - STALL_HALF_MS - Date.now());
-    process.kill(receiver.pid!, "SIGSTOP");
-    await sleep(boundaryMs + STALL_HALF_MS - Date.now());
-    process.kill(receiver.pid!, "SIGCONT");
-    const sent = await sender;
-    senderOutput = sent.output;
-    await logWritten;
-  }, 120_000);
+    // The pause is timed by this process's timers, which a loaded host delays: an attempt whose pause missed the
+    // boundary, or outgrew STALL_MAX_MS, is run again with a new flow. What the test reads is a flow the fault took.
+    const misses: string[] = [];
+    for (let attempt = 1; attempt <= ATTEMPTS; attempt++) {
+      const cmd = senderCommand({
+        traffic: { protocol: "UDP", meter: "rttm", payloadBytes: 512, packetsPerSecond: 1000 },
+        durationS: FLOW_S,
+        target: { address: ADDRESS, signalingPort: SIGNALING_PORT, dataPort: DATA_PORT },
+        logs: flowLogs(`stalled-${attempt}`, { senderDir: dir, receiverDir: dir }),
+        linkMbps: 0,
+      });
+      const sender = spawn("nsenter", ["-t", String(receiver.pid), "-n", ...cmd.argv], { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"] });
+      let output = "";
+      const collect = (d: Buffer) => (output += d.toString());
+      sender.stdout!.on("data", collect);
+      sender.stderr!.on("data", collect);
+      const closed = new Promise<void>((resolve) => sender.once("close", () => resolve()));
+      // ITGSend says when its flow starts sending (the line comes at once, not at its exit).
+      const startedAt = await new Promise<number>((resolve, reject) => {
+        sender.stdout!.on("data", () => /Started sending packets of flow ID/.test(output) && resolve(Date.now()));
+        sender.once("close", (code) => reject(new Error(`ITGSend ended (${code}) before it started sending: ${output}`)));
+      });
+      // The first whole second at least half a second into the flow, with the pause around it.
+      const boundary = Math.ceil((startedAt + 500) / 1000) * 1000;
+      await sleep(boundary - STALL_HALF_MS - Date.now());
+      const stopBefore = Date.now();
+      process.kill(receiver.pid!, "SIGSTOP");
+      const stopAfter = Date.now();
+      await sleep(boundary + STALL_HALF_MS - Date.now());
+      const continueBefore = Date.now();
+      process.kill(receiver.pid!, "SIGCONT");
+      const continueAfter = Date.now();
+      await closed;
+      await finishLine(attempt);
+      const took =
+        stopAfter < boundary - 10 && continueBefore > boundary + 10 && continueAfter - stopBefore < STALL_MAX_MS && (await heldAcross(cmd.logs.receiverLog, boundary)) > 0;
+      if (took) {
+        logs = cmd.logs;
+        senderOutput = output;
+        boundaryMs = boundary;
+        if (misses.length > 0) console.info(`paused receiver: the fault took at attempt ${attempt} after\n${misses.join("\n")}`);
+        return;
+      }
+      misses.push(`attempt ${attempt}: paused from ${stopBefore - boundary} to ${continueAfter - boundary} ms around the boundary, ${await heldAcross(cmd.logs.receiverLog, boundary)} packets held across it`);
+    }
+    throw new Error(`the pause missed the second boundary or outgrew ${STALL_MAX_MS} ms on every attempt (a busy host's timers):\n${misses.join("\n")}`);
+  }, 600_000);
 
   afterAll(async () => {
     receiver?.kill("SIGKILL");
@@ -111,17 +164,9 @@ describe.skipIf(problem !== undefined)(`D-ITG B15 with a receiver paused across 
   it("the flow ran and the fault took: packets sent before the boundary reached ITGRecv only after it", async () => {
     expect(senderOutput).toContain("Finished sending packets of flow ID: 1");
     expect(receiver.exitCode, "ITGRecv survives the pause").toBeNull();
-    // Read from ITGRecv's own log, independently of the decoder: send stamp before the boundary, arrival after it.
-    const bytes = await readFile(logs.receiverLog);
-    const boundaryOfDay = Math.round((boundaryMs / 1000) % 86_400);
-    let heldAcross = 0;
-    for (let at = 0; at < bytes.length; at += 144) {
-      const tx = bytes.readUInt32LE(at + 16) * 3600 + bytes.readUInt32LE(at + 20) * 60 + bytes.readDoubleLE(at + 128);
-      const rx = bytes.readUInt32LE(at + 24) * 3600 + bytes.readUInt32LE(at + 28) * 60 + bytes.readDoubleLE(at + 136);
-      if (tx < boundaryOfDay && rx > boundaryOfDay + 0.01) heldAcross++;
-    }
-    // Not a decoder failure if this fails: the pause missed the boundary (signals late on a loaded host).
-    expect(heldAcross, "packets held across the second boundary by the pause (the fault)").toBeGreaterThan(10);
+    // Not a decoder failure if this fails: the pause missed the boundary (signals late on a loaded host). One packet
+    // held across it is the fault: its echo is logged a second long (B15). A busy host's ITGSend sends few in the pause.
+    expect(await heldAcross(logs.receiverLog, boundaryMs), "packets held across the second boundary by the pause (the fault)").toBeGreaterThan(0);
     const decoded = await decodePairedLogs(logs.senderLog, logs.receiverLog);
     expect(judgeFlow(senderOutput, decoded, { records: 1, minShare: 1 })).toEqual({ ok: true });
   });

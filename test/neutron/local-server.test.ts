@@ -48,10 +48,10 @@ describe("startLocalNeutron and stop", () => {
     try {
       const first = descendantPids(neutron.pid);
       expect(first.length).toBeGreaterThanOrEqual(2);
-      // The server replaces a worker that dies: end one, and wait for its replacement.
+      // The server replaces a worker that dies: end one, and wait for its replacement (a Python process that imports
+      // Neutron: on a loaded host that takes long, so no deadline here but the test's).
       process.kill(first[0]!, "SIGTERM");
-      const deadline = Date.now() + 30_000;
-      while (Date.now() < deadline && !descendantPids(neutron.pid).some((p) => !first.includes(p))) await new Promise((r) => setTimeout(r, 100));
+      while (!descendantPids(neutron.pid).some((p) => !first.includes(p))) await new Promise((r) => setTimeout(r, 100));
       seen = [...new Set([...first, ...descendantPids(neutron.pid), neutron.pid])];
       expect(seen.length).toBeGreaterThan(first.length + 1);
     } finally {
@@ -85,8 +85,9 @@ describe("a server whose starter dies", () => {
     expect(mine).toContain(started.pid);
     expect(mine.length).toBeGreaterThanOrEqual(3);
     holder.kill("SIGKILL");
-    const deadline = Date.now() + 30_000;
-    while (Date.now() < deadline && mine.some(isRunning)) await new Promise((r) => setTimeout(r, 200));
+    // The server dies at once (its parent-death signal); its workers when they see it gone, later on a loaded host:
+    // no deadline here but the test's.
+    while (mine.some(isRunning)) await new Promise((r) => setTimeout(r, 200));
     try {
       expect(mine.filter(isRunning)).toEqual([]);
     } finally {

@@ -24,14 +24,20 @@ function checkPasses(): boolean {
   return inNs(["sh", "-c", signalingListenCheck(s)]).status === 0;
 }
 
-async function until(cond: () => boolean, ms: number): Promise<boolean> {
-  const end = Date.now() + ms;
-  while (Date.now() < end) {
-    if (cond()) return true;
+/**
+ * Waits until a receiver listens (its check passes), looking every 100 ms, or until it exits: no deadline, which a
+ * loaded host's slow start-up would lose to. True when it listens, false when it exited first.
+ */
+async function listeningOrExited(listens: () => boolean, child: ChildProcess): Promise<boolean> {
+  for (;;) {
+    if (listens()) return true;
+    if (child.exitCode !== null || child.signalCode !== null) return listens();
     await new Promise((r) => setTimeout(r, 100));
   }
-  return cond();
 }
+
+const exitOf = (child: ChildProcess) =>
+  new Promise<void>((resolve) => (child.exitCode !== null || child.signalCode !== null ? resolve() : child.once("exit", () => resolve())));
 
 function startReceiver(): ChildProcess {
   // ip netns exec, sh and ITGRecv replace each other by exec: the child's pid is ITGRecv's.
@@ -62,7 +68,7 @@ describe.skipIf(!isRoot || !haveDitg)(`D-ITG receiver on loopback (${reason})`, 
 
   it("serves IPv4 and IPv6 flows, TCP and UDP, from one `-a ::` ITGRecv with SIGPIPE ignored", async () => {
     receiver = startReceiver();
-    expect(await until(checkPasses, 10_000)).toBe(true);
+    expect(await listeningOrExited(checkPasses, receiver)).toBe(true);
     const status = readFileSync(`/proc/${receiver.pid}/status`, "utf8");
     expect(readFileSync(`/proc/${receiver.pid}/comm`, "utf8").trim()).toBe("ITGRecv");
     const ignored = BigInt(`0x${/^SigIgn:\s+([0-9a-f]+)$/m.exec(status)![1]}`);
@@ -96,8 +102,11 @@ describe.skipIf(!isRoot || !haveDitg)(`D-ITG receiver on loopback (${reason})`, 
   it("has a probe that never disturbs ITGRecv and fails once ITGRecv is gone", async () => {
     for (let i = 0; i < 5; i++) expect(checkPasses()).toBe(true);
     expect(receiver!.exitCode).toBeNull();
+    const exited = exitOf(receiver!);
     receiver!.kill("SIGKILL");
-    expect(await until(() => !checkPasses(), 5_000)).toBe(true);
+    // Once ITGRecv has exited its socket is gone: the check fails at once.
+    await exited;
+    expect(checkPasses()).toBe(false);
   });
 
   it("needs two NodePort numbers: a TCP data flow cannot use the signaling port's number", async () => {
@@ -105,7 +114,7 @@ describe.skipIf(!isRoot || !haveDitg)(`D-ITG receiver on loopback (${reason})`, 
     const shared = spawn("ip", ["netns", "exec", NS, "ITGRecv", "-Sp", port, "-a", "::"], { stdio: "ignore" });
     try {
       const listening = () => inNs(["sh", "-c", signalingListenCheck({ receiver: { ...s.receiver, signalingPort: s.receiver.dataPort } })]).status === 0;
-      expect(await until(listening, 10_000)).toBe(true);
+      expect(await listeningOrExited(listening, shared)).toBe(true);
       const r = inNs(["ITGSend", "-a", "127.0.0.1", "-Sdp", port, "-rp", port, "-T", "TCP", "-C", "10", "-c", "64", "-t", "500"]);
       expect(r.stdout).toContain("Error on bind to receiver side");
     } finally {
