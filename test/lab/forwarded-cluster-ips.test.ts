@@ -40,9 +40,9 @@ describe("forwarded ClusterIPs, read from the dataplanes' listings", () => {
     const bytes = (b: Buffer) => [...b];
     const frontend = { address: "fd00:10:96::7", port: 8080, protocol: "UDP" as const, revNatIndex: 9, flags: 6, backendIds: [3, 4] };
     const slot0 = decodeServiceEntry("ipv6", bytes(encodeServiceKey(frontend, 0)), bytes(encodeServiceValue(frontend, 0)));
-    expect(slot0).toEqual({ address: "fd00:10:96::7", port: 8080, protocol: "UDP", backendSlot: 0, scope: 0, count: 2, flags: 6 });
+    expect(slot0).toEqual({ address: "fd00:10:96::7", port: 8080, protocol: "UDP", backendSlot: 0, scope: 0, count: 2, flags: 6, backendId: 0, revNatIndex: 9 });
     const slot2 = decodeServiceEntry("ipv6", bytes(encodeServiceKey(frontend, 2)), bytes(encodeServiceValue(frontend, 2)));
-    expect(slot2).toMatchObject({ backendSlot: 2, count: 0 });
+    expect(slot2).toMatchObject({ backendSlot: 2, count: 0, backendId: 4, revNatIndex: 9 });
     const empty = { ...frontend, address: "10.96.0.9", backendIds: [] };
     const none = decodeServiceEntry("ipv4", bytes(encodeServiceKey(empty, 0)), bytes(encodeServiceValue(empty, 0)));
     expect(forwardingFrontends([slot0, slot2, none]).map((e) => e.address)).toEqual(["fd00:10:96::7"]);
