@@ -55,8 +55,8 @@ import {
   SourcePortPool,
 } from "../measure/connection-setup.js";
 import { STACK_BACKEND_PREFIX } from "../measure/campaign-plan.js";
-import { flowLogs, senderCommand, shellCommand, type FlowTarget } from "../measure/ditg-commands.js";
-import type { Backend, CollectedLogs, FlowOutcome, RunKey, RunProfile, StepReadiness, TrafficProfile } from "../measure/types.js";
+import { flowLogs, receiverSessionError, senderCommand, shellCommand, type FlowTarget } from "../measure/ditg-commands.js";
+import { ReceiverSessionError, type Backend, type CollectedLogs, type FlowOutcome, type RunKey, type RunProfile, type StepReadiness, type TrafficProfile } from "../measure/types.js";
 import { CloudProgramming, programmingProbeOutput } from "./cloud-programming.js";
 
 /** The stack as the backend uses it: read outputs and config, change the Service count. */
@@ -390,9 +390,13 @@ export class CloudBackend implements Backend {
     const sender = remoteLog("client", logs.senderLog);
     // The pod's log directory is a hostPath: the same file sits under nodeLogDir on the receiver's node.
     const receiver = remoteLog("receiver", path.posix.join(this.lab.ditgReceiver.nodeLogDir, path.posix.basename(logs.receiverLog)));
-    if (result.code !== 0) {
+    const brokenSession = receiverSessionError(result.stdout);
+    if (result.code !== 0 || brokenSession !== undefined) {
       await this.removeRemote([sender, receiver]);
-      throw new Error(`ITGSend on the client exited with ${result.code}: ${lastLines(result.stdout + result.stderr)}`);
+      const said = `ITGSend on the client exited with ${result.code}: ${lastLines(result.stdout + result.stderr)}`;
+      // 124/137: the bound stopped a sender whose session hung, which leaves ITGRecv with it.
+      if (brokenSession === undefined && result.code !== 124 && result.code !== 137) throw new Error(said);
+      throw new ReceiverSessionError(`${said}; on the receiver's node, the data port ${target.dataPort}: ${await this.dataPortHolders(target.dataPort)}`);
     }
     if (cmd.measuredLog === "sender") {
       // A round trip: the receiver's log on the node pairs with the client's for exact delays (D-ITG B15).
@@ -504,6 +508,15 @@ export class CloudBackend implements Backend {
    * signaling ports (one receiver per port). Checked with pgrep, never by connecting: a
    * connection reset on the signaling port kills ITGRecv (notes B1).
    */
+  /** What holds the data port in the receiver pod's network namespace (ss), for a failed session's report. */
+  private async dataPortHolders(port: number): Promise<string> {
+    const r = await this.shell.run(
+      "receiver",
+      `pid=$(pgrep -x -o ITGRecv) || { echo "no ITGRecv process"; exit 0; }; sudo nsenter -t "$pid" -n ss -Htuanp '( sport = :${port} )' | tr -s ' ' | head -n 5`,
+    );
+    return r.code === 0 ? r.stdout.trim().split("\n").join(" / ") || "no socket" : `not read (${lastLines(r.stderr)})`;
+  }
+
   async receiverAlive(): Promise<boolean> {
     const expected = new Set(Object.values(this.lab.ditgEndpoints).map((e) => e.signalingPort)).size;
     const r = await this.shell.run("receiver", "pgrep -c -x ITGRecv");

@@ -11,12 +11,13 @@ import path from "node:path";
 import { sameStep, stepOf, type PlannedRun } from "./campaign-plan.js";
 import { flowSummaryOf, type FailedAttempt, type ResultStore } from "./store.js";
 import { judgeSetup, plannedConnections } from "./connection-setup.js";
-import { expectedRecords, judgeFlow, type FlowVerdict } from "./ditg-commands.js";
+import { expectedRecords, judgeFlow, receiverSessionError, type FlowVerdict } from "./ditg-commands.js";
 import type { DecodedLog, DecodedView } from "./ditg-log.js";
 import type { DecodedFlow, FlowLogFiles } from "./ditg-pairing.js";
 import { PhaseTimes, type PhaseTime } from "./phase-times.js";
 import {
   PROGRAMMING_CHANGES,
+  ReceiverSessionError,
   type Backend,
   type ChangeMeasurement,
   type CollectedLogs,
@@ -209,6 +210,8 @@ export async function runCampaign(opts: CampaignRunOptions): Promise<CampaignRun
   let committed = 0;
   let failed = 0;
   let receiverRestarts = 0;
+  /** Why the last flow's receiver session failed, until the receiver has been restarted for it. */
+  let brokenSession: string | undefined;
   const failures = new Map<string, FailedAttempt[]>();
   const event = (kind: string, detail?: string, runId?: string) =>
     store.recordEvent(campaignId, { at: now().toISOString(), kind, ...(detail ? { detail } : {}), ...(runId ? { runId } : {}) });
@@ -360,11 +363,12 @@ export async function runCampaign(opts: CampaignRunOptions): Promise<CampaignRun
       }
 
       const alive = await times.time("receiver", () => backend.receiverAlive());
-      if (!alive) {
+      if (!alive || brokenSession !== undefined) {
         emit({ kind: "receiver-restart", runId: run.runId });
-        event("receiver-restart", "receiver not answering before the run", run.runId);
+        event("receiver-restart", alive ? `the last flow's receiver session failed: ${brokenSession}` : "receiver not answering before the run", run.runId);
         receiverRestarts++;
         await times.time("receiver", () => backend.restartReceiver());
+        brokenSession = undefined;
       }
 
       emit({ kind: "flow-start", run, attempt });
@@ -380,6 +384,7 @@ export async function runCampaign(opts: CampaignRunOptions): Promise<CampaignRun
         );
       } catch (err) {
         emit({ kind: "flow-end", run, attempt });
+        if (err instanceof ReceiverSessionError) brokenSession = err.message;
         if (inflight) {
           await times.time("decodeWait", () => inflight!);
           inflight = undefined;
@@ -388,6 +393,8 @@ export async function runCampaign(opts: CampaignRunOptions): Promise<CampaignRun
         continue;
       }
       emit({ kind: "flow-end", run, attempt });
+      // Known now, not only when the decode judges the flow: the next flow must not meet that receiver.
+      brokenSession = receiverSessionError(outcome.senderOutput) ?? brokenSession;
       // Depth-one pipeline: the previous decode had this whole flow to finish.
       if (inflight) await times.time("decodeWait", () => inflight!);
       inflight = decodeStage(run, attempt, outcome);

@@ -177,6 +177,19 @@ export function shellCommand(argv: readonly string[]): string {
   return argv.map((a) => (/^[A-Za-z0-9_./:=@%+-]+$/.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`)).join(" ");
 }
 
+/**
+ * ITGSend's lines when the receiver's side of a session failed: it could not bind the flow's data
+ * socket, or it dropped the session. Observed after such a bind error (D-ITG 2.8.1 on a rehearsed
+ * worker): the ITGRecv process lived on, and every later TCP session to it hung with a thread of it
+ * blocked on a lock, until it restarted.
+ */
+const RECEIVER_SESSION_ERROR = /Error on bind to receiver side|Error at Receiver side|Receiver has shut down the connection/i;
+
+/** The first line of ITGSend's output that says the receiver's side of the session failed, if any. */
+export function receiverSessionError(senderOutput: string): string | undefined {
+  return senderOutput.split("\n").find((l) => RECEIVER_SESSION_ERROR.test(l))?.trim();
+}
+
 export type FlowVerdict = { readonly ok: true } | { readonly ok: false; readonly reason: string };
 
 /**

@@ -179,9 +179,19 @@ export interface StepRecord extends StepReadiness {
 }
 
 /**
+ * A flow whose receiver session failed or hung (runFlow throws it): ITGRecv may then hold that
+ * session's socket or lock and take no later flow, though its process lives on, so the campaign
+ * restarts the receiver before the next flow.
+ */
+export class ReceiverSessionError extends Error {
+  override readonly name = "ReceiverSessionError";
+}
+
+/**
  * A place where the experiment runs. The campaign runner calls prepare() for each
  * (dataplane, Service count) step, then per repetition receiverAlive() (and restartReceiver() when
- * it is not), runFlow(), and collectLog() off the flow's critical path; teardown() at the end.
+ * it is not, or when the last flow's receiver session failed), runFlow(), and collectLog() off the
+ * flow's critical path; teardown() at the end.
  */
 export interface Backend {
   readonly name: string;
@@ -200,7 +210,8 @@ export interface Backend {
   prepare(step: { dataplane: Dataplane; services: number }): Promise<StepReadiness | undefined>;
   /**
    * Run one D-ITG flow for the key and return its log. `logName` is unique per run and attempt
-   * (D-ITG truncates an existing log of the same name). Throws on transport failure.
+   * (D-ITG truncates an existing log of the same name). Throws on transport failure, and a
+   * ReceiverSessionError when the receiver's side of the session failed or hung.
    */
   runFlow(key: RunKey, flow: { logName: string; durationS: number; traffic: TrafficProfile }): Promise<FlowOutcome>;
   /**

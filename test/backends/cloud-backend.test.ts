@@ -24,6 +24,7 @@ import {
 import { describeSshFailure, findOnPath, PulumiStack, SshShell, sshConfig } from "../../backends/cloud-transport.js";
 import type { DecodedFlow, FlowLogFiles } from "../../measure/ditg-pairing.js";
 import { ResultStore } from "../../measure/store.js";
+import { ReceiverSessionError } from "../../measure/types.js";
 import { PLACEHOLDERS } from "../../scenario/schema.js";
 
 const KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n-----END OPENSSH PRIVATE KEY-----\n";
@@ -93,17 +94,23 @@ class FakeShell implements RemoteShell {
   access: SshAccess | undefined;
   closed = false;
   sendFailures = 0;
+  /** The next flows' sender answers, first first: a receiver-side bind error (exit 0, D-ITG B3) or a sender stopped by its bound. */
+  sessionFailures: ("bind" | "hang")[] = [];
   receivers = 2;
   constructor(readonly calls: string[]) {}
   async run(host: RemoteHost, command: string): Promise<CommandResult> {
     this.calls.push(`run ${host}: ${command}`);
     if (/^timeout --kill-after=5 \d+ ITGSend /.test(command)) {
+      const session = this.sessionFailures.shift();
+      if (session === "bind") return { code: 0, stdout: "Error on bind to receiver side\nError at Receiver side\nFinished sending packets of flow ID: 1\n", stderr: "" };
+      if (session === "hang") return { code: 124, stdout: "", stderr: "" };
       if (this.sendFailures > 0) {
         this.sendFailures--;
         return { code: 1, stdout: "Connect error in createTransportChan(): Connection refused\n", stderr: "" };
       }
       return { code: 0, stdout: "Started sending packets of flow ID: 1\nFinished sending packets of flow ID: 1\n", stderr: "" };
     }
+    if (command.startsWith("pid=$(pgrep -x -o ITGRecv)")) return { code: 0, stdout: 'LISTEN 0 4096 *:31000 *:* users:(("connection-setu",pid=77,fd=3))\n', stderr: "" };
     if (command.startsWith("pgrep")) return { code: 0, stdout: `${this.receivers}\n`, stderr: "" };
     if (command.startsWith('pid="$(pgrep -xo ITGRecv)"')) return { code: 0, stdout: "listener 4242\n", stderr: "" };
     const probe = /connection-setup-probe probe \S+ \d+ (\d+) (\d+) (\d+) /.exec(command);
@@ -299,6 +306,27 @@ describe("CloudBackend over fake transports", () => {
     const traffic = { protocol: "UDP", meter: "owdm", payloadBytes: 512, packetsPerSecond: 100 } as const;
     await backend.runFlow({ dataplane: "ebpf", family: "ipv4", profile: "throughput", services: 1, repetition: 0 }, { logName: "t1", durationS: 30, traffic });
     expect(calls.find((c) => c.startsWith("run client: timeout"))).toMatch(/^run client: timeout --kill-after=5 90 ITGSend /);
+    await backend.teardown();
+  });
+
+  it("fails a flow whose receiver session broke with a ReceiverSessionError that says what holds the data port, and any other failure with a plain one", async () => {
+    const { backend, shell } = await openFake();
+    await backend.prepare({ dataplane: "ebpf", services: 1 });
+    const key = { dataplane: "ebpf", family: "ipv4", profile: "throughput", services: 1, repetition: 0 } as const;
+    const traffic = { protocol: "TCP", meter: "owdm", payloadBytes: 512, packetsPerSecond: 100 } as const;
+    shell.sessionFailures = ["bind", "hang"];
+    shell.sendFailures = 1;
+    const failures = [];
+    for (const logName of ["b", "h", "c"]) failures.push(await backend.runFlow(key, { logName, durationS: 1, traffic }).catch((e: Error) => e));
+    const [bind, hang, refused] = failures as Error[];
+    expect(bind).toBeInstanceOf(ReceiverSessionError);
+    expect(bind!.message).toMatch(/^ITGSend on the client exited with 0: .*Error on bind to receiver side.*; on the receiver's node, the data port \d+: LISTEN 0 4096 \*:31000 .*connection-setu/);
+    expect(hang).toBeInstanceOf(ReceiverSessionError);
+    expect(hang!.message).toMatch(/^ITGSend on the client exited with 124: ; on the receiver's node, the data port \d+: /);
+    expect(refused).not.toBeInstanceOf(ReceiverSessionError);
+    expect(refused!.message).toMatch(/^ITGSend on the client exited with 1: Connect error/);
+    // The failed flows' logs are removed on both hosts.
+    expect(calls.filter((c) => /^run (client: rm|receiver: sudo rm) -f \S+\/[bhc]\.[sr]log$/.test(c))).toHaveLength(6);
     await backend.teardown();
   });
 

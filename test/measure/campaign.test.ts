@@ -8,7 +8,7 @@ import type { TotalReport } from "../../measure/ditg-log.js";
 import type { DecodedFlow, FlowLogFiles } from "../../measure/ditg-pairing.js";
 import { campaignIdFor, planCampaign, type CampaignDefinition } from "../../measure/campaign-plan.js";
 import { ResultStore } from "../../measure/store.js";
-import type { Backend, FlowOutcome, FlowSummary, RunKey, RunProfile, StepReadiness } from "../../measure/types.js";
+import { ReceiverSessionError, type Backend, type FlowOutcome, type FlowSummary, type RunKey, type RunProfile, type StepReadiness } from "../../measure/types.js";
 import { scenarioSchema } from "../../scenario/schema.js";
 
 const def: CampaignDefinition = {
@@ -39,6 +39,8 @@ class FakeBackend implements Backend {
   readonly name = "fake";
   readonly calls: string[] = [];
   flowFailures = new Map<string, number>();
+  /** Runs whose next flow's receiver session fails: "bind" (ITGSend exits 0 and says so, D-ITG B3) or "hang" (the sender is stopped by its bound). */
+  sessionFailures = new Map<string, "bind" | "hang">();
   aliveAnswers: boolean[] = [];
   prepareError: Error | undefined;
   flowDelayMs = 2;
@@ -64,9 +66,13 @@ class FakeBackend implements Backend {
       this.flowFailures.set(label(key), left - 1);
       throw new Error(`Connect error in createTransportChan(): Connection refused`);
     }
+    const session = this.sessionFailures.get(label(key));
+    this.sessionFailures.delete(label(key));
+    if (session === "hang") throw new ReceiverSessionError("ITGSend on the client exited with 124");
     const logPath = path.join(this.dir, `${flow.logName}.log`);
     writeFileSync(logPath, label(key));
-    const done = { logPath, senderOutput: "Finished sending packets of flow ID: 1", startedAt, endedAt: new Date() };
+    const said = session === "bind" ? "Error on bind to receiver side\nError at Receiver side\n" : "";
+    const done = { logPath, senderOutput: `${said}Finished sending packets of flow ID: 1`, startedAt, endedAt: new Date() };
     if (!this.roundTrips.has(key.profile)) return done;
     const receiverLogPath = path.join(this.dir, `${flow.logName}.rlog`);
     writeFileSync(receiverLogPath, `R:${label(key)}`);
@@ -269,6 +275,25 @@ describe("runCampaign", () => {
     expect(backend.calls[i + 1]).toBe(`flow ${label(plan[2]!.key)} ${plan[2]!.runId}-1`);
     expect(out.receiverRestarts).toBe(1);
     expect(store.events(id).filter((e) => e.kind === "receiver-restart").map((e) => e.runId)).toEqual([plan[2]!.runId]);
+  });
+
+  it("restarts a receiver that lives on after a failed session, before the next flow, and not after a transport failure", async () => {
+    const { backend, decoder } = setup();
+    const plan = store.campaign(id)!.plan;
+    backend.sessionFailures.set(label(plan[1]!.key), "bind");
+    backend.sessionFailures.set(label(plan[5]!.key), "hang");
+    backend.flowFailures.set(label(plan[9]!.key), 1);
+    const judge: FlowJudge = (output) => (/error/i.test(output) ? { ok: false, reason: "ITGSend reported an error" } : { ok: true });
+    const out = await runCampaign({ store, campaignId: id, backend, decoder, judge, retries: 1 });
+    const restarts = backend.calls.flatMap((c, i) => (c === "restart-receiver" ? [backend.calls.slice(i + 1).find((n) => n.startsWith("flow "))] : []));
+    // The flow after each broken session meets a restarted receiver, though receiverAlive answered true every
+    // time: the run after it (the bind error is judged while that one runs), or the hung run's retry.
+    expect(restarts).toEqual([`flow ${label(plan[2]!.key)} ${plan[2]!.runId}-1`, `flow ${label(plan[5]!.key)} ${plan[5]!.runId}-2`]);
+    expect(out).toMatchObject({ receiverRestarts: 2, failed: 0 });
+    expect(store.events(id).filter((e) => e.kind === "receiver-restart").map((e) => e.detail)).toEqual([
+      "the last flow's receiver session failed: Error on bind to receiver side",
+      "the last flow's receiver session failed: ITGSend on the client exited with 124",
+    ]);
   });
 
   it("stops on request and resumes without repeating or losing a run", async () => {
