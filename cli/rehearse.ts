@@ -13,6 +13,7 @@ import { labProblem } from "../backends/lab.js";
 import { campaignIdFor, planCampaign, type CampaignDefinition } from "../measure/campaign-plan.js";
 import { formatDuration } from "../measure/campaign-progress.js";
 import { ResultStore } from "../measure/store.js";
+import type { RunProfile } from "../measure/types.js";
 import { labProfile, type LabProfile } from "../lab/profiles.js";
 import { cleanupLeftovers, findRunPrefixes } from "../lab/run-registry.js";
 import { exec } from "../lab/netns.js";
@@ -36,6 +37,7 @@ export interface RehearseOptions {
   baseline: string;
   retries: string;
   retryFailed?: boolean;
+  profiles?: string;
   cleanup?: boolean;
 }
 
@@ -48,6 +50,8 @@ export interface RehearseFlags {
   readonly retries: number;
   /** Run again the runs a campaign stored as failed (campaign --retry-failed). */
   readonly retryFailed: boolean;
+  /** What each stack's campaign measures (campaign --profiles): every profile of the cloud path unless given. */
+  readonly profiles: readonly RunProfile[];
   readonly cleanup: boolean;
 }
 
@@ -67,8 +71,19 @@ export function parseRehearseFlags(o: RehearseOptions): RehearseFlags {
   if (!dataplanes.includes(baseline)) bad("baseline", baseline, `one of the dataplanes rehearsed (${dataplanes.join(", ")})`);
   const retries = /^\d+$/.test(o.retries.trim()) ? Number(o.retries) : NaN;
   if (!(retries >= 0 && retries <= MAX_RETRIES)) bad("retries", o.retries, `a whole number from 0 to ${MAX_RETRIES}`);
+  let profiles: readonly RunProfile[] = CLOUD_PROFILES;
+  if (o.profiles !== undefined) {
+    const asked = o.profiles.split(",").map((s) => s.trim());
+    if (asked.some((p) => !(CLOUD_PROFILES as readonly string[]).includes(p)) || new Set(asked).size !== asked.length) {
+      bad("profiles", o.profiles, `a comma-separated list of ${CLOUD_PROFILES.join(", ")}, each at most once`);
+    }
+    profiles = asked as RunProfile[];
+  }
   const out = path.resolve(o.out);
-  return { profile: labProfile(o.profile), out, db: path.resolve(o.db ?? path.join(out, "results.db")), dataplanes, baseline, retries, retryFailed: o.retryFailed === true, cleanup: o.cleanup === true };
+  return {
+    profile: labProfile(o.profile), out, db: path.resolve(o.db ?? path.join(out, "results.db")), dataplanes, baseline, retries,
+    retryFailed: o.retryFailed === true, profiles, cleanup: o.cleanup === true,
+  };
 }
 
 /** The campaign `testbed campaign --stack rehearse-<dataplane>` runs, as it derives it (to skip one that is complete). */
@@ -79,8 +94,8 @@ export function rehearsalCampaign(flags: RehearseFlags, dataplane: Dataplane): {
   const scenario = stackScenarioOf(
     rehearsalStackConfig({ dataplane, profile: flags.profile, operatorAddress: OPERATOR_ADDRESS, sshPublicKey: placeholderKey, sshPrivateKey: "", projectDir: CHECKOUT }),
   );
-  const campaignFlags = parseCampaignFlags({ stack, db: flags.db, retries: String(flags.retries), projectDir: "." });
-  const definition = stackDefinition(campaignFlags, stack, scenario, scenario.families, CLOUD_PROFILES);
+  const campaignFlags = parseCampaignFlags({ stack, db: flags.db, retries: String(flags.retries), projectDir: ".", profiles: flags.profiles.join(",") });
+  const definition = stackDefinition(campaignFlags, stack, scenario, scenario.families, flags.profiles);
   return { id: campaignIdFor(definition), definition };
 }
 
@@ -163,7 +178,7 @@ async function rehearseAction(o: RehearseOptions): Promise<void> {
     const env = await RehearsalEnvironment.create({ dataplane, profile: flags.profile, log });
     let code: number;
     try {
-      code = await env.campaign(flags.db, ["--retries", String(flags.retries), ...(flags.retryFailed ? ["--retry-failed"] : [])]);
+      code = await env.campaign(flags.db, ["--retries", String(flags.retries), "--profiles", flags.profiles.join(","), ...(flags.retryFailed ? ["--retry-failed"] : [])]);
     } finally {
       await env.close();
     }
@@ -196,6 +211,7 @@ export async function rehearseCommand(): Promise<Command> {
     .addOption(new Option("--baseline <dataplane>", "the dataplane the report compares every other one with").choices(DATAPLANES).default(DEFAULT_BASELINE))
     .option("--retries <n>", "extra attempts of a failed run (the campaign's --retries)", "2")
     .option("--retry-failed", "also run again the runs a campaign stored as failed (the campaign's --retry-failed)")
+    .option("--profiles <list>", `what each stack's campaign measures (the campaign's --profiles): ${CLOUD_PROFILES.join(",")}`, CLOUD_PROFILES.join(","))
     .option("--cleanup", "remove what crashed rehearsals and lab runs left on this host, then exit")
     .action(rehearseAction);
 }
