@@ -15,7 +15,7 @@ import {
   type DelayView,
   type LogContent,
 } from "../measure/ditg-log.js";
-import { decodePairedLogs } from "../measure/ditg-pairing.js";
+import { decodePairedLogs, echoesFirst, type PairedLog } from "../measure/ditg-pairing.js";
 
 const RULE = "----------------------------------------------------------";
 
@@ -40,7 +40,18 @@ const KIND_HEADING: Record<LogContent["kind"], string> = {
 /** What the log is and what its delays are, as the text output's first lines say it. */
 function delayHeading(view: DelayView, log: DecodedLog & { receiverLog?: string }): string[] {
   if (view === "paired") {
-    return [`Log kind: round trips, paired with the receiver's log ${log.receiverLog}`, `Delays: exact round trips, receive times of ${log.file} minus send stamps of ${log.receiverLog} (D-ITG B15)`];
+    const order = (log as Partial<PairedLog>).arrivalOrder;
+    const swapped = order && echoesFirst(order)
+      ? [
+          `Warning: each of the ${order.compared} packets compared reached ${log.receiverLog} after its echo was back in ${log.file}, by the two logs' clocks.`,
+          `         On one clock that means the two logs are swapped (--same-clock refuses such a pair); on two, the receiver's clock runs ahead.`,
+        ]
+      : [];
+    return [
+      `Log kind: round trips, paired with the receiver's log ${log.receiverLog}`,
+      `Delays: exact round trips, receive times of ${log.file} minus send stamps of ${log.receiverLog} (D-ITG B15)`,
+      ...swapped,
+    ];
   }
   const content = log.content;
   const kind = content ? [`Log kind: ${KIND_HEADING[content.kind]} (${content.because})`] : [];
@@ -121,12 +132,16 @@ async function checkLogs(paths: string[]): Promise<void> {
 interface DecodeFlags {
   json?: boolean;
   receiverLog?: string;
+  sameClock?: boolean;
   itgdec?: boolean;
 }
 
 /** The pairing the flags ask for; errors name the flag and what is accepted. */
 function checkFlags(logs: string[], opts: DecodeFlags): void {
-  if (opts.receiverLog === undefined) return;
+  if (opts.receiverLog === undefined) {
+    if (opts.sameClock) throw new Error("decode: --same-clock checks a pair's order and needs --receiver-log; accepted: SENDER_LOG --receiver-log RECEIVER_LOG --same-clock");
+    return;
+  }
   if (opts.itgdec) throw new Error("decode: --itgdec reads a log as ITGDec does and takes no --receiver-log; accepted: one of the two");
   if (logs.length !== 1) {
     throw new Error(`decode: --receiver-log pairs one sender log with it, ${logs.length} logs were given; accepted: SENDER_LOG --receiver-log RECEIVER_LOG`);
@@ -136,7 +151,7 @@ function checkFlags(logs: string[], opts: DecodeFlags): void {
 /** One log decoded the way the flags ask, refused when it is not a D-ITG log. */
 async function decodeOne(path: string, opts: DecodeFlags): Promise<{ log: DecodedLog; view: DelayView }> {
   if (opts.receiverLog !== undefined) {
-    const log = await decodePairedLogs(path, opts.receiverLog);
+    const log = await decodePairedLogs(path, opts.receiverLog, [], { sameClock: opts.sameClock === true });
     checkDitgLog(log);
     return { log, view: "paired" };
   }
@@ -155,10 +170,11 @@ export async function decodeCommand(): Promise<Command> {
     )
     .argument("<log...>", "D-ITG binary log files written by ITGSend/ITGRecv (-l or -x); with --receiver-log, the one sender log (ITGSend -m rttm -l)")
     .option("--receiver-log <file>", "the receiver's log of the same flow (ITGSend -x): pairs records by flow id and sequence number for exact round trips")
+    .option("--same-clock", "with --receiver-log: both logs were written on one clock (one host, the lab), so a pair whose every packet reached the receiver after its echo was back is refused as swapped")
     .option("--itgdec", "every record as logged: ITGDec's numbers (parity checks)")
     .option(
       "--json",
-      'one JSON object per log and line: {file, flows, total, histogram, content} (and receiverLog); seconds and Kbit/s, null where undefined; "delaySource" paired or sender, "excludedRecords" per flow and total; content.kind round-trip, one-way, sender-one-way or unknown',
+      'one JSON object per log and line: {file, flows, total, histogram, content} (and receiverLog, and arrivalOrder {compared, echoFirst} of a pair); seconds and Kbit/s, null where undefined; "delaySource" paired or sender, "excludedRecords" per flow and total; content.kind round-trip, one-way, sender-one-way or unknown',
     )
     .action(async (logs: string[], opts: DecodeFlags) => {
       checkFlags(logs, opts);

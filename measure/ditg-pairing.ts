@@ -310,9 +310,64 @@ export class LogStamps implements SendStamps {
   }
 }
 
+/**
+ * Which log got each packet last, over the first ARRIVAL_ORDER_RECORDS records of each: a packet reaches the
+ * receiver before its echo is back at ITGSend, so, read on one clock, ITGSend's round-trip log receives every
+ * packet after the receiver's log does. Two hosts' clocks can hide that (a receiver's clock ahead by more than
+ * the way back), so the order refuses a pair only when the caller knows both logs share one clock.
+ */
+export interface ArrivalOrder {
+  /** Packets (flow id, sequence number) found in the head of both logs. */
+  readonly compared: number;
+  /** Of those, the ones the sender-place log received before the receiver-place log did. */
+  readonly echoFirst: number;
+}
+
 /** A sender log decoded against its receiver log. */
 export interface PairedLog extends DecodedLog {
   readonly receiverLog: string;
+  readonly arrivalOrder: ArrivalOrder;
+}
+
+const ARRIVAL_ORDER_RECORDS = 1024;
+
+/** Every packet compared got to the sender-place log first: the pair is swapped, if both logs read one clock. */
+export function echoesFirst(order: ArrivalOrder): boolean {
+  return order.compared > 0 && order.echoFirst === order.compared;
+}
+
+/** The arrival order of the packets in the heads of both logs (ArrivalOrder). */
+export function arrivalOrder(senderLog: string, receiverLog: string): ArrivalOrder {
+  /** Arrival time of day per packet in the log's head; empty when it cannot be read (decoding it says why, with its name). */
+  const head = (file: string) => {
+    const arrivals = new Map<string, number>();
+    let fd: number | undefined;
+    try {
+      fd = openSync(file, "r");
+      const buf = Buffer.alloc(Math.min(fstatSync(fd).size, ARRIVAL_ORDER_RECORDS * RECORD_BYTES));
+      const n = readSync(fd, buf, 0, buf.length, 0);
+      for (let at = 0; at + RECORD_BYTES <= n; at += RECORD_BYTES) {
+        const [hour, minute, second] = [buf.readUInt32LE(at + 24), buf.readUInt32LE(at + 28), buf.readDoubleLE(at + 136)];
+        if (hour > 24 || minute > 59 || !(second >= 0 && second <= 59.999999)) continue;
+        arrivals.set(`${buf.readUInt32LE(at)}/${buf.readUInt32LE(at + 4)}`, hour * 3600 + minute * 60 + second);
+      }
+    } catch {
+      arrivals.clear();
+    } finally {
+      if (fd !== undefined) closeSync(fd);
+    }
+    return arrivals;
+  };
+  const atReceiver = head(receiverLog);
+  let compared = 0;
+  let echoFirst = 0;
+  for (const [packet, echoed] of head(senderLog)) {
+    const arrived = atReceiver.get(packet);
+    if (arrived === undefined) continue;
+    compared++;
+    if (delayAcrossMidnight(echoed, arrived) < 0) echoFirst++;
+  }
+  return { compared, echoFirst };
 }
 
 /** How to give the two logs, for the messages that refuse a pair. */
@@ -384,8 +439,20 @@ function refuseMisplaced(decoded: DecodedLog, senderLog: string, receiverLog: st
  * views asked for (the meter's own: "sender", "logged") in the same pass. Refuses one log given twice, two logs in
  * each other's place (by what their records show, LogContent), and two logs that share no record.
  */
-export async function decodePairedLogs(senderLog: string, receiverLog: string, otherViews: readonly DelayView[] = []): Promise<PairedLog> {
+export async function decodePairedLogs(
+  senderLog: string,
+  receiverLog: string,
+  otherViews: readonly DelayView[] = [],
+  options: { sameClock?: boolean } = {},
+): Promise<PairedLog> {
   refuseSameLog(senderLog, receiverLog);
+  const order = arrivalOrder(senderLog, receiverLog);
+  if (options.sameClock && echoesFirst(order)) {
+    throw new LogFormatError(
+      senderLog,
+      `is the receiver's log and ${receiverLog} ITGSend's: on one clock, each of the ${order.compared} packets compared reached ${senderLog} before its echo was back in ${receiverLog}, and a packet reaches the receiver first; swap the two; ${PAIR_HINT}`,
+    );
+  }
   const stamps = new LogStamps(receiverLog, "tx");
   try {
     const decoded = await decodeLogFile(senderLog, { views: ["paired", ...otherViews.filter((v) => v !== "paired")], stamps });
@@ -397,7 +464,7 @@ export async function decodePairedLogs(senderLog: string, receiverLog: string, o
         `no record pairs with a record of ${receiverLog} (${stamps.records} records read) by flow id and sequence number; accepted: the sender log (-l) and the receiver log (-x) of the same flow`,
       );
     }
-    return { ...decoded, receiverLog };
+    return { ...decoded, receiverLog, arrivalOrder: order };
   } finally {
     await stamps.close();
   }
@@ -426,7 +493,7 @@ export interface DecodedFlow extends DecodedLog {
 
 export async function decodeFlow(files: FlowLogFiles): Promise<DecodedFlow> {
   if (files.receiverLog === undefined) return decodeLogFile(files.log);
-  const paired = await decodePairedLogs(files.log, files.receiverLog, ["sender", "logged"]);
+  const paired = await decodePairedLogs(files.log, files.receiverLog, ["sender", "logged"], { sameClock: files.oneWay === true });
   if (!files.oneWay) return paired;
   const { flows, total, histogram } = await decodeLogFile(files.receiverLog);
   return { ...paired, oneWay: { flows, total, histogram } };

@@ -7,7 +7,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { checkDitgLog, decodeLogAlone, decodeLogFile, LogFormatError, RECORD_BYTES, timeOfDay, type LogRecord } from "../../measure/ditg-log.js";
-import { decodePairedLogs } from "../../measure/ditg-pairing.js";
+import { decodePairedLogs, echoesFirst } from "../../measure/ditg-pairing.js";
 import { writeLog } from "./decode-itgdec.js";
 import { craftedPackets, craftedRttmLogs } from "./round-trips.js";
 
@@ -153,6 +153,20 @@ describe("two logs that are not one flow's sender and receiver logs", () => {
     const copy = join(dir, "copy.slog");
     await copyFile(sender, copy);
     await expect(decodePairedLogs(sender, copy)).rejects.toThrow(`${copy}: holds the same records as the sender log ${sender} (its first 64)`);
+  });
+
+  it("swapped, of a flow whose records cannot tell the two logs apart: refused on one clock by the packets' arrival order, flagged otherwise", async () => {
+    // Echoes back long before the next packet leaves: no B15 stamps in ITGSend's log, the two logs alike record by record.
+    const clean = craftedRttmLogs(craftedPackets(400, T0_US + 100, 5000), { spacingUs: 5000 });
+    const [s, r] = [await logOf("clean.slog", clean.sender), await logOf("clean.rlog", clean.receiver.map((x) => ({ ...x, destAddress: RECEIVER })))];
+    const right = await decodePairedLogs(s, r, [], { sameClock: true });
+    expect(right.arrivalOrder).toEqual({ compared: 400, echoFirst: 0 });
+    const swapped = await decodePairedLogs(r, s);
+    expect(swapped.arrivalOrder).toEqual({ compared: 400, echoFirst: 400 });
+    expect(echoesFirst(swapped.arrivalOrder)).toBe(true);
+    await expect(decodePairedLogs(r, s, [], { sameClock: true })).rejects.toThrow(
+      `${r}: is the receiver's log and ${s} ITGSend's: on one clock, each of the 400 packets compared reached ${r} before its echo was back in ${s}`,
+    );
   });
 
   it("swapped: the receiver's log is named in the sender's place", async () => {
