@@ -6,7 +6,8 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { LocalWorkspace, StackNotFoundError, type Stack } from "@pulumi/pulumi/automation/index.js";
 import { CONFIG_NAMESPACE } from "../scenario/schema.js";
-import { CloudSetupError, type CommandResult, type RemoteHost, type RemoteShell, type SshAccess, type StackControl } from "./cloud.js";
+import { CloudSetupError, type CommandResult, type RemoteHost, type SshAccess, type StackControl } from "./cloud.js";
+import type { RemoteProcess, StreamingShell } from "./cloud-programming.js";
 
 /** The first executable called `name` on a PATH string, or undefined. */
 export function findOnPath(name: string, pathValue = process.env.PATH ?? ""): string | undefined {
@@ -98,7 +99,7 @@ const SSH_TRANSPORT_FAILURE = 255;
  * known_hosts (trust on first use: the lab's hosts are new VMs whose keys nobody has seen) and the
  * control sockets that let every run reuse one connection per host.
  */
-export class SshShell implements RemoteShell {
+export class SshShell implements StreamingShell {
   private readonly dir: string;
   private readonly configFile: string;
   private readonly used = new Set<RemoteHost>();
@@ -129,6 +130,15 @@ export class SshShell implements RemoteShell {
     const r = await this.exec("ssh", [host, command]);
     if (r.code === SSH_TRANSPORT_FAILURE) throw new CloudSetupError(describeSshFailure(host, this.access, await this.diagnose(host, r.stderr)));
     return r;
+  }
+
+  /**
+   * Starts a command on the host and hands back its process, stdin and stdout open (the programming
+   * probe, which reads marks on its stdin and exits when it closes).
+   */
+  start(host: RemoteHost, command: string): RemoteProcess {
+    this.used.add(host);
+    return spawn("ssh", ["-F", this.configFile, host, command], { stdio: ["pipe", "pipe", "pipe"] });
   }
 
   /**

@@ -20,6 +20,8 @@
 //     connectionSetupProbe { client, worker }   optional; needed by the setup profile: where the
 //                                   stack built the connection-setup probe on the client and on
 //                                   the receiver's node (measure/connection-setup-probe.c)
+//     programmingProbe     { client, worker }   optional; needed by the programming profile: where the
+//                                   stack built the programming probe (backends/cloud-programming.ts)
 //     hostAddresses        optional: every host's addresses per network; the client's address on
 //                                   the client network goes into the setup runs' logs
 //   config
@@ -55,6 +57,7 @@ import {
 import { STACK_BACKEND_PREFIX } from "../measure/campaign-plan.js";
 import { flowLogs, senderCommand, shellCommand, type FlowTarget } from "../measure/ditg-commands.js";
 import type { Backend, CollectedLogs, FlowOutcome, RunKey, RunProfile, StepReadiness, TrafficProfile } from "../measure/types.js";
+import { CloudProgramming, programmingProbeOutput } from "./cloud-programming.js";
 
 /** The stack as the backend uses it: read outputs and config, change the Service count. */
 export interface StackControl {
@@ -241,12 +244,14 @@ export interface CloudBackendDeps {
 const SENDER_GRACE_S = 60;
 
 /** Runs the campaign on a deployed stack. Create with CloudBackend.open(). */
-/** What a deployed stack measures: D-ITG's profiles and connection setup, on the real dataplane. */
-export const CLOUD_PROFILES: readonly RunProfile[] = ["throughput", "latency", "setup"];
+/** What a deployed stack measures: D-ITG's profiles, connection setup and Service changes (backends/cloud-programming.ts), on the real dataplane. */
+export const CLOUD_PROFILES: readonly RunProfile[] = ["throughput", "latency", "setup", "programming"];
 
 export class CloudBackend implements Backend {
   readonly name: string;
   readonly profiles = CLOUD_PROFILES;
+  /** Service changes through the API, timed by the probe and the control plane's metrics (backends/cloud-programming.ts). */
+  programming!: CloudProgramming;
   private currentServices: number | undefined;
   private updatedOnce = false;
   /** Source ports of the setup probe: no 5-tuple twice between two flushes of the worker's connection tracking. */
@@ -280,7 +285,9 @@ export class CloudBackend implements Backend {
     const { stack } = deps;
     const config = await stack.config();
     const scenario = stackScenario(config);
-    const lab = labOutputs(stack.name, await stack.outputs());
+    const outputs = await stack.outputs();
+    const lab = labOutputs(stack.name, outputs);
+    const programmingProbe = programmingProbeOutput(stack.name, outputs);
     const key = config[`${CONFIG_NAMESPACE}:sshPrivateKey`]?.value;
     const setKey = `pulumi config set --stack ${stack.name} --secret ${CONFIG_NAMESPACE}:sshPrivateKey < ~/.ssh/id_ed25519`;
     if (!key) {
@@ -308,7 +315,9 @@ export class CloudBackend implements Backend {
       await shell.close();
       throw err;
     }
-    return new CloudBackend(stack, shell, scenario, lab, mkdtempSync(path.join(tmpdir(), "testbed-cloud-logs-")), deps.hops !== false);
+    const backend = new CloudBackend(stack, shell, scenario, lab, mkdtempSync(path.join(tmpdir(), "testbed-cloud-logs-")), deps.hops !== false);
+    backend.programming = new CloudProgramming({ stack: stack.name, shell, scenario, endpoints: lab.ditgEndpoints, probe: programmingProbe });
+    return backend;
   }
 
   /**

@@ -19,7 +19,11 @@
 //
 // Switching dataplanes within a step is cheap: the one leaving steps aside and keeps what it
 // installed (parked, unreachable by packets) until its turn comes back at the same Service count, so
-// the interleaved plan installs each dataplane once per step. A new Service count removes them all.
+// the interleaved plan writes each dataplane once per step. At a new Service count each dataplane, on
+// its turn, moves what it holds to the new Services by a partial sync, as its control plane does in a
+// running cluster (stepSync "partial"); with stepSync "full" a new Service count removes them all and
+// each installs the step by one full sync. The programming profile's runs change the step's Services
+// through the dataplane (backends/lab-programming.ts) and leave them as they were.
 //
 // A D-ITG flow is handed back when ITGRecv prints that its data is in, and a connection-setup run
 // (not D-ITG) starts during ITGRecv's one-second wait before it closes the flow, unless it needs the
@@ -45,12 +49,13 @@ import { PhaseTimes } from "../measure/phase-times.js";
 import type { Backend, CollectedLogs, FlowOutcome, RunKey, RunProfile, StepReadiness, TrafficProfile } from "../measure/types.js";
 import { plannedConnections, SourcePortPool } from "../measure/connection-setup.js";
 import { runSetupProbe } from "../lab/connection-setup.js";
-import { LAB_DATAPLANES, type LabDataplane } from "../lab/dataplanes/index.js";
+import { LAB_DATAPLANES, type LabDataplane, type StepSync } from "../lab/dataplanes/index.js";
 import { DEFAULT_IPTABLES_BACKEND, iptablesTools, type IptablesBackend } from "../lab/dataplanes/iptables/kernel.js";
 import { LAB_FAMILIES as FAMILIES, labScenario, serviceEndpoints } from "../lab/lab-scenario.js";
 import { exec } from "../lab/netns.js";
 import { createTopology, labHostProblem, type LabTopology, type Shaper } from "../lab/topology.js";
 import { hopProbeHostProblem, HopProbes } from "../lab/hops/hop-probes.js";
+import { LabProgramming, type HeldStep } from "./lab-programming.js";
 
 const OUTPUT_TAIL_CHARS = 2000;
 /** Debian tools the lab runs, beyond its dataplanes' own. */
@@ -101,8 +106,8 @@ export interface PreparedStep {
   readonly topology: LabTopology;
   /** The dataplane on the packet path (its counts() read what it installed). */
   readonly module: LabDataplane;
-  /** Whether it installed the step (a full sync) or put back what it had parked for the step. */
-  readonly installed: boolean;
+  /** How it came to hold the step: installed (a full sync), moved from another step (a partial sync), or put back from parking ("none"). */
+  readonly sync: "full" | "partial" | "none";
   /** Time to bring the dataplane to the step (the others stepping aside, rules or maps included), ms. */
   readonly installMs: number;
 }
@@ -116,6 +121,8 @@ export interface LabBackendOptions {
   readonly onPrepared?: (step: PreparedStep) => void | Promise<void>;
   /** Stamp latency and setup runs at every section boundary of the path (lab/hops/). Default true. */
   readonly hops?: boolean;
+  /** How the dataplanes move between Service counts: "partial" (default), as a running cluster, or "full": one full sync per step. */
+  readonly stepSync?: StepSync;
 }
 
 /**
@@ -145,7 +152,7 @@ interface Receiver {
 
 export class LabBackend implements Backend {
   readonly name = "lab";
-  readonly profiles: readonly RunProfile[] = ["throughput", "latency", "setup"];
+  readonly profiles: readonly RunProfile[] = ["throughput", "latency", "setup", "programming"];
   /** Client and pod are namespaces of one host, on one clock: their one-way delays are valid. */
   readonly sharedClock = true;
   private readonly receiver: Receiver = { child: undefined, output: "", ends: new FlowEnds() };
@@ -164,6 +171,10 @@ export class LabBackend implements Backend {
   /** The hop probes, unless turned off. */
   hops: HopProbes | undefined;
   private current: { dataplane: Dataplane; services: number } | undefined;
+  /** The prepared step's dataplane and Services, for the programming profile. */
+  private heldStep: HeldStep | undefined;
+  /** Service changes through the step's dataplane, timed (backends/lab-programming.ts). */
+  readonly programming: LabProgramming;
   private tornDown = false;
 
   private constructor(
@@ -173,8 +184,10 @@ export class LabBackend implements Backend {
     /** Where the flows' logs go: inside the run's directory. */
     readonly logDir: string,
   ) {
-    const context = { topology, scenario, iptablesBackend: options.iptablesBackend ?? DEFAULT_IPTABLES_BACKEND };
+    const context = { topology, scenario, iptablesBackend: options.iptablesBackend ?? DEFAULT_IPTABLES_BACKEND, stepSync: options.stepSync ?? "partial" };
     this.dataplanes = Object.fromEntries(DATAPLANES.map((d) => [d, LAB_DATAPLANES[d].create(context)])) as Record<Dataplane, LabDataplane>;
+    // A programming run rewrites the step's tables: the next prepare() counts them again.
+    this.programming = new LabProgramming(topology, scenario, () => (this.current ? this.heldStep : undefined), (d) => this.heldByDataplane.delete(d));
   }
 
   /** Builds the network, the netfilter base and the receiver. Everything is removed again on failure. */
@@ -232,21 +245,24 @@ export class LabBackend implements Backend {
     await this.phases.time("step aside", async () => {
       for (const d of Object.values(this.dataplanes)) if (d !== target) await d.stepAside();
     });
-    if (this.held !== step.services) {
-      // Another Service count: what the others parked is of no use any more.
+    if (this.held !== step.services && (this.options.stepSync ?? "partial") === "full") {
+      // Another Service count, one full sync per step: what the others parked is of no use any more.
       await this.phases.time("remove the last step", async () => {
         for (const d of Object.values(this.dataplanes)) await d.remove();
       });
       this.heldByDataplane.clear();
-      this.held = step.services;
     }
+    this.held = step.services;
     const setUpStart = performance.now();
-    const { installed } = await target.setUp({ services: step.services, serviceSet: set, endpoints: serviceEndpoints(set, this.topology.addresses.pod) });
-    this.phases.add(installed ? `install ${target.name}` : `resume ${target.name}`, performance.now() - setUpStart);
+    const endpoints = serviceEndpoints(set, this.topology.addresses.pod);
+    this.heldStep = undefined;
+    const { sync } = await target.setUp({ services: step.services, serviceSet: set, endpoints });
+    this.heldStep = { dataplane: step.dataplane, services: step.services, module: target, serviceSet: set, endpoints };
+    this.phases.add(`${sync === "full" ? "install" : sync === "partial" ? "move" : "resume"} ${target.name}`, performance.now() - setUpStart);
     const installMs = performance.now() - start;
     await this.phases.time("check the packet path", () => this.checkOnlyOneDataplane(target));
-    // What it forwards is read from the kernel once per install: parking keeps the tables as they are.
-    if (installed || !this.heldByDataplane.has(target.name)) this.heldByDataplane.set(target.name, await this.phases.time("count the Services", async () => heldServices(await target.forwardedClusterIps(), set, this.scenario.kubernetes.serviceSubnets)));
+    // What it forwards is read from the kernel whenever its tables changed: parking keeps them as they are.
+    if (sync !== "none" || !this.heldByDataplane.has(target.name)) this.heldByDataplane.set(target.name, await this.phases.time("count the Services", async () => heldServices(await target.forwardedClusterIps(), set, this.scenario.kubernetes.serviceSubnets)));
     const programmedServices = this.heldByDataplane.get(target.name)!;
     const wrong = FAMILIES.filter((f) => programmedServices[f] !== step.services);
     if (wrong.length > 0) {
@@ -262,7 +278,7 @@ export class LabBackend implements Backend {
       serviceSet: set,
       topology: this.topology,
       module: target,
-      installed,
+      sync,
       installMs,
     });
     return { endpointsReadyAfterS: 0, programmedAfterS: installMs / 1000, programmedServices };
@@ -425,6 +441,7 @@ export class LabBackend implements Backend {
     if (this.tornDown) return;
     this.tornDown = true;
     try {
+      this.programming.stop();
       await this.closing.settle();
       await this.stopReceiver();
     } finally {

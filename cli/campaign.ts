@@ -7,6 +7,7 @@ import { driveCampaign, reportFailedRuns, sayUpgrade } from "./campaign-terminal
 import { badFlag as bad, campaignId as checkedCampaignId, FlagError, listOf as list, printJson, seconds, serviceCounts, wholeNumber } from "./flags.js";
 import { campaignIdFor, planCampaign, STACK_BACKEND_PREFIX, type CampaignDefinition } from "../measure/campaign-plan.js";
 import { CLOUD_PROFILES, CloudBackend } from "../backends/cloud.js";
+import { CLOUD_PROGRAMMING } from "../backends/cloud-programming.js";
 import { PulumiStack, SshShell } from "../backends/cloud-transport.js";
 import { LOOPBACK_PROFILES, LoopbackBackend } from "../backends/loopback.js";
 import { ResultStore } from "../measure/store.js";
@@ -180,6 +181,7 @@ export function stackDefinition(
     seed: f.seed ?? scenario.sweep.seed,
     order: { randomize: f.randomize, interleave: f.interleave },
     traffic: campaignTraffic(scenario.traffic),
+    ...(profiles.includes("programming") ? { programming: CLOUD_PROGRAMMING } : {}),
   };
 }
 

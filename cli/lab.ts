@@ -19,15 +19,18 @@ import { runJudge } from "../measure/campaign.js";
 import { labScenario, LAB_SERVICE_SUBNETS } from "../lab/lab-scenario.js";
 import { planServiceMaps } from "../lab/dataplanes/ebpf/service-maps.js";
 import { IPTABLES_BACKENDS, type IptablesBackend } from "../lab/dataplanes/iptables/kernel.js";
+import type { StepSync } from "../lab/dataplanes/index.js";
 import {
   estimateWallSeconds,
   labDefinition,
   labProfile,
   LAB_FAMILIES,
+  LAB_PROFILE_CHOICES,
   LAB_PROFILE_NAMES,
   LAB_RUN_PROFILES,
   type LabProfile,
 } from "../lab/profiles.js";
+import { changeCells } from "../measure/report-programming.js";
 import { findRunPrefixes } from "../lab/run-registry.js";
 import { cleanupLeftovers, planTopology } from "../lab/topology.js";
 import { buildServiceSet } from "../workloads/service-set.js";
@@ -61,6 +64,7 @@ export interface LabOptions {
   campaign?: string;
   /** --no-hops sets it false. */
   hops?: boolean;
+  fullSyncSteps?: boolean;
   json?: boolean;
 }
 
@@ -80,6 +84,8 @@ export interface LabFlags {
   readonly baseline: Dataplane;
   /** Hop probes on latency and setup runs (lab/hops/). */
   readonly hops: boolean;
+  /** How the dataplanes move between Service counts: partial syncs, or one full sync per step (--full-sync-steps). */
+  readonly stepSync: StepSync;
 }
 
 
@@ -140,7 +146,7 @@ export function parseLabFlags(o: LabOptions): LabFlags {
     dataplanes,
     baseline,
     ...(o.families !== undefined ? { families: list<Family>("families", o.families, LAB_FAMILIES) } : {}),
-    ...(o.profiles !== undefined ? { profiles: list<RunProfile>("profiles", o.profiles, LAB_RUN_PROFILES) } : {}),
+    ...(o.profiles !== undefined ? { profiles: list<RunProfile>("profiles", o.profiles, LAB_PROFILE_CHOICES) } : {}),
     ...(o.services !== undefined ? { services: labServiceCounts(o.services) } : {}),
     ...(o.runs !== undefined ? { runs: wholeNumber("runs", o.runs, 1, MAX_RUNS) } : {}),
     ...(flowSeconds !== undefined ? { flowSeconds } : {}),
@@ -161,6 +167,7 @@ export function parseLabFlags(o: LabOptions): LabFlags {
     ...(o.campaign !== undefined ? { campaign: o.campaign } : {}),
     baseline,
     hops: o.hops !== false,
+    stepSync: o.fullSyncSteps === true ? "full" : "partial",
   };
 }
 
@@ -177,6 +184,10 @@ export function describePlan(flags: LabFlags, runs: number): string {
       : []),
     `  ${runs} runs of ${d.flowSeconds} s, link cap ${d.linkMbps > 0 ? `${d.linkMbps} Mbit/s` : "off"}; about ${formatDuration(estimateWallSeconds(d))} on 2 cores`,
     `  hop probes: ${flags.hops ? "on for latency and setup runs (--no-hops turns them off)" : "off"}`,
+    `  steps: ${flags.stepSync === "partial" ? "moved by partial syncs, as a running cluster moves (--full-sync-steps: one full sync per step)" : "one full sync per step"}`,
+    ...(d.programming
+      ? [`  programming: every change probed ${d.programming.probesPerSecond} times a second through the changed Service's NodePort, add-100 of ${d.programming.addMany} Services${d.programming.coldStart ? ", cold starts timed" : ""}`]
+      : []),
     `  results: ${flags.db}`,
   ].join("\n");
 }
@@ -226,6 +237,29 @@ export function setupSummary(results: readonly RunResult[], baseline: Dataplane)
   return lines;
 }
 
+/**
+ * The programming profile in a few lines for the end of the run: at the largest Service count, per
+ * dataplane and family, the median time until add-one reached the packets and the median commit of a
+ * full sync. The report has every change and statistic (programming.csv).
+ */
+export function programmingSummary(results: readonly RunResult[]): string[] {
+  const cells = changeCells(results);
+  if (cells.length === 0) return [];
+  const largest = Math.max(...cells.map((c) => c.services));
+  const lines = [`programming at ${largest} Services (medians, ms): add-one until the packets saw it, full-sync's commit:`];
+  for (const family of LAB_FAMILIES) {
+    for (const dataplane of DATAPLANES) {
+      const at = (change: string) => cells.find((c) => c.family === family && c.dataplane === dataplane && c.services === largest && c.change === change);
+      const add = at("add-one")?.statistics.programmedS?.p50;
+      const full = at("full-sync")?.statistics.commitS?.p50;
+      if (add === undefined && full === undefined) continue;
+      const ms = (s: number | undefined) => (s === undefined ? "-" : (s * 1000).toFixed(1));
+      lines.push(`  ${family.padEnd(5)} ${dataplane.padEnd(9)} add-one ${ms(add).padStart(9)}   full-sync commit ${ms(full).padStart(10)}`);
+    }
+  }
+  return lines;
+}
+
 function cleanupAction(): void {
   const { removed, live } = cleanupLeftovers();
   const names = Object.keys(removed);
@@ -268,7 +302,7 @@ async function labAction(o: LabOptions): Promise<void> {
     const plan = planCampaign(campaignId, def);
     store.ensureCampaign(campaignId, def, plan);
     process.stderr.write(`${describePlan(flags, plan.length)}\n`);
-    backend = await LabBackend.start({ linkMbps: def.linkMbps, iptablesBackend: flags.iptablesBackend, hops: flags.hops });
+    backend = await LabBackend.start({ linkMbps: def.linkMbps, iptablesBackend: flags.iptablesBackend, hops: flags.hops, stepSync: flags.stepSync });
     process.stderr.write(`lab ${backend.topology.prefix} is up (namespaces ${Object.values(backend.topology.plan.namespaces).join(", ")})\n`);
     // The lab itself is removed at once on SIGINT/SIGTERM (topology.ts); the runner then stops and
     // keeps every committed run.
@@ -286,8 +320,12 @@ async function labAction(o: LabOptions): Promise<void> {
     });
     process.stderr.write(`${describeTimings(summary.timings, backend.phases.entries()).join("\n")}\n`);
     if (summary.stopped) return;
-    const setup = setupSummary(store.results(campaignId), flags.baseline);
-    if (setup.length > 0) (o.json ? process.stderr : process.stdout).write(`${setup.join("\n")}\n`);
+    const results = store.results(campaignId);
+    const out = o.json ? process.stderr : process.stdout;
+    const setup = setupSummary(results, flags.baseline);
+    if (setup.length > 0) out.write(`${setup.join("\n")}\n`);
+    const programming = programmingSummary(results);
+    if (programming.length > 0) out.write(`${programming.join("\n")}\n`);
   } finally {
     store.close();
     await backend?.teardown().catch(() => undefined);
@@ -318,7 +356,7 @@ export async function labCommand(): Promise<Command> {
     .option("--dataplanes <list>", `Service dataplanes: ${DATAPLANES.join(",")}`, DATAPLANES.join(","))
     .addOption(new Option("--baseline <dataplane>", "the dataplane the report compares every other one with (the primary comparisons too)").choices(DATAPLANES).default(DEFAULT_BASELINE))
     .option("--families <list>", "address families: ipv4,ipv6", LAB_FAMILIES.join(","))
-    .option("--profiles <list>", "what to measure: throughput,latency,setup", LAB_RUN_PROFILES.join(","))
+    .option("--profiles <list>", `what to measure: ${LAB_PROFILE_CHOICES.join(",")} (programming: Service changes through each dataplane's control plane, timed; not in the default)`, LAB_RUN_PROFILES.join(","))
     .option("--services <list>", "Service counts, e.g. 1,1000,10000 (default: the profile's)")
     .option("--runs <n>", "repetitions per cell (default: the profile's)")
     .option("--flow-seconds <s>", "duration of each run (default: the profile's)")
@@ -329,6 +367,7 @@ export async function labCommand(): Promise<Command> {
     .addOption(new Option("--iptables <backend>", "iptables backend of the kube-proxy rules").choices(IPTABLES_BACKENDS).default("legacy"))
     .option("--campaign <id>", "campaign id in the store (default: derived from the flags, so the same flags resume)")
     .option("--no-hops", "no hop probes: latency and setup runs are not cut into sections of the path (probes never run on throughput runs)")
+    .option("--full-sync-steps", "install each Service count by one full sync, as on a new node, instead of moving between counts by partial syncs as a running cluster does")
     .option("--json", "print a summary object on stdout instead of the setup table and the report's path: {campaign, db, profile, total, done, failed, committed, stopped, seconds, report, primary, warnings}")
     .addHelpText("after", "\nExit status: 0 when every run passed, 1 when runs failed for good (the closing words say how many; the report is still written) or on an error, 130 when stopped.")
     .action(labAction);

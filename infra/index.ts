@@ -58,6 +58,12 @@ export const podRouting = testbed.cluster.podRouting;
  */
 export const connectionSetupProbe = testbed.setupProbe.paths;
 /**
+ * Where the stack built the programming probe (measure/programming-probe.c): on the client, which
+ * probes a changed Service through the worker's NodePort, and on the worker, whose listener
+ * `testbed campaign` starts in the scaled Services' backend pod (backends/cloud-programming.ts).
+ */
+export const programmingProbe = testbed.programmingProbe.paths;
+/**
  * D-ITG runs from the client, each decoded as `testbed campaign` decodes it (round trips paired with
  * the receiver's log) and judged by its rules, with the profile's metric across runs; only when
  * testbed:measure is set (absent otherwise).

@@ -1,9 +1,12 @@
-// The connection-setup probe on the hosts that run it: the client (the probe, towards the worker's
-// NodePort) and the worker (its listener, which `testbed campaign` starts in the receiver pod's
-// network namespace). Each host builds it from the one C source (measure/connection-setup-probe.c)
-// with its own cc (gcc and the C library's headers are in the hosts' cloud-init), as the client's
-// other tools come with the stack; the stack output `connectionSetupProbe` says where
-// (backends/cloud.ts reads it).
+// The probes `testbed campaign` runs on the hosts, each built where it runs: the client (the probe,
+// towards the worker's NodePort) and the worker (its listener, which the campaign starts in a pod's
+// network namespace). Two of them, one component each:
+//   the connection-setup probe (measure/connection-setup-probe.c), stack output `connectionSetupProbe`,
+//     its listener in the receiver pod's namespace;
+//   the programming probe (measure/programming-probe.c), stack output `programmingProbe`, its
+//     listener in the scaled Services' backend pod's namespace (backends/cloud-programming.ts).
+// Each host builds each from its one C source with its own cc (gcc and the C library's headers are
+// in the hosts' cloud-init), as the client's other tools come with the stack; the outputs say where.
 //
 // A new source is an update of both commands (its hash is in their script), which build and
 // install it again; nothing is removed on delete: the binary goes with the server.
@@ -11,19 +14,45 @@ import { readFileSync } from "node:fs";
 import * as pulumi from "@pulumi/pulumi";
 import * as command from "@pulumi/command";
 import { SETUP_PROBE_BINARY, SETUP_PROBE_SOURCE } from "../measure/connection-setup.js";
+import { PROBE_SOURCE as PROGRAMMING_PROBE_SOURCE, PROGRAMMING_PROBE_BINARY } from "../measure/programming-probe.js";
 import { asRootCommand, commandTimeouts, shellAssignments, type ScriptBound } from "./cluster/shell.js";
 import type { HostAccess } from "./hosts.js";
 import { contentHash, remoteArtifactPath, uploadArtifact } from "./remote-files.js";
+
+/** A probe the stack builds on the client and the worker. */
+export interface HostProbe {
+  /** What it is, in messages. */
+  readonly what: string;
+  /** Its C source in this checkout. */
+  readonly sourceFile: string;
+  /** Where the source goes on each host, under the artifact root. */
+  readonly artifact: string;
+  /** Where each host has the built probe: on the login's PATH. */
+  readonly binary: string;
+}
 
 /** Where the source goes on each host, under the artifact root. */
 export const SETUP_PROBE_ARTIFACT = `tools/${SETUP_PROBE_BINARY}.c`;
 /** Where each host has the probe: on the login's PATH. */
 export const SETUP_PROBE_PATH = `/usr/local/bin/${SETUP_PROBE_BINARY}`;
+export const SETUP_PROBE: HostProbe = { what: "the connection-setup probe", sourceFile: SETUP_PROBE_SOURCE, artifact: SETUP_PROBE_ARTIFACT, binary: SETUP_PROBE_PATH };
+/** Where each host has the programming probe. */
+export const PROGRAMMING_PROBE_PATH = `/usr/local/bin/${PROGRAMMING_PROBE_BINARY}`;
+export const PROGRAMMING_PROBE: HostProbe = {
+  what: "the programming probe",
+  sourceFile: PROGRAMMING_PROBE_SOURCE,
+  artifact: `tools/${PROGRAMMING_PROBE_BINARY}.c`,
+  binary: PROGRAMMING_PROBE_PATH,
+};
+/** Every probe the stack builds, with the stack output that says where (a rehearsal builds them where the stack would). */
+export const STACK_PROBES: readonly { readonly output: "connectionSetupProbe" | "programmingProbe"; readonly probe: HostProbe }[] = [
+  { output: "connectionSetupProbe", probe: SETUP_PROBE },
+  { output: "programmingProbe", probe: PROGRAMMING_PROBE },
+];
 /** Seconds cc may take (one file, -O2). */
 const CC_TIMEOUT_S = 300;
-const BUILD_BOUND: ScriptBound = { limitS: CC_TIMEOUT_S + 60, waitingFor: "cc to build the connection-setup probe" };
 
-/** Where the stack built the probe, per host (stack output `connectionSetupProbe`). */
+/** Where the stack built a probe, per host (stack outputs `connectionSetupProbe`, `programmingProbe`). */
 export interface SetupProbePaths {
   readonly client: string;
   readonly worker: string;
@@ -55,6 +84,8 @@ echo "$BINARY"`;
 export interface SetupProbeArgs {
   readonly client: HostAccess;
   readonly worker: HostAccess;
+  /** Which probe; default the connection-setup probe. */
+  readonly probe?: HostProbe;
   /** The probe's C source; default: the one of this checkout. */
   readonly source?: string;
 }
@@ -65,15 +96,17 @@ export class SetupProbe extends pulumi.ComponentResource {
 
   constructor(name: string, args: SetupProbeArgs, opts?: pulumi.ComponentResourceOptions) {
     super("testbed:tools:SetupProbe", name, {}, opts);
-    const source = args.source ?? readFileSync(SETUP_PROBE_SOURCE, "utf8");
-    const script = asRootCommand(probeBuildScript({ source: remoteArtifactPath(SETUP_PROBE_ARTIFACT), sha256: contentHash(source), binary: SETUP_PROBE_PATH }), BUILD_BOUND);
+    const probe = args.probe ?? SETUP_PROBE;
+    const source = args.source ?? readFileSync(probe.sourceFile, "utf8");
+    const bound: ScriptBound = { limitS: CC_TIMEOUT_S + 60, waitingFor: `cc to build ${probe.what}` };
+    const script = asRootCommand(probeBuildScript({ source: remoteArtifactPath(probe.artifact), sha256: contentHash(source), binary: probe.binary }), bound);
     const build = (role: "client" | "worker", host: HostAccess) => {
       const connection = pulumi.secret(pulumi.output(host.connection));
-      const upload = uploadArtifact(`${name}-${role}-source`, { connection, artifactPath: SETUP_PROBE_ARTIFACT, content: source }, { parent: this, dependsOn: [host.ready], deletedWith: host.server });
+      const upload = uploadArtifact(`${name}-${role}-source`, { connection, artifactPath: probe.artifact, content: source }, { parent: this, dependsOn: [host.ready], deletedWith: host.server });
       return new command.remote.Command(
         `${name}-${role}-build`,
         { connection, create: script },
-        { parent: this, dependsOn: [upload, host.ready], deletedWith: host.server, ignoreChanges: ["connection"], customTimeouts: commandTimeouts(BUILD_BOUND) },
+        { parent: this, dependsOn: [upload, host.ready], deletedWith: host.server, ignoreChanges: ["connection"], customTimeouts: commandTimeouts(bound) },
       );
     };
     const client = build("client", args.client);

@@ -7,7 +7,7 @@ import { renderNodePrep } from "./cluster/node-prep.js";
 import { Measurement } from "./measurement.js";
 import { parseEndpoint } from "./cluster/kubeconfig.js";
 import { OpenStackLab, renderLab, type HostAddresses } from "./openstack/lab.js";
-import { SetupProbe } from "./setup-probe.js";
+import { PROGRAMMING_PROBE, SetupProbe } from "./setup-probe.js";
 import { Workloads } from "./workloads.js";
 
 export interface TestbedArgs {
@@ -29,6 +29,7 @@ export class Testbed extends pulumi.ComponentResource {
   readonly measurement?: Measurement;
   /** The connection-setup probe, built on the client and on the worker. */
   readonly setupProbe: SetupProbe;
+  readonly programmingProbe: SetupProbe;
 
   constructor(name: string, args: TestbedArgs, opts?: pulumi.ComponentResourceOptions) {
     // Everything that can refuse the scenario runs before the first resource is declared, so a bad
@@ -74,6 +75,7 @@ export class Testbed extends pulumi.ComponentResource {
       },
       { parent: this },
     );
+    this.programmingProbe = new SetupProbe("programming-probe", { client: this.lab.hosts.client, worker: this.lab.hosts.worker, probe: PROGRAMMING_PROBE }, { parent: this });
     if (args.scenario.measure) {
       this.measurement = new Measurement(
         "measurement",

@@ -4,15 +4,25 @@ import type { Family } from "../scenario/cidr.js";
 import { DATAPLANES, DEFAULT_BASELINE, PAPER_SWEEP, scenarioSchema, type Dataplane } from "../scenario/schema.js";
 import { planCampaign, sameStep, type CampaignDefinition, type PlannedRun } from "../measure/campaign-plan.js";
 import { primaryComparisons, SETUP_PRIMARY_DESIGN, type PrimaryDesign } from "../measure/primary-design.js";
-import type { RunProfile } from "../measure/types.js";
+import type { ProgrammingSettings, RunProfile } from "../measure/types.js";
 import { campaignTraffic } from "../measure/connection-setup.js";
 import { LAB_DATAPLANES } from "./dataplanes/index.js";
 
 export const LAB_PROFILE_NAMES = ["smoke", "default", "paper"] as const;
 export type LabProfileName = (typeof LAB_PROFILE_NAMES)[number];
 
-/** Every run profile the lab measures: the paper's two, and connection setup. */
+/** The run profiles the lab measures by default: the paper's two, and connection setup. */
 export const LAB_RUN_PROFILES = ["throughput", "latency", "setup"] as const satisfies readonly RunProfile[];
+/** Every run profile the lab offers: the default ones and programming (Service changes, timed), which runs when asked for. */
+export const LAB_PROFILE_CHOICES = [...LAB_RUN_PROFILES, "programming"] as const satisfies readonly RunProfile[];
+
+/**
+ * What each programming run does in the lab: a probe every millisecond, 100 Services at once for
+ * add-100, 50 ms of probes after the first that saw a change (to count flaps), a change that does not
+ * reach the packets within 15 minutes fails the run (kube-proxy's nftables full sync after a restart at 10000 Services
+ * takes minutes per family on a busy host), and the cold starts timed as well (in each cell's first run).
+ */
+export const LAB_PROGRAMMING: ProgrammingSettings = { probesPerSecond: 1000, addMany: 100, confirmMs: 50, timeoutS: 900, coldStart: true };
 export const LAB_FAMILIES = ["ipv4", "ipv6"] as const satisfies readonly Family[];
 
 export interface LabProfile {
@@ -131,6 +141,7 @@ export function labDefinition(profile: LabProfile, choices: LabCampaignChoices =
       ...campaignTraffic(traffic, profile.setupConnectionsPerSecond),
       ...(profile.reducedRates ? { latency: { ...traffic.latency, packetsPerSecond: profile.reducedRates.latencyPacketsPerSecond } } : {}),
     },
+    ...(cells.profiles.includes("programming") ? { programming: LAB_PROGRAMMING } : {}),
   };
 }
 
@@ -147,13 +158,28 @@ export const LAB_RUN_COSTS = {
   setupStartS: 0.15,
   /** kube-proxy's iptables-legacy tables are read and rewritten whole: a change of step grows with them. */
   stepChangeS: (services: number) => 0.1 + (0.08 * services) / 1000,
+  /** A probed change of a programming run beyond its write: the probe's start, the state before, the 50 ms after. */
+  probedChangeS: 0.3,
 } as const;
+
+/**
+ * Rough seconds of one programming run: five probed changes and an untimed one, one of them a
+ * restart (a full sync of one family), and in a cell's first run the cold starts (each a full sync of
+ * one family: the module's install of both families, halved).
+ */
+export function programmingRunSeconds(dataplane: Dataplane, services: number, repetition: number, settings: ProgrammingSettings): number {
+  const module = LAB_DATAPLANES[dataplane];
+  const fullSyncOneFamily = module.installSeconds(services) / 2;
+  const colds = settings.coldStart && repetition === 0 ? (module.syncKinds.includes("cold-split") ? 2 : 1) : 0;
+  return 6 * LAB_RUN_COSTS.probedChangeS + (1 + colds) * fullSyncOneFamily;
+}
 
 /**
  * Rough wall time of a definition on this lab, seconds: the plan walked run by run with
  * LAB_RUN_COSTS, plus each dataplane's install of each step, once (its module's installSeconds:
- * the dataplanes park what they installed between their turns). For the plan printed at the start,
- * not a promise.
+ * the dataplanes park what they installed between their turns; a partial step move is counted as
+ * an install, an upper bound), and the programming runs (programmingRunSeconds). For the plan
+ * printed at the start, not a promise.
  */
 export function estimateWallSeconds(def: CampaignDefinition): number {
   const plan = planCampaign("estimate", def);
@@ -166,6 +192,10 @@ export function estimateWallSeconds(def: CampaignDefinition): number {
       seconds += LAB_RUN_COSTS.stepChangeS(services);
       if (!installed.has(`${dataplane}/${services}`)) seconds += LAB_DATAPLANES[dataplane].installSeconds(services);
       installed.add(`${dataplane}/${services}`);
+    }
+    if (profile === "programming") {
+      seconds += programmingRunSeconds(dataplane, services, run.key.repetition, def.programming!);
+      return;
     }
     seconds += def.flowSeconds;
     if (profile === "setup") {

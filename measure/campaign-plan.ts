@@ -5,7 +5,7 @@ import { createHash } from "node:crypto";
 import { unsafeUniformIntDistribution, xoroshiro128plus, type RandomGenerator } from "pure-rand";
 import type { Family } from "../scenario/cidr.js";
 import { DATAPLANES, type Dataplane } from "../scenario/schema.js";
-import type { CampaignTraffic, RunKey, RunProfile } from "./types.js";
+import type { CampaignTraffic, ProgrammingSettings, RunKey, RunProfile } from "./types.js";
 
 /** How the runs of a campaign are ordered. */
 export interface PlanOrder {
@@ -74,6 +74,8 @@ export interface CampaignDefinition {
   readonly order: PlanOrder;
   /** The traffic of every profile, as the runs use it: the scenario's D-ITG profiles (plus "setup" in the lab). */
   readonly traffic: CampaignTraffic;
+  /** What each run of the programming profile does; present when the campaign plans that profile. */
+  readonly programming?: ProgrammingSettings;
 }
 
 /** One run of the plan: its key, its deterministic id and its position in the plan. */

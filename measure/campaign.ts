@@ -15,7 +15,18 @@ import { expectedRecords, judgeFlow, type FlowVerdict } from "./ditg-commands.js
 import type { DecodedLog, DecodedView } from "./ditg-log.js";
 import type { DecodedFlow, FlowLogFiles } from "./ditg-pairing.js";
 import { PhaseTimes, type PhaseTime } from "./phase-times.js";
-import type { Backend, CollectedLogs, FlowOutcome, RunDelayView, RunKey, RunProfile, RunResult, TrafficProfile } from "./types.js";
+import {
+  PROGRAMMING_CHANGES,
+  type Backend,
+  type ChangeMeasurement,
+  type CollectedLogs,
+  type FlowOutcome,
+  type RunDelayView,
+  type RunKey,
+  type RunProfile,
+  type RunResult,
+  type TrafficProfile,
+} from "./types.js";
 
 /**
  * Decodes a flow's local D-ITG logs; the real one runs measure/ditg-pairing.ts's decodeFlow in a
@@ -154,6 +165,22 @@ export function decodedResult(decoded: DecodedFlow): Pick<RunResult, "summary" |
   };
 }
 
+/**
+ * Why a programming run's changes are not a valid repetition, or undefined: every change of the
+ * profile measured, every probed one seen, and every change timed, by its write (sync and commit) or
+ * by the control plane's own metrics.
+ */
+export function judgeChanges(changes: readonly ChangeMeasurement[]): string | undefined {
+  const missing = PROGRAMMING_CHANGES.filter((c) => !changes.some((m) => m.change === c));
+  if (missing.length > 0) return `programming run without ${missing.join(", ")}`;
+  const unseen = changes.filter((m) => (PROGRAMMING_CHANGES as readonly string[]).includes(m.change) && !(typeof m.programmedS === "number" && m.programmedS >= 0));
+  if (unseen.length > 0) return `programming run: no probe saw ${unseen.map((m) => m.change).join(", ")}`;
+  const timed = (m: ChangeMeasurement) => (m.commitS! >= 0 && m.syncS! >= 0) || (m.metrics !== undefined && m.metrics.length > 0);
+  const bad = changes.filter((m) => !timed(m));
+  if (bad.length > 0) return `programming run: neither a write time nor the control plane's metrics for ${bad.map((m) => m.change).join(", ")}`;
+  return undefined;
+}
+
 /** Runs the pending runs of a stored campaign; returns when all are committed or on stop. */
 export async function runCampaign(opts: CampaignRunOptions): Promise<CampaignRunSummary> {
   const { store, campaignId, backend } = opts;
@@ -165,11 +192,15 @@ export async function runCampaign(opts: CampaignRunOptions): Promise<CampaignRun
   const campaign = store.campaign(campaignId);
   if (!campaign) throw new Error(`no campaign ${campaignId} in ${store.file}`);
   const def = campaign.definition;
-  const missing = def.profiles.filter((p) => def.traffic[p] === undefined);
+  const missing = def.profiles.filter((p) => p !== "programming" && def.traffic[p] === undefined);
   if (missing.length > 0) throw new Error(`campaign ${campaignId} plans profile(s) ${missing.join(", ")} but defines no traffic for them`);
   const unoffered = def.profiles.filter((p) => !backend.profiles.includes(p));
   if (unoffered.length > 0) {
     throw new Error(`campaign ${campaignId} plans profile(s) ${unoffered.join(", ")}, which backend ${backend.name} does not measure; accepted: ${backend.profiles.join(", ")}`);
+  }
+  if (def.profiles.includes("programming")) {
+    if (!def.programming) throw new Error(`campaign ${campaignId} plans the programming profile but defines no programming settings`);
+    if (!backend.programming) throw new Error(`backend ${backend.name} lists the programming profile but offers no Service changes (Backend.programming)`);
   }
   const trafficOf = (run: PlannedRun): TrafficProfile => def.traffic[run.key.profile];
   const total = campaign.plan.length;
@@ -295,6 +326,38 @@ export async function runCampaign(opts: CampaignRunOptions): Promise<CampaignRun
       }
       const run = queue.shift()!;
       const attempt = (failures.get(run.runId)?.length ?? 0) + 1;
+
+      if (run.key.profile === "programming") {
+        // Service changes, not a flow: measured and judged here, nothing to decode.
+        emit({ kind: "flow-start", run, attempt });
+        const startedAt = now();
+        let changes: readonly ChangeMeasurement[];
+        try {
+          changes = await times.time("programming", () => backend.programming!.runChanges(run.key, def.programming!));
+        } catch (err) {
+          emit({ kind: "flow-end", run, attempt });
+          if (inflight) {
+            await times.time("decodeWait", () => inflight!);
+            inflight = undefined;
+          }
+          failAttempt(run, attempt, `programming run failed: ${message(err)}`, startedAt, now());
+          continue;
+        }
+        emit({ kind: "flow-end", run, attempt });
+        if (inflight) {
+          await times.time("decodeWait", () => inflight!);
+          inflight = undefined;
+        }
+        const reason = judgeChanges(changes);
+        const base = { startedAt: startedAt.toISOString(), endedAt: now().toISOString(), changes };
+        if (reason === undefined) commit(run, { status: "ok", ...base });
+        else if ((failures.get(run.runId)?.length ?? 0) < opts.retries) failAttempt(run, attempt, reason, startedAt, now());
+        else {
+          emit({ kind: "attempt-failed", run, attempt, reason, willRetry: false });
+          commit(run, { status: "failed", failure: reason, ...base });
+        }
+        continue;
+      }
 
       const alive = await times.time("receiver", () => backend.receiverAlive());
       if (!alive) {

@@ -248,6 +248,7 @@ export function renderMarkdown(parts: Parts): string {
     ...oneWayMarkdown(parts.cells, { oneWay: ONE_WAY_DELAY_METRIC, roundTrip: PACKET_DELAY_METRIC }, fmt),
   );
   out.push(...(parts.hops ?? []));
+  out.push(...(parts.programming ?? []));
   out.push(...(parts.steps ?? []));
   out.push("## Figures", "");
   for (const f of parts.figures) out.push(`- ${f.title}: ![${f.file}](${f.file})`);

@@ -45,6 +45,7 @@ import {
 } from "./statistics.js";
 import { figureSpecs, renderSvg, type FigureSpec } from "./report-figures.js";
 import { hopReport } from "./report-hops.js";
+import { programmingReport } from "./report-programming.js";
 import { fmt, renderMarkdown } from "./report-markdown.js";
 import { checkReportFolder, REPORT_MANIFEST, writeReportFolder, type ReportFile } from "./report-output.js";
 import { validityRows, type ValidityRow } from "./report-validity.js";
@@ -306,6 +307,8 @@ export interface Report {
   readonly figures: readonly FigureSpec[];
   /** "Where the delay comes from" (report-hops.ts): its lines of report.md, when runs carry hop probes. */
   readonly hops?: readonly string[];
+  /** "Programming latency" (report-programming.ts): its lines of report.md, when the campaign made Service changes. */
+  readonly programming?: readonly string[];
   /** "When each step became measurable" (report-steps.ts): its lines of report.md, when steps were recorded. */
   readonly steps?: readonly string[];
   readonly markdown: string;
@@ -662,7 +665,8 @@ export function buildReport(results: readonly RunResult[], options: ReportOption
     throw new ReportError(`baseline ${JSON.stringify(settings.baseline)} has no run in these results; accepted: a dataplane they measured (${measured.join(", ")})`);
   }
 
-  const cells = groupCells(results);
+  // Programming runs have no flow to describe: report-programming.ts reports their changes.
+  const cells = groupCells(results.filter((r) => r.profile !== "programming"));
   const counts: CellCount[] = cells.map((c) => ({ ...c.key, ok: c.runs.length, failed: c.failed, withoutSummary: c.withoutSummary }));
   const warnings = countWarnings(counts, settings);
   if (settings.resamples < 2000) warnings.push(`${settings.resamples} bootstrap resamples; intervals from fewer than 2000 are imprecise`);
@@ -688,11 +692,17 @@ export function buildReport(results: readonly RunResult[], options: ReportOption
     tables.push({ file: "hops.csv", title: "Where the delay comes from: each section of the path per dataplane, family and Service count (seconds)", csv: hops.csv });
     figures.push(...hops.figures);
   }
+  const programming = programmingReport(results, { fmt, number: formatNumber });
+  if (programming) {
+    tables.push(...programming.tables);
+    figures.push(...programming.figures);
+  }
   const steps = stepsReport(options.steps ?? []);
   if (steps) tables.push({ file: "steps.csv", title: "When each step became measurable, and the Services its dataplane held per family", csv: steps.csv });
   const partial = {
     settings, counts, cells: statistics, ratios, validity, delaySources: delaySourceCounts(cells), tests, warnings, tables, figures,
     ...(hops ? { hops: hops.markdown } : {}),
+    ...(programming ? { programming: programming.markdown } : {}),
     ...(steps ? { steps: steps.markdown } : {}),
   };
   return { ...partial, markdown: renderMarkdown(partial) };

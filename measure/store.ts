@@ -23,6 +23,9 @@
 // measurable and how many Services the dataplane held per family (`step_record`, StepReadiness); a
 // schema-3 store gains the table when opened.
 //
+// Programming (schema 5). Programming runs keep their measured Service changes
+// (measure/programming-store.ts); an older store gains the table when opened.
+//
 // Two ways to open. A writer (`testbed lab`, `testbed campaign`: ResultStore.open) upgrades an older
 // store in place and says so through onUpgrade. A reader (`testbed report`: ResultStore.openReadOnly)
 // never writes: no migration, no pragma that writes, no -wal or -shm file created; it reads an older
@@ -33,13 +36,14 @@ import path from "node:path";
 import Database from "better-sqlite3";
 import { canonicalJson, type CampaignDefinition, type PlannedRun } from "./campaign-plan.js";
 import { deleteRunHops, HOP_MIGRATION, insertRunHops, readRunHops } from "./hops-store.js";
+import { deleteRunChanges, insertRunChanges, PROGRAMMING_MIGRATION, readRunChanges } from "./programming-store.js";
 import type { RunHops } from "./hops.js";
 import type { Family } from "../scenario/cidr.js";
-import { DELAY_VIEW_NAMES, type DelayViewName, type FlowSummary, type RunDelayView, type RunResult, type StepReadiness, type StepRecord } from "./types.js";
+import { DELAY_VIEW_NAMES, type ChangeMeasurement, type DelayViewName, type FlowSummary, type RunDelayView, type RunResult, type StepReadiness, type StepRecord } from "./types.js";
 import type { Dataplane } from "../scenario/schema.js";
 
 /** Bumped whenever the tables change; a database from a newer version is refused, not guessed at. */
-export const SCHEMA_VERSION = 4;
+export const SCHEMA_VERSION = 5;
 /** The oldest schema this testbed upgrades in place. */
 export const OLDEST_SCHEMA_VERSION = 1;
 
@@ -275,6 +279,7 @@ export class ResultStore {
         db.exec(MIGRATION_2);
         db.exec(HOP_MIGRATION);
         db.exec(MIGRATION_4);
+        db.exec(PROGRAMMING_MIGRATION);
         db.pragma(`user_version = ${SCHEMA_VERSION}`);
       })();
     } else if (version < OLDEST_SCHEMA_VERSION || version > SCHEMA_VERSION) {
@@ -287,7 +292,8 @@ export class ResultStore {
         db.transaction(() => {
           if (version < 2) db.exec(MIGRATION_2);
           if (version < 3) db.exec(HOP_MIGRATION);
-          db.exec(MIGRATION_4);
+          if (version < 4) db.exec(MIGRATION_4);
+          if (version < 5) db.exec(PROGRAMMING_MIGRATION);
           db.pragma(`user_version = ${SCHEMA_VERSION}`);
         })();
       } catch (err) {
@@ -458,6 +464,7 @@ export class ResultStore {
       if (prior) {
         this.db.prepare(`DELETE FROM run_delay_view WHERE run_id = ?`).run(result.runId);
         deleteRunHops(this.db, result.runId);
+        deleteRunChanges(this.db, result.runId);
         this.db.prepare(`DELETE FROM run_result WHERE run_id = ?`).run(result.runId);
         this.db.prepare(`DELETE FROM run_attempt WHERE run_id = ?`).run(result.runId);
       }
@@ -472,6 +479,7 @@ export class ResultStore {
         insertView.run(result.runId, name, view.excludedRecords, ...SUMMARY_FIELDS.map((f) => view.summary[f]), view.histogram ?? null);
       }
       if (result.hops) insertRunHops(this.db, result.runId, result.hops);
+      if (result.changes) insertRunChanges(this.db, result.runId, result.changes);
       const insertAttempt = this.db.prepare(
         `INSERT INTO run_attempt (run_id, attempt, started_at, ended_at, failure) VALUES (?, ?, ?, ?, ?)`,
       );
@@ -504,6 +512,7 @@ export class ResultStore {
       views.set(String(v.run_id), of);
     }
     const hops = this.schemaVersion >= 3 ? readRunHops(this.db, campaignId) : new Map<string, RunHops>();
+    const changes = this.schemaVersion >= 5 ? readRunChanges(this.db, campaignId) : new Map<string, ChangeMeasurement[]>();
     return rows.map((r) => {
       const summary = r.packets === null ? undefined : summaryOf(r);
       const runHops = hops.get(String(r.run_id));
@@ -524,6 +533,7 @@ export class ResultStore {
         ...(r.excluded_records != null ? { excludedRecords: Number(r.excluded_records) } : {}),
         ...(delayViews ? { delayViews } : {}),
         ...(runHops ? { hops: runHops } : {}),
+        ...(changes.has(String(r.run_id)) ? { changes: changes.get(String(r.run_id))! } : {}),
         retries: Number(r.retries),
         startedAt: String(r.started_at),
         endedAt: String(r.ended_at),

@@ -1,5 +1,6 @@
 // Shapes shared by the measurement pipeline: what a decoded log says, what one run is,
 // and what a backend (the cloud lab or the local lab) must do for the campaign runner.
+import type { MetricHistogram } from "./control-plane-metrics.js";
 import type { Dataplane, Scenario } from "../scenario/schema.js";
 import type { Family } from "../scenario/cidr.js";
 import type { DelaySource } from "./ditg-log.js";
@@ -32,11 +33,75 @@ export interface FlowSummary {
 export type Profile = "throughput" | "latency";
 
 /**
- * Which profile a run uses: a D-ITG profile, or "setup", the connection-setup probe (many new TCP
- * connections, one D-ITG-format record each; measure/connection-setup.ts).
+ * Which profile a run uses: a D-ITG profile, "setup", the connection-setup probe (many new TCP
+ * connections, one D-ITG-format record each; measure/connection-setup.ts), or "programming":
+ * Service changes made through the dataplane's control plane and timed (ProgrammingBackend).
  */
-export const RUN_PROFILES = ["throughput", "latency", "setup"] as const satisfies readonly (Profile | "setup")[];
+export const RUN_PROFILES = ["throughput", "latency", "setup", "programming"] as const satisfies readonly (Profile | "setup" | "programming")[];
 export type RunProfile = (typeof RUN_PROFILES)[number];
+
+/** The changes of the programming profile, each measured in every run. */
+export const PROGRAMMING_CHANGES = ["add-one", "remove-one", "add-100", "full-sync"] as const;
+export type ProgrammingChange = (typeof PROGRAMMING_CHANGES)[number];
+/** Timed beside them where the backend can (the lab): a start from nothing, whole and split into several transactions (kubernetes #139328). */
+export const COLD_START_CHANGES = ["cold-start", "cold-start-split"] as const;
+export type ColdStartChange = (typeof COLD_START_CHANGES)[number];
+export type MeasuredChange = ProgrammingChange | ColdStartChange;
+
+/** What the programming profile asks of each run; stored with the campaign. */
+export interface ProgrammingSettings {
+  /** New connections per second through the changed Service's NodePort (1000 or more). */
+  readonly probesPerSecond: number;
+  /** Services created at once by add-100. */
+  readonly addMany: number;
+  /** How long the probe keeps going after it first saw a change, counting attempts that still saw the old state, ms. */
+  readonly confirmMs: number;
+  /** Longest wait for a change to reach the packets, s: beyond it the run fails. */
+  readonly timeoutS: number;
+  /** Also time cold starts (COLD_START_CHANGES), where the backend offers them, in the first repetition of each cell (they cost a full sync each). */
+  readonly coldStart: boolean;
+}
+
+/** One measured change of a programming run: timed by its write (the lab), or by the control plane's own metrics (the cloud), and by the probe. */
+export interface ChangeMeasurement {
+  readonly change: MeasuredChange;
+  /** Its place in the run, from 0. */
+  readonly sequence: number;
+  /** Services the dataplane holds after it. */
+  readonly services: number;
+  /**
+   * The control plane's sync for the run's family: from its start to its last write (what
+   * kubeproxy_sync_proxy_rules_duration_seconds measures), s. Where the backend times the write itself (the lab).
+   */
+  readonly syncS?: number;
+  /** The writes themselves (iptables-restore, nft -f, the bpf(2) map calls): the kernel's commit, s. Where the backend times it (the lab). */
+  readonly commitS?: number;
+  /** Restores, transactions or map operations written. Where the backend counts them (the lab). */
+  readonly writes?: number;
+  /**
+   * What the control plane's own histograms grew by over the change (measure/control-plane-metrics.ts),
+   * where the backend reads them (the cloud: kube-proxy's or the Cilium agent's metrics endpoint).
+   */
+  readonly metrics?: readonly MetricHistogram[];
+  /**
+   * From the start of the change to the first connection through the changed Service that saw it
+   * (answered for an addition, refused for a removal), s. Absent for changes that are not probed.
+   */
+  readonly programmedS?: number;
+  /** The probe's attempts; flaps: those sent after the first that saw the change and still saw the old state. */
+  readonly probes?: { readonly sent: number; readonly flaps: number; readonly timeouts: number };
+}
+
+/**
+ * What a backend offers for the programming profile: at the prepared step and the run's family, the
+ * changes of one run, made through the dataplane's control plane (the lab: its models of kube-proxy
+ * and the Cilium agent; the cloud: Services created and deleted through the API) and measured. Its
+ * result holds every change of PROGRAMMING_CHANGES, in the order made, and leaves the step's Services
+ * as they were.
+ */
+export interface ProgrammingBackend {
+  runChanges(key: RunKey, settings: ProgrammingSettings): Promise<readonly ChangeMeasurement[]>;
+}
 
 /** One planned repetition; its id is derived from these fields alone, so a resumed campaign finds it again. */
 export interface RunKey {
@@ -144,6 +209,8 @@ export interface Backend {
    * so it must not disturb the measured path.
    */
   collectLog(outcome: FlowOutcome): Promise<CollectedLogs>;
+  /** The programming profile, where the backend offers it (ProgrammingBackend). */
+  readonly programming?: ProgrammingBackend;
   /** True when the receiver answers; restartReceiver() brings it back. */
   receiverAlive(): Promise<boolean>;
   restartReceiver(): Promise<void>;
@@ -191,6 +258,8 @@ export interface RunResult extends RunKey {
   readonly delayViews?: Partial<Record<DelayViewName, RunDelayView>>;
   /** Where the run's delay comes from, section by section (runs with hop probes). */
   readonly hops?: RunHops;
+  /** The changes of a programming run. */
+  readonly changes?: readonly ChangeMeasurement[];
   readonly retries: number;
   readonly startedAt: string;
   readonly endedAt: string;

@@ -28,6 +28,7 @@ import { backendDeployment } from "../workloads/manifests.js";
 import { RECEIVER_SERVICE_NAME } from "../workloads/service-set.js";
 import { CHECKOUT, NamespaceHost, seedFile, seedPath } from "./hosts.js";
 import { setupProbeCompileCommand } from "../measure/connection-setup.js";
+import { STACK_PROBES } from "../infra/setup-probe.js";
 import { KubeApi, type ClusterInfo, type PodStatus } from "./kubernetes/api.js";
 import { WorkerAgents } from "./kubernetes/node-agents.js";
 import { OPERATOR_ADDRESS, planRehearsalNetwork, rehearsalAddresses, type RehearsalAddresses } from "./network.js";
@@ -155,15 +156,18 @@ export class RehearsalEnvironment {
       `# The rehearsal's cluster: kubectl on this host is a stand-in that answers from ${apiDir}\napiVersion: v1\nkind: Config\nclusters:\n- cluster:\n    server: https://${addresses.management.master}:6443\n  name: kubernetes\ncurrent-context: kubernetes-admin@kubernetes\n`,
       0o600,
     );
-    // The connection-setup probe, where the stack's first boot builds it (its output names the paths).
-    const probe = outputs.connectionSetupProbe as { client?: string; worker?: string } | undefined;
-    for (const role of ["client", "worker"] as const) {
-      const binary = probe?.[role];
-      if (binary === undefined) continue;
-      const target = seedPath(topology, role, binary);
-      mkdirSync(path.dirname(target), { recursive: true });
-      const cc = spawnSync(setupProbeCompileCommand(target)[0]!, setupProbeCompileCommand(target).slice(1), { encoding: "utf8" });
-      if (cc.status !== 0) throw new Error(`rehearse: building the connection-setup probe for the ${role}: ${cc.stderr.trim()}`);
+    // The probes, where the stack's first boot builds them (its outputs name the paths).
+    for (const { output, probe: built } of STACK_PROBES) {
+      const probe = outputs[output] as { client?: string; worker?: string } | undefined;
+      for (const role of ["client", "worker"] as const) {
+        const binary = probe?.[role];
+        if (binary === undefined) continue;
+        const target = seedPath(topology, role, binary);
+        mkdirSync(path.dirname(target), { recursive: true });
+        const compile = setupProbeCompileCommand(target, "cc", built.sourceFile);
+        const cc = spawnSync(compile[0]!, compile.slice(1), { encoding: "utf8" });
+        if (cc.status !== 0) throw new Error(`rehearse: building ${built.what} for the ${role}: ${cc.stderr.trim()}`);
+      }
     }
     const hosts = {} as Record<HostRole, NamespaceHost>;
     for (const role of HOST_ROLES) {
@@ -225,6 +229,7 @@ export class RehearsalEnvironment {
       log: o.log,
     });
     agents.start();
+    await agents.serveMetrics();
 
     // The stack, deployed but for its workloads; the Pulumi CLI stand-in on the operator's PATH.
     const state = StackState.in(path.join(runDir, "stacks"), stack);

@@ -6,6 +6,7 @@ import { stringify } from "yaml";
 import type { Scenario } from "../../scenario/schema.js";
 import { nodePortRange, podRouting, serviceCapacity } from "../../scenario/schema.js";
 import { clusterDataplane } from "./dataplanes/index.js";
+import { CILIUM_METRICS_PORT } from "./dataplanes/ebpf.js";
 import { perFamily } from "./kubeadm.js";
 
 export const CILIUM_VALUES_ARTIFACT = "helm/cilium-values.yaml";
@@ -102,6 +103,9 @@ export function renderCiliumValues(s: ValuesScenario, host: CiliumHostFacts): Ci
     // The API server's range (testbed:kubernetes.nodePortRange), in Cilium's "LOW,HIGH" form.
     const range = nodePortRange(s);
     values.nodePort = { range: `${range.low},${range.high}` };
+    // The agent's metrics endpoint on the node (port 9962), read by the programming profile: its
+    // service_implementation_delay is on by default; the bpf(2) call durations are asked for.
+    values.prometheus = { enabled: true, port: CILIUM_METRICS_PORT, metrics: ["+cilium_bpf_syscall_duration_seconds"] };
   }
   return values;
 }

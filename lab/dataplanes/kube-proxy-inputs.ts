@@ -178,3 +178,38 @@ export function servicePortsOf(services: readonly ServiceEndpoints[], family: Fa
     });
   });
 }
+
+// ---------------------------------------------------------------------------------------------
+// What changed between two syncs (pkg/proxy's ServiceChangeTracker and EndpointsChangeTracker).
+
+/** A Service's identity for change tracking: kube-proxy's UpdatedServices holds namespace/name. */
+export const namespacedName = (s: Pick<ServiceSpec, "namespace" | "name">) => `${s.namespace}/${s.name}`;
+
+/**
+ * The namespace/name of every Service whose Service object or endpoints differ between two lists,
+ * including the ones added and removed: what kube-proxy's change trackers report as UpdatedServices.
+ */
+export function updatedServices(before: ReadonlyMap<string, string>, after: ReadonlyMap<string, string>): Set<string> {
+  const updated = new Set<string>();
+  for (const [name, signature] of after) if (before.get(name) !== signature) updated.add(name);
+  for (const name of before.keys()) if (!after.has(name)) updated.add(name);
+  return updated;
+}
+
+/** Signatures already computed, per Service object and family: a change hands over the unchanged Services as the same objects. */
+const signatureCache = new WeakMap<ServiceEndpoints, Partial<Record<Family, string>>>();
+
+/** A signature of a Service's spec and its endpoints of one family. */
+export function serviceSignature(e: ServiceEndpoints, family: Family): string {
+  const cached = signatureCache.get(e) ?? {};
+  if (cached[family] === undefined) {
+    cached[family] = JSON.stringify([e.service, e.endpoints.filter((x) => ipFamilyOf(x.ip) === family).map((x) => [canonicalIp(x.ip), x.local]).sort()]);
+    signatureCache.set(e, cached);
+  }
+  return cached[family]!;
+}
+
+/** Each Service's namespace/name and a signature of its spec and endpoints of this family. */
+export function serviceSignatures(services: readonly ServiceEndpoints[], family: Family): Map<string, string> {
+  return new Map(services.map((e) => [namespacedName(e.service), serviceSignature(e, family)]));
+}

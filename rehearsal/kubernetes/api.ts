@@ -3,8 +3,10 @@
 // pods the node agents run, and the cluster that the bootstrap would have left (nodes, the
 // dataplane's DaemonSet pods), and derives the rest (EndpointSlices) from those, as the controllers do.
 //
-//   objects.json  written by kubectl (kubectl.ts): applied objects, by kind, namespace and name
-//   status.json   written by the node agents (node-agents.ts): pods, what the dataplane programmed
+//   objects.json  written by kubectl (kubectl.ts): applied objects, by kind, namespace and name, and
+//                 the DaemonSet pods deleted
+//   status.json   written by the node agents (node-agents.ts): pods (and those that replaced deleted
+//                 DaemonSet pods), what the dataplane programmed
 //   cluster.json  written once by the rehearsal: nodes, system pods, pod sandboxes
 import { createHash } from "node:crypto";
 import { existsSync, readFileSync, renameSync, writeFileSync } from "node:fs";
@@ -32,6 +34,8 @@ export interface KubeObject {
 export interface StoredObjects {
   resourceVersion: number;
   objects: Record<string, KubeObject>;
+  /** DaemonSet pods deleted through the API (kubectl delete pod), by name, when. */
+  podDeletions?: Record<string, string>;
 }
 
 /** A pod as the node agents report it. */
@@ -64,6 +68,8 @@ export interface AgentStatus {
   programmed?: ProgrammedRecord;
   /** Cilium's service and backend maps on the worker, by name, as kernel map ids (for cilium-dbg). */
   bpfMaps?: Record<string, number>;
+  /** The pods that replaced deleted DaemonSet pods, by the name the bootstrap gave the first one. */
+  replaced?: Record<string, PodStatus>;
 }
 
 export interface ClusterNode {
@@ -125,9 +131,11 @@ export class KubeApi {
     writeJson(path.join(this.dir, "cluster.json"), c);
   }
 
-  /** Every pod: the system pods and the workloads' pods. */
+  /** Every pod: the system pods (each as its DaemonSet replaced it last) and the workloads' pods. */
   pods(): PodStatus[] {
-    return [...this.cluster().systemPods, ...this.status().pods];
+    const status = this.status();
+    const replaced = status.replaced ?? {};
+    return [...this.cluster().systemPods.map((p) => replaced[p.name] ?? p), ...status.pods];
   }
 }
 

@@ -2,9 +2,11 @@
 // lab's eBPF model of Cilium holds in the kernel: its service and backend maps (laid out like
 // Cilium's lb4/lb6 maps, lab/dataplanes/ebpf/lb-maps.h), read with bpftool by map id. One entry per
 // frontend, with the fields Cilium's JSON carries that its callers read: spec.id, frontend-address,
-// backend-addresses, flags.type.
+// backend-addresses, flags.type, and flags.namespace and flags.name, which the agent takes from its
+// Service cache (here: the API's Services, by ClusterIP and port or by NodePort).
 import { spawnSync } from "node:child_process";
 import type { Family } from "../../scenario/cidr.js";
+import type { ServiceSpec } from "../../workloads/service-model.js";
 import { decodeBackend, decodeBackendId, decodeServiceEntry, LB_MAPS, SVC_FLAG, type Backend, type ServiceEntry } from "../../lab/dataplanes/ebpf/service-maps.js";
 
 /** A map's entries as `bpftool -j map dump` prints them (raw bytes as "0x.." strings). */
@@ -19,11 +21,34 @@ interface CiliumServiceSpec {
   readonly id: number;
   readonly "frontend-address": { readonly ip: string; readonly port: number; readonly protocol: string; readonly scope: "external" | "internal" };
   readonly "backend-addresses": readonly { readonly ip: string; readonly port: number; readonly protocol: string; readonly state: "active"; readonly preferred: boolean; readonly weight: number }[];
-  readonly flags: { readonly type: "ClusterIP" | "NodePort"; readonly trafficPolicy: "Cluster"; readonly extTrafficPolicy: "Local" | "Cluster"; readonly intTrafficPolicy: "Cluster"; readonly natPolicy: "" };
+  readonly flags: {
+    readonly type: "ClusterIP" | "NodePort";
+    readonly trafficPolicy: "Cluster";
+    readonly extTrafficPolicy: "Local" | "Cluster";
+    readonly intTrafficPolicy: "Cluster";
+    readonly natPolicy: "";
+    readonly namespace?: string;
+    readonly name?: string;
+  };
+}
+
+/** Which Service a frontend serves, as the agent's Service cache knows it. */
+export type ServiceOfFrontend = (frontend: { address: string; port: number; nodePort: boolean }) => { namespace: string; name: string } | undefined;
+
+/** Pure: the frontends' Services from the Services themselves: ClusterIP and port, or the NodePort on any node address. */
+export function servicesByFrontend(services: readonly ServiceSpec[]): ServiceOfFrontend {
+  const byKey = new Map<string, { namespace: string; name: string }>();
+  for (const s of services) {
+    for (const p of s.ports) {
+      for (const ip of Object.values(s.clusterIPs)) byKey.set(`${ip}|${p.port}`, { namespace: s.namespace, name: s.name });
+      if (p.nodePort !== undefined) byKey.set(`node|${p.nodePort}`, { namespace: s.namespace, name: s.name });
+    }
+  }
+  return (f) => byKey.get(f.nodePort ? `node|${f.port}` : `${f.address}|${f.port}`);
 }
 
 /** Pure: the service list from the dumps of both families' service and backend maps. */
-export function ciliumServiceList(dumps: Readonly<Record<Family, { services: MapDump; backends: MapDump }>>): CiliumService[] {
+export function ciliumServiceList(dumps: Readonly<Record<Family, { services: MapDump; backends: MapDump }>>, serviceOf: ServiceOfFrontend = () => undefined): CiliumService[] {
   const out: CiliumService[] = [];
   for (const family of ["ipv4", "ipv6"] as const) {
     const backends = new Map<number, Backend>();
@@ -43,6 +68,8 @@ export function ciliumServiceList(dumps: Readonly<Record<Family, { services: Map
     }
     for (const { head, slots } of frontends.values()) {
       if (!head) continue;
+      const nodePort = (head.flags & SVC_FLAG.NODEPORT) !== 0;
+      const service = serviceOf({ address: head.address, port: head.port, nodePort });
       const spec: CiliumServiceSpec = {
         id: head.revNatIndex,
         "frontend-address": { ip: head.address, port: head.port, protocol: String(head.protocol), scope: "external" },
@@ -59,6 +86,7 @@ export function ciliumServiceList(dumps: Readonly<Record<Family, { services: Map
           extTrafficPolicy: head.flags & SVC_FLAG.LOCAL_SCOPE ? "Local" : "Cluster",
           intTrafficPolicy: "Cluster",
           natPolicy: "",
+          ...(service ? { namespace: service.namespace, name: service.name } : {}),
         },
       };
       out.push({ spec, status: { realized: spec } });
@@ -68,7 +96,7 @@ export function ciliumServiceList(dumps: Readonly<Record<Family, { services: Map
 }
 
 /** Reads the maps by id (bpftool) and prints the list as `cilium-dbg service list -o json` does. */
-export function printServiceList(mapIds: Readonly<Record<string, number>>): string {
+export function printServiceList(mapIds: Readonly<Record<string, number>>, serviceOf?: ServiceOfFrontend): string {
   const dump = (name: string): MapDump => {
     const id = mapIds[name];
     if (id === undefined) return [];
@@ -80,5 +108,5 @@ export function printServiceList(mapIds: Readonly<Record<string, number>>): stri
     ipv4: { services: dump(LB_MAPS.services.ipv4), backends: dump(LB_MAPS.backends.ipv4) },
     ipv6: { services: dump(LB_MAPS.services.ipv6), backends: dump(LB_MAPS.backends.ipv6) },
   };
-  return `${JSON.stringify(ciliumServiceList(dumps), null, 2)}\n`;
+  return `${JSON.stringify(ciliumServiceList(dumps, serviceOf), null, 2)}\n`;
 }

@@ -6,6 +6,7 @@
 //   get services|endpointslices|pods|deployments [NAME] [-n NS] [-l SEL] [--field-selector spec.nodeName=N]
 //       [-o name|json|jsonpath=TEMPLATE] [--no-headers]
 //   delete [--wait=false] KIND/NAME... | KIND NAME... | namespace NAME...
+//       (a pod: one of a DaemonSet's on the worker, replaced by the node agents; waits until it is gone)
 //   rollout status|restart deployment/NAME [--timeout=D]
 //   exec POD [-c CONTAINER] -- COMMAND...   run in the pod's network namespace on its node: a
 //       host-network pod (kube-proxy, Cilium) in the node's, with the agents' own tools where the
@@ -14,8 +15,8 @@
 import { spawnSync } from "node:child_process";
 import { existsSync, readFileSync, watch } from "node:fs";
 import { parseAllDocuments } from "yaml";
-import { endpointSlices, KubeApi, matchesLabelSelector, objectKey, templateHash, type KubeObject, type PodStatus } from "./api.js";
-import { printServiceList } from "./cilium-dbg.js";
+import { endpointSlices, KubeApi, matchesLabelSelector, objectKey, serviceSpecOf, templateHash, type KubeObject, type PodStatus } from "./api.js";
+import { printServiceList, servicesByFrontend } from "./cilium-dbg.js";
 import { jsonpath } from "./jsonpath.js";
 
 class KubectlError extends Error {
@@ -194,8 +195,57 @@ function apply(p: Parsed): void {
   api.writeObjects(stored);
 }
 
-function del(p: Parsed, namespace: string | undefined): void {
+/** Waits, watching the agents' status, until `done` holds; bounded. */
+function until(done: () => boolean, timeoutS: number, what: string): Promise<void> {
+  if (done()) return Promise.resolve();
+  return new Promise<void>((resolve, reject) => {
+    const watcher = watch(api.dir, () => {
+      if (!done()) return;
+      clearTimeout(timer);
+      watcher.close();
+      resolve();
+    });
+    const timer = setTimeout(() => {
+      watcher.close();
+      reject(new KubectlError(`timed out waiting for ${what}`));
+    }, timeoutS * 1000);
+    // The status may have changed between the first look and the watch.
+    if (done()) {
+      clearTimeout(timer);
+      watcher.close();
+      resolve();
+    }
+  });
+}
+
+/** Deletes DaemonSet pods (its controller makes new ones: the node agents); waits until they are gone unless --wait=false. */
+async function deletePods(p: Parsed, names: readonly string[], namespace: string | undefined): Promise<void> {
+  const stored = api.objects();
+  const system = api.cluster().systemPods;
+  for (const name of names) {
+    const pod = api.pods().find((q) => q.name === name && q.namespace === (namespace ?? "default"));
+    if (!pod) {
+      if (p.flags.get("--ignore-not-found") === "true") continue;
+      throw new KubectlError(`pods "${name}" not found`, false);
+    }
+    if (!system.some((s) => s.owner === pod.owner && s.nodeName === pod.nodeName)) throw new KubectlError(`delete pod ${name}: only DaemonSet pods are modelled`);
+    stored.podDeletions = { ...stored.podDeletions, [name]: new Date().toISOString() };
+    stored.resourceVersion++;
+  }
+  api.writeObjects(stored);
+  for (const name of names) out(`pod "${name}" deleted\n`);
+  if (p.flags.get("--wait") === "false") return;
+  await until(() => !api.pods().some((q) => names.includes(q.name)), seconds(p.flags.get("--timeout") ?? "60s"), `the deletion of pod(s) ${names.join(", ")}`);
+}
+
+async function del(p: Parsed, namespace: string | undefined): Promise<void> {
   const targets = p.words.slice(1);
+  const pods = targets[0] !== undefined && !targets[0].includes("/") && kindOf(targets[0]) === "Pod" ? targets.slice(1) : targets.filter((t) => t.includes("/") && kindOf(t.split("/")[0]!) === "Pod").map((t) => t.split("/")[1]!);
+  if (pods.length > 0) {
+    if (pods.length !== targets.length - (targets[0]!.includes("/") ? 0 : 1)) throw new KubectlError("delete: pods with other kinds in one call are not modelled");
+    await deletePods(p, pods, namespace);
+    return;
+  }
   const stored = api.objects();
   const remove = (kind: string, name: string) => {
     const ns = kind === "Namespace" ? undefined : (namespace ?? "default");
@@ -248,24 +298,7 @@ async function rolloutStatus(namespace: string | undefined, target: string, time
     return;
   }
   out(`Waiting for deployment "${name}" rollout to finish: 0 of 1 updated replicas are available...\n`);
-  await new Promise<void>((resolve, reject) => {
-    const watcher = watch(api.dir, () => {
-      if (!done()) return;
-      clearTimeout(timer);
-      watcher.close();
-      resolve();
-    });
-    const timer = setTimeout(() => {
-      watcher.close();
-      reject(new KubectlError("timed out waiting for the condition"));
-    }, seconds(timeout) * 1000);
-    // The status may have changed between the first look and the watch.
-    if (done()) {
-      clearTimeout(timer);
-      watcher.close();
-      resolve();
-    }
-  });
+  await until(done, seconds(timeout), "the condition");
   out(`deployment "${name}" successfully rolled out\n`);
 }
 
@@ -303,7 +336,8 @@ function execIn(p: Parsed, namespace: string | undefined): number {
   if (container !== undefined && !pod.containers.includes(container)) throw new KubectlError(`container ${container} is not valid for pod ${pod.name}`);
   const command = inPod(pod, p.command);
   if (command === "cilium-service-list") {
-    out(printServiceList(api.status().bpfMaps ?? {}));
+    const services = Object.values(api.objects().objects).filter((o) => o.kind === "Service").map(serviceSpecOf);
+    out(printServiceList(api.status().bpfMaps ?? {}, servicesByFrontend(services)));
     return 0;
   }
   const r = spawnSync("nsenter", [`--net=/run/netns/${pod.netns}`, "--", ...command], { stdio: "inherit" });
@@ -326,7 +360,7 @@ async function main(argv: string[]): Promise<number> {
       get(p, namespace);
       return 0;
     case "delete":
-      del(p, namespace);
+      await del(p, namespace);
       return 0;
     case "rollout":
       if (p.words[1] === "status") await rolloutStatus(namespace, p.words[2] ?? "", p.flags.get("--timeout") ?? "10m");

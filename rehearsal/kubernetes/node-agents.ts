@@ -8,13 +8,27 @@
 //   process is PID 1, and the worker's `pgrep` sees it), its volumes mounted (hostPath, emptyDir);
 //   it is Ready once its readiness probe passes, restarted when it exits, and replaced when its
 //   template changes (`kubectl rollout restart`);
+//   the pause image runs as a process called pause in the sandbox (it sleeps), as on a node;
 // - the dataplane agent brings the worker's lab dataplane (lab/dataplanes/<name>/, through its
 //   LabDataplane interface) to the Services that have a ready endpoint, each with its endpoints,
 //   asynchronously: it waits `programDelayMs` after a change before it programs (a test holds the old
-//   rule set in place with it), then programs the latest state, as kube-proxy's and Cilium's sync loops do.
+//   rule set in place with it), then programs the latest state, as kube-proxy's and Cilium's sync loops do:
+//   its first sync installs everything, every later one is a partial sync (LabDataplane.program);
+// - the agent serves its control plane's metrics where the real one does (ControlPlane.metricsUrl in
+//   the worker's network namespace, metrics-endpoint.ts): the duration of each family's sync, and the
+//   time from each Service's change to its write (kube-proxy: per family, for Services created; the
+//   Cilium agent: per Service event, created or deleted), from what the lab dataplane did (agent-metrics.ts);
+// - a deleted DaemonSet pod on the worker comes back under a new name; when it is the dataplane's
+//   control plane, the agent stops, its metrics endpoint answers 503, and it restarts once the API
+//   changes again (the campaign creates a Service while it is away) or after RESTART_WAIT_MS: its
+//   first sync is a restart (kube-proxy's first sync, the Cilium agent restoring its maps), its
+//   metrics start again from zero, and then the new pod is ready.
 import { spawn, type ChildProcess } from "node:child_process";
-import { createWriteStream, mkdirSync, watch, type FSWatcher } from "node:fs";
+import { createWriteStream, existsSync, mkdirSync, renameSync, rmSync, symlinkSync, watch, writeFileSync, type FSWatcher } from "node:fs";
 import path from "node:path";
+import { createInterface } from "node:readline";
+import { pathToFileURL } from "node:url";
+import { clusterDataplane, type ControlPlane } from "../../infra/cluster/dataplanes/index.js";
 import type { Scenario } from "../../scenario/schema.js";
 import type { ServiceSet } from "../../workloads/service-model.js";
 import { exec, run } from "../../lab/netns.js";
@@ -23,7 +37,15 @@ import type { LabDataplane } from "../../lab/dataplanes/types.js";
 import type { ServiceEndpoints } from "../../lab/dataplanes/kube-proxy-inputs.js";
 import { ebpfLoadBalancer } from "../../lab/dataplanes/ebpf/module.js";
 import { LB_MAPS } from "../../lab/dataplanes/ebpf/service-maps.js";
-import { KubeApi, selects, serviceSpecOf, templateHash, type KubeObject, type PodStatus } from "./api.js";
+import { namespacedName } from "../../lab/dataplanes/kube-proxy-inputs.js";
+import { KubeApi, matchesLabelSelector, selects, serviceSpecOf, templateHash, type KubeObject, type PodStatus } from "./api.js";
+import { AgentMetrics } from "./agent-metrics.js";
+import { CHECKOUT } from "../hosts.js";
+
+/** How long a deleted control plane stays away when the API does not change meanwhile (a container's start). */
+const RESTART_WAIT_MS = 5000;
+const METRICS_ENDPOINT = path.join(CHECKOUT, "rehearsal/kubernetes/metrics-endpoint.ts");
+const TSX = pathToFileURL(path.join(CHECKOUT, "node_modules/tsx/dist/esm/index.mjs")).href;
 
 /** How long a container may take to pass its readiness probe. */
 const READY_TIMEOUT_MS = 120_000;
@@ -84,11 +106,63 @@ export class WorkerAgents {
   private stopped = false;
   /** Every programming of the worker's dataplane, in order. */
   readonly programmings: Programming[] = [];
+  /** The worker's dataplane, as its control plane runs it. */
+  private readonly controlPlane: ControlPlane;
+  /** Whether the dataplane's first sync is done: every later one is partial. */
+  private synced = false;
+  /** The Services of the last sync, by namespace/name. */
+  private programmedServices = new Set<string>();
+  /** When the agent first saw a change it has not programmed yet, ms. */
+  private changeSeenAt: number | undefined;
+  /** The control plane is away (its pod deleted), since the API's resourceVersion then. */
+  private away: { resourceVersion: number; timer: NodeJS.Timeout } | undefined;
+  /** Its next sync is the first of a restarted control plane. */
+  private restarting = false;
+  /** Deleted pods already replaced. */
+  private readonly replaced = new Set<string>();
+  private metrics: AgentMetrics;
+  private metricsServer?: ChildProcess;
 
-  constructor(private readonly o: NodeAgentOptions) {}
+  constructor(private readonly o: NodeAgentOptions) {
+    this.controlPlane = clusterDataplane(o.scenario.dataplane).controlPlane;
+    this.metrics = this.newMetrics();
+  }
 
   set programDelayMs(ms: number) {
     this.o.programDelayMs = ms;
+  }
+
+  /** A control plane's metrics as a new process registers them; not the bpf(2) call durations, which the lab's map writer does not time one by one. */
+  private newMetrics(): AgentMetrics {
+    const { sync, programming } = this.controlPlane.metrics;
+    return new AgentMetrics(sync ? [sync, programming] : [programming]);
+  }
+
+  /** Where the agent's metrics are written for the endpoint. */
+  private get metricsFile(): string {
+    return path.join(this.o.api.dir, "agent-metrics.prom");
+  }
+
+  private writeMetrics(): void {
+    const tmp = `${this.metricsFile}.tmp`;
+    writeFileSync(tmp, this.metrics.text());
+    renameSync(tmp, this.metricsFile);
+  }
+
+  /** Serves the control plane's metrics in the worker's network namespace; resolves once it listens. */
+  async serveMetrics(): Promise<void> {
+    const url = new URL(this.controlPlane.metricsUrl);
+    this.writeMetrics();
+    const child = spawn("ip", ["netns", "exec", this.o.topology.namespace("worker"), process.execPath, "--import", TSX, METRICS_ENDPOINT, this.metricsFile, url.hostname, url.port], {
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    this.metricsServer = child;
+    let stderr = "";
+    child.stderr!.on("data", (d: Buffer) => (stderr += d.toString()));
+    await new Promise<void>((resolve, reject) => {
+      createInterface({ input: child.stdout! }).once("line", (line) => (line === "listening" ? resolve() : reject(new Error(`metrics endpoint: ${line}`))));
+      child.once("exit", (code) => reject(new Error(`the metrics endpoint on ${url.host} in the worker exited (${code}): ${stderr.trim()}`)));
+    });
   }
 
   start(): void {
@@ -111,6 +185,8 @@ export class WorkerAgents {
       this.pending = false;
       try {
         await this.syncPods();
+        this.replaceDeletedPods();
+        this.changeSeenAt ??= Date.now();
         this.scheduleProgramming();
       } catch (err) {
         this.o.log(`node agents: ${(err as Error).message}`);
@@ -178,14 +254,15 @@ export class WorkerAgents {
     }
     const main = spec.spec.containers[0]!;
     if (spec.spec.containers.length > 1) this.o.log(`kubelet: ${status.name} has ${spec.spec.containers.length} containers; only ${main.name} runs`);
-    if (main.command === undefined && main.args === undefined) {
-      // The pause image: nothing runs, the sandbox is the pod.
+    // The pause image: a process called pause that sleeps in the sandbox, as on a node.
+    const pause = main.command === undefined && main.args === undefined;
+    const container = pause ? { ...main, command: [this.pauseBinary(), "infinity"] } : main;
+    if (pause) {
       pod.status = { ...status, ready: true };
       this.writeStatus();
-      return;
     }
     const startMain = () => {
-      const child = this.runContainer(spec.spec, main, sandbox.netns, podDir, status.name);
+      const child = this.runContainer(spec.spec, container, sandbox.netns, podDir, status.name);
       pod.child = child;
       child.once("exit", (code, signal) => {
         if (pod.stopping || this.stopped) return;
@@ -197,7 +274,66 @@ export class WorkerAgents {
       });
     };
     startMain();
-    await this.untilReady(pod, main, sandbox.netns);
+    if (!pause) await this.untilReady(pod, main, sandbox.netns);
+  }
+
+  /** sleep under the name pause (a process's name is the name it was started by). */
+  private pauseBinary(): string {
+    const link = path.join(this.o.topology.runDir, "bin", "pause");
+    if (!existsSync(link)) {
+      mkdirSync(path.dirname(link), { recursive: true });
+      symlinkSync("/bin/sleep", link);
+    }
+    return link;
+  }
+
+  /**
+   * A deleted DaemonSet pod on the worker comes back under a new name, not ready until its agent
+   * runs; the dataplane's control plane stops until it restarts.
+   */
+  private replaceDeletedPods(): void {
+    const objects = this.o.api.objects();
+    // Away since its pod's deletion: any later change of the API brings it back.
+    if (this.away && objects.resourceVersion > this.away.resourceVersion) this.comeBack();
+    const deleted = Object.keys(objects.podDeletions ?? {}).filter((name) => !this.replaced.has(name));
+    if (deleted.length === 0) return;
+    const status = this.o.api.status();
+    const replacements = { ...(status.replaced ?? {}) };
+    for (const system of this.o.api.cluster().systemPods) {
+      const now = replacements[system.name] ?? system;
+      if (!deleted.includes(now.name) || now.nodeName !== this.o.workerNode) continue;
+      this.replaced.add(now.name);
+      const agent = matchesLabelSelector(now.labels, this.controlPlane.podLabel);
+      replacements[system.name] = { ...now, name: `${now.owner}-${Math.random().toString(36).slice(2, 7)}`, ready: !agent };
+      if (agent && !this.away) {
+        this.o.log(`dataplane agent: ${this.controlPlane.name} on the worker stops (pod ${now.name} deleted)`);
+        rmSync(this.metricsFile, { force: true });
+        this.away = { resourceVersion: objects.resourceVersion, timer: setTimeout(() => this.comeBack(), RESTART_WAIT_MS) };
+      }
+    }
+    status.replaced = replacements;
+    this.o.api.writeStatus(status);
+  }
+
+  /** The restarted control plane: new metrics, and its first sync a restart. */
+  private comeBack(): void {
+    if (!this.away || this.stopped) return;
+    clearTimeout(this.away.timer);
+    this.away = undefined;
+    this.restarting = true;
+    this.metrics = this.newMetrics();
+    this.programmedKey = "";
+    this.scheduleProgramming();
+  }
+
+  /** The restarted control plane's pod is ready. */
+  private agentReady(): void {
+    const status = this.o.api.status();
+    const replacements = status.replaced ?? {};
+    for (const [original, pod] of Object.entries(replacements)) {
+      if (pod.nodeName === this.o.workerNode && !pod.ready && matchesLabelSelector(pod.labels, this.controlPlane.podLabel)) replacements[original] = { ...pod, ready: true };
+    }
+    this.o.api.writeStatus(status);
   }
 
   /** Polls the container's readiness probe, as the kubelet does, until it passes. */
@@ -308,7 +444,7 @@ export class WorkerAgents {
   }
 
   private scheduleProgramming(): void {
-    if (this.stopped || this.programTimer) return;
+    if (this.stopped || this.programTimer || this.away) return;
     if (this.desired().key === this.programmedKey) return;
     this.programTimer = setTimeout(() => {
       this.programTimer = undefined;
@@ -316,14 +452,34 @@ export class WorkerAgents {
     }, this.o.programDelayMs ?? 0);
   }
 
-  /** Brings the worker's dataplane to the latest state: a full sync, as the lab's modules do it. */
+  /**
+   * Brings the worker's dataplane to the latest state: its first sync installs everything (setUp),
+   * every later one writes the change (a partial sync, or a restarted control plane's first), and is
+   * observed in the control plane's metrics.
+   */
   private async program(): Promise<void> {
-    if (this.stopped) return;
+    if (this.stopped || this.away) return;
     const { endpoints, set, key } = this.desired();
     if (key === this.programmedKey) return;
     const startedAt = Date.now();
-    await this.o.dataplane.remove();
-    if (endpoints.length > 0) await this.o.dataplane.setUp({ services: endpoints.length, serviceSet: set, endpoints });
+    const seenAt = this.changeSeenAt ?? startedAt;
+    this.changeSeenAt = undefined;
+    if (!this.synced) {
+      if (endpoints.length > 0) {
+        await this.o.dataplane.setUp({ services: endpoints.length, serviceSet: set, endpoints });
+        this.synced = true;
+      }
+    } else {
+      const write = await this.o.dataplane.program({ endpoints, how: this.restarting ? "restart" : "partial", family: this.o.scenario.families[0]! });
+      this.observe(write.families, endpoints, startedAt, seenAt);
+    }
+    if (this.restarting) {
+      this.restarting = false;
+      this.agentReady();
+      this.o.log(`dataplane agent: ${this.controlPlane.name} on the worker restarted`);
+    }
+    this.programmedServices = new Set(endpoints.map((e) => namespacedName(e.service)));
+    this.writeMetrics();
     this.programmedKey = key;
     const done: Programming = { services: endpoints.length, startedAt, doneAt: Date.now() };
     this.programmings.push(done);
@@ -345,11 +501,42 @@ export class WorkerAgents {
     this.scheduleProgramming();
   }
 
+  /**
+   * What the sync did, in the control plane's metrics: each family's sync, and for each Service it
+   * brought in, the time from the Service's creation (the EndpointSlice's trigger time) to its
+   * family's write (kube-proxy, a proxier per family), or to the whole write, also for each Service
+   * it removed, from when the agent saw the event (the Cilium agent, one event per Service).
+   */
+  private observe(families: readonly { syncS: number }[], endpoints: readonly ServiceEndpoints[], startedAt: number, seenAt: number): void {
+    const { sync, programming } = this.controlPlane.metrics;
+    if (sync) for (const f of families) this.metrics.observe(sync, f.syncS);
+    const objects = this.o.api.objects().objects;
+    // Keys are Service/NAMESPACE/NAME (api.ts objectKey).
+    const created = (name: string) => Date.parse(objects[`Service/${name}`]?.metadata.creationTimestamp ?? "");
+    const now = new Set(endpoints.map((e) => namespacedName(e.service)));
+    const added = [...now].filter((n) => !this.programmedServices.has(n));
+    const removed = [...this.programmedServices].filter((n) => !now.has(n));
+    let writtenAt = startedAt;
+    const perFamily = clusterDataplane(this.o.scenario.dataplane).kubeProxyMode !== undefined;
+    if (perFamily) {
+      for (const f of families) {
+        writtenAt += f.syncS * 1000;
+        for (const n of added) if (Number.isFinite(created(n))) this.metrics.observe(programming, Math.max(0, writtenAt - created(n)) / 1000);
+      }
+      return;
+    }
+    const done = startedAt + families.reduce((s, f) => s + f.syncS * 1000, 0);
+    for (const n of added) if (Number.isFinite(created(n))) this.metrics.observe(programming, Math.max(0, done - created(n)) / 1000);
+    for (const _ of removed) this.metrics.observe(programming, Math.max(0, done - seenAt) / 1000);
+  }
+
   /** Stops the pods and removes what the dataplane installed. */
   async stop(): Promise<void> {
     this.stopped = true;
     this.watcher?.close();
     clearTimeout(this.programTimer);
+    if (this.away) clearTimeout(this.away.timer);
+    this.metricsServer?.kill("SIGTERM");
     await this.reconciling;
     await this.programming;
     for (const key of [...this.pods.keys()]) await this.stopPod(key);

@@ -6,6 +6,7 @@ import { Ajv } from "ajv";
 import { describe, expect, it } from "vitest";
 import { parse as parseYaml } from "yaml";
 import { PLACEHOLDERS, parseScenario, type ScenarioInput } from "../../scenario/schema.js";
+import { clusterDataplane } from "../../infra/cluster/dataplanes/index.js";
 import {
   LB_MAP_DEFAULT,
   SERVICE_ID_LIMIT,
@@ -150,7 +151,14 @@ describe("the dataplane switch", () => {
     const a = new Map(leafPaths(iptables).map((p) => [p, JSON.stringify(valueAt(iptables, p))]));
     const b = new Map(leafPaths(ebpf).map((p) => [p, JSON.stringify(valueAt(ebpf, p))]));
     const differing = [...new Set([...a.keys(), ...b.keys()])].filter((p) => a.get(p) !== b.get(p)).sort();
-    expect(differing).toEqual(["bpf.lbMapMax", "devices", "k8sServiceHost", "k8sServicePort", "kubeProxyReplacement", "nodePort.range"]);
+    expect(differing).toEqual(["bpf.lbMapMax", "devices", "k8sServiceHost", "k8sServicePort", "kubeProxyReplacement", "nodePort.range", "prometheus.enabled", "prometheus.metrics", "prometheus.port"]);
+  });
+
+  it("ebpf: the agent serves its metrics where the programming profile reads them, with the bpf(2) call durations asked for", () => {
+    expect(ebpf.prometheus).toEqual({ enabled: true, port: 9962, metrics: ["+cilium_bpf_syscall_duration_seconds"] });
+    expect(clusterDataplane("ebpf").controlPlane.metricsUrl).toBe("http://127.0.0.1:9962/metrics");
+    expect(validate({ prometheus: { metrics: "+cilium_bpf_syscall_duration_seconds" } })).toBe(false);
+    expect(validate({ prometheus: ebpf.prometheus })).toBe(true);
   });
 
   it("nftables: Cilium is the CNI only, with the same values as for iptables", () => {

@@ -18,7 +18,7 @@ import type { Step } from "../../infra/lifecycle.js";
 import { assetText, type PlannedResource } from "../../infra/offline-engine.js";
 import { OFFLINE_CA_CERT_HASH } from "../../infra/offline-fixtures.js";
 import { REMOTE_ARTIFACT_ROOT } from "../../infra/remote-files.js";
-import { SETUP_PROBE_PATH } from "../../infra/setup-probe.js";
+import { STACK_PROBES } from "../../infra/setup-probe.js";
 import { labHosts, type HostName } from "../../infra/hosts.js";
 
 const STANDINS = path.join(import.meta.dirname, "lifecycle-standins.mjs");
@@ -108,7 +108,7 @@ export class Replay {
 
   /** A script with the host's fixed paths moved into its directory and kubeadm pointed at the stand-in. */
   private relocate(role: HostName, script: string): string {
-    const moved = [REMOTE_ARTIFACT_ROOT, NODE_PATHS.kubernetesDir, HOST_STATE_DIR, NODE_PATHS.logDir, NODE_PATHS.sshHostKey, SETUP_PROBE_PATH];
+    const moved = [REMOTE_ARTIFACT_ROOT, NODE_PATHS.kubernetesDir, HOST_STATE_DIR, NODE_PATHS.logDir, NODE_PATHS.sshHostKey, ...STACK_PROBES.map((p) => p.probe.binary)];
     let text = script.replaceAll(NODE_PATHS.kubeadm, path.join(this.bin, "kubeadm"));
     for (const p of moved) text = text.replace(new RegExp(`${p.replace(/[.]/g, "\\.")}(?=[/'" \\n]|$)`, "g"), this.hostPath(role, p));
     // The root-only scratch directory appears quoted: SCRATCH='/root', KEY='/root/.ssh/...'.

@@ -1,6 +1,7 @@
-// The connection-setup probe on the client and the worker: the build script with the real cc on the
-// real source (measure/connection-setup-probe.c), and the program's commands that upload and build it
-// on both hosts, under the mocked engine.
+// The probes on the client and the worker (the connection-setup probe and the programming probe): the
+// build script with the real cc on their real sources (measure/connection-setup-probe.c,
+// measure/programming-probe.c), and the program's commands that upload and build each on both hosts,
+// under the mocked engine.
 import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as os from "node:os";
@@ -10,7 +11,7 @@ import { SETUP_PROBE_SOURCE } from "../../measure/connection-setup.js";
 import { scriptOfRootCommand } from "../../infra/cluster/shell.js";
 import { assetText, type OfflineRun } from "../../infra/offline-engine.js";
 import { contentHash } from "../../infra/remote-files.js";
-import { probeBuildScript, SETUP_PROBE_PATH } from "../../infra/setup-probe.js";
+import { probeBuildScript, PROGRAMMING_PROBE, SETUP_PROBE_PATH, STACK_PROBES } from "../../infra/setup-probe.js";
 import { recordRegistrations, reg } from "./mock-registrations.js";
 import { runStack } from "./openstack-stack-checks.js";
 
@@ -37,6 +38,18 @@ describe("the build on a host", () => {
     const usage = spawnSync(r.binary, ["probe"], { encoding: "utf8" });
     expect(usage.status).not.toBe(0);
     expect(usage.stderr.length).toBeGreaterThan(0);
+  });
+
+  it("builds the programming probe's source the same way, warning-free under -Wall as the lab builds it", () => {
+    const text = fs.readFileSync(PROGRAMMING_PROBE.sourceFile, "utf8");
+    const r = build("programming", { text });
+    expect(r.stderr).toBe("");
+    expect(r.status).toBe(0);
+    const usage = spawnSync(r.binary, ["probe"], { encoding: "utf8" });
+    expect(usage.status).not.toBe(0);
+    expect(usage.stderr).toMatch(/^usage: programming-probe probe ADDRESS PORT/);
+    const warnings = spawnSync("cc", ["-O2", "-Wall", "-fsyntax-only", PROGRAMMING_PROBE.sourceFile], { encoding: "utf8" });
+    expect(warnings.stderr).toBe("");
   });
 
   it("refuses a source that is not the one uploaded, before building", () => {
@@ -68,22 +81,30 @@ describe("in the program", () => {
     ({ run } = await runStack("iptables"));
   });
 
-  it("uploads the source and builds it on the client and on the worker, once each host is ready", () => {
+  it.each([
+    { name: "setup-probe", file: "connection-setup-probe", probe: STACK_PROBES[0]!.probe },
+    { name: "programming-probe", file: "programming-probe", probe: STACK_PROBES[1]!.probe },
+  ])("uploads $file's source and builds it on the client and on the worker, once each host is ready", ({ name, file, probe }) => {
+    const text = fs.readFileSync(probe.sourceFile, "utf8");
     for (const role of ["client", "worker"]) {
-      const upload = run.resources.find((r) => r.name === `setup-probe-${role}-source`)!;
-      expect(upload.inputs.remotePath).toBe("/opt/testbed/tools/connection-setup-probe.c");
-      expect(assetText(upload.inputs.source)).toBe(source);
-      const build = run.resources.find((r) => r.name === `setup-probe-${role}-build`)!;
-      expect(scriptOfRootCommand(String(build.inputs.create))).toContain(`SOURCE_SHA256='${contentHash(source)}'`);
-      expect([...reg(`setup-probe-${role}-build`).dependencies]).toEqual(expect.arrayContaining([reg(`setup-probe-${role}-source`).urn, reg(`lab-${role}-ready`).urn]));
-      expect(reg(`setup-probe-${role}-build`).deletedWith).toBe(reg(`lab-servers-${role}`).urn);
+      const upload = run.resources.find((r) => r.name === `${name}-${role}-source`)!;
+      expect(upload.inputs.remotePath).toBe(`/opt/testbed/tools/${file}.c`);
+      expect(assetText(upload.inputs.source)).toBe(text);
+      const build = run.resources.find((r) => r.name === `${name}-${role}-build`)!;
+      const script = scriptOfRootCommand(String(build.inputs.create));
+      expect(script).toContain(`SOURCE_SHA256='${contentHash(text)}'`);
+      expect(script).toContain(`BINARY='/usr/local/bin/${file}'`);
+      expect([...reg(`${name}-${role}-build`).dependencies]).toEqual(expect.arrayContaining([reg(`${name}-${role}-source`).urn, reg(`lab-${role}-ready`).urn]));
+      expect(reg(`${name}-${role}-build`).deletedWith).toBe(reg(`lab-servers-${role}`).urn);
       // No trigger: a new source is an update, which builds again; nothing to tear down.
       expect(build.inputs.triggers).toBeUndefined();
       expect(build.inputs.delete).toBeUndefined();
     }
   });
 
-  it("exports where each host has it, from the builds' own output", () => {
+  it("exports where each host has each probe, from the builds' own output", () => {
+    expect(source).toBe(fs.readFileSync(STACK_PROBES[0]!.probe.sourceFile, "utf8"));
     expect(run.outputs.connectionSetupProbe).toEqual({ client: SETUP_PROBE_PATH, worker: SETUP_PROBE_PATH });
+    expect(run.outputs.programmingProbe).toEqual({ client: PROGRAMMING_PROBE.binary, worker: PROGRAMMING_PROBE.binary });
   });
 });

@@ -1,7 +1,7 @@
 import { endianness } from "node:os";
 import { describe, expect, it } from "vitest";
+import { bpftoolBatch, LbMapAgent } from "../../lab/dataplanes/ebpf/lb-agent.js";
 import {
-  bpftoolBatch,
   encodeBackend,
   encodeReverseNat,
   encodeServiceKey,
@@ -106,14 +106,16 @@ describe.skipIf(endianness() !== "LE")("map encoding (little-endian host)", () =
 });
 
 describe("bpftool batch", () => {
-  it("writes backends and reverse NAT before the frontends that point at them, one line per entry", () => {
+  it("fills the maps with one line per entry, a backend before the slots that name it, each frontend's master entry last", () => {
     const plan = planServiceMaps(fixtureServiceSet({ nodePort: 1, clusterIp: 1 }), endpoints);
-    const lines = bpftoolBatch(plan, (name) => `/pins/${name}`).trim().split("\n");
+    const lines = bpftoolBatch(new LbMapAgent().upsert(plan, plan.families), (name) => `/pins/${name}`).trim().split("\n");
     const entries = plan.serviceEntries.ipv4 + plan.serviceEntries.ipv6;
     expect(lines).toHaveLength(plan.backends.length + plan.frontends.length + entries);
-    for (const line of lines) expect(line).toMatch(/^map update pinned \/pins\/lb[46]_\w+ key hex( [0-9a-f]{2})+ value hex( [0-9a-f]{2})+ noexist$/);
-    const firstService = lines.findIndex((l) => l.includes("_services "));
-    expect(lines.slice(0, firstService).every((l) => /_backends |_reverse_nat /.test(l))).toBe(true);
+    for (const line of lines) expect(line).toMatch(/^map update pinned \/pins\/lb[46]_\w+ key hex( [0-9a-f]{2})+ value hex( [0-9a-f]{2})+$/);
+    expect(lines[0]).toContain("_backends ");
+    // Slot 1, reverse NAT, master: per frontend, in that order.
+    const kinds = lines.map((l) => (l.includes("_backends ") ? "b" : l.includes("_reverse_nat ") ? "r" : "s"));
+    expect(kinds.join("").replace(/^b/, "").replace(/b/g, "")).toMatch(/^(srs)+$/);
     expect(lines.filter((l) => l.includes("/pins/lb6_services"))).toHaveLength(plan.serviceEntries.ipv6);
   });
 });

@@ -42,7 +42,7 @@ const ROOT = fileURLToPath(new URL("../../", import.meta.url));
 interface StepSeen {
   readonly dataplane: string;
   readonly services: number;
-  readonly installed: boolean;
+  readonly sync: PreparedStep["sync"];
   readonly nodePortServices: number;
   readonly clusterIpServices: number;
   /** What the dataplane counts of itself, from the kernel. */
@@ -69,7 +69,7 @@ async function inspect(step: PreparedStep): Promise<StepSeen> {
   return {
     dataplane: step.dataplane,
     services: step.services,
-    installed: step.installed,
+    sync: step.sync,
     nodePortServices: step.serviceSet.counts.nodePort,
     clusterIpServices: step.serviceSet.counts.clusterIp,
     counts: await step.module.counts(),
@@ -179,21 +179,23 @@ describe.skipIf(hostProblem !== undefined)(`the lab's smoke campaign on this ker
     expect(failed.filter((e) => !BUSY_HOST.test(e.reason)).map((e) => `${e.run.runId}: ${e.reason}`)).toEqual([]);
   });
 
-  it("interleaves the dataplanes within each Service count, installing each once per step and parking it in between", () => {
+  it("interleaves the dataplanes within each Service count, moving each to a step once (installing its first) and parking it in between", () => {
     const prepares = events.filter((e): e is Extract<CampaignEvent, { kind: "prepare" }> => e.kind === "prepare").map((e) => `${e.step.dataplane} ${e.step.services}`);
     // One prepare per change of (dataplane, Service count) in the plan: a retry stays on its step.
     const plan = planCampaign(campaignId, def);
     expect(prepares).toHaveLength(plan.filter((run, i) => i === 0 || !sameStep(plan[i - 1]!.key, run.key)).length);
     for (const n of def.services) expect(new Set(prepares.filter((p) => p.endsWith(` ${n}`)))).toEqual(new Set(def.dataplanes.map((d) => `${d} ${n}`)));
-    // A dataplane installs its step the first time it is prepared for it and resumes it afterwards.
+    // A dataplane installs its first step, moves to each later one by a partial sync the first time it
+    // is prepared for it, and resumes it afterwards.
     for (const d of def.dataplanes) {
+      const ofDataplane = seen.filter((s) => s.dataplane === d);
+      expect(ofDataplane[0]!.sync, d).toBe("full");
       for (const n of def.services) {
-        expect(seen.filter((s) => s.dataplane === d && s.services === n).map((s) => s.installed), `${d} ${n}`).toEqual(
-          seen.filter((s) => s.dataplane === d && s.services === n).map((_, i) => i === 0),
-        );
+        expect(ofDataplane.filter((s) => s.services === n).map((s) => s.sync !== "none"), `${d} ${n}`).toEqual(ofDataplane.filter((s) => s.services === n).map((_, i) => i === 0));
       }
+      expect(ofDataplane.filter((s) => s.sync === "partial"), d).toHaveLength(def.services.length - 1);
     }
-    expect(seen.filter((s) => !s.installed).length).toBeGreaterThan(0);
+    expect(seen.filter((s) => s.sync === "none").length).toBeGreaterThan(0);
   });
 
   it("at 2000 Services holds what each dataplane installs, on the packet path alone, the others parked or gone", () => {

@@ -5,7 +5,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { LAB_DATAPLANES } from "../../lab/dataplanes/index.js";
 import { echoProbe, startEchoListener } from "../../lab/echo-probe.js";
-import { kubeProxyLeftovers } from "../../lab/dataplanes/iptables/kernel.js";
 import { kubeProxyNftablesStates } from "../../lab/dataplanes/nftables/kernel.js";
 import { labHostProblem } from "../../lab/topology.js";
 import { heldServices, LabBackend, labProblem, type PreparedStep } from "../../backends/lab.js";
@@ -46,7 +45,7 @@ describe.skipIf(hostProblem !== undefined)(`the lab's dataplane modules on this 
   it.each(DATAPLANES)("%s: serves the NodePort once set up, not once it steps aside, and again once resumed, holding the same all along", async (dataplane) => {
     const readiness = await backend.prepare({ dataplane, services: SERVICES });
     const step = last();
-    expect(step.installed).toBe(true);
+    expect(step.sync).toBe("full");
     // What it forwards, read from the kernel: every ClusterIP of the set, the receiver's too, and nothing else.
     const clusterIps = [step.serviceSet.receiver, ...step.serviceSet.scaled].flatMap((svc) => Object.values(svc.clusterIPs));
     const forwarded = await step.module.forwardedClusterIps();
@@ -69,7 +68,7 @@ describe.skipIf(hostProblem !== undefined)(`the lab's dataplane modules on this 
     expect(await step.module.counts()).toEqual(counts);
 
     await backend.prepare({ dataplane, services: SERVICES });
-    expect(last().installed).toBe(false);
+    expect(last().sync).toBe("none");
     expect(await nodePortAnswers(last())).toBe(true);
     expect(await last().module.counts()).toEqual(counts);
   });
@@ -100,13 +99,16 @@ describe.skipIf(hostProblem !== undefined)(`the lab's dataplane modules on this 
     expect(await nodePortAnswers(last())).toBe(true);
   });
 
-  it("removes what every dataplane parked when the Service count changes", async () => {
+  it("moves a dataplane to another Service count by a partial sync, leaving the others parked at theirs", async () => {
     const worker = backend.topology.namespace("worker");
     expect(await kubeProxyNftablesStates(worker)).toEqual({ ipv4: "dormant", ipv6: "dormant" });
     await backend.prepare({ dataplane: "ebpf", services: 10 });
-    expect(last().installed).toBe(true);
-    expect(await kubeProxyNftablesStates(worker)).toEqual({ ipv4: "absent", ipv6: "absent" });
-    expect(await kubeProxyLeftovers(worker, "ipv4")).toEqual([]);
+    expect(last().sync).toBe("partial");
+    expect(await kubeProxyNftablesStates(worker)).toEqual({ ipv4: "dormant", ipv6: "dormant" });
     expect(await nodePortAnswers(last())).toBe(true);
+    await backend.prepare({ dataplane: "nftables", services: 10 });
+    expect(last().sync).toBe("partial");
+    expect(await nodePortAnswers(last())).toBe(true);
+    expect((await last().module.counts())["ipv4 service-nodeports elements"]).toBe(10 + 3);
   });
 });

@@ -150,7 +150,7 @@ describe("lab flags", () => {
 
   it.each([
     [{ families: "ipv4,ipx" }, '--families: "ipv4,ipx" is not accepted; accepted: a comma-separated list of ipv4, ipv6, each at most once'],
-    [{ profiles: "latency,latency" }, "--profiles: \"latency,latency\" is not accepted; accepted: a comma-separated list of throughput, latency, setup, each at most once"],
+    [{ profiles: "latency,latency" }, "--profiles: \"latency,latency\" is not accepted; accepted: a comma-separated list of throughput, latency, setup, programming, each at most once"],
     [{ services: "1,x" }, '--services: "1,x" is not accepted; accepted: a comma-separated list of distinct whole numbers of Services'],
     [{ services: "1,40000" }, "--services: \"1,40000\" is not accepted; accepted: counts up to 29995"],
     [{ runs: "0" }, '--runs: "0" is not accepted; accepted: a whole number from 1 to 100000'],

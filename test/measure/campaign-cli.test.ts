@@ -4,6 +4,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
+import { CLOUD_PROGRAMMING } from "../../backends/cloud-programming.js";
 import { CLOUD_PROFILES } from "../../backends/cloud.js";
 import { LOOPBACK_PROFILES } from "../../backends/loopback.js";
 import { campaignProfiles, loopbackDefinition, parseCampaignFlags, stackDefinition, type CampaignOptions } from "../../cli/campaign.js";
@@ -53,11 +54,14 @@ describe("campaign flags", () => {
     });
     const f = parseCampaignFlags({ ...base, loopback: false, stack: "iptables" });
     const profiles = campaignProfiles(f, { name: "stack:iptables", profiles: CLOUD_PROFILES });
-    expect(profiles).toEqual(["throughput", "latency", "setup"]);
+    expect(profiles).toEqual(["throughput", "latency", "setup", "programming"]);
     expect(stackDefinition(f, "iptables", scenario, ["ipv4", "ipv6"], profiles)).toMatchObject({
       backend: "stack:iptables", dataplanes: ["iptables"], families: ["ipv4", "ipv6"], profiles, services: [1, 2000], runs: 7, flowSeconds: 20, seed: 9, linkMbps: 500,
       traffic: { setup: { protocol: "TCP", meter: "rttm", payloadBytes: 0, packetsPerSecond: 200 } },
+      programming: CLOUD_PROGRAMMING,
     });
+    // Without the programming profile, no programming settings: the campaign's id stays what it was.
+    expect(stackDefinition(f, "iptables", scenario, ["ipv4", "ipv6"], ["throughput", "latency", "setup"]).programming).toBeUndefined();
     expect(stackDefinition(f, "iptables", scenario, ["ipv4"], profiles).families).toEqual(["ipv4"]);
     expect(() => stackDefinition({ ...f, families: ["ipv6"] }, "iptables", scenario, ["ipv4"], profiles)).toThrow(
       '--families: "ipv6" is not accepted; accepted: families stack iptables deploys a receiver for: ipv4',
@@ -87,7 +91,7 @@ describe("campaign flags", () => {
   it("lists setup among a stack's profiles in --help", () => {
     const help = spawnSync("npx", ["tsx", "cli/main.ts", "campaign", "--help"], { cwd: root, encoding: "utf8" });
     expect(help.status).toBe(0);
-    expect(help.stdout.replace(/\s+/g, " ")).toContain("with --stack throughput,latency,setup; with --loopback throughput,latency");
+    expect(help.stdout.replace(/\s+/g, " ")).toContain("with --stack throughput,latency,setup,programming; with --loopback throughput,latency");
   });
 
   it("exits non-zero with the message and creates no store on a bad flag or a missing Pulumi CLI", () => {

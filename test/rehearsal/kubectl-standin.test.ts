@@ -2,7 +2,7 @@
 // against an API directory of its own: apply, the gate's reads, pruning, a rollout restart and the
 // wait for it, the node's DaemonSet pod, and a loud refusal of anything it does not model.
 import { spawn } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, watch, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -91,6 +91,26 @@ describe("kubectl stand-in", () => {
     api.writeStatus({ pods: [pod] });
     api.writeStatus({ pods: [{ ...pod, ready: true }] });
     expect(await waiting).toMatchObject({ code: 0, stdout: expect.stringMatching(/deployment "ditg-receiver" successfully rolled out\n$/) });
+  });
+
+  it("deletes a DaemonSet's pod, recorded for the node agents, and waits until they replaced it under a new name", async () => {
+    const recorded = new Promise<void>((resolve) => {
+      const watcher = watch(dir, () => {
+        if (!api.objects().podDeletions?.["kube-proxy-w1"]) return;
+        watcher.close();
+        resolve();
+      });
+    });
+    const deleting = k("-n", "kube-system", "delete", "pod", "kube-proxy-w1");
+    await recorded;
+    const [old] = api.cluster().systemPods;
+    api.writeStatus({ ...api.status(), replaced: { "kube-proxy-w1": { ...old!, name: "kube-proxy-w2", ready: false } } });
+    expect(await deleting).toMatchObject({ code: 0, stdout: 'pod "kube-proxy-w1" deleted\n' });
+    const now = await k("-n", "kube-system", "get", "pods", "-l", "k8s-app=kube-proxy", "--field-selector", "spec.nodeName=testbed-worker", "-o", "json");
+    expect(JSON.parse(now.stdout).items.map((p: { metadata: { name: string } }) => p.metadata.name)).toEqual(["kube-proxy-w2"]);
+    expect(await k("-n", "kube-system", "delete", "pod", "kube-proxy-w1")).toMatchObject({ code: 1, stderr: 'pods "kube-proxy-w1" not found\n' });
+    api.writeStatus({ ...api.status(), pods: [{ namespace: "scale", name: "scale-backend-x", owner: "scale-backend", templateHash: "t", labels: {}, nodeName: "testbed-worker", ips: [], netns: "b", containers: ["pause"], ready: true, hostNetwork: false }] });
+    expect(await k("-n", "scale", "delete", "pod", "scale-backend-x")).toMatchObject({ code: 1, stderr: "error: delete pod scale-backend-x: only DaemonSet pods are modelled\n" });
   });
 
   it("refuses what it does not model, by name", async () => {

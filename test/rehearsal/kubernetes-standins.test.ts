@@ -3,10 +3,13 @@
 // applied objects, and `cilium-dbg service list -o json` made from the eBPF model's map bytes.
 import { describe, expect, it } from "vitest";
 import { applyScript } from "../../infra/workloads.js";
-import { bpftoolBatch, planServiceMaps } from "../../lab/dataplanes/ebpf/service-maps.js";
-import { ciliumServiceList, type MapDump } from "../../rehearsal/kubernetes/cilium-dbg.js";
+import { planServiceMaps } from "../../lab/dataplanes/ebpf/service-maps.js";
+import { bpftoolBatch, LbMapAgent } from "../../lab/dataplanes/ebpf/lb-agent.js";
+import { ciliumServiceList, servicesByFrontend, type MapDump } from "../../rehearsal/kubernetes/cilium-dbg.js";
 import { endpointSlices, serviceSpecOf, type KubeObject, type PodStatus, type StoredObjects } from "../../rehearsal/kubernetes/api.js";
 import { jsonpath, JsonPathError } from "../../rehearsal/kubernetes/jsonpath.js";
+import { AgentMetrics } from "../../rehearsal/kubernetes/agent-metrics.js";
+import { parseHistograms } from "../../measure/control-plane-metrics.js";
 import { parseScenario, PLACEHOLDERS } from "../../scenario/schema.js";
 import { manifestObjects } from "../../workloads/manifests.js";
 import { buildServiceSet } from "../../workloads/service-set.js";
@@ -94,8 +97,9 @@ describe("cilium-dbg service list -o json from the eBPF model's maps", () => {
       ...(backendOf ? { backendOf: (s) => backendOf(s.name) } : {}),
     });
     const maps: Record<string, { key: string[]; value: string[] }[]> = {};
-    for (const line of bpftoolBatch(plan, (name) => name).trim().split("\n")) {
-      const m = /^map update pinned (\S+) key hex (.+) value hex (.+) noexist$/.exec(line)!;
+    // A new agent writes every entry once, with the plan's ids (it numbers them in the same order).
+    for (const line of bpftoolBatch(new LbMapAgent().upsert(plan, plan.families), (name) => name).trim().split("\n")) {
+      const m = /^map update pinned (\S+) key hex (.+) value hex (.+)$/.exec(line)!;
       const bytes = (s: string) => hex(Buffer.from(s.split(" ").map((h) => Number.parseInt(h, 16))));
       (maps[m[1]!] ??= []).push({ key: bytes(m[2]!), value: bytes(m[3]!) });
     }
@@ -127,5 +131,42 @@ describe("cilium-dbg service list -o json from the eBPF model's maps", () => {
     const { list: services } = dumps();
     const programmed = services.filter((s) => s.spec.flags.type === "ClusterIP" && s.spec["backend-addresses"].length > 0).map((s) => s.spec["frontend-address"].ip);
     expect(new Set(programmed)).toEqual(new Set([...set.scaled, set.receiver].flatMap((s) => [s.clusterIPs.ipv4, s.clusterIPs.ipv6])));
+  });
+
+  it("names each frontend's Service as the agent's Service cache does, which the gate counts by", () => {
+    const { plan } = dumps();
+    const maps: Record<string, { key: string[]; value: string[] }[]> = {};
+    for (const line of bpftoolBatch(new LbMapAgent().upsert(plan, plan.families), (name) => name).trim().split("\n")) {
+      const m = /^map update pinned (\S+) key hex (.+) value hex (.+)$/.exec(line)!;
+      const bytes = (t: string) => hex(Buffer.from(t.split(" ").map((h) => Number.parseInt(h, 16))));
+      (maps[m[1]!] ??= []).push({ key: bytes(m[2]!), value: bytes(m[3]!) });
+    }
+    const d = (name: string): MapDump => maps[name] ?? [];
+    const all = [set.receiver, ...set.scaled];
+    const list = ciliumServiceList({ ipv4: { services: d("lb4_services"), backends: d("lb4_backends") }, ipv6: { services: d("lb6_services"), backends: d("lb6_backends") } }, servicesByFrontend(all));
+    for (const s of list) {
+      const f = s.spec["frontend-address"];
+      const owner = all.find((x) => (s.spec.flags.type === "NodePort" ? x.ports.some((p) => p.nodePort === f.port) : Object.values(x.clusterIPs).includes(f.ip)))!;
+      expect([s.spec.flags.namespace, s.spec.flags.name]).toEqual([owner.namespace, owner.name]);
+    }
+    expect(list.filter((s) => s.spec.flags.name === set.scaled[0]!.name).length).toBe(4);
+  });
+});
+
+describe("the dataplane agent's metrics", () => {
+  it("prints what it observed as the exposition the campaign parses, with kube-proxy's bucket bounds", () => {
+    const sync = "kubeproxy_sync_proxy_rules_duration_seconds";
+    const npl = "kubeproxy_network_programming_duration_seconds";
+    const m = new AgentMetrics([sync, npl]);
+    expect(parseHistograms(m.text(), [sync, npl]).get(sync)).toMatchObject({ count: 0, sumS: 0 });
+    for (const s of [0.0015, 0.003, 0.5]) m.observe(sync, s);
+    m.observe(npl, 0.3);
+    const h = parseHistograms(m.text(), [sync, npl]);
+    expect(h.get(sync)!.count).toBe(3);
+    expect(h.get(sync)!.sumS).toBeCloseTo(0.5045, 12);
+    expect(h.get(sync)!.buckets.slice(0, 3)).toEqual([[0.001, 0], [0.002, 1], [0.004, 2]]);
+    expect(h.get(sync)!.buckets).toHaveLength(16);
+    expect(h.get(npl)!.buckets.slice(0, 3)).toEqual([[0.25, 0], [0.5, 1], [1, 1]]);
+    expect(() => m.observe("cilium_x", 1)).toThrow(/no histogram cilium_x; registered: kubeproxy_sync/);
   });
 });

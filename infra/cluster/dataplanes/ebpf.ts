@@ -2,6 +2,9 @@
 import type { ClusterDataplane } from "./index.js";
 import { DATAPLANE_EXEC_TIMEOUT_S, podOnWorker } from "./worker.js";
 
+/** The agent's Prometheus port (the chart's default), set in the Cilium values and read by the programming profile. */
+export const CILIUM_METRICS_PORT = 9962;
+
 export const ebpf: ClusterDataplane = {
   name: "ebpf",
   kubeProxyMode: undefined,
@@ -42,4 +45,13 @@ if ! out="$(timeout 120 crictl --runtime-endpoint unix:///run/containerd/contain
   echo "cilium-dbg bpf ct flush global failed on $(hostname): $out" >&2
   exit 1
 fi`,
+  // The agent's metrics (cilium-values.ts turns them on: prometheus.enabled, its port 9962 on the node):
+  // each Service or endpoint event from its change to the maps written (on by default since 1.16), and
+  // each bpf(2) call (asked for in prometheus.metrics).
+  controlPlane: {
+    name: "the Cilium agent",
+    podLabel: "k8s-app=cilium",
+    metricsUrl: `http://127.0.0.1:${CILIUM_METRICS_PORT}/metrics`,
+    metrics: { programming: "cilium_service_implementation_delay", calls: "cilium_bpf_syscall_duration_seconds" },
+  },
 };

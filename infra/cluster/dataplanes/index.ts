@@ -7,6 +7,34 @@ import { ebpf } from "./ebpf.js";
 import { iptables } from "./iptables.js";
 import { nftables } from "./nftables.js";
 
+/**
+ * The control plane that programs the worker's dataplane, as the programming profile uses it
+ * (backends/cloud-programming.ts): restarted by deleting its pod on the worker (the full-sync
+ * change), and read through the Prometheus endpoint it serves on the node (host network).
+ */
+export interface ControlPlane {
+  /** What it is, in messages. */
+  readonly name: string;
+  /** The label of its DaemonSet's pods in kube-system. */
+  readonly podLabel: string;
+  /** Its metrics endpoint, as the node reaches it. */
+  readonly metricsUrl: string;
+  /** The histograms it exposes there, read before and after every change. */
+  readonly metrics: {
+    /** One observation per sync of the rules (per family where there is a proxier per family). */
+    readonly sync?: string;
+    /** One observation per Service or endpoint change, from the change to its rules or maps written. */
+    readonly programming: string;
+    /** One observation per bpf(2) call. */
+    readonly calls?: string;
+  };
+}
+
+/** The names of every histogram a control plane exposes. */
+export function controlPlaneHistograms(c: ControlPlane): string[] {
+  return Object.values(c.metrics).filter((m): m is string => typeof m === "string");
+}
+
 export interface ClusterDataplane {
   readonly name: Dataplane;
   /** kube-proxy's mode in its KubeProxyConfiguration; undefined: no kube-proxy (kubeadm `proxy.disabled`). */
@@ -39,6 +67,7 @@ export interface ClusterDataplane {
    * up its fresh source ports). Exits non-zero, saying why, when it could not.
    */
   readonly forgetConnections: string;
+  readonly controlPlane: ControlPlane;
 }
 
 export const REGISTRY: Readonly<Record<Dataplane, ClusterDataplane>> = { iptables, nftables, ebpf };

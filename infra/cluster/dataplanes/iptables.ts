@@ -1,6 +1,6 @@
 // kube-proxy in iptables mode serves the Services; Cilium is the CNI only.
 import type { ClusterDataplane } from "./index.js";
-import { CONNTRACK_FLUSH, DATAPLANE_EXEC_TIMEOUT_S, podOnWorker } from "./worker.js";
+import { CONNTRACK_FLUSH, DATAPLANE_EXEC_TIMEOUT_S, KUBE_PROXY_CONTROL_PLANE, podOnWorker } from "./worker.js";
 
 export const iptables: ClusterDataplane = {
   name: "iptables",
@@ -36,4 +36,6 @@ done | awk '$1 == "-A" && $2 == "KUBE-SERVICES" && / -j KUBE-SVC-/ {
   print ip, service
 }'`,
   forgetConnections: CONNTRACK_FLUSH,
+  // kube-proxy's metrics on metricsBindAddress, 127.0.0.1:10249 unless its configuration says otherwise.
+  controlPlane: KUBE_PROXY_CONTROL_PLANE,
 };

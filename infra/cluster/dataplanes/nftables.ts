@@ -1,7 +1,7 @@
 // kube-proxy in nftables mode serves the Services (verdict maps in its own `kube-proxy` tables);
 // Cilium is the CNI only, as in the iptables stack.
 import type { ClusterDataplane } from "./index.js";
-import { CONNTRACK_FLUSH, DATAPLANE_EXEC_TIMEOUT_S, podOnWorker } from "./worker.js";
+import { CONNTRACK_FLUSH, DATAPLANE_EXEC_TIMEOUT_S, KUBE_PROXY_CONTROL_PLANE, podOnWorker } from "./worker.js";
 
 export const nftables: ClusterDataplane = {
   name: "nftables",
@@ -45,4 +45,6 @@ for family in $SERVICE_FAMILIES; do
 done | grep -oE '[0-9a-f.:]+ \\. (tcp|udp|sctp) \\. [0-9]+ : goto service-[0-9A-Z]+-[^/ ,}]+/[^/ ,}]+' \\
   | awk '{ service = $NF; sub(/^service-[0-9A-Z]+-/, "", service); print $1, service }'`,
   forgetConnections: CONNTRACK_FLUSH,
+  // kube-proxy's metrics on metricsBindAddress, 127.0.0.1:10249 unless its configuration says otherwise.
+  controlPlane: KUBE_PROXY_CONTROL_PLANE,
 };

@@ -1,5 +1,7 @@
 // How the dataplanes' snippets reach the worker: its dataplane pods through `kubectl exec` from the
-// master, its connection tracking on the node itself. Apart from index.ts, which imports every module.
+// master, its connection tracking and its control plane's metrics on the node itself. Apart from
+// index.ts, which imports every module.
+import type { ControlPlane } from "./index.js";
 
 /** Seconds one `kubectl exec` into a dataplane's pod may take before the read counts as failed. */
 export const DATAPLANE_EXEC_TIMEOUT_S = 120;
@@ -20,3 +22,15 @@ export const CONNTRACK_FLUSH = `for family in ipv4 ipv6; do
     exit 1
   fi
 done`;
+
+/**
+ * kube-proxy (both modes): its pods, and the histograms of its metrics endpoint (kubeadm leaves
+ * metricsBindAddress at its default, 127.0.0.1:10249): the duration of each sync of the rules, and
+ * of each endpoint change from its trigger time until the rules hold it.
+ */
+export const KUBE_PROXY_CONTROL_PLANE: ControlPlane = {
+  name: "kube-proxy",
+  podLabel: "k8s-app=kube-proxy",
+  metricsUrl: "http://127.0.0.1:10249/metrics",
+  metrics: { sync: "kubeproxy_sync_proxy_rules_duration_seconds", programming: "kubeproxy_network_programming_duration_seconds" },
+};

@@ -2,18 +2,22 @@
 // Compiles lab/dataplanes/ebpf/service-lb.c for this kernel, mounts a private bpffs for its pinned maps,
 // attaches it with tc (clsact) to the worker's uplink, and fills the maps for a ServiceSet in one
 // `bpftool batch` run. No iptables rule is involved.
+import { spawn, type ChildProcess } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { createInterface } from "node:readline";
 import { machine, tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { Family } from "../../../scenario/cidr.js";
 import type { ServiceSet } from "../../../workloads/service-model.js";
 import { exec, run } from "../../netns.js";
-import { bpftoolBatch, decodeServiceEntry, DEFAULT_LB_MAP_MAX, LB_MAPS, planServiceMaps, type LbEndpoints, type ServiceEntry, type ServiceMapPlan } from "./service-maps.js";
+import { decodeServiceEntry, DEFAULT_LB_MAP_MAX, LB_MAPS, planServiceMaps, type LbEndpoints, type ServiceEntry, type ServiceMapPlan } from "./service-maps.js";
+import { bpftoolBatch, LbMapAgent, writerBatch, type MapOperation } from "./lb-agent.js";
 import type { LabTopology } from "../../topology.js";
 
 const SOURCE_DIR = fileURLToPath(new URL("./", import.meta.url));
 const SOURCE = "service-lb.c";
+const WRITER_SOURCE = "lb-map-writer.c";
 /** Program sections of service-lb.c and where they are attached. */
 const PROGRAMS = [
   { direction: "ingress", section: "tc/nodeport" },
@@ -63,7 +67,28 @@ export function ebpfHostProblem(): string | undefined {
   return undefined;
 }
 
-/** Pure: the clang command that builds the load balancer for the given map sizes. */
+/** Pure: the clang command that builds the map writer (a host program linked with libbpf). */
+export function writerCompileCommand(output: string): string[] {
+  return ["clang", "-O2", "-Wall", "-o", output, join(SOURCE_DIR, WRITER_SOURCE), "-lbpf"];
+}
+
+/** What one batch of map writes took: its bpf(2) calls, and their time on CLOCK_MONOTONIC. */
+export interface MapWriteTiming {
+  readonly operations: number;
+  readonly kernelNs: number;
+}
+
+/** Pure: lb-map-writer.c's answer to a batch, or an error naming the failed operation. */
+export function parseWriterReply(reply: string, ops: readonly MapOperation[]): MapWriteTiming {
+  const ok = /^ok (\d+) (\d+)$/.exec(reply);
+  if (ok) return { operations: Number(ok[1]), kernelNs: Number(ok[2]) };
+  const error = /^error (\d+) (\d+) (.*)$/.exec(reply);
+  if (error) {
+    const op = ops[Number(error[1]) - 1];
+    throw new Error(`eBPF map write ${error[1]} of ${ops.length} (${op ? `${op.op} ${op.map} key ${op.key.toString("hex")}` : "?"}) failed: errno ${error[2]} ${error[3]}`);
+  }
+  throw new Error(`eBPF map writer: unexpected answer ${JSON.stringify(reply)}`);
+}
 export function compileCommand(output: string, lbMapMax: number, ctMapMax: number): string[] {
   // clang -target bpf does not search the multiarch directory that holds <asm/types.h>.
   const multiarch = `/usr/include/${machine()}-linux-gnu`;
@@ -93,6 +118,10 @@ export class EbpfDataplane {
     private readonly times: { compileMs: number; attachMs: number; fillMs: number },
   ) {}
 
+  /** What the maps hold, as the agent that filled them sees it; later changes go through it. */
+  agent = new LbMapAgent();
+  private writer: { child: ChildProcess; replies: AsyncIterator<string> } | undefined;
+
   get timings(): EbpfTimings {
     return { ...this.times };
   }
@@ -119,7 +148,10 @@ export class EbpfDataplane {
     const dataplane = new EbpfDataplane(topology, plan, workDir, join(topology.runDir, "bpffs"), { compileMs: 0, attachMs: 0, fillMs: 0 });
     topology.onTeardown(() => dataplane.teardown());
     try {
-      dataplane.times.compileMs = timed(() => run(compileCommand(dataplane.object, lbMapMax, ctMapMax)));
+      dataplane.times.compileMs = timed(() => {
+        run(compileCommand(dataplane.object, lbMapMax, ctMapMax));
+        run(writerCompileCommand(dataplane.writerBinary));
+      });
       dataplane.times.attachMs = timed(() => dataplane.attach());
       dataplane.times.fillMs = timed(() => dataplane.fill());
     } catch (error) {
@@ -135,6 +167,35 @@ export class EbpfDataplane {
 
   private get object(): string {
     return join(this.workDir, "service-lb.o");
+  }
+
+  private get writerBinary(): string {
+    return join(this.workDir, "lb-map-writer");
+  }
+
+  /**
+   * Writes the operations through the map writer (started on first use, kept running like the
+   * agent), one bpf(2) call each, in order. Throws naming the operation the kernel refused.
+   */
+  async write(ops: readonly MapOperation[]): Promise<MapWriteTiming> {
+    if (this.tornDown) throw new Error("eBPF dataplane: write() after teardown(); set it up again");
+    if (!this.writer) {
+      const child = spawn(this.writerBinary, [], { stdio: ["pipe", "pipe", "inherit"] });
+      this.writer = { child, replies: createInterface({ input: child.stdout! })[Symbol.asyncIterator]() };
+    }
+    const { child, replies } = this.writer;
+    child.stdin!.write(writerBatch(ops, (name) => this.mapPath(name)));
+    const next = await replies.next();
+    if (next.done) throw new Error(`eBPF map writer exited (${child.exitCode ?? child.signalCode}) before answering`);
+    return parseWriterReply(next.value, ops);
+  }
+
+  private stopWriter(): void {
+    const writer = this.writer;
+    this.writer = undefined;
+    if (!writer) return;
+    writer.child.stdin!.end();
+    if (writer.child.exitCode === null) writer.child.kill("SIGTERM");
   }
 
   private get uplink(): string {
@@ -191,7 +252,7 @@ export class EbpfDataplane {
 
   private fill(): void {
     const batch = join(this.workDir, "maps.batch");
-    writeFileSync(batch, bpftoolBatch(this.plan, (name) => this.mapPath(name)));
+    writeFileSync(batch, bpftoolBatch(this.agent.upsert(this.plan, this.plan.families), (name) => this.mapPath(name)));
     run(["bpftool", "batch", "file", batch], { timeoutMs: 600_000 });
   }
 
@@ -232,6 +293,7 @@ export class EbpfDataplane {
   teardown(): void {
     if (this.tornDown) return;
     this.tornDown = true;
+    this.stopWriter();
     const failures: string[] = [];
     if (this.attached) {
       const gone = /Cannot find device|No such file|Cannot open network namespace|Cannot find specified filter chain|Parent Qdisc doesn't exist/i;

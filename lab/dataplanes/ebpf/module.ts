@@ -1,23 +1,36 @@
 // Cilium's kube-proxy replacement reduced to its tc NodePort path on the lab's worker: the load
-// balancer of ebpf-dataplane.ts (compiled, attached to the uplink, its maps filled with one bpftool
-// batch). Stepping aside detaches the programs; the filled maps stay pinned until the same step
-// comes back.
+// balancer of kernel.ts (compiled, attached to the uplink, its maps filled with one bpftool batch).
+// Changes, a move to another step among them, go entry by entry through the map writer in the
+// agent's order (lb-agent.ts). Stepping aside detaches the programs; the filled maps stay pinned.
 import { rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { forwardingFrontends, LB_MAPS } from "./service-maps.js";
+import type { Family } from "../../../scenario/cidr.js";
+import { namespacedName, serviceSignature, type ServiceEndpoints } from "../kube-proxy-inputs.js";
+import { forwardingFrontends, LB_MAPS, planServiceMapsFor, type ServiceMapPlan } from "./service-maps.js";
+import type { MapOperation } from "./lb-agent.js";
 import { EBPF_DATAPLANE_PREF, EbpfDataplane, ebpfHostProblem, setupEbpfDataplane } from "./kernel.js";
 import { LAB_FAMILIES } from "../../lab-scenario.js";
 import { run } from "../../netns.js";
 import { ipFamilyOf } from "../kube-proxy-inputs.js";
 import type { ServiceSpec } from "../../../workloads/service-model.js";
-import type { InstalledCounts, LabDataplane, LabDataplaneContext, LabDataplaneModule, LabStep } from "../types.js";
+import type { ChangeWrite, InstalledCounts, LabDataplane, LabDataplaneContext, LabDataplaneModule, LabStep, ServiceChange, SyncKind } from "../types.js";
 
 const BPFTOOL_TIMEOUT_MS = 120_000;
+const SYNC_KINDS: readonly SyncKind[] = ["partial", "restart", "cold"];
+
+/** Each Service's backend: its endpoint of the step, per family (in the lab: the receiver pod for all). */
+function backendsOf(endpoints: readonly ServiceEndpoints[]): (spec: ServiceSpec) => Partial<Record<Family, string>> | undefined {
+  const backends = new Map(endpoints.map((e) => [namespacedName(e.service), e.endpoints]));
+  return (spec) => {
+    const ips = backends.get(namespacedName(spec));
+    return ips && Object.fromEntries(LAB_FAMILIES.map((f) => [f, ips.find((e) => ipFamilyOf(e.ip) === f)?.ip]).filter(([, ip]) => ip !== undefined));
+  };
+}
 
 class EbpfLabDataplane implements LabDataplane {
   readonly name = "ebpf" as const;
   /** The step whose maps are filled, and whether the programs are attached. */
-  private held: { services: number; loadBalancer: EbpfDataplane; active: boolean } | undefined;
+  private held: { services: number; endpoints: readonly ServiceEndpoints[]; loadBalancer: EbpfDataplane; active: boolean } | undefined;
 
   constructor(private readonly context: LabDataplaneContext) {}
 
@@ -26,22 +39,83 @@ class EbpfLabDataplane implements LabDataplane {
     return this.held?.loadBalancer;
   }
 
-  async setUp(step: LabStep): Promise<{ installed: boolean }> {
-    if (this.held?.services === step.services) {
-      if (!this.held.active) this.held.loadBalancer.resume();
-      this.held.active = true;
-      return { installed: false };
+  /**
+   * The Services whose events the agent sees going from `before` to `after` (created, changed or
+   * deleted), by namespace/name, and the plan of those still there. Unchanged Services come as the
+   * same objects or with the same signature.
+   */
+  private events(before: readonly ServiceEndpoints[], after: readonly ServiceEndpoints[]): { services: Set<string>; plan: ServiceMapPlan } {
+    const previous = new Map(before.map((e) => [namespacedName(e.service), e]));
+    const changed = after.filter((e) => {
+      const was = previous.get(namespacedName(e.service));
+      return was !== e && (was === undefined || LAB_FAMILIES.some((f) => serviceSignature(was, f) !== serviceSignature(e, f)));
+    });
+    const present = new Set(after.map((e) => namespacedName(e.service)));
+    const services = new Set([...changed.map((e) => namespacedName(e.service)), ...before.filter((e) => !present.has(namespacedName(e.service))).map((e) => namespacedName(e.service))]);
+    return { services, plan: this.plan(changed) };
+  }
+
+  /** The frontends of the Services, in their order, each to its own endpoint. */
+  private plan(endpoints: readonly ServiceEndpoints[]): ServiceMapPlan {
+    const { topology } = this.context;
+    const services = endpoints.map(({ service }) => ({ spec: service, where: `${service.namespace}/${service.name}` }));
+    return planServiceMapsFor(services, { node: topology.addresses.node, pod: topology.addresses.pod, backendOf: backendsOf(endpoints) });
+  }
+
+  async setUp(step: LabStep): Promise<{ sync: "full" | "partial" | "none" }> {
+    const held = this.held;
+    if (held?.services === step.services) {
+      if (!held.active) held.loadBalancer.resume();
+      held.active = true;
+      return { sync: "none" };
+    }
+    if (held && (this.context.stepSync ?? "partial") === "partial") {
+      const lb = held.loadBalancer;
+      const { services, plan } = this.events(held.endpoints, step.endpoints);
+      await lb.write(lb.agent.change(plan, LAB_FAMILIES, services));
+      held.services = step.services;
+      held.endpoints = step.endpoints;
+      if (!held.active) lb.resume();
+      held.active = true;
+      return { sync: "partial" };
     }
     await this.remove();
-    // Each Service's backend is its endpoint of the step (in the lab: the receiver pod for all).
-    const backends = new Map(step.endpoints.map((e) => [`${e.service.namespace}/${e.service.name}`, e.endpoints]));
-    const backendOf = (spec: ServiceSpec) => {
-      const ips = backends.get(`${spec.namespace}/${spec.name}`);
-      return ips && Object.fromEntries(LAB_FAMILIES.map((f) => [f, ips.find((e) => ipFamilyOf(e.ip) === f)?.ip]).filter(([, ip]) => ip !== undefined));
+    this.held = {
+      services: step.services,
+      endpoints: step.endpoints,
+      loadBalancer: setupEbpfDataplane(this.context.topology, { services: step.serviceSet, backendOf: backendsOf(step.endpoints) }),
+      active: true,
     };
-    this.held = { services: step.services, loadBalancer: setupEbpfDataplane(this.context.topology, { services: step.serviceSet, backendOf }), active: true };
-    return { installed: true };
+    return { sync: "full" };
   }
+
+  async program(change: ServiceChange): Promise<ChangeWrite> {
+    const held = this.held;
+    if (!held?.active) throw new Error("ebpf dataplane: program() needs a step set up and on the packet path; set one up first");
+    if (!SYNC_KINDS.includes(change.how)) throw new Error(`ebpf dataplane: a ${change.how} write is not accepted; accepted: ${SYNC_KINDS.join(", ")}`);
+    const lb = held.loadBalancer;
+    const families: ChangeWrite["families"][number][] = [];
+    for (const family of [change.family, ...LAB_FAMILIES.filter((f) => f !== change.family)] as Family[]) {
+      // A new node's agent starts from empty maps: they are emptied first, untimed.
+      if (change.how === "cold") await lb.write(lb.agent.upsert(this.plan([]), [family]));
+      const start = performance.now();
+      let ops: MapOperation[];
+      if (change.how === "partial") {
+        const { services, plan } = this.events(held.endpoints, change.endpoints);
+        ops = lb.agent.change(plan, [family], services);
+      } else {
+        const plan = this.plan(change.endpoints);
+        ops = change.how === "restart" ? lb.agent.restore(plan, [family]) : lb.agent.upsert(plan, [family]);
+      }
+      const { operations, kernelNs } = await lb.write(ops);
+      families.push({ family, syncS: (performance.now() - start) / 1000, commitS: kernelNs / 1e9, writes: operations });
+    }
+    held.endpoints = change.endpoints;
+    return { ...families[0]!, families };
+  }
+
+  /** The agent deletes nothing later: a removal is complete when its writes are. */
+  async settle(): Promise<void> {}
 
   async stepAside(): Promise<void> {
     if (!this.held?.active) return;
@@ -100,6 +174,7 @@ export const ebpf: LabDataplaneModule = {
   hostProblem: ebpfHostProblem,
   // clang, attaching, and one bpftool batch: about 5 s at 10000 Services.
   installSeconds: (services) => 1.5 + (0.35 * services) / 1000,
+  syncKinds: SYNC_KINDS,
   create: (context) => new EbpfLabDataplane(context),
 };
 

@@ -78,10 +78,25 @@ function checkPort(where: string, key: string, value: unknown): number {
 }
 
 /**
- * Pure: the frontends and backends for a ServiceSet. Throws, naming the Service and key, on input
- * the maps cannot hold; nothing is written before this succeeds.
+ * Pure: the frontends and backends for a ServiceSet (the receiver's Service first). Throws, naming
+ * the Service and key, on input the maps cannot hold; nothing is written before this succeeds.
  */
 export function planServiceMaps(set: ServiceSet, endpoints: LbEndpoints, lbMapMax = DEFAULT_LB_MAP_MAX): ServiceMapPlan {
+  return planServiceMapsFor(
+    [
+      { spec: set.receiver, where: "receiver" },
+      ...set.scaled.map((spec, i) => ({ spec, where: `scaled[${i}]` })),
+    ],
+    endpoints,
+    lbMapMax,
+  );
+}
+
+/**
+ * Pure: the frontends and backends for Services in the given order, each named `where` in errors;
+ * service ids and backend ids numbered from 1 in that order.
+ */
+export function planServiceMapsFor(services: readonly { spec: ServiceSpec; where: string }[], endpoints: LbEndpoints, lbMapMax = DEFAULT_LB_MAP_MAX): ServiceMapPlan {
   if (!Number.isInteger(lbMapMax) || lbMapMax < 1) {
     throw new Error(`lbMapMax: ${lbMapMax} is not accepted; accepted: a positive integer (Cilium's default is ${DEFAULT_LB_MAP_MAX})`);
   }
@@ -112,10 +127,6 @@ export function planServiceMaps(set: ServiceSet, endpoints: LbEndpoints, lbMapMa
     return backend.id;
   };
 
-  const services: { spec: ServiceSpec; where: string }[] = [
-    { spec: set.receiver, where: "receiver" },
-    ...set.scaled.map((spec, i) => ({ spec, where: `scaled[${i}]` })),
-  ];
   for (const { spec, where } of services) {
     spec.ports.forEach((p, j) => {
       const at = `${where}(${spec.namespace}/${spec.name}).ports[${j}]`;
@@ -181,14 +192,16 @@ export function planServiceMaps(set: ServiceSet, endpoints: LbEndpoints, lbMapMa
 
 const LITTLE = endianness() === "LE";
 
-function u16(value: number): Buffer {
+/** Host order, as the maps hold ids. */
+export function u16(value: number): Buffer {
   const b = Buffer.alloc(2);
   if (LITTLE) b.writeUInt16LE(value);
   else b.writeUInt16BE(value);
   return b;
 }
 
-function u32(value: number): Buffer {
+/** Host order, as the maps hold ids. */
+export function u32(value: number): Buffer {
   const b = Buffer.alloc(4);
   if (LITTLE) b.writeUInt32LE(value);
   else b.writeUInt32BE(value);
@@ -225,6 +238,9 @@ export function encodeBackend(b: Backend): Buffer {
 export function encodeReverseNat(f: Pick<Frontend, "address" | "port">): Buffer {
   return Buffer.concat([addressBytes(f.address), be16(f.port)]);
 }
+
+/** The text of one map entry's bytes as bpftool reads them. */
+export const hexBytes = (b: Buffer) => [...b].map((x) => x.toString(16).padStart(2, "0")).join(" ");
 
 /** A service map entry as the kernel holds it (the inverse of encodeServiceKey/encodeServiceValue). */
 export interface ServiceEntry {
@@ -271,27 +287,6 @@ export function decodeServiceEntry(family: Family, key: readonly number[], value
  */
 export function forwardingFrontends(entries: readonly ServiceEntry[]): ServiceEntry[] {
   return entries.filter((e) => e.backendSlot === 0 && e.count > 0);
-}
-
-const hex = (b: Buffer) => [...b].map((x) => x.toString(16).padStart(2, "0")).join(" ");
-
-/**
- * Pure: a `bpftool batch file` that fills every map of the plan in one process.
- * mapPath gives the pinned path of a map by its name.
- */
-export function bpftoolBatch(plan: ServiceMapPlan, mapPath: (name: string) => string): string {
-  const lines: string[] = [];
-  const update = (map: string, key: Buffer, value: Buffer) =>
-    lines.push(`map update pinned ${mapPath(map)} key hex ${hex(key)} value hex ${hex(value)} noexist`);
-  // Backends and reverse NAT first: a frontend is only visible once what it points to exists.
-  for (const b of plan.backends) update(LB_MAPS.backends[b.family], u32(b.id), encodeBackend(b));
-  for (const f of plan.frontends) update(LB_MAPS.reverseNat[f.family], u16(f.revNatIndex), encodeReverseNat(f));
-  for (const f of plan.frontends) {
-    for (let slot = f.backendIds.length; slot >= 0; slot--) {
-      update(LB_MAPS.services[f.family], encodeServiceKey(f, slot), encodeServiceValue(f, slot));
-    }
-  }
-  return `${lines.join("\n")}\n`;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -11,9 +11,10 @@
 // namespace and both are traversed, so the lab should not mix them for the same hook.
 import { spawn } from "node:child_process";
 import { existsSync } from "node:fs";
+import { exec } from "../../netns.js";
 import type { Family } from "../../../scenario/cidr.js";
 import type { ServiceEndpoints } from "../kube-proxy-inputs.js";
-import { kubeProxyRules, NFACCT_INVALID_DROPPED, NFACCT_LOCALHOST_NODEPORTS, type KubeProxyRules } from "./rules.js";
+import { KUBE_PROXY_JUMPS, kubeProxyRules, NFACCT_INVALID_DROPPED, NFACCT_LOCALHOST_NODEPORTS, type KubeProxyNode, type KubeProxyRules } from "./rules.js";
 import type { TopologyPlan } from "../../topology.js";
 
 export type IptablesBackend = "legacy" | "nft";
@@ -23,9 +24,14 @@ export const IPTABLES_BACKENDS: readonly IptablesBackend[] = ["legacy", "nft"];
 /** Seconds to wait for the xtables lock (shared by every namespace of the host). */
 const LOCK_WAIT_S = "60";
 
-/** Pure: the rule sets kube-proxy writes for the Services on the lab's worker, one per family (pod link = cluster CIDR). */
+/** Pure: kube-proxy's settings on the lab's worker for one family (the pod link is the cluster CIDR). */
+export function labIptablesNode(plan: Pick<TopologyPlan, "links">, family: Family): KubeProxyNode {
+  return { family, clusterCIDR: plan.links.pod.subnets[family].text };
+}
+
+/** Pure: the rule sets kube-proxy writes for the Services on the lab's worker, one per family. */
 export function labKubeProxyRules(services: readonly ServiceEndpoints[], plan: Pick<TopologyPlan, "links">, families: readonly Family[] = ["ipv4", "ipv6"]): KubeProxyRules[] {
-  return families.map((family) => kubeProxyRules(services, { family, clusterCIDR: plan.links.pod.subnets[family].text }));
+  return families.map((family) => kubeProxyRules(services, labIptablesNode(plan, family)));
 }
 
 interface Tools {
@@ -152,23 +158,40 @@ export async function applyKubeProxyRules(
     throw new Error(`iptables dataplane: two rule sets for one family (${families.join(", ")}); accepted: at most one per family`);
   }
   try {
-    for (const rules of ruleSets) {
-      const t = iptablesTools(rules.family, backend);
-      for (const [name, errno] of await nfacct(netns, "new", rules.nfacctCounters)) {
-        if (errno !== 0 && errno !== EBUSY) throw new Error(`iptables dataplane: creating nfacct counter ${name} failed (errno ${-errno})`);
-      }
-      for (const j of rules.jumps) {
-        const exists = await run(inNetns(netns, [t.iptables, "-w", LOCK_WAIT_S, "-t", j.table, "-S", j.target]));
-        if (exists.code !== 0) await mustRun(netns, [t.iptables, "-w", LOCK_WAIT_S, "-t", j.table, "-N", j.target]);
-        const present = await run(inNetns(netns, [t.iptables, "-w", LOCK_WAIT_S, "-t", j.table, "-C", j.chain, ...j.args]));
-        if (present.code !== 0) await mustRun(netns, [t.iptables, "-w", LOCK_WAIT_S, "-t", j.table, "-I", j.chain, ...j.args]);
-      }
-      await mustRun(netns, [t.restore, "-w", LOCK_WAIT_S, "--noflush", "--counters"], rules.restore);
-    }
+    for (const rules of ruleSets) await writeKubeProxyRules(netns, rules, backend);
   } catch (e) {
     await removeKubeProxyRules(netns, families.length ? families : ["ipv4", "ipv6"], backend).catch(() => undefined);
     throw e;
   }
+}
+
+/**
+ * One sync's writes for one family, as kube-proxy makes them: on a full sync its nfacct counters and
+ * its jumps (each target chain and jump only if missing), then one `iptables-restore --noflush
+ * --counters` of the sync's input. Returns the time of the restore, ms.
+ */
+export async function writeKubeProxyRules(netns: string, rules: KubeProxyRules, backend: IptablesBackend = DEFAULT_IPTABLES_BACKEND): Promise<number> {
+  const t = iptablesTools(rules.family, backend);
+  for (const [name, errno] of await nfacct(netns, "new", rules.nfacctCounters)) {
+    if (errno !== 0 && errno !== EBUSY) throw new Error(`iptables dataplane: creating nfacct counter ${name} failed (errno ${-errno})`);
+  }
+  for (const j of rules.jumps) {
+    const exists = await run(inNetns(netns, [t.iptables, "-w", LOCK_WAIT_S, "-t", j.table, "-S", j.target]));
+    if (exists.code !== 0) await mustRun(netns, [t.iptables, "-w", LOCK_WAIT_S, "-t", j.table, "-N", j.target]);
+    const present = await run(inNetns(netns, [t.iptables, "-w", LOCK_WAIT_S, "-t", j.table, "-C", j.chain, ...j.args]));
+    if (present.code !== 0) await mustRun(netns, [t.iptables, "-w", LOCK_WAIT_S, "-t", j.table, "-I", j.chain, ...j.args]);
+  }
+  const start = performance.now();
+  await mustRun(netns, [t.restore, "-w", LOCK_WAIT_S, "--noflush", "--counters"], rules.restore);
+  return performance.now() - start;
+}
+
+/** The KUBE-* chains of the namespace's nat table (kube-proxy's `iptables-save -t nat`), read synchronously. */
+export function kubeNatChainNames(netns: string, family: Family, backend: IptablesBackend = DEFAULT_IPTABLES_BACKEND): string[] {
+  checkBackend(backend);
+  const r = exec(inNetns(netns, [iptablesTools(family, backend).save, "-t", "nat"]), { timeoutMs: 120_000 });
+  if (r.status !== 0) throw new Error(`iptables dataplane: \`${iptablesTools(family, backend).save} -t nat\` in netns ${netns} failed (exit ${r.status}): ${r.stderr.trim()}`);
+  return (parseSave(r.stdout).find((t) => t.name === "nat")?.chains ?? []).filter(isKubeChain);
 }
 
 export interface NatRuleCount {
@@ -268,10 +291,10 @@ export async function kubeProxyLeftovers(
 const restoreWord = (arg: string) => (/\s/.test(arg) ? `"${arg}"` : arg);
 
 /** iptables-restore --noflush input that inserts (-I) or deletes (-D) kube-proxy's jumps, in apply order. */
-function jumpLines(rules: KubeProxyRules, op: "-I" | "-D"): string {
-  const tables = [...new Set(rules.jumps.map((j) => j.table))];
+function jumpLines(op: "-I" | "-D"): string {
+  const tables = [...new Set(KUBE_PROXY_JUMPS.map((j) => j.table))];
   return tables
-    .flatMap((table) => [`*${table}`, ...rules.jumps.filter((j) => j.table === table).map((j) => [op, j.chain, ...j.args].map(restoreWord).join(" ")), "COMMIT"])
+    .flatMap((table) => [`*${table}`, ...KUBE_PROXY_JUMPS.filter((j) => j.table === table).map((j) => [op, j.chain, ...j.args].map(restoreWord).join(" ")), "COMMIT"])
     .join("\n")
     .concat("\n");
 }
@@ -281,17 +304,17 @@ function jumpLines(rules: KubeProxyRules, op: "-I" | "-D"): string {
  * into KUBE-* go (one iptables-restore per family), the KUBE-* chains stay, unreachable, for
  * resumeKubeProxyRules. Cheaper than a removal and a full restore at thousands of Services.
  */
-export async function parkKubeProxyRules(netns: string, ruleSets: readonly KubeProxyRules[], backend: IptablesBackend = DEFAULT_IPTABLES_BACKEND): Promise<void> {
+export async function parkKubeProxyRules(netns: string, families: readonly Family[], backend: IptablesBackend = DEFAULT_IPTABLES_BACKEND): Promise<void> {
   checkBackend(backend);
   await checkNetns(netns);
-  for (const rules of ruleSets) await mustRun(netns, [iptablesTools(rules.family, backend).restore, "-w", LOCK_WAIT_S, "--noflush"], jumpLines(rules, "-D"));
+  for (const family of families) await mustRun(netns, [iptablesTools(family, backend).restore, "-w", LOCK_WAIT_S, "--noflush"], jumpLines("-D"));
 }
 
 /** Puts parked rules back on the packet path: kube-proxy's jumps inserted as applyKubeProxyRules inserts them. */
-export async function resumeKubeProxyRules(netns: string, ruleSets: readonly KubeProxyRules[], backend: IptablesBackend = DEFAULT_IPTABLES_BACKEND): Promise<void> {
+export async function resumeKubeProxyRules(netns: string, families: readonly Family[], backend: IptablesBackend = DEFAULT_IPTABLES_BACKEND): Promise<void> {
   checkBackend(backend);
   await checkNetns(netns);
-  for (const rules of ruleSets) await mustRun(netns, [iptablesTools(rules.family, backend).restore, "-w", LOCK_WAIT_S, "--noflush"], jumpLines(rules, "-I"));
+  for (const family of families) await mustRun(netns, [iptablesTools(family, backend).restore, "-w", LOCK_WAIT_S, "--noflush"], jumpLines("-I"));
 }
 
 /** The rules of built-in chains that jump into KUBE-* chains, per table: what puts kube-proxy's rules on the packet path. */

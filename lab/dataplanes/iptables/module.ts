@@ -1,25 +1,36 @@
-// kube-proxy in iptables mode on the lab's worker: the rules of kube-proxy-rules.ts, applied with one
-// iptables-restore per family (iptables-dataplane.ts). Stepping aside parks them: the jumps from the
-// built-in chains go, the KUBE-* chains stay unreachable until the same step comes back.
+// kube-proxy in iptables mode on the lab's worker: one proxier per family (KubeProxyIptables, the
+// generator of rules.ts with its state between syncs, MinimizeIPTablesRestore) writing one
+// iptables-restore per sync, and its jumps on full syncs (kernel.ts). A step is installed by a first
+// sync, moved to another step by a partial sync, and changed by program() as kube-proxy writes a
+// change. Stepping aside parks the rules: the jumps from the built-in chains go, the KUBE-* chains
+// stay unreachable; a parked table is written without its jumps, which come back when it resumes.
+import type { Family } from "../../../scenario/cidr.js";
+import { LAB_FAMILIES } from "../../lab-scenario.js";
+import { ControlPlaneClock } from "../control-plane-clock.js";
+import type { ServiceEndpoints } from "../kube-proxy-inputs.js";
 import {
   applyKubeProxyRules,
   countNatRules,
   forwardedClusterIps,
   IPTABLES_BACKENDS,
+  kubeNatChainNames,
   kubeProxyJumps,
-  labKubeProxyRules,
+  labIptablesNode,
   parkKubeProxyRules,
   removeKubeProxyRules,
   resumeKubeProxyRules,
+  writeKubeProxyRules,
 } from "./kernel.js";
-import type { KubeProxyRules } from "./rules.js";
-import { LAB_FAMILIES } from "../../lab-scenario.js";
-import type { InstalledCounts, LabDataplane, LabDataplaneContext, LabDataplaneModule, LabStep } from "../types.js";
+import { IPTABLES_SYNC_PERIOD_S, KubeProxyIptables, largeClusterModeOf, type IptablesSync } from "./rules.js";
+import type { ChangeWrite, InstalledCounts, LabDataplane, LabDataplaneContext, LabDataplaneModule, LabStep, ServiceChange, SyncKind } from "../types.js";
+
+const SYNC_KINDS: readonly SyncKind[] = ["partial", "restart", "cold"];
 
 class IptablesDataplane implements LabDataplane {
   readonly name = "iptables" as const;
-  /** The step whose rules are in the kernel, and whether they are on the packet path. */
-  private held: { services: number; ruleSets: KubeProxyRules[]; active: boolean } | undefined;
+  /** The step whose rules are in the kernel, the Services they hold, their proxiers, and whether they are on the packet path. */
+  private held: { services: number; endpoints: readonly ServiceEndpoints[]; proxiers: Record<Family, KubeProxyIptables>; active: boolean } | undefined;
+  private readonly clock = new ControlPlaneClock();
 
   constructor(private readonly context: LabDataplaneContext) {}
 
@@ -27,24 +38,80 @@ class IptablesDataplane implements LabDataplane {
     return this.context.topology.namespace("worker");
   }
 
-  async setUp(step: LabStep): Promise<{ installed: boolean }> {
+  private proxier(family: Family): KubeProxyIptables {
+    return new KubeProxyIptables(labIptablesNode(this.context.topology.plan, family));
+  }
+
+  /** One sync of one family: generated, then written (its jumps only while on the packet path). Returns the sync and the restore's time, ms. */
+  private async sync(proxier: KubeProxyIptables, endpoints: readonly ServiceEndpoints[], options: { full?: boolean } = {}): Promise<{ sync: IptablesSync; restoreMs: number }> {
     const { iptablesBackend } = this.context;
-    if (this.held?.services === step.services) {
-      if (!this.held.active) await resumeKubeProxyRules(this.worker, this.held.ruleSets, iptablesBackend);
-      this.held.active = true;
-      return { installed: false };
+    const family = proxier.node.family;
+    const sync = proxier.sync(endpoints, { now: this.clock.now(), ...options, natChains: () => kubeNatChainNames(this.worker, family, iptablesBackend) });
+    try {
+      const restoreMs = await writeKubeProxyRules(this.worker, this.held?.active === false ? { ...sync, jumps: [] } : sync, iptablesBackend);
+      return { sync, restoreMs };
+    } catch (error) {
+      proxier.restoreFailed();
+      throw error;
     }
-    // A resync onto another step's rules would leave the chains of Services that are gone.
+  }
+
+  async setUp(step: LabStep): Promise<{ sync: "full" | "partial" | "none" }> {
+    const { iptablesBackend } = this.context;
+    const held = this.held;
+    if (held?.services === step.services) {
+      if (!held.active) await resumeKubeProxyRules(this.worker, LAB_FAMILIES, iptablesBackend);
+      held.active = true;
+      return { sync: "none" };
+    }
+    if (held && (this.context.stepSync ?? "partial") === "partial") {
+      for (const family of LAB_FAMILIES) {
+        // Crossing the large-cluster threshold changes every endpoint rule's comments: kube-proxy's next
+        // full sync (within FullSyncPeriod) writes them all, so the step gets it now.
+        const crossed = largeClusterModeOf(held.endpoints, family) !== largeClusterModeOf(step.endpoints, family);
+        await this.sync(held.proxiers[family], step.endpoints, { full: crossed });
+      }
+      this.held = { ...held, services: step.services, endpoints: step.endpoints };
+      await this.settle();
+      if (!held.active) await resumeKubeProxyRules(this.worker, LAB_FAMILIES, iptablesBackend);
+      this.held.active = true;
+      return { sync: "partial" };
+    }
     await this.remove();
-    const ruleSets = labKubeProxyRules(step.endpoints, this.context.topology.plan);
-    this.held = { services: step.services, ruleSets, active: true };
+    const proxiers = Object.fromEntries(LAB_FAMILIES.map((f) => [f, this.proxier(f)])) as Record<Family, KubeProxyIptables>;
+    const ruleSets = LAB_FAMILIES.map((f) => proxiers[f].sync(step.endpoints, { now: this.clock.now() }));
     await applyKubeProxyRules(this.worker, ruleSets, iptablesBackend);
-    return { installed: true };
+    this.held = { services: step.services, endpoints: step.endpoints, proxiers, active: true };
+    return { sync: "full" };
+  }
+
+  async program(change: ServiceChange): Promise<ChangeWrite> {
+    const held = this.held;
+    if (!held?.active) throw new Error("iptables dataplane: program() needs a step set up and on the packet path; set one up first");
+    if (!SYNC_KINDS.includes(change.how)) throw new Error(`iptables dataplane: a ${change.how} write is not accepted; accepted: ${SYNC_KINDS.join(", ")}`);
+    const families: ChangeWrite["families"][number][] = [];
+    for (const family of [change.family, ...LAB_FAMILIES.filter((f) => f !== change.family)]) {
+      if (change.how === "cold") await removeKubeProxyRules(this.worker, [family], this.context.iptablesBackend);
+      if (change.how !== "partial") held.proxiers[family] = this.proxier(family);
+      const start = performance.now();
+      const { restoreMs } = await this.sync(held.proxiers[family], change.endpoints);
+      families.push({ family, syncS: (performance.now() - start) / 1000, commitS: restoreMs / 1000, writes: 1 });
+    }
+    held.endpoints = change.endpoints;
+    return { ...families[0]!, families };
+  }
+
+  async settle(): Promise<void> {
+    const held = this.held;
+    // Below the large-cluster threshold every sync deletes the stale chains already.
+    if (!held || !LAB_FAMILIES.some((f) => largeClusterModeOf(held.endpoints, f))) return;
+    this.clock.skip(IPTABLES_SYNC_PERIOD_S + 1);
+    for (const family of LAB_FAMILIES) await this.sync(held.proxiers[family], held.endpoints);
   }
 
   async stepAside(): Promise<void> {
     if (!this.held?.active) return;
-    await parkKubeProxyRules(this.worker, this.held.ruleSets, this.context.iptablesBackend);
+    await parkKubeProxyRules(this.worker, LAB_FAMILIES, this.context.iptablesBackend);
     this.held.active = false;
   }
 
@@ -94,5 +161,6 @@ export const iptables: LabDataplaneModule = {
   hostProblem: () => undefined,
   // Generation and one iptables-restore per family: about 4 s at 10000 Services (bench/lab-install.ts).
   installSeconds: (services) => 0.3 + (0.4 * services) / 1000,
+  syncKinds: SYNC_KINDS,
   create: (context) => new IptablesDataplane(context),
 };

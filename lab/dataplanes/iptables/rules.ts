@@ -15,8 +15,11 @@ import {
   chainHash,
   ipFamilyOf,
   masqueradeMarkOf,
+  namespacedName,
   nodePortAddressesOf,
+  serviceSignatures,
   servicePortsOf,
+  updatedServices,
   validateNode,
   type KubeProxyNode,
   type ServiceEndpoints,
@@ -101,191 +104,300 @@ class Lines {
   }
 }
 
-/** The rule set kube-proxy (iptables mode) writes on a full sync of one family. */
-export function kubeProxyRules(services: readonly ServiceEndpoints[], node: KubeProxyNode): KubeProxyRules {
-  validateNode(node);
-  const family = node.family;
-  const isIPv6 = family === "ipv6";
-  const mark = masqueradeMarkOf(node);
-  const npa = nodePortAddressesOf(node);
-  const localhostNodePorts = !isIPv6 && (node.localhostNodePorts ?? true) && npa.containsIPv4Loopback;
-  const nfacct = node.nfacct ?? false;
-  const detector = node.clusterCIDR ? parseCidr(node.clusterCIDR)!.text : undefined;
+/** The chains of one Service port, and whether they go into the restore input. */
+interface PortChains {
+  readonly chainLines: string[];
+  readonly rules: string[];
+}
 
-  const filterChains = new Lines();
-  const filterRules = new Lines();
-  const natChains = new Lines();
-  const natRules = new Lines();
-  const chainLine = (name: string) => `:${name} - [0:0]`;
+export interface IptablesSyncOptions {
+  /** kube-proxy's clock, seconds (the periodic full sync, the large-cluster cleanup's period). */
+  readonly now?: number;
+  /** A full sync, as after a failed restore or kube-proxy's start. */
+  readonly full?: boolean;
+  /**
+   * The KUBE-* chains of the nat table now (kube-proxy's `iptables-save -t nat`), read only when a
+   * cleanup of stale chains is due. Default: the chains this proxier's restores left.
+   */
+  readonly natChains?: () => readonly string[];
+}
 
-  for (const c of [KUBE_SERVICES, KUBE_EXTERNAL_SERVICES, KUBE_FORWARD, KUBE_NODEPORTS, KUBE_PROXY_FIREWALL]) filterChains.write(chainLine(c));
-  for (const c of [KUBE_SERVICES, KUBE_NODEPORTS, KUBE_POSTROUTING, KUBE_MARK_MASQ]) natChains.write(chainLine(c));
+export interface IptablesSync extends KubeProxyRules {
+  /** Whether it was a full sync (every chain written, the jumps ensured). */
+  readonly full: boolean;
+  /** Chains of Services that are gone, deleted by this restore (`-X`). */
+  readonly deletedChains: readonly string[];
+}
 
-  natRules.write("-A", KUBE_POSTROUTING, "-m", "mark", "!", "--mark", `${mark}/${mark}`, "-j", "RETURN");
-  natRules.write("-A", KUBE_POSTROUTING, "-j", "MARK", "--xor-mark", mark);
-  natRules.write(
-    "-A", KUBE_POSTROUTING, "-m", "comment", "--comment", '"kubernetes service traffic requiring SNAT"', "-j", "MASQUERADE",
-    (node.randomFully ?? true) ? ["--random-fully"] : [],
-  );
-  natRules.write("-A", KUBE_MARK_MASQ, "-j", "MARK", "--or-mark", mark);
+/** kube-proxy's --iptables-sync-period default: in large-cluster mode stale chains go at most this often. */
+export const IPTABLES_SYNC_PERIOD_S = 30;
+/** FullSyncPeriod (pkg/proxy/util). */
+export const FULL_SYNC_PERIOD_S = 3600;
 
-  if (localhostNodePorts) {
-    filterChains.write(chainLine(KUBE_FIREWALL));
-    filterRules.write(
-      "-A", KUBE_FIREWALL, "-m", "comment", "--comment", '"block incoming localnet connections"',
-      "-d", "127.0.0.0/8", "!", "-s", "127.0.0.0/8", "-m", "conntrack", "!", "--ctstate", "RELATED,ESTABLISHED,DNAT", "-j", "DROP",
-    );
+const SERVICE_CHAIN_PREFIXES = ["KUBE-SVC-", "KUBE-SVL-", "KUBE-EXT-", "KUBE-FW-", "KUBE-SEP-"];
+/** isServiceChainName: the chains kube-proxy deletes when no Service uses them. */
+const isServiceChainName = (name: string) => SERVICE_CHAIN_PREFIXES.some((p) => name.startsWith(p));
+
+/**
+ * kube-proxy's iptables proxier for one family (syncProxyRules of pkg/proxy/iptables/proxier.go with
+ * MinimizeIPTablesRestore, GA since 1.28), with the state it keeps between syncs. A full sync writes
+ * every chain and ensures the jumps from the built-in chains; a partial sync rewrites the top-level
+ * chains (KUBE-SERVICES, KUBE-NODEPORTS, the filter chains) and only the chains of the Services that
+ * changed, and deletes the chains of Services that are gone: at every sync, or in large-cluster mode
+ * (more than 1000 endpoints) at most once per IPTABLES_SYNC_PERIOD_S. The first sync, a failed
+ * restore (restoreFailed) and FULL_SYNC_PERIOD_S make a full sync.
+ */
+export class KubeProxyIptables {
+  private needFullSync = true;
+  private lastFullSync = Number.NEGATIVE_INFINITY;
+  private lastCleanup = Number.NEGATIVE_INFINITY;
+  private previous = new Map<string, string>();
+  /** The KUBE-* nat chains the restores so far left in the kernel. */
+  private readonly natChains = new Set<string>();
+  /** What the last restore does to them, once it applied (undone by restoreFailed). */
+  private pending: { readonly declared: readonly string[]; readonly deleted: readonly string[] } | undefined;
+
+  constructor(
+    readonly node: KubeProxyNode,
+    private readonly options: { readonly syncPeriodS?: number; readonly fullSyncPeriodS?: number } = {},
+  ) {
+    validateNode(node);
   }
 
-  // One entry per Service port of this family (kube-proxy's svcPortMap).
-  const ports = servicePortsOf(services, family).map((p) => ({
-    ...p,
-    eps: p.endpoints.map((e) => ({ ...e, chain: `KUBE-SEP-${chainHash(p.name + p.protocol + e.str)}` })),
-  }));
+  /** The restore of the last sync did not apply: the next sync is a full one, and the chains are read again. */
+  restoreFailed(): void {
+    this.needFullSync = true;
+    this.previous = new Map();
+    this.pending = undefined;
+  }
 
-  const totalEndpoints = ports.reduce((n, p) => n + p.eps.length, 0);
-  const largeClusterMode = totalEndpoints > LARGE_CLUSTER_ENDPOINTS_THRESHOLD;
-  const comment = (text: string) => (largeClusterMode ? [] : ["-m", "comment", "--comment", text]);
+  sync(services: readonly ServiceEndpoints[], options: IptablesSyncOptions = {}): IptablesSync {
+    if (this.pending) {
+      for (const c of this.pending.declared) this.natChains.add(c);
+      for (const c of this.pending.deleted) this.natChains.delete(c);
+      this.pending = undefined;
+    }
+    const node = this.node;
+    const family = node.family;
+    const now = options.now ?? 0;
+    const full = this.needFullSync || options.full === true || now - this.lastFullSync > (this.options.fullSyncPeriodS ?? FULL_SYNC_PERIOD_S);
+    const signatures = serviceSignatures(services, family);
+    const updated = updatedServices(this.previous, signatures);
+    const isIPv6 = family === "ipv6";
+    const mark = masqueradeMarkOf(node);
+    const npa = nodePortAddressesOf(node);
+    const localhostNodePorts = !isIPv6 && (node.localhostNodePorts ?? true) && npa.containsIPv4Loopback;
+    const nfacct = node.nfacct ?? false;
+    const detector = node.clusterCIDR ? parseCidr(node.clusterCIDR)!.text : undefined;
 
-  for (const p of ports) {
-    const { name, protocol, port } = p;
-    const hash = chainHash(name + protocol);
-    const svcChain = `KUBE-SVC-${hash}`;
-    const svlChain = `KUBE-SVL-${hash}`;
-    const extChain = `KUBE-EXT-${hash}`;
-    const nodePort = p.service.type === "NodePort" ? port.nodePort : undefined;
-    const externallyAccessible = nodePort !== undefined && nodePort !== 0;
-    const externalPolicyLocal = externallyAccessible && p.service.externalTrafficPolicy === "Local";
+    const filterChains = new Lines();
+    const filterRules = new Lines();
+    const natChains = new Lines();
+    const natRules = new Lines();
+    const chainLine = (name: string) => `:${name} - [0:0]`;
 
-    const clusterEndpoints = p.eps;
-    const localEndpoints = externalPolicyLocal ? p.eps.filter((e) => e.local) : [];
-    const hasEndpoints = clusterEndpoints.length > 0;
-    const hasExternalEndpoints = externalPolicyLocal ? localEndpoints.length > 0 : hasEndpoints;
-    const externalPolicyChain = externalPolicyLocal ? svlChain : svcChain;
-    const usesExternalTrafficChain = hasEndpoints && externallyAccessible;
+    for (const c of [KUBE_SERVICES, KUBE_EXTERNAL_SERVICES, KUBE_FORWARD, KUBE_NODEPORTS, KUBE_PROXY_FIREWALL]) filterChains.write(chainLine(c));
+    for (const c of [KUBE_SERVICES, KUBE_NODEPORTS, KUBE_POSTROUTING, KUBE_MARK_MASQ]) natChains.write(chainLine(c));
 
-    let externalFilterTarget = "";
-    let externalFilterComment = "";
-    if (!hasEndpoints) {
-      externalFilterTarget = "REJECT";
-      externalFilterComment = `"${name} has no endpoints"`;
-    } else if (!hasExternalEndpoints) {
-      externalFilterTarget = "DROP";
-      externalFilterComment = `"${name} has no local endpoints"`;
+    natRules.write("-A", KUBE_POSTROUTING, "-m", "mark", "!", "--mark", `${mark}/${mark}`, "-j", "RETURN");
+    natRules.write("-A", KUBE_POSTROUTING, "-j", "MARK", "--xor-mark", mark);
+    natRules.write(
+      "-A", KUBE_POSTROUTING, "-m", "comment", "--comment", '"kubernetes service traffic requiring SNAT"', "-j", "MASQUERADE",
+      (node.randomFully ?? true) ? ["--random-fully"] : [],
+    );
+    natRules.write("-A", KUBE_MARK_MASQ, "-j", "MARK", "--or-mark", mark);
+
+    if (localhostNodePorts) {
+      filterChains.write(chainLine(KUBE_FIREWALL));
+      filterRules.write(
+        "-A", KUBE_FIREWALL, "-m", "comment", "--comment", '"block incoming localnet connections"',
+        "-d", "127.0.0.0/8", "!", "-s", "127.0.0.0/8", "-m", "conntrack", "!", "--ctstate", "RELATED,ESTABLISHED,DNAT", "-j", "DROP",
+      );
     }
 
-    const dport = ["--dport", String(port.port)];
-    if (hasEndpoints) {
-      natRules.write("-A", KUBE_SERVICES, "-m", "comment", "--comment", `"${name} cluster IP"`, "-m", protocol, "-p", protocol, "-d", p.clusterIP, dport, "-j", svcChain);
-    } else {
-      filterRules.write("-A", KUBE_SERVICES, "-m", "comment", "--comment", `"${name} has no endpoints"`, "-m", protocol, "-p", protocol, "-d", p.clusterIP, dport, "-j", "REJECT");
-    }
+    // One entry per Service port of this family (kube-proxy's svcPortMap).
+    const ports = servicePortsOf(services, family).map((p) => ({
+      ...p,
+      eps: p.endpoints.map((e) => ({ ...e, chain: `KUBE-SEP-${chainHash(p.name + p.protocol + e.str)}` })),
+    }));
 
-    if (externallyAccessible) {
+    const totalEndpoints = ports.reduce((n, p) => n + p.eps.length, 0);
+    const largeClusterMode = totalEndpoints > LARGE_CLUSTER_ENDPOINTS_THRESHOLD;
+    const comment = (text: string) => (largeClusterMode ? [] : ["-m", "comment", "--comment", text]);
+    const activeNatChains = new Set<string>([KUBE_SERVICES, KUBE_NODEPORTS, KUBE_POSTROUTING, KUBE_MARK_MASQ]);
+
+    for (const p of ports) {
+      const { name, protocol, port } = p;
+      const hash = chainHash(name + protocol);
+      const svcChain = `KUBE-SVC-${hash}`;
+      const svlChain = `KUBE-SVL-${hash}`;
+      const extChain = `KUBE-EXT-${hash}`;
+      const nodePort = p.service.type === "NodePort" ? port.nodePort : undefined;
+      const externallyAccessible = nodePort !== undefined && nodePort !== 0;
+      const externalPolicyLocal = externallyAccessible && p.service.externalTrafficPolicy === "Local";
+
+      const clusterEndpoints = p.eps;
+      const localEndpoints = externalPolicyLocal ? p.eps.filter((e) => e.local) : [];
+      const hasEndpoints = clusterEndpoints.length > 0;
+      const hasExternalEndpoints = externalPolicyLocal ? localEndpoints.length > 0 : hasEndpoints;
+      const externalPolicyChain = externalPolicyLocal ? svlChain : svcChain;
+      const usesExternalTrafficChain = hasEndpoints && externallyAccessible;
+      // The Service's own chains; a partial sync writes them only when the Service changed.
+      const own: PortChains = { chainLines: [], rules: [] };
+      const ownChain = (chain: string) => {
+        activeNatChains.add(chain);
+        own.chainLines.push(chainLine(chain));
+      };
+      const ownRule = (...tokens: (string | readonly string[])[]) => own.rules.push(tokens.flat().join(" "));
+
+      let externalFilterTarget = "";
+      let externalFilterComment = "";
+      if (!hasEndpoints) {
+        externalFilterTarget = "REJECT";
+        externalFilterComment = `"${name} has no endpoints"`;
+      } else if (!hasExternalEndpoints) {
+        externalFilterTarget = "DROP";
+        externalFilterComment = `"${name} has no local endpoints"`;
+      }
+
+      const dport = ["--dport", String(port.port)];
       if (hasEndpoints) {
-        if (localhostNodePorts && nfacct) {
-          natRules.write(
-            "-A", KUBE_NODEPORTS, "-m", "comment", "--comment", name, "-m", protocol, "-p", protocol, "-d", "127.0.0.0/8",
-            "--dport", String(nodePort), "-m", "nfacct", "--nfacct-name", NFACCT_LOCALHOST_NODEPORTS, "-j", extChain,
+        natRules.write("-A", KUBE_SERVICES, "-m", "comment", "--comment", `"${name} cluster IP"`, "-m", protocol, "-p", protocol, "-d", p.clusterIP, dport, "-j", svcChain);
+      } else {
+        filterRules.write("-A", KUBE_SERVICES, "-m", "comment", "--comment", `"${name} has no endpoints"`, "-m", protocol, "-p", protocol, "-d", p.clusterIP, dport, "-j", "REJECT");
+      }
+
+      if (externallyAccessible) {
+        if (hasEndpoints) {
+          if (localhostNodePorts && nfacct) {
+            natRules.write(
+              "-A", KUBE_NODEPORTS, "-m", "comment", "--comment", name, "-m", protocol, "-p", protocol, "-d", "127.0.0.0/8",
+              "--dport", String(nodePort), "-m", "nfacct", "--nfacct-name", NFACCT_LOCALHOST_NODEPORTS, "-j", extChain,
+            );
+          }
+          natRules.write("-A", KUBE_NODEPORTS, "-m", "comment", "--comment", name, "-m", protocol, "-p", protocol, "--dport", String(nodePort), "-j", extChain);
+        }
+        if (!hasExternalEndpoints) {
+          filterRules.write(
+            "-A", KUBE_EXTERNAL_SERVICES, "-m", "comment", "--comment", externalFilterComment, "-m", "addrtype", "--dst-type", "LOCAL",
+            "-m", protocol, "-p", protocol, "--dport", String(nodePort), "-j", externalFilterTarget,
           );
         }
-        natRules.write("-A", KUBE_NODEPORTS, "-m", "comment", "--comment", name, "-m", protocol, "-p", protocol, "--dport", String(nodePort), "-j", extChain);
       }
-      if (!hasExternalEndpoints) {
-        filterRules.write(
-          "-A", KUBE_EXTERNAL_SERVICES, "-m", "comment", "--comment", externalFilterComment, "-m", "addrtype", "--dst-type", "LOCAL",
-          "-m", protocol, "-p", protocol, "--dport", String(nodePort), "-j", externalFilterTarget,
-        );
+
+      if (hasEndpoints) {
+        const args = ["-m", "comment", "--comment", `"${name} cluster IP"`, "-m", protocol, "-p", protocol, "-d", p.clusterIP, ...dport];
+        if (node.masqueradeAll) ownRule("-A", svcChain, args, "-j", KUBE_MARK_MASQ);
+        else if (detector) ownRule("-A", svcChain, args, "!", "-s", detector, "-j", KUBE_MARK_MASQ);
       }
-    }
 
-    if (hasEndpoints) {
-      const args = ["-m", "comment", "--comment", `"${name} cluster IP"`, "-m", protocol, "-p", protocol, "-d", p.clusterIP, ...dport];
-      if (node.masqueradeAll) natRules.write("-A", svcChain, args, "-j", KUBE_MARK_MASQ);
-      else if (detector) natRules.write("-A", svcChain, args, "!", "-s", detector, "-j", KUBE_MARK_MASQ);
-    }
-
-    if (usesExternalTrafficChain) {
-      natChains.write(chainLine(extChain));
-      if (!externalPolicyLocal) {
-        natRules.write("-A", extChain, "-m", "comment", "--comment", `"masquerade traffic for ${name} external destinations"`, "-j", KUBE_MARK_MASQ);
-      } else {
-        if (detector) {
-          natRules.write("-A", extChain, "-m", "comment", "--comment", `"pod traffic for ${name} external destinations"`, "-s", detector, "-j", svcChain);
+      if (usesExternalTrafficChain) {
+        ownChain(extChain);
+        if (!externalPolicyLocal) {
+          ownRule("-A", extChain, "-m", "comment", "--comment", `"masquerade traffic for ${name} external destinations"`, "-j", KUBE_MARK_MASQ);
+        } else {
+          if (detector) {
+            ownRule("-A", extChain, "-m", "comment", "--comment", `"pod traffic for ${name} external destinations"`, "-s", detector, "-j", svcChain);
+          }
+          ownRule("-A", extChain, "-m", "comment", "--comment", `"masquerade LOCAL traffic for ${name} external destinations"`, "-m", "addrtype", "--src-type", "LOCAL", "-j", KUBE_MARK_MASQ);
+          ownRule("-A", extChain, "-m", "comment", "--comment", `"route LOCAL traffic for ${name} external destinations"`, "-m", "addrtype", "--src-type", "LOCAL", "-j", svcChain);
         }
-        natRules.write("-A", extChain, "-m", "comment", "--comment", `"masquerade LOCAL traffic for ${name} external destinations"`, "-m", "addrtype", "--src-type", "LOCAL", "-j", KUBE_MARK_MASQ);
-        natRules.write("-A", extChain, "-m", "comment", "--comment", `"route LOCAL traffic for ${name} external destinations"`, "-m", "addrtype", "--src-type", "LOCAL", "-j", svcChain);
+        if (hasExternalEndpoints) ownRule("-A", extChain, "-j", externalPolicyChain);
       }
-      if (hasExternalEndpoints) natRules.write("-A", extChain, "-j", externalPolicyChain);
+
+      const toEndpoints = (chain: string, eps: typeof p.eps) => {
+        eps.forEach((ep, i) => {
+          const stat = i < eps.length - 1 ? ["-m", "statistic", "--mode", "random", "--probability", probability(eps.length - i)] : [];
+          ownRule("-A", chain, comment(`"${name} -> ${ep.str}"`), stat, "-j", ep.chain);
+        });
+      };
+      if (clusterEndpoints.length > 0) {
+        ownChain(svcChain);
+        toEndpoints(svcChain, clusterEndpoints);
+      }
+      if (localEndpoints.length > 0) {
+        ownChain(svlChain);
+        toEndpoints(svlChain, localEndpoints);
+      }
+      for (const ep of clusterEndpoints) {
+        ownChain(ep.chain);
+        ownRule("-A", ep.chain, comment(name), "-s", ep.ip, "-j", KUBE_MARK_MASQ);
+        ownRule("-A", ep.chain, comment(name), "-m", protocol, "-p", protocol, "-j", "DNAT", "--to-destination", ep.str);
+      }
+      // skipServiceUpdate: a partial sync leaves the chains of unchanged Services as they are.
+      if (full || updated.has(namespacedName(p.service))) {
+        for (const l of own.chainLines) natChains.write(l);
+        for (const r of own.rules) natRules.write(r);
+      }
     }
 
-    const toEndpoints = (chain: string, eps: typeof p.eps) => {
-      eps.forEach((ep, i) => {
-        const stat = i < eps.length - 1 ? ["-m", "statistic", "--mode", "random", "--probability", probability(eps.length - i)] : [];
-        natRules.write("-A", chain, comment(`"${name} -> ${ep.str}"`), stat, "-j", ep.chain);
-      });
+    // Chains no Service uses any more: a chain line flushes each, then it is deleted. In large
+    // clusters `iptables-save` takes seconds, so this runs at most once per sync period there.
+    const deletedChains: string[] = [];
+    if (!largeClusterMode || now - this.lastCleanup > (this.options.syncPeriodS ?? IPTABLES_SYNC_PERIOD_S)) {
+      const existing = options.natChains ? options.natChains() : [...this.natChains];
+      for (const chain of existing) {
+        if (!isServiceChainName(chain) || activeNatChains.has(chain)) continue;
+        natChains.write(chainLine(chain));
+        natRules.write("-X", chain);
+        deletedChains.push(chain);
+      }
+      this.lastCleanup = now;
+    }
+
+    // The tail call into KUBE-NODEPORTS: after every other KUBE-SERVICES rule.
+    const lastRuleComment = '"kubernetes service nodeports; NOTE: this must be the last rule in this chain"';
+    if (npa.matchAll) {
+      const dst = ["-m", "addrtype", "--dst-type", "LOCAL"];
+      if (isIPv6) dst.push("!", "-d", "::1/128");
+      else if (!localhostNodePorts) dst.push("!", "-d", "127.0.0.0/8");
+      natRules.write("-A", KUBE_SERVICES, "-m", "comment", "--comment", lastRuleComment, dst, "-j", KUBE_NODEPORTS);
+    } else {
+      const seen = new Set<string>();
+      for (const a of node.addresses ?? []) {
+        if (ipFamilyOf(a) !== family) continue;
+        const ip = canonicalIp(a);
+        if (seen.has(ip) || !npa.cidrs.some((c) => cidrContains(parseCidr(c)!, ip))) continue;
+        seen.add(ip);
+        const loopback = ipaddr.parse(ip).range() === "loopback";
+        if (loopback && (isIPv6 || !localhostNodePorts)) continue;
+        natRules.write("-A", KUBE_SERVICES, "-m", "comment", "--comment", lastRuleComment, "-d", ip, "-j", KUBE_NODEPORTS);
+      }
+    }
+
+    if (!node.conntrackTcpBeLiberal) {
+      filterRules.write("-A", KUBE_FORWARD, "-m", "conntrack", "--ctstate", "INVALID", nfacct ? ["-m", "nfacct", "--nfacct-name", NFACCT_INVALID_DROPPED] : [], "-j", "DROP");
+    }
+    filterRules.write("-A", KUBE_FORWARD, "-m", "comment", "--comment", '"kubernetes forwarding rules"', "-m", "mark", "--mark", `${mark}/${mark}`, "-j", "ACCEPT");
+    filterRules.write("-A", KUBE_FORWARD, "-m", "comment", "--comment", '"kubernetes forwarding conntrack rule"', "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-j", "ACCEPT");
+
+    const restore = ["*filter", ...filterChains.lines, ...filterRules.lines, "COMMIT", "*nat", ...natChains.lines, ...natRules.lines, "COMMIT", ""].join("\n");
+
+    this.pending = { declared: natChains.lines.map((l) => l.slice(1, l.indexOf(" "))), deleted: deletedChains };
+    this.previous = signatures;
+    this.needFullSync = false;
+    if (full) this.lastFullSync = now;
+    return {
+      family,
+      restore,
+      jumps: full ? KUBE_PROXY_JUMPS : [],
+      nfacctCounters: full && nfacct ? [NFACCT_INVALID_DROPPED, NFACCT_LOCALHOST_NODEPORTS] : [],
+      ruleCounts: { filter: filterRules.lines.length, nat: natRules.lines.filter((l) => l.startsWith("-A ")).length },
+      largeClusterMode,
+      full,
+      deletedChains,
     };
-    if (clusterEndpoints.length > 0) {
-      natChains.write(chainLine(svcChain));
-      toEndpoints(svcChain, clusterEndpoints);
-    }
-    if (localEndpoints.length > 0) {
-      natChains.write(chainLine(svlChain));
-      toEndpoints(svlChain, localEndpoints);
-    }
-    for (const ep of clusterEndpoints) {
-      natChains.write(chainLine(ep.chain));
-      natRules.write("-A", ep.chain, comment(name), "-s", ep.ip, "-j", KUBE_MARK_MASQ);
-      natRules.write("-A", ep.chain, comment(name), "-m", protocol, "-p", protocol, "-j", "DNAT", "--to-destination", ep.str);
-    }
   }
+}
 
-  // The tail call into KUBE-NODEPORTS: after every other KUBE-SERVICES rule.
-  const lastRuleComment = '"kubernetes service nodeports; NOTE: this must be the last rule in this chain"';
-  if (npa.matchAll) {
-    const dst = ["-m", "addrtype", "--dst-type", "LOCAL"];
-    if (isIPv6) dst.push("!", "-d", "::1/128");
-    else if (!localhostNodePorts) dst.push("!", "-d", "127.0.0.0/8");
-    natRules.write("-A", KUBE_SERVICES, "-m", "comment", "--comment", lastRuleComment, dst, "-j", KUBE_NODEPORTS);
-  } else {
-    const seen = new Set<string>();
-    for (const a of node.addresses ?? []) {
-      if (ipFamilyOf(a) !== family) continue;
-      const ip = canonicalIp(a);
-      if (seen.has(ip) || !npa.cidrs.some((c) => cidrContains(parseCidr(c)!, ip))) continue;
-      seen.add(ip);
-      const loopback = ipaddr.parse(ip).range() === "loopback";
-      if (loopback && (isIPv6 || !localhostNodePorts)) continue;
-      natRules.write("-A", KUBE_SERVICES, "-m", "comment", "--comment", lastRuleComment, "-d", ip, "-j", KUBE_NODEPORTS);
-    }
-  }
+/** Whether kube-proxy runs in large-cluster mode for these Services: more than 1000 endpoints of the family. */
+export function largeClusterModeOf(services: readonly ServiceEndpoints[], family: Family): boolean {
+  return servicePortsOf(services, family).reduce((n, p) => n + p.endpoints.length, 0) > LARGE_CLUSTER_ENDPOINTS_THRESHOLD;
+}
 
-  if (!node.conntrackTcpBeLiberal) {
-    filterRules.write("-A", KUBE_FORWARD, "-m", "conntrack", "--ctstate", "INVALID", nfacct ? ["-m", "nfacct", "--nfacct-name", NFACCT_INVALID_DROPPED] : [], "-j", "DROP");
-  }
-  filterRules.write("-A", KUBE_FORWARD, "-m", "comment", "--comment", '"kubernetes forwarding rules"', "-m", "mark", "--mark", `${mark}/${mark}`, "-j", "ACCEPT");
-  filterRules.write("-A", KUBE_FORWARD, "-m", "comment", "--comment", '"kubernetes forwarding conntrack rule"', "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-j", "ACCEPT");
-
-  const restore = [
-    "*filter",
-    ...filterChains.lines,
-    ...filterRules.lines,
-    "COMMIT",
-    "*nat",
-    ...natChains.lines,
-    ...natRules.lines,
-    "COMMIT",
-    "",
-  ].join("\n");
-
-  return {
-    family,
-    restore,
-    jumps: KUBE_PROXY_JUMPS,
-    nfacctCounters: nfacct ? [NFACCT_INVALID_DROPPED, NFACCT_LOCALHOST_NODEPORTS] : [],
-    ruleCounts: { filter: filterRules.lines.length, nat: natRules.lines.length },
-    largeClusterMode,
-  };
+/** The rule set kube-proxy (iptables mode) writes on its first sync of one family: a full sync. */
+export function kubeProxyRules(services: readonly ServiceEndpoints[], node: KubeProxyNode): KubeProxyRules {
+  return new KubeProxyIptables(node).sync(services);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -294,6 +406,8 @@ export function kubeProxyRules(services: readonly ServiceEndpoints[], node: Kube
 interface ParsedChain {
   name: string;
   rules: string[];
+  /** A `-X` line deletes it at the end of the restore. */
+  deleted: boolean;
 }
 
 interface ParsedTable {
@@ -318,7 +432,7 @@ export function parseRestore(text: string): ParsedTable[] {
     } else if (!current) {
       throw new Error(`restore input: ${JSON.stringify(line)} is outside a table; accepted: lines between *TABLE and COMMIT`);
     } else if (line.startsWith(":")) {
-      const chain = { name: line.slice(1).split(" ")[0]!, rules: [] };
+      const chain = { name: line.slice(1).split(" ")[0]!, rules: [], deleted: false };
       current.chains.push(chain);
       byName.set(chain.name, chain);
     } else if (line.startsWith("-A ")) {
@@ -326,8 +440,13 @@ export function parseRestore(text: string): ParsedTable[] {
       const chain = byName.get(chainName);
       if (!chain) throw new Error(`restore input: rule for undeclared chain ${chainName}: ${line}`);
       chain.rules.push(line);
+    } else if (line.startsWith("-X ")) {
+      const chainName = line.slice(3).trim();
+      const chain = byName.get(chainName);
+      if (!chain) throw new Error(`restore input: deletion of undeclared chain ${chainName}: ${line}`);
+      chain.deleted = true;
     } else {
-      throw new Error(`restore input: ${JSON.stringify(line)} is not accepted; accepted: *TABLE, :CHAIN, -A CHAIN ..., COMMIT`);
+      throw new Error(`restore input: ${JSON.stringify(line)} is not accepted; accepted: *TABLE, :CHAIN, -A CHAIN ..., -X CHAIN, COMMIT`);
     }
   }
   return tables;
@@ -364,7 +483,8 @@ function chainOrder(a: string, b: string): number {
  * Restore input sorted as kube-proxy's tests sort it before comparing with their golden dumps:
  * tables by name; chains KUBE-NODEPORTS, KUBE-SERVICES, then the other KUBE-* chains alphabetically;
  * rules grouped by chain; KUBE-NODEPORTS and KUBE-SERVICES rules by the Service name in their
- * comment (stable), with nat KUBE-SERVICES' "must be the last rule" rule kept last.
+ * comment (stable), with nat KUBE-SERVICES' "must be the last rule" rule kept last; then the chains a
+ * `-X` deletes, in chain order (IPTablesDump.String()).
  */
 export function sortLikeKubeProxyTests(text: string): string {
   const tables = parseRestore(text).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
@@ -379,7 +499,13 @@ export function sortLikeKubeProxyTests(text: string): string {
         c.rules.sort((a, b) => (isLast(a) === isLast(b) ? byServiceName(a, b) : isLast(a) ? 1 : -1));
       }
     }
-    out.push(`*${t.name}`, ...t.chains.map((c) => `:${c.name} - [0:0]`), ...t.chains.flatMap((c) => c.rules), "COMMIT");
+    out.push(
+      `*${t.name}`,
+      ...t.chains.map((c) => `:${c.name} - [0:0]`),
+      ...t.chains.flatMap((c) => c.rules),
+      ...t.chains.filter((c) => c.deleted).map((c) => `-X ${c.name}`),
+      "COMMIT",
+    );
   }
   return out.join("\n") + "\n";
 }

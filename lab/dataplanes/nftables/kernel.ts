@@ -18,6 +18,7 @@ import {
   type KubeProxyNftablesNode,
   type KubeProxyNftablesRules,
   type NftablesCounts,
+  type NftablesKernel,
 } from "./rules.js";
 import { exec, inNetns } from "../../netns.js";
 
@@ -240,4 +241,79 @@ export async function removeKubeProxyNftables(netns: string, families: readonly 
   nft(netns, ["-f", "-"], present.map((f) => `delete table ${NFT_FAMILY[f]} ${KUBE_PROXY_TABLE}\n`).join(""));
   const left = (await kubeProxyNftablesTables(netns)).filter((f) => families.includes(f));
   if (left.length > 0) throw new Error(`nftables dataplane: kube-proxy tables still present after deletion in netns ${netns}: ${left.join(", ")}`);
+}
+
+// ---------------------------------------------------------------------------------------------
+// What kube-proxy reads and writes through nft: KubeProxyNftables's kernel.
+
+type NftJsonValue = string | number | { concat?: NftJsonValue[]; elem?: { val: NftJsonValue }; [verdict: string]: unknown };
+
+/** Pure: an element's key or value as kube-proxy's nftElementStorage joins it ("198.19.128.3 . tcp . 80", "goto CHAIN"). */
+export function nftJsonElementText(value: NftJsonValue): string {
+  if (typeof value === "string" || typeof value === "number") return String(value);
+  if (value.elem) return nftJsonElementText(value.elem.val);
+  if (value.concat) return value.concat.map(nftJsonElementText).join(" . ");
+  const [verdict, argument] = Object.entries(value)[0] ?? [];
+  if (verdict === undefined) throw new Error(`nft JSON: an empty element value`);
+  const target = (argument as { target?: string } | null)?.target;
+  return target === undefined ? verdict : `${verdict} ${target}`;
+}
+
+/** Pure: the elements of a set or map from `nft -j list set|map`: key -> value ("" for a set). */
+export function nftJsonElements(json: string): Map<string, string> {
+  const objects = (JSON.parse(json) as { nftables: { set?: { elem?: NftJsonValue[] }; map?: { elem?: [NftJsonValue, NftJsonValue][] } }[] }).nftables;
+  const out = new Map<string, string>();
+  for (const o of objects) {
+    for (const e of o.set?.elem ?? []) out.set(nftJsonElementText(e), "");
+    for (const [k, v] of o.map?.elem ?? []) out.set(nftJsonElementText(k), nftJsonElementText(v));
+  }
+  return out;
+}
+
+/** Pure: the chains of kube-proxy's table from `nft -j list chains FAMILY` (every table of the family). */
+export function nftJsonChains(json: string): string[] {
+  const objects = (JSON.parse(json) as { nftables: { chain?: { table: string; name: string } }[] }).nftables;
+  return objects.flatMap((o) => (o.chain && o.chain.table === KUBE_PROXY_TABLE ? [o.chain.name] : []));
+}
+
+/**
+ * One family's kube-proxy table in a namespace, as knftables reaches it: `nft -j list chains`,
+ * `nft -j list set|map`, and one `nft -f` per transaction, whose time is added to `commitMs`.
+ */
+export class NftablesNetns implements NftablesKernel {
+  /** Time spent in `nft -f`, ms, and the transactions run, since the last reset(). */
+  commitMs = 0;
+  transactions = 0;
+
+  constructor(
+    readonly netns: string,
+    readonly family: Family,
+  ) {
+    checkNetns(netns);
+  }
+
+  reset(): void {
+    this.commitMs = 0;
+    this.transactions = 0;
+  }
+
+  chains(): readonly string[] | undefined {
+    return nftJsonChains(nft(this.netns, ["-j", "list", "chains", NFT_FAMILY[this.family]]));
+  }
+
+  elements(container: string): ReadonlyMap<string, string> | undefined {
+    const kind = container === "cluster-ips" || container === "nodeport-ips" ? "set" : "map";
+    const r = exec(inNetns(this.netns, ["nft", "-j", "list", kind, NFT_FAMILY[this.family], KUBE_PROXY_TABLE, container]), { timeoutMs: NFT_TIMEOUT_MS });
+    return r.status === 0 ? nftJsonElements(r.stdout) : undefined;
+  }
+
+  run(transaction: string): void {
+    const start = performance.now();
+    try {
+      nft(this.netns, ["-f", "-"], transaction);
+    } finally {
+      this.commitMs += performance.now() - start;
+      this.transactions++;
+    }
+  }
 }

@@ -1,26 +1,35 @@
-// kube-proxy in nftables mode on the lab's worker: the transaction of kube-proxy-nftables-rules.ts,
-// one `nft -f` per family (nftables-dataplane.ts). Stepping aside parks the tables: dormant, their
-// hooks unregistered, everything else kept until the same step comes back. A full sync is what costs
-// here: at 10000 Services the kernel spends most of a minute per family committing it
-// (bench/lab-install.ts), waking a dormant table takes milliseconds.
+// kube-proxy in nftables mode on the lab's worker: one proxier per family (KubeProxyNftables, the
+// generator of rules.ts with its state between syncs) writing through nft (NftablesNetns). A step is
+// installed by a first sync, moved to another step by a partial sync (then the sync that deletes the
+// chains gone stale, a second later for kube-proxy), and changed by program() as kube-proxy writes a
+// change: partial, restarted, cold, or cold and split (kubernetes #139328). Stepping aside parks the
+// tables: dormant, their hooks unregistered, everything else kept. A full sync is what costs here: at
+// 10000 Services the kernel spends most of a minute per family committing it (bench/lab-install.ts).
+import type { Family } from "../../../scenario/cidr.js";
 import { LAB_FAMILIES } from "../../lab-scenario.js";
+import { ControlPlaneClock } from "../control-plane-clock.js";
+import type { ServiceEndpoints } from "../kube-proxy-inputs.js";
 import {
-  applyKubeProxyNftables,
   countKubeProxyNftables,
   forwardedClusterIps,
   kubeProxyNftablesStates,
-  labKubeProxyNftablesRules,
+  labNftablesNode,
   nftablesHostProblem,
+  NftablesNetns,
   parkKubeProxyNftables,
   removeKubeProxyNftables,
   resumeKubeProxyNftables,
 } from "./kernel.js";
-import type { InstalledCounts, LabDataplane, LabDataplaneContext, LabDataplaneModule, LabStep } from "../types.js";
+import { COLD_START_MAX_OPERATIONS, KubeProxyNftables, STALE_CHAIN_DELAY_S } from "./rules.js";
+import type { ChangeWrite, InstalledCounts, LabDataplane, LabDataplaneContext, LabDataplaneModule, LabStep, ServiceChange, SyncKind } from "../types.js";
+
+const SYNC_KINDS: readonly SyncKind[] = ["partial", "restart", "cold", "cold-split"];
 
 class NftablesDataplane implements LabDataplane {
   readonly name = "nftables" as const;
-  /** The step whose tables are in the kernel, and whether they are on the packet path. */
-  private held: { services: number; active: boolean } | undefined;
+  /** The step whose tables are in the kernel, the Services they hold, their proxiers, and whether they are on the packet path. */
+  private held: { services: number; endpoints: readonly ServiceEndpoints[]; proxiers: Record<Family, KubeProxyNftables>; active: boolean } | undefined;
+  private readonly clock = new ControlPlaneClock();
 
   constructor(private readonly context: LabDataplaneContext) {}
 
@@ -28,18 +37,64 @@ class NftablesDataplane implements LabDataplane {
     return this.context.topology.namespace("worker");
   }
 
-  async setUp(step: LabStep): Promise<{ installed: boolean }> {
-    if (this.held?.services === step.services) {
-      if (!this.held.active) await resumeKubeProxyNftables(this.worker, LAB_FAMILIES);
+  private proxier(family: Family): KubeProxyNftables {
+    const { scenario, topology } = this.context;
+    return new KubeProxyNftables(labNftablesNode(topology.plan, family, Object.values(scenario.kubernetes.serviceSubnets)));
+  }
+
+  async setUp(step: LabStep): Promise<{ sync: "full" | "partial" | "none" }> {
+    const held = this.held;
+    if (held?.services === step.services) {
+      if (!held.active) await resumeKubeProxyNftables(this.worker, LAB_FAMILIES);
+      held.active = true;
+      return { sync: "none" };
+    }
+    if (held && (this.context.stepSync ?? "partial") === "partial") {
+      // A running kube-proxy sees the Services change; its next sync, a second later, deletes the chains that went stale.
+      for (const family of LAB_FAMILIES) held.proxiers[family].sync(step.endpoints, new NftablesNetns(this.worker, family), { now: this.clock.now() });
+      this.held = { ...held, services: step.services, endpoints: step.endpoints };
+      await this.settle();
+      if (!held.active) await resumeKubeProxyNftables(this.worker, LAB_FAMILIES);
       this.held.active = true;
-      return { installed: false };
+      return { sync: "partial" };
     }
     await this.remove();
-    const { scenario, topology } = this.context;
-    const rulesets = labKubeProxyNftablesRules(step.endpoints, topology.plan, Object.values(scenario.kubernetes.serviceSubnets));
-    this.held = { services: step.services, active: true };
-    await applyKubeProxyNftables(this.worker, rulesets);
-    return { installed: true };
+    const proxiers = Object.fromEntries(LAB_FAMILIES.map((f) => [f, this.proxier(f)])) as Record<Family, KubeProxyNftables>;
+    try {
+      for (const family of LAB_FAMILIES) proxiers[family].sync(step.endpoints, new NftablesNetns(this.worker, family), { now: this.clock.now() });
+    } catch (error) {
+      await removeKubeProxyNftables(this.worker, LAB_FAMILIES).catch(() => undefined);
+      throw error;
+    }
+    this.held = { services: step.services, endpoints: step.endpoints, proxiers, active: true };
+    return { sync: "full" };
+  }
+
+  async program(change: ServiceChange): Promise<ChangeWrite> {
+    const held = this.held;
+    if (!held?.active) throw new Error("nftables dataplane: program() needs a step set up and on the packet path; set one up first");
+    if (!SYNC_KINDS.includes(change.how)) throw new Error(`nftables dataplane: a ${change.how} write is not accepted; accepted: ${SYNC_KINDS.join(", ")}`);
+    const families: ChangeWrite["families"][number][] = [];
+    for (const family of [change.family, ...LAB_FAMILIES.filter((f) => f !== change.family)]) {
+      if (change.how === "cold" || change.how === "cold-split") await removeKubeProxyNftables(this.worker, [family]);
+      if (change.how !== "partial") held.proxiers[family] = this.proxier(family);
+      const kernel = new NftablesNetns(this.worker, family);
+      const start = performance.now();
+      held.proxiers[family].sync(change.endpoints, kernel, {
+        now: this.clock.now(),
+        ...(change.how === "cold-split" ? { split: COLD_START_MAX_OPERATIONS } : {}),
+      });
+      families.push({ family, syncS: (performance.now() - start) / 1000, commitS: kernel.commitMs / 1000, writes: kernel.transactions });
+    }
+    held.endpoints = change.endpoints;
+    return { ...families[0]!, families };
+  }
+
+  async settle(): Promise<void> {
+    const held = this.held;
+    if (!held) return;
+    this.clock.skip(STALE_CHAIN_DELAY_S + 0.001);
+    for (const family of LAB_FAMILIES) held.proxiers[family].sync(held.endpoints, new NftablesNetns(this.worker, family), { now: this.clock.now() });
   }
 
   async stepAside(): Promise<void> {
@@ -86,5 +141,6 @@ export const nftables: LabDataplaneModule = {
   hostProblem: nftablesHostProblem,
   // The kernel's commit grows with the square of the table's anonymous maps (one per Service port).
   installSeconds: (services) => 0.3 + 0.6 * (services / 1000) ** 2,
+  syncKinds: SYNC_KINDS,
   create: (context) => new NftablesDataplane(context),
 };
