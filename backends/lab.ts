@@ -139,7 +139,7 @@ export const PATH_DATAPLANES: readonly Dataplane[] = ["iptables", "nftables"];
 export function pathProblem(dataplane: Dataplane, paths: readonly ServicePath[]): string | undefined {
   const beyond = paths.filter((p) => p !== DEFAULT_PATH);
   if (beyond.length === 0 || PATH_DATAPLANES.includes(dataplane)) return undefined;
-  return `the lab's ${dataplane} dataplane serves ${DEFAULT_PATH} only, not ${beyond.join(", ")} (the eBPF model has no SNAT, DSR or socket load balancing for them yet); accepted: ${PATH_DATAPLANES.join(", ")} on those paths`;
+  return `the lab's ${dataplane} dataplane serves ${DEFAULT_PATH} only, not ${beyond.join(", ")} (the eBPF model has no SNAT, DSR or socket load balancing for them yet; ${PATH_DATAPLANES.join(" and ")} serve them)`;
 }
 
 /**
