@@ -31,6 +31,12 @@
 // step, a conntrack flush, a receiver restart and the teardown wait until every closing flow is
 // through: its ack crosses the dataplane.
 //
+// Paths (scenario/paths.ts, LabBackendOptions.paths): beyond the paper's, the lab has worker 2 with its
+// receiver pod (nodeport-remote and clusterip put their only endpoint there) and a client pod on
+// worker 1 (clusterip's sender); worker 1's dataplane holds each path's receiver Service besides the
+// step's, one ITGRecv answers in each receiver pod, and each run goes along its own path. kube-proxy's
+// two modes serve them; the eBPF model serves the paper's path alone and is refused on the others.
+//
 // Hop probes (lab/hops/, unless turned off): tc programs at every boundary of the path stamp the
 // packets of latency and setup runs, a reader collects the stamps of each run, and the decoder cuts
 // the run into sections (measure/hops.ts). They are detached for throughput runs.
@@ -40,10 +46,9 @@ import { join } from "node:path";
 import ipaddr from "ipaddr.js";
 import { cidrContains, parseCidr, type Family } from "../scenario/cidr.js";
 import { DATAPLANES, type Dataplane, type Scenario } from "../scenario/schema.js";
-import { buildServiceSet } from "../workloads/service-set.js";
+import { buildServiceSet, pathDataPort, pathReceiverService } from "../workloads/service-set.js";
 import type { ServiceSet, ServiceSpec } from "../workloads/service-model.js";
 import { DEFAULT_PATH, DEFAULT_PATHS, PATHS, workersNeeded, type ServicePath } from "../scenario/paths.js";
-import { pathDataPort, pathReceiverService } from "../workloads/service-set.js";
 import { flowLogs, receiverCommand, senderCommand } from "../measure/ditg-commands.js";
 import { ClosingFlows, FlowEnds } from "./ditg-close-wait.js";
 import { LocalFlowLogs } from "./ditg-sender.js";
