@@ -111,10 +111,10 @@ export function hopCells(results: readonly RunResult[]): HopCell[] {
 
 /**
  * Pure: hops.csv, one row per (dataplane, family, services, direction, section, statistic); with a `path`
- * column first where the cells go beyond the paper's path (a report of that path alone keeps HOPS_CSV_HEADER).
+ * column first in a report whose runs go beyond the paper's path (default: where the cells do), so that
+ * a report of that path alone keeps HOPS_CSV_HEADER.
  */
-export function hopsCsv(cells: readonly HopCell[], formatNumber: (x: number) => string): string {
-  const withPath = cells.some((c) => pathOf(c) !== DEFAULT_PATH);
+export function hopsCsv(cells: readonly HopCell[], formatNumber: (x: number) => string, withPath = cells.some((c) => pathOf(c) !== DEFAULT_PATH)): string {
   const lines = [(withPath ? ["path", ...HOPS_CSV_HEADER] : HOPS_CSV_HEADER).join(",")];
   for (const c of cells) {
     const rows = [...c.sections, ...(c.firstPacket ? [c.firstPacket] : [])];
@@ -219,6 +219,10 @@ export function hopReport(results: readonly RunResult[], format: { fmt: (x: numb
       "",
     );
   }
+  const unprobed = SERVICE_PATHS.filter((p) => results.some((r) => pathOf(r) === p) && !cells.some((c) => pathOf(c) === p));
+  if (unprobed.length > 0) {
+    md.push(`Runs of ${unprobed.join(" and ")} carry no sections: the hop probes sit on the paper's path (worker 1's uplink and its pod's veth), and are detached for the other paths' runs.`, "");
+  }
   const services = [...new Set(cells.map((c) => c.services))].sort((a, b) => a - b);
   const paths = SERVICE_PATHS.filter((p) => cells.some((c) => pathOf(c) === p));
   const withPaths = paths.some((p) => p !== DEFAULT_PATH);
@@ -265,5 +269,7 @@ export function hopReport(results: readonly RunResult[], format: { fmt: (x: numb
     const of = cells.filter((c) => pathOf(c) === p);
     return FAMILIES.filter((f) => of.some((c) => c.family === f && c.sections.length > 0)).flatMap((f) => [figure(f, "mean", of, p), figure(f, "p99", of, p)]);
   });
-  return { cells, csv: hopsCsv(cells, format.number), figures, markdown: md };
+  // The report's runs decide the column: other paths' runs may carry no sections, the CSV still names the path.
+  const reportHasPaths = results.some((r) => pathOf(r) !== DEFAULT_PATH);
+  return { cells, csv: hopsCsv(cells, format.number, reportHasPaths), figures, markdown: md };
 }

@@ -714,7 +714,7 @@ export function buildReport(results: readonly RunResult[], options: ReportOption
   );
   const hops = hopReport(results, { fmt, number: formatNumber });
   if (hops) {
-    tables.push({ file: "hops.csv", title: `Where the delay comes from: each section of the path per ${hasPaths(hops.cells) ? "Service path, " : ""}dataplane, family and Service count (seconds)`, csv: hops.csv });
+    tables.push({ file: "hops.csv", title: `Where the delay comes from: each section of the path per ${hasPaths(results) ? "Service path, " : ""}dataplane, family and Service count (seconds)`, csv: hops.csv });
     figures.push(...hops.figures);
   }
   const programming = programmingReport(results, { fmt, number: formatNumber });
