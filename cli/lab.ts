@@ -11,11 +11,11 @@ import { formatDuration } from "../measure/campaign-progress.js";
 import { describeTimings } from "../measure/phase-times.js";
 import { ResultStore } from "../measure/store.js";
 import { medianOf } from "../measure/statistics.js";
-import type { RunProfile, RunResult } from "../measure/types.js";
+import { pathOf, type RunProfile, type RunResult } from "../measure/types.js";
 import type { Family } from "../scenario/cidr.js";
 import { DATAPLANE_DESCRIPTIONS, DATAPLANES, DEFAULT_BASELINE, serviceCapacity, type Dataplane } from "../scenario/schema.js";
 import { LabBackend, labProblem, pathProblem } from "../backends/lab.js";
-import { DEFAULT_PATH, DEFAULT_PATHS, SERVICE_PATHS, type ServicePath } from "../scenario/paths.js";
+import { DEFAULT_PATH, DEFAULT_PATHS, PATHS, SERVICE_PATHS, type ServicePath } from "../scenario/paths.js";
 import { runJudge } from "../measure/campaign.js";
 import { labScenario, LAB_SERVICE_SUBNETS } from "../lab/lab-scenario.js";
 import { planServiceMaps } from "../lab/dataplanes/ebpf/service-maps.js";
@@ -216,6 +216,13 @@ export function describePlan(flags: LabFlags, runs: number): string {
  * figures, ratios).
  */
 export function setupSummary(results: readonly RunResult[], baseline: Dataplane): string[] {
+  const paths = SERVICE_PATHS.filter((p) => results.some((r) => r.profile === "setup" && pathOf(r) === p));
+  if (paths.every((p) => p === DEFAULT_PATH)) return pathSetupSummary(results, baseline, "through the NodePort");
+  // Beyond the paper's path: one table per path, each named by its way through the cluster.
+  return paths.flatMap((p) => pathSetupSummary(results.filter((r) => pathOf(r) === p), baseline, `on ${p} (${PATHS[p].description})`));
+}
+
+function pathSetupSummary(results: readonly RunResult[], baseline: Dataplane, where: string): string[] {
   const setup = results.filter((r) => r.profile === "setup");
   const byCell = new Map<string, number[]>();
   for (const r of setup) {
@@ -236,7 +243,7 @@ export function setupSummary(results: readonly RunResult[], baseline: Dataplane)
   const column = (label: string, x: number, digits: number) => (Number.isFinite(x) ? x.toFixed(digits) : "-").padStart(width(label));
   const ratioLabels = compared.map((d) => `${d}/${baseline}`);
   const lines = [
-    "connection setup through the NodePort, median handshake (µs; median over runs), and each dataplane over the baseline:",
+    `connection setup ${where}, median handshake (µs; median over runs), and each dataplane over the baseline:`,
     ["family", "  Services", ...dataplanes.map((d) => d.padStart(width(d))), ...ratioLabels.map((l) => l.padStart(width(l)))].join("  "),
   ];
   for (const step of steps) {

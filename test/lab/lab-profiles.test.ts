@@ -285,5 +285,13 @@ describe("setup summary at the end of a lab run", () => {
     expect(setupSummary(results, "ebpf")[1]).toBe("family    Services  iptables  nftables      ebpf  iptables/ebpf  nftables/ebpf");
     expect(setupSummary(results, "ebpf")[3]).toBe("ipv4         10000       560       434       400           1.40           1.09");
     expect(setupSummary(results.filter((r) => r.family === "ipv6" && r.profile === "latency"), "iptables")).toEqual([]);
+    // Beyond the paper's path, one table per path, named by it.
+    const remote = results.map((r) => ({ ...r, path: "nodeport-remote" as const, runId: `${r.runId}-remote` }));
+    const both = setupSummary([...results, ...remote], "iptables");
+    expect(both.filter((l) => l.startsWith("connection setup"))).toEqual([
+      "connection setup on nodeport-local (external client -> NodePort of worker 1 (externalTrafficPolicy Local) -> endpoint on worker 1), median handshake (µs; median over runs), and each dataplane over the baseline:",
+      "connection setup on nodeport-remote (external client -> NodePort of worker 1 (externalTrafficPolicy Cluster) -> endpoint on worker 2), median handshake (µs; median over runs), and each dataplane over the baseline:",
+    ]);
+    expect(both.slice(1, setupSummary(results, "iptables").length)).toEqual(setupSummary(results, "iptables").slice(1));
   });
 });
