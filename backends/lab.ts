@@ -31,6 +31,12 @@
 // step, a conntrack flush, a receiver restart and the teardown wait until every closing flow is
 // through: its ack crosses the dataplane.
 //
+// Paths (scenario/paths.ts, LabBackendOptions.paths): beyond the paper's, the lab has worker 2 with its
+// receiver pod (nodeport-remote and clusterip put their only endpoint there) and a client pod on
+// worker 1 (clusterip's sender); worker 1's dataplane holds each path's receiver Service besides the
+// step's, one ITGRecv answers in each receiver pod, and each run goes along its own path. kube-proxy's
+// two modes serve them; the eBPF model serves the paper's path alone and is refused on the others.
+//
 // Hop probes (lab/hops/, unless turned off): tc programs at every boundary of the path stamp the
 // packets of latency and setup runs, a reader collects the stamps of each run, and the decoder cuts
 // the run into sections (measure/hops.ts). They are detached for throughput runs.
@@ -40,18 +46,19 @@ import { join } from "node:path";
 import ipaddr from "ipaddr.js";
 import { cidrContains, parseCidr, type Family } from "../scenario/cidr.js";
 import { DATAPLANES, type Dataplane, type Scenario } from "../scenario/schema.js";
-import { buildServiceSet } from "../workloads/service-set.js";
-import type { ServiceSet } from "../workloads/service-model.js";
+import { buildServiceSet, pathDataPort, pathReceiverService } from "../workloads/service-set.js";
+import type { ServiceSet, ServiceSpec } from "../workloads/service-model.js";
+import { DEFAULT_PATH, DEFAULT_PATHS, PATHS, workersNeeded, type ServicePath } from "../scenario/paths.js";
 import { flowLogs, receiverCommand, senderCommand } from "../measure/ditg-commands.js";
 import { ClosingFlows, FlowEnds } from "./ditg-close-wait.js";
 import { LocalFlowLogs } from "./ditg-sender.js";
 import { PhaseTimes } from "../measure/phase-times.js";
-import type { Backend, CollectedLogs, FlowOutcome, RunKey, RunProfile, StepReadiness, TrafficProfile } from "../measure/types.js";
+import { pathOf, type Backend, type CollectedLogs, type FlowOutcome, type RunKey, type RunProfile, type StepReadiness, type TrafficProfile } from "../measure/types.js";
 import { plannedConnections, SourcePortPool } from "../measure/connection-setup.js";
 import { runSetupProbe } from "../lab/connection-setup.js";
 import { LAB_DATAPLANES, type LabDataplane, type StepSync } from "../lab/dataplanes/index.js";
 import { DEFAULT_IPTABLES_BACKEND, iptablesTools, type IptablesBackend } from "../lab/dataplanes/iptables/kernel.js";
-import { LAB_FAMILIES as FAMILIES, labScenario, serviceEndpoints } from "../lab/lab-scenario.js";
+import { LAB_FAMILIES as FAMILIES, LAB_SERVICE_SUBNETS, labScenario, pathServiceEndpoints, serviceEndpoints } from "../lab/lab-scenario.js";
 import { exec } from "../lab/netns.js";
 import { createTopology, labHostProblem, type LabTopology, type Shaper } from "../lab/topology.js";
 import { hopProbeHostProblem, HopProbes } from "../lab/hops/hop-probes.js";
@@ -123,6 +130,21 @@ export interface LabBackendOptions {
   readonly hops?: boolean;
   /** How the dataplanes move between Service counts: "partial" (default), as a running cluster, or "full": one full sync per step. */
   readonly stepSync?: StepSync;
+  /**
+   * The Service paths to serve (scenario/paths.ts); default the paper's alone. Beyond it the lab
+   * builds the workers and the client pod the paths need, and a receiver on each endpoint worker.
+   */
+  readonly paths?: readonly ServicePath[];
+}
+
+/** The dataplanes that serve the paths beyond the paper's; the eBPF model serves nodeport-local only. */
+export const PATH_DATAPLANES: readonly Dataplane[] = ["iptables", "nftables"];
+
+/** Why a dataplane cannot serve these paths in the lab, or undefined. */
+export function pathProblem(dataplane: Dataplane, paths: readonly ServicePath[]): string | undefined {
+  const beyond = paths.filter((p) => p !== DEFAULT_PATH);
+  if (beyond.length === 0 || PATH_DATAPLANES.includes(dataplane)) return undefined;
+  return `the lab's ${dataplane} dataplane serves ${DEFAULT_PATH} only, not ${beyond.join(", ")} (the eBPF model has no SNAT, DSR or socket load balancing for them yet; ${PATH_DATAPLANES.join(" and ")} serve them)`;
 }
 
 /**
@@ -131,9 +153,15 @@ export interface LabBackendOptions {
  * A step is measurable only when this is the step's Service count in every family: more means a
  * larger step's rules are still in place.
  */
-export function heldServices(forwarded: readonly string[], set: ServiceSet, serviceSubnets: Readonly<Record<Family, string>>): Record<Family, number> {
+export function heldServices(
+  forwarded: readonly string[],
+  set: ServiceSet,
+  serviceSubnets: Readonly<Record<Family, string>>,
+  /** The receivers of the paths beyond the paper's (their ClusterIPs are left out too). */
+  pathReceivers: readonly ServiceSpec[] = [],
+): Record<Family, number> {
   const canonical = (a: string) => ipaddr.parse(a).toString();
-  const receiver = new Set(Object.values(set.receiver.clusterIPs).map(canonical));
+  const receiver = new Set([set.receiver, ...pathReceivers].flatMap((s) => Object.values(s.clusterIPs)).map(canonical));
   const subnets = { ipv4: parseCidr(serviceSubnets.ipv4)!, ipv6: parseCidr(serviceSubnets.ipv6)! };
   const held = { ipv4: 0, ipv6: 0 };
   for (const address of new Set(forwarded.map(canonical))) {
@@ -150,12 +178,27 @@ interface Receiver {
   readonly ends: FlowEnds;
 }
 
+/** Where one path's flows go in the lab: from which namespace, to which address and ports, answered by which receiver. */
+interface PathTarget {
+  readonly senderRole: string;
+  /** The sender's own address. */
+  readonly source: string;
+  readonly address: string;
+  readonly signalingPort: number;
+  readonly dataPort: number;
+  /** The namespace of the receiver pod that answers. */
+  readonly receiverRole: string;
+}
+
 export class LabBackend implements Backend {
   readonly name = "lab";
+  /** The Service paths this lab serves (LabBackendOptions.paths). */
+  readonly paths: readonly ServicePath[];
   readonly profiles: readonly RunProfile[] = ["throughput", "latency", "setup", "programming"];
   /** Client and pod are namespaces of one host, on one clock: their one-way delays are valid. */
   readonly sharedClock = true;
-  private readonly receiver: Receiver = { child: undefined, output: "", ends: new FlowEnds() };
+  /** One ITGRecv per receiver pod, by namespace role: worker 1's ("pod"), and each endpoint worker's of the paths. */
+  private readonly receivers = new Map<string, Receiver>();
   /** D-ITG flows handed back at their data's end whose senders still wait for the receiver's close (ditg-close-wait.ts). */
   private readonly closing = new ClosingFlows();
   private readonly ports = new SourcePortPool();
@@ -184,6 +227,8 @@ export class LabBackend implements Backend {
     /** Where the flows' logs go: inside the run's directory. */
     readonly logDir: string,
   ) {
+    this.paths = options.paths ?? DEFAULT_PATHS;
+    for (const path of this.paths) this.receivers.set(this.receiverRoleOf(path), { child: undefined, output: "", ends: new FlowEnds() });
     const context = { topology, scenario, iptablesBackend: options.iptablesBackend ?? DEFAULT_IPTABLES_BACKEND, stepSync: options.stepSync ?? "partial" };
     this.dataplanes = Object.fromEntries(DATAPLANES.map((d) => [d, LAB_DATAPLANES[d].create(context)])) as Record<Dataplane, LabDataplane>;
     // A programming run rewrites the step's tables: the next prepare() counts them again.
@@ -194,15 +239,21 @@ export class LabBackend implements Backend {
   static async start(options: LabBackendOptions): Promise<LabBackend> {
     const problem = labProblem();
     if (problem) throw new Error(problem);
-    const topology = createTopology({ linkMbps: options.linkMbps, ...(options.shaper ? { shaper: options.shaper } : {}) });
+    const paths = options.paths ?? DEFAULT_PATHS;
+    const topology = createTopology({
+      linkMbps: options.linkMbps,
+      ...(options.shaper ? { shaper: options.shaper } : {}),
+      workers: Math.max(...paths.map(workersNeeded)),
+      ...(paths.includes("clusterip") ? { clientPod: { serviceSubnets: LAB_SERVICE_SUBNETS } } : {}),
+    });
     let backend: LabBackend | undefined;
     try {
       const logDir = join(topology.runDir, "logs");
       mkdirSync(logDir, { recursive: true });
-      backend = new LabBackend(topology, labScenario(topology), options, logDir);
+      backend = new LabBackend(topology, labScenario(topology, paths), options, logDir);
       backend.netfilterBase();
       if (options.hops !== false) backend.hops = HopProbes.load(topology, { dataPort: backend.scenario.receiver.dataPort });
-      await backend.startReceiver();
+      for (const role of backend.receivers.keys()) await backend.startReceiver(role);
       return backend;
     } catch (error) {
       if (backend) await backend.teardown().catch(() => undefined);
@@ -235,6 +286,8 @@ export class LabBackend implements Backend {
   }
 
   async prepare(step: { dataplane: Dataplane; services: number }): Promise<StepReadiness> {
+    const unserved = pathProblem(step.dataplane, this.paths);
+    if (unserved) throw new Error(`${step.dataplane} step with ${step.services} Services: ${unserved}`);
     const set = buildServiceSet(this.scenario, step.services);
     const target = this.dataplanes[step.dataplane];
     this.current = undefined;
@@ -254,7 +307,7 @@ export class LabBackend implements Backend {
     }
     this.held = step.services;
     const setUpStart = performance.now();
-    const endpoints = serviceEndpoints(set, this.topology.addresses.pod);
+    const endpoints = [...serviceEndpoints(set, this.topology.addresses.pod), ...pathServiceEndpoints(this.scenario, this.topology.plan)];
     this.heldStep = undefined;
     const { sync } = await target.setUp({ services: step.services, serviceSet: set, endpoints });
     this.heldStep = { dataplane: step.dataplane, services: step.services, module: target, serviceSet: set, endpoints };
@@ -262,7 +315,7 @@ export class LabBackend implements Backend {
     const installMs = performance.now() - start;
     await this.phases.time("check the packet path", () => this.checkOnlyOneDataplane(target));
     // What it forwards is read from the kernel whenever its tables changed: parking keeps them as they are.
-    if (sync !== "none" || !this.heldByDataplane.has(target.name)) this.heldByDataplane.set(target.name, await this.phases.time("count the Services", async () => heldServices(await target.forwardedClusterIps(), set, this.scenario.kubernetes.serviceSubnets)));
+    if (sync !== "none" || !this.heldByDataplane.has(target.name)) this.heldByDataplane.set(target.name, await this.phases.time("count the Services", async () => heldServices(await target.forwardedClusterIps(), set, this.scenario.kubernetes.serviceSubnets, this.pathReceivers())));
     const programmedServices = this.heldByDataplane.get(target.name)!;
     const wrong = FAMILIES.filter((f) => programmedServices[f] !== step.services);
     if (wrong.length > 0) {
@@ -310,9 +363,38 @@ export class LabBackend implements Backend {
     }
   }
 
+  /** The receivers of the paths beyond the paper's. */
+  private pathReceivers(): ServiceSpec[] {
+    return this.paths.filter((p) => p !== DEFAULT_PATH).map((p) => pathReceiverService(this.scenario, p));
+  }
+
+  /** The namespace of the receiver pod a path's flows reach: its endpoint worker's. */
+  private receiverRoleOf(path: ServicePath): string {
+    const index = PATHS[path].endpointWorker;
+    return index === 1 ? "pod" : `pod${index}`;
+  }
+
+  /** Where a run's flows go, by its path and family. */
+  private targetOf(key: RunKey): PathTarget {
+    const path = pathOf(key);
+    if (!this.paths.includes(path)) throw new Error(`run on path ${path} asked for, but this lab serves ${this.paths.join(", ")}`);
+    const r = this.scenario.receiver;
+    const receiverRole = this.receiverRoleOf(path);
+    const node = this.topology.addresses.node[key.family];
+    const client = this.topology.addresses.client[key.family];
+    if (path === "nodeport-local") return { senderRole: "client", source: client, address: node, signalingPort: r.signalingNodePort, dataPort: r.dataPort, receiverRole };
+    if (path === "nodeport-remote") return { senderRole: "client", source: client, address: node, signalingPort: r.remoteSignalingNodePort, dataPort: pathDataPort(this.scenario, path), receiverRole };
+    const clusterIp = pathReceiverService(this.scenario, path).clusterIPs[key.family]!;
+    const pod = this.topology.plan.clientPod!;
+    return { senderRole: pod.role, source: pod.addresses[key.family], address: clusterIp, signalingPort: r.signalingPort, dataPort: pathDataPort(this.scenario, path), receiverRole };
+  }
+
   async runFlow(key: RunKey, flow: { logName: string; durationS: number; traffic: TrafficProfile }): Promise<FlowOutcome> {
     this.requirePrepared(key);
-    const hops = await this.hops?.beginRun(key.profile, join(this.logDir, `${flow.logName}.hops`));
+    // The hop probes sit on the paper's path (worker 1's uplink and its pod's veth): other paths' runs go with them
+    // detached, as a throughput run does, and carry no sections.
+    if (pathOf(key) !== DEFAULT_PATH) this.hops?.disable();
+    const hops = pathOf(key) === DEFAULT_PATH ? await this.hops?.beginRun(key.profile, join(this.logDir, `${flow.logName}.hops`)) : undefined;
     try {
       const outcome = await (key.profile === "setup" ? this.runSetup(key, flow) : this.runDitg(key, flow));
       return hops ? { ...outcome, hops: await hops.reader.stop(hops.keying) } : outcome;
@@ -323,23 +405,24 @@ export class LabBackend implements Backend {
 
   private async runDitg(key: RunKey, flow: { logName: string; durationS: number; traffic: TrafficProfile }): Promise<FlowOutcome> {
     const logs = flowLogs(flow.logName, { senderDir: this.logDir, receiverDir: this.logDir });
-    const { receiver } = this.scenario;
+    const target = this.targetOf(key);
+    const receiver = this.receivers.get(target.receiverRole)!;
     const cmd = senderCommand({
       traffic: flow.traffic,
       durationS: flow.durationS,
-      target: { address: this.topology.addresses.node[key.family], signalingPort: receiver.signalingNodePort, dataPort: receiver.dataPort },
+      target: { address: target.address, signalingPort: target.signalingPort, dataPort: target.dataPort },
       logs,
       linkMbps: this.options.linkMbps,
     });
     // A new ITGRecv session while another one closes can crash ITGRecv (ditg-close-wait.ts): D-ITG
     // flows never overlap; only the setup probe, which is not D-ITG, runs beside a closing flow.
     await this.phases.time("wait for closing flows", () => this.closing.settle());
-    const finishedBefore = this.receiver.ends.count(flow.traffic.protocol);
+    const finishedBefore = receiver.ends.count(flow.traffic.protocol);
     const startedAt = new Date();
-    const child = this.topology.spawn("client", cmd.argv, { cwd: this.logDir, stdio: ["ignore", "pipe", "pipe"] });
+    const child = this.topology.spawn(target.senderRole, cmd.argv, { cwd: this.logDir, stdio: ["ignore", "pipe", "pipe"] });
     const sent = await this.closing.untilDataIn(child, cmd, {
       protocol: flow.traffic.protocol,
-      ends: this.receiver.ends,
+      ends: receiver.ends,
       finishedBefore,
       startedAt,
       durationS: flow.durationS,
@@ -349,7 +432,8 @@ export class LabBackend implements Backend {
 
   private async runSetup(key: RunKey, flow: { logName: string; durationS: number; traffic: TrafficProfile }): Promise<FlowOutcome> {
     const connections = plannedConnections(flow.traffic, flow.durationS);
-    const address = this.topology.addresses.node[key.family];
+    const target = this.targetOf(key);
+    const address = target.address;
     const grant = this.ports.take(address, connections);
     // The probe listens on the data port over TCP; a flush would cut a closing flow's ack off its NAT.
     await this.phases.time("wait for closing flows", () => this.closing.settle(grant.flushFirst ? undefined : flow.traffic.protocol));
@@ -359,7 +443,8 @@ export class LabBackend implements Backend {
     const { result, output } = await runSetupProbe(this.topology, {
       family: key.family,
       address,
-      port: this.scenario.receiver.dataPort,
+      port: target.dataPort,
+      roles: { client: target.senderRole, listener: target.receiverRole, source: target.source },
       traffic: flow.traffic,
       durationS: flow.durationS,
       ports: grant,
@@ -380,40 +465,41 @@ export class LabBackend implements Backend {
   // -------------------------------------------------------------------------------------------
   // The receiver.
 
-  private receiverRunning(): boolean {
-    const child = this.receiver.child;
+  private receiverRunning(role = "pod"): boolean {
+    const child = this.receivers.get(role)?.child;
     return child !== undefined && child.exitCode === null && child.signalCode === null;
   }
 
-  private signalingListening(): boolean {
+  private signalingListening(role = "pod"): boolean {
     const port = this.scenario.receiver.signalingPort;
     // The socket table, never a connection: a reset probe connection kills ITGRecv.
-    const r = this.topology.exec("pod", ["ss", "-H", "-l", "-t", "-n", "sport", "=", `:${port}`]);
+    const r = this.topology.exec(role, ["ss", "-H", "-l", "-t", "-n", "sport", "=", `:${port}`]);
     return r.status === 0 && r.stdout.trim() !== "";
   }
 
-  private async startReceiver(): Promise<void> {
+  private async startReceiver(role: string): Promise<void> {
+    const receiver = this.receivers.get(role)!;
     // `-a ::`: one receiver for both families (see the top of this file).
     const argv = receiverCommand({ signalingPort: this.scenario.receiver.signalingPort, family: "ipv6" });
-    const child = this.topology.spawn("pod", argv, { cwd: this.logDir, stdio: ["ignore", "pipe", "pipe"] });
-    this.receiver.child = child;
-    this.receiver.output = "";
-    child.stdout!.on("data", (d: Buffer) => this.receiver.ends.feed(d.toString()));
-    child.stderr!.on("data", (d: Buffer) => (this.receiver.output = (this.receiver.output + d.toString()).slice(-OUTPUT_TAIL_CHARS)));
+    const child = this.topology.spawn(role, argv, { cwd: this.logDir, stdio: ["ignore", "pipe", "pipe"] });
+    receiver.child = child;
+    receiver.output = "";
+    child.stdout!.on("data", (d: Buffer) => receiver.ends.feed(d.toString()));
+    child.stderr!.on("data", (d: Buffer) => (receiver.output = (receiver.output + d.toString()).slice(-OUTPUT_TAIL_CHARS)));
     const spawnError = new Promise<never>((_, reject) => child.once("error", (e) => reject(new Error(`cannot start ITGRecv: ${e.message}`))));
     // Until its socket is in the table or it exits: no deadline, which a loaded host's slow start-up would lose to.
     const listening = (async () => {
-      while (!this.signalingListening()) {
-        if (!this.receiverRunning()) throw new Error(`ITGRecv exited at start: ${this.receiver.output.trim() || "no output"}`);
+      while (!this.signalingListening(role)) {
+        if (!this.receiverRunning(role)) throw new Error(`ITGRecv in ${role} exited at start: ${receiver.output.trim() || "no output"}`);
         await sleep(20);
       }
     })();
     await Promise.race([listening, spawnError]);
   }
 
-  private async stopReceiver(): Promise<void> {
-    const child = this.receiver.child;
-    if (!child || !this.receiverRunning()) return;
+  private async stopReceiver(role: string): Promise<void> {
+    const child = this.receivers.get(role)?.child;
+    if (!child || !this.receiverRunning(role)) return;
     const exited = new Promise((resolve) => child.once("exit", resolve));
     child.kill("SIGTERM");
     const timer = setTimeout(() => child.kill("SIGKILL"), 2000);
@@ -423,17 +509,19 @@ export class LabBackend implements Backend {
 
   /** Process id of ITGRecv (in the pod namespace), while it runs. */
   get receiverPid(): number | undefined {
-    return this.receiverRunning() ? this.receiver.child?.pid : undefined;
+    return this.receiverRunning() ? this.receivers.get("pod")?.child?.pid : undefined;
   }
 
   async receiverAlive(): Promise<boolean> {
-    return this.receiverRunning() && this.signalingListening();
+    return [...this.receivers.keys()].every((role) => this.receiverRunning(role) && this.signalingListening(role));
   }
 
   async restartReceiver(): Promise<void> {
     await this.closing.settle();
-    await this.stopReceiver();
-    await this.startReceiver();
+    for (const role of this.receivers.keys()) {
+      await this.stopReceiver(role);
+      await this.startReceiver(role);
+    }
   }
 
   /** Stops the receiver and removes the whole lab (namespaces, rules, tc programs, maps, logs). Safe to call twice. */
@@ -443,7 +531,7 @@ export class LabBackend implements Backend {
     try {
       this.programming.stop();
       await this.closing.settle();
-      await this.stopReceiver();
+      for (const role of this.receivers.keys()) await this.stopReceiver(role);
     } finally {
       this.held = undefined;
       this.current = undefined;

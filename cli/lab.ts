@@ -11,10 +11,11 @@ import { formatDuration } from "../measure/campaign-progress.js";
 import { describeTimings } from "../measure/phase-times.js";
 import { ResultStore } from "../measure/store.js";
 import { medianOf } from "../measure/statistics.js";
-import type { RunProfile, RunResult } from "../measure/types.js";
+import { pathOf, type RunProfile, type RunResult } from "../measure/types.js";
 import type { Family } from "../scenario/cidr.js";
 import { DATAPLANE_DESCRIPTIONS, DATAPLANES, DEFAULT_BASELINE, serviceCapacity, type Dataplane } from "../scenario/schema.js";
-import { LabBackend, labProblem } from "../backends/lab.js";
+import { LabBackend, labProblem, pathProblem } from "../backends/lab.js";
+import { DEFAULT_PATH, DEFAULT_PATHS, PATHS, SERVICE_PATHS, type ServicePath } from "../scenario/paths.js";
 import { runJudge } from "../measure/campaign.js";
 import { labScenario, LAB_SERVICE_SUBNETS } from "../lab/lab-scenario.js";
 import { planServiceMaps } from "../lab/dataplanes/ebpf/service-maps.js";
@@ -66,6 +67,8 @@ export interface LabOptions {
   hops?: boolean;
   fullSyncSteps?: boolean;
   json?: boolean;
+  /** Service paths, comma-separated (scenario/paths.ts). */
+  paths?: string;
 }
 
 /** Checked options. */
@@ -142,7 +145,15 @@ export function parseLabFlags(o: LabOptions): LabFlags {
   if (!dataplanes.includes(baseline)) {
     bad("baseline", baseline, `one of the dataplanes the campaign runs (${dataplanes.join(", ")}); with --dataplanes leaving out ${DEFAULT_BASELINE}, name another baseline`);
   }
-  const definition = labDefinition(profile, {
+  const paths = o.paths === undefined ? DEFAULT_PATHS : list<ServicePath>("paths", o.paths, SERVICE_PATHS);
+  const beyond = paths.some((p) => p !== DEFAULT_PATH);
+  if (beyond) {
+    for (const d of dataplanes) {
+      const problem = pathProblem(d, paths);
+      if (problem) bad("paths", o.paths!, `with --dataplanes ${dataplanes.join(",")}: ${DEFAULT_PATH} alone, since ${problem}; or --dataplanes leaving ${d} out`);
+    }
+  }
+  const measured = labDefinition(profile, {
     dataplanes,
     baseline,
     ...(o.families !== undefined ? { families: list<Family>("families", o.families, LAB_FAMILIES) } : {}),
@@ -153,6 +164,11 @@ export function parseLabFlags(o: LabOptions): LabFlags {
     ...(o.seed !== undefined ? { seed: wholeNumber("seed", o.seed, 0, 2 ** 32 - 1) } : {}),
     ...(o.cap ? {} : { linkMbps: 0 }),
   });
+  if (beyond && measured.profiles.includes("programming")) {
+    bad("paths", o.paths!, `${DEFAULT_PATH} alone with --profiles programming (its changes are probed through the paper's NodePort); or --profiles without programming`);
+  }
+  // The paper's path alone is left out of the definition: the campaign (its id, its runs) is the one it was before paths.
+  const definition: CampaignDefinition = beyond ? { ...measured, paths } : measured;
   const out = path.resolve(o.out);
   return {
     profile,
@@ -183,6 +199,7 @@ export function describePlan(flags: LabFlags, runs: number): string {
         ]
       : []),
     `  ${runs} runs of ${d.flowSeconds} s, link cap ${d.linkMbps > 0 ? `${d.linkMbps} Mbit/s` : "off"}; about ${formatDuration(estimateWallSeconds(d))} on 2 cores`,
+    ...(d.paths ? [`  paths: ${d.paths.join(", ")} (workers and a client pod as the paths need them; hop probes on ${DEFAULT_PATH} only)`] : []),
     `  hop probes: ${flags.hops ? "on for latency and setup runs (--no-hops turns them off)" : "off"}`,
     `  steps: ${flags.stepSync === "partial" ? "moved by partial syncs, as a running cluster moves (--full-sync-steps: one full sync per step)" : "one full sync per step"}`,
     ...(d.programming
@@ -199,6 +216,13 @@ export function describePlan(flags: LabFlags, runs: number): string {
  * figures, ratios).
  */
 export function setupSummary(results: readonly RunResult[], baseline: Dataplane): string[] {
+  const paths = SERVICE_PATHS.filter((p) => results.some((r) => r.profile === "setup" && pathOf(r) === p));
+  if (paths.every((p) => p === DEFAULT_PATH)) return pathSetupSummary(results, baseline, "through the NodePort");
+  // Beyond the paper's path: one table per path, each named by its way through the cluster.
+  return paths.flatMap((p) => pathSetupSummary(results.filter((r) => pathOf(r) === p), baseline, `on ${p} (${PATHS[p].description})`));
+}
+
+function pathSetupSummary(results: readonly RunResult[], baseline: Dataplane, where: string): string[] {
   const setup = results.filter((r) => r.profile === "setup");
   const byCell = new Map<string, number[]>();
   for (const r of setup) {
@@ -219,7 +243,7 @@ export function setupSummary(results: readonly RunResult[], baseline: Dataplane)
   const column = (label: string, x: number, digits: number) => (Number.isFinite(x) ? x.toFixed(digits) : "-").padStart(width(label));
   const ratioLabels = compared.map((d) => `${d}/${baseline}`);
   const lines = [
-    "connection setup through the NodePort, median handshake (µs; median over runs), and each dataplane over the baseline:",
+    `connection setup ${where}, median handshake (µs; median over runs), and each dataplane over the baseline:`,
     ["family", "  Services", ...dataplanes.map((d) => d.padStart(width(d))), ...ratioLabels.map((l) => l.padStart(width(l)))].join("  "),
   ];
   for (const step of steps) {
@@ -302,7 +326,7 @@ async function labAction(o: LabOptions): Promise<void> {
     const plan = planCampaign(campaignId, def);
     store.ensureCampaign(campaignId, def, plan);
     process.stderr.write(`${describePlan(flags, plan.length)}\n`);
-    backend = await LabBackend.start({ linkMbps: def.linkMbps, iptablesBackend: flags.iptablesBackend, hops: flags.hops, stepSync: flags.stepSync });
+    backend = await LabBackend.start({ linkMbps: def.linkMbps, iptablesBackend: flags.iptablesBackend, hops: flags.hops, stepSync: flags.stepSync, ...(def.paths ? { paths: def.paths } : {}) });
     process.stderr.write(`lab ${backend.topology.prefix} is up (namespaces ${Object.values(backend.topology.plan.namespaces).join(", ")})\n`);
     // The lab itself is removed at once on SIGINT/SIGTERM (topology.ts); the runner then stops and
     // keeps every committed run.
@@ -356,6 +380,7 @@ export async function labCommand(): Promise<Command> {
     .option("--dataplanes <list>", `Service dataplanes: ${DATAPLANES.join(",")}`, DATAPLANES.join(","))
     .addOption(new Option("--baseline <dataplane>", "the dataplane the report compares every other one with (the primary comparisons too)").choices(DATAPLANES).default(DEFAULT_BASELINE))
     .option("--families <list>", "address families: ipv4,ipv6", LAB_FAMILIES.join(","))
+    .option("--paths <list>", `Service paths, each measured with every dataplane and family: ${SERVICE_PATHS.join(",")} (beyond ${DEFAULT_PATH}: a second worker, a client pod; iptables and nftables only)`, DEFAULT_PATH)
     .option("--profiles <list>", `what to measure: ${LAB_PROFILE_CHOICES.join(",")} (programming: Service changes through each dataplane's control plane, timed; not in the default)`, LAB_RUN_PROFILES.join(","))
     .option("--services <list>", "Service counts, e.g. 1,1000,10000 (default: the profile's)")
     .option("--runs <n>", "repetitions per cell (default: the profile's)")

@@ -20,6 +20,8 @@ import type { LabTopology } from "./topology.js";
 
 export interface SetupRun extends SetupProbeRun {
   readonly family: "ipv4" | "ipv6";
+  /** The namespaces of the probe and of its listener; default the paper's path: the client, and worker 1's pod. */
+  readonly roles?: { readonly client: string; readonly listener: string; readonly source: string };
   /** Where to write the D-ITG-format log. */
   readonly logPath: string;
 }
@@ -60,7 +62,8 @@ export function labSetupProbe(topology: LabTopology): string {
  */
 export async function runSetupProbe(topology: LabTopology, run: SetupRun): Promise<SetupOutcome> {
   const binary = labSetupProbe(topology);
-  const listener = topology.spawn("pod", setupListenArgs(binary, run.port));
+  const roles = run.roles ?? { client: "client", listener: "pod" };
+  const listener = topology.spawn(roles.listener, setupListenArgs(binary, run.port));
   const listenerDone = collect(listener);
   try {
     // The listener either says it listens or exits (a taken port): no timer races its start.
@@ -72,7 +75,7 @@ export async function runSetupProbe(topology: LabTopology, run: SetupRun): Promi
       });
       void listenerDone.then(({ code, stderr }) => reject(new Error(`connection-setup listener on port ${run.port} exited with ${code}: ${stderr.trim()}`)));
     });
-    const { code, stdout, stderr } = await collect(topology.spawn("client", setupProbeArgs(binary, run)));
+    const { code, stdout, stderr } = await collect(topology.spawn(roles.client, setupProbeArgs(binary, run)));
     let result: SetupProbeResult;
     try {
       result = parseProbeOutput(stdout);
@@ -81,7 +84,7 @@ export async function runSetupProbe(topology: LabTopology, run: SetupRun): Promi
     }
     writeFileSync(
       run.logPath,
-      setupLog(result, { source: topology.addresses.client[run.family], destination: run.address, destinationPort: run.port }),
+      setupLog(result, { source: run.roles?.source ?? topology.addresses.client[run.family], destination: run.address, destinationPort: run.port }),
     );
     return { result, output: describeProbeResult(result) };
   } finally {

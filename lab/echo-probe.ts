@@ -81,7 +81,7 @@ function checkTarget(address: string, port: number): void {
 /** Starts an echo listener on address:port inside the role's namespace; resolves once it listens. */
 export function startEchoListener(
   topology: LabTopology,
-  role: Role,
+  role: Role | (string & {}),
   protocol: EchoProtocol,
   address: string,
   port: number,
@@ -140,7 +140,7 @@ export function startEchoListener(
 /** Sends one message to address:port from the role's namespace and waits for its echo. */
 export function echoProbe(
   topology: LabTopology,
-  role: Role,
+  role: Role | (string & {}),
   protocol: EchoProtocol,
   address: string,
   port: number,

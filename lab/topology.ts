@@ -10,12 +10,18 @@
 // Every name carries a per-run prefix (run-registry.ts); everything is removed by destroy(), on
 // exit, on SIGINT/SIGTERM, and after a crash by cleanupLeftovers().
 //
+// Several workers (the paths beyond the paper's, scenario/paths.ts): worker n >= 2 is one more
+// namespace with its own link to the router (its uplink) and its own receiver pod, and a client pod
+// may sit on worker 1 beside the receiver. Pod blocks are routed natively, worker to worker through
+// the router, as a CNI in native-routing mode has the nodes route them: no tunnel. With one worker
+// and no client pod the plan is the paper's lab, unchanged.
+//
 // The builder works from segments: a two-member segment is a veth pair, a larger one a bridge with a
 // veth to each member. The lab's four namespaces and three links are one such plan; a plan with more
 // hosts (the rehearsal of the cloud path, rehearsal/network.ts) goes through LabTopology.createFrom.
 import { join } from "node:path";
 import type { ChildProcess, SpawnOptions } from "node:child_process";
-import { cidrContains, cidrsOverlap, nthAddress, parseCidr, type Cidr, type Family } from "../scenario/cidr.js";
+import { cidrContains, cidrsOverlap, coveringCidr, nthAddress, parseCidr, type Cidr, type Family } from "../scenario/cidr.js";
 import { exec, inNetns, run, spawnInNetns, type CommandOptions, type CommandResult } from "./netns.js";
 import { processPrivilegeProblem } from "./privileges.js";
 import { claimPrefix, findRunPrefixes, PREFIX_PATTERN, removeRun, RUN_MARKER, RUN_STATE_DIR } from "./run-registry.js";
@@ -53,6 +59,54 @@ export interface TopologyOptions {
   readonly linkMbps?: number;
   /** Queueing discipline that enforces the cap. Default tbf. */
   readonly shaper?: Shaper;
+  /** Workers, each with its receiver pod; default 1, the paper's. */
+  readonly workers?: number;
+  /**
+   * A client pod on worker 1 (the clusterip path), and the Service blocks it reaches through its
+   * node (its routes to the ClusterIPs, as a pod's default route takes them).
+   */
+  readonly clientPod?: { readonly serviceSubnets: Readonly<Record<Family, string>> };
+}
+
+/** Most workers the lab builds (scenario MAX_WORKERS allows more on the cloud). */
+export const MAX_LAB_WORKERS = 4;
+
+/** The blocks of worker n >= 2's uplink and pod links, and of worker 1's client pod link: disjoint from DEFAULT_SUBNETS. */
+export function extraSubnets(n: number): { uplink: Record<Family, string>; pod: Record<Family, string> } {
+  return {
+    uplink: { ipv4: `198.18.${10 + n}.0/24`, ipv6: `2001:2:0:${20 + n}::/64` },
+    pod: { ipv4: `198.18.${20 + n}.0/24`, ipv6: `2001:2:0:${40 + n}::/64` },
+  };
+}
+/**
+ * The client pod's block, beside worker 1's pod block (DEFAULT_SUBNETS.pod): one cluster CIDR covers
+ * both (podClusterCidr), so that kube-proxy's local-traffic detector counts the client pod as a pod.
+ */
+export const CLIENT_POD_SUBNETS: Readonly<Record<Family, string>> = { ipv4: "198.18.3.0/24", ipv6: "2001:2:0:41::/64" };
+
+/** A worker of the plan: its namespace, its NIC toward the router and its receiver pod. */
+export interface WorkerPlan {
+  /** 1-based, as scenario/paths.ts counts workers. */
+  readonly index: number;
+  /** The namespace roles of the worker and of its receiver pod (TopologyPlan.allNamespaces). */
+  readonly role: string;
+  readonly podRole: string;
+  readonly uplink: string;
+  readonly podVeth: string;
+  /** The worker's uplink address (its node address) and its receiver pod's. */
+  readonly node: Readonly<Record<Family, string>>;
+  readonly pod: Readonly<Record<Family, string>>;
+  /** The block of its pods, routed to it natively. */
+  readonly podSubnets: Readonly<Record<Family, Cidr>>;
+}
+
+/** The client pod on worker 1 (clusterip path). */
+export interface ClientPodPlan {
+  readonly role: string;
+  readonly subnets: Readonly<Record<Family, Cidr>>;
+  /** Worker 1's host-side veth of the client pod. */
+  readonly hostVeth: string;
+  readonly addresses: Readonly<Record<Family, string>>;
 }
 
 export interface LinkEnd {
@@ -133,12 +187,26 @@ export interface TopologyPlan {
   readonly addresses: LabAddresses;
   /** The worker's interfaces: uplink (the node's NIC, where NodePort traffic arrives) and the pod's host-side veth. */
   readonly worker: { readonly uplink: string; readonly podVeth: string };
+  /** Every worker, worker 1 (the lab's "worker" and "pod") first; absent in plans of one worker built elsewhere (the rehearsal's). */
+  readonly workers?: readonly WorkerPlan[];
+  readonly clientPod?: ClientPodPlan;
 }
 
 /** Why the lab cannot run on this host, or undefined when it can. */
 export function labHostProblem(): string | undefined {
   if (process.platform !== "linux") return `the local lab needs Linux (this is ${process.platform})`;
   return processPrivilegeProblem();
+}
+
+/**
+ * Pure: the cluster CIDR kube-proxy's local-traffic detector on worker 1 is given (--cluster-cidr):
+ * worker 1's pod block, or with a client pod the smallest block holding it and the client pod's, as a
+ * cluster's pod CIDR holds every pod of the node.
+ */
+export function podClusterCidr(plan: Pick<TopologyPlan, "links" | "clientPod">, family: Family): string {
+  const pods = plan.links.pod.subnets[family];
+  if (!plan.clientPod) return pods.text;
+  return coveringCidr(pods, plan.clientPod.subnets[family]).text;
 }
 
 /** Pure: names, addresses, routes and shaping of one run. Throws naming the bad option. */
@@ -190,7 +258,7 @@ export function planTopology(prefix: string, options: TopologyOptions = {}): Top
   route("worker", "access", links.datacenter.gateway);
   route("pod", "access", links.pod.gateway);
   route("pod", "datacenter", links.pod.gateway);
-  return {
+  const paper = {
     prefix,
     runDir: join(RUN_STATE_DIR, prefix),
     namespaces: ns,
@@ -207,6 +275,125 @@ export function planTopology(prefix: string, options: TopologyOptions = {}): Top
     },
     worker: { uplink: links.datacenter.host.ifname, podVeth: links.pod.gateway.ifname },
   };
+  const workers = options.workers ?? 1;
+  if (!Number.isInteger(workers) || workers < 1 || workers > MAX_LAB_WORKERS) {
+    throw new Error(`workers: ${String(workers)} is not accepted; accepted: a whole number from 1 to ${MAX_LAB_WORKERS}`);
+  }
+  if (workers === 1 && options.clientPod === undefined) return paper;
+  return { ...paper, ...morePlan(paper, subnets, workers, options.clientPod) };
+}
+
+/**
+ * The parts of a plan beyond the paper's lab: workers 2..n, each with a link to the router and a
+ * receiver pod, and the client pod on worker 1; their segments and routes are added to the paper's.
+ */
+function morePlan(
+  paper: Pick<TopologyPlan, "prefix" | "namespaces" | "allNamespaces" | "links" | "segments" | "routes" | "forwarding" | "addresses" | "worker">,
+  subnets: Record<LinkName, Record<Family, Cidr>>,
+  workers: number,
+  clientPod: TopologyOptions["clientPod"],
+): Pick<TopologyPlan, "allNamespaces" | "segments" | "routes" | "forwarding" | "workers" | "clientPod"> {
+  const { prefix, links } = paper;
+  const taken = LINKS.flatMap((l) => FAMILIES.map((f) => ({ key: `subnets.${l}.${f}`, cidr: subnets[l][f] })));
+  const block = (text: string, what: string): Cidr => {
+    const cidr = parseCidr(text)!;
+    const clash = taken.find((t) => cidrsOverlap(t.cidr, cidr));
+    if (clash) throw new Error(`${clash.key}: "${clash.cidr.text}" overlaps the ${what} (${text}); accepted: a block disjoint from ${text}`);
+    taken.push({ key: what, cidr });
+    return cidr;
+  };
+  const pair = (texts: Readonly<Record<Family, string>>, what: string) =>
+    Object.fromEntries(FAMILIES.map((f) => [f, block(texts[f], `${what} ${f}`)])) as Record<Family, Cidr>;
+  const at = (cidrs: Record<Family, Cidr>, n: number) => Object.fromEntries(FAMILIES.map((f) => [f, nthAddress(cidrs[f], n)])) as Record<Family, string>;
+  const allNamespaces: Record<string, string> = { ...paper.allNamespaces };
+  const segments: SegmentPlan[] = [...paper.segments];
+  const routes: RoutePlan[] = [...paper.routes];
+  const forwarding = [...paper.forwarding];
+  const plans: WorkerPlan[] = [
+    {
+      index: 1, role: "worker", podRole: "pod", uplink: paper.worker.uplink, podVeth: paper.worker.podVeth,
+      node: paper.addresses.node, pod: paper.addresses.pod, podSubnets: links.pod.subnets,
+    },
+  ];
+  /** Routes a namespace's way to a block through a neighbour's address. */
+  const via = (role: string, to: Record<Family, Cidr>, next: Record<Family, string>) => {
+    for (const family of FAMILIES) routes.push({ role, family, destination: to[family].text, via: next[family] });
+  };
+  const veth = (name: string, subnet: Record<Family, Cidr>, a: { role: string; ifname: string }, b: { role: string; ifname: string }, shaped = false): SegmentPlan => ({
+    name,
+    subnets: subnet,
+    members: [
+      { role: a.role, ifname: a.ifname, addresses: at(subnet, 1), shaped },
+      { role: b.role, ifname: b.ifname, addresses: at(subnet, 2), shaped },
+    ],
+  });
+  const uplinks = new Map<number, Record<Family, Cidr>>();
+  for (let n = 2; n <= workers; n++) {
+    const extra = extraSubnets(n);
+    const uplinkNet = pair(extra.uplink, `uplink of worker ${n}`);
+    uplinks.set(n, uplinkNet);
+    const podNet = pair(extra.pod, `pod block of worker ${n}`);
+    const role = `worker${n}`;
+    const podRole = `pod${n}`;
+    allNamespaces[role] = `${prefix}-${role}`;
+    allNamespaces[podRole] = `${prefix}-${podRole}`;
+    forwarding.push(role);
+    // The router's side is address 1 (the gateway), the worker's address 2, as on the paper's datacenter link.
+    // Capped as the paper's datacenter link is: the remote paths cross it.
+    segments.push(veth(`uplink${n}`, uplinkNet, { role: "router", ifname: `${prefix}-rw${n}` }, { role, ifname: `${prefix}-up${n}` }, links.datacenter.shaped));
+    segments.push(veth(`pod${n}`, podNet, { role, ifname: `${prefix}-lxc${n}` }, { role: podRole, ifname: `${prefix}-eth${n}` }));
+    plans.push({ index: n, role, podRole, uplink: `${prefix}-up${n}`, podVeth: `${prefix}-lxc${n}`, node: at(uplinkNet, 2), pod: at(podNet, 2), podSubnets: podNet });
+    // Worker n reaches the client's network and every other lab block through the router; its pod through it.
+    const toRouter = at(uplinkNet, 1);
+    via(role, links.access.subnets, toRouter);
+    via(role, links.datacenter.subnets, toRouter);
+    via(role, links.pod.subnets, toRouter);
+    via("router", podNet, at(uplinkNet, 2));
+    via("worker", podNet, links.datacenter.gateway.addresses);
+    via("worker", uplinkNet, links.datacenter.gateway.addresses);
+    via("pod", podNet, links.pod.gateway.addresses);
+    via("client", uplinkNet, links.access.gateway.addresses);
+    via("client", podNet, links.access.gateway.addresses);
+    via(podRole, links.access.subnets, at(podNet, 1));
+    via(podRole, links.datacenter.subnets, at(podNet, 1));
+    via(podRole, links.pod.subnets, at(podNet, 1));
+    via(podRole, uplinkNet, at(podNet, 1));
+  }
+  // Workers 2..n reach each other's pods through the router.
+  for (const a of plans.slice(1)) {
+    for (const b of plans.slice(1)) {
+      if (a === b) continue;
+      via(a.role, b.podSubnets, at(uplinks.get(a.index)!, 1));
+      via(a.podRole, b.podSubnets, at(a.podSubnets, 1));
+    }
+  }
+  let client: ClientPodPlan | undefined;
+  if (clientPod) {
+    const net = pair(CLIENT_POD_SUBNETS, "client pod's block");
+    const role = "clientpod";
+    allNamespaces[role] = `${prefix}-${role}`;
+    segments.push(veth("clientpod", net, { role: "worker", ifname: `${prefix}-lxcc` }, { role, ifname: `${prefix}-ethc` }));
+    client = { role, subnets: net, hostVeth: `${prefix}-lxcc`, addresses: at(net, 2) };
+    // The cluster CIDR that holds both pod blocks must hold no other block of the lab (the client's would then count as pods).
+    for (const family of FAMILIES) {
+      const cover = coveringCidr(links.pod.subnets[family], net[family]);
+      const clash = taken.find((t) => t.cidr.family === family && t.cidr !== links.pod.subnets[family] && t.cidr !== net[family] && cidrsOverlap(t.cidr, cover));
+      if (clash) throw new Error(`subnets.pod.${family}: "${links.pod.subnets[family].text}" and the client pod's block ${net[family].text} are covered only by ${cover.text}, which overlaps ${clash.key} (${clash.cidr.text}); accepted: a pod block beside ${net[family].text}`);
+    }
+    const gateway = at(net, 1);
+    const services = Object.fromEntries(FAMILIES.map((f) => [f, parseCidr(clientPod.serviceSubnets[f])!])) as Record<Family, Cidr>;
+    for (const to of [links.access.subnets, links.datacenter.subnets, links.pod.subnets, services, ...plans.slice(1).flatMap((w) => [w.podSubnets])]) {
+      via(role, to, gateway);
+    }
+    // The way back to the client pod, from the router and from every other worker and pod.
+    via("router", net, links.datacenter.host.addresses);
+    via("pod", net, links.pod.gateway.addresses);
+    for (const w of plans.slice(1)) {
+      via(w.role, net, at(uplinks.get(w.index)!, 1));
+      via(w.podRole, net, at(w.podSubnets, 1));
+    }
+  }
+  return { allNamespaces, segments, routes, forwarding, workers: plans, ...(client ? { clientPod: client } : {}) };
 }
 
 /** A lab link as the builder's segment: a veth pair whose ends both carry the cap when the link does. */

@@ -5,7 +5,8 @@ import { createHash } from "node:crypto";
 import { unsafeUniformIntDistribution, xoroshiro128plus, type RandomGenerator } from "pure-rand";
 import type { Family } from "../scenario/cidr.js";
 import { DATAPLANES, type Dataplane } from "../scenario/schema.js";
-import type { CampaignTraffic, ProgrammingSettings, RunKey, RunProfile } from "./types.js";
+import { DEFAULT_PATH, DEFAULT_PATHS, SERVICE_PATHS, type ServicePath } from "../scenario/paths.js";
+import { pathField, pathOf, type CampaignTraffic, type ProgrammingSettings, type RunKey, type RunProfile } from "./types.js";
 
 /** How the runs of a campaign are ordered. */
 export interface PlanOrder {
@@ -63,6 +64,12 @@ export interface CampaignDefinition {
   readonly families: readonly Family[];
   readonly profiles: readonly RunProfile[];
   readonly services: readonly number[];
+  /**
+   * The Service paths measured (scenario/paths.ts), each in every cell; absent: the paper's path
+   * alone. A campaign of the paper's path alone leaves it out, so its definition, id and run ids are
+   * those it had before paths existed.
+   */
+  readonly paths?: readonly ServicePath[];
   /** Repetitions per (dataplane, family, profile, Service count) cell; the primary comparisons' cells may have more. */
   readonly runs: number;
   /** The comparisons the campaign is sized to answer; absent: every test is exploratory. */
@@ -110,10 +117,19 @@ export function campaignIdFor(def: CampaignDefinition): string {
   return `${label}-${digest(canonicalJson(def), 12)}`;
 }
 
-/** A run's id: a hash of the campaign id and the RunKey fields, nothing else (not its position). */
+/**
+ * A run's id: a hash of the campaign id and the RunKey fields, nothing else (not its position). The
+ * path counts only when it is not the paper's, so a run of nodeport-local keeps the id it had
+ * before runs had paths.
+ */
 export function runIdFor(campaignId: string, key: RunKey): string {
-  const fields = [campaignId, key.dataplane, key.family, key.profile, String(key.services), String(key.repetition)];
+  const fields = [campaignId, key.dataplane, key.family, key.profile, String(key.services), String(key.repetition), ...(key.path !== undefined && key.path !== DEFAULT_PATH ? [key.path] : [])];
   return digest(fields.join("\n"), 24);
+}
+
+/** The paths a campaign measures: its own list, or the paper's path alone. */
+export function campaignPaths(def: Pick<CampaignDefinition, "paths">): readonly ServicePath[] {
+  return def.paths ?? DEFAULT_PATHS;
 }
 
 /** Repetitions of one (profile, Service count) cell of every dataplane and family: the primary comparisons' cells have their own. */
@@ -136,6 +152,15 @@ function checkPrimary(def: CampaignDefinition): void {
     bad("baseline", p.baseline, `one of the campaign's dataplanes (${(def.dataplanes.length > 1 ? def.dataplanes : DATAPLANES).join(", ")})`);
   }
   if (!Number.isInteger(p.runs) || p.runs < 1) bad("runs", p.runs, "a whole number of runs, at least 1");
+}
+
+/** Throws unless the campaign's paths are known, listed once each, and at least one. */
+function checkPaths(def: CampaignDefinition): void {
+  if (def.paths === undefined) return;
+  const unknown = def.paths.filter((p) => !SERVICE_PATHS.includes(p));
+  if (def.paths.length === 0 || unknown.length > 0 || new Set(def.paths).size !== def.paths.length) {
+    throw new Error(`paths: ${JSON.stringify(def.paths)} is not accepted; accepted: a list of distinct paths, each one of ${SERVICE_PATHS.join(", ")}`);
+  }
 }
 
 /**
@@ -195,16 +220,19 @@ function shuffled<T>(items: readonly T[], rng: RandomGenerator): T[] {
  */
 export function planCampaign(campaignId: string, def: CampaignDefinition): PlannedRun[] {
   checkPrimary(def);
+  checkPaths(def);
   const rng = xoroshiro128plus(def.seed);
   const steps = def.order.randomize ? shuffled(def.services, rng) : [...def.services];
-  const cells = def.families.flatMap((family) => def.profiles.map((profile) => ({ family, profile })));
+  // The path is one more dimension of the cells: every path is measured at each (dataplane, step),
+  // interleaved with the families and profiles, so a drift spreads over the paths as over them.
+  const cells = campaignPaths(def).flatMap((path) => def.families.flatMap((family) => def.profiles.map((profile) => ({ family, profile, ...pathField(path) }))));
   const repetitionsOf = (services: number) => Math.max(...def.profiles.map((p) => runsOfCell(def, p, services)));
   const keys: RunKey[] = [];
   const emit = (dataplane: Dataplane, services: number, repetition: number) => {
     const due = repetition < def.runs ? cells : cells.filter((c) => repetition < runsOfCell(def, c.profile, services));
     const protocolOf = (cell: { profile: RunProfile }) => def.traffic[cell.profile]?.protocol ?? "";
     for (const cell of def.order.randomize ? alternatingProtocols(shuffled(due, rng), protocolOf) : due) {
-      keys.push({ dataplane, family: cell.family, profile: cell.profile, services, repetition });
+      keys.push({ dataplane, family: cell.family, profile: cell.profile, services, repetition, ...pathField(pathOf(cell)) });
     }
   };
 

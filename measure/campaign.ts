@@ -8,7 +8,8 @@
 // is drained, so a retry of the step's last run still happens on its own step.
 import { copyFileSync, mkdirSync, renameSync, rmSync } from "node:fs";
 import path from "node:path";
-import { sameStep, stepOf, type PlannedRun } from "./campaign-plan.js";
+import { campaignPaths, sameStep, stepOf, type PlannedRun } from "./campaign-plan.js";
+import { DEFAULT_PATHS } from "../scenario/paths.js";
 import { flowSummaryOf, type FailedAttempt, type ResultStore } from "./store.js";
 import { judgeSetup, plannedConnections } from "./connection-setup.js";
 import { expectedRecords, judgeFlow, receiverSessionError, type FlowVerdict } from "./ditg-commands.js";
@@ -198,6 +199,11 @@ export async function runCampaign(opts: CampaignRunOptions): Promise<CampaignRun
   const unoffered = def.profiles.filter((p) => !backend.profiles.includes(p));
   if (unoffered.length > 0) {
     throw new Error(`campaign ${campaignId} plans profile(s) ${unoffered.join(", ")}, which backend ${backend.name} does not measure; accepted: ${backend.profiles.join(", ")}`);
+  }
+  const backendPaths = backend.paths ?? DEFAULT_PATHS;
+  const unserved = campaignPaths(def).filter((p) => !backendPaths.includes(p));
+  if (unserved.length > 0) {
+    throw new Error(`campaign ${campaignId} plans path(s) ${unserved.join(", ")}, which backend ${backend.name} does not measure; accepted: ${backendPaths.join(", ")}`);
   }
   if (def.profiles.includes("programming")) {
     if (!def.programming) throw new Error(`campaign ${campaignId} plans the programming profile but defines no programming settings`);

@@ -19,7 +19,8 @@ import {
   type HopScope,
   type PooledSection,
 } from "./hops.js";
-import type { RunResult } from "./types.js";
+import { pathField, pathOf, type RunResult } from "./types.js";
+import { DEFAULT_PATH, SERVICE_PATHS, type ServicePath } from "../scenario/paths.js";
 import { servicesText } from "./report-words.js";
 
 /** The row of hops.csv that holds the setup profile's first packets through the Service dataplane. */
@@ -32,6 +33,8 @@ const FIELD: Record<(typeof HOP_STATISTICS)[number], keyof PooledSection> = {
 };
 
 export interface HopCell {
+  /** The Service path (RunKey.path); absent: the paper's, nodeport-local. */
+  readonly path?: ServicePath;
   readonly dataplane: string;
   readonly family: string;
   readonly services: number;
@@ -74,12 +77,12 @@ const dataplaneOrder = (a: string, b: string) => {
 
 /** Pure: the hop cells of a campaign's ok runs; empty when no run carries hops. */
 export function hopCells(results: readonly RunResult[]): HopCell[] {
-  const groups = new Map<string, { latency: RunResult[]; setup: RunResult[]; key: { dataplane: string; family: string; services: number; scope: HopScope } }>();
+  const groups = new Map<string, { latency: RunResult[]; setup: RunResult[]; key: { path?: ServicePath; dataplane: string; family: string; services: number; scope: HopScope } }>();
   for (const r of results) {
     if (r.status !== "ok" || !r.hops) continue;
     const scope = r.hops.check.scope;
-    const id = `${r.dataplane}/${r.family}/${r.services}/${scope}`;
-    const g = groups.get(id) ?? { latency: [], setup: [], key: { dataplane: r.dataplane, family: r.family, services: r.services, scope } };
+    const id = `${pathOf(r)}/${r.dataplane}/${r.family}/${r.services}/${scope}`;
+    const g = groups.get(id) ?? { latency: [], setup: [], key: { ...pathField(pathOf(r)), dataplane: r.dataplane, family: r.family, services: r.services, scope } };
     (r.hops.check.keying === "handshake" ? g.setup : g.latency).push(r);
     groups.set(id, g);
   }
@@ -100,18 +103,24 @@ export function hopCells(results: readonly RunResult[]): HopCell[] {
     };
   });
   return cells.sort(
-    (a, b) => FAMILIES.indexOf(a.family as never) - FAMILIES.indexOf(b.family as never) || a.services - b.services || dataplaneOrder(a.dataplane, b.dataplane),
+    (a, b) =>
+      SERVICE_PATHS.indexOf(pathOf(a)) - SERVICE_PATHS.indexOf(pathOf(b)) ||
+      FAMILIES.indexOf(a.family as never) - FAMILIES.indexOf(b.family as never) || a.services - b.services || dataplaneOrder(a.dataplane, b.dataplane),
   );
 }
 
-/** Pure: hops.csv, one row per (dataplane, family, services, direction, section, statistic). */
-export function hopsCsv(cells: readonly HopCell[], formatNumber: (x: number) => string): string {
-  const lines = [HOPS_CSV_HEADER.join(",")];
+/**
+ * Pure: hops.csv, one row per (dataplane, family, services, direction, section, statistic); with a `path`
+ * column first in a report whose runs go beyond the paper's path (default: where the cells do), so that
+ * a report of that path alone keeps HOPS_CSV_HEADER.
+ */
+export function hopsCsv(cells: readonly HopCell[], formatNumber: (x: number) => string, withPath = cells.some((c) => pathOf(c) !== DEFAULT_PATH)): string {
+  const lines = [(withPath ? ["path", ...HOPS_CSV_HEADER] : HOPS_CSV_HEADER).join(",")];
   for (const c of cells) {
     const rows = [...c.sections, ...(c.firstPacket ? [c.firstPacket] : [])];
     for (const s of rows) {
       for (const statistic of HOP_STATISTICS) {
-        lines.push([c.dataplane, c.family, c.services, s.direction, s.section, statistic, formatNumber(s[FIELD[statistic]] as number)].join(","));
+        lines.push([...(withPath ? [pathOf(c)] : []), c.dataplane, c.family, c.services, s.direction, s.section, statistic, formatNumber(s[FIELD[statistic]] as number)].join(","));
       }
     }
   }
@@ -125,7 +134,8 @@ function largest(sections: readonly PooledSection[], field: "stdS" | "p99S" | "m
   return sections.filter((s) => !isTotal(s.section)).reduce<PooledSection | undefined>((best, s) => (best === undefined || s[field] > best[field] ? s : best), undefined);
 }
 
-function figure(family: string, statistic: "mean" | "p99", cells: readonly HopCell[]): { file: string; title: string; spec: TopLevelSpec } {
+function figure(family: string, statistic: "mean" | "p99", cells: readonly HopCell[], path: ServicePath): { file: string; title: string; spec: TopLevelSpec } {
+  const named = path === DEFAULT_PATH ? { file: "", title: "" } : { file: `${path}-`, title: `${path}, ` };
   const values = cells
     .filter((c) => c.family === family)
     .flatMap((c) =>
@@ -145,11 +155,11 @@ function figure(family: string, statistic: "mean" | "p99", cells: readonly HopCe
     (statistic === "mean" ? `share of ${whole} (the sections' means add up to it)` : "share of the sum of the sections' p99 (tails do not add; the shares compare them)") +
     (workerOnly ? `; worker only, not timed: ${untimedText()}` : "");
   return {
-    file: `hops-${statistic}-${family}.svg`,
-    title: `where the delay comes from, ${family}: each section's ${what}`,
+    file: `${named.file}hops-${statistic}-${family}.svg`,
+    title: `where the delay comes from, ${named.title}${family}: each section's ${what}`,
     spec: {
       $schema: "https://vega.github.io/schema/vega-lite/v6.json",
-      title: { text: `where the delay comes from, ${family}`, subtitle: `each section's ${what}` },
+      title: { text: `where the delay comes from, ${named.title}${family}`, subtitle: `each section's ${what}` },
       data: { values },
       facet: { column: { field: "dataplane", type: "nominal", title: "dataplane", sort: [...DATAPLANES] } },
       spec: {
@@ -209,32 +219,40 @@ export function hopReport(results: readonly RunResult[], format: { fmt: (x: numb
       "",
     );
   }
+  const unprobed = SERVICE_PATHS.filter((p) => results.some((r) => pathOf(r) === p) && !cells.some((c) => pathOf(c) === p));
+  if (unprobed.length > 0) {
+    md.push(`Runs of ${unprobed.join(" and ")} carry no sections: the hop probes sit on the paper's path (worker 1's uplink and its pod's veth), and are detached for the other paths' runs.`, "");
+  }
   const services = [...new Set(cells.map((c) => c.services))].sort((a, b) => a - b);
+  const paths = SERVICE_PATHS.filter((p) => cells.some((c) => pathOf(c) === p));
+  const withPaths = paths.some((p) => p !== DEFAULT_PATH);
   const dataplanes = [...new Set(cells.map((c) => c.dataplane))].sort(dataplaneOrder);
   md.push(
     "Which section carries the volatility (largest standard deviation and largest p99 of a section, both directions), and the Service dataplane's own cost:",
     "",
-    "| family | Services | dataplane | largest std (µs) | largest p99 (µs) | service-dataplane forward mean / p99 (µs) | first packet p50 / p99 (µs) |",
-    "| --- | ---: | --- | --- | --- | ---: | ---: |",
+    `|${withPaths ? " path |" : ""} family | Services | dataplane | largest std (µs) | largest p99 (µs) | service-dataplane forward mean / p99 (µs) | first packet p50 / p99 (µs) |`,
+    `|${withPaths ? " --- |" : ""} --- | ---: | --- | --- | --- | ---: | ---: |`,
   );
+  for (const path of paths) {
   for (const family of FAMILIES) {
     for (const n of services) {
       for (const d of dataplanes) {
-        for (const c of cells.filter((x) => x.family === family && x.services === n && x.dataplane === d)) {
+        for (const c of cells.filter((x) => pathOf(x) === path && x.family === family && x.services === n && x.dataplane === d)) {
           const std = largest(c.sections, "stdS");
           const p99 = largest(c.sections, "p99S");
           const dp = c.sections.find((s) => s.direction === "forward" && s.section === "service-dataplane");
           md.push(
-            `| ${family} | ${n} | ${d}${c.scope === "worker" ? " (worker only)" : ""} | ${std ? `${std.direction} ${std.section} (${us(std.stdS, fmt)})` : "n/a"} | ${p99 ? `${p99.direction} ${p99.section} (${us(p99.p99S, fmt)})` : "n/a"} | ${us(dp?.meanS, fmt)} / ${us(dp?.p99S, fmt)} | ${us(c.firstPacket?.p50S, fmt)} / ${us(c.firstPacket?.p99S, fmt)} |`,
+            `|${withPaths ? ` ${path} |` : ""} ${family} | ${n} | ${d}${c.scope === "worker" ? " (worker only)" : ""} | ${std ? `${std.direction} ${std.section} (${us(std.stdS, fmt)})` : "n/a"} | ${p99 ? `${p99.direction} ${p99.section} (${us(p99.p99S, fmt)})` : "n/a"} | ${us(dp?.meanS, fmt)} / ${us(dp?.p99S, fmt)} | ${us(c.firstPacket?.p50S, fmt)} / ${us(c.firstPacket?.p99S, fmt)} |`,
           );
         }
       }
     }
   }
+  }
   md.push("");
   for (const c of cells) {
     md.push(
-      `### ${c.dataplane}, ${c.family}, ${servicesText(c.services)}${c.scope === "worker" ? " (worker only)" : ""}`,
+      `### ${withPaths ? `${pathOf(c)}: ` : ""}${c.dataplane}, ${c.family}, ${servicesText(c.services)}${c.scope === "worker" ? " (worker only)" : ""}`,
       "",
       `${c.runs} latency runs (${c.runsAddingUp} add up), ${c.firstPacketRuns} setup runs.${c.scope === "worker" ? ` Not timed: ${untimedText()}.` : ""}`,
       "",
@@ -247,6 +265,11 @@ export function hopReport(results: readonly RunResult[], format: { fmt: (x: numb
     }
     md.push("");
   }
-  const figures = FAMILIES.filter((f) => cells.some((c) => c.family === f && c.sections.length > 0)).flatMap((f) => [figure(f, "mean", cells), figure(f, "p99", cells)]);
-  return { cells, csv: hopsCsv(cells, format.number), figures, markdown: md };
+  const figures = paths.flatMap((p) => {
+    const of = cells.filter((c) => pathOf(c) === p);
+    return FAMILIES.filter((f) => of.some((c) => c.family === f && c.sections.length > 0)).flatMap((f) => [figure(f, "mean", of, p), figure(f, "p99", of, p)]);
+  });
+  // The report's runs decide the column: other paths' runs may carry no sections, the CSV still names the path.
+  const reportHasPaths = results.some((r) => pathOf(r) !== DEFAULT_PATH);
+  return { cells, csv: hopsCsv(cells, format.number, reportHasPaths), figures, markdown: md };
 }

@@ -2,8 +2,10 @@
 // against the baseline and what it does not, the paper's ratio beside ours, the number of runs
 // behind every group, the method, and the warnings.
 import { DATAPLANE_DESCRIPTIONS, DATAPLANES, FAMILIES, type Dataplane } from "../scenario/schema.js";
-import type { Report, RatioRow, Verdict } from "./report.js";
-import { ONE_WAY_DELAY_METRIC, PACKET_DELAY_METRIC, profileKind, RATIO_DEFINITIONS } from "./report.js";
+import type { CellStatistics, Report, RatioRow, Verdict } from "./report.js";
+import { hasPaths, ONE_WAY_DELAY_METRIC, PACKET_DELAY_METRIC, pathsOf, profileKind, RATIO_DEFINITIONS } from "./report.js";
+import { PATHS } from "../scenario/paths.js";
+import { pathOf } from "./types.js";
 import { countOf, joinAnd, servicesList, servicesText } from "./report-words.js";
 import { oneWayMarkdown, validityMarkdown } from "./report-validity.js";
 
@@ -71,15 +73,18 @@ function stepsOf(rows: readonly RatioRow[], of: number): string {
  * The paper's column counts the steps whose published ratio lies inside ours, where the paper has the statistic.
  */
 function summaryTable(parts: Parts): string[] {
+  const withPaths = hasPaths(parts.ratios);
   const lines = [
-    `| metric | statistic | family | dataplane against baseline | steps lower | steps higher | significant steps (Holm, alpha ${parts.settings.alpha}) | paper's ratio inside our interval |`,
-    "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    `|${withPaths ? " path |" : ""} metric | statistic | family | dataplane against baseline | steps lower | steps higher | significant steps (Holm, alpha ${parts.settings.alpha}) | paper's ratio inside our interval |`,
+    `|${withPaths ? " --- |" : ""} --- | --- | --- | --- | --- | --- | --- | --- |`,
   ];
-  for (const profile of [...new Set(parts.ratios.map((r) => r.profile))]) {
-    for (const statistic of [...new Set(parts.ratios.filter((r) => r.profile === profile).map((r) => r.statistic))]) {
+  for (const path of pathsOf(parts.ratios)) {
+  const ratios = parts.ratios.filter((r) => pathOf(r) === path);
+  for (const profile of [...new Set(ratios.map((r) => r.profile))]) {
+    for (const statistic of [...new Set(ratios.filter((r) => r.profile === profile).map((r) => r.statistic))]) {
       for (const family of FAMILIES) {
-        for (const dataplane of comparedIn(parts.ratios)) {
-          const rows = parts.ratios.filter((r) => r.profile === profile && r.statistic === statistic && r.family === family && r.dataplane === dataplane);
+        for (const dataplane of comparedIn(ratios)) {
+          const rows = ratios.filter((r) => r.profile === profile && r.statistic === statistic && r.family === family && r.dataplane === dataplane);
           if (rows.length === 0) continue;
           const first = rows[0]!;
           const name = first.intervalReliable ? STATISTIC_NAME[statistic] ?? statistic : `${STATISTIC_NAME[statistic] ?? statistic} (read by the ${first.robustName})`;
@@ -87,13 +92,52 @@ function summaryTable(parts: Parts): string[] {
           const inside = withPaper.filter((r) => r.paper!.ratio >= r.ratio.low && r.paper!.ratio <= r.ratio.high);
           const paper = withPaper.length === 0 ? "" : first.intervalReliable ? `${inside.length} of ${withPaper.length}` : "(interval unreliable)";
           lines.push(
-            `| ${profile} | ${name} | ${family} | ${dataplane} / ${first.baseline} | ${stepsOf(rows.filter((r) => readingOf(r) === "lower"), rows.length)} | ${stepsOf(rows.filter((r) => readingOf(r) === "higher"), rows.length)} | ${stepsOf(rows.filter((r) => r.significant), rows.length)} | ${paper} |`,
+            `|${withPaths ? ` ${path} |` : ""} ${profile} | ${name} | ${family} | ${dataplane} / ${first.baseline} | ${stepsOf(rows.filter((r) => readingOf(r) === "lower"), rows.length)} | ${stepsOf(rows.filter((r) => readingOf(r) === "higher"), rows.length)} | ${stepsOf(rows.filter((r) => r.significant), rows.length)} | ${paper} |`,
           );
         }
       }
     }
   }
+  }
   return lines;
+}
+
+/**
+ * Per Service path, in words: at each profile, family and step, which dataplane is faster (the lowest mean
+ * per-packet delay, or the highest mean throughput over runs) and by how much against the baseline, with the
+ * reading of the mean delay's interval where the report has it. Only for reports beyond the paper's path.
+ */
+function pathSection(parts: Parts): string[] {
+  if (!hasPaths(parts.cells)) return [];
+  const s = parts.settings;
+  const out = [
+    "## Which dataplane is faster, per path",
+    "",
+    `Per path, profile, family and step: the dataplane with the lowest mean per-packet delay (delay profiles) or the highest mean throughput over runs, its value, and each dataplane's against ${s.baseline}. The ratio's ${Math.round(s.confidence * 100)}% interval and reading are those of the mean's ratio above (delay profiles); where the time goes on each path is in the section of the hop probes.`,
+    "",
+  ];
+  for (const path of pathsOf(parts.cells)) {
+    out.push(`### ${path}`, "", `${PATHS[path].description}.`, "", "| profile | family | Services | faster | mean | against the baseline |", "| --- | --- | ---: | --- | ---: | --- |");
+    const cells = parts.cells.filter((c) => pathOf(c) === path && c.metric === (profileKind(c.profile) === "throughput" ? "throughputMbps" : PACKET_DELAY_METRIC));
+    const steps = [...new Map(cells.map((c) => [`${c.profile}/${c.family}/${c.services}`, c])).values()];
+    for (const step of steps) {
+      const of = cells.filter((c) => c.profile === step.profile && c.family === step.family && c.services === step.services && Number.isFinite(c.mean));
+      if (of.length === 0) continue;
+      const higherIsFaster = profileKind(step.profile) === "throughput";
+      const best = of.reduce((a, b) => ((higherIsFaster ? b.mean > a.mean : b.mean < a.mean) ? b : a));
+      const base = of.find((c) => c.dataplane === s.baseline);
+      const against = (c: CellStatistics) => {
+        const ratio = parts.ratios.find((r) => pathOf(r) === path && r.statistic === "mean" && r.profile === c.profile && r.family === c.family && r.services === c.services && r.dataplane === c.dataplane);
+        const change = base && c !== base ? `${c.dataplane} ${fmt(c.mean / base.mean)}x` : undefined;
+        return change === undefined ? undefined : ratio ? `${change} ${ci(ratio.ratio.low, ratio.ratio.high)}, ${verdictText(c.dataplane, readingOf(ratio))}` : change;
+      };
+      const unit = best.unit === "ms" ? (x: number) => cellValue(x, "ms") : (x: number) => `${fmt(x)} ${best.unit}`;
+      const others = of.map(against).filter((x): x is string => x !== undefined);
+      out.push(`| ${step.profile} | ${step.family} | ${step.services} | **${best.dataplane}**${of.length === 1 ? " (alone)" : ""} | ${unit(best.mean)} | ${base ? others.join("; ") || `${s.baseline} itself` : `no ${s.baseline} runs`} |`);
+    }
+    out.push("");
+  }
+  return out;
 }
 
 /** One line per primary comparison: both cells' values, their ratio, its reading and its test. */
@@ -103,14 +147,14 @@ function primarySection(parts: Parts): string[] {
   if (!p) return ["- The campaign declared no primary comparisons: every test below is exploratory."];
   const rows = parts.ratios.filter((r) => r.role === "primary");
   const design = p.design;
-  const head = `The campaign declared, before it ran, ${p.profile} at ${servicesText(p.services)}, the ${STATISTIC_NAME[p.statistic] ?? p.statistic} of each dataplane against ${p.baseline}, per family, as its primary comparisons, and gave each of their cells ${p.runs} runs: enough for a power of ${design.power} to show a difference of ${Math.round(design.minimumEffect * 100)}% at a run-to-run coefficient of variation of ${design.runCv} (Mann-Whitney, Noether's sample size, Holm at alpha ${design.alpha} over the comparisons). Holm's correction here counts these ${parts.tests.primary} tests only.`;
+  const head = `The campaign declared, before it ran, ${p.profile} at ${servicesText(p.services)}, the ${STATISTIC_NAME[p.statistic] ?? p.statistic} of each dataplane against ${p.baseline}, per family, as its primary comparisons${hasPaths(parts.ratios) ? " (on each Service path measured)" : ""}, and gave each of their cells ${p.runs} runs: enough for a power of ${design.power} to show a difference of ${Math.round(design.minimumEffect * 100)}% at a run-to-run coefficient of variation of ${design.runCv} (Mann-Whitney, Noether's sample size, Holm at alpha ${design.alpha} over the comparisons). Holm's correction here counts these ${parts.tests.primary} tests only.`;
   if (rows.length === 0) return [`- ${head} None of them could be tested in this report (see the warnings).`];
   return [
     head,
     "",
     ...rows.map(
       (r) =>
-        `- **${r.family}, ${r.dataplane}/${r.baseline}:** ${STATISTIC_NAME[r.statistic] ?? r.statistic} ${cellValue(r.value, r.unit)} (${r.dataplane}) against ${cellValue(r.baselineValue, r.unit)} (${r.baseline}): ratio ${fmt(r.ratio.estimate)} ${ci(r.ratio.low, r.ratio.high)}, ${verdictText(r.dataplane, readingOf(r))}; rank test on ${r.testDescribes}: p = ${fmtP(r.pValue)}, ${fmtP(r.pHolm)} after Holm over the primary tests${r.significant ? `, **significant** at alpha ${s.alpha}` : `, not significant at alpha ${s.alpha}`} (${r.n} and ${r.nBaseline} runs, Cliff's delta ${fmt(r.cliffsDelta)}).`,
+        `- **${r.path ? `${r.path}, ` : ""}${r.family}, ${r.dataplane}/${r.baseline}:** ${STATISTIC_NAME[r.statistic] ?? r.statistic} ${cellValue(r.value, r.unit)} (${r.dataplane}) against ${cellValue(r.baselineValue, r.unit)} (${r.baseline}): ratio ${fmt(r.ratio.estimate)} ${ci(r.ratio.low, r.ratio.high)}, ${verdictText(r.dataplane, readingOf(r))}; rank test on ${r.testDescribes}: p = ${fmtP(r.pValue)}, ${fmtP(r.pHolm)} after Holm over the primary tests${r.significant ? `, **significant** at alpha ${s.alpha}` : `, not significant at alpha ${s.alpha}`} (${r.n} and ${r.nBaseline} runs, Cliff's delta ${fmt(r.cliffsDelta)}).`,
     ),
   ];
 }
@@ -151,18 +195,19 @@ function delaySourceLine(parts: Parts): string[] {
 
 function runsTable(parts: Parts): string[] {
   const dataplanes = DATAPLANES.filter((d) => parts.counts.some((c) => c.dataplane === d));
+  const withPaths = hasPaths(parts.counts);
   const lines = [
-    `| profile | family | Services | ${dataplanes.map((d) => `${d} runs (failed)`).join(" | ")} |`,
-    `| --- | --- | ---: | ${dataplanes.map(() => "---:").join(" | ")} |`,
+    `|${withPaths ? " path |" : ""} profile | family | Services | ${dataplanes.map((d) => `${d} runs (failed)`).join(" | ")} |`,
+    `|${withPaths ? " --- |" : ""} --- | --- | ---: | ${dataplanes.map(() => "---:").join(" | ")} |`,
   ];
-  const steps = new Map<string, { profile: string; family: string; services: number; runs: Map<Dataplane, string> }>();
+  const steps = new Map<string, { path: string; profile: string; family: string; services: number; runs: Map<Dataplane, string> }>();
   for (const c of parts.counts) {
-    const id = `${c.profile}/${c.family}/${c.services}`;
-    const step = steps.get(id) ?? { profile: c.profile, family: c.family, services: c.services, runs: new Map() };
+    const id = `${pathOf(c)}/${c.profile}/${c.family}/${c.services}`;
+    const step = steps.get(id) ?? { path: pathOf(c), profile: c.profile, family: c.family, services: c.services, runs: new Map() };
     step.runs.set(c.dataplane, `${c.ok}${c.failed ? ` (${c.failed})` : ""}`);
     steps.set(id, step);
   }
-  for (const s of steps.values()) lines.push(`| ${s.profile} | ${s.family} | ${s.services} | ${dataplanes.map((d) => s.runs.get(d) ?? "0").join(" | ")} |`);
+  for (const s of steps.values()) lines.push(`|${withPaths ? ` ${s.path} |` : ""} ${s.profile} | ${s.family} | ${s.services} | ${dataplanes.map((d) => s.runs.get(d) ?? "0").join(" | ")} |`);
   return lines;
 }
 
@@ -220,19 +265,22 @@ export function renderMarkdown(parts: Parts): string {
       ...summaryTable(parts),
     );
   }
+  out.push(...pathSection(parts));
   out.push("", "## Warnings", "");
   if (parts.warnings.length === 0) out.push("None.");
   else out.push(...parts.warnings.map((w) => `- ${w}`));
   out.push("", "## Runs analysed per group", "", ...runsTable(parts), "", ...methodSection(parts), "");
 
+  const withPaths = hasPaths(parts.ratios);
+  for (const path of pathsOf(parts.ratios)) {
   for (const profile of profiles) {
     for (const statistic of [...new Set(parts.ratios.filter((r) => r.profile === profile).map((r) => r.statistic))]) {
       for (const family of FAMILIES) {
-        const rows = parts.ratios.filter((r) => r.profile === profile && r.statistic === statistic && r.family === family);
+        const rows = parts.ratios.filter((r) => pathOf(r) === path && r.profile === profile && r.statistic === statistic && r.family === family);
         if (rows.length === 0) continue;
         const table = paperTableName(rows);
         out.push(
-          `## ${profile}, ${family}: ratio of the ${STATISTIC_NAME[statistic] ?? statistic} against ${s.baseline}${table ? ` (paper's ${table}, eBPF/iptables)` : ""}`,
+          `## ${withPaths ? `${path}: ` : ""}${profile}, ${family}: ratio of the ${STATISTIC_NAME[statistic] ?? statistic} against ${s.baseline}${table ? ` (paper's ${table}, eBPF/iptables)` : ""}`,
           "",
           `${rows[0]!.describes[0]!.toUpperCase()}${rows[0]!.describes.slice(1)}. Rank test on ${rows[0]!.testDescribes}.`,
           "",
@@ -241,6 +289,7 @@ export function renderMarkdown(parts: Parts): string {
         );
       }
     }
+  }
   }
 
   out.push(

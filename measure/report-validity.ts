@@ -48,7 +48,8 @@ function delaySample(summary: FlowSummary, excludedRecords: number): FlowSummary
   return excludedRecords === 0 ? summary : { ...summary, packets: summary.packets - excludedRecords };
 }
 
-const cellName = (k: CellKey) => [k.profile, k.family, k.services, k.dataplane].join("/");
+// The paper's path keeps the names (and seeds) it had before paths.
+const cellName = (k: CellKey) => [k.profile, k.family, k.services, k.dataplane, ...(k.path ? [k.path] : [])].join("/");
 
 /**
  * Validity rows of every cell whose ok runs all kept the meter's readings, for the delay statistics of the report's
@@ -129,12 +130,12 @@ export function validityMarkdown(rows: readonly ValidityRow[], comparison: Meter
     `Below, the meter's own readings of the same runs divided by the exact values: **ITGDec** (every record as ITGDec reads the sender log, as the paper's latency tables were read) and **without signature** (the sender log with the signature records left out, what can be done without the receiver's log). ${pct}% bootstrap intervals resample runs and take both readings from the same drawn runs (a maximum's interval is unreliable, see the method); every interval is in validity.csv.`,
     "",
   ];
-  const groups = [...new Set(rows.map((r) => `${r.profile}/${r.family}`))];
+  const groups = [...new Set(rows.map((r) => `${r.profile}/${r.family}/${r.path ?? ""}`))];
   for (const group of groups) {
-    const [profile, family] = group.split("/");
-    const inGroup = rows.filter((r) => r.profile === profile && r.family === family);
+    const [profile, family, path] = group.split("/");
+    const inGroup = rows.filter((r) => r.profile === profile && r.family === family && (r.path ?? "") === path);
     out.push(
-      `### ${profile}, ${family}`,
+      `### ${path ? `${path}: ` : ""}${profile}, ${family}`,
       "",
       "| Services | dataplane | runs | signature records (runs) | exact max / std / mean (ms) | ITGDec/exact max | ITGDec/exact std | ITGDec/exact mean | without signature/exact max, std, mean |",
       "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
@@ -156,7 +157,7 @@ export function validityMarkdown(rows: readonly ValidityRow[], comparison: Meter
 
 /** One paragraph: what the meter's error measured here means for the paper's latency tables. */
 function tablesTwoAndThree(rows: readonly ValidityRow[], comparison: MeterComparison, fmt: Format): string {
-  const cells = new Map(rows.map((r) => [`${r.profile}/${r.family}/${r.services}/${r.dataplane}`, r]));
+  const cells = new Map(rows.map((r) => [cellName(r), r]));
   const signature = [...cells.values()].reduce((s, r) => s + r.signatureRecords, 0);
   const records = [...cells.values()].reduce((s, r) => s + r.records, 0);
   const withSignature = [...cells.values()].filter((r) => r.signatureRecords > 0).length;
@@ -187,23 +188,24 @@ function tablesTwoAndThree(rows: readonly ValidityRow[], comparison: MeterCompar
  * one-way statistics beside its round-trip median. Empty when no cell has them.
  */
 export function oneWayMarkdown(
-  cells: readonly { profile: string; family: string; services: number; dataplane: string; metric: string; n: number; mean: number; median: number; p99: number; max: number; std: number }[],
+  cells: readonly { path?: string; profile: string; family: string; services: number; dataplane: string; metric: string; n: number; mean: number; median: number; p99: number; max: number; std: number }[],
   metrics: { oneWay: string; roundTrip: string },
   fmt: Format,
 ): string[] {
   const oneWay = cells.filter((c) => c.metric === metrics.oneWay);
   if (oneWay.length === 0) return [];
+  const withPaths = cells.some((c) => c.path !== undefined);
   const out = [
     "## One-way delays, sender -> receiver (one shared clock)",
     "",
     "Sender and receiver read one clock here (namespaces of one host), so the receiver's log also gives each packet's one-way delay from the client to the pod: its arrival minus the send stamp it carried. The paper's tools could not measure this between two VMs without synchronised clocks; it is a third view beside the exact round trips (the round trip adds the pod's echo and the way back). All packets of all runs of a cell, ms:",
     "",
-    "| profile | family | Services | dataplane | packets | mean | median | p99 | max | std | round-trip median |",
-    "| --- | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    `|${withPaths ? " path |" : ""} profile | family | Services | dataplane | packets | mean | median | p99 | max | std | round-trip median |`,
+    `|${withPaths ? " --- |" : ""} --- | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |`,
   ];
   for (const c of oneWay) {
-    const rt = cells.find((r) => r.metric === metrics.roundTrip && r.profile === c.profile && r.family === c.family && r.services === c.services && r.dataplane === c.dataplane);
-    out.push(`| ${c.profile} | ${c.family} | ${c.services} | ${c.dataplane} | ${c.n} | ${fmt(c.mean)} | ${fmt(c.median)} | ${fmt(c.p99)} | ${fmt(c.max)} | ${fmt(c.std)} | ${fmt(rt?.median)} |`);
+    const rt = cells.find((r) => r.metric === metrics.roundTrip && r.path === c.path && r.profile === c.profile && r.family === c.family && r.services === c.services && r.dataplane === c.dataplane);
+    out.push(`|${withPaths ? ` ${c.path ?? "nodeport-local"} |` : ""} ${c.profile} | ${c.family} | ${c.services} | ${c.dataplane} | ${c.n} | ${fmt(c.mean)} | ${fmt(c.median)} | ${fmt(c.p99)} | ${fmt(c.max)} | ${fmt(c.std)} | ${fmt(rt?.median)} |`);
   }
   out.push("");
   return out;

@@ -2,6 +2,7 @@
 // what it spans, so that report.md never says "1 Services" or "step(s)".
 import { DATAPLANES, FAMILIES } from "../scenario/schema.js";
 import type { CellKey } from "./report.js";
+import { DEFAULT_PATH, SERVICE_PATHS } from "../scenario/paths.js";
 
 /** "3 runs", "1 run": a count with its noun. */
 export function countOf(n: number, singular: string, plural = `${singular}s`): string {
@@ -30,6 +31,12 @@ function groupedBy<T>(items: readonly T[], key: (item: T) => string): { key: str
  * differ are joined by "; ". Profiles come in the order of the cells, families and dataplanes in the registries'.
  */
 export function cellsText(cells: readonly CellKey[]): string {
+  // Cells beyond the paper's path are named path by path ("clusterip: latency ipv4: ebpf at 1 Service").
+  if (cells.some((c) => c.path !== undefined)) {
+    return SERVICE_PATHS.filter((p) => cells.some((c) => (c.path ?? DEFAULT_PATH) === p))
+      .map((p) => `${p}: ${cellsText(cells.filter((c) => (c.path ?? DEFAULT_PATH) === p).map(({ path: _, ...key }) => key))}`)
+      .join("; ");
+  }
   const distinct = <T>(of: readonly CellKey[], pick: (c: CellKey) => T) => [...new Set(of.map(pick))];
   /** One profile's and family's cells: its dataplanes, grouped by their Service counts. */
   const dataplanesText = (of: readonly CellKey[]) => {

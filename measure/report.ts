@@ -26,7 +26,8 @@ import { DATAPLANES, DEFAULT_BASELINE, FAMILIES, type Dataplane } from "../scena
 import { runsOfCell, type PrimaryComparisons } from "./campaign-plan.js";
 import type { Family } from "../scenario/cidr.js";
 import { decodeDelayHistogram, delayPercentiles, HISTOGRAM_UNITS_PER_S } from "./ditg-log.js";
-import type { FlowSummary, RunProfile, RunResult, StepRecord } from "./types.js";
+import { pathField, pathOf, type FlowSummary, type RunProfile, type RunResult, type StepRecord } from "./types.js";
+import { DEFAULT_PATH, SERVICE_PATHS, type ServicePath } from "../scenario/paths.js";
 import { PAPER_COMPARISON, paperRatioFor, type PaperRatio } from "./paper-reference.js";
 import {
   absoluteDeviationsFromMedian,
@@ -89,12 +90,24 @@ export const PACKET_DELAY_METRIC = "packetDelayMs";
 /** Name of the pooled one-way delay row of a delay cell whose runs kept the receiver's one-way delays. */
 export const ONE_WAY_DELAY_METRIC = "oneWayDelayMs";
 
-/** One group of runs: a step (Service count) of one profile, family and dataplane. */
+/** One group of runs: a step (Service count) of one profile, family and dataplane, on one Service path. */
 export interface CellKey {
   readonly profile: string;
   readonly family: Family;
   readonly services: number;
   readonly dataplane: Dataplane;
+  /** The Service path (RunKey.path); absent: the paper's, nodeport-local. */
+  readonly path?: ServicePath;
+}
+
+/** Whether a report's cells go beyond the paper's path: its CSVs then carry a `path` column and its words name the path. */
+export function hasPaths(keys: readonly { readonly path?: ServicePath }[]): boolean {
+  return keys.some((k) => pathOf(k) !== DEFAULT_PATH);
+}
+
+/** The paths cells hold, in the order of SERVICE_PATHS. */
+export function pathsOf(keys: readonly { readonly path?: ServicePath }[]): ServicePath[] {
+  return SERVICE_PATHS.filter((p) => keys.some((k) => pathOf(k) === p));
 }
 
 export interface CellCount extends CellKey {
@@ -210,6 +223,8 @@ export const TEST_ROLES: readonly TestRole[] = ["primary", "exploratory"];
 
 /** One dataplane against the baseline, for one statistic of one step: dataplane/baseline. */
 export interface RatioRow {
+  /** The Service path (RunKey.path); absent: the paper's, nodeport-local. */
+  readonly path?: ServicePath;
   readonly profile: string;
   readonly family: Family;
   readonly services: number;
@@ -321,7 +336,7 @@ export class ReportError extends Error {
 // ---------------------------------------------------------------------------------------------
 
 const cellId = (k: Omit<CellKey, "dataplane"> & { dataplane?: Dataplane }) =>
-  [k.profile, k.family, k.services, k.dataplane ?? ""].join("/");
+  [k.profile, k.family, k.services, k.dataplane ?? "", pathOf(k)].join("/");
 
 /** Throughput first, then latency, then other profiles by name. */
 function profileOrder(a: string, b: string): number {
@@ -331,6 +346,7 @@ function profileOrder(a: string, b: string): number {
 
 function compareKeys(a: CellKey, b: CellKey): number {
   return (
+    SERVICE_PATHS.indexOf(pathOf(a)) - SERVICE_PATHS.indexOf(pathOf(b)) ||
     profileOrder(a.profile, b.profile) ||
     FAMILIES.indexOf(a.family) - FAMILIES.indexOf(b.family) ||
     a.services - b.services ||
@@ -348,7 +364,7 @@ interface Cell {
 function groupCells(results: readonly RunResult[]): Cell[] {
   const cells = new Map<string, Cell>();
   for (const r of results) {
-    const key: CellKey = { profile: r.profile, family: r.family, services: r.services, dataplane: r.dataplane };
+    const key: CellKey = { profile: r.profile, family: r.family, services: r.services, dataplane: r.dataplane, ...pathField(pathOf(r)) };
     const id = cellId(key);
     let cell = cells.get(id);
     if (!cell) {
@@ -489,12 +505,14 @@ function ratioRows(cells: Cell[], settings: ReportSettings, paper: readonly Pape
         continue;
       }
       for (const def of RATIO_DEFINITIONS.filter((d) => d.kind === profileKind(step.profile))) {
-        const key = `${step.profile}/${step.family}/${step.services}/${def.statistic}/${dataplane}/${baseline}`;
+        // The paper's path keeps the seed it had before paths, so its intervals do not move.
+        const key = `${step.profile}/${step.family}/${step.services}/${def.statistic}/${dataplane}/${baseline}${step.path ? `/${step.path}` : ""}`;
         const boot = { resamples: settings.resamples, confidence: settings.confidence };
         const ratio = bootstrapRatio(runs, base, def.value, { ...boot, seed: seedFor(settings.seed, key) });
         const robust = bootstrapRatio(runs, base, def.robust.value, { ...boot, seed: seedFor(settings.seed, `${key}/robust`) });
         const test = mannWhitneyU(def.test.values(runs), def.test.values(base));
-        const published = paperRatioFor(paper, { ...step, statistic: def.statistic, dataplane, baseline });
+        // The paper measured its own path alone: no published ratio beside another path's.
+        const published = pathOf(step) === DEFAULT_PATH ? paperRatioFor(paper, { ...step, statistic: def.statistic, dataplane, baseline }) : undefined;
         const meterRatio = meterRatioOf(def, cell!, baseCell!);
         const comparison = { ...step, statistic: def.statistic, dataplane, baseline };
         rows.push({
@@ -600,9 +618,11 @@ function primaryWarnings(drafts: readonly RatioDraft[], settings: ReportSettings
     return [`the campaign declared its primary comparisons against ${p.baseline}; this report compares against ${settings.baseline}, so every test here is exploratory`];
   }
   const tested = drafts.filter((r) => r.role === "primary");
-  const expected = measured.filter((d) => d !== p.baseline).length * FAMILIES.filter((f) => drafts.some((r) => r.family === f)).length;
+  // Declared per path: every path the report holds has its own primary comparisons.
+  const paths = pathsOf(drafts);
+  const expected = measured.filter((d) => d !== p.baseline).length * FAMILIES.filter((f) => drafts.some((r) => r.family === f)).length * Math.max(1, paths.length);
   return tested.length < expected
-    ? [`only ${tested.length} of ${expected} primary comparisons (${p.profile} at ${servicesText(p.services)}, ${p.statistic}, each dataplane against ${p.baseline}, per family) could be tested: a cell lacks runs`]
+    ? [`only ${tested.length} of ${expected} primary comparisons (${p.profile} at ${servicesText(p.services)}, ${p.statistic}, each dataplane against ${p.baseline}, per family${paths.length > 1 ? " and path" : ""}) could be tested: a cell lacks runs`]
     : [];
 }
 
@@ -686,10 +706,15 @@ export function buildReport(results: readonly RunResult[], options: ReportOption
 
   const validity = validityRows(cells, RATIO_DEFINITIONS, settings);
   const tables = reportTables(statistics, ratios, validity, options.paper ?? []);
-  const figures = figureSpecs(statistics, ratios);
+  // One set of figures per path; the paper's path keeps its files' names.
+  const figures = pathsOf(statistics).flatMap((p) =>
+    figureSpecs(statistics.filter((c) => pathOf(c) === p), ratios.filter((r) => pathOf(r) === p)).map((f) =>
+      p === DEFAULT_PATH ? f : { ...f, file: `${p}-${f.file}`, title: `${p}: ${f.title}` },
+    ),
+  );
   const hops = hopReport(results, { fmt, number: formatNumber });
   if (hops) {
-    tables.push({ file: "hops.csv", title: "Where the delay comes from: each section of the path per dataplane, family and Service count (seconds)", csv: hops.csv });
+    tables.push({ file: "hops.csv", title: `Where the delay comes from: each section of the path per ${hasPaths(results) ? "Service path, " : ""}dataplane, family and Service count (seconds)`, csv: hops.csv });
     figures.push(...hops.figures);
   }
   const programming = programmingReport(results, { fmt, number: formatNumber });
@@ -718,17 +743,22 @@ export function formatNumber(x: number | undefined): string {
   return String(Number(x.toPrecision(6)));
 }
 
-const csv = (header: string[], rows: (string | number | undefined)[][]) =>
+const csvOf = (header: string[], rows: (string | number | undefined)[][]) =>
   stringify([header, ...rows.map((r) => r.map((v) => (typeof v === "number" ? formatNumber(v) : (v ?? ""))))]);
 
 function reportTables(cells: CellStatistics[], ratios: RatioRow[], validity: readonly ValidityRow[], paper: readonly PaperRatio[]): ReportTable[] {
+  // A `path` column first where the cells go beyond the paper's path; a report of that path alone keeps its columns.
+  const withPath = hasPaths(cells);
+  const csv = (header: string[], rows: (string | number | undefined)[][], paths: readonly { path?: ServicePath }[]) =>
+    withPath ? csvOf(["path", ...header], rows.map((r, i) => [pathOf(paths[i]!), ...r])) : csvOf(header, rows);
   const tables: ReportTable[] = [
     {
       file: "cells.csv",
-      title: "Statistics of every cell (profile, family, Service count, dataplane) and metric",
+      title: `Statistics of every cell (${withPath ? "path, " : ""}profile, family, Service count, dataplane) and metric`,
       csv: csv(
         ["profile", "family", "services", "dataplane", "metric", "unit", "observation", "runs", "n", "min", "max", "mean", "median", "std", "std_kind", "p25", "p75", "p99", "p999"],
         cells.map((c) => [c.profile, c.family, c.services, c.dataplane, c.metric, c.unit, c.observation, c.runs, c.n, c.min, c.max, c.mean, c.median, c.std, c.stdKind, c.p25, c.p75, c.p99, c.p999]),
+        cells,
       ),
     },
     {
@@ -746,6 +776,7 @@ function reportTables(cells: CellStatistics[], ratios: RatioRow[], validity: rea
           r.u, r.pValue, r.role, r.pHolm, r.testMethod, r.cliffsDelta, String(r.significant), r.paper?.table, r.paper?.ratio,
           r.paper ? String(r.paper.ratio >= r.ratio.low && r.paper.ratio <= r.ratio.high) : undefined, r.meterRatio,
         ]),
+        ratios,
       ),
     },
   ];
@@ -758,10 +789,13 @@ function reportTables(cells: CellStatistics[], ratios: RatioRow[], validity: rea
         validity.map((v) => [
           v.profile, v.family, v.services, v.dataplane, v.reading, v.statistic, v.runs, v.records, v.signatureRecords, v.runsWithSignature, v.exactMs, v.meterMs, v.ratio.estimate, v.ratio.low, v.ratio.high,
         ]),
+        validity,
       ),
     });
   }
-  tables.push(paperTable1(ratios, paper), ...FAMILIES.map((f, i) => paperLatencyTable(ratios, paper, f, i + 2)));
+  // The paper's tables hold its own path alone.
+  const paperPath = ratios.filter((r) => pathOf(r) === DEFAULT_PATH);
+  tables.push(paperTable1(paperPath, paper), ...FAMILIES.map((f, i) => paperLatencyTable(paperPath, paper, f, i + 2)));
   return tables;
 }
 
@@ -792,6 +826,7 @@ function ratioCells(r: RatioRow | undefined, published: number | undefined) {
 }
 
 function paperTable1(ratios: RatioRow[], paper: readonly PaperRatio[]): ReportTable {
+  const csv = csvOf;
   const services = servicesOf(ratios, paper, "throughput");
   return {
     file: "table1-throughput-std-ratio.csv",
@@ -810,6 +845,7 @@ function paperTable1(ratios: RatioRow[], paper: readonly PaperRatio[]): ReportTa
 }
 
 function paperLatencyTable(ratios: RatioRow[], paper: readonly PaperRatio[], family: Family, number: number): ReportTable {
+  const csv = csvOf;
   const services = servicesOf(ratios, paper, "latency");
   return {
     file: `table${number}-latency-${family}.csv`,
@@ -854,6 +890,8 @@ export interface ReportSummary {
   readonly runs: { readonly total: number; readonly analysed: number; readonly failed: number };
   readonly tests: Readonly<Record<TestRole, number>>;
   readonly primary: readonly {
+    /** The Service path, where it is not the paper's. */
+    readonly path?: ServicePath;
     readonly profile: string;
     readonly family: Family;
     readonly services: number;
@@ -888,7 +926,7 @@ export function reportSummary(report: Report, files: readonly string[]): ReportS
     primary: report.ratios
       .filter((r) => r.role === "primary")
       .map((r) => ({
-        profile: r.profile, family: r.family, services: r.services, statistic: r.statistic, dataplane: r.dataplane, baseline: r.baseline,
+        ...pathField(pathOf(r)), profile: r.profile, family: r.family, services: r.services, statistic: r.statistic, dataplane: r.dataplane, baseline: r.baseline,
         ratio: r.ratio.estimate, ciLow: jsonNumber(r.ratio.low), ciHigh: jsonNumber(r.ratio.high), pHolm: jsonNumber(r.pHolm), significant: r.significant,
       })),
     warnings: report.warnings,

@@ -26,6 +26,11 @@
 // Programming (schema 5). Programming runs keep their measured Service changes
 // (measure/programming-store.ts); an older store gains the table when opened.
 //
+// Paths (schema 6). A planned run keeps the Service path it measures (scenario/paths.ts): `path`,
+// nodeport-local for every run of an older store, which measured the paper's path alone. The run's
+// key in the plan gains the path, so planned_run is rebuilt with it (SQLite cannot change a table's
+// UNIQUE constraint in place); its rows and run ids stay as they were.
+//
 // Two ways to open. A writer (`testbed lab`, `testbed campaign`: ResultStore.open) upgrades an older
 // store in place and says so through onUpgrade. A reader (`testbed report`: ResultStore.openReadOnly)
 // never writes: no migration, no pragma that writes, no -wal or -shm file created; it reads an older
@@ -41,9 +46,11 @@ import type { RunHops } from "./hops.js";
 import type { Family } from "../scenario/cidr.js";
 import { DELAY_VIEW_NAMES, type ChangeMeasurement, type DelayViewName, type FlowSummary, type RunDelayView, type RunResult, type StepReadiness, type StepRecord } from "./types.js";
 import type { Dataplane } from "../scenario/schema.js";
+import { DEFAULT_PATH, type ServicePath } from "../scenario/paths.js";
+import { pathField, pathOf } from "./types.js";
 
 /** Bumped whenever the tables change; a database from a newer version is refused, not guessed at. */
-export const SCHEMA_VERSION = 5;
+export const SCHEMA_VERSION = 6;
 /** The oldest schema this testbed upgrades in place. */
 export const OLDEST_SCHEMA_VERSION = 1;
 
@@ -110,6 +117,36 @@ CREATE TABLE step_record (
   programmed_services      INTEGER NOT NULL
 );
 CREATE INDEX step_record_campaign ON step_record (campaign_id);
+`;
+
+/** The planned runs' table at schema 6: the run's key with its path. */
+const PLANNED_RUN_6 = (table: string) => `
+CREATE TABLE ${table} (
+  run_id      TEXT PRIMARY KEY,        -- hash of campaign id + RunKey
+  campaign_id TEXT NOT NULL REFERENCES campaign(id),
+  plan_index  INTEGER NOT NULL,        -- execution order
+  dataplane   TEXT NOT NULL,
+  family      TEXT NOT NULL,
+  profile     TEXT NOT NULL,
+  services    INTEGER NOT NULL,
+  repetition  INTEGER NOT NULL,
+  path        TEXT NOT NULL DEFAULT '${DEFAULT_PATH}',
+  UNIQUE (campaign_id, plan_index),
+  UNIQUE (campaign_id, dataplane, family, profile, services, repetition, path)
+);
+`;
+
+/**
+ * Schema 5 to 6: each planned run's path. The table is rebuilt under its own name (copy, drop, rename),
+ * as SQLite's procedure for changing a table's constraints says; the caller turns foreign keys off
+ * around it and checks them before committing.
+ */
+const MIGRATION_6 = `
+${PLANNED_RUN_6("planned_run_6")}
+INSERT INTO planned_run_6 (run_id, campaign_id, plan_index, dataplane, family, profile, services, repetition)
+  SELECT run_id, campaign_id, plan_index, dataplane, family, profile, services, repetition FROM planned_run;
+DROP TABLE planned_run;
+ALTER TABLE planned_run_6 RENAME TO planned_run;
 `;
 
 const SCHEMA = `
@@ -280,6 +317,7 @@ export class ResultStore {
         db.exec(HOP_MIGRATION);
         db.exec(MIGRATION_4);
         db.exec(PROGRAMMING_MIGRATION);
+        db.exec(MIGRATION_6);
         db.pragma(`user_version = ${SCHEMA_VERSION}`);
       })();
     } else if (version < OLDEST_SCHEMA_VERSION || version > SCHEMA_VERSION) {
@@ -289,13 +327,20 @@ export class ResultStore {
       );
     } else if (version < SCHEMA_VERSION) {
       try {
+        // Foreign keys off (outside the transaction, where SQLite allows the switch) while planned_run is rebuilt:
+        // dropping the old table must not touch the results that refer to it; they are checked before the commit.
+        db.pragma("foreign_keys = OFF");
         db.transaction(() => {
           if (version < 2) db.exec(MIGRATION_2);
           if (version < 3) db.exec(HOP_MIGRATION);
           if (version < 4) db.exec(MIGRATION_4);
           if (version < 5) db.exec(PROGRAMMING_MIGRATION);
+          if (version < 6) db.exec(MIGRATION_6);
+          const broken = db.pragma("foreign_key_check") as unknown[];
+          if (broken.length > 0) throw new Error(`${broken.length} rows refer to rows that do not exist (PRAGMA foreign_key_check)`);
           db.pragma(`user_version = ${SCHEMA_VERSION}`);
         })();
+        db.pragma("foreign_keys = ON");
       } catch (err) {
         db.close();
         throw new StoreError(`cannot upgrade results store ${abs} from schema version ${version} to ${SCHEMA_VERSION}: ${(err as Error).message}`);
@@ -307,6 +352,11 @@ export class ResultStore {
 
   close(): void {
     this.db.close();
+  }
+
+  /** The `path` field of a key read from planned_run: none for the paper's path, and none before schema 6 (which had no other). */
+  private pathOfRow(r: Row): { path?: ServicePath } {
+    return this.schemaVersion >= 6 && r.path != null ? pathField(String(r.path) as ServicePath) : {};
   }
 
   /** Pragmas as SQLite reports them (journal mode, synchronous level, schema version). */
@@ -345,8 +395,8 @@ export class ResultStore {
       return false;
     }
     const insertRun = this.db.prepare(
-      `INSERT INTO planned_run (run_id, campaign_id, plan_index, dataplane, family, profile, services, repetition)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+      `INSERT INTO planned_run (run_id, campaign_id, plan_index, dataplane, family, profile, services, repetition, path)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
     );
     this.db.transaction(() => {
       this.db
@@ -354,7 +404,7 @@ export class ResultStore {
         .run(id, definition.backend, definition.seed, canonicalJson(definition), now.toISOString());
       for (const run of plan) {
         const k = run.key;
-        insertRun.run(run.runId, id, run.index, k.dataplane, k.family, k.profile, k.services, k.repetition);
+        insertRun.run(run.runId, id, run.index, k.dataplane, k.family, k.profile, k.services, k.repetition, pathOf(k));
       }
     })();
     return true;
@@ -378,6 +428,7 @@ export class ResultStore {
         profile: r.profile as PlannedRun["key"]["profile"],
         services: Number(r.services),
         repetition: Number(r.repetition),
+        ...this.pathOfRow(r),
       },
     }));
     return {
@@ -459,6 +510,9 @@ export class ResultStore {
           throw new StoreError(`run ${result.runId}: ${k} ${String(result[k])} differs from the plan (${String(planned[k])})`);
         }
       }
+      if (String(planned.path) !== pathOf(result)) {
+        throw new StoreError(`run ${result.runId}: path ${pathOf(result)} differs from the plan (${String(planned.path)})`);
+      }
       const prior = this.db.prepare(`SELECT status FROM run_result WHERE run_id = ?`).get(result.runId) as Row | undefined;
       if (prior?.status === "ok") throw new StoreError(`run ${result.runId} already has an ok result; runs are never repeated`);
       if (prior) {
@@ -491,7 +545,7 @@ export class ResultStore {
   results(campaignId: string): RunResult[] {
     const rows = this.db
       .prepare(
-        `SELECT p.dataplane, p.family, p.profile, p.services, p.repetition, r.*
+        `SELECT p.dataplane, p.family, p.profile, p.services, p.repetition${this.schemaVersion >= 6 ? ", p.path" : ""}, r.*
          FROM run_result r JOIN planned_run p ON p.run_id = r.run_id
          WHERE r.campaign_id = ? ORDER BY p.plan_index`,
       )
@@ -524,6 +578,7 @@ export class ResultStore {
         profile: r.profile as RunResult["profile"],
         services: Number(r.services),
         repetition: Number(r.repetition),
+        ...this.pathOfRow(r),
         status: r.status as RunResult["status"],
         ...(r.failure !== null ? { failure: String(r.failure) } : {}),
         ...(summary ? { summary } : {}),

@@ -5,6 +5,7 @@ import type { Dataplane, Scenario } from "../scenario/schema.js";
 import type { Family } from "../scenario/cidr.js";
 import type { DelaySource } from "./ditg-log.js";
 import type { HopCapture, RunHops } from "./hops.js";
+import { DEFAULT_PATH, type ServicePath } from "../scenario/paths.js";
 
 /** ITGDec's summary fields of one flow (or of all flows), in ITGDec's units, plus delay percentiles. */
 export interface FlowSummary {
@@ -111,6 +112,22 @@ export interface RunKey {
   readonly services: number;
   /** 0-based repetition index within its step. */
   readonly repetition: number;
+  /**
+   * The Service path the run measures (scenario/paths.ts); absent: the paper's, nodeport-local. A
+   * key never names nodeport-local, so the keys, run ids and stores of campaigns that measured the
+   * paper's path alone stay what they were.
+   */
+  readonly path?: ServicePath;
+}
+
+/** The path of a run key (or of a cell): nodeport-local when it names none. */
+export function pathOf(key: { readonly path?: ServicePath | undefined }): ServicePath {
+  return key.path ?? DEFAULT_PATH;
+}
+
+/** The `path` field of a key for a path: none for the paper's path (RunKey.path). */
+export function pathField(path: ServicePath): { path?: ServicePath } {
+  return path === DEFAULT_PATH ? {} : { path };
 }
 
 /** A traffic profile (protocol, meter, payload size, packet rate); every profile has this shape. */
@@ -202,6 +219,8 @@ export interface Backend {
   readonly sharedClock?: boolean;
   /** The run profiles it can measure; a campaign asking for another one is refused before it starts. */
   readonly profiles: readonly RunProfile[];
+  /** The Service paths it can measure (scenario/paths.ts); absent: the paper's path alone. A campaign asking for another is refused before it starts. */
+  readonly paths?: readonly ServicePath[];
   /**
    * Bring the dataplane to the given mode and Service count; returns when the dataplane holds exactly
    * the step's Services, with when that happened (undefined where there is no dataplane to program).

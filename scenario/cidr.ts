@@ -74,3 +74,11 @@ export function cidrContains(c: Cidr, address: string): boolean {
   const hostBits = BigInt(BITS[c.family] - c.prefix);
   return toBigInt(parsed) >> hostBits === c.network >> hostBits;
 }
+
+/** The smallest block that holds both blocks (of one family). */
+export function coveringCidr(a: Cidr, b: Cidr): Cidr {
+  if (a.family !== b.family) throw new Error(`${a.text} and ${b.text} are of different families`);
+  let prefix = Math.min(a.prefix, b.prefix);
+  while (prefix > 0 && !cidrsOverlap({ ...a, prefix }, { ...b, prefix })) prefix--;
+  return parseCidr(`${nthAddress(a, 0)}/${prefix}`)!;
+}

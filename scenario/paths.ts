@@ -17,8 +17,11 @@
 export const SERVICE_PATHS = ["nodeport-local", "nodeport-remote", "clusterip"] as const;
 export type ServicePath = (typeof SERVICE_PATHS)[number];
 
+/** The paper's path: the one a run measures unless it names another. */
+export const DEFAULT_PATH: ServicePath = "nodeport-local";
+
 /** The paper's path alone: what a scenario measures unless told otherwise. */
-export const DEFAULT_PATHS: readonly ServicePath[] = ["nodeport-local"];
+export const DEFAULT_PATHS: readonly ServicePath[] = [DEFAULT_PATH];
 
 /** The worker the external client's NodePort traffic enters, and where a client pod runs. */
 export const ENTRY_WORKER = 1;

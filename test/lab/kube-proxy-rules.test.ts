@@ -11,6 +11,7 @@ import {
   type ServiceEndpoints,
 } from "../../lab/dataplanes/iptables/rules.js";
 import type { ServiceSpec } from "../../workloads/service-model.js";
+import { OVERALL_IPTABLES } from "./kube-proxy-iptables-fixture.js";
 
 // NewFakeProxier's fixed settings in kube-proxy's proxier_test.go: mark written as "0x4000", no
 // --random-fully, no nfacct counters, detector 10.0.0.0/8, node addresses of its fake interface.
@@ -222,6 +223,54 @@ describe("kubeProxyRules reproduces kube-proxy's golden dumps byte for byte", ()
       { ...FAKE_NODE, family: "ipv4", clusterCIDR: "10.0.0.0/8" },
     );
     expect(sortLikeKubeProxyTests(rules.restore)).toBe(GOLDEN_ITP_CLUSTER);
+  });
+});
+
+describe("kubeProxyRules reproduces TestOverallIPTablesRules for the Services of the testbed's paths", () => {
+  const service = (ns: string, name: string, clusterIP: string, nodePort?: { port: number; policy: "Local" | "Cluster" }): ServiceSpec => ({
+    namespace: ns,
+    name,
+    type: nodePort ? "NodePort" : "ClusterIP",
+    clusterIPs: { ipv4: clusterIP },
+    ...(nodePort ? { externalTrafficPolicy: nodePort.policy } : {}),
+    selector: { app: name },
+    ports: [{ name: "p80", protocol: "TCP", port: 80, targetPort: 80, ...(nodePort ? { nodePort: nodePort.port } : {}) }],
+  });
+  // NewFakeProxier of this test: nfacct counters present, the mark written as 0x4000, no --random-fully, detector 10.0.0.0/8.
+  const node: KubeProxyNode = { family: "ipv4", clusterCIDR: "10.0.0.0/8", masqueradeMark: "0x4000", randomFully: false, nfacct: true };
+  const services: ServiceEndpoints[] = [
+    // clusterip's shape: the only endpoint on another node, reached from a pod through KUBE-SERVICES (PREROUTING, and OUTPUT for the node's own).
+    { service: service("ns1", "svc1", "172.30.0.41"), endpoints: [{ ip: "10.180.0.1", local: false }] },
+    { service: service("ns2", "svc2", "172.30.0.42", { port: 3001, policy: "Local" }), endpoints: [{ ip: "10.180.0.2", local: false }] },
+    // nodeport-remote's shape: externalTrafficPolicy Cluster, the only endpoint on another node.
+    { service: service("ns3", "svc3", "172.30.0.43", { port: 3003, policy: "Cluster" }), endpoints: [{ ip: "10.180.0.3", local: false }] },
+    { service: service("ns6", "svc6", "172.30.0.46"), endpoints: [] },
+  ];
+
+  it("byte for byte, the lines of what the testbed does not model left out", () => {
+    // Left out: svc2's LoadBalancer IP, external IP and health check NodePort, svc4 (external IP), svc5 (LoadBalancer,
+    // source ranges, session affinity), by their names and the hashes of their chains.
+    const notModelled = ["ns4/svc4", "ns5/svc5", "4SW47YFZTEDKD3PK", "NUKIZ6OKUXPJNT4C", "C6EBXVWJJZMIWKLZ", "I77PXRDZVX7PMWMN", "UKSFD7AGPMPPLUHC", "192.168.99.22", "1.2.3.4 ", "health check node port"];
+    const lines = OVERALL_IPTABLES.split("\n");
+    const kept = lines.filter((l) => !notModelled.some((s) => l.includes(s)));
+    expect(lines.length - kept.length).toBe(38);
+    expect(sortLikeKubeProxyTests(kubeProxyRules(services, node).restore)).toBe(kept.join("\n"));
+  });
+
+  it("masquerades external traffic to the remote endpoint (KUBE-EXT -> KUBE-MARK-MASQ -> MASQUERADE in KUBE-POSTROUTING), and a pod's ClusterIP traffic not", () => {
+    const restore = kubeProxyRules(services, node).restore;
+    const h = chainHash("ns3/svc3:p80tcp");
+    expect(restore).toContain(`-A KUBE-NODEPORTS -m comment --comment ns3/svc3:p80 -m tcp -p tcp --dport 3003 -j KUBE-EXT-${h}\n`);
+    expect(restore).toContain(`-A KUBE-EXT-${h} -m comment --comment "masquerade traffic for ns3/svc3:p80 external destinations" -j KUBE-MARK-MASQ\n-A KUBE-EXT-${h} -j KUBE-SVC-${h}\n`);
+    expect(restore).toContain('-A KUBE-POSTROUTING -m comment --comment "kubernetes service traffic requiring SNAT" -j MASQUERADE\n');
+    // A ClusterIP's traffic is marked only when it does not come from the cluster CIDR (the pods): a pod keeps its address.
+    const c = chainHash("ns1/svc1:p80tcp");
+    expect(restore).toContain(`-A KUBE-SVC-${c} -m comment --comment "ns1/svc1:p80 cluster IP" -m tcp -p tcp -d 172.30.0.41 --dport 80 ! -s 10.0.0.0/8 -j KUBE-MARK-MASQ\n`);
+    // ETP=Local keeps the client's address: no unconditional mark in its external chain.
+    const l = chainHash("ns2/svc2:p80tcp");
+    expect(restore).not.toContain(`-A KUBE-EXT-${l} -m comment --comment "masquerade traffic for`);
+    // The KUBE-SERVICES jumps from PREROUTING (a pod's packets, forwarded) and OUTPUT (the node's own).
+    expect(KUBE_PROXY_JUMPS.filter((j) => j.table === "nat" && j.target === "KUBE-SERVICES").map((j) => j.chain).sort()).toEqual(["OUTPUT", "PREROUTING"]);
   });
 });
 

@@ -141,6 +141,15 @@ describe("lab flags", () => {
     expect(seen.map((o) => parseLabFlags(o).hops)).toEqual([false, true]);
   });
 
+  it("measures the paper's path alone by default, in the campaign it was before paths; other paths on the dataplanes that serve them", () => {
+    const paper = parseLabFlags(options());
+    expect(paper.definition).not.toHaveProperty("paths");
+    expect(parseLabFlags(options({ paths: "nodeport-local" })).definition).toEqual(paper.definition);
+    const f = parseLabFlags(options({ profile: "smoke", paths: "nodeport-local,nodeport-remote,clusterip", dataplanes: "iptables,nftables", profiles: "latency,setup" }));
+    expect(f.definition.paths).toEqual(["nodeport-local", "nodeport-remote", "clusterip"]);
+    expect(describePlan(f, 24)).toContain("paths: nodeport-local, nodeport-remote, clusterip");
+  });
+
   it("narrows the profile's campaign and places the store in --out", () => {
     const f = parseLabFlags(options({ profile: "smoke", families: "ipv6", profiles: "setup,latency", services: "1,3000", runs: "3", flowSeconds: "1.5", seed: "7", cap: false }));
     expect(f.definition).toMatchObject({ families: ["ipv6"], profiles: ["setup", "latency"], services: [1, 3000], runs: 3, flowSeconds: 1.5, seed: 7, linkMbps: 0 });
@@ -161,6 +170,9 @@ describe("lab flags", () => {
     [{ dataplanes: "iptables,ipvs" }, '--dataplanes: "iptables,ipvs" is not accepted; accepted: a comma-separated list of iptables, nftables, ebpf, each at most once'],
     [{ dataplanes: "nftables,ebpf" }, '--baseline: "iptables" is not accepted; accepted: one of the dataplanes the campaign runs (nftables, ebpf); with --dataplanes leaving out iptables, name another baseline'],
     [{ dataplanes: "iptables,ebpf", baseline: "nftables" }, '--baseline: "nftables" is not accepted; accepted: one of the dataplanes the campaign runs (iptables, ebpf)'],
+    [{ paths: "nodeport-local,pod" }, '--paths: "nodeport-local,pod" is not accepted; accepted: a comma-separated list of nodeport-local, nodeport-remote, clusterip, each at most once'],
+    [{ paths: "nodeport-local,clusterip" }, "--paths: \"nodeport-local,clusterip\" is not accepted; accepted: with --dataplanes iptables,nftables,ebpf: nodeport-local alone, since the lab's ebpf dataplane serves nodeport-local only, not clusterip"],
+    [{ paths: "nodeport-remote", dataplanes: "iptables,nftables", profiles: "latency,programming" }, '--paths: "nodeport-remote" is not accepted; accepted: nodeport-local alone with --profiles programming'],
   ] as const)("refuses %j", (over, message) => {
     expect(flagError(over)).toContain(message);
   });
@@ -273,5 +285,13 @@ describe("setup summary at the end of a lab run", () => {
     expect(setupSummary(results, "ebpf")[1]).toBe("family    Services  iptables  nftables      ebpf  iptables/ebpf  nftables/ebpf");
     expect(setupSummary(results, "ebpf")[3]).toBe("ipv4         10000       560       434       400           1.40           1.09");
     expect(setupSummary(results.filter((r) => r.family === "ipv6" && r.profile === "latency"), "iptables")).toEqual([]);
+    // Beyond the paper's path, one table per path, named by it.
+    const remote = results.map((r) => ({ ...r, path: "nodeport-remote" as const, runId: `${r.runId}-remote` }));
+    const both = setupSummary([...results, ...remote], "iptables");
+    expect(both.filter((l) => l.startsWith("connection setup"))).toEqual([
+      "connection setup on nodeport-local (external client -> NodePort of worker 1 (externalTrafficPolicy Local) -> endpoint on worker 1), median handshake (µs; median over runs), and each dataplane over the baseline:",
+      "connection setup on nodeport-remote (external client -> NodePort of worker 1 (externalTrafficPolicy Cluster) -> endpoint on worker 2), median handshake (µs; median over runs), and each dataplane over the baseline:",
+    ]);
+    expect(both.slice(1, setupSummary(results, "iptables").length)).toEqual(setupSummary(results, "iptables").slice(1));
   });
 });

@@ -197,6 +197,25 @@ describe("runCampaign", () => {
     expect(backend.calls).toEqual([]);
   });
 
+  it("refuses, before any run, a path the backend does not measure, and hands each run its path where it does", async () => {
+    const { backend, decoder } = setup();
+    const pathsDef: CampaignDefinition = { ...def, paths: ["nodeport-local", "clusterip"] };
+    const pathsId = campaignIdFor(pathsDef);
+    store.ensureCampaign(pathsId, pathsDef, planCampaign(pathsId, pathsDef));
+    await expect(runCampaign({ store, campaignId: pathsId, backend, decoder, judge: okJudge, retries: 0 })).rejects.toThrow(
+      `campaign ${pathsId} plans path(s) clusterip, which backend fake does not measure; accepted: nodeport-local`,
+    );
+    expect(backend.calls).toEqual([]);
+    const serving = Object.assign(new FakeBackend(dir), { paths: ["nodeport-local", "clusterip"] as const });
+    const keys: (string | undefined)[] = [];
+    const runFlow = serving.runFlow.bind(serving);
+    serving.runFlow = (key, flow) => (keys.push(key.path), runFlow(key, flow));
+    await runCampaign({ store, campaignId: pathsId, backend: serving, decoder, judge: okJudge, retries: 0 });
+    expect(keys.filter((p) => p === "clusterip")).toHaveLength(16);
+    expect(keys.filter((p) => p === undefined)).toHaveLength(16);
+    expect(store.results(pathsId).filter((r) => r.path === "clusterip")).toHaveLength(16);
+  });
+
   it("starts flow k+1 while run k is still decoding, and drains before changing step", async () => {
     const { backend, decoder, onEvent } = setup();
     decoder.delayMs = 40;

@@ -261,8 +261,8 @@ describe("programming runs in the campaign runner and the store", () => {
     // A schema-4 store has the steps but not the changes; a schema-3 store has neither.
     { version: 4, dropped: ["run_change_metric", "run_change"] },
     { version: 3, dropped: ["run_change_metric", "run_change", "step_record"] },
-  ])("upgrades a schema-$version store in place to schema 5, with the changes table", ({ version, dropped }) => {
-    expect(SCHEMA_VERSION).toBe(5);
+  ])("upgrades a schema-$version store in place to the current schema, with the changes table", ({ version, dropped }) => {
+    expect(SCHEMA_VERSION).toBe(6);
     const file = path.join(dir, "old.db");
     ResultStore.open(file).close();
     const raw = new Database(file);

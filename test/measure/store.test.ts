@@ -10,7 +10,7 @@ import { campaignIdFor, planCampaign, type CampaignDefinition } from "../../meas
 import { ResultStore, SCHEMA_VERSION } from "../../measure/store.js";
 import type { FlowSummary, RunResult } from "../../measure/types.js";
 import { scenarioSchema } from "../../scenario/schema.js";
-import { SCHEMA_1_STORE } from "../fixtures/stores.js";
+import { SCHEMA_1_STORE, SCHEMA_5_STORE } from "../fixtures/stores.js";
 
 const storeModule = fileURLToPath(new URL("../../measure/store.ts", import.meta.url));
 const planModule = fileURLToPath(new URL("../../measure/campaign-plan.ts", import.meta.url));
@@ -192,6 +192,77 @@ describe("ResultStore", () => {
     const rows = after.prepare(`SELECT * FROM run_result WHERE campaign_id = ? ORDER BY run_id`).all(id) as Record<string, unknown>[];
     expect(rows.map((r) => Object.fromEntries(Object.keys(before[0]!).map((k) => [k, r[k]])))).toEqual(before);
     after.close();
+  });
+
+  it("upgrades a schema-5 store in place to paths: its runs keep their ids and results and read as nodeport-local; a campaign of several paths then fits", () => {
+    const raw = new Database(file);
+    raw.exec(readFileSync(SCHEMA_5_STORE, "utf8"));
+    const plannedBefore = raw.prepare(`SELECT * FROM planned_run ORDER BY run_id`).all() as Record<string, unknown>[];
+    const resultsBefore = raw.prepare(`SELECT * FROM run_result ORDER BY run_id`).all();
+    raw.close();
+    expect(plannedBefore).toHaveLength(16);
+    const read = ResultStore.openReadOnly(file);
+    expect(read.schemaVersion).toBe(5);
+    const [id] = read.campaignIds();
+    const asItWas = read.results(id!);
+    read.close();
+    expect(asItWas.every((r) => r.path === undefined)).toBe(true);
+
+    const upgrades: unknown[] = [];
+    const store = ResultStore.open(file, { onUpgrade: (u) => upgrades.push(u) });
+    expect(upgrades).toEqual([{ file, from: 5, to: SCHEMA_VERSION }]);
+    expect(store.settings()).toMatchObject({ schemaVersion: 6 });
+    // The same runs under the same ids, with the same results, and the plan is the one the campaign's definition still gives.
+    expect(store.results(id!)).toEqual(asItWas);
+    const stored = store.campaign(id!)!;
+    expect(stored.plan).toEqual(planCampaign(id!, stored.definition));
+    expect(store.steps(id!)).toHaveLength(1);
+    store.close();
+    const after = new Database(file, { readonly: true });
+    expect(after.prepare(`SELECT DISTINCT path FROM planned_run`).pluck().all()).toEqual(["nodeport-local"]);
+    const plannedAfter = after.prepare(`SELECT * FROM planned_run ORDER BY run_id`).all() as Record<string, unknown>[];
+    expect(plannedAfter.map(({ path: p, ...rest }) => rest)).toEqual(plannedBefore);
+    expect(after.prepare(`SELECT * FROM run_result ORDER BY run_id`).all()).toEqual(resultsBefore);
+    expect(after.pragma("foreign_key_check")).toEqual([]);
+    // The results still refer to the planned runs: a result of a run that is not planned is refused.
+    expect(after.prepare(`SELECT sql FROM sqlite_master WHERE name = 'run_result'`).pluck().get()).toContain("REFERENCES planned_run(run_id)");
+    after.close();
+
+    // A campaign of several paths in the upgraded store: the same key on two paths is two runs.
+    const again = ResultStore.open(file);
+    const multi: CampaignDefinition = { ...def, paths: ["nodeport-local", "clusterip"] };
+    const multiId = campaignIdFor(multi);
+    const plan = planCampaign(multiId, multi);
+    again.ensureCampaign(multiId, multi, plan);
+    for (const run of plan) again.commitRun(multiId, okResult(run));
+    const results = again.results(multiId);
+    expect(results.filter((r) => r.path === "clusterip")).toHaveLength(plan.length / 2);
+    expect(results.filter((r) => r.path === undefined)).toHaveLength(plan.length / 2);
+    expect(() => again.commitRun("loopback-nope", okResult(plan[0]!))).toThrow(/not planned/);
+    again.close();
+  });
+
+  it("keeps each run's path: runs of nodeport-local keep the ids they had before paths, the others differ by path alone, and a result on another path than planned is refused", () => {
+    const store = ResultStore.open(file);
+    const single = planCampaign(campaignIdFor(def), def);
+    // The paper's path named explicitly is the same campaign, the same runs: a key never names nodeport-local.
+    expect(planCampaign(campaignIdFor(def), { ...def, paths: ["nodeport-local"] })).toEqual(single);
+    expect(single.every((r) => !("path" in r.key))).toBe(true);
+    const multi: CampaignDefinition = { ...def, paths: ["nodeport-local", "nodeport-remote", "clusterip"] };
+    const id = campaignIdFor(multi);
+    const plan = planCampaign(id, multi);
+    expect(plan).toHaveLength(single.length * 3);
+    expect(new Set(plan.map((r) => r.runId)).size).toBe(plan.length);
+    store.ensureCampaign(id, multi, plan);
+    const remote = plan.find((r) => r.key.path === "nodeport-remote")!;
+    const { path: _, ...localKey } = remote.key;
+    const local = plan.find((r) => JSON.stringify({ ...r.key }) === JSON.stringify(localKey))!;
+    expect(local.runId).not.toBe(remote.runId);
+    expect(() => store.commitRun(id, { ...okResult(remote), path: "clusterip" })).toThrow(`run ${remote.runId}: path clusterip differs from the plan (nodeport-remote)`);
+    store.commitRun(id, okResult(remote));
+    expect(store.results(id)).toEqual([okResult(remote)]);
+    expect(store.campaign(id)!.plan).toEqual(plan);
+    store.close();
   });
 
   it("hands out only unfinished runs, in plan order, and never accepts an ok run twice", () => {

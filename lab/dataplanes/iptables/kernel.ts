@@ -15,7 +15,7 @@ import { exec } from "../../netns.js";
 import type { Family } from "../../../scenario/cidr.js";
 import type { ServiceEndpoints } from "../kube-proxy-inputs.js";
 import { KUBE_PROXY_JUMPS, kubeProxyRules, NFACCT_INVALID_DROPPED, NFACCT_LOCALHOST_NODEPORTS, type KubeProxyNode, type KubeProxyRules } from "./rules.js";
-import type { TopologyPlan } from "../../topology.js";
+import { podClusterCidr, type TopologyPlan } from "../../topology.js";
 
 export type IptablesBackend = "legacy" | "nft";
 export const DEFAULT_IPTABLES_BACKEND: IptablesBackend = "legacy";
@@ -25,12 +25,12 @@ export const IPTABLES_BACKENDS: readonly IptablesBackend[] = ["legacy", "nft"];
 const LOCK_WAIT_S = "60";
 
 /** Pure: kube-proxy's settings on the lab's worker for one family (the pod link is the cluster CIDR). */
-export function labIptablesNode(plan: Pick<TopologyPlan, "links">, family: Family): KubeProxyNode {
-  return { family, clusterCIDR: plan.links.pod.subnets[family].text };
+export function labIptablesNode(plan: Pick<TopologyPlan, "links" | "clientPod">, family: Family): KubeProxyNode {
+  return { family, clusterCIDR: podClusterCidr(plan, family) };
 }
 
 /** Pure: the rule sets kube-proxy writes for the Services on the lab's worker, one per family. */
-export function labKubeProxyRules(services: readonly ServiceEndpoints[], plan: Pick<TopologyPlan, "links">, families: readonly Family[] = ["ipv4", "ipv6"]): KubeProxyRules[] {
+export function labKubeProxyRules(services: readonly ServiceEndpoints[], plan: Pick<TopologyPlan, "links" | "clientPod">, families: readonly Family[] = ["ipv4", "ipv6"]): KubeProxyRules[] {
   return families.map((family) => kubeProxyRules(services, labIptablesNode(plan, family)));
 }
 

@@ -9,7 +9,7 @@
 // at every step that no other Service dataplane is on the packet path (lab/dataplanes/).
 import { existsSync } from "node:fs";
 import type { Family } from "../../../scenario/cidr.js";
-import type { TopologyPlan } from "../../topology.js";
+import { podClusterCidr, type TopologyPlan } from "../../topology.js";
 import type { ServiceEndpoints } from "../kube-proxy-inputs.js";
 import {
   KUBE_PROXY_TABLE,
@@ -40,11 +40,11 @@ export function nftablesHostProblem(): string | undefined {
  * cluster CIDR; NodePorts are served on the node's uplink address only, which is kube-proxy's
  * nftables-mode default (--nodeport-addresses primary).
  */
-export function labNftablesNode(plan: Pick<TopologyPlan, "addresses" | "links">, family: Family, serviceCIDRs: readonly string[]): KubeProxyNftablesNode {
+export function labNftablesNode(plan: Pick<TopologyPlan, "addresses" | "links" | "clientPod">, family: Family, serviceCIDRs: readonly string[]): KubeProxyNftablesNode {
   const node = plan.addresses.node[family];
   return {
     family,
-    clusterCIDR: plan.links.pod.subnets[family].text,
+    clusterCIDR: podClusterCidr(plan, family),
     nodePortAddresses: [`${node}/${family === "ipv4" ? 32 : 128}`],
     addresses: [node, plan.links.pod.gateway.addresses[family]],
     serviceCIDRs,
@@ -54,7 +54,7 @@ export function labNftablesNode(plan: Pick<TopologyPlan, "addresses" | "links">,
 /** Pure: the rulesets kube-proxy's nftables mode writes for the Services on the lab's worker, one per family. */
 export function labKubeProxyNftablesRules(
   services: readonly ServiceEndpoints[],
-  plan: Pick<TopologyPlan, "addresses" | "links">,
+  plan: Pick<TopologyPlan, "addresses" | "links" | "clientPod">,
   serviceCIDRs: readonly string[],
 ): KubeProxyNftablesRules[] {
   return FAMILIES.map((family) => kubeProxyNftablesRules(labNftablesNode(plan, family, serviceCIDRs), services));
