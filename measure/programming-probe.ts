@@ -141,7 +141,21 @@ export class ProbeSession {
           fail(e as Error);
         }
       });
-      process.once("exit", (code) => fail(new Error(`programming probe exited (${code}) before it was done${stderr.trim() ? `: ${stderr.trim()}` : ""}`)));
+      // Judged once the probe has exited and its output is read to the end: "exit" can come before the
+      // last lines (its "done") are read, and a probe that has finished is not one that stopped early.
+      let exitCode: number | null | undefined;
+      let drained = false;
+      const ended = () => {
+        if (exitCode !== undefined && drained) fail(new Error(`programming probe exited (${exitCode}) before it was done${stderr.trim() ? `: ${stderr.trim()}` : ""}`));
+      };
+      process.once("exit", (code) => {
+        exitCode = code;
+        ended();
+      });
+      lines.once("close", () => {
+        drained = true;
+        ended();
+      });
     });
     // Whoever awaits only one of them still sees the other's failure there.
     this.ready.catch(() => undefined);

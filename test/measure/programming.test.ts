@@ -96,7 +96,19 @@ describe("the probe's lines", () => {
     dies.stderr.write("listen: boom\n");
     await new Promise((r) => setImmediate(r));
     dies.exit(1);
+    dies.stdout.end();
     await expect(b.result).rejects.toThrow(/exited \(1\) before it was done: listen: boom/);
+  });
+
+  it("reads a probe's last lines that come after its exit: a probe that printed done has finished", async () => {
+    const p = fakeProcess();
+    const session = new ProbeSession(p);
+    p.stdout.write("ready 10\n");
+    await session.ready;
+    p.exit(0);
+    await new Promise((r) => setImmediate(r));
+    p.stdout.end("changed 1000 1500\ndone 80 0 0 1104\n");
+    expect(await session.result).toEqual({ changed: { sentNs: 1000n, seenNs: 1500n }, sent: 80, flaps: 0, timeouts: 0, nextPort: 1104 });
   });
 });
 
