@@ -29,6 +29,7 @@ import { stringify } from "yaml";
 import type { Family } from "../scenario/cidr.js";
 import type { Scenario } from "../scenario/schema.js";
 import { clusterDataplane, controlPlaneHistograms, type ControlPlane } from "../infra/cluster/dataplanes/index.js";
+import { shellAssignments } from "../infra/cluster/shell.js";
 import { histogramGrowth, parseHistograms, type MetricHistogram } from "../measure/control-plane-metrics.js";
 import { shellCommand, type FlowTarget } from "../measure/ditg-commands.js";
 import { listenerArgs, probeArgs, ProbeSession, PROBE_SOURCE_PORTS, type ProbeTarget } from "../measure/programming-probe.js";
@@ -55,6 +56,8 @@ const SETTLE_TIMEOUT_MS = 600_000;
 const POLL_MS = 500;
 /** How long kube-proxy keeps a flushed chain before a sync deletes it, ms (kernels before 6.2 need the delay). */
 const STALE_CHAIN_DELAY_MS = 1100;
+/** Between two reads of the chains a removed Service left (kube-proxy's periodic sync comes every 30 s). */
+const LEFTOVER_POLL_MS = 2000;
 
 /** A command on a host that runs while the caller talks to it (ssh with its stdin and stdout). */
 export interface RemoteProcess {
@@ -220,6 +223,7 @@ export class CloudProgramming implements ProgrammingBackend {
       await this.run("master", remove([probed.name, ...more.map((s) => s.name)]), "deleting the 100 Services");
       await this.settled(before, key.family);
       await this.nextPeriodicSync(key.family);
+      await this.noChainsLeft(pod.nodeName, probed, families);
       const agent = await this.agentPod(pod.nodeName);
       await probe("full-sync", `${KUBECTL} -n kube-system delete pod ${shellCommand([agent])} >/dev/null && ${create(oneFile)}`, "answered", n);
       await this.ready(pod.nodeName, agent);
@@ -314,6 +318,30 @@ export class CloudProgramming implements ProgrammingBackend {
       if (now && histogramGrowth(before?.get(sync), now).count > 0) return;
       if (Date.now() > deadline) throw new Error(`${this.controlPlane.name} did not sync within ${SETTLE_TIMEOUT_MS / 1000} s (its periodic sync, before it is restarted)`);
       await new Promise((r) => setTimeout(r, POLL_MS));
+    }
+  }
+
+  /**
+   * Returns once the worker's dataplane holds no chain of the removed Service (ClusterDataplane
+   * leftoverChains), whatever syncs that takes: the restart that follows must not find one. The
+   * periodic sync counted in the metrics is not enough alone: a sync of the removal itself that
+   * ends after the wait began counts too, and it leaves the chains flushed, not deleted.
+   */
+  private async noChainsLeft(node: string, service: { readonly namespace: string; readonly name: string }, families: readonly Family[]): Promise<void> {
+    const script = clusterDataplane(this.o.scenario.dataplane).leftoverChains;
+    if (!script) return;
+    const body = `set -euo pipefail
+export KUBECONFIG=/etc/kubernetes/admin.conf
+${shellAssignments({ WORKER_NODE: node, SERVICE_FAMILIES: families.join(" "), SERVICE: `${service.namespace}/${service.name}` })}
+${script}`;
+    const deadline = Date.now() + SETTLE_TIMEOUT_MS;
+    for (;;) {
+      const left = (await this.run("master", `sudo -n bash -c ${shellCommand([body])}`, `reading the chains ${this.controlPlane.name} left on the worker`)).trim();
+      if (left === "") return;
+      if (Date.now() > deadline) {
+        throw new Error(`${this.controlPlane.name} still holds ${left.split("\n").join(", ")} of the removed Service ${service.namespace}/${service.name} ${SETTLE_TIMEOUT_MS / 1000} s later, before it is restarted`);
+      }
+      await new Promise((r) => setTimeout(r, LEFTOVER_POLL_MS));
     }
   }
 

@@ -13,6 +13,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import { CLOUD_PROGRAMMING, CloudProgramming, listenerScript, programmingProbeOutput, writeFileScript, type RemoteProcess, type StreamingShell } from "../../backends/cloud-programming.js";
 import type { CommandResult, RemoteHost } from "../../backends/cloud.js";
 import { judgeChanges } from "../../measure/campaign.js";
+import { clusterDataplane } from "../../infra/cluster/dataplanes/index.js";
 import { PROGRAMMING_CHANGES } from "../../measure/types.js";
 import { parseScenario, PLACEHOLDERS } from "../../scenario/schema.js";
 import { buildServiceSet } from "../../workloads/service-set.js";
@@ -32,6 +33,9 @@ class FakeCluster implements StreamingShell {
   unseen: string | undefined;
   /** Scrapes since the 100 Services went, until kube-proxy's periodic sync. */
   periodicDue: number | undefined;
+  /** Periodic syncs before the probed Service's flushed chains are gone (kube-proxy's nftables mode); 0: none left. */
+  chainsLeftFor = 0;
+  periodicSyncs = 0;
   private waiting: (() => void)[] = [];
 
   metrics(): string {
@@ -55,16 +59,17 @@ class FakeCluster implements StreamingShell {
     this.calls.push(`${host}: ${command.split("\n")[0]}`);
     const ok = (stdout = "") => ({ code: 0, stdout, stderr: "" });
     if (host === "receiver" && command.startsWith("curl")) {
-      // kube-proxy's periodic sync, a while after the 100 Services went.
-      if (this.periodicDue !== undefined && ++this.periodicDue === 3) {
-        this.syncs++;
-        this.periodicDue = undefined;
-        this.calls.push("periodic sync");
-      }
+      this.passTime();
       return ok(this.metrics());
     }
     if (host === "receiver" && command.startsWith('target=""')) return ok("listener 777\n");
     if (host === "receiver" || command.startsWith("rm -f")) return ok();
+    if (command.includes("nft list chains")) {
+      this.passTime();
+      const left = this.periodicSyncs < this.chainsLeftFor ? `endpoint-ABCD1234-${probed.namespace}/${probed.name}/tcp/http__10.244.1.5/80\n` : "";
+      this.calls.push(left ? "chains left" : "no chain left");
+      return ok(left);
+    }
     if (command.includes("get pods -l app.kubernetes.io/name=scale-backend")) {
       return ok(JSON.stringify({ items: [{ metadata: { name: "scale-backend-1" }, spec: { nodeName: "testbed-worker" }, status: { podIPs: [{ ip: "10.244.1.5" }, { ip: "fd00:10:244:1::5" }], conditions: [{ type: "Ready", status: "True" }] } }] }));
     }
@@ -90,6 +95,16 @@ class FakeCluster implements StreamingShell {
 
   async fetch(): Promise<void> {}
   async close(): Promise<void> {}
+
+  /** Time passes with every read of the worker: kube-proxy's periodic sync comes a few reads after the 100 Services went, and again while chains are left. */
+  private passTime(): void {
+    if (this.periodicDue === undefined || ++this.periodicDue !== 3) return;
+    this.syncs++;
+    this.periodicDue = undefined;
+    this.calls.push("periodic sync");
+    this.periodicSyncs++;
+    if (this.periodicSyncs < this.chainsLeftFor) this.periodicDue = 0;
+  }
 
   /** The probe: ready at once, a mark at 1 s on its clock, the change seen 250 ms after the mark once the API has it. */
   start(host: RemoteHost, command: string): RemoteProcess {
@@ -169,6 +184,27 @@ describe("the cloud's programming runs", () => {
     expect(shell.calls.at(-2)).toBe("receiver: sudo kill 777 2>/dev/null; true");
   });
 
+  it("restarts kube-proxy's nftables mode only once no chain of the removed probed Service is left, however many syncs that takes", async () => {
+    const shell = new FakeCluster();
+    // The first sync counted after the deletion leaves the probed Service's chains flushed, not deleted.
+    shell.chainsLeftFor = 2;
+    const nft = new CloudProgramming({
+      stack: "nftables",
+      shell,
+      scenario: { ...scenario, dataplane: "nftables" },
+      endpoints: { ipv4: { address: "198.18.1.21", signalingPort: 30900, dataPort: 31000 } },
+      probe: { client: "/usr/local/bin/programming-probe", worker: "/usr/local/bin/programming-probe" },
+    });
+    const changes = await nft.runChanges(key, CLOUD_PROGRAMMING);
+    expect(changes.map((c) => c.change)).toEqual(["remove-one", "add-one", "remove-one", "add-100", "full-sync"]);
+    const marks = shell.calls.filter((c) => ["periodic sync", "chains left", "no chain left"].includes(c) || c.includes("delete pod"));
+    expect(marks.map((c) => (c.includes("delete pod") ? "delete pod" : c))).toEqual(["periodic sync", "chains left", "chains left", "periodic sync", "no chain left", "delete pod"]);
+    // iptables mode leaves no chain behind: nothing is read.
+    const ipt = new FakeCluster();
+    await programming(ipt).runChanges(key, CLOUD_PROGRAMMING);
+    expect(ipt.calls.filter((c) => c.includes("chain"))).toEqual([]);
+  });
+
   it("puts the step's Services back and fails the run when a change never reaches the packets", async () => {
     const shell = new FakeCluster();
     shell.unseen = "answered";
@@ -205,6 +241,7 @@ describe("the scripts", () => {
     for (const [name, script] of [
       ["write.sh", writeFileScript("a: 1\n")],
       ["listen.sh", listenerScript("/usr/local/bin/programming-probe", "10.244.1.5", 80)],
+      ["leftover.sh", `set -euo pipefail\nWORKER_NODE=testbed-worker\nSERVICE_FAMILIES="ipv4 ipv6"\nSERVICE=scale/svc-1\n${clusterDataplane("nftables").leftoverChains!}`],
     ] as const) {
       const file = path.join(dir, name);
       writeFileSync(file, `#!/usr/bin/env bash\n${script}\n`);

@@ -62,6 +62,15 @@ export interface ClusterDataplane {
    */
   readonly programmedClusterIps: string;
   /**
+   * Bash, run on the master with KUBECONFIG set, $WORKER_NODE, $SERVICE_FAMILIES and $SERVICE
+   * (NAMESPACE/NAME): prints the chains the worker's dataplane still holds for a Service that was
+   * removed, one per line. kube-proxy's nftables mode flushes a removed Service's chains and deletes
+   * them at a sync a second later; its first sync after a restart keeps the endpoint chains it finds,
+   * flushed or not, so a restart in between leaves a re-created Service's endpoint chain empty.
+   * Absent where a removed Service leaves nothing behind.
+   */
+  readonly leftoverChains?: string;
+  /**
    * Bash, run as root on the worker node: forgets every connection the dataplane tracks there, so
    * that a reused 5-tuple is a new connection again (the connection-setup probe, once it has used
    * up its fresh source ports). Exits non-zero, saying why, when it could not.

@@ -44,6 +44,18 @@ for family in $SERVICE_FAMILIES; do
   timeout ${DATAPLANE_EXEC_TIMEOUT_S} kubectl -n kube-system exec "$pod" -- nft list map "$table" kube-proxy service-ips || { echo "nft list map $table kube-proxy service-ips in $pod failed" >&2; exit 1; }
 done | grep -oE '[0-9a-f.:]+ \\. (tcp|udp|sctp) \\. [0-9]+ : goto service-[0-9A-Z]+-[^/ ,}]+/[^/ ,}]+' \\
   | awk '{ service = $NF; sub(/^service-[0-9A-Z]+-/, "", service); print $1, service }'`,
+  // Chain names carry NAMESPACE/NAME between the hash and the port: service-HASH-ns/name/tcp/http,
+  // endpoint-HASH-ns/name/tcp/http__ADDRESS/PORT (proxier.go servicePortChainNameBase).
+  leftoverChains: `${podOnWorker("k8s-app=kube-proxy")}
+for family in $SERVICE_FAMILIES; do
+  case "$family" in
+    ipv4) table=ip ;;
+    ipv6) table=ip6 ;;
+    *) echo "service family '$family': accepted: ipv4, ipv6" >&2; exit 1 ;;
+  esac
+  # Chains without their rules, of every table of the family: kube-proxy's are picked by their table.
+  timeout ${DATAPLANE_EXEC_TIMEOUT_S} kubectl -n kube-system exec "$pod" -- nft list chains "$table" || { echo "nft list chains $table in $pod failed" >&2; exit 1; }
+done | awk -v service="-$SERVICE/" '$1 == "table" { ours = ($3 == "kube-proxy") } ours && $1 == "chain" && index($2, service) > 0 { print $2 }'`,
   forgetConnections: CONNTRACK_FLUSH,
   // kube-proxy's metrics on metricsBindAddress, 127.0.0.1:10249 unless its configuration says otherwise.
   controlPlane: KUBE_PROXY_CONTROL_PLANE,
