@@ -17,6 +17,7 @@ import {
   HOP_RECORD_BYTES,
   HOP_SECTIONS,
   HOP_SUM_TOLERANCE_S,
+  PATH_HOPS,
   parseReaderSummary,
   poolSections,
   readPointStamps,
@@ -34,6 +35,7 @@ import { fmt } from "../../measure/report-markdown.js";
 import { ResultStore } from "../../measure/store.js";
 import type { FlowSummary, RunResult } from "../../measure/types.js";
 import { scenarioSchema } from "../../scenario/schema.js";
+import type { ServicePath } from "../../scenario/paths.js";
 
 /** CLOCK_REALTIME - CLOCK_MONOTONIC of the crafted runs, ns. */
 const OFFSET_NS = 1_796_012_280_234_406_783n;
@@ -41,6 +43,8 @@ const OFFSET_NS = 1_796_012_280_234_406_783n;
 const T0_US = 1_796_019_600_000_000;
 /** Nanoseconds spent in each of the 14 sections by packet i (forward then return). */
 const SECTION_NS = (i: number) => [12_000 + (i % 7) * 1000, 3_000, 4_000, 5_000, 7_000 + (i % 3) * 1000, 2_000, 30_000, 25_000, 2_000, 8_000, 5_000, 4_000, 3_000, 15_000];
+/** Nanoseconds in each of `count` sections by packet i, on a path other than the paper's: each section its own time. */
+const otherSectionNs = (count: number) => (i: number) => Array.from({ length: count }, (_, j) => 2_000 + j * 700 + ((i + j) % 5) * 300);
 
 let dir: string;
 beforeEach(() => {
@@ -59,11 +63,20 @@ interface Crafted {
  * A round-trip run of `n` packets: receiver log (tx, rxR), sender log (rxS) and the probes' records
  * (12 points, monotonic ns), all from the same boundary times. `edit` may change the records.
  */
-function craft(n: number, edit: (records: { point: number; seq: number; stampNs: bigint }[]) => typeof records = (r) => r, capture: Partial<HopCapture> = {}): Crafted {
+function craft(
+  n: number,
+  edit: (records: { point: number; seq: number; stampNs: bigint }[]) => typeof records = (r) => r,
+  capture: Partial<HopCapture> = {},
+  route: ServicePath = "nodeport-local",
+): Crafted {
+  const { points: crossed } = PATH_HOPS[route];
+  const points = [...crossed.forward, ...crossed.return];
+  const nF = crossed.forward.length;
+  const sectionNs = route === "nodeport-local" ? SECTION_NS : otherSectionNs(points.length + 2);
   const boundaries: bigint[][] = [];
   for (let i = 0; i < n; i++) {
     const b = [BigInt(T0_US + i * 1000) * 1000n];
-    for (const ns of SECTION_NS(i)) b.push(b[b.length - 1]! + BigInt(ns));
+    for (const ns of sectionNs(i)) b.push(b[b.length - 1]! + BigInt(ns));
     boundaries.push(b);
   }
   const receiver = recordBlock(n);
@@ -71,12 +84,10 @@ function craft(n: number, edit: (records: { point: number; seq: number; stampNs:
   const us = (ns: bigint) => Number(ns / 1000n);
   boundaries.forEach((b, i) => {
     const common = { flowId: 1, seqNum: i + 1, srcAddress: "198.18.0.2", srcPort: 40000, destAddress: "198.18.1.2", destPort: 31000, size: 512 };
-    encodeRecord(receiver, i, { ...common, tx: timeOfDay(us(b[0]!)), rx: timeOfDay(us(b[7]!)) });
-    encodeRecord(sender, i, { ...common, tx: timeOfDay(us(b[0]!)), rx: timeOfDay(us(b[14]!)) });
+    encodeRecord(receiver, i, { ...common, tx: timeOfDay(us(b[0]!)), rx: timeOfDay(us(b[nF + 1]!)) });
+    encodeRecord(sender, i, { ...common, tx: timeOfDay(us(b[0]!)), rx: timeOfDay(us(b[points.length + 2]!)) });
   });
-  let records = boundaries.flatMap((b, i) =>
-    HOP_POINTS.map((_, point) => ({ point, seq: i + 1, stampNs: b[point < 6 ? point + 1 : point + 2]! - OFFSET_NS })),
-  );
+  let records = boundaries.flatMap((b, i) => points.map((point, j) => ({ point, seq: i + 1, stampNs: b[j < nF ? j + 1 : j + 2]! - OFFSET_NS })));
   records = edit(records);
   const bytes = Buffer.alloc(records.length * HOP_RECORD_BYTES);
   records.forEach((r, k) => {
@@ -103,6 +114,7 @@ function craft(n: number, edit: (records: { point: number; seq: number; stampNs:
       records: records.length,
       stamped: perPoint,
       dropped: HOP_POINTS.map(() => 0),
+      ...(route !== "nodeport-local" ? { path: route } : {}),
       ...capture,
     },
   };
@@ -177,7 +189,7 @@ describe("decomposeRoundTrips", () => {
   it("stamps dropped in the kernel or left unread fail the check", async () => {
     const dropped = await decompose(craft(50, undefined, { dropped: HOP_POINTS.map((_, p) => (p === 3 ? 2 : 0)) }));
     expect(dropped.check).toMatchObject({ droppedStamps: 2, decomposed: 50, addsUp: false });
-    const unread = await decompose(craft(50, undefined, { stamped: HOP_POINTS.map((_, p) => (p === 9 ? 51 : 50)) }));
+    const unread = await decompose(craft(50, undefined, { stamped: HOP_POINTS.map((_, p) => (p === 9 ? 51 : p < 12 ? 50 : 0)) }));
     expect(unread.check).toMatchObject({ unreadStamps: 1, addsUp: false });
   });
 
@@ -295,8 +307,9 @@ describe("decomposeHandshakes", () => {
     // Handshake i from port 2000 + i: 11 sections between its 12 stamps.
     const gaps = (i: number) => [4_000, 3_000, 2_000, 60_000 + i * 100, 1_000, 9_000, 1_500, 3_000, 1_200, 900, 1_100];
     const n = 50;
-    const recordsFile = writeHandshakes(HOP_POINTS.map((_, p) => p), n, gaps);
-    const counts = HOP_POINTS.map(() => n);
+    const paper = [...PATH_HOPS["nodeport-local"].points.forward, ...PATH_HOPS["nodeport-local"].points.return];
+    const recordsFile = writeHandshakes(paper, n, gaps);
+    const counts = HOP_POINTS.map((_, p) => (paper.includes(p) ? n : 0));
     const hops = decomposeRun(
       { recordsFile, keying: "handshake", offsetStartNs: "0", offsetEndNs: "0", offsetUncertaintyNs: 0, records: n * 12, stamped: counts, dropped: counts.map(() => 0) },
       { log: "unused.log" },
@@ -342,15 +355,15 @@ describe("readPointStamps and the reader's summary", () => {
   it("refuses a truncated file and an unknown point", () => {
     expect(() => readPointStamps(Buffer.alloc(30), "ditg", 0n, "x.hops")).toThrow("x.hops: 30 bytes is not a whole number of 24-byte hop records");
     const bad = Buffer.alloc(HOP_RECORD_BYTES);
-    bad.writeUInt8(12, 16);
-    expect(() => readPointStamps(bad, "ditg", 0n, "x.hops")).toThrow("x.hops: record 0 names point 12; accepted: 0-11");
+    bad.writeUInt8(24, 16);
+    expect(() => readPointStamps(bad, "ditg", 0n, "x.hops")).toThrow("x.hops: record 0 names point 24; accepted: 0-23");
   });
 
   it("reads the reader's summary line and refuses anything else", () => {
     const line = `{"records":4,"offsetStartNs":"-12","offsetEndNs":"7","offsetUncertaintyNs":20,"stamped":[${HOP_POINTS.map(() => 1)}],"dropped":[${HOP_POINTS.map(() => 0)}]}`;
     expect(parseReaderSummary(line)).toMatchObject({ records: 4, offsetStartNs: "-12", offsetEndNs: "7", offsetUncertaintyNs: 20 });
     expect(() => parseReaderSummary("ready")).toThrow(/not its summary line/);
-    expect(() => parseReaderSummary(line.replace('"stamped":[1,', '"stamped":['))).toThrow(/stamped is not 12 counts/);
+    expect(() => parseReaderSummary(line.replace('"stamped":[1,', '"stamped":['))).toThrow(/stamped is not 24 counts/);
     expect(() => parseReaderSummary(line.replace('"-12"', "-12"))).toThrow(/offsetStartNs is not an integer string/);
     // The perf reader's extra fields: its rings' own loss count is kept.
     const perf = line.replace(/}$/, ',"lost":3,"output":"perf","expired":false}');
