@@ -17,6 +17,7 @@ import {
   HOP_RECORD_BYTES,
   HOP_SECTIONS,
   HOP_SUM_TOLERANCE_S,
+  handshakeSections,
   PATH_HOPS,
   parseReaderSummary,
   poolSections,
@@ -43,8 +44,8 @@ const OFFSET_NS = 1_796_012_280_234_406_783n;
 const T0_US = 1_796_019_600_000_000;
 /** Nanoseconds spent in each of the 14 sections by packet i (forward then return). */
 const SECTION_NS = (i: number) => [12_000 + (i % 7) * 1000, 3_000, 4_000, 5_000, 7_000 + (i % 3) * 1000, 2_000, 30_000, 25_000, 2_000, 8_000, 5_000, 4_000, 3_000, 15_000];
-/** Nanoseconds in each of `count` sections by packet i, on a path other than the paper's: each section its own time. */
-const otherSectionNs = (count: number) => (i: number) => Array.from({ length: count }, (_, j) => 2_000 + j * 700 + ((i + j) % 5) * 300);
+/** Nanoseconds in each of `count` sections by packet i, on a path other than the paper's: each section its own time, whole microseconds as D-ITG stamps. */
+const otherSectionNs = (count: number) => (i: number) => Array.from({ length: count }, (_, j) => 2_000 + j * 1_000 + ((i + j) % 5) * 1_000);
 
 let dir: string;
 beforeEach(() => {
@@ -129,7 +130,7 @@ async function decompose(c: Crafted): Promise<RunHops> {
  * Handshake records of `n` connections (client port 2000 + i) stamped at `points` in order, each
  * `gaps(i)[j]` ns after the one before; written to setup.hops, whose path is returned.
  */
-function writeHandshakes(points: readonly number[], n: number, gaps: (i: number) => number[]): string {
+function writeHandshakes(points: readonly number[], n: number, gaps: (i: number) => number[], key: (i: number) => number = (i) => 2000 + i): string {
   const bytes = Buffer.alloc(n * points.length * HOP_RECORD_BYTES);
   let k = 0;
   for (let i = 0; i < n; i++) {
@@ -139,7 +140,7 @@ function writeHandshakes(points: readonly number[], n: number, gaps: (i: number)
       const at = k++ * HOP_RECORD_BYTES;
       bytes.writeBigUInt64LE(t, at);
       bytes.writeUInt32LE(0xffffffff, at + 8);
-      bytes.writeUInt32LE(2000 + i, at + 12);
+      bytes.writeUInt32LE(key(i), at + 12);
       bytes.writeUInt8(point, at + 16);
       bytes.writeUInt8(1, at + 17);
     });
@@ -225,6 +226,85 @@ describe("decomposeRoundTrips", () => {
   it("refuses a D-ITG run without its receiver log", async () => {
     const c = craft(5);
     expect(() => decomposeRun(c.capture, { log: c.logs.log })).toThrow(/needs its round trip's two logs/);
+  });
+});
+
+describe("the paths beyond the paper's (PATH_HOPS)", () => {
+  it("keeps the paper's path as it was: its twelve points and fourteen sections, and a capture without a path is the paper's", async () => {
+    expect(PATH_HOPS["nodeport-local"].points).toEqual({ forward: [0, 1, 2, 3, 4, 5], return: [6, 7, 8, 9, 10, 11] });
+    expect(HOP_POINTS.slice(0, 12)).toEqual([
+      "client-out", "router-in", "router-out", "uplink-in", "pod-veth-out", "pod-in",
+      "pod-out", "pod-veth-in", "uplink-out", "router-in-return", "router-out-return", "client-in",
+    ]);
+    expect(HOP_SECTIONS).toEqual({
+      forward: ["client-stack", "access-link", "router", "datacenter-link", "service-dataplane", "pod-link", "pod-delivery"],
+      return: ["turnaround", "pod-link", "service-dataplane", "datacenter-link", "router", "access-link", "client-stack"],
+    });
+    const c = craft(100);
+    const unnamed = await decompose(c);
+    const named = await decompose({ ...c, capture: { ...c.capture, path: "nodeport-local" } });
+    expect(named).toEqual(unnamed);
+  });
+
+  it.each(["nodeport-remote", "clusterip"] as const)("%s: every packet is cut into the path's sections, in path order, adding up to the exact delays", async (route) => {
+    const n = 300;
+    const { points, sections } = PATH_HOPS[route];
+    // One more section than points per direction: [tx, ...forward, rxR] and [rxR, ...return, rxS].
+    expect(sections.forward).toHaveLength(points.forward.length + 1);
+    expect(sections.return).toHaveLength(points.return.length + 1);
+    const c = craft(n, undefined, {}, route);
+    const hops = await decompose(c);
+    expect(hops.check).toMatchObject({ keying: "ditg", packets: n, decomposed: n, incomplete: 0, outOfOrder: 0, droppedStamps: 0, unreadStamps: 0, addsUp: true });
+    expect(hops.sections.map((s) => `${s.direction} ${s.section}`)).toEqual([
+      ...sections.forward.map((x) => `forward ${x}`), `forward ${END_TO_END}`, ...sections.return.map((x) => `return ${x}`), `return ${END_TO_END}`,
+    ]);
+    const sectionNs = otherSectionNs(points.forward.length + points.return.length + 2);
+    const cut = [...sections.forward.map((x) => ["forward", x] as const), ...sections.return.map((x) => ["return", x] as const)];
+    cut.forEach(([direction, name], k) => {
+      const expected = Array.from({ length: n }, (_, i) => sectionNs(i)[k]! / 1e9);
+      expect(sectionOf(hops, direction, name).meanS, `${direction} ${name}`).toBeCloseTo(meanOf(expected), 10);
+      expect(sectionOf(hops, direction, name).maxS, `${direction} ${name}`).toBeCloseTo(Math.max(...expected), 10);
+    });
+    expect(Math.abs(hops.check.residualForwardS!)).toBeLessThanOrEqual(HOP_SUM_TOLERANCE_S);
+    expect(Math.abs(hops.check.residualRoundTripS!)).toBeLessThanOrEqual(HOP_SUM_TOLERANCE_S);
+    // The same records read as the paper's path: its points (4, 5, 6, 7) were never stamped.
+    const asPaper = await decompose({ ...c, capture: { ...c.capture, path: "nodeport-local" } });
+    expect(asPaper.check).toMatchObject({ decomposed: 0, addsUp: false });
+  });
+
+  it("the remote paths have the sections the paper's lacks: worker 1 to worker 2, SNAT with the DNAT, the client pod's stack", () => {
+    const all = (route: keyof typeof PATH_HOPS) => new Set([...PATH_HOPS[route].sections.forward, ...PATH_HOPS[route].sections.return]);
+    const local = all("nodeport-local");
+    expect([...all("nodeport-remote")].filter((x) => !local.has(x))).toEqual(["service-dataplane-snat", "node-to-node", "endpoint-node"]);
+    expect([...all("clusterip")].filter((x) => !local.has(x))).toEqual(["client-pod-stack", "client-pod-link", "node-to-node", "endpoint-node"]);
+    expect(PATH_HOPS["nodeport-remote"].serviceSection).toBe("service-dataplane-snat");
+    expect(PATH_HOPS.clusterip.serviceSection).toBe("service-dataplane");
+  });
+
+  it("a stamp of the second crossing of worker 1's uplink missing, or taken at the wrong point, fails the check", async () => {
+    const missing = await decompose(craft(50, (r) => r.filter((x) => !(x.point === 12 && x.seq === 7)), {}, "nodeport-remote"));
+    expect(missing.check).toMatchObject({ packets: 50, decomposed: 49, incomplete: 1, addsUp: false });
+    // node-to-node's two ends swapped: out of path order.
+    const swapped = await decompose(craft(50, (r) => r.map((x) => (x.point === 12 ? { ...x, point: 13 } : x.point === 13 ? { ...x, point: 12 } : x)), {}, "clusterip"));
+    expect(swapped.check).toMatchObject({ outOfOrder: 50, addsUp: false });
+  });
+
+  it.each(["nodeport-remote", "clusterip"] as const)("%s: a setup run's handshakes, keyed by the SYN's sequence number, cut into the path's kernel sections", (route) => {
+    const { points } = PATH_HOPS[route];
+    const order = [...points.forward, ...points.return];
+    const gaps = (i: number) => order.slice(1).map((_, j) => 1_000 + j * 250 + (i % 4) * 100);
+    const n = 30;
+    // Sequence numbers spread over 32 bits, as SYNs' are: no window holds them.
+    const recordsFile = writeHandshakes(order, n, gaps, (i) => (0x9e3779b1 * (i + 1)) >>> 0);
+    const counts = HOP_POINTS.map((_, p) => (order.includes(p) ? n : 0));
+    const hops = decomposeRun(
+      { recordsFile, keying: "handshake", path: route, offsetStartNs: "0", offsetEndNs: "0", offsetUncertaintyNs: 0, records: n * order.length, stamped: counts, dropped: counts.map(() => 0) },
+      { log: "unused.log" },
+    );
+    expect(hops.check).toMatchObject({ keying: "handshake", packets: n, decomposed: n, incomplete: 0, outOfOrder: 0, addsUp: true });
+    const names = handshakeSections(PATH_HOPS[route]);
+    expect(hops.sections.map((s) => `${s.direction} ${s.section}`)).toEqual([...names.forward.map((x) => `forward ${x}`), ...names.return.map((x) => `return ${x}`)]);
+    hops.sections.forEach((s, j) => expect(s.meanS, `${s.direction} ${s.section}`).toBeCloseTo(meanOf(Array.from({ length: n }, (_, i) => gaps(i)[j]! / 1e9)), 12));
   });
 });
 
