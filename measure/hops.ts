@@ -270,6 +270,9 @@ export function scopeOfSections(sections: readonly Pick<HopSectionSummary, "sect
   return sections.some((s) => s.section === WORKER_SPAN) ? "worker" : "path";
 }
 
+/** How many points a reader's counts may cover: the paper's path's twelve (a reader built before the others), or every point. */
+const READER_POINT_COUNTS = [12, HOP_POINTS.length];
+
 /** Pure: the reader's summary line (lab/hops/hop-reader.c); throws on anything else. */
 export function parseReaderSummary(line: string): Omit<HopCapture, "recordsFile" | "keying"> {
   let value: unknown;
@@ -279,12 +282,13 @@ export function parseReaderSummary(line: string): Omit<HopCapture, "recordsFile"
     throw new Error(`hop reader printed ${JSON.stringify(line.slice(0, 200))}, not its summary line`);
   }
   const v = value as Record<string, unknown>;
+  // A reader built before the other paths' points (a stack's worker) counts the paper's twelve: the rest stamped nothing.
   const counts = (k: string) => {
     const a = v[k];
-    if (!Array.isArray(a) || a.length !== HOP_POINTS.length || !a.every((x) => Number.isSafeInteger(x) && x >= 0)) {
-      throw new Error(`hop reader summary: ${k} is not ${HOP_POINTS.length} counts: ${JSON.stringify(a)}`);
+    if (!Array.isArray(a) || !READER_POINT_COUNTS.includes(a.length) || !a.every((x) => Number.isSafeInteger(x) && x >= 0)) {
+      throw new Error(`hop reader summary: ${k} is not ${READER_POINT_COUNTS.join(" or ")} counts: ${JSON.stringify(a)}`);
     }
-    return a as number[];
+    return [...(a as number[]), ...new Array<number>(HOP_POINTS.length - a.length).fill(0)];
   };
   for (const k of ["offsetStartNs", "offsetEndNs"]) {
     if (typeof v[k] !== "string" || !/^-?\d+$/.test(v[k] as string)) throw new Error(`hop reader summary: ${k} is not an integer string: ${JSON.stringify(v[k])}`);

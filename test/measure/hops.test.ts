@@ -443,7 +443,10 @@ describe("readPointStamps and the reader's summary", () => {
     const line = `{"records":4,"offsetStartNs":"-12","offsetEndNs":"7","offsetUncertaintyNs":20,"stamped":[${HOP_POINTS.map(() => 1)}],"dropped":[${HOP_POINTS.map(() => 0)}]}`;
     expect(parseReaderSummary(line)).toMatchObject({ records: 4, offsetStartNs: "-12", offsetEndNs: "7", offsetUncertaintyNs: 20 });
     expect(() => parseReaderSummary("ready")).toThrow(/not its summary line/);
-    expect(() => parseReaderSummary(line.replace('"stamped":[1,', '"stamped":['))).toThrow(/stamped is not 24 counts/);
+    expect(() => parseReaderSummary(line.replace('"stamped":[1,', '"stamped":['))).toThrow(/stamped is not 12 or 24 counts/);
+    // A reader built for the paper's twelve points: the other points stamped nothing.
+    const twelve = line.replace(/\[1(,1)*\]/, `[${Array(12).fill(1)}]`).replace(/\[0(,0)*\]/, `[${Array(12).fill(0)}]`);
+    expect(parseReaderSummary(twelve).stamped).toEqual([...Array(12).fill(1), ...Array(12).fill(0)]);
     expect(() => parseReaderSummary(line.replace('"-12"', "-12"))).toThrow(/offsetStartNs is not an integer string/);
     // The perf reader's extra fields: its rings' own loss count is kept.
     const perf = line.replace(/}$/, ',"lost":3,"output":"perf","expired":false}');
