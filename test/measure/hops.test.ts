@@ -557,6 +557,31 @@ describe("the store and the report", () => {
     expect(legend.filter((t) => t.includes("…"))).toEqual([]);
   });
 
+  it("reports each path's sections in its own order, hops.csv with a path column, the remote path's first packets in service-dataplane-snat", async () => {
+    const paper = await results();
+    const remoteLatency = await decompose(craft(200, undefined, {}, "nodeport-remote"));
+    const remoteSetup: RunHops = {
+      sections: [summarize("forward", "service-dataplane-snat", Float64Array.from([50e-6, 70e-6]))],
+      check: { ...remoteLatency.check, keying: "handshake", packets: 2, decomposed: 2 },
+    };
+    const remote = paper.map((r) => ({ ...r, runId: `${r.runId}-remote`, path: "nodeport-remote" as const, hops: r.profile === "latency" ? remoteLatency : remoteSetup }));
+    const report = buildReport([...paper, ...remote], { seed: 1, resamples: 10 });
+    const [header, ...rows] = report.tables.find((t) => t.file === "hops.csv")!.csv.trim().split("\n");
+    expect(header).toBe("path,dataplane,family,services,direction,section,statistic,valueS");
+    const meanRows = (p: string) => rows.filter((r) => r.startsWith(`${p},iptables,`) && r.split(",")[6] === "mean").map((r) => r.split(",").slice(4, 6).join(" "));
+    const { sections } = PATH_HOPS["nodeport-remote"];
+    expect(meanRows("nodeport-remote")).toEqual([
+      ...sections.forward.map((x) => `forward ${x}`), `forward ${END_TO_END}`, ...sections.return.map((x) => `return ${x}`), `return ${END_TO_END}`, `forward ${FIRST_PACKET_SECTION}`,
+    ]);
+    const first = rows.find((r) => r.startsWith(`nodeport-remote,iptables,ipv4,1,forward,${FIRST_PACKET_SECTION},max,`))!;
+    expect(first.split(",")[7]).toBe(formatNumber(70e-6));
+    // The paper's path's rows are those of a report of it alone, behind the path column.
+    const alone = buildReport(paper, { seed: 1, resamples: 10 }).tables.find((t) => t.file === "hops.csv")!.csv.trim().split("\n").slice(1);
+    expect(rows.filter((r) => r.startsWith("nodeport-local,")).map((r) => r.slice("nodeport-local,".length))).toEqual(alone);
+    expect(report.markdown).toContain("- **nodeport-remote**: forward client-stack, access-link, router, datacenter-link, service-dataplane-snat, node-to-node, endpoint-node, pod-link, pod-delivery;");
+    expect(report.markdown).not.toContain("ran without the hop probes");
+  });
+
   it("keeps a worker run (scope and a bypassed point read back off its sections) and reports what a worker cannot time", async () => {
     const onWorker = (r: { point: number; seq: number; stampNs: bigint }[]) => r.filter((x) => WORKER_POINTS.includes(x.point));
     const whole = await decompose(craft(200, onWorker, { scope: "worker" }));
