@@ -1,7 +1,8 @@
 // Where the delay comes from: one run's packets cut into the sections of the measured path, from the
 // hop probes' kernel stamps (hops/hop-probe.c) and D-ITG's own stamps.
 //
-// A round-trip packet crosses 15 boundaries, all on one clock once D-ITG's are moved onto the probes':
+// On the paper's path a round-trip packet crosses 15 boundaries, all on one clock once D-ITG's are
+// moved onto the probes':
 //
 //   tx      ITGSend's send stamp (the payload's, as the receiver log keeps it)
 //   P0..P5  client egress, router in, router out, worker uplink in (before the Service dataplane),
