@@ -44,7 +44,7 @@ import { readRawScenario } from "../infra/config.js";
 import { clusterDataplane } from "../infra/cluster/dataplanes/index.js";
 import { sshWorkerShell, WorkerHops } from "./worker-hops/module.js";
 import type { Family } from "../scenario/cidr.js";
-import { CONFIG_NAMESPACE, parseScenario, type Dataplane, type Scenario } from "../scenario/schema.js";
+import { CONFIG_NAMESPACE, FAMILIES, parseScenario, type Dataplane, type Scenario } from "../scenario/schema.js";
 import {
   describeProbeResult,
   parseProbeOutput,
@@ -56,8 +56,9 @@ import {
 } from "../measure/connection-setup.js";
 import { STACK_BACKEND_PREFIX } from "../measure/campaign-plan.js";
 import { flowLogs, receiverSessionError, senderCommand, shellCommand, type FlowTarget } from "../measure/ditg-commands.js";
-import { ReceiverSessionError, type Backend, type CollectedLogs, type FlowOutcome, type RunKey, type RunProfile, type StepReadiness, type TrafficProfile } from "../measure/types.js";
+import { pathOf, ReceiverSessionError, type Backend, type CollectedLogs, type FlowOutcome, type RunKey, type RunProfile, type StepReadiness, type TrafficProfile } from "../measure/types.js";
 import { CloudProgramming, programmingProbeOutput } from "./cloud-programming.js";
+import { DEFAULT_PATH, ENTRY_WORKER, PATHS, SERVICE_PATHS, type ServicePath } from "../scenario/paths.js";
 
 /** The stack as the backend uses it: read outputs and config, change the Service count. */
 export interface StackControl {
@@ -69,8 +70,12 @@ export interface StackControl {
   setServices(services: number): Promise<void>;
 }
 
-/** The hosts of the lab reached over SSH. */
-export type RemoteHost = "bastion" | "client" | "master" | "receiver";
+/**
+ * The hosts of the lab reached over SSH: the bastion, the client VM, the control-plane node, worker 1
+ * ("receiver": the paper's receiver runs there, and its dataplane translates every path's Service
+ * address) and the further workers a path puts its receiver on (worker2, ...).
+ */
+export type RemoteHost = "bastion" | "client" | "master" | "receiver" | `worker${number}`;
 
 export interface CommandResult {
   readonly code: number;
@@ -92,7 +97,7 @@ export interface SshAccess {
   readonly user: string;
   readonly privateKey: string;
   readonly bastion: { address: string; port: number };
-  readonly hosts: Record<Exclude<RemoteHost, "bastion">, string>;
+  readonly hosts: Readonly<Record<"client" | "master" | "receiver", string> & Partial<Record<`worker${number}`, string>>>;
 }
 
 /** A setup problem the user must fix (missing CLI, stack, output, key, SSH access). */
@@ -106,6 +111,32 @@ interface ReceiverOutput {
   readonly nodeAddress: string;
   readonly podLogDir: string;
   readonly nodeLogDir: string;
+}
+
+/** Where a path's client sends from: the client VM, or a pod the campaign execs into from the control-plane node. */
+export type CloudPathClient =
+  | { readonly kind: "external" }
+  | {
+      readonly kind: "pod";
+      readonly namespace: string;
+      readonly deployment: string;
+      /** The pod's node, where its sender logs land (nodeLogDir) and its dataplane translates. */
+      readonly host: RemoteHost;
+      readonly podLogDir: string;
+      readonly nodeLogDir: string;
+      /** The connection-setup probe inside the pod. */
+      readonly setupProbe: string;
+    };
+
+/** One Service path as the stack serves it (its output `ditgPaths`), with the hosts it touches. */
+export interface CloudPath {
+  readonly name: ServicePath;
+  /** Per family: where the client sends and on which ports. */
+  readonly endpoints: Partial<Record<Family, FlowTarget>>;
+  readonly receiver: ReceiverOutput;
+  /** The host the receiver's pod runs on. */
+  readonly receiverHost: RemoteHost;
+  readonly client: CloudPathClient;
 }
 
 /** Where the stack built the connection-setup probe. */
@@ -126,6 +157,10 @@ export interface LabOutputs {
   readonly connectionSetupProbe?: SetupProbePaths;
   /** The client's address on the client network, per family (the source of its flows). */
   readonly clientDataAddresses: Partial<Record<Family, string>>;
+  /** Every path the stack serves: the paper's always (from ditgEndpoints and ditgReceiver), the others from `ditgPaths`. */
+  readonly paths: Partial<Record<ServicePath, CloudPath>>;
+  /** The management address of each worker host the paths reach beyond worker 1. */
+  readonly workerHosts: Partial<Record<`worker${number}`, string>>;
 }
 
 const DEFAULT_CLIENT_LOG_DIR = "/var/tmp/testbed-ditg";
@@ -166,6 +201,8 @@ export function labOutputs(stack: string, outputs: Record<string, { value: unkno
     missing("connectionSetupProbe", "{client, worker}: where the stack built the connection-setup probe");
   }
   const hostAddresses = outputs.hostAddresses?.value as { client?: { client?: Partial<Record<Family, string>> } } | undefined;
+  const receiver = r as ReceiverOutput;
+  const { paths, workerHosts } = cloudPaths(stack, outputs.ditgPaths?.value, { endpoints, receiver });
   return {
     bastionAddress: text("bastionAddress", "the bastion's public address"),
     bastionSshPort: typeof port === "number" && Number.isInteger(port) ? port : 22,
@@ -176,7 +213,81 @@ export function labOutputs(stack: string, outputs: Record<string, { value: unkno
     clientLogDir: typeof clientLogDir === "string" && clientLogDir.length > 0 ? clientLogDir : DEFAULT_CLIENT_LOG_DIR,
     ...(probe !== undefined ? { connectionSetupProbe: probe as SetupProbePaths } : {}),
     clientDataAddresses: { ...(hostAddresses?.client?.client ?? {}) },
+    paths,
+    workerHosts,
   };
+}
+
+/**
+ * Pure: the paths of a stack's `ditgPaths` output, each with the hosts it reaches. The paper's path
+ * comes from ditgEndpoints and ditgReceiver (a stack deployed before paths has no ditgPaths). A node
+ * is named by the worker the path definition puts the pod on (scenario/paths.ts): worker 1 is
+ * "receiver", worker n is "worker<n>"; two paths that name one worker must name one address.
+ */
+export function cloudPaths(
+  stack: string,
+  raw: unknown,
+  paper: { readonly endpoints: Partial<Record<Family, FlowTarget>>; readonly receiver: ReceiverOutput },
+): { paths: Partial<Record<ServicePath, CloudPath>>; workerHosts: Partial<Record<`worker${number}`, string>> } {
+  const paths: Partial<Record<ServicePath, CloudPath>> = {
+    [DEFAULT_PATH]: { name: DEFAULT_PATH, endpoints: paper.endpoints, receiver: paper.receiver, receiverHost: "receiver", client: { kind: "external" } },
+  };
+  const workerHosts: Partial<Record<`worker${number}`, string>> = {};
+  const bad = (what: string): never => {
+    throw new CloudSetupError(`stack ${stack} has no usable output \`ditgPaths\` (${what}); deploy the stack with \`pulumi up --stack ${stack}\`, whose program exports it`);
+  };
+  const hostOf = (path: ServicePath, worker: number, address: unknown): RemoteHost => {
+    if (typeof address !== "string" || address.length === 0) bad(`${path}: the management address of worker ${worker}`);
+    if (worker === ENTRY_WORKER) {
+      if (address !== paper.receiver.nodeAddress) bad(`${path}: worker 1 is ${paper.receiver.nodeAddress} (ditgReceiver.nodeAddress), not ${String(address)}`);
+      return "receiver";
+    }
+    const host = `worker${worker}` as const;
+    const known = workerHosts[host];
+    if (known !== undefined && known !== address) bad(`${path}: worker ${worker} is ${known} for another path, not ${String(address)}`);
+    workerHosts[host] = address as string;
+    return host;
+  };
+  if (raw === undefined) return { paths, workerHosts };
+  if (typeof raw !== "object" || raw === null) bad("an object of paths");
+  for (const [name, value] of Object.entries(raw as Record<string, unknown>)) {
+    if (!(SERVICE_PATHS as readonly string[]).includes(name)) bad(`${name}: not a path; accepted: ${SERVICE_PATHS.join(", ")}`);
+    const path = name as ServicePath;
+    if (path === DEFAULT_PATH) continue;
+    const v = value as { endpoints?: Record<string, Partial<FlowTarget>>; receiver?: Partial<ReceiverOutput>; client?: Record<string, unknown> } | undefined;
+    const endpoints: Partial<Record<Family, FlowTarget>> = {};
+    for (const family of FAMILIES) {
+      const e = v?.endpoints?.[family];
+      if (e === undefined) continue;
+      if (typeof e.address !== "string" || !Number.isInteger(e.signalingPort) || !Number.isInteger(e.dataPort)) bad(`${path}.endpoints.${family}: {address, signalingPort, dataPort}`);
+      endpoints[family] = { address: e.address!, signalingPort: e.signalingPort!, dataPort: e.dataPort! };
+    }
+    if (Object.keys(endpoints).length === 0) bad(`${path}.endpoints: {ipv4: {address, signalingPort, dataPort}, ...}`);
+    const rv = v?.receiver;
+    if (!rv || (["namespace", "deployment", "nodeAddress", "podLogDir", "nodeLogDir"] as const).some((k) => typeof rv[k] !== "string")) {
+      bad(`${path}.receiver: {namespace, deployment, nodeAddress, podLogDir, nodeLogDir}`);
+    }
+    const def = PATHS[path];
+    const receiverHost = hostOf(path, def.endpointWorker, rv!.nodeAddress);
+    let client: CloudPathClient = { kind: "external" };
+    if (def.client.kind === "pod") {
+      const c = v?.client ?? {};
+      if (c.kind !== "pod" || (["namespace", "deployment", "podLogDir", "nodeLogDir", "setupProbe"] as const).some((k) => typeof c[k] !== "string")) {
+        bad(`${path}.client: {kind: "pod", namespace, deployment, nodeAddress, podLogDir, nodeLogDir, setupProbe}`);
+      }
+      client = {
+        kind: "pod",
+        namespace: c.namespace as string,
+        deployment: c.deployment as string,
+        host: hostOf(path, def.client.worker, c.nodeAddress),
+        podLogDir: c.podLogDir as string,
+        nodeLogDir: c.nodeLogDir as string,
+        setupProbe: c.setupProbe as string,
+      };
+    }
+    paths[path] = { name: path, endpoints, receiver: rv as ReceiverOutput, receiverHost, client };
+  }
+  return { paths, workerHosts };
 }
 
 /**
@@ -250,6 +361,8 @@ export const CLOUD_PROFILES: readonly RunProfile[] = ["throughput", "latency", "
 export class CloudBackend implements Backend {
   readonly name: string;
   readonly profiles = CLOUD_PROFILES;
+  /** The paths the stack serves: those of its testbed:paths that its outputs describe. */
+  readonly paths: readonly ServicePath[];
   /** Service changes through the API, timed by the probe and the control plane's metrics (backends/cloud-programming.ts). */
   programming!: CloudProgramming;
   private currentServices: number | undefined;
@@ -274,6 +387,7 @@ export class CloudBackend implements Backend {
   ) {
     this.hops = hops ? undefined : false;
     this.name = `${STACK_BACKEND_PREFIX}${stack.name}`;
+    this.paths = scenario.paths.filter((p) => lab.paths[p] !== undefined);
     this.currentServices = scenario.services;
   }
 
@@ -304,7 +418,7 @@ export class CloudBackend implements Backend {
       user: scenario.openstack.sshUser,
       privateKey: key,
       bastion: { address: lab.bastionAddress, port: lab.bastionSshPort },
-      hosts: { client: lab.clientAddress, master: lab.masterAddress, receiver: lab.ditgReceiver.nodeAddress },
+      hosts: { client: lab.clientAddress, master: lab.masterAddress, receiver: lab.ditgReceiver.nodeAddress, ...lab.workerHosts },
     });
     try {
       const probe = await shell.run("client", `mkdir -p ${lab.clientLogDir} && command -v ITGSend`);
@@ -349,20 +463,32 @@ export class CloudBackend implements Backend {
    * detached after (abandoned when the flow fails), so nothing stays on the node between runs.
    */
   async runFlow(key: RunKey, flow: { logName: string; durationS: number; traffic: TrafficProfile }): Promise<FlowOutcome> {
-    const target = this.lab.ditgEndpoints[key.family];
+    const path = this.pathOf(key);
+    const target = path.endpoints[key.family];
     if (!target) {
-      throw new CloudSetupError(`stack ${this.stack.name} exports no ditgEndpoints.${key.family}; accepted families: ${Object.keys(this.lab.ditgEndpoints).join(", ")}`);
+      throw new CloudSetupError(`stack ${this.stack.name} exports no ${path.name} endpoint for ${key.family}; accepted families: ${Object.keys(path.endpoints).join(", ")}`);
     }
-    const hops = key.profile === "throughput" ? undefined : await this.workerHops(target.dataPort);
+    // The worker's probes match the paper's path (worker 1's uplink, its receiver pod): other paths' runs carry no sections.
+    const hops = key.profile === "throughput" || path.name !== DEFAULT_PATH ? undefined : await this.workerHops(target.dataPort);
     const hopRun = await hops?.begin(key.profile, flow.logName, { maxSeconds: flow.durationS + SENDER_GRACE_S });
     let outcome: FlowOutcome;
     try {
-      outcome = key.profile === "setup" ? await this.runSetup(key.family, target, flow) : await this.runDitg(target, flow);
+      outcome = key.profile === "setup" ? await this.runSetup(key.family, path, target, flow) : await this.runDitg(path, target, flow);
     } catch (err) {
       if (hopRun) await hops!.abandon(hopRun);
       throw err;
     }
     return hopRun ? { ...outcome, hops: await hops!.end(hopRun, this.localDir) } : outcome;
+  }
+
+  /** The path a run takes, as the stack serves it. */
+  private pathOf(key: RunKey): CloudPath {
+    const name = pathOf(key);
+    const path = this.paths.includes(name) ? this.lab.paths[name] : undefined;
+    if (!path) {
+      throw new CloudSetupError(`stack ${this.stack.name} does not serve the ${name} path; accepted: ${this.paths.join(", ")} (testbed:paths, then \`pulumi up --stack ${this.stack.name}\`)`);
+    }
+    return path;
   }
 
   /** The worker's hop probes, installed at the first probed run; undefined when the campaign leaves them out. */
@@ -379,24 +505,25 @@ export class CloudBackend implements Backend {
     return this.hops;
   }
 
-  private async runDitg(target: FlowTarget, flow: { logName: string; durationS: number; traffic: TrafficProfile }): Promise<FlowOutcome> {
-    const logs = flowLogs(flow.logName, { senderDir: this.lab.clientLogDir, receiverDir: this.lab.ditgReceiver.podLogDir });
+  private async runDitg(p: CloudPath, target: FlowTarget, flow: { logName: string; durationS: number; traffic: TrafficProfile }): Promise<FlowOutcome> {
+    const client = p.client;
+    const logs = flowLogs(flow.logName, { senderDir: client.kind === "pod" ? client.podLogDir : this.lab.clientLogDir, receiverDir: p.receiver.podLogDir });
     const cmd = senderCommand({ traffic: flow.traffic, durationS: flow.durationS, target, logs, linkMbps: this.scenario.linkMbps });
     const startedAt = new Date();
     // Bounded: an ITGSend that never ends (a lost signaling reply) is stopped and the run fails.
     const bound = ["timeout", "--kill-after=5", String(Math.ceil(flow.durationS + SENDER_GRACE_S))];
-    const result = await this.shell.run("client", `${shellCommand([...bound, ...cmd.argv])} 2>&1`);
+    const result = await this.onClient(p, [...bound, ...cmd.argv]);
     const endedAt = new Date();
-    const sender = remoteLog("client", logs.senderLog);
-    // The pod's log directory is a hostPath: the same file sits under nodeLogDir on the receiver's node.
-    const receiver = remoteLog("receiver", path.posix.join(this.lab.ditgReceiver.nodeLogDir, path.posix.basename(logs.receiverLog)));
+    // Pod log directories are hostPaths: the same file sits under nodeLogDir on the pod's node.
+    const sender = client.kind === "pod" ? remoteLog(client.host, path.posix.join(client.nodeLogDir, path.posix.basename(logs.senderLog))) : remoteLog("client", logs.senderLog);
+    const receiver = remoteLog(p.receiverHost, path.posix.join(p.receiver.nodeLogDir, path.posix.basename(logs.receiverLog)));
     const brokenSession = receiverSessionError(result.stdout);
     if (result.code !== 0 || brokenSession !== undefined) {
       await this.removeRemote([sender, receiver]);
-      const said = `ITGSend on the client exited with ${result.code}: ${lastLines(result.stdout + result.stderr)}`;
+      const said = `ITGSend on the ${client.kind === "pod" ? "client pod" : "client"} exited with ${result.code}: ${lastLines(result.stdout + result.stderr)}`;
       // 124/137: the bound stopped a sender whose session hung, which leaves ITGRecv with it.
       if (brokenSession === undefined && result.code !== 124 && result.code !== 137) throw new Error(said);
-      throw new ReceiverSessionError(`${said}; on the receiver's node, the data port ${target.dataPort}: ${await this.dataPortHolders(target.dataPort)}`);
+      throw new ReceiverSessionError(`${said}; on the receiver's node, the data port ${target.dataPort}: ${await this.dataPortHolders(p, target.dataPort)}`);
     }
     if (cmd.measuredLog === "sender") {
       // A round trip: the receiver's log on the node pairs with the client's for exact delays (D-ITG B15).
@@ -407,10 +534,20 @@ export class CloudBackend implements Backend {
   }
 
   /**
-   * One setup run: the listener in the receiver pod's network namespace on the worker, the probe on the
-   * client, the log made here from the probe's output.
+   * Runs a command where the path's client sends from: on the client VM, or in the client pod
+   * (kubectl exec from the control-plane node). Output and errors together, as ITGSend prints them.
    */
-  private async runSetup(family: Family, target: FlowTarget, flow: { logName: string; durationS: number; traffic: TrafficProfile }): Promise<FlowOutcome> {
+  private onClient(p: CloudPath, argv: readonly string[]): Promise<CommandResult> {
+    const c = p.client;
+    if (c.kind === "external") return this.shell.run("client", `${shellCommand(argv)} 2>&1`);
+    return this.shell.run("master", `${KUBECTL} -n ${shellCommand([c.namespace])} exec deployment/${shellCommand([c.deployment])} -- ${shellCommand(argv)} 2>&1`);
+  }
+
+  /**
+   * One setup run: the listener in the receiver pod's network namespace on its worker, the probe on the
+   * client (VM or pod), the log made here from the probe's output.
+   */
+  private async runSetup(family: Family, p: CloudPath, target: FlowTarget, flow: { logName: string; durationS: number; traffic: TrafficProfile }): Promise<FlowOutcome> {
     const probe = this.lab.connectionSetupProbe;
     if (!probe) {
       throw new CloudSetupError(
@@ -420,23 +557,25 @@ export class CloudBackend implements Backend {
     const grant = this.ports.take(target.address, plannedConnections(flow.traffic, flow.durationS));
     if (grant.flushFirst) await this.forgetConnections();
     const startedAt = new Date();
-    const listener = await this.startSetupListener(probe.worker, target.dataPort);
+    const listener = await this.startSetupListener(p, probe.worker, target.dataPort);
     let result;
     let output: string;
     try {
-      const run = await this.shell.run("client", `${shellCommand(setupProbeArgs(probe.client, { address: target.address, port: target.dataPort, traffic: flow.traffic, durationS: flow.durationS, ports: grant }))} 2>&1`);
+      const binary = p.client.kind === "pod" ? p.client.setupProbe : probe.client;
+      const run = await this.onClient(p, setupProbeArgs(binary, { address: target.address, port: target.dataPort, traffic: flow.traffic, durationS: flow.durationS, ports: grant }));
       try {
         result = parseProbeOutput(run.stdout);
       } catch (err) {
-        throw new Error(`the connection-setup probe on the client exited with ${run.code}: ${(err as Error).message}: ${lastLines(run.stdout)}`);
+        throw new Error(`the connection-setup probe on the ${p.client.kind === "pod" ? "client pod" : "client"} exited with ${run.code}: ${(err as Error).message}: ${lastLines(run.stdout)}`);
       }
       output = describeProbeResult(result);
     } finally {
-      await this.shell.run("receiver", `sudo kill ${listener} 2>/dev/null; true`);
+      await this.shell.run(p.receiverHost, `sudo kill ${listener} 2>/dev/null; true`);
     }
     this.ports.used(target.address, result.nextPort);
     const logPath = path.join(this.localDir, `${flow.logName}.setup.slog`);
-    const source = this.lab.clientDataAddresses[family] ?? (family === "ipv4" ? "0.0.0.0" : "::");
+    // A pod's address is not in the stack's outputs: its log names no source, as a VM's without hostAddresses.
+    const source = (p.client.kind === "external" ? this.lab.clientDataAddresses[family] : undefined) ?? (family === "ipv4" ? "0.0.0.0" : "::");
     writeFileSync(logPath, setupLog(result, { source, destination: target.address, destinationPort: target.dataPort }));
     this.localLogs.add(logPath);
     return { logPath, senderOutput: output, startedAt, endedAt: new Date() };
@@ -447,19 +586,19 @@ export class CloudBackend implements Backend {
    * on the data port, and returns its pid once it prints that it listens. Bounded: the wait ends when
    * the listener exits, or after a minute.
    */
-  private async startSetupListener(binary: string, port: number): Promise<number> {
+  private async startSetupListener(p: CloudPath, binary: string, port: number): Promise<number> {
     const listen = shellCommand(setupListenArgs(binary, port));
     const script = [
-      `pid="$(pgrep -xo ITGRecv)" || { echo "no ITGRecv process on this node: the receiver pod is not running" >&2; exit 3; }`,
+      receiverPidScript(p.receiver.deployment),
       `out="$(mktemp)"`,
       `sudo nsenter -t "$pid" -n -- ${listen} >"$out" 2>&1 </dev/null &`,
       `listener=$!`,
       `if timeout 60 tail --pid="$listener" -f -n +1 "$out" | grep -q -m 1 '^ready$'; then echo "listener $listener"; rm -f "$out"; exit 0; fi`,
       `echo "the connection-setup listener on port ${port} did not start: $(tail -n 3 "$out")" >&2; rm -f "$out"; sudo kill "$listener" 2>/dev/null; exit 4`,
     ].join("\n");
-    const r = await this.shell.run("receiver", script);
+    const r = await this.shell.run(p.receiverHost, script);
     const m = /^listener (\d+)$/m.exec(r.stdout);
-    if (r.code !== 0 || !m) throw new Error(`starting the connection-setup listener on the receiver's node failed (exit ${r.code}): ${lastLines(r.stderr || r.stdout)}`);
+    if (r.code !== 0 || !m) throw new Error(`starting the connection-setup listener on the receiver's node (${p.receiverHost}) failed (exit ${r.code}): ${lastLines(r.stderr || r.stdout)}`);
     return Number(m[1]);
   }
 
@@ -469,16 +608,20 @@ export class CloudBackend implements Backend {
    */
   private async forgetConnections(): Promise<void> {
     const script = clusterDataplane(this.scenario.dataplane).forgetConnections;
-    const r = await this.shell.run("receiver", `sudo -n bash -c ${shellCommand([`set -eu\n${script}`])}`);
-    if (r.code !== 0) throw new Error(`forgetting the worker's tracked connections (${this.scenario.dataplane}) failed: ${lastLines(r.stderr || r.stdout)}`);
+    // Worker 1 translates every path; the workers of remote endpoints track the same connections.
+    const hosts = new Set<RemoteHost>(["receiver", ...this.paths.map((p) => this.lab.paths[p]!.receiverHost)]);
+    for (const host of hosts) {
+      const r = await this.shell.run(host, `sudo -n bash -c ${shellCommand([`set -eu\n${script}`])}`);
+      if (r.code !== 0) throw new Error(`forgetting the tracked connections of ${host} (${this.scenario.dataplane}) failed: ${lastLines(r.stderr || r.stdout)}`);
+    }
     this.ports.reset();
   }
 
   private async removeRemote(logs: string[]): Promise<void> {
     for (const log of logs) {
       const { host, file } = parseRemoteLog(log);
-      // Receiver logs are written by the pod's root user.
-      await this.shell.run(host, `${host === "receiver" ? "sudo " : ""}rm -f ${shellCommand([file])}`);
+      // Pods' logs are written by their root user.
+      await this.shell.run(host, `${host === "client" ? "" : "sudo "}rm -f ${shellCommand([file])}`);
     }
   }
 
@@ -503,31 +646,35 @@ export class CloudBackend implements Backend {
     return receiverLog === undefined ? { log, ...hops } : { log, receiverLog, ...hops };
   }
 
-  /**
-   * True when as many ITGRecv processes run on the receiver's node as there are distinct
-   * signaling ports (one receiver per port). Checked with pgrep, never by connecting: a
-   * connection reset on the signaling port kills ITGRecv (notes B1).
-   */
   /** What holds the data port in the receiver pod's network namespace (ss), for a failed session's report. */
-  private async dataPortHolders(port: number): Promise<string> {
+  private async dataPortHolders(p: CloudPath, port: number): Promise<string> {
     const r = await this.shell.run(
-      "receiver",
-      `pid=$(pgrep -x -o ITGRecv) || { echo "no ITGRecv process"; exit 0; }; sudo nsenter -t "$pid" -n ss -Htuanp '( sport = :${port} )' | tr -s ' ' | head -n 5`,
+      p.receiverHost,
+      `${receiverPidScript(p.receiver.deployment, "no ITGRecv process")}\nsudo nsenter -t "$pid" -n ss -Htuanp '( sport = :${port} )' | tr -s ' ' | head -n 5`,
     );
-    return r.code === 0 ? r.stdout.trim().split("\n").join(" / ") || "no socket" : `not read (${lastLines(r.stderr)})`;
+    return r.code === 0 ? r.stdout.trim().split("\n").join(" / ") || "no socket" : `not read (${lastLines(r.stderr || r.stdout)})`;
   }
 
+  /**
+   * True when every path's receiver node runs as many ITGRecv processes as it should: the paper's
+   * receiver one per distinct signaling port, each further path's receiver one. Checked with pgrep,
+   * never by connecting: a connection reset on the signaling port kills ITGRecv (notes B1).
+   */
   async receiverAlive(): Promise<boolean> {
-    const expected = new Set(Object.values(this.lab.ditgEndpoints).map((e) => e.signalingPort)).size;
-    const r = await this.shell.run("receiver", "pgrep -c -x ITGRecv");
-    return r.code === 0 && Number(r.stdout.trim()) >= expected;
+    for (const [host, expected] of receiversPerHost(this.paths.map((p) => this.lab.paths[p]!))) {
+      const r = await this.shell.run(host, "pgrep -c -x ITGRecv");
+      if (r.code !== 0 || Number(r.stdout.trim()) < expected) return false;
+    }
+    return true;
   }
 
+  /** Restarts every path's receiver Deployment and waits for each to roll out. */
   async restartReceiver(): Promise<void> {
-    const { namespace, deployment } = this.lab.ditgReceiver;
-    const target = `-n ${shellCommand([namespace])} deployment/${shellCommand([deployment])}`;
-    const r = await this.shell.run("master", `${KUBECTL} rollout restart ${target} && ${KUBECTL} rollout status ${target} --timeout=180s`);
-    if (r.code !== 0) throw new Error(`restarting the D-ITG receiver failed: ${lastLines(r.stderr || r.stdout)}`);
+    const deployments = new Set(this.paths.map((p) => `-n ${shellCommand([this.lab.paths[p]!.receiver.namespace])} deployment/${shellCommand([this.lab.paths[p]!.receiver.deployment])}`));
+    for (const target of deployments) {
+      const r = await this.shell.run("master", `${KUBECTL} rollout restart ${target} && ${KUBECTL} rollout status ${target} --timeout=180s`);
+      if (r.code !== 0) throw new Error(`restarting the D-ITG receiver (${target}) failed: ${lastLines(r.stderr || r.stdout)}`);
+    }
   }
 
   async teardown(): Promise<void> {
@@ -538,4 +685,41 @@ export class CloudBackend implements Backend {
     }
     rmSync(this.localDir, { recursive: true, force: true });
   }
+}
+
+/** Pure: the ITGRecv processes each receiver node should run for these paths. */
+export function receiversPerHost(paths: readonly CloudPath[]): Map<RemoteHost, number> {
+  const perHost = new Map<RemoteHost, number>();
+  const seen = new Set<string>();
+  for (const p of paths) {
+    const key = `${p.receiver.namespace}/${p.receiver.deployment}`;
+    if (seen.has(key)) continue;
+    seen.add(key);
+    // The paper's receiver runs one ITGRecv per distinct signaling port; a further path's, one.
+    const n = p.name === DEFAULT_PATH ? new Set(Object.values(p.endpoints).map((e) => e.signalingPort)).size : 1;
+    perHost.set(p.receiverHost, (perHost.get(p.receiverHost) ?? 0) + n);
+  }
+  return perHost;
+}
+
+/**
+ * Pure: a shell fragment that sets `pid` to an ITGRecv of the Deployment's pod on this node. Where
+ * every ITGRecv of the node shares one network namespace (one receiver pod) that is the oldest one;
+ * where receivers of several paths run (worker 2 holds nodeport-remote's and clusterip's), the one
+ * whose pod's hostname (its UTS namespace: the pod's name) is the Deployment's name and two suffixes.
+ */
+export function receiverPidScript(deployment: string, missing = "no ITGRecv process on this node: the receiver pod is not running"): string {
+  return `pids="$(pgrep -x ITGRecv)" || { echo ${shellCommand([missing])} >&2; exit 3; }
+if [ "$(for p in $pids; do sudo readlink "/proc/$p/ns/net"; done | sort -u | wc -l)" -eq 1 ]; then
+  pid="$(pgrep -xo ITGRecv)"
+else
+  pid=""
+  for p in $pids; do
+    pod="$(sudo nsenter -t "$p" -u hostname)"
+    # A Deployment's pod is named <deployment>-<template hash>-<suffix>; a prefix alone would take ditg-receiver-remote's for ditg-receiver's.
+    pod="\${pod%-*}"
+    if [ "\${pod%-*}" = ${shellCommand([deployment])} ]; then pid="$p"; break; fi
+  done
+  [ -n "$pid" ] || { echo ${shellCommand([`no ITGRecv process of deployment ${deployment} on this node`])} >&2; exit 3; }
+fi`;
 }

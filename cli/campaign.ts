@@ -16,6 +16,7 @@ import { primaryComparisons, SETUP_PRIMARY_DESIGN } from "../measure/primary-des
 import { RUN_PROFILES, type Backend, type RunProfile } from "../measure/types.js";
 import type { Family } from "../scenario/cidr.js";
 import { DATAPLANES, DEFAULT_BASELINE, FAMILIES, scenarioSchema, serviceCapacity, type Dataplane, type Scenario } from "../scenario/schema.js";
+import { DEFAULT_PATH, DEFAULT_PATHS, SERVICE_PATHS, type ServicePath } from "../scenario/paths.js";
 
 const ORDERS = ["random", "sequential"] as const;
 const MAX_RUNS = 100_000;
@@ -35,6 +36,8 @@ export interface CampaignOptions {
   profiles?: string;
   families?: string;
   dataplanes?: string;
+  /** Service paths, comma-separated (scenario/paths.ts); with --stack. */
+  paths?: string;
   flowSeconds?: string;
   seed?: string;
   order?: string;
@@ -59,6 +62,8 @@ export interface CampaignFlags {
   readonly profiles?: RunProfile[];
   readonly families?: Family[];
   readonly dataplanes?: Dataplane[];
+  /** Undefined: every path the stack serves. */
+  readonly paths?: ServicePath[];
   readonly flowSeconds?: number;
   readonly seed?: number;
   readonly randomize: boolean;
@@ -82,6 +87,9 @@ export function parseCampaignFlags(o: CampaignOptions): CampaignFlags {
   if (o.stack !== undefined && !/^[A-Za-z0-9._/-]+$/.test(o.stack)) {
     bad("stack", o.stack, "a Pulumi stack name (letters, digits, '.', '_', '-', '/'), e.g. iptables");
   }
+  if (o.stack === undefined && o.paths !== undefined) {
+    throw new FlagError(`--paths: only with --stack; loopback sends over this host's loopback, through no Service path`);
+  }
   if (o.stack !== undefined && o.dataplanes !== undefined) {
     throw new FlagError(`--dataplanes: only with --loopback; a stack runs one dataplane (testbed:dataplane), each other dataplane is another stack`);
   }
@@ -96,6 +104,7 @@ export function parseCampaignFlags(o: CampaignOptions): CampaignFlags {
     ...(o.profiles !== undefined ? { profiles: list("profiles", o.profiles, RUN_PROFILES) } : {}),
     ...(o.families !== undefined ? { families: list("families", o.families, FAMILIES) } : {}),
     ...(o.dataplanes !== undefined ? { dataplanes: list("dataplanes", o.dataplanes, DATAPLANES) } : {}),
+    ...(o.paths !== undefined ? { paths: list("paths", o.paths, SERVICE_PATHS) } : {}),
     ...(o.flowSeconds !== undefined ? { flowSeconds: seconds("flow-seconds", o.flowSeconds, 1, 3600) } : {}),
     ...(o.seed !== undefined ? { seed: wholeNumber("seed", o.seed, 0, 2 ** 32 - 1) } : {}),
     randomize: (o.order ?? "random") === "random",
@@ -151,6 +160,8 @@ export function stackDefinition(
   scenario: Scenario,
   exportedFamilies: readonly Family[],
   profiles: readonly RunProfile[],
+  /** The paths the stack serves (CloudBackend.paths). */
+  servedPaths: readonly ServicePath[] = DEFAULT_PATHS,
 ): CampaignDefinition {
   const families = f.families ?? scenario.families.filter((x) => exportedFamilies.includes(x));
   if (families.length === 0) {
@@ -165,6 +176,11 @@ export function stackDefinition(
   const cap = serviceCapacity(scenario).clusterIp;
   if (services.some((n) => n > cap)) {
     bad("services", services.join(","), `counts up to ${cap}, what the service subnets of stack ${stack} hold (testbed:kubernetes.serviceSubnets)`);
+  }
+  const paths = f.paths ?? servedPaths;
+  const unserved = paths.filter((p) => !servedPaths.includes(p));
+  if (unserved.length > 0) {
+    bad("paths", paths.join(","), `paths stack ${stack} serves: ${servedPaths.join(", ")} (testbed:paths lists the others to deploy)`);
   }
   const runs = f.runs ?? scenario.sweep.runs;
   const primary = primaryComparisons(SETUP_PRIMARY_DESIGN, { dataplanes: DATAPLANES, families, profiles, services }, DEFAULT_BASELINE);
@@ -182,6 +198,8 @@ export function stackDefinition(
     order: { randomize: f.randomize, interleave: f.interleave },
     traffic: campaignTraffic(scenario.traffic),
     ...(profiles.includes("programming") ? { programming: CLOUD_PROGRAMMING } : {}),
+    // The paper's path alone is left out of the definition: the campaign (its id, its runs) is the one it was before paths.
+    ...(paths.some((p) => p !== DEFAULT_PATH) ? { paths: [...paths] } : {}),
   };
 }
 
@@ -201,7 +219,7 @@ async function openBackend(f: CampaignFlags): Promise<{ backend: Backend; defini
   const backend = await CloudBackend.open({ stack, shell: (access) => new SshShell(access), hops: f.hops });
   try {
     const exported = Object.keys(backend.lab.ditgEndpoints) as Family[];
-    return { backend, definition: stackDefinition(f, f.target.stack, backend.scenario, exported, campaignProfiles(f, backend)) };
+    return { backend, definition: stackDefinition(f, f.target.stack, backend.scenario, exported, campaignProfiles(f, backend), backend.paths) };
   } catch (err) {
     await backend.teardown();
     throw err;
@@ -264,6 +282,7 @@ export async function campaignCommand(): Promise<Command> {
     .option("--profiles <list>", `what to measure (default: all the target measures): with --stack ${CLOUD_PROFILES.join(",")}; with --loopback ${LOOPBACK_PROFILES.join(",")}`)
     .option("--families <list>", "address families: ipv4,ipv6 (default: the stack's testbed:families)")
     .option("--dataplanes <list>", `with --loopback only: ${DATAPLANES.join(",")} (default: all of them)`)
+    .option("--paths <list>", `with --stack: Service paths, of ${SERVICE_PATHS.join(",")} (default: every path the stack serves, testbed:paths; the programming profile runs on ${DEFAULT_PATH} alone)`)
     .option("--flow-seconds <s>", "duration of each flow (default: testbed:sweep.flowSeconds)")
     .option("--seed <n>", "seed of the run order (default: testbed:sweep.seed)")
     .option("--order <order>", "random (seeded shuffle of steps and cells) or sequential", "random")

@@ -164,9 +164,6 @@ export function parseLabFlags(o: LabOptions): LabFlags {
     ...(o.seed !== undefined ? { seed: wholeNumber("seed", o.seed, 0, 2 ** 32 - 1) } : {}),
     ...(o.cap ? {} : { linkMbps: 0 }),
   });
-  if (beyond && measured.profiles.includes("programming")) {
-    bad("paths", o.paths!, `${DEFAULT_PATH} alone with --profiles programming (its changes are probed through the paper's NodePort); or --profiles without programming`);
-  }
   // The paper's path alone is left out of the definition: the campaign (its id, its runs) is the one it was before paths.
   const definition: CampaignDefinition = beyond ? { ...measured, paths } : measured;
   const out = path.resolve(o.out);

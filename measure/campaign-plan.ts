@@ -225,7 +225,11 @@ export function planCampaign(campaignId: string, def: CampaignDefinition): Plann
   const steps = def.order.randomize ? shuffled(def.services, rng) : [...def.services];
   // The path is one more dimension of the cells: every path is measured at each (dataplane, step),
   // interleaved with the families and profiles, so a drift spreads over the paths as over them.
-  const cells = campaignPaths(def).flatMap((path) => def.families.flatMap((family) => def.profiles.map((profile) => ({ family, profile, ...pathField(path) }))));
+  // Service changes are probed through the paper's NodePort (ProgrammingBackend): the programming
+  // profile is one cell per family, on the paper's path, whatever other paths the campaign measures.
+  const cells = campaignPaths(def).flatMap((path) =>
+    def.families.flatMap((family) => def.profiles.filter((profile) => profile !== "programming" || path === DEFAULT_PATH).map((profile) => ({ family, profile, ...pathField(path) }))),
+  );
   const repetitionsOf = (services: number) => Math.max(...def.profiles.map((p) => runsOfCell(def, p, services)));
   const keys: RunKey[] = [];
   const emit = (dataplane: Dataplane, services: number, repetition: number) => {

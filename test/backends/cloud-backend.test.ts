@@ -14,6 +14,7 @@ import { campaignIdFor, planCampaign, type CampaignDefinition } from "../../meas
 import {
   CloudBackend,
   CloudSetupError,
+  cloudPaths,
   stepReadinessOf,
   type CommandResult,
   type RemoteHost,
@@ -100,7 +101,7 @@ class FakeShell implements RemoteShell {
   constructor(readonly calls: string[]) {}
   async run(host: RemoteHost, command: string): Promise<CommandResult> {
     this.calls.push(`run ${host}: ${command}`);
-    if (/^timeout --kill-after=5 \d+ ITGSend /.test(command)) {
+    if (/^(sudo kubectl --kubeconfig \S+ -n \S+ exec \S+ -- )?timeout --kill-after=5 \d+ ITGSend /.test(command)) {
       const session = this.sessionFailures.shift();
       if (session === "bind") return { code: 0, stdout: "Error on bind to receiver side\nError at Receiver side\nFinished sending packets of flow ID: 1\n", stderr: "" };
       if (session === "hang") return { code: 124, stdout: "", stderr: "" };
@@ -110,9 +111,10 @@ class FakeShell implements RemoteShell {
       }
       return { code: 0, stdout: "Started sending packets of flow ID: 1\nFinished sending packets of flow ID: 1\n", stderr: "" };
     }
-    if (command.startsWith("pid=$(pgrep -x -o ITGRecv)")) return { code: 0, stdout: 'LISTEN 0 4096 *:31000 *:* users:(("connection-setu",pid=77,fd=3))\n', stderr: "" };
+    const pickedReceiver = command.startsWith('pids="$(pgrep -x ITGRecv)"');
+    if (pickedReceiver && command.includes(" -n ss -Htuanp ")) return { code: 0, stdout: 'LISTEN 0 4096 *:31000 *:* users:(("connection-setu",pid=77,fd=3))\n', stderr: "" };
     if (command.startsWith("pgrep")) return { code: 0, stdout: `${this.receivers}\n`, stderr: "" };
-    if (command.startsWith('pid="$(pgrep -xo ITGRecv)"')) return { code: 0, stdout: "listener 4242\n", stderr: "" };
+    if (pickedReceiver && command.includes("connection-setup-probe listen")) return { code: 0, stdout: "listener 4242\n", stderr: "" };
     const probe = /connection-setup-probe probe \S+ \d+ (\d+) (\d+) (\d+) /.exec(command);
     if (probe) {
       // Every connection set up in 150 µs, one per 1/rate seconds, from consecutive source ports.
@@ -266,7 +268,7 @@ describe("CloudBackend over fake transports", () => {
     const traffic = setupTraffic(200);
     const key = { dataplane: "ebpf", family: "ipv6", profile: "setup", services: 1, repetition: 0 } as const;
     const outcome = await backend.runFlow(key, { logName: "s1", durationS: 1, traffic });
-    expect(calls[0]).toMatch(/^run receiver: pid="\$\(pgrep -xo ITGRecv\)"/);
+    expect(calls[0]).toMatch(/^run receiver: pids="\$\(pgrep -x ITGRecv\)"/);
     expect(calls[0]).toContain(`sudo nsenter -t "$pid" -n -- /opt/testbed/bin/connection-setup-probe listen 31001`);
     expect(calls[1]).toBe("run client: /opt/testbed/bin/connection-setup-probe probe 2001:2:0:20::21 31001 200 1000 1024 1233 1000 2>&1");
     expect(calls[2]).toBe("run receiver: sudo kill 4242 2>/dev/null; true");
@@ -400,6 +402,127 @@ describe("CloudBackend over fake transports", () => {
       "run master: sudo kubectl --kubeconfig /etc/kubernetes/admin.conf rollout restart -n ditg deployment/ditg-receiver && sudo kubectl --kubeconfig /etc/kubernetes/admin.conf rollout status -n ditg deployment/ditg-receiver --timeout=180s",
     );
     await backend.teardown();
+  });
+});
+
+/** A stack of two workers serving every path, as infra/workloads.ts exports them (worker 2: 198.19.0.22). */
+function pathsOutputs(over: Record<string, unknown> = {}): ReturnType<typeof stackOutputs> {
+  const receiver = (deployment: string, nodeAddress: string) => ({ namespace: "ditg", deployment, nodeAddress, podLogDir: "/logs", nodeLogDir: "/var/lib/ditg-logs" });
+  const remoteEndpoints = {
+    ipv4: { address: "198.18.1.21", signalingPort: 30902, dataPort: 31002, protocols: ["TCP", "UDP"] },
+    ipv6: { address: "2001:2:0:20::21", signalingPort: 30902, dataPort: 31002, protocols: ["TCP", "UDP"] },
+  };
+  const clusterEndpoints = {
+    ipv4: { address: "10.96.15.253", signalingPort: 9000, dataPort: 31003, protocols: ["TCP", "UDP"] },
+    ipv6: { address: "fd00:10:96::fffd", signalingPort: 9000, dataPort: 31003, protocols: ["TCP", "UDP"] },
+  };
+  return stackOutputs({
+    ditgPaths: {
+      "nodeport-local": { description: "paper", endpoints: {}, receiver: receiver("ditg-receiver", "198.19.0.21"), client: { kind: "external", host: "client" } },
+      "nodeport-remote": { description: "remote", endpoints: remoteEndpoints, receiver: receiver("ditg-receiver-remote", "198.19.0.22"), client: { kind: "external", host: "client" } },
+      clusterip: {
+        description: "clusterip",
+        endpoints: clusterEndpoints,
+        receiver: receiver("ditg-receiver-clusterip", "198.19.0.22"),
+        client: { kind: "pod", namespace: "ditg", deployment: "ditg-client", nodeAddress: "198.19.0.21", podLogDir: "/logs", nodeLogDir: "/var/lib/ditg-client-logs", setupProbe: "/opt/testbed/bin/connection-setup-probe" },
+      },
+    },
+    ...over,
+  });
+}
+const PATHS_CONFIG = { "testbed:workers": "2", "testbed:paths": '["nodeport-local","nodeport-remote","clusterip"]' };
+
+describe("CloudBackend on the paths beyond the paper's", () => {
+  it("sends each path's flows from its client to its Service, and fetches the logs from the nodes its pods run on", async () => {
+    const { backend, shell } = await openFake({ config: stackConfig(PATHS_CONFIG), outputs: pathsOutputs() });
+    expect(backend.paths).toEqual(["nodeport-local", "nodeport-remote", "clusterip"]);
+    expect(shell.access!.hosts).toEqual({ client: "198.19.0.10", master: "198.19.0.20", receiver: "198.19.0.21", worker2: "198.19.0.22" });
+    const store = ResultStore.open(path.join(dir, "r.db"));
+    const def: CampaignDefinition = { ...definition(backend), profiles: ["throughput", "latency"], services: [1], families: ["ipv4"], paths: [...backend.paths] };
+    const id = campaignIdFor(def);
+    const plan = planCampaign(id, def);
+    store.ensureCampaign(id, def, plan);
+    calls.length = 0;
+    await runCampaign({ store, campaignId: id, backend, decoder, judge: () => ({ ok: true }), retries: 0 });
+    expect(store.results(id).map((r) => r.status)).toEqual(Array(6).fill("ok"));
+    const flowOf = (logName: string) => calls.find((c) => / ITGSend /.test(c) && c.includes(logName))!;
+    for (const run of plan) {
+      const logName = `${run.runId}-1`;
+      const flow = flowOf(logName);
+      const path_ = run.key.path ?? "nodeport-local";
+      if (path_ === "clusterip") {
+        // The client pod sends, through kubectl exec on the control-plane node; its log lands on worker 1.
+        expect(flow).toMatch(/^run master: sudo kubectl --kubeconfig \/etc\/kubernetes\/admin.conf -n ditg exec deployment\/ditg-client -- timeout --kill-after=5 \d+ ITGSend /);
+        expect(flow).toContain("-a 10.96.15.253 -Sdp 9000 -rp 31003");
+        expect(flow).toContain(`-l /logs/${logName}.slog`);
+      } else {
+        expect(flow).toMatch(/^run client: timeout --kill-after=5 \d+ ITGSend /);
+        expect(flow).toContain(path_ === "nodeport-remote" ? "-a 198.18.1.21 -Sdp 30902 -rp 31002" : "-a 198.18.1.21 -Sdp 30900 -rp 31000");
+      }
+      const receiverHost = path_ === "nodeport-local" ? "receiver" : "worker2";
+      expect(calls).toContain(`fetch ${receiverHost}:/var/lib/ditg-logs/${logName}.rlog`);
+      expect(calls).toContain(`run ${receiverHost}: sudo rm -f /var/lib/ditg-logs/${logName}.rlog`);
+      if (run.key.profile === "latency") {
+        const sender = path_ === "clusterip" ? `receiver:/var/lib/ditg-client-logs/${logName}.slog` : `client:/var/tmp/testbed-ditg/${logName}.slog`;
+        expect(calls).toContain(`fetch ${sender}`);
+      }
+    }
+    // Every receiver node is checked: worker 1 runs the paper's receiver (two signaling ports here), worker 2 the other two paths'.
+    expect(calls).toContain("run receiver: pgrep -c -x ITGRecv");
+    expect(calls).toContain("run worker2: pgrep -c -x ITGRecv");
+    store.close();
+    await backend.teardown();
+  });
+
+  it("runs a setup run of the clusterip path: the listener in that path's receiver pod on worker 2, the probe in the client pod", async () => {
+    const { backend } = await openFake({ config: stackConfig(PATHS_CONFIG), outputs: pathsOutputs() });
+    calls.length = 0;
+    const key = { dataplane: "ebpf", family: "ipv4", profile: "setup", services: 1, repetition: 0, path: "clusterip" } as const;
+    const outcome = await backend.runFlow(key, { logName: "s1", durationS: 1, traffic: setupTraffic(200) });
+    expect(calls[0]).toMatch(/^run worker2: pids="\$\(pgrep -x ITGRecv\)"/);
+    expect(calls[0]).toContain('if [ "${pod%-*}" = ditg-receiver-clusterip ]; then pid="$p"');
+    expect(calls[0]).toContain("connection-setup-probe listen 31003");
+    expect(calls[1]).toBe("run master: sudo kubectl --kubeconfig /etc/kubernetes/admin.conf -n ditg exec deployment/ditg-client -- /opt/testbed/bin/connection-setup-probe probe 10.96.15.253 31003 200 1000 1024 1233 1000 2>&1");
+    expect(calls[2]).toBe("run worker2: sudo kill 4242 2>/dev/null; true");
+    expect(outcome.senderOutput).toBe("connection setup: 200 connections, 200 established, 0 failed");
+    await backend.teardown();
+  });
+
+  it("is alive only when every receiver node runs its receivers, and restarts every path's receiver", async () => {
+    const { backend, shell } = await openFake({ config: stackConfig(PATHS_CONFIG), outputs: pathsOutputs() });
+    // Worker 1: the paper's receiver, one ITGRecv per signaling port (2 here); worker 2: one per path (2).
+    shell.receivers = 2;
+    expect(await backend.receiverAlive()).toBe(true);
+    shell.receivers = 1;
+    expect(await backend.receiverAlive()).toBe(false);
+    calls.length = 0;
+    await backend.restartReceiver();
+    expect(calls.filter((c) => c.includes("rollout restart")).map((c) => /deployment\/(\S+)/.exec(c)![1])).toEqual(["ditg-receiver", "ditg-receiver-remote", "ditg-receiver-clusterip"]);
+    await backend.teardown();
+  });
+
+  it("serves only the paths of testbed:paths that the outputs describe, and refuses a run on another", async () => {
+    const { backend } = await openFake({ config: stackConfig({ "testbed:workers": "2", "testbed:paths": '["nodeport-local","nodeport-remote"]' }), outputs: pathsOutputs() });
+    expect(backend.paths).toEqual(["nodeport-local", "nodeport-remote"]);
+    const key = { dataplane: "ebpf", family: "ipv4", profile: "latency", services: 1, repetition: 0, path: "clusterip" } as const;
+    await expect(backend.runFlow(key, { logName: "x", durationS: 1, traffic: setupTraffic(200) })).rejects.toThrow(
+      "stack ebpf does not serve the clusterip path; accepted: nodeport-local, nodeport-remote (testbed:paths, then `pulumi up --stack ebpf`)",
+    );
+    await backend.teardown();
+  });
+
+  it("refuses ditgPaths whose hosts disagree or whose client is incomplete, naming the field", () => {
+    const paper = { endpoints: { ipv4: { address: "198.18.1.21", signalingPort: 30900, dataPort: 31000 } }, receiver: { namespace: "ditg", deployment: "ditg-receiver", nodeAddress: "198.19.0.21", podLogDir: "/logs", nodeLogDir: "/l" } };
+    const raw = pathsOutputs().ditgPaths!.value as Record<string, Record<string, unknown>>;
+    expect(Object.keys(cloudPaths("s", undefined, paper).paths)).toEqual(["nodeport-local"]);
+    expect(cloudPaths("s", raw, paper).workerHosts).toEqual({ worker2: "198.19.0.22" });
+    const clientOn = (nodeAddress: string) => ({ ...raw, clusterip: { ...raw.clusterip, client: { ...(raw.clusterip!.client as object), nodeAddress } } });
+    expect(() => cloudPaths("s", clientOn("198.19.0.99"), paper)).toThrow("stack s has no usable output `ditgPaths` (clusterip: worker 1 is 198.19.0.21 (ditgReceiver.nodeAddress), not 198.19.0.99)");
+    const remoteOn = { ...raw, clusterip: { ...raw.clusterip, receiver: { ...(raw.clusterip!.receiver as object), nodeAddress: "198.19.0.23" } } };
+    expect(() => cloudPaths("s", remoteOn, paper)).toThrow("clusterip: worker 2 is 198.19.0.22 for another path, not 198.19.0.23");
+    const noProbe = { ...raw, clusterip: { ...raw.clusterip, client: { kind: "pod", namespace: "ditg", deployment: "ditg-client", nodeAddress: "198.19.0.21", podLogDir: "/logs", nodeLogDir: "/x" } } };
+    expect(() => cloudPaths("s", noProbe, paper)).toThrow("clusterip.client: {kind: \"pod\", namespace, deployment, nodeAddress, podLogDir, nodeLogDir, setupProbe}");
+    expect(() => cloudPaths("s", { podpath: {} }, paper)).toThrow("podpath: not a path; accepted: nodeport-local, nodeport-remote, clusterip");
   });
 });
 

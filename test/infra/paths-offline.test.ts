@@ -1,6 +1,7 @@
 // The real program of the ebpf stack with two workers and every path, under the mocked engine: the
 // second worker's server, bootstrap and join; each further path's manifest, apply and removal; the
 // stack output ditgPaths.
+import { cloudPaths } from "../../backends/cloud.js";
 import { execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import { beforeAll, describe, expect, it } from "vitest";
@@ -124,6 +125,14 @@ describe("the further paths", () => {
     });
     expect(paths["nodeport-local"]!.client).toEqual({ kind: "external", host: "client" });
     expect(run.outputs.podRouting).toBe("tunnel");
+    // What `testbed campaign --stack` reads from it: each path's hosts, worker 2 reached by its own name.
+    const read = cloudPaths("paths", paths, { endpoints: run.outputs.ditgEndpoints as never, receiver: run.outputs.ditgReceiver as never });
+    expect(read.workerHosts).toEqual({ worker2: "198.19.0.2" });
+    expect(Object.fromEntries(Object.values(read.paths).map((p) => [p!.name, [p!.receiverHost, p!.client.kind === "pod" ? p!.client.host : "client"]]))).toEqual({
+      "nodeport-local": ["receiver", "client"],
+      "nodeport-remote": ["worker2", "client"],
+      clusterip: ["worker2", "receiver"],
+    });
   });
 
   it("writes the Cilium values and the kubeadm files the plan directory shows", () => {

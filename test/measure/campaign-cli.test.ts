@@ -71,6 +71,22 @@ describe("campaign flags", () => {
     );
   });
 
+  it("measures every path a stack serves by default, a chosen subset with --paths, and refuses a path it does not serve", () => {
+    const scenario = parseScenario({ dataplane: "iptables", adminCidr: "203.0.113.7/32", sshPublicKey: PLACEHOLDERS.sshPublicKey, workers: 2, paths: ["nodeport-local", "nodeport-remote", "clusterip"] });
+    const f = parseCampaignFlags({ ...base, loopback: false, stack: "iptables" });
+    const served = ["nodeport-local", "nodeport-remote", "clusterip"] as const;
+    expect(stackDefinition(f, "iptables", scenario, ["ipv4", "ipv6"], ["latency"], served).paths).toEqual(served);
+    // The paper's path alone leaves the definition as it was before paths (same campaign id).
+    expect(stackDefinition(f, "iptables", scenario, ["ipv4", "ipv6"], ["latency"], ["nodeport-local"]).paths).toBeUndefined();
+    const chosen = parseCampaignFlags({ ...base, loopback: false, stack: "iptables", paths: "clusterip" });
+    expect(stackDefinition(chosen, "iptables", scenario, ["ipv4", "ipv6"], ["latency"], served).paths).toEqual(["clusterip"]);
+    expect(() => stackDefinition(chosen, "iptables", scenario, ["ipv4", "ipv6"], ["latency"], ["nodeport-local"])).toThrow(
+      '--paths: "clusterip" is not accepted; accepted: paths stack iptables serves: nodeport-local (testbed:paths lists the others to deploy)',
+    );
+    expect(() => parseCampaignFlags({ ...base, paths: "clusterip" })).toThrow("--paths: only with --stack");
+    expect(() => parseCampaignFlags({ ...base, loopback: false, stack: "iptables", paths: "clusterip,pod" })).toThrow('--paths: "clusterip,pod" is not accepted');
+  });
+
   it("measures setup on a stack, declaring the primary comparisons sized for three stacks; refuses what the target does not measure", () => {
     const scenario = parseScenario({ dataplane: "nftables", adminCidr: "203.0.113.7/32", sshPublicKey: PLACEHOLDERS.sshPublicKey, openstack: { imageKernel: "5.15", imageCgroup: "v2" }, sweep: { services: [1, 1000], runs: 3 } });
     const f = parseCampaignFlags({ ...base, loopback: false, stack: "nftables", profiles: "setup,latency" });

@@ -37,6 +37,18 @@ function stepStretches(plan: ReturnType<typeof planCampaign>): number {
 }
 
 describe("planCampaign", () => {
+  it("plans the programming profile on the paper's path alone, every other profile on every path", () => {
+    const def = definition({ profiles: ["latency", "programming"], services: [1], runs: 1, paths: ["nodeport-local", "nodeport-remote", "clusterip"] });
+    const cells = planCampaign("c", def).map((r) => `${r.key.path ?? "nodeport-local"}/${r.key.profile}/${r.key.family}/${r.key.dataplane}`);
+    for (const dataplane of def.dataplanes) {
+      for (const family of def.families) {
+        expect(cells.filter((c) => c === `nodeport-local/programming/${family}/${dataplane}`)).toHaveLength(1);
+        for (const path of ["nodeport-local", "nodeport-remote", "clusterip"]) expect(cells.filter((c) => c === `${path}/latency/${family}/${dataplane}`)).toHaveLength(1);
+      }
+    }
+    expect(cells.filter((c) => c.includes("/programming/") && !c.startsWith("nodeport-local/"))).toEqual([]);
+  });
+
   it("plans every cell of the sweep exactly once, with indices in order", () => {
     const plan = planCampaign("c", definition());
     expect(plan).toHaveLength(2 * 2 * 2 * 3 * 4);
