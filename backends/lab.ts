@@ -39,7 +39,9 @@
 //
 // Hop probes (lab/hops/, unless turned off): tc programs at every boundary of the path stamp the
 // packets of latency and setup runs, a reader collects the stamps of each run, and the decoder cuts
-// the run into sections (measure/hops.ts). They are detached for throughput runs.
+// the run into sections (measure/hops.ts). Each path has its own probes, compiled for its data port
+// and attached where its packets pass; a run attaches its path's and detaches every other path's
+// (they share hooks). They are detached for throughput runs.
 import { spawn } from "node:child_process";
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
@@ -211,8 +213,10 @@ export class LabBackend implements Backend {
   private held: number | undefined;
   /** What each dataplane forwarded when it installed the held Service count, per family. */
   private readonly heldByDataplane = new Map<Dataplane, Record<Family, number>>();
-  /** The hop probes, unless turned off. */
+  /** The hop probes of the paper's path, unless turned off. */
   hops: HopProbes | undefined;
+  /** The hop probes of the other paths this lab serves, unless turned off. */
+  readonly pathHops = new Map<ServicePath, HopProbes>();
   private current: { dataplane: Dataplane; services: number } | undefined;
   /** The prepared step's dataplane and Services, for the programming profile. */
   private heldStep: HeldStep | undefined;
@@ -252,7 +256,13 @@ export class LabBackend implements Backend {
       mkdirSync(logDir, { recursive: true });
       backend = new LabBackend(topology, labScenario(topology, paths), options, logDir);
       backend.netfilterBase();
-      if (options.hops !== false) backend.hops = HopProbes.load(topology, { dataPort: backend.scenario.receiver.dataPort });
+      if (options.hops !== false) {
+        for (const path of paths) {
+          const probes = HopProbes.load(topology, { dataPort: pathDataPort(backend.scenario, path), path });
+          if (path === DEFAULT_PATH) backend.hops = probes;
+          else backend.pathHops.set(path, probes);
+        }
+      }
       for (const role of backend.receivers.keys()) await backend.startReceiver(role);
       return backend;
     } catch (error) {
@@ -391,10 +401,11 @@ export class LabBackend implements Backend {
 
   async runFlow(key: RunKey, flow: { logName: string; durationS: number; traffic: TrafficProfile }): Promise<FlowOutcome> {
     this.requirePrepared(key);
-    // The hop probes sit on the paper's path (worker 1's uplink and its pod's veth): other paths' runs go with them
-    // detached, as a throughput run does, and carry no sections.
-    if (pathOf(key) !== DEFAULT_PATH) this.hops?.disable();
-    const hops = pathOf(key) === DEFAULT_PATH ? await this.hops?.beginRun(key.profile, join(this.logDir, `${flow.logName}.hops`)) : undefined;
+    // The run's path's probes only: the paths' probes share hooks at the same priorities.
+    const path = pathOf(key);
+    const probes = path === DEFAULT_PATH ? this.hops : this.pathHops.get(path);
+    for (const other of [this.hops, ...this.pathHops.values()]) if (other !== probes) other?.disable();
+    const hops = await probes?.beginRun(key.profile, join(this.logDir, `${flow.logName}.hops`));
     try {
       const outcome = await (key.profile === "setup" ? this.runSetup(key, flow) : this.runDitg(key, flow));
       return hops ? { ...outcome, hops: await hops.reader.stop(hops.keying) } : outcome;

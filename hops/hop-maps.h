@@ -22,7 +22,10 @@
 
 #include <linux/types.h>
 
-/* Measurement points, in path order. Forward: client -> pod; return: the echo, pod -> client. */
+/* Measurement points. Forward: client -> pod; return: the echo, pod -> client. 0-11 are the paper's
+ * path (nodeport-local) in path order; 12 and up are the points of the paths beyond it
+ * (nodeport-remote, clusterip: measure/hops.ts PATH_HOPS lists each path's points in its order).
+ * The numbers are stable: records and counts are indexed by them. */
 enum hop_point {
 	HOP_F_CLIENT_OUT = 0,  /* client veth, tc egress */
 	HOP_F_ROUTER_IN,       /* router access veth, tc ingress */
@@ -36,13 +39,30 @@ enum hop_point {
 	HOP_R_ROUTER_IN,       /* router datacenter veth, tc ingress */
 	HOP_R_ROUTER_OUT,      /* router access veth, tc egress */
 	HOP_R_CLIENT_IN,       /* client veth, tc ingress */
+	HOP_F_UPLINK_OUT,      /* worker 1 uplink, tc egress, toward worker 2 (after DNAT, and SNAT where applied) */
+	HOP_F_NODE2_IN,        /* worker 2 uplink, tc ingress */
+	HOP_F_POD2_VETH,       /* worker 2's pod veth, tc egress */
+	HOP_F_POD2_IN,         /* pod 2 veth, tc ingress */
+	HOP_R_POD2_OUT,        /* pod 2 veth, tc egress */
+	HOP_R_POD2_VETH,       /* worker 2's pod veth, tc ingress */
+	HOP_R_NODE2_OUT,       /* worker 2 uplink, tc egress */
+	HOP_R_UPLINK_IN,       /* worker 1 uplink, tc ingress, from worker 2 (before the reverse translation) */
+	HOP_F_CPOD_OUT,        /* client pod veth, tc egress */
+	HOP_F_CPOD_VETH,       /* worker 1's client pod veth, tc ingress, before the Service dataplane */
+	HOP_R_CPOD_VETH,       /* worker 1's client pod veth, tc egress, after the reverse translation */
+	HOP_R_CPOD_IN,         /* client pod veth, tc ingress */
 	HOP_POINTS
 };
+
+/* A program's point for a direction it does not stamp. */
+#define HOP_NO_POINT 0xffu
 
 /* What keyed a record. */
 enum hop_kind {
 	HOP_KIND_DITG = 0,       /* UDP D-ITG packet: flow id and sequence number from its payload */
-	HOP_KIND_HANDSHAKE = 1,  /* TCP SYN (forward) or SYN-ACK (return): flow id HOP_HANDSHAKE_FLOW, seq = client's port */
+	HOP_KIND_HANDSHAKE = 1,  /* TCP SYN (forward) or SYN-ACK (return): flow id HOP_HANDSHAKE_FLOW, seq = the SYN's
+	                          * sequence number (the SYN-ACK's ack minus 1), which no NAT rewrites (a masquerade
+	                          * with random ports rewrites the client's port) */
 };
 
 /* Flow id of handshake records: no D-ITG flow has it (ITGSend numbers flows from 1). */
@@ -66,7 +86,8 @@ struct hop_count {
 	__u64 dropped;
 };
 
-/* Ring size: a power of two of pages. 8 MiB hold 32 s of the paper's 1000 pkt/s at 12 points. */
+/* Ring size: a power of two of pages. 8 MiB hold 32 s of the paper's 1000 pkt/s at its 12
+ * points, 21 s at nodeport-remote's 16; the reader drains it all along. */
 #ifndef HOP_RING_BYTES
 #define HOP_RING_BYTES (8 * 1024 * 1024)
 #endif

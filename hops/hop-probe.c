@@ -1,14 +1,21 @@
 // SPDX-License-Identifier: GPL-2.0
 /* The hop probes: one tc program per measurement point (hop-maps.h, enum hop_point), each stamping
- * the packets of the measured flows with the monotonic clock as they cross it. The lab attaches all
- * twelve (lab/hops/hop-probes.ts); a worker of a deployed stack the six of its own host
+ * the packets of the measured flows with the monotonic clock as they cross it. The lab attaches the
+ * programs of the path it measures (lab/hops/hop-probes.ts: the paper's twelve, or those of
+ * nodeport-remote or clusterip); a worker of a deployed stack the six of its own host
  * (backends/worker-hops/).
  *
  * Selected packets: UDP to the receiver's data port (forward) or from it (return), keyed by the
  * D-ITG flow id and sequence number of their payload, which no NAT rewrites; and TCP handshakes
- * with that port, SYN forward and SYN-ACK back, keyed by the client's port (the setup profile's
- * first packets: the client never reuses a port between two conntrack flushes). Everything else,
- * and IPv4 fragments after the first, pass unstamped.
+ * with that port, SYN forward and SYN-ACK back, keyed by the SYN's sequence number (the setup
+ * profile's first packets; no NAT rewrites it, while a masquerade with random ports rewrites the
+ * client's port on the way to a remote endpoint). Everything else, and IPv4 fragments after the
+ * first, pass unstamped.
+ *
+ * Most programs stamp one direction at one point. Where a path crosses one hook both ways (worker
+ * 1's uplink on the paths to worker 2: the request leaves it toward worker 2 and the echo leaves it
+ * toward the client), one program stamps both: a packet to the data port at its forward point, one
+ * from it at its return point, testing first the direction the paper's path takes there.
  *
  * Every program returns TC_ACT_UNSPEC: the next filter of the hook (a Service dataplane's) still
  * sees the packet, and with none the packet goes on as with TC_ACT_OK.
@@ -126,7 +133,7 @@ static __always_inline int load(struct __sk_buff *skb, __u32 off, void *to, cons
 }
 
 /* The key of a selected packet: 0 and the key filled in, or -1 to let it pass unstamped. */
-static __always_inline int select_packet(struct __sk_buff *skb, int forward, __u32 *flow_id, __u32 *seq, __u8 *kind)
+static __always_inline int select_packet(struct __sk_buff *skb, int forward, int both, __u32 *flow_id, __u32 *seq, __u8 *kind, int *matched_forward)
 {
 	__u32 l4;
 	__u8 proto;
@@ -159,7 +166,11 @@ static __always_inline int select_packet(struct __sk_buff *skb, int forward, __u
 
 		if (load(skb, l4, &h, sizeof(h)))
 			return -1;
-		if ((forward ? h.udp.dest : h.udp.source) != hop_htons(HOP_DATA_PORT))
+		if ((forward ? h.udp.dest : h.udp.source) == hop_htons(HOP_DATA_PORT))
+			*matched_forward = forward;
+		else if (both && (forward ? h.udp.source : h.udp.dest) == hop_htons(HOP_DATA_PORT))
+			*matched_forward = !forward;
+		else
 			return -1;
 		*flow_id = hop_ntohl(h.payload[DITG_PAYLOAD_FLOW_OFFSET / 4]);
 		*seq = hop_ntohl(h.payload[DITG_PAYLOAD_SEQ_OFFSET / 4]);
@@ -171,27 +182,36 @@ static __always_inline int select_packet(struct __sk_buff *skb, int forward, __u
 
 		if (load(skb, l4, &tcp, sizeof(tcp)))
 			return -1;
-		if (!tcp.syn || tcp.rst || tcp.fin || tcp.ack != !forward)
+		if (!tcp.syn || tcp.rst || tcp.fin)
 			return -1;
-		if ((forward ? tcp.dest : tcp.source) != hop_htons(HOP_DATA_PORT))
+		/* A SYN goes forward to the data port, a SYN-ACK returns from it. */
+		if (!tcp.ack && tcp.dest == hop_htons(HOP_DATA_PORT) && (forward || both))
+			*matched_forward = 1;
+		else if (tcp.ack && tcp.source == hop_htons(HOP_DATA_PORT) && (!forward || both))
+			*matched_forward = 0;
+		else
 			return -1;
 		*flow_id = HOP_HANDSHAKE_FLOW;
-		*seq = hop_ntohs(forward ? tcp.source : tcp.dest);
+		*seq = *matched_forward ? hop_ntohl(tcp.seq) : hop_ntohl(tcp.ack_seq) - 1;
 		*kind = HOP_KIND_HANDSHAKE;
 		return 0;
 	}
 	return -1;
 }
 
-static __always_inline int stamp(struct __sk_buff *skb, __u32 point, int forward)
+/* Stamps a selected packet at forward_point or return_point by its direction; `forward` is the
+ * direction tested first, and the only one when the other's point is HOP_NO_POINT. */
+static __always_inline int stamp(struct __sk_buff *skb, __u32 forward_point, __u32 return_point, int forward)
 {
 	__u64 now = bpf_ktime_get_ns();
 	struct hop_count *count;
-	__u32 flow_id, seq;
+	__u32 flow_id, seq, point;
 	__u8 kind;
+	int matched_forward;
 
-	if (select_packet(skb, forward, &flow_id, &seq, &kind))
+	if (select_packet(skb, forward, forward_point != HOP_NO_POINT && return_point != HOP_NO_POINT, &flow_id, &seq, &kind, &matched_forward))
 		return TC_ACT_UNSPEC;
+	point = matched_forward ? forward_point : return_point;
 	count = bpf_map_lookup_elem(&hop_counts, &point);
 	if (!count)
 		return TC_ACT_UNSPEC;
@@ -222,13 +242,15 @@ static __always_inline int stamp(struct __sk_buff *skb, __u32 point, int forward
 }
 
 /* Names of at most 15 characters: the kernel keeps no more (tc and bpftool show them whole). */
-#define HOP_PROGRAM(name, point, forward)            \
-	SEC("tc/" #name)                             \
-	int name(struct __sk_buff *skb)              \
-	{                                            \
-		return stamp(skb, point, forward);   \
+#define HOP_PROGRAM_AT(name, forward_point, return_point, forward)             \
+	SEC("tc/" #name)                                                      \
+	int name(struct __sk_buff *skb)                                       \
+	{                                                                     \
+		return stamp(skb, forward_point, return_point, forward);      \
 	}
+#define HOP_PROGRAM(name, point, forward) HOP_PROGRAM_AT(name, (forward) ? (point) : HOP_NO_POINT, (forward) ? HOP_NO_POINT : (point), forward)
 
+/* The paper's path (nodeport-local). */
 HOP_PROGRAM(hf_client_out, HOP_F_CLIENT_OUT, 1)
 HOP_PROGRAM(hf_router_in, HOP_F_ROUTER_IN, 1)
 HOP_PROGRAM(hf_router_out, HOP_F_ROUTER_OUT, 1)
@@ -241,3 +263,19 @@ HOP_PROGRAM(hr_uplink_out, HOP_R_UPLINK_OUT, 0)
 HOP_PROGRAM(hr_router_in, HOP_R_ROUTER_IN, 0)
 HOP_PROGRAM(hr_router_out, HOP_R_ROUTER_OUT, 0)
 HOP_PROGRAM(hr_client_in, HOP_R_CLIENT_IN, 0)
+
+/* Worker 1's uplink, both ways (nodeport-remote, clusterip). */
+HOP_PROGRAM_AT(hb_uplink_in, HOP_F_UPLINK_IN, HOP_R_UPLINK_IN, 1)
+HOP_PROGRAM_AT(hb_uplink_out, HOP_F_UPLINK_OUT, HOP_R_UPLINK_OUT, 0)
+/* Worker 2 and its receiver pod (nodeport-remote, clusterip). */
+HOP_PROGRAM(hf_node2_in, HOP_F_NODE2_IN, 1)
+HOP_PROGRAM(hf_pod2_veth, HOP_F_POD2_VETH, 1)
+HOP_PROGRAM(hf_pod2_in, HOP_F_POD2_IN, 1)
+HOP_PROGRAM(hr_pod2_out, HOP_R_POD2_OUT, 0)
+HOP_PROGRAM(hr_pod2_veth, HOP_R_POD2_VETH, 0)
+HOP_PROGRAM(hr_node2_out, HOP_R_NODE2_OUT, 0)
+/* The client pod on worker 1 (clusterip). */
+HOP_PROGRAM(hf_cpod_out, HOP_F_CPOD_OUT, 1)
+HOP_PROGRAM(hf_cpod_veth, HOP_F_CPOD_VETH, 1)
+HOP_PROGRAM(hr_cpod_veth, HOP_R_CPOD_VETH, 0)
+HOP_PROGRAM(hr_cpod_in, HOP_R_CPOD_IN, 0)

@@ -1,7 +1,8 @@
 // Where the delay comes from: one run's packets cut into the sections of the measured path, from the
 // hop probes' kernel stamps (hops/hop-probe.c) and D-ITG's own stamps.
 //
-// A round-trip packet crosses 15 boundaries, all on one clock once D-ITG's are moved onto the probes':
+// On the paper's path a round-trip packet crosses 15 boundaries, all on one clock once D-ITG's are
+// moved onto the probes':
 //
 //   tx      ITGSend's send stamp (the payload's, as the receiver log keeps it)
 //   P0..P5  client egress, router in, router out, worker uplink in (before the Service dataplane),
@@ -26,7 +27,29 @@
 // campaign's own decoder read from the logs (ditg-pairing.ts), to within HOP_SUM_TOLERANCE_S.
 //
 // The setup profile's TCP handshakes carry no D-ITG stamps: their sections are the kernel's only
-// (P0..P11, "turnaround" from the SYN's pod ingress to the SYN-ACK's pod egress).
+// (P0..P11, "turnaround" from the SYN's pod ingress to the SYN-ACK's pod egress). A handshake is keyed
+// by its SYN's sequence number, which no NAT rewrites.
+//
+// The paths beyond the paper's (scenario/paths.ts) cross other points (PATH_HOPS): every namespace of
+// the lab shares this host's clock, so the sections between worker 1 and worker 2 are timed too.
+//
+//   nodeport-remote  tx | client-stack | P0 | access-link | P1 | router | P2 | datacenter-link | P3
+//                    | service-dataplane-snat | P12 worker 1 uplink out | node-to-node | P13 worker 2
+//                    uplink in | endpoint-node | P14 | pod-link | P15 | pod-delivery | rxR; and back
+//                    rxR | turnaround | P16 | pod-link | P17 | endpoint-node | P18 | node-to-node | P19
+//                    worker 1 uplink in | service-dataplane-snat | P8 | ... as the paper's ... | rxS
+//   clusterip        tx | client-pod-stack | P20 client pod out | client-pod-link | P21 its host veth on
+//                    worker 1 | service-dataplane | P12 | node-to-node | P13 | endpoint-node | P14 |
+//                    pod-link | P15 | pod-delivery | rxR; and back rxR | turnaround | P16 | pod-link |
+//                    P17 | endpoint-node | P18 | node-to-node | P19 | service-dataplane | P22 | client-
+//                    pod-link | P23 | client-pod-stack | rxS
+//
+// service-dataplane-snat: on nodeport-remote worker 1's netfilter translates the destination (DNAT,
+// PREROUTING) and masquerades the source (SNAT, POSTROUTING) between the same two tc hooks of its
+// uplink: no tc point lies between them, so the section holds both (and the forwarding between
+// them); back, it holds the reverse SNAT and reverse DNAT, which conntrack applies in one step.
+// node-to-node: worker 1's uplink to worker 2's, through the router; endpoint-node: worker 2 routing
+// the packet to its pod (no Service dataplane on worker 2 in the lab).
 //
 // A worker of a deployed stack is probed alone (scope "worker"): P3..P8 on its own host, where
 // ITGRecv's receive stamp is on the same clock, cut the worker's part of each round trip:
@@ -50,27 +73,81 @@ import { decodeDelayHistogram, delayAcrossMidnight, LogFormatError, newHistogram
 import { LogStamps, StampWindow, type DecodedFlow } from "./ditg-pairing.js";
 import { poolMoments } from "./statistics.js";
 import type { RunProfile } from "./types.js";
+import { DEFAULT_PATH, type ServicePath } from "../scenario/paths.js";
 
-/** The probes' points, by their number in hop-maps.h (enum hop_point). */
+/** The probes' points, by their number in hop-maps.h (enum hop_point): the paper's path's twelve, then the other paths'. */
 export const HOP_POINTS = [
   "client-out", "router-in", "router-out", "uplink-in", "pod-veth-out", "pod-in",
   "pod-out", "pod-veth-in", "uplink-out", "router-in-return", "router-out-return", "client-in",
+  "uplink-out-forward", "node2-uplink-in", "pod2-veth-out", "pod2-in",
+  "pod2-out", "pod2-veth-in", "node2-uplink-out", "uplink-in-return",
+  "client-pod-out", "client-pod-veth-in", "client-pod-veth-out", "client-pod-in",
 ] as const;
 export type HopPoint = (typeof HOP_POINTS)[number];
 
 export const HOP_DIRECTIONS = ["forward", "return"] as const;
 export type HopDirection = (typeof HOP_DIRECTIONS)[number];
 
-/** The sections of each direction, in path order. */
-export const HOP_SECTIONS: Readonly<Record<HopDirection, readonly string[]>> = {
-  forward: ["client-stack", "access-link", "router", "datacenter-link", "service-dataplane", "pod-link", "pod-delivery"],
-  return: ["turnaround", "pod-link", "service-dataplane", "datacenter-link", "router", "access-link", "client-stack"],
+/**
+ * One path's decomposition: the points its packets cross per direction (numbers of HOP_POINTS, in
+ * path order) and the sections between its boundaries, [tx, ...forward, rxR] and [rxR, ...return,
+ * rxS]: one more section than points per direction.
+ */
+export interface PathHops {
+  readonly points: Readonly<Record<HopDirection, readonly number[]>>;
+  readonly sections: Readonly<Record<HopDirection, readonly string[]>>;
+  /** The forward section that holds the Service dataplane's translation: a new connection's first packet is read there (setup runs). */
+  readonly serviceSection: string;
+}
+
+/** Per path, its points and sections (see the top of this file). */
+export const PATH_HOPS: Readonly<Record<ServicePath, PathHops>> = {
+  "nodeport-local": {
+    points: { forward: [0, 1, 2, 3, 4, 5], return: [6, 7, 8, 9, 10, 11] },
+    sections: {
+      forward: ["client-stack", "access-link", "router", "datacenter-link", "service-dataplane", "pod-link", "pod-delivery"],
+      return: ["turnaround", "pod-link", "service-dataplane", "datacenter-link", "router", "access-link", "client-stack"],
+    },
+    serviceSection: "service-dataplane",
+  },
+  "nodeport-remote": {
+    points: { forward: [0, 1, 2, 3, 12, 13, 14, 15], return: [16, 17, 18, 19, 8, 9, 10, 11] },
+    sections: {
+      forward: ["client-stack", "access-link", "router", "datacenter-link", "service-dataplane-snat", "node-to-node", "endpoint-node", "pod-link", "pod-delivery"],
+      return: ["turnaround", "pod-link", "endpoint-node", "node-to-node", "service-dataplane-snat", "datacenter-link", "router", "access-link", "client-stack"],
+    },
+    serviceSection: "service-dataplane-snat",
+  },
+  clusterip: {
+    points: { forward: [20, 21, 12, 13, 14, 15], return: [16, 17, 18, 19, 22, 23] },
+    sections: {
+      forward: ["client-pod-stack", "client-pod-link", "service-dataplane", "node-to-node", "endpoint-node", "pod-link", "pod-delivery"],
+      return: ["turnaround", "pod-link", "endpoint-node", "node-to-node", "service-dataplane", "client-pod-link", "client-pod-stack"],
+    },
+    serviceSection: "service-dataplane",
+  },
 };
-/** The sections of a TCP handshake (the setup profile): kernel stamps only, client egress to client ingress. */
-export const HANDSHAKE_SECTIONS: Readonly<Record<HopDirection, readonly string[]>> = {
-  forward: HOP_SECTIONS.forward.slice(1, -1),
-  return: HOP_SECTIONS.return.slice(0, -1),
-};
+
+/**
+ * The decomposition of a run on a path. The one place that chooses it: a dataplane whose path has
+ * another boundary (the eBPF model's socket load balancing on clusterip, timed from the connect call
+ * before the first packet exists) gives its own PathHops here, with that section in its list.
+ */
+export function pathHops(path: ServicePath = DEFAULT_PATH): PathHops {
+  const hops = PATH_HOPS[path];
+  if (hops === undefined) throw new Error(`path: "${String(path)}" has no hop points; accepted: ${Object.keys(PATH_HOPS).join(", ")}`);
+  return hops;
+}
+
+/** Pure: a path's handshake sections: its kernel points only (no D-ITG stamp), turnaround from the SYN's pod ingress to the SYN-ACK's pod egress. */
+export function handshakeSections(hops: PathHops): Readonly<Record<HopDirection, readonly string[]>> {
+  return { forward: hops.sections.forward.slice(1, -1), return: hops.sections.return.slice(0, -1) };
+}
+
+/** The sections of the paper's path, per direction, in path order. */
+export const HOP_SECTIONS: Readonly<Record<HopDirection, readonly string[]>> = PATH_HOPS["nodeport-local"].sections;
+/** The sections of a TCP handshake on the paper's path (the setup profile): kernel stamps only, client egress to client ingress. */
+export const HANDSHAKE_SECTIONS: Readonly<Record<HopDirection, readonly string[]>> = handshakeSections(PATH_HOPS["nodeport-local"]);
 export const END_TO_END = "end-to-end";
 
 /** What a capture probed: every boundary of the path (the lab), or a worker's own host alone (a deployed stack). */
@@ -122,6 +199,8 @@ const DAY_NS = 86_400n * 1_000_000_000n;
 /** What a backend hands the decoder of one run's stamps (the reader's file and its summary line). */
 export interface HopCapture {
   readonly recordsFile: string;
+  /** The path the run's packets took (PATH_HOPS); default the paper's. */
+  readonly path?: ServicePath;
   /** Which packets the run sent: D-ITG's (keyed by flow id and sequence number) or TCP handshakes (keyed by port). */
   readonly keying: HopKeying;
   /** What was probed; default "path" (every point). */
@@ -192,6 +271,9 @@ export function scopeOfSections(sections: readonly Pick<HopSectionSummary, "sect
   return sections.some((s) => s.section === WORKER_SPAN) ? "worker" : "path";
 }
 
+/** How many points a reader's counts may cover: the paper's path's twelve (a reader built before the others), or every point. */
+const READER_POINT_COUNTS = [12, HOP_POINTS.length];
+
 /** Pure: the reader's summary line (lab/hops/hop-reader.c); throws on anything else. */
 export function parseReaderSummary(line: string): Omit<HopCapture, "recordsFile" | "keying"> {
   let value: unknown;
@@ -201,12 +283,13 @@ export function parseReaderSummary(line: string): Omit<HopCapture, "recordsFile"
     throw new Error(`hop reader printed ${JSON.stringify(line.slice(0, 200))}, not its summary line`);
   }
   const v = value as Record<string, unknown>;
+  // A reader built before the other paths' points (a stack's worker) counts the paper's twelve: the rest stamped nothing.
   const counts = (k: string) => {
     const a = v[k];
-    if (!Array.isArray(a) || a.length !== HOP_POINTS.length || !a.every((x) => Number.isSafeInteger(x) && x >= 0)) {
-      throw new Error(`hop reader summary: ${k} is not ${HOP_POINTS.length} counts: ${JSON.stringify(a)}`);
+    if (!Array.isArray(a) || !READER_POINT_COUNTS.includes(a.length) || !a.every((x) => Number.isSafeInteger(x) && x >= 0)) {
+      throw new Error(`hop reader summary: ${k} is not ${READER_POINT_COUNTS.join(" or ")} counts: ${JSON.stringify(a)}`);
     }
-    return a as number[];
+    return [...(a as number[]), ...new Array<number>(HOP_POINTS.length - a.length).fill(0)];
   };
   for (const k of ["offsetStartNs", "offsetEndNs"]) {
     if (typeof v[k] !== "string" || !/^-?\d+$/.test(v[k] as string)) throw new Error(`hop reader summary: ${k} is not an integer string: ${JSON.stringify(v[k])}`);
@@ -229,17 +312,29 @@ export function parseReaderSummary(line: string): Omit<HopCapture, "recordsFile"
 
 /** The kernel stamps of one run, per point, keyed by (flow id, sequence number), as UTC times of day in seconds. */
 export interface PointStamps {
-  readonly points: readonly StampWindow[];
+  /** Per point: the stamp of (flow id, sequence number), NaN when not held. */
+  readonly points: readonly { get(flowId: number, seq: number): number }[];
   /** Records read per point (of the run's keying). */
   readonly perPoint: readonly number[];
   /** Keys stamped at the first point, in file order (handshakes: what the run tried). */
   readonly firstPoint: readonly { flowId: number; seq: number }[];
 }
 
+/** The stamps of handshakes at one point, by SYN sequence number: spread over 32 bits, no window holds them. */
+class HandshakeStamps {
+  private readonly stamps = new Map<number, number>();
+  get(flowId: number, seq: number): number {
+    return flowId === HOP_HANDSHAKE_FLOW ? (this.stamps.get(seq) ?? NaN) : NaN;
+  }
+  put(seq: number, stamp: number): void {
+    this.stamps.set(seq, stamp);
+  }
+}
+
 /**
  * Reads the reader's file: every record of the keying, moved to D-ITG's clock with the offset. A key
  * stamped twice at a point (a retransmitted SYN) keeps its earliest stamp: perf rings, one per CPU,
- * do not hand records over in time order. `firstPoint`: the capture's first probed point.
+ * do not hand records over in time order. `firstPoint`: the first point the capture's packets cross.
  */
 export function readPointStamps(bytes: Uint8Array, keying: HopKeying, offsetNs: bigint, file = "hop records", firstPoint = 0): PointStamps {
   if (bytes.length % HOP_RECORD_BYTES !== 0) {
@@ -257,7 +352,8 @@ export function readPointStamps(bytes: Uint8Array, keying: HopKeying, offsetNs: 
   }
   let size = 2;
   while (size < Math.max(...perPoint)) size *= 2;
-  const points = HOP_POINTS.map(() => new StampWindow(size));
+  const windows = keying === "ditg" ? HOP_POINTS.map(() => new StampWindow(size)) : undefined;
+  const handshakes = keying === "handshake" ? HOP_POINTS.map(() => new HandshakeStamps()) : undefined;
   const first: { flowId: number; seq: number }[] = [];
   for (let i = 0; i < count; i++) {
     const at = i * HOP_RECORD_BYTES;
@@ -265,19 +361,30 @@ export function readPointStamps(bytes: Uint8Array, keying: HopKeying, offsetNs: 
     const flowId = view.getUint32(at + 8, true);
     const seq = view.getUint32(at + 12, true);
     const point = view.getUint8(at + 16);
-    const window = points[point]!;
-    const flow = window.flow(flowId, 0, 0);
     const ofDay = Number((((view.getBigUint64(at, true) + offsetNs) % DAY_NS) + DAY_NS) % DAY_NS) / NS_PER_S;
-    const held = window.stampOf(flow, seq);
-    // The earliest stamp wins: a retransmitted SYN must not move its connection's first packet.
-    if (!Number.isNaN(held)) {
-      if (delayAcrossMidnight(ofDay, held) < 0) window.put(flow, seq, ofDay);
-      continue;
+    if (keying === "handshake" && flowId !== HOP_HANDSHAKE_FLOW) continue;
+    if (windows) {
+      const window = windows[point]!;
+      const flow = window.flow(flowId, 0, 0);
+      const held = window.stampOf(flow, seq);
+      if (!Number.isNaN(held)) {
+        if (delayAcrossMidnight(ofDay, held) < 0) window.put(flow, seq, ofDay);
+        continue;
+      }
+      window.put(flow, seq, ofDay);
+    } else {
+      const stamps = handshakes![point]!;
+      const held = stamps.get(flowId, seq);
+      // The earliest stamp wins: a retransmitted SYN must not move its connection's first packet.
+      if (!Number.isNaN(held)) {
+        if (delayAcrossMidnight(ofDay, held) < 0) stamps.put(seq, ofDay);
+        continue;
+      }
+      stamps.put(seq, ofDay);
     }
-    window.put(flow, seq, ofDay);
     if (point === firstPoint) first.push({ flowId, seq });
   }
-  return { points, perPoint, firstPoint: first };
+  return { points: windows ?? handshakes!, perPoint, firstPoint: first };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -429,20 +536,27 @@ function forEachPairedPacket(logs: { senderLog: string; receiverLog: string }, f
 export function decomposeRoundTrips(capture: HopCapture, logs: { senderLog: string; receiverLog: string }, decoded?: DecodedFlow): RunHops {
   const offset = BigInt(capture.offsetStartNs);
   const bytes = readFileSync(capture.recordsFile);
-  const stamps = readPointStamps(bytes, "ditg", offset, capture.recordsFile);
-  const names = namesOf(HOP_SECTIONS, true);
+  const path = pathHops(capture.path);
+  const forwardPoints = path.points.forward;
+  const returnPoints = path.points.return;
+  const stamps = readPointStamps(bytes, "ditg", offset, capture.recordsFile, forwardPoints[0]);
+  const names = namesOf(path.sections, true);
   const values = new SectionValues(names, Math.max(...stamps.perPoint, 1));
-  const boundaries = new Float64Array(15);
+  // [tx, ...forward points, rxR, ...return points, rxS]
+  const nF = forwardPoints.length;
+  const rxAt = nF + 1;
+  const last = rxAt + returnPoints.length + 1;
+  const boundaries = new Float64Array(last + 1);
   const row = new Float64Array(names.length);
-  const forward = HOP_SECTIONS.forward.length;
+  const forward = path.sections.forward.length;
   let incomplete = 0;
   let outOfOrder = 0;
   const packets = forEachPairedPacket(logs, (flowId, seq, tx, rxR, rxS) => {
     boundaries[0] = tx;
-    for (let p = 0; p < 6; p++) boundaries[1 + p] = stamps.points[p]!.get(flowId, seq);
-    boundaries[7] = rxR;
-    for (let p = 6; p < 12; p++) boundaries[2 + p] = stamps.points[p]!.get(flowId, seq);
-    boundaries[14] = rxS;
+    for (let p = 0; p < nF; p++) boundaries[1 + p] = stamps.points[forwardPoints[p]!]!.get(flowId, seq);
+    boundaries[rxAt] = rxR;
+    for (let p = 0; p < returnPoints.length; p++) boundaries[rxAt + 1 + p] = stamps.points[returnPoints[p]!]!.get(flowId, seq);
+    boundaries[last] = rxS;
     for (const b of boundaries) {
       if (b !== b) {
         incomplete++;
@@ -452,15 +566,15 @@ export function decomposeRoundTrips(capture: HopCapture, logs: { senderLog: stri
     // Sections: consecutive boundaries; then one end-to-end per direction.
     let k = 0;
     let ordered = true;
-    for (let b = 0; b < 14; b++) {
+    for (let b = 0; b < last; b++) {
       const section = delayAcrossMidnight(boundaries[b + 1]!, boundaries[b]!);
       // Kernel to kernel on one clock: never negative. A D-ITG stamp is truncated to the microsecond.
-      const anchored = b === 0 || b === 6 || b === 7 || b === 13;
+      const anchored = b === 0 || b === rxAt - 1 || b === rxAt || b === last - 1;
       if (section < (anchored ? -DITG_STAMP_SLACK_S : 0)) ordered = false;
       row[k++] = section;
-      if (b === forward - 1) row[k++] = delayAcrossMidnight(boundaries[7]!, boundaries[0]!);
+      if (b === forward - 1) row[k++] = delayAcrossMidnight(boundaries[rxAt]!, boundaries[0]!);
     }
-    row[k] = delayAcrossMidnight(boundaries[14]!, boundaries[7]!);
+    row[k] = delayAcrossMidnight(boundaries[last]!, boundaries[rxAt]!);
     if (!ordered) {
       outOfOrder++;
       return;
@@ -494,24 +608,26 @@ function withResiduals(base: HopCheck, residualForwardS: number | undefined, res
   };
 }
 
-/** One setup run's TCP handshakes cut into the kernel's sections: every SYN the client sent whose SYN-ACK came back through every point. */
+/** One setup run's TCP handshakes cut into the kernel's sections: every SYN the client sent whose SYN-ACK came back through every point of the path. */
 export function decomposeHandshakes(capture: HopCapture): RunHops {
   const bytes = readFileSync(capture.recordsFile);
-  const stamps = readPointStamps(bytes, "handshake", BigInt(capture.offsetStartNs), capture.recordsFile);
-  const names = namesOf(HANDSHAKE_SECTIONS, false);
+  const path = pathHops(capture.path);
+  const order = [...path.points.forward, ...path.points.return];
+  const stamps = readPointStamps(bytes, "handshake", BigInt(capture.offsetStartNs), capture.recordsFile, order[0]);
+  const names = namesOf(handshakeSections(path), false);
   const values = new SectionValues(names, stamps.firstPoint.length);
   const row = new Float64Array(names.length);
   let incomplete = 0;
   let outOfOrder = 0;
   for (const { flowId, seq } of stamps.firstPoint) {
     if (flowId !== HOP_HANDSHAKE_FLOW) continue;
-    const t = stamps.points.map((w) => w.get(flowId, seq));
+    const t = order.map((p) => stamps.points[p]!.get(flowId, seq));
     if (t.some((x) => x !== x)) {
       incomplete++;
       continue;
     }
     let ordered = true;
-    for (let p = 0; p < 11; p++) {
+    for (let p = 0; p < order.length - 1; p++) {
       row[p] = delayAcrossMidnight(t[p + 1]!, t[p]!);
       if (row[p]! < 0) ordered = false;
     }

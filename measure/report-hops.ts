@@ -10,6 +10,7 @@ import {
   END_TO_END,
   HOP_DIRECTIONS,
   HOP_SECTIONS,
+  pathHops,
   HOP_SUM_TOLERANCE_S,
   poolSections,
   WORKER_SECTIONS,
@@ -61,11 +62,20 @@ export interface HopReport {
   readonly markdown: readonly string[];
 }
 
+/** What the sections of the paths beyond the paper's time, beyond the paper's own (measure/hops.ts). */
+const PATH_SECTION_TEXT: Readonly<Partial<Record<ServicePath, string>>> = {
+  "nodeport-remote":
+    "*service-dataplane-snat* runs from worker 1's uplink ingress to its egress toward worker 2: the DNAT and the masquerade (SNAT) lie between the same two tc hooks, so the section holds both; back, it holds the reverse SNAT and reverse DNAT. *node-to-node* runs from worker 1's uplink to worker 2's, through the router; *endpoint-node* from worker 2's uplink to its pod's veth.",
+  clusterip:
+    "*client-pod-stack* runs from ITGSend's send stamp in the client pod to the pod's egress (and back from its ingress to the receive stamp), *client-pod-link* across the pod's veth to worker 1; *service-dataplane* from that veth's ingress on worker 1 (before kube-proxy's DNAT) to worker 1's uplink toward worker 2, and back; *node-to-node* and *endpoint-node* as on nodeport-remote.",
+};
+
 /** The rows that sum a direction rather than cut it: the end-to-end delay, or the worker's span. */
 const isTotal = (section: string) => section === END_TO_END || section === WORKER_SPAN;
 
-const pathOrder = (direction: HopDirection, section: string) =>
-  HOP_DIRECTIONS.indexOf(direction) * 100 + (isTotal(section) ? 99 : HOP_SECTIONS[direction].indexOf(section));
+/** A section's place on its path: by direction, then in path order (a worker's sections are the paper's path's). */
+const pathOrder = (direction: HopDirection, section: string, path: ServicePath = DEFAULT_PATH) =>
+  HOP_DIRECTIONS.indexOf(direction) * 100 + (isTotal(section) ? 99 : pathHops(path).sections[direction].indexOf(section));
 
 const untimedText = () =>
   HOP_DIRECTIONS.map((d) => `${d} ${WORKER_UNTIMED[d].join(", ")}`).join("; ") + `; ${END_TO_END}`;
@@ -87,8 +97,10 @@ export function hopCells(results: readonly RunResult[]): HopCell[] {
     groups.set(id, g);
   }
   const cells = [...groups.values()].map(({ key, latency, setup }): HopCell => {
-    const sections = poolSections(latency.map((r) => r.hops!.sections)).sort((a, b) => pathOrder(a.direction, a.section) - pathOrder(b.direction, b.section));
-    const first = poolSections(setup.map((r) => r.hops!.sections.filter((s) => s.direction === "forward" && s.section === "service-dataplane")))[0];
+    const path = pathOf(key);
+    const sections = poolSections(latency.map((r) => r.hops!.sections)).sort((a, b) => pathOrder(a.direction, a.section, path) - pathOrder(b.direction, b.section, path));
+    const serviceSection = key.scope === "worker" ? "service-dataplane" : pathHops(path).serviceSection;
+    const first = poolSections(setup.map((r) => r.hops!.sections.filter((s) => s.direction === "forward" && s.section === serviceSection)))[0];
     const residuals = latency.flatMap((r) => [r.hops!.check.residualForwardS, r.hops!.check.residualRoundTripS]).filter((x): x is number => x !== undefined);
     return {
       ...key,
@@ -145,7 +157,7 @@ function figure(family: string, statistic: "mean" | "p99", cells: readonly HopCe
           dataplane: c.dataplane,
           services: c.services,
           part: `${s.direction} ${s.section}`,
-          order: pathOrder(s.direction, s.section),
+          order: pathOrder(s.direction, s.section, path),
           value: Number.isFinite(s[FIELD[statistic]] as number) ? Math.max(0, s[FIELD[statistic]] as number) * 1e6 : null,
         })),
     );
@@ -208,6 +220,13 @@ export function hopReport(results: readonly RunResult[], format: { fmt: (x: numb
       "",
     );
   }
+  const probedPaths = SERVICE_PATHS.filter((p) => p !== DEFAULT_PATH && cells.some((c) => pathOf(c) === p && c.scope === "path"));
+  if (probedPaths.length > 0) md.push(`The paths beyond the paper's (${DEFAULT_PATH}, above) cross other points, on the same clock (every namespace of the lab shares this host's):`, "");
+  for (const p of probedPaths) {
+    const { sections, serviceSection } = pathHops(p);
+    md.push(`- **${p}**: forward ${sections.forward.join(", ")}; return ${sections.return.join(", ")}. ${PATH_SECTION_TEXT[p] ?? ""} Its first packets are read in *${serviceSection}*.`);
+  }
+  if (probedPaths.length > 0) md.push("");
   if (worker.cells > 0) {
     md.push(
       "**Worker only** (a deployed stack): the hop probes sit on the worker alone (its data NIC before the Service dataplane and after its reverse NAT, the host side of the receiver pod's veth, the pod's interface), where ITGRecv's receive stamp is on the same clock. They time the worker's part of every round trip (µs, pooled as above):",
@@ -221,7 +240,7 @@ export function hopReport(results: readonly RunResult[], format: { fmt: (x: numb
   }
   const unprobed = SERVICE_PATHS.filter((p) => results.some((r) => pathOf(r) === p) && !cells.some((c) => pathOf(c) === p));
   if (unprobed.length > 0) {
-    md.push(`Runs of ${unprobed.join(" and ")} carry no sections: the hop probes sit on the paper's path (worker 1's uplink and its pod's veth), and are detached for the other paths' runs.`, "");
+    md.push(`Runs of ${unprobed.join(" and ")} carry no sections: they ran without the hop probes.`, "");
   }
   const services = [...new Set(cells.map((c) => c.services))].sort((a, b) => a - b);
   const paths = SERVICE_PATHS.filter((p) => cells.some((c) => pathOf(c) === p));
@@ -240,7 +259,7 @@ export function hopReport(results: readonly RunResult[], format: { fmt: (x: numb
         for (const c of cells.filter((x) => pathOf(x) === path && x.family === family && x.services === n && x.dataplane === d)) {
           const std = largest(c.sections, "stdS");
           const p99 = largest(c.sections, "p99S");
-          const dp = c.sections.find((s) => s.direction === "forward" && s.section === "service-dataplane");
+          const dp = c.sections.find((s) => s.direction === "forward" && s.section === (c.scope === "worker" ? "service-dataplane" : pathHops(path).serviceSection));
           md.push(
             `|${withPaths ? ` ${path} |` : ""} ${family} | ${n} | ${d}${c.scope === "worker" ? " (worker only)" : ""} | ${std ? `${std.direction} ${std.section} (${us(std.stdS, fmt)})` : "n/a"} | ${p99 ? `${p99.direction} ${p99.section} (${us(p99.p99S, fmt)})` : "n/a"} | ${us(dp?.meanS, fmt)} / ${us(dp?.p99S, fmt)} | ${us(c.firstPacket?.p50S, fmt)} / ${us(c.firstPacket?.p99S, fmt)} |`,
           );

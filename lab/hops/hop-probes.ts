@@ -4,11 +4,19 @@
 // run. The records leave through a ring buffer where the kernel has one (5.8+), else through a perf
 // event array (hops/build.ts).
 //
+// One set of probes per Service path (scenario/paths.ts): compiled for that path's data port, with its
+// own maps and reader, attached where that path's packets pass (hopAttachments). The paper's path
+// (nodeport-local) has the twelve programs it always had. The paths share hooks (worker 1's uplink,
+// the router, the client's veth) at the same priorities: the backend attaches one path's probes at a
+// time, those of the run's path.
+//
 // Points and priorities. Ingress probes run first on their hook (pref 1), egress probes last (pref
-// 65000): on the worker's uplink, which the eBPF dataplane shares (ebpf-dataplane.ts, pref 49152),
+// 65000): on the worker's uplink, which the eBPF dataplane shares (lab/dataplanes/ebpf, pref 49152),
 // the forward stamp is taken before the dataplane's DNAT and the return stamp after its reverse NAT.
 // Netfilter (the kube-proxy dataplanes) runs between tc ingress and tc egress, so the same two stamps
-// enclose it too.
+// enclose it too; on the paths to worker 2 the uplink's two probes stamp both directions (forward:
+// in before the DNAT, out after the DNAT and SNAT; return: in before the reverse translation, out
+// after it), still first at ingress and last at egress.
 //
 // Probes are attached for latency and setup runs and detached for throughput runs (enable/disable):
 // detached, they cost nothing; a clsact qdisc left empty is removed as well.
@@ -21,6 +29,7 @@ import { HOP_KEYING, HOP_POINTS, parseReaderSummary, type HopCapture, type HopKe
 import type { RunProfile } from "../../measure/types.js";
 import { exec, run } from "../netns.js";
 import type { LabTopology, Role, TopologyPlan } from "../topology.js";
+import { DEFAULT_PATH, PATHS, type ServicePath } from "../../scenario/paths.js";
 
 /** tc priorities of the probes: ingress before any other filter, egress after. */
 export const HOP_PREF = { ingress: 1, egress: 65000 } as const;
@@ -29,35 +38,81 @@ const READER_START_TIMEOUT_MS = 120_000;
 const READER_STOP_TIMEOUT_MS = 30_000;
 
 export interface HopAttachment {
-  /** Number of the point (hop-maps.h enum hop_point), and its name. */
-  readonly point: number;
-  readonly name: (typeof HOP_POINTS)[number];
+  /** Numbers of the points its program stamps (hop-maps.h enum hop_point): one, or a forward and a return point on a hook a path crosses both ways. */
+  readonly points: readonly number[];
+  readonly names: readonly (typeof HOP_POINTS)[number][];
   /** Function name of its program in hops/hop-probe.c (the pin's name). */
   readonly program: string;
-  readonly role: Role;
+  /** A namespace of the plan (TopologyPlan.allNamespaces). */
+  readonly role: Role | (string & {});
   readonly ifname: string;
   readonly direction: "ingress" | "egress";
 }
 
-/** Pure: where each point sits in a topology, in point order. */
-export function hopAttachments(plan: Pick<TopologyPlan, "links" | "worker">): HopAttachment[] {
+/** The other end of the veth pair one end of which is `ifname` (a segment of the plan). */
+function peerOf(plan: Pick<TopologyPlan, "segments">, ifname: string): string {
+  const segment = plan.segments.find((s) => s.members.length === 2 && !s.bridge && s.members.some((m) => m.ifname === ifname));
+  const peer = segment?.members.find((m) => m.ifname !== ifname);
+  if (!peer) throw new Error(`hop probes: no veth pair with ${ifname} in the lab's plan`);
+  return peer.ifname;
+}
+
+type Place = readonly [role: string, ifname: string, direction: "ingress" | "egress", program: string, points: readonly number[]];
+
+/** Pure: where each of a path's points sits in a topology, in the path's order (a program on a hook crossed both ways, once). */
+export function hopAttachments(plan: Pick<TopologyPlan, "links" | "worker" | "workers" | "clientPod" | "segments">, path: ServicePath = DEFAULT_PATH): HopAttachment[] {
   const { access, datacenter, pod } = plan.links;
-  const at = (role: Role, ifname: string, direction: "ingress" | "egress", program: string) => ({ role, ifname, direction, program });
-  const places = [
-    at("client", access.host.ifname, "egress", "hf_client_out"),
-    at("router", access.gateway.ifname, "ingress", "hf_router_in"),
-    at("router", datacenter.gateway.ifname, "egress", "hf_router_out"),
-    at("worker", plan.worker.uplink, "ingress", "hf_uplink_in"),
-    at("worker", plan.worker.podVeth, "egress", "hf_pod_veth"),
-    at("pod", pod.host.ifname, "ingress", "hf_pod_in"),
-    at("pod", pod.host.ifname, "egress", "hr_pod_out"),
-    at("worker", plan.worker.podVeth, "ingress", "hr_pod_veth"),
-    at("worker", plan.worker.uplink, "egress", "hr_uplink_out"),
-    at("router", datacenter.gateway.ifname, "ingress", "hr_router_in"),
-    at("router", access.gateway.ifname, "egress", "hr_router_out"),
-    at("client", access.host.ifname, "ingress", "hr_client_in"),
-  ] as const;
-  return places.map((p, point) => ({ point, name: HOP_POINTS[point]!, ...p }));
+  const client: Place[] = [
+    ["client", access.host.ifname, "egress", "hf_client_out", [0]],
+    ["router", access.gateway.ifname, "ingress", "hf_router_in", [1]],
+    ["router", datacenter.gateway.ifname, "egress", "hf_router_out", [2]],
+  ];
+  const clientBack: Place[] = [
+    ["router", datacenter.gateway.ifname, "ingress", "hr_router_in", [9]],
+    ["router", access.gateway.ifname, "egress", "hr_router_out", [10]],
+    ["client", access.host.ifname, "ingress", "hr_client_in", [11]],
+  ];
+  const places = (): Place[] => {
+    if (path === DEFAULT_PATH) {
+      return [
+        ...client,
+        ["worker", plan.worker.uplink, "ingress", "hf_uplink_in", [3]],
+        ["worker", plan.worker.podVeth, "egress", "hf_pod_veth", [4]],
+        ["pod", pod.host.ifname, "ingress", "hf_pod_in", [5]],
+        ["pod", pod.host.ifname, "egress", "hr_pod_out", [6]],
+        ["worker", plan.worker.podVeth, "ingress", "hr_pod_veth", [7]],
+        ["worker", plan.worker.uplink, "egress", "hr_uplink_out", [8]],
+        ...clientBack,
+      ];
+    }
+    const remote = plan.workers?.find((w) => w.index === PATHS[path].endpointWorker);
+    if (!remote) throw new Error(`hop probes for ${path}: the lab has no worker ${PATHS[path].endpointWorker}; accepted: a topology built with the path's workers`);
+    const podIfname = peerOf(plan, remote.podVeth);
+    const endpoint: Place[] = [
+      [remote.role, remote.uplink, "ingress", "hf_node2_in", [13]],
+      [remote.role, remote.podVeth, "egress", "hf_pod2_veth", [14]],
+      [remote.podRole, podIfname, "ingress", "hf_pod2_in", [15]],
+      [remote.podRole, podIfname, "egress", "hr_pod2_out", [16]],
+      [remote.role, remote.podVeth, "ingress", "hr_pod2_veth", [17]],
+      [remote.role, remote.uplink, "egress", "hr_node2_out", [18]],
+    ];
+    const uplinkIn: Place = ["worker", plan.worker.uplink, "ingress", "hb_uplink_in", [3, 19]];
+    const uplinkOut: Place = ["worker", plan.worker.uplink, "egress", "hb_uplink_out", [12, 8]];
+    if (path === "nodeport-remote") return [...client, uplinkIn, uplinkOut, ...endpoint, ...clientBack];
+    const clientPod = plan.clientPod;
+    if (!clientPod) throw new Error(`hop probes for ${path}: the lab has no client pod; accepted: a topology built with one (TopologyOptions.clientPod)`);
+    const podSide = peerOf(plan, clientPod.hostVeth);
+    return [
+      [clientPod.role, podSide, "egress", "hf_cpod_out", [20]],
+      ["worker", clientPod.hostVeth, "ingress", "hf_cpod_veth", [21]],
+      uplinkOut,
+      ...endpoint,
+      uplinkIn,
+      ["worker", clientPod.hostVeth, "egress", "hr_cpod_veth", [22]],
+      [clientPod.role, podSide, "ingress", "hr_cpod_in", [23]],
+    ];
+  };
+  return places().map(([role, ifname, direction, program, points]) => ({ points, names: points.map((p) => HOP_POINTS[p]!), program, role, ifname, direction }));
 }
 
 function multiarchInclude(): string | undefined {
@@ -92,6 +147,8 @@ export class HopReader {
   constructor(
     private readonly child: ChildProcess,
     readonly recordsFile: string,
+    /** The path of the run it records. */
+    readonly path: ServicePath = DEFAULT_PATH,
   ) {
     child.stdout!.on("data", (d: Buffer) => (this.output += d.toString()));
     child.stderr!.on("data", (d: Buffer) => (this.errors = (this.errors + d.toString()).slice(-2000)));
@@ -129,7 +186,7 @@ export class HopReader {
     if (code !== 0 || summary === undefined) {
       throw new Error(`hop reader ended with ${code}${this.errors.trim() ? `: ${this.errors.trim()}` : ""}; printed ${JSON.stringify(this.output.slice(-300))}`);
     }
-    return { recordsFile: this.recordsFile, keying, ...parseReaderSummary(summary) };
+    return { recordsFile: this.recordsFile, keying, ...(this.path !== DEFAULT_PATH ? { path: this.path } : {}), ...parseReaderSummary(summary) };
   }
 
   /** Ends the reader without a capture (the run failed). */
@@ -138,7 +195,7 @@ export class HopReader {
   }
 }
 
-/** The probes of one lab: loaded once, attached while enabled, removed on teardown. */
+/** The probes of one path of a lab: loaded once, attached while enabled, removed on teardown. */
 export class HopProbes {
   private attachedNow = false;
   private mounted = false;
@@ -152,20 +209,25 @@ export class HopProbes {
     readonly bpffs: string,
     /** Where the records leave the kernel: the ring buffer, or the perf event array. */
     readonly output: HopOutput,
+    /** The path whose packets they stamp. */
+    readonly path: ServicePath,
   ) {
-    this.plan = hopAttachments(topology.plan);
+    this.plan = hopAttachments(topology.plan, path);
   }
 
   /**
    * Compiles probes and reader and loads the probes (not yet attached). Undoes everything on failure.
    * `output`: the ring buffer where the kernel has one, else the perf event array (a test forces either).
+   * `dataPort`: the path's (pathDataPort); `path`: default the paper's.
    */
-  static load(topology: LabTopology, options: { dataPort: number; output?: HopOutput }): HopProbes {
+  static load(topology: LabTopology, options: { dataPort: number; output?: HopOutput; path?: ServicePath }): HopProbes {
     const problem = hopProbeHostProblem();
     if (problem) throw new Error(problem);
     const output = options.output ?? outputForKernel(release());
-    // One bpffs per output path: a test loads the perf probes beside the ring buffer's.
-    const probes = new HopProbes(topology, mkdtempSync(join(tmpdir(), `${topology.prefix}-hops-`)), join(topology.runDir, `hops-bpffs-${output}`), output);
+    const path = options.path ?? DEFAULT_PATH;
+    // One bpffs per output path and Service path: a test loads the perf probes beside the ring buffer's.
+    const bpffs = join(topology.runDir, `hops-bpffs-${output}${path === DEFAULT_PATH ? "" : `-${path}`}`);
+    const probes = new HopProbes(topology, mkdtempSync(join(tmpdir(), `${topology.prefix}-hops-`)), bpffs, output, path);
     topology.onTeardown(() => probes.teardown());
     try {
       run(probeCompileCommand(probes.object, options.dataPort, output));
@@ -227,13 +289,13 @@ export class HopProbes {
   }
 
   /** True when the device's hook shows a filter (of that priority, when given). */
-  private filterShown(role: Role, ifname: string, direction: "ingress" | "egress", pref?: number): boolean {
+  private filterShown(role: string, ifname: string, direction: "ingress" | "egress", pref?: number): boolean {
     const argv = ["tc", "filter", "show", "dev", ifname, direction, ...(pref !== undefined ? ["pref", String(pref)] : [])];
     return this.topology.exec(role, argv).stdout.trim() !== "";
   }
 
-  private devices(): [Role, string][] {
-    return [...new Map(this.plan.map((a) => [`${a.role} ${a.ifname}`, [a.role, a.ifname] as [Role, string]])).values()];
+  private devices(): [string, string][] {
+    return [...new Map(this.plan.map((a) => [`${a.role} ${a.ifname}`, [a.role, a.ifname] as [string, string]])).values()];
   }
 
   private batch(commands: (a: HopAttachment) => string[], addQdiscs: boolean, force = false): void {
@@ -267,7 +329,7 @@ export class HopProbes {
   /** Starts a reader for one run; its records go to `recordsFile`. */
   async startReader(recordsFile: string): Promise<HopReader> {
     const child = spawn(this.reader, readerArgs(this.output, { pins: join(this.bpffs, "maps"), recordsFile }), { stdio: ["ignore", "pipe", "pipe"] });
-    const reader = new HopReader(child, recordsFile);
+    const reader = new HopReader(child, recordsFile, this.path);
     await reader.ready();
     return reader;
   }

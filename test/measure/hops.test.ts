@@ -17,6 +17,8 @@ import {
   HOP_RECORD_BYTES,
   HOP_SECTIONS,
   HOP_SUM_TOLERANCE_S,
+  handshakeSections,
+  PATH_HOPS,
   parseReaderSummary,
   poolSections,
   readPointStamps,
@@ -34,6 +36,7 @@ import { fmt } from "../../measure/report-markdown.js";
 import { ResultStore } from "../../measure/store.js";
 import type { FlowSummary, RunResult } from "../../measure/types.js";
 import { scenarioSchema } from "../../scenario/schema.js";
+import type { ServicePath } from "../../scenario/paths.js";
 
 /** CLOCK_REALTIME - CLOCK_MONOTONIC of the crafted runs, ns. */
 const OFFSET_NS = 1_796_012_280_234_406_783n;
@@ -41,6 +44,8 @@ const OFFSET_NS = 1_796_012_280_234_406_783n;
 const T0_US = 1_796_019_600_000_000;
 /** Nanoseconds spent in each of the 14 sections by packet i (forward then return). */
 const SECTION_NS = (i: number) => [12_000 + (i % 7) * 1000, 3_000, 4_000, 5_000, 7_000 + (i % 3) * 1000, 2_000, 30_000, 25_000, 2_000, 8_000, 5_000, 4_000, 3_000, 15_000];
+/** Nanoseconds in each of `count` sections by packet i, on a path other than the paper's: each section its own time, whole microseconds as D-ITG stamps. */
+const otherSectionNs = (count: number) => (i: number) => Array.from({ length: count }, (_, j) => 2_000 + j * 1_000 + ((i + j) % 5) * 1_000);
 
 let dir: string;
 beforeEach(() => {
@@ -59,11 +64,20 @@ interface Crafted {
  * A round-trip run of `n` packets: receiver log (tx, rxR), sender log (rxS) and the probes' records
  * (12 points, monotonic ns), all from the same boundary times. `edit` may change the records.
  */
-function craft(n: number, edit: (records: { point: number; seq: number; stampNs: bigint }[]) => typeof records = (r) => r, capture: Partial<HopCapture> = {}): Crafted {
+function craft(
+  n: number,
+  edit: (records: { point: number; seq: number; stampNs: bigint }[]) => typeof records = (r) => r,
+  capture: Partial<HopCapture> = {},
+  route: ServicePath = "nodeport-local",
+): Crafted {
+  const { points: crossed } = PATH_HOPS[route];
+  const points = [...crossed.forward, ...crossed.return];
+  const nF = crossed.forward.length;
+  const sectionNs = route === "nodeport-local" ? SECTION_NS : otherSectionNs(points.length + 2);
   const boundaries: bigint[][] = [];
   for (let i = 0; i < n; i++) {
     const b = [BigInt(T0_US + i * 1000) * 1000n];
-    for (const ns of SECTION_NS(i)) b.push(b[b.length - 1]! + BigInt(ns));
+    for (const ns of sectionNs(i)) b.push(b[b.length - 1]! + BigInt(ns));
     boundaries.push(b);
   }
   const receiver = recordBlock(n);
@@ -71,12 +85,10 @@ function craft(n: number, edit: (records: { point: number; seq: number; stampNs:
   const us = (ns: bigint) => Number(ns / 1000n);
   boundaries.forEach((b, i) => {
     const common = { flowId: 1, seqNum: i + 1, srcAddress: "198.18.0.2", srcPort: 40000, destAddress: "198.18.1.2", destPort: 31000, size: 512 };
-    encodeRecord(receiver, i, { ...common, tx: timeOfDay(us(b[0]!)), rx: timeOfDay(us(b[7]!)) });
-    encodeRecord(sender, i, { ...common, tx: timeOfDay(us(b[0]!)), rx: timeOfDay(us(b[14]!)) });
+    encodeRecord(receiver, i, { ...common, tx: timeOfDay(us(b[0]!)), rx: timeOfDay(us(b[nF + 1]!)) });
+    encodeRecord(sender, i, { ...common, tx: timeOfDay(us(b[0]!)), rx: timeOfDay(us(b[points.length + 2]!)) });
   });
-  let records = boundaries.flatMap((b, i) =>
-    HOP_POINTS.map((_, point) => ({ point, seq: i + 1, stampNs: b[point < 6 ? point + 1 : point + 2]! - OFFSET_NS })),
-  );
+  let records = boundaries.flatMap((b, i) => points.map((point, j) => ({ point, seq: i + 1, stampNs: b[j < nF ? j + 1 : j + 2]! - OFFSET_NS })));
   records = edit(records);
   const bytes = Buffer.alloc(records.length * HOP_RECORD_BYTES);
   records.forEach((r, k) => {
@@ -103,6 +115,7 @@ function craft(n: number, edit: (records: { point: number; seq: number; stampNs:
       records: records.length,
       stamped: perPoint,
       dropped: HOP_POINTS.map(() => 0),
+      ...(route !== "nodeport-local" ? { path: route } : {}),
       ...capture,
     },
   };
@@ -117,7 +130,7 @@ async function decompose(c: Crafted): Promise<RunHops> {
  * Handshake records of `n` connections (client port 2000 + i) stamped at `points` in order, each
  * `gaps(i)[j]` ns after the one before; written to setup.hops, whose path is returned.
  */
-function writeHandshakes(points: readonly number[], n: number, gaps: (i: number) => number[]): string {
+function writeHandshakes(points: readonly number[], n: number, gaps: (i: number) => number[], key: (i: number) => number = (i) => 2000 + i): string {
   const bytes = Buffer.alloc(n * points.length * HOP_RECORD_BYTES);
   let k = 0;
   for (let i = 0; i < n; i++) {
@@ -127,7 +140,7 @@ function writeHandshakes(points: readonly number[], n: number, gaps: (i: number)
       const at = k++ * HOP_RECORD_BYTES;
       bytes.writeBigUInt64LE(t, at);
       bytes.writeUInt32LE(0xffffffff, at + 8);
-      bytes.writeUInt32LE(2000 + i, at + 12);
+      bytes.writeUInt32LE(key(i), at + 12);
       bytes.writeUInt8(point, at + 16);
       bytes.writeUInt8(1, at + 17);
     });
@@ -177,7 +190,7 @@ describe("decomposeRoundTrips", () => {
   it("stamps dropped in the kernel or left unread fail the check", async () => {
     const dropped = await decompose(craft(50, undefined, { dropped: HOP_POINTS.map((_, p) => (p === 3 ? 2 : 0)) }));
     expect(dropped.check).toMatchObject({ droppedStamps: 2, decomposed: 50, addsUp: false });
-    const unread = await decompose(craft(50, undefined, { stamped: HOP_POINTS.map((_, p) => (p === 9 ? 51 : 50)) }));
+    const unread = await decompose(craft(50, undefined, { stamped: HOP_POINTS.map((_, p) => (p === 9 ? 51 : p < 12 ? 50 : 0)) }));
     expect(unread.check).toMatchObject({ unreadStamps: 1, addsUp: false });
   });
 
@@ -213,6 +226,85 @@ describe("decomposeRoundTrips", () => {
   it("refuses a D-ITG run without its receiver log", async () => {
     const c = craft(5);
     expect(() => decomposeRun(c.capture, { log: c.logs.log })).toThrow(/needs its round trip's two logs/);
+  });
+});
+
+describe("the paths beyond the paper's (PATH_HOPS)", () => {
+  it("keeps the paper's path as it was: its twelve points and fourteen sections, and a capture without a path is the paper's", async () => {
+    expect(PATH_HOPS["nodeport-local"].points).toEqual({ forward: [0, 1, 2, 3, 4, 5], return: [6, 7, 8, 9, 10, 11] });
+    expect(HOP_POINTS.slice(0, 12)).toEqual([
+      "client-out", "router-in", "router-out", "uplink-in", "pod-veth-out", "pod-in",
+      "pod-out", "pod-veth-in", "uplink-out", "router-in-return", "router-out-return", "client-in",
+    ]);
+    expect(HOP_SECTIONS).toEqual({
+      forward: ["client-stack", "access-link", "router", "datacenter-link", "service-dataplane", "pod-link", "pod-delivery"],
+      return: ["turnaround", "pod-link", "service-dataplane", "datacenter-link", "router", "access-link", "client-stack"],
+    });
+    const c = craft(100);
+    const unnamed = await decompose(c);
+    const named = await decompose({ ...c, capture: { ...c.capture, path: "nodeport-local" } });
+    expect(named).toEqual(unnamed);
+  });
+
+  it.each(["nodeport-remote", "clusterip"] as const)("%s: every packet is cut into the path's sections, in path order, adding up to the exact delays", async (route) => {
+    const n = 300;
+    const { points, sections } = PATH_HOPS[route];
+    // One more section than points per direction: [tx, ...forward, rxR] and [rxR, ...return, rxS].
+    expect(sections.forward).toHaveLength(points.forward.length + 1);
+    expect(sections.return).toHaveLength(points.return.length + 1);
+    const c = craft(n, undefined, {}, route);
+    const hops = await decompose(c);
+    expect(hops.check).toMatchObject({ keying: "ditg", packets: n, decomposed: n, incomplete: 0, outOfOrder: 0, droppedStamps: 0, unreadStamps: 0, addsUp: true });
+    expect(hops.sections.map((s) => `${s.direction} ${s.section}`)).toEqual([
+      ...sections.forward.map((x) => `forward ${x}`), `forward ${END_TO_END}`, ...sections.return.map((x) => `return ${x}`), `return ${END_TO_END}`,
+    ]);
+    const sectionNs = otherSectionNs(points.forward.length + points.return.length + 2);
+    const cut = [...sections.forward.map((x) => ["forward", x] as const), ...sections.return.map((x) => ["return", x] as const)];
+    cut.forEach(([direction, name], k) => {
+      const expected = Array.from({ length: n }, (_, i) => sectionNs(i)[k]! / 1e9);
+      expect(sectionOf(hops, direction, name).meanS, `${direction} ${name}`).toBeCloseTo(meanOf(expected), 10);
+      expect(sectionOf(hops, direction, name).maxS, `${direction} ${name}`).toBeCloseTo(Math.max(...expected), 10);
+    });
+    expect(Math.abs(hops.check.residualForwardS!)).toBeLessThanOrEqual(HOP_SUM_TOLERANCE_S);
+    expect(Math.abs(hops.check.residualRoundTripS!)).toBeLessThanOrEqual(HOP_SUM_TOLERANCE_S);
+    // The same records read as the paper's path: its points (4, 5, 6, 7) were never stamped.
+    const asPaper = await decompose({ ...c, capture: { ...c.capture, path: "nodeport-local" } });
+    expect(asPaper.check).toMatchObject({ decomposed: 0, addsUp: false });
+  });
+
+  it("the remote paths have the sections the paper's lacks: worker 1 to worker 2, SNAT with the DNAT, the client pod's stack", () => {
+    const all = (route: keyof typeof PATH_HOPS) => new Set([...PATH_HOPS[route].sections.forward, ...PATH_HOPS[route].sections.return]);
+    const local = all("nodeport-local");
+    expect([...all("nodeport-remote")].filter((x) => !local.has(x))).toEqual(["service-dataplane-snat", "node-to-node", "endpoint-node"]);
+    expect([...all("clusterip")].filter((x) => !local.has(x))).toEqual(["client-pod-stack", "client-pod-link", "node-to-node", "endpoint-node"]);
+    expect(PATH_HOPS["nodeport-remote"].serviceSection).toBe("service-dataplane-snat");
+    expect(PATH_HOPS.clusterip.serviceSection).toBe("service-dataplane");
+  });
+
+  it("a stamp of the second crossing of worker 1's uplink missing, or taken at the wrong point, fails the check", async () => {
+    const missing = await decompose(craft(50, (r) => r.filter((x) => !(x.point === 12 && x.seq === 7)), {}, "nodeport-remote"));
+    expect(missing.check).toMatchObject({ packets: 50, decomposed: 49, incomplete: 1, addsUp: false });
+    // node-to-node's two ends swapped: out of path order.
+    const swapped = await decompose(craft(50, (r) => r.map((x) => (x.point === 12 ? { ...x, point: 13 } : x.point === 13 ? { ...x, point: 12 } : x)), {}, "clusterip"));
+    expect(swapped.check).toMatchObject({ outOfOrder: 50, addsUp: false });
+  });
+
+  it.each(["nodeport-remote", "clusterip"] as const)("%s: a setup run's handshakes, keyed by the SYN's sequence number, cut into the path's kernel sections", (route) => {
+    const { points } = PATH_HOPS[route];
+    const order = [...points.forward, ...points.return];
+    const gaps = (i: number) => order.slice(1).map((_, j) => 1_000 + j * 250 + (i % 4) * 100);
+    const n = 30;
+    // Sequence numbers spread over 32 bits, as SYNs' are: no window holds them.
+    const recordsFile = writeHandshakes(order, n, gaps, (i) => (0x9e3779b1 * (i + 1)) >>> 0);
+    const counts = HOP_POINTS.map((_, p) => (order.includes(p) ? n : 0));
+    const hops = decomposeRun(
+      { recordsFile, keying: "handshake", path: route, offsetStartNs: "0", offsetEndNs: "0", offsetUncertaintyNs: 0, records: n * order.length, stamped: counts, dropped: counts.map(() => 0) },
+      { log: "unused.log" },
+    );
+    expect(hops.check).toMatchObject({ keying: "handshake", packets: n, decomposed: n, incomplete: 0, outOfOrder: 0, addsUp: true });
+    const names = handshakeSections(PATH_HOPS[route]);
+    expect(hops.sections.map((s) => `${s.direction} ${s.section}`)).toEqual([...names.forward.map((x) => `forward ${x}`), ...names.return.map((x) => `return ${x}`)]);
+    hops.sections.forEach((s, j) => expect(s.meanS, `${s.direction} ${s.section}`).toBeCloseTo(meanOf(Array.from({ length: n }, (_, i) => gaps(i)[j]! / 1e9)), 12));
   });
 });
 
@@ -295,8 +387,9 @@ describe("decomposeHandshakes", () => {
     // Handshake i from port 2000 + i: 11 sections between its 12 stamps.
     const gaps = (i: number) => [4_000, 3_000, 2_000, 60_000 + i * 100, 1_000, 9_000, 1_500, 3_000, 1_200, 900, 1_100];
     const n = 50;
-    const recordsFile = writeHandshakes(HOP_POINTS.map((_, p) => p), n, gaps);
-    const counts = HOP_POINTS.map(() => n);
+    const paper = [...PATH_HOPS["nodeport-local"].points.forward, ...PATH_HOPS["nodeport-local"].points.return];
+    const recordsFile = writeHandshakes(paper, n, gaps);
+    const counts = HOP_POINTS.map((_, p) => (paper.includes(p) ? n : 0));
     const hops = decomposeRun(
       { recordsFile, keying: "handshake", offsetStartNs: "0", offsetEndNs: "0", offsetUncertaintyNs: 0, records: n * 12, stamped: counts, dropped: counts.map(() => 0) },
       { log: "unused.log" },
@@ -342,15 +435,18 @@ describe("readPointStamps and the reader's summary", () => {
   it("refuses a truncated file and an unknown point", () => {
     expect(() => readPointStamps(Buffer.alloc(30), "ditg", 0n, "x.hops")).toThrow("x.hops: 30 bytes is not a whole number of 24-byte hop records");
     const bad = Buffer.alloc(HOP_RECORD_BYTES);
-    bad.writeUInt8(12, 16);
-    expect(() => readPointStamps(bad, "ditg", 0n, "x.hops")).toThrow("x.hops: record 0 names point 12; accepted: 0-11");
+    bad.writeUInt8(24, 16);
+    expect(() => readPointStamps(bad, "ditg", 0n, "x.hops")).toThrow("x.hops: record 0 names point 24; accepted: 0-23");
   });
 
   it("reads the reader's summary line and refuses anything else", () => {
     const line = `{"records":4,"offsetStartNs":"-12","offsetEndNs":"7","offsetUncertaintyNs":20,"stamped":[${HOP_POINTS.map(() => 1)}],"dropped":[${HOP_POINTS.map(() => 0)}]}`;
     expect(parseReaderSummary(line)).toMatchObject({ records: 4, offsetStartNs: "-12", offsetEndNs: "7", offsetUncertaintyNs: 20 });
     expect(() => parseReaderSummary("ready")).toThrow(/not its summary line/);
-    expect(() => parseReaderSummary(line.replace('"stamped":[1,', '"stamped":['))).toThrow(/stamped is not 12 counts/);
+    expect(() => parseReaderSummary(line.replace('"stamped":[1,', '"stamped":['))).toThrow(/stamped is not 12 or 24 counts/);
+    // A reader built for the paper's twelve points: the other points stamped nothing.
+    const twelve = line.replace(/\[1(,1)*\]/, `[${Array(12).fill(1)}]`).replace(/\[0(,0)*\]/, `[${Array(12).fill(0)}]`);
+    expect(parseReaderSummary(twelve).stamped).toEqual([...Array(12).fill(1), ...Array(12).fill(0)]);
     expect(() => parseReaderSummary(line.replace('"-12"', "-12"))).toThrow(/offsetStartNs is not an integer string/);
     // The perf reader's extra fields: its rings' own loss count is kept.
     const perf = line.replace(/}$/, ',"lost":3,"output":"perf","expired":false}');
@@ -459,6 +555,31 @@ describe("the store and the report", () => {
     const legend = Array.from(new DOMParser().parseFromString(svg, "image/svg+xml").getElementsByTagName("text")).map((t) => t.textContent ?? "");
     for (const direction of HOP_DIRECTIONS) for (const section of HOP_SECTIONS[direction]) expect(legend).toContain(`${direction} ${section}`);
     expect(legend.filter((t) => t.includes("…"))).toEqual([]);
+  });
+
+  it("reports each path's sections in its own order, hops.csv with a path column, the remote path's first packets in service-dataplane-snat", async () => {
+    const paper = await results();
+    const remoteLatency = await decompose(craft(200, undefined, {}, "nodeport-remote"));
+    const remoteSetup: RunHops = {
+      sections: [summarize("forward", "service-dataplane-snat", Float64Array.from([50e-6, 70e-6]))],
+      check: { ...remoteLatency.check, keying: "handshake", packets: 2, decomposed: 2 },
+    };
+    const remote = paper.map((r) => ({ ...r, runId: `${r.runId}-remote`, path: "nodeport-remote" as const, hops: r.profile === "latency" ? remoteLatency : remoteSetup }));
+    const report = buildReport([...paper, ...remote], { seed: 1, resamples: 10 });
+    const [header, ...rows] = report.tables.find((t) => t.file === "hops.csv")!.csv.trim().split("\n");
+    expect(header).toBe("path,dataplane,family,services,direction,section,statistic,valueS");
+    const meanRows = (p: string) => rows.filter((r) => r.startsWith(`${p},iptables,`) && r.split(",")[6] === "mean").map((r) => r.split(",").slice(4, 6).join(" "));
+    const { sections } = PATH_HOPS["nodeport-remote"];
+    expect(meanRows("nodeport-remote")).toEqual([
+      ...sections.forward.map((x) => `forward ${x}`), `forward ${END_TO_END}`, ...sections.return.map((x) => `return ${x}`), `return ${END_TO_END}`, `forward ${FIRST_PACKET_SECTION}`,
+    ]);
+    const first = rows.find((r) => r.startsWith(`nodeport-remote,iptables,ipv4,1,forward,${FIRST_PACKET_SECTION},max,`))!;
+    expect(first.split(",")[7]).toBe(formatNumber(70e-6));
+    // The paper's path's rows are those of a report of it alone, behind the path column.
+    const alone = buildReport(paper, { seed: 1, resamples: 10 }).tables.find((t) => t.file === "hops.csv")!.csv.trim().split("\n").slice(1);
+    expect(rows.filter((r) => r.startsWith("nodeport-local,")).map((r) => r.slice("nodeport-local,".length))).toEqual(alone);
+    expect(report.markdown).toContain("- **nodeport-remote**: forward client-stack, access-link, router, datacenter-link, service-dataplane-snat, node-to-node, endpoint-node, pod-link, pod-delivery;");
+    expect(report.markdown).not.toContain("ran without the hop probes");
   });
 
   it("keeps a worker run (scope and a bypassed point read back off its sections) and reports what a worker cannot time", async () => {
