@@ -14,9 +14,9 @@ import { machine, tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { Family } from "../../../scenario/cidr.js";
-import type { ServiceSet } from "../../../workloads/service-model.js";
+import type { ServiceSet, ServiceSpec } from "../../../workloads/service-model.js";
 import { exec, run } from "../../netns.js";
-import { decodeServiceEntry, DEFAULT_LB_MAP_MAX, LB_MAPS, planServiceMaps, type LbEndpoints, type ServiceEntry, type ServiceMapPlan } from "./service-maps.js";
+import { decodeServiceEntry, DEFAULT_LB_MAP_MAX, LB_MAPS, planServiceMapsFor, type LbEndpoints, type ServiceEntry, type ServiceMapPlan } from "./service-maps.js";
 import { bpftoolBatch, LbMapAgent, writerBatch, type MapOperation } from "./lb-agent.js";
 import { podClusterCidr, type LabTopology } from "../../topology.js";
 import { DEFAULT_LOAD_BALANCER_MODE, nodeConfigDefines, type LoadBalancerMode } from "./node-config.js";
@@ -56,6 +56,8 @@ export const EBPF_DATAPLANE_PREF = 49152;
 
 export interface EbpfDataplaneOptions {
   readonly services: ServiceSet;
+  /** Services besides the set, after it: the receivers of the paths beyond the paper's (lab-scenario.ts pathServiceEndpoints). */
+  readonly pathReceivers?: readonly ServiceSpec[];
   /** A Service's backend where it is not the lab's pod (service-maps.ts LbEndpoints.backendOf). */
   readonly backendOf?: LbEndpoints["backendOf"];
   /** Size of the service, backend and reverse-NAT maps (Cilium's bpf.lbMapMax). Default 65536. */
@@ -163,8 +165,12 @@ export class EbpfDataplane {
     if (!Number.isInteger(ctMapMax) || ctMapMax < 1) {
       throw new Error(`ctMapMax: ${ctMapMax} is not accepted; accepted: a positive integer`);
     }
-    const plan = planServiceMaps(
-      options.services,
+    const plan = planServiceMapsFor(
+      [
+        { spec: options.services.receiver, where: "receiver" },
+        ...options.services.scaled.map((spec, i) => ({ spec, where: `scaled[${i}]` })),
+        ...(options.pathReceivers ?? []).map((spec, i) => ({ spec, where: `pathReceivers[${i}]` })),
+      ],
       { node: topology.addresses.node, pod: topology.addresses.pod, ...(options.backendOf ? { backendOf: options.backendOf } : {}) },
       lbMapMax,
     );

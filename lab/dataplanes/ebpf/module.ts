@@ -27,6 +27,12 @@ function backendsOf(endpoints: readonly ServiceEndpoints[]): (spec: ServiceSpec)
   };
 }
 
+/** The Services of a step's endpoints that are not in its Service set: the receivers of the paths beyond the paper's. */
+function pathReceiversOf(step: LabStep): ServiceSpec[] {
+  const inSet = new Set([step.serviceSet.receiver, ...step.serviceSet.scaled]);
+  return step.endpoints.map((e) => e.service).filter((spec) => !inSet.has(spec));
+}
+
 class EbpfLabDataplane implements LabDataplane {
   readonly name = "ebpf" as const;
   /** The step whose maps are filled, and whether the programs are attached. */
@@ -85,6 +91,8 @@ class EbpfLabDataplane implements LabDataplane {
       endpoints: step.endpoints,
       loadBalancer: setupEbpfDataplane(this.context.topology, {
         services: step.serviceSet,
+        // The receivers of the paths beyond the paper's come with the step's endpoints, not its Service set.
+        pathReceivers: pathReceiversOf(step),
         backendOf: backendsOf(step.endpoints),
         ...(this.context.loadBalancerMode ? { loadBalancerMode: this.context.loadBalancerMode } : {}),
       }),
