@@ -35,7 +35,8 @@
 // receiver pod (nodeport-remote and clusterip put their only endpoint there) and a client pod on
 // worker 1 (clusterip's sender); worker 1's dataplane holds each path's receiver Service besides the
 // step's, one ITGRecv answers in each receiver pod, and each run goes along its own path. kube-proxy's
-// two modes serve them; the eBPF model serves the paper's path alone and is refused on the others.
+// two modes serve them all; the eBPF model serves nodeport-remote too (SNAT, or DSR with
+// loadBalancerMode dsr) and is refused on clusterip (PATH_DATAPLANES).
 //
 // Hop probes (lab/hops/, unless turned off): tc programs at every boundary of the path stamp the
 // packets of latency and setup runs, a reader collects the stamps of each run, and the decoder cuts
@@ -65,6 +66,7 @@ import { exec } from "../lab/netns.js";
 import { createTopology, labHostProblem, type LabTopology, type Shaper } from "../lab/topology.js";
 import { hopProbeHostProblem, HopProbes } from "../lab/hops/hop-probes.js";
 import { LabProgramming, type HeldStep } from "./lab-programming.js";
+import type { LoadBalancerMode } from "../lab/dataplanes/ebpf/node-config.js";
 
 const OUTPUT_TAIL_CHARS = 2000;
 /** Debian tools the lab runs, beyond its dataplanes' own. */
@@ -137,16 +139,22 @@ export interface LabBackendOptions {
    * builds the workers and the client pod the paths need, and a receiver on each endpoint worker.
    */
   readonly paths?: readonly ServicePath[];
+  /** Cilium's loadBalancer.mode for the eBPF model's remote NodePort backends (nodeport-remote): snat (default) or dsr. */
+  readonly loadBalancerMode?: LoadBalancerMode;
 }
 
-/** The dataplanes that serve the paths beyond the paper's; the eBPF model serves nodeport-local only. */
-export const PATH_DATAPLANES: readonly Dataplane[] = ["iptables", "nftables"];
+/** The dataplanes that serve each path in the lab; the eBPF model has no socket load balancing for clusterip. */
+export const PATH_DATAPLANES: Readonly<Record<ServicePath, readonly Dataplane[]>> = {
+  "nodeport-local": ["iptables", "nftables", "ebpf"],
+  "nodeport-remote": ["iptables", "nftables", "ebpf"],
+  clusterip: ["iptables", "nftables"],
+};
 
 /** Why a dataplane cannot serve these paths in the lab, or undefined. */
 export function pathProblem(dataplane: Dataplane, paths: readonly ServicePath[]): string | undefined {
-  const beyond = paths.filter((p) => p !== DEFAULT_PATH);
-  if (beyond.length === 0 || PATH_DATAPLANES.includes(dataplane)) return undefined;
-  return `the lab's ${dataplane} dataplane serves ${DEFAULT_PATH} only, not ${beyond.join(", ")} (the eBPF model has no SNAT, DSR or socket load balancing for them yet; ${PATH_DATAPLANES.join(" and ")} serve them)`;
+  const unserved = paths.filter((p) => !PATH_DATAPLANES[p].includes(dataplane));
+  if (unserved.length === 0) return undefined;
+  return `the lab's ${dataplane} dataplane does not serve ${unserved.map((p) => `${p} (served by ${PATH_DATAPLANES[p].join(", ")})`).join(", ")}`;
 }
 
 /**
@@ -233,7 +241,13 @@ export class LabBackend implements Backend {
   ) {
     this.paths = options.paths ?? DEFAULT_PATHS;
     for (const path of this.paths) this.receivers.set(this.receiverRoleOf(path), { child: undefined, output: "", ends: new FlowEnds() });
-    const context = { topology, scenario, iptablesBackend: options.iptablesBackend ?? DEFAULT_IPTABLES_BACKEND, stepSync: options.stepSync ?? "partial" };
+    const context = {
+      topology,
+      scenario,
+      iptablesBackend: options.iptablesBackend ?? DEFAULT_IPTABLES_BACKEND,
+      stepSync: options.stepSync ?? "partial",
+      ...(options.loadBalancerMode ? { loadBalancerMode: options.loadBalancerMode } : {}),
+    };
     this.dataplanes = Object.fromEntries(DATAPLANES.map((d) => [d, LAB_DATAPLANES[d].create(context)])) as Record<Dataplane, LabDataplane>;
     // A programming run rewrites the step's tables: the next prepare() counts them again.
     this.programming = new LabProgramming(topology, scenario, () => (this.current ? this.heldStep : undefined), (d) => this.heldByDataplane.delete(d));

@@ -21,6 +21,7 @@ import { labScenario, LAB_SERVICE_SUBNETS } from "../lab/lab-scenario.js";
 import { planServiceMaps } from "../lab/dataplanes/ebpf/service-maps.js";
 import { IPTABLES_BACKENDS, type IptablesBackend } from "../lab/dataplanes/iptables/kernel.js";
 import type { StepSync } from "../lab/dataplanes/index.js";
+import { DEFAULT_LOAD_BALANCER_MODE, LOAD_BALANCER_MODES, type LoadBalancerMode } from "../lab/dataplanes/ebpf/node-config.js";
 import {
   estimateWallSeconds,
   labDefinition,
@@ -69,6 +70,8 @@ export interface LabOptions {
   json?: boolean;
   /** Service paths, comma-separated (scenario/paths.ts). */
   paths?: string;
+  /** The eBPF model's loadBalancer.mode (--lb-mode). */
+  lbMode?: string;
 }
 
 /** Checked options. */
@@ -89,6 +92,8 @@ export interface LabFlags {
   readonly hops: boolean;
   /** How the dataplanes move between Service counts: partial syncs, or one full sync per step (--full-sync-steps). */
   readonly stepSync: StepSync;
+  /** Cilium's loadBalancer.mode in the eBPF model, for remote NodePort backends (--lb-mode). */
+  readonly loadBalancerMode: LoadBalancerMode;
 }
 
 
@@ -150,9 +155,11 @@ export function parseLabFlags(o: LabOptions): LabFlags {
   if (beyond) {
     for (const d of dataplanes) {
       const problem = pathProblem(d, paths);
-      if (problem) bad("paths", o.paths!, `with --dataplanes ${dataplanes.join(",")}: ${DEFAULT_PATH} alone, since ${problem}; or --dataplanes leaving ${d} out`);
+      if (problem) bad("paths", o.paths!, `with --dataplanes ${dataplanes.join(",")}: paths each of them serves, since ${problem}; or --dataplanes leaving ${d} out`);
     }
   }
+  const loadBalancerMode = (o.lbMode ?? DEFAULT_LOAD_BALANCER_MODE) as LoadBalancerMode;
+  if (!LOAD_BALANCER_MODES.includes(loadBalancerMode)) bad("lb-mode", o.lbMode!, LOAD_BALANCER_MODES.join(" or "));
   const measured = labDefinition(profile, {
     dataplanes,
     baseline,
@@ -181,6 +188,7 @@ export function parseLabFlags(o: LabOptions): LabFlags {
     baseline,
     hops: o.hops !== false,
     stepSync: o.fullSyncSteps === true ? "full" : "partial",
+    loadBalancerMode,
   };
 }
 
@@ -197,6 +205,9 @@ export function describePlan(flags: LabFlags, runs: number): string {
       : []),
     `  ${runs} runs of ${d.flowSeconds} s, link cap ${d.linkMbps > 0 ? `${d.linkMbps} Mbit/s` : "off"}; about ${formatDuration(estimateWallSeconds(d))} on 2 cores`,
     ...(d.paths ? [`  paths: ${d.paths.join(", ")} (workers and a client pod as the paths need them; hop probes on ${DEFAULT_PATH} only)`] : []),
+    ...(d.paths?.includes("nodeport-remote") && d.dataplanes.includes("ebpf")
+      ? [`  eBPF model on nodeport-remote: loadBalancer.mode ${flags.loadBalancerMode} (${flags.loadBalancerMode === "snat" ? "the client's address SNATed to worker 1's, as Cilium's default; --lb-mode dsr keeps it" : "the client's address kept, the reply straight from worker 2"})`]
+      : []),
     `  hop probes: ${flags.hops ? "on for latency and setup runs (--no-hops turns them off)" : "off"}`,
     `  steps: ${flags.stepSync === "partial" ? "moved by partial syncs, as a running cluster moves (--full-sync-steps: one full sync per step)" : "one full sync per step"}`,
     ...(d.programming
@@ -323,7 +334,7 @@ async function labAction(o: LabOptions): Promise<void> {
     const plan = planCampaign(campaignId, def);
     store.ensureCampaign(campaignId, def, plan);
     process.stderr.write(`${describePlan(flags, plan.length)}\n`);
-    backend = await LabBackend.start({ linkMbps: def.linkMbps, iptablesBackend: flags.iptablesBackend, hops: flags.hops, stepSync: flags.stepSync, ...(def.paths ? { paths: def.paths } : {}) });
+    backend = await LabBackend.start({ linkMbps: def.linkMbps, iptablesBackend: flags.iptablesBackend, hops: flags.hops, stepSync: flags.stepSync, loadBalancerMode: flags.loadBalancerMode, ...(def.paths ? { paths: def.paths } : {}) });
     process.stderr.write(`lab ${backend.topology.prefix} is up (namespaces ${Object.values(backend.topology.plan.namespaces).join(", ")})\n`);
     // The lab itself is removed at once on SIGINT/SIGTERM (topology.ts); the runner then stops and
     // keeps every committed run.
@@ -377,7 +388,8 @@ export async function labCommand(): Promise<Command> {
     .option("--dataplanes <list>", `Service dataplanes: ${DATAPLANES.join(",")}`, DATAPLANES.join(","))
     .addOption(new Option("--baseline <dataplane>", "the dataplane the report compares every other one with (the primary comparisons too)").choices(DATAPLANES).default(DEFAULT_BASELINE))
     .option("--families <list>", "address families: ipv4,ipv6", LAB_FAMILIES.join(","))
-    .option("--paths <list>", `Service paths, each measured with every dataplane and family: ${SERVICE_PATHS.join(",")} (beyond ${DEFAULT_PATH}: a second worker, a client pod; iptables and nftables only)`, DEFAULT_PATH)
+    .option("--paths <list>", `Service paths, each measured with every dataplane and family: ${SERVICE_PATHS.join(",")} (beyond ${DEFAULT_PATH}: a second worker, a client pod; clusterip with iptables and nftables only)`, DEFAULT_PATH)
+    .addOption(new Option("--lb-mode <mode>", "the eBPF model's loadBalancer.mode for a NodePort's remote backend (nodeport-remote): snat, Cilium's default, or dsr (the client's address kept, the reply straight from the backend's node)").choices(LOAD_BALANCER_MODES).default(DEFAULT_LOAD_BALANCER_MODE))
     .option("--profiles <list>", `what to measure: ${LAB_PROFILE_CHOICES.join(",")} (programming: Service changes through each dataplane's control plane, timed; not in the default)`, LAB_RUN_PROFILES.join(","))
     .option("--services <list>", "Service counts, e.g. 1,1000,10000 (default: the profile's)")
     .option("--runs <n>", "repetitions per cell (default: the profile's)")

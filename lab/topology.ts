@@ -183,6 +183,15 @@ export interface TopologyPlan {
   readonly segments: readonly SegmentPlan[];
   readonly routes: readonly RoutePlan[];
   readonly forwarding: readonly string[];
+  /**
+   * Namespaces whose IPv4 reverse-path filter is loose (rp_filter 2) whatever the host's default:
+   * the router, once a reply may reach it from another worker than the one its source address
+   * belongs to (the eBPF model's DSR on nodeport-remote: worker 2 answers with worker 1's address).
+   * A strict filter, a new namespace's default on hosts that set rp_filter=1, would drop it. On
+   * OpenStack, Neutron's port security drops it too, unless worker 2's port lists worker 1's
+   * address in its allowed-address-pairs.
+   */
+  readonly looseReversePath?: readonly string[];
   readonly shaping: { readonly shaper: Shaper; readonly mbps: number } | null;
   readonly addresses: LabAddresses;
   /** The worker's interfaces: uplink (the node's NIC, where NodePort traffic arrives) and the pod's host-side veth. */
@@ -292,7 +301,7 @@ function morePlan(
   subnets: Record<LinkName, Record<Family, Cidr>>,
   workers: number,
   clientPod: TopologyOptions["clientPod"],
-): Pick<TopologyPlan, "allNamespaces" | "segments" | "routes" | "forwarding" | "workers" | "clientPod"> {
+): Pick<TopologyPlan, "allNamespaces" | "segments" | "routes" | "forwarding" | "looseReversePath" | "workers" | "clientPod"> {
   const { prefix, links } = paper;
   const taken = LINKS.flatMap((l) => FAMILIES.map((f) => ({ key: `subnets.${l}.${f}`, cidr: subnets[l][f] })));
   const block = (text: string, what: string): Cidr => {
@@ -393,7 +402,7 @@ function morePlan(
       via(w.podRole, net, at(w.podSubnets, 1));
     }
   }
-  return { allNamespaces, segments, routes, forwarding, workers: plans, ...(client ? { clientPod: client } : {}) };
+  return { allNamespaces, segments, routes, forwarding, ...(workers > 1 ? { looseReversePath: ["router"] } : {}), workers: plans, ...(client ? { clientPod: client } : {}) };
 }
 
 /** A lab link as the builder's segment: a veth pair whose ends both carry the cap when the link does. */
@@ -574,6 +583,8 @@ export class LabTopology {
         "net.ipv6.conf.all.accept_dad=0",
         "net.ipv6.conf.default.accept_dad=0",
         ...(plan.forwarding.includes(role) ? ["net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1"] : []),
+        // The effective filter of an interface is the larger of "all" and its own: 2 (loose) wins over 1 (strict).
+        ...(plan.looseReversePath?.includes(role) ? ["net.ipv4.conf.all.rp_filter=2"] : []),
       ];
       run(inNetns(ns, ["sysctl", "-q", "-w", ...sysctls]));
       run(["ip", "-n", ns, "link", "set", "lo", "up"]);

@@ -4,6 +4,7 @@ import type { Family } from "../../scenario/cidr.js";
 import type { Dataplane, Scenario } from "../../scenario/schema.js";
 import type { ServiceSet } from "../../workloads/service-model.js";
 import type { IptablesBackend } from "./iptables/kernel.js";
+import type { LoadBalancerMode } from "./ebpf/node-config.js";
 import type { ServiceEndpoints } from "./kube-proxy-inputs.js";
 import type { LabTopology } from "../topology.js";
 
@@ -31,6 +32,8 @@ export interface LabDataplaneContext {
   readonly iptablesBackend: IptablesBackend;
   /** How steps change; default "partial". */
   readonly stepSync?: StepSync;
+  /** Cilium's loadBalancer.mode for the eBPF model's remote NodePort backends: snat (default) or dsr. kube-proxy has no such choice. */
+  readonly loadBalancerMode?: LoadBalancerMode;
 }
 
 /**

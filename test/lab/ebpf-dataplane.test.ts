@@ -195,7 +195,7 @@ describe.skipIf(hostProblem !== undefined)(`eBPF dataplane on this kernel${hostP
   it("teardown removes filters, clsact, pinned maps, programs and the bpffs mount, and leaves routing intact", async () => {
     const ids = dataplane.objectIds();
     expect(ids.programs).toHaveLength(2);
-    expect(ids.maps).toHaveLength(8);
+    expect(ids.maps).toHaveLength(10);
     dataplane.teardown();
     expect(clsactOn(topology)).toBe(false);
     expect(mounted(dataplane.bpffs)).toBe(false);

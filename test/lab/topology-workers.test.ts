@@ -43,6 +43,8 @@ describe("topology plan with several workers", () => {
   it("adds worker 2 with its uplink to the router and its receiver pod, and the client pod on worker 1, names within 15 characters", () => {
     expect(Object.keys(plan.allNamespaces)).toEqual(["client", "router", "worker", "pod", "worker2", "pod2", "clientpod"]);
     expect(plan.forwarding).toEqual(["router", "worker", "worker2"]);
+    // Worker 2 may answer with worker 1's address (DSR): the router's reverse-path filter is loose.
+    expect(plan.looseReversePath).toEqual(["router"]);
     const w2 = plan.workers![1]!;
     expect(w2).toMatchObject({ index: 2, role: "worker2", podRole: "pod2", node: { ipv4: "198.18.12.2", ipv6: "2001:2:0:22::2" }, pod: { ipv4: "198.18.22.2", ipv6: "2001:2:0:42::2" } });
     expect(plan.clientPod).toMatchObject({ role: "clientpod", addresses: { ipv4: "198.18.3.2", ipv6: "2001:2:0:41::2" } });

@@ -1,7 +1,12 @@
 // The lab's eBPF Service dataplane: Cilium's kube-proxy replacement reduced to its tc NodePort path.
-// Compiles lab/dataplanes/ebpf/service-lb.c for this kernel, mounts a private bpffs for its pinned maps,
-// attaches it with tc (clsact) to the worker's uplink, and fills the maps for a ServiceSet in one
-// `bpftool batch` run. No iptables rule is involved.
+// Compiles lab/dataplanes/ebpf/service-lb.c for this kernel with worker 1's settings compiled in
+// (node-config.ts: its address, its pod block, loadBalancer.mode), mounts a private bpffs for its
+// pinned maps, attaches it with tc (clsact) to the worker's uplink, and fills the maps for a
+// ServiceSet in one `bpftool batch` run. No iptables rule is involved.
+//
+// With loadBalancer.mode dsr and more workers, every other worker's uplink gets the backend side of
+// DSR (lb_dsr_ingress, lb_dsr_egress), each worker with its own bpffs, so that its NAT map is its
+// own as on a separate node.
 import { spawn, type ChildProcess } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { createInterface } from "node:readline";
@@ -9,36 +14,58 @@ import { machine, tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { Family } from "../../../scenario/cidr.js";
-import type { ServiceSet } from "../../../workloads/service-model.js";
+import type { ServiceSet, ServiceSpec } from "../../../workloads/service-model.js";
 import { exec, run } from "../../netns.js";
-import { decodeServiceEntry, DEFAULT_LB_MAP_MAX, LB_MAPS, planServiceMaps, type LbEndpoints, type ServiceEntry, type ServiceMapPlan } from "./service-maps.js";
+import { decodeServiceEntry, DEFAULT_LB_MAP_MAX, LB_MAPS, planServiceMapsFor, type LbEndpoints, type ServiceEntry, type ServiceMapPlan } from "./service-maps.js";
 import { bpftoolBatch, LbMapAgent, writerBatch, type MapOperation } from "./lb-agent.js";
-import type { LabTopology } from "../../topology.js";
+import { podClusterCidr, type LabTopology } from "../../topology.js";
+import { DEFAULT_LOAD_BALANCER_MODE, nodeConfigDefines, type LoadBalancerMode } from "./node-config.js";
 
 const SOURCE_DIR = fileURLToPath(new URL("./", import.meta.url));
 const SOURCE = "service-lb.c";
 const WRITER_SOURCE = "lb-map-writer.c";
-/** Program sections of service-lb.c and where they are attached. */
+/** Program sections of service-lb.c on the entry node's uplink (worker 1). */
 const PROGRAMS = [
   { direction: "ingress", section: "tc/nodeport" },
   { direction: "egress", section: "tc/revnat" },
 ] as const;
+/** Program sections on the uplink of every other worker, with loadBalancer.mode dsr. */
+const DSR_BACKEND_PROGRAMS = [
+  { direction: "ingress", section: "tc/dsr-ingress" },
+  { direction: "egress", section: "tc/dsr-egress" },
+] as const;
+
+/** One program on one uplink: where tc attaches it and which bpffs holds its maps. */
+export interface ProgramAttachment {
+  readonly role: string;
+  readonly uplink: string;
+  readonly direction: "ingress" | "egress";
+  readonly section: string;
+  readonly bpffs: string;
+}
 /**
- * The filters' priority in each direction (tc's own default for a first filter). The uplink's clsact
- * may be shared: the hop probes (lab/hops/) stamp packets before this filter at ingress and after it
- * at egress, so only this dataplane's filters are removed on teardown, and the qdisc only when no
- * other filter is left on it.
+ * The filters' priority in each direction (tc's own default for a first filter). Worker 1's uplink
+ * clsact may be shared: the hop probes (lab/hops/) stamp packets before this filter at ingress (pref
+ * 1) and after it at egress (pref 65000), so only this dataplane's filters are removed on teardown,
+ * and the qdisc only when no other filter is left on it. A packet this dataplane redirects from the
+ * uplink's ingress back out of it (a remote backend's request, its reply after reverse SNAT) passes
+ * the uplink's egress filters again: this dataplane's reverse NAT (no entry matches it) and then the
+ * egress probe.
  */
 export const EBPF_DATAPLANE_PREF = 49152;
 
 export interface EbpfDataplaneOptions {
   readonly services: ServiceSet;
+  /** Services besides the set, after it: the receivers of the paths beyond the paper's (lab-scenario.ts pathServiceEndpoints). */
+  readonly pathReceivers?: readonly ServiceSpec[];
   /** A Service's backend where it is not the lab's pod (service-maps.ts LbEndpoints.backendOf). */
   readonly backendOf?: LbEndpoints["backendOf"];
   /** Size of the service, backend and reverse-NAT maps (Cilium's bpf.lbMapMax). Default 65536. */
   readonly lbMapMax?: number;
-  /** Size of each conntrack map. Default 65536. */
+  /** Size of each conntrack map (and NAT map). Default 65536. */
   readonly ctMapMax?: number;
+  /** Cilium's loadBalancer.mode for remote backends: snat (default, as Cilium's) or dsr. */
+  readonly loadBalancerMode?: LoadBalancerMode;
 }
 
 export interface EbpfTimings {
@@ -89,14 +116,15 @@ export function parseWriterReply(reply: string, ops: readonly MapOperation[]): M
   }
   throw new Error(`eBPF map writer: unexpected answer ${JSON.stringify(reply)}`);
 }
-export function compileCommand(output: string, lbMapMax: number, ctMapMax: number): string[] {
+/** Pure: the clang command that builds service-lb.c; `node` holds the node's settings as -D flags (node-config.ts). */
+export function compileCommand(output: string, lbMapMax: number, ctMapMax: number, node: readonly string[]): string[] {
   // clang -target bpf does not search the multiarch directory that holds <asm/types.h>.
   const multiarch = `/usr/include/${machine()}-linux-gnu`;
   return [
     "clang", "-O2", "-g", "-target", "bpf", "-Wall",
     ...(existsSync(multiarch) ? ["-I", multiarch] : []),
     "-I", SOURCE_DIR,
-    `-DLB_MAP_MAX=${lbMapMax}`, `-DCT_MAP_MAX=${ctMapMax}`,
+    `-DLB_MAP_MAX=${lbMapMax}`, `-DCT_MAP_MAX=${ctMapMax}`, ...node,
     "-c", join(SOURCE_DIR, SOURCE), "-o", output,
   ];
 }
@@ -106,7 +134,6 @@ export class EbpfDataplane {
   private tornDown = false;
   private attached = false;
   private detached = false;
-  private mounted = false;
 
   private constructor(
     private readonly topology: LabTopology,
@@ -116,6 +143,8 @@ export class EbpfDataplane {
     /** Private bpffs; tc pins the maps under tc/globals/. */
     readonly bpffs: string,
     private readonly times: { compileMs: number; attachMs: number; fillMs: number },
+    /** Cilium's loadBalancer.mode compiled into the programs. */
+    readonly loadBalancerMode: LoadBalancerMode,
   ) {}
 
   /** What the maps hold, as the agent that filled them sees it; later changes go through it. */
@@ -136,20 +165,30 @@ export class EbpfDataplane {
     if (!Number.isInteger(ctMapMax) || ctMapMax < 1) {
       throw new Error(`ctMapMax: ${ctMapMax} is not accepted; accepted: a positive integer`);
     }
-    const plan = planServiceMaps(
-      options.services,
+    const plan = planServiceMapsFor(
+      [
+        { spec: options.services.receiver, where: "receiver" },
+        ...options.services.scaled.map((spec, i) => ({ spec, where: `scaled[${i}]` })),
+        ...(options.pathReceivers ?? []).map((spec, i) => ({ spec, where: `pathReceivers[${i}]` })),
+      ],
       { node: topology.addresses.node, pod: topology.addresses.pod, ...(options.backendOf ? { backendOf: options.backendOf } : {}) },
       lbMapMax,
     );
+    const mode = options.loadBalancerMode ?? DEFAULT_LOAD_BALANCER_MODE;
+    const node = nodeConfigDefines({
+      node: topology.addresses.node,
+      podCidr: { ipv4: podClusterCidr(topology.plan, "ipv4"), ipv6: podClusterCidr(topology.plan, "ipv6") },
+      mode,
+    });
     const problem = ebpfHostProblem();
     if (problem) throw new Error(problem);
 
     const workDir = mkdtempSync(join(tmpdir(), `${topology.prefix}-ebpf-`));
-    const dataplane = new EbpfDataplane(topology, plan, workDir, join(topology.runDir, "bpffs"), { compileMs: 0, attachMs: 0, fillMs: 0 });
+    const dataplane = new EbpfDataplane(topology, plan, workDir, join(topology.runDir, "bpffs"), { compileMs: 0, attachMs: 0, fillMs: 0 }, mode);
     topology.onTeardown(() => dataplane.teardown());
     try {
       dataplane.times.compileMs = timed(() => {
-        run(compileCommand(dataplane.object, lbMapMax, ctMapMax));
+        run(compileCommand(dataplane.object, lbMapMax, ctMapMax, node));
         run(writerCompileCommand(dataplane.writerBinary));
       });
       dataplane.times.attachMs = timed(() => dataplane.attach());
@@ -202,32 +241,55 @@ export class EbpfDataplane {
     return this.topology.plan.worker.uplink;
   }
 
-  /** Pinned path of one of the load balancer's maps. */
-  mapPath(name: string): string {
-    return join(this.bpffs, "tc", "globals", name);
+  /** Every program and where it goes: worker 1's load balancer, and with DSR every other worker's backend side. */
+  get attachments(): ProgramAttachment[] {
+    const entry = PROGRAMS.map((p) => ({ role: "worker", uplink: this.uplink, bpffs: this.bpffs, ...p }));
+    if (this.loadBalancerMode !== "dsr") return entry;
+    const others = (this.topology.plan.workers ?? []).filter((w) => w.index !== 1);
+    return [...entry, ...others.flatMap((w) => DSR_BACKEND_PROGRAMS.map((p) => ({ role: w.role, uplink: w.uplink, bpffs: join(this.topology.runDir, `bpffs-${w.role}`), ...p })))];
+  }
+
+  /** The private bpffs mounts: one per worker the programs are on. */
+  private get mounts(): string[] {
+    return [...new Set(this.attachments.map((a) => a.bpffs))];
+  }
+
+  /** The uplinks the programs are on, each once. */
+  private get uplinks(): { role: string; uplink: string }[] {
+    const seen = new Map(this.attachments.map((a) => [`${a.role}|${a.uplink}`, { role: a.role, uplink: a.uplink }]));
+    return [...seen.values()];
+  }
+
+  /** Pinned path of one of the load balancer's maps (worker 1's; another worker's with its bpffs). */
+  mapPath(name: string, bpffs = this.bpffs): string {
+    return join(bpffs, "tc", "globals", name);
   }
 
   private attach(): void {
-    mkdirSync(this.bpffs, { recursive: true });
-    run(["mount", "-t", "bpf", "bpf", this.bpffs]);
-    this.mounted = true;
+    for (const mount of this.mounts) {
+      mkdirSync(mount, { recursive: true });
+      run(["mount", "-t", "bpf", "bpf", mount]);
+      this.mountedAt.push(mount);
+    }
     this.attached = true;
     this.attachPrograms();
   }
 
-  /** Loads both programs onto the uplink from the compiled object; the maps are the ones pinned under the bpffs. */
+  /** Bpffs mounts made so far (teardown unmounts them). */
+  private readonly mountedAt: string[] = [];
+
+  /** Loads the programs onto the uplinks from the compiled object; the maps are the ones pinned under each worker's bpffs. */
   private attachPrograms(): void {
-    // tc's loader pins maps by name below TC_BPF_MNT, and reuses what is pinned there: both programs
-    // share one set of maps, and programs attached again find the maps as they were filled.
-    const env = { TC_BPF_MNT: this.bpffs };
     // replace: creates the clsact qdisc, or keeps the one the hop probes attached to. The probes remove
     // it when they detach from an uplink without filters, as they find it while this dataplane is parked.
-    this.topology.run("worker", ["tc", "qdisc", "replace", "dev", this.uplink, "clsact"]);
-    for (const p of PROGRAMS) {
+    for (const u of this.uplinks) this.topology.run(u.role, ["tc", "qdisc", "replace", "dev", u.uplink, "clsact"]);
+    for (const a of this.attachments) {
+      // tc's loader pins maps by name below TC_BPF_MNT, and reuses what is pinned there: a worker's
+      // programs share one set of maps, and programs attached again find the maps as they were filled.
       this.topology.run(
-        "worker",
-        ["tc", "filter", "add", "dev", this.uplink, p.direction, "pref", String(EBPF_DATAPLANE_PREF), "bpf", "da", "obj", this.object, "sec", p.section],
-        { env },
+        a.role,
+        ["tc", "filter", "add", "dev", a.uplink, a.direction, "pref", String(EBPF_DATAPLANE_PREF), "bpf", "da", "obj", this.object, "sec", a.section],
+        { env: { TC_BPF_MNT: a.bpffs } },
       );
     }
     this.detached = false;
@@ -240,7 +302,7 @@ export class EbpfDataplane {
    */
   detach(): void {
     if (this.tornDown || this.detached) return;
-    for (const p of PROGRAMS) this.topology.run("worker", ["tc", "filter", "del", "dev", this.uplink, p.direction, "pref", String(EBPF_DATAPLANE_PREF)]);
+    for (const a of this.attachments) this.topology.run(a.role, ["tc", "filter", "del", "dev", a.uplink, a.direction, "pref", String(EBPF_DATAPLANE_PREF)]);
     this.detached = true;
   }
 
@@ -272,19 +334,21 @@ export class EbpfDataplane {
     return dump.map((e) => decodeServiceEntry(family, e.key.map((b) => Number.parseInt(b, 16)), e.value.map((b) => Number.parseInt(b, 16))));
   }
 
-  /** Ids of the attached programs and of the pinned maps. */
+  /** Ids of the attached programs and of the pinned maps (every worker's). */
   objectIds(): BpfObjectIds {
     const programs: number[] = [];
-    for (const p of PROGRAMS) {
+    for (const a of this.attachments) {
       const filters = JSON.parse(
-        this.topology.run("worker", ["tc", "-j", "filter", "show", "dev", this.uplink, p.direction, "pref", String(EBPF_DATAPLANE_PREF)]),
+        this.topology.run(a.role, ["tc", "-j", "filter", "show", "dev", a.uplink, a.direction, "pref", String(EBPF_DATAPLANE_PREF)]),
       ) as {
         options?: { prog?: { id: number } };
       }[];
       for (const f of filters) if (f.options?.prog) programs.push(f.options.prog.id);
     }
-    const maps = Object.values(LB_MAPS).flatMap((byFamily) =>
-      Object.values(byFamily).map((name) => (JSON.parse(run(["bpftool", "-j", "map", "show", "pinned", this.mapPath(name)])) as { id: number }).id),
+    const maps = this.mounts.flatMap((bpffs) =>
+      Object.values(LB_MAPS).flatMap((byFamily) =>
+        Object.values(byFamily).map((name) => (JSON.parse(run(["bpftool", "-j", "map", "show", "pinned", this.mapPath(name, bpffs)])) as { id: number }).id),
+      ),
     );
     return { programs, maps };
   }
@@ -298,26 +362,31 @@ export class EbpfDataplane {
     if (this.attached) {
       const gone = /Cannot find device|No such file|Cannot open network namespace|Cannot find specified filter chain|Parent Qdisc doesn't exist/i;
       // Detached programs have no filter left to delete.
-      for (const p of this.detached ? [] : PROGRAMS) {
-        const result = this.topology.exec("worker", ["tc", "filter", "del", "dev", this.uplink, p.direction, "pref", String(EBPF_DATAPLANE_PREF)]);
-        if (result.status !== 0 && !gone.test(result.stderr)) failures.push(`tc filter del dev ${this.uplink} ${p.direction}: ${result.stderr.trim()}`);
+      for (const a of this.detached ? [] : this.attachments) {
+        const result = this.topology.exec(a.role, ["tc", "filter", "del", "dev", a.uplink, a.direction, "pref", String(EBPF_DATAPLANE_PREF)]);
+        if (result.status !== 0 && !gone.test(result.stderr)) failures.push(`tc filter del dev ${a.uplink} ${a.direction}: ${result.stderr.trim()}`);
       }
-      const others = PROGRAMS.some((p) => this.topology.exec("worker", ["tc", "filter", "show", "dev", this.uplink, p.direction]).stdout.trim() !== "");
-      // The hop probes may have removed the qdisc already, while this dataplane was parked.
-      const qdisc = /\bqdisc clsact\b/.test(this.topology.exec("worker", ["tc", "qdisc", "show", "dev", this.uplink]).stdout);
-      if (!others && qdisc) {
-        const result = this.topology.exec("worker", ["tc", "qdisc", "del", "dev", this.uplink, "clsact"]);
-        if (result.status !== 0 && !gone.test(result.stderr)) failures.push(`tc qdisc del dev ${this.uplink} clsact: ${result.stderr.trim()}`);
+      for (const u of this.uplinks) {
+        const others = ["ingress", "egress"].some((d) => this.topology.exec(u.role, ["tc", "filter", "show", "dev", u.uplink, d]).stdout.trim() !== "");
+        // The hop probes may have removed the qdisc already, while this dataplane was parked.
+        const qdisc = /\bqdisc clsact\b/.test(this.topology.exec(u.role, ["tc", "qdisc", "show", "dev", u.uplink]).stdout);
+        if (!others && qdisc) {
+          const result = this.topology.exec(u.role, ["tc", "qdisc", "del", "dev", u.uplink, "clsact"]);
+          if (result.status !== 0 && !gone.test(result.stderr)) failures.push(`tc qdisc del dev ${u.uplink} clsact: ${result.stderr.trim()}`);
+        }
       }
     }
-    let unmounted = true;
-    if (this.mounted) {
-      rmSync(join(this.bpffs, "tc"), { recursive: true, force: true });
-      const result = exec(["umount", this.bpffs]);
-      unmounted = result.status === 0;
-      if (!unmounted) failures.push(`umount ${this.bpffs}: ${result.stderr.trim()}`);
+    for (const mount of this.mounts) {
+      if (this.mountedAt.includes(mount)) {
+        rmSync(join(mount, "tc"), { recursive: true, force: true });
+        const result = exec(["umount", mount]);
+        if (result.status !== 0) {
+          failures.push(`umount ${mount}: ${result.stderr.trim()}`);
+          continue;
+        }
+      }
+      rmSync(mount, { recursive: true, force: true });
     }
-    if (unmounted) rmSync(this.bpffs, { recursive: true, force: true });
     rmSync(this.workDir, { recursive: true, force: true });
     if (failures.length > 0) throw new Error(`eBPF dataplane teardown: ${failures.join("; ")}`);
   }

@@ -1,4 +1,5 @@
-/* Maps of the lab's tc service load balancer, laid out like Cilium's (bpf/lib/common.h, 1.17).
+/* Maps of the lab's tc service load balancer, laid out like Cilium's (bpf/lib/common.h, 1.17;
+ * the NAT maps as bpf/lib/nat.h's).
  *
  * Userspace (lab/dataplanes/ebpf/service-maps.ts) writes the service, backend and reverse-NAT maps through
  * `bpftool batch`; it encodes the same layouts byte by byte, so a change here must be made there.
@@ -21,6 +22,10 @@
 /* Conntrack entries: Cilium's ctAnyMax/ctTcpMax, here one LRU map per family for TCP and UDP. */
 #ifndef CT_MAP_MAX
 #define CT_MAP_MAX 65536
+#endif
+/* NAT entries: Cilium's bpf.natMax (default 524288), here the size of the conntrack maps. */
+#ifndef NAT_MAP_MAX
+#define NAT_MAP_MAX CT_MAP_MAX
 #endif
 
 /* lb4_key.scope: external traffic sees the EXT entry (Cilium LB_LOOKUP_SCOPE_EXT). */
@@ -130,6 +135,38 @@ struct ct6_tuple {
 	__u8 pad[2];
 };
 
+/* snat4_external / snat6_external keys: the ct tuples above with these flags (Cilium's NAT
+ * direction in ipv4_ct_tuple.flags: TUPLE_F_OUT 0, TUPLE_F_IN 1). */
+#define NAT_TUPLE_OUT 0
+#define NAT_TUPLE_IN  1
+
+/* Cilium ipv4_nat_entry, reduced to the address and port it translates to (its created/needs_ct
+ * bookkeeping is left out; entries never expire here either, the LRU map evicts when full).
+ * Entries, keyed by ct4_tuple, of two kinds:
+ *
+ * NodePort SNAT on the entry node (snat_v4_new_mapping, loadBalancer.mode snat), two per flow:
+ *   NAT_TUPLE_OUT {saddr client, sport client port, daddr backend, dport backend port}
+ *     -> {to node address, to SNAT port}: how the request leaves (snat_v4_nat);
+ *   NAT_TUPLE_IN  {saddr backend, sport backend port, daddr node address, dport SNAT port}
+ *     -> {to client, to client port}: how the reply is given back (snat_v4_rev_nat).
+ *   The SNAT port is the client's own when it is in [SNAT_PORT_MIN, SNAT_PORT_MAX] and free,
+ *   else one picked from that range; the IN entry's key is what makes a port taken.
+ * DSR on the backend's node (snat_v4_create_dsr, loadBalancer.mode dsr), one per flow:
+ *   NAT_TUPLE_OUT {saddr backend, sport backend port, daddr client, dport client port}
+ *     -> {to frontend address, to frontend port}: the reply's source, from the request's DSR option. */
+struct nat4_entry {
+	__be32 to_addr;
+	__be16 to_port;
+	__u16 pad;
+};
+
+/* Cilium ipv6_nat_entry, reduced the same way; keyed by ct6_tuple. */
+struct nat6_entry {
+	__u8 to_addr[16];
+	__be16 to_port;
+	__u16 pad;
+};
+
 /* The part of Cilium's ct_entry this datapath uses. */
 struct ct_entry {
 	__u32 backend_id;
@@ -168,5 +205,8 @@ LB_HASH_MAP(lb6_reverse_nat, __u16, struct lb6_reverse_nat, LB_MAP_MAX);
 /* cilium_ct_any4_global / cilium_ct_any6_global (TCP and UDP alike here) */
 LB_LRU_MAP(ct4_global, struct ct4_tuple, struct ct_entry, CT_MAP_MAX);
 LB_LRU_MAP(ct6_global, struct ct6_tuple, struct ct_entry, CT_MAP_MAX);
+/* cilium_snat_v4_external / cilium_snat_v6_external */
+LB_LRU_MAP(snat4_external, struct ct4_tuple, struct nat4_entry, NAT_MAP_MAX);
+LB_LRU_MAP(snat6_external, struct ct6_tuple, struct nat6_entry, NAT_MAP_MAX);
 
 #endif /* LAB_LB_MAPS_H */

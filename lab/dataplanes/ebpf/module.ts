@@ -1,5 +1,5 @@
 // Cilium's kube-proxy replacement reduced to its tc NodePort path on the lab's worker: the load
-// balancer of kernel.ts (compiled, attached to the uplink, its maps filled with one bpftool batch).
+// balancer of kernel.ts (with the context's loadBalancer.mode, snat unless told dsr) (compiled, attached to the uplink, its maps filled with one bpftool batch).
 // Changes, a move to another step among them, go entry by entry through the map writer in the
 // agent's order (lb-agent.ts). Stepping aside detaches the programs; the filled maps stay pinned.
 import { rmSync, writeFileSync } from "node:fs";
@@ -25,6 +25,12 @@ function backendsOf(endpoints: readonly ServiceEndpoints[]): (spec: ServiceSpec)
     const ips = backends.get(namespacedName(spec));
     return ips && Object.fromEntries(LAB_FAMILIES.map((f) => [f, ips.find((e) => ipFamilyOf(e.ip) === f)?.ip]).filter(([, ip]) => ip !== undefined));
   };
+}
+
+/** The Services of a step's endpoints that are not in its Service set: the receivers of the paths beyond the paper's. */
+function pathReceiversOf(step: LabStep): ServiceSpec[] {
+  const inSet = new Set([step.serviceSet.receiver, ...step.serviceSet.scaled]);
+  return step.endpoints.map((e) => e.service).filter((spec) => !inSet.has(spec));
 }
 
 class EbpfLabDataplane implements LabDataplane {
@@ -83,7 +89,13 @@ class EbpfLabDataplane implements LabDataplane {
     this.held = {
       services: step.services,
       endpoints: step.endpoints,
-      loadBalancer: setupEbpfDataplane(this.context.topology, { services: step.serviceSet, backendOf: backendsOf(step.endpoints) }),
+      loadBalancer: setupEbpfDataplane(this.context.topology, {
+        services: step.serviceSet,
+        // The receivers of the paths beyond the paper's come with the step's endpoints, not its Service set.
+        pathReceivers: pathReceiversOf(step),
+        backendOf: backendsOf(step.endpoints),
+        ...(this.context.loadBalancerMode ? { loadBalancerMode: this.context.loadBalancerMode } : {}),
+      }),
       active: true,
     };
     return { sync: "full" };
@@ -126,10 +138,17 @@ class EbpfLabDataplane implements LabDataplane {
   async activeTraces(): Promise<string[]> {
     const { topology } = this.context;
     const uplink = topology.plan.worker.uplink;
-    return ["ingress", "egress"].flatMap((direction) => {
-      // This dataplane's filters only: the hop probes (lab/hops/) share the uplink with every dataplane.
-      const filters = topology.run("worker", ["tc", "filter", "show", "dev", uplink, direction, "pref", String(EBPF_DATAPLANE_PREF)]).trim();
-      return filters === "" ? [] : [`a tc filter at ${uplink} ${direction}: ${filters.split("\n")[0]}`];
+    // Worker 1's uplink, and with DSR the other workers' where a held load balancer put programs.
+    const places = [{ role: "worker", uplink }, ...(this.held?.loadBalancer.attachments.filter((a) => a.role !== "worker") ?? [])];
+    const seen = new Set<string>();
+    return places.flatMap(({ role, uplink: dev }) => {
+      if (seen.has(`${role}|${dev}`)) return [];
+      seen.add(`${role}|${dev}`);
+      return ["ingress", "egress"].flatMap((direction) => {
+        // This dataplane's filters only: the hop probes (lab/hops/) share the uplink with every dataplane.
+        const filters = topology.run(role, ["tc", "filter", "show", "dev", dev, direction, "pref", String(EBPF_DATAPLANE_PREF)]).trim();
+        return filters === "" ? [] : [`a tc filter at ${dev} ${direction}: ${filters.split("\n")[0]}`];
+      });
     });
   }
 
@@ -146,19 +165,24 @@ class EbpfLabDataplane implements LabDataplane {
     return LAB_FAMILIES.flatMap((family) => forwardingFrontends(loadBalancer.serviceEntries(family)).map((e) => e.address));
   }
 
-  /** Empties the conntrack maps of both families, entry by entry in one bpftool batch per map. */
+  /** Empties the conntrack and NAT maps of both families (every worker's), entry by entry in one bpftool batch per map. */
   flushConnections(): void {
     const loadBalancer = this.held?.loadBalancer;
     if (!loadBalancer) return;
-    for (const family of LAB_FAMILIES) {
-      const map = loadBalancer.mapPath(LB_MAPS.conntrack[family]);
-      const entries = JSON.parse(run(["bpftool", "-j", "map", "dump", "pinned", map], { timeoutMs: BPFTOOL_TIMEOUT_MS })) as { key: string[] }[];
-      if (entries.length === 0) continue;
-      const batch = join(this.context.topology.runDir, "ct-flush.batch");
-      const lines = entries.map((e) => `map delete pinned ${map} key hex ${e.key.map((b) => b.replace(/^0x/, "")).join(" ")}`);
-      writeFileSync(batch, `${lines.join("\n")}\n`);
-      run(["bpftool", "batch", "file", batch], { timeoutMs: BPFTOOL_TIMEOUT_MS });
-      rmSync(batch, { force: true });
+    const mounts = [...new Set(loadBalancer.attachments.map((a) => a.bpffs))];
+    for (const bpffs of mounts) {
+      for (const family of LAB_FAMILIES) {
+        for (const name of [LB_MAPS.conntrack[family], LB_MAPS.nat[family]]) {
+          const map = loadBalancer.mapPath(name, bpffs);
+          const entries = JSON.parse(run(["bpftool", "-j", "map", "dump", "pinned", map], { timeoutMs: BPFTOOL_TIMEOUT_MS })) as { key: string[] }[];
+          if (entries.length === 0) continue;
+          const batch = join(this.context.topology.runDir, "ct-flush.batch");
+          const lines = entries.map((e) => `map delete pinned ${map} key hex ${e.key.map((b) => b.replace(/^0x/, "")).join(" ")}`);
+          writeFileSync(batch, `${lines.join("\n")}\n`);
+          run(["bpftool", "batch", "file", batch], { timeoutMs: BPFTOOL_TIMEOUT_MS });
+          rmSync(batch, { force: true });
+        }
+      }
     }
   }
 

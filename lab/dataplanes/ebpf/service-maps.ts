@@ -17,6 +17,7 @@ export const LB_MAPS = {
   backends: { ipv4: "lb4_backends", ipv6: "lb6_backends" },
   reverseNat: { ipv4: "lb4_reverse_nat", ipv6: "lb6_reverse_nat" },
   conntrack: { ipv4: "ct4_global", ipv6: "ct6_global" },
+  nat: { ipv4: "snat4_external", ipv6: "snat6_external" },
 } as const satisfies Record<string, Record<Family, string>>;
 
 /** lb_service.flags, as in Cilium's enum svc_flags. */
