@@ -417,7 +417,10 @@ export class LabBackend implements Backend {
     this.requirePrepared(key);
     // The run's path's probes only: the paths' probes share hooks at the same priorities.
     const path = pathOf(key);
-    const probes = path === DEFAULT_PATH ? this.hops : this.pathHops.get(path);
+    // With DSR, worker 2 answers the client itself: the remote path's return points on worker 1 see
+    // no reply, so those runs go unprobed and carry no sections.
+    const direct = path === "nodeport-remote" && key.dataplane === "ebpf" && this.options.loadBalancerMode === "dsr";
+    const probes = direct ? undefined : path === DEFAULT_PATH ? this.hops : this.pathHops.get(path);
     for (const other of [this.hops, ...this.pathHops.values()]) if (other !== probes) other?.disable();
     const hops = await probes?.beginRun(key.profile, join(this.logDir, `${flow.logName}.hops`));
     try {
