@@ -48,7 +48,7 @@ import { cidrContains, parseCidr, type Family } from "../scenario/cidr.js";
 import { DATAPLANES, type Dataplane, type Scenario } from "../scenario/schema.js";
 import { buildServiceSet, pathDataPort, pathReceiverService } from "../workloads/service-set.js";
 import type { ServiceSet, ServiceSpec } from "../workloads/service-model.js";
-import { DEFAULT_PATH, DEFAULT_PATHS, PATHS, workersNeeded, type ServicePath } from "../scenario/paths.js";
+import { DEFAULT_PATH, DEFAULT_PATHS, PATHS, SERVICE_PATHS, workersNeeded, type ServicePath } from "../scenario/paths.js";
 import { flowLogs, receiverCommand, senderCommand } from "../measure/ditg-commands.js";
 import { ClosingFlows, FlowEnds } from "./ditg-close-wait.js";
 import { LocalFlowLogs } from "./ditg-sender.js";
@@ -137,14 +137,23 @@ export interface LabBackendOptions {
   readonly paths?: readonly ServicePath[];
 }
 
-/** The dataplanes that serve the paths beyond the paper's; the eBPF model serves nodeport-local only. */
-export const PATH_DATAPLANES: readonly Dataplane[] = ["iptables", "nftables"];
+/**
+ * The dataplanes that serve each path in the lab. The eBPF model serves the paper's path (its tc
+ * NodePort program) and clusterip (its socket load balancer on the client pod's cgroup); it has no
+ * SNAT or DSR for a NodePort whose endpoint is on another worker.
+ */
+export const PATH_DATAPLANES: Readonly<Record<ServicePath, readonly Dataplane[]>> = {
+  "nodeport-local": ["iptables", "nftables", "ebpf"],
+  "nodeport-remote": ["iptables", "nftables"],
+  clusterip: ["iptables", "nftables", "ebpf"],
+};
 
 /** Why a dataplane cannot serve these paths in the lab, or undefined. */
 export function pathProblem(dataplane: Dataplane, paths: readonly ServicePath[]): string | undefined {
-  const beyond = paths.filter((p) => p !== DEFAULT_PATH);
-  if (beyond.length === 0 || PATH_DATAPLANES.includes(dataplane)) return undefined;
-  return `the lab's ${dataplane} dataplane serves ${DEFAULT_PATH} only, not ${beyond.join(", ")} (the eBPF model has no SNAT, DSR or socket load balancing for them yet; ${PATH_DATAPLANES.join(" and ")} serve them)`;
+  const unserved = paths.filter((p) => !PATH_DATAPLANES[p].includes(dataplane));
+  if (unserved.length === 0) return undefined;
+  const serves = SERVICE_PATHS.filter((p) => PATH_DATAPLANES[p].includes(dataplane));
+  return `the lab's ${dataplane} dataplane serves ${serves.join(", ")}, not ${unserved.join(", ")} (${unserved.map((p) => `${p}: ${PATH_DATAPLANES[p].join(", ")}`).join("; ")})`;
 }
 
 /**

@@ -14,7 +14,7 @@ import { medianOf } from "../measure/statistics.js";
 import { pathOf, type RunProfile, type RunResult } from "../measure/types.js";
 import type { Family } from "../scenario/cidr.js";
 import { DATAPLANE_DESCRIPTIONS, DATAPLANES, DEFAULT_BASELINE, serviceCapacity, type Dataplane } from "../scenario/schema.js";
-import { LabBackend, labProblem, pathProblem } from "../backends/lab.js";
+import { LabBackend, labProblem, PATH_DATAPLANES, pathProblem } from "../backends/lab.js";
 import { DEFAULT_PATH, DEFAULT_PATHS, PATHS, SERVICE_PATHS, type ServicePath } from "../scenario/paths.js";
 import { runJudge } from "../measure/campaign.js";
 import { labScenario, LAB_SERVICE_SUBNETS } from "../lab/lab-scenario.js";
@@ -150,7 +150,8 @@ export function parseLabFlags(o: LabOptions): LabFlags {
   if (beyond) {
     for (const d of dataplanes) {
       const problem = pathProblem(d, paths);
-      if (problem) bad("paths", o.paths!, `with --dataplanes ${dataplanes.join(",")}: ${DEFAULT_PATH} alone, since ${problem}; or --dataplanes leaving ${d} out`);
+      const served = SERVICE_PATHS.filter((p) => dataplanes.every((each) => PATH_DATAPLANES[p].includes(each)));
+      if (problem) bad("paths", o.paths!, `with --dataplanes ${dataplanes.join(",")}: ${served.join(", ")}, since ${problem}; or --dataplanes leaving ${d} out`);
     }
   }
   const measured = labDefinition(profile, {

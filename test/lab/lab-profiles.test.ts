@@ -171,7 +171,7 @@ describe("lab flags", () => {
     [{ dataplanes: "nftables,ebpf" }, '--baseline: "iptables" is not accepted; accepted: one of the dataplanes the campaign runs (nftables, ebpf); with --dataplanes leaving out iptables, name another baseline'],
     [{ dataplanes: "iptables,ebpf", baseline: "nftables" }, '--baseline: "nftables" is not accepted; accepted: one of the dataplanes the campaign runs (iptables, ebpf)'],
     [{ paths: "nodeport-local,pod" }, '--paths: "nodeport-local,pod" is not accepted; accepted: a comma-separated list of nodeport-local, nodeport-remote, clusterip, each at most once'],
-    [{ paths: "nodeport-local,clusterip" }, "--paths: \"nodeport-local,clusterip\" is not accepted; accepted: with --dataplanes iptables,nftables,ebpf: nodeport-local alone, since the lab's ebpf dataplane serves nodeport-local only, not clusterip"],
+    [{ paths: "nodeport-local,nodeport-remote" }, "--paths: \"nodeport-local,nodeport-remote\" is not accepted; accepted: with --dataplanes iptables,nftables,ebpf: nodeport-local, clusterip, since the lab's ebpf dataplane serves nodeport-local, clusterip, not nodeport-remote (nodeport-remote: iptables, nftables)"],
     [{ paths: "nodeport-remote", dataplanes: "iptables,nftables", profiles: "latency,programming" }, '--paths: "nodeport-remote" is not accepted; accepted: nodeport-local alone with --profiles programming'],
   ] as const)("refuses %j", (over, message) => {
     expect(flagError(over)).toContain(message);

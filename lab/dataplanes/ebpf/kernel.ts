@@ -1,7 +1,8 @@
 // The lab's eBPF Service dataplane: Cilium's kube-proxy replacement reduced to its tc NodePort path.
 // Compiles lab/dataplanes/ebpf/service-lb.c for this kernel, mounts a private bpffs for its pinned maps,
 // attaches it with tc (clsact) to the worker's uplink, and fills the maps for a ServiceSet in one
-// `bpftool batch` run. No iptables rule is involved.
+// `bpftool batch` run. No iptables rule is involved. With a client pod (the clusterip path), the
+// socket load balancer (sock-lb.c, sock-lb.ts) is attached to its cgroup, on the same maps.
 import { spawn, type ChildProcess } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { createInterface } from "node:readline";
@@ -14,6 +15,7 @@ import { exec, run } from "../../netns.js";
 import { decodeServiceEntry, DEFAULT_LB_MAP_MAX, LB_MAPS, planServiceMaps, type LbEndpoints, type ServiceEntry, type ServiceMapPlan } from "./service-maps.js";
 import { bpftoolBatch, LbMapAgent, writerBatch, type MapOperation } from "./lb-agent.js";
 import type { LabTopology } from "../../topology.js";
+import { attachToolCompileCommand, SOCK_LB_MAPS, SOCK_LB_SOURCE, SocketLoadBalancer } from "./sock-lb.js";
 
 const SOURCE_DIR = fileURLToPath(new URL("./", import.meta.url));
 const SOURCE = "service-lb.c";
@@ -89,7 +91,8 @@ export function parseWriterReply(reply: string, ops: readonly MapOperation[]): M
   }
   throw new Error(`eBPF map writer: unexpected answer ${JSON.stringify(reply)}`);
 }
-export function compileCommand(output: string, lbMapMax: number, ctMapMax: number): string[] {
+/** Pure: the clang command that builds a BPF object of this folder (service-lb.c by default, or sock-lb.c). */
+export function compileCommand(output: string, lbMapMax: number, ctMapMax: number, source = SOURCE): string[] {
   // clang -target bpf does not search the multiarch directory that holds <asm/types.h>.
   const multiarch = `/usr/include/${machine()}-linux-gnu`;
   return [
@@ -97,7 +100,7 @@ export function compileCommand(output: string, lbMapMax: number, ctMapMax: numbe
     ...(existsSync(multiarch) ? ["-I", multiarch] : []),
     "-I", SOURCE_DIR,
     `-DLB_MAP_MAX=${lbMapMax}`, `-DCT_MAP_MAX=${ctMapMax}`,
-    "-c", join(SOURCE_DIR, SOURCE), "-o", output,
+    "-c", join(SOURCE_DIR, source), "-o", output,
   ];
 }
 
@@ -120,6 +123,8 @@ export class EbpfDataplane {
 
   /** What the maps hold, as the agent that filled them sees it; later changes go through it. */
   agent = new LbMapAgent();
+  /** The socket load balancer on the client pod's cgroup, when the lab has a client pod. */
+  sockets: SocketLoadBalancer | undefined;
   private writer: { child: ChildProcess; replies: AsyncIterator<string> } | undefined;
 
   get timings(): EbpfTimings {
@@ -146,11 +151,19 @@ export class EbpfDataplane {
 
     const workDir = mkdtempSync(join(tmpdir(), `${topology.prefix}-ebpf-`));
     const dataplane = new EbpfDataplane(topology, plan, workDir, join(topology.runDir, "bpffs"), { compileMs: 0, attachMs: 0, fillMs: 0 });
+    const pod = topology.plan.clientPod;
+    if (pod) {
+      dataplane.sockets = new SocketLoadBalancer(pod.cgroup, join(workDir, "sock-lb.o"), join(workDir, "sock-lb-attach"), join(dataplane.bpffs, "tc", "globals"), join(dataplane.bpffs, "sock"));
+    }
     topology.onTeardown(() => dataplane.teardown());
     try {
       dataplane.times.compileMs = timed(() => {
         run(compileCommand(dataplane.object, lbMapMax, ctMapMax));
         run(writerCompileCommand(dataplane.writerBinary));
+        if (pod) {
+          run(compileCommand(join(workDir, "sock-lb.o"), lbMapMax, ctMapMax, SOCK_LB_SOURCE));
+          run(attachToolCompileCommand(join(workDir, "sock-lb-attach")));
+        }
       });
       dataplane.times.attachMs = timed(() => dataplane.attach());
       dataplane.times.fillMs = timed(() => dataplane.fill());
@@ -215,7 +228,7 @@ export class EbpfDataplane {
     this.attachPrograms();
   }
 
-  /** Loads both programs onto the uplink from the compiled object; the maps are the ones pinned under the bpffs. */
+  /** Loads both programs onto the uplink from the compiled object (the maps are the ones pinned under the bpffs), then the socket hooks. */
   private attachPrograms(): void {
     // tc's loader pins maps by name below TC_BPF_MNT, and reuses what is pinned there: both programs
     // share one set of maps, and programs attached again find the maps as they were filled.
@@ -230,6 +243,8 @@ export class EbpfDataplane {
         { env },
       );
     }
+    // After tc: its loader creates the shared maps the socket program reuses.
+    this.sockets?.attach();
     this.detached = false;
   }
 
@@ -240,6 +255,7 @@ export class EbpfDataplane {
    */
   detach(): void {
     if (this.tornDown || this.detached) return;
+    this.sockets?.detach();
     for (const p of PROGRAMS) this.topology.run("worker", ["tc", "filter", "del", "dev", this.uplink, p.direction, "pref", String(EBPF_DATAPLANE_PREF)]);
     this.detached = true;
   }
@@ -283,7 +299,8 @@ export class EbpfDataplane {
       }[];
       for (const f of filters) if (f.options?.prog) programs.push(f.options.prog.id);
     }
-    const maps = Object.values(LB_MAPS).flatMap((byFamily) =>
+    for (const hook of this.sockets?.attached() ?? []) programs.push(hook.id);
+    const maps = [...Object.values(LB_MAPS), ...(this.sockets ? Object.values(SOCK_LB_MAPS) : [])].flatMap((byFamily) =>
       Object.values(byFamily).map((name) => (JSON.parse(run(["bpftool", "-j", "map", "show", "pinned", this.mapPath(name)])) as { id: number }).id),
     );
     return { programs, maps };
@@ -295,6 +312,12 @@ export class EbpfDataplane {
     this.tornDown = true;
     this.stopWriter();
     const failures: string[] = [];
+    // The hooks' pins go with the bpffs below too; removing them first detaches the hooks while the maps are still there.
+    try {
+      this.sockets?.detach();
+    } catch (error) {
+      failures.push(`socket load balancer: ${(error as Error).message}`);
+    }
     if (this.attached) {
       const gone = /Cannot find device|No such file|Cannot open network namespace|Cannot find specified filter chain|Parent Qdisc doesn't exist/i;
       // Detached programs have no filter left to delete.

@@ -1,5 +1,6 @@
-// Cilium's kube-proxy replacement reduced to its tc NodePort path on the lab's worker: the load
-// balancer of kernel.ts (compiled, attached to the uplink, its maps filled with one bpftool batch).
+// Cilium's kube-proxy replacement reduced to its tc NodePort path on the lab's worker, and its socket
+// load balancer on the client pod's cgroup where the lab has one: the load balancer of kernel.ts
+// (compiled, attached to the uplink and the cgroup, its maps filled with one bpftool batch).
 // Changes, a move to another step among them, go entry by entry through the map writer in the
 // agent's order (lb-agent.ts). Stepping aside detaches the programs; the filled maps stay pinned.
 import { rmSync, writeFileSync } from "node:fs";
@@ -126,11 +127,14 @@ class EbpfLabDataplane implements LabDataplane {
   async activeTraces(): Promise<string[]> {
     const { topology } = this.context;
     const uplink = topology.plan.worker.uplink;
-    return ["ingress", "egress"].flatMap((direction) => {
+    const filters = ["ingress", "egress"].flatMap((direction) => {
       // This dataplane's filters only: the hop probes (lab/hops/) share the uplink with every dataplane.
       const filters = topology.run("worker", ["tc", "filter", "show", "dev", uplink, direction, "pref", String(EBPF_DATAPLANE_PREF)]).trim();
       return filters === "" ? [] : [`a tc filter at ${uplink} ${direction}: ${filters.split("\n")[0]}`];
     });
+    const sockets = this.held?.loadBalancer.sockets;
+    const hooks = (sockets?.attached() ?? []).map((h) => `a ${h.attachType} hook (${h.name}) on ${sockets!.cgroup}`);
+    return [...filters, ...hooks];
   }
 
   async counts(): Promise<InstalledCounts> {
