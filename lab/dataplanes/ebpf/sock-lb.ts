@@ -74,7 +74,7 @@ export class SocketLoadBalancer {
     if (!existsSync(this.cgroup)) return [];
     const result = exec(["bpftool", "-j", "cgroup", "show", this.cgroup]);
     if (result.status !== 0) throw new Error(`bpftool cgroup show ${this.cgroup}: ${result.stderr.trim()}`);
-    const hooks = JSON.parse(result.stdout || "[]") as { id: number; attach_type: string; name: string }[];
+    const hooks = JSON.parse(result.stdout.trim() || "[]") as { id: number; attach_type: string; name: string }[];
     return hooks.map((h) => ({ id: h.id, attachType: h.attach_type, name: h.name }));
   }
 }
