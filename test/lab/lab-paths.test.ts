@@ -1,7 +1,7 @@
 // The lab's paths beyond the paper's on this kernel: a small campaign of kube-proxy's two modes over
 // nodeport-local, nodeport-remote and clusterip (latency and setup, both families), each run through
 // its own path (its sender namespace, its Service, its receiver on worker 2), the results stored per
-// path and the report's CSVs with a path column; and the eBPF model refused on those paths.
+// path and the report's CSVs with a path column; and the eBPF model refused on nodeport-remote.
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -39,8 +39,8 @@ describe.skipIf(hostProblem !== undefined)(`the lab's paths on this kernel${host
       const backend = await LabBackend.start({ linkMbps: def.linkMbps, paths: def.paths! });
       prefix = backend.topology.prefix;
       namespaces = Object.keys(backend.topology.plan.allNamespaces);
-      // The eBPF model is refused on these paths, before anything is installed.
-      await expect(backend.prepare({ dataplane: "ebpf", services: 1 })).rejects.toThrow(/the lab's ebpf dataplane serves nodeport-local only, not nodeport-remote, clusterip/);
+      // The eBPF model is refused on a lab with nodeport-remote, before anything is installed (clusterip: lab-paths-ebpf.test.ts).
+      await expect(backend.prepare({ dataplane: "ebpf", services: 1 })).rejects.toThrow(/the lab's ebpf dataplane serves nodeport-local, clusterip, not nodeport-remote \(nodeport-remote: iptables, nftables\)/);
       await runCampaign({ store, campaignId, backend, decoder, judge: runJudge, retries: 2 });
       results = store.results(campaignId);
     } finally {

@@ -10,7 +10,7 @@ import { machine, tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { Family } from "../../../scenario/cidr.js";
-import type { ServiceSet } from "../../../workloads/service-model.js";
+import type { ServiceSet, ServiceSpec } from "../../../workloads/service-model.js";
 import { exec, run } from "../../netns.js";
 import { decodeServiceEntry, DEFAULT_LB_MAP_MAX, LB_MAPS, planServiceMaps, type LbEndpoints, type ServiceEntry, type ServiceMapPlan } from "./service-maps.js";
 import { bpftoolBatch, LbMapAgent, writerBatch, type MapOperation } from "./lb-agent.js";
@@ -35,6 +35,8 @@ export const EBPF_DATAPLANE_PREF = 49152;
 
 export interface EbpfDataplaneOptions {
   readonly services: ServiceSet;
+  /** Services beyond the set, planned after it (the receivers of the paths beyond the paper's). */
+  readonly pathServices?: readonly ServiceSpec[];
   /** A Service's backend where it is not the lab's pod (service-maps.ts LbEndpoints.backendOf). */
   readonly backendOf?: LbEndpoints["backendOf"];
   /** Size of the service, backend and reverse-NAT maps (Cilium's bpf.lbMapMax). Default 65536. */
@@ -145,6 +147,7 @@ export class EbpfDataplane {
       options.services,
       { node: topology.addresses.node, pod: topology.addresses.pod, ...(options.backendOf ? { backendOf: options.backendOf } : {}) },
       lbMapMax,
+      options.pathServices,
     );
     const problem = ebpfHostProblem();
     if (problem) throw new Error(problem);

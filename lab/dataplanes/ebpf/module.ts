@@ -28,6 +28,12 @@ function backendsOf(endpoints: readonly ServiceEndpoints[]): (spec: ServiceSpec)
   };
 }
 
+/** The step's Services beyond its ServiceSet: the receivers of the paths beyond the paper's, each on its own worker's pod. */
+function pathServices(step: LabStep): ServiceSpec[] {
+  const inSet = new Set([step.serviceSet.receiver, ...step.serviceSet.scaled].map(namespacedName));
+  return step.endpoints.map((e) => e.service).filter((s) => !inSet.has(namespacedName(s)));
+}
+
 class EbpfLabDataplane implements LabDataplane {
   readonly name = "ebpf" as const;
   /** The step whose maps are filled, and whether the programs are attached. */
@@ -84,7 +90,7 @@ class EbpfLabDataplane implements LabDataplane {
     this.held = {
       services: step.services,
       endpoints: step.endpoints,
-      loadBalancer: setupEbpfDataplane(this.context.topology, { services: step.serviceSet, backendOf: backendsOf(step.endpoints) }),
+      loadBalancer: setupEbpfDataplane(this.context.topology, { services: step.serviceSet, pathServices: pathServices(step), backendOf: backendsOf(step.endpoints) }),
       active: true,
     };
     return { sync: "full" };

@@ -15,6 +15,9 @@
  * translation is remembered per socket cookie in lb4_reverse_sk / lb6_reverse_sk (Cilium's
  * cilium_lb4_reverse_sk / cilium_lb6_reverse_sk).
  *
+ * Cilium 1.17 names the entry points cil_sock4_connect() and so on; the functions behind them are
+ * named as here.
+ *
  * Left out (the lab's Services have none of it): session affinity, the wildcard lookups of NodePort
  * and HostPort frontends (0.0.0.0:nodePort), external IPs (sock4_skip_xlate), local-redirect
  * policies, health-check sockets, bind/post_bind hooks, and the scope switch of two-scope
