@@ -143,11 +143,15 @@ export interface LabBackendOptions {
   readonly loadBalancerMode?: LoadBalancerMode;
 }
 
-/** The dataplanes that serve each path in the lab; the eBPF model has no socket load balancing for clusterip. */
+/**
+ * The dataplanes that serve each path in the lab: every one of them. The eBPF model serves the
+ * paper's path and nodeport-remote with its tc NodePort program (SNAT, or DSR), and clusterip with its
+ * socket load balancer on the client pod's cgroup. A dataplane left out of a path is refused on it.
+ */
 export const PATH_DATAPLANES: Readonly<Record<ServicePath, readonly Dataplane[]>> = {
   "nodeport-local": ["iptables", "nftables", "ebpf"],
   "nodeport-remote": ["iptables", "nftables", "ebpf"],
-  clusterip: ["iptables", "nftables"],
+  clusterip: ["iptables", "nftables", "ebpf"],
 };
 
 /** Why a dataplane cannot serve these paths in the lab, or undefined. */

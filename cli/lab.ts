@@ -388,7 +388,7 @@ export async function labCommand(): Promise<Command> {
     .option("--dataplanes <list>", `Service dataplanes: ${DATAPLANES.join(",")}`, DATAPLANES.join(","))
     .addOption(new Option("--baseline <dataplane>", "the dataplane the report compares every other one with (the primary comparisons too)").choices(DATAPLANES).default(DEFAULT_BASELINE))
     .option("--families <list>", "address families: ipv4,ipv6", LAB_FAMILIES.join(","))
-    .option("--paths <list>", `Service paths, each measured with every dataplane and family: ${SERVICE_PATHS.join(",")} (beyond ${DEFAULT_PATH}: a second worker, a client pod; clusterip with iptables and nftables only)`, DEFAULT_PATH)
+    .option("--paths <list>", `Service paths, each measured with every dataplane and family: ${SERVICE_PATHS.join(",")} (beyond ${DEFAULT_PATH}: a second worker, a client pod)`, DEFAULT_PATH)
     .addOption(new Option("--lb-mode <mode>", "the eBPF model's loadBalancer.mode for a NodePort's remote backend (nodeport-remote): snat, Cilium's default, or dsr (the client's address kept, the reply straight from the backend's node)").choices(LOAD_BALANCER_MODES).default(DEFAULT_LOAD_BALANCER_MODE))
     .option("--profiles <list>", `what to measure: ${LAB_PROFILE_CHOICES.join(",")} (programming: Service changes through each dataplane's control plane, timed; not in the default)`, LAB_RUN_PROFILES.join(","))
     .option("--services <list>", "Service counts, e.g. 1,1000,10000 (default: the profile's)")

@@ -63,10 +63,11 @@ export function inNetns(ns: string, argv: readonly string[]): string[] {
   return ["ip", "netns", "exec", ns, ...argv];
 }
 
-/** Starts a long-running program inside a namespace (a listener, a traffic generator). */
-export function spawnInNetns(ns: string, argv: readonly string[], options: SpawnOptions = {}): ChildProcess {
-  const [file, ...args] = inNetns(ns, argv);
-  return spawn(file!, args, { stdio: ["ignore", "pipe", "pipe"], ...options });
+/** Starts a long-running program (a listener, a traffic generator; inNetns gives one inside a namespace). */
+export function startProcess(argv: readonly string[], options: SpawnOptions = {}): ChildProcess {
+  const [file, ...args] = argv;
+  if (!file) throw new Error("startProcess: empty argument list");
+  return spawn(file, args, { stdio: ["ignore", "pipe", "pipe"], ...options });
 }
 
 export function listNetns(): string[] {

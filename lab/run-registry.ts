@@ -5,6 +5,7 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSy
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { deleteNetns, listLinks, listNetns, run } from "./netns.js";
+import { mountType, removeRunCgroups } from "./pod-cgroups.js";
 
 /** First four characters of every name a lab run creates. */
 export const RUN_MARKER = "dptb";
@@ -120,7 +121,7 @@ export function findRunPrefixes(): string[] {
   return [...prefixes].sort();
 }
 
-/** Removes everything of run `prefix`: processes and namespaces (with their veths, qdiscs and filters), mounts, directories. */
+/** Removes everything of run `prefix`: processes and namespaces (with their veths, qdiscs and filters), cgroups, mounts, directories. */
 export function removeRun(prefix: string): RunObjects {
   const found = findRunObjects(prefix);
   const failures: string[] = [];
@@ -138,6 +139,8 @@ export function removeRun(prefix: string): RunObjects {
   for (const mount of [...found.mounts].sort((a, b) => b.length - a.length)) {
     attempt(`mount ${mount}`, () => {
       try {
+        // A cgroup outlives the mount it was made through: the run's go first.
+        if (mountType(mount) === "cgroup2") removeRunCgroups(mount, prefix);
         run(["umount", mount]);
       } catch (error) {
         stuck.push(mount);

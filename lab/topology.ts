@@ -22,10 +22,11 @@
 import { join } from "node:path";
 import type { ChildProcess, SpawnOptions } from "node:child_process";
 import { cidrContains, cidrsOverlap, coveringCidr, nthAddress, parseCidr, type Cidr, type Family } from "../scenario/cidr.js";
-import { exec, inNetns, run, spawnInNetns, type CommandOptions, type CommandResult } from "./netns.js";
+import { exec, inNetns, run, startProcess, type CommandOptions, type CommandResult } from "./netns.js";
 import { processPrivilegeProblem } from "./privileges.js";
 import { claimPrefix, findRunPrefixes, PREFIX_PATTERN, removeRun, RUN_MARKER, RUN_STATE_DIR } from "./run-registry.js";
 import { SHAPERS, shapingCommands, type Shaper } from "../scenario/link-cap.js";
+import { cgroupMountOf, createCgroups, inCgroup, podCgroupPath } from "./pod-cgroups.js";
 
 export { cleanupLeftovers, findRunObjects, type CleanupReport, type RunObjects } from "./run-registry.js";
 
@@ -107,6 +108,8 @@ export interface ClientPodPlan {
   /** Worker 1's host-side veth of the client pod. */
   readonly hostVeth: string;
   readonly addresses: Readonly<Record<Family, string>>;
+  /** Its cgroup v2 directory (lab/pod-cgroups.ts): every process the lab starts in the client pod runs in it. */
+  readonly cgroup: string;
 }
 
 export interface LinkEnd {
@@ -297,7 +300,7 @@ export function planTopology(prefix: string, options: TopologyOptions = {}): Top
  * receiver pod, and the client pod on worker 1; their segments and routes are added to the paper's.
  */
 function morePlan(
-  paper: Pick<TopologyPlan, "prefix" | "namespaces" | "allNamespaces" | "links" | "segments" | "routes" | "forwarding" | "addresses" | "worker">,
+  paper: Pick<TopologyPlan, "prefix" | "runDir" | "namespaces" | "allNamespaces" | "links" | "segments" | "routes" | "forwarding" | "addresses" | "worker">,
   subnets: Record<LinkName, Record<Family, Cidr>>,
   workers: number,
   clientPod: TopologyOptions["clientPod"],
@@ -382,7 +385,7 @@ function morePlan(
     const role = "clientpod";
     allNamespaces[role] = `${prefix}-${role}`;
     segments.push(veth("clientpod", net, { role: "worker", ifname: `${prefix}-lxcc` }, { role, ifname: `${prefix}-ethc` }));
-    client = { role, subnets: net, hostVeth: `${prefix}-lxcc`, addresses: at(net, 2) };
+    client = { role, subnets: net, hostVeth: `${prefix}-lxcc`, addresses: at(net, 2), cgroup: podCgroupPath(paper.runDir, prefix, role) };
     // The cluster CIDR that holds both pod blocks must hold no other block of the lab (the client's would then count as pods).
     for (const family of FAMILIES) {
       const cover = coveringCidr(links.pod.subnets[family], net[family]);
@@ -576,6 +579,8 @@ export class LabTopology {
 
   private build(): void {
     const { plan } = this;
+    // The client pod's cgroup first: nothing of the pod may start before it exists.
+    if (plan.clientPod) createCgroups(cgroupMountOf(plan.runDir), [plan.clientPod.cgroup]);
     for (const [role, ns] of Object.entries(plan.allNamespaces)) {
       run(["ip", "netns", "add", ns]);
       const sysctls = [
@@ -629,19 +634,26 @@ export class LabTopology {
     }
   }
 
+  /** The argument array that runs argv in the role's namespace, and in its pod's cgroup where it has one (the client pod). */
+  private inRole(role: Role | (string & {}), argv: readonly string[]): string[] {
+    const inNs = inNetns(this.namespace(role), argv);
+    const pod = this.plan.clientPod;
+    return pod && role === pod.role ? inCgroup(pod.cgroup, inNs) : inNs;
+  }
+
   /** Runs argv inside the role's namespace and returns its output and status. */
   exec(role: Role | (string & {}), argv: readonly string[], options?: CommandOptions): CommandResult {
-    return exec(inNetns(this.namespace(role), argv), options);
+    return exec(this.inRole(role, argv), options);
   }
 
   /** Runs argv inside the role's namespace; throws unless it exits 0. */
   run(role: Role | (string & {}), argv: readonly string[], options?: CommandOptions): string {
-    return run(inNetns(this.namespace(role), argv), options);
+    return run(this.inRole(role, argv), options);
   }
 
   /** Starts a long-running program in the role's namespace. Teardown kills whatever still runs there. */
   spawn(role: Role | (string & {}), argv: readonly string[], options?: SpawnOptions): ChildProcess {
-    return spawnInNetns(this.namespace(role), argv, options);
+    return startProcess(this.inRole(role, argv), options);
   }
 
   /** Registers work to undo before the namespaces go (e.g. a dataplane's filters and mounts); runs last-in first-out. */

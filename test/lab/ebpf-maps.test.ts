@@ -55,6 +55,19 @@ describe("service map plan", () => {
     expect(plan.backends).toHaveLength(2 * (3 + 3)); // receiver: 9000/TCP, 31000/TCP, 31000/UDP; 3 scaled targets
   });
 
+  it("plans the paths' receivers after the set, each to its own backend, and names them in errors", () => {
+    const set = fixtureServiceSet({ nodePort: 1, clusterIp: 1 });
+    const remote = { ...fixtureServiceSet({ nodePort: 0, clusterIp: 3 }).scaled[2]!, namespace: "ditg", name: "ditg-receiver-clusterip" };
+    const pod2 = { ipv4: "198.18.22.2", ipv6: "2001:2:0:42::2" };
+    const plan = planServiceMaps(set, { ...endpoints, backendOf: (s) => (s.name === remote.name ? pod2 : undefined) }, undefined, [remote]);
+    const last = plan.frontends.filter((f) => f.family === "ipv4").at(-1)!;
+    expect([last.servicePort, last.kind, last.address, last.port]).toEqual(["ditg/ditg-receiver-clusterip:tcp", "ClusterIP", "198.19.128.4", 80]);
+    expect(plan.backends.find((b) => b.id === last.backendIds[0])).toMatchObject({ address: "198.18.22.2", port: 8002 });
+    // Its ClusterIP taken by a Service of the set: refused, naming the path's receiver.
+    const clash = { ...remote, clusterIPs: set.scaled[1]!.clusterIPs };
+    expect(() => planServiceMaps(set, endpoints, undefined, [clash])).toThrow(/^paths\[0\]\(ditg\/ditg-receiver-clusterip\)\.ports\[0\]: frontend 198\.19\.128\.3:80\/TCP is already used by scale\/svc-1:tcp/);
+  });
+
   it("serves only the families that have both a node and a pod address", () => {
     const plan = planServiceMaps(fixtureServiceSet({ nodePort: 1, clusterIp: 1 }), {
       node: { ipv4: endpoints.node.ipv4 },

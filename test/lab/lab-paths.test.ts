@@ -1,8 +1,8 @@
 // The lab's paths beyond the paper's on this kernel: a small campaign of kube-proxy's two modes over
 // nodeport-local, nodeport-remote and clusterip (latency and setup, both families), each run through
 // its own path (its sender namespace, its Service, its receiver on worker 2), the results stored per
-// path and the report's CSVs with a path column, hops.csv with each path's own sections; and the eBPF
-// model refused where clusterip is among the paths (lab-paths-ebpf.test.ts runs it on the NodePort paths).
+// path and the report's CSVs with a path column, hops.csv with each path's own sections. The eBPF
+// model on these paths: lab-paths-ebpf.test.ts (NodePort paths) and lab-paths-ebpf-clusterip.test.ts.
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -40,8 +40,6 @@ describe.skipIf(hostProblem !== undefined)(`the lab's paths on this kernel${host
       const backend = await LabBackend.start({ linkMbps: def.linkMbps, paths: def.paths! });
       prefix = backend.topology.prefix;
       namespaces = Object.keys(backend.topology.plan.allNamespaces);
-      // The eBPF model is refused with clusterip among the paths (no socket load balancing), before anything is installed.
-      await expect(backend.prepare({ dataplane: "ebpf", services: 1 })).rejects.toThrow(/the lab's ebpf dataplane does not serve clusterip \(served by iptables, nftables\)/);
       await runCampaign({ store, campaignId, backend, decoder, judge: runJudge, retries: 2 });
       results = store.results(campaignId);
     } finally {

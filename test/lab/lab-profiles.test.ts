@@ -171,7 +171,6 @@ describe("lab flags", () => {
     [{ dataplanes: "nftables,ebpf" }, '--baseline: "iptables" is not accepted; accepted: one of the dataplanes the campaign runs (nftables, ebpf); with --dataplanes leaving out iptables, name another baseline'],
     [{ dataplanes: "iptables,ebpf", baseline: "nftables" }, '--baseline: "nftables" is not accepted; accepted: one of the dataplanes the campaign runs (iptables, ebpf)'],
     [{ paths: "nodeport-local,pod" }, '--paths: "nodeport-local,pod" is not accepted; accepted: a comma-separated list of nodeport-local, nodeport-remote, clusterip, each at most once'],
-    [{ paths: "nodeport-local,clusterip" }, "--paths: \"nodeport-local,clusterip\" is not accepted; accepted: with --dataplanes iptables,nftables,ebpf: paths each of them serves, since the lab's ebpf dataplane does not serve clusterip (served by iptables, nftables)"],
     [{ lbMode: "tunnel" }, '--lb-mode: "tunnel" is not accepted; accepted: snat or dsr'],
   ] as const)("refuses %j", (over, message) => {
     expect(flagError(over)).toContain(message);

@@ -7,6 +7,9 @@
 // With loadBalancer.mode dsr and more workers, every other worker's uplink gets the backend side of
 // DSR (lb_dsr_ingress, lb_dsr_egress), each worker with its own bpffs, so that its NAT map is its
 // own as on a separate node.
+//
+// With a client pod (the clusterip path), the socket load balancer (sock-lb.c, sock-lb.ts) is
+// attached to its cgroup, on worker 1's maps.
 import { spawn, type ChildProcess } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { createInterface } from "node:readline";
@@ -20,6 +23,7 @@ import { decodeServiceEntry, DEFAULT_LB_MAP_MAX, LB_MAPS, planServiceMapsFor, ty
 import { bpftoolBatch, LbMapAgent, writerBatch, type MapOperation } from "./lb-agent.js";
 import { podClusterCidr, type LabTopology } from "../../topology.js";
 import { DEFAULT_LOAD_BALANCER_MODE, nodeConfigDefines, type LoadBalancerMode } from "./node-config.js";
+import { attachToolCompileCommand, SOCK_LB_MAPS, SOCK_LB_SOURCE, SocketLoadBalancer } from "./sock-lb.js";
 
 const SOURCE_DIR = fileURLToPath(new URL("./", import.meta.url));
 const SOURCE = "service-lb.c";
@@ -116,8 +120,8 @@ export function parseWriterReply(reply: string, ops: readonly MapOperation[]): M
   }
   throw new Error(`eBPF map writer: unexpected answer ${JSON.stringify(reply)}`);
 }
-/** Pure: the clang command that builds service-lb.c; `node` holds the node's settings as -D flags (node-config.ts). */
-export function compileCommand(output: string, lbMapMax: number, ctMapMax: number, node: readonly string[]): string[] {
+/** Pure: the clang command that builds a BPF object of this folder (service-lb.c by default, or sock-lb.c); `node` holds the node's settings as -D flags (node-config.ts). */
+export function compileCommand(output: string, lbMapMax: number, ctMapMax: number, node: readonly string[], source = SOURCE): string[] {
   // clang -target bpf does not search the multiarch directory that holds <asm/types.h>.
   const multiarch = `/usr/include/${machine()}-linux-gnu`;
   return [
@@ -125,7 +129,7 @@ export function compileCommand(output: string, lbMapMax: number, ctMapMax: numbe
     ...(existsSync(multiarch) ? ["-I", multiarch] : []),
     "-I", SOURCE_DIR,
     `-DLB_MAP_MAX=${lbMapMax}`, `-DCT_MAP_MAX=${ctMapMax}`, ...node,
-    "-c", join(SOURCE_DIR, SOURCE), "-o", output,
+    "-c", join(SOURCE_DIR, source), "-o", output,
   ];
 }
 
@@ -149,6 +153,8 @@ export class EbpfDataplane {
 
   /** What the maps hold, as the agent that filled them sees it; later changes go through it. */
   agent = new LbMapAgent();
+  /** The socket load balancer on the client pod's cgroup, when the lab has a client pod. */
+  sockets: SocketLoadBalancer | undefined;
   private writer: { child: ChildProcess; replies: AsyncIterator<string> } | undefined;
 
   get timings(): EbpfTimings {
@@ -185,11 +191,19 @@ export class EbpfDataplane {
 
     const workDir = mkdtempSync(join(tmpdir(), `${topology.prefix}-ebpf-`));
     const dataplane = new EbpfDataplane(topology, plan, workDir, join(topology.runDir, "bpffs"), { compileMs: 0, attachMs: 0, fillMs: 0 }, mode);
+    const pod = topology.plan.clientPod;
+    if (pod) {
+      dataplane.sockets = new SocketLoadBalancer(pod.cgroup, join(workDir, "sock-lb.o"), join(workDir, "sock-lb-attach"), join(dataplane.bpffs, "tc", "globals"), join(dataplane.bpffs, "sock"));
+    }
     topology.onTeardown(() => dataplane.teardown());
     try {
       dataplane.times.compileMs = timed(() => {
         run(compileCommand(dataplane.object, lbMapMax, ctMapMax, node));
         run(writerCompileCommand(dataplane.writerBinary));
+        if (pod) {
+          run(compileCommand(join(workDir, "sock-lb.o"), lbMapMax, ctMapMax, node, SOCK_LB_SOURCE));
+          run(attachToolCompileCommand(join(workDir, "sock-lb-attach")));
+        }
       });
       dataplane.times.attachMs = timed(() => dataplane.attach());
       dataplane.times.fillMs = timed(() => dataplane.fill());
@@ -278,7 +292,7 @@ export class EbpfDataplane {
   /** Bpffs mounts made so far (teardown unmounts them). */
   private readonly mountedAt: string[] = [];
 
-  /** Loads the programs onto the uplinks from the compiled object; the maps are the ones pinned under each worker's bpffs. */
+  /** Loads the programs onto the uplinks from the compiled object (the maps are the ones pinned under each worker's bpffs), then the socket hooks. */
   private attachPrograms(): void {
     // replace: creates the clsact qdisc, or keeps the one the hop probes attached to. The probes remove
     // it when they detach from an uplink without filters, as they find it while this dataplane is parked.
@@ -292,6 +306,8 @@ export class EbpfDataplane {
         { env: { TC_BPF_MNT: a.bpffs } },
       );
     }
+    // After tc: its loader creates the shared maps the socket program reuses.
+    this.sockets?.attach();
     this.detached = false;
   }
 
@@ -302,6 +318,7 @@ export class EbpfDataplane {
    */
   detach(): void {
     if (this.tornDown || this.detached) return;
+    this.sockets?.detach();
     for (const a of this.attachments) this.topology.run(a.role, ["tc", "filter", "del", "dev", a.uplink, a.direction, "pref", String(EBPF_DATAPLANE_PREF)]);
     this.detached = true;
   }
@@ -345,11 +362,16 @@ export class EbpfDataplane {
       }[];
       for (const f of filters) if (f.options?.prog) programs.push(f.options.prog.id);
     }
+    for (const hook of this.sockets?.attached() ?? []) programs.push(hook.id);
     const maps = this.mounts.flatMap((bpffs) =>
       Object.values(LB_MAPS).flatMap((byFamily) =>
         Object.values(byFamily).map((name) => (JSON.parse(run(["bpftool", "-j", "map", "show", "pinned", this.mapPath(name, bpffs)])) as { id: number }).id),
       ),
     );
+    // The socket load balancer's own maps, beside worker 1's.
+    for (const byFamily of this.sockets ? Object.values(SOCK_LB_MAPS) : []) {
+      for (const name of Object.values(byFamily)) maps.push((JSON.parse(run(["bpftool", "-j", "map", "show", "pinned", this.mapPath(name)])) as { id: number }).id);
+    }
     return { programs, maps };
   }
 
@@ -359,6 +381,12 @@ export class EbpfDataplane {
     this.tornDown = true;
     this.stopWriter();
     const failures: string[] = [];
+    // The hooks' pins go with the bpffs below too; removing them first detaches the hooks while the maps are still there.
+    try {
+      this.sockets?.detach();
+    } catch (error) {
+      failures.push(`socket load balancer: ${(error as Error).message}`);
+    }
     if (this.attached) {
       const gone = /Cannot find device|No such file|Cannot open network namespace|Cannot find specified filter chain|Parent Qdisc doesn't exist/i;
       // Detached programs have no filter left to delete.

@@ -209,4 +209,51 @@ LB_LRU_MAP(ct6_global, struct ct6_tuple, struct ct_entry, CT_MAP_MAX);
 LB_LRU_MAP(snat4_external, struct ct4_tuple, struct nat4_entry, NAT_MAP_MAX);
 LB_LRU_MAP(snat6_external, struct ct6_tuple, struct nat6_entry, NAT_MAP_MAX);
 
+/* ---- Socket load balancing (sock-lb.c, Cilium's bpf/bpf_sock.c) ----
+ * What a socket was translated to, so that replies read from it, and getpeername(), show the
+ * Service's frontend. Key: the socket cookie and the backend the socket talks to. */
+
+/* Cilium ipv4_revnat_tuple, 16 bytes. */
+struct ipv4_revnat_tuple {
+	__u64 cookie;
+	__be32 address;      /* backend */
+	__be16 port;
+	__u16 pad;
+};
+
+/* Cilium ipv4_revnat_entry, 8 bytes: the frontend the socket addressed. */
+struct ipv4_revnat_entry {
+	__be32 address;
+	__be16 port;
+	__u16 rev_nat_index;
+};
+
+/* Cilium ipv6_revnat_tuple, 32 bytes (its tail padding made explicit). */
+struct ipv6_revnat_tuple {
+	__u64 cookie;
+	__u8 address[16];
+	__be16 port;
+	__u16 pad;
+	__u32 pad2;
+};
+
+/* Cilium ipv6_revnat_entry, 20 bytes. */
+struct ipv6_revnat_entry {
+	__u8 address[16];
+	__be16 port;
+	__u16 rev_nat_index;
+};
+
+/* Entries of each reverse map (Cilium sizes them like the CT maps). */
+#ifndef SOCK_REVNAT_MAP_MAX
+#define SOCK_REVNAT_MAP_MAX CT_MAP_MAX
+#endif
+
+/* Only the socket program carries these maps: the tc object stays as it was. */
+#ifdef LAB_SOCK_LB
+/* cilium_lb4_reverse_sk / cilium_lb6_reverse_sk */
+LB_LRU_MAP(lb4_reverse_sk, struct ipv4_revnat_tuple, struct ipv4_revnat_entry, SOCK_REVNAT_MAP_MAX);
+LB_LRU_MAP(lb6_reverse_sk, struct ipv6_revnat_tuple, struct ipv6_revnat_entry, SOCK_REVNAT_MAP_MAX);
+#endif
+
 #endif /* LAB_LB_MAPS_H */

@@ -1,5 +1,7 @@
-// Cilium's kube-proxy replacement reduced to its tc NodePort path on the lab's worker: the load
-// balancer of kernel.ts (with the context's loadBalancer.mode, snat unless told dsr) (compiled, attached to the uplink, its maps filled with one bpftool batch).
+// Cilium's kube-proxy replacement reduced to its tc NodePort path on the lab's worker, and its socket
+// load balancer on the client pod's cgroup where the lab has one: the load balancer of kernel.ts
+// (with the context's loadBalancer.mode, snat unless told dsr; compiled, attached to the uplink and
+// the cgroup, its maps filled with one bpftool batch).
 // Changes, a move to another step among them, go entry by entry through the map writer in the
 // agent's order (lb-agent.ts). Stepping aside detaches the programs; the filled maps stay pinned.
 import { rmSync, writeFileSync } from "node:fs";
@@ -29,8 +31,8 @@ function backendsOf(endpoints: readonly ServiceEndpoints[]): (spec: ServiceSpec)
 
 /** The Services of a step's endpoints that are not in its Service set: the receivers of the paths beyond the paper's. */
 function pathReceiversOf(step: LabStep): ServiceSpec[] {
-  const inSet = new Set([step.serviceSet.receiver, ...step.serviceSet.scaled]);
-  return step.endpoints.map((e) => e.service).filter((spec) => !inSet.has(spec));
+  const inSet = new Set([step.serviceSet.receiver, ...step.serviceSet.scaled].map(namespacedName));
+  return step.endpoints.map((e) => e.service).filter((spec) => !inSet.has(namespacedName(spec)));
 }
 
 class EbpfLabDataplane implements LabDataplane {
@@ -141,7 +143,7 @@ class EbpfLabDataplane implements LabDataplane {
     // Worker 1's uplink, and with DSR the other workers' where a held load balancer put programs.
     const places = [{ role: "worker", uplink }, ...(this.held?.loadBalancer.attachments.filter((a) => a.role !== "worker") ?? [])];
     const seen = new Set<string>();
-    return places.flatMap(({ role, uplink: dev }) => {
+    const filters = places.flatMap(({ role, uplink: dev }) => {
       if (seen.has(`${role}|${dev}`)) return [];
       seen.add(`${role}|${dev}`);
       return ["ingress", "egress"].flatMap((direction) => {
@@ -150,6 +152,9 @@ class EbpfLabDataplane implements LabDataplane {
         return filters === "" ? [] : [`a tc filter at ${dev} ${direction}: ${filters.split("\n")[0]}`];
       });
     });
+    const sockets = this.held?.loadBalancer.sockets;
+    const hooks = (sockets?.attached() ?? []).map((h) => `a ${h.attachType} hook (${h.name}) on ${sockets!.cgroup}`);
+    return [...filters, ...hooks];
   }
 
   async counts(): Promise<InstalledCounts> {

@@ -79,14 +79,16 @@ function checkPort(where: string, key: string, value: unknown): number {
 }
 
 /**
- * Pure: the frontends and backends for a ServiceSet (the receiver's Service first). Throws, naming
+ * Pure: the frontends and backends for a ServiceSet (the receiver's Service first), and for `more`
+ * Services after it (the paths' receivers). Throws, naming
  * the Service and key, on input the maps cannot hold; nothing is written before this succeeds.
  */
-export function planServiceMaps(set: ServiceSet, endpoints: LbEndpoints, lbMapMax = DEFAULT_LB_MAP_MAX): ServiceMapPlan {
+export function planServiceMaps(set: ServiceSet, endpoints: LbEndpoints, lbMapMax = DEFAULT_LB_MAP_MAX, more: readonly ServiceSpec[] = []): ServiceMapPlan {
   return planServiceMapsFor(
     [
       { spec: set.receiver, where: "receiver" },
       ...set.scaled.map((spec, i) => ({ spec, where: `scaled[${i}]` })),
+      ...more.map((spec, i) => ({ spec, where: `paths[${i}]` })),
     ],
     endpoints,
     lbMapMax,
