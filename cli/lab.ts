@@ -172,7 +172,9 @@ export function parseLabFlags(o: LabOptions): LabFlags {
     ...(o.cap ? {} : { linkMbps: 0 }),
   });
   // The paper's path alone is left out of the definition: the campaign (its id, its runs) is the one it was before paths.
-  const definition: CampaignDefinition = beyond ? { ...measured, paths } : measured;
+  // So is the eBPF model's default SNAT; DSR makes the eBPF runs on nodeport-remote another campaign.
+  const dsr = loadBalancerMode === "dsr" && dataplanes.includes("ebpf") && paths.includes("nodeport-remote");
+  const definition: CampaignDefinition = { ...measured, ...(beyond ? { paths } : {}), ...(dsr ? { loadBalancerMode: "dsr" as const } : {}) };
   const out = path.resolve(o.out);
   return {
     profile,

@@ -83,6 +83,11 @@ export interface CampaignDefinition {
   readonly traffic: CampaignTraffic;
   /** What each run of the programming profile does; present when the campaign plans that profile. */
   readonly programming?: ProgrammingSettings;
+  /**
+   * The eBPF dataplane's loadBalancer.mode for remote NodePort backends where it is not Cilium's
+   * default (snat): DSR runs are another campaign, never resumed into a SNAT one. Absent: snat.
+   */
+  readonly loadBalancerMode?: "dsr";
 }
 
 /** One run of the plan: its key, its deterministic id and its position in the plan. */

@@ -116,6 +116,18 @@ describe("lab flags", () => {
     expect(campaignIdFor(c.definition)).not.toBe(campaignIdFor(a.definition));
   });
 
+  it("makes the eBPF model's DSR runs another campaign than its SNAT ones, and leaves the definition alone where DSR changes nothing", () => {
+    const snat = parseLabFlags(options({ paths: "nodeport-local,nodeport-remote" }));
+    const dsr = parseLabFlags(options({ paths: "nodeport-local,nodeport-remote", lbMode: "dsr" }));
+    expect(snat.definition.loadBalancerMode).toBeUndefined();
+    expect(dsr.definition.loadBalancerMode).toBe("dsr");
+    expect(campaignIdFor(dsr.definition)).not.toBe(campaignIdFor(snat.definition));
+    // Without nodeport-remote, or without the eBPF dataplane, the mode is not used: the same campaign.
+    expect(campaignIdFor(parseLabFlags(options({ lbMode: "dsr" })).definition)).toBe(campaignIdFor(parseLabFlags(options()).definition));
+    const kubeProxy = { paths: "nodeport-remote", dataplanes: "iptables,nftables" };
+    expect(campaignIdFor(parseLabFlags(options({ ...kubeProxy, lbMode: "dsr" })).definition)).toBe(campaignIdFor(parseLabFlags(options(kubeProxy)).definition));
+  });
+
   it("runs every dataplane against iptables by default, and the ones named against the one named", () => {
     expect(parseLabFlags(options()).definition.dataplanes).toEqual(["iptables", "nftables", "ebpf"]);
     expect(parseLabFlags(options()).baseline).toBe("iptables");
