@@ -5,7 +5,7 @@
 // cannot run here is a stand-in: the Pulumi CLI, and the Kubernetes API with its agents on the worker
 // (whose Service dataplane is the lab's). The same command (same --db) resumes: a stack whose
 // campaign is complete in the store is not deployed again.
-import { mkdirSync } from "node:fs";
+import { existsSync, mkdirSync } from "node:fs";
 import path from "node:path";
 import { Command, Option } from "commander";
 import { CLOUD_PROFILES } from "../backends/cloud.js";
@@ -68,7 +68,6 @@ export function parseRehearseFlags(o: RehearseOptions): RehearseFlags {
   const dataplanes = items as Dataplane[];
   if (!(DATAPLANES as readonly string[]).includes(o.baseline)) bad("baseline", o.baseline, DATAPLANES.join(", "));
   const baseline = o.baseline as Dataplane;
-  if (!dataplanes.includes(baseline)) bad("baseline", baseline, `one of the dataplanes rehearsed (${dataplanes.join(", ")})`);
   const retries = /^\d+$/.test(o.retries.trim()) ? Number(o.retries) : NaN;
   if (!(retries >= 0 && retries <= MAX_RETRIES)) bad("retries", o.retries, `a whole number from 0 to ${MAX_RETRIES}`);
   let profiles: readonly RunProfile[] = CLOUD_PROFILES;
@@ -80,10 +79,26 @@ export function parseRehearseFlags(o: RehearseOptions): RehearseFlags {
     profiles = asked as RunProfile[];
   }
   const out = path.resolve(o.out);
-  return {
+  const flags: RehearseFlags = {
     profile: labProfile(o.profile), out, db: path.resolve(o.db ?? path.join(out, "results.db")), dataplanes, baseline, retries,
     retryFailed: o.retryFailed === true, profiles, cleanup: o.cleanup === true,
   };
+  // The report covers the whole store: a stack rehearsed earlier into it may be the baseline of a rehearsal of another.
+  if (!dataplanes.includes(baseline) && !storeHoldsStack(flags, baseline)) {
+    bad("baseline", baseline, `one of the dataplanes rehearsed (${dataplanes.join(", ")}), or one whose stack's campaign ${flags.db} holds already`);
+  }
+  return flags;
+}
+
+/** Whether the store (if there is one) holds the campaign of the dataplane's rehearsal stack. */
+function storeHoldsStack(flags: RehearseFlags, dataplane: Dataplane): boolean {
+  if (!existsSync(flags.db)) return false;
+  const store = ResultStore.openReadOnly(flags.db);
+  try {
+    return store.campaignIds().includes(rehearsalCampaign(flags, dataplane).id);
+  } finally {
+    store.close();
+  }
 }
 
 /** The campaign `testbed campaign --stack rehearse-<dataplane>` runs, as it derives it (to skip one that is complete). */

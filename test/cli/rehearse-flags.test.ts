@@ -1,7 +1,12 @@
 // `testbed rehearse`'s flags: checked whole before anything starts, and the campaign each stack runs
 // derived exactly as `testbed campaign --stack` derives it (so a complete one is not deployed again).
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
 import { describe, expect, it } from "vitest";
 import { parseRehearseFlags, rehearsalCampaign, type RehearseOptions } from "../../cli/rehearse.js";
+import { planCampaign } from "../../measure/campaign-plan.js";
+import { ResultStore } from "../../measure/store.js";
 import { CLOUD_PROFILES } from "../../backends/cloud.js";
 
 const base: RehearseOptions = { profile: "smoke", out: "/tmp/rehearsal-flags", dataplanes: "iptables,nftables,ebpf", baseline: "iptables", retries: "2" };
@@ -15,6 +20,26 @@ describe("testbed rehearse flags", () => {
     expect(rehearsalCampaign(some, "ebpf").definition.profiles).toEqual(["latency", "setup"]);
     expect(rehearsalCampaign(all, "ebpf").definition.profiles).toEqual([...CLOUD_PROFILES]);
     expect(rehearsalCampaign(some, "ebpf").id).not.toBe(rehearsalCampaign(all, "ebpf").id);
+  });
+
+  it("takes as the baseline a stack not rehearsed this time only when the store already holds its campaign (the report covers the whole store)", () => {
+    const out = mkdtempSync(path.join(tmpdir(), "rehearse-flags-"));
+    try {
+      const nftables = { ...base, out, dataplanes: "nftables" };
+      const message = `--baseline: "iptables" is not accepted; accepted: one of the dataplanes rehearsed (nftables), or one whose stack's campaign ${path.join(out, "results.db")} holds already`;
+      expect(() => parseRehearseFlags(nftables)).toThrow(message);
+      // A store with another stack's campaign only: still refused.
+      const store = ResultStore.open(path.join(out, "results.db"));
+      const ebpf = rehearsalCampaign(parseRehearseFlags({ ...base, out }), "ebpf");
+      store.ensureCampaign(ebpf.id, ebpf.definition, planCampaign(ebpf.id, ebpf.definition));
+      expect(() => parseRehearseFlags(nftables)).toThrow(message);
+      const iptables = rehearsalCampaign(parseRehearseFlags({ ...base, out }), "iptables");
+      store.ensureCampaign(iptables.id, iptables.definition, planCampaign(iptables.id, iptables.definition));
+      store.close();
+      expect(parseRehearseFlags(nftables)).toMatchObject({ dataplanes: ["nftables"], baseline: "iptables" });
+    } finally {
+      rmSync(out, { recursive: true, force: true });
+    }
   });
 
   it("refuses a profile the cloud path does not measure, or one named twice, naming the flag and what is accepted", () => {
