@@ -354,7 +354,10 @@ function execByKubelet(pod: PodStatus, command: readonly string[]): Promise<numb
     conn.once("error", (e) => reject(new KubectlError(`exec into ${pod.name}: the kubelet does not answer (${e.message})`)));
     conn.once("connect", () => conn.write(`${JSON.stringify({ namespace: pod.namespace, pod: pod.name, command })}\n`));
     let exit: number | undefined;
-    createInterface({ input: conn }).on("line", (line) => {
+    const frames = createInterface({ input: conn });
+    // The socket's errors are conn's, reported above.
+    frames.on("error", () => undefined);
+    frames.on("line", (line) => {
       const f = JSON.parse(line) as ExecFrame;
       if ("out" in f) process.stdout.write(Buffer.from(f.out, "base64"));
       else if ("err" in f) process.stderr.write(Buffer.from(f.err, "base64"));

@@ -11,6 +11,7 @@ import { pathOverrides, rehearsalStackConfig, rehearsalStackName, stackScenarioO
 import { SERVICE_PATHS } from "../../scenario/paths.js";
 import { cidrsOverlap } from "../../scenario/cidr.js";
 import { CHECKOUT, sshdConfig } from "../../rehearsal/hosts.js";
+import { probeHosts } from "../../rehearsal/environment.js";
 import { cidrContains, parseCidr } from "../../scenario/cidr.js";
 import { DATAPLANES } from "../../scenario/schema.js";
 
@@ -152,6 +153,26 @@ describe("the rehearsal's stacks", () => {
     // What the committed nftables stack sets beyond its dataplane stays (a kernel of 5.13 or later).
     expect(stackScenarioOf(configOf("nftables")).kubernetes.version).toBe("1.33.9");
     expect(stackScenarioOf(configOf("iptables", LAB_PROFILES.default)).sweep.services).toEqual([1, 1000, 5000, 10000]);
+  });
+});
+
+describe("where the first boot left the probes", () => {
+  it("on the hosts of the stack's build commands whose script installs that probe", () => {
+    const build = (component: string, host: string, binary: string) => ({
+      type: "command:remote:Command",
+      name: `${component}-${host}-build`,
+      inputs: { create: `BINARY='${binary}'\ncc ...` },
+      options: { parent: `testbed:tools:SetupProbe::${component}` },
+    });
+    const resources = [
+      build("setup-probe", "client", "/usr/local/bin/connection-setup-probe"),
+      build("setup-probe", "worker", "/usr/local/bin/connection-setup-probe"),
+      build("setup-probe", "worker-2", "/usr/local/bin/connection-setup-probe"),
+      build("programming-probe", "worker", "/usr/local/bin/programming-probe"),
+      { type: "command:remote:Command", name: "workloads-apply", inputs: { create: "/usr/local/bin/connection-setup-probe" }, options: { parent: "testbed:workloads:Workloads::workloads" } },
+    ] as unknown as Parameters<typeof probeHosts>[0];
+    expect(probeHosts(resources, "/usr/local/bin/connection-setup-probe")).toEqual(["client", "worker", "worker-2"]);
+    expect(probeHosts(resources, "/usr/local/bin/programming-probe")).toEqual(["worker"]);
   });
 });
 
