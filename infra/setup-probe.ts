@@ -1,6 +1,7 @@
 // The probes `testbed campaign` runs on the hosts, each built where it runs: the client (the probe,
-// towards the worker's NodePort) and the worker (its listener, which the campaign starts in a pod's
-// network namespace). Two of them, one component each:
+// towards the worker's NodePort) and the workers (its listener, which the campaign starts in a
+// receiver pod's network namespace on the pod's node: worker 1 for the paper's path, worker 2 for
+// the remote paths' receivers). Two of them, one component each:
 //   the connection-setup probe (measure/connection-setup-probe.c), stack output `connectionSetupProbe`,
 //     its listener in the receiver pod's namespace;
 //   the programming probe (measure/programming-probe.c), stack output `programmingProbe`, its
@@ -16,7 +17,7 @@ import * as command from "@pulumi/command";
 import { SETUP_PROBE_BINARY, SETUP_PROBE_SOURCE } from "../measure/connection-setup.js";
 import { PROBE_SOURCE as PROGRAMMING_PROBE_SOURCE, PROGRAMMING_PROBE_BINARY } from "../measure/programming-probe.js";
 import { asRootCommand, commandTimeouts, shellAssignments, type ScriptBound } from "./cluster/shell.js";
-import type { HostAccess } from "./hosts.js";
+import type { HostAccess, NamedHost } from "./hosts.js";
 import { contentHash, remoteArtifactPath, uploadArtifact } from "./remote-files.js";
 
 /** A probe the stack builds on the client and the worker. */
@@ -84,6 +85,8 @@ echo "$BINARY"`;
 export interface SetupProbeArgs {
   readonly client: HostAccess;
   readonly worker: HostAccess;
+  /** The workers after worker 1 (testbed:workers): each builds it at the same path, where the paths' receivers run. */
+  readonly moreWorkers?: readonly NamedHost[];
   /** Which probe; default the connection-setup probe. */
   readonly probe?: HostProbe;
   /** The probe's C source; default: the one of this checkout. */
@@ -100,7 +103,7 @@ export class SetupProbe extends pulumi.ComponentResource {
     const source = args.source ?? readFileSync(probe.sourceFile, "utf8");
     const bound: ScriptBound = { limitS: CC_TIMEOUT_S + 60, waitingFor: `cc to build ${probe.what}` };
     const script = asRootCommand(probeBuildScript({ source: remoteArtifactPath(probe.artifact), sha256: contentHash(source), binary: probe.binary }), bound);
-    const build = (role: "client" | "worker", host: HostAccess) => {
+    const build = (role: string, host: HostAccess) => {
       const connection = pulumi.secret(pulumi.output(host.connection));
       const upload = uploadArtifact(`${name}-${role}-source`, { connection, artifactPath: probe.artifact, content: source }, { parent: this, dependsOn: [host.ready], deletedWith: host.server });
       return new command.remote.Command(
@@ -111,8 +114,9 @@ export class SetupProbe extends pulumi.ComponentResource {
     };
     const client = build("client", args.client);
     const worker = build("worker", args.worker);
-    // From each build's own output: the output says where the probe is once it is there.
-    this.paths = pulumi.all([client.stdout, worker.stdout]).apply(([c, w]) => ({ client: c.trim(), worker: w.trim() }));
+    const more = (args.moreWorkers ?? []).map((w) => build(w.name, w.access));
+    // From each build's own output: the output says where the probe is once it is there (on every worker).
+    this.paths = pulumi.all([client.stdout, worker.stdout, ...more.map((m) => m.stdout)]).apply(([c, w]) => ({ client: c.trim(), worker: w.trim() }));
     this.registerOutputs({ paths: this.paths });
   }
 }

@@ -55,7 +55,8 @@ export class Testbed extends pulumi.ComponentResource {
       { parent: this },
     );
     // Built before the workloads: the clusterip path's client pod mounts worker 1's build.
-    this.setupProbe = new SetupProbe("setup-probe", { client: this.lab.hosts.client, worker: this.lab.hosts.worker }, { parent: this });
+    // Built on every worker: the remote paths' receivers, whose node runs the listener, are on worker 2.
+    this.setupProbe = new SetupProbe("setup-probe", { client: this.lab.hosts.client, worker: this.lab.hosts.worker, moreWorkers: this.lab.workers.slice(1) }, { parent: this });
     const nodeOf = (nodes: readonly { role: string; name: string }[], host: string) => {
       const node = nodes.find((n) => n.role === host);
       if (!node) throw new Error(`the cluster reports no node for the ${host}`);

@@ -17,21 +17,20 @@ import path from "node:path";
 import { pathToFileURL } from "node:url";
 import { resourceKey } from "../infra/lifecycle.js";
 import type { PlannedResource } from "../infra/offline-engine.js";
-import { HOST_ROLES, type HostRole } from "../infra/hosts.js";
+import type { HostName } from "../infra/hosts.js";
 import { clusterDataplane } from "../infra/cluster/dataplanes/index.js";
 import { labDataplane } from "../lab/dataplanes/index.js";
 import type { IptablesBackend } from "../lab/dataplanes/iptables/kernel.js";
 import type { LabProfile } from "../lab/profiles.js";
 import { LabTopology } from "../lab/topology.js";
 import type { Dataplane, Scenario } from "../scenario/schema.js";
-import { backendDeployment } from "../workloads/manifests.js";
-import { RECEIVER_SERVICE_NAME } from "../workloads/service-set.js";
+import type { ServicePath } from "../scenario/paths.js";
 import { CHECKOUT, NamespaceHost, seedFile, seedPath } from "./hosts.js";
 import { setupProbeCompileCommand } from "../measure/connection-setup.js";
 import { STACK_PROBES } from "../infra/setup-probe.js";
-import { KubeApi, type ClusterInfo, type PodStatus } from "./kubernetes/api.js";
+import { KubeApi, type ClusterInfo, type PodSandbox, type PodStatus } from "./kubernetes/api.js";
 import { WorkerAgents } from "./kubernetes/node-agents.js";
-import { OPERATOR_ADDRESS, planRehearsalNetwork, rehearsalAddresses, type RehearsalAddresses } from "./network.js";
+import { OPERATOR_ADDRESS, planRehearsalNetwork, rehearsalAddresses, rehearsalPods, type RehearsalAddresses } from "./network.js";
 import { CARRIED_OUT_COMPONENTS } from "./pulumi/deploy.js";
 import { planStack, STATE_ENV, StackState, type KnownState } from "./pulumi/state.js";
 import { rehearsalStackConfig, rehearsalStackName, stackScenarioOf } from "./stack-config.js";
@@ -48,6 +47,8 @@ export interface EnvironmentOptions {
   /** How long the worker's dataplane agent waits after a change before it programs (default 0). */
   readonly programDelayMs?: number;
   readonly iptablesBackend?: IptablesBackend;
+  /** The Service paths the stack serves (testbed:paths); default the paper's alone. */
+  readonly paths?: readonly ServicePath[];
   readonly log: (line: string) => void;
 }
 
@@ -58,6 +59,19 @@ export interface EnvironmentOptions {
  */
 function operatorTmp(topology: Pick<LabTopology, "prefix">): string {
   return path.join(tmpdir(), `${topology.prefix}-operator`);
+}
+
+/**
+ * Pure: the hosts where the stack builds a probe (the hosts of its build commands, each named
+ * `<component>-<host>-build`, whose script installs the probe's binary), as its first boot left them.
+ */
+export function probeHosts(resources: readonly PlannedResource[], binary: string): HostName[] {
+  return resources
+    .filter((r) => r.type === "command:remote:Command" && (r.options?.parent ?? "").startsWith("testbed:tools:SetupProbe::") && String(r.inputs.create ?? "").includes(binary))
+    .map((r) => {
+      const component = (r.options!.parent!).split("::")[1]!;
+      return r.name.slice(component.length + 1, -"-build".length) as HostName;
+    });
 }
 
 /** A wrapper script that runs one of the checkout's TypeScript entries with this Node.js. */
@@ -86,7 +100,7 @@ export class RehearsalEnvironment {
     readonly scenario: Scenario,
     readonly topology: LabTopology,
     readonly addresses: RehearsalAddresses,
-    readonly hosts: Readonly<Record<HostRole, NamespaceHost>>,
+    readonly hosts: Readonly<Partial<Record<HostName, NamespaceHost>>>,
     readonly api: KubeApi,
     readonly agents: WorkerAgents,
     readonly state: StackState,
@@ -109,6 +123,7 @@ export class RehearsalEnvironment {
       projectDir: CHECKOUT,
       ...(o.services !== undefined ? { services: o.services } : {}),
       ...(o.sweepServices ? { sweepServices: o.sweepServices } : {}),
+      ...(o.paths ? { paths: o.paths } : {}),
     });
     const scenario = stackScenarioOf(config);
     const addresses = rehearsalAddresses(scenario);
@@ -156,32 +171,31 @@ export class RehearsalEnvironment {
       `# The rehearsal's cluster: kubectl on this host is a stand-in that answers from ${apiDir}\napiVersion: v1\nkind: Config\nclusters:\n- cluster:\n    server: https://${addresses.management.master}:6443\n  name: kubernetes\ncurrent-context: kubernetes-admin@kubernetes\n`,
       0o600,
     );
-    // The probes, where the stack's first boot builds them (its outputs name the paths).
+    // The probes, where the stack's first boot builds them: the hosts of its build commands (its outputs name the paths).
     for (const { output, probe: built } of STACK_PROBES) {
       const probe = outputs[output] as { client?: string; worker?: string } | undefined;
-      for (const role of ["client", "worker"] as const) {
-        const binary = probe?.[role];
-        if (binary === undefined) continue;
-        const target = seedPath(topology, role, binary);
+      if (probe?.worker === undefined || probe.client === undefined) continue;
+      for (const host of probeHosts(resources, built.binary)) {
+        const target = seedPath(topology, host, built.binary);
         mkdirSync(path.dirname(target), { recursive: true });
         const compile = setupProbeCompileCommand(target, "cc", built.sourceFile);
         const cc = spawnSync(compile[0]!, compile.slice(1), { encoding: "utf8" });
-        if (cc.status !== 0) throw new Error(`rehearse: building ${built.what} for the ${role}: ${cc.stderr.trim()}`);
+        if (cc.status !== 0) throw new Error(`rehearse: building ${built.what} for the ${host}: ${cc.stderr.trim()}`);
       }
     }
-    const hosts = {} as Record<HostRole, NamespaceHost>;
-    for (const role of HOST_ROLES) {
-      hosts[role] = await NamespaceHost.start(topology, {
-        role,
-        hostname: `testbed-${role}`,
-        listen: role === "bastion" ? [addresses.floating, addresses.management.bastion] : [addresses.management[role]],
+    const hosts: Partial<Record<HostName, NamespaceHost>> = {};
+    for (const host of Object.keys(addresses.management) as HostName[]) {
+      hosts[host] = await NamespaceHost.start(topology, {
+        role: host,
+        hostname: `testbed-${host}`,
+        listen: host === "bastion" ? [addresses.floating, addresses.management.bastion] : [addresses.management[host]!],
         authorizedKey: String(config["testbed:sshPublicKey"]!.value),
-        logLevel: role === "bastion" ? "DEBUG1" : "VERBOSE",
+        logLevel: host === "bastion" ? "DEBUG1" : "VERBOSE",
       });
     }
 
     // The cluster as the bootstrap leaves it: its nodes, and the dataplane's DaemonSet pods on each.
-    const nodes = (outputs.nodes as { role: "master" | "worker"; name: string; addresses: Record<string, string> }[]) ?? [];
+    const nodes = (outputs.nodes as { role: HostName; name: string; addresses: Record<string, string> }[]) ?? [];
     const worker = nodes.find((n) => n.role === "worker");
     if (!worker) throw new Error("rehearse: the plan reports no worker node");
     const systemPods: PodStatus[] = [];
@@ -193,7 +207,7 @@ export class RehearsalEnvironment {
       for (const ds of daemonSets) {
         systemPods.push({
           namespace: "kube-system",
-          name: `${ds.label}-${node.role === "master" ? "m" : "w"}${topology.prefix.slice(-4)}`,
+          name: `${ds.label}-${node.role === "master" ? "m" : node.role.replace(/^worker-?/, "w")}${topology.prefix.slice(-4)}`,
           owner: ds.label,
           templateHash: "bootstrap",
           labels: { "k8s-app": ds.label },
@@ -207,13 +221,16 @@ export class RehearsalEnvironment {
       }
     }
     const iptablesBackend = o.iptablesBackend ?? "legacy";
+    const nodeOf = (host: HostName) => nodes.find((n) => n.role === host)?.name ?? `testbed-${host}`;
+    const sandboxes: Record<string, PodSandbox> = {};
+    for (const pod of rehearsalPods(scenario)) {
+      const cgroup = topology.plan.clientPod?.role === pod.role ? topology.plan.clientPod.cgroup : undefined;
+      sandboxes[pod.deployment] = { netns: topology.namespace(pod.role), ips: Object.values(addresses.pods[pod.role]!), node: nodeOf(pod.host), ...(cgroup ? { cgroup } : {}) };
+    }
     const cluster: ClusterInfo = {
-      nodes: nodes.map((n) => ({ name: n.name, role: n.role, netns: topology.namespace(n.role), ips: Object.values(n.addresses) })),
+      nodes: nodes.map((n) => ({ name: n.name, role: n.role === "master" ? "master" : "worker", netns: topology.namespace(n.role), ips: Object.values(n.addresses) })),
       systemPods,
-      sandboxes: {
-        [RECEIVER_SERVICE_NAME]: { netns: topology.namespace("pod"), ips: Object.values(addresses.pods.pod) },
-        [backendDeployment(scenario).metadata!.name!]: { netns: topology.namespace("backend"), ips: Object.values(addresses.pods.backend) },
-      },
+      sandboxes,
       iptablesBackend,
     };
     api.writeCluster(cluster);
@@ -224,12 +241,13 @@ export class RehearsalEnvironment {
       scenario,
       dataplane,
       workerNode: worker.name,
-      workerInitPid: () => hosts.worker.initPid(),
+      nodeInitPids: Object.fromEntries(nodes.filter((n) => n.role !== "master").map((n) => [n.name, () => hosts[n.role]!.initPid()])),
       programDelayMs: o.programDelayMs ?? 0,
       log: o.log,
     });
     agents.start();
     await agents.serveMetrics();
+    await agents.serveExec();
 
     // The stack, deployed but for its workloads; the Pulumi CLI stand-in on the operator's PATH.
     const state = StackState.in(path.join(runDir, "stacks"), stack);
@@ -299,7 +317,7 @@ export class RehearsalEnvironment {
     this.closed = true;
     try {
       await this.agents.stop();
-      for (const host of Object.values(this.hosts)) await host.stop();
+      for (const host of Object.values(this.hosts)) await host!.stop();
     } finally {
       this.topology.destroy();
     }

@@ -1,22 +1,31 @@
-// The network of a rehearsal of the cloud path: the stack's own hosts and networks as namespaces on
-// this machine, addressed by the stack's own address plan (infra/openstack/address-plan.ts), so the
-// plan's outputs are valid as they are:
+// The rehearsal's network: the stack's hosts as namespaces on the stack's own networks, addressed
+// by the stack's own address plan (infra/openstack/address-plan.ts), so the plan's outputs are valid
+// as they are:
 //
 //   operator --public-- bastion            (the bastion's floating address, on a segment of its own)
-//   management: bastion, client, router, master, worker   (a bridge)
-//   client:     client, router                            (tb-client on both, capped)
-//   datacenter: router, master, worker                    (a bridge; tb-dc, capped on router and worker)
-//   pods:       worker's cni0 bridge, the receiver pod, the scaled Services' backend pod
+//   management: bastion, client, router, master, worker[, worker-2]   (a bridge)
+//   client:     client, router                                      (tb-client on both, capped)
+//   datacenter: router, master, worker[, worker-2]                  (a bridge; tb-dc, capped on router and workers)
+//   pods:       each worker's cni0 bridge and its pod sandboxes (rehearsalPods): on worker 1 the
+//               paper's receiver pod, the scaled Services' backend pod and the clusterip path's
+//               client pod; on worker 2 the receivers of the remote paths
 //
 // The router forwards between client and datacenter networks with the routes the subnets hand out;
-// nothing has a default route. Pure: lab/topology.ts builds it.
+// nothing has a default route. With a second worker each worker routes the other's pod block to it
+// over the datacenter network (native routing, testbed:podRouting native, no tunnel). Pure:
+// lab/topology.ts builds it.
 import { join } from "node:path";
 import { nthAddress, parseCidr, type Cidr, type Family } from "../scenario/cidr.js";
 import type { Scenario } from "../scenario/schema.js";
 import { DATA_NIC_NAMES, deliveredRoutes, hostAddress, labPlan, LAB_NETWORKS, type LabPlan } from "../infra/openstack/address-plan.js";
-import { HOST_ROLES, type HostRole, type LabNetwork } from "../infra/hosts.js";
+import { workerHostName, type HostName, type LabNetwork } from "../infra/hosts.js";
+import { podCgroupPath } from "../lab/pod-cgroups.js";
 import { RUN_STATE_DIR } from "../lab/run-registry.js";
 import type { LinkEnd, LinkPlan, RoutePlan, SegmentMember, SegmentPlan, TopologyPlan } from "../lab/topology.js";
+import { PATHS, type ServicePath } from "../scenario/paths.js";
+import { scenarioPaths } from "../scenario/schema.js";
+import { backendDeployment } from "../workloads/manifests.js";
+import { PATH_CLIENT_NAME, PATH_RECEIVER_NAMES, RECEIVER_SERVICE_NAME } from "../workloads/service-set.js";
 
 function cidr(text: string): Cidr {
   const c = parseCidr(text);
@@ -24,9 +33,8 @@ function cidr(text: string): Cidr {
   return c;
 }
 
-/** The namespaces of a rehearsal besides the stack's five hosts. */
-export const REHEARSAL_ROLES = [...HOST_ROLES, "operator", "pod", "backend", "fabric"] as const;
-export type RehearsalRole = (typeof REHEARSAL_ROLES)[number];
+/** The namespaces of a rehearsal besides the stack's hosts and the pods. */
+export const REHEARSAL_ROLES = ["operator", "fabric"] as const;
 
 /** Where the operator (the campaign, the Pulumi CLI) reaches the bastion's floating address. */
 export const PUBLIC_SUBNET = "198.18.3.0/24";
@@ -42,15 +50,55 @@ export const FLOATING_NUMBER = 10;
  */
 export const POD_SUBNETS = { ipv4: "198.18.64.0/18", ipv6: "2001:2:0:4000::/56" } as const;
 export const WORKER_POD_NETWORK = { ipv4: "198.18.64.0/24", ipv6: "2001:2:0:4000::/64" } as const;
-/** Pod addresses on the worker's pod network: the bridge (the pods' gateway), then each pod. */
-export const POD_NUMBERS = { gateway: 1, pod: 2, backend: 3 } as const;
+/** Worker n's share of the pod blocks, as a CNI's per-node pod CIDR (worker 1's is WORKER_POD_NETWORK). */
+export function workerPodNetwork(n: number): Record<Family, string> {
+  return { ipv4: `198.18.${63 + n}.0/24`, ipv6: `2001:2:0:${(0x3fff + n).toString(16)}::/64` };
+}
+/** The bridge's address on each worker's pod network: the pods' gateway. */
+export const POD_GATEWAY_NUMBER = 1;
+
+/** A pod sandbox the rehearsal prepares: a network namespace on its node's pod bridge, for one Deployment's pod. */
+export interface PodSandboxPlan {
+  /** Its namespace's role in the topology. */
+  readonly role: string;
+  /** The Deployment whose pod runs in it. */
+  readonly deployment: string;
+  /** The host (node) it is on. */
+  readonly host: HostName;
+  /** Its address number on the node's pod network. */
+  readonly number: number;
+  /** The host side of its veth, as a CNI names it. */
+  readonly veth: string;
+}
+
+/**
+ * Pure: the pod sandboxes of a stack serving these paths, each on the worker the path puts its pod on
+ * (scenario/paths.ts): the paper's receiver and the backend on worker 1, each further path's
+ * receiver on its endpoint worker, a pod client on its worker.
+ */
+export function rehearsalPods(s: Pick<Scenario, "workloads"> & Partial<Pick<Scenario, "paths">>): PodSandboxPlan[] {
+  const pods: PodSandboxPlan[] = [
+    { role: "pod", deployment: RECEIVER_SERVICE_NAME, host: "worker", number: 2, veth: "lxc-receiver" },
+    { role: "backend", deployment: backendDeployment(s).metadata!.name!, host: "worker", number: 3, veth: "lxc-backend" },
+  ];
+  const next = (host: HostName) => Math.max(POD_GATEWAY_NUMBER, ...pods.filter((p) => p.host === host).map((p) => p.number)) + 1;
+  const add = (role: string, deployment: string, worker: number, veth: string) => {
+    const host = workerHostName(worker);
+    if (!pods.some((p) => p.deployment === deployment)) pods.push({ role, deployment, host, number: next(host), veth });
+  };
+  for (const path of scenarioPaths(s).filter((p): p is Exclude<ServicePath, "nodeport-local"> => p !== "nodeport-local")) {
+    const p = PATHS[path];
+    add(`pod-${path.split("-").pop()}`, PATH_RECEIVER_NAMES[path], p.endpointWorker, `lxc-${path.split("-").pop()}`);
+    if (p.client.kind === "pod") add("clientpod", PATH_CLIENT_NAME, p.client.worker, "lxc-client");
+  }
+  return pods;
+}
 
 /** The management NIC's name in the guests (cloud-init keeps the kernel's; nothing refers to it). */
 export const MANAGEMENT_NIC = "ens3";
 export const PUBLIC_NIC = "public";
-/** The worker's pod bridge and the host side of each pod's veth, as a CNI names them. */
+/** Each worker's pod bridge, as a CNI names it. */
 export const POD_BRIDGE = "cni0";
-export const POD_VETH = { pod: "lxc-receiver", backend: "lxc-backend" } as const;
 
 const FAMILIES: readonly Family[] = ["ipv4", "ipv6"];
 
@@ -59,9 +107,9 @@ export interface RehearsalAddresses {
   readonly floating: string;
   readonly operator: string;
   /** Every host's management address (IPv4), as the stack's outputs name them. */
-  readonly management: Readonly<Record<HostRole, string>>;
-  /** Pod addresses per family. */
-  readonly pods: Readonly<Record<"pod" | "backend", Readonly<Record<Family, string>>>>;
+  readonly management: Readonly<Partial<Record<HostName, string>>> & Readonly<Record<"bastion" | "client" | "router" | "master" | "worker", string>>;
+  /** Pod addresses per family, by the sandbox's role (rehearsalPods). */
+  readonly pods: Readonly<Record<string, Readonly<Record<Family, string>>>>;
 }
 
 /** Both families of one network of the address plan; the rehearsal runs dual-stack only. */
@@ -75,7 +123,7 @@ function networkSubnets(plan: LabPlan, network: LabNetwork): Record<Family, Cidr
   return pair;
 }
 
-function addressesOf(plan: LabPlan, role: HostRole, network: LabNetwork): Record<Family, string> {
+function addressesOf(plan: LabPlan, role: HostName, network: LabNetwork): Record<Family, string> {
   const out = {} as Record<Family, string>;
   for (const family of FAMILIES) {
     const a = hostAddress(plan, role, network, family);
@@ -85,19 +133,25 @@ function addressesOf(plan: LabPlan, role: HostRole, network: LabNetwork): Record
   return out;
 }
 
-/** Addresses the rehearsal adds to the stack's plan: the public segment and the worker's pods. */
-export function rehearsalAddresses(s: Pick<Scenario, "families" | "network" | "openstack" | "kubernetes">): RehearsalAddresses {
+type NetworkScenario = Pick<Scenario, "families" | "network" | "openstack" | "kubernetes" | "workloads"> & Partial<Pick<Scenario, "workers" | "podRouting" | "paths">>;
+
+/** The pod network of a worker host (worker, worker-2, ...). */
+function podNetworkOf(host: HostName): Record<Family, Cidr> {
+  const n = host === "worker" ? 1 : Number(host.replace(/^worker-/, ""));
+  return cidrs(n === 1 ? WORKER_POD_NETWORK : workerPodNetwork(n));
+}
+
+/** Addresses the rehearsal adds to the stack's plan: the public segment and the workers' pods. */
+export function rehearsalAddresses(s: NetworkScenario): RehearsalAddresses {
   const plan = labPlan(s);
-  const management = {} as Record<HostRole, string>;
-  for (const role of HOST_ROLES) management[role] = addressesOf(plan, role, "management").ipv4;
-  const pods = cidrs(WORKER_POD_NETWORK);
-  const podAt = (n: number) => ({ ipv4: nthAddress(pods.ipv4, n), ipv6: nthAddress(pods.ipv6, n) });
-  return {
-    floating: nthAddress(cidr(PUBLIC_SUBNET), FLOATING_NUMBER),
-    operator: OPERATOR_ADDRESS,
-    management,
-    pods: { pod: podAt(POD_NUMBERS.pod), backend: podAt(POD_NUMBERS.backend) },
-  };
+  const management = {} as Record<HostName, string>;
+  for (const host of plan.hosts) management[host.name] = addressesOf(plan, host.name, "management").ipv4;
+  const pods: Record<string, Record<Family, string>> = {};
+  for (const p of rehearsalPods(s)) {
+    const net = podNetworkOf(p.host);
+    pods[p.role] = { ipv4: nthAddress(net.ipv4, p.number), ipv6: nthAddress(net.ipv6, p.number) };
+  }
+  return { floating: nthAddress(cidr(PUBLIC_SUBNET), FLOATING_NUMBER), operator: OPERATOR_ADDRESS, management: management as RehearsalAddresses["management"], pods };
 }
 
 function cidrs(pair: Readonly<Record<Family, string>>): Record<Family, Cidr> {
@@ -105,13 +159,16 @@ function cidrs(pair: Readonly<Record<Family, string>>): Record<Family, Cidr> {
 }
 
 /** Pure: the rehearsal's namespaces, segments and routes for run `prefix`, from the stack's scenario. */
-export function planRehearsalNetwork(prefix: string, s: Pick<Scenario, "families" | "network" | "openstack" | "kubernetes" | "linkMbps">): TopologyPlan {
+export function planRehearsalNetwork(prefix: string, s: NetworkScenario & Pick<Scenario, "linkMbps">): TopologyPlan {
   if (!s.families.includes("ipv4") || !s.families.includes("ipv6")) {
     throw new Error(`testbed:families ${JSON.stringify(s.families)}: the rehearsal runs dual-stack; accepted: ["ipv4","ipv6"]`);
   }
   const plan = labPlan(s);
   const extra = rehearsalAddresses(s);
-  const allNamespaces = Object.fromEntries(REHEARSAL_ROLES.map((r) => [r, `${prefix}-${r}`])) as Record<RehearsalRole, string>;
+  const pods = rehearsalPods(s);
+  const roles = [...plan.hosts.map((h) => h.name as string), ...REHEARSAL_ROLES, ...pods.map((p) => p.role)];
+  const allNamespaces = Object.fromEntries(roles.map((r) => [r, `${prefix}-${r}`])) as Record<string, string>;
+  const workers = plan.hosts.filter((h) => h.role === "worker").map((h) => h.name);
 
   const segments: SegmentPlan[] = [];
   const bridgeFor: Partial<Record<LabNetwork, string>> = { management: "br-mgmt", datacenter: "br-dc" };
@@ -119,11 +176,11 @@ export function planRehearsalNetwork(prefix: string, s: Pick<Scenario, "families
     const members: SegmentMember[] = plan.ports
       .filter((p) => p.network === network)
       .map((p) => ({
-        role: p.role,
+        role: p.host,
         ifname: p.interfaceName ?? MANAGEMENT_NIC,
-        addresses: addressesOf(plan, p.role, network),
+        addresses: addressesOf(plan, p.host, network),
         shaped: p.measured,
-        peerName: `${network.slice(0, 2)}-${p.role}`,
+        peerName: `${network.slice(0, 2)}-${p.host}`,
       }));
     const bridge = members.length > 2 ? { role: "fabric", ifname: bridgeFor[network] ?? `br-${network}`.slice(0, 15), addresses: {} } : undefined;
     segments.push({ name: network, subnets: networkSubnets(plan, network), members, ...(bridge ? { bridge } : {}) });
@@ -136,14 +193,15 @@ export function planRehearsalNetwork(prefix: string, s: Pick<Scenario, "families
       { role: "bastion", ifname: PUBLIC_NIC, addresses: { ipv4: extra.floating }, shaped: false },
     ],
   });
-  const podNetwork = cidrs(WORKER_POD_NETWORK);
-  const podGateway = { ipv4: nthAddress(podNetwork.ipv4, POD_NUMBERS.gateway), ipv6: nthAddress(podNetwork.ipv6, POD_NUMBERS.gateway) };
-  segments.push({
-    name: "pods",
-    subnets: podNetwork,
-    bridge: { role: "worker", ifname: POD_BRIDGE, addresses: podGateway },
-    members: (["pod", "backend"] as const).map((role) => ({ role, ifname: "eth0", addresses: extra.pods[role], shaped: false, peerName: POD_VETH[role] })),
-  });
+  const gatewayOf = (host: HostName) => {
+    const net = podNetworkOf(host);
+    return { ipv4: nthAddress(net.ipv4, POD_GATEWAY_NUMBER), ipv6: nthAddress(net.ipv6, POD_GATEWAY_NUMBER) };
+  };
+  for (const host of workers) {
+    const members = pods.filter((p) => p.host === host).map((p) => ({ role: p.role, ifname: "eth0", addresses: extra.pods[p.role]!, shaped: false, peerName: p.veth }));
+    if (members.length === 0) continue;
+    segments.push({ name: host === "worker" ? "pods" : `pods-${host}`, subnets: podNetworkOf(host), bridge: { role: host, ifname: POD_BRIDGE, addresses: gatewayOf(host) }, members });
+  }
 
   // The routes the data subnets hand out (client <-> datacenter through the router); no default
   // route. The router receives them too, for networks it is on: there the connected route wins (the
@@ -151,17 +209,27 @@ export function planRehearsalNetwork(prefix: string, s: Pick<Scenario, "families
   const routes: RoutePlan[] = [];
   const connected = (role: string, destination: string) =>
     segments.some((seg) => seg.members.some((m) => m.role === role) && Object.values(seg.subnets).some((c) => c?.text === destination));
-  for (const role of HOST_ROLES) {
-    for (const r of deliveredRoutes(plan, role)) {
-      if (r.destination !== "default" && !connected(role, r.destination)) routes.push({ role, family: r.family, destination: r.destination, via: r.via });
+  for (const host of plan.hosts) {
+    for (const r of deliveredRoutes(plan, host.name)) {
+      if (r.destination !== "default" && !connected(host.name, r.destination)) routes.push({ role: host.name, family: r.family, destination: r.destination, via: r.via });
     }
   }
-  // Pods reach the client and datacenter networks through their gateway on the worker.
-  for (const role of ["pod", "backend"] as const) {
-    for (const family of FAMILIES) {
-      for (const network of ["client", "datacenter"] as const) {
-        routes.push({ role, family, destination: networkSubnets(plan, network)[family].text, via: podGateway[family] });
-      }
+  // Pods reach the client and datacenter networks through their gateway on their node, and with more
+  // than one worker the other workers' pods and (from the client pod) the ClusterIPs, as a pod's default route takes them.
+  for (const p of pods) {
+    const destinations: Record<Family, string>[] = [
+      { ipv4: networkSubnets(plan, "client").ipv4.text, ipv6: networkSubnets(plan, "client").ipv6.text },
+      { ipv4: networkSubnets(plan, "datacenter").ipv4.text, ipv6: networkSubnets(plan, "datacenter").ipv6.text },
+      ...(workers.length > 1 ? [POD_SUBNETS, s.kubernetes.serviceSubnets] : []),
+    ];
+    for (const to of destinations) for (const family of FAMILIES) routes.push({ role: p.role, family, destination: to[family], via: gatewayOf(p.host)[family] });
+  }
+  // Native routing: each worker reaches every other worker's pod block through that worker's datacenter address.
+  for (const a of workers) {
+    for (const b of workers) {
+      if (a === b) continue;
+      const via = addressesOf(plan, b, "datacenter");
+      for (const family of FAMILIES) routes.push({ role: a, family, destination: podNetworkOf(b)[family].text, via: via[family] });
     }
   }
 
@@ -171,22 +239,31 @@ export function planRehearsalNetwork(prefix: string, s: Pick<Scenario, "families
     addresses: addressesOf(plan, role, network),
   });
   const shaped = s.linkMbps > 0;
+  const podNetwork = podNetworkOf("worker");
+  const podGateway = gatewayOf("worker");
   const links: Record<"access" | "datacenter" | "pod", LinkPlan> = {
     access: { name: "access", subnets: networkSubnets(plan, "client"), gateway: end("router", "client"), host: end("client", "client"), shaped },
     datacenter: { name: "datacenter", subnets: networkSubnets(plan, "datacenter"), gateway: end("router", "datacenter"), host: end("worker", "datacenter"), shaped },
-    pod: { name: "pod", subnets: podNetwork, gateway: { role: "worker", ifname: POD_BRIDGE, addresses: podGateway }, host: { role: "pod", ifname: "eth0", addresses: extra.pods.pod }, shaped: false },
+    pod: { name: "pod", subnets: podNetwork, gateway: { role: "worker", ifname: POD_BRIDGE, addresses: podGateway }, host: { role: "pod", ifname: "eth0", addresses: extra.pods.pod! }, shaped: false },
   };
+  const runDir = join(RUN_STATE_DIR, prefix);
+  // The client pod, where a path has one: its processes run in its cgroup (the eBPF model's socket load balancer hooks it).
+  const client = pods.find((p) => p.deployment === PATH_CLIENT_NAME);
+  if (client && client.host !== "worker") throw new Error(`the client pod runs on ${client.host}; the rehearsal's dataplane runs on worker 1 only`);
   return {
     prefix,
-    runDir: join(RUN_STATE_DIR, prefix),
-    namespaces: { client: allNamespaces.client, router: allNamespaces.router, worker: allNamespaces.worker, pod: allNamespaces.pod },
+    runDir,
+    namespaces: { client: allNamespaces.client!, router: allNamespaces.router!, worker: allNamespaces.worker!, pod: allNamespaces.pod! },
     allNamespaces,
     links,
     segments,
     routes,
-    forwarding: ["router", "worker"],
+    forwarding: ["router", ...workers],
     shaping: shaped ? { shaper: "tbf", mbps: s.linkMbps } : null,
-    addresses: { client: links.access.host.addresses, node: links.datacenter.host.addresses, pod: extra.pods.pod },
-    worker: { uplink: DATA_NIC_NAMES.datacenter, podVeth: POD_VETH.pod },
+    addresses: { client: links.access.host.addresses, node: links.datacenter.host.addresses, pod: extra.pods.pod! },
+    worker: { uplink: DATA_NIC_NAMES.datacenter, podVeth: rehearsalPods(s)[0]!.veth },
+    ...(client
+      ? { clientPod: { role: client.role, subnets: podNetwork, hostVeth: client.veth, addresses: extra.pods[client.role]!, cgroup: podCgroupPath(runDir, prefix, client.role) } }
+      : {}),
   };
 }

@@ -72,6 +72,46 @@ export interface AgentStatus {
   replaced?: Record<string, PodStatus>;
 }
 
+/** A pod sandbox the rehearsal prepared for one Deployment's pod. */
+export interface PodSandbox {
+  readonly netns: string;
+  readonly ips: readonly string[];
+  /** The node it is on (default: the worker the dataplane runs on). */
+  readonly node?: string;
+  /** A cgroup v2 directory every process of the pod runs in. */
+  readonly cgroup?: string;
+}
+
+/** Where the kubelets take `kubectl exec` into a running pod (a Unix socket in the API's directory). */
+export const EXEC_SOCKET = "kubelet-exec.sock";
+
+/** One request on the exec socket (a JSON line), and the frames that answer it (JSON lines). */
+export interface ExecRequest {
+  readonly namespace: string;
+  readonly pod: string;
+  readonly command: readonly string[];
+}
+export type ExecFrame = { readonly out: string } | { readonly err: string } | { readonly exit: number } | { readonly error: string };
+
+/**
+ * Pure: the nodes a Deployment's pod may run on, by its template's required node affinity as the
+ * stack's manifests write it (workloads/manifests.ts workerAffinity): kubernetes.io/hostname In
+ * [names], or node-role.kubernetes.io/control-plane DoesNotExist (any worker). Without one, any node.
+ */
+export function schedulableNodes(deployment: KubeObject, nodes: readonly Pick<ClusterNode, "name" | "role">[]): string[] {
+  type Term = { matchExpressions?: { key: string; operator: string; values?: string[] }[] };
+  const spec = deployment.spec as { template?: { spec?: { affinity?: { nodeAffinity?: { requiredDuringSchedulingIgnoredDuringExecution?: { nodeSelectorTerms?: Term[] } } } } } } | undefined;
+  const terms = spec?.template?.spec?.affinity?.nodeAffinity?.requiredDuringSchedulingIgnoredDuringExecution?.nodeSelectorTerms;
+  if (!terms || terms.length === 0) return nodes.map((n) => n.name);
+  const fits = (node: Pick<ClusterNode, "name" | "role">, term: Term) =>
+    (term.matchExpressions ?? []).every((e) => {
+      if (e.key === "kubernetes.io/hostname" && e.operator === "In") return (e.values ?? []).includes(node.name);
+      if (e.key === "node-role.kubernetes.io/control-plane" && e.operator === "DoesNotExist") return node.role !== "master";
+      throw new Error(`deployment ${deployment.metadata.name}: node affinity ${e.key} ${e.operator} is not modelled; accepted: kubernetes.io/hostname In, node-role.kubernetes.io/control-plane DoesNotExist`);
+    });
+  return nodes.filter((n) => terms.some((t) => fits(n, t))).map((n) => n.name);
+}
+
 export interface ClusterNode {
   readonly name: string;
   readonly role: "master" | "worker";
@@ -83,8 +123,8 @@ export interface ClusterInfo {
   readonly nodes: readonly ClusterNode[];
   /** The DaemonSets' pods the bootstrap left (kube-proxy, Cilium), host-network. */
   readonly systemPods: readonly PodStatus[];
-  /** Where each Deployment's pod runs on the worker: its network namespace and addresses. */
-  readonly sandboxes: Readonly<Record<string, { readonly netns: string; readonly ips: readonly string[] }>>;
+  /** Where each Deployment's pod runs: its network namespace and addresses, its node, and the cgroup its processes run in where it has one of its own (the client pod). */
+  readonly sandboxes: Readonly<Record<string, PodSandbox>>;
   /** The iptables kube-proxy's rules were written with: what `iptables-save` in its pod reads (the image's iptables-wrapper picks the mode that holds them). */
   readonly iptablesBackend: "legacy" | "nft";
 }

@@ -8,14 +8,19 @@
 //   delete [--wait=false] KIND/NAME... | KIND NAME... | namespace NAME...
 //       (a pod: one of a DaemonSet's on the worker, replaced by the node agents; waits until it is gone)
 //   rollout status|restart deployment/NAME [--timeout=D]
-//   exec POD [-c CONTAINER] -- COMMAND...   run in the pod's network namespace on its node: a
-//       host-network pod (kube-proxy, Cilium) in the node's, with the agents' own tools where the
-//       rehearsal has none: `cilium-dbg service list -o json` reads the eBPF model's maps, and
-//       `iptables-save` is the iptables kube-proxy wrote its rules with (its image's iptables-wrapper)
+//   exec POD|deployment/NAME [-c CONTAINER] -- COMMAND...   a workload's pod: by its node's kubelet
+//       (node-agents.ts, on its exec socket), in the container's namespaces and the pod's cgroup, its
+//       output and exit code passed through; a host-network pod (kube-proxy, Cilium): in the node's
+//       network namespace, with the agents' own tools where the rehearsal has none:
+//       `cilium-dbg service list -o json` reads the eBPF model's maps, and `iptables-save` is the
+//       iptables kube-proxy wrote its rules with (its image's iptables-wrapper)
 import { spawnSync } from "node:child_process";
 import { existsSync, readFileSync, watch } from "node:fs";
+import { connect } from "node:net";
+import path from "node:path";
+import { createInterface } from "node:readline";
 import { parseAllDocuments } from "yaml";
-import { endpointSlices, KubeApi, matchesLabelSelector, objectKey, serviceSpecOf, templateHash, type KubeObject, type PodStatus } from "./api.js";
+import { endpointSlices, EXEC_SOCKET, KubeApi, matchesLabelSelector, objectKey, serviceSpecOf, templateHash, type ExecFrame, type KubeObject, type PodStatus } from "./api.js";
 import { printServiceList, servicesByFrontend } from "./cilium-dbg.js";
 import { jsonpath } from "./jsonpath.js";
 
@@ -327,13 +332,48 @@ function inPod(pod: PodStatus, command: string[]): string[] | "cilium-service-li
   return command;
 }
 
-function execIn(p: Parsed, namespace: string | undefined): number {
-  const name = (p.words[1] ?? "").replace(/^pods?\//, "");
-  const pod = api.pods().find((q) => q.name === name && q.namespace === (namespace ?? "default"));
+/** The pod `kubectl exec` runs in: a pod by name, or a Deployment's (deployment/NAME: its ready pod of the current template). */
+function execTarget(target: string, namespace: string): PodStatus {
+  const d = /^(deployment|deployments|deploy|deployment\.apps)\/(.+)$/.exec(target);
+  if (d) {
+    const hash = templateHash(deployment(target, namespace));
+    const pod = api.status().pods.find((q) => q.namespace === namespace && q.owner === d[2] && q.templateHash === hash && q.ready);
+    if (!pod) throw new KubectlError(`cannot exec into deployment ${d[2]}: it has no ready pod`);
+    return pod;
+  }
+  const name = target.replace(/^pods?\//, "");
+  const pod = api.pods().find((q) => q.name === name && q.namespace === namespace);
   if (!pod) throw new KubectlError(`pods "${name}" not found`);
+  return pod;
+}
+
+/** Runs the command in a workload's container through its node's kubelet; resolves with its exit code. */
+function execByKubelet(pod: PodStatus, command: readonly string[]): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const conn = connect(path.join(api.dir, EXEC_SOCKET));
+    conn.once("error", (e) => reject(new KubectlError(`exec into ${pod.name}: the kubelet does not answer (${e.message})`)));
+    conn.once("connect", () => conn.write(`${JSON.stringify({ namespace: pod.namespace, pod: pod.name, command })}\n`));
+    let exit: number | undefined;
+    const frames = createInterface({ input: conn });
+    // The socket's errors are conn's, reported above.
+    frames.on("error", () => undefined);
+    frames.on("line", (line) => {
+      const f = JSON.parse(line) as ExecFrame;
+      if ("out" in f) process.stdout.write(Buffer.from(f.out, "base64"));
+      else if ("err" in f) process.stderr.write(Buffer.from(f.err, "base64"));
+      else if ("exit" in f) exit = f.exit;
+      else reject(new KubectlError(`exec into ${pod.name}: ${f.error}`));
+    });
+    conn.once("close", () => (exit === undefined ? reject(new KubectlError(`exec into ${pod.name}: the kubelet closed the stream without an exit code`)) : resolve(exit)));
+  });
+}
+
+async function execIn(p: Parsed, namespace: string | undefined): Promise<number> {
+  const pod = execTarget(p.words[1] ?? "", namespace ?? "default");
   if (p.command.length === 0) throw new KubectlError("exec: a command after -- is required");
   const container = p.flags.get("--container");
   if (container !== undefined && !pod.containers.includes(container)) throw new KubectlError(`container ${container} is not valid for pod ${pod.name}`);
+  if (!pod.hostNetwork) return execByKubelet(pod, p.command);
   const command = inPod(pod, p.command);
   if (command === "cilium-service-list") {
     const services = Object.values(api.objects().objects).filter((o) => o.kind === "Service").map(serviceSpecOf);
@@ -368,7 +408,7 @@ async function main(argv: string[]): Promise<number> {
       else throw new KubectlError(`rollout ${p.words[1]} is not modelled; accepted: status, restart`);
       return 0;
     case "exec":
-      return execIn(p, namespace);
+      return await execIn(p, namespace);
     default:
       throw new KubectlError(`kubectl ${p.words[0] ?? ""} is not modelled; accepted: apply, get, delete, rollout, exec`);
   }

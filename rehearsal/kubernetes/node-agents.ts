@@ -2,15 +2,20 @@
 // driven by the API's objects as the real ones are (watching objects.json), and only as far as the
 // stack's workloads need:
 //
-// - the kubelet runs each Deployment's one pod in the pod sandbox the rehearsal prepared for it (a
-//   network namespace on the worker's pod bridge): its init containers, then its container's own
-//   command, in the worker's mount and PID namespaces with a PID namespace of its own (the container's
-//   process is PID 1, and the worker's `pgrep` sees it), its volumes mounted (hostPath, emptyDir);
-//   it is Ready once its readiness probe passes, restarted when it exits, and replaced when its
-//   template changes (`kubectl rollout restart`);
+// - the kubelet of each node runs each Deployment's one pod in the pod sandbox the rehearsal prepared
+//   for it (a network namespace on its node's pod bridge), on the node the Deployment's node affinity
+//   names (a sandbox on another node keeps the pod pending): its init containers, then its
+//   container's own command, in the node's mount and PID namespaces with PID and UTS namespaces of
+//   its own (the container's process is PID 1, the node's `pgrep` sees it, and its host name is the
+//   pod's name), in the pod's cgroup where it has one (the client pod), its volumes mounted
+//   (hostPath, emptyDir); it is Ready once its readiness probe passes in the container, restarted
+//   when it exits, and replaced when its template changes (`kubectl rollout restart`);
 //   the pause image runs as a process called pause in the sandbox (it sleeps), as on a node;
+//   `kubectl exec` into a pod comes to the kubelets on a Unix socket (EXEC_SOCKET), and runs in the
+//   container's namespaces and the pod's cgroup, as the CRI's exec does;
 // - the dataplane agent brings the worker's lab dataplane (lab/dataplanes/<name>/, through its
-//   LabDataplane interface) to the Services that have a ready endpoint, each with its endpoints,
+//   LabDataplane interface) to the Services that have a ready endpoint, each with its endpoints (local
+//   or on another node),
 //   asynchronously: it waits `programDelayMs` after a change before it programs (a test holds the old
 //   rule set in place with it), then programs the latest state, as kube-proxy's and Cilium's sync loops do:
 //   its first sync installs everything, every later one is a partial sync (LabDataplane.program),
@@ -25,8 +30,10 @@
 //   first sync is a restart (kube-proxy's first sync, the Cilium agent restoring its maps), its
 //   metrics start again from zero, and then the new pod is ready.
 import { spawn, type ChildProcess } from "node:child_process";
-import { createWriteStream, existsSync, mkdirSync, renameSync, rmSync, symlinkSync, watch, writeFileSync, type FSWatcher } from "node:fs";
+import { createWriteStream, existsSync, mkdirSync, readFileSync, renameSync, rmSync, symlinkSync, watch, writeFileSync, type FSWatcher } from "node:fs";
+import { createServer, type Server } from "node:net";
 import path from "node:path";
+import os from "node:os";
 import { createInterface } from "node:readline";
 import { pathToFileURL } from "node:url";
 import { clusterDataplane, type ControlPlane } from "../../infra/cluster/dataplanes/index.js";
@@ -39,7 +46,8 @@ import type { ServiceEndpoints } from "../../lab/dataplanes/kube-proxy-inputs.js
 import { ebpfLoadBalancer } from "../../lab/dataplanes/ebpf/module.js";
 import { LB_MAPS } from "../../lab/dataplanes/ebpf/service-maps.js";
 import { namespacedName } from "../../lab/dataplanes/kube-proxy-inputs.js";
-import { KubeApi, matchesLabelSelector, selects, serviceSpecOf, templateHash, type KubeObject, type PodStatus } from "./api.js";
+import { inCgroup } from "../../lab/pod-cgroups.js";
+import { EXEC_SOCKET, KubeApi, matchesLabelSelector, schedulableNodes, selects, serviceSpecOf, templateHash, type ExecFrame, type ExecRequest, type KubeObject, type PodSandbox, type PodStatus } from "./api.js";
 import { AgentMetrics } from "./agent-metrics.js";
 import { CHECKOUT } from "../hosts.js";
 
@@ -65,7 +73,7 @@ interface Container {
 interface PodSpec {
   initContainers?: Container[];
   containers: Container[];
-  volumes?: { name: string; hostPath?: { path: string }; emptyDir?: unknown }[];
+  volumes?: { name: string; hostPath?: { path: string; type?: string }; emptyDir?: unknown }[];
   terminationGracePeriodSeconds?: number;
 }
 
@@ -75,6 +83,7 @@ interface RunningPod {
   /** The main container's process tree (nsenter, which waits for it). */
   child?: ChildProcess;
   stopping: boolean;
+  readonly sandbox: PodSandbox;
 }
 
 export interface NodeAgentOptions {
@@ -82,9 +91,10 @@ export interface NodeAgentOptions {
   readonly api: KubeApi;
   readonly scenario: Scenario;
   readonly dataplane: LabDataplane;
+  /** The node whose dataplane the agent programs (worker 1). */
   readonly workerNode: string;
-  /** The worker's PID 1 as this machine numbers it (NamespaceHost.initPid). */
-  readonly workerInitPid: () => number;
+  /** The nodes whose kubelet runs here, by node name, each with its PID 1 as this machine numbers it (NamespaceHost.initPid). */
+  readonly nodeInitPids: Readonly<Record<string, () => number>>;
   /** Seconds the dataplane agent waits after a change before it programs. */
   programDelayMs?: number;
   readonly log: (line: string) => void;
@@ -125,6 +135,7 @@ export class WorkerAgents {
   private readonly replaced = new Set<string>();
   private metrics: AgentMetrics;
   private metricsServer?: ChildProcess;
+  private execServer?: Server;
   /** The Services of the last sync with their endpoints: what a periodic sync writes again. */
   private lastEndpoints: ServiceEndpoints[] = [];
   private periodic?: NodeJS.Timeout;
@@ -229,14 +240,17 @@ export class WorkerAgents {
       const d = wanted.get(key);
       if (!d || templateHash(d) !== pod.status.templateHash) await this.stopPod(key);
     }
+    const nodes = this.o.api.cluster().nodes.filter((n) => this.o.nodeInitPids[n.name] !== undefined);
     for (const [key, d] of wanted) {
       if (this.pods.has(key)) continue;
       const sandbox = sandboxes[d.metadata.name];
-      if (!sandbox) {
-        this.o.log(`kubelet: no pod sandbox for deployment ${key} on the worker; it stays pending`);
+      const node = sandbox?.node ?? this.o.workerNode;
+      const fits = schedulableNodes(d, nodes);
+      if (!sandbox || !fits.includes(node)) {
+        this.o.log(`kubelet: no pod sandbox for deployment ${key} on a node it may run on (${fits.join(", ") || "none"}); it stays pending`);
         continue;
       }
-      await this.startPod(key, d, sandbox);
+      await this.startPod(key, d, { ...sandbox, node });
     }
   }
 
@@ -246,7 +260,7 @@ export class WorkerAgents {
     this.o.api.writeStatus(status);
   }
 
-  private async startPod(key: string, d: KubeObject, sandbox: { netns: string; ips: readonly string[] }): Promise<void> {
+  private async startPod(key: string, d: KubeObject, sandbox: PodSandbox & { node: string }): Promise<void> {
     const spec = (d.spec as { template: { metadata?: { labels?: Record<string, string> }; spec: PodSpec } }).template;
     const hash = templateHash(d);
     const status: PodStatus = {
@@ -255,19 +269,19 @@ export class WorkerAgents {
       owner: d.metadata.name,
       templateHash: hash,
       labels: spec.metadata?.labels ?? {},
-      nodeName: this.o.workerNode,
+      nodeName: sandbox.node,
       ips: sandbox.ips,
       netns: sandbox.netns,
       containers: spec.spec.containers.map((c) => c.name),
       ready: false,
       hostNetwork: false,
     };
-    const pod: RunningPod = { status, stopping: false };
+    const pod: RunningPod = { status, stopping: false, sandbox };
     this.pods.set(key, pod);
     this.writeStatus();
     const podDir = path.join(this.o.topology.runDir, "pods", status.name);
     for (const c of spec.spec.initContainers ?? []) {
-      const code = await new Promise<number>((resolve) => this.runContainer(spec.spec, c, sandbox.netns, podDir, status.name).once("exit", (c2) => resolve(c2 ?? 1)));
+      const code = await new Promise<number>((resolve) => this.runContainer(spec.spec, c, sandbox, podDir, status.name).once("exit", (c2) => resolve(c2 ?? 1)));
       if (code !== 0) {
         this.o.log(`kubelet: init container ${c.name} of ${status.name} exited with ${code}; the pod stays pending`);
         return;
@@ -283,7 +297,7 @@ export class WorkerAgents {
       this.writeStatus();
     }
     const startMain = () => {
-      const child = this.runContainer(spec.spec, container, sandbox.netns, podDir, status.name);
+      const child = this.runContainer(spec.spec, container, sandbox, podDir, status.name);
       pod.child = child;
       child.once("exit", (code, signal) => {
         if (pod.stopping || this.stopped) return;
@@ -291,11 +305,11 @@ export class WorkerAgents {
         pod.status = { ...pod.status, ready: false };
         this.writeStatus();
         startMain();
-        void this.untilReady(pod, main, sandbox.netns);
+        void this.untilReady(pod, main);
       });
     };
     startMain();
-    if (!pause) await this.untilReady(pod, main, sandbox.netns);
+    if (!pause) await this.untilReady(pod, main);
   }
 
   /** sleep under the name pause (a process's name is the name it was started by). */
@@ -357,12 +371,16 @@ export class WorkerAgents {
     this.o.api.writeStatus(status);
   }
 
-  /** Polls the container's readiness probe, as the kubelet does, until it passes. */
-  private async untilReady(pod: RunningPod, c: Container, netns: string): Promise<void> {
+  /** Polls the container's readiness probe in the container, as the kubelet does, until it passes. */
+  private async untilReady(pod: RunningPod, c: Container): Promise<void> {
     const probe = c.readinessProbe?.exec?.command;
     const deadline = Date.now() + READY_TIMEOUT_MS;
     const child = pod.child;
-    while (probe && exec(["ip", "netns", "exec", netns, ...probe]).status !== 0) {
+    const passes = (argv: readonly string[]) => {
+      const target = this.containerPid(pod.status);
+      return target !== undefined && exec(this.inContainer(pod, target, argv)).status === 0;
+    };
+    while (probe && !passes(probe)) {
       if (pod.stopping || this.stopped || pod.child !== child || child?.exitCode !== null) return;
       if (Date.now() > deadline) {
         this.o.log(`kubelet: ${pod.status.name} is not ready after ${READY_TIMEOUT_MS / 1000} s`);
@@ -376,32 +394,93 @@ export class WorkerAgents {
   }
 
   /**
-   * Starts a container: in the worker's mount, PID and UTS namespaces and root, a PID and mount
-   * namespace of its own with the pod's volumes, the sandbox's network namespace, its own command.
+   * Starts a container: in its node's mount and PID namespaces and root, PID, mount and UTS namespaces
+   * of its own (the pod's name as host name) with the pod's volumes, the sandbox's network namespace,
+   * the pod's cgroup where it has one, its own command.
    */
-  private runContainer(pod: PodSpec, c: Container, netns: string, podDir: string, podName: string): ChildProcess {
-    const mounts: string[] = [];
-    for (const m of c.volumeMounts ?? []) {
-      const v = pod.volumes?.find((x) => x.name === m.name);
-      if (!v) throw new Error(`pod ${podName}: volume ${m.name} is not declared`);
-      let source: string;
-      if (v.hostPath) source = v.hostPath.path;
-      else if (v.emptyDir !== undefined) source = path.join(podDir, "volumes", v.name);
-      else throw new Error(`pod ${podName}: volume ${v.name} is neither hostPath nor emptyDir`);
-      mounts.push(`mkdir -p '${source}' '${m.mountPath}' && mount --bind '${source}' '${m.mountPath}'`);
-    }
+  private runContainer(pod: PodSpec, c: Container, sandbox: PodSandbox & { node: string }, podDir: string, podName: string): ChildProcess {
     const argv = [...(c.command ?? []), ...(c.args ?? [])];
-    const setup = `set -e\n${mounts.join("\n")}\nexec nsenter --net=/run/netns/${netns} -- "$@"`;
-    const child = spawn(
-      "nsenter",
-      ["--target", String(this.o.workerInitPid()), "--mount", "--pid", "--uts", "--root", "--wd", "--", "unshare", "--pid", "--fork", "--mount", "--mount-proc", "--propagation", "private", "--", "/bin/sh", "-c", setup, "container", ...argv],
-      { stdio: ["ignore", "pipe", "pipe"] },
-    );
+    const setup = `set -e\nhostname '${podName}'\n${volumeMounts(pod, c, podDir, podName).join("\n")}\nexec nsenter --net=/run/netns/${sandbox.netns} -- "$@"`;
+    const initPid = this.o.nodeInitPids[sandbox.node];
+    if (!initPid) throw new Error(`pod ${podName}: no kubelet on node ${sandbox.node}`);
+    const start = [
+      "nsenter", "--target", String(initPid()), "--mount", "--pid", "--uts", "--root", "--wd", "--",
+      "unshare", "--pid", "--fork", "--mount", "--mount-proc", "--uts", "--propagation", "private", "--", "/bin/sh", "-c", setup, "container", ...argv,
+    ];
+    const [command, ...args] = sandbox.cgroup ? inCgroup(sandbox.cgroup, start) : start;
+    const child = spawn(command!, args, { stdio: ["ignore", "pipe", "pipe"] });
     const log = createWriteStream(path.join(this.podLogDir, `${podName}_${c.name}.log`), { flags: "a" });
     child.stdout!.pipe(log, { end: false });
     child.stderr!.pipe(log, { end: false });
     child.once("exit", () => log.end());
     return child;
+  }
+
+  /** The host PID of a running pod's container process (PID 1 of its PID namespace, in the pod's network namespace). */
+  private containerPid(pod: PodStatus): number | undefined {
+    for (const pid of exec(["ip", "netns", "pids", pod.netns]).stdout.split(/\s+/).filter(Boolean)) {
+      try {
+        if (/^NSpid:.*\s1$/m.test(readFileSync(`/proc/${pid}/status`, "utf8"))) return Number(pid);
+      } catch {
+        // Gone meanwhile.
+      }
+    }
+    return undefined;
+  }
+
+  /** The argument array that runs argv in a container: its namespaces (mount, UTS, network, PID) and the pod's cgroup, as the CRI's exec does. */
+  private inContainer(pod: RunningPod, target: number, argv: readonly string[]): string[] {
+    const enter = ["nsenter", "--target", String(target), "--mount", "--uts", "--net", "--pid", "--root", "--wd", "--", ...argv];
+    return pod.sandbox.cgroup ? inCgroup(pod.sandbox.cgroup, enter) : enter;
+  }
+
+  /** Takes `kubectl exec` into the pods this agent runs, on EXEC_SOCKET in the API's directory; resolves once it listens. */
+  async serveExec(): Promise<void> {
+    const socket = path.join(this.o.api.dir, EXEC_SOCKET);
+    rmSync(socket, { force: true });
+    const server = createServer((conn) => {
+      const send = (f: ExecFrame) => conn.write(`${JSON.stringify(f)}\n`);
+      const lines = createInterface({ input: conn });
+      lines.once("line", (line) => {
+        lines.close();
+        let request: ExecRequest;
+        try {
+          request = JSON.parse(line) as ExecRequest;
+        } catch {
+          send({ error: "not a request" });
+          conn.end();
+          return;
+        }
+        const pod = [...this.pods.values()].find((p) => p.status.name === request.pod && p.status.namespace === request.namespace);
+        const target = pod && this.containerPid(pod.status);
+        if (!pod || target === undefined) {
+          send({ error: `pod ${request.pod} in namespace ${request.namespace} has no running container` });
+          conn.end();
+          return;
+        }
+        const [command, ...args] = this.inContainer(pod, target, request.command);
+        const child = spawn(command!, args, { stdio: ["ignore", "pipe", "pipe"] });
+        child.stdout!.on("data", (d: Buffer) => send({ out: d.toString("base64") }));
+        child.stderr!.on("data", (d: Buffer) => send({ err: d.toString("base64") }));
+        child.once("error", (e) => {
+          send({ error: e.message });
+          conn.end();
+        });
+        child.once("close", (code, signal) => {
+          send({ exit: code ?? (signal ? 128 + (os.constants.signals[signal] ?? 0) : 1) });
+          conn.end();
+        });
+        // A client that goes away (kubectl stopped by its bound) stops what it ran.
+        conn.once("close", () => {
+          if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+        });
+      });
+    });
+    this.execServer = server;
+    await new Promise<void>((resolve, reject) => {
+      server.once("error", reject);
+      server.listen(socket, () => resolve());
+    });
   }
 
   /** Ends a pod: SIGINT to its container (its preStop does `kill -INT 1`), SIGKILL after its grace period. */
@@ -442,7 +521,8 @@ export class WorkerAgents {
     for (const svc of objects) {
       const spec = serviceSpecOf(svc);
       const ips = ready.filter((p) => p.namespace === spec.namespace && selects(spec.selector, p.labels)).flatMap((p) => p.ips);
-      if (ips.length > 0) programmable.push({ service: spec, endpoints: ips.map((ip) => ({ ip, local: true })) });
+      const endpoints = ready.filter((p) => p.namespace === spec.namespace && selects(spec.selector, p.labels)).flatMap((p) => p.ips.map((ip) => ({ ip, local: p.nodeName === this.o.workerNode })));
+      if (ips.length > 0) programmable.push({ service: spec, endpoints });
     }
     // kube-proxy walks a Go map, so the receiver's rules land anywhere among the NodePort Services' on
     // every sync; as in the lab (lab/lab-scenario.ts) they sit in the middle, where they land on average.
@@ -560,9 +640,30 @@ export class WorkerAgents {
     clearInterval(this.periodic);
     if (this.away) clearTimeout(this.away.timer);
     this.metricsServer?.kill("SIGTERM");
+    this.execServer?.close();
     await this.reconciling;
     await this.programming;
     for (const key of [...this.pods.keys()]) await this.stopPod(key);
     await this.o.dataplane.remove();
   }
+}
+
+/**
+ * Pure: the shell lines that mount a container's volumes in its mount namespace: a hostPath (a
+ * directory, made when missing, or with type File an existing file) or an emptyDir (a directory of the pod's).
+ */
+export function volumeMounts(pod: Pick<PodSpec, "volumes">, c: Pick<Container, "volumeMounts">, podDir: string, podName: string): string[] {
+  return (c.volumeMounts ?? []).map((m) => {
+    const v = pod.volumes?.find((x) => x.name === m.name);
+    if (!v) throw new Error(`pod ${podName}: volume ${m.name} is not declared`);
+    if (v.hostPath?.type === "File") {
+      const file = v.hostPath.path;
+      return `[ -f '${file}' ] || { echo 'hostPath ${file} is not a file' >&2; exit 1; }\nmkdir -p "$(dirname '${m.mountPath}')" && { [ -e '${m.mountPath}' ] || : > '${m.mountPath}'; } && mount --bind '${file}' '${m.mountPath}'`;
+    }
+    let source: string;
+    if (v.hostPath) source = v.hostPath.path;
+    else if (v.emptyDir !== undefined) source = path.join(podDir, "volumes", v.name);
+    else throw new Error(`pod ${podName}: volume ${v.name} is neither hostPath nor emptyDir`);
+    return `mkdir -p '${source}' '${m.mountPath}' && mount --bind '${source}' '${m.mountPath}'`;
+  });
 }

@@ -4,7 +4,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
-import { parseRehearseFlags, rehearsalCampaign, type RehearseOptions } from "../../cli/rehearse.js";
+import { describeRehearsal, parseRehearseFlags, rehearsalCampaign, type RehearseOptions } from "../../cli/rehearse.js";
 import { planCampaign } from "../../measure/campaign-plan.js";
 import { ResultStore } from "../../measure/store.js";
 import { CLOUD_PROFILES } from "../../backends/cloud.js";
@@ -48,5 +48,19 @@ describe("testbed rehearse flags", () => {
     );
     expect(() => parseRehearseFlags({ ...base, profiles: "setup,setup" })).toThrow(/^--profiles: "setup,setup" is not accepted/);
     expect(() => parseRehearseFlags({ ...base, retries: "x" })).toThrow('--retries: "x" is not accepted');
+  });
+
+  it("rehearses the paper's path alone unless --paths names more; then the campaign measures every path the stack serves", () => {
+    const paper = parseRehearseFlags(base);
+    expect(paper.paths).toEqual(["nodeport-local"]);
+    // The paper's path alone: the campaign is the one it was before paths.
+    expect(rehearsalCampaign(paper, "iptables").definition.paths).toBeUndefined();
+    const three = parseRehearseFlags({ ...base, paths: "nodeport-local,nodeport-remote,clusterip" });
+    expect(rehearsalCampaign(three, "iptables").definition.paths).toEqual(["nodeport-local", "nodeport-remote", "clusterip"]);
+    expect(rehearsalCampaign(three, "iptables").id).not.toBe(rehearsalCampaign(paper, "iptables").id);
+    expect(describeRehearsal({ ...three, profiles: ["latency"] })).toMatch(/paths: nodeport-local, nodeport-remote, clusterip \(testbed:workers 2/);
+    expect(() => parseRehearseFlags({ ...base, paths: "nodeport-local,pod-to-pod" })).toThrow(
+      '--paths: "nodeport-local,pod-to-pod" is not accepted; accepted: a comma-separated list of nodeport-local, nodeport-remote, clusterip, each at most once',
+    );
   });
 });

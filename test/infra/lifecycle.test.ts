@@ -311,6 +311,9 @@ describe.skipIf(!canReplay).each(["ebpf", "iptables", "nftables"] as const)("wor
       "lab-servers-worker-2-datacenter",
       "lab-servers-worker-2-management",
       "lab-worker-2-ready",
+      // The connection-setup probe, built on the new worker too: the remote paths' listeners run there.
+      "setup-probe-worker-2-build",
+      "setup-probe-worker-2-source",
     ]);
     // Updates only: the readiness check (a third node), the workloads (worker 1 now named in the
     // backend's and the receiver's placement, the nodes' boot identities in the apply).

@@ -7,7 +7,9 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { entryScript } from "../../rehearsal/environment.js";
-import { KubeApi, templateHash, type PodStatus } from "../../rehearsal/kubernetes/api.js";
+import { createServer } from "node:net";
+import { createInterface } from "node:readline";
+import { EXEC_SOCKET, KubeApi, templateHash, type ExecRequest, type PodStatus } from "../../rehearsal/kubernetes/api.js";
 import { parseScenario, PLACEHOLDERS } from "../../scenario/schema.js";
 import { renderManifests } from "../../workloads/manifests.js";
 import { buildServiceSet } from "../../workloads/service-set.js";
@@ -111,6 +113,34 @@ describe("kubectl stand-in", () => {
     expect(await k("-n", "kube-system", "delete", "pod", "kube-proxy-w1")).toMatchObject({ code: 1, stderr: 'pods "kube-proxy-w1" not found\n' });
     api.writeStatus({ ...api.status(), pods: [{ namespace: "scale", name: "scale-backend-x", owner: "scale-backend", templateHash: "t", labels: {}, nodeName: "testbed-worker", ips: [], netns: "b", containers: ["pause"], ready: true, hostNetwork: false }] });
     expect(await k("-n", "scale", "delete", "pod", "scale-backend-x")).toMatchObject({ code: 1, stderr: "error: delete pod scale-backend-x: only DaemonSet pods are modelled\n" });
+  });
+
+  it("execs into a Deployment's ready pod through its node's kubelet, passing its output and exit code through", async () => {
+    const d = api.objects().objects["Deployment/ditg/ditg-receiver"]!;
+    const pod: PodStatus = { namespace: "ditg", name: "ditg-receiver-h-abcde", owner: "ditg-receiver", templateHash: templateHash(d), labels: {}, nodeName: "testbed-worker-2", ips: [], netns: "p", containers: ["itgrecv"], ready: true, hostNetwork: false };
+    api.writeStatus({ ...api.status(), pods: [{ ...pod, name: "ditg-receiver-old-xxxxx", templateHash: "old" }, pod] });
+    // The kubelet's side of the socket (node-agents.ts serves it): one request, then frames.
+    const requests: ExecRequest[] = [];
+    const kubelet = createServer((conn) => {
+      createInterface({ input: conn }).once("line", (line) => {
+        requests.push(JSON.parse(line) as ExecRequest);
+        conn.write(`${JSON.stringify({ out: Buffer.from("sent 10\n").toString("base64") })}\n${JSON.stringify({ err: Buffer.from("slow\n").toString("base64") })}\n${JSON.stringify({ exit: 3 })}\n`);
+        conn.end();
+      });
+    });
+    await new Promise<void>((resolve) => kubelet.listen(path.join(dir, EXEC_SOCKET), resolve));
+    try {
+      const r = await k("-n", "ditg", "exec", "deployment/ditg-receiver", "--", "ITGSend", "-a", "198.19.255.253");
+      expect(r).toEqual({ code: 3, stdout: "sent 10\n", stderr: "slow\n" });
+      // The current template's pod, with the command as given.
+      expect(requests).toEqual([{ namespace: "ditg", pod: "ditg-receiver-h-abcde", command: ["ITGSend", "-a", "198.19.255.253"] }]);
+    } finally {
+      kubelet.close();
+    }
+    // No socket: kubectl says the kubelet does not answer.
+    expect(await k("-n", "ditg", "exec", "ditg-receiver-h-abcde", "--", "true")).toMatchObject({ code: 1, stderr: expect.stringMatching(/exec into ditg-receiver-h-abcde: the kubelet does not answer/) });
+    api.writeStatus({ ...api.status(), pods: [] });
+    expect(await k("-n", "ditg", "exec", "deployment/ditg-receiver", "--", "true")).toMatchObject({ code: 1, stderr: "error: cannot exec into deployment ditg-receiver: it has no ready pod\n" });
   });
 
   it("refuses what it does not model, by name", async () => {

@@ -6,12 +6,13 @@ import { applyScript } from "../../infra/workloads.js";
 import { planServiceMaps } from "../../lab/dataplanes/ebpf/service-maps.js";
 import { bpftoolBatch, LbMapAgent } from "../../lab/dataplanes/ebpf/lb-agent.js";
 import { ciliumServiceList, servicesByFrontend, type MapDump } from "../../rehearsal/kubernetes/cilium-dbg.js";
-import { endpointSlices, serviceSpecOf, type KubeObject, type PodStatus, type StoredObjects } from "../../rehearsal/kubernetes/api.js";
+import { endpointSlices, schedulableNodes, serviceSpecOf, type KubeObject, type PodStatus, type StoredObjects } from "../../rehearsal/kubernetes/api.js";
 import { jsonpath, JsonPathError } from "../../rehearsal/kubernetes/jsonpath.js";
 import { AgentMetrics } from "../../rehearsal/kubernetes/agent-metrics.js";
 import { parseHistograms } from "../../measure/control-plane-metrics.js";
 import { parseScenario, PLACEHOLDERS } from "../../scenario/schema.js";
-import { manifestObjects } from "../../workloads/manifests.js";
+import { manifestObjects, pathManifestObjects } from "../../workloads/manifests.js";
+import { volumeMounts } from "../../rehearsal/kubernetes/node-agents.js";
 import { buildServiceSet } from "../../workloads/service-set.js";
 
 const scenario = parseScenario({ dataplane: "ebpf", ...PLACEHOLDERS, services: 3 });
@@ -168,5 +169,47 @@ describe("the dataplane agent's metrics", () => {
     expect(h.get(sync)!.buckets).toHaveLength(16);
     expect(h.get(npl)!.buckets.slice(0, 3)).toEqual([[0.25, 0], [0.5, 1], [1, 1]]);
     expect(() => m.observe("cilium_x", 1)).toThrow(/no histogram cilium_x; registered: kubeproxy_sync/);
+  });
+});
+
+describe("the kubelets' placement and volumes", () => {
+  const withPaths = parseScenario({ dataplane: "iptables", ...PLACEHOLDERS, services: 3, paths: ["nodeport-local", "nodeport-remote", "clusterip"], workers: 2 });
+  const nodes = [
+    { name: "testbed-master", role: "master" as const },
+    { name: "testbed-worker", role: "worker" as const },
+    { name: "testbed-worker-2", role: "worker" as const },
+  ];
+  const deploymentsOf = (files: { objects: readonly unknown[] }[]) => files.flatMap((f) => f.objects as KubeObject[]).filter((o) => o.kind === "Deployment");
+
+  it("puts a pod on the node its manifest's affinity names: one worker without a name, worker n by its node name", () => {
+    const paper = deploymentsOf(manifestObjects(scenario, set));
+    for (const d of paper) expect(schedulableNodes(d, nodes), d.metadata.name).toEqual(["testbed-worker", "testbed-worker-2"]);
+    const names = ["testbed-worker", "testbed-worker-2"];
+    const placed = Object.fromEntries(
+      [...deploymentsOf(manifestObjects(withPaths, buildServiceSet(withPaths), names)), ...deploymentsOf([pathManifestObjects(withPaths, "nodeport-remote", { nodes: names, setupProbePath: "/p" }), pathManifestObjects(withPaths, "clusterip", { nodes: names, setupProbePath: "/p" })])].map((d) => [d.metadata.name, schedulableNodes(d, nodes)]),
+    );
+    expect(placed).toEqual({
+      "scale-backend": ["testbed-worker"],
+      "ditg-receiver": ["testbed-worker"],
+      "ditg-receiver-remote": ["testbed-worker-2"],
+      "ditg-receiver-clusterip": ["testbed-worker-2"],
+      "ditg-client": ["testbed-worker"],
+    });
+  });
+
+  it("refuses a node affinity it does not model, by name", () => {
+    const d = { apiVersion: "apps/v1", kind: "Deployment", metadata: { name: "x" }, spec: { template: { spec: { affinity: { nodeAffinity: { requiredDuringSchedulingIgnoredDuringExecution: { nodeSelectorTerms: [{ matchExpressions: [{ key: "zone", operator: "In", values: ["a"] }] }] } } } } } } };
+    expect(() => schedulableNodes(d, nodes)).toThrow(/node affinity zone In is not modelled/);
+  });
+
+  it("mounts a hostPath directory (made when missing), an emptyDir of the pod's, and a hostPath File only when the file is there", () => {
+    const client = pathManifestObjects(withPaths, "clusterip", { nodes: ["testbed-worker", "testbed-worker-2"], setupProbePath: "/usr/local/bin/probe" }).objects.find((o) => o.metadata?.name === "ditg-client") as unknown as KubeObject;
+    const spec = (client.spec as { template: { spec: Parameters<typeof volumeMounts>[0] & { containers: Parameters<typeof volumeMounts>[1][] } } }).template.spec;
+    const lines = volumeMounts(spec, spec.containers[0]!, "/run/pods/c", "ditg-client-h-x");
+    expect(lines[0]).toBe("mkdir -p '/run/pods/c/volumes/packages' '/var/cache/ditg' && mount --bind '/run/pods/c/volumes/packages' '/var/cache/ditg'");
+    expect(lines[1]).toBe("mkdir -p '/var/lib/dataplane-testbed/ditg-client-logs' '/logs' && mount --bind '/var/lib/dataplane-testbed/ditg-client-logs' '/logs'");
+    expect(lines[2]).toMatch(/^\[ -f '\/usr\/local\/bin\/probe' \] \|\| \{ echo 'hostPath \/usr\/local\/bin\/probe is not a file' >&2; exit 1; \}\n/);
+    expect(lines[2]).toMatch(/mount --bind '\/usr\/local\/bin\/probe' '\/usr\/local\/bin\/probe'$/);
+    expect(() => volumeMounts({ volumes: [] }, { volumeMounts: [{ name: "logs", mountPath: "/logs" }] }, "/d", "p")).toThrow(/pod p: volume logs is not declared/);
   });
 });

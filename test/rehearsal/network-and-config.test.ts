@@ -6,15 +6,18 @@ import { hostAddress, labPlan, MEASURED_PORTS } from "../../infra/openstack/addr
 import { HOST_ROLES } from "../../infra/hosts.js";
 import { LAB_PROFILES } from "../../lab/profiles.js";
 import { BENCHMARK_RANGES } from "../../lab/topology.js";
-import { planRehearsalNetwork, POD_SUBNETS, rehearsalAddresses, WORKER_POD_NETWORK } from "../../rehearsal/network.js";
-import { rehearsalStackConfig, rehearsalStackName, stackScenarioOf } from "../../rehearsal/stack-config.js";
+import { planRehearsalNetwork, POD_SUBNETS, rehearsalAddresses, rehearsalPods, WORKER_POD_NETWORK, workerPodNetwork } from "../../rehearsal/network.js";
+import { pathOverrides, rehearsalStackConfig, rehearsalStackName, stackScenarioOf } from "../../rehearsal/stack-config.js";
+import { SERVICE_PATHS } from "../../scenario/paths.js";
+import { cidrsOverlap } from "../../scenario/cidr.js";
 import { CHECKOUT, sshdConfig } from "../../rehearsal/hosts.js";
+import { probeHosts } from "../../rehearsal/environment.js";
 import { cidrContains, parseCidr } from "../../scenario/cidr.js";
 import { DATAPLANES } from "../../scenario/schema.js";
 
 const KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJ8q5FzJ9Nw2u0Q3kX7o1rY4mVb2cT6eH8sLdPfGhKjM test";
-const configOf = (dataplane: (typeof DATAPLANES)[number], profile = LAB_PROFILES.smoke) =>
-  rehearsalStackConfig({ dataplane, profile, operatorAddress: "198.18.3.1", sshPublicKey: KEY, sshPrivateKey: "-----BEGIN OPENSSH PRIVATE KEY-----\nx\n-----END OPENSSH PRIVATE KEY-----\n", projectDir: CHECKOUT });
+const configOf = (dataplane: (typeof DATAPLANES)[number], profile = LAB_PROFILES.smoke, paths?: readonly (typeof SERVICE_PATHS)[number][]) =>
+  rehearsalStackConfig({ dataplane, profile, operatorAddress: "198.18.3.1", sshPublicKey: KEY, sshPrivateKey: "-----BEGIN OPENSSH PRIVATE KEY-----\nx\n-----END OPENSSH PRIVATE KEY-----\n", projectDir: CHECKOUT, ...(paths ? { paths } : {}) });
 const scenario = stackScenarioOf(configOf("iptables"));
 const plan = planRehearsalNetwork("dptbab12", scenario);
 
@@ -70,7 +73,67 @@ describe("the rehearsal's network", () => {
   });
 });
 
+describe("the rehearsal's network for the paths beyond the paper's", () => {
+  const withPaths = stackScenarioOf(configOf("iptables", LAB_PROFILES.smoke, SERVICE_PATHS));
+  const two = planRehearsalNetwork("dptbab12", withPaths);
+
+  it("adds worker-2 on the stack's own addresses, on the management and datacenter networks, forwarding", () => {
+    const stack = labPlan(withPaths);
+    for (const network of ["management", "datacenter"] as const) {
+      const m = two.segments.find((s) => s.name === network)!.members.find((x) => x.role === "worker-2")!;
+      expect(m.addresses.ipv4).toBe(hostAddress(stack, "worker-2", network, "ipv4"));
+    }
+    expect(rehearsalAddresses(withPaths).management["worker-2"]).toBe(hostAddress(stack, "worker-2", "management", "ipv4"));
+    expect(two.forwarding).toEqual(["router", "worker", "worker-2"]);
+    expect(two.allNamespaces["worker-2"]).toBe("dptbab12-worker-2");
+  });
+
+  it("puts each path's pods on the worker the path names: the remote receivers on worker-2, the client pod in a cgroup on worker 1", () => {
+    expect(rehearsalPods(withPaths).map((p) => `${p.deployment}@${p.host}`)).toEqual([
+      "ditg-receiver@worker", "scale-backend@worker", "ditg-receiver-remote@worker-2", "ditg-receiver-clusterip@worker-2", "ditg-client@worker",
+    ]);
+    const pods = (seg: string) => two.segments.find((s) => s.name === seg)!;
+    expect(pods("pods").bridge!.role).toBe("worker");
+    expect(pods("pods").members.map((m) => m.role)).toEqual(["pod", "backend", "clientpod"]);
+    expect(pods("pods-worker-2").bridge!.role).toBe("worker-2");
+    expect(pods("pods-worker-2").subnets.ipv4!.text).toBe(workerPodNetwork(2).ipv4);
+    expect(two.clientPod).toMatchObject({ role: "clientpod", hostVeth: "lxc-client", cgroup: expect.stringContaining("dptbab12-clientpod") });
+    // The client pod shares worker 1's pod block: kube-proxy's cluster CIDR there is that block.
+    expect(two.clientPod!.subnets.ipv4.text).toBe(WORKER_POD_NETWORK.ipv4);
+    // Every worker's pod block is inside the cluster's, and no two overlap.
+    const blocks = [WORKER_POD_NETWORK, workerPodNetwork(2)].flatMap((b) => [parseCidr(b.ipv4)!, parseCidr(b.ipv6)!]);
+    for (const b of blocks) expect(cidrContains(parseCidr(POD_SUBNETS[b.family])!, b.text.split("/")[0]!), b.text).toBe(true);
+    expect(cidrsOverlap(blocks[0]!, blocks[2]!) || cidrsOverlap(blocks[1]!, blocks[3]!)).toBe(false);
+  });
+
+  it("routes each worker's pod block natively to it over the datacenter network, and the pods' other traffic to their node", () => {
+    const stack = labPlan(withPaths);
+    const via = (role: string) => two.routes.filter((r) => r.role === role).map((r) => `${r.destination} via ${r.via}`);
+    expect(via("worker")).toEqual(expect.arrayContaining([`${workerPodNetwork(2).ipv4} via ${hostAddress(stack, "worker-2", "datacenter", "ipv4")}`]));
+    expect(via("worker-2")).toEqual(expect.arrayContaining([`${WORKER_POD_NETWORK.ipv6} via ${hostAddress(stack, "worker", "datacenter", "ipv6")}`]));
+    // The client pod sends to the ClusterIPs through its node, whose dataplane translates them.
+    expect(via("clientpod")).toEqual(expect.arrayContaining([`${withPaths.kubernetes.serviceSubnets.ipv4} via 198.18.64.1`]));
+    expect(via("pod-clusterip")).toEqual(expect.arrayContaining([`${POD_SUBNETS.ipv4} via 198.18.65.1`]));
+    expect(two.routes.some((r) => r.destination === "default")).toBe(false);
+  });
+
+  it("plans the paper's path alone as before: no second worker, no client pod", () => {
+    expect(rehearsalPods(scenario).map((p) => p.role)).toEqual(["pod", "backend"]);
+    expect(plan.clientPod).toBeUndefined();
+    expect(Object.keys(plan.allNamespaces).sort()).toEqual(["backend", "bastion", "client", "fabric", "master", "operator", "pod", "router", "worker"]);
+  });
+});
+
 describe("the rehearsal's stacks", () => {
+  it("serve the paths asked for with the workers they need and native pod routing; the paper's path alone leaves the committed stack as it is", () => {
+    expect(pathOverrides()).toEqual({});
+    expect(pathOverrides(["nodeport-local"])).toEqual({});
+    expect(pathOverrides(["nodeport-local", "clusterip"])).toEqual({ paths: ["nodeport-local", "clusterip"], workers: 2, podRouting: "native" });
+    const s = stackScenarioOf(configOf("ebpf", LAB_PROFILES.smoke, SERVICE_PATHS));
+    expect(s).toMatchObject({ paths: [...SERVICE_PATHS], workers: 2, podRouting: "native" });
+    expect(stackScenarioOf(configOf("ebpf")).workers).toBe(1);
+  });
+
   it("are the committed stacks with the user's settings and the profile's sweep, runs and rates", () => {
     for (const dataplane of DATAPLANES) {
       const config = configOf(dataplane);
@@ -90,6 +153,26 @@ describe("the rehearsal's stacks", () => {
     // What the committed nftables stack sets beyond its dataplane stays (a kernel of 5.13 or later).
     expect(stackScenarioOf(configOf("nftables")).kubernetes.version).toBe("1.33.9");
     expect(stackScenarioOf(configOf("iptables", LAB_PROFILES.default)).sweep.services).toEqual([1, 1000, 5000, 10000]);
+  });
+});
+
+describe("where the first boot left the probes", () => {
+  it("on the hosts of the stack's build commands whose script installs that probe", () => {
+    const build = (component: string, host: string, binary: string) => ({
+      type: "command:remote:Command",
+      name: `${component}-${host}-build`,
+      inputs: { create: `BINARY='${binary}'\ncc ...` },
+      options: { parent: `testbed:tools:SetupProbe::${component}` },
+    });
+    const resources = [
+      build("setup-probe", "client", "/usr/local/bin/connection-setup-probe"),
+      build("setup-probe", "worker", "/usr/local/bin/connection-setup-probe"),
+      build("setup-probe", "worker-2", "/usr/local/bin/connection-setup-probe"),
+      build("programming-probe", "worker", "/usr/local/bin/programming-probe"),
+      { type: "command:remote:Command", name: "workloads-apply", inputs: { create: "/usr/local/bin/connection-setup-probe" }, options: { parent: "testbed:workloads:Workloads::workloads" } },
+    ] as unknown as Parameters<typeof probeHosts>[0];
+    expect(probeHosts(resources, "/usr/local/bin/connection-setup-probe")).toEqual(["client", "worker", "worker-2"]);
+    expect(probeHosts(resources, "/usr/local/bin/programming-probe")).toEqual(["worker"]);
   });
 });
 
