@@ -110,7 +110,9 @@ export function readRunHops(db: Database.Database, campaignId: string): Map<stri
   for (const r of checkRows) {
     const runSections = sections.get(String(r.run_id)) ?? [];
     const scope = scopeOfSections(runSections);
-    const bypassed = scope === "worker" && !runSections.some((s) => s.direction === "forward" && s.section === "pod-link") ? [HOP_POINTS[WORKER_POINTS[1]!]!] : [];
+    // The receiver pod's veth is worker 2's where the path has an endpoint node, else worker 1's.
+    const podVeth = runSections.some((s) => s.direction === "forward" && s.section === "endpoint-node") ? 14 : WORKER_POINTS[1]!;
+    const bypassed = scope === "worker" && !runSections.some((s) => s.direction === "forward" && s.section === "pod-link") ? [HOP_POINTS[podVeth]!] : [];
     const check: HopCheck = {
       keying: r.keying as HopKeying,
       scope,

@@ -67,7 +67,7 @@
 // receive stamp to uplink-out), within HOP_SUM_TOLERANCE_S. Where a kernel skips the host side of
 // the pod's veth on the way in (bpf_redirect_peer: Cilium's BPF host routing, 5.10+), P4 stamps
 // nothing and the forward service-dataplane runs from P3 to P5, with no forward pod-link.
-import { closeSync, openSync, readFileSync, readSync } from "node:fs";
+import { closeSync, openSync, readFileSync, readSync, writeFileSync } from "node:fs";
 import { encodeIntoCompressedBase64, type Histogram } from "hdr-histogram-js";
 import { decodeDelayHistogram, delayAcrossMidnight, LogFormatError, newHistogram, RECORD_BYTES, recordBlock } from "./ditg-log.js";
 import { LogStamps, StampWindow, type DecodedFlow } from "./ditg-pairing.js";
@@ -153,30 +153,30 @@ export const END_TO_END = "end-to-end";
 /** What a capture probed: every boundary of the path (the lab), or a worker's own host alone (a deployed stack). */
 export const HOP_SCOPES = ["path", "worker"] as const;
 export type HopScope = (typeof HOP_SCOPES)[number];
-/** The points a worker probes (P3..P8), by number. */
+/** The points a worker probes on the paper's path (P3..P8), by number. */
 export const WORKER_POINTS: readonly number[] = [3, 4, 5, 6, 7, 8];
-/** The worker's sections, in path order (both directions' pod-delivery and turnaround anchored on ITGRecv's receive stamp). */
+/** The worker's sections on the paper's path, in path order (both directions' pod-delivery and turnaround anchored on ITGRecv's receive stamp). */
 export const WORKER_SECTIONS: Readonly<Record<HopDirection, readonly string[]>> = {
   forward: ["service-dataplane", "pod-link", "pod-delivery"],
   return: ["turnaround", "pod-link", "service-dataplane"],
 };
-/** A worker handshake's sections: the kernel's stamps only, uplink in to uplink out. */
-export const WORKER_HANDSHAKE_SECTIONS: Readonly<Record<HopDirection, readonly string[]>> = {
-  forward: ["service-dataplane", "pod-link"],
-  return: ["turnaround", "pod-link", "service-dataplane"],
-};
 /**
- * Per direction, the worker's whole part: uplink-in to the pod (ITGRecv's receive stamp; for a
- * handshake the SYN's pod ingress), and from there to uplink-out. Every worker run has both rows.
+ * Per direction, the workers' whole part: the sections a deployed stack's workers time, summed (on
+ * the paper's path uplink-in to the pod, ITGRecv's receive stamp or for a handshake the SYN's pod
+ * ingress, and from there to uplink-out). Every worker run has both rows.
  */
 export const WORKER_SPAN = "worker-span";
-/** The sections a worker capture cannot time: they need the client's and the worker's clocks synchronised. */
+/** Pure: the sections of a path that a deployed stack's workers cannot time (they need two hosts' clocks synchronised), per direction. */
+export function workerUntimed(path: ServicePath = DEFAULT_PATH): Readonly<Record<HopDirection, readonly string[]>> {
+  const timed = workerPlan(path, "ditg").runs.flatMap((r) => r.sections);
+  const untimed = (direction: HopDirection) => pathHops(path).sections[direction].filter((s) => !timed.some((t) => t.direction === direction && t.section === s));
+  return { forward: untimed("forward"), return: untimed("return") };
+}
+/** The sections a worker capture cannot time on the paper's path. */
 export const WORKER_UNTIMED: Readonly<Record<HopDirection, readonly string[]>> = {
   forward: HOP_SECTIONS.forward.filter((s) => !WORKER_SECTIONS.forward.includes(s)),
   return: HOP_SECTIONS.return.filter((s) => !WORKER_SECTIONS.return.includes(s)),
 };
-/** The point a kernel may skip on the way in (bpf_redirect_peer into the pod): the worker's pod veth, egress. */
-const BYPASSABLE_POINT = 4;
 
 /** The profiles the probes stamp, and how their packets are keyed; throughput runs go unprobed. */
 export const HOP_KEYING: Partial<Record<RunProfile, HopKeying>> = { latency: "ditg", setup: "handshake" };
@@ -644,65 +644,150 @@ export function decomposeHandshakes(capture: HopCapture): RunHops {
 // ---------------------------------------------------------------------------------------------
 // A worker's part of each round trip (scope "worker").
 
-/** Pure: the points a worker capture's packets never crossed: the pod veth's egress when no packet was stamped there but some entered the worker. */
-export function bypassedPoints(perPoint: readonly number[]): number[] {
-  return perPoint[BYPASSABLE_POINT] === 0 && (perPoint[WORKER_POINTS[0]!] ?? 0) > 0 ? [BYPASSABLE_POINT] : [];
+/**
+ * A boundary of a worker capture: a kernel point, or one of D-ITG's stamps taken on a probed host:
+ * ITGRecv's receive stamp ("rx"), and on clusterip the client pod's send stamp and its receive stamp
+ * of the echo ("tx", "rxS"), which ITGSend takes on worker 1.
+ */
+export type WorkerBoundary = number | "tx" | "rx" | "rxS";
+
+/**
+ * Per path, what the workers of a deployed stack time: runs of consecutive boundaries on one
+ * host's clock, in path order (host 1 is worker 1, host 2 worker 2). Sections lie within a run;
+ * between runs on two hosts nothing is timed one way, but where the path leaves worker 1 and comes
+ * back to it, worker 1's time between the two minus worker 2's time between its first and last
+ * boundary is the node-to-node crossing both ways (NODE_TO_NODE_BOTH_WAYS): two durations, each on
+ * its own host's clock, as D-ITG's round trip is.
+ */
+export const WORKER_PATH_RUNS: Readonly<Record<ServicePath, readonly { host: 1 | 2; boundaries: readonly WorkerBoundary[] }[]>> = {
+  "nodeport-local": [{ host: 1, boundaries: [3, 4, 5, "rx", 6, 7, 8] }],
+  "nodeport-remote": [
+    { host: 1, boundaries: [3, 12] },
+    { host: 2, boundaries: [13, 14, 15, "rx", 16, 17, 18] },
+    { host: 1, boundaries: [19, 8] },
+  ],
+  clusterip: [
+    { host: 1, boundaries: ["tx", 20, 21, 12] },
+    { host: 2, boundaries: [13, 14, 15, "rx", 16, 17, 18] },
+    { host: 1, boundaries: [19, 22, 23, "rxS"] },
+  ],
+};
+/** The node-to-node sections of both directions together, as a deployed stack's two workers time them (listed with the return sections, where it ends). */
+export const NODE_TO_NODE_BOTH_WAYS = "node-to-node-both-ways";
+
+/** The points a worker probes on a path, per host (1: worker 1, 2: worker 2). */
+export function workerPoints(path: ServicePath, host: 1 | 2): number[] {
+  return workerRuns(path).filter((r) => r.host === host).flatMap((r) => r.boundaries.filter((b): b is number => typeof b === "number"));
 }
 
-/** The boundaries of a worker's sections, in path order: a kernel point, or ITGRecv's receive stamp ("rx"). */
-type WorkerBoundary = number | "rx";
-
-/** The worker's boundaries and the sections between them, for D-ITG packets (with rx) or handshakes. */
-function workerPlan(keying: HopKeying, bypassed: readonly number[]): { boundaries: WorkerBoundary[]; sections: { direction: HopDirection; section: string }[] } {
-  const points = WORKER_POINTS.filter((p) => !bypassed.includes(p));
-  const forwardPoints = points.filter((p) => p < 6);
-  const returnPoints = points.filter((p) => p >= 6);
-  const boundaries: WorkerBoundary[] = keying === "ditg" ? [...forwardPoints, "rx", ...returnPoints] : [...forwardPoints, ...returnPoints];
-  const names = keying === "ditg" ? WORKER_SECTIONS : WORKER_HANDSHAKE_SECTIONS;
-  // A bypassed point merges the section before it with the one after: the forward pod-link goes.
-  const forward = names.forward.filter((s) => !(s === "pod-link" && bypassed.includes(BYPASSABLE_POINT)));
-  return {
-    boundaries,
-    sections: [...forward.map((section) => ({ direction: "forward" as const, section })), ...names.return.map((section) => ({ direction: "return" as const, section }))],
-  };
+function workerRuns(path: ServicePath = DEFAULT_PATH) {
+  const runs = WORKER_PATH_RUNS[path];
+  if (runs === undefined) throw new Error(`path: "${String(path)}" has no worker points; accepted: ${Object.keys(WORKER_PATH_RUNS).join(", ")}`);
+  return runs;
 }
 
-/** The worker's part of a packet: the sections between its boundaries, then its two spans, and its time in the worker. */
+/** The points a kernel may skip on the way in (bpf_redirect_peer into the pod), each with the point before it: a pod veth's egress on the host side. */
+const BYPASSABLE: readonly { point: number; after: number }[] = [
+  { point: 4, after: 3 },
+  { point: 14, after: 13 },
+];
+
+/** Pure: the points a worker capture's packets never crossed: a pod veth's egress when no packet was stamped there but some reached the point before it. */
+export function bypassedPoints(perPoint: readonly number[], path: ServicePath = DEFAULT_PATH): number[] {
+  const points = [1, 2].flatMap((h) => workerPoints(path, h as 1 | 2));
+  return BYPASSABLE.filter((b) => points.includes(b.point) && perPoint[b.point] === 0 && (perPoint[b.after] ?? 0) > 0).map((b) => b.point);
+}
+
+/** A worker plan: the runs of boundaries with the sections between consecutive ones (one fewer than boundaries per run), and whether the node-to-node crossing is timed both ways. */
+interface WorkerPlan {
+  readonly runs: readonly { host: 1 | 2; boundaries: readonly WorkerBoundary[]; sections: readonly { direction: HopDirection; section: string }[] }[];
+  readonly bothWays: boolean;
+  /** The boundary that divides the directions (ITGRecv's stamp; for a handshake, the SYN's arrival in the pod), as [run, index]. */
+  readonly pod: readonly [number, number];
+}
+
+/**
+ * Pure: the worker plan of a path for D-ITG packets or handshakes. Each section between consecutive
+ * boundaries is the path's own section between them (PATH_HOPS: the lab's names); a bypassed point
+ * merges the section before it with the one after (the forward pod-link goes).
+ */
+export function workerPlan(path: ServicePath, keying: HopKeying, bypassed: readonly number[] = []): WorkerPlan {
+  const hops = pathHops(path);
+  // The whole path's boundaries and the section after each, as the lab decomposes it.
+  const full: WorkerBoundary[] =
+    keying === "ditg" ? ["tx", ...hops.points.forward, "rx", ...hops.points.return, "rxS"] : [...hops.points.forward, ...hops.points.return];
+  const names = keying === "ditg" ? hops.sections : handshakeSections(hops);
+  const after = new Map<WorkerBoundary, { direction: HopDirection; section: string }>();
+  const sectionList = [...names.forward.map((section) => ({ direction: "forward" as const, section })), ...names.return.map((section) => ({ direction: "return" as const, section }))];
+  full.slice(0, -1).forEach((b, i) => after.set(b, sectionList[i]!));
+  const runs = workerRuns(path).map((run) => {
+    const boundaries = run.boundaries.filter((b) => keying === "ditg" || typeof b === "number").filter((b) => !bypassed.includes(b as number));
+    return { host: run.host, boundaries, sections: boundaries.slice(0, -1).map((b) => after.get(b)!) };
+  });
+  const podAt = keying === "ditg" ? "rx" : hops.points.forward.at(-1)!;
+  const podRun = runs.findIndex((r) => r.boundaries.includes(podAt));
+  return { runs, bothWays: runs.length === 3, pod: [podRun, runs[podRun]!.boundaries.indexOf(podAt)] };
+}
+
+/** The worker's part of a packet: the sections between its boundaries, the node-to-node crossing both ways, then its two spans. */
 class WorkerRows {
   readonly names: { direction: HopDirection; section: string }[];
   readonly values: SectionValues;
   private readonly row: Float64Array;
-  private readonly pod: number;
-  private readonly last: number;
   residenceSum = 0;
 
   constructor(
-    readonly plan: { boundaries: WorkerBoundary[]; sections: { direction: HopDirection; section: string }[] },
+    readonly plan: WorkerPlan,
     capacity: number,
-    /** The index of the boundary between the directions: the receive stamp, or the pod's ingress point. */
-    pod: number,
   ) {
-    this.names = [...plan.sections, { direction: "forward", section: WORKER_SPAN }, { direction: "return", section: WORKER_SPAN }];
+    this.names = [
+      ...plan.runs.flatMap((r) => r.sections),
+      ...(plan.bothWays ? [{ direction: "return" as const, section: NODE_TO_NODE_BOTH_WAYS }] : []),
+      { direction: "forward", section: WORKER_SPAN },
+      { direction: "return", section: WORKER_SPAN },
+    ];
     this.values = new SectionValues(this.names, capacity);
     this.row = new Float64Array(this.names.length);
-    this.pod = pod;
-    this.last = plan.boundaries.length - 1;
   }
 
   /**
-   * Adds a packet's boundaries t (path order); false when they are out of order (a kernel section
-   * below zero, a section at ITGRecv's stamp below its truncation), or when the packet spent longer
-   * in the worker than `roundTrip` (if given).
+   * Adds a packet's boundaries, run by run (t[r][b]); false when they are out of order (a kernel
+   * section below zero, a section at a D-ITG stamp below its truncation, a negative crossing), or
+   * when the packet spent longer from entering worker 1 to leaving it than `roundTrip` (if given).
    */
-  add(t: Float64Array | readonly number[], rx: number, roundTrip?: number): boolean {
-    const { row, last } = this;
-    for (let b = 0; b < last; b++) {
-      row[b] = delayAcrossMidnight(t[b + 1]!, t[b]!);
-      if (row[b]! < (b === rx || b + 1 === rx ? -DITG_STAMP_SLACK_S : 0)) return false;
+  add(t: readonly Float64Array[], roundTrip?: number): boolean {
+    const { row, plan } = this;
+    let k = 0;
+    let forwardSpan = 0;
+    let returnSpan = 0;
+    for (let r = 0; r < plan.runs.length; r++) {
+      const bounds = plan.runs[r]!.boundaries;
+      const times = t[r]!;
+      for (let b = 0; b < bounds.length - 1; b++) {
+        const value = delayAcrossMidnight(times[b + 1]!, times[b]!);
+        const anchored = typeof bounds[b] === "string" || typeof bounds[b + 1] === "string";
+        if (value < (anchored ? -DITG_STAMP_SLACK_S : 0)) return false;
+        row[k++] = value;
+        const forward = r < plan.pod[0] || (r === plan.pod[0] && b < plan.pod[1]);
+        if (forward) forwardSpan += value;
+        else returnSpan += value;
+      }
     }
-    row[last] = delayAcrossMidnight(t[this.pod]!, t[0]!);
-    row[last + 1] = delayAcrossMidnight(t[last]!, t[this.pod]!);
-    const residence = delayAcrossMidnight(t[last]!, t[0]!);
+    let residence: number;
+    const first = t[0]!;
+    const lastRun = t[plan.runs.length - 1]!;
+    if (plan.bothWays) {
+      const away = delayAcrossMidnight(lastRun[0]!, first[first.length - 1]!);
+      const middle = t[1]!;
+      const crossing = away - delayAcrossMidnight(middle[middle.length - 1]!, middle[0]!);
+      if (crossing < 0) return false;
+      row[k++] = crossing;
+      returnSpan += crossing;
+    }
+    // On worker 1 (or the one worker): from the packet's first boundary there to its last, two stamps on one clock.
+    residence = delayAcrossMidnight(lastRun[lastRun.length - 1]!, first[0]!);
+    row[k++] = forwardSpan;
+    row[k] = returnSpan;
     // Durations on the two hosts' own clocks: comparable without synchronising them.
     if (roundTrip !== undefined && residence > roundTrip + DITG_STAMP_SLACK_S) return false;
     this.residenceSum += residence;
@@ -723,52 +808,99 @@ class WorkerRows {
   }
 }
 
+/** The boundaries' times of one packet, run by run; false as soon as one is missing. */
+function fillWorkerTimes(plan: WorkerPlan, t: Float64Array[], at: (b: WorkerBoundary) => number): boolean {
+  for (let r = 0; r < plan.runs.length; r++) {
+    const bounds = plan.runs[r]!.boundaries;
+    for (let b = 0; b < bounds.length; b++) {
+      const v = at(bounds[b]!);
+      if (v !== v) return false;
+      t[r]![b] = v;
+    }
+  }
+  return true;
+}
+
 /**
- * One D-ITG round-trip run of a worker capture cut into the worker's sections: every sender-log
+ * One D-ITG round-trip run of a worker capture cut into the workers' sections: every sender-log
  * record paired with its receiver-log record (as the campaign counts them) whose worker stamps are
  * all there. The check is the worker's (see the top of this file).
  */
 export function decomposeWorkerRoundTrips(capture: HopCapture, logs: { senderLog: string; receiverLog: string }): RunHops {
   const bytes = readFileSync(capture.recordsFile);
-  const stamps = readPointStamps(bytes, "ditg", BigInt(capture.offsetStartNs), capture.recordsFile, WORKER_POINTS[0]);
-  const bypassed = bypassedPoints(stamps.perPoint);
-  const plan = workerPlan("ditg", bypassed);
-  const rx = plan.boundaries.indexOf("rx");
-  const rows = new WorkerRows(plan, Math.max(...stamps.perPoint, 1), rx);
-  const t = new Float64Array(plan.boundaries.length);
+  const path = capture.path ?? DEFAULT_PATH;
+  const stamps = readPointStamps(bytes, "ditg", BigInt(capture.offsetStartNs), capture.recordsFile, workerPoints(path, 1)[0]);
+  const bypassed = bypassedPoints(stamps.perPoint, path);
+  const plan = workerPlan(path, "ditg", bypassed);
+  const rows = new WorkerRows(plan, Math.max(...stamps.perPoint, 1));
+  const t = plan.runs.map((r) => new Float64Array(r.boundaries.length));
   let incomplete = 0;
   let outOfOrder = 0;
   const packets = forEachPairedPacket(logs, (flowId, seq, tx, rxR, rxS) => {
-    for (let b = 0; b < t.length; b++) {
-      const at = plan.boundaries[b]!;
-      t[b] = at === "rx" ? rxR : stamps.points[at]!.get(flowId, seq);
-      if (t[b] !== t[b]) {
-        incomplete++;
-        return;
-      }
-    }
-    if (!rows.add(t, rx, delayAcrossMidnight(rxS, tx))) outOfOrder++;
+    const whole = fillWorkerTimes(plan, t, (b) => (b === "tx" ? tx : b === "rx" ? rxR : b === "rxS" ? rxS : stamps.points[b]!.get(flowId, seq)));
+    if (!whole) incomplete++;
+    else if (!rows.add(t, delayAcrossMidnight(rxS, tx))) outOfOrder++;
   });
   return rows.result(checkCounts(capture, bytes, "ditg", { packets, decomposed: rows.values.n, incomplete, outOfOrder }), bypassed);
 }
 
-/** One setup run's TCP handshakes through a worker: every SYN that entered it whose SYN-ACK left it through every worker point. */
+/** One setup run's TCP handshakes through the workers: every SYN that entered worker 1 whose SYN-ACK left it through every worker point. */
 export function decomposeWorkerHandshakes(capture: HopCapture): RunHops {
   const bytes = readFileSync(capture.recordsFile);
-  const stamps = readPointStamps(bytes, "handshake", BigInt(capture.offsetStartNs), capture.recordsFile, WORKER_POINTS[0]);
-  const bypassed = bypassedPoints(stamps.perPoint);
-  const plan = workerPlan("handshake", bypassed);
-  // The SYN's arrival in the pod divides the directions (there is no receive stamp).
-  const rows = new WorkerRows(plan, stamps.firstPoint.length, plan.boundaries.indexOf(5));
+  const path = capture.path ?? DEFAULT_PATH;
+  const stamps = readPointStamps(bytes, "handshake", BigInt(capture.offsetStartNs), capture.recordsFile, workerPoints(path, 1)[0]);
+  const bypassed = bypassedPoints(stamps.perPoint, path);
+  const plan = workerPlan(path, "handshake", bypassed);
+  const rows = new WorkerRows(plan, stamps.firstPoint.length);
+  const t = plan.runs.map((r) => new Float64Array(r.boundaries.length));
   let incomplete = 0;
   let outOfOrder = 0;
   for (const { flowId, seq } of stamps.firstPoint) {
     if (flowId !== HOP_HANDSHAKE_FLOW) continue;
-    const t = plan.boundaries.map((p) => stamps.points[p as number]!.get(flowId, seq));
-    if (t.some((x) => x !== x)) incomplete++;
-    else if (!rows.add(t, -2)) outOfOrder++;
+    if (!fillWorkerTimes(plan, t, (b) => stamps.points[b as number]!.get(flowId, seq))) incomplete++;
+    else if (!rows.add(t)) outOfOrder++;
   }
   return rows.result(checkCounts(capture, bytes, "handshake", { packets: stamps.firstPoint.length, decomposed: rows.values.n, incomplete, outOfOrder }), bypassed);
+}
+
+/**
+ * The captures of one run's workers (a path across two of them) as one capture: every record's stamp
+ * moved onto its own host's CLOCK_REALTIME with that host's offset at the run's start, so that each
+ * host's stamps line up with the D-ITG stamps taken on that host; the merged offset is 0. Sections
+ * are only cut between stamps of one host (WORKER_PATH_RUNS), so the hosts' clocks need not agree.
+ * The merged clock step is the largest of the hosts', the uncertainty the largest, the counts summed
+ * (each point is stamped on one host only).
+ */
+export function mergeWorkerCaptures(captures: readonly HopCapture[], recordsFile: string, path: ServicePath): HopCapture {
+  if (captures.length === 0) throw new Error("mergeWorkerCaptures: no capture");
+  const keying = captures[0]!.keying;
+  if (captures.some((c) => c.keying !== keying)) throw new Error(`mergeWorkerCaptures: captures keyed ${captures.map((c) => c.keying).join(", ")}; accepted: one keying`);
+  const parts = captures.map((c) => {
+    const bytes = readFileSync(c.recordsFile);
+    if (bytes.length % HOP_RECORD_BYTES !== 0) throw new Error(`${c.recordsFile}: ${bytes.length} bytes is not a whole number of ${HOP_RECORD_BYTES}-byte hop records; the file is truncated`);
+    const offset = BigInt(c.offsetStartNs);
+    const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    for (let at = 0; at < bytes.length; at += HOP_RECORD_BYTES) view.setBigUint64(at, BigInt.asUintN(64, view.getBigUint64(at, true) + offset), true);
+    return bytes;
+  });
+  writeFileSync(recordsFile, Buffer.concat(parts));
+  const steps = captures.map((c) => BigInt(c.offsetEndNs) - BigInt(c.offsetStartNs));
+  const step = steps.reduce((a, b) => ((b < 0n ? -b : b) > (a < 0n ? -a : a) ? b : a), 0n);
+  const sum = (k: "stamped" | "dropped") => HOP_POINTS.map((_, p) => captures.reduce((s, c) => s + (c[k][p] ?? 0), 0));
+  const lost = captures.some((c) => c.lost !== undefined) ? { lost: captures.reduce((s, c) => s + (c.lost ?? 0), 0) } : {};
+  return {
+    recordsFile,
+    keying,
+    scope: "worker",
+    ...(path !== DEFAULT_PATH ? { path } : {}),
+    offsetStartNs: "0",
+    offsetEndNs: String(step),
+    offsetUncertaintyNs: Math.max(...captures.map((c) => c.offsetUncertaintyNs)),
+    records: captures.reduce((s, c) => s + c.records, 0),
+    stamped: sum("stamped"),
+    dropped: sum("dropped"),
+    ...lost,
+  };
 }
 
 /** A run's decomposition, by what was probed and how its packets are keyed. */

@@ -15,7 +15,8 @@ import {
   poolSections,
   WORKER_SECTIONS,
   WORKER_SPAN,
-  WORKER_UNTIMED,
+  NODE_TO_NODE_BOTH_WAYS,
+  workerUntimed,
   type HopDirection,
   type HopScope,
   type PooledSection,
@@ -70,15 +71,37 @@ const PATH_SECTION_TEXT: Readonly<Partial<Record<ServicePath, string>>> = {
     "*client-pod-stack* runs from ITGSend's send stamp in the client pod to the pod's egress (and back from its ingress to the receive stamp), *client-pod-link* across the pod's veth to worker 1; *service-dataplane* from that veth's ingress on worker 1 (before kube-proxy's DNAT) to worker 1's uplink toward worker 2, and back; *node-to-node* and *endpoint-node* as on nodeport-remote.",
 };
 
+/** Pure: what the report says of the workers' sections on the paths across two workers (their cells only). */
+function workerPathLines(cells: readonly HopCell[]): string[] {
+  const paths = SERVICE_PATHS.filter((p) => p !== DEFAULT_PATH && cells.some((c) => pathOf(c) === p && c.scope === "worker"));
+  return paths.map((p) => {
+    const timed = pathHops(p).sections;
+    const untimed = workerUntimed(p);
+    const list = (d: HopDirection) => timed[d].filter((s) => !untimed[d].includes(s)).join(", ");
+    return (
+      `- **${p}** (two workers, each on its own clock): forward ${list("forward")}; return ${list("return")}, and **${NODE_TO_NODE_BOTH_WAYS}**: ` +
+      "worker 1's time from the packet leaving it toward worker 2 to the echo's return, minus worker 2's time between the packet's arrival and the echo's departure, two durations on their own clocks (each direction alone would need the two clocks synchronised). " +
+      "It is the pod traffic's crossing between the nodes both ways: through the stack's tunnel (its VXLAN device, where the probes then sit) or natively routed (the data NIC), as the stack output `podRouting` says." +
+      (p === "clusterip" ? " On clusterip ITGSend runs in the client pod on worker 1, so client-pod-stack is timed too." : "")
+    );
+  });
+}
+
 /** The rows that sum a direction rather than cut it: the end-to-end delay, or the worker's span. */
 const isTotal = (section: string) => section === END_TO_END || section === WORKER_SPAN;
 
-/** A section's place on its path: by direction, then in path order (a worker's sections are the paper's path's). */
+/**
+ * A section's place on its path: by direction, then in path order (a worker's sections are the
+ * path's; the node-to-node crossing both ways, which workers time, where the return node-to-node is).
+ */
 const pathOrder = (direction: HopDirection, section: string, path: ServicePath = DEFAULT_PATH) =>
-  HOP_DIRECTIONS.indexOf(direction) * 100 + (isTotal(section) ? 99 : pathHops(path).sections[direction].indexOf(section));
+  HOP_DIRECTIONS.indexOf(direction) * 100 +
+  (isTotal(section) ? 99 : pathHops(path).sections[direction].indexOf(section === NODE_TO_NODE_BOTH_WAYS ? "node-to-node" : section));
 
-const untimedText = () =>
-  HOP_DIRECTIONS.map((d) => `${d} ${WORKER_UNTIMED[d].join(", ")}`).join("; ") + `; ${END_TO_END}`;
+const untimedText = (path: ServicePath = DEFAULT_PATH) => {
+  const untimed = workerUntimed(path);
+  return HOP_DIRECTIONS.map((d) => `${d} ${untimed[d].join(", ")}`).join("; ") + `; ${END_TO_END}`;
+};
 
 const dataplaneOrder = (a: string, b: string) => {
   const rank = (d: string) => ((DATAPLANES as readonly string[]).includes(d) ? (DATAPLANES as readonly string[]).indexOf(d) : DATAPLANES.length);
@@ -99,7 +122,7 @@ export function hopCells(results: readonly RunResult[]): HopCell[] {
   const cells = [...groups.values()].map(({ key, latency, setup }): HopCell => {
     const path = pathOf(key);
     const sections = poolSections(latency.map((r) => r.hops!.sections)).sort((a, b) => pathOrder(a.direction, a.section, path) - pathOrder(b.direction, b.section, path));
-    const serviceSection = key.scope === "worker" ? "service-dataplane" : pathHops(path).serviceSection;
+    const serviceSection = pathHops(path).serviceSection;
     const first = poolSections(setup.map((r) => r.hops!.sections.filter((s) => s.direction === "forward" && s.section === serviceSection)))[0];
     const residuals = latency.flatMap((r) => [r.hops!.check.residualForwardS, r.hops!.check.residualRoundTripS]).filter((x): x is number => x !== undefined);
     return {
@@ -165,7 +188,7 @@ function figure(family: string, statistic: "mean" | "p99", cells: readonly HopCe
   const whole = workerOnly ? "the mean time in the worker" : "the mean round trip";
   const what =
     (statistic === "mean" ? `share of ${whole} (the sections' means add up to it)` : "share of the sum of the sections' p99 (tails do not add; the shares compare them)") +
-    (workerOnly ? `; worker only, not timed: ${untimedText()}` : "");
+    (workerOnly ? `; worker only, not timed: ${untimedText(path)}` : "");
   return {
     file: `${named.file}hops-${statistic}-${family}.svg`,
     title: `where the delay comes from, ${named.title}${family}: each section's ${what}`,
@@ -234,6 +257,7 @@ export function hopReport(results: readonly RunResult[], format: { fmt: (x: numb
       `- **forward**: ${WORKER_SECTIONS.forward.join(", ")}; **return**: ${WORKER_SECTIONS.return.join(", ")}; per direction a **${WORKER_SPAN}** row (the data NIC to ITGRecv's receive stamp, and from it back to the data NIC; for a handshake the SYN's arrival in the pod divides them). *service-dataplane* runs from the data NIC's tc ingress (before Cilium's or kube-proxy's NodePort handling) to the pod veth's egress (after the DNAT), and from the veth's ingress (before Cilium's reverse NAT) to the data NIC's egress.`,
       `- **Not timed on a deployed stack:** ${untimedText()}. These sections lie between the client and the worker and would need their clocks synchronised; the round trips and their percentiles above still come from D-ITG's exact pairing.`,
       `- **${FIRST_PACKET_SECTION}** (setup runs): as in the lab, each new connection's SYN through the worker's Service dataplane.`,
+      ...workerPathLines(cells),
       `- **Check (worker):** ${worker.adding} of ${worker.runs} latency runs add up: every paired packet has every worker stamp, no stamp was dropped or left unread, no clock step, the boundaries are in path order, each packet spent less time in the worker than its exact round trip, and the sections' means add up to the worker's spans, read from the outer boundaries alone, within ${fmt(HOP_SUM_TOLERANCE_S * 1e6)} µs. Largest residual of a run: ${fmt(worker.residual * 1e6)} µs. Packets without every stamp or out of order: ${worker.incomplete}. Stamps dropped or unread: ${worker.lost}.`,
       "",
     );
@@ -259,7 +283,7 @@ export function hopReport(results: readonly RunResult[], format: { fmt: (x: numb
         for (const c of cells.filter((x) => pathOf(x) === path && x.family === family && x.services === n && x.dataplane === d)) {
           const std = largest(c.sections, "stdS");
           const p99 = largest(c.sections, "p99S");
-          const dp = c.sections.find((s) => s.direction === "forward" && s.section === (c.scope === "worker" ? "service-dataplane" : pathHops(path).serviceSection));
+          const dp = c.sections.find((s) => s.direction === "forward" && s.section === pathHops(path).serviceSection);
           md.push(
             `|${withPaths ? ` ${path} |` : ""} ${family} | ${n} | ${d}${c.scope === "worker" ? " (worker only)" : ""} | ${std ? `${std.direction} ${std.section} (${us(std.stdS, fmt)})` : "n/a"} | ${p99 ? `${p99.direction} ${p99.section} (${us(p99.p99S, fmt)})` : "n/a"} | ${us(dp?.meanS, fmt)} / ${us(dp?.p99S, fmt)} | ${us(c.firstPacket?.p50S, fmt)} / ${us(c.firstPacket?.p99S, fmt)} |`,
           );
@@ -273,7 +297,7 @@ export function hopReport(results: readonly RunResult[], format: { fmt: (x: numb
     md.push(
       `### ${withPaths ? `${pathOf(c)}: ` : ""}${c.dataplane}, ${c.family}, ${servicesText(c.services)}${c.scope === "worker" ? " (worker only)" : ""}`,
       "",
-      `${c.runs} latency runs (${c.runsAddingUp} add up), ${c.firstPacketRuns} setup runs.${c.scope === "worker" ? ` Not timed: ${untimedText()}.` : ""}`,
+      `${c.runs} latency runs (${c.runsAddingUp} add up), ${c.firstPacketRuns} setup runs.${c.scope === "worker" ? ` Not timed: ${untimedText(pathOf(c))}.` : ""}`,
       "",
       "| direction | section | packets | mean | std | p50 | p99 | p99.9 | max |",
       "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",

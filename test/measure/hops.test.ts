@@ -1,7 +1,7 @@
 // The hop decomposition on crafted inputs: D-ITG logs and probe records written byte by byte in their
 // documented layouts, with known sections, so that every expected number is computed here, not read
 // back from the code. Real traffic through the lab is test/lab/hops.test.ts.
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { DOMParser } from "@xmldom/xmldom";
@@ -23,9 +23,13 @@ import {
   poolSections,
   readPointStamps,
   summarize,
+  mergeWorkerCaptures,
+  NODE_TO_NODE_BOTH_WAYS,
   WORKER_POINTS,
   WORKER_SPAN,
   WORKER_UNTIMED,
+  workerPoints,
+  workerUntimed,
   type HopCapture,
   type RunHops,
 } from "../../measure/hops.js";
@@ -69,6 +73,8 @@ function craft(
   edit: (records: { point: number; seq: number; stampNs: bigint }[]) => typeof records = (r) => r,
   capture: Partial<HopCapture> = {},
   route: ServicePath = "nodeport-local",
+  /** How far the receiver's clock is ahead of the sender's (ITGRecv's receive stamps), ns. */
+  receiverClockNs = 0n,
 ): Crafted {
   const { points: crossed } = PATH_HOPS[route];
   const points = [...crossed.forward, ...crossed.return];
@@ -85,7 +91,7 @@ function craft(
   const us = (ns: bigint) => Number(ns / 1000n);
   boundaries.forEach((b, i) => {
     const common = { flowId: 1, seqNum: i + 1, srcAddress: "198.18.0.2", srcPort: 40000, destAddress: "198.18.1.2", destPort: 31000, size: 512 };
-    encodeRecord(receiver, i, { ...common, tx: timeOfDay(us(b[0]!)), rx: timeOfDay(us(b[nF + 1]!)) });
+    encodeRecord(receiver, i, { ...common, tx: timeOfDay(us(b[0]!)), rx: timeOfDay(us(b[nF + 1]! + receiverClockNs)) });
     encodeRecord(sender, i, { ...common, tx: timeOfDay(us(b[0]!)), rx: timeOfDay(us(b[points.length + 2]!)) });
   });
   let records = boundaries.flatMap((b, i) => points.map((point, j) => ({ point, seq: i + 1, stampNs: b[j < nF ? j + 1 : j + 2]! - OFFSET_NS })));
@@ -379,6 +385,102 @@ describe("decomposeWorkerRoundTrips (a worker probed alone)", () => {
     ]);
     hops.sections.slice(0, 5).forEach((s, j) => expect(s.meanS).toBeCloseTo(meanOf(Array.from({ length: n }, (_, i) => gaps(i)[j]! / 1e9)), 12));
     expect(sectionOf(hops, "forward", WORKER_SPAN).meanS).toBeCloseTo(meanOf(Array.from({ length: n }, (_, i) => (gaps(i)[0]! + gaps(i)[1]!) / 1e9)), 12);
+  });
+});
+
+describe("a path across two workers of a deployed stack (worker captures merged)", () => {
+  /** Worker 2's clock: its CLOCK_REALTIME this far ahead of worker 1's, its monotonic clock from another boot. */
+  const W2_CLOCK_AHEAD_NS = 3_250_000n;
+  const W2_OFFSET_NS = 1_796_000_000_000_000_000n;
+
+  /** The crafted run's records split into the two workers' captures, each on its own clocks; merged as the cloud backend merges them. */
+  function twoWorkers(route: ServicePath, n: number, edit: (r: { point: number; seq: number; stampNs: bigint }[]) => typeof r = (r) => r) {
+    const onWorkers = (records: { point: number; seq: number; stampNs: bigint }[]) =>
+      edit(records.filter((r) => workerPoints(route, 1).includes(r.point) || workerPoints(route, 2).includes(r.point)));
+    const c = craft(n, onWorkers, {}, route, W2_CLOCK_AHEAD_NS);
+    const bytes = readFileSync(c.capture.recordsFile);
+    const host = (h: 1 | 2): HopCapture => {
+      const keep: Buffer[] = [];
+      for (let at = 0; at < bytes.length; at += HOP_RECORD_BYTES) {
+        const record = Buffer.from(bytes.subarray(at, at + HOP_RECORD_BYTES));
+        if (!workerPoints(route, h).includes(record.readUInt8(16))) continue;
+        // Worker 2: the same instant on its monotonic clock, which its offset maps onto its (ahead) realtime clock.
+        if (h === 2) record.writeBigUInt64LE(record.readBigUInt64LE(0) + OFFSET_NS - W2_OFFSET_NS, 0);
+        keep.push(record);
+      }
+      const file = path.join(dir, `worker${h}.hops`);
+      writeFileSync(file, Buffer.concat(keep));
+      const offset = h === 1 ? OFFSET_NS : W2_OFFSET_NS + W2_CLOCK_AHEAD_NS;
+      const counts = HOP_POINTS.map((_, p) => (workerPoints(route, h).includes(p) ? c.capture.stamped[p]! : 0));
+      return { ...c.capture, recordsFile: file, scope: "worker", offsetStartNs: String(offset), offsetEndNs: String(offset + (h === 2 ? 400n : 0n)), records: keep.length, stamped: counts };
+    };
+    const merged = mergeWorkerCaptures([host(1), host(2)], path.join(dir, "merged.hops"), route);
+    return { c, merged };
+  }
+
+  for (const route of ["nodeport-remote", "clusterip"] as const) {
+    it(`${route}: each worker's sections on its own clock, and the node-to-node crossing both ways from two durations`, async () => {
+      const n = 200;
+      const { c, merged } = twoWorkers(route, n);
+      expect(merged).toMatchObject({ scope: "worker", path: route, offsetStartNs: "0", offsetEndNs: "400", records: c.capture.records });
+      const hops = decomposeRun(merged, c.logs);
+      expect(hops.check).toMatchObject({ scope: "worker", packets: n, decomposed: n, incomplete: 0, outOfOrder: 0, addsUp: true });
+      const all = [...PATH_HOPS[route].sections.forward.map((s) => ["forward", s]), ...PATH_HOPS[route].sections.return.map((s) => ["return", s])];
+      const untimed = workerUntimed(route);
+      const timed = all.map(([d, s], k) => ({ d: d as "forward" | "return", s: s!, k })).filter(({ d, s }) => !untimed[d].includes(s));
+      expect(hops.sections.map((s) => `${s.direction} ${s.section}`)).toEqual([
+        ...timed.map(({ d, s }) => `${d} ${s}`),
+        `return ${NODE_TO_NODE_BOTH_WAYS}`,
+        `forward ${WORKER_SPAN}`,
+        `return ${WORKER_SPAN}`,
+      ]);
+      // The truth: the crafted sections, whatever the workers' clocks read.
+      const truth = (ks: number[]) => meanOf(Array.from({ length: n }, (_, i) => ks.reduce((a, k) => a + otherSectionNs(all.length)(i)[k]!, 0) / 1e9));
+      timed.forEach(({ d, s, k }, j) => expect(hops.sections[j]!.meanS, `${d} ${s}`).toBeCloseTo(truth([k]), 10));
+      const crossings = all.flatMap(([, s], k) => (s === "node-to-node" ? [k] : []));
+      expect(crossings).toHaveLength(2);
+      expect(sectionOf(hops, "return", NODE_TO_NODE_BOTH_WAYS).meanS).toBeCloseTo(truth(crossings), 10);
+      expect(untimed.forward).toContain("node-to-node");
+      expect(Math.abs(hops.check.residualRoundTripS!)).toBeLessThan(1e-9);
+      expect(hops.check.clockStepNs).toBe(400);
+    });
+  }
+
+  it("the check fails when a worker 2 stamp is missing, and a crossing below zero is out of order", async () => {
+    const missing = twoWorkers("nodeport-remote", 50, (r) => r.filter((x) => !(x.point === 16 && x.seq === 7)));
+    expect(decomposeRun(missing.merged, missing.c.logs).check).toMatchObject({ decomposed: 49, incomplete: 1, addsUp: false });
+    // Worker 2 holds packet 3 longer than worker 1 waited for it: no real packet does.
+    const long = twoWorkers("nodeport-remote", 50, (r) => r.map((x) => (x.point === 18 && x.seq === 3 ? { ...x, stampNs: x.stampNs + 5_000_000n } : x)));
+    expect(decomposeRun(long.merged, long.c.logs).check).toMatchObject({ decomposed: 49, outOfOrder: 1, addsUp: false });
+  });
+
+  it("worker 2's pod veth skipped (bpf_redirect_peer) merges into endpoint-node", async () => {
+    const { c, merged } = twoWorkers("nodeport-remote", 60, (r) => r.filter((x) => x.point !== 14));
+    const hops = decomposeRun(merged, c.logs);
+    expect(hops.check).toMatchObject({ decomposed: 60, bypassed: ["pod2-veth-out"], addsUp: true });
+    expect(hops.sections.filter((s) => s.direction === "forward").map((s) => s.section)).toEqual(["service-dataplane-snat", "endpoint-node", "pod-delivery", WORKER_SPAN]);
+  });
+
+  it("handshakes across two workers: the SYN's and the SYN-ACK's sections, and the crossing both ways", () => {
+    const route = "clusterip";
+    const points = [...workerPoints(route, 1).slice(0, 3), ...workerPoints(route, 2), ...workerPoints(route, 1).slice(3)];
+    // P20 P21 P12 | P13 P14 P15 P16 P17 P18 | P19 P22 P23: 11 gaps, the 3rd and 9th the crossings.
+    const gaps = (i: number) => [2_000, 3_000 + i, 40_000, 5_000, 6_000, 9_000, 1_500, 3_000, 38_000, 2_500, 1_800];
+    const n = 30;
+    const recordsFile = writeHandshakes(points, n, gaps);
+    const counts = HOP_POINTS.map((_, p) => (points.includes(p) ? n : 0));
+    const hops = decomposeRun(
+      { recordsFile, keying: "handshake", scope: "worker", path: route, offsetStartNs: "0", offsetEndNs: "0", offsetUncertaintyNs: 0, records: n * points.length, stamped: counts, dropped: counts.map(() => 0) },
+      { log: "unused.log" },
+    );
+    expect(hops.check).toMatchObject({ keying: "handshake", packets: n, decomposed: n, addsUp: true });
+    expect(hops.sections.map((s) => `${s.direction} ${s.section}`)).toEqual([
+      "forward client-pod-link", "forward service-dataplane", "forward endpoint-node", "forward pod-link",
+      "return turnaround", "return pod-link", "return endpoint-node", "return service-dataplane", "return client-pod-link",
+      `return ${NODE_TO_NODE_BOTH_WAYS}`, `forward ${WORKER_SPAN}`, `return ${WORKER_SPAN}`,
+    ]);
+    expect(sectionOf(hops, "return", NODE_TO_NODE_BOTH_WAYS).meanS).toBeCloseTo((40_000 + 38_000) / 1e9, 12);
+    expect(sectionOf(hops, "forward", "endpoint-node").meanS).toBeCloseTo(5_000 / 1e9, 12);
   });
 });
 
