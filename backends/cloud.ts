@@ -39,10 +39,12 @@
 // real ones), so the sequencing is tested with fakes.
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import path from "node:path";
+import path, { join } from "node:path";
 import { readRawScenario } from "../infra/config.js";
 import { clusterDataplane } from "../infra/cluster/dataplanes/index.js";
-import { sshWorkerShell, WorkerHops } from "./worker-hops/module.js";
+import { DEFAULT_WORKER_HOPS_DIR, sshWorkerShell, WorkerHops, type WorkerRun } from "./worker-hops/module.js";
+import type { WorkerRole } from "./worker-hops/points.js";
+import type { ReceiverLocator } from "./worker-hops/scripts.js";
 import type { Family } from "../scenario/cidr.js";
 import { CONFIG_NAMESPACE, FAMILIES, parseScenario, type Dataplane, type Scenario } from "../scenario/schema.js";
 import {
@@ -58,6 +60,8 @@ import { STACK_BACKEND_PREFIX } from "../measure/campaign-plan.js";
 import { flowLogs, receiverSessionError, senderCommand, shellCommand, type FlowTarget } from "../measure/ditg-commands.js";
 import { pathOf, ReceiverSessionError, type Backend, type CollectedLogs, type FlowOutcome, type RunKey, type RunProfile, type StepReadiness, type TrafficProfile } from "../measure/types.js";
 import { CloudProgramming, programmingProbeOutput } from "./cloud-programming.js";
+import { mergeWorkerCaptures, type HopCapture } from "../measure/hops.js";
+import { CLIENT_POD_PROCESS } from "../workloads/manifests.js";
 import { DEFAULT_PATH, ENTRY_WORKER, PATHS, SERVICE_PATHS, type ServicePath } from "../scenario/paths.js";
 
 /** The stack as the backend uses it: read outputs and config, change the Service count. */
@@ -374,7 +378,7 @@ export class CloudBackend implements Backend {
   /** The unmeasured (sender) log of each one-way flow, deleted with the measured one once collected. */
   private readonly unmeasured = new Map<string, string>();
   /** The worker's hop probes once installed; false when the campaign leaves them out. */
-  private hops: WorkerHops | undefined | false;
+  private hops: Map<string, WorkerHops> | false;
 
   private constructor(
     private readonly stack: StackControl,
@@ -385,7 +389,7 @@ export class CloudBackend implements Backend {
     readonly localDir: string,
     hops: boolean,
   ) {
-    this.hops = hops ? undefined : false;
+    this.hops = hops ? new Map() : false;
     this.name = `${STACK_BACKEND_PREFIX}${stack.name}`;
     this.paths = scenario.paths.filter((p) => lab.paths[p] !== undefined);
     this.currentServices = scenario.services;
@@ -468,17 +472,31 @@ export class CloudBackend implements Backend {
     if (!target) {
       throw new CloudSetupError(`stack ${this.stack.name} exports no ${path.name} endpoint for ${key.family}; accepted families: ${Object.keys(path.endpoints).join(", ")}`);
     }
-    // The worker's probes match the paper's path (worker 1's uplink, its receiver pod): other paths' runs carry no sections.
-    const hops = key.profile === "throughput" || path.name !== DEFAULT_PATH ? undefined : await this.workerHops(target.dataPort);
-    const hopRun = await hops?.begin(key.profile, flow.logName, { maxSeconds: flow.durationS + SENDER_GRACE_S });
+    const probes = key.profile === "throughput" ? [] : await this.workerHops(path, target.dataPort);
+    const begun: { hops: WorkerHops; run: WorkerRun }[] = [];
+    const abandon = async () => {
+      for (const b of begun) await b.hops.abandon(b.run);
+    };
     let outcome: FlowOutcome;
     try {
+      for (const hops of probes) {
+        const run = await hops.begin(key.profile, flow.logName, { maxSeconds: flow.durationS + SENDER_GRACE_S });
+        if (run) begun.push({ hops, run });
+      }
       outcome = key.profile === "setup" ? await this.runSetup(key.family, path, target, flow) : await this.runDitg(path, target, flow);
     } catch (err) {
-      if (hopRun) await hops!.abandon(hopRun);
+      await abandon();
       throw err;
     }
-    return hopRun ? { ...outcome, hops: await hops!.end(hopRun, this.localDir) } : outcome;
+    if (begun.length === 0) return outcome;
+    const captures: HopCapture[] = [];
+    for (const [i, b] of begun.entries()) {
+      const hostDir = path.name === DEFAULT_PATH ? this.localDir : mkdtempSync(join(this.localDir, `hops-${i + 1}-`));
+      captures.push(await b.hops.end(b.run, hostDir));
+    }
+    // A path across two workers: one capture, each host's stamps on its own clock (measure/hops.ts).
+    const hops = captures.length === 1 ? captures[0]! : mergeWorkerCaptures(captures, join(this.localDir, `${flow.logName}.hops`), path.name);
+    return { ...outcome, hops };
   }
 
   /** The path a run takes, as the stack serves it. */
@@ -491,18 +509,40 @@ export class CloudBackend implements Backend {
     return path;
   }
 
-  /** The worker's hop probes, installed at the first probed run; undefined when the campaign leaves them out. */
-  private async workerHops(dataPort: number): Promise<WorkerHops | undefined> {
-    if (this.hops === false) return undefined;
-    if (this.hops === undefined) {
-      try {
-        // {}: the receiver pod is the only network namespace ITGRecv runs in on the worker.
-        this.hops = await WorkerHops.install(sshWorkerShell(this.shell, "receiver"), { dataPort, receiver: {} });
-      } catch (err) {
-        throw new CloudSetupError(`the hop probes could not be built on the receiver's node: ${(err as Error).message}; campaign --no-hops measures without them`);
+  /**
+   * The workers' hop probes of a path, installed at its first probed run (one set per host and path:
+   * each is compiled for its path's data port); none when the campaign leaves them out. The paper's
+   * path probes worker 1 and its receiver pod; nodeport-remote worker 1's uplink and worker 2 with its
+   * receiver pod; clusterip worker 1 with the client pod, and worker 2 with its receiver pod.
+   */
+  private async workerHops(p: CloudPath, dataPort: number): Promise<WorkerHops[]> {
+    if (this.hops === false) return [];
+    const receiverPod: ReceiverLocator = { deployment: p.receiver.deployment, process: "ITGRecv" };
+    const hosts: { host: RemoteHost; role: WorkerRole; receiver: ReceiverLocator }[] =
+      p.name === DEFAULT_PATH
+        ? [{ host: "receiver", role: "receiver-node", receiver: receiverPod }]
+        : [
+            p.client.kind === "pod"
+              ? { host: p.client.host, role: "client-node", receiver: { deployment: p.client.deployment, process: CLIENT_POD_PROCESS } }
+              : { host: "receiver", role: "nodeport-entry", receiver: {} },
+            { host: p.receiverHost, role: "endpoint-node", receiver: receiverPod },
+          ];
+    const installed: WorkerHops[] = [];
+    for (const h of hosts) {
+      const id = `${h.host}/${p.name}`;
+      let hops = this.hops.get(id);
+      if (!hops) {
+        try {
+          const workDir = p.name === DEFAULT_PATH ? DEFAULT_WORKER_HOPS_DIR : `${DEFAULT_WORKER_HOPS_DIR}-${p.name}`;
+          hops = await WorkerHops.install(sshWorkerShell(this.shell, h.host), { dataPort, receiver: h.receiver, role: h.role, workDir });
+        } catch (err) {
+          throw new CloudSetupError(`the hop probes could not be built on ${h.host} (${p.name}): ${(err as Error).message}; campaign --no-hops measures without them`);
+        }
+        this.hops.set(id, hops);
       }
+      installed.push(hops);
     }
-    return this.hops;
+    return installed;
   }
 
   private async runDitg(p: CloudPath, target: FlowTarget, flow: { logName: string; durationS: number; traffic: TrafficProfile }): Promise<FlowOutcome> {
@@ -679,7 +719,7 @@ export class CloudBackend implements Backend {
 
   async teardown(): Promise<void> {
     try {
-      if (this.hops) await this.hops.remove();
+      if (this.hops) for (const hops of this.hops.values()) await hops.remove();
     } finally {
       await this.shell.close();
     }

@@ -21,7 +21,7 @@ import { RehearsalEnvironment } from "../rehearsal/environment.js";
 import { CHECKOUT } from "../rehearsal/hosts.js";
 import { OPERATOR_ADDRESS } from "../rehearsal/network.js";
 import { rehearsalStackConfig, rehearsalStackName, stackScenarioOf } from "../rehearsal/stack-config.js";
-import { DATAPLANES, DEFAULT_BASELINE, scenarioPaths, type Dataplane } from "../scenario/schema.js";
+import { DATAPLANES, DEFAULT_BASELINE, POD_ROUTINGS, scenarioPaths, type Dataplane, type PodRouting } from "../scenario/schema.js";
 import { DEFAULT_PATH, DEFAULT_PATHS, SERVICE_PATHS, type ServicePath } from "../scenario/paths.js";
 import { parseCampaignFlags, stackDefinition } from "./campaign.js";
 import { listOf } from "./flags.js";
@@ -41,6 +41,7 @@ export interface RehearseOptions {
   retryFailed?: boolean;
   profiles?: string;
   paths?: string;
+  podRouting?: string;
   cleanup?: boolean;
 }
 
@@ -57,6 +58,8 @@ export interface RehearseFlags {
   readonly profiles: readonly RunProfile[];
   /** The Service paths each stack serves (testbed:paths) and its campaign measures; the paper's alone unless given. */
   readonly paths: readonly ServicePath[];
+  /** How pod traffic crosses between the workers on the paths beyond the paper's (testbed:podRouting). */
+  readonly podRouting: PodRouting;
   readonly cleanup: boolean;
 }
 
@@ -84,10 +87,12 @@ export function parseRehearseFlags(o: RehearseOptions): RehearseFlags {
     profiles = asked as RunProfile[];
   }
   const paths: readonly ServicePath[] = o.paths === undefined ? DEFAULT_PATHS : listOf("paths", o.paths, SERVICE_PATHS);
+  const routing = o.podRouting ?? "native";
+  if (!(POD_ROUTINGS as readonly string[]).includes(routing)) bad("pod-routing", routing, POD_ROUTINGS.join(", "));
   const out = path.resolve(o.out);
   const flags: RehearseFlags = {
     profile: labProfile(o.profile), out, db: path.resolve(o.db ?? path.join(out, "results.db")), dataplanes, baseline, retries,
-    retryFailed: o.retryFailed === true, profiles, paths, cleanup: o.cleanup === true,
+    retryFailed: o.retryFailed === true, profiles, paths, podRouting: routing as PodRouting, cleanup: o.cleanup === true,
   };
   // The report covers the whole store: a stack rehearsed earlier into it may be the baseline of a rehearsal of another.
   if (!dataplanes.includes(baseline) && !storeHoldsStack(flags, baseline)) {
@@ -113,7 +118,7 @@ export function rehearsalCampaign(flags: RehearseFlags, dataplane: Dataplane): {
   // The definition depends on the stack's scenario, not on its key pair.
   const placeholderKey = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJ8q5FzJ9Nw2u0Q3kX7o1rY4mVb2cT6eH8sLdPfGhKjM rehearsal";
   const scenario = stackScenarioOf(
-    rehearsalStackConfig({ dataplane, profile: flags.profile, operatorAddress: OPERATOR_ADDRESS, sshPublicKey: placeholderKey, sshPrivateKey: "", projectDir: CHECKOUT, paths: flags.paths }),
+    rehearsalStackConfig({ dataplane, profile: flags.profile, operatorAddress: OPERATOR_ADDRESS, sshPublicKey: placeholderKey, sshPrivateKey: "", projectDir: CHECKOUT, paths: flags.paths, podRouting: flags.podRouting }),
   );
   const campaignFlags = parseCampaignFlags({ stack, db: flags.db, retries: String(flags.retries), projectDir: ".", profiles: flags.profiles.join(",") });
   // The campaign measures every path the stack serves.
@@ -130,7 +135,7 @@ export function describeRehearsal(flags: RehearseFlags): string {
   return [
     `rehearsal of the cloud path, profile ${p.name}: Services ${p.services.join(", ")}, ${p.runs} runs of ${p.flowSeconds} s per cell, ${rates}${p.setupConnectionsPerSecond} new connections/s; ${runs} runs in all`,
     `  for each of ${flags.dataplanes.join(", ")}: stack rehearse-<dataplane> on network namespaces of this machine (bastion, client, router, master, ${beyond ? "worker, worker-2" : "worker"}, pods) with sshd,`,
-    `  paths: ${flags.paths.join(", ")}${beyond ? " (testbed:workers 2: the remote paths' receivers on worker-2, the clusterip path's client pod on worker 1)" : ""}`,
+    `  paths: ${flags.paths.join(", ")}${beyond ? ` (testbed:workers 2: the remote paths' receivers on worker-2, the clusterip path's client pod on worker 1; pods routed between the workers ${flags.podRouting === "tunnel" ? "through a VXLAN tunnel (cilium_vxlan)" : "natively"})` : ""}`,
     "  deployed at its first Service count, then `testbed campaign --stack rehearse-<dataplane>` from an operator namespace, SSH through the bastion",
     "  for real: the campaign and cloud backend, SSH/scp with ProxyJump, every `pulumi up` after the first (the lifecycle's steps run over SSH), the apply",
     "    script and its gate, D-ITG and the setup probe on the client, ITGRecv in the receiver pod, the worker's kernel dataplane (the lab's rules or eBPF model)",
@@ -199,7 +204,7 @@ async function rehearseAction(o: RehearseOptions): Promise<void> {
       log(`stack ${rehearsalStackName(dataplane)}: campaign ${campaign.id} is complete in ${flags.db}; not deployed again`);
       continue;
     }
-    const env = await RehearsalEnvironment.create({ dataplane, profile: flags.profile, paths: flags.paths, log });
+    const env = await RehearsalEnvironment.create({ dataplane, profile: flags.profile, paths: flags.paths, podRouting: flags.podRouting, log });
     let code: number;
     try {
       code = await env.campaign(flags.db, ["--retries", String(flags.retries), "--profiles", flags.profiles.join(","), ...(flags.retryFailed ? ["--retry-failed"] : [])]);
@@ -237,6 +242,7 @@ export async function rehearseCommand(): Promise<Command> {
     .option("--retry-failed", "also run again the runs a campaign stored as failed (the campaign's --retry-failed)")
     .option("--profiles <list>", `what each stack's campaign measures (the campaign's --profiles): ${CLOUD_PROFILES.join(",")}`, CLOUD_PROFILES.join(","))
     .option("--paths <list>", `the Service paths each stack serves (testbed:paths, with testbed:workers 2 beyond ${DEFAULT_PATH}) and its campaign measures: ${SERVICE_PATHS.join(",")}`, DEFAULT_PATH)
+    .option("--pod-routing <mode>", `how pod traffic crosses between the workers beyond ${DEFAULT_PATH} (testbed:podRouting): ${POD_ROUTINGS.join(", ")} (tunnel: a VXLAN device on each worker, as Cilium's)`, "native")
     .option("--cleanup", "remove what crashed rehearsals and lab runs left on this host, then exit")
     .action(rehearseAction);
 }

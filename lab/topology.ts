@@ -134,6 +134,25 @@ export interface RoutePlan {
   readonly family: Family;
   readonly destination: string;
   readonly via: string;
+  /** The device, where the next hop is not on a connected subnet (a tunnel's peer: onlink). */
+  readonly dev?: string;
+}
+
+/**
+ * A VXLAN device carrying pod traffic between nodes, as a CNI in tunnel mode has (Cilium's
+ * cilium_vxlan): no learning, every peer's MAC in the forwarding database with its node's underlay
+ * address, and a permanent neighbour entry for each peer's pod gateway, so that routes to the peers'
+ * pod blocks point through the tunnel without ARP or neighbour discovery across it.
+ */
+export interface TunnelPlan {
+  readonly role: string;
+  readonly ifname: string;
+  readonly vni: number;
+  readonly port: number;
+  /** This node's underlay address (IPv4: Cilium 1.17 tunnels over IPv4). */
+  readonly local: string;
+  readonly mac: string;
+  readonly peers: readonly { readonly mac: string; readonly underlay: string; readonly gateways: Readonly<Record<Family, string>> }[];
 }
 
 export interface LabAddresses {
@@ -195,6 +214,8 @@ export interface TopologyPlan {
    * address in its allowed-address-pairs.
    */
   readonly looseReversePath?: readonly string[];
+  /** Tunnels between nodes, built after the segments and before the routes (which may point through them). */
+  readonly tunnels?: readonly TunnelPlan[];
   readonly shaping: { readonly shaper: Shaper; readonly mbps: number } | null;
   readonly addresses: LabAddresses;
   /** The worker's interfaces: uplink (the node's NIC, where NodePort traffic arrives) and the pod's host-side veth. */
@@ -595,8 +616,19 @@ export class LabTopology {
       run(["ip", "-n", ns, "link", "set", "lo", "up"]);
     }
     for (const segment of plan.segments) this.buildSegment(segment);
+    for (const t of plan.tunnels ?? []) this.buildTunnel(t);
     for (const r of plan.routes) {
-      run(["ip", "-n", this.namespace(r.role), r.family === "ipv6" ? "-6" : "-4", "route", "add", r.destination, "via", r.via]);
+      run(["ip", "-n", this.namespace(r.role), r.family === "ipv6" ? "-6" : "-4", "route", "add", r.destination, "via", r.via, ...(r.dev ? ["dev", r.dev, "onlink"] : [])]);
+    }
+  }
+
+  private buildTunnel(t: TunnelPlan): void {
+    const ns = this.namespace(t.role);
+    run(["ip", "-n", ns, "link", "add", t.ifname, "address", t.mac, "type", "vxlan", "id", String(t.vni), "local", t.local, "dstport", String(t.port), "nolearning"]);
+    run(["ip", "-n", ns, "link", "set", t.ifname, "up"]);
+    for (const peer of t.peers) {
+      run(["bridge", "-n", ns, "fdb", "append", peer.mac, "dev", t.ifname, "dst", peer.underlay]);
+      for (const family of FAMILIES) run(["ip", "-n", ns, "neigh", "add", peer.gateways[family], "lladdr", peer.mac, "dev", t.ifname, "nud", "permanent"]);
     }
   }
 

@@ -23,7 +23,7 @@ import { labDataplane } from "../lab/dataplanes/index.js";
 import type { IptablesBackend } from "../lab/dataplanes/iptables/kernel.js";
 import type { LabProfile } from "../lab/profiles.js";
 import { LabTopology } from "../lab/topology.js";
-import type { Dataplane, Scenario } from "../scenario/schema.js";
+import type { Dataplane, PodRouting, Scenario } from "../scenario/schema.js";
 import type { ServicePath } from "../scenario/paths.js";
 import { CHECKOUT, NamespaceHost, seedFile, seedPath } from "./hosts.js";
 import { setupProbeCompileCommand } from "../measure/connection-setup.js";
@@ -49,6 +49,8 @@ export interface EnvironmentOptions {
   readonly iptablesBackend?: IptablesBackend;
   /** The Service paths the stack serves (testbed:paths); default the paper's alone. */
   readonly paths?: readonly ServicePath[];
+  /** How pod traffic crosses between the workers (testbed:podRouting); default native. */
+  readonly podRouting?: PodRouting;
   readonly log: (line: string) => void;
 }
 
@@ -124,6 +126,7 @@ export class RehearsalEnvironment {
       ...(o.services !== undefined ? { services: o.services } : {}),
       ...(o.sweepServices ? { sweepServices: o.sweepServices } : {}),
       ...(o.paths ? { paths: o.paths } : {}),
+      ...(o.podRouting ? { podRouting: o.podRouting } : {}),
     });
     const scenario = stackScenarioOf(config);
     const addresses = rehearsalAddresses(scenario);

@@ -12,7 +12,8 @@
 //
 // The router forwards between client and datacenter networks with the routes the subnets hand out;
 // nothing has a default route. With a second worker each worker routes the other's pod block to it
-// over the datacenter network (native routing, testbed:podRouting native, no tunnel). Pure:
+// over the datacenter network: natively (testbed:podRouting native), or through a VXLAN device
+// named as Cilium's (testbed:podRouting tunnel, `testbed rehearse --pod-routing tunnel`). Pure:
 // lab/topology.ts builds it.
 import { join } from "node:path";
 import { nthAddress, parseCidr, type Cidr, type Family } from "../scenario/cidr.js";
@@ -21,9 +22,9 @@ import { DATA_NIC_NAMES, deliveredRoutes, hostAddress, labPlan, LAB_NETWORKS, ty
 import { workerHostName, type HostName, type LabNetwork } from "../infra/hosts.js";
 import { podCgroupPath } from "../lab/pod-cgroups.js";
 import { RUN_STATE_DIR } from "../lab/run-registry.js";
-import type { LinkEnd, LinkPlan, RoutePlan, SegmentMember, SegmentPlan, TopologyPlan } from "../lab/topology.js";
+import type { LinkEnd, LinkPlan, RoutePlan, SegmentMember, SegmentPlan, TopologyPlan, TunnelPlan } from "../lab/topology.js";
 import { PATHS, type ServicePath } from "../scenario/paths.js";
-import { scenarioPaths } from "../scenario/schema.js";
+import { podRouting, scenarioPaths } from "../scenario/schema.js";
 import { backendDeployment } from "../workloads/manifests.js";
 import { PATH_CLIENT_NAME, PATH_RECEIVER_NAMES, RECEIVER_SERVICE_NAME } from "../workloads/service-set.js";
 
@@ -56,6 +57,19 @@ export function workerPodNetwork(n: number): Record<Family, string> {
 }
 /** The bridge's address on each worker's pod network: the pods' gateway. */
 export const POD_GATEWAY_NUMBER = 1;
+
+/**
+ * testbed:podRouting tunnel: each worker's VXLAN device as Cilium names it, on Cilium's VXLAN port
+ * (the stack's security rules open UDP 8472 between the nodes for it). The VNI is the one Cilium
+ * gives the world; the MACs are the rehearsal's own.
+ */
+export const TUNNEL_DEVICE = "cilium_vxlan";
+export const TUNNEL_PORT = 8472;
+const TUNNEL_VNI = 2;
+function tunnelMac(host: HostName): string {
+  const n = host === "worker" ? 1 : Number(host.replace(/^worker-/, ""));
+  return `02:74:62:00:00:${n.toString(16).padStart(2, "0")}`;
+}
 
 /** A pod sandbox the rehearsal prepares: a network namespace on its node's pod bridge, for one Deployment's pod. */
 export interface PodSandboxPlan {
@@ -224,14 +238,27 @@ export function planRehearsalNetwork(prefix: string, s: NetworkScenario & Pick<S
     ];
     for (const to of destinations) for (const family of FAMILIES) routes.push({ role: p.role, family, destination: to[family], via: gatewayOf(p.host)[family] });
   }
-  // Native routing: each worker reaches every other worker's pod block through that worker's datacenter address.
+  // Each worker reaches every other worker's pod block: natively through that worker's datacenter
+  // address, or through the tunnel to that worker's pod gateway.
+  const tunnel = podRouting(s) === "tunnel" && workers.length > 1;
   for (const a of workers) {
     for (const b of workers) {
       if (a === b) continue;
-      const via = addressesOf(plan, b, "datacenter");
-      for (const family of FAMILIES) routes.push({ role: a, family, destination: podNetworkOf(b)[family].text, via: via[family] });
+      const via = tunnel ? gatewayOf(b) : addressesOf(plan, b, "datacenter");
+      for (const family of FAMILIES) routes.push({ role: a, family, destination: podNetworkOf(b)[family].text, via: via[family], ...(tunnel ? { dev: TUNNEL_DEVICE } : {}) });
     }
   }
+  const tunnels: TunnelPlan[] = tunnel
+    ? workers.map((a) => ({
+        role: a,
+        ifname: TUNNEL_DEVICE,
+        vni: TUNNEL_VNI,
+        port: TUNNEL_PORT,
+        local: addressesOf(plan, a, "datacenter").ipv4,
+        mac: tunnelMac(a),
+        peers: workers.filter((b) => b !== a).map((b) => ({ mac: tunnelMac(b), underlay: addressesOf(plan, b, "datacenter").ipv4, gateways: gatewayOf(b) })),
+      }))
+    : [];
 
   const end = (role: "client" | "router" | "worker", network: "client" | "datacenter"): LinkEnd => ({
     role,
@@ -259,6 +286,7 @@ export function planRehearsalNetwork(prefix: string, s: NetworkScenario & Pick<S
     segments,
     routes,
     forwarding: ["router", ...workers],
+    ...(tunnels.length > 0 ? { tunnels } : {}),
     shaping: shaped ? { shaper: "tbf", mbps: s.linkMbps } : null,
     addresses: { client: links.access.host.addresses, node: links.datacenter.host.addresses, pod: extra.pods.pod! },
     worker: { uplink: DATA_NIC_NAMES.datacenter, podVeth: rehearsalPods(s)[0]!.veth },

@@ -7,7 +7,7 @@ import { readFileSync } from "node:fs";
 import { readStackConfig } from "../infra/offline-engine.js";
 import { LAB_SERVICE_SUBNETS } from "../lab/lab-scenario.js";
 import type { LabProfile } from "../lab/profiles.js";
-import { CONFIG_NAMESPACE, parseScenario, scenarioSchema, type Dataplane, type Scenario } from "../scenario/schema.js";
+import { CONFIG_NAMESPACE, parseScenario, scenarioSchema, type Dataplane, type PodRouting, type Scenario } from "../scenario/schema.js";
 import { DEFAULT_PATHS, workersNeeded, type ServicePath } from "../scenario/paths.js";
 import { readRawScenario } from "../infra/config.js";
 import { POD_SUBNETS } from "./network.js";
@@ -35,16 +35,19 @@ export interface StackConfigInputs {
   readonly projectDir: string;
   /** The Service paths the stack serves (testbed:paths); default the paper's alone, the committed stack as it is. */
   readonly paths?: readonly ServicePath[];
+  /** How pod traffic crosses between the workers on those paths (testbed:podRouting); default native. */
+  readonly podRouting?: PodRouting;
 }
 
 /**
  * Pure: what the stack config sets for the paths beyond the paper's: testbed:paths, the workers they
- * need, and native pod routing (the rehearsal routes each worker's pod block to it, no tunnel, as
- * testbed:podRouting native has the CNI do). Nothing for the paper's path alone.
+ * need, and how pod traffic crosses between them (testbed:podRouting: native by default, each
+ * worker's pod block routed to it; tunnel, a VXLAN device as Cilium's: rehearsal/network.ts builds
+ * either). Nothing for the paper's path alone.
  */
-export function pathOverrides(paths: readonly ServicePath[] = DEFAULT_PATHS): Record<string, unknown> {
+export function pathOverrides(paths: readonly ServicePath[] = DEFAULT_PATHS, routing: PodRouting = "native"): Record<string, unknown> {
   if (paths.every((p) => DEFAULT_PATHS.includes(p))) return {};
-  return { paths: [...paths], workers: Math.max(...paths.map(workersNeeded)), podRouting: "native" };
+  return { paths: [...paths], workers: Math.max(...paths.map(workersNeeded)), podRouting: routing };
 }
 
 const key = (k: string) => `${CONFIG_NAMESPACE}:${k}`;
@@ -81,7 +84,7 @@ export function rehearsalStackConfig(i: StackConfigInputs): StackConfig {
     // The rehearsal's hosts have no `ubuntu` user; root logs in, and sudo works for it as the scripts use it.
     openstack: { sshUser: "root" },
     kubernetes: { podSubnets: POD_SUBNETS, serviceSubnets: LAB_SERVICE_SUBNETS },
-    ...pathOverrides(i.paths),
+    ...pathOverrides(i.paths, i.podRouting),
   };
   const config: StackConfig = {};
   for (const [k, value] of Object.entries(committed)) config[k] = { value, secret: false };

@@ -277,13 +277,16 @@ export const CLIENT_LOG_DIR = "/logs";
 /** ...and on its node (a hostPath), where `testbed campaign` fetches them over the management network. */
 export const CLIENT_NODE_LOG_DIR = "/var/lib/dataplane-testbed/ditg-client-logs";
 
+/** The process the client pod keeps running: the worker's hop probes find the pod by it (and the pod's hostname). */
+export const CLIENT_POD_PROCESS = "sleep";
+
 /**
  * The client pod's start: D-ITG installed from the init container's packages (as the receiver
  * does), then nothing but staying up; the campaign runs ITGSend and the probe in it (kubectl exec).
  * `sleep` as PID 1 ignores SIGTERM: the pod has no grace period to wait out.
  */
 export function clientStartScript(): string {
-  return ["set -eu", "if ! command -v ITGSend >/dev/null 2>&1; then", `  dpkg -i ${PACKAGE_DIR}/*.deb >/dev/null`, "fi", "exec sleep infinity", ""].join("\n");
+  return ["set -eu", "if ! command -v ITGSend >/dev/null 2>&1; then", `  dpkg -i ${PACKAGE_DIR}/*.deb >/dev/null`, "fi", `exec ${CLIENT_POD_PROCESS} infinity`, ""].join("\n");
 }
 
 /** Exit 0 once the client pod has its tools: ITGSend and the connection-setup probe at `probePath`. */

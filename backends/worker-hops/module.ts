@@ -24,7 +24,7 @@ import { shellCommand } from "../../measure/ditg-commands.js";
 import { HOP_KEYING, parseReaderSummary, type HopCapture, type HopKeying } from "../../measure/hops.js";
 import type { RunProfile } from "../../measure/types.js";
 import type { CommandResult, RemoteHost, RemoteShell } from "../cloud.js";
-import { hookProblem, isWorkerProbe, parseFilters, WORKER_PLACES, WORKER_PROBE_OBJECT, type ShownFilter, type WorkerInterface } from "./points.js";
+import { CILIUM_TUNNEL_DEVICE, hookProblem, isWorkerProbe, parseFilters, roleHasPod, workerPlaces, WORKER_PROBE_OBJECT, type ShownFilter, type WorkerInterface, type WorkerPoint, type WorkerRole } from "./points.js";
 import {
   attachScript,
   endScript,
@@ -67,8 +67,12 @@ export function sshWorkerShell(shell: RemoteShell, host: RemoteHost = "receiver"
 export interface WorkerHopsOptions {
   /** The receiver's data port (NodePort = Service port = pod port), the same for both families. */
   readonly dataPort: number;
-  /** How to find the receiver pod: its address (the pod IP), an ITGRecv process id, or {} for the only pod running ITGRecv. */
+  /** How to find the pod the probes take (the receiver's; the client pod's on clusterip's worker 1): its address (the pod IP), a process id, its Deployment and process name, or {} for the only pod running ITGRecv. Not used by a nodeport-entry worker. */
   readonly receiver: ReceiverLocator;
+  /** What the worker is on the path (points.ts); default the paper's worker, receiver-node. */
+  readonly role?: WorkerRole;
+  /** The tunnel device pod traffic between the nodes takes where the stack tunnels; default Cilium's cilium_vxlan. Probed when it exists. */
+  readonly tunnelDevice?: string;
   /** The worker's data NIC, where NodePort traffic arrives. Default tb-dc. */
   readonly dataNic?: string;
   /** The work directory on the worker. Default /var/tmp/testbed-hops. */
@@ -91,8 +95,10 @@ export interface WorkerHopsBuild {
 export interface WorkerRun {
   readonly name: string;
   readonly keying: HopKeying;
-  /** The interfaces the probes sit on: the data NIC, the host side of the pod's veth, the pod's interface. */
-  readonly devices: Readonly<Record<WorkerInterface, string>>;
+  /** The interfaces the probes sit on: the data NIC, the tunnel device, the host side of the pod's veth, the pod's interface (those the worker's role takes). */
+  readonly devices: Readonly<Partial<Record<WorkerInterface, string>>>;
+  /** Whether pod traffic between the nodes took the tunnel device (it existed on the worker). */
+  readonly tunnel: boolean;
   /** Every hook's filters after the attach, in the order the kernel runs them (the probe first). */
   readonly hooks: readonly { iface: WorkerInterface; direction: "ingress" | "egress"; filters: readonly ShownFilter[] }[];
 }
@@ -169,14 +175,27 @@ export class WorkerHops {
     if (this.runs.size > 0) throw new Error(`hop run ${[...this.runs][0]} still open on the worker; end() it first`);
     if (!(options.maxSeconds > 0)) throw new Error(`maxSeconds: ${options.maxSeconds}; accepted: a positive number of seconds`);
     const nic = this.options.dataNic ?? DEFAULT_DATA_NIC;
-    const located = await runScript(this.shell, locateScript(nic, this.options.receiver), "finding the receiver pod on the worker");
-    const get = (key: string) => located.find((l) => l.key === key)?.value ?? "";
-    const devices: Record<WorkerInterface, string> = { nic, "pod-veth": get("veth"), pod: get("pod-if") };
-    const problems = WORKER_PLACES.flatMap((p) => {
+    const role = this.options.role ?? "receiver-node";
+    const pod = roleHasPod(role) ? this.options.receiver : undefined;
+    const located = await runScript(
+      this.shell,
+      locateScript(nic, pod, workerPlaces(role, true), this.options.tunnelDevice ?? CILIUM_TUNNEL_DEVICE),
+      "finding the probed pod on the worker",
+    );
+    const get = (key: string) => located.find((l) => l.key === key)?.value;
+    const tunnelDevice = get("tunnel");
+    const places = workerPlaces(role, tunnelDevice !== undefined);
+    const devices: Partial<Record<WorkerInterface, string>> = {
+      nic,
+      ...(tunnelDevice !== undefined ? { tunnel: tunnelDevice } : {}),
+      ...(pod !== undefined ? { "pod-veth": get("veth") ?? "", pod: get("pod-if") ?? "" } : {}),
+    };
+    const hookOf = (p: WorkerPoint) => ({ device: devices[p.iface] ?? p.iface, direction: p.direction });
+    const problems = places.flatMap((p) => {
       const filters = parseFilters(located.filter((l) => l.key === "filter" && l.value.startsWith(`${p.iface} ${p.direction} `)).map((l) => l.value).join("\n"));
-      return hookProblem({ device: devices[p.iface], direction: p.direction }, filters) ?? [];
+      return hookProblem(hookOf(p), filters) ?? [];
     });
-    if (problems.length > 0) throw new WorkerHopsError(`the hop probes cannot run first on the worker: ${problems.join("; ")}`);
+    if (problems.length > 0) throw new WorkerHopsError(`the hop probes cannot run first on the worker: ${[...new Set(problems)].join("; ")}`);
     const { output } = this.build;
     const reader = readerArgs(
       output,
@@ -184,16 +203,18 @@ export class WorkerHops {
       { daemon: `${this.workDir}/runs/${runName}`, maxSeconds: options.maxSeconds + READER_GRACE_S, ...(this.options.perfPages !== undefined ? { pages: this.options.perfPages } : {}) },
     );
     this.runs.add(runName);
+    const pid = pod !== undefined ? { pid: Number(get("pid")) } : {};
+    const tunnel = tunnelDevice !== undefined;
     let attached: { key: string; value: string }[];
     try {
-      attached = await runScript(this.shell, attachScript(this.workDir, { pid: Number(get("pid")), devices, runName, reader }), "attaching the hop probes on the worker");
+      attached = await runScript(this.shell, attachScript(this.workDir, { ...pid, devices, runName, reader, places }), "attaching the hop probes on the worker");
       const started = attached.filter((l) => l.key === "reader").map((l) => l.value);
       if (!started.includes("ready")) throw new Error(`the worker's hop reader did not start: ${started.join(" / ") || "no output"}`);
     } catch (error) {
-      await this.abandon({ name: runName, keying, devices, hooks: [] }).catch((cleanup: Error) => ((error as Error).message += `\nwhile undoing: ${cleanup.message}`));
+      await this.abandon({ name: runName, keying, devices, tunnel, hooks: [] }).catch((cleanup: Error) => ((error as Error).message += `\nwhile undoing: ${cleanup.message}`));
       throw error;
     }
-    const hooks = WORKER_PLACES.map((p) => {
+    const hooks = places.map((p) => {
       const where = p.iface === "pod" ? "pod" : "host";
       const prefix = `${where} ${devices[p.iface]} ${p.direction} `;
       const filters = parseFilters(attached.filter((l) => l.key === "hook" && l.value.startsWith(prefix)).map((l) => l.value.slice(prefix.length)).join("\n"));
@@ -201,11 +222,11 @@ export class WorkerHops {
     });
     const notFirst = hooks.filter((h) => !h.filters[0] || !isWorkerProbe(h.filters[0]));
     if (notFirst.length > 0) {
-      const run = { name: runName, keying, devices, hooks };
+      const run = { name: runName, keying, devices, tunnel, hooks };
       await this.abandon(run);
       throw new WorkerHopsError(`a hop probe is not the first filter of ${notFirst.map((h) => `${devices[h.iface]} ${h.direction} (${h.filters.map((f) => `${f.pref} ${f.name}`).join(", ")})`).join("; ")}`);
     }
-    return { name: runName, keying, devices, hooks };
+    return { name: runName, keying, devices, tunnel, hooks };
   }
 
   /**

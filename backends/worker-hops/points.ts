@@ -63,10 +63,18 @@ export const CILIUM_FILTER_PRIORITY_KEY = "bpf-filter-priority";
 /** Where each probe's object is named, so that its filters are told apart from anyone else's at the same priority. */
 export const WORKER_PROBE_OBJECT = "testbed-hop-probe.o";
 
-/** Which interface of the worker a point sits on. */
-export type WorkerInterface = "nic" | "pod-veth" | "pod";
+/**
+ * Which interface of the worker a point sits on: the data NIC, the tunnel device that carries pod
+ * traffic between the nodes (Cilium's VXLAN device, when the stack tunnels), the host side of the
+ * pod's veth, the pod's own interface.
+ */
+export type WorkerInterface = "nic" | "tunnel" | "pod-veth" | "pod";
+
+/** Cilium's VXLAN device (routingMode tunnel, tunnelProtocol vxlan): pod traffic to another node leaves through it, decapsulated traffic arrives on it. */
+export const CILIUM_TUNNEL_DEVICE = "cilium_vxlan";
 
 export interface WorkerPoint {
+  /** The point stamped (the forward one where the program stamps both directions). */
   readonly point: number;
   readonly name: HopPoint;
   /** Its program in hops/hop-probe.c (section tc/<program>). */
@@ -75,7 +83,23 @@ export interface WorkerPoint {
   readonly direction: "ingress" | "egress";
 }
 
-/** The worker's points in path order. */
+/**
+ * What a worker is on a path: the paper's worker (its uplink and receiver pod), worker 1 of
+ * nodeport-remote (its uplink alone: the NodePort, DNAT and SNAT), worker 1 of clusterip (its
+ * uplink and the client pod), worker 2 of both (its uplink and the path's receiver pod).
+ */
+export const WORKER_ROLES = ["receiver-node", "nodeport-entry", "client-node", "endpoint-node"] as const;
+export type WorkerRole = (typeof WORKER_ROLES)[number];
+
+const place = ([point, program, iface, direction]: readonly [number, string, WorkerInterface, "ingress" | "egress"]): WorkerPoint => ({
+  point,
+  name: HOP_POINTS[point]!,
+  program,
+  iface,
+  direction,
+});
+
+/** The paper's worker's points in path order. */
 export const WORKER_PLACES: readonly WorkerPoint[] = (
   [
     [3, "hf_uplink_in", "nic", "ingress"],
@@ -85,7 +109,51 @@ export const WORKER_PLACES: readonly WorkerPoint[] = (
     [7, "hr_pod_veth", "pod-veth", "ingress"],
     [8, "hr_uplink_out", "nic", "egress"],
   ] as const
-).map(([point, program, iface, direction]) => ({ point, name: HOP_POINTS[point]!, program, iface, direction }));
+).map(place);
+
+/**
+ * Pure: the probes a worker of a role carries, in path order. Worker 1's uplink is crossed both ways
+ * on the paths to worker 2 (hb_uplink_in: P3 forward, P19 return; hb_uplink_out: P12 forward, P8
+ * return). Where the stack tunnels, pod traffic between the nodes is encapsulated on the data NIC
+ * (its outer header is not the data port's, so the NIC's probes pass it unstamped) and visible on
+ * the tunnel device: the node-to-node points sit there as well, and whichever device carries the
+ * packet stamps it.
+ */
+export function workerPlaces(role: WorkerRole, tunnel: boolean): WorkerPoint[] {
+  const both = (program: string, direction: "ingress" | "egress", point: number): (readonly [number, string, WorkerInterface, "ingress" | "egress"])[] => [
+    [point, program, "nic", direction],
+    ...(tunnel ? [[point, program, "tunnel", direction] as const] : []),
+  ];
+  switch (role) {
+    case "receiver-node":
+      return [...WORKER_PLACES];
+    case "nodeport-entry":
+      return [...both("hb_uplink_in", "ingress", 3), ...both("hb_uplink_out", "egress", 12)].map(place);
+    case "client-node":
+      return [
+        [20, "hf_cpod_out", "pod", "egress"] as const,
+        [21, "hf_cpod_veth", "pod-veth", "ingress"] as const,
+        ...both("hb_uplink_out", "egress", 12),
+        ...both("hb_uplink_in", "ingress", 19),
+        [22, "hr_cpod_veth", "pod-veth", "egress"] as const,
+        [23, "hr_cpod_in", "pod", "ingress"] as const,
+      ].map(place);
+    case "endpoint-node":
+      return [
+        ...both("hf_node2_in", "ingress", 13),
+        [14, "hf_pod2_veth", "pod-veth", "egress"] as const,
+        [15, "hf_pod2_in", "pod", "ingress"] as const,
+        [16, "hr_pod2_out", "pod", "egress"] as const,
+        [17, "hr_pod2_veth", "pod-veth", "ingress"] as const,
+        ...both("hr_node2_out", "egress", 18),
+      ].map(place);
+  }
+}
+
+/** Pure: whether a role's probes sit in a pod (all but worker 1 of nodeport-remote). */
+export function roleHasPod(role: WorkerRole): boolean {
+  return role !== "nodeport-entry";
+}
 
 /** One filter of a hook, as `tc filter show dev X ingress|egress` lists it. */
 export interface ShownFilter {

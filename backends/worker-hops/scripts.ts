@@ -11,7 +11,7 @@
 //   state/qdiscs    "host|pod DEVICE" per clsact qdisc the probes added
 //   state/podns     the receiver pod's network namespace, bind-mounted while probes sit in it
 //   runs/NAME/      a reader's state (pid, lock, summary.json or error); runs/NAME.hops its records
-import { WORKER_PLACES, WORKER_PROBE_OBJECT, WORKER_PROBE_PREF, type WorkerInterface } from "./points.js";
+import { CILIUM_TUNNEL_DEVICE, WORKER_PLACES, WORKER_PROBE_OBJECT, WORKER_PROBE_PREF, type WorkerInterface, type WorkerPoint } from "./points.js";
 
 /** Quotes a value for sh. */
 export function q(value: string): string {
@@ -123,30 +123,39 @@ export function installScript(workDir: string, sources: Readonly<Record<string, 
 }
 
 /**
- * How the receiver pod is found: an ITGRecv process (its id); or among the worker's ITGRecv
- * processes, the one whose network namespace holds the pod's address, or without an address the
- * only network namespace any of them runs in (several ITGRecv of one pod share it).
+ * How the pod whose interfaces the probes take is found: a process id; or among the worker's
+ * ITGRecv processes, the one whose network namespace holds the pod's address, or without an address
+ * the only network namespace any of them runs in (several ITGRecv of one pod share it); or a process
+ * of a Deployment's pod by its name and the pod's hostname (the pod's name: the Deployment's and two
+ * suffixes), as where several receivers share a node, or for the client pod (its process `sleep`).
  */
-export type ReceiverLocator = { readonly pid: number } | { readonly address?: string };
+export type ReceiverLocator = { readonly pid: number } | { readonly address?: string } | { readonly deployment: string; readonly process: string };
 
-/**
- * Finds the receiver's network namespace, its interface and the host side of its veth, and lists
- * the filters of every hook the probes take.
- * Prints pid=, pod-if=, veth=, and per hook `filter=IFACE DIRECTION <tc's line>`.
- */
-export function locateScript(nic: string, receiver: ReceiverLocator): string {
-  const byPid = "pid" in receiver;
-  if (byPid && !(Number.isInteger(receiver.pid) && receiver.pid > 0)) throw new Error(`receiver.pid: ${receiver.pid} is not a process id`);
-  const address = byPid ? undefined : receiver.address;
+/** The pod's part of the locate script: sets chosen= to a process of the pod, or fails. */
+function choosePod(receiver: ReceiverLocator): string[] {
+  if ("pid" in receiver) {
+    if (!(Number.isInteger(receiver.pid) && receiver.pid > 0)) throw new Error(`receiver.pid: ${receiver.pid} is not a process id`);
+    return [`chosen=${receiver.pid}`, 'ADDR=""', '[ -e "/proc/$chosen/ns/net" ] || fail "no process $chosen on the worker"'];
+  }
+  if ("deployment" in receiver) {
+    if (!/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(receiver.deployment)) throw new Error(`receiver.deployment: "${receiver.deployment}" is not a Deployment's name`);
+    if (!/^[A-Za-z0-9_.-]{1,15}$/.test(receiver.process)) throw new Error(`receiver.process: "${receiver.process}" is not a process name`);
+    return [
+      'ADDR=""; chosen=""',
+      `for p in $(pgrep -x ${q(receiver.process)} || true); do`,
+      '  pod="$(nsenter -t "$p" -u hostname 2>/dev/null || true)"',
+      // <deployment>-<template hash>-<suffix>: a prefix alone would take ditg-receiver-remote's for ditg-receiver's.
+      '  pod="${pod%-*}"',
+      `  if [ "\${pod%-*}" = ${q(receiver.deployment)} ]; then chosen=$p; break; fi`,
+      "done",
+      `[ -n "$chosen" ] || fail ${q(`no ${receiver.process} process of a pod of deployment ${receiver.deployment} on this node`)}`,
+    ];
+  }
+  const address = receiver.address;
   if (address !== undefined && !/^[0-9a-fA-F.:]+$/.test(address)) throw new Error(`receiver.address: "${address}" is not an IP address`);
-  const hooks = WORKER_PLACES.map((p) => `show_hook ${p.iface} ${p.direction}`);
   return [
-    "set -eu",
-    `NIC=${q(nic)}`,
-    `PIDS=${byPid ? String(receiver.pid) : '"$(pgrep -x ITGRecv || true)"'}`,
+    'PIDS="$(pgrep -x ITGRecv || true)"',
     `ADDR=${address === undefined ? "''" : q(address)}`,
-    'fail() { echo "error=$*"; exit 3; }',
-    'ip link show dev "$NIC" >/dev/null 2>&1 || fail "the data NIC $NIC does not exist on the worker"',
     'chosen=""; inode=""',
     "for p in $PIDS; do",
     '  [ -e "/proc/$p/ns/net" ] || continue',
@@ -156,13 +165,25 @@ export function locateScript(nic: string, receiver: ReceiverLocator): string {
     '  inode=$i; chosen=$p',
     "done",
     '[ -n "$chosen" ] || fail "no ITGRecv process ${ADDR:+holding $ADDR }found (processes: ${PIDS:-none})"',
+  ];
+}
+
+/**
+ * Finds the pod's network namespace (when the probes take a pod's interfaces), its interface and
+ * the host side of its veth, whether the tunnel device exists, and lists the filters of every hook
+ * the probes may take. Prints tunnel=, pid=, pod-if=, veth=, and per hook `filter=IFACE DIRECTION <tc's line>`.
+ */
+export function locateScript(nic: string, receiver: ReceiverLocator | undefined, places: readonly WorkerPoint[] = WORKER_PLACES, tunnel = CILIUM_TUNNEL_DEVICE): string {
+  const hooks = [...new Set(places.map((p) => `show_hook ${p.iface} ${p.direction}`))];
+  const pod = receiver === undefined ? [] : [
+    ...choosePod(receiver),
     'NS="/proc/$chosen/ns/net"',
     'if [ -n "$ADDR" ]; then',
     '  POD_IF=$(nsenter --net="$NS" ip -o addr show | awk -v a="$ADDR" \'index($4, a "/") == 1 { print $2; exit }\')',
     "else",
     '  POD_IF=$(nsenter --net="$NS" ip -o addr show scope global | awk \'$2 != "lo" { print $2; exit }\')',
     "fi",
-    '[ -n "$POD_IF" ] || fail "the receiver\'s network namespace has no interface with ${ADDR:-a global address}"',
+    '[ -n "$POD_IF" ] || fail "the pod\'s network namespace has no interface with ${ADDR:-a global address}"',
     'PEER=$(nsenter --net="$NS" ip -o link show dev "$POD_IF" | sed -n \'s/^[0-9]*: [^@:]*@if\\([0-9]*\\):.*/\\1/p\')',
     '[ -n "$PEER" ] || fail "the pod\'s $POD_IF is not one end of a veth pair"',
     'VETH=$(ip -o link show | awk -F\': \' -v i="$PEER" \'$1 == i { sub(/@.*/, "", $2); print $2; exit }\')',
@@ -170,9 +191,19 @@ export function locateScript(nic: string, receiver: ReceiverLocator): string {
     'echo "pid=$chosen"',
     'echo "pod-if=$POD_IF"',
     'echo "veth=$VETH"',
+  ];
+  return [
+    "set -eu",
+    `NIC=${q(nic)}`,
+    `TUNNEL=${q(tunnel)}`,
+    'fail() { echo "error=$*"; exit 3; }',
+    'ip link show dev "$NIC" >/dev/null 2>&1 || fail "the data NIC $NIC does not exist on the worker"',
+    'if ip link show dev "$TUNNEL" >/dev/null 2>&1; then echo "tunnel=$TUNNEL"; else TUNNEL=""; fi',
+    ...pod,
     "show_hook() {",
     '  case $1 in',
     '    nic) out=$(tc filter show dev "$NIC" "$2") ;;',
+    '    tunnel) if [ -n "$TUNNEL" ]; then out=$(tc filter show dev "$TUNNEL" "$2"); else out=""; fi ;;',
     '    pod-veth) out=$(tc filter show dev "$VETH" "$2") ;;',
     '    pod) out=$(nsenter --net="$NS" tc filter show dev "$POD_IF" "$2") ;;',
     "  esac",
@@ -185,27 +216,40 @@ export function locateScript(nic: string, receiver: ReceiverLocator): string {
 }
 
 export interface AttachPlan {
-  /** The ITGRecv process whose network namespace is the pod's (locateScript's pid=). */
-  readonly pid: number;
-  readonly devices: Readonly<Record<WorkerInterface, string>>;
+  /** A process of the pod whose interfaces the probes take (locateScript's pid=); none when they take no pod's. */
+  readonly pid?: number;
+  readonly devices: Readonly<Partial<Record<WorkerInterface, string>>>;
   readonly runName: string;
   /** The reader's arguments after its path (hops/build.ts readerArgs). */
   readonly reader: readonly string[];
+  /** The probes to attach; default the paper's worker's. */
+  readonly places?: readonly WorkerPoint[];
 }
 
 /** Attaches every probe as the first filter of its hook, then starts the run's reader detached. Prints hook= listings and ready. */
 export function attachScript(workDir: string, plan: AttachPlan): string {
   if (!/^[A-Za-z0-9_.-]+$/.test(plan.runName)) throw new Error(`run name "${plan.runName}" is not accepted; accepted: letters, digits, _ . -`);
+  const places = plan.places ?? WORKER_PLACES;
   const where = (iface: WorkerInterface) => (iface === "pod" ? "pod" : "host");
-  const attach = WORKER_PLACES.map((p) => `attach ${where(p.iface)} ${q(plan.devices[p.iface])} ${p.direction} ${p.program}`);
+  const device = (p: WorkerPoint) => {
+    const d = plan.devices[p.iface];
+    if (d === undefined) throw new Error(`the probe ${p.program} sits on the ${p.iface} interface, which the plan does not name`);
+    return d;
+  };
+  if (places.some((p) => p.iface === "pod") && plan.pid === undefined) throw new Error("the probes take a pod's interface: the plan needs a process of the pod (pid)");
+  const attach = places.map((p) => `attach ${where(p.iface)} ${q(device(p))} ${p.direction} ${p.program}`);
   return [
     ...HEADER(workDir),
     ...DETACH,
-    // The pod's namespace stays reachable under one name for the run, whatever its processes do.
-    'touch "$WORK/state/podns"',
-    // Bound afresh: one left by a failed run may be an earlier pod's.
-    'if mountpoint -q "$WORK/state/podns"; then umount "$WORK/state/podns"; fi',
-    `mount --bind /proc/${plan.pid}/ns/net "$WORK/state/podns"`,
+    ...(plan.pid !== undefined
+      ? [
+          // The pod's namespace stays reachable under one name for the run, whatever its processes do.
+          'touch "$WORK/state/podns"',
+          // Bound afresh: one left by a failed run may be an earlier pod's.
+          'if mountpoint -q "$WORK/state/podns"; then umount "$WORK/state/podns"; fi',
+          `mount --bind /proc/${plan.pid}/ns/net "$WORK/state/podns"`,
+        ]
+      : []),
     "attach() {",
     '  where=$1; dev=$2; dir=$3; prog=$4',
     '  if ! in_ns "$where" tc qdisc show dev "$dev" | grep -q clsact; then',

@@ -9,7 +9,8 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { hopSources } from "../../hops/build.js";
 import type { CommandResult } from "../../backends/cloud.js";
 import { WorkerHops, WorkerHopsError, type WorkerShell } from "../../backends/worker-hops/module.js";
-import { CILIUM_FILTER_PRIORITY_KEY, hookProblem, isWorkerProbe, parseFilters, WORKER_PLACES, WORKER_PROBE_OBJECT } from "../../backends/worker-hops/points.js";
+import { CILIUM_FILTER_PRIORITY_KEY, hookProblem, isWorkerProbe, parseFilters, WORKER_PLACES, WORKER_PROBE_OBJECT, WORKER_ROLES, workerPlaces } from "../../backends/worker-hops/points.js";
+import { workerPoints } from "../../measure/hops.js";
 import { attachScript, endScript, factsScript, forgetRunScript, installScript, locateScript, parseLines, q, removeScript } from "../../backends/worker-hops/scripts.js";
 
 /** What `tc filter show dev tb-dc ingress` prints on a Cilium 1.17 worker (legacy tc, default priority). */
@@ -51,6 +52,52 @@ describe("the probes' places and the filter order", () => {
     ]);
     const source = hopSources()["hop-probe.c"];
     for (const p of WORKER_PLACES) expect(source).toContain(`HOP_PROGRAM(${p.program}, `);
+  });
+});
+
+describe("the probes of the paths across two workers", () => {
+  it("give each role the points its host holds on the path, in path order, the node-to-node points on the tunnel device too", () => {
+    const list = (role: (typeof WORKER_ROLES)[number], tunnel: boolean) => workerPlaces(role, tunnel).map((p) => `${p.point} ${p.program} ${p.iface} ${p.direction}`);
+    expect(list("nodeport-entry", false)).toEqual(["3 hb_uplink_in nic ingress", "12 hb_uplink_out nic egress"]);
+    expect(list("nodeport-entry", true)).toEqual(["3 hb_uplink_in nic ingress", "3 hb_uplink_in tunnel ingress", "12 hb_uplink_out nic egress", "12 hb_uplink_out tunnel egress"]);
+    expect(list("client-node", false)).toEqual([
+      "20 hf_cpod_out pod egress", "21 hf_cpod_veth pod-veth ingress", "12 hb_uplink_out nic egress", "19 hb_uplink_in nic ingress", "22 hr_cpod_veth pod-veth egress", "23 hr_cpod_in pod ingress",
+    ]);
+    expect(list("endpoint-node", true)).toEqual([
+      "13 hf_node2_in nic ingress", "13 hf_node2_in tunnel ingress", "14 hf_pod2_veth pod-veth egress", "15 hf_pod2_in pod ingress",
+      "16 hr_pod2_out pod egress", "17 hr_pod2_veth pod-veth ingress", "18 hr_node2_out nic egress", "18 hr_node2_out tunnel egress",
+    ]);
+    expect(list("receiver-node", true)).toEqual(list("receiver-node", false));
+  });
+
+  it("stamp, between them, every point the decomposition reads on each host", () => {
+    const source = hopSources()["hop-probe.c"];
+    // The programs that stamp each point, read from hop-probe.c's definitions (both-ways programs stamp two).
+    const stampedBy = new Map<string, number[]>();
+    const enumNames = [...source.matchAll(/HOP_PROGRAM(?:_AT)?\((\w+), (HOP_\w+)(?:, (HOP_\w+))?/g)];
+    const header = hopSources()["hop-maps.h"];
+    const order = [...header.matchAll(/^\s+(HOP_[FR]_\w+)(?: = 0)?,/gm)].map((m) => m[1]!);
+    for (const m of enumNames) stampedBy.set(m[1]!, [m[2]!, m[3]].filter((x): x is string => x !== undefined && x !== "HOP_NO_POINT").map((n) => order.indexOf(n)));
+    const covered = (roles: (typeof WORKER_ROLES)[number][]) => new Set(roles.flatMap((r) => workerPlaces(r, false).flatMap((p) => stampedBy.get(p.program) ?? [])));
+    expect([...covered(["nodeport-entry"])].sort((a, b) => a - b)).toEqual([...workerPoints("nodeport-remote", 1)].sort((a, b) => a - b));
+    expect([...covered(["client-node"])].filter((p) => workerPoints("clusterip", 1).includes(p)).sort((a, b) => a - b)).toEqual([...workerPoints("clusterip", 1)].sort((a, b) => a - b));
+    expect([...covered(["endpoint-node"])].sort((a, b) => a - b)).toEqual(workerPoints("nodeport-remote", 2));
+    expect(workerPoints("clusterip", 2)).toEqual(workerPoints("nodeport-remote", 2));
+  });
+
+  it("finds a Deployment's pod by its process and hostname, or no pod at all, in POSIX sh", () => {
+    const byDeployment = locateScript("tb-dc", { deployment: "ditg-client", process: "sleep" }, workerPlaces("client-node", true));
+    expect(byDeployment).toContain("pgrep -x sleep");
+    expect(byDeployment).toContain('= ditg-client ]');
+    const noPod = locateScript("tb-dc", undefined, workerPlaces("nodeport-entry", true));
+    expect(noPod).not.toContain("pgrep");
+    expect(noPod).toContain("show_hook tunnel ingress");
+    const attachNoPod = attachScript("/var/tmp/testbed-hops-nodeport-remote", { devices: { nic: "tb-dc", tunnel: "cilium_vxlan" }, runName: "r", reader: ["x"], places: workerPlaces("nodeport-entry", true) });
+    expect(attachNoPod).not.toContain("mount --bind");
+    expect(attachNoPod).toContain("attach host cilium_vxlan egress hb_uplink_out");
+    for (const script of [byDeployment, noPod, attachNoPod]) expect(() => execFileSync("shellcheck", ["-s", "sh", "-"], { input: script, encoding: "utf8" })).not.toThrow();
+    expect(() => attachScript("/w", { devices: { nic: "tb-dc" }, runName: "r", reader: [], places: workerPlaces("client-node", false) })).toThrow(/needs a process of the pod/);
+    expect(() => locateScript("tb-dc", { deployment: "Bad Name", process: "sleep" })).toThrow(/is not a Deployment's name/);
   });
 });
 

@@ -11,6 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { writeCampaignReport } from "../../cli/report.js";
 import { LAB_PROFILES } from "../../lab/profiles.js";
 import { findRunPrefixes } from "../../lab/run-registry.js";
+import { bypassedPoints, HOP_POINTS, NODE_TO_NODE_BOTH_WAYS, workerPlan, WORKER_SPAN } from "../../measure/hops.js";
 import { ResultStore } from "../../measure/store.js";
 import { pathOf, type RunResult } from "../../measure/types.js";
 import { RehearsalEnvironment } from "../../rehearsal/environment.js";
@@ -86,6 +87,29 @@ describe("a rehearsed stack serving the three paths", () => {
     const remote = results.filter((r) => pathOf(r) !== "nodeport-local" && r.profile === "latency" && r.status === "ok");
     expect(remote.map((r) => pathOf(r))).toEqual(expect.arrayContaining(["clusterip", "nodeport-remote"]));
     for (const r of remote) expect(r.delaySource, r.runId).toBe("paired");
+  });
+
+  it("times each path's sections on the workers that carry it, each on its own clock, and the crossing between them both ways", () => {
+    for (const p of SERVICE_PATHS) {
+      for (const profile of ["latency", "setup"] as const) {
+        const ok = results.filter((r) => pathOf(r) === p && r.profile === profile && r.status === "ok");
+        for (const r of ok) {
+          expect(r.hops?.check, `${r.runId}: ${JSON.stringify(r.hops?.check)}`).toMatchObject({ scope: "worker", incomplete: 0, droppedStamps: 0, unreadStamps: 0, addsUp: true });
+          const names = r.hops!.sections.map((s) => `${s.direction} ${s.section}`);
+          const plan = workerPlan(p, profile === "latency" ? "ditg" : "handshake", r.hops!.check.bypassed ? bypassedPoints(HOP_POINTS.map((n) => (r.hops!.check.bypassed!.includes(n) ? 0 : 1)), p) : []);
+          expect(names, r.runId).toEqual([
+            ...plan.runs.flatMap((run) => run.sections.map((x) => `${x.direction} ${x.section}`)),
+            ...(p === "nodeport-local" ? [] : [`return ${NODE_TO_NODE_BOTH_WAYS}`]),
+            `forward ${WORKER_SPAN}`,
+            `return ${WORKER_SPAN}`,
+          ]);
+          if (p !== "nodeport-local") expect(r.hops!.sections.find((s) => s.section === NODE_TO_NODE_BOTH_WAYS)!.meanS, r.runId).toBeGreaterThan(0);
+        }
+      }
+    }
+    // Each remote path's worker 2 and clusterip's client pod were probed in at least one run.
+    expect(results.some((r) => pathOf(r) === "clusterip" && r.hops?.sections.some((s) => s.section === "client-pod-stack"))).toBe(true);
+    expect(results.some((r) => pathOf(r) === "nodeport-remote" && r.hops?.sections.some((s) => s.section === "endpoint-node"))).toBe(true);
   });
 
   it("reports every path in cells.csv", async () => {

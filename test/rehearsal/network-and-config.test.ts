@@ -6,7 +6,7 @@ import { hostAddress, labPlan, MEASURED_PORTS } from "../../infra/openstack/addr
 import { HOST_ROLES } from "../../infra/hosts.js";
 import { LAB_PROFILES } from "../../lab/profiles.js";
 import { BENCHMARK_RANGES } from "../../lab/topology.js";
-import { planRehearsalNetwork, POD_SUBNETS, rehearsalAddresses, rehearsalPods, WORKER_POD_NETWORK, workerPodNetwork } from "../../rehearsal/network.js";
+import { planRehearsalNetwork, TUNNEL_DEVICE, TUNNEL_PORT, POD_SUBNETS, rehearsalAddresses, rehearsalPods, WORKER_POD_NETWORK, workerPodNetwork } from "../../rehearsal/network.js";
 import { pathOverrides, rehearsalStackConfig, rehearsalStackName, stackScenarioOf } from "../../rehearsal/stack-config.js";
 import { SERVICE_PATHS } from "../../scenario/paths.js";
 import { cidrsOverlap } from "../../scenario/cidr.js";
@@ -115,6 +115,25 @@ describe("the rehearsal's network for the paths beyond the paper's", () => {
     expect(via("clientpod")).toEqual(expect.arrayContaining([`${withPaths.kubernetes.serviceSubnets.ipv4} via 198.18.64.1`]));
     expect(via("pod-clusterip")).toEqual(expect.arrayContaining([`${POD_SUBNETS.ipv4} via 198.18.65.1`]));
     expect(two.routes.some((r) => r.destination === "default")).toBe(false);
+  });
+
+  it("with testbed:podRouting tunnel, joins the workers by a VXLAN device each (Cilium's name and port) and routes the other's pod block through it", () => {
+    const tunnelled = stackScenarioOf(rehearsalStackConfig({ dataplane: "iptables", profile: LAB_PROFILES.smoke, operatorAddress: "198.18.3.1", sshPublicKey: "ssh-ed25519 AAAA test", sshPrivateKey: "k", projectDir: CHECKOUT, paths: SERVICE_PATHS, podRouting: "tunnel" }));
+    expect(tunnelled.podRouting).toBe("tunnel");
+    const t = planRehearsalNetwork("dptbab12", tunnelled);
+    const stack = labPlan(tunnelled);
+    expect(t.tunnels!.map((x) => `${x.role} ${x.ifname} ${x.port} ${x.local}`)).toEqual([
+      `worker ${TUNNEL_DEVICE} ${TUNNEL_PORT} ${hostAddress(stack, "worker", "datacenter", "ipv4")}`,
+      `worker-2 ${TUNNEL_DEVICE} ${TUNNEL_PORT} ${hostAddress(stack, "worker-2", "datacenter", "ipv4")}`,
+    ]);
+    const [one, other] = t.tunnels!;
+    expect(one!.peers).toEqual([{ mac: other!.mac, underlay: other!.local, gateways: { ipv4: "198.18.65.1", ipv6: "2001:2:0:4001::1" } }]);
+    expect(one!.mac).not.toBe(other!.mac);
+    const via = (role: string) => t.routes.filter((r) => r.role === role).map((r) => `${r.destination} via ${r.via}${r.dev ? ` dev ${r.dev}` : ""}`);
+    expect(via("worker")).toEqual(expect.arrayContaining([`${workerPodNetwork(2).ipv4} via 198.18.65.1 dev ${TUNNEL_DEVICE}`, `${workerPodNetwork(2).ipv6} via 2001:2:0:4001::1 dev ${TUNNEL_DEVICE}`]));
+    expect(via("worker-2")).toEqual(expect.arrayContaining([`${WORKER_POD_NETWORK.ipv4} via 198.18.64.1 dev ${TUNNEL_DEVICE}`]));
+    // Native routing has no tunnel.
+    expect(two.tunnels).toBeUndefined();
   });
 
   it("plans the paper's path alone as before: no second worker, no client pod", () => {
