@@ -15,8 +15,8 @@ import { campaignTraffic } from "../measure/connection-setup.js";
 import { primaryComparisons, SETUP_PRIMARY_DESIGN } from "../measure/primary-design.js";
 import { RUN_PROFILES, type Backend, type RunProfile } from "../measure/types.js";
 import type { Family } from "../scenario/cidr.js";
-import { DATAPLANES, DEFAULT_BASELINE, FAMILIES, scenarioSchema, serviceCapacity, type Dataplane, type Scenario } from "../scenario/schema.js";
-import { DEFAULT_PATH, DEFAULT_PATHS, SERVICE_PATHS, type ServicePath } from "../scenario/paths.js";
+import { DATAPLANES, DEFAULT_BASELINE, FAMILIES, podRouting, scenarioSchema, serviceCapacity, type Dataplane, type Scenario } from "../scenario/schema.js";
+import { DEFAULT_PATH, DEFAULT_PATHS, PATHS, SERVICE_PATHS, type ServicePath } from "../scenario/paths.js";
 
 const ORDERS = ["random", "sequential"] as const;
 const MAX_RUNS = 100_000;
@@ -200,6 +200,7 @@ export function stackDefinition(
     ...(profiles.includes("programming") ? { programming: CLOUD_PROGRAMMING } : {}),
     // The paper's path alone is left out of the definition: the campaign (its id, its runs) is the one it was before paths.
     ...(paths.some((p) => p !== DEFAULT_PATH) ? { paths: [...paths] } : {}),
+    ...(paths.some((p) => PATHS[p].endpointWorker !== PATHS[p].translatingWorker) ? { podRouting: podRouting(scenario) } : {}),
   };
 }
 

@@ -4,7 +4,7 @@
 import { createHash } from "node:crypto";
 import { unsafeUniformIntDistribution, xoroshiro128plus, type RandomGenerator } from "pure-rand";
 import type { Family } from "../scenario/cidr.js";
-import { DATAPLANES, type Dataplane } from "../scenario/schema.js";
+import { DATAPLANES, type Dataplane, type PodRouting } from "../scenario/schema.js";
 import { DEFAULT_PATH, DEFAULT_PATHS, SERVICE_PATHS, type ServicePath } from "../scenario/paths.js";
 import { pathField, pathOf, type CampaignTraffic, type ProgrammingSettings, type RunKey, type RunProfile } from "./types.js";
 
@@ -88,6 +88,12 @@ export interface CampaignDefinition {
    * default (snat): DSR runs are another campaign, never resumed into a SNAT one. Absent: snat.
    */
   readonly loadBalancerMode?: "dsr";
+  /**
+   * How pod traffic crossed between the nodes (testbed:podRouting), for a deployed stack's campaign
+   * of paths that cross them: a tunnel and native routing are two campaigns, never resumed into one
+   * another. Absent: no path crosses nodes, or the lab (native routing).
+   */
+  readonly podRouting?: PodRouting;
 }
 
 /** One run of the plan: its key, its deterministic id and its position in the plan. */

@@ -8,7 +8,7 @@ import { CLOUD_PROGRAMMING } from "../../backends/cloud-programming.js";
 import { CLOUD_PROFILES } from "../../backends/cloud.js";
 import { LOOPBACK_PROFILES } from "../../backends/loopback.js";
 import { campaignProfiles, loopbackDefinition, parseCampaignFlags, stackDefinition, type CampaignOptions } from "../../cli/campaign.js";
-import { planCampaign } from "../../measure/campaign-plan.js";
+import { campaignIdFor, planCampaign } from "../../measure/campaign-plan.js";
 import { PLACEHOLDERS, parseScenario } from "../../scenario/schema.js";
 
 const base: CampaignOptions = { loopback: true, db: "r.db", retries: "2", projectDir: "." };
@@ -83,6 +83,12 @@ describe("campaign flags", () => {
     expect(() => stackDefinition(chosen, "iptables", scenario, ["ipv4", "ipv6"], ["latency"], ["nodeport-local"])).toThrow(
       '--paths: "clusterip" is not accepted; accepted: paths stack iptables serves: nodeport-local (testbed:paths lists the others to deploy)',
     );
+    // Paths across the nodes: the stack's pod routing is part of the campaign, so a tunnel campaign never resumes into a native one.
+    const tunnel = stackDefinition(f, "iptables", scenario, ["ipv4", "ipv6"], ["latency"], served);
+    const native = stackDefinition(f, "iptables", { ...scenario, podRouting: "native" }, ["ipv4", "ipv6"], ["latency"], served);
+    expect([tunnel.podRouting, native.podRouting]).toEqual(["tunnel", "native"]);
+    expect(campaignIdFor(tunnel)).not.toBe(campaignIdFor(native));
+    expect(stackDefinition(f, "iptables", scenario, ["ipv4", "ipv6"], ["latency"], ["nodeport-local"]).podRouting).toBeUndefined();
     expect(() => parseCampaignFlags({ ...base, paths: "clusterip" })).toThrow("--paths: only with --stack");
     expect(() => parseCampaignFlags({ ...base, loopback: false, stack: "iptables", paths: "clusterip,pod" })).toThrow('--paths: "clusterip,pod" is not accepted');
   });
