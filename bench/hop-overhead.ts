@@ -67,7 +67,7 @@ try {
         if (p.histogram) p.histogram.add(h);
         else p.histogram = h;
         p.runs++;
-        if (side === "with" && logs.hops && decomposeRun(logs.hops, logs, decoded).check.addsUp) p.addsUp++;
+        if (side === "with" && logs.hops && decomposeRun(logs.hops, logs).check.addsUp) p.addsUp++;
       }
     }
     process.stderr.write(`pair ${pair + 1}/${pairs} done\n`);

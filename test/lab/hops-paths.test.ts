@@ -41,7 +41,7 @@ describe.skipIf(problem !== undefined)(`hop probes on the paths beyond the paper
     if (!logs.hops) throw new Error(`the ${path} ${profile} run carried no hop capture`);
     expect(logs.hops.path).toBe(path);
     const decoded = await decodeFlow({ ...logs, oneWay: logs.receiverLog !== undefined });
-    return { hops: decomposeRun(logs.hops, logs, decoded), paired: decoded.total.packets, oneWayMeanS: decoded.oneWay?.total.delayMeanS ?? NaN, roundTripMeanS: decoded.total.delayMeanS };
+    return { hops: decomposeRun(logs.hops, logs), paired: decoded.total.packets, oneWayMeanS: decoded.oneWay?.total.delayMeanS ?? NaN, roundTripMeanS: decoded.total.delayMeanS };
   }
 
   beforeAll(async () => {

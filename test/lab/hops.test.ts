@@ -62,7 +62,7 @@ describe.skipIf(problem !== undefined)(`hop probes with real traffic${problem ? 
     const decoded = await decodeFlow({ ...logs, oneWay: logs.receiverLog !== undefined });
     if (!logs.hops) throw new Error(`the ${profile} run carried no hop capture`);
     return {
-      hops: decomposeRun(logs.hops, logs, decoded),
+      hops: decomposeRun(logs.hops, logs),
       paired: decoded.total.packets,
       oneWayMeanS: decoded.oneWay?.total.delayMeanS ?? NaN,
       roundTripMeanS: decoded.total.delayMeanS,

@@ -74,7 +74,7 @@ describe.skipIf(problem !== undefined)(`the worker's hop probes on a lab worker$
     })();
     const capture = await probes.end(run, localDir);
     const decoded = await decodeFlow({ ...logs, oneWay: logs.receiverLog !== undefined });
-    return { hops: decomposeRun(capture, logs, decoded), capture, run, paired: decoded.total.packets };
+    return { hops: decomposeRun(capture, logs), capture, run, paired: decoded.total.packets };
   }
 
   beforeAll(async () => {
