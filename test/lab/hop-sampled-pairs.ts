@@ -2,6 +2,7 @@
 // flow's logs (paired by flow id and sequence number) that the probes sample. Read here from the
 // logs' records, apart from the decoder the lab tests check.
 import { readFileSync } from "node:fs";
+import { hopSources } from "../../hops/build.js";
 import { decodeRecord, RECORD_BYTES, recordBlock } from "../../measure/ditg-log.js";
 import { hopSampled } from "../../measure/hops.js";
 
@@ -29,4 +30,11 @@ export function sampledPairs(logs: { log: string; receiverLog?: string }, every:
     if (received.has(key) && hopSampled(flowId, seq, every)) n++;
   }
   return n;
+}
+
+/** The sample the probes are built with (hops/hop-maps.h, HOP_SAMPLE_SHIFT): 1 in this many D-ITG packets. */
+export function builtSampleEvery(): number {
+  const shift = /^#define HOP_SAMPLE_SHIFT (\d+)$/m.exec(hopSources()["hop-maps.h"]);
+  if (!shift) throw new Error("hops/hop-maps.h defines no HOP_SAMPLE_SHIFT");
+  return 2 ** Number(shift[1]);
 }

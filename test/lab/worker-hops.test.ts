@@ -18,7 +18,7 @@ import type { RunProfile, TrafficProfile } from "../../measure/types.js";
 import type { Family } from "../../scenario/cidr.js";
 import { DATAPLANES, type Dataplane } from "../../scenario/schema.js";
 import { bpfObjectGone, mounted } from "./bpf-objects.js";
-import { sampledPairs } from "./hop-sampled-pairs.js";
+import { builtSampleEvery, sampledPairs } from "./hop-sampled-pairs.js";
 import { namespaceWorkerShell } from "./namespace-worker-shell.js";
 
 const problem = labProblem();
@@ -181,16 +181,17 @@ describe.skipIf(problem !== undefined)(`the worker's hop probes on a lab worker$
     const multiarch = `/usr/include/${machine()}-linux-gnu`;
     execFileSync("clang", ["-O2", "-target", "bpf", ...(existsSync(multiarch) ? ["-I", multiarch] : []), "-c", join(build, "ok.c"), "-o", ok]);
     const tc = (...argv: string[]) => topology.run("worker", ["tc", ...argv], { env: { TC_BPF_MNT: join(hops.workDir, "bpffs") } });
-    // Runs of the pod veth's probe on a selected packet: stamped, or dropped (no reader holds a perf ring now).
+    // Runs of the pod veth's probe on a packet to stamp: stamped, or dropped (no reader holds a perf ring now).
     const counts = () => {
       const dump = JSON.parse(runCommand(["bpftool", "-j", "map", "dump", "pinned", join(hops.workDir, "bpffs/tc/globals/hop_counts")])) as {
         formatted: { key: number; values: { value: { stamped: number; dropped: number } }[] };
       }[];
       return dump.find((e) => e.formatted.key === 4)!.formatted.values.reduce((a, v) => a + v.value.stamped + v.value.dropped, 0);
     };
+    // The flow's round trips the probe samples.
     const flow = async () => {
       const outcome = await backend.runFlow({ dataplane: "iptables", family: "ipv4", profile: "latency", services: SERVICES, repetition: runs }, { logName: `chain-${runs++}`, durationS: 1, traffic: LATENCY });
-      return (await decodeFlow(await backend.collectLog(outcome))).total.packets;
+      return sampledPairs(await backend.collectLog(outcome), builtSampleEvery());
     };
     topology.run("worker", ["tc", "qdisc", "add", "dev", veth, "clsact"]);
     try {
@@ -208,7 +209,7 @@ describe.skipIf(problem !== undefined)(`the worker's hop probes on a lab worker$
       const before = counts();
       expect(await flow()).toBeGreaterThan(0);
       expect(counts()).toBe(before);
-      // The same probe first: every packet stamped.
+      // The same probe first: every sampled packet stamped.
       tc("filter", "del", "dev", veth, "egress", "pref", "2");
       tc("filter", "del", "dev", veth, "egress", "pref", String(WORKER_PROBE_PREF));
       tc("filter", "add", "dev", veth, "egress", "pref", String(WORKER_PROBE_PREF), "bpf", "da", "obj", join(hops.workDir, WORKER_PROBE_OBJECT), "sec", "tc/hf_pod_veth");
