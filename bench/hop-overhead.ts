@@ -6,10 +6,18 @@
 // the two sides differ by its noise as much as by the probes; so the probes' own time is also read
 // from the kernel (kernel.bpf_stats_enabled, for extra flows after the pairs, restored after): the
 // run time of the twelve programs per measured round trip, against the mean round trip.
+//
+// The same statistics for an empty tc program at the same twelve points, on the same traffic, give
+// the floor of that figure: what the kernel reads for calling any program there. Its clock reads
+// around every run (two sched_clock() per call while the statistics are on) are in it, and a cold
+// call: on a 2-core VM they are most of it, whatever the program does. The probes' own work is what
+// they read beyond the floor.
 // Run as root: npx tsx bench/hop-overhead.ts [PAIRS] [SECONDS] [SERVICES]   (default 8, 5, 1000)
-import { readFileSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
 import { LabBackend } from "../backends/lab.js";
-import { run } from "../lab/netns.js";
+import { HOP_PREF, hopAttachments } from "../lab/hops/hop-probes.js";
+import { exec, run } from "../lab/netns.js";
 import { labHostProblem } from "../lab/topology.js";
 import { decodeDelayHistogram } from "../measure/ditg-log.js";
 import { decodeFlow } from "../measure/ditg-pairing.js";
@@ -40,7 +48,9 @@ const pooled: Record<Side, { moments: { n: number; mean: number; std: number }[]
 };
 
 const perPair = new Map<string, Partial<Record<Side, number>>>();
-const kernel: { ns: number; calls: number; packets: number; meanS: number }[] = [];
+type KernelRun = { ns: number; calls: number; packets: number; meanS: number };
+const kernel: KernelRun[] = [];
+const floor: KernelRun[] = [];
 const backend = await LabBackend.start({ linkMbps: 500 });
 const probes = backend.hops!;
 try {
@@ -67,33 +77,48 @@ try {
         if (p.histogram) p.histogram.add(h);
         else p.histogram = h;
         p.runs++;
-        if (side === "with" && logs.hops && decomposeRun(logs.hops, logs, decoded).check.addsUp) p.addsUp++;
+        if (side === "with" && logs.hops && decomposeRun(logs.hops, logs).check.addsUp) p.addsUp++;
       }
     }
     process.stderr.write(`pair ${pair + 1}/${pairs} done\n`);
   }
-  // The probes' own run time, from the kernel's statistics, over one more flow per dataplane.
+  // The probes' own run time, from the kernel's statistics, over one more flow per dataplane; then
+  // an empty program's at the same points, over one more.
   const STATS = "/proc/sys/kernel/bpf_stats_enabled";
   const before = readFileSync(STATS, "utf8").trim();
   backend.hops = probes;
-  const runTime = () =>
-    probes.objectIds().programs.reduce((sum, id) => {
+  const runTime = (ids: readonly number[]) =>
+    ids.reduce((sum, id) => {
       const p = JSON.parse(run(["bpftool", "-j", "prog", "show", "id", String(id)])) as { run_time_ns?: number; run_cnt?: number };
       return { ns: sum.ns + (p.run_time_ns ?? 0), calls: sum.calls + (p.run_cnt ?? 0) };
     }, { ns: 0, calls: 0 });
+  const timedFlow = async (dataplane: (typeof DATAPLANES)[number], ids: readonly number[]): Promise<KernelRun> => {
+    const start = runTime(ids);
+    const outcome = await backend.runFlow({ dataplane, family: "ipv4", profile: "latency", services, repetition: n }, { logName: `bench-hops-${n++}`, durationS: seconds, traffic });
+    const end = runTime(ids);
+    const decoded = await decodeFlow(await backend.collectLog(outcome));
+    return { ns: end.ns - start.ns, calls: end.calls - start.calls, packets: decoded.total.packets, meanS: decoded.total.delayMeanS };
+  };
+  const empty = emptyPrograms(backend);
   writeFileSync(STATS, "1");
   try {
     for (const dataplane of DATAPLANES) {
       await backend.prepare({ dataplane, services });
       probes.enable();
-      const start = runTime();
-      const outcome = await backend.runFlow({ dataplane, family: "ipv4", profile: "latency", services, repetition: n }, { logName: `bench-hops-${n++}`, durationS: seconds, traffic });
-      const end = runTime();
-      const decoded = await decodeFlow(await backend.collectLog(outcome));
-      kernel.push({ ns: end.ns - start.ns, calls: end.calls - start.calls, packets: decoded.total.packets, meanS: decoded.total.delayMeanS });
+      kernel.push(await timedFlow(dataplane, probes.objectIds().programs));
+      probes.disable();
+      backend.hops = undefined;
+      empty.attach();
+      try {
+        floor.push(await timedFlow(dataplane, empty.ids));
+      } finally {
+        empty.detach();
+        backend.hops = probes;
+      }
     }
   } finally {
     writeFileSync(STATS, before);
+    empty.remove();
   }
 } finally {
   backend.hops = probes;
@@ -113,11 +138,67 @@ const pairRatios = [...perPair.values()].map((m) => m.with! / m.without!);
 console.log(
   `with/without: mean ${(b.mean / a.mean).toFixed(3)} (aim below 1.02), p99 ${(b.p99 / a.p99).toFixed(3)}; median over the ${pairRatios.length} pairs of the ratio of their means ${medianOf(pairRatios).toFixed(3)} (range ${Math.min(...pairRatios).toFixed(3)}-${Math.max(...pairRatios).toFixed(3)})`,
 );
-const ns = kernel.reduce((a, k) => a + k.ns, 0);
-const calls = kernel.reduce((a, k) => a + k.calls, 0);
-const packets = kernel.reduce((a, k) => a + k.packets, 0);
-const perRoundTrip = ns / packets;
-const meanRoundTrip = kernel.reduce((a, k) => a + k.meanS * k.packets, 0) / packets;
+const total = (runs: readonly KernelRun[]) => {
+  const packets = runs.reduce((a, k) => a + k.packets, 0);
+  const ns = runs.reduce((a, k) => a + k.ns, 0);
+  const calls = runs.reduce((a, k) => a + k.calls, 0);
+  return { ns, calls, perCall: ns / calls, perRoundTrip: ns / packets, meanRoundTripS: runs.reduce((a, k) => a + k.meanS * k.packets, 0) / packets };
+};
+const percent = (ns: number, meanS: number) => `${((ns / 1e9 / meanS) * 100).toFixed(2)} %`;
+const own = total(kernel);
+const base = total(floor);
 console.log(
-  `probes' own run time (kernel bpf_stats, ${kernel.length} flows): ${(ns / calls).toFixed(0)} ns a call, ${calls} calls, ${perRoundTrip.toFixed(0)} ns per round trip = ${((perRoundTrip / 1e9 / meanRoundTrip) * 100).toFixed(2)} % of the mean round trip (${usText(meanRoundTrip)})`,
+  `probes' own run time (kernel bpf_stats, ${kernel.length} flows): ${own.perCall.toFixed(0)} ns a call, ${own.calls} calls, ${own.perRoundTrip.toFixed(0)} ns per round trip = ${percent(own.perRoundTrip, own.meanRoundTripS)} of the mean round trip (${usText(own.meanRoundTripS)})`,
 );
+console.log(
+  `an empty tc program at the same points (${floor.length} flows): ${base.perCall.toFixed(0)} ns a call, ${base.perRoundTrip.toFixed(0)} ns per round trip = ${percent(base.perRoundTrip, base.meanRoundTripS)} of its mean round trip (${usText(base.meanRoundTripS)}); the probes' work beyond it: ${(own.perCall - base.perCall).toFixed(0)} ns a call, ${(own.perRoundTrip - base.perRoundTrip).toFixed(0)} ns per round trip = ${percent(own.perRoundTrip - base.perRoundTrip, own.meanRoundTripS)}`,
+);
+
+/**
+ * One empty tc program per probe point (its own copy, as each probe is), loaded in a private bpffs
+ * of the lab's run directory: attached where the probes were, at their priorities, for the floor's flows.
+ */
+function emptyPrograms(lab: LabBackend): { ids: number[]; attach(): void; detach(): void; remove(): void } {
+  const { topology } = lab;
+  const places = hopAttachments(topology.plan);
+  const dir = join(topology.runDir, "bench-empty-program");
+  const bpffs = join(dir, "bpffs");
+  mkdirSync(bpffs, { recursive: true });
+  // TC_ACT_UNSPEC, as the probes return: the next filter still sees the packet.
+  writeFileSync(join(dir, "empty.c"), 'int empty(void *skb) __attribute__((section("tc"), used));\nint empty(void *skb) { return -1; }\nchar LICENSE[] __attribute__((section("license"), used)) = "GPL";\n');
+  run(["clang", "-O2", "-target", "bpf", "-c", join(dir, "empty.c"), "-o", join(dir, "empty.o")]);
+  const pins = places.map((_, i) => join(bpffs, `empty${i}`));
+  const remove = () => {
+    for (const pin of pins) rmSync(pin, { force: true });
+    exec(["umount", bpffs]);
+    rmSync(dir, { recursive: true, force: true });
+  };
+  run(["mount", "-t", "bpf", "bpf", bpffs]);
+  let ids: number[];
+  try {
+    for (const pin of pins) run(["bpftool", "prog", "load", join(dir, "empty.o"), pin, "type", "tc"]);
+    ids = pins.map((pin) => (JSON.parse(run(["bpftool", "-j", "prog", "show", "pinned", pin])) as { id: number }).id);
+  } catch (error) {
+    remove();
+    throw error;
+  }
+  const filter = (a: (typeof places)[number]) => ["dev", a.ifname, a.direction, "pref", String(HOP_PREF[a.direction])];
+  return {
+    ids,
+    attach() {
+      places.forEach((a, i) => {
+        topology.run(a.role, ["tc", "qdisc", "replace", "dev", a.ifname, "clsact"]);
+        topology.run(a.role, ["tc", "filter", "add", ...filter(a), "bpf", "da", "object-pinned", pins[i]!]);
+      });
+    },
+    detach() {
+      for (const a of places) topology.exec(a.role, ["tc", "filter", "del", ...filter(a)]);
+      // A clsact qdisc left without a filter goes, as the probes' own removal leaves it.
+      for (const a of places) {
+        const left = ["ingress", "egress"].some((d) => topology.run(a.role, ["tc", "filter", "show", "dev", a.ifname, d]).trim() !== "");
+        if (!left) topology.exec(a.role, ["tc", "qdisc", "del", "dev", a.ifname, "clsact"]);
+      }
+    },
+    remove,
+  };
+}

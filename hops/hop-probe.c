@@ -9,8 +9,13 @@
  * D-ITG flow id and sequence number of their payload, which no NAT rewrites; and TCP handshakes
  * with that port, SYN forward and SYN-ACK back, keyed by the SYN's sequence number (the setup
  * profile's first packets; no NAT rewrites it, while a masquerade with random ports rewrites the
- * client's port on the way to a remote endpoint). Everything else, and IPv4 fragments after the
- * first, pass unstamped.
+ * client's port on the way to a remote endpoint). Of the D-ITG packets 1 in HOP_SAMPLE_EVERY is
+ * stamped, at every point the same ones (hop-maps.h, hop_sampled); every handshake is. Everything
+ * else, and IPv4 fragments after the first, pass unstamped.
+ *
+ * What a probe costs (bench/hop-overhead.ts): a packet it lets pass costs a parse of its headers
+ * (read where they lie in the packet, not copied) and the sample's hash; the clock read and the
+ * record, most of a stamp's cost, are left for the packets it stamps.
  *
  * Most programs stamp one direction at one point. Where a path crosses one hook both ways (worker
  * 1's uplink on the paths to worker 2: the request leaves it toward worker 2 and the echo leaves it
@@ -118,81 +123,85 @@ struct {
 
 #define IP_OFFSET_MASK 0x1fff
 
-/* Copies len bytes at off: straight from the linear part of the packet where it holds them (a veth's
- * small packets always), through the helper otherwise. len is a constant at every call. */
-static __always_inline int load(struct __sk_buff *skb, __u32 off, void *to, const __u32 len)
+/* The len bytes at off: in the packet's linear part where it holds them (a veth's small packets
+ * always), else copied into buf through the helper; NULL past the packet's end. len is a constant
+ * at every call, and the fields are read where they lie: no copy on the common path. */
+static __always_inline void *header(struct __sk_buff *skb, __u32 off, void *buf, const __u32 len)
 {
 	void *data = (void *)(long)skb->data;
 	void *end = (void *)(long)skb->data_end;
 
-	if (off <= 128 && data + off + len <= end) {
-		__builtin_memcpy(to, data + off, len);
-		return 0;
-	}
-	return bpf_skb_load_bytes(skb, off, to, len);
+	if (off <= 128 && data + off + len <= end)
+		return data + off;
+	return bpf_skb_load_bytes(skb, off, buf, len) ? NULL : buf;
 }
 
-/* The key of a selected packet: 0 and the key filled in, or -1 to let it pass unstamped. */
+/* The key of a packet to stamp: 0 and the key filled in, or -1 to let it pass unstamped (not a
+ * measured packet, or a D-ITG packet outside the sample: hop-maps.h, hop_sampled). */
 static __always_inline int select_packet(struct __sk_buff *skb, int forward, int both, __u32 *flow_id, __u32 *seq, __u8 *kind, int *matched_forward)
 {
+	union {
+		struct iphdr ip;
+		struct ipv6hdr ip6;
+		struct {
+			struct udphdr udp;
+			__be32 payload[2];
+		} d;
+		struct tcphdr tcp;
+	} buf;
 	__u32 l4;
 	__u8 proto;
 
 	if (skb->protocol == hop_htons(ETH_P_IP)) {
-		struct iphdr ip;
+		struct iphdr *ip = header(skb, ETH_HLEN, &buf, sizeof(*ip));
 
-		if (load(skb, ETH_HLEN, &ip, sizeof(ip)))
+		if (!ip || (ip->frag_off & hop_htons(IP_OFFSET_MASK)))
 			return -1;
-		if (ip.frag_off & hop_htons(IP_OFFSET_MASK))
-			return -1;
-		proto = ip.protocol;
-		l4 = ETH_HLEN + ip.ihl * 4;
+		proto = ip->protocol;
+		l4 = ETH_HLEN + ip->ihl * 4;
 	} else if (skb->protocol == hop_htons(ETH_P_IPV6)) {
-		struct ipv6hdr ip6;
+		struct ipv6hdr *ip6 = header(skb, ETH_HLEN, &buf, sizeof(*ip6));
 
-		if (load(skb, ETH_HLEN, &ip6, sizeof(ip6)))
+		if (!ip6)
 			return -1;
-		proto = ip6.nexthdr;
-		l4 = ETH_HLEN + sizeof(ip6);
+		proto = ip6->nexthdr;
+		l4 = ETH_HLEN + sizeof(*ip6);
 	} else {
 		return -1;
 	}
 
 	if (proto == IPPROTO_UDP) {
-		struct {
-			struct udphdr udp;
-			__be32 payload[2];
-		} h;
+		typeof(buf.d) *d = header(skb, l4, &buf, sizeof(*d));
 
-		if (load(skb, l4, &h, sizeof(h)))
+		if (!d)
 			return -1;
-		if ((forward ? h.udp.dest : h.udp.source) == hop_htons(HOP_DATA_PORT))
+		if ((forward ? d->udp.dest : d->udp.source) == hop_htons(HOP_DATA_PORT))
 			*matched_forward = forward;
-		else if (both && (forward ? h.udp.source : h.udp.dest) == hop_htons(HOP_DATA_PORT))
+		else if (both && (forward ? d->udp.source : d->udp.dest) == hop_htons(HOP_DATA_PORT))
 			*matched_forward = !forward;
 		else
 			return -1;
-		*flow_id = hop_ntohl(h.payload[DITG_PAYLOAD_FLOW_OFFSET / 4]);
-		*seq = hop_ntohl(h.payload[DITG_PAYLOAD_SEQ_OFFSET / 4]);
+		*flow_id = hop_ntohl(d->payload[DITG_PAYLOAD_FLOW_OFFSET / 4]);
+		*seq = hop_ntohl(d->payload[DITG_PAYLOAD_SEQ_OFFSET / 4]);
+		if (!hop_sampled(*flow_id, *seq))
+			return -1;
 		*kind = HOP_KIND_DITG;
 		return 0;
 	}
 	if (proto == IPPROTO_TCP) {
-		struct tcphdr tcp;
+		struct tcphdr *tcp = header(skb, l4, &buf, sizeof(*tcp));
 
-		if (load(skb, l4, &tcp, sizeof(tcp)))
-			return -1;
-		if (!tcp.syn || tcp.rst || tcp.fin)
+		if (!tcp || !tcp->syn || tcp->rst || tcp->fin)
 			return -1;
 		/* A SYN goes forward to the data port, a SYN-ACK returns from it. */
-		if (!tcp.ack && tcp.dest == hop_htons(HOP_DATA_PORT) && (forward || both))
+		if (!tcp->ack && tcp->dest == hop_htons(HOP_DATA_PORT) && (forward || both))
 			*matched_forward = 1;
-		else if (tcp.ack && tcp.source == hop_htons(HOP_DATA_PORT) && (!forward || both))
+		else if (tcp->ack && tcp->source == hop_htons(HOP_DATA_PORT) && (!forward || both))
 			*matched_forward = 0;
 		else
 			return -1;
 		*flow_id = HOP_HANDSHAKE_FLOW;
-		*seq = *matched_forward ? hop_ntohl(tcp.seq) : hop_ntohl(tcp.ack_seq) - 1;
+		*seq = *matched_forward ? hop_ntohl(tcp->seq) : hop_ntohl(tcp->ack_seq) - 1;
 		*kind = HOP_KIND_HANDSHAKE;
 		return 0;
 	}
@@ -200,17 +209,20 @@ static __always_inline int select_packet(struct __sk_buff *skb, int forward, int
 }
 
 /* Stamps a selected packet at forward_point or return_point by its direction; `forward` is the
- * direction tested first, and the only one when the other's point is HOP_NO_POINT. */
+ * direction tested first, and the only one when the other's point is HOP_NO_POINT. The clock is
+ * read once the packet is known to be stamped: a packet passing unstamped costs no clock read.
+ * Every point reads it after the same parse, so the sections between points lose nothing. */
 static __always_inline int stamp(struct __sk_buff *skb, __u32 forward_point, __u32 return_point, int forward)
 {
-	__u64 now = bpf_ktime_get_ns();
 	struct hop_count *count;
 	__u32 flow_id, seq, point;
 	__u8 kind;
 	int matched_forward;
+	__u64 now;
 
 	if (select_packet(skb, forward, forward_point != HOP_NO_POINT && return_point != HOP_NO_POINT, &flow_id, &seq, &kind, &matched_forward))
 		return TC_ACT_UNSPEC;
+	now = bpf_ktime_get_ns();
 	point = matched_forward ? forward_point : return_point;
 	count = bpf_map_lookup_elem(&hop_counts, &point);
 	if (!count)

@@ -20,13 +20,15 @@
  * started it dies), or until --max-seconds have passed (the summary then says "expired": true);
  * then it drains what is left and gives one line of JSON:
  *   {"records":N,"offsetStartNs":"..","offsetEndNs":"..","offsetUncertaintyNs":U,
- *    "stamped":[per point],"dropped":[per point],"lost":L,"output":"perf"|"ringbuf","expired":B}
+ *    "stamped":[per point],"dropped":[per point],"lost":L,"output":"perf"|"ringbuf","expired":B,
+ *    "sampleEvery":N}
  * records: written to OUT_FILE (struct hop_record each); stamped/dropped: the kernel's counts over
  * the run (hop_counts, summed over CPUs: a dropped stamp is one the probe could not write, ring or
  * buffer full or no buffer on its CPU); lost: what the perf rings themselves reported lost
  * (PERF_RECORD_LOST; the same stamps are counted in dropped), 0 for the ring buffer; offset:
  * CLOCK_REALTIME - CLOCK_MONOTONIC in ns, read at start and end (D-ITG stamps with the first, the
- * probes with the second), U the larger half-width of the brackets it was read in.
+ * probes with the second), U the larger half-width of the brackets it was read in; sampleEvery:
+ * the probes stamp 1 in N D-ITG packets (hop-maps.h HOP_SAMPLE_EVERY, the header both are built from).
  *
  * In the foreground "ready" and the summary go to stdout; exit status 0, or 1 with a message on
  * stderr. With --daemon the reader detaches (a remote shell's command returns while it runs): the
@@ -533,7 +535,8 @@ static int summary(char *buf, size_t size, const struct options *o, long long st
 	PUT("],\"dropped\":[");
 	for (int p = 0; p < HOP_POINTS; p++)
 		PUT("%s%llu", p ? "," : "", (unsigned long long)(after[p].dropped - before[p].dropped));
-	PUT("],\"lost\":%llu,\"output\":\"%s\",\"expired\":%s}\n", lost, o->perf ? "perf" : "ringbuf", expired ? "true" : "false");
+	PUT("],\"lost\":%llu,\"output\":\"%s\",\"expired\":%s,\"sampleEvery\":%u}\n", lost, o->perf ? "perf" : "ringbuf",
+	    expired ? "true" : "false", HOP_SAMPLE_EVERY);
 #undef PUT
 	return n < size ? 0 : fail("summary too long");
 }

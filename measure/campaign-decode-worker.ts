@@ -15,7 +15,7 @@ export type DecodeReply =
 
 parentPort?.on("message", (req: DecodeRequest) => {
   decodeFlow(req.files)
-    .then((log): DecodedFlow => (req.files.hops ? { ...log, hops: decomposeRun(req.files.hops, req.files, log) } : log))
+    .then((log): DecodedFlow => (req.files.hops ? { ...log, hops: decomposeRun(req.files.hops, req.files) } : log))
     .then(
     (log) => parentPort!.postMessage({ id: req.id, ok: true, log } satisfies DecodeReply),
     (err: unknown) => parentPort!.postMessage({ id: req.id, ok: false, error: err instanceof Error ? err.message : String(err) } satisfies DecodeReply),

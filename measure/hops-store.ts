@@ -6,6 +6,9 @@
 // worker's, with a worker-span row per direction instead of end-to-end, and its residuals compare
 // with those spans. The scope and a point the packets skipped are read back off the section rows
 // (scopeOfSections; no forward pod-link in a worker run: the pod veth's egress was bypassed).
+//
+// Schema 7: the check's D-ITG sample (1 in sample_every packets stamped, hops/hop-maps.h) and the
+// stamps found outside it; a row stored before has neither: its probes stamped every packet.
 import type Database from "better-sqlite3";
 import {
   HOP_DIRECTIONS,
@@ -52,6 +55,12 @@ CREATE TABLE run_hop_check (           -- whether the run's sections are whole a
 );
 `;
 
+/** Schema 6 to 7: the sample a run's sections are of. */
+export const HOP_SAMPLE_MIGRATION = `
+ALTER TABLE run_hop_check ADD COLUMN sample_every INTEGER;      -- NULL: stored before sampling, every packet stamped
+ALTER TABLE run_hop_check ADD COLUMN unsampled_stamps INTEGER;  -- NULL: stored before sampling, none
+`;
+
 type Row = Record<string, unknown>;
 const num = (v: unknown) => (v === null ? NaN : Number(v));
 
@@ -67,11 +76,12 @@ export function insertRunHops(db: Database.Database, runId: string, hops: RunHop
   const c = hops.check;
   db.prepare(
     `INSERT INTO run_hop_check (run_id, keying, packets, decomposed, incomplete, out_of_order, dropped_stamps, unread_stamps,
-       clock_step_ns, offset_uncertainty_ns, residual_forward_s, residual_round_trip_s, adds_up)
-     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+       clock_step_ns, offset_uncertainty_ns, residual_forward_s, residual_round_trip_s, adds_up, sample_every, unsampled_stamps)
+     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
   ).run(
     runId, c.keying, c.packets, c.decomposed, c.incomplete, c.outOfOrder, c.droppedStamps, c.unreadStamps,
     c.clockStepNs, c.offsetUncertaintyNs, c.residualForwardS ?? null, c.residualRoundTripS ?? null, c.addsUp ? 1 : 0,
+    c.sampleEvery, c.unsampledStamps,
   );
 }
 
@@ -120,6 +130,8 @@ export function readRunHops(db: Database.Database, campaignId: string): Map<stri
       packets: Number(r.packets),
       decomposed: Number(r.decomposed),
       incomplete: Number(r.incomplete),
+      sampleEvery: r.sample_every == null ? 1 : Number(r.sample_every),
+      unsampledStamps: r.unsampled_stamps == null ? 0 : Number(r.unsampled_stamps),
       outOfOrder: Number(r.out_of_order),
       droppedStamps: Number(r.dropped_stamps),
       unreadStamps: Number(r.unread_stamps),

@@ -20,11 +20,20 @@
 //
 // Clocks: the probes stamp CLOCK_MONOTONIC, D-ITG CLOCK_REALTIME as a UTC time of day. The reader
 // reads their offset at the run's start and end (hops/hop-reader.c); every stamp is moved with the
-// start offset, and a run whose offset moved (the clock was stepped) fails the check. Per packet the
-// sections add up to the end-to-end delays by construction (consecutive boundaries); what the check
-// tests is everything around that: every D-ITG packet has every stamp, no stamp was dropped or left
-// unread, the boundaries are in path order, and the sections' means add up to the exact delays the
-// campaign's own decoder read from the logs (ditg-pairing.ts), to within HOP_SUM_TOLERANCE_S.
+// start offset, and a run whose offset moved (the clock was stepped) fails the check.
+//
+// Sampled D-ITG packets. The probes stamp 1 in sampleEvery D-ITG packets (the reader's summary gives
+// the rate, hops/hop-maps.h HOP_SAMPLE_EVERY), chosen by a hash of the flow id and sequence number,
+// the same at every point (hopSampled, the probes' hop_sampled): a sampled packet crosses every point
+// stamped, an unsampled one unstamped. A run's sections are the statistics of its sampled round
+// trips (each section's `packets` says how many), its other packets are in the campaign's delays
+// only. Per packet the sections add up to the end-to-end delays by construction (consecutive
+// boundaries); what the check tests is everything around that: every sampled paired packet has
+// every stamp, no unsampled packet has any, no stamp was dropped or left unread, the boundaries are
+// in path order, and the sections' means add up to the exact delays of the same sampled packets
+// (receiver log's send stamp to its receive stamp, and to the sender log's receive stamp of the
+// echo, as ditg-pairing.ts pairs them), to within HOP_SUM_TOLERANCE_S: a sampled packet the
+// sections lack moves them apart.
 //
 // The setup profile's TCP handshakes carry no D-ITG stamps: their sections are the kernel's only
 // (P0..P11, "turnaround" from the SYN's pod ingress to the SYN-ACK's pod egress). A handshake is keyed
@@ -59,8 +68,8 @@
 //
 // The sections between the client and the worker (client-stack, access-link, router,
 // datacenter-link) would need the client's and the worker's clocks synchronised: a worker capture
-// leaves them out (WORKER_UNTIMED). Its check covers what the worker sees: every paired packet has
-// every worker stamp, nothing was dropped or left unread, no clock step, the boundaries are in path
+// leaves them out (WORKER_UNTIMED). Its check covers what the worker sees: every sampled paired
+// packet has every worker stamp, no unsampled one has any, nothing was dropped or left unread, no clock step, the boundaries are in path
 // order, each packet's time in the worker (P3 to P8) is shorter than its exact round trip (both are
 // durations on their own hosts' clocks), and the sections' means add up, direction by direction,
 // to the worker's span read from the outer boundaries alone (uplink-in to the receive stamp, the
@@ -70,7 +79,7 @@
 import { closeSync, openSync, readFileSync, readSync, writeFileSync } from "node:fs";
 import { encodeIntoCompressedBase64, type Histogram } from "hdr-histogram-js";
 import { decodeDelayHistogram, delayAcrossMidnight, LogFormatError, newHistogram, RECORD_BYTES, recordBlock } from "./ditg-log.js";
-import { LogStamps, StampWindow, type DecodedFlow } from "./ditg-pairing.js";
+import { LogStamps, StampWindow } from "./ditg-pairing.js";
 import { poolMoments } from "./statistics.js";
 import type { RunProfile } from "./types.js";
 import { DEFAULT_PATH, type ServicePath } from "../scenario/paths.js";
@@ -216,6 +225,22 @@ export interface HopCapture {
   readonly dropped: readonly number[];
   /** Stamps the perf rings reported lost (PERF_RECORD_LOST; also counted in dropped), where the reader read perf rings. */
   readonly lost?: number;
+  /** The probes stamped 1 in this many D-ITG packets (hopSampled); absent: every packet, as a reader built before sampling. */
+  readonly sampleEvery?: number;
+}
+
+/**
+ * Pure: whether the probes stamp a D-ITG packet, 1 in `sampleEvery` (a power of two) by a hash of
+ * its flow id and sequence number: hops/hop-maps.h hop_sampled, bit for bit (test/hops/ compares them).
+ */
+export function hopSampled(flowId: number, seq: number, sampleEvery: number): boolean {
+  let h = (seq ^ Math.imul(flowId, 0x9e3779b1)) >>> 0;
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35);
+  h ^= h >>> 16;
+  return (h & (sampleEvery - 1)) === 0;
 }
 
 /** One section's statistics over a run's packets. */
@@ -239,11 +264,15 @@ export interface HopCheck {
   readonly keying: HopKeying;
   /** What was probed: the whole path, or the worker alone (then the residuals compare with the worker's span; see the top of this file). */
   readonly scope: HopScope;
-  /** Packets to decompose: paired D-ITG packets, or handshakes stamped at the client. */
+  /** Packets to decompose: the sampled paired D-ITG packets, or handshakes stamped at the client. */
   readonly packets: number;
   readonly decomposed: number;
-  /** Packets missing at least one stamp. */
+  /** Packets to decompose missing at least one stamp. */
   readonly incomplete: number;
+  /** D-ITG packets stamped 1 in this many (hopSampled); 1 for handshakes, all stamped. */
+  readonly sampleEvery: number;
+  /** Stamps of D-ITG packets outside the sample: the probes and this decoder disagree on the rule. */
+  readonly unsampledStamps: number;
   /** Packets with a boundary out of path order, or (worker) longer in the worker than their whole round trip (left out). */
   readonly outOfOrder: number;
   /** Stamps the kernel could not write (ring full), and stamps written but not read. */
@@ -251,13 +280,13 @@ export interface HopCheck {
   readonly unreadStamps: number;
   readonly clockStepNs: number;
   readonly offsetUncertaintyNs: number;
-  /** Sum of the forward sections' means minus the exact one-way mean of the receiver log (worker: minus the forward worker span's mean), s. */
+  /** Sum of the forward sections' means minus the exact one-way mean of the same packets, receiver log's send stamp to its receive stamp (worker: minus the forward worker span's mean), s. */
   readonly residualForwardS?: number;
-  /** Sum of all sections' means minus the exact round-trip mean of the paired logs (worker: minus the mean time in the worker, uplink in to out), s. */
+  /** Sum of all sections' means minus the exact round-trip mean of the same packets, paired as ditg-pairing.ts does (worker: minus the mean time in the worker, uplink in to out), s. */
   readonly residualRoundTripS?: number;
   /** Worker captures: points the packets never crossed (a kernel redirect skipped them); their sections are merged into the next. */
   readonly bypassed?: readonly HopPoint[];
-  /** Every packet decomposed, nothing dropped or unread, no clock step, residuals within HOP_SUM_TOLERANCE_S. */
+  /** Every packet to decompose decomposed, no stamp outside the sample, nothing dropped or unread, no clock step, residuals within HOP_SUM_TOLERANCE_S. */
   readonly addsUp: boolean;
 }
 
@@ -296,6 +325,11 @@ export function parseReaderSummary(line: string): Omit<HopCapture, "recordsFile"
   }
   if (!Number.isSafeInteger(v.records) || !Number.isSafeInteger(v.offsetUncertaintyNs)) throw new Error(`hop reader summary: bad records or offsetUncertaintyNs in ${line}`);
   if (v.lost !== undefined && !(Number.isSafeInteger(v.lost) && (v.lost as number) >= 0)) throw new Error(`hop reader summary: lost is not a count: ${JSON.stringify(v.lost)}`);
+  // A reader built before sampling names no rate: its probes stamped every packet.
+  const every = v.sampleEvery;
+  if (every !== undefined && !(Number.isSafeInteger(every) && (every as number) >= 1 && ((every as number) & ((every as number) - 1)) === 0)) {
+    throw new Error(`hop reader summary: sampleEvery is ${JSON.stringify(every)}; accepted: a power of two from 1`);
+  }
   return {
     offsetStartNs: v.offsetStartNs as string,
     offsetEndNs: v.offsetEndNs as string,
@@ -304,6 +338,7 @@ export function parseReaderSummary(line: string): Omit<HopCapture, "recordsFile"
     stamped: counts("stamped"),
     dropped: counts("dropped"),
     ...(v.lost !== undefined ? { lost: v.lost as number } : {}),
+    ...(every !== undefined ? { sampleEvery: every as number } : {}),
   };
 }
 
@@ -318,6 +353,8 @@ export interface PointStamps {
   readonly perPoint: readonly number[];
   /** Keys stamped at the first point, in file order (handshakes: what the run tried). */
   readonly firstPoint: readonly { flowId: number; seq: number }[];
+  /** Records of D-ITG packets outside the sample (hopSampled at `sampleEvery`), at any point; left out of `points`. */
+  readonly unsampled: number;
 }
 
 /** The stamps of handshakes at one point, by SYN sequence number: spread over 32 bits, no window holds them. */
@@ -334,9 +371,10 @@ class HandshakeStamps {
 /**
  * Reads the reader's file: every record of the keying, moved to D-ITG's clock with the offset. A key
  * stamped twice at a point (a retransmitted SYN) keeps its earliest stamp: perf rings, one per CPU,
- * do not hand records over in time order. `firstPoint`: the first point the capture's packets cross.
+ * do not hand records over in time order. `firstPoint`: the first point the capture's packets cross;
+ * `sampleEvery`: the D-ITG sample's rate, whose outsiders are counted, not kept.
  */
-export function readPointStamps(bytes: Uint8Array, keying: HopKeying, offsetNs: bigint, file = "hop records", firstPoint = 0): PointStamps {
+export function readPointStamps(bytes: Uint8Array, keying: HopKeying, offsetNs: bigint, file = "hop records", firstPoint = 0, sampleEvery = 1): PointStamps {
   if (bytes.length % HOP_RECORD_BYTES !== 0) {
     throw new Error(`${file}: ${bytes.length} bytes is not a whole number of ${HOP_RECORD_BYTES}-byte hop records; the file is truncated`);
   }
@@ -344,22 +382,43 @@ export function readPointStamps(bytes: Uint8Array, keying: HopKeying, offsetNs: 
   const count = bytes.length / HOP_RECORD_BYTES;
   const perPoint = new Array<number>(HOP_POINTS.length).fill(0);
   const kind = KIND[keying];
+  // Per D-ITG flow, its lowest and highest sequence number stamped: a window holds the whole span.
+  const spans = new Map<number, { low: number; high: number }>();
   for (let i = 0; i < count; i++) {
     const at = i * HOP_RECORD_BYTES;
     const point = view.getUint8(at + 16);
     if (point >= HOP_POINTS.length) throw new Error(`${file}: record ${i} names point ${point}; accepted: 0-${HOP_POINTS.length - 1}`);
-    if (view.getUint8(at + 17) === kind) perPoint[point]!++;
+    if (view.getUint8(at + 17) !== kind) continue;
+    perPoint[point]!++;
+    if (keying === "ditg") {
+      const flowId = view.getUint32(at + 8, true);
+      const seq = view.getUint32(at + 12, true);
+      const span = spans.get(flowId);
+      if (span === undefined) spans.set(flowId, { low: seq, high: seq });
+      else if (seq < span.low) span.low = seq;
+      else if (seq > span.high) span.high = seq;
+    }
   }
+  // A sample's stamps spread over about sampleEvery times their number of sequence numbers. A span
+  // beyond twice that (a stray record) is not held whole: stamps it evicts count as missing, never
+  // as another packet's.
+  const widest = Math.max(1, ...[...spans.values()].map((s) => s.high - s.low + 1));
+  const bound = 2 * Math.max(...perPoint) * sampleEvery + 1024;
   let size = 2;
-  while (size < Math.max(...perPoint)) size *= 2;
+  while (size < Math.max(...perPoint) || size < Math.min(widest, bound)) size *= 2;
   const windows = keying === "ditg" ? HOP_POINTS.map(() => new StampWindow(size)) : undefined;
   const handshakes = keying === "handshake" ? HOP_POINTS.map(() => new HandshakeStamps()) : undefined;
   const first: { flowId: number; seq: number }[] = [];
+  let unsampled = 0;
   for (let i = 0; i < count; i++) {
     const at = i * HOP_RECORD_BYTES;
     if (view.getUint8(at + 17) !== kind) continue;
     const flowId = view.getUint32(at + 8, true);
     const seq = view.getUint32(at + 12, true);
+    if (windows && !hopSampled(flowId, seq, sampleEvery)) {
+      unsampled++;
+      continue;
+    }
     const point = view.getUint8(at + 16);
     const ofDay = Number((((view.getBigUint64(at, true) + offsetNs) % DAY_NS) + DAY_NS) % DAY_NS) / NS_PER_S;
     if (keying === "handshake" && flowId !== HOP_HANDSHAKE_FLOW) continue;
@@ -384,7 +443,7 @@ export function readPointStamps(bytes: Uint8Array, keying: HopKeying, offsetNs: 
     }
     if (point === firstPoint) first.push({ flowId, seq });
   }
-  return { points: windows ?? handshakes!, perPoint, firstPoint: first };
+  return { points: windows ?? handshakes!, perPoint, firstPoint: first, unsampled };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -444,25 +503,29 @@ const namesOf = (sections: Readonly<Record<HopDirection, readonly string[]>>, wi
     ...(withEndToEnd ? [{ direction, section: END_TO_END }] : []),
   ]);
 
-/** The check's counts; addsUp here: every packet decomposed, no stamp dropped or unread. */
+/** The check's counts; addsUp here: every packet decomposed, no stamp outside the sample, none dropped or unread. */
 function checkCounts(
   capture: HopCapture,
   bytes: Uint8Array,
   keying: HopKeying,
-  counts: Pick<HopCheck, "packets" | "decomposed" | "incomplete" | "outOfOrder">,
+  counts: Pick<HopCheck, "packets" | "decomposed" | "incomplete" | "outOfOrder" | "unsampledStamps">,
 ): HopCheck {
   const losses = captureLosses(capture, recordsPerPoint(bytes));
   return {
     keying,
     scope: capture.scope ?? "path",
     ...counts,
+    sampleEvery: keying === "ditg" ? sampleEveryOf(capture) : 1,
     droppedStamps: losses.dropped,
     unreadStamps: losses.unread,
     clockStepNs: Number(BigInt(capture.offsetEndNs) - BigInt(capture.offsetStartNs)),
     offsetUncertaintyNs: capture.offsetUncertaintyNs,
-    addsUp: counts.packets > 0 && counts.decomposed === counts.packets && losses.dropped === 0 && losses.unread === 0,
+    addsUp: counts.packets > 0 && counts.decomposed === counts.packets && counts.unsampledStamps === 0 && losses.dropped === 0 && losses.unread === 0,
   };
 }
+
+/** The capture's D-ITG sample rate: every packet when its reader names none. */
+const sampleEveryOf = (capture: HopCapture) => capture.sampleEvery ?? 1;
 
 /** Counts of the capture itself: stamps dropped in the kernel, and stamps written but never read. */
 function captureLosses(capture: HopCapture, readPerPoint: readonly number[]): { dropped: number; unread: number } {
@@ -508,38 +571,36 @@ function forEachReceive(file: string, fn: (flowId: number, seq: number, rxOfDay:
  * Calls fn for every sender-log record paired with its receiver-log record (the round trips the
  * campaign counts; an unpaired one is not a round trip it counts either): the payload's send stamp,
  * ITGRecv's receive stamp (NaN when the receiver log has none) and ITGSend's receive stamp of the
- * echo, as times of day. Returns how many there were.
+ * echo, as times of day.
  */
-function forEachPairedPacket(logs: { senderLog: string; receiverLog: string }, fn: (flowId: number, seq: number, tx: number, rxR: number, rxS: number) => void): number {
+function forEachPairedPacket(logs: { senderLog: string; receiverLog: string }, fn: (flowId: number, seq: number, tx: number, rxR: number, rxS: number) => void): void {
   const sendStamps = new LogStamps(logs.receiverLog, "tx");
   const receiveStamps = new LogStamps(logs.receiverLog, "rx");
-  let packets = 0;
   try {
     forEachReceive(logs.senderLog, (flowId, seq, rxS) => {
       const tx = sendStamps.sendStampOf(flowId, seq);
       if (tx !== tx) return;
-      packets++;
       fn(flowId, seq, tx, receiveStamps.sendStampOf(flowId, seq), rxS);
     });
   } finally {
     void sendStamps.close();
     void receiveStamps.close();
   }
-  return packets;
 }
 
 /**
- * One D-ITG round-trip run cut into sections: every sender-log record whose receiver-log record and
- * kernel stamps are all there. `decoded` (the campaign's decode of the same logs) gives the exact
- * means the sections must add up to.
+ * One D-ITG round-trip run cut into sections: every sampled sender-log record whose receiver-log
+ * record and kernel stamps are all there. The sections' means must add up to the exact delays of
+ * the same sampled packets.
  */
-export function decomposeRoundTrips(capture: HopCapture, logs: { senderLog: string; receiverLog: string }, decoded?: DecodedFlow): RunHops {
+export function decomposeRoundTrips(capture: HopCapture, logs: { senderLog: string; receiverLog: string }): RunHops {
   const offset = BigInt(capture.offsetStartNs);
   const bytes = readFileSync(capture.recordsFile);
   const path = pathHops(capture.path);
   const forwardPoints = path.points.forward;
   const returnPoints = path.points.return;
-  const stamps = readPointStamps(bytes, "ditg", offset, capture.recordsFile, forwardPoints[0]);
+  const every = sampleEveryOf(capture);
+  const stamps = readPointStamps(bytes, "ditg", offset, capture.recordsFile, forwardPoints[0], every);
   const names = namesOf(path.sections, true);
   const values = new SectionValues(names, Math.max(...stamps.perPoint, 1));
   // [tx, ...forward points, rxR, ...return points, rxS]
@@ -551,7 +612,17 @@ export function decomposeRoundTrips(capture: HopCapture, logs: { senderLog: stri
   const forward = path.sections.forward.length;
   let incomplete = 0;
   let outOfOrder = 0;
-  const packets = forEachPairedPacket(logs, (flowId, seq, tx, rxR, rxS) => {
+  // The sampled packets and their exact delays (one-way: those the receiver logged a receive time for).
+  let sampled = 0;
+  const exact = { oneWay: 0, oneWayPackets: 0, roundTrip: 0 };
+  forEachPairedPacket(logs, (flowId, seq, tx, rxR, rxS) => {
+    if (!hopSampled(flowId, seq, every)) return;
+    sampled++;
+    exact.roundTrip += delayAcrossMidnight(rxS, tx);
+    if (rxR === rxR) {
+      exact.oneWay += delayAcrossMidnight(rxR, tx);
+      exact.oneWayPackets++;
+    }
     boundaries[0] = tx;
     for (let p = 0; p < nF; p++) boundaries[1 + p] = stamps.points[forwardPoints[p]!]!.get(flowId, seq);
     boundaries[rxAt] = rxR;
@@ -584,11 +655,9 @@ export function decomposeRoundTrips(capture: HopCapture, logs: { senderLog: stri
   const sections = values.summaries();
   const mean = (direction: HopDirection) =>
     sections.filter((s) => s.direction === direction && s.section !== END_TO_END).reduce((sum, s) => sum + s.meanS, 0);
-  const oneWay = decoded?.oneWay?.total.delayMeanS;
-  const roundTrip = decoded?.total.delaySource === "paired" ? decoded.total.delayMeanS : undefined;
-  const residualForwardS = oneWay !== undefined && values.n > 0 ? mean("forward") - oneWay : undefined;
-  const residualRoundTripS = roundTrip !== undefined && values.n > 0 ? mean("forward") + mean("return") - roundTrip : undefined;
-  const base = checkCounts(capture, bytes, "ditg", { packets, decomposed: values.n, incomplete, outOfOrder });
+  const residualForwardS = exact.oneWayPackets > 0 && values.n > 0 ? mean("forward") - exact.oneWay / exact.oneWayPackets : undefined;
+  const residualRoundTripS = sampled > 0 && values.n > 0 ? mean("forward") + mean("return") - exact.roundTrip / sampled : undefined;
+  const base = checkCounts(capture, bytes, "ditg", { packets: sampled, decomposed: values.n, incomplete, outOfOrder, unsampledStamps: stamps.unsampled });
   return { sections, check: withResiduals(base, residualForwardS, residualRoundTripS) };
 }
 
@@ -637,7 +706,7 @@ export function decomposeHandshakes(capture: HopCapture): RunHops {
   // Kernel stamps only: the clock offset does not enter a handshake's sections.
   return {
     sections: values.summaries(),
-    check: checkCounts(capture, bytes, "handshake", { packets: stamps.firstPoint.length, decomposed: values.n, incomplete, outOfOrder }),
+    check: checkCounts(capture, bytes, "handshake", { packets: stamps.firstPoint.length, decomposed: values.n, incomplete, outOfOrder, unsampledStamps: 0 }),
   };
 }
 
@@ -822,26 +891,30 @@ function fillWorkerTimes(plan: WorkerPlan, t: Float64Array[], at: (b: WorkerBoun
 }
 
 /**
- * One D-ITG round-trip run of a worker capture cut into the workers' sections: every sender-log
- * record paired with its receiver-log record (as the campaign counts them) whose worker stamps are
- * all there. The check is the worker's (see the top of this file).
+ * One D-ITG round-trip run of a worker capture cut into the workers' sections: every sampled
+ * sender-log record paired with its receiver-log record (as the campaign counts them) whose worker
+ * stamps are all there. The check is the worker's (see the top of this file).
  */
 export function decomposeWorkerRoundTrips(capture: HopCapture, logs: { senderLog: string; receiverLog: string }): RunHops {
   const bytes = readFileSync(capture.recordsFile);
   const path = capture.path ?? DEFAULT_PATH;
-  const stamps = readPointStamps(bytes, "ditg", BigInt(capture.offsetStartNs), capture.recordsFile, workerPoints(path, 1)[0]);
+  const every = sampleEveryOf(capture);
+  const stamps = readPointStamps(bytes, "ditg", BigInt(capture.offsetStartNs), capture.recordsFile, workerPoints(path, 1)[0], every);
   const bypassed = bypassedPoints(stamps.perPoint, path);
   const plan = workerPlan(path, "ditg", bypassed);
   const rows = new WorkerRows(plan, Math.max(...stamps.perPoint, 1));
   const t = plan.runs.map((r) => new Float64Array(r.boundaries.length));
   let incomplete = 0;
   let outOfOrder = 0;
-  const packets = forEachPairedPacket(logs, (flowId, seq, tx, rxR, rxS) => {
+  let sampled = 0;
+  forEachPairedPacket(logs, (flowId, seq, tx, rxR, rxS) => {
+    if (!hopSampled(flowId, seq, every)) return;
+    sampled++;
     const whole = fillWorkerTimes(plan, t, (b) => (b === "tx" ? tx : b === "rx" ? rxR : b === "rxS" ? rxS : stamps.points[b]!.get(flowId, seq)));
     if (!whole) incomplete++;
     else if (!rows.add(t, delayAcrossMidnight(rxS, tx))) outOfOrder++;
   });
-  return rows.result(checkCounts(capture, bytes, "ditg", { packets, decomposed: rows.values.n, incomplete, outOfOrder }), bypassed);
+  return rows.result(checkCounts(capture, bytes, "ditg", { packets: sampled, decomposed: rows.values.n, incomplete, outOfOrder, unsampledStamps: stamps.unsampled }), bypassed);
 }
 
 /** One setup run's TCP handshakes through the workers: every SYN that entered worker 1 whose SYN-ACK left it through every worker point. */
@@ -860,7 +933,7 @@ export function decomposeWorkerHandshakes(capture: HopCapture): RunHops {
     if (!fillWorkerTimes(plan, t, (b) => stamps.points[b as number]!.get(flowId, seq))) incomplete++;
     else if (!rows.add(t)) outOfOrder++;
   }
-  return rows.result(checkCounts(capture, bytes, "handshake", { packets: stamps.firstPoint.length, decomposed: rows.values.n, incomplete, outOfOrder }), bypassed);
+  return rows.result(checkCounts(capture, bytes, "handshake", { packets: stamps.firstPoint.length, decomposed: rows.values.n, incomplete, outOfOrder, unsampledStamps: 0 }), bypassed);
 }
 
 /**
@@ -888,7 +961,12 @@ export function mergeWorkerCaptures(captures: readonly HopCapture[], recordsFile
   const step = steps.reduce((a, b) => ((b < 0n ? -b : b) > (a < 0n ? -a : a) ? b : a), 0n);
   const sum = (k: "stamped" | "dropped") => HOP_POINTS.map((_, p) => captures.reduce((s, c) => s + (c[k][p] ?? 0), 0));
   const lost = captures.some((c) => c.lost !== undefined) ? { lost: captures.reduce((s, c) => s + (c.lost ?? 0), 0) } : {};
+  // Every host's probes are built from the same sources: one sample.
+  const every = new Set(captures.map((c) => c.sampleEvery ?? 1));
+  if (every.size > 1) throw new Error(`mergeWorkerCaptures: the hosts' probes sample 1 in ${[...every].join(", 1 in ")}; accepted: one sample on every host`);
+  const sample = captures[0]!.sampleEvery !== undefined ? { sampleEvery: captures[0]!.sampleEvery } : {};
   return {
+    ...sample,
     recordsFile,
     keying,
     scope: "worker",
@@ -904,14 +982,14 @@ export function mergeWorkerCaptures(captures: readonly HopCapture[], recordsFile
 }
 
 /** A run's decomposition, by what was probed and how its packets are keyed. */
-export function decomposeRun(capture: HopCapture, logs: { log: string; receiverLog?: string }, decoded?: DecodedFlow): RunHops {
+export function decomposeRun(capture: HopCapture, logs: { log: string; receiverLog?: string }): RunHops {
   const worker = capture.scope === "worker";
   if (capture.keying === "handshake") return worker ? decomposeWorkerHandshakes(capture) : decomposeHandshakes(capture);
   if (logs.receiverLog === undefined) {
     throw new Error(`hop decomposition of ${logs.log}: a D-ITG run needs its round trip's two logs (sender -l and receiver -x); accepted: an rttm flow`);
   }
   const pair = { senderLog: logs.log, receiverLog: logs.receiverLog };
-  return worker ? decomposeWorkerRoundTrips(capture, pair) : decomposeRoundTrips(capture, pair, decoded);
+  return worker ? decomposeWorkerRoundTrips(capture, pair) : decomposeRoundTrips(capture, pair);
 }
 
 // ---------------------------------------------------------------------------------------------

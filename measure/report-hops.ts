@@ -54,6 +54,10 @@ export interface HopCell {
   readonly maxResidualS: number;
   readonly incompletePackets: number;
   readonly droppedStamps: number;
+  /** Stamps of D-ITG packets outside the runs' samples. */
+  readonly unsampledStamps: number;
+  /** The latency runs' D-ITG samples: 1 in N packets stamped, each N once, ascending. */
+  readonly sampleEvery: readonly number[];
 }
 
 export interface HopReport {
@@ -108,6 +112,15 @@ const dataplaneOrder = (a: string, b: string) => {
   return rank(a) - rank(b) || (a < b ? -1 : a > b ? 1 : 0);
 };
 
+/** Which D-ITG packets runs stamped, from their samples' rates (1 in N; 1: every packet); `why` adds how they were chosen. */
+function sampleText(every: readonly number[], why = false): string {
+  const rates = [...new Set(every)].sort((a, b) => a - b);
+  if (rates.length === 0) return "no D-ITG packet";
+  const one = (n: number) => (n === 1 ? "every D-ITG packet" : `1 in ${n} D-ITG packets`);
+  const text = rates.length === 1 ? one(rates[0]!) : `${rates.slice(0, -1).map(one).join(", ")} or ${one(rates[rates.length - 1]!)}, by run`;
+  return why && rates.some((n) => n > 1) ? `${text} (the same packets at every point, chosen by a hash of flow id and sequence number)` : text;
+}
+
 /** Pure: the hop cells of a campaign's ok runs; empty when no run carries hops. */
 export function hopCells(results: readonly RunResult[]): HopCell[] {
   const groups = new Map<string, { latency: RunResult[]; setup: RunResult[]; key: { path?: ServicePath; dataplane: string; family: string; services: number; scope: HopScope } }>();
@@ -135,6 +148,8 @@ export function hopCells(results: readonly RunResult[]): HopCell[] {
       maxResidualS: residuals.length > 0 ? Math.max(...residuals.map(Math.abs)) : NaN,
       incompletePackets: [...latency, ...setup].reduce((s, r) => s + r.hops!.check.incomplete + r.hops!.check.outOfOrder, 0),
       droppedStamps: [...latency, ...setup].reduce((s, r) => s + r.hops!.check.droppedStamps + r.hops!.check.unreadStamps, 0),
+      unsampledStamps: latency.reduce((s, r) => s + r.hops!.check.unsampledStamps, 0),
+      sampleEvery: [...new Set(latency.map((r) => r.hops!.check.sampleEvery))].sort((a, b) => a - b),
     };
   });
   return cells.sort(
@@ -228,6 +243,8 @@ export function hopReport(results: readonly RunResult[], format: { fmt: (x: numb
       residual: Math.max(...scoped.map((c) => c.maxResidualS).filter(Number.isFinite), 0),
       lost: scoped.reduce((s, c) => s + c.droppedStamps, 0),
       incomplete: scoped.reduce((s, c) => s + c.incompletePackets, 0),
+      unsampled: scoped.reduce((s, c) => s + c.unsampledStamps, 0),
+      sample: sampleText(scoped.flatMap((c) => c.sampleEvery), true),
     };
   };
   const path = of("path");
@@ -235,11 +252,11 @@ export function hopReport(results: readonly RunResult[], format: { fmt: (x: numb
   const md: string[] = ["## Where the delay comes from", ""];
   if (path.cells > 0) {
     md.push(
-      "The lab's hop probes (tc programs at every boundary of the path, hops/hop-probe.c) stamp each packet of the latency runs, keyed by D-ITG's flow id and sequence number, and each connection's first packet (the SYN) and its SYN-ACK in the setup runs. With D-ITG's own send and receive stamps they cut every packet's round trip into sections, all on one clock (µs; statistics over every packet of every run of the cell, pooled as the delays above: exact mean and standard deviation, percentiles from merged histograms).",
+      `The lab's hop probes (tc programs at every boundary of the path, hops/hop-probe.c) stamp ${path.sample} of the latency runs, keyed by D-ITG's flow id and sequence number, and each connection's first packet (the SYN) and its SYN-ACK in the setup runs. With D-ITG's own send and receive stamps they cut every stamped packet's round trip into sections, all on one clock (µs; statistics over the stamped packets of every run of the cell, the *packets* column of each table below, pooled as the delays above: exact mean and standard deviation, percentiles from merged histograms; the delays above are of every packet).`,
       "",
       `- **forward** (client to pod; adds up to the exact one-way delay of the receiver log): ${HOP_SECTIONS.forward.join(", ")}. **return** (the echo; adds up to the round trip minus the one-way delay): ${HOP_SECTIONS.return.join(", ")}. *service-dataplane* runs from the worker's uplink (before the dataplane) to the pod's veth (after its DNAT), and back from the pod's veth to the uplink (after its reverse NAT); *pod-delivery* from the pod's ingress to ITGRecv's receive stamp, *turnaround* from there to the echo leaving the pod; *client-stack* from ITGSend's send stamp to the client's egress, and back from the client's ingress to ITGSend's receive stamp.`,
       `- **${FIRST_PACKET_SECTION}** (setup runs): the Service dataplane's time for each new connection's first packet, where kube-proxy's rule walk costs.`,
-      `- **Check:** ${path.adding} of ${path.runs} latency runs add up: every paired packet has every stamp, no stamp was dropped or left unread, no clock step, and the sections' means add up to the exact one-way and round-trip means of the logs within ${fmt(HOP_SUM_TOLERANCE_S * 1e6)} µs. Largest residual of a run: ${fmt(path.residual * 1e6)} µs. Packets without every stamp or out of path order: ${path.incomplete}. Stamps dropped or unread: ${path.lost}.`,
+      `- **Check:** ${path.adding} of ${path.runs} latency runs add up: every sampled paired packet has every stamp, no other packet has any, no stamp was dropped or left unread, no clock step, and the sections' means add up to the exact one-way and round-trip means of the same packets in the logs within ${fmt(HOP_SUM_TOLERANCE_S * 1e6)} µs. Largest residual of a run: ${fmt(path.residual * 1e6)} µs. Packets without every stamp or out of path order: ${path.incomplete}. Stamps outside the sample: ${path.unsampled}. Stamps dropped or unread: ${path.lost}.`,
       "",
     );
   }
@@ -252,13 +269,13 @@ export function hopReport(results: readonly RunResult[], format: { fmt: (x: numb
   if (probedPaths.length > 0) md.push("");
   if (worker.cells > 0) {
     md.push(
-      "**Worker only** (a deployed stack): the hop probes sit on the worker alone (its data NIC before the Service dataplane and after its reverse NAT, the host side of the receiver pod's veth, the pod's interface), where ITGRecv's receive stamp is on the same clock. They time the worker's part of every round trip (µs, pooled as above):",
+      `**Worker only** (a deployed stack): the hop probes sit on the worker alone (its data NIC before the Service dataplane and after its reverse NAT, the host side of the receiver pod's veth, the pod's interface), where ITGRecv's receive stamp is on the same clock. They time the worker's part of the round trip of ${worker.sample} (µs, pooled as above):`,
       "",
       `- **forward**: ${WORKER_SECTIONS.forward.join(", ")}; **return**: ${WORKER_SECTIONS.return.join(", ")}; per direction a **${WORKER_SPAN}** row (the data NIC to ITGRecv's receive stamp, and from it back to the data NIC; for a handshake the SYN's arrival in the pod divides them). *service-dataplane* runs from the data NIC's tc ingress (before Cilium's or kube-proxy's NodePort handling) to the pod veth's egress (after the DNAT), and from the veth's ingress (before Cilium's reverse NAT) to the data NIC's egress.`,
-      `- **Not timed on a deployed stack:** ${untimedText()}. These sections lie between the client and the worker and would need their clocks synchronised; the round trips and their percentiles above still come from D-ITG's exact pairing.`,
+      `- **Not timed on a deployed stack:** ${untimedText()} (the paper's path; the paths across two workers below). These sections lie between the client and the worker and would need their clocks synchronised; the round trips and their percentiles above still come from D-ITG's exact pairing.`,
       `- **${FIRST_PACKET_SECTION}** (setup runs): as in the lab, each new connection's SYN through the worker's Service dataplane.`,
       ...workerPathLines(cells),
-      `- **Check (worker):** ${worker.adding} of ${worker.runs} latency runs add up: every paired packet has every worker stamp, no stamp was dropped or left unread, no clock step, the boundaries are in path order, each packet spent less time in the worker than its exact round trip, and the sections' means add up to the worker's spans, read from the outer boundaries alone, within ${fmt(HOP_SUM_TOLERANCE_S * 1e6)} µs. Largest residual of a run: ${fmt(worker.residual * 1e6)} µs. Packets without every stamp or out of order: ${worker.incomplete}. Stamps dropped or unread: ${worker.lost}.`,
+      `- **Check (worker):** ${worker.adding} of ${worker.runs} latency runs add up: every sampled paired packet has every worker stamp, no other packet has any, no stamp was dropped or left unread, no clock step, the boundaries are in path order, each packet spent less time in the worker than its exact round trip, and the sections' means add up to the worker's spans, read from the outer boundaries alone, within ${fmt(HOP_SUM_TOLERANCE_S * 1e6)} µs. Largest residual of a run: ${fmt(worker.residual * 1e6)} µs. Packets without every stamp or out of order: ${worker.incomplete}. Stamps outside the sample: ${worker.unsampled}. Stamps dropped or unread: ${worker.lost}.`,
       "",
     );
   }
@@ -297,7 +314,7 @@ export function hopReport(results: readonly RunResult[], format: { fmt: (x: numb
     md.push(
       `### ${withPaths ? `${pathOf(c)}: ` : ""}${c.dataplane}, ${c.family}, ${servicesText(c.services)}${c.scope === "worker" ? " (worker only)" : ""}`,
       "",
-      `${c.runs} latency runs (${c.runsAddingUp} add up), ${c.firstPacketRuns} setup runs.${c.scope === "worker" ? ` Not timed: ${untimedText(pathOf(c))}.` : ""}`,
+      `${c.runs} latency runs (${c.runsAddingUp} add up; ${sampleText(c.sampleEvery)} stamped), ${c.firstPacketRuns} setup runs.${c.scope === "worker" ? ` Not timed: ${untimedText(pathOf(c))}.` : ""}`,
       "",
       "| direction | section | packets | mean | std | p50 | p99 | p99.9 | max |",
       "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",

@@ -31,6 +31,10 @@
 // key in the plan gains the path, so planned_run is rebuilt with it (SQLite cannot change a table's
 // UNIQUE constraint in place); its rows and run ids stay as they were.
 //
+// Hop samples (schema 7). A run's hop check keeps the D-ITG sample its sections are of (1 in N
+// packets stamped) and the stamps found outside it (measure/hops-store.ts); an older store's rows
+// read as every packet stamped.
+//
 // Two ways to open. A writer (`testbed lab`, `testbed campaign`: ResultStore.open) upgrades an older
 // store in place and says so through onUpgrade. A reader (`testbed report`: ResultStore.openReadOnly)
 // never writes: no migration, no pragma that writes, no -wal or -shm file created; it reads an older
@@ -40,7 +44,7 @@ import { existsSync, mkdirSync, readFileSync } from "node:fs";
 import path from "node:path";
 import Database from "better-sqlite3";
 import { canonicalJson, type CampaignDefinition, type PlannedRun } from "./campaign-plan.js";
-import { deleteRunHops, HOP_MIGRATION, insertRunHops, readRunHops } from "./hops-store.js";
+import { deleteRunHops, HOP_MIGRATION, HOP_SAMPLE_MIGRATION, insertRunHops, readRunHops } from "./hops-store.js";
 import { deleteRunChanges, insertRunChanges, PROGRAMMING_MIGRATION, readRunChanges } from "./programming-store.js";
 import type { RunHops } from "./hops.js";
 import type { Family } from "../scenario/cidr.js";
@@ -50,7 +54,7 @@ import { DEFAULT_PATH, type ServicePath } from "../scenario/paths.js";
 import { pathField, pathOf } from "./types.js";
 
 /** Bumped whenever the tables change; a database from a newer version is refused, not guessed at. */
-export const SCHEMA_VERSION = 6;
+export const SCHEMA_VERSION = 7;
 /** The oldest schema this testbed upgrades in place. */
 export const OLDEST_SCHEMA_VERSION = 1;
 
@@ -318,6 +322,7 @@ export class ResultStore {
         db.exec(MIGRATION_4);
         db.exec(PROGRAMMING_MIGRATION);
         db.exec(MIGRATION_6);
+        db.exec(HOP_SAMPLE_MIGRATION);
         db.pragma(`user_version = ${SCHEMA_VERSION}`);
       })();
     } else if (version < OLDEST_SCHEMA_VERSION || version > SCHEMA_VERSION) {
@@ -336,6 +341,7 @@ export class ResultStore {
           if (version < 4) db.exec(MIGRATION_4);
           if (version < 5) db.exec(PROGRAMMING_MIGRATION);
           if (version < 6) db.exec(MIGRATION_6);
+          if (version < 7) db.exec(HOP_SAMPLE_MIGRATION);
           const broken = db.pragma("foreign_key_check") as unknown[];
           if (broken.length > 0) throw new Error(`${broken.length} rows refer to rows that do not exist (PRAGMA foreign_key_check)`);
           db.pragma(`user_version = ${SCHEMA_VERSION}`);

@@ -2,7 +2,8 @@
 // with llvm-readelf from objects clang builds here: the map definitions each loader parses (tc's own
 // ELF loader: 36-byte struct bpf_elf_map entries in "maps"; libbpf: BTF-defined maps in ".maps"),
 // one section per program, no BPF-to-BPF calls. The numbers hop-bpf.h writes out for the 5.4
-// headers are checked against this machine's UAPI headers; the reader builds on the C library alone.
+// headers are checked against this machine's UAPI headers; the reader builds on the C library alone;
+// the D-ITG sample the probes take (hop-maps.h hop_sampled) is the decoder's (measure/hops.ts hopSampled).
 import { execFileSync } from "node:child_process";
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { machine, tmpdir } from "node:os";
@@ -22,6 +23,7 @@ import {
   type HopMapStyle,
   type HopOutput,
 } from "../../hops/build.js";
+import { hopSampled } from "../../measure/hops.js";
 
 const multiarch = `/usr/include/${machine()}-linux-gnu`;
 const include = existsSync(multiarch) ? { multiarchInclude: multiarch } : {};
@@ -117,6 +119,42 @@ describe.skipIf(!hasClang)("what each form's object holds (clang, llvm-readelf)"
       ].join("\n"),
     );
     expect(() => execFileSync("clang", ["-target", "bpf", "-fsyntax-only", ...(include.multiarchInclude ? ["-I", multiarch] : []), "-I", HOPS_SOURCE_DIR, check])).not.toThrow();
+  });
+
+  it("samples the D-ITG packets the decoder expects: hop_sampled of hop-maps.h and hopSampled agree on every key", () => {
+    // Flow ids and sequence numbers across their range: small, around 2^16, 2^31 and 2^32 - 1.
+    const flows = [1, 2, 3, 17, 65_535, 65_536, 2 ** 31 - 1, 2 ** 31, 0xfffffffe];
+    const seqs = [...Array.from({ length: 4096 }, (_, i) => i), 65_535, 65_536, 2 ** 31 - 1, 2 ** 31, 0xfffffffe, 0xffffffff];
+    const program = path.join(dir, "sample.c");
+    writeFileSync(
+      program,
+      [
+        "#include <stdio.h>",
+        '#include "hop-maps.h"',
+        `static const __u32 flows[] = { ${flows.map((f) => `${f}u`).join(", ")} };`,
+        `static const __u32 seqs[] = { ${seqs.map((q) => `${q}u`).join(", ")} };`,
+        "int main(void)",
+        "{",
+        '  printf("%u\\n", HOP_SAMPLE_EVERY);',
+        "  for (unsigned f = 0; f < sizeof(flows) / sizeof(*flows); f++)",
+        "    for (unsigned q = 0; q < sizeof(seqs) / sizeof(*seqs); q++)",
+        "      putchar(hop_sampled(flows[f], seqs[q]) ? '1' : '0');",
+        "  return 0;",
+        "}",
+      ].join("\n"),
+    );
+    const binary = path.join(dir, "sample");
+    execFileSync("clang", ["-O2", "-Wall", "-Werror", "-I", HOPS_SOURCE_DIR, "-o", binary, program]);
+    const [every, picks] = execFileSync(binary, { encoding: "utf8" }).split("\n");
+    // The probes sample: 1 in a power of two above 1.
+    expect(Number(every)).toBeGreaterThan(1);
+    expect(Number(every) & (Number(every) - 1)).toBe(0);
+    const expected = flows.flatMap((f) => seqs.map((q) => (hopSampled(f, q, Number(every)) ? "1" : "0"))).join("");
+    expect(picks).toBe(expected);
+    // A rule that picked none or all would agree as well; this one picks about 1 in every.
+    const share = [...picks!].filter((c) => c === "1").length / picks!.length;
+    expect(share).toBeGreaterThan(0.5 / Number(every));
+    expect(share).toBeLessThan(2 / Number(every));
   });
 
   it("builds the reader with the C library alone", () => {

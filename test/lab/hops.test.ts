@@ -18,6 +18,7 @@ import type { RunProfile, TrafficProfile } from "../../measure/types.js";
 import { DATAPLANES, type Dataplane } from "../../scenario/schema.js";
 import type { Family } from "../../scenario/cidr.js";
 import { bpfObjectGone, mounted } from "./bpf-objects.js";
+import { sampledPairs } from "./hop-sampled-pairs.js";
 
 const problem = labProblem();
 const LATENCY: TrafficProfile = { protocol: "UDP", meter: "rttm", payloadBytes: 512, packetsPerSecond: 1000 };
@@ -37,8 +38,10 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 interface Measured {
   readonly hops: RunHops;
   readonly paired: number;
-  readonly oneWayMeanS: number;
-  readonly roundTripMeanS: number;
+  /** Of the paired packets, those the probes sample (a D-ITG run; read off the logs). */
+  readonly sampled: number;
+  /** Stamps the kernel took per point. */
+  readonly stamped: readonly number[];
 }
 
 const section = (hops: RunHops, direction: HopDirection, name: string): HopSectionSummary => {
@@ -61,11 +64,12 @@ describe.skipIf(problem !== undefined)(`hop probes with real traffic${problem ? 
     const logs = await backend.collectLog(await flow);
     const decoded = await decodeFlow({ ...logs, oneWay: logs.receiverLog !== undefined });
     if (!logs.hops) throw new Error(`the ${profile} run carried no hop capture`);
+    const hops = decomposeRun(logs.hops, logs);
     return {
-      hops: decomposeRun(logs.hops, logs, decoded),
+      hops,
       paired: decoded.total.packets,
-      oneWayMeanS: decoded.oneWay?.total.delayMeanS ?? NaN,
-      roundTripMeanS: decoded.total.delayMeanS,
+      sampled: logs.receiverLog !== undefined ? sampledPairs(logs, hops.check.sampleEvery) : NaN,
+      stamped: logs.hops.stamped,
     };
   }
 
@@ -79,24 +83,27 @@ describe.skipIf(problem !== undefined)(`hop probes with real traffic${problem ? 
   }, 60_000);
 
   it.each(DATAPLANES.flatMap((d) => (["ipv4", "ipv6"] as const).map((f) => [d, f] as const)))(
-    "%s, %s: every paired packet is cut into sections that add up to the exact one-way delay and round trip",
+    "%s, %s: every sampled paired packet is cut into sections that add up to its exact one-way delay and round trip",
     async (dataplane, family) => {
       const m = await measure(dataplane, "latency", SUM_CHECK, family);
       const { check } = m.hops;
       // A busy host's ITGSend skips send slots (up to a fifth at this rate); half the flow is plenty.
       expect(m.paired).toBeGreaterThan((SUM_CHECK.packetsPerSecond * FLOW_S) / 2);
-      expect(check).toMatchObject({ keying: "ditg", packets: m.paired, decomposed: m.paired, incomplete: 0, outOfOrder: 0, droppedStamps: 0, unreadStamps: 0 });
+      // 1 in sampleEvery of the paired packets, the same at every point: each has every stamp, no other packet any.
+      expect(check.sampleEvery).toBeGreaterThan(1);
+      expect(m.sampled).toBeGreaterThan(m.paired / (2 * check.sampleEvery));
+      expect(check).toMatchObject({ keying: "ditg", packets: m.sampled, decomposed: m.sampled, incomplete: 0, unsampledStamps: 0, outOfOrder: 0, droppedStamps: 0, unreadStamps: 0 });
+      for (let p = 0; p < 12; p++) expect(m.stamped[p], `point ${p}`).toBeLessThan(m.paired / 2);
       expect(Math.abs(check.residualForwardS!)).toBeLessThanOrEqual(HOP_SUM_TOLERANCE_S);
       expect(Math.abs(check.residualRoundTripS!)).toBeLessThanOrEqual(HOP_SUM_TOLERANCE_S);
       expect(check.addsUp).toBe(true);
-      // The end-to-end rows are the decoder's exact delays (same packets here), and the sections' means sum to them.
-      expect(section(m.hops, "forward", END_TO_END).meanS).toBeCloseTo(m.oneWayMeanS, 9);
+      // The sections' means sum to the end-to-end rows.
       const sum = (d: HopDirection) => pathSections(m.hops).filter((s) => s.direction === d).reduce((a, s) => a + s.meanS, 0);
       expect(sum("forward")).toBeCloseTo(section(m.hops, "forward", END_TO_END).meanS, 9);
-      expect(sum("forward") + sum("return")).toBeCloseTo(m.roundTripMeanS, 9);
+      expect(sum("return")).toBeCloseTo(section(m.hops, "return", END_TO_END).meanS, 9);
       // Every section takes time: a probe at the wrong place or a wrong key would leave one at zero or below.
       for (const s of pathSections(m.hops)) {
-        expect(s.packets, `${s.direction} ${s.section}`).toBe(m.paired);
+        expect(s.packets, `${s.direction} ${s.section}`).toBe(m.sampled);
         expect(s.p50S, `${s.direction} ${s.section}`).toBeGreaterThan(0);
       }
     },
@@ -219,7 +226,8 @@ describe.skipIf(problem !== undefined)(`hop probes with real traffic${problem ? 
       ids = perf.objectIds();
       for (const [dataplane, family] of [["iptables", "ipv4"], ["ebpf", "ipv6"]] as const) {
         const m = await measure(dataplane, "latency", SUM_CHECK, family);
-        expect(m.hops.check, `${dataplane} ${family}`).toMatchObject({ packets: m.paired, decomposed: m.paired, incomplete: 0, outOfOrder: 0, droppedStamps: 0, unreadStamps: 0, addsUp: true });
+        expect(m.hops.check, `${dataplane} ${family}`).toMatchObject({ packets: m.sampled, decomposed: m.sampled, incomplete: 0, unsampledStamps: 0, outOfOrder: 0, droppedStamps: 0, unreadStamps: 0, addsUp: true });
+        expect(m.hops.check.sampleEvery).toBeGreaterThan(1);
       }
       const m = await measure("nftables", "setup", SETUP);
       expect(m.hops.check).toMatchObject({ keying: "handshake", incomplete: 0, addsUp: true });

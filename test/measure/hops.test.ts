@@ -18,6 +18,7 @@ import {
   HOP_SECTIONS,
   HOP_SUM_TOLERANCE_S,
   handshakeSections,
+  hopSampled,
   PATH_HOPS,
   parseReaderSummary,
   poolSections,
@@ -73,13 +74,13 @@ function craft(
   edit: (records: { point: number; seq: number; stampNs: bigint }[]) => typeof records = (r) => r,
   capture: Partial<HopCapture> = {},
   route: ServicePath = "nodeport-local",
+  sectionNs = route === "nodeport-local" ? SECTION_NS : otherSectionNs(PATH_HOPS[route].points.forward.length + PATH_HOPS[route].points.return.length + 2),
   /** How far the receiver's clock is ahead of the sender's (ITGRecv's receive stamps), ns. */
   receiverClockNs = 0n,
 ): Crafted {
   const { points: crossed } = PATH_HOPS[route];
   const points = [...crossed.forward, ...crossed.return];
   const nF = crossed.forward.length;
-  const sectionNs = route === "nodeport-local" ? SECTION_NS : otherSectionNs(points.length + 2);
   const boundaries: bigint[][] = [];
   for (let i = 0; i < n; i++) {
     const b = [BigInt(T0_US + i * 1000) * 1000n];
@@ -128,8 +129,7 @@ function craft(
 }
 
 async function decompose(c: Crafted): Promise<RunHops> {
-  const decoded = await decodeFlow({ ...c.logs, oneWay: true });
-  return decomposeRun(c.capture, c.logs, decoded);
+  return decomposeRun(c.capture, c.logs);
 }
 
 /**
@@ -213,25 +213,123 @@ describe("decomposeRoundTrips", () => {
     expect(hops.check).toMatchObject({ outOfOrder: 30, addsUp: false });
   });
 
-  it("sections that miss the decoder's exact means by more than the tolerance fail the check, each direction on its own", async () => {
-    const c = craft(60);
-    const decoded = await decodeFlow({ ...c.logs, oneWay: true });
-    const off = 2 * HOP_SUM_TOLERANCE_S;
-    const roundTrip = decomposeRun(c.capture, c.logs, { ...decoded, total: { ...decoded.total, delayMeanS: decoded.total.delayMeanS + off } });
-    expect(roundTrip.check.residualRoundTripS).toBeCloseTo(-off, 12);
-    expect(roundTrip.check).toMatchObject({ decomposed: 60, addsUp: false });
-    const oneWay = decoded.oneWay!;
-    const forward = decomposeRun(c.capture, c.logs, { ...decoded, oneWay: { ...oneWay, total: { ...oneWay.total, delayMeanS: oneWay.total.delayMeanS - off } } });
-    expect(forward.check.residualForwardS).toBeCloseTo(off, 12);
-    expect(forward.check.addsUp).toBe(false);
-    // Within the tolerance it adds up.
-    const close = decomposeRun(c.capture, c.logs, { ...decoded, total: { ...decoded.total, delayMeanS: decoded.total.delayMeanS + HOP_SUM_TOLERANCE_S / 2 } });
-    expect(close.check.addsUp).toBe(true);
+  it("the residuals are the sections' means against the logs' exact delays of the packets to decompose: one the sections lack moves them by its share", async () => {
+    const n = 60;
+    // Packet 30 (sequence number 31) 200 µs slower in the client's stack both ways; its stamps go missing.
+    const slow = (i: number) => SECTION_NS(i).map((ns, k) => (i === 30 && (k === 0 || k === 13) ? ns + 200_000 : ns));
+    const c = craft(n, (r) => r.filter((x) => x.seq !== 31), {}, "nodeport-local", slow);
+    const hops = await decompose(c);
+    expect(hops.check).toMatchObject({ packets: n, decomposed: n - 1, incomplete: 1, addsUp: false });
+    const delay = (i: number, ks: number[]) => ks.reduce((a, k) => a + slow(i)[k]!, 0) / 1e9;
+    const forward = [0, 1, 2, 3, 4, 5, 6];
+    const all = [...forward, 7, 8, 9, 10, 11, 12, 13];
+    const without = (ks: number[]) => meanOf(Array.from({ length: n }, (_, i) => i).filter((i) => i !== 30).map((i) => delay(i, ks)));
+    const every = (ks: number[]) => meanOf(Array.from({ length: n }, (_, i) => delay(i, ks)));
+    expect(hops.check.residualForwardS).toBeCloseTo(without(forward) - every(forward), 12);
+    expect(hops.check.residualRoundTripS).toBeCloseTo(without(all) - every(all), 12);
+    expect(Math.abs(hops.check.residualRoundTripS!)).toBeGreaterThan(HOP_SUM_TOLERANCE_S);
   });
 
   it("refuses a D-ITG run without its receiver log", async () => {
     const c = craft(5);
     expect(() => decomposeRun(c.capture, { log: c.logs.log })).toThrow(/needs its round trip's two logs/);
+  });
+});
+
+/** The sample of the crafted sampled runs: 1 in 8, as the probes stamp (hops/hop-maps.h). */
+const EVERY = 8;
+/** The probes' records of a sampled run: those of flow 1's sampled sequence numbers. */
+const sampledOnly = (r: { point: number; seq: number; stampNs: bigint }[]) => r.filter((x) => hopSampled(1, x.seq, EVERY));
+
+describe("sampled runs: 1 in sampleEvery D-ITG packets stamped", () => {
+  const sampledSeqs = (n: number) => Array.from({ length: n }, (_, i) => i + 1).filter((seq) => hopSampled(1, seq, EVERY));
+
+  it("picks 1 in N by a hash of flow id and sequence number, the same at every rate below, and not by a packet's place in the flow", () => {
+    const seqs = Array.from({ length: 80_000 }, (_, i) => i + 1);
+    const picked = seqs.filter((q) => hopSampled(1, q, EVERY));
+    // Binomial: 10000 expected, standard deviation 94.
+    expect(picked.length).toBeGreaterThan(9_600);
+    expect(picked.length).toBeLessThan(10_400);
+    // Spread over every phase of a period (a 4 ms tick at 1000 pkt/s), where every 8th packet would sit at one.
+    for (let phase = 0; phase < 4; phase++) {
+      const atPhase = picked.filter((q) => q % 4 === phase).length;
+      expect(atPhase, `phase ${phase}`).toBeGreaterThan(2_200);
+      expect(atPhase, `phase ${phase}`).toBeLessThan(2_800);
+    }
+    // Another flow, other packets.
+    const other = new Set(seqs.filter((q) => hopSampled(2, q, EVERY)));
+    expect(picked.filter((q) => other.has(q)).length).toBeLessThan(picked.length / 4);
+    // Every packet at 1; a sparser sample is part of a denser one.
+    expect(seqs.slice(0, 1000).every((q) => hopSampled(7, q, 1))).toBe(true);
+    expect(seqs.filter((q) => hopSampled(1, q, 4 * EVERY)).every((q) => hopSampled(1, q, EVERY))).toBe(true);
+  });
+
+  it("every sampled packet has every stamp and the others none: the sections are the sampled packets', adding up to their exact delays", async () => {
+    const n = 400;
+    const seqs = sampledSeqs(n);
+    const hops = await decompose(craft(n, sampledOnly, { sampleEvery: EVERY }));
+    expect(hops.check).toMatchObject({ keying: "ditg", sampleEvery: EVERY, packets: seqs.length, decomposed: seqs.length, incomplete: 0, unsampledStamps: 0, outOfOrder: 0, addsUp: true });
+    HOP_SECTIONS.forward.forEach((name, k) => {
+      const s = sectionOf(hops, "forward", name);
+      expect(s.packets, name).toBe(seqs.length);
+      expect(s.meanS, name).toBeCloseTo(meanOf(seqs.map((q) => SECTION_NS(q - 1)[k]! / 1e9)), 10);
+    });
+    expect(Math.abs(hops.check.residualForwardS!)).toBeLessThan(1e-9);
+    expect(Math.abs(hops.check.residualRoundTripS!)).toBeLessThan(1e-9);
+  });
+
+  it("a sampled packet missing a stamp still fails the check", async () => {
+    const [, second] = sampledSeqs(200);
+    const hops = await decompose(craft(200, (r) => sampledOnly(r).filter((x) => !(x.seq === second && x.point === 9)), { sampleEvery: EVERY }));
+    expect(hops.check).toMatchObject({ incomplete: 1, unsampledStamps: 0, addsUp: false });
+    expect(hops.check.decomposed).toBe(hops.check.packets - 1);
+  });
+
+  it("stamps of packets outside the sample fail the check (the probes and the decoder disagree on the rule), and stay out of the sections", async () => {
+    const n = 200;
+    const seqs = sampledSeqs(n);
+    // Every packet stamped, read as a 1 in 8 sample.
+    const all = await decompose(craft(n, undefined, { sampleEvery: EVERY }));
+    expect(all.check).toMatchObject({ packets: seqs.length, decomposed: seqs.length, unsampledStamps: (n - seqs.length) * 12, addsUp: false });
+    expect(sectionOf(all, "forward", "router").packets).toBe(seqs.length);
+    // One stray stamp is enough.
+    const stray = await decompose(craft(n, (r) => [...sampledOnly(r), ...r.filter((x) => x.seq === 2 && x.point === 5 && !hopSampled(1, 2, EVERY))], { sampleEvery: EVERY }));
+    expect(hopSampled(1, 2, EVERY)).toBe(false);
+    expect(stray.check).toMatchObject({ unsampledStamps: 1, incomplete: 0, addsUp: false });
+  });
+
+  it("compares the sections with the same sampled packets' exact delays, not the whole flow's", async () => {
+    const n = 400;
+    // The packets outside the sample 30 µs slower in the router: the whole flow's mean moves, the sample's does not.
+    const slowOthers = (i: number) => SECTION_NS(i).map((ns, k) => (k === 2 && !hopSampled(1, i + 1, EVERY) ? ns + 30_000 : ns));
+    const c = craft(n, sampledOnly, { sampleEvery: EVERY }, "nodeport-local", slowOthers);
+    const hops = await decompose(c);
+    expect(hops.check.addsUp).toBe(true);
+    expect(Math.abs(hops.check.residualRoundTripS!)).toBeLessThan(1e-9);
+    const whole = await decodeFlow({ ...c.logs, oneWay: true });
+    expect(Math.abs(sectionOf(hops, "forward", END_TO_END).meanS - whole.oneWay!.total.delayMeanS)).toBeGreaterThan(10 * HOP_SUM_TOLERANCE_S);
+  });
+
+  it("a worker's sampled run: its sections are the sampled packets', and a stamp outside the sample fails its check", async () => {
+    const n = 300;
+    const seqs = sampledSeqs(n);
+    const worker = (r: { point: number; seq: number; stampNs: bigint }[]) => r.filter((x) => WORKER_POINTS.includes(x.point));
+    const hops = await decompose(craft(n, (r) => sampledOnly(worker(r)), { scope: "worker", sampleEvery: EVERY }));
+    expect(hops.check).toMatchObject({ scope: "worker", sampleEvery: EVERY, packets: seqs.length, decomposed: seqs.length, unsampledStamps: 0, addsUp: true });
+    expect(sectionOf(hops, "forward", WORKER_SPAN).packets).toBe(seqs.length);
+    const stray = await decompose(craft(n, (r) => worker(r), { scope: "worker", sampleEvery: EVERY }));
+    expect(stray.check).toMatchObject({ unsampledStamps: (n - seqs.length) * WORKER_POINTS.length, addsUp: false });
+  });
+
+  it("handshakes are all stamped: their check names no sample", () => {
+    const paper = [...PATH_HOPS["nodeport-local"].points.forward, ...PATH_HOPS["nodeport-local"].points.return];
+    const recordsFile = writeHandshakes(paper, 20, () => paper.slice(1).map(() => 1_000));
+    const counts = HOP_POINTS.map((_, p) => (paper.includes(p) ? 20 : 0));
+    const hops = decomposeRun(
+      { recordsFile, keying: "handshake", sampleEvery: EVERY, offsetStartNs: "0", offsetEndNs: "0", offsetUncertaintyNs: 0, records: 240, stamped: counts, dropped: counts.map(() => 0) },
+      { log: "unused.log" },
+    );
+    expect(hops.check).toMatchObject({ packets: 20, decomposed: 20, sampleEvery: 1, unsampledStamps: 0, addsUp: true });
   });
 });
 
@@ -397,7 +495,7 @@ describe("a path across two workers of a deployed stack (worker captures merged)
   function twoWorkers(route: ServicePath, n: number, edit: (r: { point: number; seq: number; stampNs: bigint }[]) => typeof r = (r) => r) {
     const onWorkers = (records: { point: number; seq: number; stampNs: bigint }[]) =>
       edit(records.filter((r) => workerPoints(route, 1).includes(r.point) || workerPoints(route, 2).includes(r.point)));
-    const c = craft(n, onWorkers, {}, route, W2_CLOCK_AHEAD_NS);
+    const c = craft(n, onWorkers, {}, route, undefined, W2_CLOCK_AHEAD_NS);
     const bytes = readFileSync(c.capture.recordsFile);
     const host = (h: 1 | 2): HopCapture => {
       const keep: Buffer[] = [];
@@ -554,6 +652,12 @@ describe("readPointStamps and the reader's summary", () => {
     const perf = line.replace(/}$/, ',"lost":3,"output":"perf","expired":false}');
     expect(parseReaderSummary(perf)).toMatchObject({ lost: 3 });
     expect(() => parseReaderSummary(line.replace(/}$/, ',"lost":-1}'))).toThrow(/lost is not a count/);
+    // The sample's rate; a reader built before sampling names none (its probes stamped every packet).
+    expect(parseReaderSummary(line.replace(/}$/, ',"sampleEvery":8}'))).toMatchObject({ sampleEvery: 8 });
+    expect(parseReaderSummary(line).sampleEvery).toBeUndefined();
+    for (const bad of ["0", "6", '"8"', "1.5"]) {
+      expect(() => parseReaderSummary(line.replace(/}$/, `,"sampleEvery":${bad}}`)), bad).toThrow(/sampleEvery is .*; accepted: a power of two from 1/);
+    }
   });
 });
 
@@ -599,7 +703,8 @@ const summary: FlowSummary = {
 
 describe("the store and the report", () => {
   async function results(): Promise<RunResult[]> {
-    const latency = await decompose(craft(400));
+    const latency = await decompose(craft(400, sampledOnly, { sampleEvery: EVERY }));
+    expect(latency.check).toMatchObject({ sampleEvery: EVERY, addsUp: true });
     const handshake: RunHops = {
       sections: [summarize("forward", "service-dataplane", Float64Array.from([20e-6, 30e-6, 40e-6]))],
       check: { ...latency.check, keying: "handshake", packets: 3, decomposed: 3 },
@@ -625,6 +730,10 @@ describe("the store and the report", () => {
       for (const r of runs) store.commitRun(id, r);
       const back = store.results(id);
       for (const r of runs) expect(back.find((b) => b.runId === r.runId)!.hops).toEqual(r.hops);
+      // A check stored before sampling (the columns schema 7 added are empty) reads as every packet stamped.
+      const raw = (store as unknown as { db: { exec(sql: string): void } }).db;
+      raw.exec("UPDATE run_hop_check SET sample_every = NULL, unsampled_stamps = NULL");
+      for (const r of store.results(id)) expect(r.hops!.check).toMatchObject({ sampleEvery: 1, unsampledStamps: 0 });
     } finally {
       store.close();
     }
@@ -649,6 +758,11 @@ describe("the store and the report", () => {
     expect(report.markdown).toContain("## Where the delay comes from");
     expect(report.markdown).toContain("2 of 2 latency runs add up");
     expect(report.markdown).toContain("### ebpf, ipv4, 1 Service\n");
+    // Which packets the sections are of, and how many: the sample, and each section's packets.
+    expect(report.markdown).toContain("stamp 1 in 8 D-ITG packets (the same packets at every point, chosen by a hash of flow id and sequence number) of the latency runs");
+    expect(report.markdown).toContain("1 latency runs (1 add up; 1 in 8 D-ITG packets stamped), 1 setup runs.");
+    expect(report.markdown).toContain(`| forward | service-dataplane | ${latency.check.packets} |`);
+    expect(report.markdown).toContain("Stamps outside the sample: 0.");
     const figures = report.figures.filter((f) => f.file.startsWith("hops-"));
     expect(figures.map((f) => f.file)).toEqual(["hops-mean-ipv4.svg", "hops-p99-ipv4.svg"]);
     const svg = await renderSvg(figures[0]!.spec);

@@ -211,7 +211,7 @@ describe("ResultStore", () => {
     const upgrades: unknown[] = [];
     const store = ResultStore.open(file, { onUpgrade: (u) => upgrades.push(u) });
     expect(upgrades).toEqual([{ file, from: 5, to: SCHEMA_VERSION }]);
-    expect(store.settings()).toMatchObject({ schemaVersion: 6 });
+    expect(store.settings()).toMatchObject({ schemaVersion: SCHEMA_VERSION });
     // The same runs under the same ids, with the same results, and the plan is the one the campaign's definition still gives.
     expect(store.results(id!)).toEqual(asItWas);
     const stored = store.campaign(id!)!;
