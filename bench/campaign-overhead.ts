@@ -139,6 +139,7 @@ try {
   console.log(`campaign: wall ${seconds(wall)} s, sum of flow durations ${seconds(flows)} s, prepare() ${share(campaignPrepare, wall)}, teardown ${share(teardown.ms, wall)}`);
   console.log(`campaign wall / sum of flow durations: ${(wall / flows).toFixed(3)} (aim <= 1.10)`);
   console.log(`campaign wall / baseline wall: ${(wall / baselineWall).toFixed(3)}`);
+  for (const r of results.filter((r) => r.status !== "ok")) console.log(`failed ${r.runId}: ${r.failure}`);
 } finally {
   await backend.teardown();
   rmSync(dir, { recursive: true, force: true });

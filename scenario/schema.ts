@@ -294,6 +294,21 @@ const scenarioFields = z
         remoteSignalingNodePort: portNumber.default(30901),
         /** The nodeport-remote path's data port: pod port, Service port and NodePort, as dataPort. */
         remoteDataPort: portNumber.default(31001),
+        /**
+         * The second ITGRecv of every receiver pod, on ports of its own, each behind its own NodePort
+         * on a NodePort path: flows alternate between the two, so a flow starts while the one before
+         * it closes on the other (ITGRecv takes no new session in the second it waits before it
+         * closes a flow; backends/ditg-close-wait.ts). The same keys as above.
+         */
+        alternate: z
+          .strictObject({
+            signalingPort: portNumber.default(9001),
+            signalingNodePort: portNumber.default(30902),
+            dataPort: portNumber.default(31002),
+            remoteSignalingNodePort: portNumber.default(30903),
+            remoteDataPort: portNumber.default(31003),
+          })
+          .prefault({}),
       })
       .prefault({}),
 
@@ -325,13 +340,29 @@ export function scenarioPaths(s: Partial<Pick<Scenario, "paths">>): readonly Ser
   return s.paths ?? DEFAULT_PATHS;
 }
 
+/** The two ITGRecv of a receiver pod: 0 runs on the `receiver` keys, 1 on `receiver.alternate`'s. */
+export const RECEIVER_INSTANCES = [0, 1] as const;
+export type ReceiverInstance = (typeof RECEIVER_INSTANCES)[number];
+
+/** One ITGRecv's ports: the `receiver` keys, or those of `receiver.alternate`. */
+export type ReceiverPortKeys = Omit<Scenario["receiver"], "image" | "namespace" | "alternate">;
+
+/** The ports of one ITGRecv of the receiver pods. */
+export function receiverPortKeys(s: Pick<Scenario, "receiver">, instance: ReceiverInstance): ReceiverPortKeys {
+  return instance === 0 ? s.receiver : s.receiver.alternate;
+}
+
 /**
  * NodePort numbers the D-ITG receivers hold (signaling and data of the paper's receiver, and of the
- * nodeport-remote path's when the scenario lists it); scaled Services get the rest.
+ * nodeport-remote path's when the scenario lists it; each twice, for the pod's two ITGRecv); scaled
+ * Services get the rest. The paper's receiver's first.
  */
 export function receiverNodePorts(s: Pick<Scenario, "receiver"> & Partial<Pick<Scenario, "paths">>): number[] {
-  const ports = [s.receiver.signalingNodePort, s.receiver.dataPort];
-  if (scenarioPaths(s).includes("nodeport-remote")) ports.push(s.receiver.remoteSignalingNodePort, s.receiver.remoteDataPort);
+  const ports: number[] = [];
+  for (const instance of RECEIVER_INSTANCES) ports.push(receiverPortKeys(s, instance).signalingNodePort, receiverPortKeys(s, instance).dataPort);
+  if (scenarioPaths(s).includes("nodeport-remote")) {
+    for (const instance of RECEIVER_INSTANCES) ports.push(receiverPortKeys(s, instance).remoteSignalingNodePort, receiverPortKeys(s, instance).remoteDataPort);
+  }
   return ports;
 }
 
@@ -468,29 +499,28 @@ function crossChecks(s: Scenario, ctx: RefineCtx): void {
     if (low < 1 || high > 65535 || low > high) {
       issue(["kubernetes", "nodePortRange"], "accepted: LOW-HIGH with 1 <= LOW <= HIGH <= 65535, e.g. 30000-32767");
     } else {
-      for (const key of ["signalingNodePort", "dataPort"] as const) {
-        const port = s.receiver[key];
-        if (port < low || port > high) {
-          issue(["receiver", key], `is outside the NodePort range ${low}-${high}; accepted: a port inside it`);
-        }
-      }
-      if (s.receiver.signalingNodePort === s.receiver.dataPort) {
-        issue(["receiver", "dataPort"], "equals receiver.signalingNodePort; accepted: two different ports");
-      }
-      // The nodeport-remote path's receiver holds two NodePorts of its own, only when it is listed.
-      if (s.paths.includes("nodeport-remote")) {
-        const taken = new Map<number, string>([
-          [s.receiver.signalingNodePort, "receiver.signalingNodePort"],
-          [s.receiver.dataPort, "receiver.dataPort"],
-        ]);
-        for (const key of ["remoteSignalingNodePort", "remoteDataPort"] as const) {
-          const port = s.receiver[key];
+      // Every NodePort a receiver holds: in the range and held by one port alone. The
+      // nodeport-remote path's receiver holds two of its own (and its alternate two), only when it is listed.
+      const remote = s.paths.includes("nodeport-remote");
+      const taken = new Map<number, string>();
+      for (const instance of RECEIVER_INSTANCES) {
+        const prefix = instance === 0 ? "" : "alternate.";
+        const keys = remote ? (["signalingNodePort", "dataPort", "remoteSignalingNodePort", "remoteDataPort"] as const) : (["signalingNodePort", "dataPort"] as const);
+        for (const key of keys) {
+          const port = receiverPortKeys(s, instance)[key];
+          const at = ["receiver", ...(instance === 0 ? [] : ["alternate"]), key];
+          const isRemote = key === "remoteSignalingNodePort" || key === "remoteDataPort";
           if (port < low || port > high) {
-            issue(["receiver", key], `is outside the NodePort range ${low}-${high}, and testbed:paths lists "nodeport-remote", whose receiver it serves; accepted: a port inside it`);
+            issue(at, `is outside the NodePort range ${low}-${high}${isRemote ? ', and testbed:paths lists "nodeport-remote", whose receiver it serves' : ""}; accepted: a port inside it`);
           } else if (taken.has(port)) {
-            issue(["receiver", key], `equals ${taken.get(port)}; accepted: a NodePort no other receiver port holds`);
+            issue(
+              at,
+              key === "dataPort" && instance === 0 && taken.get(port) === "receiver.signalingNodePort"
+                ? "equals receiver.signalingNodePort; accepted: two different ports"
+                : `equals ${taken.get(port)}; accepted: a NodePort no other receiver port holds`,
+            );
           }
-          taken.set(port, `receiver.${key}`);
+          if (!taken.has(port)) taken.set(port, `receiver.${prefix}${key}`);
         }
       }
       const cap = serviceCapacity(s);
@@ -502,6 +532,22 @@ function crossChecks(s: Scenario, ctx: RefineCtx): void {
       if (s.services > cap.clusterIp) tooMany(["services"], s.services);
       const largestStep = Math.max(...s.sweep.services);
       if (largestStep > cap.clusterIp) tooMany(["sweep", "services"], largestStep);
+    }
+  }
+
+  // A receiver pod's two ITGRecv listen for signaling in the one pod, and bind the data ports there:
+  // one number for each (a TCP data flow on a signaling port's number fails to bind).
+  const signaling = RECEIVER_INSTANCES.map((i) => receiverPortKeys(s, i).signalingPort);
+  if (signaling[0] === signaling[1]) {
+    issue(["receiver", "alternate", "signalingPort"], "equals receiver.signalingPort; accepted: another port (both ITGRecv of a receiver pod listen in it)");
+  }
+  for (const instance of RECEIVER_INSTANCES) {
+    for (const key of ["dataPort", "remoteDataPort"] as const) {
+      const port = receiverPortKeys(s, instance)[key];
+      const clash = signaling.indexOf(port);
+      if (clash >= 0) {
+        issue(["receiver", ...(instance === 0 ? [] : ["alternate"]), key], `equals receiver.${clash === 0 ? "" : "alternate."}signalingPort; accepted: a port no ITGRecv listens on for signaling`);
+      }
     }
   }
 

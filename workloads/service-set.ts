@@ -27,11 +27,14 @@ import { PATHS, type ServicePath } from "../scenario/paths.js";
 import {
   CONFIG_NAMESPACE,
   PATH_RECEIVER_CLUSTER_IP_SLOT,
+  RECEIVER_INSTANCES,
+  receiverPortKeys,
   ScenarioError,
   nodePortRange,
   receiverNodePorts,
   scenarioPaths,
   serviceCapacity,
+  type ReceiverInstance,
   type Scenario,
 } from "../scenario/schema.js";
 import type { ServicePort, ServiceSet, ServiceSpec } from "./service-model.js";
@@ -69,12 +72,13 @@ type ScenarioPart = Pick<Scenario, "kubernetes" | "families" | "receiver" | "swe
 
 /**
  * NodePorts for scaled Services, in assignment order: the range less the paper's receiver's
- * NodePorts, shuffled by a Fisher-Yates pass seeded with `sweep.seed`, less the NodePorts of the
- * further paths' receivers (withoutReserved). Depends on neither N nor the sweep.
+ * NodePorts (its first ITGRecv's), shuffled by a Fisher-Yates pass seeded with `sweep.seed`, less
+ * the NodePorts of the alternate ITGRecv and of the further paths' receivers (withoutReserved).
+ * Depends on neither N nor the sweep.
  */
 export function scaledNodePorts(s: Pick<Scenario, "kubernetes" | "receiver" | "sweep"> & Partial<Pick<Scenario, "paths">>): number[] {
   const { low, high } = nodePortRange(s);
-  const paper = receiverNodePorts({ receiver: s.receiver, paths: ["nodeport-local"] });
+  const paper = [s.receiver.signalingNodePort, s.receiver.dataPort];
   const taken = new Set(paper);
   const ports: number[] = [];
   for (let p = low; p <= high; p++) if (!taken.has(p)) ports.push(p);
@@ -140,23 +144,9 @@ function clusterIpsFromTop(s: Pick<Scenario, "kubernetes" | "families">, slot: n
   return ips;
 }
 
-/** The receiver's Service: signaling through its own NodePort, data on one number for TCP and UDP. */
+/** The receiver's Service: the paper's path's (pathReceiverService). */
 export function receiverService(s: Pick<Scenario, "kubernetes" | "families" | "receiver">): ServiceSpec {
-  const r = s.receiver;
-  return {
-    namespace: r.namespace,
-    name: RECEIVER_SERVICE_NAME,
-    type: "NodePort",
-    clusterIPs: clusterIpsAt(s, RESERVED_CLUSTER_IP_INDEX.receiver),
-    externalTrafficPolicy: "Local",
-    selector: RECEIVER_LABELS,
-    ports: [
-      { name: "signaling", protocol: "TCP", port: r.signalingPort, targetPort: r.signalingPort, nodePort: r.signalingNodePort },
-      // D-ITG names the data port in its signaling; it must be the same number at every hop.
-      { name: "data-tcp", protocol: "TCP", port: r.dataPort, targetPort: r.dataPort, nodePort: r.dataPort },
-      { name: "data-udp", protocol: "UDP", port: r.dataPort, targetPort: r.dataPort, nodePort: r.dataPort },
-    ],
-  };
+  return pathReceiverService(s, "nodeport-local");
 }
 
 /** Names of each path's receiver (its Deployment, its Service and its pod's `app.kubernetes.io/name`). */
@@ -175,36 +165,63 @@ export function pathReceiverLabels(path: ServicePath): Readonly<Record<string, s
   return path === "nodeport-local" ? RECEIVER_LABELS : { "app.kubernetes.io/name": PATH_RECEIVER_NAMES[path] };
 }
 
-/** The data port of a path's receiver: pod port = Service port (= NodePort on a NodePort path). */
-export function pathDataPort(s: Pick<Scenario, "receiver">, path: ServicePath): number {
-  return path === "nodeport-remote" ? s.receiver.remoteDataPort : s.receiver.dataPort;
+/** One ITGRecv of a path's receiver pod, as the path reaches it. */
+export interface PathReceiverPorts {
+  /** Its signaling port in the pod (`ITGRecv -Sp`; the Service port on a ClusterIP path). */
+  readonly signalingPort: number;
+  /** Its signaling NodePort, on a NodePort path. */
+  readonly signalingNodePort?: number;
+  /** Its data port: pod port = Service port (= NodePort on a NodePort path). */
+  readonly dataPort: number;
+}
+
+/** The ports of one ITGRecv (scenario RECEIVER_INSTANCES) of a path's receiver pod. */
+export function pathReceiverPorts(s: Pick<Scenario, "receiver">, path: ServicePath, instance: ReceiverInstance = 0): PathReceiverPorts {
+  const keys = receiverPortKeys(s, instance);
+  const remote = path === "nodeport-remote";
+  return {
+    signalingPort: keys.signalingPort,
+    ...(PATHS[path].service.type === "NodePort" ? { signalingNodePort: remote ? keys.remoteSignalingNodePort : keys.signalingNodePort } : {}),
+    dataPort: remote ? keys.remoteDataPort : keys.dataPort,
+  };
+}
+
+/** The data port of a path's receiver (its first ITGRecv's, unless told): pod port = Service port (= NodePort on a NodePort path). */
+export function pathDataPort(s: Pick<Scenario, "receiver">, path: ServicePath, instance: ReceiverInstance = 0): number {
+  return pathReceiverPorts(s, path, instance).dataPort;
 }
 
 /**
- * The receiver Service of one path, as PATHS defines it: the paper's (receiverService) for
- * nodeport-local; for nodeport-remote a NodePort Service with externalTrafficPolicy Cluster on the
- * remote receiver's own NodePorts; for clusterip a ClusterIP Service on the pod's ports. The two
- * further ones take their ClusterIPs from the top of the service subnets
- * (PATH_RECEIVER_CLUSTER_IP_SLOT), never from the scaled Services' sequence.
+ * The receiver Service of one path, as PATHS defines it: for nodeport-local the paper's
+ * (`ditg-receiver`, NodePort, externalTrafficPolicy Local, its ClusterIP at the reserved index); for
+ * nodeport-remote a NodePort Service with externalTrafficPolicy Cluster on the remote receiver's own
+ * NodePorts; for clusterip a ClusterIP Service on the pod's ports. The two further ones take their
+ * ClusterIPs from the top of the service subnets (PATH_RECEIVER_CLUSTER_IP_SLOT), never from the
+ * scaled Services' sequence. Each serves the pod's two ITGRecv: signaling through a port of its
+ * own (a NodePort on a NodePort path), data on one number for TCP and UDP (D-ITG names the data
+ * port in its signaling; it must be the same number at every hop).
  */
 export function pathReceiverService(s: Pick<Scenario, "kubernetes" | "families" | "receiver">, path: ServicePath): ServiceSpec {
-  if (path === "nodeport-local") return receiverService(s);
   const r = s.receiver;
   const service = PATHS[path].service;
-  const dataPort = pathDataPort(s, path);
-  const nodePorts = service.type === "NodePort" ? { signaling: r.remoteSignalingNodePort, data: dataPort } : undefined;
+  const ports = RECEIVER_INSTANCES.flatMap((instance): ServicePort[] => {
+    const p = pathReceiverPorts(s, path, instance);
+    const suffix = instance === 0 ? "" : `-${instance + 1}`;
+    const data = p.signalingNodePort !== undefined ? { nodePort: p.dataPort } : {};
+    return [
+      { name: `signaling${suffix}`, protocol: "TCP", port: p.signalingPort, targetPort: p.signalingPort, ...(p.signalingNodePort !== undefined ? { nodePort: p.signalingNodePort } : {}) },
+      { name: `data-tcp${suffix}`, protocol: "TCP", port: p.dataPort, targetPort: p.dataPort, ...data },
+      { name: `data-udp${suffix}`, protocol: "UDP", port: p.dataPort, targetPort: p.dataPort, ...data },
+    ];
+  });
   return {
     namespace: r.namespace,
     name: PATH_RECEIVER_NAMES[path],
     type: service.type,
-    clusterIPs: clusterIpsFromTop(s, PATH_RECEIVER_CLUSTER_IP_SLOT[path]),
+    clusterIPs: path === "nodeport-local" ? clusterIpsAt(s, RESERVED_CLUSTER_IP_INDEX.receiver) : clusterIpsFromTop(s, PATH_RECEIVER_CLUSTER_IP_SLOT[path]),
     ...(service.type === "NodePort" ? { externalTrafficPolicy: service.externalTrafficPolicy } : {}),
     selector: pathReceiverLabels(path),
-    ports: [
-      { name: "signaling", protocol: "TCP", port: r.signalingPort, targetPort: r.signalingPort, ...(nodePorts ? { nodePort: nodePorts.signaling } : {}) },
-      { name: "data-tcp", protocol: "TCP", port: dataPort, targetPort: dataPort, ...(nodePorts ? { nodePort: nodePorts.data } : {}) },
-      { name: "data-udp", protocol: "UDP", port: dataPort, targetPort: dataPort, ...(nodePorts ? { nodePort: nodePorts.data } : {}) },
-    ],
+    ports,
   };
 }
 

@@ -69,25 +69,25 @@ describe("defaults reproduce the paper", () => {
     expect(s.podRouting).toBeUndefined();
     expect(podRouting(s)).toBe("tunnel");
     expect(podRouting(parseScenario({ ...valid, families: ["ipv6"] }))).toBe("native");
-    expect(receiverNodePorts(s)).toEqual([30900, 31000]);
+    expect(receiverNodePorts(s)).toEqual([30900, 31000, 30902, 31002]);
   });
 
   it("gives the receivers of further paths their own NodePorts and ClusterIPs, out of the scaled Services' share", () => {
     const all = parseScenario({ ...valid, paths: ["nodeport-local", "nodeport-remote", "clusterip"], workers: 2 });
-    expect(receiverNodePorts(all)).toEqual([30900, 31000, 30901, 31001]);
-    expect(serviceCapacity(all)).toEqual({ nodePort: serviceCapacity(s).nodePort - 2, clusterIp: serviceCapacity(s).clusterIp - 2 });
+    expect(receiverNodePorts(all)).toEqual([30900, 31000, 30902, 31002, 30901, 31001, 30903, 31003]);
+    expect(serviceCapacity(all)).toEqual({ nodePort: serviceCapacity(s).nodePort - 4, clusterIp: serviceCapacity(s).clusterIp - 2 });
     // The clusterip path's receiver has a ClusterIP and no NodePort; its ClusterIP is the second from
     // the top of the subnet whether or not nodeport-remote's holds the first.
     const clusterIpOnly = parseScenario({ ...valid, paths: ["clusterip"], workers: 2 });
     expect(serviceCapacity(clusterIpOnly)).toEqual({ nodePort: serviceCapacity(s).nodePort, clusterIp: serviceCapacity(s).clusterIp - 2 });
     const remoteOnly = parseScenario({ ...valid, paths: ["nodeport-remote"], workers: 2 });
-    expect(serviceCapacity(remoteOnly)).toEqual({ nodePort: serviceCapacity(s).nodePort - 2, clusterIp: serviceCapacity(s).clusterIp - 1 });
+    expect(serviceCapacity(remoteOnly)).toEqual({ nodePort: serviceCapacity(s).nodePort - 4, clusterIp: serviceCapacity(s).clusterIp - 1 });
   });
 
   it("holds the sweep: NodePort while the range lasts, ClusterIP after", () => {
     const cap = serviceCapacity(s);
-    // 2768 ports in 30000-32767, less the receiver's signaling and data NodePorts.
-    expect(cap.nodePort).toBe(2766);
+    // 2768 ports in 30000-32767, less the receiver's signaling and data NodePorts, two for each of its ITGRecv.
+    expect(cap.nodePort).toBe(2764);
     expect(cap.clusterIp).toBeGreaterThanOrEqual(10000);
   });
 });
@@ -116,7 +116,7 @@ describe("bad configurations are refused with a message naming key, value and wh
     [
       "sweep above the ClusterIP capacity",
       { sweep: { services: [1, 1000, 70000] } },
-      /^testbed:sweep\.services: \[1,1000,70000\] asks for 70000 Services but the service subnets hold 65531 \(NodePort: 2766, the rest ClusterIP\); accepted: at most 65531/,
+      /^testbed:sweep\.services: \[1,1000,70000\] asks for 70000 Services but the service subnets hold 65531 \(NodePort: 2764, the rest ClusterIP\); accepted: at most 65531/,
     ],
     [
       "Service count above the capacity of a small service subnet",
@@ -156,6 +156,31 @@ describe("bad configurations are refused with a message naming key, value and wh
       { paths: ["nodeport-remote"], workers: 2, kubernetes: { nodePortRange: "30000-31000" } },
       /^testbed:receiver\.remoteDataPort: 31001 is outside the NodePort range 30000-31000, and testbed:paths lists "nodeport-remote", whose receiver it serves; accepted: a port inside it$/,
     ],
+    [
+      "the alternate ITGRecv outside a narrowed NodePort range",
+      { kubernetes: { nodePortRange: "30000-31000" } },
+      /^testbed:receiver\.alternate\.dataPort: 31002 is outside the NodePort range 30000-31000; accepted: a port inside it$/,
+    ],
+    [
+      "the alternate ITGRecv on the first one's signaling NodePort",
+      { receiver: { alternate: { signalingNodePort: 30900 } } },
+      /^testbed:receiver\.alternate\.signalingNodePort: 30900 equals receiver\.signalingNodePort; accepted: a NodePort no other receiver port holds$/,
+    ],
+    [
+      "the alternate remote receiver on the remote receiver's data port",
+      { paths: ["nodeport-remote"], workers: 2, receiver: { alternate: { remoteDataPort: 31001 } } },
+      /^testbed:receiver\.alternate\.remoteDataPort: 31001 equals receiver\.remoteDataPort; accepted: a NodePort no other receiver port holds$/,
+    ],
+    [
+      "both ITGRecv of a pod on one signaling port",
+      { receiver: { alternate: { signalingPort: 9000 } } },
+      /^testbed:receiver\.alternate\.signalingPort: 9000 equals receiver\.signalingPort; accepted: another port \(both ITGRecv of a receiver pod listen in it\)$/,
+    ],
+    [
+      "a data port on the alternate's signaling port",
+      { kubernetes: { nodePortRange: "9000-32767" }, receiver: { alternate: { signalingPort: 31000 } } },
+      /^testbed:receiver\.dataPort: 31000 equals receiver\.alternate\.signalingPort; accepted: a port no ITGRecv listens on for signaling$/,
+    ],
   ];
 
   it.each(cases)("%s", (_label, change, message) => {
@@ -181,7 +206,7 @@ describe("valid configurations are accepted", () => {
     ["the largest sweep that fits", { sweep: { services: [1, 65531] } }],
     ["every path on two workers", { paths: ["nodeport-local", "nodeport-remote", "clusterip"], workers: 2 }],
     ["native pod routing in both families", { podRouting: "native" }],
-    ["a narrowed NodePort range while the remote path is not listed", { kubernetes: { nodePortRange: "30000-31000" } }],
+    ["a narrowed NodePort range while the remote path is not listed", { kubernetes: { nodePortRange: "30000-31000" }, receiver: { alternate: { dataPort: 30999 } } }],
     ["the most workers", { workers: 9 }],
   ])("%s", (_label, change) => {
     expect(() => parseScenario({ ...valid, ...change })).not.toThrow();

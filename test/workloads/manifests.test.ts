@@ -246,7 +246,7 @@ describe("placement and the further paths' objects", () => {
     expect(hostnameOf(deploy)).toEqual(["testbed-worker-2"]);
     expect(deploy.spec!.template.spec!.containers[0]!.ports).toContainEqual({ name: "data-udp", containerPort: 31001, protocol: "UDP" });
     expect(svc.spec).toMatchObject({ type: "NodePort", externalTrafficPolicy: "Cluster", selector: deploy.spec!.selector!.matchLabels });
-    expect(svc.spec!.ports!.map((p) => p.nodePort)).toEqual([30901, 31001, 31001]);
+    expect(svc.spec!.ports!.map((p) => p.nodePort)).toEqual([30901, 31001, 31001, 30903, 31003, 31003]);
     expect(file.objects).toHaveLength(2);
   });
 

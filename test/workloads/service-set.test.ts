@@ -2,18 +2,18 @@ import { testScenario } from "../fixtures/scenario.js";
 import { describe, expect, it } from "vitest";
 import { cidrContains, nthAddress, parseCidr } from "../../scenario/cidr.js";
 import { ScenarioError, serviceCapacity } from "../../scenario/schema.js";
-import { buildServiceSet, pathReceiverService, pathReceiverServices, receiverService, scaledNodePorts, withoutReserved } from "../../workloads/service-set.js";
+import { buildServiceSet, pathReceiverPorts, pathReceiverService, pathReceiverServices, receiverService, scaledNodePorts, withoutReserved } from "../../workloads/service-set.js";
 
 const scenario = testScenario;
 
 describe("buildServiceSet", () => {
-  it("uses NodePort while the default range lasts (2766 after the receiver's two), ClusterIP after", () => {
+  it("uses NodePort while the default range lasts (2764 after the receiver's four: two per ITGRecv), ClusterIP after", () => {
     const s = scenario();
     const set = buildServiceSet(s, 3000);
-    expect(set.counts).toEqual({ nodePort: 2766, clusterIp: 234 });
-    expect(set.scaled.filter((x) => x.type === "NodePort")).toHaveLength(2766);
-    expect(set.scaled.slice(0, 2766).every((x) => x.type === "NodePort")).toBe(true);
-    expect(set.scaled.slice(2766).every((x) => x.type === "ClusterIP" && x.ports[0]!.nodePort === undefined)).toBe(true);
+    expect(set.counts).toEqual({ nodePort: 2764, clusterIp: 236 });
+    expect(set.scaled.filter((x) => x.type === "NodePort")).toHaveLength(2764);
+    expect(set.scaled.slice(0, 2764).every((x) => x.type === "NodePort")).toBe(true);
+    expect(set.scaled.slice(2764).every((x) => x.type === "ClusterIP" && x.ports[0]!.nodePort === undefined)).toBe(true);
   });
 
   it("gives every NodePort Service ETP=Local and none to ClusterIP Services", () => {
@@ -26,11 +26,10 @@ describe("buildServiceSet", () => {
 
   it("assigns unique NodePorts inside the range, never the receiver's, and uses the whole free range", () => {
     const s = scenario();
-    const ports = buildServiceSet(s, 2766).scaled.map((x) => x.ports[0]!.nodePort!);
-    expect(new Set(ports).size).toBe(2766);
+    const ports = buildServiceSet(s, 2764).scaled.map((x) => x.ports[0]!.nodePort!);
+    expect(new Set(ports).size).toBe(2764);
     expect(ports.every((p) => p >= 30000 && p <= 32767)).toBe(true);
-    expect(ports).not.toContain(30900);
-    expect(ports).not.toContain(31000);
+    for (const receiver of [30900, 31000, 30902, 31002]) expect(ports).not.toContain(receiver);
   });
 
   it("draws NodePorts at random, reproducibly from sweep.seed", () => {
@@ -46,7 +45,7 @@ describe("buildServiceSet", () => {
 
   it("keeps each Service's name, NodePort and ClusterIPs as N grows (step k is a prefix of step k+1)", () => {
     const s = scenario();
-    const steps = [1, 1000, 2766, 2767, 5000].map((n) => buildServiceSet(s, n).scaled);
+    const steps = [1, 1000, 2764, 2765, 5000].map((n) => buildServiceSet(s, n).scaled);
     for (let k = 0; k + 1 < steps.length; k++) {
       expect(steps[k + 1]!.slice(0, steps[k]!.length)).toEqual(steps[k]);
     }
@@ -91,20 +90,27 @@ describe("buildServiceSet", () => {
   it("follows a custom NodePort range and receiver ports", () => {
     const s = scenario({
       kubernetes: { nodePortRange: "30000-30009" },
-      receiver: { signalingNodePort: 30000, dataPort: 30005 },
+      receiver: { signalingNodePort: 30000, dataPort: 30005, alternate: { signalingNodePort: 30001, dataPort: 30006 } },
     });
     const set = buildServiceSet(s, 12);
-    expect(set.counts).toEqual({ nodePort: 8, clusterIp: 4 });
+    expect(set.counts).toEqual({ nodePort: 6, clusterIp: 6 });
     const ports = set.scaled.filter((x) => x.type === "NodePort").map((x) => x.ports[0]!.nodePort!);
-    expect([...ports].sort((a, b) => a - b)).toEqual([30001, 30002, 30003, 30004, 30006, 30007, 30008, 30009]);
+    expect([...ports].sort((a, b) => a - b)).toEqual([30002, 30003, 30004, 30007, 30008, 30009]);
   });
 
-  it("builds the receiver Service: data port = Service port = NodePort = target port for TCP and UDP", () => {
+  it("builds the receiver Service for the pod's two ITGRecv: data port = Service port = NodePort = target port for TCP and UDP", () => {
     const r = receiverService(scenario());
     expect(r.ports).toEqual([
       { name: "signaling", protocol: "TCP", port: 9000, targetPort: 9000, nodePort: 30900 },
       { name: "data-tcp", protocol: "TCP", port: 31000, targetPort: 31000, nodePort: 31000 },
       { name: "data-udp", protocol: "UDP", port: 31000, targetPort: 31000, nodePort: 31000 },
+      { name: "signaling-2", protocol: "TCP", port: 9001, targetPort: 9001, nodePort: 30902 },
+      { name: "data-tcp-2", protocol: "TCP", port: 31002, targetPort: 31002, nodePort: 31002 },
+      { name: "data-udp-2", protocol: "UDP", port: 31002, targetPort: 31002, nodePort: 31002 },
+    ]);
+    expect([0, 1].map((i) => pathReceiverPorts(scenario(), "nodeport-local", i as 0 | 1))).toEqual([
+      { signalingPort: 9000, signalingNodePort: 30900, dataPort: 31000 },
+      { signalingPort: 9001, signalingNodePort: 30902, dataPort: 31002 },
     ]);
   });
 
@@ -120,16 +126,29 @@ describe("the receivers of the further paths", () => {
   it("takes the remote receiver's NodePorts out of the order without moving any other Service's NodePort", () => {
     const paper = scaledNodePorts(scenario());
     const remote = scaledNodePorts(scenario({ paths: ["nodeport-remote"], workers: 2 }));
-    expect(remote).toHaveLength(paper.length - 2);
-    expect(remote).not.toContain(30901);
-    expect(remote).not.toContain(31001);
+    expect(remote).toHaveLength(paper.length - 4);
+    for (const reserved of [30901, 31001, 30903, 31003]) expect(remote).not.toContain(reserved);
     expect(new Set(remote).size).toBe(remote.length);
-    // Every slot keeps its port but the two that held a reserved one.
+    // Every slot keeps its port but the four that held a reserved one, and at most the two the
+    // paper's order filled for the alternate ITGRecv's ports (from the end of the shuffle, which the
+    // remote path's reservations shorten).
     const moved = remote.map((p, i) => [i, p, paper[i]] as const).filter(([, p, before]) => p !== before);
-    expect(moved.map(([i]) => paper[i])).toEqual(expect.arrayContaining([30901, 31001]));
-    expect(moved).toHaveLength(2);
-    // What moved in comes from the end of the order, which only the largest steps reach.
-    for (const [, p] of moved) expect(paper.indexOf(p)).toBeGreaterThanOrEqual(paper.length - 4);
+    expect(moved.map(([i]) => paper[i])).toEqual(expect.arrayContaining([30901, 31001, 30903, 31003]));
+    expect(moved.length).toBeLessThanOrEqual(6);
+    // What moved in comes from the end of the order, which only the largest steps reach, or was itself moved in by the paper's order.
+    const filledByPaper = new Set(moved.map(([i]) => paper[i]));
+    for (const [, p] of moved) expect(paper.indexOf(p) >= paper.length - 8 || filledByPaper.has(p), String(p)).toBe(true);
+  });
+
+  it("takes the alternate ITGRecv's NodePorts out of the order the same way: the first receiver's alone shape the shuffle", () => {
+    const paper = scaledNodePorts(scenario());
+    const elsewhere = scaledNodePorts(scenario({ receiver: { alternate: { signalingNodePort: 32000, dataPort: 32001 } } }));
+    expect(paper).not.toContain(30902);
+    expect(paper).not.toContain(31002);
+    const moved = elsewhere.map((p, i) => [p, paper[i]] as const).filter(([p, before]) => p !== before);
+    expect(moved.length).toBeLessThanOrEqual(4);
+    expect(elsewhere).not.toContain(32000);
+    expect(elsewhere).not.toContain(32001);
   });
 
   it("withoutReserved keeps each free slot, fills a reserved one from the end, and ends sooner", () => {
@@ -148,6 +167,9 @@ describe("the receivers of the further paths", () => {
       ["signaling", "TCP", 9000, 9000, 30901],
       ["data-tcp", "TCP", 31001, 31001, 31001],
       ["data-udp", "UDP", 31001, 31001, 31001],
+      ["signaling-2", "TCP", 9001, 9001, 30903],
+      ["data-tcp-2", "TCP", 31003, 31003, 31003],
+      ["data-udp-2", "UDP", 31003, 31003, 31003],
     ]);
   });
 
@@ -159,6 +181,9 @@ describe("the receivers of the further paths", () => {
       ["signaling", 9000, 9000, undefined],
       ["data-tcp", 31000, 31000, undefined],
       ["data-udp", 31000, 31000, undefined],
+      ["signaling-2", 9001, 9001, undefined],
+      ["data-tcp-2", 31002, 31002, undefined],
+      ["data-udp-2", 31002, 31002, undefined],
     ]);
   });
 
