@@ -3,14 +3,15 @@
 // second, and only then closes the flow's data socket and acks (D-ITG 2.8.1, ITGRecv.cpp typeParser,
 // the `sleep(1)` after the Finish line); ITGSend exits on the ack. So every flow ends with a second in
 // which nothing is measured and nothing is sent. A backend that runs ITGRecv itself can hand a flow
-// back when the receiver prints its Finish line and use that second for work that is not D-ITG (the
-// lab's connection-setup probe, decoding), as long as it does not need the data socket the closing
-// flow still holds (same transport protocol on the one data port). It must not start another ITGSend:
-// ITGRecv's close of the old flow races with the new session (a socket it closes twice is by then the
-// new session's signaling socket), the new sender reads "Receiver has shut down the connection", and
-// ITGRecv then exits on "Cannot close socket newSockSignaling after sending ack release"; in the lab a
-// handful of back-to-back overlapping flows was enough. The sender's exit, with its full output, is
-// awaited later, when the flow's logs are collected.
+// back when the receiver prints its Finish line and use that second for work that does not need that
+// ITGRecv or the data socket the closing flow still holds (same transport protocol on its data port):
+// decoding, the lab's connection-setup probe, or the next D-ITG flow to another ITGRecv on other ports.
+// It must not start another ITGSend to the same ITGRecv: ITGRecv's close of the old flow races with the
+// new session (a socket it closes twice is by then the new session's signaling socket), the new sender
+// reads "Receiver has shut down the connection", and ITGRecv then exits on "Cannot close socket
+// newSockSignaling after sending ack release"; in the lab a handful of back-to-back overlapping flows
+// was enough. The sender's exit, with its full output, is awaited later, when the flow's logs are
+// collected.
 import type { ChildProcess } from "node:child_process";
 import type { SenderCommand } from "../measure/ditg-commands.js";
 import { awaitSender, senderFlow, type SenderFlow } from "./ditg-sender.js";
@@ -59,6 +60,8 @@ export class FlowEnds {
 }
 
 interface Closing {
+  /** The ITGRecv it closes on, as the backend names it. */
+  readonly receiver: string;
   readonly protocol: string;
   /** The sender's exit: its flow, or why it failed. */
   readonly exited: Promise<SenderFlow>;
@@ -79,7 +82,15 @@ export class ClosingFlows {
   async untilDataIn(
     child: ChildProcess,
     cmd: SenderCommand,
-    run: { protocol: string; ends: FlowEnds; finishedBefore: number; startedAt: Date; durationS: number },
+    run: {
+      /** The ITGRecv the flow goes to, as the backend names it (settle() waits for one ITGRecv's closing flows). */
+      receiver: string;
+      protocol: string;
+      ends: FlowEnds;
+      finishedBefore: number;
+      startedAt: Date;
+      durationS: number;
+    },
   ): Promise<SenderFlow> {
     const protocol = run.protocol.toUpperCase();
     const exited = awaitSender(child, cmd, run.startedAt);
@@ -98,6 +109,7 @@ export class ClosingFlows {
     const settled = exited.finally(() => clearTimeout(timer));
     const flow = senderFlow(cmd, { senderOutput: "", startedAt: run.startedAt, endedAt: first.at });
     this.closing.set(flow.outcome.logPath, {
+      receiver: run.receiver,
       protocol,
       exited: settled,
       done: settled.then(
@@ -122,9 +134,13 @@ export class ClosingFlows {
     }
   }
 
-  /** Waits until no closing flow of this transport protocol (every protocol, without one) holds the receiver's data socket. */
-  async settle(protocol?: string): Promise<void> {
-    const waits = [...this.closing.values()].filter((c) => protocol === undefined || c.protocol === protocol.toUpperCase());
+  /**
+   * Waits until no closing flow is left on this ITGRecv (on every one, without one) holding a data
+   * socket of this transport protocol (of every protocol, without one).
+   */
+  async settle(which: { receiver?: string; protocol?: string } = {}): Promise<void> {
+    const { receiver, protocol } = which;
+    const waits = [...this.closing.values()].filter((c) => (receiver === undefined || c.receiver === receiver) && (protocol === undefined || c.protocol === protocol.toUpperCase()));
     await Promise.all(waits.map((c) => c.done));
   }
 }

@@ -4,11 +4,13 @@
 // holding the Service set of that step, never two on the packet path at once.
 //
 // Traffic: ITGSend in the client namespace sends to the worker's address and the receiver's
-// NodePorts (signaling NodePort -> pod port 9000; data NodePort = Service port = pod port), one
+// NodePorts (signaling NodePort -> pod port 9000; data NodePort = Service port = pod port), an
 // ITGRecv in the pod namespace answers. ITGRecv bound to `::` serves both families: its data sockets
-// are dual-stack, IPv4 flows arrive as ::ffff:a.b.c.d (checked on this lab; two receivers, one per
-// family, would need two signaling NodePorts). The setup profile runs the connection-setup probe
-// instead (connection-setup.ts). Logs live in the run's directory and go with the topology.
+// are dual-stack, IPv4 flows arrive as ::ffff:a.b.c.d (checked on this lab). Every receiver pod runs
+// two ITGRecv, each on its own signaling and data ports behind NodePorts of its own (scenario
+// receiver.alternate), and the D-ITG flows alternate between them. The setup profile runs the
+// connection-setup probe instead (connection-setup.ts). Logs live in the run's directory and go with
+// the topology.
 //
 // Every dataplane runs on the same netfilter base: connection tracking follows every connection
 // through the worker, as on a real node, where kubelet's and Cilium 1.17's own iptables rules (KUBE-
@@ -25,36 +27,39 @@
 // each installs the step by one full sync. The programming profile's runs change the step's Services
 // through the dataplane (backends/lab-programming.ts) and leave them as they were.
 //
-// A D-ITG flow is handed back when ITGRecv prints that its data is in, and a connection-setup run
-// (not D-ITG) starts during ITGRecv's one-second wait before it closes the flow, unless it needs the
-// TCP data port that flow still holds (backends/ditg-close-wait.ts). The next D-ITG flow, a change of
-// step, a conntrack flush, a receiver restart and the teardown wait until every closing flow is
-// through: its ack crosses the dataplane.
+// A D-ITG flow is handed back when ITGRecv prints that its data is in, and ITGRecv then waits a second
+// before it closes the flow and takes no new session (backends/ditg-close-wait.ts). The next flow
+// goes to the pod's other ITGRecv, on its other ports, and starts at once; a connection-setup run (not
+// D-ITG) goes to the ports of the ITGRecv the next flow takes. A flow waits only for a closing flow
+// of its own ITGRecv (the one two flows back, long closed unless the host stalls). A change of step, a
+// conntrack flush, a receiver restart and the teardown wait until every closing flow is through: its
+// ack crosses the dataplane.
 //
 // Paths (scenario/paths.ts, LabBackendOptions.paths): beyond the paper's, the lab has worker 2 with its
 // receiver pod (nodeport-remote and clusterip put their only endpoint there) and a client pod on
 // worker 1 (clusterip's sender); worker 1's dataplane holds each path's receiver Service besides the
-// step's, one ITGRecv answers in each receiver pod, and each run goes along its own path. kube-proxy's
+// step's, two ITGRecv answer in each receiver pod, and each run goes along its own path. kube-proxy's
 // two modes serve them all; the eBPF model serves nodeport-remote too (SNAT, or DSR with
 // loadBalancerMode dsr) and is refused on clusterip (PATH_DATAPLANES).
 //
 // Hop probes (lab/hops/, unless turned off): tc programs at every boundary of the path stamp the
 // packets of latency and setup runs, a reader collects the stamps of each run, and the decoder cuts
-// the run into sections (measure/hops.ts). Each path has its own probes, compiled for its data port
-// and attached where its packets pass; a run attaches its path's and detaches every other path's
+// the run into sections (measure/hops.ts). Each path has its own probes, compiled for the data ports
+// of its receiver pod's two ITGRecv and attached where its packets pass; a run attaches its path's and detaches every other path's
 // (they share hooks). They are detached for throughput runs.
 import { spawn } from "node:child_process";
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import ipaddr from "ipaddr.js";
 import { cidrContains, parseCidr, type Family } from "../scenario/cidr.js";
-import { DATAPLANES, type Dataplane, type Scenario } from "../scenario/schema.js";
-import { buildServiceSet, pathDataPort, pathReceiverService } from "../workloads/service-set.js";
+import { DATAPLANES, RECEIVER_INSTANCES, receiverPortKeys, type Dataplane, type ReceiverInstance, type Scenario } from "../scenario/schema.js";
+import { buildServiceSet, pathDataPort, pathReceiverPorts, pathReceiverService } from "../workloads/service-set.js";
 import type { ServiceSet, ServiceSpec } from "../workloads/service-model.js";
 import { DEFAULT_PATH, DEFAULT_PATHS, PATHS, workersNeeded, type ServicePath } from "../scenario/paths.js";
 import { flowLogs, receiverCommand, senderCommand } from "../measure/ditg-commands.js";
 import { ClosingFlows, FlowEnds } from "./ditg-close-wait.js";
 import { LocalFlowLogs } from "./ditg-sender.js";
+import { listeningTcpPorts } from "./loopback.js";
 import { PhaseTimes } from "../measure/phase-times.js";
 import { pathOf, type Backend, type CollectedLogs, type FlowOutcome, type RunKey, type RunProfile, type StepReadiness, type TrafficProfile } from "../measure/types.js";
 import { plannedConnections, SourcePortPool } from "../measure/connection-setup.js";
@@ -62,7 +67,7 @@ import { runSetupProbe } from "../lab/connection-setup.js";
 import { LAB_DATAPLANES, type LabDataplane, type StepSync } from "../lab/dataplanes/index.js";
 import { DEFAULT_IPTABLES_BACKEND, iptablesTools, type IptablesBackend } from "../lab/dataplanes/iptables/kernel.js";
 import { LAB_FAMILIES as FAMILIES, LAB_SERVICE_SUBNETS, labScenario, pathServiceEndpoints, serviceEndpoints } from "../lab/lab-scenario.js";
-import { exec } from "../lab/netns.js";
+import { exec, inNamespace } from "../lab/netns.js";
 import { createTopology, labHostProblem, type LabTopology, type Shaper } from "../lab/topology.js";
 import { hopProbeHostProblem, HopProbes } from "../lab/hops/hop-probes.js";
 import { LabProgramming, type HeldStep } from "./lab-programming.js";
@@ -76,7 +81,6 @@ const LAB_TOOLS = [
   { tool: "conntrack", probe: ["conntrack", "--version"], debian: "conntrack" },
   { tool: "iptables-legacy-restore", probe: ["iptables-legacy-restore", "--version"], debian: "iptables" },
   { tool: "ip6tables-legacy-restore", probe: ["ip6tables-legacy-restore", "--version"], debian: "iptables" },
-  { tool: "ss", probe: ["ss", "-V"], debian: "iproute2" },
 ] as const;
 
 /** The worker's own rule (see netfilterBase): filter FORWARD, count-only, tracks new connections. */
@@ -185,11 +189,17 @@ export function heldServices(
   return held;
 }
 
+/** One ITGRecv of a receiver pod. */
 interface Receiver {
+  /** The receiver pod's namespace role. */
+  readonly role: string;
+  readonly instance: ReceiverInstance;
+  /** Names it in errors and among the closing flows: "pod ITGRecv 2". */
+  readonly name: string;
   child: ReturnType<typeof spawn> | undefined;
   output: string;
   /** Its Finish lines: when each flow's data is in. */
-  readonly ends: FlowEnds;
+  ends: FlowEnds;
 }
 
 /** Where one path's flows go in the lab: from which namespace, to which address and ports, answered by which receiver. */
@@ -200,9 +210,12 @@ interface PathTarget {
   readonly address: string;
   readonly signalingPort: number;
   readonly dataPort: number;
-  /** The namespace of the receiver pod that answers. */
-  readonly receiverRole: string;
+  /** The ITGRecv that answers (its pod's namespace and which of its two). */
+  readonly receiver: Receiver;
 }
+
+/** The other ITGRecv of a receiver pod. */
+const otherInstance = (instance: ReceiverInstance): ReceiverInstance => (instance === 0 ? 1 : 0);
 
 export class LabBackend implements Backend {
   readonly name = "lab";
@@ -211,8 +224,10 @@ export class LabBackend implements Backend {
   readonly profiles: readonly RunProfile[] = ["throughput", "latency", "setup", "programming"];
   /** Client and pod are namespaces of one host, on one clock: their one-way delays are valid. */
   readonly sharedClock = true;
-  /** One ITGRecv per receiver pod, by namespace role: worker 1's ("pod"), and each endpoint worker's of the paths. */
-  private readonly receivers = new Map<string, Receiver>();
+  /** Two ITGRecv per receiver pod (worker 1's "pod", and each endpoint worker's of the paths), by role and instance. */
+  private readonly receivers: Receiver[] = [];
+  /** The ITGRecv (of whichever pod) the next D-ITG flow goes to: never the one the last flow closes on. */
+  private nextInstance: ReceiverInstance = 0;
   /** D-ITG flows handed back at their data's end whose senders still wait for the receiver's close (ditg-close-wait.ts). */
   private readonly closing = new ClosingFlows();
   private readonly ports = new SourcePortPool();
@@ -244,7 +259,9 @@ export class LabBackend implements Backend {
     readonly logDir: string,
   ) {
     this.paths = options.paths ?? DEFAULT_PATHS;
-    for (const path of this.paths) this.receivers.set(this.receiverRoleOf(path), { child: undefined, output: "", ends: new FlowEnds() });
+    for (const role of new Set(this.paths.map((p) => this.receiverRoleOf(p)))) {
+      for (const instance of RECEIVER_INSTANCES) this.receivers.push({ role, instance, name: `${role} ITGRecv ${instance + 1}`, child: undefined, output: "", ends: new FlowEnds() });
+    }
     const context = {
       topology,
       scenario,
@@ -276,12 +293,12 @@ export class LabBackend implements Backend {
       backend.netfilterBase();
       if (options.hops !== false) {
         for (const path of paths) {
-          const probes = HopProbes.load(topology, { dataPort: pathDataPort(backend.scenario, path), path });
+          const probes = HopProbes.load(topology, { dataPort: pathDataPort(backend.scenario, path, 0), alternateDataPort: pathDataPort(backend.scenario, path, 1), path });
           if (path === DEFAULT_PATH) backend.hops = probes;
           else backend.pathHops.set(path, probes);
         }
       }
-      for (const role of backend.receivers.keys()) await backend.startReceiver(role);
+      for (const receiver of backend.receivers) await backend.startReceiver(receiver);
       return backend;
     } catch (error) {
       if (backend) await backend.teardown().catch(() => undefined);
@@ -402,19 +419,27 @@ export class LabBackend implements Backend {
     return index === 1 ? "pod" : `pod${index}`;
   }
 
-  /** Where a run's flows go, by its path and family. */
-  private targetOf(key: RunKey): PathTarget {
+  /** One ITGRecv of the receiver pod in this namespace. */
+  private receiver(role: string, instance: ReceiverInstance): Receiver {
+    const receiver = this.receivers.find((r) => r.role === role && r.instance === instance);
+    if (!receiver) throw new Error(`no ITGRecv ${instance + 1} in ${role}; this lab runs ${this.receivers.map((r) => r.name).join(", ")}`);
+    return receiver;
+  }
+
+  /** Where a run's flows go, by its path and family, to which of its receiver pod's two ITGRecv. */
+  private targetOf(key: RunKey, instance: ReceiverInstance): PathTarget {
     const path = pathOf(key);
     if (!this.paths.includes(path)) throw new Error(`run on path ${path} asked for, but this lab serves ${this.paths.join(", ")}`);
-    const r = this.scenario.receiver;
-    const receiverRole = this.receiverRoleOf(path);
+    const ports = pathReceiverPorts(this.scenario, path, instance);
+    const receiver = this.receiver(this.receiverRoleOf(path), instance);
     const node = this.topology.addresses.node[key.family];
     const client = this.topology.addresses.client[key.family];
-    if (path === "nodeport-local") return { senderRole: "client", source: client, address: node, signalingPort: r.signalingNodePort, dataPort: r.dataPort, receiverRole };
-    if (path === "nodeport-remote") return { senderRole: "client", source: client, address: node, signalingPort: r.remoteSignalingNodePort, dataPort: pathDataPort(this.scenario, path), receiverRole };
-    const clusterIp = pathReceiverService(this.scenario, path).clusterIPs[key.family]!;
-    const pod = this.topology.plan.clientPod!;
-    return { senderRole: pod.role, source: pod.addresses[key.family], address: clusterIp, signalingPort: r.signalingPort, dataPort: pathDataPort(this.scenario, path), receiverRole };
+    if (path === "clusterip") {
+      const clusterIp = pathReceiverService(this.scenario, path).clusterIPs[key.family]!;
+      const pod = this.topology.plan.clientPod!;
+      return { senderRole: pod.role, source: pod.addresses[key.family], address: clusterIp, signalingPort: ports.signalingPort, dataPort: ports.dataPort, receiver };
+    }
+    return { senderRole: "client", source: client, address: node, signalingPort: ports.signalingNodePort!, dataPort: ports.dataPort, receiver };
   }
 
   async runFlow(key: RunKey, flow: { logName: string; durationS: number; traffic: TrafficProfile }): Promise<FlowOutcome> {
@@ -425,11 +450,13 @@ export class LabBackend implements Backend {
     // no reply, so those runs go unprobed and carry no sections.
     const direct = path === "nodeport-remote" && key.dataplane === "ebpf" && this.options.loadBalancerMode === "dsr";
     const probes = direct ? undefined : path === DEFAULT_PATH ? this.hops : this.pathHops.get(path);
-    for (const other of [this.hops, ...this.pathHops.values()]) if (other !== probes) other?.disable();
-    const hops = await probes?.beginRun(key.profile, join(this.logDir, `${flow.logName}.hops`));
+    const hops = await this.phases.time("hop probes: attach, start the reader", async () => {
+      for (const other of [this.hops, ...this.pathHops.values()]) if (other !== probes) other?.disable();
+      return probes?.beginRun(key.profile, join(this.logDir, `${flow.logName}.hops`));
+    });
     try {
       const outcome = await (key.profile === "setup" ? this.runSetup(key, flow) : this.runDitg(key, flow));
-      return hops ? { ...outcome, hops: await hops.reader.stop(hops.keying) } : outcome;
+      return hops ? { ...outcome, hops: await this.phases.time("hop probes: stop the reader", () => hops.reader.stop(hops.keying)) } : outcome;
     } finally {
       hops?.reader.abandon();
     }
@@ -437,8 +464,11 @@ export class LabBackend implements Backend {
 
   private async runDitg(key: RunKey, flow: { logName: string; durationS: number; traffic: TrafficProfile }): Promise<FlowOutcome> {
     const logs = flowLogs(flow.logName, { senderDir: this.logDir, receiverDir: this.logDir });
-    const target = this.targetOf(key);
-    const receiver = this.receivers.get(target.receiverRole)!;
+    // The ITGRecv the last flow did not go to: that one may still be closing it.
+    const instance = this.nextInstance;
+    this.nextInstance = otherInstance(instance);
+    const target = this.targetOf(key, instance);
+    const { receiver } = target;
     const cmd = senderCommand({
       traffic: flow.traffic,
       durationS: flow.durationS,
@@ -446,13 +476,14 @@ export class LabBackend implements Backend {
       logs,
       linkMbps: this.options.linkMbps,
     });
-    // A new ITGRecv session while another one closes can crash ITGRecv (ditg-close-wait.ts): D-ITG
-    // flows never overlap; only the setup probe, which is not D-ITG, runs beside a closing flow.
-    await this.phases.time("wait for closing flows", () => this.closing.settle());
+    // A new session while ITGRecv closes another can crash it (ditg-close-wait.ts): a flow waits for
+    // its own ITGRecv's closing flow, normally long through (the other ITGRecv took the flow between).
+    await this.phases.time("wait for closing flows", () => this.closing.settle({ receiver: receiver.name }));
     const finishedBefore = receiver.ends.count(flow.traffic.protocol);
     const startedAt = new Date();
     const child = this.topology.spawn(target.senderRole, cmd.argv, { cwd: this.logDir, stdio: ["ignore", "pipe", "pipe"] });
     const sent = await this.closing.untilDataIn(child, cmd, {
+      receiver: receiver.name,
       protocol: flow.traffic.protocol,
       ends: receiver.ends,
       finishedBefore,
@@ -464,11 +495,12 @@ export class LabBackend implements Backend {
 
   private async runSetup(key: RunKey, flow: { logName: string; durationS: number; traffic: TrafficProfile }): Promise<FlowOutcome> {
     const connections = plannedConnections(flow.traffic, flow.durationS);
-    const target = this.targetOf(key);
+    // The ports of the ITGRecv the next D-ITG flow takes: not those of the one the last flow closes on.
+    const target = this.targetOf(key, this.nextInstance);
     const address = target.address;
     const grant = this.ports.take(address, connections);
-    // The probe listens on the data port over TCP; a flush would cut a closing flow's ack off its NAT.
-    await this.phases.time("wait for closing flows", () => this.closing.settle(grant.flushFirst ? undefined : flow.traffic.protocol));
+    // The probe listens on the data port over TCP; a flush would cut every closing flow's ack off its NAT.
+    await this.phases.time("wait for closing flows", () => this.closing.settle(grant.flushFirst ? {} : { receiver: target.receiver.name, protocol: flow.traffic.protocol }));
     if (grant.flushFirst) this.flushConntrack();
     const logPath = join(this.logDir, `${flow.logName}.setup.slog`);
     const startedAt = new Date();
@@ -476,7 +508,7 @@ export class LabBackend implements Backend {
       family: key.family,
       address,
       port: target.dataPort,
-      roles: { client: target.senderRole, listener: target.receiverRole, source: target.source },
+      roles: { client: target.senderRole, listener: target.receiver.role, source: target.source },
       traffic: flow.traffic,
       durationS: flow.durationS,
       ports: grant,
@@ -497,41 +529,48 @@ export class LabBackend implements Backend {
   // -------------------------------------------------------------------------------------------
   // The receiver.
 
-  private receiverRunning(role = "pod"): boolean {
-    const child = this.receivers.get(role)?.child;
+  private receiverRunning(receiver: Receiver): boolean {
+    const child = receiver.child;
     return child !== undefined && child.exitCode === null && child.signalCode === null;
   }
 
-  private signalingListening(role = "pod"): boolean {
-    const port = this.scenario.receiver.signalingPort;
-    // The socket table, never a connection: a reset probe connection kills ITGRecv.
-    const r = this.topology.exec(role, ["ss", "-H", "-l", "-t", "-n", "sport", "=", `:${port}`]);
-    return r.status === 0 && r.stdout.trim() !== "";
+  /**
+   * Whether the ITGRecv listens on its signaling port: its namespace's socket table, read through its
+   * process once that has entered the namespace, never a connection (a reset probe connection kills
+   * ITGRecv). No command runs: the check comes before every flow.
+   */
+  private signalingListening(receiver: Receiver): boolean {
+    const pid = receiver.child?.pid;
+    if (pid === undefined || !inNamespace(pid, this.topology.namespace(receiver.role))) return false;
+    // ITGRecv listens on `::` (dual-stack): the IPv6 table alone.
+    return listeningTcpPorts(`/proc/${pid}/net`, ["tcp6"]).has(receiverPortKeys(this.scenario, receiver.instance).signalingPort);
   }
 
-  private async startReceiver(role: string): Promise<void> {
-    const receiver = this.receivers.get(role)!;
+  private async startReceiver(receiver: Receiver): Promise<void> {
     // `-a ::`: one receiver for both families (see the top of this file).
-    const argv = receiverCommand({ signalingPort: this.scenario.receiver.signalingPort, family: "ipv6" });
-    const child = this.topology.spawn(role, argv, { cwd: this.logDir, stdio: ["ignore", "pipe", "pipe"] });
+    const argv = receiverCommand({ signalingPort: receiverPortKeys(this.scenario, receiver.instance).signalingPort, family: "ipv6" });
+    const child = this.topology.spawn(receiver.role, argv, { cwd: this.logDir, stdio: ["ignore", "pipe", "pipe"] });
     receiver.child = child;
     receiver.output = "";
-    child.stdout!.on("data", (d: Buffer) => receiver.ends.feed(d.toString()));
+    // A new process counts its own Finish lines.
+    const ends = new FlowEnds();
+    receiver.ends = ends;
+    child.stdout!.on("data", (d: Buffer) => ends.feed(d.toString()));
     child.stderr!.on("data", (d: Buffer) => (receiver.output = (receiver.output + d.toString()).slice(-OUTPUT_TAIL_CHARS)));
     const spawnError = new Promise<never>((_, reject) => child.once("error", (e) => reject(new Error(`cannot start ITGRecv: ${e.message}`))));
     // Until its socket is in the table or it exits: no deadline, which a loaded host's slow start-up would lose to.
     const listening = (async () => {
-      while (!this.signalingListening(role)) {
-        if (!this.receiverRunning(role)) throw new Error(`ITGRecv in ${role} exited at start: ${receiver.output.trim() || "no output"}`);
+      while (!this.signalingListening(receiver)) {
+        if (!this.receiverRunning(receiver)) throw new Error(`${receiver.name} exited at start: ${receiver.output.trim() || "no output"}`);
         await sleep(20);
       }
     })();
     await Promise.race([listening, spawnError]);
   }
 
-  private async stopReceiver(role: string): Promise<void> {
-    const child = this.receivers.get(role)?.child;
-    if (!child || !this.receiverRunning(role)) return;
+  private async stopReceiver(receiver: Receiver): Promise<void> {
+    const child = receiver.child;
+    if (!child || !this.receiverRunning(receiver)) return;
     const exited = new Promise((resolve) => child.once("exit", resolve));
     child.kill("SIGTERM");
     const timer = setTimeout(() => child.kill("SIGKILL"), 2000);
@@ -539,20 +578,21 @@ export class LabBackend implements Backend {
     clearTimeout(timer);
   }
 
-  /** Process id of ITGRecv (in the pod namespace), while it runs. */
+  /** Process id of the ITGRecv in the paper's receiver pod that the next D-ITG flow to it reaches, while it runs. */
   get receiverPid(): number | undefined {
-    return this.receiverRunning() ? this.receivers.get("pod")?.child?.pid : undefined;
+    const receiver = this.receivers.find((r) => r.role === "pod" && r.instance === this.nextInstance);
+    return receiver && this.receiverRunning(receiver) ? receiver.child?.pid : undefined;
   }
 
   async receiverAlive(): Promise<boolean> {
-    return [...this.receivers.keys()].every((role) => this.receiverRunning(role) && this.signalingListening(role));
+    return this.receivers.every((r) => this.receiverRunning(r) && this.signalingListening(r));
   }
 
   async restartReceiver(): Promise<void> {
     await this.closing.settle();
-    for (const role of this.receivers.keys()) {
-      await this.stopReceiver(role);
-      await this.startReceiver(role);
+    for (const receiver of this.receivers) {
+      await this.stopReceiver(receiver);
+      await this.startReceiver(receiver);
     }
   }
 
@@ -563,7 +603,7 @@ export class LabBackend implements Backend {
     try {
       this.programming.stop();
       await this.closing.settle();
-      for (const role of this.receivers.keys()) await this.stopReceiver(role);
+      for (const receiver of this.receivers) await this.stopReceiver(receiver);
     } finally {
       this.held = undefined;
       this.current = undefined;

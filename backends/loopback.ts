@@ -25,10 +25,14 @@ interface Receiver {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/** TCP ports in LISTEN state on this host (Linux /proc). */
-export function listeningTcpPorts(): Set<number> {
+/**
+ * TCP ports in LISTEN state on this host (Linux /proc), or in the network namespace of a process
+ * (`/proc/<pid>/net`); from both families' tables, or the ones named (each read walks every socket of
+ * the host, a few milliseconds on a busy one).
+ */
+export function listeningTcpPorts(netDir = "/proc/net", tables: readonly ("tcp" | "tcp6")[] = ["tcp", "tcp6"]): Set<number> {
   const ports = new Set<number>();
-  for (const file of ["/proc/net/tcp", "/proc/net/tcp6"]) {
+  for (const file of tables.map((t) => `${netDir}/${t}`)) {
     let text: string;
     try {
       text = readFileSync(file, "utf8");

@@ -11,7 +11,8 @@
 // scenario's link cap and runJudge. Printed: the campaign's wall time, the sum of its flow durations
 // and their ratio (aim <= 1.10), the campaign's wall time against the baseline's, and how much of
 // each wall was dataplane preparation (prepare()), which the runner cannot overlap with flows, and
-// the backend's teardown at the campaign's end.
+// the backend's teardown at the campaign's end; then why each failed run failed, and where the
+// campaign's time went (the runner's phases and the backend's, as `testbed lab` prints them).
 import { campaignTraffic } from "../measure/connection-setup.js";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -22,6 +23,7 @@ import { runJudge } from "../measure/campaign.js";
 import { WorkerLogDecoder } from "../measure/campaign-decode.js";
 import { campaignIdFor, planCampaign, sameStep, stepOf, type CampaignDefinition, type PlannedRun } from "../measure/campaign-plan.js";
 import { runCampaign, type FlowJudge } from "../measure/campaign.js";
+import { describeTimings, type PhaseTime } from "../measure/phase-times.js";
 import { LoopbackBackend } from "../backends/loopback.js";
 import { ResultStore } from "../measure/store.js";
 import type { Backend } from "../measure/types.js";
@@ -115,6 +117,8 @@ try {
   const baselineFlows = await runBare(backend, plan, def);
   const baselineWall = performance.now() - b0;
   const baselinePrepare = prepare.ms;
+  const backendPhases = () => (backend instanceof LabBackend ? backend.phases.entries() : []);
+  const baselinePhases = backendPhases();
 
   // The campaign, from an empty store to the last commit and the backend's teardown.
   const c0 = performance.now();
@@ -140,6 +144,12 @@ try {
   console.log(`campaign wall / sum of flow durations: ${(wall / flows).toFixed(3)} (aim <= 1.10)`);
   console.log(`campaign wall / baseline wall: ${(wall / baselineWall).toFixed(3)}`);
   for (const r of results.filter((r) => r.status !== "ok")) console.log(`failed ${r.runId}: ${r.failure}`);
+  // The backend's own phases in the campaign alone: what it spent since the baseline.
+  const campaignPhases = backendPhases().map(([name, p]): [string, PhaseTime] => {
+    const before = baselinePhases.find(([n]) => n === name)?.[1];
+    return [name, { ms: p.ms - (before?.ms ?? 0), count: p.count - (before?.count ?? 0) }];
+  });
+  console.log(describeTimings(summary.timings, campaignPhases.filter(([, p]) => p.count > 0)).join("\n"));
 } finally {
   await backend.teardown();
   rmSync(dir, { recursive: true, force: true });

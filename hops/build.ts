@@ -27,6 +27,8 @@ export interface ProbeBuild {
   readonly maps: HopMapStyle;
   /** The receiver's data port (NodePort = Service port = pod port). */
   readonly dataPort: number;
+  /** The data port of the receiver pod's second ITGRecv, stamped as well (scenario receiver.alternate). */
+  readonly alternateDataPort?: number;
 }
 
 /** The pinned maps' names (hop-maps.h) for an output path: where the records come from, and the counts. */
@@ -53,8 +55,8 @@ export function mapStyleForTc(tcVersion: string): Extract<HopMapStyle, "btf-pinn
   return /libbpf/i.test(tcVersion) ? "btf-pinned" : "legacy";
 }
 
-function checkPort(dataPort: number): void {
-  if (!Number.isInteger(dataPort) || dataPort < 1 || dataPort > 65535) throw new Error(`dataPort: ${dataPort} is not a port; accepted: 1-65535`);
+function checkPort(key: string, port: number): void {
+  if (!Number.isInteger(port) || port < 1 || port > 65535) throw new Error(`${key}: ${port} is not a port; accepted: 1-65535`);
 }
 
 /**
@@ -63,7 +65,8 @@ function checkPort(dataPort: number): void {
  * the host has one.
  */
 export function probeCompileArgs(build: ProbeBuild, paths: { sourceDir: string; output: string; multiarchInclude?: string }): string[] {
-  checkPort(build.dataPort);
+  checkPort("dataPort", build.dataPort);
+  if (build.alternateDataPort !== undefined) checkPort("alternateDataPort", build.alternateDataPort);
   if (!(HOP_OUTPUTS as readonly string[]).includes(build.output)) throw new Error(`output: "${build.output}" is unknown; accepted: ${HOP_OUTPUTS.join(", ")}`);
   if (!(HOP_MAP_STYLES as readonly string[]).includes(build.maps)) throw new Error(`maps: "${build.maps}" is unknown; accepted: ${HOP_MAP_STYLES.join(", ")}`);
   return [
@@ -74,6 +77,7 @@ export function probeCompileArgs(build: ProbeBuild, paths: { sourceDir: string; 
     ...(paths.multiarchInclude ? ["-I", paths.multiarchInclude] : []),
     "-I", paths.sourceDir,
     `-DHOP_DATA_PORT=${build.dataPort}`,
+    ...(build.alternateDataPort !== undefined ? [`-DHOP_DATA_PORT_2=${build.alternateDataPort}`] : []),
     ...(build.output === "perf" ? ["-DHOP_OUTPUT_PERF"] : []),
     ...(build.maps === "legacy" ? ["-DHOP_MAPS_LEGACY"] : build.maps === "btf-pinned" ? ["-DHOP_MAPS_PINNED"] : []),
     "-c", `${paths.sourceDir.replace(/\/$/, "")}/hop-probe.c`, "-o", paths.output,

@@ -60,6 +60,11 @@
 #ifndef HOP_DATA_PORT
 #error "HOP_DATA_PORT must be defined (-DHOP_DATA_PORT=<port>)"
 #endif
+/* The data port of the receiver pod's second ITGRecv, when it has one (-DHOP_DATA_PORT_2=). */
+#ifndef HOP_DATA_PORT_2
+#define HOP_DATA_PORT_2 HOP_DATA_PORT
+#endif
+#define hop_data_port(port) ((port) == hop_htons(HOP_DATA_PORT) || (port) == hop_htons(HOP_DATA_PORT_2))
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -175,9 +180,9 @@ static __always_inline int select_packet(struct __sk_buff *skb, int forward, int
 
 		if (!d)
 			return -1;
-		if ((forward ? d->udp.dest : d->udp.source) == hop_htons(HOP_DATA_PORT))
+		if (hop_data_port(forward ? d->udp.dest : d->udp.source))
 			*matched_forward = forward;
-		else if (both && (forward ? d->udp.source : d->udp.dest) == hop_htons(HOP_DATA_PORT))
+		else if (both && hop_data_port(forward ? d->udp.source : d->udp.dest))
 			*matched_forward = !forward;
 		else
 			return -1;
@@ -194,9 +199,9 @@ static __always_inline int select_packet(struct __sk_buff *skb, int forward, int
 		if (!tcp || !tcp->syn || tcp->rst || tcp->fin)
 			return -1;
 		/* A SYN goes forward to the data port, a SYN-ACK returns from it. */
-		if (!tcp->ack && tcp->dest == hop_htons(HOP_DATA_PORT) && (forward || both))
+		if (!tcp->ack && hop_data_port(tcp->dest) && (forward || both))
 			*matched_forward = 1;
-		else if (tcp->ack && tcp->source == hop_htons(HOP_DATA_PORT) && (!forward || both))
+		else if (tcp->ack && hop_data_port(tcp->source) && (!forward || both))
 			*matched_forward = 0;
 		else
 			return -1;

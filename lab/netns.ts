@@ -2,6 +2,7 @@
 // Every command is an argument array handed to execve: nothing is ever parsed by a shell.
 // Setup and teardown are synchronous so they can also run from an exit or signal handler.
 import { spawn, spawnSync, type ChildProcess, type SpawnOptions } from "node:child_process";
+import { statSync } from "node:fs";
 
 export interface CommandResult {
   readonly status: number | null;
@@ -76,6 +77,16 @@ export function listNetns(): string[] {
     .split("\n")
     .map((line) => line.trim().split(/\s+/)[0] ?? "")
     .filter((name) => name.length > 0);
+}
+
+/** Whether a process runs inside network namespace `ns` already (a process `inNetns` started enters it only after its start). */
+export function inNamespace(pid: number, ns: string): boolean {
+  try {
+    // Both name the namespace's nsfs inode: the process's link, and the mount `ip netns add` made.
+    return statSync(`/proc/${pid}/ns/net`).ino === statSync(`/run/netns/${ns}`).ino;
+  } catch {
+    return false;
+  }
 }
 
 /** Process ids still running inside a namespace. */

@@ -1,4 +1,4 @@
-// The hop probes in the lab: hops/hop-probe.c compiled for the receiver's data port, loaded once
+// The hop probes in the lab: hops/hop-probe.c compiled for the receiver pod's data ports, loaded once
 // with bpftool (every program and map pinned in a private bpffs of the run), each program attached by
 // tc to its point of the topology, and hops/hop-reader.c draining their records for the length of a
 // run. The records leave through a ring buffer where the kernel has one (5.8+), else through a perf
@@ -24,7 +24,7 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { machine, release, tmpdir } from "node:os";
 import { join } from "node:path";
-import { HOPS_SOURCE_DIR, hopMapNames, outputForKernel, probeCompileArgs, readerArgs, readerCompileArgs, type HopOutput } from "../../hops/build.js";
+import { HOPS_SOURCE_DIR, hopMapNames, outputForKernel, probeCompileArgs, readerArgs, readerCompileArgs, type HopOutput, type ProbeBuild } from "../../hops/build.js";
 import { HOP_KEYING, HOP_POINTS, parseReaderSummary, type HopCapture, type HopKeying } from "../../measure/hops.js";
 import type { RunProfile } from "../../measure/types.js";
 import { exec, run } from "../netns.js";
@@ -121,10 +121,20 @@ function multiarchInclude(): string | undefined {
   return existsSync(multiarch) ? multiarch : undefined;
 }
 
-/** Pure: the clang command that builds the probes for the receiver's data port (BTF maps, loaded by bpftool). */
-export function probeCompileCommand(output: string, dataPort: number, recordsOutput: HopOutput = outputForKernel(release())): string[] {
+/**
+ * Pure: the priorities of the filters on each hook, from `tc -j -batch` of `filter show dev X
+ * DIRECTION` lines (one JSON array per line, in the batch's order; a hook without a qdisc shows []).
+ */
+export function shownPrefs(output: string, hooks: number): number[][] {
+  const lines = output.split("\n").filter((l) => l.trim() !== "");
+  if (lines.length !== hooks) throw new Error(`tc showed ${lines.length} filter lists for ${hooks} hooks: ${JSON.stringify(output.slice(0, 300))}`);
+  return lines.map((line) => [...new Set((JSON.parse(line) as { pref?: number }[]).flatMap((f) => (typeof f.pref === "number" ? [f.pref] : [])))]);
+}
+
+/** Pure: the clang command that builds the probes for the receiver's data ports (BTF maps, loaded by bpftool). */
+export function probeCompileCommand(output: string, ports: Pick<ProbeBuild, "dataPort" | "alternateDataPort">, recordsOutput: HopOutput = outputForKernel(release())): string[] {
   const include = multiarchInclude();
-  return ["clang", ...probeCompileArgs({ output: recordsOutput, maps: "btf", dataPort }, { sourceDir: HOPS_SOURCE_DIR, output, ...(include ? { multiarchInclude: include } : {}) })];
+  return ["clang", ...probeCompileArgs({ output: recordsOutput, maps: "btf", ...ports }, { sourceDir: HOPS_SOURCE_DIR, output, ...(include ? { multiarchInclude: include } : {}) })];
 }
 
 /** Pure: the clang command that builds the reader (a host program on the C library alone). */
@@ -218,9 +228,10 @@ export class HopProbes {
   /**
    * Compiles probes and reader and loads the probes (not yet attached). Undoes everything on failure.
    * `output`: the ring buffer where the kernel has one, else the perf event array (a test forces either).
-   * `dataPort`: the path's (pathDataPort); `path`: default the paper's.
+   * `dataPort`: the path's (pathDataPort), `alternateDataPort` that of the receiver pod's second
+   * ITGRecv, whose flows are stamped as well; `path`: default the paper's.
    */
-  static load(topology: LabTopology, options: { dataPort: number; output?: HopOutput; path?: ServicePath }): HopProbes {
+  static load(topology: LabTopology, options: { dataPort: number; alternateDataPort?: number; output?: HopOutput; path?: ServicePath }): HopProbes {
     const problem = hopProbeHostProblem();
     if (problem) throw new Error(problem);
     const output = options.output ?? outputForKernel(release());
@@ -230,7 +241,7 @@ export class HopProbes {
     const probes = new HopProbes(topology, mkdtempSync(join(tmpdir(), `${topology.prefix}-hops-`)), bpffs, output, path);
     topology.onTeardown(() => probes.teardown());
     try {
-      run(probeCompileCommand(probes.object, options.dataPort, output));
+      run(probeCompileCommand(probes.object, { dataPort: options.dataPort, ...(options.alternateDataPort !== undefined ? { alternateDataPort: options.alternateDataPort } : {}) }, output));
       run(readerCompileCommand(probes.reader));
       mkdirSync(probes.bpffs, { recursive: true });
       run(["mount", "-t", "bpf", "bpf", probes.bpffs]);
@@ -268,48 +279,61 @@ export class HopProbes {
     if (this.attachedNow) return;
     this.attachedNow = true;
     try {
-      this.batch((a) => [`filter add dev ${a.ifname} ${a.direction} pref ${HOP_PREF[a.direction]} bpf da object-pinned ${join(this.bpffs, "progs", a.program)}`], true);
+      for (const role of this.roles()) {
+        this.tcBatch(role, "attach", [
+          ...this.devices(role).map((ifname) => `qdisc replace dev ${ifname} clsact`),
+          ...this.plan.filter((a) => a.role === role).map((a) => `filter add dev ${a.ifname} ${a.direction} pref ${HOP_PREF[a.direction]} bpf da object-pinned ${join(this.bpffs, "progs", a.program)}`),
+        ]);
+      }
     } catch (error) {
       this.disable();
       throw error;
     }
   }
 
-  /** Detaches every probe, and every clsact qdisc left without a filter; throws if a probe stays attached. */
+  /**
+   * Detaches every probe, and every clsact qdisc left without a filter; throws if a probe stays
+   * attached. Per namespace: one `tc -batch` removes, one reads every hook back, one removes the
+   * empty qdiscs.
+   */
   disable(): void {
     if (!this.attachedNow) return;
     this.attachedNow = false;
-    // -force: a probe that was never attached (a failed enable) does not stop the others' removal.
-    this.batch((a) => [`filter del dev ${a.ifname} ${a.direction} pref ${HOP_PREF[a.direction]}`], false, true);
-    const left = this.plan.filter((a) => this.filterShown(a.role, a.ifname, a.direction, HOP_PREF[a.direction]));
+    const left: HopAttachment[] = [];
+    for (const role of this.roles()) {
+      // -force: a probe that was never attached (a failed enable) does not stop the others' removal.
+      this.tcBatch(role, "detach", this.plan.filter((a) => a.role === role).map((a) => `filter del dev ${a.ifname} ${a.direction} pref ${HOP_PREF[a.direction]}`), { force: true });
+      const devices = this.devices(role);
+      const hooks = devices.flatMap((ifname) => (["ingress", "egress"] as const).map((direction) => ({ ifname, direction })));
+      const shown = shownPrefs(this.tcBatch(role, "show", hooks.map((h) => `filter show dev ${h.ifname} ${h.direction}`), { json: true }), hooks.length);
+      const prefs = (ifname: string, direction: "ingress" | "egress") => shown[hooks.findIndex((h) => h.ifname === ifname && h.direction === direction)]!;
+      left.push(...this.plan.filter((a) => a.role === role && prefs(a.ifname, a.direction).includes(HOP_PREF[a.direction])));
+      const empty = devices.filter((ifname) => prefs(ifname, "ingress").length === 0 && prefs(ifname, "egress").length === 0);
+      if (empty.length > 0) this.tcBatch(role, "qdiscs", empty.map((ifname) => `qdisc del dev ${ifname} clsact`));
+    }
     if (left.length > 0) throw new Error(`hop probes still attached after removal: ${left.map((a) => `${a.ifname} ${a.direction}`).join(", ")}`);
-    for (const [role, ifname] of this.devices()) {
-      if (!this.filterShown(role, ifname, "ingress") && !this.filterShown(role, ifname, "egress")) this.topology.run(role, ["tc", "qdisc", "del", "dev", ifname, "clsact"]);
-    }
   }
 
-  /** True when the device's hook shows a filter (of that priority, when given). */
-  private filterShown(role: string, ifname: string, direction: "ingress" | "egress", pref?: number): boolean {
-    const argv = ["tc", "filter", "show", "dev", ifname, direction, ...(pref !== undefined ? ["pref", String(pref)] : [])];
-    return this.topology.exec(role, argv).stdout.trim() !== "";
+  /** The namespaces the probes sit in. */
+  private roles(): string[] {
+    return [...new Set(this.plan.map((a) => a.role))];
   }
 
-  private devices(): [string, string][] {
-    return [...new Map(this.plan.map((a) => [`${a.role} ${a.ifname}`, [a.role, a.ifname] as [string, string]])).values()];
+  /** The devices the probes sit on in one namespace. */
+  private devices(role: string): string[] {
+    return [...new Set(this.plan.filter((a) => a.role === role).map((a) => a.ifname))];
   }
 
-  private batch(commands: (a: HopAttachment) => string[], addQdiscs: boolean, force = false): void {
-    const roles = [...new Set(this.plan.map((a) => a.role))];
-    for (const role of roles) {
-      const lines = [
-        ...(addQdiscs ? this.devices().filter(([r]) => r === role).map(([, ifname]) => `qdisc replace dev ${ifname} clsact`) : []),
-        ...this.plan.filter((a) => a.role === role).flatMap(commands),
-      ];
-      const file = join(this.workDir, `${role}.tc`);
-      writeFileSync(file, `${lines.join("\n")}\n`);
-      if (force) this.topology.exec(role, ["tc", "-force", "-batch", file]);
-      else this.topology.run(role, ["tc", "-batch", file]);
-    }
+  /**
+   * Runs one `tc -batch` in a namespace (`tc -n`, which enters only its network namespace: cheaper
+   * than `ip netns exec`, and tc needs no more); returns what it printed. With `force`, a failing line
+   * does not stop the rest, nor throw.
+   */
+  private tcBatch(role: string, name: string, lines: readonly string[], options: { force?: boolean; json?: boolean } = {}): string {
+    const file = join(this.workDir, `${role}.${name}.tc`);
+    writeFileSync(file, `${lines.join("\n")}\n`);
+    const argv = ["tc", "-n", this.topology.namespace(role), ...(options.json ? ["-j"] : []), ...(options.force ? ["-force"] : []), "-batch", file];
+    return options.force ? exec(argv).stdout : run(argv);
   }
 
   /**

@@ -87,22 +87,26 @@ describe("flows handed back while they close", () => {
     const cmd = command("a");
     const startedAt = new Date(Date.now() - 1000);
     const child = started();
-    const flow = closing.untilDataIn(child, cmd, { protocol: "UDP", ends, finishedBefore: 0, startedAt, durationS: 1 });
+    const flow = closing.untilDataIn(child, cmd, { receiver: "pod ITGRecv 1", protocol: "UDP", ends, finishedBefore: 0, startedAt, durationS: 1 });
     await running(child);
     ends.feed("Finish on UDP port : 31000\n");
     const sent = await flow;
     expect(child.exitCode).toBeNull();
     expect(sent.outcome).toMatchObject({ logPath: cmd.logs.senderLog, receiverLogPath: cmd.logs.receiverLog, senderOutput: "" });
     expect(sent.outcome.endedAt.getTime()).toBeLessThanOrEqual(Date.now());
-    // Another protocol does not wait for it; the same one does, until it exits.
-    await closing.settle("TCP");
+    // Another protocol or another ITGRecv does not wait for it; the same protocol on its ITGRecv does, until it exits.
+    await closing.settle({ protocol: "TCP" });
+    await closing.settle({ receiver: "pod ITGRecv 2" });
+    await closing.settle({ receiver: "pod ITGRecv 2", protocol: "UDP" });
     expect(child.exitCode).toBeNull();
     let udpSettled = false;
-    const udp = closing.settle("UDP").then(() => (udpSettled = true));
+    let receiverSettled = false;
+    const udp = closing.settle({ protocol: "UDP" }).then(() => (udpSettled = true));
+    const receiver = closing.settle({ receiver: "pod ITGRecv 1" }).then(() => (receiverSettled = true));
     await settled();
-    expect(udpSettled).toBe(false);
+    expect([udpSettled, receiverSettled]).toEqual([false, false]);
     exitWith(child, 0);
-    await udp;
+    await Promise.all([udp, receiver]);
     expect(child.exitCode).toBe(0);
     expect(await closing.exitOf(cmd.logs.senderLog)).toMatch(/Started sending.*\n.*Finished sending packets of flow ID: 1/s);
     expect(await closing.exitOf(cmd.logs.senderLog)).toBeUndefined();
@@ -112,13 +116,13 @@ describe("flows handed back while they close", () => {
     const closing = new ClosingFlows();
     const ends = new FlowEnds();
     const first = started();
-    const quickFlow = closing.untilDataIn(first, command("b"), { protocol: "UDP", ends, finishedBefore: 0, startedAt: new Date(), durationS: 1 });
+    const quickFlow = closing.untilDataIn(first, command("b"), { receiver: "pod ITGRecv 1", protocol: "UDP", ends, finishedBefore: 0, startedAt: new Date(), durationS: 1 });
     await running(first);
     exitWith(first, 0);
     expect((await quickFlow).outcome.senderOutput).toMatch(/Finished sending/);
     // A Finish line fed at once, long before the 5-second flow could have ended: not this flow's.
     const child = started();
-    const early = closing.untilDataIn(child, command("c"), { protocol: "UDP", ends, finishedBefore: 0, startedAt: new Date(), durationS: 5 });
+    const early = closing.untilDataIn(child, command("c"), { receiver: "pod ITGRecv 1", protocol: "UDP", ends, finishedBefore: 0, startedAt: new Date(), durationS: 5 });
     ends.feed("Finish on UDP port : 31000\n");
     await running(child);
     exitWith(child, 0);
@@ -130,7 +134,7 @@ describe("flows handed back while they close", () => {
     const closing = new ClosingFlows();
     const ends = new FlowEnds();
     const child = started();
-    const failing = closing.untilDataIn(child, command("d"), { protocol: "UDP", ends, finishedBefore: 0, startedAt: new Date(Date.now() - 2000), durationS: 1 });
+    const failing = closing.untilDataIn(child, command("d"), { receiver: "pod ITGRecv 1", protocol: "UDP", ends, finishedBefore: 0, startedAt: new Date(Date.now() - 2000), durationS: 1 });
     await running(child);
     ends.feed("Finish on UDP port : 31000\n");
     await failing;
@@ -143,7 +147,7 @@ describe("flows handed back while they close", () => {
     const closing = new ClosingFlows(300);
     const ends = new FlowEnds();
     const child = started();
-    const hanging = closing.untilDataIn(child, command("e"), { protocol: "UDP", ends, finishedBefore: 0, startedAt: new Date(Date.now() - 2000), durationS: 1 });
+    const hanging = closing.untilDataIn(child, command("e"), { receiver: "pod ITGRecv 1", protocol: "UDP", ends, finishedBefore: 0, startedAt: new Date(Date.now() - 2000), durationS: 1 });
     await running(child);
     ends.feed("Finish on UDP port : 31000\n");
     await hanging;

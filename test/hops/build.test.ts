@@ -56,6 +56,10 @@ describe("which form a worker takes", () => {
 
   it("refuses a bad port or form, and names the reader's maps by output", () => {
     expect(() => probeCompileArgs({ output: "perf", maps: "legacy", dataPort: 0 }, { sourceDir: "/s", output: "/o" })).toThrow("dataPort: 0 is not a port; accepted: 1-65535");
+    expect(() => probeCompileArgs({ output: "perf", maps: "legacy", dataPort: 31000, alternateDataPort: 70000 }, { sourceDir: "/s", output: "/o" })).toThrow("alternateDataPort: 70000 is not a port; accepted: 1-65535");
+    // The second ITGRecv's data port is stamped too; without one the probes match the first alone.
+    expect(probeCompileArgs({ output: "perf", maps: "legacy", dataPort: 31000, alternateDataPort: 31002 }, { sourceDir: "/s", output: "/o" })).toEqual(expect.arrayContaining(["-DHOP_DATA_PORT=31000", "-DHOP_DATA_PORT_2=31002"]));
+    expect(probeCompileArgs({ output: "perf", maps: "legacy", dataPort: 31000 }, { sourceDir: "/s", output: "/o" }).filter((a) => a.startsWith("-DHOP_DATA_PORT"))).toEqual(["-DHOP_DATA_PORT=31000"]);
     expect(() => probeCompileArgs({ output: "xdp" as HopOutput, maps: "legacy", dataPort: 1 }, { sourceDir: "/s", output: "/o" })).toThrow('output: "xdp" is unknown; accepted: ringbuf, perf');
     expect(hopMapNames("perf")).toEqual({ records: "hop_events", counts: "hop_counts" });
     expect(readerArgs("perf", { pins: "/w/bpffs/tc/globals/", recordsFile: "/w/r.hops" }, { pages: 8, daemon: "/w/runs/r", maxSeconds: 30.5 })).toEqual([
@@ -74,7 +78,7 @@ describe.skipIf(!hasClang)("what each form's object holds (clang, llvm-readelf)"
 
   const build = (output: HopOutput, maps: HopMapStyle) => {
     const object = path.join(dir, `${output}-${maps}.o`);
-    execFileSync("clang", probeCompileArgs({ output, maps, dataPort: 31000 }, { sourceDir: HOPS_SOURCE_DIR, output: object, ...include }));
+    execFileSync("clang", probeCompileArgs({ output, maps, dataPort: 31000, alternateDataPort: 31002 }, { sourceDir: HOPS_SOURCE_DIR, output: object, ...include }));
     const sections = execFileSync("llvm-readelf", ["-S", "-W", object], { encoding: "utf8" });
     const symbols = execFileSync("llvm-readelf", ["-s", "-W", object], { encoding: "utf8" });
     return { sections, symbols };
