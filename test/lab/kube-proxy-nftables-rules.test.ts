@@ -541,10 +541,10 @@ describe("counts as a function of N for the testbed's Service set", () => {
   // kube-proxy's arithmetic, independent of the generator: 16 chains and 23 rules of its own; per
   // NodePort port (externalTrafficPolicy Local, one local endpoint) the service, local, external and
   // endpoint chains with 2 + 1 + 4 + 2 rules; per ClusterIP port the service and endpoint chains with 2 + 2.
-  for (const n of [1, 1000, 2766, 3000, 10000]) {
+  for (const n of [1, 1000, 2764, 3000, 10000]) {
     it(`N = ${n}: one verdict-map element per Service port, 4 chains and 9 rules per NodePort port, 2 and 4 per ClusterIP port`, () => {
-      const nodePortServices = Math.min(n, 2766);
-      const nodePortPorts = nodePortServices + 3; // the receiver's three ports are NodePorts too
+      const nodePortServices = Math.min(n, 2764);
+      const nodePortPorts = nodePortServices + 6; // the receiver's six ports (three per ITGRecv) are NodePorts too
       const clusterIpPorts = n - nodePortServices;
       for (const node of [v4, v6]) {
         const { counts, ruleset } = kubeProxyNftablesRules(node, servicesWithBackend(n));
@@ -557,7 +557,7 @@ describe("counts as a function of N for the testbed's Service set", () => {
           sets: 2,
           maps: 5,
           elements: {
-            // The receiver's three ports share one ClusterIP.
+            // The receiver's six ports share one ClusterIP.
             "cluster-ips": n + 1,
             "firewall-ips": 0,
             "no-endpoint-nodeports": 0,

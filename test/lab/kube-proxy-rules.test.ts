@@ -361,16 +361,16 @@ describe("rule count as a function of N (notes §2.7)", () => {
     return 4 /* POSTROUTING, MARK-MASQ */ + 1 /* jump to KUBE-NODEPORTS */ + perNodePort * nodePortPorts + perClusterIp * clusterIpPorts;
   };
 
-  for (const n of [1, 1000, 2766, 3000, 10000]) {
+  for (const n of [1, 1000, 2764, 3000, 10000]) {
     it(`N = ${n}: 12 nat rules per NodePort Service (IPv4, localhost NodePorts, detector), 11 in IPv6, 5 per ClusterIP Service`, () => {
-      const nodePort = Math.min(n, 2766) + 3; // the receiver's three ports are NodePorts too
-      const clusterIp = n - Math.min(n, 2766);
+      const nodePort = Math.min(n, 2764) + 6; // the receiver's six ports (three per ITGRecv) are NodePorts too
+      const clusterIp = n - Math.min(n, 2764);
       const v4 = kubeProxyRules(servicesWithBackend(n), { family: "ipv4", clusterCIDR: "10.244.0.0/16", nfacct: true });
       const v6 = kubeProxyRules(servicesWithBackend(n), { family: "ipv6", clusterCIDR: "fd00:10:244::/56" });
       expect(v4.ruleCounts.nat).toBe(expectedNat(nodePort, clusterIp, { localhostRule: true, detector: true }));
       expect(v6.ruleCounts.nat).toBe(expectedNat(nodePort, clusterIp, { localhostRule: false, detector: true }));
       expect(countRestoreRules(v4.restore)).toEqual({ filter: v4.ruleCounts.filter, nat: v4.ruleCounts.nat });
-      if (n >= 1000) expect(v4.ruleCounts.nat).toBeGreaterThan(12 * Math.min(n, 2766));
+      if (n >= 1000) expect(v4.ruleCounts.nat).toBeGreaterThan(12 * Math.min(n, 2764));
       // Chains: 4 static, then EXT, SVC, SVL, SEP per NodePort port and SVC, SEP per ClusterIP port.
       const natChains = parseRestore(v4.restore).find((t) => t.name === "nat")!.chains.length;
       expect(natChains).toBe(4 + 4 * nodePort + 2 * clusterIp);

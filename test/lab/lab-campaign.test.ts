@@ -202,8 +202,9 @@ describe.skipIf(hostProblem !== undefined)(`the lab's smoke campaign on this ker
     const big = seen.filter((s) => s.services >= 2000);
     expect(new Set(big.map((s) => s.dataplane))).toEqual(new Set(def.dataplanes));
     // cilium-and-kube-proxy notes §2.7: 11 nat rules per NodePort Service (ETP=Local, one local endpoint,
-    // local-traffic detector), 5 per ClusterIP Service, the receiver's 3 NodePorts, 5 fixed rules.
-    const kubeProxyNat = (s: StepSeen) => 11 * s.nodePortServices + 5 * s.clusterIpServices + 3 * 11 + 5;
+    // local-traffic detector), 5 per ClusterIP Service, the receiver's 6 NodePorts (3 for each of its
+    // pod's two ITGRecv), 5 fixed rules.
+    const kubeProxyNat = (s: StepSeen) => 11 * s.nodePortServices + 5 * s.clusterIpServices + 6 * 11 + 5;
     for (const s of big) {
       expect(s.nodeBaseRule).toBe(true);
       const nftablesOn = FAMILIES.filter((f) => s.nftables[f] === "active");
@@ -213,19 +214,19 @@ describe.skipIf(hostProblem !== undefined)(`the lab's smoke campaign on this ker
         expect(nftablesOn).toEqual([]);
         expect(s.tcFilters).toBe("");
       } else if (s.dataplane === "nftables") {
-        // One service-ips element per ClusterIP port (the receiver's 3 and one per scaled Service), one
+        // One service-ips element per ClusterIP port (the receiver's 6 and one per scaled Service), one
         // service-nodeports element per NodePort.
         for (const f of FAMILIES) {
-          expect(s.counts[`${f} service-ips elements`], f).toBe(3 + s.nodePortServices + s.clusterIpServices);
-          expect(s.counts[`${f} service-nodeports elements`], f).toBe(3 + s.nodePortServices);
+          expect(s.counts[`${f} service-ips elements`], f).toBe(6 + s.nodePortServices + s.clusterIpServices);
+          expect(s.counts[`${f} service-nodeports elements`], f).toBe(6 + s.nodePortServices);
         }
         expect(nftablesOn).toEqual(FAMILIES);
         expect(s.kubeJumps).toBe(0);
         expect(s.tcFilters).toBe("");
       } else {
         // Slot 0 plus one backend slot per frontend: ClusterIP and NodePort frontends of the receiver's
-        // 3 ports and of each NodePort Service, the ClusterIP frontend of each ClusterIP Service.
-        const entries = 2 * (3 * 2 + 2 * s.nodePortServices + s.clusterIpServices);
+        // 6 ports and of each NodePort Service, the ClusterIP frontend of each ClusterIP Service.
+        const entries = 2 * (6 * 2 + 2 * s.nodePortServices + s.clusterIpServices);
         expect(s.counts).toEqual({ "ipv4 service map entries": entries, "ipv6 service map entries": entries });
         expect(s.kubeJumps).toBe(0);
         expect(nftablesOn).toEqual([]);

@@ -1,12 +1,15 @@
 // D-ITG flows in the lab handed back when their data is in: ITGRecv waits a second before it closes a
-// finished flow (ditg-close-wait.ts): a connection-setup run may start in that second, the next D-ITG
-// flow may not. Real ITGSend and ITGRecv through kube-proxy's iptables rules.
+// finished flow (ditg-close-wait.ts) and takes no new session meanwhile. A connection-setup run may
+// start in that second, and so may the next D-ITG flow, on the receiver pod's other ITGRecv (its own
+// signaling and data ports behind NodePorts of their own). Real ITGSend and ITGRecv through
+// kube-proxy's iptables rules.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { labHostProblem } from "../../lab/topology.js";
 import { labDefinition, LAB_PROFILES } from "../../lab/profiles.js";
 import { LabBackend, labProblem } from "../../backends/lab.js";
 import { runJudge } from "../../measure/campaign.js";
 import { decodeFlow } from "../../measure/ditg-pairing.js";
+import { decodeLogFile } from "../../measure/ditg-log.js";
 import type { FlowOutcome, RunKey, RunProfile } from "../../measure/types.js";
 import { crossedWhole } from "./busy-host.js";
 
@@ -26,7 +29,10 @@ describe.skipIf(hostProblem !== undefined)(`D-ITG flows closing beside the next 
     const at = Date.now();
     const decoded = await decodeFlow({ ...logs, oneWay: true });
     const verdict = runJudge(logs.senderOutput ?? outcome.senderOutput, decoded, { profile, traffic: traffic[profile]!, durationS: DURATION_S, linkMbps: LINK_MBPS });
-    return { at, verdict, senderOutput: logs.senderOutput };
+    // The data port the receiver logged (a D-ITG flow's receiver log; none for a setup run).
+    const receiverLog = profile === "setup" ? undefined : (logs.receiverLog ?? logs.log);
+    const receiverPort = receiverLog === undefined ? -1 : (await decodeLogFile(receiverLog)).flows[0]?.destPort ?? -1;
+    return { at, verdict, senderOutput: logs.senderOutput, receiverPort };
   };
 
   beforeAll(async () => {
@@ -52,16 +58,29 @@ describe.skipIf(hostProblem !== undefined)(`D-ITG flows closing beside the next 
     ["latency", "latency"],
     ["latency", "throughput"],
     ["throughput", "latency"],
-  ] as const)("starts a %s flow's successor, a %s flow, only once it has closed: ITGRecv takes no new session while one closes", async (before, after) => {
+  ] as const)("starts a %s flow's successor, a %s flow, on the pod's other ITGRecv while the first closes; each logs on its own data port", async (before, after) => {
+    const { dataPort } = backend.scenario.receiver;
+    const alternate = backend.scenario.receiver.alternate.dataPort;
+    const ports: number[] = [];
     for (let i = 0; i < 3; i++) {
+      const closingPid = backend.receiverPid!;
       const one = await start(before);
-      // Resolves when the first flow's sender has exited, that is once its flow is closed.
-      const oneJudged = judged(before, one);
-      const two = await start(after);
-      const [a, b] = await Promise.all([oneJudged, judged(after, two)]);
+      // The first flow's ITGRecv is held in its close (stopped): a successor that waited for it would never start.
+      process.kill(closingPid, "SIGSTOP");
+      let two: FlowOutcome;
+      try {
+        two = await start(after);
+      } finally {
+        process.kill(closingPid, "SIGCONT");
+      }
+      const [a, b] = await Promise.all([judged(before, one), judged(after, two)]);
       for (const v of [a.verdict, b.verdict]) expect(crossedWhole(v), JSON.stringify(v)).toBe(true);
-      expect(two.startedAt.getTime()).toBeGreaterThanOrEqual(a.at - 100);
+      for (const j of [a, b]) expect(j.senderOutput).toMatch(/Finished sending packets of flow ID/);
+      ports.push(a.receiverPort, b.receiverPort);
     }
+    // Every flow's receiver log is its own ITGRecv's, and the flows alternate between the two.
+    expect(new Set(ports)).toEqual(new Set([dataPort, alternate]));
+    for (let i = 1; i < ports.length; i++) expect(ports[i], `flow ${i + 1} of ${ports.join(", ")}`).not.toBe(ports[i - 1]);
     expect(await backend.receiverAlive()).toBe(true);
   });
 

@@ -173,7 +173,7 @@ describe("lab flags", () => {
     [{ families: "ipv4,ipx" }, '--families: "ipv4,ipx" is not accepted; accepted: a comma-separated list of ipv4, ipv6, each at most once'],
     [{ profiles: "latency,latency" }, "--profiles: \"latency,latency\" is not accepted; accepted: a comma-separated list of throughput, latency, setup, programming, each at most once"],
     [{ services: "1,x" }, '--services: "1,x" is not accepted; accepted: a comma-separated list of distinct whole numbers of Services'],
-    [{ services: "1,40000" }, "--services: \"1,40000\" is not accepted; accepted: counts up to 29995"],
+    [{ services: "1,40000" }, "--services: \"1,40000\" is not accepted; accepted: counts up to 29991"],
     [{ runs: "0" }, '--runs: "0" is not accepted; accepted: a whole number from 1 to 100000'],
     [{ flowSeconds: "0.5" }, '--flow-seconds: "0.5" is not accepted; accepted: seconds from 1 to 3600'],
     [{ retries: "-1" }, '--retries: "-1" is not accepted; accepted: a whole number from 0 to 20'],
@@ -205,18 +205,18 @@ describe("the lab's kube-proxy input", () => {
     );
   });
 
-  it("writes kube-proxy's nat rule count for N (11 per NodePort Service, 5 per ClusterIP Service, 33 for the receiver, 5 fixed)", () => {
+  it("writes kube-proxy's nat rule count for N (11 per NodePort Service, 5 per ClusterIP Service, 66 for the receiver's six ports, 5 fixed)", () => {
     // cilium-and-kube-proxy notes §2.7: ETP=Local NodePort with one local endpoint and the local-traffic detector.
     for (const n of [1, 2000, 10000]) {
       const set = buildServiceSet(scenario, n);
-      const expected = 11 * set.counts.nodePort + 5 * set.counts.clusterIp + 3 * 11 + 5;
+      const expected = 11 * set.counts.nodePort + 5 * set.counts.clusterIp + 6 * 11 + 5;
       for (const rules of labKubeProxyRules(serviceEndpoints(set, plan.addresses.pod), plan)) expect(rules.ruleCounts.nat, `${n} ${rules.family}`).toBe(expected);
     }
   });
 
   it("keeps ClusterIPs in the benchmarking ranges and NodePorts in the scenario's range", () => {
     const set = buildServiceSet(scenario, 3000);
-    expect(set.counts).toEqual({ nodePort: 2766, clusterIp: 234 });
+    expect(set.counts).toEqual({ nodePort: 2764, clusterIp: 236 });
     expect(set.scaled[2999]!.clusterIPs.ipv4).toMatch(/^198\.19\./);
     expect(set.scaled[0]!.clusterIPs.ipv6).toMatch(/^2001:2:0:ff::/);
   });
