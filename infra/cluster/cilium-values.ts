@@ -15,7 +15,7 @@ export const CILIUM_CHART_REPO = "https://helm.cilium.io/";
 /** The chart's `bpf.lbMapMax` default; resizing later disrupts connections, so it is sized at install. */
 export const LB_MAP_DEFAULT = 65536;
 
-/** Service ports the cluster has besides the scaled Services: kubernetes (1), kube-dns (3), the D-ITG receiver (2), with room to spare. */
+/** Service ports the cluster has besides the scaled Services: kubernetes (1), kube-dns (3), the D-ITG receiver (6: three for each of its pod's two ITGRecv), with room to spare. */
 export const CLUSTER_SERVICE_PORTS = 16;
 
 type SizingScenario = Pick<Scenario, "dataplane" | "services" | "sweep">;

@@ -156,7 +156,7 @@ const remoteCidr = (r: RulePlan) => (r.remote === "self" ? "self" : r.remote.cid
 
 describe("security groups", () => {
   it("admits NodePorts (TCP and UDP) from the client network only, in both families", () => {
-    const s = scenario({ kubernetes: { nodePortRange: "30000-30999" }, receiver: { signalingNodePort: 30900, dataPort: 30901 } });
+    const s = scenario({ kubernetes: { nodePortRange: "30000-30999" }, receiver: { signalingNodePort: 30900, dataPort: 30901, alternate: { signalingNodePort: 30902, dataPort: 30903 } } });
     const rules = rulesOf(s, "nodeport");
     expect(rules.map((r) => [r.ethertype, r.protocol, r.portRangeMin, r.portRangeMax, remoteCidr(r)])).toEqual([
       ["IPv4", "tcp", 30000, 30999, "198.18.0.0/24"],
