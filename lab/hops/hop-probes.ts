@@ -293,19 +293,28 @@ export class HopProbes {
 
   /**
    * Detaches every probe, and every clsact qdisc left without a filter; throws if a probe stays
-   * attached. Per namespace: one `tc -batch` removes, one reads every hook back, one removes the
-   * empty qdiscs.
+   * attached. Per namespace: one `tc -batch` removes the probes and reads every hook back, one
+   * removes the qdiscs left empty.
    */
   disable(): void {
     if (!this.attachedNow) return;
     this.attachedNow = false;
     const left: HopAttachment[] = [];
     for (const role of this.roles()) {
-      // -force: a probe that was never attached (a failed enable) does not stop the others' removal.
-      this.tcBatch(role, "detach", this.plan.filter((a) => a.role === role).map((a) => `filter del dev ${a.ifname} ${a.direction} pref ${HOP_PREF[a.direction]}`), { force: true });
       const devices = this.devices(role);
       const hooks = devices.flatMap((ifname) => (["ingress", "egress"] as const).map((direction) => ({ ifname, direction })));
-      const shown = shownPrefs(this.tcBatch(role, "show", hooks.map((h) => `filter show dev ${h.ifname} ${h.direction}`), { json: true }), hooks.length);
+      // -force: a probe that was never attached (a failed enable) does not stop the others' removal,
+      // nor the read-back after them (only the `filter show` lines print, one JSON list each).
+      const output = this.tcBatch(
+        role,
+        "detach",
+        [
+          ...this.plan.filter((a) => a.role === role).map((a) => `filter del dev ${a.ifname} ${a.direction} pref ${HOP_PREF[a.direction]}`),
+          ...hooks.map((h) => `filter show dev ${h.ifname} ${h.direction}`),
+        ],
+        { force: true, json: true },
+      );
+      const shown = shownPrefs(output, hooks.length);
       const prefs = (ifname: string, direction: "ingress" | "egress") => shown[hooks.findIndex((h) => h.ifname === ifname && h.direction === direction)]!;
       left.push(...this.plan.filter((a) => a.role === role && prefs(a.ifname, a.direction).includes(HOP_PREF[a.direction])));
       const empty = devices.filter((ifname) => prefs(ifname, "ingress").length === 0 && prefs(ifname, "egress").length === 0);
