@@ -219,7 +219,7 @@ describe.skipIf(problem !== undefined)(`hop probes with real traffic${problem ? 
     const ring = backend.hops!;
     expect(ring.output).toBe("ringbuf");
     ring.disable();
-    const perf = HopProbes.load(backend.topology, { dataPort: backend.scenario.receiver.dataPort, output: "perf" });
+    const perf = HopProbes.load(backend.topology, { dataPort: backend.scenario.receiver.dataPort, alternateDataPort: backend.scenario.receiver.alternate.dataPort, output: "perf" });
     backend.hops = perf;
     let ids: { programs: number[]; maps: number[] };
     try {
