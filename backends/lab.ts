@@ -519,9 +519,14 @@ export class LabBackend implements Backend {
   }
 
   async collectLog(outcome: FlowOutcome): Promise<CollectedLogs> {
-    // A flow handed back while closing: its logs and output are whole once its sender has exited.
+    // A flow handed back while closing: both logs are written before its Finish line (ITGSend writes
+    // its log before it asks to close, ITGRecv flushes its own before it prints the line), so they
+    // settle during the close; the sender's output is whole once it has exited.
+    const collected = this.logs.collect(outcome);
+    // Its failure is reported below, unless the sender's exit fails first.
+    collected.catch(() => undefined);
     const senderOutput = await this.closing.exitOf(outcome.logPath);
-    const logs = await this.logs.collect(outcome);
+    const logs = await collected;
     return { ...logs, ...(senderOutput === undefined ? {} : { senderOutput }), ...(outcome.hops ? { hops: outcome.hops } : {}) };
   }
 
