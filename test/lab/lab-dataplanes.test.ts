@@ -109,6 +109,6 @@ describe.skipIf(hostProblem !== undefined)(`the lab's dataplane modules on this 
     await backend.prepare({ dataplane: "nftables", services: 10 });
     expect(last().sync).toBe("partial");
     expect(await nodePortAnswers(last())).toBe(true);
-    expect((await last().module.counts())["ipv4 service-nodeports elements"]).toBe(10 + 3);
+    expect((await last().module.counts())["ipv4 service-nodeports elements"]).toBe(10 + 6);
   });
 });
