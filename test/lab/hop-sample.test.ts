@@ -2,7 +2,7 @@
 // `bpftool prog run`), with their reader draining the records: which packets they stamp. Of the
 // D-ITG packets the sampled ones (measure/hops.ts hopSampled, at the rate the reader reports), at
 // every point and in both directions, IPv4 and IPv6, and no other; every SYN and SYN-ACK of the data
-// port; nothing of another port. Both output paths: the ring buffer and the perf event array (the
+// port; the same on the receiver pod's second ITGRecv's data port; nothing of another port. Both output paths: the ring buffer and the perf event array (the
 // 5.4 fallback). Needs root, clang and bpftool; no namespace, no traffic.
 import { spawn } from "node:child_process";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -18,6 +18,8 @@ import { mounted } from "./bpf-objects.js";
 
 const problem = labHostProblem() ?? hopProbeHostProblem();
 const DATA_PORT = 31_000;
+/** The data port of the receiver pod's second ITGRecv. */
+const ALTERNATE_DATA_PORT = 31_002;
 const CLIENT_PORT = 40_000;
 /** Sequence numbers sent per flow: enough for a 1 in 8 sample to pick a few dozen. */
 const SEQS = Array.from({ length: 256 }, (_, i) => i + 1);
@@ -89,7 +91,7 @@ describe.skipIf(problem !== undefined)(`the probes' sample, run by the kernel${p
     mkdirSync(bpffs, { recursive: true });
     const object = join(work, "hop-probe.o");
     const reader = join(work, "hop-reader");
-    run(probeCompileCommand(object, DATA_PORT, output));
+    run(probeCompileCommand(object, { dataPort: DATA_PORT, alternateDataPort: ALTERNATE_DATA_PORT }, output));
     run(readerCompileCommand(reader));
     run(["mount", "-t", "bpf", "bpf", bpffs]);
     try {
@@ -98,7 +100,8 @@ describe.skipIf(problem !== undefined)(`the probes' sample, run by the kernel${p
       const child = spawn(reader, readerArgs(output, { pins: join(bpffs, "maps"), recordsFile }), { stdio: ["ignore", "pipe", "pipe"] });
       let said = "";
       child.stdout.on("data", (d: Buffer) => (said += d.toString()));
-      const exited = new Promise<number | null>((resolve) => child.once("exit", resolve));
+      // "close": the reader has exited and its summary line has been read (it may come after "exit").
+      const exited = new Promise<number | null>((resolve) => child.once("close", resolve));
       try {
         await new Promise<void>((resolve, reject) => {
           child.stdout.on("data", () => said.includes("ready\n") && resolve());
@@ -116,8 +119,9 @@ describe.skipIf(problem !== undefined)(`the probes' sample, run by the kernel${p
           send("hr_client_in", ditg("ipv4", 1, seq, false));
           send("hb_uplink_out", ditg("ipv6", 2, seq, true));
           send("hb_uplink_out", ditg("ipv6", 2, seq, false));
-          // Another port's datagrams go unstamped, sampled key or not.
+          // Another port's datagrams go unstamped, sampled key or not; the second ITGRecv's are stamped.
           send("hf_client_out", ditg("ipv4", 3, seq, true, DATA_PORT + 1));
+          send("hf_client_out", ditg("ipv6", 4, seq, true, ALTERNATE_DATA_PORT));
         }
         for (const synSeq of [1, 2, 3, 0xfffffff0]) {
           send("hf_client_out", handshake("ipv4", synSeq, true));
@@ -144,6 +148,7 @@ describe.skipIf(problem !== undefined)(`the probes' sample, run by the kernel${p
       expect(keys(12, 0, 2)).toEqual(sampled(2));
       expect(keys(8, 0, 2)).toEqual(sampled(2));
       expect(stamps.filter((s) => s.flowId === 3)).toEqual([]);
+      expect(keys(0, 0, 4)).toEqual(sampled(4));
       // Every handshake, keyed by its SYN's sequence number, forward and back.
       expect(keys(0, 1, 0xffffffff)).toEqual([1, 2, 3, 0xfffffff0]);
       expect(keys(11, 1, 0xffffffff)).toEqual([1, 2, 3, 0xfffffff0]);
