@@ -6,7 +6,7 @@ import type { IDeployment } from "kubernetes-models/apps/v1";
 import type { IAffinity, IContainer, INamespace, IPodSpec, IService } from "kubernetes-models/v1";
 import type { Family } from "../scenario/cidr.js";
 import { ENTRY_WORKER, PATHS, type ServicePath } from "../scenario/paths.js";
-import type { Scenario } from "../scenario/schema.js";
+import { RECEIVER_INSTANCES, type Scenario } from "../scenario/schema.js";
 import {
   LIBSCTP_DEBIAN_VERSION,
   DITG_DEBIAN_VERSION,
@@ -21,8 +21,8 @@ import {
   PATH_CLIENT_LABELS,
   PATH_CLIENT_NAME,
   PATH_RECEIVER_NAMES,
-  pathDataPort,
   pathReceiverLabels,
+  pathReceiverPorts,
   pathReceiverService,
   SCALED_BACKEND_LABELS,
   SCALED_SERVICE_PORT,
@@ -194,14 +194,14 @@ function ditgDeployment(a: {
 }
 
 /**
- * The D-ITG receiver of a path (see receiver.ts for the design): the paper's `ditg-receiver` by
- * default, another path's under its own name, labels and data port, on the node `affinity` names.
+ * The D-ITG receiver of a path (see receiver.ts for the design: two ITGRecv in one container): the
+ * paper's `ditg-receiver` by default, another path's under its own name, labels and data ports, on
+ * the node `affinity` names.
  */
 export function receiverDeployment(s: Pick<Scenario, "receiver" | "families">, opts: { readonly path?: ServicePath; readonly affinity?: IAffinity } = {}): IDeployment {
   const r = s.receiver;
   const path = opts.path ?? "nodeport-local";
   const labels = pathReceiverLabels(path);
-  const dataPort = pathDataPort(s, path);
   const check = { exec: { command: ["/bin/sh", "-c", signalingListenCheck(s)] } };
   return ditgDeployment({
     name: PATH_RECEIVER_NAMES[path],
@@ -216,11 +216,16 @@ export function receiverDeployment(s: Pick<Scenario, "receiver" | "families">, o
           name: "itgrecv",
           image: r.image,
           command: ["/bin/sh", "-c", receiverStartScript(s)],
-          ports: [
-            { name: "signaling", containerPort: r.signalingPort, protocol: "TCP" },
-            { name: "data-tcp", containerPort: dataPort, protocol: "TCP" },
-            { name: "data-udp", containerPort: dataPort, protocol: "UDP" },
-          ],
+          // Both ITGRecv of the pod (receiver.ts), as its Service names them.
+          ports: RECEIVER_INSTANCES.flatMap((instance) => {
+            const ports = pathReceiverPorts(s, path, instance);
+            const suffix = instance === 0 ? "" : `-${instance + 1}`;
+            return [
+              { name: `signaling${suffix}`, containerPort: ports.signalingPort, protocol: "TCP" },
+              { name: `data-tcp${suffix}`, containerPort: ports.dataPort, protocol: "TCP" },
+              { name: `data-udp${suffix}`, containerPort: ports.dataPort, protocol: "UDP" },
+            ];
+          }),
           // Exec checks only: a TCP probe's reset on the signaling port would kill ITGRecv.
           startupProbe: { ...check, periodSeconds: 2, failureThreshold: 30 },
           readinessProbe: { ...check, periodSeconds: 5, failureThreshold: 1 },

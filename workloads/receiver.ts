@@ -1,4 +1,11 @@
-// The D-ITG receiver: one ITGRecv process in one pod on the worker, behind a NodePort Service.
+// The D-ITG receiver: two ITGRecv processes in one pod on the worker, behind a NodePort Service.
+//
+// Two ITGRecv. ITGRecv takes no new session in the second it waits before it closes a finished flow
+// (backends/ditg-close-wait.ts): the pod runs a second one on ports of its own (scenario
+// receiver.alternate), behind NodePorts of its own, so that a flow can start while the one before it
+// closes on the other. The start script starts the second in the background and execs the first;
+// the checks pass only while both listen, and a container whose second ITGRecv died fails its
+// liveness check and is restarted.
 //
 // Bind address. One `ITGRecv -a ::` serves both families: IPv4 flows arrive on its dual-stack
 // sockets as v4-mapped addresses. Observed with Debian d-itg 2.8.1-r1023-6 on loopback inside a
@@ -21,7 +28,7 @@
 // start (offline, about a second). A container restart reuses the downloaded packages; only a new pod
 // downloads again. The image built from workloads/Dockerfile carries d-itg already, and then both
 // steps do nothing.
-import type { Scenario } from "../scenario/schema.js";
+import { RECEIVER_INSTANCES, receiverPortKeys, type ReceiverInstance, type Scenario } from "../scenario/schema.js";
 
 /** The Debian package version the receiver runs (Debian 12 "bookworm"); workloads/Dockerfile pins the same. */
 export const DITG_DEBIAN_VERSION = "2.8.1-r1023-6";
@@ -47,9 +54,9 @@ export function receiverBindAddress(s: Pick<Scenario, "families">): "::" | "0.0.
   return s.families.includes("ipv6") ? "::" : "0.0.0.0";
 }
 
-/** ITGRecv's argument vector. */
-export function itgRecvArgs(s: ReceiverScenario): string[] {
-  return ["ITGRecv", "-Sp", String(s.receiver.signalingPort), "-a", receiverBindAddress(s), "-q", String(LOG_BUFFER_RECORDS)];
+/** The argument vector of one of the pod's ITGRecv (the first unless told). */
+export function itgRecvArgs(s: ReceiverScenario, instance: ReceiverInstance = 0): string[] {
+  return ["ITGRecv", "-Sp", String(receiverPortKeys(s, instance).signalingPort), "-a", receiverBindAddress(s), "-q", String(LOG_BUFFER_RECORDS)];
 }
 
 /** The init container's script: fetch the pinned packages unless the image already has ITGRecv. */
@@ -80,16 +87,17 @@ export function receiverStartScript(s: ReceiverScenario): string {
       "fi",
     );
   }
-  lines.push("trap '' PIPE", `exec ${itgRecvArgs(s).join(" ")}`, "");
+  // The second in the background, the first as the container's process (it handles the preStop's SIGINT).
+  lines.push("trap '' PIPE", `${itgRecvArgs(s, 1).join(" ")} &`, `exec ${itgRecvArgs(s, 0).join(" ")}`, "");
   return lines.join("\n");
 }
 
 /**
- * Exit 0 while a socket listens on the signaling port, judged from /proc/net/tcp{,6} alone:
- * it never connects, so it cannot send the reset that would kill ITGRecv.
+ * Exit 0 while a socket listens on the signaling port of each of the pod's ITGRecv, judged from
+ * /proc/net/tcp{,6} alone: it never connects, so it cannot send the reset that would kill ITGRecv.
  */
 export function signalingListenCheck(s: Pick<Scenario, "receiver">): string {
-  const hexPort = s.receiver.signalingPort.toString(16).toUpperCase().padStart(4, "0");
+  const ports = [...new Set(RECEIVER_INSTANCES.map((i) => receiverPortKeys(s, i).signalingPort))];
   // local_address rem_address st: state 0A is LISTEN.
-  return `grep -Eqs '^ *[0-9]+: [0-9A-F]+:${hexPort} [0-9A-F]+:0000 0A ' /proc/net/tcp6 /proc/net/tcp`;
+  return ports.map((port) => `grep -Eqs '^ *[0-9]+: [0-9A-F]+:${port.toString(16).toUpperCase().padStart(4, "0")} [0-9A-F]+:0000 0A ' /proc/net/tcp6 /proc/net/tcp`).join(" && ");
 }

@@ -158,7 +158,13 @@ describe("renderManifests", () => {
     }
     expect(pod.restartPolicy).toBe("Always");
     expect(c.command!.at(-1)).toContain("trap '' PIPE");
-    expect(c.command!.at(-1)).toContain("exec ITGRecv -Sp 9000 -a :: -q 1000");
+    // Two ITGRecv: the second in the background, the first as the container's process; the checks pass while both listen.
+    expect(c.command!.at(-1)).toContain("ITGRecv -Sp 9001 -a :: -q 1000 &\nexec ITGRecv -Sp 9000 -a :: -q 1000");
+    expect(signalingListenCheck(s).match(/:(2328|2329) /g)).toEqual([":2328 ", ":2329 "]);
+    expect(c.ports!.map((p) => [p.name, p.containerPort, p.protocol])).toEqual([
+      ["signaling", 9000, "TCP"], ["data-tcp", 31000, "TCP"], ["data-udp", 31000, "UDP"],
+      ["signaling-2", 9001, "TCP"], ["data-tcp-2", 31002, "TCP"], ["data-udp-2", 31002, "UDP"],
+    ]);
   });
 
   it("binds ITGRecv to 0.0.0.0 on an IPv4-only testbed and skips the bindv6only check", () => {
@@ -245,6 +251,7 @@ describe("placement and the further paths' objects", () => {
     expect(deploy.metadata!.name).toBe("ditg-receiver-remote");
     expect(hostnameOf(deploy)).toEqual(["testbed-worker-2"]);
     expect(deploy.spec!.template.spec!.containers[0]!.ports).toContainEqual({ name: "data-udp", containerPort: 31001, protocol: "UDP" });
+    expect(deploy.spec!.template.spec!.containers[0]!.ports).toContainEqual({ name: "data-udp-2", containerPort: 31003, protocol: "UDP" });
     expect(svc.spec).toMatchObject({ type: "NodePort", externalTrafficPolicy: "Cluster", selector: deploy.spec!.selector!.matchLabels });
     expect(svc.spec!.ports!.map((p) => p.nodePort)).toEqual([30901, 31001, 31001, 30903, 31003, 31003]);
     expect(file.objects).toHaveLength(2);

@@ -40,8 +40,17 @@ const exitOf = (child: ChildProcess) =>
   new Promise<void>((resolve) => (child.exitCode !== null || child.signalCode !== null ? resolve() : child.once("exit", () => resolve())));
 
 function startReceiver(): ChildProcess {
-  // ip netns exec, sh and ITGRecv replace each other by exec: the child's pid is ITGRecv's.
+  // ip netns exec, sh and the first ITGRecv replace each other by exec: the child's pid is the first
+  // ITGRecv's; the second runs in the background.
   return spawn("ip", ["netns", "exec", NS, "sh", "-c", receiverStartScript(s)], { stdio: "ignore" });
+}
+
+/** The processes in the test's namespace. */
+const nsPids = () => spawnSync("ip", ["netns", "pids", NS], { encoding: "utf8" }).stdout.split(/\s+/).filter((p) => /^\d+$/.test(p)).map(Number);
+
+/** The second ITGRecv the start script runs beside the first: the namespace's other ITGRecv. */
+function secondReceiver(first: ChildProcess): number | undefined {
+  return nsPids().find((p) => p !== first.pid && readFileSync(`/proc/${p}/comm`, "utf8").trim() === "ITGRecv");
 }
 
 function totalPackets(log: string): number {
@@ -62,29 +71,36 @@ describe.skipIf(!isRoot || !haveDitg)(`D-ITG receiver on loopback (${reason})`, 
 
   afterAll(() => {
     if (receiver?.exitCode === null) receiver.kill("SIGKILL");
+    // Whatever still runs in the namespace (the start script's second ITGRecv) would outlive its name.
+    for (const pid of nsPids()) process.kill(pid, "SIGKILL");
     spawnSync("ip", ["netns", "del", NS]);
     rmSync(dir, { recursive: true, force: true });
   });
 
-  it("serves IPv4 and IPv6 flows, TCP and UDP, from one `-a ::` ITGRecv with SIGPIPE ignored", async () => {
+  it("serves IPv4 and IPv6 flows, TCP and UDP, from each of two `-a ::` ITGRecv with SIGPIPE ignored", async () => {
     receiver = startReceiver();
     expect(await listeningOrExited(checkPasses, receiver)).toBe(true);
-    const status = readFileSync(`/proc/${receiver.pid}/status`, "utf8");
-    expect(readFileSync(`/proc/${receiver.pid}/comm`, "utf8").trim()).toBe("ITGRecv");
-    const ignored = BigInt(`0x${/^SigIgn:\s+([0-9a-f]+)$/m.exec(status)![1]}`);
-    expect(ignored & (1n << 12n)).toBe(1n << 12n); // SIGPIPE is signal 13
+    const second = secondReceiver(receiver);
+    expect(second).toBeDefined();
+    for (const pid of [receiver.pid!, second!]) {
+      const status = readFileSync(`/proc/${pid}/status`, "utf8");
+      expect(readFileSync(`/proc/${pid}/comm`, "utf8").trim()).toBe("ITGRecv");
+      const ignored = BigInt(`0x${/^SigIgn:\s+([0-9a-f]+)$/m.exec(status)![1]}`);
+      expect(ignored & (1n << 12n)).toBe(1n << 12n); // SIGPIPE is signal 13
+    }
 
+    const { alternate } = s.receiver;
     const flows = [
-      { name: "v4-udp", dst: "127.0.0.1", proto: "UDP" },
-      { name: "v4-tcp", dst: "127.0.0.1", proto: "TCP" },
-      { name: "v6-udp", dst: "::1", proto: "UDP" },
-      { name: "v6-tcp", dst: "::1", proto: "TCP" },
+      { name: "v4-udp", dst: "127.0.0.1", proto: "UDP", ports: s.receiver },
+      { name: "v4-tcp", dst: "127.0.0.1", proto: "TCP", ports: alternate },
+      { name: "v6-udp", dst: "::1", proto: "UDP", ports: alternate },
+      { name: "v6-tcp", dst: "::1", proto: "TCP", ports: s.receiver },
     ];
     for (const f of flows) {
       const log = join(dir, `${f.name}.rlog`);
       const sent = join(dir, `${f.name}.slog`);
       const r = inNs([
-        "ITGSend", "-a", f.dst, "-Sdp", String(s.receiver.signalingPort), "-rp", String(s.receiver.dataPort),
+        "ITGSend", "-a", f.dst, "-Sdp", String(f.ports.signalingPort), "-rp", String(f.ports.dataPort),
         "-T", f.proto, "-C", "50", "-c", "64", "-t", "1000", "-l", sent, "-x", log,
       ]);
       // ITGSend exits 0 on some failures: judge by its output and by the receiver's log.
@@ -99,12 +115,17 @@ describe.skipIf(!isRoot || !haveDitg)(`D-ITG receiver on loopback (${reason})`, 
     expect(receiver.exitCode).toBeNull();
   });
 
-  it("has a probe that never disturbs ITGRecv and fails once ITGRecv is gone", async () => {
+  it("has a probe that never disturbs ITGRecv and fails once either ITGRecv is gone", async () => {
     for (let i = 0; i < 5; i++) expect(checkPasses()).toBe(true);
+    expect(receiver!.exitCode).toBeNull();
+    // The second one gone: the check fails at once (its socket is gone with it), the first runs on.
+    const second = secondReceiver(receiver!)!;
+    process.kill(second, "SIGKILL");
+    while (nsPids().includes(second)) await new Promise((r) => setImmediate(r));
+    expect(checkPasses()).toBe(false);
     expect(receiver!.exitCode).toBeNull();
     const exited = exitOf(receiver!);
     receiver!.kill("SIGKILL");
-    // Once ITGRecv has exited its socket is gone: the check fails at once.
     await exited;
     expect(checkPasses()).toBe(false);
   });
@@ -113,7 +134,8 @@ describe.skipIf(!isRoot || !haveDitg)(`D-ITG receiver on loopback (${reason})`, 
     const port = String(s.receiver.dataPort);
     const shared = spawn("ip", ["netns", "exec", NS, "ITGRecv", "-Sp", port, "-a", "::"], { stdio: "ignore" });
     try {
-      const listening = () => inNs(["sh", "-c", signalingListenCheck({ receiver: { ...s.receiver, signalingPort: s.receiver.dataPort } })]).status === 0;
+      const onPort = { signalingPort: s.receiver.dataPort };
+      const listening = () => inNs(["sh", "-c", signalingListenCheck({ receiver: { ...s.receiver, ...onPort, alternate: { ...s.receiver.alternate, ...onPort } } })]).status === 0;
       expect(await listeningOrExited(listening, shared)).toBe(true);
       const r = inNs(["ITGSend", "-a", "127.0.0.1", "-Sdp", port, "-rp", port, "-T", "TCP", "-C", "10", "-c", "64", "-t", "500"]);
       expect(r.stdout).toContain("Error on bind to receiver side");
