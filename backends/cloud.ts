@@ -6,10 +6,12 @@
 //     bastionSshPort       number   optional, default 22
 //     clientAddress        string   management address of the client VM (runs ITGSend)
 //     masterAddress        string   management address of the control-plane node (runs kubectl)
-//     ditgEndpoints        { ipv4?: {address, signalingPort, dataPort}, ipv6?: {...} }
+//     ditgEndpoints        { ipv4?: {address, signalingPort, dataPort, alternate?}, ipv6?: {...} }
 //                                   where the client sends each family's flows: the NodeIP as the
 //                                   client reaches it, the signaling NodePort and the data port
-//                                   (pod port = Service port = NodePort)
+//                                   (pod port = Service port = NodePort); alternate: {signalingPort,
+//                                   dataPort} of the receiver pod's second ITGRecv (the flows
+//                                   alternate between the two; a stack without it uses the first)
 //     ditgReceiver         { namespace, deployment, nodeAddress, podLogDir, nodeLogDir }
 //                                   the receiver Deployment, the management address of the node its
 //                                   pod runs on, the directory ITGRecv writes `-x` logs to inside
@@ -137,6 +139,8 @@ export interface CloudPath {
   readonly name: ServicePath;
   /** Per family: where the client sends and on which ports. */
   readonly endpoints: Partial<Record<Family, FlowTarget>>;
+  /** Per family: the same address and the ports of the receiver pod's second ITGRecv, where the stack exports them. */
+  readonly alternates: Partial<Record<Family, FlowTarget>>;
   readonly receiver: ReceiverOutput;
   /** The host the receiver's pod runs on. */
   readonly receiverHost: RemoteHost;
@@ -183,16 +187,15 @@ export function labOutputs(stack: string, outputs: Record<string, { value: unkno
     return typeof v === "string" && v.length > 0 ? v : missing(name, what);
   };
   const endpoints: Partial<Record<Family, FlowTarget>> = {};
+  const alternates: Partial<Record<Family, FlowTarget>> = {};
   const raw = outputs.ditgEndpoints?.value as Record<string, unknown> | undefined;
   for (const family of ["ipv4", "ipv6"] as const) {
-    const e = raw?.[family] as Partial<FlowTarget> | undefined;
-    if (e === undefined) continue;
-    if (typeof e.address !== "string" || !Number.isInteger(e.signalingPort) || !Number.isInteger(e.dataPort)) {
-      missing("ditgEndpoints", `${family}: {address, signalingPort, dataPort}`);
-    }
-    endpoints[family] = { address: e.address!, signalingPort: e.signalingPort!, dataPort: e.dataPort! };
+    if (raw?.[family] === undefined) continue;
+    const e = endpointTargets(raw[family]) ?? missing("ditgEndpoints", `${family}: ${ENDPOINT_FIELDS}`);
+    endpoints[family] = e.target;
+    if (e.alternate) alternates[family] = e.alternate;
   }
-  if (Object.keys(endpoints).length === 0) missing("ditgEndpoints", "{ipv4: {address, signalingPort, dataPort}, ipv6: {...}}");
+  if (Object.keys(endpoints).length === 0) missing("ditgEndpoints", `{ipv4: ${ENDPOINT_FIELDS}, ipv6: {...}}`);
   const r = outputs.ditgReceiver?.value as Partial<ReceiverOutput> | undefined;
   const receiverWhat = "{namespace, deployment, nodeAddress, podLogDir, nodeLogDir}";
   if (!r || (["namespace", "deployment", "nodeAddress", "podLogDir", "nodeLogDir"] as const).some((k) => typeof r[k] !== "string")) {
@@ -206,7 +209,7 @@ export function labOutputs(stack: string, outputs: Record<string, { value: unkno
   }
   const hostAddresses = outputs.hostAddresses?.value as { client?: { client?: Partial<Record<Family, string>> } } | undefined;
   const receiver = r as ReceiverOutput;
-  const { paths, workerHosts } = cloudPaths(stack, outputs.ditgPaths?.value, { endpoints, receiver });
+  const { paths, workerHosts } = cloudPaths(stack, outputs.ditgPaths?.value, { endpoints, alternates, receiver });
   return {
     bastionAddress: text("bastionAddress", "the bastion's public address"),
     bastionSshPort: typeof port === "number" && Number.isInteger(port) ? port : 22,
@@ -231,10 +234,10 @@ export function labOutputs(stack: string, outputs: Record<string, { value: unkno
 export function cloudPaths(
   stack: string,
   raw: unknown,
-  paper: { readonly endpoints: Partial<Record<Family, FlowTarget>>; readonly receiver: ReceiverOutput },
+  paper: { readonly endpoints: Partial<Record<Family, FlowTarget>>; readonly alternates?: Partial<Record<Family, FlowTarget>>; readonly receiver: ReceiverOutput },
 ): { paths: Partial<Record<ServicePath, CloudPath>>; workerHosts: Partial<Record<`worker${number}`, string>> } {
   const paths: Partial<Record<ServicePath, CloudPath>> = {
-    [DEFAULT_PATH]: { name: DEFAULT_PATH, endpoints: paper.endpoints, receiver: paper.receiver, receiverHost: "receiver", client: { kind: "external" } },
+    [DEFAULT_PATH]: { name: DEFAULT_PATH, endpoints: paper.endpoints, alternates: paper.alternates ?? {}, receiver: paper.receiver, receiverHost: "receiver", client: { kind: "external" } },
   };
   const workerHosts: Partial<Record<`worker${number}`, string>> = {};
   const bad = (what: string): never => {
@@ -258,15 +261,16 @@ export function cloudPaths(
     if (!(SERVICE_PATHS as readonly string[]).includes(name)) bad(`${name}: not a path; accepted: ${SERVICE_PATHS.join(", ")}`);
     const path = name as ServicePath;
     if (path === DEFAULT_PATH) continue;
-    const v = value as { endpoints?: Record<string, Partial<FlowTarget>>; receiver?: Partial<ReceiverOutput>; client?: Record<string, unknown> } | undefined;
+    const v = value as { endpoints?: Record<string, unknown>; receiver?: Partial<ReceiverOutput>; client?: Record<string, unknown> } | undefined;
     const endpoints: Partial<Record<Family, FlowTarget>> = {};
+    const alternates: Partial<Record<Family, FlowTarget>> = {};
     for (const family of FAMILIES) {
-      const e = v?.endpoints?.[family];
-      if (e === undefined) continue;
-      if (typeof e.address !== "string" || !Number.isInteger(e.signalingPort) || !Number.isInteger(e.dataPort)) bad(`${path}.endpoints.${family}: {address, signalingPort, dataPort}`);
-      endpoints[family] = { address: e.address!, signalingPort: e.signalingPort!, dataPort: e.dataPort! };
+      if (v?.endpoints?.[family] === undefined) continue;
+      const e = endpointTargets(v.endpoints[family]) ?? bad(`${path}.endpoints.${family}: ${ENDPOINT_FIELDS}`);
+      endpoints[family] = e.target;
+      if (e.alternate) alternates[family] = e.alternate;
     }
-    if (Object.keys(endpoints).length === 0) bad(`${path}.endpoints: {ipv4: {address, signalingPort, dataPort}, ...}`);
+    if (Object.keys(endpoints).length === 0) bad(`${path}.endpoints: {ipv4: ${ENDPOINT_FIELDS}, ...}`);
     const rv = v?.receiver;
     if (!rv || (["namespace", "deployment", "nodeAddress", "podLogDir", "nodeLogDir"] as const).some((k) => typeof rv[k] !== "string")) {
       bad(`${path}.receiver: {namespace, deployment, nodeAddress, podLogDir, nodeLogDir}`);
@@ -289,9 +293,27 @@ export function cloudPaths(
         setupProbe: c.setupProbe as string,
       };
     }
-    paths[path] = { name: path, endpoints, receiver: rv as ReceiverOutput, receiverHost, client };
+    paths[path] = { name: path, endpoints, alternates, receiver: rv as ReceiverOutput, receiverHost, client };
   }
   return { paths, workerHosts };
+}
+
+/** What one family's endpoint of the stack's outputs holds. */
+const ENDPOINT_FIELDS = "{address, signalingPort, dataPort, alternate?: {signalingPort, dataPort}}";
+
+/**
+ * Pure: one family's endpoint of a stack output: where the client sends, and where the receiver
+ * pod's second ITGRecv answers at the same address (none when the stack exports none); undefined
+ * when it holds something else.
+ */
+export function endpointTargets(value: unknown): { readonly target: FlowTarget; readonly alternate?: FlowTarget } | undefined {
+  const e = value as (Partial<FlowTarget> & { alternate?: Partial<Pick<FlowTarget, "signalingPort" | "dataPort">> }) | null | undefined;
+  if (!e || typeof e.address !== "string" || !Number.isInteger(e.signalingPort) || !Number.isInteger(e.dataPort)) return undefined;
+  const target: FlowTarget = { address: e.address, signalingPort: e.signalingPort!, dataPort: e.dataPort! };
+  if (e.alternate === undefined) return { target };
+  const a = e.alternate;
+  if (!a || !Number.isInteger(a.signalingPort) || !Number.isInteger(a.dataPort)) return undefined;
+  return { target, alternate: { address: e.address, signalingPort: a.signalingPort!, dataPort: a.dataPort! } };
 }
 
 /**
@@ -379,6 +401,8 @@ export class CloudBackend implements Backend {
   private readonly unmeasured = new Map<string, string>();
   /** The worker's hop probes once installed; false when the campaign leaves them out. */
   private hops: Map<string, WorkerHops> | false;
+  /** Which of the receiver pod's two ITGRecv the next D-ITG flow goes to (where the stack exports the second). */
+  private nextInstance: 0 | 1 = 0;
 
   private constructor(
     private readonly stack: StackControl,
@@ -468,11 +492,16 @@ export class CloudBackend implements Backend {
    */
   async runFlow(key: RunKey, flow: { logName: string; durationS: number; traffic: TrafficProfile }): Promise<FlowOutcome> {
     const path = this.pathOf(key);
-    const target = path.endpoints[key.family];
-    if (!target) {
+    const first = path.endpoints[key.family];
+    if (!first) {
       throw new CloudSetupError(`stack ${this.stack.name} exports no ${path.name} endpoint for ${key.family}; accepted families: ${Object.keys(path.endpoints).join(", ")}`);
     }
-    const probes = key.profile === "throughput" ? [] : await this.workerHops(path, target.dataPort);
+    // D-ITG flows alternate between the receiver pod's two ITGRecv (the lab's way: backends/lab.ts);
+    // a setup run takes the ports of the one the next flow goes to.
+    const alternate = path.alternates[key.family];
+    const target = this.nextInstance === 1 && alternate ? alternate : first;
+    if (key.profile !== "setup" && alternate) this.nextInstance = this.nextInstance === 0 ? 1 : 0;
+    const probes = key.profile === "throughput" ? [] : await this.workerHops(path, first.dataPort, alternate?.dataPort);
     const begun: { hops: WorkerHops; run: WorkerRun }[] = [];
     const abandon = async () => {
       for (const b of begun) await b.hops.abandon(b.run);
@@ -511,11 +540,11 @@ export class CloudBackend implements Backend {
 
   /**
    * The workers' hop probes of a path, installed at its first probed run (one set per host and path:
-   * each is compiled for its path's data port); none when the campaign leaves them out. The paper's
+   * each is compiled for its path's data ports, both ITGRecv's); none when the campaign leaves them out. The paper's
    * path probes worker 1 and its receiver pod; nodeport-remote worker 1's uplink and worker 2 with its
    * receiver pod; clusterip worker 1 with the client pod, and worker 2 with its receiver pod.
    */
-  private async workerHops(p: CloudPath, dataPort: number): Promise<WorkerHops[]> {
+  private async workerHops(p: CloudPath, dataPort: number, alternateDataPort: number | undefined): Promise<WorkerHops[]> {
     if (this.hops === false) return [];
     const receiverPod: ReceiverLocator = { deployment: p.receiver.deployment, process: "ITGRecv" };
     const hosts: { host: RemoteHost; role: WorkerRole; receiver: ReceiverLocator }[] =
@@ -534,7 +563,7 @@ export class CloudBackend implements Backend {
       if (!hops) {
         try {
           const workDir = p.name === DEFAULT_PATH ? DEFAULT_WORKER_HOPS_DIR : `${DEFAULT_WORKER_HOPS_DIR}-${p.name}`;
-          hops = await WorkerHops.install(sshWorkerShell(this.shell, h.host), { dataPort, receiver: h.receiver, role: h.role, workDir });
+          hops = await WorkerHops.install(sshWorkerShell(this.shell, h.host), { dataPort, ...(alternateDataPort !== undefined ? { alternateDataPort } : {}), receiver: h.receiver, role: h.role, workDir });
         } catch (err) {
           throw new CloudSetupError(`the hop probes could not be built on ${h.host} (${p.name}): ${(err as Error).message}; campaign --no-hops measures without them`);
         }

@@ -7,7 +7,7 @@ import * as pulumi from "@pulumi/pulumi";
 import * as command from "@pulumi/command";
 import type { Family } from "../scenario/cidr.js";
 import { PATHS, type ServicePath } from "../scenario/paths.js";
-import type { Scenario } from "../scenario/schema.js";
+import { RECEIVER_INSTANCES, type Scenario } from "../scenario/schema.js";
 import {
   CLIENT_LOG_DIR,
   CLIENT_NODE_LOG_DIR,
@@ -20,7 +20,7 @@ import {
   type WorkerNodes,
 } from "../workloads/manifests.js";
 import { RECEIVER_LOG_DIR, RECEIVER_NODE_LOG_DIR } from "../workloads/receiver.js";
-import { buildServiceSet, PATH_CLIENT_NAME, PATH_RECEIVER_NAMES, pathDataPort, pathReceiverService, RECEIVER_SERVICE_NAME } from "../workloads/service-set.js";
+import { buildServiceSet, PATH_CLIENT_NAME, PATH_RECEIVER_NAMES, pathReceiverPorts, pathReceiverService, RECEIVER_SERVICE_NAME, type PathReceiverPorts } from "../workloads/service-set.js";
 import type { ServiceSet } from "../workloads/service-model.js";
 import { readinessWaitS } from "./cluster/readiness.js";
 import { asRootCommand, commandTimeouts, shellAssignments, shellQuote, type ScriptBound } from "./cluster/shell.js";
@@ -49,6 +49,12 @@ export interface DitgEndpoint {
   /** Pod port = Service port = NodePort (D-ITG names the data port in its signaling). */
   readonly dataPort: number;
   readonly protocols: readonly ("TCP" | "UDP")[];
+  /**
+   * The receiver pod's second ITGRecv, at the same address (workloads/receiver.ts): campaigns
+   * alternate their flows between the two. The stack always exports it; the measurement command
+   * (testbed:measure) sends to the first alone.
+   */
+  readonly alternate?: { readonly signalingPort: number; readonly dataPort: number };
 }
 
 /** Where the receiver runs and writes its logs, as `testbed campaign` needs it (backends/cloud.ts). */
@@ -339,17 +345,24 @@ export class Workloads extends pulumi.ComponentResource {
       if (!address) throw new Error(`the ${w.name} has no management address: the receiver's logs could not be fetched`);
       return address;
     };
-    // Where the client sends one family's flows to a NodePort: worker 1's data-center address.
-    const nodePortEndpoints = (signalingPort: number, dataPort: number): pulumi.Output<Partial<Record<Family, DitgEndpoint>>> => {
+    // Where the client sends one family's flows to a path's receiver: on a NodePort path, worker 1's
+    // data-center address and the signaling NodePorts; on a ClusterIP path, the ClusterIP and the
+    // pod's signaling ports. Each with the ports of the pod's second ITGRecv.
+    const endpointOf = (path: ServicePath, address: string): DitgEndpoint => {
+      const [first, second] = RECEIVER_INSTANCES.map((i) => pathReceiverPorts(s, path, i));
+      const signaling = (p: PathReceiverPorts) => p.signalingNodePort ?? p.signalingPort;
+      return { address, signalingPort: signaling(first!), dataPort: first!.dataPort, protocols: ["TCP", "UDP"], alternate: { signalingPort: signaling(second!), dataPort: second!.dataPort } };
+    };
+    const nodePortEndpoints = (path: ServicePath): pulumi.Output<Partial<Record<Family, DitgEndpoint>>> => {
       const endpoints: Partial<Record<Family, pulumi.Output<DitgEndpoint>>> = {};
       for (const family of s.families) {
         const address = datacenterOf(args.worker)[family];
         if (!address) continue;
-        endpoints[family] = address.apply((a): DitgEndpoint => ({ address: a, signalingPort, dataPort, protocols: ["TCP", "UDP"] }));
+        endpoints[family] = address.apply((a) => endpointOf(path, a));
       }
       return pulumi.output(endpoints) as pulumi.Output<Partial<Record<Family, DitgEndpoint>>>;
     };
-    this.ditgEndpoints = nodePortEndpoints(s.receiver.signalingNodePort, s.receiver.dataPort);
+    this.ditgEndpoints = nodePortEndpoints("nodeport-local");
     const receiverOn = (w: NamedHost, deployment: string) =>
       managementOf(w).apply((nodeAddress): DitgReceiver => ({ namespace: s.receiver.namespace, deployment, nodeAddress, podLogDir: RECEIVER_LOG_DIR, nodeLogDir: RECEIVER_NODE_LOG_DIR }));
     this.ditgReceiver = receiverOn(workers[0]!, RECEIVER_SERVICE_NAME);
@@ -394,12 +407,8 @@ export class Workloads extends pulumi.ComponentResource {
       const endpointWorker = workers[p.endpointWorker - 1]!;
       const endpoints =
         spec.type === "NodePort"
-          ? nodePortEndpoints(spec.ports.find((q) => q.name === "signaling")!.nodePort!, pathDataPort(s, path))
-          : pulumi.output(
-              Object.fromEntries(
-                s.families.map((f) => [f, { address: spec.clusterIPs[f]!, signalingPort: s.receiver.signalingPort, dataPort: pathDataPort(s, path), protocols: ["TCP", "UDP"] }]),
-              ) as Partial<Record<Family, DitgEndpoint>>,
-            );
+          ? nodePortEndpoints(path)
+          : pulumi.output(Object.fromEntries(s.families.map((f) => [f, endpointOf(path, spec.clusterIPs[f]!)])) as Partial<Record<Family, DitgEndpoint>>);
       const client: pulumi.Output<DitgPathClient> =
         p.client.kind === "pod"
           ? pulumi.all([managementOf(workers[p.client.worker - 1]!), probe]).apply(([nodeAddress, setupProbe]) => ({

@@ -67,6 +67,8 @@ export function sshWorkerShell(shell: RemoteShell, host: RemoteHost = "receiver"
 export interface WorkerHopsOptions {
   /** The receiver's data port (NodePort = Service port = pod port), the same for both families. */
   readonly dataPort: number;
+  /** The data port of the receiver pod's second ITGRecv, stamped as well. */
+  readonly alternateDataPort?: number;
   /** How to find the pod the probes take (the receiver's; the client pod's on clusterip's worker 1): its address (the pod IP), a process id, its Deployment and process name, or {} for the only pod running ITGRecv. Not used by a nodeport-entry worker. */
   readonly receiver: ReceiverLocator;
   /** What the worker is on the path (points.ts); default the paper's worker, receiver-node. */
@@ -150,7 +152,7 @@ export class WorkerHops {
     if (value("leftover") !== undefined) await hops.removeAll("removing what an earlier session left");
     const multiarch = value("multiarch");
     const probe = probeCompileArgs(
-      { output, maps: build.maps, dataPort: options.dataPort },
+      { output, maps: build.maps, dataPort: options.dataPort, ...(options.alternateDataPort !== undefined ? { alternateDataPort: options.alternateDataPort } : {}) },
       { sourceDir: `${workDir}/src`, output: `${workDir}/${WORKER_PROBE_OBJECT}`, ...(multiarch ? { multiarchInclude: multiarch } : {}) },
     );
     const reader = readerCompileArgs({ sourceDir: `${workDir}/src`, output: `${workDir}/hop-reader` });

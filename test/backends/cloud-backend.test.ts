@@ -18,6 +18,7 @@ import {
   stepReadinessOf,
   type CommandResult,
   type RemoteHost,
+  endpointTargets,
   type RemoteShell,
   type SshAccess,
   type StackControl,
@@ -542,8 +543,33 @@ describe("CloudBackend setup errors", () => {
       "stack ebpf has no usable output `clientAddress` (the client VM's management address); deploy the stack with `pulumi up --stack ebpf`, whose program exports it",
     );
     await expect(openFake({ outputs: stackOutputs({ ditgEndpoints: { ipv4: { address: "198.18.1.21" } } }) })).rejects.toThrow(
-      /no usable output `ditgEndpoints` \(ipv4: \{address, signalingPort, dataPort\}\)/,
+      /no usable output `ditgEndpoints` \(ipv4: \{address, signalingPort, dataPort, alternate\?: \{signalingPort, dataPort\}\}\)/,
     );
+    const halfAlternate = { ipv4: { address: "198.18.1.21", signalingPort: 30900, dataPort: 31000, alternate: { signalingPort: 30902 } } };
+    await expect(openFake({ outputs: stackOutputs({ ditgEndpoints: halfAlternate }) })).rejects.toThrow(/no usable output `ditgEndpoints` \(ipv4: \{address, signalingPort, dataPort, alternate\?/);
+  });
+
+  it("alternates the D-ITG flows between the receiver pod's two ITGRecv where the stack exports the second, and stamps both data ports", async () => {
+    const ditgEndpoints = {
+      ipv4: { address: "198.18.1.21", signalingPort: 30900, dataPort: 31000, alternate: { signalingPort: 30902, dataPort: 31002 } },
+      ipv6: { address: "2001:2:0:20::21", signalingPort: 30900, dataPort: 31000, alternate: { signalingPort: 30902, dataPort: 31002 } },
+    };
+    expect(endpointTargets(ditgEndpoints.ipv4)).toEqual({
+      target: { address: "198.18.1.21", signalingPort: 30900, dataPort: 31000 },
+      alternate: { address: "198.18.1.21", signalingPort: 30902, dataPort: 31002 },
+    });
+    expect(endpointTargets({ address: "198.18.1.21", signalingPort: 30900, dataPort: 31000 })).toEqual({ target: { address: "198.18.1.21", signalingPort: 30900, dataPort: 31000 } });
+    const { backend } = await openFake({ outputs: stackOutputs({ ditgEndpoints }) });
+    calls.length = 0;
+    const traffic = campaignTraffic(backend.scenario.traffic);
+    const key = (profile: "throughput" | "latency" | "setup", repetition: number) => ({ dataplane: backend.scenario.dataplane, family: "ipv4" as const, profile, services: 1, repetition });
+    for (const [i, profile] of (["latency", "throughput", "setup", "latency", "latency"] as const).entries()) {
+      await backend.runFlow(key(profile, i), { logName: `alt-${i}`, durationS: 1, traffic: traffic[profile] });
+    }
+    const sent = calls.filter((c) => / ITGSend /.test(c)).map((c) => /-Sdp (\d+) -rp (\d+)/.exec(c)!.slice(1).join("/"));
+    expect(sent).toEqual(["30900/31000", "30902/31002", "30900/31000", "30902/31002"]);
+    // The setup run (between the second and third flows) listens on the data port of the ITGRecv the next flow takes.
+    expect(calls.find((c) => c.includes("connection-setup-probe") && c.startsWith("run client"))).toMatch(/ 31000\b/);
   });
 
   it("says the Pulumi CLI is missing when `pulumi` is not on PATH", async () => {

@@ -55,6 +55,8 @@ describe.skipIf(problem !== undefined)(`the worker's hop probes on a lab worker$
   const workDir = (name: string) => join(backend.topology.runDir, name);
   const options = () => ({
     dataPort: backend.scenario.receiver.dataPort,
+    // The lab's flows alternate between the receiver pod's two ITGRecv: both data ports are stamped.
+    alternateDataPort: backend.scenario.receiver.alternate.dataPort,
     receiver: { pid: backend.receiverPid! },
     dataNic: backend.topology.plan.worker.uplink,
     output: "perf" as const,
