@@ -110,10 +110,12 @@ describe("the further paths", () => {
     const paths = run.outputs.ditgPaths as Record<string, { endpoints: Record<string, { address: string; signalingPort: number; dataPort: number }>; receiver: { deployment: string; nodeAddress: string }; client: Record<string, unknown>; service: Record<string, unknown> }>;
     expect(Object.keys(paths)).toEqual(["nodeport-local", "nodeport-remote", "clusterip"]);
     expect(paths["nodeport-local"]!.endpoints).toEqual(run.outputs.ditgEndpoints);
-    expect(paths["nodeport-remote"]!.endpoints.ipv4).toEqual({ address: "198.18.1.14", signalingPort: 30901, dataPort: 31001, protocols: ["TCP", "UDP"] });
+    // Each endpoint with the ports of the receiver pod's second ITGRecv, where campaigns alternate their flows.
+    expect(paths["nodeport-remote"]!.endpoints.ipv4).toEqual({ address: "198.18.1.14", signalingPort: 30901, dataPort: 31001, protocols: ["TCP", "UDP"], alternate: { signalingPort: 30903, dataPort: 31003 } });
     expect(paths["nodeport-remote"]!.receiver).toMatchObject({ deployment: "ditg-receiver-remote", nodeAddress: "198.19.0.2" });
     expect(paths["nodeport-remote"]!.service).toEqual({ namespace: "ditg", name: "ditg-receiver-remote", type: "NodePort", externalTrafficPolicy: "Cluster" });
-    expect(paths.clusterip!.endpoints.ipv6).toEqual({ address: "fd00:10:96::fffd", signalingPort: 9000, dataPort: 31000, protocols: ["TCP", "UDP"] });
+    expect(paths.clusterip!.endpoints.ipv6).toEqual({ address: "fd00:10:96::fffd", signalingPort: 9000, dataPort: 31000, protocols: ["TCP", "UDP"], alternate: { signalingPort: 9001, dataPort: 31002 } });
+    expect((run.outputs.ditgEndpoints as Record<string, unknown>).ipv4).toMatchObject({ signalingPort: 30900, dataPort: 31000, alternate: { signalingPort: 30902, dataPort: 31002 } });
     expect(paths.clusterip!.client).toEqual({
       kind: "pod",
       namespace: "ditg",
@@ -128,6 +130,7 @@ describe("the further paths", () => {
     // What `testbed campaign --stack` reads from it: each path's hosts, worker 2 reached by its own name.
     const read = cloudPaths("paths", paths, { endpoints: run.outputs.ditgEndpoints as never, receiver: run.outputs.ditgReceiver as never });
     expect(read.workerHosts).toEqual({ worker2: "198.19.0.2" });
+    expect(read.paths.clusterip!.alternates.ipv6).toEqual({ address: "fd00:10:96::fffd", signalingPort: 9001, dataPort: 31002 });
     expect(Object.fromEntries(Object.values(read.paths).map((p) => [p!.name, [p!.receiverHost, p!.client.kind === "pod" ? p!.client.host : "client"]]))).toEqual({
       "nodeport-local": ["receiver", "client"],
       "nodeport-remote": ["worker2", "client"],
