@@ -726,7 +726,8 @@ export class CloudBackend implements Backend {
 
   /**
    * True when every path's receiver node runs as many ITGRecv processes as it should: the paper's
-   * receiver one per distinct signaling port, each further path's receiver one. Checked with pgrep,
+   * receiver one per distinct signaling port, each further path's receiver one, and every receiver
+   * pod its second ITGRecv where the stack exports one (receiversPerHost). Checked with pgrep,
    * never by connecting: a connection reset on the signaling port kills ITGRecv (notes B1).
    */
   async receiverAlive(): Promise<boolean> {
@@ -764,8 +765,10 @@ export function receiversPerHost(paths: readonly CloudPath[]): Map<RemoteHost, n
     const key = `${p.receiver.namespace}/${p.receiver.deployment}`;
     if (seen.has(key)) continue;
     seen.add(key);
-    // The paper's receiver runs one ITGRecv per distinct signaling port; a further path's, one.
-    const n = p.name === DEFAULT_PATH ? new Set(Object.values(p.endpoints).map((e) => e.signalingPort)).size : 1;
+    // The paper's receiver runs one ITGRecv per distinct signaling port; a further path's, one; each
+    // pod one more where the stack exports its second ITGRecv (its endpoints' alternate).
+    const distinct = (targets: Partial<Record<Family, FlowTarget>>) => new Set(Object.values(targets).map((e) => e.signalingPort)).size;
+    const n = p.name === DEFAULT_PATH ? distinct(p.endpoints) + distinct(p.alternates) : 1 + Math.min(1, distinct(p.alternates));
     perHost.set(p.receiverHost, (perHost.get(p.receiverHost) ?? 0) + n);
   }
   return perHost;

@@ -19,6 +19,8 @@ import {
   type CommandResult,
   type RemoteHost,
   endpointTargets,
+  receiversPerHost,
+  type CloudPath,
   type RemoteShell,
   type SshAccess,
   type StackControl,
@@ -559,7 +561,13 @@ describe("CloudBackend setup errors", () => {
       alternate: { address: "198.18.1.21", signalingPort: 30902, dataPort: 31002 },
     });
     expect(endpointTargets({ address: "198.18.1.21", signalingPort: 30900, dataPort: 31000 })).toEqual({ target: { address: "198.18.1.21", signalingPort: 30900, dataPort: 31000 } });
-    const { backend } = await openFake({ outputs: stackOutputs({ ditgEndpoints }) });
+    const { backend, shell } = await openFake({ outputs: stackOutputs({ ditgEndpoints }) });
+    // Alive only while the receiver pod runs both ITGRecv.
+    shell.receivers = 1;
+    expect(await backend.receiverAlive()).toBe(false);
+    shell.receivers = 2;
+    expect(await backend.receiverAlive()).toBe(true);
+    expect(receiversPerHost(Object.values(backend.lab.paths) as CloudPath[])).toEqual(new Map([["receiver", 2]]));
     calls.length = 0;
     const traffic = campaignTraffic(backend.scenario.traffic);
     const key = (profile: "throughput" | "latency" | "setup", repetition: number) => ({ dataplane: backend.scenario.dataplane, family: "ipv4" as const, profile, services: 1, repetition });
