@@ -21,6 +21,7 @@ import {
   resumeKubeProxyRules,
   writeKubeProxyRules,
 } from "./kernel.js";
+import { LegacyJumpReader } from "./jump-reader.js";
 import { IPTABLES_SYNC_PERIOD_S, KubeProxyIptables, largeClusterModeOf, type IptablesSync } from "./rules.js";
 import type { ChangeWrite, InstalledCounts, LabDataplane, LabDataplaneContext, LabDataplaneModule, LabStep, ServiceChange, SyncKind } from "../types.js";
 
@@ -31,8 +32,11 @@ class IptablesDataplane implements LabDataplane {
   /** The step whose rules are in the kernel, the Services they hold, their proxiers, and whether they are on the packet path. */
   private held: { services: number; endpoints: readonly ServiceEndpoints[]; proxiers: Record<Family, KubeProxyIptables>; active: boolean } | undefined;
   private readonly clock = new ControlPlaneClock();
+  private readonly jumpReader: LegacyJumpReader;
 
-  constructor(private readonly context: LabDataplaneContext) {}
+  constructor(private readonly context: LabDataplaneContext) {
+    this.jumpReader = new LegacyJumpReader(context.topology.runDir);
+  }
 
   private get worker(): string {
     return this.context.topology.namespace("worker");
@@ -65,6 +69,10 @@ class IptablesDataplane implements LabDataplane {
       return { sync: "none" };
     }
     if (held && (this.context.stepSync ?? "partial") === "partial") {
+      // A step of a campaign lasts longer than kube-proxy's sync period: when its Services change,
+      // the large-cluster cleanup is due, so the move's own sync deletes the chains of the Services
+      // gone and the sync of settle() has nothing left to do.
+      this.clock.skip(IPTABLES_SYNC_PERIOD_S + 1);
       for (const family of LAB_FAMILIES) {
         // Crossing the large-cluster threshold changes every endpoint rule's comments: kube-proxy's next
         // full sync (within FullSyncPeriod) writes them all, so the step gets it now.
@@ -103,8 +111,9 @@ class IptablesDataplane implements LabDataplane {
 
   async settle(): Promise<void> {
     const held = this.held;
-    // Below the large-cluster threshold every sync deletes the stale chains already.
-    if (!held || !LAB_FAMILIES.some((f) => largeClusterModeOf(held.endpoints, f))) return;
+    // Below the large-cluster threshold every sync deletes the stale chains already; above it, a sync
+    // that found the cleanup due did too. Nothing stale: the periodic sync would rewrite what is there.
+    if (!held || !LAB_FAMILIES.some((f) => held.proxiers[f].holdsStaleChains)) return;
     this.clock.skip(IPTABLES_SYNC_PERIOD_S + 1);
     for (const family of LAB_FAMILIES) await this.sync(held.proxiers[family], held.endpoints);
   }
@@ -116,11 +125,13 @@ class IptablesDataplane implements LabDataplane {
   }
 
   async activeTraces(): Promise<string[]> {
-    // Both backends: rules of iptables-legacy and of iptables-nft are walked alike.
+    // Both backends: rules of iptables-legacy and of iptables-nft are walked alike. The legacy tables
+    // are read from the kernel's blobs (jump-reader.ts): iptables-legacy-save lists every rule.
     const traces: string[] = [];
     for (const backend of IPTABLES_BACKENDS) {
       for (const family of LAB_FAMILIES) {
-        for (const t of await kubeProxyJumps(this.worker, family, backend)) {
+        const jumps = backend === "legacy" ? this.jumpReader.jumps(this.worker, family) : await kubeProxyJumps(this.worker, family, backend);
+        for (const t of jumps) {
           traces.push(`kube-proxy's iptables rules (${backend}, ${family}, ${t.table}: ${t.jumps.length} jump(s) into KUBE-* chains)`);
         }
       }

@@ -92,7 +92,8 @@ class NftablesDataplane implements LabDataplane {
 
   async settle(): Promise<void> {
     const held = this.held;
-    if (!held) return;
+    // No chain flushed and waiting: the next sync would find nothing to delete and nothing to write.
+    if (!held || LAB_FAMILIES.every((f) => held.proxiers[f].stale.size === 0)) return;
     this.clock.skip(STALE_CHAIN_DELAY_S + 0.001);
     for (const family of LAB_FAMILIES) held.proxiers[family].sync(held.endpoints, new NftablesNetns(this.worker, family), { now: this.clock.now() });
   }
