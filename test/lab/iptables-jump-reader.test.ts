@@ -3,10 +3,11 @@
 // (namespaces it creates and removes, benchmarking addresses only): kube-proxy's rules on the packet
 // path, parked, and removed, both families; and rules the lab never writes but a crashed or foreign
 // run could leave: a goto from a built-in chain, a jump from another user chain, and beside them a
-// rule without a target and a jump out of a KUBE-* chain, which put nothing on the path.
+// rule without a target and a jump out of a KUBE-* chain, which put nothing on the path. And the
+// iptables-nft side of the check: listed only where an iptables-nft table exists.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { LAB_DATAPLANES, type LabDataplane } from "../../lab/dataplanes/index.js";
-import { kubeProxyJumps } from "../../lab/dataplanes/iptables/kernel.js";
+import { kubeProxyJumps, nftXtablesPresent } from "../../lab/dataplanes/iptables/kernel.js";
 import { LegacyJumpReader, parseJumpLines } from "../../lab/dataplanes/iptables/jump-reader.js";
 import { labScenario, serviceEndpoints } from "../../lab/lab-scenario.js";
 import { createTopology, labHostProblem, type LabTopology } from "../../lab/topology.js";
@@ -94,5 +95,25 @@ describe.skipIf(hostProblem !== undefined)(`the legacy tables' jumps from the ke
   it("reads nothing where no legacy table exists", () => {
     // The client namespace has no iptables rules of the lab's: at most empty tables, never a jump.
     for (const family of FAMILIES) expect(reader.jumps(topology.namespace("client"), family)).toEqual([]);
+  });
+
+  it("finds kube-proxy's iptables-nft rules where there are iptables-nft tables, and knows when there are none", async () => {
+    const client = topology.namespace("client");
+    for (const family of FAMILIES) expect(nftXtablesPresent(client, family)).toBe(false);
+    const worker = topology.namespace("worker");
+    const nftDataplane = LAB_DATAPLANES.iptables.create({ topology, scenario: labScenario(topology), iptablesBackend: "nft" });
+    await dataplane.stepAside();
+    try {
+      const set = buildServiceSet(labScenario(topology), 20);
+      await nftDataplane.setUp({ services: 20, serviceSet: set, endpoints: serviceEndpoints(set, topology.addresses.pod) });
+      for (const family of FAMILIES) expect(nftXtablesPresent(worker, family)).toBe(true);
+      const traces = await nftDataplane.activeTraces();
+      expect(traces.filter((t) => t.includes("(nft, ")).length).toBe(4);
+      expect(traces.filter((t) => t.includes("(legacy, "))).toEqual([]);
+      await nftDataplane.stepAside();
+      expect(await nftDataplane.activeTraces()).toEqual([]);
+    } finally {
+      await nftDataplane.remove();
+    }
   });
 });

@@ -16,6 +16,7 @@ import {
   kubeNatChainNames,
   kubeProxyJumps,
   labIptablesNode,
+  nftXtablesPresent,
   parkKubeProxyRules,
   removeKubeProxyRules,
   resumeKubeProxyRules,
@@ -126,11 +127,18 @@ class IptablesDataplane implements LabDataplane {
 
   async activeTraces(): Promise<string[]> {
     // Both backends: rules of iptables-legacy and of iptables-nft are walked alike. The legacy tables
-    // are read from the kernel's blobs (jump-reader.ts): iptables-legacy-save lists every rule.
+    // are read from the kernel's blobs (jump-reader.ts): iptables-legacy-save lists every rule. The
+    // iptables-nft tables are listed only where there are some: iptables-nft-save reads every chain
+    // of the family, kube-proxy's nftables table's too.
     const traces: string[] = [];
     for (const backend of IPTABLES_BACKENDS) {
       for (const family of LAB_FAMILIES) {
-        const jumps = backend === "legacy" ? this.jumpReader.jumps(this.worker, family) : await kubeProxyJumps(this.worker, family, backend);
+        const jumps =
+          backend === "legacy"
+            ? this.jumpReader.jumps(this.worker, family)
+            : nftXtablesPresent(this.worker, family)
+              ? await kubeProxyJumps(this.worker, family, backend)
+              : [];
         for (const t of jumps) {
           traces.push(`kube-proxy's iptables rules (${backend}, ${family}, ${t.table}: ${t.jumps.length} jump(s) into KUBE-* chains)`);
         }
