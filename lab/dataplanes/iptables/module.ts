@@ -24,7 +24,7 @@ import {
 } from "./kernel.js";
 import { LegacyJumpReader } from "./jump-reader.js";
 import { IPTABLES_SYNC_PERIOD_S, KubeProxyIptables, largeClusterModeOf, type IptablesSync } from "./rules.js";
-import type { ChangeWrite, InstalledCounts, LabDataplane, LabDataplaneContext, LabDataplaneModule, LabStep, ServiceChange, SyncKind } from "../types.js";
+import type { ChangeWrite, StepCosts, InstalledCounts, LabDataplane, LabDataplaneContext, LabDataplaneModule, LabStep, ServiceChange, SyncKind } from "../types.js";
 
 const SYNC_KINDS: readonly SyncKind[] = ["partial", "restart", "cold"];
 
@@ -174,12 +174,23 @@ class IptablesDataplane implements LabDataplane {
   }
 }
 
+/** What changing the step costs, both families, on the project's 2-core host at a load of 5 to 9 (StepCosts). */
+const STEP_COSTS: StepCosts = {
+  // Medians over three runs of each bench/step-change.ts command (lab/wall-estimate.ts): the first
+  // install fixes kube-proxy's jumps and nfacct counters one command at a time; every later write
+  // rewrites the whole legacy nat table (libiptc), so parking and resuming grow with the step too.
+  install: { fixedS: 1.0, perServiceS: 0.45e-3 },
+  move: { fixedS: 0.3, perServiceS: 1.0e-3, removedPerServiceS: 0.4e-3 },
+  resume: { fixedS: 0.03, perServiceS: 0.09e-3 },
+  park: { fixedS: 0.05, perServiceS: 0.075e-3 },
+  count: { fixedS: 0.03, perServiceS: 0.11e-3 },
+};
+
 export const iptables: LabDataplaneModule = {
   name: "iptables",
   // The lab's own tool check covers iptables-legacy-restore and ip6tables-legacy-restore.
   hostProblem: () => undefined,
-  // Generation and one iptables-restore per family: about 4 s at 10000 Services (bench/lab-install.ts).
-  installSeconds: (services) => 0.3 + (0.4 * services) / 1000,
+  stepCosts: STEP_COSTS,
   syncKinds: SYNC_KINDS,
   create: (context) => new IptablesDataplane(context),
 };
