@@ -8,7 +8,8 @@
 // step change and of its check, and the per-Service costs the wall-time estimate uses
 // (lab/wall-estimate.ts). Baseline in the same command: the same steps on a lab that installs every
 // new Service count by one full sync (`testbed lab --full-sync-steps`); the ratio is the partial
-// lab's prepare() time over the full one's.
+// lab's prepare() time over the full one's; and, at the last count, the check's read of the legacy
+// tables from the kernel's blobs (lab/dataplanes/iptables/jump-reader.ts) against iptables-legacy-save.
 //
 // Run as root: npx tsx bench/step-change.ts [COUNTS] [ROUNDS] [DATAPLANES]
 //   COUNTS: Service counts in the order visited (default 1,1000,2000); ROUNDS: turns per count
@@ -17,6 +18,9 @@
 // the kernel for minutes on a shared 2-core host.
 import { execFileSync } from "node:child_process";
 import { LabBackend, labProblem } from "../backends/lab.js";
+import { LegacyJumpReader } from "../lab/dataplanes/iptables/jump-reader.js";
+import { kubeProxyJumps } from "../lab/dataplanes/iptables/kernel.js";
+import { LAB_FAMILIES } from "../lab/lab-scenario.js";
 import { medianOf } from "../measure/statistics.js";
 import { DATAPLANES, type Dataplane } from "../scenario/schema.js";
 
@@ -53,6 +57,24 @@ interface Change {
 const KIND_PHASE = { install: "install", move: "move", resume: "resume" } as const;
 const load = () => execFileSync("cat", ["/proc/loadavg"]).toString().split(" ").slice(0, 3).join(" ");
 
+/** The legacy tables' jumps read both ways, alternating, with every dataplane holding the last count: ms per read of both families. */
+const legacyReads = { reader: [] as number[], save: [] as number[] };
+const READ_ROUNDS = 5;
+
+async function timeLegacyReads(lab: LabBackend): Promise<void> {
+  const worker = lab.topology.namespace("worker");
+  const reader = new LegacyJumpReader(lab.topology.runDir);
+  reader.jumps(worker, "ipv4");
+  for (let round = 0; round < READ_ROUNDS; round++) {
+    let start = performance.now();
+    for (const family of LAB_FAMILIES) reader.jumps(worker, family);
+    legacyReads.reader.push(performance.now() - start);
+    start = performance.now();
+    for (const family of LAB_FAMILIES) await kubeProxyJumps(worker, family, "legacy");
+    legacyReads.save.push(performance.now() - start);
+  }
+}
+
 async function walk(stepSync: "partial" | "full"): Promise<Change[]> {
   const lab = await LabBackend.start({ linkMbps: 0, hops: false, stepSync });
   const changes: Change[] = [];
@@ -76,6 +98,7 @@ async function walk(stepSync: "partial" | "full"): Promise<Change[]> {
         }
       }
     }
+    if (stepSync === "partial" && dataplanes.includes("iptables")) await timeLegacyReads(lab);
   } finally {
     await lab.teardown();
   }
@@ -125,3 +148,9 @@ const sum = (changes: readonly Change[]) => changes.reduce((s, c) => s + c.total
 const checks = (changes: readonly Change[]) => changes.reduce((s, c) => s + phase(c, "check the packet path"), 0);
 console.log(`\nevery prepare(): partial steps ${ms(sum(partial))} against full-sync steps ${ms(sum(full))}: ratio ${(sum(partial) / sum(full)).toFixed(3)}`);
 console.log(`checking the packet path: ${ms(checks(partial))} in ${partial.length} (${ms(checks(partial) / partial.length)} each), ${((100 * checks(partial)) / sum(partial)).toFixed(1)} % of prepare()`);
+if (legacyReads.reader.length > 0) {
+  const [r, s] = [med(legacyReads.reader), med(legacyReads.save)];
+  console.log(
+    `the check's read of the legacy tables at ${counts.at(-1)} Services, both families, ${READ_ROUNDS} alternations: the kernel's blobs (xt-jumps) ${ms(r)} against iptables-legacy-save ${ms(s)}: ratio ${(r / s).toFixed(3)}`,
+  );
+}
