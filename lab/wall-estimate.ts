@@ -8,14 +8,15 @@
 //
 // Where the constants come from (on the project's 2-core host, shared with other work, load 5 to 9):
 // - the runs' costs: `npx tsx bench/run-costs.ts DB` on the store of
-//   `npm run testbed -- lab --profile smoke --services 1,1000,2000 --out DIR` (a least-squares fit of
-//   every run's time beyond its flow and of the gaps between runs, README "Benchmarks");
+//   `npm run testbed -- lab --profile smoke --services 1,1000,2000 --out DIR` (medians of every run's
+//   time beyond its flow and of the gaps between runs by their profiles, README "Benchmarks");
 // - the step changes: `npx tsx bench/step-change.ts 1,1000,2000,500 3` and
 //   `npx tsx bench/step-change.ts 1,10000,1000,5000 3 iptables,ebpf` (README "Benchmarks"); nftables
 //   is measured up to 2000 Services only (a larger `nft -f` holds a CPU for minutes on a shared
-//   host), and its install extrapolated with the square of the count, which matches the 43 s of
-//   kernel time per family the earlier `bench/lab-install.ts` measured at 10000 Services.
-import type { Dataplane } from "../scenario/schema.js";
+//   host), and its install extrapolated with the square of the count: 107 s for both families at
+//   10000, between the 2 x 43 s of kernel time and the 146 s of whole installs the earlier
+//   `bench/lab-install.ts` measured there.
+import { DATAPLANES, type Dataplane } from "../scenario/schema.js";
 import { planCampaign, sameStep, type CampaignDefinition } from "../measure/campaign-plan.js";
 import type { ProgrammingSettings, RunProfile } from "../measure/types.js";
 import { LAB_DATAPLANES, type ServiceCost, type StepCosts, type StepSync } from "./dataplanes/index.js";
@@ -98,11 +99,7 @@ export interface LabCosts {
 export const LAB_COSTS: LabCosts = {
   runs: LAB_RUN_COSTS,
   stepChanges: LAB_STEP_CHANGE_COSTS,
-  dataplanes: {
-    iptables: LAB_DATAPLANES.iptables.stepCosts,
-    nftables: LAB_DATAPLANES.nftables.stepCosts,
-    ebpf: LAB_DATAPLANES.ebpf.stepCosts,
-  },
+  dataplanes: Object.fromEntries(DATAPLANES.map((d) => [d, LAB_DATAPLANES[d].stepCosts])) as Record<Dataplane, StepCosts>,
 };
 
 /** Pure: a ServiceCost at n Services, seconds. */
