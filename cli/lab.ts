@@ -22,8 +22,8 @@ import { planServiceMaps } from "../lab/dataplanes/ebpf/service-maps.js";
 import { IPTABLES_BACKENDS, type IptablesBackend } from "../lab/dataplanes/iptables/kernel.js";
 import type { StepSync } from "../lab/dataplanes/index.js";
 import { DEFAULT_LOAD_BALANCER_MODE, LOAD_BALANCER_MODES, type LoadBalancerMode } from "../lab/dataplanes/ebpf/node-config.js";
+import { estimateLabWall, type WallEstimate } from "../lab/wall-estimate.js";
 import {
-  estimateWallSeconds,
   labDefinition,
   labProfile,
   LAB_FAMILIES,
@@ -205,7 +205,8 @@ export function describePlan(flags: LabFlags, runs: number): string {
           `  primary comparisons: ${d.primary.profile} at ${d.primary.services} Services, ${d.primary.statistic}, each dataplane against ${d.primary.baseline}, per family: ${d.primary.runs} runs per cell (power ${d.primary.design.power} for a ${Math.round(d.primary.design.minimumEffect * 100)}% difference at a run-to-run CV of ${d.primary.design.runCv})`,
         ]
       : []),
-    `  ${runs} runs of ${d.flowSeconds} s, link cap ${d.linkMbps > 0 ? `${d.linkMbps} Mbit/s` : "off"}; about ${formatDuration(estimateWallSeconds(d))} on 2 cores`,
+    `  ${runs} runs of ${d.flowSeconds} s, link cap ${d.linkMbps > 0 ? `${d.linkMbps} Mbit/s` : "off"}`,
+    `  ${describeEstimate(estimateLabWall(d, { hops: flags.hops, stepSync: flags.stepSync }))}`,
     ...(d.paths ? [`  paths: ${d.paths.join(", ")} (workers and a client pod as the paths need them; hop probes on ${DEFAULT_PATH} only)`] : []),
     ...(d.paths?.includes("nodeport-remote") && d.dataplanes.includes("ebpf")
       ? [`  eBPF model on nodeport-remote: loadBalancer.mode ${flags.loadBalancerMode} (${flags.loadBalancerMode === "snat" ? "the client's address SNATed to worker 1's, as Cilium's default; --lb-mode dsr keeps it" : "the client's address kept, the reply straight from worker 2"})`]
@@ -217,6 +218,17 @@ export function describePlan(flags: LabFlags, runs: number): string {
       : []),
     `  results: ${flags.db}`,
   ].join("\n");
+}
+
+/** Pure: the plan's estimate of the wall time in one line, with what it is made of. */
+export function describeEstimate(e: WallEstimate): string {
+  const part = (s: number) => `${formatDuration(s)} (${((100 * s) / e.totalS).toFixed(0)} %)`;
+  return [
+    `about ${formatDuration(e.totalS)}${e.totalS >= 2 * 86400 ? ` (${(e.totalS / 86400).toFixed(1)} days)` : ""} on a busy 2-core host (lab/wall-estimate.ts): the flows ${part(e.flowsS)}`,
+    `the runs beyond their flows ${part(e.runsS)}`,
+    ...(e.programmingS > 0 ? [`programming ${part(e.programmingS)}`] : []),
+    `${e.stepChanges} changes of step ${part(e.stepChangesS)}, ${formatDuration(e.syncsS)} of them installing and moving Services`,
+  ].join(", ");
 }
 
 /**
@@ -353,6 +365,11 @@ async function labAction(o: LabOptions): Promise<void> {
       json: o.json === true,
     });
     process.stderr.write(`${describeTimings(summary.timings, backend.phases.entries()).join("\n")}\n`);
+    // Only a session that ran the whole campaign compares with the estimate of the whole campaign.
+    if (!summary.stopped && summary.committed === summary.total) {
+      const estimateS = estimateLabWall(def, { hops: flags.hops, stepSync: flags.stepSync }).totalS;
+      process.stderr.write(`the plan's estimate: ${formatDuration(estimateS)}; the wall over it: ${(summary.timings.wallMs / 1000 / estimateS).toFixed(2)}\n`);
+    }
     if (summary.stopped) return;
     const results = store.results(campaignId);
     const out = o.json ? process.stderr : process.stdout;
@@ -382,7 +399,7 @@ export async function labCommand(): Promise<Command> {
     .description(
       `Run the experiment on this host's kernel (root, Linux): network namespaces for client, router, worker and pod; each Service dataplane in turn over the Service sweep (${DATAPLANES.map((d) => `${d}: ${DATAPLANE_DESCRIPTIONS[d]}`).join("; ")}); D-ITG throughput and latency and connection setup through the NodePort in both families; then the report against the baseline. The same command resumes a stopped campaign`,
     )
-    .addOption(new Option("--profile <name>", "how much to run: smoke (~2 min, at reduced rates), default (~15 min) or paper (the paper's 11 steps x 100 runs of 30 s, days)").choices(LAB_PROFILE_NAMES).default("default"))
+    .addOption(new Option("--profile <name>", "how much to run: smoke (a check of the pipeline at reduced rates), default (the sweep's shape) or paper (the paper's 11 steps x 100 runs of 30 s); the plan printed at the start estimates its wall time").choices(LAB_PROFILE_NAMES).default("default"))
     .option("--out <dir>", "directory for the results store and the report (report/)", "lab-results")
     .option("--db <file>", "results store (SQLite); default <out>/results.db; the same store resumes")
     .option("--cleanup", "remove what crashed lab runs left on this host (namespaces, links, mounts, directories), then exit")

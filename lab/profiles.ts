@@ -2,11 +2,10 @@
 // each profile, and the campaign definition they give. Pure data and pure functions.
 import type { Family } from "../scenario/cidr.js";
 import { DATAPLANES, DEFAULT_BASELINE, PAPER_SWEEP, scenarioSchema, type Dataplane } from "../scenario/schema.js";
-import { planCampaign, sameStep, type CampaignDefinition, type PlannedRun } from "../measure/campaign-plan.js";
+import type { CampaignDefinition } from "../measure/campaign-plan.js";
 import { primaryComparisons, SETUP_PRIMARY_DESIGN, type PrimaryDesign } from "../measure/primary-design.js";
 import type { ProgrammingSettings, RunProfile } from "../measure/types.js";
 import { campaignTraffic } from "../measure/connection-setup.js";
-import { LAB_DATAPLANES } from "./dataplanes/index.js";
 
 export const LAB_PROFILE_NAMES = ["smoke", "default", "paper"] as const;
 export type LabProfileName = (typeof LAB_PROFILE_NAMES)[number];
@@ -39,7 +38,7 @@ export interface LabProfile {
   readonly setupConnectionsPerSecond: number;
   /** Lighter traffic than the paper's, for a profile that checks the pipeline rather than measures; undefined: the paper's rates. */
   readonly reducedRates?: ReducedRates;
-  /** The wall time it is sized for on a 2-core host, or undefined when it takes days. */
+  /** The wall time it is sized for on a 2-core host (lab/wall-estimate.ts estimates it), or undefined when it takes days. */
   readonly budgetMinutes?: number;
   /** The comparisons it is sized to answer, at its largest step; undefined: every test is exploratory. */
   readonly primary?: PrimaryDesign;
@@ -62,7 +61,7 @@ export const LAB_PROFILES: Readonly<Record<LabProfileName, LabProfile>> = {
   smoke: {
     name: "smoke",
     description:
-      "a quick end-to-end check of the pipeline at reduced rates (100 Mbit/s cap, 200 latency packets/s, 100 new connections/s): 1 and 2000 Services, 2 runs of 1 s per cell (about 2 minutes)",
+      "a quick end-to-end check of the pipeline at reduced rates (100 Mbit/s cap, 200 latency packets/s, 100 new connections/s): 1 and 2000 Services, 2 runs of 1 s per cell",
     services: [1, 2000],
     runs: 2,
     flowSeconds: 1,
@@ -74,18 +73,20 @@ export const LAB_PROFILES: Readonly<Record<LabProfileName, LabProfile>> = {
   default: {
     name: "default",
     description:
-      "the sweep's shape in a quarter of an hour: 1, 1000, 5000 and 10000 Services, 3 runs of 2 s per cell, and the runs the primary comparisons need (connection setup at 10000 Services)",
+      "the sweep's shape: 1, 1000, 5000 and 10000 Services, 3 runs of 2 s per cell, and the runs the primary comparisons need (connection setup at 10000 Services)",
     services: [1, 1000, 5000, 10000],
     runs: 3,
     flowSeconds: 2,
     interleave: 1,
     setupConnectionsPerSecond: 200,
-    budgetMinutes: 15,
+    // lab/wall-estimate.ts: 9 min 36 s of flows, a second of ITGRecv's close after most D-ITG flows,
+    // and kube-proxy's nftables transaction growing from 1 to 10000 Services (about 107 s).
+    budgetMinutes: 16,
     primary: SETUP_PRIMARY_DESIGN,
   },
   paper: {
     name: "paper",
-    description: "the paper's method: 11 Service counts (1, 1000, ..., 10000), 100 runs of 30 s per cell (several days)",
+    description: "the paper's method: 11 Service counts (1, 1000, ..., 10000), 100 runs of 30 s per cell",
     services: PAPER_SWEEP,
     runs: 100,
     flowSeconds: 30,
@@ -143,70 +144,4 @@ export function labDefinition(profile: LabProfile, choices: LabCampaignChoices =
     },
     ...(cells.profiles.includes("programming") ? { programming: LAB_PROGRAMMING } : {}),
   };
-}
-
-/**
- * What a lab run costs beyond its flows, in seconds, as measured on a busy 2-core host (README, "Where
- * the time of a lab run goes"): ITGSend's start and signaling, ITGRecv's one-second wait before it
- * closes a finished flow (backends/ditg-close-wait.ts: hidden only when the next run of the step is
- * a connection-setup run beside a closing UDP flow), the connection-setup probe's start, and each change of step (the
- * dataplanes stepping aside and back, the check of the packet path, the conntrack flush).
- */
-export const LAB_RUN_COSTS = {
-  ditgStartS: 0.05,
-  closeWaitS: 1.0,
-  setupStartS: 0.15,
-  /** kube-proxy's iptables-legacy tables are read and rewritten whole: a change of step grows with them. */
-  stepChangeS: (services: number) => 0.1 + (0.08 * services) / 1000,
-  /** A probed change of a programming run beyond its write: the probe's start, the state before, the 50 ms after. */
-  probedChangeS: 0.3,
-} as const;
-
-/**
- * Rough seconds of one programming run: five probed changes and an untimed one, one of them a
- * restart (a full sync of one family), and in a cell's first run the cold starts (each a full sync of
- * one family: the module's install of both families, halved).
- */
-export function programmingRunSeconds(dataplane: Dataplane, services: number, repetition: number, settings: ProgrammingSettings): number {
-  const module = LAB_DATAPLANES[dataplane];
-  const fullSyncOneFamily = module.installSeconds(services) / 2;
-  const colds = settings.coldStart && repetition === 0 ? (module.syncKinds.includes("cold-split") ? 2 : 1) : 0;
-  return 6 * LAB_RUN_COSTS.probedChangeS + (1 + colds) * fullSyncOneFamily;
-}
-
-/**
- * Rough wall time of a definition on this lab, seconds: the plan walked run by run with
- * LAB_RUN_COSTS, plus each dataplane's install of each step, once (its module's installSeconds:
- * the dataplanes park what they installed between their turns; a partial step move is counted as
- * an install, an upper bound), and the programming runs (programmingRunSeconds). For the plan
- * printed at the start, not a promise.
- */
-export function estimateWallSeconds(def: CampaignDefinition): number {
-  const plan = planCampaign("estimate", def);
-  const installed = new Set<string>();
-  const protocolOf = (run: PlannedRun) => def.traffic[run.key.profile]?.protocol;
-  let seconds = 0;
-  plan.forEach((run, i) => {
-    const { dataplane, services, profile } = run.key;
-    if (i === 0 || !sameStep(plan[i - 1]!.key, run.key)) {
-      seconds += LAB_RUN_COSTS.stepChangeS(services);
-      if (!installed.has(`${dataplane}/${services}`)) seconds += LAB_DATAPLANES[dataplane].installSeconds(services);
-      installed.add(`${dataplane}/${services}`);
-    }
-    if (profile === "programming") {
-      seconds += programmingRunSeconds(dataplane, services, run.key.repetition, def.programming!);
-      return;
-    }
-    seconds += def.flowSeconds;
-    if (profile === "setup") {
-      seconds += LAB_RUN_COSTS.setupStartS;
-      return;
-    }
-    seconds += LAB_RUN_COSTS.ditgStartS;
-    const next = plan[i + 1];
-    // Only a connection-setup run may start while a D-ITG flow closes, and only beside a UDP flow.
-    const hidden = next !== undefined && sameStep(next.key, run.key) && next.key.profile === "setup" && protocolOf(next) !== protocolOf(run);
-    if (!hidden) seconds += LAB_RUN_COSTS.closeWaitS;
-  });
-  return seconds;
 }

@@ -120,12 +120,40 @@ export interface LabDataplane {
   remove(): Promise<void>;
 }
 
+/** Seconds as a function of a Service count n: fixedS + perServiceS n + perServiceSquaredS n². */
+export interface ServiceCost {
+  readonly fixedS: number;
+  readonly perServiceS: number;
+  readonly perServiceSquaredS?: number;
+}
+
+/**
+ * What changing the step costs a dataplane, both families, as measured on the project's busy 2-core
+ * host (bench/step-change.ts; lab/wall-estimate.ts adds them up for the plan's estimate).
+ */
+export interface StepCosts {
+  /** A step installed by a full sync, as on a new node (the dataplane's first step of a campaign). */
+  readonly install: ServiceCost;
+  /**
+   * A move from n to m Services by a partial sync: fixedS, plus for Services added what the
+   * install's growth from n to m costs (perServiceS (m - n) + perServiceSquaredS (m² - n²): kube-proxy's
+   * nftables transaction grows with the table it joins), or for Services removed removedPerServiceS (n - m).
+   */
+  readonly move: ServiceCost & { readonly removedPerServiceS: number };
+  /** Put back on the packet path, at the Service count it holds. */
+  readonly resume: ServiceCost;
+  /** Taken off the packet path (parked), at the Service count it holds. */
+  readonly park: ServiceCost;
+  /** Reading from the kernel how many Services it forwards, after an install or a move. */
+  readonly count: ServiceCost;
+}
+
 export interface LabDataplaneModule {
   readonly name: Dataplane;
   /** Why this host cannot run it (a tool or header missing), or undefined. */
   hostProblem(): string | undefined;
-  /** Rough seconds to install a step of this many Services, both families, on a 2-core host (for the plan's estimate). */
-  installSeconds(services: number): number;
+  /** What changing the step costs it (for the plan's estimate of the wall time). */
+  readonly stepCosts: StepCosts;
   /** The kinds of write program() offers. */
   readonly syncKinds: readonly SyncKind[];
   create(context: LabDataplaneContext): LabDataplane;

@@ -2,7 +2,8 @@
 // plain node runs it with no TypeScript loader (a .ts module on its way would fail to load), the verbs that start
 // testbed again in a child process or a worker run their compiled modules too, and --version prints package.json's.
 import { execFile } from "node:child_process";
-import { existsSync, readFileSync, statSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 
@@ -26,6 +27,15 @@ describe("the testbed bin", () => {
     const text = readFileSync(BIN, "utf8");
     expect(text.startsWith("#!/usr/bin/env node\n")).toBe(true);
     expect(text).not.toMatch(/from "tsx|import\("tsx|"--import"/);
+  });
+
+  it("has beside its compiled modules every file of theirs they read at run time (the C sources the lab compiles)", () => {
+    const dist = join(ROOT, "dist");
+    const compiled = readdirSync(dist, { withFileTypes: true }).filter((e) => e.isDirectory() && existsSync(join(ROOT, e.name)));
+    const missing = compiled.flatMap((folder) =>
+      (readdirSync(join(ROOT, folder.name), { recursive: true }) as string[]).filter((file) => /\.(c|h)$/.test(file) && !existsSync(join(dist, folder.name, file))).map((file) => `${folder.name}/${file}`),
+    );
+    expect(missing, "dist/ lacks them: is their folder in tsconfig.build.json's include?").toEqual([]);
   });
 
   it("--version prints package.json's version; npx finds the bin", async () => {

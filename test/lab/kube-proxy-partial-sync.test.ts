@@ -259,12 +259,18 @@ describe("KubeProxyIptables in large-cluster mode (TestSyncProxyRulesLargeCluste
   it("deletes the chains of a deleted Service only once per sync period, and drops endpoint comments", () => {
     const proxier = new KubeProxyIptables(NODE, { syncPeriodS: 30 });
     proxier.sync([...base, { service: svc4, endpoints: remote("10.4.0.1") }], { now: 0 });
+    expect(proxier.holdsStaleChains).toBe(false);
     const svc4Gone = proxier.sync(base, { now: 10 });
     expect(svc4Gone.restore).not.toContain("-X ");
     expect(svc4Gone.deletedChains).toEqual([]);
+    // What a later sync has to delete is known: the lab's settle() syncs only then.
+    expect(proxier.holdsStaleChains).toBe(true);
+    expect(proxier.sync(base, { now: 20 }).deletedChains).toEqual([]);
+    expect(proxier.holdsStaleChains).toBe(true);
     const later = proxier.sync(base, { now: 31 });
     expect(later.restore).toContain("-X KUBE-SVC-EBDQOQU5SJFXRIL3");
     expect(later.restore).toContain("-X KUBE-SEP-SU5STNODRYEWJAUF");
+    expect(proxier.holdsStaleChains).toBe(false);
     expect(later.largeClusterMode).toBe(true);
     const seps = parseRestore(proxier.sync(base, { now: 32, full: true }).restore)
       .find((t) => t.name === "nat")!
@@ -281,5 +287,20 @@ describe("KubeProxyIptables in large-cluster mode (TestSyncProxyRulesLargeCluste
       "KUBE-SEP-SU5STNODRYEWJAUF",
       "KUBE-SVC-EBDQOQU5SJFXRIL3",
     ]);
+    expect(proxier.holdsStaleChains).toBe(false);
+  });
+
+  it("holds stale chains again when a Service whose chains it deleted comes back and goes between cleanups", () => {
+    const proxier = new KubeProxyIptables(NODE, { syncPeriodS: 30 });
+    const withSvc4 = [...base, { service: svc4, endpoints: remote("10.4.0.1") }];
+    proxier.sync(withSvc4, { now: 0 });
+    proxier.sync(base, { now: 10 });
+    // Back before the cleanup: its chains are the Service's again, nothing is stale.
+    proxier.sync(withSvc4, { now: 20 });
+    expect(proxier.holdsStaleChains).toBe(false);
+    proxier.sync(base, { now: 25 });
+    expect(proxier.holdsStaleChains).toBe(true);
+    proxier.restoreFailed();
+    expect(proxier.holdsStaleChains).toBe(true);
   });
 });

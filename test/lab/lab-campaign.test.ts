@@ -18,7 +18,8 @@ import { kubeProxyJumps, kubeProxyLeftovers } from "../../lab/dataplanes/iptable
 import { kubeProxyNftablesStates, type NftablesTableState } from "../../lab/dataplanes/nftables/kernel.js";
 import { EBPF_DATAPLANE_PREF } from "../../lab/dataplanes/ebpf/kernel.js";
 import { exec, listLinks, listNetns } from "../../lab/netns.js";
-import { estimateWallSeconds, labDefinition, LAB_PROFILES } from "../../lab/profiles.js";
+import { labDefinition, LAB_PROFILES } from "../../lab/profiles.js";
+import { estimateWallSeconds } from "../../lab/wall-estimate.js";
 import { RUN_MARKER, RUN_STATE_DIR } from "../../lab/run-registry.js";
 import { findRunObjects, labHostProblem, shapingCommands } from "../../lab/topology.js";
 import { WorkerLogDecoder } from "../../measure/campaign-decode.js";

@@ -15,7 +15,7 @@ import { LAB_FAMILIES } from "../../lab-scenario.js";
 import { run } from "../../netns.js";
 import { ipFamilyOf } from "../kube-proxy-inputs.js";
 import type { ServiceSpec } from "../../../workloads/service-model.js";
-import type { ChangeWrite, InstalledCounts, LabDataplane, LabDataplaneContext, LabDataplaneModule, LabStep, ServiceChange, SyncKind } from "../types.js";
+import type { ChangeWrite, StepCosts, InstalledCounts, LabDataplane, LabDataplaneContext, LabDataplaneModule, LabStep, ServiceChange, SyncKind } from "../types.js";
 
 const BPFTOOL_TIMEOUT_MS = 120_000;
 const SYNC_KINDS: readonly SyncKind[] = ["partial", "restart", "cold"];
@@ -198,11 +198,22 @@ class EbpfLabDataplane implements LabDataplane {
   }
 }
 
+/** What changing the step costs, both families, on the project's 2-core host at a load of 5 to 9 (StepCosts). */
+const STEP_COSTS: StepCosts = {
+  // Medians over three runs of each bench/step-change.ts command (lab/wall-estimate.ts): the install
+  // compiles and attaches the programs and fills the maps in one batch; a move writes the changed
+  // Services entry by entry; parking detaches the programs, the maps stay.
+  install: { fixedS: 1.1, perServiceS: 0.43e-3 },
+  move: { fixedS: 0.3, perServiceS: 0.25e-3, removedPerServiceS: 0.16e-3 },
+  resume: { fixedS: 0.08, perServiceS: 0 },
+  park: { fixedS: 0.03, perServiceS: 0 },
+  count: { fixedS: 0.01, perServiceS: 0.15e-3 },
+};
+
 export const ebpf: LabDataplaneModule = {
   name: "ebpf",
   hostProblem: ebpfHostProblem,
-  // clang, attaching, and one bpftool batch: about 5 s at 10000 Services.
-  installSeconds: (services) => 1.5 + (0.35 * services) / 1000,
+  stepCosts: STEP_COSTS,
   syncKinds: SYNC_KINDS,
   create: (context) => new EbpfLabDataplane(context),
 };

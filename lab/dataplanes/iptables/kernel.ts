@@ -317,6 +317,47 @@ export async function resumeKubeProxyRules(netns: string, families: readonly Fam
   for (const family of families) await mustRun(netns, [iptablesTools(family, backend).restore, "-w", LOCK_WAIT_S, "--noflush"], jumpLines("-I"));
 }
 
+// The names of a family's nf_tables tables, over netlink (NFNL_SUBSYS_NFTABLES 10, NFT_MSG_GETTABLE 1
+// with NLM_F_DUMP, replies NFT_MSG_NEWTABLE 0 with NFTA_TABLE_NAME 1, then NLMSG_DONE 3). iptables-nft
+// keeps its tables there under the x_tables names; iptables-nft-save reads every chain of the family
+// first, kube-proxy's nftables table's 25000 at 10000 Services among them. Prints one name a line.
+const TABLE_NAMES_SCRIPT = String.raw`
+my ($family) = @ARGV;
+socket(my $s, 16, 3, 12) or die "netlink socket: $!\n";
+my $payload = pack("CCn", $family, 0, 0);
+send($s, pack("LSSLL", 16 + length $payload, (10 << 8) | 1, 0x1 | 0x300, 1, 0) . $payload, 0) or die "send: $!\n";
+for (;;) {
+  defined(recv($s, my $buf, 65536, 0)) or die "recv: $!\n";
+  for (my $o = 0; $o + 16 <= length $buf; ) {
+    my ($len, $t) = unpack("LS", substr($buf, $o, 6));
+    last if $len < 16;
+    exit 0 if $t == 3;
+    if ($t == 2) { my $err = unpack("l", substr($buf, $o + 16, 4)); die "errno " . -$err . "\n" if $err != 0; }
+    if ($t == (10 << 8)) {
+      for (my $a = $o + 20; $a + 4 <= $o + $len; ) {
+        my ($l, $type) = unpack("SS", substr($buf, $a, 4));
+        last if $l < 4;
+        if (($type & 0x3fff) == 1) { my $name = substr($buf, $a + 4, $l - 4); $name =~ s/\0.*//s; print "$name\n"; }
+        $a += ($l + 3) & ~3;
+      }
+    }
+    $o += ($len + 3) & ~3;
+  }
+}
+`;
+
+/** The x_tables names iptables-nft gives its nf_tables tables. */
+const XTABLES_NAMES = ["filter", "nat", "mangle", "raw", "security"];
+/** NFPROTO_IPV4 and NFPROTO_IPV6. */
+const NFPROTO: Readonly<Record<Family, number>> = { ipv4: 2, ipv6: 10 };
+
+/** Whether the namespace holds any iptables-nft table of the family (an nf_tables table with an x_tables name). */
+export function nftXtablesPresent(netns: string, family: Family): boolean {
+  const r = exec(inNetns(netns, ["perl", "-e", TABLE_NAMES_SCRIPT, String(NFPROTO[family])]));
+  if (r.status !== 0) throw new Error(`iptables dataplane: listing the ${family} nf_tables tables of netns ${netns} failed: ${r.stderr.trim() || `exit ${r.status}`}`);
+  return r.stdout.split("\n").some((name) => XTABLES_NAMES.includes(name));
+}
+
 /** The rules of built-in chains that jump into KUBE-* chains, per table: what puts kube-proxy's rules on the packet path. */
 export async function kubeProxyJumps(netns: string, family: Family, backend: IptablesBackend = DEFAULT_IPTABLES_BACKEND): Promise<{ table: string; jumps: string[] }[]> {
   return (await kubeProxyLeftovers(netns, family, backend)).map((t) => ({ table: t.table, jumps: t.jumps })).filter((t) => t.jumps.length > 0);

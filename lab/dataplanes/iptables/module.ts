@@ -16,13 +16,15 @@ import {
   kubeNatChainNames,
   kubeProxyJumps,
   labIptablesNode,
+  nftXtablesPresent,
   parkKubeProxyRules,
   removeKubeProxyRules,
   resumeKubeProxyRules,
   writeKubeProxyRules,
 } from "./kernel.js";
+import { LegacyJumpReader } from "./jump-reader.js";
 import { IPTABLES_SYNC_PERIOD_S, KubeProxyIptables, largeClusterModeOf, type IptablesSync } from "./rules.js";
-import type { ChangeWrite, InstalledCounts, LabDataplane, LabDataplaneContext, LabDataplaneModule, LabStep, ServiceChange, SyncKind } from "../types.js";
+import type { ChangeWrite, StepCosts, InstalledCounts, LabDataplane, LabDataplaneContext, LabDataplaneModule, LabStep, ServiceChange, SyncKind } from "../types.js";
 
 const SYNC_KINDS: readonly SyncKind[] = ["partial", "restart", "cold"];
 
@@ -31,8 +33,11 @@ class IptablesDataplane implements LabDataplane {
   /** The step whose rules are in the kernel, the Services they hold, their proxiers, and whether they are on the packet path. */
   private held: { services: number; endpoints: readonly ServiceEndpoints[]; proxiers: Record<Family, KubeProxyIptables>; active: boolean } | undefined;
   private readonly clock = new ControlPlaneClock();
+  private readonly jumpReader: LegacyJumpReader;
 
-  constructor(private readonly context: LabDataplaneContext) {}
+  constructor(private readonly context: LabDataplaneContext) {
+    this.jumpReader = new LegacyJumpReader(context.topology.runDir);
+  }
 
   private get worker(): string {
     return this.context.topology.namespace("worker");
@@ -65,6 +70,10 @@ class IptablesDataplane implements LabDataplane {
       return { sync: "none" };
     }
     if (held && (this.context.stepSync ?? "partial") === "partial") {
+      // A step of a campaign lasts longer than kube-proxy's sync period: when its Services change,
+      // the large-cluster cleanup is due, so the move's own sync deletes the chains of the Services
+      // gone and the sync of settle() has nothing left to do.
+      this.clock.skip(IPTABLES_SYNC_PERIOD_S + 1);
       for (const family of LAB_FAMILIES) {
         // Crossing the large-cluster threshold changes every endpoint rule's comments: kube-proxy's next
         // full sync (within FullSyncPeriod) writes them all, so the step gets it now.
@@ -103,8 +112,9 @@ class IptablesDataplane implements LabDataplane {
 
   async settle(): Promise<void> {
     const held = this.held;
-    // Below the large-cluster threshold every sync deletes the stale chains already.
-    if (!held || !LAB_FAMILIES.some((f) => largeClusterModeOf(held.endpoints, f))) return;
+    // Below the large-cluster threshold every sync deletes the stale chains already; above it, a sync
+    // that found the cleanup due did too. Nothing stale: the periodic sync would rewrite what is there.
+    if (!held || !LAB_FAMILIES.some((f) => held.proxiers[f].holdsStaleChains)) return;
     this.clock.skip(IPTABLES_SYNC_PERIOD_S + 1);
     for (const family of LAB_FAMILIES) await this.sync(held.proxiers[family], held.endpoints);
   }
@@ -116,11 +126,20 @@ class IptablesDataplane implements LabDataplane {
   }
 
   async activeTraces(): Promise<string[]> {
-    // Both backends: rules of iptables-legacy and of iptables-nft are walked alike.
+    // Both backends: rules of iptables-legacy and of iptables-nft are walked alike. The legacy tables
+    // are read from the kernel's blobs (jump-reader.ts): iptables-legacy-save lists every rule. The
+    // iptables-nft tables are listed only where there are some: iptables-nft-save reads every chain
+    // of the family, kube-proxy's nftables table's too.
     const traces: string[] = [];
     for (const backend of IPTABLES_BACKENDS) {
       for (const family of LAB_FAMILIES) {
-        for (const t of await kubeProxyJumps(this.worker, family, backend)) {
+        const jumps =
+          backend === "legacy"
+            ? this.jumpReader.jumps(this.worker, family)
+            : nftXtablesPresent(this.worker, family)
+              ? await kubeProxyJumps(this.worker, family, backend)
+              : [];
+        for (const t of jumps) {
           traces.push(`kube-proxy's iptables rules (${backend}, ${family}, ${t.table}: ${t.jumps.length} jump(s) into KUBE-* chains)`);
         }
       }
@@ -155,12 +174,23 @@ class IptablesDataplane implements LabDataplane {
   }
 }
 
+/** What changing the step costs, both families, on the project's 2-core host at a load of 5 to 9 (StepCosts). */
+const STEP_COSTS: StepCosts = {
+  // Medians over three runs of each bench/step-change.ts command (lab/wall-estimate.ts): the first
+  // install fixes kube-proxy's jumps and nfacct counters one command at a time; every later write
+  // rewrites the whole legacy nat table (libiptc), so parking and resuming grow with the step too.
+  install: { fixedS: 1.0, perServiceS: 0.45e-3 },
+  move: { fixedS: 0.3, perServiceS: 1.0e-3, removedPerServiceS: 0.4e-3 },
+  resume: { fixedS: 0.03, perServiceS: 0.09e-3 },
+  park: { fixedS: 0.05, perServiceS: 0.075e-3 },
+  count: { fixedS: 0.03, perServiceS: 0.11e-3 },
+};
+
 export const iptables: LabDataplaneModule = {
   name: "iptables",
   // The lab's own tool check covers iptables-legacy-restore and ip6tables-legacy-restore.
   hostProblem: () => undefined,
-  // Generation and one iptables-restore per family: about 4 s at 10000 Services (bench/lab-install.ts).
-  installSeconds: (services) => 0.3 + (0.4 * services) / 1000,
+  stepCosts: STEP_COSTS,
   syncKinds: SYNC_KINDS,
   create: (context) => new IptablesDataplane(context),
 };

@@ -156,6 +156,8 @@ export class KubeProxyIptables {
   private readonly natChains = new Set<string>();
   /** What the last restore does to them, once it applied (undone by restoreFailed). */
   private pending: { readonly declared: readonly string[]; readonly deleted: readonly string[] } | undefined;
+  /** Whether the restores so far left chains of Services that are gone (large-cluster mode between cleanups). */
+  private staleLeft = false;
 
   constructor(
     readonly node: KubeProxyNode,
@@ -164,11 +166,22 @@ export class KubeProxyIptables {
     validateNode(node);
   }
 
+  /**
+   * Whether the kernel holds, after the last sync's restore, chains of Services that are gone: in
+   * large-cluster mode a sync between cleanups leaves them for a later one (by this proxier's own
+   * record of what its restores wrote).
+   */
+  get holdsStaleChains(): boolean {
+    return this.staleLeft;
+  }
+
   /** The restore of the last sync did not apply: the next sync is a full one, and the chains are read again. */
   restoreFailed(): void {
     this.needFullSync = true;
     this.previous = new Map();
     this.pending = undefined;
+    // What the kernel holds is not known any more: a cleanup reads it.
+    this.staleLeft = true;
   }
 
   sync(services: readonly ServiceEndpoints[], options: IptablesSyncOptions = {}): IptablesSync {
@@ -343,6 +356,9 @@ export class KubeProxyIptables {
         deletedChains.push(chain);
       }
       this.lastCleanup = now;
+      this.staleLeft = false;
+    } else {
+      this.staleLeft = [...this.natChains].some((chain) => isServiceChainName(chain) && !activeNatChains.has(chain));
     }
 
     // The tail call into KUBE-NODEPORTS: after every other KUBE-SERVICES rule.

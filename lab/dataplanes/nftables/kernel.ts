@@ -134,6 +134,57 @@ export async function kubeProxyNftablesStates(netns: string): Promise<Record<Fam
   return { ipv4: of("ipv4"), ipv6: of("ipv6") };
 }
 
+// The tables' flags set over netlink in one batch (NFNL_MSG_BATCH_BEGIN 0x10, NFT_MSG_NEWTABLE 0 with
+// NFTA_TABLE_NAME 1 and NFTA_TABLE_FLAGS 2, NFNL_MSG_BATCH_END 0x11), as `nft -f` sends
+// `add table ... { flags dormant; }`: for a table that exists the kernel only updates its flags
+// (nf_tables_updtable). nft 1.0.6 reads the table's objects before it sends that, 40 ms per 1000
+// Services (bench/step-change.ts). Prints nothing; dies with the errno of a refused message.
+const TABLE_FLAGS_SCRIPT = String.raw`
+my ($name, $flags, @families) = @ARGV;
+socket(my $s, 16, 3, 12) or die "netlink socket: $!\n";
+my $seq = 0;
+sub message {
+  my ($type, $msgflags, $family, $resid, $attrs) = @_;
+  my $payload = pack("CCn", $family, 0, $resid) . $attrs;
+  return pack("LSSLL", 16 + length $payload, $type, $msgflags, ++$seq, 0) . $payload;
+}
+sub attribute {
+  my ($type, $data) = @_;
+  my $len = 4 + length $data;
+  return pack("SS", $len, $type) . $data . ("\0" x ((4 - $len % 4) % 4));
+}
+my $batch = message(0x10, 0x1, 0, 10, "");
+my %waiting;
+for my $family (@families) {
+  $batch .= message((10 << 8) | 0, 0x1 | 0x4, $family, 0, attribute(1, "$name\0") . attribute(2, pack("N", $flags)));
+  $waiting{$seq} = $family;
+}
+$batch .= message(0x11, 0x1, 0, 10, "");
+send($s, $batch, 0) or die "send: $!\n";
+while (%waiting) {
+  defined(recv($s, my $buf, 65536, 0)) or die "recv: $!\n";
+  for (my $o = 0; $o + 16 <= length $buf; ) {
+    my ($len, $t, $f, $sq) = unpack("LSSL", substr($buf, $o, 12));
+    last if $len < 16;
+    if ($t == 2) {
+      my $err = unpack("l", substr($buf, $o + 16, 4));
+      die(($waiting{$sq} ? "nfproto $waiting{$sq}" : "the batch") . ": errno " . -$err . "\n") if $err != 0;
+      delete $waiting{$sq};
+    }
+    $o += ($len + 3) & ~3;
+  }
+}
+`;
+
+/** NFT_TABLE_F_DORMANT: the table's base chains are not hooked. */
+const TABLE_DORMANT = 1;
+
+function setKubeProxyTableFlags(netns: string, families: readonly Family[], flags: number): void {
+  checkNetns(netns);
+  const r = exec(inNetns(netns, ["perl", "-e", TABLE_FLAGS_SCRIPT, KUBE_PROXY_TABLE, String(flags), ...families.map((f) => String(NFPROTO[f]))]));
+  if (r.status !== 0) throw new Error(`nftables dataplane: setting the flags of the kube-proxy tables (${families.join(", ")}) in netns ${netns} to ${flags} failed: ${r.stderr.trim() || `exit ${r.status}`}`);
+}
+
 /**
  * Takes kube-proxy's tables off the packet path and keeps them: each becomes dormant (the kernel
  * unregisters its base chains' hooks; chains, rules, sets and maps stay), in one transaction.
@@ -141,14 +192,12 @@ export async function kubeProxyNftablesStates(netns: string): Promise<Record<Fam
  * (bench/lab-install.ts); waking a table takes milliseconds.
  */
 export async function parkKubeProxyNftables(netns: string, families: readonly Family[] = FAMILIES): Promise<void> {
-  checkNetns(netns);
-  nft(netns, ["-f", "-"], families.map((f) => `add table ${NFT_FAMILY[f]} ${KUBE_PROXY_TABLE} { flags dormant; }\n`).join(""));
+  setKubeProxyTableFlags(netns, families, TABLE_DORMANT);
 }
 
-/** Puts parked tables back on the packet path: each table declared again without flags (as kube-proxy's own sync declares it) is no longer dormant. */
+/** Puts parked tables back on the packet path: their flags cleared, as kube-proxy's own sync declares its table (no flags). */
 export async function resumeKubeProxyNftables(netns: string, families: readonly Family[] = FAMILIES): Promise<void> {
-  checkNetns(netns);
-  nft(netns, ["-f", "-"], families.map((f) => `add table ${NFT_FAMILY[f]} ${KUBE_PROXY_TABLE} { comment "rules for kube-proxy" ; }\n`).join(""));
+  setKubeProxyTableFlags(netns, families, 0);
 }
 
 /** The families whose kube-proxy table exists in the namespace. */

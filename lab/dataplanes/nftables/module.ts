@@ -21,7 +21,7 @@ import {
   resumeKubeProxyNftables,
 } from "./kernel.js";
 import { COLD_START_MAX_OPERATIONS, KubeProxyNftables, STALE_CHAIN_DELAY_S } from "./rules.js";
-import type { ChangeWrite, InstalledCounts, LabDataplane, LabDataplaneContext, LabDataplaneModule, LabStep, ServiceChange, SyncKind } from "../types.js";
+import type { ChangeWrite, StepCosts, InstalledCounts, LabDataplane, LabDataplaneContext, LabDataplaneModule, LabStep, ServiceChange, SyncKind } from "../types.js";
 
 const SYNC_KINDS: readonly SyncKind[] = ["partial", "restart", "cold", "cold-split"];
 
@@ -92,7 +92,8 @@ class NftablesDataplane implements LabDataplane {
 
   async settle(): Promise<void> {
     const held = this.held;
-    if (!held) return;
+    // No chain flushed and waiting: the next sync would find nothing to delete and nothing to write.
+    if (!held || LAB_FAMILIES.every((f) => held.proxiers[f].stale.size === 0)) return;
     this.clock.skip(STALE_CHAIN_DELAY_S + 0.001);
     for (const family of LAB_FAMILIES) held.proxiers[family].sync(held.endpoints, new NftablesNetns(this.worker, family), { now: this.clock.now() });
   }
@@ -136,11 +137,23 @@ class NftablesDataplane implements LabDataplane {
   }
 }
 
+/** What changing the step costs, both families, on the project's 2-core host at a load of 5 to 9 (StepCosts). */
+const STEP_COSTS: StepCosts = {
+  // Medians over three runs of each bench/step-change.ts command (lab/wall-estimate.ts), up to 2000
+  // Services: the kernel's commit grows with the square of the table's anonymous maps (one per
+  // Service port), for a full sync and for a partial one adding Services alike; 107 s at 10000,
+  // against 146 s measured there earlier (bench/lab-install.ts, README). Parked by the table's flags.
+  install: { fixedS: 0.15, perServiceS: 0.86e-3, perServiceSquaredS: 0.98e-6 },
+  move: { fixedS: 0.1, perServiceS: 0.86e-3, perServiceSquaredS: 0.98e-6, removedPerServiceS: 0.75e-3 },
+  resume: { fixedS: 0.015, perServiceS: 0 },
+  park: { fixedS: 0.02, perServiceS: 0 },
+  count: { fixedS: 0.03, perServiceS: 0.09e-3 },
+};
+
 export const nftables: LabDataplaneModule = {
   name: "nftables",
   hostProblem: nftablesHostProblem,
-  // The kernel's commit grows with the square of the table's anonymous maps (one per Service port).
-  installSeconds: (services) => 0.3 + 0.6 * (services / 1000) ** 2,
+  stepCosts: STEP_COSTS,
   syncKinds: SYNC_KINDS,
   create: (context) => new NftablesDataplane(context),
 };
