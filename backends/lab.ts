@@ -339,6 +339,9 @@ export class LabBackend implements Backend {
     // A closing flow's ack crosses the dataplane and conntrack: both stay until it is through.
     await this.phases.time("wait for closing flows", () => this.closing.settle());
     const start = performance.now();
+    // The probes come off while the dataplanes change: the next run attaches the connect call's
+    // hooks after whatever socket hooks the step's dataplane attaches (lab/hops/hop-probes.ts).
+    for (const probes of this.pathHops.values()) if (probes.connectCgroups) probes.disable();
     // Off first, then on: two dataplanes never serve Services at the same time.
     await this.phases.time("step aside", async () => {
       for (const d of Object.values(this.dataplanes)) if (d !== target) await d.stepAside();

@@ -7,7 +7,7 @@ import { fileURLToPath } from "node:url";
 /** Where the probes' C lives. */
 export const HOPS_SOURCE_DIR = fileURLToPath(new URL("./", import.meta.url));
 /** Every file the build needs, by name inside HOPS_SOURCE_DIR. */
-export const HOPS_SOURCE_FILES = ["hop-probe.c", "hop-bpf.h", "hop-maps.h", "hop-reader.c"] as const;
+export const HOPS_SOURCE_FILES = ["hop-probe.c", "hop-connect.c", "hop-bpf.h", "hop-maps.h", "hop-reader.c"] as const;
 
 /** How records leave the kernel: a BPF ring buffer (5.8+), or a perf event array (any kernel the probes run on). */
 export const HOP_OUTPUTS = ["ringbuf", "perf"] as const;
@@ -82,6 +82,80 @@ export function probeCompileArgs(build: ProbeBuild, paths: { sourceDir: string; 
     ...(build.maps === "legacy" ? ["-DHOP_MAPS_LEGACY"] : build.maps === "btf-pinned" ? ["-DHOP_MAPS_PINNED"] : []),
     "-c", `${paths.sourceDir.replace(/\/$/, "")}/hop-probe.c`, "-o", paths.output,
   ];
+}
+
+/**
+ * Pure: clang's arguments (after `clang`) for the connect call's hooks (hop-connect.c: cgroup
+ * programs, BTF maps, loaded by bpftool onto the probes' pinned hop_connects), for the same data
+ * ports as the probes.
+ */
+export function connectCompileArgs(build: Pick<ProbeBuild, "dataPort" | "alternateDataPort">, paths: { sourceDir: string; output: string; multiarchInclude?: string }): string[] {
+  checkPort("dataPort", build.dataPort);
+  if (build.alternateDataPort !== undefined) checkPort("alternateDataPort", build.alternateDataPort);
+  return [
+    "-O2", "-g", "-target", "bpf", "-Wall",
+    ...(paths.multiarchInclude ? ["-I", paths.multiarchInclude] : []),
+    "-I", paths.sourceDir,
+    `-DHOP_DATA_PORT=${build.dataPort}`,
+    ...(build.alternateDataPort !== undefined ? [`-DHOP_DATA_PORT_2=${build.alternateDataPort}`] : []),
+    "-c", `${paths.sourceDir.replace(/\/$/, "")}/hop-connect.c`, "-o", paths.output,
+  ];
+}
+
+/** The connect call's hooks (hop-connect.c) by program name: the attach type bpftool takes, and the point each stamps. */
+export const CONNECT_HOOKS = {
+  hc_call4: { attachType: "connect4", point: "call" },
+  hc_call6: { attachType: "connect6", point: "call" },
+  hc_done4: { attachType: "connect4", point: "done" },
+  hc_done6: { attachType: "connect6", point: "done" },
+} as const;
+export type ConnectHook = keyof typeof CONNECT_HOOKS;
+/** The map both objects share, pinned with the probes' maps. */
+export const CONNECT_MAP = "hop_connects" as const;
+
+/** A connect hook as the kernel lists a cgroup's programs. */
+export interface ShownHook {
+  readonly attach_type: string;
+  readonly name: string;
+}
+
+/**
+ * Pure: why the connect hooks do not enclose the socket calls' Service translation, or undefined.
+ * `effective`: the programs a socket of the container's cgroup runs, in the order it runs them
+ * (`bpftool cgroup show CGROUP effective`): per family, the call's stamp first and the done stamp
+ * last, with whatever translates between them.
+ */
+export function connectOrderProblem(effective: readonly ShownHook[]): string | undefined {
+  for (const family of ["4", "6"] as const) {
+    const names = effective.filter((h) => h.attach_type === `cgroup_inet${family}_connect`).map((h) => h.name);
+    if (names[0] !== `hc_call${family}` || names.at(-1) !== `hc_done${family}` || names.filter((n) => n.startsWith("hc_")).length !== 2) {
+      return `connect${family} hooks run as ${names.join(", ") || "none"}; expected hc_call${family} first and hc_done${family} last`;
+    }
+  }
+  return undefined;
+}
+
+/**
+ * Pure: the connect hooks a socket of a cgroup runs, in order, from each cgroup's own listing
+ * (`cgroup=DIR <bpftool -j cgroup show DIR>` lines, the cgroup first, then up to the root): with
+ * multi-attach the kernel runs a cgroup's hooks in attach order, then its parent's
+ * (kernel/bpf/cgroup.c compute_effective_progs). bpftool before 5.x names the attach types
+ * connect4/connect6; they are given the later names.
+ */
+export function effectiveConnectHooks(listings: readonly string[]): ShownHook[] {
+  return listings.flatMap((line) => {
+    const json = line.slice(line.indexOf(" ") + 1).trim();
+    let hooks: unknown;
+    try {
+      hooks = JSON.parse(json || "[]");
+    } catch {
+      throw new Error(`bpftool listed ${JSON.stringify(line.slice(0, 200))}, not a cgroup's programs`);
+    }
+    if (!Array.isArray(hooks)) throw new Error(`bpftool listed ${JSON.stringify(line.slice(0, 200))}, not a cgroup's programs`);
+    return (hooks as ShownHook[])
+      .map((h) => ({ attach_type: h.attach_type === "connect4" ? "cgroup_inet4_connect" : h.attach_type === "connect6" ? "cgroup_inet6_connect" : h.attach_type, name: h.name }))
+      .filter((h) => /^cgroup_inet[46]_connect$/.test(h.attach_type));
+  });
 }
 
 /** Pure: the host compiler's arguments for the reader (C library only, no libbpf). */

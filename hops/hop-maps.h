@@ -51,6 +51,10 @@ enum hop_point {
 	HOP_F_CPOD_VETH,       /* worker 1's client pod veth, tc ingress, before the Service dataplane */
 	HOP_R_CPOD_VETH,       /* worker 1's client pod veth, tc egress, after the reverse translation */
 	HOP_R_CPOD_IN,         /* client pod veth, tc ingress */
+	HOP_F_CONNECT_CALL,    /* a TCP connect() to the data port in the client pod: its cgroup's connect4/6 hook,
+	                        * before any Service translation (hop-connect.c) */
+	HOP_F_CONNECT_DONE,    /* the same call after the node's socket hooks: a connect4/6 hook after Cilium's
+	                        * socket load balancer, where it runs (hop-connect.c) */
 	HOP_POINTS
 };
 
@@ -91,6 +95,21 @@ static inline int hop_sampled(__u32 flow_id, __u32 seq)
 
 /* Flow id of handshake records: no D-ITG flow has it (ITGSend numbers flows from 1). */
 #define HOP_HANDSHAKE_FLOW 0xffffffffu
+
+/* The connect call's two stamps (clusterip's handshakes). A cgroup hook has no packet and so no key:
+ * hop-connect.c keeps the two times per socket (its cookie, bpf_get_socket_cookie) in hop_connects,
+ * and the probe at the client pod's egress (HOP_F_CPOD_OUT) writes them as records of that socket's
+ * SYN, keyed as the SYN is, and deletes the entry.
+ *
+ *   hop_connects  LRU hash, key __u64 socket cookie, value struct hop_connect (16 bytes),
+ *                 HOP_CONNECT_ENTRIES entries (a connect whose SYN never left is evicted in time).
+ *                 Declared by both objects, pinned by name: tc or bpftool creates it with the probes,
+ *                 bpftool loads hop-connect.o onto the pinned map. */
+struct hop_connect {
+	__u64 call_ns;  /* HOP_F_CONNECT_CALL: bpf_ktime_get_ns() */
+	__u64 done_ns;  /* HOP_F_CONNECT_DONE, 0 until it ran */
+};
+#define HOP_CONNECT_ENTRIES 4096
 
 /* One stamp, 24 bytes. */
 struct hop_record {

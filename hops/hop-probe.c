@@ -92,6 +92,13 @@ struct bpf_elf_map SEC("maps") hop_counts = {
 	.max_elem = HOP_POINTS,
 	.pinning = PIN_GLOBAL_NS,
 };
+struct bpf_elf_map SEC("maps") hop_connects = {
+	.type = BPF_MAP_TYPE_LRU_HASH,
+	.size_key = sizeof(__u64),
+	.size_value = sizeof(struct hop_connect),
+	.max_elem = HOP_CONNECT_ENTRIES,
+	.pinning = PIN_GLOBAL_NS,
+};
 
 #else /* BTF-defined maps */
 
@@ -123,6 +130,13 @@ struct {
 	__type(value, struct hop_count);
 	HOP_PINNING
 } hop_counts SEC(".maps");
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, HOP_CONNECT_ENTRIES);
+	__type(key, __u64);
+	__type(value, struct hop_connect);
+	HOP_PINNING
+} hop_connects SEC(".maps");
 
 #endif
 
@@ -213,40 +227,28 @@ static __always_inline int select_packet(struct __sk_buff *skb, int forward, int
 	return -1;
 }
 
-/* Stamps a selected packet at forward_point or return_point by its direction; `forward` is the
- * direction tested first, and the only one when the other's point is HOP_NO_POINT. The clock is
- * read once the packet is known to be stamped: a packet passing unstamped costs no clock read.
- * Every point reads it after the same parse, so the sections between points lose nothing. */
-static __always_inline int stamp(struct __sk_buff *skb, __u32 forward_point, __u32 return_point, int forward)
+/* Hands one record to the ring or the perf buffer, counted per point as stamped or dropped. */
+static __always_inline void emit(struct __sk_buff *skb, __u64 stamp_ns, __u32 flow_id, __u32 seq, __u32 point, __u8 kind)
 {
-	struct hop_count *count;
-	__u32 flow_id, seq, point;
-	__u8 kind;
-	int matched_forward;
-	__u64 now;
+	struct hop_count *count = bpf_map_lookup_elem(&hop_counts, &point);
 
-	if (select_packet(skb, forward, forward_point != HOP_NO_POINT && return_point != HOP_NO_POINT, &flow_id, &seq, &kind, &matched_forward))
-		return TC_ACT_UNSPEC;
-	now = bpf_ktime_get_ns();
-	point = matched_forward ? forward_point : return_point;
-	count = bpf_map_lookup_elem(&hop_counts, &point);
 	if (!count)
-		return TC_ACT_UNSPEC;
+		return;
 #ifdef HOP_OUTPUT_PERF
-	struct hop_record r = { .stamp_ns = now, .flow_id = flow_id, .seq = seq, .point = point, .kind = kind };
+	struct hop_record r = { .stamp_ns = stamp_ns, .flow_id = flow_id, .seq = seq, .point = point, .kind = kind };
 
 	if (bpf_perf_event_output(skb, &hop_events, BPF_F_CURRENT_CPU, &r, sizeof(r))) {
 		count->dropped++;
-		return TC_ACT_UNSPEC;
+		return;
 	}
 #else
 	struct hop_record *r = bpf_ringbuf_reserve(&hop_ring, sizeof(*r), 0);
 
 	if (!r) {
 		count->dropped++;
-		return TC_ACT_UNSPEC;
+		return;
 	}
-	r->stamp_ns = now;
+	r->stamp_ns = stamp_ns;
 	r->flow_id = flow_id;
 	r->seq = seq;
 	r->point = point;
@@ -255,6 +257,36 @@ static __always_inline int stamp(struct __sk_buff *skb, __u32 forward_point, __u
 	bpf_ringbuf_submit(r, HOP_RB_NO_WAKEUP);
 #endif
 	count->stamped++;
+}
+
+/* Stamps a selected packet at forward_point or return_point by its direction; `forward` is the
+ * direction tested first, and the only one when the other's point is HOP_NO_POINT. The clock is
+ * read once the packet is known to be stamped: a packet passing unstamped costs no clock read.
+ * Every point reads it after the same parse, so the sections between points lose nothing.
+ * `connect`: a SYN also carries its socket's connect call (hop_connects), written as the SYN's
+ * records at HOP_F_CONNECT_CALL and HOP_F_CONNECT_DONE, after its own stamp. */
+static __always_inline int stamp(struct __sk_buff *skb, __u32 forward_point, __u32 return_point, int forward, int connect)
+{
+	__u32 flow_id, seq;
+	__u8 kind;
+	int matched_forward;
+	__u64 now;
+
+	if (select_packet(skb, forward, forward_point != HOP_NO_POINT && return_point != HOP_NO_POINT, &flow_id, &seq, &kind, &matched_forward))
+		return TC_ACT_UNSPEC;
+	now = bpf_ktime_get_ns();
+	emit(skb, now, flow_id, seq, matched_forward ? forward_point : return_point, kind);
+	if (connect && kind == HOP_KIND_HANDSHAKE && matched_forward) {
+		__u64 cookie = bpf_get_socket_cookie(skb);
+		struct hop_connect *c = cookie ? bpf_map_lookup_elem(&hop_connects, &cookie) : NULL;
+
+		if (c) {
+			emit(skb, c->call_ns, flow_id, seq, HOP_F_CONNECT_CALL, kind);
+			if (c->done_ns)
+				emit(skb, c->done_ns, flow_id, seq, HOP_F_CONNECT_DONE, kind);
+			bpf_map_delete_elem(&hop_connects, &cookie);
+		}
+	}
 	return TC_ACT_UNSPEC;
 }
 
@@ -263,7 +295,7 @@ static __always_inline int stamp(struct __sk_buff *skb, __u32 forward_point, __u
 	SEC("tc/" #name)                                                      \
 	int name(struct __sk_buff *skb)                                       \
 	{                                                                     \
-		return stamp(skb, forward_point, return_point, forward);      \
+		return stamp(skb, forward_point, return_point, forward, 0);   \
 	}
 #define HOP_PROGRAM(name, point, forward) HOP_PROGRAM_AT(name, (forward) ? (point) : HOP_NO_POINT, (forward) ? HOP_NO_POINT : (point), forward)
 
@@ -292,7 +324,12 @@ HOP_PROGRAM(hr_pod2_out, HOP_R_POD2_OUT, 0)
 HOP_PROGRAM(hr_pod2_veth, HOP_R_POD2_VETH, 0)
 HOP_PROGRAM(hr_node2_out, HOP_R_NODE2_OUT, 0)
 /* The client pod on worker 1 (clusterip). */
-HOP_PROGRAM(hf_cpod_out, HOP_F_CPOD_OUT, 1)
+/* The client pod's egress also writes each SYN's connect call (hop-connect.c): the socket is the SYN's own. */
+SEC("tc/hf_cpod_out")
+int hf_cpod_out(struct __sk_buff *skb)
+{
+	return stamp(skb, HOP_F_CPOD_OUT, HOP_NO_POINT, 1, 1);
+}
 HOP_PROGRAM(hf_cpod_veth, HOP_F_CPOD_VETH, 1)
 HOP_PROGRAM(hr_cpod_veth, HOP_R_CPOD_VETH, 0)
 HOP_PROGRAM(hr_cpod_in, HOP_R_CPOD_IN, 0)

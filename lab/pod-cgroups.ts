@@ -20,6 +20,11 @@ export function podCgroupPath(runDir: string, prefix: string, role: string): str
   return join(cgroupMountOf(runDir), `${prefix}-${role}`);
 }
 
+/** The cgroup of a pod's container, below the pod's (the kubelet's nesting). */
+export function containerCgroupPath(podCgroup: string): string {
+  return join(podCgroup, "container");
+}
+
 /**
  * The argument array that runs `argv` as a member of the cgroup: a fixed shell script writes the
  * shell's own pid to cgroup.procs and then execs argv (never parsed by the shell), so every process
@@ -42,7 +47,7 @@ export function mountType(path: string): string | undefined {
   return undefined;
 }
 
-/** Mounts the cgroup v2 hierarchy at `mount` (once) and creates the cgroups. */
+/** Mounts the cgroup v2 hierarchy at `mount` (once) and creates the cgroups, in the order given (a parent before its children). */
 export function createCgroups(mount: string, cgroups: readonly string[]): void {
   mkdirSync(mount, { recursive: true });
   if (mountType(mount) !== "cgroup2") run(["mount", "-t", "cgroup2", "none", mount]);
@@ -59,6 +64,8 @@ const EXIT_WAIT_MS = 120_000;
  */
 export function removeCgroup(dir: string): void {
   if (!existsSync(dir)) return;
+  // Children first: a cgroup with child cgroups cannot be removed.
+  for (const entry of readdirSync(dir, { withFileTypes: true })) if (entry.isDirectory()) removeCgroup(join(dir, entry.name));
   const populated = () => /^populated 1$/m.test(readFileSync(join(dir, "cgroup.events"), "utf8"));
   if (populated()) {
     if (existsSync(join(dir, "cgroup.kill"))) writeFileSync(join(dir, "cgroup.kill"), "1");

@@ -26,7 +26,7 @@ import { exec, inNetns, run, startProcess, type CommandOptions, type CommandResu
 import { processPrivilegeProblem } from "./privileges.js";
 import { claimPrefix, findRunPrefixes, PREFIX_PATTERN, removeRun, RUN_MARKER, RUN_STATE_DIR } from "./run-registry.js";
 import { SHAPERS, shapingCommands, type Shaper } from "../scenario/link-cap.js";
-import { cgroupMountOf, createCgroups, inCgroup, podCgroupPath } from "./pod-cgroups.js";
+import { cgroupMountOf, containerCgroupPath, createCgroups, inCgroup, podCgroupPath } from "./pod-cgroups.js";
 
 export { cleanupLeftovers, findRunObjects, type CleanupReport, type RunObjects } from "./run-registry.js";
 
@@ -108,8 +108,14 @@ export interface ClientPodPlan {
   /** Worker 1's host-side veth of the client pod. */
   readonly hostVeth: string;
   readonly addresses: Readonly<Record<Family, string>>;
-  /** Its cgroup v2 directory (lab/pod-cgroups.ts): every process the lab starts in the client pod runs in it. */
+  /** Its cgroup v2 directory (lab/pod-cgroups.ts): the pod's, where the lab's socket load balancer attaches. */
   readonly cgroup: string;
+  /**
+   * Its container's cgroup, below the pod's, as the kubelet nests a container's cgroup in its pod's:
+   * every process the lab starts in the client pod runs in it. A socket hook of the container's cgroup
+   * runs before the pod's (the connect call's first stamp before any translation, hops/hop-connect.c).
+   */
+  readonly containerCgroup: string;
 }
 
 export interface LinkEnd {
@@ -406,7 +412,8 @@ function morePlan(
     const role = "clientpod";
     allNamespaces[role] = `${prefix}-${role}`;
     segments.push(veth("clientpod", net, { role: "worker", ifname: `${prefix}-lxcc` }, { role, ifname: `${prefix}-ethc` }));
-    client = { role, subnets: net, hostVeth: `${prefix}-lxcc`, addresses: at(net, 2), cgroup: podCgroupPath(paper.runDir, prefix, role) };
+    const cgroup = podCgroupPath(paper.runDir, prefix, role);
+    client = { role, subnets: net, hostVeth: `${prefix}-lxcc`, addresses: at(net, 2), cgroup, containerCgroup: containerCgroupPath(cgroup) };
     // The cluster CIDR that holds both pod blocks must hold no other block of the lab (the client's would then count as pods).
     for (const family of FAMILIES) {
       const cover = coveringCidr(links.pod.subnets[family], net[family]);
@@ -601,7 +608,7 @@ export class LabTopology {
   private build(): void {
     const { plan } = this;
     // The client pod's cgroup first: nothing of the pod may start before it exists.
-    if (plan.clientPod) createCgroups(cgroupMountOf(plan.runDir), [plan.clientPod.cgroup]);
+    if (plan.clientPod) createCgroups(cgroupMountOf(plan.runDir), [plan.clientPod.cgroup, plan.clientPod.containerCgroup]);
     for (const [role, ns] of Object.entries(plan.allNamespaces)) {
       run(["ip", "netns", "add", ns]);
       const sysctls = [
@@ -670,7 +677,7 @@ export class LabTopology {
   private inRole(role: Role | (string & {}), argv: readonly string[]): string[] {
     const inNs = inNetns(this.namespace(role), argv);
     const pod = this.plan.clientPod;
-    return pod && role === pod.role ? inCgroup(pod.cgroup, inNs) : inNs;
+    return pod && role === pod.role ? inCgroup(pod.containerCgroup, inNs) : inNs;
   }
 
   /** Runs argv inside the role's namespace and returns its output and status. */

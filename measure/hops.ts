@@ -91,6 +91,7 @@ export const HOP_POINTS = [
   "uplink-out-forward", "node2-uplink-in", "pod2-veth-out", "pod2-in",
   "pod2-out", "pod2-veth-in", "node2-uplink-out", "uplink-in-return",
   "client-pod-out", "client-pod-veth-in", "client-pod-veth-out", "client-pod-in",
+  "connect-call", "connect-done",
 ] as const;
 export type HopPoint = (typeof HOP_POINTS)[number];
 
@@ -107,7 +108,23 @@ export interface PathHops {
   readonly sections: Readonly<Record<HopDirection, readonly string[]>>;
   /** The forward section that holds the Service dataplane's translation: a new connection's first packet is read there (setup runs). */
   readonly serviceSection: string;
+  /**
+   * Boundaries a handshake crosses before its first packet exists, before points.forward: the
+   * connect call's stamps (hops/hop-connect.c), with the section from each to the next (the last
+   * ends at the first forward point). D-ITG packets never cross them.
+   */
+  readonly handshakeLead?: { readonly points: readonly number[]; readonly sections: readonly string[] };
 }
+
+/**
+ * The section of a handshake between the connect call's two stamps (clusterip): the socket hooks of
+ * the node, where Cilium's socket load balancer translates the ClusterIP before any packet exists.
+ * kube-proxy attaches nothing there, so on its dataplanes the section is the hooks' own cost, and
+ * its translation is in service-dataplane.
+ */
+export const SOCKET_LB_SECTION = "socket-lb";
+/** The section of a handshake from the connect call's last hook to its SYN at the client pod's egress: the kernel builds and sends the SYN through the pod's stack. */
+export const SYN_SEND_SECTION = "syn-send";
 
 /** Per path, its points and sections (see the top of this file). */
 export const PATH_HOPS: Readonly<Record<ServicePath, PathHops>> = {
@@ -134,6 +151,8 @@ export const PATH_HOPS: Readonly<Record<ServicePath, PathHops>> = {
       return: ["turnaround", "pod-link", "endpoint-node", "node-to-node", "service-dataplane", "client-pod-link", "client-pod-stack"],
     },
     serviceSection: "service-dataplane",
+    // The connect call: its hooks (Cilium's socket load balancer translates there), then the SYN built and sent through the pod's stack.
+    handshakeLead: { points: [24, 25], sections: [SOCKET_LB_SECTION, SYN_SEND_SECTION] },
   },
 };
 
@@ -148,9 +167,14 @@ export function pathHops(path: ServicePath = DEFAULT_PATH): PathHops {
   return hops;
 }
 
-/** Pure: a path's handshake sections: its kernel points only (no D-ITG stamp), turnaround from the SYN's pod ingress to the SYN-ACK's pod egress. */
+/** Pure: a path's handshake sections: its kernel points only (no D-ITG stamp), from the connect call where the path stamps it, turnaround from the SYN's pod ingress to the SYN-ACK's pod egress. */
 export function handshakeSections(hops: PathHops): Readonly<Record<HopDirection, readonly string[]>> {
-  return { forward: hops.sections.forward.slice(1, -1), return: hops.sections.return.slice(0, -1) };
+  return { forward: [...(hops.handshakeLead?.sections ?? []), ...hops.sections.forward.slice(1, -1)], return: hops.sections.return.slice(0, -1) };
+}
+
+/** Pure: a handshake's boundaries in path order: the connect call's where the path has them, then every kernel point both ways. */
+export function handshakePoints(hops: PathHops): number[] {
+  return [...(hops.handshakeLead?.points ?? []), ...hops.points.forward, ...hops.points.return];
 }
 
 /** The sections of the paper's path, per direction, in path order. */
@@ -300,8 +324,8 @@ export function scopeOfSections(sections: readonly Pick<HopSectionSummary, "sect
   return sections.some((s) => s.section === WORKER_SPAN) ? "worker" : "path";
 }
 
-/** How many points a reader's counts may cover: the paper's path's twelve (a reader built before the others), or every point. */
-const READER_POINT_COUNTS = [12, HOP_POINTS.length];
+/** How many points a reader's counts may cover: the paper's path's twelve or the paths' 24 (a reader built before the others), or every point. */
+const READER_POINT_COUNTS = [12, 24, HOP_POINTS.length];
 
 /** Pure: the reader's summary line (lab/hops/hop-reader.c); throws on anything else. */
 export function parseReaderSummary(line: string): Omit<HopCapture, "recordsFile" | "keying"> {
@@ -681,8 +705,9 @@ function withResiduals(base: HopCheck, residualForwardS: number | undefined, res
 export function decomposeHandshakes(capture: HopCapture): RunHops {
   const bytes = readFileSync(capture.recordsFile);
   const path = pathHops(capture.path);
-  const order = [...path.points.forward, ...path.points.return];
-  const stamps = readPointStamps(bytes, "handshake", BigInt(capture.offsetStartNs), capture.recordsFile, order[0]);
+  const order = handshakePoints(path);
+  // The SYNs the client sent are those its first packet point saw: one without the connect call's stamps is incomplete.
+  const stamps = readPointStamps(bytes, "handshake", BigInt(capture.offsetStartNs), capture.recordsFile, path.points.forward[0]);
   const names = namesOf(handshakeSections(path), false);
   const values = new SectionValues(names, stamps.firstPoint.length);
   const row = new Float64Array(names.length);
@@ -736,7 +761,7 @@ export const WORKER_PATH_RUNS: Readonly<Record<ServicePath, readonly { host: 1 |
     { host: 1, boundaries: [19, 8] },
   ],
   clusterip: [
-    { host: 1, boundaries: ["tx", 20, 21, 12] },
+    { host: 1, boundaries: ["tx", 24, 25, 20, 21, 12] },
     { host: 2, boundaries: [13, 14, 15, "rx", 16, 17, 18] },
     { host: 1, boundaries: [19, 22, 23, "rxS"] },
   ],
@@ -753,6 +778,12 @@ function workerRuns(path: ServicePath = DEFAULT_PATH) {
   const runs = WORKER_PATH_RUNS[path];
   if (runs === undefined) throw new Error(`path: "${String(path)}" has no worker points; accepted: ${Object.keys(WORKER_PATH_RUNS).join(", ")}`);
   return runs;
+}
+
+/** A worker's first point that packets cross (the connect call's stamps come before it on a handshake, with no packet yet). */
+function firstPacketPoint(path: ServicePath): number {
+  const lead = pathHops(path).handshakeLead?.points ?? [];
+  return workerPoints(path, 1).find((p) => !lead.includes(p))!;
 }
 
 /** The points a kernel may skip on the way in (bpf_redirect_peer into the pod), each with the point before it: a pod veth's egress on the host side. */
@@ -783,14 +814,15 @@ interface WorkerPlan {
 export function workerPlan(path: ServicePath, keying: HopKeying, bypassed: readonly number[] = []): WorkerPlan {
   const hops = pathHops(path);
   // The whole path's boundaries and the section after each, as the lab decomposes it.
-  const full: WorkerBoundary[] =
-    keying === "ditg" ? ["tx", ...hops.points.forward, "rx", ...hops.points.return, "rxS"] : [...hops.points.forward, ...hops.points.return];
+  const full: WorkerBoundary[] = keying === "ditg" ? ["tx", ...hops.points.forward, "rx", ...hops.points.return, "rxS"] : handshakePoints(hops);
+  const lead = hops.handshakeLead?.points ?? [];
   const names = keying === "ditg" ? hops.sections : handshakeSections(hops);
   const after = new Map<WorkerBoundary, { direction: HopDirection; section: string }>();
   const sectionList = [...names.forward.map((section) => ({ direction: "forward" as const, section })), ...names.return.map((section) => ({ direction: "return" as const, section }))];
   full.slice(0, -1).forEach((b, i) => after.set(b, sectionList[i]!));
   const runs = workerRuns(path).map((run) => {
-    const boundaries = run.boundaries.filter((b) => keying === "ditg" || typeof b === "number").filter((b) => !bypassed.includes(b as number));
+    // D-ITG packets cross neither the connect call (handshakes only) nor, as kernel stamps, tx, rx and rxS.
+    const boundaries = run.boundaries.filter((b) => (keying === "ditg" ? !lead.includes(b as number) : typeof b === "number")).filter((b) => !bypassed.includes(b as number));
     return { host: run.host, boundaries, sections: boundaries.slice(0, -1).map((b) => after.get(b)!) };
   });
   const podAt = keying === "ditg" ? "rx" : hops.points.forward.at(-1)!;
@@ -899,7 +931,7 @@ export function decomposeWorkerRoundTrips(capture: HopCapture, logs: { senderLog
   const bytes = readFileSync(capture.recordsFile);
   const path = capture.path ?? DEFAULT_PATH;
   const every = sampleEveryOf(capture);
-  const stamps = readPointStamps(bytes, "ditg", BigInt(capture.offsetStartNs), capture.recordsFile, workerPoints(path, 1)[0], every);
+  const stamps = readPointStamps(bytes, "ditg", BigInt(capture.offsetStartNs), capture.recordsFile, firstPacketPoint(path), every);
   const bypassed = bypassedPoints(stamps.perPoint, path);
   const plan = workerPlan(path, "ditg", bypassed);
   const rows = new WorkerRows(plan, Math.max(...stamps.perPoint, 1));
@@ -921,7 +953,7 @@ export function decomposeWorkerRoundTrips(capture: HopCapture, logs: { senderLog
 export function decomposeWorkerHandshakes(capture: HopCapture): RunHops {
   const bytes = readFileSync(capture.recordsFile);
   const path = capture.path ?? DEFAULT_PATH;
-  const stamps = readPointStamps(bytes, "handshake", BigInt(capture.offsetStartNs), capture.recordsFile, workerPoints(path, 1)[0]);
+  const stamps = readPointStamps(bytes, "handshake", BigInt(capture.offsetStartNs), capture.recordsFile, firstPacketPoint(path));
   const bypassed = bypassedPoints(stamps.perPoint, path);
   const plan = workerPlan(path, "handshake", bypassed);
   const rows = new WorkerRows(plan, stamps.firstPoint.length);

@@ -49,6 +49,8 @@ export interface HopCell {
   readonly sections: readonly PooledSection[];
   /** The setup runs' first packets through the Service dataplane. */
   readonly firstPacket?: PooledSection;
+  /** The setup runs' connect call, where the path times it (PathHops.handshakeLead: socket-lb, syn-send), in path order. */
+  readonly connect: readonly PooledSection[];
   readonly firstPacketRuns: number;
   /** Largest |residual| of a run (forward one-way, round trip), s. */
   readonly maxResidualS: number;
@@ -72,7 +74,7 @@ const PATH_SECTION_TEXT: Readonly<Partial<Record<ServicePath, string>>> = {
   "nodeport-remote":
     "*service-dataplane-snat* runs from worker 1's uplink ingress to its egress toward worker 2: the DNAT and the masquerade (SNAT) lie between the same two tc hooks, so the section holds both; back, it holds the reverse SNAT and reverse DNAT. *node-to-node* runs from worker 1's uplink to worker 2's, through the router; *endpoint-node* from worker 2's uplink to its pod's veth.",
   clusterip:
-    "*client-pod-stack* runs from ITGSend's send stamp in the client pod to the pod's egress (and back from its ingress to the receive stamp), *client-pod-link* across the pod's veth to worker 1; *service-dataplane* from that veth's ingress on worker 1 (before kube-proxy's DNAT) to worker 1's uplink toward worker 2, and back; *node-to-node* and *endpoint-node* as on nodeport-remote.",
+    "*client-pod-stack* runs from ITGSend's send stamp in the client pod to the pod's egress (and back from its ingress to the receive stamp), *client-pod-link* across the pod's veth to worker 1; *service-dataplane* from that veth's ingress on worker 1 (before kube-proxy's DNAT) to worker 1's uplink toward worker 2, and back; *node-to-node* and *endpoint-node* as on nodeport-remote. A setup run's handshake starts at its connect call: *socket-lb* runs from the client container's cgroup connect hook to the hook after the node's socket hooks, where Cilium's socket load balancer translates the ClusterIP before any packet exists (on kube-proxy nothing translates there: its DNAT is in *service-dataplane*), then *syn-send* to the SYN at the pod's egress; both rows are the setup runs'.",
 };
 
 /** Pure: what the report says of the workers' sections on the paths across two workers (their cells only). */
@@ -137,6 +139,8 @@ export function hopCells(results: readonly RunResult[]): HopCell[] {
     const sections = poolSections(latency.map((r) => r.hops!.sections)).sort((a, b) => pathOrder(a.direction, a.section, path) - pathOrder(b.direction, b.section, path));
     const serviceSection = pathHops(path).serviceSection;
     const first = poolSections(setup.map((r) => r.hops!.sections.filter((s) => s.direction === "forward" && s.section === serviceSection)))[0];
+    const lead = pathHops(path).handshakeLead?.sections ?? [];
+    const connect = poolSections(setup.map((r) => r.hops!.sections.filter((s) => s.direction === "forward" && lead.includes(s.section)))).sort((a, b) => lead.indexOf(a.section) - lead.indexOf(b.section));
     const residuals = latency.flatMap((r) => [r.hops!.check.residualForwardS, r.hops!.check.residualRoundTripS]).filter((x): x is number => x !== undefined);
     return {
       ...key,
@@ -145,6 +149,7 @@ export function hopCells(results: readonly RunResult[]): HopCell[] {
       sections,
       ...(first ? { firstPacket: { ...first, section: FIRST_PACKET_SECTION } } : {}),
       firstPacketRuns: setup.length,
+      connect,
       maxResidualS: residuals.length > 0 ? Math.max(...residuals.map(Math.abs)) : NaN,
       incompletePackets: [...latency, ...setup].reduce((s, r) => s + r.hops!.check.incomplete + r.hops!.check.outOfOrder, 0),
       droppedStamps: [...latency, ...setup].reduce((s, r) => s + r.hops!.check.droppedStamps + r.hops!.check.unreadStamps, 0),
@@ -167,7 +172,7 @@ export function hopCells(results: readonly RunResult[]): HopCell[] {
 export function hopsCsv(cells: readonly HopCell[], formatNumber: (x: number) => string, withPath = cells.some((c) => pathOf(c) !== DEFAULT_PATH)): string {
   const lines = [(withPath ? ["path", ...HOPS_CSV_HEADER] : HOPS_CSV_HEADER).join(",")];
   for (const c of cells) {
-    const rows = [...c.sections, ...(c.firstPacket ? [c.firstPacket] : [])];
+    const rows = [...c.sections, ...(c.firstPacket ? [c.firstPacket] : []), ...c.connect];
     for (const s of rows) {
       for (const statistic of HOP_STATISTICS) {
         lines.push([...(withPath ? [pathOf(c)] : []), c.dataplane, c.family, c.services, s.direction, s.section, statistic, formatNumber(s[FIELD[statistic]] as number)].join(","));
@@ -319,7 +324,7 @@ export function hopReport(results: readonly RunResult[], format: { fmt: (x: numb
       "| direction | section | packets | mean | std | p50 | p99 | p99.9 | max |",
       "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     );
-    for (const s of [...c.sections, ...(c.firstPacket ? [c.firstPacket] : [])]) {
+    for (const s of [...c.sections, ...(c.firstPacket ? [c.firstPacket] : []), ...c.connect]) {
       const name = isTotal(s.section) ? `**${s.section}**` : s.section;
       md.push(`| ${s.direction} | ${name} | ${s.packets} | ${us(s.meanS, fmt)} | ${us(s.stdS, fmt)} | ${us(s.p50S, fmt)} | ${us(s.p99S, fmt)} | ${us(s.p999S, fmt)} | ${us(s.maxS, fmt)} |`);
     }

@@ -227,7 +227,8 @@ export class RehearsalEnvironment {
     const nodeOf = (host: HostName) => nodes.find((n) => n.role === host)?.name ?? `testbed-${host}`;
     const sandboxes: Record<string, PodSandbox> = {};
     for (const pod of rehearsalPods(scenario)) {
-      const cgroup = topology.plan.clientPod?.role === pod.role ? topology.plan.clientPod.cgroup : undefined;
+      // The container's cgroup, below the pod's where the socket load balancer sits: as a kubelet runs a container.
+      const cgroup = topology.plan.clientPod?.role === pod.role ? topology.plan.clientPod.containerCgroup : undefined;
       sandboxes[pod.deployment] = { netns: topology.namespace(pod.role), ips: Object.values(addresses.pods[pod.role]!), node: nodeOf(pod.host), ...(cgroup ? { cgroup } : {}) };
     }
     const cluster: ClusterInfo = {

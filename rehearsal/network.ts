@@ -20,7 +20,7 @@ import { nthAddress, parseCidr, type Cidr, type Family } from "../scenario/cidr.
 import type { Scenario } from "../scenario/schema.js";
 import { DATA_NIC_NAMES, deliveredRoutes, hostAddress, labPlan, LAB_NETWORKS, type LabPlan } from "../infra/openstack/address-plan.js";
 import { workerHostName, type HostName, type LabNetwork } from "../infra/hosts.js";
-import { podCgroupPath } from "../lab/pod-cgroups.js";
+import { containerCgroupPath, podCgroupPath } from "../lab/pod-cgroups.js";
 import { RUN_STATE_DIR } from "../lab/run-registry.js";
 import type { LinkEnd, LinkPlan, RoutePlan, SegmentMember, SegmentPlan, TopologyPlan, TunnelPlan } from "../lab/topology.js";
 import { PATHS, type ServicePath } from "../scenario/paths.js";
@@ -274,7 +274,7 @@ export function planRehearsalNetwork(prefix: string, s: NetworkScenario & Pick<S
     pod: { name: "pod", subnets: podNetwork, gateway: { role: "worker", ifname: POD_BRIDGE, addresses: podGateway }, host: { role: "pod", ifname: "eth0", addresses: extra.pods.pod! }, shaped: false },
   };
   const runDir = join(RUN_STATE_DIR, prefix);
-  // The client pod, where a path has one: its processes run in its cgroup (the eBPF model's socket load balancer hooks it).
+  // The client pod, where a path has one: its processes run in its container's cgroup, below the pod's (the eBPF model's socket load balancer hooks the pod's).
   const client = pods.find((p) => p.deployment === PATH_CLIENT_NAME);
   if (client && client.host !== "worker") throw new Error(`the client pod runs on ${client.host}; the rehearsal's dataplane runs on worker 1 only`);
   return {
@@ -291,7 +291,7 @@ export function planRehearsalNetwork(prefix: string, s: NetworkScenario & Pick<S
     addresses: { client: links.access.host.addresses, node: links.datacenter.host.addresses, pod: extra.pods.pod! },
     worker: { uplink: DATA_NIC_NAMES.datacenter, podVeth: rehearsalPods(s)[0]!.veth },
     ...(client
-      ? { clientPod: { role: client.role, subnets: podNetwork, hostVeth: client.veth, addresses: extra.pods[client.role]!, cgroup: podCgroupPath(runDir, prefix, client.role) } }
+      ? { clientPod: { role: client.role, subnets: podNetwork, hostVeth: client.veth, addresses: extra.pods[client.role]!, cgroup: podCgroupPath(runDir, prefix, client.role), containerCgroup: containerCgroupPath(podCgroupPath(runDir, prefix, client.role)) } }
       : {}),
   };
 }

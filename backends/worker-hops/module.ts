@@ -19,14 +19,29 @@
 // during probed runs. remove() takes away readers, filters, the qdiscs the probes added, mounts and
 // files; install() does the same first for what a crashed session left.
 import path from "node:path";
-import { hopSources, outputForKernel, mapStyleForTc, probeCompileArgs, readerArgs, readerCompileArgs, type HopMapStyle, type HopOutput } from "../../hops/build.js";
+import { connectCompileArgs, connectOrderProblem, effectiveConnectHooks, hopSources, outputForKernel, mapStyleForTc, probeCompileArgs, readerArgs, readerCompileArgs, type HopMapStyle, type HopOutput } from "../../hops/build.js";
 import { shellCommand } from "../../measure/ditg-commands.js";
 import { HOP_KEYING, parseReaderSummary, type HopCapture, type HopKeying } from "../../measure/hops.js";
 import type { RunProfile } from "../../measure/types.js";
 import type { CommandResult, RemoteHost, RemoteShell } from "../cloud.js";
-import { CILIUM_TUNNEL_DEVICE, hookProblem, isWorkerProbe, parseFilters, roleHasPod, workerPlaces, WORKER_PROBE_OBJECT, type ShownFilter, type WorkerInterface, type WorkerPoint, type WorkerRole } from "./points.js";
+import {
+  CILIUM_TUNNEL_DEVICE,
+  hookProblem,
+  isWorkerProbe,
+  parseFilters,
+  roleHasPod,
+  workerPlaces,
+  WORKER_CONNECT_OBJECT,
+  WORKER_PROBE_OBJECT,
+  type ShownFilter,
+  type WorkerInterface,
+  type WorkerPoint,
+  type WorkerRole,
+} from "./points.js";
 import {
   attachScript,
+  CONNECT_TOOLS,
+  connectScript,
   endScript,
   factsScript,
   forgetRunScript,
@@ -103,6 +118,8 @@ export interface WorkerRun {
   readonly tunnel: boolean;
   /** Every hook's filters after the attach, in the order the kernel runs them (the probe first). */
   readonly hooks: readonly { iface: WorkerInterface; direction: "ingress" | "egress"; filters: readonly ShownFilter[] }[];
+  /** A setup run on the client node (clusterip): the cgroups of the connect call's two hooks (the client container's, and the socket load balancer's or the same). */
+  readonly connectCgroups?: { readonly call: string; readonly done: string };
 }
 
 /** A setup problem on the worker: missing tools, a hook the probes cannot be first on, no receiver. */
@@ -134,11 +151,14 @@ export class WorkerHops {
     if (options.output !== undefined && options.output !== "perf" && options.output !== "ringbuf") {
       throw new WorkerHopsError(`output: "${String(options.output)}" is unknown; accepted: perf, ringbuf`);
     }
-    const facts = await runScript(shell, factsScript(workDir), "reading the worker");
+    // The client node of clusterip times each handshake from its connect call: cgroup hooks, which bpftool attaches.
+    const connect = options.role === "client-node";
+    const tools = [...WORKER_TOOLS, ...(connect ? CONNECT_TOOLS : [])];
+    const facts = await runScript(shell, factsScript(workDir, tools), "reading the worker");
     const value = (key: string) => facts.find((l) => l.key === key)?.value;
     const missing = facts.filter((l) => l.key === "missing").map((l) => l.value);
     if (missing.length > 0) {
-      const packages = [...new Set(missing.map((m) => WORKER_TOOLS.find((t) => t.tool === m)?.ubuntu ?? WORKER_HEADERS.find((h) => h.file === m)?.ubuntu ?? m))];
+      const packages = [...new Set(missing.map((m) => tools.find((t) => t.tool === m)?.ubuntu ?? WORKER_HEADERS.find((h) => h.file === m)?.ubuntu ?? m))];
       throw new WorkerHopsError(`the worker lacks ${missing.join(", ")}, which the hop probes need (Ubuntu packages: ${packages.join(", ")}; the stack's cloud-init installs them)`);
     }
     const kernel = value("kernel") ?? "";
@@ -156,8 +176,16 @@ export class WorkerHops {
       { sourceDir: `${workDir}/src`, output: `${workDir}/${WORKER_PROBE_OBJECT}`, ...(multiarch ? { multiarchInclude: multiarch } : {}) },
     );
     const reader = readerCompileArgs({ sourceDir: `${workDir}/src`, output: `${workDir}/hop-reader` });
+    const connectBuild = connect
+      ? {
+          connect: connectCompileArgs(
+            { dataPort: options.dataPort, ...(options.alternateDataPort !== undefined ? { alternateDataPort: options.alternateDataPort } : {}) },
+            { sourceDir: `${workDir}/src`, output: `${workDir}/${WORKER_CONNECT_OBJECT}`, ...(multiarch ? { multiarchInclude: multiarch } : {}) },
+          ),
+        }
+      : {};
     try {
-      await runScript(shell, installScript(workDir, hopSources(), { probe, reader }), "building the hop probes on the worker");
+      await runScript(shell, installScript(workDir, hopSources(), { probe, reader, ...connectBuild }), "building the hop probes on the worker");
     } catch (error) {
       await hops.remove().catch((cleanup: Error) => ((error as Error).message += `\nwhile undoing: ${cleanup.message}`));
       throw error;
@@ -228,7 +256,26 @@ export class WorkerHops {
       await this.abandon(run);
       throw new WorkerHopsError(`a hop probe is not the first filter of ${notFirst.map((h) => `${devices[h.iface]} ${h.direction} (${h.filters.map((f) => `${f.pref} ${f.name}`).join(", ")})`).join("; ")}`);
     }
-    return { name: runName, keying, devices, tunnel, hooks };
+    const run: WorkerRun = { name: runName, keying, devices, tunnel, hooks };
+    if (role === "client-node" && keying === "handshake") {
+      try {
+        return { ...run, connectCgroups: await this.attachConnectHooks(Number(get("pid"))) };
+      } catch (error) {
+        await this.abandon(run).catch((cleanup: Error) => ((error as Error).message += `\nwhile undoing: ${cleanup.message}`));
+        throw error;
+      }
+    }
+    return run;
+  }
+
+  /** Attaches the connect call's hooks around the node's socket hooks (scripts.ts connectScript) and checks the order the kernel runs them in. */
+  private async attachConnectHooks(pid: number): Promise<{ call: string; done: string }> {
+    const lines = await runScript(this.shell, connectScript(this.workDir, pid), "attaching the connect call's hooks on the worker");
+    const [call, done] = (lines.find((l) => l.key === "connect-cgroups")?.value ?? "").split(" ");
+    if (!call || !done) throw new Error("the worker did not say where the connect call's hooks went");
+    const problem = connectOrderProblem(effectiveConnectHooks(lines.filter((l) => l.key === "cgroup").map((l) => l.value)));
+    if (problem) throw new WorkerHopsError(`the connect call's hooks on ${call} do not enclose the node's socket hooks: ${problem}`);
+    return { call, done };
   }
 
   /**

@@ -62,6 +62,8 @@ export const WORKER_PROBE_PREF = 1;
 export const CILIUM_FILTER_PRIORITY_KEY = "bpf-filter-priority";
 /** Where each probe's object is named, so that its filters are told apart from anyone else's at the same priority. */
 export const WORKER_PROBE_OBJECT = "testbed-hop-probe.o";
+/** The connect call's hooks (hops/hop-connect.c), built on the client node of clusterip. */
+export const WORKER_CONNECT_OBJECT = "testbed-hop-connect.o";
 
 /**
  * Which interface of the worker a point sits on: the data NIC, the tunnel device that carries pod

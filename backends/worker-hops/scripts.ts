@@ -10,8 +10,12 @@
 //   state/filters   "host|pod DEVICE DIRECTION" per attached probe
 //   state/qdiscs    "host|pod DEVICE" per clsact qdisc the probes added
 //   state/podns     the receiver pod's network namespace, bind-mounted while probes sit in it
+//   state/cgroups   "CGROUP ATTACH_TYPE PROGRAM" per connect hook attached (the client node's setup runs)
+//   testbed-hop-connect.o   the connect call's hooks (hops/hop-connect.c), on the client node; loaded
+//                   by bpftool into bpffs/connect/ onto the probes' pinned hop_connects
 //   runs/NAME/      a reader's state (pid, lock, summary.json or error); runs/NAME.hops its records
-import { CILIUM_TUNNEL_DEVICE, WORKER_PLACES, WORKER_PROBE_OBJECT, WORKER_PROBE_PREF, type WorkerInterface, type WorkerPoint } from "./points.js";
+import { CONNECT_HOOKS, CONNECT_MAP } from "../../hops/build.js";
+import { CILIUM_TUNNEL_DEVICE, WORKER_CONNECT_OBJECT, WORKER_PLACES, WORKER_PROBE_OBJECT, WORKER_PROBE_PREF, type WorkerInterface, type WorkerPoint } from "./points.js";
 
 /** Quotes a value for sh. */
 export function q(value: string): string {
@@ -30,6 +34,8 @@ export const WORKER_TOOLS: readonly { tool: string; ubuntu: string }[] = [
   { tool: "timeout", ubuntu: "coreutils" },
   { tool: "pgrep", ubuntu: "procps" },
 ];
+/** What the connect call's hooks need beyond the probes (the client node of clusterip): bpftool loads and attaches cgroup programs, which tc cannot. */
+export const CONNECT_TOOLS: readonly { tool: string; ubuntu: string }[] = [{ tool: "bpftool", ubuntu: "linux-tools-$(uname -r)" }];
 /** Headers the build needs: the kernel's UAPI (linux/bpf.h) and the C library's. */
 export const WORKER_HEADERS: readonly { file: string; ubuntu: string }[] = [
   { file: "/usr/include/linux/bpf.h", ubuntu: "linux-libc-dev" },
@@ -80,18 +86,24 @@ const DETACH = [
   '    done < "$WORK/state/qdiscs"',
   "  fi",
   '  : > "$WORK/state/qdiscs"',
+  '  if [ -s "$WORK/state/cgroups" ]; then',
+  '    while read -r cg type prog; do',
+  '      bpftool cgroup detach "$cg" "$type" pinned "$WORK/bpffs/connect/$prog" 2>/dev/null || echo "left=connect $prog $cg"',
+  '    done < "$WORK/state/cgroups"',
+  "  fi",
+  '  : > "$WORK/state/cgroups"',
   '  if mountpoint -q "$WORK/state/podns" 2>/dev/null; then umount "$WORK/state/podns"; fi',
   "}",
 ];
 
 /** What the worker offers: kernel, tc, tools and headers, multiarch include directory, leftovers of an earlier session. */
-export function factsScript(workDir: string): string {
+export function factsScript(workDir: string, tools: readonly { tool: string }[] = WORKER_TOOLS): string {
   return [
     "set -u",
     `WORK=${q(workDir)}`,
     'echo "kernel=$(uname -r)"',
     'echo "tc=$(tc -V 2>&1 | head -n 1)"',
-    ...WORKER_TOOLS.map(({ tool }) => `command -v ${tool} >/dev/null 2>&1 || echo "missing=${tool}"`),
+    ...tools.map(({ tool }) => `command -v ${tool} >/dev/null 2>&1 || echo "missing=${tool}"`),
     ...WORKER_HEADERS.map(({ file }) => `[ -e ${q(file)} ] || echo "missing=${file}"`),
     'arch=/usr/include/$(uname -m)-linux-gnu',
     'if [ -d "$arch" ]; then echo "multiarch=$arch"; fi',
@@ -103,7 +115,7 @@ export function factsScript(workDir: string): string {
 const EOF_MARK = "TESTBED_HOPS_EOF";
 
 /** Copies the sources, builds probe object and reader with the given compiler arguments, mounts the private bpffs. */
-export function installScript(workDir: string, sources: Readonly<Record<string, string>>, build: { probe: readonly string[]; reader: readonly string[] }): string {
+export function installScript(workDir: string, sources: Readonly<Record<string, string>>, build: { probe: readonly string[]; reader: readonly string[]; connect?: readonly string[] }): string {
   const files = Object.entries(sources).flatMap(([name, text]) => {
     if (!/^[A-Za-z0-9_.-]+$/.test(name)) throw new Error(`source file name "${name}" is not accepted; accepted: letters, digits, _ . -`);
     if (text.split("\n").includes(EOF_MARK)) throw new Error(`source ${name} holds the line ${EOF_MARK}, which ends its copy`);
@@ -112,9 +124,10 @@ export function installScript(workDir: string, sources: Readonly<Record<string, 
   return [
     ...HEADER(workDir),
     'mkdir -p "$WORK/src" "$WORK/state" "$WORK/runs" "$WORK/bpffs"',
-    'touch "$WORK/state/filters" "$WORK/state/qdiscs"',
+    'touch "$WORK/state/filters" "$WORK/state/qdiscs" "$WORK/state/cgroups"',
     ...files,
     `clang ${build.probe.map(q).join(" ")}`,
+    ...(build.connect ? [`clang ${build.connect.map(q).join(" ")}`] : []),
     `clang ${build.reader.map(q).join(" ")}`,
     'if ! mountpoint -q "$WORK/bpffs"; then mount -t bpf bpf "$WORK/bpffs"; fi',
     'echo "installed=$WORK"',
@@ -290,6 +303,67 @@ export function endScript(workDir: string, runName: string): string {
     'if [ -s "$RUN/summary.json" ]; then echo "summary=$(cat "$RUN/summary.json")"; fi',
     'if [ -s "$RUN/error" ]; then echo "error=$(cat "$RUN/error")"; fi',
     `chmod 644 "$WORK/runs/${runName}.hops" 2>/dev/null || true`,
+    "",
+  ].join("\n");
+}
+
+/**
+ * Attaches the connect call's hooks for a setup run on the client node (clusterip): the call's
+ * stamp on the cgroup of the client pod's process `pid` (its container's), the done stamp after the
+ * socket hooks of the nearest cgroup above it that has any not of the probes (Cilium's socket load
+ * balancer, at the node's root cgroup), or on the container's cgroup when none has (kube-proxy).
+ * Loads the hooks first (bpftool, onto the probes' pinned hop_connects: attachScript ran). Prints
+ * connect-cgroups=CALL DONE and, from the container's cgroup up to the root, `cgroup=DIR <bpftool's
+ * JSON>`: the kernel runs a cgroup's hooks before its parents' (multi-attach), so these give the order.
+ */
+export function connectScript(workDir: string, pid: number): string {
+  if (!(Number.isInteger(pid) && pid > 0)) throw new Error(`pid: ${pid} is not a process id`);
+  const hooks = Object.entries(CONNECT_HOOKS).map(([name, h]) => `attach_hook "$${h.point === "call" ? "CALL" : "DONE"}" ${h.attachType} ${name}`);
+  return [
+    ...HEADER(workDir),
+    'fail() { echo "error=$*"; exit 3; }',
+    `PID=${pid}`,
+    '[ -r "/proc/$PID/cgroup" ] || fail "no process $PID on the worker"',
+    // The first mount of the whole cgroup v2 hierarchy (mountinfo: field 4 the mount's root in it, 5 the mount point; the type follows the "-").
+    `ROOT=$(awk '{ for (i = 7; i <= NF; i++) if ($i == "-") { if ($(i + 1) == "cgroup2" && $4 == "/") { print $5; exit } break } }' /proc/self/mountinfo)`,
+    '[ -n "$ROOT" ] || fail "the worker has no cgroup v2 hierarchy mounted; socket hooks attach to cgroup v2"',
+    'ROOT=${ROOT%/}',
+    `REL=$(awk -F: '$1 == "0" { print $3; exit }' "/proc/$PID/cgroup")`,
+    '[ -n "$REL" ] || fail "process $PID is in no cgroup v2 cgroup"',
+    'CALL=$ROOT${REL%/}',
+    '[ -d "$CALL" ] || fail "the cgroup $CALL of process $PID is not under $ROOT"',
+    // Connect hooks of a cgroup not the probes' (bpftool names the attach type connect4 before 5.x, cgroup_inet4_connect after).
+    "foreign() {",
+    `  bpftool cgroup show "$1" 2>/dev/null | awk '($2 == "connect4" || $2 == "connect6" || $2 == "cgroup_inet4_connect" || $2 == "cgroup_inet6_connect") && $3 !~ /^hc_/ { n++ } END { print n + 0 }'`,
+    "}",
+    `[ "$(foreign "$CALL")" = 0 ] || fail "the client container's own cgroup $CALL holds connect hooks, which would run before the probe's"`,
+    'DONE=""; dir=$CALL',
+    'while [ "$dir" != "$ROOT" ] && [ -n "$dir" ]; do',
+    '  dir=${dir%/*}',
+    '  [ -n "$dir" ] || dir=/',
+    '  if [ "$(foreign "$dir")" != 0 ]; then DONE=$dir; break; fi',
+    '  [ "$dir" != / ] || break',
+    "done",
+    '[ -n "$DONE" ] || DONE=$CALL',
+    `MAP="$WORK/bpffs/tc/globals/${CONNECT_MAP}"`,
+    `[ -e "$MAP" ] || fail "the probes' map $MAP is not pinned (the probes attach first)"`,
+    'if [ ! -e "$WORK/bpffs/connect/hc_call4" ]; then',
+    '  rm -rf "$WORK/bpffs/connect"',
+    `  bpftool prog loadall "$WORK/${WORKER_CONNECT_OBJECT}" "$WORK/bpffs/connect" map name ${CONNECT_MAP} pinned "$MAP"`,
+    "fi",
+    'attach_hook() {',
+    '  bpftool cgroup attach "$1" "$2" pinned "$WORK/bpffs/connect/$3" multi',
+    '  echo "$1 $2 $3" >> "$WORK/state/cgroups"',
+    "}",
+    ...hooks,
+    'echo "connect-cgroups=$CALL $DONE"',
+    'dir=$CALL',
+    "while :; do",
+    '  echo "cgroup=$dir $(bpftool -j cgroup show "$dir" 2>/dev/null || echo "[]")"',
+    '  if [ "$dir" = "$ROOT" ] || [ "$dir" = / ]; then break; fi',
+    '  dir=${dir%/*}',
+    '  [ -n "$dir" ] || dir=/',
+    "done",
     "",
   ].join("\n");
 }

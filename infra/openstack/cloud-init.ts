@@ -22,6 +22,12 @@ export const CLIENT_PACKAGES = ["d-itg", "gcc", "libc6-dev"] as const;
  * iproute2), and conntrack, with which the kube-proxy dataplanes forget the connections they track.
  */
 export const WORKER_PACKAGES = ["clang", "gcc", "libc6-dev", "linux-libc-dev", "iproute2", "conntrack"] as const;
+/**
+ * bpftool, which loads and attaches the connect call's cgroup hooks on the client node of clusterip
+ * (tc loads only tc programs): Ubuntu ships it in the tools package of the running kernel, whose
+ * name cloud-init's package list cannot spell, so a command installs it.
+ */
+export const WORKER_KERNEL_TOOLS_COMMAND = 'apt-get install -y "linux-tools-$(uname -r)"';
 
 /**
  * What each role's readiness check finds once cloud-init is done (commands on PATH, files): a
@@ -29,7 +35,7 @@ export const WORKER_PACKAGES = ["clang", "gcc", "libc6-dev", "linux-libc-dev", "
  */
 export const ROLE_TOOLS: Partial<Record<HostRole, { readonly commands: readonly string[]; readonly files: readonly string[] }>> = {
   client: { commands: ["ITGSend", "ITGDec", "cc"], files: ["/usr/include/stdio.h"] },
-  worker: { commands: ["clang", "gcc", "tc", "conntrack"], files: ["/usr/include/stdio.h", "/usr/include/linux/bpf.h"] },
+  worker: { commands: ["clang", "gcc", "tc", "conntrack", "bpftool"], files: ["/usr/include/stdio.h", "/usr/include/linux/bpf.h"] },
 };
 
 /** What the host's own bootstrap leaves behind, read by the readiness check (host-ready.ts). */
@@ -290,7 +296,7 @@ export function clientPart(): CloudInitPart {
 
 /** The worker: the hop probes' tools and conntrack. */
 export function workerPart(): CloudInitPart {
-  return { packages: [...WORKER_PACKAGES] };
+  return { packages: [...WORKER_PACKAGES], runcmd: [["sh", "-c", WORKER_KERNEL_TOOLS_COMMAND]] };
 }
 
 /** What the OpenStack layer itself puts on a host: what its role gets, and its own NICs and link cap. */

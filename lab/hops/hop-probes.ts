@@ -24,8 +24,23 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { machine, release, tmpdir } from "node:os";
 import { join } from "node:path";
-import { HOPS_SOURCE_DIR, hopMapNames, outputForKernel, probeCompileArgs, readerArgs, readerCompileArgs, type HopOutput, type ProbeBuild } from "../../hops/build.js";
-import { HOP_KEYING, HOP_POINTS, parseReaderSummary, type HopCapture, type HopKeying } from "../../measure/hops.js";
+import {
+  CONNECT_HOOKS,
+  CONNECT_MAP,
+  connectCompileArgs,
+  HOPS_SOURCE_DIR,
+  hopMapNames,
+  outputForKernel,
+  probeCompileArgs,
+  readerArgs,
+  readerCompileArgs,
+  connectOrderProblem,
+  type ConnectHook,
+  type ShownHook,
+  type HopOutput,
+  type ProbeBuild,
+} from "../../hops/build.js";
+import { HOP_KEYING, HOP_POINTS, parseReaderSummary, pathHops, type HopCapture, type HopKeying } from "../../measure/hops.js";
 import type { RunProfile } from "../../measure/types.js";
 import { exec, run } from "../netns.js";
 import type { LabTopology, Role, TopologyPlan } from "../topology.js";
@@ -137,6 +152,12 @@ export function probeCompileCommand(output: string, ports: Pick<ProbeBuild, "dat
   return ["clang", ...probeCompileArgs({ output: recordsOutput, maps: "btf", ...ports }, { sourceDir: HOPS_SOURCE_DIR, output, ...(include ? { multiarchInclude: include } : {}) })];
 }
 
+/** Pure: the clang command that builds the connect call's hooks (hops/hop-connect.c) for the path's data ports. */
+export function connectCompileCommand(output: string, ports: Pick<ProbeBuild, "dataPort" | "alternateDataPort">): string[] {
+  const include = multiarchInclude();
+  return ["clang", ...connectCompileArgs(ports, { sourceDir: HOPS_SOURCE_DIR, output, ...(include ? { multiarchInclude: include } : {}) })];
+}
+
 /** Pure: the clang command that builds the reader (a host program on the C library alone). */
 export function readerCompileCommand(output: string): string[] {
   return ["clang", ...readerCompileArgs({ sourceDir: HOPS_SOURCE_DIR, output })];
@@ -208,6 +229,7 @@ export class HopReader {
 /** The probes of one path of a lab: loaded once, attached while enabled, removed on teardown. */
 export class HopProbes {
   private attachedNow = false;
+  private connectAttached = false;
   private mounted = false;
   private tornDown = false;
   private readonly plan: readonly HopAttachment[];
@@ -247,6 +269,11 @@ export class HopProbes {
       run(["mount", "-t", "bpf", "bpf", probes.bpffs]);
       probes.mounted = true;
       run(["bpftool", "prog", "loadall", probes.object, join(probes.bpffs, "progs"), "type", "tc", "pinmaps", join(probes.bpffs, "maps")]);
+      if (probes.connectCgroups) {
+        run(connectCompileCommand(probes.connectObject, { dataPort: options.dataPort, ...(options.alternateDataPort !== undefined ? { alternateDataPort: options.alternateDataPort } : {}) }));
+        // The attach types come from the sections' names; hop_connects is the probes' own pin.
+        run(["bpftool", "prog", "loadall", probes.connectObject, join(probes.bpffs, "connect"), "map", "name", CONNECT_MAP, "pinned", probes.mapPath(CONNECT_MAP)]);
+      }
     } catch (error) {
       try {
         probes.teardown();
@@ -262,11 +289,26 @@ export class HopProbes {
     return join(this.workDir, "hop-probe.o");
   }
 
+  private get connectObject(): string {
+    return join(this.workDir, "hop-connect.o");
+  }
+
+  /**
+   * Where the connect call's hooks go, on a path whose handshakes are timed from it (clusterip):
+   * the call's stamp on the client container's cgroup, the done stamp on the pod's, where the eBPF
+   * model's socket load balancer sits (attached after it), or undefined.
+   */
+  get connectCgroups(): { call: string; done: string } | undefined {
+    const pod = this.topology.plan.clientPod;
+    if (!pathHops(this.path).handshakeLead || !pod) return undefined;
+    return { call: pod.containerCgroup, done: pod.cgroup };
+  }
+
   private get reader(): string {
     return join(this.workDir, "hop-reader");
   }
 
-  mapPath(name: "hop_ring" | "hop_events" | "hop_counts"): string {
+  mapPath(name: "hop_ring" | "hop_events" | "hop_counts" | typeof CONNECT_MAP): string {
     return join(this.bpffs, "maps", name);
   }
 
@@ -274,7 +316,11 @@ export class HopProbes {
     return this.attachedNow;
   }
 
-  /** Attaches every probe (one `tc -batch` per namespace); on failure none stays attached. */
+  /**
+   * Attaches every probe (one `tc -batch` per namespace), and the connect call's hooks where the
+   * path has them, after whatever the Service dataplane attached; on failure none stays attached.
+   * A dataplane that attaches its socket hooks again must find the probes disabled (prepare()).
+   */
   enable(): void {
     if (this.attachedNow) return;
     this.attachedNow = true;
@@ -285,10 +331,41 @@ export class HopProbes {
           ...this.plan.filter((a) => a.role === role).map((a) => `filter add dev ${a.ifname} ${a.direction} pref ${HOP_PREF[a.direction]} bpf da object-pinned ${join(this.bpffs, "progs", a.program)}`),
         ]);
       }
+      this.attachConnectHooks();
     } catch (error) {
       this.disable();
       throw error;
     }
+  }
+
+  private attachConnectHooks(): void {
+    const cgroups = this.connectCgroups;
+    if (!cgroups) return;
+    this.connectAttached = true;
+    for (const [name, hook] of Object.entries(CONNECT_HOOKS)) {
+      run(["bpftool", "cgroup", "attach", cgroups[hook.point], hook.attachType, "pinned", join(this.bpffs, "connect", name), "multi"]);
+    }
+    const problem = connectOrderProblem(this.connectHooksShown(cgroups.call, true));
+    if (problem) throw new Error(`hop probes on ${cgroups.call}: ${problem}`);
+  }
+
+  /** The connect hooks a cgroup has (its own, or every one its sockets run: effective), in run order. */
+  private connectHooksShown(cgroup: string, effective = false): ShownHook[] {
+    if (!existsSync(cgroup)) return [];
+    const shown = run(["bpftool", "-j", "cgroup", "show", cgroup, ...(effective ? ["effective"] : [])]).trim();
+    return (JSON.parse(shown || "[]") as ShownHook[]).filter((h) => /^cgroup_inet[46]_connect$/.test(h.attach_type));
+  }
+
+  private detachConnectHooks(): void {
+    const cgroups = this.connectCgroups;
+    if (!cgroups || !this.connectAttached) return;
+    this.connectAttached = false;
+    for (const [name, hook] of Object.entries(CONNECT_HOOKS)) {
+      // A hook a failed enable never attached: the listing below tells.
+      exec(["bpftool", "cgroup", "detach", cgroups[hook.point], hook.attachType, "pinned", join(this.bpffs, "connect", name)]);
+    }
+    const left = [cgroups.call, cgroups.done].flatMap((cg) => this.connectHooksShown(cg).filter((h) => h.name in CONNECT_HOOKS).map((h) => `${h.name} on ${cg}`));
+    if (left.length > 0) throw new Error(`hop probes' connect hooks still attached after removal: ${left.join(", ")}`);
   }
 
   /**
@@ -299,6 +376,7 @@ export class HopProbes {
   disable(): void {
     if (!this.attachedNow) return;
     this.attachedNow = false;
+    this.detachConnectHooks();
     const left: HopAttachment[] = [];
     for (const role of this.roles()) {
       const devices = this.devices(role);
@@ -370,9 +448,10 @@ export class HopProbes {
   /** Ids of the loaded programs and maps: what must be gone after teardown. */
   objectIds(): { programs: number[]; maps: number[] } {
     const idOf = (kind: "prog" | "map", path: string) => (JSON.parse(run(["bpftool", "-j", kind, "show", "pinned", path])) as { id: number }).id;
+    const connect = this.connectCgroups ? (Object.keys(CONNECT_HOOKS) as ConnectHook[]) : [];
     return {
-      programs: this.plan.map((a) => idOf("prog", join(this.bpffs, "progs", a.program))),
-      maps: Object.values(hopMapNames(this.output)).map((m) => idOf("map", this.mapPath(m))),
+      programs: [...this.plan.map((a) => idOf("prog", join(this.bpffs, "progs", a.program))), ...connect.map((h) => idOf("prog", join(this.bpffs, "connect", h)))],
+      maps: [...Object.values(hopMapNames(this.output)), CONNECT_MAP as typeof CONNECT_MAP].map((m) => idOf("map", this.mapPath(m))),
     };
   }
 
@@ -389,6 +468,7 @@ export class HopProbes {
     let unmounted = true;
     if (this.mounted) {
       rmSync(join(this.bpffs, "progs"), { recursive: true, force: true });
+      rmSync(join(this.bpffs, "connect"), { recursive: true, force: true });
       rmSync(join(this.bpffs, "maps"), { recursive: true, force: true });
       const result = exec(["umount", this.bpffs]);
       unmounted = result.status === 0;

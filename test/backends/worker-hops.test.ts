@@ -11,7 +11,7 @@ import type { CommandResult } from "../../backends/cloud.js";
 import { WorkerHops, WorkerHopsError, type WorkerShell } from "../../backends/worker-hops/module.js";
 import { CILIUM_FILTER_PRIORITY_KEY, hookProblem, isWorkerProbe, parseFilters, WORKER_PLACES, WORKER_PROBE_OBJECT, WORKER_ROLES, workerPlaces } from "../../backends/worker-hops/points.js";
 import { workerPoints } from "../../measure/hops.js";
-import { attachScript, endScript, factsScript, forgetRunScript, installScript, locateScript, parseLines, q, removeScript } from "../../backends/worker-hops/scripts.js";
+import { attachScript, connectScript, endScript, factsScript, forgetRunScript, installScript, locateScript, parseLines, q, removeScript } from "../../backends/worker-hops/scripts.js";
 
 /** What `tc filter show dev tb-dc ingress` prints on a Cilium 1.17 worker (legacy tc, default priority). */
 const CILIUM_INGRESS = [
@@ -78,6 +78,11 @@ describe("the probes of the paths across two workers", () => {
     const header = hopSources()["hop-maps.h"];
     const order = [...header.matchAll(/^\s+(HOP_[FR]_\w+)(?: = 0)?,/gm)].map((m) => m[1]!);
     for (const m of enumNames) stampedBy.set(m[1]!, [m[2]!, m[3]].filter((x): x is string => x !== undefined && x !== "HOP_NO_POINT").map((n) => order.indexOf(n)));
+    // A program written out that also writes its SYN's connect call (stamp(..., connect = 1)): the call's two points as well.
+    for (const m of source.matchAll(/SEC\("tc\/(\w+)"\)\s*int \w+\(struct __sk_buff \*skb\)\s*\{\s*return stamp\(skb, (HOP_\w+), (HOP_\w+), [01], ([01])\);/g)) {
+      const points = [m[2]!, m[3]!, ...(m[4] === "1" ? ["HOP_F_CONNECT_CALL", "HOP_F_CONNECT_DONE"] : [])];
+      stampedBy.set(m[1]!, points.filter((n) => n !== "HOP_NO_POINT").map((n) => order.indexOf(n)));
+    }
     const covered = (roles: (typeof WORKER_ROLES)[number][]) => new Set(roles.flatMap((r) => workerPlaces(r, false).flatMap((p) => stampedBy.get(p.program) ?? [])));
     expect([...covered(["nodeport-entry"])].sort((a, b) => a - b)).toEqual([...workerPoints("nodeport-remote", 1)].sort((a, b) => a - b));
     expect([...covered(["client-node"])].filter((p) => workerPoints("clusterip", 1).includes(p)).sort((a, b) => a - b)).toEqual([...workerPoints("clusterip", 1)].sort((a, b) => a - b));
@@ -113,6 +118,7 @@ describe("the scripts", () => {
     end: endScript(work, "run-1"),
     forget: forgetRunScript(work, "run-1"),
     remove: removeScript(work),
+    connect: connectScript(work, 4242),
   };
 
   it.each(Object.keys(scripts))("%s passes shellcheck as POSIX sh", (name) => {

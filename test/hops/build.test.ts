@@ -10,6 +10,9 @@ import { machine, tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
+  connectCompileArgs,
+  connectOrderProblem,
+  effectiveConnectHooks,
   HOP_MAP_STYLES,
   HOP_OUTPUTS,
   HOPS_SOURCE_DIR,
@@ -69,6 +72,36 @@ describe("which form a worker takes", () => {
   });
 });
 
+describe("the connect call's hooks around the node's socket hooks", () => {
+  // bpftool before 5.x names the attach types connect4/connect6; later ones cgroup_inet4_connect.
+  const listing = (dir: string, hooks: [string, string][]) => `${dir} ${JSON.stringify(hooks.map(([attach_type, name], i) => ({ id: i + 1, attach_type, name })))}`;
+  const container = listing("/sys/fs/cgroup/kubepods/pod1/c1", [["connect4", "hc_call4"], ["connect6", "hc_call6"]]);
+  const pod = listing("/sys/fs/cgroup/kubepods/pod1", []);
+  const root = (order: [string, string][]) => listing("/sys/fs/cgroup", order);
+  const cilium: [string, string][] = [["cgroup_inet4_connect", "cil_sock4_connect"], ["cgroup_inet6_connect", "cil_sock6_connect"], ["cgroup_udp4_sendmsg", "cil_sock4_sendmsg"]];
+
+  it("reads the order the kernel runs them in: the container's cgroup first, then each parent's in attach order", () => {
+    const effective = effectiveConnectHooks([container, pod, root([...cilium, ["connect4", "hc_done4"], ["connect6", "hc_done6"]])]);
+    expect(effective.map((h) => h.name)).toEqual(["hc_call4", "hc_call6", "cil_sock4_connect", "cil_sock6_connect", "hc_done4", "hc_done6"]);
+    expect(connectOrderProblem(effective)).toBeUndefined();
+  });
+
+  it("refuses a done stamp attached before the load balancer, or a missing call stamp", () => {
+    const early = effectiveConnectHooks([container, pod, root([["connect4", "hc_done4"], ...cilium, ["connect6", "hc_done6"]])]);
+    expect(connectOrderProblem(early)).toBe("connect4 hooks run as hc_call4, hc_done4, cil_sock4_connect; expected hc_call4 first and hc_done4 last");
+    const noCall = effectiveConnectHooks([listing("/c", []), root([...cilium, ["connect4", "hc_done4"], ["connect6", "hc_done6"]])]);
+    expect(connectOrderProblem(noCall)).toMatch(/^connect4 hooks run as cil_sock4_connect, hc_done4; expected hc_call4 first/);
+    // kube-proxy: nothing between the two, both on the container's cgroup.
+    expect(connectOrderProblem(effectiveConnectHooks([listing("/c", [["connect4", "hc_call4"], ["connect4", "hc_done4"], ["connect6", "hc_call6"], ["connect6", "hc_done6"]])]))).toBeUndefined();
+    expect(() => effectiveConnectHooks(["/c Error: can't open"])).toThrow(/not a cgroup's programs/);
+  });
+
+  it("builds the hooks for both data ports, and refuses a bad one", () => {
+    expect(connectCompileArgs({ dataPort: 31000, alternateDataPort: 31002 }, { sourceDir: "/s/", output: "/o" })).toEqual(expect.arrayContaining(["-DHOP_DATA_PORT=31000", "-DHOP_DATA_PORT_2=31002", "/s/hop-connect.c"]));
+    expect(() => connectCompileArgs({ dataPort: 0 }, { sourceDir: "/s", output: "/o" })).toThrow("dataPort: 0 is not a port; accepted: 1-65535");
+  });
+});
+
 describe.skipIf(!hasClang)("what each form's object holds (clang, llvm-readelf)", () => {
   let dir: string;
   beforeAll(() => {
@@ -91,8 +124,8 @@ describe.skipIf(!hasClang)("what each form's object holds (clang, llvm-readelf)"
     for (const map of Object.values(names)) expect(symbols, map).toMatch(new RegExp(`OBJECT\\s+GLOBAL\\s+DEFAULT\\s+\\d+ ${map}$`, "m"));
     expect(symbols).not.toMatch(output === "perf" ? / hop_ring$/m : / hop_events$/m);
     if (maps === "legacy") {
-      // Two struct bpf_elf_map of 9 __u32 each, and no BTF for tc 5.5 to reject.
-      expect(Number.parseInt(section(sections, "maps")![1]!, 16)).toBe(2 * 36);
+      // Three struct bpf_elf_map of 9 __u32 each (records, counts, the connect calls), and no BTF for tc 5.5 to reject.
+      expect(Number.parseInt(section(sections, "maps")![1]!, 16)).toBe(3 * 36);
       expect(sections).not.toMatch(/\] \.BTF /);
       expect(sections).not.toMatch(/\] \.maps /);
     } else {

@@ -71,7 +71,7 @@ describe("the address plan with more workers", () => {
 
   it("caps every worker's data-center NIC: the remote paths cross from worker 1 to the others", () => {
     expect(cappedNics(three, "worker-2")).toEqual(["tb-dc"]);
-    expect(hostExpectations(scenario({ workers: 3 }), three, "worker-3")).toMatchObject({ host: "worker-3", nics: ["tb-dc"], cappedNics: ["tb-dc"], tools: { commands: ["clang", "gcc", "tc", "conntrack"] } });
+    expect(hostExpectations(scenario({ workers: 3 }), three, "worker-3")).toMatchObject({ host: "worker-3", nics: ["tb-dc"], cappedNics: ["tb-dc"], tools: { commands: ["clang", "gcc", "tc", "conntrack", "bpftool"] } });
   });
 
   it("gives the NodePort group to worker 1 alone; the other workers are nodes of the cluster group", () => {

@@ -146,7 +146,10 @@ describe.skipIf(hostProblem !== undefined)(`eBPF socket load balancing on this k
   });
 
   it("teardown kills what still runs in the cgroup, removes it with the namespaces, and frees the hooks", async () => {
-    const cgroup = topology.plan.clientPod!.cgroup;
+    const pod = topology.plan.clientPod!;
+    // The container's cgroup, below the pod's: removing the pod's removes it first.
+    const cgroup = pod.containerCgroup;
+    expect(cgroup.startsWith(`${pod.cgroup}/`)).toBe(true);
     const hooks = dataplane.sockets!.attached().map((h) => h.id);
     // A process in the cgroup outside every namespace of the run: only the cgroup's removal can end it.
     const stray = startProcess(inCgroup(cgroup, ["sleep", "3600"]), { stdio: "ignore" });
@@ -156,6 +159,7 @@ describe.skipIf(hostProblem !== undefined)(`eBPF socket load balancing on this k
     topology.destroy();
     await exited;
     expect(existsSync(cgroup)).toBe(false);
+    expect(existsSync(pod.cgroup)).toBe(false);
     // The hierarchy is the host's: a cgroup left behind would still show in any other mount of it.
     const elsewhere = readFileSync("/proc/self/mountinfo", "utf8").split("\n").map((l) => l.split(" ")).filter((f) => f[f.indexOf("-") + 1] === "cgroup2").map((f) => f[4]!);
     for (const mount of elsewhere) expect(existsSync(`${mount}/${prefix}-clientpod`), mount).toBe(false);

@@ -7,7 +7,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { LabBackend, labProblem } from "../../backends/lab.js";
 import { HOP_PREF, hopAttachments } from "../../lab/hops/hop-probes.js";
 import { decodeFlow } from "../../measure/ditg-pairing.js";
-import { decomposeRun, END_TO_END, handshakeSections, HOP_SUM_TOLERANCE_S, PATH_HOPS, type HopDirection, type RunHops } from "../../measure/hops.js";
+import { decomposeRun, END_TO_END, handshakeSections, HOP_SUM_TOLERANCE_S, PATH_HOPS, SOCKET_LB_SECTION, type HopDirection, type RunHops } from "../../measure/hops.js";
+import { run as topologyRun } from "../../lab/netns.js";
 import type { RunProfile, TrafficProfile } from "../../measure/types.js";
 import type { Family } from "../../scenario/cidr.js";
 import type { ServicePath } from "../../scenario/paths.js";
@@ -115,6 +116,12 @@ describe.skipIf(problem !== undefined)(`hop probes on the paths beyond the paper
     const service = m.hops.sections.find((s) => s.direction === "forward" && s.section === PATH_HOPS[path].serviceSection)!;
     expect(service.packets).toBe(check.packets);
     expect(service.p50S).toBeGreaterThan(0);
+    if (path === "clusterip") {
+      // Each handshake from its connect call: the container's cgroup hook, then the pod's (nothing of kube-proxy between them), then the SYN.
+      const socket = m.hops.sections.find((s) => s.direction === "forward" && s.section === SOCKET_LB_SECTION)!;
+      expect(socket.packets).toBe(check.packets);
+      expect(socket.p50S).toBeGreaterThan(0);
+    }
   }, 180_000);
 
   it("a throughput run detaches every path's probes", async () => {
@@ -126,6 +133,9 @@ describe.skipIf(problem !== undefined)(`hop probes on the paths beyond the paper
     expect(outcome.hops).toBeUndefined();
     await backend.collectLog(outcome);
     for (const probes of [backend.hops!, ...backend.pathHops.values()]) expect(probes.attached).toBe(false);
+    // The connect call's hooks are off the client pod's cgroups too.
+    const pod = backend.topology.plan.clientPod!;
+    for (const cgroup of [pod.containerCgroup, pod.cgroup]) expect(topologyRun(["bpftool", "-j", "cgroup", "show", cgroup]).trim() || "[]", cgroup).toBe("[]");
     const { topology } = backend;
     for (const direction of ["ingress", "egress"] as const) {
       expect(topology.run("worker", ["tc", "filter", "show", "dev", topology.plan.worker.uplink, direction, "pref", String(HOP_PREF[direction])]).trim()).toBe("");

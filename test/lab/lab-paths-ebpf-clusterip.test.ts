@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type PreparedStep } from "../../backends/lab.js";
 import { planCampaign, type CampaignDefinition } from "../../measure/campaign-plan.js";
 import { SOCK_LB_HOOKS } from "../../lab/dataplanes/ebpf/sock-lb.js";
+import { SOCKET_LB_SECTION } from "../../measure/hops.js";
 import { labDefinition, LAB_PROFILES } from "../../lab/profiles.js";
 import { run } from "../../lab/netns.js";
 import { findRunObjects, labHostProblem } from "../../lab/topology.js";
@@ -59,6 +60,20 @@ describe.skipIf(hostProblem !== undefined)(`the eBPF model on the clusterip path
     const cells = parse(readFileSync(join(campaign.dir, "report", "cells.csv"), "utf8"), { columns: true }) as Record<string, string>[];
     expect(new Set(cells.map((c) => c.path))).toEqual(new Set(["clusterip"]));
     expect(new Set(cells.map((c) => c.dataplane))).toEqual(new Set(["iptables", "ebpf"]));
+  });
+
+  it("times each handshake from its connect call: the socket load balancing is a section of its own, longer where the eBPF model translates in it", () => {
+    const rows = parse(readFileSync(join(campaign.dir, "report", "hops.csv"), "utf8"), { columns: true }) as Record<string, string>[];
+    const median = (dataplane: string) =>
+      rows.filter((r) => r.dataplane === dataplane && r.direction === "forward" && r.section === SOCKET_LB_SECTION && r.statistic === "p50").map((r) => Number(r.valueS));
+    const ebpf = median("ebpf");
+    const iptables = median("iptables");
+    // Every cell of setup runs (both families, both Service counts) that has ok runs carries the section.
+    expect(ebpf.length).toBeGreaterThan(0);
+    expect(iptables.length).toBeGreaterThan(0);
+    // The eBPF model's connect hooks look the Service up and write the reverse translation between the
+    // two stamps; kube-proxy's dataplane runs nothing there.
+    expect(Math.min(...ebpf)).toBeGreaterThan(Math.max(...iptables));
   });
 
   it("leaves nothing of the run behind, its cgroup included", () => {

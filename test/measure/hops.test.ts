@@ -17,7 +17,10 @@ import {
   HOP_RECORD_BYTES,
   HOP_SECTIONS,
   HOP_SUM_TOLERANCE_S,
+  handshakePoints,
   handshakeSections,
+  SOCKET_LB_SECTION,
+  SYN_SEND_SECTION,
   hopSampled,
   PATH_HOPS,
   parseReaderSummary,
@@ -394,8 +397,7 @@ describe("the paths beyond the paper's (PATH_HOPS)", () => {
   });
 
   it.each(["nodeport-remote", "clusterip"] as const)("%s: a setup run's handshakes, keyed by the SYN's sequence number, cut into the path's kernel sections", (route) => {
-    const { points } = PATH_HOPS[route];
-    const order = [...points.forward, ...points.return];
+    const order = handshakePoints(PATH_HOPS[route]);
     const gaps = (i: number) => order.slice(1).map((_, j) => 1_000 + j * 250 + (i % 4) * 100);
     const n = 30;
     // Sequence numbers spread over 32 bits, as SYNs' are: no window holds them.
@@ -409,6 +411,23 @@ describe("the paths beyond the paper's (PATH_HOPS)", () => {
     const names = handshakeSections(PATH_HOPS[route]);
     expect(hops.sections.map((s) => `${s.direction} ${s.section}`)).toEqual([...names.forward.map((x) => `forward ${x}`), ...names.return.map((x) => `return ${x}`)]);
     hops.sections.forEach((s, j) => expect(s.meanS, `${s.direction} ${s.section}`).toBeCloseTo(meanOf(Array.from({ length: n }, (_, i) => gaps(i)[j]! / 1e9)), 12));
+  });
+
+  it("clusterip: a handshake is timed from its connect call, and one without the call's stamps does not add up", () => {
+    const order = handshakePoints(PATH_HOPS.clusterip);
+    expect(order.slice(0, 3)).toEqual([HOP_POINTS.indexOf("connect-call"), HOP_POINTS.indexOf("connect-done"), HOP_POINTS.indexOf("client-pod-out")]);
+    expect(handshakeSections(PATH_HOPS.clusterip).forward.slice(0, 2)).toEqual([SOCKET_LB_SECTION, SYN_SEND_SECTION]);
+    // The SYN's records only: the connect hooks were not attached, or their socket was not the SYN's.
+    const n = 20;
+    const kernel = order.slice(2);
+    const recordsFile = writeHandshakes(kernel, n, () => kernel.slice(1).map(() => 1_000));
+    const counts = HOP_POINTS.map((_, p) => (kernel.includes(p) ? n : 0));
+    const hops = decomposeRun(
+      { recordsFile, keying: "handshake", path: "clusterip", offsetStartNs: "0", offsetEndNs: "0", offsetUncertaintyNs: 0, records: n * kernel.length, stamped: counts, dropped: counts.map(() => 0) },
+      { log: "unused.log" },
+    );
+    // Every SYN was seen (its first packet point), none has the call's stamps.
+    expect(hops.check).toMatchObject({ packets: n, decomposed: 0, incomplete: n, addsUp: false });
   });
 });
 
@@ -561,9 +580,9 @@ describe("a path across two workers of a deployed stack (worker captures merged)
 
   it("handshakes across two workers: the SYN's and the SYN-ACK's sections, and the crossing both ways", () => {
     const route = "clusterip";
-    const points = [...workerPoints(route, 1).slice(0, 3), ...workerPoints(route, 2), ...workerPoints(route, 1).slice(3)];
-    // P20 P21 P12 | P13 P14 P15 P16 P17 P18 | P19 P22 P23: 11 gaps, the 3rd and 9th the crossings.
-    const gaps = (i: number) => [2_000, 3_000 + i, 40_000, 5_000, 6_000, 9_000, 1_500, 3_000, 38_000, 2_500, 1_800];
+    const points = [...workerPoints(route, 1).slice(0, 5), ...workerPoints(route, 2), ...workerPoints(route, 1).slice(5)];
+    // P24 P25 P20 P21 P12 | P13 P14 P15 P16 P17 P18 | P19 P22 P23: 13 gaps, the 5th and 11th the crossings.
+    const gaps = (i: number) => [300, 4_000, 2_000, 3_000 + i, 40_000, 5_000, 6_000, 9_000, 1_500, 3_000, 38_000, 2_500, 1_800];
     const n = 30;
     const recordsFile = writeHandshakes(points, n, gaps);
     const counts = HOP_POINTS.map((_, p) => (points.includes(p) ? n : 0));
@@ -573,12 +592,13 @@ describe("a path across two workers of a deployed stack (worker captures merged)
     );
     expect(hops.check).toMatchObject({ keying: "handshake", packets: n, decomposed: n, addsUp: true });
     expect(hops.sections.map((s) => `${s.direction} ${s.section}`)).toEqual([
-      "forward client-pod-link", "forward service-dataplane", "forward endpoint-node", "forward pod-link",
+      `forward ${SOCKET_LB_SECTION}`, `forward ${SYN_SEND_SECTION}`, "forward client-pod-link", "forward service-dataplane", "forward endpoint-node", "forward pod-link",
       "return turnaround", "return pod-link", "return endpoint-node", "return service-dataplane", "return client-pod-link",
       `return ${NODE_TO_NODE_BOTH_WAYS}`, `forward ${WORKER_SPAN}`, `return ${WORKER_SPAN}`,
     ]);
     expect(sectionOf(hops, "return", NODE_TO_NODE_BOTH_WAYS).meanS).toBeCloseTo((40_000 + 38_000) / 1e9, 12);
     expect(sectionOf(hops, "forward", "endpoint-node").meanS).toBeCloseTo(5_000 / 1e9, 12);
+    expect(sectionOf(hops, "forward", SOCKET_LB_SECTION).meanS).toBeCloseTo(300 / 1e9, 12);
   });
 });
 
@@ -635,18 +655,18 @@ describe("readPointStamps and the reader's summary", () => {
   it("refuses a truncated file and an unknown point", () => {
     expect(() => readPointStamps(Buffer.alloc(30), "ditg", 0n, "x.hops")).toThrow("x.hops: 30 bytes is not a whole number of 24-byte hop records");
     const bad = Buffer.alloc(HOP_RECORD_BYTES);
-    bad.writeUInt8(24, 16);
-    expect(() => readPointStamps(bad, "ditg", 0n, "x.hops")).toThrow("x.hops: record 0 names point 24; accepted: 0-23");
+    bad.writeUInt8(HOP_POINTS.length, 16);
+    expect(() => readPointStamps(bad, "ditg", 0n, "x.hops")).toThrow(`x.hops: record 0 names point ${HOP_POINTS.length}; accepted: 0-${HOP_POINTS.length - 1}`);
   });
 
   it("reads the reader's summary line and refuses anything else", () => {
     const line = `{"records":4,"offsetStartNs":"-12","offsetEndNs":"7","offsetUncertaintyNs":20,"stamped":[${HOP_POINTS.map(() => 1)}],"dropped":[${HOP_POINTS.map(() => 0)}]}`;
     expect(parseReaderSummary(line)).toMatchObject({ records: 4, offsetStartNs: "-12", offsetEndNs: "7", offsetUncertaintyNs: 20 });
     expect(() => parseReaderSummary("ready")).toThrow(/not its summary line/);
-    expect(() => parseReaderSummary(line.replace('"stamped":[1,', '"stamped":['))).toThrow(/stamped is not 12 or 24 counts/);
+    expect(() => parseReaderSummary(line.replace('"stamped":[1,', '"stamped":['))).toThrow(new RegExp(`stamped is not 12 or 24 or ${HOP_POINTS.length} counts`));
     // A reader built for the paper's twelve points: the other points stamped nothing.
     const twelve = line.replace(/\[1(,1)*\]/, `[${Array(12).fill(1)}]`).replace(/\[0(,0)*\]/, `[${Array(12).fill(0)}]`);
-    expect(parseReaderSummary(twelve).stamped).toEqual([...Array(12).fill(1), ...Array(12).fill(0)]);
+    expect(parseReaderSummary(twelve).stamped).toEqual([...Array(12).fill(1), ...Array(HOP_POINTS.length - 12).fill(0)]);
     expect(() => parseReaderSummary(line.replace('"-12"', "-12"))).toThrow(/offsetStartNs is not an integer string/);
     // The perf reader's extra fields: its rings' own loss count is kept.
     const perf = line.replace(/}$/, ',"lost":3,"output":"perf","expired":false}');

@@ -117,7 +117,7 @@ describe("hops.csv over several paths", () => {
   const section = (name: string, meanS: number): PooledSection =>
     ({ direction: "forward", section: name, packets: 10, runs: 1, meanS, stdS: 0, p50S: meanS, p99S: meanS, p999S: meanS, maxS: meanS, minS: meanS }) as unknown as PooledSection;
   const cell = (path: ServicePath | undefined, sections: PooledSection[]): HopCell => ({
-    ...(path ? { path } : {}), dataplane: "iptables", family: "ipv4", services: 1, scope: "path", runs: 1, runsAddingUp: 1, sections, firstPacketRuns: 0, maxResidualS: 0, incompletePackets: 0, droppedStamps: 0, unsampledStamps: 0, sampleEvery: [8],
+    ...(path ? { path } : {}), dataplane: "iptables", family: "ipv4", services: 1, scope: "path", runs: 1, runsAddingUp: 1, sections, firstPacketRuns: 0, connect: [], maxResidualS: 0, incompletePackets: 0, droppedStamps: 0, unsampledStamps: 0, sampleEvery: [8],
   });
   const fmt = (x: number) => String(x);
 
