@@ -129,14 +129,17 @@ describe.skipIf(skip)(`kube-proxy rules in a network namespace${skipped}`, () =>
     expect(c4.kube).toBe(v4.ruleCounts.nat);
     expect(c6.kube).toBe(v6.ruleCounts.nat);
     // kube-proxy's arithmetic: 5 static nat rules, 12 per NodePort Service port in IPv4 (11 in IPv6:
-    // no localhost NodePort rule); all 2000 scaled Services are NodePorts, plus the receiver's 3 ports.
-    expect(c4.kube).toBe(5 + 12 * (N + 3));
-    expect(c6.kube).toBe(5 + 11 * (N + 3));
+    // no localhost NodePort rule); all 2000 scaled Services are NodePorts, plus the receiver's 6 ports
+    // (its two ITGRecv's signaling and data, TCP and UDP).
+    const receiverPorts = set.receiver.ports.length;
+    expect(receiverPorts).toBe(6);
+    expect(c4.kube).toBe(5 + 12 * (N + receiverPorts));
+    expect(c6.kube).toBe(5 + 11 * (N + receiverPorts));
     expect(c4.jumps).toBe(3);
     expect(c6.jumps).toBe(3);
     expect(c4.total).toBe(c4.kube + 3);
     // Chains: 4 static, then KUBE-EXT, -SVC, -SVL and one -SEP per NodePort Service port.
-    expect(c4.kubeChains).toBe(4 + 4 * (N + 3));
+    expect(c4.kubeChains).toBe(4 + 4 * (N + receiverPorts));
     const filterJumps = (await kubeProxyLeftovers(ns, "ipv4")).find((t) => t.table === "filter")!.jumps;
     expect(filterJumps).toHaveLength(11);
     expect(await nfacctCountersPresent(ns)).toEqual(["ct_state_invalid_dropped_pkts", "localhost_nps_accepted_pkts"]);

@@ -70,7 +70,9 @@ describe.skipIf(hostProblem !== undefined)(`kube-proxy's nftables rules in the l
   afterAll(() => topology?.destroy());
 
   it("has the Service shapes it means to test: NodePort and ClusterIP Services, one without endpoints", () => {
-    expect(set.counts).toEqual({ nodePort: 1998, clusterIp: 2 });
+    // The range holds 2000 NodePorts; the receiver's two ITGRecv take 4 of them (a signaling and a data port each, TCP and UDP data on one number): 1996 are left.
+    expect(set.receiver.ports.length).toBe(6);
+    expect(set.counts).toEqual({ nodePort: 1996, clusterIp: 4 });
     expect(lastService().type).toBe("ClusterIP");
     expect(rulesets.map((r) => r.family)).toEqual(["ipv4", "ipv6"]);
   });
@@ -83,11 +85,11 @@ describe.skipIf(hostProblem !== undefined)(`kube-proxy's nftables rules in the l
     await applyKubeProxyNftables(worker, rulesets);
     expect(await kubeProxyNftablesTables(worker)).toEqual(["ipv4", "ipv6"]);
     for (const r of rulesets) expect(await countKubeProxyNftables(worker, r.family)).toEqual(r.counts);
-    // kube-proxy's arithmetic (see kube-proxy-nftables-rules.test.ts): 1998 + 3 NodePort ports, 2 + 1 ClusterIP ports.
+    // kube-proxy's arithmetic (see kube-proxy-nftables-rules.test.ts): 1996 + 6 NodePort ports, 4 ClusterIP ports with endpoints and 1 without.
     const v4 = rulesets[0]!.counts;
-    expect(v4.chains).toBe(16 + 4 * 2001 + 2 * 2);
-    expect(v4.rules).toBe(23 + 9 * 2001 + 4 * 2);
-    expect(v4.elements).toMatchObject({ "cluster-ips": 2002, "service-ips": 2003, "service-nodeports": 2001, "no-endpoint-services": 1, "nodeport-ips": 1 });
+    expect(v4.chains).toBe(16 + 4 * 2002 + 2 * 4);
+    expect(v4.rules).toBe(23 + 9 * 2002 + 4 * 4);
+    expect(v4.elements).toMatchObject({ "cluster-ips": 2002, "service-ips": 2006, "service-nodeports": 2002, "no-endpoint-services": 1, "nodeport-ips": 1 });
     expect(await kubeProxyNftablesStates(worker)).toEqual({ ipv4: "active", ipv6: "active" });
   });
 
@@ -136,7 +138,7 @@ describe.skipIf(hostProblem !== undefined)(`kube-proxy's nftables rules in the l
     const small = labKubeProxyNftablesRules(serviceEndpoints(buildServiceSet(scenario, 10), topology.addresses.pod), topology.plan, Object.values(serviceSubnets));
     await applyKubeProxyNftables(worker, small);
     for (const r of small) expect(await countKubeProxyNftables(worker, r.family)).toEqual(r.counts);
-    expect(small[0]!.counts.chains).toBe(16 + 4 * 13);
+    expect(small[0]!.counts.chains).toBe(16 + 4 * (10 + 6));
     await applyKubeProxyNftables(worker, rulesets);
     for (const r of rulesets) expect(await countKubeProxyNftables(worker, r.family)).toEqual(r.counts);
   });
