@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { writeCampaignReport } from "../../cli/report.js";
 import { LAB_PROFILES } from "../../lab/profiles.js";
 import { findRunPrefixes } from "../../lab/run-registry.js";
-import { bypassedPoints, HOP_POINTS, NODE_TO_NODE_BOTH_WAYS, workerPlan, WORKER_SPAN } from "../../measure/hops.js";
+import { bypassedPoints, HOP_POINTS, NODE_TO_NODE_BOTH_WAYS, SOCKET_LB_SECTION, workerPlan, WORKER_SPAN } from "../../measure/hops.js";
 import { ResultStore } from "../../measure/store.js";
 import { pathOf, type RunResult } from "../../measure/types.js";
 import { RehearsalEnvironment } from "../../rehearsal/environment.js";
@@ -109,6 +109,8 @@ describe("a rehearsed stack serving the three paths", () => {
     }
     // Each remote path's worker 2 and clusterip's client pod were probed in at least one run.
     expect(results.some((r) => pathOf(r) === "clusterip" && r.hops?.sections.some((s) => s.section === "client-pod-stack"))).toBe(true);
+    // A handshake from the client pod is timed from its connect call, around the socket hooks of the client node.
+    expect(results.some((r) => pathOf(r) === "clusterip" && r.hops?.sections.some((s) => s.section === SOCKET_LB_SECTION && s.packets > 0))).toBe(true);
     expect(results.some((r) => pathOf(r) === "nodeport-remote" && r.hops?.sections.some((s) => s.section === "endpoint-node"))).toBe(true);
   });
 
