@@ -7,7 +7,7 @@ import { fileURLToPath } from "node:url";
 /** Where the probes' C lives. */
 export const HOPS_SOURCE_DIR = fileURLToPath(new URL("./", import.meta.url));
 /** Every file the build needs, by name inside HOPS_SOURCE_DIR. */
-export const HOPS_SOURCE_FILES = ["hop-probe.c", "hop-connect.c", "hop-bpf.h", "hop-maps.h", "hop-reader.c"] as const;
+export const HOPS_SOURCE_FILES = ["hop-probe.c", "hop-connect.c", "hop-bpf.h", "hop-maps.h", "hop-ports.h", "hop-reader.c"] as const;
 
 /** How records leave the kernel: a BPF ring buffer (5.8+), or a perf event array (any kernel the probes run on). */
 export const HOP_OUTPUTS = ["ringbuf", "perf"] as const;

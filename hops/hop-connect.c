@@ -29,14 +29,7 @@
 
 #include "hop-bpf.h"
 #include "hop-maps.h"
-
-/* The receiver's data ports, as hop-probe.c takes them (-DHOP_DATA_PORT=, -DHOP_DATA_PORT_2=). */
-#ifndef HOP_DATA_PORT
-#error "HOP_DATA_PORT must be defined (-DHOP_DATA_PORT=<port>)"
-#endif
-#ifndef HOP_DATA_PORT_2
-#define HOP_DATA_PORT_2 HOP_DATA_PORT
-#endif
+#include "hop-ports.h"
 
 #define SYS_PROCEED 1
 
@@ -70,7 +63,7 @@ static __always_inline int connect_call(struct bpf_sock_addr *ctx)
 	__u32 zero = 0;
 	__u64 cookie;
 
-	if (ctx->protocol != IPPROTO_TCP || (port != hop_htons(HOP_DATA_PORT) && port != hop_htons(HOP_DATA_PORT_2)))
+	if (ctx->protocol != IPPROTO_TCP || !hop_data_port(port))
 		return SYS_PROCEED;
 	slot = bpf_map_lookup_elem(&hop_connect_slot, &zero);
 	if (!slot)

@@ -55,16 +55,7 @@
 
 #include "hop-bpf.h"
 #include "hop-maps.h"
-
-/* The receiver's data port (NodePort = Service port = pod port); the loader passes -DHOP_DATA_PORT=. */
-#ifndef HOP_DATA_PORT
-#error "HOP_DATA_PORT must be defined (-DHOP_DATA_PORT=<port>)"
-#endif
-/* The data port of the receiver pod's second ITGRecv, when it has one (-DHOP_DATA_PORT_2=). */
-#ifndef HOP_DATA_PORT_2
-#define HOP_DATA_PORT_2 HOP_DATA_PORT
-#endif
-#define hop_data_port(port) ((port) == hop_htons(HOP_DATA_PORT) || (port) == hop_htons(HOP_DATA_PORT_2))
+#include "hop-ports.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
