@@ -57,11 +57,11 @@ describe.skipIf(hostProblem !== undefined)(`eBPF socket load balancing on this k
   });
   afterAll(() => topology?.destroy());
 
-  it("runs the client pod's processes in its own cgroup v2, named with the run's prefix", () => {
+  it("runs the client pod's processes in its container's cgroup v2, below the pod's, named with the run's prefix", () => {
     const cgroup = topology.plan.clientPod!.cgroup;
     expect(cgroup.endsWith(`/${topology.prefix}-clientpod`)).toBe(true);
     expect(mountType(cgroup.slice(0, cgroup.lastIndexOf("/")))).toBe("cgroup2");
-    expect(topology.run("clientpod", ["cat", "/proc/self/cgroup"])).toMatch(new RegExp(`^0::/${topology.prefix}-clientpod$`, "m"));
+    expect(topology.run("clientpod", ["cat", "/proc/self/cgroup"])).toMatch(new RegExp(`^0::/${topology.prefix}-clientpod/container$`, "m"));
     // Other roles stay where they were.
     expect(topology.run("pod2", ["cat", "/proc/self/cgroup"])).not.toContain(topology.prefix);
   });

@@ -252,7 +252,8 @@ describe.skipIf(problem !== undefined)(`hop probes with real traffic${problem ? 
     expect(names("egress")).toEqual(["lb_revnat", "hr_uplink_out"]);
     const ids = probes.objectIds();
     expect(ids.programs).toHaveLength(12);
-    expect(ids.maps).toHaveLength(2);
+    // The records, the counts, and the connect calls' map (hop_connects), which the probes' object always declares.
+    expect(ids.maps).toHaveLength(3);
     const { topology } = backend;
     // The probes' own teardown, with the namespaces and the eBPF dataplane still there:
     // none of their filters may be left, nor a clsact qdisc that only they used.
