@@ -451,7 +451,7 @@ export class HopProbes {
     const connect = this.connectCgroups ? (Object.keys(CONNECT_HOOKS) as ConnectHook[]) : [];
     return {
       programs: [...this.plan.map((a) => idOf("prog", join(this.bpffs, "progs", a.program))), ...connect.map((h) => idOf("prog", join(this.bpffs, "connect", h)))],
-      maps: [...Object.values(hopMapNames(this.output)), CONNECT_MAP as typeof CONNECT_MAP].map((m) => idOf("map", this.mapPath(m))),
+      maps: [...Object.values(hopMapNames(this.output)), CONNECT_MAP].map((m) => idOf("map", this.mapPath(m))),
     };
   }
 
